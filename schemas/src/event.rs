@@ -1,0 +1,450 @@
+//! The edge event: Cloudflare Logpush `http_requests` NDJSON, field names unchanged.
+//!
+//! [`parse_line`] turns one NDJSON line into a validated [`EdgeEvent`] or a typed [`InvalidReason`];
+//! it never panics on any input. Strings are borrowed from the line where JSON escapes allow it, so
+//! the hot path allocates nothing per event. Unknown fields are skipped.
+//!
+//! Required: `EdgeStartTimestamp` (unix ns/µs/ms/s integer, fractional seconds, or RFC 3339),
+//! `ClientIP`, `EdgeResponseStatus` (100..=599) and a site (`ZoneName`, else `ClientRequestHost`).
+//! A field present with the wrong JSON type is an error even when the field is optional: a producer
+//! that sends `"ClientASN": "x"` is broken and its events are dead-lettered rather than half-read.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::time::{from_unix_float, from_unix_int, parse_timestamp_str, Nanos};
+
+/// Longest raw excerpt kept with a dead letter.
+pub const MAX_EXCERPT_BYTES: usize = 1024;
+
+/// `EdgeStartTimestamp` as it appeared on the wire, converted to nanoseconds (or not, if invalid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireTimestamp(pub Option<Nanos>);
+
+impl<'de> Deserialize<'de> for WireTimestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = WireTimestamp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a unix timestamp (integer or float) or an RFC 3339 string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireTimestamp, E> {
+                Ok(WireTimestamp(from_unix_int(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireTimestamp, E> {
+                Ok(WireTimestamp(i64::try_from(v).ok().and_then(from_unix_int)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<WireTimestamp, E> {
+                Ok(WireTimestamp(from_unix_float(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireTimestamp, E> {
+                Ok(WireTimestamp(parse_timestamp_str(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `Option<Cow<str>>` that borrows from the input when the JSON string has no escapes (serde's own
+/// `Cow` support only borrows for a bare `Cow`, not inside `Option`).
+fn opt_cow<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// One Logpush line as deserialized, before validation. All fields optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEvent<'a> {
+    #[serde(rename = "EdgeStartTimestamp")]
+    pub edge_start_timestamp: Option<WireTimestamp>,
+    #[serde(rename = "ClientIP", borrow, default, deserialize_with = "opt_cow")]
+    pub client_ip: Option<Cow<'a, str>>,
+    #[serde(rename = "EdgeResponseStatus")]
+    pub edge_response_status: Option<u16>,
+    #[serde(rename = "ZoneName", borrow, default, deserialize_with = "opt_cow")]
+    pub zone_name: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientRequestHost", borrow, default, deserialize_with = "opt_cow")]
+    pub client_request_host: Option<Cow<'a, str>>,
+    #[serde(rename = "RayID", borrow, default, deserialize_with = "opt_cow")]
+    pub ray_id: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientASN")]
+    pub client_asn: Option<u32>,
+    #[serde(rename = "ClientCountry", borrow, default, deserialize_with = "opt_cow")]
+    pub client_country: Option<Cow<'a, str>>,
+    #[serde(rename = "EdgeColoCode", borrow, default, deserialize_with = "opt_cow")]
+    pub edge_colo_code: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientRequestMethod", borrow, default, deserialize_with = "opt_cow")]
+    pub client_request_method: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientRequestURI", borrow, default, deserialize_with = "opt_cow")]
+    pub client_request_uri: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientRequestPath", borrow, default, deserialize_with = "opt_cow")]
+    pub client_request_path: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientRequestProtocol", borrow, default, deserialize_with = "opt_cow")]
+    pub client_request_protocol: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientRequestUserAgent", borrow, default, deserialize_with = "opt_cow")]
+    pub client_request_user_agent: Option<Cow<'a, str>>,
+    #[serde(rename = "ClientSSLProtocol", borrow, default, deserialize_with = "opt_cow")]
+    pub client_ssl_protocol: Option<Cow<'a, str>>,
+    #[serde(rename = "JA3Hash", borrow, default, deserialize_with = "opt_cow")]
+    pub ja3_hash: Option<Cow<'a, str>>,
+    #[serde(rename = "JA4", borrow, default, deserialize_with = "opt_cow")]
+    pub ja4: Option<Cow<'a, str>>,
+    #[serde(rename = "EdgeResponseBytes")]
+    pub edge_response_bytes: Option<u64>,
+    #[serde(rename = "OriginResponseStatus")]
+    pub origin_response_status: Option<u16>,
+    #[serde(rename = "CacheCacheStatus", borrow, default, deserialize_with = "opt_cow")]
+    pub cache_cache_status: Option<Cow<'a, str>>,
+    #[serde(rename = "EdgeTimeToFirstByteMs")]
+    pub edge_time_to_first_byte_ms: Option<u32>,
+    #[serde(rename = "SecurityAction", borrow, default, deserialize_with = "opt_cow")]
+    pub security_action: Option<Cow<'a, str>>,
+    #[serde(rename = "BotScore")]
+    pub bot_score: Option<u8>,
+    #[serde(rename = "WAFAttackScore")]
+    pub waf_attack_score: Option<u8>,
+}
+
+/// A validated edge event. Optional Logpush fields keep their wire value (`None` / empty when absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeEvent<'a> {
+    /// `EdgeStartTimestamp`, unix nanoseconds.
+    pub ts: Nanos,
+    /// The site (zone) the request belongs to, lower case.
+    pub site: Cow<'a, str>,
+    pub client_ip: IpAddr,
+    pub status: u16,
+    pub ray_id: Option<Cow<'a, str>>,
+    /// 0 when unknown.
+    pub asn: u32,
+    /// ISO 3166 alpha-2, lower case as Logpush sends it; empty when unknown.
+    pub country: Cow<'a, str>,
+    /// IATA colo code, upper case; empty when unknown.
+    pub colo: Cow<'a, str>,
+    /// `CacheCacheStatus` (hit, miss, expired, dynamic, …); empty when absent.
+    pub cache_status: Cow<'a, str>,
+    pub method: Option<Cow<'a, str>>,
+    pub uri: Option<Cow<'a, str>>,
+    pub path: Option<Cow<'a, str>>,
+    pub protocol: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub ssl_protocol: Option<Cow<'a, str>>,
+    pub ja3: Option<Cow<'a, str>>,
+    pub ja4: Option<Cow<'a, str>>,
+    pub bytes: u64,
+    pub origin_status: Option<u16>,
+    pub ttfb_ms: Option<u32>,
+    pub security_action: Option<Cow<'a, str>>,
+    pub bot_score: Option<u8>,
+    pub waf_attack_score: Option<u8>,
+}
+
+impl EdgeEvent<'_> {
+    /// Cache statuses counted as served from cache (`cache_hits` in `site_rates_10s`).
+    pub fn is_cache_hit(&self) -> bool {
+        is_cache_hit_status(&self.cache_status)
+    }
+
+    /// `SecurityAction` that stopped the request at the edge (`blocked` in `site_rates_10s`).
+    pub fn is_blocked(&self) -> bool {
+        self.security_action.as_deref().is_some_and(is_blocking_action)
+    }
+
+    /// 1..=5 for 1xx..5xx.
+    pub fn status_class(&self) -> u8 {
+        (self.status / 100) as u8
+    }
+}
+
+/// `hit`, `stale`, `updating` and `revalidated` are answered from cache.
+pub fn is_cache_hit_status(s: &str) -> bool {
+    matches!(s, "hit" | "stale" | "updating" | "revalidated")
+}
+
+/// `block` and the challenge actions stop a request at the edge.
+pub fn is_blocking_action(s: &str) -> bool {
+    matches!(s, "block" | "challenge" | "jschallenge" | "managedChallenge" | "challengeFailed")
+}
+
+/// Why a line was not accepted. `code()` is the stable value written to `dead_letters.reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReason {
+    #[error("line is not valid UTF-8 (first bad byte at {0})")]
+    InvalidUtf8(usize),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("wrong field type: {0}")]
+    WrongType(String),
+    #[error("missing required field {0}")]
+    MissingField(&'static str),
+    #[error("invalid EdgeStartTimestamp (not a time between 2000 and 2100)")]
+    InvalidTimestamp,
+    #[error("invalid ClientIP {0:?}")]
+    InvalidClientIp(String),
+    #[error("invalid EdgeResponseStatus {0} (expected 100..=599)")]
+    InvalidStatus(u16),
+    #[error("invalid site name {0:?}")]
+    InvalidSite(String),
+    #[error("line of {len} bytes exceeds the limit of {limit} bytes")]
+    LineTooLong { len: usize, limit: usize },
+    #[error("event time {lag_secs} s behind the watermark, past the allowed lateness")]
+    TooLate { lag_secs: i64 },
+}
+
+impl InvalidReason {
+    /// Stable machine-readable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUtf8(_) => "invalid_utf8",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::WrongType(_) => "wrong_type",
+            Self::MissingField(_) => "missing_field",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::InvalidClientIp(_) => "invalid_client_ip",
+            Self::InvalidStatus(_) => "invalid_status",
+            Self::InvalidSite(_) => "invalid_site",
+            Self::LineTooLong { .. } => "line_too_long",
+            Self::TooLate { .. } => "too_late",
+        }
+    }
+
+    /// Every reason code, for metrics and docs.
+    pub const CODES: [&'static str; 10] = [
+        "invalid_utf8",
+        "malformed_json",
+        "wrong_type",
+        "missing_field",
+        "invalid_timestamp",
+        "invalid_client_ip",
+        "invalid_status",
+        "invalid_site",
+        "line_too_long",
+        "too_late",
+    ];
+}
+
+/// Parse and validate one NDJSON line (without its trailing newline).
+pub fn parse_line(line: &[u8]) -> Result<EdgeEvent<'_>, InvalidReason> {
+    let text = std::str::from_utf8(line).map_err(|e| InvalidReason::InvalidUtf8(e.valid_up_to()))?;
+    let raw: RawEvent<'_> = sonic_rs::from_str(text).map_err(|e| {
+        let msg = truncate_msg(e.to_string());
+        if matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
+    })?;
+    validate(raw)
+}
+
+fn truncate_msg(mut s: String) -> String {
+    // sonic-rs quotes a window of the input in its messages; keep reasons short.
+    if let Some(i) = s.find('\n') {
+        s.truncate(i);
+    }
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Validate a deserialized line.
+pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
+    let ts = match raw.edge_start_timestamp {
+        None => return Err(InvalidReason::MissingField("EdgeStartTimestamp")),
+        Some(WireTimestamp(None)) => return Err(InvalidReason::InvalidTimestamp),
+        Some(WireTimestamp(Some(ts))) => ts,
+    };
+    let ip_text = raw.client_ip.ok_or(InvalidReason::MissingField("ClientIP"))?;
+    let client_ip: IpAddr =
+        ip_text.trim().parse().map_err(|_| InvalidReason::InvalidClientIp(excerpt_str(&ip_text, 64)))?;
+    let status = raw.edge_response_status.ok_or(InvalidReason::MissingField("EdgeResponseStatus"))?;
+    if !(100..=599).contains(&status) {
+        return Err(InvalidReason::InvalidStatus(status));
+    }
+    let site = match (raw.zone_name, raw.client_request_host) {
+        (Some(z), _) if !z.is_empty() => normalize_site(z)?,
+        (_, Some(h)) if !h.is_empty() => normalize_site(strip_port(h))?,
+        _ => return Err(InvalidReason::MissingField("ZoneName")),
+    };
+    Ok(EdgeEvent {
+        ts,
+        site,
+        client_ip,
+        status,
+        ray_id: raw.ray_id.filter(|r| !r.is_empty()),
+        asn: raw.client_asn.unwrap_or(0),
+        country: lower(raw.client_country.unwrap_or_default()),
+        colo: upper(raw.edge_colo_code.unwrap_or_default()),
+        cache_status: raw.cache_cache_status.unwrap_or_default(),
+        method: raw.client_request_method,
+        uri: raw.client_request_uri,
+        path: raw.client_request_path,
+        protocol: raw.client_request_protocol,
+        user_agent: raw.client_request_user_agent,
+        ssl_protocol: raw.client_ssl_protocol,
+        ja3: raw.ja3_hash,
+        ja4: raw.ja4,
+        bytes: raw.edge_response_bytes.unwrap_or(0),
+        origin_status: raw.origin_response_status,
+        ttfb_ms: raw.edge_time_to_first_byte_ms,
+        security_action: raw.security_action,
+        bot_score: raw.bot_score,
+        waf_attack_score: raw.waf_attack_score,
+    })
+}
+
+fn strip_port(h: Cow<'_, str>) -> Cow<'_, str> {
+    // "host:443" → "host"; bracketed IPv6 literals are left alone (and rejected as sites below).
+    match h {
+        Cow::Borrowed(b) => Cow::Borrowed(b.rsplit_once(':').filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit())).map_or(b, |(h, _)| h)),
+        Cow::Owned(o) => {
+            let cut = o.rsplit_once(':').filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit())).map(|(h, _)| h.len());
+            Cow::Owned(cut.map_or(o.clone(), |n| o[..n].to_owned()))
+        }
+    }
+}
+
+/// Sites are DNS names: lower case, no trailing dot, at most 253 bytes of `[a-z0-9.-_*]`.
+fn normalize_site(s: Cow<'_, str>) -> Result<Cow<'_, str>, InvalidReason> {
+    let trimmed_len = s.trim_end_matches('.').len();
+    let valid = trimmed_len > 0
+        && trimmed_len <= 253
+        && s.as_bytes()[..trimmed_len]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'*'));
+    if !valid {
+        return Err(InvalidReason::InvalidSite(excerpt_str(&s, 64)));
+    }
+    let needs_change = trimmed_len != s.len() || s.bytes().any(|c| c.is_ascii_uppercase());
+    if !needs_change {
+        return Ok(s);
+    }
+    Ok(Cow::Owned(s[..trimmed_len].to_ascii_lowercase()))
+}
+
+fn lower(s: Cow<'_, str>) -> Cow<'_, str> {
+    if s.bytes().any(|c| c.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { s }
+}
+
+fn upper(s: Cow<'_, str>) -> Cow<'_, str> {
+    if s.bytes().any(|c| c.is_ascii_lowercase()) { Cow::Owned(s.to_ascii_uppercase()) } else { s }
+}
+
+/// At most `max` bytes of `s`, cut at a char boundary.
+pub fn excerpt_str(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// The raw excerpt stored with a dead letter: the first [`MAX_EXCERPT_BYTES`] bytes, invalid UTF-8
+/// replaced so the excerpt is always a valid string.
+pub fn raw_excerpt(line: &[u8]) -> String {
+    let cut = &line[..line.len().min(MAX_EXCERPT_BYTES)];
+    match std::str::from_utf8(cut) {
+        Ok(s) => s.to_owned(),
+        // A multi-byte char cut at the limit is not an error of the line: drop the partial tail.
+        Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&cut[..e.valid_up_to()]).into_owned(),
+        Err(_) => String::from_utf8_lossy(cut).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"{"ClientIP":"203.0.113.7","ClientRequestHost":"www.shop.example","EdgeStartTimestamp":1793491200123456789,"EdgeResponseStatus":200,"ZoneName":"shop.example","RayID":"7d2a1b3c4d5e6f70","ClientASN":64500,"ClientCountry":"US","EdgeColoCode":"sjc","CacheCacheStatus":"hit","EdgeResponseBytes":5120,"SecurityAction":"","NewField":{"x":[1,2]}}"#;
+
+    #[test]
+    fn parses_and_normalizes() {
+        let ev = parse_line(LINE.as_bytes()).unwrap();
+        assert_eq!(ev.ts, 1_793_491_200_123_456_789);
+        assert_eq!(ev.site, "shop.example");
+        assert_eq!(ev.client_ip.to_string(), "203.0.113.7");
+        assert_eq!(ev.country, "us");
+        assert_eq!(ev.colo, "SJC");
+        assert_eq!(ev.asn, 64500);
+        assert!(ev.is_cache_hit());
+        assert!(!ev.is_blocked());
+        assert!(matches!(ev.site, Cow::Borrowed(_)), "no allocation for a clean site name");
+    }
+
+    #[test]
+    fn host_fallback_strips_port_and_case() {
+        let ev = parse_line(br#"{"ClientIP":"2001:db8::1","ClientRequestHost":"API.Example.COM:8443","EdgeStartTimestamp":"2026-10-31T00:00:00Z","EdgeResponseStatus":503}"#).unwrap();
+        assert_eq!(ev.site, "api.example.com");
+        assert_eq!(ev.status_class(), 5);
+    }
+
+    #[test]
+    fn reasons() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{\"ClientIP\":\"1.2.3.4\"", "malformed_json"),
+            (b"[1,2]", "wrong_type"),
+            (b"\xff\xfe{}", "invalid_utf8"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":"200","ZoneName":"a.example"}"#, "wrong_type"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example","ClientASN":"x"}"#, "wrong_type"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeResponseStatus":200,"ZoneName":"a.example"}"#, "missing_field"),
+            (br#"{"EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example"}"#, "missing_field"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"ZoneName":"a.example"}"#, "missing_field"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200}"#, "missing_field"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":12,"EdgeResponseStatus":200,"ZoneName":"a.example"}"#, "invalid_timestamp"),
+            (br#"{"ClientIP":"1.2.3.400","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example"}"#, "invalid_client_ip"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":999,"ZoneName":"a.example"}"#, "invalid_status"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"bad site/"}"#, "invalid_site"),
+            (b"", "malformed_json"),
+            (b"null", "wrong_type"),
+        ];
+        for (line, code) in cases {
+            let err = parse_line(line).unwrap_err();
+            assert_eq!(err.code(), *code, "{:?} -> {err}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_owned_and_correct() {
+        let ev = parse_line(br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example","ClientRequestUserAgent":"Mozilla\/5.0 \"x\" \u00e9"}"#).unwrap();
+        assert_eq!(ev.user_agent.as_deref(), Some("Mozilla/5.0 \"x\" é"));
+    }
+
+    #[test]
+    fn excerpt_is_bounded_and_valid() {
+        let long = "é".repeat(2000);
+        let ex = raw_excerpt(long.as_bytes());
+        assert!(ex.len() <= MAX_EXCERPT_BYTES);
+        assert!(ex.chars().all(|c| c == 'é'));
+        assert_eq!(raw_excerpt(b"\xffab"), "\u{fffd}ab");
+    }
+}

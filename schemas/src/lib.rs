@@ -1,0 +1,16 @@
+//! edgelens schemas: the one place that says what an edge event is and what every table looks like.
+//!
+//! - [`event`]: the Logpush `http_requests` event (field names unchanged), parsing of one NDJSON line
+//!   and validation into an [`EdgeEvent`] or a typed [`InvalidReason`].
+//! - [`tables`]: every table of the public contract, defined once as data; the Arrow schema (Parquet
+//!   lake, DataFusion) and the ClickHouse DDL are both derived from these definitions.
+//!
+//! No I/O happens in this crate.
+
+pub mod event;
+pub mod tables;
+pub mod time;
+
+pub use event::{EdgeEvent, InvalidReason, RawEvent, parse_line, MAX_EXCERPT_BYTES};
+pub use tables::{ColumnDef, ColumnType, Role, TableDef, ALL_TABLES};
+pub use time::{parse_timestamp_str, Nanos};

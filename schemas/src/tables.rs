@@ -1,0 +1,329 @@
+//! Every table of the public contract, defined once as data.
+//!
+//! The Arrow schema (Parquet lake, DataFusion) and the ClickHouse DDL are derived from these
+//! definitions, so a column added here appears everywhere. Conventions:
+//! - timestamps are UTC, Arrow `Timestamp(Microsecond, "UTC")`, ClickHouse `DateTime`;
+//! - `Key` columns identify a row's group; two rows with the same keys are deltas of one group and
+//!   are summed by readers (late events produce such delta rows);
+//! - `Measure` columns are exact counts and add up;
+//! - `Sketch` columns hold a serialized Apache DataSketches HLL (mergeable with a union); the
+//!   matching `Estimate` column is that sketch's estimate for the row alone.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Timestamp,
+    String,
+    UInt16,
+    UInt32,
+    UInt64,
+    Float64,
+    /// Serialized sketch bytes.
+    Binary,
+    /// A JSON document stored as a string.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Key,
+    Measure,
+    Estimate,
+    Sketch,
+    Attribute,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnDef {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub role: Role,
+    pub nullable: bool,
+}
+
+const fn col(name: &'static str, ty: ColumnType, role: Role) -> ColumnDef {
+    ColumnDef { name, ty, role, nullable: false }
+}
+const fn key(name: &'static str, ty: ColumnType) -> ColumnDef {
+    col(name, ty, Role::Key)
+}
+const fn measure(name: &'static str) -> ColumnDef {
+    col(name, ColumnType::UInt64, Role::Measure)
+}
+const fn attr(name: &'static str, ty: ColumnType) -> ColumnDef {
+    col(name, ty, Role::Attribute)
+}
+const fn nullable(mut c: ColumnDef) -> ColumnDef {
+    c.nullable = true;
+    c
+}
+
+#[derive(Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// The event-time column that decides the `date=` partition.
+    pub time_column: &'static str,
+    pub columns: &'static [ColumnDef],
+}
+
+use ColumnType::*;
+
+pub static SITE_RATES_10S: TableDef = TableDef {
+    name: "site_rates_10s",
+    doc: "Per-site request rates in 10-second windows.",
+    time_column: "ts",
+    columns: &[
+        key("ts", Timestamp),
+        key("site", String),
+        measure("requests"),
+        measure("bytes"),
+        measure("status_2xx"),
+        measure("status_3xx"),
+        measure("status_4xx"),
+        measure("status_5xx"),
+        measure("cache_hits"),
+        measure("blocked"),
+        col("distinct_clients", UInt64, Role::Estimate),
+        col("clients_sketch", Binary, Role::Sketch),
+    ],
+};
+
+pub static TRAFFIC_1M: TableDef = TableDef {
+    name: "traffic_1m",
+    doc: "1-minute traffic rollup by site, country, colo, status class and cache status.",
+    time_column: "ts",
+    columns: &[
+        key("ts", Timestamp),
+        key("site", String),
+        key("country", String),
+        key("colo", String),
+        key("status_class", String),
+        key("cache_status", String),
+        measure("requests"),
+        measure("bytes"),
+    ],
+};
+
+pub static ASN_1M: TableDef = TableDef {
+    name: "asn_1m",
+    doc: "1-minute traffic rollup by site, client ASN and country, with distinct clients.",
+    time_column: "ts",
+    columns: &[
+        key("ts", Timestamp),
+        key("site", String),
+        key("asn", UInt32),
+        key("country", String),
+        measure("requests"),
+        measure("bytes"),
+        col("distinct_clients", UInt64, Role::Estimate),
+        col("clients_sketch", Binary, Role::Sketch),
+    ],
+};
+
+pub static INCIDENTS: TableDef = TableDef {
+    name: "incidents",
+    doc: "Detected attacks, one row per incident state change (latest row per incident_id wins).",
+    time_column: "start_ts",
+    columns: &[
+        key("incident_id", String),
+        attr("site", String),
+        attr("vector", String),
+        attr("status", String),
+        attr("start_ts", Timestamp),
+        attr("detected_ts", Timestamp),
+        attr("peak_ts", Timestamp),
+        nullable(attr("end_ts", Timestamp)),
+        attr("peak_rps", Float64),
+        attr("baseline_rps", Float64),
+        attr("attack_requests", UInt64),
+        attr("distinct_ips", UInt64),
+        attr("signature", Json),
+        attr("top_attackers", Json),
+    ],
+};
+
+pub static INCIDENT_TIMELINE: TableDef = TableDef {
+    name: "incident_timeline",
+    doc: "Per-second timeline of an incident's site traffic.",
+    time_column: "ts",
+    columns: &[
+        key("incident_id", String),
+        key("ts", Timestamp),
+        measure("requests"),
+        measure("matched_requests"),
+        measure("status_2xx"),
+        measure("status_3xx"),
+        measure("status_4xx"),
+        measure("status_5xx"),
+    ],
+};
+
+pub static SITES: TableDef = TableDef {
+    name: "sites",
+    doc: "Site registry: each site and the tenant it belongs to.",
+    time_column: "created_at",
+    columns: &[
+        key("site", String),
+        attr("tenant", String),
+        attr("created_at", Timestamp),
+        nullable(attr("removed_at", Timestamp)),
+    ],
+};
+
+pub static SITE_ENTITIES: TableDef = TableDef {
+    name: "site_entities",
+    doc: "Many-to-many, time-versioned attribution of sites to entities (organisations).",
+    time_column: "valid_from",
+    columns: &[
+        key("site", String),
+        key("entity", String),
+        attr("source", String),
+        attr("confidence", Float64),
+        key("valid_from", Timestamp),
+        nullable(attr("valid_to", Timestamp)),
+    ],
+};
+
+pub static SITE_TAGS: TableDef = TableDef {
+    name: "site_tags",
+    doc: "Tags of sites (e.g. a watchlist name).",
+    time_column: "valid_from",
+    columns: &[
+        key("site", String),
+        key("tag", String),
+        attr("source", String),
+        key("valid_from", Timestamp),
+        nullable(attr("valid_to", Timestamp)),
+    ],
+};
+
+pub static DEAD_LETTERS: TableDef = TableDef {
+    name: "dead_letters",
+    doc: "Input that was not counted in the rollups, with the reason and a raw excerpt.",
+    time_column: "ts",
+    columns: &[
+        attr("ts", Timestamp),
+        attr("source", String),
+        attr("offset", UInt64),
+        attr("reason", String),
+        attr("detail", String),
+        attr("raw", String),
+    ],
+};
+
+/// All tables, in a stable order.
+pub static ALL_TABLES: [&TableDef; 9] = [
+    &SITE_RATES_10S,
+    &TRAFFIC_1M,
+    &ASN_1M,
+    &INCIDENTS,
+    &INCIDENT_TIMELINE,
+    &SITES,
+    &SITE_ENTITIES,
+    &SITE_TAGS,
+    &DEAD_LETTERS,
+];
+
+/// Look a table up by name.
+pub fn table(name: &str) -> Option<&'static TableDef> {
+    ALL_TABLES.iter().copied().find(|t| t.name == name)
+}
+
+impl ColumnType {
+    pub fn arrow(self) -> DataType {
+        match self {
+            Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            String | Json => DataType::Utf8,
+            UInt16 => DataType::UInt16,
+            UInt32 => DataType::UInt32,
+            UInt64 => DataType::UInt64,
+            Float64 => DataType::Float64,
+            Binary => DataType::Binary,
+        }
+    }
+
+    /// ClickHouse type name (works on 18.16 and later).
+    pub fn clickhouse(self) -> &'static str {
+        match self {
+            Timestamp => "DateTime",
+            String | Json | Binary => "String",
+            UInt16 => "UInt16",
+            UInt32 => "UInt32",
+            UInt64 => "UInt64",
+            Float64 => "Float64",
+        }
+    }
+}
+
+impl TableDef {
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns.iter().map(|c| Field::new(c.name, c.ty.arrow(), c.nullable)).collect::<Vec<_>>(),
+        ))
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn key_columns(&self) -> impl Iterator<Item = &ColumnDef> {
+        self.columns.iter().filter(|c| c.role == Role::Key)
+    }
+
+    pub fn measure_columns(&self) -> impl Iterator<Item = &ColumnDef> {
+        self.columns.iter().filter(|c| c.role == Role::Measure)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for ClickHouse (18.16 syntax): MergeTree ordered by the key
+    /// columns, partitioned by day of the time column.
+    pub fn clickhouse_ddl(&self, database: &str) -> std::string::String {
+        let cols: Vec<_> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let ty = c.ty.clickhouse();
+                if c.nullable { format!("    `{}` Nullable({ty})", c.name) } else { format!("    `{}` {ty}", c.name) }
+            })
+            .collect();
+        let order: Vec<_> = self.key_columns().filter(|c| !c.nullable).map(|c| format!("`{}`", c.name)).collect();
+        let order = if order.is_empty() { "tuple()".to_owned() } else { format!("({})", order.join(", ")) };
+        let partition = match self.column(self.time_column) {
+            Some(c) if !c.nullable => format!("\nPARTITION BY toYYYYMMDD(`{}`)", self.time_column),
+            _ => std::string::String::new(),
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{database}`.`{}` (\n{}\n) ENGINE = MergeTree(){partition}\nORDER BY {order}",
+            self.name,
+            cols.join(",\n")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_unique_and_schemas_derive() {
+        let mut names: Vec<_> = ALL_TABLES.iter().map(|t| t.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL_TABLES.len());
+        for t in ALL_TABLES {
+            let s = t.arrow_schema();
+            assert_eq!(s.fields().len(), t.columns.len());
+            assert!(t.column(t.time_column).is_some(), "{}: time column", t.name);
+        }
+    }
+
+    #[test]
+    fn clickhouse_ddl_golden() {
+        let ddl = SITE_RATES_10S.clickhouse_ddl("edgelens");
+        let golden = include_str!("../tests/golden/site_rates_10s.clickhouse.sql");
+        assert_eq!(ddl.trim(), golden.trim());
+    }
+}

@@ -1,0 +1,117 @@
+//! Timestamps: edgelens keeps event time as unix nanoseconds (`i64`). This module owns the accepted
+//! encodings of `EdgeStartTimestamp` and of API time parameters: unix nanoseconds, microseconds,
+//! milliseconds or seconds as integers (told apart by magnitude), fractional seconds, and RFC 3339.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Unix time in nanoseconds.
+pub type Nanos = i64;
+
+pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+/// Earliest and latest accepted event time (2000-01-01 .. 2100-01-01): anything outside is a broken
+/// clock or a misread unit, never a real edge request.
+pub const MIN_TS: Nanos = 946_684_800 * NANOS_PER_SEC;
+pub const MAX_TS: Nanos = 4_102_444_800 * NANOS_PER_SEC;
+
+/// Integer timestamp to nanoseconds, unit chosen by magnitude: ≥1e17 ns, ≥1e14 µs, ≥1e11 ms, else s.
+pub fn from_unix_int(v: i64) -> Option<Nanos> {
+    let a = v.unsigned_abs();
+    let ns = if a >= 100_000_000_000_000_000 {
+        Some(v)
+    } else if a >= 100_000_000_000_000 {
+        v.checked_mul(1_000)
+    } else if a >= 100_000_000_000 {
+        v.checked_mul(1_000_000)
+    } else {
+        v.checked_mul(NANOS_PER_SEC)
+    }?;
+    in_range(ns)
+}
+
+/// Fractional unix seconds to nanoseconds.
+pub fn from_unix_float(v: f64) -> Option<Nanos> {
+    if !v.is_finite() {
+        return None;
+    }
+    // Large values are integer timestamps in other units that happen to be written as floats.
+    if v.abs() >= 1e11 {
+        return from_unix_int(v as i64);
+    }
+    in_range((v * NANOS_PER_SEC as f64).round() as i64)
+}
+
+/// RFC 3339 (`2026-11-01T12:00:00Z`, with optional fraction and offset), or a plain integer/float
+/// unix time written as a string.
+pub fn parse_timestamp_str(s: &str) -> Option<Nanos> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<i64>() {
+        return from_unix_int(v);
+    }
+    if let Ok(v) = s.parse::<f64>() {
+        return from_unix_float(v);
+    }
+    let dt = DateTime::parse_from_rfc3339(s).ok()?;
+    in_range(dt.timestamp_nanos_opt()?)
+}
+
+fn in_range(ns: Nanos) -> Option<Nanos> {
+    (MIN_TS..MAX_TS).contains(&ns).then_some(ns)
+}
+
+/// Floor `ts` to a multiple of `width` (both in nanoseconds).
+#[inline]
+pub fn floor_to(ts: Nanos, width: Nanos) -> Nanos {
+    ts.div_euclid(width) * width
+}
+
+/// RFC 3339 with `Z`, second precision unless there is a fraction.
+pub fn format_rfc3339(ts: Nanos) -> String {
+    let dt = Utc.timestamp_nanos(ts);
+    if ts.rem_euclid(NANOS_PER_SEC) == 0 {
+        dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a timestamp: the hive partition value of the lake.
+pub fn date_of(ts: Nanos) -> String {
+    Utc.timestamp_nanos(ts).format("%Y-%m-%d").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_by_magnitude() {
+        let s = 1_793_491_200_i64; // 2026-11-01T00:00:00Z
+        let ns = s * NANOS_PER_SEC;
+        assert_eq!(from_unix_int(s), Some(ns));
+        assert_eq!(from_unix_int(s * 1_000), Some(ns));
+        assert_eq!(from_unix_int(s * 1_000_000), Some(ns));
+        assert_eq!(from_unix_int(ns), Some(ns));
+        assert_eq!(from_unix_float(s as f64 + 0.5), Some(ns + 500_000_000));
+        assert_eq!(parse_timestamp_str("2026-11-01T00:00:00Z"), Some(ns));
+        assert_eq!(parse_timestamp_str("2026-11-01T01:00:00.25+01:00"), Some(ns + 250_000_000));
+        assert_eq!(parse_timestamp_str("1793491200"), Some(ns));
+    }
+
+    #[test]
+    fn out_of_range_rejected() {
+        assert_eq!(from_unix_int(0), None);
+        assert_eq!(from_unix_int(-5), None);
+        assert_eq!(parse_timestamp_str("1970-01-01T00:00:00Z"), None);
+        assert_eq!(parse_timestamp_str("yesterday"), None);
+        assert_eq!(from_unix_float(f64::NAN), None);
+    }
+
+    #[test]
+    fn floor_and_format() {
+        let ns = 1_793_491_207 * NANOS_PER_SEC + 3;
+        assert_eq!(floor_to(ns, 10 * NANOS_PER_SEC), 1_793_491_200 * NANOS_PER_SEC);
+        assert_eq!(format_rfc3339(1_793_491_200 * NANOS_PER_SEC), "2026-11-01T00:00:00Z");
+        assert_eq!(date_of(ns), "2026-11-01");
+    }
+}
