@@ -1,1 +1,18 @@
-//! edgelens aggregate
+//! edgelens aggregate: from validated events to rollup tables.
+//!
+//! - [`windows`]: the pure event-time window core (watermarks, late deltas, RayID dedup).
+//! - [`sketch`]: the mergeable distinct-client sketch.
+//! - [`batches`]: rollup rows as Arrow batches in the schemas' column order.
+//! - [`sink`]: the [`sink::RollupSink`] trait, the Parquet lake and an in-memory sink.
+//! - [`pipeline`]: the embedded pipeline (lines → parse → windows → sink) used by `replay` and `demo`.
+
+pub mod batches;
+pub mod error;
+pub mod pipeline;
+pub mod sink;
+pub mod sketch;
+pub mod windows;
+
+pub use error::{PipelineError, SinkError};
+pub use sink::{OffsetSpan, RollupSink, SinkBatch};
+pub use windows::{ClosedWindows, SiteWindows, WindowConfig};

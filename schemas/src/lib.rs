@@ -13,4 +13,4 @@ pub mod time;
 
 pub use event::{EdgeEvent, InvalidReason, RawEvent, parse_line, MAX_EXCERPT_BYTES};
 pub use tables::{ColumnDef, ColumnType, Role, TableDef, ALL_TABLES};
-pub use time::{parse_timestamp_str, Nanos};
+pub use time::{parse_duration, parse_timestamp_str, Nanos};

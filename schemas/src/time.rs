@@ -80,6 +80,23 @@ pub fn date_of(ts: Nanos) -> String {
     Utc.timestamp_nanos(ts).format("%Y-%m-%d").to_string()
 }
 
+/// A duration like `500ms`, `10s`, `5m`, `1h`, `7d` (or plain seconds) in nanoseconds.
+pub fn parse_duration(s: &str) -> Option<Nanos> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "" | "s" => NANOS_PER_SEC,
+        "ms" => 1_000_000,
+        "m" | "min" => 60 * NANOS_PER_SEC,
+        "h" => 3_600 * NANOS_PER_SEC,
+        "d" => 86_400 * NANOS_PER_SEC,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +122,16 @@ mod tests {
         assert_eq!(parse_timestamp_str("1970-01-01T00:00:00Z"), None);
         assert_eq!(parse_timestamp_str("yesterday"), None);
         assert_eq!(from_unix_float(f64::NAN), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(600 * NANOS_PER_SEC));
+        assert_eq!(parse_duration("1h"), Some(3600 * NANOS_PER_SEC));
+        assert_eq!(parse_duration("250ms"), Some(250_000_000));
+        assert_eq!(parse_duration("30"), Some(30 * NANOS_PER_SEC));
+        assert_eq!(parse_duration("1y"), None);
+        assert_eq!(parse_duration("m"), None);
     }
 
     #[test]

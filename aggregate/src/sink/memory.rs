@@ -1,0 +1,31 @@
+//! In-memory sink for tests: keeps every write by span, replacing an earlier write of the same span
+//! (the idempotency every real sink guarantees).
+
+use std::collections::BTreeMap;
+
+use arrow::array::RecordBatch;
+
+use super::{OffsetSpan, RollupSink, SinkBatch};
+use crate::batches;
+use crate::error::SinkError;
+
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    /// span id → (table name, batch)
+    pub writes: BTreeMap<String, Vec<(&'static str, RecordBatch)>>,
+}
+
+impl MemorySink {
+    /// All batches of one table, in span order.
+    pub fn table(&self, name: &str) -> Vec<RecordBatch> {
+        self.writes.values().flatten().filter(|(t, _)| *t == name).map(|(_, b)| b.clone()).collect()
+    }
+}
+
+impl RollupSink for MemorySink {
+    fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError> {
+        let tables = batches::sink_batches(batch)?;
+        self.writes.insert(span.id(), tables.into_iter().map(|(t, b)| (t.name, b)).collect());
+        Ok(())
+    }
+}

@@ -1,0 +1,588 @@
+//! Event-time windows: the pure core that turns validated events into the rollup tables
+//! `site_rates_10s`, `traffic_1m` and `asn_1m`. No clock, no I/O: the caller feeds events with
+//! [`SiteWindows::observe`] and collects closed windows with [`SiteWindows::advance`].
+//!
+//! Rules (DESIGN.md §3 "Exactly once"):
+//! - watermark = max event time seen − `allowed_disorder` (or a later watermark the caller passes,
+//!   e.g. from an idle-source timer); a window `[start, end)` closes once `end <= watermark`;
+//! - an event whose window already closed but which is at most `allowed_lateness` behind the
+//!   watermark is counted in a *delta* row: its window is reopened and closes again at the next
+//!   `advance`, emitting a second row with the same key (all measures add up, sketches merge);
+//! - an event further behind is rejected with [`InvalidReason::TooLate`] (the caller dead-letters it);
+//! - an event whose `RayID` was already counted within the lateness horizon is a duplicate
+//!   (shippers redeliver) and is not counted again.
+//!
+//! Output is deterministic: the same events in any order that stays within `allowed_disorder`
+//! produce the same rows, and rows of one `advance` are sorted by their key.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use ahash::HashMap;
+use edgelens_schemas::time::{floor_to, NANOS_PER_SEC};
+use edgelens_schemas::{EdgeEvent, InvalidReason, Nanos};
+
+use crate::sketch::ClientSketch;
+
+pub const RATE_WINDOW: Nanos = 10 * NANOS_PER_SEC;
+pub const MINUTE: Nanos = 60 * NANOS_PER_SEC;
+
+/// Event-time settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowConfig {
+    /// How far behind the newest event another event may arrive without being late.
+    pub allowed_disorder: Nanos,
+    /// How far behind the watermark a late event is still counted (as a delta row).
+    pub allowed_lateness: Nanos,
+    /// Drop events whose RayID was already counted within the lateness horizon.
+    pub dedup_ray_ids: bool,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self { allowed_disorder: 5 * NANOS_PER_SEC, allowed_lateness: 600 * NANOS_PER_SEC, dedup_ray_ids: true }
+    }
+}
+
+/// What happened to an observed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Counted in open windows.
+    Counted,
+    /// Counted as a delta of a window that had already closed.
+    Late,
+    /// Same RayID already counted: not counted again.
+    Duplicate,
+}
+
+/// Counters of the core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    pub counted: u64,
+    pub late: u64,
+    pub too_late: u64,
+    pub duplicates: u64,
+}
+
+/// One `site_rates_10s` row.
+#[derive(Debug, Clone)]
+pub struct SiteRate10s {
+    pub ts: Nanos,
+    pub site: Arc<str>,
+    pub m: RateMeasures,
+    pub clients: ClientSketch,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateMeasures {
+    pub requests: u64,
+    pub bytes: u64,
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub cache_hits: u64,
+    pub blocked: u64,
+}
+
+/// One `traffic_1m` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic1m {
+    pub ts: Nanos,
+    pub site: Arc<str>,
+    pub country: Arc<str>,
+    pub colo: Arc<str>,
+    pub status_class: &'static str,
+    pub cache_status: Arc<str>,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// One `asn_1m` row.
+#[derive(Debug, Clone)]
+pub struct Asn1m {
+    pub ts: Nanos,
+    pub site: Arc<str>,
+    pub asn: u32,
+    pub country: Arc<str>,
+    pub requests: u64,
+    pub bytes: u64,
+    pub clients: ClientSketch,
+}
+
+/// Rows of windows closed by one `advance`.
+#[derive(Debug, Default)]
+pub struct ClosedWindows {
+    pub rates: Vec<SiteRate10s>,
+    pub traffic: Vec<Traffic1m>,
+    pub asn: Vec<Asn1m>,
+}
+
+impl ClosedWindows {
+    pub fn is_empty(&self) -> bool {
+        self.rates.is_empty() && self.traffic.is_empty() && self.asn.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rates.len() + self.traffic.len() + self.asn.len()
+    }
+
+    pub fn append(&mut self, mut other: ClosedWindows) {
+        self.rates.append(&mut other.rates);
+        self.traffic.append(&mut other.traffic);
+        self.asn.append(&mut other.asn);
+    }
+}
+
+const STATUS_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// String interner: small ids for the hot path, shared names for output rows.
+#[derive(Debug, Default)]
+struct Names {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Names {
+    #[inline]
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let name: Arc<str> = Arc::from(s);
+        let id = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &Arc<str> {
+        &self.names[id as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct TrafficKey {
+    site: u32,
+    country: u32,
+    colo: u32,
+    cache_status: u32,
+    status_class: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct AsnKey {
+    site: u32,
+    asn: u32,
+    country: u32,
+}
+
+#[derive(Debug, Default)]
+struct RateAcc {
+    m: RateMeasures,
+    clients: ClientSketch,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    requests: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct AsnAcc {
+    c: Counts,
+    clients: ClientSketch,
+}
+
+/// RayIDs seen, bucketed by event-time minute so the horizon can be dropped cheaply.
+#[derive(Debug, Default)]
+struct RayDedup {
+    hasher: ahash::RandomState,
+    buckets: BTreeMap<Nanos, HashSet<u64, NoHash>>,
+}
+
+/// The set stores hashes already: no second hashing.
+#[derive(Debug, Default, Clone, Copy)]
+struct NoHash;
+impl BuildHasher for NoHash {
+    type Hasher = NoHashHasher;
+    fn build_hasher(&self) -> NoHashHasher {
+        NoHashHasher(0)
+    }
+}
+#[derive(Debug)]
+struct NoHashHasher(u64);
+impl std::hash::Hasher for NoHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+impl RayDedup {
+    fn new() -> Self {
+        // Fixed seeds: the same RayID hashes the same in every process and run.
+        Self { hasher: ahash::RandomState::with_seeds(0x5eed, 0xed9e, 0x1e25, 0xface), buckets: BTreeMap::new() }
+    }
+
+    /// True when the RayID was not seen before (and records it).
+    fn first_time(&mut self, ts: Nanos, ray: &str) -> bool {
+        let h = self.hasher.hash_one(ray);
+        self.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(h)
+    }
+
+    fn forget_before(&mut self, ts: Nanos) {
+        let keep = self.buckets.split_off(&floor_to(ts, MINUTE));
+        self.buckets = keep;
+    }
+
+    fn len(&self) -> usize {
+        self.buckets.values().map(HashSet::len).sum()
+    }
+}
+
+/// Open windows of one input stream (a file, or one Kafka partition).
+#[derive(Debug)]
+pub struct SiteWindows {
+    cfg: WindowConfig,
+    names: Names,
+    max_ts: Option<Nanos>,
+    /// Highest watermark passed to `advance`.
+    advanced: Option<Nanos>,
+    rates: BTreeMap<Nanos, HashMap<u32, RateAcc>>,
+    traffic: BTreeMap<Nanos, HashMap<TrafficKey, Counts>>,
+    asn: BTreeMap<Nanos, HashMap<AsnKey, AsnAcc>>,
+    dedup: RayDedup,
+    stats: WindowStats,
+}
+
+impl SiteWindows {
+    pub fn new(cfg: WindowConfig) -> Self {
+        Self {
+            cfg,
+            names: Names::default(),
+            max_ts: None,
+            advanced: None,
+            rates: BTreeMap::new(),
+            traffic: BTreeMap::new(),
+            asn: BTreeMap::new(),
+            dedup: RayDedup::new(),
+            stats: WindowStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &WindowConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> WindowStats {
+        self.stats
+    }
+
+    /// Current watermark: max event time − allowed disorder, or a later one passed to `advance`.
+    pub fn watermark(&self) -> Option<Nanos> {
+        let from_events = self.max_ts.map(|t| t - self.cfg.allowed_disorder);
+        match (from_events, self.advanced) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Number of open window groups (rows that would be emitted if everything closed now).
+    pub fn open_groups(&self) -> usize {
+        self.rates.values().map(HashMap::len).sum::<usize>()
+            + self.traffic.values().map(HashMap::len).sum::<usize>()
+            + self.asn.values().map(HashMap::len).sum::<usize>()
+    }
+
+    /// RayIDs remembered for deduplication.
+    pub fn remembered_ray_ids(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Count one event.
+    pub fn observe(&mut self, ev: &EdgeEvent<'_>) -> Result<Observed, InvalidReason> {
+        if let Some(wm) = self.watermark() {
+            if ev.ts < wm - self.cfg.allowed_lateness {
+                self.stats.too_late += 1;
+                return Err(InvalidReason::TooLate { lag_secs: (wm - ev.ts) / NANOS_PER_SEC });
+            }
+        }
+        if self.cfg.dedup_ray_ids {
+            if let Some(ray) = ev.ray_id.as_deref() {
+                if !self.dedup.first_time(ev.ts, ray) {
+                    self.stats.duplicates += 1;
+                    return Ok(Observed::Duplicate);
+                }
+            }
+        }
+        let late = self.advanced.is_some_and(|adv| floor_to(ev.ts, RATE_WINDOW) + RATE_WINDOW <= adv);
+        self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+
+        let site = self.names.id(&ev.site);
+        let class = ev.status_class().min(5);
+        let rate = self.rates.entry(floor_to(ev.ts, RATE_WINDOW)).or_default().entry(site).or_default();
+        let m = &mut rate.m;
+        m.requests += 1;
+        m.bytes += ev.bytes;
+        match class {
+            2 => m.status_2xx += 1,
+            3 => m.status_3xx += 1,
+            4 => m.status_4xx += 1,
+            5 => m.status_5xx += 1,
+            _ => {}
+        }
+        m.cache_hits += u64::from(ev.is_cache_hit());
+        m.blocked += u64::from(ev.is_blocked());
+        rate.clients.insert(ev.client_ip);
+
+        let minute = floor_to(ev.ts, MINUTE);
+        let country = self.names.id(&ev.country);
+        let key = TrafficKey {
+            site,
+            country,
+            colo: self.names.id(&ev.colo),
+            cache_status: self.names.id(&ev.cache_status),
+            status_class: class,
+        };
+        let t = self.traffic.entry(minute).or_default().entry(key).or_default();
+        t.requests += 1;
+        t.bytes += ev.bytes;
+
+        let a = self.asn.entry(minute).or_default().entry(AsnKey { site, asn: ev.asn, country }).or_default();
+        a.c.requests += 1;
+        a.c.bytes += ev.bytes;
+        a.clients.insert(ev.client_ip);
+
+        if late {
+            self.stats.late += 1;
+            Ok(Observed::Late)
+        } else {
+            self.stats.counted += 1;
+            Ok(Observed::Counted)
+        }
+    }
+
+    /// Close every window that ends at or before `watermark` (and re-close windows reopened by
+    /// late events). A watermark lower than the current one changes nothing.
+    pub fn advance(&mut self, watermark: Nanos) -> ClosedWindows {
+        let wm = self.watermark().map_or(watermark, |w| w.max(watermark));
+        self.advanced = Some(wm);
+        self.dedup.forget_before(wm - self.cfg.allowed_lateness - MINUTE);
+        self.close_until(wm)
+    }
+
+    /// Close everything (end of input).
+    pub fn close_all(&mut self) -> ClosedWindows {
+        self.close_until(Nanos::MAX)
+    }
+
+    fn close_until(&mut self, wm: Nanos) -> ClosedWindows {
+        let mut out = ClosedWindows::default();
+        let names = &self.names;
+        while let Some(entry) = self.rates.first_entry() {
+            if entry.key().saturating_add(RATE_WINDOW) > wm {
+                break;
+            }
+            let (ts, groups) = entry.remove_entry();
+            let start = out.rates.len();
+            out.rates.extend(groups.into_iter().map(|(site, acc)| SiteRate10s {
+                ts,
+                site: names.name(site).clone(),
+                m: acc.m,
+                clients: acc.clients,
+            }));
+            out.rates[start..].sort_unstable_by(|a, b| a.site.cmp(&b.site));
+        }
+        while let Some(entry) = self.traffic.first_entry() {
+            if entry.key().saturating_add(MINUTE) > wm {
+                break;
+            }
+            let (ts, groups) = entry.remove_entry();
+            let start = out.traffic.len();
+            out.traffic.extend(groups.into_iter().map(|(k, c)| Traffic1m {
+                ts,
+                site: names.name(k.site).clone(),
+                country: names.name(k.country).clone(),
+                colo: names.name(k.colo).clone(),
+                status_class: STATUS_CLASSES[k.status_class as usize],
+                cache_status: names.name(k.cache_status).clone(),
+                requests: c.requests,
+                bytes: c.bytes,
+            }));
+            out.traffic[start..].sort_unstable_by(|a, b| {
+                (&a.site, &a.country, &a.colo, a.status_class, &a.cache_status).cmp(&(
+                    &b.site,
+                    &b.country,
+                    &b.colo,
+                    b.status_class,
+                    &b.cache_status,
+                ))
+            });
+        }
+        while let Some(entry) = self.asn.first_entry() {
+            if entry.key().saturating_add(MINUTE) > wm {
+                break;
+            }
+            let (ts, groups) = entry.remove_entry();
+            let start = out.asn.len();
+            out.asn.extend(groups.into_iter().map(|(k, acc)| Asn1m {
+                ts,
+                site: names.name(k.site).clone(),
+                asn: k.asn,
+                country: names.name(k.country).clone(),
+                requests: acc.c.requests,
+                bytes: acc.c.bytes,
+                clients: acc.clients,
+            }));
+            out.asn[start..].sort_unstable_by(|a, b| (&a.site, a.asn, &a.country).cmp(&(&b.site, b.asn, &b.country)));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgelens_schemas::parse_line;
+    use proptest::prelude::*;
+
+    const T0: Nanos = 1_793_491_200 * NANOS_PER_SEC; // 2026-11-01T00:00:00Z
+
+    fn line(ts: Nanos, site: &str, ip: &str, status: u16, ray: &str) -> String {
+        format!(
+            r#"{{"EdgeStartTimestamp":{ts},"ClientIP":"{ip}","EdgeResponseStatus":{status},"ZoneName":"{site}","RayID":"{ray}","ClientCountry":"de","EdgeColoCode":"FRA","ClientASN":3320,"CacheCacheStatus":"hit","EdgeResponseBytes":100}}"#
+        )
+    }
+
+    fn feed(w: &mut SiteWindows, l: &str) -> Result<Observed, InvalidReason> {
+        w.observe(&parse_line(l.as_bytes()).unwrap())
+    }
+
+    /// Canonical, order-independent view of rows (keys and measures; sketches by estimate).
+    fn canon(c: &ClosedWindows) -> Vec<String> {
+        let mut v: Vec<String> = c
+            .rates
+            .iter()
+            .map(|r| format!("R {} {} {:?} {}", r.ts, r.site, r.m, r.clients.estimate_u64()))
+            .chain(c.traffic.iter().map(|r| format!("T {r:?}")))
+            .chain(c.asn.iter().map(|r| format!("A {} {} {} {} {} {} {}", r.ts, r.site, r.asn, r.country, r.requests, r.bytes, r.clients.estimate_u64())))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn windows_close_at_watermark() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        feed(&mut w, &line(T0 + NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        feed(&mut w, &line(T0 + 9 * NANOS_PER_SEC, "a.example", "10.0.0.2", 404, "r2")).unwrap();
+        // max 9 s → watermark 4 s: nothing closes.
+        assert!(w.advance(w.watermark().unwrap()).is_empty());
+        feed(&mut w, &line(T0 + 15 * NANOS_PER_SEC, "a.example", "10.0.0.1", 503, "r3")).unwrap();
+        // max 15 s → watermark 10 s: the first 10 s window closes.
+        let closed = w.advance(w.watermark().unwrap());
+        assert_eq!(closed.rates.len(), 1);
+        let r = &closed.rates[0];
+        assert_eq!((r.ts, &*r.site, r.m.requests, r.m.status_2xx, r.m.status_4xx, r.m.bytes), (T0, "a.example", 2, 1, 1, 200));
+        assert_eq!(r.clients.estimate_u64(), 2);
+        assert!(closed.traffic.is_empty(), "the minute is still open");
+        let rest = w.close_all();
+        assert_eq!(rest.rates.len(), 1);
+        assert_eq!(rest.traffic.iter().map(|t| t.requests).sum::<u64>(), 3);
+        assert_eq!(rest.asn.len(), 1);
+        assert_eq!(rest.asn[0].clients.estimate_u64(), 2);
+    }
+
+    #[test]
+    fn late_event_becomes_delta_row_and_too_late_is_rejected() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        feed(&mut w, &line(T0 + 120 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r2")).unwrap();
+        let first = w.advance(w.watermark().unwrap());
+        assert_eq!(first.rates.len(), 1);
+        // 2 minutes behind: late but within 10 min → delta row with the same key.
+        assert_eq!(feed(&mut w, &line(T0 + NANOS_PER_SEC, "a.example", "10.0.0.9", 200, "r3")).unwrap(), Observed::Late);
+        let delta = w.advance(w.watermark().unwrap());
+        assert_eq!(delta.rates.len(), 1);
+        assert_eq!((delta.rates[0].ts, delta.rates[0].m.requests), (T0, 1));
+        assert_eq!(delta.traffic.len(), 1);
+        // 20 minutes behind: too late.
+        feed(&mut w, &line(T0 + 1400 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r4")).unwrap();
+        let err = feed(&mut w, &line(T0 + 2 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r5")).unwrap_err();
+        assert_eq!(err.code(), "too_late");
+        assert_eq!(w.stats().too_late, 1);
+        assert_eq!(w.stats().late, 1);
+    }
+
+    #[test]
+    fn duplicate_ray_id_counted_once() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        let l = line(T0, "a.example", "10.0.0.1", 200, "dup");
+        assert_eq!(feed(&mut w, &l).unwrap(), Observed::Counted);
+        assert_eq!(feed(&mut w, &l).unwrap(), Observed::Duplicate);
+        let all = w.close_all();
+        assert_eq!(all.rates[0].m.requests, 1);
+        assert_eq!(w.stats().duplicates, 1);
+        // Without dedup both count.
+        let mut w = SiteWindows::new(WindowConfig { dedup_ray_ids: false, ..WindowConfig::default() });
+        feed(&mut w, &l).unwrap();
+        feed(&mut w, &l).unwrap();
+        assert_eq!(w.close_all().rates[0].m.requests, 2);
+    }
+
+    #[test]
+    fn external_watermark_closes_idle_windows() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        assert!(w.advance(T0).is_empty());
+        let closed = w.advance(T0 + 61 * NANOS_PER_SEC);
+        assert_eq!((closed.rates.len(), closed.traffic.len(), closed.asn.len()), (1, 1, 1));
+    }
+
+    fn run(lines: &[String], step: usize) -> Vec<String> {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        let mut out = ClosedWindows::default();
+        for (i, l) in lines.iter().enumerate() {
+            assert_ne!(feed(&mut w, l).unwrap(), Observed::Late);
+            if i % step == 0 {
+                out.append(w.advance(w.watermark().unwrap()));
+            }
+        }
+        out.append(w.close_all());
+        canon(&out)
+    }
+
+    proptest! {
+        /// Any arrival order in which no event is more than `allowed_disorder` behind the newest
+        /// one, and any advance cadence, yields the same rows.
+        #[test]
+        fn reorder_within_disorder_is_invariant(
+            evs in proptest::collection::vec((0i64..180_000, 0usize..4, 0u8..6, 0u8..4, 0i64..4_000), 1..300),
+            step in 1usize..50,
+        ) {
+            let sites = ["a.example", "b.example", "c.example", "d.example"];
+            // Arrival order = event time + a displacement below 4 s: no event arrives more than
+            // 4 s behind the newest one, within the 5 s allowed disorder.
+            let mut evs: Vec<(Nanos, Nanos, String)> = evs.iter().enumerate().map(|(i, (ms, s, st, ip, d))| {
+                let ts = T0 + ms * 1_000_000;
+                let status = [200, 200, 301, 404, 500, 503][*st as usize];
+                (ts, ts + d * 1_000_000, line(ts, sites[*s], &format!("10.0.0.{ip}"), status, &format!("ray{i}")))
+            }).collect();
+            evs.sort_by_key(|e| e.0);
+            let in_order: Vec<String> = evs.iter().map(|e| e.2.clone()).collect();
+            evs.sort_by_key(|e| e.1);
+            let shuffled: Vec<String> = evs.into_iter().map(|e| e.2).collect();
+            prop_assert_eq!(run(&in_order, 1), run(&shuffled, step));
+        }
+    }
+}

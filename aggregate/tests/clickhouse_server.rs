@@ -1,0 +1,172 @@
+//! Integration test against the real ClickHouse server at `$EDGELENS_TEST_CLICKHOUSE`
+//! (Debian's 18.16 in dev and CI), through the `clickhouse` crate.
+//!
+//! Checks that the project's own DDL (`edgelens_schemas::tables`) is accepted by the server and
+//! that rows written with `Client::insert` (RowBinary) read back with `fetch_all` add up. Uses the
+//! settings that work on 18.16 (DESIGN.md §4): validation off, no compression, client-side `?`
+//! binding instead of server-side parameters.
+//!
+//! Never skipped: without a server the test fails and says how to start one
+//! (`deploy/dev/clickhouse.sh start`, or run everything with `deploy/dev/test.sh`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clickhouse::{Client, Compression, Row};
+use edgelens_schemas::tables::TRAFFIC_1M;
+use serde::{Deserialize, Serialize};
+use tokio::time::timeout;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `traffic_1m` row; `DateTime` travels as seconds since the epoch (u32) in RowBinary.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+struct Traffic1m {
+    ts: u32,
+    site: String,
+    country: String,
+    colo: String,
+    status_class: String,
+    cache_status: String,
+    requests: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, PartialEq, Row, Deserialize)]
+struct SiteTotal {
+    site: String,
+    requests: u64,
+    bytes: u64,
+}
+
+fn server_url() -> String {
+    match std::env::var("EDGELENS_TEST_CLICKHOUSE") {
+        Ok(u) if !u.trim().is_empty() => u,
+        _ => panic!(
+            "EDGELENS_TEST_CLICKHOUSE is not set: this test needs a real ClickHouse server. \
+             Start one with `deploy/dev/clickhouse.sh start` and set \
+             EDGELENS_TEST_CLICKHOUSE=http://127.0.0.1:18123, or run the tests through `deploy/dev/test.sh`."
+        ),
+    }
+}
+
+fn client(url: &str) -> Client {
+    Client::default().with_url(url).with_validation(false).with_compression(Compression::None)
+}
+
+async fn exec(client: &Client, sql: &str) {
+    timeout(STEP_TIMEOUT, client.query(sql).execute())
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {sql}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn rows() -> Vec<Traffic1m> {
+    // 2026-11-01T00:00:00Z and the next day: two partitions of toYYYYMMDD(ts).
+    let day1 = 1_793_491_200u32;
+    let day2 = day1 + 86_400;
+    let mut rows = Vec::new();
+    for (i, site) in ["shop.example", "blog.example", "api.example"].into_iter().enumerate() {
+        for minute in 0..10u32 {
+            for (ts, country) in [(day1 + minute * 60, "DE"), (day2 + minute * 60, "US")] {
+                rows.push(Traffic1m {
+                    ts,
+                    site: site.to_owned(),
+                    country: country.to_owned(),
+                    colo: "FRA".to_owned(),
+                    status_class: if minute % 3 == 0 { "5xx" } else { "2xx" }.to_owned(),
+                    cache_status: "hit".to_owned(),
+                    requests: (i as u64 + 1) * 100 + u64::from(minute),
+                    bytes: (i as u64 + 1) * 10_000 + u64::from(minute) * 7,
+                });
+            }
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_1m_ddl_insert_and_select_roundtrip() {
+    let url = server_url();
+    let admin = client(&url);
+    match timeout(Duration::from_secs(10), admin.query("SELECT 1").fetch_one::<u8>()).await {
+        Ok(Ok(1)) => {}
+        other => panic!(
+            "ClickHouse at {url} (EDGELENS_TEST_CLICKHOUSE) is unreachable or broken ({other:?}). \
+             Start it with `deploy/dev/clickhouse.sh start`, or run the tests through `deploy/dev/test.sh`."
+        ),
+    }
+
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let db = format!("edgelens_test_{}_{nanos}", std::process::id());
+    exec(&admin, &format!("CREATE DATABASE `{db}`")).await;
+
+    // Run the checks in a task so the database is dropped even when one of them panics.
+    let outcome = tokio::spawn(roundtrip(url.clone(), db.clone())).await;
+    exec(&admin, &format!("DROP DATABASE IF EXISTS `{db}`")).await;
+    let (all, totals, filtered, expected) = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+
+    let mut want_rows = rows();
+    want_rows.sort_by(|a, b| (&a.site, a.ts).cmp(&(&b.site, b.ts)));
+    assert_eq!(all, want_rows, "rows read back equal rows written");
+    assert_eq!(totals, expected, "per-site sums");
+    assert_eq!(filtered, 10, "client-side bound filter: shop.example rows on day 2");
+}
+
+/// Creates the table, inserts, reads back. Returns (all rows, per-site totals, count for a bound
+/// filter, expected per-site totals).
+async fn roundtrip(url: String, db: String) -> (Vec<Traffic1m>, Vec<SiteTotal>, u64, Vec<SiteTotal>) {
+    let client = client(&url).with_database(&db);
+    exec(&client, &TRAFFIC_1M.clickhouse_ddl(&db)).await;
+    // Idempotent DDL: IF NOT EXISTS.
+    exec(&client, &TRAFFIC_1M.clickhouse_ddl(&db)).await;
+
+    let rows = rows();
+    let mut insert = client.insert::<Traffic1m>(TRAFFIC_1M.name).await.expect("start insert");
+    for row in &rows {
+        insert.write(row).await.expect("write row");
+    }
+    timeout(STEP_TIMEOUT, insert.end()).await.expect("insert timed out").expect("insert end");
+
+    let all = timeout(
+        STEP_TIMEOUT,
+        client.query("SELECT ?fields FROM traffic_1m ORDER BY site, ts").fetch_all::<Traffic1m>(),
+    )
+    .await
+    .expect("select timed out")
+    .expect("select rows");
+
+    let totals = timeout(
+        STEP_TIMEOUT,
+        client
+            .query("SELECT site, sum(requests) AS requests, sum(bytes) AS bytes FROM traffic_1m GROUP BY site ORDER BY site")
+            .fetch_all::<SiteTotal>(),
+    )
+    .await
+    .expect("aggregate timed out")
+    .expect("aggregate rows");
+
+    let filtered = timeout(
+        STEP_TIMEOUT,
+        client
+            .query("SELECT count() FROM traffic_1m WHERE site = ? AND toYYYYMMDD(ts) = ?")
+            .bind("shop.example")
+            .bind(20261102u32)
+            .fetch_one::<u64>(),
+    )
+    .await
+    .expect("filtered count timed out")
+    .expect("filtered count");
+
+    let mut expected: Vec<SiteTotal> = Vec::new();
+    for r in &rows {
+        match expected.iter_mut().find(|t| t.site == r.site) {
+            Some(t) => {
+                t.requests += r.requests;
+                t.bytes += r.bytes;
+            }
+            None => expected.push(SiteTotal { site: r.site.clone(), requests: r.requests, bytes: r.bytes }),
+        }
+    }
+    expected.sort_by(|a, b| a.site.cmp(&b.site));
+    (all, totals, filtered, expected)
+}

@@ -1,0 +1,264 @@
+//! Streaming NDJSON reader for files and pipes, plain or gzip (detected by magic bytes; multi-member
+//! gzip as Logpush writes it). Lines are handed out as slices of one reusable buffer, so memory is
+//! bounded by `buffer size + max line length` whatever the input size. A line longer than the limit
+//! is not buffered: its head is kept as an excerpt and the rest skipped up to the next newline.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use edgelens_schemas::MAX_EXCERPT_BYTES;
+
+/// Default maximum accepted line length (1 MiB); Logpush lines are a few KB at most.
+pub const DEFAULT_MAX_LINE: usize = 1 << 20;
+
+const CHUNK: usize = 4 << 20;
+
+/// One line of input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A complete line without its `\n` (and without a trailing `\r`).
+    Complete(&'a [u8]),
+    /// A line over the limit: its first bytes and its full length.
+    TooLong { head: &'a [u8], len: usize },
+}
+
+/// Counts the bytes read from the underlying source (compressed bytes for gzip), for progress.
+#[derive(Debug, Clone, Default)]
+pub struct ByteCounter(Arc<AtomicU64>);
+
+impl ByteCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: ByteCounter,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Open a file (plain or gzip) as a byte stream, with a counter of bytes read from disk.
+pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)> {
+    let counter = ByteCounter::default();
+    let file = Counting { inner: File::open(path)?, counter: counter.clone() };
+    let mut buffered = BufReader::with_capacity(1 << 20, file);
+    let is_gzip = {
+        use std::io::BufRead;
+        let head = buffered.fill_buf()?;
+        head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
+    };
+    let reader: Box<dyn Read + Send> = if is_gzip {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    Ok((reader, counter))
+}
+
+/// Splits a byte stream into lines with bounded memory.
+pub struct LineReader<R> {
+    inner: R,
+    max_line: usize,
+    buf: Vec<u8>,
+    /// Start of the unread part of `buf`.
+    pos: usize,
+    eof: bool,
+    /// Number of lines handed out so far (= 0-based number of the next line).
+    line_no: u64,
+    /// Head of the last over-long line.
+    long_head: Vec<u8>,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R, max_line: usize) -> Self {
+        let cap = CHUNK.max(max_line.saturating_add(1).min(64 << 20));
+        Self { inner, max_line, buf: Vec::with_capacity(cap), pos: 0, eof: false, line_no: 0, long_head: Vec::new() }
+    }
+
+    /// 0-based number of the next line.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// Read more input behind the unread part; returns false at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let want = self.buf.capacity().max(CHUNK);
+        let start = self.buf.len();
+        self.buf.resize(want.max(start + CHUNK / 4), 0);
+        let mut filled = start;
+        // Read until the chunk is reasonably full, so lines are handed out in large runs.
+        while filled < self.buf.len() {
+            match self.inner.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(filled);
+                    return Err(e);
+                }
+            }
+            if filled - start >= CHUNK / 4 {
+                break;
+            }
+        }
+        self.buf.truncate(filled);
+        Ok(filled > start)
+    }
+
+    /// The next line, or `None` at end of input. Empty lines are skipped.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        loop {
+            let start = self.pos;
+            match memchr::memchr(b'\n', &self.buf[start..]) {
+                Some(i) => {
+                    self.pos = start + i + 1;
+                    self.line_no += 1;
+                    if i > self.max_line {
+                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES], len: i }));
+                    }
+                    let mut end = start + i;
+                    if end > start && self.buf[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                    if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
+                        continue;
+                    }
+                    return Ok(Some(Line::Complete(&self.buf[start..end])));
+                }
+                None if self.buf.len() - start > self.max_line => return self.skip_long_line().map(Some),
+                None => {
+                    if self.fill()? {
+                        continue;
+                    }
+                    // End of input: a last line without a trailing newline.
+                    let start = self.pos;
+                    if start >= self.buf.len() {
+                        return Ok(None);
+                    }
+                    self.pos = self.buf.len();
+                    self.line_no += 1;
+                    if self.buf[start..].iter().all(|b| b.is_ascii_whitespace()) {
+                        return Ok(None);
+                    }
+                    return Ok(Some(Line::Complete(&self.buf[start..])));
+                }
+            }
+        }
+    }
+
+    /// The unread part holds more than `max_line` bytes and no newline: keep the head, discard
+    /// input up to and including the next newline.
+    fn skip_long_line(&mut self) -> io::Result<Line<'_>> {
+        self.long_head.clear();
+        self.long_head.extend_from_slice(&self.buf[self.pos..self.pos + MAX_EXCERPT_BYTES.min(self.max_line)]);
+        let mut len = self.buf.len() - self.pos;
+        self.buf.clear();
+        self.pos = 0;
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = match self.inner.read(&mut chunk) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(i) = memchr::memchr(b'\n', &chunk[..n]) {
+                len += i;
+                self.buf.extend_from_slice(&chunk[i + 1..n]);
+                break;
+            }
+            len += n;
+        }
+        self.line_no += 1;
+        Ok(Line::TooLong { head: &self.long_head, len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<String> {
+        let mut r = LineReader::new(input, max);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            out.push(match l {
+                Line::Complete(b) => String::from_utf8_lossy(b).into_owned(),
+                Line::TooLong { head, len } => format!("LONG {len} {}", head.len()),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn splits_and_skips_blank() {
+        assert_eq!(lines(b"a\nbb\r\n\n  \nccc", 100), ["a", "bb", "ccc"]);
+        assert_eq!(lines(b"", 100), Vec::<String>::new());
+        assert_eq!(lines(b"x\n", 100), ["x"]);
+    }
+
+    #[test]
+    fn long_line_is_skipped_with_excerpt() {
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+        input.extend_from_slice(b"\nlast\n");
+        let got = lines(&input, DEFAULT_MAX_LINE);
+        assert_eq!(got, ["first", &format!("LONG {} {}", 10 * 1024 * 1024, MAX_EXCERPT_BYTES), "last"]);
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines() {
+        let mut r = LineReader::new(&b"a\n\nb\n"[..], 100);
+        r.next_line().unwrap();
+        assert_eq!(r.line_no(), 1);
+        r.next_line().unwrap();
+        assert_eq!(r.line_no(), 3);
+    }
+
+    #[test]
+    fn gzip_multi_member() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ndjson.gz");
+        let mut data = Vec::new();
+        for part in ["a\nb\n", "c\n"] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part.as_bytes()).unwrap();
+            data.extend(enc.finish().unwrap());
+        }
+        std::fs::write(&path, data).unwrap();
+        let (rd, counter) = open_file(&path).unwrap();
+        let mut r = LineReader::new(rd, 100);
+        let mut n = 0;
+        while r.next_line().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert!(counter.get() > 0);
+    }
+}
