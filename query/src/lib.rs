@@ -1,1 +1,71 @@
-//! edgelens query
+//! edgelens query: reads the Parquet lake through DataFusion and serves it.
+//!
+//! - [`lake`]: the lake as a DataFusion [`SessionContext`](datafusion::prelude::SessionContext), every
+//!   table of the contract registered, files re-listed on every query.
+//! - [`params`]: the API's parameters (time range, step, `by`) parsed and validated; pure.
+//! - [`traffic_share`] and [`site_rates`]: the time-series endpoints' SQL and their answer shapes.
+//! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
+//! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
+//! - [`api`]: the HTTP service (axum router, `serve`), including the dashboard at `/`.
+//! - [`error`]: [`QueryError`], which says whether an error is the caller's (400) or ours (500).
+//!
+//! Configuration is [`QueryConfig`]: typed, defaults embedded, unknown keys rejected.
+
+pub mod api;
+pub mod error;
+pub mod format;
+pub mod lake;
+pub mod params;
+pub mod site_rates;
+pub mod sql_guard;
+pub mod traffic_share;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use api::{AppState, router, serve, serve_on};
+pub use error::{QueryError, Result};
+pub use format::OutputFormat;
+pub use lake::{Lake, QueryResult};
+
+/// Settings of the query role (`[query]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Address of the HTTP service (REST API, SQL, dashboard).
+    pub listen: SocketAddr,
+    /// Root of the Parquet lake: `DATA_DIR/<table>/date=YYYY-MM-DD/<name>.parquet`.
+    pub data_dir: PathBuf,
+}
+
+impl QueryConfig {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_DATA_DIR: &'static str = "./edgelens-data";
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            listen: Self::DEFAULT_LISTEN.parse().expect("valid default listen address"),
+            data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let config: QueryConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, QueryConfig::default());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        let config: QueryConfig = serde_json::from_str(r#"{"listen": "0.0.0.0:9000", "data_dir": "/lake"}"#).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.data_dir, PathBuf::from("/lake"));
+        assert!(serde_json::from_str::<QueryConfig>(r#"{"listen_addr": "0.0.0.0:9000"}"#).is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Errors of the query service. Every error knows whose fault it is: the caller's (a bad parameter,
+//! refused or invalid SQL → HTTP 400) or ours (storage, execution → HTTP 500), and whether trying the
+//! same request again may succeed.
+
+use datafusion::error::DataFusionError;
+
+pub type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A request parameter is missing, malformed or out of range.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// User SQL refused by the read-only guard.
+    #[error("refused: {0}")]
+    SqlRefused(String),
+    /// User SQL that does not parse or plan (syntax, unknown table or column, type error).
+    #[error("invalid SQL: {0}")]
+    InvalidSql(String),
+    /// The lake is not open yet (the service is starting).
+    #[error("lake not open yet")]
+    NotReady,
+    /// The lake directory cannot be used.
+    #[error("lake at {path}: {source}")]
+    Lake { path: String, source: std::io::Error },
+    /// Planning or executing an internal query failed.
+    #[error("query execution failed: {0}")]
+    Execution(#[from] DataFusionError),
+    /// Rendering results failed.
+    #[error("rendering results failed: {0}")]
+    Render(#[from] arrow::error::ArrowError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl QueryError {
+    /// The caller's fault: answering the same request again gives the same error (HTTP 400).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, QueryError::InvalidParameter(_) | QueryError::SqlRefused(_) | QueryError::InvalidSql(_))
+    }
+
+    /// Trying again later may succeed (the service is starting, or storage had a transient problem).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, QueryError::NotReady | QueryError::Io(_) | QueryError::Lake { .. })
+            || matches!(self, QueryError::Execution(e) if matches!(e.find_root(), DataFusionError::IoError(_) | DataFusionError::ObjectStore(_)))
+    }
+
+    /// HTTP status code for this error.
+    pub fn http_status(&self) -> u16 {
+        if self.is_user_error() {
+            400
+        } else if matches!(self, QueryError::NotReady) {
+            503
+        } else {
+            500
+        }
+    }
+
+    /// Classify an error from planning user SQL: parse, plan and schema errors are the user's.
+    pub fn from_user_sql(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::InvalidSql(e.strip_backtrace()),
+            _ => QueryError::Execution(e),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The Parquet lake as a DataFusion session.
+//!
+//! Owns one [`SessionContext`] in which every table of
+//! [`ALL_TABLES`](edgelens_schemas::tables::ALL_TABLES) is registered as a `ListingTable` over
+//! `DIR/<table>/`, with the schema from the schemas crate plus the hive partition column `date`
+//! (`Utf8`, `YYYY-MM-DD`). Guarantees:
+//! - files are listed anew for every query: the session has no list-files cache, so a file renamed
+//!   into the lake while the service runs is visible to the next query;
+//! - a table whose directory does not exist (yet) reads as empty, and its rows appear once the
+//!   aggregator creates the directory;
+//! - only files ending in `.parquet` are read, so the writers' temporary files are ignored.
+//!
+//! Rows with the same key columns are deltas of one group: readers sum them (this module does not).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use edgelens_schemas::tables::{ALL_TABLES, TableDef};
+
+use crate::error::{QueryError, Result};
+use crate::sql_guard;
+
+/// Name of the hive partition column every lake table has.
+pub const PARTITION_COLUMN: &str = "date";
+
+/// The result of a query: the schema is known even when there are no rows.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The lake at one directory, queryable with SQL.
+#[derive(Clone)]
+pub struct Lake {
+    ctx: SessionContext,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Lake {
+    /// Open the lake rooted at `dir` (which need not exist yet) and register every table.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Lake> {
+        let dir = dir.as_ref();
+        let lake_err = |source| QueryError::Lake { path: dir.display().to_string(), source };
+        let dir = std::path::absolute(dir).map_err(lake_err)?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(lake_err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
+        }
+
+        // No list-files cache: its default entries never expire, which would hide new files.
+        let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let runtime = RuntimeEnvBuilder::new().with_cache_manager(cache).build_arc()?;
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+
+        for table in ALL_TABLES {
+            let provider = listing_table(&dir, table)?;
+            ctx.register_table(table.name, Arc::new(provider))?;
+        }
+        tracing::info!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
+        Ok(Lake { ctx, dir })
+    }
+
+    /// The lake's root directory (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The DataFusion session (for embedding, e.g. the Postgres wire protocol).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Run trusted SQL (no read-only guard) and collect the batches.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.query(sql, Vec::new()).await?.batches)
+    }
+
+    /// Run trusted SQL with positional parameters (`$1`, `$2`, ...) and collect the result.
+    pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<QueryResult> {
+        let mut df = self.ctx.sql(sql).await?;
+        if !params.is_empty() {
+            df = df.with_param_values(params)?;
+        }
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Run SQL from a user: only one read-only statement is accepted (see [`sql_guard`]); parse and
+    /// plan errors are reported as the user's ([`QueryError::InvalidSql`]).
+    pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
+        let statement = sql_guard::check(sql)?;
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
+        sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(QueryError::from_user_sql)?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Whether `table` has at least one row.
+    pub async fn has_rows(&self, table: &str) -> Result<bool> {
+        let batches = self.sql(&format!("SELECT 1 FROM \"{table}\" LIMIT 1")).await?;
+        Ok(batches.iter().any(|b| b.num_rows() > 0))
+    }
+}
+
+/// The schema of `table` as the lake exposes it: the table's columns plus `date`.
+pub fn lake_schema(table: &TableDef) -> SchemaRef {
+    let file_schema = table.arrow_schema();
+    let mut fields: Vec<Field> = file_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+fn listing_table(dir: &Path, table: &TableDef) -> Result<ListingTable> {
+    // A trailing separator makes the URL a collection even when the directory does not exist yet.
+    let mut path = dir.join(table.name).into_os_string();
+    path.push(std::path::MAIN_SEPARATOR_STR);
+    let path = path.into_string().map_err(|p| QueryError::Lake {
+        path: format!("{}", PathBuf::from(p).display()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "path is not UTF-8"),
+    })?;
+    let url = ListingTableUrl::parse(&path)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(PARTITION_COLUMN.to_owned(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(table.arrow_schema());
+    Ok(ListingTable::try_new(config)?)
+}
+
+/// Column `name` of `batch` cast to `Int64`.
+pub(crate) fn column_i64(batch: &RecordBatch, name: &str) -> Result<arrow::array::Int64Array> {
+    use arrow::array::AsArray;
+    let array = arrow::compute::cast(batch_column(batch, name)?, &DataType::Int64)?;
+    Ok(array.as_primitive::<arrow::datatypes::Int64Type>().clone())
+}
+
+/// Column `name` of `batch` cast to `UInt64` (a null sum — no rows — reads as 0 via `value`).
+pub(crate) fn column_u64(batch: &RecordBatch, name: &str) -> Result<arrow::array::UInt64Array> {
+    use arrow::array::AsArray;
+    let array = arrow::compute::cast(batch_column(batch, name)?, &DataType::UInt64)?;
+    Ok(array.as_primitive::<arrow::datatypes::UInt64Type>().clone())
+}
+
+/// Column `name` of `batch` cast to `Utf8`.
+pub(crate) fn column_string(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+    use arrow::array::AsArray;
+    let array = arrow::compute::cast(batch_column(batch, name)?, &DataType::Utf8)?;
+    Ok(array.as_string::<i32>().clone())
+}
+
+fn batch_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        QueryError::Execution(datafusion::error::DataFusionError::Internal(format!("result has no column {name}")))
+    })
+}

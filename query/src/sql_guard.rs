@@ -1,0 +1,159 @@
+//! The read-only guard for user SQL (`POST /v1/sql`).
+//!
+//! Accepts exactly one statement, and only one that reads: a query (`SELECT`, `WITH`, `VALUES`),
+//! `SHOW ...`, `DESCRIBE table`, or `EXPLAIN` of an accepted statement. Everything else — DDL
+//! (`CREATE [EXTERNAL] TABLE`, `DROP`), DML (`INSERT`, `UPDATE`, `DELETE`, `COPY`), `SET`, `RESET`,
+//! transactions, several statements — is refused before planning. The planned statement is checked
+//! again against [`read_only_options`] as a second line of defence.
+
+use std::collections::VecDeque;
+
+use datafusion::execution::context::SQLOptions;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+
+use crate::error::{QueryError, Result};
+
+/// Options that make DataFusion reject any plan that writes or changes the session.
+pub fn read_only_options() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+/// Parse `sql` and return its single statement if it only reads.
+pub fn check(sql: &str) -> Result<DfStatement> {
+    let mut statements: VecDeque<DfStatement> = DFParser::parse_sql(sql).map_err(QueryError::from_user_sql)?;
+    let statement = match statements.len() {
+        0 => return Err(QueryError::SqlRefused("no statement".into())),
+        1 => statements.pop_front().expect("one statement"),
+        n => return Err(QueryError::SqlRefused(format!("only one statement is allowed, got {n}"))),
+    };
+    check_statement(&statement)?;
+    Ok(statement)
+}
+
+fn check_statement(statement: &DfStatement) -> Result<()> {
+    match statement {
+        DfStatement::Statement(s) => check_sql_statement(s),
+        DfStatement::Explain(explain) => check_statement(&explain.statement),
+        DfStatement::CreateExternalTable(_) => Err(refused("CREATE EXTERNAL TABLE")),
+        DfStatement::CopyTo(_) => Err(refused("COPY")),
+        DfStatement::Reset(_) => Err(refused("RESET")),
+    }
+}
+
+fn check_sql_statement(statement: &Statement) -> Result<()> {
+    match statement {
+        Statement::Query(query) => check_set_expr(&query.body),
+        Statement::Explain { statement, .. } => check_sql_statement(statement),
+        Statement::ExplainTable { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowViews { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCatalogs { .. } => Ok(()),
+        other => Err(refused(statement_kind(other))),
+    }
+}
+
+fn check_set_expr(body: &SetExpr) -> Result<()> {
+    match body {
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => Ok(()),
+        SetExpr::Query(q) => check_set_expr(&q.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            check_set_expr(left)?;
+            check_set_expr(right)
+        }
+        _ => Err(refused("a data-modifying statement inside a query")),
+    }
+}
+
+fn refused(what: &str) -> QueryError {
+    QueryError::SqlRefused(format!(
+        "{what} is not allowed: only a single read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)"
+    ))
+}
+
+/// The statement's leading keywords, for the refusal message (never the whole statement).
+fn statement_kind(statement: &Statement) -> &'static str {
+    let text = statement.to_string();
+    let upper = text.trim_start().to_ascii_uppercase();
+    const KINDS: &[&str] = &[
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "DROP",
+        "CREATE",
+        "ALTER",
+        "TRUNCATE",
+        "COPY",
+        "SET",
+        "BEGIN",
+        "START TRANSACTION",
+        "COMMIT",
+        "ROLLBACK",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "GRANT",
+        "REVOKE",
+        "ATTACH",
+        "DETACH",
+        "LOAD",
+        "INSTALL",
+        "USE",
+        "CALL",
+        "VACUUM",
+        "ANALYZE",
+        "KILL",
+    ];
+    KINDS.iter().copied().find(|k| upper.starts_with(k)).unwrap_or("this statement")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_reads() {
+        for sql in [
+            "SELECT 1",
+            "select * from traffic_1m where site = 'a'",
+            "WITH t AS (SELECT 1 AS x) SELECT x FROM t",
+            "SELECT 1 UNION ALL SELECT 2",
+            "SHOW TABLES",
+            "SHOW COLUMNS FROM traffic_1m",
+            "EXPLAIN SELECT 1",
+            "DESCRIBE traffic_1m",
+            "SELECT 1;",
+        ] {
+            check(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for sql in [
+            "DROP TABLE traffic_1m",
+            "INSERT INTO traffic_1m SELECT * FROM traffic_1m",
+            "COPY traffic_1m TO '/tmp/x.parquet'",
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc/'",
+            "CREATE TABLE x AS SELECT 1",
+            "CREATE VIEW v AS SELECT 1",
+            "SET datafusion.execution.batch_size = 1",
+            "SELECT 1; SELECT 2",
+            "SELECT 1; DROP TABLE traffic_1m",
+            "EXPLAIN COPY traffic_1m TO '/tmp/x.parquet'",
+            "DELETE FROM traffic_1m",
+            "",
+        ] {
+            let err = check(sql).expect_err(sql);
+            assert!(err.is_user_error(), "{sql}: {err}");
+        }
+    }
+}
