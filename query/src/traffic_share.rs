@@ -1,0 +1,229 @@
+//! `GET /v1/traffic-share`: each key's share of all requests per step.
+//!
+//! Aggregation runs in DataFusion (one pass over the range's partitions, grouped by step start and
+//! key, delta rows summed by the GROUP BY); only `steps × (top + 1)` rows come back. Guarantees:
+//! - a point's `share` is the key's requests over *all* requests in that step (every key, not only
+//!   the top N), so the shares of all series of a step add up to 1 for `site|country|asn|colo`;
+//! - the top N keys are those with the most requests over the whole range (ties by key); the rest
+//!   are folded into one series with key [`OTHER_KEY`], listed last and present only when non-empty;
+//! - every series has a point for every step that has traffic (0 where the key had none); steps
+//!   without any traffic have no point;
+//! - `by=entity|tag` go through the many-to-many registry (`site_entities`, `site_tags`), valid at
+//!   the row's time: a site counts fully toward each of its keys (so shares may add up to more than
+//!   1), sites with no key count only in the total, and `min_confidence` filters entities. Without
+//!   registry rows the request is refused (400).
+//!
+//! Sources: `site|country|colo` from `traffic_1m`, `asn` from `asn_1m` (keys are the ASN numbers as
+//! text), `entity|tag` from `traffic_1m` joined with the registry.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::Array;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{QueryError, Result};
+use crate::format::csv_field;
+use crate::lake::{Lake, column_i64, column_string, column_u64};
+use crate::params::{ShareBy, Step, TimeRange, rfc3339_us, step_start_sql};
+
+/// The key of the series that folds every key outside the top N.
+pub const OTHER_KEY: &str = "other";
+
+/// Granularity of `traffic_1m` and `asn_1m`.
+pub const GRANULARITY: Step = Step::MINUTE;
+
+/// A validated traffic-share request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficShareRequest {
+    pub range: TimeRange,
+    pub step: Step,
+    pub by: ShareBy,
+    pub top: usize,
+    /// Only for `by=entity`: attributions below this confidence are ignored.
+    pub min_confidence: f64,
+}
+
+/// The answer. JSON:
+/// `{"by":"site","step":"1h","from":"..Z","to":"..Z","total":N,"series":[{"key":"shop.example",
+/// "requests":N,"share":0.5,"points":[{"ts":"2026-11-01T00:00:00Z","requests":1234,"share":0.0123}]}]}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficShare {
+    pub by: String,
+    pub step: String,
+    pub from: String,
+    pub to: String,
+    /// All requests in the range (every key).
+    pub total: u64,
+    pub series: Vec<ShareSeries>,
+}
+
+/// One key's series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareSeries {
+    pub key: String,
+    /// The key's requests over the whole range.
+    pub requests: u64,
+    /// The key's share of all requests over the whole range.
+    pub share: f64,
+    pub points: Vec<SharePoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharePoint {
+    /// Start of the step, RFC 3339 UTC.
+    pub ts: String,
+    pub requests: u64,
+    /// The key's requests over all requests of the step.
+    pub share: f64,
+}
+
+impl TrafficShare {
+    /// CSV `ts,key,requests,share`, ordered by `ts`, then in series order.
+    pub fn to_csv(&self) -> String {
+        let mut rows: Vec<(&str, usize, &SharePoint)> = Vec::new();
+        for (i, series) in self.series.iter().enumerate() {
+            rows.extend(series.points.iter().map(|p| (p.ts.as_str(), i, p)));
+        }
+        rows.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+        let mut out = String::from("ts,key,requests,share\n");
+        for (ts, i, p) in rows {
+            out.push_str(&format!("{ts},{},{},{}\n", csv_field(&self.series[i].key), p.requests, p.share));
+        }
+        out
+    }
+}
+
+/// Compute the traffic share. Fails with a user error when the step does not fit the table or the
+/// registry needed by `by=entity|tag` is empty.
+pub async fn traffic_share(lake: &Lake, req: &TrafficShareRequest) -> Result<TrafficShare> {
+    let source_table = if req.by == ShareBy::Asn { "asn_1m" } else { "traffic_1m" };
+    req.step.check_granularity(GRANULARITY, source_table)?;
+    req.range.check_steps(req.step)?;
+
+    let mapped = matches!(req.by, ShareBy::Entity | ShareBy::Tag);
+    if mapped {
+        let registry = if req.by == ShareBy::Entity { "site_entities" } else { "site_tags" };
+        if !lake.has_rows(registry).await? {
+            return Err(QueryError::InvalidParameter(format!(
+                "registry not loaded: by={} needs rows in {registry}; import a registry with `edgelens registry import`",
+                req.by.as_str()
+            )));
+        }
+    }
+
+    // (step start µs, top key or None for the rest, requests)
+    let binned = binned_sql(req, source_table);
+    let sql = format!(
+        "WITH binned AS ({binned}), \
+         top_keys AS (SELECT key AS top_key FROM binned GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top}) \
+         SELECT bucket, top_key AS key, SUM(requests) AS requests \
+         FROM binned LEFT JOIN top_keys ON binned.key = top_keys.top_key \
+         GROUP BY bucket, top_key",
+        top = req.top
+    );
+    let mut cells: Vec<(i64, Option<String>, u64)> = Vec::new();
+    for batch in lake.sql(&sql).await? {
+        let (bucket, key, requests) =
+            (column_i64(&batch, "bucket")?, column_string(&batch, "key")?, column_u64(&batch, "requests")?);
+        for row in 0..batch.num_rows() {
+            let key = (!key.is_null(row)).then(|| key.value(row).to_owned());
+            cells.push((bucket.value(row), key, requests.value(row)));
+        }
+    }
+
+    // Totals per step: every request of the step, counted once.
+    let mut step_totals: BTreeMap<i64, u64> = BTreeMap::new();
+    if mapped {
+        let sql = format!(
+            "SELECT bucket, SUM(requests) AS requests FROM \
+             (SELECT {bucket} AS bucket, requests FROM traffic_1m WHERE {pred}) GROUP BY bucket",
+            bucket = step_start_sql("ts", req.step),
+            pred = req.range.sql_predicate("ts"),
+        );
+        for batch in lake.sql(&sql).await? {
+            let (bucket, requests) = (column_i64(&batch, "bucket")?, column_u64(&batch, "requests")?);
+            for row in 0..batch.num_rows() {
+                *step_totals.entry(bucket.value(row)).or_default() += requests.value(row);
+            }
+        }
+    } else {
+        for (bucket, _, requests) in &cells {
+            *step_totals.entry(*bucket).or_default() += requests;
+        }
+    }
+    step_totals.retain(|_, total| *total > 0);
+    let total: u64 = step_totals.values().sum();
+
+    let mut per_key: HashMap<Option<String>, (u64, HashMap<i64, u64>)> = HashMap::new();
+    for (bucket, key, requests) in cells {
+        let entry = per_key.entry(key).or_default();
+        entry.0 += requests;
+        *entry.1.entry(bucket).or_default() += requests;
+    }
+    let mut keys: Vec<(Option<String>, u64)> =
+        per_key.iter().filter(|(_, (sum, _))| *sum > 0).map(|(k, (sum, _))| (k.clone(), *sum)).collect();
+    // Top keys by requests (ties by key), the folded rest last.
+    keys.sort_by(|a, b| a.0.is_none().cmp(&b.0.is_none()).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
+
+    let ratio = |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
+    let series = keys
+        .into_iter()
+        .map(|(key, requests)| {
+            let by_bucket = &per_key[&key].1;
+            let points = step_totals
+                .iter()
+                .map(|(bucket, step_total)| {
+                    let r = by_bucket.get(bucket).copied().unwrap_or(0);
+                    SharePoint { ts: rfc3339_us(*bucket), requests: r, share: ratio(r, *step_total) }
+                })
+                .collect();
+            ShareSeries {
+                key: key.unwrap_or_else(|| OTHER_KEY.to_owned()),
+                requests,
+                share: ratio(requests, total),
+                points,
+            }
+        })
+        .collect();
+
+    Ok(TrafficShare {
+        by: req.by.as_str().to_owned(),
+        step: req.step.to_string(),
+        from: req.range.from_rfc3339(),
+        to: req.range.to_rfc3339(),
+        total,
+        series,
+    })
+}
+
+/// SQL of `(bucket BIGINT, key VARCHAR, requests)`: requests per step and key in the range.
+fn binned_sql(req: &TrafficShareRequest, source_table: &str) -> String {
+    let pred = req.range.sql_predicate("ts");
+    let bucket = step_start_sql("ts", req.step);
+    let rows = match req.by {
+        ShareBy::Site | ShareBy::Country | ShareBy::Colo | ShareBy::Asn => {
+            let column = req.by.as_str();
+            format!(
+                "SELECT {bucket} AS bucket, CAST({column} AS VARCHAR) AS key, requests FROM {source_table} WHERE {pred}"
+            )
+        }
+        ShareBy::Entity | ShareBy::Tag => {
+            let (registry, key_column, confidence) = if req.by == ShareBy::Entity {
+                ("site_entities", "entity", format!(" AND m.confidence >= {:?}", req.min_confidence))
+            } else {
+                ("site_tags", "tag", String::new())
+            };
+            // Per (minute, site) first, then each key valid at that minute; DISTINCT keeps a site
+            // from counting twice toward one key when the registry repeats an attribution.
+            format!(
+                "SELECT {bucket} AS bucket, key, requests FROM ( \
+                   SELECT DISTINCT s.ts AS ts, s.site AS site, s.requests AS requests, m.{key_column} AS key \
+                   FROM (SELECT ts, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, site) s \
+                   JOIN {registry} m ON s.site = m.site \
+                   WHERE s.ts >= m.valid_from AND (m.valid_to IS NULL OR s.ts < m.valid_to){confidence} \
+                 )"
+            )
+        }
+    };
+    format!("SELECT bucket, key, SUM(requests) AS requests FROM ({rows}) GROUP BY bucket, key")
+}

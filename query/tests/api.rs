@@ -1,0 +1,670 @@
+//! The query service end to end: Parquet files written with the schemas' Arrow schemas into a lake
+//! directory, the router served on 127.0.0.1:0, requests over a plain TCP HTTP/1.1 client.
+//!
+//! Test data (all numbers below are computed by hand from it), `traffic_1m`:
+//!
+//! | date       | ts    | site         | country | colo | requests |
+//! |------------|-------|--------------|---------|------|----------|
+//! | 2026-11-01 | 23:58 | shop.example | US      | FRA  | 100      |
+//! | 2026-11-01 | 23:58 | shop.example | US      | FRA  | 10 (delta row, same key, second file) |
+//! | 2026-11-01 | 23:58 | blog.example | DE      | FRA  | 50       |
+//! | 2026-11-01 | 23:59 | shop.example | US      | FRA  | 30       |
+//! | 2026-11-01 | 23:59 | news.example | US      | AMS  | 20       |
+//! | 2026-11-01 | 23:59 | tiny.example | FR      | CDG  | 5        |
+//! | 2026-11-02 | 00:00 | shop.example | US      | FRA  | 40       |
+//! | 2026-11-02 | 00:00 | blog.example | DE      | FRA  | 60       |
+//! | 2026-11-02 | 00:01 | news.example | GB      | AMS  | 15       |
+//! | 2026-11-02 | 00:01 | tiny.example | FR      | CDG  | 5        |
+//!
+//! With 2-minute steps from 23:58 to 00:02: step 23:58 has shop 140, blog 50, news 20, tiny 5
+//! (total 215); step 00:00 has shop 40, blog 60, news 15, tiny 5 (total 120); range total 335.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+};
+use edgelens_query::{AppState, Lake, serve_on};
+use edgelens_schemas::tables::{ASN_1M, SITE_ENTITIES, SITE_RATES_10S, TRAFFIC_1M, TableDef};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const T_2026_11_01: i64 = 1_793_491_200; // 2026-11-01T00:00:00Z
+
+/// Unix seconds of 2026-11-01 + `h:m:s`, where h may be 24+ for the next day.
+fn at(h: i64, m: i64, s: i64) -> i64 {
+    T_2026_11_01 + h * 3600 + m * 60 + s
+}
+
+fn ts_array(secs: &[i64]) -> ArrayRef {
+    Arc::new(
+        TimestampMicrosecondArray::from(secs.iter().map(|s| s * 1_000_000).collect::<Vec<_>>()).with_timezone("UTC"),
+    )
+}
+
+fn strings(v: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(v.to_vec()))
+}
+
+fn u64s(v: &[u64]) -> ArrayRef {
+    Arc::new(UInt64Array::from(v.to_vec()))
+}
+
+/// Write a Parquet file the way the aggregator does: elsewhere, then renamed into the lake.
+fn write_parquet(dir: &Path, table: &TableDef, date: &str, name: &str, columns: Vec<ArrayRef>) {
+    let batch = RecordBatch::try_new(table.arrow_schema(), columns).unwrap();
+    let part = dir.join(table.name).join(format!("date={date}"));
+    std::fs::create_dir_all(&part).unwrap();
+    let tmp = dir.join(format!(".{}-{date}-{name}.tmp", table.name));
+    let file = std::fs::File::create(&tmp).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    std::fs::rename(&tmp, part.join(format!("{name}.parquet"))).unwrap();
+}
+
+/// `traffic_1m` rows: (unix seconds, site, country, colo, requests).
+fn write_traffic(dir: &Path, date: &str, name: &str, rows: &[(i64, &str, &str, &str, u64)]) {
+    let n = rows.len();
+    write_parquet(
+        dir,
+        &TRAFFIC_1M,
+        date,
+        name,
+        vec![
+            ts_array(&rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+            strings(&vec!["2xx"; n]),
+            strings(&vec!["hit"; n]),
+            u64s(&rows.iter().map(|r| r.4).collect::<Vec<_>>()),
+            u64s(&rows.iter().map(|r| r.4 * 1000).collect::<Vec<_>>()),
+        ],
+    );
+}
+
+/// `asn_1m` rows: (unix seconds, site, asn, requests, distinct_clients).
+fn write_asn(dir: &Path, date: &str, name: &str, rows: &[(i64, &str, u32, u64, u64)]) {
+    let n = rows.len();
+    write_parquet(
+        dir,
+        &ASN_1M,
+        date,
+        name,
+        vec![
+            ts_array(&rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+            Arc::new(UInt32Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            strings(&vec!["US"; n]),
+            u64s(&rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+            u64s(&rows.iter().map(|r| r.3 * 1000).collect::<Vec<_>>()),
+            u64s(&rows.iter().map(|r| r.4).collect::<Vec<_>>()),
+            Arc::new(BinaryArray::from(vec![&b""[..]; n])),
+        ],
+    );
+}
+
+/// `site_rates_10s` rows: (unix seconds, site, requests, status_5xx, distinct_clients).
+fn write_rates(dir: &Path, date: &str, name: &str, rows: &[(i64, &str, u64, u64, u64)]) {
+    let n = rows.len();
+    let req: Vec<u64> = rows.iter().map(|r| r.2).collect();
+    let s5: Vec<u64> = rows.iter().map(|r| r.3).collect();
+    let s2: Vec<u64> = rows.iter().map(|r| r.2 - r.3).collect();
+    write_parquet(
+        dir,
+        &SITE_RATES_10S,
+        date,
+        name,
+        vec![
+            ts_array(&rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+            u64s(&req),
+            u64s(&req.iter().map(|r| r * 100).collect::<Vec<_>>()),
+            u64s(&s2),
+            u64s(&vec![0; n]),
+            u64s(&vec![0; n]),
+            u64s(&s5),
+            u64s(&req.iter().map(|r| r / 2).collect::<Vec<_>>()),
+            u64s(&vec![1; n]),
+            u64s(&rows.iter().map(|r| r.4).collect::<Vec<_>>()),
+            Arc::new(BinaryArray::from(vec![&b""[..]; n])),
+        ],
+    );
+}
+
+/// `site_entities` rows: (site, entity, confidence), valid from 2026-01-01, open-ended.
+fn write_entities(dir: &Path, rows: &[(&str, &str, f64)]) {
+    let n = rows.len();
+    let valid_from = 1_767_225_600; // 2026-01-01T00:00:00Z
+    write_parquet(
+        dir,
+        &SITE_ENTITIES,
+        "2026-01-01",
+        "registry",
+        vec![
+            strings(&rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+            strings(&vec!["test"; n]),
+            Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ts_array(&vec![valid_from; n]),
+            Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
+        ],
+    );
+}
+
+fn write_fixture(dir: &Path) {
+    write_traffic(
+        dir,
+        "2026-11-01",
+        "part-0",
+        &[
+            (at(23, 58, 0), "shop.example", "US", "FRA", 100),
+            (at(23, 58, 0), "blog.example", "DE", "FRA", 50),
+            (at(23, 59, 0), "shop.example", "US", "FRA", 30),
+            (at(23, 59, 0), "news.example", "US", "AMS", 20),
+            (at(23, 59, 0), "tiny.example", "FR", "CDG", 5),
+        ],
+    );
+    // Late data: a delta row with the same key as the first row.
+    write_traffic(dir, "2026-11-01", "part-1", &[(at(23, 58, 0), "shop.example", "US", "FRA", 10)]);
+    write_traffic(
+        dir,
+        "2026-11-02",
+        "part-0",
+        &[
+            (at(24, 0, 0), "shop.example", "US", "FRA", 40),
+            (at(24, 0, 0), "blog.example", "DE", "FRA", 60),
+            (at(24, 1, 0), "news.example", "GB", "AMS", 15),
+            (at(24, 1, 0), "tiny.example", "FR", "CDG", 5),
+        ],
+    );
+    write_asn(
+        dir,
+        "2026-11-01",
+        "part-0",
+        &[(at(23, 59, 0), "shop.example", 13335, 70, 7), (at(23, 59, 0), "shop.example", 15169, 30, 3)],
+    );
+    write_asn(dir, "2026-11-01", "part-1", &[(at(23, 59, 0), "shop.example", 13335, 5, 1)]);
+    write_rates(
+        dir,
+        "2026-11-01",
+        "part-0",
+        &[
+            (at(23, 59, 0), "shop.example", 20, 2, 4),
+            (at(23, 59, 10), "shop.example", 30, 0, 5),
+            (at(23, 59, 0), "blog.example", 99, 0, 9),
+        ],
+    );
+    write_rates(dir, "2026-11-01", "part-1", &[(at(23, 59, 0), "shop.example", 10, 1, 2)]);
+    write_rates(dir, "2026-11-02", "part-0", &[(at(24, 0, 0), "shop.example", 60, 6, 8)]);
+}
+
+/// A running service over a lake directory.
+struct Service {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    async fn start(dir: &Path) -> Service {
+        let lake = Lake::open(dir).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve_on(listener, AppState::new(lake), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Service { addr, stop: Some(stop), task: Some(task) }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        Reply::parse(&raw)
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], b"").await
+    }
+
+    async fn sql(&self, sql: &str, accept: &str) -> Reply {
+        self.request("POST", "/v1/sql", &[("Accept", accept), ("Content-Type", "text/plain")], sql.as_bytes()).await
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn parse(raw: &[u8]) -> Reply {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
+        let head = std::str::from_utf8(&raw[..split]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+            body = dechunk(&body);
+        }
+        Reply { status, headers, body }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16).unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn approx(a: &Value, b: f64) -> bool {
+    (a.as_f64().unwrap() - b).abs() < 1e-12
+}
+
+fn point(ts: &str, requests: u64, share: f64) -> Value {
+    json!({"ts": ts, "requests": requests, "share": share})
+}
+
+const RANGE: &str = "from=2026-11-01T23:58:00Z&to=2026-11-02T00:02:00Z";
+
+#[tokio::test]
+async fn traffic_share_by_site_top_n_and_other() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+
+    let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&top=2")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let v = reply.json();
+    let (b1, b2) = ("2026-11-01T23:58:00Z", "2026-11-02T00:00:00Z");
+    let expected = json!({
+        "by": "site", "step": "2m", "from": b1, "to": "2026-11-02T00:02:00Z", "total": 335,
+        "series": [
+            {"key": "shop.example", "requests": 180, "share": 180.0 / 335.0,
+             "points": [point(b1, 140, 140.0 / 215.0), point(b2, 40, 40.0 / 120.0)]},
+            {"key": "blog.example", "requests": 110, "share": 110.0 / 335.0,
+             "points": [point(b1, 50, 50.0 / 215.0), point(b2, 60, 60.0 / 120.0)]},
+            {"key": "other", "requests": 45, "share": 45.0 / 335.0,
+             "points": [point(b1, 25, 25.0 / 215.0), point(b2, 20, 20.0 / 120.0)]},
+        ]
+    });
+    assert_eq!(v, expected);
+
+    // Default top (10): every site, no "other"; shares of a step add up to 1.
+    let v = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m")).await.json();
+    let keys: Vec<&str> = v["series"].as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["shop.example", "blog.example", "news.example", "tiny.example"]);
+    for i in 0..2 {
+        let sum: f64 = v["series"].as_array().unwrap().iter().map(|s| s["points"][i]["share"].as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-12);
+    }
+
+    // CSV: ts,key,requests,share ordered by ts, then series order.
+    let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&top=2&format=csv")).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("content-type").unwrap().starts_with("text/csv"));
+    let expected_csv = format!(
+        "ts,key,requests,share\n\
+         {b1},shop.example,140,{}\n{b1},blog.example,50,{}\n{b1},other,25,{}\n\
+         {b2},shop.example,40,{}\n{b2},blog.example,60,{}\n{b2},other,20,{}\n",
+        140.0 / 215.0,
+        50.0 / 215.0,
+        25.0 / 215.0,
+        40.0 / 120.0,
+        60.0 / 120.0,
+        20.0 / 120.0
+    );
+    assert_eq!(reply.text(), expected_csv);
+
+    // One step per day, unix-seconds bounds, across both date partitions.
+    let v = svc.get(&format!("/v1/traffic-share?from={}&to={}&step=1d&top=1", at(0, 0, 0), at(48, 0, 0))).await.json();
+    assert_eq!(v["step"], "1d");
+    assert_eq!(v["series"][0]["key"], "shop.example");
+    assert_eq!(
+        v["series"][0]["points"],
+        json!([point("2026-11-01T00:00:00Z", 140, 140.0 / 215.0), point(b2, 40, 40.0 / 120.0)])
+    );
+    assert_eq!(v["series"][1]["key"], "other");
+    assert_eq!(v["series"][1]["requests"], 155);
+
+    // A range cutting the first minute away: 23:59 onwards, hourly steps.
+    let v = svc.get("/v1/traffic-share?from=2026-11-01T23:59:00Z&to=2026-11-02T01:00:00Z&step=1h&top=1").await.json();
+    assert_eq!(v["total"], 55 + 120);
+    assert_eq!(v["series"][0]["points"][0], point("2026-11-01T23:00:00Z", 30, 30.0 / 55.0));
+
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn traffic_share_by_country_colo_asn() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+
+    let v = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&by=country")).await.json();
+    assert_eq!(v["by"], "country");
+    let summary: Vec<(String, u64)> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["key"].as_str().unwrap().to_owned(), s["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(summary, [("US".to_owned(), 200), ("DE".to_owned(), 110), ("GB".to_owned(), 15), ("FR".to_owned(), 10)]);
+    // GB had no traffic in the first step: a zero point keeps the series aligned.
+    assert_eq!(v["series"][2]["points"][0], point("2026-11-01T23:58:00Z", 0, 0.0));
+
+    let v = svc.get(&format!("/v1/traffic-share?{RANGE}&step=4m&by=colo&top=1")).await.json();
+    assert_eq!(v["series"][0]["key"], "FRA");
+    assert_eq!(v["series"][0]["requests"], 290);
+    assert!(approx(&v["series"][0]["share"], 290.0 / 335.0));
+    // 4-minute steps are aligned to the epoch: 23:56 and 00:00.
+    assert_eq!(v["series"][0]["points"][0], point("2026-11-01T23:56:00Z", 190, 190.0 / 215.0));
+
+    // by=asn from asn_1m, delta rows summed.
+    let v = svc.get(&format!("/v1/traffic-share?{RANGE}&step=1m&by=asn")).await.json();
+    assert_eq!(v["total"], 105);
+    assert_eq!(v["series"][0]["key"], "13335");
+    assert_eq!(v["series"][0]["points"], json!([point("2026-11-01T23:59:00Z", 75, 75.0 / 105.0)]));
+    assert_eq!(v["series"][1]["key"], "15169");
+
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn traffic_share_by_entity_needs_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+
+    let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&by=entity")).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.json()["error"].as_str().unwrap().contains("registry not loaded"), "{}", reply.text());
+    let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&by=tag")).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.text().contains("registry not loaded"));
+
+    // Registry appears while the service runs: shop belongs to two entities, blog to one with low
+    // confidence; the repeated attribution must not count twice.
+    write_entities(
+        dir.path(),
+        &[
+            ("shop.example", "Acme", 0.9),
+            ("shop.example", "Acme", 0.9),
+            ("shop.example", "Shops Inc", 0.8),
+            ("blog.example", "Acme", 0.4),
+        ],
+    );
+    let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&by=entity")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v = reply.json();
+    assert_eq!(v["total"], 335);
+    assert_eq!(v["series"][0]["key"], "Acme");
+    assert_eq!(v["series"][0]["requests"], 290);
+    assert_eq!(v["series"][0]["points"][0], point("2026-11-01T23:58:00Z", 190, 190.0 / 215.0));
+    assert_eq!(v["series"][1]["key"], "Shops Inc");
+    assert_eq!(v["series"][1]["requests"], 180);
+    assert_eq!(v["series"].as_array().unwrap().len(), 2);
+
+    let v = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&by=entity&min_confidence=0.5")).await.json();
+    assert_eq!(v["series"][0]["key"], "Acme");
+    assert_eq!(v["series"][0]["requests"], 180);
+
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn site_rates_series() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+
+    let reply = svc.get("/v1/sites/shop.example/rates?from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v = reply.json();
+    assert_eq!(v["site"], "shop.example");
+    assert_eq!(v["step"], "10s");
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    assert_eq!(
+        points[0],
+        json!({"ts": "2026-11-01T23:59:00Z", "requests": 30, "rps": 3.0, "bytes": 3000, "status_2xx": 27,
+               "status_3xx": 0, "status_4xx": 0, "status_5xx": 3, "cache_hits": 15, "blocked": 2,
+               "distinct_clients": 6})
+    );
+    assert_eq!(points[1]["ts"], "2026-11-01T23:59:10Z");
+    assert_eq!(points[2]["ts"], "2026-11-02T00:00:00Z");
+    assert_eq!(points[2]["requests"], 60);
+
+    let v =
+        svc.get("/v1/sites/shop.example/rates?from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z&step=1m").await.json();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[0]["requests"], 60);
+    assert!(approx(&points[0]["rps"], 1.0));
+
+    let reply = svc
+        .get("/v1/sites/shop.example/rates?from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z&step=1m&format=csv")
+        .await;
+    assert_eq!(
+        reply.text(),
+        "ts,requests,rps,bytes,status_2xx,status_3xx,status_4xx,status_5xx,cache_hits,blocked,distinct_clients\n\
+         2026-11-01T23:59:00Z,60,1,6000,57,0,0,3,30,3,11\n\
+         2026-11-02T00:00:00Z,60,1,6000,54,0,0,6,30,1,8\n"
+    );
+
+    // A site name that would break naive SQL quoting is just an unknown site.
+    let v = svc.get("/v1/sites/x'%20OR%20'1'='1/rates?from=2026-11-01T23:00:00Z&to=2026-11-02T01:00:00Z").await.json();
+    assert_eq!(v["points"], json!([]));
+
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_with_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+
+    for path in [
+        format!("/v1/traffic-share?{RANGE}&step=30s"),
+        format!("/v1/traffic-share?{RANGE}&step=90s"),
+        format!("/v1/traffic-share?{RANGE}&step=fast"),
+        format!("/v1/traffic-share?{RANGE}&by=planet"),
+        format!("/v1/traffic-share?{RANGE}&top=0"),
+        format!("/v1/traffic-share?{RANGE}&top=ten"),
+        format!("/v1/traffic-share?{RANGE}&format=xml"),
+        format!("/v1/traffic-share?{RANGE}&by=entity&min_confidence=2"),
+        "/v1/traffic-share?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z".to_owned(),
+        "/v1/traffic-share?from=yesterday".to_owned(),
+        "/v1/traffic-share?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&step=1m".to_owned(),
+        format!("/v1/sites/shop.example/rates?{RANGE}&step=5s"),
+        format!("/v1/sites/shop.example/rates?{RANGE}&step=15s"),
+    ] {
+        let reply = svc.get(&path).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text());
+        assert_eq!(reply.header("content-type"), Some("application/json"), "{path}");
+        assert!(reply.json()["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}");
+    }
+
+    assert_eq!(svc.get("/v1/nothing-here").await.status, 404);
+    let health = svc.get("/healthz").await;
+    assert_eq!((health.status, health.text()), (200, "ok"));
+    assert_eq!(svc.get("/readyz").await.status, 200);
+    let page = svc.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.text().contains("/v1/traffic-share"));
+
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn sql_endpoint_formats_and_read_only_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+    let query = "SELECT site, SUM(requests) AS requests, MIN(ts) AS first FROM traffic_1m GROUP BY site ORDER BY site";
+
+    let reply = svc.sql(query, "application/json").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!([
+            {"site": "blog.example", "requests": 110, "first": "2026-11-01T23:58:00Z"},
+            {"site": "news.example", "requests": 35, "first": "2026-11-01T23:59:00Z"},
+            {"site": "shop.example", "requests": 180, "first": "2026-11-01T23:58:00Z"},
+            {"site": "tiny.example", "requests": 10, "first": "2026-11-01T23:59:00Z"},
+        ])
+    );
+
+    let reply = svc.sql(query, "text/csv").await;
+    assert!(reply.header("content-type").unwrap().starts_with("text/csv"));
+    assert_eq!(
+        reply.text(),
+        "site,requests,first\nblog.example,110,2026-11-01T23:58:00Z\nnews.example,35,2026-11-01T23:59:00Z\n\
+         shop.example,180,2026-11-01T23:58:00Z\ntiny.example,10,2026-11-01T23:59:00Z\n"
+    );
+
+    // JSON body, no Accept header: JSON rows; partition column `date` is queryable.
+    let body = json!({"sql": "SELECT date, COUNT(*) AS n FROM traffic_1m GROUP BY date ORDER BY date"}).to_string();
+    let reply = svc.request("POST", "/v1/sql", &[("Content-Type", "application/json")], body.as_bytes()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json(), json!([{"date": "2026-11-01", "n": 6}, {"date": "2026-11-02", "n": 4}]));
+
+    // Arrow IPC stream.
+    let reply = svc.sql("SELECT site FROM traffic_1m WHERE requests > 50", "application/vnd.apache.arrow.stream").await;
+    assert_eq!(reply.header("content-type"), Some("application/vnd.apache.arrow.stream"));
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(reply.body), None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 2);
+
+    // SHOW TABLES lists the lake's tables.
+    let reply = svc.sql("SHOW TABLES", "application/json").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("site_rates_10s"));
+
+    for refused in [
+        "DROP TABLE traffic_1m",
+        "INSERT INTO traffic_1m SELECT * FROM traffic_1m",
+        "COPY traffic_1m TO '/tmp/edgelens-copy-test.parquet'",
+        "CREATE EXTERNAL TABLE etc STORED AS CSV LOCATION '/etc/'",
+        "CREATE TABLE t AS SELECT 1",
+        "SELECT 1; SELECT 2",
+        "SELECT 1; DROP TABLE traffic_1m",
+        "SET datafusion.execution.batch_size = 1",
+        "SELECT * FROM no_such_table",
+        "SELEC 1",
+        "",
+    ] {
+        let reply = svc.sql(refused, "application/json").await;
+        assert_eq!(reply.status, 400, "{refused}: {}", reply.text());
+        assert!(reply.json()["error"].is_string(), "{refused}");
+    }
+    // The table is still there.
+    assert_eq!(svc.sql("SELECT COUNT(*) AS n FROM traffic_1m", "application/json").await.json(), json!([{"n": 10}]));
+
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn files_added_after_open_are_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing at all yet: every table reads as empty.
+    let lake = Lake::open(dir.path().join("lake")).unwrap();
+    let count = |lake: Lake| async move {
+        let batches = lake.sql("SELECT COUNT(*) AS n FROM traffic_1m WHERE date >= '2026-11-01'").await.unwrap();
+        edgelens_query::format::to_json(&batches).unwrap()
+    };
+    assert_eq!(count(lake.clone()).await, r#"[{"n":0}]"#);
+    for table in edgelens_schemas::ALL_TABLES {
+        let batches = lake.sql(&format!("SELECT * FROM {}", table.name)).await.unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0, "{}", table.name);
+    }
+
+    // The table directory and a first file appear.
+    write_traffic(&dir.path().join("lake"), "2026-11-01", "a", &[(at(10, 0, 0), "a.example", "US", "FRA", 1)]);
+    assert_eq!(count(lake.clone()).await, r#"[{"n":1}]"#);
+
+    // More files, in the same and in a new partition.
+    write_traffic(&dir.path().join("lake"), "2026-11-01", "b", &[(at(10, 1, 0), "a.example", "US", "FRA", 1)]);
+    write_traffic(&dir.path().join("lake"), "2026-11-02", "a", &[(at(30, 0, 0), "a.example", "US", "FRA", 1)]);
+    assert_eq!(count(lake.clone()).await, r#"[{"n":3}]"#);
+
+    // Through the API too.
+    let svc = Service::start(&dir.path().join("lake")).await;
+    let v = svc.get("/v1/traffic-share?from=2026-11-01T00:00:00Z&to=2026-11-03T00:00:00Z&step=1d").await.json();
+    assert_eq!(v["total"], 3);
+    write_traffic(&dir.path().join("lake"), "2026-11-02", "b", &[(at(30, 5, 0), "b.example", "US", "FRA", 2)]);
+    let v = svc.get("/v1/traffic-share?from=2026-11-01T00:00:00Z&to=2026-11-03T00:00:00Z&step=1d").await.json();
+    assert_eq!(v["total"], 5);
+    assert_eq!(v["series"][1]["key"], "b.example");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn empty_lake_answers_empty_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path()).await;
+    let v = svc.get(&format!("/v1/traffic-share?{RANGE}")).await.json();
+    assert_eq!(v["total"], 0);
+    assert_eq!(v["series"], json!([]));
+    let v = svc.get(&format!("/v1/sites/a.example/rates?{RANGE}")).await.json();
+    assert_eq!(v["points"], json!([]));
+    let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&format=csv")).await;
+    assert_eq!(reply.text(), "ts,key,requests,share\n");
+    svc.stop().await;
+}
