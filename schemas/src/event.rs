@@ -294,7 +294,7 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
     let site = match (raw.zone_name, raw.client_request_host) {
         (Some(z), _) if !z.is_empty() => normalize_site(z)?,
         (_, Some(h)) if !h.is_empty() => normalize_site(strip_port(h))?,
-        _ => return Err(InvalidReason::MissingField("ZoneName")),
+        _ => return Err(InvalidReason::MissingField("ZoneName (or ClientRequestHost)")),
     };
     Ok(EdgeEvent {
         ts,

@@ -38,7 +38,33 @@ pub fn from_unix_float(v: f64) -> Option<Nanos> {
     if v.abs() >= 1e11 {
         return from_unix_int(v as i64);
     }
-    in_range((v * NANOS_PER_SEC as f64).round() as i64)
+    // Whole seconds and fraction apart: `v * 1e9` would exceed f64's 53-bit mantissa and turn
+    // `.25` into `.249999872`. At today's magnitudes an f64 resolves ~0.25 µs, so the fraction is
+    // rounded to whole microseconds.
+    let secs = v.floor();
+    let micros = ((v - secs) * 1e6).round() as i64;
+    in_range((secs as i64).checked_mul(NANOS_PER_SEC)?.checked_add(micros * 1_000)?)
+}
+
+/// `SECS.FRACTION` written in decimal, converted exactly (up to nanoseconds; further digits are
+/// truncated). `None` when `s` is not of that form.
+fn parse_decimal_secs(s: &str) -> Option<Nanos> {
+    let (int, frac) = s.split_once('.')?;
+    let neg = int.starts_with('-');
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    if digits.is_empty() || frac.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if neg || digits.len() > 10 {
+        // Not seconds since 1970 in the accepted range; let the float path decide.
+        return None;
+    }
+    let secs: i64 = digits.parse().ok()?;
+    let mut ns: i64 = 0;
+    for i in 0..9 {
+        ns = ns * 10 + frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
+    }
+    in_range(secs * NANOS_PER_SEC + ns)
 }
 
 /// RFC 3339 (`2026-11-01T12:00:00Z`, with optional fraction and offset), or a plain integer/float
@@ -47,6 +73,9 @@ pub fn parse_timestamp_str(s: &str) -> Option<Nanos> {
     let s = s.trim();
     if let Ok(v) = s.parse::<i64>() {
         return from_unix_int(v);
+    }
+    if let Some(ts) = parse_decimal_secs(s) {
+        return Some(ts);
     }
     if let Ok(v) = s.parse::<f64>() {
         return from_unix_float(v);
@@ -113,6 +142,17 @@ mod tests {
         assert_eq!(parse_timestamp_str("2026-11-01T00:00:00Z"), Some(ns));
         assert_eq!(parse_timestamp_str("2026-11-01T01:00:00.25+01:00"), Some(ns + 250_000_000));
         assert_eq!(parse_timestamp_str("1793491200"), Some(ns));
+    }
+
+    #[test]
+    fn fractional_seconds_keep_their_fraction() {
+        let ns = 1_793_491_200_i64 * NANOS_PER_SEC;
+        // A naive `v * 1e9` gives ...249_999_872 here.
+        assert_eq!(from_unix_float(1_793_491_205.25), Some(ns + 5_250_000_000));
+        assert_eq!(from_unix_float(1_793_491_200.123_456), Some(ns + 123_456_000));
+        assert_eq!(parse_timestamp_str("1793491200.123456789"), Some(ns + 123_456_789));
+        assert_eq!(parse_timestamp_str("1793491200.5"), Some(ns + 500_000_000));
+        assert_eq!(parse_timestamp_str("1793491200.1234567891"), Some(ns + 123_456_789));
     }
 
     #[test]
