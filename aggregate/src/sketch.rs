@@ -39,13 +39,15 @@ impl ClientSketch {
         self.0 = u.to_sketch(HllType::Hll8);
     }
 
+    /// Estimate from the sketch's registers alone (DataSketches' composite estimator), so the
+    /// same set of clients gives the same estimate whatever order they arrived in.
     pub fn estimate(&self) -> f64 {
-        self.0.estimate()
+        self.0.composite_estimate()
     }
 
     /// Rounded estimate, as stored in the `distinct_clients` columns.
     pub fn estimate_u64(&self) -> u64 {
-        self.0.estimate().round() as u64
+        self.estimate().round() as u64
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
