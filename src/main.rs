@@ -1,1 +1,7 @@
-fn main() {}
+//! The `edgelens` binary: command-line parsing and dispatch to the library crates, nothing else.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,451 @@
+//! Command-line interface: argument parsing and dispatch to the library crates.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgelens_aggregate::pipeline::{replay_files, PipelineConfig, PipelineStats, ReplayProgress};
+use edgelens_aggregate::sink::parquet::ParquetLake;
+use edgelens_aggregate::WindowConfig;
+use edgelens_schemas::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "edgelens", version, about = "CDN edge traffic analytics: Logpush events in, traffic share, rates and attacks out")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `edgelens_aggregate=debug`.
+    #[arg(long, global = true, env = "EDGELENS_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Embedded pipeline with live synthetic traffic (incl. attacks), dashboard and API.
+    Demo(DemoArgs),
+    /// Write synthetic Logpush NDJSON with ground truth.
+    Generate(GenerateArgs),
+    /// Run files through the embedded pipeline into the Parquet lake; exits when all windows are flushed.
+    Replay(ReplayArgs),
+    /// Run a read-only SQL query over the lake.
+    Sql(SqlArgs),
+    /// Serve the query API and dashboard over the lake.
+    Query(QueryArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Address of the dashboard and API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Lake directory.
+    #[arg(long, default_value = "./edgelens-data")]
+    data_dir: PathBuf,
+    /// Mean synthetic events per second.
+    #[arg(long, default_value_t = 3000.0)]
+    rps: f64,
+    /// Number of synthetic sites.
+    #[arg(long, default_value_t = 500)]
+    sites: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// baseline | flood | flash-crowd | mixed | demo
+    #[arg(long, default_value = "mixed")]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event-time length, e.g. 10m, 1h.
+    #[arg(long, default_value = "10m")]
+    duration: String,
+    /// Mean baseline events per second over all sites.
+    #[arg(long, default_value_t = 2000.0)]
+    rps: f64,
+    #[arg(long, default_value_t = 1000)]
+    sites: usize,
+    /// First event second (RFC 3339 or unix seconds); default 2026-11-01T00:00:00Z.
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    start: String,
+    /// Maximum out-of-order displacement of an event, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    jitter_ms: u32,
+    /// Output file; `.gz` compresses.
+    #[arg(long)]
+    out: PathBuf,
+    /// Ground-truth JSON file.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct WindowArgs {
+    /// How far an event may be behind the newest one without being late.
+    #[arg(long, default_value = "5s")]
+    allowed_disorder: String,
+    /// How far behind the watermark a late event is still counted (as a delta row).
+    #[arg(long, default_value = "10m")]
+    allowed_lateness: String,
+    /// Count redelivered events (same RayID) again instead of once.
+    #[arg(long)]
+    no_dedup: bool,
+}
+
+impl WindowArgs {
+    fn config(&self) -> Result<WindowConfig> {
+        let d = |s: &str, what: &str| parse_duration(s).with_context(|| format!("--{what}: not a duration: {s:?}"));
+        Ok(WindowConfig {
+            allowed_disorder: d(&self.allowed_disorder, "allowed-disorder")?,
+            allowed_lateness: d(&self.allowed_lateness, "allowed-lateness")?,
+            dedup_ray_ids: !self.no_dedup,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// NDJSON or NDJSON.gz files, replayed in order as one stream.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Lake directory.
+    #[arg(long, default_value = "./edgelens-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Longest accepted line in bytes; longer lines are dead-lettered.
+    #[arg(long, default_value_t = edgelens_ingest::reader::DEFAULT_MAX_LINE)]
+    max_line_bytes: usize,
+    /// Closed rows buffered before a Parquet file is written.
+    #[arg(long, default_value_t = 200_000)]
+    flush_rows: usize,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct SqlArgs {
+    /// The query.
+    sql: String,
+    /// Lake directory.
+    #[arg(long, default_value = "./edgelens-data")]
+    data_dir: PathBuf,
+    /// Output format (default: table on a terminal, CSV otherwise).
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// Config file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP listen address (overrides the file).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Lake directory (overrides the file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgelens: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Demo(a) => crate::cli::demo::run(a),
+        Cmd::Generate(a) => generate(a),
+        Cmd::Replay(a) => replay(a),
+        Cmd::Sql(a) => sql(a),
+        Cmd::Query(a) => query(a),
+    }
+}
+
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn replay(a: ReplayArgs) -> Result<()> {
+    let cfg = PipelineConfig {
+        windows: a.window.config()?,
+        max_line: a.max_line_bytes,
+        flush_rows: a.flush_rows.max(1),
+        ..PipelineConfig::default()
+    };
+    let lake = ParquetLake::open(&a.data_dir).with_context(|| format!("opening lake {}", a.data_dir.display()))?;
+    let started = Instant::now();
+    let pb = progress_bar(0, "replay");
+    let (stats, lake) = replay_files(&a.files, cfg, lake, |p: ReplayProgress| {
+        pb.set_length(p.bytes_total);
+        pb.set_position(p.bytes_read);
+    })?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!("{}", serde_json::to_string_pretty(&summary_json(&stats, lake.files_written(), secs))?);
+    Ok(())
+}
+
+fn summary_json(s: &PipelineStats, files: u64, secs: f64) -> serde_json::Value {
+    let dead: serde_json::Map<String, serde_json::Value> =
+        s.dead_letters.iter().map(|(k, v)| (k.to_owned(), serde_json::Value::from(v))).collect();
+    serde_json::json!({
+        "lines": s.lines,
+        "counted": s.counted,
+        "late": s.late,
+        "duplicates": s.duplicates,
+        "dead_letters": s.dead_letters.total(),
+        "dead_letters_by_reason": dead,
+        "rows_written": s.rows_written,
+        "files_written": files,
+        "seconds": (secs * 1000.0).round() / 1000.0,
+        "lines_per_second": if secs > 0.0 { (s.lines as f64 / secs).round() } else { 0.0 },
+    })
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
+    use std::io::Write;
+    let scenario: Scenario = a.scenario.parse().map_err(|e| anyhow::anyhow!("--scenario: {e}"))?;
+    let duration = parse_duration(&a.duration).context("--duration: not a duration")?;
+    let start = edgelens_schemas::parse_timestamp_str(&a.start).context("--start: not a time")?;
+    let cfg = GenerateConfig {
+        scenario,
+        seed: a.seed,
+        start_ts_secs: start / edgelens_schemas::time::NANOS_PER_SEC,
+        duration_secs: (duration / edgelens_schemas::time::NANOS_PER_SEC) as u64,
+        rps: a.rps,
+        sites: a.sites,
+        jitter_ms: a.jitter_ms,
+    };
+    let total_secs = cfg.duration_secs;
+    let mut generator = TrafficGenerator::new(cfg)?;
+    let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let gz = a.out.extension().is_some_and(|e| e == "gz");
+    let mut out: Box<dyn Write> = if gz {
+        Box::new(flate2_writer(file))
+    } else {
+        Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
+    };
+    let pb = if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(total_secs) } else { indicatif::ProgressBar::hidden() };
+    let mut buf = Vec::with_capacity(4 << 20);
+    let mut events = 0u64;
+    let started = Instant::now();
+    while let Some(n) = generator.next_second(&mut buf) {
+        events += n as u64;
+        if buf.len() >= 2 << 20 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+        pb.inc(1);
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    drop(out);
+    pb.finish_and_clear();
+    if let Some(t) = &a.truth {
+        let json = serde_json::to_vec_pretty(&generator.truth())?;
+        std::fs::write(t, json).with_context(|| format!("writing {}", t.display()))?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("edgelens: wrote {events} events to {} in {secs:.2} s ({:.0} events/s)", a.out.display(), events as f64 / secs.max(1e-9));
+    Ok(())
+}
+
+fn flate2_writer(file: std::fs::File) -> impl std::io::Write {
+    flate2::write::GzEncoder::new(std::io::BufWriter::with_capacity(1 << 20, file), flate2::Compression::fast())
+}
+
+fn sql(a: SqlArgs) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let lake = edgelens_query::lake::Lake::open(&a.data_dir)?;
+        let result = lake.user_sql(&a.sql).await?;
+        let format = a.format.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Csv });
+        let text = match format {
+            OutputFormat::Table => edgelens_query::format::to_table(&result.schema, &result.batches)?,
+            OutputFormat::Csv => edgelens_query::format::to_csv(&result.schema, &result.batches)?,
+            OutputFormat::Json => edgelens_query::format::to_json(&result.batches)?,
+        };
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            stdout.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+fn query(a: QueryArgs) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => {
+            /// The config file of the query role: `[query]` with the keys of `QueryConfig`.
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct File {
+                #[serde(default)]
+                query: edgelens_query::QueryConfig,
+            }
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str::<File>(&text).with_context(|| format!("invalid config {}", p.display()))?.query
+        }
+        None => edgelens_query::QueryConfig::default(),
+    };
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        cfg.data_dir = d;
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        edgelens_query::api::serve(cfg, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+mod demo {
+    //! `edgelens demo`: live synthetic traffic through the embedded pipeline into the lake, with
+    //! the query service and dashboard on top. Ctrl-C closes every window, flushes and exits.
+
+    use super::*;
+    use edgelens_aggregate::pipeline::{now_nanos, EmbeddedPipeline};
+    use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
+    use edgelens_ingest::reader::{Line, LineReader};
+    use edgelens_schemas::time::NANOS_PER_SEC;
+
+    pub fn run(a: DemoArgs) -> Result<()> {
+        if !(a.rps > 0.0) {
+            bail!("--rps must be positive");
+        }
+        std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+        let lake = ParquetLake::open(&a.data_dir)?;
+        let window = WindowConfig::default();
+        let cfg = PipelineConfig { windows: window, flush_rows: 1, source: "demo".into(), ..PipelineConfig::default() };
+        let mut pipeline = EmbeddedPipeline::new(cfg, lake);
+        let start_secs = now_nanos() / NANOS_PER_SEC;
+        let mut generator = TrafficGenerator::new(GenerateConfig {
+            scenario: Scenario::Demo,
+            seed: a.seed,
+            start_ts_secs: start_secs,
+            duration_secs: u64::MAX / 4,
+            rps: a.rps,
+            sites: a.sites,
+            jitter_ms: 1500,
+        })?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_gen = Arc::clone(&stop);
+        let disorder = window.allowed_disorder;
+        let producer = std::thread::Builder::new().name("demo-pipeline".into()).spawn(move || -> Result<PipelineStats> {
+            let t0 = Instant::now();
+            let mut buf = Vec::with_capacity(1 << 20);
+            let mut second = 0u64;
+            let mut line_no = 0u64;
+            while !stop_gen.load(Ordering::Relaxed) {
+                // Pace event time to the wall clock.
+                let due = Duration::from_secs(second + 1);
+                let elapsed = t0.elapsed();
+                if elapsed < due {
+                    std::thread::sleep((due - elapsed).min(Duration::from_millis(200)));
+                    continue;
+                }
+                buf.clear();
+                if generator.next_second(&mut buf).is_none() {
+                    break;
+                }
+                second += 1;
+                let mut lines = LineReader::new(&buf[..], usize::MAX / 2);
+                while let Some(line) = lines.next_line()? {
+                    if let Line::Complete(l) = line {
+                        pipeline.push_line(Line::Complete(l), "demo", line_no, now_nanos())?;
+                    }
+                    line_no += 1;
+                }
+                pipeline.advance_to(now_nanos() - disorder)?;
+                pipeline.flush()?;
+            }
+            let (stats, _) = pipeline.finish()?;
+            Ok(stats)
+        })?;
+
+        println!("edgelens demo: dashboard and API on http://{}  (data in {}; Ctrl-C to stop)", a.listen, a.data_dir.display());
+        let rt = runtime()?;
+        let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), ..Default::default() };
+        let served = rt.block_on(async move { edgelens_query::api::serve(qcfg, shutdown_signal()).await });
+        stop.store(true, Ordering::Relaxed);
+        let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))??;
+        eprintln!(
+            "edgelens demo: stopped; {} events counted, {} dead letters, {} rows written to {}",
+            stats.counted,
+            stats.dead_letters.total(),
+            stats.rows_written,
+            a.data_dir.display()
+        );
+        served?;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Helpers shared by the end-to-end tests: run the real binary, read the lake with the parquet
+//! crate (not with edgelens' query code), and recount raw NDJSON independently with serde_json.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn edgelens() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_edgelens"))
+}
+
+/// Run and require success; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().expect("spawn edgelens");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+pub fn generate(dir: &Path, scenario: &str, seed: u64, duration: &str, rps: u32, sites: u32) -> PathBuf {
+    let out = dir.join(format!("{scenario}-{seed}.ndjson"));
+    run_ok(edgelens().args(["generate", "--scenario", scenario, "--seed", &seed.to_string(), "--duration", duration]).args([
+        "--rps",
+        &rps.to_string(),
+        "--sites",
+        &sites.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    out
+}
+
+/// Every Parquet file of a lake table.
+pub fn table_files(lake: &Path, table: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(dates) = std::fs::read_dir(lake.join(table)) else { return files };
+    for d in dates.flatten() {
+        assert!(d.file_name().to_string_lossy().starts_with("date="), "hive partition dirs only: {:?}", d.path());
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            files.push(f.path());
+        }
+    }
+    files.sort();
+    files
+}
+
+pub fn read_table(lake: &Path, table: &str) -> Vec<RecordBatch> {
+    table_files(lake, table)
+        .into_iter()
+        .flat_map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A cell rendered as text (sketch bytes left out: compared through their estimate column).
+fn cell(col: &dyn Array, i: usize) -> String {
+    if col.is_null(i) {
+        return "NULL".into();
+    }
+    use arrow::datatypes::DataType as D;
+    match col.data_type() {
+        D::Utf8 => col.as_string::<i32>().value(i).to_owned(),
+        D::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
+        D::UInt32 => col.as_primitive::<UInt32Type>().value(i).to_string(),
+        D::Timestamp(_, _) => col.as_primitive::<TimestampMicrosecondType>().value(i).to_string(),
+        D::Binary => "<sketch>".into(),
+        other => panic!("unexpected column type {other}"),
+    }
+}
+
+/// All rows of a table as sorted text lines (columns in schema order, `|`-separated).
+pub fn table_rows(lake: &Path, table: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in read_table(lake, table) {
+        for i in 0..b.num_rows() {
+            rows.push(b.columns().iter().map(|c| cell(c.as_ref(), i)).collect::<Vec<_>>().join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Sum measure columns per key of a rollup table: key columns → summed measures.
+pub fn summed(lake: &Path, table: &str, keys: &[&str], measures: &[&str]) -> BTreeMap<Vec<String>, Vec<u64>> {
+    let mut out: BTreeMap<Vec<String>, Vec<u64>> = BTreeMap::new();
+    for b in read_table(lake, table) {
+        let kc: Vec<_> = keys.iter().map(|k| b.column_by_name(k).unwrap_or_else(|| panic!("{table}.{k}"))).collect();
+        let mc: Vec<_> = measures.iter().map(|m| b.column_by_name(m).unwrap().as_primitive::<UInt64Type>()).collect();
+        for i in 0..b.num_rows() {
+            let key = kc.iter().map(|c| cell(c.as_ref(), i)).collect();
+            let e = out.entry(key).or_insert_with(|| vec![0; measures.len()]);
+            for (j, m) in mc.iter().enumerate() {
+                e[j] += m.value(i);
+            }
+        }
+    }
+    out
+}
+
+/// Independent recount of a generated file, following the documented rules (DESIGN.md §3 and
+/// schemas::event docs) with serde_json, not edgelens' parser.
+#[derive(Debug, Default)]
+pub struct Recount {
+    pub lines: u64,
+    pub valid: u64,
+    /// (10 s window start µs, site) → [requests, bytes, 2xx, 3xx, 4xx, 5xx, cache_hits, blocked]
+    pub rates: BTreeMap<Vec<String>, Vec<u64>>,
+    /// (minute µs, site, country, colo, status_class, cache_status) → [requests, bytes]
+    pub traffic: BTreeMap<Vec<String>, Vec<u64>>,
+    /// (minute µs, site, asn, country) → [requests, bytes]
+    pub asn: BTreeMap<Vec<String>, Vec<u64>>,
+}
+
+pub fn recount(path: &Path) -> Recount {
+    use std::io::BufRead;
+    let mut r = Recount::default();
+    let f = std::io::BufReader::new(File::open(path).unwrap());
+    for line in f.split(b'\n') {
+        let line = line.unwrap();
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        r.lines += 1;
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("generated lines are valid JSON");
+        let ts_ns = v["EdgeStartTimestamp"].as_i64().expect("generator writes unix ns");
+        let site = v["ZoneName"].as_str().unwrap().to_lowercase();
+        let status = v["EdgeResponseStatus"].as_u64().unwrap();
+        let bytes = v["EdgeResponseBytes"].as_u64().unwrap_or(0);
+        let country = v["ClientCountry"].as_str().unwrap_or("").to_lowercase();
+        let colo = v["EdgeColoCode"].as_str().unwrap_or("").to_uppercase();
+        let cache = v["CacheCacheStatus"].as_str().unwrap_or("").to_owned();
+        let asn = v["ClientASN"].as_u64().unwrap_or(0);
+        let action = v["SecurityAction"].as_str().unwrap_or("");
+        r.valid += 1;
+        let us = ts_ns.div_euclid(1000);
+        let w10 = us - us.rem_euclid(10_000_000);
+        let m1 = us - us.rem_euclid(60_000_000);
+        let class = status / 100;
+        let e = r.rates.entry(vec![w10.to_string(), site.clone()]).or_insert_with(|| vec![0; 8]);
+        e[0] += 1;
+        e[1] += bytes;
+        if (2..=5).contains(&class) {
+            e[class as usize] += 1;
+        }
+        e[6] += u64::from(matches!(cache.as_str(), "hit" | "stale" | "updating" | "revalidated"));
+        e[7] += u64::from(matches!(action, "block" | "challenge" | "jschallenge" | "managedChallenge" | "challengeFailed"));
+        let t = r
+            .traffic
+            .entry(vec![m1.to_string(), site.clone(), country.clone(), colo, format!("{class}xx"), cache])
+            .or_insert_with(|| vec![0; 2]);
+        t[0] += 1;
+        t[1] += bytes;
+        let a = r.asn.entry(vec![m1.to_string(), site, asn.to_string(), country]).or_insert_with(|| vec![0; 2]);
+        a[0] += 1;
+        a[1] += bytes;
+    }
+    r
+}
