@@ -384,9 +384,12 @@ mod demo {
         std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
         let lake = ParquetLake::open(&a.data_dir)?;
         let window = WindowConfig::default();
-        let cfg = PipelineConfig { windows: window, flush_rows: 1, source: "demo".into(), ..PipelineConfig::default() };
-        let mut pipeline = EmbeddedPipeline::new(cfg, lake);
         let start_secs = now_nanos() / NANOS_PER_SEC;
+        // Lake file names derive from source + line span; the start time keeps a restarted demo
+        // from overwriting the files of an earlier run in the same data dir.
+        let source = format!("demo-{start_secs}");
+        let cfg = PipelineConfig { windows: window, flush_rows: 1, source: source.clone(), ..PipelineConfig::default() };
+        let mut pipeline = EmbeddedPipeline::new(cfg, lake);
         let mut generator = TrafficGenerator::new(GenerateConfig {
             scenario: Scenario::Demo,
             seed: a.seed,
@@ -421,7 +424,7 @@ mod demo {
                 let mut lines = LineReader::new(&buf[..], usize::MAX / 2);
                 while let Some(line) = lines.next_line()? {
                     if let Line::Complete(l) = line {
-                        pipeline.push_line(Line::Complete(l), "demo", line_no, now_nanos())?;
+                        pipeline.push_line(Line::Complete(l), &source, line_no, now_nanos())?;
                     }
                     line_no += 1;
                 }

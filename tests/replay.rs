@@ -144,3 +144,25 @@ fn replay_of_missing_file_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/x.ndjson"), "{err}");
 }
+
+#[test]
+fn replays_into_one_lake_add_up_and_a_repeated_replay_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Same event-time range (same date partition) and the same number of lines, other sites.
+    let a = generate(tmp.path(), "baseline", 1, "2m", 400, 50);
+    let b = tmp.path().join("other-sites.ndjson");
+    std::fs::write(&b, std::fs::read_to_string(&a).unwrap().replace(".example\"", ".test\"")).unwrap();
+    let (ra, rb) = (recount(&a), recount(&b));
+    let lake = tmp.path().join("lake");
+    let total = |lake: &Path| -> u64 {
+        summed(lake, "site_rates_10s", &["ts", "site"], &["requests"]).values().map(|v| v[0]).sum()
+    };
+    replay(&[&a], &lake);
+    assert_eq!(total(&lake), ra.valid);
+    replay(&[&b], &lake);
+    assert_eq!(total(&lake), ra.valid + rb.valid, "the second file's rows must not replace the first's");
+    let files = table_files(&lake, "site_rates_10s").len();
+    replay(&[&a], &lake);
+    assert_eq!(total(&lake), ra.valid + rb.valid, "replaying the same file again must not count it twice");
+    assert_eq!(table_files(&lake, "site_rates_10s").len(), files);
+}

@@ -197,6 +197,12 @@ pub fn replay_files<S: RollupSink>(
 ) -> Result<(PipelineStats, S), PipelineError> {
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let max_line = cfg.max_line;
+    let mut cfg = cfg;
+    // Lake file names derive from the source and the line span: the input's fingerprint in the
+    // source makes replaying the same files again rewrite the same files (idempotent), while other
+    // files replayed into the same lake get names of their own.
+    let fingerprint = input_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?;
+    cfg.source = format!("{}-{fingerprint:016x}", cfg.source);
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
     let mut bytes_before = 0;
     let now = now_nanos();
@@ -217,6 +223,30 @@ pub fn replay_files<S: RollupSink>(
     }
     progress(ReplayProgress { bytes_read: bytes_before, bytes_total, lines: pipeline.stats.lines });
     Ok(pipeline.finish()?)
+}
+
+/// FNV-1a over each input's file name, length and first 64 KiB: stable across runs, platforms and
+/// toolchains (unlike `std`'s hashers), cheap even for huge files.
+fn input_fingerprint(paths: &[PathBuf]) -> Result<u64, (PathBuf, std::io::Error)> {
+    use std::io::Read;
+    const HEAD: u64 = 64 << 10;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for path in paths {
+        let err = |e| (path.clone(), e);
+        let mut f = std::fs::File::open(path).map_err(err)?;
+        let len = f.metadata().map_err(err)?.len();
+        let mut head = Vec::with_capacity(HEAD.min(len) as usize);
+        (&mut f).take(HEAD).read_to_end(&mut head).map_err(err)?;
+        eat(file_name(path).as_bytes());
+        eat(&len.to_le_bytes());
+        eat(&head);
+    }
+    Ok(h)
 }
 
 fn file_name(p: &Path) -> String {
