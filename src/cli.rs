@@ -149,13 +149,13 @@ struct SqlArgs {
 
 #[derive(Args, Debug)]
 struct QueryArgs {
-    /// Config file (TOML).
+    /// Config file (TOML, section `[query]`); `EDGELENS_QUERY_<KEY>` variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// HTTP listen address (overrides the file).
+    /// HTTP listen address (overrides file and environment).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Lake directory (overrides the file).
+    /// Lake directory (overrides file and environment).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -313,20 +313,8 @@ fn sql(a: SqlArgs) -> Result<()> {
 }
 
 fn query(a: QueryArgs) -> Result<()> {
-    let mut cfg = match &a.config {
-        Some(p) => {
-            /// The config file of the query role: `[query]` with the keys of `QueryConfig`.
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct File {
-                #[serde(default)]
-                query: edgelens_query::QueryConfig,
-            }
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            toml::from_str::<File>(&text).with_context(|| format!("invalid config {}", p.display()))?.query
-        }
-        None => edgelens_query::QueryConfig::default(),
-    };
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let mut cfg: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
     if let Some(l) = a.listen {
         cfg.listen = l;
     }
