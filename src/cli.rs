@@ -149,7 +149,7 @@ struct SqlArgs {
 
 #[derive(Args, Debug)]
 struct QueryArgs {
-    /// Config file (TOML, section `[query]`); `EDGELENS_QUERY_<KEY>` variables override it.
+    /// Config file (TOML, section `[query]`); `EDGELENS__QUERY__<KEY>` variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// HTTP listen address (overrides file and environment).

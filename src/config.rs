@@ -1,8 +1,8 @@
 //! The config file of the distributed roles: one TOML file with a section per role (`[query]`, …),
 //! overlaid by environment variables, then by command-line flags.
 //!
-//! `EDGELENS_<SECTION>_<KEY>=value` sets `key` in `[section]` (e.g. `EDGELENS_QUERY_LISTEN=
-//! 0.0.0.0:8080`, `EDGELENS_QUERY_DATA_DIR=/lake`). A value is read as a TOML value when it parses
+//! `EDGELENS__<SECTION>__<KEY>=value` sets `key` in `[section]` (e.g. `EDGELENS__QUERY__LISTEN=
+//! 127.0.0.1:9080`, `EDGELENS__QUERY__DATA_DIR=/lake`). A value is read as a TOML value when it parses
 //! as one (numbers, booleans, arrays), else as a string. Unknown sections and keys — from the file
 //! or the environment — are errors, reported with where they came from.
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 
-/// Sections the binary knows; `EDGELENS_<SECTION>_…` variables of other names are not config.
+/// Sections the binary knows; an `EDGELENS__<OTHER>__…` variable is an error.
 pub const SECTIONS: &[&str] = &["query"];
 
 /// Read `path` (if any), overlay the environment, and return the document.
@@ -27,15 +27,14 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         anyhow::ensure!(SECTIONS.contains(&key.as_str()), "unknown config section [{key}] (known: {})", SECTIONS.join(", "));
     }
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix("EDGELENS_") else { continue };
-        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
-            rest.strip_prefix(&s.to_ascii_uppercase()).and_then(|k| k.strip_prefix('_')).map(|k| (*s, k.to_ascii_lowercase()))
-        }) else {
-            continue;
+        let Some(rest) = name.strip_prefix("EDGELENS__") else { continue };
+        let Some((section, key)) = rest.split_once("__").map(|(s, k)| (s.to_ascii_lowercase(), k.to_ascii_lowercase())) else {
+            anyhow::bail!("environment variable {name}: expected EDGELENS__<SECTION>__<KEY>");
         };
+        anyhow::ensure!(SECTIONS.contains(&section.as_str()), "environment variable {name}: unknown config section [{section}]");
         let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
         let value = parsed.unwrap_or(toml::Value::String(value));
-        let table = doc.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let table = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let table = table.as_table_mut().with_context(|| format!("config: [{section}] is not a table"))?;
         table.insert(key, value);
     }
@@ -45,7 +44,7 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
 /// The typed settings of one section (its defaults when the section is absent).
 pub fn section<T: DeserializeOwned + Default>(doc: &toml::Table, name: &str) -> Result<T> {
     match doc.get(name) {
-        Some(v) => v.clone().try_into().with_context(|| format!("invalid [{name}] settings (file or EDGELENS_{}_* variables)", name.to_ascii_uppercase())),
+        Some(v) => v.clone().try_into().with_context(|| format!("invalid [{name}] settings (file or EDGELENS__{}__* variables)", name.to_ascii_uppercase())),
         None => Ok(T::default()),
     }
 }
@@ -69,7 +68,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("edgelens.toml");
         std::fs::write(&f, "[query]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\n").unwrap();
-        let doc = load(Some(&f), env(&[("EDGELENS_QUERY_DATA_DIR", "/from/env"), ("EDGELENS_LOG", "debug"), ("HOME", "/root")])).unwrap();
+        let doc = load(Some(&f), env(&[("EDGELENS__QUERY__DATA_DIR", "/from/env"), ("EDGELENS_LOG", "debug"), ("HOME", "/root")])).unwrap();
         let q: QueryConfig = section(&doc, "query").unwrap();
         assert_eq!(q.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(q.data_dir, Path::new("/from/env"));
@@ -92,7 +91,24 @@ mod tests {
         std::fs::write(&f, "[qeury]\n").unwrap();
         assert!(format!("{:#}", load(Some(&f), env(&[])).unwrap_err()).contains("unknown config section [qeury]"));
 
-        let doc = load(None, env(&[("EDGELENS_QUERY_LISTN", "x")])).unwrap();
+        let doc = load(None, env(&[("EDGELENS__QUERY__LISTN", "x")])).unwrap();
         assert!(format!("{:#}", section::<QueryConfig>(&doc, "query").unwrap_err()).contains("listn"));
+        assert!(format!("{:#}", load(None, env(&[("EDGELENS__QEURY__LISTEN", "x")])).unwrap_err()).contains("[qeury]"));
+    }
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config");
+        let mut n = 0;
+        for f in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = f.path();
+            if !p.to_string_lossy().ends_with(".example.toml") {
+                continue;
+            }
+            let doc = load(Some(&p), env(&[])).unwrap();
+            let _: QueryConfig = section(&doc, "query").unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            n += 1;
+        }
+        assert!(n > 0, "no example configs in {}", dir.display());
     }
 }
