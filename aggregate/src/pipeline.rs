@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use edgelens_ingest::dead_letter::{DeadLetter, DeadLetterCounts};
 use edgelens_ingest::reader::{open_file, Line, LineReader, DEFAULT_MAX_LINE};
-use edgelens_schemas::{parse_line, InvalidReason, Nanos};
+use edgelens_schemas::Nanos;
 
 use crate::error::{PipelineError, SinkError};
 use crate::sink::{OffsetSpan, RollupSink, SinkBatch};
@@ -100,26 +100,23 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
         self.offset += 1;
         self.stats.lines += 1;
-        let rejected = match line {
-            Line::TooLong { head, len } => Some((InvalidReason::LineTooLong { len, limit: self.cfg.max_line }, head)),
-            Line::Complete(bytes) => match parse_line(bytes) {
-                Err(reason) => Some((reason, bytes)),
-                Ok(ev) => match self.windows.observe(&ev) {
-                    Ok(Observed::Counted) => {
-                        self.stats.counted += 1;
-                        None
-                    }
-                    Ok(Observed::Late) => {
-                        self.stats.counted += 1;
-                        self.stats.late += 1;
-                        None
-                    }
-                    Ok(Observed::Duplicate) => {
-                        self.stats.duplicates += 1;
-                        None
-                    }
-                    Err(reason) => Some((reason, bytes)),
-                },
+        let rejected = match line.parse(self.cfg.max_line) {
+            Err(rejected) => Some(rejected),
+            Ok(ev) => match self.windows.observe(&ev) {
+                Ok(Observed::Counted) => {
+                    self.stats.counted += 1;
+                    None
+                }
+                Ok(Observed::Late) => {
+                    self.stats.counted += 1;
+                    self.stats.late += 1;
+                    None
+                }
+                Ok(Observed::Duplicate) => {
+                    self.stats.duplicates += 1;
+                    None
+                }
+                Err(reason) => Some((reason, line.raw())),
             },
         };
         if let Some((reason, raw)) = rejected {

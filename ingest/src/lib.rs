@@ -4,7 +4,56 @@
 //!   by the buffer, never by the file).
 //! - [`dead_letter`]: the record kept for every input that was not counted, with its reason.
 //! - [`generate`]: deterministic synthetic Logpush traffic with ground truth.
+//! - [`log`]: the event log ingest appends to and its message format; [`kafka`] is it on a broker.
+//! - [`receiver`]: the Logpush HTTP receiver (`POST /v1/logpush`).
+//! - [`file`]: files replayed into the event log (`edgelens ingest file`).
+//!
+//! [`run`] is the ingest role: the receiver in front of the Kafka producer.
 
 pub mod dead_letter;
-pub mod reader;
+pub mod error;
+pub mod file;
 pub mod generate;
+pub mod kafka;
+pub mod log;
+pub mod reader;
+pub mod receiver;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::LogError;
+pub use receiver::IngestConfig;
+
+/// Why the ingest role stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("binding {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error("{path}: {source}")]
+    Input { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// The producer settings of an ingest config.
+pub fn kafka_config(cfg: &IngestConfig) -> kafka::KafkaLogConfig {
+    kafka::KafkaLogConfig {
+        brokers: cfg.brokers.clone(),
+        ack_timeout: Duration::from_millis(cfg.ack_timeout_ms),
+        queue_max_messages: cfg.producer_queue_messages,
+    }
+}
+
+/// Run the ingest role until `shutdown` resolves: receiver → Kafka. Batches in flight finish, then
+/// the producer is flushed.
+pub async fn run(cfg: IngestConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
+    let log = Arc::new(kafka::KafkaLog::new(&kafka_config(&cfg))?);
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| IngestError::Bind { addr: cfg.listen, source })?;
+    let flush_timeout = Duration::from_millis(cfg.ack_timeout_ms);
+    receiver::serve_on(listener, cfg, Arc::clone(&log), shutdown).await.map_err(IngestError::Serve)?;
+    log.flush(flush_timeout)?;
+    Ok(())
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use edgelens_schemas::MAX_EXCERPT_BYTES;
+use edgelens_schemas::{parse_line, EdgeEvent, InvalidReason, MAX_EXCERPT_BYTES};
 
 /// Default maximum accepted line length (1 MiB); Logpush lines are a few KB at most.
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
@@ -23,6 +23,24 @@ pub enum Line<'a> {
     Complete(&'a [u8]),
     /// A line over the limit: its first bytes and its full length.
     TooLong { head: &'a [u8], len: usize },
+}
+
+impl<'a> Line<'a> {
+    /// Parse and validate the line: the event, or the reason it is rejected with the bytes to
+    /// keep as its raw excerpt. `max_line` is the limit a [`Line::TooLong`] was cut at.
+    pub fn parse(&self, max_line: usize) -> Result<EdgeEvent<'a>, (InvalidReason, &'a [u8])> {
+        match *self {
+            Line::TooLong { head, len } => Err((InvalidReason::LineTooLong { len, limit: max_line }, head)),
+            Line::Complete(bytes) => parse_line(bytes).map_err(|reason| (reason, bytes)),
+        }
+    }
+
+    /// The line's bytes (its first bytes if too long).
+    pub fn raw(&self) -> &'a [u8] {
+        match *self {
+            Line::Complete(b) | Line::TooLong { head: b, .. } => b,
+        }
+    }
 }
 
 /// Counts the bytes read from the underlying source (compressed bytes for gzip), for progress.

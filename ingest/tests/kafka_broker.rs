@@ -10,17 +10,19 @@
 //! Every wait is bounded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, timeout};
+
+mod support;
+use support::{assert_reachable, broker, create_topic, unique};
 
 const PARTITIONS: i32 = 3;
 /// Messages produced, consumed and committed by the first consumer.
@@ -28,22 +30,6 @@ const FIRST_BATCH: usize = 200;
 /// Messages produced after the commit; the second consumer must see exactly these.
 const SECOND_BATCH: usize = 20;
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn broker() -> String {
-    match std::env::var("EDGELENS_TEST_KAFKA") {
-        Ok(b) if !b.trim().is_empty() => b,
-        _ => panic!(
-            "EDGELENS_TEST_KAFKA is not set: this test needs a real Kafka-protocol broker. \
-             Start one with `deploy/dev/kafka.sh start` and set EDGELENS_TEST_KAFKA=127.0.0.1:19092, \
-             or run the tests through `deploy/dev/test.sh`."
-        ),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 fn producer(broker: &str) -> FutureProducer {
     ClientConfig::new()
@@ -67,47 +53,6 @@ fn consumer(broker: &str, group: &str) -> StreamConsumer {
         .set("socket.timeout.ms", "10000")
         .create()
         .expect("create consumer")
-}
-
-/// Fails with a useful message if nothing answers at `broker`.
-fn assert_reachable(producer: &FutureProducer, broker: &str) {
-    if let Err(e) = producer.client().fetch_metadata(None, Duration::from_secs(10)) {
-        panic!(
-            "Kafka broker at {broker} (EDGELENS_TEST_KAFKA) is unreachable: {e}. \
-             Start it with `deploy/dev/kafka.sh start`, or run the tests through `deploy/dev/test.sh`."
-        );
-    }
-}
-
-async fn create_topic(broker: &str, producer: &FutureProducer, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", broker).create().expect("create admin client");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = timeout(
-        STEP_TIMEOUT,
-        admin.create_topics(&[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))], &options),
-    )
-    .await
-    .expect("create_topics timed out")
-    .expect("create_topics request failed");
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, code)) => panic!("creating topic {t}: {code:?}"),
-        }
-    }
-    // Wait until the topic's partitions show up in metadata.
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
-        let md = producer.client().fetch_metadata(Some(topic), Duration::from_secs(5));
-        if let Ok(md) = md
-            && md.topics().iter().any(|t| t.name() == topic && t.partitions().len() == PARTITIONS as usize)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "topic {topic} did not appear in metadata within {STEP_TIMEOUT:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Produces `range` as keyed messages `key-i` → `value-i` and waits for every acknowledgement.
@@ -183,7 +128,7 @@ async fn consumer_group_resumes_at_manually_committed_offsets() {
 
     let topic = unique("edgelens-test-commits");
     let group = unique("edgelens-test-group");
-    create_topic(&broker, &producer, &topic).await;
+    create_topic(&broker, &producer, &topic, PARTITIONS).await;
 
     produce(&producer, &topic, 0..FIRST_BATCH).await;
 

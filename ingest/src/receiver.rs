@@ -1,0 +1,282 @@
+//! The Logpush HTTP receiver: `POST /v1/logpush` takes a batch of `http_requests` NDJSON lines
+//! (gzip or plain, as Cloudflare Logpush's HTTP destination pushes them), validates every line,
+//! appends the valid events to the events topic (key = site) and the rejected lines to the
+//! dead-letters topic, and answers only after the log has acknowledged all of them.
+//!
+//! Answers:
+//! - 200 `{"accepted": N, "dead_letters": M}` — everything of the batch is durable.
+//! - 401 — the shared-secret header is missing or wrong (when a secret is configured).
+//! - 400 — the body is not valid gzip.
+//! - 413 — the body, or its decompressed size (gzip bombs), is over the limit.
+//! - 429 + `Retry-After` — too many batches in flight, or the producer queue is full.
+//! - 503 + `Retry-After` — the log did not acknowledge in time (broker down).
+//!
+//! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
+//! send it again; a resent batch's events are removed downstream by `RayID`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::dead_letter::DeadLetter;
+use crate::error::LogError;
+use crate::log::{EventLog, Record};
+use crate::reader::LineReader;
+
+/// Settings of the ingest role (`[ingest]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address of the HTTP receiver.
+    pub listen: SocketAddr,
+    /// Kafka bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    pub events_topic: String,
+    pub dead_letters_topic: String,
+    /// Header that must carry `secret` (Logpush sends it via the destination's `header_…`
+    /// parameter). No check when `secret` is empty.
+    pub secret_header: String,
+    pub secret: String,
+    /// Largest accepted request body (compressed), bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted decompressed batch, bytes.
+    pub max_decompressed_bytes: usize,
+    /// Longest accepted line; longer ones are dead-lettered.
+    pub max_line_bytes: usize,
+    /// Batches handled at once; more get 429.
+    pub max_inflight_batches: usize,
+    /// How long a batch waits for the broker's acknowledgements before 503, milliseconds.
+    pub ack_timeout_ms: u64,
+    /// `Retry-After` of 429/503 answers, seconds.
+    pub retry_after_secs: u32,
+    /// Upper bound of messages in the producer's local queue.
+    pub producer_queue_messages: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".parse().expect("valid default address"),
+            brokers: "127.0.0.1:9092".into(),
+            events_topic: crate::log::EVENTS_TOPIC.into(),
+            dead_letters_topic: crate::log::DEAD_LETTERS_TOPIC.into(),
+            secret_header: "x-edgelens-secret".into(),
+            secret: String::new(),
+            max_body_bytes: 64 << 20,
+            max_decompressed_bytes: 512 << 20,
+            max_line_bytes: crate::reader::DEFAULT_MAX_LINE,
+            max_inflight_batches: 16,
+            ack_timeout_ms: 10_000,
+            retry_after_secs: 5,
+            producer_queue_messages: 1_000_000,
+        }
+    }
+}
+
+/// A batch split into what goes to which topic.
+#[derive(Debug, Default)]
+pub struct DecodedBatch {
+    pub events: Vec<Record>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Why a batch was refused as a whole (nothing of it is appended).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("decompressed batch exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("body is not valid gzip: {0}")]
+    BadGzip(String),
+}
+
+/// Decompress (when gzip: by header or by magic bytes) and validate a batch. Pure apart from the
+/// decompression; `now` stamps the dead letters.
+pub fn decode_batch(body: &[u8], gzip_header: bool, max_decompressed: usize, max_line: usize, now: i64) -> Result<DecodedBatch, BatchError> {
+    let gz = gzip_header || body.starts_with(&[0x1f, 0x8b]);
+    let owned;
+    let text: &[u8] = if gz {
+        let mut out = Vec::with_capacity((body.len() * 4).min(max_decompressed));
+        flate2::read::MultiGzDecoder::new(body)
+            .take(max_decompressed as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| BatchError::BadGzip(e.to_string()))?;
+        if out.len() > max_decompressed {
+            return Err(BatchError::TooLarge { limit: max_decompressed });
+        }
+        owned = out;
+        &owned
+    } else {
+        if body.len() > max_decompressed {
+            return Err(BatchError::TooLarge { limit: max_decompressed });
+        }
+        body
+    };
+    let mut batch = DecodedBatch::default();
+    let mut lines = LineReader::new(text, max_line);
+    loop {
+        let line_no = lines.line_no();
+        let Some(line) = lines.next_line().expect("reading from memory cannot fail") else { break };
+        match line.parse(max_line) {
+            Ok(ev) => batch.events.push(Record { key: ev.site.as_bytes().to_vec(), value: line.raw().to_vec() }),
+            Err((reason, raw)) => batch.dead_letters.push(DeadLetter::new(now, "logpush", line_no, &reason, raw)),
+        }
+    }
+    Ok(batch)
+}
+
+/// Counters of the receiver (exported on `/metrics`).
+#[derive(Debug, Default)]
+pub struct ReceiverMetrics {
+    pub batches_accepted: AtomicU64,
+    pub events_accepted: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub rejected_busy: AtomicU64,
+    pub rejected_unavailable: AtomicU64,
+    pub rejected_too_large: AtomicU64,
+    pub rejected_bad_request: AtomicU64,
+    pub rejected_unauthorized: AtomicU64,
+}
+
+impl ReceiverMetrics {
+    fn prometheus(&self) -> String {
+        let c = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let mut s = String::new();
+        for (name, help, v) in [
+            ("edgelens_ingest_batches_accepted_total", "Batches acknowledged with 200.", c(&self.batches_accepted)),
+            ("edgelens_ingest_events_accepted_total", "Valid events appended to the events topic.", c(&self.events_accepted)),
+            ("edgelens_ingest_dead_letters_total", "Rejected lines appended to the dead-letters topic.", c(&self.dead_letters)),
+        ] {
+            s += &format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
+        }
+        let name = "edgelens_ingest_batches_rejected_total";
+        s += &format!("# HELP {name} Batches answered with an error, by status.\n# TYPE {name} counter\n");
+        for (status, v) in [
+            ("429", c(&self.rejected_busy)),
+            ("503", c(&self.rejected_unavailable)),
+            ("413", c(&self.rejected_too_large)),
+            ("400", c(&self.rejected_bad_request)),
+            ("401", c(&self.rejected_unauthorized)),
+        ] {
+            s += &format!("{name}{{status=\"{status}\"}} {v}\n");
+        }
+        s
+    }
+}
+
+struct ReceiverState<L> {
+    cfg: IngestConfig,
+    log: Arc<L>,
+    inflight: Semaphore,
+    metrics: ReceiverMetrics,
+}
+
+/// The receiver's routes: `POST /v1/logpush`, `GET /healthz`, `GET /metrics`.
+pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
+    let limit = cfg.max_body_bytes;
+    let state = Arc::new(ReceiverState { inflight: Semaphore::new(cfg.max_inflight_batches.max(1)), cfg, log, metrics: ReceiverMetrics::default() });
+    Router::new()
+        .route("/v1/logpush", post(logpush::<L>))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::<L>))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn metrics<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.prometheus())
+}
+
+fn error(status: StatusCode, msg: String, retry_after: Option<u32>) -> Response {
+    let mut r = (status, Json(serde_json::json!({ "error": msg }))).into_response();
+    if let Some(s) = retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let m = &st.metrics;
+    if !st.cfg.secret.is_empty() {
+        let ok = headers.get(st.cfg.secret_header.as_str()).is_some_and(|v| v.as_bytes() == st.cfg.secret.as_bytes());
+        if !ok {
+            m.rejected_unauthorized.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::UNAUTHORIZED, format!("missing or wrong {} header", st.cfg.secret_header), None);
+        }
+    }
+    let Ok(_permit) = st.inflight.try_acquire() else {
+        m.rejected_busy.fetch_add(1, Ordering::Relaxed);
+        return error(StatusCode::TOO_MANY_REQUESTS, "too many batches in flight".into(), Some(st.cfg.retry_after_secs));
+    };
+    let gzip_header = headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let (max_dec, max_line) = (st.cfg.max_decompressed_bytes, st.cfg.max_line_bytes);
+    let now = now_nanos();
+    let decoded = tokio::task::spawn_blocking(move || decode_batch(&body, gzip_header, max_dec, max_line, now)).await;
+    let batch = match decoded {
+        Ok(Ok(b)) => b,
+        Ok(Err(e @ BatchError::TooLarge { .. })) => {
+            m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), None);
+        }
+        Ok(Err(e @ BatchError::BadGzip(_))) => {
+            m.rejected_bad_request.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::BAD_REQUEST, e.to_string(), None);
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None),
+    };
+    let (n_events, n_dead) = (batch.events.len() as u64, batch.dead_letters.len() as u64);
+    let dead: Vec<Record> = batch.dead_letters.iter().map(Record::dead_letter).collect();
+    let events_fut = async {
+        if batch.events.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, batch.events).await }
+    };
+    let dead_fut = async {
+        if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, dead).await }
+    };
+    let (a, b) = tokio::join!(events_fut, dead_fut);
+    if let Err(e) = a.and(b) {
+        let retry = Some(st.cfg.retry_after_secs);
+        return match e {
+            LogError::QueueFull => {
+                m.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                error(StatusCode::TOO_MANY_REQUESTS, e.to_string(), retry)
+            }
+            LogError::Unavailable(_) => {
+                m.rejected_unavailable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "batch not acknowledged");
+                error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), retry)
+            }
+            LogError::Rejected(_) | LogError::Config(_) => {
+                tracing::error!(error = %e, "batch refused by the event log");
+                error(StatusCode::BAD_GATEWAY, e.to_string(), None)
+            }
+        };
+    }
+    m.batches_accepted.fetch_add(1, Ordering::Relaxed);
+    m.events_accepted.fetch_add(n_events, Ordering::Relaxed);
+    m.dead_letters.fetch_add(n_dead, Ordering::Relaxed);
+    Json(serde_json::json!({ "accepted": n_events, "dead_letters": n_dead })).into_response()
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Serve the receiver on `listener` until `shutdown` resolves; in-flight batches finish first.
+pub async fn serve_on<L: EventLog>(
+    listener: tokio::net::TcpListener,
+    cfg: IngestConfig,
+    log: Arc<L>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "logpush receiver listening");
+    axum::serve(listener, router(cfg, log)).with_graceful_shutdown(shutdown).await
+}

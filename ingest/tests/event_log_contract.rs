@@ -1,0 +1,70 @@
+//! One contract for every [`EventLog`]: run against the in-memory log and against the real broker
+//! (`$EDGELENS_TEST_KAFKA`, never skipped: the test fails and says how to start it).
+//!
+//! Contract: an acknowledged append is readable in full; the records of one key keep their order;
+//! one key always lands on one partition; an empty append is a no-op; an unreachable log is a
+//! retryable error within the acknowledgement timeout, not a hang.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgelens_ingest::kafka::{KafkaLog, KafkaLogConfig};
+use edgelens_ingest::log::{EventLog, MemoryLog, Record};
+
+mod support;
+
+fn batch(n: usize) -> Vec<Record> {
+    (0..n).map(|i| Record { key: format!("site-{}.example", i % 7).into_bytes(), value: format!("{{\"n\":{i}}}").into_bytes() }).collect()
+}
+
+/// Appends, then checks what `read` returns as (partition, key, value) in per-partition order.
+async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec<(i32, Vec<u8>, Vec<u8>)>) {
+    log.append(topic, Vec::new()).await.expect("empty append");
+    let first = batch(500);
+    log.append(topic, first.clone()).await.expect("append");
+    let second: Vec<Record> = batch(1200).split_off(500);
+    log.append(topic, second).await.expect("append");
+    let all = batch(1200);
+
+    let got = read(all.len());
+    assert_eq!(got.len(), all.len());
+    let mut partition_of: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
+    let mut per_key: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    for (p, k, v) in got {
+        assert_eq!(*partition_of.entry(k.clone()).or_insert(p), p, "key {:?} on two partitions", String::from_utf8_lossy(&k));
+        per_key.entry(k).or_default().push(v);
+    }
+    let mut want: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    for r in all {
+        want.entry(r.key).or_default().push(r.value);
+    }
+    assert!(per_key == want, "records or their per-key order differ");
+}
+
+#[tokio::test]
+async fn memory_log_meets_the_contract() {
+    let log = MemoryLog::new();
+    contract(&log, "t", |_| log.records("t").into_iter().map(|r| (0, r.key, r.value)).collect()).await;
+}
+
+#[tokio::test]
+async fn kafka_log_meets_the_contract() {
+    let broker = support::broker();
+    let log = KafkaLog::new(&KafkaLogConfig { brokers: broker.clone(), ack_timeout: Duration::from_secs(30), queue_max_messages: 100_000 }).unwrap();
+    let probe: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &broker).create().unwrap();
+    support::assert_reachable(&probe, &broker);
+    let topic = support::unique("edgelens-contract");
+    support::create_topic(&broker, &probe, &topic, 4).await;
+    contract(&log, &topic, |n| support::read_topic(&broker, &topic, 4, n)).await;
+}
+
+#[tokio::test]
+async fn unreachable_broker_is_a_retryable_error_within_the_timeout() {
+    // Nothing listens on port 1.
+    let log = Arc::new(KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000 }).unwrap());
+    let started = std::time::Instant::now();
+    let err = log.append("edge-requests", batch(10)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "append hung for {:?}", started.elapsed());
+}

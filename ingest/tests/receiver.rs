@@ -1,0 +1,166 @@
+//! The Logpush receiver against the in-memory event log: what is acknowledged is in the log, what
+//! is refused is refused as a whole with the right status, and nothing disappears in between.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use edgelens_ingest::log::{MemoryLog, DEAD_LETTERS_TOPIC, EVENTS_TOPIC};
+use edgelens_ingest::receiver::{decode_batch, router, BatchError, IngestConfig};
+use edgelens_ingest::LogError;
+use tower::ServiceExt;
+
+fn line(i: u32, site: &str) -> String {
+    format!(
+        r#"{{"EdgeStartTimestamp":{},"ClientIP":"198.51.100.{}","EdgeResponseStatus":200,"ZoneName":"{site}","RayID":"{:016x}","ClientCountry":"us"}}"#,
+        1_793_491_200_000_000_000i64 + i64::from(i) * 1_000_000,
+        i % 250,
+        u64::from(i) + 1
+    )
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+async fn post(app: &axum::Router, body: Vec<u8>, headers: &[(&str, &str)]) -> (StatusCode, Option<String>, serde_json::Value) {
+    let mut req = Request::post("/v1/logpush");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = resp.status();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (status, retry, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn gzip_batch_with_bad_lines_is_split_between_topics() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let mut body = String::new();
+    for i in 0..1000 {
+        body += &line(i, if i % 3 == 0 { "Shop.Example" } else { "news.example" });
+        body.push('\n');
+    }
+    body += "{\"broken\": \n";
+    body += "{\"ClientIP\":\"1.2.3.4\",\"EdgeResponseStatus\":200,\"ZoneName\":\"a.example\"}\n";
+    let (status, _, json) = post(&app, gzip(body.as_bytes()), &[("content-encoding", "gzip")]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["accepted"], 1000);
+    assert_eq!(json["dead_letters"], 2);
+
+    let events = log.records(EVENTS_TOPIC);
+    assert_eq!(events.len(), 1000);
+    // Values are the lines exactly as received; keys are the normalised site.
+    assert_eq!(events[0].value, line(0, "Shop.Example").into_bytes());
+    assert_eq!(events[0].key, b"shop.example");
+    assert_eq!(events[1].key, b"news.example");
+    let dead = log.records(DEAD_LETTERS_TOPIC);
+    let reasons: Vec<String> = dead.iter().map(|r| serde_json::from_slice::<serde_json::Value>(&r.value).unwrap()["reason"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(reasons, ["malformed_json", "missing_field"]);
+    let d: serde_json::Value = serde_json::from_slice(&dead[1].value).unwrap();
+    assert_eq!(d["offset"], 1001);
+    assert_eq!(d["source"], "logpush");
+    assert!(d["raw"].as_str().unwrap().contains("1.2.3.4"));
+}
+
+#[tokio::test]
+async fn plain_and_gzip_without_header_are_accepted() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let (s1, _, _) = post(&app, format!("{}\n{}", line(1, "a.example"), line(2, "a.example")).into_bytes(), &[]).await;
+    let (s2, _, _) = post(&app, gzip(line(3, "a.example").as_bytes()), &[]).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(log.records(EVENTS_TOPIC).len(), 3);
+}
+
+#[tokio::test]
+async fn gzip_bomb_and_oversized_body_get_413_and_append_nothing() {
+    let log = Arc::new(MemoryLog::new());
+    let cfg = IngestConfig { max_body_bytes: 64 << 10, max_decompressed_bytes: 1 << 20, ..IngestConfig::default() };
+    let app = router(cfg, Arc::clone(&log));
+    // 16 MiB of one byte compress to ~16 KiB: under the body limit, far over the decompressed one.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b'0'; 16 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let (status, _, json) = post(&app, bomb, &[("content-encoding", "gzip")]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+    let (status, _, _) = post(&app, vec![b'x'; 128 << 10], &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_gzip_is_400() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let mut gz = gzip(line(1, "a.example").as_bytes());
+    let n = gz.len();
+    gz[n / 2] ^= 0xff;
+    gz.truncate(n - 4);
+    let (status, _, _) = post(&app, gz, &[("content-encoding", "gzip")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(log.records(EVENTS_TOPIC).is_empty());
+}
+
+#[tokio::test]
+async fn shared_secret_is_required_when_configured() {
+    let log = Arc::new(MemoryLog::new());
+    let cfg = IngestConfig { secret: "s3cret".into(), ..IngestConfig::default() };
+    let app = router(cfg, Arc::clone(&log));
+    let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[("x-edgelens-secret", "wrong")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[("x-edgelens-secret", "s3cret")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(log.records(EVENTS_TOPIC).len(), 1);
+}
+
+#[tokio::test]
+async fn unavailable_log_is_503_and_full_queue_429_with_retry_after() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig { retry_after_secs: 7, ..IngestConfig::default() }, Arc::clone(&log));
+    log.fail_with(Some(LogError::Unavailable("broker down".into())));
+    let (status, retry, json) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
+    assert_eq!((status, retry.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("7")), "{json}");
+    log.fail_with(Some(LogError::QueueFull));
+    let (status, retry, _) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
+    assert_eq!((status, retry.as_deref()), (StatusCode::TOO_MANY_REQUESTS, Some("7")));
+    // The client's retry after recovery lands.
+    log.fail_with(None);
+    let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(log.records(EVENTS_TOPIC).len(), 1);
+
+    let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"503\"} 1"), "{text}");
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"429\"} 1"), "{text}");
+    assert!(text.contains("edgelens_ingest_events_accepted_total 1"), "{text}");
+}
+
+#[test]
+fn decode_batch_counts_every_line_once() {
+    let mut body = Vec::new();
+    for i in 0..100 {
+        body.extend_from_slice(line(i, "a.example").as_bytes());
+        body.push(b'\n');
+        if i % 10 == 0 {
+            body.extend_from_slice(b"\xff\xfe garbage\n\n");
+        }
+    }
+    body.extend_from_slice(format!("{{\"x\":\"{}\"}}\n", "y".repeat(5000)).as_bytes());
+    let b = decode_batch(&body, false, 1 << 20, 4096, 0).unwrap();
+    assert_eq!(b.events.len(), 100);
+    let reasons: Vec<&str> = b.dead_letters.iter().map(|d| d.reason).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "invalid_utf8").count(), 10);
+    assert_eq!(reasons.last(), Some(&"line_too_long"));
+    assert_eq!(decode_batch(&body, false, 100, 4096, 0).unwrap_err(), BatchError::TooLarge { limit: 100 });
+}

@@ -1,0 +1,107 @@
+//! Helpers of the tests against the real broker at `$EDGELENS_TEST_KAFKA`: never skipped, they
+//! fail with how to start the broker when it is missing.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::time::{Instant, timeout};
+
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn broker() -> String {
+    match std::env::var("EDGELENS_TEST_KAFKA") {
+        Ok(b) if !b.trim().is_empty() => b,
+        _ => panic!(
+            "EDGELENS_TEST_KAFKA is not set: this test needs a real Kafka-protocol broker. \
+             Start one with `deploy/dev/kafka.sh start` and set EDGELENS_TEST_KAFKA=127.0.0.1:19092, \
+             or run the tests through `deploy/dev/test.sh`."
+        ),
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Fails with a useful message if nothing answers at `broker`.
+pub fn assert_reachable(producer: &FutureProducer, broker: &str) {
+    if let Err(e) = producer.client().fetch_metadata(None, Duration::from_secs(10)) {
+        panic!(
+            "Kafka broker at {broker} (EDGELENS_TEST_KAFKA) is unreachable: {e}. \
+             Start it with `deploy/dev/kafka.sh start`, or run the tests through `deploy/dev/test.sh`."
+        );
+    }
+}
+
+pub async fn create_topic(broker: &str, producer: &FutureProducer, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker).create().expect("create admin client");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = timeout(
+        STEP_TIMEOUT,
+        admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &options),
+    )
+    .await
+    .expect("create_topics timed out")
+    .expect("create_topics request failed");
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => panic!("creating topic {t}: {code:?}"),
+        }
+    }
+    // Wait until the topic's partitions show up in metadata.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let md = producer.client().fetch_metadata(Some(topic), Duration::from_secs(5));
+        if let Ok(md) = md
+            && md.topics().iter().any(|t| t.name() == topic && t.partitions().len() == partitions as usize)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} did not appear in metadata within {STEP_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+
+/// Every message of `topic` (all `partitions`, from the beginning) as (partition, key, value),
+/// in partition then offset order; waits until `want` arrived (bounded by [`STEP_TIMEOUT`]).
+pub fn read_topic(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", unique("edgelens-test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+    while out.len() < want {
+        assert!(std::time::Instant::now() < deadline, "only {} of {want} messages of {topic} arrived within {STEP_TIMEOUT:?}", out.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            out.push((m.partition(), m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec(), m.offset()));
+        }
+    }
+    // Nothing beyond `want` within a short grace period.
+    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+        panic!("more than {want} messages in {topic}: also offset {} of partition {}", m.offset(), m.partition());
+    }
+    out.sort_by_key(|m| (m.0, m.3));
+    out.into_iter().map(|(p, k, v, _)| (p, k, v)).collect()
+}
