@@ -37,6 +37,32 @@ enum Cmd {
     Sql(SqlArgs),
     /// Serve the query API and dashboard over the lake.
     Query(QueryArgs),
+    /// Ingest role: the Logpush HTTP receiver in front of Kafka (or, with `file`, files into Kafka).
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    #[command(subcommand)]
+    cmd: Option<IngestCmd>,
+    /// Config file (TOML, section `[ingest]`); `EDGELENS__INGEST__<KEY>` variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port...] (overrides file and environment).
+    #[arg(long, global = true)]
+    brokers: Option<String>,
+    /// Receiver listen address (overrides file and environment).
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Subcommand, Debug)]
+enum IngestCmd {
+    /// Replay NDJSON / NDJSON.gz files into the events topic (rejected lines to the dead-letters topic).
+    File {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +210,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Replay(a) => replay(a),
         Cmd::Sql(a) => sql(a),
         Cmd::Query(a) => query(a),
+        Cmd::Ingest(a) => ingest(a),
     }
 }
 
@@ -326,6 +353,49 @@ fn query(a: QueryArgs) -> Result<()> {
         edgelens_query::api::serve(cfg, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+fn ingest(a: IngestArgs) -> Result<()> {
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let mut cfg: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
+    if let Some(b) = a.brokers {
+        cfg.brokers = b;
+    }
+    if let Some(l) = a.listen {
+        cfg.listen = l;
+    }
+    let rt = runtime()?;
+    match a.cmd {
+        None => rt.block_on(async move {
+            edgelens_ingest::run(cfg, shutdown_signal()).await?;
+            Ok(())
+        }),
+        Some(IngestCmd::File { files }) => rt.block_on(async move {
+            use edgelens_ingest::file::{ingest_files, FileIngestConfig, FileProgress};
+            let log = edgelens_ingest::kafka::KafkaLog::new(&edgelens_ingest::kafka_config(&cfg))?;
+            let fcfg = FileIngestConfig {
+                events_topic: cfg.events_topic.clone(),
+                dead_letters_topic: cfg.dead_letters_topic.clone(),
+                max_line_bytes: cfg.max_line_bytes,
+                ..FileIngestConfig::default()
+            };
+            let started = Instant::now();
+            let pb = progress_bar(0, "ingest");
+            let stats = ingest_files(&files, &log, &fcfg, |p: FileProgress| {
+                pb.set_length(p.bytes_total);
+                pb.set_position(p.bytes_read);
+            })
+            .await?;
+            log.flush(Duration::from_millis(cfg.ack_timeout_ms))?;
+            pb.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            let mut summary = serde_json::to_value(&stats)?;
+            summary["seconds"] = serde_json::json!((secs * 1000.0).round() / 1000.0);
+            summary["events_per_second"] = serde_json::json!(if secs > 0.0 { (stats.events as f64 / secs).round() } else { 0.0 });
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

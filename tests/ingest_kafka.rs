@@ -1,0 +1,177 @@
+//! End-to-end: the `edgelens ingest` role against the real broker at `$EDGELENS_TEST_KAFKA`
+//! (never skipped; `deploy/dev/test.sh` starts it). Files go into the events topic line for line,
+//! rejected lines into the dead-letters topic; the HTTP receiver acknowledges a Logpush batch only
+//! once it is in the topic, and answers 503 with Retry-After while the broker is unreachable.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::*;
+
+fn broker() -> String {
+    std::env::var("EDGELENS_TEST_KAFKA").ok().filter(|b| !b.trim().is_empty()).unwrap_or_else(|| {
+        panic!("EDGELENS_TEST_KAFKA is not set: start the broker with `deploy/dev/kafka.sh start` (then EDGELENS_TEST_KAFKA=127.0.0.1:19092), or run `deploy/dev/test.sh`")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+fn create_topics(broker: &str, topics: &[(&str, i32)]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
+        let new: Vec<NewTopic> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let res = tokio::time::timeout(Duration::from_secs(30), admin.create_topics(&new, &opts))
+            .await
+            .unwrap_or_else(|_| panic!("broker at {broker} did not answer; start it with deploy/dev/kafka.sh start"))
+            .unwrap();
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e:?}"));
+        }
+    });
+}
+
+/// Every message value of `topic`, waiting until `want` arrived (bounded).
+fn read_values(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).set("group.id", unique("reader")).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < want {
+        assert!(Instant::now() < deadline, "only {} of {want} messages in {topic}", out.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.unwrap().payload().unwrap_or_default().to_vec());
+        }
+    }
+    assert!(consumer.poll(Duration::from_millis(500)).is_none(), "more than {want} messages in {topic}");
+    out
+}
+
+#[test]
+fn ingest_file_puts_every_line_in_one_of_the_two_topics() {
+    let broker = broker();
+    let (events, dead) = (unique("edge-requests"), unique("edge-dead-letters"));
+    create_topics(&broker, &[(&events, 4), (&dead, 1)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "flood", 3, "1m", 500, 40);
+    let expected = recount(&raw);
+    let mut text = std::fs::read(&raw).unwrap();
+    text.extend_from_slice(b"{\"half\":\n\xff\xfe\n{\"ClientIP\":\"1.2.3.4\",\"EdgeResponseStatus\":200,\"ZoneName\":\"a.example\"}\n");
+    let file = tmp.path().join("with-bad.ndjson");
+    std::fs::write(&file, &text).unwrap();
+
+    let out = run_ok(
+        edgelens()
+            .args(["ingest", "--brokers", &broker, "file"])
+            .arg(&file)
+            .env("EDGELENS__INGEST__EVENTS_TOPIC", &events)
+            .env("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", &dead),
+    );
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["lines"], expected.lines + 3, "{summary}");
+    assert_eq!(summary["events"], expected.valid, "{summary}");
+    assert_eq!(summary["dead_letters"], 3, "{summary}");
+
+    let got = read_values(&broker, &events, 4, expected.valid as usize);
+    let mut got: Vec<String> = got.into_iter().map(|v| String::from_utf8(v).unwrap()).collect();
+    let mut want: Vec<String> = std::fs::read_to_string(&raw).unwrap().lines().map(str::to_owned).collect();
+    got.sort();
+    want.sort();
+    assert!(got == want, "topic content differs from the file's lines");
+    let reasons: Vec<String> = read_values(&broker, &dead, 1, 3)
+        .iter()
+        .map(|v| serde_json::from_slice::<serde_json::Value>(v).unwrap()["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons, ["malformed_json", "invalid_utf8", "missing_field"]);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Receiver(Child, u16);
+
+impl Receiver {
+    fn start(brokers: &str, envs: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let child = edgelens()
+            .args(["ingest", "--brokers", brokers, "--listen", &format!("127.0.0.1:{port}")])
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "receiver did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Receiver(child, port)
+    }
+
+    /// POST a gzip body; returns (status, Retry-After, body).
+    fn post_gzip(&self, ndjson: &[u8]) -> (u16, Option<String>, String) {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(ndjson).unwrap();
+        let body = gz.finish().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", self.1)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(s, "POST /v1/logpush HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+        s.write_all(&body).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+        let retry = resp.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned));
+        (status, retry, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn receiver_acknowledges_only_what_is_in_the_topic() {
+    let broker = broker();
+    let (events, dead) = (unique("edge-requests"), unique("edge-dead-letters"));
+    create_topics(&broker, &[(&events, 4), (&dead, 1)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 5, "20s", 300, 20);
+    let text = std::fs::read(&raw).unwrap();
+    let n = recount(&raw).valid as usize;
+    let rx = Receiver::start(&broker, &[("EDGELENS__INGEST__EVENTS_TOPIC", &events), ("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", &dead)]);
+    let (status, _, body) = rx.post_gzip(&text);
+    assert_eq!(status, 200, "{body}");
+    let ack: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ack["accepted"], n);
+    assert_eq!(read_values(&broker, &events, 4, n).len(), n);
+}
+
+#[test]
+fn receiver_answers_503_with_retry_after_while_the_broker_is_unreachable() {
+    // Nothing listens on port 1: every batch times out unacknowledged.
+    let rx = Receiver::start("127.0.0.1:1", &[("EDGELENS__INGEST__ACK_TIMEOUT_MS", "2000"), ("EDGELENS__INGEST__RETRY_AFTER_SECS", "3")]);
+    let line = br#"{"EdgeStartTimestamp":1793491200,"ClientIP":"1.2.3.4","EdgeResponseStatus":200,"ZoneName":"a.example"}"#;
+    let (status, retry, body) = rx.post_gzip(line);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("3"));
+}
