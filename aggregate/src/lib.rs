@@ -1,7 +1,7 @@
 //! edgelens aggregate: from validated events to rollup tables.
 //!
 //! - [`windows`]: the pure event-time window core (watermarks, late deltas, RayID dedup).
-//! - [`sketch`]: the mergeable distinct-client sketch.
+//! - [`sketch`]: the mergeable distinct-client sketch (defined in `edgelens_schemas`, whose stored format it is).
 //! - [`batches`]: rollup rows as Arrow batches in the schemas' column order.
 //! - [`sink`]: the [`sink::RollupSink`] trait, the Parquet lake and an in-memory sink.
 //! - [`pipeline`]: the embedded pipeline (lines → parse → windows → sink) used by `replay` and `demo`.
@@ -10,7 +10,7 @@ pub mod batches;
 pub mod error;
 pub mod pipeline;
 pub mod sink;
-pub mod sketch;
+pub use edgelens_schemas::sketch;
 pub mod windows;
 
 pub use error::{PipelineError, SinkError};

@@ -73,6 +73,7 @@ impl Lake {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
 
+        ctx.register_udaf(crate::sketch_udf::hll_merge());
         for table in ALL_TABLES {
             let provider = listing_table(&dir, table)?;
             ctx.register_table(table.name, Arc::new(provider))?;

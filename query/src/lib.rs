@@ -17,6 +17,7 @@ pub mod format;
 pub mod lake;
 pub mod params;
 pub mod site_rates;
+pub mod sketch_udf;
 pub mod sql_guard;
 pub mod traffic_share;
 

@@ -61,9 +61,8 @@ pub struct RatePoint {
     pub status_5xx: u64,
     pub cache_hits: u64,
     pub blocked: u64,
-    /// Sum of the rows' distinct-client estimates: exact for a step made of one 10-second row with
-    /// no delta rows, an upper bound otherwise (a client seen in two rows counts twice). Merging
-    /// the rows' `clients_sketch` HLLs would give the real estimate; not done yet.
+    /// Distinct clients over the whole step: the estimate of the union of its rows' sketches (a
+    /// client seen in several 10-second windows counts once).
     pub distinct_clients: u64,
 }
 
@@ -97,7 +96,11 @@ impl SiteRates {
 pub async fn site_rates(lake: &Lake, req: &SiteRatesRequest) -> Result<SiteRates> {
     req.step.check_granularity(GRANULARITY, "site_rates_10s")?;
     req.range.check_steps(req.step)?;
-    let sums: Vec<String> = MEASURES.iter().map(|m| format!("SUM({m}) AS {m}")).collect();
+    // Distinct clients of a step: the union of its rows' sketches, not the sum of their estimates.
+    let sums: Vec<String> = MEASURES
+        .iter()
+        .map(|m| if *m == "distinct_clients" { format!("{}(clients_sketch) AS {m}", crate::sketch_udf::NAME) } else { format!("SUM({m}) AS {m}") })
+        .collect();
     let sql = format!(
         "SELECT bucket, {sums} FROM \
          (SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site = $1 AND {pred}) \

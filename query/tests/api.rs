@@ -107,7 +107,17 @@ fn write_asn(dir: &Path, date: &str, name: &str, rows: &[(i64, &str, u32, u64, u
     );
 }
 
-/// `site_rates_10s` rows: (unix seconds, site, requests, status_5xx, distinct_clients).
+/// Serialized sketch of the clients 10.0.0.0 .. 10.0.0.0 + n (rows with the same `n` share clients).
+fn clients_sketch(n: u64) -> Vec<u8> {
+    let mut s = edgelens_schemas::sketch::ClientSketch::new();
+    for i in 0..n {
+        s.insert(std::net::IpAddr::V4(std::net::Ipv4Addr::from_bits(0x0a00_0000 + i as u32)));
+    }
+    s.to_bytes()
+}
+
+/// `site_rates_10s` rows: (unix seconds, site, requests, status_5xx, distinct_clients); each row's
+/// sketch holds the clients 10.0.0.0 .. + distinct_clients, so rows overlap in their clients.
 fn write_rates(dir: &Path, date: &str, name: &str, rows: &[(i64, &str, u64, u64, u64)]) {
     let n = rows.len();
     let req: Vec<u64> = rows.iter().map(|r| r.2).collect();
@@ -130,7 +140,7 @@ fn write_rates(dir: &Path, date: &str, name: &str, rows: &[(i64, &str, u64, u64,
             u64s(&req.iter().map(|r| r / 2).collect::<Vec<_>>()),
             u64s(&vec![1; n]),
             u64s(&rows.iter().map(|r| r.4).collect::<Vec<_>>()),
-            Arc::new(BinaryArray::from(vec![&b""[..]; n])),
+            Arc::new(BinaryArray::from(rows.iter().map(|r| clients_sketch(r.4)).collect::<Vec<_>>().iter().map(|b| &b[..]).collect::<Vec<_>>())),
         ],
     );
 }
@@ -483,7 +493,7 @@ async fn site_rates_series() {
         points[0],
         json!({"ts": "2026-11-01T23:59:00Z", "requests": 30, "rps": 3.0, "bytes": 3000, "status_2xx": 27,
                "status_3xx": 0, "status_4xx": 0, "status_5xx": 3, "cache_hits": 15, "blocked": 2,
-               "distinct_clients": 6})
+               "distinct_clients": 4})
     );
     assert_eq!(points[1]["ts"], "2026-11-01T23:59:10Z");
     assert_eq!(points[2]["ts"], "2026-11-02T00:00:00Z");
@@ -502,7 +512,7 @@ async fn site_rates_series() {
     assert_eq!(
         reply.text(),
         "ts,requests,rps,bytes,status_2xx,status_3xx,status_4xx,status_5xx,cache_hits,blocked,distinct_clients\n\
-         2026-11-01T23:59:00Z,60,1,6000,57,0,0,3,30,3,11\n\
+         2026-11-01T23:59:00Z,60,1,6000,57,0,0,3,30,3,5\n\
          2026-11-02T00:00:00Z,60,1,6000,54,0,0,6,30,1,8\n"
     );
 

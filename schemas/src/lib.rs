@@ -4,10 +4,12 @@
 //!   and validation into an [`EdgeEvent`] or a typed [`InvalidReason`].
 //! - [`tables`]: every table of the public contract, defined once as data; the Arrow schema (Parquet
 //!   lake, DataFusion) and the ClickHouse DDL are both derived from these definitions.
+//! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //!
 //! No I/O happens in this crate.
 
 pub mod event;
+pub mod sketch;
 pub mod tables;
 pub mod time;
 

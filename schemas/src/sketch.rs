@@ -59,6 +59,36 @@ impl ClientSketch {
     }
 }
 
+/// Union of many sketches, e.g. the `clients_sketch` cells of the rows one query step groups.
+#[derive(Debug, Clone)]
+pub struct SketchUnion(HllUnion);
+
+impl Default for SketchUnion {
+    fn default() -> Self {
+        Self(HllUnion::new(LG_K).expect("LG_K is within 4..=21"))
+    }
+}
+
+impl SketchUnion {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, s: &ClientSketch) {
+        self.0.update(&s.0);
+    }
+
+    /// Add a serialized sketch.
+    pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.add(&ClientSketch::from_bytes(bytes)?);
+        Ok(())
+    }
+
+    pub fn to_sketch(&self) -> ClientSketch {
+        ClientSketch(self.0.to_sketch(HllType::Hll8))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
