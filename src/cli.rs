@@ -340,8 +340,7 @@ fn sql(a: SqlArgs) -> Result<()> {
 }
 
 fn query(a: QueryArgs) -> Result<()> {
-    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
-    let mut cfg: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
+    let mut cfg: edgelens_query::QueryConfig = crate::config::role(a.config.as_deref(), "query")?;
     if let Some(l) = a.listen {
         cfg.listen = l;
     }
@@ -356,8 +355,7 @@ fn query(a: QueryArgs) -> Result<()> {
 }
 
 fn ingest(a: IngestArgs) -> Result<()> {
-    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
-    let mut cfg: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
+    let mut cfg: edgelens_ingest::IngestConfig = crate::config::role(a.config.as_deref(), "ingest")?;
     if let Some(b) = a.brokers {
         cfg.brokers = b;
     }
