@@ -154,7 +154,7 @@ impl<R: Read> LineReader<R> {
                     self.pos = start + i + 1;
                     self.line_no += 1;
                     if i > self.max_line {
-                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES], len: i }));
+                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: i }));
                     }
                     let mut end = start + i;
                     if end > start && self.buf[end - 1] == b'\r' {
@@ -231,6 +231,13 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn long_line_head_stays_within_the_line_and_the_limit() {
+        // A limit below the excerpt size: the head is cut at the limit, never past the line.
+        assert_eq!(lines(b"aaaaaaaaaaaaaaaaaaaa\nb", 10), ["LONG 20 10", "b"]);
+        assert_eq!(lines(b"x\naaaaaaaaaaaaaaaaaaaa", 10), ["x", "LONG 20 10"]);
     }
 
     #[test]
