@@ -430,7 +430,7 @@ mod demo {
     use super::*;
     use edgelens_aggregate::pipeline::{now_nanos, EmbeddedPipeline};
     use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
-    use edgelens_ingest::reader::{Line, LineReader};
+    use edgelens_ingest::reader::LineReader;
     use edgelens_schemas::time::NANOS_PER_SEC;
 
     pub fn run(a: DemoArgs) -> Result<()> {
@@ -479,9 +479,7 @@ mod demo {
                 second += 1;
                 let mut lines = LineReader::new(&buf[..], usize::MAX / 2);
                 while let Some(line) = lines.next_line()? {
-                    if let Line::Complete(l) = line {
-                        pipeline.push_line(Line::Complete(l), &source, line_no, now_nanos())?;
-                    }
+                    pipeline.push_line(line, &source, line_no, now_nanos())?;
                     line_no += 1;
                 }
                 pipeline.advance_to(now_nanos() - disorder)?;

@@ -7,10 +7,11 @@
 //! counts and input position only (never on the wall clock) in batch mode, so replaying the same
 //! input writes the same files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use edgelens_ingest::dead_letter::{DeadLetter, DeadLetterCounts};
-use edgelens_ingest::reader::{open_file, Line, LineReader, DEFAULT_MAX_LINE};
+pub use edgelens_ingest::dead_letter::now_nanos;
+use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
 use edgelens_schemas::Nanos;
 
 use crate::error::{PipelineError, SinkError};
@@ -100,7 +101,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
         self.offset += 1;
         self.stats.lines += 1;
-        let rejected = match line.parse(self.cfg.max_line) {
+        let rejected = match line.parse() {
             Err(rejected) => Some(rejected),
             Ok(ev) => match self.windows.observe(&ev) {
                 Ok(Observed::Counted) => {
@@ -188,13 +189,12 @@ pub struct ReplayProgress {
 /// Run files through the embedded pipeline into `sink`, one after the other as one stream.
 pub fn replay_files<S: RollupSink>(
     paths: &[PathBuf],
-    cfg: PipelineConfig,
+    mut cfg: PipelineConfig,
     sink: S,
     mut progress: impl FnMut(ReplayProgress),
 ) -> Result<(PipelineStats, S), PipelineError> {
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let max_line = cfg.max_line;
-    let mut cfg = cfg;
     // Lake file names derive from the source and the line span: the input's fingerprint in the
     // source makes replaying the same files again rewrite the same files (idempotent), while other
     // files replayed into the same lake get names of their own.
@@ -246,11 +246,3 @@ fn input_fingerprint(paths: &[PathBuf]) -> Result<u64, (PathBuf, std::io::Error)
     Ok(h)
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-/// Wall clock as unix nanoseconds (used only to stamp dead letters).
-pub fn now_nanos() -> Nanos {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Nanos)
-}

@@ -34,6 +34,11 @@ impl DeadLetter {
     }
 }
 
+/// Wall clock as unix nanoseconds: when a dead letter was rejected.
+pub fn now_nanos() -> Nanos {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Nanos)
+}
+
 /// Dead letters counted by reason code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterCounts {

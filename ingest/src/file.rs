@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::now_nanos;
 use crate::log::{EventLog, Record};
-use crate::reader::{open_file, LineReader};
+use crate::reader::{file_name, open_file, LineReader};
 use crate::{IngestError, LogError};
 
 /// How files are cut into batches and retried.
@@ -83,11 +83,11 @@ pub async fn ingest_files<L: EventLog>(
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut stats = FileIngestStats::default();
     let mut bytes_before = 0;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let now = now_nanos();
     for path in paths {
         let input_err = |source| IngestError::Input { path: path.clone(), source };
         let (reader, counter) = open_file(path).map_err(input_err)?;
-        let source = format!("file:{}", path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()));
+        let source = format!("file:{}", file_name(path));
         let mut lines = LineReader::new(reader, cfg.max_line_bytes);
         let mut events = Vec::with_capacity(cfg.batch_events);
         let mut dead = Vec::new();
@@ -97,9 +97,9 @@ pub async fn ingest_files<L: EventLog>(
             let done = next.is_none();
             if let Some(line) = next {
                 stats.lines += 1;
-                match line.parse(cfg.max_line_bytes) {
-                    Ok(ev) => events.push(Record { key: ev.site.as_bytes().to_vec(), value: line.raw().to_vec() }),
-                    Err((reason, raw)) => dead.push(Record::dead_letter(&DeadLetter::new(now, &source, line_no, &reason, raw))),
+                match Record::from_line(&line, &source, line_no, now) {
+                    Ok(record) => events.push(record),
+                    Err(d) => dead.push(Record::dead_letter(&d)),
                 }
             }
             if events.len() >= cfg.batch_events || (done && !events.is_empty()) {

@@ -19,8 +19,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 
+use edgelens_schemas::Nanos;
+
 use crate::dead_letter::DeadLetter;
 use crate::error::LogError;
+use crate::reader::Line;
 
 pub const EVENTS_TOPIC: &str = "edge-requests";
 pub const DEAD_LETTERS_TOPIC: &str = "edge-dead-letters";
@@ -33,6 +36,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// The `edge-requests` record of a valid line (key = site, value = the line as received), or
+    /// the dead letter that takes the place of an invalid one.
+    pub fn from_line(line: &Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<Record, DeadLetter> {
+        match line.parse() {
+            Ok(ev) => Ok(Record { key: ev.site.as_bytes().to_vec(), value: line.raw().to_vec() }),
+            Err((reason, raw)) => Err(DeadLetter::new(now, source, line_no, &reason, raw)),
+        }
+    }
+
     /// The `edge-dead-letters` message of a dead letter.
     pub fn dead_letter(d: &DeadLetter) -> Self {
         let value = serde_json::json!({

@@ -21,16 +21,16 @@ const CHUNK: usize = 4 << 20;
 pub enum Line<'a> {
     /// A complete line without its `\n` (and without a trailing `\r`).
     Complete(&'a [u8]),
-    /// A line over the limit: its first bytes and its full length.
-    TooLong { head: &'a [u8], len: usize },
+    /// A line over the limit: its first bytes, its full length and the limit it broke.
+    TooLong { head: &'a [u8], len: usize, limit: usize },
 }
 
 impl<'a> Line<'a> {
     /// Parse and validate the line: the event, or the reason it is rejected with the bytes to
-    /// keep as its raw excerpt. `max_line` is the limit a [`Line::TooLong`] was cut at.
-    pub fn parse(&self, max_line: usize) -> Result<EdgeEvent<'a>, (InvalidReason, &'a [u8])> {
+    /// keep as its raw excerpt.
+    pub fn parse(&self) -> Result<EdgeEvent<'a>, (InvalidReason, &'a [u8])> {
         match *self {
-            Line::TooLong { head, len } => Err((InvalidReason::LineTooLong { len, limit: max_line }, head)),
+            Line::TooLong { head, len, limit } => Err((InvalidReason::LineTooLong { len, limit }, head)),
             Line::Complete(bytes) => parse_line(bytes).map_err(|reason| (reason, bytes)),
         }
     }
@@ -41,6 +41,12 @@ impl<'a> Line<'a> {
             Line::Complete(b) | Line::TooLong { head: b, .. } => b,
         }
     }
+}
+
+/// A file's name as a source name (`replay:<name>`, `file:<name>`): its last component, or the
+/// whole path when it has none.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Counts the bytes read from the underlying source (compressed bytes for gzip), for progress.
@@ -154,7 +160,7 @@ impl<R: Read> LineReader<R> {
                     self.pos = start + i + 1;
                     self.line_no += 1;
                     if i > self.max_line {
-                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: i }));
+                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: i, limit: self.max_line }));
                     }
                     let mut end = start + i;
                     if end > start && self.buf[end - 1] == b'\r' {
@@ -213,7 +219,7 @@ impl<R: Read> LineReader<R> {
             len += n;
         }
         self.line_no += 1;
-        Ok(Line::TooLong { head: &self.long_head, len })
+        Ok(Line::TooLong { head: &self.long_head, len, limit: self.max_line })
     }
 }
 
@@ -227,7 +233,7 @@ mod tests {
         while let Some(l) = r.next_line().unwrap() {
             out.push(match l {
                 Line::Complete(b) => String::from_utf8_lossy(b).into_owned(),
-                Line::TooLong { head, len } => format!("LONG {len} {}", head.len()),
+                Line::TooLong { head, len, .. } => format!("LONG {len} {}", head.len()),
             });
         }
         out

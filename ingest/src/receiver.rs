@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{now_nanos, DeadLetter};
 use crate::error::LogError;
 use crate::log::{EventLog, Record};
 use crate::reader::LineReader;
@@ -126,9 +126,9 @@ pub fn decode_batch(body: &[u8], gzip_header: bool, max_decompressed: usize, max
     loop {
         let line_no = lines.line_no();
         let Some(line) = lines.next_line().expect("reading from memory cannot fail") else { break };
-        match line.parse(max_line) {
-            Ok(ev) => batch.events.push(Record { key: ev.site.as_bytes().to_vec(), value: line.raw().to_vec() }),
-            Err((reason, raw)) => batch.dead_letters.push(DeadLetter::new(now, "logpush", line_no, &reason, raw)),
+        match Record::from_line(&line, "logpush", line_no, now) {
+            Ok(record) => batch.events.push(record),
+            Err(dead) => batch.dead_letters.push(dead),
         }
     }
     Ok(batch)
@@ -264,10 +264,6 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     m.events_accepted.fetch_add(n_events, Ordering::Relaxed);
     m.dead_letters.fetch_add(n_dead, Ordering::Relaxed);
     Json(serde_json::json!({ "accepted": n_events, "dead_letters": n_dead })).into_response()
-}
-
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Serve the receiver on `listener` until `shutdown` resolves; in-flight batches finish first.
