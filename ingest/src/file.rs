@@ -57,10 +57,10 @@ pub struct FileProgress {
     pub bytes_total: u64,
 }
 
-async fn append_with_retry<L: EventLog>(log: &L, topic: &str, records: Vec<Record>, cfg: &FileIngestConfig, stats: &mut FileIngestStats) -> Result<(), LogError> {
+async fn append_with_retry<L: EventLog>(log: &L, topic: &str, records: &[Record], cfg: &FileIngestConfig, stats: &mut FileIngestStats) -> Result<(), LogError> {
     let mut attempt = 1;
     loop {
-        match log.append(topic, records.clone()).await {
+        match log.append(topic, records).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && attempt < cfg.max_attempts => {
                 tracing::warn!(error = %e, attempt, "append failed; retrying");
@@ -104,13 +104,14 @@ pub async fn ingest_files<L: EventLog>(
             }
             if events.len() >= cfg.batch_events || (done && !events.is_empty()) {
                 stats.events += events.len() as u64;
-                let batch = std::mem::replace(&mut events, Vec::with_capacity(cfg.batch_events));
-                append_with_retry(log, &cfg.events_topic, batch, cfg, &mut stats).await?;
+                append_with_retry(log, &cfg.events_topic, &events, cfg, &mut stats).await?;
+                events.clear();
                 progress(FileProgress { bytes_read: bytes_before + counter.get(), bytes_total });
             }
             if dead.len() >= cfg.batch_events || (done && !dead.is_empty()) {
                 stats.dead_letters += dead.len() as u64;
-                append_with_retry(log, &cfg.dead_letters_topic, std::mem::take(&mut dead), cfg, &mut stats).await?;
+                append_with_retry(log, &cfg.dead_letters_topic, &dead, cfg, &mut stats).await?;
+                dead.clear();
             }
             if done {
                 break;

@@ -73,9 +73,9 @@ fn classify(e: KafkaError) -> LogError {
 }
 
 impl EventLog for KafkaLog {
-    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<(), LogError> {
+    async fn append(&self, topic: &str, records: &[Record]) -> Result<(), LogError> {
         let mut pending = Vec::with_capacity(records.len());
-        for r in &records {
+        for r in records {
             let rec = FutureRecord::to(topic).key(&r.key[..]).payload(&r.value[..]);
             match self.producer.send_result(rec) {
                 Ok(delivery) => pending.push(delivery),

@@ -62,7 +62,7 @@ impl Record {
 /// An append-only, partitioned log of records.
 pub trait EventLog: Send + Sync + 'static {
     /// Append `records` to `topic`; resolves when all are durable (see the module docs).
-    fn append(&self, topic: &str, records: Vec<Record>) -> impl Future<Output = Result<(), LogError>> + Send;
+    fn append(&self, topic: &str, records: &[Record]) -> impl Future<Output = Result<(), LogError>> + Send;
 }
 
 /// In-memory [`EventLog`]: records per topic in append order. `fail_with` makes appends fail, to
@@ -90,11 +90,11 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
-    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<(), LogError> {
+    async fn append(&self, topic: &str, records: &[Record]) -> Result<(), LogError> {
         if let Some(e) = self.failure.lock().expect("memory log lock").clone() {
             return Err(e);
         }
-        self.topics.lock().expect("memory log lock").entry(topic.to_owned()).or_default().extend(records);
+        self.topics.lock().expect("memory log lock").entry(topic.to_owned()).or_default().extend_from_slice(records);
         Ok(())
     }
 }

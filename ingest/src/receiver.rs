@@ -236,10 +236,10 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     let (n_events, n_dead) = (batch.events.len() as u64, batch.dead_letters.len() as u64);
     let dead: Vec<Record> = batch.dead_letters.iter().map(Record::dead_letter).collect();
     let events_fut = async {
-        if batch.events.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, batch.events).await }
+        if batch.events.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, &batch.events).await }
     };
     let dead_fut = async {
-        if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, dead).await }
+        if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, &dead).await }
     };
     let (a, b) = tokio::join!(events_fut, dead_fut);
     if let Err(e) = a.and(b) {

@@ -20,11 +20,11 @@ fn batch(n: usize) -> Vec<Record> {
 
 /// Appends, then checks what `read` returns as (partition, key, value) in per-partition order.
 async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec<(i32, Vec<u8>, Vec<u8>)>) {
-    log.append(topic, Vec::new()).await.expect("empty append");
+    log.append(topic, &[]).await.expect("empty append");
     let first = batch(500);
-    log.append(topic, first.clone()).await.expect("append");
+    log.append(topic, &first).await.expect("append");
     let second: Vec<Record> = batch(1200).split_off(500);
-    log.append(topic, second).await.expect("append");
+    log.append(topic, &second).await.expect("append");
     let all = batch(1200);
 
     let got = read(all.len());
@@ -64,7 +64,7 @@ async fn unreachable_broker_is_a_retryable_error_within_the_timeout() {
     // Nothing listens on port 1.
     let log = Arc::new(KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000 }).unwrap());
     let started = std::time::Instant::now();
-    let err = log.append("edge-requests", batch(10)).await.unwrap_err();
+    let err = log.append("edge-requests", &batch(10)).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10), "append hung for {:?}", started.elapsed());
 }
