@@ -10,57 +10,29 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
 use support::*;
 
-fn broker() -> String {
-    std::env::var("EDGELENS_TEST_KAFKA").ok().filter(|b| !b.trim().is_empty()).unwrap_or_else(|| {
-        panic!("EDGELENS_TEST_KAFKA is not set: start the broker with `deploy/dev/kafka.sh start` (then EDGELENS_TEST_KAFKA=127.0.0.1:19092), or run `deploy/dev/test.sh`")
-    })
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
-}
+/// The broker helpers of the ingest crate's tests (`$EDGELENS_TEST_KAFKA`, never skipped).
+#[path = "../ingest/tests/support/mod.rs"]
+mod kafka;
+use kafka::{broker, unique};
 
 fn create_topics(broker: &str, topics: &[(&str, i32)]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
-        let new: Vec<NewTopic> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let res = tokio::time::timeout(Duration::from_secs(30), admin.create_topics(&new, &opts))
-            .await
-            .unwrap_or_else(|_| panic!("broker at {broker} did not answer; start it with deploy/dev/kafka.sh start"))
-            .unwrap();
-        for r in res {
-            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e:?}"));
+        let probe: FutureProducer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
+        kafka::assert_reachable(&probe, broker);
+        for (topic, partitions) in topics {
+            kafka::create_topic(broker, &probe, topic, *partitions).await;
         }
     });
 }
 
-/// Every message value of `topic`, waiting until `want` arrived (bounded).
+/// Every message value of `topic`, waiting until exactly `want` arrived (bounded).
 fn read_values(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).set("group.id", unique("reader")).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while out.len() < want {
-        assert!(Instant::now() < deadline, "only {} of {want} messages in {topic}", out.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            out.push(m.unwrap().payload().unwrap_or_default().to_vec());
-        }
-    }
-    assert!(consumer.poll(Duration::from_millis(500)).is_none(), "more than {want} messages in {topic}");
-    out
+    kafka::read_topic(broker, topic, partitions, want).into_iter().map(|(_, _, v)| v).collect()
 }
 
 #[test]
