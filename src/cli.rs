@@ -39,6 +39,24 @@ enum Cmd {
     Query(QueryArgs),
     /// Ingest role: the Logpush HTTP receiver in front of Kafka (or, with `file`, files into Kafka).
     Ingest(IngestArgs),
+    /// Aggregator role: a consumer group member turning the events topic into the lake, exactly once.
+    Aggregate(AggregateArgs),
+}
+
+#[derive(Args, Debug)]
+struct AggregateArgs {
+    /// Config file (TOML, section `[aggregate]`); `EDGELENS__AGGREGATE__<KEY>` variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides file and environment).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Lake directory (overrides file and environment).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Consumer group (overrides file and environment).
+    #[arg(long)]
+    group: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Sql(a) => sql(a),
         Cmd::Query(a) => query(a),
         Cmd::Ingest(a) => ingest(a),
+        Cmd::Aggregate(a) => aggregate(a),
     }
 }
 
@@ -394,6 +413,25 @@ fn ingest(a: IngestArgs) -> Result<()> {
             Ok(())
         }),
     }
+}
+
+fn aggregate(a: AggregateArgs) -> Result<()> {
+    let mut cfg: edgelens_aggregate::AggregateConfig = crate::config::role(a.config.as_deref(), "aggregate")?;
+    if let Some(b) = a.brokers {
+        cfg.brokers = b;
+    }
+    if let Some(d) = a.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(g) = a.group {
+        cfg.group = g;
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let stats = edgelens_aggregate::run(cfg, shutdown_signal()).await?;
+        tracing::info!(messages = stats.messages, checkpoints = stats.checkpoints, rebalances = stats.rebalances, "aggregator exited");
+        Ok(())
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

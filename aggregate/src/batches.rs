@@ -142,3 +142,57 @@ pub fn sink_batches(b: &crate::sink::SinkBatch) -> Result<Vec<(&'static TableDef
     }
     Ok(out)
 }
+
+/// One group of a rollup table after merging its delta rows: summed measures (in column order)
+/// and, per sketch column, the estimate of the union of the rows' sketches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedGroup {
+    pub measures: Vec<u64>,
+    pub distinct: Vec<u64>,
+}
+
+/// A rollup table as readers see it: rows with the same key columns merged (measures summed,
+/// sketches unioned), keyed by the key columns' display text. Two runs that counted the same
+/// events give equal maps, however their rows were split into deltas.
+pub fn merged_groups(table: &TableDef, batches: &[RecordBatch]) -> Result<std::collections::BTreeMap<Vec<String>, MergedGroup>, ArrowError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::UInt64Type;
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use edgelens_schemas::tables::Role;
+
+    use crate::sketch::SketchUnion;
+
+    let cols = |role: Role| table.columns.iter().filter(move |c| c.role == role).map(|c| c.name).collect::<Vec<_>>();
+    let (keys, measures, sketches) = (cols(Role::Key), cols(Role::Measure), cols(Role::Sketch));
+    let mut acc: std::collections::BTreeMap<Vec<String>, (Vec<u64>, Vec<SketchUnion>)> = std::collections::BTreeMap::new();
+    let opts = FormatOptions::default();
+    for b in batches {
+        let col = |name: &str| b.column_by_name(name).cloned().ok_or_else(|| ArrowError::SchemaError(format!("{}: no column {name}", table.name)));
+        // Timestamps as their integer microseconds (formatting a zoned timestamp needs tz data).
+        let as_key = |c: ArrayRef| match c.data_type() {
+            arrow::datatypes::DataType::Timestamp(..) => arrow::compute::cast(&c, &arrow::datatypes::DataType::Int64),
+            _ => Ok(c),
+        };
+        let key_cols = keys.iter().map(|k| col(k).and_then(as_key)).collect::<Result<Vec<_>, _>>()?;
+        let fmts = key_cols.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<Vec<_>, _>>()?;
+        let m_cols = measures.iter().map(|m| col(m)).collect::<Result<Vec<_>, _>>()?;
+        let s_cols = sketches.iter().map(|s| col(s)).collect::<Result<Vec<_>, _>>()?;
+        for i in 0..b.num_rows() {
+            let key = fmts.iter().map(|f| f.value(i).to_string()).collect();
+            let e = acc.entry(key).or_insert_with(|| (vec![0; measures.len()], (0..sketches.len()).map(|_| SketchUnion::new()).collect()));
+            for (j, c) in m_cols.iter().enumerate() {
+                e.0[j] += c.as_primitive::<UInt64Type>().value(i);
+            }
+            for (j, c) in s_cols.iter().enumerate() {
+                let c = c.as_binary::<i32>();
+                if !c.is_null(i) {
+                    e.1[j].add_bytes(c.value(i)).map_err(|e| ArrowError::ParseError(format!("{} sketch: {e}", table.name)))?;
+                }
+            }
+        }
+    }
+    Ok(acc
+        .into_iter()
+        .map(|(k, (measures, unions))| (k, MergedGroup { measures, distinct: unions.iter().map(|u| u.to_sketch().estimate_u64()).collect() }))
+        .collect())
+}

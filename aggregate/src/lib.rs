@@ -5,9 +5,15 @@
 //! - [`batches`]: rollup rows as Arrow batches in the schemas' column order.
 //! - [`sink`]: the [`sink::RollupSink`] trait, the Parquet lake and an in-memory sink.
 //! - [`pipeline`]: the embedded pipeline (lines → parse → windows → sink) used by `replay` and `demo`.
+//! - [`checkpoint`]: durable snapshots of a partition's open state.
+//! - [`partition`]: one topic partition with the exactly-once protocol (resume, flush, checkpoint).
+//! - [`consumer`]: the aggregator role, a Kafka consumer group member ([`consumer::run`]).
 
 pub mod batches;
+pub mod checkpoint;
+pub mod consumer;
 pub mod error;
+pub mod partition;
 pub mod pipeline;
 pub mod sink;
 pub use edgelens_schemas::sketch;
@@ -16,3 +22,4 @@ pub mod windows;
 pub use error::{PipelineError, SinkError};
 pub use sink::{OffsetSpan, RollupSink, SinkBatch};
 pub use windows::{ClosedWindows, SiteWindows, WindowConfig};
+pub use consumer::{run, AggregateConfig, AggregateError};

@@ -97,9 +97,20 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         &self.sink
     }
 
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
     /// Take one input line. `source`/`line_no` identify it in dead letters; `now` stamps them.
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
-        self.offset += 1;
+        self.push_line_at(line, source, line_no, now, self.offset + 1)
+    }
+
+    /// Take one input line at an explicit stream position (for Kafka: its offset + 1, so the
+    /// position after it is the offset to commit). Positions must increase.
+    pub fn push_line_at(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos, position: u64) -> Result<(), SinkError> {
+        debug_assert!(position > self.offset, "positions increase");
+        self.offset = position;
         self.stats.lines += 1;
         let rejected = match line.parse() {
             Err(rejected) => Some(rejected),
@@ -124,10 +135,57 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             self.stats.dead_letters.add(reason.code());
             self.pending.dead_letters.push(DeadLetter::new(now, source, line_no, &reason, raw));
         }
-        if self.offset % ADVANCE_EVERY == 0 {
+        if self.stats.lines % ADVANCE_EVERY == 0 {
             self.tick()?;
         }
         Ok(())
+    }
+
+    /// Take a dead letter rejected upstream (e.g. by the ingest receiver) at stream `position`:
+    /// it goes to the `dead_letters` table like the pipeline's own.
+    pub fn push_dead_letter(&mut self, dead: DeadLetter, position: u64) -> Result<(), SinkError> {
+        debug_assert!(position > self.offset, "positions increase");
+        self.offset = position;
+        self.stats.lines += 1;
+        self.stats.dead_letters.add(dead.reason);
+        self.pending.dead_letters.push(dead);
+        if self.pending.rows() >= self.cfg.flush_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Position of the last input taken (0 = none).
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// Rows and dead letters waiting for the next flush.
+    pub fn pending_rows(&self) -> usize {
+        self.pending.rows()
+    }
+
+    /// The input went quiet: close every open window (see [`SiteWindows::close_idle`]).
+    pub fn close_idle(&mut self) {
+        let closed = self.windows.close_idle();
+        self.pending.closed.append(closed);
+    }
+
+    /// Flush everything closed, then return the open state at [`Self::position`]: with the sinks'
+    /// rows up to here, it is everything needed to resume after this position.
+    pub fn checkpoint(&mut self) -> Result<Vec<u8>, SinkError> {
+        self.tick()?;
+        self.flush()?;
+        Ok(self.windows.encode_state())
+    }
+
+    /// Resume at `position` from a [`Self::checkpoint`] state (`None`: start empty).
+    pub fn restore(cfg: PipelineConfig, sink: S, position: u64, state: Option<&[u8]>) -> Result<Self, String> {
+        let windows = match state {
+            Some(bytes) => SiteWindows::decode_state(cfg.windows, bytes)?,
+            None => SiteWindows::new(cfg.windows),
+        };
+        Ok(Self { windows, cfg, sink, pending: SinkBatch::default(), offset: position, flushed_to: position, stats: PipelineStats::default() })
     }
 
     /// Close the windows the watermark has passed; flush when enough rows are pending.
@@ -155,6 +213,10 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     /// since the previous flush.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if self.pending.is_empty() {
+            // Nothing to write for this span, but the next span starts here: every span starts
+            // at the previous flush position, which a checkpoint relies on (spans starting at or
+            // after a checkpoint are exactly the ones written after it).
+            self.flushed_to = self.offset;
             return Ok(());
         }
         let span = OffsetSpan::new(&self.cfg.source, self.cfg.partition, self.flushed_to, self.offset);

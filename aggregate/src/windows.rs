@@ -23,6 +23,7 @@ use ahash::HashMap;
 use edgelens_schemas::time::{floor_to, NANOS_PER_SEC};
 use edgelens_schemas::{EdgeEvent, InvalidReason, Nanos};
 
+use crate::checkpoint::{Dec, Enc};
 use crate::sketch::ClientSketch;
 
 pub const RATE_WINDOW: Nanos = 10 * NANOS_PER_SEC;
@@ -258,6 +259,9 @@ pub struct SiteWindows {
     max_ts: Option<Nanos>,
     /// Highest watermark passed to `advance`.
     advanced: Option<Nanos>,
+    /// Windows ending at or before this were closed (by `advance` or `close_idle`): an event for
+    /// them is a late delta.
+    closed_until: Option<Nanos>,
     rates: BTreeMap<Nanos, HashMap<u32, RateAcc>>,
     traffic: BTreeMap<Nanos, HashMap<TrafficKey, Counts>>,
     asn: BTreeMap<Nanos, HashMap<AsnKey, AsnAcc>>,
@@ -272,6 +276,7 @@ impl SiteWindows {
             names: Names::default(),
             max_ts: None,
             advanced: None,
+            closed_until: None,
             rates: BTreeMap::new(),
             traffic: BTreeMap::new(),
             asn: BTreeMap::new(),
@@ -325,7 +330,7 @@ impl SiteWindows {
                 }
             }
         }
-        let late = self.advanced.is_some_and(|adv| floor_to(ev.ts, RATE_WINDOW) + RATE_WINDOW <= adv);
+        let late = self.closed_until.is_some_and(|c| floor_to(ev.ts, RATE_WINDOW) + RATE_WINDOW <= c);
         self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
 
         let site = self.names.id(&ev.site);
@@ -377,8 +382,24 @@ impl SiteWindows {
     pub fn advance(&mut self, watermark: Nanos) -> ClosedWindows {
         let wm = self.watermark().map_or(watermark, |w| w.max(watermark));
         self.advanced = Some(wm);
+        self.closed_until = Some(self.closed_until.map_or(wm, |c| c.max(wm)));
         self.dedup.forget_before(wm - self.cfg.allowed_lateness - MINUTE);
         self.close_until(wm)
+    }
+
+    /// Close every open window because the input went quiet (an idle partition), without moving
+    /// the watermark: the lateness horizon still follows event time, so events that arrive later
+    /// for these windows are counted as delta rows, not rejected as too late.
+    pub fn close_idle(&mut self) -> ClosedWindows {
+        let ends = [
+            self.rates.last_key_value().map(|(t, _)| t + RATE_WINDOW),
+            self.traffic.last_key_value().map(|(t, _)| t + MINUTE),
+            self.asn.last_key_value().map(|(t, _)| t + MINUTE),
+        ];
+        if let Some(end) = ends.into_iter().flatten().max() {
+            self.closed_until = Some(self.closed_until.map_or(end, |c| c.max(end)));
+        }
+        self.close_until(Nanos::MAX)
     }
 
     /// Close everything (end of input).
@@ -447,6 +468,157 @@ impl SiteWindows {
             out.asn[start..].sort_unstable_by(|a, b| (&a.site, a.asn, &a.country).cmp(&(&b.site, b.asn, &b.country)));
         }
         out
+    }
+}
+
+
+/// Checkpointing: the open state as bytes ([`crate::checkpoint`] frames and stores them).
+impl SiteWindows {
+    /// Encode the open windows, the watermark state and the RayIDs within the dedup horizon.
+    /// Only names used by open windows are kept, so a checkpoint/restore also compacts the interner.
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut local: HashMap<u32, u32> = HashMap::default();
+        let mut names: Vec<u32> = Vec::new();
+        let mut id = |n: u32| {
+            *local.entry(n).or_insert_with(|| {
+                names.push(n);
+                (names.len() - 1) as u32
+            })
+        };
+        let mut body = Enc::new();
+        body.len(self.rates.len());
+        for (ts, groups) in &self.rates {
+            body.i64(*ts);
+            body.len(groups.len());
+            for (site, acc) in groups {
+                body.u32(id(*site));
+                let m = &acc.m;
+                for v in [m.requests, m.bytes, m.status_2xx, m.status_3xx, m.status_4xx, m.status_5xx, m.cache_hits, m.blocked] {
+                    body.u64(v);
+                }
+                body.bytes(&acc.clients.to_bytes());
+            }
+        }
+        body.len(self.traffic.len());
+        for (ts, groups) in &self.traffic {
+            body.i64(*ts);
+            body.len(groups.len());
+            for (k, c) in groups {
+                for n in [k.site, k.country, k.colo, k.cache_status] {
+                    body.u32(id(n));
+                }
+                body.u8(k.status_class);
+                body.u64(c.requests);
+                body.u64(c.bytes);
+            }
+        }
+        body.len(self.asn.len());
+        for (ts, groups) in &self.asn {
+            body.i64(*ts);
+            body.len(groups.len());
+            for (k, acc) in groups {
+                body.u32(id(k.site));
+                body.u32(k.asn);
+                body.u32(id(k.country));
+                body.u64(acc.c.requests);
+                body.u64(acc.c.bytes);
+                body.bytes(&acc.clients.to_bytes());
+            }
+        }
+        body.len(self.dedup.buckets.len());
+        for (minute, set) in &self.dedup.buckets {
+            body.i64(*minute);
+            body.len(set.len());
+            for h in set {
+                body.u64(*h);
+            }
+        }
+        let mut e = Enc::new();
+        e.opt_i64(self.max_ts);
+        e.opt_i64(self.advanced);
+        e.opt_i64(self.closed_until);
+        for v in [self.stats.counted, self.stats.late, self.stats.too_late, self.stats.duplicates] {
+            e.u64(v);
+        }
+        e.len(names.len());
+        for n in names {
+            e.str(self.names.name(n));
+        }
+        e.append(body);
+        e.into_bytes()
+    }
+
+    /// Rebuild windows from [`Self::encode_state`] output, with `cfg` (settings may change across
+    /// a restart; the state does not depend on them).
+    pub fn decode_state(cfg: WindowConfig, bytes: &[u8]) -> Result<Self, String> {
+        let mut d = Dec::new(bytes);
+        let mut w = SiteWindows::new(cfg);
+        w.max_ts = d.opt_i64()?;
+        w.advanced = d.opt_i64()?;
+        w.closed_until = d.opt_i64()?;
+        w.stats = WindowStats { counted: d.u64()?, late: d.u64()?, too_late: d.u64()?, duplicates: d.u64()? };
+        let n = d.len()?;
+        let mut ids = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            let name = d.str()?;
+            ids.push(w.names.id(name));
+        }
+        let name = |i: u32| ids.get(i as usize).copied().ok_or_else(|| format!("name index {i} out of range"));
+        let sketch = |b: &[u8]| ClientSketch::from_bytes(b).map_err(|e| format!("client sketch: {e}"));
+        for _ in 0..d.len()? {
+            let ts = d.i64()?;
+            let groups = w.rates.entry(ts).or_default();
+            for _ in 0..d.len()? {
+                let site = name(d.u32()?)?;
+                let m = RateMeasures {
+                    requests: d.u64()?,
+                    bytes: d.u64()?,
+                    status_2xx: d.u64()?,
+                    status_3xx: d.u64()?,
+                    status_4xx: d.u64()?,
+                    status_5xx: d.u64()?,
+                    cache_hits: d.u64()?,
+                    blocked: d.u64()?,
+                };
+                groups.insert(site, RateAcc { m, clients: sketch(d.bytes()?)? });
+            }
+        }
+        for _ in 0..d.len()? {
+            let ts = d.i64()?;
+            let groups = w.traffic.entry(ts).or_default();
+            for _ in 0..d.len()? {
+                let key = TrafficKey {
+                    site: name(d.u32()?)?,
+                    country: name(d.u32()?)?,
+                    colo: name(d.u32()?)?,
+                    cache_status: name(d.u32()?)?,
+                    status_class: d.u8()?.min(5),
+                };
+                groups.insert(key, Counts { requests: d.u64()?, bytes: d.u64()? });
+            }
+        }
+        for _ in 0..d.len()? {
+            let ts = d.i64()?;
+            let groups = w.asn.entry(ts).or_default();
+            for _ in 0..d.len()? {
+                let key = AsnKey { site: name(d.u32()?)?, asn: d.u32()?, country: name(d.u32()?)? };
+                let c = Counts { requests: d.u64()?, bytes: d.u64()? };
+                groups.insert(key, AsnAcc { c, clients: sketch(d.bytes()?)? });
+            }
+        }
+        for _ in 0..d.len()? {
+            let minute = d.i64()?;
+            let n = d.len()?;
+            let set = w.dedup.buckets.entry(minute).or_default();
+            set.reserve(n.min(1 << 24));
+            for _ in 0..n {
+                set.insert(d.u64()?);
+            }
+        }
+        if !d.is_empty() {
+            return Err("trailing bytes after the window state".into());
+        }
+        Ok(w)
     }
 }
 
@@ -549,11 +721,65 @@ mod tests {
         assert_eq!((closed.rates.len(), closed.traffic.len(), closed.asn.len()), (1, 1, 1));
     }
 
+    #[test]
+    fn idle_close_flushes_everything_but_keeps_the_lateness_horizon() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        feed(&mut w, &line(T0 + 30 * NANOS_PER_SEC, "a.example", "10.0.0.2", 200, "r2")).unwrap();
+        let wm = w.watermark();
+        let closed = w.close_idle();
+        assert_eq!((closed.rates.len(), closed.traffic.len(), closed.asn.len()), (2, 1, 1));
+        assert_eq!(w.open_groups(), 0);
+        assert_eq!(w.watermark(), wm, "closing idle windows does not move event time");
+        // An event for a closed window is a delta row, not too late, and not a duplicate.
+        assert_eq!(feed(&mut w, &line(T0 + 31 * NANOS_PER_SEC, "a.example", "10.0.0.3", 200, "r3")).unwrap(), Observed::Late);
+        assert_eq!(feed(&mut w, &line(T0 + 31 * NANOS_PER_SEC, "a.example", "10.0.0.3", 200, "r1")).unwrap(), Observed::Duplicate);
+        let delta = w.close_all();
+        assert_eq!(delta.rates.iter().map(|r| r.m.requests).sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn state_round_trip_keeps_windows_dedup_and_watermark() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        for i in 0..50 {
+            let site = ["a.example", "b.example"][i % 2];
+            feed(&mut w, &line(T0 + i as i64 * NANOS_PER_SEC, site, &format!("10.0.{}.1", i % 7), 200 + (i as u16 % 4) * 100, &format!("r{i}"))).unwrap();
+        }
+        let _ = w.advance(w.watermark().unwrap());
+        let bytes = w.encode_state();
+        let mut restored = SiteWindows::decode_state(WindowConfig::default(), &bytes).unwrap();
+        assert_eq!(restored.watermark(), w.watermark());
+        assert_eq!(restored.open_groups(), w.open_groups());
+        assert_eq!(restored.remembered_ray_ids(), w.remembered_ray_ids());
+        assert_eq!(restored.stats(), w.stats());
+        assert_eq!(feed(&mut restored, &line(T0 + 49 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r3")).unwrap(), Observed::Duplicate);
+        assert_eq!(canon(&restored.close_all()), canon(&w.close_all()));
+        assert!(SiteWindows::decode_state(WindowConfig::default(), &bytes[..bytes.len() - 3]).is_err());
+    }
+
     fn run(lines: &[String], step: usize) -> Vec<String> {
         let mut w = SiteWindows::new(WindowConfig::default());
         let mut out = ClosedWindows::default();
         for (i, l) in lines.iter().enumerate() {
             assert_ne!(feed(&mut w, l).unwrap(), Observed::Late);
+            if i % step == 0 {
+                out.append(w.advance(w.watermark().unwrap()));
+            }
+        }
+        out.append(w.close_all());
+        canon(&out)
+    }
+
+    /// `run`, with the state encoded and decoded (as by a checkpoint and a restore on another
+    /// aggregator) before line `cut`.
+    fn run_with_restore(lines: &[String], step: usize, cut: usize) -> Vec<String> {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        let mut out = ClosedWindows::default();
+        for (i, l) in lines.iter().enumerate() {
+            if i == cut {
+                w = SiteWindows::decode_state(WindowConfig::default(), &w.encode_state()).unwrap();
+            }
+            feed(&mut w, l).unwrap();
             if i % step == 0 {
                 out.append(w.advance(w.watermark().unwrap()));
             }
@@ -583,6 +809,23 @@ mod tests {
             evs.sort_by_key(|e| e.1);
             let shuffled: Vec<String> = evs.into_iter().map(|e| e.2).collect();
             prop_assert_eq!(run(&in_order, 1), run(&shuffled, step));
+        }
+
+        /// A checkpoint/restore at any point of any stream changes no row.
+        #[test]
+        fn restore_anywhere_is_invisible(
+            evs in proptest::collection::vec((0i64..180_000, 0usize..4, 0u8..4, 0u8..3), 1..200),
+            step in 1usize..20,
+            cut in 0usize..200,
+        ) {
+            let sites = ["a.example", "b.example", "c.example", "d.example"];
+            // Arrival order is ascending event time; every third RayID repeats (redeliveries).
+            let mut ts: Vec<i64> = evs.iter().map(|e| e.0).collect();
+            ts.sort_unstable();
+            let lines: Vec<String> = evs.iter().zip(ts).enumerate().map(|(i, ((_, s, ip, _), ms))| {
+                line(T0 + ms * 1_000_000, sites[*s], &format!("10.0.0.{ip}"), 200, &format!("ray{}", i - i % 3 * usize::from(i % 3 == 2)))
+            }).collect();
+            prop_assert_eq!(run_with_restore(&lines, step, usize::MAX), run_with_restore(&lines, step, cut.min(lines.len())));
         }
     }
 }

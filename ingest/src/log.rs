@@ -3,10 +3,11 @@
 //!
 //! Owns the message format on the topics, which other producers may write too:
 //! - `edge-requests`: key = the site (lower-case zone name, UTF-8); value = one Cloudflare Logpush
-//!   `http_requests` JSON object, exactly as received (UTF-8, no trailing newline). The key only
-//!   spreads sites over partitions (the same site always lands on one partition with the default
-//!   partitioner); the aggregator is correct whatever partition an event is on. Events should carry
-//!   `RayID`: a redelivered event is then counted once.
+//!   `http_requests` JSON object, exactly as received (UTF-8, no trailing newline). edgelens
+//!   partitions by the key with murmur2 (`partitioner=murmur2_random`, the Java client's default),
+//!   so a site's events share one partition; other producers should do the same. Totals are exact
+//!   whatever partition an event is on, but a redelivered event (same `RayID`) is recognised as a
+//!   duplicate only on the partition that counted it first. Events should carry `RayID`.
 //! - `edge-dead-letters`: key = the reason code; value = a JSON object
 //!   `{"ts": unix ns, "source": "logpush", "offset": line in batch, "reason": code, "detail": text,
 //!   "raw": excerpt}`.
@@ -42,6 +43,40 @@ impl Record {
         match line.parse() {
             Ok(ev) => Ok(Record { key: ev.site.as_bytes().to_vec(), value: line.raw().to_vec() }),
             Err((reason, raw)) => Err(DeadLetter::new(now, source, line_no, &reason, raw)),
+        }
+    }
+
+    /// Read an `edge-dead-letters` message back. A message that is not a dead letter (another
+    /// producer's mistake) still becomes one, `malformed_json`, with its bytes as the excerpt, so
+    /// nothing on the topic is lost.
+    pub fn parse_dead_letter(value: &[u8], topic_offset: u64) -> DeadLetter {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            ts: Nanos,
+            source: String,
+            offset: u64,
+            reason: String,
+            #[serde(default)]
+            detail: String,
+            #[serde(default)]
+            raw: String,
+        }
+        match serde_json::from_slice::<Wire>(value) {
+            Ok(w) => DeadLetter {
+                ts: w.ts,
+                source: w.source,
+                offset: w.offset,
+                reason: edgelens_schemas::InvalidReason::CODES.iter().find(|c| **c == w.reason).copied().unwrap_or("unknown"),
+                detail: if w.detail.is_empty() { w.reason } else { w.detail },
+                raw: w.raw,
+            },
+            Err(e) => DeadLetter::new(
+                crate::dead_letter::now_nanos(),
+                DEAD_LETTERS_TOPIC,
+                topic_offset,
+                &edgelens_schemas::InvalidReason::MalformedJson(format!("not a dead-letter message: {e}")),
+                value,
+            ),
         }
     }
 
@@ -96,5 +131,22 @@ impl EventLog for MemoryLog {
         }
         self.topics.lock().expect("memory log lock").entry(topic.to_owned()).or_default().extend_from_slice(records);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgelens_schemas::InvalidReason;
+
+    #[test]
+    fn dead_letter_messages_read_back() {
+        let d = DeadLetter::new(1_700_000_000_000_000_123, "logpush", 17, &InvalidReason::InvalidTimestamp, b"{\"EdgeStartTimestamp\":\"x\"}");
+        let rec = Record::dead_letter(&d);
+        assert_eq!(rec.key, b"invalid_timestamp");
+        assert_eq!(Record::parse_dead_letter(&rec.value, 99), d);
+        // Something else on the topic is kept as a dead letter of its own.
+        let other = Record::parse_dead_letter(b"not json at all", 42);
+        assert_eq!((other.reason, other.offset, other.source.as_str(), other.raw.as_str()), ("malformed_json", 42, DEAD_LETTERS_TOPIC, "not json at all"));
     }
 }

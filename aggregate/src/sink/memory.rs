@@ -11,8 +11,8 @@ use crate::error::SinkError;
 
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    /// span id → (table name, batch)
-    pub writes: BTreeMap<String, Vec<(&'static str, RecordBatch)>>,
+    /// span → (table name, batch)
+    pub writes: BTreeMap<OffsetSpan, Vec<(&'static str, RecordBatch)>>,
 }
 
 impl MemorySink {
@@ -25,7 +25,13 @@ impl MemorySink {
 impl RollupSink for MemorySink {
     fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError> {
         let tables = batches::sink_batches(batch)?;
-        self.writes.insert(span.id(), tables.into_iter().map(|(t, b)| (t.name, b)).collect());
+        self.writes.insert(span.clone(), tables.into_iter().map(|(t, b)| (t.name, b)).collect());
         Ok(())
+    }
+
+    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError> {
+        let before = self.writes.len();
+        self.writes.retain(|s, _| !(s.source == source && s.partition == partition && s.from >= from));
+        Ok((before - self.writes.len()) as u64)
     }
 }

@@ -12,7 +12,7 @@ use crate::windows::ClosedWindows;
 
 /// A `(from, to]` range of input offsets of one source partition (line numbers for files, Kafka
 /// offsets for topics). File names and dedup keys are derived from it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OffsetSpan {
     /// Source name, e.g. `replay` or a topic name; only `[A-Za-z0-9_-]` (others replaced by `_`).
     pub source: String,
@@ -30,6 +30,16 @@ impl OffsetSpan {
     /// Stable identifier used in file names: `<source>-p<partition>-<from>-<to>`.
     pub fn id(&self) -> String {
         format!("{}-p{:04}-{:020}-{:020}", self.source, self.partition, self.from, self.to)
+    }
+
+    /// Parse a span id produced by [`Self::id`] for `source`/`partition`; `None` for other ids.
+    pub fn parse_id(id: &str, source: &str, partition: i32) -> Option<Self> {
+        let rest = id.strip_prefix(source)?.strip_prefix(&format!("-p{partition:04}-"))?;
+        let (from, to) = rest.split_once('-')?;
+        if from.len() != 20 || to.len() != 20 {
+            return None;
+        }
+        Some(Self { source: source.to_owned(), partition, from: from.parse().ok()?, to: to.parse().ok()? })
     }
 }
 
@@ -53,4 +63,36 @@ impl SinkBatch {
 /// A destination of rollups. `write` returns only once the rows are durable.
 pub trait RollupSink {
     fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError>;
+
+    /// Remove every write of `source`/`partition` whose span starts at or after `from`: the writes
+    /// made after a checkpoint by a process that died before committing. Returns how many writes
+    /// (files, for the lake) were removed.
+    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError>;
+}
+
+/// One sink shared by several pipelines (the partitions of one aggregator).
+impl<S: RollupSink> RollupSink for std::sync::Arc<std::sync::Mutex<S>> {
+    fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write(batch, span)
+    }
+
+    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).discard_from(source, partition, from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_ids_parse_back_only_for_their_source_and_partition() {
+        let span = OffsetSpan::new("grp.edge-requests", 3, 0, 1234);
+        assert_eq!(span.source, "grp_edge-requests");
+        let id = span.id();
+        assert_eq!(OffsetSpan::parse_id(&id, "grp_edge-requests", 3), Some(span));
+        assert_eq!(OffsetSpan::parse_id(&id, "grp_edge-requests", 4), None);
+        assert_eq!(OffsetSpan::parse_id(&id, "grp_edge", 3), None);
+        assert_eq!(OffsetSpan::parse_id("grp_edge-requests-p0003-12-34", "grp_edge-requests", 3), None);
+    }
 }

@@ -25,6 +25,9 @@ use crate::error::SinkError;
 /// Name of the directory, inside the lake, where files are written before they are renamed in.
 pub const TMP_DIR: &str = ".tmp";
 
+/// A temporary file older than this is a crashed writer's leftover.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct ParquetLake {
     dir: PathBuf,
@@ -37,10 +40,15 @@ impl ParquetLake {
         let dir = dir.into();
         let tmp = dir.join(TMP_DIR);
         fs::create_dir_all(&tmp).map_err(SinkError::io(&tmp))?;
-        // Leftovers of a crash mid-write are never visible to readers; remove them.
+        // Leftovers of a crash mid-write are never visible to readers; remove them. Several
+        // aggregators share one lake, so only files too old to be another writer's work in
+        // progress are removed.
         if let Ok(entries) = fs::read_dir(&tmp) {
             for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
+                let stale = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TMP);
+                if stale {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         let props = WriterProperties::builder()
@@ -65,7 +73,7 @@ impl ParquetLake {
             let part_dir = self.dir.join(table.name).join(format!("date={date}"));
             fs::create_dir_all(&part_dir).map_err(SinkError::io(&part_dir))?;
             let final_path = part_dir.join(format!("part-{}.parquet", span.id()));
-            let tmp_path = self.dir.join(TMP_DIR).join(format!("{}-{date}-{}.parquet", table.name, span.id()));
+            let tmp_path = self.dir.join(TMP_DIR).join(format!("{}-{date}-{}.{}.parquet", table.name, span.id(), std::process::id()));
             self.write_file(&tmp_path, &part)?;
             fs::rename(&tmp_path, &final_path).map_err(SinkError::io(&final_path))?;
             sync_dir(&part_dir);
@@ -123,5 +131,30 @@ impl RollupSink for ParquetLake {
             self.write_table(table, &rows, span)?;
         }
         Ok(())
+    }
+
+    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError> {
+        let mut removed = 0;
+        for table in edgelens_schemas::tables::ALL_TABLES {
+            let table_dir = self.dir.join(table.name);
+            let Ok(dates) = fs::read_dir(&table_dir) else { continue };
+            for date in dates.flatten() {
+                let Ok(files) = fs::read_dir(date.path()) else { continue };
+                for f in files.flatten() {
+                    let name = f.file_name();
+                    let Some(id) = name.to_str().and_then(|n| n.strip_prefix("part-")?.strip_suffix(".parquet")) else { continue };
+                    if OffsetSpan::parse_id(id, source, partition).is_some_and(|s| s.from >= from) {
+                        let path = f.path();
+                        match fs::remove_file(&path) {
+                            Ok(()) => removed += 1,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(SinkError::Io { path, source: e }),
+                        }
+                    }
+                }
+                sync_dir(&date.path());
+            }
+        }
+        Ok(removed)
     }
 }

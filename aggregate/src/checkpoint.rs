@@ -1,0 +1,315 @@
+//! Checkpoints of a partition's open state (open windows, RayIDs within the dedup horizon), so a
+//! partition can move to another aggregator or survive a crash without losing or double-counting
+//! anything.
+//!
+//! A checkpoint is taken at a *position* of one source partition (for Kafka: the next offset to
+//! read, the value committed to the group). It holds only what is not in the sinks yet: the
+//! aggregator first flushes every closed row written before that position, then saves the state,
+//! then commits the offset. To resume at a committed position `c`, load the checkpoint at `c`,
+//! discard every sink span starting at or after `c` (written after the checkpoint by a process that
+//! then died) and read on from `c`.
+//!
+//! Stored as `DIR/<source>/p<partition>/<position>.ckpt`: a small versioned binary format
+//! ([`Enc`]/[`Dec`]) ending in an FNV-1a checksum, written to a temporary file, synced and renamed,
+//! so a crash never leaves a torn checkpoint under its final name.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Checkpoint format version; bump on any change of the layout.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 4] = b"ELCK";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint I/O on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("checkpoint {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("no checkpoint of {source_name} partition {partition} at position {position} in {dir} (the group committed that position; was the state directory lost or changed?)")]
+    Missing { dir: PathBuf, source_name: String, partition: i32, position: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+/// Append-only little-endian encoder.
+#[derive(Debug, Default)]
+pub struct Enc(Vec<u8>);
+
+impl Enc {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn opt_i64(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => {
+                self.u8(1);
+                self.i64(v);
+            }
+            None => self.u8(0),
+        }
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.u32(u32::try_from(b.len()).expect("checkpoint fields are under 4 GiB"));
+        self.0.extend_from_slice(b);
+    }
+    pub fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    pub fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).expect("checkpoint collections have under 4G entries"));
+    }
+    pub fn append(&mut self, other: Enc) {
+        self.0.extend_from_slice(&other.0);
+    }
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Decoder over an [`Enc`] buffer; every read checks bounds.
+#[derive(Debug)]
+pub struct Dec<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Dec<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| format!("truncated at byte {}", self.pos))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    pub fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    pub fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    pub fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    pub fn opt_i64(&mut self) -> Result<Option<i64>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.i64().map(Some),
+            t => Err(format!("bad option tag {t}")),
+        }
+    }
+    pub fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn str(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.bytes()?).map_err(|e| e.to_string())
+    }
+    pub fn len(&mut self) -> Result<usize, String> {
+        Ok(self.u32()? as usize)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Frame a state body: magic, version, body, checksum.
+pub fn seal(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(body);
+    let sum = fnv1a(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// Check a framed state and return its body.
+pub fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
+    if bytes.len() < 16 || &bytes[..4] != MAGIC {
+        return Err("not an edgelens checkpoint".into());
+    }
+    let (framed, sum) = bytes.split_at(bytes.len() - 8);
+    if fnv1a(framed) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        return Err("checksum mismatch (torn or altered file)".into());
+    }
+    let version = u32::from_le_bytes(framed[4..8].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(format!("format version {version}, this edgelens reads {FORMAT_VERSION}"));
+    }
+    Ok(&framed[8..])
+}
+
+/// Checkpoints in a directory (shared by every aggregator of a group, like the lake).
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+}
+
+impl CheckpointStore {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn partition_dir(&self, source: &str, partition: i32) -> PathBuf {
+        self.dir.join(source).join(format!("p{partition:04}"))
+    }
+
+    fn path(&self, source: &str, partition: i32, position: u64) -> PathBuf {
+        self.partition_dir(source, partition).join(format!("{position:020}.ckpt"))
+    }
+
+    /// Durably store the state (body, unframed) at `position`.
+    pub fn save(&self, source: &str, partition: i32, position: u64, body: &[u8]) -> Result<(), CheckpointError> {
+        let dir = self.partition_dir(source, partition);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = self.path(source, partition, position);
+        let tmp = dir.join(format!(".{position:020}.{}.tmp", std::process::id()));
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&seal(body)).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// The state body at `position`, `None` if there is no checkpoint there.
+    pub fn load(&self, source: &str, partition: i32, position: u64) -> Result<Option<Vec<u8>>, CheckpointError> {
+        let path = self.path(source, partition, position);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CheckpointError::Io { path, source: e }),
+        };
+        let body = unseal(&bytes).map_err(|reason| CheckpointError::Corrupt { path: path.clone(), reason })?;
+        Ok(Some(body.to_vec()))
+    }
+
+    /// Positions with a checkpoint, ascending.
+    pub fn positions(&self, source: &str, partition: i32) -> Result<Vec<u64>, CheckpointError> {
+        let dir = self.partition_dir(source, partition);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(CheckpointError::Io { path: dir, source: e }),
+        };
+        let mut out: Vec<u64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ckpt")?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Remove checkpoints other than `keep` that are older than `keep` (superseded once `keep` is
+    /// committed) or newer (taken after the committed position by a process that then died).
+    pub fn retain_only(&self, source: &str, partition: i32, keep: u64) -> Result<(), CheckpointError> {
+        for p in self.positions(source, partition)? {
+            if p != keep {
+                let path = self.path(source, partition, p);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CheckpointError::Io { path, source: e }),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_round_trip() {
+        let mut e = Enc::new();
+        e.u8(7);
+        e.u32(1 << 20);
+        e.u64(u64::MAX);
+        e.i64(-5);
+        e.opt_i64(None);
+        e.opt_i64(Some(42));
+        e.str("shop.example");
+        let bytes = e.into_bytes();
+        let mut d = Dec::new(&bytes);
+        assert_eq!(d.u8().unwrap(), 7);
+        assert_eq!(d.u32().unwrap(), 1 << 20);
+        assert_eq!(d.u64().unwrap(), u64::MAX);
+        assert_eq!(d.i64().unwrap(), -5);
+        assert_eq!(d.opt_i64().unwrap(), None);
+        assert_eq!(d.opt_i64().unwrap(), Some(42));
+        assert_eq!(d.str().unwrap(), "shop.example");
+        assert!(d.is_empty());
+        assert!(d.u8().is_err(), "reading past the end is an error, not a panic");
+    }
+
+    #[test]
+    fn torn_or_altered_checkpoints_are_rejected() {
+        let sealed = seal(b"state");
+        assert_eq!(unseal(&sealed).unwrap(), b"state");
+        assert!(unseal(&sealed[..sealed.len() - 1]).is_err());
+        let mut altered = sealed.clone();
+        altered[9] ^= 1;
+        assert!(unseal(&altered).unwrap_err().contains("checksum"));
+        assert!(unseal(b"garbage garbage garbage").is_err());
+    }
+
+    #[test]
+    fn store_saves_loads_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(store.load("src", 3, 10).unwrap(), None);
+        store.save("src", 3, 10, b"ten").unwrap();
+        store.save("src", 3, 20, b"twenty").unwrap();
+        store.save("src", 3, 30, b"thirty").unwrap();
+        store.save("src", 4, 10, b"other partition").unwrap();
+        assert_eq!(store.positions("src", 3).unwrap(), vec![10, 20, 30]);
+        assert_eq!(store.load("src", 3, 20).unwrap().unwrap(), b"twenty");
+        store.retain_only("src", 3, 20).unwrap();
+        assert_eq!(store.positions("src", 3).unwrap(), vec![20]);
+        assert_eq!(store.positions("src", 4).unwrap(), vec![10]);
+        // A corrupt file is an error naming it, never an empty state.
+        let path = dir.path().join("src/p0003/00000000000000000020.ckpt");
+        fs::write(&path, b"ELCK\x01\x00\x00\x00junkjunk").unwrap();
+        let err = store.load("src", 3, 20).unwrap_err().to_string();
+        assert!(err.contains("corrupt") && err.contains("00000000000000000020.ckpt"), "{err}");
+    }
+}

@@ -1,0 +1,239 @@
+//! One topic partition inside an aggregator: the embedded pipeline plus the exactly-once protocol
+//! (resume from a checkpoint, periodic checkpoints, idle handling). Synchronous and free of Kafka
+//! types, so the whole protocol — crashes included — is tested without a broker; [`crate::consumer`]
+//! drives it from the consumer group.
+//!
+//! Exactly once, per partition:
+//! 1. **Resume** at the group's committed position `c` (the next offset to read): load the
+//!    checkpoint taken at `c`, discard every sink write whose span starts at or after `c` and every
+//!    other checkpoint (a crashed owner's work after `c`), and read on from `c`.
+//! 2. **Take** messages: position = offset + 1. Rows are flushed to the sinks under spans
+//!    `(previous flush, position]`, on row counts and on the flush interval, so closed windows are
+//!    visible within a second.
+//! 3. **Checkpoint** (interval, revocation, shutdown): flush, save the open state at the current
+//!    position; the caller then commits that position to the group and calls
+//!    [`PartitionAggregator::committed`], which drops older checkpoints.
+//!
+//! A crash anywhere leaves committed position `c` with its checkpoint; everything written after
+//! it is discarded and rewritten from the same input, so nothing is lost or counted twice.
+
+use std::time::{Duration, Instant};
+
+use edgelens_ingest::log::Record;
+use edgelens_ingest::reader::Line;
+
+use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::error::SinkError;
+use crate::pipeline::{now_nanos, EmbeddedPipeline, PipelineConfig, PipelineStats};
+use crate::sink::{OffsetSpan, RollupSink};
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    /// Logpush lines (`edge-requests`).
+    Events,
+    /// Dead letters from upstream (`edge-dead-letters`), written to the `dead_letters` table.
+    DeadLetters,
+}
+
+/// Timing of one partition's flushes and checkpoints.
+#[derive(Debug, Clone)]
+pub struct PartitionConfig {
+    pub pipeline: PipelineConfig,
+    /// Write closed windows at least this often (freshness).
+    pub flush_interval: Duration,
+    /// With no message for this long, close the partition's open windows (an idle partition
+    /// does not hold its last windows back forever).
+    pub idle_timeout: Duration,
+    /// Checkpoint (and commit) at least this often while input flows.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        Self {
+            pipeline: PipelineConfig::default(),
+            flush_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("{topic}/{partition}: {source}")]
+    Sink { topic: String, partition: i32, source: SinkError },
+    #[error("{topic}/{partition}: {source}")]
+    Checkpoint { topic: String, partition: i32, source: CheckpointError },
+    #[error("{topic}/{partition}: checkpoint at position {position} cannot be restored: {reason}")]
+    BadState { topic: String, partition: i32, position: u64, reason: String },
+}
+
+/// The span source (lake file names, checkpoint directory) of a topic read by a group: several
+/// groups or topics can share one lake without touching each other's files.
+pub fn span_source(group: &str, topic: &str) -> String {
+    OffsetSpan::new(&format!("{group}.{topic}"), 0, 0, 0).source
+}
+
+pub struct PartitionAggregator<S> {
+    topic: String,
+    partition: i32,
+    kind: TopicKind,
+    /// Span source: `<group>.<topic>`, sanitized.
+    source: String,
+    /// Source named in dead letters: `kafka:<topic>/<partition>`.
+    dl_source: String,
+    cfg: PartitionConfig,
+    pipeline: EmbeddedPipeline<S>,
+    store: CheckpointStore,
+    last_input: Instant,
+    idle_closed: bool,
+    last_flush: Instant,
+    last_checkpoint: Instant,
+    /// Position of the last checkpoint (what is, or is about to be, committed).
+    checkpointed: u64,
+    /// Sink writes discarded at resume.
+    pub discarded_writes: u64,
+}
+
+impl<S: RollupSink> PartitionAggregator<S> {
+    /// Resume `topic`/`partition` at the group's committed position (`None`: the group never
+    /// committed one, start from the beginning with empty state).
+    #[allow(clippy::too_many_arguments)]
+    pub fn resume(
+        group: &str,
+        topic: &str,
+        partition: i32,
+        kind: TopicKind,
+        committed: Option<u64>,
+        cfg: PartitionConfig,
+        mut sink: S,
+        store: CheckpointStore,
+        now: Instant,
+    ) -> Result<Self, PartitionError> {
+        let source = span_source(group, topic);
+        let err_ckpt = |source| PartitionError::Checkpoint { topic: topic.to_owned(), partition, source };
+        let position = committed.unwrap_or(0);
+        let state = match committed {
+            Some(c) => Some(store.load(&source, partition, c).map_err(err_ckpt)?.ok_or_else(|| {
+                err_ckpt(CheckpointError::Missing { dir: store.dir().to_path_buf(), source_name: source.clone(), partition, position: c })
+            })?),
+            None => None,
+        };
+        let discarded_writes = sink
+            .discard_from(&source, partition, position)
+            .map_err(|source| PartitionError::Sink { topic: topic.to_owned(), partition, source })?;
+        store.retain_only(&source, partition, position).map_err(err_ckpt)?;
+        let mut pcfg = cfg.pipeline.clone();
+        pcfg.source = source.clone();
+        pcfg.partition = partition;
+        let pipeline = EmbeddedPipeline::restore(pcfg, sink, position, state.as_deref())
+            .map_err(|reason| PartitionError::BadState { topic: topic.to_owned(), partition, position, reason })?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            partition,
+            kind,
+            dl_source: format!("kafka:{topic}/{partition}"),
+            source,
+            cfg,
+            pipeline,
+            store,
+            last_input: now,
+            idle_closed: false,
+            last_flush: now,
+            last_checkpoint: now,
+            checkpointed: position,
+            discarded_writes,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Position of the last message taken (the offset to commit after a checkpoint).
+    pub fn position(&self) -> u64 {
+        self.pipeline.position()
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        self.pipeline.stats()
+    }
+
+    fn sink_err(&self) -> impl FnOnce(SinkError) -> PartitionError + '_ {
+        move |source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source }
+    }
+
+    /// Take the message at `offset`. Messages at or before the current position (redelivered
+    /// after a seek) are skipped: they are already counted.
+    pub fn take(&mut self, offset: i64, payload: &[u8], now: Instant) -> Result<(), PartitionError> {
+        let position = offset as u64 + 1;
+        if offset < 0 || position <= self.pipeline.position() {
+            return Ok(());
+        }
+        self.last_input = now;
+        self.idle_closed = false;
+        let res = match self.kind {
+            TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset as u64, now_nanos(), position),
+            TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset as u64), position),
+        };
+        res.map_err(|source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source })
+    }
+
+    /// Run the timers: flush closed windows, close an idle partition's windows. Returns true when
+    /// a checkpoint is due (the caller checkpoints and commits).
+    pub fn on_timer(&mut self, now: Instant) -> Result<bool, PartitionError> {
+        if !self.idle_closed && now.duration_since(self.last_input) >= self.cfg.idle_timeout {
+            self.pipeline.close_idle();
+            self.idle_closed = true;
+            self.last_flush = now;
+            self.pipeline.flush().map_err(self.sink_err())?;
+            // Everything is written: checkpoint now (if there was input since the last one), so a
+            // restart does not redo the idle close.
+            return Ok(self.pipeline.position() != self.checkpointed);
+        }
+        if now.duration_since(self.last_flush) >= self.cfg.flush_interval {
+            self.last_flush = now;
+            self.pipeline.tick().map_err(self.sink_err())?;
+            if self.pipeline.pending_rows() > 0 {
+                self.pipeline.flush().map_err(self.sink_err())?;
+            }
+        }
+        Ok(self.pipeline.position() != self.checkpointed && now.duration_since(self.last_checkpoint) >= self.cfg.checkpoint_interval)
+    }
+
+    /// Flush and save the open state; returns the position to commit to the group, or `None`
+    /// when nothing was taken since the last checkpoint.
+    ///
+    /// A position is checkpointed once: what happens at the same position afterwards (an idle
+    /// close, a watermark advance) only re-derives rows from that checkpoint's state, and its sink
+    /// writes (spans starting at that position) are discarded and redone by whoever resumes there.
+    /// Saving a second, different state at the same position would make those writes ambiguous.
+    pub fn checkpoint(&mut self, now: Instant) -> Result<Option<u64>, PartitionError> {
+        let position = self.pipeline.position();
+        if position == self.checkpointed {
+            return Ok(None);
+        }
+        let state = self.pipeline.checkpoint().map_err(self.sink_err())?;
+        self.store
+            .save(&self.source, self.partition, position, &state)
+            .map_err(|source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source })?;
+        self.checkpointed = position;
+        self.last_checkpoint = now;
+        self.last_flush = now;
+        Ok(Some(position))
+    }
+
+    /// The group committed `position`: other checkpoints are no longer needed (checkpoint and
+    /// commit run one after the other on the aggregator's thread, so none is newer).
+    pub fn committed(&mut self, position: u64) -> Result<(), PartitionError> {
+        self.store
+            .retain_only(&self.source, self.partition, position)
+            .map_err(|source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source })
+    }
+}

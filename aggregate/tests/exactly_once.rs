@@ -1,0 +1,214 @@
+//! The per-partition exactly-once protocol under crashes, without a broker: a partition's
+//! messages are processed by a succession of aggregators, each killed at a random moment (some
+//! right after saving a checkpoint they never committed), each successor resuming at the last
+//! committed position. The merged tables must equal one uninterrupted run over the same input.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgelens_aggregate::batches::{merged_groups, MergedGroup};
+use edgelens_aggregate::checkpoint::CheckpointStore;
+use edgelens_aggregate::partition::{PartitionAggregator, PartitionConfig, TopicKind};
+use edgelens_aggregate::pipeline::{EmbeddedPipeline, PipelineConfig};
+use edgelens_aggregate::sink::memory::MemorySink;
+use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
+use edgelens_ingest::reader::Line;
+use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, SITE_RATES_10S, TRAFFIC_1M};
+use edgelens_schemas::TableDef;
+use proptest::prelude::*;
+
+type Tables = Vec<(&'static str, BTreeMap<Vec<String>, MergedGroup>, usize)>;
+
+/// A partition's messages: generated Logpush lines, a few broken ones and a few redeliveries.
+fn messages(seed: u64) -> Vec<Vec<u8>> {
+    let cfg = GenerateConfig { scenario: Scenario::Mixed, seed, duration_secs: 150, rps: 120.0, sites: 15, ..GenerateConfig::default() };
+    let mut g = TrafficGenerator::new(cfg).unwrap();
+    let mut out = Vec::new();
+    while g.next_second(&mut out).is_some() {}
+    let mut msgs: Vec<Vec<u8>> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let n = msgs.len();
+    for i in (0..n).step_by(997) {
+        msgs.insert(i, b"{\"EdgeStartTimestamp\": broken".to_vec());
+    }
+    for i in (500..msgs.len()).step_by(1009) {
+        let again = msgs[i - 300].clone();
+        msgs.insert(i, again);
+    }
+    msgs
+}
+
+fn tables(sink: &MemorySink) -> Tables {
+    [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M]
+        .into_iter()
+        .map(|t: &TableDef| {
+            let batches = sink.table(t.name);
+            let rows = batches.iter().map(|b| b.num_rows()).sum();
+            (t.name, merged_groups(t, &batches).unwrap(), rows)
+        })
+        .chain(std::iter::once((DEAD_LETTERS.name, BTreeMap::new(), sink.table(DEAD_LETTERS.name).iter().map(|b| b.num_rows()).sum())))
+        .collect()
+}
+
+fn reference(msgs: &[Vec<u8>]) -> Tables {
+    let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+    for (i, m) in msgs.iter().enumerate() {
+        p.push_line(Line::Complete(m), "ref", i as u64, 0).unwrap();
+    }
+    let (_, sink) = p.finish().unwrap();
+    tables(&sink)
+}
+
+fn cfg() -> PartitionConfig {
+    PartitionConfig {
+        pipeline: PipelineConfig { flush_rows: 300, ..PipelineConfig::default() },
+        flush_interval: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(5),
+        checkpoint_interval: Duration::from_secs(2),
+    }
+}
+
+/// A crash: at message index `at`; `saved_uncommitted` = a checkpoint was saved just before, but
+/// its commit never happened.
+#[derive(Debug, Clone, Copy)]
+struct Crash {
+    at: usize,
+    saved_uncommitted: bool,
+}
+
+/// Run `msgs` through successive aggregators, crashing as told; `pause_at` inserts a 6 s quiet
+/// spell (idle close, then late deltas for the closed windows).
+fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
+    crashes.sort_by_key(|c| c.at);
+    crashes.dedup_by_key(|c| c.at);
+    let sink = Arc::new(Mutex::new(MemorySink::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let mut committed: Option<u64> = None;
+    let mut clock = Instant::now();
+    let mut discarded = 0;
+    let mut crashes = crashes.into_iter().peekable();
+    'owners: loop {
+        let mut part = PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
+        discarded += part.discarded_writes;
+        let start = committed.unwrap_or(0) as usize;
+        for (i, m) in msgs.iter().enumerate().skip(start) {
+            if crashes.peek().is_some_and(|c| c.at <= i) {
+                let c = crashes.next().unwrap();
+                if c.saved_uncommitted {
+                    let _ = part.checkpoint(clock).unwrap();
+                }
+                continue 'owners; // killed: nothing else happens
+            }
+            clock += if i == pause_at { Duration::from_secs(6) } else { Duration::from_millis(7) };
+            // Timers run every 40 messages, and once the quiet spell is over (before its message).
+            if (i % 40 == 0 || i == pause_at) && part.on_timer(clock).unwrap() {
+                if let Some(p) = part.checkpoint(clock).unwrap() {
+                    committed = Some(p);
+                    part.committed(p).unwrap();
+                }
+            }
+            part.take(i as i64, m, clock).unwrap();
+        }
+        // End of input: the partition goes idle, closes everything and checkpoints.
+        clock += Duration::from_secs(6);
+        assert!(part.on_timer(clock).unwrap(), "idle close makes a checkpoint due");
+        let p = part.checkpoint(clock).unwrap().unwrap();
+        committed = Some(p);
+        part.committed(p).unwrap();
+        break;
+    }
+    assert_eq!(committed, Some(msgs.len() as u64));
+    let sink = sink.lock().unwrap();
+    (tables(&sink), discarded)
+}
+
+fn assert_same(got: &Tables, want: &Tables) {
+    for ((name, g, g_rows), (_, w, w_rows)) in got.iter().zip(want) {
+        if *name == DEAD_LETTERS.name {
+            assert_eq!(g_rows, w_rows, "dead letters");
+            continue;
+        }
+        assert_eq!(g.len(), w.len(), "{name}: groups");
+        for (k, v) in w {
+            assert_eq!(g.get(k), Some(v), "{name} {k:?}");
+        }
+        assert!(g_rows >= &w.len());
+    }
+}
+
+#[test]
+fn uninterrupted_partition_equals_replay() {
+    let msgs = messages(7);
+    let want = reference(&msgs);
+    assert!(want[3].2 > 0, "the input has dead letters");
+    let (got, discarded) = run_with_crashes(&msgs, Vec::new(), usize::MAX);
+    assert_eq!(discarded, 0);
+    assert_same(&got, &want);
+}
+
+#[test]
+fn crash_after_an_uncommitted_checkpoint_discards_its_writes() {
+    let msgs = messages(11);
+    let want = reference(&msgs);
+    let crashes = vec![Crash { at: msgs.len() / 3, saved_uncommitted: true }, Crash { at: msgs.len() / 2, saved_uncommitted: false }];
+    let (got, discarded) = run_with_crashes(&msgs, crashes, msgs.len() / 4);
+    assert!(discarded > 0, "the killed owners' writes after their last commit were discarded");
+    assert_same(&got, &want);
+}
+
+/// Checkpoint at X, then the partition goes idle (its windows are closed and written at X), then
+/// a crash: the successor resumes at X from the state *with* those windows open and must not lose
+/// them (nor count them twice).
+#[test]
+fn idle_close_after_a_checkpoint_survives_a_crash() {
+    let msgs = messages(3);
+    let want = reference(&msgs);
+    let sink = Arc::new(Mutex::new(MemorySink::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let mut clock = Instant::now();
+    let resume = |committed, clock| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
+    let half = msgs.len() / 2;
+    let mut part = resume(None, clock);
+    for (i, m) in msgs.iter().enumerate().take(half) {
+        clock += Duration::from_millis(7);
+        part.take(i as i64, m, clock).unwrap();
+    }
+    let x = part.checkpoint(clock).unwrap().unwrap();
+    part.committed(x).unwrap();
+    clock += Duration::from_secs(6);
+    assert!(!part.on_timer(clock).unwrap(), "idle close at the checkpointed position: nothing new to checkpoint");
+    assert_eq!(part.checkpoint(clock).unwrap(), None, "a position is checkpointed once");
+    drop(part);
+    let mut part = resume(Some(x), clock);
+    assert!(part.discarded_writes > 0, "the idle close's writes after the checkpoint are discarded");
+    for (i, m) in msgs.iter().enumerate().skip(half) {
+        clock += Duration::from_millis(7);
+        part.take(i as i64, m, clock).unwrap();
+    }
+    clock += Duration::from_secs(6);
+    assert!(part.on_timer(clock).unwrap());
+    part.checkpoint(clock).unwrap().unwrap();
+    let got = tables(&sink.lock().unwrap());
+    assert_same(&got, &want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Killed at any moments, in any state: the merged tables equal one clean run.
+    #[test]
+    fn killed_anywhere_counts_exactly_once(
+        seed in 1u64..1000,
+        crashes in proptest::collection::vec((0.0f64..1.0, any::<bool>()), 1..6),
+        pause in 0.0f64..1.0,
+    ) {
+        let msgs = messages(seed);
+        let want = reference(&msgs);
+        let n = msgs.len();
+        let crashes = crashes.into_iter().map(|(f, s)| Crash { at: (f * n as f64) as usize, saved_uncommitted: s }).collect();
+        let (got, _) = run_with_crashes(&msgs, crashes, (pause * n as f64) as usize);
+        assert_same(&got, &want);
+    }
+}
