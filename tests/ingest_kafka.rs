@@ -5,13 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-use rdkafka::producer::FutureProducer;
-use rdkafka::ClientConfig;
 use support::*;
 
 /// The broker helpers of the ingest crate's tests (`$EDGELENS_TEST_KAFKA`, never skipped).
@@ -20,14 +13,7 @@ mod kafka;
 use kafka::{broker, unique};
 
 fn create_topics(broker: &str, topics: &[(&str, i32)]) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let probe: FutureProducer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
-        kafka::assert_reachable(&probe, broker);
-        for (topic, partitions) in topics {
-            kafka::create_topic(broker, &probe, topic, *partitions).await;
-        }
-    });
+    kafka::create_topics_blocking(broker, topics);
 }
 
 /// Every message value of `topic`, waiting until exactly `want` arrived (bounded).
@@ -71,54 +57,6 @@ fn ingest_file_puts_every_line_in_one_of_the_two_topics() {
         .map(|v| serde_json::from_slice::<serde_json::Value>(v).unwrap()["reason"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(reasons, ["malformed_json", "invalid_utf8", "missing_field"]);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Receiver(Child, u16);
-
-impl Receiver {
-    fn start(brokers: &str, envs: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let child = edgelens()
-            .args(["ingest", "--brokers", brokers, "--listen", &format!("127.0.0.1:{port}")])
-            .envs(envs.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "receiver did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Receiver(child, port)
-    }
-
-    /// POST a gzip body; returns (status, Retry-After, body).
-    fn post_gzip(&self, ndjson: &[u8]) -> (u16, Option<String>, String) {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(ndjson).unwrap();
-        let body = gz.finish().unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", self.1)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(s, "POST /v1/logpush HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
-        s.write_all(&body).unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
-        let retry = resp.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned));
-        (status, retry, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
@@ -26,11 +26,24 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::lease::{fair_share, Lease, Membership};
 use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, TopicKind};
 use crate::pipeline::PipelineConfig;
 use crate::sink::parquet::ParquetLake;
 use crate::windows::WindowConfig;
 use crate::SinkError;
+
+/// How the aggregators of a group divide the partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentMode {
+    /// Leases in the shared checkpoint directory ([`crate::lease`]): works with any broker.
+    Leases,
+    /// The broker's consumer-group rebalancing (eager `range`); needs a coordinator that revokes
+    /// every member before assigning (Apache Kafka does; tansu 0.6 does not reassign a dead
+    /// member's partitions).
+    Group,
+}
 
 /// `[aggregate]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +72,12 @@ pub struct AggregateConfig {
     pub flush_rows: usize,
     /// Group session timeout: how long a dead member keeps its partitions.
     pub session_timeout_ms: u64,
+    /// Static group membership (`group.instance.id`): a restarted aggregator with the same id
+    /// takes its partitions back without a group rebalance. Give each replica a stable, unique id
+    /// (e.g. the pod name of a StatefulSet); empty = dynamic membership.
+    pub instance_id: String,
+    /// `leases` (default) or `group`, see [`AssignmentMode`].
+    pub assignment: AssignmentMode,
 }
 
 impl Default for AggregateConfig {
@@ -81,6 +100,8 @@ impl Default for AggregateConfig {
             max_line_bytes: pipeline.max_line,
             flush_rows: pipeline.flush_rows,
             session_timeout_ms: 10_000,
+            instance_id: String::new(),
+            assignment: AssignmentMode::Leases,
         }
     }
 }
@@ -120,10 +141,10 @@ pub enum AggregateError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("committing {topic}/{partition} at {position}: {source}")]
-    Commit { topic: String, partition: i32, position: u64, source: KafkaError },
     #[error("the aggregator thread panicked")]
     Panicked,
+    #[error("leases in {path}: {source}")]
+    Lease { path: PathBuf, source: std::io::Error },
 }
 
 /// Counters of one aggregator process, for logs and tests.
@@ -132,6 +153,8 @@ pub struct AggregateStats {
     pub messages: u64,
     pub checkpoints: u64,
     pub rebalances: u64,
+    /// Partitions taken over (leases) or assigned (group).
+    pub acquired: u64,
     pub discarded_writes: u64,
 }
 
@@ -148,6 +171,8 @@ struct Partitions {
     fatal: Option<AggregateError>,
     /// Stopping after an error: take no partitions and commit nothing more.
     frozen: bool,
+    /// Checkpointed positions whose commit failed, to retry.
+    uncommitted: HashMap<Key, u64>,
     stats: AggregateStats,
 }
 
@@ -185,20 +210,27 @@ impl Partitions {
         Ok(start)
     }
 
-    /// Checkpoint and commit one partition.
-    fn checkpoint(consumer: &BaseConsumer<GroupContext>, part: &mut PartitionAggregator<ParquetLake>, stats: &mut AggregateStats) -> Result<(), AggregateError> {
-        let Some(position) = part.checkpoint(Instant::now())? else { return Ok(()) };
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(part.topic(), part.partition(), Offset::Offset(position as i64))?;
-        consumer.commit(&tpl, CommitMode::Sync).map_err(|source| AggregateError::Commit {
-            topic: part.topic().to_owned(),
-            partition: part.partition(),
-            position,
-            source,
-        })?;
-        part.committed(position)?;
-        stats.checkpoints += 1;
-        tracing::debug!(topic = part.topic(), partition = part.partition(), position, "checkpoint committed");
+    /// Checkpoint and commit one partition (see [`checkpoint_and_commit`]).
+    fn checkpoint(consumer: &BaseConsumer<GroupContext>, part: &mut PartitionAggregator<ParquetLake>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+        checkpoint_and_commit(consumer, part, stats, uncommitted)
+    }
+
+    /// Retry the commits that failed.
+    fn retry_commits(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), AggregateError> {
+        let pending: Vec<(Key, u64)> = self.uncommitted.iter().map(|(k, p)| (k.clone(), *p)).collect();
+        for (key, position) in pending {
+            let Some(part) = self.parts.get_mut(&key) else {
+                self.uncommitted.remove(&key);
+                continue;
+            };
+            if commit(consumer, &key.0, key.1, position).is_ok() {
+                self.uncommitted.remove(&key);
+                part.committed(position)?;
+                tracing::info!(topic = %key.0, partition = key.1, position, "commit retried successfully");
+            } else {
+                break; // still unreachable; try again later
+            }
+        }
         Ok(())
     }
 
@@ -207,14 +239,21 @@ impl Partitions {
         let mut parts = std::mem::take(&mut self.parts);
         let mut first_err = None;
         for part in parts.values_mut() {
-            if let Err(e) = Self::checkpoint(consumer, part, &mut self.stats) {
+            if let Err(e) = Self::checkpoint(consumer, part, &mut self.stats, &mut self.uncommitted) {
                 tracing::error!(topic = part.topic(), partition = part.partition(), error = %e, "checkpoint on revoke failed; the next owner resumes from the previous commit");
                 first_err.get_or_insert(e);
             }
         }
+        self.uncommitted.clear();
         tracing::info!(partitions = parts.len(), "partitions revoked");
         first_err.map_or(Ok(()), Err)
     }
+}
+
+fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32, position: u64) -> Result<(), KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(position as i64))?;
+    consumer.commit(&tpl, CommitMode::Sync)
 }
 
 struct GroupContext {
@@ -260,6 +299,13 @@ impl ConsumerContext for GroupContext {
 /// Run one aggregator until `stop` is set (then checkpoint, commit and leave the group) or an
 /// error stops it. Blocking: run it on its own thread.
 pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
+    match cfg.assignment {
+        AssignmentMode::Leases => run_leases(cfg, stop),
+        AssignmentMode::Group => run_group(cfg, stop),
+    }
+}
+
+fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
     let lake = ParquetLake::open(&cfg.data_dir)?;
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;
     let ctx = GroupContext {
@@ -272,10 +318,15 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<Aggregat
             parts: HashMap::new(),
             fatal: None,
             frozen: false,
+            uncommitted: HashMap::new(),
             stats: AggregateStats::default(),
         }),
     };
-    let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    if !cfg.instance_id.is_empty() {
+        client.set("group.instance.id", &cfg.instance_id);
+    }
+    let consumer: BaseConsumer<GroupContext> = client
         .set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
@@ -295,6 +346,7 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<Aggregat
 
     let timer_every = Duration::from_millis(100);
     let mut last_timers = Instant::now();
+    let mut last_commit_retry = Instant::now();
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
@@ -324,6 +376,12 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<Aggregat
             last_timers = now;
             let st = &mut *st;
             let mut failed = None;
+            if !st.uncommitted.is_empty() && now.duration_since(last_commit_retry) >= Duration::from_secs(1) {
+                last_commit_retry = now;
+                if let Err(e) = st.retry_commits(&consumer) {
+                    break Err(e);
+                }
+            }
             for part in st.parts.values_mut() {
                 let due = match part.on_timer(now) {
                     Ok(due) => due,
@@ -333,7 +391,7 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<Aggregat
                     }
                 };
                 if due {
-                    if let Err(e) = Partitions::checkpoint(&consumer, part, &mut st.stats) {
+                    if let Err(e) = Partitions::checkpoint(&consumer, part, &mut st.stats, &mut st.uncommitted) {
                         failed = Some(e);
                         break;
                     }
@@ -391,4 +449,270 @@ pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output
         () = shutdown => stop.store(true, Ordering::Relaxed),
     }
     worker.await.map_err(|_| AggregateError::Panicked)?
+}
+
+/// A partition owned under a lease.
+struct Leased {
+    part: PartitionAggregator<ParquetLake>,
+    _lease: Lease,
+}
+
+/// Lease mode: the aggregators of a group share the partitions through [`crate::lease`]; the
+/// broker only stores the group's committed offsets (manual assignment, no group rebalancing).
+fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
+    let lake = ParquetLake::open(&cfg.data_dir)?;
+    let ckpt_dir = cfg.checkpoint_dir();
+    let store = CheckpointStore::open(&ckpt_dir)?;
+    let lease_err = |source| AggregateError::Lease { path: ckpt_dir.clone(), source };
+    let member = if cfg.instance_id.is_empty() {
+        format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()))
+    } else {
+        cfg.instance_id.clone()
+    };
+    let session = Duration::from_millis(cfg.session_timeout_ms);
+    let membership = Membership::join(&ckpt_dir, &crate::partition::span_source(&cfg.group, ""), &member, session).map_err(lease_err)?;
+    let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let mut topics = vec![cfg.events_topic.clone()];
+    if !cfg.dead_letters_topic.is_empty() {
+        topics.push(cfg.dead_letters_topic.clone());
+    }
+    let pcfg = cfg.partition_config();
+    let kind = |topic: &str| if topic == cfg.events_topic { TopicKind::Events } else { TopicKind::DeadLetters };
+    tracing::info!(group = %cfg.group, member = %member, topics = ?topics, brokers = %cfg.brokers, "aggregator started (lease assignment)");
+
+    let mut stats = AggregateStats::default();
+    let mut owned: HashMap<Key, Leased> = HashMap::new();
+    let mut uncommitted: HashMap<Key, u64> = HashMap::new();
+    let mut all: Vec<Key> = Vec::new();
+    let mut last_metadata: Option<Instant> = None;
+    let mut last_balance = Instant::now() - Duration::from_secs(60);
+    let mut last_timers = Instant::now();
+    let timer_every = Duration::from_millis(100);
+    // Where this member starts looking for free partitions, so members spread out.
+    let start_at = member.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+
+    let result: Result<(), AggregateError> = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if let Some(res) = consumer.poll(timer_every) {
+            match res {
+                Ok(msg) => {
+                    stats.messages += 1;
+                    if let Some(l) = owned.get_mut(&(msg.topic().to_owned(), msg.partition())) {
+                        if let Err(e) = l.part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
+                            break Err(e.into());
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+        }
+        let now = Instant::now();
+        if now.duration_since(last_timers) >= timer_every {
+            last_timers = now;
+            let mut failed = None;
+            for l in owned.values_mut() {
+                match l.part.on_timer(now) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if let Err(e) = checkpoint_and_commit(&consumer, &mut l.part, &mut stats, &mut uncommitted) {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(e.into());
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+        }
+        if now.duration_since(last_balance) < Duration::from_secs(1) {
+            continue;
+        }
+        last_balance = now;
+        if let Err(e) = membership.heartbeat() {
+            tracing::warn!(error = %e, "membership heartbeat failed");
+        }
+        for (key, position) in uncommitted.clone() {
+            if let Some(l) = owned.get_mut(&key) {
+                if commit(&consumer, &key.0, key.1, position).is_ok() {
+                    uncommitted.remove(&key);
+                    if let Err(e) = l.part.committed(position) {
+                        tracing::warn!(error = %e, "pruning checkpoints failed");
+                    }
+                }
+            } else {
+                uncommitted.remove(&key);
+            }
+        }
+        if last_metadata.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30)) {
+            match partitions_of(&consumer, &topics) {
+                Ok(p) => {
+                    all = p;
+                    last_metadata = Some(now);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "topic metadata unavailable");
+                    continue;
+                }
+            }
+        }
+        if all.is_empty() {
+            continue;
+        }
+        let members = match membership.live_members() {
+            Ok(n) => n,
+            Err(e) => break Err(lease_err(e)),
+        };
+        let fair = fair_share(all.len(), members);
+        let mut changed = false;
+        // Above the fair share: hand partitions over (checkpoint, commit, unlock).
+        if owned.len() > fair {
+            let mut keys: Vec<Key> = owned.keys().cloned().collect();
+            keys.sort();
+            for key in keys.into_iter().rev().take(owned.len() - fair) {
+                let mut l = owned.remove(&key).expect("owned");
+                if let Err(e) = checkpoint_and_commit(&consumer, &mut l.part, &mut stats, &mut uncommitted) {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "checkpoint on hand-over failed; the next owner resumes from the previous commit");
+                }
+                uncommitted.remove(&key);
+                tracing::info!(topic = %key.0, partition = key.1, position = l.part.position(), "partition handed over");
+                changed = true;
+            }
+        }
+        // Below it: take free partitions.
+        let mut fatal: Option<AggregateError> = None;
+        if owned.len() < fair {
+            let n = all.len();
+            for i in 0..n {
+                if owned.len() >= fair {
+                    break;
+                }
+                let key = &all[(start_at + i) % n];
+                if owned.contains_key(key) {
+                    continue;
+                }
+                let source = crate::partition::span_source(&cfg.group, &key.0);
+                let lease = match Lease::try_acquire(&ckpt_dir, &source, key.1) {
+                    Ok(Some(l)) => l,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease");
+                        continue;
+                    }
+                };
+                let committed = match committed_offset(&consumer, &key.0, key.1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "committed offset unavailable; not taking the partition yet");
+                        continue;
+                    }
+                };
+                let part = match PartitionAggregator::resume(&cfg.group, &key.0, key.1, kind(&key.0), committed, pcfg.clone(), lake.clone(), store.clone(), Instant::now()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Unlock by dropping the lease: nothing was read, nothing is lost.
+                        drop(lease);
+                        fatal = Some(e.into());
+                        break;
+                    }
+                };
+                stats.acquired += 1;
+                stats.discarded_writes += part.discarded_writes;
+                tracing::info!(topic = %key.0, partition = key.1, committed = ?committed, discarded_writes = part.discarded_writes, members, "partition taken");
+                owned.insert(key.clone(), Leased { part, _lease: lease });
+                changed = true;
+            }
+        }
+        if let Some(e) = fatal {
+            break Err(e);
+        }
+        if changed {
+            stats.rebalances += 1;
+            let mut tpl = TopicPartitionList::new();
+            let mut res = Ok(());
+            for ((topic, partition), l) in &owned {
+                let pos = l.part.position();
+                let offset = if pos == 0 { Offset::Beginning } else { Offset::Offset(pos as i64) };
+                res = res.and(tpl.add_partition_offset(topic, *partition, offset));
+            }
+            if let Err(e) = res.and_then(|()| consumer.assign(&tpl)) {
+                break Err(e.into());
+            }
+        }
+    };
+    match result {
+        Ok(()) => {
+            for (key, mut l) in owned.drain() {
+                if let Err(e) = checkpoint_and_commit(&consumer, &mut l.part, &mut stats, &mut uncommitted) {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "checkpoint at shutdown failed; the next owner resumes from the previous commit");
+                }
+            }
+            membership.leave();
+            tracing::info!(messages = stats.messages, checkpoints = stats.checkpoints, "aggregator stopped");
+            Ok(stats)
+        }
+        Err(e) => {
+            // Leases are released with `owned`; nothing more is committed.
+            drop(owned);
+            membership.leave();
+            Err(e)
+        }
+    }
+}
+
+/// Checkpoint one partition and commit its position. A failed commit (broker unreachable) is not
+/// an error: the checkpoint stays, the commit is retried later, and until then a restart resumes
+/// from the previous commit, which is just as exact.
+fn checkpoint_and_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, part: &mut PartitionAggregator<ParquetLake>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+    let Some(position) = part.checkpoint(Instant::now())? else { return Ok(()) };
+    stats.checkpoints += 1;
+    let key = (part.topic().to_owned(), part.partition());
+    match commit(consumer, part.topic(), part.partition(), position) {
+        Ok(()) => {
+            uncommitted.remove(&key);
+            part.committed(position)?;
+        }
+        Err(e) => {
+            tracing::warn!(topic = part.topic(), partition = part.partition(), position, error = %e, "commit failed; retrying later");
+            uncommitted.insert(key, position);
+        }
+    }
+    Ok(())
+}
+
+fn partitions_of<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[String]) -> Result<Vec<Key>, KafkaError> {
+    let mut out = Vec::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        for topic in md.topics() {
+            if topic.name() == t {
+                out.extend(topic.partitions().iter().map(|p| (t.clone(), p.id())));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn committed_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Result<Option<u64>, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let c = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(match c.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) if o >= 0 => Some(o as u64),
+        _ => None,
+    })
 }

@@ -7,12 +7,14 @@
 //! - [`pipeline`]: the embedded pipeline (lines → parse → windows → sink) used by `replay` and `demo`.
 //! - [`checkpoint`]: durable snapshots of a partition's open state.
 //! - [`partition`]: one topic partition with the exactly-once protocol (resume, flush, checkpoint).
+//! - [`lease`]: partition ownership among the aggregators of a group (file leases).
 //! - [`consumer`]: the aggregator role, a Kafka consumer group member ([`consumer::run`]).
 
 pub mod batches;
 pub mod checkpoint;
 pub mod consumer;
 pub mod error;
+pub mod lease;
 pub mod partition;
 pub mod pipeline;
 pub mod sink;

@@ -189,13 +189,17 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// a checkpoint is due (the caller checkpoints and commits).
     pub fn on_timer(&mut self, now: Instant) -> Result<bool, PartitionError> {
         if !self.idle_closed && now.duration_since(self.last_input) >= self.cfg.idle_timeout {
+            if self.pipeline.position() != self.checkpointed {
+                // Checkpoint first (with the windows still open): every write at a position must
+                // come after that position's checkpoint, so that whoever resumes there can discard
+                // it and derive it again. The idle close happens at the next timer.
+                return Ok(true);
+            }
             self.pipeline.close_idle();
             self.idle_closed = true;
             self.last_flush = now;
             self.pipeline.flush().map_err(self.sink_err())?;
-            // Everything is written: checkpoint now (if there was input since the last one), so a
-            // restart does not redo the idle close.
-            return Ok(self.pipeline.position() != self.checkpointed);
+            return Ok(false);
         }
         if now.duration_since(self.last_flush) >= self.cfg.flush_interval {
             self.last_flush = now;

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
@@ -174,3 +177,53 @@ pub fn recount(path: &Path) -> Recount {
     }
     r
 }
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An `edgelens ingest` receiver process on a free port (killed on drop).
+pub struct Receiver(pub Child, pub u16);
+
+impl Receiver {
+    pub fn start(brokers: &str, envs: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let child = edgelens()
+            .args(["ingest", "--brokers", brokers, "--listen", &format!("127.0.0.1:{port}")])
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "receiver did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Receiver(child, port)
+    }
+
+    /// POST a gzip body; returns (status, Retry-After, body).
+    pub fn post_gzip(&self, ndjson: &[u8]) -> (u16, Option<String>, String) {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(ndjson).unwrap();
+        let body = gz.finish().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", self.1)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        write!(s, "POST /v1/logpush HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+        s.write_all(&body).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+        let retry = resp.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned));
+        (status, retry, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+

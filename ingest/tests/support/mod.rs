@@ -105,3 +105,38 @@ pub fn read_topic(broker: &str, topic: &str, partitions: i32, want: usize) -> Ve
     out.sort_by_key(|m| (m.0, m.3));
     out.into_iter().map(|(p, k, v, _)| (p, k, v)).collect()
 }
+
+/// Create `topics` (name, partitions) on `broker`, failing with how to start it when unreachable.
+pub fn create_topics_blocking(broker: &str, topics: &[(&str, i32)]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let probe: FutureProducer = ClientConfig::new().set("bootstrap.servers", broker).create().unwrap();
+        assert_reachable(&probe, broker);
+        for (topic, partitions) in topics {
+            create_topic(broker, &probe, topic, *partitions).await;
+        }
+    });
+}
+
+/// Per partition of `topic`: (group's committed offset or -1, end offset).
+pub fn group_progress(broker: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    // Same group id, never subscribing: reads the group's offsets without joining it.
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).set("group.id", group).create().expect("create consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let c = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+            (c, high)
+        })
+        .collect()
+}

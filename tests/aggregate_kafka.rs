@@ -1,0 +1,357 @@
+//! End-to-end: the distributed path on the real broker at `$EDGELENS_TEST_KAFKA` (never skipped;
+//! `deploy/dev/test.sh` starts it). Files and Logpush pushes go through `edgelens ingest` into the
+//! topics, `edgelens aggregate` processes (a consumer group) turn them into a lake, and the lake
+//! must hold exactly what `edgelens replay` of the same input gives — through `kill -9`s of
+//! aggregators, a plain Kafka client as producer, and a broker outage.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgelens_aggregate::batches::{merged_groups, MergedGroup};
+use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, SITE_RATES_10S, TRAFFIC_1M};
+use rand::{Rng, SeedableRng};
+use support::*;
+
+#[path = "../ingest/tests/support/mod.rs"]
+mod kafka;
+use kafka::{broker, unique};
+
+/// The tables as readers see them: rows merged by key.
+type Merged = BTreeMap<&'static str, BTreeMap<Vec<String>, MergedGroup>>;
+
+fn merged(lake: &Path) -> Merged {
+    [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M].into_iter().map(|t| (t.name, merged_groups(t, &read_table(lake, t.name)).unwrap())).collect()
+}
+
+fn dead_letters(lake: &Path) -> usize {
+    read_table(lake, DEAD_LETTERS.name).iter().map(|b| b.num_rows()).sum()
+}
+
+fn total_requests(lake: &Path) -> u64 {
+    summed(lake, SITE_RATES_10S.name, &[], &["requests"]).values().map(|v| v[0]).sum()
+}
+
+fn assert_same_tables(got: &Path, want: &Path) {
+    let (g, w) = (merged(got), merged(want));
+    for (table, want_groups) in &w {
+        let got_groups = &g[table];
+        let missing: Vec<_> = want_groups.iter().filter(|(k, v)| got_groups.get(*k) != Some(v)).take(5).collect();
+        let extra: Vec<_> = got_groups.keys().filter(|k| !want_groups.contains_key(*k)).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{table}: {} groups expected, {} found; first differences {missing:?} (found {:?}); unexpected {extra:?}",
+            want_groups.len(),
+            got_groups.len(),
+            missing.iter().map(|(k, _)| got_groups.get(*k)).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(dead_letters(got), dead_letters(want), "dead letters");
+}
+
+/// Topics and group of one test, isolated from the others.
+struct Setup {
+    broker: String,
+    events: String,
+    dead: String,
+    group: String,
+    partitions: i32,
+}
+
+impl Setup {
+    fn new(broker: String, partitions: i32) -> Self {
+        let s = Setup { broker, events: unique("edge-requests"), dead: unique("edge-dead-letters"), group: unique("edgelens-aggregate"), partitions };
+        kafka::create_topics_blocking(&s.broker, &[(&s.events, partitions), (&s.dead, 1)]);
+        s
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("EDGELENS__INGEST__EVENTS_TOPIC".into(), self.events.clone()),
+            ("EDGELENS__INGEST__DEAD_LETTERS_TOPIC".into(), self.dead.clone()),
+            ("EDGELENS__AGGREGATE__EVENTS_TOPIC".into(), self.events.clone()),
+            ("EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC".into(), self.dead.clone()),
+            ("EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS".into(), "3000".into()),
+            ("EDGELENS__AGGREGATE__CHECKPOINT_INTERVAL_MS".into(), "2000".into()),
+            ("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS".into(), "500".into()),
+            ("EDGELENS__AGGREGATE__SESSION_TIMEOUT_MS".into(), "6000".into()),
+        ]
+    }
+
+    /// Aggregator replica `slot` (its static group member id).
+    fn aggregator(&self, lake: &Path, log: &Path, slot: usize) -> Proc {
+        let log = File::options().create(true).append(true).open(log).unwrap();
+        Proc(Some(edgelens()
+            .args(["aggregate", "--brokers", &self.broker, "--group", &self.group, "--data-dir"])
+            .arg(lake)
+            .envs(self.env())
+            .env("EDGELENS__AGGREGATE__INSTANCE_ID", format!("aggregator-{slot}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()))
+    }
+
+    /// True once the group committed every message of both topics. (tansu 0.6 reports the base
+    /// offset of a partition's last record batch as its end offset, so a complete commit is at or
+    /// past the reported end.)
+    fn all_committed(&self) -> bool {
+        let done = |topic: &str, partitions| kafka::group_progress(&self.broker, &self.group, topic, partitions).iter().all(|&(c, end)| end == 0 || c >= end);
+        done(&self.events, self.partitions) && done(&self.dead, 1)
+    }
+
+    /// Wait until the group committed everything and the lake holds `requests` requests.
+    fn wait_done(&self, lake: &Path, requests: u64, limit: Duration, logs: &[PathBuf]) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.all_committed() && total_requests(lake) == requests {
+                return;
+            }
+            if Instant::now() > deadline {
+                let tails: Vec<String> = logs.iter().map(|l| {
+                    let text = std::fs::read_to_string(l).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    format!("--- {}\n{}", l.display(), lines[lines.len().saturating_sub(15)..].join("\n"))
+                }).collect();
+                panic!(
+                    "not done within {limit:?}: committed/end {:?}, lake has {} of {requests} requests\n{}",
+                    kafka::group_progress(&self.broker, &self.group, &self.events, self.partitions),
+                    total_requests(lake),
+                    tails.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves no aggregator behind.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn kill9(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// SIGTERM and wait: the aggregator checkpoints, commits and leaves the group.
+fn stop_gracefully(p: Proc) {
+    let mut child = p.take();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "aggregator exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "aggregator did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn replay(input: &Path, lake: &Path) {
+    run_ok(edgelens().args(["replay", "--data-dir"]).arg(lake).arg(input));
+}
+
+/// Must show of the Kafka path: a ≥1M-event file through `edgelens ingest file` → 8 partitions →
+/// 3 aggregators of one group, with 5 `kill -9`s of aggregators at random moments (each restarted),
+/// gives the tables `edgelens replay` gives for the same file.
+#[test]
+fn million_events_through_three_aggregators_with_kills_equal_replay() {
+    let setup = Setup::new(broker(), 8);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "mixed", 21, "20m", 880, 300);
+    let mut text = std::fs::read(&raw).unwrap();
+    text.extend_from_slice(b"{\"half\":\n\xff\xfe\n{\"ClientIP\":\"1.2.3.4\",\"EdgeResponseStatus\":200,\"ZoneName\":\"a.example\"}\n");
+    let input = tmp.path().join("input.ndjson");
+    std::fs::write(&input, &text).unwrap();
+    drop(text);
+    let expected = recount(&raw);
+    assert!(expected.valid >= 1_000_000, "the input has {} events", expected.valid);
+
+    let want = tmp.path().join("replay-lake");
+    replay(&input, &want);
+    let lake = tmp.path().join("lake");
+    let logs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("aggregator-{i}.log"))).collect();
+    let mut aggs: Vec<Proc> = logs.iter().enumerate().map(|(i, l)| setup.aggregator(&lake, l, i)).collect();
+    let ingest = Proc(Some(
+        edgelens()
+            .args(["ingest", "--brokers", &setup.broker, "file"])
+            .arg(&input)
+            .envs(setup.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+
+    let seed: u64 = rand::random();
+    eprintln!("kill schedule seed {seed}");
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    for k in 0..5 {
+        std::thread::sleep(Duration::from_millis(rng.random_range(2000..6000)));
+        let victim = rng.random_range(0..aggs.len());
+        aggs[victim].kill9();
+        eprintln!("kill {k}: aggregator {victim} killed");
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
+        aggs[victim] = setup.aggregator(&lake, &logs[victim], victim);
+    }
+    let status = ingest.take().wait().unwrap();
+    assert!(status.success(), "ingest file failed: {status}");
+
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(300), &logs);
+    for a in aggs {
+        stop_gracefully(a);
+    }
+    assert_same_tables(&lake, &want);
+}
+
+/// Another producer than edgelens (Python `confluent-kafka`), following the documented message
+/// format, feeds the aggregator; the lake equals `edgelens replay` of the same lines.
+#[test]
+fn events_from_a_plain_kafka_client_are_aggregated() {
+    let setup = Setup::new(broker(), 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "flood", 5, "2m", 400, 40);
+    let expected = recount(&raw);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/produce_confluent.py");
+    let out = Command::new("python3").arg(&script).args(["--brokers", &setup.broker, "--topic", &setup.events]).arg(&raw).output().unwrap();
+    assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected.valid.to_string(), "messages produced");
+
+    let want = tmp.path().join("replay-lake");
+    replay(&raw, &want);
+    let lake = tmp.path().join("lake");
+    let log = tmp.path().join("aggregator.log");
+    let agg = setup.aggregator(&lake, &log, 0);
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(180), &[log]);
+    stop_gracefully(agg);
+    assert_same_tables(&lake, &want);
+}
+
+/// A broker of this test's own (sqlite storage: topics, records and group offsets survive a
+/// restart), on a free port, started and stopped with `deploy/dev/kafka.sh`.
+struct PrivateBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start() -> Self {
+        let b = PrivateBroker { dir: tempfile::tempdir().unwrap(), port: free_port() };
+        b.script("start");
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, cmd: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/dev/kafka.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(cmd)
+            .env("EDGELENS_DEV_DIR", self.dir.path())
+            .env("EDGELENS_KAFKA_PORT", self.port.to_string())
+            .env("EDGELENS_KAFKA_STORAGE", "sqlite")
+            .env("EDGELENS_KAFKA_TOPICS", "edge-requests:1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{} {cmd} failed (is tansu installed? deploy/dev/install.sh):\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.script("stop"));
+    }
+}
+
+/// Must show of the Kafka path: the broker is stopped for 30 s in the middle of a run of Logpush
+/// pushes. Meanwhile the receiver answers 503 with Retry-After; the client retries; once the broker
+/// is back the aggregator resumes, and the totals are exact (redelivered events counted once).
+#[test]
+fn broker_outage_gives_503_then_exact_totals() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let pb = PrivateBroker::start();
+    let setup = Setup::new(pb.addr(), 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 9, "3m", 300, 40);
+    let expected = recount(&raw);
+    let want = tmp.path().join("replay-lake");
+    replay(&raw, &want);
+
+    let mut env = setup.env();
+    env.push(("EDGELENS__INGEST__ACK_TIMEOUT_MS".into(), "3000".into()));
+    env.push(("EDGELENS__INGEST__RETRY_AFTER_SECS".into(), "1".into()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let rx = Receiver::start(&setup.broker, &env_refs);
+    let lake = tmp.path().join("lake");
+    let log = tmp.path().join("aggregator.log");
+    let agg = setup.aggregator(&lake, &log, 0);
+
+    let text = std::fs::read(&raw).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let batches: Vec<Vec<u8>> = lines.chunks(500).map(|c| c.join(&b'\n')).collect();
+    let n_batches = batches.len();
+    let posted = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let posted = Arc::clone(&posted);
+        std::thread::spawn(move || {
+            let mut refused = Vec::new();
+            for batch in batches {
+                loop {
+                    let (status, retry, body) = rx.post_gzip(&batch);
+                    match status {
+                        200 => break,
+                        429 | 503 => {
+                            assert!(retry.is_some(), "{status} without Retry-After: {body}");
+                            refused.push(status);
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        other => panic!("unexpected {other}: {body}"),
+                    }
+                }
+                posted.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            refused
+        })
+    };
+    while posted.load(Ordering::Relaxed) < n_batches / 3 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pb.script("stop");
+    let stopped_at = posted.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(30));
+    let during = posted.load(Ordering::Relaxed) - stopped_at;
+    pb.script("start");
+    let refused = client.join().unwrap();
+    assert!(refused.contains(&503), "the receiver never answered 503 while the broker was down");
+    assert!(during <= 1, "{during} batches were acknowledged while the broker was down");
+
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log]);
+    stop_gracefully(agg);
+    assert_same_tables(&lake, &want);
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Produce a Logpush NDJSON file to the events topic with confluent-kafka, following the message
+format documented in ingest/src/log.rs (key = site, value = the line as is, murmur2 partitioner),
+without any edgelens code. Prints the number of messages acknowledged."""
+
+import argparse
+import json
+import sys
+
+from confluent_kafka import Producer
+
+
+def site_of(event):
+    zone = event.get("ZoneName")
+    if zone:
+        return zone.lower()
+    host = (event.get("ClientRequestHost") or "").lower()
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--brokers", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("file")
+    args = ap.parse_args()
+
+    producer = Producer({
+        "bootstrap.servers": args.brokers,
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "compression.type": "lz4",
+    })
+    acked = 0
+    failed = []
+
+    def on_delivery(err, _msg):
+        nonlocal acked
+        if err is None:
+            acked += 1
+        else:
+            failed.append(str(err))
+
+    with open(args.file, "rb") as f:
+        for raw in f:
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            key = site_of(json.loads(line)).encode()
+            while True:
+                try:
+                    producer.produce(args.topic, key=key, value=line, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or failed:
+        print(f"{remaining} messages unacknowledged, {len(failed)} failed: {failed[:3]}", file=sys.stderr)
+        sys.exit(1)
+    print(acked)
+
+
+if __name__ == "__main__":
+    main()
