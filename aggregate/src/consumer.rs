@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::lease::{fair_share, Lease, Membership};
-use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, TopicKind};
+use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
 use crate::pipeline::PipelineConfig;
 use crate::sink::parquet::ParquetLake;
 use crate::windows::WindowConfig;
@@ -250,6 +250,13 @@ impl Partitions {
     }
 }
 
+/// Seek a partition back (see [`Taken::Rewind`]); a failed seek is retried by the next gap.
+fn seek<C: ConsumerContext>(consumer: &BaseConsumer<C>, key: &Key, offset: u64) {
+    if let Err(e) = consumer.seek(&key.0, key.1, Offset::Offset(offset as i64), Duration::from_secs(10)) {
+        tracing::warn!(topic = %key.0, partition = key.1, offset, error = %e, "seek failed");
+    }
+}
+
 fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32, position: u64) -> Result<(), KafkaError> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(position as i64))?;
@@ -357,8 +364,10 @@ fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats,
                 st.stats.messages += 1;
                 let key = (msg.topic().to_owned(), msg.partition());
                 if let Some(part) = st.parts.get_mut(&key) {
-                    if let Err(e) = part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
-                        break Err(e.into());
+                    match part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
+                        Ok(Taken::Done) => {}
+                        Ok(Taken::Rewind(to)) => seek(&consumer, &key, to),
+                        Err(e) => break Err(e.into()),
                     }
                 } else {
                     tracing::warn!(topic = msg.topic(), partition = msg.partition(), "message of a partition not assigned here; skipped");
@@ -506,9 +515,12 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
             match res {
                 Ok(msg) => {
                     stats.messages += 1;
-                    if let Some(l) = owned.get_mut(&(msg.topic().to_owned(), msg.partition())) {
-                        if let Err(e) = l.part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
-                            break Err(e.into());
+                    let key = (msg.topic().to_owned(), msg.partition());
+                    if let Some(l) = owned.get_mut(&key) {
+                        match l.part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
+                            Ok(Taken::Done) => {}
+                            Ok(Taken::Rewind(to)) => seek(&consumer, &key, to),
+                            Err(e) => break Err(e.into()),
                         }
                     }
                 }

@@ -95,6 +95,27 @@ pub struct PartitionAggregator<S> {
     checkpointed: u64,
     /// Sink writes discarded at resume.
     pub discarded_writes: u64,
+    /// The next message must be at the expected offset: set once resumed at a committed position
+    /// or after the first message (a fresh partition may start after offset 0).
+    contiguous: bool,
+    rewind: Option<Rewind>,
+    rewinds: u64,
+}
+
+/// What the caller must do after [`PartitionAggregator::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Done,
+    /// Seek the partition to this offset: the broker skipped messages.
+    Rewind(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rewind {
+    back: u64,
+    seek_to: u64,
+    /// A message before the expected offset arrived since the seek.
+    saw_before: bool,
 }
 
 impl<S: RollupSink> PartitionAggregator<S> {
@@ -145,6 +166,9 @@ impl<S: RollupSink> PartitionAggregator<S> {
             last_checkpoint: now,
             checkpointed: position,
             discarded_writes,
+            contiguous: committed.is_some(),
+            rewind: None,
+            rewinds: 0,
         })
     }
 
@@ -169,20 +193,58 @@ impl<S: RollupSink> PartitionAggregator<S> {
         move |source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source }
     }
 
-    /// Take the message at `offset`. Messages at or before the current position (redelivered
-    /// after a seek) are skipped: they are already counted.
-    pub fn take(&mut self, offset: i64, payload: &[u8], now: Instant) -> Result<(), PartitionError> {
-        let position = offset as u64 + 1;
-        if offset < 0 || position <= self.pipeline.position() {
-            return Ok(());
+    /// Take the message at `offset`. Messages before the current position (redelivered after a
+    /// seek) are skipped: they are already counted.
+    ///
+    /// A message *after* the next expected offset means the broker skipped messages: tansu 0.6
+    /// answers a fetch from an offset inside a record batch with the *next* batch. Then nothing
+    /// is counted and [`Taken::Rewind`] asks the caller to seek back (exponentially further) until
+    /// the expected offset is delivered. Only when messages before the expected offset arrive and
+    /// the next one is still beyond it is the gap real (compaction, aborted transactions) and
+    /// accepted.
+    pub fn take(&mut self, offset: i64, payload: &[u8], now: Instant) -> Result<Taken, PartitionError> {
+        if offset < 0 {
+            return Ok(Taken::Done);
         }
+        let offset = offset as u64;
+        let expected = self.pipeline.position();
+        if offset < expected {
+            if let Some(r) = self.rewind.as_mut() {
+                r.saw_before = true;
+            }
+            return Ok(Taken::Done);
+        }
+        if offset > expected && self.contiguous {
+            match self.rewind {
+                Some(r) if r.saw_before || r.seek_to == 0 => {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, expected, offset, "offsets missing from the partition; going on from the next one");
+                }
+                _ => {
+                    let back = self.rewind.map_or(64, |r| r.back.saturating_mul(4));
+                    let seek_to = expected.saturating_sub(back);
+                    self.rewind = Some(Rewind { back, seek_to, saw_before: false });
+                    self.rewinds += 1;
+                    tracing::debug!(topic = %self.topic, partition = self.partition, expected, offset, seek_to, "broker skipped offsets; seeking back");
+                    return Ok(Taken::Rewind(seek_to));
+                }
+            }
+        }
+        self.rewind = None;
+        self.contiguous = true;
+        let position = offset + 1;
         self.last_input = now;
         self.idle_closed = false;
         let res = match self.kind {
-            TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset as u64, now_nanos(), position),
-            TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset as u64), position),
+            TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset, now_nanos(), position),
+            TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset), position),
         };
-        res.map_err(|source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source })
+        res.map_err(|source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source })?;
+        Ok(Taken::Done)
+    }
+
+    /// Seeks back asked for so far (broker skipped offsets).
+    pub fn rewinds(&self) -> u64 {
+        self.rewinds
     }
 
     /// Run the timers: flush closed windows, close an idle partition's windows. Returns true when

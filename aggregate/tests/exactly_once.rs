@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use edgelens_aggregate::batches::{merged_groups, MergedGroup};
 use edgelens_aggregate::checkpoint::CheckpointStore;
-use edgelens_aggregate::partition::{PartitionAggregator, PartitionConfig, TopicKind};
+use edgelens_aggregate::partition::{PartitionAggregator, PartitionConfig, Taken, TopicKind};
 use edgelens_aggregate::pipeline::{EmbeddedPipeline, PipelineConfig};
 use edgelens_aggregate::sink::memory::MemorySink;
 use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
@@ -108,7 +108,7 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
                     part.committed(p).unwrap();
                 }
             }
-            part.take(i as i64, m, clock).unwrap();
+            assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
         }
         // End of input: the partition goes idle, checkpoints, then closes everything.
         go_idle(&mut part, &mut clock, &mut committed);
@@ -195,7 +195,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     let mut part = resume(None, clock);
     for (i, m) in msgs.iter().enumerate().take(half) {
         clock += Duration::from_millis(7);
-        part.take(i as i64, m, clock).unwrap();
+        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
     }
     let x = part.checkpoint(clock).unwrap().unwrap();
     part.committed(x).unwrap();
@@ -207,7 +207,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     assert!(part.discarded_writes > 0, "the idle close's writes after the checkpoint are discarded");
     for (i, m) in msgs.iter().enumerate().skip(half) {
         clock += Duration::from_millis(7);
-        part.take(i as i64, m, clock).unwrap();
+        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
     }
     let mut committed = Some(x);
     go_idle(&mut part, &mut clock, &mut committed);
@@ -231,7 +231,7 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     let committed = std::cell::Cell::new(None);
     let mut part = resume(None, clock);
     for (i, m) in msgs.iter().enumerate() {
-        part.take(i as i64, m, clock).unwrap();
+        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
     }
     let timer = |part: &mut PartitionAggregator<_>, clock| {
         if part.on_timer(clock).unwrap() {
@@ -254,6 +254,50 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     timer(&mut part, clock);
     let got = tables(&sink.lock().unwrap());
     assert_same(&got, &want);
+}
+
+/// A broker that answers a fetch from inside a record batch with the next batch (tansu 0.6):
+/// the partition asks to seek back instead of counting past the hole, and the result is exact.
+/// A real hole (messages before it arrived, the next one is still beyond) is accepted.
+#[test]
+fn skipped_offsets_are_fetched_again() {
+    let msgs = messages(13);
+    let want = reference(&msgs);
+    let sink = Arc::new(Mutex::new(MemorySink::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let clock = Instant::now();
+    let resume = |committed| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
+    let mut part = resume(None);
+    let c = 5000;
+    for (i, m) in msgs.iter().enumerate().take(c) {
+        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
+    }
+    let x = part.checkpoint(clock).unwrap().unwrap();
+    part.committed(x).unwrap();
+    drop(part);
+    let mut part = resume(Some(x));
+    // The broker starts 700 messages late: seek back, twice (64, then 256 back, then 1024 back).
+    assert_eq!(part.take(c as i64 + 700, &msgs[c + 700], clock).unwrap(), Taken::Rewind(c as u64 - 64));
+    assert_eq!(part.take(c as i64 + 200, &msgs[c + 200], clock).unwrap(), Taken::Rewind(c as u64 - 256));
+    // Now it delivers from before the position: those are skipped, then everything follows.
+    for (i, m) in msgs.iter().enumerate().skip(c - 256) {
+        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done, "offset {i}");
+    }
+    let mut clock = clock;
+    go_idle(&mut part, &mut clock, &mut Some(x));
+    assert_eq!(part.rewinds(), 2);
+    assert_same(&tables(&sink.lock().unwrap()), &want);
+
+    // A real hole: after the seek, earlier messages arrive, then the next one is beyond.
+    let mut part = PartitionAggregator::resume("grp2", "edge-requests", 0, TopicKind::Events, None, cfg(), MemorySink::default(), store.clone(), clock).unwrap();
+    for (i, m) in msgs.iter().enumerate().take(100) {
+        part.take(i as i64, m, clock).unwrap();
+    }
+    assert_eq!(part.take(150, &msgs[150], clock).unwrap(), Taken::Rewind(36));
+    assert_eq!(part.take(99, &msgs[99], clock).unwrap(), Taken::Done);
+    assert_eq!(part.take(150, &msgs[150], clock).unwrap(), Taken::Done, "accepted");
+    assert_eq!(part.position(), 151);
 }
 
 proptest! {
