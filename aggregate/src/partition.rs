@@ -142,8 +142,17 @@ impl<S: RollupSink> PartitionAggregator<S> {
             })?),
             None => None,
         };
+        // A checkpoint starts with a flag byte: 1 = taken after an idle close at its position, whose
+        // empty-input span was written before it and stays.
+        let (idle_closed, state) = match state.as_deref() {
+            None => (false, None),
+            Some([flag, body @ ..]) if *flag <= 1 => (*flag == 1, Some(body.to_vec())),
+            Some(_) => {
+                return Err(PartitionError::BadState { topic: topic.to_owned(), partition, position, reason: "unknown checkpoint flags".into() });
+            }
+        };
         let discarded_writes = sink
-            .discard_from(&source, partition, position)
+            .discard_after(&source, partition, position, idle_closed)
             .map_err(|source| PartitionError::Sink { topic: topic.to_owned(), partition, source })?;
         store.retain_only(&source, partition, position).map_err(err_ckpt)?;
         let mut pcfg = cfg.pipeline.clone();
@@ -161,7 +170,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
             pipeline,
             store,
             last_input: now,
-            idle_closed: false,
+            idle_closed,
             last_flush: now,
             last_checkpoint: now,
             checkpointed: position,
@@ -261,6 +270,11 @@ impl<S: RollupSink> PartitionAggregator<S> {
             self.idle_closed = true;
             self.last_flush = now;
             self.pipeline.flush().map_err(self.sink_err())?;
+            // Replace the checkpoint at this position by the closed state, flagged so that whoever
+            // resumes here keeps the idle close's rows (a crash before this point discards them
+            // and resumes with the windows open, which is just as exact).
+            let state = self.pipeline.checkpoint().map_err(self.sink_err())?;
+            self.save(self.checkpointed, true, &state)?;
             return Ok(false);
         }
         if now.duration_since(self.last_flush) >= self.cfg.flush_interval {
@@ -286,13 +300,20 @@ impl<S: RollupSink> PartitionAggregator<S> {
             return Ok(None);
         }
         let state = self.pipeline.checkpoint().map_err(self.sink_err())?;
-        self.store
-            .save(&self.source, self.partition, position, &state)
-            .map_err(|source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source })?;
+        self.save(position, false, &state)?;
         self.checkpointed = position;
         self.last_checkpoint = now;
         self.last_flush = now;
         Ok(Some(position))
+    }
+
+    fn save(&self, position: u64, idle_closed: bool, state: &[u8]) -> Result<(), PartitionError> {
+        let mut body = Vec::with_capacity(state.len() + 1);
+        body.push(u8::from(idle_closed));
+        body.extend_from_slice(state);
+        self.store
+            .save(&self.source, self.partition, position, &body)
+            .map_err(|source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source })
     }
 
     /// The group committed `position`: other checkpoints are no longer needed (checkpoint and

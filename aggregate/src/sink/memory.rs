@@ -29,9 +29,9 @@ impl RollupSink for MemorySink {
         Ok(())
     }
 
-    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError> {
+    fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
         let before = self.writes.len();
-        self.writes.retain(|s, _| !(s.source == source && s.partition == partition && s.from >= from));
+        self.writes.retain(|s, _| !(s.source == source && s.partition == partition && s.written_after(position, keep_empty)));
         Ok((before - self.writes.len()) as u64)
     }
 }

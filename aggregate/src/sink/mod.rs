@@ -22,6 +22,11 @@ pub struct OffsetSpan {
 }
 
 impl OffsetSpan {
+    /// Whether [`RollupSink::discard_after`] removes this span.
+    pub fn written_after(&self, position: u64, keep_empty: bool) -> bool {
+        self.from > position || (self.from == position && (self.to > position || !keep_empty))
+    }
+
     pub fn new(source: &str, partition: i32, from: u64, to: u64) -> Self {
         let source = source.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         Self { source, partition, from, to }
@@ -64,10 +69,11 @@ impl SinkBatch {
 pub trait RollupSink {
     fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError>;
 
-    /// Remove every write of `source`/`partition` whose span starts at or after `from`: the writes
-    /// made after a checkpoint by a process that died before committing. Returns how many writes
-    /// (files, for the lake) were removed.
-    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError>;
+    /// Remove the writes of `source`/`partition` made after the checkpoint at `position` by a
+    /// process that then died: every span starting after `position`, and those starting at it —
+    /// except the empty-input span `(position, position]` when `keep_empty` (written *before* that
+    /// checkpoint, by an idle close). Returns how many writes (files, for the lake) were removed.
+    fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError>;
 }
 
 /// One sink shared by several pipelines (the partitions of one aggregator).
@@ -76,8 +82,8 @@ impl<S: RollupSink> RollupSink for std::sync::Arc<std::sync::Mutex<S>> {
         self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).write(batch, span)
     }
 
-    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError> {
-        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).discard_from(source, partition, from)
+    fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).discard_after(source, partition, position, keep_empty)
     }
 }
 

@@ -133,7 +133,7 @@ impl RollupSink for ParquetLake {
         Ok(())
     }
 
-    fn discard_from(&mut self, source: &str, partition: i32, from: u64) -> Result<u64, SinkError> {
+    fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
         let mut removed = 0;
         for table in edgelens_schemas::tables::ALL_TABLES {
             let table_dir = self.dir.join(table.name);
@@ -143,7 +143,7 @@ impl RollupSink for ParquetLake {
                 for f in files.flatten() {
                     let name = f.file_name();
                     let Some(id) = name.to_str().and_then(|n| n.strip_prefix("part-")?.strip_suffix(".parquet")) else { continue };
-                    if OffsetSpan::parse_id(id, source, partition).is_some_and(|s| s.from >= from) {
+                    if OffsetSpan::parse_id(id, source, partition).is_some_and(|s| s.written_after(position, keep_empty)) {
                         let path = f.path();
                         match fs::remove_file(&path) {
                             Ok(()) => removed += 1,
