@@ -5,6 +5,11 @@
 //! with a short linger, and a bounded local queue. [`KafkaLog::append`] enqueues a whole batch
 //! without blocking (a full queue is [`LogError::QueueFull`] at once) and then waits for every
 //! acknowledgement, up to `ack_timeout` ([`LogError::Unavailable`] after that).
+//!
+//! After a broker outage the idempotent producer can fail fatally (e.g. `ProducerFenced` once
+//! timed-out batches made it bump its epoch); a fatal producer never recovers, so the log then
+//! replaces it with a new one — the batches it held were answered 503 and are sent again by their
+//! clients.
 
 use std::time::Duration;
 
@@ -27,33 +32,64 @@ pub struct KafkaLogConfig {
 }
 
 pub struct KafkaLog {
-    producer: FutureProducer,
+    cfg: KafkaLogConfig,
+    /// The producer and its generation (bumped on each replacement).
+    producer: std::sync::RwLock<(u64, FutureProducer)>,
     ack_timeout: Duration,
+}
+
+fn create_producer(cfg: &KafkaLogConfig) -> Result<FutureProducer, LogError> {
+    let timeout_ms = cfg.ack_timeout.as_millis().max(1000).to_string();
+    ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", cfg.queue_max_messages.to_string())
+        .set("queue.buffering.max.kbytes", "1048576")
+        // Give up on a message at the same time the batch's caller gives up on it.
+        .set("message.timeout.ms", &timeout_ms)
+        .set("partitioner", "murmur2_random")
+        .create()
+        .map_err(|e| LogError::Config(e.to_string()))
 }
 
 impl KafkaLog {
     pub fn new(cfg: &KafkaLogConfig) -> Result<Self, LogError> {
-        let timeout_ms = cfg.ack_timeout.as_millis().max(1000).to_string();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", cfg.queue_max_messages.to_string())
-            .set("queue.buffering.max.kbytes", "1048576")
-            // Give up on a message at the same time the batch's caller gives up on it.
-            .set("message.timeout.ms", &timeout_ms)
-            .set("partitioner", "murmur2_random")
-            .create()
-            .map_err(|e| LogError::Config(e.to_string()))?;
-        Ok(Self { producer, ack_timeout: cfg.ack_timeout })
+        let producer = create_producer(cfg)?;
+        Ok(Self { cfg: cfg.clone(), producer: std::sync::RwLock::new((0, producer)), ack_timeout: cfg.ack_timeout })
+    }
+
+    fn current(&self) -> (u64, FutureProducer) {
+        self.producer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replace producer generation `generation` if it failed fatally or lost its producer
+    /// identity (once, whoever notices first).
+    fn replace_if_broken(&self, generation: u64, producer: &FutureProducer, last: Option<RDKafkaErrorCode>) {
+        let (code, reason) = match (producer.client().fatal_error(), last) {
+            (Some(f), _) => f,
+            (None, Some(c)) if breaks_producer(c) => (c, c.to_string()),
+            _ => return,
+        };
+        let mut slot = self.producer.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.0 != generation {
+            return;
+        }
+        match create_producer(&self.cfg) {
+            Ok(p) => {
+                tracing::warn!(?code, %reason, "Kafka producer failed fatally; replaced by a new one");
+                *slot = (generation + 1, p);
+            }
+            Err(e) => tracing::error!(error = %e, "replacing the failed Kafka producer"),
+        }
     }
 
     /// Wait until every queued message is delivered or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), LogError> {
-        self.producer.flush(timeout).map_err(classify)
+        self.current().1.flush(timeout).map_err(classify)
     }
 }
 
@@ -74,29 +110,58 @@ fn classify(e: KafkaError) -> LogError {
 
 impl EventLog for KafkaLog {
     async fn append(&self, topic: &str, records: &[Record]) -> Result<(), LogError> {
-        let mut pending = Vec::with_capacity(records.len());
-        for r in records {
-            let rec = FutureRecord::to(topic).key(&r.key[..]).payload(&r.value[..]);
-            match self.producer.send_result(rec) {
-                Ok(delivery) => pending.push(delivery),
-                // Already queued messages still go out; the caller retries the whole batch and
-                // the aggregator drops the redelivered ones by RayID.
-                Err((e, _)) => return Err(classify(e)),
+        let (generation, producer) = self.current();
+        let mut code = None;
+        let res = append_with(&producer, self.ack_timeout, topic, records, &mut code).await;
+        if res.is_err() {
+            self.replace_if_broken(generation, &producer, code);
+        }
+        res
+    }
+}
+
+/// Errors after which an idempotent producer's identity is unusable: only a new producer helps.
+fn breaks_producer(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::Fatal
+    )
+}
+
+async fn append_with(producer: &FutureProducer, ack_timeout: Duration, topic: &str, records: &[Record], code: &mut Option<RDKafkaErrorCode>) -> Result<(), LogError> {
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let rec = FutureRecord::to(topic).key(&r.key[..]).payload(&r.value[..]);
+        match producer.send_result(rec) {
+            Ok(delivery) => pending.push(delivery),
+            // Already queued messages still go out; the caller retries the whole batch and
+            // the aggregator drops the redelivered ones by RayID.
+            Err((e, _)) => {
+                *code = e.rdkafka_error_code();
+                return Err(classify(e));
             }
         }
-        let acks = async {
-            for delivery in pending {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(classify(e)),
-                    Err(_canceled) => return Err(LogError::Unavailable("producer shut down".into())),
-                }
+    }
+    let acks = async {
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err((e.rdkafka_error_code(), classify(e))),
+                Err(_canceled) => return Err((None, LogError::Unavailable("producer shut down".into()))),
             }
-            Ok(())
-        };
-        match tokio::time::timeout(self.ack_timeout, acks).await {
-            Ok(r) => r,
-            Err(_) => Err(LogError::Unavailable(format!("no acknowledgement within {:?}", self.ack_timeout))),
         }
+        Ok(())
+    };
+    match tokio::time::timeout(ack_timeout, acks).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((c, e))) => {
+            *code = c;
+            Err(e)
+        }
+        Err(_) => Err(LogError::Unavailable(format!("no acknowledgement within {ack_timeout:?}"))),
     }
 }
