@@ -1,16 +1,21 @@
-//! The aggregator role: a Kafka consumer group member that runs one [`PartitionAggregator`] per
-//! assigned partition of `edge-requests` (and `edge-dead-letters`) into the Parquet lake.
+//! The aggregator role: a member of a group of aggregators that runs one [`PartitionAggregator`]
+//! per owned partition of `edge-requests` (and `edge-dead-letters`) into the Parquet lake. One
+//! thread polls a `BaseConsumer` and runs the partitions' timers. Who owns which partition:
 //!
-//! One thread polls a `BaseConsumer`; rebalances run on that thread, inside `poll`, before the
-//! assignment changes:
-//! - **assign**: for every new partition, read the group's committed offset, resume the partition
-//!   from the checkpoint at that offset (discarding writes made after it), and start reading there;
-//! - **revoke** (another member joins or leaves, or shutdown): checkpoint every partition, commit
-//!   the positions synchronously, then give the partitions up. The next owner resumes exactly there.
+//! - **leases** (default, [`run_leases`]): the aggregators divide the partitions with file leases
+//!   in the shared checkpoint directory ([`crate::lease`]); the broker stores the group's committed
+//!   offsets (manual assignment). A partition is handed over with checkpoint → commit → unlock, or
+//!   its lease dies with its owner.
+//! - **group** ([`run_group`]): the broker's consumer-group rebalancing (eager `range`). Rebalances
+//!   run on the polling thread, inside `poll`: on *revoke* every partition is checkpointed and its
+//!   position committed synchronously before it is given up; on *assign* each partition resumes
+//!   from the checkpoint at the group's committed offset.
 //!
-//! Offsets are committed only after the checkpoint at that offset is durable (and with it every
-//! row flushed before it). Any failure of a sink or of the checkpoint store stops the process with
-//! an error instead of skipping input: a restart resumes from the last commit, exactly once.
+//! Either way a new owner reads the group's committed offset, resumes from the checkpoint taken
+//! there (discarding writes made after it) and reads on from it. Offsets are committed only after
+//! the checkpoint at that offset is durable (and with it every row flushed before it). A sink or
+//! checkpoint failure stops the process with an error instead of skipping input: a restart resumes
+//! from the last commit, exactly once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -72,9 +77,9 @@ pub struct AggregateConfig {
     pub flush_rows: usize,
     /// Group session timeout: how long a dead member keeps its partitions.
     pub session_timeout_ms: u64,
-    /// Static group membership (`group.instance.id`): a restarted aggregator with the same id
-    /// takes its partitions back without a group rebalance. Give each replica a stable, unique id
-    /// (e.g. the pod name of a StatefulSet); empty = dynamic membership.
+    /// Member name, unique per replica (e.g. the pod name of a StatefulSet): the lease member file,
+    /// or with `assignment = "group"` the static membership id (`group.instance.id`). Empty: pid
+    /// and start time (leases), dynamic membership (group).
     pub instance_id: String,
     /// `leases` (default) or `group`, see [`AssignmentMode`].
     pub assignment: AssignmentMode,
@@ -312,6 +317,7 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<Aggregat
     }
 }
 
+/// Group mode: the broker's consumer-group protocol assigns the partitions.
 fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
     let lake = ParquetLake::open(&cfg.data_dir)?;
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;

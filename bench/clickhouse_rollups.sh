@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# ClickHouse computing edgelens' rollups itself, on the same generated file as bench/replay.sh and
+# bench/kafka.sh: `INSERT ... FORMAT JSONEachRow` of the raw NDJSON into a Null table whose
+# materialized views compute site_rates_10s, traffic_1m and asn_1m (counts, sums, uniqState of
+# client IPs) — ClickHouse keeps only the rollups, as edgelens does. Measures wall time and the CPU
+# time of the server and the client, and the rollups' stored bytes.
+# Usage: bench/clickhouse_rollups.sh [EVENTS_PER_SECOND] [DURATION]   (same defaults as replay.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=deploy/dev/env.sh
+source deploy/dev/env.sh
+RPS=${1:-4000}
+DURATION=${2:-10m}
+WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
+FILE=$WORK/replay-$RPS-$DURATION.ndjson
+[ -s "$FILE" ] || { echo "run bench/replay.sh $RPS $DURATION first (it generates $FILE)" >&2; exit 1; }
+LINES=$(wc -l < "$FILE")
+bash deploy/dev/clickhouse.sh start >/dev/null
+CH=(clickhouse-client --host 127.0.0.1 --port "$EDGELENS_CH_TCP_PORT")
+PID=$(cat "$EDGELENS_CH_PIDFILE")
+"${CH[@]}" --multiquery <<'SQL'
+DROP DATABASE IF EXISTS edgelens_bench;
+CREATE DATABASE edgelens_bench;
+CREATE TABLE edgelens_bench.raw (
+  EdgeStartTimestamp UInt64, ZoneName String, ClientIP String, EdgeResponseStatus UInt16,
+  EdgeResponseBytes UInt64, ClientCountry String, EdgeColoCode String, CacheCacheStatus String,
+  ClientASN UInt32, SecurityAction String
+) ENGINE = Null;
+CREATE MATERIALIZED VIEW edgelens_bench.site_rates_10s
+ENGINE = AggregatingMergeTree() PARTITION BY toDate(ts) ORDER BY (ts, site) AS
+SELECT toDateTime(intDiv(EdgeStartTimestamp, 10000000000) * 10) AS ts, lower(ZoneName) AS site,
+  countState() AS requests, sumState(EdgeResponseBytes) AS bytes,
+  countIfState(EdgeResponseStatus >= 200 AND EdgeResponseStatus < 300) AS status_2xx,
+  countIfState(EdgeResponseStatus >= 300 AND EdgeResponseStatus < 400) AS status_3xx,
+  countIfState(EdgeResponseStatus >= 400 AND EdgeResponseStatus < 500) AS status_4xx,
+  countIfState(EdgeResponseStatus >= 500 AND EdgeResponseStatus < 600) AS status_5xx,
+  countIfState(CacheCacheStatus IN ('hit', 'stale', 'updating', 'revalidated')) AS cache_hits,
+  countIfState(SecurityAction IN ('block', 'challenge', 'jschallenge', 'managed_challenge')) AS blocked,
+  uniqState(ClientIP) AS clients
+FROM edgelens_bench.raw GROUP BY ts, site;
+CREATE MATERIALIZED VIEW edgelens_bench.traffic_1m
+ENGINE = SummingMergeTree() PARTITION BY toDate(ts) ORDER BY (ts, site, country, colo, status_class, cache_status) AS
+SELECT toDateTime(intDiv(EdgeStartTimestamp, 60000000000) * 60) AS ts, lower(ZoneName) AS site,
+  ClientCountry AS country, EdgeColoCode AS colo,
+  concat(toString(intDiv(EdgeResponseStatus, 100)), 'xx') AS status_class, CacheCacheStatus AS cache_status,
+  count() AS requests, sum(EdgeResponseBytes) AS bytes
+FROM edgelens_bench.raw GROUP BY ts, site, country, colo, status_class, cache_status;
+CREATE MATERIALIZED VIEW edgelens_bench.asn_1m
+ENGINE = AggregatingMergeTree() PARTITION BY toDate(ts) ORDER BY (ts, site, asn, country) AS
+SELECT toDateTime(intDiv(EdgeStartTimestamp, 60000000000) * 60) AS ts, lower(ZoneName) AS site,
+  ClientASN AS asn, ClientCountry AS country,
+  countState() AS requests, sumState(EdgeResponseBytes) AS bytes, uniqState(ClientIP) AS clients
+FROM edgelens_bench.raw GROUP BY ts, site, asn, country;
+SQL
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+BEFORE=$(cpu_of "$PID")
+START=$(date +%s.%N)
+/usr/bin/time -f '%U %S' -o "$WORK/ch-client.time" "${CH[@]}" --input_format_skip_unknown_fields=1 \
+  --query "INSERT INTO edgelens_bench.raw FORMAT JSONEachRow" < "$FILE"
+END=$(date +%s.%N)
+AFTER=$(cpu_of "$PID")
+COUNTED=$("${CH[@]}" --query "SELECT countMerge(requests) FROM edgelens_bench.site_rates_10s")
+BYTES=$("${CH[@]}" --query "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'edgelens_bench' AND active")
+python3 - "$LINES" "$COUNTED" "$START" "$END" "$BEFORE" "$AFTER" "$(cat "$WORK/ch-client.time")" "$BYTES" <<'PY'
+import os, sys
+lines, counted = int(sys.argv[1]), int(sys.argv[2])
+wall = float(sys.argv[4]) - float(sys.argv[3])
+tick = os.sysconf("SC_CLK_TCK")
+server = (int(sys.argv[6]) - int(sys.argv[5])) / tick
+cu, cs = map(float, sys.argv[7].split())
+cpu = server + cu + cs
+print("| engine | events | counted | wall s | CPU s (server + client) | events/s (wall) | events/s per CPU-second | rollup bytes |")
+print("|---|---|---|---|---|---|---|---|")
+print(f"| ClickHouse 18.16 JSONEachRow → Null + 3 materialized views | {lines:,} | {counted:,} | {wall:.2f} | {server:.2f} + {cu + cs:.2f} | {lines / wall:,.0f} | {lines / cpu:,.0f} | {int(sys.argv[8]):,} |")
+PY
