@@ -36,7 +36,7 @@ FILE_EPS=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["
 HTTP_TOPIC=$RUN-http
 EDGELENS_KAFKA_TOPICS="$HTTP_TOPIC:8" bash deploy/dev/kafka.sh start >/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGELENS__INGEST__EVENTS_TOPIC=$HTTP_TOPIC "$BIN" ingest --brokers "$BROKER" --listen "127.0.0.1:$PORT" 2> "$WORK/receiver.log" &
+EDGELENS__INGEST__EVENTS_TOPIC=$HTTP_TOPIC "$BIN" ingest --brokers "$BROKER" --listen "127.0.0.1:$PORT" > /dev/null 2> "$WORK/receiver.log" &
 RX=$!
 trap 'kill $RX 2>/dev/null || true' EXIT
 HTTP_EPS=$(python3 bench/post_logpush.py --url "http://127.0.0.1:$PORT/v1/logpush" --file "$FILE" --lines 1000000 --batch 5000 --clients 4)
@@ -46,7 +46,7 @@ trap - EXIT
 # 3. One aggregator drains the file's topic.
 LAKE=$WORK/kafka-lake
 rm -rf "$LAKE"
-/usr/bin/time -v "$BIN" aggregate --brokers "$BROKER" --group "$RUN" --data-dir "$LAKE" 2> "$WORK/aggregate.log" &
+/usr/bin/time -v "$BIN" aggregate --brokers "$BROKER" --group "$RUN" --data-dir "$LAKE" > /dev/null 2> "$WORK/aggregate.log" &
 TPID=$!
 sleep 0.5
 APID=$(pgrep -P "$TPID" -f "edgelens aggregate" | head -1)

@@ -13,7 +13,7 @@ got = 0
 while time.time() < deadline:
     pattern = os.path.join(lake, "site_rates_10s", "*", "*.parquet")
     try:
-        got = duckdb.sql(f"SELECT coalesce(sum(requests), 0) FROM read_parquet('{pattern}')").fetchone()[0]
+        got = duckdb.sql(f"SELECT coalesce(sum(requests), 0) FROM read_parquet('{pattern}')").fetchall()[0][0]
     except duckdb.Error:
         got = 0  # no files yet, or one renamed away while listing
     if got == want:
