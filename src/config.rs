@@ -103,7 +103,9 @@ mod tests {
 
     #[test]
     fn example_configs_parse() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config");
+        // The checkout being tested (runtime), not where the test binary was first compiled.
+        let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(), std::path::PathBuf::from);
+        let dir = root.join("deploy/config");
         let mut n = 0;
         for f in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = f.path();

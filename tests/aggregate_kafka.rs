@@ -232,7 +232,7 @@ fn events_from_a_plain_kafka_client_are_aggregated() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = generate(tmp.path(), "flood", 5, "2m", 400, 40);
     let expected = recount(&raw);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/produce_confluent.py");
+    let script = repo_root().join("tests/produce_confluent.py");
     let out = Command::new("python3").arg(&script).args(["--brokers", &setup.broker, "--topic", &setup.events]).arg(&raw).output().unwrap();
     assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected.valid.to_string(), "messages produced");
@@ -268,7 +268,7 @@ impl PrivateBroker {
     }
 
     fn script(&self, cmd: &str) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/dev/kafka.sh");
+        let script = repo_root().join("deploy/dev/kafka.sh");
         let out = Command::new("bash")
             .arg(&script)
             .arg(cmd)

@@ -80,7 +80,7 @@ fn replay_equals_independent_recount_and_duckdb() {
     assert_eq!(total_requests + reasons.len() as u64, lines);
 
     // DuckDB reads the lake with the same totals.
-    let out = Command::new("python3").arg("tests/duckdb_totals.py").arg(&lake).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let out = Command::new("python3").arg("tests/duckdb_totals.py").arg(&lake).current_dir(repo_root()).output().unwrap();
     assert!(out.status.success(), "duckdb check failed: {}", String::from_utf8_lossy(&out.stderr));
     let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let bytes: u64 = expected.rates.values().map(|v| v[1]).sum();

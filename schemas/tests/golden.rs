@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use edgelens_schemas::{parse_line, tables::ALL_TABLES, time::format_rfc3339};
 
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    // The checkout being tested (set at run time by cargo/nextest), not where this binary was
+    // first compiled: a shared target directory may hold a binary built from another clone.
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("tests/golden").join(name)
 }
 
 fn check_golden(name: &str, actual: &str) {

@@ -15,6 +15,12 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// The checkout being tested: `CARGO_MANIFEST_DIR` as set at run time by cargo/nextest (a shared
+/// target directory may hold a test binary first compiled in another clone).
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn edgelens() -> Command {
     Command::new(env!("CARGO_BIN_EXE_edgelens"))
 }
