@@ -67,17 +67,19 @@ impl Membership {
         writeln!(f, "{}", std::process::id())
     }
 
-    /// Members alive now (this one included).
+    /// Members alive now (this one included). Entries silent for ten session timeouts are
+    /// removed.
     pub fn live_members(&self) -> std::io::Result<usize> {
         let now = SystemTime::now();
         let mut n = 0;
         for e in fs::read_dir(&self.dir)?.flatten() {
-            let fresh = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok()).is_none_or(|age| age <= self.session);
-            if fresh {
-                n += 1;
-            } else if e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok()).is_some_and(|age| age > self.session * 10) {
-                // Long gone: tidy up.
-                let _ = fs::remove_file(e.path());
+            let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok());
+            match age {
+                Some(age) if age > self.session * 10 => {
+                    let _ = fs::remove_file(e.path());
+                }
+                Some(age) if age > self.session => {}
+                _ => n += 1,
             }
         }
         Ok(n.max(1))

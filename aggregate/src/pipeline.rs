@@ -135,7 +135,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             self.stats.dead_letters.add(reason.code());
             self.pending.dead_letters.push(DeadLetter::new(now, source, line_no, &reason, raw));
         }
-        if self.stats.lines % ADVANCE_EVERY == 0 {
+        if self.stats.lines.is_multiple_of(ADVANCE_EVERY) {
             self.tick()?;
         }
         Ok(())
@@ -274,7 +274,7 @@ pub fn replay_files<S: RollupSink>(
             let line_no = lines.line_no();
             let Some(line) = lines.next_line().map_err(input_err)? else { break };
             pipeline.push_line(line, &source, line_no, now)?;
-            if pipeline.stats.lines % 65_536 == 0 {
+            if pipeline.stats.lines.is_multiple_of(65_536) {
                 progress(ReplayProgress { bytes_read: bytes_before + counter.get(), bytes_total, lines: pipeline.stats.lines });
             }
         }
