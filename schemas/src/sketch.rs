@@ -120,8 +120,10 @@ mod tests {
 
     proptest! {
         /// The union of sketches of parts estimates the distinct count of the whole within the
-        /// sketch's error bound (3 standard errors ≈ 5 % at lg_k 12), whatever the split, and the order
-        /// of the parts moves the estimate by less than that bound.
+        /// sketch's error bound, whatever the split, and the order of the parts moves the estimate
+        /// by less than that. The relative standard error at lg_k 12 is 1.04/√4096 ≈ 1.6 %; a run
+        /// draws 256 random inputs, so the bound is 5.2 standard errors (8.5 %): at 3 (5 %) about
+        /// one run in twelve failed on an ordinary 3.6-σ input (kept in proptest-regressions).
         #[test]
         fn merge_estimates_union(a in proptest::collection::vec(0u32..5000, 0..800), b in proptest::collection::vec(0u32..5000, 0..800)) {
             let mut merged = sketch_of(&a);
@@ -132,7 +134,7 @@ mod tests {
             all.dedup();
             let exact = all.len() as f64;
             let m = merged.estimate();
-            prop_assert!((m - exact).abs() <= exact * 0.05 + 1.0, "merged {} exact {}", m, exact);
+            prop_assert!((m - exact).abs() <= exact * 0.085 + 1.0, "merged {} exact {}", m, exact);
             let mut rev = sketch_of(&b);
             rev.merge(&sketch_of(&a));
             prop_assert!((rev.estimate() - m).abs() <= m * 0.02 + 1.0, "order changed the union beyond the error bound");
