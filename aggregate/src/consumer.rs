@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
@@ -112,6 +112,32 @@ impl Default for AggregateConfig {
 }
 
 impl AggregateConfig {
+    /// The topics read: the events topic and, if set, the dead-letters topic.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut topics = vec![self.events_topic.as_str()];
+        if !self.dead_letters_topic.is_empty() {
+            topics.push(self.dead_letters_topic.as_str());
+        }
+        topics
+    }
+
+    /// What `topic` carries.
+    pub fn kind_of(&self, topic: &str) -> TopicKind {
+        if topic == self.events_topic { TopicKind::Events } else { TopicKind::DeadLetters }
+    }
+
+    /// Consumer settings both assignment modes share: the group's offsets, committed by hand only.
+    fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100");
+        c
+    }
+
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.checkpoint_dir.clone().unwrap_or_else(|| self.data_dir.join("_checkpoints"))
     }
@@ -166,12 +192,11 @@ pub struct AggregateStats {
 type Key = (String, i32);
 
 struct Partitions {
-    group: String,
-    events_topic: String,
-    cfg: PartitionConfig,
+    cfg: AggregateConfig,
+    pcfg: PartitionConfig,
     lake: ParquetLake,
     store: CheckpointStore,
-    parts: HashMap<Key, PartitionAggregator<ParquetLake>>,
+    parts: Parts,
     /// The first error met inside a rebalance; the poll loop stops with it.
     fatal: Option<AggregateError>,
     /// Stopping after an error: take no partitions and commit nothing more.
@@ -182,10 +207,6 @@ struct Partitions {
 }
 
 impl Partitions {
-    fn kind(&self, topic: &str) -> TopicKind {
-        if topic == self.events_topic { TopicKind::Events } else { TopicKind::DeadLetters }
-    }
-
     /// Resume every partition of `tpl`; returns the assignment with the offsets to start at.
     fn assign(&mut self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) -> Result<TopicPartitionList, AggregateError> {
         let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))?;
@@ -197,12 +218,12 @@ impl Partitions {
                 _ => None,
             };
             let part = PartitionAggregator::resume(
-                &self.group,
+                &self.cfg.group,
                 el.topic(),
                 el.partition(),
-                self.kind(el.topic()),
+                self.cfg.kind_of(el.topic()),
                 offset,
-                self.cfg.clone(),
+                self.pcfg.clone(),
                 self.lake.clone(),
                 self.store.clone(),
                 now,
@@ -215,42 +236,18 @@ impl Partitions {
         Ok(start)
     }
 
-    /// Checkpoint and commit one partition (see [`checkpoint_and_commit`]).
-    fn checkpoint(consumer: &BaseConsumer<GroupContext>, part: &mut PartitionAggregator<ParquetLake>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
-        checkpoint_and_commit(consumer, part, stats, uncommitted)
-    }
-
-    /// Retry the commits that failed.
-    fn retry_commits(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), AggregateError> {
-        let pending: Vec<(Key, u64)> = self.uncommitted.iter().map(|(k, p)| (k.clone(), *p)).collect();
-        for (key, position) in pending {
-            let Some(part) = self.parts.get_mut(&key) else {
-                self.uncommitted.remove(&key);
-                continue;
-            };
-            if commit(consumer, &key.0, key.1, position).is_ok() {
-                self.uncommitted.remove(&key);
-                part.committed(position)?;
-                tracing::info!(topic = %key.0, partition = key.1, position, "commit retried successfully");
-            } else {
-                break; // still unreachable; try again later
-            }
-        }
-        Ok(())
-    }
-
     /// Checkpoint, commit and drop every partition.
     fn revoke_all(&mut self, consumer: &BaseConsumer<GroupContext>) -> Result<(), AggregateError> {
-        let mut parts = std::mem::take(&mut self.parts);
+        let parts = std::mem::take(&mut self.parts);
+        let n = parts.len();
         let mut first_err = None;
-        for part in parts.values_mut() {
-            if let Err(e) = Self::checkpoint(consumer, part, &mut self.stats, &mut self.uncommitted) {
-                tracing::error!(topic = part.topic(), partition = part.partition(), error = %e, "checkpoint on revoke failed; the next owner resumes from the previous commit");
+        for (_, part) in parts {
+            if let Err(e) = hand_over(consumer, part, &mut self.stats, &mut self.uncommitted, "revoke") {
                 first_err.get_or_insert(e);
             }
         }
         self.uncommitted.clear();
-        tracing::info!(partitions = parts.len(), "partitions revoked");
+        tracing::info!(partitions = n, "partitions revoked");
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -323,9 +320,8 @@ fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats,
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;
     let ctx = GroupContext {
         state: Mutex::new(Partitions {
-            group: cfg.group.clone(),
-            events_topic: cfg.events_topic.clone(),
-            cfg: cfg.partition_config(),
+            cfg: cfg.clone(),
+            pcfg: cfg.partition_config(),
             lake,
             store,
             parts: HashMap::new(),
@@ -335,25 +331,16 @@ fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats,
             stats: AggregateStats::default(),
         }),
     };
-    let mut client = ClientConfig::new();
+    let mut client = cfg.consumer_config();
     if !cfg.instance_id.is_empty() {
         client.set("group.instance.id", &cfg.instance_id);
     }
     let consumer: BaseConsumer<GroupContext> = client
-        .set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", &cfg.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", (cfg.session_timeout_ms / 5).max(100).to_string())
-        .set("fetch.wait.max.ms", "100")
         .create_with_context(ctx)?;
-    let mut topics = vec![cfg.events_topic.as_str()];
-    if !cfg.dead_letters_topic.is_empty() {
-        topics.push(cfg.dead_letters_topic.as_str());
-    }
+    let topics = cfg.topics();
     consumer.subscribe(&topics)?;
     tracing::info!(group = %cfg.group, topics = ?topics, brokers = %cfg.brokers, "aggregator started");
 
@@ -368,15 +355,10 @@ fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats,
             Some(Ok(msg)) => {
                 let mut st = consumer.context().state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 st.stats.messages += 1;
-                let key = (msg.topic().to_owned(), msg.partition());
-                if let Some(part) = st.parts.get_mut(&key) {
-                    match part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
-                        Ok(Taken::Done) => {}
-                        Ok(Taken::Rewind(to)) => seek(&consumer, &key, to),
-                        Err(e) => break Err(e.into()),
-                    }
-                } else {
-                    tracing::warn!(topic = msg.topic(), partition = msg.partition(), "message of a partition not assigned here; skipped");
+                match take_message(&consumer, &mut st.parts, &msg) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(topic = msg.topic(), partition = msg.partition(), "message of a partition not assigned here; skipped"),
+                    Err(e) => break Err(e),
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
@@ -390,29 +372,13 @@ fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats,
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
             let st = &mut *st;
-            let mut failed = None;
             if !st.uncommitted.is_empty() && now.duration_since(last_commit_retry) >= Duration::from_secs(1) {
                 last_commit_retry = now;
-                if let Err(e) = st.retry_commits(&consumer) {
+                if let Err(e) = retry_commits(&consumer, &mut st.parts, &mut st.uncommitted) {
                     break Err(e);
                 }
             }
-            for part in st.parts.values_mut() {
-                let due = match part.on_timer(now) {
-                    Ok(due) => due,
-                    Err(e) => {
-                        failed = Some(e.into());
-                        break;
-                    }
-                };
-                if due {
-                    if let Err(e) = Partitions::checkpoint(&consumer, part, &mut st.stats, &mut st.uncommitted) {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            if let Some(e) = failed {
+            if let Err(e) = run_timers(&consumer, &mut st.parts, now, &mut st.stats, &mut st.uncommitted) {
                 break Err(e);
             }
         }
@@ -466,12 +432,6 @@ pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output
     worker.await.map_err(|_| AggregateError::Panicked)?
 }
 
-/// A partition owned under a lease.
-struct Leased {
-    part: PartitionAggregator<ParquetLake>,
-    _lease: Lease,
-}
-
 /// Lease mode: the aggregators of a group share the partitions through [`crate::lease`]; the
 /// broker only stores the group's committed offsets (manual assignment, no group rebalancing).
 fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
@@ -486,24 +446,15 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
     };
     let session = Duration::from_millis(cfg.session_timeout_ms);
     let membership = Membership::join(&ckpt_dir, &crate::partition::span_source(&cfg.group, ""), &member, session).map_err(lease_err)?;
-    let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", &cfg.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
-        .create()?;
-    let mut topics = vec![cfg.events_topic.clone()];
-    if !cfg.dead_letters_topic.is_empty() {
-        topics.push(cfg.dead_letters_topic.clone());
-    }
+    let consumer: BaseConsumer<DefaultConsumerContext> = cfg.consumer_config().create()?;
+    let topics = cfg.topics();
     let pcfg = cfg.partition_config();
-    let kind = |topic: &str| if topic == cfg.events_topic { TopicKind::Events } else { TopicKind::DeadLetters };
     tracing::info!(group = %cfg.group, member = %member, topics = ?topics, brokers = %cfg.brokers, "aggregator started (lease assignment)");
 
     let mut stats = AggregateStats::default();
-    let mut owned: HashMap<Key, Leased> = HashMap::new();
+    // Partitions owned, each under the lease kept beside it.
+    let mut owned: Parts = HashMap::new();
+    let mut leases: HashMap<Key, Lease> = HashMap::new();
     let mut uncommitted: HashMap<Key, u64> = HashMap::new();
     let mut all: Vec<Key> = Vec::new();
     let mut last_metadata: Option<Instant> = None;
@@ -521,13 +472,8 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
             match res {
                 Ok(msg) => {
                     stats.messages += 1;
-                    let key = (msg.topic().to_owned(), msg.partition());
-                    if let Some(l) = owned.get_mut(&key) {
-                        match l.part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now()) {
-                            Ok(Taken::Done) => {}
-                            Ok(Taken::Rewind(to)) => seek(&consumer, &key, to),
-                            Err(e) => break Err(e.into()),
-                        }
+                    if let Err(e) = take_message(&consumer, &mut owned, &msg) {
+                        break Err(e);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
@@ -536,23 +482,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
         let now = Instant::now();
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
-            let mut failed = None;
-            for l in owned.values_mut() {
-                match l.part.on_timer(now) {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        if let Err(e) = checkpoint_and_commit(&consumer, &mut l.part, &mut stats, &mut uncommitted) {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        failed = Some(e.into());
-                        break;
-                    }
-                }
-            }
-            if let Some(e) = failed {
+            if let Err(e) = run_timers(&consumer, &mut owned, now, &mut stats, &mut uncommitted) {
                 break Err(e);
             }
         }
@@ -563,17 +493,8 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
         if let Err(e) = membership.heartbeat() {
             tracing::warn!(error = %e, "membership heartbeat failed");
         }
-        for (key, position) in uncommitted.clone() {
-            if let Some(l) = owned.get_mut(&key) {
-                if commit(&consumer, &key.0, key.1, position).is_ok() {
-                    uncommitted.remove(&key);
-                    if let Err(e) = l.part.committed(position) {
-                        tracing::warn!(error = %e, "pruning checkpoints failed");
-                    }
-                }
-            } else {
-                uncommitted.remove(&key);
-            }
+        if let Err(e) = retry_commits(&consumer, &mut owned, &mut uncommitted) {
+            break Err(e);
         }
         if last_metadata.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30)) {
             match partitions_of(&consumer, &topics) {
@@ -601,12 +522,10 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
             let mut keys: Vec<Key> = owned.keys().cloned().collect();
             keys.sort();
             for key in keys.into_iter().rev().take(owned.len() - fair) {
-                let mut l = owned.remove(&key).expect("owned");
-                if let Err(e) = checkpoint_and_commit(&consumer, &mut l.part, &mut stats, &mut uncommitted) {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "checkpoint on hand-over failed; the next owner resumes from the previous commit");
-                }
-                uncommitted.remove(&key);
-                tracing::info!(topic = %key.0, partition = key.1, position = l.part.position(), "partition handed over");
+                let part = owned.remove(&key).expect("owned");
+                // A failure is logged; the next owner resumes from the previous commit.
+                let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, "hand-over");
+                leases.remove(&key); // unlock only after the checkpoint and commit
                 changed = true;
             }
         }
@@ -638,7 +557,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
                         continue;
                     }
                 };
-                let part = match PartitionAggregator::resume(&cfg.group, &key.0, key.1, kind(&key.0), committed, pcfg.clone(), lake.clone(), store.clone(), Instant::now()) {
+                let part = match PartitionAggregator::resume(&cfg.group, &key.0, key.1, cfg.kind_of(&key.0), committed, pcfg.clone(), lake.clone(), store.clone(), Instant::now()) {
                     Ok(p) => p,
                     Err(e) => {
                         // Unlock by dropping the lease: nothing was read, nothing is lost.
@@ -650,7 +569,8 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
                 stats.acquired += 1;
                 stats.discarded_writes += part.discarded_writes;
                 tracing::info!(topic = %key.0, partition = key.1, committed = ?committed, discarded_writes = part.discarded_writes, members, "partition taken");
-                owned.insert(key.clone(), Leased { part, _lease: lease });
+                owned.insert(key.clone(), part);
+                leases.insert(key.clone(), lease);
                 changed = true;
             }
         }
@@ -661,8 +581,8 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
             stats.rebalances += 1;
             let mut tpl = TopicPartitionList::new();
             let mut res = Ok(());
-            for ((topic, partition), l) in &owned {
-                let pos = l.part.position();
+            for ((topic, partition), part) in &owned {
+                let pos = part.position();
                 let offset = if pos == 0 { Offset::Beginning } else { Offset::Offset(pos as i64) };
                 res = res.and(tpl.add_partition_offset(topic, *partition, offset));
             }
@@ -673,22 +593,76 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
     };
     match result {
         Ok(()) => {
-            for (key, mut l) in owned.drain() {
-                if let Err(e) = checkpoint_and_commit(&consumer, &mut l.part, &mut stats, &mut uncommitted) {
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "checkpoint at shutdown failed; the next owner resumes from the previous commit");
-                }
+            for (_, part) in owned.drain() {
+                let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, "shutdown");
             }
+            drop(leases);
             membership.leave();
             tracing::info!(messages = stats.messages, checkpoints = stats.checkpoints, "aggregator stopped");
             Ok(stats)
         }
         Err(e) => {
-            // Leases are released with `owned`; nothing more is committed.
-            drop(owned);
+            // Nothing more is committed; the leases are released.
+            drop(leases);
             membership.leave();
             Err(e)
         }
     }
+}
+
+/// The partitions an aggregator owns.
+type Parts = HashMap<Key, PartitionAggregator<ParquetLake>>;
+
+/// Hand one message to its partition; seek back when the partition asks to. `Ok(false)`: the
+/// partition is not owned here (a message fetched before the assignment changed).
+fn take_message<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, msg: &BorrowedMessage<'_>) -> Result<bool, AggregateError> {
+    let key = (msg.topic().to_owned(), msg.partition());
+    let Some(part) = parts.get_mut(&key) else { return Ok(false) };
+    match part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now())? {
+        Taken::Done => {}
+        Taken::Rewind(to) => seek(consumer, &key, to),
+    }
+    Ok(true)
+}
+
+/// Run every partition's timers; checkpoint and commit those that are due.
+fn run_timers<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, now: Instant, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+    for part in parts.values_mut() {
+        if part.on_timer(now)? {
+            checkpoint_and_commit(consumer, part, stats, uncommitted)?;
+        }
+    }
+    Ok(())
+}
+
+/// Retry the commits that failed, until one fails again (the broker is still unreachable).
+fn retry_commits<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+    let pending: Vec<(Key, u64)> = uncommitted.iter().map(|(k, p)| (k.clone(), *p)).collect();
+    for (key, position) in pending {
+        let Some(part) = parts.get_mut(&key) else {
+            uncommitted.remove(&key);
+            continue;
+        };
+        if commit(consumer, &key.0, key.1, position).is_err() {
+            break;
+        }
+        uncommitted.remove(&key);
+        part.committed(position)?;
+        tracing::info!(topic = %key.0, partition = key.1, position, "commit retried successfully");
+    }
+    Ok(())
+}
+
+/// Give a partition up (revocation, hand-over, shutdown): checkpoint and commit it. A failure is
+/// logged and returned; the next owner then resumes from the previous commit, just as exactly.
+fn hand_over<C: ConsumerContext>(consumer: &BaseConsumer<C>, mut part: PartitionAggregator<ParquetLake>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>, why: &str) -> Result<(), AggregateError> {
+    let res = checkpoint_and_commit(consumer, &mut part, stats, uncommitted);
+    uncommitted.remove(&(part.topic().to_owned(), part.partition()));
+    match &res {
+        Ok(()) => tracing::info!(topic = part.topic(), partition = part.partition(), position = part.position(), why, "partition given up"),
+        Err(e) => tracing::error!(topic = part.topic(), partition = part.partition(), error = %e, why, "checkpoint failed; the next owner resumes from the previous commit"),
+    }
+    res
 }
 
 /// Checkpoint one partition and commit its position. A failed commit (broker unreachable) is not
@@ -711,13 +685,13 @@ fn checkpoint_and_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, part: &
     Ok(())
 }
 
-fn partitions_of<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[String]) -> Result<Vec<Key>, KafkaError> {
+fn partitions_of<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[&str]) -> Result<Vec<Key>, KafkaError> {
     let mut out = Vec::new();
-    for t in topics {
+    for &t in topics {
         let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
         for topic in md.topics() {
             if topic.name() == t {
-                out.extend(topic.partitions().iter().map(|p| (t.clone(), p.id())));
+                out.extend(topic.partitions().iter().map(|p| (t.to_owned(), p.id())));
             }
         }
     }
