@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug)]
 pub struct Lease {
     _file: File,
-    path: PathBuf,
 }
 
 impl Lease {
@@ -33,14 +32,10 @@ impl Lease {
         let path = pdir.join(".lease");
         let file = File::options().create(true).truncate(false).write(true).open(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Lease { _file: file, path })),
+            Ok(()) => Ok(Some(Lease { _file: file })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(e),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

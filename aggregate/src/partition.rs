@@ -73,7 +73,7 @@ pub enum PartitionError {
 /// The span source (lake file names, checkpoint directory) of a topic read by a group: several
 /// groups or topics can share one lake without touching each other's files.
 pub fn span_source(group: &str, topic: &str) -> String {
-    OffsetSpan::new(&format!("{group}.{topic}"), 0, 0, 0).source
+    OffsetSpan::sanitize_source(&format!("{group}.{topic}"))
 }
 
 pub struct PartitionAggregator<S> {
@@ -202,6 +202,10 @@ impl<S: RollupSink> PartitionAggregator<S> {
         move |source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source }
     }
 
+    fn ckpt_err(&self) -> impl FnOnce(CheckpointError) -> PartitionError + '_ {
+        move |source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source }
+    }
+
     /// Take the message at `offset`. Messages before the current position (redelivered after a
     /// seek) are skipped: they are already counted.
     ///
@@ -247,7 +251,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
             TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset, now_nanos(), position),
             TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset), position),
         };
-        res.map_err(|source| PartitionError::Sink { topic: self.topic.clone(), partition: self.partition, source })?;
+        res.map_err(self.sink_err())?;
         Ok(Taken::Done)
     }
 
@@ -313,7 +317,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         body.extend_from_slice(state);
         self.store
             .save(&self.source, self.partition, position, &body)
-            .map_err(|source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source })
+            .map_err(self.ckpt_err())
     }
 
     /// The group committed `position`: other checkpoints are no longer needed (checkpoint and
@@ -321,6 +325,6 @@ impl<S: RollupSink> PartitionAggregator<S> {
     pub fn committed(&mut self, position: u64) -> Result<(), PartitionError> {
         self.store
             .retain_only(&self.source, self.partition, position)
-            .map_err(|source| PartitionError::Checkpoint { topic: self.topic.clone(), partition: self.partition, source })
+            .map_err(self.ckpt_err())
     }
 }

@@ -149,10 +149,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         self.stats.lines += 1;
         self.stats.dead_letters.add(dead.reason);
         self.pending.dead_letters.push(dead);
-        if self.pending.rows() >= self.cfg.flush_rows {
-            self.flush()?;
-        }
-        Ok(())
+        self.flush_if_full()
     }
 
     /// Position of the last input taken (0 = none).
@@ -190,12 +187,10 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Close the windows the watermark has passed; flush when enough rows are pending.
     pub fn tick(&mut self) -> Result<(), SinkError> {
-        if let Some(wm) = self.windows.watermark() {
-            self.advance_to(wm)?;
-        } else if self.pending.rows() >= self.cfg.flush_rows {
-            self.flush()?;
+        match self.windows.watermark() {
+            Some(wm) => self.advance_to(wm),
+            None => self.flush_if_full(),
         }
-        Ok(())
     }
 
     /// Advance to an external watermark (e.g. wall clock − disorder for a live source that went
@@ -203,6 +198,11 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn advance_to(&mut self, watermark: Nanos) -> Result<(), SinkError> {
         let closed = self.windows.advance(watermark);
         self.pending.closed.append(closed);
+        self.flush_if_full()
+    }
+
+    /// Flush once `flush_rows` rows are pending.
+    fn flush_if_full(&mut self) -> Result<(), SinkError> {
         if self.pending.rows() >= self.cfg.flush_rows {
             self.flush()?;
         }
@@ -284,27 +284,22 @@ pub fn replay_files<S: RollupSink>(
     Ok(pipeline.finish()?)
 }
 
-/// FNV-1a over each input's file name, length and first 64 KiB: stable across runs, platforms and
-/// toolchains (unlike `std`'s hashers), cheap even for huge files.
+/// FNV-1a over each input's file name, length and first 64 KiB: stable across runs, cheap even
+/// for huge files.
 fn input_fingerprint(paths: &[PathBuf]) -> Result<u64, (PathBuf, std::io::Error)> {
     use std::io::Read;
     const HEAD: u64 = 64 << 10;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = crate::checkpoint::Fnv1a::new();
     for path in paths {
         let err = |e| (path.clone(), e);
         let mut f = std::fs::File::open(path).map_err(err)?;
         let len = f.metadata().map_err(err)?.len();
         let mut head = Vec::with_capacity(HEAD.min(len) as usize);
         (&mut f).take(HEAD).read_to_end(&mut head).map_err(err)?;
-        eat(file_name(path).as_bytes());
-        eat(&len.to_le_bytes());
-        eat(&head);
+        h.update(file_name(path).as_bytes());
+        h.update(&len.to_le_bytes());
+        h.update(&head);
     }
-    Ok(h)
+    Ok(h.finish())
 }
 

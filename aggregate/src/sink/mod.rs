@@ -28,8 +28,12 @@ impl OffsetSpan {
     }
 
     pub fn new(source: &str, partition: i32, from: u64, to: u64) -> Self {
-        let source = source.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-        Self { source, partition, from, to }
+        Self { source: Self::sanitize_source(source), partition, from, to }
+    }
+
+    /// A source name as spans use it: `[A-Za-z0-9_-]` only, others replaced by `_`.
+    pub fn sanitize_source(source: &str) -> String {
+        source.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
     }
 
     /// Stable identifier used in file names: `<source>-p<partition>-<from>-<to>`.
