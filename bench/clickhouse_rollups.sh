@@ -6,15 +6,13 @@
 # time of the server and the client, and the rollups' stored bytes.
 # Usage: bench/clickhouse_rollups.sh [EVENTS_PER_SECOND] [DURATION]   (same defaults as replay.sh)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 # shellcheck source=deploy/dev/env.sh
 source deploy/dev/env.sh
 RPS=${1:-4000}
 DURATION=${2:-10m}
-WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
-FILE=$WORK/replay-$RPS-$DURATION.ndjson
-[ -s "$FILE" ] || { echo "run bench/replay.sh $RPS $DURATION first (it generates $FILE)" >&2; exit 1; }
-LINES=$(wc -l < "$FILE")
+bench_input "$RPS" "$DURATION" existing
 bash deploy/dev/clickhouse.sh start >/dev/null
 CH=(clickhouse-client --host 127.0.0.1 --port "$EDGELENS_CH_TCP_PORT")
 PID=$(cat "$EDGELENS_CH_PIDFILE")

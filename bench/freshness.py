@@ -19,6 +19,10 @@ WINDOW = 10
 DISORDER = 5
 
 
+def window_of(ts):
+    return int(ts // WINDOW * WINDOW)
+
+
 def post(url, body, headers):
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -64,13 +68,13 @@ def main():
     sql = f"SELECT CAST(to_unixtime(ts) AS BIGINT) AS w, sum(requests) AS r FROM site_rates_10s WHERE site = '{site}' GROUP BY 1"
     deadline = None
     while True:
-        status, body = post(args.query, sql.encode(), {"Content-Type": "text/plain", "Accept": "application/json"})
+        _, body = post(args.query, sql.encode(), {"Content-Type": "text/plain", "Accept": "application/json"})
         now = time.time()
         rows = json.loads(body)
         want = {}
         latest = 0.0
         for _, ts in list(accepted):
-            w = int(ts // WINDOW * WINDOW)
+            w = window_of(ts)
             want[w] = want.get(w, 0) + 1
             latest = max(latest, ts)
         for row in rows:
@@ -84,7 +88,7 @@ def main():
                 break
         time.sleep(0.1)
     th.join()
-    per_event = sorted(visible[int(ts // WINDOW * WINDOW)] - t for t, ts in accepted if int(ts // WINDOW * WINDOW) in visible)
+    per_event = sorted(visible[window_of(ts)] - t for t, ts in accepted if window_of(ts) in visible)
     # The watermark passes a window's end once an event WINDOW_END + DISORDER old was accepted.
     passed = {}
     for t, ts in sorted(accepted):

@@ -2,14 +2,11 @@
 # Live end-to-end freshness: receiver → broker → one aggregator → lake → query service, with
 # events stamped "now" (bench/freshness.py). Usage: bench/freshness.sh [SECONDS] [EVENTS_PER_SECOND]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 SECS=${1:-60}
 RPS=${2:-200}
-WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
-mkdir -p "$WORK"
-cargo build --release --quiet --bin edgelens
-BIN=$CARGO_TARGET_DIR/release/edgelens
+bench_build
 RUN=fresh-$(date +%s)
 EDGELENS_KAFKA_TOPICS="$RUN-events:8 $RUN-dead-letters:1" bash deploy/dev/kafka.sh start >/dev/null
 BROKER=$(bash deploy/dev/kafka.sh broker)

@@ -6,15 +6,12 @@
 # gets, bounded by the disk; no gzip, which would measure gzip). Prints Markdown rows for
 # bench/RESULTS.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 RPS=${1:-20000}
 DURATION=${2:-5m}
 SCENARIO=${3:-mixed}
-WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
-mkdir -p "$WORK"
-cargo build --release --quiet --bin edgelens
-BIN=$CARGO_TARGET_DIR/release/edgelens
+bench_build
 ARGS=(generate --scenario "$SCENARIO" --seed 42 --duration "$DURATION" --rps "$RPS" --sites 10000)
 /usr/bin/time -f "%e %U %S %M" "$BIN" "${ARGS[@]}" --out /dev/null 2> "$WORK/generate-null.txt"
 read -r NWALL NUSER NSYS NRSS < <(tail -n 1 "$WORK/generate-null.txt")

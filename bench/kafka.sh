@@ -7,17 +7,12 @@
 # Usage: bench/kafka.sh [EVENTS_PER_SECOND] [DURATION]   (defaults: 4000 events/s for 10m ≈ 2.4M events)
 # Prints a Markdown block for bench/RESULTS.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 RPS=${1:-4000}
 DURATION=${2:-10m}
-WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
-mkdir -p "$WORK"
-cargo build --release --quiet --bin edgelens
-BIN=$CARGO_TARGET_DIR/release/edgelens
-FILE=$WORK/replay-$RPS-$DURATION.ndjson
-[ -s "$FILE" ] || "$BIN" generate --scenario mixed --seed 42 --duration "$DURATION" --rps "$RPS" --sites 10000 --out "$FILE"
-LINES=$(wc -l < "$FILE")
+bench_build
+bench_input "$RPS" "$DURATION"
 
 RUN=bench-$(date +%s)
 TOPIC=$RUN-events

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# Shared set-up of the bench scripts: paths, the release binary and the one input file every
+# throughput bench reads (so their figures compare). Sourced, not run.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
+WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
+mkdir -p "$WORK"
+BIN=$CARGO_TARGET_DIR/release/edgelens
+
+# Build the release binary (a no-op when it is up to date).
+bench_build() {
+  cargo build --release --quiet --bin edgelens
+}
+
+# bench_input RPS DURATION [generate|existing] — sets FILE (the mixed-scenario file of that rate
+# and duration, 10 000 sites, seed 42) and LINES; generates it unless told to use an existing one.
+bench_input() {
+  FILE=$WORK/replay-$1-$2.ndjson
+  if [ ! -s "$FILE" ]; then
+    [ "${3:-generate}" = generate ] || { echo "no $FILE: run bench/replay.sh $1 $2 first" >&2; exit 1; }
+    "$BIN" generate --scenario mixed --seed 42 --duration "$2" --rps "$1" --sites 10000 --out "$FILE"
+  fi
+  LINES=$(wc -l < "$FILE")
+}
