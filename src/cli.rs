@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edgelens_aggregate::pipeline::{replay_files, PipelineConfig, PipelineStats, ReplayProgress};
 use edgelens_aggregate::sink::parquet::ParquetLake;
+use edgelens_aggregate::sink::Sinks;
+use edgelens_schemas::clickhouse::ClickHouseConfig;
 use edgelens_aggregate::WindowConfig;
 use edgelens_schemas::parse_duration;
 
@@ -57,6 +59,9 @@ struct AggregateArgs {
     /// Consumer group (overrides file and environment).
     #[arg(long)]
     group: Option<String>,
+    /// Also write to the ClickHouse server at this HTTP URL (overrides `[clickhouse] url`).
+    #[arg(long)]
+    clickhouse: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +175,10 @@ struct ReplayArgs {
     /// Closed rows buffered before a Parquet file is written.
     #[arg(long, default_value_t = 200_000)]
     flush_rows: usize,
+    /// Also write the rollups to the ClickHouse server at this HTTP URL (database `edgelens`,
+    /// schema created or migrated first).
+    #[arg(long)]
+    clickhouse: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -254,16 +263,21 @@ fn replay(a: ReplayArgs) -> Result<()> {
         flush_rows: a.flush_rows.max(1),
         ..PipelineConfig::default()
     };
-    let lake = ParquetLake::open(&a.data_dir).with_context(|| format!("opening lake {}", a.data_dir.display()))?;
+    let ch = a.clickhouse.as_deref().map(ClickHouseConfig::for_url).unwrap_or_default();
+    let sinks = Sinks::open(&a.data_dir, &ch, Arc::new(AtomicBool::new(false))).with_context(|| format!("opening lake {}", a.data_dir.display()))?;
     let started = Instant::now();
     let pb = progress_bar(0, "replay");
-    let (stats, lake) = replay_files(&a.files, cfg, lake, |p: ReplayProgress| {
+    let (stats, sinks) = replay_files(&a.files, cfg, sinks, |p: ReplayProgress| {
         pb.set_length(p.bytes_total);
         pb.set_position(p.bytes_read);
     })?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    println!("{}", serde_json::to_string_pretty(&summary_json(&stats, lake.files_written(), secs))?);
+    let mut summary = summary_json(&stats, sinks.lake.files_written(), secs);
+    if let Some(st) = sinks.clickhouse_stats() {
+        summary["clickhouse_rows"] = serde_json::json!(st.rows);
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
 
@@ -416,7 +430,12 @@ fn ingest(a: IngestArgs) -> Result<()> {
 }
 
 fn aggregate(a: AggregateArgs) -> Result<()> {
-    let mut cfg: edgelens_aggregate::AggregateConfig = crate::config::role(a.config.as_deref(), "aggregate")?;
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let mut cfg: edgelens_aggregate::AggregateConfig = crate::config::section(&doc, "aggregate")?;
+    cfg.clickhouse = crate::config::section(&doc, "clickhouse")?;
+    if let Some(url) = a.clickhouse {
+        cfg.clickhouse.url = url;
+    }
     if let Some(b) = a.brokers {
         cfg.brokers = b;
     }

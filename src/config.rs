@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 
 /// Sections the binary knows; an `EDGELENS__<OTHER>__…` variable is an error.
-pub const SECTIONS: &[&str] = &["aggregate", "ingest", "query"];
+pub const SECTIONS: &[&str] = &["aggregate", "clickhouse", "ingest", "query"];
 
 /// Read `path` (if any), overlay the environment, and return the document.
 pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<toml::Table> {
@@ -116,6 +116,7 @@ mod tests {
             let _: QueryConfig = section(&doc, "query").unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
             let _: edgelens_ingest::IngestConfig = section(&doc, "ingest").unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
             let _: edgelens_aggregate::AggregateConfig = section(&doc, "aggregate").unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            let _: edgelens_schemas::clickhouse::ClickHouseConfig = section(&doc, "clickhouse").unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
             n += 1;
         }
         assert!(n > 0, "no example configs in {}", dir.display());

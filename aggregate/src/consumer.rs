@@ -34,7 +34,7 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::lease::{fair_share, Lease, Membership};
 use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
 use crate::pipeline::PipelineConfig;
-use crate::sink::parquet::ParquetLake;
+use crate::sink::Sinks;
 use crate::windows::WindowConfig;
 use crate::SinkError;
 
@@ -83,6 +83,10 @@ pub struct AggregateConfig {
     pub instance_id: String,
     /// `leases` (default) or `group`, see [`AssignmentMode`].
     pub assignment: AssignmentMode,
+    /// ClickHouse, written next to the lake when enabled: the config file's `[clickhouse]` section
+    /// (shared with the query role), not a key of `[aggregate]`.
+    #[serde(skip)]
+    pub clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig,
 }
 
 impl Default for AggregateConfig {
@@ -107,6 +111,7 @@ impl Default for AggregateConfig {
             session_timeout_ms: 10_000,
             instance_id: String::new(),
             assignment: AssignmentMode::Leases,
+            clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
         }
     }
 }
@@ -194,7 +199,7 @@ type Key = (String, i32);
 struct Partitions {
     cfg: AggregateConfig,
     pcfg: PartitionConfig,
-    lake: ParquetLake,
+    lake: Sinks,
     store: CheckpointStore,
     parts: Parts,
     /// The first error met inside a rebalance; the poll loop stops with it.
@@ -307,7 +312,7 @@ impl ConsumerContext for GroupContext {
 
 /// Run one aggregator until `stop` is set (then checkpoint, commit and leave the group) or an
 /// error stops it. Blocking: run it on its own thread.
-pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
+pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
     match cfg.assignment {
         AssignmentMode::Leases => run_leases(cfg, stop),
         AssignmentMode::Group => run_group(cfg, stop),
@@ -315,8 +320,8 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<Aggregat
 }
 
 /// Group mode: the broker's consumer-group protocol assigns the partitions.
-fn run_group(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
-    let lake = ParquetLake::open(&cfg.data_dir)?;
+fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
+    let lake = Sinks::open(&cfg.data_dir, &cfg.clickhouse, Arc::clone(stop))?;
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;
     let ctx = GroupContext {
         state: Mutex::new(Partitions {
@@ -434,8 +439,8 @@ pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output
 
 /// Lease mode: the aggregators of a group share the partitions through [`crate::lease`]; the
 /// broker only stores the group's committed offsets (manual assignment, no group rebalancing).
-fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats, AggregateError> {
-    let lake = ParquetLake::open(&cfg.data_dir)?;
+fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
+    let lake = Sinks::open(&cfg.data_dir, &cfg.clickhouse, Arc::clone(stop))?;
     let ckpt_dir = cfg.checkpoint_dir();
     let store = CheckpointStore::open(&ckpt_dir)?;
     let lease_err = |source| AggregateError::Lease { path: ckpt_dir.clone(), source };
@@ -611,7 +616,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &AtomicBool) -> Result<AggregateStats
 }
 
 /// The partitions an aggregator owns.
-type Parts = HashMap<Key, PartitionAggregator<ParquetLake>>;
+type Parts = HashMap<Key, PartitionAggregator<Sinks>>;
 
 /// Hand one message to its partition; seek back when the partition asks to. `Ok(false)`: the
 /// partition is not owned here (a message fetched before the assignment changed).
@@ -655,7 +660,7 @@ fn retry_commits<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Par
 
 /// Give a partition up (revocation, hand-over, shutdown): checkpoint and commit it. A failure is
 /// logged and returned; the next owner then resumes from the previous commit, just as exactly.
-fn hand_over<C: ConsumerContext>(consumer: &BaseConsumer<C>, mut part: PartitionAggregator<ParquetLake>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>, why: &str) -> Result<(), AggregateError> {
+fn hand_over<C: ConsumerContext>(consumer: &BaseConsumer<C>, mut part: PartitionAggregator<Sinks>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>, why: &str) -> Result<(), AggregateError> {
     let res = checkpoint_and_commit(consumer, &mut part, stats, uncommitted);
     uncommitted.remove(&(part.topic().to_owned(), part.partition()));
     match &res {
@@ -668,7 +673,7 @@ fn hand_over<C: ConsumerContext>(consumer: &BaseConsumer<C>, mut part: Partition
 /// Checkpoint one partition and commit its position. A failed commit (broker unreachable) is not
 /// an error: the checkpoint stays, the commit is retried later, and until then a restart resumes
 /// from the previous commit, which is just as exact.
-fn checkpoint_and_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, part: &mut PartitionAggregator<ParquetLake>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+fn checkpoint_and_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, part: &mut PartitionAggregator<Sinks>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
     let Some(position) = part.checkpoint(Instant::now())? else { return Ok(()) };
     stats.checkpoints += 1;
     let key = (part.topic().to_owned(), part.partition());

@@ -10,13 +10,38 @@ pub enum SinkError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("Arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("ClickHouse: {message}")]
+    ClickHouse { message: String, retryable: bool },
+    #[error("ClickHouse schema: {0}")]
+    Schema(String),
+    #[error("cannot encode rows: {0}")]
+    Encode(String),
+    #[error("sink configuration: {0}")]
+    Config(String),
 }
 
 impl SinkError {
     /// I/O errors (disk full, permissions being fixed, a remote mount back) may pass; encoding
     /// errors are bugs or bad data and will not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Io { .. })
+        match self {
+            Self::Io { .. } => true,
+            Self::ClickHouse { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// A `clickhouse` crate error, classified: network errors, timeouts and the server errors that
+    /// pass (overload, too many parts, memory, read-only while a replica recovers…) are retryable;
+    /// SQL, type and format errors are not.
+    pub fn clickhouse(e: clickhouse::error::Error) -> Self {
+        use clickhouse::error::Error as E;
+        let retryable = match &e {
+            E::Network(_) | E::TimedOut => true,
+            E::BadResponse(msg) => clickhouse_code(msg).is_none_or(|code| RETRYABLE_CLICKHOUSE_CODES.contains(&code)),
+            _ => false,
+        };
+        Self::ClickHouse { message: e.to_string(), retryable }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
@@ -25,10 +50,39 @@ impl SinkError {
     }
 }
 
+/// Server error codes after which the same request may succeed: TIMEOUT_EXCEEDED, READONLY,
+/// TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION, SOCKET_TIMEOUT, NETWORK_ERROR,
+/// MEMORY_LIMIT_EXCEEDED, TABLE_IS_READ_ONLY, TOO_MANY_PARTS, TOO_FEW_LIVE_REPLICAS,
+/// UNKNOWN_STATUS_OF_INSERT, ALL_CONNECTION_TRIES_FAILED, SYSTEM_ERROR.
+const RETRYABLE_CLICKHOUSE_CODES: &[u32] = &[159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 279, 425];
+
+/// The `Code: N` of a ClickHouse error message.
+fn clickhouse_code(msg: &str) -> Option<u32> {
+    let rest = &msg[msg.find("Code: ")? + 6..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("cannot read {path}: {source}")]
     Input { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clickhouse_errors_are_classified() {
+        assert_eq!(clickhouse_code("bad response: Code: 252, e.displayText() = DB::Exception: Too many parts"), Some(252));
+        let too_many_parts = SinkError::clickhouse(clickhouse::error::Error::BadResponse("Code: 252, e.displayText() = DB::Exception: Too many parts (300)".into()));
+        assert!(too_many_parts.is_retryable());
+        let syntax = SinkError::clickhouse(clickhouse::error::Error::BadResponse("Code: 62, e.displayText() = DB::Exception: Syntax error".into()));
+        assert!(!syntax.is_retryable());
+        assert!(SinkError::clickhouse(clickhouse::error::Error::TimedOut).is_retryable());
+        assert!(!SinkError::Schema("x".into()).is_retryable());
+    }
 }

@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clickhouse::{Client, Compression, Row};
-use edgelens_schemas::tables::TRAFFIC_1M;
+use edgelens_schemas::{clickhouse::Layout, tables::TRAFFIC_1M};
 use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 
@@ -116,12 +116,15 @@ async fn traffic_1m_ddl_insert_and_select_roundtrip() {
 /// filter, expected per-site totals).
 async fn roundtrip(url: String, db: String) -> (Vec<Traffic1m>, Vec<SiteTotal>, u64, Vec<SiteTotal>) {
     let client = client(&url).with_database(&db);
-    exec(&client, &TRAFFIC_1M.clickhouse_ddl(&db)).await;
-    // Idempotent DDL: IF NOT EXISTS.
-    exec(&client, &TRAFFIC_1M.clickhouse_ddl(&db)).await;
+    let layout = Layout::single(&db);
+    for _ in 0..2 {
+        // Idempotent DDL: IF NOT EXISTS.
+        exec(&client, &layout.local_ddl(&TRAFFIC_1M)).await;
+        exec(&client, &layout.view_ddl(&TRAFFIC_1M)).await;
+    }
 
     let rows = rows();
-    let mut insert = client.insert::<Traffic1m>(TRAFFIC_1M.name).await.expect("start insert");
+    let mut insert = client.insert::<Traffic1m>(&Layout::local_name(&TRAFFIC_1M)).await.expect("start insert");
     for row in &rows {
         insert.write(row).await.expect("write row");
     }

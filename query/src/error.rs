@@ -31,6 +31,9 @@ pub enum QueryError {
     Render(#[from] arrow::error::ArrowError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The ClickHouse backend failed (unreachable, server error, undecodable answer).
+    #[error("ClickHouse: {0}")]
+    Backend(String),
 }
 
 impl QueryError {
@@ -41,7 +44,7 @@ impl QueryError {
 
     /// Trying again later may succeed (the service is starting, or storage had a transient problem).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, QueryError::NotReady | QueryError::Io(_) | QueryError::Lake { .. })
+        matches!(self, QueryError::NotReady | QueryError::Io(_) | QueryError::Lake { .. } | QueryError::Backend(_))
             || matches!(self, QueryError::Execution(e) if matches!(e.find_root(), DataFusionError::IoError(_) | DataFusionError::ObjectStore(_)))
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`lake`]: the lake as a DataFusion [`SessionContext`](datafusion::prelude::SessionContext), every
 //!   table of the contract registered, files re-listed on every query.
+//! - [`clickhouse`]: ClickHouse as the backend instead of the lake (read-only, answers as Arrow).
 //! - [`params`]: the API's parameters (time range, step, `by`) parsed and validated; pure.
 //! - [`traffic_share`] and [`site_rates`]: the time-series endpoints' SQL and their answer shapes.
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
@@ -12,6 +13,7 @@
 //! Configuration is [`QueryConfig`]: typed, defaults embedded, unknown keys rejected.
 
 pub mod api;
+pub mod clickhouse;
 pub mod error;
 pub mod format;
 pub mod lake;

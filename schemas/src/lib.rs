@@ -4,10 +4,13 @@
 //!   and validation into an [`EdgeEvent`] or a typed [`InvalidReason`].
 //! - [`tables`]: every table of the public contract, defined once as data; the Arrow schema (Parquet
 //!   lake, DataFusion) and the ClickHouse DDL are both derived from these definitions.
+//! - [`clickhouse`]: the ClickHouse DDL (storage, Distributed and view per table) and versioned
+//!   migrations, derived from [`tables`].
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //!
 //! No I/O happens in this crate.
 
+pub mod clickhouse;
 pub mod event;
 pub mod sketch;
 pub mod tables;

@@ -277,30 +277,6 @@ impl TableDef {
     pub fn measure_columns(&self) -> impl Iterator<Item = &ColumnDef> {
         self.columns.iter().filter(|c| c.role == Role::Measure)
     }
-
-    /// `CREATE TABLE IF NOT EXISTS` for ClickHouse (18.16 syntax): MergeTree ordered by the key
-    /// columns, partitioned by day of the time column.
-    pub fn clickhouse_ddl(&self, database: &str) -> std::string::String {
-        let cols: Vec<_> = self
-            .columns
-            .iter()
-            .map(|c| {
-                let ty = c.ty.clickhouse();
-                if c.nullable { format!("    `{}` Nullable({ty})", c.name) } else { format!("    `{}` {ty}", c.name) }
-            })
-            .collect();
-        let order: Vec<_> = self.key_columns().filter(|c| !c.nullable).map(|c| format!("`{}`", c.name)).collect();
-        let order = if order.is_empty() { "tuple()".to_owned() } else { format!("({})", order.join(", ")) };
-        let partition = match self.column(self.time_column) {
-            Some(c) if !c.nullable => format!("\nPARTITION BY toYYYYMMDD(`{}`)", self.time_column),
-            _ => std::string::String::new(),
-        };
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{database}`.`{}` (\n{}\n) ENGINE = MergeTree(){partition}\nORDER BY {order}",
-            self.name,
-            cols.join(",\n")
-        )
-    }
 }
 
 #[cfg(test)]
@@ -318,12 +294,5 @@ mod tests {
             assert_eq!(s.fields().len(), t.columns.len());
             assert!(t.column(t.time_column).is_some(), "{}: time column", t.name);
         }
-    }
-
-    #[test]
-    fn clickhouse_ddl_golden() {
-        let ddl = SITE_RATES_10S.clickhouse_ddl("edgelens");
-        let golden = include_str!("../tests/golden/site_rates_10s.clickhouse.sql");
-        assert_eq!(ddl.trim(), golden.trim());
     }
 }

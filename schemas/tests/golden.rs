@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use edgelens_schemas::{parse_line, tables::ALL_TABLES, time::format_rfc3339};
+use edgelens_schemas::{clickhouse::Layout, parse_line, tables::ALL_TABLES, time::format_rfc3339};
 
 fn golden_path(name: &str) -> PathBuf {
     // The checkout being tested (set at run time by cargo/nextest), not where this binary was
@@ -60,7 +60,8 @@ fn table_schemas_and_ddl_as_recorded() {
         for f in t.arrow_schema().fields() {
             writeln!(out, "--   {} {} nullable={}", f.name(), f.data_type(), f.is_nullable()).unwrap();
         }
-        writeln!(out, "{};\n", t.clickhouse_ddl("edgelens").trim_end_matches(';')).unwrap();
+        let layout = Layout::single("edgelens");
+        writeln!(out, "{};\n{};\n", layout.local_ddl(t), layout.view_ddl(t)).unwrap();
     }
     check_golden("tables.txt", &out);
 }

@@ -31,6 +31,7 @@ impl RollupSink for MemorySink {
 
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
         let before = self.writes.len();
+        let source = OffsetSpan::sanitize_source(source);
         self.writes.retain(|s, _| !(s.source == source && s.partition == partition && s.written_after(position, keep_empty)));
         Ok((before - self.writes.len()) as u64)
     }

@@ -1,7 +1,9 @@
 //! Sinks: where closed windows and dead letters go. Every sink implements [`RollupSink`]; a write is
 //! tied to the [`OffsetSpan`] of input it covers and is idempotent for that span (writing the same
-//! span again replaces, never adds), which is what makes replay after a crash exact.
+//! span again replaces, never adds), which is what makes replay after a crash exact. [`Sinks`] is
+//! what the roles write to: the lake, and ClickHouse when configured.
 
+pub mod clickhouse;
 pub mod memory;
 pub mod parquet;
 
@@ -78,6 +80,56 @@ pub trait RollupSink {
     /// except the empty-input span `(position, position]` when `keep_empty` (written *before* that
     /// checkpoint, by an idle close). Returns how many writes (files, for the lake) were removed.
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError>;
+}
+
+/// The sinks of one aggregator or replay: the Parquet lake always, ClickHouse when configured.
+/// Every write and discard goes to both; both are idempotent per span, so a crash between the two
+/// is repaired by the successor's discard and re-write. Clones share the ClickHouse connection.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    pub lake: parquet::ParquetLake,
+    pub clickhouse: Option<std::sync::Arc<std::sync::Mutex<clickhouse::ClickHouseSink>>>,
+}
+
+impl Sinks {
+    /// The lake at `data_dir`, plus ClickHouse (schema migrated) when `ch` is enabled. `stop` ends
+    /// the retries of an unreachable ClickHouse.
+    pub fn open(
+        data_dir: &std::path::Path,
+        ch: &edgelens_schemas::clickhouse::ClickHouseConfig,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Self, SinkError> {
+        let lake = parquet::ParquetLake::open(data_dir)?;
+        let clickhouse = if ch.enabled() {
+            Some(std::sync::Arc::new(std::sync::Mutex::new(clickhouse::ClickHouseSink::connect(ch, stop)?)))
+        } else {
+            None
+        };
+        Ok(Sinks { lake, clickhouse })
+    }
+
+    /// Counters of the ClickHouse sink, if there is one.
+    pub fn clickhouse_stats(&self) -> Option<clickhouse::ClickHouseStats> {
+        self.clickhouse.as_ref().map(|c| c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stats)
+    }
+}
+
+impl RollupSink for Sinks {
+    fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError> {
+        self.lake.write(batch, span)?;
+        if let Some(ch) = &mut self.clickhouse {
+            ch.write(batch, span)?;
+        }
+        Ok(())
+    }
+
+    fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
+        let mut removed = self.lake.discard_after(source, partition, position, keep_empty)?;
+        if let Some(ch) = &mut self.clickhouse {
+            removed += ch.discard_after(source, partition, position, keep_empty)?;
+        }
+        Ok(removed)
+    }
 }
 
 /// One sink shared by several pipelines (the partitions of one aggregator).

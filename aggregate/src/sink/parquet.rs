@@ -134,6 +134,8 @@ impl RollupSink for ParquetLake {
     }
 
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
+        // File names carry the sanitized source.
+        let source = &OffsetSpan::sanitize_source(source);
         let mut removed = 0;
         for table in edgelens_schemas::tables::ALL_TABLES {
             let table_dir = self.dir.join(table.name);

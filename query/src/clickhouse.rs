@@ -1,0 +1,433 @@
+//! ClickHouse as a query backend: SQL sent to the server's contract views (database from
+//! `[clickhouse]`), answers decoded into Arrow record batches so that every output format and API
+//! shape is produced by the same code as for the lake.
+//!
+//! - Every request runs with `readonly = 1`: the server itself refuses writes, DDL and table
+//!   functions (`file`, `url`, `remote`…). User SQL is additionally limited to one statement of a
+//!   reading kind, a time limit and a result-row limit.
+//! - Results travel as `TabSeparatedWithNamesAndTypes` (the richest text format of the oldest
+//!   supported server, 18.16) and are decoded by [`decode_tsv`]: integer, float, `String`,
+//!   `DateTime` (→ `Timestamp(µs, UTC)`, as in the lake), `Date`, `Nullable(..)`; other types arrive
+//!   as their text. A `String` column holding bytes that are not UTF-8 (sketches) becomes `Binary`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder, new_null_array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use clickhouse::{Client, Compression};
+use edgelens_schemas::clickhouse::ClickHouseConfig;
+
+use crate::error::{QueryError, Result};
+use crate::lake::QueryResult;
+
+/// Limits applied to user SQL on ClickHouse.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    pub timeout: Duration,
+    pub max_rows: u64,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits { timeout: Duration::from_secs(30), max_rows: 1_000_000 }
+    }
+}
+
+/// A ClickHouse server (or a cluster's entry server) queried through the contract views.
+#[derive(Clone)]
+pub struct ClickHouseBackend {
+    client: Client,
+    url: String,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouseBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseBackend").field("url", &self.url).field("database", &self.database).finish()
+    }
+}
+
+impl ClickHouseBackend {
+    pub fn new(cfg: &ClickHouseConfig) -> Self {
+        let url = cfg.read_server().to_owned();
+        let mut client = Client::default()
+            .with_url(&url)
+            .with_validation(false)
+            .with_compression(Compression::None)
+            .with_user(&cfg.user)
+            .with_database(&cfg.database)
+            .with_setting("readonly", "1");
+        if !cfg.password.is_empty() {
+            client = client.with_password(&cfg.password);
+        }
+        ClickHouseBackend { client, url, database: cfg.database.clone() }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Run trusted SQL (the service's own queries) and decode the answer.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        self.fetch(self.client.query(sql)).await
+    }
+
+    /// Run SQL from a user: one statement of a reading kind (`SELECT`, `WITH`, `SHOW`, `DESCRIBE`,
+    /// `EXISTS`), within `limits`; the server's `readonly = 1` refuses anything else as well.
+    pub async fn user_sql(&self, sql: &str, limits: SqlLimits) -> Result<QueryResult> {
+        let sql = check_read_only(sql)?;
+        let q = self
+            .client
+            .query(sql)
+            .with_setting("max_execution_time", limits.timeout.as_secs().max(1).to_string())
+            .with_setting("max_result_rows", limits.max_rows.to_string())
+            .with_setting("result_overflow_mode", "throw");
+        match tokio::time::timeout(limits.timeout + Duration::from_secs(5), self.fetch(q)).await {
+            Ok(r) => r,
+            Err(_) => Err(QueryError::InvalidSql(format!("query exceeded the time limit of {} s", limits.timeout.as_secs()))),
+        }
+    }
+
+    /// Whether `table` (a contract view) has at least one row.
+    pub async fn has_rows(&self, table: &str) -> Result<bool> {
+        Ok(self.query(&format!("SELECT 1 FROM `{table}` LIMIT 1")).await?.num_rows() > 0)
+    }
+
+    async fn fetch(&self, q: clickhouse::query::Query) -> Result<QueryResult> {
+        let mut cursor = q.fetch_bytes("TabSeparatedWithNamesAndTypes").map_err(classify)?;
+        let body = cursor.collect().await.map_err(classify)?;
+        decode_tsv(&body)
+    }
+}
+
+/// A server error: SQL mistakes (syntax, unknown identifiers, types, limits, refused in read-only
+/// mode) are the caller's; anything else (unreachable, server failure) is ours.
+fn classify(e: clickhouse::error::Error) -> QueryError {
+    use clickhouse::error::Error as E;
+    let msg = e.to_string();
+    // Codes: 6x syntax/identifier/type errors, 4x bad arguments, 164 readonly, 158/396 result
+    // limits, 159 timeout, 16x/17x unknown table/function.
+    const USER: &[u32] = &[
+        1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 158, 159, 164, 169, 170, 179, 184, 190, 215, 352, 396,
+    ];
+    match &e {
+        E::BadResponse(m) => match code(m) {
+            Some(c) if USER.contains(&c) => QueryError::InvalidSql(first_line(m)),
+            _ => QueryError::Backend(msg),
+        },
+        _ => QueryError::Backend(msg),
+    }
+}
+
+fn first_line(m: &str) -> String {
+    m.lines().next().unwrap_or(m).replace(", e.what() = DB::Exception", "")
+}
+
+fn code(msg: &str) -> Option<u32> {
+    let rest = &msg[msg.find("Code: ")? + 6..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The read-only check for user SQL on ClickHouse: exactly one statement, of a reading kind, and no
+/// `FORMAT`/`INTO OUTFILE`/`SETTINGS` clause of its own (the service picks the format and limits).
+pub fn check_read_only(sql: &str) -> Result<&str> {
+    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    if trimmed.is_empty() {
+        return Err(QueryError::SqlRefused("empty query".into()));
+    }
+    let tokens = tokens_outside_literals(trimmed)?;
+    if tokens.iter().any(|t| t == ";") {
+        return Err(QueryError::SqlRefused("only one statement per request".into()));
+    }
+    let first = tokens.first().map(|t| t.to_ascii_uppercase()).unwrap_or_default();
+    if !["SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS"].contains(&first.as_str()) {
+        return Err(QueryError::SqlRefused(format!("only read-only queries (SELECT, WITH, SHOW, DESCRIBE) are accepted, not {first}")));
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let up = t.to_ascii_uppercase();
+        if up == "FORMAT" || up == "SETTINGS" || (up == "INTO" && tokens.get(i + 1).is_some_and(|n| n.eq_ignore_ascii_case("OUTFILE"))) {
+            return Err(QueryError::SqlRefused(format!("{up} clauses are not accepted; choose the output format with the Accept header")));
+        }
+    }
+    Ok(trimmed)
+}
+
+/// Words and `;` of `sql`, skipping string literals, quoted identifiers and comments.
+fn tokens_outside_literals(sql: &str) -> Result<Vec<String>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= b.len() {
+                    return Err(QueryError::InvalidSql("unterminated quoted text".into()));
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2);
+            }
+            b';' => {
+                out.push(";".to_owned());
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                out.push(sql[start..i].to_owned());
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// How one ClickHouse column type is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    UInt,
+    Int,
+    Float,
+    Str,
+    DateTime,
+    Date,
+    Nothing,
+    /// Any other type: its text.
+    Text,
+}
+
+fn kind_of(ty: &str) -> (Kind, bool) {
+    let (inner, nullable) = match ty.strip_prefix("Nullable(").and_then(|t| t.strip_suffix(')')) {
+        Some(t) => (t, true),
+        None => (ty, false),
+    };
+    let kind = match inner {
+        "UInt8" | "UInt16" | "UInt32" | "UInt64" => Kind::UInt,
+        "Int8" | "Int16" | "Int32" | "Int64" => Kind::Int,
+        "Float32" | "Float64" => Kind::Float,
+        "String" => Kind::Str,
+        t if t.starts_with("FixedString(") => Kind::Str,
+        t if t == "DateTime" || t.starts_with("DateTime(") => Kind::DateTime,
+        "Date" => Kind::Date,
+        "Nothing" => Kind::Nothing,
+        _ => Kind::Text,
+    };
+    (kind, nullable || kind == Kind::Nothing)
+}
+
+/// Undo TSV escaping (`\t`, `\n`, `\\`, `\'`, `\0`, `\b`, `\f`, `\r`).
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\' && i + 1 < field.len() {
+            out.push(match field[i + 1] {
+                b't' => b'\t',
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b'0' => 0,
+                b'b' => 8,
+                b'f' => 12,
+                other => other,
+            });
+            i += 2;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn split_fields(line: &[u8]) -> Vec<&[u8]> {
+    line.split(|&b| b == b'\t').collect()
+}
+
+fn bad(msg: String) -> QueryError {
+    QueryError::Backend(format!("cannot decode the ClickHouse answer: {msg}"))
+}
+
+fn text(v: &[u8]) -> Result<&str> {
+    std::str::from_utf8(v).map_err(|e| bad(e.to_string()))
+}
+
+/// Decode a `TabSeparatedWithNamesAndTypes` answer into one record batch.
+pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
+    let mut lines = body.split(|&b| b == b'\n');
+    let names: Vec<String> = match lines.next() {
+        Some(l) if !l.is_empty() => split_fields(l).into_iter().map(|f| String::from_utf8_lossy(&unescape(f)).into_owned()).collect(),
+        _ => return Err(bad("no header".into())),
+    };
+    let types: Vec<(Kind, bool)> = lines.next().map(|l| split_fields(l).into_iter().map(|t| kind_of(&String::from_utf8_lossy(t))).collect()).ok_or_else(|| bad("no types line".into()))?;
+    if types.len() != names.len() {
+        return Err(bad(format!("{} names but {} types", names.len(), types.len())));
+    }
+    let mut cells: Vec<Vec<Option<Vec<u8>>>> = vec![Vec::new(); names.len()];
+    for line in lines {
+        let fields = split_fields(line);
+        if fields.len() != names.len() {
+            return Err(bad(format!("row with {} fields, expected {}", fields.len(), names.len())));
+        }
+        for (col, f) in cells.iter_mut().zip(fields) {
+            col.push(if f == b"\\N" { None } else { Some(unescape(f)) });
+        }
+    }
+    let rows = cells.first().map_or(0, Vec::len);
+    let mut fields = Vec::with_capacity(names.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(names.len());
+    for ((name, (kind, nullable)), col) in names.iter().zip(&types).zip(&cells) {
+        let array: ArrayRef = match kind {
+            Kind::UInt => {
+                let mut b = UInt64Builder::with_capacity(rows);
+                for v in col {
+                    b.append_option(v.as_deref().map(|v| text(v)?.parse::<u64>().map_err(|e| bad(format!("{name}: {e}")))).transpose()?);
+                }
+                Arc::new(b.finish())
+            }
+            Kind::Int => {
+                let mut b = Int64Builder::with_capacity(rows);
+                for v in col {
+                    b.append_option(v.as_deref().map(|v| text(v)?.parse::<i64>().map_err(|e| bad(format!("{name}: {e}")))).transpose()?);
+                }
+                Arc::new(b.finish())
+            }
+            Kind::Float => {
+                let mut b = Float64Builder::with_capacity(rows);
+                for v in col {
+                    b.append_option(v.as_deref().map(|v| parse_float(text(v)?).ok_or_else(|| bad(format!("{name}: not a number")))).transpose()?);
+                }
+                Arc::new(b.finish())
+            }
+            Kind::DateTime => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+                for v in col {
+                    b.append_option(v.as_deref().map(|v| datetime_us(text(v)?).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?);
+                }
+                Arc::new(b.finish())
+            }
+            Kind::Date => {
+                let mut b = Date32Builder::with_capacity(rows);
+                for v in col {
+                    b.append_option(v.as_deref().map(|v| date_days(text(v)?).ok_or_else(|| bad(format!("{name}: not a Date")))).transpose()?);
+                }
+                Arc::new(b.finish())
+            }
+            Kind::Nothing => new_null_array(&DataType::Null, rows),
+            Kind::Str | Kind::Text => {
+                if col.iter().flatten().all(|v| std::str::from_utf8(v).is_ok()) {
+                    let mut b = StringBuilder::with_capacity(rows, 0);
+                    for v in col {
+                        b.append_option(v.as_deref().map(|v| std::str::from_utf8(v).unwrap_or_default()));
+                    }
+                    Arc::new(b.finish())
+                } else {
+                    let mut b = BinaryBuilder::with_capacity(rows, 0);
+                    for v in col {
+                        b.append_option(v.as_deref());
+                    }
+                    Arc::new(b.finish())
+                }
+            }
+        };
+        fields.push(Field::new(name, array.data_type().clone(), *nullable || array.null_count() > 0));
+        arrays.push(array);
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)))?;
+    Ok(QueryResult { schema, batches: if rows == 0 { Vec::new() } else { vec![batch] } })
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    match s {
+        "inf" | "+inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" | "-nan" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+/// `YYYY-MM-DD hh:mm:ss` (UTC, the server's time zone in edgelens deployments) as unix µs.
+fn datetime_us(s: &str) -> Option<i64> {
+    let dt = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok()?;
+    Some(dt.and_utc().timestamp() * 1_000_000)
+}
+
+fn date_days(s: &str) -> Option<i32> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    i32::try_from(d.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days()).ok()
+}
+
+/// The schema type a lake column of `ty` has; used by callers that compare shapes.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
+    #[test]
+    fn decodes_types_nulls_and_escapes() {
+        let body = b"t\ts\tn\tz\tarr\td\tf\tc\tb\nDateTime\tString\tNullable(UInt8)\tNullable(Nothing)\tArray(UInt8)\tDate\tFloat64\tUInt64\tString\n\
+2026-11-01 00:00:00\ta\\tb\t1\t\\N\t[1,2]\t2026-11-01\t1.5\t7\t\xff\\0\n\
+2026-11-01 00:00:10\tx\\\\y\t\\N\t\\N\t[]\t1970-01-02\t-inf\t8\t\n";
+        let r = decode_tsv(body).unwrap();
+        let b = &r.batches[0];
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(r.schema.field(0).data_type(), &timestamp_type());
+        assert_eq!(b.column(0).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(1), 1_793_491_210_000_000);
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "a\tb");
+        assert_eq!(b.column(1).as_string::<i32>().value(1), "x\\y");
+        assert!(b.column(2).is_null(1) && r.schema.field(2).is_nullable());
+        assert_eq!(b.column(3).data_type(), &DataType::Null);
+        assert_eq!(b.column(4).as_string::<i32>().value(0), "[1,2]");
+        assert_eq!(b.column(5).as_primitive::<arrow::datatypes::Date32Type>().value(1), 1);
+        assert_eq!(b.column(6).as_primitive::<arrow::datatypes::Float64Type>().value(1), f64::NEG_INFINITY);
+        assert_eq!(b.column(7).as_primitive::<arrow::datatypes::UInt64Type>().value(0), 7);
+        assert_eq!(b.column(8).as_binary::<i32>().value(0), b"\xff\0");
+        let empty = decode_tsv(b"a\nUInt64\n").unwrap();
+        assert_eq!((empty.num_rows(), empty.schema.fields().len()), (0, 1));
+    }
+
+    #[test]
+    fn read_only_check() {
+        assert!(check_read_only("SELECT 1;").is_ok());
+        assert!(check_read_only(" with x as (select 1) select * from x").is_ok());
+        assert!(check_read_only("SELECT ';' AS a -- ; comment").is_ok());
+        for bad in [
+            "INSERT INTO t VALUES (1)",
+            "SELECT 1; DROP TABLE t",
+            "SELECT 1 FORMAT CSV",
+            "SELECT 1 INTO OUTFILE '/tmp/x'",
+            "SELECT 1 SETTINGS readonly = 0",
+            "ALTER TABLE t DELETE WHERE 1",
+            "",
+        ] {
+            assert!(matches!(check_read_only(bad), Err(QueryError::SqlRefused(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_errors_are_classified() {
+        let e = classify(clickhouse::error::Error::BadResponse("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist., e.what() = DB::Exception".into()));
+        assert!(matches!(e, QueryError::InvalidSql(_)), "{e:?}");
+        assert!(matches!(classify(clickhouse::error::Error::TimedOut), QueryError::Backend(_)));
+    }
+}
