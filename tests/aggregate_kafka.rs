@@ -37,20 +37,31 @@ fn total_requests(lake: &Path) -> u64 {
 }
 
 fn assert_same_tables(got: &Path, want: &Path) {
-    let (g, w) = (merged(got), merged(want));
+    assert_same(&merged(got), dead_letters(got), want, "lake");
+}
+
+/// The ClickHouse tables of `db`, merged like the lake's.
+fn assert_clickhouse_equals_lake(db: &ChDatabase, want: &Path) {
+    let g: Merged = [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M].into_iter().map(|t| (t.name, merged_groups(t, &db.table(t)).unwrap())).collect();
+    let dead = db.table(&DEAD_LETTERS).iter().map(|b| b.num_rows()).sum();
+    assert_same(&g, dead, want, "ClickHouse");
+}
+
+fn assert_same(g: &Merged, dead: usize, want: &Path, what: &str) {
+    let w = merged(want);
     for (table, want_groups) in &w {
         let got_groups = &g[table];
         let missing: Vec<_> = want_groups.iter().filter(|(k, v)| got_groups.get(*k) != Some(v)).take(5).collect();
         let extra: Vec<_> = got_groups.keys().filter(|k| !want_groups.contains_key(*k)).take(5).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "{table}: {} groups expected, {} found; first differences {missing:?} (found {:?}); unexpected {extra:?}",
+            "{what} {table}: {} groups expected, {} found; first differences {missing:?} (found {:?}); unexpected {extra:?}",
             want_groups.len(),
             got_groups.len(),
             missing.iter().map(|(k, _)| got_groups.get(*k)).collect::<Vec<_>>()
         );
     }
-    assert_eq!(dead_letters(got), dead_letters(want), "dead letters");
+    assert_eq!(dead, dead_letters(want), "{what}: dead letters");
 }
 
 /// Topics and group of one test, isolated from the others.
@@ -60,17 +71,20 @@ struct Setup {
     dead: String,
     group: String,
     partitions: i32,
+    /// ClickHouse written by the aggregators next to the lake, if any.
+    ch: Option<ChDatabase>,
 }
 
 impl Setup {
     fn new(broker: String, partitions: i32) -> Self {
-        let s = Setup { broker, events: unique("edge-requests"), dead: unique("edge-dead-letters"), group: unique("edgelens-aggregate"), partitions };
+        let s = Setup { broker, events: unique("edge-requests"), dead: unique("edge-dead-letters"), group: unique("edgelens-aggregate"), partitions, ch: None };
         kafka::create_topics_blocking(&s.broker, &[(&s.events, partitions), (&s.dead, 1)]);
         s
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env: Vec<(String, String)> = self.ch.as_ref().map(ChDatabase::env).unwrap_or_default();
+        env.extend([
             ("EDGELENS__INGEST__EVENTS_TOPIC".into(), self.events.clone()),
             ("EDGELENS__INGEST__DEAD_LETTERS_TOPIC".into(), self.dead.clone()),
             ("EDGELENS__AGGREGATE__EVENTS_TOPIC".into(), self.events.clone()),
@@ -79,7 +93,8 @@ impl Setup {
             ("EDGELENS__AGGREGATE__CHECKPOINT_INTERVAL_MS".into(), "2000".into()),
             ("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS".into(), "500".into()),
             ("EDGELENS__AGGREGATE__SESSION_TIMEOUT_MS".into(), "6000".into()),
-        ]
+        ]);
+        env
     }
 
     /// Aggregator replica `slot` (its static group member id).
@@ -173,10 +188,11 @@ fn replay(input: &Path, lake: &Path) {
 
 /// Must show of the Kafka path: a ≥1M-event file through `edgelens ingest file` → 8 partitions →
 /// 3 aggregators of one group, with 5 `kill -9`s of aggregators at random moments (each restarted),
-/// gives the tables `edgelens replay` gives for the same file.
+/// gives the tables `edgelens replay` gives for the same file — in the lake and in ClickHouse.
 #[test]
 fn million_events_through_three_aggregators_with_kills_equal_replay() {
-    let setup = Setup::new(broker(), 8);
+    let mut setup = Setup::new(broker(), 8);
+    setup.ch = Some(ChDatabase::new(&clickhouse_url(), "edgelens_kafka"));
     let tmp = tempfile::tempdir().unwrap();
     let raw = generate(tmp.path(), "mixed", 21, "20m", 880, 300);
     let mut text = std::fs::read(&raw).unwrap();
@@ -222,6 +238,7 @@ fn million_events_through_three_aggregators_with_kills_equal_replay() {
         stop_gracefully(a);
     }
     assert_same_tables(&lake, &want);
+    assert_clickhouse_equals_lake(setup.ch.as_ref().unwrap(), &want);
 }
 
 /// Another producer than edgelens (Python `confluent-kafka`), following the documented message

@@ -173,3 +173,36 @@ async fn roundtrip(url: String, db: String) -> (Vec<Traffic1m>, Vec<SiteTotal>, 
     expected.sort_by(|a, b| a.site.cmp(&b.site));
     (all, totals, filtered, expected)
 }
+
+/// Schema migrations on the real server: a fresh database is created at the latest version, a
+/// second start applies nothing, a database from a newer build and a table whose columns differ
+/// are refused with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_is_migrated_once_and_mismatches_are_refused() {
+    use edgelens_aggregate::sink::clickhouse::migrate;
+    let url = server_url();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let db = format!("edgelens_migrate_{}_{nanos}", std::process::id());
+    let c = client(&url);
+    let layout = Layout::single(&db);
+    let outcome = tokio::spawn({
+        let (c, layout, db) = (c.clone(), layout.clone(), db.clone());
+        async move {
+            assert_eq!(migrate(&c, &layout).await.expect("fresh database"), layout.latest_version());
+            assert_eq!(migrate(&c, &layout).await.expect("current database"), 0);
+            // A newer build recorded version 99.
+            exec(&c, &format!("INSERT INTO `{db}`.schema_migrations (version, name, applied_at) VALUES (99, 'future', now())")).await;
+            let e = migrate(&c, &layout).await.unwrap_err().to_string();
+            assert!(e.contains("newer than this edgelens build"), "{e}");
+            exec(&c, &format!("ALTER TABLE `{db}`.schema_migrations DELETE WHERE version = 99")).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            // A table someone altered by hand.
+            exec(&c, &format!("ALTER TABLE `{db}`.traffic_1m_local DROP COLUMN bytes")).await;
+            let e = migrate(&c, &layout).await.unwrap_err().to_string();
+            assert!(e.contains("traffic_1m_local") && e.contains("does not have the columns"), "{e}");
+        }
+    })
+    .await;
+    exec(&c, &format!("DROP DATABASE IF EXISTS `{db}`")).await;
+    outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+}

@@ -91,33 +91,11 @@ fn lake_tables(dir: &Path) -> Tables {
     tables_of(|t| lake_batches(dir, t.name), lake_batches(dir, DEAD_LETTERS.name).iter().map(RecordBatch::num_rows).sum())
 }
 
-/// A ClickHouse answer cast to the table's Arrow schema (UInt32 asn, Binary sketches).
-fn ch_batches(rt: &tokio::runtime::Runtime, ch: &ClickHouseBackend, t: &TableDef) -> Vec<RecordBatch> {
-    let cols: Vec<String> = t.columns.iter().map(|c| format!("`{}`", c.name)).collect();
-    let r = rt.block_on(ch.query(&format!("SELECT {} FROM `{}`", cols.join(", "), t.name))).unwrap();
-    let schema = t.arrow_schema();
-    r.batches
-        .iter()
-        .map(|b| {
-            let cols = schema
-                .fields()
-                .iter()
-                .zip(b.columns())
-                .map(|(f, c)| {
-                    let target = if f.data_type() == &DataType::Binary { &DataType::Binary } else { f.data_type() };
-                    arrow::compute::cast(c, target).unwrap()
-                })
-                .collect();
-            RecordBatch::try_new(schema.clone(), cols).unwrap()
-        })
-        .collect()
-}
-
 fn ch_tables(rt: &tokio::runtime::Runtime, ch: &ClickHouseBackend) -> Tables {
     let dead = rt.block_on(ch.query("SELECT count() AS n FROM dead_letters")).unwrap();
     let n = arrow::compute::cast(dead.batches[0].column(0), &DataType::UInt64).unwrap();
     let n = n.as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap().value(0) as usize;
-    tables_of(|t| ch_batches(rt, ch, t), n)
+    tables_of(|t| rt.block_on(ch.table_batches(t)).unwrap(), n)
 }
 
 /// The contract, for any sink: `read` gives its tables as readers see them.

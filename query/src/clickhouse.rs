@@ -89,6 +89,21 @@ impl ClickHouseBackend {
         }
     }
 
+    /// Every row of contract table `table`, in the lake's Arrow schema (same column types as the
+    /// Parquet files: `UInt32` ASNs, `Binary` sketches).
+    pub async fn table_batches(&self, table: &edgelens_schemas::TableDef) -> Result<Vec<RecordBatch>> {
+        let cols: Vec<String> = table.columns.iter().map(|c| format!("`{}`", c.name)).collect();
+        let r = self.query(&format!("SELECT {} FROM `{}`", cols.join(", "), table.name)).await?;
+        let schema = table.arrow_schema();
+        r.batches
+            .iter()
+            .map(|b| {
+                let cols = schema.fields().iter().zip(b.columns()).map(|(f, c)| arrow::compute::cast(c, f.data_type())).collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(RecordBatch::try_new(Arc::clone(&schema), cols)?)
+            })
+            .collect()
+    }
+
     /// Whether `table` (a contract view) has at least one row.
     pub async fn has_rows(&self, table: &str) -> Result<bool> {
         Ok(self.query(&format!("SELECT 1 FROM `{table}` LIMIT 1")).await?.num_rows() > 0)

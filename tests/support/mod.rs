@@ -233,3 +233,54 @@ impl Drop for Receiver {
     }
 }
 
+
+/// The ClickHouse server of the tests (`$EDGELENS_TEST_CLICKHOUSE`); fails, never skips, without it.
+pub fn clickhouse_url() -> String {
+    match std::env::var("EDGELENS_TEST_CLICKHOUSE") {
+        Ok(u) if !u.trim().is_empty() => u,
+        _ => panic!(
+            "EDGELENS_TEST_CLICKHOUSE is not set: this test needs a real ClickHouse server. Start one with \
+             `deploy/dev/clickhouse.sh start` and set EDGELENS_TEST_CLICKHOUSE=http://127.0.0.1:18123, or run the tests \
+             through `deploy/dev/test.sh`."
+        ),
+    }
+}
+
+/// A database of its own on a ClickHouse server, dropped at the end of the test.
+pub struct ChDatabase {
+    pub url: String,
+    pub name: String,
+}
+
+impl ChDatabase {
+    pub fn new(url: &str, prefix: &str) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        ChDatabase { url: url.to_owned(), name: format!("{prefix}_{}_{nanos}", std::process::id()) }
+    }
+
+    pub fn config(&self) -> edgelens_schemas::clickhouse::ClickHouseConfig {
+        edgelens_schemas::clickhouse::ClickHouseConfig { database: self.name.clone(), ..edgelens_schemas::clickhouse::ClickHouseConfig::for_url(&self.url) }
+    }
+
+    /// Environment variables pointing a role at this database.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("EDGELENS__CLICKHOUSE__URL".into(), self.url.clone()), ("EDGELENS__CLICKHOUSE__DATABASE".into(), self.name.clone())]
+    }
+
+    /// Every row of a contract table, in the lake's Arrow schema.
+    pub fn table(&self, table: &edgelens_schemas::TableDef) -> Vec<RecordBatch> {
+        let backend = edgelens_query::clickhouse::ClickHouseBackend::new(&self.config());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(backend.table_batches(table)).unwrap_or_else(|e| panic!("reading {} from ClickHouse {}: {e}", table.name, self.url))
+    }
+}
+
+impl Drop for ChDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("curl")
+            .args(["-fsS", "--max-time", "20", &format!("{}/", self.url), "--data-binary", &format!("DROP DATABASE IF EXISTS `{}`", self.name)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
