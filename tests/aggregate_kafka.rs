@@ -386,3 +386,82 @@ fn broker_outage_gives_503_then_exact_totals() {
     stop_gracefully(agg);
     assert_same_tables(&lake, &want);
 }
+
+/// Must show of the ClickHouse sink: ClickHouse is unreachable for 60 s in the middle of a run.
+/// Meanwhile the aggregator commits no offset (its writes wait), its memory stays bounded, and once
+/// the server is back it catches up: lake and ClickHouse equal `edgelens replay` of the same input.
+#[test]
+fn clickhouse_outage_of_60s_stops_commits_then_totals_are_exact() {
+    let ch = PrivateClickHouse::start_new();
+    let mut setup = Setup::new(broker(), 2);
+    setup.ch = Some(ChDatabase::new(&ch.url(), "edgelens_outage"));
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 17, "4m", 500, 40);
+    let expected = recount(&raw);
+    let want = tmp.path().join("replay-lake");
+    replay(&raw, &want);
+    let text = std::fs::read(&raw).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let parts: Vec<PathBuf> = [first, second]
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let p = tmp.path().join(format!("part{i}.ndjson"));
+            let mut body = part.join(&b'\n');
+            body.push(b'\n');
+            std::fs::write(&p, body).unwrap();
+            p
+        })
+        .collect();
+    let ingest = |file: &Path| run_ok(edgelens().args(["ingest", "--brokers", &setup.broker, "file"]).arg(file).envs(setup.env()));
+
+    let lake = tmp.path().join("lake");
+    let log = tmp.path().join("aggregator.log");
+    let agg = setup.aggregator(&lake, &log, 0);
+    ingest(&parts[0]);
+    let committed = || kafka::group_progress(&setup.broker, &setup.group, &setup.events, setup.partitions).iter().map(|&(c, _)| c).sum::<i64>();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed() == 0 || total_requests(&lake) == 0 {
+        assert!(Instant::now() < deadline, "nothing committed within 120 s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    ch.script("stop");
+    let outage = Instant::now();
+    ingest(&parts[1]);
+    // A commit already on its way may land just after the stop; after that, nothing moves.
+    std::thread::sleep(Duration::from_secs(5));
+    let frozen = committed();
+    let pid = agg.0.as_ref().unwrap().id();
+    let mut peak_rss = 0;
+    while outage.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(committed(), frozen, "offsets committed while ClickHouse was unreachable ({:?} into the outage)", outage.elapsed());
+        peak_rss = peak_rss.max(rss_mib(pid));
+    }
+    assert!(frozen < expected.valid as i64, "everything was committed before the outage began; the test proves nothing");
+    eprintln!("during the 60 s outage: offsets stayed at {frozen}, aggregator peak RSS {peak_rss} MiB");
+    assert!(peak_rss < 512, "aggregator memory grew to {peak_rss} MiB during the outage");
+    ch.script("start");
+
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log.clone()]);
+    let db = setup.ch.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let in_ch: u64 = db.table(&SITE_RATES_10S).iter().map(|b| {
+            let c = b.column_by_name("requests").unwrap();
+            arrow::compute::sum(c.as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap()).unwrap_or(0)
+        }).sum();
+        if in_ch == expected.valid {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ClickHouse has {in_ch} of {} requests 120 s after the lake was complete", expected.valid);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop_gracefully(agg);
+    assert_same_tables(&lake, &want);
+    assert_clickhouse_equals_lake(db, &want);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("retrying"), "the aggregator log shows no ClickHouse retries");
+}

@@ -17,6 +17,19 @@ ch_ready() {
   [[ "$(ch_query 'SELECT 1')" == "1" ]]
 }
 
+# EDGELENS_CH_CLUSTER="name=host:tcp_port,host:tcp_port": a `remote_servers` cluster with one shard
+# per listed server (for Distributed tables; the local two-shard test uses it). Unset: none.
+remote_servers() {
+  [[ -n "${EDGELENS_CH_CLUSTER:-}" ]] || return 0
+  local name="${EDGELENS_CH_CLUSTER%%=*}" servers="${EDGELENS_CH_CLUSTER#*=}" s
+  printf '    <remote_servers>\n        <%s>\n' "$name"
+  IFS=',' read -ra list <<<"$servers"
+  for s in "${list[@]}"; do
+    printf '            <shard><replica><host>%s</host><port>%s</port></replica></shard>\n' "${s%%:*}" "${s##*:}"
+  done
+  printf '        </%s>\n    </remote_servers>' "$name"
+}
+
 write_config() {
   local d="$EDGELENS_CH_DIR"
   mkdir -p "$d/etc" "$d/data" "$d/tmp" "$d/user_files" "$d/format_schemas" "$d/log"
@@ -48,6 +61,7 @@ write_config() {
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
+$(remote_servers)
     <mlock_executable>false</mlock_executable>
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
     <max_session_timeout>3600</max_session_timeout>

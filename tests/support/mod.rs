@@ -284,3 +284,59 @@ impl Drop for ChDatabase {
             .status();
     }
 }
+
+/// A ClickHouse server of one test's own (free ports, data in a temp dir), started and stopped with
+/// `deploy/dev/clickhouse.sh`; `cluster` = `EDGELENS_CH_CLUSTER` (see that script).
+pub struct PrivateClickHouse {
+    pub dir: tempfile::TempDir,
+    pub http_port: u16,
+    pub tcp_port: u16,
+    pub cluster: String,
+}
+
+impl PrivateClickHouse {
+    pub fn new(cluster: &str) -> Self {
+        PrivateClickHouse { dir: tempfile::tempdir().unwrap(), http_port: free_port(), tcp_port: free_port(), cluster: cluster.to_owned() }
+    }
+
+    pub fn start_new() -> Self {
+        let ch = Self::new("");
+        ch.script("start");
+        ch
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn script(&self, cmd: &str) {
+        let script = repo_root().join("deploy/dev/clickhouse.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(cmd)
+            .env("EDGELENS_DEV_DIR", self.dir.path())
+            .env("EDGELENS_CH_HTTP_PORT", self.http_port.to_string())
+            .env("EDGELENS_CH_TCP_PORT", self.tcp_port.to_string())
+            .env("EDGELENS_CH_CLUSTER", &self.cluster)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {cmd} failed (is clickhouse-server installed? deploy/dev/install.sh):\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateClickHouse {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.script("stop"));
+    }
+}
+
+/// Resident memory of a process in MiB (Linux `/proc`).
+pub fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map_or(0, |kb| kb / 1024)
+}
