@@ -175,8 +175,8 @@ struct ReplayArgs {
     /// Closed rows buffered before a Parquet file is written.
     #[arg(long, default_value_t = 200_000)]
     flush_rows: usize,
-    /// Also write the rollups to the ClickHouse server at this HTTP URL (database `edgelens`,
-    /// schema created or migrated first).
+    /// Also write the rollups to the ClickHouse server at this HTTP URL (schema created or
+    /// migrated first; database and credentials from `EDGELENS__CLICKHOUSE__*`, default `edgelens`).
     #[arg(long)]
     clickhouse: Option<String>,
 }
@@ -198,6 +198,10 @@ struct SqlArgs {
     /// Output format (default: table on a terminal, CSV otherwise).
     #[arg(long, value_enum)]
     format: Option<OutputFormat>,
+    /// Query the ClickHouse server at this HTTP URL instead of the lake (database and credentials
+    /// from `EDGELENS__CLICKHOUSE__*`, default `edgelens`).
+    #[arg(long)]
+    clickhouse: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +215,10 @@ struct QueryArgs {
     /// Lake directory (overrides file and environment).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Read the ClickHouse server at this HTTP URL instead of the lake (sets `[query] backend =
+    /// "clickhouse"` and `[clickhouse] url`).
+    #[arg(long)]
+    clickhouse: Option<String>,
 }
 
 pub fn main() -> ExitCode {
@@ -263,7 +271,7 @@ fn replay(a: ReplayArgs) -> Result<()> {
         flush_rows: a.flush_rows.max(1),
         ..PipelineConfig::default()
     };
-    let ch = a.clickhouse.as_deref().map(ClickHouseConfig::for_url).unwrap_or_default();
+    let ch = clickhouse_from_env(a.clickhouse.as_deref())?;
     let sinks = Sinks::open(&a.data_dir, &ch, Arc::new(AtomicBool::new(false))).with_context(|| format!("opening lake {}", a.data_dir.display()))?;
     let started = Instant::now();
     let pb = progress_bar(0, "replay");
@@ -351,11 +359,23 @@ fn flate2_writer(file: std::fs::File) -> impl std::io::Write {
     flate2::write::GzEncoder::new(std::io::BufWriter::with_capacity(1 << 20, file), flate2::Compression::fast())
 }
 
+/// `[clickhouse]` settings from `EDGELENS__CLICKHOUSE__*` variables (database, user, password…)
+/// for the commands without a config file, with `url` from the command line; disabled without one.
+fn clickhouse_from_env(url: Option<&str>) -> Result<ClickHouseConfig> {
+    let Some(url) = url else { return Ok(ClickHouseConfig::default()) };
+    let mut cfg: ClickHouseConfig = crate::config::section(&crate::config::load(None, crate::config::process_env())?, "clickhouse")?;
+    cfg.url = url.to_owned();
+    Ok(cfg)
+}
+
 fn sql(a: SqlArgs) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
-        let lake = edgelens_query::lake::Lake::open(&a.data_dir)?;
-        let result = lake.user_sql(&a.sql).await?;
+        let backend: edgelens_query::Backend = match &a.clickhouse {
+            Some(url) => edgelens_query::clickhouse::ClickHouseBackend::new(&clickhouse_from_env(Some(url))?).into(),
+            None => edgelens_query::lake::Lake::open(&a.data_dir)?.into(),
+        };
+        let result = backend.user_sql(&a.sql).await?;
         let format = a.format.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Csv });
         let text = match format {
             OutputFormat::Table => edgelens_query::format::to_table(&result.schema, &result.batches)?,
@@ -373,7 +393,13 @@ fn sql(a: SqlArgs) -> Result<()> {
 }
 
 fn query(a: QueryArgs) -> Result<()> {
-    let mut cfg: edgelens_query::QueryConfig = crate::config::role(a.config.as_deref(), "query")?;
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let mut cfg: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
+    cfg.clickhouse = crate::config::section(&doc, "clickhouse")?;
+    if let Some(url) = a.clickhouse {
+        cfg.clickhouse.url = url;
+        cfg.backend = edgelens_query::BackendKind::ClickHouse;
+    }
     if let Some(l) = a.listen {
         cfg.listen = l;
     }

@@ -1,4 +1,5 @@
-//! The HTTP service: REST API, read-only SQL and the dashboard, over one [`Lake`].
+//! The HTTP service: REST API, read-only SQL and the dashboard, over one [`Backend`] (the lake or
+//! ClickHouse).
 //!
 //! Routes:
 //! - `GET /healthz` — 200 `ok` while the process serves;
@@ -31,39 +32,39 @@ use tokio::net::TcpListener;
 use crate::QueryConfig;
 use crate::error::{QueryError, Result};
 use crate::format::{OutputFormat, render};
-use crate::lake::Lake;
+use crate::backend::Backend;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
 use crate::site_rates::{self, SiteRatesRequest};
 use crate::traffic_share::{self, TrafficShareRequest};
 
 const DASHBOARD_HTML: &str = include_str!("../assets/index.html");
 
-/// Shared state of the handlers: the lake, once it is open.
+/// Shared state of the handlers: the backend (lake or ClickHouse), once it is open.
 #[derive(Clone, Debug, Default)]
 pub struct AppState {
-    lake: Arc<OnceLock<Lake>>,
+    backend: Arc<OnceLock<Backend>>,
 }
 
 impl AppState {
-    /// State with the lake open (ready at once).
-    pub fn new(lake: Lake) -> Self {
+    /// State with the backend open (ready at once).
+    pub fn new(backend: impl Into<Backend>) -> Self {
         let state = AppState::starting();
-        state.set_lake(lake);
+        state.set_backend(backend);
         state
     }
 
-    /// State of a service that is still opening its lake: `/readyz` answers 503, queries too.
+    /// State of a service that is still opening its backend: `/readyz` answers 503, queries too.
     pub fn starting() -> Self {
         AppState::default()
     }
 
-    /// Make the lake available; later calls are ignored.
-    pub fn set_lake(&self, lake: Lake) {
-        let _ = self.lake.set(lake);
+    /// Make the backend available; later calls are ignored.
+    pub fn set_backend(&self, backend: impl Into<Backend>) {
+        let _ = self.backend.set(backend.into());
     }
 
-    pub fn lake(&self) -> Result<&Lake> {
-        self.lake.get().ok_or(QueryError::NotReady)
+    pub fn backend(&self) -> Result<&Backend> {
+        self.backend.get().ok_or(QueryError::NotReady)
     }
 }
 
@@ -80,10 +81,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Open the lake at `config.data_dir`, bind `config.listen` and serve until `shutdown` completes.
+/// Open the configured backend (the lake at `config.data_dir`, or ClickHouse), bind
+/// `config.listen` and serve until `shutdown` completes.
 pub async fn serve(config: QueryConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let state = AppState::starting();
-    state.set_lake(Lake::open(&config.data_dir)?);
+    state.set_backend(config.open_backend()?);
     let listener = TcpListener::bind(config.listen).await?;
     serve_on(listener, state, shutdown).await
 }
@@ -130,7 +132,7 @@ async fn dashboard() -> Html<&'static str> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.lake() {
+    match state.backend() {
         Ok(_) => "ready".into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
     }
@@ -172,7 +174,7 @@ async fn traffic_share_handler(
         top: parse_top(p.top.as_deref())?,
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
     };
-    let share = traffic_share::traffic_share(state.lake()?, &req).await?;
+    let share = traffic_share::traffic_share(state.backend()?, &req).await?;
     match format {
         SeriesFormat::Json => json_response(&share),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), share.to_csv())),
@@ -194,7 +196,7 @@ async fn site_rates_handler(
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(site_rates::GRANULARITY),
     };
-    let rates = site_rates::site_rates(state.lake()?, &req).await?;
+    let rates = site_rates::site_rates(state.backend()?, &req).await?;
     match format {
         SeriesFormat::Json => json_response(&rates),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), rates.to_csv())),
@@ -238,6 +240,6 @@ async fn sql_handler(
     if sql.trim().is_empty() {
         return Err(QueryError::InvalidParameter("no SQL given: send it as the body or as {\"sql\": \"...\"}".into()));
     }
-    let result = state.lake()?.user_sql(&sql).await?;
+    let result = state.backend()?.user_sql(&sql).await?;
     Ok(body_response(format.content_type(), render(&result, format)?))
 }

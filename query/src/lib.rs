@@ -2,6 +2,7 @@
 //!
 //! - [`lake`]: the lake as a DataFusion [`SessionContext`](datafusion::prelude::SessionContext), every
 //!   table of the contract registered, files re-listed on every query.
+//! - [`backend`]: [`Backend`] = the lake or ClickHouse, and the SQL dialect of each.
 //! - [`clickhouse`]: ClickHouse as the backend instead of the lake (read-only, answers as Arrow).
 //! - [`params`]: the API's parameters (time range, step, `by`) parsed and validated; pure.
 //! - [`traffic_share`] and [`site_rates`]: the time-series endpoints' SQL and their answer shapes.
@@ -13,6 +14,7 @@
 //! Configuration is [`QueryConfig`]: typed, defaults embedded, unknown keys rejected.
 
 pub mod api;
+pub mod backend;
 pub mod clickhouse;
 pub mod error;
 pub mod format;
@@ -29,6 +31,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use api::{AppState, router, serve, serve_on};
+pub use backend::Backend;
+
 pub use error::{QueryError, Result};
 pub use format::OutputFormat;
 pub use lake::{Lake, QueryResult};
@@ -41,9 +45,37 @@ pub struct QueryConfig {
     pub listen: SocketAddr,
     /// Root of the Parquet lake: `DATA_DIR/<table>/date=YYYY-MM-DD/<name>.parquet`.
     pub data_dir: PathBuf,
+    /// `lake` (default) or `clickhouse`: what the API, SQL and dashboard read.
+    pub backend: BackendKind,
+    /// ClickHouse, read when `backend = "clickhouse"`: the config file's `[clickhouse]` section
+    /// (shared with the aggregate role), not a key of `[query]`.
+    #[serde(skip)]
+    pub clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig,
+}
+
+/// What the query service reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Lake,
+    ClickHouse,
 }
 
 impl QueryConfig {
+    /// Open the configured backend.
+    pub fn open_backend(&self) -> Result<Backend> {
+        Ok(match self.backend {
+            BackendKind::Lake => Backend::Lake(Lake::open(&self.data_dir)?),
+            BackendKind::ClickHouse => {
+                if !self.clickhouse.enabled() {
+                    return Err(QueryError::InvalidParameter("backend = \"clickhouse\" needs [clickhouse] url".into()));
+                }
+                Backend::ClickHouse(clickhouse::ClickHouseBackend::new(&self.clickhouse))
+            }
+        })
+    }
+
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_DATA_DIR: &'static str = "./edgelens-data";
 }
@@ -53,6 +85,8 @@ impl Default for QueryConfig {
         QueryConfig {
             listen: Self::DEFAULT_LISTEN.parse().expect("valid default listen address"),
             data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
+            backend: BackendKind::Lake,
+            clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
         }
     }
 }

@@ -1,15 +1,20 @@
 //! `GET /v1/sites/{site}/rates`: one site's request-rate series from `site_rates_10s`.
 //!
-//! Aggregation runs in DataFusion: rows of the site in the range, delta rows included, summed per
+//! Aggregation runs in the backend: rows of the site in the range, delta rows included, summed per
 //! step. A step without rows has no point. `rps` is the step's requests divided by the step length.
-//! The site name travels as a query parameter, never spliced into SQL.
+//! The site name is a quoted literal of the backend's dialect. Distinct clients of a step are the
+//! union of its rows' sketches: merged by a UDF in DataFusion; ClickHouse cannot read the sketch
+//! format, so there the step's sketches are fetched and merged here.
 
-use datafusion::scalar::ScalarValue;
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, Dialect};
 use crate::error::Result;
-use crate::lake::{Lake, column_i64, column_u64};
-use crate::params::{Step, TimeRange, rfc3339_us, step_start_sql};
+use crate::lake::{column_i64, column_u64};
+use crate::params::{Step, TimeRange, rfc3339_us};
 
 /// Granularity of `site_rates_10s`.
 pub const GRANULARITY: Step = Step::TEN_SECONDS;
@@ -92,24 +97,53 @@ impl SiteRates {
     }
 }
 
+/// Per step start: the estimate of the union of the sketches of `rows`' rows.
+async fn merged_sketches(backend: &Backend, rows: &str) -> Result<BTreeMap<i64, u64>> {
+    let result = backend.query(&format!("SELECT bucket, clients_sketch FROM ({rows}) AS r")).await?;
+    let mut unions: BTreeMap<i64, edgelens_schemas::sketch::SketchUnion> = BTreeMap::new();
+    for batch in &result.batches {
+        let bucket = column_i64(batch, "bucket")?;
+        let sketch = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Binary)?;
+        let sketch = sketch.as_binary::<i32>();
+        for row in 0..batch.num_rows() {
+            if !sketch.is_null(row) {
+                unions
+                    .entry(bucket.value(row))
+                    .or_insert_with(edgelens_schemas::sketch::SketchUnion::new)
+                    .add_bytes(sketch.value(row))
+                    .map_err(|e| crate::error::QueryError::Backend(format!("site_rates_10s sketch: {e}")))?;
+            }
+        }
+    }
+    Ok(unions.into_iter().map(|(b, u)| (b, u.to_sketch().estimate_u64())).collect())
+}
+
 /// Compute the rates series.
-pub async fn site_rates(lake: &Lake, req: &SiteRatesRequest) -> Result<SiteRates> {
+pub async fn site_rates(backend: &Backend, req: &SiteRatesRequest) -> Result<SiteRates> {
     req.step.check_granularity(GRANULARITY, "site_rates_10s")?;
     req.range.check_steps(req.step)?;
+    let dialect = backend.dialect();
+    let rows = format!(
+        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site = {site} AND {pred}",
+        bucket = dialect.step_start("ts", req.step),
+        site = dialect.string(&req.site),
+        pred = dialect.range_predicate(&req.range, "ts"),
+    );
     // Distinct clients of a step: the union of its rows' sketches, not the sum of their estimates.
     let sums: Vec<String> = MEASURES
         .iter()
-        .map(|m| if *m == "distinct_clients" { format!("{}(clients_sketch) AS {m}", crate::sketch_udf::NAME) } else { format!("SUM({m}) AS {m}") })
+        .map(|m| match (*m, dialect) {
+            ("distinct_clients", Dialect::DataFusion) => format!("{}(clients_sketch) AS {m}", crate::sketch_udf::NAME),
+            ("distinct_clients", Dialect::ClickHouse) => format!("toUInt64(0) AS {m}"),
+            _ => format!("SUM({m}) AS {m}"),
+        })
         .collect();
-    let sql = format!(
-        "SELECT bucket, {sums} FROM \
-         (SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site = $1 AND {pred}) \
-         GROUP BY bucket ORDER BY bucket",
-        sums = sums.join(", "),
-        bucket = step_start_sql("ts", req.step),
-        pred = req.range.sql_predicate("ts"),
-    );
-    let result = lake.query(&sql, vec![ScalarValue::Utf8(Some(req.site.clone()))]).await?;
+    let sql = format!("SELECT bucket, {sums} FROM ({rows}) AS r GROUP BY bucket ORDER BY bucket", sums = sums.join(", "));
+    let result = backend.query(&sql).await?;
+    let distinct = match dialect {
+        Dialect::DataFusion => None,
+        Dialect::ClickHouse => Some(merged_sketches(backend, &rows).await?),
+    };
     let step_seconds = req.step.seconds() as f64;
     let mut points = Vec::new();
     for batch in &result.batches {
@@ -128,7 +162,7 @@ pub async fn site_rates(lake: &Lake, req: &SiteRatesRequest) -> Result<SiteRates
                 status_5xx: v(5),
                 cache_hits: v(6),
                 blocked: v(7),
-                distinct_clients: v(8),
+                distinct_clients: distinct.as_ref().map_or(v(8), |d| d.get(&bucket.value(row)).copied().unwrap_or(0)),
             });
         }
     }

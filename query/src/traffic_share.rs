@@ -1,7 +1,9 @@
 //! `GET /v1/traffic-share`: each key's share of all requests per step.
 //!
-//! Aggregation runs in DataFusion (one pass over the range's partitions, grouped by step start and
-//! key, delta rows summed by the GROUP BY); only `steps × (top + 1)` rows come back. Guarantees:
+//! Aggregation runs in the backend (DataFusion over the lake, or ClickHouse), grouped by step start
+//! and key, delta rows summed by the GROUP BY, the top N chosen by a subquery; only
+//! `steps × (top + 1)` rows come back. The same SQL serves both backends, with the dialect's time
+//! and cast expressions. Guarantees:
 //! - a point's `share` is the key's requests over *all* requests in that step (every key, not only
 //!   the top N), so the shares of all series of a step add up to 1 for `site|country|asn|colo`;
 //! - the top N keys are those with the most requests over the whole range (ties by key); the rest
@@ -23,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{QueryError, Result};
 use crate::format::csv_field;
-use crate::lake::{Lake, column_i64, column_string, column_u64};
-use crate::params::{ShareBy, Step, TimeRange, rfc3339_us, step_start_sql};
+use crate::backend::{Backend, Dialect};
+use crate::lake::{column_i64, column_string, column_u64};
+use crate::params::{ShareBy, Step, TimeRange, rfc3339_us};
 
 /// The key of the series that folds every key outside the top N.
 pub const OTHER_KEY: &str = "other";
@@ -95,7 +98,8 @@ impl TrafficShare {
 
 /// Compute the traffic share. Fails with a user error when the step does not fit the table or the
 /// registry needed by `by=entity|tag` is empty.
-pub async fn traffic_share(lake: &Lake, req: &TrafficShareRequest) -> Result<TrafficShare> {
+pub async fn traffic_share(backend: &Backend, req: &TrafficShareRequest) -> Result<TrafficShare> {
+    let dialect = backend.dialect();
     let source_table = if req.by == ShareBy::Asn { "asn_1m" } else { "traffic_1m" };
     req.step.check_granularity(GRANULARITY, source_table)?;
     req.range.check_steps(req.step)?;
@@ -103,7 +107,7 @@ pub async fn traffic_share(lake: &Lake, req: &TrafficShareRequest) -> Result<Tra
     let mapped = matches!(req.by, ShareBy::Entity | ShareBy::Tag);
     if mapped {
         let registry = if req.by == ShareBy::Entity { "site_entities" } else { "site_tags" };
-        if !lake.has_rows(registry).await? {
+        if !backend.has_rows(registry).await? {
             return Err(QueryError::InvalidParameter(format!(
                 "registry not loaded: by={} needs rows in {registry}; import a registry with `edgelens registry import`",
                 req.by.as_str()
@@ -112,17 +116,28 @@ pub async fn traffic_share(lake: &Lake, req: &TrafficShareRequest) -> Result<Tra
     }
 
     // (step start µs, top key or None for the rest, requests)
-    let binned = binned_sql(req, source_table);
-    let sql = format!(
-        "WITH binned AS ({binned}), \
-         top_keys AS (SELECT key AS top_key FROM binned GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top}) \
-         SELECT bucket, top_key AS key, SUM(requests) AS requests \
-         FROM binned LEFT JOIN top_keys ON binned.key = top_keys.top_key \
-         GROUP BY bucket, top_key",
-        top = req.top
-    );
+    let binned = binned_sql(req, source_table, dialect);
+    let top = req.top;
+    let sql = match dialect {
+        // DataFusion plans a join with the top keys; it cannot run `IN (subquery)` inside CASE.
+        Dialect::DataFusion => format!(
+            "WITH binned AS ({binned}), \
+             top_keys AS (SELECT key AS top_key FROM binned GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top}) \
+             SELECT bucket, top_key AS key, SUM(requests) AS requests \
+             FROM binned LEFT JOIN top_keys ON binned.key = top_keys.top_key \
+             GROUP BY bucket, top_key"
+        ),
+        // ClickHouse 18.16 has no table CTEs, and its LEFT JOIN fills defaults instead of NULLs.
+        Dialect::ClickHouse => format!(
+            "SELECT bucket, top_key AS key, SUM(requests) AS requests FROM ( \
+               SELECT bucket, CASE WHEN key IN ( \
+                 SELECT key FROM ({binned}) AS b2 GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top} \
+               ) THEN key ELSE NULL END AS top_key, requests FROM ({binned}) AS b1 \
+             ) AS t GROUP BY bucket, top_key"
+        ),
+    };
     let mut cells: Vec<(i64, Option<String>, u64)> = Vec::new();
-    for batch in lake.sql(&sql).await? {
+    for batch in backend.query(&sql).await?.batches {
         let (bucket, key, requests) =
             (column_i64(&batch, "bucket")?, column_string(&batch, "key")?, column_u64(&batch, "requests")?);
         for row in 0..batch.num_rows() {
@@ -136,11 +151,11 @@ pub async fn traffic_share(lake: &Lake, req: &TrafficShareRequest) -> Result<Tra
     if mapped {
         let sql = format!(
             "SELECT bucket, SUM(requests) AS requests FROM \
-             (SELECT {bucket} AS bucket, requests FROM traffic_1m WHERE {pred}) GROUP BY bucket",
-            bucket = step_start_sql("ts", req.step),
-            pred = req.range.sql_predicate("ts"),
+             (SELECT {bucket} AS bucket, requests FROM traffic_1m WHERE {pred}) AS t GROUP BY bucket",
+            bucket = dialect.step_start("ts", req.step),
+            pred = dialect.range_predicate(&req.range, "ts"),
         );
-        for batch in lake.sql(&sql).await? {
+        for batch in backend.query(&sql).await?.batches {
             let (bucket, requests) = (column_i64(&batch, "bucket")?, column_u64(&batch, "requests")?);
             for row in 0..batch.num_rows() {
                 *step_totals.entry(bucket.value(row)).or_default() += requests.value(row);
@@ -197,15 +212,14 @@ pub async fn traffic_share(lake: &Lake, req: &TrafficShareRequest) -> Result<Tra
 }
 
 /// SQL of `(bucket BIGINT, key VARCHAR, requests)`: requests per step and key in the range.
-fn binned_sql(req: &TrafficShareRequest, source_table: &str) -> String {
-    let pred = req.range.sql_predicate("ts");
-    let bucket = step_start_sql("ts", req.step);
+fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect) -> String {
+    let pred = dialect.range_predicate(&req.range, "ts");
+    let bucket = dialect.step_start("ts", req.step);
     let rows = match req.by {
         ShareBy::Site | ShareBy::Country | ShareBy::Colo | ShareBy::Asn => {
             let column = req.by.as_str();
-            format!(
-                "SELECT {bucket} AS bucket, CAST({column} AS VARCHAR) AS key, requests FROM {source_table} WHERE {pred}"
-            )
+            let key = dialect.to_text(column);
+            format!("SELECT {bucket} AS bucket, {key} AS key, requests FROM {source_table} WHERE {pred}")
         }
         ShareBy::Entity | ShareBy::Tag => {
             let (registry, key_column, confidence) = if req.by == ShareBy::Entity {
@@ -221,9 +235,9 @@ fn binned_sql(req: &TrafficShareRequest, source_table: &str) -> String {
                    FROM (SELECT ts, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, site) s \
                    JOIN {registry} m ON s.site = m.site \
                    WHERE s.ts >= m.valid_from AND (m.valid_to IS NULL OR s.ts < m.valid_to){confidence} \
-                 )"
+                 ) AS mapped"
             )
         }
     };
-    format!("SELECT bucket, key, SUM(requests) AS requests FROM ({rows}) GROUP BY bucket, key")
+    format!("SELECT bucket, key, SUM(requests) AS requests FROM ({rows}) AS r GROUP BY bucket, key")
 }

@@ -340,3 +340,56 @@ pub fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).map_or(0, |kb| kb / 1024)
 }
+
+/// An `edgelens query` service on a free port (killed on drop), spoken to with curl.
+pub struct QueryService(pub Child, pub u16);
+
+impl QueryService {
+    pub fn start(args: &[&str], envs: &[(String, String)]) -> Self {
+        let port = free_port();
+        let child = edgelens()
+            .args(["query", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let svc = QueryService(child, port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while svc.get("/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "query service on {port} not ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        svc
+    }
+
+    fn curl(&self, extra: &[&str], path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}"])
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{}{path}", self.1))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// GET; (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.curl(&[], path)
+    }
+
+    /// POST /v1/sql with `accept`; (status, body).
+    pub fn sql(&self, sql: &str, accept: &str) -> (u16, String) {
+        self.curl(&["-H", &format!("Accept: {accept}"), "-H", "Content-Type: text/plain", "--data-binary", sql], "/v1/sql")
+    }
+}
+
+impl Drop for QueryService {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,132 @@
+//! The storage a query service reads: the Parquet lake (DataFusion) or ClickHouse. The API's own
+//! queries are written once and rendered per [`Dialect`] (time literals, step arithmetic, casts);
+//! answers come back as Arrow in both cases, so shapes and formats are shared.
+
+use edgelens_schemas::clickhouse::string_literal as ch_string;
+
+use crate::clickhouse::{ClickHouseBackend, SqlLimits};
+use crate::error::Result;
+use crate::lake::{Lake, QueryResult};
+use crate::params::{Step, TimeRange};
+
+/// Where queries go.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Lake(Lake),
+    ClickHouse(ClickHouseBackend),
+}
+
+/// The SQL dialect of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    DataFusion,
+    ClickHouse,
+}
+
+impl From<Lake> for Backend {
+    fn from(l: Lake) -> Self {
+        Backend::Lake(l)
+    }
+}
+
+impl From<ClickHouseBackend> for Backend {
+    fn from(c: ClickHouseBackend) -> Self {
+        Backend::ClickHouse(c)
+    }
+}
+
+impl Backend {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Backend::Lake(_) => Dialect::DataFusion,
+            Backend::ClickHouse(_) => Dialect::ClickHouse,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Lake(_) => "lake",
+            Backend::ClickHouse(_) => "clickhouse",
+        }
+    }
+
+    /// Run trusted SQL written in this backend's dialect.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        match self {
+            Backend::Lake(l) => l.query(sql, Vec::new()).await,
+            Backend::ClickHouse(c) => c.query(sql).await,
+        }
+    }
+
+    /// Run SQL from a user, read-only.
+    pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
+        match self {
+            Backend::Lake(l) => l.user_sql(sql).await,
+            Backend::ClickHouse(c) => c.user_sql(sql, SqlLimits::default()).await,
+        }
+    }
+
+    /// Whether contract table `table` has at least one row.
+    pub async fn has_rows(&self, table: &str) -> Result<bool> {
+        match self {
+            Backend::Lake(l) => l.has_rows(table).await,
+            Backend::ClickHouse(c) => c.has_rows(table).await,
+        }
+    }
+}
+
+impl Dialect {
+    /// Predicate selecting timestamp `column` within `range`. On the lake it also names the `date`
+    /// partitions, so only those directories are listed and read.
+    pub fn range_predicate(self, range: &TimeRange, column: &str) -> String {
+        match self {
+            Dialect::DataFusion => range.sql_predicate(column),
+            // `DateTime` holds whole seconds: ts_us >= from_us  ⇔  ts_s >= ceil(from_us / 1e6).
+            Dialect::ClickHouse => format!(
+                "{column} >= toDateTime({}) AND {column} < toDateTime({})",
+                range.from_us.div_euclid(1_000_000) + i64::from(range.from_us.rem_euclid(1_000_000) != 0),
+                range.to_us.div_euclid(1_000_000) + i64::from(range.to_us.rem_euclid(1_000_000) != 0)
+            ),
+        }
+    }
+
+    /// Expression: the start of `column`'s step as unix microseconds (64-bit integer).
+    pub fn step_start(self, column: &str, step: Step) -> String {
+        match self {
+            Dialect::DataFusion => crate::params::step_start_sql(column, step),
+            Dialect::ClickHouse => {
+                let s = step.seconds();
+                format!("(intDiv(toInt64(toUInt32({column})), {s}) * {s} * 1000000)")
+            }
+        }
+    }
+
+    /// Expression: `expr` as text.
+    pub fn to_text(self, expr: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!("CAST({expr} AS VARCHAR)"),
+            Dialect::ClickHouse => format!("toString({expr})"),
+        }
+    }
+
+    /// A string literal.
+    pub fn string(self, s: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!("'{}'", s.replace('\'', "''")),
+            Dialect::ClickHouse => ch_string(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clickhouse_range_rounds_up_to_whole_seconds() {
+        let r = TimeRange { from_us: 1_500_000, to_us: 4_000_000 };
+        assert_eq!(Dialect::ClickHouse.range_predicate(&r, "ts"), "ts >= toDateTime(2) AND ts < toDateTime(4)");
+        assert_eq!(Dialect::ClickHouse.string("a'b"), "'a\\'b'");
+        assert_eq!(Dialect::DataFusion.string("a'b"), "'a''b'");
+    }
+}
