@@ -109,3 +109,80 @@ fn lake_and_clickhouse_backends_answer_identically() {
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));
     eprintln!("{compared} answers identical on both backends");
 }
+
+/// Write `lines` through ClickHouse sinks configured by `cfg`, as six source partitions (lines
+/// split by a hash of the line's site), the way six aggregator partitions would.
+fn write_partitions(cfg: &edgelens_schemas::clickhouse::ClickHouseConfig, lines: &[&[u8]]) {
+    use edgelens_aggregate::pipeline::{EmbeddedPipeline, PipelineConfig};
+    use edgelens_aggregate::sink::clickhouse::ClickHouseSink;
+    use edgelens_ingest::reader::Line;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let parts = 6;
+    for p in 0..parts {
+        let sink = ClickHouseSink::connect(cfg, stop.clone()).unwrap_or_else(|e| panic!("ClickHouse {cfg:?}: {e}"));
+        let pcfg = PipelineConfig { source: "shard-test".into(), partition: p, flush_rows: 2_000, ..PipelineConfig::default() };
+        let mut pipeline = EmbeddedPipeline::new(pcfg, sink);
+        for (i, l) in lines.iter().enumerate() {
+            let site = l.windows(11).position(|w| w == b"\"ZoneName\":").map_or(0, |at| l[at..].iter().take(40).map(|&b| b as usize).sum::<usize>());
+            if site % parts as usize == p as usize {
+                pipeline.push_line(Line::Complete(l), "shard-test", i as u64, 0).unwrap();
+            }
+        }
+        pipeline.finish().unwrap();
+    }
+}
+
+/// Two local ClickHouse servers as the two shards of a cluster (`remote_servers`), written by the
+/// sink (each source partition to one shard) and read through the `Distributed` tables: every API
+/// and SQL answer equals the one from a single server holding the same data.
+#[test]
+fn two_shards_through_distributed_tables_equal_one_server() {
+    let name = "edgelens_test";
+    let (mut a, mut b) = (PrivateClickHouse::new(""), PrivateClickHouse::new(""));
+    let cluster = format!("{name}=127.0.0.1:{},127.0.0.1:{}", a.tcp_port, b.tcp_port);
+    a.cluster.clone_from(&cluster);
+    b.cluster = cluster;
+    a.script("start");
+    b.script("start");
+    let single = ChDatabase::new(&clickhouse_url(), "edgelens_single");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "mixed", 41, "7m", 300, 30);
+    let text = std::fs::read(&raw).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&x| x == b'\n').filter(|l| !l.is_empty()).collect();
+
+    let sharded = edgelens_schemas::clickhouse::ClickHouseConfig {
+        url: a.url(),
+        shards: vec![a.url(), b.url()],
+        cluster: name.into(),
+        ..edgelens_schemas::clickhouse::ClickHouseConfig::default()
+    };
+    write_partitions(&sharded, &lines);
+    write_partitions(&single.config(), &lines);
+
+    // Both shards hold part of the data.
+    for shard in [&a, &b] {
+        let out = std::process::Command::new("curl")
+            .args(["-fsS", &format!("{}/", shard.url()), "--data-binary", "SELECT sum(requests) FROM edgelens.traffic_1m_local"])
+            .output()
+            .unwrap();
+        let n: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        assert!(n > 0, "shard {} holds no traffic", shard.url());
+    }
+
+    let env = |extra: &[(&str, &str)]| extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+    let on_cluster = QueryService::start(&["--clickhouse", &a.url()], &env(&[("EDGELENS__CLICKHOUSE__CLUSTER", name)]));
+    let on_single = QueryService::start(&["--clickhouse", &single.url], &single.env());
+    let top = json(&on_single.sql("SELECT site FROM traffic_1m GROUP BY site ORDER BY SUM(requests) DESC, site LIMIT 4", "application/json").1, "top sites");
+    let sites: Vec<String> = top.as_array().unwrap().iter().map(|r| r["site"].as_str().unwrap().to_owned()).collect();
+    for path in api_requests(&sites) {
+        let (x, y) = (on_cluster.get(&path), on_single.get(&path));
+        assert_eq!((x.0, y.0), (200, 200), "{path}\ncluster: {}\nsingle: {}", x.1, y.1);
+        assert_eq!(x.1, y.1, "{path}");
+    }
+    for sql in SQL {
+        let (x, y) = (on_cluster.sql(sql, "application/json"), on_single.sql(sql, "application/json"));
+        assert_eq!((x.0, y.0), (200, 200), "{sql}\ncluster: {}\nsingle: {}", x.1, y.1);
+        assert_eq!(normalized(json(&x.1, sql)), normalized(json(&y.1, sql)), "{sql}");
+    }
+}
