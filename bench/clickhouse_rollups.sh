@@ -2,8 +2,10 @@
 # ClickHouse computing edgelens' rollups itself, on the same generated file as bench/replay.sh and
 # bench/kafka.sh: `INSERT ... FORMAT JSONEachRow` of the raw NDJSON into a Null table whose
 # materialized views compute site_rates_10s, traffic_1m and asn_1m (counts, sums, uniqState of
-# client IPs) — ClickHouse keeps only the rollups, as edgelens does. Measures wall time and the CPU
-# time of the server and the client, and the rollups' stored bytes.
+# client IPs) — ClickHouse keeps only the rollups, as edgelens does. Then the same file through
+# `edgelens replay --clickhouse` (edgelens computes the rollups and inserts them; it also writes its
+# Parquet lake). Measures wall time and the CPU time of the server and the client of each, and the
+# rollups' stored bytes in ClickHouse; prints both rows and the ratio.
 # Usage: bench/clickhouse_rollups.sh [EVENTS_PER_SECOND] [DURATION]   (same defaults as replay.sh)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -12,6 +14,7 @@ source "$(dirname "$0")/lib.sh"
 source deploy/dev/env.sh
 RPS=${1:-4000}
 DURATION=${2:-10m}
+bench_build
 bench_input "$RPS" "$DURATION" existing
 bash deploy/dev/clickhouse.sh start >/dev/null
 CH=(clickhouse-client --host 127.0.0.1 --port "$EDGELENS_CH_TCP_PORT")
@@ -59,15 +62,34 @@ END=$(date +%s.%N)
 AFTER=$(cpu_of "$PID")
 COUNTED=$("${CH[@]}" --query "SELECT countMerge(requests) FROM edgelens_bench.site_rates_10s")
 BYTES=$("${CH[@]}" --query "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'edgelens_bench' AND active")
-python3 - "$LINES" "$COUNTED" "$START" "$END" "$BEFORE" "$AFTER" "$(cat "$WORK/ch-client.time")" "$BYTES" <<'PY'
+# edgelens computing the rollups and writing them to ClickHouse (schema migrated first, not timed).
+"${CH[@]}" --query "DROP DATABASE IF EXISTS edgelens_bench_sink"
+rm -rf "$WORK/ch-sink-lake"
+export EDGELENS__CLICKHOUSE__DATABASE=edgelens_bench_sink
+E_BEFORE=$(cpu_of "$PID")
+E_START=$(date +%s.%N)
+/usr/bin/time -f '%U %S' -o "$WORK/edgelens-ch.time" "$BIN" replay --data-dir "$WORK/ch-sink-lake" \
+  --clickhouse "$EDGELENS_CH_URL" "$FILE" > "$WORK/edgelens-ch.json"
+E_END=$(date +%s.%N)
+E_AFTER=$(cpu_of "$PID")
+E_COUNTED=$("${CH[@]}" --query "SELECT sum(requests) FROM edgelens_bench_sink.site_rates_10s")
+E_BYTES=$("${CH[@]}" --query "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'edgelens_bench_sink' AND active AND table IN ('site_rates_10s_local', 'traffic_1m_local', 'asn_1m_local')")
+python3 - "$LINES" "$COUNTED" "$START" "$END" "$BEFORE" "$AFTER" "$(cat "$WORK/ch-client.time")" "$BYTES" \
+  "$E_COUNTED" "$E_START" "$E_END" "$E_BEFORE" "$E_AFTER" "$(cat "$WORK/edgelens-ch.time")" "$E_BYTES" <<'PY'
 import os, sys
-lines, counted = int(sys.argv[1]), int(sys.argv[2])
-wall = float(sys.argv[4]) - float(sys.argv[3])
+a = sys.argv
+lines = int(a[1])
 tick = os.sysconf("SC_CLK_TCK")
-server = (int(sys.argv[6]) - int(sys.argv[5])) / tick
-cu, cs = map(float, sys.argv[7].split())
-cpu = server + cu + cs
+def row(name, counted, start, end, before, after, client_time, stored):
+    wall = float(end) - float(start)
+    server = (int(after) - int(before)) / tick
+    cu, cs = map(float, client_time.split())
+    cpu = server + cu + cs
+    print(f"| {name} | {lines:,} | {int(counted):,} | {wall:.2f} | {server:.2f} + {cu + cs:.2f} | {lines / wall:,.0f} | {lines / cpu:,.0f} | {int(stored):,} |")
+    return lines / cpu, int(stored)
 print("| engine | events | counted | wall s | CPU s (server + client) | events/s (wall) | events/s per CPU-second | rollup bytes |")
 print("|---|---|---|---|---|---|---|---|")
-print(f"| ClickHouse 18.16 JSONEachRow → Null + 3 materialized views | {lines:,} | {counted:,} | {wall:.2f} | {server:.2f} + {cu + cs:.2f} | {lines / wall:,.0f} | {lines / cpu:,.0f} | {int(sys.argv[8]):,} |")
+ch = row("ClickHouse 18.16 JSONEachRow → Null + 3 materialized views", a[2], a[3], a[4], a[5], a[6], a[7], a[8])
+el = row("edgelens replay → ClickHouse 18.16 (+ Parquet lake)", a[9], a[10], a[11], a[12], a[13], a[14], a[15])
+print(f"\nedgelens / ClickHouse: {el[0] / ch[0]:.2f}× events per CPU-second, {el[1] / ch[1]:.2f}× stored rollup bytes")
 PY
