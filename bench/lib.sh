@@ -7,8 +7,9 @@ WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
 mkdir -p "$WORK"
 BIN=$CARGO_TARGET_DIR/release/edgelens
 
-# Build the release binary (a no-op when it is up to date).
+# Build the release binary (a no-op when it is up to date; skipped with EDGELENS_BENCH_PREBUILT=1).
 bench_build() {
+  [ -z "${EDGELENS_BENCH_PREBUILT:-}" ] || return 0
   cargo build --release --quiet --bin edgelens
 }
 

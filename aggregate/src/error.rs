@@ -38,7 +38,7 @@ impl SinkError {
         use clickhouse::error::Error as E;
         let retryable = match &e {
             E::Network(_) | E::TimedOut => true,
-            E::BadResponse(msg) => clickhouse_code(msg).is_none_or(|code| RETRYABLE_CLICKHOUSE_CODES.contains(&code)),
+            E::BadResponse(msg) => edgelens_schemas::clickhouse::error_code(msg).is_none_or(|code| RETRYABLE_CLICKHOUSE_CODES.contains(&code)),
             _ => false,
         };
         Self::ClickHouse { message: e.to_string(), retryable }
@@ -56,13 +56,6 @@ impl SinkError {
 /// UNKNOWN_STATUS_OF_INSERT, ALL_CONNECTION_TRIES_FAILED, SYSTEM_ERROR.
 const RETRYABLE_CLICKHOUSE_CODES: &[u32] = &[159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 279, 425];
 
-/// The `Code: N` of a ClickHouse error message.
-fn clickhouse_code(msg: &str) -> Option<u32> {
-    let rest = &msg[msg.find("Code: ")? + 6..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("cannot read {path}: {source}")]
@@ -77,7 +70,6 @@ mod tests {
 
     #[test]
     fn clickhouse_errors_are_classified() {
-        assert_eq!(clickhouse_code("bad response: Code: 252, e.displayText() = DB::Exception: Too many parts"), Some(252));
         let too_many_parts = SinkError::clickhouse(clickhouse::error::Error::BadResponse("Code: 252, e.displayText() = DB::Exception: Too many parts (300)".into()));
         assert!(too_many_parts.is_retryable());
         let syntax = SinkError::clickhouse(clickhouse::error::Error::BadResponse("Code: 62, e.displayText() = DB::Exception: Syntax error".into()));

@@ -9,6 +9,8 @@
 //! Never skipped: without a server the test fails and says how to start one
 //! (`deploy/dev/clickhouse.sh start`, or run everything with `deploy/dev/test.sh`).
 
+mod ch_support;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clickhouse::{Client, Compression, Row};
@@ -36,17 +38,6 @@ struct SiteTotal {
     site: String,
     requests: u64,
     bytes: u64,
-}
-
-fn server_url() -> String {
-    match std::env::var("EDGELENS_TEST_CLICKHOUSE") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => panic!(
-            "EDGELENS_TEST_CLICKHOUSE is not set: this test needs a real ClickHouse server. \
-             Start one with `deploy/dev/clickhouse.sh start` and set \
-             EDGELENS_TEST_CLICKHOUSE=http://127.0.0.1:18123, or run the tests through `deploy/dev/test.sh`."
-        ),
-    }
 }
 
 fn client(url: &str) -> Client {
@@ -86,7 +77,7 @@ fn rows() -> Vec<Traffic1m> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_1m_ddl_insert_and_select_roundtrip() {
-    let url = server_url();
+    let url = ch_support::server_url();
     let admin = client(&url);
     match timeout(Duration::from_secs(10), admin.query("SELECT 1").fetch_one::<u8>()).await {
         Ok(Ok(1)) => {}
@@ -180,7 +171,7 @@ async fn roundtrip(url: String, db: String) -> (Vec<Traffic1m>, Vec<SiteTotal>, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_is_migrated_once_and_mismatches_are_refused() {
     use edgelens_aggregate::sink::clickhouse::migrate;
-    let url = server_url();
+    let url = ch_support::server_url();
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let db = format!("edgelens_migrate_{}_{nanos}", std::process::id());
     let c = client(&url);

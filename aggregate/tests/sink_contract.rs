@@ -8,6 +8,8 @@
 //!
 //! The ClickHouse part never skips: without a server it fails and says how to start one.
 
+mod ch_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -139,20 +141,9 @@ fn parquet_lake_keeps_the_contract() {
     contract(ParquetLake::open(dir.path()).unwrap(), move |_| lake_tables(&path));
 }
 
-fn clickhouse_url() -> String {
-    match std::env::var("EDGELENS_TEST_CLICKHOUSE") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => panic!(
-            "EDGELENS_TEST_CLICKHOUSE is not set: this test needs a real ClickHouse server. Start one with \
-             `deploy/dev/clickhouse.sh start` and set EDGELENS_TEST_CLICKHOUSE=http://127.0.0.1:18123, or run the tests \
-             through `deploy/dev/test.sh`."
-        ),
-    }
-}
-
 #[test]
 fn clickhouse_sink_keeps_the_contract() {
-    let url = clickhouse_url();
+    let url = ch_support::server_url();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let db = format!("edgelens_contract_{}_{nanos}", std::process::id());
     let cfg = ClickHouseConfig { database: db.clone(), ..ClickHouseConfig::for_url(&url) };

@@ -127,7 +127,7 @@ fn classify(e: clickhouse::error::Error) -> QueryError {
         1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 158, 159, 164, 169, 170, 179, 184, 190, 215, 352, 396,
     ];
     match &e {
-        E::BadResponse(m) => match code(m) {
+        E::BadResponse(m) => match edgelens_schemas::clickhouse::error_code(m) {
             Some(c) if USER.contains(&c) => QueryError::InvalidSql(first_line(m)),
             _ => QueryError::Backend(msg),
         },
@@ -137,12 +137,6 @@ fn classify(e: clickhouse::error::Error) -> QueryError {
 
 fn first_line(m: &str) -> String {
     m.lines().next().unwrap_or(m).replace(", e.what() = DB::Exception", "")
-}
-
-fn code(msg: &str) -> Option<u32> {
-    let rest = &msg[msg.find("Code: ")? + 6..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 /// The read-only check for user SQL on ClickHouse: exactly one statement, of a reading kind, and no

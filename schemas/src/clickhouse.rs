@@ -258,6 +258,13 @@ pub struct Migration {
     pub statements: Vec<String>,
 }
 
+/// The `Code: N` of a ClickHouse server error message.
+pub fn error_code(msg: &str) -> Option<u32> {
+    let rest = &msg[msg.find("Code: ")? + 6..];
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// SQL string literal for ClickHouse (single quotes, backslash escapes).
 pub fn string_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -319,6 +326,12 @@ mod tests {
         assert_eq!(c.write_servers().len(), 2);
         assert_eq!(c.layout().cluster.as_deref(), Some("edge"));
         assert!(serde_json::from_str::<ClickHouseConfig>(r#"{"urls": []}"#).is_err());
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(error_code("bad response: Code: 252, e.displayText() = DB::Exception: Too many parts"), Some(252));
+        assert_eq!(error_code("connection refused"), None);
     }
 
     #[test]
