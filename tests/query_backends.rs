@@ -29,6 +29,53 @@ fn api_requests(sites: &[String]) -> Vec<String> {
     reqs
 }
 
+/// Overlapping, many-to-many, time-versioned registry rows for `sites`, written to the lake and
+/// to ClickHouse alike.
+fn write_registry(lake: &std::path::Path, db: &ChDatabase, sites: &[String]) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+    use edgelens_aggregate::sink::OffsetSpan;
+    use edgelens_schemas::tables::{SITE_ENTITIES, SITE_TAGS};
+    let t = |minute: i64| 1_793_491_200_000_000 + minute * 60_000_000;
+    let ts = |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) };
+    let s = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let site = |i: usize| sites[i].as_str();
+    // (site, entity, confidence, from minute, to minute)
+    let entities = [(0, "Org A", 0.9, 0, None), (1, "Org A", 0.4, 0, Some(5)), (1, "Org B", 0.9, 3, None), (2, "Org B", 0.8, 1, Some(4)), (0, "Org C", 0.95, 2, None)];
+    let e = RecordBatch::try_new(
+        SITE_ENTITIES.arrow_schema(),
+        vec![
+            s(entities.iter().map(|r| site(r.0)).collect()),
+            s(entities.iter().map(|r| r.1).collect()),
+            s(vec!["test"; entities.len()]),
+            Arc::new(Float64Array::from(entities.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ts(entities.iter().map(|r| Some(t(r.3))).collect()),
+            ts(entities.iter().map(|r| r.4.map(t)).collect()),
+        ],
+    )
+    .unwrap();
+    let tags = [(0, "watchlist-x", 0, None), (2, "watchlist-x", 2, Some(6)), (1, "watchlist-y", 0, None), (3, "watchlist-y", 4, None)];
+    let g = RecordBatch::try_new(
+        SITE_TAGS.arrow_schema(),
+        vec![
+            s(tags.iter().map(|r| site(r.0)).collect()),
+            s(tags.iter().map(|r| r.1).collect()),
+            s(vec!["test"; tags.len()]),
+            ts(tags.iter().map(|r| Some(t(r.2))).collect()),
+            ts(tags.iter().map(|r| r.3.map(t)).collect()),
+        ],
+    )
+    .unwrap();
+    let span = OffsetSpan::new("registry", 0, 0, 1);
+    let mut parquet = edgelens_aggregate::sink::parquet::ParquetLake::open(lake).unwrap();
+    parquet.write_table(&SITE_ENTITIES, &e, &span).unwrap();
+    parquet.write_table(&SITE_TAGS, &g, &span).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut ch = edgelens_aggregate::sink::clickhouse::ClickHouseSink::connect(&db.config(), stop).unwrap();
+    ch.write_tables(&[(&SITE_ENTITIES, e), (&SITE_TAGS, g)], &span).unwrap();
+}
+
 /// SQL that both dialects accept, with deterministic order.
 const SQL: &[&str] = &[
     "SELECT site, SUM(requests) AS requests, SUM(bytes) AS bytes FROM traffic_1m GROUP BY site ORDER BY requests DESC, site LIMIT 20",
@@ -39,6 +86,8 @@ const SQL: &[&str] = &[
     "SELECT COUNT(*) AS n FROM dead_letters",
     "SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason",
     "SELECT site, SUM(blocked) AS blocked, SUM(cache_hits) AS hits FROM site_rates_10s WHERE site IN (SELECT site FROM traffic_1m GROUP BY site ORDER BY SUM(requests) DESC, site LIMIT 3) GROUP BY site ORDER BY site",
+    "SELECT e.entity, SUM(t.requests) AS r FROM traffic_1m t JOIN site_entities e ON t.site = e.site WHERE e.confidence >= 0.5 GROUP BY e.entity ORDER BY e.entity",
+    "SELECT tag, COUNT(*) AS n FROM site_tags GROUP BY tag ORDER BY tag",
 ];
 
 fn json(body: &str, what: &str) -> Value {
@@ -74,9 +123,17 @@ fn lake_and_clickhouse_backends_answer_identically() {
     let top = json(&on_lake.sql("SELECT site FROM traffic_1m GROUP BY site ORDER BY SUM(requests) DESC, site LIMIT 4", "application/json").1, "top sites");
     let sites: Vec<String> = top.as_array().unwrap().iter().map(|r| r["site"].as_str().unwrap().to_owned()).collect();
     assert_eq!(sites.len(), 4);
+    write_registry(&lake, &db, &sites);
 
     let mut compared = 0;
-    for path in api_requests(&sites) {
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:07:00Z";
+    let mut requests = api_requests(&sites);
+    for by in ["entity", "tag"] {
+        requests.push(format!("/v1/traffic-share?{range}&by={by}&step=1m&top=5"));
+        requests.push(format!("/v1/traffic-share?{range}&by={by}&step=7m&top=1&format=csv"));
+    }
+    requests.push(format!("/v1/traffic-share?{range}&by=entity&step=1m&min_confidence=0.5"));
+    for path in requests {
         let (a, b) = (on_lake.get(&path), on_ch.get(&path));
         assert_eq!(a.0, 200, "lake {path}: {}", a.1);
         assert_eq!(b.0, 200, "clickhouse {path}: {}", b.1);
@@ -86,6 +143,8 @@ fn lake_and_clickhouse_backends_answer_identically() {
         } else {
             let (ja, jb) = (json(&a.1, &path), json(&b.1, &path));
             assert_eq!(ja, jb, "{path}");
+            let rows = ja.get("series").or_else(|| ja.get("points")).and_then(Value::as_array).map_or(0, Vec::len);
+            assert!(rows > 0 || path.contains("no-such-site"), "{path}: empty answer {ja}");
         }
         compared += 1;
     }

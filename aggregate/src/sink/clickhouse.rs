@@ -153,6 +153,34 @@ impl ClickHouseSink {
         })
     }
 
+    /// Write rows of any contract tables (columns in each table's order) as one span, with the same
+    /// guarantees as [`RollupSink::write`]: idempotent per span, retried until accepted.
+    pub fn write_tables(&mut self, tables: &[(&'static TableDef, RecordBatch)], span: &OffsetSpan) -> Result<(), SinkError> {
+        let mut encoded = Vec::new();
+        let mut rows = 0;
+        for (table, rb) in tables {
+            rows += rb.num_rows() as u64;
+            encoded.push((*table, Bytes::from(encode_row_binary(table, rb, span)?)));
+        }
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let shard = self.shard_for(&span.source, span.partition);
+        self.with_retries("insert", |s| {
+            // A span in the manifest was written before (a replay of the same input, or an attempt
+            // that failed half-way): its rows are removed before they are inserted again.
+            if s.span_known(shard, span)? {
+                s.stats.spans_deleted += s.delete_where(shard, &span_condition(span), false)?;
+            } else {
+                s.record_span(shard, span)?;
+            }
+            s.insert_all(shard, &encoded)
+        })?;
+        self.stats.inserts += encoded.len() as u64;
+        self.stats.rows += rows;
+        Ok(())
+    }
+
     /// Whether `span` is in `shard`'s manifest (written before, completely or not).
     fn span_known(&self, shard: usize, span: &OffsetSpan) -> Result<bool, SinkError> {
         let sql = format!("SELECT count() FROM {} WHERE {}", self.layout.qualified(SPANS_TABLE), span_condition(span));
@@ -205,29 +233,7 @@ fn written_after_condition(source: &str, partition: i32, position: u64, keep_emp
 
 impl RollupSink for ClickHouseSink {
     fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError> {
-        let mut encoded = Vec::new();
-        let mut rows = 0;
-        for (table, rb) in batches::sink_batches(batch)? {
-            rows += rb.num_rows() as u64;
-            encoded.push((table, Bytes::from(encode_row_binary(table, &rb, span)?)));
-        }
-        if encoded.is_empty() {
-            return Ok(());
-        }
-        let shard = self.shard_for(&span.source, span.partition);
-        self.with_retries("insert", |s| {
-            // A span in the manifest was written before (a replay of the same input, or an attempt
-            // that failed half-way): its rows are removed before they are inserted again.
-            if s.span_known(shard, span)? {
-                s.stats.spans_deleted += s.delete_where(shard, &span_condition(span), false)?;
-            } else {
-                s.record_span(shard, span)?;
-            }
-            s.insert_all(shard, &encoded)
-        })?;
-        self.stats.inserts += encoded.len() as u64;
-        self.stats.rows += rows;
-        Ok(())
+        self.write_tables(&batches::sink_batches(batch)?, span)
     }
 
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
