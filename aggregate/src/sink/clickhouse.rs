@@ -93,7 +93,8 @@ impl ClickHouseSink {
                 let layout = s.layout.clone();
                 s.rt.block_on(async move { tokio::time::timeout(timeout, migrate(&c, &layout)).await.unwrap_or(Err(SinkError::ClickHouse { message: "schema migration timed out".to_owned(), retryable: true })) })
             })?;
-            tracing::info!(shard = i, applied, version = sink.layout.latest_version(), "ClickHouse schema ready");
+            let server: String = sink.rt.block_on(sink.shards[i].query("SELECT version()").fetch_one()).map_err(SinkError::clickhouse)?;
+            tracing::info!(shard = i, server, applied, version = sink.layout.latest_version(), "ClickHouse schema ready");
         }
         Ok(sink)
     }
