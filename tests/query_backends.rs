@@ -8,26 +8,8 @@
 
 mod support;
 
-use serde_json::Value;
+use support::answers::*;
 use support::*;
-
-/// API requests answered by both backends.
-fn api_requests(sites: &[String]) -> Vec<String> {
-    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:07:00Z";
-    let mut reqs = Vec::new();
-    for by in ["site", "country", "colo", "asn"] {
-        for (step, top) in [("1m", 5), ("5m", 3), ("7m", 50)] {
-            reqs.push(format!("/v1/traffic-share?{range}&by={by}&step={step}&top={top}"));
-        }
-    }
-    reqs.push(format!("/v1/traffic-share?from=2026-11-01T00:01:30Z&to=2026-11-01T00:04:00Z&by=site&step=1m&top=4&format=csv"));
-    for site in sites.iter().take(4) {
-        reqs.push(format!("/v1/sites/{site}/rates?{range}&step=10s"));
-        reqs.push(format!("/v1/sites/{site}/rates?{range}&step=1m&format=csv"));
-    }
-    reqs.push(format!("/v1/sites/no-such-site.example/rates?{range}&step=1m"));
-    reqs
-}
 
 /// Overlapping, many-to-many, time-versioned registry rows for `sites`, written to the lake and
 /// to ClickHouse alike.
@@ -76,34 +58,6 @@ fn write_registry(lake: &std::path::Path, db: &ChDatabase, sites: &[String]) {
     ch.write_tables(&[(&SITE_ENTITIES, e), (&SITE_TAGS, g)], &span).unwrap();
 }
 
-/// SQL that both dialects accept, with deterministic order.
-const SQL: &[&str] = &[
-    "SELECT site, SUM(requests) AS requests, SUM(bytes) AS bytes FROM traffic_1m GROUP BY site ORDER BY requests DESC, site LIMIT 20",
-    "SELECT country, SUM(requests) AS r FROM traffic_1m WHERE status_class = '5xx' GROUP BY country ORDER BY r DESC, country",
-    "SELECT ts, SUM(requests) AS r, SUM(status_4xx) AS e4 FROM site_rates_10s GROUP BY ts ORDER BY ts LIMIT 60",
-    "SELECT asn, country, SUM(requests) AS r FROM asn_1m GROUP BY asn, country ORDER BY r DESC, asn, country LIMIT 15",
-    "SELECT cache_status, SUM(bytes) AS b FROM traffic_1m WHERE ts >= '2026-11-01 00:02:00' AND ts < '2026-11-01 00:04:00' GROUP BY cache_status ORDER BY cache_status",
-    "SELECT COUNT(*) AS n FROM dead_letters",
-    "SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason",
-    "SELECT site, SUM(blocked) AS blocked, SUM(cache_hits) AS hits FROM site_rates_10s WHERE site IN (SELECT site FROM traffic_1m GROUP BY site ORDER BY SUM(requests) DESC, site LIMIT 3) GROUP BY site ORDER BY site",
-    "SELECT e.entity, SUM(t.requests) AS r FROM traffic_1m t JOIN site_entities e ON t.site = e.site WHERE e.confidence >= 0.5 GROUP BY e.entity ORDER BY e.entity",
-    "SELECT tag, COUNT(*) AS n FROM site_tags GROUP BY tag ORDER BY tag",
-];
-
-fn json(body: &str, what: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
-}
-
-/// JSON numbers compared by value (a count is `Int64` in DataFusion and `UInt64` in ClickHouse).
-fn normalized(v: Value) -> Value {
-    match v {
-        Value::Number(n) => n.as_u64().map(Value::from).or_else(|| n.as_i64().map(Value::from)).unwrap_or(Value::Number(n)),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalized).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalized(v))).collect()),
-        other => other,
-    }
-}
-
 #[test]
 fn lake_and_clickhouse_backends_answer_identically() {
     let db = ChDatabase::new(&clickhouse_url(), "edgelens_backends");
@@ -120,12 +74,10 @@ fn lake_and_clickhouse_backends_answer_identically() {
     let on_lake = QueryService::start(&["--data-dir", lake.to_str().unwrap()], &[]);
     let on_ch = QueryService::start(&["--clickhouse", &db.url], &db.env());
 
-    let top = json(&on_lake.sql("SELECT site FROM traffic_1m GROUP BY site ORDER BY SUM(requests) DESC, site LIMIT 4", "application/json").1, "top sites");
-    let sites: Vec<String> = top.as_array().unwrap().iter().map(|r| r["site"].as_str().unwrap().to_owned()).collect();
+    let sites = top_sites(&on_lake, 4);
     assert_eq!(sites.len(), 4);
     write_registry(&lake, &db, &sites);
 
-    let mut compared = 0;
     let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:07:00Z";
     let mut requests = api_requests(&sites);
     for by in ["entity", "tag"] {
@@ -133,31 +85,8 @@ fn lake_and_clickhouse_backends_answer_identically() {
         requests.push(format!("/v1/traffic-share?{range}&by={by}&step=7m&top=1&format=csv"));
     }
     requests.push(format!("/v1/traffic-share?{range}&by=entity&step=1m&min_confidence=0.5"));
-    for path in requests {
-        let (a, b) = (on_lake.get(&path), on_ch.get(&path));
-        assert_eq!(a.0, 200, "lake {path}: {}", a.1);
-        assert_eq!(b.0, 200, "clickhouse {path}: {}", b.1);
-        if path.contains("format=csv") {
-            assert_eq!(a.1, b.1, "{path}");
-            assert!(a.1.lines().count() > 1, "{path}: no rows");
-        } else {
-            let (ja, jb) = (json(&a.1, &path), json(&b.1, &path));
-            assert_eq!(ja, jb, "{path}");
-            let rows = ja.get("series").or_else(|| ja.get("points")).and_then(Value::as_array).map_or(0, Vec::len);
-            assert!(rows > 0 || path.contains("no-such-site"), "{path}: empty answer {ja}");
-        }
-        compared += 1;
-    }
-    for sql in SQL {
-        let (a, b) = (on_lake.sql(sql, "application/json"), on_ch.sql(sql, "application/json"));
-        assert_eq!((a.0, b.0), (200, 200), "{sql}\nlake: {}\nclickhouse: {}", a.1, b.1);
-        let (ja, jb) = (normalized(json(&a.1, sql)), normalized(json(&b.1, sql)));
-        assert!(ja.as_array().is_some_and(|r| !r.is_empty()), "{sql}: no rows");
-        assert_eq!(ja, jb, "{sql}");
-        let (ca, cb) = (on_lake.sql(sql, "text/csv").1, on_ch.sql(sql, "text/csv").1);
-        assert_eq!(ca, cb, "{sql} as CSV");
-        compared += 1;
-    }
+    let compared = assert_same_answers(&on_lake, &on_ch, &requests);
+    assert!(SQL.iter().all(|sql| json(&on_lake.sql(sql, "application/json").1, sql).as_array().is_some_and(|r| !r.is_empty())), "a SQL query of the contract has no rows");
     // Writes are refused by both, as the caller's error.
     for bad in ["DROP TABLE traffic_1m", "INSERT INTO dead_letters SELECT * FROM dead_letters", "SELECT 1; SELECT 2"] {
         assert_eq!(on_lake.sql(bad, "application/json").0, 400, "lake accepted {bad}");
@@ -232,16 +161,6 @@ fn two_shards_through_distributed_tables_equal_one_server() {
     let env = |extra: &[(&str, &str)]| extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
     let on_cluster = QueryService::start(&["--clickhouse", &a.url()], &env(&[("EDGELENS__CLICKHOUSE__CLUSTER", name)]));
     let on_single = QueryService::start(&["--clickhouse", &single.url], &single.env());
-    let top = json(&on_single.sql("SELECT site FROM traffic_1m GROUP BY site ORDER BY SUM(requests) DESC, site LIMIT 4", "application/json").1, "top sites");
-    let sites: Vec<String> = top.as_array().unwrap().iter().map(|r| r["site"].as_str().unwrap().to_owned()).collect();
-    for path in api_requests(&sites) {
-        let (x, y) = (on_cluster.get(&path), on_single.get(&path));
-        assert_eq!((x.0, y.0), (200, 200), "{path}\ncluster: {}\nsingle: {}", x.1, y.1);
-        assert_eq!(x.1, y.1, "{path}");
-    }
-    for sql in SQL {
-        let (x, y) = (on_cluster.sql(sql, "application/json"), on_single.sql(sql, "application/json"));
-        assert_eq!((x.0, y.0), (200, 200), "{sql}\ncluster: {}\nsingle: {}", x.1, y.1);
-        assert_eq!(normalized(json(&x.1, sql)), normalized(json(&y.1, sql)), "{sql}");
-    }
+    let sites = top_sites(&on_single, 4);
+    assert_same_answers(&on_cluster, &on_single, &api_requests(&sites));
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod answers;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -211,19 +213,25 @@ impl Receiver {
 
     /// POST a gzip body; returns (status, Retry-After, body).
     pub fn post_gzip(&self, ndjson: &[u8]) -> (u16, Option<String>, String) {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(ndjson).unwrap();
-        let body = gz.finish().unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", self.1)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(s, "POST /v1/logpush HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
-        s.write_all(&body).unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
-        let retry = resp.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned));
-        (status, retry, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+        post_logpush_gzip(self.1, ndjson)
     }
+}
+
+/// POST a gzip NDJSON body to the Logpush receiver on 127.0.0.1:`port`; returns (status,
+/// Retry-After, body).
+pub fn post_logpush_gzip(port: u16, ndjson: &[u8]) -> (u16, Option<String>, String) {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(ndjson).unwrap();
+    let body = gz.finish().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "POST /v1/logpush HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let retry = resp.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned));
+    (status, retry, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
 }
 
 impl Drop for Receiver {
@@ -342,9 +350,14 @@ pub fn rss_mib(pid: u32) -> u64 {
 }
 
 /// An `edgelens query` service on a free port (killed on drop), spoken to with curl.
-pub struct QueryService(pub Child, pub u16);
+pub struct QueryService(pub Option<Child>, pub u16);
 
 impl QueryService {
+    /// A service started by someone else, on 127.0.0.1:`port`.
+    pub fn at(port: u16) -> Self {
+        QueryService(None, port)
+    }
+
     pub fn start(args: &[&str], envs: &[(String, String)]) -> Self {
         let port = free_port();
         let child = edgelens()
@@ -355,7 +368,7 @@ impl QueryService {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let svc = QueryService(child, port);
+        let svc = QueryService(Some(child), port);
         let deadline = Instant::now() + Duration::from_secs(30);
         while svc.get("/readyz").0 != 200 {
             assert!(Instant::now() < deadline, "query service on {port} not ready");
@@ -389,7 +402,9 @@ impl QueryService {
 
 impl Drop for QueryService {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
