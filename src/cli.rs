@@ -43,6 +43,16 @@ enum Cmd {
     Ingest(IngestArgs),
     /// Aggregator role: a consumer group member turning the events topic into the lake, exactly once.
     Aggregate(AggregateArgs),
+    /// Check a config file (and the `EDGELENS__*` environment) without starting anything: every
+    /// section must parse, unknown sections and keys are errors. Prints the effective settings.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckConfigArgs {
+    /// Config file (TOML); without one, the defaults overlaid by the environment are checked.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +257,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Query(a) => query(a),
         Cmd::Ingest(a) => ingest(a),
         Cmd::Aggregate(a) => aggregate(a),
+        Cmd::CheckConfig(a) => check_config(a),
     }
 }
 
@@ -453,6 +464,24 @@ fn ingest(a: IngestArgs) -> Result<()> {
             Ok(())
         }),
     }
+}
+
+fn check_config(a: CheckConfigArgs) -> Result<()> {
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let ingest: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
+    let aggregate: edgelens_aggregate::AggregateConfig = crate::config::section(&doc, "aggregate")?;
+    let query: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
+    let clickhouse: ClickHouseConfig = crate::config::section(&doc, "clickhouse")?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "ingest": { "listen": ingest.listen.to_string(), "brokers": ingest.brokers },
+            "aggregate": { "brokers": aggregate.brokers, "group": aggregate.group, "data_dir": aggregate.data_dir, "assignment": format!("{:?}", aggregate.assignment).to_lowercase() },
+            "query": { "listen": query.listen.to_string(), "data_dir": query.data_dir, "backend": query.backend },
+            "clickhouse": { "enabled": clickhouse.enabled(), "url": clickhouse.url, "shards": clickhouse.shards, "database": clickhouse.database, "cluster": clickhouse.cluster },
+        }))?
+    );
+    Ok(())
 }
 
 fn aggregate(a: AggregateArgs) -> Result<()> {

@@ -1,0 +1,198 @@
+//! The deployment files stay true to the binary: `deploy/compose.yaml`, every manifest under
+//! `deploy/k8s/` and the `Dockerfile` are parsed, and
+//! - every edgelens container's command is accepted by the real binary (`edgelens <args> --help`);
+//! - every config file they mount (and the `EDGELENS__*` variables they set) passes
+//!   `edgelens check-config` — unknown sections or keys fail it;
+//! - published/container ports are the ports the mounted config makes the role listen on;
+//! - HTTP probe paths answer 200 from the role itself (started here on a free port);
+//! - aggregator replicas do not exceed the events topic's partitions; referenced ConfigMaps and
+//!   volume claims exist.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_yaml::Value;
+use support::*;
+
+/// Partitions of the events topic that the deployments create (compose: KAFKA_NUM_PARTITIONS; the
+/// dev scripts: EDGELENS_KAFKA_TOPICS).
+const PARTITIONS: u64 = 8;
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence().map(|s| s.iter().map(|x| x.as_str().expect("string arg").to_owned()).collect()).unwrap_or_default()
+}
+
+/// The binary accepts `args` (clap parses them before `--help` prints and exits 0).
+fn assert_command_accepted(args: &[String], what: &str) {
+    assert!(!args.is_empty(), "{what}: no command");
+    let out = edgelens().args(args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{what}: `edgelens {}` is not a valid command: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// `edgelens check-config` of `config` with `env`; the effective settings as JSON.
+fn check_config(config: &Path, env: &[(String, String)], what: &str) -> serde_json::Value {
+    let out = edgelens().args(["check-config", "--config"]).arg(config).envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+    assert!(out.status.success(), "{what}: config rejected: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn listen_port(settings: &serde_json::Value, role: &str) -> u16 {
+    let listen = settings[role]["listen"].as_str().unwrap_or_else(|| panic!("{role} has no listen address"));
+    listen.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Start `role` on a free port and GET `path`: the probe target must answer 200.
+fn assert_probe_path(role: &str, path: &str) {
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = edgelens();
+    cmd.arg(role).args(["--listen", &format!("127.0.0.1:{port}")]);
+    match role {
+        "query" => cmd.arg("--data-dir").arg(tmp.path()),
+        // The receiver starts without a reachable broker; /healthz is about the process.
+        _ => cmd.args(["--brokers", "127.0.0.1:1"]),
+    };
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let svc = QueryService::at(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let (status, _) = svc.get(path);
+        if status == 200 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{role} does not answer {path}");
+    eprintln!("{role} answers {path}");
+}
+
+#[test]
+fn compose_file_matches_the_binary() {
+    let dir = repo_root().join("deploy");
+    let mut doc = yaml_docs(&dir.join("compose.yaml")).remove(0);
+    doc.apply_merge().unwrap();
+    let doc = &doc;
+    let services = doc["services"].as_mapping().unwrap();
+    let partitions: u64 = doc["services"]["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"].as_str().unwrap().parse().unwrap();
+    assert!(partitions >= PARTITIONS);
+    let mut roles = Vec::new();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        if svc["image"].as_str() != Some("edgelens:latest") {
+            continue;
+        }
+        let args = strings(&svc["command"]);
+        assert_command_accepted(&args, &format!("compose service {name}"));
+        let role = args[0].clone();
+        // The mounted config file, from the host side of the volume.
+        let mount = strings(&svc["volumes"]).into_iter().find(|v| v.contains("/etc/edgelens/edgelens.toml")).expect("config mount");
+        let host = dir.join(mount.split(':').next().unwrap());
+        let settings = check_config(&host, &[], &format!("compose service {name}"));
+        let config_arg = args.iter().position(|a| a == "--config").map(|i| args[i + 1].clone());
+        assert_eq!(config_arg.as_deref(), Some("/etc/edgelens/edgelens.toml"), "{name}: --config points elsewhere than the mount");
+        if let Some(ports) = svc["ports"].as_sequence() {
+            let published: Vec<u16> = ports.iter().map(|p| p.as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap()).collect();
+            assert_eq!(published, vec![listen_port(&settings, &role)], "{name}: container port is not the configured listen port");
+        }
+        if role == "aggregate" {
+            let replicas = svc["deploy"]["replicas"].as_u64().unwrap_or(1);
+            assert!(replicas <= partitions, "{name}: {replicas} replicas for {partitions} partitions");
+        }
+        roles.push(role);
+    }
+    roles.sort();
+    assert_eq!(roles, ["aggregate", "ingest", "query"], "compose runs every role");
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("--bin edgelens") && dockerfile.contains("ENTRYPOINT [\"edgelens\"]"), "Dockerfile builds and runs the edgelens binary");
+    assert_eq!(doc["x-edgelens"]["build"]["dockerfile"].as_str(), Some("Dockerfile"));
+}
+
+#[test]
+fn kubernetes_manifests_match_the_binary() {
+    let dir = repo_root().join("deploy/k8s");
+    let mut objects: Vec<(PathBuf, Value)> = Vec::new();
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        if f.path().extension().is_some_and(|e| e == "yaml") {
+            objects.extend(yaml_docs(&f.path()).into_iter().map(|d| (f.path(), d)));
+        }
+    }
+    let by_kind = |kind: &'static str| objects.iter().filter(move |(_, o)| o["kind"].as_str() == Some(kind));
+    let name_of = |o: &Value| o["metadata"]["name"].as_str().unwrap().to_owned();
+    let config_maps: BTreeMap<String, &Value> = by_kind("ConfigMap").map(|(_, o)| (name_of(o), o)).collect();
+    let claims: Vec<String> = by_kind("PersistentVolumeClaim").map(|(_, o)| name_of(o)).collect();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let mut roles = Vec::new();
+    for (path, o) in by_kind("Deployment").chain(by_kind("StatefulSet")) {
+        let what = format!("{} {}", path.display(), name_of(o));
+        let pod = &o["spec"]["template"]["spec"];
+        for vol in pod["volumes"].as_sequence().unwrap() {
+            if let Some(cm) = vol["configMap"]["name"].as_str() {
+                assert!(config_maps.contains_key(cm), "{what}: no ConfigMap {cm}");
+            }
+            if let Some(claim) = vol["persistentVolumeClaim"]["claimName"].as_str() {
+                assert!(claims.contains(&claim.to_owned()), "{what}: no PersistentVolumeClaim {claim}");
+            }
+        }
+        for c in pod["containers"].as_sequence().unwrap() {
+            let args = strings(&c["args"]);
+            assert_command_accepted(&args, &what);
+            let role = args[0].clone();
+            // The config file the container mounts, with the variables it sets.
+            let cm_name = pod["volumes"].as_sequence().unwrap().iter().find_map(|v| v["configMap"]["name"].as_str()).expect("config volume");
+            let text = config_maps[cm_name]["data"]["edgelens.toml"].as_str().expect("edgelens.toml in the ConfigMap");
+            let file = tmp.path().join(format!("{cm_name}.toml"));
+            std::fs::write(&file, text).unwrap();
+            let env: Vec<(String, String)> = c["env"]
+                .as_sequence()
+                .map(|e| e.iter().map(|v| (v["name"].as_str().unwrap().to_owned(), v["value"].as_str().unwrap_or("from-field").to_owned())).collect())
+                .unwrap_or_default();
+            assert!(env.iter().all(|(k, _)| k.starts_with("EDGELENS__")), "{what}: unexpected variables {env:?}");
+            let settings = check_config(&file, &env, &what);
+            let ports: BTreeMap<String, u64> = c["ports"]
+                .as_sequence()
+                .map(|ps| ps.iter().map(|p| (p["name"].as_str().unwrap().to_owned(), p["containerPort"].as_u64().unwrap())).collect())
+                .unwrap_or_default();
+            for (port_name, port) in &ports {
+                assert_eq!(*port, u64::from(listen_port(&settings, &role)), "{what}: port {port_name} is not the configured listen port");
+            }
+            for probe in ["readinessProbe", "livenessProbe"] {
+                if let Some(p) = c[probe]["httpGet"]["path"].as_str() {
+                    let port = c[probe]["httpGet"]["port"].as_str().unwrap();
+                    assert!(ports.contains_key(port), "{what}: {probe} uses unknown port {port}");
+                    assert_probe_path(&role, p);
+                }
+            }
+            assert!(c["resources"]["requests"]["cpu"].as_str().is_some() && c["resources"]["requests"]["memory"].as_str().is_some(), "{what}: resource requests");
+            if role == "aggregate" {
+                let replicas = o["spec"]["replicas"].as_u64().unwrap();
+                assert!(replicas <= PARTITIONS, "{what}: {replicas} aggregators for {PARTITIONS} partitions");
+                assert!(env.iter().any(|(k, _)| k == "EDGELENS__AGGREGATE__INSTANCE_ID"), "{what}: aggregators need a stable member id");
+            }
+            roles.push(role);
+        }
+    }
+    for (path, svc) in by_kind("Service") {
+        let selector = svc["spec"]["selector"]["app.kubernetes.io/component"].as_str().unwrap();
+        let target = objects.iter().find(|(_, o)| o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"].as_str() == Some(selector));
+        let (_, workload) = target.unwrap_or_else(|| panic!("{}: Service selects no workload", path.display()));
+        let container_ports: Vec<String> = workload["spec"]["template"]["spec"]["containers"][0]["ports"].as_sequence().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+        for p in svc["spec"]["ports"].as_sequence().unwrap() {
+            let t = p["targetPort"].as_str().unwrap().to_owned();
+            assert!(container_ports.contains(&t), "{}: targetPort {t} is not a container port", path.display());
+        }
+    }
+    roles.sort();
+    assert_eq!(roles, ["aggregate", "ingest", "query"], "the manifests run every role");
+}
