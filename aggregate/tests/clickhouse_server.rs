@@ -186,7 +186,12 @@ async fn schema_is_migrated_once_and_mismatches_are_refused() {
             let e = migrate(&c, &layout).await.unwrap_err().to_string();
             assert!(e.contains("newer than this edgelens build"), "{e}");
             exec(&c, &format!("ALTER TABLE `{db}`.schema_migrations DELETE WHERE version = 99")).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Mutations apply in the background: wait until the row is gone.
+            let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+            while c.query(&format!("SELECT count() FROM `{db}`.schema_migrations WHERE version = 99")).fetch_one::<u64>().await.unwrap() > 0 {
+                assert!(std::time::Instant::now() < deadline, "the version 99 row was not deleted");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             // A table someone altered by hand.
             exec(&c, &format!("ALTER TABLE `{db}`.traffic_1m_local DROP COLUMN bytes")).await;
             let e = migrate(&c, &layout).await.unwrap_err().to_string();
