@@ -166,3 +166,19 @@ fn replays_into_one_lake_add_up_and_a_repeated_replay_is_idempotent() {
     assert_eq!(total(&lake), ra.valid + rb.valid, "replaying the same file again must not count it twice");
     assert_eq!(table_files(&lake, "site_rates_10s").len(), files);
 }
+
+/// `--log-format json`: every log line on stderr is one JSON object with level, target and fields.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = edgelens().args(["--log-format", "json", "sql", "--format", "csv", "--data-dir"]).arg(tmp.path()).arg("SELECT 1 AS one").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["target"].is_string() && v["fields"]["message"].is_string(), "{l}");
+    }
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "one\n1");
+}
