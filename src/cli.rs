@@ -195,6 +195,13 @@ struct ReplayArgs {
     /// Closed rows buffered before a Parquet file is written.
     #[arg(long, default_value_t = 200_000)]
     flush_rows: usize,
+    /// What of client IP addresses is stored: keep, truncate (/24, /48) or hash (keyed, needs
+    /// --client-ip-key); see docs/operations.md.
+    #[arg(long, default_value = "keep")]
+    client_ip: String,
+    /// Secret key of --client-ip hash.
+    #[arg(long, env = "EDGELENS_CLIENT_IP_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    client_ip_key: String,
     /// Also write the rollups to the ClickHouse server at this HTTP URL (schema created or
     /// migrated first; database and credentials from `EDGELENS__CLICKHOUSE__*`, default `edgelens`).
     #[arg(long)]
@@ -294,6 +301,7 @@ fn replay(a: ReplayArgs) -> Result<()> {
         windows: a.window.config()?,
         max_line: a.max_line_bytes,
         flush_rows: a.flush_rows.max(1),
+        client_ip: edgelens_schemas::privacy::ClientIpPolicy::from_config(&a.client_ip, &a.client_ip_key).map_err(|e| anyhow::anyhow!("--client-ip: {e}"))?,
         ..PipelineConfig::default()
     };
     let ch = clickhouse_from_env(a.clickhouse.as_deref())?;
@@ -484,13 +492,14 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
     let ingest: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
     let aggregate: edgelens_aggregate::AggregateConfig = crate::config::section(&doc, "aggregate")?;
+    aggregate.client_ip_policy()?;
     let query: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
     let clickhouse: ClickHouseConfig = crate::config::section(&doc, "clickhouse")?;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "ingest": { "listen": ingest.listen.to_string(), "brokers": ingest.brokers },
-            "aggregate": { "brokers": aggregate.brokers, "group": aggregate.group, "data_dir": aggregate.data_dir, "assignment": format!("{:?}", aggregate.assignment).to_lowercase() },
+            "aggregate": { "brokers": aggregate.brokers, "group": aggregate.group, "data_dir": aggregate.data_dir, "assignment": format!("{:?}", aggregate.assignment).to_lowercase(), "client_ip": aggregate.client_ip },
             "query": { "listen": query.listen.to_string(), "data_dir": query.data_dir, "backend": query.backend },
             "clickhouse": { "enabled": clickhouse.enabled(), "url": clickhouse.url, "shards": clickhouse.shards, "database": clickhouse.database, "cluster": clickhouse.cluster },
         }))?

@@ -35,6 +35,7 @@ use crate::lease::{fair_share, Lease, Membership};
 use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
 use crate::pipeline::PipelineConfig;
 use crate::sink::Sinks;
+use edgelens_schemas::privacy::ClientIpPolicy;
 use crate::windows::WindowConfig;
 use crate::SinkError;
 
@@ -83,6 +84,12 @@ pub struct AggregateConfig {
     pub instance_id: String,
     /// `leases` (default) or `group`, see [`AssignmentMode`].
     pub assignment: AssignmentMode,
+    /// What of a client's IP address is stored: `keep`, `truncate` (/24, /48) or `hash` (keyed,
+    /// with `client_ip_key`); see [`edgelens_schemas::privacy`]. Every writer of one lake must use
+    /// the same setting (and key), or its sketches stop being comparable.
+    pub client_ip: String,
+    /// The secret of `client_ip = "hash"` (e.g. from `EDGELENS__AGGREGATE__CLIENT_IP_KEY`).
+    pub client_ip_key: String,
     /// ClickHouse, written next to the lake when enabled: the config file's `[clickhouse]` section
     /// (shared with the query role), not a key of `[aggregate]`.
     #[serde(skip)]
@@ -111,6 +118,8 @@ impl Default for AggregateConfig {
             session_timeout_ms: 10_000,
             instance_id: String::new(),
             assignment: AssignmentMode::Leases,
+            client_ip: "keep".into(),
+            client_ip_key: String::new(),
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
         }
     }
@@ -147,10 +156,16 @@ impl AggregateConfig {
         self.checkpoint_dir.clone().unwrap_or_else(|| self.data_dir.join("_checkpoints"))
     }
 
-    pub fn partition_config(&self) -> PartitionConfig {
+    /// The client-IP policy of `client_ip` / `client_ip_key`.
+    pub fn client_ip_policy(&self) -> Result<ClientIpPolicy, AggregateError> {
+        ClientIpPolicy::from_config(&self.client_ip, &self.client_ip_key).map_err(AggregateError::Config)
+    }
+
+    pub fn partition_config(&self) -> Result<PartitionConfig, AggregateError> {
         let ns = edgelens_schemas::time::NANOS_PER_SEC;
-        PartitionConfig {
+        Ok(PartitionConfig {
             pipeline: PipelineConfig {
+                client_ip: self.client_ip_policy()?,
                 windows: WindowConfig {
                     allowed_disorder: self.allowed_disorder_secs as i64 * ns,
                     allowed_lateness: self.allowed_lateness_secs as i64 * ns,
@@ -163,7 +178,7 @@ impl AggregateConfig {
             flush_interval: Duration::from_millis(self.flush_interval_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
-        }
+        })
     }
 }
 
@@ -181,6 +196,8 @@ pub enum AggregateError {
     Panicked,
     #[error("leases in {path}: {source}")]
     Lease { path: PathBuf, source: std::io::Error },
+    #[error("invalid [aggregate] settings: {0}")]
+    Config(String),
 }
 
 /// Counters of one aggregator process, for logs and tests.
@@ -326,7 +343,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateS
     let ctx = GroupContext {
         state: Mutex::new(Partitions {
             cfg: cfg.clone(),
-            pcfg: cfg.partition_config(),
+            pcfg: cfg.partition_config()?,
             lake,
             store,
             parts: HashMap::new(),
@@ -453,7 +470,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Aggregate
     let membership = Membership::join(&ckpt_dir, &crate::partition::span_source(&cfg.group, ""), &member, session).map_err(lease_err)?;
     let consumer: BaseConsumer<DefaultConsumerContext> = cfg.consumer_config().create()?;
     let topics = cfg.topics();
-    let pcfg = cfg.partition_config();
+    let pcfg = cfg.partition_config()?;
     tracing::info!(group = %cfg.group, member = %member, topics = ?topics, brokers = %cfg.brokers, "aggregator started (lease assignment)");
 
     let mut stats = AggregateStats::default();

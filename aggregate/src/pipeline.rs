@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use edgelens_ingest::dead_letter::{DeadLetter, DeadLetterCounts};
+use edgelens_schemas::privacy::ClientIpPolicy;
 pub use edgelens_ingest::dead_letter::now_nanos;
 use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
 use edgelens_schemas::Nanos;
@@ -31,6 +32,8 @@ pub struct PipelineConfig {
     /// Source name used in offset spans (file names).
     pub source: String,
     pub partition: i32,
+    /// What of client addresses reaches the windows (and so storage) and dead-letter excerpts.
+    pub client_ip: ClientIpPolicy,
 }
 
 impl Default for PipelineConfig {
@@ -41,6 +44,7 @@ impl Default for PipelineConfig {
             flush_rows: 200_000,
             source: "replay".into(),
             partition: 0,
+            client_ip: ClientIpPolicy::Keep,
         }
     }
 }
@@ -114,7 +118,10 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         self.stats.lines += 1;
         let rejected = match line.parse() {
             Err(rejected) => Some(rejected),
-            Ok(ev) => match self.windows.observe(&ev) {
+            Ok(mut ev) => match {
+                ev.client_ip = self.cfg.client_ip.apply(ev.client_ip);
+                self.windows.observe(&ev)
+            } {
                 Ok(Observed::Counted) => {
                     self.stats.counted += 1;
                     None
@@ -133,7 +140,9 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         };
         if let Some((reason, raw)) = rejected {
             self.stats.dead_letters.add(reason.code());
-            self.pending.dead_letters.push(DeadLetter::new(now, source, line_no, &reason, raw));
+            let mut dead = DeadLetter::new(now, source, line_no, &reason, raw);
+            dead.raw = self.cfg.client_ip.redact(&dead.raw);
+            self.pending.dead_letters.push(dead);
         }
         if self.stats.lines.is_multiple_of(ADVANCE_EVERY) {
             self.tick()?;
@@ -143,8 +152,9 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take a dead letter rejected upstream (e.g. by the ingest receiver) at stream `position`:
     /// it goes to the `dead_letters` table like the pipeline's own.
-    pub fn push_dead_letter(&mut self, dead: DeadLetter, position: u64) -> Result<(), SinkError> {
+    pub fn push_dead_letter(&mut self, mut dead: DeadLetter, position: u64) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
+        dead.raw = self.cfg.client_ip.redact(&dead.raw);
         self.offset = position;
         self.stats.lines += 1;
         self.stats.dead_letters.add(dead.reason);

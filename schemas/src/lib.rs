@@ -6,12 +6,14 @@
 //!   lake, DataFusion) and the ClickHouse DDL are both derived from these definitions.
 //! - [`clickhouse`]: the ClickHouse DDL (storage, Distributed and view per table) and versioned
 //!   migrations, derived from [`tables`].
+//! - [`privacy`]: the client-IP policy (keep, truncate, keyed hash) applied before storage.
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //!
 //! No I/O happens in this crate.
 
 pub mod clickhouse;
 pub mod event;
+pub mod privacy;
 pub mod sketch;
 pub mod tables;
 pub mod time;
