@@ -64,7 +64,7 @@ fn parse_decimal_secs(s: &str) -> Option<Nanos> {
     for i in 0..9 {
         ns = ns * 10 + frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
     }
-    in_range(secs * NANOS_PER_SEC + ns)
+    in_range(secs.checked_mul(NANOS_PER_SEC)?.checked_add(ns)?)
 }
 
 /// RFC 3339 (`2026-11-01T12:00:00Z`, with optional fraction and offset), or a plain integer/float
@@ -162,6 +162,14 @@ mod tests {
         assert_eq!(parse_timestamp_str("1970-01-01T00:00:00Z"), None);
         assert_eq!(parse_timestamp_str("yesterday"), None);
         assert_eq!(from_unix_float(f64::NAN), None);
+    }
+
+    #[test]
+    fn ten_digit_decimal_seconds_beyond_i64_nanoseconds_are_rejected_not_overflowed() {
+        // Found by the parse_line fuzz target: 9855000001 s × 1e9 overflows i64.
+        assert_eq!(parse_timestamp_str("9855000001.1"), None);
+        assert_eq!(parse_timestamp_str("9999999999.999999999"), None);
+        assert!(crate::parse_line(br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":"9855000001.1","EdgeResponseStatus":200,"ZoneName":"a.example"}"#).is_err());
     }
 
     #[test]
