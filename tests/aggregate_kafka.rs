@@ -285,17 +285,13 @@ impl PrivateBroker {
     }
 
     fn script(&self, cmd: &str) {
-        let script = repo_root().join("deploy/dev/kafka.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(cmd)
-            .env("EDGELENS_DEV_DIR", self.dir.path())
-            .env("EDGELENS_KAFKA_PORT", self.port.to_string())
-            .env("EDGELENS_KAFKA_STORAGE", "memory")
-            .env("EDGELENS_KAFKA_TOPICS", "edge-requests:1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{} {cmd} failed (is tansu installed? deploy/dev/install.sh):\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+        let env = [
+            ("EDGELENS_DEV_DIR", self.dir.path().display().to_string()),
+            ("EDGELENS_KAFKA_PORT", self.port.to_string()),
+            ("EDGELENS_KAFKA_STORAGE", "memory".to_owned()),
+            ("EDGELENS_KAFKA_TOPICS", "edge-requests:1".to_owned()),
+        ];
+        dev_script("kafka.sh", cmd, &env, "is tansu installed? deploy/dev/install.sh");
     }
 }
 

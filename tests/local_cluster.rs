@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::answers::*;
@@ -40,9 +39,8 @@ impl Cluster {
     }
 
     fn script(&self, cmd: &str) {
-        let script = repo_root().join("deploy/dev/cluster.sh");
-        let out = Command::new("bash").arg(&script).arg(cmd).envs(self.env.iter().map(|(k, v)| (k, v))).output().unwrap();
-        assert!(out.status.success(), "{} {cmd} failed:\n{}\n{}", script.display(), String::from_utf8_lossy(&out.stderr), self.logs());
+        let env: Vec<(&str, String)> = self.env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        dev_script("cluster.sh", cmd, &env, &format!("role logs:\n{}", self.logs()));
     }
 
     fn logs(&self) -> String {

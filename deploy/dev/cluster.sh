@@ -114,20 +114,13 @@ up() {
 
 down() {
   if [[ -s "$ROLES_FILE" ]]; then
-    local name pid i
+    local name pid
     # Roles first (aggregators hand their partitions over), in parallel, then wait.
     while read -r name pid; do
       kill -TERM "$pid" 2>/dev/null || true
     done <"$ROLES_FILE"
     while read -r name pid; do
-      for ((i = 0; i < 300; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      if kill -0 "$pid" 2>/dev/null; then
-        edgelens_log "cluster: $name (pid $pid) did not stop after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-      fi
+      edgelens_await_exit "cluster: $name" "$pid" 300
     done <"$ROLES_FILE"
     rm -f "$ROLES_FILE"
     edgelens_log "cluster: roles stopped"

@@ -58,18 +58,12 @@ edgelens_port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# edgelens_stop_pidfile NAME PIDFILE — SIGTERM, wait up to 20 s, then SIGKILL; removes the pid file.
-edgelens_stop_pidfile() {
-  local name="$1" pidfile="$2" pid i
-  if ! edgelens_pid_alive "$pidfile"; then
-    rm -f "$pidfile"
-    edgelens_log "$name: not running"
-    return 0
-  fi
-  pid="$(cat "$pidfile")"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+# edgelens_await_exit NAME PID TENTHS — wait up to TENTHS × 0.1 s for PID (already sent SIGTERM)
+# to exit, then SIGKILL it.
+edgelens_await_exit() {
+  local name="$1" pid="$2" tenths="$3" i
+  for ((i = 0; i < tenths; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
@@ -77,6 +71,19 @@ edgelens_stop_pidfile() {
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
   fi
+}
+
+# edgelens_stop_pidfile NAME PIDFILE — SIGTERM, wait up to 20 s, then SIGKILL; removes the pid file.
+edgelens_stop_pidfile() {
+  local name="$1" pidfile="$2" pid
+  if ! edgelens_pid_alive "$pidfile"; then
+    rm -f "$pidfile"
+    edgelens_log "$name: not running"
+    return 0
+  fi
+  pid="$(cat "$pidfile")"
+  kill -TERM "$pid" 2>/dev/null || true
+  edgelens_await_exit "$name" "$pid" 200
   rm -f "$pidfile"
   edgelens_log "$name stopped (pid $pid)"
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, BinaryBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder, new_null_array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use clickhouse::{Client, Compression};
 use edgelens_schemas::clickhouse::ClickHouseConfig;
 
@@ -382,11 +382,6 @@ fn date_days(s: &str) -> Option<i32> {
     i32::try_from(d.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days()).ok()
 }
 
-/// The schema type a lake column of `ty` has; used by callers that compare shapes.
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,7 +395,7 @@ mod tests {
         let r = decode_tsv(body).unwrap();
         let b = &r.batches[0];
         assert_eq!(b.num_rows(), 2);
-        assert_eq!(r.schema.field(0).data_type(), &timestamp_type());
+        assert_eq!(r.schema.field(0).data_type(), &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())));
         assert_eq!(b.column(0).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(1), 1_793_491_210_000_000);
         assert_eq!(b.column(1).as_string::<i32>().value(0), "a\tb");
         assert_eq!(b.column(1).as_string::<i32>().value(1), "x\\y");

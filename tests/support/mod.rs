@@ -242,16 +242,12 @@ impl Drop for Receiver {
 }
 
 
+#[path = "../../aggregate/tests/ch_support/mod.rs"]
+mod ch_support;
+
 /// The ClickHouse server of the tests (`$EDGELENS_TEST_CLICKHOUSE`); fails, never skips, without it.
 pub fn clickhouse_url() -> String {
-    match std::env::var("EDGELENS_TEST_CLICKHOUSE") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => panic!(
-            "EDGELENS_TEST_CLICKHOUSE is not set: this test needs a real ClickHouse server. Start one with \
-             `deploy/dev/clickhouse.sh start` and set EDGELENS_TEST_CLICKHOUSE=http://127.0.0.1:18123, or run the tests \
-             through `deploy/dev/test.sh`."
-        ),
-    }
+    ch_support::server_url()
 }
 
 /// A database of its own on a ClickHouse server, dropped at the end of the test.
@@ -293,6 +289,13 @@ impl Drop for ChDatabase {
     }
 }
 
+/// Run `deploy/dev/<script> <cmd>` with `env`; panics with its stderr and `hint` when it fails.
+pub fn dev_script(script: &str, cmd: &str, env: &[(&str, String)], hint: &str) {
+    let path = repo_root().join("deploy/dev").join(script);
+    let out = Command::new("bash").arg(&path).arg(cmd).envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+    assert!(out.status.success(), "{} {cmd} failed ({hint}):\n{}", path.display(), String::from_utf8_lossy(&out.stderr));
+}
+
 /// A ClickHouse server of one test's own (free ports, data in a temp dir), started and stopped with
 /// `deploy/dev/clickhouse.sh`; `cluster` = `EDGELENS_CH_CLUSTER` (see that script).
 pub struct PrivateClickHouse {
@@ -318,22 +321,13 @@ impl PrivateClickHouse {
     }
 
     pub fn script(&self, cmd: &str) {
-        let script = repo_root().join("deploy/dev/clickhouse.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(cmd)
-            .env("EDGELENS_DEV_DIR", self.dir.path())
-            .env("EDGELENS_CH_HTTP_PORT", self.http_port.to_string())
-            .env("EDGELENS_CH_TCP_PORT", self.tcp_port.to_string())
-            .env("EDGELENS_CH_CLUSTER", &self.cluster)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{} {cmd} failed (is clickhouse-server installed? deploy/dev/install.sh):\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let env = [
+            ("EDGELENS_DEV_DIR", self.dir.path().display().to_string()),
+            ("EDGELENS_CH_HTTP_PORT", self.http_port.to_string()),
+            ("EDGELENS_CH_TCP_PORT", self.tcp_port.to_string()),
+            ("EDGELENS_CH_CLUSTER", self.cluster.clone()),
+        ];
+        dev_script("clickhouse.sh", cmd, &env, "is clickhouse-server installed? deploy/dev/install.sh");
     }
 }
 
