@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    ArrayRef, BinaryBuilder, Float64Array, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow::error::ArrowError;
 use edgelens_ingest::dead_letter::DeadLetter;
-use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, SITE_RATES_10S, TRAFFIC_1M};
+use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, INCIDENTS, INCIDENT_TIMELINE, SITE_RATES_10S, TRAFFIC_1M};
 use edgelens_schemas::{Nanos, TableDef};
 
+use crate::detect::{IncidentRow, TimelineRow};
 use crate::windows::{Asn1m, SiteRate10s, Traffic1m};
 
 fn micros(ts: Nanos) -> i64 {
@@ -125,6 +127,52 @@ pub fn dead_letters_batch(rows: &[DeadLetter]) -> Result<RecordBatch, ArrowError
     )
 }
 
+/// `incidents` rows.
+pub fn incidents_batch(rows: &[IncidentRow]) -> Result<RecordBatch, ArrowError> {
+    let f64_col = |f: fn(&IncidentRow) -> f64| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<Float64Array>()) };
+    let mut end = ts_builder(rows.len());
+    for r in rows {
+        end.append_option(r.end_ts.map(micros));
+    }
+    batch(
+        &INCIDENTS,
+        vec![
+            str_col(rows.iter().map(|r| r.incident_id.as_str())),
+            str_col(rows.iter().map(|r| &*r.site)),
+            str_col(rows.iter().map(|r| r.vector)),
+            str_col(rows.iter().map(|r| r.status)),
+            ts_col(rows.iter().map(|r| r.start_ts)),
+            ts_col(rows.iter().map(|r| r.detected_ts)),
+            ts_col(rows.iter().map(|r| r.peak_ts)),
+            Arc::new(end.finish()),
+            f64_col(|r| r.peak_rps),
+            f64_col(|r| r.baseline_rps),
+            u64_col(rows.iter().map(|r| r.attack_requests)),
+            u64_col(rows.iter().map(|r| r.distinct_ips)),
+            str_col(rows.iter().map(|r| r.signature.as_str())),
+            str_col(rows.iter().map(|r| r.top_attackers.as_str())),
+            ts_col(rows.iter().map(|r| r.updated_ts)),
+        ],
+    )
+}
+
+/// `incident_timeline` rows.
+pub fn timeline_batch(rows: &[(Arc<str>, TimelineRow)]) -> Result<RecordBatch, ArrowError> {
+    batch(
+        &INCIDENT_TIMELINE,
+        vec![
+            str_col(rows.iter().map(|(id, _)| &**id)),
+            ts_col(rows.iter().map(|(_, r)| r.ts)),
+            u64_col(rows.iter().map(|(_, r)| r.requests)),
+            u64_col(rows.iter().map(|(_, r)| r.matched_requests)),
+            u64_col(rows.iter().map(|(_, r)| r.status[0])),
+            u64_col(rows.iter().map(|(_, r)| r.status[1])),
+            u64_col(rows.iter().map(|(_, r)| r.status[2])),
+            u64_col(rows.iter().map(|(_, r)| r.status[3])),
+        ],
+    )
+}
+
 /// The non-empty tables of a sink batch.
 pub fn sink_batches(b: &crate::sink::SinkBatch) -> Result<Vec<(&'static TableDef, RecordBatch)>, ArrowError> {
     let mut out = Vec::new();
@@ -139,6 +187,12 @@ pub fn sink_batches(b: &crate::sink::SinkBatch) -> Result<Vec<(&'static TableDef
     }
     if !b.dead_letters.is_empty() {
         out.push((&DEAD_LETTERS, dead_letters_batch(&b.dead_letters)?));
+    }
+    if !b.incidents.incidents.is_empty() {
+        out.push((&INCIDENTS, incidents_batch(&b.incidents.incidents)?));
+    }
+    if !b.incidents.timeline.is_empty() {
+        out.push((&INCIDENT_TIMELINE, timeline_batch(&b.incidents.timeline)?));
     }
     Ok(out)
 }

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Checkpoint format version; bump on any change of the layout.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 4] = b"ELCK";
 
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +170,23 @@ pub fn seal(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Check a framed state and return its body.
-pub fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
+/// Check a framed state and return its body in the current format: a version-1 body (the windows'
+/// state alone, before the attack detector) is wrapped as a version-2 body without detector state.
+pub fn unseal(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (version, body) = unseal_versioned(bytes)?;
+    Ok(match version {
+        1 => {
+            let mut e = Enc::new();
+            e.bytes(body);
+            e.u8(0);
+            e.into_bytes()
+        }
+        _ => body.to_vec(),
+    })
+}
+
+/// Check a framed state and return its format version and body.
+fn unseal_versioned(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
     if bytes.len() < 16 || &bytes[..4] != MAGIC {
         return Err("not an edgelens checkpoint".into());
     }
@@ -180,10 +195,10 @@ pub fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
         return Err("checksum mismatch (torn or altered file)".into());
     }
     let version = u32::from_le_bytes(framed[4..8].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
-        return Err(format!("format version {version}, this edgelens reads {FORMAT_VERSION}"));
+    if !(1..=FORMAT_VERSION).contains(&version) {
+        return Err(format!("format version {version}, this edgelens reads 1 to {FORMAT_VERSION}"));
     }
-    Ok(&framed[8..])
+    Ok((version, &framed[8..]))
 }
 
 /// Checkpoints in a directory (shared by every aggregator of a group, like the lake).
@@ -236,7 +251,7 @@ impl CheckpointStore {
             Err(e) => return Err(CheckpointError::Io { path, source: e }),
         };
         let body = unseal(&bytes).map_err(|reason| CheckpointError::Corrupt { path: path.clone(), reason })?;
-        Ok(Some(body.to_vec()))
+        Ok(Some(body))
     }
 
     /// Positions with a checkpoint, ascending.
@@ -303,6 +318,16 @@ mod tests {
     fn torn_or_altered_checkpoints_are_rejected() {
         let sealed = seal(b"state");
         assert_eq!(unseal(&sealed).unwrap(), b"state");
+        // A version-1 body comes back wrapped as windows state without detector state.
+        let mut v1 = sealed[..sealed.len() - 8].to_vec();
+        v1[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let sum = fnv1a(&v1);
+        v1.extend_from_slice(&sum.to_le_bytes());
+        let body = unseal(&v1).unwrap();
+        let mut d = Dec::new(&body);
+        assert_eq!(d.bytes().unwrap(), b"state");
+        assert_eq!(d.u8().unwrap(), 0);
+        assert!(d.is_empty());
         assert!(unseal(&sealed[..sealed.len() - 1]).is_err());
         let mut altered = sealed.clone();
         altered[9] ^= 1;

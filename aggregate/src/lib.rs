@@ -2,6 +2,7 @@
 //!
 //! - [`windows`]: the pure event-time window core (watermarks, late deltas, RayID dedup).
 //! - [`sketch`]: the mergeable distinct-client sketch (defined in `edgelens_schemas`, whose stored format it is).
+//! - [`detect`]: the pure attack detector (baselines, signatures, incident lifecycle).
 //! - [`batches`]: rollup rows as Arrow batches in the schemas' column order.
 //! - [`sink`]: the [`sink::RollupSink`] trait, the Parquet lake and an in-memory sink.
 //! - [`pipeline`]: the embedded pipeline (lines → parse → windows → sink) used by `replay` and `demo`.
@@ -13,6 +14,7 @@
 pub mod batches;
 pub mod checkpoint;
 pub mod consumer;
+pub mod detect;
 pub mod error;
 pub mod lease;
 pub mod partition;

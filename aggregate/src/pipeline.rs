@@ -1,5 +1,5 @@
-//! The embedded pipeline: input lines → parse/validate → [`SiteWindows`] → [`RollupSink`], with
-//! dead letters for everything not counted. `edgelens replay` and `edgelens demo` both run it; the
+//! The embedded pipeline: input lines → parse/validate → [`SiteWindows`] and [`AttackDetector`] →
+//! [`RollupSink`], with dead letters for everything not counted. `edgelens replay` and `edgelens demo` both run it; the
 //! distributed aggregator runs the same core per Kafka partition.
 //!
 //! Offsets: every input line gets the next offset of the pipeline's stream; a flush writes the rows
@@ -15,6 +15,8 @@ pub use edgelens_ingest::dead_letter::now_nanos;
 use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
 use edgelens_schemas::Nanos;
 
+use crate::checkpoint::{Dec, Enc};
+use crate::detect::{AttackDetector, DetectorConfig};
 use crate::error::{PipelineError, SinkError};
 use crate::sink::{OffsetSpan, RollupSink, SinkBatch};
 use crate::windows::{Observed, SiteWindows, WindowConfig};
@@ -34,6 +36,8 @@ pub struct PipelineConfig {
     pub partition: i32,
     /// What of client addresses reaches the windows (and so storage) and dead-letter excerpts.
     pub client_ip: ClientIpPolicy,
+    /// Attack detection (`incidents`, `incident_timeline`); `None` turns it off.
+    pub detector: Option<DetectorConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -45,6 +49,7 @@ impl Default for PipelineConfig {
             source: "replay".into(),
             partition: 0,
             client_ip: ClientIpPolicy::Keep,
+            detector: Some(DetectorConfig::default()),
         }
     }
 }
@@ -68,6 +73,7 @@ pub struct PipelineStats {
 pub struct EmbeddedPipeline<S> {
     cfg: PipelineConfig,
     windows: SiteWindows,
+    detector: Option<AttackDetector>,
     sink: S,
     pending: SinkBatch,
     /// Offset of the last line taken (lines are numbered from 1 in spans; 0 = nothing yet).
@@ -80,6 +86,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn new(cfg: PipelineConfig, sink: S) -> Self {
         Self {
             windows: SiteWindows::new(cfg.windows),
+            detector: detector_for(&cfg).map(AttackDetector::new),
             cfg,
             sink,
             pending: SinkBatch::default(),
@@ -95,6 +102,10 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     pub fn windows(&self) -> &SiteWindows {
         &self.windows
+    }
+
+    pub fn detector(&self) -> Option<&AttackDetector> {
+        self.detector.as_ref()
     }
 
     pub fn sink(&self) -> &S {
@@ -118,25 +129,24 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         self.stats.lines += 1;
         let rejected = match line.parse() {
             Err(rejected) => Some(rejected),
-            Ok(mut ev) => match {
+            Ok(mut ev) => {
                 ev.client_ip = self.cfg.client_ip.apply(ev.client_ip);
-                self.windows.observe(&ev)
-            } {
-                Ok(Observed::Counted) => {
-                    self.stats.counted += 1;
-                    None
+                match self.windows.observe(&ev) {
+                    Ok(observed @ (Observed::Counted | Observed::Late)) => {
+                        self.stats.counted += 1;
+                        self.stats.late += u64::from(observed == Observed::Late);
+                        if let Some(d) = &mut self.detector {
+                            d.observe(&ev);
+                        }
+                        None
+                    }
+                    Ok(Observed::Duplicate) => {
+                        self.stats.duplicates += 1;
+                        None
+                    }
+                    Err(reason) => Some((reason, line.raw())),
                 }
-                Ok(Observed::Late) => {
-                    self.stats.counted += 1;
-                    self.stats.late += 1;
-                    None
-                }
-                Ok(Observed::Duplicate) => {
-                    self.stats.duplicates += 1;
-                    None
-                }
-                Err(reason) => Some((reason, line.raw())),
-            },
+            }
         };
         if let Some((reason, raw)) = rejected {
             self.stats.dead_letters.add(reason.code());
@@ -183,16 +193,37 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn checkpoint(&mut self) -> Result<Vec<u8>, SinkError> {
         self.tick()?;
         self.flush()?;
-        Ok(self.windows.encode_state())
+        let mut e = Enc::new();
+        e.bytes(&self.windows.encode_state());
+        match &self.detector {
+            Some(d) => {
+                e.u8(1);
+                e.bytes(&d.encode_state());
+            }
+            None => e.u8(0),
+        }
+        Ok(e.into_bytes())
     }
 
     /// Resume at `position` from a [`Self::checkpoint`] state (`None`: start empty).
     pub fn restore(cfg: PipelineConfig, sink: S, position: u64, state: Option<&[u8]>) -> Result<Self, String> {
-        let windows = match state {
-            Some(bytes) => SiteWindows::decode_state(cfg.windows, bytes)?,
-            None => SiteWindows::new(cfg.windows),
+        let (windows, detector_state) = match state {
+            Some(bytes) => {
+                let mut d = Dec::new(bytes);
+                let windows = SiteWindows::decode_state(cfg.windows, d.bytes()?)?;
+                let detector = if d.u8()? == 1 { Some(d.bytes()?) } else { None };
+                (windows, detector)
+            }
+            None => (SiteWindows::new(cfg.windows), None),
         };
-        Ok(Self { windows, cfg, sink, pending: SinkBatch::default(), offset: position, flushed_to: position, stats: PipelineStats::default() })
+        // A checkpoint without detector state (older, or detection was off) starts detection
+        // afresh; detector state without detection configured is dropped.
+        let detector = match (detector_for(&cfg), detector_state) {
+            (Some(dc), Some(bytes)) => Some(AttackDetector::decode_state(dc, bytes)?),
+            (Some(dc), None) => Some(AttackDetector::new(dc)),
+            (None, _) => None,
+        };
+        Ok(Self { windows, detector, cfg, sink, pending: SinkBatch::default(), offset: position, flushed_to: position, stats: PipelineStats::default() })
     }
 
     /// Close the windows the watermark has passed; flush when enough rows are pending.
@@ -208,7 +239,14 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn advance_to(&mut self, watermark: Nanos) -> Result<(), SinkError> {
         let closed = self.windows.advance(watermark);
         self.pending.closed.append(closed);
+        self.take_detector_output();
         self.flush_if_full()
+    }
+
+    fn take_detector_output(&mut self) {
+        if let Some(d) = self.detector.as_mut().filter(|d| d.pending_rows() > 0) {
+            self.pending.incidents.append(d.take_output());
+        }
     }
 
     /// Flush once `flush_rows` rows are pending.
@@ -222,6 +260,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     /// Write everything pending (closed windows and dead letters) under the span of input taken
     /// since the previous flush.
     pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.take_detector_output();
         if self.pending.is_empty() {
             // Nothing to write for this span, but the next span starts here: every span starts
             // at the previous flush position, which a checkpoint relies on (spans starting at or
@@ -242,11 +281,22 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn finish(mut self) -> Result<(PipelineStats, S), SinkError> {
         let closed = self.windows.close_all();
         self.pending.closed.append(closed);
+        if let Some(d) = &mut self.detector {
+            d.finish();
+        }
         self.flush()?;
         let ws = self.windows.stats();
         debug_assert_eq!(ws.counted + ws.late, self.stats.counted);
         Ok((self.stats, self.sink))
     }
+}
+
+/// The detector settings of a pipeline: its seconds close behind the windows' allowed disorder.
+fn detector_for(cfg: &PipelineConfig) -> Option<DetectorConfig> {
+    cfg.detector.clone().map(|mut d| {
+        d.allowed_disorder = cfg.windows.allowed_disorder;
+        d
+    })
 }
 
 /// Progress of a replay, reported every few thousand lines.

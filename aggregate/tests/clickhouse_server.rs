@@ -202,3 +202,47 @@ async fn schema_is_migrated_once_and_mismatches_are_refused() {
     exec(&c, &format!("DROP DATABASE IF EXISTS `{db}`")).await;
     outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
 }
+
+/// A database created by a build at schema version 1 is upgraded in place: the columns added
+/// since (`incidents.updated_ts`) appear in the storage table and the view, and a migration
+/// interrupted after its `ADD COLUMN` runs again without error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded_in_place() {
+    use edgelens_aggregate::sink::clickhouse::migrate;
+    let url = ch_support::server_url();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let db = format!("edgelens_upgrade_{}_{nanos}", std::process::id());
+    let c = client(&url);
+    let layout = Layout::single(&db);
+    let outcome = tokio::spawn({
+        let (c, layout, db) = (c.clone(), layout.clone(), db.clone());
+        async move {
+            // What a version-1 build left behind.
+            for st in layout.migrations_table_ddl() {
+                exec(&c, &st).await;
+            }
+            let v1 = &layout.migrations()[0];
+            assert_eq!(v1.version, 1);
+            for st in &v1.statements {
+                exec(&c, st).await;
+            }
+            exec(&c, &format!("INSERT INTO `{db}`.schema_migrations (version, name, applied_at) VALUES (1, 'initial', now())")).await;
+            let cols = |c: Client, table: &'static str| {
+                let db = db.clone();
+                async move {
+                    c.query(&format!("SELECT name FROM system.columns WHERE database = '{db}' AND table = '{table}'")).fetch_all::<String>().await.unwrap()
+                }
+            };
+            assert!(!cols(c.clone(), "incidents_local").await.contains(&"updated_ts".to_owned()));
+            // Interrupted: the column was added, the version not recorded.
+            exec(&c, &format!("ALTER TABLE `{db}`.incidents_local ADD COLUMN `updated_ts` DateTime AFTER `top_attackers`")).await;
+            assert_eq!(migrate(&c, &layout).await.expect("upgrade"), layout.latest_version() - 1);
+            assert!(cols(c.clone(), "incidents_local").await.contains(&"updated_ts".to_owned()));
+            assert!(cols(c.clone(), "incidents").await.contains(&"updated_ts".to_owned()), "the view shows the new column");
+            assert_eq!(migrate(&c, &layout).await.expect("current database"), 0);
+        }
+    })
+    .await;
+    exec(&c, &format!("DROP DATABASE IF EXISTS `{db}`")).await;
+    outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+}

@@ -157,7 +157,12 @@ impl Layout {
     /// `CREATE TABLE IF NOT EXISTS T_local`: contract columns, then provenance, MergeTree ordered
     /// by the non-nullable key columns and partitioned by day of the time column.
     pub fn local_ddl(&self, table: &TableDef) -> String {
-        let mut cols: Vec<String> = table.columns.iter().map(|c| format!("    `{}` {}", c.name, Self::column_type(c))).collect();
+        self.local_ddl_at(table, u32::MAX)
+    }
+
+    /// [`Self::local_ddl`] with the columns of schema version `version`.
+    pub fn local_ddl_at(&self, table: &TableDef, version: u32) -> String {
+        let mut cols: Vec<String> = table.columns.iter().filter(|c| c.since <= version).map(|c| format!("    `{}` {}", c.name, Self::column_type(c))).collect();
         cols.extend(PROVENANCE.iter().map(|(n, t)| format!("    `{n}` {t}")));
         let order: Vec<_> = table.key_columns().filter(|c| !c.nullable).map(|c| format!("`{}`", c.name)).collect();
         let order = if order.is_empty() { "tuple()".to_owned() } else { format!("({})", order.join(", ")) };
@@ -190,7 +195,12 @@ impl Layout {
 
     /// `CREATE VIEW IF NOT EXISTS T AS SELECT <contract columns> FROM T_local|T_all`.
     pub fn view_ddl(&self, table: &TableDef) -> String {
-        let cols: Vec<_> = table.columns.iter().map(|c| format!("`{}`", c.name)).collect();
+        self.view_ddl_at(table, u32::MAX)
+    }
+
+    /// [`Self::view_ddl`] with the columns of schema version `version`.
+    pub fn view_ddl_at(&self, table: &TableDef, version: u32) -> String {
+        let cols: Vec<_> = table.columns.iter().filter(|c| c.since <= version).map(|c| format!("`{}`", c.name)).collect();
         format!(
             "CREATE VIEW IF NOT EXISTS {}{} AS SELECT {} FROM {}",
             self.qualified(table.name),
@@ -237,11 +247,46 @@ impl Layout {
     pub fn migrations(&self) -> Vec<Migration> {
         let mut initial = vec![self.spans_ddl()];
         for t in ALL_TABLES {
-            initial.push(self.local_ddl(t));
+            initial.push(self.local_ddl_at(t, 1));
             initial.extend(self.distributed_ddl(t));
-            initial.push(self.view_ddl(t));
+            initial.push(self.view_ddl_at(t, 1));
         }
-        vec![Migration { version: 1, name: "initial tables: T_local storage, T_all on clusters, T views, span manifest", statements: initial }]
+        vec![
+            Migration { version: 1, name: "initial tables: T_local storage, T_all on clusters, T views, span manifest", statements: initial },
+            Migration { version: 2, name: "incidents.updated_ts", statements: self.added_columns(2) },
+        ]
+    }
+
+    /// Statements adding the columns of schema version `version`: `ADD COLUMN` on `T_local`
+    /// (and `T_all`), then the view recreated. An `ADD COLUMN` whose column exists already (a
+    /// migration interrupted after it) fails with "already exists", which the runner accepts.
+    fn added_columns(&self, version: u32) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in ALL_TABLES {
+            let mut changed = false;
+            for (i, c) in t.columns.iter().enumerate().filter(|(_, c)| c.since == version) {
+                let after = i.checked_sub(1).map(|p| format!(" AFTER `{}`", t.columns[p].name)).unwrap_or_default();
+                let mut targets = vec![Self::local_name(t)];
+                if self.cluster.is_some() {
+                    targets.push(Self::all_name(t));
+                }
+                for target in targets {
+                    out.push(format!(
+                        "ALTER TABLE {}{} ADD COLUMN `{}` {}{after}",
+                        self.qualified(&target),
+                        self.on_cluster(),
+                        c.name,
+                        Self::column_type(c)
+                    ));
+                }
+                changed = true;
+            }
+            if changed {
+                out.push(format!("DROP TABLE IF EXISTS {}{}", self.qualified(t.name), self.on_cluster()));
+                out.push(self.view_ddl(t));
+            }
+        }
+        out
     }
 
     /// The newest schema version this build knows.

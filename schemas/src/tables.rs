@@ -42,10 +42,12 @@ pub struct ColumnDef {
     pub ty: ColumnType,
     pub role: Role,
     pub nullable: bool,
+    /// ClickHouse schema version that added the column (1 = the initial tables).
+    pub since: u32,
 }
 
 const fn col(name: &'static str, ty: ColumnType, role: Role) -> ColumnDef {
-    ColumnDef { name, ty, role, nullable: false }
+    ColumnDef { name, ty, role, nullable: false, since: 1 }
 }
 const fn key(name: &'static str, ty: ColumnType) -> ColumnDef {
     col(name, ty, Role::Key)
@@ -55,6 +57,11 @@ const fn measure(name: &'static str) -> ColumnDef {
 }
 const fn attr(name: &'static str, ty: ColumnType) -> ColumnDef {
     col(name, ty, Role::Attribute)
+}
+/// A column added by schema version `v` (ClickHouse adds it with a migration).
+const fn since(mut c: ColumnDef, v: u32) -> ColumnDef {
+    c.since = v;
+    c
 }
 const fn nullable(mut c: ColumnDef) -> ColumnDef {
     c.nullable = true;
@@ -126,7 +133,7 @@ pub static ASN_1M: TableDef = TableDef {
 
 pub static INCIDENTS: TableDef = TableDef {
     name: "incidents",
-    doc: "Detected attacks, one row per incident state change (latest row per incident_id wins).",
+    doc: "Detected attacks, one row per incident state change or update: the row with the latest updated_ts of an incident_id is its current state.",
     time_column: "start_ts",
     columns: &[
         key("incident_id", String),
@@ -143,6 +150,7 @@ pub static INCIDENTS: TableDef = TableDef {
         attr("distinct_ips", UInt64),
         attr("signature", Json),
         attr("top_attackers", Json),
+        since(attr("updated_ts", Timestamp), 2),
     ],
 };
 

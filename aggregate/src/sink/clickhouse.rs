@@ -290,7 +290,11 @@ pub async fn migrate(c: &Client, layout: &Layout) -> Result<u32, SinkError> {
     let mut applied = 0;
     for m in layout.migrations().into_iter().filter(|m| m.version > current) {
         for st in &m.statements {
-            exec(c, st).await?;
+            match exec(c, st).await {
+                // Re-running a migration that added this column before it was recorded.
+                Err(SinkError::ClickHouse { message, .. }) if st.contains(" ADD COLUMN ") && message.contains("already exists") => {}
+                r => r?,
+            }
         }
         exec(
             c,

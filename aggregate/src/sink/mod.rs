@@ -11,6 +11,7 @@ use edgelens_ingest::dead_letter::DeadLetter;
 
 use crate::error::SinkError;
 use crate::windows::ClosedWindows;
+use crate::detect::DetectorOutput;
 
 /// A `(from, to]` range of input offsets of one source partition (line numbers for files, Kafka
 /// offsets for topics). File names and dedup keys are derived from it.
@@ -59,15 +60,17 @@ impl OffsetSpan {
 pub struct SinkBatch {
     pub closed: ClosedWindows,
     pub dead_letters: Vec<DeadLetter>,
+    /// Incident rows and per-second timeline rows from the attack detector.
+    pub incidents: DetectorOutput,
 }
 
 impl SinkBatch {
     pub fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.dead_letters.is_empty()
+        self.closed.is_empty() && self.dead_letters.is_empty() && self.incidents.is_empty()
     }
 
     pub fn rows(&self) -> usize {
-        self.closed.len() + self.dead_letters.len()
+        self.closed.len() + self.dead_letters.len() + self.incidents.len()
     }
 }
 

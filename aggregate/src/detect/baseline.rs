@@ -1,0 +1,175 @@
+//! A site's normal request rate per second, learned online from its own closed seconds.
+//!
+//! An exponentially weighted mean and variance (half-life [`HALF_LIFE_SECS`]) of the per-second
+//! count. Robust to outliers: an update never moves the mean by more than what a second at
+//! mean + 3σ would, so a burst barely shifts it while slow changes (the daily cycle) are
+//! followed. Quiet seconds are applied in closed form, so an idle site costs nothing per second.
+//! The first [`WARMUP_SECS`] seconds of a site only learn (plain running mean, no alerts).
+
+/// Half-life of the mean, in seconds.
+pub const HALF_LIFE_SECS: f64 = 300.0;
+/// Seconds observed before a site can be judged.
+pub const WARMUP_SECS: u32 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateBaseline {
+    pub mean: f64,
+    pub var: f64,
+    /// Seconds learned (saturating).
+    pub seconds: u32,
+}
+
+/// Thresholds of an anomalous second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// A second is anomalous when it exceeds the mean by at least this many standard deviations…
+    pub z: f64,
+    /// …and by at least this fraction of the mean…
+    pub min_ratio_excess: f64,
+    /// …and by at least this many requests.
+    pub min_excess: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { z: 6.0, min_ratio_excess: 1.0, min_excess: 10.0 }
+    }
+}
+
+fn alpha() -> f64 {
+    1.0 - 0.5f64.powf(1.0 / HALF_LIFE_SECS)
+}
+
+impl Default for RateBaseline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RateBaseline {
+    pub fn new() -> Self {
+        Self { mean: 0.0, var: 0.0, seconds: 0 }
+    }
+
+    pub fn warm(&self) -> bool {
+        self.seconds >= WARMUP_SECS
+    }
+
+    /// Standard deviation of a second's count: at least Poisson's.
+    pub fn sigma(&self) -> f64 {
+        self.var.max(self.mean).max(0.25).sqrt()
+    }
+
+    /// The smallest excess over the mean that makes a second anomalous.
+    pub fn excess_needed(&self, t: &Thresholds) -> f64 {
+        (t.z * self.sigma()).max(t.min_ratio_excess * self.mean).max(t.min_excess)
+    }
+
+    /// Whether a second with `x` requests is anomalous (never during warm-up).
+    pub fn is_anomalous(&self, x: f64, t: &Thresholds) -> bool {
+        self.warm() && x - self.mean >= self.excess_needed(t)
+    }
+
+    /// Whether a second with `x` requests is back to normal: below half the anomaly excess.
+    pub fn is_calm(&self, x: f64, t: &Thresholds) -> bool {
+        x - self.mean < 0.5 * self.excess_needed(t)
+    }
+
+    /// Learn one second with `x` requests.
+    pub fn update(&mut self, x: f64) {
+        if self.seconds < WARMUP_SECS {
+            // Running mean and variance of the first seconds.
+            let n = f64::from(self.seconds + 1);
+            let d = x - self.mean;
+            self.mean += d / n;
+            self.var += (d * (x - self.mean) - self.var) / n;
+        } else {
+            let a = alpha();
+            let x = x.min(self.mean + 3.0 * self.sigma());
+            let d = x - self.mean;
+            self.mean += a * d;
+            self.var = (1.0 - a) * (self.var + a * d * d);
+        }
+        self.seconds = self.seconds.saturating_add(1);
+    }
+
+    /// Learn `n` seconds without a request.
+    pub fn update_quiet(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut left = n;
+        while left > 0 && self.seconds < WARMUP_SECS {
+            self.update(0.0);
+            left -= 1;
+        }
+        if left > 0 {
+            // Zeros never hit the clamp: the mean decays geometrically; the variance is close
+            // enough to its value for a decayed mean (quiet sites are judged on the minimums).
+            let keep = (1.0 - alpha()).powf(left as f64);
+            self.mean *= keep;
+            self.var *= keep;
+            self.seconds = self.seconds.saturating_add(u32::try_from(left).unwrap_or(u32::MAX));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_a_steady_rate_and_flags_a_burst() {
+        let t = Thresholds::default();
+        let mut b = RateBaseline::new();
+        for i in 0..600 {
+            b.update(if i % 2 == 0 { 95.0 } else { 105.0 });
+        }
+        assert!((b.mean - 100.0).abs() < 2.0, "{}", b.mean);
+        assert!(!b.is_anomalous(140.0, &t));
+        assert!(b.is_anomalous(300.0, &t));
+        // A burst hardly moves the mean.
+        for _ in 0..30 {
+            b.update(3000.0);
+        }
+        assert!(b.mean < 130.0, "{}", b.mean);
+    }
+
+    #[test]
+    fn follows_a_slow_daily_change() {
+        let t = Thresholds::default();
+        let mut b = RateBaseline::new();
+        // 100 → 200 rps over 6 hours (a steep daily rise): never anomalous.
+        for s in 0..6 * 3600 {
+            let x = 100.0 + 100.0 * f64::from(s) / (6.0 * 3600.0);
+            assert!(!b.is_anomalous(x, &t), "second {s}: {x} vs {}", b.mean);
+            b.update(x);
+        }
+    }
+
+    #[test]
+    fn quiet_seconds_decay_in_closed_form() {
+        let mut a = RateBaseline::new();
+        let mut b = RateBaseline::new();
+        for _ in 0..100 {
+            a.update(10.0);
+            b.update(10.0);
+        }
+        for _ in 0..50 {
+            a.update(0.0);
+        }
+        b.update_quiet(50);
+        assert!((a.mean - b.mean).abs() < 1e-9);
+        assert_eq!(a.seconds, b.seconds);
+    }
+
+    #[test]
+    fn warmup_never_alerts() {
+        let t = Thresholds::default();
+        let mut b = RateBaseline::new();
+        for _ in 0..WARMUP_SECS - 1 {
+            b.update(1.0);
+        }
+        assert!(!b.is_anomalous(10_000.0, &t));
+    }
+}

@@ -1,0 +1,1020 @@
+//! Attack detection: per-site baselines, anomaly triggers, signatures and the incident lifecycle.
+//! Pure: no clock, no I/O. The caller feeds counted events ([`AttackDetector::observe`]); the
+//! detector closes event-time seconds behind its own watermark and queues `incidents` and
+//! `incident_timeline` rows ([`AttackDetector::take_output`]).
+//!
+//! Per site and closed second:
+//! 1. **Baseline** ([`baseline::RateBaseline`]): robust EWMA of requests per second; a second is
+//!    *anomalous* when it exceeds the mean by ≥ 6σ, ≥ 100 % and ≥ 10 requests.
+//! 2. **Profile** ([`profile::SiteProfile`]): what normal requests look like, learned from a
+//!    1-in-[`DetectorConfig::sample_one_in`] hash sample of normal seconds only.
+//! 3. **Suspect** on the first anomalous second: the sampled requests of anomalous seconds are
+//!    kept (a bottom-k sample by event hash, the same whatever the arrival order).
+//! 4. **Active** (detected) once a [`signature`] separates the surge from the profile with
+//!    estimated precision ≥ 0.9 and coverage ≥ 0.6 and names who sends it or a request shape
+//!    no normal client has. A surge of the site's usual audience (a flash crowd, the daily
+//!    peak) has none and never becomes an incident; after 10 calm seconds the suspicion is
+//!    dropped.
+//! 5. **Cooling** after 5 calm seconds; an anomalous second re-activates the same incident (so
+//!    re-triggers within [`DetectorConfig::cooling_secs`] merge); **ended** after that long calm.
+//!
+//! Determinism: every decision is a function of the site's events per closed second, so the
+//! embedded replay and any number of aggregators (a site lives in one partition) produce the same
+//! incidents. Requests are matched against the signature exactly from `watch_from` = start + 7 s
+//! (every event of those seconds arrives after the start second closed); the seconds before are
+//! estimated from the sample. State is checkpointed with the windows ([`AttackDetector::encode_state`]).
+
+pub mod attrs;
+pub mod baseline;
+pub mod profile;
+pub mod signature;
+
+use std::collections::{BTreeMap, BinaryHeap};
+
+use ahash::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use edgelens_schemas::time::NANOS_PER_SEC;
+use edgelens_schemas::{EdgeEvent, Nanos};
+use serde::Serialize;
+
+use self::attrs::{event_hash, tuple, value_id, value_text, Attr, Tuple, N_ATTRS};
+use self::baseline::{RateBaseline, Thresholds};
+use self::profile::SiteProfile;
+use self::signature::{derive, Signature};
+use crate::checkpoint::{Dec, Enc};
+use crate::sketch::ClientSketch;
+
+/// Detector settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorConfig {
+    pub thresholds: Thresholds,
+    /// Seconds close this far behind the newest event (the windows' allowed disorder).
+    pub allowed_disorder: Nanos,
+    /// One request in this many (by event hash) feeds profiles and signatures.
+    pub sample_one_in: u64,
+    /// Bottom-k size of an incident's sample.
+    pub sample_cap: usize,
+    /// Calm seconds after which an incident ends (re-triggers before merge into it).
+    pub cooling_secs: i64,
+    /// Write an updated incident row at least this often while it is active or cooling.
+    pub update_every_secs: i64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            thresholds: Thresholds::default(),
+            allowed_disorder: 5 * NANOS_PER_SEC,
+            sample_one_in: 4,
+            sample_cap: 8192,
+            cooling_secs: 180,
+            update_every_secs: 10,
+        }
+    }
+}
+
+const CONFIRM_PRECISION: f64 = 0.9;
+const CONFIRM_COVERAGE: f64 = 0.6;
+const CALM_TO_COOL: u32 = 5;
+const CALM_TO_DROP_SUSPECT: u32 = 10;
+/// A suspicion not confirmed after this long is a new normal: the baseline learns it.
+const SUSPECT_ADAPT_SECS: i64 = 600;
+/// With fewer profiled requests than this, a site is judged on its rate alone.
+const MIN_PROFILE: f64 = 30.0;
+/// Rate-only confirmation: this many anomalous seconds at this multiple of the baseline.
+const RATE_ONLY_SECS: u32 = 3;
+const RATE_ONLY_RATIO: f64 = 5.0;
+/// Seconds from an incident's start after which every request is matched exactly.
+const WATCH_DELAY: i64 = 7;
+const TOP_ATTACKERS: usize = 20;
+const MAX_TRACKED_IPS: usize = 65_536;
+/// Pre-detection seconds whose sampled requests are kept for the timeline.
+const MAX_PRE_DETECTION_TUPLES: usize = 65_536;
+
+/// One `incidents` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRow {
+    pub incident_id: String,
+    pub site: Arc<str>,
+    pub vector: &'static str,
+    pub status: &'static str,
+    pub start_ts: Nanos,
+    pub detected_ts: Nanos,
+    pub peak_ts: Nanos,
+    pub end_ts: Option<Nanos>,
+    pub peak_rps: f64,
+    pub baseline_rps: f64,
+    pub attack_requests: u64,
+    pub distinct_ips: u64,
+    pub signature: String,
+    pub top_attackers: String,
+    /// Event time of the state this row describes (the latest row of an incident wins).
+    pub updated_ts: Nanos,
+}
+
+/// One `incident_timeline` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub ts: Nanos,
+    pub requests: u64,
+    pub matched_requests: u64,
+    pub status: [u64; 4],
+}
+
+/// Rows queued by the detector; timeline rows carry their incident id.
+#[derive(Debug, Default, Clone)]
+pub struct DetectorOutput {
+    pub incidents: Vec<IncidentRow>,
+    pub timeline: Vec<(Arc<str>, TimelineRow)>,
+}
+
+impl DetectorOutput {
+    pub fn len(&self) -> usize {
+        self.incidents.len() + self.timeline.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn append(&mut self, mut other: DetectorOutput) {
+        self.incidents.append(&mut other.incidents);
+        self.timeline.append(&mut other.timeline);
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetectorStats {
+    pub seconds_closed: u64,
+    /// Events for seconds already closed (counted in the rollups, not seen by the detector).
+    pub late_events: u64,
+    pub suspicions: u64,
+    pub incidents: u64,
+}
+
+/// A sampled request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sampled {
+    hash: u64,
+    tuple: Tuple,
+    ip: IpAddr,
+}
+
+impl PartialOrd for Sampled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Sampled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.hash.cmp(&other.hash).then(self.tuple.cmp(&other.tuple)).then(self.ip.cmp(&other.ip))
+    }
+}
+
+/// One open second of one site.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    sec: i64,
+    requests: u64,
+    status: [u64; 4],
+    sampled: Vec<Sampled>,
+    /// Every request, once the site's incident watches this second.
+    full: Vec<(Tuple, IpAddr)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Suspect,
+    Active,
+    Cooling,
+}
+
+/// A second before detection, kept to write the timeline once detected.
+#[derive(Debug, Clone)]
+struct PreSecond {
+    sec: i64,
+    requests: u64,
+    status: [u64; 4],
+    sampled: Vec<Sampled>,
+}
+
+#[derive(Debug, Clone)]
+struct Incident {
+    phase: Phase,
+    start: i64,
+    watch_from: i64,
+    detected: Option<i64>,
+    anomalous_secs: u32,
+    calm_run: u32,
+    last_anomalous: i64,
+    baseline_rps: f64,
+    /// Bottom-k by hash of the sampled requests of anomalous seconds.
+    sample: BinaryHeap<Sampled>,
+    sum_requests: f64,
+    sum_expected: f64,
+    signature: Option<Signature>,
+    vector: &'static str,
+    pre: Vec<PreSecond>,
+    pre_tuples: usize,
+    peak_rps: u64,
+    peak_sec: i64,
+    attack_requests: u64,
+    ips: ClientSketch,
+    top: HashMap<IpAddr, u64>,
+    /// Texts of the values seen from `watch_from` on (for rendering the signature).
+    names: HashMap<(u8, u64), String>,
+    last_row_sec: i64,
+    last_signature_sec: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SiteState {
+    baseline: RateBaseline,
+    last_sec: Option<i64>,
+    profile: Option<Box<SiteProfile>>,
+    buckets: Vec<Bucket>,
+    incident: Option<Box<Incident>>,
+}
+
+/// The detector of one stream (the embedded pipeline, or one Kafka partition).
+pub struct AttackDetector {
+    cfg: DetectorConfig,
+    sites: HashMap<Arc<str>, SiteState>,
+    /// Seconds with open buckets, and the sites that have one.
+    pending: BTreeMap<i64, Vec<Arc<str>>>,
+    max_ts: Option<Nanos>,
+    /// Every second before this one is closed.
+    closed_before: Option<i64>,
+    out: DetectorOutput,
+    stats: DetectorStats,
+}
+
+fn sec_of(ts: Nanos) -> i64 {
+    ts.div_euclid(NANOS_PER_SEC)
+}
+
+fn status_slot(status: u16) -> Option<usize> {
+    match status / 100 {
+        2 => Some(0),
+        3 => Some(1),
+        4 => Some(2),
+        5 => Some(3),
+        _ => None,
+    }
+}
+
+impl AttackDetector {
+    pub fn new(cfg: DetectorConfig) -> Self {
+        Self { cfg, sites: HashMap::default(), pending: BTreeMap::new(), max_ts: None, closed_before: None, out: DetectorOutput::default(), stats: DetectorStats::default() }
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> DetectorStats {
+        self.stats
+    }
+
+    pub fn tracked_sites(&self) -> usize {
+        self.sites.len()
+    }
+
+    /// Rows queued since the last call.
+    pub fn take_output(&mut self) -> DetectorOutput {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn pending_rows(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Take one counted event. Seconds the newest event puts behind the watermark are closed
+    /// first, so an event never lands in a second that is judged already.
+    pub fn observe(&mut self, ev: &EdgeEvent<'_>) {
+        if self.max_ts.is_none_or(|m| ev.ts > m) {
+            self.max_ts = Some(ev.ts);
+            let wm_sec = sec_of(ev.ts - self.cfg.allowed_disorder);
+            if self.closed_before.is_none_or(|c| wm_sec > c) {
+                self.close_before(wm_sec);
+            }
+        }
+        let sec = sec_of(ev.ts);
+        if self.closed_before.is_some_and(|c| sec < c) {
+            self.stats.late_events += 1;
+            return;
+        }
+        let name = ev.site.as_ref();
+        let has_bucket = self.sites.get(name).is_some_and(|st| st.buckets.iter().any(|b| b.sec == sec));
+        if !has_bucket {
+            let key = match self.sites.get_key_value(name) {
+                Some((k, _)) => k.clone(),
+                None => {
+                    let k: Arc<str> = Arc::from(name);
+                    self.sites.insert(k.clone(), SiteState::default());
+                    k
+                }
+            };
+            self.pending.entry(sec).or_default().push(key);
+            self.sites.get_mut(name).expect("tracked").buckets.push(Bucket { sec, ..Bucket::default() });
+        }
+        let st = self.sites.get_mut(name).expect("tracked");
+        let bi = st.buckets.iter().position(|b| b.sec == sec).expect("bucket exists");
+        let watched = st.incident.as_ref().is_some_and(|i| sec >= i.watch_from);
+        let b = &mut st.buckets[bi];
+        b.requests += 1;
+        if let Some(s) = status_slot(ev.status) {
+            b.status[s] += 1;
+        }
+        let hash = event_hash(ev);
+        let sampled = hash.is_multiple_of(self.cfg.sample_one_in.max(1));
+        if sampled || watched {
+            let t = tuple(ev);
+            if sampled {
+                b.sampled.push(Sampled { hash, tuple: t, ip: ev.client_ip });
+            }
+            if watched {
+                b.full.push((t, ev.client_ip));
+                if sampled {
+                    let inc = st.incident.as_mut().expect("watched");
+                    for a in Attr::ALL {
+                        let decodable = matches!(a, Attr::Asn | Attr::Status) || (matches!(a, Attr::Ip | Attr::Prefix) && ev.client_ip.is_ipv4());
+                        if !decodable {
+                            inc.names.entry((a as u8, t[a as usize])).or_insert_with(|| value_text(a, ev));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// End of input: judge every open second.
+    pub fn finish(&mut self) {
+        if let Some(&last) = self.pending.keys().next_back() {
+            self.close_before(last + 1);
+        }
+    }
+
+    fn close_before(&mut self, before: i64) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() >= before {
+                break;
+            }
+            let (sec, mut sites) = entry.remove_entry();
+            sites.sort_unstable();
+            for site in sites {
+                let st = self.sites.get_mut(&site).expect("pending site is tracked");
+                let Some(i) = st.buckets.iter().position(|b| b.sec == sec) else { continue };
+                let bucket = st.buckets.swap_remove(i);
+                let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &site };
+                ctx.close_second(st, bucket);
+            }
+        }
+        self.closed_before = Some(self.closed_before.map_or(before, |c| c.max(before)));
+    }
+}
+
+/// What closing a second needs besides the site's state.
+struct Ctx<'a> {
+    cfg: &'a DetectorConfig,
+    out: &'a mut DetectorOutput,
+    stats: &'a mut DetectorStats,
+    site: &'a Arc<str>,
+}
+
+impl Ctx<'_> {
+    fn close_second(&mut self, st: &mut SiteState, b: Bucket) {
+        if let Some(last) = st.last_sec.filter(|&l| b.sec > l + 1) {
+            self.quiet_seconds(st, last + 1, b.sec - last - 1);
+        }
+        st.last_sec = Some(b.sec);
+        self.stats.seconds_closed += 1;
+        self.judge(st, b);
+    }
+
+    /// `n` seconds from `from` without a request.
+    fn quiet_seconds(&mut self, st: &mut SiteState, from: i64, n: i64) {
+        let mut sec = from;
+        while sec < from + n && st.incident.is_some() {
+            self.judge(st, Bucket { sec, ..Bucket::default() });
+            sec += 1;
+        }
+        st.baseline.update_quiet((from + n - sec) as u64);
+    }
+
+    fn judge(&mut self, st: &mut SiteState, b: Bucket) {
+        let x = b.requests as f64;
+        let t = self.cfg.thresholds;
+        let anomalous = st.baseline.is_anomalous(x, &t);
+        let calm = st.baseline.is_calm(x, &t);
+        let Some(mut inc) = st.incident.take() else {
+            if anomalous {
+                self.stats.suspicions += 1;
+                let mut inc = Box::new(Incident::new(b.sec, st.baseline.mean));
+                self.suspect_second(st, &mut inc, b, true);
+                st.incident = Some(inc);
+            } else {
+                st.baseline.update(x);
+                if !b.sampled.is_empty() {
+                    let p = st.profile.get_or_insert_with(|| Box::new(SiteProfile::new(b.sec)));
+                    let tuples: Vec<Tuple> = b.sampled.iter().map(|s| s.tuple).collect();
+                    p.add(b.sec, &tuples);
+                }
+            }
+            return;
+        };
+        if anomalous {
+            inc.anomalous_secs += 1;
+            inc.calm_run = 0;
+            inc.last_anomalous = b.sec;
+        } else if calm {
+            inc.calm_run += 1;
+        }
+        match inc.phase {
+            Phase::Suspect => {
+                if !anomalous && calm && inc.calm_run >= CALM_TO_DROP_SUSPECT {
+                    // A blip: forget it; the baseline learns this second.
+                    st.baseline.update(x);
+                    return;
+                }
+                if b.sec - inc.start >= SUSPECT_ADAPT_SECS {
+                    st.baseline.update_unclamped(x);
+                }
+                self.suspect_second(st, &mut inc, b, anomalous);
+                st.incident = Some(inc);
+            }
+            Phase::Active | Phase::Cooling => {
+                if anomalous {
+                    self.add_sample(&mut inc, &b, st.baseline.mean);
+                    if inc.phase == Phase::Cooling {
+                        inc.phase = Phase::Active;
+                        self.timeline_second(&mut inc, &b);
+                        self.emit(&mut inc, st, b.sec);
+                        st.incident = Some(inc);
+                        return;
+                    }
+                    if b.sec - inc.last_signature_sec >= self.cfg.update_every_secs {
+                        self.refresh_signature(&mut inc, st, b.sec);
+                    }
+                }
+                self.timeline_second(&mut inc, &b);
+                if inc.phase == Phase::Active && inc.calm_run >= CALM_TO_COOL {
+                    inc.phase = Phase::Cooling;
+                    self.emit(&mut inc, st, b.sec);
+                } else if inc.phase == Phase::Cooling && b.sec - inc.last_anomalous >= self.cfg.cooling_secs {
+                    self.emit_status(&mut inc, st, b.sec, "ended");
+                    st.baseline.update(x);
+                    return;
+                } else if b.sec - inc.last_row_sec >= self.cfg.update_every_secs {
+                    self.emit(&mut inc, st, b.sec);
+                }
+                st.incident = Some(inc);
+            }
+        }
+    }
+
+    /// A second while suspected: keep it for the timeline, sample it if anomalous, and try to
+    /// confirm.
+    fn suspect_second(&mut self, st: &mut SiteState, inc: &mut Incident, b: Bucket, anomalous: bool) {
+        if anomalous {
+            self.add_sample(inc, &b, st.baseline.mean);
+        }
+        inc.pre_tuples += b.sampled.len();
+        inc.pre.push(PreSecond { sec: b.sec, requests: b.requests, status: b.status, sampled: b.sampled });
+        while inc.pre_tuples > MAX_PRE_DETECTION_TUPLES && inc.pre.len() > 1 {
+            // Drop the oldest seconds' requests; their timeline falls back to the excess estimate.
+            let first = inc.pre.iter_mut().find(|p| !p.sampled.is_empty()).expect("tuples remain");
+            inc.pre_tuples -= first.sampled.len();
+            first.sampled = Vec::new();
+        }
+        if anomalous && inc.anomalous_secs >= 2 && self.confirm(st, inc, b.sec) {
+            inc.phase = Phase::Active;
+            inc.detected = Some(b.sec);
+            self.stats.incidents += 1;
+            // The timeline from the start: exact counts, matches estimated from the sample.
+            let pre = std::mem::take(&mut inc.pre);
+            for p in pre {
+                let matched = match &inc.signature {
+                    _ if p.requests == 0 => 0,
+                    Some(sig) if !p.sampled.is_empty() => {
+                        let m: Vec<&Sampled> = p.sampled.iter().filter(|s| sig.matches(&s.tuple)).collect();
+                        let scale = p.requests as f64 / p.sampled.len() as f64;
+                        for s in &m {
+                            inc.ips.insert(s.ip);
+                            count_ip(&mut inc.top, s.ip, scale.round() as u64);
+                        }
+                        ((m.len() as f64 * scale).round() as u64).min(p.requests)
+                    }
+                    _ => (p.requests as f64 - inc.baseline_rps).max(0.0).round() as u64,
+                };
+                self.push_timeline(inc, p.sec, p.requests, matched, p.status);
+            }
+            inc.pre_tuples = 0;
+            self.emit(inc, st, b.sec);
+        }
+    }
+
+    fn confirm(&mut self, st: &SiteState, inc: &mut Incident, sec: i64) -> bool {
+        let profiled = st.profile.as_ref().map_or(0.0, |p| p.observations(sec));
+        // Deriving costs a pass over the sample: every second for the first 30, then every 5.
+        let age = sec - inc.start;
+        if age > 30 && age % 5 != 0 {
+            return false;
+        }
+        self.refresh_signature(inc, st, sec);
+        if profiled < MIN_PROFILE {
+            return inc.anomalous_secs >= RATE_ONLY_SECS && inc.sum_requests >= RATE_ONLY_RATIO * inc.sum_expected.max(1.0);
+        }
+        inc.signature.as_ref().is_some_and(|s| s.precision >= CONFIRM_PRECISION && s.coverage >= CONFIRM_COVERAGE && s.is_discriminating())
+    }
+
+    fn refresh_signature(&mut self, inc: &mut Incident, st: &SiteState, sec: i64) {
+        inc.last_signature_sec = sec;
+        let empty = SiteProfile::new(sec);
+        let profile = st.profile.as_deref().unwrap_or(&empty);
+        let sample: Vec<Tuple> = inc.sample.iter().map(|s| s.tuple).collect();
+        let normal_fraction = if inc.sum_requests > 0.0 { inc.sum_expected / inc.sum_requests } else { 1.0 };
+        if let Some(sig) = derive(&sample, normal_fraction, profile) {
+            inc.vector = classify(&sig, &inc.sample, &inc.names);
+            inc.signature = Some(sig);
+        }
+    }
+
+    fn add_sample(&mut self, inc: &mut Incident, b: &Bucket, expected: f64) {
+        inc.sum_requests += b.requests as f64;
+        inc.sum_expected += expected.min(b.requests as f64);
+        for s in &b.sampled {
+            if inc.sample.len() < self.cfg.sample_cap {
+                inc.sample.push(*s);
+            } else if inc.sample.peek().is_some_and(|top| s < top) {
+                inc.sample.pop();
+                inc.sample.push(*s);
+            }
+        }
+    }
+
+    /// A second of an active or cooling incident: every request matched.
+    fn timeline_second(&mut self, inc: &mut Incident, b: &Bucket) {
+        let mut matched = 0u64;
+        if inc.signature.is_none() {
+            // Confirmed on its rate alone: the excess over the baseline.
+            matched = (b.requests as f64 - inc.baseline_rps).max(0.0).round() as u64;
+        }
+        if let Some(sig) = &inc.signature {
+            if b.sec >= inc.watch_from {
+                for (t, ip) in &b.full {
+                    if sig.matches(t) {
+                        matched += 1;
+                        inc.ips.insert(*ip);
+                        count_ip(&mut inc.top, *ip, 1);
+                    }
+                }
+            } else if !b.sampled.is_empty() {
+                let m = b.sampled.iter().filter(|s| sig.matches(&s.tuple)).count();
+                matched = ((m as f64 * b.requests as f64 / b.sampled.len() as f64).round() as u64).min(b.requests);
+            }
+        }
+        self.push_timeline(inc, b.sec, b.requests, matched, b.status);
+    }
+
+    fn push_timeline(&mut self, inc: &mut Incident, sec: i64, requests: u64, matched: u64, status: [u64; 4]) {
+        inc.attack_requests += matched;
+        if requests > inc.peak_rps {
+            inc.peak_rps = requests;
+            inc.peak_sec = sec;
+        }
+        let id: Arc<str> = Arc::from(incident_id(self.site, inc.start));
+        self.out.timeline.push((id, TimelineRow { ts: sec * NANOS_PER_SEC, requests, matched_requests: matched, status }));
+    }
+
+    fn emit(&mut self, inc: &mut Incident, st: &SiteState, sec: i64) {
+        let status = match inc.phase {
+            Phase::Active => "active",
+            Phase::Cooling => "cooling",
+            Phase::Suspect => return,
+        };
+        self.emit_status(inc, st, sec, status);
+    }
+
+    fn emit_status(&mut self, inc: &mut Incident, _st: &SiteState, sec: i64, status: &'static str) {
+        inc.last_row_sec = sec;
+        let end_ts = matches!(status, "cooling" | "ended").then_some((inc.last_anomalous + 1) * NANOS_PER_SEC);
+        let names = &inc.names;
+        let signature = inc.signature.as_ref().map(|s| s.to_json(|a, v| value_name(names, a, v)));
+        let mut top: Vec<(IpAddr, u64)> = inc.top.iter().map(|(ip, n)| (*ip, *n)).collect();
+        top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(TOP_ATTACKERS);
+        let top: Vec<TopAttacker> = top.into_iter().map(|(ip, requests)| TopAttacker { ip: ip.to_string(), requests }).collect();
+        self.out.incidents.push(IncidentRow {
+            incident_id: incident_id(self.site, inc.start),
+            site: self.site.clone(),
+            vector: inc.vector,
+            status,
+            start_ts: inc.start * NANOS_PER_SEC,
+            detected_ts: (inc.detected.unwrap_or(sec) + 1) * NANOS_PER_SEC,
+            peak_ts: inc.peak_sec * NANOS_PER_SEC,
+            end_ts,
+            peak_rps: inc.peak_rps as f64,
+            baseline_rps: (inc.baseline_rps * 1000.0).round() / 1000.0,
+            attack_requests: inc.attack_requests,
+            distinct_ips: inc.ips.estimate_u64(),
+            signature: serde_json::to_string(&signature).expect("serializable"),
+            top_attackers: serde_json::to_string(&top).expect("serializable"),
+            updated_ts: (sec + 1) * NANOS_PER_SEC,
+        });
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TopAttacker {
+    ip: String,
+    requests: u64,
+}
+
+fn count_ip(top: &mut HashMap<IpAddr, u64>, ip: IpAddr, n: u64) {
+    if let Some(c) = top.get_mut(&ip) {
+        *c += n;
+    } else if top.len() < MAX_TRACKED_IPS {
+        top.insert(ip, n);
+    }
+}
+
+/// `<site>-<start as YYYYMMDDTHHMMSSZ>`: stable, readable, unique per site and start second.
+pub fn incident_id(site: &str, start_sec: i64) -> String {
+    let t = chrono::DateTime::from_timestamp(start_sec, 0).unwrap_or_default();
+    format!("{site}-{}", t.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The text of a value id: numbers and IPv4 values are decoded; other texts come from the
+/// requests seen (an id never seen with its text is shown as `#<hex>`).
+fn value_name(names: &HashMap<(u8, u64), String>, a: Attr, v: u64) -> String {
+    const V4: u64 = 1 << 63;
+    match a {
+        Attr::Asn | Attr::Status => v.to_string(),
+        Attr::Ip if v & V4 != 0 => std::net::Ipv4Addr::from(v as u32).to_string(),
+        Attr::Prefix if v & V4 != 0 => format!("{}/24", std::net::Ipv4Addr::from(v as u32)),
+        _ => names.get(&(a as u8, v)).cloned().unwrap_or_else(|| format!("#{v:016x}")),
+    }
+}
+
+/// The attack vector, from what the requests matching the signature have in common.
+fn classify(sig: &Signature, sample: &BinaryHeap<Sampled>, names: &HashMap<(u8, u64), String>) -> &'static str {
+    let matched: Vec<&Sampled> = sample.iter().filter(|s| sig.matches(&s.tuple)).collect();
+    if matched.is_empty() {
+        return "http_flood";
+    }
+    let n = matched.len() as f64;
+    let share = |f: &dyn Fn(&Sampled) -> bool| matched.iter().filter(|s| f(s)).count() as f64 / n;
+    let text = |s: &Sampled, a: Attr| names.get(&(a as u8, s.tuple[a as usize])).map(String::as_str).unwrap_or("");
+    let auth_fail = share(&|s| matches!(s.tuple[Attr::Status as usize], 401 | 403));
+    let login = share(&|s| {
+        let p = text(s, Attr::Path).to_ascii_lowercase();
+        ["login", "signin", "sign-in", "auth", "session", "password", "account"].iter().any(|w| p.contains(w))
+    });
+    let posts = share(&|s| text(s, Attr::Method) == "POST");
+    if auth_fail >= 0.3 && login >= 0.5 && posts >= 0.5 {
+        return "credential_stuffing";
+    }
+    if share(&|s| text(s, Attr::Query).contains('*')) >= 0.5 {
+        return "cache_busting";
+    }
+    let mut ips: Vec<IpAddr> = matched.iter().map(|s| s.ip).collect();
+    ips.sort_unstable();
+    ips.dedup();
+    let mut paths: Vec<u64> = matched.iter().map(|s| s.tuple[Attr::Path as usize]).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    if ips.len() <= 8 && paths.len() >= 20 {
+        return "scraping";
+    }
+    "http_flood"
+}
+
+impl Incident {
+    fn new(start: i64, baseline_rps: f64) -> Self {
+        Incident {
+            phase: Phase::Suspect,
+            start,
+            watch_from: start + WATCH_DELAY,
+            detected: None,
+            anomalous_secs: 0,
+            calm_run: 0,
+            last_anomalous: start,
+            baseline_rps,
+            sample: BinaryHeap::new(),
+            sum_requests: 0.0,
+            sum_expected: 0.0,
+            signature: None,
+            vector: "http_flood",
+            pre: Vec::new(),
+            pre_tuples: 0,
+            peak_rps: 0,
+            peak_sec: start,
+            attack_requests: 0,
+            ips: ClientSketch::new(),
+            top: HashMap::default(),
+            names: HashMap::default(),
+            last_row_sec: start,
+            last_signature_sec: start,
+        }
+    }
+}
+
+impl RateBaseline {
+    /// Learn a second without the outlier clamp (a suspicion that turned out to be the new normal).
+    pub fn update_unclamped(&mut self, x: f64) {
+        let a = 1.0 - 0.5f64.powf(1.0 / baseline::HALF_LIFE_SECS);
+        let d = x - self.mean;
+        self.mean += a * d;
+        self.var = (1.0 - a) * (self.var + a * d * d);
+        self.seconds = self.seconds.saturating_add(1);
+    }
+}
+
+// ---- checkpointing ----
+
+const STATE_VERSION: u8 = 1;
+const VECTORS: [&str; 4] = ["http_flood", "cache_busting", "credential_stuffing", "scraping"];
+
+fn enc_sampled(e: &mut Enc, s: &Sampled) {
+    e.u64(s.hash);
+    for v in s.tuple {
+        e.u64(v);
+    }
+    enc_ip(e, s.ip);
+}
+
+fn dec_sampled(d: &mut Dec<'_>) -> Result<Sampled, String> {
+    let hash = d.u64()?;
+    let mut tuple = [0u64; N_ATTRS];
+    for v in &mut tuple {
+        *v = d.u64()?;
+    }
+    Ok(Sampled { hash, tuple, ip: dec_ip(d)? })
+}
+
+fn enc_ip(e: &mut Enc, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v) => {
+            e.u8(4);
+            e.u32(u32::from(v));
+        }
+        IpAddr::V6(v) => {
+            e.u8(6);
+            e.bytes(&v.octets());
+        }
+    }
+}
+
+fn dec_ip(d: &mut Dec<'_>) -> Result<IpAddr, String> {
+    match d.u8()? {
+        4 => Ok(IpAddr::V4(d.u32()?.into())),
+        6 => {
+            let b: [u8; 16] = d.bytes()?.try_into().map_err(|_| "bad IPv6".to_string())?;
+            Ok(IpAddr::V6(b.into()))
+        }
+        t => Err(format!("bad address tag {t}")),
+    }
+}
+
+fn enc_f64(e: &mut Enc, v: f64) {
+    e.u64(v.to_bits());
+}
+
+fn dec_f64(d: &mut Dec<'_>) -> Result<f64, String> {
+    Ok(f64::from_bits(d.u64()?))
+}
+
+fn enc_samples(e: &mut Enc, v: &[Sampled]) {
+    e.len(v.len());
+    for s in v {
+        enc_sampled(e, s);
+    }
+}
+
+fn dec_samples(d: &mut Dec<'_>) -> Result<Vec<Sampled>, String> {
+    let n = d.len()?;
+    let mut v = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        v.push(dec_sampled(d)?);
+    }
+    Ok(v)
+}
+
+impl AttackDetector {
+    /// The detector's open state (sites, open seconds, incidents), for a checkpoint.
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.u8(STATE_VERSION);
+        e.opt_i64(self.max_ts);
+        e.opt_i64(self.closed_before);
+        let mut names: Vec<&Arc<str>> = self.sites.keys().collect();
+        names.sort_unstable();
+        e.len(names.len());
+        for name in names {
+            let st = &self.sites[name];
+            e.str(name);
+            enc_f64(&mut e, st.baseline.mean);
+            enc_f64(&mut e, st.baseline.var);
+            e.u32(st.baseline.seconds);
+            e.opt_i64(st.last_sec);
+            match &st.profile {
+                Some(p) => {
+                    e.u8(1);
+                    p.encode(&mut e);
+                }
+                None => e.u8(0),
+            }
+            e.len(st.buckets.len());
+            for b in &st.buckets {
+                e.i64(b.sec);
+                e.u64(b.requests);
+                for s in b.status {
+                    e.u64(s);
+                }
+                enc_samples(&mut e, &b.sampled);
+                e.len(b.full.len());
+                for (t, ip) in &b.full {
+                    for v in t {
+                        e.u64(*v);
+                    }
+                    enc_ip(&mut e, *ip);
+                }
+            }
+            match &st.incident {
+                Some(inc) => {
+                    e.u8(1);
+                    inc.encode(&mut e);
+                }
+                None => e.u8(0),
+            }
+        }
+        e.into_bytes()
+    }
+
+    pub fn decode_state(cfg: DetectorConfig, bytes: &[u8]) -> Result<Self, String> {
+        let mut d = Dec::new(bytes);
+        let v = d.u8()?;
+        if v != STATE_VERSION {
+            return Err(format!("detector state version {v}, expected {STATE_VERSION}"));
+        }
+        let mut det = AttackDetector::new(cfg);
+        det.max_ts = d.opt_i64()?;
+        det.closed_before = d.opt_i64()?;
+        for _ in 0..d.len()? {
+            let name: Arc<str> = Arc::from(d.str()?);
+            let mut st = SiteState::default();
+            st.baseline.mean = dec_f64(&mut d)?;
+            st.baseline.var = dec_f64(&mut d)?;
+            st.baseline.seconds = d.u32()?;
+            st.last_sec = d.opt_i64()?;
+            if d.u8()? == 1 {
+                st.profile = Some(Box::new(SiteProfile::decode(&mut d)?));
+            }
+            for _ in 0..d.len()? {
+                let mut b = Bucket { sec: d.i64()?, requests: d.u64()?, ..Bucket::default() };
+                for s in &mut b.status {
+                    *s = d.u64()?;
+                }
+                b.sampled = dec_samples(&mut d)?;
+                for _ in 0..d.len()? {
+                    let mut t = [0u64; N_ATTRS];
+                    for v in &mut t {
+                        *v = d.u64()?;
+                    }
+                    b.full.push((t, dec_ip(&mut d)?));
+                }
+                det.pending.entry(b.sec).or_default().push(name.clone());
+                st.buckets.push(b);
+            }
+            if d.u8()? == 1 {
+                st.incident = Some(Box::new(Incident::decode(&mut d)?));
+            }
+            det.sites.insert(name, st);
+        }
+        if !d.is_empty() {
+            return Err("trailing bytes after the detector state".into());
+        }
+        Ok(det)
+    }
+}
+
+impl Incident {
+    fn encode(&self, e: &mut Enc) {
+        e.u8(match self.phase {
+            Phase::Suspect => 0,
+            Phase::Active => 1,
+            Phase::Cooling => 2,
+        });
+        e.i64(self.start);
+        e.i64(self.watch_from);
+        e.opt_i64(self.detected);
+        e.u32(self.anomalous_secs);
+        e.u32(self.calm_run);
+        e.i64(self.last_anomalous);
+        enc_f64(e, self.baseline_rps);
+        let mut sample: Vec<Sampled> = self.sample.iter().copied().collect();
+        sample.sort_unstable();
+        enc_samples(e, &sample);
+        enc_f64(e, self.sum_requests);
+        enc_f64(e, self.sum_expected);
+        match &self.signature {
+            Some(s) => {
+                e.u8(1);
+                s.encode(e);
+            }
+            None => e.u8(0),
+        }
+        e.u8(VECTORS.iter().position(|v| *v == self.vector).unwrap_or(0) as u8);
+        e.len(self.pre.len());
+        for p in &self.pre {
+            e.i64(p.sec);
+            e.u64(p.requests);
+            for s in p.status {
+                e.u64(s);
+            }
+            enc_samples(e, &p.sampled);
+        }
+        e.u64(self.pre_tuples as u64);
+        e.u64(self.peak_rps);
+        e.i64(self.peak_sec);
+        e.u64(self.attack_requests);
+        e.bytes(&self.ips.to_bytes());
+        let mut top: Vec<(&IpAddr, &u64)> = self.top.iter().collect();
+        top.sort_unstable();
+        e.len(top.len());
+        for (ip, n) in top {
+            enc_ip(e, *ip);
+            e.u64(*n);
+        }
+        let mut names: Vec<(&(u8, u64), &String)> = self.names.iter().collect();
+        names.sort_unstable();
+        e.len(names.len());
+        for ((a, v), s) in names {
+            e.u8(*a);
+            e.u64(*v);
+            e.str(s);
+        }
+        e.i64(self.last_row_sec);
+        e.i64(self.last_signature_sec);
+    }
+
+    fn decode(d: &mut Dec<'_>) -> Result<Self, String> {
+        let phase = match d.u8()? {
+            0 => Phase::Suspect,
+            1 => Phase::Active,
+            2 => Phase::Cooling,
+            p => return Err(format!("bad incident phase {p}")),
+        };
+        let start = d.i64()?;
+        let mut inc = Incident::new(start, 0.0);
+        inc.phase = phase;
+        inc.watch_from = d.i64()?;
+        inc.detected = d.opt_i64()?;
+        inc.anomalous_secs = d.u32()?;
+        inc.calm_run = d.u32()?;
+        inc.last_anomalous = d.i64()?;
+        inc.baseline_rps = dec_f64(d)?;
+        inc.sample = dec_samples(d)?.into_iter().collect();
+        inc.sum_requests = dec_f64(d)?;
+        inc.sum_expected = dec_f64(d)?;
+        if d.u8()? == 1 {
+            inc.signature = Some(Signature::decode(d)?);
+        }
+        inc.vector = VECTORS.get(d.u8()? as usize).copied().ok_or("bad vector")?;
+        for _ in 0..d.len()? {
+            let sec = d.i64()?;
+            let requests = d.u64()?;
+            let mut status = [0u64; 4];
+            for s in &mut status {
+                *s = d.u64()?;
+            }
+            inc.pre.push(PreSecond { sec, requests, status, sampled: dec_samples(d)? });
+        }
+        inc.pre_tuples = d.u64()? as usize;
+        inc.peak_rps = d.u64()?;
+        inc.peak_sec = d.i64()?;
+        inc.attack_requests = d.u64()?;
+        inc.ips = ClientSketch::from_bytes(d.bytes()?)?;
+        for _ in 0..d.len()? {
+            let ip = dec_ip(d)?;
+            inc.top.insert(ip, d.u64()?);
+        }
+        for _ in 0..d.len()? {
+            let a = d.u8()?;
+            let v = d.u64()?;
+            inc.names.insert((a, v), d.str()?.to_owned());
+        }
+        inc.last_row_sec = d.i64()?;
+        inc.last_signature_sec = d.i64()?;
+        Ok(inc)
+    }
+}
+
+/// Whether `ev` matches a stored signature (for scoring against labelled traffic).
+pub fn event_matches(sig: &Signature, ev: &EdgeEvent<'_>) -> bool {
+    sig.predicates.iter().all(|p| p.values.binary_search(&value_id(p.attr, ev)).is_ok())
+}
+
+#[cfg(test)]
+mod tests;
