@@ -45,6 +45,9 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Run files through the embedded pipeline into the Parquet lake; exits when all windows are flushed.
     Replay(ReplayArgs),
+    /// Score the incidents detected in a lake against a generator's ground truth: recall,
+    /// precision, false alerts per negative kind, detection delay, signature precision/coverage.
+    Eval(EvalArgs),
     /// Run a read-only SQL query over the lake.
     Sql(SqlArgs),
     /// Serve the query API and dashboard over the lake.
@@ -208,6 +211,22 @@ struct ReplayArgs {
     clickhouse: Option<String>,
 }
 
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Ground-truth JSON written by `edgelens generate --truth`.
+    #[arg(long)]
+    truth: PathBuf,
+    /// Lake directory holding the `incidents` table.
+    #[arg(long, default_value = "./edgelens-data")]
+    data_dir: PathBuf,
+    /// The generated event files: signatures are then scored against the labelled events.
+    #[arg(long = "events", num_args = 1..)]
+    events: Vec<PathBuf>,
+    /// Write the full JSON report here (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum OutputFormat {
     Table,
@@ -274,6 +293,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Demo(a) => crate::cli::demo::run(a),
         Cmd::Generate(a) => generate(a),
         Cmd::Replay(a) => replay(a),
+        Cmd::Eval(a) => eval(a),
         Cmd::Sql(a) => sql(a),
         Cmd::Query(a) => query(a),
         Cmd::Ingest(a) => ingest(a),
@@ -294,6 +314,22 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     );
     pb.set_message(what.to_owned());
     pb
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    use edgelens_aggregate::detect::eval::{evaluate, latest_incidents, summary, TruthFile};
+    let truth: TruthFile = serde_json::from_slice(&std::fs::read(&a.truth).with_context(|| format!("reading {}", a.truth.display()))?)
+        .with_context(|| format!("{} is not a ground-truth file of `edgelens generate --truth`", a.truth.display()))?;
+    let batches = ParquetLake::read_table(&a.data_dir, &edgelens_schemas::tables::INCIDENTS)?;
+    let incidents = latest_incidents(&batches).map_err(anyhow::Error::msg)?;
+    let report = evaluate(&truth, &incidents, &a.events).map_err(anyhow::Error::msg)?;
+    eprint!("{}", summary(&report));
+    let json = serde_json::to_string_pretty(&report)?;
+    match a.out {
+        Some(path) => std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?,
+        None => println!("{json}"),
+    }
+    Ok(())
 }
 
 fn replay(a: ReplayArgs) -> Result<()> {

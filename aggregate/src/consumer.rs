@@ -90,6 +90,10 @@ pub struct AggregateConfig {
     pub client_ip: String,
     /// The secret of `client_ip = "hash"` (e.g. from `EDGELENS__AGGREGATE__CLIENT_IP_KEY`).
     pub client_ip_key: String,
+    /// Detect attacks (tables `incidents`, `incident_timeline`).
+    pub detect: bool,
+    /// Topic every incident row is published to as JSON (empty: none); created if missing.
+    pub incidents_topic: String,
     /// ClickHouse, written next to the lake when enabled: the config file's `[clickhouse]` section
     /// (shared with the query role), not a key of `[aggregate]`.
     #[serde(skip)]
@@ -120,6 +124,8 @@ impl Default for AggregateConfig {
             assignment: AssignmentMode::Leases,
             client_ip: "keep".into(),
             client_ip_key: String::new(),
+            detect: true,
+            incidents_topic: crate::sink::alerts::INCIDENTS_TOPIC.into(),
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
         }
     }
@@ -152,6 +158,24 @@ impl AggregateConfig {
         c
     }
 
+    /// The sinks of this aggregator: the lake, ClickHouse when configured, the incidents topic
+    /// when detection is on and a topic is set.
+    fn open_sinks(&self, stop: &Arc<AtomicBool>) -> Result<Sinks, AggregateError> {
+        let mut sinks = Sinks::open(&self.data_dir, &self.clickhouse, Arc::clone(stop))?;
+        if self.detect && !self.incidents_topic.is_empty() {
+            crate::sink::alerts::ensure_topic(&self.brokers, &self.incidents_topic)?;
+            let log = edgelens_ingest::kafka::KafkaLog::new(&edgelens_ingest::kafka::KafkaLogConfig {
+                brokers: self.brokers.clone(),
+                ack_timeout: Duration::from_secs(60),
+                queue_max_messages: 100_000,
+            })
+            .map_err(|e| AggregateError::Config(format!("incidents topic producer: {e}")))?;
+            let topic = crate::sink::alerts::IncidentTopic::new(log, self.incidents_topic.clone())?;
+            sinks.alerts = Some(Arc::new(Mutex::new(topic)));
+        }
+        Ok(sinks)
+    }
+
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.checkpoint_dir.clone().unwrap_or_else(|| self.data_dir.join("_checkpoints"))
     }
@@ -173,6 +197,7 @@ impl AggregateConfig {
                 },
                 max_line: self.max_line_bytes,
                 flush_rows: self.flush_rows,
+                detector: self.detect.then(crate::detect::DetectorConfig::default),
                 ..PipelineConfig::default()
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
@@ -338,7 +363,7 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Agg
 
 /// Group mode: the broker's consumer-group protocol assigns the partitions.
 fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
-    let lake = Sinks::open(&cfg.data_dir, &cfg.clickhouse, Arc::clone(stop))?;
+    let lake = cfg.open_sinks(stop)?;
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;
     let ctx = GroupContext {
         state: Mutex::new(Partitions {
@@ -457,7 +482,7 @@ pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output
 /// Lease mode: the aggregators of a group share the partitions through [`crate::lease`]; the
 /// broker only stores the group's committed offsets (manual assignment, no group rebalancing).
 fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
-    let lake = Sinks::open(&cfg.data_dir, &cfg.clickhouse, Arc::clone(stop))?;
+    let lake = cfg.open_sinks(stop)?;
     let ckpt_dir = cfg.checkpoint_dir();
     let store = CheckpointStore::open(&ckpt_dir)?;
     let lease_err = |source| AggregateError::Lease { path: ckpt_dir.clone(), source };

@@ -18,6 +18,8 @@ pub enum SinkError {
     Encode(String),
     #[error("sink configuration: {0}")]
     Config(String),
+    #[error("incidents topic: {message}")]
+    Alerts { message: String, retryable: bool },
 }
 
 impl SinkError {
@@ -26,7 +28,7 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Io { .. } => true,
-            Self::ClickHouse { retryable, .. } => *retryable,
+            Self::ClickHouse { retryable, .. } | Self::Alerts { retryable, .. } => *retryable,
             _ => false,
         }
     }

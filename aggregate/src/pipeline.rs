@@ -186,6 +186,12 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn close_idle(&mut self) {
         let closed = self.windows.close_idle();
         self.pending.closed.append(closed);
+        // The detector judges its open seconds too (a quiet partition must not hold back the
+        // end of an attack); events for them that still arrive are late for detection only.
+        if let Some(d) = &mut self.detector {
+            d.finish();
+        }
+        self.take_detector_output();
     }
 
     /// Flush everything closed, then return the open state at [`Self::position`]: with the sinks'

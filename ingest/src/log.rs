@@ -100,6 +100,13 @@ pub trait EventLog: Send + Sync + 'static {
     fn append(&self, topic: &str, records: &[Record]) -> impl Future<Output = Result<(), LogError>> + Send;
 }
 
+/// A shared log is a log.
+impl<L: EventLog> EventLog for std::sync::Arc<L> {
+    fn append(&self, topic: &str, records: &[Record]) -> impl Future<Output = Result<(), LogError>> + Send {
+        L::append(self, topic, records)
+    }
+}
+
 /// In-memory [`EventLog`]: records per topic in append order. `fail_with` makes appends fail, to
 /// test how callers react to an unavailable or full log.
 #[derive(Debug, Default)]

@@ -26,6 +26,7 @@
 
 pub mod attrs;
 pub mod baseline;
+pub mod eval;
 pub mod profile;
 pub mod signature;
 

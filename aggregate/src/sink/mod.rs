@@ -3,6 +3,7 @@
 //! span again replaces, never adds), which is what makes replay after a crash exact. [`Sinks`] is
 //! what the roles write to: the lake, and ClickHouse when configured.
 
+pub mod alerts;
 pub mod clickhouse;
 pub mod memory;
 pub mod parquet;
@@ -92,6 +93,8 @@ pub trait RollupSink {
 pub struct Sinks {
     pub lake: parquet::ParquetLake,
     pub clickhouse: Option<std::sync::Arc<std::sync::Mutex<clickhouse::ClickHouseSink>>>,
+    /// The `incidents` topic, published to once the lake (and ClickHouse) accepted a flush.
+    pub alerts: Option<std::sync::Arc<std::sync::Mutex<alerts::IncidentTopic<edgelens_ingest::kafka::KafkaLog>>>>,
 }
 
 impl Sinks {
@@ -108,7 +111,7 @@ impl Sinks {
         } else {
             None
         };
-        Ok(Sinks { lake, clickhouse })
+        Ok(Sinks { lake, clickhouse, alerts: None })
     }
 
     /// Counters of the ClickHouse sink, if there is one.
@@ -122,6 +125,9 @@ impl RollupSink for Sinks {
         self.lake.write(batch, span)?;
         if let Some(ch) = &mut self.clickhouse {
             ch.write(batch, span)?;
+        }
+        if let Some(a) = self.alerts.as_ref().filter(|_| !batch.incidents.incidents.is_empty()) {
+            a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).publish(&batch.incidents.incidents)?;
         }
         Ok(())
     }

@@ -62,6 +62,36 @@ impl ParquetLake {
         &self.dir
     }
 
+    /// Every row of `table` in the lake at `dir` (all dates, files in name order).
+    pub fn read_table(dir: &Path, table: &TableDef) -> Result<Vec<RecordBatch>, SinkError> {
+        let tdir = dir.join(table.name);
+        let mut files = Vec::new();
+        let dates = match fs::read_dir(&tdir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(SinkError::io(&tdir)(e)),
+        };
+        for d in dates.flatten().filter(|d| d.file_name().to_string_lossy().starts_with("date=")) {
+            for f in fs::read_dir(d.path()).map_err(SinkError::io(&d.path()))?.flatten() {
+                if f.path().extension().is_some_and(|e| e == "parquet") {
+                    files.push(f.path());
+                }
+            }
+        }
+        files.sort();
+        let mut out = Vec::new();
+        for p in files {
+            let file = fs::File::open(&p).map_err(SinkError::io(&p))?;
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.build())
+                .map_err(|e| SinkError::Encode(format!("{}: {e}", p.display())))?;
+            for b in reader {
+                out.push(b.map_err(|e| SinkError::Encode(format!("{}: {e}", p.display())))?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn files_written(&self) -> u64 {
         self.files_written
     }
