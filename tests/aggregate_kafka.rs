@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgelens_aggregate::batches::{merged_groups, MergedGroup};
-use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, SITE_RATES_10S, TRAFFIC_1M};
+use edgelens_aggregate::detect::eval::{latest_incidents, IncidentRecord};
+use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, INCIDENTS, INCIDENT_TIMELINE, SITE_RATES_10S, TRAFFIC_1M};
 use rand::{Rng, SeedableRng};
 use support::*;
 
@@ -25,7 +26,39 @@ use kafka::{broker, unique};
 type Merged = BTreeMap<&'static str, BTreeMap<Vec<String>, MergedGroup>>;
 
 fn merged(lake: &Path) -> Merged {
-    [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M].into_iter().map(|t| (t.name, merged_groups(t, &read_table(lake, t.name)).unwrap())).collect()
+    [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M, &INCIDENT_TIMELINE].into_iter().map(|t| (t.name, merged_groups(t, &read_table(lake, t.name)).unwrap())).collect()
+}
+
+/// The current state of every incident in a lake.
+fn incidents(lake: &Path) -> Vec<IncidentRecord> {
+    latest_incidents(&read_table(lake, INCIDENTS.name)).unwrap()
+}
+
+/// Every message of a one-partition topic, until none arrives for a few seconds.
+fn drain_topic(broker: &str, topic: &str) -> Vec<serde_json::Value> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", unique("edgelens-test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(5) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
+            quiet_since = Instant::now();
+        }
+    }
+    out
 }
 
 fn dead_letters(lake: &Path) -> usize {
@@ -42,7 +75,7 @@ fn assert_same_tables(got: &Path, want: &Path) {
 
 /// The ClickHouse tables of `db`, merged like the lake's.
 fn assert_clickhouse_equals_lake(db: &ChDatabase, want: &Path) {
-    let g: Merged = [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M].into_iter().map(|t| (t.name, merged_groups(t, &db.table(t)).unwrap())).collect();
+    let g: Merged = [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M, &INCIDENT_TIMELINE].into_iter().map(|t| (t.name, merged_groups(t, &db.table(t)).unwrap())).collect();
     let dead = db.table(&DEAD_LETTERS).iter().map(|b| b.num_rows()).sum();
     assert_same(&g, dead, want, "ClickHouse");
 }
@@ -71,13 +104,15 @@ struct Setup {
     dead: String,
     group: String,
     partitions: i32,
+    /// Topic of incident alerts.
+    incidents: String,
     /// ClickHouse written by the aggregators next to the lake, if any.
     ch: Option<ChDatabase>,
 }
 
 impl Setup {
     fn new(broker: String, partitions: i32) -> Self {
-        let s = Setup { broker, events: unique("edge-requests"), dead: unique("edge-dead-letters"), group: unique("edgelens-aggregate"), partitions, ch: None };
+        let s = Setup { broker, events: unique("edge-requests"), dead: unique("edge-dead-letters"), group: unique("edgelens-aggregate"), partitions, incidents: unique("incidents"), ch: None };
         kafka::create_topics_blocking(&s.broker, &[(&s.events, partitions), (&s.dead, 1)]);
         s
     }
@@ -89,6 +124,7 @@ impl Setup {
             ("EDGELENS__INGEST__DEAD_LETTERS_TOPIC".into(), self.dead.clone()),
             ("EDGELENS__AGGREGATE__EVENTS_TOPIC".into(), self.events.clone()),
             ("EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC".into(), self.dead.clone()),
+            ("EDGELENS__AGGREGATE__INCIDENTS_TOPIC".into(), self.incidents.clone()),
             ("EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS".into(), "3000".into()),
             ("EDGELENS__AGGREGATE__CHECKPOINT_INTERVAL_MS".into(), "2000".into()),
             ("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS".into(), "500".into()),
@@ -239,6 +275,20 @@ fn million_events_through_three_aggregators_with_kills_equal_replay() {
     }
     assert_same_tables(&lake, &want);
     assert_clickhouse_equals_lake(setup.ch.as_ref().unwrap(), &want);
+
+    // Attack detection: the same incidents (every field of their current state, signatures
+    // included) and timelines as replay, in the lake and in ClickHouse; each state published.
+    let want_incidents = incidents(&want);
+    assert!(!want_incidents.is_empty(), "the mixed scenario's flood is detected by replay");
+    assert_eq!(incidents(&lake), want_incidents, "incidents: Kafka path vs replay");
+    let ch_incidents = latest_incidents(&setup.ch.as_ref().unwrap().table(&INCIDENTS)).unwrap();
+    assert_eq!(ch_incidents, want_incidents, "incidents: ClickHouse vs replay");
+    let messages = drain_topic(&setup.broker, &setup.incidents);
+    for inc in &want_incidents {
+        let last = messages.iter().rev().find(|m| m["incident_id"] == inc.incident_id.as_str()).unwrap_or_else(|| panic!("{} never published", inc.incident_id));
+        assert_eq!(last["status"], inc.status.as_str(), "{}: last published state", inc.incident_id);
+        assert_eq!(last["attack_requests"], inc.attack_requests, "{}", inc.incident_id);
+    }
 }
 
 /// Another producer than edgelens (Python `confluent-kafka`), following the documented message
