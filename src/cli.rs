@@ -131,7 +131,7 @@ struct DemoArgs {
 
 #[derive(Args, Debug)]
 struct GenerateArgs {
-    /// baseline | flood | flash-crowd | mixed | demo
+    /// baseline | flood | flash-crowd | mixed | demo | eval
     #[arg(long, default_value = "mixed")]
     scenario: String,
     #[arg(long, default_value_t = 1)]

@@ -373,3 +373,283 @@ fn truth_round_trips_through_json() {
     assert_eq!(v["scenario"], "mixed");
     assert!(v["injections"][0]["start"].as_str().unwrap().ends_with('Z'));
 }
+
+/// Per-injection tallies of one eval run, recounted from the written lines.
+#[derive(Default)]
+struct EvalTally {
+    /// Events of the attack by the labelling rule (site, window, attacker IP).
+    labelled: u64,
+    /// Events of the attack's site using one of its attacker IPs outside its window.
+    stray: u64,
+    rejected: u64,
+    posts_to_path: u64,
+    not_cached: u64,
+    ips: HashSet<IpAddr>,
+    paths: HashSet<String>,
+    errors_5xx: u64,
+    /// The site's other events in the window: all, those that reached the origin, failed ones.
+    site_events: u64,
+    site_origin: u64,
+    site_failed: u64,
+    site_hits: u64,
+    site_static: u64,
+    site_static_miss: u64,
+}
+
+fn eval_cfg(seed: u64) -> GenerateConfig {
+    GenerateConfig { scenario: Scenario::Eval, seed, duration_secs: 1800, rps: 150.0, sites: 200, ..GenerateConfig::default() }
+}
+
+/// Generates the run second by second (nothing kept but tallies) and returns the truth, a hash of
+/// every byte written, the number of lines and the tallies (same order as `truth.injections`).
+fn eval_run(c: GenerateConfig, check: bool) -> (GroundTruth, u64, u64, Vec<EvalTally>, u64) {
+    use std::hash::Hasher;
+    let mut g = TrafficGenerator::new(c).unwrap();
+    // The plan is fixed up front; the truth lists injections once started, so take it at the end.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = Vec::new();
+    let mut all_lines = Vec::new();
+    while g.next_second(&mut buf).is_some() {
+        hasher.write(&buf);
+        if check {
+            all_lines.push(std::mem::take(&mut buf));
+        }
+        buf.clear();
+    }
+    let truth = g.truth();
+    if !check {
+        return (truth, hasher.finish(), 0, Vec::new(), 0);
+    }
+    let attack_ips: Vec<HashSet<IpAddr>> = truth
+        .injections
+        .iter()
+        .map(|i| i.attackers.as_ref().map_or_else(HashSet::new, |a| a.ips.iter().map(|s| s.parse().unwrap()).collect()))
+        .collect();
+    let by_site: HashMap<&str, Vec<usize>> = truth.injections.iter().enumerate().fold(HashMap::new(), |mut m, (i, inj)| {
+        m.entry(inj.site.as_str()).or_default().push(i);
+        m
+    });
+    let mut tallies: Vec<EvalTally> = truth.injections.iter().map(|_| EvalTally::default()).collect();
+    let mut rays = HashSet::new();
+    let mut n_lines = 0u64;
+    let mut scraper_ua_elsewhere = 0u64;
+    for chunk in &all_lines {
+        for line in chunk[..chunk.len().saturating_sub(1)].split(|&b| b == b'\n') {
+            let ev = parse_line(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)));
+            n_lines += 1;
+            assert!(rays.insert(u64::from_str_radix(ev.ray_id.as_deref().unwrap(), 16).unwrap()), "duplicate RayID");
+            let sec = ev.ts.div_euclid(NANOS);
+            let mut is_scrape = false;
+            for &i in by_site.get(ev.site.as_ref()).map(Vec::as_slice).unwrap_or(&[]) {
+                let inj = &truth.injections[i];
+                let t = &mut tallies[i];
+                let in_window = sec >= inj.start_ts && sec < inj.end_ts;
+                let attacker = attack_ips[i].contains(&ev.client_ip);
+                if attacker && in_window {
+                    t.labelled += 1;
+                    t.ips.insert(ev.client_ip);
+                    t.paths.insert(ev.path.as_deref().unwrap().to_owned());
+                    let p = inj.request_pattern.as_ref().unwrap();
+                    t.posts_to_path += u64::from(ev.method.as_deref() == Some("POST") && ev.path.as_deref() == Some(p.path.as_str()));
+                    t.rejected += u64::from(ev.status == 401 || ev.status == 403);
+                    t.not_cached += u64::from(!ev.is_cache_hit() && ev.cache_status != "miss" || ev.cache_status == "dynamic");
+                    t.errors_5xx += u64::from(ev.status >= 500);
+                    assert!(p.user_agents.iter().any(|u| Some(u.as_str()) == ev.user_agent.as_deref()));
+                    is_scrape |= inj.vector.as_deref() == Some("scraping");
+                } else if attacker {
+                    t.stray += 1;
+                } else if in_window {
+                    // Away from the window's edges, where jitter mixes in neighbouring seconds.
+                    if sec >= inj.start_ts + 15 && sec < inj.end_ts - 5 {
+                        t.site_events += 1;
+                        let hit = ev.is_cache_hit();
+                        t.site_hits += u64::from(hit);
+                        let origin_bound = !hit && !ev.is_blocked();
+                        t.site_origin += u64::from(origin_bound);
+                        t.site_failed += u64::from(origin_bound && matches!(ev.status, 502 | 503 | 504 | 522 | 524));
+                        let path = ev.path.as_deref().unwrap();
+                        let is_static = ["css", "js", "jpg", "webp", "woff2", "ico", "svg", "xml", "txt", "ts", "m3u8"]
+                            .iter()
+                            .any(|x| path.ends_with(&format!(".{x}")));
+                        if is_static && !ev.is_blocked() && ev.user_agent.as_deref().is_some_and(|u| !u.contains("bot")) {
+                            t.site_static += 1;
+                            t.site_static_miss += u64::from(ev.cache_status == "miss");
+                        }
+                    }
+                }
+            }
+            if !is_scrape && ev.user_agent.as_deref().is_some_and(|u| u.contains("DataHarvest")) {
+                scraper_ua_elsewhere += 1;
+            }
+        }
+    }
+    (truth, hasher.finish(), n_lines, tallies, scraper_ua_elsewhere)
+}
+
+#[test]
+fn eval_has_every_vector_and_negative_with_exact_truth() {
+    check_eval(eval_cfg(5));
+}
+
+fn check_eval(c: GenerateConfig) {
+    let run_start = c.start_ts_secs;
+    let run_end = run_start + c.duration_secs as i64;
+    let (truth, hash, n_lines, tallies, scraper_ua_elsewhere) = eval_run(c.clone(), true);
+    let profiles = TrafficGenerator::new(c.clone()).unwrap().site_profiles();
+
+    // Totals.
+    assert_eq!(n_lines, truth.total_events, "every line is counted");
+    assert_eq!(truth.baseline_events + truth.injections.iter().map(|i| i.requests).sum::<u64>(), truth.total_events);
+    assert_eq!(truth.seconds_generated, 1800);
+    assert_eq!(scraper_ua_elsewhere, 0, "only the scraper uses its user agent");
+
+    // The mix.
+    let mut mix: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for i in &truth.injections {
+        let kind = serde_json::to_value(i.kind).unwrap().as_str().unwrap().to_owned();
+        *mix.entry((kind, i.vector.clone().unwrap_or_default(), i.shape.clone().unwrap_or_default())).or_default() += 1;
+    }
+    let want: BTreeMap<(String, String, String), usize> = [
+        ("attack", "http_flood", "fast", 3),
+        ("attack", "http_flood", "slow_ramp", 2),
+        ("attack", "http_flood", "burst", 3),
+        ("attack", "cache_busting", "fast", 2),
+        ("attack", "credential_stuffing", "fast", 2),
+        ("attack", "scraping", "fast", 2),
+        ("attack", "origin_error_surge", "fast", 1),
+        ("flash_crowd", "", "", 3),
+        ("cache_purge", "", "", 2),
+        ("origin_outage", "", "", 2),
+        ("crawler", "", "", 2),
+    ]
+    .into_iter()
+    .map(|(k, v, s, n)| ((k.to_owned(), v.to_owned(), s.to_owned()), n))
+    .collect();
+    assert_eq!(mix, want);
+    let sites: HashSet<&str> = truth.injections.iter().map(|i| i.site.as_str()).collect();
+    assert_eq!(sites.len(), truth.injections.len(), "one injection per site");
+    let mut ids: Vec<&str> = truth.injections.iter().map(|i| i.id.as_str()).collect();
+    ids.sort_unstable();
+    for id in ["flood-1", "flood-8", "cache-busting-2", "credential-stuffing-2", "scraping-2", "origin-error-surge-1",
+        "flash-crowd-3", "cache-purge-2", "origin-outage-2", "crawler-2"]
+    {
+        assert!(ids.binary_search(&id).is_ok(), "{id} in {ids:?}");
+    }
+    for w in truth.injections.windows(2) {
+        assert!(w[0].timeline_start_ts <= w[1].timeline_start_ts, "in start order");
+    }
+
+    let mut overlapping_attacks = 0;
+    for (i, inj) in truth.injections.iter().enumerate() {
+        let t = &tallies[i];
+        assert!(inj.site_rank <= 80 && !inj.ongoing, "{}", inj.id);
+        assert_eq!(inj.timeline.iter().map(|&c| c as u64).sum::<u64>(), inj.requests, "{}", inj.id);
+        if inj.kind == InjectionKind::Crawler {
+            assert_eq!((inj.start_ts, inj.end_ts), (run_start, run_end), "{} runs the whole time", inj.id);
+            assert_eq!(inj.timeline.len(), 1800);
+            assert!((0.5..=1.0).contains(&inj.factor));
+            assert!(inj.requests as f64 > 0.3 * inj.baseline_rps * 1800.0, "{}: {}", inj.id, inj.requests);
+            continue;
+        }
+        assert!(inj.start_ts >= run_start + 600, "{} starts {} s in", inj.id, inj.start_ts - run_start);
+        assert!(inj.end_ts <= run_end - 240, "{} ends {} s before the end", inj.id, run_end - inj.end_ts);
+        match inj.kind {
+            InjectionKind::Attack => {
+                let atk = inj.attackers.as_ref().unwrap();
+                assert_eq!(atk.count, atk.ips.len());
+                assert_eq!(t.labelled, inj.requests, "{}: truth counts every labelled event", inj.id);
+                assert_eq!(t.stray, 0, "{}: attacker IPs outside the attack", inj.id);
+                assert!(inj.factor >= 3.0 && inj.peak_rps as f64 >= 3.0 * inj.baseline_rps && inj.peak_rps >= 40, "{}", inj.id);
+                let profile = profiles.iter().find(|p| p.name == inj.site).unwrap();
+                assert!(atk.asns.iter().all(|a| !profile.asns.contains(a)), "{}: attack ASNs are not the site's", inj.id);
+                for o in &truth.injections[i + 1..] {
+                    overlapping_attacks += usize::from(o.kind == InjectionKind::Attack && o.start_ts < inj.end_ts && inj.start_ts < o.end_ts);
+                }
+                let p = inj.request_pattern.as_ref().unwrap();
+                let len = inj.timeline.len();
+                match (inj.vector.as_deref().unwrap(), inj.shape.as_deref().unwrap()) {
+                    ("http_flood", shape) => {
+                        assert!(!p.random_query && !p.path.is_empty());
+                        match shape {
+                            "slow_ramp" => assert!((240..=480).contains(&inj.ramp_up_secs) && (300..=600).contains(&len)),
+                            "burst" => assert!(inj.ramp_up_secs <= 3 && (30..=60).contains(&len)),
+                            _ => assert!(atk.count >= 1500),
+                        }
+                    }
+                    ("cache_busting", _) => {
+                        assert!(p.random_query && p.path == "/");
+                        assert_eq!(t.not_cached, t.labelled, "{}: never from cache", inj.id);
+                    }
+                    ("credential_stuffing", _) => {
+                        assert!(["/login", "/wp-login.php", "/api/v1/auth/login", "/account/signin"].contains(&p.path.as_str()));
+                        assert_eq!(t.posts_to_path, t.labelled, "{}: POSTs to the login path", inj.id);
+                        let share = t.rejected as f64 / t.labelled as f64;
+                        assert!((0.7..=0.9).contains(&share), "{}: {share} rejected", inj.id);
+                        assert_eq!(t.not_cached, t.labelled);
+                        assert!(atk.count >= 3000 && atk.countries.len() >= 8 && t.ips.len() > 1000, "{}: many IPs", inj.id);
+                        assert!(p.user_agents.len() <= 2);
+                    }
+                    ("scraping", _) => {
+                        assert!(atk.count <= 3 && t.ips.len() <= 3 && atk.asns.len() == 1, "{}", inj.id);
+                        assert!(t.paths.len() >= 100, "{}: {} distinct paths", inj.id, t.paths.len());
+                        assert!(p.paths.as_ref().is_some_and(|v| !v.is_empty()));
+                    }
+                    ("origin_error_surge", _) => {
+                        assert!(t.errors_5xx as f64 > 0.6 * t.labelled as f64, "{}: attack responses fail", inj.id);
+                        let failed = t.site_failed as f64 / t.site_events as f64;
+                        assert!(failed > 0.25, "{}: {failed} of the site's responses fail", inj.id);
+                        assert!(t.site_failed as f64 > 0.6 * t.site_origin as f64);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            InjectionKind::FlashCrowd => {
+                assert!(inj.attackers.is_none() && (5.0..=10.0).contains(&inj.factor));
+            }
+            InjectionKind::CachePurge => {
+                assert_eq!(inj.requests, 0, "no extra requests");
+                assert!((120..=300).contains(&(inj.end_ts - inj.start_ts)));
+                assert!(t.site_static > 0 && t.site_static_miss == t.site_static, "{}: every cacheable request misses", inj.id);
+                assert!((t.site_failed as f64) < 0.02 * t.site_origin as f64, "the origin answers as usual");
+            }
+            InjectionKind::OriginOutage => {
+                let dur = (inj.end_ts - inj.start_ts) as f64;
+                assert!((180.0..=306.0).contains(&dur), "{}: {dur} s", inj.id);
+                assert!(inj.requests as f64 <= 0.3 * inj.baseline_rps * dur + 30.0, "{}: retries {}", inj.id, inj.requests);
+                assert!(t.site_failed as f64 > 0.6 * t.site_origin as f64, "{}: the origin fails", inj.id);
+            }
+            InjectionKind::Crawler => unreachable!(),
+        }
+    }
+    assert!(overlapping_attacks >= 2, "attacks overlap in time: {overlapping_attacks}");
+    let single_asn = truth
+        .injections
+        .iter()
+        .filter(|i| i.vector.as_deref() == Some("http_flood") && i.shape.as_deref() == Some("fast"))
+        .filter(|i| i.attackers.as_ref().unwrap().asns.len() == 1)
+        .count();
+    assert_eq!(single_asn, 1, "one single-ASN flood");
+
+    // Deterministic.
+    let (truth2, hash2, ..) = eval_run(c.clone(), false);
+    assert_eq!(hash, hash2, "same seed, same bytes");
+    assert_eq!(truth, truth2);
+    // (Floats may differ in the last bit after a JSON round trip; the structure must not.)
+    let text = serde_json::to_string(&truth).unwrap();
+    let back: GroundTruth = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.injections.len(), truth.injections.len());
+    assert!(text.contains("\"scenario\":\"eval\"") && text.contains("\"kind\":\"cache_purge\""));
+    assert!(text.contains("\"shape\":\"slow_ramp\"") && text.contains("\"vector\":\"credential_stuffing\""));
+}
+
+#[test]
+fn eval_needs_half_an_hour_and_enough_sites() {
+    let short = GenerateConfig { duration_secs: 1799, ..eval_cfg(1) };
+    let Err(GenerateError::InvalidConfig(msg)) = TrafficGenerator::new(short) else { panic!("accepted 1799 s") };
+    assert!(msg.contains("1800"), "{msg}");
+    assert!(TrafficGenerator::new(GenerateConfig { duration_secs: LIVE_DURATION, ..eval_cfg(1) }).is_err());
+    assert!(TrafficGenerator::new(GenerateConfig { sites: 23, ..eval_cfg(1) }).is_err());
+    assert!(TrafficGenerator::new(GenerateConfig { sites: 24, ..eval_cfg(1) }).is_ok());
+    assert!(TrafficGenerator::new(GenerateConfig { duration_secs: 3600, ..eval_cfg(1) }).is_ok());
+    assert_eq!("eval".parse::<Scenario>().unwrap(), Scenario::Eval);
+}

@@ -1,6 +1,7 @@
 //! Synthetic Cloudflare Logpush `http_requests` traffic with ground truth.
 //!
-//! Owns: the model of many sites' normal traffic and of injected floods and flash crowds, writing
+//! Owns: the model of many sites' normal traffic and of injected attacks and legitimate surprises
+//! (floods, flash crowds, and in the `eval` scenario every attack vector and hard negative), writing
 //! it as NDJSON lines (field names as in [`edgelens_schemas::RawEvent`]), and the ground truth of
 //! what was injected. Pure library code: no clock, no I/O; the caller decides where bytes go and
 //! how fast seconds pass (`edgelens generate` as fast as possible, `edgelens demo` one per
@@ -15,7 +16,9 @@
 //!   never before `start_ts_secs`. With `jitter_ms >= 1000` the lines of one second are in random
 //!   order; below that they come in arrival order, each possibly delayed by up to `jitter_ms`.
 //! - Memory does not grow with `duration_secs` (live mode runs with `u64::MAX`): per second only
-//!   that second's events are buffered; the truth grows by one entry per injection.
+//!   that second's events are buffered; the truth grows by one entry per injection and, while an
+//!   injection emits, by one timeline count per second (the eval crawlers emit for the whole run,
+//!   which is one reason eval runs at most 24 h).
 //! - Generation stops by itself before event time would leave the accepted range (year 2100).
 //!
 //! The traffic model, in short: `sites` sites with Zipf(1.1) popularity share `rps` baseline
@@ -37,7 +40,47 @@
 //! - flash crowd: the site's own audience, mostly new visitors from its usual networks, pushes
 //!   the site to 5–10× its baseline; a third of the extra requests go to one hot page, the rest
 //!   browse normally; ramps up over a quarter of its length, fades over the last third.
+//!
+//! The `eval` scenario (for scoring an attack detector; 30 min to 24 h, 60 min recommended, at
+//! least 24 sites) runs every attack vector and every hard negative below, 24 injections on 24
+//! distinct sites among the 80 most popular (see `eval.rs` for the schedule). Every injection
+//! other than the crawlers emits between 10 min into the run and 4 min before its end, in pairs
+//! that overlap in time (the pairs spread over the run); the crawlers run from the first second to
+//! the last. The run also spans the sites' daily rise (or fall, by timezone) of the daily curve,
+//! which is not an injection: normal traffic a detector must take in its stride. Attacks peak at
+//! 3–20× the site's baseline, but never below 50 rps (on a quiet site the floor makes the factor in
+//! the truth larger); every attacker IP belongs to one attack only and is never used by anyone else
+//! on that site (it lies in networks the site's own clients never come from), so an event is
+//! attack `A`'s exactly when its site, second and client IP match `A` (see [`InjectionTruth`]):
+//! - `http_flood`, shape `fast`, ×3: the flood above on one dynamic URL (fixed, no random query),
+//!   8–20×, 2.5–4 min; one of them with every bot in one hosting network's /16s.
+//! - `http_flood`, shape `slow_ramp`, ×2: linear ramp over 4–8 min to 4–8×, hold 1–2 min, stop.
+//! - `http_flood`, shape `burst`, ×3: 30–60 s, up in 2–3 s, 5–20×.
+//! - `cache_busting`, ×2: the flood with random query strings on `/` (never blocked, so every
+//!   response is `dynamic`), 6–15×, 2.5–4 min.
+//! - `credential_stuffing`, ×2: POSTs to one login path (`/login`, `/wp-login.php`,
+//!   `/api/v1/auth/login` or `/account/signin` by site kind) from 3 000–8 000 residential IPs in
+//!   access networks of 8–14 countries the site never sees, one or two automation user agents;
+//!   73–88% answered 401/403, the rest 200; never cached; 3–8×, 3–5 min.
+//! - `scraping`, ×2: one to three IPs in one hosting prefix, the user agent `Mozilla/5.0
+//!   (compatible; DataHarvest/3.2; +http://example.net/bot)`, GETs walking the site's pages
+//!   (ids counting up: hundreds to thousands of distinct paths), 3–8×, 3–5 min.
+//! - `origin_error_surge`, ×1: a botnet flood on one uncacheable dynamic URL, 6–12×, 2.5–4 min,
+//!   on a site most of whose requests go to the origin (an API or app if there is one); from 3–6 s
+//!   in the origin gives way: most attack responses and, within seconds, 70–86% of the site's own
+//!   requests that reach the origin fail with 502/503/504 (origin status the same) or 522/524
+//!   (origin status 0).
+//!
+//! Hard negatives, legitimate (`kind` other than `attack`):
+//! - `flash_crowd`, ×3: as above, 5–10×, 4–6 min, on web (non-API) sites.
+//! - `cache_purge`, ×2: for 2–5 min every cacheable request of the site is a `miss` (origin
+//!   status set, slower first byte); same rate, same clients, no extra requests.
+//! - `origin_outage`, ×2: for 3–5 min 78–90% of the site's requests that reach the origin fail
+//!   with 502/522/524; the site's own clients retry (10–20% extra requests, the injection's count).
+//! - `crawler`, ×2: Googlebot (AS15169) and bingbot (AS8075), 4–10 IPs in one /24 of the
+//!   crawler's network, GETs walking the site's pages at 0.5–1× its baseline for the whole run.
 
+mod eval;
 mod inject;
 mod line;
 mod sampling;
@@ -53,11 +96,12 @@ use serde::{Deserialize, Serialize};
 
 pub use inject::{AttackerCount, AttackerSet, InjectionKind, InjectionTruth, RequestPattern};
 
-use inject::{Body, Injection};
+use eval::{EvalItem, EVAL_INJECTIONS, EVAL_MAX_DURATION, EVAL_MIN_DURATION, EVAL_SITE_RANKS};
+use inject::{AttackPlan, Body, EffectKind, Injection, SiteEffect};
 use line::{push_hex_fixed, write_line, Line};
 use sampling::{below, below64, mix64, poisson, range_u64, uniform, AliasTable};
 use sites::{zipf_shares, Site};
-use world::{pick_cum, Class, HostSel, Query, SiteKind, World, ATTACK_UAS, SEARCH_WORDS, USER_AGENTS, UTM_SOURCES};
+use world::{pick_cum, Class, HostSel, Query, SiteKind, World, SEARCH_WORDS, USER_AGENTS, UTM_SOURCES};
 
 /// What happens on top of the baseline traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,11 +120,15 @@ pub enum Scenario {
     /// Live demo: a flood on one of the top-20 sites every ~4 min (first after ~90 s) lasting
     /// ~60 s, and a flash crowd every 7–11 min (first after ~5.5 min) lasting 2–3 min.
     Demo,
+    /// Detector evaluation: every attack vector and every hard negative (flash crowd, cache
+    /// purge, origin outage, search crawler) on distinct popular sites, with exact ground truth.
+    /// Runs 30 min to 24 h (60 min recommended) on at least 24 sites. See the module docs.
+    Eval,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] =
-        [Scenario::Baseline, Scenario::Flood, Scenario::FlashCrowd, Scenario::Mixed, Scenario::Demo];
+    pub const ALL: [Scenario; 6] =
+        [Scenario::Baseline, Scenario::Flood, Scenario::FlashCrowd, Scenario::Mixed, Scenario::Demo, Scenario::Eval];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -89,6 +137,7 @@ impl Scenario {
             Scenario::FlashCrowd => "flash-crowd",
             Scenario::Mixed => "mixed",
             Scenario::Demo => "demo",
+            Scenario::Eval => "eval",
         }
     }
 }
@@ -153,7 +202,7 @@ impl Default for GenerateConfig {
 /// fails the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenerateError {
-    #[error("unknown scenario {0:?} (expected one of baseline, flood, flash-crowd, mixed, demo)")]
+    #[error("unknown scenario {0:?} (expected one of baseline, flood, flash-crowd, mixed, demo, eval)")]
     UnknownScenario(String),
     #[error("invalid generator config: {0}")]
     InvalidConfig(String),
@@ -254,6 +303,8 @@ pub struct TrafficGenerator {
     total_events: u64,
     /// Per-site scratch for the daily factor while rebuilding the alias table.
     tz_factor: Vec<f64>,
+    /// How active injections change their sites' own requests this second (eval only).
+    site_effects: Vec<SiteEffect>,
 }
 
 fn stream_rng(seed: u64, stream: u64) -> Pcg64Mcg {
@@ -288,13 +339,20 @@ fn validate(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     let min_duration = match cfg.scenario {
         Scenario::Flood | Scenario::FlashCrowd => 60,
         Scenario::Mixed => 120,
+        Scenario::Eval => EVAL_MIN_DURATION,
         Scenario::Baseline | Scenario::Demo => 1,
     };
     if cfg.duration_secs < min_duration {
         errs.push(format!("scenario {} needs a duration of at least {min_duration} s", cfg.scenario));
     }
+    if cfg.scenario == Scenario::Eval && cfg.duration_secs > EVAL_MAX_DURATION {
+        errs.push(format!("scenario eval runs at most {EVAL_MAX_DURATION} s (no live stream)"));
+    }
     if cfg.scenario == Scenario::Mixed && cfg.sites < 2 {
         errs.push("scenario mixed needs at least 2 sites".to_owned());
+    }
+    if cfg.scenario == Scenario::Eval && cfg.sites < EVAL_INJECTIONS {
+        errs.push(format!("scenario eval needs at least {EVAL_INJECTIONS} sites (one per injection)"));
     }
     if errs.is_empty() { Ok(()) } else { Err(GenerateError::InvalidConfig(errs.join("; "))) }
 }
@@ -344,6 +402,7 @@ impl TrafficGenerator {
             path_buf: Vec::with_capacity(256),
             query_buf: Vec::with_capacity(64),
             total_events: 0,
+            site_effects: Vec::new(),
             cfg,
         };
         g.plan();
@@ -438,6 +497,10 @@ impl TrafficGenerator {
 
     /// Plan the injections of a fixed scenario (the demo plans as it goes).
     fn plan(&mut self) {
+        if self.cfg.scenario == Scenario::Eval {
+            self.plan_eval();
+            return;
+        }
         let d = self.cfg.duration_secs;
         let n = self.sites.len();
         // Leave the detector some calm traffic after the injections too.
@@ -468,6 +531,76 @@ impl TrafficGenerator {
             self.demo_next_flood = range_u64(&mut self.sched_rng, 80, 100);
             self.demo_next_crowd = range_u64(&mut self.sched_rng, 300, 360);
         }
+    }
+
+    /// The eval scenario: every injection of its schedule, numbered per id prefix in start order.
+    fn plan_eval(&mut self) {
+        let traits: Vec<eval::SiteTraits> = self
+            .sites
+            .iter()
+            .take(EVAL_SITE_RANKS)
+            .map(|s| {
+                let mut prev = 0u64;
+                let mut dynamic = 0u64;
+                for (e, &th) in s.paths.iter().zip(&s.path_cum) {
+                    if !e.class.is_static() {
+                        dynamic += th as u64 - prev;
+                    }
+                    prev = th as u64;
+                }
+                eval::SiteTraits { api: s.kind == SiteKind::Api, dynamic_share: dynamic as f64 / u32::MAX as f64 }
+            })
+            .collect();
+        let slots = eval::schedule(self.cfg.duration_secs, &traits, &mut self.sched_rng);
+        let mut taken = std::collections::HashSet::new();
+        let mut numbers: Vec<(&'static str, usize)> = Vec::new();
+        let mut planned = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let prefix = slot.item.id_prefix();
+            let number = match numbers.iter_mut().find(|n| n.0 == prefix) {
+                Some(n) => {
+                    n.1 += 1;
+                    n.1
+                }
+                None => {
+                    numbers.push((prefix, 1));
+                    1
+                }
+            };
+            let id = format!("{prefix}-{number}");
+            let baseline = self.site_rate(slot.site, self.cfg.start_ts_secs + slot.start as i64);
+            let rng = &mut self.sched_rng;
+            let site = &self.sites[slot.site];
+            let inj = match slot.item {
+                EvalItem::Attack { vector, shape, single_asn } => {
+                    let plan = AttackPlan {
+                        vector,
+                        shape,
+                        single_asn,
+                        start: slot.start,
+                        len: slot.len,
+                        ramp_up: slot.ramp_up,
+                        factor: slot.factor,
+                    };
+                    Injection::attack(id, &self.world, site, slot.site, plan, baseline, &mut taken, rng)
+                }
+                EvalItem::FlashCrowd => {
+                    Injection::crowd(number, site, slot.site, slot.start, slot.len, baseline, slot.factor, rng)
+                }
+                EvalItem::CachePurge | EvalItem::OriginOutage => {
+                    let kind =
+                        if slot.item == EvalItem::CachePurge { EffectKind::CachePurge } else { EffectKind::OriginOutage };
+                    Injection::effect(id, kind, slot.site, slot.start, slot.len, baseline, slot.factor, rng)
+                }
+                EvalItem::Crawler { which } => {
+                    Injection::crawler(id, &self.world, site, slot.site, which, slot.len, baseline, slot.factor, rng)
+                }
+            };
+            planned.push(inj);
+        }
+        // The next one last.
+        planned.reverse();
+        self.pending = planned;
     }
 
     fn new_flood(&mut self, site: usize, start: u64, len: u32) -> Injection {
@@ -560,6 +693,12 @@ impl TrafficGenerator {
             self.injections.push(inj);
             self.active.push(self.injections.len() - 1);
         }
+        self.site_effects.clear();
+        for &ii in &self.active {
+            if let Some(fx) = self.injections[ii].site_effect(sec) {
+                self.site_effects.push(fx);
+            }
+        }
 
         let mut slots = std::mem::take(&mut self.slots);
         slots.clear();
@@ -634,6 +773,27 @@ impl TrafficGenerator {
 
     fn injected_event(&mut self, out: &mut Vec<u8>, ii: usize, k: u32, ts_ns: i64, ray: u64) {
         let site = self.injections[ii].site;
+        match &mut self.injections[ii].body {
+            Body::Effect(_) => {
+                // A retry of one of the site's own clients (to an origin that is down).
+                let key = self.sites[site].baseline_key(self.rng.next_u64());
+                self.legit_event(out, site, key, None, ts_ns, ray);
+                return;
+            }
+            Body::Crawler(c) => {
+                inject::crawler_event(out, &self.world, &self.sites[site], c, &mut self.rng, &mut self.path_buf, ts_ns, ray);
+                return;
+            }
+            Body::Flood(f) if f.vector == inject::Vector::CredentialStuffing => {
+                inject::credential_event(out, &self.world, &self.sites[site], f, &mut self.rng, ts_ns, ray);
+                return;
+            }
+            Body::Flood(f) if f.vector == inject::Vector::Scraping => {
+                inject::scrape_event(out, &self.world, &self.sites[site], f, &mut self.rng, &mut self.path_buf, ts_ns, ray);
+                return;
+            }
+            Body::Flood(_) | Body::Crowd(_) => {}
+        }
         if let Body::Crowd(c) = &self.injections[ii].body {
             let (key_base, pool, hot_page) = (c.key_base, c.pool, (c.hot_entry, c.hot_id));
             let r = self.rng.next_u64();
@@ -648,7 +808,7 @@ impl TrafficGenerator {
             return;
         }
         match &mut self.injections[ii].body {
-            Body::Crowd(_) => unreachable!("handled above"),
+            Body::Crowd(_) | Body::Effect(_) | Body::Crawler(_) => unreachable!("handled above"),
             Body::Flood(f) => {
                 let rng = &mut self.rng;
                 let r = rng.next_u64();
@@ -656,7 +816,7 @@ impl TrafficGenerator {
                 let bi = Injection::pick_bot(f.bots.len(), r as u32);
                 f.hits[bi] += 1;
                 let bot = f.bots[bi];
-                let (ua, ja3, ja4) = ATTACK_UAS[f.uas[bot.ua as usize]];
+                let (ua, ja3, ja4) = f.uas[bot.ua as usize];
                 self.query_buf.clear();
                 if f.random_query {
                     self.query_buf.push(b'?');
@@ -667,11 +827,26 @@ impl TrafficGenerator {
                     self.query_buf.extend_from_slice(&f.query);
                 }
                 let blocked = f.block_after.is_some_and(|b| k >= b) && ((r >> 32) & 0xff) < 90;
-                // The origin degrades as the flood goes on.
-                let err_256 = (k as u64 * 256 / 300).min(80);
+                let surge = f.vector == inject::Vector::OriginErrorSurge;
+                // The origin degrades as the flood goes on (gives way within seconds in a surge).
+                let err_256 = if !surge {
+                    (k as u64 * 256 / 300).min(80)
+                } else if k < f.onset {
+                    0
+                } else {
+                    ((k - f.onset + 1) as u64 * 48).min(224)
+                };
                 let e = (r >> 40) & 0xff;
                 let (status, origin, cache, action) = if blocked {
                     (403, 0, "unknown", "block")
+                } else if e < err_256 && surge {
+                    match e % 5 {
+                        0 => (502, 502, "dynamic", ""),
+                        1 => (503, 503, "dynamic", ""),
+                        2 => (504, 504, "dynamic", ""),
+                        3 => (522, 0, "dynamic", ""),
+                        _ => (524, 0, "dynamic", ""),
+                    }
                 } else if e < err_256 {
                     match e % 8 {
                         0 => (522, 0, "dynamic", ""),
@@ -686,6 +861,7 @@ impl TrafficGenerator {
                     200 => (18_000 + (r16 % 4000) as u64, 250 + (k * 12).min(2500) + r16 % 300),
                     403 => (4_200 + (r16 % 900) as u64, 1 + r16 % 8),
                     503 => (600 + (r16 % 500) as u64, 40 + r16 % 200),
+                    502 | 504 => (600 + (r16 % 1900) as u64, 30 + r16 % 3000),
                     522 => (3_300 + (r16 % 600) as u64, 15_000 + r16 % 4000),
                     _ => (3_300 + (r16 % 600) as u64, 100_000 + r16 % 500),
                 };
@@ -816,6 +992,42 @@ impl TrafficGenerator {
             ("dynamic", _) => 25 + t % 320 + if t.is_multiple_of(40) { t % 2200 } else { 0 },
             _ => 35 + t % 260 + if t.is_multiple_of(40) { t % 900 } else { 0 },
         };
+        let (mut status, mut origin, mut cache, mut bytes, mut ttfb) = (status, origin, cache, bytes, ttfb);
+        if let Some(fx) = self.site_effects.iter().find(|f| f.site == site)
+            && action != "block"
+        {
+            let h = mix64(r4 ^ r3.rotate_left(29));
+            let u = h as u32;
+            if fx.purge {
+                if dynamic {
+                    ttfb += ttfb / 3;
+                } else {
+                    // Purged: every cacheable object comes from the origin again.
+                    cache = "miss";
+                    origin = status;
+                    ttfb = 70 + u % 520 + if u.is_multiple_of(30) { u % 1800 } else { 0 };
+                }
+            }
+            if fx.fail_256 > 0 && cache != "hit" && ((h >> 32) & 0xff) < fx.fail_256 as u64 {
+                let pick = (h >> 40) % if fx.overload { 5 } else { 3 };
+                (status, origin) = match (fx.overload, pick) {
+                    (_, 0) => (502, 502),
+                    (false, 1) | (true, 3) => (522, 0),
+                    (false, _) | (true, 4) => (524, 0),
+                    (true, 1) => (503, 503),
+                    (true, _) => (504, 504),
+                };
+                if !dynamic {
+                    cache = "miss";
+                }
+                bytes = response_bytes(e, id, status, (h >> 48) as u32);
+                ttfb = match status {
+                    522 => 15_000 + u % 4000,
+                    524 => 100_000 + u % 500,
+                    _ => 30 + u % 3000,
+                };
+            }
+        }
         let protocol = match c.proto {
             3 => "HTTP/3",
             2 => "HTTP/2",

@@ -270,6 +270,26 @@ pub(crate) const ATTACK_UAS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// User agents of credential-stuffing tools (HTTP libraries and headless browsers driven by a
+/// script), with their fingerprints; none of them is in a site's normal mix.
+pub(crate) const AUTOMATION_UAS: &[(&str, &str, &str)] = &[
+    ("python-requests/2.28.2", "b5f5b0a2c3e6f1d8a9c4e7f2a1b3d5c6", "t13d1812h1_85036bcba153_375ca2c5e164"),
+    (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/119.0.6045.105 Safari/537.36",
+        "2c9a5b0e8d6f4a1c3e7b9d2f5a8c1e4b",
+        "t13d1516h2_8daaf6152771_9b887d9acb53",
+    ),
+    ("axios/1.6.8", "7a1e5c9b3d8f2e6a4c0b9d7e5f3a1c8b", "t13d1713h1_5b57614c22b0_3cbfd9057e0d"),
+    ("Go-http-client/2.0 (OpenBullet2)", "4e8a2c6f0b3d9e7a5c1f8b2d6e0a4c9f", "t13d1312h2_f57a46bbacb6_d41ae481755e"),
+];
+
+/// The scraper's user agent (a crawler-like name no normal client uses) and fingerprints.
+pub(crate) const SCRAPER_UA: (&str, &str, &str) = (
+    "Mozilla/5.0 (compatible; DataHarvest/3.2; +http://example.net/bot)",
+    "9c3f7a1e5b8d2c6f0a4e9b7d3c1f5a8e",
+    "t13d1812h1_85036bcba153_b0e0b3ec6aa2",
+);
+
 /// Content class of a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
@@ -698,7 +718,7 @@ mod tests {
         for ua in USER_AGENTS {
             assert!(json_safe(ua.ua) && json_safe(ua.ja3) && json_safe(ua.ja4));
         }
-        for (ua, ja3, ja4) in ATTACK_UAS {
+        for (ua, ja3, ja4) in ATTACK_UAS.iter().chain(AUTOMATION_UAS).chain([&SCRAPER_UA]) {
             assert!(json_safe(ua) && json_safe(ja3) && json_safe(ja4));
         }
         for (k, _) in SiteKind::ALL {
