@@ -8,12 +8,16 @@
 
 /// Half-life of the mean, in seconds.
 pub const HALF_LIFE_SECS: f64 = 300.0;
+/// Half-life of the slow mean: a ramp over minutes cannot drag it along.
+pub const SLOW_HALF_LIFE_SECS: f64 = 1800.0;
 /// Seconds observed before a site can be judged.
 pub const WARMUP_SECS: u32 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateBaseline {
     pub mean: f64,
+    /// The same mean with [`SLOW_HALF_LIFE_SECS`]; seconds are judged against the smaller.
+    pub slow: f64,
     pub var: f64,
     /// Seconds learned (saturating).
     pub seconds: u32,
@@ -40,6 +44,10 @@ fn alpha() -> f64 {
     1.0 - 0.5f64.powf(1.0 / HALF_LIFE_SECS)
 }
 
+fn slow_alpha() -> f64 {
+    1.0 - 0.5f64.powf(1.0 / SLOW_HALF_LIFE_SECS)
+}
+
 impl Default for RateBaseline {
     fn default() -> Self {
         Self::new()
@@ -48,31 +56,45 @@ impl Default for RateBaseline {
 
 impl RateBaseline {
     pub fn new() -> Self {
-        Self { mean: 0.0, var: 0.0, seconds: 0 }
+        Self { mean: 0.0, slow: 0.0, var: 0.0, seconds: 0 }
     }
 
     pub fn warm(&self) -> bool {
         self.seconds >= WARMUP_SECS
     }
 
-    /// Standard deviation of a second's count: at least Poisson's.
-    pub fn sigma(&self) -> f64 {
-        self.var.max(self.mean).max(0.25).sqrt()
+    /// The expected requests of a second: the smaller of the two means (a slow attack ramp
+    /// lifts the fast one a little, never the slow one).
+    pub fn expected(&self) -> f64 {
+        self.mean.min(self.slow)
     }
 
-    /// The smallest excess over the mean that makes a second anomalous.
+    /// Standard deviation of a second's count: at least Poisson's, and at most twice it, so a
+    /// slow ramp cannot inflate the spread it is judged by.
+    pub fn sigma(&self) -> f64 {
+        let e = self.expected();
+        self.var.clamp(e, 4.0 * e).max(0.25).sqrt()
+    }
+
+    /// The smallest excess over the expected count that makes a second anomalous.
     pub fn excess_needed(&self, t: &Thresholds) -> f64 {
-        (t.z * self.sigma()).max(t.min_ratio_excess * self.mean).max(t.min_excess)
+        (t.z * self.sigma()).max(t.min_ratio_excess * self.expected()).max(t.min_excess)
     }
 
     /// Whether a second with `x` requests is anomalous (never during warm-up).
     pub fn is_anomalous(&self, x: f64, t: &Thresholds) -> bool {
-        self.warm() && x - self.mean >= self.excess_needed(t)
+        self.warm() && x - self.expected() >= self.excess_needed(t)
     }
 
     /// Whether a second with `x` requests is back to normal: below half the anomaly excess.
     pub fn is_calm(&self, x: f64, t: &Thresholds) -> bool {
-        x - self.mean < 0.5 * self.excess_needed(t)
+        x - self.expected() < 0.5 * self.excess_needed(t)
+    }
+
+    /// Whether a second is plainly normal traffic (within 2σ): only such seconds teach the
+    /// site's traffic profile, so the first minutes of a slow ramp do not become "normal".
+    pub fn is_typical(&self, x: f64) -> bool {
+        !self.warm() || x - self.expected() <= 2.0 * self.sigma()
     }
 
     /// Learn one second with `x` requests.
@@ -83,12 +105,14 @@ impl RateBaseline {
             let d = x - self.mean;
             self.mean += d / n;
             self.var += (d * (x - self.mean) - self.var) / n;
+            self.slow = self.mean;
         } else {
             let a = alpha();
-            let x = x.min(self.mean + 3.0 * self.sigma());
+            let x = x.min(self.mean.max(self.slow) + 3.0 * self.sigma());
             let d = x - self.mean;
             self.mean += a * d;
             self.var = (1.0 - a) * (self.var + a * d * d);
+            self.slow += slow_alpha() * (x - self.slow);
         }
         self.seconds = self.seconds.saturating_add(1);
     }
@@ -109,6 +133,7 @@ impl RateBaseline {
             let keep = (1.0 - alpha()).powf(left as f64);
             self.mean *= keep;
             self.var *= keep;
+            self.slow *= (1.0 - slow_alpha()).powf(left as f64);
             self.seconds = self.seconds.saturating_add(u32::try_from(left).unwrap_or(u32::MAX));
         }
     }

@@ -26,6 +26,9 @@ use super::event_matches;
 /// Seconds of tolerance when matching an incident to an injection.
 pub const MATCH_SLACK_SECS: i64 = 30;
 
+/// The detector's absolute floor of an anomalous second's excess (`Thresholds::min_excess`).
+pub const ONSET_MIN_RPS: f64 = 10.0;
+
 /// The parts of the generator's truth file the scorer reads (other fields are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct TruthFile {
@@ -54,6 +57,11 @@ pub struct TruthInjection {
     pub factor: f64,
     #[serde(default)]
     pub attackers: Option<TruthAttackers>,
+    /// Events emitted per second from `timeline_start_ts`.
+    #[serde(default)]
+    pub timeline_start_ts: i64,
+    #[serde(default)]
+    pub timeline: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +73,15 @@ pub struct TruthAttackers {
 impl TruthInjection {
     pub fn is_attack(&self) -> bool {
         self.kind == "attack"
+    }
+
+    /// The first second in which the attack alone sends at least the site's baseline rate (the
+    /// site's traffic doubles) and at least [`ONSET_MIN_RPS`]: before it, a slow ramp is
+    /// indistinguishable from noise, and the detector never treats fewer extra requests per
+    /// second as an incident. The start when the timeline is unknown.
+    pub fn onset_ts(&self) -> i64 {
+        let level = self.baseline_rps.max(ONSET_MIN_RPS);
+        self.timeline.iter().position(|&n| n as f64 >= level).map_or(self.start_ts, |i| (self.timeline_start_ts + i as i64).max(self.start_ts))
     }
 }
 
@@ -141,6 +158,8 @@ pub struct AttackScore {
     pub splits: usize,
     pub detected_vector: Option<String>,
     pub delay_secs: Option<i64>,
+    /// Event time from the attack's onset (see [`TruthInjection::onset_ts`]) to detection.
+    pub delay_from_onset_secs: Option<i64>,
     /// |incident peak − (truth peak + baseline)| / (truth peak + baseline).
     pub peak_rps_error: Option<f64>,
     pub signature_precision: Option<f64>,
@@ -180,7 +199,9 @@ pub struct EvalReport {
     pub false_alerts: BTreeMap<String, usize>,
     /// Negative injections per kind (so zero alerts can be read against how many there were).
     pub negatives: BTreeMap<String, usize>,
+    /// Detection delay from the attack's first event, and from its onset.
     pub delay_secs: Distribution,
+    pub delay_from_onset_secs: Distribution,
     pub peak_rps_error: Distribution,
     pub vector_agreement: Option<f64>,
     /// Signature precision and coverage over the distributed floods (`http_flood` with at least
@@ -220,6 +241,7 @@ pub fn evaluate(truth: &TruthFile, incidents: &[IncidentRecord], events: &[PathB
             splits: mine.len().saturating_sub(1),
             detected_vector: first.map(|i| i.vector.clone()),
             delay_secs: first.map(|i| i.detected_ts - a.start_ts),
+            delay_from_onset_secs: first.map(|i| i.detected_ts - a.onset_ts()),
             peak_rps_error: first.filter(|_| truth_peak > 0.0).map(|i| (i.peak_rps - truth_peak).abs() / truth_peak),
             signature_precision: None,
             signature_coverage: None,
@@ -265,6 +287,7 @@ pub fn evaluate(truth: &TruthFile, incidents: &[IncidentRecord], events: &[PathB
         false_alerts,
         negatives,
         delay_secs: collect(&|s| s.delay_secs.map(|d| d as f64), None),
+        delay_from_onset_secs: collect(&|s| s.delay_from_onset_secs.map(|d| d as f64), None),
         peak_rps_error: collect(&|s| s.peak_rps_error, None),
         vector_agreement: ratio(
             per_attack.iter().filter(|s| s.detected && s.detected_vector.as_deref() == Some(s.vector.as_str())).count(),
@@ -367,10 +390,13 @@ pub fn summary(r: &EvalReport) -> String {
         r.scenario, r.seed, r.attacks, r.detected, f(r.recall_3x), f(r.precision), r.incidents
     );
     out += &format!(
-        "detection delay p50 {} s, p95 {} s, max {} s; peak-rps error p50 {}, p95 {}; vector agreement {}\n",
+        "detection delay from start p50 {} s, p95 {} s, max {} s; from onset p50 {} s, p95 {} s, max {} s; peak-rps error p50 {}, p95 {}; vector agreement {}\n",
         f(r.delay_secs.p50),
         f(r.delay_secs.p95),
         f(r.delay_secs.max),
+        f(r.delay_from_onset_secs.p50),
+        f(r.delay_from_onset_secs.p95),
+        f(r.delay_from_onset_secs.max),
         f(r.peak_rps_error.p50),
         f(r.peak_rps_error.p95),
         f(r.vector_agreement)
@@ -391,13 +417,14 @@ pub fn summary(r: &EvalReport) -> String {
     out.push('\n');
     for a in &r.per_attack {
         out += &format!(
-            "  {:<24} {:<20} {:<10} {:>5.1}x  {}  delay {:>4}  vector {:<20} sig p {} c {}\n",
+            "  {:<24} {:<20} {:<10} {:>5.1}x  {}  delay {:>4} (onset {:>3})  vector {:<20} sig p {} c {}\n",
             a.id,
             a.vector,
             a.shape.as_deref().unwrap_or("-"),
             a.factor,
             if a.detected { "detected" } else { "MISSED  " },
             a.delay_secs.map_or("-".into(), |d| d.to_string()),
+            a.delay_from_onset_secs.map_or("-".into(), |d| d.to_string()),
             a.detected_vector.as_deref().unwrap_or("-"),
             f(a.signature_precision),
             f(a.signature_coverage)
@@ -424,6 +451,8 @@ mod tests {
             baseline_rps: 10.0,
             factor: 9.0,
             attackers: None,
+            timeline_start_ts: start,
+            timeline: vec![1, 5, 20, 90],
         }
     }
 
@@ -466,6 +495,8 @@ mod tests {
         assert_eq!(r.detected, 1);
         assert_eq!(r.recall_3x, Some(0.5));
         assert_eq!(r.per_attack[0].delay_secs, Some(4));
+        // The attack first sends its site's baseline (10/s) in its third second.
+        assert_eq!(r.per_attack[0].delay_from_onset_secs, Some(2));
         assert_eq!(r.per_attack[0].splits, 1);
         assert_eq!(r.false_alerts["flash_crowd"], 1);
         assert_eq!(r.false_alerts["baseline"], 1);

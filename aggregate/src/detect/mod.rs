@@ -411,12 +411,13 @@ impl Ctx<'_> {
         let Some(mut inc) = st.incident.take() else {
             if anomalous {
                 self.stats.suspicions += 1;
-                let mut inc = Box::new(Incident::new(b.sec, st.baseline.mean));
+                let mut inc = Box::new(Incident::new(b.sec, st.baseline.expected()));
                 self.suspect_second(st, &mut inc, b, true);
                 st.incident = Some(inc);
             } else {
+                let typical = st.baseline.is_typical(x);
                 st.baseline.update(x);
-                if !b.sampled.is_empty() {
+                if typical && !b.sampled.is_empty() {
                     let p = st.profile.get_or_insert_with(|| Box::new(SiteProfile::new(b.sec)));
                     let tuples: Vec<Tuple> = b.sampled.iter().map(|s| s.tuple).collect();
                     p.add(b.sec, &tuples);
@@ -446,7 +447,7 @@ impl Ctx<'_> {
             }
             Phase::Active | Phase::Cooling => {
                 if anomalous {
-                    self.add_sample(&mut inc, &b, st.baseline.mean);
+                    self.add_sample(&mut inc, &b, st.baseline.expected());
                     if inc.phase == Phase::Cooling {
                         inc.phase = Phase::Active;
                         self.timeline_second(&mut inc, &b);
@@ -478,7 +479,7 @@ impl Ctx<'_> {
     /// confirm.
     fn suspect_second(&mut self, st: &mut SiteState, inc: &mut Incident, b: Bucket, anomalous: bool) {
         if anomalous {
-            self.add_sample(inc, &b, st.baseline.mean);
+            self.add_sample(inc, &b, st.baseline.expected());
         }
         inc.pre_tuples += b.sampled.len();
         inc.pre.push(PreSecond { sec: b.sec, requests: b.requests, status: b.status, sampled: b.sampled });
@@ -679,6 +680,9 @@ fn classify(sig: &Signature, sample: &BinaryHeap<Sampled>, names: &HashMap<(u8, 
     if share(&|s| text(s, Attr::Query).contains('*')) >= 0.5 {
         return "cache_busting";
     }
+    if share(&|s| s.tuple[Attr::Status as usize] >= 500) >= 0.5 {
+        return "origin_error_surge";
+    }
     let mut ips: Vec<IpAddr> = matched.iter().map(|s| s.ip).collect();
     ips.sort_unstable();
     ips.dedup();
@@ -728,6 +732,7 @@ impl RateBaseline {
         let d = x - self.mean;
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
+        self.slow += (1.0 - 0.5f64.powf(1.0 / baseline::SLOW_HALF_LIFE_SECS)) * (x - self.slow);
         self.seconds = self.seconds.saturating_add(1);
     }
 }
@@ -735,7 +740,7 @@ impl RateBaseline {
 // ---- checkpointing ----
 
 const STATE_VERSION: u8 = 1;
-const VECTORS: [&str; 4] = ["http_flood", "cache_busting", "credential_stuffing", "scraping"];
+const VECTORS: [&str; 5] = ["http_flood", "cache_busting", "credential_stuffing", "scraping", "origin_error_surge"];
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
     e.u64(s.hash);
@@ -816,6 +821,7 @@ impl AttackDetector {
             let st = &self.sites[name];
             e.str(name);
             enc_f64(&mut e, st.baseline.mean);
+            enc_f64(&mut e, st.baseline.slow);
             enc_f64(&mut e, st.baseline.var);
             e.u32(st.baseline.seconds);
             e.opt_i64(st.last_sec);
@@ -866,6 +872,7 @@ impl AttackDetector {
             let name: Arc<str> = Arc::from(d.str()?);
             let mut st = SiteState::default();
             st.baseline.mean = dec_f64(&mut d)?;
+            st.baseline.slow = dec_f64(&mut d)?;
             st.baseline.var = dec_f64(&mut d)?;
             st.baseline.seconds = d.u32()?;
             st.last_sec = d.opt_i64()?;

@@ -23,6 +23,10 @@ use super::profile::SiteProfile;
 use crate::checkpoint::{Dec, Enc};
 
 pub const MIN_VALUE_PRECISION: f64 = 0.8;
+/// A value (and a predicate) must be at least this many times more frequent in the surge than in
+/// normal traffic: a surge of the usual audience (risk ratio ≈ 1) explains its excess with any
+/// value, but is not distinguished by any.
+pub const MIN_RISK_RATIO: f64 = 4.0;
 pub const TARGET_PRECISION: f64 = 0.995;
 /// Most values in one predicate.
 pub const MAX_VALUES: usize = 64;
@@ -172,6 +176,7 @@ pub fn derive(sample: &[Tuple], normal_fraction: f64, profile: &SiteProfile) -> 
 
 fn candidate(a: Attr, sample: &[Tuple], n_normal: f64, n_attack: f64, profile: &SiteProfile) -> Option<Candidate> {
     let ai = a as usize;
+    let n = sample.len() as f64;
     let mut counts: HashMap<u64, u32> = HashMap::new();
     for t in sample {
         *counts.entry(t[ai]).or_default() += 1;
@@ -183,7 +188,7 @@ fn candidate(a: Attr, sample: &[Tuple], n_normal: f64, n_attack: f64, profile: &
             let share = profile.share(ai, v);
             let c = f64::from(c);
             let attack = (c - n_normal * share).max(0.0);
-            (attack / c >= MIN_VALUE_PRECISION).then_some((v, c, attack, share))
+            (attack / c >= MIN_VALUE_PRECISION && c >= MIN_RISK_RATIO * share * n).then_some((v, c, attack, share))
         })
         .collect();
     if vals.is_empty() {
@@ -195,6 +200,12 @@ fn candidate(a: Attr, sample: &[Tuple], n_normal: f64, n_attack: f64, profile: &
     // count is the attack estimate plus the normal bound.
     let (attack, share) = vals.iter().fold((0.0, 0.0), |acc, v| (acc.0 + v.2, acc.1 + v.3));
     let share = f64::min(share, 1.0);
+    // The predicate as a whole: clearly over-represented, beyond sampling noise.
+    let m: f64 = vals.iter().map(|v| v.1).sum();
+    let expected = share * n;
+    if m < MIN_RISK_RATIO * expected || m - expected < 3.0 * expected.sqrt() + 2.0 {
+        return None;
+    }
     let mut values: Vec<u64> = vals.iter().map(|v| v.0).collect();
     values.sort_unstable();
     let pred = Predicate { attr: a, values, precision: attack / (attack + n_normal * share).max(1e-9), coverage: (attack / n_attack).min(1.0) };
@@ -326,6 +337,34 @@ mod tests {
         let sample: Vec<Tuple> = (10_000..11_000).map(normal).collect();
         let sig = derive(&sample, 0.2, &p);
         assert!(sig.as_ref().is_none_or(|s| s.coverage < 0.5), "{sig:?}");
+    }
+
+    /// Regression: with a surge ten times the baseline, any value "explains" the excess. A small
+    /// site's flash crowd from an audience wider than the profile's summaries (12 networks, 8
+    /// slots) got a signature on its usual networks; values must be over-represented too.
+    #[test]
+    fn a_tenfold_surge_of_a_wide_audience_has_no_confirming_signature() {
+        let wide = |i: u64| {
+            let mut t = [0; N_ATTRS];
+            for (a, x) in t.iter_mut().enumerate() {
+                *x = (attrs_mix(i) >> (a * 4)) % 12;
+            }
+            t
+        };
+        let mut p = SiteProfile::new(0);
+        p.add(0, &(0..300).map(wide).collect::<Vec<_>>());
+        for n in [20u64, 30, 60] {
+            let sample: Vec<Tuple> = (1000..1000 + n).map(wide).collect();
+            let sig = derive(&sample, 0.1, &p);
+            assert!(
+                sig.as_ref().is_none_or(|s| s.precision < 0.9 || s.coverage < 0.6 || !s.is_discriminating()),
+                "n={n}: {sig:?}"
+            );
+        }
+    }
+
+    fn attrs_mix(i: u64) -> u64 {
+        crate::detect::attrs::mix(i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
     #[test]

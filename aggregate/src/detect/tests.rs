@@ -29,6 +29,8 @@ impl Rng {
 enum Kind {
     Normal,
     Bot,
+    /// A site's audience spread over more networks, countries and browsers than a profile keeps.
+    Wide,
 }
 
 fn line(rng: &mut Rng, site: &str, ts_ms: i64, kind: Kind, n: u64) -> String {
@@ -39,6 +41,15 @@ fn line(rng: &mut Rng, site: &str, ts_ms: i64, kind: Kind, n: u64) -> String {
             let ua = ["Mozilla/5.0 Chrome/120", "Mozilla/5.0 Safari/17", "Mozilla/5.0 Firefox/121"][rng.below(3) as usize];
             let path = format!("/page/{}", rng.below(40));
             (ip, 64_500 + c, ["de", "fr", "nl", "be", "at"][c as usize], ua, path, 200)
+        }
+        Kind::Wide => {
+            let c = rng.below(12);
+            let ip = format!("10.{}.{}.{}", 100 + c, rng.below(200), rng.below(250));
+            let ua = ["Mozilla/5.0 Chrome/", "Mozilla/5.0 Safari/", "Mozilla/5.0 Firefox/"][rng.below(3) as usize];
+            let ua = format!("{ua}{}", 100 + rng.below(12));
+            let path = format!("/page/{}", rng.below(40));
+            let countries = ["de", "fr", "nl", "be", "at", "ch", "it", "es", "pt", "pl", "cz", "dk"];
+            (ip, 64_400 + c, countries[c as usize], Box::leak(ua.into_boxed_str()) as &str, path, 200)
         }
         Kind::Bot => {
             let ip = format!("203.0.{}.{}", 113 + rng.below(4), rng.below(250));
@@ -151,6 +162,26 @@ fn a_flash_crowd_of_the_usual_audience_stays_silent() {
     // 8× the baseline for three minutes, from the site's own countries, networks and browsers.
     let crowd = |s: i64| if (300..480).contains(&s) { 800.0 } else { 100.0 };
     let out = run(&traffic(700, crowd, |_| 0.0, 0, 2), None);
+    assert!(out.incidents.is_empty(), "{:#?}", out.incidents.first());
+}
+
+/// A small site's flash crowd (1.5 → 15 rps) from an audience wider than the profile's summaries
+/// (see also `signature::tests::a_tenfold_surge_of_a_wide_audience_has_no_confirming_signature`).
+#[test]
+fn a_small_sites_flash_crowd_from_a_wide_audience_stays_silent() {
+    let mut rng = Rng(8);
+    let mut lines = Vec::new();
+    let mut n = 0;
+    for s in 0..1500i64 {
+        let mean = if (900..1200).contains(&s) { 15.0 } else { 1.5 };
+        let k = rng.count(mean) + u64::from(rng.below(2) == 0 && mean < 2.0);
+        for _ in 0..k {
+            n += 1;
+            let ts_ms = (T0 + s) * 1000 + rng.below(1000) as i64;
+            lines.push(line(&mut rng, "small.example", ts_ms, Kind::Wide, n));
+        }
+    }
+    let out = run(&lines, None);
     assert!(out.incidents.is_empty(), "{:#?}", out.incidents.first());
 }
 
