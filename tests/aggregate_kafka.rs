@@ -25,8 +25,13 @@ use kafka::{broker, unique};
 /// The tables as readers see them: rows merged by key.
 type Merged = BTreeMap<&'static str, BTreeMap<Vec<String>, MergedGroup>>;
 
+/// The rollups. The detector's tables are compared separately, in the one test whose producer
+/// never stalls: a partition idle longer than `idle_timeout` (a broker outage, a paused producer)
+/// has its open detector seconds judged at once, by design (an attack's end must not wait for
+/// more traffic), so events of those seconds that arrive later count in the rollups but not in
+/// the detector's view.
 fn merged(lake: &Path) -> Merged {
-    [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M, &INCIDENT_TIMELINE].into_iter().map(|t| (t.name, merged_groups(t, &read_table(lake, t.name)).unwrap())).collect()
+    [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M].into_iter().map(|t| (t.name, merged_groups(t, &read_table(lake, t.name)).unwrap())).collect()
 }
 
 /// The current state of every incident in a lake.
@@ -75,7 +80,7 @@ fn assert_same_tables(got: &Path, want: &Path) {
 
 /// The ClickHouse tables of `db`, merged like the lake's.
 fn assert_clickhouse_equals_lake(db: &ChDatabase, want: &Path) {
-    let g: Merged = [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M, &INCIDENT_TIMELINE].into_iter().map(|t| (t.name, merged_groups(t, &db.table(t)).unwrap())).collect();
+    let g: Merged = [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M].into_iter().map(|t| (t.name, merged_groups(t, &db.table(t)).unwrap())).collect();
     let dead = db.table(&DEAD_LETTERS).iter().map(|b| b.num_rows()).sum();
     assert_same(&g, dead, want, "ClickHouse");
 }
@@ -283,6 +288,10 @@ fn million_events_through_three_aggregators_with_kills_equal_replay() {
     assert_eq!(incidents(&lake), want_incidents, "incidents: Kafka path vs replay");
     let ch_incidents = latest_incidents(&setup.ch.as_ref().unwrap().table(&INCIDENTS)).unwrap();
     assert_eq!(ch_incidents, want_incidents, "incidents: ClickHouse vs replay");
+    let timeline = |batches: Vec<arrow::array::RecordBatch>| merged_groups(&INCIDENT_TIMELINE, &batches).unwrap();
+    let want_timeline = timeline(read_table(&want, INCIDENT_TIMELINE.name));
+    assert!(timeline(read_table(&lake, INCIDENT_TIMELINE.name)) == want_timeline, "incident timeline: Kafka path vs replay");
+    assert!(timeline(setup.ch.as_ref().unwrap().table(&INCIDENT_TIMELINE)) == want_timeline, "incident timeline: ClickHouse vs replay");
     let messages = drain_topic(&setup.broker, &setup.incidents);
     for inc in &want_incidents {
         let last = messages.iter().rev().find(|m| m["incident_id"] == inc.incident_id.as_str()).unwrap_or_else(|| panic!("{} never published", inc.incident_id));
