@@ -106,14 +106,19 @@ impl RateBaseline {
             self.mean += d / n;
             self.var += (d * (x - self.mean) - self.var) / n;
             self.slow = self.mean;
+            self.seconds = self.seconds.saturating_add(1);
         } else {
-            let a = alpha();
-            let x = x.min(self.mean.max(self.slow) + 3.0 * self.sigma());
-            let d = x - self.mean;
-            self.mean += a * d;
-            self.var = (1.0 - a) * (self.var + a * d * d);
-            self.slow += slow_alpha() * (x - self.slow);
+            self.update_unclamped(x.min(self.mean.max(self.slow) + 3.0 * self.sigma()));
         }
+    }
+
+    /// Learn a second without the outlier clamp (a suspicion that turned out to be the new normal).
+    pub fn update_unclamped(&mut self, x: f64) {
+        let a = alpha();
+        let d = x - self.mean;
+        self.mean += a * d;
+        self.var = (1.0 - a) * (self.var + a * d * d);
+        self.slow += slow_alpha() * (x - self.slow);
         self.seconds = self.seconds.saturating_add(1);
     }
 

@@ -451,7 +451,7 @@ impl Ctx<'_> {
                     if inc.phase == Phase::Cooling {
                         inc.phase = Phase::Active;
                         self.timeline_second(&mut inc, &b);
-                        self.emit(&mut inc, st, b.sec);
+                        self.emit(&mut inc, b.sec);
                         st.incident = Some(inc);
                         return;
                     }
@@ -462,13 +462,13 @@ impl Ctx<'_> {
                 self.timeline_second(&mut inc, &b);
                 if inc.phase == Phase::Active && inc.calm_run >= CALM_TO_COOL {
                     inc.phase = Phase::Cooling;
-                    self.emit(&mut inc, st, b.sec);
+                    self.emit(&mut inc, b.sec);
                 } else if inc.phase == Phase::Cooling && b.sec - inc.last_anomalous >= self.cfg.cooling_secs {
-                    self.emit_status(&mut inc, st, b.sec, "ended");
+                    self.emit_status(&mut inc, b.sec, "ended");
                     st.baseline.update(x);
                     return;
                 } else if b.sec - inc.last_row_sec >= self.cfg.update_every_secs {
-                    self.emit(&mut inc, st, b.sec);
+                    self.emit(&mut inc, b.sec);
                 }
                 st.incident = Some(inc);
             }
@@ -512,7 +512,7 @@ impl Ctx<'_> {
                 self.push_timeline(inc, p.sec, p.requests, matched, p.status);
             }
             inc.pre_tuples = 0;
-            self.emit(inc, st, b.sec);
+            self.emit(inc, b.sec);
         }
     }
 
@@ -589,16 +589,16 @@ impl Ctx<'_> {
         self.out.timeline.push((id, TimelineRow { ts: sec * NANOS_PER_SEC, requests, matched_requests: matched, status }));
     }
 
-    fn emit(&mut self, inc: &mut Incident, st: &SiteState, sec: i64) {
+    fn emit(&mut self, inc: &mut Incident, sec: i64) {
         let status = match inc.phase {
             Phase::Active => "active",
             Phase::Cooling => "cooling",
             Phase::Suspect => return,
         };
-        self.emit_status(inc, st, sec, status);
+        self.emit_status(inc, sec, status);
     }
 
-    fn emit_status(&mut self, inc: &mut Incident, _st: &SiteState, sec: i64, status: &'static str) {
+    fn emit_status(&mut self, inc: &mut Incident, sec: i64, status: &'static str) {
         inc.last_row_sec = sec;
         let end_ts = matches!(status, "cooling" | "ended").then_some((inc.last_anomalous + 1) * NANOS_PER_SEC);
         let names = &inc.names;
@@ -722,18 +722,6 @@ impl Incident {
             last_row_sec: start,
             last_signature_sec: start,
         }
-    }
-}
-
-impl RateBaseline {
-    /// Learn a second without the outlier clamp (a suspicion that turned out to be the new normal).
-    pub fn update_unclamped(&mut self, x: f64) {
-        let a = 1.0 - 0.5f64.powf(1.0 / baseline::HALF_LIFE_SECS);
-        let d = x - self.mean;
-        self.mean += a * d;
-        self.var = (1.0 - a) * (self.var + a * d * d);
-        self.slow += (1.0 - 0.5f64.powf(1.0 / baseline::SLOW_HALF_LIFE_SECS)) * (x - self.slow);
-        self.seconds = self.seconds.saturating_add(1);
     }
 }
 
