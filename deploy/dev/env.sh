@@ -31,6 +31,10 @@ EDGELENS_CH_PIDFILE="$EDGELENS_CH_DIR/clickhouse.pid"
 EDGELENS_CH_LOG="$EDGELENS_CH_DIR/log/clickhouse-server.log"
 EDGELENS_CH_URL="http://$EDGELENS_CH_HOST:$EDGELENS_CH_HTTP_PORT"
 
+# playwright-core (npm) for the dashboard tests: $EDGELENS_DEV_DIR/node/node_modules.
+EDGELENS_PLAYWRIGHT_VERSION="${EDGELENS_PLAYWRIGHT_VERSION:-1.64.1}"
+EDGELENS_NODE_MODULES="$EDGELENS_DEV_DIR/node/node_modules"
+
 # Seconds to wait for a server to become ready.
 EDGELENS_START_TIMEOUT="${EDGELENS_START_TIMEOUT:-60}"
 

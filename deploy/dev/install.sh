@@ -4,7 +4,10 @@
 #   - tansu (Kafka-protocol broker) via `cargo install`, with its storage engines
 #   - Debian clickhouse-server + clickhouse-client (18.16) and curl via apt-get
 #   - cargo-nextest (the test runner of deploy/dev/test.sh)
-#   - Python duckdb and confluent-kafka via pip (bench and cross-check scripts)
+#   - Python duckdb and confluent-kafka via pip (bench and cross-check scripts), psycopg (a
+#     Postgres driver other than ours, for the Postgres wire tests)
+#   - Debian postgresql-client (psql) and chromium (dashboard tests in headless Chromium)
+#   - playwright-core from npm into $EDGELENS_DEV_DIR/node (drives Chromium; no browser download)
 set -euo pipefail
 # shellcheck source=deploy/dev/env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -58,7 +61,7 @@ deb_installed() {
 
 install_debs() {
   local missing=() p
-  for p in clickhouse-server clickhouse-client curl; do
+  for p in clickhouse-server clickhouse-client curl postgresql-client chromium; do
     deb_installed "$p" || missing+=("$p")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -89,7 +92,7 @@ install_python() {
   # find_spec: presence only, without the cost of importing (duckdb takes ~0.5 s to import).
   read -r -a missing < <("$py" - <<'PY'
 import importlib.util
-wanted = {"duckdb": "duckdb", "confluent_kafka": "confluent-kafka"}
+wanted = {"duckdb": "duckdb", "confluent_kafka": "confluent-kafka", "psycopg": "psycopg[binary]"}
 print(" ".join(pkg for mod, pkg in wanted.items() if importlib.util.find_spec(mod) is None))
 PY
   ) || true
@@ -107,8 +110,19 @@ PY
   fi
 }
 
+install_playwright() {
+  local dir="$EDGELENS_DEV_DIR/node"
+  if [[ -f "$dir/node_modules/playwright-core/package.json" ]]; then return 0; fi
+  command -v npm >/dev/null || edgelens_die "npm not found (Node.js is needed for the dashboard tests)"
+  edgelens_log "npm install playwright-core into $dir"
+  mkdir -p "$dir"
+  # playwright-core never downloads a browser; the tests launch Debian's /usr/bin/chromium.
+  npm install --silent --no-audit --no-fund --prefix "$dir" "playwright-core@$EDGELENS_PLAYWRIGHT_VERSION" >/dev/null
+}
+
 install_debs
 install_python
+install_playwright
 install_nextest
 install_tansu
 edgelens_log "install: all present (tansu $EDGELENS_TANSU_VERSION, clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server), $(cargo nextest --version 2>/dev/null | head -n1))"

@@ -36,6 +36,7 @@ done
 
 export EDGELENS_TEST_KAFKA="$EDGELENS_KAFKA_BROKER"
 export EDGELENS_TEST_CLICKHOUSE="$EDGELENS_CH_URL"
+export EDGELENS_NODE_MODULES
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}"
 
 # The whole workspace unless packages were named.
