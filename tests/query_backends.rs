@@ -87,6 +87,7 @@ fn lake_and_clickhouse_backends_answer_identically() {
     requests.push(format!("/v1/traffic-share?{range}&by=entity&step=1m&min_confidence=0.5"));
     let compared = assert_same_answers(&on_lake, &on_ch, &requests);
     assert!(SQL.iter().all(|sql| json(&on_lake.sql(sql, "application/json").1, sql).as_array().is_some_and(|r| !r.is_empty())), "a SQL query of the contract has no rows");
+    let incidents_checked = assert_incidents(&on_lake, &on_ch, &raw, range);
     // Writes are refused by both, as the caller's error.
     for bad in ["DROP TABLE traffic_1m", "INSERT INTO dead_letters SELECT * FROM dead_letters", "SELECT 1; SELECT 2"] {
         assert_eq!(on_lake.sql(bad, "application/json").0, 400, "lake accepted {bad}");
@@ -95,7 +96,63 @@ fn lake_and_clickhouse_backends_answer_identically() {
     // The CLI on both backends.
     let cli = |args: &[&str]| run_ok(edgelens().args(["sql", "--format", "json"]).args(args).arg(SQL[0]).envs(db.env()));
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));
-    eprintln!("{compared} answers identical on both backends");
+    eprintln!("{compared} answers identical on both backends, {incidents_checked} incident reports recounted");
+}
+
+/// The incidents list and every incident's report (JSON, CSV, Markdown, HTML) are identical on
+/// both backends; each report's per-second timeline equals a recount of the site's raw events;
+/// unknown ids are 404 and bad parameters 400. Returns the number of incidents checked.
+fn assert_incidents(a: &QueryService, b: &QueryService, raw: &std::path::Path, range: &str) -> usize {
+    use std::collections::BTreeMap;
+    use std::io::BufRead;
+
+    let list = json(&a.get(&format!("/v1/incidents?{range}")).1, "incidents");
+    let incidents = list["incidents"].as_array().expect("incidents array").clone();
+    assert!(!incidents.is_empty(), "the mixed scenario's flood was not reported: {list}");
+    let mut paths = vec![
+        format!("/v1/incidents?{range}"),
+        format!("/v1/incidents?{range}&format=csv"),
+        format!("/v1/incidents?{range}&status={}&limit=5", incidents[0]["status"].as_str().unwrap()),
+    ];
+    for inc in &incidents {
+        let report = inc["report"].as_str().unwrap();
+        for f in ["", "?format=csv", "?format=md", "?format=html"] {
+            paths.push(format!("{report}{f}"));
+        }
+    }
+    assert_same_api_answers(a, b, &paths);
+    // Per-second requests of each incident's site, counted from the generated file.
+    let sites: Vec<String> = incidents.iter().map(|i| i["site"].as_str().unwrap().to_owned()).collect();
+    let mut per_second: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for line in std::io::BufReader::new(std::fs::File::open(raw).unwrap()).split(b'\n') {
+        let v: serde_json::Value = serde_json::from_slice(&line.unwrap()).unwrap();
+        let site = v["ZoneName"].as_str().unwrap().to_lowercase();
+        if sites.contains(&site) {
+            let sec = v["EdgeStartTimestamp"].as_i64().unwrap().div_euclid(1_000_000_000);
+            *per_second.entry((site, sec)).or_default() += 1;
+        }
+    }
+    for inc in &incidents {
+        let report = json(&a.get(inc["report"].as_str().unwrap()).1, "report");
+        assert_eq!(report["incident"]["incident_id"], inc["incident_id"]);
+        let site = inc["site"].as_str().unwrap().to_owned();
+        let timeline = report["timeline"].as_array().unwrap();
+        assert!(timeline.len() >= 10, "{} has a timeline of {} seconds", inc["incident_id"], timeline.len());
+        for p in timeline {
+            let sec = chrono::DateTime::parse_from_rfc3339(p["ts"].as_str().unwrap()).unwrap().timestamp();
+            let expected = per_second.get(&(site.clone(), sec)).copied().unwrap_or(0);
+            assert_eq!(p["requests"].as_u64().unwrap(), expected, "{} at {}", inc["incident_id"], p["ts"]);
+            assert!(p["matched_requests"].as_u64().unwrap() <= expected);
+        }
+        let html = a.get(&format!("{}?format=html", inc["report"].as_str().unwrap())).1;
+        assert!(html.contains("<svg class=\"timeline\"") && html.contains("class=\"matched\""), "report without chart");
+    }
+    assert_eq!(a.get("/v1/incidents/no-such-incident").0, 404);
+    assert_eq!(b.get("/v1/incidents/no-such-incident?format=html").0, 404);
+    assert_eq!(a.get("/v1/incidents?status=over").0, 400);
+    let first = incidents[0]["report"].as_str().unwrap();
+    assert_eq!(a.get(&format!("{first}?format=pdf")).0, 400);
+    incidents.len()
 }
 
 /// Write `lines` through ClickHouse sinks configured by `cfg`, as six source partitions (lines

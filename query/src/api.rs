@@ -6,6 +6,9 @@
 //! - `GET /readyz` — 200 `ready` once the lake is open, 503 before;
 //! - `GET /v1/traffic-share?from&to&step&by&top&min_confidence&format` — see [`traffic_share`];
 //! - `GET /v1/sites/{site}/rates?from&to&step&format` — see [`site_rates`];
+//! - `GET /v1/incidents?from&to&site&status&vector&limit&format` — incidents overlapping the range
+//!   (default: the 7 days before `to`), current state, newest first; JSON or CSV (see [`incidents`]);
+//! - `GET /v1/incidents/{id}?format=json|csv|md|html` — one incident's report; 404 for an unknown id;
 //! - `POST /v1/sql` — body: the SQL text, or JSON `{"sql": "..."}`; one read-only statement (see
 //!   [`sql_guard`](crate::sql_guard)); the result in the format the `Accept` header asks for (JSON
 //!   array of row objects by default, `text/csv`, `application/vnd.apache.arrow.stream`,
@@ -34,6 +37,7 @@ use crate::error::{QueryError, Result};
 use crate::format::{OutputFormat, render};
 use crate::backend::Backend;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
+use crate::incidents::{self, IncidentListRequest};
 use crate::site_rates::{self, SiteRatesRequest};
 use crate::traffic_share::{self, TrafficShareRequest};
 
@@ -76,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/traffic-share", get(traffic_share_handler))
         .route("/v1/sites/{site}/rates", get(site_rates_handler))
+        .route("/v1/incidents", get(incidents_handler))
+        .route("/v1/incidents/{id}", get(incident_report_handler))
         .route("/v1/sql", post(sql_handler))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
         .with_state(state)
@@ -201,6 +207,62 @@ async fn site_rates_handler(
         SeriesFormat::Json => json_response(&rates),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), rates.to_csv())),
     }
+}
+
+/// Query parameters of the incidents endpoints.
+#[derive(Debug, Default, Deserialize)]
+struct IncidentParams {
+    from: Option<String>,
+    to: Option<String>,
+    site: Option<String>,
+    status: Option<String>,
+    vector: Option<String>,
+    limit: Option<String>,
+    format: Option<String>,
+}
+
+/// Without `from`, the incidents list covers the week before `to`.
+const DEFAULT_INCIDENT_SPAN: Step = Step::WEEK;
+
+async fn incidents_handler(
+    State(state): State<AppState>,
+    query: Result<Query<IncidentParams>, QueryRejection>,
+) -> Result<Response> {
+    let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
+    let format = SeriesFormat::parse(p.format.as_deref())?;
+    let req = IncidentListRequest {
+        range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
+        site: p.site.filter(|s| !s.is_empty()),
+        status: incidents::parse_status(p.status.as_deref())?,
+        vector: p.vector.filter(|v| !v.is_empty()),
+        limit: incidents::parse_limit(p.limit.as_deref())?,
+    };
+    let list = incidents::list(state.backend()?, &req).await?;
+    match format {
+        SeriesFormat::Json => json_response(&list),
+        SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), list.to_csv())),
+    }
+}
+
+async fn incident_report_handler(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<IncidentParams>, QueryRejection>,
+) -> Result<Response> {
+    let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
+    let format = p.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv" | "md" | "html") {
+        return Err(QueryError::InvalidParameter(format!("invalid format {format:?}: expected json, csv, md or html")));
+    }
+    let report = incidents::report(state.backend()?, &id)
+        .await?
+        .ok_or_else(|| QueryError::NotFound(format!("no incident {id:?}")))?;
+    Ok(match format {
+        "csv" => body_response(OutputFormat::Csv.content_type(), report.to_csv()),
+        "md" => body_response("text/markdown; charset=utf-8", crate::report::markdown(&report)),
+        "html" => body_response("text/html; charset=utf-8", crate::report::html(&report)),
+        _ => json_response(&report)?,
+    })
 }
 
 #[derive(Deserialize)]

@@ -101,6 +101,14 @@ impl Dialect {
         }
     }
 
+    /// Expression: timestamp `column` as unix microseconds (64-bit integer; NULL stays NULL).
+    pub fn epoch_us(self, column: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!("CAST({column} AS BIGINT)"),
+            Dialect::ClickHouse => format!("(toInt64(toUInt32({column})) * 1000000)"),
+        }
+    }
+
     /// Expression: `expr` as text.
     pub fn to_text(self, expr: &str) -> String {
         match self {

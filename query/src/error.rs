@@ -11,6 +11,9 @@ pub enum QueryError {
     /// A request parameter is missing, malformed or out of range.
     #[error("{0}")]
     InvalidParameter(String),
+    /// The requested object (e.g. an incident id) does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
     /// User SQL refused by the read-only guard.
     #[error("refused: {0}")]
     SqlRefused(String),
@@ -50,7 +53,9 @@ impl QueryError {
 
     /// HTTP status code for this error.
     pub fn http_status(&self) -> u16 {
-        if self.is_user_error() {
+        if matches!(self, QueryError::NotFound(_)) {
+            404
+        } else if self.is_user_error() {
             400
         } else if matches!(self, QueryError::NotReady) {
             503

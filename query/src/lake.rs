@@ -166,6 +166,13 @@ pub(crate) fn column_u64(batch: &RecordBatch, name: &str) -> Result<arrow::array
     Ok(array.as_primitive::<arrow::datatypes::UInt64Type>().clone())
 }
 
+/// Column `name` of `batch` cast to `Float64`.
+pub(crate) fn column_f64(batch: &RecordBatch, name: &str) -> Result<arrow::array::Float64Array> {
+    use arrow::array::AsArray;
+    let array = arrow::compute::cast(batch_column(batch, name)?, &DataType::Float64)?;
+    Ok(array.as_primitive::<arrow::datatypes::Float64Type>().clone())
+}
+
 /// Column `name` of `batch` cast to `Utf8`.
 pub(crate) fn column_string(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
     use arrow::array::AsArray;

@@ -6,6 +6,8 @@
 //! - [`clickhouse`]: ClickHouse as the backend instead of the lake (read-only, answers as Arrow).
 //! - [`params`]: the API's parameters (time range, step, `by`) parsed and validated; pure.
 //! - [`traffic_share`] and [`site_rates`]: the time-series endpoints' SQL and their answer shapes.
+//! - [`incidents`] and [`report`]: the incidents list, incident reports (JSON, CSV, Markdown, HTML
+//!   with an SVG timeline).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
 //! - [`api`]: the HTTP service (axum router, `serve`), including the dashboard at `/`.
@@ -18,8 +20,10 @@ pub mod backend;
 pub mod clickhouse;
 pub mod error;
 pub mod format;
+pub mod incidents;
 pub mod lake;
 pub mod params;
+pub mod report;
 pub mod site_rates;
 pub mod sketch_udf;
 pub mod sql_guard;

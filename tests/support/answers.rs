@@ -60,21 +60,7 @@ pub fn top_sites(svc: &super::QueryService, n: usize) -> Vec<String> {
 /// the same answer (JSON numbers compared by value, CSV byte for byte), and series have points.
 /// Returns how many answers were compared.
 pub fn assert_same_answers(a: &super::QueryService, b: &super::QueryService, paths: &[String]) -> usize {
-    let mut compared = 0;
-    for path in paths {
-        let (x, y) = (a.get(path), b.get(path));
-        assert_eq!((x.0, y.0), (200, 200), "{path}\nfirst: {}\nsecond: {}", x.1, y.1);
-        if path.contains("format=csv") {
-            assert_eq!(x.1, y.1, "{path}");
-            assert!(x.1.lines().count() > 1, "{path}: no rows");
-        } else {
-            let (jx, jy) = (json(&x.1, path), json(&y.1, path));
-            assert_eq!(jx, jy, "{path}");
-            let rows = jx.get("series").or_else(|| jx.get("points")).and_then(Value::as_array).map_or(0, Vec::len);
-            assert!(rows > 0 || path.contains("no-such-site"), "{path}: empty answer {jx}");
-        }
-        compared += 1;
-    }
+    let mut compared = assert_same_api_answers(a, b, paths);
     for sql in SQL {
         let (x, y) = (a.sql(sql, "application/json"), b.sql(sql, "application/json"));
         assert_eq!((x.0, y.0), (200, 200), "{sql}\nfirst: {}\nsecond: {}", x.1, y.1);
@@ -84,4 +70,28 @@ pub fn assert_same_answers(a: &super::QueryService, b: &super::QueryService, pat
         compared += 1;
     }
     compared
+}
+
+/// Ask `a` and `b` every API request in `paths`: both answer 200 with the same answer (JSON
+/// compared as values; CSV, Markdown and HTML byte for byte), and answers have rows. Returns how
+/// many answers were compared.
+pub fn assert_same_api_answers(a: &super::QueryService, b: &super::QueryService, paths: &[String]) -> usize {
+    for path in paths {
+        let (x, y) = (a.get(path), b.get(path));
+        assert_eq!((x.0, y.0), (200, 200), "{path}\nfirst: {}\nsecond: {}", x.1, y.1);
+        if ["format=csv", "format=md", "format=html"].iter().any(|f| path.contains(f)) {
+            assert_eq!(x.1, y.1, "{path}");
+            assert!(x.1.lines().count() > 1, "{path}: no rows");
+        } else {
+            let (jx, jy) = (json(&x.1, path), json(&y.1, path));
+            assert_eq!(jx, jy, "{path}");
+            let rows = ["series", "points", "incidents", "timeline"]
+                .iter()
+                .find_map(|k| jx.get(*k))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            assert!(rows > 0 || path.contains("no-such-site"), "{path}: empty answer {jx}");
+        }
+    }
+    paths.len()
 }
