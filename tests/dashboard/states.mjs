@@ -1,0 +1,151 @@
+// The dashboard's edge states, in headless Chromium, against a real `edgelens query` over an empty
+// lake (some answers replaced in the browser with page.route). Run by tests/dashboard.rs with
+// EDGELENS_URL, EDGELENS_NODE_MODULES, EDGELENS_CHROMIUM (see browser.mjs).
+//
+// Checks: a `?token=` reaches every API request as `Authorization: Bearer`, leaves the address bar
+// and is remembered; empty data says so in every panel; API errors (500, 401) are shown where they
+// happen, a 401 asks for a token and the token input fixes it; incidents without signature,
+// attackers or timeline, and a signature stored as JSON text, render; a bad end time is reported;
+// without an end time the page is live. No uncaught exception anywhere, and no console error other
+// than the browser's own note about the error answers the test provoked.
+
+import { assert, assertEq, env, openPage, run, waitReady } from "./browser.mjs";
+
+const base = env("EDGELENS_URL");
+const range = "end=2026-11-01T00:10:00Z&span=10m";
+const json = (status, body) => ({ status, contentType: "application/json", body: JSON.stringify(body) });
+const isApi = (path) => (url) => url.pathname === path;
+
+/** Only the error answers this test provoked itself, and the browser's console note about them. */
+function unexpected(problems, statuses) {
+  return problems.filter((p) => !statuses.some((s) => p.startsWith(`HTTP ${s}: `) || p === `console error: Failed to load resource: the server responded with a status of ${s} ()`
+    || p.startsWith(`console error: Failed to load resource: the server responded with a status of ${s} (`)));
+}
+
+const incident = (over) => ({
+  incident_id: "quiet.example-20261101T000500Z", site: "quiet.example", vector: "credential_stuffing", status: "active",
+  start_ts: "2026-11-01T00:05:00Z", detected_ts: "2026-11-01T00:05:20Z", peak_ts: "2026-11-01T00:06:00Z", end_ts: null,
+  updated_ts: "2026-11-01T00:09:50Z", peak_rps: 250.5, baseline_rps: 3.25, attack_requests: 51234, distinct_ips: 17,
+  report: "/v1/incidents/quiet.example-20261101T000500Z", ...over,
+});
+
+await run(async (browser) => {
+  // 1. Empty lake, token in the page address.
+  {
+    const { context, page, problems } = await openPage(browser);
+    const auth = [];
+    page.on("request", (r) => { if (new URL(r.url()).pathname.startsWith("/v1/")) auth.push([new URL(r.url()).pathname, r.headers().authorization]); });
+    await page.goto(`${base}/?token=s3cret&${range}`);
+    await waitReady(page);
+    assert(auth.length >= 2, `API requests seen: ${JSON.stringify(auth)}`);
+    for (const [path, header] of auth) assertEq(header, "Bearer s3cret", `Authorization of ${path}`);
+    assert(!page.url().includes("s3cret"), `token left in the address: ${page.url()}`);
+    assert(page.url().includes("end=2026-11-01T00%3A10%3A00Z") || page.url().includes("end=2026-11-01T00:10:00Z"), `end kept in the address: ${page.url()}`);
+    assertEq(await page.evaluate(() => localStorage.getItem("edgelens.token")), "s3cret", "token remembered");
+    assertEq(await page.locator("#share-chart path.area").count(), 0, "no areas without data");
+    assert((await page.textContent("#share-chart .empty-text")).startsWith("no traffic"), "share chart says there is no traffic");
+    assert(await page.locator("#top-empty").isVisible(), "top sites say there is no traffic");
+    assertEq(await page.textContent("#rate-chart .empty-text"), "no site to show", "rate chart says there is no site");
+    assert(await page.locator("#incidents-empty").isVisible(), "incidents say there are none");
+    for (const id of ["share-error", "top-error", "rate-error", "incidents-error"]) assertEq(await page.textContent(`#${id}`), "", `#${id} empty`);
+    assert(await page.locator("#auth-error").isHidden(), "no auth banner");
+    assert(await page.locator("#live").isHidden(), "not live with an end time");
+    assertEq(problems, [], "problems with an empty lake");
+    await context.close();
+  }
+
+  // 2. API errors: 500 from the traffic share, 401 from incidents until a token is entered.
+  {
+    const { context, page, problems } = await openPage(browser);
+    await page.route(isApi("/v1/traffic-share"), (route) => route.fulfill(json(500, { error: "backend exploded" })));
+    await page.route(isApi("/v1/incidents"), (route) => {
+      const ok = route.request().headers().authorization === "Bearer typed-token";
+      return route.fulfill(ok ? json(200, { incidents: [incident({})] }) : json(401, { error: "missing or unknown bearer token" }));
+    });
+    await page.goto(`${base}/?${range}`);
+    let ready = await waitReady(page);
+    assertEq(await page.textContent("#share-error"), "traffic share: HTTP 500: backend exploded", "share error shown");
+    assertEq(await page.textContent("#top-error"), "top sites: HTTP 500: backend exploded", "top sites error shown");
+    assertEq(await page.textContent("#incidents-error"), "incidents: HTTP 401: missing or unknown bearer token", "incidents error shown");
+    assert(await page.locator("#auth-error").isVisible(), "auth banner shown");
+    assert((await page.textContent("#auth-error")).includes("token"), "auth banner asks for a token");
+    assert(await page.locator("#token-bar").isVisible(), "token input offered");
+    await page.fill("#token", "typed-token");
+    await page.click("#token-form button[type=submit]");
+    ready = await waitReady(page, ready);
+    assertEq(await page.textContent("#incidents-error"), "", "incidents load with the token");
+    assertEq(await page.locator("#incident-list tbody tr").count(), 1, "the incident is listed");
+    assert(await page.locator("#auth-error").isHidden(), "auth banner gone");
+    assertEq(await page.evaluate(() => localStorage.getItem("edgelens.token")), "typed-token", "typed token remembered");
+    assertEq(unexpected(problems, [500, 401]), [], "problems besides the provoked errors");
+    await context.close();
+  }
+
+  // 3. Incident reports with little in them, one with its signature as JSON text, one failing.
+  {
+    const { context, page, problems } = await openPage(browser);
+    const bare = incident({});
+    const text = incident({ incident_id: "shop.example-20261101T000100Z", site: "shop.example", vector: "http_flood", status: "ended", start_ts: "2026-11-01T00:01:00Z", end_ts: "2026-11-01T00:03:30Z", report: undefined });
+    const broken = incident({ incident_id: "gone.example-20261101T000000Z", site: "gone.example", status: "cooling", start_ts: "2026-11-01T00:00:00Z", report: "/v1/incidents/gone.example-20261101T000000Z" });
+    await page.route(isApi("/v1/incidents"), (route) => route.fulfill(json(200, { incidents: [bare, text, broken] })));
+    await page.route(isApi(bare.report), (route) => route.fulfill(json(200, { incident: { ...bare, signature: null, top_attackers: [] }, timeline: [] })));
+    const signature = { predicates: [{ attr: "asn", op: "in", values: ["64500", "64501"], precision: 0.995, coverage: 0.9 }, { attr: "path", op: "in", values: ["/login"], precision: 0.98, coverage: 0.97 }], precision: 0.999, coverage: 0.88 };
+    await page.route(isApi(`/v1/incidents/${text.incident_id}`), (route) => route.fulfill(json(200, {
+      incident: { ...text, signature: JSON.stringify(signature), top_attackers: JSON.stringify([{ ip: "203.0.113.7", requests: 900 }]) },
+      timeline: [0, 1, 2, 4].map((s) => ({ ts: `2026-11-01T00:01:0${s}Z`, requests: 100 + s, matched_requests: 90, status_2xx: 100, status_3xx: 0, status_4xx: s, status_5xx: 0 })),
+    })));
+    await page.route(isApi(broken.report), (route) => route.fulfill(json(404, { error: "no incident gone.example-20261101T000000Z" })));
+    await page.goto(`${base}/?${range}`);
+    await waitReady(page);
+    assertEq(await page.$$eval("#incident-list tbody tr", (trs) => trs.map((t) => t.dataset.incident)), [bare, text, broken].map((i) => i.incident_id), "listed in the API's order");
+    const firstRow = await page.textContent("#incident-list tbody tr:first-child");
+    for (const part of ["quiet.example", "credential stuffing", "active", "2026-11-01 00:05:00", "251", "51,234"]) assert(firstRow.includes(part), `first row shows ${part}: ${firstRow}`);
+
+    await page.click(`#incident-list tr[data-incident="${bare.incident_id}"]`);
+    await page.waitForSelector(`#report[data-loaded="${bare.incident_id}"]`);
+    assert(await page.locator("#signature-empty").isVisible(), "no signature said");
+    assert(await page.locator("#attackers-empty").isVisible(), "no attackers said");
+    assertEq(await page.textContent("#timeline-chart .empty-text"), "no timeline recorded for this incident", "no timeline said");
+    assert((await page.textContent("#report-facts")).includes("ongoing"), "an active incident is ongoing");
+    assertEq(await page.getAttribute("#report-html", "href"), `${bare.report}?format=html`, "full report link");
+
+    await page.click(`#incident-list tr[data-incident="${text.incident_id}"]`);
+    await page.waitForSelector(`#report[data-loaded="${text.incident_id}"]`);
+    assertEq(await page.$$eval("#signature tbody tr", (trs) => trs.map((t) => t.dataset.attr)), ["asn", "path"], "signature from JSON text");
+    assert((await page.textContent("#signature")).includes("99.5%"), "predicate precision shown");
+    assertEq(await page.textContent("#attackers tbody tr td"), "203.0.113.7", "attacker from JSON text");
+    assertEq(await page.getAttribute("#timeline-chart", "data-points"), "4", "timeline points");
+    assert((await page.getAttribute("#timeline-requests", "d")).length > 10, "timeline drawn");
+    assertEq(await page.getAttribute("#report-html", "href"), `/v1/incidents/${text.incident_id}?format=html`, "report path built from the id");
+
+    await page.click(`#incident-list tr[data-incident="${broken.incident_id}"]`);
+    await page.waitForFunction(() => document.getElementById("report-error").textContent !== "");
+    assertEq(await page.textContent("#report-error"), `report of ${broken.incident_id}: HTTP 404: no incident gone.example-20261101T000000Z`, "report error shown");
+    assert(await page.locator("#report-body").isHidden(), "no stale report under the error");
+    await page.click("#report-close");
+    assert(await page.locator("#report").isHidden(), "report closed");
+    assert(!page.url().includes("incident="), "address forgets the closed incident");
+    assertEq(unexpected(problems, [404]), [], "problems besides the provoked 404");
+    await context.close();
+  }
+
+  // 4. A bad end time; 5. live without one.
+  {
+    const { context, page, problems } = await openPage(browser);
+    await page.goto(`${base}/?end=yesterday`);
+    await waitReady(page);
+    assert((await page.textContent("#share-error")).includes('not a time: "yesterday"'), "bad end time reported");
+    const requests = [];
+    page.on("request", (r) => { if (r.url().includes("/v1/traffic-share")) requests.push(new URL(r.url())); });
+    const before = Date.now();
+    await page.fill("#end", "");
+    await page.click("#now");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("updated"));
+    assert(await page.locator("#live").isVisible(), "live without an end time");
+    assert(requests.length >= 1, "traffic share asked again");
+    const to = Date.parse(requests[requests.length - 1].searchParams.get("to"));
+    assert(Math.abs(to - before) < 60000, `live range ends now: ${requests[requests.length - 1]}`);
+    assertEq(problems, [], "problems with bad and live end times");
+    await context.close();
+  }
+});
