@@ -25,7 +25,8 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,7 +36,9 @@ use tokio::net::TcpListener;
 use crate::QueryConfig;
 use crate::error::{QueryError, Result};
 use crate::format::{OutputFormat, render};
-use crate::backend::Backend;
+use crate::auth::{Auth, Principal};
+use crate::backend::{Backend, View};
+use crate::tenant_sql::TenantScope;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
 use crate::incidents::{self, IncidentListRequest};
 use crate::site_rates::{self, SiteRatesRequest};
@@ -43,10 +46,12 @@ use crate::traffic_share::{self, TrafficShareRequest};
 
 const DASHBOARD_HTML: &str = include_str!("../assets/index.html");
 
-/// Shared state of the handlers: the backend (lake or ClickHouse), once it is open.
+/// Shared state of the handlers: the backend (lake or ClickHouse), once it is open, and who may
+/// ask.
 #[derive(Clone, Debug, Default)]
 pub struct AppState {
     backend: Arc<OnceLock<Backend>>,
+    auth: Arc<Auth>,
 }
 
 impl AppState {
@@ -70,6 +75,50 @@ impl AppState {
     pub fn backend(&self) -> Result<&Backend> {
         self.backend.get().ok_or(QueryError::NotReady)
     }
+
+    /// The same state with `auth` deciding who may ask (default: auth off).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Arc::new(auth);
+        self
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// `principal` with what it may see, resolved against the registry.
+    pub async fn caller(&self, principal: Principal) -> Result<Caller> {
+        let scope = self.auth.scope(self.backend()?, &principal).await?;
+        Ok(Caller { principal, scope })
+    }
+}
+
+/// An authenticated caller and the rows it may see (an extractor: handlers taking a `Caller`
+/// answer 401 without a valid token when auth is on).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    scope: Option<Arc<TenantScope>>,
+}
+
+impl Caller {
+    /// `backend` as this caller sees it.
+    pub fn view<'a>(&'a self, backend: &'a Backend) -> View<'a> {
+        match &self.scope {
+            None => View::all(backend),
+            Some(scope) => View::tenant(backend, scope),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let principal = state.auth.from_header(header)?;
+        state.caller(principal).await
+    }
 }
 
 /// The service's routes.
@@ -90,7 +139,7 @@ pub fn router(state: AppState) -> Router {
 /// Open the configured backend (the lake at `config.data_dir`, or ClickHouse), bind
 /// `config.listen` and serve until `shutdown` completes.
 pub async fn serve(config: QueryConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let state = AppState::starting();
+    let state = AppState::starting().with_auth(Auth::new(config.tokens.clone())?);
     state.set_backend(config.open_backend()?);
     let listener = TcpListener::bind(config.listen).await?;
     serve_on(listener, state, shutdown).await
@@ -113,7 +162,11 @@ impl IntoResponse for QueryError {
         if status.is_server_error() {
             tracing::error!(error = %self, retryable = self.is_retryable(), "request failed");
         }
-        error_response(status, &self.to_string())
+        let mut response = error_response(status, &self.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"edgelens\""));
+        }
+        response
     }
 }
 
@@ -169,6 +222,7 @@ const DEFAULT_SPAN: Step = Step::HOUR;
 
 async fn traffic_share_handler(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Response> {
     let p = params(query)?;
@@ -180,7 +234,7 @@ async fn traffic_share_handler(
         top: parse_top(p.top.as_deref())?,
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
     };
-    let share = traffic_share::traffic_share(state.backend()?, &req).await?;
+    let share = traffic_share::traffic_share(caller.view(state.backend()?), &req).await?;
     match format {
         SeriesFormat::Json => json_response(&share),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), share.to_csv())),
@@ -189,6 +243,7 @@ async fn traffic_share_handler(
 
 async fn site_rates_handler(
     State(state): State<AppState>,
+    caller: Caller,
     Path(site): Path<String>,
     query: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Response> {
@@ -202,7 +257,7 @@ async fn site_rates_handler(
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(site_rates::GRANULARITY),
     };
-    let rates = site_rates::site_rates(state.backend()?, &req).await?;
+    let rates = site_rates::site_rates(caller.view(state.backend()?), &req).await?;
     match format {
         SeriesFormat::Json => json_response(&rates),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), rates.to_csv())),
@@ -226,6 +281,7 @@ const DEFAULT_INCIDENT_SPAN: Step = Step::WEEK;
 
 async fn incidents_handler(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<IncidentParams>, QueryRejection>,
 ) -> Result<Response> {
     let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
@@ -237,7 +293,7 @@ async fn incidents_handler(
         vector: p.vector.filter(|v| !v.is_empty()),
         limit: incidents::parse_limit(p.limit.as_deref())?,
     };
-    let list = incidents::list(state.backend()?, &req).await?;
+    let list = incidents::list(caller.view(state.backend()?), &req).await?;
     match format {
         SeriesFormat::Json => json_response(&list),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), list.to_csv())),
@@ -246,6 +302,7 @@ async fn incidents_handler(
 
 async fn incident_report_handler(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     query: Result<Query<IncidentParams>, QueryRejection>,
 ) -> Result<Response> {
@@ -254,7 +311,7 @@ async fn incident_report_handler(
     if !matches!(format, "json" | "csv" | "md" | "html") {
         return Err(QueryError::InvalidParameter(format!("invalid format {format:?}: expected json, csv, md or html")));
     }
-    let report = incidents::report(state.backend()?, &id)
+    let report = incidents::report(caller.view(state.backend()?), &id)
         .await?
         .ok_or_else(|| QueryError::NotFound(format!("no incident {id:?}")))?;
     Ok(match format {
@@ -273,6 +330,7 @@ struct SqlBody {
 
 async fn sql_handler(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
@@ -302,6 +360,6 @@ async fn sql_handler(
     if sql.trim().is_empty() {
         return Err(QueryError::InvalidParameter("no SQL given: send it as the body or as {\"sql\": \"...\"}".into()));
     }
-    let result = state.backend()?.user_sql(&sql).await?;
+    let result = caller.view(state.backend()?).user_sql(&sql).await?;
     Ok(body_response(format.content_type(), render(&result, format)?))
 }

@@ -8,9 +8,11 @@ use crate::clickhouse::{ClickHouseBackend, SqlLimits};
 use crate::error::Result;
 use crate::lake::{Lake, QueryResult};
 use crate::params::{Step, TimeRange};
+use crate::tenant_sql::{TenantScope, scope_sql};
 
-/// Where queries go.
+/// Where queries go. One per service, so the variants' size difference does not matter.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     Lake(Lake),
     ClickHouse(ClickHouseBackend),
@@ -72,6 +74,65 @@ impl Backend {
             Backend::Lake(l) => l.has_rows(table).await,
             Backend::ClickHouse(c) => c.has_rows(table).await,
         }
+    }
+}
+
+/// A backend as one caller sees it: all of it (an admin, or a service without auth), or the rows of
+/// one tenant's sites. Every query of the API and every user statement goes through a view; a
+/// tenant's are rewritten by [`scope_sql`] first.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    backend: &'a Backend,
+    tenant: Option<&'a TenantScope>,
+}
+
+impl<'a> View<'a> {
+    /// Everything.
+    pub fn all(backend: &'a Backend) -> Self {
+        View { backend, tenant: None }
+    }
+
+    /// The rows of `scope`'s sites only.
+    pub fn tenant(backend: &'a Backend, scope: &'a TenantScope) -> Self {
+        View { backend, tenant: Some(scope) }
+    }
+
+    pub fn backend(&self) -> &'a Backend {
+        self.backend
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.backend.dialect()
+    }
+
+    /// Run trusted SQL (the API's own) in this backend's dialect, within the view.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        match self.tenant {
+            None => self.backend.query(sql).await,
+            Some(scope) => self.backend.query(&scope_sql(sql, self.dialect(), scope)?).await,
+        }
+    }
+
+    /// Run SQL from a user, read-only, within the view.
+    pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
+        match self.tenant {
+            None => self.backend.user_sql(sql).await,
+            Some(scope) => self.backend.user_sql(&scope_sql(sql, self.dialect(), scope)?).await,
+        }
+    }
+
+    /// Whether contract table `table` has at least one row in the view.
+    pub async fn has_rows(&self, table: &str) -> Result<bool> {
+        match self.tenant {
+            None => self.backend.has_rows(table).await,
+            Some(_) => Ok(self.query(&format!("SELECT 1 AS one FROM {table} LIMIT 1")).await?.num_rows() > 0),
+        }
+    }
+}
+
+impl<'a> From<&'a Backend> for View<'a> {
+    fn from(backend: &'a Backend) -> Self {
+        View::all(backend)
     }
 }
 

@@ -11,6 +11,9 @@ pub enum QueryError {
     /// A request parameter is missing, malformed or out of range.
     #[error("{0}")]
     InvalidParameter(String),
+    /// No or an unknown credential (HTTP 401).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The requested object (e.g. an incident id) does not exist (HTTP 404).
     #[error("{0}")]
     NotFound(String),
@@ -55,6 +58,8 @@ impl QueryError {
     pub fn http_status(&self) -> u16 {
         if matches!(self, QueryError::NotFound(_)) {
             404
+        } else if matches!(self, QueryError::Unauthorized(_)) {
+            401
         } else if self.is_user_error() {
             400
         } else if matches!(self, QueryError::NotReady) {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use arrow::array::{Array, RecordBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Dialect};
+use crate::backend::{Dialect, View};
 use crate::error::{QueryError, Result};
 use crate::format::csv_field;
 use crate::lake::{column_f64, column_i64, column_string, column_u64};
@@ -173,7 +173,7 @@ fn latest_rows(batches: &[RecordBatch], detail: bool) -> Result<Vec<StateRow>> {
 }
 
 /// The incidents overlapping the request's range, current states, newest start first.
-pub async fn list(backend: &Backend, req: &IncidentListRequest) -> Result<IncidentList> {
+pub async fn list(backend: View<'_>, req: &IncidentListRequest) -> Result<IncidentList> {
     let dialect = backend.dialect();
     let mut conditions = vec![format!("{} < {}", dialect.epoch_us("start_ts"), req.range.to_us)];
     if let Some(site) = &req.site {
@@ -197,7 +197,7 @@ pub async fn list(backend: &Backend, req: &IncidentListRequest) -> Result<Incide
 }
 
 /// One incident's report; `None` when no incident has that id.
-pub async fn report(backend: &Backend, incident_id: &str) -> Result<Option<IncidentReport>> {
+pub async fn report(backend: View<'_>, incident_id: &str) -> Result<Option<IncidentReport>> {
     let dialect = backend.dialect();
     let id = dialect.string(incident_id);
     let result = backend

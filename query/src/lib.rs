@@ -2,6 +2,7 @@
 //!
 //! - [`lake`]: the lake as a DataFusion [`SessionContext`](datafusion::prelude::SessionContext), every
 //!   table of the contract registered, files re-listed on every query.
+//! - [`auth`]: bearer tokens and Postgres passwords → admin or tenant; tenants' site lists.
 //! - [`backend`]: [`Backend`] = the lake or ClickHouse, and the SQL dialect of each.
 //! - [`clickhouse`]: ClickHouse as the backend instead of the lake (read-only, answers as Arrow).
 //! - [`params`]: the API's parameters (time range, step, `by`) parsed and validated; pure.
@@ -9,6 +10,7 @@
 //! - [`incidents`] and [`report`]: the incidents list, incident reports (JSON, CSV, Markdown, HTML
 //!   with an SVG timeline).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
+//! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
 //! - [`api`]: the HTTP service (axum router, `serve`), including the dashboard at `/`.
 //! - [`error`]: [`QueryError`], which says whether an error is the caller's (400) or ours (500).
@@ -16,6 +18,7 @@
 //! Configuration is [`QueryConfig`]: typed, defaults embedded, unknown keys rejected.
 
 pub mod api;
+pub mod auth;
 pub mod backend;
 pub mod clickhouse;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod report;
 pub mod site_rates;
 pub mod sketch_udf;
 pub mod sql_guard;
+pub mod tenant_sql;
 pub mod traffic_share;
 
 use std::net::SocketAddr;
@@ -55,6 +59,10 @@ pub struct QueryConfig {
     /// (shared with the aggregate role), not a key of `[query]`.
     #[serde(skip)]
     pub clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig,
+    /// Bearer tokens (`[[query.tokens]]`: name, token, optional tenant). None: auth off, every
+    /// caller sees everything — keep such a service on loopback.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<auth::TokenConfig>,
 }
 
 /// What the query service reads.
@@ -91,6 +99,7 @@ impl Default for QueryConfig {
             data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
             backend: BackendKind::Lake,
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
+            tokens: Vec::new(),
         }
     }
 }

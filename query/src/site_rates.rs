@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Dialect};
+use crate::backend::{Dialect, View};
 use crate::error::Result;
 use crate::lake::{column_i64, column_u64};
 use crate::params::{Step, TimeRange, rfc3339_us};
@@ -98,7 +98,7 @@ impl SiteRates {
 }
 
 /// Per step start: the estimate of the union of the sketches of `rows`' rows.
-async fn merged_sketches(backend: &Backend, rows: &str) -> Result<BTreeMap<i64, u64>> {
+async fn merged_sketches(backend: View<'_>, rows: &str) -> Result<BTreeMap<i64, u64>> {
     let result = backend.query(&format!("SELECT bucket, clients_sketch FROM ({rows}) AS r")).await?;
     let mut unions: BTreeMap<i64, edgelens_schemas::sketch::SketchUnion> = BTreeMap::new();
     for batch in &result.batches {
@@ -109,7 +109,7 @@ async fn merged_sketches(backend: &Backend, rows: &str) -> Result<BTreeMap<i64, 
             if !sketch.is_null(row) {
                 unions
                     .entry(bucket.value(row))
-                    .or_insert_with(edgelens_schemas::sketch::SketchUnion::new)
+                    .or_default()
                     .add_bytes(sketch.value(row))
                     .map_err(|e| crate::error::QueryError::Backend(format!("site_rates_10s sketch: {e}")))?;
             }
@@ -119,7 +119,7 @@ async fn merged_sketches(backend: &Backend, rows: &str) -> Result<BTreeMap<i64, 
 }
 
 /// Compute the rates series.
-pub async fn site_rates(backend: &Backend, req: &SiteRatesRequest) -> Result<SiteRates> {
+pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<SiteRates> {
     req.step.check_granularity(GRANULARITY, "site_rates_10s")?;
     req.range.check_steps(req.step)?;
     let dialect = backend.dialect();

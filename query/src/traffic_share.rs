@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{QueryError, Result};
 use crate::format::csv_field;
-use crate::backend::{Backend, Dialect};
+use crate::backend::{Dialect, View};
 use crate::lake::{column_i64, column_string, column_u64};
 use crate::params::{ShareBy, Step, TimeRange, rfc3339_us};
 
@@ -98,7 +98,7 @@ impl TrafficShare {
 
 /// Compute the traffic share. Fails with a user error when the step does not fit the table or the
 /// registry needed by `by=entity|tag` is empty.
-pub async fn traffic_share(backend: &Backend, req: &TrafficShareRequest) -> Result<TrafficShare> {
+pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Result<TrafficShare> {
     let dialect = backend.dialect();
     let source_table = if req.by == ShareBy::Asn { "asn_1m" } else { "traffic_1m" };
     req.step.check_granularity(GRANULARITY, source_table)?;

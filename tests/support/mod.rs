@@ -392,6 +392,17 @@ impl QueryService {
     pub fn sql(&self, sql: &str, accept: &str) -> (u16, String) {
         self.curl(&["-H", &format!("Accept: {accept}"), "-H", "Content-Type: text/plain", "--data-binary", sql], "/v1/sql")
     }
+
+    /// GET with `Authorization: Bearer <token>`; (status, body).
+    pub fn get_as(&self, token: &str, path: &str) -> (u16, String) {
+        self.curl(&["-H", &format!("Authorization: Bearer {token}")], path)
+    }
+
+    /// POST /v1/sql as JSON with a bearer token; (status, body).
+    pub fn sql_as(&self, token: &str, sql: &str) -> (u16, String) {
+        let auth = format!("Authorization: Bearer {token}");
+        self.curl(&["-H", &auth, "-H", "Accept: application/json", "-H", "Content-Type: text/plain", "--data-binary", sql], "/v1/sql")
+    }
 }
 
 impl Drop for QueryService {

@@ -1,0 +1,313 @@
+//! Tenant row filtering for SQL: a statement run for a tenant is parsed and rewritten so that every
+//! table it reads is the tenant's part of a contract table, then sent to the backend as the
+//! rewritten text. The same rewrite serves user SQL (`POST /v1/sql`, Postgres wire) and the API's
+//! own queries, on both backends. Pure: no I/O.
+//!
+//! The rewrite, and why a crafted query cannot escape it:
+//! - Only a single `SELECT`-style query is accepted (no `SHOW`, `DESCRIBE`, `EXPLAIN`, DDL, DML).
+//! - Every table reference must be either an edgelens contract table, named by one plain
+//!   identifier, or a CTE of the statement. A contract table becomes a derived table
+//!   `(SELECT * FROM t WHERE site IN (<tenant's sites>)) AS t` (or the alias given); a table
+//!   without a `site` column is joined to the tenant's incidents (`incident_timeline`) or hidden
+//!   (`dead_letters`: its raw excerpts belong to no tenant). Qualified names (`db.t`), physical
+//!   tables (`t_local`, `system.*`, `information_schema.*`), table functions and anything else
+//!   are refused.
+//! - CTEs are renamed to `edgelens_cte_<name>`, references to them likewise, so a CTE name can
+//!   never stand for a real table in another scope; a CTE named like a contract table is refused.
+//! - Functions that read tables or files by name (ClickHouse `dictGet*`, `joinGet`, `file`, `url`,
+//!   `remote`, ...) are refused anywhere in the statement.
+//! - The rewritten text is what runs, never the original. On ClickHouse it must not contain a
+//!   backslash, because the printer escapes quotes by doubling and ClickHouse also honours `\'`.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, ObjectName, ObjectNamePart, Query, Statement, TableAlias, TableFactor, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::{ClickHouseDialect, Dialect as ParserDialect, GenericDialect};
+use datafusion::sql::sqlparser::parser::Parser;
+use edgelens_schemas::tables::{ALL_TABLES, TableDef};
+
+use crate::backend::Dialect;
+use crate::error::{QueryError, Result};
+
+/// What a tenant may see: its sites (from the `sites` registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantScope {
+    pub tenant: String,
+    pub sites: Vec<String>,
+}
+
+/// Functions that read tables, dictionaries, files or other servers by name.
+const DENIED_FUNCTIONS: &[&str] = &[
+    "joinget", "file", "url", "remote", "remotesecure", "cluster", "clusterallreplicas", "merge", "input", "jdbc",
+    "odbc", "mysql", "postgresql", "hdfs", "s3", "s3cluster", "gcs", "azureblobstorage", "executable", "sqlite",
+    "mongodb", "redis", "read_parquet", "read_csv", "read_json",
+];
+
+const CTE_PREFIX: &str = "edgelens_cte_";
+
+fn refused(msg: impl Into<String>) -> QueryError {
+    QueryError::SqlRefused(msg.into())
+}
+
+/// `sql` rewritten so that it reads only `scope`'s rows; refused when it is not a single query
+/// over contract tables.
+pub fn scope_sql(sql: &str, dialect: Dialect, scope: &TenantScope) -> Result<String> {
+    let parser_dialect: &dyn ParserDialect = match dialect {
+        Dialect::DataFusion => &GenericDialect {},
+        Dialect::ClickHouse => &ClickHouseDialect {},
+    };
+    let mut statements = Parser::parse_sql(parser_dialect, sql)
+        .map_err(|e| QueryError::InvalidSql(format!("{e} (tenant queries must be plain SQL)")))?;
+    if statements.len() != 1 {
+        return Err(refused(format!("only one statement is allowed, got {}", statements.len())));
+    }
+    let mut statement = statements.pop().expect("one statement");
+    if !matches!(statement, Statement::Query(_)) {
+        return Err(refused("tenant tokens may run queries (SELECT, WITH ... SELECT) only"));
+    }
+    let mut rewriter = Rewriter { dialect, parser_dialect, scope, ctes: HashMap::new(), error: None };
+    let _ = statement.visit(&mut rewriter);
+    if let Some(e) = rewriter.error {
+        return Err(e);
+    }
+    let text = statement.to_string();
+    if dialect == Dialect::ClickHouse && text.contains('\\') {
+        return Err(refused("backslashes are not accepted in tenant queries"));
+    }
+    Ok(text)
+}
+
+struct Rewriter<'a> {
+    dialect: Dialect,
+    parser_dialect: &'a dyn ParserDialect,
+    scope: &'a TenantScope,
+    /// Lower-case CTE name → its new name.
+    ctes: HashMap<String, String>,
+    error: Option<QueryError>,
+}
+
+impl Rewriter<'_> {
+    fn fail(&mut self, e: QueryError) -> ControlFlow<()> {
+        self.error.get_or_insert(e);
+        ControlFlow::Break(())
+    }
+
+    fn literal(&self, s: &str) -> String {
+        self.dialect.string(s)
+    }
+
+    /// The tenant's part of `table`, as a query.
+    fn filtered(&self, table: &TableDef) -> Result<Query> {
+        let sites = if self.scope.sites.is_empty() {
+            None
+        } else {
+            Some(self.scope.sites.iter().map(|s| self.literal(s)).collect::<Vec<_>>().join(", "))
+        };
+        let has_site = table.columns.iter().any(|c| c.name == "site");
+        let filter = match (&sites, has_site, table.name) {
+            (None, _, _) => "1 = 0".to_owned(),
+            (Some(list), true, _) => format!("site IN ({list})"),
+            (Some(list), false, "incident_timeline") => {
+                format!("incident_id IN (SELECT incident_id FROM incidents WHERE site IN ({list}))")
+            }
+            (Some(_), false, _) => "1 = 0".to_owned(),
+        };
+        let sql = format!("SELECT * FROM {} WHERE {filter}", table.name);
+        let statement = Parser::parse_sql(self.parser_dialect, &sql)
+            .map_err(|e| QueryError::Backend(format!("tenant filter for {}: {e}", table.name)))?
+            .pop();
+        match statement {
+            Some(Statement::Query(q)) => Ok(*q),
+            _ => Err(QueryError::Backend(format!("tenant filter for {} is not a query", table.name))),
+        }
+    }
+}
+
+fn single_ident(name: &ObjectName) -> Option<&Ident> {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(id)] => Some(id),
+        _ => None,
+    }
+}
+
+impl VisitorMut for Rewriter<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = query.with.as_mut() {
+            if with.recursive {
+                return self.fail(refused("WITH RECURSIVE is not accepted in tenant queries"));
+            }
+            for cte in &mut with.cte_tables {
+                let name = cte.alias.name.value.to_ascii_lowercase();
+                if ALL_TABLES.iter().any(|t| t.name == name) {
+                    return self.fail(refused(format!("a CTE may not be named like the table {name}")));
+                }
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return self.fail(refused(format!("CTE name {:?} must be letters, digits and _", cte.alias.name.value)));
+                }
+                let new = format!("{CTE_PREFIX}{name}");
+                cte.alias.name = Ident::new(new.clone());
+                self.ctes.insert(name, new);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            let name = f.name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()).unwrap_or_default();
+            if f.name.0.len() > 1 || name.starts_with("dict") || DENIED_FUNCTIONS.contains(&name.as_str()) {
+                return self.fail(refused(format!("function {} is not accepted in tenant queries", f.name)));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table { name, alias, args, .. } => {
+                if args.is_some() {
+                    return self.fail(refused(format!("table function {name} is not accepted in tenant queries")));
+                }
+                let Some(ident) = single_ident(name) else {
+                    return self.fail(refused(format!(
+                        "{name}: tenant queries read the edgelens tables by their plain names only"
+                    )));
+                };
+                let lower = ident.value.to_ascii_lowercase();
+                if let Some(new) = self.ctes.get(&lower) {
+                    let original = ident.clone();
+                    *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(new.clone()))]);
+                    if alias.is_none() {
+                        *alias = Some(TableAlias { explicit: true, name: original, columns: Vec::new(), at: None });
+                    }
+                    return ControlFlow::Continue(());
+                }
+                let Some(table) = ALL_TABLES.iter().copied().find(|t| t.name == lower) else {
+                    return self.fail(refused(format!(
+                        "table {name} is not readable with a tenant token; the edgelens tables are {}",
+                        ALL_TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+                    )));
+                };
+                let subquery = match self.filtered(table) {
+                    Ok(q) => q,
+                    Err(e) => return self.fail(e),
+                };
+                let alias = alias.take().unwrap_or_else(|| TableAlias {
+                    explicit: true,
+                    name: Ident::new(table.name),
+                    columns: Vec::new(),
+                    at: None,
+                });
+                *factor = TableFactor::Derived { lateral: false, subquery: Box::new(subquery), alias: Some(alias), sample: None };
+                ControlFlow::Continue(())
+            }
+            TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } | TableFactor::UNNEST { .. } => {
+                ControlFlow::Continue(())
+            }
+            other => {
+                let text = other.to_string();
+                let head: String = text.chars().take(40).collect();
+                self.fail(refused(format!("{head}: this kind of FROM item is not accepted in tenant queries")))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> TenantScope {
+        TenantScope { tenant: "acme".into(), sites: vec!["a.example".into(), "b'x.example".into()] }
+    }
+
+    fn ok(sql: &str, d: Dialect) -> String {
+        scope_sql(sql, d, &scope()).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    #[test]
+    fn contract_tables_become_the_tenants_rows() {
+        let out = ok("SELECT site, SUM(requests) FROM traffic_1m GROUP BY site", Dialect::DataFusion);
+        assert_eq!(
+            out,
+            "SELECT site, SUM(requests) FROM (SELECT * FROM traffic_1m WHERE site IN ('a.example', 'b''x.example')) AS traffic_1m GROUP BY site"
+        );
+        let out = ok("SELECT t.site FROM traffic_1m t JOIN site_entities AS e ON t.site = e.site", Dialect::ClickHouse);
+        assert!(out.contains("FROM (SELECT * FROM traffic_1m WHERE site IN ('a.example', 'b''x.example')) t JOIN"), "{out}");
+        assert!(out.contains("(SELECT * FROM site_entities WHERE site IN"), "{out}");
+        let out = ok("SELECT * FROM incident_timeline", Dialect::DataFusion);
+        assert!(out.contains("incident_id IN (SELECT incident_id FROM incidents WHERE site IN ("), "{out}");
+        let out = ok("SELECT COUNT(*) FROM dead_letters", Dialect::DataFusion);
+        assert!(out.contains("WHERE 1 = 0"), "{out}");
+        let none = TenantScope { tenant: "t".into(), sites: Vec::new() };
+        assert!(scope_sql("SELECT * FROM traffic_1m", Dialect::DataFusion, &none).unwrap().contains("WHERE 1 = 0"));
+    }
+
+    #[test]
+    fn subqueries_and_ctes_are_rewritten_too() {
+        let out = ok(
+            "WITH x AS (SELECT site FROM incidents) SELECT * FROM site_rates_10s WHERE site IN (SELECT site FROM x) AND EXISTS (SELECT 1 FROM asn_1m)",
+            Dialect::DataFusion,
+        );
+        assert!(out.starts_with("WITH edgelens_cte_x AS (SELECT site FROM (SELECT * FROM incidents WHERE site IN"), "{out}");
+        assert!(out.contains("FROM edgelens_cte_x AS x"), "{out}");
+        assert!(out.contains("(SELECT * FROM asn_1m WHERE site IN"), "{out}");
+        assert!(out.contains("(SELECT * FROM site_rates_10s WHERE site IN"), "{out}");
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        for sql in [
+            "SELECT * FROM traffic_1m_local",
+            "SELECT * FROM system.tables",
+            "SELECT * FROM information_schema.tables",
+            "SELECT * FROM default.traffic_1m",
+            "SELECT * FROM datafusion.public.traffic_1m",
+            "SELECT * FROM _spans_local",
+            "SELECT * FROM schema_migrations",
+            "SELECT * FROM url('http://127.0.0.1/', CSV, 'a String')",
+            "SELECT * FROM file('/etc/passwd')",
+            "SELECT * FROM remote('127.0.0.1', default, traffic_1m_local)",
+            "SELECT joinGet('j', 'x', 1)",
+            "SELECT dictGetString('d', 'x', toUInt64(1))",
+            "SELECT * FROM traffic_1m_local UNION ALL (WITH traffic_1m_local AS (SELECT 1) SELECT * FROM traffic_1m_local)",
+            "WITH traffic_1m AS (SELECT * FROM traffic_1m) SELECT * FROM traffic_1m",
+            "WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r",
+            "SELECT * FROM traffic_1m; SELECT * FROM traffic_1m_local",
+            "SHOW TABLES",
+            "DESCRIBE traffic_1m",
+            "EXPLAIN SELECT * FROM traffic_1m_local",
+            "DROP TABLE traffic_1m",
+            // ClickHouse reads this as the text `x\`; printed back, `'x\'` would open a string.
+            "SELECT * FROM traffic_1m WHERE site = 'x\\\\' OR 1 = 1",
+        ] {
+            let d = if sql.contains('\\') { Dialect::ClickHouse } else { Dialect::DataFusion };
+            for dialect in [d, Dialect::ClickHouse] {
+                match scope_sql(sql, dialect, &scope()) {
+                    Err(e) => assert!(e.is_user_error(), "{sql}: {e}"),
+                    Ok(out) => panic!("{sql} accepted on {dialect:?} as {out}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quotes_in_literals_stay_inside_them() {
+        // ClickHouse's `\'` is a quote inside the literal; the printed form doubles it instead.
+        let out = ok("SELECT * FROM traffic_1m WHERE site = 'x\\' OR 1=1 --'", Dialect::ClickHouse);
+        assert!(out.ends_with("WHERE site = 'x'' OR 1=1 --'"), "{out}");
+        assert!(out.contains("(SELECT * FROM traffic_1m WHERE site IN ('a.example', 'b''x.example')) AS traffic_1m"));
+    }
+
+    #[test]
+    fn a_cte_referenced_outside_its_scope_cannot_reach_a_real_table() {
+        // The outer `x` is no CTE there: it becomes `edgelens_cte_x`, which names no table.
+        let out = ok("SELECT * FROM (WITH x AS (SELECT 1 AS a) SELECT a FROM x) AS y, x", Dialect::DataFusion);
+        assert!(out.ends_with("AS y, edgelens_cte_x AS x"), "{out}");
+    }
+}
