@@ -13,6 +13,7 @@
 //!   [`sql_guard`](crate::sql_guard)); the result in the format the `Accept` header asks for (JSON
 //!   array of row objects by default, `text/csv`, `application/vnd.apache.arrow.stream`,
 //!   `application/vnd.apache.parquet`, `text/plain` for a table) or `?format=json|csv|arrow|parquet|table`;
+//! - `GET /metrics` — Prometheus metrics (see [`metrics`](crate::metrics));
 //! - `GET /` — the dashboard (one self-contained HTML page).
 //!
 //! Errors are JSON `{"error": "..."}`: 400 for the caller's mistakes, 503 while starting, 500 for
@@ -20,12 +21,15 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::middleware::{self, Next};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -38,6 +42,7 @@ use crate::error::{QueryError, Result};
 use crate::format::{OutputFormat, render};
 use crate::auth::{Auth, Principal};
 use crate::backend::{Backend, View};
+use crate::metrics::{QueryMetrics, endpoint_of};
 use crate::tenant_sql::TenantScope;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
 use crate::incidents::{self, IncidentListRequest};
@@ -52,6 +57,7 @@ const DASHBOARD_HTML: &str = include_str!("../assets/index.html");
 pub struct AppState {
     backend: Arc<OnceLock<Backend>>,
     auth: Arc<Auth>,
+    metrics: Arc<QueryMetrics>,
 }
 
 impl AppState {
@@ -84,6 +90,10 @@ impl AppState {
 
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    pub fn metrics(&self) -> &QueryMetrics {
+        &self.metrics
     }
 
     /// `principal` with what it may see, resolved against the registry.
@@ -127,12 +137,14 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
         .route("/v1/traffic-share", get(traffic_share_handler))
         .route("/v1/sites/{site}/rates", get(site_rates_handler))
         .route("/v1/incidents", get(incidents_handler))
         .route("/v1/incidents/{id}", get(incident_report_handler))
         .route("/v1/sql", post(sql_handler))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -163,6 +175,7 @@ impl IntoResponse for QueryError {
             tracing::error!(error = %self, retryable = self.is_retryable(), "request failed");
         }
         let mut response = error_response(status, &self.to_string());
+        response.extensions_mut().insert(ErrorKind::of(&self));
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"edgelens\""));
         }
@@ -188,6 +201,46 @@ fn json_response<T: serde::Serialize>(value: &T) -> Result<Response> {
 
 async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD_HTML)
+}
+
+/// What went wrong, attached to error responses for the metrics middleware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Refused,
+    Limit,
+    Unauthorized,
+    Other,
+}
+
+impl ErrorKind {
+    fn of(e: &QueryError) -> Self {
+        match e {
+            QueryError::SqlRefused(_) => ErrorKind::Refused,
+            QueryError::LimitExceeded(_) => ErrorKind::Limit,
+            QueryError::Unauthorized(_) => ErrorKind::Unauthorized,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// Count every request by endpoint, status class and latency, and errors by kind.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let endpoint = endpoint_of(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.observe(endpoint, response.status().as_u16(), start.elapsed());
+    match response.extensions().get::<ErrorKind>() {
+        Some(ErrorKind::Refused) => m.sql_refused.fetch_add(1, Ordering::Relaxed),
+        Some(ErrorKind::Limit) => m.limit_exceeded.fetch_add(1, Ordering::Relaxed),
+        Some(ErrorKind::Unauthorized) => m.unauthorized.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
+    response
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    body_response("text/plain; version=0.0.4", state.metrics.render())
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -4,7 +4,7 @@
 
 use edgelens_schemas::clickhouse::string_literal as ch_string;
 
-use crate::clickhouse::{ClickHouseBackend, SqlLimits};
+use crate::clickhouse::ClickHouseBackend;
 use crate::error::Result;
 use crate::lake::{Lake, QueryResult};
 use crate::params::{Step, TimeRange};
@@ -64,7 +64,7 @@ impl Backend {
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
         match self {
             Backend::Lake(l) => l.user_sql(sql).await,
-            Backend::ClickHouse(c) => c.user_sql(sql, SqlLimits::default()).await,
+            Backend::ClickHouse(c) => c.user_sql(sql).await,
         }
     }
 

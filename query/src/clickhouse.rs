@@ -18,21 +18,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use clickhouse::{Client, Compression};
 use edgelens_schemas::clickhouse::ClickHouseConfig;
 
+use crate::SqlLimits;
 use crate::error::{QueryError, Result};
 use crate::lake::QueryResult;
-
-/// Limits applied to user SQL on ClickHouse.
-#[derive(Debug, Clone, Copy)]
-pub struct SqlLimits {
-    pub timeout: Duration,
-    pub max_rows: u64,
-}
-
-impl Default for SqlLimits {
-    fn default() -> Self {
-        SqlLimits { timeout: Duration::from_secs(30), max_rows: 1_000_000 }
-    }
-}
 
 /// A ClickHouse server (or a cluster's entry server) queried through the contract views.
 #[derive(Clone)]
@@ -40,6 +28,7 @@ pub struct ClickHouseBackend {
     client: Client,
     url: String,
     database: String,
+    limits: SqlLimits,
 }
 
 impl std::fmt::Debug for ClickHouseBackend {
@@ -61,7 +50,13 @@ impl ClickHouseBackend {
         if !cfg.password.is_empty() {
             client = client.with_password(&cfg.password);
         }
-        ClickHouseBackend { client, url, database: cfg.database.clone() }
+        ClickHouseBackend { client, url, database: cfg.database.clone(), limits: SqlLimits::default() }
+    }
+
+    /// The same backend with `limits` on user SQL.
+    pub fn with_limits(mut self, limits: SqlLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn database(&self) -> &str {
@@ -74,18 +69,21 @@ impl ClickHouseBackend {
     }
 
     /// Run SQL from a user: one statement of a reading kind (`SELECT`, `WITH`, `SHOW`, `DESCRIBE`,
-    /// `EXISTS`), within `limits`; the server's `readonly = 1` refuses anything else as well.
-    pub async fn user_sql(&self, sql: &str, limits: SqlLimits) -> Result<QueryResult> {
+    /// `EXISTS`), within the backend's limits; the server's `readonly = 1` refuses anything else
+    /// as well.
+    pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
+        let limits = self.limits;
         let sql = check_read_only(sql)?;
         let q = self
             .client
             .query(sql)
             .with_setting("max_execution_time", limits.timeout.as_secs().max(1).to_string())
             .with_setting("max_result_rows", limits.max_rows.to_string())
-            .with_setting("result_overflow_mode", "throw");
+            .with_setting("result_overflow_mode", "throw")
+            .with_setting("max_memory_usage", limits.memory_bytes.to_string());
         match tokio::time::timeout(limits.timeout + Duration::from_secs(5), self.fetch(q)).await {
             Ok(r) => r,
-            Err(_) => Err(QueryError::InvalidSql(format!("query exceeded the time limit of {} s", limits.timeout.as_secs()))),
+            Err(_) => Err(QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limits.timeout.as_secs()))),
         }
     }
 
@@ -121,14 +119,16 @@ impl ClickHouseBackend {
 fn classify(e: clickhouse::error::Error) -> QueryError {
     use clickhouse::error::Error as E;
     let msg = e.to_string();
-    // Codes: 6x syntax/identifier/type errors, 4x bad arguments, 164 readonly, 158/396 result
-    // limits, 159 timeout, 16x/17x unknown table/function.
+    // Codes: 6x syntax/identifier/type errors, 4x bad arguments, 164 readonly, 16x/17x unknown
+    // table/function; limits: 158/396 result size, 159 timeout, 241 memory.
     const USER: &[u32] = &[
-        1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 158, 159, 164, 169, 170, 179, 184, 190, 215, 352, 396,
+        1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 164, 169, 170, 179, 184, 190, 215, 352,
     ];
+    const LIMIT: &[u32] = &[158, 159, 241, 396];
     match &e {
         E::BadResponse(m) => match edgelens_schemas::clickhouse::error_code(m) {
             Some(c) if USER.contains(&c) => QueryError::InvalidSql(first_line(m)),
+            Some(c) if LIMIT.contains(&c) => QueryError::LimitExceeded(first_line(m)),
             _ => QueryError::Backend(msg),
         },
         _ => QueryError::Backend(msg),

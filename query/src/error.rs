@@ -23,6 +23,9 @@ pub enum QueryError {
     /// User SQL that does not parse or plan (syntax, unknown table or column, type error).
     #[error("invalid SQL: {0}")]
     InvalidSql(String),
+    /// User SQL exceeded a limit (time, rows, memory): the caller must ask for less.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     /// The lake is not open yet (the service is starting).
     #[error("lake not open yet")]
     NotReady,
@@ -45,7 +48,13 @@ pub enum QueryError {
 impl QueryError {
     /// The caller's fault: answering the same request again gives the same error (HTTP 400).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, QueryError::InvalidParameter(_) | QueryError::SqlRefused(_) | QueryError::InvalidSql(_))
+        matches!(
+            self,
+            QueryError::InvalidParameter(_)
+                | QueryError::SqlRefused(_)
+                | QueryError::InvalidSql(_)
+                | QueryError::LimitExceeded(_)
+        )
     }
 
     /// Trying again later may succeed (the service is starting, or storage had a transient problem).
@@ -76,6 +85,9 @@ impl QueryError {
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => QueryError::InvalidSql(e.strip_backtrace()),
+            DataFusionError::ResourcesExhausted(msg) => {
+                QueryError::LimitExceeded(format!("the query needs more memory than the service allows ({msg})"))
+            }
             _ => QueryError::Execution(e),
         }
     }

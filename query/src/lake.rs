@@ -13,6 +13,8 @@
 //! Rows with the same key columns are deltas of one group: readers sum them (this module does not).
 
 use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -20,11 +22,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use edgelens_schemas::tables::{ALL_TABLES, TableDef};
 
+use crate::SqlLimits;
 use crate::error::{QueryError, Result};
 use crate::sql_guard;
 
@@ -49,6 +53,7 @@ impl QueryResult {
 pub struct Lake {
     ctx: SessionContext,
     dir: PathBuf,
+    limits: SqlLimits,
 }
 
 impl std::fmt::Debug for Lake {
@@ -58,8 +63,16 @@ impl std::fmt::Debug for Lake {
 }
 
 impl Lake {
-    /// Open the lake rooted at `dir` (which need not exist yet) and register every table.
+    /// Open the lake rooted at `dir` (which need not exist yet) and register every table, with the
+    /// default [`SqlLimits`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Lake> {
+        Lake::open_with(dir, SqlLimits::default())
+    }
+
+    /// [`Lake::open`] with `limits`: queries share a memory pool of `limits.memory_bytes` (a
+    /// query needing more fails, nothing spills to disk); user SQL is also bounded in time and
+    /// rows.
+    pub fn open_with(dir: impl AsRef<Path>, limits: SqlLimits) -> Result<Lake> {
         let dir = dir.as_ref();
         let lake_err = |source| QueryError::Lake { path: dir.display().to_string(), source };
         let dir = std::path::absolute(dir).map_err(lake_err)?;
@@ -69,7 +82,11 @@ impl Lake {
 
         // No list-files cache: its default entries never expire, which would hide new files.
         let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
-        let runtime = RuntimeEnvBuilder::new().with_cache_manager(cache).build_arc()?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(cache)
+            .with_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()?;
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
 
@@ -79,7 +96,7 @@ impl Lake {
             ctx.register_table(table.name, Arc::new(provider))?;
         }
         tracing::info!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
-        Ok(Lake { ctx, dir })
+        Ok(Lake { ctx, dir, limits })
     }
 
     /// The lake's root directory (absolute).
@@ -117,7 +134,28 @@ impl Lake {
         sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(QueryError::from_user_sql)?;
+        let limits = self.limits;
+        let collect = async move {
+            let mut stream = df.execute_stream().await.map_err(QueryError::from_user_sql)?;
+            let mut batches = Vec::new();
+            let mut rows = 0u64;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(QueryError::from_user_sql)?;
+                rows += batch.num_rows() as u64;
+                if rows > limits.max_rows {
+                    return Err(QueryError::LimitExceeded(format!(
+                        "the result has more than {} rows; add a LIMIT or aggregate",
+                        limits.max_rows
+                    )));
+                }
+                batches.push(batch);
+            }
+            Ok(batches)
+        };
+        // Dropping the stream on timeout cancels the query's tasks.
+        let batches = tokio::time::timeout(limits.timeout, collect).await.map_err(|_| {
+            QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limits.timeout.as_secs()))
+        })??;
         Ok(QueryResult { schema, batches })
     }
 
@@ -184,4 +222,37 @@ fn batch_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::arr
     batch.column_by_name(name).ok_or_else(|| {
         QueryError::Execution(datafusion::error::DataFusionError::Internal(format!("result has no column {name}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn open_lake(limits: SqlLimits) -> (tempfile::TempDir, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_with(dir.path(), limits).unwrap();
+        (dir, lake)
+    }
+
+    #[tokio::test]
+    async fn user_sql_is_bounded_in_rows_time_and_memory() {
+        let limits = SqlLimits { timeout: Duration::from_secs(1), max_rows: 1_000, memory_bytes: 4 << 20 };
+        let (_dir, lake) = open_lake(limits);
+        assert_eq!(lake.user_sql("SELECT * FROM range(1000)").await.unwrap().num_rows(), 1_000);
+        let too_many = lake.user_sql("SELECT * FROM range(1001)").await.unwrap_err();
+        assert!(matches!(too_many, QueryError::LimitExceeded(_)), "{too_many}");
+        assert_eq!(too_many.http_status(), 400);
+        let slow = lake.user_sql("SELECT COUNT(*) FROM range(200000) a CROSS JOIN range(200000) b").await.unwrap_err();
+        assert!(matches!(slow, QueryError::LimitExceeded(ref m) if m.contains("longer than")), "{slow}");
+        let big = lake
+            .user_sql("SELECT value % 3000000 AS k, COUNT(*) AS n FROM range(6000000) GROUP BY k ORDER BY n DESC LIMIT 1")
+            .await
+            .unwrap_err();
+        assert!(matches!(big, QueryError::LimitExceeded(ref m) if m.contains("memory")), "{big}");
+        // The same query fits with the default limits.
+        let (_dir, roomy) = open_lake(SqlLimits::default());
+        assert!(roomy.user_sql("SELECT value % 3000 AS k FROM range(6000) GROUP BY k").await.is_ok());
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
+//! - [`metrics`]: the service's Prometheus counters and latency histograms.
 //! - [`api`]: the HTTP service (axum router, `serve`), including the dashboard at `/`.
 //! - [`error`]: [`QueryError`], which says whether an error is the caller's (400) or ours (500).
 //!
@@ -24,6 +25,7 @@ pub mod clickhouse;
 pub mod error;
 pub mod format;
 pub mod incidents;
+pub mod metrics;
 pub mod lake;
 pub mod params;
 pub mod report;
@@ -63,6 +65,27 @@ pub struct QueryConfig {
     /// caller sees everything — keep such a service on loopback.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<auth::TokenConfig>,
+    /// User SQL (HTTP and Postgres wire): seconds before a query is cancelled.
+    pub sql_timeout_secs: u64,
+    /// User SQL: most rows in one answer; a larger answer is an error (add a LIMIT).
+    pub sql_max_rows: u64,
+    /// Memory for query execution, in MiB: on the lake the pool all running queries share, on
+    /// ClickHouse the per-query `max_memory_usage`.
+    pub sql_memory_mb: u64,
+}
+
+/// Limits on user SQL, from [`QueryConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlLimits {
+    pub timeout: std::time::Duration,
+    pub max_rows: u64,
+    pub memory_bytes: u64,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        QueryConfig::default().sql_limits()
+    }
 }
 
 /// What the query service reads.
@@ -75,15 +98,24 @@ pub enum BackendKind {
 }
 
 impl QueryConfig {
+    /// The limits on user SQL.
+    pub fn sql_limits(&self) -> SqlLimits {
+        SqlLimits {
+            timeout: std::time::Duration::from_secs(self.sql_timeout_secs.max(1)),
+            max_rows: self.sql_max_rows.max(1),
+            memory_bytes: self.sql_memory_mb.max(1).saturating_mul(1 << 20),
+        }
+    }
+
     /// Open the configured backend.
     pub fn open_backend(&self) -> Result<Backend> {
         Ok(match self.backend {
-            BackendKind::Lake => Backend::Lake(Lake::open(&self.data_dir)?),
+            BackendKind::Lake => Backend::Lake(Lake::open_with(&self.data_dir, self.sql_limits())?),
             BackendKind::ClickHouse => {
                 if !self.clickhouse.enabled() {
                     return Err(QueryError::InvalidParameter("backend = \"clickhouse\" needs [clickhouse] url".into()));
                 }
-                Backend::ClickHouse(clickhouse::ClickHouseBackend::new(&self.clickhouse))
+                Backend::ClickHouse(clickhouse::ClickHouseBackend::new(&self.clickhouse).with_limits(self.sql_limits()))
             }
         })
     }
@@ -100,6 +132,9 @@ impl Default for QueryConfig {
             backend: BackendKind::Lake,
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
             tokens: Vec::new(),
+            sql_timeout_secs: 30,
+            sql_max_rows: 1_000_000,
+            sql_memory_mb: 2_048,
         }
     }
 }

@@ -678,3 +678,34 @@ async fn empty_lake_answers_empty_series() {
     assert_eq!(reply.text(), "ts,key,requests,share\n");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_endpoint_status_and_error_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let svc = Service::start(dir.path()).await;
+    assert_eq!(svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m")).await.status, 200);
+    assert_eq!(svc.get(&format!("/v1/traffic-share?{RANGE}&step=7s")).await.status, 400);
+    assert_eq!(svc.sql("DROP TABLE traffic_1m", "application/json").await.status, 400);
+    assert_eq!(svc.sql("SELECT 1 AS one", "application/json").await.status, 200);
+    assert_eq!(svc.get("/v1/incidents/none").await.status, 404);
+    let reply = svc.get("/metrics").await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = reply.text();
+    for line in [
+        "edgelens_query_requests_total{endpoint=\"traffic_share\",status=\"2xx\"} 1",
+        "edgelens_query_requests_total{endpoint=\"traffic_share\",status=\"4xx\"} 1",
+        "edgelens_query_requests_total{endpoint=\"sql\",status=\"2xx\"} 1",
+        "edgelens_query_requests_total{endpoint=\"sql\",status=\"4xx\"} 1",
+        "edgelens_query_requests_total{endpoint=\"incident_report\",status=\"4xx\"} 1",
+        "edgelens_query_request_duration_seconds_count{endpoint=\"sql\"} 2",
+        "edgelens_query_sql_refused_total 1",
+        "edgelens_query_limit_exceeded_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    // No per-site labels.
+    assert!(!text.contains("shop.example"));
+    svc.stop().await;
+}
