@@ -88,6 +88,7 @@ fn lake_and_clickhouse_backends_answer_identically() {
     let compared = assert_same_answers(&on_lake, &on_ch, &requests);
     assert!(SQL.iter().all(|sql| json(&on_lake.sql(sql, "application/json").1, sql).as_array().is_some_and(|r| !r.is_empty())), "a SQL query of the contract has no rows");
     let incidents_checked = assert_incidents(&on_lake, &on_ch, &raw, range);
+    let validated = assert_documented(&on_lake, &on_ch, &requests, range);
     // Writes are refused by both, as the caller's error.
     for bad in ["DROP TABLE traffic_1m", "INSERT INTO dead_letters SELECT * FROM dead_letters", "SELECT 1; SELECT 2"] {
         assert_eq!(on_lake.sql(bad, "application/json").0, 400, "lake accepted {bad}");
@@ -96,7 +97,55 @@ fn lake_and_clickhouse_backends_answer_identically() {
     // The CLI on both backends.
     let cli = |args: &[&str]| run_ok(edgelens().args(["sql", "--format", "json"]).args(args).arg(SQL[0]).envs(db.env()));
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));
-    eprintln!("{compared} answers identical on both backends, {incidents_checked} incident reports recounted");
+    eprintln!(
+        "{compared} answers identical on both backends, {incidents_checked} incident reports recounted, {validated} answers match the OpenAPI document"
+    );
+}
+
+/// Every answer of both services — successes, the caller's errors, formats — matches the OpenAPI
+/// document the service serves. Returns how many answers were validated.
+fn assert_documented(a: &QueryService, b: &QueryService, requests: &[String], range: &str) -> usize {
+    use support::openapi::Spec;
+    let spec = Spec::fetch(a);
+    let incidents = json(&a.get(&format!("/v1/incidents?{range}")).1, "incidents");
+    let report = incidents["incidents"][0]["report"].as_str().unwrap().to_owned();
+    let mut paths: Vec<String> = requests.to_vec();
+    paths.extend([
+        format!("/v1/incidents?{range}"),
+        format!("/v1/incidents?{range}&format=csv&limit=3"),
+        format!("/v1/incidents?{range}&site=none.example&status=active&vector=http_flood"),
+        report.clone(),
+        format!("{report}?format=csv"),
+        format!("{report}?format=md"),
+        format!("{report}?format=html"),
+        "/v1/incidents/none".into(),
+        format!("{report}?format=pdf"),
+        "/v1/incidents?status=over".into(),
+        format!("/v1/traffic-share?{range}&step=7s"),
+        format!("/v1/traffic-share?{range}&by=planet"),
+        format!("/v1/sites/x.example/rates?from=tomorrow"),
+        "/v1/openapi.json".into(),
+        "/healthz".into(),
+        "/readyz".into(),
+        "/metrics".into(),
+        "/".into(),
+    ]);
+    let mut n = 0;
+    for svc in [a, b] {
+        for path in &paths {
+            spec.get(svc, path, None);
+            n += 1;
+        }
+        for accept in ["application/json", "text/csv", "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet", "text/plain"] {
+            assert_eq!(spec.sql(svc, SQL[0], accept).0, 200, "{accept}");
+            n += 1;
+        }
+        for bad in ["DROP TABLE traffic_1m", "SELECT nope FROM traffic_1m"] {
+            assert_eq!(spec.sql(svc, bad, "application/json").0, 400, "{bad}");
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The incidents list and every incident's report (JSON, CSV, Markdown, HTML) are identical on

@@ -13,6 +13,7 @@
 //!   [`sql_guard`](crate::sql_guard)); the result in the format the `Accept` header asks for (JSON
 //!   array of row objects by default, `text/csv`, `application/vnd.apache.arrow.stream`,
 //!   `application/vnd.apache.parquet`, `text/plain` for a table) or `?format=json|csv|arrow|parquet|table`;
+//! - `GET /v1/openapi.json` — the OpenAPI 3.0 document of all of these (`assets/openapi.json`);
 //! - `GET /metrics` — Prometheus metrics (see [`metrics`](crate::metrics));
 //! - `GET /` — the dashboard (one self-contained HTML page).
 //!
@@ -50,6 +51,9 @@ use crate::site_rates::{self, SiteRatesRequest};
 use crate::traffic_share::{self, TrafficShareRequest};
 
 const DASHBOARD_HTML: &str = include_str!("../assets/index.html");
+
+/// The API's OpenAPI 3.0 document, served at `/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../assets/openapi.json");
 
 /// Shared state of the handlers: the backend (lake or ClickHouse), once it is open, and who may
 /// ask.
@@ -138,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        .route("/v1/openapi.json", get(|| async { body_response("application/json", OPENAPI_JSON) }))
         .route("/v1/traffic-share", get(traffic_share_handler))
         .route("/v1/sites/{site}/rates", get(site_rates_handler))
         .route("/v1/incidents", get(incidents_handler))

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod answers;
+pub mod openapi;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -391,6 +392,23 @@ impl QueryService {
     /// POST /v1/sql with `accept`; (status, body).
     pub fn sql(&self, sql: &str, accept: &str) -> (u16, String) {
         self.curl(&["-H", &format!("Accept: {accept}"), "-H", "Content-Type: text/plain", "--data-binary", sql], "/v1/sql")
+    }
+
+    /// Any request with extra `headers` and an optional body; (status, content type, body).
+    pub fn fetch(&self, method: &str, path: &str, headers: &[&str], body: Option<&str>) -> (u16, String, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "60", "-X", method, "-w", "\n%{http_code} %{content_type}"]);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            cmd.args(["--data-binary", b]);
+        }
+        let out = cmd.arg(format!("http://127.0.0.1:{}{path}", self.1)).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, tail) = text.rsplit_once('\n').unwrap_or(("", "0 "));
+        let (code, ct) = tail.split_once(' ').unwrap_or((tail, ""));
+        (code.trim().parse().unwrap_or(0), ct.trim().to_owned(), body.to_owned())
     }
 
     /// GET with `Authorization: Bearer <token>`; (status, body).
