@@ -50,6 +50,8 @@ enum Cmd {
     Eval(EvalArgs),
     /// Run a read-only SQL query over the lake.
     Sql(SqlArgs),
+    /// Site registry: import sites, entity attributions and tags from CSV or JSON; export them.
+    Registry(crate::registry::RegistryArgs),
     /// Serve the query API and dashboard over the lake.
     Query(QueryArgs),
     /// Ingest role: the Logpush HTTP receiver in front of Kafka (or, with `file`, files into Kafka).
@@ -295,6 +297,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Replay(a) => replay(a),
         Cmd::Eval(a) => eval(a),
         Cmd::Sql(a) => sql(a),
+        Cmd::Registry(a) => crate::registry::run(a),
         Cmd::Query(a) => query(a),
         Cmd::Ingest(a) => ingest(a),
         Cmd::Aggregate(a) => aggregate(a),
@@ -430,7 +433,7 @@ fn flate2_writer(file: std::fs::File) -> impl std::io::Write {
 
 /// `[clickhouse]` settings from `EDGELENS__CLICKHOUSE__*` variables (database, user, password…)
 /// for the commands without a config file, with `url` from the command line; disabled without one.
-fn clickhouse_from_env(url: Option<&str>) -> Result<ClickHouseConfig> {
+pub(crate) fn clickhouse_from_env(url: Option<&str>) -> Result<ClickHouseConfig> {
     let Some(url) = url else { return Ok(ClickHouseConfig::default()) };
     let mut cfg: ClickHouseConfig = crate::config::section(&crate::config::load(None, crate::config::process_env())?, "clickhouse")?;
     cfg.url = url.to_owned();
@@ -567,7 +570,7 @@ fn aggregate(a: AggregateArgs) -> Result<()> {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod registry;
 
 fn main() -> std::process::ExitCode {
     cli::main()

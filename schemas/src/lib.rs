@@ -7,6 +7,7 @@
 //! - [`clickhouse`]: the ClickHouse DDL (storage, Distributed and view per table) and versioned
 //!   migrations, derived from [`tables`].
 //! - [`privacy`]: the client-IP policy (keep, truncate, keyed hash) applied before storage.
+//! - [`registry`]: registry import files (sites, entity attributions, tags) parsed and validated.
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //!
 //! No I/O happens in this crate.
@@ -14,6 +15,7 @@
 pub mod clickhouse;
 pub mod event;
 pub mod privacy;
+pub mod registry;
 pub mod sketch;
 pub mod tables;
 pub mod time;

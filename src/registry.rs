@@ -1,0 +1,144 @@
+//! `edgelens registry import|export`: the site registry (sites, entity attributions, tags) from a
+//! CSV or JSON file into the lake and/or ClickHouse, and back out as JSON. Parsing and validation
+//! live in `edgelens_schemas::registry`; this module only reads the existing sites, writes the
+//! batches through the aggregate crate's sinks and prints.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use edgelens_aggregate::sink::OffsetSpan;
+use edgelens_aggregate::sink::clickhouse::ClickHouseSink;
+use edgelens_aggregate::sink::parquet::ParquetLake;
+use edgelens_query::Backend;
+use edgelens_schemas::registry::{self, Format};
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    #[command(subcommand)]
+    cmd: RegistryCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum RegistryCmd {
+    /// Validate FILE (.csv or .json) and add its rows; with any bad row every problem is printed
+    /// with its line and nothing is written. Importing the same file again changes nothing.
+    Import(ImportArgs),
+    /// Print the registry (sites, entities, tags) as JSON in the import format.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    file: PathBuf,
+    /// Lake directory (the default target when --clickhouse is not given).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write to the ClickHouse server at this HTTP URL (database and credentials from
+    /// `EDGELENS__CLICKHOUSE__*`); with --data-dir too, to both.
+    #[arg(long)]
+    clickhouse: Option<String>,
+    /// Only validate; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// Lake directory.
+    #[arg(long, default_value = "./edgelens-data")]
+    data_dir: PathBuf,
+    /// Read the ClickHouse server at this HTTP URL instead of the lake.
+    #[arg(long)]
+    clickhouse: Option<String>,
+}
+
+pub fn run(a: RegistryArgs) -> Result<()> {
+    match a.cmd {
+        RegistryCmd::Import(a) => import(a),
+        RegistryCmd::Export(a) => export(a),
+    }
+}
+
+fn backends(data_dir: Option<&PathBuf>, clickhouse: Option<&str>) -> Result<Vec<Backend>> {
+    let mut out: Vec<Backend> = Vec::new();
+    if let Some(url) = clickhouse {
+        out.push(edgelens_query::clickhouse::ClickHouseBackend::new(&crate::cli::clickhouse_from_env(Some(url))?).into());
+    }
+    if let Some(dir) = data_dir {
+        out.push(edgelens_query::Lake::open(dir)?.into());
+    }
+    Ok(out)
+}
+
+/// Sites already registered in `backend` (none when its `sites` table does not exist yet).
+async fn known_sites(backend: &Backend) -> Result<BTreeSet<String>> {
+    let result = match backend.query("SELECT DISTINCT site FROM sites").await {
+        Ok(r) => r,
+        Err(e) if matches!(backend, Backend::ClickHouse(_)) && e.to_string().contains("doesn't exist") => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let rows = edgelens_query::format::to_json_rows(&result.batches)?;
+    Ok(rows.iter().filter_map(|r| r.get("site").and_then(|s| s.as_str()).map(str::to_owned)).collect())
+}
+
+fn import(a: ImportArgs) -> Result<()> {
+    let name = a.file.display().to_string();
+    let Some(format) = Format::of_path(&name) else { bail!("{name}: expected a .csv or .json file") };
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {name}"))?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{name} is not UTF-8"))?;
+    let data_dir = match (&a.data_dir, &a.clickhouse) {
+        (None, None) => Some(PathBuf::from("./edgelens-data")),
+        (d, _) => d.clone(),
+    };
+    let targets = backends(data_dir.as_ref(), a.clickhouse.as_deref())?;
+    let rt = crate::cli::runtime()?;
+    let mut known = BTreeSet::new();
+    for b in &targets {
+        known.extend(rt.block_on(known_sites(b))?);
+    }
+    let parsed = registry::parse(text, format, &known).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let summary = format!("{} sites, {} entity attributions, {} tags", parsed.sites.len(), parsed.entities.len(), parsed.tags.len());
+    if a.dry_run {
+        println!("{name}: valid ({summary}); nothing written (--dry-run)");
+        return Ok(());
+    }
+    let batches = parsed.batches()?;
+    let span = OffsetSpan::new(&format!("registry-{}", registry::content_id(&bytes)), 0, 0, parsed.len() as u64);
+    if let Some(dir) = &data_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut lake = ParquetLake::open(dir)?;
+        for (table, batch) in &batches {
+            lake.write_table(table, batch, &span)?;
+        }
+    }
+    if let Some(url) = &a.clickhouse {
+        let mut ch = ClickHouseSink::connect(&crate::cli::clickhouse_from_env(Some(url))?, Arc::new(AtomicBool::new(false)))?;
+        ch.write_tables(&batches, &span)?;
+    }
+    println!("{name}: imported {summary}");
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> Result<()> {
+    let data_dir = if a.clickhouse.is_some() { None } else { Some(a.data_dir.clone()) };
+    let backend = backends(data_dir.as_ref(), a.clickhouse.as_deref())?.pop().expect("one backend");
+    let rt = crate::cli::runtime()?;
+    // Timestamps come back as RFC 3339 UTC in the JSON rows, the import format.
+    let queries = [
+        ("sites", "SELECT DISTINCT site, tenant, created_at, removed_at FROM sites ORDER BY site, created_at"),
+        ("entities", "SELECT DISTINCT site, entity, source, confidence, valid_from, valid_to FROM site_entities ORDER BY site, entity, valid_from"),
+        ("tags", "SELECT DISTINCT site, tag, source, valid_from, valid_to FROM site_tags ORDER BY site, tag, valid_from"),
+    ];
+    let mut out = serde_json::Map::new();
+    for (key, sql) in queries {
+        let result = rt.block_on(backend.query(sql))?;
+        let rows = edgelens_query::format::to_json_rows(&result.batches)?;
+        out.insert(key.to_owned(), serde_json::Value::Array(rows.into_iter().map(serde_json::Value::Object).collect()));
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
+    Ok(())
+}
