@@ -6,9 +6,12 @@
 //! - `GET /readyz` — 200 `ready` once the lake is open, 503 before;
 //! - `GET /v1/traffic-share?from&to&step&by&top&min_confidence&format` — see [`traffic_share`];
 //! - `GET /v1/sites/{site}/rates?from&to&step&format` — see [`site_rates`];
-//! - `GET /v1/incidents?from&to&site&status&vector&limit&format` — incidents overlapping the range
+//! - `GET /v1/incidents?from&to&site&entity&min_confidence&status&vector&limit&format` — incidents
+//!   overlapping the range (with `entity`: on its sites while attributed to it)
 //!   (default: the 7 days before `to`), current state, newest first; JSON or CSV (see [`incidents`]);
 //! - `GET /v1/incidents/{id}?format=json|csv|md|html` — one incident's report; 404 for an unknown id;
+//! - `GET /v1/reports/entities/{entity}?from&to&step&min_confidence&format=json|csv|md|html` — the
+//!   compliance report of an entity (see [`entity_report`]); default: 30 days per day;
 //! - `POST /v1/sql` — body: the SQL text, or JSON `{"sql": "..."}`; one read-only statement (see
 //!   [`sql_guard`](crate::sql_guard)); the result in the format the `Accept` header asks for (JSON
 //!   array of row objects by default, `text/csv`, `application/vnd.apache.arrow.stream`,
@@ -46,6 +49,7 @@ use crate::backend::{Backend, View};
 use crate::metrics::{QueryMetrics, endpoint_of};
 use crate::tenant_sql::TenantScope;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
+use crate::entity_report::{self, EntityReportRequest};
 use crate::incidents::{self, IncidentListRequest};
 use crate::site_rates::{self, SiteRatesRequest};
 use crate::traffic_share::{self, TrafficShareRequest};
@@ -147,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sites/{site}/rates", get(site_rates_handler))
         .route("/v1/incidents", get(incidents_handler))
         .route("/v1/incidents/{id}", get(incident_report_handler))
+        .route("/v1/reports/entities/{entity}", get(entity_report_handler))
         .route("/v1/sql", post(sql_handler))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -328,6 +333,8 @@ struct IncidentParams {
     from: Option<String>,
     to: Option<String>,
     site: Option<String>,
+    entity: Option<String>,
+    min_confidence: Option<String>,
     status: Option<String>,
     vector: Option<String>,
     limit: Option<String>,
@@ -346,12 +353,30 @@ async fn incidents_handler(
     let format = SeriesFormat::parse(p.format.as_deref())?;
     let req = IncidentListRequest {
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
-        site: p.site.filter(|s| !s.is_empty()),
+        sites: p.site.filter(|s| !s.is_empty()).map(|s| vec![s]),
         status: incidents::parse_status(p.status.as_deref())?,
         vector: p.vector.filter(|v| !v.is_empty()),
         limit: incidents::parse_limit(p.limit.as_deref())?,
     };
-    let list = incidents::list(caller.view(state.backend()?), &req).await?;
+    let view = caller.view(state.backend()?);
+    let list = match p.entity.filter(|e| !e.is_empty()) {
+        None => incidents::list(view, &req).await?,
+        Some(entity) => {
+            let min_confidence = parse_min_confidence(p.min_confidence.as_deref())?;
+            let mut list = incidents::IncidentList {
+                from: req.range.from_rfc3339(),
+                to: req.range.to_rfc3339(),
+                incidents: entity_report::entity_incidents(view, &entity, &req.range, min_confidence, incidents::MAX_LIMIT).await?,
+            };
+            list.incidents.retain(|i| {
+                req.sites.as_ref().is_none_or(|s| s.contains(&i.site))
+                    && req.status.as_deref().is_none_or(|st| i.status == st)
+                    && req.vector.as_deref().is_none_or(|v| i.vector == v)
+            });
+            list.incidents.truncate(req.limit);
+            list
+        }
+    };
     match format {
         SeriesFormat::Json => json_response(&list),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), list.to_csv())),
@@ -376,6 +401,41 @@ async fn incident_report_handler(
         "csv" => body_response(OutputFormat::Csv.content_type(), report.to_csv()),
         "md" => body_response("text/markdown; charset=utf-8", crate::report::markdown(&report)),
         "html" => body_response("text/html; charset=utf-8", crate::report::html(&report)),
+        _ => json_response(&report)?,
+    })
+}
+
+/// Without `from`, an entity report covers the 30 days before `to`, per day.
+const DEFAULT_REPORT_SPAN: Step = Step::MONTH;
+
+async fn entity_report_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(entity): Path<String>,
+    query: Result<Query<SeriesParams>, QueryRejection>,
+) -> Result<Response> {
+    let p = params(query)?;
+    if p.by.is_some() || p.top.is_some() {
+        return Err(QueryError::InvalidParameter("an entity report takes from, to, step, min_confidence and format".into()));
+    }
+    let format = p.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv" | "md" | "html") {
+        return Err(QueryError::InvalidParameter(format!("invalid format {format:?}: expected json, csv, md or html")));
+    }
+    if entity.trim().is_empty() {
+        return Err(QueryError::InvalidParameter("entity must not be empty".into()));
+    }
+    let req = EntityReportRequest {
+        entity,
+        range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_REPORT_SPAN)?,
+        step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(Step::DAY),
+        min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
+    };
+    let report = entity_report::entity_report(caller.view(state.backend()?), &req).await?;
+    Ok(match format {
+        "csv" => body_response(OutputFormat::Csv.content_type(), report.to_csv()),
+        "md" => body_response("text/markdown; charset=utf-8", crate::report::entity_markdown(&report)),
+        "html" => body_response("text/html; charset=utf-8", crate::report::entity_html(&report)),
         _ => json_response(&report)?,
     })
 }

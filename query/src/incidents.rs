@@ -32,7 +32,8 @@ pub const STATUSES: [&str; 3] = ["active", "cooling", "ended"];
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentListRequest {
     pub range: TimeRange,
-    pub site: Option<String>,
+    /// Only incidents of these sites (all sites when `None`).
+    pub sites: Option<Vec<String>>,
     pub status: Option<String>,
     pub vector: Option<String>,
     pub limit: usize,
@@ -176,8 +177,12 @@ fn latest_rows(batches: &[RecordBatch], detail: bool) -> Result<Vec<StateRow>> {
 pub async fn list(backend: View<'_>, req: &IncidentListRequest) -> Result<IncidentList> {
     let dialect = backend.dialect();
     let mut conditions = vec![format!("{} < {}", dialect.epoch_us("start_ts"), req.range.to_us)];
-    if let Some(site) = &req.site {
-        conditions.push(format!("site = {}", dialect.string(site)));
+    if let Some(sites) = &req.sites {
+        if sites.is_empty() {
+            return Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), incidents: Vec::new() });
+        }
+        let list: Vec<String> = sites.iter().map(|s| dialect.string(s)).collect();
+        conditions.push(format!("site IN ({})", list.join(", ")));
     }
     let sql = format!("SELECT {} FROM incidents WHERE {}", select_list(dialect, false), conditions.join(" AND "));
     let result = backend.query(&sql).await?;
@@ -291,7 +296,7 @@ impl IncidentReport {
     }
 }
 
-fn rfc3339_to_us(s: &str) -> i64 {
+pub(crate) fn rfc3339_to_us(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_micros()).unwrap_or(i64::MIN)
 }
 

@@ -9,6 +9,8 @@
 //! - [`traffic_share`] and [`site_rates`]: the time-series endpoints' SQL and their answer shapes.
 //! - [`incidents`] and [`report`]: the incidents list, incident reports (JSON, CSV, Markdown, HTML
 //!   with an SVG timeline).
+//! - [`entity_report`]: the compliance report of one entity: attributed sites with provenance,
+//!   their traffic and share over time, incidents on them.
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
@@ -22,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod clickhouse;
+pub mod entity_report;
 pub mod error;
 pub mod format;
 pub mod incidents;

@@ -35,6 +35,8 @@ impl Step {
     pub const TEN_SECONDS: Step = Step { seconds: 10 };
     pub const MINUTE: Step = Step { seconds: 60 };
     pub const HOUR: Step = Step { seconds: 3_600 };
+    pub const DAY: Step = Step { seconds: 86_400 };
+    pub const MONTH: Step = Step { seconds: 30 * 86_400 };
     pub const WEEK: Step = Step { seconds: 7 * 86_400 };
 
     pub fn from_seconds(seconds: i64) -> Option<Step> {

@@ -436,3 +436,167 @@ mod tests {
         assert_eq!(nice_ceiling(201), 500);
     }
 }
+
+/// The entity report as Markdown: totals, attributions with provenance and traffic, incidents
+/// with links to their reports, the per-step series.
+pub fn entity_markdown(r: &crate::entity_report::EntityReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Entity report: {}\n", md(&r.entity));
+    let _ = writeln!(
+        out,
+        "{} to {}, attributions with confidence ≥ {}.\n\n{} requests of {} in the range: a share of {}.\n",
+        r.from,
+        r.to,
+        r.min_confidence,
+        r.requests,
+        r.total_requests,
+        percent(r.share)
+    );
+    out.push_str("## Sites\n\n");
+    if r.sites.is_empty() {
+        out.push_str("No site is attributed to this entity in the range.\n");
+    } else {
+        out.push_str("| Site | Source | Confidence | Valid from | Valid to | Requests | Share |\n|---|---|---|---|---|---|---|\n");
+        for a in &r.sites {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                md(&a.site),
+                md(&a.source),
+                a.confidence,
+                a.valid_from,
+                a.valid_to.as_deref().unwrap_or("open"),
+                a.requests,
+                percent(a.share)
+            );
+        }
+    }
+    out.push_str("\n## Incidents mitigated\n\n");
+    if r.incidents.is_empty() {
+        out.push_str("None.\n");
+    } else {
+        out.push_str("| Incident | Site | Vector | Start | Peak rps | Attack requests | Status |\n|---|---|---|---|---|---|---|\n");
+        for i in &r.incidents {
+            let _ = writeln!(
+                out,
+                "| [{}]({}?format=html) | {} | {} | {} | {:.1} | {} | {} |",
+                md(&i.incident_id),
+                i.report,
+                md(&i.site),
+                md(&i.vector),
+                i.start_ts,
+                i.peak_rps,
+                i.attack_requests,
+                md(&i.status)
+            );
+        }
+    }
+    let _ = writeln!(out, "\n## Traffic per {}\n", r.step);
+    out.push_str("| Step (UTC) | Requests | Share |\n|---|---|---|\n");
+    for p in &r.series {
+        let _ = writeln!(out, "| {} | {} | {} |", p.ts, p.requests, percent(p.share));
+    }
+    out
+}
+
+/// The entity report as one HTML page, with the share per step as an SVG chart.
+pub fn entity_html(r: &crate::entity_report::EntityReport) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Entity report: {e}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<h1>Entity report: {e}</h1>\n",
+        e = esc(&r.entity)
+    );
+    let _ = writeln!(
+        out,
+        "<p>{} to {}, attributions with confidence ≥ {}.</p>\n<p class=\"totals\"><b>{}</b> requests of {} in the range: a share of <b>{}</b>.</p>",
+        esc(&r.from),
+        esc(&r.to),
+        r.min_confidence,
+        r.requests,
+        r.total_requests,
+        percent(r.share)
+    );
+    let _ = writeln!(out, "<h2>Share of all traffic per {}</h2>", esc(&r.step));
+    out.push_str(&share_svg(&r.series));
+    out.push_str("<h2>Sites</h2>\n");
+    if r.sites.is_empty() {
+        out.push_str("<p>No site is attributed to this entity in the range.</p>\n");
+    } else {
+        out.push_str("<table class=\"sites\">\n<tr><th>Site</th><th>Source</th><th>Confidence</th><th>Valid from</th><th>Valid to</th><th>Requests</th><th>Share</th></tr>\n");
+        for a in &r.sites {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&a.site),
+                esc(&a.source),
+                a.confidence,
+                esc(&a.valid_from),
+                esc(a.valid_to.as_deref().unwrap_or("open")),
+                a.requests,
+                percent(a.share)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("<h2>Incidents mitigated</h2>\n");
+    if r.incidents.is_empty() {
+        out.push_str("<p>None.</p>\n");
+    } else {
+        out.push_str("<table class=\"incidents\">\n<tr><th>Incident</th><th>Site</th><th>Vector</th><th>Start</th><th>Peak rps</th><th>Attack requests</th><th>Status</th></tr>\n");
+        for i in &r.incidents {
+            let _ = writeln!(
+                out,
+                "<tr><td><a href=\"{}?format=html\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+                esc(&i.report),
+                esc(&i.incident_id),
+                esc(&i.site),
+                esc(&i.vector),
+                esc(&i.start_ts),
+                i.peak_rps,
+                i.attack_requests,
+                esc(&i.status)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.3} %", share * 100.0)
+}
+
+/// Bars of the entity's share per step.
+fn share_svg(points: &[crate::entity_report::ReportPoint]) -> String {
+    let mut out = format!("<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"share of all traffic per step\">\n");
+    let (x0, x1, y0, y1) = (PAD_L, W - PAD_R, H - PAD_B, PAD_T);
+    let _ = writeln!(out, "<line x1=\"{x0}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#dde1e8\"/>");
+    if points.is_empty() {
+        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\">no traffic in the range</text>", x0 + 8.0, H / 2.0);
+        out.push_str("</svg>\n");
+        return out;
+    }
+    let max = points.iter().map(|p| p.share).fold(0.0f64, f64::max).max(1e-9);
+    let width = (x1 - x0) / points.len() as f64;
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>", x0 - 6.0, y1 + 4.0, percent(max));
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">0</text>", x0 - 6.0, y0 + 4.0);
+    for (i, p) in points.iter().enumerate() {
+        let h = p.share / max * (y0 - y1);
+        let _ = writeln!(
+            out,
+            "<rect class=\"share\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#4e79a7\"><title>{} {}</title></rect>",
+            x0 + i as f64 * width,
+            y0 - h,
+            (width - 1.0).max(0.5),
+            esc(&p.ts),
+            percent(p.share)
+        );
+    }
+    let (first, last) = (&points[0].ts, &points[points.len() - 1].ts);
+    let _ = writeln!(out, "<text x=\"{x0}\" y=\"{}\">{}</text>", H - 8.0, esc(first));
+    let _ = writeln!(out, "<text x=\"{x1}\" y=\"{}\" text-anchor=\"end\">{}</text>", H - 8.0, esc(last));
+    out.push_str("</svg>\n");
+    out
+}

@@ -1,0 +1,270 @@
+//! `GET /v1/reports/entities/{entity}`: the compliance report of one entity (organisation) over a
+//! range: the sites attributed to it with each attribution's provenance (source, confidence,
+//! validity), their traffic and share of all traffic per step and over the range, and the
+//! incidents mitigated on those sites while they were attributed, with links to their reports.
+//!
+//! Semantics, the same as traffic share `by=entity`: a site's traffic counts toward the entity
+//! for each minute at which an attribution of at least `min_confidence` was valid (the mapping
+//! valid at the time of the traffic, not today's), fully and once however many attributions
+//! overlap. Each attribution row is listed with the requests of its own validity. Shares are of
+//! all requests of the step / range (of the caller's view: a tenant's own traffic).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::View;
+use crate::error::Result;
+use crate::format::csv_field;
+use crate::incidents::{self, IncidentListRequest, IncidentSummary, rfc3339_to_us};
+use crate::lake::{column_f64, column_i64, column_string, column_u64};
+use crate::params::{Step, TimeRange, rfc3339_us};
+
+/// A validated report request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityReportRequest {
+    pub entity: String,
+    pub range: TimeRange,
+    pub step: Step,
+    pub min_confidence: f64,
+}
+
+/// One attribution of a site to the entity, with the site's traffic while it held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub site: String,
+    pub source: String,
+    pub confidence: f64,
+    pub valid_from: String,
+    /// Null while the attribution holds.
+    pub valid_to: Option<String>,
+    /// The site's requests in the range while this attribution held.
+    pub requests: u64,
+    /// Those requests over all requests of the range.
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportPoint {
+    pub ts: String,
+    /// The entity's requests in the step.
+    pub requests: u64,
+    /// Over all requests of the step.
+    pub share: f64,
+}
+
+/// The report. JSON: `{"entity","from","to","step","min_confidence","requests","total_requests",
+/// "share","sites":[...],"series":[...],"incidents":[...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityReport {
+    pub entity: String,
+    pub from: String,
+    pub to: String,
+    pub step: String,
+    pub min_confidence: f64,
+    /// The entity's requests over the range.
+    pub requests: u64,
+    /// All requests over the range.
+    pub total_requests: u64,
+    pub share: f64,
+    pub sites: Vec<Attribution>,
+    pub series: Vec<ReportPoint>,
+    /// Incidents on the entity's sites that started while the site was attributed to it.
+    pub incidents: Vec<IncidentSummary>,
+}
+
+struct Mapping {
+    site: String,
+    source: String,
+    confidence: f64,
+    from_us: i64,
+    to_us: Option<i64>,
+}
+
+impl Mapping {
+    fn holds_at(&self, us: i64) -> bool {
+        us >= self.from_us && self.to_us.is_none_or(|t| us < t)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+}
+
+/// The entity's attributions of at least `min_confidence` overlapping `range`, by site and start.
+async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Vec<Mapping>> {
+    let d = view.dialect();
+    let (from, to) = (range.from_us, range.to_us);
+    let sql = format!(
+        "SELECT DISTINCT site, source, confidence, {vf} AS from_us, {vt} AS to_us FROM site_entities \
+         WHERE entity = {entity} AND confidence >= {conf:?} AND {vf} < {to} AND ({vt} IS NULL OR {vt} > {from})",
+        vf = d.epoch_us("valid_from"),
+        vt = d.epoch_us("valid_to"),
+        entity = d.string(entity),
+        conf = min_confidence,
+    );
+    let mut mappings = Vec::new();
+    for b in view.query(&sql).await?.batches {
+        let (site, source, conf, vf, vt) = (
+            column_string(&b, "site")?,
+            column_string(&b, "source")?,
+            column_f64(&b, "confidence")?,
+            column_i64(&b, "from_us")?,
+            column_i64(&b, "to_us")?,
+        );
+        for i in 0..b.num_rows() {
+            use arrow::array::Array;
+            mappings.push(Mapping {
+                site: site.value(i).to_owned(),
+                source: source.value(i).to_owned(),
+                confidence: conf.value(i),
+                from_us: vf.value(i),
+                to_us: (!vt.is_null(i)).then(|| vt.value(i)),
+            });
+        }
+    }
+    mappings.sort_by(|a, b| (&a.site, a.from_us, &a.source).cmp(&(&b.site, b.from_us, &b.source)));
+    Ok(mappings)
+}
+
+/// Incidents on the sites of `mappings` that started while the site was attributed.
+async fn incidents_of(view: View<'_>, mappings: &[Mapping], range: &TimeRange, limit: usize) -> Result<Vec<IncidentSummary>> {
+    let sites: BTreeSet<String> = mappings.iter().map(|m| m.site.clone()).collect();
+    let list = incidents::list(
+        view,
+        &IncidentListRequest { range: *range, sites: Some(sites.into_iter().collect()), status: None, vector: None, limit: incidents::MAX_LIMIT },
+    )
+    .await?;
+    let mut out: Vec<IncidentSummary> = list
+        .incidents
+        .into_iter()
+        .filter(|i| {
+            let start = rfc3339_to_us(&i.start_ts);
+            mappings.iter().any(|m| m.site == i.site && m.holds_at(start))
+        })
+        .collect();
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// `GET /v1/incidents?entity=`: the incidents against an entity's sites (see [`incidents_of`]).
+pub async fn entity_incidents(
+    view: View<'_>,
+    entity: &str,
+    range: &TimeRange,
+    min_confidence: f64,
+    limit: usize,
+) -> Result<Vec<IncidentSummary>> {
+    let mappings = attributions(view, entity, range, min_confidence).await?;
+    incidents_of(view, &mappings, range, limit).await
+}
+
+/// Build the report.
+pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<EntityReport> {
+    req.step.check_granularity(crate::traffic_share::GRANULARITY, "traffic_1m")?;
+    req.range.check_steps(req.step)?;
+    let d = view.dialect();
+    let mappings = attributions(view, &req.entity, &req.range, req.min_confidence).await?;
+    let sites: BTreeSet<String> = mappings.iter().map(|m| m.site.clone()).collect();
+    let bucket_of = |us: i64| us.div_euclid(req.step.micros()) * req.step.micros();
+
+    // All requests per step.
+    let mut totals: BTreeMap<i64, u64> = BTreeMap::new();
+    let sql = format!(
+        "SELECT {bucket} AS bucket, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY bucket",
+        bucket = d.step_start("ts", req.step),
+        pred = d.range_predicate(&req.range, "ts"),
+    );
+    for b in view.query(&sql).await?.batches {
+        let (bucket, n) = (column_i64(&b, "bucket")?, column_u64(&b, "requests")?);
+        for i in 0..b.num_rows() {
+            *totals.entry(bucket.value(i)).or_default() += n.value(i);
+        }
+    }
+    let total_requests: u64 = totals.values().sum();
+
+    // The entity's sites per minute, attributed by the mappings holding at that minute.
+    let mut per_mapping = vec![0u64; mappings.len()];
+    let mut series: BTreeMap<i64, u64> = BTreeMap::new();
+    if !sites.is_empty() {
+        let list: Vec<String> = sites.iter().map(|s| d.string(s)).collect();
+        let sql = format!(
+            "SELECT {t} AS t, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} AND site IN ({list}) GROUP BY t, site",
+            t = d.epoch_us("ts"),
+            pred = d.range_predicate(&req.range, "ts"),
+            list = list.join(", "),
+        );
+        for b in view.query(&sql).await?.batches {
+            let (t, site, n) = (column_i64(&b, "t")?, column_string(&b, "site")?, column_u64(&b, "requests")?);
+            for i in 0..b.num_rows() {
+                let (t, site, n) = (t.value(i), site.value(i), n.value(i));
+                let mut counted = false;
+                for (k, m) in mappings.iter().enumerate() {
+                    if m.site == site && m.holds_at(t) {
+                        per_mapping[k] += n;
+                        counted = true;
+                    }
+                }
+                if counted {
+                    *series.entry(bucket_of(t)).or_default() += n;
+                }
+            }
+        }
+    }
+    let requests: u64 = series.values().sum();
+
+    let incidents = incidents_of(view, &mappings, &req.range, incidents::MAX_LIMIT).await?;
+
+    Ok(EntityReport {
+        entity: req.entity.clone(),
+        from: req.range.from_rfc3339(),
+        to: req.range.to_rfc3339(),
+        step: req.step.to_string(),
+        min_confidence: req.min_confidence,
+        requests,
+        total_requests,
+        share: ratio(requests, total_requests),
+        sites: mappings
+            .iter()
+            .zip(&per_mapping)
+            .map(|(m, &n)| Attribution {
+                site: m.site.clone(),
+                source: m.source.clone(),
+                confidence: m.confidence,
+                valid_from: rfc3339_us(m.from_us),
+                valid_to: m.to_us.map(rfc3339_us),
+                requests: n,
+                share: ratio(n, total_requests),
+            })
+            .collect(),
+        series: totals
+            .iter()
+            .map(|(&b, &all)| {
+                let n = series.get(&b).copied().unwrap_or(0);
+                ReportPoint { ts: rfc3339_us(b), requests: n, share: ratio(n, all) }
+            })
+            .collect(),
+        incidents,
+    })
+}
+
+impl EntityReport {
+    /// CSV: one row per attribution with its traffic and its site's incident count.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("site,source,confidence,valid_from,valid_to,requests,share,incidents\n");
+        for a in &self.sites {
+            let n = self.incidents.iter().filter(|i| i.site == a.site).count();
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{n}\n",
+                csv_field(&a.site),
+                csv_field(&a.source),
+                a.confidence,
+                a.valid_from,
+                a.valid_to.as_deref().unwrap_or(""),
+                a.requests,
+                a.share
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,202 @@
+//! The site registry end to end, on the lake and on ClickHouse: `edgelens registry import` of CSV
+//! files with overlapping, many-to-many, time-versioned attributions (host names given as `www.`
+//! and subdomains of registered sites), a bad file that writes nothing, a repeated import that
+//! changes nothing; then the entity report, traffic share by entity and incidents by entity, whose
+//! numbers must equal a recount from the raw generated events with the mapping valid at each
+//! minute applied independently here.
+//!
+//! Needs the ClickHouse server at `$EDGELENS_TEST_CLICKHOUSE` (fails, never skips, without it).
+//! `EDGELENS_UPDATE_DOCS=1` rewrites the example report in `docs/examples/`.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::answers::*;
+use support::*;
+
+const T0: i64 = 1_793_491_200_000_000; // 2026-11-01T00:00:00Z in µs
+
+fn minute(m: i64) -> String {
+    format!("2026-11-01T00:{m:02}:00Z")
+}
+
+/// (site index, entity, confidence, from minute, to minute)
+type Attr = (usize, &'static str, f64, i64, Option<i64>);
+
+#[test]
+fn registry_import_and_entity_reports_match_a_recount() {
+    let db = ChDatabase::new(&clickhouse_url(), "edgelens_registry");
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "mixed", 52, "8m", 250, 20);
+    let lake = tmp.path().join("lake");
+    run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).args(["--clickhouse", &db.url]).arg(&raw).envs(db.env()));
+    let lake_s = lake.to_str().unwrap().to_owned();
+    let targets = ["--data-dir", lake_s.as_str(), "--clickhouse", db.url.as_str()];
+
+    // Requests per (minute µs, site), counted from the raw events.
+    let counts = recount(&raw);
+    let mut per_minute: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for (k, v) in &counts.rates {
+        let w: i64 = k[0].parse().unwrap();
+        *per_minute.entry((w - w.rem_euclid(60_000_000), k[1].clone())).or_default() += v[0];
+    }
+    let mut by_site: BTreeMap<String, u64> = BTreeMap::new();
+    for ((_, s), n) in &per_minute {
+        *by_site.entry(s.clone()).or_default() += n;
+    }
+    let open = QueryService::start(&["--data-dir", &lake_s], &[]);
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:08:00Z";
+    let attacked = json(&open.get(&format!("/v1/incidents?{range}")).1, "incidents")["incidents"][0]["site"]
+        .as_str()
+        .expect("the mixed scenario has an incident")
+        .to_owned();
+    drop(open);
+    let mut sites: Vec<String> = by_site.keys().filter(|s| **s != attacked).take(3).cloned().collect();
+    sites.push(attacked.clone());
+
+    // The registry: sites first, then attributions naming some sites by host names below them.
+    let write = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let sites_csv = write(
+        "sites.csv",
+        format!("site,tenant,created_at,removed_at\n{}", sites.iter().map(|s| format!("{s},acme,2026-01-01T00:00:00Z,\n")).collect::<String>()),
+    );
+    let attrs: [Attr; 6] = [
+        (0, "Org A", 0.9, 0, None),
+        (1, "Org A", 0.4, 0, Some(5)),
+        (1, "Org B", 0.9, 3, None),
+        (2, "Org B", 0.8, 1, Some(4)),
+        (0, "Org C", 0.95, 2, None),
+        (3, "Org A", 0.7, 0, None),
+    ];
+    let host = |i: usize| match i {
+        0 => format!("www.{}", sites[0]),
+        2 => format!("api.{}", sites[2]),
+        _ => sites[i].clone(),
+    };
+    let entities_csv = write(
+        "entities.csv",
+        format!(
+            "site,entity,source,confidence,valid_from,valid_to\n{}",
+            attrs
+                .iter()
+                .map(|(i, e, c, f, t)| format!("{},{e},\"registrar, test\",{c},{},{}\n", host(*i), minute(*f), t.map(minute).unwrap_or_default()))
+                .collect::<String>()
+        ),
+    );
+    let tags_csv = write("tags.csv", format!("site,tag,source,valid_from,valid_to\n{},watchlist-x,ofac,{},\n", sites[1], minute(2)));
+    for f in [&sites_csv, &entities_csv, &tags_csv] {
+        run_ok(edgelens().args(["registry", "import", f]).args(targets).envs(db.env()));
+    }
+    let export = |backend: &[&str]| run_ok(edgelens().args(["registry", "export"]).args(backend).envs(db.env()));
+    let before = export(&["--data-dir", &lake_s]);
+    assert_eq!(
+        normalized(json(&before, "lake export")),
+        normalized(json(&export(&["--clickhouse", &db.url]), "clickhouse export")),
+        "the lake and ClickHouse hold the same registry"
+    );
+    // A bad file: every problem reported with its line, nothing written; a repeat changes nothing.
+    let bad = write("bad.csv", format!("site,entity,source,confidence,valid_from,valid_to\n{},Org Z,x,0.5,{},\nnot a host,Org Z,x,7,soon,\n", sites[0], minute(0)));
+    let out = edgelens().args(["registry", "import", &bad]).args(targets).envs(db.env()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["line 3: site \"not a host\" is not a host name", "line 3: valid_from \"soon\"", "line 3: confidence \"7\"", "nothing imported"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    run_ok(edgelens().args(["registry", "import", &entities_csv]).args(targets).envs(db.env()));
+    assert_eq!(export(&["--data-dir", &lake_s]), before, "a bad or repeated import changed the registry");
+    let exported = json(&before, "export");
+    assert_eq!(exported["entities"].as_array().unwrap().len(), attrs.len());
+    assert!(exported["entities"].as_array().unwrap().iter().all(|e| sites.contains(&e["site"].as_str().unwrap().to_owned())), "host names map to sites");
+
+    let on_lake = QueryService::start(&["--data-dir", &lake_s], &[]);
+    let on_ch = QueryService::start(&["--clickhouse", &db.url], &db.env());
+    let mut reports = 0;
+    for (entity, min_conf) in [("Org A", 0.5), ("Org A", 0.0), ("Org B", 0.0), ("Org C", 0.0), ("Nobody", 0.0)] {
+        let path = format!("/v1/reports/entities/{}?{range}&step=2m&min_confidence={min_conf}", entity.replace(' ', "%20"));
+        let (a, b) = (on_lake.get(&path), on_ch.get(&path));
+        assert_eq!((a.0, b.0), (200, 200), "{path}: {} / {}", a.1, b.1);
+        let report = json(&a.1, &path);
+        assert_eq!(normalized(report.clone()), normalized(json(&b.1, &path)), "{path}: backends differ");
+
+        // Independent recount: each minute, a site counts once toward the entity if any of its
+        // attributions with enough confidence holds.
+        let holds: Vec<&Attr> = attrs.iter().filter(|a| a.1 == entity && a.2 >= min_conf).collect();
+        let at = |a: &Attr, m: i64| m >= a.3 && a.4.is_none_or(|t| m < t);
+        let (mut entity_total, mut all_total) = (0u64, 0u64);
+        let mut per_step: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        let mut per_attr = vec![0u64; holds.len()];
+        for ((t, site), n) in &per_minute {
+            let m = (t - T0) / 60_000_000;
+            if !(0..8).contains(&m) {
+                continue;
+            }
+            let step = per_step.entry(m / 2).or_default();
+            step.1 += n;
+            all_total += n;
+            let mut counted = false;
+            for (k, a) in holds.iter().enumerate() {
+                if sites[a.0] == *site && at(a, m) {
+                    per_attr[k] += n;
+                    counted = true;
+                }
+            }
+            if counted {
+                step.0 += n;
+                entity_total += n;
+            }
+        }
+        assert_eq!(report["requests"].as_u64(), Some(entity_total), "{path}");
+        assert_eq!(report["total_requests"].as_u64(), Some(all_total), "{path}");
+        let series: Vec<(u64, f64)> = report["series"].as_array().unwrap().iter().map(|p| (p["requests"].as_u64().unwrap(), p["share"].as_f64().unwrap())).collect();
+        let expected: Vec<(u64, f64)> = per_step.values().map(|&(e, all)| (e, e as f64 / all as f64)).collect();
+        assert_eq!(series.len(), expected.len(), "{path}");
+        for (got, want) in series.iter().zip(&expected) {
+            assert_eq!(got.0, want.0, "{path}");
+            assert!((got.1 - want.1).abs() < 1e-12, "{path}: share {} vs {}", got.1, want.1);
+        }
+        let mut got_attrs: Vec<(String, u64)> = report["sites"].as_array().unwrap().iter().map(|a| (format!("{}@{}", a["site"].as_str().unwrap(), a["valid_from"].as_str().unwrap()), a["requests"].as_u64().unwrap())).collect();
+        let mut want_attrs: Vec<(String, u64)> = holds.iter().zip(&per_attr).map(|(a, &n)| (format!("{}@{}", sites[a.0], minute(a.3)), n)).collect();
+        got_attrs.sort();
+        want_attrs.sort();
+        assert_eq!(got_attrs, want_attrs, "{path}: attributions");
+        assert!(report["sites"].as_array().unwrap().iter().all(|a| a["source"] == "registrar, test"), "provenance kept");
+
+        // Traffic share by entity agrees with the report's series.
+        if entity != "Nobody" {
+            let share = json(&on_lake.get(&format!("/v1/traffic-share?{range}&by=entity&step=2m&top=10&min_confidence={min_conf}")).1, "share");
+            let s = share["series"].as_array().unwrap().iter().find(|s| s["key"] == entity).expect("entity in traffic share");
+            let points: BTreeMap<String, u64> = s["points"].as_array().unwrap().iter().map(|p| (p["ts"].as_str().unwrap().to_owned(), p["requests"].as_u64().unwrap())).collect();
+            for p in report["series"].as_array().unwrap() {
+                assert_eq!(points.get(p["ts"].as_str().unwrap()).copied().unwrap_or(0), p["requests"].as_u64().unwrap(), "{entity} at {}", p["ts"]);
+            }
+        }
+        // Incidents against the entity's sites: the attacked site is Org A's for the whole range.
+        let incidents = report["incidents"].as_array().unwrap();
+        assert_eq!(incidents.iter().any(|i| i["site"] == attacked.as_str()), entity == "Org A", "{path}: {incidents:?}");
+        let listed = json(&on_ch.get(&format!("/v1/incidents?{range}&entity={}&min_confidence={min_conf}", entity.replace(' ', "%20"))).1, "incidents");
+        assert_eq!(listed["incidents"], report["incidents"], "{path}: /v1/incidents?entity=");
+        for format in ["csv", "md", "html"] {
+            let (a, b) = (on_lake.get(&format!("{path}&format={format}")), on_ch.get(&format!("{path}&format={format}")));
+            assert_eq!((a.0, b.0), (200, 200));
+            assert_eq!(a.1, b.1, "{path} as {format}");
+        }
+        reports += 1;
+    }
+    // The report of an entity, as an example in the docs.
+    let example = format!("/v1/reports/entities/Org%20A?{range}&step=2m&min_confidence=0.5");
+    let md = on_lake.get(&format!("{example}&format=md")).1;
+    assert!(md.contains("## Incidents mitigated") && md.contains(&attacked) && md.contains("registrar, test"));
+    if std::env::var_os("EDGELENS_UPDATE_DOCS").is_some() {
+        let dir = repo_root().join("docs/examples");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("entity-report.md"), &md).unwrap();
+        std::fs::write(dir.join("entity-report.html"), on_lake.get(&format!("{example}&format=html")).1).unwrap();
+    }
+    assert_eq!(on_lake.get("/v1/reports/entities/Org%20A?format=pdf").0, 400);
+    eprintln!("{reports} entity reports equal on both backends and to the recount");
+}
