@@ -115,10 +115,11 @@ fn registry_import_and_entity_reports_match_a_recount() {
 
     let on_lake = QueryService::start(&["--data-dir", &lake_s], &[]);
     let on_ch = QueryService::start(&["--clickhouse", &db.url], &db.env());
+    let spec = support::openapi::Spec::fetch(&on_lake);
     let mut reports = 0;
     for (entity, min_conf) in [("Org A", 0.5), ("Org A", 0.0), ("Org B", 0.0), ("Org C", 0.0), ("Nobody", 0.0)] {
         let path = format!("/v1/reports/entities/{}?{range}&step=2m&min_confidence={min_conf}", entity.replace(' ', "%20"));
-        let (a, b) = (on_lake.get(&path), on_ch.get(&path));
+        let (a, b) = (spec.get(&on_lake, &path, None), spec.get(&on_ch, &path, None));
         assert_eq!((a.0, b.0), (200, 200), "{path}: {} / {}", a.1, b.1);
         let report = json(&a.1, &path);
         assert_eq!(normalized(report.clone()), normalized(json(&b.1, &path)), "{path}: backends differ");
@@ -178,10 +179,10 @@ fn registry_import_and_entity_reports_match_a_recount() {
         // Incidents against the entity's sites: the attacked site is Org A's for the whole range.
         let incidents = report["incidents"].as_array().unwrap();
         assert_eq!(incidents.iter().any(|i| i["site"] == attacked.as_str()), entity == "Org A", "{path}: {incidents:?}");
-        let listed = json(&on_ch.get(&format!("/v1/incidents?{range}&entity={}&min_confidence={min_conf}", entity.replace(' ', "%20"))).1, "incidents");
+        let listed = json(&spec.get(&on_ch, &format!("/v1/incidents?{range}&entity={}&min_confidence={min_conf}", entity.replace(' ', "%20")), None).1, "incidents");
         assert_eq!(listed["incidents"], report["incidents"], "{path}: /v1/incidents?entity=");
         for format in ["csv", "md", "html"] {
-            let (a, b) = (on_lake.get(&format!("{path}&format={format}")), on_ch.get(&format!("{path}&format={format}")));
+            let (a, b) = (spec.get(&on_lake, &format!("{path}&format={format}"), None), spec.get(&on_ch, &format!("{path}&format={format}"), None));
             assert_eq!((a.0, b.0), (200, 200));
             assert_eq!(a.1, b.1, "{path} as {format}");
         }
