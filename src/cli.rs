@@ -478,9 +478,14 @@ fn query(a: QueryArgs) -> Result<()> {
     if let Some(d) = a.data_dir {
         cfg.data_dir = d;
     }
+    // Registry imports over HTTP go where the service reads from.
+    let writer = crate::registry::SinkWriter {
+        lake: (cfg.backend == edgelens_query::BackendKind::Lake).then(|| cfg.data_dir.clone()),
+        clickhouse: (cfg.backend == edgelens_query::BackendKind::ClickHouse).then(|| cfg.clickhouse.clone()),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
-        edgelens_query::api::serve(cfg, shutdown_signal()).await?;
+        edgelens_query::api::serve_with(cfg, Some(std::sync::Arc::new(writer)), shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -14,6 +14,7 @@ use edgelens_aggregate::sink::OffsetSpan;
 use edgelens_aggregate::sink::clickhouse::ClickHouseSink;
 use edgelens_aggregate::sink::parquet::ParquetLake;
 use edgelens_query::Backend;
+use edgelens_query::registry_api::RegistryWriter;
 use edgelens_schemas::registry::{self, Format};
 
 #[derive(Args, Debug)]
@@ -44,6 +45,9 @@ struct ImportArgs {
     /// Only validate; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Who imports, recorded in `registry_audit` (default: $USER, else `cli`).
+    #[arg(long)]
+    actor: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -106,21 +110,51 @@ fn import(a: ImportArgs) -> Result<()> {
         println!("{name}: valid ({summary}); nothing written (--dry-run)");
         return Ok(());
     }
-    let batches = parsed.batches()?;
-    let span = OffsetSpan::new(&format!("registry-{}", registry::content_id(&bytes)), 0, 0, parsed.len() as u64);
-    if let Some(dir) = &data_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut lake = ParquetLake::open(dir)?;
-        for (table, batch) in &batches {
-            lake.write_table(table, batch, &span)?;
-        }
-    }
-    if let Some(url) = &a.clickhouse {
-        let mut ch = ClickHouseSink::connect(&crate::cli::clickhouse_from_env(Some(url))?, Arc::new(AtomicBool::new(false)))?;
-        ch.write_tables(&batches, &span)?;
-    }
+    let import_id = registry::content_id(&bytes);
+    let actor = a.actor.or_else(|| std::env::var("USER").ok()).filter(|s| !s.is_empty()).unwrap_or_else(|| "cli".into());
+    let now = edgelens_aggregate::pipeline::now_nanos();
+    let audit = registry::AuditRow::import(now, &actor, &name, &import_id, &parsed);
+    let writer = SinkWriter {
+        lake: data_dir.clone(),
+        clickhouse: a.clickhouse.as_deref().map(|u| crate::cli::clickhouse_from_env(Some(u))).transpose()?,
+    };
+    writer.write(&parsed.batches()?, &format!("registry-{import_id}")).map_err(anyhow::Error::msg)?;
+    writer
+        .write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit.batch()?)], &format!("registry-audit-{import_id}-{now}"))
+        .map_err(anyhow::Error::msg)?;
     println!("{name}: imported {summary}");
     Ok(())
+}
+
+/// Registry rows into the lake and/or ClickHouse through the aggregate crate's sinks; used by the
+/// CLI and given to the query service for `POST /v1/registry/import`.
+#[derive(Debug, Clone)]
+pub struct SinkWriter {
+    pub lake: Option<PathBuf>,
+    pub clickhouse: Option<edgelens_schemas::clickhouse::ClickHouseConfig>,
+}
+
+impl edgelens_query::registry_api::RegistryWriter for SinkWriter {
+    fn write(
+        &self,
+        tables: &[(&'static edgelens_schemas::TableDef, arrow::array::RecordBatch)],
+        source: &str,
+    ) -> std::result::Result<(), String> {
+        let rows: usize = tables.iter().map(|(_, b)| b.num_rows()).sum();
+        let span = OffsetSpan::new(source, 0, 0, rows as u64);
+        if let Some(dir) = &self.lake {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let mut lake = ParquetLake::open(dir).map_err(|e| e.to_string())?;
+            for (table, batch) in tables {
+                lake.write_table(table, batch, &span).map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some(cfg) = &self.clickhouse {
+            let mut ch = ClickHouseSink::connect(cfg, Arc::new(AtomicBool::new(false))).map_err(|e| e.to_string())?;
+            ch.write_tables(tables, &span).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 fn export(a: ExportArgs) -> Result<()> {

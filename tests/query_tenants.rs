@@ -167,6 +167,35 @@ fn tenants_see_only_their_sites_everywhere() {
             assert_eq!(rows(&body, &sql)[0]["n"].as_u64(), Some(0), "{name}: {sql} reached other rows: {body}");
         }
     }
+    // Registry imports over HTTP: admins only, audited with the token's name.
+    let spec = support::openapi::Spec::fetch(&on_lake);
+    for (name, svc) in [("lake", &on_lake), ("clickhouse", &on_ch)] {
+        let csv = format!("site,tag,source,valid_from,valid_to\n{},wl-{name},ofac,2026-11-01T00:00:00Z,\n", acme[1]);
+        let post = |token: Option<&str>, query: &str, body: &str| {
+            let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+            let mut headers = vec!["Content-Type: text/csv"];
+            headers.extend(auth.as_deref());
+            let (code, ct, text) = svc.fetch("POST", &format!("/v1/registry/import{query}"), &headers, Some(body));
+            spec.check("POST", &format!("/v1/registry/import{query}"), code, &ct, &text);
+            (code, text)
+        };
+        assert_eq!(post(None, "", &csv).0, 401, "{name}");
+        assert_eq!(post(Some(ACME), "", &csv).0, 403, "{name}: a tenant changed the registry");
+        let (code, body) = post(Some(ADMIN), "?file=bad.csv", "site,tag,source,valid_from,valid_to\nx.example,t,s,never,\n");
+        assert_eq!(code, 400, "{name}: {body}");
+        assert!(body.contains("line 2: valid_from"), "{name}: {body}");
+        let (code, body) = post(Some(ADMIN), "?file=tags.csv&dry_run=true", &csv);
+        assert_eq!(code, 200, "{name}: {body}");
+        let count = format!("SELECT COUNT(*) AS n FROM site_tags WHERE tag = 'wl-{name}'");
+        assert_eq!(rows(&svc.sql_as(ADMIN, &count).1, "tags")[0]["n"].as_u64(), Some(0), "{name}: dry run wrote");
+        let (code, body) = post(Some(ADMIN), "?file=tags.csv", &csv);
+        assert_eq!(code, 200, "{name}: {body}");
+        assert_eq!(json(&body, "import")["tags"].as_u64(), Some(1));
+        assert_eq!(rows(&svc.sql_as(ADMIN, &count).1, "tags")[0]["n"].as_u64(), Some(1), "{name}");
+        let audit = rows(&svc.sql_as(ADMIN, "SELECT actor, action, file, tags FROM registry_audit").1, "audit");
+        assert!(audit.iter().any(|r| r["actor"] == "ops" && r["file"] == "tags.csv" && r["action"] == "import" && r["tags"].as_u64() == Some(1)), "{name}: {audit:?}");
+        assert_eq!(rows(&svc.sql_as(ACME, "SELECT COUNT(*) AS n FROM registry_audit").1, "audit")[0]["n"].as_u64(), Some(0), "{name}: tenants do not read the audit");
+    }
     // Both backends give a tenant the same answers.
     for path in [format!("/v1/traffic-share?{range}&by=country&step=1m&top=5"), format!("/v1/incidents?{range}"), format!("/v1/sites/{}/rates?{range}&step=10s", acme[0])] {
         let (a, b) = (on_lake.get_as(ACME, &path), on_ch.get_as(ACME, &path));

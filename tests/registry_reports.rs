@@ -90,7 +90,7 @@ fn registry_import_and_entity_reports_match_a_recount() {
     );
     let tags_csv = write("tags.csv", format!("site,tag,source,valid_from,valid_to\n{},watchlist-x,ofac,{},\n", sites[1], minute(2)));
     for f in [&sites_csv, &entities_csv, &tags_csv] {
-        run_ok(edgelens().args(["registry", "import", f]).args(targets).envs(db.env()));
+        run_ok(edgelens().args(["registry", "import", f, "--actor", "registrar-bot"]).args(targets).envs(db.env()));
     }
     let export = |backend: &[&str]| run_ok(edgelens().args(["registry", "export"]).args(backend).envs(db.env()));
     let before = export(&["--data-dir", &lake_s]);
@@ -115,6 +115,23 @@ fn registry_import_and_entity_reports_match_a_recount() {
 
     let on_lake = QueryService::start(&["--data-dir", &lake_s], &[]);
     let on_ch = QueryService::start(&["--clickhouse", &db.url], &db.env());
+    // Every successful import is audited (the bad one is not): who, which file, how many rows.
+    let audit_sql = "SELECT actor, action, file, sites, entities, tags FROM registry_audit ORDER BY actor, file";
+    let audit = json(&on_lake.sql(audit_sql, "application/json").1, "audit");
+    assert_eq!(normalized(audit.clone()), normalized(json(&on_ch.sql(audit_sql, "application/json").1, "audit")));
+    let rows: Vec<(String, String, u64, u64, u64)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["actor"].as_str().unwrap().to_owned(), r["file"].as_str().unwrap().rsplit('/').next().unwrap().to_owned(), r["sites"].as_u64().unwrap(), r["entities"].as_u64().unwrap(), r["tags"].as_u64().unwrap()))
+        .collect();
+    let bot = |f: &str, s, e, t| ("registrar-bot".to_owned(), f.to_owned(), s, e, t);
+    assert_eq!(rows.len(), 4, "{audit}");
+    // The repeated import ran without --actor: $USER, else `cli`.
+    let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "cli".into());
+    let (mine, others): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.0 == "registrar-bot");
+    assert_eq!(mine, [bot("entities.csv", 0, 6, 0), bot("sites.csv", 4, 0, 0), bot("tags.csv", 0, 0, 1)], "{audit}");
+    assert_eq!(others, [(user, "entities.csv".to_owned(), 0, 6, 0)], "{audit}");
     let spec = support::openapi::Spec::fetch(&on_lake);
     let mut reports = 0;
     for (entity, min_conf) in [("Org A", 0.5), ("Org A", 0.0), ("Org B", 0.0), ("Org C", 0.0), ("Nobody", 0.0)] {

@@ -204,8 +204,9 @@ async fn schema_is_migrated_once_and_mismatches_are_refused() {
 }
 
 /// A database created by a build at schema version 1 is upgraded in place: the columns added
-/// since (`incidents.updated_ts`) appear in the storage table and the view, and a migration
-/// interrupted after its `ADD COLUMN` runs again without error.
+/// since (`incidents.updated_ts`) appear in the storage table and the view, the tables added since
+/// (`registry_audit`) are created, and a migration interrupted after its `ADD COLUMN` runs again
+/// without error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_database_is_upgraded_in_place() {
     use edgelens_aggregate::sink::clickhouse::migrate;
@@ -234,11 +235,13 @@ async fn a_version_1_database_is_upgraded_in_place() {
                 }
             };
             assert!(!cols(c.clone(), "incidents_local").await.contains(&"updated_ts".to_owned()));
+            assert!(cols(c.clone(), "registry_audit_local").await.is_empty(), "version 1 had no registry_audit");
             // Interrupted: the column was added, the version not recorded.
             exec(&c, &format!("ALTER TABLE `{db}`.incidents_local ADD COLUMN `updated_ts` DateTime AFTER `top_attackers`")).await;
             assert_eq!(migrate(&c, &layout).await.expect("upgrade"), layout.latest_version() - 1);
             assert!(cols(c.clone(), "incidents_local").await.contains(&"updated_ts".to_owned()));
             assert!(cols(c.clone(), "incidents").await.contains(&"updated_ts".to_owned()), "the view shows the new column");
+            assert!(cols(c.clone(), "registry_audit").await.contains(&"actor".to_owned()), "registry_audit was added");
             assert_eq!(migrate(&c, &layout).await.expect("current database"), 0);
         }
     })

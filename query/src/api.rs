@@ -12,6 +12,8 @@
 //! - `GET /v1/incidents/{id}?format=json|csv|md|html` — one incident's report; 404 for an unknown id;
 //! - `GET /v1/reports/entities/{entity}?from&to&step&min_confidence&format=json|csv|md|html` — the
 //!   compliance report of an entity (see [`entity_report`]); default: 30 days per day;
+//! - `POST /v1/registry/import?format=csv|json&file&dry_run` — a registry file from an admin token,
+//!   audited with the token's name (see [`registry_api`](crate::registry_api));
 //! - `POST /v1/sql` — body: the SQL text, or JSON `{"sql": "..."}`; one read-only statement (see
 //!   [`sql_guard`](crate::sql_guard)); the result in the format the `Accept` header asks for (JSON
 //!   array of row objects by default, `text/csv`, `application/vnd.apache.arrow.stream`,
@@ -47,6 +49,8 @@ use crate::format::{OutputFormat, render};
 use crate::auth::{Auth, Principal};
 use crate::backend::{Backend, View};
 use crate::metrics::{QueryMetrics, endpoint_of};
+use crate::registry_api::RegistryWriter;
+use edgelens_schemas::registry::Format as RegistryFormat;
 use crate::tenant_sql::TenantScope;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
 use crate::entity_report::{self, EntityReportRequest};
@@ -66,6 +70,7 @@ pub struct AppState {
     backend: Arc<OnceLock<Backend>>,
     auth: Arc<Auth>,
     metrics: Arc<QueryMetrics>,
+    registry_writer: Option<Arc<dyn RegistryWriter>>,
 }
 
 impl AppState {
@@ -93,6 +98,12 @@ impl AppState {
     /// The same state with `auth` deciding who may ask (default: auth off).
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = Arc::new(auth);
+        self
+    }
+
+    /// The same state with `writer` accepting registry imports (`POST /v1/registry/import`).
+    pub fn with_registry_writer(mut self, writer: Arc<dyn RegistryWriter>) -> Self {
+        self.registry_writer = Some(writer);
         self
     }
 
@@ -152,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents", get(incidents_handler))
         .route("/v1/incidents/{id}", get(incident_report_handler))
         .route("/v1/reports/entities/{entity}", get(entity_report_handler))
+        .route("/v1/registry/import", post(registry_import_handler))
         .route("/v1/sql", post(sql_handler))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -161,7 +173,19 @@ pub fn router(state: AppState) -> Router {
 /// Open the configured backend (the lake at `config.data_dir`, or ClickHouse), bind
 /// `config.listen` and serve until `shutdown` completes.
 pub async fn serve(config: QueryConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let state = AppState::starting().with_auth(Auth::new(config.tokens.clone())?);
+    serve_with(config, None, shutdown).await
+}
+
+/// [`serve`], with registry imports over HTTP written by `registry_writer` when given.
+pub async fn serve_with(
+    config: QueryConfig,
+    registry_writer: Option<Arc<dyn RegistryWriter>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let mut state = AppState::starting().with_auth(Auth::new(config.tokens.clone())?);
+    if let Some(w) = registry_writer {
+        state = state.with_registry_writer(w);
+    }
     state.set_backend(config.open_backend()?);
     let listener = TcpListener::bind(config.listen).await?;
     serve_on(listener, state, shutdown).await
@@ -438,6 +462,47 @@ async fn entity_report_handler(
         "html" => body_response("text/html; charset=utf-8", crate::report::entity_html(&report)),
         _ => json_response(&report)?,
     })
+}
+
+/// Query parameters of `POST /v1/registry/import`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportParams {
+    format: Option<String>,
+    file: Option<String>,
+    dry_run: Option<bool>,
+}
+
+async fn registry_import_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ImportParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let format = match (p.format.as_deref(), content_type) {
+        (Some("csv"), _) => RegistryFormat::Csv,
+        (Some("json"), _) => RegistryFormat::Json,
+        (Some(other), _) => return Err(QueryError::InvalidParameter(format!("invalid format {other:?}: expected csv or json"))),
+        (None, ct) if ct.starts_with("application/json") => RegistryFormat::Json,
+        (None, ct) if ct.starts_with("text/csv") => RegistryFormat::Csv,
+        (None, _) => {
+            return Err(QueryError::InvalidParameter("say format=csv|json or send Content-Type text/csv or application/json".into()));
+        }
+    };
+    let outcome = crate::registry_api::import(
+        caller.view(state.backend()?),
+        state.registry_writer.clone(),
+        &caller.principal,
+        &body,
+        format,
+        p.file.as_deref().unwrap_or("-"),
+        p.dry_run.unwrap_or(false),
+    )
+    .await?;
+    json_response(&outcome)
 }
 
 #[derive(Deserialize)]

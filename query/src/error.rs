@@ -14,6 +14,12 @@ pub enum QueryError {
     /// No or an unknown credential (HTTP 401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller may not do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A part of the service this request needs is not configured (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
     /// The requested object (e.g. an incident id) does not exist (HTTP 404).
     #[error("{0}")]
     NotFound(String),
@@ -69,6 +75,10 @@ impl QueryError {
             404
         } else if matches!(self, QueryError::Unauthorized(_)) {
             401
+        } else if matches!(self, QueryError::Forbidden(_)) {
+            403
+        } else if matches!(self, QueryError::Unavailable(_)) {
+            503
         } else if self.is_user_error() {
             400
         } else if matches!(self, QueryError::NotReady) {

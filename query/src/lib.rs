@@ -11,6 +11,7 @@
 //!   with an SVG timeline).
 //! - [`entity_report`]: the compliance report of one entity: attributed sites with provenance,
 //!   their traffic and share over time, incidents on them.
+//! - [`registry_api`]: registry imports over HTTP by admin tokens, audited; [`RegistryWriter`](registry_api::RegistryWriter).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
@@ -31,6 +32,7 @@ pub mod incidents;
 pub mod metrics;
 pub mod lake;
 pub mod params;
+pub mod registry_api;
 pub mod report;
 pub mod site_rates;
 pub mod sketch_udf;

@@ -8,8 +8,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Endpoints, as labels.
-pub const ENDPOINTS: [&str; 9] =
-    ["traffic_share", "site_rates", "incidents", "incident_report", "sql", "openapi", "dashboard", "probe", "other"];
+pub const ENDPOINTS: [&str; 11] = [
+    "traffic_share",
+    "site_rates",
+    "incidents",
+    "incident_report",
+    "entity_report",
+    "registry_import",
+    "sql",
+    "openapi",
+    "dashboard",
+    "probe",
+    "other",
+];
 
 /// Latency histogram bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -44,6 +55,8 @@ pub fn endpoint_of(route: Option<&str>) -> &'static str {
         Some("/v1/sites/{site}/rates") => "site_rates",
         Some("/v1/incidents") => "incidents",
         Some("/v1/incidents/{id}") => "incident_report",
+        Some("/v1/reports/entities/{entity}") => "entity_report",
+        Some("/v1/registry/import") => "registry_import",
         Some("/v1/sql") => "sql",
         Some("/v1/openapi.json") => "openapi",
         Some("/") => "dashboard",

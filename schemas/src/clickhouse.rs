@@ -246,15 +246,24 @@ impl Layout {
     /// new versions; released ones are never edited.
     pub fn migrations(&self) -> Vec<Migration> {
         let mut initial = vec![self.spans_ddl()];
-        for t in ALL_TABLES {
-            initial.push(self.local_ddl_at(t, 1));
-            initial.extend(self.distributed_ddl(t));
-            initial.push(self.view_ddl_at(t, 1));
-        }
+        initial.extend(self.added_tables(1));
         vec![
             Migration { version: 1, name: "initial tables: T_local storage, T_all on clusters, T views, span manifest", statements: initial },
             Migration { version: 2, name: "incidents.updated_ts", statements: self.added_columns(2) },
+            Migration { version: 3, name: "registry_audit", statements: self.added_tables(3) },
         ]
+    }
+
+    /// Statements creating the tables of schema version `version` (storage, `Distributed` table on
+    /// clusters, view), with the columns they had in that version.
+    fn added_tables(&self, version: u32) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in ALL_TABLES.iter().filter(|t| t.since == version) {
+            out.push(self.local_ddl_at(t, version));
+            out.extend(self.distributed_ddl(t));
+            out.push(self.view_ddl_at(t, version));
+        }
+        out
     }
 
     /// Statements adding the columns of schema version `version`: `ADD COLUMN` on `T_local`

@@ -20,9 +20,9 @@ use std::fmt;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 
-use crate::tables::{SITE_ENTITIES, SITE_TAGS, SITES, TableDef};
+use crate::tables::{REGISTRY_AUDIT, SITE_ENTITIES, SITE_TAGS, SITES, TableDef};
 use crate::time::{Nanos, parse_timestamp_str};
 
 /// One `sites` row.
@@ -127,6 +127,57 @@ impl RegistryImport {
             ));
         }
         Ok(out)
+    }
+}
+
+/// One `registry_audit` row: who changed the registry, when and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub ts: Nanos,
+    /// The token's name (HTTP) or `--actor` (CLI).
+    pub actor: String,
+    /// `import`.
+    pub action: String,
+    /// The file name given, or `-`.
+    pub file: String,
+    /// [`content_id`] of the file.
+    pub import_id: String,
+    pub sites: u64,
+    pub entities: u64,
+    pub tags: u64,
+}
+
+impl AuditRow {
+    /// The audit row of importing `import` (the bytes' [`content_id`] is `import_id`) at `ts`.
+    pub fn import(ts: Nanos, actor: &str, file: &str, import_id: &str, import: &RegistryImport) -> AuditRow {
+        AuditRow {
+            ts,
+            actor: actor.to_owned(),
+            action: "import".to_owned(),
+            file: file.to_owned(),
+            import_id: import_id.to_owned(),
+            sites: import.sites.len() as u64,
+            entities: import.entities.len() as u64,
+            tags: import.tags.len() as u64,
+        }
+    }
+
+    pub fn batch(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        let n = |v: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![v])) };
+        RecordBatch::try_new(
+            REGISTRY_AUDIT.arrow_schema(),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![self.ts.div_euclid(1_000)]).with_timezone("UTC")),
+                text(&self.actor),
+                text(&self.action),
+                text(&self.file),
+                text(&self.import_id),
+                n(self.sites),
+                n(self.entities),
+                n(self.tags),
+            ],
+        )
     }
 }
 
@@ -710,6 +761,9 @@ mod tests {
         assert_eq!(b[0].1.num_rows(), 1);
         assert_eq!(b[0].1.column(5).null_count(), 1);
         assert_eq!(content_id(b"abc"), content_id(b"abc"));
+        let audit = AuditRow::import(t("2026-11-02T00:00:00Z"), "ops", "e.csv", &content_id(text.as_bytes()), &r);
+        assert_eq!((audit.sites, audit.entities, audit.tags), (0, 1, 0));
+        assert_eq!(audit.batch().unwrap().num_rows(), 1);
         assert_ne!(content_id(b"abc"), content_id(b"abd"));
     }
 

@@ -75,6 +75,8 @@ pub struct TableDef {
     /// The event-time column that decides the `date=` partition.
     pub time_column: &'static str,
     pub columns: &'static [ColumnDef],
+    /// The ClickHouse schema version that added the table (1: the initial tables).
+    pub since: u32,
 }
 
 use ColumnType::*;
@@ -97,6 +99,7 @@ pub static SITE_RATES_10S: TableDef = TableDef {
         col("distinct_clients", UInt64, Role::Estimate),
         col("clients_sketch", Binary, Role::Sketch),
     ],
+    since: 1,
 };
 
 pub static TRAFFIC_1M: TableDef = TableDef {
@@ -113,6 +116,7 @@ pub static TRAFFIC_1M: TableDef = TableDef {
         measure("requests"),
         measure("bytes"),
     ],
+    since: 1,
 };
 
 pub static ASN_1M: TableDef = TableDef {
@@ -129,6 +133,7 @@ pub static ASN_1M: TableDef = TableDef {
         col("distinct_clients", UInt64, Role::Estimate),
         col("clients_sketch", Binary, Role::Sketch),
     ],
+    since: 1,
 };
 
 pub static INCIDENTS: TableDef = TableDef {
@@ -152,6 +157,7 @@ pub static INCIDENTS: TableDef = TableDef {
         attr("top_attackers", Json),
         since(attr("updated_ts", Timestamp), 2),
     ],
+    since: 1,
 };
 
 pub static INCIDENT_TIMELINE: TableDef = TableDef {
@@ -168,6 +174,7 @@ pub static INCIDENT_TIMELINE: TableDef = TableDef {
         measure("status_4xx"),
         measure("status_5xx"),
     ],
+    since: 1,
 };
 
 pub static SITES: TableDef = TableDef {
@@ -180,6 +187,7 @@ pub static SITES: TableDef = TableDef {
         attr("created_at", Timestamp),
         nullable(attr("removed_at", Timestamp)),
     ],
+    since: 1,
 };
 
 pub static SITE_ENTITIES: TableDef = TableDef {
@@ -194,6 +202,7 @@ pub static SITE_ENTITIES: TableDef = TableDef {
         key("valid_from", Timestamp),
         nullable(attr("valid_to", Timestamp)),
     ],
+    since: 1,
 };
 
 pub static SITE_TAGS: TableDef = TableDef {
@@ -207,6 +216,7 @@ pub static SITE_TAGS: TableDef = TableDef {
         key("valid_from", Timestamp),
         nullable(attr("valid_to", Timestamp)),
     ],
+    since: 1,
 };
 
 pub static DEAD_LETTERS: TableDef = TableDef {
@@ -221,10 +231,28 @@ pub static DEAD_LETTERS: TableDef = TableDef {
         attr("detail", String),
         attr("raw", String),
     ],
+    since: 1,
+};
+
+pub static REGISTRY_AUDIT: TableDef = TableDef {
+    name: "registry_audit",
+    doc: "Every change of the site registry: when, by whom (the token's name or --actor), what.",
+    time_column: "ts",
+    columns: &[
+        attr("ts", Timestamp),
+        attr("actor", String),
+        attr("action", String),
+        attr("file", String),
+        attr("import_id", String),
+        attr("sites", UInt64),
+        attr("entities", UInt64),
+        attr("tags", UInt64),
+    ],
+    since: 3,
 };
 
 /// All tables, in a stable order.
-pub static ALL_TABLES: [&TableDef; 9] = [
+pub static ALL_TABLES: [&TableDef; 10] = [
     &SITE_RATES_10S,
     &TRAFFIC_1M,
     &ASN_1M,
@@ -234,6 +262,7 @@ pub static ALL_TABLES: [&TableDef; 9] = [
     &SITE_ENTITIES,
     &SITE_TAGS,
     &DEAD_LETTERS,
+    &REGISTRY_AUDIT,
 ];
 
 /// Look a table up by name.

@@ -1,0 +1,86 @@
+//! `POST /v1/registry/import`: a registry file (CSV or JSON, as `edgelens registry import` takes)
+//! sent by an admin token, validated as a whole, written through the [`RegistryWriter`] the
+//! service was given, and audited in `registry_audit` with the token's name. Tenant tokens get
+//! 403; a service started without a writer answers 503.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use edgelens_schemas::registry::{self, AuditRow, Format};
+use edgelens_schemas::tables::TableDef;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Principal;
+use crate::backend::View;
+use crate::error::{QueryError, Result};
+use crate::lake::column_string;
+
+/// Where registry rows are written (the lake and/or ClickHouse), provided by whoever starts the
+/// service: the query crate reads, the sinks that write live in the aggregate crate.
+pub trait RegistryWriter: Send + Sync + std::fmt::Debug {
+    /// Write `tables` durably as span `source`; writing the same source again replaces its rows.
+    fn write(&self, tables: &[(&'static TableDef, RecordBatch)], source: &str) -> std::result::Result<(), String>;
+}
+
+/// The answer: what was (or, with `dry_run`, would be) imported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    pub import_id: String,
+    pub sites: u64,
+    pub entities: u64,
+    pub tags: u64,
+    pub dry_run: bool,
+    pub actor: String,
+}
+
+/// Validate and write one import.
+pub async fn import(
+    view: View<'_>,
+    writer: Option<Arc<dyn RegistryWriter>>,
+    principal: &Principal,
+    body: &[u8],
+    format: Format,
+    file: &str,
+    dry_run: bool,
+) -> Result<ImportOutcome> {
+    let actor = match principal {
+        Principal::Admin { name } => name.clone(),
+        Principal::Tenant { .. } => {
+            return Err(QueryError::Forbidden("registry changes need an admin token".into()));
+        }
+    };
+    let text = std::str::from_utf8(body).map_err(|_| QueryError::InvalidParameter("the registry file is not UTF-8".into()))?;
+    let mut known = BTreeSet::new();
+    for b in view.query("SELECT DISTINCT site FROM sites").await?.batches {
+        let col = column_string(&b, "site")?;
+        known.extend((0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i).to_owned()));
+    }
+    let parsed = registry::parse(text, format, &known).map_err(|e| QueryError::InvalidParameter(e.to_string()))?;
+    let import_id = registry::content_id(body);
+    let outcome = ImportOutcome {
+        import_id: import_id.clone(),
+        sites: parsed.sites.len() as u64,
+        entities: parsed.entities.len() as u64,
+        tags: parsed.tags.len() as u64,
+        dry_run,
+        actor: actor.clone(),
+    };
+    if dry_run {
+        return Ok(outcome);
+    }
+    let writer = writer.ok_or_else(|| QueryError::Unavailable("this service was started without a registry writer".into()))?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let audit = AuditRow::import(now, &actor, file, &import_id, &parsed);
+    let batches = parsed.batches()?;
+    let audit_batch = audit.batch()?;
+    tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+        writer.write(&batches, &format!("registry-{import_id}"))?;
+        writer.write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit_batch)], &format!("registry-audit-{import_id}-{now}"))
+    })
+    .await
+    .map_err(|e| QueryError::Backend(format!("registry write task: {e}")))?
+    .map_err(QueryError::Backend)?;
+    tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, "registry import");
+    Ok(outcome)
+}
