@@ -44,6 +44,10 @@ pub enum QueryError {
     /// Rendering results failed.
     #[error("rendering results failed: {0}")]
     Render(#[from] arrow::error::ArrowError),
+    /// Lake files that cannot be read (their footer does not parse); move them aside to serve the
+    /// rest of their partition again.
+    #[error("corrupt Parquet file(s) in the lake: {paths} (queries that do not read them still work; move them out of the lake) — {cause}")]
+    CorruptFiles { paths: String, cause: String },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     /// The ClickHouse backend failed (unreachable, server error, undecodable answer).

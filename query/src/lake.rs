@@ -116,6 +116,13 @@ impl Lake {
 
     /// Run trusted SQL with positional parameters (`$1`, `$2`, ...) and collect the result.
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<QueryResult> {
+        match self.query_unchecked(sql, params).await {
+            Err(e) => Err(self.name_corrupt_files(e)),
+            ok => ok,
+        }
+    }
+
+    async fn query_unchecked(&self, sql: &str, params: Vec<ScalarValue>) -> Result<QueryResult> {
         let mut df = self.ctx.sql(sql).await?;
         if !params.is_empty() {
             df = df.with_param_values(params)?;
@@ -128,6 +135,31 @@ impl Lake {
     /// Run SQL from a user: only one read-only statement is accepted (see [`sql_guard`]); parse and
     /// plan errors are reported as the user's ([`QueryError::InvalidSql`]).
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
+        match self.user_sql_unchecked(sql).await {
+            Err(e) => Err(self.name_corrupt_files(e)),
+            ok => ok,
+        }
+    }
+
+    /// A query that failed on an unreadable Parquet file: find the lake's unreadable files (their
+    /// footers do not parse) so the error names them. Queries that do not read them (other tables,
+    /// other `date` partitions) are unaffected.
+    fn name_corrupt_files(&self, e: QueryError) -> QueryError {
+        let text = e.to_string();
+        if !(text.contains("Parquet error") || text.contains("parquet")) {
+            return e;
+        }
+        let bad = corrupt_files(&self.dir);
+        if bad.is_empty() {
+            return e;
+        }
+        QueryError::CorruptFiles {
+            paths: bad.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            cause: text,
+        }
+    }
+
+    async fn user_sql_unchecked(&self, sql: &str) -> Result<QueryResult> {
         let statement = sql_guard::check(sql)?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
@@ -164,6 +196,29 @@ impl Lake {
         let batches = self.sql(&format!("SELECT 1 FROM \"{table}\" LIMIT 1")).await?;
         Ok(batches.iter().any(|b| b.num_rows() > 0))
     }
+}
+
+/// `.parquet` files under `dir` (one level of tables, then partitions) whose footer does not parse.
+pub fn corrupt_files(dir: &Path) -> Vec<PathBuf> {
+    use datafusion::parquet::file::reader::SerializedFileReader;
+    let mut bad = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                let ok = std::fs::File::open(&path).ok().is_some_and(|f| SerializedFileReader::new(f).is_ok());
+                if !ok {
+                    bad.push(path);
+                }
+            }
+        }
+    }
+    bad.sort();
+    bad
 }
 
 /// The schema of `table` as the lake exposes it: the table's columns plus `date`.
@@ -234,6 +289,56 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open_with(dir.path(), limits).unwrap();
         (dir, lake)
+    }
+
+    /// A lake with `traffic_1m` rows on two dates, one file per date.
+    fn two_dates(dir: &Path) -> Vec<PathBuf> {
+        use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt64Array};
+        use edgelens_schemas::tables::TRAFFIC_1M;
+        let mut files = Vec::new();
+        for (date, us) in [("2026-11-01", 1_793_491_200_000_000i64), ("2026-11-02", 1_793_577_600_000_000)] {
+            let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+            let batch = RecordBatch::try_new(
+                TRAFFIC_1M.arrow_schema(),
+                TRAFFIC_1M
+                    .columns
+                    .iter()
+                    .map(|c| match c.name {
+                        "ts" => Arc::new(TimestampMicrosecondArray::from(vec![us]).with_timezone("UTC")) as ArrayRef,
+                        "requests" | "bytes" => Arc::new(UInt64Array::from(vec![7u64])),
+                        _ => text("x"),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+            let part = dir.join("traffic_1m").join(format!("date={date}"));
+            std::fs::create_dir_all(&part).unwrap();
+            let path = part.join("a.parquet");
+            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            files.push(path);
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_file_is_named_and_the_rest_is_served() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        let files = two_dates(dir.path());
+        let count = "SELECT SUM(requests) AS n FROM traffic_1m";
+        assert_eq!(lake.user_sql(count).await.unwrap().num_rows(), 1);
+        std::fs::write(&files[1], b"PAR1 not really parquet").unwrap();
+        let e = lake.user_sql(count).await.unwrap_err();
+        assert!(matches!(e, QueryError::CorruptFiles { .. }), "{e}");
+        assert!(e.to_string().contains(&files[1].display().to_string()), "{e}");
+        assert_eq!(e.http_status(), 500);
+        let e = lake.sql(count).await.unwrap_err();
+        assert!(e.to_string().contains("date=2026-11-02"), "{e}");
+        // The other date and other tables are still served.
+        let r = lake.user_sql("SELECT SUM(requests) AS n FROM traffic_1m WHERE date = '2026-11-01'").await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":7}]"#);
+        assert!(lake.user_sql("SELECT COUNT(*) FROM site_rates_10s").await.is_ok());
     }
 
     #[tokio::test]
