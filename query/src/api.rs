@@ -34,7 +34,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -71,6 +71,35 @@ pub struct AppState {
     auth: Arc<Auth>,
     metrics: Arc<QueryMetrics>,
     registry_writer: Option<Arc<dyn RegistryWriter>>,
+    limits: Arc<HttpLimits>,
+}
+
+/// Bounds on the HTTP listener (from [`QueryConfig`]).
+#[derive(Debug)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    inflight: tokio::sync::Semaphore,
+}
+
+impl HttpLimits {
+    pub fn new(max_body_bytes: usize, max_concurrent_requests: usize, request_timeout: std::time::Duration) -> Self {
+        HttpLimits { max_body_bytes, request_timeout, inflight: tokio::sync::Semaphore::new(max_concurrent_requests.max(1)) }
+    }
+
+    pub fn of(config: &QueryConfig) -> Self {
+        HttpLimits::new(
+            config.max_body_bytes,
+            config.max_concurrent_requests,
+            std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
+        )
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::of(&QueryConfig::default())
+    }
 }
 
 impl AppState {
@@ -98,6 +127,12 @@ impl AppState {
     /// The same state with `auth` deciding who may ask (default: auth off).
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = Arc::new(auth);
+        self
+    }
+
+    /// The same state with other HTTP limits.
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = Arc::new(limits);
         self
     }
 
@@ -166,7 +201,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/import", post(registry_import_handler))
         .route("/v1/sql", post(sql_handler))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(state.clone(), bounded))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .with_state(state)
 }
 
@@ -182,7 +219,7 @@ pub async fn serve_with(
     registry_writer: Option<Arc<dyn RegistryWriter>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let mut state = AppState::starting().with_auth(Auth::new(config.tokens.clone())?);
+    let mut state = AppState::starting().with_auth(Auth::new(config.tokens.clone())?).with_limits(HttpLimits::of(&config));
     if let Some(w) = registry_writer {
         state = state.with_registry_writer(w);
     }
@@ -271,6 +308,28 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         _ => 0,
     };
     response
+}
+
+/// At most `max_concurrent_requests` requests at once (503 with `Retry-After` beyond, never a
+/// queue), each answered within `request_timeout` (503 otherwise; its work is dropped). Probes
+/// and metrics are exempt, so an overloaded service still says so.
+async fn bounded(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = state.limits.inflight.try_acquire() else {
+        let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; retry shortly");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("no answer within {} s; narrow the request", state.limits.request_timeout.as_secs()),
+        ),
+    }
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {

@@ -12,6 +12,7 @@
 //!
 //! Rows with the same key columns are deltas of one group: readers sum them (this module does not).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
@@ -116,7 +117,8 @@ impl Lake {
 
     /// Run trusted SQL with positional parameters (`$1`, `$2`, ...) and collect the result.
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<QueryResult> {
-        match self.query_unchecked(sql, params).await {
+        let (this, sql) = (self.clone(), sql.to_owned());
+        match on_exec(async move { this.query_unchecked(&sql, params).await }).await {
             Err(e) => Err(self.name_corrupt_files(e)),
             ok => ok,
         }
@@ -135,7 +137,8 @@ impl Lake {
     /// Run SQL from a user: only one read-only statement is accepted (see [`sql_guard`]); parse and
     /// plan errors are reported as the user's ([`QueryError::InvalidSql`]).
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
-        match self.user_sql_unchecked(sql).await {
+        let (this, sql) = (self.clone(), sql.to_owned());
+        match on_exec(async move { this.user_sql_unchecked(&sql).await }).await {
             Err(e) => Err(self.name_corrupt_files(e)),
             ok => ok,
         }
@@ -195,6 +198,38 @@ impl Lake {
     pub async fn has_rows(&self, table: &str) -> Result<bool> {
         let batches = self.sql(&format!("SELECT 1 FROM \"{table}\" LIMIT 1")).await?;
         Ok(batches.iter().any(|b| b.num_rows() > 0))
+    }
+}
+
+/// The runtime queries execute on: its own threads, so CPU-heavy plans (DataFusion polls them
+/// without yielding) never starve the listeners and their timeouts on the caller's runtime.
+fn exec_runtime() -> &'static tokio::runtime::Runtime {
+    static EXEC: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    EXEC.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, usize::from))
+            .thread_name("edgelens-query-exec")
+            .enable_all()
+            .build()
+            .expect("query execution runtime")
+    })
+}
+
+/// Run `fut` on the execution runtime; dropping the returned future (a timeout, a closed
+/// connection) aborts it there.
+async fn on_exec<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = exec_runtime().spawn(fut);
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(QueryError::Execution(datafusion::error::DataFusionError::External(Box::new(e)))),
     }
 }
 

@@ -70,6 +70,12 @@ pub struct QueryConfig {
     /// caller sees everything — keep such a service on loopback.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<auth::TokenConfig>,
+    /// HTTP: largest request body (SQL text, registry files), in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// HTTP: requests served at once; more get 503 with `Retry-After` at once instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// HTTP: seconds before a request that has not been answered gets 503.
+    pub request_timeout_secs: u64,
     /// User SQL (HTTP and Postgres wire): seconds before a query is cancelled.
     pub sql_timeout_secs: u64,
     /// User SQL: most rows in one answer; a larger answer is an error (add a LIMIT).
@@ -137,6 +143,9 @@ impl Default for QueryConfig {
             backend: BackendKind::Lake,
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
             tokens: Vec::new(),
+            max_body_bytes: 16 << 20,
+            max_concurrent_requests: 64,
+            request_timeout_secs: 120,
             sql_timeout_secs: 30,
             sql_max_rows: 1_000_000,
             sql_memory_mb: 2_048,

@@ -221,12 +221,15 @@ struct Service {
 
 impl Service {
     async fn start(dir: &Path) -> Service {
-        let lake = Lake::open(dir).unwrap();
+        Service::start_with(dir, AppState::new(Lake::open(dir).unwrap())).await
+    }
+
+    async fn start_with(_dir: &Path, state: AppState) -> Service {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve_on(listener, AppState::new(lake), async {
+            serve_on(listener, state, async {
                 let _ = stopped.await;
             })
             .await
@@ -708,4 +711,41 @@ async fn metrics_count_requests_by_endpoint_status_and_error_kind() {
     // No per-site labels.
     assert!(!text.contains("shop.example"));
     svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_limits_bound_bodies_concurrency_and_time() {
+    use edgelens_query::api::HttpLimits;
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    let limits = HttpLimits::new(1024, 1, std::time::Duration::from_secs(1));
+    let state = AppState::new(Lake::open(dir.path()).unwrap()).with_limits(limits);
+    let svc = Arc::new(Service::start_with(dir.path(), state).await);
+    let big = format!("SELECT 1 AS one -- {}", "x".repeat(2000));
+    assert_eq!(svc.sql(&big, "application/json").await.status, 413);
+    // A query running longer than the request timeout: 503, while it holds the only slot the
+    // next request gets 503 at once.
+    let slow = "SELECT SUM(a.value * b.value) AS n FROM range(300000) a CROSS JOIN range(300000) b";
+    let busy = tokio::spawn({
+        let svc = Arc::clone(&svc);
+        async move { svc.sql(slow, "application/json").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let refused = svc.sql("SELECT 1 AS one", "application/json").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(svc.get("/healthz").await.status, 200, "probes are exempt");
+    let timed_out = busy.await.unwrap();
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text());
+    assert!(timed_out.text().contains("no answer within 1 s"));
+    // The slot is free again once the cancelled query's work has stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = svc.sql("SELECT 1 AS one", "application/json").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {} after the timeout: {}", r.status, r.text());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
