@@ -339,104 +339,6 @@ fn md(s: &str) -> String {
     s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::incidents::{IncidentDetail, IncidentSummary};
-
-    /// A fixed report: a 12-second flood with a signature of two predicates.
-    pub(crate) fn sample() -> IncidentReport {
-        let base = 1_793_491_200_000_000i64; // 2026-11-01T00:00:00Z
-        let timeline = (0..12)
-            .map(|i| {
-                let attack = if (2..10).contains(&i) { 400 + i * 10 } else { 0 };
-                let requests = 20 + attack;
-                TimelinePoint {
-                    ts: crate::params::rfc3339_us(base + i * 1_000_000),
-                    ts_us: base + i * 1_000_000,
-                    requests: requests as u64,
-                    matched_requests: attack as u64,
-                    status_2xx: requests as u64 - 3,
-                    status_3xx: 0,
-                    status_4xx: 3,
-                    status_5xx: 0,
-                }
-            })
-            .collect();
-        IncidentReport {
-            incident: IncidentDetail {
-                summary: IncidentSummary {
-                    incident_id: "shop.example-20261101T000002Z".into(),
-                    site: "shop.example".into(),
-                    vector: "http_flood".into(),
-                    status: "ended".into(),
-                    start_ts: "2026-11-01T00:00:02Z".into(),
-                    detected_ts: "2026-11-01T00:00:05Z".into(),
-                    peak_ts: "2026-11-01T00:00:09Z".into(),
-                    end_ts: Some("2026-11-01T00:00:10Z".into()),
-                    updated_ts: "2026-11-01T00:00:16Z".into(),
-                    peak_rps: 510.0,
-                    baseline_rps: 20.0,
-                    attack_requests: 3480,
-                    distinct_ips: 812,
-                    report: "/v1/incidents/shop.example-20261101T000002Z".into(),
-                },
-                signature: serde_json::json!({"predicates":[
-                    {"attr":"asn","op":"in","values":["64500","64501"],"precision":0.995,"coverage":0.98},
-                    {"attr":"user_agent","op":"in","values":["curl/8.0 | <bot>"],"precision":0.999,"coverage":0.97}
-                ],"precision":0.999,"coverage":0.96}),
-                top_attackers: serde_json::json!([{"ip":"203.0.113.7","requests":120},{"ip":"2001:db8::1","requests":90}]),
-            },
-            timeline,
-        }
-    }
-
-    fn golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-        if std::env::var_os("EDGELENS_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, actual).unwrap();
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (EDGELENS_UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(actual, expected, "{name} differs from its golden file (EDGELENS_UPDATE_GOLDEN=1 rewrites it)");
-    }
-
-    #[test]
-    fn markdown_report_matches_golden() {
-        golden("incident_report.md", &markdown(&sample()));
-    }
-
-    #[test]
-    fn html_report_matches_golden() {
-        golden("incident_report.html", &html(&sample()));
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        let md = markdown(&sample());
-        assert!(md.contains("curl/8.0 \\| <bot>"), "{md}");
-        let html = html(&sample());
-        assert!(html.contains("curl/8.0 | &lt;bot&gt;"));
-        assert!(!html.contains("<bot>"));
-        assert!(!html.contains("<script"));
-    }
-
-    #[test]
-    fn chart_scales_to_the_timeline() {
-        let svg = timeline_svg(&sample());
-        // Peak 510 rounds up to a 1000/s axis; the area starts and ends on the baseline.
-        assert!(svg.contains(">1000/s<"), "{svg}");
-        assert!(svg.contains("class=\"requests\" d=\"M56.0,232.0L56.0,"));
-        assert!(svg.contains("class=\"detected\""));
-        let empty = IncidentReport { timeline: Vec::new(), ..sample() };
-        assert!(timeline_svg(&empty).contains("no timeline rows"));
-        assert_eq!(nice_ceiling(0), 1);
-        assert_eq!(nice_ceiling(510), 1000);
-        assert_eq!(nice_ceiling(200), 200);
-        assert_eq!(nice_ceiling(201), 500);
-    }
-}
-
 /// The entity report as Markdown: totals, attributions with provenance and traffic, incidents
 /// with links to their reports, the per-step series.
 pub fn entity_markdown(r: &crate::entity_report::EntityReport) -> String {
@@ -599,4 +501,102 @@ fn share_svg(points: &[crate::entity_report::ReportPoint]) -> String {
     let _ = writeln!(out, "<text x=\"{x1}\" y=\"{}\" text-anchor=\"end\">{}</text>", H - 8.0, esc(last));
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::{IncidentDetail, IncidentSummary};
+
+    /// A fixed report: a 12-second flood with a signature of two predicates.
+    pub(crate) fn sample() -> IncidentReport {
+        let base = 1_793_491_200_000_000i64; // 2026-11-01T00:00:00Z
+        let timeline = (0..12)
+            .map(|i| {
+                let attack = if (2..10).contains(&i) { 400 + i * 10 } else { 0 };
+                let requests = 20 + attack;
+                TimelinePoint {
+                    ts: crate::params::rfc3339_us(base + i * 1_000_000),
+                    ts_us: base + i * 1_000_000,
+                    requests: requests as u64,
+                    matched_requests: attack as u64,
+                    status_2xx: requests as u64 - 3,
+                    status_3xx: 0,
+                    status_4xx: 3,
+                    status_5xx: 0,
+                }
+            })
+            .collect();
+        IncidentReport {
+            incident: IncidentDetail {
+                summary: IncidentSummary {
+                    incident_id: "shop.example-20261101T000002Z".into(),
+                    site: "shop.example".into(),
+                    vector: "http_flood".into(),
+                    status: "ended".into(),
+                    start_ts: "2026-11-01T00:00:02Z".into(),
+                    detected_ts: "2026-11-01T00:00:05Z".into(),
+                    peak_ts: "2026-11-01T00:00:09Z".into(),
+                    end_ts: Some("2026-11-01T00:00:10Z".into()),
+                    updated_ts: "2026-11-01T00:00:16Z".into(),
+                    peak_rps: 510.0,
+                    baseline_rps: 20.0,
+                    attack_requests: 3480,
+                    distinct_ips: 812,
+                    report: "/v1/incidents/shop.example-20261101T000002Z".into(),
+                },
+                signature: serde_json::json!({"predicates":[
+                    {"attr":"asn","op":"in","values":["64500","64501"],"precision":0.995,"coverage":0.98},
+                    {"attr":"user_agent","op":"in","values":["curl/8.0 | <bot>"],"precision":0.999,"coverage":0.97}
+                ],"precision":0.999,"coverage":0.96}),
+                top_attackers: serde_json::json!([{"ip":"203.0.113.7","requests":120},{"ip":"2001:db8::1","requests":90}]),
+            },
+            timeline,
+        }
+    }
+
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        if std::env::var_os("EDGELENS_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (EDGELENS_UPDATE_GOLDEN=1 writes it)", path.display()));
+        assert_eq!(actual, expected, "{name} differs from its golden file (EDGELENS_UPDATE_GOLDEN=1 rewrites it)");
+    }
+
+    #[test]
+    fn markdown_report_matches_golden() {
+        golden("incident_report.md", &markdown(&sample()));
+    }
+
+    #[test]
+    fn html_report_matches_golden() {
+        golden("incident_report.html", &html(&sample()));
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let md = markdown(&sample());
+        assert!(md.contains("curl/8.0 \\| <bot>"), "{md}");
+        let html = html(&sample());
+        assert!(html.contains("curl/8.0 | &lt;bot&gt;"));
+        assert!(!html.contains("<bot>"));
+        assert!(!html.contains("<script"));
+    }
+
+    #[test]
+    fn chart_scales_to_the_timeline() {
+        let svg = timeline_svg(&sample());
+        // Peak 510 rounds up to a 1000/s axis; the area starts and ends on the baseline.
+        assert!(svg.contains(">1000/s<"), "{svg}");
+        assert!(svg.contains("class=\"requests\" d=\"M56.0,232.0L56.0,"));
+        assert!(svg.contains("class=\"detected\""));
+        let empty = IncidentReport { timeline: Vec::new(), ..sample() };
+        assert!(timeline_svg(&empty).contains("no timeline rows"));
+        assert_eq!(nice_ceiling(0), 1);
+        assert_eq!(nice_ceiling(510), 1000);
+        assert_eq!(nice_ceiling(200), 200);
+        assert_eq!(nice_ceiling(201), 500);
+    }
 }
