@@ -134,18 +134,26 @@ impl Setup {
             ("EDGELENS__AGGREGATE__CHECKPOINT_INTERVAL_MS".into(), "2000".into()),
             ("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS".into(), "500".into()),
             ("EDGELENS__AGGREGATE__SESSION_TIMEOUT_MS".into(), "6000".into()),
+            // Aggregators of parallel tests share the host: each its own free metrics port.
+            ("EDGELENS__AGGREGATE__METRICS_LISTEN".into(), "127.0.0.1:0".into()),
         ]);
         env
     }
 
     /// Aggregator replica `slot` (its static group member id).
     fn aggregator(&self, lake: &Path, log: &Path, slot: usize) -> Proc {
+        self.aggregator_with(lake, log, slot, &[])
+    }
+
+    /// Aggregator replica `slot` with extra environment variables.
+    fn aggregator_with(&self, lake: &Path, log: &Path, slot: usize, extra_env: &[(&str, String)]) -> Proc {
         let log = File::options().create(true).append(true).open(log).unwrap();
         Proc(Some(edgelens()
             .args(["aggregate", "--brokers", &self.broker, "--group", &self.group, "--data-dir"])
             .arg(lake)
             .envs(self.env())
             .env("EDGELENS__AGGREGATE__INSTANCE_ID", format!("aggregator-{slot}"))
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -500,7 +508,7 @@ fn clickhouse_outage_of_60s_stops_commits_then_totals_are_exact() {
     assert!(peak_rss < 512, "aggregator memory grew to {peak_rss} MiB during the outage");
     ch.script("start");
 
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log.clone()]);
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), std::slice::from_ref(&log));
     let db = setup.ch.as_ref().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -560,4 +568,126 @@ fn sigterm_during_flush_stops_cleanly_with_consistent_offsets() {
     setup.wait_done(&lake, expected.valid, Duration::from_secs(180), &[log]);
     stop_gracefully(agg);
     assert_same_tables(&lake, &want);
+}
+
+/// GET `path` from 127.0.0.1:`port`; (status, body), status 0 when nothing answers.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+        return (0, String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` (as written) → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap_or_else(|_| panic!("not a number: {l}")))))
+        .collect()
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels` (`key="value"`).
+fn sum_of(m: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.split('{').next() == Some(name) && labels.iter().all(|l| k.contains(l)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Must show of the aggregator's observability: `/metrics` of an aggregator that processed a
+/// small input counts exactly that input — counted events = valid events, dead letters = invalid
+/// lines by stage and reason (rejected by the ingest role, or by the aggregator for lines put on
+/// the events topic by another producer), rows written = rows in the lake; consumer lag reaches 0
+/// once everything is committed; flushes were timed; `/healthz` and `/readyz` answer 200.
+#[test]
+fn aggregator_metrics_count_the_input_and_lag_reaches_zero() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let setup = Setup::new(broker(), 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 31, "2m", 200, 30);
+    let expected = recount(&raw);
+    // Invalid lines through the ingest role: dead-lettered there (stage "ingest").
+    let mut text = std::fs::read(&raw).unwrap();
+    text.extend_from_slice(b"{\"half\":\n\xff\xfe\n{\"ClientIP\":\"1.2.3.4\",\"EdgeResponseStatus\":200,\"ZoneName\":\"a.example\"}\n");
+    let input = tmp.path().join("input.ndjson");
+    std::fs::write(&input, &text).unwrap();
+    drop(text);
+    let ingest_invalid = [("malformed_json", 1.0), ("invalid_utf8", 1.0), ("missing_field", 1.0)];
+
+    let lake = tmp.path().join("lake");
+    let log = tmp.path().join("aggregator.log");
+    let port = free_port();
+    let agg = setup.aggregator_with(&lake, &log, 0, &[("EDGELENS__AGGREGATE__METRICS_LISTEN", format!("127.0.0.1:{port}"))]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(port, "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "aggregator not ready within 60 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http_get(port, "/healthz").0, 200);
+
+    run_ok(edgelens().args(["ingest", "--brokers", &setup.broker, "file"]).arg(&input).envs(setup.env()));
+    // Lines another producer put straight on the events topic: dead-lettered by the aggregator.
+    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &setup.broker).create().unwrap();
+    for line in [&b"not json"[..], b"{\"EdgeStartTimestamp\":1793491200,\"ClientIP\":\"1.2.3.4\",\"EdgeResponseStatus\":999,\"ZoneName\":\"a.example\"}"] {
+        producer.send(BaseRecord::<(), [u8]>::to(&setup.events).payload(line)).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let aggregate_invalid = [("malformed_json", 1.0), ("invalid_status", 1.0)];
+
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(120), std::slice::from_ref(&log));
+    // Offsets and high watermarks are published every few seconds: wait for lag 0 everywhere.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let (status, body) = http_get(port, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let m = samples(&body);
+        let lags: Vec<f64> = m.iter().filter(|(k, _)| k.starts_with("edgelens_aggregate_consumer_lag{")).map(|(_, v)| *v).collect();
+        if lags.len() == 4 && lags.iter().all(|&l| l == 0.0) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "consumer lag not 0 on every partition within 60 s: {lags:?}\n{body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+
+    let valid = expected.valid as f64;
+    assert_eq!(sum_of(&m, "edgelens_aggregate_events_counted_total", &[]), valid, "counted events");
+    assert_eq!(sum_of(&m, "edgelens_aggregate_events_duplicate_total", &[]), 0.0);
+    assert_eq!(sum_of(&m, "edgelens_aggregate_messages_consumed_total", &["topic=\"events\""]), valid + aggregate_invalid.len() as f64);
+    assert_eq!(sum_of(&m, "edgelens_aggregate_messages_consumed_total", &["topic=\"dead_letters\""]), ingest_invalid.len() as f64);
+    for (stage, reasons) in [("ingest", &ingest_invalid[..]), ("aggregate", &aggregate_invalid[..])] {
+        for (reason, n) in reasons {
+            assert_eq!(sum_of(&m, "edgelens_aggregate_dead_letters_total", &[&format!("stage=\"{stage}\""), &format!("reason=\"{reason}\"")]), *n, "{stage} {reason}");
+        }
+        let total: f64 = reasons.iter().map(|(_, n)| n).sum();
+        assert_eq!(sum_of(&m, "edgelens_aggregate_dead_letters_total", &[&format!("stage=\"{stage}\"")]), total, "{stage} dead letters");
+    }
+    assert_eq!(dead_letters(&lake) as f64, (ingest_invalid.len() + aggregate_invalid.len()) as f64, "dead letters in the lake");
+    for table in [SITE_RATES_10S.name, TRAFFIC_1M.name, ASN_1M.name, DEAD_LETTERS.name] {
+        let in_lake: usize = read_table(&lake, table).iter().map(|b| b.num_rows()).sum();
+        assert_eq!(sum_of(&m, "edgelens_aggregate_rows_written_total", &["sink=\"lake\"", &format!("table=\"{table}\"")]), in_lake as f64, "{table} rows");
+    }
+    assert!(sum_of(&m, "edgelens_aggregate_flush_duration_seconds_count", &[]) > 0.0, "no flush timed");
+    assert_eq!(
+        sum_of(&m, "edgelens_aggregate_flush_duration_seconds_bucket", &["le=\"+Inf\""]),
+        sum_of(&m, "edgelens_aggregate_flush_duration_seconds_count", &[])
+    );
+    assert!(sum_of(&m, "edgelens_aggregate_checkpoints_total", &[]) > 0.0);
+    assert!(sum_of(&m, "edgelens_aggregate_commits_total", &[]) > 0.0);
+    assert_eq!(sum_of(&m, "edgelens_aggregate_sink_errors_total", &[]), 0.0);
+    assert_eq!(sum_of(&m, "edgelens_aggregate_partitions_owned", &[]), 4.0);
+    assert_eq!(sum_of(&m, "edgelens_aggregate_ready", &[]), 1.0);
+    // Every partition's committed offset is its position (the whole input committed).
+    for p in 0..setup.partitions {
+        let labels = [format!("topic=\"{}\"", setup.events), format!("partition=\"{p}\"")];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        assert_eq!(sum_of(&m, "edgelens_aggregate_committed_offset", &labels), sum_of(&m, "edgelens_aggregate_position", &labels), "partition {p}");
+    }
+    stop_gracefully(agg);
 }

@@ -16,8 +16,12 @@
 //! the checkpoint at that offset is durable (and with it every row flushed before it). A sink or
 //! checkpoint failure stops the process with an error instead of skipping input: a restart resumes
 //! from the last commit, exactly once.
+//!
+//! [`run`] also serves the role's [`crate::metrics`] on `metrics_listen`; partitions report their
+//! counts on the timer, never per message.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +36,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::lease::{fair_share, Lease, Membership};
+use crate::metrics::{AggregateMetrics, PartitionOffsets};
 use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
 use crate::pipeline::PipelineConfig;
 use crate::sink::Sinks;
@@ -94,6 +99,10 @@ pub struct AggregateConfig {
     pub detect: bool,
     /// Topic every incident row is published to as JSON (empty: none); created if missing.
     pub incidents_topic: String,
+    /// Address of the HTTP listener with `/metrics`, `/healthz` and `/readyz` ([`crate::metrics`]);
+    /// `""` (or `"off"`) turns it off. One per process: aggregators sharing a host need one each.
+    #[serde(deserialize_with = "optional_listen_addr")]
+    pub metrics_listen: Option<SocketAddr>,
     /// ClickHouse, written next to the lake when enabled: the config file's `[clickhouse]` section
     /// (shared with the query role), not a key of `[aggregate]`.
     #[serde(skip)]
@@ -126,9 +135,23 @@ impl Default for AggregateConfig {
             client_ip_key: String::new(),
             detect: true,
             incidents_topic: crate::sink::alerts::INCIDENTS_TOPIC.into(),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT))),
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
         }
     }
+}
+
+/// Default port of `[aggregate] metrics_listen`.
+pub const DEFAULT_METRICS_PORT: u16 = 9464;
+
+/// `HOST:PORT`, or `""` / `"off"` for none.
+fn optional_listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| serde::de::Error::custom(format!("{text:?} is not an address: {e} (expected IP:PORT, or \"\" to turn the listener off)")))
 }
 
 impl AggregateConfig {
@@ -160,8 +183,9 @@ impl AggregateConfig {
 
     /// The sinks of this aggregator: the lake, ClickHouse when configured, the incidents topic
     /// when detection is on and a topic is set.
-    fn open_sinks(&self, stop: &Arc<AtomicBool>) -> Result<Sinks, AggregateError> {
+    fn open_sinks(&self, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<Sinks, AggregateError> {
         let mut sinks = Sinks::open(&self.data_dir, &self.clickhouse, Arc::clone(stop))?;
+        sinks.metrics = Some(Arc::clone(metrics));
         if self.detect && !self.incidents_topic.is_empty() {
             crate::sink::alerts::ensure_topic(&self.brokers, &self.incidents_topic)?;
             let log = edgelens_ingest::kafka::KafkaLog::new(&edgelens_ingest::kafka::KafkaLogConfig {
@@ -234,6 +258,9 @@ pub struct AggregateStats {
     /// Partitions taken over (leases) or assigned (group).
     pub acquired: u64,
     pub discarded_writes: u64,
+    /// Offsets committed after a checkpoint, and commits that failed (retried later).
+    pub commits: u64,
+    pub commit_failures: u64,
 }
 
 type Key = (String, i32);
@@ -251,6 +278,7 @@ struct Partitions {
     /// Checkpointed positions whose commit failed, to retry.
     uncommitted: HashMap<Key, u64>,
     stats: AggregateStats,
+    metrics: Arc<AggregateMetrics>,
 }
 
 impl Partitions {
@@ -275,6 +303,7 @@ impl Partitions {
                 self.store.clone(),
                 now,
             )?;
+            self.stats.acquired += 1;
             self.stats.discarded_writes += part.discarded_writes;
             tracing::info!(topic = el.topic(), partition = el.partition(), committed = ?offset, discarded_writes = part.discarded_writes, "partition assigned");
             start.add_partition_offset(el.topic(), el.partition(), offset.map_or(Offset::Beginning, |o| Offset::Offset(o as i64)))?;
@@ -289,7 +318,7 @@ impl Partitions {
         let n = parts.len();
         let mut first_err = None;
         for (_, part) in parts {
-            if let Err(e) = hand_over(consumer, part, &mut self.stats, &mut self.uncommitted, "revoke") {
+            if let Err(e) = hand_over(consumer, part, &mut self.stats, &mut self.uncommitted, &self.metrics, "revoke") {
                 first_err.get_or_insert(e);
             }
         }
@@ -353,17 +382,24 @@ impl ConsumerContext for GroupContext {
 }
 
 /// Run one aggregator until `stop` is set (then checkpoint, commit and leave the group) or an
-/// error stops it. Blocking: run it on its own thread.
-pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
-    match cfg.assignment {
-        AssignmentMode::Leases => run_leases(cfg, stop),
-        AssignmentMode::Group => run_group(cfg, stop),
-    }
+/// error stops it. Blocking: run it on its own thread. Counts into `metrics`, ready while the
+/// consumer loop runs.
+pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
+    let watch_done = Arc::new(AtomicBool::new(false));
+    watch_high_watermarks(&cfg.brokers, Arc::clone(metrics), Arc::clone(&watch_done));
+    let res = match cfg.assignment {
+        AssignmentMode::Leases => run_leases(cfg, stop, metrics),
+        AssignmentMode::Group => run_group(cfg, stop, metrics),
+    };
+    watch_done.store(true, Ordering::Relaxed);
+    metrics.set_ready(false);
+    metrics.set_partitions(Default::default());
+    res
 }
 
 /// Group mode: the broker's consumer-group protocol assigns the partitions.
-fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
-    let lake = cfg.open_sinks(stop)?;
+fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
+    let lake = cfg.open_sinks(stop, metrics)?;
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;
     let ctx = GroupContext {
         state: Mutex::new(Partitions {
@@ -376,6 +412,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateS
             frozen: false,
             uncommitted: HashMap::new(),
             stats: AggregateStats::default(),
+            metrics: Arc::clone(metrics),
         }),
     };
     let mut client = cfg.consumer_config();
@@ -394,6 +431,8 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateS
     let timer_every = Duration::from_millis(100);
     let mut last_timers = Instant::now();
     let mut last_commit_retry = Instant::now();
+    let mut last_publish = Instant::now();
+    metrics.set_ready(true);
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
@@ -421,15 +460,20 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateS
             let st = &mut *st;
             if !st.uncommitted.is_empty() && now.duration_since(last_commit_retry) >= Duration::from_secs(1) {
                 last_commit_retry = now;
-                if let Err(e) = retry_commits(&consumer, &mut st.parts, &mut st.uncommitted) {
+                if let Err(e) = retry_commits(&consumer, &mut st.parts, &mut st.uncommitted, &mut st.stats) {
                     break Err(e);
                 }
             }
-            if let Err(e) = run_timers(&consumer, &mut st.parts, now, &mut st.stats, &mut st.uncommitted) {
+            if let Err(e) = run_timers(&consumer, &mut st.parts, now, &mut st.stats, &mut st.uncommitted, metrics) {
                 break Err(e);
+            }
+            if now.duration_since(last_publish) >= PUBLISH_EVERY {
+                last_publish = now;
+                publish(&st.parts, &st.stats, metrics);
             }
         }
     };
+    metrics.set_ready(false);
     let stats = {
         let st = consumer.context().state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         st.stats
@@ -451,6 +495,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateS
                 return Err(e);
             }
             tracing::info!(messages = stats.messages, checkpoints = st.stats.checkpoints, "aggregator stopped");
+            metrics.set_stats(&st.stats);
             Ok(st.stats)
         }
         Err(e) => {
@@ -465,24 +510,37 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateS
 }
 
 /// Run the aggregator role until `shutdown` resolves.
+/// Run the aggregator role until `shutdown` resolves, with its metrics listener on
+/// `cfg.metrics_listen` (started first, so `/healthz` answers while the sinks open).
 pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<AggregateStats, AggregateError> {
+    let metrics = Arc::new(AggregateMetrics::default());
+    let server = match cfg.metrics_listen {
+        Some(addr) => crate::metrics::serve(addr, Arc::clone(&metrics)).await,
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let stop = Arc::clone(&stop);
-        tokio::task::spawn_blocking(move || run_blocking(&cfg, &stop))
+        tokio::task::spawn_blocking(move || run_blocking(&cfg, &stop, &metrics))
     };
     tokio::pin!(worker);
-    tokio::select! {
-        res = &mut worker => return res.map_err(|_| AggregateError::Panicked)?,
-        () = shutdown => stop.store(true, Ordering::Relaxed),
+    let res = tokio::select! {
+        res = &mut worker => res,
+        () = shutdown => {
+            stop.store(true, Ordering::Relaxed);
+            worker.await
+        }
+    };
+    if let Some(server) = server {
+        server.abort();
     }
-    worker.await.map_err(|_| AggregateError::Panicked)?
+    res.map_err(|_| AggregateError::Panicked)?
 }
 
 /// Lease mode: the aggregators of a group share the partitions through [`crate::lease`]; the
 /// broker only stores the group's committed offsets (manual assignment, no group rebalancing).
-fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<AggregateStats, AggregateError> {
-    let lake = cfg.open_sinks(stop)?;
+fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
+    let lake = cfg.open_sinks(stop, metrics)?;
     let ckpt_dir = cfg.checkpoint_dir();
     let store = CheckpointStore::open(&ckpt_dir)?;
     let lease_err = |source| AggregateError::Lease { path: ckpt_dir.clone(), source };
@@ -510,6 +568,8 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Aggregate
     let timer_every = Duration::from_millis(100);
     // Where this member starts looking for free partitions, so members spread out.
     let start_at = member.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    let mut last_publish = Instant::now();
+    metrics.set_ready(true);
 
     let result: Result<(), AggregateError> = loop {
         if stop.load(Ordering::Relaxed) {
@@ -529,8 +589,12 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Aggregate
         let now = Instant::now();
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
-            if let Err(e) = run_timers(&consumer, &mut owned, now, &mut stats, &mut uncommitted) {
+            if let Err(e) = run_timers(&consumer, &mut owned, now, &mut stats, &mut uncommitted, metrics) {
                 break Err(e);
+            }
+            if now.duration_since(last_publish) >= PUBLISH_EVERY {
+                last_publish = now;
+                publish(&owned, &stats, metrics);
             }
         }
         if now.duration_since(last_balance) < Duration::from_secs(1) {
@@ -540,7 +604,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Aggregate
         if let Err(e) = membership.heartbeat() {
             tracing::warn!(error = %e, "membership heartbeat failed");
         }
-        if let Err(e) = retry_commits(&consumer, &mut owned, &mut uncommitted) {
+        if let Err(e) = retry_commits(&consumer, &mut owned, &mut uncommitted, &mut stats) {
             break Err(e);
         }
         if last_metadata.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30)) {
@@ -571,7 +635,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Aggregate
             for key in keys.into_iter().rev().take(owned.len() - fair) {
                 let part = owned.remove(&key).expect("owned");
                 // A failure is logged; the next owner resumes from the previous commit.
-                let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, "hand-over");
+                let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, metrics, "hand-over");
                 leases.remove(&key); // unlock only after the checkpoint and commit
                 changed = true;
             }
@@ -638,14 +702,16 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>) -> Result<Aggregate
             }
         }
     };
+    metrics.set_ready(false);
     match result {
         Ok(()) => {
             for (_, part) in owned.drain() {
-                let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, "shutdown");
+                let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, metrics, "shutdown");
             }
             drop(leases);
             membership.leave();
             tracing::info!(messages = stats.messages, checkpoints = stats.checkpoints, "aggregator stopped");
+            metrics.set_stats(&stats);
             Ok(stats)
         }
         Err(e) => {
@@ -672,18 +738,84 @@ fn take_message<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Part
     Ok(true)
 }
 
-/// Run every partition's timers; checkpoint and commit those that are due.
-fn run_timers<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, now: Instant, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+/// Run every partition's timers; checkpoint and commit those that are due; report the
+/// partitions' counters to the metrics.
+fn run_timers<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &mut Parts,
+    now: Instant,
+    stats: &mut AggregateStats,
+    uncommitted: &mut HashMap<Key, u64>,
+    metrics: &AggregateMetrics,
+) -> Result<(), AggregateError> {
     for part in parts.values_mut() {
-        if part.on_timer(now)? {
-            checkpoint_and_commit(consumer, part, stats, uncommitted)?;
-        }
+        let due = part.on_timer(now);
+        let res = match due {
+            Ok(true) => checkpoint_and_commit(consumer, part, stats, uncommitted),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        part.report(metrics);
+        res?;
     }
     Ok(())
 }
 
+/// How often the owned partitions' offsets and the process counters are published.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// Publish the owned partitions' offsets and the process counters (high watermarks come from
+/// [`watch_high_watermarks`]).
+fn publish(parts: &Parts, stats: &AggregateStats, metrics: &AggregateMetrics) {
+    let owned = parts
+        .iter()
+        .map(|((topic, partition), part)| ((topic.clone(), *partition), PartitionOffsets { position: part.position(), committed: part.committed_position(), high_watermark: None }))
+        .collect();
+    metrics.set_partitions(owned);
+    metrics.set_stats(stats);
+}
+
+/// How often the high watermarks of the owned partitions are asked for.
+const WATERMARKS_EVERY: Duration = Duration::from_secs(3);
+
+/// A thread of its own, with a client of its own, that asks the brokers for the high watermark
+/// of every partition the metrics list as owned, every few seconds, until `done`: consumer lag
+/// without a broker round trip on the polling thread (a slow or unreachable broker delays only
+/// the lag).
+fn watch_high_watermarks(brokers: &str, metrics: Arc<AggregateMetrics>, done: Arc<AtomicBool>) {
+    let client: BaseConsumer = match ClientConfig::new().set("bootstrap.servers", brokers).create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no client for high watermarks; consumer lag is not reported");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new().name("edgelens-watermarks".into()).spawn(move || {
+        let mut next = Instant::now();
+        while !done.load(Ordering::Relaxed) {
+            if Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            next = Instant::now() + WATERMARKS_EVERY;
+            for (topic, partition) in metrics.owned_partitions() {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                match client.fetch_watermarks(&topic, partition, Duration::from_secs(2)) {
+                    Ok((_, high)) => metrics.set_high_watermark(&topic, partition, u64::try_from(high).unwrap_or(0)),
+                    Err(e) => tracing::debug!(topic, partition, error = %e, "high watermark unavailable"),
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the high-watermark thread; consumer lag is not reported");
+    }
+}
+
 /// Retry the commits that failed, until one fails again (the broker is still unreachable).
-fn retry_commits<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, uncommitted: &mut HashMap<Key, u64>) -> Result<(), AggregateError> {
+fn retry_commits<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, uncommitted: &mut HashMap<Key, u64>, stats: &mut AggregateStats) -> Result<(), AggregateError> {
     let pending: Vec<(Key, u64)> = uncommitted.iter().map(|(k, p)| (k.clone(), *p)).collect();
     for (key, position) in pending {
         let Some(part) = parts.get_mut(&key) else {
@@ -691,8 +823,10 @@ fn retry_commits<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Par
             continue;
         };
         if commit(consumer, &key.0, key.1, position).is_err() {
+            stats.commit_failures += 1;
             break;
         }
+        stats.commits += 1;
         uncommitted.remove(&key);
         part.committed(position)?;
         tracing::info!(topic = %key.0, partition = key.1, position, "commit retried successfully");
@@ -702,8 +836,16 @@ fn retry_commits<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Par
 
 /// Give a partition up (revocation, hand-over, shutdown): checkpoint and commit it. A failure is
 /// logged and returned; the next owner then resumes from the previous commit, just as exactly.
-fn hand_over<C: ConsumerContext>(consumer: &BaseConsumer<C>, mut part: PartitionAggregator<Sinks>, stats: &mut AggregateStats, uncommitted: &mut HashMap<Key, u64>, why: &str) -> Result<(), AggregateError> {
+fn hand_over<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    mut part: PartitionAggregator<Sinks>,
+    stats: &mut AggregateStats,
+    uncommitted: &mut HashMap<Key, u64>,
+    metrics: &AggregateMetrics,
+    why: &str,
+) -> Result<(), AggregateError> {
     let res = checkpoint_and_commit(consumer, &mut part, stats, uncommitted);
+    part.report(metrics);
     uncommitted.remove(&(part.topic().to_owned(), part.partition()));
     match &res {
         Ok(()) => tracing::info!(topic = part.topic(), partition = part.partition(), position = part.position(), why, "partition given up"),
@@ -721,10 +863,12 @@ fn checkpoint_and_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, part: &
     let key = (part.topic().to_owned(), part.partition());
     match commit(consumer, part.topic(), part.partition(), position) {
         Ok(()) => {
+            stats.commits += 1;
             uncommitted.remove(&key);
             part.committed(position)?;
         }
         Err(e) => {
+            stats.commit_failures += 1;
             tracing::warn!(topic = part.topic(), partition = part.partition(), position, error = %e, "commit failed; retrying later");
             uncommitted.insert(key, position);
         }
@@ -754,4 +898,25 @@ fn committed_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str,
         Some(Offset::Offset(o)) if o >= 0 => Some(o as u64),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<AggregateConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn metrics_listen_defaults_on_and_turns_off() {
+        assert_eq!(AggregateConfig::default().metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT))));
+        assert_eq!(parse("{}").unwrap().metrics_listen, AggregateConfig::default().metrics_listen);
+        assert_eq!(parse(r#"{"metrics_listen": "0.0.0.0:9100"}"#).unwrap().metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!(parse(r#"{"metrics_listen": ""}"#).unwrap().metrics_listen, None);
+        assert_eq!(parse(r#"{"metrics_listen": "off"}"#).unwrap().metrics_listen, None);
+        let err = parse(r#"{"metrics_listen": "localhost"}"#).unwrap_err().to_string();
+        assert!(err.contains("\"localhost\" is not an address"), "{err}");
+        assert!(parse(r#"{"metrics_listn": ""}"#).is_err(), "unknown keys are rejected");
+    }
 }

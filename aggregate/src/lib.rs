@@ -10,6 +10,7 @@
 //! - [`partition`]: one topic partition with the exactly-once protocol (resume, flush, checkpoint).
 //! - [`lease`]: partition ownership among the aggregators of a group (file leases).
 //! - [`consumer`]: the aggregator role, a Kafka consumer group member ([`consumer::run`]).
+//! - [`metrics`]: the aggregator's Prometheus metrics and its `/metrics`, `/healthz`, `/readyz`.
 
 pub mod batches;
 pub mod checkpoint;
@@ -17,6 +18,7 @@ pub mod consumer;
 pub mod detect;
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod partition;
 pub mod pipeline;
 pub mod sink;

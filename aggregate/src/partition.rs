@@ -24,6 +24,7 @@ use edgelens_ingest::reader::Line;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::error::SinkError;
+use crate::metrics::{AggregateMetrics, PartitionDelta};
 use crate::pipeline::{now_nanos, EmbeddedPipeline, PipelineConfig, PipelineStats};
 use crate::sink::{OffsetSpan, RollupSink};
 
@@ -100,6 +101,12 @@ pub struct PartitionAggregator<S> {
     contiguous: bool,
     rewind: Option<Rewind>,
     rewinds: u64,
+    /// The position committed to the group (`None`: never).
+    committed: Option<u64>,
+    /// Checkpoints written (idle-close rewrites included).
+    checkpoints_saved: u64,
+    /// What [`Self::report`] last reported: the counters, detector incidents and checkpoints.
+    reported: (PipelineStats, u64, u64),
 }
 
 /// What the caller must do after [`PartitionAggregator::take`].
@@ -160,6 +167,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         pcfg.partition = partition;
         let pipeline = EmbeddedPipeline::restore(pcfg, sink, position, state.as_deref())
             .map_err(|reason| PartitionError::BadState { topic: topic.to_owned(), partition, position, reason })?;
+        let reported = (pipeline.stats().clone(), pipeline.detector().map_or(0, |d| d.stats().incidents), 0);
         Ok(Self {
             topic: topic.to_owned(),
             partition,
@@ -178,6 +186,9 @@ impl<S: RollupSink> PartitionAggregator<S> {
             contiguous: committed.is_some(),
             rewind: None,
             rewinds: 0,
+            committed,
+            checkpoints_saved: 0,
+            reported,
         })
     }
 
@@ -196,6 +207,29 @@ impl<S: RollupSink> PartitionAggregator<S> {
 
     pub fn stats(&self) -> &PipelineStats {
         self.pipeline.stats()
+    }
+
+    /// What the topic carries.
+    pub fn kind(&self) -> TopicKind {
+        self.kind
+    }
+
+    /// The position last committed to the group (`None`: never).
+    pub fn committed_position(&self) -> Option<u64> {
+        self.committed
+    }
+
+    /// Add what was counted since the last report to `metrics` (called on the aggregator's timer
+    /// and before the partition is given up, never per message).
+    pub fn report(&mut self, metrics: &AggregateMetrics) {
+        let stats = self.pipeline.stats();
+        let incidents = self.pipeline.detector().map_or(0, |d| d.stats().incidents);
+        let (before, incidents_before, checkpoints_before) = &self.reported;
+        let mut delta = PartitionDelta::between(stats, before);
+        delta.incidents_opened = incidents.saturating_sub(*incidents_before);
+        delta.checkpoints = self.checkpoints_saved - checkpoints_before;
+        metrics.add_partition_delta(self.kind, &delta);
+        self.reported = (stats.clone(), incidents, self.checkpoints_saved);
     }
 
     fn sink_err(&self) -> impl FnOnce(SinkError) -> PartitionError + '_ {
@@ -311,18 +345,21 @@ impl<S: RollupSink> PartitionAggregator<S> {
         Ok(Some(position))
     }
 
-    fn save(&self, position: u64, idle_closed: bool, state: &[u8]) -> Result<(), PartitionError> {
+    fn save(&mut self, position: u64, idle_closed: bool, state: &[u8]) -> Result<(), PartitionError> {
         let mut body = Vec::with_capacity(state.len() + 1);
         body.push(u8::from(idle_closed));
         body.extend_from_slice(state);
         self.store
             .save(&self.source, self.partition, position, &body)
-            .map_err(self.ckpt_err())
+            .map_err(self.ckpt_err())?;
+        self.checkpoints_saved += 1;
+        Ok(())
     }
 
     /// The group committed `position`: other checkpoints are no longer needed (checkpoint and
     /// commit run one after the other on the aggregator's thread, so none is newer).
     pub fn committed(&mut self, position: u64) -> Result<(), PartitionError> {
+        self.committed = Some(position);
         self.store
             .retain_only(&self.source, self.partition, position)
             .map_err(self.ckpt_err())

@@ -66,6 +66,8 @@ pub struct PipelineStats {
     /// Redelivered events (same RayID) not counted again.
     pub duplicates: u64,
     pub dead_letters: DeadLetterCounts,
+    /// Upstream dead letters whose reason code this build does not know (not in `dead_letters`).
+    pub unknown_dead_letters: u64,
     pub rows_written: u64,
     pub flushes: u64,
 }
@@ -167,7 +169,11 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         dead.raw = self.cfg.client_ip.redact(&dead.raw);
         self.offset = position;
         self.stats.lines += 1;
-        self.stats.dead_letters.add(dead.reason);
+        if edgelens_schemas::InvalidReason::CODES.contains(&dead.reason) {
+            self.stats.dead_letters.add(dead.reason);
+        } else {
+            self.stats.unknown_dead_letters += 1;
+        }
         self.pending.dead_letters.push(dead);
         self.flush_if_full()
     }

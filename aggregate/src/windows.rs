@@ -316,19 +316,18 @@ impl SiteWindows {
 
     /// Count one event.
     pub fn observe(&mut self, ev: &EdgeEvent<'_>) -> Result<Observed, InvalidReason> {
-        if let Some(wm) = self.watermark() {
-            if ev.ts < wm - self.cfg.allowed_lateness {
-                self.stats.too_late += 1;
-                return Err(InvalidReason::TooLate { lag_secs: (wm - ev.ts) / NANOS_PER_SEC });
-            }
+        if let Some(wm) = self.watermark()
+            && ev.ts < wm - self.cfg.allowed_lateness
+        {
+            self.stats.too_late += 1;
+            return Err(InvalidReason::TooLate { lag_secs: (wm - ev.ts) / NANOS_PER_SEC });
         }
-        if self.cfg.dedup_ray_ids {
-            if let Some(ray) = ev.ray_id.as_deref() {
-                if !self.dedup.first_time(ev.ts, ray) {
-                    self.stats.duplicates += 1;
-                    return Ok(Observed::Duplicate);
-                }
-            }
+        if self.cfg.dedup_ray_ids
+            && let Some(ray) = ev.ray_id.as_deref()
+            && !self.dedup.first_time(ev.ts, ray)
+        {
+            self.stats.duplicates += 1;
+            return Ok(Observed::Duplicate);
         }
         let late = self.closed_until.is_some_and(|c| floor_to(ev.ts, RATE_WINDOW) + RATE_WINDOW <= c);
         self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));

@@ -102,11 +102,12 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
             }
             clock += if i == pause_at { Duration::from_secs(6) } else { Duration::from_millis(7) };
             // Timers run every 40 messages, and once the quiet spell is over (before its message).
-            if (i % 40 == 0 || i == pause_at) && part.on_timer(clock).unwrap() {
-                if let Some(p) = part.checkpoint(clock).unwrap() {
-                    committed = Some(p);
-                    part.committed(p).unwrap();
-                }
+            if (i % 40 == 0 || i == pause_at)
+                && part.on_timer(clock).unwrap()
+                && let Some(p) = part.checkpoint(clock).unwrap()
+            {
+                committed = Some(p);
+                part.committed(p).unwrap();
             }
             assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
         }

@@ -73,6 +73,18 @@ impl SinkBatch {
     pub fn rows(&self) -> usize {
         self.closed.len() + self.dead_letters.len() + self.incidents.len()
     }
+
+    /// Rows per table, in the order of [`crate::metrics::WRITTEN_TABLES`].
+    pub fn rows_by_table(&self) -> [usize; 6] {
+        [
+            self.closed.rates.len(),
+            self.closed.traffic.len(),
+            self.closed.asn.len(),
+            self.dead_letters.len(),
+            self.incidents.incidents.len(),
+            self.incidents.timeline.len(),
+        ]
+    }
 }
 
 /// A destination of rollups. `write` returns only once the rows are durable.
@@ -95,6 +107,8 @@ pub struct Sinks {
     pub clickhouse: Option<std::sync::Arc<std::sync::Mutex<clickhouse::ClickHouseSink>>>,
     /// The `incidents` topic, published to once the lake (and ClickHouse) accepted a flush.
     pub alerts: Option<std::sync::Arc<std::sync::Mutex<alerts::IncidentTopic<edgelens_ingest::kafka::KafkaLog>>>>,
+    /// Where flushes, rows, errors and retries are counted (the aggregator role's `/metrics`).
+    pub metrics: Option<std::sync::Arc<crate::metrics::AggregateMetrics>>,
 }
 
 impl Sinks {
@@ -111,7 +125,7 @@ impl Sinks {
         } else {
             None
         };
-        Ok(Sinks { lake, clickhouse, alerts: None })
+        Ok(Sinks { lake, clickhouse, alerts: None, metrics: None })
     }
 
     /// Counters of the ClickHouse sink, if there is one.
@@ -122,20 +136,64 @@ impl Sinks {
 
 impl RollupSink for Sinks {
     fn write(&mut self, batch: &SinkBatch, span: &OffsetSpan) -> Result<(), SinkError> {
-        self.lake.write(batch, span)?;
-        if let Some(ch) = &mut self.clickhouse {
-            ch.write(batch, span)?;
+        use crate::metrics::SinkKind;
+        let started = std::time::Instant::now();
+        let metrics = self.metrics.as_deref();
+        let failed = |sink: SinkKind| {
+            move |e: SinkError| {
+                if let Some(m) = metrics {
+                    m.sink_failures(sink, 1, 0);
+                }
+                e
+            }
+        };
+        self.lake.write(batch, span).map_err(failed(SinkKind::Lake))?;
+        if let Some(m) = metrics {
+            m.rows_written(SinkKind::Lake, batch);
+        }
+        if let Some(ch) = &self.clickhouse {
+            let mut ch = ch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let retries_before = ch.stats.retries;
+            let res = ch.write(batch, span);
+            if let Some(m) = metrics {
+                // Every retry followed a failed attempt; a final failure is one more.
+                let retries = ch.stats.retries - retries_before;
+                m.sink_failures(SinkKind::ClickHouse, retries + u64::from(res.is_err()), retries);
+                if res.is_ok() {
+                    m.rows_written(SinkKind::ClickHouse, batch);
+                }
+            }
+            res?;
         }
         if let Some(a) = self.alerts.as_ref().filter(|_| !batch.incidents.incidents.is_empty()) {
-            a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).publish(&batch.incidents.incidents)?;
+            a.lock().unwrap_or_else(std::sync::PoisonError::into_inner).publish(&batch.incidents.incidents).map_err(failed(SinkKind::IncidentsTopic))?;
+            if let Some(m) = metrics {
+                m.rows_written(SinkKind::IncidentsTopic, batch);
+            }
+        }
+        if let Some(m) = metrics {
+            m.observe_flush(started.elapsed());
         }
         Ok(())
     }
 
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
-        let mut removed = self.lake.discard_after(source, partition, position, keep_empty)?;
-        if let Some(ch) = &mut self.clickhouse {
-            removed += ch.discard_after(source, partition, position, keep_empty)?;
+        use crate::metrics::SinkKind;
+        let metrics = self.metrics.as_deref();
+        let mut removed = self.lake.discard_after(source, partition, position, keep_empty).inspect_err(|_| {
+            if let Some(m) = metrics {
+                m.sink_failures(SinkKind::Lake, 1, 0);
+            }
+        })?;
+        if let Some(ch) = &self.clickhouse {
+            let mut ch = ch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let retries_before = ch.stats.retries;
+            let res = ch.discard_after(source, partition, position, keep_empty);
+            if let Some(m) = metrics {
+                let retries = ch.stats.retries - retries_before;
+                m.sink_failures(SinkKind::ClickHouse, retries + u64::from(res.is_err()), retries);
+            }
+            removed += res?;
         }
         Ok(removed)
     }
