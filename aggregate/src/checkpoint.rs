@@ -23,7 +23,7 @@ const MAGIC: &[u8; 4] = b"ELCK";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("checkpoint I/O on {path}: {source}")]
+    #[error("checkpoint I/O on {}: {source}{}", path.display(), crate::error::io_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("checkpoint {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
@@ -232,10 +232,15 @@ impl CheckpointStore {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = self.path(source, partition, position);
         let tmp = dir.join(format!(".{position:020}.{}.tmp", std::process::id()));
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&seal(body)).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        let written = fs::File::create(&tmp).map_err(io(&tmp)).and_then(|mut f| {
+            f.write_all(&seal(body)).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))
+        });
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path).map_err(io(&path))) {
+            // A failed write (a full disk) leaves no partial file behind to hold the space.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         if let Ok(d) = fs::File::open(&dir) {
             let _ = d.sync_all();
         }
@@ -354,5 +359,19 @@ mod tests {
         fs::write(&path, b"ELCK\x01\x00\x00\x00junkjunk").unwrap();
         let err = store.load("src", 3, 20).unwrap_err().to_string();
         assert!(err.contains("corrupt") && err.contains("00000000000000000020.ckpt"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        // A directory where the checkpoint goes makes the final rename fail (as a full disk makes
+        // the write fail): the error names the path and the temporary file is gone.
+        let pdir = dir.path().join("src/p0003");
+        fs::create_dir_all(pdir.join("00000000000000000010.ckpt/x")).unwrap();
+        let err = store.save("src", 3, 10, b"state").unwrap_err().to_string();
+        assert!(err.contains("00000000000000000010.ckpt"), "{err}");
+        let left: Vec<_> = fs::read_dir(&pdir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("00000000000000000010.ckpt")], "temporary file left behind");
     }
 }

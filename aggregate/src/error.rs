@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {}: {source}{}", path.display(), io_hint(source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("Parquet encoding failed: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
@@ -52,6 +52,15 @@ impl SinkError {
     }
 }
 
+/// A full file system or an exceeded quota named as such in messages, next to the OS's words.
+pub fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => " (ENOSPC: the file system is full)",
+        std::io::ErrorKind::QuotaExceeded => " (EDQUOT: the disk quota is exceeded)",
+        _ => "",
+    }
+}
+
 /// Server error codes after which the same request may succeed: TIMEOUT_EXCEEDED, READONLY,
 /// TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION, SOCKET_TIMEOUT, NETWORK_ERROR,
 /// MEMORY_LIMIT_EXCEEDED, TABLE_IS_READ_ONLY, TOO_MANY_PARTS, TOO_FEW_LIVE_REPLICAS,
@@ -78,5 +87,15 @@ mod tests {
         assert!(!syntax.is_retryable());
         assert!(SinkError::clickhouse(clickhouse::error::Error::TimedOut).is_retryable());
         assert!(!SinkError::Schema("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_path() {
+        let e = SinkError::io("/lake/.tmp/x.parquet")(std::io::Error::from_raw_os_error(28));
+        let msg = e.to_string();
+        assert!(msg.contains("/lake/.tmp/x.parquet") && msg.contains("No space left on device") && msg.contains("ENOSPC"), "{msg}");
+        assert!(e.is_retryable());
+        let other = SinkError::io("/lake/a")(std::io::Error::from(std::io::ErrorKind::PermissionDenied)).to_string();
+        assert!(!other.contains("ENOSPC"), "{other}");
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! Guarantees:
 //! - readers never see a partial file: each file is written under `DIR/.tmp/`, synced, then renamed
-//!   into its partition directory (same file system, atomic);
+//!   into its partition directory (same file system, atomic); a write that fails (a full disk)
+//!   removes its temporary file and reports the I/O error with the path;
 //! - idempotent per span: the file name is derived from the table, the date and the offset span, so
 //!   writing the same span again replaces the file instead of adding rows.
 
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take;
@@ -104,8 +106,12 @@ impl ParquetLake {
             fs::create_dir_all(&part_dir).map_err(SinkError::io(&part_dir))?;
             let final_path = part_dir.join(format!("part-{}.parquet", span.id()));
             let tmp_path = self.dir.join(TMP_DIR).join(format!("{}-{date}-{}.{}.parquet", table.name, span.id(), std::process::id()));
-            self.write_file(&tmp_path, &part)?;
-            fs::rename(&tmp_path, &final_path).map_err(SinkError::io(&final_path))?;
+            let written = self.write_file(&tmp_path, &part).and_then(|()| fs::rename(&tmp_path, &final_path).map_err(SinkError::io(&final_path)));
+            if let Err(e) = written {
+                // Nothing partial stays behind, neither visible nor holding the space of a full disk.
+                let _ = fs::remove_file(&tmp_path);
+                return Err(e);
+            }
             sync_dir(&part_dir);
             self.files_written += 1;
             paths.push(final_path);
@@ -115,11 +121,49 @@ impl ParquetLake {
 
     fn write_file(&self, path: &Path, batch: &RecordBatch) -> Result<(), SinkError> {
         let file = File::create(path).map_err(SinkError::io(path))?;
-        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))?;
-        w.write(batch)?;
-        let file = w.into_inner()?;
-        file.sync_all().map_err(SinkError::io(path))?;
-        Ok(())
+        let first_error = Arc::new(Mutex::new(None));
+        let out = FirstIoError { file, first: Arc::clone(&first_error) };
+        let written = ArrowWriter::try_new(out, batch.schema(), Some(self.props.clone())).and_then(|mut w| {
+            w.write(batch)?;
+            w.into_inner()
+        });
+        match written {
+            Ok(out) => out.file.sync_all().map_err(SinkError::io(path)),
+            // The Parquet writer passes some I/O errors on only as text (its buffered writer's
+            // final flush): report the file's own error, with its kind (ENOSPC) and the path.
+            Err(e) => Err(match first_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                Some(io) => SinkError::io(path)(io),
+                None => SinkError::Parquet(e),
+            }),
+        }
+    }
+}
+
+/// A file that keeps its first I/O error where the caller can still read it once the Parquet
+/// writer (which owns the file) has turned the error into text.
+struct FirstIoError {
+    file: File,
+    first: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl FirstIoError {
+    fn keep(&self, e: std::io::Error) -> std::io::Error {
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return e;
+        }
+        let copy = std::io::Error::new(e.kind(), e.to_string());
+        self.first.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+        copy
+    }
+}
+
+impl Write for FirstIoError {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).map_err(|e| self.keep(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|e| self.keep(e))
     }
 }
 
@@ -188,5 +232,31 @@ impl RollupSink for ParquetLake {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::windows::{ClosedWindows, SiteRate10s};
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = ParquetLake::open(dir.path()).unwrap();
+        let row = SiteRate10s { ts: 1_793_491_200_000_000_000, site: Arc::from("a.example"), m: Default::default(), clients: Default::default() };
+        let batch = SinkBatch { closed: ClosedWindows { rates: vec![row], ..ClosedWindows::default() }, ..SinkBatch::default() };
+        let span = OffsetSpan::new("src", 0, 0, 10);
+        // A directory where the file goes makes the rename fail, after the file was written.
+        let target = dir.path().join("site_rates_10s/date=2026-11-01").join(format!("part-{}.parquet", span.id()));
+        fs::create_dir_all(target.join("x")).unwrap();
+        let err = lake.write(&batch, &span).unwrap_err().to_string();
+        assert!(err.contains(&target.display().to_string()), "{err}");
+        let left: Vec<_> = fs::read_dir(dir.path().join(TMP_DIR)).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "temporary files left behind: {left:?}");
+        // Once the way is clear the same span is written.
+        fs::remove_dir_all(&target).unwrap();
+        lake.write(&batch, &span).unwrap();
+        assert_eq!(ParquetLake::read_table(dir.path(), &edgelens_schemas::tables::SITE_RATES_10S).unwrap()[0].num_rows(), 1);
     }
 }
