@@ -23,6 +23,7 @@ source "$here/env.sh"
 CLUSTER_DIR="$EDGELENS_DEV_DIR/cluster"
 INGEST_PORT="${EDGELENS_CLUSTER_INGEST_PORT:-18090}"
 QUERY_PORT="${EDGELENS_CLUSTER_QUERY_PORT:-18080}"
+CLUSTER_METRICS_PORT="${EDGELENS_CLUSTER_METRICS_PORT:-19464}"
 AGGREGATORS="${EDGELENS_CLUSTER_AGGREGATORS:-3}"
 ROLES_FILE="$CLUSTER_DIR/roles"
 SERVERS_FILE="$CLUSTER_DIR/started-servers"
@@ -98,7 +99,9 @@ up() {
   local cfg="$CLUSTER_DIR/edgelens.toml" i
   spawn ingest "$bin" ingest --config "$cfg"
   for ((i = 0; i < AGGREGATORS; i++)); do
-    EDGELENS__AGGREGATE__INSTANCE_ID="aggregator-$i" spawn "aggregate-$i" "$bin" aggregate --config "$cfg"
+    # Each aggregator serves its metrics on a port of its own (9464, 9465, ...).
+    EDGELENS__AGGREGATE__INSTANCE_ID="aggregator-$i" EDGELENS__AGGREGATE__METRICS_LISTEN="127.0.0.1:$((CLUSTER_METRICS_PORT + i))" \
+      spawn "aggregate-$i" "$bin" aggregate --config "$cfg"
   done
   # The aggregators create the ClickHouse schema; the query service reads it.
   spawn query "$bin" query --config "$cfg"
