@@ -9,6 +9,7 @@
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
 //! - [`api`]: the HTTP service (axum router, `serve`), including the dashboard at `/`.
+//! - [`pgwire`]: the Postgres wire protocol listener (psql, Grafana, drivers) over the same backend.
 //! - [`error`]: [`QueryError`], which says whether an error is the caller's (400) or ours (500).
 //!
 //! Configuration is [`QueryConfig`]: typed, defaults embedded, unknown keys rejected.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod format;
 pub mod lake;
 pub mod params;
+pub mod pgwire;
 pub mod site_rates;
 pub mod sketch_udf;
 pub mod sql_guard;
@@ -47,6 +49,9 @@ pub struct QueryConfig {
     pub data_dir: PathBuf,
     /// `lake` (default) or `clickhouse`: what the API, SQL and dashboard read.
     pub backend: BackendKind,
+    /// Address of the Postgres wire protocol listener; `""` disables it.
+    #[serde(with = "pg_listen_serde")]
+    pub pg_listen: Option<SocketAddr>,
     /// ClickHouse, read when `backend = "clickhouse"`: the config file's `[clickhouse]` section
     /// (shared with the aggregate role), not a key of `[query]`.
     #[serde(skip)]
@@ -77,6 +82,7 @@ impl QueryConfig {
     }
 
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_PG_LISTEN: &'static str = "127.0.0.1:5433";
     pub const DEFAULT_DATA_DIR: &'static str = "./edgelens-data";
 }
 
@@ -86,7 +92,28 @@ impl Default for QueryConfig {
             listen: Self::DEFAULT_LISTEN.parse().expect("valid default listen address"),
             data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
             backend: BackendKind::Lake,
+            pg_listen: Some(Self::DEFAULT_PG_LISTEN.parse().expect("valid default Postgres listen address")),
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
+        }
+    }
+}
+
+/// `pg_listen` as text: an address, or `""` (also JSON `null`) for no Postgres listener; written
+/// back the same way, so the setting round-trips through TOML.
+mod pg_listen_serde {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => s.trim().parse().map(Some).map_err(|e| serde::de::Error::custom(format!("pg_listen {s:?}: {e}"))),
         }
     }
 }
@@ -104,5 +131,21 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.data_dir, PathBuf::from("/lake"));
         assert!(serde_json::from_str::<QueryConfig>(r#"{"listen_addr": "0.0.0.0:9000"}"#).is_err());
+    }
+
+    #[test]
+    fn pg_listen_defaults_disables_and_round_trips() {
+        assert_eq!(QueryConfig::default().pg_listen, Some("127.0.0.1:5433".parse().unwrap()));
+        let off: QueryConfig = serde_json::from_str(r#"{"pg_listen": ""}"#).unwrap();
+        assert_eq!(off.pg_listen, None);
+        let off: QueryConfig = serde_json::from_str(r#"{"pg_listen": null}"#).unwrap();
+        assert_eq!(off.pg_listen, None);
+        let on: QueryConfig = serde_json::from_str(r#"{"pg_listen": "0.0.0.0:6543"}"#).unwrap();
+        assert_eq!(on.pg_listen.unwrap().port(), 6543);
+        assert!(serde_json::from_str::<QueryConfig>(r#"{"pg_listen": "nowhere"}"#).is_err());
+        for config in [off, on] {
+            let json = serde_json::to_string(&config).unwrap();
+            assert_eq!(serde_json::from_str::<QueryConfig>(&json).unwrap(), config);
+        }
     }
 }
