@@ -626,9 +626,26 @@ fn build_tables(tables: &[CatalogTable], settings: &Settings) -> Result<Vec<(&'s
         ("datallowconn", B),
         ("datconnlimit", I),
         ("dattablespace", I),
-        ("datacl", U),
+        ("datlocprovider", U),
+        ("daticulocale", U),
+        ("datacl", DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))),
     ]);
-    db.push(vec![i(DATABASE_OID), s(DATABASE), i(OWNER_OID), i(6), s("C"), s("C"), b(false), b(true), i(-1), i(1663), null_text()]);
+    let no_acl = ScalarValue::List(Arc::new(ListArray::new_null(Arc::new(Field::new_list_field(DataType::Utf8, true)), 1)));
+    db.push(vec![
+        i(DATABASE_OID),
+        s(DATABASE),
+        i(OWNER_OID),
+        i(6),
+        s("C"),
+        s("C"),
+        b(false),
+        b(true),
+        i(-1),
+        i(1663),
+        s("c"),
+        null_text(),
+        no_acl,
+    ]);
     out.push(("pg_catalog", "pg_database", db.into_table()?));
 
     let mut roles = Rows::new(&[
@@ -805,7 +822,10 @@ impl Catalog {
             && !(lower.contains("n.nspname = 'pg_catalog'") || lower.contains("n.nspname = 'information_schema'"));
         let mut rows = Vec::new();
         if kinds_ok && schema_ok {
-            for t in self.tables.iter() {
+            // psql orders by schema and name.
+            let mut tables: Vec<&CatalogTable> = self.tables.iter().collect();
+            tables.sort_by_key(|t| t.name);
+            for t in tables {
                 if name_re.as_ref().is_none_or(|re| re.is_match(t.name)) {
                     rows.push(relation_row(&items, t));
                 }
@@ -840,8 +860,6 @@ impl Catalog {
                                 Some(String::new())
                             } else if e.contains("attstorage") {
                                 Some(if matches!(c.ty, Type::TEXT | Type::BYTEA | Type::NUMERIC) { "x" } else { "p" }.to_owned())
-                            } else if e.contains("attstattarget") {
-                                Some("-1".to_owned())
                             } else {
                                 None
                             }
@@ -917,6 +935,94 @@ fn projection_items(sql: &str) -> Vec<Item> {
             _ => return Vec::new(),
         }
     }
+}
+
+/// PostgreSQL's names of a query's output columns where they differ from the planner's
+/// (`count(*)` → `count`, `1 + 1` → `?column?`, `'x'::text` → `text`): one entry per item of the
+/// first `SELECT`, `None` to keep the planner's name (aliases, columns); `None` overall when the
+/// projection has a wildcard or the statement is not a query.
+pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let Some(Statement::Query(query)) = statements.first() else { return None };
+    let mut body = query.body.as_ref();
+    let select = loop {
+        match body {
+            SetExpr::SetOperation { left, .. } => body = left.as_ref(),
+            SetExpr::Query(q) => body = q.body.as_ref(),
+            SetExpr::Select(select) => break select,
+            _ => return None,
+        }
+    };
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(expr) => Some(postgres_name(expr)),
+            SelectItem::ExprWithAlias { .. } => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+/// PostgreSQL's output name of an unaliased expression (its `FigureColname`), `None` for columns.
+fn postgres_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
+        Expr::Nested(inner) => postgres_name(inner),
+        Expr::Function(f) => f.name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()),
+        Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
+            Expr::Identifier(id) => Some(id.value.clone()),
+            Expr::CompoundIdentifier(ids) => ids.last().map(|id| id.value.clone()),
+            Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } => postgres_name(expr),
+            _ => {
+                let ty = data_type.to_string().to_ascii_lowercase();
+                Some(
+                    match ty.as_str() {
+                        "int" | "integer" | "int4" => "int4",
+                        "bigint" | "int8" => "int8",
+                        "smallint" | "int2" => "int2",
+                        "double precision" | "double" | "float8" => "float8",
+                        "real" | "float4" => "float4",
+                        "boolean" | "bool" => "bool",
+                        "varchar" | "character varying" => "varchar",
+                        "timestamp with time zone" | "timestamptz" => "timestamptz",
+                        "timestamp" | "timestamp without time zone" => "timestamp",
+                        other => other,
+                    }
+                    .to_owned(),
+                )
+            }
+        },
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::Boolean(_)) => Some("bool".into()),
+        _ => Some("?column?".into()),
+    }
+}
+
+/// `result` with the output columns renamed as PostgreSQL names them (see
+/// [`postgres_column_names`]).
+pub fn with_postgres_names(sql: &str, result: QueryResult) -> Result<QueryResult> {
+    let Some(names) = postgres_column_names(sql) else { return Ok(result) };
+    if names.len() != result.schema.fields().len() || names.iter().all(Option::is_none) {
+        return Ok(result);
+    }
+    let fields: Vec<Field> = result
+        .schema
+        .fields()
+        .iter()
+        .zip(&names)
+        .map(|(f, n)| match n {
+            Some(n) => f.as_ref().clone().with_name(n),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema: SchemaRef = Arc::new(Schema::new_with_metadata(fields, result.schema.metadata().clone()));
+    let batches = result
+        .batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(QueryResult { schema, batches })
 }
 
 /// PostgreSQL's name of an unaliased output column: a column's own name, a function's name, else
@@ -1146,6 +1252,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "pg_get_expr",
     "pg_get_constraintdef",
     "pg_get_indexdef",
+    "array_to_string",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1165,6 +1272,7 @@ enum FnKind {
     Null,
     ObjDescription,
     Encoding,
+    ArrayToString,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -1204,6 +1312,7 @@ fn functions() -> Vec<ScalarUDF> {
         ("pg_get_constraintdef", Null),
         ("pg_get_indexdef", Null),
         ("pg_encoding_to_char", Encoding),
+        ("array_to_string", ArrayToString),
     ];
     list.iter()
         .map(|&(name, kind)| {
@@ -1267,6 +1376,29 @@ impl ScalarUDFImpl for CatalogFunction {
                 let offsets = arrow::buffer::OffsetBuffer::from_lengths([values.len()]);
                 let list = ListArray::try_new(Arc::new(Field::new_list_field(DataType::Utf8, true)), offsets, Arc::new(values), None)?;
                 Ok(ColumnarValue::Scalar(ScalarValue::List(Arc::new(list))))
+            }
+            ArrayToString => {
+                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+                let (Some(lists), Some(sep)) = (arrays.first(), arrays.get(1)) else {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+                };
+                let sep = arrow::compute::cast(sep, &DataType::Utf8)?;
+                let sep = sep.as_string::<i32>();
+                let out: StringArray = match lists.as_list_opt::<i32>() {
+                    Some(lists) => (0..lists.len())
+                        .map(|row| {
+                            if lists.is_null(row) {
+                                return Ok(None);
+                            }
+                            let items = arrow::compute::cast(&lists.value(row), &DataType::Utf8)?;
+                            let items = items.as_string::<i32>();
+                            let sep = if sep.is_null(row.min(sep.len() - 1)) { "" } else { sep.value(row.min(sep.len() - 1)) };
+                            Ok(Some(items.iter().flatten().collect::<Vec<_>>().join(sep)))
+                        })
+                        .collect::<datafusion::common::Result<_>>()?,
+                    None => (0..lists.len()).map(|_| None::<String>).collect(),
+                };
+                Ok(ColumnarValue::Array(Arc::new(out)))
             }
             Setting | QuoteIdent | FormatType | ObjDescription => {
                 let arrays = ColumnarValue::values_to_arrays(&args.args)?;
@@ -1350,6 +1482,23 @@ mod tests {
     }
 
     #[test]
+    fn output_columns_are_named_as_postgres_names_them() {
+        let names = postgres_column_names("SELECT site, t.requests, count(*), 1 + 1, 'x'::text, ts::date, sum(bytes) AS b, true, CASE WHEN 1 = 1 THEN 1 END FROM t").unwrap();
+        let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
+        assert_eq!(
+            names,
+            [None, None, Some("count"), Some("?column?"), Some("text"), Some("ts"), None, Some("bool"), Some("case")]
+        );
+        assert_eq!(postgres_column_names("SELECT * FROM t"), None);
+        assert_eq!(postgres_column_names("SHOW TABLES"), None);
+        let result = text_result(&["Int64(1)", "x"], vec![vec![Some("1".into()), Some("2".into())]]).unwrap();
+        let renamed = with_postgres_names("SELECT 1, x FROM t", result).unwrap();
+        assert_eq!(renamed.schema.field(0).name(), "?column?");
+        assert_eq!(renamed.batches[0].schema().field(0).name(), "?column?");
+        assert_eq!(renamed.schema.field(1).name(), "x");
+    }
+
+    #[test]
     fn rewrites_postgres_syntax() {
         assert_eq!(
             rewrite("SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a"),
@@ -1392,6 +1541,8 @@ mod tests {
         assert_eq!(&row[1..], &["edgelens", "public", "edgelens"]);
         let r = c.query("SELECT current_setting('server_version_num')::int/100 AS version").await.unwrap();
         assert_eq!(cells(&r), vec![vec!["1500"]]);
+        let r = c.query("SELECT array_to_string(current_schemas(true), ',')").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["pg_catalog,public"]]);
         let r = c.query("SELECT pg_catalog.quote_ident(relname) FROM pg_catalog.pg_class WHERE relname = 'asn_1m'").await.unwrap();
         assert_eq!(cells(&r), vec![vec!["asn_1m"]]);
         let err = c.query("SELECT * FROM pg_catalog.pg_stat_activity").await.unwrap_err();
@@ -1438,5 +1589,10 @@ mod tests {
         let columns = "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns WHERE CASE WHEN array_length(parse_ident('public.asn_1m'),1) = 2 THEN quote_ident(table_schema) = (parse_ident('public.asn_1m'))[1] AND quote_ident(table_name) = (parse_ident('public.asn_1m'))[2] ELSE quote_ident(table_name) = 'public.asn_1m' END";
         let rows = cells(&c.query(columns).await.unwrap());
         assert!(rows.contains(&vec!["asn".to_owned(), "bigint".to_owned()]), "{rows:?}");
+        // Version and TimescaleDB detection of the data source settings page.
+        let r = c.query("SELECT current_setting('server_version_num')::int/100 as version").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["1500"]]);
+        let r = c.query("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").await.unwrap();
+        assert_eq!(r.num_rows(), 0);
     }
 }

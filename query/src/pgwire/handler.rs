@@ -46,7 +46,7 @@ use crate::error::{QueryError, Result};
 use crate::lake::QueryResult;
 use crate::sql_guard;
 
-use super::catalog::{Settings, ordered_placeholder_types, text_result, type_length};
+use super::catalog::{Settings, ordered_placeholder_types, postgres_column_names, text_result, type_length};
 use super::session::{Answer, Session, authenticate, catalog_for, is_catalog_statement, run_sql};
 use super::sql_text::{
     Escapes, StatementKind, classify, parameter_count, row_count_parameters, split_statements, substitute_parameters,
@@ -370,7 +370,14 @@ impl PgConnection {
             }
             _ => return Ok(None),
         };
-        let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        if let Some(pg_names) = postgres_column_names(&stmt.sql).filter(|n| n.len() == names.len()) {
+            for (name, pg) in names.iter_mut().zip(pg_names) {
+                if let Some(pg) = pg {
+                    *name = pg;
+                }
+            }
+        }
         let types = schema.fields().iter().map(|f| pg_type(f.data_type())).collect();
         Ok(Some((names, types)))
     }

@@ -14,7 +14,7 @@ use crate::backend::{Backend, Dialect};
 use crate::error::{QueryError, Result};
 use crate::lake::{QueryResult, lake_schema};
 
-use super::catalog::{Catalog, FUNCTION_NAMES, Settings, catalog_tables};
+use super::catalog::{Catalog, FUNCTION_NAMES, Settings, catalog_tables, with_postgres_names};
 use super::sql_text::{Escapes, StatementKind, classify, reads_catalog};
 
 /// An authenticated client of the Postgres listener.
@@ -103,10 +103,12 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
             Answer::Command("RESET")
         }
         StatementKind::ShowSetting(name) => Answer::Rows(session.settings.show(name.as_deref())?, "SHOW"),
-        StatementKind::Query if is_catalog_statement(sql) => Answer::Rows(catalog_for(backend)?.query(sql).await?, "SELECT"),
+        StatementKind::Query if is_catalog_statement(sql) => {
+            Answer::Rows(with_postgres_names(sql, catalog_for(backend)?.query(sql).await?)?, "SELECT")
+        }
         StatementKind::Query => {
             tracing::debug!(user = %session.user, "pg statement to backend");
-            Answer::Rows(backend.user_sql(sql).await?, "SELECT")
+            Answer::Rows(with_postgres_names(sql, backend.user_sql(sql).await?)?, "SELECT")
         }
     })
 }
