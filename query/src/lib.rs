@@ -143,9 +143,13 @@ mod tests {
         let on: QueryConfig = serde_json::from_str(r#"{"pg_listen": "0.0.0.0:6543"}"#).unwrap();
         assert_eq!(on.pg_listen.unwrap().port(), 6543);
         assert!(serde_json::from_str::<QueryConfig>(r#"{"pg_listen": "nowhere"}"#).is_err());
-        for config in [off, on] {
+        for config in [off, on, QueryConfig::default()] {
             let json = serde_json::to_string(&config).unwrap();
             assert_eq!(serde_json::from_str::<QueryConfig>(&json).unwrap(), config);
+            let value = toml::Value::try_from(&config).unwrap();
+            assert_eq!(value.clone().try_into::<QueryConfig>().unwrap(), config, "{value:?}");
         }
+        let off: QueryConfig = toml::from_str("pg_listen = \"\"").unwrap();
+        assert_eq!(off.pg_listen, None);
     }
 }

@@ -366,3 +366,100 @@ async fn shutdown_closes_sessions() {
     svc.stop().await;
     assert!(client.query_one("SELECT 1", &[]).await.is_err());
 }
+
+/// A Postgres message from the server: type byte and body.
+async fn read_message(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let kind = stream.read_u8().await.unwrap();
+    let len = stream.read_i32().await.unwrap() as usize;
+    let mut body = vec![0; len - 4];
+    stream.read_exact(&mut body).await.unwrap();
+    (kind, body)
+}
+
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// The SQLSTATE field of an ErrorResponse body.
+fn sqlstate(body: &[u8]) -> String {
+    body.split(|b| *b == 0).find_map(|f| f.strip_prefix(b"C")).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn malformed_extended_messages_are_errors_not_disconnects() {
+    let svc = Service::start(PgLimits::default()).await;
+    let mut s = TcpStream::connect(svc.pg).await.unwrap();
+    let mut startup = 196_608i32.to_be_bytes().to_vec();
+    startup.extend_from_slice(b"user\0raw\0database\0edgelens\0\0");
+    let mut packet = (startup.len() as i32 + 4).to_be_bytes().to_vec();
+    packet.extend_from_slice(&startup);
+    s.write_all(&packet).await.unwrap();
+    // The server asks for a cleartext password (authentication request 3).
+    let (kind, body) = read_message(&mut s).await;
+    assert_eq!((kind, &body[..]), (b'R', &3i32.to_be_bytes()[..]));
+    s.write_all(&message(b'p', b"whatever\0")).await.unwrap();
+    loop {
+        let (kind, _) = read_message(&mut s).await;
+        if kind == b'Z' {
+            break;
+        }
+        assert_ne!(kind, b'E');
+    }
+    // Parse a statement with one parameter, bind none: an error at Bind, the Execute is skipped,
+    // and Sync answers ReadyForQuery.
+    let mut batch = message(b'P', b"\0SELECT $1 AS x\0\0\0");
+    batch.extend(message(b'B', b"\0\0\0\0\0\0\0\0"));
+    batch.extend(message(b'E', b"\0\0\0\0\0"));
+    batch.extend(message(b'S', b""));
+    s.write_all(&batch).await.unwrap();
+    let mut kinds = Vec::new();
+    let mut state = String::new();
+    loop {
+        let (kind, body) = read_message(&mut s).await;
+        kinds.push(kind);
+        if kind == b'E' {
+            state = sqlstate(&body);
+        }
+        if kind == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(kinds, vec![b'1', b'E', b'Z'], "ParseComplete, ErrorResponse, ReadyForQuery");
+    assert_eq!(state, "08P01");
+    // Result format codes that do not match the columns: an error too.
+    let mut batch = message(b'P', b"\0SELECT 1 AS a, 2 AS b\0\0\0");
+    batch.extend(message(b'B', b"\0\0\0\0\0\0\0\x03\0\x01\0\x01\0\x01"));
+    batch.extend(message(b'E', b"\0\0\0\0\0"));
+    batch.extend(message(b'S', b""));
+    s.write_all(&batch).await.unwrap();
+    let mut state = String::new();
+    loop {
+        let (kind, body) = read_message(&mut s).await;
+        if kind == b'E' {
+            state = sqlstate(&body);
+        }
+        if kind == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(state, "08P01");
+    // The session goes on.
+    s.write_all(&message(b'Q', b"SELECT 41 + 1 AS answer\0")).await.unwrap();
+    let mut row = None;
+    loop {
+        let (kind, body) = read_message(&mut s).await;
+        if kind == b'D' {
+            let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
+            row = Some(String::from_utf8(body[6..6 + len].to_vec()).unwrap());
+        }
+        if kind == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(row.as_deref(), Some("42"));
+    s.write_all(&message(b'X', b"")).await.unwrap();
+    svc.stop().await;
+}

@@ -1392,7 +1392,8 @@ impl ScalarUDFImpl for CatalogFunction {
                             }
                             let items = arrow::compute::cast(&lists.value(row), &DataType::Utf8)?;
                             let items = items.as_string::<i32>();
-                            let sep = if sep.is_null(row.min(sep.len() - 1)) { "" } else { sep.value(row.min(sep.len() - 1)) };
+                            let at = row.min(sep.len().saturating_sub(1));
+                            let sep = if sep.is_empty() || sep.is_null(at) { "" } else { sep.value(at) };
                             Ok(Some(items.iter().flatten().collect::<Vec<_>>().join(sep)))
                         })
                         .collect::<datafusion::common::Result<_>>()?,

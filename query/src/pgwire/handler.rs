@@ -31,10 +31,11 @@ use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER, PgWireConnectionState, Type};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::{Bind, BindComplete};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::{Authentication, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -481,6 +482,53 @@ impl ExtendedQueryHandler for PgConnection {
 
     fn query_parser(&self) -> Arc<PgParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// `Bind`, checked as PostgreSQL checks it: as many parameters as the statement has, and format
+    /// codes that are 0 or 1, one for all or one per parameter.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let given = message.parameters.len();
+        let formats = message.parameter_format_codes.len();
+        if formats > 1 && formats != given {
+            return Err(user_error("ERROR", "08P01", format!("bind message has {formats} parameter formats but {given} parameters")));
+        }
+        if message.parameter_format_codes.iter().chain(&message.result_column_format_codes).any(|c| !matches!(c, 0 | 1)) {
+            return Err(user_error("ERROR", "08P01", "unsupported format code: only 0 (text) and 1 (binary) exist"));
+        }
+        let display = if statement_name == DEFAULT_NAME { String::new() } else { statement_name.to_owned() };
+        match client.portal_store().get_statement(statement_name) {
+            Some(Entry::Value(statement)) => {
+                let needed = statement.statement.param_types.len();
+                if given != needed {
+                    return Err(user_error(
+                        "ERROR",
+                        "08P01",
+                        format!("bind message supplies {given} parameters, but prepared statement \"{display}\" requires {needed}"),
+                    ));
+                }
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) if given == 0 => client.portal_store().put_empty_portal(portal_name),
+            Some(Entry::Empty) => {
+                return Err(user_error(
+                    "ERROR",
+                    "08P01",
+                    format!("bind message supplies {given} parameters, but prepared statement \"{display}\" requires 0"),
+                ));
+            }
+            None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
+        }
+        client.send(PgWireBackendMessage::BindComplete(BindComplete::new())).await?;
+        Ok(())
     }
 
     async fn do_describe_statement<C>(

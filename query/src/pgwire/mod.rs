@@ -169,7 +169,11 @@ pub async fn serve_pg_on(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "postgres connection task failed");
+                }
+            }
         }
     }
     let _ = stop_tx.send(true);

@@ -107,7 +107,8 @@ impl PgColumn {
 
     /// Append cell `row` as a DataRow field: its length (or -1 for NULL) and its bytes.
     pub fn write_cell(&self, row: usize, binary: bool, buf: &mut BytesMut) -> Result<()> {
-        if self.array.is_null(row) {
+        // Logical nulls: a `Null` column or a dictionary's null values are NULL too.
+        if self.array.logical_nulls().is_some_and(|n| n.is_null(row)) {
             buf.put_i32(-1);
             return Ok(());
         }
@@ -138,7 +139,7 @@ impl PgColumn {
             Type::INT2 => buf.put_slice(a.as_primitive::<Int16Type>().value(row).to_string().as_bytes()),
             Type::INT4 => buf.put_slice(a.as_primitive::<Int32Type>().value(row).to_string().as_bytes()),
             Type::INT8 => buf.put_slice(a.as_primitive::<Int64Type>().value(row).to_string().as_bytes()),
-            Type::FLOAT4 => buf.put_slice(float_text(f64::from(a.as_primitive::<Float32Type>().value(row))).as_bytes()),
+            Type::FLOAT4 => buf.put_slice(float4_text(a.as_primitive::<Float32Type>().value(row)).as_bytes()),
             Type::FLOAT8 => buf.put_slice(float_text(a.as_primitive::<Float64Type>().value(row)).as_bytes()),
             Type::BYTEA => {
                 buf.put_slice(b"\\x");
@@ -199,6 +200,17 @@ pub fn float_text(v: f64) -> String {
         }
     } else {
         format!("{v}")
+    }
+}
+
+/// [`float_text`] of a `real`: its own shortest digits (`1.1`, not the `f64` widening's).
+pub fn float4_text(v: f32) -> String {
+    if v.is_finite() && v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-5) {
+        float_text(v.to_string().parse().unwrap_or(f64::from(v)))
+    } else if v.is_finite() {
+        format!("{v}")
+    } else {
+        float_text(f64::from(v))
     }
 }
 
@@ -556,6 +568,9 @@ mod tests {
         assert_eq!(text(Arc::new(dec)), "-123.450");
         assert_eq!(text(Arc::new(StringArray::from(vec!["é'x"]))), "é'x");
         assert_eq!(cell(Arc::new(StringArray::from(vec![None::<&str>])), false), None);
+        assert_eq!(cell(Arc::new(arrow::array::NullArray::new(1)), false), None);
+        assert_eq!(cell(Arc::new(arrow::array::NullArray::new(1)), true), None);
+        assert_eq!(text(Arc::new(arrow::array::Float32Array::from(vec![1.1f32]))), "1.1");
         assert_eq!(float_text(1e20), "1e+20");
         assert_eq!(float_text(1.5e-7), "1.5e-07");
         assert_eq!(float_text(-3.0), "-3");
