@@ -43,7 +43,10 @@ fn psql(port: u16, args: &[&str]) -> Output {
         .args(args)
         .env("PGPASSWORD", "any")
         .env("PGCONNECT_TIMEOUT", "10")
+        // psql's default: asks for TLS, which edgelens refuses, then goes on in plain text.
+        .env("PGSSLMODE", "prefer")
         .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS")
         .output()
         .expect("run psql")
 }
@@ -145,6 +148,8 @@ fn psql_and_psycopg_read_the_lake() {
     let out = Command::new("python3")
         .arg(repo_root().join("tests/pgwire_clients.py"))
         .args([pg_port.to_string(), http_port.to_string()])
+        .env("PGSSLMODE", "prefer")
+        .env_remove("PGOPTIONS")
         .output()
         .unwrap();
     assert!(

@@ -742,15 +742,15 @@ impl Catalog {
         if let Some(answer) = self.client_statement(sql) {
             return answer;
         }
-        let rewritten = rewrite(sql);
-        match self.run(&rewritten).await {
+        match self.run(&rewrite(sql)).await {
             Ok(r) => Ok(r),
-            Err(e) => Err(match e {
-                QueryError::InvalidSql(m) => QueryError::InvalidSql(format!(
-                    "{m} (edgelens answers only part of the PostgreSQL catalog; see docs/operations.md)"
-                )),
-                other => other,
-            }),
+            // psql's footers (policies, statistics, publications, partitions …) read catalogs
+            // that have no rows for edgelens tables; answered with none when DataFusion cannot plan them.
+            Err(QueryError::InvalidSql(_)) if reads_always_empty(sql) => empty_result(projection_items(sql)),
+            Err(QueryError::InvalidSql(m)) => Err(QueryError::InvalidSql(format!(
+                "{m} (edgelens answers only part of the PostgreSQL catalog; see docs/operations.md)"
+            ))),
+            Err(other) => Err(other),
         }
     }
 
@@ -760,11 +760,17 @@ impl Catalog {
         if let Some(answer) = self.client_statement(sql) {
             return Ok((Vec::new(), answer?.schema));
         }
-        let statement = sql_guard::check(&rewrite(sql))?;
-        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
-        sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
-        let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
-        Ok((placeholder_types(&types), Arc::new(plan.schema().as_arrow().clone())))
+        let planned = async {
+            let statement = sql_guard::check(&rewrite(sql))?;
+            let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
+            sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
+            let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
+            Ok((placeholder_types(&types), Arc::new(plan.schema().as_arrow().clone())))
+        };
+        match planned.await {
+            Err(QueryError::InvalidSql(_)) if reads_always_empty(sql) => Ok((Vec::new(), empty_result(projection_items(sql))?.schema)),
+            other => other,
+        }
     }
 
     async fn run(&self, sql: &str) -> Result<QueryResult> {
@@ -790,11 +796,6 @@ impl Catalog {
         if lower.contains("from pg_catalog.pg_attribute a") && lower.contains("a.attrelid = '") {
             let oid = oid_literal(&lower, "a.attrelid = '")?;
             return Some(self.attribute_rows(projection(), oid));
-        }
-        // psql footers (indexes, constraints, policies, statistics, publications, inheritance …).
-        let reads = catalog_relations(sql);
-        if !reads.is_empty() && reads.iter().any(|r| ALWAYS_EMPTY.contains(&r.as_str())) {
-            return Some(empty_result(projection()));
         }
         // psql `\d`, `\dt`, `\d name` (step 1): relations of pg_class by kind and name pattern.
         if lower.contains("from pg_catalog.pg_class c") && lower.contains("pg_catalog.pg_table_is_visible(c.oid)") {
@@ -1125,6 +1126,11 @@ fn pattern_after(sql: &str, marker: &str) -> Option<Regex> {
     Some(Regex::new(&pattern).unwrap_or_else(|_| Regex::new("$^").expect("valid regex")))
 }
 
+/// Whether a statement reads a catalog that never has rows for edgelens tables.
+fn reads_always_empty(sql: &str) -> bool {
+    catalog_relations(sql).iter().any(|r| ALWAYS_EMPTY.contains(&r.as_str()))
+}
+
 /// The catalog relations (`pg_*` names after `pg_catalog.` or bare) a statement reads.
 fn catalog_relations(sql: &str) -> Vec<String> {
     lex(sql, Escapes::Standard)
@@ -1253,6 +1259,9 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "pg_get_constraintdef",
     "pg_get_indexdef",
     "array_to_string",
+    "pg_function_is_visible",
+    "pg_get_function_result",
+    "pg_get_function_arguments",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1301,6 +1310,7 @@ fn functions() -> Vec<ScalarUDF> {
         ("pg_get_userbyid", Owner),
         ("pg_table_is_visible", True),
         ("pg_type_is_visible", True),
+        ("pg_function_is_visible", True),
         ("has_table_privilege", True),
         ("has_schema_privilege", True),
         ("has_database_privilege", True),
@@ -1311,6 +1321,8 @@ fn functions() -> Vec<ScalarUDF> {
         ("pg_get_expr", Null),
         ("pg_get_constraintdef", Null),
         ("pg_get_indexdef", Null),
+        ("pg_get_function_result", Null),
+        ("pg_get_function_arguments", Null),
         ("pg_encoding_to_char", Encoding),
         ("array_to_string", ArrayToString),
     ];
@@ -1572,6 +1584,8 @@ mod tests {
         assert_eq!(rows[0], vec!["ts", "timestamp with time zone", "NULL", "t", "NULL", "", ""]);
         assert_eq!(rows.len(), TRAFFIC_COLUMNS);
         // footers are empty
+        let r = c.query("SELECT * FROM pg_catalog.pg_index").await.unwrap();
+        assert_eq!((r.num_rows(), r.schema.field(1).name().as_str()), (0, "indrelid"));
         let policies = "SELECT pol.polname, pol.polpermissive\nFROM pg_catalog.pg_policy pol\nWHERE pol.polrelid = '16385' ORDER BY 1;";
         let r = c.query(policies).await.unwrap();
         assert_eq!(r.num_rows(), 0);

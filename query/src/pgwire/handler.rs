@@ -48,7 +48,7 @@ use crate::lake::QueryResult;
 use crate::sql_guard;
 
 use super::catalog::{Settings, ordered_placeholder_types, postgres_column_names, text_result, type_length};
-use super::session::{Answer, Session, authenticate, catalog_for, is_catalog_statement, run_sql};
+use super::session::{Answer, Session, authenticate, catalog_for, escapes_of, is_catalog_statement, run_sql};
 use super::sql_text::{
     Escapes, StatementKind, classify, parameter_count, row_count_parameters, split_statements, substitute_parameters,
 };
@@ -161,15 +161,9 @@ impl QueryParser for PgParser {
         Ok(stmt.param_types.clone())
     }
 
-    fn get_result_schema(&self, stmt: &PgStatement, _format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(stmt.described.get().map(|types| types.iter().map(|t| field("?column?", t.clone(), FieldFormat::Text)).collect()).unwrap_or_default())
-    }
-}
-
-fn escapes_of(backend: &Backend) -> Escapes {
-    match backend.dialect() {
-        Dialect::DataFusion => Escapes::Standard,
-        Dialect::ClickHouse => Escapes::Backslash,
+    /// Unused: `Describe` is answered by [`PgConnection`], which plans or runs the statement.
+    fn get_result_schema(&self, _stmt: &PgStatement, _format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(Vec::new())
     }
 }
 

@@ -35,10 +35,15 @@ impl Session {
 
     /// How this session's SQL quotes string literals.
     pub fn escapes(&self) -> Escapes {
-        match self.state.backend().map(Backend::dialect) {
-            Ok(Dialect::ClickHouse) => Escapes::Backslash,
-            _ => Escapes::Standard,
-        }
+        self.state.backend().map_or(Escapes::Standard, escapes_of)
+    }
+}
+
+/// How SQL for `backend` quotes string literals (ClickHouse also escapes with backslashes).
+pub fn escapes_of(backend: &Backend) -> Escapes {
+    match backend.dialect() {
+        Dialect::DataFusion => Escapes::Standard,
+        Dialect::ClickHouse => Escapes::Backslash,
     }
 }
 
