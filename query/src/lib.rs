@@ -50,7 +50,7 @@ pub struct QueryConfig {
     /// `lake` (default) or `clickhouse`: what the API, SQL and dashboard read.
     pub backend: BackendKind,
     /// Address of the Postgres wire protocol listener; `""` disables it.
-    #[serde(with = "pg_listen_serde")]
+    #[serde(with = "crate::pgwire::listen_address")]
     pub pg_listen: Option<SocketAddr>,
     /// ClickHouse, read when `backend = "clickhouse"`: the config file's `[clickhouse]` section
     /// (shared with the aggregate role), not a key of `[query]`.
@@ -98,26 +98,6 @@ impl Default for QueryConfig {
     }
 }
 
-/// `pg_listen` as text: an address, or `""` (also JSON `null`) for no Postgres listener; written
-/// back the same way, so the setting round-trips through TOML.
-mod pg_listen_serde {
-    use std::net::SocketAddr;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(s) if s.trim().is_empty() => Ok(None),
-            Some(s) => s.trim().parse().map(Some).map_err(|e| serde::de::Error::custom(format!("pg_listen {s:?}: {e}"))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,25 +111,5 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.data_dir, PathBuf::from("/lake"));
         assert!(serde_json::from_str::<QueryConfig>(r#"{"listen_addr": "0.0.0.0:9000"}"#).is_err());
-    }
-
-    #[test]
-    fn pg_listen_defaults_disables_and_round_trips() {
-        assert_eq!(QueryConfig::default().pg_listen, Some("127.0.0.1:5433".parse().unwrap()));
-        let off: QueryConfig = serde_json::from_str(r#"{"pg_listen": ""}"#).unwrap();
-        assert_eq!(off.pg_listen, None);
-        let off: QueryConfig = serde_json::from_str(r#"{"pg_listen": null}"#).unwrap();
-        assert_eq!(off.pg_listen, None);
-        let on: QueryConfig = serde_json::from_str(r#"{"pg_listen": "0.0.0.0:6543"}"#).unwrap();
-        assert_eq!(on.pg_listen.unwrap().port(), 6543);
-        assert!(serde_json::from_str::<QueryConfig>(r#"{"pg_listen": "nowhere"}"#).is_err());
-        for config in [off, on, QueryConfig::default()] {
-            let json = serde_json::to_string(&config).unwrap();
-            assert_eq!(serde_json::from_str::<QueryConfig>(&json).unwrap(), config);
-            let value = toml::Value::try_from(&config).unwrap();
-            assert_eq!(value.clone().try_into::<QueryConfig>().unwrap(), config, "{value:?}");
-        }
-        let off: QueryConfig = toml::from_str("pg_listen = \"\"").unwrap();
-        assert_eq!(off.pg_listen, None);
     }
 }

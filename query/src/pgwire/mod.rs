@@ -91,6 +91,26 @@ pub async fn bind(config: &QueryConfig) -> Result<Option<TcpListener>> {
     }
 }
 
+/// `pg_listen` as text: an address, or `""` (also JSON `null`) for no Postgres listener; written
+/// back the same way, so the setting round-trips through TOML.
+pub(crate) mod listen_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => s.trim().parse().map(Some).map_err(|e| serde::de::Error::custom(format!("pg_listen {s:?}: {e}"))),
+        }
+    }
+}
+
 /// One shutdown future as two: both resolve when `shutdown` does (for the HTTP and the Postgres
 /// listener of one service).
 pub fn split_shutdown(
@@ -420,6 +440,26 @@ mod tests {
         m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
         m.extend_from_slice(body);
         m
+    }
+
+    #[test]
+    fn pg_listen_defaults_disables_and_round_trips() {
+        assert_eq!(crate::QueryConfig::default().pg_listen, Some("127.0.0.1:5433".parse().unwrap()));
+        let off: crate::QueryConfig = serde_json::from_str(r#"{"pg_listen": ""}"#).unwrap();
+        assert_eq!(off.pg_listen, None);
+        let off: crate::QueryConfig = serde_json::from_str(r#"{"pg_listen": null}"#).unwrap();
+        assert_eq!(off.pg_listen, None);
+        let on: crate::QueryConfig = serde_json::from_str(r#"{"pg_listen": "0.0.0.0:6543"}"#).unwrap();
+        assert_eq!(on.pg_listen.unwrap().port(), 6543);
+        assert!(serde_json::from_str::<crate::QueryConfig>(r#"{"pg_listen": "nowhere"}"#).is_err());
+        for config in [off, on, crate::QueryConfig::default()] {
+            let json = serde_json::to_string(&config).unwrap();
+            assert_eq!(serde_json::from_str::<crate::QueryConfig>(&json).unwrap(), config);
+            let value = toml::Value::try_from(&config).unwrap();
+            assert_eq!(value.clone().try_into::<crate::QueryConfig>().unwrap(), config, "{value:?}");
+        }
+        let off: crate::QueryConfig = toml::from_str("pg_listen = \"\"").unwrap();
+        assert_eq!(off.pg_listen, None);
     }
 
     #[test]
