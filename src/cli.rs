@@ -118,6 +118,9 @@ struct DemoArgs {
     /// Address of the dashboard and API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address of the Postgres wire protocol (psql, Grafana), `off` to disable.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5433", value_parser = parse_pg_listen)]
+    pg_listen: PgListen,
     /// Lake directory.
     #[arg(long, default_value = "./edgelens-data")]
     data_dir: PathBuf,
@@ -267,6 +270,20 @@ struct QueryArgs {
     /// "clickhouse"` and `[clickhouse] url`).
     #[arg(long)]
     clickhouse: Option<String>,
+    /// Postgres wire protocol listen address, `off` to disable (overrides `[query] pg_listen`).
+    #[arg(long, value_name = "ADDR", value_parser = parse_pg_listen)]
+    pg_listen: Option<PgListen>,
+}
+
+/// `--pg-listen`: an address, or `off` (or an empty value) for no Postgres listener.
+#[derive(Clone, Copy, Debug)]
+struct PgListen(Option<SocketAddr>);
+
+fn parse_pg_listen(s: &str) -> std::result::Result<PgListen, String> {
+    match s.trim() {
+        "" | "off" => Ok(PgListen(None)),
+        addr => addr.parse().map(|a| PgListen(Some(a))).map_err(|e| format!("{e} (expected HOST:PORT or off)")),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -478,6 +495,9 @@ fn query(a: QueryArgs) -> Result<()> {
     if let Some(d) = a.data_dir {
         cfg.data_dir = d;
     }
+    if let Some(PgListen(pg)) = a.pg_listen {
+        cfg.pg_listen = pg;
+    }
     // Registry imports over HTTP go where the service reads from.
     let writer = crate::registry::SinkWriter {
         lake: (cfg.backend == edgelens_query::BackendKind::Lake).then(|| cfg.data_dir.clone()),
@@ -669,8 +689,11 @@ mod demo {
         })?;
 
         println!("edgelens demo: dashboard and API on http://{}  (data in {}; Ctrl-C to stop)", a.listen, a.data_dir.display());
+        if let Some(pg) = a.pg_listen.0 {
+            println!("edgelens demo: Postgres wire protocol on {pg}  (psql -h {} -p {} -U edgelens)", pg.ip(), pg.port());
+        }
         let rt = runtime()?;
-        let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), ..Default::default() };
+        let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), pg_listen: a.pg_listen.0, ..Default::default() };
         let served = rt.block_on(async move { edgelens_query::api::serve(qcfg, shutdown_signal()).await });
         stop.store(true, Ordering::Relaxed);
         let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))??;

@@ -73,8 +73,9 @@ fn tenants_see_only_their_sites_everywhere() {
     )
     .unwrap();
     let cfg = config.to_str().unwrap();
-    let on_lake = QueryService::start(&["--config", cfg, "--data-dir", lake.to_str().unwrap()], &[]);
-    let on_ch = QueryService::start(&["--config", cfg, "--clickhouse", &db.url], &db.env());
+    let (pg_lake, pg_ch) = (free_port(), free_port());
+    let on_lake = QueryService::start(&["--config", cfg, "--data-dir", lake.to_str().unwrap(), "--pg-listen", &format!("127.0.0.1:{pg_lake}")], &[]);
+    let on_ch = QueryService::start(&["--config", cfg, "--clickhouse", &db.url, "--pg-listen", &format!("127.0.0.1:{pg_ch}")], &db.env());
 
     // Independent recount: requests per site over the range, from the raw events.
     let counts = recount(&raw);
@@ -166,6 +167,37 @@ fn tenants_see_only_their_sites_everywhere() {
             assert_eq!(code, 200, "{name}: {sql}: {body}");
             assert_eq!(rows(&body, &sql)[0]["n"].as_u64(), Some(0), "{name}: {sql} reached other rows: {body}");
         }
+    }
+    // The Postgres wire protocol, with the real psql: token names and tokens as users and
+    // passwords; a tenant's statements see its rows only, escapes are refused.
+    let psql = |port: u16, user: &str, password: &str, sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-A", "-t", "-F", ",", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, "-d", "edgelens", "-c", sql])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql is installed by bash deploy/dev/install.sh");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (name, port) in [("lake", pg_lake), ("clickhouse", pg_ch)] {
+        let (ok, out, err) = psql(port, "acme-ro", ACME, "SELECT site, SUM(requests) AS r FROM site_rates_10s GROUP BY site ORDER BY site");
+        assert!(ok, "{name}: {err}");
+        let got: BTreeMap<String, u64> = out
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (s, n) = l.split_once(',').unwrap();
+                (s.to_owned(), n.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(got, expect(&acme), "{name}: acme over the Postgres wire");
+        let (ok, out, err) = psql(port, "ops", ADMIN, "SELECT COUNT(DISTINCT site) FROM site_rates_10s");
+        assert!(ok, "{name}: {err}");
+        assert_eq!(out.trim().parse::<usize>().ok(), Some(per_site.len()), "{name}: the admin over the Postgres wire");
+        let (ok, _, err) = psql(port, "acme-ro", ACME, "SELECT * FROM traffic_1m_local");
+        assert!(!ok && err.contains("not readable with a tenant token"), "{name}: {err}");
+        let (ok, _, err) = psql(port, "acme-ro", GLOBEX, "SELECT 1");
+        assert!(!ok && err.contains("password authentication failed"), "{name}: a wrong password got in: {err}");
     }
     // Registry imports over HTTP: admins only, audited with the token's name.
     let spec = support::openapi::Spec::fetch(&on_lake);

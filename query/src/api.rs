@@ -208,7 +208,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Open the configured backend (the lake at `config.data_dir`, or ClickHouse), bind
-/// `config.listen` and serve until `shutdown` completes.
+/// `config.listen` and `config.pg_listen` (the Postgres wire protocol, unless disabled) and serve
+/// both until `shutdown` completes.
 pub async fn serve(config: QueryConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     serve_with(config, None, shutdown).await
 }
@@ -225,7 +226,10 @@ pub async fn serve_with(
     }
     state.set_backend(config.open_backend()?);
     let listener = TcpListener::bind(config.listen).await?;
-    serve_on(listener, state, shutdown).await
+    let pg_listener = crate::pgwire::bind(&config).await?;
+    let (shutdown, pg_shutdown) = crate::pgwire::split_shutdown(shutdown);
+    tokio::try_join!(serve_on(listener, state.clone(), shutdown), crate::pgwire::serve_pg(pg_listener, state, pg_shutdown))?;
+    Ok(())
 }
 
 /// Serve on an already bound listener (tests and embedders bind `127.0.0.1:0` themselves).

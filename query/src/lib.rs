@@ -17,6 +17,7 @@
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
 //! - [`metrics`]: the service's Prometheus counters and latency histograms.
 //! - [`api`]: the HTTP service (axum router, `serve`), including the dashboard at `/`.
+//! - [`pgwire`]: the Postgres wire protocol listener (psql, Grafana, drivers) over the same backend.
 //! - [`error`]: [`QueryError`], which says whether an error is the caller's (400) or ours (500).
 //!
 //! Configuration is [`QueryConfig`]: typed, defaults embedded, unknown keys rejected.
@@ -32,6 +33,7 @@ pub mod incidents;
 pub mod metrics;
 pub mod lake;
 pub mod params;
+pub mod pgwire;
 pub mod registry_api;
 pub mod report;
 pub mod site_rates;
@@ -62,6 +64,9 @@ pub struct QueryConfig {
     pub data_dir: PathBuf,
     /// `lake` (default) or `clickhouse`: what the API, SQL and dashboard read.
     pub backend: BackendKind,
+    /// Address of the Postgres wire protocol listener; `""` disables it.
+    #[serde(with = "crate::pgwire::listen_address")]
+    pub pg_listen: Option<SocketAddr>,
     /// ClickHouse, read when `backend = "clickhouse"`: the config file's `[clickhouse]` section
     /// (shared with the aggregate role), not a key of `[query]`.
     #[serde(skip)]
@@ -132,6 +137,7 @@ impl QueryConfig {
     }
 
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_PG_LISTEN: &'static str = "127.0.0.1:5433";
     pub const DEFAULT_DATA_DIR: &'static str = "./edgelens-data";
 }
 
@@ -141,6 +147,7 @@ impl Default for QueryConfig {
             listen: Self::DEFAULT_LISTEN.parse().expect("valid default listen address"),
             data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
             backend: BackendKind::Lake,
+            pg_listen: Some(Self::DEFAULT_PG_LISTEN.parse().expect("valid default Postgres listen address")),
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
             tokens: Vec::new(),
             max_body_bytes: 16 << 20,

@@ -1,0 +1,501 @@
+//! The Postgres wire protocol listener of the query service (default `127.0.0.1:5433`), so that
+//! `psql`, Grafana's PostgreSQL data source and Postgres drivers read edgelens tables.
+//!
+//! - [`session`]: [`authenticate`](session::authenticate) and [`run_sql`](session::run_sql), the one
+//!   path of every statement (the read-only path of `POST /v1/sql`, or the catalog);
+//! - [`handler`]: startup, password authentication, simple and extended query protocol;
+//! - [`catalog`]: settings, `information_schema` / `pg_catalog` and the statements psql and
+//!   Grafana send, answered from the schema registry;
+//! - [`types`]: Arrow ↔ PostgreSQL types, text and binary cells, parameters as literals;
+//! - [`sql_text`]: statement splitting, classification and `$n` substitution.
+//!
+//! This module owns the listener: it shares the HTTP service's [`AppState`] (same backend) and
+//! shutdown, and keeps the listener from being exhausted — at most [`PgLimits::max_connections`]
+//! sessions (one more is answered `53300 too many connections` and closed), a deadline for startup
+//! and authentication, an idle timeout between messages, and a maximum size of any client message
+//! (checked on the length prefix, before the message is buffered). Errors of statements never end a
+//! connection; protocol errors, timeouts and shutdown end it with a `FATAL` error response.
+//! Not supported: TLS (`SSLRequest` is refused, clients fall back to plain TCP), `COPY`, query
+//! cancellation, `LISTEN`/`NOTIFY`.
+
+pub mod catalog;
+pub mod handler;
+pub mod session;
+pub mod sql_text;
+pub mod types;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{ClientInfo, DefaultClient, NoopHandler, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::response::{GssEncResponse, SslResponse};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
+use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::codec::Framed;
+
+use crate::QueryConfig;
+use crate::api::AppState;
+use crate::error::Result;
+
+use handler::{PgConnection, PgStatement};
+
+/// Limits that keep the listener from being exhausted.
+#[derive(Debug, Clone, Copy)]
+pub struct PgLimits {
+    /// Sessions served at once; one more is refused with `53300`.
+    pub max_connections: usize,
+    /// Time from connect to the end of authentication.
+    pub startup_timeout: Duration,
+    /// Longest wait for the next message of an authenticated client.
+    pub idle_timeout: Duration,
+    /// Largest client message (a query, a `Bind` with its parameters), in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for PgLimits {
+    fn default() -> Self {
+        PgLimits {
+            max_connections: 64,
+            startup_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3600),
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Bind the configured Postgres address, `None` when `pg_listen` is disabled. The default address
+/// is optional: when it is taken (another edgelens, or a second local PostgreSQL cluster, which
+/// Debian puts on 5433) the service runs without the Postgres listener and says so; an address
+/// configured explicitly must be free.
+pub async fn bind(config: &QueryConfig) -> Result<Option<TcpListener>> {
+    let Some(addr) = config.pg_listen else { return Ok(None) };
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.to_string() == QueryConfig::DEFAULT_PG_LISTEN => {
+            tracing::warn!(%addr, "postgres wire protocol disabled: the default address is in use (set [query] pg_listen or --pg-listen)");
+            Ok(None)
+        }
+        Err(e) => Err(crate::QueryError::Io(io::Error::new(e.kind(), format!("postgres listener on {addr}: {e}")))),
+    }
+}
+
+/// `pg_listen` as text: an address, or `""` (also JSON `null`) for no Postgres listener; written
+/// back the same way, so the setting round-trips through TOML.
+pub(crate) mod listen_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => s.trim().parse().map(Some).map_err(|e| serde::de::Error::custom(format!("pg_listen {s:?}: {e}"))),
+        }
+    }
+}
+
+/// One shutdown future as two: both resolve when `shutdown` does (for the HTTP and the Postgres
+/// listener of one service).
+pub fn split_shutdown(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (impl Future<Output = ()> + Send + 'static, impl Future<Output = ()> + Send + 'static) {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let wait = |mut rx: watch::Receiver<bool>| async move { stopped(&mut rx).await };
+    (wait(rx.clone()), wait(rx))
+}
+
+/// Serve the Postgres protocol on `listener` (if any) until `shutdown` completes.
+pub async fn serve_pg(
+    listener: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    match listener {
+        Some(l) => serve_pg_on(l, state, PgLimits::default(), shutdown).await,
+        None => Ok(()),
+    }
+}
+
+/// Serve the Postgres protocol on an already bound listener until `shutdown` completes; then close
+/// every connection at its next message boundary and wait for them.
+pub async fn serve_pg_on(
+    listener: TcpListener,
+    state: AppState,
+    limits: PgLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "postgres wire protocol listening");
+    let sessions = Arc::new(Semaphore::new(limits.max_connections));
+    // Connections over the limit are told so, but only this many at a time; more are just closed.
+    let refusals = Arc::new(Semaphore::new(limits.max_connections.max(8)));
+    let next_pid = AtomicI32::new(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let session_permit = Arc::clone(&sessions).try_acquire_owned().ok();
+                    let refusal_permit = match session_permit {
+                        Some(_) => None,
+                        None => match Arc::clone(&refusals).try_acquire_owned() {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                tracing::warn!(%peer, "postgres connection dropped: too many connections");
+                                continue;
+                            }
+                        },
+                    };
+                    let admitted = session_permit.is_some();
+                    if !admitted {
+                        tracing::warn!(%peer, max = limits.max_connections, "postgres connection refused: too many connections");
+                    }
+                    let pid = next_pid.fetch_add(1, Ordering::Relaxed);
+                    let conn = Arc::new(PgConnection::new(state.clone(), admitted, limits.max_connections, pid));
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        let _permits = (session_permit, refusal_permit);
+                        if let Err(e) = serve_connection(stream, peer, conn, limits, stop).await {
+                            tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "postgres accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "postgres connection task failed");
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    tracing::info!("postgres wire protocol stopped");
+    Ok(())
+}
+
+/// Resolves once the value is `true` (or the sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+type PgSocket = Framed<MessageSizeGuard<TcpStream>, PgWireMessageServerCodec<PgStatement>>;
+
+fn fatal(code: &str, message: impl Into<String>) -> PgWireBackendMessage {
+    PgWireBackendMessage::ErrorResponse(ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message.into()).into())
+}
+
+/// The message loop of one connection.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: Arc<PgConnection>,
+    limits: PgLimits,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let io = MessageSizeGuard::new(stream, limits.max_message_bytes);
+    let mut socket: PgSocket = Framed::new(io, PgWireMessageServerCodec::new(DefaultClient::new(peer, false)));
+    let startup_deadline = tokio::time::Instant::now() + limits.startup_timeout;
+    let copy = Arc::new(NoopHandler);
+    let cancel = Arc::new(NoopHandler);
+    loop {
+        let starting = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingSslRequest
+                | PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let deadline = if starting { startup_deadline } else { tokio::time::Instant::now() + limits.idle_timeout };
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, socket.next()) => next,
+            () = stopped(&mut stop) => {
+                let _ = socket.send(fatal("57P01", "terminating connection: the edgelens query service is shutting down")).await;
+                return Ok(());
+            }
+        };
+        let message = match next {
+            Err(_) => {
+                let what = if starting { "startup and authentication took too long" } else { "idle-session timeout" };
+                tracing::debug!(%peer, what, "postgres connection timed out");
+                let _ = socket.send(fatal(if starting { "08006" } else { "57P05" }, format!("terminating connection: {what}"))).await;
+                return Ok(());
+            }
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(e))) => {
+                let (code, message) = match &e {
+                    PgWireError::IoError(io) if io.get_ref().is_some_and(|inner| inner.is::<MessageTooLarge>()) => {
+                        ("54000", io.to_string())
+                    }
+                    PgWireError::IoError(_) => return Ok(()),
+                    other => ("08P01", format!("invalid message: {other}")),
+                };
+                tracing::debug!(%peer, code, message, "postgres protocol error");
+                let _ = socket.send(fatal(code, message)).await;
+                return Ok(());
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        match message {
+            PgWireFrontendMessage::Terminate(_) => return Ok(()),
+            // No TLS: refuse SSL and GSS encryption requests; the client goes on in plain text.
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_)) => {
+                socket.send(PgWireBackendMessage::SslResponse(SslResponse::Refuse)).await?;
+                continue;
+            }
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_)) => {
+                socket.send(PgWireBackendMessage::GssEncResponse(GssEncResponse::Refuse)).await?;
+                continue;
+            }
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None) => {
+                socket.set_state(PgWireConnectionState::AwaitingStartup);
+                continue;
+            }
+            message => {
+                let extended = match socket.state() {
+                    PgWireConnectionState::CopyInProgress(extended) => extended,
+                    _ => message.is_extended_query(),
+                };
+                let cancel_request = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+                let result = process_message(
+                    message,
+                    &mut socket,
+                    Arc::clone(&conn),
+                    Arc::clone(&conn),
+                    Arc::clone(&conn),
+                    Arc::clone(&copy),
+                    Arc::clone(&cancel),
+                )
+                .await;
+                if let Err(e) = result {
+                    let fatal = e.is_fatal();
+                    process_error(&mut socket, e, extended).await?;
+                    if fatal {
+                        return Ok(());
+                    }
+                }
+                if cancel_request {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A client message announced more bytes than [`PgLimits::max_message_bytes`].
+#[derive(Debug)]
+pub struct MessageTooLarge {
+    pub announced: usize,
+    pub limit: usize,
+}
+
+impl std::fmt::Display for MessageTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.announced < 4 {
+            write!(f, "invalid message length {}", self.announced)
+        } else {
+            write!(f, "message of {} bytes exceeds the limit of {} bytes", self.announced, self.limit)
+        }
+    }
+}
+
+impl std::error::Error for MessageTooLarge {}
+
+/// Where the reader is in the client's stream of length-prefixed messages. Pure.
+#[derive(Debug, Clone)]
+pub struct MessageFrames {
+    /// The next message has no type byte (startup phase: SSL/GSS requests, startup, cancel).
+    untyped: bool,
+    header: [u8; 5],
+    header_len: usize,
+    body_left: usize,
+}
+
+impl Default for MessageFrames {
+    fn default() -> Self {
+        MessageFrames { untyped: true, header: [0; 5], header_len: 0, body_left: 0 }
+    }
+}
+
+impl MessageFrames {
+    /// Account for `data`, the next bytes from the client; an error as soon as a header announces a
+    /// message longer than `limit` (or shorter than its own length field).
+    pub fn observe(&mut self, mut data: &[u8], limit: usize) -> std::result::Result<(), MessageTooLarge> {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(data.len());
+                self.body_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let want = if self.untyped { 4 } else { 5 };
+            let n = (want - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == want {
+                let at = want - 4;
+                let len = i32::from_be_bytes([self.header[at], self.header[at + 1], self.header[at + 2], self.header[at + 3]]);
+                let announced = usize::try_from(len).unwrap_or(0);
+                if announced < 4 || announced > limit {
+                    return Err(MessageTooLarge { announced, limit });
+                }
+                self.body_left = announced - 4;
+                self.header_len = 0;
+                // SSLRequest and GSSENCRequest (8 bytes) are followed by another untyped message.
+                if self.untyped && announced != 8 {
+                    self.untyped = false;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A client stream that fails as soon as a message header announces more than the limit, so that
+/// no oversized message is ever buffered.
+pub struct MessageSizeGuard<S> {
+    inner: S,
+    limit: usize,
+    frames: MessageFrames,
+}
+
+impl<S> MessageSizeGuard<S> {
+    pub fn new(inner: S, limit: usize) -> Self {
+        MessageSizeGuard { inner, limit, frames: MessageFrames::default() }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for MessageSizeGuard<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &poll {
+            let limit = this.limit;
+            if let Err(e) = this.frames.observe(&buf.filled()[before..], limit) {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+            }
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for MessageSizeGuard<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn pg_listen_defaults_disables_and_round_trips() {
+        assert_eq!(crate::QueryConfig::default().pg_listen, Some("127.0.0.1:5433".parse().unwrap()));
+        let off: crate::QueryConfig = serde_json::from_str(r#"{"pg_listen": ""}"#).unwrap();
+        assert_eq!(off.pg_listen, None);
+        let off: crate::QueryConfig = serde_json::from_str(r#"{"pg_listen": null}"#).unwrap();
+        assert_eq!(off.pg_listen, None);
+        let on: crate::QueryConfig = serde_json::from_str(r#"{"pg_listen": "0.0.0.0:6543"}"#).unwrap();
+        assert_eq!(on.pg_listen.unwrap().port(), 6543);
+        assert!(serde_json::from_str::<crate::QueryConfig>(r#"{"pg_listen": "nowhere"}"#).is_err());
+        for config in [off, on, crate::QueryConfig::default()] {
+            let json = serde_json::to_string(&config).unwrap();
+            assert_eq!(serde_json::from_str::<crate::QueryConfig>(&json).unwrap(), config);
+            let value = toml::Value::try_from(&config).unwrap();
+            assert_eq!(value.clone().try_into::<crate::QueryConfig>().unwrap(), config, "{value:?}");
+        }
+        let off: crate::QueryConfig = toml::from_str("pg_listen = \"\"").unwrap();
+        assert_eq!(off.pg_listen, None);
+    }
+
+    #[test]
+    fn frames_follow_startup_then_typed_messages() {
+        let mut f = MessageFrames::default();
+        // SSLRequest, then a startup message, then a query — fed one byte at a time.
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&8i32.to_be_bytes());
+        stream.extend_from_slice(&80_877_103i32.to_be_bytes());
+        let startup = b"\0\x03\0\0user\0me\0\0";
+        stream.extend_from_slice(&(startup.len() as i32 + 4).to_be_bytes());
+        stream.extend_from_slice(startup);
+        stream.extend(typed(b'Q', b"SELECT 1\0"));
+        for b in &stream {
+            f.observe(std::slice::from_ref(b), 64).unwrap();
+        }
+        assert_eq!((f.untyped, f.body_left, f.header_len), (false, 0, 0));
+        // The same stream in one piece.
+        MessageFrames::default().observe(&stream, 64).unwrap();
+    }
+
+    #[test]
+    fn frames_refuse_oversized_and_malformed_lengths() {
+        let mut f = MessageFrames::default();
+        let startup = b"\0\x03\0\0user\0me\0\0";
+        let mut stream = (startup.len() as i32 + 4).to_be_bytes().to_vec();
+        stream.extend_from_slice(startup);
+        f.observe(&stream, 1000).unwrap();
+        let mut big = vec![b'Q'];
+        big.extend_from_slice(&1_000_001i32.to_be_bytes());
+        let err = f.observe(&big, 1000).unwrap_err();
+        assert_eq!((err.announced, err.limit), (1_000_001, 1000));
+        assert!(err.to_string().contains("exceeds the limit of 1000 bytes"));
+        let mut f = MessageFrames::default();
+        assert!(f.observe(&(-5i32).to_be_bytes(), 1000).is_err());
+        let mut f = MessageFrames::default();
+        assert!(f.observe(&2i32.to_be_bytes(), 1000).is_err());
+    }
+}

@@ -1,0 +1,667 @@
+//! Values between Arrow and the Postgres wire: which PostgreSQL type an Arrow column is sent as,
+//! how each cell is written in text and in binary format, how `Bind` parameters are read, and how a
+//! parameter becomes a SQL literal of the backend's dialect.
+//!
+//! Type mapping (Arrow → PostgreSQL): `Int8`/`Int16`/`UInt8` → `int2`; `Int32`/`UInt16` → `int4`;
+//! `Int64`/`UInt32`/`UInt64` → `int8` (a `UInt64` above `i64::MAX` is an error, never a wrapped
+//! value); `Float16`/`Float32` → `float4`; `Float64` → `float8`; `Decimal*` → `numeric`; `Boolean` →
+//! `bool`; `Utf8*` → `text`; `Binary*` → `bytea`; `Date32`/`Date64` → `date`; `Timestamp(_, Some(tz))`
+//! → `timestamptz` and `Timestamp(_, None)` → `timestamp` (microseconds, as PostgreSQL); dictionary
+//! columns as their values; everything else as `text` in Arrow's display form.
+//!
+//! Text output follows PostgreSQL's (`DateStyle = ISO`, `TimeZone = UTC`): `t`/`f`, timestamps
+//! `2026-11-01 23:58:00+00`, bytea `\x0102`. Binary output is PostgreSQL's binary send format for
+//! every mapped type. Pure: no I/O.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use pgwire::api::Type;
+
+use crate::backend::Dialect;
+use crate::error::{QueryError, Result};
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for binary dates.
+const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for binary timestamps.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The PostgreSQL type an Arrow column is sent as.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
+            Type::NUMERIC
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Dictionary(_, value) => pg_type(value),
+        _ => Type::TEXT,
+    }
+}
+
+/// The Arrow type a column is converted to before its cells are written as `ty`; `None` for
+/// `numeric` (decimals are written from their own text) and for types rendered by Arrow's display.
+fn canonical_arrow(ty: &Type, source: &DataType) -> Option<DataType> {
+    Some(match *ty {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::BYTEA => DataType::Binary,
+        Type::DATE => DataType::Date32,
+        Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Type::TEXT if matches!(source, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)) => {
+            DataType::Utf8
+        }
+        _ => return None,
+    })
+}
+
+/// A result column ready to be written cell by cell as `ty`.
+#[derive(Debug)]
+pub struct PgColumn {
+    ty: Type,
+    array: ArrayRef,
+    /// For `text` of non-string types and for `numeric`: each cell's display text.
+    display: bool,
+}
+
+impl PgColumn {
+    /// Prepare `array` to be sent as `ty` (normally [`pg_type`] of its type). Integer narrowing that
+    /// loses a value (a `UInt64` above `i64::MAX` as `int8`) is an error.
+    pub fn new(array: &ArrayRef, ty: Type) -> Result<PgColumn> {
+        let strict = CastOptions { safe: false, ..Default::default() };
+        match canonical_arrow(&ty, array.data_type()) {
+            Some(target) if &target == array.data_type() => Ok(PgColumn { ty, array: Arc::clone(array), display: false }),
+            Some(target) => {
+                let array = cast_with_options(array, &target, &strict).map_err(|e| {
+                    QueryError::InvalidParameter(format!("a {} value cannot be sent as {}: {e}", array.data_type(), ty.name()))
+                })?;
+                Ok(PgColumn { ty, array, display: false })
+            }
+            None => Ok(PgColumn { ty, array: Arc::clone(array), display: true }),
+        }
+    }
+
+    pub fn pg_type(&self) -> &Type {
+        &self.ty
+    }
+
+    /// Append cell `row` as a DataRow field: its length (or -1 for NULL) and its bytes.
+    pub fn write_cell(&self, row: usize, binary: bool, buf: &mut BytesMut) -> Result<()> {
+        // Logical nulls: a `Null` column or a dictionary's null values are NULL too.
+        if self.array.logical_nulls().is_some_and(|n| n.is_null(row)) {
+            buf.put_i32(-1);
+            return Ok(());
+        }
+        let len_at = buf.len();
+        buf.put_i32(0);
+        if self.display {
+            let text = display_text(&self.array, row)?;
+            if binary && self.ty == Type::NUMERIC {
+                numeric_binary(&text, buf)?;
+            } else {
+                buf.put_slice(text.as_bytes());
+            }
+        } else if binary {
+            self.write_binary(row, buf);
+        } else {
+            self.write_text(row, buf);
+        }
+        let len = i32::try_from(buf.len() - len_at - 4)
+            .map_err(|_| QueryError::InvalidParameter("a value larger than 2 GiB cannot be sent".into()))?;
+        buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+
+    fn write_text(&self, row: usize, buf: &mut BytesMut) {
+        let a = &self.array;
+        match self.ty {
+            Type::BOOL => buf.put_slice(if a.as_boolean().value(row) { b"t" } else { b"f" }),
+            Type::INT2 => buf.put_slice(a.as_primitive::<Int16Type>().value(row).to_string().as_bytes()),
+            Type::INT4 => buf.put_slice(a.as_primitive::<Int32Type>().value(row).to_string().as_bytes()),
+            Type::INT8 => buf.put_slice(a.as_primitive::<Int64Type>().value(row).to_string().as_bytes()),
+            Type::FLOAT4 => buf.put_slice(float4_text(a.as_primitive::<Float32Type>().value(row)).as_bytes()),
+            Type::FLOAT8 => buf.put_slice(float_text(a.as_primitive::<Float64Type>().value(row)).as_bytes()),
+            Type::BYTEA => {
+                buf.put_slice(b"\\x");
+                for b in a.as_binary::<i32>().value(row) {
+                    buf.put_slice(format!("{b:02x}").as_bytes());
+                }
+            }
+            Type::DATE => buf.put_slice(date_text(a.as_primitive::<Date32Type>().value(row)).as_bytes()),
+            Type::TIMESTAMPTZ => {
+                buf.put_slice(timestamp_text(a.as_primitive::<TimestampMicrosecondType>().value(row), true).as_bytes())
+            }
+            Type::TIMESTAMP => {
+                buf.put_slice(timestamp_text(a.as_primitive::<TimestampMicrosecondType>().value(row), false).as_bytes())
+            }
+            _ => buf.put_slice(a.as_string::<i32>().value(row).as_bytes()),
+        }
+    }
+
+    fn write_binary(&self, row: usize, buf: &mut BytesMut) {
+        let a = &self.array;
+        match self.ty {
+            Type::BOOL => buf.put_u8(u8::from(a.as_boolean().value(row))),
+            Type::INT2 => buf.put_i16(a.as_primitive::<Int16Type>().value(row)),
+            Type::INT4 => buf.put_i32(a.as_primitive::<Int32Type>().value(row)),
+            Type::INT8 => buf.put_i64(a.as_primitive::<Int64Type>().value(row)),
+            Type::FLOAT4 => buf.put_f32(a.as_primitive::<Float32Type>().value(row)),
+            Type::FLOAT8 => buf.put_f64(a.as_primitive::<Float64Type>().value(row)),
+            Type::BYTEA => buf.put_slice(a.as_binary::<i32>().value(row)),
+            Type::DATE => buf.put_i32(a.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS),
+            Type::TIMESTAMPTZ | Type::TIMESTAMP => {
+                buf.put_i64(a.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS)
+            }
+            _ => buf.put_slice(a.as_string::<i32>().value(row).as_bytes()),
+        }
+    }
+}
+
+fn display_text(array: &ArrayRef, row: usize) -> Result<String> {
+    let options = FormatOptions::default().with_display_error(true);
+    Ok(ArrayFormatter::try_new(array.as_ref(), &options)?.value(row).to_string())
+}
+
+/// PostgreSQL's text form of a float: shortest round-trip digits, `NaN`, `Infinity`, `-Infinity`.
+pub fn float_text(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else if v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-5) {
+        let s = format!("{v:e}");
+        // PostgreSQL writes the exponent with a sign and at least two digits: 1e+20, 1.5e-07.
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// [`float_text`] of a `real`: its own shortest digits (`1.1`, not the `f64` widening's).
+pub fn float4_text(v: f32) -> String {
+    if v.is_finite() && v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-5) {
+        float_text(v.to_string().parse().unwrap_or(f64::from(v)))
+    } else if v.is_finite() {
+        format!("{v}")
+    } else {
+        float_text(f64::from(v))
+    }
+}
+
+/// `YYYY-MM-DD` of days since 1970-01-01.
+pub fn date_text(days: i32) -> String {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|d| d.checked_add_signed(chrono::Duration::days(i64::from(days))))
+        .map_or_else(|| days.to_string(), |d| d.format("%Y-%m-%d").to_string())
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (+ `+00` with a zone) of microseconds since 1970-01-01 UTC; the
+/// fraction without trailing zeros, as PostgreSQL prints it.
+pub fn timestamp_text(micros: i64, with_zone: bool) -> String {
+    let Some(t) = DateTime::<Utc>::from_timestamp_micros(micros) else { return micros.to_string() };
+    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let frac = micros.rem_euclid(1_000_000);
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        s.push('.');
+        s.push_str(digits.trim_end_matches('0'));
+    }
+    if with_zone {
+        s.push_str("+00");
+    }
+    s
+}
+
+/// PostgreSQL's binary `numeric` of a decimal text (`-12.3400`, `NaN`): base-10000 digit groups
+/// aligned on the decimal point, weight of the first group, sign, display scale.
+pub fn numeric_binary(text: &str, buf: &mut BytesMut) -> Result<()> {
+    let bad = || QueryError::InvalidParameter(format!("not a decimal number: {text:?}"));
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("nan") {
+        buf.put_slice(&[0, 0, 0, 0, 0xC0, 0, 0, 0]);
+        return Ok(());
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let dscale = u16::try_from(frac_part.len()).map_err(|_| bad())?;
+    // Pad the integer part on the left and the fraction on the right to whole groups of 4.
+    let int_pad = (4 - int_part.len() % 4) % 4;
+    let frac_pad = (4 - frac_part.len() % 4) % 4;
+    let padded: String = "0".repeat(int_pad) + int_part + frac_part + &"0".repeat(frac_pad);
+    let mut groups: Vec<i16> =
+        padded.as_bytes().chunks(4).map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0'))).collect();
+    let int_groups = (int_part.len() + int_pad) / 4;
+    let mut weight = int_groups as i64 - 1;
+    let leading = groups.iter().take_while(|&&g| g == 0).count();
+    groups.drain(..leading);
+    weight -= leading as i64;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let ndigits = i16::try_from(groups.len()).map_err(|_| bad())?;
+    let weight = i16::try_from(weight).map_err(|_| bad())?;
+    buf.put_i16(ndigits);
+    buf.put_i16(weight);
+    buf.put_u16(if negative && !groups.is_empty() { 0x4000 } else { 0 });
+    buf.put_u16(dscale);
+    for g in groups {
+        buf.put_i16(g);
+    }
+    Ok(())
+}
+
+/// Decimal text of PostgreSQL's binary `numeric`.
+pub fn numeric_from_binary(raw: &[u8]) -> Result<String> {
+    let bad = || QueryError::InvalidParameter("malformed binary numeric parameter".into());
+    let word = |i: usize| raw.get(i * 2..i * 2 + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or_else(bad);
+    let (ndigits, weight, sign, dscale) = (word(0)? as usize, word(1)? as i16, word(2)?, word(3)? as usize);
+    if sign == 0xC000 {
+        return Ok("NaN".into());
+    }
+    let digits: Vec<u16> = (0..ndigits).map(|i| word(4 + i)).collect::<Result<_>>()?;
+    if digits.iter().any(|&d| d > 9999) {
+        return Err(bad());
+    }
+    let mut int_part = String::new();
+    let mut frac_part = String::new();
+    let weight = i32::from(weight);
+    // Group i has weight `weight - i`: >= 0 is integer part, < 0 fraction.
+    let last_weight = weight.min(-1).min(weight - ndigits as i32 + 1);
+    for w in (last_weight..=weight.max(0)).rev() {
+        let idx = weight - w;
+        let g = if idx >= 0 && (idx as usize) < digits.len() { digits[idx as usize] } else { 0 };
+        if w >= 0 {
+            int_part.push_str(&format!("{g:04}"));
+        } else {
+            frac_part.push_str(&format!("{g:04}"));
+        }
+    }
+    let int_part = int_part.trim_start_matches('0');
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    out.push_str(if int_part.is_empty() { "0" } else { int_part });
+    if dscale > 0 {
+        let mut frac: String = frac_part.chars().take(dscale).collect();
+        while frac.len() < dscale {
+            frac.push('0');
+        }
+        out.push('.');
+        out.push_str(&frac);
+    }
+    Ok(out)
+}
+
+/// A `Bind` parameter, read according to its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Validated decimal text.
+    Numeric(String),
+    Text(String),
+    Bytes(Vec<u8>),
+    /// Microseconds since 1970-01-01 UTC.
+    Timestamp(i64),
+    /// Days since 1970-01-01.
+    Date(i32),
+}
+
+fn param_error(ty: &Type, detail: impl std::fmt::Display) -> QueryError {
+    QueryError::InvalidParameter(format!("invalid input for a parameter of type {}: {detail}", ty.name()))
+}
+
+/// Read parameter bytes (`None` = NULL) in `binary` or text format as type `ty`. Types without a
+/// dedicated reading are text.
+pub fn decode_param(raw: Option<&[u8]>, binary: bool, ty: &Type) -> Result<ParamValue> {
+    let Some(raw) = raw else { return Ok(ParamValue::Null) };
+    if binary {
+        return decode_binary_param(raw, ty);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| param_error(ty, "not UTF-8"))?;
+    let t = text.trim();
+    Ok(match *ty {
+        Type::BOOL => match t.to_ascii_lowercase().as_str() {
+            "t" | "true" | "yes" | "y" | "on" | "1" => ParamValue::Bool(true),
+            "f" | "false" | "no" | "n" | "off" | "0" => ParamValue::Bool(false),
+            _ => return Err(param_error(ty, format!("{text:?}"))),
+        },
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
+            ParamValue::Int(t.parse().map_err(|_| param_error(ty, format!("{text:?} is not an integer")))?)
+        }
+        Type::FLOAT4 | Type::FLOAT8 => ParamValue::Float(match t.to_ascii_lowercase().as_str() {
+            "nan" => f64::NAN,
+            "infinity" | "inf" => f64::INFINITY,
+            "-infinity" | "-inf" => f64::NEG_INFINITY,
+            _ => t.parse().map_err(|_| param_error(ty, format!("{text:?} is not a number")))?,
+        }),
+        Type::NUMERIC => {
+            // Validated by encoding it.
+            numeric_binary(t, &mut BytesMut::new()).map_err(|_| param_error(ty, format!("{text:?} is not a decimal")))?;
+            ParamValue::Numeric(t.trim_start_matches('+').to_owned())
+        }
+        Type::BYTEA => ParamValue::Bytes(match t.strip_prefix("\\x") {
+            Some(hex) => decode_hex(hex).ok_or_else(|| param_error(ty, "bad hex"))?,
+            None => raw.to_vec(),
+        }),
+        Type::DATE => ParamValue::Date(
+            NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .map_err(|e| param_error(ty, format!("{text:?}: {e}")))?
+                .signed_duration_since(NaiveDate::default())
+                .num_days()
+                .try_into()
+                .map_err(|_| param_error(ty, "out of range"))?,
+        ),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            ParamValue::Timestamp(parse_timestamp(t).ok_or_else(|| param_error(ty, format!("{text:?} is not a timestamp")))?)
+        }
+        _ => ParamValue::Text(text.to_owned()),
+    })
+}
+
+fn decode_binary_param(raw: &[u8], ty: &Type) -> Result<ParamValue> {
+    let fixed = |n: usize| -> Result<&[u8]> {
+        if raw.len() == n { Ok(raw) } else { Err(param_error(ty, format!("binary value of {} bytes, expected {n}", raw.len()))) }
+    };
+    Ok(match *ty {
+        Type::BOOL => ParamValue::Bool(fixed(1)?[0] != 0),
+        Type::INT2 => ParamValue::Int(i64::from(i16::from_be_bytes(fixed(2)?.try_into().unwrap_or_default()))),
+        Type::INT4 => ParamValue::Int(i64::from(i32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()))),
+        Type::OID => ParamValue::Int(i64::from(u32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()))),
+        Type::INT8 => ParamValue::Int(i64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default())),
+        Type::FLOAT4 => ParamValue::Float(f64::from(f32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()))),
+        Type::FLOAT8 => ParamValue::Float(f64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default())),
+        Type::NUMERIC => ParamValue::Numeric(numeric_from_binary(raw)?),
+        Type::BYTEA => ParamValue::Bytes(raw.to_vec()),
+        Type::DATE => ParamValue::Date(i32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()).saturating_add(PG_EPOCH_DAYS)),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            ParamValue::Timestamp(i64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default()).saturating_add(PG_EPOCH_MICROS))
+        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON | Type::CHAR => {
+            ParamValue::Text(String::from_utf8(raw.to_vec()).map_err(|_| param_error(ty, "not UTF-8"))?)
+        }
+        _ => {
+            return Err(QueryError::InvalidParameter(format!(
+                "binary parameters of type {} are not supported: send the parameter in text format",
+                ty.name()
+            )));
+        }
+    })
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Microseconds since 1970 of a PostgreSQL or RFC 3339 timestamp text; without an offset, UTC.
+pub fn parse_timestamp(t: &str) -> Option<i64> {
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.timestamp_micros());
+    }
+    let t = t.replacen('T', " ", 1);
+    // PostgreSQL writes offsets as +00, +05:30 or +0530.
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%d %H:%M%#z"] {
+        if let Ok(d) = DateTime::parse_from_str(&t, fmt) {
+            return Some(d.timestamp_micros());
+        }
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(&t, fmt) {
+            return Some(d.and_utc().timestamp_micros());
+        }
+    }
+    NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc().timestamp_micros())
+}
+
+/// `value` as a SQL literal of `dialect`. Text is quoted and escaped; numbers, booleans, dates and
+/// timestamps are written from their parsed value, so no parameter can change the statement's shape.
+pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
+    match value {
+        ParamValue::Null => "NULL".into(),
+        ParamValue::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
+        ParamValue::Int(i) => {
+            // A negative literal in parentheses keeps `x-$1` from becoming a comment (`x--1`).
+            if *i < 0 { format!("({i})") } else { i.to_string() }
+        }
+        ParamValue::Float(f) if f.is_finite() => {
+            let s = format!("{f:?}");
+            if *f < 0.0 { format!("({s})") } else { s }
+        }
+        ParamValue::Float(f) => {
+            let name = if f.is_nan() { "nan" } else if *f > 0.0 { "inf" } else { "-inf" };
+            match dialect {
+                Dialect::DataFusion => format!("CAST('{name}' AS DOUBLE)"),
+                Dialect::ClickHouse => format!("toFloat64('{name}')"),
+            }
+        }
+        ParamValue::Numeric(n) if n.eq_ignore_ascii_case("nan") => match dialect {
+            Dialect::DataFusion => "CAST('nan' AS DOUBLE)".into(),
+            Dialect::ClickHouse => "nan".into(),
+        },
+        ParamValue::Numeric(n) => {
+            if n.starts_with('-') { format!("({n})") } else { n.clone() }
+        }
+        ParamValue::Text(s) => dialect.string(s),
+        ParamValue::Bytes(b) => {
+            let hex: String = b.iter().map(|x| format!("{x:02X}")).collect();
+            match dialect {
+                Dialect::DataFusion => format!("X'{hex}'"),
+                Dialect::ClickHouse => format!("unhex('{hex}')"),
+            }
+        }
+        ParamValue::Timestamp(us) => {
+            let text = DateTime::<Utc>::from_timestamp_micros(*us)
+                .map_or_else(|| us.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+            match dialect {
+                Dialect::DataFusion => format!("CAST('{text}' AS TIMESTAMP)"),
+                Dialect::ClickHouse => format!("toDateTime({})", us.div_euclid(1_000_000)),
+            }
+        }
+        ParamValue::Date(days) => match dialect {
+            Dialect::DataFusion => format!("CAST('{}' AS DATE)", date_text(*days)),
+            Dialect::ClickHouse => format!("toDate('{}')", date_text(*days)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, StringArray,
+        TimestampMicrosecondArray, UInt32Array, UInt64Array,
+    };
+
+    fn cell(array: ArrayRef, binary: bool) -> Option<Vec<u8>> {
+        let col = PgColumn::new(&array, pg_type(array.data_type())).unwrap();
+        let mut buf = BytesMut::new();
+        col.write_cell(0, binary, &mut buf).unwrap();
+        let len = i32::from_be_bytes(buf[..4].try_into().unwrap());
+        if len < 0 {
+            return None;
+        }
+        assert_eq!(len as usize, buf.len() - 4);
+        Some(buf[4..].to_vec())
+    }
+
+    fn text(array: ArrayRef) -> String {
+        String::from_utf8(cell(array, false).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn maps_arrow_types() {
+        use arrow::datatypes::DataType as D;
+        assert_eq!(pg_type(&D::UInt64), Type::INT8);
+        assert_eq!(pg_type(&D::UInt32), Type::INT8);
+        assert_eq!(pg_type(&D::UInt16), Type::INT4);
+        assert_eq!(pg_type(&D::Int16), Type::INT2);
+        assert_eq!(pg_type(&D::Float64), Type::FLOAT8);
+        assert_eq!(pg_type(&D::Utf8View), Type::TEXT);
+        assert_eq!(pg_type(&D::Binary), Type::BYTEA);
+        assert_eq!(pg_type(&D::Date32), Type::DATE);
+        assert_eq!(pg_type(&D::Decimal128(10, 2)), Type::NUMERIC);
+        assert_eq!(pg_type(&D::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))), Type::TIMESTAMPTZ);
+        assert_eq!(pg_type(&D::Timestamp(TimeUnit::Nanosecond, None)), Type::TIMESTAMP);
+        assert_eq!(pg_type(&D::Dictionary(Box::new(D::Int32), Box::new(D::Utf8))), Type::TEXT);
+        assert_eq!(pg_type(&D::Null), Type::TEXT);
+        assert_eq!(pg_type(&D::Interval(arrow::datatypes::IntervalUnit::MonthDayNano)), Type::TEXT);
+    }
+
+    #[test]
+    fn text_cells_look_like_postgres() {
+        assert_eq!(text(Arc::new(UInt64Array::from(vec![42u64]))), "42");
+        assert_eq!(text(Arc::new(BooleanArray::from(vec![true]))), "t");
+        assert_eq!(text(Arc::new(Float64Array::from(vec![0.5]))), "0.5");
+        assert_eq!(text(Arc::new(Float64Array::from(vec![f64::NAN]))), "NaN");
+        assert_eq!(text(Arc::new(BinaryArray::from(vec![&[1u8, 0xab][..]]))), "\\x01ab");
+        assert_eq!(text(Arc::new(Date32Array::from(vec![20_758]))), "2026-11-01");
+        let ts = TimestampMicrosecondArray::from(vec![1_793_577_480_000_000]).with_timezone("UTC");
+        assert_eq!(text(Arc::new(ts)), "2026-11-01 23:58:00+00");
+        let ts = TimestampMicrosecondArray::from(vec![1_793_577_480_120_000]);
+        assert_eq!(text(Arc::new(ts)), "2026-11-01 23:58:00.12");
+        let ts = arrow::array::TimestampSecondArray::from(vec![0]).with_timezone("UTC");
+        assert_eq!(text(Arc::new(ts)), "1970-01-01 00:00:00+00");
+        let dec = Decimal128Array::from(vec![-123_450]).with_precision_and_scale(10, 3).unwrap();
+        assert_eq!(text(Arc::new(dec)), "-123.450");
+        assert_eq!(text(Arc::new(StringArray::from(vec!["é'x"]))), "é'x");
+        assert_eq!(cell(Arc::new(StringArray::from(vec![None::<&str>])), false), None);
+        assert_eq!(cell(Arc::new(arrow::array::NullArray::new(1)), false), None);
+        assert_eq!(cell(Arc::new(arrow::array::NullArray::new(1)), true), None);
+        assert_eq!(text(Arc::new(arrow::array::Float32Array::from(vec![1.1f32]))), "1.1");
+        assert_eq!(float_text(1e20), "1e+20");
+        assert_eq!(float_text(1.5e-7), "1.5e-07");
+        assert_eq!(float_text(-3.0), "-3");
+    }
+
+    #[test]
+    fn binary_cells_use_send_formats() {
+        assert_eq!(cell(Arc::new(UInt32Array::from(vec![13335u32])), true).unwrap(), 13335i64.to_be_bytes());
+        assert_eq!(cell(Arc::new(Int32Array::from(vec![-2])), true).unwrap(), (-2i32).to_be_bytes());
+        assert_eq!(cell(Arc::new(Float64Array::from(vec![1.5])), true).unwrap(), 1.5f64.to_be_bytes());
+        let ts = TimestampMicrosecondArray::from(vec![PG_EPOCH_MICROS + 7]).with_timezone("UTC");
+        assert_eq!(cell(Arc::new(ts), true).unwrap(), 7i64.to_be_bytes());
+        assert_eq!(cell(Arc::new(Date32Array::from(vec![PG_EPOCH_DAYS + 1])), true).unwrap(), 1i32.to_be_bytes());
+        assert_eq!(cell(Arc::new(BooleanArray::from(vec![false])), true).unwrap(), vec![0]);
+        // 123.45 = digits [123, 4500], weight 0, positive, scale 2.
+        let dec = Decimal128Array::from(vec![12_345]).with_precision_and_scale(10, 2).unwrap();
+        assert_eq!(cell(Arc::new(dec), true).unwrap(), vec![0, 2, 0, 0, 0, 0, 0, 2, 0, 123, 0x11, 0x94]);
+    }
+
+    #[test]
+    fn uint64_beyond_int8_is_an_error() {
+        let array: ArrayRef = Arc::new(UInt64Array::from(vec![u64::MAX]));
+        assert!(PgColumn::new(&array, Type::INT8).is_err());
+    }
+
+    #[test]
+    fn numeric_binary_round_trips() {
+        for (text, want) in [
+            ("0", "0"),
+            ("0.0001", "0.0001"),
+            ("-12.3400", "-12.3400"),
+            ("100000000", "100000000"),
+            ("98765.4321", "98765.4321"),
+            ("+7", "7"),
+            ("NaN", "NaN"),
+            (".5", "0.5"),
+        ] {
+            let mut buf = BytesMut::new();
+            numeric_binary(text, &mut buf).unwrap();
+            assert_eq!(numeric_from_binary(&buf).unwrap(), want, "{text}");
+        }
+        let mut buf = BytesMut::new();
+        numeric_binary("0.0001", &mut buf).unwrap();
+        assert_eq!(&buf[..], &[0, 1, 0xff, 0xff, 0, 0, 0, 4, 0, 1]);
+        for bad in ["", "1e5", "1.2.3", "--1", "abc"] {
+            assert!(numeric_binary(bad, &mut BytesMut::new()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parameters_decode_by_type_and_format() {
+        assert_eq!(decode_param(Some(b"42"), false, &Type::INT8).unwrap(), ParamValue::Int(42));
+        assert_eq!(decode_param(Some(&42i32.to_be_bytes()), true, &Type::INT4).unwrap(), ParamValue::Int(42));
+        assert_eq!(decode_param(Some(b"true"), false, &Type::BOOL).unwrap(), ParamValue::Bool(true));
+        assert_eq!(decode_param(None, false, &Type::TEXT).unwrap(), ParamValue::Null);
+        assert_eq!(decode_param(Some(b"it's"), false, &Type::UNKNOWN).unwrap(), ParamValue::Text("it's".into()));
+        assert_eq!(decode_param(Some(b"\\x0aff"), false, &Type::BYTEA).unwrap(), ParamValue::Bytes(vec![10, 255]));
+        assert_eq!(decode_param(Some(b"1.25"), false, &Type::NUMERIC).unwrap(), ParamValue::Numeric("1.25".into()));
+        let ts = decode_param(Some(b"2026-11-01 23:58:00+00"), false, &Type::TIMESTAMPTZ).unwrap();
+        assert_eq!(ts, ParamValue::Timestamp(1_793_577_480_000_000));
+        assert_eq!(decode_param(Some(b"2026-11-01T23:58:00Z"), false, &Type::TIMESTAMPTZ).unwrap(), ts);
+        assert_eq!(decode_param(Some(b"2026-11-02 00:58:00+01:00"), false, &Type::TIMESTAMPTZ).unwrap(), ts);
+        assert_eq!(decode_param(Some(b"2026-11-01 23:58:00"), false, &Type::TIMESTAMP).unwrap(), ts);
+        let bin = (1_793_577_480_000_000i64 - PG_EPOCH_MICROS).to_be_bytes();
+        assert_eq!(decode_param(Some(&bin), true, &Type::TIMESTAMPTZ).unwrap(), ts);
+        assert_eq!(decode_param(Some(b"2026-11-01"), false, &Type::DATE).unwrap(), ParamValue::Date(20_758));
+        for (raw, ty) in [(&b"1; DROP TABLE x"[..], Type::INT8), (b"maybe", Type::BOOL), (b"1e5", Type::NUMERIC), (b"noon", Type::TIMESTAMPTZ)] {
+            let err = decode_param(Some(raw), false, &ty).unwrap_err();
+            assert!(err.is_user_error(), "{err}");
+        }
+        assert!(decode_param(Some(&[0, 1]), true, &Type::INT4).is_err());
+        assert!(decode_param(Some(&[0]), true, &Type::INTERVAL).is_err());
+    }
+
+    #[test]
+    fn literals_are_quoted_for_each_dialect() {
+        let df = Dialect::DataFusion;
+        let ch = Dialect::ClickHouse;
+        assert_eq!(literal(df, &ParamValue::Text("it's".into())), "'it''s'");
+        assert_eq!(literal(ch, &ParamValue::Text("a\\'b".into())), "'a\\\\\\'b'");
+        assert_eq!(literal(df, &ParamValue::Int(-5)), "(-5)");
+        assert_eq!(literal(df, &ParamValue::Float(2.0)), "2.0");
+        assert_eq!(literal(df, &ParamValue::Float(f64::NAN)), "CAST('nan' AS DOUBLE)");
+        assert_eq!(literal(df, &ParamValue::Null), "NULL");
+        assert_eq!(literal(df, &ParamValue::Bool(true)), "TRUE");
+        assert_eq!(literal(df, &ParamValue::Bytes(vec![1, 0xab])), "X'01AB'");
+        assert_eq!(literal(ch, &ParamValue::Bytes(vec![1, 0xab])), "unhex('01AB')");
+        let ts = ParamValue::Timestamp(1_793_577_480_000_000);
+        assert_eq!(literal(df, &ts), "CAST('2026-11-01T23:58:00.000000Z' AS TIMESTAMP)");
+        assert_eq!(literal(ch, &ts), "toDateTime(1793577480)");
+        assert_eq!(literal(df, &ParamValue::Date(20_758)), "CAST('2026-11-01' AS DATE)");
+        assert_eq!(literal(df, &ParamValue::Numeric("-1.5".into())), "(-1.5)");
+    }
+}

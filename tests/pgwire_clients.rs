@@ -1,0 +1,192 @@
+//! End to end with real Postgres clients: `edgelens replay` writes a lake, `edgelens query` serves
+//! it on free HTTP and Postgres ports, then the real `psql` (Debian postgresql-client) runs queries
+//! and its describe commands, and `tests/pgwire_clients.py` drives psycopg 3 (extended protocol,
+//! server-side parameters, text and binary results). Answers are compared with POST /v1/sql.
+//! `edgelens demo --pg-listen` is checked to serve the same protocol.
+//!
+//! psql and psycopg are required: `bash deploy/dev/install.sh` installs both.
+
+mod support;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use edgelens_schemas::tables::{ALL_TABLES, TRAFFIC_1M};
+use support::*;
+
+const INSTALL_HINT: &str = "run `bash deploy/dev/install.sh` (installs Debian postgresql-client and psycopg)";
+
+fn require_psql() {
+    let ok = Command::new("psql").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "psql is not installed: {INSTALL_HINT}");
+}
+
+fn require_psycopg() {
+    let ok = Command::new("python3").args(["-c", "import psycopg"]).output().is_ok_and(|o| o.status.success());
+    assert!(ok, "python3 with psycopg is not available: {INSTALL_HINT}");
+}
+
+/// A process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `psql` against 127.0.0.1:`port` with `args` (unaligned, no psqlrc); the output.
+fn psql(port: u16, args: &[&str]) -> Output {
+    Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "edgelens", "-d", "edgelens"])
+        .args(args)
+        .env("PGPASSWORD", "any")
+        .env("PGCONNECT_TIMEOUT", "10")
+        // psql's default: asks for TLS, which edgelens refuses, then goes on in plain text.
+        .env("PGSSLMODE", "prefer")
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS")
+        .output()
+        .expect("run psql")
+}
+
+fn psql_ok(port: u16, args: &[&str]) -> String {
+    let out = psql(port, args);
+    assert!(
+        out.status.success(),
+        "psql {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn wait_ready(http_port: u16, child: &mut Child) {
+    let svc = QueryService::at(http_port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while svc.get("/readyz").0 != 200 {
+        assert!(child.try_wait().unwrap().is_none(), "edgelens exited before it was ready");
+        assert!(Instant::now() < deadline, "edgelens on {http_port} not ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn psql_and_psycopg_read_the_lake() {
+    require_psql();
+    require_psycopg();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "mixed", 11, "3m", 300, 25);
+    let lake = tmp.path().join("lake");
+    run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).arg(&raw));
+
+    let (http_port, pg_port) = (free_port(), free_port());
+    let mut child = edgelens()
+        .args(["query", "--listen", &format!("127.0.0.1:{http_port}"), "--pg-listen", &format!("127.0.0.1:{pg_port}")])
+        .arg("--data-dir")
+        .arg(&lake)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(http_port, &mut child);
+    let _service = Proc(child);
+    let http = QueryService::at(http_port);
+
+    // A query: the same rows as over HTTP (CSV without its header).
+    let sql = "SELECT site, SUM(requests) AS requests, SUM(bytes) AS bytes FROM traffic_1m GROUP BY site ORDER BY requests DESC, site LIMIT 10";
+    let (status, csv) = http.sql(sql, "text/csv");
+    assert_eq!(status, 200, "{csv}");
+    let want: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(want.len(), 10, "{csv}");
+    let got = psql_ok(pg_port, &["-A", "-t", "-F", ",", "-c", sql]);
+    assert_eq!(got.lines().collect::<Vec<_>>(), want);
+
+    // \dt lists every contract table.
+    let dt = psql_ok(pg_port, &["-c", "\\dt"]);
+    assert!(dt.contains("List of relations"), "{dt}");
+    for table in ALL_TABLES {
+        assert!(dt.lines().any(|l| l.contains(&format!(" {} ", table.name)) && l.contains("table")), "\\dt lacks {}:\n{dt}", table.name);
+    }
+    // \d traffic_1m describes its columns, including the lake's date partition.
+    let d = psql_ok(pg_port, &["-c", "\\d traffic_1m"]);
+    assert!(d.contains("Table \"public.traffic_1m\""), "{d}");
+    let column_type = |name: &str| {
+        d.lines()
+            .find(|l| l.split('|').next().is_some_and(|c| c.trim() == name))
+            .map(|l| l.split('|').nth(1).unwrap_or("").trim().to_owned())
+            .unwrap_or_else(|| panic!("\\d lacks column {name}:\n{d}"))
+    };
+    assert_eq!(column_type("ts"), "timestamp with time zone");
+    assert_eq!(column_type("site"), "text");
+    assert_eq!(column_type("requests"), "bigint");
+    assert_eq!(column_type("date"), "text");
+    assert_eq!(d.lines().filter(|l| l.contains(" | ")).count(), TRAFFIC_1M.columns.len() + 2, "header + columns + date:\n{d}");
+    // \d+ and \dt+ (descriptions from the schema registry) work too.
+    let dtp = psql_ok(pg_port, &["-c", "\\dt+ traffic_1m"]);
+    assert!(dtp.contains(TRAFFIC_1M.doc), "{dtp}");
+    psql_ok(pg_port, &["-c", "\\d+ asn_1m"]);
+    // An unknown relation is reported the way psql does for PostgreSQL.
+    let out = psql(pg_port, &["-c", "\\d no_such_table"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Did not find any relation named \"no_such_table\""), "{out:?}");
+
+    // Refused statements: a 42501 error, and the next command of the same session still runs.
+    let out = psql(pg_port, &["-v", "VERBOSITY=verbose", "-c", "DROP TABLE traffic_1m", "-c", "SELECT 40 + 2 AS answer"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ERROR:  42501"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("42"), "{out:?}");
+    let out = psql(pg_port, &["-v", "ON_ERROR_STOP=1", "-c", "COPY traffic_1m TO '/tmp/edgelens-psql-copy.csv'"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not allowed"), "{out:?}");
+    assert!(!std::path::Path::new("/tmp/edgelens-psql-copy.csv").exists());
+    // Session statements psql users type.
+    let v = psql_ok(pg_port, &["-A", "-t", "-c", "SET application_name = 'psql-test'", "-c", "SHOW application_name", "-c", "SELECT version()"]);
+    assert!(v.contains("psql-test") && v.contains("PostgreSQL 15.0 (edgelens"), "{v}");
+
+    // psycopg 3: server-side parameters, binary results, refusals, catalog.
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/pgwire_clients.py"))
+        .args([pg_port.to_string(), http_port.to_string()])
+        .env("PGSSLMODE", "prefer")
+        .env_remove("PGOPTIONS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tests/pgwire_clients.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["tables"], ALL_TABLES.len(), "{summary}");
+    assert!(summary["sites"].as_u64().unwrap() >= 3, "{summary}");
+}
+
+#[test]
+fn demo_serves_the_postgres_protocol() {
+    require_psql();
+    let tmp = tempfile::tempdir().unwrap();
+    let (http_port, pg_port) = (free_port(), free_port());
+    let mut child = edgelens()
+        .args(["demo", "--rps", "200", "--sites", "20", "--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--pg-listen", &format!("127.0.0.1:{pg_port}"), "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(http_port, &mut child);
+    let _demo = Proc(child);
+    // The demo's first windows close after a few seconds of live traffic.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = psql(pg_port, &["-A", "-t", "-c", "SELECT COUNT(*) FROM site_rates_10s"]);
+        let n: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        if out.status.success() && n > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no site_rates_10s rows over the demo's Postgres port: {out:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
