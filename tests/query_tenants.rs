@@ -194,6 +194,16 @@ fn tenants_see_only_their_sites_everywhere() {
         let (ok, out, err) = psql(port, "ops", ADMIN, "SELECT COUNT(DISTINCT site) FROM site_rates_10s");
         assert!(ok, "{name}: {err}");
         assert_eq!(out.trim().parse::<usize>().ok(), Some(per_site.len()), "{name}: the admin over the Postgres wire");
+        // Registry tables join the rollups over the wire too.
+        let (ok, out, err) = psql(port, "ops", ADMIN, "SELECT s.tenant, SUM(r.requests) FROM site_rates_10s r JOIN sites s ON r.site = s.site GROUP BY s.tenant ORDER BY s.tenant");
+        assert!(ok, "{name}: {err}");
+        let by_tenant: Vec<String> = out.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        let sum = |sites: &[String]| sites.iter().map(|s| per_site[s]).sum::<u64>();
+        assert_eq!(
+            by_tenant,
+            [format!("acme,{}", sum(&acme)), format!("globex,{}", sum(&globex)), format!("initech,{}", per_site[&top[2]])],
+            "{name}: a registry join over the Postgres wire"
+        );
         let (ok, _, err) = psql(port, "acme-ro", ACME, "SELECT * FROM traffic_1m_local");
         assert!(!ok && err.contains("not readable with a tenant token"), "{name}: {err}");
         let (ok, _, err) = psql(port, "acme-ro", GLOBEX, "SELECT 1");
