@@ -52,7 +52,10 @@ impl QueryResult {
 /// The lake at one directory, queryable with SQL.
 #[derive(Clone)]
 pub struct Lake {
+    /// The service's own queries.
     ctx: SessionContext,
+    /// User SQL, within the memory pool of [`SqlLimits`].
+    user_ctx: SessionContext,
     dir: PathBuf,
     limits: SqlLimits,
 }
@@ -70,9 +73,10 @@ impl Lake {
         Lake::open_with(dir, SqlLimits::default())
     }
 
-    /// [`Lake::open`] with `limits`: queries share a memory pool of `limits.memory_bytes` (a
-    /// query needing more fails, nothing spills to disk); user SQL is also bounded in time and
-    /// rows.
+    /// [`Lake::open`] with `limits` on user SQL: its statements share a memory pool of
+    /// `limits.memory_bytes` (a statement needing more fails, nothing spills to disk) and are
+    /// bounded in time and rows. The service's own queries (the API's) run in a session of their
+    /// own, without that pool, so no user statement can make them fail.
     pub fn open_with(dir: impl AsRef<Path>, limits: SqlLimits) -> Result<Lake> {
         let dir = dir.as_ref();
         let lake_err = |source| QueryError::Lake { path: dir.display().to_string(), source };
@@ -80,24 +84,13 @@ impl Lake {
         if dir.exists() && !dir.is_dir() {
             return Err(lake_err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
         }
-
-        // No list-files cache: its default entries never expire, which would hide new files.
-        let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_cache_manager(cache)
+        let bounded = RuntimeEnvBuilder::new()
             .with_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), 1.0)
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
-            .build_arc()?;
-        let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-
-        ctx.register_udaf(crate::sketch_udf::hll_merge());
-        for table in ALL_TABLES {
-            let provider = listing_table(&dir, table)?;
-            ctx.register_table(table.name, Arc::new(provider))?;
-        }
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+        let user_ctx = session(&dir, bounded)?;
+        let ctx = session(&dir, RuntimeEnvBuilder::new())?;
         tracing::info!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
-        Ok(Lake { ctx, dir, limits })
+        Ok(Lake { ctx, user_ctx, dir, limits })
     }
 
     /// The lake's root directory (absolute).
@@ -164,10 +157,10 @@ impl Lake {
 
     async fn user_sql_unchecked(&self, sql: &str) -> Result<QueryResult> {
         let statement = sql_guard::check(sql)?;
-        let state = self.ctx.state();
+        let state = self.user_ctx.state();
         let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
         sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
-        let df = self.ctx.execute_logical_plan(plan).await?;
+        let df = self.user_ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let limits = self.limits;
         let collect = async move {
@@ -199,6 +192,21 @@ impl Lake {
         let batches = self.sql(&format!("SELECT 1 FROM \"{table}\" LIMIT 1")).await?;
         Ok(batches.iter().any(|b| b.num_rows() > 0))
     }
+}
+
+/// A session over every table of the lake at `dir`, on a runtime built from `runtime`.
+fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
+    // No list-files cache: its default entries never expire, which would hide new files.
+    let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    let runtime = runtime.with_cache_manager(cache).build_arc()?;
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_udaf(crate::sketch_udf::hll_merge());
+    for table in ALL_TABLES {
+        let provider = listing_table(dir, table)?;
+        ctx.register_table(table.name, Arc::new(provider))?;
+    }
+    Ok(ctx)
 }
 
 /// The runtime queries execute on: its own threads, so CPU-heavy plans (DataFusion polls them
@@ -391,6 +399,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(big, QueryError::LimitExceeded(ref m) if m.contains("memory")), "{big}");
+        // The service's own queries are not bound by the user pool.
+        assert!(lake.query("SELECT value % 3000000 AS k, COUNT(*) AS n FROM range(6000000) GROUP BY k ORDER BY n DESC LIMIT 1", Vec::new()).await.is_ok());
         // The same query fits with the default limits.
         let (_dir, roomy) = open_lake(SqlLimits::default());
         assert!(roomy.user_sql("SELECT value % 3000 AS k FROM range(6000) GROUP BY k").await.is_ok());
