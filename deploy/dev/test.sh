@@ -7,7 +7,8 @@
 #
 # Server-backed tests read EDGELENS_TEST_KAFKA (host:port) and EDGELENS_TEST_CLICKHOUSE (URL) and
 # fail when they are missing. Servers that were already running (deploy/dev/up.sh) stay running.
-# Exits with nextest's status.
+# Without arguments, then runs deploy/dev/fuzz.sh (each fuzz target for EDGELENS_FUZZ_SECS, default
+# 30 s). Exits non-zero if either failed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -50,5 +51,9 @@ set +e
 # One retry: a test that passes on retry is reported as FLAKY (and still counts as passed).
 cargo nextest run "${scope[@]}" --no-fail-fast --retries "${EDGELENS_TEST_RETRIES:-1}" "$@"
 status=$?
+# The whole suite also runs each fuzz target for a bounded time (EDGELENS_FUZZ_SECS, default 30 s).
+if ((${#scope[@]})) && [[ $# == 0 ]]; then
+  bash "$here/fuzz.sh" || status=1
+fi
 set -e
 exit "$status"
