@@ -53,8 +53,8 @@ use crate::registry_api::RegistryWriter;
 use edgelens_schemas::registry::Format as RegistryFormat;
 use crate::tenant_sql::TenantScope;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
-use crate::entity_report::{self, EntityReportRequest};
-use crate::incidents::{self, IncidentListRequest};
+use crate::entity_report::{self, EntityReport, EntityReportRequest};
+use crate::incidents::{self, IncidentListRequest, IncidentReport};
 use crate::site_rates::{self, SiteRatesRequest};
 use crate::traffic_share::{self, TrafficShareRequest};
 
@@ -450,18 +450,7 @@ async fn incidents_handler(
         None => incidents::list(view, &req).await?,
         Some(entity) => {
             let min_confidence = parse_min_confidence(p.min_confidence.as_deref())?;
-            let mut list = incidents::IncidentList {
-                from: req.range.from_rfc3339(),
-                to: req.range.to_rfc3339(),
-                incidents: entity_report::entity_incidents(view, &entity, &req.range, min_confidence, incidents::MAX_LIMIT).await?,
-            };
-            list.incidents.retain(|i| {
-                req.sites.as_ref().is_none_or(|s| s.contains(&i.site))
-                    && req.status.as_deref().is_none_or(|st| i.status == st)
-                    && req.vector.as_deref().is_none_or(|v| i.vector == v)
-            });
-            list.incidents.truncate(req.limit);
-            list
+            entity_report::entity_incidents(view, &entity, min_confidence, &req).await?
         }
     };
     match format {
@@ -477,19 +466,42 @@ async fn incident_report_handler(
     query: Result<Query<IncidentParams>, QueryRejection>,
 ) -> Result<Response> {
     let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
-    let format = p.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv" | "md" | "html") {
-        return Err(QueryError::InvalidParameter(format!("invalid format {format:?}: expected json, csv, md or html")));
-    }
+    let format = ReportFormat::parse(p.format.as_deref())?;
     let report = incidents::report(caller.view(state.backend()?), &id)
         .await?
         .ok_or_else(|| QueryError::NotFound(format!("no incident {id:?}")))?;
-    Ok(match format {
-        "csv" => body_response(OutputFormat::Csv.content_type(), report.to_csv()),
-        "md" => body_response("text/markdown; charset=utf-8", crate::report::markdown(&report)),
-        "html" => body_response("text/html; charset=utf-8", crate::report::html(&report)),
-        _ => json_response(&report)?,
-    })
+    format.respond(&report, IncidentReport::to_csv, crate::report::markdown, crate::report::html)
+}
+
+/// `format=` of the report endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportFormat {
+    Json,
+    Csv,
+    Markdown,
+    Html,
+}
+
+impl ReportFormat {
+    fn parse(s: Option<&str>) -> Result<ReportFormat> {
+        match s.unwrap_or("json") {
+            "json" => Ok(ReportFormat::Json),
+            "csv" => Ok(ReportFormat::Csv),
+            "md" => Ok(ReportFormat::Markdown),
+            "html" => Ok(ReportFormat::Html),
+            other => Err(QueryError::InvalidParameter(format!("invalid format {other:?}: expected json, csv, md or html"))),
+        }
+    }
+
+    /// `report` in this format: JSON, or rendered by `csv`, `md` or `html`.
+    fn respond<T: serde::Serialize>(self, report: &T, csv: fn(&T) -> String, md: fn(&T) -> String, html: fn(&T) -> String) -> Result<Response> {
+        Ok(match self {
+            ReportFormat::Json => json_response(report)?,
+            ReportFormat::Csv => body_response(OutputFormat::Csv.content_type(), csv(report)),
+            ReportFormat::Markdown => body_response("text/markdown; charset=utf-8", md(report)),
+            ReportFormat::Html => body_response("text/html; charset=utf-8", html(report)),
+        })
+    }
 }
 
 /// Without `from`, an entity report covers the 30 days before `to`, per day.
@@ -505,10 +517,7 @@ async fn entity_report_handler(
     if p.by.is_some() || p.top.is_some() {
         return Err(QueryError::InvalidParameter("an entity report takes from, to, step, min_confidence and format".into()));
     }
-    let format = p.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv" | "md" | "html") {
-        return Err(QueryError::InvalidParameter(format!("invalid format {format:?}: expected json, csv, md or html")));
-    }
+    let format = ReportFormat::parse(p.format.as_deref())?;
     if entity.trim().is_empty() {
         return Err(QueryError::InvalidParameter("entity must not be empty".into()));
     }
@@ -519,12 +528,7 @@ async fn entity_report_handler(
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
     };
     let report = entity_report::entity_report(caller.view(state.backend()?), &req).await?;
-    Ok(match format {
-        "csv" => body_response(OutputFormat::Csv.content_type(), report.to_csv()),
-        "md" => body_response("text/markdown; charset=utf-8", crate::report::entity_markdown(&report)),
-        "html" => body_response("text/html; charset=utf-8", crate::report::entity_html(&report)),
-        _ => json_response(&report)?,
-    })
+    format.respond(&report, EntityReport::to_csv, crate::report::entity_markdown, crate::report::entity_html)
 }
 
 /// Query parameters of `POST /v1/registry/import`.

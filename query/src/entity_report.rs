@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::View;
 use crate::error::Result;
 use crate::format::csv_field;
-use crate::incidents::{self, IncidentListRequest, IncidentSummary, rfc3339_to_us};
+use crate::incidents::{self, IncidentList, IncidentListRequest, IncidentSummary, rfc3339_to_us};
 use crate::lake::{column_f64, column_i64, column_string, column_u64};
 use crate::params::{Step, TimeRange, rfc3339_us};
 
@@ -127,15 +127,19 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
     Ok(mappings)
 }
 
-/// Incidents on the sites of `mappings` that started while the site was attributed.
-async fn incidents_of(view: View<'_>, mappings: &[Mapping], range: &TimeRange, limit: usize) -> Result<Vec<IncidentSummary>> {
-    let sites: BTreeSet<String> = mappings.iter().map(|m| m.site.clone()).collect();
-    let list = incidents::list(
-        view,
-        &IncidentListRequest { range: *range, sites: Some(sites.into_iter().collect()), status: None, vector: None, limit: incidents::MAX_LIMIT },
-    )
-    .await?;
-    let mut out: Vec<IncidentSummary> = list
+/// The incidents `req` selects (status, vector, sites, limit) among those on the sites of
+/// `mappings` that started while the site was attributed.
+async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
+    let sites: Vec<String> = mappings
+        .iter()
+        .map(|m| m.site.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s)))
+        .collect();
+    let all = IncidentListRequest { sites: Some(sites), limit: incidents::MAX_LIMIT, ..req.clone() };
+    let mut out: Vec<IncidentSummary> = incidents::list(view, &all)
+        .await?
         .incidents
         .into_iter()
         .filter(|i| {
@@ -143,20 +147,21 @@ async fn incidents_of(view: View<'_>, mappings: &[Mapping], range: &TimeRange, l
             mappings.iter().any(|m| m.site == i.site && m.holds_at(start))
         })
         .collect();
-    out.truncate(limit);
+    out.truncate(req.limit);
     Ok(out)
 }
 
-/// `GET /v1/incidents?entity=`: the incidents against an entity's sites (see [`incidents_of`]).
+/// `GET /v1/incidents?entity=`: the incidents `req` selects against an entity's sites (see
+/// [`incidents_of`]).
 pub async fn entity_incidents(
     view: View<'_>,
     entity: &str,
-    range: &TimeRange,
     min_confidence: f64,
-    limit: usize,
-) -> Result<Vec<IncidentSummary>> {
-    let mappings = attributions(view, entity, range, min_confidence).await?;
-    incidents_of(view, &mappings, range, limit).await
+    req: &IncidentListRequest,
+) -> Result<IncidentList> {
+    let mappings = attributions(view, entity, &req.range, min_confidence).await?;
+    let incidents = incidents_of(view, &mappings, req).await?;
+    Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), incidents })
 }
 
 /// Build the report.
@@ -213,7 +218,8 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     }
     let requests: u64 = series.values().sum();
 
-    let incidents = incidents_of(view, &mappings, &req.range, incidents::MAX_LIMIT).await?;
+    let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: incidents::MAX_LIMIT };
+    let incidents = incidents_of(view, &mappings, &every).await?;
 
     Ok(EntityReport {
         entity: req.entity.clone(),
