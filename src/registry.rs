@@ -78,17 +78,6 @@ fn backends(data_dir: Option<&PathBuf>, clickhouse: Option<&str>) -> Result<Vec<
     Ok(out)
 }
 
-/// Sites already registered in `backend` (none when its `sites` table does not exist yet).
-async fn known_sites(backend: &Backend) -> Result<BTreeSet<String>> {
-    let result = match backend.query("SELECT DISTINCT site FROM sites").await {
-        Ok(r) => r,
-        Err(e) if matches!(backend, Backend::ClickHouse(_)) && e.to_string().contains("doesn't exist") => return Ok(BTreeSet::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let rows = edgelens_query::format::to_json_rows(&result.batches)?;
-    Ok(rows.iter().filter_map(|r| r.get("site").and_then(|s| s.as_str()).map(str::to_owned)).collect())
-}
-
 fn import(a: ImportArgs) -> Result<()> {
     let name = a.file.display().to_string();
     let Some(format) = Format::of_path(&name) else { bail!("{name}: expected a .csv or .json file") };
@@ -102,7 +91,7 @@ fn import(a: ImportArgs) -> Result<()> {
     let rt = crate::cli::runtime()?;
     let mut known = BTreeSet::new();
     for b in &targets {
-        known.extend(rt.block_on(known_sites(b))?);
+        known.extend(rt.block_on(edgelens_query::registry_api::known_sites(b.into()))?);
     }
     let parsed = registry::parse(text, format, &known).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let summary = format!("{} sites, {} entity attributions, {} tags", parsed.sites.len(), parsed.entities.len(), parsed.tags.len());

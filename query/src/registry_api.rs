@@ -12,7 +12,7 @@ use edgelens_schemas::tables::TableDef;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
-use crate::backend::View;
+use crate::backend::{Dialect, View};
 use crate::error::{QueryError, Result};
 use crate::lake::column_string;
 
@@ -34,6 +34,22 @@ pub struct ImportOutcome {
     pub actor: String,
 }
 
+/// The sites already registered (none while ClickHouse has no `sites` table yet: its writers
+/// create the schema).
+pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
+    let result = match view.query("SELECT DISTINCT site FROM sites").await {
+        Ok(r) => r,
+        Err(e) if view.dialect() == Dialect::ClickHouse && e.to_string().contains("doesn't exist") => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e),
+    };
+    let mut known = BTreeSet::new();
+    for b in result.batches {
+        let col = column_string(&b, "site")?;
+        known.extend((0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i).to_owned()));
+    }
+    Ok(known)
+}
+
 /// Validate and write one import.
 pub async fn import(
     view: View<'_>,
@@ -51,11 +67,7 @@ pub async fn import(
         }
     };
     let text = std::str::from_utf8(body).map_err(|_| QueryError::InvalidParameter("the registry file is not UTF-8".into()))?;
-    let mut known = BTreeSet::new();
-    for b in view.query("SELECT DISTINCT site FROM sites").await?.batches {
-        let col = column_string(&b, "site")?;
-        known.extend((0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i).to_owned()));
-    }
+    let known = known_sites(view).await?;
     let parsed = registry::parse(text, format, &known).map_err(|e| QueryError::InvalidParameter(e.to_string()))?;
     let import_id = registry::content_id(body);
     let outcome = ImportOutcome {

@@ -59,11 +59,7 @@ pub fn markdown(r: &IncidentReport) -> String {
 pub fn html(r: &IncidentReport) -> String {
     let s = &r.incident.summary;
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Incident {id}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<h1>Incident {id}</h1>\n",
-        id = esc(&s.incident_id)
-    );
+    page_start(&mut out, &format!("Incident {}", s.incident_id));
     out.push_str("<table class=\"summary\">\n");
     for (k, v) in summary_rows(r) {
         let _ = writeln!(out, "<tr><th>{k}</th><td>{}</td></tr>", esc(&v));
@@ -115,6 +111,15 @@ pub fn html(r: &IncidentReport) -> String {
     }
     out.push_str("</table>\n</details>\n</body>\n</html>\n");
     out
+}
+
+/// The head of a report page, up to and including its `<h1>` title (`title` is escaped here).
+fn page_start(out: &mut String, title: &str) {
+    let title = esc(title);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    );
 }
 
 const CSS: &str = "body { font: 14px/1.4 system-ui, sans-serif; color: #1d2330; margin: 24px; max-width: 1000px; }
@@ -404,11 +409,7 @@ pub fn entity_markdown(r: &crate::entity_report::EntityReport) -> String {
 /// The entity report as one HTML page, with the share per step as an SVG chart.
 pub fn entity_html(r: &crate::entity_report::EntityReport) -> String {
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Entity report: {e}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<h1>Entity report: {e}</h1>\n",
-        e = esc(&r.entity)
-    );
+    page_start(&mut out, &format!("Entity report: {}", r.entity));
     let _ = writeln!(
         out,
         "<p>{} to {}, attributions with confidence ≥ {}.</p>\n<p class=\"totals\"><b>{}</b> requests of {} in the range: a share of <b>{}</b>.</p>",

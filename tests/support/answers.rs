@@ -11,7 +11,7 @@ pub fn api_requests(sites: &[String]) -> Vec<String> {
             reqs.push(format!("/v1/traffic-share?{range}&by={by}&step={step}&top={top}"));
         }
     }
-    reqs.push(format!("/v1/traffic-share?from=2026-11-01T00:01:30Z&to=2026-11-01T00:04:00Z&by=site&step=1m&top=4&format=csv"));
+    reqs.push("/v1/traffic-share?from=2026-11-01T00:01:30Z&to=2026-11-01T00:04:00Z&by=site&step=1m&top=4&format=csv".to_owned());
     for site in sites.iter().take(4) {
         reqs.push(format!("/v1/sites/{site}/rates?{range}&step=10s"));
         reqs.push(format!("/v1/sites/{site}/rates?{range}&step=1m&format=csv"));

@@ -123,10 +123,10 @@ impl Spec {
         if !ok {
             return Err(format!("{at}: {v} is not of type {ty}"));
         }
-        if let Some(x) = v.as_f64() {
-            if schema["minimum"].as_f64().is_some_and(|m| x < m) || schema["maximum"].as_f64().is_some_and(|m| x > m) {
-                return Err(format!("{at}: {x} is out of range"));
-            }
+        if let Some(x) = v.as_f64()
+            && (schema["minimum"].as_f64().is_some_and(|m| x < m) || schema["maximum"].as_f64().is_some_and(|m| x > m))
+        {
+            return Err(format!("{at}: {x} is out of range"));
         }
         if schema["format"] == "date-time" {
             let s = v.as_str().unwrap_or("");
