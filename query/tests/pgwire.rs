@@ -388,9 +388,8 @@ fn sqlstate(body: &[u8]) -> String {
     body.split(|b| *b == 0).find_map(|f| f.strip_prefix(b"C")).map(|c| String::from_utf8_lossy(c).into_owned()).unwrap_or_default()
 }
 
-#[tokio::test]
-async fn malformed_extended_messages_are_errors_not_disconnects() {
-    let svc = Service::start(PgLimits::default()).await;
+/// A raw connection through startup and password authentication, at ReadyForQuery.
+async fn raw_session(svc: &Service) -> TcpStream {
     let mut s = TcpStream::connect(svc.pg).await.unwrap();
     let mut startup = 196_608i32.to_be_bytes().to_vec();
     startup.extend_from_slice(b"user\0raw\0database\0edgelens\0\0");
@@ -408,6 +407,29 @@ async fn malformed_extended_messages_are_errors_not_disconnects() {
         }
         assert_ne!(kind, b'E');
     }
+    s
+}
+
+/// The answer of a simple query returning one text cell.
+async fn simple_answer(s: &mut TcpStream, sql: &str) -> Option<String> {
+    s.write_all(&message(b'Q', format!("{sql}\0").as_bytes())).await.unwrap();
+    let mut row = None;
+    loop {
+        let (kind, body) = read_message(s).await;
+        if kind == b'D' {
+            let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
+            row = Some(String::from_utf8(body[6..6 + len].to_vec()).unwrap());
+        }
+        if kind == b'Z' {
+            return row;
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_extended_messages_are_errors_not_disconnects() {
+    let svc = Service::start(PgLimits::default()).await;
+    let mut s = raw_session(&svc).await;
     // Parse a statement with one parameter, bind none: an error at Bind, the Execute is skipped,
     // and Sync answers ReadyForQuery.
     let mut batch = message(b'P', b"\0SELECT $1 AS x\0\0\0");
@@ -447,19 +469,37 @@ async fn malformed_extended_messages_are_errors_not_disconnects() {
     }
     assert_eq!(state, "08P01");
     // The session goes on.
-    s.write_all(&message(b'Q', b"SELECT 41 + 1 AS answer\0")).await.unwrap();
-    let mut row = None;
-    loop {
-        let (kind, body) = read_message(&mut s).await;
-        if kind == b'D' {
-            let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
-            row = Some(String::from_utf8(body[6..6 + len].to_vec()).unwrap());
-        }
-        if kind == b'Z' {
-            break;
-        }
-    }
-    assert_eq!(row.as_deref(), Some("42"));
+    assert_eq!(simple_answer(&mut s, "SELECT 41 + 1 AS answer").await.as_deref(), Some("42"));
     s.write_all(&message(b'X', b"")).await.unwrap();
+    svc.stop().await;
+}
+
+/// A message whose body does not hold exactly the fields of its type (the decoder would read past
+/// it: a panic at the end of the buffer, or the next message taken as its fields) ends that
+/// connection with a FATAL 08P01 naming the message; other sessions go on.
+#[tokio::test]
+async fn bodies_that_do_not_match_their_fields_end_only_that_connection() {
+    let svc = Service::start(PgLimits::default()).await;
+    let mut other = raw_session(&svc).await;
+    for (bad, name) in [
+        (message(b'E', b"\0"), "Execute"),
+        (message(b'Q', b"SELECT 1"), "Query"),
+        (message(b'B', b"\0\0\0\0\0\x01\0\0\0\x09ab"), "Bind"),
+        (message(b'D', b"S"), "Describe"),
+    ] {
+        let mut s = raw_session(&svc).await;
+        let mut stream = bad;
+        stream.extend(message(b'S', b""));
+        s.write_all(&stream).await.unwrap();
+        let (kind, body) = read_message(&mut s).await;
+        assert_eq!(kind, b'E', "{name}: an ErrorResponse");
+        assert_eq!(sqlstate(&body), "08P01", "{name}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("FATAL") && text.contains(&format!("malformed {name} message")), "{text}");
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{name}: the connection is closed after the error, got {rest:?}");
+        assert_eq!(simple_answer(&mut other, "SELECT 41 + 1 AS answer").await.as_deref(), Some("42"), "{name}");
+    }
     svc.stop().await;
 }

@@ -7,18 +7,21 @@
 //! - [`catalog`]: settings, `information_schema` / `pg_catalog` and the statements psql and
 //!   Grafana send, answered from the schema registry;
 //! - [`types`]: Arrow ↔ PostgreSQL types, text and binary cells, parameters as literals;
-//! - [`sql_text`]: statement splitting, classification and `$n` substitution.
+//! - [`sql_text`]: statement splitting, classification and `$n` substitution;
+//! - [`frames`]: the client's stream cut into whole, well-formed messages before they are decoded.
 //!
 //! This module owns the listener: it shares the HTTP service's [`AppState`] (same backend) and
 //! shutdown, and keeps the listener from being exhausted — at most [`PgLimits::max_connections`]
 //! sessions (one more is answered `53300 too many connections` and closed), a deadline for startup
-//! and authentication, an idle timeout between messages, and a maximum size of any client message
-//! (checked on the length prefix, before the message is buffered). Errors of statements never end a
+//! and authentication, an idle timeout between messages, a maximum size of any client message
+//! (checked on the length prefix, before the message is buffered), and no message reaches the
+//! decoder unless its body holds exactly the fields of its type (`08P01` otherwise). Errors of statements never end a
 //! connection; protocol errors, timeouts and shutdown end it with a `FATAL` error response.
 //! Not supported: TLS (`SSLRequest` is refused, clients fall back to plain TCP), `COPY`, query
 //! cancellation, `LISTEN`/`NOTIFY`.
 
 pub mod catalog;
+pub mod frames;
 pub mod handler;
 pub mod session;
 pub mod sql_text;
@@ -48,6 +51,8 @@ use tokio_util::codec::Framed;
 use crate::QueryConfig;
 use crate::api::AppState;
 use crate::error::Result;
+
+pub use frames::{FrameError, MessageFrames};
 
 use handler::{PgConnection, PgStatement};
 
@@ -215,7 +220,7 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-type PgSocket = Framed<MessageSizeGuard<TcpStream>, PgWireMessageServerCodec<PgStatement>>;
+type PgSocket = Framed<MessageGuard<TcpStream>, PgWireMessageServerCodec<PgStatement>>;
 
 fn fatal(code: &str, message: impl Into<String>) -> PgWireBackendMessage {
     PgWireBackendMessage::ErrorResponse(ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message.into()).into())
@@ -230,7 +235,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let io = MessageSizeGuard::new(stream, limits.max_message_bytes);
+    let io = MessageGuard::new(stream, limits.max_message_bytes);
     let mut socket: PgSocket = Framed::new(io, PgWireMessageServerCodec::new(DefaultClient::new(peer, false)));
     let startup_deadline = tokio::time::Instant::now() + limits.startup_timeout;
     let copy = Arc::new(NoopHandler);
@@ -260,8 +265,9 @@ async fn serve_connection(
             Ok(None) => return Ok(()),
             Ok(Some(Err(e))) => {
                 let (code, message) = match &e {
-                    PgWireError::IoError(io) if io.get_ref().is_some_and(|inner| inner.is::<MessageTooLarge>()) => {
-                        ("54000", io.to_string())
+                    PgWireError::IoError(io) if io.get_ref().is_some_and(|inner| inner.is::<FrameError>()) => {
+                        let too_large = matches!(io.get_ref().and_then(|e| e.downcast_ref()), Some(FrameError::TooLarge { .. }));
+                        (if too_large { "54000" } else { "08P01" }, io.to_string())
                     }
                     PgWireError::IoError(_) => return Ok(()),
                     other => ("08P01", format!("invalid message: {other}")),
@@ -318,106 +324,53 @@ async fn serve_connection(
     }
 }
 
-/// A client message announced more bytes than [`PgLimits::max_message_bytes`].
-#[derive(Debug)]
-pub struct MessageTooLarge {
-    pub announced: usize,
-    pub limit: usize,
-}
-
-impl std::fmt::Display for MessageTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.announced < 4 {
-            write!(f, "invalid message length {}", self.announced)
-        } else {
-            write!(f, "message of {} bytes exceeds the limit of {} bytes", self.announced, self.limit)
-        }
-    }
-}
-
-impl std::error::Error for MessageTooLarge {}
-
-/// Where the reader is in the client's stream of length-prefixed messages. Pure.
-#[derive(Debug, Clone)]
-pub struct MessageFrames {
-    /// The next message has no type byte (startup phase: SSL/GSS requests, startup, cancel).
-    untyped: bool,
-    header: [u8; 5],
-    header_len: usize,
-    body_left: usize,
-}
-
-impl Default for MessageFrames {
-    fn default() -> Self {
-        MessageFrames { untyped: true, header: [0; 5], header_len: 0, body_left: 0 }
-    }
-}
-
-impl MessageFrames {
-    /// Account for `data`, the next bytes from the client; an error as soon as a header announces a
-    /// message longer than `limit` (or shorter than its own length field).
-    pub fn observe(&mut self, mut data: &[u8], limit: usize) -> std::result::Result<(), MessageTooLarge> {
-        while !data.is_empty() {
-            if self.body_left > 0 {
-                let n = self.body_left.min(data.len());
-                self.body_left -= n;
-                data = &data[n..];
-                continue;
-            }
-            let want = if self.untyped { 4 } else { 5 };
-            let n = (want - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len == want {
-                let at = want - 4;
-                let len = i32::from_be_bytes([self.header[at], self.header[at + 1], self.header[at + 2], self.header[at + 3]]);
-                let announced = usize::try_from(len).unwrap_or(0);
-                if announced < 4 || announced > limit {
-                    return Err(MessageTooLarge { announced, limit });
-                }
-                self.body_left = announced - 4;
-                self.header_len = 0;
-                // SSLRequest and GSSENCRequest (8 bytes) are followed by another untyped message.
-                if self.untyped && announced != 8 {
-                    self.untyped = false;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A client stream that fails as soon as a message header announces more than the limit, so that
-/// no oversized message is ever buffered.
-pub struct MessageSizeGuard<S> {
+/// A client stream that passes on only whole, well-formed messages ([`MessageFrames`]) and fails
+/// as soon as a message header announces more than the limit, so that no oversized message is ever
+/// buffered and the `pgwire` decoder never reads past a message's own bytes.
+pub struct MessageGuard<S> {
     inner: S,
     limit: usize,
     frames: MessageFrames,
+    /// Checked bytes not yet read, from `ready_at`.
+    ready: Vec<u8>,
+    ready_at: usize,
 }
 
-impl<S> MessageSizeGuard<S> {
+impl<S> MessageGuard<S> {
     pub fn new(inner: S, limit: usize) -> Self {
-        MessageSizeGuard { inner, limit, frames: MessageFrames::default() }
+        MessageGuard { inner, limit, frames: MessageFrames::default(), ready: Vec::new(), ready_at: 0 }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for MessageSizeGuard<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for MessageGuard<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
+        loop {
+            if this.ready_at < this.ready.len() {
+                let n = buf.remaining().min(this.ready.len() - this.ready_at);
+                buf.put_slice(&this.ready[this.ready_at..this.ready_at + n]);
+                this.ready_at += n;
+                if this.ready_at == this.ready.len() {
+                    this.ready.clear();
+                    this.ready_at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            if read.filled().is_empty() {
+                return Poll::Ready(Ok(())); // end of stream
+            }
             let limit = this.limit;
-            if let Err(e) = this.frames.observe(&buf.filled()[before..], limit) {
+            if let Err(e) = this.frames.push(read.filled(), limit, &mut this.ready) {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
         }
-        poll
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for MessageSizeGuard<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for MessageGuard<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -434,13 +387,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for MessageSizeGuard<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn typed(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![kind];
-        m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
 
     #[test]
     fn pg_listen_defaults_disables_and_round_trips() {
@@ -460,42 +406,5 @@ mod tests {
         }
         let off: crate::QueryConfig = toml::from_str("pg_listen = \"\"").unwrap();
         assert_eq!(off.pg_listen, None);
-    }
-
-    #[test]
-    fn frames_follow_startup_then_typed_messages() {
-        let mut f = MessageFrames::default();
-        // SSLRequest, then a startup message, then a query — fed one byte at a time.
-        let mut stream = Vec::new();
-        stream.extend_from_slice(&8i32.to_be_bytes());
-        stream.extend_from_slice(&80_877_103i32.to_be_bytes());
-        let startup = b"\0\x03\0\0user\0me\0\0";
-        stream.extend_from_slice(&(startup.len() as i32 + 4).to_be_bytes());
-        stream.extend_from_slice(startup);
-        stream.extend(typed(b'Q', b"SELECT 1\0"));
-        for b in &stream {
-            f.observe(std::slice::from_ref(b), 64).unwrap();
-        }
-        assert_eq!((f.untyped, f.body_left, f.header_len), (false, 0, 0));
-        // The same stream in one piece.
-        MessageFrames::default().observe(&stream, 64).unwrap();
-    }
-
-    #[test]
-    fn frames_refuse_oversized_and_malformed_lengths() {
-        let mut f = MessageFrames::default();
-        let startup = b"\0\x03\0\0user\0me\0\0";
-        let mut stream = (startup.len() as i32 + 4).to_be_bytes().to_vec();
-        stream.extend_from_slice(startup);
-        f.observe(&stream, 1000).unwrap();
-        let mut big = vec![b'Q'];
-        big.extend_from_slice(&1_000_001i32.to_be_bytes());
-        let err = f.observe(&big, 1000).unwrap_err();
-        assert_eq!((err.announced, err.limit), (1_000_001, 1000));
-        assert!(err.to_string().contains("exceeds the limit of 1000 bytes"));
-        let mut f = MessageFrames::default();
-        assert!(f.observe(&(-5i32).to_be_bytes(), 1000).is_err());
-        let mut f = MessageFrames::default();
-        assert!(f.observe(&2i32.to_be_bytes(), 1000).is_err());
     }
 }
