@@ -331,18 +331,19 @@ fn events_from_a_plain_kafka_client_are_aggregated() {
     assert_same_tables(&lake, &want);
 }
 
-/// A broker of this test's own on a free port, started and stopped with `deploy/dev/kafka.sh`.
-/// Memory storage: tansu 0.6's durable sqlite storage panics under concurrent produce, fetch and
-/// group traffic (`tansu-storage` lite.rs "more or less than one row"), so the outage is a frozen
-/// broker (SIGSTOP for 30 s, then SIGCONT) rather than a restart.
+/// A broker of this test's own on free ports, started and stopped with `deploy/dev/kafka.sh`, on
+/// `memory` storage or on `s3` storage (an object store that outlives the broker process, so that
+/// the broker can be stopped and started again without losing records or committed offsets).
 struct PrivateBroker {
     dir: tempfile::TempDir,
     port: u16,
+    s3_port: u16,
+    storage: &'static str,
 }
 
 impl PrivateBroker {
-    fn start() -> Self {
-        let b = PrivateBroker { dir: tempfile::tempdir().unwrap(), port: free_port() };
+    fn start(storage: &'static str) -> Self {
+        let b = PrivateBroker { dir: tempfile::tempdir().unwrap(), port: free_port(), s3_port: free_port(), storage };
         b.script("start");
         b
     }
@@ -355,7 +356,8 @@ impl PrivateBroker {
         let env = [
             ("EDGELENS_DEV_DIR", self.dir.path().display().to_string()),
             ("EDGELENS_KAFKA_PORT", self.port.to_string()),
-            ("EDGELENS_KAFKA_STORAGE", "memory".to_owned()),
+            ("EDGELENS_KAFKA_STORAGE", self.storage.to_owned()),
+            ("EDGELENS_KAFKA_S3_PORT", self.s3_port.to_string()),
             ("EDGELENS_KAFKA_TOPICS", "edge-requests:1".to_owned()),
         ];
         dev_script("kafka.sh", cmd, &env, "is tansu installed? deploy/dev/install.sh");
@@ -372,23 +374,50 @@ impl PrivateBroker {
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(|| {
-            self.signal("-CONT");
-            self.script("stop");
-        });
+        // A frozen broker must run to stop; a stopped one has no pid to signal.
+        if self.dir.path().join("kafka/tansu.pid").exists() {
+            let _ = std::panic::catch_unwind(|| self.signal("-CONT"));
+        }
+        let _ = std::panic::catch_unwind(|| self.script("stop"));
     }
 }
 
-/// Must show of the Kafka path: the broker stops answering for 30 s in the middle of a run of
-/// Logpush pushes. Meanwhile the receiver answers 503 with Retry-After; the client retries; once
-/// the broker is back the aggregator resumes, and the totals are exact (events the broker took
-/// before a batch was refused, then sent again by the client, are counted once).
+/// How the broker goes away for 30 s in the middle of a run.
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    /// The process frozen (SIGSTOP, then SIGCONT): connections stay open and nothing answers.
+    Frozen,
+    /// The process stopped (SIGTERM) and a new one started on the same durable storage:
+    /// connections are refused, then every client reconnects to the new process.
+    Restart,
+}
+
+/// Must show of the Kafka path: the broker frozen for 30 s in the middle of a run of Logpush
+/// pushes; see [`broker_outage_run`].
 #[test]
-fn broker_outage_gives_503_then_exact_totals() {
+fn broker_frozen_for_30s_gives_503_then_exact_totals() {
+    broker_outage_run(Outage::Frozen);
+}
+
+/// Must show of the Kafka path (and the broker-restart fault): the broker stopped for 30 s in the
+/// middle of a run of Logpush pushes, then started again; see [`broker_outage_run`].
+#[test]
+fn broker_restart_gives_503_then_exact_totals() {
+    broker_outage_run(Outage::Restart);
+}
+
+/// The broker is gone for 30 s in the middle of a run of Logpush pushes. Meanwhile the receiver
+/// answers 503 with Retry-After; the client retries; once the broker is back the aggregator
+/// resumes, and the totals are exact (events the broker took before a batch was refused, then sent
+/// again by the client, are counted once).
+fn broker_outage_run(outage: Outage) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    let pb = PrivateBroker::start();
+    let pb = PrivateBroker::start(match outage {
+        Outage::Frozen => "memory",
+        Outage::Restart => "s3",
+    });
     let setup = Setup::new(pb.addr(), 4);
     let tmp = tempfile::tempdir().unwrap();
     let raw = generate(tmp.path(), "baseline", 9, "3m", 300, 40);
@@ -436,11 +465,17 @@ fn broker_outage_gives_503_then_exact_totals() {
     while posted.load(Ordering::Relaxed) < n_batches / 3 {
         std::thread::sleep(Duration::from_millis(50));
     }
-    pb.signal("-STOP");
+    match outage {
+        Outage::Frozen => pb.signal("-STOP"),
+        Outage::Restart => pb.script("stop-broker"),
+    }
     let stopped_at = posted.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(30));
     let during = posted.load(Ordering::Relaxed) - stopped_at;
-    pb.signal("-CONT");
+    match outage {
+        Outage::Frozen => pb.signal("-CONT"),
+        Outage::Restart => pb.script("start"),
+    }
     let refused = client.join().unwrap();
     assert!(refused.contains(&503), "the receiver never answered 503 while the broker was down");
     assert!(during <= 1, "{during} batches were acknowledged while the broker was down");

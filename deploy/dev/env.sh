@@ -11,11 +11,19 @@ EDGELENS_TANSU_VERSION="${EDGELENS_TANSU_VERSION:-0.6.0}"
 EDGELENS_TANSU_FEATURES="${EDGELENS_TANSU_FEATURES:-dynostore,libsql}"
 EDGELENS_KAFKA_HOST=127.0.0.1
 EDGELENS_KAFKA_PORT="${EDGELENS_KAFKA_PORT:-19092}"
-# memory (fast, volatile) or sqlite (survives broker restarts; slower).
+# memory (fast, lost when the broker stops), s3 (records, offsets and groups in an S3-compatible
+# object store — moto's server, on loopback — that outlives the broker process: a broker restart
+# loses nothing) or sqlite (survives restarts, but tansu 0.6's sqlite engine fails under concurrent
+# produce/fetch/group traffic: not for tests).
 EDGELENS_KAFKA_STORAGE="${EDGELENS_KAFKA_STORAGE:-memory}"
+# The object store of s3 storage: its port, and the bucket tansu uses.
+EDGELENS_KAFKA_S3_PORT="${EDGELENS_KAFKA_S3_PORT:-$((EDGELENS_KAFKA_PORT + 1))}"
+EDGELENS_KAFKA_S3_BUCKET=tansu
 EDGELENS_KAFKA_DIR="$EDGELENS_DEV_DIR/kafka"
 EDGELENS_KAFKA_PIDFILE="$EDGELENS_KAFKA_DIR/tansu.pid"
 EDGELENS_KAFKA_LOG="$EDGELENS_KAFKA_DIR/tansu.log"
+EDGELENS_KAFKA_S3_PIDFILE="$EDGELENS_KAFKA_DIR/s3.pid"
+EDGELENS_KAFKA_S3_LOG="$EDGELENS_KAFKA_DIR/s3.log"
 # With sqlite storage the database is $EDGELENS_KAFKA_DIR/tansu.db (tansu resolves sqlite:// paths
 # against its working directory, which is $EDGELENS_KAFKA_DIR).
 EDGELENS_KAFKA_BROKER="$EDGELENS_KAFKA_HOST:$EDGELENS_KAFKA_PORT"
