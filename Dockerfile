@@ -15,7 +15,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 COPY --from=build /edgelens /usr/local/bin/edgelens
 USER edgelens
 WORKDIR /var/lib/edgelens
-# query (HTTP API, SQL, dashboard), ingest (Logpush receiver)
-EXPOSE 8080 8090
+# query (HTTP API, SQL, dashboard; Postgres wire protocol), ingest (Logpush receiver)
+EXPOSE 8080 5433 8090
 ENTRYPOINT ["edgelens"]
 CMD ["--help"]

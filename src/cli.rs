@@ -564,7 +564,7 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
         serde_json::to_string_pretty(&serde_json::json!({
             "ingest": { "listen": ingest.listen.to_string(), "brokers": ingest.brokers },
             "aggregate": { "brokers": aggregate.brokers, "group": aggregate.group, "data_dir": aggregate.data_dir, "assignment": format!("{:?}", aggregate.assignment).to_lowercase(), "client_ip": aggregate.client_ip, "metrics_listen": aggregate.metrics_listen.map(|a| a.to_string()) },
-            "query": { "listen": query.listen.to_string(), "data_dir": query.data_dir, "backend": query.backend, "tokens": query.tokens.len() },
+            "query": { "listen": query.listen.to_string(), "pg_listen": query.pg_listen.map(|a| a.to_string()), "data_dir": query.data_dir, "backend": query.backend, "tokens": query.tokens.len() },
             "clickhouse": { "enabled": clickhouse.enabled(), "url": clickhouse.url, "shards": clickhouse.shards, "database": clickhouse.database, "cluster": clickhouse.cluster },
         }))?
     );

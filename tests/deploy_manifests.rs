@@ -45,11 +45,20 @@ fn check_config(config: &Path, env: &[(String, String)], what: &str) -> serde_js
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The port `role` serves HTTP on: `listen`, or for the aggregator its `metrics_listen`.
-fn listen_port(settings: &serde_json::Value, role: &str) -> u16 {
-    let key = if role == "aggregate" { "metrics_listen" } else { "listen" };
-    let listen = settings[role][key].as_str().unwrap_or_else(|| panic!("{role} has no {key} address"));
-    listen.rsplit(':').next().unwrap().parse().unwrap()
+/// The ports `role` listens on, by the name the manifests give them: `http` (`listen`), the query
+/// service's `pg` (`pg_listen`), the aggregator's `metrics` (`metrics_listen`).
+fn listen_ports(settings: &serde_json::Value, role: &str) -> BTreeMap<&'static str, u16> {
+    let keys: &[(&str, &str)] = match role {
+        "aggregate" => &[("metrics", "metrics_listen")],
+        "query" => &[("http", "listen"), ("pg", "pg_listen")],
+        _ => &[("http", "listen")],
+    };
+    keys.iter()
+        .filter_map(|(name, key)| {
+            let listen = settings[role][key].as_str()?;
+            Some((*name, listen.rsplit(':').next().unwrap().parse().unwrap()))
+        })
+        .collect()
 }
 
 /// Start `role` on a free port and GET `path`: the probe target must answer 200.
@@ -59,7 +68,7 @@ fn assert_probe_path(role: &str, path: &str) {
     let mut cmd = edgelens();
     cmd.arg(role);
     match role {
-        "query" => cmd.args(["--listen", &format!("127.0.0.1:{port}")]).arg("--data-dir").arg(tmp.path()),
+        "query" => cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--pg-listen", "off"]).arg("--data-dir").arg(tmp.path()),
         "aggregate" => cmd
             .env("EDGELENS__AGGREGATE__METRICS_LISTEN", format!("127.0.0.1:{port}"))
             .args(["--brokers", "127.0.0.1:1", "--data-dir"])
@@ -110,8 +119,10 @@ fn compose_file_matches_the_binary() {
         let config_arg = args.iter().position(|a| a == "--config").map(|i| args[i + 1].clone());
         assert_eq!(config_arg.as_deref(), Some("/etc/edgelens/edgelens.toml"), "{name}: --config points elsewhere than the mount");
         if let Some(ports) = svc["ports"].as_sequence() {
-            let published: Vec<u16> = ports.iter().map(|p| p.as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap()).collect();
-            assert_eq!(published, vec![listen_port(&settings, &role)], "{name}: container port is not the configured listen port");
+            let mut published: Vec<u16> = ports.iter().map(|p| p.as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap()).collect();
+            published.sort_unstable();
+            let listening: Vec<u16> = listen_ports(&settings, &role).into_values().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            assert_eq!(published, listening, "{name}: the published container ports are not the configured listeners");
         }
         if role == "aggregate" {
             let replicas = svc["deploy"]["replicas"].as_u64().unwrap_or(1);
@@ -172,9 +183,10 @@ fn kubernetes_manifests_match_the_binary() {
                 .as_sequence()
                 .map(|ps| ps.iter().map(|p| (p["name"].as_str().unwrap().to_owned(), p["containerPort"].as_u64().unwrap())).collect())
                 .unwrap_or_default();
-            for (port_name, port) in &ports {
-                assert_eq!(*port, u64::from(listen_port(&settings, &role)), "{what}: port {port_name} is not the configured listen port");
-            }
+            let listening = listen_ports(&settings, &role);
+            let named: BTreeMap<&str, u64> = listening.iter().map(|(k, v)| (*k, u64::from(*v))).collect();
+            let declared: BTreeMap<&str, u64> = ports.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            assert_eq!(declared, named, "{what}: the container ports are not the configured listeners");
             for probe in ["readinessProbe", "livenessProbe"] {
                 if let Some(p) = c[probe]["httpGet"]["path"].as_str() {
                     let port = c[probe]["httpGet"]["port"].as_str().unwrap();
