@@ -386,8 +386,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for MessageGuard<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn pg_listen_defaults_disables_and_round_trips() {
         assert_eq!(crate::QueryConfig::default().pg_listen, Some("127.0.0.1:5433".parse().unwrap()));

@@ -402,10 +402,19 @@ pub fn substitute_parameters<E>(
 ) -> Result<String, E> {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut copied = 0;
+    // A literal glued to a neighbouring word or `$` would lex differently (`$1$$` is a parameter
+    // then a dollar quote; `NULL$$` is one identifier): such neighbours get a space between.
+    let glues = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$' || !b.is_ascii());
     for t in lex(sql, escapes) {
         if let Tok::Placeholder(n) = t.tok {
             out.push_str(&sql[copied..t.start]);
+            if t.start > 0 && glues(sql.as_bytes().get(t.start - 1)) {
+                out.push(' ');
+            }
             out.push_str(&literal(n)?);
+            if glues(sql.as_bytes().get(t.end)) {
+                out.push(' ');
+            }
             copied = t.end;
         }
     }
@@ -460,6 +469,22 @@ mod tests {
         assert_eq!(row_count_parameters("SELECT x FROM t WHERE y = $1 LIMIT $2 OFFSET $3", Escapes::Standard), vec![2, 3]);
         let err = substitute_parameters(sql, Escapes::Standard, |n| if n == 10 { Err(n) } else { Ok(String::new()) });
         assert_eq!(err, Err(10));
+    }
+
+    /// The pg_wire fuzz target's find: `$22$$ … $$` is a parameter then a dollar-quoted string, but
+    /// `NULL$$ …` glued together is one identifier, which let a `$n` inside the quote count again.
+    #[test]
+    fn a_substituted_literal_never_glues_to_its_neighbours() {
+        let sub = |sql: &str| substitute_parameters::<()>(sql, Escapes::Standard, |_| Ok("NULL".into())).unwrap();
+        assert_eq!(sub("SELECT $1$$ $2 $$"), "SELECT NULL $$ $2 $$");
+        assert_eq!(parameter_count(&sub("SELECT $1$$ $2 $$"), Escapes::Standard), 0);
+        assert_eq!(sub("SELECT 1+$1,$2_x"), "SELECT 1+NULL,NULL _x");
+        assert_eq!(sub("SELECT ($1)"), "SELECT (NULL)");
+        let found = "^\0\0\u{7f}*E\0\02222222\u{4}$22$$$\0\u{3}\0\0F;!se 'a\\';^\0\0\u{7f}*E\0\02222222\u{4}$22$$$ \u{8}\0";
+        for escapes in [Escapes::Standard, Escapes::Backslash] {
+            let out = substitute_parameters::<()>(found, escapes, |_| Ok("NULL".into())).unwrap();
+            assert_eq!(parameter_count(&out, escapes), 0, "{out:?}");
+        }
     }
 
     #[test]
