@@ -18,14 +18,17 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use edgelens_schemas::net::{ConnectionLimits, LimitedListener};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::dead_letter::{now_nanos, DeadLetter};
@@ -61,6 +64,13 @@ pub struct IngestConfig {
     pub retry_after_secs: u32,
     /// Upper bound of messages in the producer's local queue.
     pub producer_queue_messages: u32,
+    /// Seconds a client has to send a whole request body; a slower one gets 408.
+    pub body_timeout_secs: u64,
+    /// Connections open at once; more wait in the accept queue until one closes.
+    pub max_connections: usize,
+    /// Seconds without traffic before a connection is closed (kept at least the body and
+    /// acknowledgement timeouts + 5 s, so a batch being received or acknowledged is never cut).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -79,6 +89,9 @@ impl Default for IngestConfig {
             ack_timeout_ms: 10_000,
             retry_after_secs: 5,
             producer_queue_messages: 1_000_000,
+            body_timeout_secs: 60,
+            max_connections: 1024,
+            idle_timeout_secs: 120,
         }
     }
 }
@@ -145,6 +158,7 @@ pub struct ReceiverMetrics {
     pub rejected_too_large: AtomicU64,
     pub rejected_bad_request: AtomicU64,
     pub rejected_unauthorized: AtomicU64,
+    pub rejected_timeout: AtomicU64,
 }
 
 impl ReceiverMetrics {
@@ -166,6 +180,7 @@ impl ReceiverMetrics {
             ("413", c(&self.rejected_too_large)),
             ("400", c(&self.rejected_bad_request)),
             ("401", c(&self.rejected_unauthorized)),
+            ("408", c(&self.rejected_timeout)),
         ] {
             s += &format!("{name}{{status=\"{status}\"}} {v}\n");
         }
@@ -182,13 +197,11 @@ struct ReceiverState<L> {
 
 /// The receiver's routes: `POST /v1/logpush`, `GET /healthz`, `GET /metrics`.
 pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
-    let limit = cfg.max_body_bytes;
     let state = Arc::new(ReceiverState { inflight: Semaphore::new(cfg.max_inflight_batches.max(1)), cfg, log, metrics: ReceiverMetrics::default() });
     Router::new()
         .route("/v1/logpush", post(logpush::<L>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::<L>))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -204,7 +217,31 @@ fn error(status: StatusCode, msg: String, retry_after: Option<u32>) -> Response 
     r
 }
 
-async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The request body: at most `limit` bytes (413 beyond), all of it within `deadline` (408 after).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Duration) -> Result<Vec<u8>, (StatusCode, String)> {
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes"));
+    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = Vec::with_capacity(announced.unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(deadline, read).await.unwrap_or_else(|_| {
+        Err((StatusCode::REQUEST_TIMEOUT, format!("the request body did not arrive within {} s", deadline.as_secs_f64())))
+    })
+}
+
+async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: HeaderMap, body: Body) -> Response {
     let m = &st.metrics;
     if !st.cfg.secret.is_empty() {
         let ok = headers.get(st.cfg.secret_header.as_str()).is_some_and(|v| v.as_bytes() == st.cfg.secret.as_bytes());
@@ -216,6 +253,19 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     let Ok(_permit) = st.inflight.try_acquire() else {
         m.rejected_busy.fetch_add(1, Ordering::Relaxed);
         return error(StatusCode::TOO_MANY_REQUESTS, "too many batches in flight".into(), Some(st.cfg.retry_after_secs));
+    };
+    // Read under the batch's slot, so that at most `max_inflight_batches` bodies are in memory.
+    let body = match read_body(&headers, body, st.cfg.max_body_bytes, Duration::from_secs(st.cfg.body_timeout_secs.max(1))).await {
+        Ok(b) => b,
+        Err((status, msg)) => {
+            let counter = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => &m.rejected_too_large,
+                StatusCode::REQUEST_TIMEOUT => &m.rejected_timeout,
+                _ => &m.rejected_bad_request,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return error(status, msg, None);
+        }
     };
     let gzip_header = headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let (max_dec, max_line) = (st.cfg.max_decompressed_bytes, st.cfg.max_line_bytes);
@@ -266,6 +316,13 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     Json(serde_json::json!({ "accepted": n_events, "dead_letters": n_dead })).into_response()
 }
 
+/// The receiver's connection limits: the idle timeout is kept longer than the body and
+/// acknowledgement timeouts, so that a batch being received or acknowledged is never cut.
+pub fn connection_limits(cfg: &IngestConfig) -> ConnectionLimits {
+    let busy = Duration::from_secs(cfg.body_timeout_secs.max(1)).max(Duration::from_millis(cfg.ack_timeout_ms));
+    ConnectionLimits { max_connections: cfg.max_connections, idle_timeout: Duration::from_secs(cfg.idle_timeout_secs).max(busy + Duration::from_secs(5)) }
+}
+
 /// Serve the receiver on `listener` until `shutdown` resolves; in-flight batches finish first.
 pub async fn serve_on<L: EventLog>(
     listener: tokio::net::TcpListener,
@@ -274,5 +331,6 @@ pub async fn serve_on<L: EventLog>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "logpush receiver listening");
+    let listener = LimitedListener::new(listener, connection_limits(&cfg));
     axum::serve(listener, router(cfg, log)).with_graceful_shutdown(shutdown).await
 }

@@ -164,3 +164,32 @@ fn decode_batch_counts_every_line_once() {
     assert_eq!(reasons.last(), Some(&"line_too_long"));
     assert_eq!(decode_batch(&body, false, 100, 4096, 0).unwrap_err(), BatchError::TooLarge { limit: 100 });
 }
+
+/// A client that stops sending half-way through its body gets 408 once `body_timeout_secs` passed,
+/// nothing is appended, and its slot is free again; a chunked body past `max_body_bytes` gets 413.
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_a_chunked_oversized_one_413() {
+    use futures::StreamExt;
+    let log = Arc::new(MemoryLog::new());
+    let cfg = IngestConfig { body_timeout_secs: 1, max_inflight_batches: 1, max_body_bytes: 64 << 10, ..IngestConfig::default() };
+    let app = router(cfg, Arc::clone(&log));
+    let first = format!("{}\n", line(1, "a.example"));
+    let stalled = futures::stream::iter([Ok::<_, std::io::Error>(first.into_bytes())]).chain(futures::stream::pending());
+    let started = std::time::Instant::now();
+    let resp = app.clone().oneshot(Request::post("/v1/logpush").body(Body::from_stream(stalled)).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(log.records(EVENTS_TOPIC).is_empty());
+
+    let chunks = (0..100).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1024]));
+    let resp = app.clone().oneshot(Request::post("/v1/logpush").body(Body::from_stream(futures::stream::iter(chunks))).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The one batch slot was released both times.
+    let (status, _, _) = post(&app, line(2, "a.example").into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(metrics.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"408\"} 1"), "{text}");
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"413\"} 1"), "{text}");
+}

@@ -50,6 +50,7 @@ use crate::auth::{Auth, Principal};
 use crate::backend::{Backend, View};
 use crate::metrics::{QueryMetrics, endpoint_of};
 use crate::registry_api::RegistryWriter;
+use edgelens_schemas::net::{ConnectionLimits, LimitedListener};
 use edgelens_schemas::registry::Format as RegistryFormat;
 use crate::tenant_sql::TenantScope;
 use crate::params::{SeriesFormat, ShareBy, Step, TimeRange, parse_min_confidence, parse_top};
@@ -79,20 +80,24 @@ pub struct AppState {
 pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
+    pub connections: ConnectionLimits,
     inflight: tokio::sync::Semaphore,
 }
 
 impl HttpLimits {
     pub fn new(max_body_bytes: usize, max_concurrent_requests: usize, request_timeout: std::time::Duration) -> Self {
-        HttpLimits { max_body_bytes, request_timeout, inflight: tokio::sync::Semaphore::new(max_concurrent_requests.max(1)) }
+        let connections = ConnectionLimits { max_connections: 1024, idle_timeout: request_timeout + std::time::Duration::from_secs(5) };
+        HttpLimits { max_body_bytes, request_timeout, connections, inflight: tokio::sync::Semaphore::new(max_concurrent_requests.max(1)) }
     }
 
     pub fn of(config: &QueryConfig) -> Self {
-        HttpLimits::new(
-            config.max_body_bytes,
-            config.max_concurrent_requests,
-            std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
-        )
+        let request_timeout = std::time::Duration::from_secs(config.request_timeout_secs.max(1));
+        let mut limits = HttpLimits::new(config.max_body_bytes, config.max_concurrent_requests, request_timeout);
+        limits.connections = ConnectionLimits {
+            max_connections: config.max_connections,
+            idle_timeout: std::time::Duration::from_secs(config.idle_timeout_secs).max(limits.connections.idle_timeout),
+        };
+        limits
     }
 }
 
@@ -239,6 +244,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "query service listening");
+    let listener = LimitedListener::new(listener, state.limits.connections);
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

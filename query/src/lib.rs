@@ -81,6 +81,11 @@ pub struct QueryConfig {
     pub max_concurrent_requests: usize,
     /// HTTP: seconds before a request that has not been answered gets 503.
     pub request_timeout_secs: u64,
+    /// HTTP: connections open at once; more wait in the accept queue until one closes.
+    pub max_connections: usize,
+    /// HTTP: seconds without traffic before a connection is closed (kept at least
+    /// `request_timeout_secs` + 5, so a request being answered is never cut).
+    pub idle_timeout_secs: u64,
     /// User SQL (HTTP and Postgres wire): seconds before a query is cancelled.
     pub sql_timeout_secs: u64,
     /// User SQL: most rows in one answer; a larger answer is an error (add a LIMIT).
@@ -153,6 +158,8 @@ impl Default for QueryConfig {
             max_body_bytes: 16 << 20,
             max_concurrent_requests: 64,
             request_timeout_secs: 120,
+            max_connections: 1024,
+            idle_timeout_secs: 300,
             sql_timeout_secs: 30,
             sql_max_rows: 1_000_000,
             sql_memory_mb: 2_048,

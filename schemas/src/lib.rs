@@ -10,10 +10,14 @@
 //! - [`registry`]: registry import files (sites, entity attributions, tags) parsed and validated.
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //!
-//! No I/O happens in this crate.
+//! - [`net`] (feature `net`): the connection limits of the HTTP listeners.
+//!
+//! No I/O happens in this crate, but for [`net`].
 
 pub mod clickhouse;
 pub mod event;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod privacy;
 pub mod registry;
 pub mod sketch;
