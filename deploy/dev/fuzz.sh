@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A bounded fuzz run of the hostile-input surfaces, part of the test command (deploy/dev/test.sh):
 # each target runs for EDGELENS_FUZZ_SECS seconds (default 30; 0 skips the run) from its committed
-# corpus, with libFuzzer and no sanitizer, so it builds on the stable toolchain. A crash fails the
-# run and leaves the input in <crate>/fuzz/artifacts/. Longer runs with AddressSanitizer (nightly):
+# corpus, with libFuzzer and no sanitizer, so it builds on the stable toolchain. A crash, or one
+# input taking longer than EDGELENS_FUZZ_UNIT_SECS (default 10), fails the run and leaves the input
+# in <crate>/fuzz/artifacts/. Longer runs with AddressSanitizer (nightly):
 # bench/fuzz.sh.
 #   bash deploy/dev/fuzz.sh [TARGET...]     targets: parse_line logpush_body sql_guard pg_wire
 # Without targets: $EDGELENS_FUZZ_TARGETS, default "parse_line logpush_body" (the query crate's
@@ -40,7 +41,7 @@ for t in "${targets[@]}"; do
   work="$(mktemp -d -t "fuzz-corpus-$t.XXXXXX")"
   cp -r "$dir/corpus/$t/." "$work/"
   if (cd "$dir" && cargo fuzz run -s none --target-dir "$target_dir" "$t" "$work" -- \
-      -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
+      -max_total_time="$secs" -timeout="${EDGELENS_FUZZ_UNIT_SECS:-10}" -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
     grep -E "^stat::number_of_executed_units" "$log" | sed "s/^/[edgelens dev] fuzz $t: /" >&2 || true
   else
     status=1

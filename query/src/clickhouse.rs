@@ -146,6 +146,7 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
     if trimmed.is_empty() {
         return Err(QueryError::SqlRefused("empty query".into()));
     }
+    crate::sql_guard::check_nesting(trimmed, &datafusion::sql::sqlparser::dialect::ClickHouseDialect {})?;
     let tokens = tokens_outside_literals(trimmed)?;
     if tokens.iter().any(|t| t == ";") {
         return Err(QueryError::SqlRefused("only one statement per request".into()));

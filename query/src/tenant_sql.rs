@@ -62,6 +62,7 @@ pub fn scope_sql(sql: &str, dialect: Dialect, scope: &TenantScope) -> Result<Str
         Dialect::DataFusion => &GenericDialect {},
         Dialect::ClickHouse => &ClickHouseDialect {},
     };
+    crate::sql_guard::check_nesting(sql, parser_dialect)?;
     let mut statements = Parser::parse_sql(parser_dialect, sql)
         .map_err(|e| QueryError::InvalidSql(format!("{e} (tenant queries must be plain SQL)")))?;
     if statements.len() != 1 {
