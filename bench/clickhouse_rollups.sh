@@ -80,16 +80,19 @@ import os, sys
 a = sys.argv
 lines = int(a[1])
 tick = os.sysconf("SC_CLK_TCK")
-def row(name, counted, start, end, before, after, client_time, stored):
+sys.path.insert(0, "bench")
+from record import record
+def row(key, name, counted, start, end, before, after, client_time, stored):
     wall = float(end) - float(start)
     server = (int(after) - int(before)) / tick
     cu, cs = map(float, client_time.split())
     cpu = server + cu + cs
     print(f"| {name} | {lines:,} | {int(counted):,} | {wall:.2f} | {server:.2f} + {cu + cs:.2f} | {lines / wall:,.0f} | {lines / cpu:,.0f} | {int(stored):,} |")
+    record(key, events=lines, counted=int(counted), wall_s=wall, cpu_s=cpu, eps_wall=lines / wall, eps_per_cpu=lines / cpu, rollup_bytes=int(stored), bytes_per_event=int(stored) / lines)
     return lines / cpu, int(stored)
 print("| engine | events | counted | wall s | CPU s (server + client) | events/s (wall) | events/s per CPU-second | rollup bytes |")
 print("|---|---|---|---|---|---|---|---|")
-ch = row("ClickHouse 18.16 JSONEachRow → Null + 3 materialized views", a[2], a[3], a[4], a[5], a[6], a[7], a[8])
-el = row("edgelens replay → ClickHouse 18.16 (+ Parquet lake)", a[9], a[10], a[11], a[12], a[13], a[14], a[15])
+ch = row("clickhouse_mv", "ClickHouse 18.16 JSONEachRow → Null + 3 materialized views", a[2], a[3], a[4], a[5], a[6], a[7], a[8])
+el = row("edgelens_to_clickhouse", "edgelens replay → ClickHouse 18.16 (+ Parquet lake)", a[9], a[10], a[11], a[12], a[13], a[14], a[15])
 print(f"\nedgelens / ClickHouse: {el[0] / ch[0]:.2f}× events per CPU-second, {el[1] / ch[1]:.2f}× stored rollup bytes")
 PY

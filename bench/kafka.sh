@@ -62,4 +62,9 @@ print("|---|---|---|---|---|")
 print(f"| `edgelens ingest file` → broker | {lines:,} | {file_eps:,} | | |")
 print(f"| Logpush HTTP receiver → broker (4 clients) | 1,000,000 | {http_eps:,} | | |")
 print(f"| broker → `edgelens aggregate` (1 process) → Parquet | {lines:,} | {lines/wall:,.0f} | {lines/cpu:,.0f} | {rss/1024:.0f} MiB |")
+sys.path.insert(0, "bench")
+from record import record
+record("kafka_ingest_file", events=lines, eps_wall=file_eps)
+record("kafka_http", events=1000000, eps_wall=http_eps)
+record("kafka_aggregate", events=lines, wall_s=wall, cpu_s=cpu, eps_wall=lines / wall, eps_per_cpu=lines / cpu, peak_rss_mib=rss / 1024)
 PY

@@ -634,8 +634,12 @@ def report(args):
         "| question | answer | edgelens p50 / p95 ms | DuckDB p50 / p95 ms | edgelens / DuckDB p50 | p95 |",
         "|---|---|---|---|---|---|",
     ]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from record import record
     for r in info["results"]:
         e, d = r["edgelens"], r["duckdb"]
+        record("query_latency", question=r["question"], edgelens_p50_ms=e[0] * 1000, duckdb_p50_ms=d[0] * 1000,
+               edgelens_p95_ms=e[1] * 1000, duckdb_p95_ms=d[1] * 1000)
         lines.append(f"| {r['question']} | {r['agreement']} | {ms(e[0])} / {ms(e[1])} | {ms(d[0])} / {ms(d[1])} "
                      f"| **{e[0] / d[0]:.2f}×** | {e[1] / d[1]:.2f}× |")
     lines.append("")

@@ -21,4 +21,17 @@ lines, secs, cpu, rss, size, rps, dur = int(sys.argv[1]), float(sys.argv[2]), fl
 print(f"| events | file | wall s | CPU s | events/s (wall) | events/s per CPU-second | peak RSS |")
 print(f"|---|---|---|---|---|---|---|")
 print(f"| {lines:,} | {size} NDJSON | {secs:.2f} | {cpu:.2f} | {lines/secs:,.0f} | {lines/cpu:,.0f} | {rss/1024:.0f} MiB |")
+sys.path.insert(0, "bench")
+from record import record
+record("replay", events=lines, wall_s=secs, cpu_s=cpu, eps_wall=lines / secs, eps_per_cpu=lines / cpu, peak_rss_mib=rss / 1024)
+PY
+# The lake's bytes per raw event.
+python3 - "$LINES" "$WORK/lake" <<'PY'
+import os, sys
+sys.path.insert(0, "bench")
+from record import record
+lines, lake = int(sys.argv[1]), sys.argv[2]
+total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
+print(f"\nLake: {total:,} bytes of Parquet for {lines:,} events = {total / lines:.1f} bytes per raw event")
+record("storage_lake", events=lines, bytes=total, bytes_per_event=total / lines)
 PY
