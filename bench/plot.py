@@ -44,14 +44,15 @@ def axes(x0, y0, title, ylabel, ymax):
     return lambda v: y0 + PH - PH * v / ymax
 
 
-def bars(x0, y0, title, ylabel, groups, series):
+def bars(x0, y0, title, ylabel, groups, series, legend_right=False):
     """groups: x labels; series: [(name, [value or None per group])]."""
     ymax = max([v for _, vs in series for v in vs if v] or [1]) * 1.15
     ypix = axes(x0, y0, title, ylabel, ymax)
     gw = PW / max(len(groups), 1)
     bw = gw * 0.8 / max(len(series), 1)
     for gi, g in enumerate(groups):
-        text(x0 + gw * gi + gw / 2, y0 + PH + 16, g, "middle", 11)
+        for li, part in enumerate(g.split(", ")):
+            text(x0 + gw * gi + gw / 2, y0 + PH + 16 + 13 * li, part, "middle", 10)
         for si, (name, vs) in enumerate(series):
             v = vs[gi]
             if not v:
@@ -60,7 +61,7 @@ def bars(x0, y0, title, ylabel, groups, series):
             out.append(f'<rect x="{x:.1f}" y="{ypix(v):.1f}" width="{bw - 2:.1f}" height="{y0 + PH - ypix(v):.1f}" fill="{PALETTE[si % 6]}"/>')
             text(x + bw / 2 - 1, ypix(v) - 3, human(v), "middle", 9)
     for si, (name, _) in enumerate(series):
-        lx, ly = x0 + 8, y0 + 10 + 14 * si
+        lx, ly = (x0 + PW - 150 if legend_right else x0 + 8), y0 + 10 + 14 * si
         out.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{PALETTE[si % 6]}"/>')
         text(lx + 14, ly, name, size=10)
 
@@ -111,6 +112,6 @@ lines(80, 440, "Broker → aggregators in one group (2 cores)", "events / s", [s
 q = of("query_backends")
 bars(620, 440, "Query latency p50, same data (ms)", "ms", [r["question"].replace("traffic share", "share").replace("site rates", "rates") for r in q],
      [("edgelens, lake", [r["lake_p50_ms"] for r in q]), ("edgelens, ClickHouse", [r["clickhouse_p50_ms"] for r in q]),
-      ("DuckDB", [r.get("duckdb_p50_ms") for r in q])] if q else [])
+      ("DuckDB", [r.get("duckdb_p50_ms") for r in q])] if q else [], legend_right=True)
 out.append("</svg>")
 open(sys.argv[2], "w").write("\n".join(out))

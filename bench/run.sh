@@ -30,10 +30,11 @@ export EDGELENS_BENCH_JSON=$WORK/suite.jsonl
 OUT=$WORK/suite.md
 : > "$OUT"
 COMMIT=$(git rev-parse --short HEAD)
-DIRTY=$(git status --porcelain --untracked-files=no | head -1)
+DIRTY=$(git status --porcelain --untracked-files=no -- src query schemas ingest aggregate Cargo.toml Cargo.lock | head -1)
 STARTED=$(date +%s)
 
 section() { printf '\n### %s\n\n' "$1" | tee -a "$OUT" >&2; }
+label() { printf '\n%s\n\n' "$1" | tee -a "$OUT"; }
 run() { # run CMD... — its stdout (Markdown) into the summary, its stderr to the terminal
   "$@" | tee -a "$OUT"
 }
@@ -44,14 +45,14 @@ for size in "${SIZES[@]}"; do
   read -r rps dur <<< "$size"
   bench_input "$rps" "$dur"
   section "$(printf "%'d" "$LINES") events ($rps events/s of event time for $dur, 10 000 sites)"
-  echo "edgelens replay:" >> "$OUT"; echo >> "$OUT"
+  label "edgelens replay:"
   run bash bench/replay.sh "$rps" "$dur"
-  echo; echo "Kafka path (dev broker, memory storage, restarted for this run):" | tee -a "$OUT"; echo >> "$OUT"
+  label "Kafka path (dev broker, memory storage, restarted for this run):"
   bash deploy/dev/kafka.sh stop >/dev/null 2>&1 || true
   run bash bench/kafka.sh "$rps" "$dur"
-  echo; echo "ClickHouse:" | tee -a "$OUT"; echo >> "$OUT"
+  label "ClickHouse:"
   run bash bench/clickhouse_rollups.sh "$rps" "$dur"
-  echo; echo "DuckDB:" | tee -a "$OUT"; echo >> "$OUT"
+  label "DuckDB:"
   run python3 bench/duckdb_rollups.py "$FILE" "$WORK/duckdb-rollups"
 done
 bash deploy/dev/kafka.sh stop >/dev/null 2>&1 || true
