@@ -320,7 +320,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
 /// acknowledgement timeouts, so that a batch being received or acknowledged is never cut.
 pub fn connection_limits(cfg: &IngestConfig) -> ConnectionLimits {
     let busy = Duration::from_secs(cfg.body_timeout_secs.max(1)).max(Duration::from_millis(cfg.ack_timeout_ms));
-    ConnectionLimits { max_connections: cfg.max_connections, idle_timeout: Duration::from_secs(cfg.idle_timeout_secs).max(busy + Duration::from_secs(5)) }
+    ConnectionLimits::outlasting(cfg.max_connections, Duration::from_secs(cfg.idle_timeout_secs), busy)
 }
 
 /// Serve the receiver on `listener` until `shutdown` resolves; in-flight batches finish first.

@@ -85,19 +85,26 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
+    /// Limits with the default number of connections, each closed once idle 5 s longer than
+    /// `request_timeout`.
     pub fn new(max_body_bytes: usize, max_concurrent_requests: usize, request_timeout: std::time::Duration) -> Self {
-        let connections = ConnectionLimits { max_connections: 1024, idle_timeout: request_timeout + std::time::Duration::from_secs(5) };
-        HttpLimits { max_body_bytes, request_timeout, connections, inflight: tokio::sync::Semaphore::new(max_concurrent_requests.max(1)) }
+        HttpLimits::with_connections(max_body_bytes, max_concurrent_requests, request_timeout, QueryConfig::default().max_connections, 0)
     }
 
     pub fn of(config: &QueryConfig) -> Self {
         let request_timeout = std::time::Duration::from_secs(config.request_timeout_secs.max(1));
-        let mut limits = HttpLimits::new(config.max_body_bytes, config.max_concurrent_requests, request_timeout);
-        limits.connections = ConnectionLimits {
-            max_connections: config.max_connections,
-            idle_timeout: std::time::Duration::from_secs(config.idle_timeout_secs).max(limits.connections.idle_timeout),
-        };
-        limits
+        HttpLimits::with_connections(config.max_body_bytes, config.max_concurrent_requests, request_timeout, config.max_connections, config.idle_timeout_secs)
+    }
+
+    fn with_connections(
+        max_body_bytes: usize,
+        max_concurrent_requests: usize,
+        request_timeout: std::time::Duration,
+        max_connections: usize,
+        idle_timeout_secs: u64,
+    ) -> Self {
+        let connections = ConnectionLimits::outlasting(max_connections, std::time::Duration::from_secs(idle_timeout_secs), request_timeout);
+        HttpLimits { max_body_bytes, request_timeout, connections, inflight: tokio::sync::Semaphore::new(max_concurrent_requests.max(1)) }
     }
 }
 

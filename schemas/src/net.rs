@@ -28,6 +28,15 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
+impl ConnectionLimits {
+    /// Limits whose idle timeout is `idle_timeout`, but at least 5 s longer than `longest_request`
+    /// (the longest a request may take to be received and answered), so that a request in progress
+    /// is never cut.
+    pub fn outlasting(max_connections: usize, idle_timeout: Duration, longest_request: Duration) -> Self {
+        ConnectionLimits { max_connections, idle_timeout: idle_timeout.max(longest_request + Duration::from_secs(5)) }
+    }
+}
+
 /// A TCP listener that hands out at most `max_connections` connections at once, each closed after
 /// `idle_timeout` without traffic. Serve it with `axum::serve`.
 pub struct LimitedListener {
@@ -68,15 +77,18 @@ pub struct LimitedConnection {
 }
 
 impl LimitedConnection {
-    fn progressed(&mut self) {
-        self.idle.as_mut().reset(Instant::now() + self.idle_timeout);
-    }
-
-    /// Pending I/O becomes an error once the idle deadline passed.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        match self.idle.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long")),
-            Poll::Pending => Poll::Pending,
+    /// The outcome of one I/O poll: a completed one restarts the idle deadline; a pending one
+    /// becomes an error once the deadline has passed.
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.idle.as_mut().reset(Instant::now() + self.idle_timeout);
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long"))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
@@ -84,26 +96,16 @@ impl LimitedConnection {
 impl AsyncRead for LimitedConnection {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.track(cx, poll)
     }
 }
 
 impl AsyncWrite for LimitedConnection {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.track(cx, poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -116,13 +118,8 @@ impl AsyncWrite for LimitedConnection {
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.progressed();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx).map(Err),
-        }
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.track(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
