@@ -14,12 +14,15 @@ bench_build() {
 }
 
 # bench_input RPS DURATION [generate|existing] — sets FILE (the mixed-scenario file of that rate
-# and duration, 10 000 sites, seed 42) and LINES; generates it unless told to use an existing one.
+# and duration, $BENCH_SITES sites (default 10 000), seed 42) and LINES; generates it unless told to
+# use an existing one.
 bench_input() {
+  local sites=${BENCH_SITES:-10000}
   FILE=$WORK/replay-$1-$2.ndjson
+  [ "$sites" = 10000 ] || FILE=$WORK/replay-$1-$2-s$sites.ndjson
   if [ ! -s "$FILE" ]; then
     [ "${3:-generate}" = generate ] || { echo "no $FILE: run bench/replay.sh $1 $2 first" >&2; exit 1; }
-    "$BIN" generate --scenario mixed --seed 42 --duration "$2" --rps "$1" --sites 10000 --out "$FILE"
+    "$BIN" generate --scenario mixed --seed 42 --duration "$2" --rps "$1" --sites "$sites" --out "$FILE"
   fi
   LINES=$(wc -l < "$FILE")
 }

@@ -129,5 +129,6 @@ open(md, "w").write(text)
 print(section)
 PY
 if [ "${EDGELENS_BENCH_KEEP:-0}" != 1 ]; then
-  rm -f "$WORK"/replay-20000-500s.ndjson "$WORK"/replay-50000-1000s.ndjson "$WORK"/scale-100000.ndjson "$WORK"/scale-1000000.ndjson
+  rm -f "$WORK"/replay-20000-500s.ndjson "$WORK"/replay-50000-1000s.ndjson "$WORK"/replay-4000-250s-s100000.ndjson \
+    "$WORK"/replay-4000-250s-s1000000.ndjson
 fi

@@ -14,10 +14,8 @@ SITES=("$@")
 ((${#SITES[@]})) || SITES=(1000 10000 100000 1000000)
 bench_build
 
-scale_file() { # SITES — sets FILE and LINES
-  FILE=$WORK/scale-$1.ndjson
-  [ -s "$FILE" ] || "$BIN" generate --scenario mixed --seed 42 --duration 250s --rps 4000 --sites "$1" --out "$FILE"
-  LINES=$(wc -l < "$FILE")
+scale_file() { # SITES — sets FILE and LINES (at 10 000 sites, the 1M-event file of bench/run.sh)
+  BENCH_SITES=$1 bench_input 4000 250s
 }
 
 echo "| sites | events | wall s | CPU s | events/s (wall) | events/s per CPU-second | peak RSS |"
