@@ -13,6 +13,7 @@
 //!   their traffic and share over time, incidents on them.
 //! - [`registry_api`]: registry imports over HTTP by admin tokens, audited; [`RegistryWriter`](registry_api::RegistryWriter).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
+//! - [`sql_parse`]: user SQL parsed within a budget of parser steps.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
 //! - [`format`]: record batches rendered as text table, CSV, JSON, Arrow IPC stream, Parquet.
 //! - [`metrics`]: the service's Prometheus counters and latency histograms.
@@ -39,6 +40,7 @@ pub mod report;
 pub mod site_rates;
 pub mod sketch_udf;
 pub mod sql_guard;
+pub mod sql_parse;
 pub mod tenant_sql;
 pub mod traffic_share;
 

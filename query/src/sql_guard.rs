@@ -9,13 +9,15 @@
 //! Every user statement, on either backend and through the tenant rewrite, first passes
 //! [`check_nesting`]: the SQL parser backtracks, and its time doubles with each level of some
 //! nestings (`NOT (NOT (…`, `a.b[a.b[…`), so a few hundred bytes could hold a CPU for minutes.
+//! It is then parsed within a budget of parser steps ([`crate::sql_parse`]), which bounds the
+//! backtracking that is not a matter of nesting.
 
 use std::collections::VecDeque;
 
 use datafusion::execution::context::SQLOptions;
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
-use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
+use datafusion::sql::sqlparser::dialect::Dialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{QueryError, Result};
@@ -78,8 +80,7 @@ fn unbalanced() -> QueryError {
 
 /// Parse `sql` and return its single statement if it only reads.
 pub fn check(sql: &str) -> Result<DfStatement> {
-    check_nesting(sql, &GenericDialect {})?;
-    let mut statements: VecDeque<DfStatement> = DFParser::parse_sql(sql).map_err(QueryError::from_user_sql)?;
+    let mut statements: VecDeque<DfStatement> = crate::sql_parse::datafusion_statements(sql)?;
     let statement = match statements.len() {
         0 => return Err(QueryError::SqlRefused("no statement".into())),
         1 => statements.pop_front().expect("one statement"),

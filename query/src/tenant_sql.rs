@@ -58,13 +58,14 @@ fn refused(msg: impl Into<String>) -> QueryError {
 /// `sql` rewritten so that it reads only `scope`'s rows; refused when it is not a single query
 /// over contract tables.
 pub fn scope_sql(sql: &str, dialect: Dialect, scope: &TenantScope) -> Result<String> {
-    let parser_dialect: &dyn ParserDialect = match dialect {
+    let parser_dialect: &'static dyn ParserDialect = match dialect {
         Dialect::DataFusion => &GenericDialect {},
         Dialect::ClickHouse => &ClickHouseDialect {},
     };
-    crate::sql_guard::check_nesting(sql, parser_dialect)?;
-    let mut statements = Parser::parse_sql(parser_dialect, sql)
-        .map_err(|e| QueryError::InvalidSql(format!("{e} (tenant queries must be plain SQL)")))?;
+    let mut statements = crate::sql_parse::statements(sql, parser_dialect).map_err(|e| match e {
+        QueryError::InvalidSql(e) => QueryError::InvalidSql(format!("{e} (tenant queries must be plain SQL)")),
+        other => other,
+    })?;
     if statements.len() != 1 {
         return Err(refused(format!("only one statement is allowed, got {}", statements.len())));
     }
@@ -82,7 +83,7 @@ pub fn scope_sql(sql: &str, dialect: Dialect, scope: &TenantScope) -> Result<Str
         return Err(refused("backslashes are not accepted in tenant queries"));
     }
     // What runs is the printed text: it must parse back to exactly the statement checked here.
-    let reparsed = Parser::parse_sql(parser_dialect, &text).ok().and_then(|mut v| (v.len() == 1).then(|| v.remove(0)));
+    let reparsed = crate::sql_parse::statements(&text, parser_dialect).ok().and_then(|mut v| (v.len() == 1).then(|| v.remove(0)));
     if reparsed.as_ref() != Some(&statement) {
         return Err(refused("this statement cannot be confined to a tenant's rows (it does not print back to itself)"));
     }

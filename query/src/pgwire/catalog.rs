@@ -36,7 +36,6 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use edgelens_schemas::tables::{ALL_TABLES, TableDef};
 use pgwire::api::Type;
 use regex::Regex;
@@ -913,7 +912,7 @@ struct Item {
 /// The projection of the statement's first `SELECT` (PostgreSQL dialect), or nothing when it does
 /// not parse.
 fn projection_items(sql: &str) -> Vec<Item> {
-    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else { return Vec::new() };
+    let Ok(statements) = crate::sql_parse::statements(sql, &PostgreSqlDialect {}) else { return Vec::new() };
     let Some(Statement::Query(query)) = statements.first() else { return Vec::new() };
     let mut body = query.body.as_ref();
     loop {
@@ -943,7 +942,7 @@ fn projection_items(sql: &str) -> Vec<Item> {
 /// first `SELECT`, `None` to keep the planner's name (aliases, columns); `None` overall when the
 /// projection has a wildcard or the statement is not a query.
 pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let statements = crate::sql_parse::statements(sql, &PostgreSqlDialect {}).ok()?;
     let Some(Statement::Query(query)) = statements.first() else { return None };
     let mut body = query.body.as_ref();
     let select = loop {

@@ -480,7 +480,7 @@ mod tests {
         assert_eq!(parameter_count(&sub("SELECT $1$$ $2 $$"), Escapes::Standard), 0);
         assert_eq!(sub("SELECT 1+$1,$2_x"), "SELECT 1+NULL,NULL _x");
         assert_eq!(sub("SELECT ($1)"), "SELECT (NULL)");
-        let found = "^\0\0\u{7f}*E\0\02222222\u{4}$22$$$\0\u{3}\0\0F;!se 'a\\';^\0\0\u{7f}*E\0\02222222\u{4}$22$$$ \u{8}\0";
+        let found = "^\0\0\u{7f}*E\0\u{0}2222222\u{4}$22$$$\0\u{3}\0\0F;!se 'a\\';^\0\0\u{7f}*E\0\u{0}2222222\u{4}$22$$$ \u{8}\0";
         for escapes in [Escapes::Standard, Escapes::Backslash] {
             let out = substitute_parameters::<()>(found, escapes, |_| Ok("NULL".into())).unwrap();
             assert_eq!(parameter_count(&out, escapes), 0, "{out:?}");
