@@ -5,6 +5,13 @@
 //! mean + 3σ would, so a burst barely shifts it while slow changes (the daily cycle) are
 //! followed. Quiet seconds are applied in closed form, so an idle site costs nothing per second.
 //! The first [`WARMUP_SECS`] seconds of a site only learn (plain running mean, no alerts).
+//!
+//! A second is judged on its own count and on the last [`WINDOW_SECS`] seconds' sum
+//! ([`RecentCounts`]): a surge that builds up slowly (an attack ramp) is not yet anomalous in
+//! any single second, whose Poisson noise is large next to a small site's rate, while ten
+//! seconds of it already stand far out of the noise. The window needs [`Thresholds::z`]
+//! standard deviations of the sum, [`Thresholds::window_ratio_excess`] of the expected sum and
+//! [`Thresholds::min_excess`] per second on average.
 
 /// Half-life of the mean, in seconds.
 pub const HALF_LIFE_SECS: f64 = 300.0;
@@ -32,11 +39,62 @@ pub struct Thresholds {
     pub min_ratio_excess: f64,
     /// …and by at least this many requests.
     pub min_excess: f64,
+    /// The last [`WINDOW_SECS`] seconds together are anomalous when they exceed their expected
+    /// sum by at least this fraction of it (and `z` standard deviations of a sum, and
+    /// `min_excess` per second).
+    pub window_ratio_excess: f64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { z: 6.0, min_ratio_excess: 1.0, min_excess: 10.0 }
+        Self { z: 6.0, min_ratio_excess: 1.0, min_excess: 10.0, window_ratio_excess: 0.5 }
+    }
+}
+
+/// Seconds of the window a second is also judged on.
+pub const WINDOW_SECS: usize = 10;
+
+/// A site's request counts of its last [`WINDOW_SECS`] closed seconds (the seconds without a
+/// request count zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecentCounts {
+    /// The latest second recorded (`None` before the first).
+    pub last: Option<i64>,
+    /// Counts by second modulo [`WINDOW_SECS`].
+    pub counts: [u32; WINDOW_SECS],
+    /// The latest second that was anomalous on its own: a window holding one is left to the
+    /// per-second test (the window is for surges no single second shows; after a flood it
+    /// would only prolong it).
+    pub last_spike: Option<i64>,
+}
+
+impl RecentCounts {
+    /// Record second `sec` (later than every second recorded before) with `n` requests.
+    pub fn push(&mut self, sec: i64, n: u64) {
+        let w = WINDOW_SECS as i64;
+        match self.last {
+            Some(last) if sec <= last => {}
+            Some(last) if sec - last < w => {
+                for s in last + 1..sec {
+                    self.counts[s.rem_euclid(w) as usize] = 0;
+                }
+            }
+            _ => self.counts = [0; WINDOW_SECS],
+        }
+        if self.last.is_none_or(|last| sec > last) {
+            self.counts[sec.rem_euclid(w) as usize] = u32::try_from(n).unwrap_or(u32::MAX);
+            self.last = Some(sec);
+        }
+    }
+
+    /// Requests in the window ending at the latest second recorded.
+    pub fn sum(&self) -> f64 {
+        self.counts.iter().map(|&c| f64::from(c)).sum()
+    }
+
+    /// Whether the window ending at the latest second holds a second anomalous on its own.
+    pub fn holds_spike(&self) -> bool {
+        matches!((self.last_spike, self.last), (Some(spike), Some(last)) if last - spike < WINDOW_SECS as i64)
     }
 }
 
@@ -89,6 +147,38 @@ impl RateBaseline {
     /// Whether a second with `x` requests is back to normal: below half the anomaly excess.
     pub fn is_calm(&self, x: f64, t: &Thresholds) -> bool {
         x - self.expected() < 0.5 * self.excess_needed(t)
+    }
+
+    /// The smallest excess over the expected sum that makes the window anomalous.
+    pub fn window_excess_needed(&self, t: &Thresholds) -> f64 {
+        let w = WINDOW_SECS as f64;
+        (t.z * w.sqrt() * self.sigma()).max(t.window_ratio_excess * w * self.expected()).max(w * t.min_excess)
+    }
+
+    /// Whether this second, `x` requests, is itself above half the window's average anomaly
+    /// excess: the window judges a surge only while it lasts.
+    fn is_raised(&self, x: f64, t: &Thresholds) -> bool {
+        x - self.expected() >= 0.5 * self.window_excess_needed(t) / WINDOW_SECS as f64
+    }
+
+    /// Judge the latest second of `recent`, `x` requests: anomalous on its own, or together with
+    /// the window (which holds no second anomalous on its own); never during warm-up. Records the
+    /// second in `recent` first, and whether it was anomalous on its own.
+    pub fn judge(&self, recent: &mut RecentCounts, sec: i64, x: f64, t: &Thresholds) -> bool {
+        recent.push(sec, x as u64);
+        if self.is_anomalous(x, t) {
+            recent.last_spike = Some(sec);
+            return true;
+        }
+        self.warm()
+            && !recent.holds_spike()
+            && self.is_raised(x, t)
+            && recent.sum() - WINDOW_SECS as f64 * self.expected() >= self.window_excess_needed(t)
+    }
+
+    /// Whether a second with `x` requests is back to normal on both scales.
+    pub fn is_calm_in(&self, x: f64, t: &Thresholds) -> bool {
+        self.is_calm(x, t) && !self.is_raised(x, t)
     }
 
     /// Whether a second is plainly normal traffic (within 2σ): only such seconds teach the
@@ -191,6 +281,55 @@ mod tests {
         b.update_quiet(50);
         assert!((a.mean - b.mean).abs() < 1e-9);
         assert_eq!(a.seconds, b.seconds);
+    }
+
+    /// A ramp to twice the rate over four minutes: no single second of it stands out from a
+    /// small site's noise, but ten seconds of it do once the extra traffic averages the absolute
+    /// floor of 10 requests a second (two thirds of this baseline).
+    #[test]
+    fn a_window_flags_a_ramp_long_before_single_seconds_do() {
+        let t = Thresholds::default();
+        let mut b = RateBaseline::new();
+        let mut recent = RecentCounts::default();
+        // 15 requests a second, with Poisson-like spread.
+        let noise = [0.0, 4.0, -3.0, 2.0, -4.0, 3.0, -1.0, 1.0, -2.0, 0.0];
+        for s in 0..1200 {
+            let x = 15.0 + noise[s % 10];
+            assert!(!b.judge(&mut recent, s as i64, x, &t), "second {s}");
+            b.update(x);
+        }
+        let mut window_at = None;
+        let mut second_at = None;
+        for r in 0..240 {
+            let s = 1200 + r;
+            let x = (15.0 + noise[r % 10] + 15.0 * r as f64 / 240.0).round();
+            if window_at.is_none() && b.judge(&mut recent, s as i64, x, &t) {
+                window_at = Some(r);
+            }
+            if second_at.is_none() && b.is_anomalous(x, &t) {
+                second_at = Some(r);
+            }
+            b.update(x);
+        }
+        let window_at = window_at.expect("the window flags the ramp");
+        // Extra traffic of 10 a second, averaged over the window: at 160 + 5.
+        assert!((160..=180).contains(&window_at), "window at {window_at}");
+        assert!(second_at.is_none(), "single seconds at {second_at:?}");
+    }
+
+    #[test]
+    fn recent_counts_zero_the_seconds_without_requests() {
+        let mut r = RecentCounts::default();
+        for s in 0..10 {
+            r.push(s, 5);
+        }
+        assert_eq!(r.sum(), 50.0);
+        r.push(13, 7); // seconds 10–12 had no request
+        assert_eq!(r.sum(), 6.0 * 5.0 + 7.0);
+        r.push(13, 100); // a second already recorded changes nothing
+        assert_eq!(r.sum(), 37.0);
+        r.push(40, 2); // a gap longer than the window
+        assert_eq!(r.sum(), 2.0);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //!
 //! Per site and closed second:
 //! 1. **Baseline** ([`baseline::RateBaseline`]): robust EWMA of requests per second; a second is
-//!    *anomalous* when it exceeds the mean by ≥ 6σ, ≥ 100 % and ≥ 10 requests.
+//!    *anomalous* when it exceeds the mean by ≥ 6σ, ≥ 100 % and ≥ 10 requests, or when the last
+//!    10 seconds together exceed theirs by ≥ 6σ of the sum, ≥ 50 % and ≥ 10 requests a second
+//!    (a ramp stands out of the noise over ten seconds long before it does in one).
 //! 2. **Profile** ([`profile::SiteProfile`]): what normal requests look like, learned from a
 //!    1-in-[`DetectorConfig::sample_one_in`] hash sample of normal seconds only.
 //! 3. **Suspect** on the first anomalous second: the sampled requests of anomalous seconds are
@@ -41,7 +43,7 @@ use edgelens_schemas::{EdgeEvent, Nanos};
 use serde::Serialize;
 
 use self::attrs::{event_hash, tuple, value_id, value_text, Attr, Tuple, N_ATTRS};
-use self::baseline::{RateBaseline, Thresholds};
+use self::baseline::{RateBaseline, RecentCounts, Thresholds};
 use self::profile::SiteProfile;
 use self::signature::{derive, Signature};
 use crate::checkpoint::{Dec, Enc};
@@ -89,6 +91,9 @@ const RATE_ONLY_SECS: u32 = 3;
 const RATE_ONLY_RATIO: f64 = 5.0;
 /// Seconds from an incident's start after which every request is matched exactly.
 const WATCH_DELAY: i64 = 7;
+/// Watched seconds whose every request (not only the hash sample) joins the incident's sample:
+/// a surge at a small site has few requests a second, and a signature needs [`signature::MIN_SAMPLE`].
+const DENSE_SAMPLE_SECS: i64 = 60;
 const TOP_ATTACKERS: usize = 20;
 const MAX_TRACKED_IPS: usize = 65_536;
 /// Pre-detection seconds whose sampled requests are kept for the timeline.
@@ -180,7 +185,7 @@ struct Bucket {
     status: [u64; 4],
     sampled: Vec<Sampled>,
     /// Every request, once the site's incident watches this second.
-    full: Vec<(Tuple, IpAddr)>,
+    full: Vec<Sampled>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +236,8 @@ struct Incident {
 #[derive(Debug, Clone, Default)]
 struct SiteState {
     baseline: RateBaseline,
+    /// The last seconds' counts, for the window test.
+    recent: RecentCounts,
     last_sec: Option<i64>,
     profile: Option<Box<SiteProfile>>,
     buckets: Vec<Bucket>,
@@ -335,8 +342,9 @@ impl AttackDetector {
                 b.sampled.push(Sampled { hash, tuple: t, ip: ev.client_ip });
             }
             if watched {
-                b.full.push((t, ev.client_ip));
-                if sampled {
+                b.full.push(Sampled { hash, tuple: t, ip: ev.client_ip });
+                let dense = st.incident.as_ref().is_some_and(|i| sec < i.watch_from + DENSE_SAMPLE_SECS);
+                if sampled || dense {
                     let inc = st.incident.as_mut().expect("watched");
                     for a in Attr::ALL {
                         let decodable = matches!(a, Attr::Asn | Attr::Status) || (matches!(a, Attr::Ip | Attr::Prefix) && ev.client_ip.is_ipv4());
@@ -406,8 +414,8 @@ impl Ctx<'_> {
     fn judge(&mut self, st: &mut SiteState, b: Bucket) {
         let x = b.requests as f64;
         let t = self.cfg.thresholds;
-        let anomalous = st.baseline.is_anomalous(x, &t);
-        let calm = st.baseline.is_calm(x, &t);
+        let anomalous = st.baseline.judge(&mut st.recent, b.sec, x, &t);
+        let calm = st.baseline.is_calm_in(x, &t);
         let Some(mut inc) = st.incident.take() else {
             if anomalous {
                 self.stats.suspicions += 1;
@@ -545,7 +553,10 @@ impl Ctx<'_> {
     fn add_sample(&mut self, inc: &mut Incident, b: &Bucket, expected: f64) {
         inc.sum_requests += b.requests as f64;
         inc.sum_expected += expected.min(b.requests as f64);
-        for s in &b.sampled {
+        // The first watched seconds give every request (a small site's surge has few), the others
+        // their hash sample.
+        let dense = (inc.watch_from..inc.watch_from + DENSE_SAMPLE_SECS).contains(&b.sec);
+        for s in if dense { &b.full } else { &b.sampled } {
             if inc.sample.len() < self.cfg.sample_cap {
                 inc.sample.push(*s);
             } else if inc.sample.peek().is_some_and(|top| s < top) {
@@ -564,11 +575,11 @@ impl Ctx<'_> {
         }
         if let Some(sig) = &inc.signature {
             if b.sec >= inc.watch_from {
-                for (t, ip) in &b.full {
-                    if sig.matches(t) {
+                for s in &b.full {
+                    if sig.matches(&s.tuple) {
                         matched += 1;
-                        inc.ips.insert(*ip);
-                        count_ip(&mut inc.top, *ip, 1);
+                        inc.ips.insert(s.ip);
+                        count_ip(&mut inc.top, s.ip, 1);
                     }
                 }
             } else if !b.sampled.is_empty() {
@@ -727,7 +738,8 @@ impl Incident {
 
 // ---- checkpointing ----
 
-const STATE_VERSION: u8 = 1;
+/// Version 2 added each site's recent counts; a version-1 state is read with them empty.
+const STATE_VERSION: u8 = 2;
 const VECTORS: [&str; 5] = ["http_flood", "cache_busting", "credential_stuffing", "scraping", "origin_error_surge"];
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
@@ -812,6 +824,11 @@ impl AttackDetector {
             enc_f64(&mut e, st.baseline.slow);
             enc_f64(&mut e, st.baseline.var);
             e.u32(st.baseline.seconds);
+            e.opt_i64(st.recent.last);
+            e.opt_i64(st.recent.last_spike);
+            for c in st.recent.counts {
+                e.u32(c);
+            }
             e.opt_i64(st.last_sec);
             match &st.profile {
                 Some(p) => {
@@ -828,13 +845,7 @@ impl AttackDetector {
                     e.u64(s);
                 }
                 enc_samples(&mut e, &b.sampled);
-                e.len(b.full.len());
-                for (t, ip) in &b.full {
-                    for v in t {
-                        e.u64(*v);
-                    }
-                    enc_ip(&mut e, *ip);
-                }
+                enc_samples(&mut e, &b.full);
             }
             match &st.incident {
                 Some(inc) => {
@@ -850,8 +861,8 @@ impl AttackDetector {
     pub fn decode_state(cfg: DetectorConfig, bytes: &[u8]) -> Result<Self, String> {
         let mut d = Dec::new(bytes);
         let v = d.u8()?;
-        if v != STATE_VERSION {
-            return Err(format!("detector state version {v}, expected {STATE_VERSION}"));
+        if !(1..=STATE_VERSION).contains(&v) {
+            return Err(format!("detector state version {v}, this edgelens reads 1 to {STATE_VERSION}"));
         }
         let mut det = AttackDetector::new(cfg);
         det.max_ts = d.opt_i64()?;
@@ -863,6 +874,13 @@ impl AttackDetector {
             st.baseline.slow = dec_f64(&mut d)?;
             st.baseline.var = dec_f64(&mut d)?;
             st.baseline.seconds = d.u32()?;
+            if v >= 2 {
+                st.recent.last = d.opt_i64()?;
+                st.recent.last_spike = d.opt_i64()?;
+                for c in &mut st.recent.counts {
+                    *c = d.u32()?;
+                }
+            }
             st.last_sec = d.opt_i64()?;
             if d.u8()? == 1 {
                 st.profile = Some(Box::new(SiteProfile::decode(&mut d)?));
@@ -873,12 +891,17 @@ impl AttackDetector {
                     *s = d.u64()?;
                 }
                 b.sampled = dec_samples(&mut d)?;
-                for _ in 0..d.len()? {
-                    let mut t = [0u64; N_ATTRS];
-                    for v in &mut t {
-                        *v = d.u64()?;
+                if v >= 2 {
+                    b.full = dec_samples(&mut d)?;
+                } else {
+                    // Version 1 kept no hash of the watched requests: ordered by position instead.
+                    for i in 0..d.len()? {
+                        let mut tuple = [0u64; N_ATTRS];
+                        for x in &mut tuple {
+                            *x = d.u64()?;
+                        }
+                        b.full.push(Sampled { hash: i as u64, tuple, ip: dec_ip(&mut d)? });
                     }
-                    b.full.push((t, dec_ip(&mut d)?));
                 }
                 det.pending.entry(b.sec).or_default().push(name.clone());
                 st.buckets.push(b);

@@ -227,3 +227,19 @@ fn an_idle_site_costs_little() {
     let bytes = det.encode_state().len() / det.tracked_sites();
     assert!(bytes < 4096, "{bytes} bytes per site");
 }
+
+/// A slow ramp at a small site (15 requests a second; bots from 0 to 60 a second over 5 min):
+/// no single second stands out of the noise until the bots send about three times the site's
+/// own rate, but ten seconds of them do once they average 10 a second; found then.
+#[test]
+fn a_slow_ramp_at_a_small_site_is_found_before_it_matches_the_site_rate() {
+    let ramp = |s: i64| if (700..1100).contains(&s) { 60.0 * ((s - 700) as f64 / 300.0).min(1.0) } else { 0.0 };
+    let lines = traffic(1400, |_| 15.0, ramp, 0, 3);
+    let incidents = latest(&run(&lines, None));
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    assert_eq!(inc.vector, "http_flood");
+    let detected = inc.detected_ts / NANOS_PER_SEC - T0;
+    // The bots' rate at detection: below the site's own 15 a second.
+    assert!(ramp(detected) < 15.0, "detected at {detected}, bots at {} a second", ramp(detected));
+}
