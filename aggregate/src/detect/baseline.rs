@@ -28,6 +28,9 @@ pub struct RateBaseline {
     pub var: f64,
     /// Seconds learned (saturating).
     pub seconds: u32,
+    /// The least the second being judged is expected to bring, whatever the means say (the
+    /// site's daily cycle, [`super::season::DailyCycle::floor`]); set before judging, not learned.
+    pub floor: f64,
 }
 
 /// Thresholds of an anomalous second.
@@ -114,7 +117,7 @@ impl Default for RateBaseline {
 
 impl RateBaseline {
     pub fn new() -> Self {
-        Self { mean: 0.0, slow: 0.0, var: 0.0, seconds: 0 }
+        Self { mean: 0.0, slow: 0.0, var: 0.0, seconds: 0, floor: 0.0 }
     }
 
     pub fn warm(&self) -> bool {
@@ -122,9 +125,9 @@ impl RateBaseline {
     }
 
     /// The expected requests of a second: the smaller of the two means (a slow attack ramp
-    /// lifts the fast one a little, never the slow one).
+    /// lifts the fast one a little, never the slow one), at least the daily cycle's floor.
     pub fn expected(&self) -> f64 {
-        self.mean.min(self.slow)
+        self.mean.min(self.slow).max(self.floor)
     }
 
     /// Standard deviation of a second's count: at least Poisson's, and at most twice it, so a

@@ -8,6 +8,8 @@
 //!    *anomalous* when it exceeds the mean by ≥ 6σ, ≥ 100 % and ≥ 10 requests, or when the last
 //!    10 seconds together exceed theirs by ≥ 6σ of the sum, ≥ 50 % and ≥ 10 requests a second
 //!    (a ramp stands out of the noise over ten seconds long before it does in one).
+//!    The expectation is at least 80 % of what this hour of the day usually brings
+//!    ([`season::DailyCycle`], learned over days), so a steep daily rise is not a surge.
 //! 2. **Profile** ([`profile::SiteProfile`]): what normal requests look like, learned from a
 //!    1-in-[`DetectorConfig::sample_one_in`] hash sample of normal seconds only.
 //! 3. **Suspect** on the first anomalous second: the sampled requests of anomalous seconds are
@@ -30,6 +32,7 @@ pub mod attrs;
 pub mod baseline;
 pub mod eval;
 pub mod profile;
+pub mod season;
 pub mod signature;
 
 use std::collections::{BTreeMap, BinaryHeap};
@@ -45,6 +48,7 @@ use serde::Serialize;
 use self::attrs::{event_hash, tuple, value_id, value_text, Attr, Tuple, N_ATTRS};
 use self::baseline::{RateBaseline, RecentCounts, Thresholds};
 use self::profile::SiteProfile;
+use self::season::DailyCycle;
 use self::signature::{derive, Signature};
 use crate::checkpoint::{Dec, Enc};
 use crate::sketch::ClientSketch;
@@ -238,6 +242,8 @@ struct SiteState {
     baseline: RateBaseline,
     /// The last seconds' counts, for the window test.
     recent: RecentCounts,
+    /// Each hour of the day's usual rate.
+    cycle: DailyCycle,
     last_sec: Option<i64>,
     profile: Option<Box<SiteProfile>>,
     buckets: Vec<Bucket>,
@@ -414,6 +420,8 @@ impl Ctx<'_> {
     fn judge(&mut self, st: &mut SiteState, b: Bucket) {
         let x = b.requests as f64;
         let t = self.cfg.thresholds;
+        st.cycle.count(b.sec, b.requests, st.incident.as_ref().is_some_and(|i| i.phase != Phase::Suspect));
+        st.baseline.floor = st.cycle.floor(b.sec);
         let anomalous = st.baseline.judge(&mut st.recent, b.sec, x, &t);
         let calm = st.baseline.is_calm_in(x, &t);
         let Some(mut inc) = st.incident.take() else {
@@ -738,7 +746,8 @@ impl Incident {
 
 // ---- checkpointing ----
 
-/// Version 2 added each site's recent counts; a version-1 state is read with them empty.
+/// Version 2 added each site's recent counts and daily cycle; a version-1 state is read with them
+/// empty.
 const STATE_VERSION: u8 = 2;
 const VECTORS: [&str; 5] = ["http_flood", "cache_busting", "credential_stuffing", "scraping", "origin_error_surge"];
 
@@ -829,6 +838,7 @@ impl AttackDetector {
             for c in st.recent.counts {
                 e.u32(c);
             }
+            st.cycle.encode(&mut e);
             e.opt_i64(st.last_sec);
             match &st.profile {
                 Some(p) => {
@@ -880,6 +890,7 @@ impl AttackDetector {
                 for c in &mut st.recent.counts {
                     *c = d.u32()?;
                 }
+                st.cycle = DailyCycle::decode(&mut d)?;
             }
             st.last_sec = d.opt_i64()?;
             if d.u8()? == 1 {
