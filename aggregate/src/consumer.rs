@@ -430,6 +430,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
 
     let timer_every = Duration::from_millis(100);
     let mut last_timers = Instant::now();
+    let mut last_key: Key = (String::new(), -1);
     let mut last_commit_retry = Instant::now();
     let mut last_publish = Instant::now();
     metrics.set_ready(true);
@@ -441,7 +442,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
             Some(Ok(msg)) => {
                 let mut st = consumer.context().state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 st.stats.messages += 1;
-                match take_message(&consumer, &mut st.parts, &msg) {
+                match take_message(&consumer, &mut st.parts, &mut last_key, &msg, Instant::now()) {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(topic = msg.topic(), partition = msg.partition(), "message of a partition not assigned here; skipped"),
                     Err(e) => break Err(e),
@@ -565,6 +566,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
     let mut last_metadata: Option<Instant> = None;
     let mut last_balance = Instant::now() - Duration::from_secs(60);
     let mut last_timers = Instant::now();
+    let mut last_key: Key = (String::new(), -1);
     let timer_every = Duration::from_millis(100);
     // Where this member starts looking for free partitions, so members spread out.
     let start_at = member.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
@@ -575,18 +577,20 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        if let Some(res) = consumer.poll(timer_every) {
+        let polled = consumer.poll(timer_every);
+        // One clock reading per message: for the partition's idle timer and for the loop's.
+        let now = Instant::now();
+        if let Some(res) = polled {
             match res {
                 Ok(msg) => {
                     stats.messages += 1;
-                    if let Err(e) = take_message(&consumer, &mut owned, &msg) {
+                    if let Err(e) = take_message(&consumer, &mut owned, &mut last_key, &msg, now) {
                         break Err(e);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
         }
-        let now = Instant::now();
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
             if let Err(e) = run_timers(&consumer, &mut owned, now, &mut stats, &mut uncommitted, metrics) {
@@ -728,12 +732,22 @@ type Parts = HashMap<Key, PartitionAggregator<Sinks>>;
 
 /// Hand one message to its partition; seek back when the partition asks to. `Ok(false)`: the
 /// partition is not owned here (a message fetched before the assignment changed).
-fn take_message<C: ConsumerContext>(consumer: &BaseConsumer<C>, parts: &mut Parts, msg: &BorrowedMessage<'_>) -> Result<bool, AggregateError> {
-    let key = (msg.topic().to_owned(), msg.partition());
-    let Some(part) = parts.get_mut(&key) else { return Ok(false) };
-    match part.take(msg.offset(), msg.payload().unwrap_or_default(), Instant::now())? {
+/// `last_key` is the key of the previous message, reused while messages come from the same
+/// partition (they come in runs), so a message costs no allocation to find its partition.
+fn take_message<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &mut Parts,
+    last_key: &mut Key,
+    msg: &BorrowedMessage<'_>,
+    now: Instant,
+) -> Result<bool, AggregateError> {
+    if last_key.1 != msg.partition() || last_key.0 != msg.topic() {
+        *last_key = (msg.topic().to_owned(), msg.partition());
+    }
+    let Some(part) = parts.get_mut(&*last_key) else { return Ok(false) };
+    match part.take(msg.offset(), msg.payload().unwrap_or_default(), now)? {
         Taken::Done => {}
-        Taken::Rewind(to) => seek(consumer, &key, to),
+        Taken::Rewind(to) => seek(consumer, last_key, to),
     }
     Ok(true)
 }

@@ -282,7 +282,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         self.last_input = now;
         self.idle_closed = false;
         let res = match self.kind {
-            TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset, now_nanos(), position),
+            TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset, now_nanos, position),
             TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset), position),
         };
         res.map_err(self.sink_err())?;

@@ -120,12 +120,13 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take one input line. `source`/`line_no` identify it in dead letters; `now` stamps them.
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
-        self.push_line_at(line, source, line_no, now, self.offset + 1)
+        self.push_line_at(line, source, line_no, || now, self.offset + 1)
     }
 
     /// Take one input line at an explicit stream position (for Kafka: its offset + 1, so the
-    /// position after it is the offset to commit). Positions must increase.
-    pub fn push_line_at(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos, position: u64) -> Result<(), SinkError> {
+    /// position after it is the offset to commit). Positions must increase. `now` is read only
+    /// when the line becomes a dead letter (a clock reading per line costs more than a parse step).
+    pub fn push_line_at(&mut self, line: Line<'_>, source: &str, line_no: u64, now: impl FnOnce() -> Nanos, position: u64) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
         self.offset = position;
         self.stats.lines += 1;
@@ -152,7 +153,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         };
         if let Some((reason, raw)) = rejected {
             self.stats.dead_letters.add(reason.code());
-            let mut dead = DeadLetter::new(now, source, line_no, &reason, raw);
+            let mut dead = DeadLetter::new(now(), source, line_no, &reason, raw);
             dead.raw = self.cfg.client_ip.redact(&dead.raw);
             self.pending.dead_letters.push(dead);
         }
