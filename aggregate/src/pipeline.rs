@@ -125,7 +125,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take one input line at an explicit stream position (for Kafka: its offset + 1, so the
     /// position after it is the offset to commit). Positions must increase. `now` is read only
-    /// when the line becomes a dead letter (a clock reading per line costs more than a parse step).
+    /// when the line becomes a dead letter (no clock reading for the others).
     pub fn push_line_at(&mut self, line: Line<'_>, source: &str, line_no: u64, now: impl FnOnce() -> Nanos, position: u64) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
         self.offset = position;

@@ -37,11 +37,20 @@ pub const MAX_SUBSCRIPT_NESTING: usize = 4;
 /// skipped), do not pair up, nest deeper than [`MAX_NESTING`], or its square and curly ones deeper
 /// than [`MAX_SUBSCRIPT_NESTING`]. Tokenizing is linear; run this before parsing.
 pub fn check_nesting(sql: &str, dialect: &dyn Dialect) -> Result<()> {
-    let tokens = Tokenizer::new(dialect, sql).tokenize().map_err(|e| QueryError::InvalidSql(e.to_string()))?;
+    check_token_nesting(&tokenize(sql, dialect)?)
+}
+
+/// `sql` as `dialect` tokenizes it.
+pub fn tokenize(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Token>> {
+    Tokenizer::new(dialect, sql).tokenize().map_err(|e| QueryError::InvalidSql(e.to_string()))
+}
+
+/// [`check_nesting`] of a statement already tokenized.
+pub fn check_token_nesting(tokens: &[Token]) -> Result<()> {
     // Open brackets, innermost last; the depth of all of them and of the square/curly ones.
     let mut open: Vec<bool> = Vec::new();
     let (mut deepest, mut subscripts, mut deepest_subscripts) = (0usize, 0usize, 0usize);
-    for t in &tokens {
+    for t in tokens {
         match t {
             Token::LParen | Token::LBracket | Token::LBrace => {
                 let square = !matches!(t, Token::LParen);

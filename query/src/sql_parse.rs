@@ -29,7 +29,6 @@ use datafusion::sql::sqlparser::ast::{ColumnOption, Expr, GranteesType, Ident, O
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 
 use crate::error::{QueryError, Result};
 
@@ -72,9 +71,9 @@ impl Budgeted {
     /// `dialect` with the budget of `sql` (see the module header), once `sql` has passed the
     /// nesting check.
     fn for_sql(sql: &str, dialect: &'static dyn Dialect) -> Result<Self> {
-        crate::sql_guard::check_nesting(sql, dialect)?;
-        let tokens = Tokenizer::new(dialect, sql).tokenize().map_err(|e| QueryError::InvalidSql(e.to_string()))?.len() as u64;
-        Ok(Budgeted::new(dialect, BASE_STEPS.saturating_add(STEPS_PER_TOKEN.saturating_mul(tokens))))
+        let tokens = crate::sql_guard::tokenize(sql, dialect)?;
+        crate::sql_guard::check_token_nesting(&tokens)?;
+        Ok(Budgeted::new(dialect, BASE_STEPS.saturating_add(STEPS_PER_TOKEN.saturating_mul(tokens.len() as u64))))
     }
 
     /// Steps taken so far.
@@ -366,7 +365,7 @@ mod tests {
     #[test]
     fn ordinary_statements_use_a_small_part_of_their_budget() {
         for sql in corpus() {
-            let tokens = Tokenizer::new(&GenericDialect {}, &sql).tokenize().map(|t| t.len() as u64).unwrap_or(0);
+            let tokens = crate::sql_guard::tokenize(&sql, &GenericDialect {}).map(|t| t.len() as u64).unwrap_or(0);
             let budgeted = Budgeted::new(&GenericDialect {}, u64::MAX);
             if DFParser::parse_sql_with_dialect(&sql, &budgeted).is_ok() {
                 let allowed = STEPS_PER_TOKEN / 4 * tokens + 100;

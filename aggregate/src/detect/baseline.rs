@@ -76,7 +76,7 @@ impl RecentCounts {
     pub fn push(&mut self, sec: i64, n: u64) {
         let w = WINDOW_SECS as i64;
         match self.last {
-            Some(last) if sec <= last => {}
+            Some(last) if sec <= last => return,
             Some(last) if sec - last < w => {
                 for s in last + 1..sec {
                     self.counts[s.rem_euclid(w) as usize] = 0;
@@ -84,10 +84,8 @@ impl RecentCounts {
             }
             _ => self.counts = [0; WINDOW_SECS],
         }
-        if self.last.is_none_or(|last| sec > last) {
-            self.counts[sec.rem_euclid(w) as usize] = u32::try_from(n).unwrap_or(u32::MAX);
-            self.last = Some(sec);
-        }
+        self.counts[sec.rem_euclid(w) as usize] = u32::try_from(n).unwrap_or(u32::MAX);
+        self.last = Some(sec);
     }
 
     /// Requests in the window ending at the latest second recorded.

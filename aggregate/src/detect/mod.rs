@@ -349,8 +349,7 @@ impl AttackDetector {
             }
             if watched {
                 b.full.push(Sampled { hash, tuple: t, ip: ev.client_ip });
-                let dense = st.incident.as_ref().is_some_and(|i| sec < i.watch_from + DENSE_SAMPLE_SECS);
-                if sampled || dense {
+                if sampled || st.incident.as_ref().is_some_and(|i| i.samples_every_request(sec)) {
                     let inc = st.incident.as_mut().expect("watched");
                     for a in Attr::ALL {
                         let decodable = matches!(a, Attr::Asn | Attr::Status) || (matches!(a, Attr::Ip | Attr::Prefix) && ev.client_ip.is_ipv4());
@@ -561,10 +560,7 @@ impl Ctx<'_> {
     fn add_sample(&mut self, inc: &mut Incident, b: &Bucket, expected: f64) {
         inc.sum_requests += b.requests as f64;
         inc.sum_expected += expected.min(b.requests as f64);
-        // The first watched seconds give every request (a small site's surge has few), the others
-        // their hash sample.
-        let dense = (inc.watch_from..inc.watch_from + DENSE_SAMPLE_SECS).contains(&b.sec);
-        for s in if dense { &b.full } else { &b.sampled } {
+        for s in if inc.samples_every_request(b.sec) { &b.full } else { &b.sampled } {
             if inc.sample.len() < self.cfg.sample_cap {
                 inc.sample.push(*s);
             } else if inc.sample.peek().is_some_and(|top| s < top) {
@@ -715,6 +711,12 @@ fn classify(sig: &Signature, sample: &BinaryHeap<Sampled>, names: &HashMap<(u8, 
 }
 
 impl Incident {
+    /// Whether every request of second `sec`, not only its hash sample, joins the incident's
+    /// sample: the first [`DENSE_SAMPLE_SECS`] watched seconds (a small site's surge has few).
+    fn samples_every_request(&self, sec: i64) -> bool {
+        (self.watch_from..self.watch_from + DENSE_SAMPLE_SECS).contains(&sec)
+    }
+
     fn new(start: i64, baseline_rps: f64) -> Self {
         Incident {
             phase: Phase::Suspect,
