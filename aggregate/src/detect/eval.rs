@@ -29,6 +29,9 @@ pub const MATCH_SLACK_SECS: i64 = 30;
 /// The detector's absolute floor of an anomalous second's excess (`Thresholds::min_excess`).
 pub const ONSET_MIN_RPS: f64 = 10.0;
 
+/// Seconds (centred on the second judged) over which an attack's rate is taken for its onset.
+pub const ONSET_RATE_SECS: usize = 11;
+
 /// The parts of the generator's truth file the scorer reads (other fields are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct TruthFile {
@@ -75,13 +78,36 @@ impl TruthInjection {
         self.kind == "attack"
     }
 
-    /// The first second in which the attack alone sends at least the site's baseline rate (the
-    /// site's traffic doubles) and at least [`ONSET_MIN_RPS`]: before it, a slow ramp is
-    /// indistinguishable from noise, and the detector never treats fewer extra requests per
-    /// second as an incident. The start when the timeline is unknown.
+    /// The first second at which the attack's own rate reaches the site's baseline (the site's
+    /// traffic doubles) and [`ONSET_MIN_RPS`]: before it, a slow ramp is indistinguishable from
+    /// noise, and the detector never treats fewer extra requests per second as an incident. The
+    /// rate at a second is the mean of the attack's counts over the [`ONSET_RATE_SECS`] seconds
+    /// centred on it: one second's count of a ramp at a few requests a second is mostly Poisson
+    /// noise, and the first second whose count reaches the level comes well before the rate does
+    /// ([`Self::first_second_at_level_ts`]). The start when the timeline is unknown.
     pub fn onset_ts(&self) -> i64 {
-        let level = self.baseline_rps.max(ONSET_MIN_RPS);
+        let level = self.onset_level();
+        let half = (ONSET_RATE_SECS / 2) as i64;
+        let n = self.timeline.len() as i64;
+        let count = |i: i64| if (0..n).contains(&i) { self.timeline[i as usize] as f64 } else { 0.0 };
+        let mut sum: f64 = (-half..=half).map(count).sum();
+        for i in 0..n {
+            if sum / ONSET_RATE_SECS as f64 >= level {
+                return (self.timeline_start_ts + i).max(self.start_ts);
+            }
+            sum += count(i + half + 1) - count(i - half);
+        }
+        self.first_second_at_level_ts()
+    }
+
+    /// The first second whose own count reaches the onset level (the start when none does).
+    pub fn first_second_at_level_ts(&self) -> i64 {
+        let level = self.onset_level();
         self.timeline.iter().position(|&n| n as f64 >= level).map_or(self.start_ts, |i| (self.timeline_start_ts + i as i64).max(self.start_ts))
+    }
+
+    fn onset_level(&self) -> f64 {
+        self.baseline_rps.max(ONSET_MIN_RPS)
     }
 }
 
@@ -160,6 +186,9 @@ pub struct AttackScore {
     pub delay_secs: Option<i64>,
     /// Event time from the attack's onset (see [`TruthInjection::onset_ts`]) to detection.
     pub delay_from_onset_secs: Option<i64>,
+    /// Event time from the first second whose own count reaches the onset level (see
+    /// [`TruthInjection::first_second_at_level_ts`]) to detection.
+    pub delay_from_first_second_at_level_secs: Option<i64>,
     /// |incident peak − (truth peak + baseline)| / (truth peak + baseline).
     pub peak_rps_error: Option<f64>,
     pub signature_precision: Option<f64>,
@@ -242,6 +271,7 @@ pub fn evaluate(truth: &TruthFile, incidents: &[IncidentRecord], events: &[PathB
             detected_vector: first.map(|i| i.vector.clone()),
             delay_secs: first.map(|i| i.detected_ts - a.start_ts),
             delay_from_onset_secs: first.map(|i| i.detected_ts - a.onset_ts()),
+            delay_from_first_second_at_level_secs: first.map(|i| i.detected_ts - a.first_second_at_level_ts()),
             peak_rps_error: first.filter(|_| truth_peak > 0.0).map(|i| (i.peak_rps - truth_peak).abs() / truth_peak),
             signature_precision: None,
             signature_coverage: None,
@@ -475,6 +505,26 @@ mod tests {
     }
 
     #[test]
+    fn a_ramps_onset_is_when_its_rate_reaches_the_level_not_its_first_loud_second() {
+        // A site of 1 request a second; the ramp adds one request a second every 10 seconds, and
+        // a noisy second already brings 12 at second 40.
+        let mut ramp = inj("ramp-1", "attack", "a.example", 1000, 1300);
+        ramp.baseline_rps = 1.0;
+        ramp.timeline = (0..300).map(|i| if i == 40 { 12 } else { i / 10 }).collect();
+        assert_eq!(ramp.first_second_at_level_ts(), 1040);
+        // Seconds 95..=105 bring 9·5 + 10·6 = 105 < 110; 96..=106 bring 9·4 + 10·7 = 106; the
+        // mean first reaches 10 over 100..=110 (10·10 + 11 = 111 ≥ 110), centred on 105.
+        assert_eq!(ramp.onset_ts(), 1105);
+        // A flood that is at its level from its first second has its onset at its start.
+        let mut flood = inj("flood-1", "attack", "a.example", 1000, 1100);
+        flood.timeline = vec![60; 100];
+        assert_eq!((flood.onset_ts(), flood.first_second_at_level_ts()), (1000, 1000));
+        // No timeline: the start.
+        flood.timeline.clear();
+        assert_eq!(flood.onset_ts(), 1000);
+    }
+
+    #[test]
     fn matches_attacks_and_attributes_false_alerts() {
         let truth = TruthFile {
             scenario: "eval".into(),
@@ -495,8 +545,10 @@ mod tests {
         assert_eq!(r.detected, 1);
         assert_eq!(r.recall_3x, Some(0.5));
         assert_eq!(r.per_attack[0].delay_secs, Some(4));
-        // The attack first sends its site's baseline (10/s) in its third second.
-        assert_eq!(r.per_attack[0].delay_from_onset_secs, Some(2));
+        // The attack sends its site's baseline (10/s) in its third second; its rate over the
+        // 11 seconds around its first second is already 116 / 11.
+        assert_eq!(r.per_attack[0].delay_from_first_second_at_level_secs, Some(2));
+        assert_eq!(r.per_attack[0].delay_from_onset_secs, Some(4));
         assert_eq!(r.per_attack[0].splits, 1);
         assert_eq!(r.false_alerts["flash_crowd"], 1);
         assert_eq!(r.false_alerts["baseline"], 1);
