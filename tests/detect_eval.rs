@@ -39,5 +39,12 @@ fn eval_scenario_attacks_are_found_and_negatives_stay_silent() {
     fast.sort_unstable();
     assert!(fast[fast.len() / 2] <= 5, "median delay {fast:?}");
     assert!(fast[(fast.len() * 95).div_ceil(100) - 1] <= 12, "p95 delay {fast:?}");
+    // Every attack, slow ramps included, counted from its onset (the second its rate reaches the
+    // site's baseline and 10 requests a second).
+    let mut from_onset: Vec<i64> =
+        r["per_attack"].as_array().unwrap().iter().map(|a| a["delay_from_onset_secs"].as_i64().unwrap_or(i64::MAX)).collect();
+    from_onset.sort_unstable();
+    assert!(from_onset[from_onset.len() / 2] <= 5, "median delay from onset {from_onset:?}");
+    assert!(from_onset[(from_onset.len() * 95).div_ceil(100) - 1] <= 12, "p95 delay from onset {from_onset:?}");
     assert!(r["vector_agreement"].as_f64().unwrap() >= 0.9, "{summary}");
 }
