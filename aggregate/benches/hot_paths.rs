@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the hot paths, on generated traffic (`edgelens generate`'s mixed
-//! scenario, 10 000 sites): parsing and validating a Logpush line, a window update (one event into
+//! scenario, 10 000 sites): parsing and validating a Logpush line (the fast path and the general
+//! deserializer), a window update (one event into
 //! the open 10 s / 1 min windows, RayID dedup included), merging distinct-client sketches (in
 //! memory and from their stored bytes, as queries do), and the attack detector (per event, and its
 //! per-second tick with 10 000 sites tracked). `bash bench/micro.sh` runs them and prints the
@@ -35,6 +36,16 @@ fn hot_paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(input.len() as u64));
     g.bench_function("parse_line", |b| b.iter(|| input.iter().filter(|l| parse_line(black_box(l)).is_ok()).count()));
+    // The same lines through the general deserializer alone (what every line took before the
+    // fast path, and what lines of another shape take).
+    g.bench_function("parse_line_general", |b| {
+        b.iter(|| {
+            input
+                .iter()
+                .filter(|l| std::str::from_utf8(black_box(l)).ok().and_then(|t| edgelens_schemas::event::deserialize(t).ok()).and_then(|raw| edgelens_schemas::event::validate(raw).ok()).is_some())
+                .count()
+        })
+    });
     g.throughput(Throughput::Bytes(bytes));
     g.bench_function("parse_line_bytes", |b| b.iter(|| input.iter().filter(|l| parse_line(black_box(l)).is_ok()).count()));
     g.finish();

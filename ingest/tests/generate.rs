@@ -74,6 +74,24 @@ fn every_line_parses_and_ray_ids_are_unique() {
     assert!(hosts_differ > 0 && hosts_differ < n as usize, "a mix of apex and www./api. hosts");
 }
 
+/// Every generated line, of every scenario, takes the parser's fast path and reads exactly as the
+/// general deserializer reads it (so replays of generated traffic measure the fast path).
+#[test]
+fn every_generated_line_takes_the_fast_path_unchanged() {
+    for scenario in Scenario::ALL {
+        let seconds = if scenario == Scenario::Eval { 1800 } else { 120 };
+        let (out, _, _) = run(cfg(scenario, 5, seconds, 40.0, 60));
+        let mut n = 0;
+        for line in lines(&out) {
+            let text = std::str::from_utf8(line).unwrap();
+            let fast = edgelens_schemas::flat_scan::scan(text).unwrap_or_else(|| panic!("{scenario:?} line left to the general path: {text}"));
+            assert_eq!(edgelens_schemas::event::deserialize(text).as_ref(), Ok(&fast), "{text}");
+            n += 1;
+        }
+        assert!(n > 1000, "{scenario:?}: {n} lines");
+    }
+}
+
 #[test]
 fn traffic_shape_zipf_count_and_mixes() {
     let rps = 500.0;

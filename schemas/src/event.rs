@@ -82,7 +82,7 @@ fn opt_cow<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str
 }
 
 /// One Logpush line as deserialized, before validation. All fields optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct RawEvent<'a> {
     #[serde(rename = "EdgeStartTimestamp")]
     pub edge_start_timestamp: Option<WireTimestamp>,
@@ -255,11 +255,20 @@ impl InvalidReason {
 /// Parse and validate one NDJSON line (without its trailing newline).
 pub fn parse_line(line: &[u8]) -> Result<EdgeEvent<'_>, InvalidReason> {
     let text = std::str::from_utf8(line).map_err(|e| InvalidReason::InvalidUtf8(e.valid_up_to()))?;
-    let raw: RawEvent<'_> = sonic_rs::from_str(text).map_err(|e| {
+    let raw = match crate::flat_scan::scan(text) {
+        Some(raw) => raw,
+        None => deserialize(text)?,
+    };
+    validate(raw)
+}
+
+/// The general deserializer of one line (any valid JSON, escapes decoded); [`parse_line`] uses it
+/// when [`crate::flat_scan::scan`] leaves the line to it.
+pub fn deserialize(text: &str) -> Result<RawEvent<'_>, InvalidReason> {
+    sonic_rs::from_str(text).map_err(|e| {
         let msg = truncate_msg(e.to_string());
         if matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
-    })?;
-    validate(raw)
+    })
 }
 
 fn truncate_msg(mut s: String) -> String {

@@ -1,7 +1,8 @@
 //! edgelens schemas: the one place that says what an edge event is and what every table looks like.
 //!
 //! - [`event`]: the Logpush `http_requests` event (field names unchanged), parsing of one NDJSON line
-//!   and validation into an [`EdgeEvent`] or a typed [`InvalidReason`].
+//!   and validation into an [`EdgeEvent`] or a typed [`InvalidReason`]; [`flat_scan`] is its fast
+//!   path for the usual shape of a line.
 //! - [`tables`]: every table of the public contract, defined once as data; the Arrow schema (Parquet
 //!   lake, DataFusion) and the ClickHouse DDL are both derived from these definitions.
 //! - [`clickhouse`]: the ClickHouse DDL (storage, Distributed and view per table) and versioned
@@ -16,6 +17,7 @@
 
 pub mod clickhouse;
 pub mod event;
+pub mod flat_scan;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod privacy;

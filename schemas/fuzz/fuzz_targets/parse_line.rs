@@ -1,5 +1,6 @@
 //! Any bytes as one Logpush NDJSON line: the parser never panics, an accepted event satisfies the
-//! validation rules, and redacting the line for storage never panics (and changes nothing under `keep`).
+//! validation rules, the fast path agrees with the general deserializer on every line it takes,
+//! and redacting the line for storage never panics (and changes nothing under `keep`).
 #![no_main]
 
 use edgelens_schemas::parse_line;
@@ -18,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(fast) = edgelens_schemas::flat_scan::scan(text) {
+            assert_eq!(edgelens_schemas::event::deserialize(text).as_ref(), Ok(&fast), "fast path disagrees");
+        }
         assert_eq!(ClientIpPolicy::Keep.redact(text), text);
         let _ = ClientIpPolicy::Truncate.redact(text);
         let _ = ClientIpPolicy::Hash { key: (1, 2) }.redact(text);
