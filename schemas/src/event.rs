@@ -2,7 +2,9 @@
 //!
 //! [`parse_line`] turns one NDJSON line into a validated [`EdgeEvent`] or a typed [`InvalidReason`];
 //! it never panics on any input. Strings are borrowed from the line where JSON escapes allow it, so
-//! the hot path allocates nothing per event. Unknown fields are skipped.
+//! the hot path allocates nothing per event. Unknown fields are skipped. A line of the usual shape
+//! (one flat object, no escapes) is read by [`crate::flat_scan`]; every other line by the general
+//! deserializer ([`deserialize`]), with the same result wherever both read it.
 //!
 //! Required: `EdgeStartTimestamp` (unix ns/µs/ms/s integer, fractional seconds, or RFC 3339),
 //! `ClientIP`, `EdgeResponseStatus` (100..=599) and a site (`ZoneName`, else `ClientRequestHost`).

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# A controlled before/after of broker → aggregate: one topic is loaded once (the mixed-scenario file
+# of bench/lib.sh), then each given `edgelens` binary drains it with a fresh consumer group into a
+# fresh lake, alternating binaries for ROUNDS rounds (so drift of the machine hits both alike).
+# Prints events per CPU-second of the aggregator process for every run, and the median per binary.
+# Usage: bench/kafka_compare.sh ROUNDS BIN_A BIN_B...   (env RPS / DURATION pick the input file;
+#        defaults 4000 events/s for 250s ≈ 1.1M events)
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+ROUNDS=${1:?rounds}
+shift
+BINS=("$@")
+[ ${#BINS[@]} -ge 1 ] || { echo "usage: bench/kafka_compare.sh ROUNDS BIN..." >&2; exit 2; }
+bench_input "${RPS:-4000}" "${DURATION:-250s}" existing
+
+RUN=compare-$(date +%s)
+TOPIC=$RUN-events
+DL=$RUN-dead-letters
+EDGELENS_KAFKA_TOPICS="$TOPIC:8 $DL:1" bash deploy/dev/kafka.sh start >/dev/null
+BROKER=$(bash deploy/dev/kafka.sh broker)
+export EDGELENS__INGEST__EVENTS_TOPIC=$TOPIC EDGELENS__INGEST__DEAD_LETTERS_TOPIC=$DL
+export EDGELENS__AGGREGATE__EVENTS_TOPIC=$TOPIC EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC=$DL
+export EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS=2000
+"${BINS[0]}" ingest --brokers "$BROKER" file "$FILE" > /dev/null
+
+results=$WORK/kafka-compare.tsv
+: > "$results"
+for round in $(seq 1 "$ROUNDS"); do
+  for i in "${!BINS[@]}"; do
+    bin=${BINS[$i]}
+    lake=$WORK/compare-lake
+    rm -rf "$lake"
+    "$bin" aggregate --brokers "$BROKER" --group "$RUN-$round-$i" --data-dir "$lake" > /dev/null 2> "$WORK/compare-aggregate.log" &
+    apid=$!
+    python3 bench/wait_lake.py "$lake" "$LINES" 1800
+    ticks=$(awk '{print $14+$15}' "/proc/$apid/stat")
+    kill -TERM "$apid"
+    wait "$apid" || true
+    cpu=$(python3 -c "import os,sys; print(int(sys.argv[1])/os.sysconf('SC_CLK_TCK'))" "$ticks")
+    printf '%s\t%s\t%s\n' "$bin" "$round" "$cpu" | tee -a "$results"
+  done
+done
+python3 - "$results" "$LINES" <<'PY'
+import statistics, sys
+lines = int(sys.argv[2])
+runs = {}
+for row in open(sys.argv[1]):
+    b, _, cpu = row.split("\t")
+    runs.setdefault(b, []).append(lines / float(cpu))
+print(f"| binary | {lines:,} events: events per CPU-second, each run | median |")
+print("|---|---|---|")
+for b, eps in runs.items():
+    print(f"| `{b}` | {', '.join(f'{e:,.0f}' for e in eps)} | {statistics.median(eps):,.0f} |")
+PY
