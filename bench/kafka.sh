@@ -14,14 +14,7 @@ DURATION=${2:-10m}
 bench_build
 bench_input "$RPS" "$DURATION"
 
-RUN=bench-$(date +%s)
-TOPIC=$RUN-events
-DL=$RUN-dead-letters
-EDGELENS_KAFKA_TOPICS="$TOPIC:8 $DL:1" bash deploy/dev/kafka.sh start >/dev/null
-BROKER=$(bash deploy/dev/kafka.sh broker)
-export EDGELENS__INGEST__EVENTS_TOPIC=$TOPIC EDGELENS__INGEST__DEAD_LETTERS_TOPIC=$DL
-export EDGELENS__AGGREGATE__EVENTS_TOPIC=$TOPIC EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC=$DL
-export EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS=2000
+bench_topics bench
 
 # 1. File into the topic.
 "$BIN" ingest --brokers "$BROKER" file "$FILE" > "$WORK/ingest-file.json"

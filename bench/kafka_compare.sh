@@ -14,14 +14,7 @@ BINS=("$@")
 [ ${#BINS[@]} -ge 1 ] || { echo "usage: bench/kafka_compare.sh ROUNDS BIN..." >&2; exit 2; }
 bench_input "${RPS:-4000}" "${DURATION:-250s}" existing
 
-RUN=compare-$(date +%s)
-TOPIC=$RUN-events
-DL=$RUN-dead-letters
-EDGELENS_KAFKA_TOPICS="$TOPIC:8 $DL:1" bash deploy/dev/kafka.sh start >/dev/null
-BROKER=$(bash deploy/dev/kafka.sh broker)
-export EDGELENS__INGEST__EVENTS_TOPIC=$TOPIC EDGELENS__INGEST__DEAD_LETTERS_TOPIC=$DL
-export EDGELENS__AGGREGATE__EVENTS_TOPIC=$TOPIC EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC=$DL
-export EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS=2000
+bench_topics compare
 "${BINS[0]}" ingest --brokers "$BROKER" file "$FILE" > /dev/null
 
 results=$WORK/kafka-compare.tsv

@@ -26,3 +26,17 @@ bench_input() {
   fi
   LINES=$(wc -l < "$FILE")
 }
+
+# bench_topics PREFIX — start the dev broker with a fresh 8-partition events topic and its dead-letter
+# topic (PREFIX-<time>-events, …-dead-letters); sets RUN, TOPIC, DL and BROKER, and points ingest and
+# aggregate at them (idle partitions close their windows after 2 s).
+bench_topics() {
+  RUN=$1-$(date +%s)
+  TOPIC=$RUN-events
+  DL=$RUN-dead-letters
+  EDGELENS_KAFKA_TOPICS="$TOPIC:8 $DL:1" bash deploy/dev/kafka.sh start >/dev/null
+  BROKER=$(bash deploy/dev/kafka.sh broker)
+  export EDGELENS__INGEST__EVENTS_TOPIC=$TOPIC EDGELENS__INGEST__DEAD_LETTERS_TOPIC=$DL
+  export EDGELENS__AGGREGATE__EVENTS_TOPIC=$TOPIC EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC=$DL
+  export EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS=2000
+}
