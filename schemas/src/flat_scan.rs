@@ -16,6 +16,9 @@ use crate::time::{from_unix_int, parse_timestamp_str};
 
 /// Read `text` as one flat Logpush object, or `None` when the general deserializer must decide.
 pub fn scan(text: &str) -> Option<RawEvent<'_>> {
+    if text.len() > MAX_SCANNED_LINE {
+        return None;
+    }
     let mut s = Scanner { text, b: text.as_bytes(), i: 0 };
     let mut raw = RawEvent::default();
     let mut seen = 0u32;
@@ -156,6 +159,10 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         _ => a == b,
     }
 }
+
+/// Longest line the scanner reads (16 MiB, far above the receivers' line limits): the general
+/// deserializer refuses input of 4 GiB and more, so the scanner must not accept it.
+pub const MAX_SCANNED_LINE: usize = 16 << 20;
 
 /// Longest number (in characters) skipped in a field edgelens does not read; longer ones, and any
 /// with an exponent, are left to the general deserializer.
@@ -437,6 +444,16 @@ mod tests {
                 assert_eq!(Field::of(&other), None, "{other}");
             }
         }
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_left_to_the_general_deserializer() {
+        let pad = "x".repeat(MAX_SCANNED_LINE);
+        let text = format!(r#"{{"Unknown":"{pad}"}}"#);
+        assert!(scan(&text).is_none());
+        let text = format!(r#"{{"Unknown":"{}"}}"#, &pad[..MAX_SCANNED_LINE - 14]);
+        assert_eq!(text.len(), MAX_SCANNED_LINE);
+        assert!(scan(&text).is_some());
     }
 
     #[test]
