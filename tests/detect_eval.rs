@@ -36,15 +36,20 @@ fn eval_scenario_attacks_are_found_and_negatives_stay_silent() {
         .filter(|a| a["shape"] != "slow_ramp")
         .map(|a| a["delay_secs"].as_i64().unwrap_or(i64::MAX))
         .collect();
-    fast.sort_unstable();
-    assert!(fast[fast.len() / 2] <= 5, "median delay {fast:?}");
-    assert!(fast[(fast.len() * 95).div_ceil(100) - 1] <= 12, "p95 delay {fast:?}");
+    // Median and p95 (nearest rank) of sorted delays.
+    let p50_p95 = |v: &mut Vec<i64>| {
+        v.sort_unstable();
+        (v[v.len() / 2], v[(v.len() * 95).div_ceil(100) - 1])
+    };
+    let (p50, p95) = p50_p95(&mut fast);
+    assert!(p50 <= 5, "median delay {fast:?}");
+    assert!(p95 <= 12, "p95 delay {fast:?}");
     // Every attack, slow ramps included, counted from its onset (the second its rate reaches the
     // site's baseline and 10 requests a second).
     let mut from_onset: Vec<i64> =
         r["per_attack"].as_array().unwrap().iter().map(|a| a["delay_from_onset_secs"].as_i64().unwrap_or(i64::MAX)).collect();
-    from_onset.sort_unstable();
-    assert!(from_onset[from_onset.len() / 2] <= 5, "median delay from onset {from_onset:?}");
-    assert!(from_onset[(from_onset.len() * 95).div_ceil(100) - 1] <= 12, "p95 delay from onset {from_onset:?}");
+    let (p50, p95) = p50_p95(&mut from_onset);
+    assert!(p50 <= 5, "median delay from onset {from_onset:?}");
+    assert!(p95 <= 12, "p95 delay from onset {from_onset:?}");
     assert!(r["vector_agreement"].as_f64().unwrap() >= 0.9, "{summary}");
 }

@@ -426,6 +426,39 @@ mod tests {
         }
     }
 
+    /// The field names serde's derive gives [`RawEvent`] (captured from its `deserialize_struct`).
+    fn raw_event_field_names() -> &'static [&'static str] {
+        use serde::de::{self, Deserialize, Deserializer, Visitor};
+        struct Capture(&'static [&'static str]);
+        impl<'de> Deserializer<'de> for &mut Capture {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("only a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(self, _: &'static str, fields: &'static [&'static str], _: V) -> Result<V::Value, Self::Error> {
+                self.0 = fields;
+                Err(de::Error::custom("captured"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        let mut capture = Capture(&[]);
+        let _ = RawEvent::deserialize(&mut capture);
+        capture.0
+    }
+
+    #[test]
+    fn the_scanner_reads_every_field_of_raw_event_and_no_other() {
+        let mut names: Vec<&str> = NAMES.iter().map(|(name, _)| *name).collect();
+        let mut fields = raw_event_field_names().to_vec();
+        names.sort_unstable();
+        fields.sort_unstable();
+        assert_eq!(names, fields, "flat_scan::NAMES and RawEvent's serde names must list the same fields");
+    }
+
     #[test]
     fn every_field_name_finds_its_field_and_no_other_key_does() {
         for (name, field) in NAMES {

@@ -84,7 +84,8 @@ impl TruthInjection {
     /// rate at a second is the mean of the attack's counts over the [`ONSET_RATE_SECS`] seconds
     /// centred on it: one second's count of a ramp at a few requests a second is mostly Poisson
     /// noise, and the first second whose count reaches the level comes well before the rate does
-    /// ([`Self::first_second_at_level_ts`]). The start when the timeline is unknown.
+    /// ([`Self::first_second_at_level_ts`]). When the rate never reaches the level, the first
+    /// second that does; the start when none does or the timeline is unknown.
     pub fn onset_ts(&self) -> i64 {
         let level = self.onset_level();
         let half = (ONSET_RATE_SECS / 2) as i64;
@@ -93,7 +94,7 @@ impl TruthInjection {
         let mut sum: f64 = (-half..=half).map(count).sum();
         for i in 0..n {
             if sum / ONSET_RATE_SECS as f64 >= level {
-                return (self.timeline_start_ts + i).max(self.start_ts);
+                return self.timeline_ts(i as usize);
             }
             sum += count(i + half + 1) - count(i - half);
         }
@@ -103,7 +104,12 @@ impl TruthInjection {
     /// The first second whose own count reaches the onset level (the start when none does).
     pub fn first_second_at_level_ts(&self) -> i64 {
         let level = self.onset_level();
-        self.timeline.iter().position(|&n| n as f64 >= level).map_or(self.start_ts, |i| (self.timeline_start_ts + i as i64).max(self.start_ts))
+        self.timeline.iter().position(|&n| n as f64 >= level).map_or(self.start_ts, |i| self.timeline_ts(i))
+    }
+
+    /// The second of timeline entry `i` (never before the start).
+    fn timeline_ts(&self, i: usize) -> i64 {
+        (self.timeline_start_ts + i as i64).max(self.start_ts)
     }
 
     fn onset_level(&self) -> f64 {
