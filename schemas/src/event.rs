@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -256,7 +256,11 @@ impl InvalidReason {
 
 /// Parse and validate one NDJSON line (without its trailing newline).
 pub fn parse_line(line: &[u8]) -> Result<EdgeEvent<'_>, InvalidReason> {
-    let text = std::str::from_utf8(line).map_err(|e| InvalidReason::InvalidUtf8(e.valid_up_to()))?;
+    // The SIMD check says only whether the line is valid; the standard one says where it is not.
+    let text = match simdutf8::basic::from_utf8(line) {
+        Ok(text) => text,
+        Err(_) => std::str::from_utf8(line).map_err(|e| InvalidReason::InvalidUtf8(e.valid_up_to()))?,
+    };
     let raw = match crate::flat_scan::scan(text) {
         Some(raw) => raw,
         None => deserialize(text)?,
@@ -296,8 +300,7 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
         Some(WireTimestamp(Some(ts))) => ts,
     };
     let ip_text = raw.client_ip.ok_or(InvalidReason::MissingField("ClientIP"))?;
-    let client_ip: IpAddr =
-        ip_text.trim().parse().map_err(|_| InvalidReason::InvalidClientIp(excerpt_str(&ip_text, 64)))?;
+    let client_ip = parse_ip(ip_text.trim()).ok_or_else(|| InvalidReason::InvalidClientIp(excerpt_str(&ip_text, 64)))?;
     let status = raw.edge_response_status.ok_or(InvalidReason::MissingField("EdgeResponseStatus"))?;
     if !(100..=599).contains(&status) {
         return Err(InvalidReason::InvalidStatus(status));
@@ -332,6 +335,39 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
         bot_score: raw.bot_score,
         waf_attack_score: raw.waf_attack_score,
     })
+}
+
+/// `text.parse::<IpAddr>()`, with the usual client address, a plain dotted quad, read directly.
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    match dotted_quad(text.as_bytes()) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => text.parse().ok(),
+    }
+}
+
+/// Four octets of one to three digits without a leading zero, each at most 255, between three
+/// dots; `None` for anything else (the standard parser then decides, and accepts no more than
+/// these in IPv4 form).
+fn dotted_quad(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            (b.get(i) == Some(&b'.')).then_some(())?;
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            (i - start < 3).then_some(())?;
+            v = v * 10 + u32::from(c - b'0');
+            i += 1;
+        }
+        let digits = i - start;
+        (digits > 0 && (digits == 1 || b[start] != b'0')).then_some(())?;
+        *octet = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then(|| Ipv4Addr::from(octets))
 }
 
 fn strip_port(h: Cow<'_, str>) -> Cow<'_, str> {
@@ -448,6 +484,30 @@ mod tests {
     fn escaped_strings_are_owned_and_correct() {
         let ev = parse_line(br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example","ClientRequestUserAgent":"Mozilla\/5.0 \"x\" \u00e9"}"#).unwrap();
         assert_eq!(ev.user_agent.as_deref(), Some("Mozilla/5.0 \"x\" é"));
+    }
+
+    #[test]
+    fn dotted_quads_read_as_the_standard_parser_reads_them() {
+        for text in ["0.0.0.0", "1.2.3.4", "255.255.255.255", "203.0.113.7", "10.0.200.99"] {
+            assert_eq!(dotted_quad(text.as_bytes()).map(IpAddr::V4), text.parse().ok(), "{text}");
+            assert!(dotted_quad(text.as_bytes()).is_some(), "{text}");
+        }
+        for text in ["", "1.2.3", "1.2.3.4.", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", "1.2.3.1000", "1..3.4", "1.2.3.4 ", "+1.2.3.4", "::1", "2001:db8::1", "::ffff:1.2.3.4"] {
+            assert_eq!(dotted_quad(text.as_bytes()), None, "{text}");
+        }
+        assert_eq!(parse_ip("2001:db8::1"), "2001:db8::1".parse().ok());
+        assert_eq!(parse_ip("1.2.3.256"), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the direct reading accepts, the standard parser reads as the same address.
+        #[test]
+        fn the_direct_reading_never_disagrees_with_the_standard_parser(text in "[0-9.:a-f]{0,18}") {
+            if let Some(v4) = dotted_quad(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(IpAddr::V4(v4)), text.parse::<IpAddr>());
+            }
+            proptest::prop_assert_eq!(parse_ip(&text), text.parse::<IpAddr>().ok());
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! every input it tries.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use crate::event::{RawEvent, WireTimestamp};
 use crate::time::{from_unix_int, parse_timestamp_str};
@@ -22,6 +23,11 @@ pub fn scan(text: &str) -> Option<RawEvent<'_>> {
     let mut s = Scanner { text, b: text.as_bytes(), i: 0 };
     let mut raw = RawEvent::default();
     let mut seen = 0u32;
+    // Logpush writes a job's fields in one order on every line: the key after each field is
+    // checked against the one that followed it on this thread's last line before it is scanned.
+    let mut next = NEXT_FIELD.with(Cell::get);
+    let mut learned = false;
+    let mut prev = START;
     s.ws();
     s.eat(b'{')?;
     s.ws();
@@ -29,11 +35,19 @@ pub fn scan(text: &str) -> Option<RawEvent<'_>> {
         s.i += 1;
     } else {
         loop {
-            let key = s.string()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            match Field::of(key) {
+            let field = match s.expected_key(next[prev]) {
+                Some(f) => Some(f),
+                None => {
+                    let f = Field::of(s.string()?);
+                    if let Some(f) = f {
+                        next[prev] = f as u8;
+                        learned = true;
+                    }
+                    f
+                }
+            };
+            s.colon()?;
+            match field {
                 Some(f) => {
                     let bit = 1u32 << f as u32;
                     if seen & bit != 0 {
@@ -41,6 +55,7 @@ pub fn scan(text: &str) -> Option<RawEvent<'_>> {
                     }
                     seen |= bit;
                     s.field(f, &mut raw)?;
+                    prev = f as usize;
                 }
                 None => s.skip_value()?,
             }
@@ -53,7 +68,19 @@ pub fn scan(text: &str) -> Option<RawEvent<'_>> {
         }
     }
     s.ws();
+    if learned {
+        NEXT_FIELD.with(|c| c.set(next));
+    }
     (s.i == s.b.len()).then_some(raw)
+}
+
+/// Index of [`NEXT_FIELD`] for the start of the object.
+const START: usize = NAMES.len();
+
+thread_local! {
+    /// The field (index into [`NAMES`]; `u8::MAX`: none yet) that followed each field, and the
+    /// object's start at [`START`], on the last line this thread scanned.
+    static NEXT_FIELD: Cell<[u8; NAMES.len() + 1]> = const { Cell::new([u8::MAX; NAMES.len() + 1]) };
 }
 
 /// The fields of [`RawEvent`], by their Logpush names.
@@ -211,11 +238,44 @@ impl<'a> Scanner<'a> {
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
     }
 
+    /// The key `next` (an index into [`NAMES`]) if the line has it here, quoted, and nothing
+    /// else: exactly what [`Self::string`] and [`Field::of`] would read there, without the scan.
+    fn expected_key(&mut self, next: u8) -> Option<Field> {
+        let (name, field) = NAMES.get(usize::from(next))?;
+        let n = name.len();
+        let at = self.i;
+        let quoted = self.b.get(at..at + n + 2)?;
+        (quoted[0] == b'"' && quoted[n + 1] == b'"' && same_bytes(name.as_bytes(), &quoted[1..=n])).then(|| {
+            self.i = at + n + 2;
+            *field
+        })
+    }
+
+    /// `:` between a key and its value, with any whitespace around it.
+    fn colon(&mut self) -> Option<()> {
+        if self.peek() == Some(b':') {
+            self.i += 1;
+        } else {
+            self.ws();
+            self.eat(b':')?;
+        }
+        self.ws();
+        Some(())
+    }
+
     /// A string without escapes or control characters, borrowed from the line.
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        let mut j = start;
+        let k = self.string_end(start)?;
+        self.i = k + 1;
+        // Quotes are ASCII, so both ends are char boundaries of the valid UTF-8 line.
+        Some(&self.text[start..k])
+    }
+
+    /// The quote that ends a string whose text starts at `j`, or `None` if an escape or a
+    /// control character comes first or the line ends.
+    fn string_end(&self, mut j: usize) -> Option<usize> {
         loop {
             // Eight bytes at a time; past the end of the line, padded with quotes (a quote found
             // there is the end of the line, not of the string).
@@ -234,12 +294,7 @@ impl<'a> Scanner<'a> {
                 continue;
             }
             let k = j + (mask.trailing_zeros() / 8) as usize;
-            if k >= self.b.len() || self.b[k] != b'"' {
-                return None;
-            }
-            self.i = k + 1;
-            // Quotes are ASCII, so both ends are char boundaries of the valid UTF-8 line.
-            return Some(&self.text[start..k]);
+            return (k < self.b.len() && self.b[k] == b'"').then_some(k);
         }
     }
 
@@ -252,13 +307,17 @@ impl<'a> Scanner<'a> {
     /// The integer part of a number: `0` or digits without a leading zero (`None` past `u64::MAX`).
     fn int_part(&mut self) -> Option<u64> {
         let start = self.i;
-        let mut v: u64 = 0;
-        while let Some(c @ b'0'..=b'9') = self.peek() {
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-            self.i += 1;
-        }
-        let digits = self.i - start;
-        (digits == 1 || (digits > 1 && self.b[start] != b'0')).then_some(v)
+        let digits = self.b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let text = &self.b[start..start + digits];
+        let digit = |c: &u8| u64::from(c - b'0');
+        // Up to 19 digits cannot pass u64::MAX; 20 may.
+        let v = if digits <= 19 {
+            text.iter().fold(0u64, |v, c| v * 10 + digit(c))
+        } else {
+            text.iter().try_fold(0u64, |v, c| v.checked_mul(10)?.checked_add(digit(c)))?
+        };
+        self.i = start + digits;
+        (digits == 1 || (digits > 1 && text[0] != b'0')).then_some(v)
     }
 
     fn opt_str(&mut self) -> Option<Option<Cow<'a, str>>> {
@@ -505,6 +564,45 @@ mod tests {
         }
     }
 
+    /// The fields of [`LINE`] in a given order, as the general deserializer must see them too.
+    fn reordered(order: &[usize]) -> String {
+        let body = &LINE[1..LINE.len() - 1];
+        let mut fields: Vec<&str> = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            // The test line has no commas inside its values.
+            let (field, tail) = rest.split_once(',').unwrap_or((rest, ""));
+            fields.push(field);
+            rest = tail;
+        }
+        let picked: Vec<&str> = order.iter().map(|&i| fields[i % fields.len()]).collect();
+        format!("{{{}}}", picked.join(","))
+    }
+
+    #[test]
+    fn a_line_whose_keys_come_in_another_order_than_the_last_ones_reads_the_same() {
+        let n = NAMES.len();
+        let forward: Vec<usize> = (0..n).collect();
+        let backward: Vec<usize> = (0..n).rev().collect();
+        let shifted: Vec<usize> = (0..n).map(|i| (i + 5) % n).collect();
+        for order in [&forward, &backward, &forward, &shifted, &shifted, &backward] {
+            let text = reordered(order);
+            let fast = scan(&text).expect("plain fields");
+            assert_eq!(Ok(&fast), deserialize(&text).as_ref(), "{text}");
+            assert_eq!(fast, scan(LINE).unwrap(), "the same fields in any order are the same event");
+        }
+        // A key that starts like the field expected there is another key.
+        scan(r#"{"ClientIP":"1.2.3.4","ZoneName":"a.example"}"#).unwrap();
+        for text in [r#"{"ClientIP":"1.2.3.4","ZoneNameX":"b.example"}"#, r#"{"ClientIP":"1.2.3.4","ZoneNam":"b.example"}"#] {
+            assert_eq!(scan(text).unwrap().zone_name, None, "{text}");
+            assert!(agrees(text));
+        }
+        scan(r#"{"ClientIP":"1.2.3.4","ZoneName":"a.example"}"#).unwrap();
+        let escaped = r#"{"ClientIP":"1.2.3.4","ZoneName\u0058":"b.example"}"#;
+        assert!(scan(escaped).is_none());
+        assert_eq!(deserialize(escaped).unwrap().zone_name, None);
+    }
+
     /// Bytes that make or break JSON, for the edits below.
     fn json_byte() -> impl Strategy<Value = char> {
         prop::sample::select(vec!['"', '\\', ',', ':', '{', '}', '[', ']', '-', '.', 'e', '0', '1', '9', ' ', 'n', 't', 'a', '\u{1}', 'é'])
@@ -528,6 +626,16 @@ mod tests {
             }
             let text: String = chars.into_iter().collect();
             prop_assert!(agrees(&text), "{}", text);
+        }
+
+        /// Lines whose fields come in random orders, one after another, read as the general
+        /// deserializer reads them (each line's keys are checked against the last line's order).
+        #[test]
+        fn lines_in_changing_field_orders_never_disagree(orders in prop::collection::vec(prop::collection::vec(0usize..40, 1..30), 1..5)) {
+            for order in orders {
+                let text = reordered(&order);
+                prop_assert!(agrees(&text), "{}", text);
+            }
         }
     }
 }
