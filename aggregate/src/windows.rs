@@ -24,7 +24,7 @@ use edgelens_schemas::time::{floor_to, NANOS_PER_SEC};
 use edgelens_schemas::{EdgeEvent, InvalidReason, Nanos};
 
 use crate::checkpoint::{Dec, Enc};
-use crate::sketch::ClientSketch;
+use crate::sketch::{ClientHash, ClientSketch};
 
 pub const RATE_WINDOW: Nanos = 10 * NANOS_PER_SEC;
 pub const MINUTE: Nanos = 60 * NANOS_PER_SEC;
@@ -142,12 +142,42 @@ const STATUS_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug, Default)]
 struct Names {
     ids: HashMap<Arc<str>, u32>,
+    /// Ids of the names of up to [`SHORT_NAME`] bytes (most sites, every country, colo and cache
+    /// status) by their bytes packed in a fixed-size key: hashed and compared without a call.
+    short: HashMap<[u64; 4], u32>,
     names: Vec<Arc<str>>,
+}
+
+/// Longest name kept in [`Names::short`].
+const SHORT_NAME: usize = 31;
+
+/// The bytes of a name of up to [`SHORT_NAME`] bytes and its length, as one key (two different
+/// names never share one).
+fn short_key(s: &str) -> Option<[u64; 4]> {
+    let b = s.as_bytes();
+    if b.len() > SHORT_NAME {
+        return None;
+    }
+    let mut packed = [0u8; 32];
+    packed[..b.len()].copy_from_slice(b);
+    packed[SHORT_NAME] = b.len() as u8;
+    let word = |i: usize| u64::from_le_bytes(packed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    Some([word(0), word(1), word(2), word(3)])
 }
 
 impl Names {
     #[inline]
     fn id(&mut self, s: &str) -> u32 {
+        let Some(key) = short_key(s) else { return self.long_id(s) };
+        if let Some(&id) = self.short.get(&key) {
+            return id;
+        }
+        let id = self.long_id(s);
+        self.short.insert(key, id);
+        id
+    }
+
+    fn long_id(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
             return id;
         }
@@ -347,7 +377,8 @@ impl SiteWindows {
         }
         m.cache_hits += u64::from(ev.is_cache_hit());
         m.blocked += u64::from(ev.is_blocked());
-        rate.clients.insert(ev.client_ip);
+        let client = ClientHash::of(ev.client_ip);
+        rate.clients.insert_hashed(client);
 
         let minute = floor_to(ev.ts, MINUTE);
         let country = self.names.id(&ev.country);
@@ -365,7 +396,7 @@ impl SiteWindows {
         let a = self.asn.entry(minute).or_default().entry(AsnKey { site, asn: ev.asn, country }).or_default();
         a.c.requests += 1;
         a.c.bytes += ev.bytes;
-        a.clients.insert(ev.client_ip);
+        a.clients.insert_hashed(client);
 
         if late {
             self.stats.late += 1;
@@ -624,6 +655,20 @@ impl SiteWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_get_one_id_each_whatever_their_length() {
+        let mut names = Names::default();
+        let texts = ["", "a", "a\0", "us", "US", "GRU", "dynamic", "revalidated", &"x".repeat(31), &"x".repeat(32), &"x".repeat(300), "shop.example", "www.shop.example"];
+        let ids: Vec<u32> = texts.iter().map(|t| names.id(t)).collect();
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(names.id(t), ids[i], "{t:?} keeps its id");
+            assert_eq!(names.name(ids[i]).as_ref(), *t);
+            for (j, _) in texts.iter().enumerate().filter(|&(j, _)| j != i) {
+                assert_ne!(ids[i], ids[j], "{t:?} and {:?}", texts[j]);
+            }
+        }
+    }
     use edgelens_schemas::parse_line;
     use proptest::prelude::*;
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use datasketches::hll::{HllSketch, HllType, HllUnion};
+use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 
 /// log2 of the number of HLL buckets.
 pub const LG_K: u8 = 12;
@@ -25,10 +25,13 @@ impl ClientSketch {
 
     #[inline]
     pub fn insert(&mut self, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(v4) => self.0.update(v4.to_bits()),
-            IpAddr::V6(v6) => self.0.update(v6.to_bits()),
-        }
+        self.insert_hashed(ClientHash::of(ip));
+    }
+
+    /// Insert a client hashed once for all the sketches it goes into.
+    #[inline]
+    pub fn insert_hashed(&mut self, client: ClientHash) {
+        self.0.update_with_coupon(client.0);
     }
 
     /// Union of two sketches.
@@ -56,6 +59,20 @@ impl ClientSketch {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         HllSketch::deserialize(bytes).map(Self).map_err(|e| e.to_string())
+    }
+}
+
+/// A client address as the sketches hash it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientHash(Coupon);
+
+impl ClientHash {
+    #[inline]
+    pub fn of(ip: IpAddr) -> Self {
+        Self(match ip {
+            IpAddr::V4(v4) => Coupon::from_value(v4.to_bits()),
+            IpAddr::V6(v6) => Coupon::from_value(v6.to_bits()),
+        })
     }
 }
 

@@ -253,7 +253,8 @@ struct SiteState {
 /// The detector of one stream (the embedded pipeline, or one Kafka partition).
 pub struct AttackDetector {
     cfg: DetectorConfig,
-    sites: HashMap<Arc<str>, SiteState>,
+    /// (hashbrown's map, for the key and the state from one lookup.)
+    sites: hashbrown::HashMap<Arc<str>, SiteState, ahash::RandomState>,
     /// Seconds with open buckets, and the sites that have one.
     pending: BTreeMap<i64, Vec<Arc<str>>>,
     max_ts: Option<Nanos>,
@@ -279,7 +280,7 @@ fn status_slot(status: u16) -> Option<usize> {
 
 impl AttackDetector {
     pub fn new(cfg: DetectorConfig) -> Self {
-        Self { cfg, sites: HashMap::default(), pending: BTreeMap::new(), max_ts: None, closed_before: None, out: DetectorOutput::default(), stats: DetectorStats::default() }
+        Self { cfg, sites: hashbrown::HashMap::default(), pending: BTreeMap::new(), max_ts: None, closed_before: None, out: DetectorOutput::default(), stats: DetectorStats::default() }
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -319,21 +320,18 @@ impl AttackDetector {
             return;
         }
         let name = ev.site.as_ref();
-        let has_bucket = self.sites.get(name).is_some_and(|st| st.buckets.iter().any(|b| b.sec == sec));
-        if !has_bucket {
-            let key = match self.sites.get_key_value(name) {
-                Some((k, _)) => k.clone(),
-                None => {
-                    let k: Arc<str> = Arc::from(name);
-                    self.sites.insert(k.clone(), SiteState::default());
-                    k
-                }
-            };
-            self.pending.entry(sec).or_default().push(key);
-            self.sites.get_mut(name).expect("tracked").buckets.push(Bucket { sec, ..Bucket::default() });
+        if !self.sites.contains_key(name) {
+            self.sites.insert(Arc::from(name), SiteState::default());
         }
-        let st = self.sites.get_mut(name).expect("tracked");
-        let bi = st.buckets.iter().position(|b| b.sec == sec).expect("bucket exists");
+        let (key, st) = self.sites.get_key_value_mut(name).expect("tracked");
+        let bi = match st.buckets.iter().position(|b| b.sec == sec) {
+            Some(bi) => bi,
+            None => {
+                self.pending.entry(sec).or_default().push(key.clone());
+                st.buckets.push(Bucket { sec, ..Bucket::default() });
+                st.buckets.len() - 1
+            }
+        };
         let watched = st.incident.as_ref().is_some_and(|i| sec >= i.watch_from);
         let b = &mut st.buckets[bi];
         b.requests += 1;
