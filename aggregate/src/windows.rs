@@ -142,42 +142,12 @@ const STATUS_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug, Default)]
 struct Names {
     ids: HashMap<Arc<str>, u32>,
-    /// Ids of the names of up to [`SHORT_NAME`] bytes (most sites, every country, colo and cache
-    /// status) by their bytes packed in a fixed-size key: hashed and compared without a call.
-    short: HashMap<[u64; 4], u32>,
     names: Vec<Arc<str>>,
-}
-
-/// Longest name kept in [`Names::short`].
-const SHORT_NAME: usize = 31;
-
-/// The bytes of a name of up to [`SHORT_NAME`] bytes and its length, as one key (two different
-/// names never share one).
-fn short_key(s: &str) -> Option<[u64; 4]> {
-    let b = s.as_bytes();
-    if b.len() > SHORT_NAME {
-        return None;
-    }
-    let mut packed = [0u8; 32];
-    packed[..b.len()].copy_from_slice(b);
-    packed[SHORT_NAME] = b.len() as u8;
-    let word = |i: usize| u64::from_le_bytes(packed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    Some([word(0), word(1), word(2), word(3)])
 }
 
 impl Names {
     #[inline]
     fn id(&mut self, s: &str) -> u32 {
-        let Some(key) = short_key(s) else { return self.long_id(s) };
-        if let Some(&id) = self.short.get(&key) {
-            return id;
-        }
-        let id = self.long_id(s);
-        self.short.insert(key, id);
-        id
-    }
-
-    fn long_id(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
             return id;
         }
