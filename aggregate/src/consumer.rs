@@ -407,7 +407,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
             pcfg: cfg.partition_config()?,
             lake,
             store,
-            parts: HashMap::new(),
+            parts: Parts::default(),
             fatal: None,
             frozen: false,
             uncommitted: HashMap::new(),
@@ -559,7 +559,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
 
     let mut stats = AggregateStats::default();
     // Partitions owned, each under the lease kept beside it.
-    let mut owned: Parts = HashMap::new();
+    let mut owned = Parts::default();
     let mut leases: HashMap<Key, Lease> = HashMap::new();
     let mut uncommitted: HashMap<Key, u64> = HashMap::new();
     let mut all: Vec<Key> = Vec::new();
@@ -728,7 +728,8 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
 }
 
 /// The partitions an aggregator owns.
-type Parts = HashMap<Key, PartitionAggregator<Sinks>>;
+/// The partitions this member aggregates (ahash: looked up for every message).
+type Parts = ahash::HashMap<Key, PartitionAggregator<Sinks>>;
 
 /// Hand one message to its partition; seek back when the partition asks to. `Ok(false)`: the
 /// partition is not owned here (a message fetched before the assignment changed).

@@ -384,15 +384,15 @@ fn strip_port(h: Cow<'_, str>) -> Cow<'_, str> {
 /// Sites are DNS names: lower case, no trailing dot, at most 253 bytes of `[a-z0-9.-_*]`.
 fn normalize_site(s: Cow<'_, str>) -> Result<Cow<'_, str>, InvalidReason> {
     let trimmed_len = s.trim_end_matches('.').len();
-    let valid = trimmed_len > 0
-        && trimmed_len <= 253
-        && s.as_bytes()[..trimmed_len]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'*'));
+    // One pass: every byte allowed, and whether any is upper case.
+    let (valid_bytes, upper) = s.as_bytes()[..trimmed_len]
+        .iter()
+        .fold((true, false), |(ok, up), &c| (ok & (c.is_ascii_alphanumeric() | matches!(c, b'.' | b'-' | b'_' | b'*')), up | c.is_ascii_uppercase()));
+    let valid = trimmed_len > 0 && trimmed_len <= 253 && valid_bytes;
     if !valid {
         return Err(InvalidReason::InvalidSite(excerpt_str(&s, 64)));
     }
-    let needs_change = trimmed_len != s.len() || s.bytes().any(|c| c.is_ascii_uppercase());
+    let needs_change = trimmed_len != s.len() || upper;
     if !needs_change {
         return Ok(s);
     }

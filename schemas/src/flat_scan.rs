@@ -200,6 +200,15 @@ pub const MAX_SCANNED_LINE: usize = 16 << 20;
 /// with an exponent, are left to the general deserializer.
 const MAX_SKIPPED_NUMBER: usize = 40;
 
+/// The value of eight ASCII digits, most significant first, in three multiplications (pairs, then
+/// fours, then the eight).
+fn eight_digits(digits: &[u8; 8]) -> u64 {
+    let v = u64::from_le_bytes(*digits) & 0x0f0f_0f0f_0f0f_0f0f;
+    let v = (v.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
+    v.wrapping_mul(10_000 << 32 | 1) >> 32
+}
+
 struct Scanner<'a> {
     text: &'a str,
     b: &'a [u8],
@@ -317,7 +326,9 @@ impl<'a> Scanner<'a> {
         let digit = |c: &u8| u64::from(c - b'0');
         // Up to 19 digits cannot pass u64::MAX; 20 may.
         let v = if digits <= 19 {
-            text.iter().fold(0u64, |v, c| v * 10 + digit(c))
+            let mut eights = text.chunks_exact(8);
+            let v = eights.by_ref().fold(0u64, |v, c| v * 100_000_000 + eight_digits(c.try_into().expect("8 bytes")));
+            eights.remainder().iter().fold(v, |v, c| v * 10 + digit(c))
         } else {
             text.iter().try_fold(0u64, |v, c| v.checked_mul(10)?.checked_add(digit(c)))?
         };
@@ -540,6 +551,23 @@ mod tests {
                 let other = String::from_utf8(other).unwrap();
                 assert_eq!(Field::of(&other), None, "{other}");
             }
+        }
+    }
+
+    proptest! {
+        /// Integers of any length read as the standard parser reads them (none past `u64::MAX`).
+        #[test]
+        fn integers_read_as_the_standard_parser_reads_them(digits in "[0-9]{1,21}") {
+            let mut s = Scanner { text: &digits, b: digits.as_bytes(), i: 0 };
+            let expected = digits.parse::<u64>().ok().filter(|_| digits.len() == 1 || !digits.starts_with('0'));
+            prop_assert_eq!(s.int_part(), expected);
+        }
+    }
+
+    #[test]
+    fn eight_digits_read_every_digit_in_its_place() {
+        for text in ["00000000", "12345678", "99999999", "90000001", "01020304"] {
+            assert_eq!(eight_digits(text.as_bytes().try_into().unwrap()), text.parse::<u64>().unwrap(), "{text}");
         }
     }
 
