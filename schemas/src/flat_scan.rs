@@ -200,6 +200,24 @@ pub const MAX_SCANNED_LINE: usize = 16 << 20;
 /// with an exponent, are left to the general deserializer.
 const MAX_SKIPPED_NUMBER: usize = 40;
 
+/// How many ASCII digits `b` starts with, eight bytes at a time (a number's end is found without a
+/// branch per digit).
+fn digit_run(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut n = 0;
+    while let Some(word) = b.get(n..n + 8) {
+        // A digit becomes 0..=9; every other byte becomes 10 or more, and gets its high bit set
+        // when 0x76 is added to its low seven bits (no carry crosses into the next byte).
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ (ONES * 0x30);
+        let other = (((x & (ONES * 0x7f)) + ONES * 0x76) | x) & (ONES * 0x80);
+        if other != 0 {
+            return n + (other.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + b[n..].iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
 /// The value of eight ASCII digits, most significant first, in three multiplications (pairs, then
 /// fours, then the eight).
 fn eight_digits(digits: &[u8; 8]) -> u64 {
@@ -321,7 +339,7 @@ impl<'a> Scanner<'a> {
     /// The integer part of a number: `0` or digits without a leading zero (`None` past `u64::MAX`).
     fn int_part(&mut self) -> Option<u64> {
         let start = self.i;
-        let digits = self.b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = digit_run(&self.b[start..]);
         let text = &self.b[start..start + digits];
         let digit = |c: &u8| u64::from(c - b'0');
         // Up to 19 digits cannot pass u64::MAX; 20 may.
@@ -557,10 +575,20 @@ mod tests {
     proptest! {
         /// Integers of any length read as the standard parser reads them (none past `u64::MAX`).
         #[test]
-        fn integers_read_as_the_standard_parser_reads_them(digits in "[0-9]{1,21}") {
-            let mut s = Scanner { text: &digits, b: digits.as_bytes(), i: 0 };
+        fn integers_read_as_the_standard_parser_reads_them(digits in "[0-9]{1,21}", tail in "[^0-9]{0,9}") {
+            let text = format!("{digits}{tail}");
+            let mut s = Scanner { text: &text, b: text.as_bytes(), i: 0 };
             let expected = digits.parse::<u64>().ok().filter(|_| digits.len() == 1 || !digits.starts_with('0'));
             prop_assert_eq!(s.int_part(), expected);
+            if expected.is_some() {
+                prop_assert_eq!(s.i, digits.len());
+            }
+        }
+
+        /// The eight-at-a-time count of leading digits equals a byte-by-byte one, whatever the bytes.
+        #[test]
+        fn digit_runs_are_counted_exactly(bytes in prop::collection::vec(prop::sample::select(vec![b'0', b'5', b'9', b'/', b':', b'a', b' ', 0x80, 0xb9, 0xff, 0x00, 0x3a, 0x2f]), 0..40)) {
+            prop_assert_eq!(digit_run(&bytes), bytes.iter().take_while(|c| c.is_ascii_digit()).count());
         }
     }
 
