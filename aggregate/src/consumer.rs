@@ -727,8 +727,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
     }
 }
 
-/// The partitions an aggregator owns.
-/// The partitions this member aggregates (ahash: looked up for every message).
+/// The partitions an aggregator owns (ahash: looked up for every message).
 type Parts = ahash::HashMap<Key, PartitionAggregator<Sinks>>;
 
 /// Hand one message to its partition; seek back when the partition asks to. `Ok(false)`: the

@@ -625,6 +625,8 @@ impl SiteWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgelens_schemas::parse_line;
+    use proptest::prelude::*;
 
     #[test]
     fn names_get_one_id_each_whatever_their_length() {
@@ -639,8 +641,6 @@ mod tests {
             }
         }
     }
-    use edgelens_schemas::parse_line;
-    use proptest::prelude::*;
 
     const T0: Nanos = 1_793_491_200 * NANOS_PER_SEC; // 2026-11-01T00:00:00Z
 

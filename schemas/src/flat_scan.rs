@@ -200,10 +200,13 @@ pub const MAX_SCANNED_LINE: usize = 16 << 20;
 /// with an exponent, are left to the general deserializer.
 const MAX_SKIPPED_NUMBER: usize = 40;
 
+/// A byte of 1 in each of the eight bytes of a word (the word-at-a-time helpers below multiply it
+/// by the byte they look for).
+const ONES: u64 = 0x0101_0101_0101_0101;
+
 /// How many ASCII digits `b` starts with, eight bytes at a time (a number's end is found without a
 /// branch per digit).
 fn digit_run(b: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
     let mut n = 0;
     while let Some(word) = b.get(n..n + 8) {
         // A digit becomes 0..=9; every other byte becomes 10 or more, and gets its high bit set
@@ -237,8 +240,7 @@ struct Scanner<'a> {
 /// that is a quote, a backslash or a control character (< 0x20); zero when there is none. (Bytes
 /// after the first such byte may be flagged wrongly; the first is exact.)
 fn special_bytes(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const HIGH: u64 = ONES * 0x80;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
     zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\'))) | below_space
@@ -423,13 +425,11 @@ impl<'a> Scanner<'a> {
                 self.int_part()?;
                 if self.peek() == Some(b'.') {
                     self.i += 1;
-                    let digits = self.i;
-                    while matches!(self.peek(), Some(b'0'..=b'9')) {
-                        self.i += 1;
-                    }
-                    if self.i == digits {
+                    let digits = digit_run(&self.b[self.i..]);
+                    if digits == 0 {
                         return None;
                     }
+                    self.i += digits;
                 }
                 let exponent = matches!(self.peek(), Some(b'e' | b'E'));
                 (!exponent && self.i - start <= MAX_SKIPPED_NUMBER).then_some(())

@@ -253,7 +253,7 @@ struct SiteState {
 /// The detector of one stream (the embedded pipeline, or one Kafka partition).
 pub struct AttackDetector {
     cfg: DetectorConfig,
-    /// (hashbrown's map, for the key and the state from one lookup.)
+    /// (hashbrown's map: `get_key_value_mut` gives the key and the state from one lookup.)
     sites: hashbrown::HashMap<Arc<str>, SiteState, ahash::RandomState>,
     /// Seconds with open buckets, and the sites that have one.
     pending: BTreeMap<i64, Vec<Arc<str>>>,
