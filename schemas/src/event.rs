@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -337,11 +337,80 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
     })
 }
 
-/// `text.parse::<IpAddr>()`, with the usual client address, a plain dotted quad, read directly.
+/// `text.parse::<IpAddr>()`, with the usual client addresses, a plain dotted quad and IPv6 in hex
+/// groups, read directly.
 fn parse_ip(text: &str) -> Option<IpAddr> {
-    match dotted_quad(text.as_bytes()) {
-        Some(v4) => Some(IpAddr::V4(v4)),
-        None => text.parse().ok(),
+    if let Some(v4) = dotted_quad(text.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
+    if let Some(v6) = hex_groups(text.as_bytes()) {
+        return Some(IpAddr::V6(v6));
+    }
+    text.parse().ok()
+}
+
+/// IPv6 as groups of one to four hex digits between colons: eight of them, or fewer with one
+/// `::` standing for at least one zero group. `None` for anything else, an embedded IPv4 or a
+/// zone included (the standard parser then decides; it reads these forms the same way).
+fn hex_groups(b: &[u8]) -> Option<Ipv6Addr> {
+    let mut groups = [0u16; 8];
+    let mut n = 0;
+    // Where `::` stands: the number of groups before it.
+    let mut gap = None;
+    let mut i = 0;
+    if b.starts_with(b"::") {
+        gap = Some(0);
+        i = 2;
+        if i == b.len() {
+            return Some(Ipv6Addr::UNSPECIFIED);
+        }
+    }
+    loop {
+        let start = i;
+        let mut v = 0u16;
+        while i - start < 4 {
+            let d = match b.get(i) {
+                Some(&c @ b'0'..=b'9') => c - b'0',
+                Some(&c @ b'a'..=b'f') => c - b'a' + 10,
+                Some(&c @ b'A'..=b'F') => c - b'A' + 10,
+                _ => break,
+            };
+            v = (v << 4) | u16::from(d);
+            i += 1;
+        }
+        if i == start || n == 8 {
+            return None;
+        }
+        groups[n] = v;
+        n += 1;
+        if i == b.len() {
+            break;
+        }
+        // After a group: a colon, or two for the gap (a fifth digit or any other byte is not this form).
+        (b[i] == b':').then_some(())?;
+        i += 1;
+        if b.get(i) == Some(&b':') {
+            if gap.is_some() {
+                return None;
+            }
+            gap = Some(n);
+            i += 1;
+            if i == b.len() {
+                break;
+            }
+        } else if i == b.len() {
+            return None;
+        }
+    }
+    match gap {
+        None => (n == 8).then(|| Ipv6Addr::from(groups)),
+        Some(_) if n == 8 => None,
+        Some(g) => {
+            let mut out = [0u16; 8];
+            out[..g].copy_from_slice(&groups[..g]);
+            out[8 - (n - g)..].copy_from_slice(&groups[g..n]);
+            Some(Ipv6Addr::from(out))
+        }
     }
 }
 
@@ -499,6 +568,36 @@ mod tests {
         assert_eq!(parse_ip("1.2.3.256"), None);
     }
 
+    #[test]
+    fn hex_groups_read_as_the_standard_parser_reads_them() {
+        let good = [
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "2001:DB8:0:0:8:800:200C:417A",
+            "2a00:c6b0:103d:474e:8a62:e575:3d99:36c",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3::6:7:8",
+            "0000:0000:0000:0000:0000:0000:0000:0001",
+            "fe80::",
+        ];
+        for text in good {
+            assert_eq!(hex_groups(text.as_bytes()).map(IpAddr::V6), text.parse().ok(), "{text}");
+            assert!(hex_groups(text.as_bytes()).is_some(), "{text}");
+        }
+        let bad = [
+            "", ":", ":::", "1", "1:2:3:4:5:6:7", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "1::2::3", "1:::2", ":1::",
+            "1:2:3:4:5:6:7:8:", "12345::", "g::", "1:2:3:4:5:6:7:8 ", "::ffff:1.2.3.4", "fe80::1%eth0", "[::1]", "1.2.3.4",
+        ];
+        for text in bad {
+            assert_eq!(hex_groups(text.as_bytes()), None, "{text}");
+        }
+        // Forms left to the standard parser still read.
+        assert_eq!(parse_ip("::ffff:1.2.3.4"), "::ffff:1.2.3.4".parse().ok());
+    }
+
     proptest::proptest! {
         /// Whatever the direct reading accepts, the standard parser reads as the same address.
         #[test]
@@ -507,6 +606,31 @@ mod tests {
                 proptest::prop_assert_eq!(Ok(IpAddr::V4(v4)), text.parse::<IpAddr>());
             }
             proptest::prop_assert_eq!(parse_ip(&text), text.parse::<IpAddr>().ok());
+        }
+
+        /// The same for IPv6-looking text: whatever the group reading accepts, the standard parser
+        /// reads as the same address.
+        #[test]
+        fn the_group_reading_never_disagrees_with_the_standard_parser(text in "[0-9a-fA-F:.]{0,41}|[0aF:]{0,24}") {
+            if let Some(v6) = hex_groups(text.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(IpAddr::V6(v6)), text.parse::<IpAddr>());
+            }
+            proptest::prop_assert_eq!(parse_ip(&text), text.parse::<IpAddr>().ok());
+        }
+
+        /// Every address written as std writes it (compressed) or as eight full groups is read
+        /// directly, to the same address.
+        #[test]
+        fn every_written_ipv6_address_is_read_directly(segs in proptest::array::uniform8(proptest::prop_oneof![proptest::strategy::Just(0u16), proptest::num::u16::ANY]), upper: bool) {
+            let addr = Ipv6Addr::from(segs);
+            let full = segs.iter().map(|s| format!("{s:x}")).collect::<Vec<_>>().join(":");
+            for text in [addr.to_string(), full] {
+                let text = if upper { text.to_ascii_uppercase() } else { text };
+                if text.contains('.') {
+                    continue; // IPv4-mapped forms are the standard parser's
+                }
+                proptest::prop_assert_eq!(hex_groups(text.as_bytes()), Some(addr), "{}", text);
+            }
         }
     }
 
