@@ -235,10 +235,11 @@ impl RayDedup {
         Self { hasher: ahash::RandomState::with_seeds(0x5eed, 0xed9e, 0x1e25, 0xface), buckets: BTreeMap::new() }
     }
 
-    /// True when the RayID was not seen before (and records it).
-    fn first_time(&mut self, ts: Nanos, ray: &str) -> bool {
+    /// True when the RayID was not seen before (and records it) in the event-time minute
+    /// starting at `minute`.
+    fn first_time(&mut self, minute: Nanos, ray: &str) -> bool {
         let h = self.hasher.hash_one(ray);
-        self.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(h)
+        self.buckets.entry(minute).or_default().insert(h)
     }
 
     fn forget_before(&mut self, ts: Nanos) {
@@ -249,6 +250,15 @@ impl RayDedup {
     fn len(&self) -> usize {
         self.buckets.values().map(HashSet::len).sum()
     }
+}
+
+/// Groups in the last window of each table that closed: a new window's map starts at that
+/// size instead of growing to it by doubling.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sizes {
+    rates: usize,
+    traffic: usize,
+    asn: usize,
 }
 
 /// Open windows of one input stream (a file, or one Kafka partition).
@@ -266,6 +276,7 @@ pub struct SiteWindows {
     traffic: BTreeMap<Nanos, HashMap<TrafficKey, Counts>>,
     asn: BTreeMap<Nanos, HashMap<AsnKey, AsnAcc>>,
     dedup: RayDedup,
+    sizes: Sizes,
     stats: WindowStats,
 }
 
@@ -281,6 +292,7 @@ impl SiteWindows {
             traffic: BTreeMap::new(),
             asn: BTreeMap::new(),
             dedup: RayDedup::new(),
+            sizes: Sizes::default(),
             stats: WindowStats::default(),
         }
     }
@@ -322,19 +334,28 @@ impl SiteWindows {
             self.stats.too_late += 1;
             return Err(InvalidReason::TooLate { lag_secs: (wm - ev.ts) / NANOS_PER_SEC });
         }
+        let minute = floor_to(ev.ts, MINUTE);
         if self.cfg.dedup_ray_ids
             && let Some(ray) = ev.ray_id.as_deref()
-            && !self.dedup.first_time(ev.ts, ray)
+            && !self.dedup.first_time(minute, ray)
         {
             self.stats.duplicates += 1;
             return Ok(Observed::Duplicate);
         }
-        let late = self.closed_until.is_some_and(|c| floor_to(ev.ts, RATE_WINDOW) + RATE_WINDOW <= c);
+        // The 10-second window within the minute (both divide the epoch evenly).
+        let window = minute + (ev.ts - minute) / RATE_WINDOW * RATE_WINDOW;
+        let late = self.closed_until.is_some_and(|c| window + RATE_WINDOW <= c);
         self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
 
         let site = self.names.id(&ev.site);
         let class = ev.status_class().min(5);
-        let rate = self.rates.entry(floor_to(ev.ts, RATE_WINDOW)).or_default().entry(site).or_default();
+        let sizes = self.sizes;
+        let rate = self
+            .rates
+            .entry(window)
+            .or_insert_with(|| HashMap::with_capacity_and_hasher(sizes.rates, Default::default()))
+            .entry(site)
+            .or_default();
         let m = &mut rate.m;
         m.requests += 1;
         m.bytes += ev.bytes;
@@ -350,7 +371,6 @@ impl SiteWindows {
         let client = ClientHash::of(ev.client_ip);
         rate.clients.insert_hashed(client);
 
-        let minute = floor_to(ev.ts, MINUTE);
         let country = self.names.id(&ev.country);
         let key = TrafficKey {
             site,
@@ -359,11 +379,21 @@ impl SiteWindows {
             cache_status: self.names.id(&ev.cache_status),
             status_class: class,
         };
-        let t = self.traffic.entry(minute).or_default().entry(key).or_default();
+        let t = self
+            .traffic
+            .entry(minute)
+            .or_insert_with(|| HashMap::with_capacity_and_hasher(sizes.traffic, Default::default()))
+            .entry(key)
+            .or_default();
         t.requests += 1;
         t.bytes += ev.bytes;
 
-        let a = self.asn.entry(minute).or_default().entry(AsnKey { site, asn: ev.asn, country }).or_default();
+        let a = self
+            .asn
+            .entry(minute)
+            .or_insert_with(|| HashMap::with_capacity_and_hasher(sizes.asn, Default::default()))
+            .entry(AsnKey { site, asn: ev.asn, country })
+            .or_default();
         a.c.requests += 1;
         a.c.bytes += ev.bytes;
         a.clients.insert_hashed(client);
@@ -415,6 +445,7 @@ impl SiteWindows {
                 break;
             }
             let (ts, groups) = entry.remove_entry();
+            self.sizes.rates = groups.len();
             let start = out.rates.len();
             out.rates.extend(groups.into_iter().map(|(site, acc)| SiteRate10s {
                 ts,
@@ -429,6 +460,7 @@ impl SiteWindows {
                 break;
             }
             let (ts, groups) = entry.remove_entry();
+            self.sizes.traffic = groups.len();
             let start = out.traffic.len();
             out.traffic.extend(groups.into_iter().map(|(k, c)| Traffic1m {
                 ts,
@@ -455,6 +487,7 @@ impl SiteWindows {
                 break;
             }
             let (ts, groups) = entry.remove_entry();
+            self.sizes.asn = groups.len();
             let start = out.asn.len();
             out.asn.extend(groups.into_iter().map(|(k, acc)| Asn1m {
                 ts,
