@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow::array::{Array, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take;
 use edgelens_schemas::time::{date_of, NANOS_PER_SEC};
+use edgelens_schemas::tables::Role;
 use edgelens_schemas::TableDef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::{OffsetSpan, RollupSink, SinkBatch};
 use crate::batches;
@@ -53,11 +55,7 @@ impl ParquetLake {
                 }
             }
         }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-            .set_max_row_group_row_count(Some(256 * 1024))
-            .build();
-        Ok(Self { dir, props, files_written: 0 })
+        Ok(Self { dir, props: writer_properties()?, files_written: 0 })
     }
 
     pub fn dir(&self) -> &Path {
@@ -167,6 +165,21 @@ impl Write for FirstIoError {
     }
 }
 
+/// zstd pages of at most 256 Ki rows per row group. Sketch columns are written plain, without
+/// statistics: every sketch differs (a dictionary only grows until the writer falls back) and
+/// nobody filters on a sketch's bytes.
+fn writer_properties() -> Result<WriterProperties, SinkError> {
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?)).set_max_row_group_row_count(Some(256 * 1024));
+    for table in edgelens_schemas::tables::ALL_TABLES {
+        for c in table.columns.iter().filter(|c| c.role == Role::Sketch) {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(c.name), false)
+                .set_column_statistics_enabled(ColumnPath::from(c.name), EnabledStatistics::None);
+        }
+    }
+    Ok(props.build())
+}
+
 fn sync_dir(dir: &Path) {
     // Directory fsync makes the rename durable; not supported everywhere, so best effort.
     if let Ok(d) = File::open(dir) {
@@ -258,5 +271,39 @@ mod tests {
         fs::remove_dir_all(&target).unwrap();
         lake.write(&batch, &span).unwrap();
         assert_eq!(ParquetLake::read_table(dir.path(), &edgelens_schemas::tables::SITE_RATES_10S).unwrap()[0].num_rows(), 1);
+    }
+
+    #[test]
+    fn sketch_columns_are_plain_without_statistics_and_read_back() {
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = ParquetLake::open(dir.path()).unwrap();
+        let rows: Vec<SiteRate10s> = (0..50u8)
+            .map(|i| {
+                let mut clients = crate::sketch::ClientSketch::default();
+                clients.insert(std::net::IpAddr::from([198, 51, 100, i]));
+                SiteRate10s { ts: 1_793_491_200_000_000_000, site: Arc::from(format!("s{i}.example")), m: Default::default(), clients }
+            })
+            .collect();
+        let sketches: Vec<Vec<u8>> = rows.iter().map(|r| r.clients.to_bytes()).collect();
+        let batch = SinkBatch { closed: ClosedWindows { rates: rows, ..ClosedWindows::default() }, ..SinkBatch::default() };
+        let paths = lake.write_table(&edgelens_schemas::tables::SITE_RATES_10S, &batches::sink_batches(&batch).unwrap()[0].1, &OffsetSpan::new("src", 0, 0, 50)).unwrap();
+        let meta = SerializedFileReader::new(File::open(&paths[0]).unwrap()).unwrap().metadata().clone();
+        for rg in meta.row_groups() {
+            for c in rg.columns() {
+                let name = c.column_path().string();
+                let sketch = name == "clients_sketch";
+                assert_eq!(c.encodings().any(|e| e == Encoding::RLE_DICTIONARY), !sketch, "{name}: {:?}", c.encodings().collect::<Vec<_>>());
+                assert_eq!(c.statistics().is_some(), !sketch, "{name}");
+            }
+        }
+        let read = ParquetLake::read_table(dir.path(), &edgelens_schemas::tables::SITE_RATES_10S).unwrap();
+        let col = read[0].column_by_name("clients_sketch").unwrap().as_any().downcast_ref::<arrow::array::BinaryArray>().unwrap();
+        let mut got: Vec<Vec<u8>> = col.iter().map(|b| b.unwrap().to_vec()).collect();
+        let mut want = sketches;
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
     }
 }
