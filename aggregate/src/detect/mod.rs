@@ -253,10 +253,12 @@ struct SiteState {
 /// The detector of one stream (the embedded pipeline, or one Kafka partition).
 pub struct AttackDetector {
     cfg: DetectorConfig,
-    /// (hashbrown's map: `get_key_value_mut` gives the key and the state from one lookup.)
-    sites: hashbrown::HashMap<Arc<str>, SiteState, ahash::RandomState>,
-    /// Seconds with open buckets, and the sites that have one.
-    pending: BTreeMap<i64, Vec<Arc<str>>>,
+    /// Where each site's state is in `states` (one lookup per event).
+    index: ahash::HashMap<Arc<str>, u32>,
+    /// Every tracked site, with its name; sites are never dropped, so positions stay valid.
+    states: Vec<(Arc<str>, SiteState)>,
+    /// Seconds with open buckets, and the positions of the sites that have one.
+    pending: BTreeMap<i64, Vec<u32>>,
     max_ts: Option<Nanos>,
     /// Every second before this one is closed.
     closed_before: Option<i64>,
@@ -280,7 +282,16 @@ fn status_slot(status: u16) -> Option<usize> {
 
 impl AttackDetector {
     pub fn new(cfg: DetectorConfig) -> Self {
-        Self { cfg, sites: hashbrown::HashMap::default(), pending: BTreeMap::new(), max_ts: None, closed_before: None, out: DetectorOutput::default(), stats: DetectorStats::default() }
+        Self {
+            cfg,
+            index: ahash::HashMap::default(),
+            states: Vec::new(),
+            pending: BTreeMap::new(),
+            max_ts: None,
+            closed_before: None,
+            out: DetectorOutput::default(),
+            stats: DetectorStats::default(),
+        }
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -292,7 +303,19 @@ impl AttackDetector {
     }
 
     pub fn tracked_sites(&self) -> usize {
-        self.sites.len()
+        self.states.len()
+    }
+
+    /// The position of `name`'s state, tracking the site from now on if it is new.
+    fn site_position(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = u32::try_from(self.states.len()).expect("fewer than 2^32 sites per stream");
+        let name: Arc<str> = Arc::from(name);
+        self.index.insert(name.clone(), i);
+        self.states.push((name, SiteState::default()));
+        i
     }
 
     /// Rows queued since the last call.
@@ -319,15 +342,12 @@ impl AttackDetector {
             self.stats.late_events += 1;
             return;
         }
-        let name = ev.site.as_ref();
-        if !self.sites.contains_key(name) {
-            self.sites.insert(Arc::from(name), SiteState::default());
-        }
-        let (key, st) = self.sites.get_key_value_mut(name).expect("tracked");
+        let pos = self.site_position(ev.site.as_ref());
+        let st = &mut self.states[pos as usize].1;
         let bi = match st.buckets.iter().position(|b| b.sec == sec) {
             Some(bi) => bi,
             None => {
-                self.pending.entry(sec).or_default().push(key.clone());
+                self.pending.entry(sec).or_default().push(pos);
                 st.buckets.push(Bucket { sec, ..Bucket::default() });
                 st.buckets.len() - 1
             }
@@ -373,12 +393,14 @@ impl AttackDetector {
                 break;
             }
             let (sec, mut sites) = entry.remove_entry();
-            sites.sort_unstable();
-            for site in sites {
-                let st = self.sites.get_mut(&site).expect("pending site is tracked");
+            // Sites in name order, so that rows come out in the same order in every process.
+            let states = &mut self.states;
+            sites.sort_unstable_by(|&a, &b| states[a as usize].0.cmp(&states[b as usize].0));
+            for pos in sites {
+                let (site, st) = &mut states[pos as usize];
                 let Some(i) = st.buckets.iter().position(|b| b.sec == sec) else { continue };
                 let bucket = st.buckets.swap_remove(i);
-                let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &site };
+                let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site };
                 ctx.close_second(st, bucket);
             }
         }
@@ -823,11 +845,10 @@ impl AttackDetector {
         e.u8(STATE_VERSION);
         e.opt_i64(self.max_ts);
         e.opt_i64(self.closed_before);
-        let mut names: Vec<&Arc<str>> = self.sites.keys().collect();
-        names.sort_unstable();
-        e.len(names.len());
-        for name in names {
-            let st = &self.sites[name];
+        let mut sites: Vec<&(Arc<str>, SiteState)> = self.states.iter().collect();
+        sites.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        e.len(sites.len());
+        for (name, st) in sites {
             e.str(name);
             enc_f64(&mut e, st.baseline.mean);
             enc_f64(&mut e, st.baseline.slow);
@@ -878,7 +899,11 @@ impl AttackDetector {
         det.max_ts = d.opt_i64()?;
         det.closed_before = d.opt_i64()?;
         for _ in 0..d.len()? {
-            let name: Arc<str> = Arc::from(d.str()?);
+            let name = d.str()?;
+            if det.index.contains_key(name) {
+                return Err(format!("site {name} appears twice in the detector state"));
+            }
+            let pos = det.site_position(name);
             let mut st = SiteState::default();
             st.baseline.mean = dec_f64(&mut d)?;
             st.baseline.slow = dec_f64(&mut d)?;
@@ -914,13 +939,13 @@ impl AttackDetector {
                         b.full.push(Sampled { hash: i as u64, tuple, ip: dec_ip(&mut d)? });
                     }
                 }
-                det.pending.entry(b.sec).or_default().push(name.clone());
+                det.pending.entry(b.sec).or_default().push(pos);
                 st.buckets.push(b);
             }
             if d.u8()? == 1 {
                 st.incident = Some(Box::new(Incident::decode(&mut d)?));
             }
-            det.sites.insert(name, st);
+            det.states[pos as usize].1 = st;
         }
         if !d.is_empty() {
             return Err("trailing bytes after the detector state".into());

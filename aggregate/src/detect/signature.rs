@@ -14,7 +14,7 @@
 //! coverage, stop at [`TARGET_PRECISION`]. The normal share of a conjunction is bounded by the
 //! smallest of its predicates' shares, so precision estimates stay conservative.
 
-use std::collections::HashMap;
+use ahash::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -177,7 +177,7 @@ pub fn derive(sample: &[Tuple], normal_fraction: f64, profile: &SiteProfile) -> 
 fn candidate(a: Attr, sample: &[Tuple], n_normal: f64, n_attack: f64, profile: &SiteProfile) -> Option<Candidate> {
     let ai = a as usize;
     let n = sample.len() as f64;
-    let mut counts: HashMap<u64, u32> = HashMap::new();
+    let mut counts: HashMap<u64, u32> = HashMap::with_capacity_and_hasher(sample.len(), Default::default());
     for t in sample {
         *counts.entry(t[ai]).or_default() += 1;
     }
