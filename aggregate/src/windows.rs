@@ -138,11 +138,28 @@ impl ClosedWindows {
 
 const STATUS_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// A name's first eight bytes as a big-endian number (zero-padded): ordering two names by it
+/// orders them as strings whenever it differs, and when it is equal only the full names can.
+pub(crate) fn order_prefix(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// The string order of two names, mostly decided by their [`order_prefix`]es.
+#[inline]
+pub(crate) fn cmp_names(a: (u64, &str), b: (u64, &str)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
+}
+
 /// String interner: small ids for the hot path, shared names for output rows.
 #[derive(Debug, Default)]
 struct Names {
     ids: HashMap<Arc<str>, u32>,
     names: Vec<Arc<str>>,
+    /// Each name's [`order_prefix`], so that sorting rows by name seldom compares strings.
+    prefixes: Vec<u64>,
 }
 
 impl Names {
@@ -154,12 +171,23 @@ impl Names {
         let name: Arc<str> = Arc::from(s);
         let id = self.names.len() as u32;
         self.names.push(name.clone());
+        self.prefixes.push(order_prefix(s));
         self.ids.insert(name, id);
         id
     }
 
     fn name(&self, id: u32) -> &Arc<str> {
         &self.names[id as usize]
+    }
+
+    /// The order of the names of two ids, as strings.
+    #[inline]
+    fn cmp(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        if a == b {
+            return std::cmp::Ordering::Equal;
+        }
+        let (a, b) = (a as usize, b as usize);
+        cmp_names((self.prefixes[a], &self.names[a]), (self.prefixes[b], &self.names[b]))
     }
 }
 
@@ -446,14 +474,14 @@ impl SiteWindows {
             }
             let (ts, groups) = entry.remove_entry();
             self.sizes.rates = groups.len();
-            let start = out.rates.len();
+            let mut groups: Vec<(u32, RateAcc)> = groups.into_iter().collect();
+            groups.sort_unstable_by(|a, b| names.cmp(a.0, b.0));
             out.rates.extend(groups.into_iter().map(|(site, acc)| SiteRate10s {
                 ts,
                 site: names.name(site).clone(),
                 m: acc.m,
                 clients: acc.clients,
             }));
-            out.rates[start..].sort_unstable_by(|a, b| a.site.cmp(&b.site));
         }
         while let Some(entry) = self.traffic.first_entry() {
             if entry.key().saturating_add(MINUTE) > wm {
@@ -461,7 +489,15 @@ impl SiteWindows {
             }
             let (ts, groups) = entry.remove_entry();
             self.sizes.traffic = groups.len();
-            let start = out.traffic.len();
+            let mut groups: Vec<(TrafficKey, Counts)> = groups.into_iter().collect();
+            groups.sort_unstable_by(|(a, _), (b, _)| {
+                names
+                    .cmp(a.site, b.site)
+                    .then_with(|| names.cmp(a.country, b.country))
+                    .then_with(|| names.cmp(a.colo, b.colo))
+                    .then(a.status_class.cmp(&b.status_class))
+                    .then_with(|| names.cmp(a.cache_status, b.cache_status))
+            });
             out.traffic.extend(groups.into_iter().map(|(k, c)| Traffic1m {
                 ts,
                 site: names.name(k.site).clone(),
@@ -472,15 +508,6 @@ impl SiteWindows {
                 requests: c.requests,
                 bytes: c.bytes,
             }));
-            out.traffic[start..].sort_unstable_by(|a, b| {
-                (&a.site, &a.country, &a.colo, a.status_class, &a.cache_status).cmp(&(
-                    &b.site,
-                    &b.country,
-                    &b.colo,
-                    b.status_class,
-                    &b.cache_status,
-                ))
-            });
         }
         while let Some(entry) = self.asn.first_entry() {
             if entry.key().saturating_add(MINUTE) > wm {
@@ -488,7 +515,8 @@ impl SiteWindows {
             }
             let (ts, groups) = entry.remove_entry();
             self.sizes.asn = groups.len();
-            let start = out.asn.len();
+            let mut groups: Vec<(AsnKey, AsnAcc)> = groups.into_iter().collect();
+            groups.sort_unstable_by(|(a, _), (b, _)| names.cmp(a.site, b.site).then(a.asn.cmp(&b.asn)).then_with(|| names.cmp(a.country, b.country)));
             out.asn.extend(groups.into_iter().map(|(k, acc)| Asn1m {
                 ts,
                 site: names.name(k.site).clone(),
@@ -498,7 +526,6 @@ impl SiteWindows {
                 bytes: acc.c.bytes,
                 clients: acc.clients,
             }));
-            out.asn[start..].sort_unstable_by(|a, b| (&a.site, a.asn, &a.country).cmp(&(&b.site, b.asn, &b.country)));
         }
         out
     }
@@ -835,7 +862,48 @@ mod tests {
         canon(&out)
     }
 
+    #[test]
+    fn rows_of_one_advance_are_sorted_by_their_names() {
+        // Names that share their first eight bytes, one of them a prefix of another, and other
+        // fields whose values differ in later bytes; first seen in reverse order.
+        let sites = ["shop.example.org", "shop.example", "shop.exa", "shop.example.com", "a.example"];
+        let countries = ["de", "d", "us"];
+        let colos = ["FRA", "FRA2", "AMS"];
+        let caches = ["revalidated", "revalidate", "hit", "miss"];
+        let mut w = SiteWindows::new(WindowConfig::default());
+        let mut i = 0;
+        for site in sites.iter().rev() {
+            for (c, country) in countries.iter().enumerate() {
+                let colo = colos[(i + c) % colos.len()];
+                let cache = caches[i % caches.len()];
+                let l = format!(
+                    r#"{{"EdgeStartTimestamp":{},"ClientIP":"10.0.0.{i}","EdgeResponseStatus":{},"ZoneName":"{site}","RayID":"r{i}","ClientCountry":"{country}","EdgeColoCode":"{colo}","ClientASN":{},"CacheCacheStatus":"{cache}"}}"#,
+                    T0 + i as i64 * 1_000_000,
+                    [200, 404, 503][i % 3],
+                    64_496 + (i % 2) as u32,
+                );
+                feed(&mut w, &l).unwrap();
+                i += 1;
+            }
+        }
+        let out = w.close_all();
+        assert!(out.rates.is_sorted_by(|a, b| a.site <= b.site));
+        assert!(out.traffic.is_sorted_by_key(|r| (r.site.clone(), r.country.clone(), r.colo.clone(), r.status_class, r.cache_status.clone())));
+        assert!(out.asn.is_sorted_by_key(|r| (r.site.clone(), r.asn, r.country.clone())));
+        assert_eq!(out.rates.len(), sites.len());
+        assert_eq!(out.traffic.len(), sites.len() * countries.len());
+    }
+
     proptest! {
+        /// Names ordered by their prefixes, then in full, are ordered as strings.
+        #[test]
+        fn name_order_is_string_order(a in "(shop\\.exa|\\x00|é|[a-z.]){0,6}", b in "(shop\\.exa|\\x00|é|[a-z.]){0,6}") {
+            prop_assert_eq!(cmp_names((order_prefix(&a), &a), (order_prefix(&b), &b)), a.cmp(&b));
+            let mut names = Names::default();
+            let (ia, ib) = (names.id(&a), names.id(&b));
+            prop_assert_eq!(names.cmp(ia, ib), a.cmp(&b));
+        }
+
         /// Any arrival order in which no event is more than `allowed_disorder` behind the newest
         /// one, and any advance cadence, yields the same rows.
         #[test]

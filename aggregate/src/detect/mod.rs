@@ -250,13 +250,27 @@ struct SiteState {
     incident: Option<Box<Incident>>,
 }
 
+/// A tracked site: its name, the name's sort prefix and its state.
+#[derive(Debug)]
+struct Tracked {
+    name: Arc<str>,
+    prefix: u64,
+    state: SiteState,
+}
+
+impl Tracked {
+    fn cmp_name(&self, other: &Tracked) -> std::cmp::Ordering {
+        crate::windows::cmp_names((self.prefix, &self.name), (other.prefix, &other.name))
+    }
+}
+
 /// The detector of one stream (the embedded pipeline, or one Kafka partition).
 pub struct AttackDetector {
     cfg: DetectorConfig,
     /// Where each site's state is in `states` (one lookup per event).
     index: ahash::HashMap<Arc<str>, u32>,
-    /// Every tracked site, with its name; sites are never dropped, so positions stay valid.
-    states: Vec<(Arc<str>, SiteState)>,
+    /// Every tracked site; sites are never dropped, so positions stay valid.
+    states: Vec<Tracked>,
     /// Seconds with open buckets, and the positions of the sites that have one.
     pending: BTreeMap<i64, Vec<u32>>,
     max_ts: Option<Nanos>,
@@ -314,7 +328,7 @@ impl AttackDetector {
         let i = u32::try_from(self.states.len()).expect("fewer than 2^32 sites per stream");
         let name: Arc<str> = Arc::from(name);
         self.index.insert(name.clone(), i);
-        self.states.push((name, SiteState::default()));
+        self.states.push(Tracked { prefix: crate::windows::order_prefix(&name), name, state: SiteState::default() });
         i
     }
 
@@ -343,7 +357,7 @@ impl AttackDetector {
             return;
         }
         let pos = self.site_position(ev.site.as_ref());
-        let st = &mut self.states[pos as usize].1;
+        let st = &mut self.states[pos as usize].state;
         let bi = match st.buckets.iter().position(|b| b.sec == sec) {
             Some(bi) => bi,
             None => {
@@ -395,9 +409,9 @@ impl AttackDetector {
             let (sec, mut sites) = entry.remove_entry();
             // Sites in name order, so that rows come out in the same order in every process.
             let states = &mut self.states;
-            sites.sort_unstable_by(|&a, &b| states[a as usize].0.cmp(&states[b as usize].0));
+            sites.sort_unstable_by(|&a, &b| states[a as usize].cmp_name(&states[b as usize]));
             for pos in sites {
-                let (site, st) = &mut states[pos as usize];
+                let Tracked { name: site, state: st, .. } = &mut states[pos as usize];
                 let Some(i) = st.buckets.iter().position(|b| b.sec == sec) else { continue };
                 let bucket = st.buckets.swap_remove(i);
                 let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site };
@@ -845,10 +859,10 @@ impl AttackDetector {
         e.u8(STATE_VERSION);
         e.opt_i64(self.max_ts);
         e.opt_i64(self.closed_before);
-        let mut sites: Vec<&(Arc<str>, SiteState)> = self.states.iter().collect();
-        sites.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut sites: Vec<&Tracked> = self.states.iter().collect();
+        sites.sort_unstable_by(|a, b| a.cmp_name(b));
         e.len(sites.len());
-        for (name, st) in sites {
+        for Tracked { name, state: st, .. } in sites {
             e.str(name);
             enc_f64(&mut e, st.baseline.mean);
             enc_f64(&mut e, st.baseline.slow);
@@ -945,7 +959,7 @@ impl AttackDetector {
             if d.u8()? == 1 {
                 st.incident = Some(Box::new(Incident::decode(&mut d)?));
             }
-            det.states[pos as usize].1 = st;
+            det.states[pos as usize].state = st;
         }
         if !d.is_empty() {
             return Err("trailing bytes after the detector state".into());
