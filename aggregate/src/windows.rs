@@ -289,6 +289,12 @@ struct Sizes {
     asn: usize,
 }
 
+/// The accumulator of group `key` in the window starting at `start`; a new window's map starts
+/// with room for `size` groups.
+fn group<K: std::hash::Hash + Eq, V: Default>(windows: &mut BTreeMap<Nanos, HashMap<K, V>>, start: Nanos, size: usize, key: K) -> &mut V {
+    windows.entry(start).or_insert_with(|| HashMap::with_capacity_and_hasher(size, Default::default())).entry(key).or_default()
+}
+
 /// Open windows of one input stream (a file, or one Kafka partition).
 #[derive(Debug)]
 pub struct SiteWindows {
@@ -378,12 +384,7 @@ impl SiteWindows {
         let site = self.names.id(&ev.site);
         let class = ev.status_class().min(5);
         let sizes = self.sizes;
-        let rate = self
-            .rates
-            .entry(window)
-            .or_insert_with(|| HashMap::with_capacity_and_hasher(sizes.rates, Default::default()))
-            .entry(site)
-            .or_default();
+        let rate = group(&mut self.rates, window, sizes.rates, site);
         let m = &mut rate.m;
         m.requests += 1;
         m.bytes += ev.bytes;
@@ -407,21 +408,11 @@ impl SiteWindows {
             cache_status: self.names.id(&ev.cache_status),
             status_class: class,
         };
-        let t = self
-            .traffic
-            .entry(minute)
-            .or_insert_with(|| HashMap::with_capacity_and_hasher(sizes.traffic, Default::default()))
-            .entry(key)
-            .or_default();
+        let t = group(&mut self.traffic, minute, sizes.traffic, key);
         t.requests += 1;
         t.bytes += ev.bytes;
 
-        let a = self
-            .asn
-            .entry(minute)
-            .or_insert_with(|| HashMap::with_capacity_and_hasher(sizes.asn, Default::default()))
-            .entry(AsnKey { site, asn: ev.asn, country })
-            .or_default();
+        let a = group(&mut self.asn, minute, sizes.asn, AsnKey { site, asn: ev.asn, country });
         a.c.requests += 1;
         a.c.bytes += ev.bytes;
         a.clients.insert_hashed(client);
