@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -439,13 +439,12 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        let polled = consumer.poll(timer_every);
-        let now = clock.after_poll(matches!(polled, Some(Ok(_))));
+        let (polled, now) = poll(&consumer, timer_every, &mut clock);
         match polled {
             Some(Ok(msg)) => {
                 let mut st = consumer.context().state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 st.stats.messages += 1;
-                match take_message(&consumer, &mut st.parts, &mut last_key, &msg, now) {
+                match take_message(&consumer, &mut st.parts, &mut last_key, &msg) {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(topic = msg.topic(), partition = msg.partition(), "message of a partition not assigned here; skipped"),
                     Err(e) => break Err(e),
@@ -474,6 +473,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
                 last_publish = now;
                 publish(&st.parts, &st.stats, metrics);
             }
+            clock.expire();
         }
     };
     metrics.set_ready(false);
@@ -580,13 +580,12 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        let polled = consumer.poll(timer_every);
-        let now = clock.after_poll(matches!(polled, Some(Ok(_))));
+        let (polled, now) = poll(&consumer, timer_every, &mut clock);
         if let Some(res) = polled {
             match res {
                 Ok(msg) => {
                     stats.messages += 1;
-                    if let Err(e) = take_message(&consumer, &mut owned, &mut last_key, &msg, now) {
+                    if let Err(e) = take_message(&consumer, &mut owned, &mut last_key, &msg) {
                         break Err(e);
                     }
                 }
@@ -602,11 +601,13 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
                 last_publish = now;
                 publish(&owned, &stats, metrics);
             }
+            clock.expire();
         }
         if now.duration_since(last_balance) < Duration::from_secs(1) {
             continue;
         }
         last_balance = now;
+        clock.expire();
         if let Err(e) = membership.heartbeat() {
             tracing::warn!(error = %e, "membership heartbeat failed");
         }
@@ -741,13 +742,12 @@ fn take_message<C: ConsumerContext>(
     parts: &mut Parts,
     last_key: &mut Key,
     msg: &BorrowedMessage<'_>,
-    now: Instant,
 ) -> Result<bool, AggregateError> {
     if last_key.1 != msg.partition() || last_key.0 != msg.topic() {
         *last_key = (msg.topic().to_owned(), msg.partition());
     }
     let Some(part) = parts.get_mut(&*last_key) else { return Ok(false) };
-    match part.take(msg.offset(), msg.payload().unwrap_or_default(), now)? {
+    match part.take(msg.offset(), msg.payload().unwrap_or_default())? {
         Taken::Done => {}
         Taken::Rewind(to) => seek(consumer, last_key, to),
     }
@@ -780,11 +780,12 @@ fn run_timers<C: ConsumerContext>(
 /// How often the owned partitions' offsets and the process counters are published.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// The polling thread's clock: read once every [`Clock::EVERY`] messages while messages flow,
-/// and after every poll that returned none (librdkafka reads the clock several times per poll
-/// already; one more reading per message was a measurable share of the consumer's CPU). A
-/// reading is at most `EVERY` messages old, a few tens of microseconds, against timers of 100 ms
-/// and more.
+/// The polling thread's clock (librdkafka reads the clock several times per poll already; one
+/// more reading per message was a measurable share of the consumer's CPU). It is read after
+/// every poll that may have waited, after the loop's other work (timers, balancing), and
+/// otherwise once every [`Clock::EVERY`] messages: between readings only messages that were
+/// already fetched are taken. An old reading only makes the loop's timers run later; partitions
+/// stamp their input time at their own timer ([`PartitionAggregator::on_timer`]).
 struct Clock {
     now: Instant,
     unread: u32,
@@ -797,15 +798,31 @@ impl Clock {
         Self { now: Instant::now(), unread: 0 }
     }
 
-    /// The time after a poll that returned a message (`true`) or none.
-    fn after_poll(&mut self, message: bool) -> Instant {
+    /// The time after a poll; `waited` when it may have waited for a message.
+    fn after_poll(&mut self, waited: bool) -> Instant {
         self.unread += 1;
-        if !message || self.unread >= Self::EVERY {
+        if waited || self.unread >= Self::EVERY {
             self.now = Instant::now();
             self.unread = 0;
         }
         self.now
     }
+
+    /// The loop did other work: read the clock after the next poll.
+    fn expire(&mut self) {
+        self.unread = Self::EVERY;
+    }
+}
+
+/// The next message or event: one already fetched if there is one, else whatever comes within
+/// `wait`; and the time after it.
+fn poll<'c, C: ConsumerContext>(consumer: &'c BaseConsumer<C>, wait: Duration, clock: &mut Clock) -> (Option<KafkaResult<BorrowedMessage<'c>>>, Instant) {
+    let mut polled = consumer.poll(Duration::ZERO);
+    let waited = polled.is_none();
+    if waited {
+        polled = consumer.poll(wait);
+    }
+    (polled, clock.after_poll(waited))
 }
 
 /// Publish the owned partitions' offsets and the process counters (high watermarks come from
@@ -953,20 +970,23 @@ mod tests {
     }
 
     #[test]
-    fn clock_is_read_every_32_messages_and_after_every_empty_poll() {
+    fn clock_is_read_every_32_polls_after_every_wait_and_after_other_work() {
         let mut clock = Clock::new();
-        let first = clock.after_poll(true);
+        let first = clock.after_poll(false);
         std::thread::sleep(Duration::from_millis(2));
         for _ in 2..Clock::EVERY {
-            assert_eq!(clock.after_poll(true), first, "read before the 32nd message");
+            assert_eq!(clock.after_poll(false), first, "read before the 32nd poll");
         }
-        let read = clock.after_poll(true);
-        assert!(read > first, "the 32nd message reads the clock");
+        let read = clock.after_poll(false);
+        assert!(read > first, "the 32nd poll reads the clock");
         std::thread::sleep(Duration::from_millis(2));
-        let idle = clock.after_poll(false);
-        assert!(idle > read, "an empty poll reads the clock");
+        let waited = clock.after_poll(true);
+        assert!(waited > read, "a poll that may have waited reads the clock");
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(clock.after_poll(true), idle, "the count starts again after a reading");
+        assert_eq!(clock.after_poll(false), waited, "the count starts again after a reading");
+        clock.expire();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(clock.after_poll(false) > waited, "other work of the loop makes the next poll read the clock");
     }
 
     #[test]

@@ -88,7 +88,11 @@ pub struct PartitionAggregator<S> {
     cfg: PartitionConfig,
     pipeline: EmbeddedPipeline<S>,
     store: CheckpointStore,
+    /// When input was last seen, as stamped by the timer that first ran after it (so that a
+    /// caller's clock reading, however old, can only make an idle close later, never earlier).
     last_input: Instant,
+    /// A message was taken since the last timer run.
+    input_since_timer: bool,
     idle_closed: bool,
     last_flush: Instant,
     last_checkpoint: Instant,
@@ -178,6 +182,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
             pipeline,
             store,
             last_input: now,
+            input_since_timer: false,
             idle_closed,
             last_flush: now,
             last_checkpoint: now,
@@ -249,7 +254,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// the expected offset is delivered. Only when messages before the expected offset arrive and
     /// the next one is still beyond it is the gap real (compaction, aborted transactions) and
     /// accepted.
-    pub fn take(&mut self, offset: i64, payload: &[u8], now: Instant) -> Result<Taken, PartitionError> {
+    pub fn take(&mut self, offset: i64, payload: &[u8]) -> Result<Taken, PartitionError> {
         if offset < 0 {
             return Ok(Taken::Done);
         }
@@ -279,7 +284,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         self.rewind = None;
         self.contiguous = true;
         let position = offset + 1;
-        self.last_input = now;
+        self.input_since_timer = true;
         self.idle_closed = false;
         let res = match self.kind {
             TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset, now_nanos, position),
@@ -297,6 +302,9 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// Run the timers: flush closed windows, close an idle partition's windows. Returns true when
     /// a checkpoint is due (the caller checkpoints and commits).
     pub fn on_timer(&mut self, now: Instant) -> Result<bool, PartitionError> {
+        if std::mem::take(&mut self.input_since_timer) {
+            self.last_input = now;
+        }
         if !self.idle_closed && now.duration_since(self.last_input) >= self.cfg.idle_timeout {
             if self.pipeline.position() != self.checkpointed {
                 // Checkpoint first (with the windows still open): every write at a position must

@@ -109,7 +109,7 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
                 committed = Some(p);
                 part.committed(p).unwrap();
             }
-            assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
+            assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
         }
         // End of input: the partition goes idle, checkpoints, then closes everything.
         go_idle(&mut part, &mut clock, &mut committed);
@@ -195,7 +195,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     let mut part = resume(None, clock);
     for (i, m) in msgs.iter().enumerate().take(half) {
         clock += Duration::from_millis(7);
-        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
     }
     let x = part.checkpoint(clock).unwrap().unwrap();
     part.committed(x).unwrap();
@@ -207,7 +207,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     assert_eq!(part.discarded_writes, 0, "the idle close's rows are in the checkpoint's account");
     for (i, m) in msgs.iter().enumerate().skip(half) {
         clock += Duration::from_millis(7);
-        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
     }
     let mut committed = Some(x);
     go_idle(&mut part, &mut clock, &mut committed);
@@ -231,7 +231,7 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     let committed = std::cell::Cell::new(None);
     let mut part = resume(None, clock);
     for (i, m) in msgs.iter().enumerate() {
-        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
     }
     let timer = |part: &mut PartitionAggregator<_>, clock| {
         if part.on_timer(clock).unwrap() {
@@ -271,18 +271,18 @@ fn skipped_offsets_are_fetched_again() {
     let mut part = resume(None);
     let c = 5000;
     for (i, m) in msgs.iter().enumerate().take(c) {
-        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
     }
     let x = part.checkpoint(clock).unwrap().unwrap();
     part.committed(x).unwrap();
     drop(part);
     let mut part = resume(Some(x));
     // The broker starts 700 messages late: seek back, twice (64, then 256 back, then 1024 back).
-    assert_eq!(part.take(c as i64 + 700, &msgs[c + 700], clock).unwrap(), Taken::Rewind(c as u64 - 64));
-    assert_eq!(part.take(c as i64 + 200, &msgs[c + 200], clock).unwrap(), Taken::Rewind(c as u64 - 256));
+    assert_eq!(part.take(c as i64 + 700, &msgs[c + 700]).unwrap(), Taken::Rewind(c as u64 - 64));
+    assert_eq!(part.take(c as i64 + 200, &msgs[c + 200]).unwrap(), Taken::Rewind(c as u64 - 256));
     // Now it delivers from before the position: those are skipped, then everything follows.
     for (i, m) in msgs.iter().enumerate().skip(c - 256) {
-        assert_eq!(part.take(i as i64, m, clock).unwrap(), Taken::Done, "offset {i}");
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done, "offset {i}");
     }
     let mut clock = clock;
     go_idle(&mut part, &mut clock, &mut Some(x));
@@ -292,11 +292,11 @@ fn skipped_offsets_are_fetched_again() {
     // A real hole: after the seek, earlier messages arrive, then the next one is beyond.
     let mut part = PartitionAggregator::resume("grp2", "edge-requests", 0, TopicKind::Events, None, cfg(), MemorySink::default(), store.clone(), clock).unwrap();
     for (i, m) in msgs.iter().enumerate().take(100) {
-        part.take(i as i64, m, clock).unwrap();
+        part.take(i as i64, m).unwrap();
     }
-    assert_eq!(part.take(150, &msgs[150], clock).unwrap(), Taken::Rewind(36));
-    assert_eq!(part.take(99, &msgs[99], clock).unwrap(), Taken::Done);
-    assert_eq!(part.take(150, &msgs[150], clock).unwrap(), Taken::Done, "accepted");
+    assert_eq!(part.take(150, &msgs[150]).unwrap(), Taken::Rewind(36));
+    assert_eq!(part.take(99, &msgs[99]).unwrap(), Taken::Done);
+    assert_eq!(part.take(150, &msgs[150]).unwrap(), Taken::Done, "accepted");
     assert_eq!(part.position(), 151);
 }
 
@@ -317,4 +317,31 @@ proptest! {
         let (got, _) = run_with_crashes(&msgs, crashes, (pause * n as f64) as usize);
         assert_same(&got, &want);
     }
+}
+
+/// Idle time counts from the first timer run that saw the input, not from a clock reading the
+/// caller took before the message (its poll may have waited long for it).
+#[test]
+fn idle_time_counts_from_the_first_timer_after_the_input() {
+    let sink = Arc::new(Mutex::new(MemorySink::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let t0 = Instant::now();
+    let mut part = PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, None, cfg(), Arc::clone(&sink), store, t0).unwrap();
+    let line = br#"{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"a.example","RayID":"r1"}"#;
+    // The message comes 4.9 s after the partition last heard anything.
+    assert_eq!(part.take(0, line).unwrap(), Taken::Done);
+    let rows = |sink: &Arc<Mutex<MemorySink>>| sink.lock().unwrap().table(SITE_RATES_10S.name).iter().map(|b| b.num_rows()).sum::<usize>();
+    let mut timer = |at: Instant| {
+        if part.on_timer(at).unwrap() {
+            let p = part.checkpoint(at).unwrap().unwrap();
+            part.committed(p).unwrap();
+        }
+    };
+    let first = t0 + Duration::from_millis(4_900);
+    timer(first);
+    timer(first + Duration::from_millis(4_900));
+    assert_eq!(rows(&sink), 0, "closed as idle less than the idle timeout after the input was seen");
+    timer(first + Duration::from_millis(5_000));
+    assert_eq!(rows(&sink), 1, "closed as idle once the idle timeout passed");
 }
