@@ -7,9 +7,9 @@
 //! acknowledgement, up to `ack_timeout` ([`LogError::Unavailable`] after that).
 //!
 //! Delivery reports are served by a thread of the log's own that polls for a second at a time.
-//! (rdkafka's `FutureProducer` polls for 100 ms at a time, and as it rounds the time left down to
-//! whole milliseconds it spins through the last millisecond of each: about 1 % of a core, idle or
-//! not.)
+//! rdkafka's poll rounds the time left down to whole milliseconds and so spins through the last
+//! millisecond of each poll: 0.1 % of a core this way, where `FutureProducer`'s 100 ms polls
+//! cost 1 %, idle or not.
 //!
 //! After a broker outage the idempotent producer can fail fatally (e.g. `ProducerFenced` once
 //! timed-out batches made it bump its epoch); a fatal producer never recovers, so the log then
@@ -65,7 +65,8 @@ impl ProducerContext for Acks {
 const POLL_FOR: Duration = Duration::from_secs(1);
 
 /// A producer and the thread serving its delivery reports; the thread ends within [`POLL_FOR`]
-/// of the producer's last handle being dropped (and drops the producer then).
+/// of the producer's last handle being dropped, and drops the producer then (unjoined: nothing
+/// unacknowledged is lost with it, since every append waits for its acknowledgements).
 struct Polled {
     producer: Arc<BaseProducer<Acks>>,
     stop: Arc<AtomicBool>,
@@ -224,38 +225,3 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// CPU time, in clock ticks, of this process's threads other than librdkafka's own.
-    fn own_threads_cpu_ticks() -> u64 {
-        let mut ticks = 0;
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.starts_with("rdk:") {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // Fields after the parenthesised name: state is the 3rd field, utime and stime the 14th and 15th.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        }
-        ticks
-    }
-
-    #[test]
-    fn an_idle_producer_does_not_spin() {
-        // No broker needed: librdkafka's own threads retry the connection; the delivery thread
-        // only waits.
-        let log = KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000 }).unwrap();
-        let before = own_threads_cpu_ticks();
-        std::thread::sleep(Duration::from_secs(6));
-        let used = own_threads_cpu_ticks() - before;
-        // A poll loop spinning through the last millisecond of every 100 ms uses ~60 ms (6 ticks)
-        // in 6 s; waiting uses next to nothing.
-        assert!(used <= 2, "the producer's threads used {used} ticks in 6 s idle");
-        drop(log);
-    }
-}
