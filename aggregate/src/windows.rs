@@ -138,28 +138,50 @@ impl ClosedWindows {
 
 const STATUS_CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// A name's first eight bytes as a big-endian number (zero-padded): ordering two names by it
-/// orders them as strings whenever it differs, and when it is equal only the full names can.
-pub(crate) fn order_prefix(s: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let n = s.len().min(8);
-    b[..n].copy_from_slice(&s.as_bytes()[..n]);
-    u64::from_be_bytes(b)
+/// A shared name that sorts as its string does, mostly without comparing strings: it carries its
+/// first eight bytes as a big-endian number (zero-padded), which orders two names as strings
+/// whenever it differs; only when it is equal are the full names compared.
+#[derive(Debug, Clone)]
+pub(crate) struct SortedName {
+    pub(crate) name: Arc<str>,
+    prefix: u64,
 }
 
-/// The string order of two names, mostly decided by their [`order_prefix`]es.
-#[inline]
-pub(crate) fn cmp_names(a: (u64, &str), b: (u64, &str)) -> std::cmp::Ordering {
-    a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
+impl SortedName {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        let mut b = [0u8; 8];
+        let n = name.len().min(8);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Self { prefix: u64::from_be_bytes(b), name }
+    }
 }
+
+impl Ord for SortedName {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix.cmp(&other.prefix).then_with(|| self.name.cmp(&other.name))
+    }
+}
+
+impl PartialOrd for SortedName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for SortedName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for SortedName {}
 
 /// String interner: small ids for the hot path, shared names for output rows.
 #[derive(Debug, Default)]
 struct Names {
     ids: HashMap<Arc<str>, u32>,
-    names: Vec<Arc<str>>,
-    /// Each name's [`order_prefix`], so that sorting rows by name seldom compares strings.
-    prefixes: Vec<u64>,
+    names: Vec<SortedName>,
 }
 
 impl Names {
@@ -170,14 +192,13 @@ impl Names {
         }
         let name: Arc<str> = Arc::from(s);
         let id = self.names.len() as u32;
-        self.names.push(name.clone());
-        self.prefixes.push(order_prefix(s));
+        self.names.push(SortedName::new(name.clone()));
         self.ids.insert(name, id);
         id
     }
 
     fn name(&self, id: u32) -> &Arc<str> {
-        &self.names[id as usize]
+        &self.names[id as usize].name
     }
 
     /// The order of the names of two ids, as strings.
@@ -186,8 +207,7 @@ impl Names {
         if a == b {
             return std::cmp::Ordering::Equal;
         }
-        let (a, b) = (a as usize, b as usize);
-        cmp_names((self.prefixes[a], &self.names[a]), (self.prefixes[b], &self.names[b]))
+        self.names[a as usize].cmp(&self.names[b as usize])
     }
 }
 
@@ -376,8 +396,7 @@ impl SiteWindows {
             self.stats.duplicates += 1;
             return Ok(Observed::Duplicate);
         }
-        // The 10-second window within the minute (both divide the epoch evenly).
-        let window = minute + (ev.ts - minute) / RATE_WINDOW * RATE_WINDOW;
+        let window = floor_to(ev.ts, RATE_WINDOW);
         let late = self.closed_until.is_some_and(|c| window + RATE_WINDOW <= c);
         self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
 
@@ -889,7 +908,7 @@ mod tests {
         /// Names ordered by their prefixes, then in full, are ordered as strings.
         #[test]
         fn name_order_is_string_order(a in "(shop\\.exa|\\x00|é|[a-z.]){0,6}", b in "(shop\\.exa|\\x00|é|[a-z.]){0,6}") {
-            prop_assert_eq!(cmp_names((order_prefix(&a), &a), (order_prefix(&b), &b)), a.cmp(&b));
+            prop_assert_eq!(SortedName::new(Arc::from(a.as_str())).cmp(&SortedName::new(Arc::from(b.as_str()))), a.cmp(&b));
             let mut names = Names::default();
             let (ia, ib) = (names.id(&a), names.id(&b));
             prop_assert_eq!(names.cmp(ia, ib), a.cmp(&b));

@@ -52,6 +52,7 @@ use self::season::DailyCycle;
 use self::signature::{derive, Signature};
 use crate::checkpoint::{Dec, Enc};
 use crate::sketch::ClientSketch;
+use crate::windows::SortedName;
 
 /// Detector settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,18 +251,11 @@ struct SiteState {
     incident: Option<Box<Incident>>,
 }
 
-/// A tracked site: its name, the name's sort prefix and its state.
+/// A tracked site: its name and its state.
 #[derive(Debug)]
 struct Tracked {
-    name: Arc<str>,
-    prefix: u64,
+    name: SortedName,
     state: SiteState,
-}
-
-impl Tracked {
-    fn cmp_name(&self, other: &Tracked) -> std::cmp::Ordering {
-        crate::windows::cmp_names((self.prefix, &self.name), (other.prefix, &other.name))
-    }
 }
 
 /// The detector of one stream (the embedded pipeline, or one Kafka partition).
@@ -328,7 +322,7 @@ impl AttackDetector {
         let i = u32::try_from(self.states.len()).expect("fewer than 2^32 sites per stream");
         let name: Arc<str> = Arc::from(name);
         self.index.insert(name.clone(), i);
-        self.states.push(Tracked { prefix: crate::windows::order_prefix(&name), name, state: SiteState::default() });
+        self.states.push(Tracked { name: SortedName::new(name), state: SiteState::default() });
         i
     }
 
@@ -409,9 +403,10 @@ impl AttackDetector {
             let (sec, mut sites) = entry.remove_entry();
             // Sites in name order, so that rows come out in the same order in every process.
             let states = &mut self.states;
-            sites.sort_unstable_by(|&a, &b| states[a as usize].cmp_name(&states[b as usize]));
+            sites.sort_unstable_by(|&a, &b| states[a as usize].name.cmp(&states[b as usize].name));
             for pos in sites {
-                let Tracked { name: site, state: st, .. } = &mut states[pos as usize];
+                let Tracked { name, state: st } = &mut states[pos as usize];
+                let site = &name.name;
                 let Some(i) = st.buckets.iter().position(|b| b.sec == sec) else { continue };
                 let bucket = st.buckets.swap_remove(i);
                 let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site };
@@ -860,9 +855,10 @@ impl AttackDetector {
         e.opt_i64(self.max_ts);
         e.opt_i64(self.closed_before);
         let mut sites: Vec<&Tracked> = self.states.iter().collect();
-        sites.sort_unstable_by(|a, b| a.cmp_name(b));
+        sites.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         e.len(sites.len());
-        for Tracked { name, state: st, .. } in sites {
+        for Tracked { name, state: st } in sites {
+            let name = &name.name;
             e.str(name);
             enc_f64(&mut e, st.baseline.mean);
             enc_f64(&mut e, st.baseline.slow);
