@@ -224,4 +224,3 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
         Err(_) => Err(LogError::Unavailable(format!("no acknowledgement within {ack_timeout:?}"))),
     }
 }
-
