@@ -1,6 +1,6 @@
 //! End-to-end: the `edgelens ingest` role against the real broker at `$EDGELENS_TEST_KAFKA`
 //! (never skipped; `deploy/dev/test.sh` starts it). Files go into the events topic line for line,
-//! rejected lines into the dead-letters topic; the HTTP receiver acknowledges a Logpush batch only
+//! packed into messages per site, rejected lines into the dead-letters topic; the HTTP receiver acknowledges a Logpush batch only
 //! once it is in the topic, and answers 503 with Retry-After while the broker is unreachable.
 
 mod support;
@@ -19,6 +19,23 @@ fn create_topics(broker: &str, topics: &[(&str, i32)]) {
 /// Every message value of `topic`, waiting until exactly `want` arrived (bounded).
 fn read_values(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
     kafka::read_topic(broker, topic, partitions, want).into_iter().map(|(_, _, v)| v).collect()
+}
+
+/// Every event line of an events topic, waiting until exactly `want` arrived (bounded); checks
+/// that each message holds events of its key's site only, and that events came several to a
+/// message.
+fn read_event_lines(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
+    let messages = kafka::read_event_messages(broker, topic, partitions, want);
+    let mut lines = Vec::new();
+    for (_, key, value) in &messages {
+        for line in edgelens_ingest::log::message_lines(value) {
+            let ev = edgelens_schemas::parse_line(line).unwrap();
+            assert_eq!(ev.site.as_bytes(), key.as_slice(), "an event in a message of another site");
+            lines.push(line.to_vec());
+        }
+    }
+    assert!(messages.len() < want, "{want} events in {} messages: not packed", messages.len());
+    lines
 }
 
 #[test]
@@ -46,7 +63,7 @@ fn ingest_file_puts_every_line_in_one_of_the_two_topics() {
     assert_eq!(summary["events"], expected.valid, "{summary}");
     assert_eq!(summary["dead_letters"], 3, "{summary}");
 
-    let got = read_values(&broker, &events, 4, expected.valid as usize);
+    let got = read_event_lines(&broker, &events, 4, expected.valid as usize);
     let mut got: Vec<String> = got.into_iter().map(|v| String::from_utf8(v).unwrap()).collect();
     let mut want: Vec<String> = std::fs::read_to_string(&raw).unwrap().lines().map(str::to_owned).collect();
     got.sort();
@@ -73,7 +90,7 @@ fn receiver_acknowledges_only_what_is_in_the_topic() {
     assert_eq!(status, 200, "{body}");
     let ack: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ack["accepted"], n);
-    assert_eq!(read_values(&broker, &events, 4, n).len(), n);
+    assert_eq!(read_event_lines(&broker, &events, 4, n).len(), n);
 }
 
 #[test]

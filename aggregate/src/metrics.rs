@@ -90,7 +90,7 @@ impl PartitionDelta {
     /// The difference of two snapshots of one pipeline's counters.
     pub fn between(now: &PipelineStats, before: &PipelineStats) -> Self {
         let mut d = PartitionDelta {
-            messages: now.lines - before.lines,
+            messages: now.messages - before.messages,
             counted: now.counted - before.counted,
             late: now.late - before.late,
             duplicates: now.duplicates - before.duplicates,
@@ -257,7 +257,7 @@ impl AggregateMetrics {
         };
 
         let name = "edgelens_aggregate_messages_consumed_total";
-        head(&mut s, name, "counter", "Messages taken from the topics, by topic kind (events: Logpush lines; dead_letters: lines rejected by the ingest role).");
+        head(&mut s, name, "counter", "Messages taken from the topics, by topic kind (events: Logpush events, one or more per message; dead_letters: lines rejected by the ingest role).");
         for (label, n) in TOPIC_KINDS.iter().zip(&self.messages) {
             let _ = writeln!(s, "{name}{{topic=\"{label}\"}} {}", c(n));
         }
@@ -395,14 +395,14 @@ mod tests {
     #[test]
     fn counters_histogram_and_partitions_render() {
         let m = AggregateMetrics::default();
-        let mut now = PipelineStats { lines: 10, counted: 7, late: 2, duplicates: 1, ..PipelineStats::default() };
+        let mut now = PipelineStats { messages: 10, lines: 14, counted: 7, late: 2, duplicates: 1, ..PipelineStats::default() };
         now.dead_letters.add("malformed_json");
         now.dead_letters.add("too_late");
         let mut d = PartitionDelta::between(&now, &PipelineStats::default());
         d.incidents_opened = 1;
         d.checkpoints = 3;
         m.add_partition_delta(TopicKind::Events, &d);
-        let mut upstream = PipelineStats { lines: 4, unknown_dead_letters: 1, ..PipelineStats::default() };
+        let mut upstream = PipelineStats { messages: 4, lines: 4, unknown_dead_letters: 1, ..PipelineStats::default() };
         for _ in 0..3 {
             upstream.dead_letters.add("invalid_status");
         }

@@ -20,7 +20,6 @@
 use std::time::{Duration, Instant};
 
 use edgelens_ingest::log::Record;
-use edgelens_ingest::reader::Line;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::error::SinkError;
@@ -31,7 +30,7 @@ use crate::sink::{OffsetSpan, RollupSink};
 /// What a topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicKind {
-    /// Logpush lines (`edge-requests`).
+    /// Logpush events, one or more per message (`edge-requests`).
     Events,
     /// Dead letters from upstream (`edge-dead-letters`), written to the `dead_letters` table.
     DeadLetters,
@@ -287,7 +286,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         self.input_since_timer = true;
         self.idle_closed = false;
         let res = match self.kind {
-            TopicKind::Events => self.pipeline.push_line_at(Line::Complete(payload), &self.dl_source, offset, now_nanos, position),
+            TopicKind::Events => self.pipeline.push_message_at(payload, &self.dl_source, offset, now_nanos, position),
             TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset), position),
         };
         res.map_err(self.sink_err())?;

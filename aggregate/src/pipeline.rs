@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use edgelens_ingest::dead_letter::{DeadLetter, DeadLetterCounts};
+use edgelens_ingest::log::message_lines;
 use edgelens_schemas::privacy::ClientIpPolicy;
 pub use edgelens_ingest::dead_letter::now_nanos;
 use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
@@ -57,6 +58,9 @@ impl Default for PipelineConfig {
 /// Counters of one pipeline run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PipelineStats {
+    /// Input messages: a line of a file, a message of a topic (an events message may hold several
+    /// lines).
+    pub messages: u64,
     /// Non-blank input lines.
     pub lines: u64,
     /// Events counted in the rollups (on time or late).
@@ -129,6 +133,34 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn push_line_at(&mut self, line: Line<'_>, source: &str, line_no: u64, now: impl FnOnce() -> Nanos, position: u64) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
         self.offset = position;
+        self.stats.messages += 1;
+        self.take_line(line, source, line_no, now);
+        if self.stats.lines.is_multiple_of(ADVANCE_EVERY) {
+            self.tick()?;
+        }
+        Ok(())
+    }
+
+    /// Take the events of one `edge-requests` message (NDJSON, see
+    /// [`edgelens_ingest::log::message_lines`]) at stream `position`; its dead letters are
+    /// numbered `line_no`. The watermark is checked only between messages, so a flush never
+    /// splits a message.
+    pub fn push_message_at(&mut self, value: &[u8], source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
+        debug_assert!(position > self.offset, "positions increase");
+        self.offset = position;
+        self.stats.messages += 1;
+        let before = self.stats.lines;
+        for line in message_lines(value) {
+            self.take_line(Line::Complete(line), source, line_no, &now);
+        }
+        if self.stats.lines / ADVANCE_EVERY != before / ADVANCE_EVERY {
+            self.tick()?;
+        }
+        Ok(())
+    }
+
+    /// Count one line, or keep it as a dead letter.
+    fn take_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: impl FnOnce() -> Nanos) {
         self.stats.lines += 1;
         let rejected = match line.parse() {
             Err(rejected) => Some(rejected),
@@ -157,10 +189,6 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             dead.raw = self.cfg.client_ip.redact(&dead.raw);
             self.pending.dead_letters.push(dead);
         }
-        if self.stats.lines.is_multiple_of(ADVANCE_EVERY) {
-            self.tick()?;
-        }
-        Ok(())
     }
 
     /// Take a dead letter rejected upstream (e.g. by the ingest receiver) at stream `position`:
@@ -169,6 +197,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         debug_assert!(position > self.offset, "positions increase");
         dead.raw = self.cfg.client_ip.redact(&dead.raw);
         self.offset = position;
+        self.stats.messages += 1;
         self.stats.lines += 1;
         if edgelens_schemas::InvalidReason::CODES.contains(&dead.reason) {
             self.stats.dead_letters.add(dead.reason);

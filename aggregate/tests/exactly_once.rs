@@ -13,6 +13,7 @@ use edgelens_aggregate::partition::{PartitionAggregator, PartitionConfig, Taken,
 use edgelens_aggregate::pipeline::{EmbeddedPipeline, PipelineConfig};
 use edgelens_aggregate::sink::memory::MemorySink;
 use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
+use edgelens_ingest::log::message_lines;
 use edgelens_ingest::reader::Line;
 use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, SITE_RATES_10S, TRAFFIC_1M};
 use edgelens_schemas::TableDef;
@@ -38,6 +39,25 @@ fn messages(seed: u64) -> Vec<Vec<u8>> {
     msgs
 }
 
+/// The same lines as `edge-requests` messages of several events each (1 to 7 lines, `\n` or
+/// `\r\n` between them, broken lines among them), plus messages with nothing to count.
+fn packed(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = lines;
+    let mut n = 0;
+    while !rest.is_empty() {
+        let k = (n % 7 + 1).min(rest.len());
+        let sep: &[u8] = if n % 5 == 0 { b"\r\n" } else { b"\n" };
+        out.push(rest[..k].join(sep));
+        rest = &rest[k..];
+        n += 1;
+        if n % 211 == 0 {
+            out.push(if n % 2 == 0 { Vec::new() } else { b"\n\n".to_vec() });
+        }
+    }
+    out
+}
+
 fn tables(sink: &MemorySink) -> Tables {
     [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M]
         .into_iter()
@@ -53,7 +73,9 @@ fn tables(sink: &MemorySink) -> Tables {
 fn reference(msgs: &[Vec<u8>]) -> Tables {
     let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
     for (i, m) in msgs.iter().enumerate() {
-        p.push_line(Line::Complete(m), "ref", i as u64, 0).unwrap();
+        for line in message_lines(m) {
+            p.push_line(Line::Complete(line), "ref", i as u64, 0).unwrap();
+        }
     }
     let (_, sink) = p.finish().unwrap();
     tables(&sink)
@@ -316,6 +338,41 @@ proptest! {
         let crashes = crashes.into_iter().map(|(f, s)| Crash { at: (f * n as f64) as usize, saved_uncommitted: s }).collect();
         let (got, _) = run_with_crashes(&msgs, crashes, (pause * n as f64) as usize);
         assert_same(&got, &want);
+    }
+
+    /// The same with messages of several events each: a message is counted whole or not at all.
+    #[test]
+    fn killed_anywhere_counts_packed_messages_exactly_once(
+        seed in 1u64..1000,
+        crashes in proptest::collection::vec((0.0f64..1.0, any::<bool>()), 1..6),
+        pause in 0.0f64..1.0,
+    ) {
+        let lines = messages(seed);
+        let msgs = packed(&lines);
+        let want = reference(&msgs);
+        let n = msgs.len();
+        let crashes = crashes.into_iter().map(|(f, s)| Crash { at: (f * n as f64) as usize, saved_uncommitted: s }).collect();
+        let (got, _) = run_with_crashes(&msgs, crashes, (pause * n as f64) as usize);
+        assert_same(&got, &want);
+    }
+}
+
+#[test]
+fn packed_messages_count_every_event_and_dead_letter_the_rest() {
+    let lines = messages(5);
+    let msgs = packed(&lines);
+    assert!(msgs.len() < lines.len() / 3, "{} messages for {} lines", msgs.len(), lines.len());
+    let want = reference(&lines);
+    // Every broken line, and every message with nothing in it, is a dead letter.
+    let broken = lines.iter().filter(|l| l.starts_with(b"{\"EdgeStartTimestamp\": broken")).count();
+    let empty = msgs.iter().filter(|m| m.iter().all(u8::is_ascii_whitespace)).count();
+    assert!(broken > 0 && empty > 0);
+    let (got, discarded) = run_with_crashes(&msgs, Vec::new(), usize::MAX);
+    assert_eq!(discarded, 0);
+    assert_eq!(got[3].2, want[3].2 + empty, "dead letters");
+    assert!(want[3].2 >= broken);
+    for (g, w) in got.iter().zip(&want).take(3) {
+        assert_eq!(g.1, w.1, "{}", g.0);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Files replayed into the event log (`edgelens ingest file PATH...`): NDJSON / NDJSON.gz read
-//! with bounded memory, validated like the receiver does, appended in batches; rejected lines go to
-//! the dead-letters topic with `source = "file:<name>"` and their line number.
+//! with bounded memory, validated like the receiver does, packed into messages per site
+//! ([`Packer`]) and appended in batches; rejected lines go to the dead-letters topic with
+//! `source = "file:<name>"` and their line number.
 //!
 //! A batch the log refuses with a retryable error is appended again after a backoff (up to
 //! `max_attempts`), so a broker restart delays the replay instead of losing events; a resent batch's
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::dead_letter::now_nanos;
-use crate::log::{EventLog, Record};
+use crate::log::{EventLog, Packer, Record};
 use crate::reader::{file_name, open_file, LineReader};
 use crate::{IngestError, LogError};
 
@@ -20,7 +21,7 @@ pub struct FileIngestConfig {
     pub events_topic: String,
     pub dead_letters_topic: String,
     pub max_line_bytes: usize,
-    /// Events per append.
+    /// Events per append (packed into fewer messages).
     pub batch_events: usize,
     /// Appends of one batch before giving up.
     pub max_attempts: u32,
@@ -89,7 +90,7 @@ pub async fn ingest_files<L: EventLog>(
         let (reader, counter) = open_file(path).map_err(input_err)?;
         let source = format!("file:{}", file_name(path));
         let mut lines = LineReader::new(reader, cfg.max_line_bytes);
-        let mut events = Vec::with_capacity(cfg.batch_events);
+        let mut events = Packer::default();
         let mut dead = Vec::new();
         loop {
             let line_no = lines.line_no();
@@ -97,15 +98,13 @@ pub async fn ingest_files<L: EventLog>(
             let done = next.is_none();
             if let Some(line) = next {
                 stats.lines += 1;
-                match Record::from_line(&line, &source, line_no, now) {
-                    Ok(record) => events.push(record),
-                    Err(d) => dead.push(Record::dead_letter(&d)),
+                if let Err(d) = events.push(&line, &source, line_no, now) {
+                    dead.push(Record::dead_letter(&d));
                 }
             }
-            if events.len() >= cfg.batch_events || (done && !events.is_empty()) {
-                stats.events += events.len() as u64;
-                append_with_retry(log, &cfg.events_topic, &events, cfg, &mut stats).await?;
-                events.clear();
+            if events.events() >= cfg.batch_events as u64 || (done && events.events() > 0) {
+                stats.events += events.events();
+                append_with_retry(log, &cfg.events_topic, &events.take(), cfg, &mut stats).await?;
                 progress(FileProgress { bytes_read: bytes_before + counter.get(), bytes_total });
             }
             if dead.len() >= cfg.batch_events || (done && !dead.is_empty()) {

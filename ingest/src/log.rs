@@ -2,12 +2,23 @@
 //! an in-memory log in tests and the embedded mode ([`MemoryLog`]).
 //!
 //! Owns the message format on the topics, which other producers may write too:
-//! - `edge-requests`: key = the site (lower-case zone name, UTF-8); value = one Cloudflare Logpush
-//!   `http_requests` JSON object, exactly as received (UTF-8, no trailing newline). edgelens
-//!   partitions by the key with murmur2 (`partitioner=murmur2_random`, the Java client's default),
-//!   so a site's events share one partition; other producers should do the same. Totals are exact
-//!   whatever partition an event is on, but a redelivered event (same `RayID`) is recognised as a
-//!   duplicate only on the partition that counted it first. Events should carry `RayID`.
+//! - `edge-requests`: key = the site (lower-case zone name, UTF-8); value = NDJSON: one or more
+//!   Cloudflare Logpush `http_requests` JSON objects of that site, each exactly as received, one per
+//!   line (`\n`; a trailing `\n`, `\r\n` line ends and blank lines are allowed). A message of one
+//!   event is simply its line. edgelens partitions by the key with murmur2
+//!   (`partitioner=murmur2_random`, the Java client's default), so a site's events share one
+//!   partition; other producers should do the same. Totals are exact whatever partition an event
+//!   is on, but a redelivered event (same `RayID`) is recognised as a duplicate only on the
+//!   partition that counted it first. Events should carry `RayID`.
+//!
+//!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
+//!   that the per-message cost of the broker and its clients is paid once per site and second
+//!   instead of once per event. Packing keeps each site's events in their order. It moves an
+//!   event of one site ahead of other sites' events only if its event time is at most
+//!   [`PACK_SPAN`] past the latest event time seen before those: an event is never read after
+//!   one more than [`PACK_SPAN`] newer than everything before it in the batch, so the watermark
+//!   it meets is at most that much ahead of the unpacked order's, well within the aggregator's
+//!   allowed disorder (5 s by default).
 //! - `edge-dead-letters`: key = the reason code; value = a JSON object
 //!   `{"ts": unix ns, "source": "logpush", "offset": line in batch, "reason": code, "detail": text,
 //!   "raw": excerpt}`.
@@ -16,10 +27,11 @@
 //! in the log (acknowledged by the broker with `acks=all`); on `Err` some may be and some not, and
 //! the caller must retry the whole batch (duplicates are removed downstream by `RayID`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 
+use edgelens_schemas::time::NANOS_PER_SEC;
 use edgelens_schemas::Nanos;
 
 use crate::dead_letter::DeadLetter;
@@ -29,6 +41,14 @@ use crate::reader::Line;
 pub const EVENTS_TOPIC: &str = "edge-requests";
 pub const DEAD_LETTERS_TOPIC: &str = "edge-dead-letters";
 
+/// Largest value [`Packer`] builds (a single longer line still gets a message of its own; brokers
+/// accept 1 MB messages by default).
+pub const PACK_MAX_BYTES: usize = 256 << 10;
+
+/// How far past the newest event time seen so far an event may be moved ahead of others (see
+/// the module docs).
+pub const PACK_SPAN: Nanos = NANOS_PER_SEC;
+
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -36,15 +56,87 @@ pub struct Record {
     pub value: Vec<u8>,
 }
 
-impl Record {
-    /// The `edge-requests` record of a valid line (key = site, value = the line as received), or
-    /// the dead letter that takes the place of an invalid one.
-    pub fn from_line(line: &Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<Record, DeadLetter> {
-        match line.parse() {
-            Ok(ev) => Ok(Record { key: ev.site.as_bytes().to_vec(), value: line.raw().to_vec() }),
-            Err((reason, raw)) => Err(DeadLetter::new(now, source, line_no, &reason, raw)),
-        }
+/// The events of an `edge-requests` message value: its non-blank lines, without `\r\n` / `\n`. A
+/// value without any (empty or blank) is returned whole, so that it still becomes a dead letter.
+pub fn message_lines(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let blank = |l: &[u8]| l.iter().all(|b| b.is_ascii_whitespace());
+    let whole = blank(value).then_some(value);
+    value
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(move |l| !blank(l))
+        .chain(whole)
+}
+
+/// Packs valid events into `edge-requests` messages (see the module docs): valid lines go in
+/// with [`Packer::push`], invalid ones come back as dead letters; [`Packer::take`] hands out the
+/// messages so far, in order.
+///
+/// An event joins its site's open message unless that message is full or the event is more than
+/// [`PACK_SPAN`] newer than the newest event time seen when the message was opened; then it
+/// opens a new message, after every message so far. Whatever it is moved ahead of came after
+/// that opening, so saw at least that newest time.
+#[derive(Debug)]
+pub struct Packer {
+    max_bytes: usize,
+    messages: Vec<Record>,
+    /// Open message of each site: index into `messages`, newest event time seen when it opened.
+    open: HashMap<Vec<u8>, (usize, Nanos)>,
+    /// Newest event time seen so far.
+    newest: Nanos,
+    events: u64,
+}
+
+impl Default for Packer {
+    fn default() -> Self {
+        Self::new(PACK_MAX_BYTES)
     }
+}
+
+impl Packer {
+    /// A packer whose messages hold at most `max_bytes` (unless a single line is longer).
+    pub fn new(max_bytes: usize) -> Self {
+        Self { max_bytes, messages: Vec::new(), open: HashMap::new(), newest: Nanos::MIN, events: 0 }
+    }
+
+    /// Take one line: packed when valid, else the dead letter that takes its place.
+    pub fn push(&mut self, line: &Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), DeadLetter> {
+        let ev = line.parse().map_err(|(reason, raw)| DeadLetter::new(now, source, line_no, &reason, raw))?;
+        self.push_event(ev.site.as_bytes(), ev.ts, line.raw());
+        Ok(())
+    }
+
+    /// Pack one valid event of `site` at event time `ts` whose line is `raw`.
+    pub fn push_event(&mut self, site: &[u8], ts: Nanos, raw: &[u8]) {
+        self.events += 1;
+        self.newest = self.newest.max(ts);
+        if let Some(&(i, newest_then)) = self.open.get(site) {
+            let value = &mut self.messages[i].value;
+            if ts <= newest_then.saturating_add(PACK_SPAN) && value.len() + 1 + raw.len() <= self.max_bytes {
+                value.push(b'\n');
+                value.extend_from_slice(raw);
+                return;
+            }
+        }
+        self.open.insert(site.to_vec(), (self.messages.len(), self.newest));
+        self.messages.push(Record { key: site.to_vec(), value: raw.to_vec() });
+    }
+
+    /// Events packed so far and not yet taken.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The messages packed so far, in order; the packer starts afresh.
+    pub fn take(&mut self) -> Vec<Record> {
+        self.open.clear();
+        self.newest = Nanos::MIN;
+        self.events = 0;
+        std::mem::take(&mut self.messages)
+    }
+}
+
+impl Record {
 
     /// Read an `edge-dead-letters` message back. A message that is not a dead letter (another
     /// producer's mistake) still becomes one, `malformed_json`, with its bytes as the excerpt, so
@@ -145,6 +237,97 @@ impl EventLog for MemoryLog {
 mod tests {
     use super::*;
     use edgelens_schemas::InvalidReason;
+    use proptest::prelude::*;
+
+    #[test]
+    fn message_lines_split_ndjson_and_keep_a_blank_value_whole() {
+        let lines: Vec<&[u8]> = message_lines(b"{\"a\":1}\r\n\n  \n{\"b\":2}\n").collect();
+        assert_eq!(lines, [b"{\"a\":1}".as_slice(), b"{\"b\":2}"]);
+        assert_eq!(message_lines(b"{\"a\":1}").collect::<Vec<_>>(), [b"{\"a\":1}".as_slice()]);
+        // Nothing to count still leaves one line, which becomes a dead letter.
+        assert_eq!(message_lines(b"").collect::<Vec<_>>(), [b"".as_slice()]);
+        assert_eq!(message_lines(b" \n").collect::<Vec<_>>(), [b" \n".as_slice()]);
+    }
+
+    #[test]
+    fn packer_parses_lines_and_hands_back_dead_letters() {
+        let line = |site: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"{site}","RayID":"{ms:016x}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let mut p = Packer::default();
+        for (i, (site, ms)) in [("A.example", 0), ("b.example", 10), ("a.example", 20), ("b.example", 900), ("a.example", 1500)].into_iter().enumerate() {
+            p.push(&Line::Complete(line(site, ms).as_bytes()), "logpush", i as u64, 0).unwrap();
+        }
+        let dead = p.push(&Line::Complete(b"{\"broken\""), "logpush", 5, 7).unwrap_err();
+        assert_eq!((dead.reason, dead.offset, dead.ts), ("malformed_json", 5, 7));
+        assert_eq!(p.events(), 5);
+        let got: Vec<(String, String)> = p.take().into_iter().map(|r| (String::from_utf8(r.key).unwrap(), String::from_utf8(r.value).unwrap())).collect();
+        // 1500 ms is more than a second past the newest time when a.example's message opened.
+        let want = [
+            ("a.example", format!("{}\n{}", line("A.example", 0), line("a.example", 20))),
+            ("b.example", format!("{}\n{}", line("b.example", 10), line("b.example", 900))),
+            ("a.example", line("a.example", 1500)),
+        ];
+        assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v)));
+        assert_eq!(p.events(), 0);
+        assert!(p.take().is_empty());
+    }
+
+    #[test]
+    fn packer_starts_a_new_message_at_the_size_limit() {
+        let mut p = Packer::new(10);
+        for raw in [&b"aaaa"[..], b"bbbb", b"cc", b"dddddddddddddddd", b"e"] {
+            p.push_event(b"s", 0, raw);
+        }
+        let values: Vec<Vec<u8>> = p.take().into_iter().map(|r| r.value).collect();
+        assert_eq!(values, [b"aaaa\nbbbb".to_vec(), b"cc".to_vec(), b"dddddddddddddddd".to_vec(), b"e".to_vec()]);
+    }
+
+    proptest! {
+        /// Whatever the input: every event is in exactly one message of its site, each site's
+        /// events keep their order, no event is read after one more than `PACK_SPAN` newer than
+        /// every event before it in the input, and no message outgrows the limit unless it holds
+        /// a single line.
+        #[test]
+        fn packing_keeps_events_sites_and_order(
+            events in proptest::collection::vec((0u8..6, -3_000i64..3_000, 1usize..40), 0..300),
+            max_bytes in 1usize..200,
+        ) {
+            let mut p = Packer::new(max_bytes);
+            let mut ts = 0i64;
+            let mut input = Vec::new();
+            for (i, &(site, step_ms, len)) in events.iter().enumerate() {
+                ts += step_ms * 1_000_000 / 4;
+                let raw = format!("{i}:{}", "x".repeat(len));
+                p.push_event(format!("s{site}").as_bytes(), ts, raw.as_bytes());
+                input.push((format!("s{site}"), ts, raw));
+            }
+            prop_assert_eq!(p.events(), events.len() as u64);
+            let mut out = Vec::new();
+            for m in p.take() {
+                let lines: Vec<&[u8]> = message_lines(&m.value).collect();
+                prop_assert!(m.value.len() <= max_bytes || lines.len() == 1, "{} bytes in {} lines", m.value.len(), lines.len());
+                for l in lines {
+                    let raw = String::from_utf8(l.to_vec()).unwrap();
+                    let i: usize = raw.split(':').next().unwrap().parse().unwrap();
+                    prop_assert_eq!(&input[i].0.as_bytes(), &m.key.as_slice());
+                    prop_assert_eq!(&input[i].2, &raw);
+                    out.push(i);
+                }
+            }
+            let mut sorted = out.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(sorted, (0..events.len()).collect::<Vec<_>>());
+            // Newest event time up to and including each input event.
+            let newest: Vec<i64> = input.iter().scan(i64::MIN, |m, e| { *m = (*m).max(e.1); Some(*m) }).collect();
+            for (a, &i) in out.iter().enumerate() {
+                for &j in &out[a + 1..] {
+                    if j < i {
+                        prop_assert!(input[i].0 != input[j].0, "events {} and {} of one site swapped", j, i);
+                        prop_assert!(input[i].1 <= newest[j] + PACK_SPAN, "event {} read before event {} though {} ns newer than the newest before it", i, j, input[i].1 - newest[j]);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn dead_letter_messages_read_back() {

@@ -1,7 +1,8 @@
 //! The Logpush HTTP receiver: `POST /v1/logpush` takes a batch of `http_requests` NDJSON lines
 //! (gzip or plain, as Cloudflare Logpush's HTTP destination pushes them), validates every line,
-//! appends the valid events to the events topic (key = site) and the rejected lines to the
-//! dead-letters topic, and answers only after the log has acknowledged all of them.
+//! appends the valid events to the events topic (key = site; one message per site and time slice,
+//! see [`Packer`]) and the rejected lines to the dead-letters topic, and answers only after the log
+//! has acknowledged all of them.
 //!
 //! Answers:
 //! - 200 `{"accepted": N, "dead_letters": M}` — everything of the batch is durable.
@@ -33,7 +34,7 @@ use tokio::sync::Semaphore;
 
 use crate::dead_letter::{now_nanos, DeadLetter};
 use crate::error::LogError;
-use crate::log::{EventLog, Record};
+use crate::log::{EventLog, Packer, Record};
 use crate::reader::LineReader;
 
 /// Settings of the ingest role (`[ingest]` in the config file).
@@ -99,7 +100,10 @@ impl Default for IngestConfig {
 /// A batch split into what goes to which topic.
 #[derive(Debug, Default)]
 pub struct DecodedBatch {
-    pub events: Vec<Record>,
+    /// The valid events, packed into messages per site ([`Packer`]).
+    pub messages: Vec<Record>,
+    /// Number of valid events in `messages`.
+    pub events: u64,
     pub dead_letters: Vec<DeadLetter>,
 }
 
@@ -135,15 +139,17 @@ pub fn decode_batch(body: &[u8], gzip_header: bool, max_decompressed: usize, max
         body
     };
     let mut batch = DecodedBatch::default();
+    let mut packer = Packer::default();
     let mut lines = LineReader::new(text, max_line);
     loop {
         let line_no = lines.line_no();
         let Some(line) = lines.next_line().expect("reading from memory cannot fail") else { break };
-        match Record::from_line(&line, "logpush", line_no, now) {
-            Ok(record) => batch.events.push(record),
-            Err(dead) => batch.dead_letters.push(dead),
+        if let Err(dead) = packer.push(&line, "logpush", line_no, now) {
+            batch.dead_letters.push(dead);
         }
     }
+    batch.events = packer.events();
+    batch.messages = packer.take();
     Ok(batch)
 }
 
@@ -283,10 +289,10 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None),
     };
-    let (n_events, n_dead) = (batch.events.len() as u64, batch.dead_letters.len() as u64);
+    let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
     let dead: Vec<Record> = batch.dead_letters.iter().map(Record::dead_letter).collect();
     let events_fut = async {
-        if batch.events.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, &batch.events).await }
+        if batch.messages.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, &batch.messages).await }
     };
     let dead_fut = async {
         if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, &dead).await }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use edgelens_ingest::log::{MemoryLog, DEAD_LETTERS_TOPIC, EVENTS_TOPIC};
+use edgelens_ingest::log::{message_lines, MemoryLog, DEAD_LETTERS_TOPIC, EVENTS_TOPIC};
 use edgelens_ingest::receiver::{decode_batch, router, BatchError, IngestConfig};
 use edgelens_ingest::LogError;
 use tower::ServiceExt;
@@ -18,6 +18,11 @@ fn line(i: u32, site: &str) -> String {
         i % 250,
         u64::from(i) + 1
     )
+}
+
+/// The events on the events topic: (key, line), message by message.
+fn events(log: &MemoryLog) -> Vec<(Vec<u8>, Vec<u8>)> {
+    log.records(EVENTS_TOPIC).iter().flat_map(|r| message_lines(&r.value).map(|l| (r.key.clone(), l.to_vec()))).collect()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -54,12 +59,19 @@ async fn gzip_batch_with_bad_lines_is_split_between_topics() {
     assert_eq!(json["accepted"], 1000);
     assert_eq!(json["dead_letters"], 2);
 
-    let events = log.records(EVENTS_TOPIC);
+    // The 1000 lines span less than a second of event time: one message per site.
+    let messages = log.records(EVENTS_TOPIC);
+    let keys: Vec<&[u8]> = messages.iter().map(|r| r.key.as_slice()).collect();
+    assert_eq!(keys, [b"shop.example".as_slice(), b"news.example"]);
+    // Values are the lines exactly as received, each site's in their order; keys are the
+    // normalised site.
+    let events = events(&log);
     assert_eq!(events.len(), 1000);
-    // Values are the lines exactly as received; keys are the normalised site.
-    assert_eq!(events[0].value, line(0, "Shop.Example").into_bytes());
-    assert_eq!(events[0].key, b"shop.example");
-    assert_eq!(events[1].key, b"news.example");
+    for (site, key) in [("Shop.Example", b"shop.example".as_slice()), ("news.example", b"news.example")] {
+        let want: Vec<Vec<u8>> = (0..1000).filter(|i| (i % 3 == 0) == (site == "Shop.Example")).map(|i| line(i, site).into_bytes()).collect();
+        let got: Vec<Vec<u8>> = events.iter().filter(|(k, _)| k == key).map(|(_, l)| l.clone()).collect();
+        assert_eq!(got, want, "{site}");
+    }
     let dead = log.records(DEAD_LETTERS_TOPIC);
     let reasons: Vec<String> = dead.iter().map(|r| serde_json::from_slice::<serde_json::Value>(&r.value).unwrap()["reason"].as_str().unwrap().to_owned()).collect();
     assert_eq!(reasons, ["malformed_json", "missing_field"]);
@@ -76,7 +88,7 @@ async fn plain_and_gzip_without_header_are_accepted() {
     let (s1, _, _) = post(&app, format!("{}\n{}", line(1, "a.example"), line(2, "a.example")).into_bytes(), &[]).await;
     let (s2, _, _) = post(&app, gzip(line(3, "a.example").as_bytes()), &[]).await;
     assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
-    assert_eq!(log.records(EVENTS_TOPIC).len(), 3);
+    assert_eq!(events(&log).len(), 3);
 }
 
 #[tokio::test]
@@ -120,7 +132,7 @@ async fn shared_secret_is_required_when_configured() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[("x-edgelens-secret", "s3cret")]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(log.records(EVENTS_TOPIC).len(), 1);
+    assert_eq!(events(&log).len(), 1);
 }
 
 #[tokio::test]
@@ -137,7 +149,7 @@ async fn unavailable_log_is_503_and_full_queue_429_with_retry_after() {
     log.fail_with(None);
     let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(log.records(EVENTS_TOPIC).len(), 1);
+    assert_eq!(events(&log).len(), 1);
 
     let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
@@ -158,7 +170,8 @@ fn decode_batch_counts_every_line_once() {
     }
     body.extend_from_slice(format!("{{\"x\":\"{}\"}}\n", "y".repeat(5000)).as_bytes());
     let b = decode_batch(&body, false, 1 << 20, 4096, 0).unwrap();
-    assert_eq!(b.events.len(), 100);
+    assert_eq!(b.events, 100);
+    assert_eq!(b.messages.iter().map(|m| message_lines(&m.value).count()).sum::<usize>(), 100);
     let reasons: Vec<&str> = b.dead_letters.iter().map(|d| d.reason).collect();
     assert_eq!(reasons.iter().filter(|r| **r == "invalid_utf8").count(), 10);
     assert_eq!(reasons.last(), Some(&"line_too_long"));

@@ -13,15 +13,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flag, body)) = data.split_first() else { return };
     match decode_batch(body, flag & 1 == 1, MAX_DECOMPRESSED, MAX_LINE, 0) {
         Ok(batch) => {
-            let kept: usize = batch.events.iter().map(|r| r.value.len()).sum();
+            let kept: usize = batch.messages.iter().map(|r| r.value.len()).sum();
             assert!(kept <= MAX_DECOMPRESSED, "{kept} bytes kept from a batch limited to {MAX_DECOMPRESSED}");
+            let packed: usize = batch.messages.iter().map(|r| edgelens_ingest::log::message_lines(&r.value).count()).sum();
+            assert_eq!(packed as u64, batch.events, "every valid event is in exactly one message");
             for d in &batch.dead_letters {
                 assert!(!d.reason.is_empty());
             }
             // Plain bodies: every non-blank line is accounted for.
             if flag & 1 == 0 && !body.starts_with(&[0x1f, 0x8b]) {
                 let lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
-                assert!(batch.events.len() + batch.dead_letters.len() <= lines.max(1));
+                assert!(batch.events as usize + batch.dead_letters.len() <= lines.max(1));
             }
         }
         Err(BatchError::TooLarge { limit }) => assert_eq!(limit, MAX_DECOMPRESSED),

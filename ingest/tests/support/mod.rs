@@ -75,6 +75,18 @@ pub async fn create_topic(broker: &str, producer: &FutureProducer, topic: &str, 
 /// Every message of `topic` (all `partitions`, from the beginning) as (partition, key, value),
 /// in partition then offset order; waits until `want` arrived (bounded by [`STEP_TIMEOUT`]).
 pub fn read_topic(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+    read_topic_counting(broker, topic, partitions, want, |_| 1)
+}
+
+/// Every message of an events topic, like [`read_topic`], waiting until the messages hold `want`
+/// events, however they are packed.
+#[allow(dead_code)]
+pub fn read_event_messages(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+    read_topic_counting(broker, topic, partitions, want, |v| edgelens_ingest::log::message_lines(v).count())
+}
+
+/// Messages of `topic` until `count` of their values adds up to `want`.
+fn read_topic_counting(broker: &str, topic: &str, partitions: i32, want: usize, count: impl Fn(&[u8]) -> usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message;
     use rdkafka::{Offset, TopicPartitionList};
@@ -90,14 +102,18 @@ pub fn read_topic(broker: &str, topic: &str, partitions: i32, want: usize) -> Ve
     }
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
+    let mut got = 0;
     let deadline = std::time::Instant::now() + STEP_TIMEOUT;
-    while out.len() < want {
-        assert!(std::time::Instant::now() < deadline, "only {} of {want} messages of {topic} arrived within {STEP_TIMEOUT:?}", out.len());
+    while got < want {
+        assert!(std::time::Instant::now() < deadline, "only {got} of {want} records of {topic} arrived within {STEP_TIMEOUT:?}");
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.expect("consume");
-            out.push((m.partition(), m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec(), m.offset()));
+            let value = m.payload().unwrap_or_default().to_vec();
+            got += count(&value);
+            out.push((m.partition(), m.key().unwrap_or_default().to_vec(), value, m.offset()));
         }
     }
+    assert_eq!(got, want, "more than {want} records in {topic}");
     // Nothing beyond `want` within a short grace period.
     if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
         panic!("more than {want} messages in {topic}: also offset {} of partition {}", m.offset(), m.partition());
