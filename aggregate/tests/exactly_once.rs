@@ -332,12 +332,7 @@ proptest! {
         crashes in proptest::collection::vec((0.0f64..1.0, any::<bool>()), 1..6),
         pause in 0.0f64..1.0,
     ) {
-        let msgs = messages(seed);
-        let want = reference(&msgs);
-        let n = msgs.len();
-        let crashes = crashes.into_iter().map(|(f, s)| Crash { at: (f * n as f64) as usize, saved_uncommitted: s }).collect();
-        let (got, _) = run_with_crashes(&msgs, crashes, (pause * n as f64) as usize);
-        assert_same(&got, &want);
+        killed_at(&messages(seed), crashes, pause);
     }
 
     /// The same with messages of several events each: a message is counted whole or not at all.
@@ -347,14 +342,18 @@ proptest! {
         crashes in proptest::collection::vec((0.0f64..1.0, any::<bool>()), 1..6),
         pause in 0.0f64..1.0,
     ) {
-        let lines = messages(seed);
-        let msgs = packed(&lines);
-        let want = reference(&msgs);
-        let n = msgs.len();
-        let crashes = crashes.into_iter().map(|(f, s)| Crash { at: (f * n as f64) as usize, saved_uncommitted: s }).collect();
-        let (got, _) = run_with_crashes(&msgs, crashes, (pause * n as f64) as usize);
-        assert_same(&got, &want);
+        killed_at(&packed(&messages(seed)), crashes, pause);
     }
+}
+
+/// Run `msgs` with crashes at the given fractions of the input (and a pause at `pause`); the
+/// merged tables must equal one clean run.
+fn killed_at(msgs: &[Vec<u8>], crashes: Vec<(f64, bool)>, pause: f64) {
+    let want = reference(msgs);
+    let n = msgs.len();
+    let crashes = crashes.into_iter().map(|(f, s)| Crash { at: (f * n as f64) as usize, saved_uncommitted: s }).collect();
+    let (got, _) = run_with_crashes(msgs, crashes, (pause * n as f64) as usize);
+    assert_same(&got, &want);
 }
 
 #[test]

@@ -14,11 +14,10 @@
 //!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
 //!   that the per-message cost of the broker and its clients is paid once per site and second
 //!   instead of once per event. Packing keeps each site's events in their order. It moves an
-//!   event of one site ahead of other sites' events only if its event time is at most
-//!   [`PACK_SPAN`] past the latest event time seen before those: an event is never read after
-//!   one more than [`PACK_SPAN`] newer than everything before it in the batch, so the watermark
-//!   it meets is at most that much ahead of the unpacked order's, well within the aggregator's
-//!   allowed disorder (5 s by default).
+//!   event ahead of other sites' events only if its event time lies in the same second as the
+//!   newest event time before those, or an earlier one: the newest event time any event is read
+//!   after stays in the second it would be in unpacked, so the watermark's second, and with it
+//!   which windows and detector seconds are closed when an event arrives, is unchanged.
 //! - `edge-dead-letters`: key = the reason code; value = a JSON object
 //!   `{"ts": unix ns, "source": "logpush", "offset": line in batch, "reason": code, "detail": text,
 //!   "raw": excerpt}`.
@@ -45,9 +44,6 @@ pub const DEAD_LETTERS_TOPIC: &str = "edge-dead-letters";
 /// accept 1 MB messages by default).
 pub const PACK_MAX_BYTES: usize = 256 << 10;
 
-/// How far past the newest event time seen so far an event may be moved ahead of others (see
-/// the module docs).
-pub const PACK_SPAN: Nanos = NANOS_PER_SEC;
 
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,15 +68,16 @@ pub fn message_lines(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// with [`Packer::push`], invalid ones come back as dead letters; [`Packer::take`] hands out the
 /// messages so far, in order.
 ///
-/// An event joins its site's open message unless that message is full or the event is more than
-/// [`PACK_SPAN`] newer than the newest event time seen when the message was opened; then it
+/// An event joins its site's open message unless that message is full or the event's second is
+/// later than the second of the newest event time seen when the message was opened; then it
 /// opens a new message, after every message so far. Whatever it is moved ahead of came after
 /// that opening, so saw at least that newest time.
 #[derive(Debug)]
 pub struct Packer {
     max_bytes: usize,
     messages: Vec<Record>,
-    /// Open message of each site: index into `messages`, newest event time seen when it opened.
+    /// Open message of each site: index into `messages`, second of the newest event time seen
+    /// when it opened.
     open: HashMap<Vec<u8>, (usize, Nanos)>,
     /// Newest event time seen so far.
     newest: Nanos,
@@ -112,13 +109,13 @@ impl Packer {
         self.newest = self.newest.max(ts);
         if let Some(&(i, newest_then)) = self.open.get(site) {
             let value = &mut self.messages[i].value;
-            if ts <= newest_then.saturating_add(PACK_SPAN) && value.len() + 1 + raw.len() <= self.max_bytes {
+            if ts.div_euclid(NANOS_PER_SEC) <= newest_then && value.len() + 1 + raw.len() <= self.max_bytes {
                 value.push(b'\n');
                 value.extend_from_slice(raw);
                 return;
             }
         }
-        self.open.insert(site.to_vec(), (self.messages.len(), self.newest));
+        self.open.insert(site.to_vec(), (self.messages.len(), self.newest.div_euclid(NANOS_PER_SEC)));
         self.messages.push(Record { key: site.to_vec(), value: raw.to_vec() });
     }
 
@@ -260,7 +257,7 @@ mod tests {
         assert_eq!((dead.reason, dead.offset, dead.ts), ("malformed_json", 5, 7));
         assert_eq!(p.events(), 5);
         let got: Vec<(String, String)> = p.take().into_iter().map(|r| (String::from_utf8(r.key).unwrap(), String::from_utf8(r.value).unwrap())).collect();
-        // 1500 ms is more than a second past the newest time when a.example's message opened.
+        // 1500 ms is a second later than the newest time when a.example's message opened.
         let want = [
             ("a.example", format!("{}\n{}", line("A.example", 0), line("a.example", 20))),
             ("b.example", format!("{}\n{}", line("b.example", 10), line("b.example", 900))),
@@ -283,8 +280,8 @@ mod tests {
 
     proptest! {
         /// Whatever the input: every event is in exactly one message of its site, each site's
-        /// events keep their order, no event is read after one more than `PACK_SPAN` newer than
-        /// every event before it in the input, and no message outgrows the limit unless it holds
+        /// events keep their order, no event is read after one of a later second than every event
+        /// before it in the input, and no message outgrows the limit unless it holds
         /// a single line.
         #[test]
         fn packing_keeps_events_sites_and_order(
@@ -322,7 +319,7 @@ mod tests {
                 for &j in &out[a + 1..] {
                     if j < i {
                         prop_assert!(input[i].0 != input[j].0, "events {} and {} of one site swapped", j, i);
-                        prop_assert!(input[i].1 <= newest[j] + PACK_SPAN, "event {} read before event {} though {} ns newer than the newest before it", i, j, input[i].1 - newest[j]);
+                        prop_assert!(input[i].1.div_euclid(NANOS_PER_SEC) <= newest[j].div_euclid(NANOS_PER_SEC), "event {} read before event {} though of a later second than the newest before it", i, j);
                     }
                 }
             }
