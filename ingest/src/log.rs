@@ -44,7 +44,6 @@ pub const DEAD_LETTERS_TOPIC: &str = "edge-dead-letters";
 /// accept 1 MB messages by default).
 pub const PACK_MAX_BYTES: usize = 256 << 10;
 
-
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -134,7 +133,6 @@ impl Packer {
 }
 
 impl Record {
-
     /// Read an `edge-dead-letters` message back. A message that is not a dead letter (another
     /// producer's mistake) still becomes one, `malformed_json`, with its bytes as the excerpt, so
     /// nothing on the topic is lost.
