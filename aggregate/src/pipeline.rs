@@ -124,34 +124,26 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take one input line. `source`/`line_no` identify it in dead letters; `now` stamps them.
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
-        self.push_line_at(line, source, line_no, || now, self.offset + 1)
-    }
-
-    /// Take one input line at an explicit stream position (for Kafka: its offset + 1, so the
-    /// position after it is the offset to commit). Positions must increase. `now` is read only
-    /// when the line becomes a dead letter (no clock reading for the others).
-    pub fn push_line_at(&mut self, line: Line<'_>, source: &str, line_no: u64, now: impl FnOnce() -> Nanos, position: u64) -> Result<(), SinkError> {
-        debug_assert!(position > self.offset, "positions increase");
-        self.offset = position;
-        self.stats.messages += 1;
-        self.take_line(line, source, line_no, now);
-        if self.stats.lines.is_multiple_of(ADVANCE_EVERY) {
-            self.tick()?;
-        }
-        Ok(())
+        self.push_lines_at(std::iter::once(line), source, line_no, || now, self.offset + 1)
     }
 
     /// Take the events of one `edge-requests` message (NDJSON, see
-    /// [`edgelens_ingest::log::message_lines`]) at stream `position`; its dead letters are
-    /// numbered `line_no`. The watermark is checked only between messages, so a flush never
-    /// splits a message.
+    /// [`edgelens_ingest::log::message_lines`]) at stream `position` (for Kafka: its offset + 1,
+    /// so the position after it is the offset to commit); its dead letters are numbered `line_no`.
     pub fn push_message_at(&mut self, value: &[u8], source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
+        self.push_lines_at(message_lines(value).map(Line::Complete), source, line_no, now, position)
+    }
+
+    /// Take the lines of one input message at `position`; positions must increase. The watermark
+    /// is checked only between messages (whenever the line count crosses a multiple of
+    /// `ADVANCE_EVERY`), so a flush never splits a message. `now` is read only for dead letters.
+    fn push_lines_at<'a>(&mut self, lines: impl Iterator<Item = Line<'a>>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
         self.offset = position;
         self.stats.messages += 1;
         let before = self.stats.lines;
-        for line in message_lines(value) {
-            self.take_line(Line::Complete(line), source, line_no, &now);
+        for line in lines {
+            self.take_line(line, source, line_no, &now);
         }
         if self.stats.lines / ADVANCE_EVERY != before / ADVANCE_EVERY {
             self.tick()?;
