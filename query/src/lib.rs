@@ -169,6 +169,14 @@ impl Default for QueryConfig {
     }
 }
 
+/// The crate's folder in the checkout being tested (set at run time by cargo/nextest), not where
+/// the test binary was first compiled: a shared target directory may hold a binary built from
+/// another clone, whose `env!("CARGO_MANIFEST_DIR")` no longer exists.
+#[cfg(test)]
+pub(crate) fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

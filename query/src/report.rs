@@ -557,7 +557,7 @@ mod tests {
     }
 
     fn golden(name: &str, actual: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        let path = crate::crate_dir().join("tests/golden").join(name);
         if std::env::var_os("EDGELENS_UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, actual).unwrap();
         }

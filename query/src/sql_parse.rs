@@ -325,7 +325,7 @@ mod tests {
             .map(|i| format!("CASE WHEN a{i} > {i} THEN f(b, c::int, -d) ELSE (SELECT max(x) FROM u WHERE u.k = t.k{i}) END AS c{i}"))
             .collect();
         sql.push(format!("SELECT {} FROM t WHERE a IN (1, 2) AND NOT b LIKE 'x%' ORDER BY 1 LIMIT 5", items.join(", ")));
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sql_guard");
+        let dir = crate::crate_dir().join("fuzz/corpus/sql_guard");
         for entry in std::fs::read_dir(dir).expect("the sql_guard fuzz corpus") {
             let bytes = std::fs::read(entry.expect("corpus entry").path()).expect("corpus file");
             if let Ok(text) = String::from_utf8(bytes) {
@@ -378,7 +378,7 @@ mod tests {
     /// in every dialect, instead of parsing for minutes.
     #[test]
     fn exponential_parses_are_refused_at_their_budget() {
-        let found = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sql_guard/slow-parse-chain-91s")).expect("corpus input");
+        let found = std::fs::read(crate::crate_dir().join("fuzz/corpus/sql_guard/slow-parse-chain-91s")).expect("corpus input");
         let found = String::from_utf8(found).expect("UTF-8").replace('\0', "");
         // 22 elements: each one more doubles the time; much longer chains reach the parser's
         // recursion limit instead.
