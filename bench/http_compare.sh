@@ -9,10 +9,7 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
-ROUNDS=${1:?rounds}
-shift
-BINS=("$@")
-[ ${#BINS[@]} -ge 1 ] || { echo "usage: bench/http_compare.sh ROUNDS BIN..." >&2; exit 2; }
+bench_compare_args http_compare.sh "$@"
 bench_input "${RPS:-4000}" "${DURATION:-250s}" existing
 bench_topics http-compare
 results=$WORK/http-compare.tsv
@@ -30,14 +27,4 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '%s\t%s\t%s\n' "${BINS[$i]}" "$round" "$eps" | tee -a "$results"
   done
 done
-python3 - "$results" <<'PY'
-import statistics, sys
-runs = {}
-for row in open(sys.argv[1]):
-    b, _, eps = row.split("\t")
-    runs.setdefault(b, []).append(float(eps))
-print("| binary | 1,000,000 events over HTTP: events/s (wall), each run | median |")
-print("|---|---|---|")
-for b, eps in runs.items():
-    print(f"| `{b}` | {', '.join(f'{e:,.0f}' for e in eps)} | {statistics.median(eps):,.0f} |")
-PY
+python3 bench/compare_table.py "$results" "1,000,000 events over HTTP: events/s (wall)"

@@ -10,10 +10,7 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
-ROUNDS=${1:?rounds}
-shift
-BINS=("$@")
-[ ${#BINS[@]} -ge 1 ] || { echo "usage: bench/kafka_compare.sh ROUNDS BIN..." >&2; exit 2; }
+bench_compare_args kafka_compare.sh "$@"
 bench_input "${RPS:-4000}" "${DURATION:-250s}" existing
 
 bench_topics compare
@@ -44,19 +41,8 @@ for round in $(seq 1 "$ROUNDS"); do
     ticks=$(awk '{print $14+$15}' "/proc/$apid/stat")
     kill -TERM "$apid"
     wait "$apid" || true
-    cpu=$(python3 -c "import os,sys; print(int(sys.argv[1])/os.sysconf('SC_CLK_TCK'))" "$ticks")
-    printf '%s\t%s\t%s\n' "$bin" "$round" "$cpu" | tee -a "$results"
+    eps=$(python3 -c "import os,sys; print(round(int(sys.argv[2]) / (int(sys.argv[1]) / os.sysconf('SC_CLK_TCK'))))" "$ticks" "$LINES")
+    printf '%s\t%s\t%s\n' "$bin" "$round" "$eps" | tee -a "$results"
   done
 done
-python3 - "$results" "$LINES" <<'PY'
-import statistics, sys
-lines = int(sys.argv[2])
-runs = {}
-for row in open(sys.argv[1]):
-    b, _, cpu = row.split("\t")
-    runs.setdefault(b, []).append(lines / float(cpu))
-print(f"| binary | {lines:,} events: events per CPU-second, each run | median |")
-print("|---|---|---|")
-for b, eps in runs.items():
-    print(f"| `{b}` | {', '.join(f'{e:,.0f}' for e in eps)} | {statistics.median(eps):,.0f} |")
-PY
+python3 bench/compare_table.py "$results" "$LINES events: events per CPU-second"

@@ -40,3 +40,14 @@ bench_topics() {
   export EDGELENS__AGGREGATE__EVENTS_TOPIC=$TOPIC EDGELENS__AGGREGATE__DEAD_LETTERS_TOPIC=$DL
   export EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS=2000
 }
+
+# bench_compare_args NAME ROUNDS BIN... — the arguments of a before/after script: sets ROUNDS and
+# BINS (the `edgelens` binaries, run alternately each round), or prints NAME's usage and exits.
+bench_compare_args() {
+  local name=$1
+  shift
+  [ $# -ge 2 ] || { echo "usage: bench/$name ROUNDS BIN..." >&2; exit 2; }
+  ROUNDS=$1
+  shift
+  BINS=("$@")
+}
