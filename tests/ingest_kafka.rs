@@ -1,7 +1,8 @@
 //! End-to-end: the `edgelens ingest` role against the real broker at `$EDGELENS_TEST_KAFKA`
-//! (never skipped; `deploy/dev/test.sh` starts it). Files go into the events topic line for line,
-//! packed into messages per site, rejected lines into the dead-letters topic; the HTTP receiver acknowledges a Logpush batch only
-//! once it is in the topic, and answers 503 with Retry-After while the broker is unreachable.
+//! (never skipped; `deploy/dev/test.sh` starts it). Files go into the events topic packed into
+//! messages per site (every valid line in exactly one), rejected lines into the dead-letters topic;
+//! the HTTP receiver acknowledges a Logpush batch only once it is in the topic, and answers 503
+//! with Retry-After while the broker is unreachable.
 
 mod support;
 
