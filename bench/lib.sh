@@ -5,7 +5,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
 WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
 mkdir -p "$WORK"
-BIN=$CARGO_TARGET_DIR/release/edgelens
+# The binary the benches run: the workspace's release build, or EDGELENS_BENCH_BIN (e.g. a build of
+# another commit; set EDGELENS_BENCH_PREBUILT=1 with it so nothing is built).
+BIN=${EDGELENS_BENCH_BIN:-$CARGO_TARGET_DIR/release/edgelens}
 
 # Build the release binary (a no-op when it is up to date; skipped with EDGELENS_BENCH_PREBUILT=1).
 bench_build() {

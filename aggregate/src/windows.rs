@@ -246,10 +246,26 @@ struct AsnAcc {
 }
 
 /// RayIDs seen, bucketed by event-time minute so the horizon can be dropped cheaply.
+///
+/// A RayID is kept as its [`ray_hash`], which checkpoints store: it must be the same in every
+/// build, platform and version of edgelens, or a RayID counted before a restart would not be
+/// recognised after it. Checkpoints of format 3 and older stored another hash ([`legacy_ray_hash`]);
+/// their RayIDs are kept apart in `legacy`, looked up by that hash until the horizon drops them.
 #[derive(Debug, Default)]
 struct RayDedup {
-    hasher: ahash::RandomState,
     buckets: BTreeMap<Nanos, HashSet<u64, NoHash>>,
+    legacy: BTreeMap<Nanos, HashSet<u64, NoHash>>,
+}
+
+/// The hash a RayID is remembered by: XXH64 (seed 0) of its bytes, a specified function.
+fn ray_hash(ray: &str) -> u64 {
+    twox_hash::XxHash64::oneshot(0, ray.as_bytes())
+}
+
+/// The hash checkpoints of format 3 and older stored for a RayID: ahash with fixed seeds, whose
+/// output ahash does not promise to keep across its versions or target features.
+fn legacy_ray_hash(ray: &str) -> u64 {
+    ahash::RandomState::with_seeds(0x5eed, 0xed9e, 0x1e25, 0xface).hash_one(ray)
 }
 
 /// The set stores hashes already: no second hashing.
@@ -279,24 +295,50 @@ impl std::hash::Hasher for NoHashHasher {
 
 impl RayDedup {
     fn new() -> Self {
-        // Fixed seeds: the same RayID hashes the same in every process and run.
-        Self { hasher: ahash::RandomState::with_seeds(0x5eed, 0xed9e, 0x1e25, 0xface), buckets: BTreeMap::new() }
+        Self::default()
     }
 
     /// True when the RayID was not seen before (and records it) in the event-time minute
     /// starting at `minute`.
     fn first_time(&mut self, minute: Nanos, ray: &str) -> bool {
-        let h = self.hasher.hash_one(ray);
-        self.buckets.entry(minute).or_default().insert(h)
+        if !self.legacy.is_empty() && self.legacy.get(&minute).is_some_and(|set| set.contains(&legacy_ray_hash(ray))) {
+            return false;
+        }
+        self.buckets.entry(minute).or_default().insert(ray_hash(ray))
     }
 
     fn forget_before(&mut self, ts: Nanos) {
-        let keep = self.buckets.split_off(&floor_to(ts, MINUTE));
-        self.buckets = keep;
+        let from = floor_to(ts, MINUTE);
+        self.buckets = self.buckets.split_off(&from);
+        self.legacy = self.legacy.split_off(&from);
     }
 
     fn len(&self) -> usize {
-        self.buckets.values().map(HashSet::len).sum()
+        self.buckets.values().chain(self.legacy.values()).map(HashSet::len).sum()
+    }
+
+    fn encode(buckets: &BTreeMap<Nanos, HashSet<u64, NoHash>>, e: &mut Enc) {
+        e.len(buckets.len());
+        for (minute, set) in buckets {
+            e.i64(*minute);
+            e.len(set.len());
+            for h in set {
+                e.u64(*h);
+            }
+        }
+    }
+
+    fn decode(d: &mut Dec<'_>, buckets: &mut BTreeMap<Nanos, HashSet<u64, NoHash>>) -> Result<(), String> {
+        for _ in 0..d.len()? {
+            let minute = d.i64()?;
+            let n = d.len()?;
+            let set = buckets.entry(minute).or_default();
+            set.reserve(n.min(1 << 24));
+            for _ in 0..n {
+                set.insert(d.u64()?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -595,14 +637,9 @@ impl SiteWindows {
                 body.bytes(&acc.clients.to_bytes());
             }
         }
-        body.len(self.dedup.buckets.len());
-        for (minute, set) in &self.dedup.buckets {
-            body.i64(*minute);
-            body.len(set.len());
-            for h in set {
-                body.u64(*h);
-            }
-        }
+        RayDedup::encode(&self.dedup.buckets, &mut body);
+        // From checkpoint format 4 on: the RayIDs of a format-3 checkpoint still in the horizon.
+        RayDedup::encode(&self.dedup.legacy, &mut body);
         let mut e = Enc::new();
         e.opt_i64(self.max_ts);
         e.opt_i64(self.advanced);
@@ -676,14 +713,14 @@ impl SiteWindows {
                 groups.insert(key, AsnAcc { c, clients: sketch(d.bytes()?)? });
             }
         }
-        for _ in 0..d.len()? {
-            let minute = d.i64()?;
-            let n = d.len()?;
-            let set = w.dedup.buckets.entry(minute).or_default();
-            set.reserve(n.min(1 << 24));
-            for _ in 0..n {
-                set.insert(d.u64()?);
-            }
+        // Format 3 and older end here, with their RayIDs hashed the old way.
+        let mut first = BTreeMap::new();
+        RayDedup::decode(&mut d, &mut first)?;
+        if d.is_empty() {
+            w.dedup.legacy = first;
+        } else {
+            w.dedup.buckets = first;
+            RayDedup::decode(&mut d, &mut w.dedup.legacy)?;
         }
         if !d.is_empty() {
             return Err("trailing bytes after the window state".into());
@@ -839,6 +876,58 @@ mod tests {
         assert_eq!(feed(&mut restored, &line(T0 + 49 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r3")).unwrap(), Observed::Duplicate);
         assert_eq!(canon(&restored.close_all()), canon(&w.close_all()));
         assert!(SiteWindows::decode_state(WindowConfig::default(), &bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn ray_ids_are_remembered_by_their_xxh64() {
+        // XXH64 with seed 0 (values from the reference implementation): a checkpoint's RayIDs
+        // mean the same to every build of edgelens, whatever its dependencies' versions.
+        assert_eq!(ray_hash(""), 0xef46_db37_51d8_e999);
+        assert_eq!(ray_hash("18b23cf66478b4fd"), 0x1c59_fd80_ee88_85ac);
+        let mut w = SiteWindows::new(WindowConfig::default());
+        feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "18b23cf66478b4fd")).unwrap();
+        let state = w.encode_state();
+        assert!(state.windows(8).any(|b| b == 0x1c59_fd80_ee88_85acu64.to_le_bytes()), "the state holds the RayID's XXH64");
+    }
+
+    /// A window state as checkpoint format 3 wrote it: RayIDs by [`legacy_ray_hash`], and no
+    /// section after them.
+    fn format_3_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
+        let mut old = SiteWindows::decode_state(WindowConfig::default(), &w.encode_state()).unwrap();
+        old.dedup = RayDedup::new();
+        for (minute, rays) in rays {
+            old.dedup.buckets.insert(*minute, rays.iter().map(|r| legacy_ray_hash(r)).collect());
+        }
+        let mut bytes = old.encode_state();
+        // The empty second section: its count, four zero bytes.
+        assert_eq!(bytes.split_off(bytes.len() - 4), [0u8; 4]);
+        bytes
+    }
+
+    #[test]
+    fn ray_ids_of_a_format_3_checkpoint_are_still_recognised() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        let mut rays: BTreeMap<Nanos, Vec<String>> = BTreeMap::new();
+        for i in 0..20 {
+            let ts = T0 + i * 5 * NANOS_PER_SEC;
+            let ray = format!("{:016x}", 0x18b2_3cf6_6478_0000u64 + i as u64);
+            feed(&mut w, &line(ts, "a.example", "10.0.0.1", 200, &ray)).unwrap();
+            rays.entry(floor_to(ts, MINUTE)).or_default().push(ray);
+        }
+        let mut restored = SiteWindows::decode_state(WindowConfig::default(), &format_3_state(&w, &rays)).unwrap();
+        assert_eq!(restored.remembered_ray_ids(), 20);
+        // A redelivered event counted before the restart is a duplicate; a new RayID counts.
+        let again = |i: i64| line(T0 + i * 5 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, &format!("{:016x}", 0x18b2_3cf6_6478_0000u64 + i as u64));
+        assert_eq!(feed(&mut restored, &again(19)).unwrap(), Observed::Duplicate);
+        assert_eq!(feed(&mut restored, &line(T0 + 95 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "fresh")).unwrap(), Observed::Counted);
+        // Checkpointed again (format 4), the old RayIDs keep their old hashes and are still known.
+        let mut again_restored = SiteWindows::decode_state(WindowConfig::default(), &restored.encode_state()).unwrap();
+        assert_eq!(again_restored.remembered_ray_ids(), 21);
+        assert_eq!(feed(&mut again_restored, &again(18)).unwrap(), Observed::Duplicate);
+        assert_eq!(feed(&mut again_restored, &line(T0 + 96 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "fresh")).unwrap(), Observed::Duplicate);
+        // Past the horizon, they are forgotten like any others.
+        let _ = again_restored.advance(T0 + 3_600 * NANOS_PER_SEC);
+        assert_eq!(again_restored.remembered_ray_ids(), 0);
     }
 
     fn run(lines: &[String], step: usize) -> Vec<String> {
