@@ -294,10 +294,6 @@ impl std::hash::Hasher for NoHashHasher {
 }
 
 impl RayDedup {
-    fn new() -> Self {
-        Self::default()
-    }
-
     /// True when the RayID was not seen before (and records it) in the event-time minute
     /// starting at `minute`.
     fn first_time(&mut self, minute: Nanos, ray: &str) -> bool {
@@ -387,7 +383,7 @@ impl SiteWindows {
             rates: BTreeMap::new(),
             traffic: BTreeMap::new(),
             asn: BTreeMap::new(),
-            dedup: RayDedup::new(),
+            dedup: RayDedup::default(),
             sizes: Sizes::default(),
             stats: WindowStats::default(),
         }
@@ -894,7 +890,7 @@ mod tests {
     /// section after them.
     fn format_3_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
         let mut old = SiteWindows::decode_state(WindowConfig::default(), &w.encode_state()).unwrap();
-        old.dedup = RayDedup::new();
+        old.dedup = RayDedup::default();
         for (minute, rays) in rays {
             old.dedup.buckets.insert(*minute, rays.iter().map(|r| legacy_ray_hash(r)).collect());
         }
@@ -906,18 +902,22 @@ mod tests {
 
     #[test]
     fn ray_ids_of_a_format_3_checkpoint_are_still_recognised() {
+        // Event `i`, every 5 s, with a RayID of its own.
+        let event = |i: i64| (T0 + i * 5 * NANOS_PER_SEC, format!("{:016x}", 0x18b2_3cf6_6478_0000 + i));
+        let again = |i: i64| {
+            let (ts, ray) = event(i);
+            line(ts, "a.example", "10.0.0.1", 200, &ray)
+        };
         let mut w = SiteWindows::new(WindowConfig::default());
         let mut rays: BTreeMap<Nanos, Vec<String>> = BTreeMap::new();
         for i in 0..20 {
-            let ts = T0 + i * 5 * NANOS_PER_SEC;
-            let ray = format!("{:016x}", 0x18b2_3cf6_6478_0000u64 + i as u64);
-            feed(&mut w, &line(ts, "a.example", "10.0.0.1", 200, &ray)).unwrap();
+            feed(&mut w, &again(i)).unwrap();
+            let (ts, ray) = event(i);
             rays.entry(floor_to(ts, MINUTE)).or_default().push(ray);
         }
         let mut restored = SiteWindows::decode_state(WindowConfig::default(), &format_3_state(&w, &rays)).unwrap();
         assert_eq!(restored.remembered_ray_ids(), 20);
         // A redelivered event counted before the restart is a duplicate; a new RayID counts.
-        let again = |i: i64| line(T0 + i * 5 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, &format!("{:016x}", 0x18b2_3cf6_6478_0000u64 + i as u64));
         assert_eq!(feed(&mut restored, &again(19)).unwrap(), Observed::Duplicate);
         assert_eq!(feed(&mut restored, &line(T0 + 95 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "fresh")).unwrap(), Observed::Counted);
         // Checkpointed again (format 4), the old RayIDs keep their old hashes and are still known.
