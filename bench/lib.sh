@@ -6,12 +6,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
 WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
 mkdir -p "$WORK"
 # The binary the benches run: the workspace's release build, or EDGELENS_BENCH_BIN (e.g. a build of
-# another commit; set EDGELENS_BENCH_PREBUILT=1 with it so nothing is built).
+# another commit, which is then not built).
 BIN=${EDGELENS_BENCH_BIN:-$CARGO_TARGET_DIR/release/edgelens}
 
-# Build the release binary (a no-op when it is up to date; skipped with EDGELENS_BENCH_PREBUILT=1).
+# Build the release binary (a no-op when it is up to date; skipped with EDGELENS_BENCH_PREBUILT=1,
+# and when EDGELENS_BENCH_BIN names another binary).
 bench_build() {
-  [ -z "${EDGELENS_BENCH_PREBUILT:-}" ] || return 0
+  [ -z "${EDGELENS_BENCH_PREBUILT:-}" ] && [ -z "${EDGELENS_BENCH_BIN:-}" ] || return 0
   cargo build --release --quiet --bin edgelens
 }
 
