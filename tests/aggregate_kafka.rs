@@ -257,11 +257,11 @@ fn million_events_through_three_aggregators_with_kills_equal_replay() {
     let lake = tmp.path().join("lake");
     let logs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("aggregator-{i}.log"))).collect();
     // The detector's tables are compared too, so no partition may go idle while the input still
-    // flows (see `merged`). A restarted aggregator counts a partition's idle time from the moment
-    // it resumes it, before its first fetch; on a loaded machine (two cores shared by three
-    // aggregators, the producer, the broker and the other tests) a gap can pass the 3 s the other
-    // tests use. A run of the whole suite saw incidents differ from replay by one request, as
-    // when seconds are judged early; alone, the test passed. Hence a longer idle timeout here.
+    // flows (see `merged`): an idle close judges the open detector seconds. A partition closes as
+    // idle only once its consumer has read to its end (a restarted aggregator does not close one
+    // before its first fetch), but the producer itself can pause for longer than the 3 s the other
+    // tests use on a loaded machine (two cores shared by three aggregators, the producer, the
+    // broker and the other tests). Hence a longer idle timeout here.
     let idle = [("EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS", "15000".to_owned())];
     let start = |slot: usize| setup.aggregator_with(&lake, &logs[slot], slot, &idle);
     let mut aggs: Vec<Proc> = (0..logs.len()).map(start).collect();

@@ -17,6 +17,9 @@
 //! checkpoint failure stops the process with an error instead of skipping input: a restart resumes
 //! from the last commit, exactly once.
 //!
+//! A partition's open windows are closed as idle only once librdkafka's statistics show its
+//! consumer at the partition's end ([`EndReports`]), not on a quiet clock alone.
+//!
 //! [`run`] also serves the role's [`crate::metrics`] on `metrics_listen`; partitions report their
 //! counts on the timer, never per message.
 
@@ -27,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
@@ -37,7 +40,7 @@ use serde::Deserialize;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::lease::{fair_share, Lease, Membership};
 use crate::metrics::{AggregateMetrics, PartitionOffsets};
-use crate::partition::{PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
+use crate::partition::{EndReport, PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
 use crate::pipeline::PipelineConfig;
 use crate::sink::Sinks;
 use edgelens_schemas::privacy::ClientIpPolicy;
@@ -177,7 +180,8 @@ impl AggregateConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100");
+            .set("fetch.wait.max.ms", "100")
+            .set("statistics.interval.ms", stats_interval_ms(self.idle_timeout_ms).to_string());
         c
     }
 
@@ -343,9 +347,14 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition
 
 struct GroupContext {
     state: Mutex<Partitions>,
+    ends: EndReports,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.ends.record(statistics);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -355,6 +364,9 @@ impl ConsumerContext for GroupContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if st.fatal.is_some() || st.frozen {
                     return;
+                }
+                for el in tpl.elements() {
+                    self.ends.forget(&(el.topic().to_owned(), el.partition()));
                 }
                 match st.assign(consumer, tpl) {
                     Ok(start) => {
@@ -414,6 +426,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
             stats: AggregateStats::default(),
             metrics: Arc::clone(metrics),
         }),
+        ends: EndReports::default(),
     };
     let mut client = cfg.consumer_config();
     if !cfg.instance_id.is_empty() {
@@ -466,7 +479,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
                     break Err(e);
                 }
             }
-            if let Err(e) = run_timers(&consumer, &mut st.parts, now, &mut st.stats, &mut st.uncommitted, metrics) {
+            if let Err(e) = run_timers(&consumer, &mut st.parts, &consumer.context().ends, now, &mut st.stats, &mut st.uncommitted, metrics) {
                 break Err(e);
             }
             if now.duration_since(last_publish) >= PUBLISH_EVERY {
@@ -554,7 +567,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
     };
     let session = Duration::from_millis(cfg.session_timeout_ms);
     let membership = Membership::join(&ckpt_dir, &crate::partition::span_source(&cfg.group, ""), &member, session).map_err(lease_err)?;
-    let consumer: BaseConsumer<DefaultConsumerContext> = cfg.consumer_config().create()?;
+    let consumer: BaseConsumer<LeaseContext> = cfg.consumer_config().create_with_context(LeaseContext::default())?;
     let topics = cfg.topics();
     let pcfg = cfg.partition_config()?;
     tracing::info!(group = %cfg.group, member = %member, topics = ?topics, brokers = %cfg.brokers, "aggregator started (lease assignment)");
@@ -594,7 +607,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
         }
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
-            if let Err(e) = run_timers(&consumer, &mut owned, now, &mut stats, &mut uncommitted, metrics) {
+            if let Err(e) = run_timers(&consumer, &mut owned, &consumer.context().ends, now, &mut stats, &mut uncommitted, metrics) {
                 break Err(e);
             }
             if now.duration_since(last_publish) >= PUBLISH_EVERY {
@@ -687,6 +700,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
                 stats.acquired += 1;
                 stats.discarded_writes += part.discarded_writes;
                 tracing::info!(topic = %key.0, partition = key.1, committed = ?committed, discarded_writes = part.discarded_writes, members, "partition taken");
+                consumer.context().ends.forget(key);
                 owned.insert(key.clone(), part);
                 leases.insert(key.clone(), lease);
                 changed = true;
@@ -699,8 +713,9 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
             stats.rebalances += 1;
             let mut tpl = TopicPartitionList::new();
             let mut res = Ok(());
-            for ((topic, partition), part) in &owned {
+            for ((topic, partition), part) in &mut owned {
                 let pos = part.position();
+                part.fetching_from(pos);
                 let offset = if pos == 0 { Offset::Beginning } else { Offset::Offset(pos as i64) };
                 res = res.and(tpl.add_partition_offset(topic, *partition, offset));
             }
@@ -759,11 +774,17 @@ fn take_message<C: ConsumerContext>(
 fn run_timers<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     parts: &mut Parts,
+    ends: &EndReports,
     now: Instant,
     stats: &mut AggregateStats,
     uncommitted: &mut HashMap<Key, u64>,
     metrics: &AggregateMetrics,
 ) -> Result<(), AggregateError> {
+    for (key, report) in ends.take_all() {
+        if let Some(part) = parts.get_mut(&key) {
+            part.end_report(report);
+        }
+    }
     for part in parts.values_mut() {
         let due = part.on_timer(now);
         let res = match due {
@@ -775,6 +796,101 @@ fn run_timers<C: ConsumerContext>(
         res?;
     }
     Ok(())
+}
+
+/// The consumer context of lease mode: it only keeps the [`EndReports`].
+#[derive(Default)]
+struct LeaseContext {
+    ends: EndReports,
+}
+
+impl ClientContext for LeaseContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.ends.record(statistics);
+    }
+}
+
+impl ConsumerContext for LeaseContext {}
+
+/// How often librdkafka reports its statistics, from which the [`EndReports`] come: often
+/// enough that an idle partition is closed soon after its idle timeout, at most once a second.
+fn stats_interval_ms(idle_timeout_ms: u64) -> u64 {
+    (idle_timeout_ms / 4).clamp(100, 1000)
+}
+
+/// The partitions' [`EndReport`]s from librdkafka's statistics, which the consumer emits every
+/// [`stats_interval_ms`] and serves inside `poll`; the timers hand each to its partition. They
+/// come from the consumer's own fetch responses (no broker round trip) and name the topic, which
+/// librdkafka's partition-EOF events, as `rdkafka` passes them on, do not.
+#[derive(Default)]
+struct EndReports {
+    reports: Mutex<HashMap<Key, EndReport>>,
+    /// An unreadable statistics document was logged (once per consumer).
+    warned: AtomicBool,
+}
+
+/// The part of librdkafka's statistics JSON an [`EndReport`] is made from (the rest is ignored).
+#[derive(Deserialize)]
+struct RawStats {
+    #[serde(default)]
+    topics: HashMap<String, RawTopic>,
+}
+
+#[derive(Deserialize)]
+struct RawTopic {
+    #[serde(default)]
+    partitions: HashMap<String, RawPartition>,
+}
+
+#[derive(Deserialize)]
+struct RawPartition {
+    partition: i32,
+    fetch_state: String,
+    /// The next offset to fetch.
+    next_offset: i64,
+    /// The offset after the last message handed to the application.
+    app_offset: i64,
+    /// The end a fetch can reach: the last stable offset (the high watermark unless the topic
+    /// has open transactions).
+    ls_offset: i64,
+}
+
+impl RawPartition {
+    fn report(&self) -> EndReport {
+        let end = u64::try_from(self.ls_offset).ok();
+        let fetched_to_end = self.fetch_state == "active" && end.is_some() && self.next_offset >= self.ls_offset;
+        EndReport { reached: end.filter(|_| fetched_to_end), handed: u64::try_from(self.app_offset).ok() }
+    }
+}
+
+impl EndReports {
+    /// Keep the report of every partition in one statistics document (the latest wins).
+    fn record(&self, statistics: &[u8]) {
+        let stats: RawStats = match serde_json::from_slice(statistics) {
+            Ok(s) => s,
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "unreadable consumer statistics; idle partitions close only after the long idle timeout");
+                }
+                return;
+            }
+        };
+        let mut ends = self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (topic, t) in stats.topics {
+            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                ends.insert((topic.clone(), p.partition), p.report());
+            }
+        }
+    }
+
+    /// A partition was (re)assigned: reports made before describe an earlier assignment.
+    fn forget(&self, key: &Key) {
+        self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+    }
+
+    fn take_all(&self) -> HashMap<Key, EndReport> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 /// How often the owned partitions' offsets and the process counters are published.
@@ -999,5 +1115,46 @@ mod tests {
         let err = parse(r#"{"metrics_listen": "localhost"}"#).unwrap_err().to_string();
         assert!(err.contains("\"localhost\" is not an address"), "{err}");
         assert!(parse(r#"{"metrics_listn": ""}"#).is_err(), "unknown keys are rejected");
+    }
+
+    /// librdkafka's statistics (captured from a consumer of a two-partition topic, golden files):
+    /// a partition without a fetch response yet has no end; one fetched and handed over to its
+    /// end reports it; the unassigned pseudo-partition -1 is left out.
+    #[test]
+    fn end_reports_come_from_librdkafka_statistics() {
+        let key = |p| ("stats-capture".to_owned(), p);
+        let ends = EndReports::default();
+        ends.record(include_bytes!("../tests/golden/librdkafka-stats-fetching.json"));
+        let r = ends.take_all();
+        assert_eq!(r.len(), 2, "{:?}", r.keys());
+        assert_eq!(r[&key(0)], EndReport { reached: None, handed: None });
+        assert_eq!(r[&key(1)], EndReport { reached: Some(3), handed: Some(3) });
+        ends.record(include_bytes!("../tests/golden/librdkafka-stats-at-end.json"));
+        let r = ends.take_all();
+        assert_eq!(r[&key(0)], EndReport { reached: Some(4), handed: Some(4) });
+        assert_eq!(r[&key(1)], EndReport { reached: Some(3), handed: Some(3) });
+        assert!(ends.take_all().is_empty(), "taken once");
+
+        // Fetching behind the end (a backlog), a stopped fetcher, then something unreadable.
+        let doc = |state: &str, next: i64| {
+            format!(r#"{{"name":"c","topics":{{"t":{{"topic":"t","partitions":{{"0":{{"partition":0,"fetch_state":"{state}","next_offset":{next},"app_offset":90,"ls_offset":120,"hi_offset":120}}}}}}}}}}"#)
+        };
+        ends.record(doc("active", 100).as_bytes());
+        assert_eq!(ends.take_all()[&("t".to_owned(), 0)], EndReport { reached: None, handed: Some(90) });
+        ends.record(doc("stopped", 120).as_bytes());
+        assert_eq!(ends.take_all()[&("t".to_owned(), 0)].reached, None);
+        ends.record(doc("active", 120).as_bytes());
+        ends.forget(&("t".to_owned(), 0));
+        assert!(ends.take_all().is_empty(), "forgotten on reassignment");
+        ends.record(b"{not json");
+        assert!(ends.take_all().is_empty());
+        assert!(ends.warned.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn statistics_come_often_enough_for_the_idle_timeout() {
+        assert_eq!(stats_interval_ms(5000), 1000);
+        assert_eq!(stats_interval_ms(2000), 500);
+        assert_eq!(stats_interval_ms(100), 100);
     }
 }

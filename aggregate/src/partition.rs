@@ -42,8 +42,9 @@ pub struct PartitionConfig {
     pub pipeline: PipelineConfig,
     /// Write closed windows at least this often (freshness).
     pub flush_interval: Duration,
-    /// With no message for this long, close the partition's open windows (an idle partition
-    /// does not hold its last windows back forever).
+    /// With no message for this long, and the consumer at the partition's end (see
+    /// [`EndReport`]), close the partition's open windows (an idle partition does not hold its
+    /// last windows back forever).
     pub idle_timeout: Duration,
     /// Checkpoint (and commit) at least this often while input flows.
     pub checkpoint_interval: Duration,
@@ -93,6 +94,11 @@ pub struct PartitionAggregator<S> {
     /// A message was taken since the last timer run.
     input_since_timer: bool,
     idle_closed: bool,
+    /// Where the consumer was last told to fetch from (resume, reassignment, seek): where it
+    /// stands when an [`EndReport`] says it handed nothing over yet.
+    fetch_start: u64,
+    /// An [`EndReport`] made after the last message taken showed nothing left to read.
+    at_end: bool,
     last_flush: Instant,
     last_checkpoint: Instant,
     /// Position of the last checkpoint (what is, or is about to be, committed).
@@ -111,6 +117,28 @@ pub struct PartitionAggregator<S> {
     /// What [`Self::report`] last reported: the counters, detector incidents and checkpoints.
     reported: (PipelineStats, u64, u64),
 }
+
+/// What the consumer last said of a partition's end (librdkafka's statistics, read by
+/// [`crate::consumer`]). An idle close needs one made after the last message taken that shows
+/// nothing left to read: a quiet clock alone does not tell an idle partition from a consumer that
+/// has not fetched yet (a restarted aggregator before its first fetch, a polling thread starved
+/// of CPU), and closing then would judge detector seconds whose events are still in the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndReport {
+    /// The partition's end (its last stable offset) in the consumer's latest fetch response,
+    /// when the consumer had fetched up to it; `None` while it had not, or had no response yet.
+    pub reached: Option<u64>,
+    /// The offset after the last message the consumer had handed over (transaction markers,
+    /// never handed over, included); `None` when it had handed nothing since the partition was
+    /// assigned or sought.
+    pub handed: Option<u64>,
+}
+
+/// A partition quiet for this many idle timeouts is closed even without an [`EndReport`] showing
+/// its end (a broker unreachable since before the first fetch, an end never reported): windows
+/// are not held back forever, and what comes later still counts in the rollups (only the
+/// detector has judged those seconds).
+pub const IDLE_WITHOUT_END_FACTOR: u32 = 12;
 
 /// What the caller must do after [`PartitionAggregator::take`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +211,8 @@ impl<S: RollupSink> PartitionAggregator<S> {
             last_input: now,
             input_since_timer: false,
             idle_closed,
+            fetch_start: position,
+            at_end: false,
             last_flush: now,
             last_checkpoint: now,
             checkpointed: position,
@@ -254,6 +284,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// the next one is still beyond it is the gap real (compaction, aborted transactions) and
     /// accepted.
     pub fn take(&mut self, offset: i64, payload: &[u8]) -> Result<Taken, PartitionError> {
+        self.at_end = false;
         if offset < 0 {
             return Ok(Taken::Done);
         }
@@ -274,6 +305,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
                     let back = self.rewind.map_or(64, |r| r.back.saturating_mul(4));
                     let seek_to = expected.saturating_sub(back);
                     self.rewind = Some(Rewind { back, seek_to, saw_before: false });
+                    self.fetch_start = seek_to;
                     self.rewinds += 1;
                     tracing::debug!(topic = %self.topic, partition = self.partition, expected, offset, seek_to, "broker skipped offsets; seeking back");
                     return Ok(Taken::Rewind(seek_to));
@@ -298,18 +330,41 @@ impl<S: RollupSink> PartitionAggregator<S> {
         self.rewinds
     }
 
+    /// The consumer was told to fetch this partition from `position` again (its assignment was
+    /// redone at the position it had reached).
+    pub fn fetching_from(&mut self, position: u64) {
+        self.fetch_start = position;
+        self.at_end = false;
+    }
+
+    /// Take the consumer's latest [`EndReport`]. It counts only if it was made after the last
+    /// message taken: a message taken after it has an offset at or past what it says was handed
+    /// over (or, when nothing was, nothing was taken since the consumer was told where to fetch from).
+    pub fn end_report(&mut self, report: EndReport) {
+        let position = self.pipeline.position();
+        let current = match report.handed {
+            Some(handed) => handed >= position,
+            None => position == self.fetch_start,
+        };
+        self.at_end = current && report.reached.is_some_and(|end| report.handed.unwrap_or(position) >= end);
+    }
+
     /// Run the timers: flush closed windows, close an idle partition's windows. Returns true when
     /// a checkpoint is due (the caller checkpoints and commits).
     pub fn on_timer(&mut self, now: Instant) -> Result<bool, PartitionError> {
         if std::mem::take(&mut self.input_since_timer) {
             self.last_input = now;
         }
-        if !self.idle_closed && now.duration_since(self.last_input) >= self.cfg.idle_timeout {
+        let quiet = now.duration_since(self.last_input);
+        if !self.idle_closed && quiet >= self.cfg.idle_timeout && (self.at_end || quiet >= self.cfg.idle_timeout * IDLE_WITHOUT_END_FACTOR) {
             if self.pipeline.position() != self.checkpointed {
                 // Checkpoint first (with the windows still open): every write at a position must
                 // come after that position's checkpoint, so that whoever resumes there can discard
                 // it and derive it again. The idle close happens at the next timer.
                 return Ok(true);
+            }
+            if !self.at_end {
+                tracing::warn!(topic = %self.topic, partition = self.partition, quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX), position = self.pipeline.position(), "partition quiet without its consumer reporting the end; closing its windows");
             }
             self.pipeline.close_idle();
             self.idle_closed = true;

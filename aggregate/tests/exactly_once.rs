@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use edgelens_aggregate::batches::{merged_groups, MergedGroup};
 use edgelens_aggregate::checkpoint::CheckpointStore;
-use edgelens_aggregate::partition::{PartitionAggregator, PartitionConfig, Taken, TopicKind};
+use edgelens_aggregate::partition::{EndReport, PartitionAggregator, PartitionConfig, Taken, TopicKind, IDLE_WITHOUT_END_FACTOR};
 use edgelens_aggregate::pipeline::{EmbeddedPipeline, PipelineConfig};
 use edgelens_aggregate::sink::memory::MemorySink;
 use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
@@ -123,6 +123,10 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
                 continue 'owners; // killed: nothing else happens
             }
             clock += if i == pause_at { Duration::from_secs(6) } else { Duration::from_millis(7) };
+            if i == pause_at {
+                // The consumer had read everything there was: the next message came later.
+                reached_end(&mut part);
+            }
             // Timers run every 40 messages, and once the quiet spell is over (before its message).
             if (i % 40 == 0 || i == pause_at)
                 && part.on_timer(clock).unwrap()
@@ -147,9 +151,17 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
     (tables(&sink), discarded)
 }
 
+/// The consumer reports that it has read everything up to the partition's current position and
+/// that this is the partition's end.
+fn reached_end<S: edgelens_aggregate::sink::RollupSink>(part: &mut PartitionAggregator<S>) {
+    let end = part.position();
+    part.end_report(EndReport { reached: Some(end), handed: Some(end) });
+}
+
 /// Run the timers of a quiet partition: checkpoint (committed) before the idle close, then the
 /// idle close itself.
 fn go_idle(part: &mut PartitionAggregator<Arc<Mutex<MemorySink>>>, clock: &mut Instant, committed: &mut Option<u64>) {
+    reached_end(part);
     let mut timer = |clock: Instant| {
         if part.on_timer(clock).unwrap() {
             let p = part.checkpoint(clock).unwrap().unwrap();
@@ -221,6 +233,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     }
     let x = part.checkpoint(clock).unwrap().unwrap();
     part.committed(x).unwrap();
+    reached_end(&mut part);
     clock += Duration::from_secs(6);
     assert!(!part.on_timer(clock).unwrap(), "idle close at the checkpointed position: nothing new to checkpoint");
     assert_eq!(part.checkpoint(clock).unwrap(), None, "a position is checkpointed once");
@@ -255,6 +268,7 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     for (i, m) in msgs.iter().enumerate() {
         assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
     }
+    reached_end(&mut part);
     let timer = |part: &mut PartitionAggregator<_>, clock| {
         if part.on_timer(clock).unwrap() {
             let p = part.checkpoint(clock).unwrap().unwrap();
@@ -270,6 +284,7 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     timer(&mut part, clock);
     drop(part); // killed
     let mut part = resume(committed.get(), clock);
+    reached_end(&mut part);
     clock += Duration::from_secs(6);
     timer(&mut part, clock);
     clock += Duration::from_millis(100);
@@ -387,6 +402,7 @@ fn idle_time_counts_from_the_first_timer_after_the_input() {
     let line = br#"{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"a.example","RayID":"r1"}"#;
     // The message comes 4.9 s after the partition last heard anything.
     assert_eq!(part.take(0, line).unwrap(), Taken::Done);
+    reached_end(&mut part);
     let rows = |sink: &Arc<Mutex<MemorySink>>| sink.lock().unwrap().table(SITE_RATES_10S.name).iter().map(|b| b.num_rows()).sum::<usize>();
     let mut timer = |at: Instant| {
         if part.on_timer(at).unwrap() {
@@ -400,4 +416,81 @@ fn idle_time_counts_from_the_first_timer_after_the_input() {
     assert_eq!(rows(&sink), 0, "closed as idle less than the idle timeout after the input was seen");
     timer(first + Duration::from_millis(5_000));
     assert_eq!(rows(&sink), 1, "closed as idle once the idle timeout passed");
+}
+
+/// A quiet clock alone does not close a partition's windows: a restarted aggregator before its
+/// first fetch (or one starved of CPU) looks idle while the next events of its open seconds are
+/// still in the topic. The close waits for an [`EndReport`] made after the last message taken that
+/// shows nothing left to read, or for [`IDLE_WITHOUT_END_FACTOR`] idle timeouts.
+#[test]
+fn idle_close_waits_for_the_consumer_to_reach_the_end() {
+    let msgs = messages(17);
+    let want = reference(&msgs);
+    let sink = Arc::new(Mutex::new(MemorySink::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let resume = |committed, clock| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
+    let rows = || sink.lock().unwrap().table(SITE_RATES_10S.name).iter().map(|b| b.num_rows()).sum::<usize>();
+    let timer = |part: &mut PartitionAggregator<_>, clock| {
+        if part.on_timer(clock).unwrap() {
+            let p = part.checkpoint(clock).unwrap().unwrap();
+            part.committed(p).unwrap();
+        }
+    };
+    let mut clock = Instant::now();
+    let half = msgs.len() / 2;
+    let mut part = resume(None, clock);
+    for (i, m) in msgs.iter().enumerate().take(half) {
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+    }
+    let x = part.checkpoint(clock).unwrap().unwrap();
+    part.committed(x).unwrap();
+    drop(part);
+
+    // Restarted at x with the windows of the last seconds open; its first fetch is slow.
+    let mut part = resume(Some(x), clock);
+    let before = rows();
+    clock += Duration::from_secs(6);
+    timer(&mut part, clock);
+    assert_eq!(rows(), before, "closed on the clock alone, before any fetch");
+    // The fetch brought the end of the partition, not yet handed over.
+    part.end_report(EndReport { reached: Some(x + 50), handed: None });
+    clock += Duration::from_secs(6);
+    timer(&mut part, clock);
+    assert_eq!(rows(), before, "closed with messages fetched and not taken");
+    // A report made before the last message taken says nothing of what came after it.
+    assert_eq!(part.take(x as i64, &msgs[x as usize]).unwrap(), Taken::Done);
+    part.end_report(EndReport { reached: Some(x), handed: Some(x) });
+    clock += Duration::from_secs(6);
+    timer(&mut part, clock);
+    assert_eq!(rows(), before, "closed on a report older than the last message");
+    // At the end (a transaction marker after the last message: handed over and end one further).
+    part.end_report(EndReport { reached: Some(x + 2), handed: Some(x + 2) });
+    clock += Duration::from_secs(6);
+    timer(&mut part, clock); // checkpoint at x + 1 first
+    clock += Duration::from_millis(100);
+    timer(&mut part, clock);
+    let closed = rows();
+    assert!(closed > before, "not closed at the end of the partition");
+
+    // The rest of the input, then no report at all: closed after the long timeout only.
+    for (i, m) in msgs.iter().enumerate().skip(x as usize + 1) {
+        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+    }
+    clock += Duration::from_millis(100);
+    timer(&mut part, clock);
+    let flushed = rows();
+    assert!(flushed > closed);
+    let long = cfg().idle_timeout * IDLE_WITHOUT_END_FACTOR;
+    clock += long - Duration::from_secs(1);
+    timer(&mut part, clock);
+    timer(&mut part, clock);
+    assert_eq!(rows(), flushed, "closed before the long timeout without a report");
+    clock += Duration::from_secs(1);
+    timer(&mut part, clock);
+    clock += Duration::from_millis(100);
+    timer(&mut part, clock);
+    assert!(rows() > flushed, "never closed without a report");
+    drop(part);
+    assert_same(&tables(&sink.lock().unwrap()), &want);
 }
