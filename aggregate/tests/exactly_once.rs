@@ -98,20 +98,71 @@ struct Crash {
     saved_uncommitted: bool,
 }
 
+type Part = PartitionAggregator<Arc<Mutex<MemorySink>>>;
+
+/// One partition's sink and checkpoint store, shared by its successive owners.
+struct Fixture {
+    sink: Arc<Mutex<MemorySink>>,
+    store: CheckpointStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self { sink: Arc::default(), store: CheckpointStore::open(dir.path()).unwrap(), _dir: dir }
+    }
+
+    /// A new owner of the partition, resuming at the group's committed position.
+    fn resume(&self, committed: Option<u64>, cfg: PartitionConfig, clock: Instant) -> Part {
+        PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg, Arc::clone(&self.sink), self.store.clone(), clock).unwrap()
+    }
+
+    /// A first owner takes the first `n` messages, checkpoints, commits and stops; returns the
+    /// committed position.
+    fn first_owner(&self, msgs: &[Vec<u8>], n: usize, clock: Instant) -> u64 {
+        let mut part = self.resume(None, cfg(), clock);
+        for (i, m) in msgs.iter().enumerate().take(n) {
+            assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+        }
+        let x = part.checkpoint(clock).unwrap().unwrap();
+        part.committed(x).unwrap();
+        x
+    }
+
+    fn tables(&self) -> Tables {
+        tables(&self.sink.lock().unwrap())
+    }
+
+    /// Rows written to `site_rates_10s` so far.
+    fn rate_rows(&self) -> usize {
+        self.sink.lock().unwrap().table(SITE_RATES_10S.name).iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Run a partition's timers at `clock`; a checkpoint that falls due is taken and committed, and
+/// its position returned.
+fn timer(part: &mut Part, clock: Instant) -> Option<u64> {
+    if !part.on_timer(clock).unwrap() {
+        return None;
+    }
+    let p = part.checkpoint(clock).unwrap().unwrap();
+    part.committed(p).unwrap();
+    Some(p)
+}
+
 /// Run `msgs` through successive aggregators, crashing as told; `pause_at` inserts a 6 s quiet
 /// spell (idle close, then late deltas for the closed windows).
 fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
     crashes.sort_by_key(|c| c.at);
     crashes.dedup_by_key(|c| c.at);
-    let sink = Arc::new(Mutex::new(MemorySink::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path()).unwrap();
+    let fx = Fixture::new();
     let mut committed: Option<u64> = None;
     let mut clock = Instant::now();
     let mut discarded = 0;
     let mut crashes = crashes.into_iter().peekable();
     'owners: loop {
-        let mut part = PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
+        let mut part = fx.resume(committed, cfg(), clock);
         discarded += part.discarded_writes;
         let start = committed.unwrap_or(0) as usize;
         for (i, m) in msgs.iter().enumerate().skip(start) {
@@ -129,11 +180,9 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
             }
             // Timers run every 40 messages, and once the quiet spell is over (before its message).
             if (i % 40 == 0 || i == pause_at)
-                && part.on_timer(clock).unwrap()
-                && let Some(p) = part.checkpoint(clock).unwrap()
+                && let Some(p) = timer(&mut part, clock)
             {
                 committed = Some(p);
-                part.committed(p).unwrap();
             }
             assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
         }
@@ -142,13 +191,12 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
         // The owner stops after that; a successor resuming there (and stopping before its own
         // idle timeout) keeps the idle close's rows.
         drop(part);
-        let part = PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
+        let part = fx.resume(committed, cfg(), clock);
         discarded += part.discarded_writes;
         break;
     }
     assert_eq!(committed, Some(msgs.len() as u64));
-    let sink = sink.lock().unwrap();
-    (tables(&sink), discarded)
+    (fx.tables(), discarded)
 }
 
 /// The consumer reports that it has read everything up to the partition's current position and
@@ -160,21 +208,16 @@ fn reached_end<S: edgelens_aggregate::sink::RollupSink>(part: &mut PartitionAggr
 
 /// Run the timers of a quiet partition: checkpoint (committed) before the idle close, then the
 /// idle close itself.
-fn go_idle(part: &mut PartitionAggregator<Arc<Mutex<MemorySink>>>, clock: &mut Instant, committed: &mut Option<u64>) {
+fn go_idle(part: &mut Part, clock: &mut Instant, committed: &mut Option<u64>) {
     reached_end(part);
-    let mut timer = |clock: Instant| {
-        if part.on_timer(clock).unwrap() {
-            let p = part.checkpoint(clock).unwrap().unwrap();
-            *committed = Some(p);
-            part.committed(p).unwrap();
-        }
-    };
     // A flush at the last position first (the flush interval is shorter than the idle timeout),
     // then the idle timeout.
-    *clock += Duration::from_millis(1500);
-    timer(*clock);
-    *clock += Duration::from_secs(6);
-    timer(*clock);
+    for wait in [Duration::from_millis(1500), Duration::from_secs(6)] {
+        *clock += wait;
+        if let Some(p) = timer(part, *clock) {
+            *committed = Some(p);
+        }
+    }
     *clock += Duration::from_millis(100);
     assert!(!part.on_timer(*clock).unwrap(), "idle close at a checkpointed position");
     assert_eq!(part.checkpoint(*clock).unwrap(), None);
@@ -220,13 +263,10 @@ fn crash_after_an_uncommitted_checkpoint_discards_its_writes() {
 fn idle_close_after_a_checkpoint_survives_a_crash() {
     let msgs = messages(3);
     let want = reference(&msgs);
-    let sink = Arc::new(Mutex::new(MemorySink::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path()).unwrap();
+    let fx = Fixture::new();
     let mut clock = Instant::now();
-    let resume = |committed, clock| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
     let half = msgs.len() / 2;
-    let mut part = resume(None, clock);
+    let mut part = fx.resume(None, cfg(), clock);
     for (i, m) in msgs.iter().enumerate().take(half) {
         clock += Duration::from_millis(7);
         assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
@@ -238,7 +278,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     assert!(!part.on_timer(clock).unwrap(), "idle close at the checkpointed position: nothing new to checkpoint");
     assert_eq!(part.checkpoint(clock).unwrap(), None, "a position is checkpointed once");
     drop(part);
-    let mut part = resume(Some(x), clock);
+    let mut part = fx.resume(Some(x), cfg(), clock);
     assert_eq!(part.discarded_writes, 0, "the idle close's rows are in the checkpoint's account");
     for (i, m) in msgs.iter().enumerate().skip(half) {
         clock += Duration::from_millis(7);
@@ -246,8 +286,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     }
     let mut committed = Some(x);
     go_idle(&mut part, &mut clock, &mut committed);
-    let got = tables(&sink.lock().unwrap());
-    assert_same(&got, &want);
+    assert_same(&fx.tables(), &want);
 }
 
 /// All input taken, a timed flush at the last position, then the idle timeout, then a crash: the
@@ -257,40 +296,28 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
 fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     let msgs = messages(5);
     let want = reference(&msgs);
-    let sink = Arc::new(Mutex::new(MemorySink::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path()).unwrap();
+    let fx = Fixture::new();
     let cfg = PartitionConfig { checkpoint_interval: Duration::from_secs(3600), ..cfg() };
-    let resume = |committed, clock| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg.clone(), Arc::clone(&sink), store.clone(), clock).unwrap();
     let mut clock = Instant::now();
-    let committed = std::cell::Cell::new(None);
-    let mut part = resume(None, clock);
+    let mut committed = None;
+    let mut part = fx.resume(None, cfg.clone(), clock);
     for (i, m) in msgs.iter().enumerate() {
         assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
     }
     reached_end(&mut part);
-    let timer = |part: &mut PartitionAggregator<_>, clock| {
-        if part.on_timer(clock).unwrap() {
-            let p = part.checkpoint(clock).unwrap().unwrap();
-            committed.set(Some(p));
-            part.committed(p).unwrap();
-        }
-    };
-    clock += Duration::from_millis(1500); // flush interval: rows closed so far are written
-    timer(&mut part, clock);
-    clock += Duration::from_secs(6); // idle timeout
-    timer(&mut part, clock);
-    clock += Duration::from_millis(100);
-    timer(&mut part, clock);
+    // The flush interval (rows closed so far are written), the idle timeout, one more timer.
+    for wait in [Duration::from_millis(1500), Duration::from_secs(6), Duration::from_millis(100)] {
+        clock += wait;
+        committed = timer(&mut part, clock).or(committed);
+    }
     drop(part); // killed
-    let mut part = resume(committed.get(), clock);
+    let mut part = fx.resume(committed, cfg, clock);
     reached_end(&mut part);
-    clock += Duration::from_secs(6);
-    timer(&mut part, clock);
-    clock += Duration::from_millis(100);
-    timer(&mut part, clock);
-    let got = tables(&sink.lock().unwrap());
-    assert_same(&got, &want);
+    for wait in [Duration::from_secs(6), Duration::from_millis(100)] {
+        clock += wait;
+        timer(&mut part, clock);
+    }
+    assert_same(&fx.tables(), &want);
 }
 
 /// A broker that answers a fetch from inside a record batch with the next batch (tansu 0.6):
@@ -300,20 +327,11 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
 fn skipped_offsets_are_fetched_again() {
     let msgs = messages(13);
     let want = reference(&msgs);
-    let sink = Arc::new(Mutex::new(MemorySink::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path()).unwrap();
-    let clock = Instant::now();
-    let resume = |committed| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
-    let mut part = resume(None);
+    let fx = Fixture::new();
+    let mut clock = Instant::now();
     let c = 5000;
-    for (i, m) in msgs.iter().enumerate().take(c) {
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
-    }
-    let x = part.checkpoint(clock).unwrap().unwrap();
-    part.committed(x).unwrap();
-    drop(part);
-    let mut part = resume(Some(x));
+    let x = fx.first_owner(&msgs, c, clock);
+    let mut part = fx.resume(Some(x), cfg(), clock);
     // The broker starts 700 messages late: seek back, twice (64, then 256 back, then 1024 back).
     assert_eq!(part.take(c as i64 + 700, &msgs[c + 700]).unwrap(), Taken::Rewind(c as u64 - 64));
     assert_eq!(part.take(c as i64 + 200, &msgs[c + 200]).unwrap(), Taken::Rewind(c as u64 - 256));
@@ -321,13 +339,12 @@ fn skipped_offsets_are_fetched_again() {
     for (i, m) in msgs.iter().enumerate().skip(c - 256) {
         assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done, "offset {i}");
     }
-    let mut clock = clock;
     go_idle(&mut part, &mut clock, &mut Some(x));
     assert_eq!(part.rewinds(), 2);
-    assert_same(&tables(&sink.lock().unwrap()), &want);
+    assert_same(&fx.tables(), &want);
 
     // A real hole: after the seek, earlier messages arrive, then the next one is beyond.
-    let mut part = PartitionAggregator::resume("grp2", "edge-requests", 0, TopicKind::Events, None, cfg(), MemorySink::default(), store.clone(), clock).unwrap();
+    let mut part = PartitionAggregator::resume("grp2", "edge-requests", 0, TopicKind::Events, None, cfg(), MemorySink::default(), fx.store.clone(), clock).unwrap();
     for (i, m) in msgs.iter().enumerate().take(100) {
         part.take(i as i64, m).unwrap();
     }
@@ -394,28 +411,19 @@ fn packed_messages_count_every_event_and_dead_letter_the_rest() {
 /// caller took before the message (its poll may have waited long for it).
 #[test]
 fn idle_time_counts_from_the_first_timer_after_the_input() {
-    let sink = Arc::new(Mutex::new(MemorySink::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path()).unwrap();
+    let fx = Fixture::new();
     let t0 = Instant::now();
-    let mut part = PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, None, cfg(), Arc::clone(&sink), store, t0).unwrap();
+    let mut part = fx.resume(None, cfg(), t0);
     let line = br#"{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"a.example","RayID":"r1"}"#;
     // The message comes 4.9 s after the partition last heard anything.
     assert_eq!(part.take(0, line).unwrap(), Taken::Done);
     reached_end(&mut part);
-    let rows = |sink: &Arc<Mutex<MemorySink>>| sink.lock().unwrap().table(SITE_RATES_10S.name).iter().map(|b| b.num_rows()).sum::<usize>();
-    let mut timer = |at: Instant| {
-        if part.on_timer(at).unwrap() {
-            let p = part.checkpoint(at).unwrap().unwrap();
-            part.committed(p).unwrap();
-        }
-    };
     let first = t0 + Duration::from_millis(4_900);
-    timer(first);
-    timer(first + Duration::from_millis(4_900));
-    assert_eq!(rows(&sink), 0, "closed as idle less than the idle timeout after the input was seen");
-    timer(first + Duration::from_millis(5_000));
-    assert_eq!(rows(&sink), 1, "closed as idle once the idle timeout passed");
+    timer(&mut part, first);
+    timer(&mut part, first + Duration::from_millis(4_900));
+    assert_eq!(fx.rate_rows(), 0, "closed as idle less than the idle timeout after the input was seen");
+    timer(&mut part, first + Duration::from_millis(5_000));
+    assert_eq!(fx.rate_rows(), 1, "closed as idle once the idle timeout passed");
 }
 
 /// A quiet clock alone does not close a partition's windows: a restarted aggregator before its
@@ -426,29 +434,13 @@ fn idle_time_counts_from_the_first_timer_after_the_input() {
 fn idle_close_waits_for_the_consumer_to_reach_the_end() {
     let msgs = messages(17);
     let want = reference(&msgs);
-    let sink = Arc::new(Mutex::new(MemorySink::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path()).unwrap();
-    let resume = |committed, clock| PartitionAggregator::resume("grp", "edge-requests", 0, TopicKind::Events, committed, cfg(), Arc::clone(&sink), store.clone(), clock).unwrap();
-    let rows = || sink.lock().unwrap().table(SITE_RATES_10S.name).iter().map(|b| b.num_rows()).sum::<usize>();
-    let timer = |part: &mut PartitionAggregator<_>, clock| {
-        if part.on_timer(clock).unwrap() {
-            let p = part.checkpoint(clock).unwrap().unwrap();
-            part.committed(p).unwrap();
-        }
-    };
+    let fx = Fixture::new();
+    let rows = || fx.rate_rows();
     let mut clock = Instant::now();
-    let half = msgs.len() / 2;
-    let mut part = resume(None, clock);
-    for (i, m) in msgs.iter().enumerate().take(half) {
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
-    }
-    let x = part.checkpoint(clock).unwrap().unwrap();
-    part.committed(x).unwrap();
-    drop(part);
+    let x = fx.first_owner(&msgs, msgs.len() / 2, clock);
 
     // Restarted at x with the windows of the last seconds open; its first fetch is slow.
-    let mut part = resume(Some(x), clock);
+    let mut part = fx.resume(Some(x), cfg(), clock);
     let before = rows();
     clock += Duration::from_secs(6);
     timer(&mut part, clock);
@@ -492,5 +484,5 @@ fn idle_close_waits_for_the_consumer_to_reach_the_end() {
     timer(&mut part, clock);
     assert!(rows() > flushed, "never closed without a report");
     drop(part);
-    assert_same(&tables(&sink.lock().unwrap()), &want);
+    assert_same(&fx.tables(), &want);
 }
