@@ -842,23 +842,39 @@ struct RawTopic {
     partitions: HashMap<String, RawPartition>,
 }
 
+/// A field librdkafka leaves out reads as unknown (-1001, its "invalid offset"): that partition
+/// then has no end to report, and the rest of the document still counts.
 #[derive(Deserialize)]
 struct RawPartition {
     partition: i32,
+    #[serde(default)]
     fetch_state: String,
     /// The next offset to fetch.
+    #[serde(default = "invalid_offset")]
     next_offset: i64,
     /// The offset after the last message handed to the application.
+    #[serde(default = "invalid_offset")]
     app_offset: i64,
     /// The end a fetch can reach: the last stable offset (the high watermark unless the topic
-    /// has open transactions).
+    /// has open transactions). Kept across assignments: it may come from an earlier one.
+    #[serde(default = "invalid_offset")]
     ls_offset: i64,
+    /// The end at which a fetch response of the current fetch (since the last assignment or seek)
+    /// found nothing more to read; unknown until one did.
+    #[serde(default = "invalid_offset")]
+    eof_offset: i64,
+}
+
+fn invalid_offset() -> i64 {
+    -1001
 }
 
 impl RawPartition {
     fn report(&self) -> EndReport {
         let end = u64::try_from(self.ls_offset).ok();
-        let fetched_to_end = self.fetch_state == "active" && end.is_some() && self.next_offset >= self.ls_offset;
+        // A response of the current fetch found the end, and it is still the latest end known
+        // (`ls_offset` alone may be left from an earlier assignment of the partition).
+        let fetched_to_end = self.fetch_state == "active" && end.is_some() && self.eof_offset == self.ls_offset && self.next_offset >= self.ls_offset;
         EndReport { reached: end.filter(|_| fetched_to_end), handed: u64::try_from(self.app_offset).ok() }
     }
 }
@@ -1128,22 +1144,33 @@ mod tests {
         let r = ends.take_all();
         assert_eq!(r.len(), 2, "{:?}", r.keys());
         assert_eq!(r[&key(0)], EndReport { reached: None, handed: None });
-        assert_eq!(r[&key(1)], EndReport { reached: Some(3), handed: Some(3) });
+        // Fetched and handed over up to the end, but no response found nothing more yet.
+        assert_eq!(r[&key(1)], EndReport { reached: None, handed: Some(3) });
         ends.record(include_bytes!("../tests/golden/librdkafka-stats-at-end.json"));
         let r = ends.take_all();
         assert_eq!(r[&key(0)], EndReport { reached: Some(4), handed: Some(4) });
         assert_eq!(r[&key(1)], EndReport { reached: Some(3), handed: Some(3) });
         assert!(ends.take_all().is_empty(), "taken once");
 
-        // Fetching behind the end (a backlog), a stopped fetcher, then something unreadable.
-        let doc = |state: &str, next: i64| {
-            format!(r#"{{"name":"c","topics":{{"t":{{"topic":"t","partitions":{{"0":{{"partition":0,"fetch_state":"{state}","next_offset":{next},"app_offset":90,"ls_offset":120,"hi_offset":120}}}}}}}}}}"#)
+        // Fetching behind the end (a backlog), a stopped fetcher, an end left from an earlier
+        // assignment (no response of the current fetch yet), a missing field, then something
+        // unreadable.
+        let doc = |state: &str, next: i64, eof: i64| {
+            format!(r#"{{"name":"c","topics":{{"t":{{"topic":"t","partitions":{{"0":{{"partition":0,"fetch_state":"{state}","next_offset":{next},"app_offset":120,"ls_offset":120,"hi_offset":120,"eof_offset":{eof}}}}}}}}}}}"#)
         };
-        ends.record(doc("active", 100).as_bytes());
-        assert_eq!(ends.take_all()[&("t".to_owned(), 0)], EndReport { reached: None, handed: Some(90) });
-        ends.record(doc("stopped", 120).as_bytes());
-        assert_eq!(ends.take_all()[&("t".to_owned(), 0)].reached, None);
-        ends.record(doc("active", 120).as_bytes());
+        let t0 = ("t".to_owned(), 0);
+        ends.record(doc("active", 120, 120).as_bytes());
+        assert_eq!(ends.take_all()[&t0], EndReport { reached: Some(120), handed: Some(120) });
+        ends.record(doc("active", 100, 100).as_bytes());
+        assert_eq!(ends.take_all()[&t0], EndReport { reached: None, handed: Some(120) });
+        ends.record(doc("stopped", 120, 120).as_bytes());
+        assert_eq!(ends.take_all()[&t0].reached, None);
+        ends.record(doc("active", 130, -1001).as_bytes());
+        assert_eq!(ends.take_all()[&t0].reached, None, "an end from before the assignment");
+        ends.record(br#"{"topics":{"t":{"partitions":{"0":{"partition":0,"fetch_state":"active","next_offset":5,"ls_offset":5,"eof_offset":5}}}}}"#);
+        assert_eq!(ends.take_all()[&t0], EndReport { reached: Some(5), handed: None }, "app_offset missing");
+        assert!(!ends.warned.load(Ordering::Relaxed));
+        ends.record(doc("active", 120, 120).as_bytes());
         ends.forget(&("t".to_owned(), 0));
         assert!(ends.take_all().is_empty(), "forgotten on reassignment");
         ends.record(b"{not json");

@@ -340,13 +340,20 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// Take the consumer's latest [`EndReport`]. It counts only if it was made after the last
     /// message taken: a message taken after it has an offset at or past what it says was handed
     /// over (or, when nothing was, nothing was taken since the consumer was told where to fetch from).
+    /// While a seek back is pending ([`Taken::Rewind`]) nothing counts: the message that asked for
+    /// it was handed over, not taken, and the offsets before it are still unread.
     pub fn end_report(&mut self, report: EndReport) {
         let position = self.pipeline.position();
         let current = match report.handed {
             Some(handed) => handed >= position,
             None => position == self.fetch_start,
         };
-        self.at_end = current && report.reached.is_some_and(|end| report.handed.unwrap_or(position) >= end);
+        self.at_end = current && self.rewind.is_none() && report.reached.is_some_and(|end| report.handed.unwrap_or(position) >= end);
+    }
+
+    /// The consumer was last seen at the partition's end, after the last message taken.
+    pub fn consumer_at_end(&self) -> bool {
+        self.at_end
     }
 
     /// Run the timers: flush closed windows, close an idle partition's windows. Returns true when
@@ -363,7 +370,8 @@ impl<S: RollupSink> PartitionAggregator<S> {
                 // it and derive it again. The idle close happens at the next timer.
                 return Ok(true);
             }
-            if !self.at_end {
+            // (Nothing was ever taken at position 0: nothing is open, nothing to warn about.)
+            if !self.at_end && self.pipeline.position() > 0 {
                 tracing::warn!(topic = %self.topic, partition = self.partition, quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX), position = self.pipeline.position(), "partition quiet without its consumer reporting the end; closing its windows");
             }
             self.pipeline.close_idle();

@@ -334,11 +334,18 @@ fn skipped_offsets_are_fetched_again() {
     let mut part = fx.resume(Some(x), cfg(), clock);
     // The broker starts 700 messages late: seek back, twice (64, then 256 back, then 1024 back).
     assert_eq!(part.take(c as i64 + 700, &msgs[c + 700]).unwrap(), Taken::Rewind(c as u64 - 64));
+    // That message was handed over, not taken: a report of the consumer past it at the end does
+    // not make the partition idle while the offsets before it are unread.
+    let end = c as u64 + 701;
+    part.end_report(EndReport { reached: Some(end), handed: Some(end) });
+    assert!(!part.consumer_at_end(), "at the end with a seek back pending");
     assert_eq!(part.take(c as i64 + 200, &msgs[c + 200]).unwrap(), Taken::Rewind(c as u64 - 256));
     // Now it delivers from before the position: those are skipped, then everything follows.
     for (i, m) in msgs.iter().enumerate().skip(c - 256) {
         assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done, "offset {i}");
     }
+    reached_end(&mut part);
+    assert!(part.consumer_at_end(), "at the end once the expected offsets came");
     go_idle(&mut part, &mut clock, &mut Some(x));
     assert_eq!(part.rewinds(), 2);
     assert_same(&fx.tables(), &want);
