@@ -339,8 +339,8 @@ impl<S: RollupSink> PartitionAggregator<S> {
 
     /// Take the consumer's latest [`EndReport`]. It counts only if it was made after the last
     /// message taken: a message taken after it has an offset at or past what it says was handed
-    /// over (or, when nothing was, nothing was taken since the consumer was told where to fetch from).
-    /// While a seek back is pending ([`Taken::Rewind`]) nothing counts: the message that asked for
+    /// over (or, when nothing was, nothing was taken since the consumer was told where to fetch
+    /// from). While a seek back is pending ([`Taken::Rewind`]) nothing counts: the message that asked for
     /// it was handed over, not taken, and the offsets before it are still unread.
     pub fn end_report(&mut self, report: EndReport) {
         let position = self.pipeline.position();

@@ -201,7 +201,7 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
 
 /// The consumer reports that it has read everything up to the partition's current position and
 /// that this is the partition's end.
-fn reached_end<S: edgelens_aggregate::sink::RollupSink>(part: &mut PartitionAggregator<S>) {
+fn reached_end(part: &mut Part) {
     let end = part.position();
     part.end_report(EndReport { reached: Some(end), handed: Some(end) });
 }
