@@ -738,3 +738,86 @@ fn aggregator_metrics_count_the_input_and_lag_reaches_zero() {
     }
     stop_gracefully(agg);
 }
+
+/// The metrics of an aggregator's `/metrics` on `port` (empty while nothing answers).
+fn metrics_of(port: u16) -> BTreeMap<String, f64> {
+    let (status, body) = http_get(port, "/metrics");
+    if status == 200 { samples(&body) } else { BTreeMap::new() }
+}
+
+/// Lease mode changes an aggregator's assignment incrementally: when a second member joins, the
+/// first gives up a partition without fetching again the one it keeps. The first works through a
+/// backlog of one message per event on partition 0 while the second joins and takes partition 1;
+/// in the end every message the first fetched is one it took (librdkafka drops what it had
+/// fetched for a partition whose assignment is redone, and fetches it again).
+#[test]
+fn a_member_joining_leaves_the_partitions_kept_fetching() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let setup = Setup::new(broker(), 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 37, "150s", 2000, 40);
+    let expected = recount(&raw);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &setup.broker)
+        .set("compression.type", "lz4")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let text = std::fs::read(&raw).unwrap();
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        loop {
+            match producer.send(BaseRecord::<(), [u8]>::to(&setup.events).partition(0).payload(line)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let messages = expected.lines as f64;
+
+    let lake = tmp.path().join("lake");
+    let logs = [tmp.path().join("first.log"), tmp.path().join("second.log")];
+    let ports = [free_port(), free_port()];
+    let listen = |port: u16| [("EDGELENS__AGGREGATE__METRICS_LISTEN", format!("127.0.0.1:{port}"))];
+    let consumed = |m: &BTreeMap<String, f64>| sum_of(m, "edgelens_aggregate_messages_consumed_total", &["topic=\"events\""]);
+    let fetched = |m: &BTreeMap<String, f64>| sum_of(m, "edgelens_aggregate_messages_fetched_total", &["topic=\"events\""]);
+    let first = setup.aggregator_with(&lake, &logs[0], 0, &listen(ports[0]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumed(&metrics_of(ports[0])) == 0.0 {
+        assert!(Instant::now() < deadline, "the first aggregator took nothing within 60 s:\n{}", std::fs::read_to_string(&logs[0]).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = setup.aggregator_with(&lake, &logs[1], 1, &listen(ports[1]));
+    // The first hands partition 1 over (of three partitions, the last by topic and number).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let at_hand_over = loop {
+        let m = metrics_of(ports[0]);
+        if sum_of(&m, "edgelens_aggregate_partitions_owned", &[]) == 2.0 {
+            break consumed(&m);
+        }
+        assert!(Instant::now() < deadline, "no hand-over within 60 s:\n{}", std::fs::read_to_string(&logs[0]).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(at_hand_over < messages * 0.9, "the backlog was gone before the second member joined ({at_hand_over} of {messages} taken): nothing to show");
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(300), &logs);
+    let m = metrics_of(ports[1]);
+    let topic = format!("topic=\"{}\"", setup.events);
+    assert!(m.keys().any(|k| k.starts_with("edgelens_aggregate_position{") && k.contains(&topic) && k.contains("partition=\"1\"")), "the second member owns partition 1: {m:?}");
+    // Statistics reach the metrics within about two seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metrics_of(ports[0]);
+        if consumed(&m) == messages && fetched(&m) == messages {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first aggregator took {} messages and fetched {} (of {messages}): what it kept was fetched again", consumed(&m), fetched(&m));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop_gracefully(second);
+    stop_gracefully(first);
+}

@@ -4,8 +4,8 @@
 //!
 //! - **leases** (default, [`run_leases`]): the aggregators divide the partitions with file leases
 //!   in the shared checkpoint directory ([`crate::lease`]); the broker stores the group's committed
-//!   offsets (manual assignment). A partition is handed over with checkpoint → commit → unlock, or
-//!   its lease dies with its owner.
+//!   offsets (manual assignment, changed incrementally: partitions kept are not fetched again). A
+//!   partition is handed over with checkpoint → commit → unlock, or its lease dies with its owner.
 //! - **group** ([`run_group`]): the broker's consumer-group rebalancing (eager `range`). Rebalances
 //!   run on the polling thread, inside `poll`: on *revoke* every partition is checkpointed and its
 //!   position committed synchronously before it is given up; on *assign* each partition resumes
@@ -484,7 +484,7 @@ fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggreg
             }
             if now.duration_since(last_publish) >= PUBLISH_EVERY {
                 last_publish = now;
-                publish(&st.parts, &st.stats, metrics);
+                publish(cfg, &st.parts, &st.stats, &consumer.context().ends, metrics);
             }
             clock.expire();
         }
@@ -612,7 +612,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
             }
             if now.duration_since(last_publish) >= PUBLISH_EVERY {
                 last_publish = now;
-                publish(&owned, &stats, metrics);
+                publish(cfg, &owned, &stats, &consumer.context().ends, metrics);
             }
             clock.expire();
         }
@@ -647,7 +647,10 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
             Err(e) => break Err(lease_err(e)),
         };
         let fair = fair_share(all.len(), members);
-        let mut changed = false;
+        // The assignment changes incrementally: partitions kept go on fetching where they are,
+        // without dropping what the consumer has already fetched for them.
+        let mut given_up = TopicPartitionList::new();
+        let mut taken = TopicPartitionList::new();
         // Above the fair share: hand partitions over (checkpoint, commit, unlock).
         if owned.len() > fair {
             let mut keys: Vec<Key> = owned.keys().cloned().collect();
@@ -657,7 +660,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
                 // A failure is logged; the next owner resumes from the previous commit.
                 let _ = hand_over(&consumer, part, &mut stats, &mut uncommitted, metrics, "hand-over");
                 leases.remove(&key); // unlock only after the checkpoint and commit
-                changed = true;
+                given_up.add_partition(&key.0, key.1);
             }
         }
         // Below it: take free partitions.
@@ -701,25 +704,23 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
                 stats.discarded_writes += part.discarded_writes;
                 tracing::info!(topic = %key.0, partition = key.1, committed = ?committed, discarded_writes = part.discarded_writes, members, "partition taken");
                 consumer.context().ends.forget(key);
+                let pos = part.position();
+                let offset = if pos == 0 { Offset::Beginning } else { Offset::Offset(pos as i64) };
+                if let Err(e) = taken.add_partition_offset(&key.0, key.1, offset) {
+                    fatal = Some(e.into());
+                    break;
+                }
                 owned.insert(key.clone(), part);
                 leases.insert(key.clone(), lease);
-                changed = true;
             }
         }
         if let Some(e) = fatal {
             break Err(e);
         }
-        if changed {
+        if given_up.count() + taken.count() > 0 {
             stats.rebalances += 1;
-            let mut tpl = TopicPartitionList::new();
-            let mut res = Ok(());
-            for ((topic, partition), part) in &mut owned {
-                let pos = part.position();
-                part.fetching_from(pos);
-                let offset = if pos == 0 { Offset::Beginning } else { Offset::Offset(pos as i64) };
-                res = res.and(tpl.add_partition_offset(topic, *partition, offset));
-            }
-            if let Err(e) = res.and_then(|()| consumer.assign(&tpl)) {
+            let res = if given_up.count() > 0 { consumer.incremental_unassign(&given_up) } else { Ok(()) };
+            if let Err(e) = res.and_then(|()| if taken.count() > 0 { consumer.incremental_assign(&taken) } else { Ok(()) }) {
                 break Err(e.into());
             }
         }
@@ -825,6 +826,9 @@ fn stats_interval_ms(idle_timeout_ms: u64) -> u64 {
 #[derive(Default)]
 struct EndReports {
     reports: Mutex<HashMap<Key, EndReport>>,
+    /// Messages fetched from each topic so far (librdkafka's `rxmsgs`, summed over the topic's
+    /// partitions, from the latest statistics).
+    fetched: Mutex<HashMap<String, u64>>,
     /// An unreadable statistics document was logged (once per consumer).
     warned: AtomicBool,
 }
@@ -863,6 +867,10 @@ struct RawPartition {
     /// found nothing more to read; unknown until one did.
     #[serde(default = "invalid_offset")]
     eof_offset: i64,
+    /// Messages (and transaction markers) this consumer has fetched from the partition, including
+    /// any it dropped unread because the partition was given up or sought meanwhile.
+    #[serde(default)]
+    rxmsgs: u64,
 }
 
 fn invalid_offset() -> i64 {
@@ -892,11 +900,19 @@ impl EndReports {
             }
         };
         let mut ends = self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fetched = self.fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (topic, t) in stats.topics {
-            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+            let parts = t.partitions.values().filter(|p| p.partition >= 0);
+            fetched.insert(topic.clone(), parts.clone().map(|p| p.rxmsgs).sum());
+            for p in parts {
                 ends.insert((topic.clone(), p.partition), p.report());
             }
         }
+    }
+
+    /// Messages fetched so far, by topic.
+    fn fetched(&self) -> HashMap<String, u64> {
+        self.fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// A partition was (re)assigned: reports made before describe an earlier assignment.
@@ -959,13 +975,19 @@ fn poll<'c, C: ConsumerContext>(consumer: &'c BaseConsumer<C>, wait: Duration, c
 
 /// Publish the owned partitions' offsets and the process counters (high watermarks come from
 /// [`watch_high_watermarks`]).
-fn publish(parts: &Parts, stats: &AggregateStats, metrics: &AggregateMetrics) {
+fn publish(cfg: &AggregateConfig, parts: &Parts, stats: &AggregateStats, ends: &EndReports, metrics: &AggregateMetrics) {
     let owned = parts
         .iter()
         .map(|((topic, partition), part)| ((topic.clone(), *partition), PartitionOffsets { position: part.position(), committed: part.committed_position(), high_watermark: None }))
         .collect();
     metrics.set_partitions(owned);
     metrics.set_stats(stats);
+    let topics = cfg.topics();
+    for (topic, n) in ends.fetched() {
+        if topics.contains(&topic.as_str()) {
+            metrics.set_fetched(cfg.kind_of(&topic), n);
+        }
+    }
 }
 
 /// How often the high watermarks of the owned partitions are asked for.
@@ -1151,6 +1173,7 @@ mod tests {
         assert_eq!(r[&key(0)], EndReport { reached: Some(4), handed: Some(4) });
         assert_eq!(r[&key(1)], EndReport { reached: Some(3), handed: Some(3) });
         assert!(ends.take_all().is_empty(), "taken once");
+        assert_eq!(ends.fetched(), HashMap::from([("stats-capture".to_owned(), 7)]), "messages fetched, summed over the partitions");
 
         // Fetching behind the end (a backlog), a stopped fetcher, an end left from an earlier
         // assignment (no response of the current fetch yet), a missing field, then something

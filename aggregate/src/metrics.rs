@@ -33,6 +33,14 @@ const STAGES: [&str; 2] = ["aggregate", "ingest"];
 /// Dead-letter reasons: every code, then `unknown` (an upstream reason this build does not know).
 const N_REASONS: usize = InvalidReason::CODES.len() + 1;
 
+/// The index of a topic kind in [`TOPIC_KINDS`].
+fn kind_index(kind: TopicKind) -> usize {
+    match kind {
+        TopicKind::Events => 0,
+        TopicKind::DeadLetters => 1,
+    }
+}
+
 fn reason_label(i: usize) -> &'static str {
     InvalidReason::CODES.get(i).copied().unwrap_or("unknown")
 }
@@ -125,6 +133,8 @@ impl Histogram {
 pub struct AggregateMetrics {
     /// By topic kind.
     messages: [AtomicU64; 2],
+    /// By topic kind: fetched from the broker (librdkafka's count).
+    fetched: [AtomicU64; 2],
     counted: AtomicU64,
     late: AtomicU64,
     duplicates: AtomicU64,
@@ -153,10 +163,7 @@ pub struct AggregateMetrics {
 impl AggregateMetrics {
     /// Add one partition's counter deltas.
     pub fn add_partition_delta(&self, kind: TopicKind, d: &PartitionDelta) {
-        let k = match kind {
-            TopicKind::Events => 0,
-            TopicKind::DeadLetters => 1,
-        };
+        let k = kind_index(kind);
         let add = |c: &AtomicU64, n: u64| {
             if n > 0 {
                 c.fetch_add(n, Ordering::Relaxed);
@@ -199,6 +206,12 @@ impl AggregateMetrics {
     pub fn sink_failures(&self, sink: SinkKind, errors: u64, retries: u64) {
         self.sink_errors[sink as usize].fetch_add(errors, Ordering::Relaxed);
         self.sink_retries[sink as usize].fetch_add(retries, Ordering::Relaxed);
+    }
+
+    /// Messages the consumer has fetched from the topic of `kind` so far (its client's count;
+    /// more than were taken when fetched messages were dropped, e.g. at a reassignment).
+    pub fn set_fetched(&self, kind: TopicKind, fetched: u64) {
+        self.fetched[kind_index(kind)].store(fetched, Ordering::Relaxed);
     }
 
     /// The process's counters (monotonic over its life).
@@ -259,6 +272,11 @@ impl AggregateMetrics {
         let name = "edgelens_aggregate_messages_consumed_total";
         head(&mut s, name, "counter", "Messages taken from the topics, by topic kind (events: Logpush events, one or more per message; dead_letters: lines rejected by the ingest role).");
         for (label, n) in TOPIC_KINDS.iter().zip(&self.messages) {
+            let _ = writeln!(s, "{name}{{topic=\"{label}\"}} {}", c(n));
+        }
+        let name = "edgelens_aggregate_messages_fetched_total";
+        head(&mut s, name, "counter", "Messages fetched from the topics by the consumer, by topic kind; above messages_consumed_total by what was fetched but dropped unread (a seek back, a partition given up with messages still queued).");
+        for (label, n) in TOPIC_KINDS.iter().zip(&self.fetched) {
             let _ = writeln!(s, "{name}{{topic=\"{label}\"}} {}", c(n));
         }
         for (name, help, n) in [
@@ -415,6 +433,8 @@ mod tests {
         m.observe_flush(Duration::from_secs(100));
         m.sink_failures(SinkKind::ClickHouse, 3, 2);
         m.set_stats(&AggregateStats { commits: 5, ..AggregateStats::default() });
+        m.set_fetched(TopicKind::Events, 12);
+        m.set_fetched(TopicKind::Events, 13);
         m.set_partitions(BTreeMap::from([
             (("edge-requests".to_owned(), 0), PartitionOffsets { position: 100, committed: Some(90), high_watermark: None }),
             (("edge-requests".to_owned(), 1), PartitionOffsets { position: 0, committed: None, high_watermark: None }),
@@ -431,6 +451,8 @@ mod tests {
         for want in [
             "edgelens_aggregate_messages_consumed_total{topic=\"events\"} 10",
             "edgelens_aggregate_messages_consumed_total{topic=\"dead_letters\"} 4",
+            "edgelens_aggregate_messages_fetched_total{topic=\"events\"} 13",
+            "edgelens_aggregate_messages_fetched_total{topic=\"dead_letters\"} 0",
             "edgelens_aggregate_events_counted_total 7",
             "edgelens_aggregate_events_late_total 2",
             "edgelens_aggregate_events_duplicate_total 1",

@@ -94,7 +94,7 @@ pub struct PartitionAggregator<S> {
     /// A message was taken since the last timer run.
     input_since_timer: bool,
     idle_closed: bool,
-    /// Where the consumer was last told to fetch from (resume, reassignment, seek): where it
+    /// Where the consumer was last told to fetch from (resume, seek): where it
     /// stands when an [`EndReport`] says it handed nothing over yet.
     fetch_start: u64,
     /// An [`EndReport`] made after the last message taken showed nothing left to read.
@@ -328,13 +328,6 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// Seeks back asked for so far (broker skipped offsets).
     pub fn rewinds(&self) -> u64 {
         self.rewinds
-    }
-
-    /// The consumer was told to fetch this partition from `position` again (its assignment was
-    /// redone at the position it had reached).
-    pub fn fetching_from(&mut self, position: u64) {
-        self.fetch_start = position;
-        self.at_end = false;
     }
 
     /// Take the consumer's latest [`EndReport`]. It counts only if it was made after the last
