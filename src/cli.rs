@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use edgelens_aggregate::pipeline::{replay_files, PipelineConfig, PipelineStats, ReplayProgress};
 use edgelens_aggregate::sink::parquet::ParquetLake;
 use edgelens_aggregate::sink::Sinks;
+use edgelens_aggregate::sites::HostSites;
 use edgelens_schemas::clickhouse::ClickHouseConfig;
 use edgelens_aggregate::WindowConfig;
 use edgelens_schemas::parse_duration;
@@ -358,6 +359,7 @@ fn replay(a: ReplayArgs) -> Result<()> {
         max_line: a.max_line_bytes,
         flush_rows: a.flush_rows.max(1),
         client_ip: edgelens_schemas::privacy::ClientIpPolicy::from_config(&a.client_ip, &a.client_ip_key).map_err(|e| anyhow::anyhow!("--client-ip: {e}"))?,
+        sites: HostSites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?,
         ..PipelineConfig::default()
     };
     let ch = clickhouse_from_env(a.clickhouse.as_deref())?;
@@ -643,7 +645,8 @@ mod demo {
         // Lake file names derive from source + line span; the start time keeps a restarted demo
         // from overwriting the files of an earlier run in the same data dir.
         let source = format!("demo-{start_secs}");
-        let cfg = PipelineConfig { windows: window, flush_rows: 1, source: source.clone(), ..PipelineConfig::default() };
+        let sites = HostSites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?;
+        let cfg = PipelineConfig { windows: window, flush_rows: 1, source: source.clone(), sites, ..PipelineConfig::default() };
         let mut pipeline = EmbeddedPipeline::new(cfg, lake);
         let mut generator = TrafficGenerator::new(GenerateConfig {
             scenario: Scenario::Demo,

@@ -243,3 +243,37 @@ fn client_ip_privacy_keeps_addresses_out_of_the_lake() {
     }
     assert!(table_rows(&truncate, "dead_letters").join("\n").contains("198.51.100.0"));
 }
+
+/// A line without `ZoneName` counts under its `ClientRequestHost`, mapped to the site the
+/// registry knows for it (`www.` and deeper names → the registered site); unknown hosts, and hosts
+/// of a site removed before the request, stay as they are. Lines with `ZoneName` keep it.
+#[test]
+fn host_only_lines_count_under_their_registered_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let sites = tmp.path().join("sites.csv");
+    std::fs::write(&sites, "site,tenant,created_at,removed_at\nshop.example,t1,2026-01-01T00:00:00Z,\nold.example,t1,2020-01-01T00:00:00Z,2026-11-01T00:00:30Z\n").unwrap();
+    run_ok(edgelens().args(["registry", "import"]).arg(&sites).arg("--data-dir").arg(&lake));
+    // 2026-11-01T00:00:00Z + s seconds.
+    let line = |zone: &str, host: &str, s: u64| {
+        let zone = if zone.is_empty() { String::new() } else { format!(r#""ZoneName":"{zone}","#) };
+        format!("{{{zone}\"ClientRequestHost\":\"{host}\",\"ClientIP\":\"192.0.2.1\",\"EdgeStartTimestamp\":{},\"EdgeResponseStatus\":200}}\n", 1_793_491_200 + s)
+    };
+    let input = tmp.path().join("hosts.ndjson");
+    let text = [
+        line("", "www.shop.example", 1),
+        line("", "API.Shop.Example:8443", 2),
+        line("shop.example", "www.shop.example", 3),
+        line("", "www.elsewhere.example", 4),
+        line("", "cdn.old.example", 5),
+        line("", "cdn.old.example", 40),
+        line("sub.shop.example", "sub.shop.example", 41),
+    ]
+    .concat();
+    std::fs::write(&input, text).unwrap();
+    replay(&[&input], &lake);
+    let counts = summed(&lake, "site_rates_10s", &["site"], &["requests"]);
+    let got: Vec<(String, u64)> = counts.into_iter().map(|(k, v)| (k[0].clone(), v[0])).collect();
+    let want = [("cdn.old.example", 1), ("old.example", 1), ("shop.example", 3), ("sub.shop.example", 1), ("www.elsewhere.example", 1)];
+    assert_eq!(got, want.map(|(s, n)| (s.to_owned(), n)));
+}

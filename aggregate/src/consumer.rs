@@ -43,6 +43,7 @@ use crate::metrics::{AggregateMetrics, PartitionOffsets};
 use crate::partition::{EndReport, PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
 use crate::pipeline::PipelineConfig;
 use crate::sink::Sinks;
+use crate::sites::HostSites;
 use edgelens_schemas::privacy::ClientIpPolicy;
 use crate::windows::WindowConfig;
 use crate::SinkError;
@@ -213,7 +214,9 @@ impl AggregateConfig {
         ClientIpPolicy::from_config(&self.client_ip, &self.client_ip_key).map_err(AggregateError::Config)
     }
 
-    pub fn partition_config(&self) -> Result<PartitionConfig, AggregateError> {
+    /// The partitions' settings; lines without `ZoneName` count under the registered site of
+    /// their host among `sites`.
+    pub fn partition_config(&self, sites: &HostSites) -> Result<PartitionConfig, AggregateError> {
         let ns = edgelens_schemas::time::NANOS_PER_SEC;
         Ok(PartitionConfig {
             pipeline: PipelineConfig {
@@ -226,6 +229,7 @@ impl AggregateConfig {
                 max_line: self.max_line_bytes,
                 flush_rows: self.flush_rows,
                 detector: self.detect.then(crate::detect::DetectorConfig::default),
+                sites: sites.clone(),
                 ..PipelineConfig::default()
             },
             flush_interval: Duration::from_millis(self.flush_interval_ms),
@@ -399,9 +403,11 @@ impl ConsumerContext for GroupContext {
 pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
     let watch_done = Arc::new(AtomicBool::new(false));
     watch_high_watermarks(&cfg.brokers, Arc::clone(metrics), Arc::clone(&watch_done));
+    let sites = HostSites::default();
+    watch_registry(cfg.data_dir.clone(), sites.clone(), Arc::clone(&watch_done));
     let res = match cfg.assignment {
-        AssignmentMode::Leases => run_leases(cfg, stop, metrics),
-        AssignmentMode::Group => run_group(cfg, stop, metrics),
+        AssignmentMode::Leases => run_leases(cfg, &sites, stop, metrics),
+        AssignmentMode::Group => run_group(cfg, &sites, stop, metrics),
     };
     watch_done.store(true, Ordering::Relaxed);
     metrics.set_ready(false);
@@ -410,13 +416,13 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc
 }
 
 /// Group mode: the broker's consumer-group protocol assigns the partitions.
-fn run_group(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
+fn run_group(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
     let lake = cfg.open_sinks(stop, metrics)?;
     let store = CheckpointStore::open(cfg.checkpoint_dir())?;
     let ctx = GroupContext {
         state: Mutex::new(Partitions {
             cfg: cfg.clone(),
-            pcfg: cfg.partition_config()?,
+            pcfg: cfg.partition_config(sites)?,
             lake,
             store,
             parts: Parts::default(),
@@ -555,7 +561,7 @@ pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output
 
 /// Lease mode: the aggregators of a group share the partitions through [`crate::lease`]; the
 /// broker only stores the group's committed offsets (manual assignment, no group rebalancing).
-fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
+fn run_leases(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
     let lake = cfg.open_sinks(stop, metrics)?;
     let ckpt_dir = cfg.checkpoint_dir();
     let store = CheckpointStore::open(&ckpt_dir)?;
@@ -569,7 +575,7 @@ fn run_leases(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<Aggre
     let membership = Membership::join(&ckpt_dir, &crate::partition::span_source(&cfg.group, ""), &member, session).map_err(lease_err)?;
     let consumer: BaseConsumer<LeaseContext> = cfg.consumer_config().create_with_context(LeaseContext::default())?;
     let topics = cfg.topics();
-    let pcfg = cfg.partition_config()?;
+    let pcfg = cfg.partition_config(sites)?;
     tracing::info!(group = %cfg.group, member = %member, topics = ?topics, brokers = %cfg.brokers, "aggregator started (lease assignment)");
 
     let mut stats = AggregateStats::default();
@@ -987,6 +993,33 @@ fn publish(cfg: &AggregateConfig, parts: &Parts, stats: &AggregateStats, ends: &
         if topics.contains(&topic.as_str()) {
             metrics.set_fetched(cfg.kind_of(&topic), n);
         }
+    }
+}
+
+/// How often the aggregator reads the site registry again.
+const REGISTRY_EVERY: Duration = Duration::from_secs(30);
+
+/// A thread of its own that reads the lake's site registry into `sites` now and every
+/// [`REGISTRY_EVERY`] until `done` (a registry import reaches running aggregators without a
+/// restart). The first read happens before this returns, so the partitions start with it.
+fn watch_registry(lake: PathBuf, sites: HostSites, done: Arc<AtomicBool>) {
+    let read = move |sites: &HostSites| match sites.reload_from_lake(&lake) {
+        Ok(n) => tracing::debug!(sites = n, "site registry read"),
+        Err(e) => tracing::warn!(error = %e, "site registry unreadable; host names keep the sites they had"),
+    };
+    read(&sites);
+    let spawned = std::thread::Builder::new().name("edgelens-registry".into()).spawn(move || {
+        let mut next = Instant::now() + REGISTRY_EVERY;
+        while !done.load(Ordering::Relaxed) {
+            if Instant::now() >= next {
+                read(&sites);
+                next = Instant::now() + REGISTRY_EVERY;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no registry thread; the site registry is read only at start");
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`lease`]: partition ownership among the aggregators of a group (file leases).
 //! - [`consumer`]: the aggregator role, a Kafka consumer group member ([`consumer::run`]).
 //! - [`metrics`]: the aggregator's Prometheus metrics and its `/metrics`, `/healthz`, `/readyz`.
+//! - [`sites`]: host names of lines without `ZoneName` → their registered sites.
 
 pub mod batches;
 pub mod checkpoint;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod partition;
 pub mod pipeline;
 pub mod sink;
+pub mod sites;
 pub use edgelens_schemas::sketch;
 pub mod windows;
 

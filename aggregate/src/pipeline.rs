@@ -20,6 +20,7 @@ use crate::checkpoint::{Dec, Enc};
 use crate::detect::{AttackDetector, DetectorConfig};
 use crate::error::{PipelineError, SinkError};
 use crate::sink::{OffsetSpan, RollupSink, SinkBatch};
+use crate::sites::HostSites;
 use crate::windows::{Observed, SiteWindows, WindowConfig};
 
 /// Lines between two watermark checks.
@@ -39,6 +40,8 @@ pub struct PipelineConfig {
     pub client_ip: ClientIpPolicy,
     /// Attack detection (`incidents`, `incident_timeline`); `None` turns it off.
     pub detector: Option<DetectorConfig>,
+    /// The registered sites that lines without `ZoneName` are counted under (by host).
+    pub sites: HostSites,
 }
 
 impl Default for PipelineConfig {
@@ -51,6 +54,7 @@ impl Default for PipelineConfig {
             partition: 0,
             client_ip: ClientIpPolicy::Keep,
             detector: Some(DetectorConfig::default()),
+            sites: HostSites::default(),
         }
     }
 }
@@ -158,6 +162,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             Err(rejected) => Some(rejected),
             Ok(mut ev) => {
                 ev.client_ip = self.cfg.client_ip.apply(ev.client_ip);
+                self.cfg.sites.apply(&mut ev);
                 match self.windows.observe(&ev) {
                     Ok(observed @ (Observed::Counted | Observed::Late)) => {
                         self.stats.counted += 1;

@@ -143,6 +143,9 @@ pub struct EdgeEvent<'a> {
     pub ts: Nanos,
     /// The site (zone) the request belongs to, lower case.
     pub site: Cow<'a, str>,
+    /// The site is the request's host (`ClientRequestHost`: the line has no `ZoneName`), which
+    /// the pipeline maps to its registered site when the site registry knows one.
+    pub site_from_host: bool,
     pub client_ip: IpAddr,
     pub status: u16,
     pub ray_id: Option<Cow<'a, str>>,
@@ -305,14 +308,15 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
     if !(100..=599).contains(&status) {
         return Err(InvalidReason::InvalidStatus(status));
     }
-    let site = match (raw.zone_name, raw.client_request_host) {
-        (Some(z), _) if !z.is_empty() => normalize_site(z)?,
-        (_, Some(h)) if !h.is_empty() => normalize_site(strip_port(h))?,
+    let (site, site_from_host) = match (raw.zone_name, raw.client_request_host) {
+        (Some(z), _) if !z.is_empty() => (normalize_site(z)?, false),
+        (_, Some(h)) if !h.is_empty() => (normalize_site(strip_port(h))?, true),
         _ => return Err(InvalidReason::MissingField("ZoneName (or ClientRequestHost)")),
     };
     Ok(EdgeEvent {
         ts,
         site,
+        site_from_host,
         client_ip,
         status,
         ray_id: raw.ray_id.filter(|r| !r.is_empty()),
@@ -521,7 +525,9 @@ mod tests {
     fn host_fallback_strips_port_and_case() {
         let ev = parse_line(br#"{"ClientIP":"2001:db8::1","ClientRequestHost":"API.Example.COM:8443","EdgeStartTimestamp":"2026-10-31T00:00:00Z","EdgeResponseStatus":503}"#).unwrap();
         assert_eq!(ev.site, "api.example.com");
+        assert!(ev.site_from_host);
         assert_eq!(ev.status_class(), 5);
+        assert!(!parse_line(LINE.as_bytes()).unwrap().site_from_host, "ZoneName is the site");
     }
 
     #[test]

@@ -313,14 +313,20 @@ fn has_error(errors: &[RowError], line: usize) -> bool {
 
 /// The registered site `host` belongs to: itself, or the longest registered suffix.
 fn parent_site(host: &str, sites: &BTreeSet<String>) -> Option<String> {
+    registered_site(host, |s| sites.contains(s)).map(str::to_owned)
+}
+
+/// The site a host name (normalised: lower case, no trailing dot) belongs to among the sites
+/// `registered` knows: the host itself, else its longest registered parent domain
+/// (`www.shop.example` and `api.shop.example` → `shop.example`); `None` when neither is.
+pub fn registered_site<'h>(host: &'h str, registered: impl Fn(&str) -> bool) -> Option<&'h str> {
     let mut rest = host;
-    while let Some((_, parent)) = rest.split_once('.') {
-        if sites.contains(parent) {
-            return Some(parent.to_owned());
+    loop {
+        if registered(rest) {
+            return Some(rest);
         }
-        rest = parent;
+        rest = rest.split_once('.')?.1;
     }
-    None
 }
 
 /// `host` normalised as a site name, or why it is not one.
@@ -678,6 +684,19 @@ fn element_lines(text: &str) -> HashMap<String, Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_belongs_to_itself_or_its_longest_registered_parent() {
+        let sites: BTreeSet<String> = ["shop.example", "eu.shop.example", "other.example"].map(String::from).into();
+        let of = |h| registered_site(h, |s| sites.contains(s));
+        assert_eq!(of("shop.example"), Some("shop.example"));
+        assert_eq!(of("www.shop.example"), Some("shop.example"));
+        assert_eq!(of("a.b.shop.example"), Some("shop.example"));
+        assert_eq!(of("cdn.eu.shop.example"), Some("eu.shop.example"), "the longest registered suffix");
+        assert_eq!(of("myshop.example"), None, "a suffix only at a label boundary");
+        assert_eq!(of("example"), None);
+        assert_eq!(of("unknown.test"), None);
+    }
 
     fn t(s: &str) -> Nanos {
         parse_timestamp_str(s).unwrap()
