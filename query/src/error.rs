@@ -3,6 +3,7 @@
 //! same request again may succeed.
 
 use datafusion::error::DataFusionError;
+use arrow::error::ArrowError;
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 
@@ -29,6 +30,10 @@ pub enum QueryError {
     /// User SQL that does not parse or plan (syntax, unknown table or column, type error).
     #[error("invalid SQL: {0}")]
     InvalidSql(String),
+    /// User SQL that failed on the values it met (division by zero, overflow, a cast or parse
+    /// of a value): the statement's fault, not the service's.
+    #[error("the query failed on a value: {0}")]
+    DataError(String),
     /// User SQL exceeded a limit (time, rows, memory): the caller must ask for less.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
@@ -63,6 +68,7 @@ impl QueryError {
             QueryError::InvalidParameter(_)
                 | QueryError::SqlRefused(_)
                 | QueryError::InvalidSql(_)
+                | QueryError::DataError(_)
                 | QueryError::LimitExceeded(_)
         )
     }
@@ -99,6 +105,14 @@ impl QueryError {
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => QueryError::InvalidSql(e.strip_backtrace()),
+            DataFusionError::ArrowError(ae, _)
+                if matches!(
+                    ae.as_ref(),
+                    ArrowError::DivideByZero | ArrowError::ArithmeticOverflow(_) | ArrowError::CastError(_) | ArrowError::ParseError(_)
+                ) =>
+            {
+                QueryError::DataError(ae.to_string())
+            }
             DataFusionError::ResourcesExhausted(msg) => {
                 QueryError::LimitExceeded(format!("the query needs more memory than the service allows ({msg})"))
             }

@@ -62,6 +62,10 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
     let code = match e {
         QueryError::SqlRefused(_) => "42501",
         QueryError::InvalidSql(m) => sql_error_code(m),
+        QueryError::DataError(m) if m.starts_with("Divide by zero") => "22012",
+        QueryError::DataError(m) if m.contains("overflow") => "22003",
+        QueryError::DataError(m) if m.starts_with("Cast error") || m.starts_with("Parser error") => "22P02",
+        QueryError::DataError(_) => "22000",
         QueryError::InvalidParameter(m) if m.starts_with("unrecognized configuration parameter") => "42704",
         QueryError::InvalidParameter(m) if m.starts_with("invalid input for a parameter") => "22P02",
         QueryError::InvalidParameter(m) if m.contains("cannot be changed") => "55P02",
@@ -616,6 +620,10 @@ mod tests {
         assert_eq!(code(QueryError::InvalidParameter("unrecognized configuration parameter \"x\"".into())), "42704");
         assert_eq!(code(QueryError::InvalidParameter("invalid input for a parameter of type int8: \"x\"".into())), "22P02");
         assert_eq!(code(QueryError::NotReady), "57P03");
+        let data = |e: arrow::error::ArrowError| code(QueryError::from_user_sql(datafusion::error::DataFusionError::from(e)));
+        assert_eq!(data(arrow::error::ArrowError::DivideByZero), "22012");
+        assert_eq!(data(arrow::error::ArrowError::ArithmeticOverflow("Overflow happened on: 1 * 2".into())), "22003");
+        assert_eq!(data(arrow::error::ArrowError::CastError("Cannot cast string 'x' to value of Int64 type".into())), "22P02");
         assert_eq!(code(QueryError::Backend("connection refused".into())), "XX000");
         assert_eq!(error_info(&QueryError::SqlRefused("x".into())).severity, "ERROR");
     }
