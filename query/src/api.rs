@@ -455,7 +455,7 @@ async fn incidents_handler(
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
         sites: p.site.filter(|s| !s.is_empty()).map(|s| vec![s]),
         status: incidents::parse_status(p.status.as_deref())?,
-        vector: p.vector.filter(|v| !v.is_empty()),
+        vector: incidents::parse_vector(p.vector.as_deref())?,
         limit: incidents::parse_limit(p.limit.as_deref())?,
     };
     let view = caller.view(state.backend()?);

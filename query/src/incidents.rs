@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, RecordBatch};
 use serde::{Deserialize, Serialize};
+use edgelens_schemas::tables::INCIDENT_VECTORS;
 
 use crate::backend::{Dialect, View};
 use crate::error::{QueryError, Result};
@@ -323,6 +324,15 @@ pub fn parse_status(s: Option<&str>) -> Result<Option<String>> {
     }
 }
 
+/// Validate the `vector` parameter of the list (empty: any).
+pub fn parse_vector(s: Option<&str>) -> Result<Option<String>> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(s) if INCIDENT_VECTORS.contains(&s) => Ok(Some(s.to_owned())),
+        Some(s) => Err(QueryError::InvalidParameter(format!("invalid vector {s:?}: expected one of {}", INCIDENT_VECTORS.join(", ")))),
+    }
+}
+
 pub fn parse_limit(s: Option<&str>) -> Result<usize> {
     match s {
         None => Ok(DEFAULT_LIMIT),
@@ -347,6 +357,11 @@ mod tests {
     fn status_and_limit_are_validated() {
         assert_eq!(parse_status(Some("ended")).unwrap().as_deref(), Some("ended"));
         assert!(parse_status(Some("over")).is_err());
+        assert_eq!(parse_vector(Some("scraping")).unwrap().as_deref(), Some("scraping"));
+        assert_eq!(parse_vector(Some("")).unwrap(), None);
+        let e = parse_vector(Some("bogus")).unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(e.to_string().contains("http_flood, cache_busting"), "{e}");
         assert_eq!(parse_limit(None).unwrap(), DEFAULT_LIMIT);
         assert_eq!(parse_limit(Some("5")).unwrap(), 5);
         assert!(parse_limit(Some("0")).is_err());

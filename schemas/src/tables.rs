@@ -136,6 +136,10 @@ pub static ASN_1M: TableDef = TableDef {
     since: 1,
 };
 
+/// The values of `incidents.vector`. Append only: the detector's checkpoints store a vector as
+/// its index here.
+pub const INCIDENT_VECTORS: [&str; 5] = ["http_flood", "cache_busting", "credential_stuffing", "scraping", "origin_error_surge"];
+
 pub static INCIDENTS: TableDef = TableDef {
     name: "incidents",
     doc: "Detected attacks, one row per incident state change or update: the row with the latest updated_ts of an incident_id is its current state.",

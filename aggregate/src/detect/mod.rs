@@ -780,7 +780,7 @@ impl Incident {
 /// Version 2 added each site's recent counts and daily cycle; a version-1 state is read with them
 /// empty.
 const STATE_VERSION: u8 = 2;
-const VECTORS: [&str; 5] = ["http_flood", "cache_busting", "credential_stuffing", "scraping", "origin_error_surge"];
+use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
     e.u64(s.hash);
