@@ -167,12 +167,35 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
-/// JSON array of row objects, keys in column order.
+/// JSON array of row objects, keys in column order (written here: a `serde_json` map orders its
+/// keys by name).
 pub fn to_json(batches: &[RecordBatch]) -> Result<String> {
-    Ok(Value::Array(to_json_rows(batches)?.into_iter().map(Value::Object).collect()).to_string())
+    let mut out = String::from("[");
+    for batch in batches {
+        let schema = batch.schema();
+        let columns = column_views(batch)?;
+        let keys: Vec<String> = schema.fields().iter().map(|f| Value::from(f.name().as_str()).to_string()).collect();
+        for row in 0..batch.num_rows() {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push('{');
+            for (i, (key, column)) in keys.iter().zip(&columns).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(key);
+                out.push(':');
+                out.push_str(&column.json(row).to_string());
+            }
+            out.push('}');
+        }
+    }
+    out.push(']');
+    Ok(out)
 }
 
-/// The rows as JSON objects.
+/// The rows as JSON objects (keys in name order).
 pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>> {
     let mut rows = Vec::new();
     for batch in batches {
@@ -372,6 +395,9 @@ mod tests {
                 {"ts": "2026-11-01T00:00:00.500Z", "site": null, "requests": 7, "share": null}
             ])
         );
+        let text = to_json(&batches).unwrap();
+        assert!(text.starts_with(r#"[{"ts":"2026-11-01T00:00:00Z","site":"shop.example","requests":"#), "keys in column order: {text}");
+        assert_eq!(to_json(&[]).unwrap(), "[]");
     }
 
     #[test]
