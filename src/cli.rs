@@ -464,7 +464,13 @@ fn sql(a: SqlArgs) -> Result<()> {
     rt.block_on(async {
         let backend: edgelens_query::Backend = match &a.clickhouse {
             Some(url) => edgelens_query::clickhouse::ClickHouseBackend::new(&clickhouse_from_env(Some(url))?).into(),
-            None => edgelens_query::lake::Lake::open(&a.data_dir)?.into(),
+            None => {
+                // A mistyped path would otherwise answer every query with no rows.
+                if !a.data_dir.is_dir() {
+                    bail!("no lake at {}: the directory does not exist (give the --data-dir that replay, demo or aggregate wrote)", a.data_dir.display());
+                }
+                edgelens_query::lake::Lake::open(&a.data_dir)?.into()
+            }
         };
         let result = backend.user_sql(&a.sql).await?;
         let format = a.format.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Csv });

@@ -145,6 +145,22 @@ fn replay_of_missing_file_fails_clearly() {
     assert!(err.contains("/nonexistent/x.ndjson"), "{err}");
 }
 
+/// `edgelens sql` on a directory that does not exist says so instead of answering with no rows;
+/// a run-time error of the statement (division by zero) is reported as the statement's.
+#[test]
+fn sql_on_a_missing_lake_or_a_failing_statement_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-lake");
+    let out = edgelens().args(["sql", "--data-dir"]).arg(&missing).arg("SELECT count(*) FROM traffic_1m").output().unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no lake at") && err.contains("no-such-lake"), "{err}");
+    let out = edgelens().args(["sql", "--data-dir"]).arg(tmp.path()).arg("SELECT 1/0").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the query failed on a value: Divide by zero"), "{err}");
+}
+
 #[test]
 fn replays_into_one_lake_add_up_and_a_repeated_replay_is_idempotent() {
     let tmp = tempfile::tempdir().unwrap();

@@ -84,6 +84,10 @@ impl Lake {
         if dir.exists() && !dir.is_dir() {
             return Err(lake_err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
         }
+        if !dir.exists() {
+            // The query service may start before anything wrote the lake; tables appear as written.
+            tracing::warn!(dir = %dir.display(), "no lake at this path yet: every table is empty until replay, demo or an aggregator writes it");
+        }
         let bounded = RuntimeEnvBuilder::new()
             .with_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), 1.0)
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
