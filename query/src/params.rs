@@ -125,6 +125,15 @@ impl TimeRange {
         Ok(TimeRange { from_us, to_us })
     }
 
+    /// The range that rows `granularity` apart (each holding the traffic from its `ts` on)
+    /// cover when they are selected by `from <= ts < to`: both ends rounded up to the
+    /// granularity. Answers report this range, not the one asked for.
+    pub fn covered_by_rows(&self, granularity: Step) -> TimeRange {
+        let g = granularity.micros();
+        let up = |us: i64| us.div_euclid(g) * g + if us.rem_euclid(g) == 0 { 0 } else { g };
+        TimeRange { from_us: up(self.from_us), to_us: up(self.to_us) }
+    }
+
     /// Reject ranges that would produce more than [`MAX_STEPS`] steps.
     pub fn check_steps(&self, step: Step) -> Result<()> {
         let first = self.from_us.div_euclid(step.micros());
@@ -289,6 +298,17 @@ mod tests {
             TimeRange::parse(Some("2026-11-02T00:00:00Z"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).is_err()
         );
         assert!(TimeRange::parse(Some("yesterday"), None, now, Step::MINUTE).is_err());
+        // Minute rows selected by from <= ts < to cover whole minutes: both ends rounded up.
+        let covered = |from: &str, to: &str, g: Step| {
+            let r = TimeRange::parse(Some(from), Some(to), now, Step::MINUTE).unwrap().covered_by_rows(g);
+            (r.from_rfc3339(), r.to_rfc3339())
+        };
+        let s = |t: &str| t.to_owned();
+        assert_eq!(covered("2026-11-01T00:10:30Z", "2026-11-01T00:12:30Z", Step::MINUTE), (s("2026-11-01T00:11:00Z"), s("2026-11-01T00:13:00Z")));
+        assert_eq!(covered("2026-11-01T00:11:00Z", "2026-11-01T00:13:00Z", Step::MINUTE), (s("2026-11-01T00:11:00Z"), s("2026-11-01T00:13:00Z")));
+        assert_eq!(covered("2026-11-01T00:12:00Z", "2026-11-01T00:12:01Z", Step::MINUTE), (s("2026-11-01T00:12:00Z"), s("2026-11-01T00:13:00Z")));
+        assert_eq!(covered("2026-11-01T00:11:59Z", "2026-11-01T00:12:00Z", Step::MINUTE), (s("2026-11-01T00:12:00Z"), s("2026-11-01T00:12:00Z")), "no row starts in it");
+        assert_eq!(covered("2026-11-01T00:13:05Z", "2026-11-01T00:13:35Z", Step::TEN_SECONDS), (s("2026-11-01T00:13:10Z"), s("2026-11-01T00:13:40Z")));
         let day =
             TimeRange::parse(Some("2026-11-01T00:00:00Z"), Some("2026-11-02T00:00:00Z"), now, Step::MINUTE).unwrap();
         assert!(day.check_steps(Step::TEN_SECONDS).is_ok());

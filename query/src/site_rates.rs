@@ -121,6 +121,7 @@ async fn merged_sketches(backend: View<'_>, rows: &str) -> Result<BTreeMap<i64, 
 /// Compute the rates series.
 pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<SiteRates> {
     req.step.check_granularity(GRANULARITY, "site_rates_10s")?;
+    let req = &SiteRatesRequest { range: req.range.covered_by_rows(GRANULARITY), ..req.clone() };
     req.range.check_steps(req.step)?;
     let dialect = backend.dialect();
     let rows = format!(

@@ -102,6 +102,7 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
     let dialect = backend.dialect();
     let source_table = if req.by == ShareBy::Asn { "asn_1m" } else { "traffic_1m" };
     req.step.check_granularity(GRANULARITY, source_table)?;
+    let req = &TrafficShareRequest { range: req.range.covered_by_rows(GRANULARITY), ..req.clone() };
     req.range.check_steps(req.step)?;
 
     let mapped = matches!(req.by, ShareBy::Entity | ShareBy::Tag);
