@@ -107,11 +107,15 @@ fn import(a: ImportArgs) -> Result<()> {
         lake: data_dir.clone(),
         clickhouse: a.clickhouse.as_deref().map(|u| crate::cli::clickhouse_from_env(Some(u))).transpose()?,
     };
-    writer.write(&parsed.batches()?, &format!("registry-{import_id}")).map_err(anyhow::Error::msg)?;
+    // Rows the registry already holds (the first target's) are not written again.
+    let (batches, known) = rt.block_on(edgelens_query::registry_api::unregistered((&targets[0]).into(), parsed.batches()?))?;
+    if !batches.is_empty() {
+        writer.write(&batches, &format!("registry-{import_id}")).map_err(anyhow::Error::msg)?;
+    }
     writer
         .write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit.batch()?)], &format!("registry-audit-{import_id}-{now}"))
         .map_err(anyhow::Error::msg)?;
-    println!("{name}: imported {summary}");
+    println!("{name}: imported {summary}{}", if known > 0 { format!(" ({known} of them already registered, not written again)") } else { String::new() });
     Ok(())
 }
 

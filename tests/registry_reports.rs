@@ -218,3 +218,34 @@ fn registry_import_and_entity_reports_match_a_recount() {
     assert_eq!(on_lake.get("/v1/reports/entities/Org%20A?format=pdf").0, 400);
     eprintln!("{reports} entity reports equal on both backends and to the recount");
 }
+
+/// Importing rows the registry already holds adds nothing: an export imported again, and a file
+/// that extends an earlier one, leave one row per attribution (a compliance join over
+/// `site_entities` would otherwise count a site's traffic once per copy).
+#[test]
+fn imports_add_only_rows_not_yet_registered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let import = |file: &std::path::Path| run_ok(edgelens().args(["registry", "import"]).arg(file).arg("--data-dir").arg(&lake));
+    let head = "site,entity,source,confidence,valid_from,valid_to\n";
+    let first = format!("{head}shop.example,Acme Corp,whois,0.9,2026-01-01T00:00:00Z,\nwww.other.example,Foo,manual,0.5,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z\n");
+    import(&write("first.csv", &first));
+    let extended = format!("{first}third.example,Acme Corp,whois,0.8,2026-01-01T00:00:00Z,\n");
+    let out = import(&write("extended.csv", &extended));
+    assert!(out.contains("2 of them already registered"), "{out}");
+    let export = || run_ok(edgelens().args(["registry", "export", "--data-dir"]).arg(&lake));
+    let before = export();
+    let out = import(&write("export.json", &before));
+    assert!(out.contains("3 of them already registered"), "{out}");
+    assert_eq!(export(), before);
+    let rows = run_ok(edgelens().args(["sql", "--format", "csv", "--data-dir"]).arg(&lake).arg("SELECT site, entity, count(*) AS n FROM site_entities GROUP BY site, entity ORDER BY site"));
+    assert_eq!(rows, "site,entity,n\nother.example,Foo,1\nshop.example,Acme Corp,1\nthird.example,Acme Corp,1\n");
+    // A row that differs in a value is new.
+    let out = import(&write("changed.csv", &format!("{head}shop.example,Acme Corp,whois,0.7,2026-01-01T00:00:00Z,\n")));
+    assert!(!out.contains("already registered"), "{out}");
+}

@@ -50,6 +50,43 @@ pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
     Ok(known)
 }
 
+/// The columns of each registry table that make a row (`registry export` writes the same).
+const ROW_COLUMNS: [(&str, &str); 3] = [
+    ("sites", "site, tenant, created_at, removed_at"),
+    ("site_entities", "site, entity, source, confidence, valid_from, valid_to"),
+    ("site_tags", "site, tag, source, valid_from, valid_to"),
+];
+
+/// `tables` without the rows the registry already holds, identical in every column of
+/// [`ROW_COLUMNS`]: importing a file again, a file that extends an earlier one, or an export adds
+/// only what is new (a row that differs in any value, e.g. a `valid_to`, is new). Returns the rows
+/// left and how many were already registered.
+pub async fn unregistered(view: View<'_>, tables: Vec<(&'static TableDef, RecordBatch)>) -> Result<(Vec<(&'static TableDef, RecordBatch)>, u64)> {
+    let mut out = Vec::new();
+    let mut known = 0u64;
+    for (table, batch) in tables {
+        let Some((_, columns)) = ROW_COLUMNS.iter().find(|(t, _)| *t == table.name) else {
+            out.push((table, batch));
+            continue;
+        };
+        let stored = match view.query(&format!("SELECT DISTINCT {columns} FROM {}", table.name)).await {
+            Ok(r) => r.batches,
+            Err(e) if view.dialect() == Dialect::ClickHouse && e.to_string().contains("doesn't exist") => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let names: Vec<&str> = columns.split(", ").collect();
+        let key = |row: serde_json::Map<String, serde_json::Value>| names.iter().map(|n| row.get(*n).cloned().unwrap_or_default()).collect::<Vec<_>>();
+        let stored: std::collections::HashSet<Vec<serde_json::Value>> = crate::format::to_json_rows(&stored)?.into_iter().map(key).collect();
+        let fresh: Vec<bool> = crate::format::to_json_rows(std::slice::from_ref(&batch))?.into_iter().map(|r| !stored.contains(&key(r))).collect();
+        known += fresh.iter().filter(|f| !**f).count() as u64;
+        let batch = arrow::compute::filter_record_batch(&batch, &arrow::array::BooleanArray::from(fresh))?;
+        if batch.num_rows() > 0 {
+            out.push((table, batch));
+        }
+    }
+    Ok((out, known))
+}
+
 /// Validate and write one import.
 pub async fn import(
     view: View<'_>,
@@ -84,15 +121,17 @@ pub async fn import(
     let writer = writer.ok_or_else(|| QueryError::Unavailable("this service was started without a registry writer".into()))?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let audit = AuditRow::import(now, &actor, file, &import_id, &parsed);
-    let batches = parsed.batches()?;
+    let (batches, known) = unregistered(view, parsed.batches()?).await?;
     let audit_batch = audit.batch()?;
     tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-        writer.write(&batches, &format!("registry-{import_id}"))?;
+        if !batches.is_empty() {
+            writer.write(&batches, &format!("registry-{import_id}"))?;
+        }
         writer.write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit_batch)], &format!("registry-audit-{import_id}-{now}"))
     })
     .await
     .map_err(|e| QueryError::Backend(format!("registry write task: {e}")))?
     .map_err(QueryError::Backend)?;
-    tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, "registry import");
+    tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, already_registered = known, "registry import");
     Ok(outcome)
 }
