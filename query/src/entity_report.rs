@@ -69,7 +69,8 @@ pub struct EntityReport {
     pub share: f64,
     pub sites: Vec<Attribution>,
     pub series: Vec<ReportPoint>,
-    /// Incidents on the entity's sites that started while the site was attributed to it.
+    /// Incidents on the entity's sites that were under way at some time the site was attributed
+    /// to it (as the traffic counts the requests made while it was).
     pub incidents: Vec<IncidentSummary>,
 }
 
@@ -84,6 +85,11 @@ struct Mapping {
 impl Mapping {
     fn holds_at(&self, us: i64) -> bool {
         us >= self.from_us && self.to_us.is_none_or(|t| us < t)
+    }
+
+    /// The attribution holds at some time in `[start, end]` (`end`: `None` while under way).
+    fn overlaps(&self, start: i64, end: Option<i64>) -> bool {
+        end.is_none_or(|e| e >= self.from_us) && self.to_us.is_none_or(|t| start < t)
     }
 }
 
@@ -128,7 +134,7 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
 }
 
 /// The incidents `req` selects (status, vector, sites, limit) among those on the sites of
-/// `mappings` that started while the site was attributed.
+/// `mappings` that were under way at some time the site was attributed.
 async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
     let sites: Vec<String> = mappings
         .iter()
@@ -144,7 +150,8 @@ async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRe
         .into_iter()
         .filter(|i| {
             let start = rfc3339_to_us(&i.start_ts);
-            mappings.iter().any(|m| m.site == i.site && m.holds_at(start))
+            let end = i.end_ts.as_deref().map(rfc3339_to_us);
+            mappings.iter().any(|m| m.site == i.site && m.overlaps(start, end))
         })
         .collect();
     out.truncate(req.limit);
@@ -272,5 +279,24 @@ impl EntityReport {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incident_belongs_to_an_attribution_it_overlaps() {
+        let m = Mapping { site: "s.example".into(), source: "whois".into(), confidence: 1.0, from_us: 100, to_us: Some(200) };
+        assert!(m.overlaps(50, Some(150)), "started before the attribution, went on during it");
+        assert!(m.overlaps(150, Some(300)));
+        assert!(m.overlaps(150, None), "under way");
+        assert!(m.overlaps(50, None));
+        assert!(!m.overlaps(10, Some(99)), "over before it");
+        assert!(!m.overlaps(200, None), "started after it");
+        let open = Mapping { to_us: None, ..m };
+        assert!(open.overlaps(1_000, Some(2_000)));
+        assert!(!open.overlaps(10, Some(50)));
     }
 }
