@@ -399,6 +399,11 @@ async fn traffic_share_by_site_top_n_and_other() {
     assert_eq!(v["total"], 55 + 120);
     assert_eq!(v["series"][0]["points"][0], point("2026-11-01T23:00:00Z", 30, 30.0 / 55.0));
 
+    // A range off the minute: the minutes that start in it, and the answer says which range
+    // they cover (23:58:30–00:00:30 → the minutes 23:59 and 00:00, 23:59–00:01).
+    let v = svc.get("/v1/traffic-share?from=2026-11-01T23:58:30Z&to=2026-11-02T00:00:30Z&step=1m&top=1").await.json();
+    assert_eq!((&v["from"], &v["to"], &v["total"]), (&json!("2026-11-01T23:59:00Z"), &json!("2026-11-02T00:01:00Z"), &json!(55 + 100)));
+
     svc.stop().await;
 }
 
