@@ -9,6 +9,7 @@
 //! - 401 — the shared-secret header is missing or wrong (when a secret is configured).
 //! - 400 — the body is not valid gzip.
 //! - 413 — the body, or its decompressed size (gzip bombs), is over the limit.
+//! - 415 — a `Content-Encoding` other than gzip (`x-gzip`) or identity: the body is not read.
 //! - 429 + `Retry-After` — too many batches in flight, or the producer queue is full.
 //! - 503 + `Retry-After` — the log did not acknowledge in time (broker down).
 //!
@@ -114,6 +115,24 @@ pub enum BatchError {
     TooLarge { limit: usize },
     #[error("body is not valid gzip: {0}")]
     BadGzip(String),
+}
+
+/// Whether the `Content-Encoding` says gzip (`gzip`, `x-gzip`); `identity` or none is plain.
+/// Any other coding (deflate, br, zstd, …) is refused rather than read as plain text: its lines
+/// would all be dead letters under a 200 that tells the shipper the batch is done.
+pub fn gzip_encoding(headers: &HeaderMap) -> Result<bool, String> {
+    let mut gzip = false;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().map_err(|_| "Content-Encoding is not text".to_owned())?;
+        for coding in text.split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()) {
+            match coding.as_str() {
+                "identity" => {}
+                "gzip" | "x-gzip" if !gzip => gzip = true,
+                other => return Err(format!("Content-Encoding {other:?} is not supported: send the batch as gzip or plain NDJSON")),
+            }
+        }
+    }
+    Ok(gzip)
 }
 
 /// Decompress (when gzip: by header or by magic bytes) and validate a batch. Pure apart from the
@@ -256,6 +275,13 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
             return error(StatusCode::UNAUTHORIZED, format!("missing or wrong {} header", st.cfg.secret_header), None);
         }
     }
+    let gzip_header = match gzip_encoding(&headers) {
+        Ok(gz) => gz,
+        Err(msg) => {
+            m.rejected_bad_request.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg, None);
+        }
+    };
     let Ok(_permit) = st.inflight.try_acquire() else {
         m.rejected_busy.fetch_add(1, Ordering::Relaxed);
         return error(StatusCode::TOO_MANY_REQUESTS, "too many batches in flight".into(), Some(st.cfg.retry_after_secs));
@@ -273,7 +299,6 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
             return error(status, msg, None);
         }
     };
-    let gzip_header = headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let (max_dec, max_line) = (st.cfg.max_decompressed_bytes, st.cfg.max_line_bytes);
     let now = now_nanos();
     let decoded = tokio::task::spawn_blocking(move || decode_batch(&body, gzip_header, max_dec, max_line, now)).await;

@@ -108,6 +108,29 @@ async fn gzip_bomb_and_oversized_body_get_413_and_append_nothing() {
     assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
 }
 
+/// A coding other than gzip or identity is refused with 415 and nothing appended (read as plain
+/// text, its lines would all be dead letters under a 200); `x-gzip`, `GZIP` and `identity` are
+/// accepted.
+#[tokio::test]
+async fn unsupported_content_encoding_is_415_and_appends_nothing() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let body = line(1, "a.example").into_bytes();
+    let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    deflated.write_all(&body).unwrap();
+    for (coding, body) in [("deflate", deflated.finish().unwrap()), ("br", body.clone()), ("zstd", body.clone()), ("gzip, br", gzip(&body)), ("gzip, gzip", gzip(&body))] {
+        let (status, _, json) = post(&app, body, &[("content-encoding", coding)]).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{coding}: {json}");
+        assert!(json["error"].as_str().unwrap().contains("is not supported"), "{json}");
+    }
+    assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
+    for (coding, body) in [("x-gzip", gzip(&body)), ("GZIP", gzip(&body)), ("identity", body.clone()), ("", body.clone())] {
+        let (status, _, json) = post(&app, body, &[("content-encoding", coding)]).await;
+        assert_eq!(status, StatusCode::OK, "{coding}: {json}");
+    }
+    assert_eq!(events(&log).len(), 4);
+}
+
 #[tokio::test]
 async fn corrupt_gzip_is_400() {
     let log = Arc::new(MemoryLog::new());
