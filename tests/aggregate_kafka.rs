@@ -821,3 +821,28 @@ fn a_member_joining_leaves_the_partitions_kept_fetching() {
     stop_gracefully(second);
     stop_gracefully(first);
 }
+
+/// An aggregator started while the brokers are unreachable waits for them (it may be restarted
+/// during an outage) instead of failing, and a SIGTERM during the wait stops it cleanly.
+#[test]
+fn an_aggregator_waits_for_unreachable_brokers_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("aggregator.log");
+    let child = edgelens()
+        .args(["aggregate", "--brokers", "127.0.0.1:1", "--group", &unique("waiting"), "--data-dir"])
+        .arg(tmp.path().join("lake"))
+        .env("EDGELENS__AGGREGATE__METRICS_LISTEN", "off")
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut agg = Proc(Some(child));
+    std::thread::sleep(Duration::from_secs(8));
+    let still = agg.0.as_mut().unwrap().try_wait().unwrap();
+    assert!(still.is_none(), "exited while the brokers were unreachable ({still:?}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let started = Instant::now();
+    stop_gracefully(agg);
+    assert!(started.elapsed() < Duration::from_secs(10), "SIGTERM took {:?}", started.elapsed());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("brokers unreachable at start"), "{text}");
+}

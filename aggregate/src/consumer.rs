@@ -192,7 +192,24 @@ impl AggregateConfig {
         let mut sinks = Sinks::open(&self.data_dir, &self.clickhouse, Arc::clone(stop))?;
         sinks.metrics = Some(Arc::clone(metrics));
         if self.detect && !self.incidents_topic.is_empty() {
-            crate::sink::alerts::ensure_topic(&self.brokers, &self.incidents_topic)?;
+            // Brokers unreachable at start (an outage, a restart before the broker's): wait for
+            // them, as the consumer does, instead of failing; a stop ends the wait.
+            let mut warned = false;
+            while let Err(e) = crate::sink::alerts::ensure_topic(&self.brokers, &self.incidents_topic) {
+                if !e.is_retryable() {
+                    return Err(e.into());
+                }
+                if !warned {
+                    tracing::warn!(error = %e, "brokers unreachable at start; retrying until they answer");
+                    warned = true;
+                }
+                for _ in 0..20 {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(AggregateError::StoppedAtStart);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
             let log = edgelens_ingest::kafka::KafkaLog::new(&edgelens_ingest::kafka::KafkaLogConfig {
                 brokers: self.brokers.clone(),
                 ack_timeout: Duration::from_secs(60),
@@ -251,6 +268,9 @@ pub enum AggregateError {
     Sink(#[from] SinkError),
     #[error("the aggregator thread panicked")]
     Panicked,
+    /// Told to stop while it was still starting (e.g. waiting for the brokers): nothing was read.
+    #[error("stopped before it started")]
+    StoppedAtStart,
     #[error("leases in {path}: {source}")]
     Lease { path: PathBuf, source: std::io::Error },
     #[error("invalid [aggregate] settings: {0}")]
@@ -408,6 +428,13 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc
     let res = match cfg.assignment {
         AssignmentMode::Leases => run_leases(cfg, &sites, stop, metrics),
         AssignmentMode::Group => run_group(cfg, &sites, stop, metrics),
+    };
+    let res = match res {
+        Err(AggregateError::StoppedAtStart) => {
+            tracing::info!("stopped while starting; nothing was read");
+            Ok(AggregateStats::default())
+        }
+        res => res,
     };
     watch_done.store(true, Ordering::Relaxed);
     metrics.set_ready(false);

@@ -45,7 +45,7 @@ pub fn incident_json(r: &IncidentRow) -> Value {
 }
 
 /// Create `topic` (one partition) on the brokers unless it exists, so a fresh cluster needs no
-/// manual step; an aggregator that cannot reach the brokers fails here, at start.
+/// manual step. Brokers that do not answer within a few seconds give a retryable error.
 pub fn ensure_topic(brokers: &str, topic: &str) -> Result<(), SinkError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
@@ -55,14 +55,28 @@ pub fn ensure_topic(brokers: &str, topic: &str) -> Result<(), SinkError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| err(e.to_string()))?;
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| err(e.to_string()))?;
-    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))).request_timeout(Some(std::time::Duration::from_secs(30)));
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(5))).request_timeout(Some(std::time::Duration::from_secs(5)));
     let results = rt
         .block_on(admin.create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &options))
         .map_err(|e| err(e.to_string()))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(err(format!("{code:?}"))),
+            Err((_, code)) => {
+                // Brokers that cannot do it yet may later; anything else (authorisation, an invalid
+                // name) will not change by waiting.
+                let retryable = matches!(
+                    code,
+                    RDKafkaErrorCode::OperationTimedOut
+                        | RDKafkaErrorCode::RequestTimedOut
+                        | RDKafkaErrorCode::BrokerNotAvailable
+                        | RDKafkaErrorCode::LeaderNotAvailable
+                        | RDKafkaErrorCode::NotController
+                        | RDKafkaErrorCode::AllBrokersDown
+                        | RDKafkaErrorCode::BrokerTransportFailure
+                );
+                return Err(SinkError::Alerts { message: format!("creating topic {topic}: {code:?}"), retryable });
+            }
         }
     }
     Ok(())
