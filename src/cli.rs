@@ -59,9 +59,41 @@ enum Cmd {
     Ingest(IngestArgs),
     /// Aggregator role: a consumer group member turning the events topic into the lake, exactly once.
     Aggregate(AggregateArgs),
+    /// Several roles in one process, from one config file (each role reads its own section, as
+    /// when it runs alone); Ctrl-C or SIGTERM stops them all, and a role that fails stops the others.
+    Run(RunArgs),
     /// Check a config file (and the `EDGELENS__*` environment) without starting anything: every
     /// section must parse, unknown sections and keys are errors. Prints the effective settings.
     CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Config file (TOML, sections `[ingest]`, `[aggregate]`, `[query]`, `[clickhouse]`);
+    /// `EDGELENS__<SECTION>__<KEY>` variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The roles to run.
+    #[arg(long, value_delimiter = ',', default_values_t = [Role::Ingest, Role::Aggregate, Role::Query])]
+    roles: Vec<Role>,
+}
+
+/// A role of `edgelens run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Role {
+    Ingest,
+    Aggregate,
+    Query,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Ingest => "ingest",
+            Role::Aggregate => "aggregate",
+            Role::Query => "query",
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -320,6 +352,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Ingest(a) => ingest(a),
         Cmd::Aggregate(a) => aggregate(a),
         Cmd::CheckConfig(a) => check_config(a),
+        Cmd::Run(a) => run_roles(a),
     }
 }
 
@@ -489,10 +522,104 @@ fn sql(a: SqlArgs) -> Result<()> {
     })
 }
 
+/// The query role's settings: `[query]` with `[clickhouse]`.
+fn query_config(doc: &toml::Table) -> Result<edgelens_query::QueryConfig> {
+    let mut cfg: edgelens_query::QueryConfig = crate::config::section(doc, "query")?;
+    cfg.clickhouse = crate::config::section(doc, "clickhouse")?;
+    Ok(cfg)
+}
+
+/// Run the query service until `shutdown`; registry imports over HTTP go where it reads from.
+async fn serve_query(cfg: edgelens_query::QueryConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    let writer = crate::registry::SinkWriter {
+        lake: (cfg.backend == edgelens_query::BackendKind::Lake).then(|| cfg.data_dir.clone()),
+        clickhouse: (cfg.backend == edgelens_query::BackendKind::ClickHouse).then(|| cfg.clickhouse.clone()),
+    };
+    edgelens_query::api::serve_with(cfg, Some(std::sync::Arc::new(writer)), shutdown).await?;
+    Ok(())
+}
+
+/// The aggregator role's settings: `[aggregate]` with `[clickhouse]`.
+fn aggregate_config(doc: &toml::Table) -> Result<edgelens_aggregate::AggregateConfig> {
+    let mut cfg: edgelens_aggregate::AggregateConfig = crate::config::section(doc, "aggregate")?;
+    cfg.clickhouse = crate::config::section(doc, "clickhouse")?;
+    Ok(cfg)
+}
+
+/// Run an aggregator until `shutdown`.
+async fn serve_aggregate(cfg: edgelens_aggregate::AggregateConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    let stats = edgelens_aggregate::run(cfg, shutdown).await?;
+    tracing::info!(messages = stats.messages, checkpoints = stats.checkpoints, rebalances = stats.rebalances, "aggregator exited");
+    Ok(())
+}
+
+fn run_roles(a: RunArgs) -> Result<()> {
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let mut roles = a.roles;
+    roles.dedup();
+    if roles.is_empty() {
+        bail!("--roles names no role");
+    }
+    // Every role's settings are checked before any starts.
+    let ingest: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
+    let aggregate = aggregate_config(&doc)?;
+    let query = query_config(&doc)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let shutdown = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for role in &roles {
+            let done = shutdown();
+            let role = *role;
+            match role {
+                Role::Ingest => {
+                    let cfg = ingest.clone();
+                    tasks.spawn(async move { (role, edgelens_ingest::run(cfg, done).await.map_err(anyhow::Error::from)) });
+                }
+                Role::Aggregate => {
+                    let cfg = aggregate.clone();
+                    tasks.spawn(async move { (role, serve_aggregate(cfg, done).await) });
+                }
+                Role::Query => {
+                    let cfg = query.clone();
+                    tasks.spawn(async move { (role, serve_query(cfg, done).await) });
+                }
+            }
+        }
+        tracing::info!(roles = ?roles.iter().map(Role::to_string).collect::<Vec<_>>(), "roles started");
+        let signal = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            })
+        };
+        // The first role to end (an error, or a stop) ends the others.
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            let _ = stop.send(true);
+            let res = match joined {
+                Ok((role, res)) => res.with_context(|| format!("role {role}")),
+                Err(e) => Err(anyhow::Error::from(e).context("a role panicked")),
+            };
+            if result.is_ok() {
+                result = res;
+            }
+        }
+        signal.abort();
+        result
+    })
+}
+
 fn query(a: QueryArgs) -> Result<()> {
     let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
-    let mut cfg: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
-    cfg.clickhouse = crate::config::section(&doc, "clickhouse")?;
+    let mut cfg = query_config(&doc)?;
     if let Some(url) = a.clickhouse {
         cfg.clickhouse.url = url;
         cfg.backend = edgelens_query::BackendKind::ClickHouse;
@@ -506,16 +633,7 @@ fn query(a: QueryArgs) -> Result<()> {
     if let Some(PgListen(pg)) = a.pg_listen {
         cfg.pg_listen = pg;
     }
-    // Registry imports over HTTP go where the service reads from.
-    let writer = crate::registry::SinkWriter {
-        lake: (cfg.backend == edgelens_query::BackendKind::Lake).then(|| cfg.data_dir.clone()),
-        clickhouse: (cfg.backend == edgelens_query::BackendKind::ClickHouse).then(|| cfg.clickhouse.clone()),
-    };
-    let rt = runtime()?;
-    rt.block_on(async move {
-        edgelens_query::api::serve_with(cfg, Some(std::sync::Arc::new(writer)), shutdown_signal()).await?;
-        Ok(())
-    })
+    runtime()?.block_on(serve_query(cfg, shutdown_signal()))
 }
 
 fn ingest(a: IngestArgs) -> Result<()> {
@@ -581,8 +699,7 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
 
 fn aggregate(a: AggregateArgs) -> Result<()> {
     let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
-    let mut cfg: edgelens_aggregate::AggregateConfig = crate::config::section(&doc, "aggregate")?;
-    cfg.clickhouse = crate::config::section(&doc, "clickhouse")?;
+    let mut cfg = aggregate_config(&doc)?;
     if let Some(url) = a.clickhouse {
         cfg.clickhouse.url = url;
     }
@@ -595,12 +712,7 @@ fn aggregate(a: AggregateArgs) -> Result<()> {
     if let Some(g) = a.group {
         cfg.group = g;
     }
-    let rt = runtime()?;
-    rt.block_on(async move {
-        let stats = edgelens_aggregate::run(cfg, shutdown_signal()).await?;
-        tracing::info!(messages = stats.messages, checkpoints = stats.checkpoints, rebalances = stats.rebalances, "aggregator exited");
-        Ok(())
-    })
+    runtime()?.block_on(serve_aggregate(cfg, shutdown_signal()))
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -846,3 +846,56 @@ fn an_aggregator_waits_for_unreachable_brokers_and_stops_on_sigterm() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("brokers unreachable at start"), "{text}");
 }
+
+/// `edgelens run` runs the roles in one process from one configuration: a Logpush batch posted
+/// to its receiver is aggregated into its lake and answered by its query service; SIGTERM stops
+/// all of them.
+#[test]
+fn run_serves_ingest_aggregate_and_query_in_one_process() {
+    let setup = Setup::new(broker(), 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 43, "1m", 100, 10);
+    let expected = recount(&raw);
+    let lake = tmp.path().join("lake");
+    let (ingest_port, query_port, pg_port) = (free_port(), free_port(), free_port());
+    let log = tmp.path().join("run.log");
+    let lake_s = lake.to_str().unwrap().to_owned();
+    let child = edgelens()
+        .args(["run", "--roles", "ingest,aggregate,query"])
+        .envs(setup.env())
+        .envs([
+            ("EDGELENS__INGEST__BROKERS", setup.broker.clone()),
+            ("EDGELENS__INGEST__LISTEN", format!("127.0.0.1:{ingest_port}")),
+            ("EDGELENS__AGGREGATE__BROKERS", setup.broker.clone()),
+            ("EDGELENS__AGGREGATE__GROUP", setup.group.clone()),
+            ("EDGELENS__AGGREGATE__DATA_DIR", lake_s.clone()),
+            ("EDGELENS__QUERY__DATA_DIR", lake_s),
+            ("EDGELENS__QUERY__LISTEN", format!("127.0.0.1:{query_port}")),
+            ("EDGELENS__QUERY__PG_LISTEN", format!("127.0.0.1:{pg_port}")),
+        ])
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let run = Proc(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(ingest_port, "/healthz").0 != 200 || http_get(query_port, "/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "roles not up within 60 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _, body) = post_logpush_gzip(ingest_port, &std::fs::read(&raw).unwrap());
+    assert_eq!(status, 200, "{body}");
+    let query = QueryService::at(query_port);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = query.sql("SELECT sum(requests) AS n FROM site_rates_10s", "text/csv");
+        if status == 200 && body.lines().nth(1).is_some_and(|n| n.trim() == expected.valid.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the query service does not show the {} events ({status}: {body}):\n{}", expected.valid, std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop_gracefully(run);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("roles started"), "{text}");
+}
