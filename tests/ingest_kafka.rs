@@ -103,3 +103,38 @@ fn receiver_answers_503_with_retry_after_while_the_broker_is_unreachable() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(retry.as_deref(), Some("3"));
 }
+
+/// A receiver configured with a topic the brokers do not have says so in its log at start (its
+/// batches get 503, naming the topic, until the topic exists).
+#[test]
+fn receiver_names_a_missing_topic() {
+    let broker = broker();
+    let missing = unique("no-such-topic");
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("ingest.log");
+    let port = free_port();
+    let child = edgelens()
+        .args(["ingest", "--brokers", &broker, "--listen", &format!("127.0.0.1:{port}")])
+        .env("EDGELENS__INGEST__EVENTS_TOPIC", &missing)
+        .env("EDGELENS__INGEST__ACK_TIMEOUT_MS", "2000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut rx = Receiver(child, port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("the brokers have no topic") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(text.contains(&format!("the brokers have no topic {missing}")), "{text}");
+    let line = br#"{"EdgeStartTimestamp":1793491200,"ClientIP":"1.2.3.4","EdgeResponseStatus":200,"ZoneName":"a.example"}"#;
+    let (status, _, body) = rx.post_gzip(line);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&missing), "{body}");
+    let _ = rx.0.kill();
+    let _ = rx.0.wait();
+}

@@ -120,6 +120,25 @@ impl KafkaLog {
         Ok(Self { cfg: cfg.clone(), producer: std::sync::RwLock::new((0, Arc::new(producer))), ack_timeout: cfg.ack_timeout })
     }
 
+    /// Topics of `topics` the brokers say they do not have (when they answer within `timeout`;
+    /// nothing is known otherwise). Appends to such a topic wait for its creation and time out.
+    pub fn missing_topics(&self, topics: &[&str], timeout: Duration) -> Vec<String> {
+        let (_, polled) = self.current();
+        let mut missing = Vec::new();
+        for topic in topics.iter().filter(|t| !t.is_empty()) {
+            if let Ok(md) = polled.producer.client().fetch_metadata(Some(topic), timeout) {
+                let unknown = md.topics().iter().any(|t| {
+                    t.name() == *topic
+                        && (t.partitions().is_empty() || matches!(t.error().map(RDKafkaErrorCode::from), Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)))
+                });
+                if unknown {
+                    missing.push((*topic).to_owned());
+                }
+            }
+        }
+        missing
+    }
+
     fn current(&self) -> (u64, Arc<Polled>) {
         self.producer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -221,6 +240,6 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
             *code = c;
             Err(e)
         }
-        Err(_) => Err(LogError::Unavailable(format!("no acknowledgement within {ack_timeout:?}"))),
+        Err(_) => Err(LogError::Unavailable(format!("no acknowledgement from topic {topic} within {ack_timeout:?}"))),
     }
 }

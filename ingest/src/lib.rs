@@ -49,8 +49,19 @@ pub fn kafka_config(cfg: &IngestConfig) -> kafka::KafkaLogConfig {
 
 /// Run the ingest role until `shutdown` resolves: receiver → Kafka. Batches in flight finish, then
 /// the producer is flushed.
+/// Say so when the brokers answer that a topic the receiver writes does not exist (a typo in
+/// the configuration, or topics not created yet): every batch would get 503 until it does.
+async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, topics: Vec<String>) {
+    let missing = tokio::task::spawn_blocking(move || log.missing_topics(&topics.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(5))).await.unwrap_or_default();
+    for topic in missing {
+        tracing::error!(topic = %topic, "the brokers have no topic {topic}: batches get 503 until it exists (create it, or fix [ingest] events_topic / dead_letters_topic)");
+    }
+}
+
 pub async fn run(cfg: IngestConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
     let log = Arc::new(kafka::KafkaLog::new(&kafka_config(&cfg))?);
+    // In the background: an unreachable broker must not delay the listener.
+    tokio::spawn(warn_missing_topics(Arc::clone(&log), vec![cfg.events_topic.clone(), cfg.dead_letters_topic.clone()]));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| IngestError::Bind { addr: cfg.listen, source })?;
     let flush_timeout = Duration::from_millis(cfg.ack_timeout_ms);
     receiver::serve_on(listener, cfg, Arc::clone(&log), shutdown).await.map_err(IngestError::Serve)?;
