@@ -166,6 +166,7 @@ impl<R: Read> LineReader<R> {
                     if end > start && self.buf[end - 1] == b'\r' {
                         end -= 1;
                     }
+                    let start = self.skip_bom(start, end);
                     if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
                         continue;
                     }
@@ -183,6 +184,7 @@ impl<R: Read> LineReader<R> {
                     }
                     self.pos = self.buf.len();
                     self.line_no += 1;
+                    let start = self.skip_bom(start, self.buf.len());
                     if self.buf[start..].iter().all(|b| b.is_ascii_whitespace()) {
                         return Ok(None);
                     }
@@ -190,6 +192,12 @@ impl<R: Read> LineReader<R> {
                 }
             }
         }
+    }
+
+    /// Where the line `start..end` begins once a UTF-8 byte order mark is dropped: editors on
+    /// some systems start a text file (or a body they save) with one; it is not part of the JSON.
+    fn skip_bom(&self, start: usize, end: usize) -> usize {
+        if self.line_no == 1 && self.buf[start..end].starts_with(b"\xEF\xBB\xBF") { start + 3 } else { start }
     }
 
     /// The unread part holds more than `max_line` bytes and no newline: keep the head, discard
@@ -251,6 +259,13 @@ mod tests {
         assert_eq!(lines(b"a\nbb\r\n\n  \nccc", 100), ["a", "bb", "ccc"]);
         assert_eq!(lines(b"", 100), Vec::<String>::new());
         assert_eq!(lines(b"x\n", 100), ["x"]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_line_is_dropped() {
+        assert_eq!(lines(b"\xEF\xBB\xBF{\"a\":1}\r\n{\"b\":2}", 100), ["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(lines(b"\xEF\xBB\xBF{\"a\":1}", 100), ["{\"a\":1}"]);
+        assert_eq!(lines(b"\xEF\xBB\xBF\n\xEF\xBB\xBFx", 100), ["\u{feff}x"], "only before the first line");
     }
 
     #[test]
