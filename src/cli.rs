@@ -685,16 +685,27 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     aggregate.client_ip_policy()?;
     let query: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
     let clickhouse: ClickHouseConfig = crate::config::section(&doc, "clickhouse")?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "ingest": { "listen": ingest.listen.to_string(), "brokers": ingest.brokers },
-            "aggregate": { "brokers": aggregate.brokers, "group": aggregate.group, "data_dir": aggregate.data_dir, "assignment": format!("{:?}", aggregate.assignment).to_lowercase(), "client_ip": aggregate.client_ip, "metrics_listen": aggregate.metrics_listen.map(|a| a.to_string()) },
-            "query": { "listen": query.listen.to_string(), "pg_listen": query.pg_listen.map(|a| a.to_string()), "data_dir": query.data_dir, "backend": query.backend, "tokens": query.tokens.len() },
-            "clickhouse": { "enabled": clickhouse.enabled(), "url": clickhouse.url, "shards": clickhouse.shards, "database": clickhouse.database, "cluster": clickhouse.cluster },
-        }))?
-    );
+    // Every setting of every section, secrets shown only as set or not.
+    let mut settings = serde_json::json!({
+        "ingest": serde_json::to_value(&ingest)?,
+        "aggregate": serde_json::to_value(&aggregate)?,
+        "query": serde_json::to_value(&query)?,
+        "clickhouse": serde_json::to_value(&clickhouse)?,
+    });
+    for (section, key) in [("ingest", "secret"), ("aggregate", "client_ip_key"), ("clickhouse", "password")] {
+        redact(&mut settings[section][key]);
+    }
+    settings["query"]["tokens"] = serde_json::json!(query.tokens.len());
+    settings["clickhouse"]["enabled"] = serde_json::json!(clickhouse.enabled());
+    println!("{}", serde_json::to_string_pretty(&settings)?);
     Ok(())
+}
+
+/// A secret as check-config shows it: `"(set)"`, or `""` when it is not.
+fn redact(v: &mut serde_json::Value) {
+    if v.as_str().is_some_and(|s| !s.is_empty()) {
+        *v = serde_json::json!("(set)");
+    }
 }
 
 fn aggregate(a: AggregateArgs) -> Result<()> {

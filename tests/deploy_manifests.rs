@@ -216,3 +216,22 @@ fn kubernetes_manifests_match_the_binary() {
     roles.sort();
     assert_eq!(roles, ["aggregate", "ingest", "query"], "the manifests run every role");
 }
+
+/// `edgelens check-config` prints every setting of every role as it will be used (file, then
+/// environment), and secrets only as set or not.
+#[test]
+fn check_config_prints_every_setting_and_hides_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("edgelens.toml");
+    std::fs::write(&file, "[ingest]\nevents_topic = \"from-file\"\nsecret = \"s3cret\"\n[clickhouse]\npassword = \"pw\"\n").unwrap();
+    let env = [("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS".to_owned(), "250".to_owned())];
+    let settings = check_config(&file, &env, "check-config");
+    assert_eq!(settings["ingest"]["events_topic"], "from-file");
+    assert_eq!(settings["ingest"]["max_decompressed_bytes"], edgelens_ingest::IngestConfig::default().max_decompressed_bytes as u64);
+    assert_eq!(settings["aggregate"]["flush_interval_ms"], 250);
+    assert_eq!(settings["aggregate"]["incidents_topic"], edgelens_aggregate::AggregateConfig::default().incidents_topic);
+    assert_eq!(settings["query"]["sql_timeout_secs"], edgelens_query::QueryConfig::default().sql_timeout_secs);
+    assert_eq!((&settings["ingest"]["secret"], &settings["clickhouse"]["password"], &settings["aggregate"]["client_ip_key"]), (&serde_json::json!("(set)"), &serde_json::json!("(set)"), &serde_json::json!("")));
+    let text = settings.to_string();
+    assert!(!text.contains("s3cret") && !text.contains("\"pw\""), "{text}");
+}

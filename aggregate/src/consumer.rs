@@ -35,7 +35,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::lease::{fair_share, Lease, Membership};
@@ -49,7 +49,7 @@ use crate::windows::WindowConfig;
 use crate::SinkError;
 
 /// How the aggregators of a group divide the partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AssignmentMode {
     /// Leases in the shared checkpoint directory ([`crate::lease`]): works with any broker.
@@ -61,7 +61,7 @@ pub enum AssignmentMode {
 }
 
 /// `[aggregate]` settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AggregateConfig {
     /// Kafka bootstrap servers.
