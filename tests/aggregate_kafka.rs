@@ -899,3 +899,33 @@ fn run_serves_ingest_aggregate_and_query_in_one_process() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("roles started"), "{text}");
 }
+
+/// An aggregator configured with a topic the brokers do not have says so in its log.
+#[test]
+fn an_aggregator_names_a_missing_topic() {
+    let broker = broker();
+    let missing = unique("no-such-events");
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("aggregator.log");
+    let child = edgelens()
+        .args(["aggregate", "--brokers", &broker, "--group", &unique("missing"), "--data-dir"])
+        .arg(tmp.path().join("lake"))
+        .env("EDGELENS__AGGREGATE__EVENTS_TOPIC", &missing)
+        .env("EDGELENS__AGGREGATE__INCIDENTS_TOPIC", "")
+        .env("EDGELENS__AGGREGATE__METRICS_LISTEN", "off")
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agg = Proc(Some(child));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("the brokers have no topic") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains(&format!("the brokers have no topic {missing}")), "{text}");
+    stop_gracefully(agg);
+}

@@ -612,6 +612,8 @@ fn run_leases(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, 
     let mut uncommitted: HashMap<Key, u64> = HashMap::new();
     let mut all: Vec<Key> = Vec::new();
     let mut last_metadata: Option<Instant> = None;
+    // Topics said to be missing (each said once).
+    let mut missing_warned: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut last_balance = Instant::now() - Duration::from_secs(60);
     let mut last_timers = Instant::now();
     let mut last_key: Key = (String::new(), -1);
@@ -663,6 +665,11 @@ fn run_leases(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, 
         if last_metadata.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30)) {
             match partitions_of(&consumer, &topics) {
                 Ok(p) => {
+                    for topic in topics.iter().filter(|t| !p.iter().any(|(pt, _)| pt == *t)) {
+                        if missing_warned.insert((*topic).to_owned()) {
+                            tracing::error!(topic = %topic, "the brokers have no topic {topic}: nothing to read from it until it exists (create it, or fix [aggregate] events_topic / dead_letters_topic)");
+                        }
+                    }
                     all = p;
                     last_metadata = Some(now);
                 }
