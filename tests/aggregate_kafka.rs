@@ -918,14 +918,7 @@ fn an_aggregator_names_a_missing_topic() {
         .spawn()
         .unwrap();
     let agg = Proc(Some(child));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap();
-        if text.contains("the brokers have no topic") || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let text = log_containing(&log, "the brokers have no topic", Duration::from_secs(30));
     assert!(text.contains(&format!("the brokers have no topic {missing}")), "{text}");
     stop_gracefully(agg);
 }

@@ -122,14 +122,7 @@ fn receiver_names_a_missing_topic() {
         .spawn()
         .unwrap();
     let mut rx = Receiver(child, port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap();
-        if text.contains("the brokers have no topic") || std::time::Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let text = log_containing(&log, "the brokers have no topic", std::time::Duration::from_secs(30));
     assert!(text.contains(&format!("the brokers have no topic {missing}")), "{text}");
     let line = br#"{"EdgeStartTimestamp":1793491200,"ClientIP":"1.2.3.4","EdgeResponseStatus":200,"ZoneName":"a.example"}"#;
     let (status, _, body) = rx.post_gzip(line);

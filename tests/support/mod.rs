@@ -431,3 +431,15 @@ impl Drop for QueryService {
         }
     }
 }
+
+/// The text of the log file at `path` once it contains `needle`, or as it is after `limit`.
+pub fn log_containing(path: &Path, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
