@@ -143,6 +143,7 @@ fn replay_of_missing_file_fails_clearly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/x.ndjson"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "the cause said once: {err}");
 }
 
 /// `edgelens sql` on a directory that does not exist says so instead of answering with no rows;
