@@ -102,19 +102,12 @@ fn import(a: ImportArgs) -> Result<()> {
     let import_id = registry::content_id(&bytes);
     let actor = a.actor.or_else(|| std::env::var("USER").ok()).filter(|s| !s.is_empty()).unwrap_or_else(|| "cli".into());
     let now = edgelens_aggregate::pipeline::now_nanos();
-    let audit = registry::AuditRow::import(now, &actor, &name, &import_id, &parsed);
-    let writer = SinkWriter {
+    let writer = Arc::new(SinkWriter {
         lake: data_dir.clone(),
         clickhouse: a.clickhouse.as_deref().map(|u| crate::cli::clickhouse_from_env(Some(u))).transpose()?,
-    };
-    // Rows the registry already holds (the first target's) are not written again.
-    let (batches, known) = rt.block_on(edgelens_query::registry_api::unregistered((&targets[0]).into(), parsed.batches()?))?;
-    if !batches.is_empty() {
-        writer.write(&batches, &format!("registry-{import_id}")).map_err(anyhow::Error::msg)?;
-    }
-    writer
-        .write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit.batch()?)], &format!("registry-audit-{import_id}-{now}"))
-        .map_err(anyhow::Error::msg)?;
+    });
+    // Rows the registry already holds as current (the first target's) are not written again.
+    let known = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?;
     println!("{name}: imported {summary}{}", if known > 0 { format!(" ({known} of them already registered, not written again)") } else { String::new() });
     Ok(())
 }
@@ -127,7 +120,7 @@ pub struct SinkWriter {
     pub clickhouse: Option<edgelens_schemas::clickhouse::ClickHouseConfig>,
 }
 
-impl edgelens_query::registry_api::RegistryWriter for SinkWriter {
+impl RegistryWriter for SinkWriter {
     fn write(
         &self,
         tables: &[(&'static edgelens_schemas::TableDef, arrow::array::RecordBatch)],

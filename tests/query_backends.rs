@@ -34,6 +34,7 @@ fn write_registry(lake: &std::path::Path, db: &ChDatabase, sites: &[String]) {
             Arc::new(Float64Array::from(entities.iter().map(|r| r.2).collect::<Vec<_>>())),
             ts(entities.iter().map(|r| Some(t(r.3))).collect()),
             ts(entities.iter().map(|r| r.4.map(t)).collect()),
+            ts(vec![None; entities.len()]),
         ],
     )
     .unwrap();
@@ -46,6 +47,7 @@ fn write_registry(lake: &std::path::Path, db: &ChDatabase, sites: &[String]) {
             s(vec!["test"; tags.len()]),
             ts(tags.iter().map(|r| Some(t(r.2))).collect()),
             ts(tags.iter().map(|r| r.3.map(t)).collect()),
+            ts(vec![None; tags.len()]),
         ],
     )
     .unwrap();

@@ -31,6 +31,7 @@ fn write_sites(lake: &std::path::Path, db: &ChDatabase, rows: &[(&str, &str)]) {
             Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
             Arc::new(TimestampMicrosecondArray::from(vec![created; rows.len()]).with_timezone("UTC")),
             Arc::new(TimestampMicrosecondArray::from(vec![None; rows.len()]).with_timezone("UTC")),
+            Arc::new(TimestampMicrosecondArray::from(vec![None; rows.len()]).with_timezone("UTC")),
         ],
     )
     .unwrap();

@@ -249,3 +249,81 @@ fn imports_add_only_rows_not_yet_registered() {
     let out = import(&write("changed.csv", &format!("{head}shop.example,Acme Corp,whois,0.7,2026-01-01T00:00:00Z,\n")));
     assert!(!out.contains("already registered"), "{out}");
 }
+
+/// An import that ends, corrects or reopens an attribution (or a tag, or a site's tenant)
+/// replaces its current version: the latest import of a key wins, on the lake and on
+/// ClickHouse alike. A site's traffic counts toward its entity once, and only while the
+/// current version says the attribution holds.
+#[test]
+fn a_later_import_ends_corrects_or_reopens_an_attribution() {
+    let db = ChDatabase::new(&clickhouse_url(), "edgelens_registry_versions");
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 11, "4m", 100, 3);
+    let lake = tmp.path().join("lake");
+    run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).args(["--clickhouse", &db.url]).arg(&raw).envs(db.env()));
+    let lake_s = lake.to_str().unwrap().to_owned();
+    let targets = ["--data-dir", lake_s.as_str(), "--clickhouse", db.url.as_str()];
+    let mut per_minute: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for (k, v) in &recount(&raw).rates {
+        let m = (k[0].parse::<i64>().unwrap() - T0).div_euclid(60_000_000);
+        *per_minute.entry((k[1].clone(), m)).or_default() += v[0];
+    }
+    let site = per_minute.keys().next().unwrap().0.clone();
+    let requests = |minutes: std::ops::Range<i64>| minutes.map(|m| per_minute.get(&(site.clone(), m)).copied().unwrap_or(0)).sum::<u64>();
+    assert!(requests(0..2) > 0 && requests(2..4) > 0, "traffic in every minute");
+
+    let import = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        run_ok(edgelens().arg("registry").arg("import").arg(&p).args(targets).envs(db.env()))
+    };
+    let entity = |conf: f64, to: &str| format!("site,entity,source,confidence,valid_from,valid_to\n{site},Org A,whois,{conf},{},{to}\n", minute(0));
+    let tag = |to: &str| format!("site,tag,source,valid_from,valid_to\n{site},watchlist-x,ofac,{},{to}\n", minute(0));
+    let tenant = |t: &str| format!("site,tenant,created_at,removed_at\n{site},{t},2026-01-01T00:00:00Z,\n");
+    let on_lake = QueryService::start(&["--data-dir", &lake_s], &[]);
+    let on_ch = QueryService::start(&["--clickhouse", &db.url], &db.env());
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:04:00Z&step=4m";
+    // (rows of the site in each registry table, Org A's and watchlist-x's requests) on both backends.
+    let state = |min_conf: f64| {
+        let mut seen = Vec::new();
+        for svc in [&on_lake, &on_ch] {
+            let count = |table: &str| {
+                let sql = format!("SELECT count(*) AS n FROM {table} WHERE site = '{site}'");
+                json(&svc.sql(&sql, "application/json").1, table)[0]["n"].as_u64().unwrap()
+            };
+            let share = |by: &str, key: &str| {
+                let body = svc.get(&format!("/v1/traffic-share?{range}&by={by}&min_confidence={min_conf}")).1;
+                let share = json(&body, "share");
+                let series = share["series"].as_array().unwrap().iter().find(|s| s["key"] == key).cloned();
+                series.map_or(0, |s| s["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum::<u64>())
+            };
+            let tenant = json(&svc.sql(&format!("SELECT tenant FROM sites WHERE site = '{site}'"), "application/json").1, "sites");
+            seen.push(((count("site_entities"), count("site_tags"), count("sites")), share("entity", "Org A"), share("tag", "watchlist-x"), tenant.to_string()));
+        }
+        assert_eq!(seen[0], seen[1], "the lake and ClickHouse differ");
+        seen.remove(0)
+    };
+
+    import("e1.csv", entity(0.9, ""));
+    import("t1.csv", tag(""));
+    import("s1.csv", tenant("acme"));
+    assert_eq!(state(0.5), ((1, 1, 1), requests(0..4), requests(0..4), r#"[{"tenant":"acme"}]"#.into()));
+    // Ended after two minutes: one row, the traffic of the first two minutes only.
+    import("e2.csv", entity(0.9, &minute(2)));
+    import("t2.csv", tag(&minute(2)));
+    import("s2.csv", tenant("globex"));
+    assert_eq!(state(0.5), ((1, 1, 1), requests(0..2), requests(0..2), r#"[{"tenant":"globex"}]"#.into()));
+    // Corrected confidence, open again.
+    let out = import("e3.csv", entity(0.4, ""));
+    assert!(!out.contains("already registered"), "{out}");
+    assert_eq!(state(0.5).1, 0, "below the confidence asked for");
+    assert_eq!(state(0.0).1, requests(0..4));
+    // Importing an earlier file again makes it current again.
+    let out = import("e1.csv", entity(0.9, ""));
+    assert!(!out.contains("already registered"), "{out}");
+    assert_eq!(state(0.5).0, (1, 1, 1));
+    assert_eq!(state(0.5).1, requests(0..4));
+    let exported = json(&run_ok(edgelens().args(["registry", "export", "--data-dir", &lake_s])), "export");
+    assert_eq!(exported["entities"].as_array().unwrap().len(), 1, "{exported}");
+    assert_eq!(exported["entities"][0]["confidence"].as_f64(), Some(0.9), "{exported}");
+}

@@ -17,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
 use edgelens_schemas::event::EdgeEvent;
 use edgelens_schemas::registry::registered_site;
-use edgelens_schemas::tables::SITES;
+use edgelens_schemas::tables::{SITES, VERSION_COLUMN};
 
 use crate::error::SinkError;
 use crate::sink::parquet::ParquetLake;
@@ -48,18 +48,35 @@ impl HostSites {
 
     /// Read the lake's `sites` table again; returns how many sites it has.
     pub fn reload_from_lake(&self, dir: &Path) -> Result<usize, SinkError> {
-        let mut sites = Sites::new();
+        // Site → (version, removal): the current version of a site is its latest import, and
+        // among versions imported together (or before imports were stamped) the latest removal,
+        // a removal before none, as the lake's `sites` view chooses.
+        let mut current: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
         for b in ParquetLake::read_table(dir, &SITES)? {
             let col = |name: &str| b.column_by_name(name).ok_or_else(|| SinkError::Encode(format!("sites has no column {name}")));
+            let times = |name: &str| -> Result<Option<&TimestampMicrosecondArray>, SinkError> {
+                b.column_by_name(name)
+                    .map(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>().ok_or_else(|| SinkError::Encode(format!("sites.{name} is not a timestamp"))))
+                    .transpose()
+            };
             let site = col("site")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| SinkError::Encode("sites.site is not a string".into()))?;
-            let removed = col("removed_at")?.as_any().downcast_ref::<TimestampMicrosecondArray>().ok_or_else(|| SinkError::Encode("sites.removed_at is not a timestamp".into()))?;
+            let removed = times("removed_at")?.ok_or_else(|| SinkError::Encode("sites has no column removed_at".into()))?;
+            // Files written before imports were stamped have no `imported_at`.
+            let imported = times(VERSION_COLUMN)?;
+            let value = |a: Option<&TimestampMicrosecondArray>, i: usize| a.filter(|a| !a.is_null(i)).map(|a| a.value(i));
             for i in (0..b.num_rows()).filter(|&i| !site.is_null(i)) {
-                // A site registered more than once is removed at its latest removal, or never.
-                let until = if removed.is_null(i) { i64::MAX } else { removed.value(i) };
-                let at = sites.entry(site.value(i).to_owned()).or_insert(until);
-                *at = (*at).max(until);
+                let version = (value(imported, i), value(Some(removed), i));
+                let rank = |(at, end): (Option<i64>, Option<i64>)| (at, end.map_or((false, 0), |e| (true, e)));
+                match current.get_mut(site.value(i)) {
+                    Some(v) if rank(*v) >= rank(version) => {}
+                    Some(v) => *v = version,
+                    None => {
+                        current.insert(site.value(i).to_owned(), version);
+                    }
+                }
             }
         }
+        let sites: Sites = current.into_iter().map(|(site, (_, removed))| (site, removed.unwrap_or(i64::MAX))).collect();
         let n = sites.len();
         self.replace(sites);
         Ok(n)
@@ -128,14 +145,29 @@ mod tests {
         let csv = "site,tenant,created_at,removed_at\nshop.example,t1,2026-01-01T00:00:00Z,\nold.example,t1,2020-01-01T00:00:00Z,2026-11-01T00:00:10Z\n";
         let import: RegistryImport = parse(csv, Format::Csv, &Default::default()).unwrap();
         let mut lake = ParquetLake::open(dir.path()).unwrap();
-        for (table, batch) in import.batches().unwrap() {
+        for (table, batch) in import.batches(1_000).unwrap() {
             lake.write_table(table, &batch, &OffsetSpan::new("registry-test", 0, 0, 1)).unwrap();
         }
         let sites = HostSites::from_lake(dir.path()).unwrap();
         // 2026-11-01T00:00:00Z and 20 s later.
         let line = |host: &str, ts: u64| format!(r#"{{"ClientRequestHost":"{host}","ClientIP":"192.0.2.1","EdgeStartTimestamp":{ts},"EdgeResponseStatus":200}}"#);
-        assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_200)), "shop.example");
+        assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_220)), "shop.example");
         assert_eq!(site_of(&sites, &line("www.old.example", 1_793_491_200)), "old.example", "before its removal");
         assert_eq!(site_of(&sites, &line("www.old.example", 1_793_491_220)), "www.old.example", "after it");
+
+        // A later import is the current version of its sites: shop.example removed, old.example
+        // registered again without a removal.
+        let csv = "site,tenant,created_at,removed_at
+shop.example,t1,2026-01-01T00:00:00Z,2026-11-01T00:00:10Z
+old.example,t1,2020-01-01T00:00:00Z,
+";
+        let import: RegistryImport = parse(csv, Format::Csv, &Default::default()).unwrap();
+        for (table, batch) in import.batches(2_000).unwrap() {
+            lake.write_table(table, &batch, &OffsetSpan::new("registry-test-2", 0, 0, 1)).unwrap();
+        }
+        sites.reload_from_lake(dir.path()).unwrap();
+        assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_200)), "shop.example", "before its removal");
+        assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_220)), "www.shop.example", "after it");
+        assert_eq!(site_of(&sites, &line("www.old.example", 1_793_491_220)), "old.example", "no longer removed");
     }
 }

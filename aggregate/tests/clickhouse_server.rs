@@ -236,12 +236,27 @@ async fn a_version_1_database_is_upgraded_in_place() {
             };
             assert!(!cols(c.clone(), "incidents_local").await.contains(&"updated_ts".to_owned()));
             assert!(cols(c.clone(), "registry_audit_local").await.is_empty(), "version 1 had no registry_audit");
+            // An attribution imported open, then again with an end, by version-1 builds.
+            exec(&c, &format!(
+                "INSERT INTO `{db}`.site_entities_local VALUES ('a.example', 'Org', 'whois', 0.9, '2026-11-01 00:00:00', NULL, 'registry-x', 0, 0, 1), \
+                 ('a.example', 'Org', 'whois', 0.9, '2026-11-01 00:00:00', '2026-11-02 00:00:00', 'registry-y', 0, 0, 1)"
+            ))
+            .await;
             // Interrupted: the column was added, the version not recorded.
             exec(&c, &format!("ALTER TABLE `{db}`.incidents_local ADD COLUMN `updated_ts` DateTime AFTER `top_attackers`")).await;
             assert_eq!(migrate(&c, &layout).await.expect("upgrade"), layout.latest_version() - 1);
             assert!(cols(c.clone(), "incidents_local").await.contains(&"updated_ts".to_owned()));
             assert!(cols(c.clone(), "incidents").await.contains(&"updated_ts".to_owned()), "the view shows the new column");
             assert!(cols(c.clone(), "registry_audit").await.contains(&"actor".to_owned()), "registry_audit was added");
+            // Version 4: registry rows carry their import time, and the view shows one version of
+            // each key; of unstamped versions, the one with an end.
+            assert!(cols(c.clone(), "site_entities").await.contains(&"imported_at".to_owned()));
+            let current = c
+                .query(&format!("SELECT ifNull(toString(valid_to), 'open') FROM `{db}`.site_entities"))
+                .fetch_all::<String>()
+                .await
+                .unwrap();
+            assert_eq!(current, ["2026-11-02 00:00:00"]);
             assert_eq!(migrate(&c, &layout).await.expect("current database"), 0);
         }
     })

@@ -11,6 +11,9 @@
 //! - only files ending in `.parquet` are read, so the writers' temporary files are ignored.
 //!
 //! Rows with the same key columns are deltas of one group: readers sum them (this module does not).
+//! The registry tables (`sites`, `site_entities`, `site_tags`) are the exception: their files keep
+//! every imported version of a row, and their names are views showing the current version of
+//! each key ([`current_versions`]), so SQL, joins and reports never see a replaced version.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -27,7 +30,8 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
-use edgelens_schemas::tables::{ALL_TABLES, TableDef};
+use datafusion::datasource::{ViewTable, provider_as_source};
+use edgelens_schemas::tables::{ALL_TABLES, Latest, TableDef, VERSION_COLUMN};
 
 use crate::SqlLimits;
 use crate::error::{QueryError, Result};
@@ -207,10 +211,27 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     for table in ALL_TABLES {
-        let provider = listing_table(dir, table)?;
-        ctx.register_table(table.name, Arc::new(provider))?;
+        let provider = Arc::new(listing_table(dir, table)?);
+        match table.latest {
+            Some(latest) => ctx.register_table(table.name, Arc::new(current_versions(table, latest, provider)?))?,
+            None => ctx.register_table(table.name, provider)?,
+        };
     }
     Ok(ctx)
+}
+
+/// A registry table's current rows: of the rows of each key, the one with the latest
+/// `imported_at`, then the latest end (`valid_to` / `removed_at`, an end before none), as
+/// [`edgelens_schemas::tables::Latest`] says and the ClickHouse view chooses.
+fn current_versions(table: &TableDef, latest: Latest, stored: Arc<ListingTable>) -> Result<ViewTable> {
+    use datafusion::logical_expr::{LogicalPlanBuilder, col};
+    let keys: Vec<_> = table.key_columns().map(|c| col(c.name)).collect();
+    let columns: Vec<_> = lake_schema(table).fields().iter().map(|f| col(f.name().as_str())).collect();
+    let mut order: Vec<_> = keys.iter().map(|k| k.clone().sort(true, false)).collect();
+    order.push(col(VERSION_COLUMN).sort(false, false));
+    order.push(col(latest.end).sort(false, false));
+    let plan = LogicalPlanBuilder::scan(table.name, provider_as_source(stored), None)?.distinct_on(keys, columns, Some(order))?.build()?;
+    Ok(ViewTable::new(plan, None))
 }
 
 /// The runtime queries execute on: its own threads, so CPU-heavy plans (DataFusion polls them

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
-use edgelens_schemas::registry::{self, AuditRow, Format};
+use edgelens_schemas::registry::{self, AuditRow, Format, RegistryImport};
 use edgelens_schemas::tables::TableDef;
 use serde::{Deserialize, Serialize};
 
@@ -57,10 +57,11 @@ const ROW_COLUMNS: [(&str, &str); 3] = [
     ("site_tags", "site, tag, source, valid_from, valid_to"),
 ];
 
-/// `tables` without the rows the registry already holds, identical in every column of
-/// [`ROW_COLUMNS`]: importing a file again, a file that extends an earlier one, or an export adds
-/// only what is new (a row that differs in any value, e.g. a `valid_to`, is new). Returns the rows
-/// left and how many were already registered.
+/// `tables` without the rows the registry already holds as current, identical in every column
+/// of [`ROW_COLUMNS`]: importing a file again, a file that extends an earlier one, or an export
+/// adds only what is new. A row that differs in any value (a `valid_to` that ends an attribution,
+/// a corrected confidence) is a new version of its key and replaces the current one. Returns the
+/// rows left and how many were already registered.
 pub async fn unregistered(view: View<'_>, tables: Vec<(&'static TableDef, RecordBatch)>) -> Result<(Vec<(&'static TableDef, RecordBatch)>, u64)> {
     let mut out = Vec::new();
     let mut known = 0u64;
@@ -120,18 +121,37 @@ pub async fn import(
     }
     let writer = writer.ok_or_else(|| QueryError::Unavailable("this service was started without a registry writer".into()))?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let audit = AuditRow::import(now, &actor, file, &import_id, &parsed);
-    let (batches, known) = unregistered(view, parsed.batches()?).await?;
+    let known = write_import(view, writer, &parsed, now, &actor, file, &import_id).await?;
+    tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, already_registered = known, "registry import");
+    Ok(outcome)
+}
+
+/// Write a validated import made at `now` (ns) through `writer`: the rows the registry does not
+/// hold as current (see [`unregistered`]), stamped `imported_at = now` under a source of their
+/// own (`registry-<now>-<import id>`, so no import replaces another's rows), then its
+/// `registry_audit` row. Returns how many rows were already registered. Shared by
+/// `POST /v1/registry/import` and `edgelens registry import`.
+pub async fn write_import(
+    view: View<'_>,
+    writer: Arc<dyn RegistryWriter>,
+    parsed: &RegistryImport,
+    now: i64,
+    actor: &str,
+    file: &str,
+    import_id: &str,
+) -> Result<u64> {
+    let audit = AuditRow::import(now, actor, file, import_id, parsed);
+    let (batches, known) = unregistered(view, parsed.batches(now)?).await?;
     let audit_batch = audit.batch()?;
+    let (rows, audit_source) = (format!("registry-{now:020}-{import_id}"), format!("registry-audit-{import_id}-{now}"));
     tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
         if !batches.is_empty() {
-            writer.write(&batches, &format!("registry-{import_id}"))?;
+            writer.write(&batches, &rows)?;
         }
-        writer.write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit_batch)], &format!("registry-audit-{import_id}-{now}"))
+        writer.write(&[(&edgelens_schemas::tables::REGISTRY_AUDIT, audit_batch)], &audit_source)
     })
     .await
     .map_err(|e| QueryError::Backend(format!("registry write task: {e}")))?
     .map_err(QueryError::Backend)?;
-    tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, already_registered = known, "registry import");
-    Ok(outcome)
+    Ok(known)
 }

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tables::{ColumnType, TableDef, ALL_TABLES};
+use crate::tables::{ColumnType, TableDef, ALL_TABLES, VERSION_COLUMN};
 
 /// Provenance columns of every `_local` table: `(name, ClickHouse type)`.
 pub const PROVENANCE: [(&str, &str); 4] = [("_source", "String"), ("_partition", "Int32"), ("_from", "UInt64"), ("_to", "UInt64")];
@@ -198,16 +198,30 @@ impl Layout {
         self.view_ddl_at(table, u32::MAX)
     }
 
-    /// [`Self::view_ddl`] with the columns of schema version `version`.
+    /// [`Self::view_ddl`] with the columns of schema version `version`. A registry table's view
+    /// (from the version that stamps its rows with [`VERSION_COLUMN`]) shows the current version
+    /// of each key only, chosen as [`crate::tables::Latest`] says; imports in the same second
+    /// (`DateTime`) are ordered by their source, which starts with the import's time in
+    /// nanoseconds. The rows are read through a subquery, so on a cluster the choice is made
+    /// over every shard's rows.
     pub fn view_ddl_at(&self, table: &TableDef, version: u32) -> String {
         let cols: Vec<_> = table.columns.iter().filter(|c| c.since <= version).map(|c| format!("`{}`", c.name)).collect();
-        format!(
-            "CREATE VIEW IF NOT EXISTS {}{} AS SELECT {} FROM {}",
-            self.qualified(table.name),
-            self.on_cluster(),
-            cols.join(", "),
-            self.qualified(&self.read_name(table))
-        )
+        let from = self.qualified(&self.read_name(table));
+        let versioned = table.column(VERSION_COLUMN).is_some_and(|c| c.since <= version);
+        let select = match table.latest.filter(|_| versioned) {
+            Some(latest) => {
+                let keys: Vec<_> = table.key_columns().map(|c| format!("`{}`", c.name)).collect();
+                let keys = keys.join(", ");
+                format!(
+                    "SELECT {} FROM (SELECT * FROM {from}) ORDER BY {keys}, `{VERSION_COLUMN}` DESC NULLS LAST, \
+                     if(isNull(`{VERSION_COLUMN}`), '', `_source`) DESC, `{}` DESC NULLS LAST LIMIT 1 BY {keys}",
+                    cols.join(", "),
+                    latest.end
+                )
+            }
+            None => format!("SELECT {} FROM {from}", cols.join(", ")),
+        };
+        format!("CREATE VIEW IF NOT EXISTS {}{} AS {select}", self.qualified(table.name), self.on_cluster())
     }
 
     /// Every column a `_local` table must have, in order: `(name, type)`.
@@ -251,6 +265,11 @@ impl Layout {
             Migration { version: 1, name: "initial tables: T_local storage, T_all on clusters, T views, span manifest", statements: initial },
             Migration { version: 2, name: "incidents.updated_ts", statements: self.added_columns(2) },
             Migration { version: 3, name: "registry_audit", statements: self.added_tables(3) },
+            Migration {
+                version: 4,
+                name: "registry tables: imported_at, views show the current version of each key",
+                statements: self.added_columns(4),
+            },
         ]
     }
 
@@ -341,7 +360,7 @@ pub fn string_literal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::{SITES, SITE_RATES_10S};
+    use crate::tables::{SITES, SITE_ENTITIES, SITE_RATES_10S};
     // The DDL of every table is also recorded in tests/golden/tables.txt.
 
     #[test]
@@ -367,6 +386,25 @@ mod tests {
             assert!(all.contains(&format!("`edgelens`.`{}_local`", t.name)), "{}", t.name);
             assert!(all.contains(&format!("CREATE VIEW IF NOT EXISTS `edgelens`.`{}`", t.name)), "{}", t.name);
         }
+    }
+
+    #[test]
+    fn registry_views_show_the_current_version_of_each_key_from_version_4() {
+        let l = Layout { database: "edgelens".into(), cluster: Some("edge".into()), on_cluster: false };
+        let v1 = l.view_ddl_at(&SITE_ENTITIES, 3);
+        assert!(v1.ends_with("FROM `edgelens`.`site_entities_all`") && !v1.contains("imported_at"), "{v1}");
+        let v = l.view_ddl(&SITE_ENTITIES);
+        assert!(v.contains("FROM (SELECT * FROM `edgelens`.`site_entities_all`)"), "{v}");
+        assert!(v.contains("`imported_at` DESC NULLS LAST"), "{v}");
+        assert!(v.ends_with("`valid_to` DESC NULLS LAST LIMIT 1 BY `site`, `entity`, `valid_from`"), "{v}");
+        assert!(l.view_ddl(&SITES).ends_with("`removed_at` DESC NULLS LAST LIMIT 1 BY `site`"));
+        let m4 = l.migrations().into_iter().find(|m| m.version == 4).unwrap().statements.join("\n");
+        for t in ["sites", "site_entities", "site_tags"] {
+            assert!(m4.contains(&format!("ALTER TABLE `edgelens`.`{t}_local` ADD COLUMN `imported_at` Nullable(DateTime)")), "{m4}");
+            assert!(m4.contains(&format!("ALTER TABLE `edgelens`.`{t}_all` ADD COLUMN `imported_at`")), "{m4}");
+            assert!(m4.contains(&format!("DROP TABLE IF EXISTS `edgelens`.`{t}`")), "{m4}");
+        }
+        assert!(!m4.contains("traffic_1m"), "{m4}");
     }
 
     #[test]

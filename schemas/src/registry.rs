@@ -72,10 +72,12 @@ impl RegistryImport {
         self.len() == 0
     }
 
-    /// The rows as record batches of their tables (tables without rows left out).
-    pub fn batches(&self) -> Result<Vec<(&'static TableDef, RecordBatch)>, arrow::error::ArrowError> {
+    /// The rows as record batches of their tables (tables without rows left out), each stamped
+    /// `imported_at` = `imported_at` (the newest import of a key is its current version).
+    pub fn batches(&self, imported_at: Nanos) -> Result<Vec<(&'static TableDef, RecordBatch)>, arrow::error::ArrowError> {
         let us = |ns: Nanos| ns.div_euclid(1_000);
         let ts = |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) };
+        let stamp = |n: usize| ts(vec![Some(us(imported_at)); n]);
         let text = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
         let mut out = Vec::new();
         if !self.sites.is_empty() {
@@ -89,6 +91,7 @@ impl RegistryImport {
                         text(r.iter().map(|x| x.tenant.as_str()).collect()),
                         ts(r.iter().map(|x| Some(us(x.created_at))).collect()),
                         ts(r.iter().map(|x| x.removed_at.map(us)).collect()),
+                        stamp(r.len()),
                     ],
                 )?,
             ));
@@ -106,6 +109,7 @@ impl RegistryImport {
                         Arc::new(Float64Array::from(r.iter().map(|x| x.confidence).collect::<Vec<_>>())),
                         ts(r.iter().map(|x| Some(us(x.valid_from))).collect()),
                         ts(r.iter().map(|x| x.valid_to.map(us)).collect()),
+                        stamp(r.len()),
                     ],
                 )?,
             ));
@@ -122,6 +126,7 @@ impl RegistryImport {
                         text(r.iter().map(|x| x.source.as_str()).collect()),
                         ts(r.iter().map(|x| Some(us(x.valid_from))).collect()),
                         ts(r.iter().map(|x| x.valid_to.map(us)).collect()),
+                        stamp(r.len()),
                     ],
                 )?,
             ));
@@ -774,11 +779,13 @@ mod tests {
     fn rows_become_batches_of_their_tables() {
         let text = "site,entity,source,confidence,valid_from,valid_to\na.example,Org,src,0.9,2026-11-01T00:00:00Z,\n";
         let r = parse(text, Format::Csv, &BTreeSet::new()).unwrap();
-        let b = r.batches().unwrap();
+        let b = r.batches(1_793_491_200_000_000_000).unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].0.name, "site_entities");
         assert_eq!(b[0].1.num_rows(), 1);
         assert_eq!(b[0].1.column(5).null_count(), 1);
+        let stamped = b[0].1.column_by_name("imported_at").unwrap().as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().value(0);
+        assert_eq!(stamped, 1_793_491_200_000_000, "each row carries the import's time");
         assert_eq!(content_id(b"abc"), content_id(b"abc"));
         let audit = AuditRow::import(t("2026-11-02T00:00:00Z"), "ops", "e.csv", &content_id(text.as_bytes()), &r);
         assert_eq!((audit.sites, audit.entities, audit.tags), (0, 1, 0));

@@ -4,7 +4,8 @@
 //! definitions, so a column added here appears everywhere. Conventions:
 //! - timestamps are UTC, Arrow `Timestamp(Microsecond, "UTC")`, ClickHouse `DateTime`;
 //! - `Key` columns identify a row's group; two rows with the same keys are deltas of one group and
-//!   are summed by readers (late events produce such delta rows);
+//!   are summed by readers (late events produce such delta rows); except in the registry tables
+//!   (`latest` set), whose rows of one key are its versions and whose name shows the current one;
 //! - `Measure` columns are exact counts and add up;
 //! - `Sketch` columns hold a serialized Apache DataSketches HLL (mergeable with a union); the
 //!   matching `Estimate` column is that sketch's estimate for the row alone.
@@ -77,7 +78,23 @@ pub struct TableDef {
     pub columns: &'static [ColumnDef],
     /// The ClickHouse schema version that added the table (1: the initial tables).
     pub since: u32,
+    /// For the registry tables: every imported version of a row is stored, and the table's name
+    /// shows only the current one of each key, see [`Latest`].
+    pub latest: Option<Latest>,
 }
+
+/// How the current version of a key is chosen among its stored rows: the one with the latest
+/// [`VERSION_COLUMN`]; among rows with the same (or no) import time, such as rows imported before
+/// the column existed, the one with the latest `end` (a row with an end before an open one), so
+/// an import that ends or corrects an attribution replaces it instead of adding a second one.
+#[derive(Debug, Clone, Copy)]
+pub struct Latest {
+    /// The nullable column ending the row's validity (`valid_to`, `removed_at`).
+    pub end: &'static str,
+}
+
+/// The column stamping each version of a registry row with the time of its import.
+pub const VERSION_COLUMN: &str = "imported_at";
 
 use ColumnType::*;
 
@@ -100,6 +117,7 @@ pub static SITE_RATES_10S: TableDef = TableDef {
         col("clients_sketch", Binary, Role::Sketch),
     ],
     since: 1,
+    latest: None,
 };
 
 pub static TRAFFIC_1M: TableDef = TableDef {
@@ -117,6 +135,7 @@ pub static TRAFFIC_1M: TableDef = TableDef {
         measure("bytes"),
     ],
     since: 1,
+    latest: None,
 };
 
 pub static ASN_1M: TableDef = TableDef {
@@ -134,6 +153,7 @@ pub static ASN_1M: TableDef = TableDef {
         col("clients_sketch", Binary, Role::Sketch),
     ],
     since: 1,
+    latest: None,
 };
 
 /// The values of `incidents.vector`. Append only: the detector's checkpoints store a vector as
@@ -162,6 +182,7 @@ pub static INCIDENTS: TableDef = TableDef {
         since(attr("updated_ts", Timestamp), 2),
     ],
     since: 1,
+    latest: None,
 };
 
 pub static INCIDENT_TIMELINE: TableDef = TableDef {
@@ -179,24 +200,27 @@ pub static INCIDENT_TIMELINE: TableDef = TableDef {
         measure("status_5xx"),
     ],
     since: 1,
+    latest: None,
 };
 
 pub static SITES: TableDef = TableDef {
     name: "sites",
-    doc: "Site registry: each site and the tenant it belongs to.",
+    doc: "Site registry: each site and the tenant it belongs to (the latest import of a site is current).",
     time_column: "created_at",
     columns: &[
         key("site", String),
         attr("tenant", String),
         attr("created_at", Timestamp),
         nullable(attr("removed_at", Timestamp)),
+        since(nullable(attr("imported_at", Timestamp)), 4),
     ],
     since: 1,
+    latest: Some(Latest { end: "removed_at" }),
 };
 
 pub static SITE_ENTITIES: TableDef = TableDef {
     name: "site_entities",
-    doc: "Many-to-many, time-versioned attribution of sites to entities (organisations).",
+    doc: "Many-to-many, time-versioned attribution of sites to entities (organisations); the latest import of a (site, entity, valid_from) is current.",
     time_column: "valid_from",
     columns: &[
         key("site", String),
@@ -205,13 +229,15 @@ pub static SITE_ENTITIES: TableDef = TableDef {
         attr("confidence", Float64),
         key("valid_from", Timestamp),
         nullable(attr("valid_to", Timestamp)),
+        since(nullable(attr("imported_at", Timestamp)), 4),
     ],
     since: 1,
+    latest: Some(Latest { end: "valid_to" }),
 };
 
 pub static SITE_TAGS: TableDef = TableDef {
     name: "site_tags",
-    doc: "Tags of sites (e.g. a watchlist name).",
+    doc: "Tags of sites (e.g. a watchlist name); the latest import of a (site, tag, valid_from) is current.",
     time_column: "valid_from",
     columns: &[
         key("site", String),
@@ -219,8 +245,10 @@ pub static SITE_TAGS: TableDef = TableDef {
         attr("source", String),
         key("valid_from", Timestamp),
         nullable(attr("valid_to", Timestamp)),
+        since(nullable(attr("imported_at", Timestamp)), 4),
     ],
     since: 1,
+    latest: Some(Latest { end: "valid_to" }),
 };
 
 pub static DEAD_LETTERS: TableDef = TableDef {
@@ -236,6 +264,7 @@ pub static DEAD_LETTERS: TableDef = TableDef {
         attr("raw", String),
     ],
     since: 1,
+    latest: None,
 };
 
 pub static REGISTRY_AUDIT: TableDef = TableDef {
@@ -253,6 +282,7 @@ pub static REGISTRY_AUDIT: TableDef = TableDef {
         attr("tags", UInt64),
     ],
     since: 3,
+    latest: None,
 };
 
 /// All tables, in a stable order.

@@ -479,15 +479,18 @@ mod tests {
             StdArc::new(StringArray::from(vec!["t1"])),
             StdArc::new(TimestampMicrosecondArray::from(vec![0i64]).with_timezone("UTC")),
             StdArc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")),
+            StdArc::new(TimestampMicrosecondArray::from(vec![Some(2_000_000i64)]).with_timezone("UTC")),
         ];
         let rb = RecordBatch::try_new(SITES.arrow_schema(), cols).unwrap();
         let got = encode_row_binary(&SITES, &rb, &span).unwrap();
-        // site, tenant, created_at (4 bytes), removed_at null marker, then provenance.
+        // site, tenant, created_at (4 bytes), removed_at null marker, imported_at (not null, 2 s),
+        // then provenance.
         assert_eq!(&got[..10], &[9, b'a', b'.', b'e', b'x', b'a', b'm', b'p', b'l', b'e']);
         assert_eq!(got[10..13], [2, b't', b'1']);
         assert_eq!(got[13..17], [0, 0, 0, 0]);
         assert_eq!(got[17], 1);
-        assert_eq!(got[18], 1, "source length");
+        assert_eq!(got[18..23], [0, 2, 0, 0, 0]);
+        assert_eq!(got[23], 1, "source length");
     }
 
     #[test]
