@@ -36,6 +36,8 @@ pub enum IngestError {
     Serve(std::io::Error),
     #[error("{path}: {source}")]
     Input { path: std::path::PathBuf, source: std::io::Error },
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// The producer settings of an ingest config.
@@ -59,6 +61,7 @@ async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, topics: Vec<String>) {
 }
 
 pub async fn run(cfg: IngestConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
+    cfg.validate().map_err(IngestError::Config)?;
     let log = Arc::new(kafka::KafkaLog::new(&kafka_config(&cfg))?);
     // In the background: an unreachable broker must not delay the listener.
     tokio::spawn(warn_missing_topics(Arc::clone(&log), vec![cfg.events_topic.clone(), cfg.dead_letters_topic.clone()]));

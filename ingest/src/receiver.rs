@@ -10,7 +10,9 @@
 //! - 400 — the body is not valid gzip.
 //! - 413 — the body, or its decompressed size (gzip bombs), is over the limit.
 //! - 415 — a `Content-Encoding` other than gzip (`x-gzip`) or identity: the body is not read.
-//! - 429 + `Retry-After` — too many batches in flight, or the producer queue is full.
+//! - 429 + `Retry-After` — too many batches in flight, the batches in flight hold the whole
+//!   decompression budget (`max_decompressed_bytes_total`, see [`DecodeBudget`]), or the producer
+//!   queue is full.
 //! - 503 + `Retry-After` — the log did not acknowledge in time (broker down).
 //!
 //! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
@@ -18,7 +20,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +58,10 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Largest accepted decompressed batch, bytes.
     pub max_decompressed_bytes: usize,
+    /// Decompressed bytes all batches in flight may hold together (at least
+    /// `max_decompressed_bytes`); a batch that would go over gets 429. Bounds the memory of many
+    /// concurrent large batches or gzip bombs, each under `max_decompressed_bytes`.
+    pub max_decompressed_bytes_total: usize,
     /// Longest accepted line; longer ones are dead-lettered.
     pub max_line_bytes: usize,
     /// Batches handled at once; more get 429.
@@ -86,6 +92,7 @@ impl Default for IngestConfig {
             secret: String::new(),
             max_body_bytes: 64 << 20,
             max_decompressed_bytes: 512 << 20,
+            max_decompressed_bytes_total: 1 << 30,
             max_line_bytes: crate::reader::DEFAULT_MAX_LINE,
             max_inflight_batches: 16,
             ack_timeout_ms: 10_000,
@@ -115,6 +122,118 @@ pub enum BatchError {
     TooLarge { limit: usize },
     #[error("body is not valid gzip: {0}")]
     BadGzip(String),
+    /// The batches in flight hold the whole decompression budget: retry later (HTTP 429).
+    #[error("the batches being received hold the decompression budget of {limit} bytes; retry later")]
+    Busy { limit: usize },
+}
+
+impl IngestConfig {
+    /// Settings that cannot work together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_decompressed_bytes_total < self.max_decompressed_bytes {
+            return Err(format!(
+                "ingest.max_decompressed_bytes_total ({}) is below ingest.max_decompressed_bytes ({}): a batch of that size could never be taken",
+                self.max_decompressed_bytes_total, self.max_decompressed_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The decompressed bytes the batches in flight may hold together. A batch reserves its text as it
+/// inflates (chunks of at most [`INFLATE_STEP`]) and keeps the reservation until it is answered,
+/// since its packed messages take about as much; a batch whose next chunk does not fit is
+/// refused as [`BatchError::Busy`].
+#[derive(Debug)]
+pub struct DecodeBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+/// The most a batch inflates at a time.
+pub const INFLATE_STEP: usize = 1 << 20;
+
+impl DecodeBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(DecodeBudget { limit, used: AtomicUsize::new(0) })
+    }
+
+    /// No limit (tests, fuzzing).
+    pub fn unlimited() -> Arc<Self> {
+        Self::new(usize::MAX)
+    }
+
+    /// Bytes reserved by the batches in flight.
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// An empty reservation, grown with [`Reservation::grow_to`]; released when dropped.
+    pub fn reservation(self: &Arc<Self>) -> Reservation {
+        Reservation { budget: Arc::clone(self), bytes: 0 }
+    }
+}
+
+/// Bytes of a [`DecodeBudget`] held by one batch.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<DecodeBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Hold `bytes` in all (never less than now); false, holding what it held, when the budget
+    /// has not that much left.
+    pub fn grow_to(&mut self, bytes: usize) -> bool {
+        let Some(more) = bytes.checked_sub(self.bytes).filter(|&m| m > 0) else { return true };
+        let limit = self.budget.limit;
+        let taken = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_add(more).filter(|&n| n <= limit));
+        if taken.is_ok() {
+            self.bytes = bytes;
+        }
+        taken.is_ok()
+    }
+
+    fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            self.budget.used.fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shrink_to(0);
+    }
+}
+
+/// Inflate a gzip body (every member) into at most `max` bytes, each chunk reserved in `held`
+/// before it is kept.
+fn inflate(body: &[u8], max: usize, held: &mut Reservation) -> Result<Vec<u8>, BatchError> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    let mut out = Vec::with_capacity((body.len().saturating_mul(4)).min(max));
+    let mut chunk = vec![0u8; INFLATE_STEP];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BatchError::BadGzip(e.to_string())),
+        };
+        if out.len() + n > max {
+            return Err(BatchError::TooLarge { limit: max });
+        }
+        if !held.grow_to(out.len() + n) {
+            return Err(BatchError::Busy { limit: held.budget.limit });
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    Ok(out)
 }
 
 /// Whether the `Content-Encoding` says gzip (`gzip`, `x-gzip`); `identity` or none is plain.
@@ -138,22 +257,31 @@ pub fn gzip_encoding(headers: &HeaderMap) -> Result<bool, String> {
 /// Decompress (when gzip: by header or by magic bytes) and validate a batch. Pure apart from the
 /// decompression; `now` stamps the dead letters.
 pub fn decode_batch(body: &[u8], gzip_header: bool, max_decompressed: usize, max_line: usize, now: i64) -> Result<DecodedBatch, BatchError> {
+    decode_batch_within(body, gzip_header, max_decompressed, max_line, now, &DecodeBudget::unlimited()).map(|(batch, _)| batch)
+}
+
+/// [`decode_batch`] holding the batch's text in `budget`: the reservation returned is to be kept
+/// until the batch is answered (its messages take about as much memory).
+pub fn decode_batch_within(
+    body: &[u8],
+    gzip_header: bool,
+    max_decompressed: usize,
+    max_line: usize,
+    now: i64,
+    budget: &Arc<DecodeBudget>,
+) -> Result<(DecodedBatch, Reservation), BatchError> {
     let gz = gzip_header || body.starts_with(&[0x1f, 0x8b]);
+    let mut held = budget.reservation();
     let owned;
     let text: &[u8] = if gz {
-        let mut out = Vec::with_capacity((body.len() * 4).min(max_decompressed));
-        flate2::read::MultiGzDecoder::new(body)
-            .take(max_decompressed as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| BatchError::BadGzip(e.to_string()))?;
-        if out.len() > max_decompressed {
-            return Err(BatchError::TooLarge { limit: max_decompressed });
-        }
-        owned = out;
+        owned = inflate(body, max_decompressed, &mut held)?;
         &owned
     } else {
         if body.len() > max_decompressed {
             return Err(BatchError::TooLarge { limit: max_decompressed });
+        }
+        if !held.grow_to(body.len()) {
+            return Err(BatchError::Busy { limit: budget.limit });
         }
         body
     };
@@ -169,7 +297,7 @@ pub fn decode_batch(body: &[u8], gzip_header: bool, max_decompressed: usize, max
     }
     batch.events = packer.events();
     batch.messages = packer.take();
-    Ok(batch)
+    Ok((batch, held))
 }
 
 /// Counters of the receiver (exported on `/metrics`).
@@ -217,12 +345,14 @@ struct ReceiverState<L> {
     cfg: IngestConfig,
     log: Arc<L>,
     inflight: Semaphore,
+    budget: Arc<DecodeBudget>,
     metrics: ReceiverMetrics,
 }
 
 /// The receiver's routes: `POST /v1/logpush`, `GET /healthz`, `GET /metrics`.
 pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
-    let state = Arc::new(ReceiverState { inflight: Semaphore::new(cfg.max_inflight_batches.max(1)), cfg, log, metrics: ReceiverMetrics::default() });
+    let budget = DecodeBudget::new(cfg.max_decompressed_bytes_total.max(cfg.max_decompressed_bytes));
+    let state = Arc::new(ReceiverState { inflight: Semaphore::new(cfg.max_inflight_batches.max(1)), budget, cfg, log, metrics: ReceiverMetrics::default() });
     Router::new()
         .route("/v1/logpush", post(logpush::<L>))
         .route("/healthz", get(|| async { "ok" }))
@@ -301,9 +431,15 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     };
     let (max_dec, max_line) = (st.cfg.max_decompressed_bytes, st.cfg.max_line_bytes);
     let now = now_nanos();
-    let decoded = tokio::task::spawn_blocking(move || decode_batch(&body, gzip_header, max_dec, max_line, now)).await;
-    let batch = match decoded {
+    let budget = Arc::clone(&st.budget);
+    let decoded = tokio::task::spawn_blocking(move || decode_batch_within(&body, gzip_header, max_dec, max_line, now, &budget)).await;
+    // The reservation is held until the answer: the batch's messages are in memory until then.
+    let (batch, _held) = match decoded {
         Ok(Ok(b)) => b,
+        Ok(Err(e @ BatchError::Busy { .. })) => {
+            m.rejected_busy.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::TOO_MANY_REQUESTS, e.to_string(), Some(st.cfg.retry_after_secs));
+        }
         Ok(Err(e @ BatchError::TooLarge { .. })) => {
             m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), None);

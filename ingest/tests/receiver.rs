@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use edgelens_ingest::log::{message_lines, MemoryLog, DEAD_LETTERS_TOPIC, EVENTS_TOPIC};
-use edgelens_ingest::receiver::{decode_batch, router, BatchError, IngestConfig};
+use edgelens_ingest::receiver::{decode_batch, decode_batch_within, router, BatchError, DecodeBudget, IngestConfig};
 use edgelens_ingest::LogError;
 use tower::ServiceExt;
 
@@ -228,4 +228,95 @@ async fn a_stalled_body_gets_408_and_a_chunked_oversized_one_413() {
     let text = String::from_utf8(axum::body::to_bytes(metrics.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"408\"} 1"), "{text}");
     assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"413\"} 1"), "{text}");
+}
+
+/// Batches of `n` valid lines.
+fn lines(n: u32) -> Vec<u8> {
+    (0..n).flat_map(|i| format!("{}\n", line(i, "a.example")).into_bytes()).collect()
+}
+
+/// The decompressed bytes of the batches in flight are bounded together: a batch whose text does
+/// not fit beside the others' is refused as busy (nothing of it kept), and fits once they are done.
+#[test]
+fn the_decompression_budget_is_shared_by_the_batches_in_flight() {
+    let text = lines(20_000);
+    assert!(text.len() > 3 << 20, "{}", text.len());
+    let budget = DecodeBudget::new(4 << 20);
+    let mut other = budget.reservation();
+    assert!(other.grow_to(2 << 20));
+    assert!(!other.grow_to(5 << 20), "over the budget");
+    assert_eq!(budget.in_use(), 2 << 20);
+    for (body, gz) in [(gzip(&text), true), (text.clone(), false)] {
+        let e = decode_batch_within(&body, gz, 64 << 20, 4096, 0, &budget).unwrap_err();
+        assert_eq!(e, BatchError::Busy { limit: 4 << 20 });
+        assert_eq!(budget.in_use(), 2 << 20, "a refused batch keeps nothing");
+    }
+    drop(other);
+    let (batch, held) = decode_batch_within(&gzip(&text), true, 64 << 20, 4096, 0, &budget).unwrap();
+    assert_eq!(batch.events, 20_000);
+    assert_eq!((held.bytes(), budget.in_use()), (text.len(), text.len()), "the text's bytes are held");
+    drop(held);
+    assert_eq!(budget.in_use(), 0);
+    // A bomb over the per-batch limit is still 413, and releases what it reserved.
+    assert_eq!(decode_batch_within(&gzip(&vec![b'0'; 8 << 20]), true, 1 << 20, 4096, 0, &budget).unwrap_err(), BatchError::TooLarge { limit: 1 << 20 });
+    assert_eq!(budget.in_use(), 0);
+}
+
+/// An event log whose appends wait until released: a batch stays in flight meanwhile.
+struct GatedLog {
+    inner: MemoryLog,
+    open: tokio::sync::watch::Receiver<bool>,
+    /// Appends begun.
+    entered: std::sync::atomic::AtomicUsize,
+}
+
+impl edgelens_ingest::log::EventLog for GatedLog {
+    fn append(&self, topic: &str, records: &[edgelens_ingest::log::Record]) -> impl std::future::Future<Output = Result<(), LogError>> + Send {
+        self.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut open = self.open.clone();
+        let done = self.inner.append(topic, records);
+        async move {
+            open.wait_for(|o| *o).await.unwrap();
+            done.await
+        }
+    }
+}
+
+/// Over HTTP: while a batch waits for its acknowledgement, it holds its decompressed bytes, and a
+/// second batch that does not fit beside it gets 429 with Retry-After; sent again once the first
+/// is answered, it is taken. The ingest role refuses a budget below one batch's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_beyond_the_shared_decompression_budget_gets_429() {
+    let (first_text, second_text) = (lines(20_000), lines(10_000));
+    let (release, open) = tokio::sync::watch::channel(false);
+    let log = Arc::new(GatedLog { inner: MemoryLog::new(), open, entered: Default::default() });
+    let total = first_text.len() + second_text.len() / 2;
+    let cfg = IngestConfig { max_decompressed_bytes: 4 << 20, max_decompressed_bytes_total: total.max(4 << 20), retry_after_secs: 3, ..IngestConfig::default() };
+    assert!(IngestConfig { max_decompressed_bytes_total: 1 << 20, ..cfg.clone() }.validate().unwrap_err().contains("max_decompressed_bytes_total"));
+    cfg.validate().unwrap();
+    let app = router(cfg, Arc::clone(&log));
+    let first = tokio::spawn({
+        let (app, body) = (app.clone(), gzip(&first_text));
+        async move { post(&app, body, &[("content-encoding", "gzip")]).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while log.entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first batch never reached the log");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Taken, it would wait for the closed log too.
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), post(&app, gzip(&second_text), &[("content-encoding", "gzip")]));
+    let (status, retry, json) = second.await.expect("the second batch was taken beside the first");
+    assert_eq!((status, retry.as_deref()), (StatusCode::TOO_MANY_REQUESTS, Some("3")), "{json}");
+    assert!(json["error"].as_str().unwrap().contains("decompression budget"), "{json}");
+    assert!(!first.is_finished(), "the first batch waits for the log");
+    release.send(true).unwrap();
+    let (status, _, json) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (status, _, json) = post(&app, gzip(&second_text), &[("content-encoding", "gzip")]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(events(&log.inner).len(), 30_000);
+    let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"429\"} 1"), "{text}");
 }

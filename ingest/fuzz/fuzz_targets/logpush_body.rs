@@ -28,5 +28,6 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(BatchError::TooLarge { limit }) => assert_eq!(limit, MAX_DECOMPRESSED),
         Err(BatchError::BadGzip(_)) => {}
+        Err(e @ BatchError::Busy { .. }) => panic!("no budget, yet {e}"),
     }
 });
