@@ -207,6 +207,10 @@ struct WindowArgs {
     /// Count redelivered events (same RayID) again instead of once.
     #[arg(long)]
     no_dedup: bool,
+    /// How far ahead of the wall clock an event may be; later ones are dead letters
+    /// (`future_timestamp`), so one bad clock cannot push the watermark past the present. 0: no limit.
+    #[arg(long, default_value = "5m")]
+    max_future: String,
 }
 
 impl WindowArgs {
@@ -216,6 +220,7 @@ impl WindowArgs {
             allowed_disorder: d(&self.allowed_disorder, "allowed-disorder")?,
             allowed_lateness: d(&self.allowed_lateness, "allowed-lateness")?,
             dedup_ray_ids: !self.no_dedup,
+            max_future: if self.max_future.trim() == "0" { 0 } else { d(&self.max_future, "max-future")? },
         })
     }
 }

@@ -294,3 +294,40 @@ fn host_only_lines_count_under_their_registered_site() {
     let want = [("cdn.old.example", 1), ("old.example", 1), ("shop.example", 3), ("sub.shop.example", 1), ("www.elsewhere.example", 1)];
     assert_eq!(got, want.map(|(s, n)| (s.to_owned(), n)));
 }
+
+/// One event dated an hour after the others (a shipper's bad clock) is counted, but does not make
+/// the events after it too late; events dated after the wall clock are `future_timestamp` dead
+/// letters, since a stream of them would move event time past the present.
+#[test]
+fn a_bad_timestamp_does_not_make_the_events_after_it_too_late() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = 1_793_577_600i64; // 2026-11-02T00:00:00Z
+    let event = |secs: i64, site: &str, ray: String| {
+        format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"198.51.100.7","EdgeResponseStatus":200,"ZoneName":"{site}","RayID":"{ray}"}}"#, secs * 1_000_000_000) + "\n"
+    };
+    let mut text = String::new();
+    for s in 0..600 {
+        text += &event(t0 + s, "a.example", format!("{s:016x}"));
+        if s == 300 {
+            text += &event(t0 + s + 3600, "b.example", "b".repeat(16));
+            for k in 0..5 {
+                text += &event(4_070_908_800 + 5 * k, "c.example", format!("c{k:015}")); // 2099-01-01
+            }
+        }
+    }
+    let file = tmp.path().join("bad-clock.ndjson");
+    std::fs::write(&file, text).unwrap();
+    let lake = tmp.path().join("lake");
+    let summary = replay(&[&file], &lake);
+    assert_eq!(summary["counted"], 601, "{summary}");
+    assert_eq!(summary["dead_letters_by_reason"], serde_json::json!({"future_timestamp": 5}), "{summary}");
+    let per_site = summed(&lake, "site_rates_10s", &["site"], &["requests"]);
+    let counts: Vec<(String, u64)> = per_site.into_iter().map(|(k, v)| (k[0].clone(), v[0])).collect();
+    assert_eq!(counts, [("a.example".to_owned(), 600), ("b.example".to_owned(), 1)]);
+    // Without the limit, the 2099 events are counted, move event time, and every event after them
+    // is too late.
+    let mut cmd = edgelens();
+    cmd.arg("replay").arg(&file).arg("--data-dir").arg(tmp.path().join("unlimited")).args(["--max-future", "0"]);
+    let unlimited: serde_json::Value = serde_json::from_str(&run_ok(&mut cmd)).unwrap();
+    assert_eq!(unlimited["dead_letters_by_reason"]["too_late"], 299, "{unlimited}");
+}

@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 /// an xxHash64 checksum instead of FNV-1a. Format 4 remembers RayIDs by their XXH64 instead of
 /// ahash (whose output may change with its version or the build's target features): the window
 /// state ends in a second section of RayIDs, those of a format-3 checkpoint still in the horizon,
-/// kept with their old hashes (see `windows::RayDedup`). Formats 1 to 3 are still read.
-pub const FORMAT_VERSION: u32 = 4;
+/// kept with their old hashes (see `windows::RayDedup`). Format 5 adds, at the end of the window
+/// state, the events seen far ahead of event time (`windows::SiteWindows`). Formats 1 to 4 are
+/// still read.
+pub const FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 4] = b"ELCK";
 
 #[derive(Debug, thiserror::Error)]
@@ -342,20 +344,21 @@ mod tests {
     }
 
     #[test]
-    fn formats_two_to_four_read_and_four_is_written() {
+    fn formats_two_to_five_read_and_five_is_written() {
         let sealed = seal(b"state");
-        assert_eq!(sealed, sealed_as(4, b"state"));
+        assert_eq!(sealed, sealed_as(5, b"state"));
         assert_eq!(unseal(&sealed).unwrap(), b"state");
         // Format-2 (FNV-1a) and format-3 checkpoints left by older aggregators still load, the
         // same body (the window state tells its own RayID hashes apart).
         assert_eq!(unseal(&sealed_as(2, b"state")).unwrap(), b"state");
         assert_eq!(unseal(&sealed_as(3, b"state")).unwrap(), b"state");
+        assert_eq!(unseal(&sealed_as(4, b"state")).unwrap(), b"state");
         // Each checksum is checked as its own format's: swapping them is a mismatch.
         let mut wrong = sealed_as(2, b"state");
         wrong[4..8].copy_from_slice(&3u32.to_le_bytes());
         assert!(unseal(&wrong).unwrap_err().contains("checksum"));
         // A format from the future is named as such.
-        assert!(unseal(&sealed_as(5, b"state")).unwrap_err().contains("format version 5"));
+        assert!(unseal(&sealed_as(6, b"state")).unwrap_err().contains("format version 6"));
     }
 
     #[test]

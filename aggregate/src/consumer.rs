@@ -81,6 +81,9 @@ pub struct AggregateConfig {
     pub checkpoint_interval_ms: u64,
     pub allowed_disorder_secs: u64,
     pub allowed_lateness_secs: u64,
+    /// How far ahead of this process's clock an event may be; later ones are dead letters
+    /// (`future_timestamp`). 0: no limit.
+    pub max_future_secs: u64,
     pub dedup_ray_ids: bool,
     pub max_line_bytes: usize,
     /// Flush when this many closed rows are pending, whatever the interval.
@@ -129,6 +132,7 @@ impl Default for AggregateConfig {
             checkpoint_interval_ms: 10_000,
             allowed_disorder_secs: (windows.allowed_disorder / edgelens_schemas::time::NANOS_PER_SEC) as u64,
             allowed_lateness_secs: (windows.allowed_lateness / edgelens_schemas::time::NANOS_PER_SEC) as u64,
+            max_future_secs: (windows.max_future / edgelens_schemas::time::NANOS_PER_SEC) as u64,
             dedup_ray_ids: windows.dedup_ray_ids,
             max_line_bytes: pipeline.max_line,
             flush_rows: pipeline.flush_rows,
@@ -242,6 +246,7 @@ impl AggregateConfig {
                     allowed_disorder: self.allowed_disorder_secs as i64 * ns,
                     allowed_lateness: self.allowed_lateness_secs as i64 * ns,
                     dedup_ray_ids: self.dedup_ray_ids,
+                    max_future: i64::try_from(self.max_future_secs).unwrap_or(i64::MAX / ns).saturating_mul(ns),
                 },
                 max_line: self.max_line_bytes,
                 flush_rows: self.flush_rows,

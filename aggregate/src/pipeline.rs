@@ -14,7 +14,8 @@ use edgelens_ingest::log::message_lines;
 use edgelens_schemas::privacy::ClientIpPolicy;
 pub use edgelens_ingest::dead_letter::now_nanos;
 use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
-use edgelens_schemas::Nanos;
+use edgelens_schemas::time::NANOS_PER_SEC;
+use edgelens_schemas::{InvalidReason, Nanos};
 
 use crate::checkpoint::{Dec, Enc};
 use crate::detect::{AttackDetector, DetectorConfig};
@@ -90,6 +91,9 @@ pub struct EmbeddedPipeline<S> {
     offset: u64,
     flushed_to: u64,
     stats: PipelineStats,
+    /// Events up to this time are within `max_future` of the clock as last read: only a later
+    /// event reads the clock (through the `now` of the lines) to move it.
+    future_limit: Nanos,
 }
 
 impl<S: RollupSink> EmbeddedPipeline<S> {
@@ -103,6 +107,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             offset: 0,
             flushed_to: 0,
             stats: PipelineStats::default(),
+            future_limit: Nanos::MIN,
         }
     }
 
@@ -155,11 +160,24 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         Ok(())
     }
 
+    /// Whether an event at `ts` is further ahead of the clock than `max_future` allows; reads
+    /// the clock only for events past the limit computed at the last read.
+    fn in_future(&mut self, ts: Nanos, now: &impl Fn() -> Nanos) -> Option<InvalidReason> {
+        let max_future = self.cfg.windows.max_future;
+        if ts <= self.future_limit || max_future <= 0 {
+            return None;
+        }
+        let now = now();
+        self.future_limit = now.saturating_add(max_future);
+        (ts > self.future_limit).then(|| InvalidReason::FutureTimestamp { ahead_secs: (ts - now) / NANOS_PER_SEC })
+    }
+
     /// Count one line, or keep it as a dead letter.
-    fn take_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: impl FnOnce() -> Nanos) {
+    fn take_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
         self.stats.lines += 1;
         let rejected = match line.parse() {
             Err(rejected) => Some(rejected),
+            Ok(ev) if let Some(reason) = self.in_future(ev.ts, now) => Some((reason, line.raw())),
             Ok(mut ev) => {
                 ev.client_ip = self.cfg.client_ip.apply(ev.client_ip);
                 self.cfg.sites.apply(&mut ev);
@@ -168,7 +186,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
                         self.stats.counted += 1;
                         self.stats.late += u64::from(observed == Observed::Late);
                         if let Some(d) = &mut self.detector {
-                            d.observe(&ev);
+                            d.observe_at(&ev, self.windows.event_time().unwrap_or(ev.ts));
                         }
                         None
                     }
@@ -262,7 +280,17 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             (Some(dc), None) => Some(AttackDetector::new(dc)),
             (None, _) => None,
         };
-        Ok(Self { windows, detector, cfg, sink, pending: SinkBatch::default(), offset: position, flushed_to: position, stats: PipelineStats::default() })
+        Ok(Self {
+            windows,
+            detector,
+            cfg,
+            sink,
+            pending: SinkBatch::default(),
+            offset: position,
+            flushed_to: position,
+            stats: PipelineStats::default(),
+            future_limit: Nanos::MIN,
+        })
     }
 
     /// Close the windows the watermark has passed; flush when enough rows are pending.

@@ -10,7 +10,12 @@
 //!   `advance`, emitting a second row with the same key (all measures add up, sketches merge);
 //! - an event further behind is rejected with [`InvalidReason::TooLate`] (the caller dead-letters it);
 //! - an event whose `RayID` was already counted within the lateness horizon is a duplicate
-//!   (shippers redeliver) and is not counted again.
+//!   (shippers redeliver) and is not counted again;
+//! - an event more than the lateness (at least a minute) ahead of the newest event time is counted
+//!   but does not move event time by itself: one bad timestamp would otherwise put every event
+//!   after it behind the watermark. Event time jumps there once [`JUMP_EVENTS`] such events,
+//!   near each other and spanning [`JUMP_SPAN`] of event time, confirm it (the stream resumed
+//!   after a gap, or the next day's file).
 //!
 //! Output is deterministic: the same events in any order that stays within `allowed_disorder`
 //! produce the same rows, and rows of one `advance` are sorted by their key.
@@ -28,6 +33,18 @@ use crate::sketch::{ClientHash, ClientSketch};
 
 pub const RATE_WINDOW: Nanos = 10 * NANOS_PER_SEC;
 pub const MINUTE: Nanos = 60 * NANOS_PER_SEC;
+/// Events far ahead of event time that confirm a jump, at least.
+pub const JUMP_EVENTS: u32 = 3;
+/// Event time the events confirming a jump span, at least.
+pub const JUMP_SPAN: Nanos = 10 * NANOS_PER_SEC;
+
+/// Events seen far ahead of event time, not yet confirming a jump to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ahead {
+    min: Nanos,
+    max: Nanos,
+    events: u32,
+}
 
 /// Event-time settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +55,16 @@ pub struct WindowConfig {
     pub allowed_lateness: Nanos,
     /// Drop events whose RayID was already counted within the lateness horizon.
     pub dedup_ray_ids: bool,
+    /// How far ahead of the wall clock an event may be (edge clocks differ a little); a later one
+    /// is rejected as [`InvalidReason::FutureTimestamp`] by the pipeline (this core has no clock).
+    /// Kept below `allowed_lateness`, one event at the limit moves the watermark so little that
+    /// the events of the present are still counted (as late deltas at worst). 0: no limit.
+    pub max_future: Nanos,
 }
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        Self { allowed_disorder: 5 * NANOS_PER_SEC, allowed_lateness: 600 * NANOS_PER_SEC, dedup_ray_ids: true }
+        Self { allowed_disorder: 5 * NANOS_PER_SEC, allowed_lateness: 600 * NANOS_PER_SEC, dedup_ray_ids: true, max_future: 300 * NANOS_PER_SEC }
     }
 }
 
@@ -359,6 +381,8 @@ pub struct SiteWindows {
     cfg: WindowConfig,
     names: Names,
     max_ts: Option<Nanos>,
+    /// Events far ahead of `max_ts` that did not move it (yet).
+    ahead: Option<Ahead>,
     /// Highest watermark passed to `advance`.
     advanced: Option<Nanos>,
     /// Windows ending at or before this were closed (by `advance` or `close_idle`): an event for
@@ -378,6 +402,7 @@ impl SiteWindows {
             cfg,
             names: Names::default(),
             max_ts: None,
+            ahead: None,
             advanced: None,
             closed_until: None,
             rates: BTreeMap::new(),
@@ -436,7 +461,7 @@ impl SiteWindows {
         }
         let window = floor_to(ev.ts, RATE_WINDOW);
         let late = self.closed_until.is_some_and(|c| window + RATE_WINDOW <= c);
-        self.max_ts = Some(self.max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+        self.note_event_time(ev.ts);
 
         let site = self.names.id(&ev.site);
         let class = ev.status_class().min(5);
@@ -480,6 +505,40 @@ impl SiteWindows {
         } else {
             self.stats.counted += 1;
             Ok(Observed::Counted)
+        }
+    }
+
+    /// The newest event time (that the watermark follows), see the module docs for events far
+    /// ahead of it.
+    pub fn event_time(&self) -> Option<Nanos> {
+        self.max_ts
+    }
+
+    fn note_event_time(&mut self, ts: Nanos) {
+        let Some(max) = self.max_ts else {
+            self.max_ts = Some(ts);
+            return;
+        };
+        if ts <= max {
+            return;
+        }
+        let jump = self.cfg.allowed_lateness.max(MINUTE);
+        if ts - max <= jump {
+            self.max_ts = Some(ts);
+            if self.ahead.is_some_and(|a| a.max <= ts.saturating_add(jump)) {
+                self.ahead = None;
+            }
+            return;
+        }
+        let a = match self.ahead {
+            Some(a) if ts >= a.min.saturating_sub(jump) && ts <= a.max.saturating_add(jump) => Ahead { min: a.min.min(ts), max: a.max.max(ts), events: a.events + 1 },
+            _ => Ahead { min: ts, max: ts, events: 1 },
+        };
+        if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
+            self.max_ts = Some(a.max);
+            self.ahead = None;
+        } else {
+            self.ahead = Some(a);
         }
     }
 
@@ -636,6 +695,10 @@ impl SiteWindows {
         RayDedup::encode(&self.dedup.buckets, &mut body);
         // From checkpoint format 4 on: the RayIDs of a format-3 checkpoint still in the horizon.
         RayDedup::encode(&self.dedup.legacy, &mut body);
+        // From checkpoint format 5 on: the events ahead of event time.
+        body.opt_i64(self.ahead.map(|a| a.min));
+        body.opt_i64(self.ahead.map(|a| a.max));
+        body.u32(self.ahead.map_or(0, |a| a.events));
         let mut e = Enc::new();
         e.opt_i64(self.max_ts);
         e.opt_i64(self.advanced);
@@ -717,6 +780,11 @@ impl SiteWindows {
         } else {
             w.dedup.buckets = first;
             RayDedup::decode(&mut d, &mut w.dedup.legacy)?;
+        }
+        // Format 4 ends here.
+        if !d.is_empty() {
+            let (min, max, events) = (d.opt_i64()?, d.opt_i64()?, d.u32()?);
+            w.ahead = min.zip(max).map(|(min, max)| Ahead { min, max, events });
         }
         if !d.is_empty() {
             return Err("trailing bytes after the window state".into());
@@ -805,12 +873,50 @@ mod tests {
         assert_eq!(delta.rates.len(), 1);
         assert_eq!((delta.rates[0].ts, delta.rates[0].m.requests), (T0, 1));
         assert_eq!(delta.traffic.len(), 1);
-        // 20 minutes behind: too late.
-        feed(&mut w, &line(T0 + 1400 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r4")).unwrap();
+        // 20 minutes behind: too late (event time moved on by a stream of events, see
+        // `one_event_far_ahead_does_not_move_event_time`).
+        for (i, s) in [1400, 1405, 1410].into_iter().enumerate() {
+            feed(&mut w, &line(T0 + s * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, &format!("r4-{i}"))).unwrap();
+        }
         let err = feed(&mut w, &line(T0 + 2 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r5")).unwrap_err();
         assert_eq!(err.code(), "too_late");
         assert_eq!(w.stats().too_late, 1);
         assert_eq!(w.stats().late, 1);
+    }
+
+    /// One event an hour ahead (a bad clock) is counted, but event time stays with the stream, so
+    /// the events after it are not too late; a stream that really moved on (events ahead that
+    /// span some event time) moves it.
+    #[test]
+    fn one_event_far_ahead_does_not_move_event_time() {
+        let s = |x: i64| T0 + x * NANOS_PER_SEC;
+        let mut w = SiteWindows::new(WindowConfig::default());
+        let mut out = ClosedWindows::default();
+        for x in 0..600 {
+            feed(&mut w, &line(s(x), "a.example", "10.0.0.1", 200, &format!("a{x}"))).unwrap();
+            if x == 300 {
+                // Also a few more at the same instant: a burst of one timestamp is no stream.
+                for k in 0..5 {
+                    assert_eq!(feed(&mut w, &line(s(3600), "b.example", "10.0.0.2", 200, &format!("b{k}"))).unwrap(), Observed::Counted);
+                }
+                assert_eq!(w.event_time(), Some(s(300)));
+            }
+            out.append(w.advance(w.watermark().unwrap()));
+        }
+        assert_eq!(w.stats().too_late, 0);
+        assert_eq!(w.event_time(), Some(s(599)));
+        // State survives a checkpoint, the events ahead included.
+        let mut w = SiteWindows::decode_state(WindowConfig::default(), &w.encode_state()).unwrap();
+        // Three events ahead over 10 s: the stream jumped (the next file, a gap); older events
+        // are now too late.
+        for (k, x) in [7200, 7205, 7210].into_iter().enumerate() {
+            feed(&mut w, &line(s(x), "a.example", "10.0.0.1", 200, &format!("c{k}"))).unwrap();
+        }
+        assert_eq!(w.event_time(), Some(s(7210)));
+        assert_eq!(feed(&mut w, &line(s(599), "a.example", "10.0.0.1", 200, "late")).unwrap_err().code(), "too_late");
+        out.append(w.close_all());
+        let count = |site: &str| out.rates.iter().filter(|r| &*r.site == site).map(|r| r.m.requests).sum::<u64>();
+        assert_eq!((count("a.example"), count("b.example")), (603, 5));
     }
 
     #[test]
@@ -894,10 +1000,32 @@ mod tests {
         for (minute, rays) in rays {
             old.dedup.buckets.insert(*minute, rays.iter().map(|r| legacy_ray_hash(r)).collect());
         }
-        let mut bytes = old.encode_state();
+        let mut bytes = format_4_state(&old);
         // The empty second section: its count, four zero bytes.
         assert_eq!(bytes.split_off(bytes.len() - 4), [0u8; 4]);
         bytes
+    }
+
+    /// A window state as checkpoint format 4 wrote it (`w` with no events ahead): without the
+    /// section of events ahead at its end.
+    fn format_4_state(w: &SiteWindows) -> Vec<u8> {
+        assert!(w.ahead.is_none());
+        let mut bytes = w.encode_state();
+        let mut none = Enc::new();
+        none.opt_i64(None);
+        none.opt_i64(None);
+        none.u32(0);
+        let none = none.into_bytes();
+        assert_eq!(bytes.split_off(bytes.len() - none.len()), none);
+        bytes
+    }
+
+    #[test]
+    fn a_format_4_state_reads_with_no_events_ahead() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        let restored = SiteWindows::decode_state(WindowConfig::default(), &format_4_state(&w)).unwrap();
+        assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0), 1));
     }
 
     #[test]

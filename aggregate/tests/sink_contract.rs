@@ -30,6 +30,9 @@ use edgelens_schemas::TableDef;
 use edgelens_schemas::clickhouse::ClickHouseConfig;
 use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, SITE_RATES_10S, TRAFFIC_1M};
 
+/// The clock of the lines fed (2030-01-01): after every generated event, so none is in the future.
+const NOW: i64 = 1_893_456_000_000_000_000;
+
 type Tables = Vec<(&'static str, BTreeMap<Vec<String>, MergedGroup>, usize)>;
 
 const ROLLUPS: [&TableDef; 3] = [&SITE_RATES_10S, &TRAFFIC_1M, &ASN_1M];
@@ -54,7 +57,7 @@ fn feed<S: RollupSink>(sink: S, lines: &[Vec<u8>]) -> S {
     let cfg = PipelineConfig { flush_rows: 250, source: SOURCE.into(), partition: PARTITION, ..PipelineConfig::default() };
     let mut p = EmbeddedPipeline::new(cfg, sink);
     for (i, l) in lines.iter().enumerate() {
-        p.push_line(Line::Complete(l), SOURCE, i as u64, 0).unwrap();
+        p.push_line(Line::Complete(l), SOURCE, i as u64, NOW).unwrap();
     }
     p.finish().unwrap().1
 }

@@ -223,6 +223,10 @@ pub enum InvalidReason {
     LineTooLong { len: usize, limit: usize },
     #[error("event time {lag_secs} s behind the watermark, past the allowed lateness")]
     TooLate { lag_secs: i64 },
+    /// Later than the clock allows (a shipper's clock, or a timestamp in the wrong unit): counted,
+    /// it would move the watermark ahead and make every event after it too late.
+    #[error("event time {ahead_secs} s ahead of the clock, past the allowed future")]
+    FutureTimestamp { ahead_secs: i64 },
 }
 
 impl InvalidReason {
@@ -239,11 +243,12 @@ impl InvalidReason {
             Self::InvalidSite(_) => "invalid_site",
             Self::LineTooLong { .. } => "line_too_long",
             Self::TooLate { .. } => "too_late",
+            Self::FutureTimestamp { .. } => "future_timestamp",
         }
     }
 
     /// Every reason code, for metrics and docs.
-    pub const CODES: [&'static str; 10] = [
+    pub const CODES: [&'static str; 11] = [
         "invalid_utf8",
         "malformed_json",
         "wrong_type",
@@ -254,6 +259,7 @@ impl InvalidReason {
         "invalid_site",
         "line_too_long",
         "too_late",
+        "future_timestamp",
     ];
 }
 
