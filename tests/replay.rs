@@ -331,3 +331,28 @@ fn a_bad_timestamp_does_not_make_the_events_after_it_too_late() {
     let unlimited: serde_json::Value = serde_json::from_str(&run_ok(&mut cmd)).unwrap();
     assert_eq!(unlimited["dead_letters_by_reason"]["too_late"], 299, "{unlimited}");
 }
+
+/// A replay that fails half-way (here on a truncated gzip file after flushes of the good file
+/// before it) removes what it wrote: replaying the repaired input then counts every event once.
+#[test]
+fn a_failed_replay_leaves_nothing_to_count_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = generate(tmp.path(), "baseline", 3, "2m", 300, 20);
+    let bytes = std::fs::read(&good).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    let whole = gz.finish().unwrap();
+    let truncated = tmp.path().join("truncated.ndjson.gz");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let lake = tmp.path().join("lake");
+    let out = edgelens().arg("replay").arg(&good).arg(&truncated).args(["--flush-rows", "100", "--data-dir"]).arg(&lake).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("truncated.ndjson.gz") && err.contains("removed the") && err.contains("writes it had made, so nothing of it is in the output"), "{err}");
+    for table in ["site_rates_10s", "traffic_1m", "asn_1m", "dead_letters"] {
+        assert!(table_files(&lake, table).is_empty(), "{table}: {:?}", table_files(&lake, table));
+    }
+    replay(&[&good], &lake);
+    let total: u64 = summed(&lake, "site_rates_10s", &["site"], &["requests"]).values().map(|v| v[0]).sum();
+    assert_eq!(total, recount(&good).valid);
+}

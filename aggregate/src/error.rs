@@ -73,6 +73,13 @@ pub enum PipelineError {
     Input { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A replay stopped by an error, its writes removed again (`removed` files or inserts), so a
+    /// replay of the repaired input counts nothing twice.
+    #[error("{cause}; the replay stopped{}", if *removed == 0 { " before writing anything".to_owned() } else { format!(" and removed the {removed} writes it had made, so nothing of it is in the output") })]
+    Aborted { cause: Box<PipelineError>, removed: u64 },
+    /// A replay stopped by an error whose writes could not all be removed.
+    #[error("{cause}; the replay stopped, and removing the writes it had made failed ({discard}): replaying the same files again replaces them")]
+    AbortedPartly { cause: Box<PipelineError>, discard: SinkError },
 }
 
 #[cfg(test)]

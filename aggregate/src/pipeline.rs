@@ -389,25 +389,39 @@ pub fn replay_files<S: RollupSink>(
     // files replayed into the same lake get names of their own.
     let fingerprint = input_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?;
     cfg.source = format!("{}-{fingerprint:016x}", cfg.source);
+    let (source, partition) = (cfg.source.clone(), cfg.partition);
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
     let mut bytes_before = 0;
     let now = now_nanos();
-    for path in paths {
-        let input_err = |source| PipelineError::Input { path: path.clone(), source };
-        let (reader, counter) = open_file(path).map_err(input_err)?;
-        let source = format!("replay:{}", file_name(path));
-        let mut lines = LineReader::new(reader, max_line);
-        loop {
-            let line_no = lines.line_no();
-            let Some(line) = lines.next_line().map_err(input_err)? else { break };
-            pipeline.push_line(line, &source, line_no, now)?;
-            if pipeline.stats.lines.is_multiple_of(65_536) {
-                progress(ReplayProgress { bytes_read: bytes_before + counter.get(), bytes_total, lines: pipeline.stats.lines });
+    let mut run = || -> Result<(), PipelineError> {
+        for path in paths {
+            let input_err = |source| PipelineError::Input { path: path.clone(), source };
+            let (reader, counter) = open_file(path).map_err(input_err)?;
+            let source = format!("replay:{}", file_name(path));
+            let mut lines = LineReader::new(reader, max_line);
+            loop {
+                let line_no = lines.line_no();
+                let Some(line) = lines.next_line().map_err(input_err)? else { break };
+                pipeline.push_line(line, &source, line_no, now)?;
+                if pipeline.stats.lines.is_multiple_of(65_536) {
+                    progress(ReplayProgress { bytes_read: bytes_before + counter.get(), bytes_total, lines: pipeline.stats.lines });
+                }
             }
+            bytes_before += counter.get();
         }
-        bytes_before += counter.get();
+        progress(ReplayProgress { bytes_read: bytes_before, bytes_total, lines: pipeline.stats.lines });
+        Ok(())
+    };
+    // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote:
+    // flushes before the failure are under names of this input set, which the repaired input's
+    // replay would not replace, so they would be counted twice.
+    if let Err(cause) = run() {
+        let cause = Box::new(cause);
+        return Err(match pipeline.sink_mut().discard_after(&source, partition, 0, false) {
+            Ok(removed) => PipelineError::Aborted { cause, removed },
+            Err(discard) => PipelineError::AbortedPartly { cause, discard },
+        });
     }
-    progress(ReplayProgress { bytes_read: bytes_before, bytes_total, lines: pipeline.stats.lines });
     Ok(pipeline.finish()?)
 }
 
