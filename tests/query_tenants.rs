@@ -246,3 +246,53 @@ fn tenants_see_only_their_sites_everywhere() {
         assert_eq!(normalized(json(&a.1, &path)), normalized(json(&b.1, &path)), "{path}");
     }
 }
+
+/// A site handed from one tenant to another — acme's registration ended by `removed_at`, globex's
+/// starting at the same time — is each tenant's for its own time only: acme sees the site's
+/// traffic before the handover, globex from it on, in SQL and REST, on both backends; each sees
+/// its own `sites` rows only.
+#[test]
+fn a_site_handed_to_another_tenant_is_each_ones_for_its_own_time() {
+    let db = ChDatabase::new(&clickhouse_url(), "edgelens_tenant_handover");
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 43, "4m", 100, 3);
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap().to_owned();
+    run_ok(edgelens().args(["replay", "--data-dir", &lake_s, "--clickhouse", &db.url]).arg(&raw).envs(db.env()));
+    let t0 = 1_793_491_200_000_000i64;
+    let mut per_minute: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for (k, v) in &recount(&raw).rates {
+        *per_minute.entry((k[1].clone(), (k[0].parse::<i64>().unwrap() - t0).div_euclid(60_000_000))).or_default() += v[0];
+    }
+    let site = per_minute.keys().next().unwrap().0.clone();
+    let requests = |minutes: std::ops::Range<i64>| minutes.map(|m| per_minute.get(&(site.clone(), m)).copied().unwrap_or(0)).sum::<u64>();
+    assert!(requests(0..2) > 0 && requests(2..4) > 0);
+    for (name, row) in [("acme.csv", format!("{site},acme,2026-01-01T00:00:00Z,2026-11-01T00:02:00Z")), ("globex.csv", format!("{site},globex,2026-11-01T00:02:00Z,"))] {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, format!("site,tenant,created_at,removed_at\n{row}\n")).unwrap();
+        run_ok(edgelens().args(["registry", "import"]).arg(&p).args(["--data-dir", &lake_s, "--clickhouse", &db.url]).envs(db.env()));
+    }
+    let config = tmp.path().join("query.toml");
+    std::fs::write(
+        &config,
+        format!("[[query.tokens]]\nname = \"acme-ro\"\ntoken = \"{ACME}\"\ntenant = \"acme\"\n\n[[query.tokens]]\nname = \"globex-ro\"\ntoken = \"{GLOBEX}\"\ntenant = \"globex\"\n"),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let on_lake = QueryService::start(&["--config", cfg, "--data-dir", &lake_s, "--pg-listen", "off"], &[]);
+    let on_ch = QueryService::start(&["--config", cfg, "--clickhouse", &db.url, "--pg-listen", "off"], &db.env());
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:04:00Z";
+    for (name, svc) in [("lake", &on_lake), ("clickhouse", &on_ch)] {
+        for (token, tenant, want) in [(ACME, "acme", requests(0..2)), (GLOBEX, "globex", requests(2..4))] {
+            let sql = format!("SELECT SUM(requests) AS n FROM site_rates_10s WHERE site = '{site}'");
+            let (code, body) = svc.sql_as(token, &sql);
+            assert_eq!(code, 200, "{name}: {body}");
+            assert_eq!(rows(&body, &sql)[0]["n"].as_u64(), Some(want), "{name}: {tenant}'s SQL: {body}");
+            let rates = json(&svc.get_as(token, &format!("/v1/sites/{site}/rates?{range}&step=1m")).1, "rates");
+            let got: u64 = rates["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+            assert_eq!(got, want, "{name}: {tenant}'s rates: {rates}");
+            let (_, body) = svc.sql_as(token, "SELECT DISTINCT tenant FROM sites");
+            assert_eq!(rows(&body, "sites"), [serde_json::json!({ "tenant": tenant })], "{name}: {body}");
+        }
+    }
+}

@@ -48,10 +48,10 @@ impl HostSites {
 
     /// Read the lake's `sites` table again; returns how many sites it has.
     pub fn reload_from_lake(&self, dir: &Path) -> Result<usize, SinkError> {
-        // Site → (version, removal): the current version of a site is its latest import, and
-        // among versions imported together (or before imports were stamped) the latest removal,
-        // a removal before none, as the lake's `sites` view chooses.
-        let mut current: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
+        // (site, created_at) → (version, removal): the current version of a registration is its
+        // latest import, and among versions imported together (or before imports were stamped)
+        // the latest removal, a removal before none, as the lake's `sites` view chooses.
+        let mut current: HashMap<(String, i64), (Option<i64>, Option<i64>)> = HashMap::new();
         for b in ParquetLake::read_table(dir, &SITES)? {
             let col = |name: &str| b.column_by_name(name).ok_or_else(|| SinkError::Encode(format!("sites has no column {name}")));
             let times = |name: &str| -> Result<Option<&TimestampMicrosecondArray>, SinkError> {
@@ -61,22 +61,31 @@ impl HostSites {
             };
             let site = col("site")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| SinkError::Encode("sites.site is not a string".into()))?;
             let removed = times("removed_at")?.ok_or_else(|| SinkError::Encode("sites has no column removed_at".into()))?;
+            let created = times("created_at")?.ok_or_else(|| SinkError::Encode("sites has no column created_at".into()))?;
             // Files written before imports were stamped have no `imported_at`.
             let imported = times(VERSION_COLUMN)?;
             let value = |a: Option<&TimestampMicrosecondArray>, i: usize| a.filter(|a| !a.is_null(i)).map(|a| a.value(i));
             for i in (0..b.num_rows()).filter(|&i| !site.is_null(i)) {
                 let version = (value(imported, i), value(Some(removed), i));
                 let rank = |(at, end): (Option<i64>, Option<i64>)| (at, end.map_or((false, 0), |e| (true, e)));
-                match current.get_mut(site.value(i)) {
+                let key = (site.value(i).to_owned(), value(Some(created), i).unwrap_or(0));
+                match current.get_mut(&key) {
                     Some(v) if rank(*v) >= rank(version) => {}
                     Some(v) => *v = version,
                     None => {
-                        current.insert(site.value(i).to_owned(), version);
+                        current.insert(key, version);
                     }
                 }
             }
         }
-        let sites: Sites = current.into_iter().map(|(site, (_, removed))| (site, removed.unwrap_or(i64::MAX))).collect();
+        // A site registered more than once (by one tenant after another) maps until its latest
+        // removal, or always while one registration is open.
+        let mut sites = Sites::new();
+        for ((site, _), (_, removed)) in current {
+            let until = removed.unwrap_or(i64::MAX);
+            let at = sites.entry(site).or_insert(until);
+            *at = (*at).max(until);
+        }
         let n = sites.len();
         self.replace(sites);
         Ok(n)

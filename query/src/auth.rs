@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{QueryError, Result};
-use crate::lake::column_string;
-use crate::tenant_sql::TenantScope;
+use crate::lake::{column_i64, column_string};
+use crate::tenant_sql::{SitePeriod, TenantScope};
 
 /// How long a tenant's site list is reused before the registry is read again.
 pub const SCOPE_TTL: Duration = Duration::from_secs(10);
@@ -148,14 +148,18 @@ impl Auth {
         {
             return Ok(Some(Arc::clone(scope)));
         }
+        let d = backend.dialect();
         let sql = format!(
-            "SELECT DISTINCT site FROM sites WHERE tenant = {} ORDER BY site",
-            backend.dialect().string(tenant)
+            "SELECT DISTINCT site, {} AS from_us, {} AS to_us FROM sites WHERE tenant = {} ORDER BY site, from_us",
+            d.epoch_us("created_at"),
+            d.epoch_us("removed_at"),
+            d.string(tenant)
         );
         let mut sites = Vec::new();
         for batch in backend.query(&sql).await?.batches {
-            let col = column_string(&batch, "site")?;
-            sites.extend((0..batch.num_rows()).map(|i| col.value(i).to_owned()));
+            let (site, from, to) = (column_string(&batch, "site")?, column_i64(&batch, "from_us")?, column_i64(&batch, "to_us")?);
+            let at = |a: &arrow::array::Int64Array, i: usize| (!arrow::array::Array::is_null(a, i)).then(|| a.value(i));
+            sites.extend((0..batch.num_rows()).map(|i| SitePeriod { site: site.value(i).to_owned(), from_us: at(&from, i), to_us: at(&to, i) }));
         }
         let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites });
         self.scopes.lock().expect("scope cache").insert(tenant.clone(), (Instant::now(), Arc::clone(&scope)));

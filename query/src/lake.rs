@@ -225,7 +225,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
 /// [`edgelens_schemas::tables::Latest`] says and the ClickHouse view chooses.
 fn current_versions(table: &TableDef, latest: Latest, stored: Arc<ListingTable>) -> Result<ViewTable> {
     use datafusion::logical_expr::{LogicalPlanBuilder, col};
-    let keys: Vec<_> = table.key_columns().map(|c| col(c.name)).collect();
+    let keys: Vec<_> = latest.key.iter().map(|c| col(*c)).collect();
     let columns: Vec<_> = lake_schema(table).fields().iter().map(|f| col(f.name().as_str())).collect();
     let mut order: Vec<_> = keys.iter().map(|k| k.clone().sort(true, false)).collect();
     order.push(col(VERSION_COLUMN).sort(false, false));

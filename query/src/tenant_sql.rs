@@ -30,16 +30,32 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::{ClickHouseDialect, Dialect as ParserDialect, GenericDialect};
 use datafusion::sql::sqlparser::parser::Parser;
-use edgelens_schemas::tables::{ALL_TABLES, TableDef};
+use edgelens_schemas::tables::{ALL_TABLES, INCIDENTS, TableDef};
 
 use crate::backend::Dialect;
 use crate::error::{QueryError, Result};
 
-/// What a tenant may see: its sites (from the `sites` registry).
+/// What a tenant may see: its sites (from the `sites` registry), each for the time it had it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantScope {
     pub tenant: String,
-    pub sites: Vec<String>,
+    pub sites: Vec<SitePeriod>,
+}
+
+/// A site and when it was the tenant's: `[from_us, to_us)` in unix µs, `None` = unbounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SitePeriod {
+    pub site: String,
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+}
+
+impl TenantScope {
+    /// A tenant having `sites` at every time.
+    pub fn with_sites(tenant: &str, sites: &[&str]) -> Self {
+        let sites = sites.iter().map(|s| SitePeriod { site: (*s).to_owned(), from_us: None, to_us: None }).collect();
+        TenantScope { tenant: tenant.to_owned(), sites }
+    }
 }
 
 /// Functions that read tables, dictionaries, files or other servers by name.
@@ -109,21 +125,55 @@ impl Rewriter<'_> {
         self.dialect.string(s)
     }
 
-    /// The tenant's part of `table`, as a query.
-    fn filtered(&self, table: &TableDef) -> Result<Query> {
-        let sites = if self.scope.sites.is_empty() {
-            None
-        } else {
-            Some(self.scope.sites.iter().map(|s| self.literal(s)).collect::<Vec<_>>().join(", "))
-        };
-        let has_site = table.columns.iter().any(|c| c.name == "site");
-        let filter = match (&sites, has_site, table.name) {
-            (None, _, _) => "1 = 0".to_owned(),
-            (Some(list), true, _) => format!("site IN ({list})"),
-            (Some(list), false, "incident_timeline") => {
-                format!("incident_id IN (SELECT incident_id FROM incidents WHERE site IN ({list}))")
+    /// The rows of the tenant's sites, each within the time it had it by timestamp column `time`
+    /// (any time without one): `site IN (...)`, with time bounds per group of sites sharing them.
+    fn owned(&self, time: Option<&str>) -> String {
+        let mut groups: std::collections::BTreeMap<(Option<i64>, Option<i64>), Vec<String>> = std::collections::BTreeMap::new();
+        for p in &self.scope.sites {
+            let bounds = if time.is_some() { (p.from_us, p.to_us) } else { (None, None) };
+            let sites = groups.entry(bounds).or_default();
+            let site = self.literal(&p.site);
+            if !sites.contains(&site) {
+                sites.push(site);
             }
-            (Some(_), false, _) => "1 = 0".to_owned(),
+        }
+        let terms: Vec<String> = groups
+            .iter()
+            .map(|((from, to), sites)| {
+                let mut term = format!("site IN ({})", sites.join(", "));
+                if let Some(col) = time {
+                    let t = self.dialect.epoch_us(col);
+                    if let Some(from) = from {
+                        term += &format!(" AND {t} >= {from}");
+                    }
+                    if let Some(to) = to {
+                        term += &format!(" AND {t} < {to}");
+                    }
+                }
+                term
+            })
+            .collect();
+        match terms.len() {
+            0 => "1 = 0".to_owned(),
+            1 => terms.into_iter().next().expect("one term"),
+            _ => terms.iter().map(|t| format!("({t})")).collect::<Vec<_>>().join(" OR "),
+        }
+    }
+
+    /// The tenant's part of `table`, as a query: rows of its sites while they were its (a
+    /// registry row of its sites at any time; its own `sites` rows only), the timelines of those
+    /// incidents, nothing of tables that belong to no site.
+    fn filtered(&self, table: &TableDef) -> Result<Query> {
+        let has_site = table.columns.iter().any(|c| c.name == "site");
+        let filter = match (self.scope.sites.is_empty(), has_site, table.name) {
+            (true, _, _) => "1 = 0".to_owned(),
+            (false, true, "sites") => format!("tenant = {}", self.literal(&self.scope.tenant)),
+            (false, true, _) if table.latest.is_some() => self.owned(None),
+            (false, true, _) => self.owned(Some(table.time_column)),
+            (false, false, "incident_timeline") => {
+                format!("incident_id IN (SELECT incident_id FROM incidents WHERE {})", self.owned(Some(INCIDENTS.time_column)))
+            }
+            (false, false, _) => "1 = 0".to_owned(),
         };
         let sql = format!("SELECT * FROM {} WHERE {filter}", table.name);
         let statement = Parser::parse_sql(self.parser_dialect, &sql)
@@ -244,7 +294,7 @@ mod tests {
     use super::*;
 
     fn scope() -> TenantScope {
-        TenantScope { tenant: "acme".into(), sites: vec!["a.example".into(), "b'x.example".into()] }
+        TenantScope::with_sites("acme", &["a.example", "b'x.example"])
     }
 
     fn ok(sql: &str, d: Dialect) -> String {
@@ -265,8 +315,28 @@ mod tests {
         assert!(out.contains("incident_id IN (SELECT incident_id FROM incidents WHERE site IN ("), "{out}");
         let out = ok("SELECT COUNT(*) FROM dead_letters", Dialect::DataFusion);
         assert!(out.contains("WHERE 1 = 0"), "{out}");
-        let none = TenantScope { tenant: "t".into(), sites: Vec::new() };
+        let none = TenantScope::with_sites("t", &[]);
         assert!(scope_sql("SELECT * FROM traffic_1m", Dialect::DataFusion, &none).unwrap().contains("WHERE 1 = 0"));
+    }
+
+    /// A site the tenant had for a time only: its rows of that time, by each table's time
+    /// column; registry rows of the site at any time; the tenant's own `sites` rows.
+    #[test]
+    fn sites_held_for_a_time_give_the_rows_of_that_time() {
+        let mut scope = TenantScope::with_sites("acme", &["a.example", "b.example"]);
+        scope.sites.push(SitePeriod { site: "c.example".into(), from_us: Some(1_000_000), to_us: Some(2_000_000) });
+        let run = |sql: &str, d: Dialect| scope_sql(sql, d, &scope).unwrap();
+        let out = run("SELECT SUM(requests) FROM site_rates_10s", Dialect::DataFusion);
+        assert!(
+            out.contains("WHERE (site IN ('a.example', 'b.example')) OR (site IN ('c.example') AND CAST(ts AS BIGINT) >= 1000000 AND CAST(ts AS BIGINT) < 2000000)"),
+            "{out}"
+        );
+        let out = run("SELECT * FROM incident_timeline", Dialect::ClickHouse);
+        assert!(out.contains("(toInt64(toUInt32(start_ts)) * 1000000) < 2000000"), "{out}");
+        let out = run("SELECT * FROM site_entities", Dialect::DataFusion);
+        assert!(out.contains("WHERE site IN ('a.example', 'b.example', 'c.example')"), "{out}");
+        let out = run("SELECT * FROM sites", Dialect::DataFusion);
+        assert!(out.contains("(SELECT * FROM sites WHERE tenant = 'acme')"), "{out}");
     }
 
     #[test]

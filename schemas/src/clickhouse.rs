@@ -210,7 +210,7 @@ impl Layout {
         let versioned = table.column(VERSION_COLUMN).is_some_and(|c| c.since <= version);
         let select = match table.latest.filter(|_| versioned) {
             Some(latest) => {
-                let keys: Vec<_> = table.key_columns().map(|c| format!("`{}`", c.name)).collect();
+                let keys: Vec<_> = latest.key.iter().map(|c| format!("`{c}`")).collect();
                 let keys = keys.join(", ");
                 format!(
                     "SELECT {} FROM (SELECT * FROM {from}) ORDER BY {keys}, `{VERSION_COLUMN}` DESC NULLS LAST, \
@@ -397,7 +397,7 @@ mod tests {
         assert!(v.contains("FROM (SELECT * FROM `edgelens`.`site_entities_all`)"), "{v}");
         assert!(v.contains("`imported_at` DESC NULLS LAST"), "{v}");
         assert!(v.ends_with("`valid_to` DESC NULLS LAST LIMIT 1 BY `site`, `entity`, `valid_from`"), "{v}");
-        assert!(l.view_ddl(&SITES).ends_with("`removed_at` DESC NULLS LAST LIMIT 1 BY `site`"));
+        assert!(l.view_ddl(&SITES).ends_with("`removed_at` DESC NULLS LAST LIMIT 1 BY `site`, `created_at`"));
         let m4 = l.migrations().into_iter().find(|m| m.version == 4).unwrap().statements.join("\n");
         for t in ["sites", "site_entities", "site_tags"] {
             assert!(m4.contains(&format!("ALTER TABLE `edgelens`.`{t}_local` ADD COLUMN `imported_at` Nullable(DateTime)")), "{m4}");

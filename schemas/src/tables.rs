@@ -89,6 +89,8 @@ pub struct TableDef {
 /// an import that ends or corrects an attribution replaces it instead of adding a second one.
 #[derive(Debug, Clone, Copy)]
 pub struct Latest {
+    /// The columns naming one registry row, whose versions the imports are.
+    pub key: &'static [&'static str],
     /// The nullable column ending the row's validity (`valid_to`, `removed_at`).
     pub end: &'static str,
 }
@@ -205,7 +207,7 @@ pub static INCIDENT_TIMELINE: TableDef = TableDef {
 
 pub static SITES: TableDef = TableDef {
     name: "sites",
-    doc: "Site registry: each site and the tenant it belongs to (the latest import of a site is current).",
+    doc: "Site registry: the tenants sites belong to, each from created_at until removed_at (the latest import of a (site, created_at) is current).",
     time_column: "created_at",
     columns: &[
         key("site", String),
@@ -215,7 +217,7 @@ pub static SITES: TableDef = TableDef {
         since(nullable(attr("imported_at", Timestamp)), 4),
     ],
     since: 1,
-    latest: Some(Latest { end: "removed_at" }),
+    latest: Some(Latest { key: &["site", "created_at"], end: "removed_at" }),
 };
 
 pub static SITE_ENTITIES: TableDef = TableDef {
@@ -232,7 +234,7 @@ pub static SITE_ENTITIES: TableDef = TableDef {
         since(nullable(attr("imported_at", Timestamp)), 4),
     ],
     since: 1,
-    latest: Some(Latest { end: "valid_to" }),
+    latest: Some(Latest { key: &["site", "entity", "valid_from"], end: "valid_to" }),
 };
 
 pub static SITE_TAGS: TableDef = TableDef {
@@ -248,7 +250,7 @@ pub static SITE_TAGS: TableDef = TableDef {
         since(nullable(attr("imported_at", Timestamp)), 4),
     ],
     since: 1,
-    latest: Some(Latest { end: "valid_to" }),
+    latest: Some(Latest { key: &["site", "tag", "valid_from"], end: "valid_to" }),
 };
 
 pub static DEAD_LETTERS: TableDef = TableDef {
@@ -353,6 +355,17 @@ impl TableDef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_versions_are_named_by_columns_of_their_table() {
+        for t in ALL_TABLES.iter().filter(|t| t.latest.is_some()) {
+            let latest = t.latest.unwrap();
+            for c in latest.key.iter().chain([&latest.end, &VERSION_COLUMN]) {
+                assert!(t.column(c).is_some(), "{}.{c}", t.name);
+            }
+            assert!(t.column(latest.end).unwrap().nullable && t.column(VERSION_COLUMN).unwrap().nullable, "{}", t.name);
+        }
+    }
 
     #[test]
     fn names_unique_and_schemas_derive() {

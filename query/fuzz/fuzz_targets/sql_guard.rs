@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else { return };
     let _ = edgelens_query::sql_guard::check(sql);
     let _ = edgelens_query::clickhouse::check_read_only(sql);
-    let scope = TenantScope { tenant: "t".into(), sites: vec!["a.example".into(), "b'c.example".into()] };
+    let scope = TenantScope::with_sites("t", &["a.example", "b'c.example"]);
     for dialect in [Dialect::DataFusion, Dialect::ClickHouse] {
         if let Ok(out) = scope_sql(sql, dialect, &scope) {
             if dialect == Dialect::ClickHouse {
