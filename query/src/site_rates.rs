@@ -1,7 +1,10 @@
 //! `GET /v1/sites/{site}/rates`: one site's request-rate series from `site_rates_10s`.
 //!
 //! Aggregation runs in the backend: rows of the site in the range, delta rows included, summed per
-//! step. A step without rows has no point. `rps` is the step's requests divided by the step length.
+//! step. A step without rows has no point. Steps lie on a grid from the unix epoch, so the first
+//! and last may reach outside the range asked for: `rps` is the step's requests divided by the
+//! seconds of the step inside the range (the range rounded to 10 s), so a step the range only
+//! partly covers shows no false drop.
 //! The site name is a quoted literal of the backend's dialect. Distinct clients of a step are the
 //! union of its rows' sketches: merged by a UDF in DataFusion; ClickHouse cannot read the sketch
 //! format, so there the step's sketches are fetched and merged here.
@@ -57,7 +60,7 @@ pub struct RatePoint {
     /// Start of the step, RFC 3339 UTC.
     pub ts: String,
     pub requests: u64,
-    /// Requests per second over the step.
+    /// Requests per second over the part of the step inside the range.
     pub rps: f64,
     pub bytes: u64,
     pub status_2xx: u64,
@@ -145,7 +148,10 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
         Dialect::DataFusion => None,
         Dialect::ClickHouse => Some(merged_sketches(backend, &rows).await?),
     };
-    let step_seconds = req.step.seconds() as f64;
+    let step_us = req.step.seconds() as i64 * 1_000_000;
+    let (from_us, to_us) = (req.range.from_us, req.range.to_us);
+    // The seconds of the step starting at `start` that are inside the range.
+    let covered = |start: i64| ((start + step_us).min(to_us) - start.max(from_us)).max(1) as f64 / 1e6;
     let mut points = Vec::new();
     for batch in &result.batches {
         let bucket = column_i64(batch, "bucket")?;
@@ -155,7 +161,7 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
             points.push(RatePoint {
                 ts: rfc3339_us(bucket.value(row)),
                 requests: v(0),
-                rps: v(0) as f64 / step_seconds,
+                rps: v(0) as f64 / covered(bucket.value(row)),
                 bytes: v(1),
                 status_2xx: v(2),
                 status_3xx: v(3),

@@ -161,6 +161,7 @@ fn write_entities(dir: &Path, rows: &[(&str, &str, f64)]) {
             Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
             ts_array(&vec![valid_from; n]),
             Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
+            Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; n]).with_timezone("UTC")),
         ],
     );
 }
@@ -523,6 +524,16 @@ async fn site_rates_series() {
          2026-11-01T23:59:00Z,60,1,6000,57,0,0,3,30,3,5\n\
          2026-11-02T00:00:00Z,60,1,6000,54,0,0,6,30,1,8\n"
     );
+
+    // Steps on the epoch's grid that the range covers in part: the rate is over the covered part
+    // (23:59:10–00:00:20 with 1 m steps: 50 s of the first, 20 s of the second).
+    let v = svc.get("/v1/sites/shop.example/rates?from=2026-11-01T23:59:10Z&to=2026-11-02T00:00:20Z&step=1m").await.json();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{v}");
+    assert_eq!((points[0]["ts"].as_str(), points[0]["requests"].as_u64()), (Some("2026-11-01T23:59:00Z"), Some(30)), "{v}");
+    assert!(approx(&points[0]["rps"], 30.0 / 50.0), "{v}");
+    assert_eq!(points[1]["requests"].as_u64(), Some(60), "{v}");
+    assert!(approx(&points[1]["rps"], 60.0 / 20.0), "{v}");
 
     // A site name that would break naive SQL quoting is just an unknown site.
     let v = svc.get("/v1/sites/x'%20OR%20'1'='1/rates?from=2026-11-01T23:00:00Z&to=2026-11-02T01:00:00Z").await.json();
