@@ -339,9 +339,25 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Markdown table cell escape: pipes, and line breaks flattened.
+/// Markdown table cell escape: pipes, and line breaks flattened; HTML (`<`, `>`, `&` as entities)
+/// and link or code syntax (`[`, `]`, `` ` ``) kept literal, since the values come from the traffic
+/// (a user agent, a path) and a renderer must show them, not run them.
 fn md(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '|' | '[' | ']' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The entity report as Markdown: totals, attributions with provenance and traffic, incidents
@@ -579,7 +595,10 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         let md = markdown(&sample());
-        assert!(md.contains("curl/8.0 \\| <bot>"), "{md}");
+        // Values from the traffic render as text: no HTML, no links, no table breaks.
+        assert!(md.contains("curl/8.0 \\| &lt;bot&gt;"), "{md}");
+        assert!(!md.contains("<bot>"), "{md}");
+        assert_eq!(super::md("[x](javascript:y) `z` a&b\nc"), "\\[x\\](javascript:y) \\`z\\` a&amp;b c");
         let html = html(&sample());
         assert!(html.contains("curl/8.0 | &lt;bot&gt;"));
         assert!(!html.contains("<bot>"));
