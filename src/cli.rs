@@ -392,6 +392,10 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 
 fn eval(a: EvalArgs) -> Result<()> {
     use edgelens_aggregate::detect::eval::{evaluate, latest_incidents, summary, TruthFile};
+    // A mistyped path would otherwise score every attack as missed.
+    if !a.data_dir.is_dir() {
+        bail!("no lake at {}: the directory does not exist (give the --data-dir that replay wrote)", a.data_dir.display());
+    }
     let truth: TruthFile = serde_json::from_slice(&std::fs::read(&a.truth).with_context(|| format!("reading {}", a.truth.display()))?)
         .with_context(|| format!("{} is not a ground-truth file of `edgelens generate --truth`", a.truth.display()))?;
     let batches = ParquetLake::read_table(&a.data_dir, &edgelens_schemas::tables::INCIDENTS)?;
@@ -700,11 +704,27 @@ fn ingest(a: IngestArgs) -> Result<()> {
 
 fn check_config(a: CheckConfigArgs) -> Result<()> {
     let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
-    let ingest: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
-    let aggregate: edgelens_aggregate::AggregateConfig = crate::config::section(&doc, "aggregate")?;
-    aggregate.client_ip_policy()?;
-    let query: edgelens_query::QueryConfig = crate::config::section(&doc, "query")?;
-    let clickhouse: ClickHouseConfig = crate::config::section(&doc, "clickhouse")?;
+    // Every problem of every section at once, as each role would find it when it starts.
+    let mut problems = Vec::new();
+    let ingest = checked_section::<edgelens_ingest::IngestConfig>(&doc, "ingest", &mut problems);
+    let aggregate = checked_section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate", &mut problems);
+    let query = checked_section::<edgelens_query::QueryConfig>(&doc, "query", &mut problems);
+    let clickhouse = checked_section::<ClickHouseConfig>(&doc, "clickhouse", &mut problems);
+    if let Some(Err(e)) = ingest.as_ref().map(edgelens_ingest::IngestConfig::validate) {
+        problems.push(e);
+    }
+    if let Some(Err(e)) = aggregate.as_ref().map(edgelens_aggregate::AggregateConfig::client_ip_policy) {
+        problems.push(format!("[aggregate]: {e}"));
+    }
+    if let Some(Err(e)) = query.as_ref().map(|q| edgelens_query::auth::Auth::new(q.tokens.clone())) {
+        problems.push(e.to_string());
+    }
+    let (Some(ingest), Some(aggregate), Some(query), Some(clickhouse)) = (ingest, aggregate, query, clickhouse) else {
+        bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+    };
+    if !problems.is_empty() {
+        bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+    }
     // Every setting of every section, secrets shown only as set or not.
     let mut settings = serde_json::json!({
         "ingest": serde_json::to_value(&ingest)?,
@@ -716,9 +736,27 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
         redact(&mut settings[section][key]);
     }
     settings["query"]["tokens"] = serde_json::json!(query.tokens.len());
-    settings["clickhouse"]["enabled"] = serde_json::json!(clickhouse.enabled());
     println!("{}", serde_json::to_string_pretty(&settings)?);
     Ok(())
+}
+
+/// Section `name` of `doc`, or `None` with its problems added to `problems`: every unknown key
+/// (serde names only the first), else why its values do not parse.
+fn checked_section<T: serde::de::DeserializeOwned + serde::Serialize + Default>(doc: &toml::Table, name: &str, problems: &mut Vec<String>) -> Option<T> {
+    let known = serde_json::to_value(T::default()).ok();
+    let mut known: Vec<&str> = known.as_ref().and_then(|v| v.as_object()).map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    // Keys left out of the default's serialization while empty.
+    if name == "query" {
+        known.push("tokens");
+    }
+    if let Some(toml::Value::Table(t)) = doc.get(name) {
+        let unknown: Vec<&str> = t.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+        if !unknown.is_empty() {
+            problems.push(format!("[{name}]: unknown keys {} (known: {})", unknown.join(", "), known.join(", ")));
+            return None;
+        }
+    }
+    crate::config::section(doc, name).map_err(|e| problems.push(error_text(&e))).ok()
 }
 
 /// A secret as check-config shows it: `"(set)"`, or `""` when it is not.

@@ -235,3 +235,30 @@ fn check_config_prints_every_setting_and_hides_secrets() {
     let text = settings.to_string();
     assert!(!text.contains("s3cret") && !text.contains("\"pw\""), "{text}");
 }
+
+/// `edgelens check-config` finds what the roles would refuse when they start, all of it at once:
+/// every unknown key of every section, tokens too short or reused, a decompression budget below
+/// one batch.
+#[test]
+fn check_config_reports_every_problem_the_roles_would_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[query]\nlistn = \"x\"\nsql_max_row = 3\n[[query.tokens]]\nname = \"a\"\ntoken = \"abc\"\n[[query.tokens]]\nname = \"b\"\ntoken = \"abc\"\n[ingest]\nlistn = \"y\"\n",
+    )
+    .unwrap();
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["[query]: unknown keys listn, sql_max_row", "[ingest]: unknown keys listn"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    std::fs::write(&file, "[[query.tokens]]\nname = \"a\"\ntoken = \"abc\"\n[[query.tokens]]\nname = \"b\"\ntoken = \"abc\"\n[ingest]\nmax_decompressed_bytes_total = 10\n").unwrap();
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["token \"a\": shorter than 16 characters", "token \"b\" reuses the token of another entry", "max_decompressed_bytes_total (10) is below"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}

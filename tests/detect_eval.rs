@@ -53,3 +53,15 @@ fn eval_scenario_attacks_are_found_and_negatives_stay_silent() {
     assert!(p95 <= 12, "p95 delay from onset {from_onset:?}");
     assert!(r["vector_agreement"].as_f64().unwrap() >= 0.9, "{summary}");
 }
+
+/// `edgelens eval` of a lake directory that does not exist fails and says so, instead of scoring
+/// every attack as missed.
+#[test]
+fn eval_of_a_lake_that_does_not_exist_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("typo");
+    let out = edgelens().args(["eval", "--truth"]).arg(tmp.path().join("truth.json")).arg("--data-dir").arg(&missing).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no lake at") && err.contains("typo"), "{err}");
+}
