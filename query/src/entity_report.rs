@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::View;
-use crate::error::Result;
+use crate::error::{QueryError, Result};
 use crate::format::csv_field;
 use crate::incidents::{self, IncidentList, IncidentListRequest, IncidentSummary, rfc3339_to_us};
 use crate::lake::{column_f64, column_i64, column_string, column_u64};
@@ -177,6 +177,10 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     req.range.check_steps(req.step)?;
     let d = view.dialect();
     let mappings = attributions(view, &req.entity, &req.range, req.min_confidence).await?;
+    if mappings.is_empty() && !view.query(&format!("SELECT site FROM site_entities WHERE entity = {} LIMIT 1", d.string(&req.entity))).await?.batches.iter().any(|b| b.num_rows() > 0) {
+        // A mistyped name would otherwise read as an entity without traffic.
+        return Err(QueryError::NotFound(format!("no site is attributed to the entity {:?} in the registry (names are matched exactly)", req.entity)));
+    }
     let sites: BTreeSet<String> = mappings.iter().map(|m| m.site.clone()).collect();
     let bucket_of = |us: i64| us.div_euclid(req.step.micros()) * req.step.micros();
 
