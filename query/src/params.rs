@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use edgelens_schemas::time::{date_of, format_rfc3339, parse_timestamp_str};
+use edgelens_schemas::time::{date_of, format_rfc3339, parse_timestamp_str, MAX_TS, MIN_TS};
 
 use crate::error::{QueryError, Result};
 use crate::lake::PARTITION_COLUMN;
@@ -185,8 +185,21 @@ pub fn rfc3339_us(us: i64) -> String {
 }
 
 fn parse_time(name: &str, s: &str) -> Result<i64> {
-    parse_timestamp_str(s).map(|ns| ns.div_euclid(1_000)).ok_or_else(|| {
-        invalid(format!("invalid {name} {s:?}: expected RFC 3339 (2026-11-01T00:00:00Z) or unix seconds"))
+    if let Some(ns) = parse_timestamp_str(s) {
+        return Ok(ns.div_euclid(1_000));
+    }
+    // A time before 2000 or after 2100 (`from=0` for "from the start"): no event is outside those
+    // years, so the range is cut to them.
+    let (min_us, max_us) = (MIN_TS / 1_000, MAX_TS / 1_000);
+    let t = s.trim();
+    let outside = match t.parse::<i64>() {
+        Ok(secs) => (0..=min_us / 1_000_000).contains(&secs).then_some(min_us),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(t).ok().map(|dt| dt.timestamp_micros().clamp(min_us, max_us)),
+    };
+    outside.ok_or_else(|| {
+        invalid(format!(
+            "invalid {name} {s:?}: expected RFC 3339 (2026-11-01T00:00:00Z) or unix seconds (milli-, micro- and nanoseconds are told by their size)"
+        ))
     })
 }
 
@@ -298,6 +311,14 @@ mod tests {
             TimeRange::parse(Some("2026-11-02T00:00:00Z"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).is_err()
         );
         assert!(TimeRange::parse(Some("yesterday"), None, now, Step::MINUTE).is_err());
+        // Before 2000 (from=0: "from the start") or after 2100: cut to those years, where every
+        // event is; the message of a time that is none names the units.
+        let r = TimeRange::parse(Some("0"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).unwrap();
+        assert_eq!(r.from_rfc3339(), "2000-01-01T00:00:00Z");
+        let r = TimeRange::parse(Some("1970-01-02T00:00:00Z"), Some("2200-01-01T00:00:00Z"), now, Step::MINUTE).unwrap();
+        assert_eq!((r.from_rfc3339(), r.to_rfc3339()), ("2000-01-01T00:00:00Z".to_owned(), "2100-01-01T00:00:00Z".to_owned()));
+        let e = TimeRange::parse(Some("-5"), None, now, Step::MINUTE).unwrap_err().to_string();
+        assert!(e.contains("unix seconds (milli-, micro- and nanoseconds are told by their size)"), "{e}");
         // Minute rows selected by from <= ts < to cover whole minutes: both ends rounded up.
         let covered = |from: &str, to: &str, g: Step| {
             let r = TimeRange::parse(Some(from), Some(to), now, Step::MINUTE).unwrap().covered_by_rows(g);
