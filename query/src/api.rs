@@ -604,7 +604,15 @@ async fn sql_handler(
                 "invalid format {name:?}: expected json, csv, arrow, parquet or table"
             ))
         })?,
-        None => OutputFormat::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())),
+        None => {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            OutputFormat::from_accept(accept).ok_or_else(|| {
+                QueryError::NotAcceptable(format!(
+                    "Accept {:?} names no format of the answer: application/json, text/csv, application/vnd.apache.arrow.stream, application/vnd.apache.parquet or text/plain (or ?format=)",
+                    accept.unwrap_or_default()
+                ))
+            })?
+        }
     };
     let text =
         std::str::from_utf8(&body).map_err(|_| QueryError::InvalidParameter("the request body is not UTF-8".into()))?;

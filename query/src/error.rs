@@ -24,6 +24,9 @@ pub enum QueryError {
     /// The requested object (e.g. an incident id) does not exist (HTTP 404).
     #[error("{0}")]
     NotFound(String),
+    /// The request's `Accept` header names no format the answer can be given in (HTTP 406).
+    #[error("not acceptable: {0}")]
+    NotAcceptable(String),
     /// User SQL refused by the read-only guard.
     #[error("refused: {0}")]
     SqlRefused(String),
@@ -83,6 +86,8 @@ impl QueryError {
     pub fn http_status(&self) -> u16 {
         if matches!(self, QueryError::NotFound(_)) {
             404
+        } else if matches!(self, QueryError::NotAcceptable(_)) {
+            406
         } else if matches!(self, QueryError::Unauthorized(_)) {
             401
         } else if matches!(self, QueryError::Forbidden(_)) {

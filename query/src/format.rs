@@ -67,25 +67,32 @@ impl OutputFormat {
         }
     }
 
-    /// The format an HTTP `Accept` header asks for: the first listed media type we produce, JSON
-    /// when there is none (missing header, `*/*`, or only types we do not produce).
-    pub fn from_accept(accept: Option<&str>) -> OutputFormat {
-        let Some(accept) = accept else { return OutputFormat::Json };
+    /// The format an HTTP `Accept` header asks for (RFC 9110): of the media types we produce, the
+    /// one it gives the highest `q` (listed first on a tie; `*/*`, `text/*`, `application/*`
+    /// match JSON, CSV and JSON); JSON without a header. `None`: it accepts none of them (406).
+    pub fn from_accept(accept: Option<&str>) -> Option<OutputFormat> {
+        let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Some(OutputFormat::Json) };
+        let mut best: Option<(f64, OutputFormat)> = None;
         for part in accept.split(',') {
-            let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut params = part.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, v)| v.trim().parse::<f64>().unwrap_or(0.0));
             let found = match media.as_str() {
-                "application/json" => Some(OutputFormat::Json),
-                "text/csv" => Some(OutputFormat::Csv),
-                "application/vnd.apache.arrow.stream" => Some(OutputFormat::ArrowIpc),
-                "application/vnd.apache.parquet" | "application/x-parquet" => Some(OutputFormat::Parquet),
-                "text/plain" => Some(OutputFormat::Table),
-                _ => None,
+                "application/json" | "*/*" | "application/*" => OutputFormat::Json,
+                "text/csv" | "text/*" => OutputFormat::Csv,
+                "application/vnd.apache.arrow.stream" => OutputFormat::ArrowIpc,
+                "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => OutputFormat::Parquet,
+                "text/plain" => OutputFormat::Table,
+                _ => continue,
             };
-            if let Some(f) = found {
-                return f;
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, found));
             }
         }
-        OutputFormat::Json
+        best.map(|(_, f)| f)
     }
 }
 
@@ -434,9 +441,17 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert_eq!(OutputFormat::from_accept(None), OutputFormat::Json);
-        assert_eq!(OutputFormat::from_accept(Some("*/*")), OutputFormat::Json);
-        assert_eq!(OutputFormat::from_accept(Some("text/csv;q=0.9, application/json")), OutputFormat::Csv);
-        assert_eq!(OutputFormat::from_accept(Some("application/vnd.apache.arrow.stream")), OutputFormat::ArrowIpc);
+        let f = OutputFormat::from_accept;
+        assert_eq!(f(None), Some(OutputFormat::Json));
+        assert_eq!(f(Some("*/*")), Some(OutputFormat::Json));
+        assert_eq!(f(Some("text/csv, application/json")), Some(OutputFormat::Csv), "first on a tie");
+        assert_eq!(f(Some("text/csv;q=0.9, application/json")), Some(OutputFormat::Json), "the higher q");
+        assert_eq!(f(Some("application/json;q=0.5, text/csv")), Some(OutputFormat::Csv));
+        assert_eq!(f(Some("application/vnd.apache.arrow.stream")), Some(OutputFormat::ArrowIpc));
+        assert_eq!(f(Some("application/parquet")), Some(OutputFormat::Parquet));
+        assert_eq!(f(Some("text/html, */*;q=0.1")), Some(OutputFormat::Json));
+        assert_eq!(f(Some("text/html")), None);
+        assert_eq!(f(Some("application/vnd.apache.arrow.file")), None, "the IPC file format is not the stream");
+        assert_eq!(f(Some("application/json;q=0")), None);
     }
 }

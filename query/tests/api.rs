@@ -588,6 +588,13 @@ async fn sql_endpoint_formats_and_read_only_guard() {
     let svc = Service::start(dir.path()).await;
     let query = "SELECT site, SUM(requests) AS requests, MIN(ts) AS first FROM traffic_1m GROUP BY site ORDER BY site";
 
+    // Content negotiation by q-value; a header naming no format of ours is 406, not JSON.
+    let reply = svc.sql(query, "application/json;q=0.5, text/csv").await;
+    assert!(reply.text().starts_with("site,requests,first\n"), "{}", reply.text());
+    let reply = svc.sql(query, "application/vnd.apache.arrow.file").await;
+    assert_eq!(reply.status, 406, "{}", reply.text());
+    assert!(reply.text().contains("application/vnd.apache.arrow.stream"), "{}", reply.text());
+
     let reply = svc.sql(query, "application/json").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
