@@ -405,7 +405,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&report)?;
     match a.out {
         Some(path) => std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?,
-        None => println!("{json}"),
+        None => print_out(&json)?,
     }
     Ok(())
 }
@@ -433,7 +433,7 @@ fn replay(a: ReplayArgs) -> Result<()> {
     if let Some(st) = sinks.clickhouse_stats() {
         summary["clickhouse_rows"] = serde_json::json!(st.rows);
     }
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    print_out(&serde_json::to_string_pretty(&summary)?)?;
     Ok(())
 }
 
@@ -536,14 +536,20 @@ fn sql(a: SqlArgs) -> Result<()> {
             OutputFormat::Csv => edgelens_query::format::to_csv(&result.schema, &result.batches)?,
             OutputFormat::Json => edgelens_query::format::to_json(&result.batches)?,
         };
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(text.as_bytes())?;
-        if !text.ends_with('\n') {
-            stdout.write_all(b"\n")?;
-        }
-        Ok(())
+        print_out(&text)
     })
+}
+
+/// Write `text` to stdout, with a final newline. A reader that went away (`edgelens ... | head`)
+/// is not an error: there is no one left to tell.
+pub(crate) fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_all(text.as_bytes()).and_then(|()| if text.ends_with('\n') { Ok(()) } else { stdout.write_all(b"\n") }).and_then(|()| stdout.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// The query role's settings: `[query]` with `[clickhouse]`.
@@ -696,7 +702,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
             let mut summary = serde_json::to_value(&stats)?;
             summary["seconds"] = serde_json::json!((secs * 1000.0).round() / 1000.0);
             summary["events_per_second"] = serde_json::json!(if secs > 0.0 { (stats.events as f64 / secs).round() } else { 0.0 });
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            print_out(&serde_json::to_string_pretty(&summary)?)?;
             Ok(())
         }),
     }
@@ -736,7 +742,7 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
         redact(&mut settings[section][key]);
     }
     settings["query"]["tokens"] = serde_json::json!(query.tokens.len());
-    println!("{}", serde_json::to_string_pretty(&settings)?);
+    print_out(&serde_json::to_string_pretty(&settings)?)?;
     Ok(())
 }
 
@@ -825,6 +831,8 @@ mod demo {
         if !(a.rps > 0.0) {
             bail!("--rps must be positive");
         }
+        // A port in use fails the demo before it says where it serves or starts writing.
+        std::net::TcpListener::bind(a.listen).with_context(|| format!("the dashboard's address {} (--listen)", a.listen))?;
         std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
         let lake = ParquetLake::open(&a.data_dir)?;
         let window = WindowConfig::default();

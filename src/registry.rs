@@ -96,7 +96,7 @@ fn import(a: ImportArgs) -> Result<()> {
     let parsed = registry::parse(text, format, &known).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let summary = format!("{} sites, {} entity attributions, {} tags", parsed.sites.len(), parsed.entities.len(), parsed.tags.len());
     if a.dry_run {
-        println!("{name}: valid ({summary}); nothing written (--dry-run)");
+        crate::cli::print_out(&format!("{name}: valid ({summary}); nothing written (--dry-run)"))?;
         return Ok(());
     }
     let import_id = registry::content_id(&bytes);
@@ -108,7 +108,7 @@ fn import(a: ImportArgs) -> Result<()> {
     });
     // Rows the registry already holds as current (the first target's) are not written again.
     let known = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?;
-    println!("{name}: imported {summary}{}", if known > 0 { format!(" ({known} of them already registered, not written again)") } else { String::new() });
+    crate::cli::print_out(&format!("{name}: imported {summary}{}", if known > 0 { format!(" ({known} of them already registered, not written again)") } else { String::new() }))?;
     Ok(())
 }
 
@@ -159,6 +159,6 @@ fn export(a: ExportArgs) -> Result<()> {
         let rows = edgelens_query::format::to_json_rows(&result.batches)?;
         out.insert(key.to_owned(), serde_json::Value::Array(rows.into_iter().map(serde_json::Value::Object).collect()));
     }
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
+    crate::cli::print_out(&serde_json::to_string_pretty(&serde_json::Value::Object(out))?)?;
     Ok(())
 }

@@ -356,3 +356,26 @@ fn a_failed_replay_leaves_nothing_to_count_twice() {
     let total: u64 = summed(&lake, "site_rates_10s", &["site"], &["requests"]).values().map(|v| v[0]).sum();
     assert_eq!(total, recount(&good).valid);
 }
+
+/// Output piped into a reader that stops early (`edgelens ... | head`) ends the command quietly,
+/// with success, not with a panic.
+#[test]
+fn a_closed_output_pipe_is_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 5, "2m", 100, 5);
+    let lake = tmp.path().join("lake");
+    for args in [vec!["replay".to_owned(), raw.to_str().unwrap().to_owned()], vec!["sql".to_owned(), "--format".into(), "csv".into(), "SELECT * FROM traffic_1m".into()]] {
+        let mut child = edgelens()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&lake)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
+    }
+}

@@ -237,7 +237,9 @@ pub async fn serve_with(
         state = state.with_registry_writer(w);
     }
     state.set_backend(config.open_backend()?);
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| QueryError::Io(std::io::Error::new(e.kind(), format!("HTTP listener on {}: {e}", config.listen))))?;
     let pg_listener = crate::pgwire::bind(&config).await?;
     let (shutdown, pg_shutdown) = crate::pgwire::split_shutdown(shutdown);
     tokio::try_join!(serve_on(listener, state.clone(), shutdown), crate::pgwire::serve_pg(pg_listener, state, pg_shutdown))?;
