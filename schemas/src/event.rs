@@ -195,9 +195,21 @@ pub fn is_cache_hit_status(s: &str) -> bool {
     matches!(s, "hit" | "stale" | "updating" | "revalidated")
 }
 
-/// `block` and the challenge actions stop a request at the edge.
+/// The `SecurityAction`s that stop a request at the edge: `block`, closing the connection, a
+/// challenge served, a challenge failed. (A challenge solved or bypassed lets it through.)
 pub fn is_blocking_action(s: &str) -> bool {
-    matches!(s, "block" | "challenge" | "jschallenge" | "managedChallenge" | "challengeFailed")
+    matches!(
+        s,
+        "block"
+            | "connectionClose"
+            | "forceConnectionClose"
+            | "challenge"
+            | "jschallenge"
+            | "managedChallenge"
+            | "challengeFailed"
+            | "jschallengeFailed"
+            | "managedChallengeFailed"
+    )
 }
 
 /// Why a line was not accepted. `code()` is the stable value written to `dead_letters.reason`.
@@ -211,7 +223,7 @@ pub enum InvalidReason {
     WrongType(String),
     #[error("missing required field {0}")]
     MissingField(&'static str),
-    #[error("invalid EdgeStartTimestamp (not a time between 2000 and 2100)")]
+    #[error("invalid EdgeStartTimestamp (expected RFC 3339 with a UTC offset, or unix seconds, milli-, micro- or nanoseconds, between 2000 and 2100)")]
     InvalidTimestamp,
     #[error("invalid ClientIP {0:?}")]
     InvalidClientIp(String),
@@ -525,6 +537,16 @@ mod tests {
         assert!(ev.is_cache_hit());
         assert!(!ev.is_blocked());
         assert!(matches!(ev.site, Cow::Borrowed(_)), "no allocation for a clean site name");
+    }
+
+    #[test]
+    fn actions_that_stop_a_request_at_the_edge_are_blocked() {
+        for a in ["block", "connectionClose", "forceConnectionClose", "challenge", "jschallenge", "managedChallenge", "challengeFailed", "jschallengeFailed", "managedChallengeFailed"] {
+            assert!(is_blocking_action(a), "{a}");
+        }
+        for a in ["", "allow", "log", "skip", "bypass", "challengeSolved", "jschallengeSolved", "managedChallengeInteractiveSolved", "challengeBypassed", "rewrite"] {
+            assert!(!is_blocking_action(a), "{a}");
+        }
     }
 
     #[test]

@@ -173,7 +173,11 @@ pub fn recount(path: &Path) -> Recount {
             e[class as usize] += 1;
         }
         e[6] += u64::from(matches!(cache.as_str(), "hit" | "stale" | "updating" | "revalidated"));
-        e[7] += u64::from(matches!(action, "block" | "challenge" | "jschallenge" | "managedChallenge" | "challengeFailed"));
+        // Stopped at the edge: blocked, connection closed, challenge served or failed.
+        e[7] += u64::from(matches!(
+            action,
+            "block" | "connectionClose" | "forceConnectionClose" | "challenge" | "jschallenge" | "managedChallenge" | "challengeFailed" | "jschallengeFailed" | "managedChallengeFailed"
+        ));
         let t = r
             .traffic
             .entry(vec![m1.to_string(), site.clone(), country.clone(), colo, format!("{class}xx"), cache])
