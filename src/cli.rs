@@ -411,6 +411,9 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn replay(a: ReplayArgs) -> Result<()> {
+    if a.max_line_bytes == 0 {
+        bail!("--max-line-bytes must be at least 1: with 0 every line would be a dead letter");
+    }
     let cfg = PipelineConfig {
         windows: a.window.config()?,
         max_line: a.max_line_bytes,
@@ -471,6 +474,9 @@ fn generate(a: GenerateArgs) -> Result<()> {
     };
     let total_secs = cfg.duration_secs;
     let mut generator = TrafficGenerator::new(cfg)?;
+    // The truth file is created first: a path that cannot be written fails before the events
+    // are generated, not after (leaving events without their truth).
+    let truth_file = a.truth.as_ref().map(|t| std::fs::File::create(t).with_context(|| format!("creating {}", t.display()))).transpose()?;
     let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let gz = a.out.extension().is_some_and(|e| e == "gz");
     let mut out: Box<dyn Write> = if gz {
@@ -494,9 +500,9 @@ fn generate(a: GenerateArgs) -> Result<()> {
     out.flush()?;
     drop(out);
     pb.finish_and_clear();
-    if let Some(t) = &a.truth {
+    if let (Some(t), Some(mut f)) = (&a.truth, truth_file) {
         let json = serde_json::to_vec_pretty(&generator.truth())?;
-        std::fs::write(t, json).with_context(|| format!("writing {}", t.display()))?;
+        f.write_all(&json).with_context(|| format!("writing {}", t.display()))?;
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("edgelens: wrote {events} events to {} in {secs:.2} s ({:.0} events/s)", a.out.display(), events as f64 / secs.max(1e-9));

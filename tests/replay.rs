@@ -379,3 +379,27 @@ fn a_closed_output_pipe_is_not_a_crash() {
         assert!(out.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", out.status);
     }
 }
+
+/// Arguments that could only lose data are refused before anything is written: `generate` with a
+/// truth file it cannot create writes no events; `replay --max-line-bytes 0` would dead-letter
+/// every line.
+#[test]
+fn arguments_that_could_only_lose_data_are_refused_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.ndjson");
+    let out = edgelens()
+        .args(["generate", "--duration", "2m", "--rps", "10", "--out"])
+        .arg(&events)
+        .arg("--truth")
+        .arg(tmp.path().join("no-such-dir/truth.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/truth.json"));
+    assert!(!events.exists(), "events written without their truth");
+    std::fs::write(&events, "{}\n").unwrap();
+    let out = edgelens().arg("replay").arg(&events).args(["--max-line-bytes", "0", "--data-dir"]).arg(tmp.path().join("lake")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-line-bytes must be at least 1"));
+    assert!(!tmp.path().join("lake").exists());
+}

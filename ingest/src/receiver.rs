@@ -130,6 +130,9 @@ pub enum BatchError {
 impl IngestConfig {
     /// Settings that cannot work together.
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_line_bytes == 0 || self.max_decompressed_bytes == 0 || self.max_inflight_batches == 0 {
+            return Err("ingest.max_line_bytes, max_decompressed_bytes and max_inflight_batches must be at least 1".into());
+        }
         if self.max_decompressed_bytes_total < self.max_decompressed_bytes {
             return Err(format!(
                 "ingest.max_decompressed_bytes_total ({}) is below ingest.max_decompressed_bytes ({}): a batch of that size could never be taken",
