@@ -73,6 +73,13 @@ impl Budgeted {
     fn for_sql(sql: &str, dialect: &'static dyn Dialect) -> Result<Self> {
         let tokens = crate::sql_guard::tokenize(sql, dialect)?;
         crate::sql_guard::check_token_nesting(&tokens)?;
+        // `COPY ... TO STDOUT` (psql's `\copy`) does not parse everywhere: refused as what it is.
+        let first = tokens.iter().find(|t| !matches!(t, datafusion::sql::sqlparser::tokenizer::Token::Whitespace(_)));
+        if let Some(datafusion::sql::sqlparser::tokenizer::Token::Word(w)) = first
+            && w.value.eq_ignore_ascii_case("copy")
+        {
+            return Err(QueryError::SqlRefused("COPY is not allowed: the service answers read-only queries; run the SELECT itself".into()));
+        }
         Ok(Budgeted::new(dialect, BASE_STEPS.saturating_add(STEPS_PER_TOKEN.saturating_mul(tokens.len() as u64))))
     }
 

@@ -225,6 +225,9 @@ async fn refused_and_invalid_sql_are_errors_and_the_connection_stays_usable() {
         "DROP TABLE traffic_1m",
         "INSERT INTO traffic_1m SELECT * FROM traffic_1m",
         "COPY traffic_1m TO '/tmp/edgelens-pgwire-copy.parquet'",
+        // psql's `\copy ... to file` sends these.
+        "COPY sites TO STDOUT",
+        "/* x */ copy (SELECT 1) TO STDOUT WITH CSV",
         "CREATE EXTERNAL TABLE passwd STORED AS CSV LOCATION '/etc/passwd'",
         "CREATE TABLE x AS SELECT 1",
         "DELETE FROM traffic_1m",
