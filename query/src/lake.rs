@@ -167,7 +167,7 @@ impl Lake {
         let statement = sql_guard::check(sql)?;
         let state = self.user_ctx.state();
         let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
-        sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
+        sql_guard::verify_plan(&plan)?;
         let df = self.user_ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let limits = self.limits;

@@ -762,7 +762,7 @@ impl Catalog {
         let planned = async {
             let statement = sql_guard::check(&rewrite(sql))?;
             let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
-            sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
+            sql_guard::verify_plan(&plan)?;
             let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
             Ok((placeholder_types(&types), Arc::new(plan.schema().as_arrow().clone())))
         };
@@ -775,7 +775,7 @@ impl Catalog {
     async fn run(&self, sql: &str) -> Result<QueryResult> {
         let statement = sql_guard::check(sql)?;
         let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
-        sql_guard::read_only_options().verify_plan(&plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
+        sql_guard::verify_plan(&plan)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(QueryError::from_user_sql)?;
