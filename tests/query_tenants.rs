@@ -247,10 +247,11 @@ fn tenants_see_only_their_sites_everywhere() {
     }
 }
 
-/// A site handed from one tenant to another — acme's registration ended by `removed_at`, globex's
-/// starting at the same time — is each tenant's for its own time only: acme sees the site's
-/// traffic before the handover, globex from it on, in SQL and REST, on both backends; each sees
-/// its own `sites` rows only.
+/// A site handed from one tenant to another is each tenant's for its own time only — whether
+/// acme's registration is ended by `removed_at` in the same file as globex's, or globex's
+/// registration is simply imported later (it ends acme's): acme sees the site's traffic before
+/// the handover, globex from it on, in SQL and REST, on both backends; each sees its own `sites`
+/// rows only.
 #[test]
 fn a_site_handed_to_another_tenant_is_each_ones_for_its_own_time() {
     let db = ChDatabase::new(&clickhouse_url(), "edgelens_tenant_handover");
@@ -264,14 +265,20 @@ fn a_site_handed_to_another_tenant_is_each_ones_for_its_own_time() {
     for (k, v) in &recount(&raw).rates {
         *per_minute.entry((k[1].clone(), (k[0].parse::<i64>().unwrap() - t0).div_euclid(60_000_000))).or_default() += v[0];
     }
-    let site = per_minute.keys().next().unwrap().0.clone();
-    let requests = |minutes: std::ops::Range<i64>| minutes.map(|m| per_minute.get(&(site.clone(), m)).copied().unwrap_or(0)).sum::<u64>();
+    let sites: Vec<String> = per_minute.keys().map(|k| k.0.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().take(2).collect();
+    let requests = |minutes: std::ops::Range<i64>| {
+        sites.iter().map(|s| minutes.clone().map(|m| per_minute.get(&(s.clone(), m)).copied().unwrap_or(0)).sum::<u64>()).sum::<u64>()
+    };
     assert!(requests(0..2) > 0 && requests(2..4) > 0);
-    for (name, row) in [("acme.csv", format!("{site},acme,2026-01-01T00:00:00Z,2026-11-01T00:02:00Z")), ("globex.csv", format!("{site},globex,2026-11-01T00:02:00Z,"))] {
+    let import = |name: &str, rows: String| {
         let p = tmp.path().join(name);
-        std::fs::write(&p, format!("site,tenant,created_at,removed_at\n{row}\n")).unwrap();
+        std::fs::write(&p, format!("site,tenant,created_at,removed_at\n{rows}")).unwrap();
         run_ok(edgelens().args(["registry", "import"]).arg(&p).args(["--data-dir", &lake_s, "--clickhouse", &db.url]).envs(db.env()));
-    }
+    };
+    let (a, b) = (&sites[0], &sites[1]);
+    import("one-file.csv", format!("{a},acme,2026-01-01T00:00:00Z,2026-11-01T00:02:00Z\n{a},globex,2026-11-01T00:02:00Z,\n"));
+    import("first.csv", format!("{b},acme,2026-01-01T00:00:00Z,\n"));
+    import("later.csv", format!("{b},globex,2026-11-01T00:02:00Z,\n"));
     let config = tmp.path().join("query.toml");
     std::fs::write(
         &config,
@@ -284,13 +291,16 @@ fn a_site_handed_to_another_tenant_is_each_ones_for_its_own_time() {
     let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:04:00Z";
     for (name, svc) in [("lake", &on_lake), ("clickhouse", &on_ch)] {
         for (token, tenant, want) in [(ACME, "acme", requests(0..2)), (GLOBEX, "globex", requests(2..4))] {
-            let sql = format!("SELECT SUM(requests) AS n FROM site_rates_10s WHERE site = '{site}'");
-            let (code, body) = svc.sql_as(token, &sql);
+            let sql = "SELECT SUM(requests) AS n FROM site_rates_10s";
+            let (code, body) = svc.sql_as(token, sql);
             assert_eq!(code, 200, "{name}: {body}");
-            assert_eq!(rows(&body, &sql)[0]["n"].as_u64(), Some(want), "{name}: {tenant}'s SQL: {body}");
-            let rates = json(&svc.get_as(token, &format!("/v1/sites/{site}/rates?{range}&step=1m")).1, "rates");
-            let got: u64 = rates["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
-            assert_eq!(got, want, "{name}: {tenant}'s rates: {rates}");
+            assert_eq!(rows(&body, sql)[0]["n"].as_u64(), Some(want), "{name}: {tenant}'s SQL: {body}");
+            let mut got = 0;
+            for site in &sites {
+                let rates = json(&svc.get_as(token, &format!("/v1/sites/{site}/rates?{range}&step=1m")).1, "rates");
+                got += rates["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum::<u64>();
+            }
+            assert_eq!(got, want, "{name}: {tenant}'s rates");
             let (_, body) = svc.sql_as(token, "SELECT DISTINCT tenant FROM sites");
             assert_eq!(rows(&body, "sites"), [serde_json::json!({ "tenant": tenant })], "{name}: {body}");
         }

@@ -149,22 +149,44 @@ impl Auth {
             return Ok(Some(Arc::clone(scope)));
         }
         let d = backend.dialect();
+        // Every registration of the tenant's sites, whoever holds it: a registration lasts until
+        // its `removed_at` or the site's next registration, whichever comes first, so a site
+        // registered for another tenant later is no longer this one's from then on.
         let sql = format!(
-            "SELECT DISTINCT site, {} AS from_us, {} AS to_us FROM sites WHERE tenant = {} ORDER BY site, from_us",
+            "SELECT DISTINCT site, tenant, {} AS from_us, {} AS to_us FROM sites WHERE site IN (SELECT site FROM sites WHERE tenant = {t}) ORDER BY site, from_us",
             d.epoch_us("created_at"),
             d.epoch_us("removed_at"),
-            d.string(tenant)
+            t = d.string(tenant)
         );
-        let mut sites = Vec::new();
+        let mut registrations: Vec<(String, String, i64, Option<i64>)> = Vec::new();
         for batch in backend.query(&sql).await?.batches {
-            let (site, from, to) = (column_string(&batch, "site")?, column_i64(&batch, "from_us")?, column_i64(&batch, "to_us")?);
-            let at = |a: &arrow::array::Int64Array, i: usize| (!arrow::array::Array::is_null(a, i)).then(|| a.value(i));
-            sites.extend((0..batch.num_rows()).map(|i| SitePeriod { site: site.value(i).to_owned(), from_us: at(&from, i), to_us: at(&to, i) }));
+            let (site, holder) = (column_string(&batch, "site")?, column_string(&batch, "tenant")?);
+            let (from, to) = (column_i64(&batch, "from_us")?, column_i64(&batch, "to_us")?);
+            for i in 0..batch.num_rows() {
+                let to = (!arrow::array::Array::is_null(&to, i)).then(|| to.value(i));
+                registrations.push((site.value(i).to_owned(), holder.value(i).to_owned(), from.value(i), to));
+            }
         }
+        let sites = own_periods(&registrations, tenant);
         let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites });
         self.scopes.lock().expect("scope cache").insert(tenant.clone(), (Instant::now(), Arc::clone(&scope)));
         Ok(Some(scope))
     }
+}
+
+/// The periods `tenant` held sites, from `(site, tenant, from_us, to_us)` registrations: each of
+/// its registrations from its start until its end or the next registration of the site.
+fn own_periods(registrations: &[(String, String, i64, Option<i64>)], tenant: &str) -> Vec<SitePeriod> {
+    let mut out = Vec::new();
+    for (site, _, from, to) in registrations.iter().filter(|r| r.1 == tenant) {
+        let next = registrations.iter().filter(|r| r.0 == *site && r.2 > *from).map(|r| r.2).min();
+        let end = match (*to, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        out.push(SitePeriod { site: site.clone(), from_us: Some(*from), to_us: end });
+    }
+    out
 }
 
 fn principal_of(t: &TokenConfig) -> Principal {
@@ -185,6 +207,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registration_lasts_until_its_end_or_the_next_one() {
+        let r = |site: &str, t: &str, from: i64, to: Option<i64>| (site.to_owned(), t.to_owned(), from, to);
+        let regs = [r("a", "acme", 0, None), r("a", "globex", 100, None), r("a", "acme", 200, Some(300)), r("b", "acme", 50, Some(60)), r("b", "globex", 70, None)];
+        let p = |site: &str, from: i64, to: Option<i64>| SitePeriod { site: site.into(), from_us: Some(from), to_us: to };
+        assert_eq!(own_periods(&regs, "acme"), [p("a", 0, Some(100)), p("a", 200, Some(300)), p("b", 50, Some(60))]);
+        assert_eq!(own_periods(&regs, "globex"), [p("a", 100, Some(200)), p("b", 70, None)]);
+    }
 
     fn auth() -> Auth {
         Auth::new(vec![

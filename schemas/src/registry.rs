@@ -10,8 +10,8 @@
 //! - JSON: `{"sites": [...], "entities": [...], "tags": [...]}` (any of the three), each an array
 //!   of objects with the same fields as the CSV columns; or a bare array of entity objects.
 //!
-//! Values: times are RFC 3339 (or unix seconds); an empty or missing `valid_to` / `removed_at` is
-//! open. `confidence` is in [0, 1]. Site names are host names, normalised: lower case, no trailing
+//! Values: times are RFC 3339 (or unix seconds), kept to the second; an empty or missing
+//! `valid_to` / `removed_at` is open. `confidence` is in [0, 1]. Site names are host names, normalised: lower case, no trailing
 //! dot, no leading `www.`; a host name below a registered site (`api.shop.example` when
 //! `shop.example` is a site of this import or of the registry) is recorded against that site.
 
@@ -283,7 +283,7 @@ pub fn parse(text: &str, format: Format, known_sites: &BTreeSet<String>) -> Resu
             Kind::Site if !has_error(&errors, *line) => {
                 let s = &out.sites[si];
                 si += 1;
-                format!("site {}", s.site)
+                format!("registration of {} from {}", s.site, crate::time::format_rfc3339(s.created_at))
             }
             Kind::Entity if !has_error(&errors, *line) => {
                 let e = &out.entities[ei];
@@ -422,7 +422,9 @@ fn build(r: &Record) -> Result<Built, Vec<String>> {
         if t.is_none() {
             errs.push(format!("{name} {v:?} is not an RFC 3339 time or unix seconds"));
         }
-        t
+        // Whole seconds, as ClickHouse stores them: a key differing in a fraction of a second
+        // would be two rows in the lake and one in ClickHouse.
+        t.map(|t| t - t.rem_euclid(crate::time::NANOS_PER_SEC))
     };
     let site = match normalize_site(get("site")) {
         Ok(s) => s,
