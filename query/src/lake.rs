@@ -230,6 +230,7 @@ fn current_versions(table: &TableDef, latest: Latest, stored: Arc<ListingTable>)
     let mut order: Vec<_> = keys.iter().map(|k| k.clone().sort(true, false)).collect();
     order.push(col(VERSION_COLUMN).sort(false, false));
     order.push(col(latest.end).sort(false, false));
+    order.extend(table.latest_tie_break().map(|c| col(c).sort(true, false)));
     let plan = LogicalPlanBuilder::scan(table.name, provider_as_source(stored), None)?.distinct_on(keys, columns, Some(order))?.build()?;
     Ok(ViewTable::new(plan, None))
 }

@@ -212,9 +212,10 @@ impl Layout {
             Some(latest) => {
                 let keys: Vec<_> = latest.key.iter().map(|c| format!("`{c}`")).collect();
                 let keys = keys.join(", ");
+                let rest: String = table.latest_tie_break().map(|c| format!(", `{c}`")).collect();
                 format!(
                     "SELECT {} FROM (SELECT * FROM {from}) ORDER BY {keys}, `{VERSION_COLUMN}` DESC NULLS LAST, \
-                     if(isNull(`{VERSION_COLUMN}`), '', `_source`) DESC, `{}` DESC NULLS LAST LIMIT 1 BY {keys}",
+                     if(isNull(`{VERSION_COLUMN}`), '', `_source`) DESC, `{}` DESC NULLS LAST{rest} LIMIT 1 BY {keys}",
                     cols.join(", "),
                     latest.end
                 )
@@ -310,8 +311,10 @@ impl Layout {
                 changed = true;
             }
             if changed {
+                // The view with the columns of this version: a later version's columns are not
+                // there yet when an old database is upgraded through this step.
                 out.push(format!("DROP TABLE IF EXISTS {}{}", self.qualified(t.name), self.on_cluster()));
-                out.push(self.view_ddl(t));
+                out.push(self.view_ddl_at(t, version));
             }
         }
         out
@@ -396,8 +399,8 @@ mod tests {
         let v = l.view_ddl(&SITE_ENTITIES);
         assert!(v.contains("FROM (SELECT * FROM `edgelens`.`site_entities_all`)"), "{v}");
         assert!(v.contains("`imported_at` DESC NULLS LAST"), "{v}");
-        assert!(v.ends_with("`valid_to` DESC NULLS LAST LIMIT 1 BY `site`, `entity`, `valid_from`"), "{v}");
-        assert!(l.view_ddl(&SITES).ends_with("`removed_at` DESC NULLS LAST LIMIT 1 BY `site`, `created_at`"));
+        assert!(v.ends_with("`valid_to` DESC NULLS LAST, `source`, `confidence` LIMIT 1 BY `site`, `entity`, `valid_from`"), "{v}");
+        assert!(l.view_ddl(&SITES).ends_with("`removed_at` DESC NULLS LAST, `tenant` LIMIT 1 BY `site`, `created_at`"));
         let m4 = l.migrations().into_iter().find(|m| m.version == 4).unwrap().statements.join("\n");
         for t in ["sites", "site_entities", "site_tags"] {
             assert!(m4.contains(&format!("ALTER TABLE `edgelens`.`{t}_local` ADD COLUMN `imported_at` Nullable(DateTime)")), "{m4}");

@@ -347,6 +347,16 @@ impl TableDef {
         self.columns.iter().filter(|c| c.role == Role::Key)
     }
 
+    /// For a registry table: the columns ordering, ascending, versions that tie on import time
+    /// and end (rows imported before `imported_at` existed), so that every reader picks the same.
+    pub fn latest_tie_break(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let latest = self.latest;
+        self.columns
+            .iter()
+            .map(|c| c.name)
+            .filter(move |n| latest.is_some_and(|l| !l.key.contains(n) && *n != l.end && *n != VERSION_COLUMN))
+    }
+
     pub fn measure_columns(&self) -> impl Iterator<Item = &ColumnDef> {
         self.columns.iter().filter(|c| c.role == Role::Measure)
     }
