@@ -305,7 +305,8 @@ fn a_bad_timestamp_does_not_make_the_events_after_it_too_late() {
     let event = |secs: i64, site: &str, ray: String| {
         format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"198.51.100.7","EdgeResponseStatus":200,"ZoneName":"{site}","RayID":"{ray}"}}"#, secs * 1_000_000_000) + "\n"
     };
-    let mut text = String::new();
+    // The very first event too: an hour and a half ahead.
+    let mut text = event(t0 + 5400, "d.example", "d".repeat(16));
     for s in 0..600 {
         text += &event(t0 + s, "a.example", format!("{s:016x}"));
         if s == 300 {
@@ -319,11 +320,11 @@ fn a_bad_timestamp_does_not_make_the_events_after_it_too_late() {
     std::fs::write(&file, text).unwrap();
     let lake = tmp.path().join("lake");
     let summary = replay(&[&file], &lake);
-    assert_eq!(summary["counted"], 601, "{summary}");
+    assert_eq!(summary["counted"], 602, "{summary}");
     assert_eq!(summary["dead_letters_by_reason"], serde_json::json!({"future_timestamp": 5}), "{summary}");
     let per_site = summed(&lake, "site_rates_10s", &["site"], &["requests"]);
     let counts: Vec<(String, u64)> = per_site.into_iter().map(|(k, v)| (k[0].clone(), v[0])).collect();
-    assert_eq!(counts, [("a.example".to_owned(), 600), ("b.example".to_owned(), 1)]);
+    assert_eq!(counts, [("a.example".to_owned(), 600), ("b.example".to_owned(), 1), ("d.example".to_owned(), 1)]);
     // Without the limit, the 2099 events are counted, move event time, and every event after them
     // is too late.
     let mut cmd = edgelens();

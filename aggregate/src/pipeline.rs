@@ -186,7 +186,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
                         self.stats.counted += 1;
                         self.stats.late += u64::from(observed == Observed::Late);
                         if let Some(d) = &mut self.detector {
-                            d.observe_at(&ev, self.windows.event_time().unwrap_or(ev.ts));
+                            d.observe_at(&ev, self.windows.event_time());
                         }
                         None
                     }

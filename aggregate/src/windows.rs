@@ -15,7 +15,8 @@
 //!   but does not move event time by itself: one bad timestamp would otherwise put every event
 //!   after it behind the watermark. Event time jumps there once [`JUMP_EVENTS`] such events,
 //!   near each other and spanning [`JUMP_SPAN`] of event time, confirm it (the stream resumed
-//!   after a gap, or the next day's file).
+//!   after a gap, or the next day's file). Likewise event time starts only once two events at
+//!   different times near each other agree, so not even the first event sets it alone.
 //!
 //! Output is deterministic: the same events in any order that stays within `allowed_disorder`
 //! produce the same rows, and rows of one `advance` are sorted by their key.
@@ -515,14 +516,22 @@ impl SiteWindows {
     }
 
     fn note_event_time(&mut self, ts: Nanos) {
+        let jump = self.cfg.allowed_lateness.max(MINUTE);
         let Some(max) = self.max_ts else {
-            self.max_ts = Some(ts);
+            // Event time starts once two events at different times near each other agree, so a
+            // first event with a bad timestamp cannot set it alone.
+            let a = self.ahead_with(ts, jump);
+            if a.events >= 2 && a.max > a.min {
+                self.max_ts = Some(a.max);
+                self.ahead = None;
+            } else {
+                self.ahead = Some(a);
+            }
             return;
         };
         if ts <= max {
             return;
         }
-        let jump = self.cfg.allowed_lateness.max(MINUTE);
         if ts - max <= jump {
             self.max_ts = Some(ts);
             if self.ahead.is_some_and(|a| a.max <= ts.saturating_add(jump)) {
@@ -530,15 +539,21 @@ impl SiteWindows {
             }
             return;
         }
-        let a = match self.ahead {
-            Some(a) if ts >= a.min.saturating_sub(jump) && ts <= a.max.saturating_add(jump) => Ahead { min: a.min.min(ts), max: a.max.max(ts), events: a.events + 1 },
-            _ => Ahead { min: ts, max: ts, events: 1 },
-        };
+        let a = self.ahead_with(ts, jump);
         if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
             self.max_ts = Some(a.max);
             self.ahead = None;
         } else {
             self.ahead = Some(a);
+        }
+    }
+
+    /// The events ahead with one at `ts`: added to them when it is within `jump` of them, else
+    /// the first of new ones.
+    fn ahead_with(&self, ts: Nanos, jump: Nanos) -> Ahead {
+        match self.ahead {
+            Some(a) if ts >= a.min.saturating_sub(jump) && ts <= a.max.saturating_add(jump) => Ahead { min: a.min.min(ts), max: a.max.max(ts), events: a.events + 1 },
+            _ => Ahead { min: ts, max: ts, events: 1 },
         }
     }
 
@@ -884,6 +899,19 @@ mod tests {
         assert_eq!(w.stats().late, 1);
     }
 
+    /// The very first event an hour ahead: event time still starts with the stream behind it.
+    #[test]
+    fn a_first_event_far_ahead_does_not_set_event_time() {
+        let s = |x: i64| T0 + x * NANOS_PER_SEC;
+        let mut w = SiteWindows::new(WindowConfig::default());
+        assert_eq!(feed(&mut w, &line(s(3600), "b.example", "10.0.0.2", 200, "b")).unwrap(), Observed::Counted);
+        assert_eq!(w.event_time(), None);
+        for x in 0..600 {
+            feed(&mut w, &line(s(x), "a.example", "10.0.0.1", 200, &format!("a{x}"))).unwrap();
+        }
+        assert_eq!((w.event_time(), w.stats().too_late, w.stats().counted), (Some(s(599)), 0, 601));
+    }
+
     /// One event an hour ahead (a bad clock) is counted, but event time stays with the stream, so
     /// the events after it are not too late; a stream that really moved on (events ahead that
     /// span some event time) moves it.
@@ -901,7 +929,9 @@ mod tests {
                 }
                 assert_eq!(w.event_time(), Some(s(300)));
             }
-            out.append(w.advance(w.watermark().unwrap()));
+            if let Some(wm) = w.watermark() {
+                out.append(w.advance(wm));
+            }
         }
         assert_eq!(w.stats().too_late, 0);
         assert_eq!(w.event_time(), Some(s(599)));
@@ -1024,8 +1054,9 @@ mod tests {
     fn a_format_4_state_reads_with_no_events_ahead() {
         let mut w = SiteWindows::new(WindowConfig::default());
         feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        feed(&mut w, &line(T0 + NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r2")).unwrap();
         let restored = SiteWindows::decode_state(WindowConfig::default(), &format_4_state(&w)).unwrap();
-        assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0), 1));
+        assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0 + NANOS_PER_SEC), 2));
     }
 
     #[test]
@@ -1064,7 +1095,9 @@ mod tests {
         for (i, l) in lines.iter().enumerate() {
             assert_ne!(feed(&mut w, l).unwrap(), Observed::Late);
             if i % step == 0 {
-                out.append(w.advance(w.watermark().unwrap()));
+                if let Some(wm) = w.watermark() {
+                    out.append(w.advance(wm));
+                }
             }
         }
         out.append(w.close_all());
@@ -1082,7 +1115,9 @@ mod tests {
             }
             feed(&mut w, l).unwrap();
             if i % step == 0 {
-                out.append(w.advance(w.watermark().unwrap()));
+                if let Some(wm) = w.watermark() {
+                    out.append(w.advance(wm));
+                }
             }
         }
         out.append(w.close_all());

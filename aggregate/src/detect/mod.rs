@@ -338,13 +338,16 @@ impl AttackDetector {
     /// Take one counted event. Seconds the newest event puts behind the watermark are closed
     /// first, so an event never lands in a second that is judged already.
     pub fn observe(&mut self, ev: &EdgeEvent<'_>) {
-        self.observe_at(ev, ev.ts);
+        self.observe_at(ev, Some(ev.ts));
     }
 
     /// [`Self::observe`] with the stream's event time given (the windows', which an event far
-    /// ahead of it does not move by itself): seconds close behind `event_time`, not `ev.ts`.
-    pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Nanos) {
-        if self.max_ts.is_none_or(|m| event_time > m) {
+    /// ahead of it does not move by itself; `None` before it starts): seconds close behind
+    /// `event_time`, not `ev.ts`.
+    pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Option<Nanos>) {
+        if let Some(event_time) = event_time
+            && self.max_ts.is_none_or(|m| event_time > m)
+        {
             self.max_ts = Some(event_time);
             let wm_sec = sec_of(event_time - self.cfg.allowed_disorder);
             if self.closed_before.is_none_or(|c| wm_sec > c) {
