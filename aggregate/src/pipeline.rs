@@ -346,6 +346,12 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// End of input: close every window, flush, and hand back the sink.
     pub fn finish(mut self) -> Result<(PipelineStats, S), SinkError> {
+        self.close_all_and_flush()?;
+        Ok((self.stats, self.sink))
+    }
+
+    /// Close every window and flush (what [`Self::finish`] does before handing the sink back).
+    fn close_all_and_flush(&mut self) -> Result<(), SinkError> {
         let closed = self.windows.close_all();
         self.pending.closed.append(closed);
         if let Some(d) = &mut self.detector {
@@ -354,7 +360,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         self.flush()?;
         let ws = self.windows.stats();
         debug_assert_eq!(ws.counted + ws.late, self.stats.counted);
-        Ok((self.stats, self.sink))
+        Ok(())
     }
 }
 
@@ -385,12 +391,18 @@ pub fn replay_files<S: RollupSink>(
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let max_line = cfg.max_line;
     // Lake file names derive from the source and the line span: the input's fingerprint in the
-    // source makes replaying the same files again rewrite the same files (idempotent), while other
-    // files replayed into the same lake get names of their own.
+    // source makes replaying the same files again replace the earlier replay's files
+    // (idempotent), while other files replayed into the same lake get names of their own.
     let fingerprint = input_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?;
     cfg.source = format!("{}-{fingerprint:016x}", cfg.source);
     let (source, partition) = (cfg.source.clone(), cfg.partition);
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
+    // A replay of the same input replaces an earlier one: its files are removed first, since the
+    // names of this run's need not be theirs (another --flush-rows cuts other spans).
+    let replaced = pipeline.sink_mut().discard_after(&source, partition, 0, false)?;
+    if replaced > 0 {
+        tracing::info!(source = %source, writes = replaced, "replacing an earlier replay of the same input");
+    }
     let mut bytes_before = 0;
     let now = now_nanos();
     let mut run = || -> Result<(), PipelineError> {
@@ -414,15 +426,16 @@ pub fn replay_files<S: RollupSink>(
     };
     // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote:
     // flushes before the failure are under names of this input set, which the repaired input's
-    // replay would not replace, so they would be counted twice.
-    if let Err(cause) = run() {
+    // replay would not replace, so they would be counted twice. The final flush is part of it.
+    let outcome = run().and_then(|()| pipeline.close_all_and_flush().map_err(PipelineError::from));
+    if let Err(cause) = outcome {
         let cause = Box::new(cause);
         return Err(match pipeline.sink_mut().discard_after(&source, partition, 0, false) {
             Ok(removed) => PipelineError::Aborted { cause, removed },
             Err(discard) => PipelineError::AbortedPartly { cause, discard },
         });
     }
-    Ok(pipeline.finish()?)
+    Ok((pipeline.stats, pipeline.sink))
 }
 
 /// FNV-1a over each input's file name, length and first 64 KiB: stable across runs, cheap even
