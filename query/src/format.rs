@@ -67,12 +67,14 @@ impl OutputFormat {
         }
     }
 
-    /// The format an HTTP `Accept` header asks for (RFC 9110): of the media types we produce, the
-    /// one it gives the highest `q` (listed first on a tie; `*/*`, `text/*`, `application/*`
-    /// match JSON, CSV and JSON); JSON without a header. `None`: it accepts none of them (406).
+    /// The format an HTTP `Accept` header asks for (RFC 9110): of the formats we produce, the one
+    /// it gives the highest `q`, a type named outright ruling over a wildcard (`*/*`, `text/*`,
+    /// `application/*`, which stand for the formats not named, JSON first); listed first on a tie;
+    /// JSON without a header. `None`: it accepts none of them (406).
     pub fn from_accept(accept: Option<&str>) -> Option<OutputFormat> {
         let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Some(OutputFormat::Json) };
-        let mut best: Option<(f64, OutputFormat)> = None;
+        let mut named: Vec<(OutputFormat, f64)> = Vec::new();
+        let mut wildcards: Vec<(&[OutputFormat], f64)> = Vec::new();
         for part in accept.split(',') {
             let mut params = part.split(';');
             let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -80,16 +82,37 @@ impl OutputFormat {
                 .filter_map(|p| p.split_once('='))
                 .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
                 .map_or(1.0, |(_, v)| v.trim().parse::<f64>().unwrap_or(0.0));
-            let found = match media.as_str() {
-                "application/json" | "*/*" | "application/*" => OutputFormat::Json,
-                "text/csv" | "text/*" => OutputFormat::Csv,
+            let format = match media.as_str() {
+                "*/*" => {
+                    wildcards.push((&[OutputFormat::Json, OutputFormat::Csv, OutputFormat::ArrowIpc, OutputFormat::Parquet, OutputFormat::Table], q));
+                    continue;
+                }
+                "application/*" => {
+                    wildcards.push((&[OutputFormat::Json, OutputFormat::ArrowIpc, OutputFormat::Parquet], q));
+                    continue;
+                }
+                "text/*" => {
+                    wildcards.push((&[OutputFormat::Csv, OutputFormat::Table], q));
+                    continue;
+                }
+                "application/json" => OutputFormat::Json,
+                "text/csv" => OutputFormat::Csv,
                 "application/vnd.apache.arrow.stream" => OutputFormat::ArrowIpc,
                 "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => OutputFormat::Parquet,
                 "text/plain" => OutputFormat::Table,
                 _ => continue,
             };
+            if !named.iter().any(|(f, _)| *f == format) {
+                named.push((format, q));
+            }
+        }
+        let mut best: Option<(f64, OutputFormat)> = None;
+        let candidates = named.iter().copied().chain(wildcards.iter().flat_map(|(formats, q)| {
+            formats.iter().filter(|f| !named.iter().any(|(n, _)| n == *f)).map(move |f| (*f, *q))
+        }));
+        for (format, q) in candidates {
             if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
-                best = Some((q, found));
+                best = Some((q, format));
             }
         }
         best.map(|(_, f)| f)
@@ -453,5 +476,9 @@ mod tests {
         assert_eq!(f(Some("text/html")), None);
         assert_eq!(f(Some("application/vnd.apache.arrow.file")), None, "the IPC file format is not the stream");
         assert_eq!(f(Some("application/json;q=0")), None);
+        // A type refused outright is not what a wildcard stands for.
+        assert_eq!(f(Some("application/json;q=0, */*")), Some(OutputFormat::Csv));
+        assert_eq!(f(Some("text/csv;q=0, text/*;q=0.5")), Some(OutputFormat::Table));
+        assert_eq!(f(Some("*/*;q=0.1, text/csv")), Some(OutputFormat::Csv));
     }
 }

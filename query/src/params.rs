@@ -193,7 +193,10 @@ fn parse_time(name: &str, s: &str) -> Result<i64> {
     let (min_us, max_us) = (MIN_TS / 1_000, MAX_TS / 1_000);
     let t = s.trim();
     let outside = match t.parse::<i64>() {
-        Ok(secs) => (0..=min_us / 1_000_000).contains(&secs).then_some(min_us),
+        // Seconds before 2000, or after 2100 while still read as seconds (up to 11 digits).
+        Ok(secs) if (0..=min_us / 1_000_000).contains(&secs) => Some(min_us),
+        Ok(secs) if (max_us / 1_000_000..100_000_000_000).contains(&secs) => Some(max_us),
+        Ok(_) => None,
         Err(_) => chrono::DateTime::parse_from_rfc3339(t).ok().map(|dt| dt.timestamp_micros().clamp(min_us, max_us)),
     };
     outside.ok_or_else(|| {
@@ -317,6 +320,8 @@ mod tests {
         assert_eq!(r.from_rfc3339(), "2000-01-01T00:00:00Z");
         let r = TimeRange::parse(Some("1970-01-02T00:00:00Z"), Some("2200-01-01T00:00:00Z"), now, Step::MINUTE).unwrap();
         assert_eq!((r.from_rfc3339(), r.to_rfc3339()), ("2000-01-01T00:00:00Z".to_owned(), "2100-01-01T00:00:00Z".to_owned()));
+        let r = TimeRange::parse(Some("2026-11-01T00:00:00Z"), Some("9999999999"), now, Step::MINUTE).unwrap();
+        assert_eq!(r.to_rfc3339(), "2100-01-01T00:00:00Z");
         let e = TimeRange::parse(Some("-5"), None, now, Step::MINUTE).unwrap_err().to_string();
         assert!(e.contains("unix seconds (milli-, micro- and nanoseconds are told by their size)"), "{e}");
         // Minute rows selected by from <= ts < to cover whole minutes: both ends rounded up.
