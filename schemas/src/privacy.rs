@@ -61,14 +61,16 @@ impl ClientIpPolicy {
         }
     }
 
-    /// `raw` (a received line, possibly broken) with the value of every `"ClientIP"` member
-    /// replaced by its transformed address, or by `redacted` when it is not an address.
+    /// `raw` (a received line, possibly broken) with every IP address in it — the `ClientIP`
+    /// member's, whatever its spelling (`"Client\u0049P"`) or nesting, and any other — replaced by
+    /// its transformed address, and a `"ClientIP"` value that is no address by `redacted`.
     pub fn redact(self, raw: &str) -> String {
         if self == Self::Keep {
             return raw.to_owned();
         }
-        let mut out = String::with_capacity(raw.len());
-        let mut rest = raw;
+        let masked = self.mask_addresses(raw);
+        let mut out = String::with_capacity(masked.len());
+        let mut rest = masked.as_str();
         while let Some(at) = rest.find("\"ClientIP\"") {
             let after = at + "\"ClientIP\"".len();
             out.push_str(&rest[..after]);
@@ -78,13 +80,62 @@ impl ClientIpPolicy {
             let ws = value.len() - value.trim_start().len();
             let Some(quoted) = value[ws..].strip_prefix('"') else { continue };
             let end = quoted.find('"').unwrap_or(quoted.len());
-            let replacement = quoted[..end].parse::<IpAddr>().map_or_else(|_| "redacted".to_owned(), |ip| self.apply(ip).to_string());
+            // Addresses are transformed already; anything else is no address to keep.
+            let replacement = if quoted[..end].parse::<IpAddr>().is_ok() { &quoted[..end] } else { "redacted" };
             out.push_str(&rest[..colon + 1 + ws + 1]);
-            out.push_str(&replacement);
+            out.push_str(replacement);
             rest = &quoted[end..];
         }
         out.push_str(rest);
         out
+    }
+
+    /// `text` with every IPv4 or IPv6 address literal in it transformed: each run of hex digits,
+    /// `.` and `:` that is an address as a whole, else each run of digits and dots in it that is
+    /// an IPv4 address (`a1.2.3.4`). Text is looked at once, so transformed addresses are not
+    /// transformed again.
+    fn mask_addresses(self, text: &str) -> String {
+        let addr_char = |b: u8| b.is_ascii_hexdigit() || b == b'.' || b == b':';
+        let bytes = text.as_bytes();
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if !addr_char(bytes[i]) {
+                let start = i;
+                while i < bytes.len() && !addr_char(bytes[i]) {
+                    i += 1;
+                }
+                out.push_str(&text[start..i]);
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && addr_char(bytes[i]) {
+                i += 1;
+            }
+            let run = &text[start..i];
+            match run.parse::<IpAddr>() {
+                Ok(ip) if run.contains(['.', ':']) => out.push_str(&self.apply(ip).to_string()),
+                _ => self.mask_ipv4_within(run, &mut out),
+            }
+        }
+        out
+    }
+
+    /// `run` onto `out`, with each of its runs of digits and dots that is an IPv4 address
+    /// transformed.
+    fn mask_ipv4_within(self, run: &str, out: &mut String) {
+        let mut rest = run;
+        while !rest.is_empty() {
+            let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let (v4, tail) = rest.split_at(split);
+            match v4.parse::<Ipv4Addr>() {
+                Ok(ip) => out.push_str(&self.apply(IpAddr::V4(ip)).to_string()),
+                Err(_) => out.push_str(v4),
+            }
+            let other = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+            out.push_str(&tail[..other]);
+            rest = &tail[other..];
+        }
     }
 }
 
@@ -147,5 +198,19 @@ mod tests {
         let h = ClientIpPolicy::from_config("hash", "k").unwrap();
         assert!(!h.redact(r#"{"ClientIP":"1.2.3.4","a":{"ClientIP":"5.6.7.8"}}"#).contains("1.2.3.4"));
         assert!(!h.redact(r#"{"ClientIP":"1.2.3.4","a":{"ClientIP":"5.6.7.8"}}"#).contains("5.6.7.8"));
+        // Whatever the key's spelling or the value's nesting, and in any other member.
+        for line in [
+            r#"{"Client\u0049P":"198.51.100.23","x":"#,
+            r#"{"ClientIP":["198.51.100.23"],"EdgeStartTimestamp":"2026-11-01T00:00:00Z"}"#,
+            r#"{"ClientRequestUserAgent":"proxy for 198.51.100.23 via 2001:db8::7","v":"a198.51.100.23"}"#,
+            r#"{"ClientIP":"[2001:db8::7]:443"}"#,
+        ] {
+            for p in [t, h] {
+                let out = p.redact(line);
+                assert!(!out.contains("198.51.100.23") && !out.contains("2001:db8::7"), "{out}");
+            }
+        }
+        // Transformed once: a truncated address stays the truncated address.
+        assert_eq!(t.redact(r#"{"ClientIP":"198.51.100.23","ts":"2026-11-01T00:00:00.5Z","ua":"Chrome/120.0.6099.109"}"#), r#"{"ClientIP":"198.51.100.0","ts":"2026-11-01T00:00:00.5Z","ua":"Chrome/120.0.6099.109"}"#);
     }
 }
