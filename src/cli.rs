@@ -731,12 +731,9 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     if let Some(Err(e)) = query.as_ref().map(|q| edgelens_query::auth::Auth::new(q.tokens.clone())) {
         problems.push(e.to_string());
     }
-    let (Some(ingest), Some(aggregate), Some(query), Some(clickhouse)) = (ingest, aggregate, query, clickhouse) else {
+    let (Some(ingest), Some(aggregate), Some(query), Some(clickhouse), true) = (ingest, aggregate, query, clickhouse, problems.is_empty()) else {
         bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
     };
-    if !problems.is_empty() {
-        bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
-    }
     // Every setting of every section, secrets shown only as set or not.
     let mut settings = serde_json::json!({
         "ingest": serde_json::to_value(&ingest)?,
