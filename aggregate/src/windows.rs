@@ -15,8 +15,8 @@
 //!   but does not move event time by itself: one bad timestamp would otherwise put every event
 //!   after it behind the watermark. Event time jumps there once [`JUMP_EVENTS`] such events,
 //!   near each other and spanning [`JUMP_SPAN`] of event time, confirm it (the stream resumed
-//!   after a gap, or the next day's file). Likewise event time starts only once two events at
-//!   different times near each other agree, so not even the first event sets it alone.
+//!   after a gap, or the next day's file). Event time starts the same way, so not even the
+//!   first events set it with bad timestamps.
 //!
 //! Output is deterministic: the same events in any order that stays within `allowed_disorder`
 //! produce the same rows, and rows of one `advance` are sorted by their key.
@@ -518,10 +518,10 @@ impl SiteWindows {
     fn note_event_time(&mut self, ts: Nanos) {
         let jump = self.cfg.allowed_lateness.max(MINUTE);
         let Some(max) = self.max_ts else {
-            // Event time starts once two events at different times near each other agree, so a
-            // first event with a bad timestamp cannot set it alone.
+            // Event time starts as it jumps: on a run of events near each other, so the first
+            // events of the input cannot set it with bad timestamps.
             let a = self.ahead_with(ts, jump);
-            if a.events >= 2 && a.max > a.min {
+            if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
                 self.max_ts = Some(a.max);
                 self.ahead = None;
             } else {
@@ -858,8 +858,9 @@ mod tests {
         let mut w = SiteWindows::new(WindowConfig::default());
         feed(&mut w, &line(T0 + NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r1")).unwrap();
         feed(&mut w, &line(T0 + 9 * NANOS_PER_SEC, "a.example", "10.0.0.2", 404, "r2")).unwrap();
-        // max 9 s → watermark 4 s: nothing closes.
-        assert!(w.advance(w.watermark().unwrap()).is_empty());
+        // Two events spanning 8 s: event time has not started, nothing closes.
+        assert_eq!(w.watermark(), None);
+        assert!(w.advance(T0).is_empty());
         feed(&mut w, &line(T0 + 15 * NANOS_PER_SEC, "a.example", "10.0.0.1", 503, "r3")).unwrap();
         // max 15 s → watermark 10 s: the first 10 s window closes.
         let closed = w.advance(w.watermark().unwrap());
@@ -879,6 +880,7 @@ mod tests {
     fn late_event_becomes_delta_row_and_too_late_is_rejected() {
         let mut w = SiteWindows::new(WindowConfig::default());
         feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
+        feed(&mut w, &line(T0 + 5 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r0")).unwrap();
         feed(&mut w, &line(T0 + 120 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r2")).unwrap();
         let first = w.advance(w.watermark().unwrap());
         assert_eq!(first.rates.len(), 1);
@@ -899,17 +901,19 @@ mod tests {
         assert_eq!(w.stats().late, 1);
     }
 
-    /// The very first event an hour ahead: event time still starts with the stream behind it.
+    /// The very first events an hour ahead: event time still starts with the stream behind them.
     #[test]
     fn a_first_event_far_ahead_does_not_set_event_time() {
         let s = |x: i64| T0 + x * NANOS_PER_SEC;
         let mut w = SiteWindows::new(WindowConfig::default());
+        // Two of them, a second apart: still no run that starts event time.
         assert_eq!(feed(&mut w, &line(s(3600), "b.example", "10.0.0.2", 200, "b")).unwrap(), Observed::Counted);
+        assert_eq!(feed(&mut w, &line(s(3601), "b.example", "10.0.0.2", 200, "b2")).unwrap(), Observed::Counted);
         assert_eq!(w.event_time(), None);
         for x in 0..600 {
             feed(&mut w, &line(s(x), "a.example", "10.0.0.1", 200, &format!("a{x}"))).unwrap();
         }
-        assert_eq!((w.event_time(), w.stats().too_late, w.stats().counted), (Some(s(599)), 0, 601));
+        assert_eq!((w.event_time(), w.stats().too_late, w.stats().counted), (Some(s(599)), 0, 602));
     }
 
     /// One event an hour ahead (a bad clock) is counted, but event time stays with the stream, so
@@ -1053,10 +1057,11 @@ mod tests {
     #[test]
     fn a_format_4_state_reads_with_no_events_ahead() {
         let mut w = SiteWindows::new(WindowConfig::default());
-        feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap();
-        feed(&mut w, &line(T0 + NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r2")).unwrap();
+        for (k, x) in [0, 5, 10].into_iter().enumerate() {
+            feed(&mut w, &line(T0 + x * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, &format!("r{k}"))).unwrap();
+        }
         let restored = SiteWindows::decode_state(WindowConfig::default(), &format_4_state(&w)).unwrap();
-        assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0 + NANOS_PER_SEC), 2));
+        assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0 + 10 * NANOS_PER_SEC), 3));
     }
 
     #[test]

@@ -90,51 +90,50 @@ impl ClientIpPolicy {
         out
     }
 
-    /// `text` with every IPv4 or IPv6 address literal in it transformed: each run of hex digits,
-    /// `.` and `:` that is an address as a whole, else each run of digits and dots in it that is
-    /// an IPv4 address (`a1.2.3.4`). Text is looked at once, so transformed addresses are not
-    /// transformed again.
+    /// `text` with every IPv4 or IPv6 address literal in it transformed: in each run of hex
+    /// digits, `.` and `:`, from each position, the longest address that ends before a `.`, a `:`
+    /// or the run's end (`198.51.100.7.` at a sentence's end, `2001:db8::1:443`). Text is looked
+    /// at once, so transformed addresses are not transformed again.
     fn mask_addresses(self, text: &str) -> String {
         let addr_char = |b: u8| b.is_ascii_hexdigit() || b == b'.' || b == b':';
         let bytes = text.as_bytes();
         let mut out = String::with_capacity(text.len());
         let mut i = 0;
         while i < bytes.len() {
-            if !addr_char(bytes[i]) {
-                let start = i;
-                while i < bytes.len() && !addr_char(bytes[i]) {
-                    i += 1;
-                }
-                out.push_str(&text[start..i]);
-                continue;
-            }
             let start = i;
-            while i < bytes.len() && addr_char(bytes[i]) {
+            let in_run = addr_char(bytes[i]);
+            while i < bytes.len() && addr_char(bytes[i]) == in_run {
                 i += 1;
             }
-            let run = &text[start..i];
-            match run.parse::<IpAddr>() {
-                Ok(ip) if run.contains(['.', ':']) => out.push_str(&self.apply(ip).to_string()),
-                _ => self.mask_ipv4_within(run, &mut out),
+            if in_run {
+                self.mask_run(&text[start..i], &mut out);
+            } else {
+                out.push_str(&text[start..i]);
             }
         }
         out
     }
 
-    /// `run` onto `out`, with each of its runs of digits and dots that is an IPv4 address
-    /// transformed.
-    fn mask_ipv4_within(self, run: &str, out: &mut String) {
+    /// One run of hex digits, `.` and `:` onto `out`, its addresses transformed.
+    fn mask_run(self, run: &str, out: &mut String) {
+        // The longest textual address: IPv6 with an embedded IPv4 address.
+        const LONGEST: usize = 45;
         let mut rest = run;
-        while !rest.is_empty() {
-            let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-            let (v4, tail) = rest.split_at(split);
-            match v4.parse::<Ipv4Addr>() {
-                Ok(ip) => out.push_str(&self.apply(IpAddr::V4(ip)).to_string()),
-                Err(_) => out.push_str(v4),
+        while let Some(first) = rest.chars().next() {
+            let found = (1..=rest.len().min(LONGEST))
+                .rev()
+                .filter(|&end| end == rest.len() || matches!(rest.as_bytes()[end], b'.' | b':'))
+                .find_map(|end| rest[..end].parse::<IpAddr>().ok().filter(|_| rest[..end].contains(['.', ':'])).map(|ip| (ip, end)));
+            match found {
+                Some((ip, end)) => {
+                    out.push_str(&self.apply(ip).to_string());
+                    rest = &rest[end..];
+                }
+                None => {
+                    out.push(first);
+                    rest = &rest[first.len_utf8()..];
+                }
             }
-            let other = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-            out.push_str(&tail[..other]);
-            rest = &tail[other..];
         }
     }
 }
@@ -204,6 +203,7 @@ mod tests {
             r#"{"ClientIP":["198.51.100.23"],"EdgeStartTimestamp":"2026-11-01T00:00:00Z"}"#,
             r#"{"ClientRequestUserAgent":"proxy for 198.51.100.23 via 2001:db8::7","v":"a198.51.100.23"}"#,
             r#"{"ClientIP":"[2001:db8::7]:443"}"#,
+            r#"{"ua":"proxy for 198.51.100.23. and 2001:db8::7.","h":"198.51.100.23.nip.io","x":"2001:db8::7:443"}"#,
         ] {
             for p in [t, h] {
                 let out = p.redact(line);
