@@ -517,27 +517,18 @@ impl SiteWindows {
 
     fn note_event_time(&mut self, ts: Nanos) {
         let jump = self.cfg.allowed_lateness.max(MINUTE);
-        let Some(max) = self.max_ts else {
-            // Event time starts as it jumps: on a run of events near each other, so the first
-            // events of the input cannot set it with bad timestamps.
-            let a = self.ahead_with(ts, jump);
-            if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
-                self.max_ts = Some(a.max);
-                self.ahead = None;
-            } else {
-                self.ahead = Some(a);
+        match self.max_ts {
+            Some(max) if ts <= max => return,
+            Some(max) if ts - max <= jump => {
+                self.max_ts = Some(ts);
+                if self.ahead.is_some_and(|a| a.max <= ts.saturating_add(jump)) {
+                    self.ahead = None;
+                }
+                return;
             }
-            return;
-        };
-        if ts <= max {
-            return;
-        }
-        if ts - max <= jump {
-            self.max_ts = Some(ts);
-            if self.ahead.is_some_and(|a| a.max <= ts.saturating_add(jump)) {
-                self.ahead = None;
-            }
-            return;
+            // Far ahead, or before event time started: event time starts and jumps alike, on a
+            // run of events near each other, so no few events can set it with bad timestamps.
+            _ => {}
         }
         let a = self.ahead_with(ts, jump);
         if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
