@@ -177,14 +177,16 @@ impl Auth {
 /// The periods `tenant` held sites, from `(site, tenant, from_us, to_us)` registrations: each of
 /// its registrations from its start until its end or the next registration of the site.
 fn own_periods(registrations: &[(String, String, i64, Option<i64>)], tenant: &str) -> Vec<SitePeriod> {
+    // By site and start: a registration's successor is the next later one of its site.
+    let mut sorted: Vec<_> = registrations.iter().collect();
+    sorted.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
     let mut out = Vec::new();
-    for (site, _, from, to) in registrations.iter().filter(|r| r.1 == tenant) {
-        let next = registrations.iter().filter(|r| r.0 == *site && r.2 > *from).map(|r| r.2).min();
-        let end = match (*to, next) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        out.push(SitePeriod { site: site.clone(), from_us: Some(*from), to_us: end });
+    for (i, (site, holder, from, to)) in sorted.iter().map(|r| (&r.0, &r.1, r.2, r.3)).enumerate() {
+        if holder != tenant {
+            continue;
+        }
+        let next = sorted[i + 1..].iter().take_while(|n| n.0 == *site).find(|n| n.2 > from).map(|n| n.2);
+        out.push(SitePeriod { site: site.clone(), from_us: Some(from), to_us: [to, next].into_iter().flatten().min() });
     }
     out
 }

@@ -128,19 +128,15 @@ impl Rewriter<'_> {
     /// The rows of the tenant's sites, each within the time it had it by timestamp column `time`
     /// (any time without one): `site IN (...)`, with time bounds per group of sites sharing them.
     fn owned(&self, time: Option<&str>) -> String {
-        let mut groups: std::collections::BTreeMap<(Option<i64>, Option<i64>), Vec<String>> = std::collections::BTreeMap::new();
+        let mut groups: std::collections::BTreeMap<(Option<i64>, Option<i64>), std::collections::BTreeSet<String>> = std::collections::BTreeMap::new();
         for p in &self.scope.sites {
             let bounds = if time.is_some() { (p.from_us, p.to_us) } else { (None, None) };
-            let sites = groups.entry(bounds).or_default();
-            let site = self.literal(&p.site);
-            if !sites.contains(&site) {
-                sites.push(site);
-            }
+            groups.entry(bounds).or_default().insert(self.literal(&p.site));
         }
         let terms: Vec<String> = groups
             .iter()
             .map(|((from, to), sites)| {
-                let mut term = format!("site IN ({})", sites.join(", "));
+                let mut term = format!("site IN ({})", sites.iter().map(String::as_str).collect::<Vec<_>>().join(", "));
                 if let Some(col) = time {
                     let t = self.dialect.epoch_us(col);
                     if let Some(from) = from {
