@@ -2,9 +2,11 @@
 //! gzip as Logpush writes it). Lines are handed out as slices of one reusable buffer, so memory is
 //! bounded by `buffer size + max line length` whatever the input size. A line longer than the limit
 //! is not buffered: its head is kept as an excerpt and the rest skipped up to the next newline.
+//! Zero bytes after the last gzip member (padding, as block devices and some archivers leave it)
+//! end the stream as `gzip -d` reads it; anything else after a member must be another member.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,16 +80,63 @@ pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)>
     let file = Counting { inner: File::open(path)?, counter: counter.clone() };
     let mut buffered = BufReader::with_capacity(1 << 20, file);
     let is_gzip = {
-        use std::io::BufRead;
         let head = buffered.fill_buf()?;
         head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
     };
     let reader: Box<dyn Read + Send> = if is_gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+        Box::new(GzipMembers::new(buffered))
     } else {
         Box::new(buffered)
     };
     Ok((reader, counter))
+}
+
+/// The text of every gzip member of `inner`, one after the other; zero bytes after a member end
+/// the stream (padding), any other bytes must start the next member.
+pub struct GzipMembers<R: BufRead> {
+    member: Option<flate2::bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    pub fn new(inner: R) -> Self {
+        GzipMembers { member: Some(flate2::bufread::GzDecoder::new(inner)) }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.member.as_mut() else { return Ok(0) };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let mut rest = self.member.take().expect("a member is being read").into_inner();
+            let head = rest.fill_buf()?;
+            if head.is_empty() {
+                return Ok(0);
+            }
+            if head[0] == 0 {
+                return skip_padding(&mut rest).map(|()| 0);
+            }
+            self.member = Some(flate2::bufread::GzDecoder::new(rest));
+        }
+    }
+}
+
+/// Consume zero bytes to the end of `r`; an error at the first other byte.
+fn skip_padding(r: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let head = r.fill_buf()?;
+        if head.is_empty() {
+            return Ok(());
+        }
+        if head.iter().any(|&b| b != 0) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "data after the zero padding that follows the last gzip member"));
+        }
+        let n = head.len();
+        r.consume(n);
+    }
 }
 
 /// Splits a byte stream into lines with bounded memory.
@@ -287,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn gzip_multi_member() {
+    fn gzip_multi_member_with_zero_padding() {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.ndjson.gz");
@@ -297,6 +346,7 @@ mod tests {
             enc.write_all(part.as_bytes()).unwrap();
             data.extend(enc.finish().unwrap());
         }
+        data.extend([0u8; 4096]); // padding to a block, as tar and block devices leave it
         std::fs::write(&path, data).unwrap();
         let (rd, counter) = open_file(&path).unwrap();
         let mut r = LineReader::new(rd, 100);
@@ -306,5 +356,38 @@ mod tests {
         }
         assert_eq!(n, 3);
         assert!(counter.get() > 0);
+    }
+
+    fn gz(text: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn gunzip(data: &[u8]) -> io::Result<String> {
+        let mut out = String::new();
+        GzipMembers::new(data).read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn zero_padding_after_the_last_member_ends_the_stream() {
+        let mut data = gz("a\n");
+        data.extend(gz("b\n"));
+        data.extend([0u8; 1000]);
+        assert_eq!(gunzip(&data).unwrap(), "a\nb\n");
+        assert_eq!(gunzip(&gz("")).unwrap(), "");
+    }
+
+    #[test]
+    fn other_bytes_after_a_member_are_an_error() {
+        for tail in [&b"x"[..], b"\0\0x", b"\0\x1f\x8b"] {
+            let mut data = gz("a\n");
+            data.extend_from_slice(tail);
+            assert!(gunzip(&data).is_err(), "{tail:?}");
+        }
+        let whole = gz("a\nb\n");
+        assert!(gunzip(&whole[..whole.len() - 4]).is_err(), "a truncated member");
     }
 }

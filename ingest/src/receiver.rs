@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use crate::dead_letter::{now_nanos, DeadLetter};
 use crate::error::LogError;
 use crate::log::{EventLog, Packer, Record};
-use crate::reader::LineReader;
+use crate::reader::{GzipMembers, LineReader};
 
 /// Settings of the ingest role (`[ingest]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,11 +215,11 @@ impl Drop for Reservation {
     }
 }
 
-/// Inflate a gzip body (every member) into at most `max` bytes, each chunk reserved in `held`
-/// before it is kept.
+/// Inflate a gzip body (every member, zero padding after the last ignored) into at most `max`
+/// bytes; the output's allocation is reserved in `held` before it is made.
 fn inflate(body: &[u8], max: usize, held: &mut Reservation) -> Result<Vec<u8>, BatchError> {
-    let mut decoder = flate2::read::MultiGzDecoder::new(body);
-    let mut out = Vec::with_capacity((body.len().saturating_mul(4)).min(max));
+    let mut decoder = GzipMembers::new(body);
+    let mut out = Vec::new();
     let mut chunk = vec![0u8; INFLATE_STEP];
     loop {
         let n = match decoder.read(&mut chunk) {
@@ -231,8 +231,19 @@ fn inflate(body: &[u8], max: usize, held: &mut Reservation) -> Result<Vec<u8>, B
         if out.len() + n > max {
             return Err(BatchError::TooLarge { limit: max });
         }
-        if !held.grow_to(out.len() + n) {
-            return Err(BatchError::Busy { limit: held.budget.limit });
+        let need = out.len() + n;
+        if need > out.capacity() {
+            // Double as a Vec would, within `max`; exactly what is needed when the budget has
+            // no room for more.
+            let doubled = need.max(out.capacity().saturating_mul(2)).min(max);
+            let cap = if held.grow_to(doubled) {
+                doubled
+            } else if held.grow_to(need) {
+                need
+            } else {
+                return Err(BatchError::Busy { limit: held.budget.limit });
+            };
+            out.reserve_exact(cap - out.len());
         }
         out.extend_from_slice(&chunk[..n]);
     }
@@ -300,6 +311,8 @@ pub fn decode_batch_within(
     }
     batch.events = packer.events();
     batch.messages = packer.take();
+    // The text's spare capacity goes with it; its messages hold about as much as the text.
+    held.shrink_to(text.len());
     Ok((batch, held))
 }
 
@@ -353,7 +366,16 @@ struct ReceiverState<L> {
 }
 
 /// The receiver's routes: `POST /v1/logpush`, `GET /healthz`, `GET /metrics`.
+/// A configuration [`IngestConfig::validate`] refuses for its budget below one batch gets the
+/// budget of one batch, with a warning.
 pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
+    if cfg.max_decompressed_bytes_total < cfg.max_decompressed_bytes {
+        tracing::warn!(
+            total = cfg.max_decompressed_bytes_total,
+            batch = cfg.max_decompressed_bytes,
+            "max_decompressed_bytes_total is below max_decompressed_bytes: raised to it"
+        );
+    }
     let budget = DecodeBudget::new(cfg.max_decompressed_bytes_total.max(cfg.max_decompressed_bytes));
     let state = Arc::new(ReceiverState { inflight: Semaphore::new(cfg.max_inflight_batches.max(1)), budget, cfg, log, metrics: ReceiverMetrics::default() });
     Router::new()

@@ -262,6 +262,20 @@ fn the_decompression_budget_is_shared_by_the_batches_in_flight() {
     assert_eq!(budget.in_use(), 0);
 }
 
+/// A gzip body with zero bytes after its last member (padding) is read as `gzip -d` reads it;
+/// other bytes after a member are a bad body.
+#[test]
+fn zero_padding_after_a_gzip_body_is_ignored() {
+    let text = lines(50);
+    let mut body = gzip(&text);
+    body.extend(gzip(&text));
+    body.extend([0u8; 512]);
+    let batch = decode_batch(&body, true, 1 << 20, 4096, 0).unwrap();
+    assert_eq!((batch.events, batch.dead_letters.len()), (100, 0));
+    body.push(b'x');
+    assert!(matches!(decode_batch(&body, true, 1 << 20, 4096, 0), Err(BatchError::BadGzip(_))));
+}
+
 /// An event log whose appends wait until released: a batch stays in flight meanwhile.
 struct GatedLog {
     inner: MemoryLog,
