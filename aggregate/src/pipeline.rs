@@ -397,9 +397,11 @@ pub fn replay_files<S: RollupSink>(
     cfg.source = format!("{}-{fingerprint:016x}", cfg.source);
     let (source, partition) = (cfg.source.clone(), cfg.partition);
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
-    // A replay of the same input replaces an earlier one: its files are removed first, since the
-    // names of this run's need not be theirs (another --flush-rows cuts other spans).
-    let replaced = pipeline.sink_mut().discard_after(&source, partition, 0, false)?;
+    // Every write of this input set, by any replay of it: removed before a replay (it replaces an
+    // earlier one, whose file names need not be this run's, as another --flush-rows cuts other
+    // spans) and after a failed one.
+    let remove_this_input = |pipeline: &mut EmbeddedPipeline<S>| pipeline.sink_mut().discard_after(&source, partition, 0, false);
+    let replaced = remove_this_input(&mut pipeline)?;
     if replaced > 0 {
         tracing::info!(source = %source, writes = replaced, "replacing an earlier replay of the same input");
     }
@@ -430,7 +432,7 @@ pub fn replay_files<S: RollupSink>(
     let outcome = run().and_then(|()| pipeline.close_all_and_flush().map_err(PipelineError::from));
     if let Err(cause) = outcome {
         let cause = Box::new(cause);
-        return Err(match pipeline.sink_mut().discard_after(&source, partition, 0, false) {
+        return Err(match remove_this_input(&mut pipeline) {
             Ok(removed) => PipelineError::Aborted { cause, removed },
             Err(discard) => PipelineError::AbortedPartly { cause, discard },
         });
