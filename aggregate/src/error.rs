@@ -77,9 +77,22 @@ pub enum PipelineError {
     /// replay of the repaired input counts nothing twice.
     #[error("{cause}; the replay stopped{}", if *removed == 0 { " before writing anything".to_owned() } else { format!(" and removed the {removed} writes it had made, so nothing of it is in the output") })]
     Aborted { cause: Box<PipelineError>, removed: u64 },
+    /// A replay including some, not all, of the files of an earlier replay into the same output:
+    /// those would be counted twice.
+    #[error("{file} was replayed into this output before, together with {}, which this replay leaves out: replay them all together (a replay including every file of an earlier one replaces it)", names(left_out))]
+    PartOfAnEarlierReplay { file: String, left_out: Vec<String> },
     /// A replay stopped by an error whose writes could not all be removed.
     #[error("{cause}; the replay stopped, and removing the writes it had made failed ({discard}): replaying the same files again replaces them")]
     AbortedPartly { cause: Box<PipelineError>, discard: SinkError },
+}
+
+/// At most five names, and how many more.
+fn names(all: &[String]) -> String {
+    let mut text = all.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ");
+    if all.len() > 5 {
+        text += &format!(" and {} more", all.len() - 5);
+    }
+    text
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use edgelens_schemas::{InvalidReason, Nanos};
 use crate::checkpoint::{Dec, Enc};
 use crate::detect::{AttackDetector, DetectorConfig};
 use crate::error::{PipelineError, SinkError};
-use crate::sink::{OffsetSpan, RollupSink, SinkBatch};
+use crate::sink::{OffsetSpan, ReplayFile, ReplayRun, RollupSink, SinkBatch};
 use crate::sites::HostSites;
 use crate::windows::{Observed, SiteWindows, WindowConfig};
 
@@ -381,7 +381,14 @@ pub struct ReplayProgress {
     pub lines: u64,
 }
 
-/// Run files through the embedded pipeline into `sink`, one after the other as one stream.
+/// Run files through the embedded pipeline into `sink`, one after the other as one stream, in the
+/// order of their first events (so a listing of per-zone or per-day folders is read in time
+/// order, not with whole files behind the watermark).
+///
+/// Replays are recorded in the sink ([`ReplayRun`]): a replay whose files include every file of an
+/// earlier replay replaces it (its writes are removed first), so replaying a file set again, or
+/// with files added, counts nothing twice; a replay including only some files of an earlier one
+/// is refused, naming the files it leaves out. Files are known by their text, not their names.
 pub fn replay_files<S: RollupSink>(
     paths: &[PathBuf],
     mut cfg: PipelineConfig,
@@ -390,25 +397,39 @@ pub fn replay_files<S: RollupSink>(
 ) -> Result<(PipelineStats, S), PipelineError> {
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let max_line = cfg.max_line;
-    // Lake file names derive from the source and the line span: the input's fingerprint in the
-    // source makes replaying the same files again replace the earlier replay's files
-    // (idempotent), while other files replayed into the same lake get names of their own.
-    let fingerprint = input_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?;
-    cfg.source = format!("{}-{fingerprint:016x}", cfg.source);
-    let (source, partition) = (cfg.source.clone(), cfg.partition);
+    let inputs = survey_inputs(paths)?;
+    // Lake file names derive from the source and the line span: the input set's fingerprint in
+    // the source gives each set names of its own.
+    let legacy_source = format!("{}-{:016x}", cfg.source, legacy_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?);
+    let run = ReplayRun {
+        source: format!("{}-{:016x}", cfg.source, set_fingerprint(&inputs)),
+        files: inputs.iter().map(|i| ReplayFile { name: file_name(&i.path), identity: format!("{:016x}", i.identity) }).collect(),
+    };
+    cfg.source = run.source.clone();
+    let partition = cfg.partition;
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
-    // Every write of this input set, by any replay of it: removed before a replay (it replaces an
-    // earlier one, whose file names need not be this run's, as another --flush-rows cuts other
-    // spans) and after a failed one.
-    let remove_this_input = |pipeline: &mut EmbeddedPipeline<S>| pipeline.sink_mut().discard_after(&source, partition, 0, false);
-    let replaced = remove_this_input(&mut pipeline)?;
-    if replaced > 0 {
-        tracing::info!(source = %source, writes = replaced, "replacing an earlier replay of the same input");
+    let sink = pipeline.sink_mut();
+    let replaced = replaced_runs(&sink.replay_runs()?, &run)?;
+    // Recorded before anything is written, so the writes of a replay that dies half-way are found
+    // and replaced by the next replay including its files.
+    sink.record_replay_run(&run)?;
+    // Replays of this input before edgelens recorded replays were named by the files' names,
+    // sizes and order.
+    let mut removed = 0;
+    for source in replaced.iter().chain([&run.source, &legacy_source]) {
+        removed += sink.discard_after(source, partition, 0, false)?;
+    }
+    for source in replaced.iter().filter(|s| **s != run.source) {
+        sink.forget_replay_run(source)?;
+    }
+    if removed > 0 {
+        tracing::info!(source = %run.source, replaced = ?replaced, writes = removed, "replacing earlier replays of these files");
     }
     let mut bytes_before = 0;
     let now = now_nanos();
-    let mut run = || -> Result<(), PipelineError> {
-        for path in paths {
+    let mut read_all = || -> Result<(), PipelineError> {
+        for input in &inputs {
+            let path = &input.path;
             let input_err = |source| PipelineError::Input { path: path.clone(), source };
             let (reader, counter) = open_file(path).map_err(input_err)?;
             let source = format!("replay:{}", file_name(path));
@@ -427,12 +448,13 @@ pub fn replay_files<S: RollupSink>(
         Ok(())
     };
     // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote:
-    // flushes before the failure are under names of this input set, which the repaired input's
-    // replay would not replace, so they would be counted twice. The final flush is part of it.
-    let outcome = run().and_then(|()| pipeline.close_all_and_flush().map_err(PipelineError::from));
+    // the repaired input's replay might be another input set, which would not replace it. The
+    // final flush is part of it.
+    let outcome = read_all().and_then(|()| pipeline.close_all_and_flush().map_err(PipelineError::from));
     if let Err(cause) = outcome {
         let cause = Box::new(cause);
-        return Err(match remove_this_input(&mut pipeline) {
+        let sink = pipeline.sink_mut();
+        return Err(match sink.discard_after(&run.source, partition, 0, false).and_then(|removed| sink.forget_replay_run(&run.source).map(|()| removed)) {
             Ok(removed) => PipelineError::Aborted { cause, removed },
             Err(discard) => PipelineError::AbortedPartly { cause, discard },
         });
@@ -440,9 +462,80 @@ pub fn replay_files<S: RollupSink>(
     Ok((pipeline.stats, pipeline.sink))
 }
 
-/// FNV-1a over each input's file name, length and first 64 KiB: stable across runs, cheap even
-/// for huge files.
-fn input_fingerprint(paths: &[PathBuf]) -> Result<u64, (PathBuf, std::io::Error)> {
+/// An input file of a replay, surveyed before it is read.
+#[derive(Debug)]
+struct Input {
+    path: PathBuf,
+    /// FNV-1a of the first [`IDENTITY_HEAD`] bytes of its text (after gzip).
+    identity: u64,
+    /// The time of the first valid event in that head.
+    first_ts: Option<Nanos>,
+}
+
+/// How much of a file's text identifies it.
+const IDENTITY_HEAD: usize = 64 << 10;
+
+/// Identify each input and order them by their first event (files without one first: they
+/// hold nothing to count); ties keep the order given.
+fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
+    use std::io::Read;
+    let mut inputs = Vec::with_capacity(paths.len());
+    for path in paths {
+        let err = |source| PipelineError::Input { path: path.clone(), source };
+        let (reader, _) = open_file(path).map_err(err)?;
+        let mut head = Vec::with_capacity(IDENTITY_HEAD);
+        reader.take(IDENTITY_HEAD as u64).read_to_end(&mut head).map_err(err)?;
+        let mut h = crate::checkpoint::Fnv1a::new();
+        h.update(&head);
+        let first_ts = head
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&head)
+            .split(|&b| b == b'\n')
+            .filter_map(|line| edgelens_schemas::parse_line(line.strip_suffix(b"\r").unwrap_or(line)).ok())
+            .map(|ev| ev.ts)
+            .next();
+        inputs.push(Input { path: path.clone(), identity: h.finish(), first_ts });
+    }
+    inputs.sort_by_key(|i| i.first_ts);
+    Ok(inputs)
+}
+
+/// The input set's fingerprint: whatever order and names its files were given in.
+fn set_fingerprint(inputs: &[Input]) -> u64 {
+    let mut ids: Vec<u64> = inputs.iter().map(|i| i.identity).collect();
+    ids.sort_unstable();
+    let mut h = crate::checkpoint::Fnv1a::new();
+    for id in ids {
+        h.update(&id.to_le_bytes());
+    }
+    h.finish()
+}
+
+/// The earlier replays `run` replaces (every file of theirs is one of its files); an error when
+/// one shares only some of its files with it.
+fn replaced_runs(earlier: &[ReplayRun], run: &ReplayRun) -> Result<Vec<String>, PipelineError> {
+    let ours: std::collections::HashSet<&str> = run.files.iter().map(|f| f.identity.as_str()).collect();
+    let mut replaced = Vec::new();
+    for r in earlier {
+        let (inside, outside): (Vec<&ReplayFile>, Vec<&ReplayFile>) = r.files.iter().partition(|f| ours.contains(f.identity.as_str()));
+        if inside.is_empty() {
+            continue;
+        }
+        if !outside.is_empty() {
+            let shared = run.files.iter().find(|f| f.identity == inside[0].identity).map_or(&inside[0].name, |f| &f.name);
+            return Err(PipelineError::PartOfAnEarlierReplay {
+                file: shared.clone(),
+                left_out: outside.iter().map(|f| f.name.clone()).collect(),
+            });
+        }
+        replaced.push(r.source.clone());
+    }
+    Ok(replaced)
+}
+
+/// How replays named their input sets before they were recorded: FNV-1a over each input's file
+/// name, length and first 64 KiB (as stored), in the order given.
+fn legacy_fingerprint(paths: &[PathBuf]) -> Result<u64, (PathBuf, std::io::Error)> {
     use std::io::Read;
     const HEAD: u64 = 64 << 10;
     let mut h = crate::checkpoint::Fnv1a::new();

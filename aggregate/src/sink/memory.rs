@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::RecordBatch;
 
-use super::{OffsetSpan, RollupSink, SinkBatch};
+use super::{OffsetSpan, ReplayRun, RollupSink, SinkBatch};
 use crate::batches;
 use crate::error::SinkError;
 
@@ -13,6 +13,8 @@ use crate::error::SinkError;
 pub struct MemorySink {
     /// span → (table name, batch)
     pub writes: BTreeMap<OffsetSpan, Vec<(&'static str, RecordBatch)>>,
+    /// Replays recorded, by source.
+    pub replays: BTreeMap<String, ReplayRun>,
 }
 
 impl MemorySink {
@@ -34,5 +36,19 @@ impl RollupSink for MemorySink {
         let source = OffsetSpan::sanitize_source(source);
         self.writes.retain(|s, _| !(s.source == source && s.partition == partition && s.written_after(position, keep_empty)));
         Ok((before - self.writes.len()) as u64)
+    }
+
+    fn replay_runs(&self) -> Result<Vec<ReplayRun>, SinkError> {
+        Ok(self.replays.values().cloned().collect())
+    }
+
+    fn record_replay_run(&mut self, run: &ReplayRun) -> Result<(), SinkError> {
+        self.replays.insert(run.source.clone(), run.clone());
+        Ok(())
+    }
+
+    fn forget_replay_run(&mut self, source: &str) -> Result<(), SinkError> {
+        self.replays.remove(source);
+        Ok(())
     }
 }

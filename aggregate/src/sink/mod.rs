@@ -96,6 +96,40 @@ pub trait RollupSink {
     /// except the empty-input span `(position, position]` when `keep_empty` (written *before* that
     /// checkpoint, by an idle close). Returns how many writes (files, for the lake) were removed.
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError>;
+
+    /// The replays recorded in this sink (see [`ReplayRun`]); none for a sink that keeps no record.
+    fn replay_runs(&self) -> Result<Vec<ReplayRun>, SinkError> {
+        Ok(Vec::new())
+    }
+
+    /// Record a replay before it writes anything, replacing a record of the same source.
+    fn record_replay_run(&mut self, _run: &ReplayRun) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// Drop the record of a replay whose writes were removed.
+    fn forget_replay_run(&mut self, _source: &str) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A replay's input files and the source its writes carry, recorded where it writes: a later
+/// replay including every file of it replaces its writes, one including some of them is refused
+/// (it would count those twice).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRun {
+    pub source: String,
+    pub files: Vec<ReplayFile>,
+}
+
+/// One input of a replay: its name when replayed, and its identity (a hash of its text's first
+/// 64 KiB: the same for a copy, a renamed or a recompressed file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFile {
+    pub name: String,
+    pub identity: String,
 }
 
 /// The sinks of one aggregator or replay: the Parquet lake always, ClickHouse when configured.
@@ -197,6 +231,18 @@ impl RollupSink for Sinks {
         }
         Ok(removed)
     }
+
+    fn replay_runs(&self) -> Result<Vec<ReplayRun>, SinkError> {
+        self.lake.replay_runs()
+    }
+
+    fn record_replay_run(&mut self, run: &ReplayRun) -> Result<(), SinkError> {
+        self.lake.record_replay_run(run)
+    }
+
+    fn forget_replay_run(&mut self, source: &str) -> Result<(), SinkError> {
+        self.lake.forget_replay_run(source)
+    }
 }
 
 /// One sink shared by several pipelines (the partitions of one aggregator).
@@ -207,6 +253,18 @@ impl<S: RollupSink> RollupSink for std::sync::Arc<std::sync::Mutex<S>> {
 
     fn discard_after(&mut self, source: &str, partition: i32, position: u64, keep_empty: bool) -> Result<u64, SinkError> {
         self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).discard_after(source, partition, position, keep_empty)
+    }
+
+    fn replay_runs(&self) -> Result<Vec<ReplayRun>, SinkError> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).replay_runs()
+    }
+
+    fn record_replay_run(&mut self, run: &ReplayRun) -> Result<(), SinkError> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record_replay_run(run)
+    }
+
+    fn forget_replay_run(&mut self, source: &str) -> Result<(), SinkError> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_replay_run(source)
     }
 }
 

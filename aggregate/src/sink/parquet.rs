@@ -6,6 +6,9 @@
 //!   removes its temporary file and reports the I/O error with the path;
 //! - idempotent per span: the file name is derived from the table, the date and the offset span, so
 //!   writing the same span again replaces the file instead of adding rows.
+//!
+//! Replays into the lake are recorded in `DIR/.replays/<source>.json` ([`ReplayRun`]), written
+//! like the data files (temporary file, sync, rename).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -22,12 +25,15 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{OffsetSpan, RollupSink, SinkBatch};
+use super::{OffsetSpan, ReplayRun, RollupSink, SinkBatch};
 use crate::batches;
 use crate::error::SinkError;
 
 /// Name of the directory, inside the lake, where files are written before they are renamed in.
 pub const TMP_DIR: &str = ".tmp";
+
+/// Name of the directory, inside the lake, of the replays' records.
+pub const REPLAYS_DIR: &str = ".replays";
 
 /// A temporary file older than this is a crashed writer's leftover.
 const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -245,6 +251,56 @@ impl RollupSink for ParquetLake {
             }
         }
         Ok(removed)
+    }
+
+    fn replay_runs(&self) -> Result<Vec<ReplayRun>, SinkError> {
+        let dir = self.dir.join(REPLAYS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(SinkError::Io { path: dir, source: e }),
+        };
+        let mut runs = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let text = fs::read(&path).map_err(SinkError::io(&path))?;
+            let run = serde_json::from_slice(&text).map_err(|e| SinkError::Schema(format!("{}: not a replay record: {e}", path.display())))?;
+            runs.push(run);
+        }
+        runs.sort_by(|a: &ReplayRun, b| a.source.cmp(&b.source));
+        Ok(runs)
+    }
+
+    fn record_replay_run(&mut self, run: &ReplayRun) -> Result<(), SinkError> {
+        let dir = self.dir.join(REPLAYS_DIR);
+        fs::create_dir_all(&dir).map_err(SinkError::io(&dir))?;
+        let name = format!("{}.json", OffsetSpan::sanitize_source(&run.source));
+        let tmp = self.dir.join(TMP_DIR).join(&name);
+        let text = serde_json::to_vec_pretty(run).map_err(|e| SinkError::Schema(e.to_string()))?;
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(&text)?;
+            f.sync_all()
+        });
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, dir.join(&name))) {
+            let _ = fs::remove_file(&tmp);
+            return Err(SinkError::Io { path: dir.join(name), source: e });
+        }
+        sync_dir(&dir);
+        Ok(())
+    }
+
+    fn forget_replay_run(&mut self, source: &str) -> Result<(), SinkError> {
+        let dir = self.dir.join(REPLAYS_DIR);
+        let path = dir.join(format!("{}.json", OffsetSpan::sanitize_source(source)));
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SinkError::Io { path, source: e }),
+        }
+        Ok(())
     }
 }
 
