@@ -589,7 +589,10 @@ impl Ctx<'_> {
         let profile = st.profile.as_deref().unwrap_or(&empty);
         let sample: Vec<Tuple> = inc.sample.iter().map(|s| s.tuple).collect();
         let normal_fraction = if inc.sum_requests > 0.0 { inc.sum_expected / inc.sum_requests } else { 1.0 };
-        if let Some(sig) = derive(&sample, normal_fraction, profile) {
+        // A signature naming the senders is not replaced by one that names nobody (a later
+        // sample dominated by the page the attack asks for).
+        let keeps_naming = |sig: &Signature| sig.is_discriminating() || !inc.signature.as_ref().is_some_and(Signature::is_discriminating);
+        if let Some(sig) = derive(&sample, normal_fraction, profile).filter(keeps_naming) {
             inc.vector = classify(&sig, &inc.sample, &inc.names);
             inc.signature = Some(sig);
         }

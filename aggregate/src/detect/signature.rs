@@ -70,7 +70,7 @@ impl Signature {
     /// produces, not only which page is asked for: a surge to one hot page is what a flash
     /// crowd looks like.
     pub fn is_discriminating(&self) -> bool {
-        self.predicates.iter().any(|p| p.attr.is_client() || p.attr == Attr::Query)
+        self.predicates.iter().any(|p| discriminating(p.attr))
     }
 
     pub fn encode(&self, e: &mut Enc) {
@@ -109,6 +109,15 @@ impl Signature {
     }
 }
 
+/// A predicate on it names who sends the requests, or a request shape no normal client produces.
+fn discriminating(a: Attr) -> bool {
+    a.is_client() || a == Attr::Query
+}
+
+/// A predicate naming the senders goes first when its score is at least this fraction of the
+/// best candidate's.
+const NEAR_BEST: f64 = 0.95;
+
 /// Per-attribute candidate with the normal share of its values (for conjunction bounds).
 struct Candidate {
     pred: Predicate,
@@ -134,14 +143,19 @@ pub fn derive(sample: &[Tuple], normal_fraction: f64, profile: &SiteProfile) -> 
         return None;
     }
     let score = |c: &Candidate| c.pred.precision * c.pred.coverage;
+    let better = |&i: &usize, &j: &usize| {
+        let (a, b) = (&cands[i], &cands[j]);
+        score(a).total_cmp(&score(b)).then(b.pred.attr.generality().cmp(&a.pred.attr.generality())).then(b.pred.attr.cmp(&a.pred.attr))
+    };
+    // A signature is for telling the attack's senders apart: a predicate naming them (or a request
+    // shape no normal client sends) about as good as the best goes first. Otherwise a property
+    // the attack shares with few normal requests (its protocol, its method) could reach the
+    // target precision alone, and the conjunction would stop without naming anyone.
+    let best = cands.iter().map(score).fold(0.0, f64::max);
     let first = (0..cands.len())
-        .max_by(|&i, &j| {
-            let (a, b) = (&cands[i], &cands[j]);
-            score(a)
-                .total_cmp(&score(b))
-                .then(b.pred.attr.generality().cmp(&a.pred.attr.generality()))
-                .then(b.pred.attr.cmp(&a.pred.attr))
-        })
+        .filter(|&i| discriminating(cands[i].pred.attr) && score(&cands[i]) >= NEAR_BEST * best)
+        .max_by(better)
+        .or_else(|| (0..cands.len()).max_by(better))
         .expect("non-empty");
     let mut chosen = vec![cands.swap_remove(first)];
     let (mut precision, mut coverage) = (chosen[0].pred.precision, chosen[0].pred.coverage);
@@ -168,6 +182,22 @@ pub fn derive(sample: &[Tuple], normal_fraction: f64, profile: &SiteProfile) -> 
         chosen.push(cands.swap_remove(i));
         precision = p;
         coverage = cov;
+    }
+    if !chosen.iter().any(|c| discriminating(c.pred.attr)) && chosen.len() < MAX_PREDICATES {
+        // Nothing names the senders yet: the predicate that does, keeping the most of the
+        // conjunction's precision and coverage, is added even when it adds no precision.
+        let named = cands
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| discriminating(c.pred.attr))
+            .map(|(i, c)| (i, conjunction(chosen.iter().chain(std::iter::once(c)), sample, n_normal, n_attack)))
+            .filter(|&(_, (p, cov))| cov >= 0.95 * coverage && p >= precision - 0.002)
+            .max_by(|a, b| (a.1 .0 * a.1 .1).total_cmp(&(b.1 .0 * b.1 .1)));
+        if let Some((i, (p, cov))) = named {
+            chosen.push(cands.swap_remove(i));
+            precision = p;
+            coverage = cov;
+        }
     }
     let mut predicates: Vec<Predicate> = chosen.into_iter().map(|c| c.pred).collect();
     predicates.sort_by_key(|p| p.attr);
@@ -365,6 +395,36 @@ mod tests {
 
     fn attrs_mix(i: u64) -> u64 {
         crate::detect::attrs::mix(i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// Regression: a burst whose protocol and TLS fingerprint the site never sees otherwise got
+    /// the protocol alone as its signature (equally good, and coarser), which names nobody, so
+    /// the burst was never confirmed.
+    #[test]
+    fn a_predicate_naming_the_senders_goes_before_an_equally_good_request_property() {
+        let p = profile();
+        let burst = |i: u64| {
+            let mut t = normal(i);
+            t[Attr::Protocol as usize] = 7_000;
+            t[Attr::Ja3 as usize] = 8_000;
+            t
+        };
+        let mut sample: Vec<Tuple> = (0..10).map(normal).collect();
+        sample.extend((0..300).map(burst));
+        let sig = derive(&sample, 10.0 / 310.0, &p).expect("signature");
+        assert!(sig.is_discriminating(), "{sig:?}");
+        assert_eq!(sig.predicates.iter().map(|p| p.attr).collect::<Vec<_>>(), [Attr::Ja3], "{sig:?}");
+        // Where only a request property separates the burst, it stays the signature (and the
+        // detector does not confirm on it).
+        let shape_only = |i: u64| {
+            let mut t = normal(i);
+            t[Attr::Protocol as usize] = 7_000;
+            t
+        };
+        let mut sample: Vec<Tuple> = (0..10).map(normal).collect();
+        sample.extend((0..300).map(shape_only));
+        let sig = derive(&sample, 10.0 / 310.0, &p).expect("signature");
+        assert!(!sig.is_discriminating(), "{sig:?}");
     }
 
     #[test]
