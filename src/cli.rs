@@ -318,10 +318,7 @@ struct QueryArgs {
 struct PgListen(Option<SocketAddr>);
 
 fn parse_pg_listen(s: &str) -> std::result::Result<PgListen, String> {
-    match s.trim() {
-        "" | "off" => Ok(PgListen(None)),
-        addr => addr.parse().map(|a| PgListen(Some(a))).map_err(|e| format!("{e} (expected HOST:PORT or off)")),
-    }
+    edgelens_query::pgwire::listen_address::parse(s).map(PgListen)
 }
 
 pub fn main() -> ExitCode {

@@ -470,7 +470,7 @@ impl SiteWindows {
         let rate = group(&mut self.rates, window, sizes.rates, site);
         let m = &mut rate.m;
         m.requests += 1;
-        m.bytes += ev.bytes;
+        m.bytes = m.bytes.saturating_add(ev.bytes);
         match class {
             2 => m.status_2xx += 1,
             3 => m.status_3xx += 1,
@@ -493,11 +493,11 @@ impl SiteWindows {
         };
         let t = group(&mut self.traffic, minute, sizes.traffic, key);
         t.requests += 1;
-        t.bytes += ev.bytes;
+        t.bytes = t.bytes.saturating_add(ev.bytes);
 
         let a = group(&mut self.asn, minute, sizes.asn, AsnKey { site, asn: ev.asn, country });
         a.c.requests += 1;
-        a.c.bytes += ev.bytes;
+        a.c.bytes = a.c.bytes.saturating_add(ev.bytes);
         a.clients.insert_hashed(client);
 
         if late {

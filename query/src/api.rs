@@ -362,8 +362,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Query parameters of the series endpoints, all as text so that every mistake gets our message.
+/// Query parameters of the series endpoints, all as text so that every mistake gets our message;
+/// an unknown (misspelled) one is an error, not a default silently applied.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SeriesParams {
     from: Option<String>,
     to: Option<String>,
@@ -380,6 +382,11 @@ fn params(query: Result<Query<SeriesParams>, QueryRejection>) -> Result<SeriesPa
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+/// A site named in a request, as sites are stored: lower case, no trailing dot.
+fn site_param(site: &str) -> Result<String> {
+    edgelens_schemas::registry::normalize_site(site).map_err(|e| QueryError::InvalidParameter(format!("invalid site: {e}")))
 }
 
 /// Without `from`, a series covers the hour before `to`.
@@ -413,12 +420,12 @@ async fn site_rates_handler(
     query: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Response> {
     let p = params(query)?;
-    let format = SeriesFormat::parse(p.format.as_deref())?;
-    if site.is_empty() {
-        return Err(QueryError::InvalidParameter("site must not be empty".into()));
+    if p.by.is_some() || p.top.is_some() || p.min_confidence.is_some() {
+        return Err(QueryError::InvalidParameter("site rates take from, to, step and format".into()));
     }
+    let format = SeriesFormat::parse(p.format.as_deref())?;
     let req = SiteRatesRequest {
-        site,
+        site: site_param(&site)?,
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(site_rates::GRANULARITY),
     };
@@ -429,8 +436,9 @@ async fn site_rates_handler(
     }
 }
 
-/// Query parameters of the incidents endpoints.
+/// Query parameters of the incidents endpoints; an unknown one is an error.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IncidentParams {
     from: Option<String>,
     to: Option<String>,
@@ -455,7 +463,7 @@ async fn incidents_handler(
     let format = SeriesFormat::parse(p.format.as_deref())?;
     let req = IncidentListRequest {
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
-        sites: p.site.filter(|s| !s.is_empty()).map(|s| vec![s]),
+        sites: p.site.filter(|s| !s.is_empty()).map(|s| site_param(&s)).transpose()?.map(|s| vec![s]),
         status: incidents::parse_status(p.status.as_deref())?,
         vector: incidents::parse_vector(p.vector.as_deref())?,
         limit: incidents::parse_limit(p.limit.as_deref())?,

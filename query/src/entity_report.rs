@@ -167,8 +167,21 @@ pub async fn entity_incidents(
     req: &IncidentListRequest,
 ) -> Result<IncidentList> {
     let mappings = attributions(view, entity, &req.range, min_confidence).await?;
+    if mappings.is_empty() {
+        ensure_known(view, entity).await?;
+    }
     let incidents = incidents_of(view, &mappings, req).await?;
     Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), incidents })
+}
+
+/// 404 for an entity the registry attributes no site to at any time: a mistyped name would
+/// otherwise read as an entity without traffic or incidents.
+async fn ensure_known(view: View<'_>, entity: &str) -> Result<()> {
+    let sql = format!("SELECT site FROM site_entities WHERE entity = {} LIMIT 1", view.dialect().string(entity));
+    if view.query(&sql).await?.batches.iter().any(|b| b.num_rows() > 0) {
+        return Ok(());
+    }
+    Err(QueryError::NotFound(format!("no site is attributed to the entity {entity:?} in the registry (names are matched exactly)")))
 }
 
 /// Build the report.
@@ -177,9 +190,8 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     req.range.check_steps(req.step)?;
     let d = view.dialect();
     let mappings = attributions(view, &req.entity, &req.range, req.min_confidence).await?;
-    if mappings.is_empty() && !view.query(&format!("SELECT site FROM site_entities WHERE entity = {} LIMIT 1", d.string(&req.entity))).await?.batches.iter().any(|b| b.num_rows() > 0) {
-        // A mistyped name would otherwise read as an entity without traffic.
-        return Err(QueryError::NotFound(format!("no site is attributed to the entity {:?} in the registry (names are matched exactly)", req.entity)));
+    if mappings.is_empty() {
+        ensure_known(view, &req.entity).await?;
     }
     let sites: BTreeSet<String> = mappings.iter().map(|m| m.site.clone()).collect();
     let bucket_of = |us: i64| us.div_euclid(req.step.micros()) * req.step.micros();

@@ -66,7 +66,7 @@ pub struct QueryConfig {
     pub data_dir: PathBuf,
     /// `lake` (default) or `clickhouse`: what the API, SQL and dashboard read.
     pub backend: BackendKind,
-    /// Address of the Postgres wire protocol listener; `""` disables it.
+    /// Address of the Postgres wire protocol listener; `"off"` (or `""`) disables it.
     #[serde(with = "crate::pgwire::listen_address")]
     pub pg_listen: Option<SocketAddr>,
     /// ClickHouse, read when `backend = "clickhouse"`: the config file's `[clickhouse]` section
@@ -191,4 +191,18 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/lake"));
         assert!(serde_json::from_str::<QueryConfig>(r#"{"listen_addr": "0.0.0.0:9000"}"#).is_err());
     }
+
+    /// Regression: `pg_listen = "off"` was refused in a config file while `--pg-listen off` worked.
+    #[test]
+    fn pg_listen_off_disables_the_listener_in_a_file_as_on_the_command_line() {
+        for off in ["off", "", " off "] {
+            let config: QueryConfig = serde_json::from_value(serde_json::json!({ "pg_listen": off })).unwrap();
+            assert_eq!(config.pg_listen, None, "{off:?}");
+        }
+        let config: QueryConfig = serde_json::from_str(r#"{"pg_listen": "127.0.0.1:6543"}"#).unwrap();
+        assert_eq!(config.pg_listen.map(|a| a.port()), Some(6543));
+        let err = serde_json::from_str::<QueryConfig>(r#"{"pg_listen": "nowhere"}"#).unwrap_err().to_string();
+        assert!(err.contains("expected HOST:PORT or off"), "{err}");
+    }
 }
+

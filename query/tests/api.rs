@@ -482,6 +482,12 @@ async fn traffic_share_by_entity_needs_registry() {
     assert_eq!(v["series"][0]["key"], "Acme");
     assert_eq!(v["series"][0]["requests"], 180);
 
+    // A mistyped entity is 404 for its incidents as for its report, not an empty list.
+    assert_eq!(svc.get(&format!("/v1/incidents?{RANGE}&entity=Acme")).await.status, 200);
+    let reply = svc.get(&format!("/v1/incidents?{RANGE}&entity=Acme%20Corp")).await;
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    assert!(reply.text().contains("no site is attributed to the entity"), "{}", reply.text());
+
     svc.stop().await;
 }
 
@@ -535,9 +541,13 @@ async fn site_rates_series() {
     assert_eq!(points[1]["requests"].as_u64(), Some(60), "{v}");
     assert!(approx(&points[1]["rps"], 60.0 / 20.0), "{v}");
 
-    // A site name that would break naive SQL quoting is just an unknown site.
-    let v = svc.get("/v1/sites/x'%20OR%20'1'='1/rates?from=2026-11-01T23:00:00Z&to=2026-11-02T01:00:00Z").await.json();
-    assert_eq!(v["points"], json!([]));
+    // A site name that would break naive SQL quoting is no site name.
+    let reply = svc.get("/v1/sites/x'%20OR%20'1'='1/rates?from=2026-11-01T23:00:00Z&to=2026-11-02T01:00:00Z").await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    // Site names are matched as stored: lower case, without a trailing dot.
+    let range = "from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z";
+    let lower = svc.get(&format!("/v1/sites/shop.example/rates?{range}")).await.json();
+    assert_eq!(svc.get(&format!("/v1/sites/Shop.EXAMPLE./rates?{range}")).await.json(), lower);
 
     svc.stop().await;
 }
@@ -562,6 +572,12 @@ async fn bad_parameters_are_400_with_json_error() {
         "/v1/traffic-share?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&step=1m".to_owned(),
         format!("/v1/sites/shop.example/rates?{RANGE}&step=5s"),
         format!("/v1/sites/shop.example/rates?{RANGE}&step=15s"),
+        // Misspelled or misplaced parameters are refused, not ignored for a default.
+        format!("/v1/traffic-share?{RANGE}&stpe=1h"),
+        format!("/v1/sites/shop.example/rates?{RANGE}&by=site&top=3"),
+        format!("/v1/incidents?{RANGE}&sites=shop.example"),
+        format!("/v1/incidents?{RANGE}&site=bad%20site"),
+        format!("/v1/reports/entities/Acme?{RANGE}&stpe=1h"),
     ] {
         let reply = svc.get(&path).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.text());

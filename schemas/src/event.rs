@@ -231,6 +231,8 @@ pub enum InvalidReason {
     InvalidStatus(u16),
     #[error("invalid site name {0:?}")]
     InvalidSite(String),
+    #[error("invalid EdgeResponseBytes {0} (expected at most {MAX_RESPONSE_BYTES})")]
+    InvalidBytes(u64),
     #[error("line of {len} bytes exceeds the limit of {limit} bytes")]
     LineTooLong { len: usize, limit: usize },
     #[error("event time {lag_secs} s behind the watermark, past the allowed lateness")]
@@ -253,6 +255,7 @@ impl InvalidReason {
             Self::InvalidClientIp(_) => "invalid_client_ip",
             Self::InvalidStatus(_) => "invalid_status",
             Self::InvalidSite(_) => "invalid_site",
+            Self::InvalidBytes(_) => "invalid_bytes",
             Self::LineTooLong { .. } => "line_too_long",
             Self::TooLate { .. } => "too_late",
             Self::FutureTimestamp { .. } => "future_timestamp",
@@ -260,7 +263,7 @@ impl InvalidReason {
     }
 
     /// Every reason code, for metrics and docs.
-    pub const CODES: [&'static str; 11] = [
+    pub const CODES: [&'static str; 12] = [
         "invalid_utf8",
         "malformed_json",
         "wrong_type",
@@ -269,11 +272,16 @@ impl InvalidReason {
         "invalid_client_ip",
         "invalid_status",
         "invalid_site",
+        "invalid_bytes",
         "line_too_long",
         "too_late",
         "future_timestamp",
     ];
 }
+
+/// The largest `EdgeResponseBytes` taken (1 TiB): larger is a broken value, and sums of such
+/// values would overflow.
+pub const MAX_RESPONSE_BYTES: u64 = 1 << 40;
 
 /// Parse and validate one NDJSON line (without its trailing newline).
 pub fn parse_line(line: &[u8]) -> Result<EdgeEvent<'_>, InvalidReason> {
@@ -321,10 +329,15 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
         Some(WireTimestamp(Some(ts))) => ts,
     };
     let ip_text = raw.client_ip.ok_or(InvalidReason::MissingField("ClientIP"))?;
-    let client_ip = parse_ip(ip_text.trim()).ok_or_else(|| InvalidReason::InvalidClientIp(excerpt_str(&ip_text, 64)))?;
+    // An IPv4 client written as an IPv4-mapped IPv6 address is that IPv4 client.
+    let client_ip = parse_ip(ip_text.trim()).map(|ip| ip.to_canonical()).ok_or_else(|| InvalidReason::InvalidClientIp(excerpt_str(&ip_text, 64)))?;
     let status = raw.edge_response_status.ok_or(InvalidReason::MissingField("EdgeResponseStatus"))?;
     if !(100..=599).contains(&status) {
         return Err(InvalidReason::InvalidStatus(status));
+    }
+    let bytes = raw.edge_response_bytes.unwrap_or(0);
+    if bytes > MAX_RESPONSE_BYTES {
+        return Err(InvalidReason::InvalidBytes(bytes));
     }
     let (site, site_from_host) = match (raw.zone_name, raw.client_request_host) {
         (Some(z), _) if !z.is_empty() => (normalize_site(z)?, false),
@@ -350,7 +363,7 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
         ssl_protocol: raw.client_ssl_protocol,
         ja3: raw.ja3_hash,
         ja4: raw.ja4,
-        bytes: raw.edge_response_bytes.unwrap_or(0),
+        bytes,
         origin_status: raw.origin_response_status,
         ttfb_ms: raw.edge_time_to_first_byte_ms,
         security_action: raw.security_action,
@@ -574,6 +587,7 @@ mod tests {
             (br#"{"ClientIP":"1.2.3.400","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example"}"#, "invalid_client_ip"),
             (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":999,"ZoneName":"a.example"}"#, "invalid_status"),
             (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"bad site/"}"#, "invalid_site"),
+            (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example","EdgeResponseBytes":18446744073709551615}"#, "invalid_bytes"),
             (b"", "malformed_json"),
             (b"null", "wrong_type"),
         ];
@@ -581,6 +595,18 @@ mod tests {
             let err = parse_line(line).unwrap_err();
             assert_eq!(err.code(), *code, "{:?} -> {err}", String::from_utf8_lossy(line));
         }
+    }
+
+    /// Regression: `::ffff:1.2.3.4` counted as a client apart from `1.2.3.4` (and a /48 under
+    /// truncation, merging unrelated IPv4 networks).
+    #[test]
+    fn an_ipv4_mapped_client_is_its_ipv4_client() {
+        for ip in ["::ffff:1.2.3.4", "::FFFF:0102:0304", "1.2.3.4"] {
+            let line = format!(r#"{{"ClientIP":"{ip}","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example"}}"#);
+            assert_eq!(parse_line(line.as_bytes()).unwrap().client_ip, IpAddr::from([1, 2, 3, 4]), "{ip}");
+        }
+        let line = br#"{"ClientIP":"2001:db8::1","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example"}"#;
+        assert!(parse_line(line).unwrap().client_ip.is_ipv6());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!
 //! Values: times are RFC 3339 (or unix seconds), kept to the second; an empty or missing
 //! `valid_to` / `removed_at` is open. `confidence` is in [0, 1]. Site names are host names, normalised: lower case, no trailing
-//! dot, no leading `www.`; a host name below a registered site (`api.shop.example` when
+//! dot (a leading `www.` is kept: it may be a zone of its own); a host name below a registered site (`api.shop.example` when
 //! `shop.example` is a site of this import or of the registry) is recorded against that site.
 
 use std::collections::{BTreeSet, HashMap};
@@ -336,10 +336,9 @@ pub fn registered_site<'h>(host: &'h str, registered: impl Fn(&str) -> bool) -> 
 
 /// `host` normalised as a site name, or why it is not one.
 pub fn normalize_site(host: &str) -> Result<String, String> {
-    let mut h = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    if let Some(rest) = h.strip_prefix("www.") {
-        h = rest.to_owned();
-    }
+    // `www.` is kept: `www.corp.example` may be a zone of its own; a host below a registered
+    // site is recorded against that site by `registered_site`.
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
     let valid_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -797,7 +796,7 @@ mod tests {
 
     #[test]
     fn site_names() {
-        assert_eq!(normalize_site(" WWW.Example.COM. ").unwrap(), "example.com");
+        assert_eq!(normalize_site(" WWW.Example.COM. ").unwrap(), "www.example.com", "a www. zone is a zone of its own");
         assert!(normalize_site("-bad.example").is_err());
         assert!(normalize_site("a..example").is_err());
         assert!(normalize_site("").is_err());

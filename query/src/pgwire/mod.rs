@@ -98,10 +98,19 @@ pub async fn bind(config: &QueryConfig) -> Result<Option<TcpListener>> {
 
 /// `pg_listen` as text: an address, or `""` (also JSON `null`) for no Postgres listener; written
 /// back the same way, so the setting round-trips through TOML.
-pub(crate) mod listen_address {
+pub mod listen_address {
     use std::net::SocketAddr;
 
     use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `pg_listen` as written in a config file or on the command line: an address, or `off` (or
+    /// an empty value) for no Postgres listener.
+    pub fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
+        match text.trim() {
+            "" | "off" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|e| format!("pg_listen {text:?}: {e} (expected HOST:PORT or off)")),
+        }
+    }
 
     pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&addr.map(|a| a.to_string()).unwrap_or_default())
@@ -110,8 +119,7 @@ pub(crate) mod listen_address {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(s) if s.trim().is_empty() => Ok(None),
-            Some(s) => s.trim().parse().map(Some).map_err(|e| serde::de::Error::custom(format!("pg_listen {s:?}: {e}"))),
+            Some(s) => parse(&s).map_err(serde::de::Error::custom),
         }
     }
 }
