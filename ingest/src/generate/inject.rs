@@ -38,8 +38,7 @@ pub(crate) type Agent = (&'static str, &'static str, &'static str);
 /// What an attack does; its name is the truth's `vector`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Vector {
-    /// Many bots, one URL (in the flood, mixed and demo scenarios, half the floods put random
-    /// query strings on `/`; they are reported as `http_flood` too).
+    /// Many bots, one URL.
     HttpFlood,
     /// Random query strings on `/`: every request goes to the origin.
     CacheBusting,
@@ -300,7 +299,8 @@ impl Injection {
         let block_after = rng.next_u64().is_multiple_of(2).then(|| range_u64(rng, 20, 45) as u32);
         let hits = vec![0; bots.len()];
         let body = Body::Flood(Flood {
-            vector: Vector::HttpFlood,
+            // The truth names what the flood does: random queries on `/` bust the cache.
+            vector: if random_query { Vector::CacheBusting } else { Vector::HttpFlood },
             shape: Shape::Fast,
             bots,
             hits,

@@ -34,7 +34,8 @@
 //! have started, with exact counts:
 //! - flood: a botnet of 1 500–5 000 IPv4 hosts in 3–5 countries the site never sees traffic from
 //!   (one access network each) plus one or two hosting networks; one or two user agents / JA3;
-//!   either random query strings on `/` or one dynamic URL; ramps linearly to 15–30× the site's
+//!   either random query strings on `/` (`cache_busting` in the truth) or one dynamic URL
+//!   (`http_flood`); ramps linearly to 15–30× the site's
 //!   baseline (at least 50 rps) in 6–10 s, holds, stops within 2 s. Half of the floods get
 //!   partly blocked by a WAF rule after 20–45 s; the origin degrades (503 / 522 / 524) as it goes.
 //! - flash crowd: the site's own audience, mostly new visitors from its usual networks, pushes
