@@ -27,6 +27,11 @@
 //! incidents. Requests are matched against the signature exactly from `watch_from` = start + 7 s
 //! (every event of those seconds arrives after the start second closed); the seconds before are
 //! estimated from the sample. State is checkpointed with the windows ([`AttackDetector::encode_state`]).
+//!
+//! An event for a second already judged (more than [`DetectorConfig::allowed_disorder`] late, and
+//! so not too late for the rollups) changes no decision, but an incident under way at that second
+//! counts it: its timeline gets a row adding it to that second, its attack requests, peak and
+//! attackers include it — so an incident's timeline adds up to the site's rates for its seconds.
 
 pub mod attrs;
 pub mod baseline;
@@ -35,7 +40,7 @@ pub mod profile;
 pub mod season;
 pub mod signature;
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use ahash::HashMap;
 use std::net::IpAddr;
@@ -236,7 +241,13 @@ struct Incident {
     names: HashMap<(u8, u64), String>,
     last_row_sec: i64,
     last_signature_sec: i64,
+    /// Requests of the incident's timeline seconds within [`LATE_HORIZON_SECS`] of the newest,
+    /// for counting late events into the peak.
+    recent_totals: VecDeque<(i64, u64)>,
 }
+
+/// How far back an incident keeps its seconds' totals (the windows' default allowed lateness).
+const LATE_HORIZON_SECS: i64 = 600;
 
 #[derive(Debug, Clone, Default)]
 struct SiteState {
@@ -271,6 +282,8 @@ pub struct AttackDetector {
     /// Every second before this one is closed.
     closed_before: Option<i64>,
     out: DetectorOutput,
+    /// Where in `out.timeline` the row of late events of (site position, second) is.
+    late_rows: ahash::HashMap<(u32, i64), usize>,
     stats: DetectorStats,
 }
 
@@ -298,6 +311,7 @@ impl AttackDetector {
             max_ts: None,
             closed_before: None,
             out: DetectorOutput::default(),
+            late_rows: ahash::HashMap::default(),
             stats: DetectorStats::default(),
         }
     }
@@ -328,6 +342,7 @@ impl AttackDetector {
 
     /// Rows queued since the last call.
     pub fn take_output(&mut self) -> DetectorOutput {
+        self.late_rows.clear();
         std::mem::take(&mut self.out)
     }
 
@@ -357,6 +372,7 @@ impl AttackDetector {
         let sec = sec_of(ev.ts);
         if self.closed_before.is_some_and(|c| sec < c) {
             self.stats.late_events += 1;
+            self.late_event(ev, sec);
             return;
         }
         let pos = self.site_position(ev.site.as_ref());
@@ -394,6 +410,55 @@ impl AttackDetector {
                     }
                 }
             }
+        }
+    }
+
+    /// An event for a second already closed: counted by the site's incident if one was under
+    /// way then (see the module docs).
+    fn late_event(&mut self, ev: &EdgeEvent<'_>, sec: i64) {
+        let Some(&pos) = self.index.get(ev.site.as_ref()) else { return };
+        let Tracked { name, state: st } = &mut self.states[pos as usize];
+        let Some(inc) = st.incident.as_mut().filter(|i| sec >= i.start) else { return };
+        let slot = status_slot(ev.status);
+        if inc.phase == Phase::Suspect {
+            // Its seconds are written once it is confirmed, with these counts.
+            if let Some(p) = inc.pre.iter_mut().find(|p| p.sec == sec) {
+                p.requests += 1;
+                if let Some(s) = slot {
+                    p.status[s] += 1;
+                }
+            }
+            return;
+        }
+        let total = inc.recent_totals.iter_mut().find(|(s, _)| *s == sec).map(|(_, n)| {
+            *n += 1;
+            *n
+        });
+        let matched = match &inc.signature {
+            Some(sig) => sig.matches(&tuple(ev)),
+            // Confirmed on its rate: the excess over the baseline grows by this request.
+            None => total.is_some_and(|n| (n as f64 - inc.baseline_rps).max(0.0).round() > (n as f64 - 1.0 - inc.baseline_rps).max(0.0).round()),
+        };
+        if matched {
+            inc.attack_requests += 1;
+            inc.ips.insert(ev.client_ip);
+            count_ip(&mut inc.top, ev.client_ip, 1);
+        }
+        if let Some(n) = total.filter(|&n| n > inc.peak_rps) {
+            inc.peak_rps = n;
+            inc.peak_sec = sec;
+        }
+        let out = &mut self.out;
+        let i = *self.late_rows.entry((pos, sec)).or_insert_with(|| {
+            let id: Arc<str> = Arc::from(incident_id(&name.name, inc.start));
+            out.timeline.push((id, TimelineRow { ts: sec * NANOS_PER_SEC, requests: 0, matched_requests: 0, status: [0; 4] }));
+            out.timeline.len() - 1
+        });
+        let row = &mut out.timeline[i].1;
+        row.requests += 1;
+        row.matched_requests += u64::from(matched);
+        if let Some(s) = slot {
+            row.status[s] += 1;
         }
     }
 
@@ -637,6 +702,10 @@ impl Ctx<'_> {
 
     fn push_timeline(&mut self, inc: &mut Incident, sec: i64, requests: u64, matched: u64, status: [u64; 4]) {
         inc.attack_requests += matched;
+        inc.recent_totals.push_back((sec, requests));
+        while inc.recent_totals.front().is_some_and(|&(s, _)| s < sec - LATE_HORIZON_SECS) {
+            inc.recent_totals.pop_front();
+        }
         if requests > inc.peak_rps {
             inc.peak_rps = requests;
             inc.peak_sec = sec;
@@ -783,6 +852,7 @@ impl Incident {
             names: HashMap::default(),
             last_row_sec: start,
             last_signature_sec: start,
+            recent_totals: VecDeque::new(),
         }
     }
 }
@@ -790,8 +860,8 @@ impl Incident {
 // ---- checkpointing ----
 
 /// Version 2 added each site's recent counts and daily cycle; a version-1 state is read with them
-/// empty.
-const STATE_VERSION: u8 = 2;
+/// empty. Version 3 added each incident's recent seconds' totals (read as none before).
+const STATE_VERSION: u8 = 3;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
@@ -965,7 +1035,7 @@ impl AttackDetector {
                 st.buckets.push(b);
             }
             if d.u8()? == 1 {
-                st.incident = Some(Box::new(Incident::decode(&mut d)?));
+                st.incident = Some(Box::new(Incident::decode(&mut d, v)?));
             }
             det.states[pos as usize].state = st;
         }
@@ -1034,9 +1104,14 @@ impl Incident {
         }
         e.i64(self.last_row_sec);
         e.i64(self.last_signature_sec);
+        e.len(self.recent_totals.len());
+        for &(sec, n) in &self.recent_totals {
+            e.i64(sec);
+            e.u64(n);
+        }
     }
 
-    fn decode(d: &mut Dec<'_>) -> Result<Self, String> {
+    fn decode(d: &mut Dec<'_>, version: u8) -> Result<Self, String> {
         let phase = match d.u8()? {
             0 => Phase::Suspect,
             1 => Phase::Active,
@@ -1084,6 +1159,11 @@ impl Incident {
         }
         inc.last_row_sec = d.i64()?;
         inc.last_signature_sec = d.i64()?;
+        if version >= 3 {
+            for _ in 0..d.len()? {
+                inc.recent_totals.push_back((d.i64()?, d.u64()?));
+            }
+        }
         Ok(inc)
     }
 }

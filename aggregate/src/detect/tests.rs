@@ -243,3 +243,42 @@ fn a_slow_ramp_at_a_small_site_is_found_before_it_matches_the_site_rate() {
     // The bots' rate at detection: below the site's own 15 a second.
     assert!(ramp(detected) < 15.0, "detected at {detected}, bots at {} a second", ramp(detected));
 }
+
+/// Regression: events more than the allowed disorder late (not too late for the rollups) were
+/// left out of the incident: its timeline no longer added up to the site's requests, and its
+/// attack requests fell short. They are counted into the seconds they belong to, also across a
+/// checkpoint.
+#[test]
+fn late_events_count_in_the_incident_under_way() {
+    let late = traffic(700, |_| 100.0, flood_secs, 30_000, 7);
+    let truth = |lines: &[String]| {
+        let mut per_sec: BTreeMap<i64, u64> = BTreeMap::new();
+        for l in lines {
+            let ev = parse_line(l.as_bytes()).unwrap();
+            if ev.site == "shop.example" {
+                *per_sec.entry(ev.ts.div_euclid(NANOS_PER_SEC)).or_default() += 1;
+            }
+        }
+        per_sec
+    };
+    let per_sec = truth(&late);
+    let in_order = latest(&run(&traffic(700, |_| 100.0, flood_secs, 0, 7), None));
+    for out in [run(&late, None), run(&late, Some(late.len() * 430 / 700))] {
+        let incidents = latest(&out);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = incidents.values().next().unwrap();
+        let mut timeline: BTreeMap<i64, u64> = BTreeMap::new();
+        for (_, r) in out.timeline.iter().filter(|(id, _)| **id == *inc.incident_id) {
+            *timeline.entry(r.ts / NANOS_PER_SEC).or_default() += r.requests;
+        }
+        let end = inc.end_ts.unwrap() / NANOS_PER_SEC;
+        for (&sec, &n) in timeline.range(..end - 35) {
+            assert_eq!(n, per_sec[&sec], "second {}", sec - T0);
+        }
+        let reference = in_order.values().next().unwrap();
+        let diff = (inc.attack_requests as f64 - reference.attack_requests as f64).abs() / reference.attack_requests as f64;
+        assert!(diff < 0.03, "attack requests {} late, {} in order", inc.attack_requests, reference.attack_requests);
+        let peak = timeline.values().copied().max().unwrap();
+        assert!(inc.peak_rps >= peak as f64 * 0.99, "peak {} vs timeline {peak}", inc.peak_rps);
+    }
+}
