@@ -131,3 +131,38 @@ fn receiver_names_a_missing_topic() {
     let _ = rx.0.kill();
     let _ = rx.0.wait();
 }
+
+/// Regression: a valid line a little over 1,000,000 bytes (librdkafka's default message size,
+/// below the default line limit of 1 MiB) was refused by the producer on every attempt, and with
+/// it the whole file (or a receiver's whole batch, answered 502 on every retry).
+#[test]
+fn a_line_up_to_the_line_limit_goes_into_the_topic() {
+    let broker = broker();
+    let (events, dead) = (unique("edge-requests"), unique("edge-dead-letters"));
+    create_topics(&broker, &[(&events, 1), (&dead, 1)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let line = |i: u32, ua: &str| {
+        format!(
+            r#"{{"EdgeStartTimestamp":{},"ClientIP":"10.0.0.{i}","EdgeResponseStatus":200,"ZoneName":"a.example","RayID":"{i:016x}","ClientRequestUserAgent":"{ua}"}}"#,
+            1_793_491_200_000_000_000i64 + i64::from(i) * 1_000_000
+        )
+    };
+    let mut text: String = (0..10).map(|i| line(i, "Mozilla/5.0") + "\n").collect();
+    let big = line(10, &"x".repeat(1_030_000));
+    assert!(big.len() > 1_000_000 && big.len() < 1 << 20, "{}", big.len());
+    text += &big;
+    text.push('\n');
+    let file = tmp.path().join("big-line.ndjson");
+    std::fs::write(&file, &text).unwrap();
+    let out = run_ok(
+        edgelens()
+            .args(["ingest", "--brokers", &broker, "file"])
+            .arg(&file)
+            .env("EDGELENS__INGEST__EVENTS_TOPIC", &events)
+            .env("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", &dead),
+    );
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((summary["events"].as_u64(), summary["dead_letters"].as_u64()), (Some(11), Some(0)), "{summary}");
+    let lines = read_event_lines(&broker, &events, 1, 11);
+    assert!(lines.iter().any(|l| l.len() == big.len()), "the long line is in the topic");
+}

@@ -218,6 +218,7 @@ impl AggregateConfig {
                 brokers: self.brokers.clone(),
                 ack_timeout: Duration::from_secs(60),
                 queue_max_messages: 100_000,
+                max_message_bytes: edgelens_ingest::log::PACK_MAX_BYTES,
             })
             .map_err(|e| AggregateError::Config(format!("incidents topic producer: {e}")))?;
             let topic = crate::sink::alerts::IncidentTopic::new(log, self.incidents_topic.clone())?;

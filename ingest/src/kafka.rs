@@ -38,6 +38,15 @@ pub struct KafkaLogConfig {
     pub ack_timeout: Duration,
     /// Upper bound of messages in the local producer queue.
     pub queue_max_messages: u32,
+    /// The largest message value produced (a packed message, or one line up to the line limit);
+    /// the producer takes messages of that size ([`producer_max_message_bytes`]).
+    pub max_message_bytes: usize,
+}
+
+/// `message.max.bytes` of a producer whose values reach `max_value` bytes: the value, its key and
+/// the record's framing, and never below librdkafka's default (1,000,000).
+pub fn producer_max_message_bytes(max_value: usize) -> usize {
+    max_value.saturating_add(64 << 10).clamp(1_000_000, 1_000_000_000)
 }
 
 pub struct KafkaLog {
@@ -109,6 +118,9 @@ fn create_producer(cfg: &KafkaLogConfig) -> Result<Polled, LogError> {
         // Give up on a message at the same time the batch's caller gives up on it.
         .set("message.timeout.ms", &timeout_ms)
         .set("partitioner", "murmur2_random")
+        // A valid line up to the line limit is one message; librdkafka's default (1,000,000)
+        // is below the default limit (1 MiB), and such a line was refused on every retry.
+        .set("message.max.bytes", producer_max_message_bytes(cfg.max_message_bytes).to_string())
         .create_with_context(Acks)
         .map_err(|e| LogError::Config(e.to_string()))
         .and_then(Polled::start)

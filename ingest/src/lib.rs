@@ -46,6 +46,7 @@ pub fn kafka_config(cfg: &IngestConfig) -> kafka::KafkaLogConfig {
         brokers: cfg.brokers.clone(),
         ack_timeout: Duration::from_millis(cfg.ack_timeout_ms),
         queue_max_messages: cfg.producer_queue_messages,
+        max_message_bytes: cfg.max_line_bytes.max(log::PACK_MAX_BYTES),
     }
 }
 

@@ -51,7 +51,7 @@ async fn memory_log_meets_the_contract() {
 #[tokio::test]
 async fn kafka_log_meets_the_contract() {
     let broker = support::broker();
-    let log = KafkaLog::new(&KafkaLogConfig { brokers: broker.clone(), ack_timeout: Duration::from_secs(30), queue_max_messages: 100_000 }).unwrap();
+    let log = KafkaLog::new(&KafkaLogConfig { brokers: broker.clone(), ack_timeout: Duration::from_secs(30), queue_max_messages: 100_000, max_message_bytes: 1 << 20 }).unwrap();
     let probe: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &broker).create().unwrap();
     support::assert_reachable(&probe, &broker);
     let topic = support::unique("edgelens-contract");
@@ -62,7 +62,7 @@ async fn kafka_log_meets_the_contract() {
 #[tokio::test]
 async fn unreachable_broker_is_a_retryable_error_within_the_timeout() {
     // Nothing listens on port 1.
-    let log = Arc::new(KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000 }).unwrap());
+    let log = Arc::new(KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000, max_message_bytes: 1 << 20 }).unwrap());
     let started = std::time::Instant::now();
     let err = log.append("edge-requests", &batch(10)).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");

@@ -26,7 +26,7 @@ fn own_threads_cpu_ticks() -> u64 {
 fn an_idle_producer_does_not_spin() {
     // No broker needed: librdkafka's own threads retry the connection; the delivery thread only
     // waits.
-    let log = KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000 }).unwrap();
+    let log = KafkaLog::new(&KafkaLogConfig { brokers: "127.0.0.1:1".into(), ack_timeout: Duration::from_secs(2), queue_max_messages: 1000, max_message_bytes: 1 << 20 }).unwrap();
     let before = own_threads_cpu_ticks();
     std::thread::sleep(Duration::from_secs(6));
     let used = own_threads_cpu_ticks() - before;
