@@ -99,6 +99,9 @@ fn lake_and_clickhouse_backends_answer_identically() {
         assert_eq!(on_lake.sql(bad, "application/json").0, 400, "lake accepted {bad}");
         assert_eq!(on_ch.sql(bad, "application/json").0, 400, "clickhouse accepted {bad}");
     }
+    // An RFC 3339 literal compared with a ClickHouse DateTime is the caller's mistake (400).
+    let (code, body) = on_ch.sql("SELECT count() AS n FROM traffic_1m WHERE ts >= '2026-11-01T00:00:00Z'", "application/json");
+    assert_eq!(code, 400, "{body}");
     // The CLI on both backends.
     let cli = |args: &[&str]| run_ok(edgelens().args(["sql", "--format", "json"]).args(args).arg(SQL[0]).envs(db.env()));
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));
@@ -274,4 +277,16 @@ fn two_shards_through_distributed_tables_equal_one_server() {
     let on_single = QueryService::start(&["--clickhouse", &single.url], &single.env());
     let sites = top_sites(&on_single, 4);
     assert_same_answers(&on_cluster, &on_single, &api_requests(&sites));
+}
+
+/// A ClickHouse server not running in UTC shows every `DateTime` shifted and reads time literals in
+/// its own zone: the query side refuses it, saying how to fix it.
+#[test]
+fn a_clickhouse_server_not_in_utc_is_refused_with_the_fix() {
+    let ch = PrivateClickHouse::new("");
+    ch.script_with("start", &[("EDGELENS_CH_TIMEZONE", "Asia/Kolkata".to_owned())]);
+    let out = edgelens().args(["sql", "--clickhouse", &ch.url(), "SELECT 1 AS one"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Asia/Kolkata") && err.contains("<timezone>UTC</timezone>"), "{err}");
 }

@@ -60,7 +60,7 @@ write_config() {
     <users_config>users.xml</users_config>
     <default_profile>default</default_profile>
     <default_database>default</default_database>
-    <timezone>UTC</timezone>
+    <timezone>$EDGELENS_CH_TIMEZONE</timezone>
 $(remote_servers)
     <mlock_executable>false</mlock_executable>
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>

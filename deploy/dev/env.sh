@@ -38,6 +38,8 @@ EDGELENS_CH_DIR="$EDGELENS_DEV_DIR/clickhouse"
 EDGELENS_CH_PIDFILE="$EDGELENS_CH_DIR/clickhouse.pid"
 EDGELENS_CH_LOG="$EDGELENS_CH_DIR/log/clickhouse-server.log"
 EDGELENS_CH_URL="http://$EDGELENS_CH_HOST:$EDGELENS_CH_HTTP_PORT"
+# The server's time zone: edgelens needs UTC (tests set another to see it refused).
+EDGELENS_CH_TIMEZONE="${EDGELENS_CH_TIMEZONE:-UTC}"
 
 # playwright-core (npm) for the dashboard tests: $EDGELENS_DEV_DIR/node/node_modules.
 EDGELENS_PLAYWRIGHT_VERSION="${EDGELENS_PLAYWRIGHT_VERSION:-1.64.1}"

@@ -9,6 +9,9 @@
 //!   supported server, 18.16) and are decoded by [`decode_tsv`]: integer, float, `String`,
 //!   `DateTime` (→ `Timestamp(µs, UTC)`, as in the lake), `Date`, `Nullable(..)`; other types arrive
 //!   as their text. A `String` column holding bytes that are not UTF-8 (sketches) becomes `Binary`.
+//! - `DateTime` text is in the server's time zone, and string literals compared with `DateTime`
+//!   are read in it: the server must run in UTC. The first query checks (`timezone()`) and every
+//!   query fails, saying how to set it, while it does not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,8 @@ pub struct ClickHouseBackend {
     url: String,
     database: String,
     limits: SqlLimits,
+    /// Set once the server was found to run in UTC.
+    utc: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl std::fmt::Debug for ClickHouseBackend {
@@ -50,7 +55,7 @@ impl ClickHouseBackend {
         if !cfg.password.is_empty() {
             client = client.with_password(&cfg.password);
         }
-        ClickHouseBackend { client, url, database: cfg.database.clone(), limits: SqlLimits::default() }
+        ClickHouseBackend { client, url, database: cfg.database.clone(), limits: SqlLimits::default(), utc: Arc::default() }
     }
 
     /// The same backend with `limits` on user SQL.
@@ -108,10 +113,34 @@ impl ClickHouseBackend {
     }
 
     async fn fetch(&self, q: clickhouse::query::Query) -> Result<QueryResult> {
+        self.utc.get_or_try_init(|| self.check_utc()).await?;
         let mut cursor = q.fetch_bytes("TabSeparatedWithNamesAndTypes").map_err(classify)?;
         let body = cursor.collect().await.map_err(classify)?;
         decode_tsv(&body)
     }
+}
+
+impl ClickHouseBackend {
+    /// `Ok` when the server's time zone is UTC (by any of its names).
+    async fn check_utc(&self) -> Result<()> {
+        // In `system`, which every server has: the contract's database may not exist yet.
+        let mut cursor = self.client.clone().with_database("system").query("SELECT timezone()").fetch_bytes("TabSeparated").map_err(classify)?;
+        let body = cursor.collect().await.map_err(classify)?;
+        let tz = String::from_utf8_lossy(&body).trim().to_owned();
+        if is_utc(&tz) {
+            return Ok(());
+        }
+        Err(QueryError::Backend(format!(
+            "the ClickHouse server at {} runs in the time zone {tz:?}: it would show every DateTime shifted and read time literals in it; set <timezone>UTC</timezone> in its config (as deploy/dev/clickhouse.sh does) and restart it",
+            self.url
+        )))
+    }
+}
+
+/// Names of UTC in the tz database.
+fn is_utc(tz: &str) -> bool {
+    let name = tz.strip_prefix("Etc/").unwrap_or(tz);
+    matches!(name, "UTC" | "UCT" | "Universal" | "Zulu" | "GMT" | "GMT0" | "GMT+0" | "GMT-0" | "Greenwich")
 }
 
 /// A server error: SQL mistakes (syntax, unknown identifiers, types, limits, refused in read-only
@@ -119,10 +148,11 @@ impl ClickHouseBackend {
 fn classify(e: clickhouse::error::Error) -> QueryError {
     use clickhouse::error::Error as E;
     let msg = e.to_string();
-    // Codes: 6x syntax/identifier/type errors, 4x bad arguments, 164 readonly, 16x/17x unknown
+    // Codes: 6x syntax/identifier/type errors, 4x bad arguments, 131 a string too long for its
+    // type (an RFC 3339 literal compared with a DateTime), 164 readonly, 16x/17x unknown
     // table/function; limits: 158/396 result size, 159 timeout, 241 memory.
     const USER: &[u32] = &[
-        1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 164, 169, 170, 179, 184, 190, 215, 352,
+        1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 131, 164, 169, 170, 179, 184, 190, 215, 352,
     ];
     const LIMIT: &[u32] = &[158, 159, 241, 396];
     match &e {
@@ -387,6 +417,16 @@ fn date_days(s: &str) -> Option<i32> {
 mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
+
+    #[test]
+    fn utc_is_known_by_its_names() {
+        for tz in ["UTC", "Etc/UTC", "Etc/UCT", "Universal", "Etc/GMT", "GMT", "Zulu"] {
+            assert!(is_utc(tz), "{tz}");
+        }
+        for tz in ["Asia/Kolkata", "Europe/London", "Etc/GMT+1", "America/New_York", ""] {
+            assert!(!is_utc(tz), "{tz}");
+        }
+    }
 
     #[test]
     fn decodes_types_nulls_and_escapes() {

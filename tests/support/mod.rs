@@ -326,12 +326,18 @@ impl PrivateClickHouse {
     }
 
     pub fn script(&self, cmd: &str) {
-        let env = [
+        self.script_with(cmd, &[]);
+    }
+
+    /// [`Self::script`] with more environment (e.g. `EDGELENS_CH_TIMEZONE`).
+    pub fn script_with(&self, cmd: &str, more: &[(&str, String)]) {
+        let mut env = vec![
             ("EDGELENS_DEV_DIR", self.dir.path().display().to_string()),
             ("EDGELENS_CH_HTTP_PORT", self.http_port.to_string()),
             ("EDGELENS_CH_TCP_PORT", self.tcp_port.to_string()),
             ("EDGELENS_CH_CLUSTER", self.cluster.clone()),
         ];
+        env.extend(more.iter().cloned());
         dev_script("clickhouse.sh", cmd, &env, "is clickhouse-server installed? deploy/dev/install.sh");
     }
 }
