@@ -187,6 +187,8 @@ async fn ensure_known(view: View<'_>, entity: &str) -> Result<()> {
 /// Build the report.
 pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<EntityReport> {
     req.step.check_granularity(crate::traffic_share::GRANULARITY, "traffic_1m")?;
+    // The minute rows selected cover the range rounded up to minutes: the report states that.
+    let req = &EntityReportRequest { range: req.range.covered_by_rows(crate::traffic_share::GRANULARITY), ..req.clone() };
     req.range.check_steps(req.step)?;
     let d = view.dialect();
     let mappings = attributions(view, &req.entity, &req.range, req.min_confidence).await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch};
 use edgelens_schemas::registry::{self, AuditRow, Format, RegistryImport};
-use edgelens_schemas::tables::TableDef;
+use edgelens_schemas::tables::{TableDef, SITES, SITE_ENTITIES, SITE_TAGS};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
@@ -129,7 +129,7 @@ pub async fn import(
 /// Write a validated import made at `now` (ns) through `writer`: the rows the registry does not
 /// hold as current (see [`unregistered`]), stamped `imported_at = now` under a source of their
 /// own (`registry-<now>-<import id>`, so no import replaces another's rows), then its
-/// `registry_audit` row. Returns how many rows were already registered. Shared by
+/// `registry_audit` row (counting the rows written). Returns how many rows were already registered. Shared by
 /// `POST /v1/registry/import` and `edgelens registry import`.
 pub async fn write_import(
     view: View<'_>,
@@ -140,8 +140,11 @@ pub async fn write_import(
     file: &str,
     import_id: &str,
 ) -> Result<u64> {
-    let audit = AuditRow::import(now, actor, file, import_id, parsed);
     let (batches, known) = unregistered(view, parsed.batches(now)?).await?;
+    // The audit counts what the import changed: rows already registered are not written.
+    let mut audit = AuditRow::import(now, actor, file, import_id, parsed);
+    let written = |table: &TableDef| batches.iter().filter(|(t, _)| t.name == table.name).map(|(_, b)| b.num_rows() as u64).sum::<u64>();
+    (audit.sites, audit.entities, audit.tags) = (written(&SITES), written(&SITE_ENTITIES), written(&SITE_TAGS));
     let audit_batch = audit.batch()?;
     let (rows, audit_source) = (format!("registry-{now:020}-{import_id}"), format!("registry-audit-{import_id}-{now}"));
     tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {

@@ -482,6 +482,11 @@ async fn traffic_share_by_entity_needs_registry() {
     assert_eq!(v["series"][0]["key"], "Acme");
     assert_eq!(v["series"][0]["requests"], 180);
 
+    // The report states the range its minute rows cover (the asked one rounded up to minutes),
+    // as traffic share does.
+    let report = svc.get("/v1/reports/entities/Acme?from=2026-11-01T23:58:30Z&to=2026-11-02T00:01:10Z&step=1m").await.json();
+    assert_eq!((report["from"].as_str(), report["to"].as_str()), (Some("2026-11-01T23:59:00Z"), Some("2026-11-02T00:02:00Z")), "{report}");
+
     // A mistyped entity is 404 for its incidents as for its report, not an empty list.
     assert_eq!(svc.get(&format!("/v1/incidents?{RANGE}&entity=Acme")).await.status, 200);
     let reply = svc.get(&format!("/v1/incidents?{RANGE}&entity=Acme%20Corp")).await;

@@ -147,13 +147,15 @@ pub struct AuditRow {
     pub file: String,
     /// [`content_id`] of the file.
     pub import_id: String,
+    /// Rows of each table the import wrote (new or changed; rows already registered are not).
     pub sites: u64,
     pub entities: u64,
     pub tags: u64,
 }
 
 impl AuditRow {
-    /// The audit row of importing `import` (the bytes' [`content_id`] is `import_id`) at `ts`.
+    /// The audit row of importing `import` (the bytes' [`content_id`] is `import_id`) at `ts`,
+    /// counting every row of it (the writer counts what it wrote instead).
     pub fn import(ts: Nanos, actor: &str, file: &str, import_id: &str, import: &RegistryImport) -> AuditRow {
         AuditRow {
             ts,

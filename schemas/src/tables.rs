@@ -271,7 +271,7 @@ pub static DEAD_LETTERS: TableDef = TableDef {
 
 pub static REGISTRY_AUDIT: TableDef = TableDef {
     name: "registry_audit",
-    doc: "Every change of the site registry: when, by whom (the token's name or --actor), what.",
+    doc: "Every change of the site registry: when, by whom (the token's name or --actor), what (rows written per table).",
     time_column: "ts",
     columns: &[
         attr("ts", Timestamp),
