@@ -300,6 +300,10 @@ pub fn parse_line(line: &[u8]) -> Result<EdgeEvent<'_>, InvalidReason> {
 /// The general deserializer of one line (any valid JSON, escapes decoded); [`parse_line`] uses it
 /// when [`crate::flat_scan::scan`] leaves the line to it.
 pub fn deserialize(text: &str) -> Result<RawEvent<'_>, InvalidReason> {
+    // An array would be read as the fields in declaration order, and named as one of them.
+    if text.trim_start().starts_with('[') {
+        return Err(InvalidReason::WrongType("a line is one JSON object (one event), not an array".into()));
+    }
     sonic_rs::from_str(text).map_err(|e| {
         let msg = truncate_msg(e.to_string());
         if matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
@@ -590,11 +594,14 @@ mod tests {
             (br#"{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example","EdgeResponseBytes":18446744073709551615}"#, "invalid_bytes"),
             (b"", "malformed_json"),
             (b"null", "wrong_type"),
+            (br#"[{"ClientIP":"1.2.3.4","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200,"ZoneName":"a.example"}]"#, "wrong_type"),
         ];
         for (line, code) in cases {
             let err = parse_line(line).unwrap_err();
             assert_eq!(err.code(), *code, "{:?} -> {err}", String::from_utf8_lossy(line));
         }
+        let array = parse_line(br#"[{"ClientIP":"1.2.3.4"}]"#).unwrap_err().to_string();
+        assert!(array.contains("not an array"), "{array}");
     }
 
     /// Regression: `::ffff:1.2.3.4` counted as a client apart from `1.2.3.4` (and a /48 under
