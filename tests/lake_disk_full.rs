@@ -201,6 +201,27 @@ fn replay_into_a_full_lake_fails_cleanly_and_a_rerun_equals_a_clean_run() {
     assert_eq!(dead_letter_rows(&lake), dead_letter_rows(&clean));
     assert_eq!(dead_letter_rows(&lake).len(), 4);
     assert!(leftovers(&tmp_dir).is_empty());
+
+    // A replay of these files and more (which replaces the replay above once it succeeds) that
+    // fails part-way leaves that replay's output as it was, and its own rerun replaces it.
+    let more = tmp.path().join("more-sites.ndjson");
+    // Other sites and other RayIDs: other events.
+    std::fs::write(&more, std::fs::read_to_string(&input).unwrap().replace(".example\"", ".test\"").replace("\"RayID\":\"", "\"RayID\":\"x")).unwrap();
+    let both = || {
+        let mut c = edgelens();
+        c.args(["replay", "--flush-rows", "500", "--data-dir"]).arg(&lake).arg(&input).arg(&more);
+        c
+    };
+    disk.fill(200);
+    let out = both().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("ENOSPC"), "{stderr}");
+    assert_eq!(visible_files(&lake), clean_files, "the replay it would have replaced is gone:\n{stderr}");
+    assert_eq!(total_requests(&lake), valid);
+    disk.free();
+    let summary: serde_json::Value = serde_json::from_str(&run_ok(&mut both())).unwrap();
+    assert_eq!(summary["counted"], 2 * valid);
+    assert_eq!(total_requests(&lake), 2 * valid, "each file counts once");
 }
 
 /// Rollup tables as readers see them: rows merged by key.

@@ -81,6 +81,9 @@ pub enum PipelineError {
     /// those would be counted twice.
     #[error("{file} was replayed into this output before, together with {}, which this replay leaves out: replay them all together (a replay including every file of an earlier one replaces it)", names(left_out))]
     PartOfAnEarlierReplay { file: String, left_out: Vec<String> },
+    /// A replay that succeeded, but could not remove the earlier replays it replaces.
+    #[error("the replay is written, but removing the earlier replays of these files failed ({cause}): they are counted besides it until a replay of these files succeeds in removing them ({})", replaced.join(", "))]
+    NotReplaced { replaced: Vec<String>, cause: SinkError },
     /// A replay stopped by an error whose writes could not all be removed.
     #[error("{cause}; the replay stopped, and removing the writes it had made failed ({discard}): replaying the same files again replaces them")]
     AbortedPartly { cause: Box<PipelineError>, discard: SinkError },

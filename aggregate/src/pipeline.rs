@@ -385,10 +385,12 @@ pub struct ReplayProgress {
 /// order of their first events (so a listing of per-zone or per-day folders is read in time
 /// order, not with whole files behind the watermark).
 ///
-/// Replays are recorded in the sink ([`ReplayRun`]): a replay whose files include every file of an
-/// earlier replay replaces it (its writes are removed first), so replaying a file set again, or
-/// with files added, counts nothing twice; a replay including only some files of an earlier one
-/// is refused, naming the files it leaves out. Files are known by their text, not their names.
+/// Replays are recorded in the sink ([`ReplayRun`]); a file is known by its whole text (so a
+/// renamed or recompressed copy is the same file). A replay whose files include every file of an
+/// earlier replay replaces it — the earlier writes are removed once this replay succeeded — so
+/// replaying a file set again, or with files added, counts nothing twice; a replay including only
+/// some files of an earlier one is refused before it writes anything, naming the files it leaves
+/// out.
 pub fn replay_files<S: RollupSink>(
     paths: &[PathBuf],
     mut cfg: PipelineConfig,
@@ -403,27 +405,21 @@ pub fn replay_files<S: RollupSink>(
     let legacy_source = format!("{}-{:016x}", cfg.source, legacy_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?);
     let run = ReplayRun {
         source: format!("{}-{:016x}", cfg.source, set_fingerprint(&inputs)),
-        files: inputs.iter().map(|i| ReplayFile { name: file_name(&i.path), identity: format!("{:016x}", i.identity) }).collect(),
+        files: inputs.iter().map(|i| ReplayFile { name: file_name(&i.path), identity: i.identity.clone() }).collect(),
     };
     cfg.source = run.source.clone();
     let partition = cfg.partition;
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
     let sink = pipeline.sink_mut();
-    let replaced = replaced_runs(&sink.replay_runs()?, &run)?;
+    let replaced: Vec<String> = replaced_runs(&sink.replay_runs()?, &run)?.into_iter().filter(|s| *s != run.source).collect();
     // Recorded before anything is written, so the writes of a replay that dies half-way are found
     // and replaced by the next replay including its files.
     sink.record_replay_run(&run)?;
-    // Replays of this input before edgelens recorded replays were named by the files' names,
-    // sizes and order.
-    let mut removed = 0;
-    for source in replaced.iter().chain([&run.source, &legacy_source]) {
-        removed += sink.discard_after(source, partition, 0, false)?;
-    }
-    for source in replaced.iter().filter(|s| **s != run.source) {
-        sink.forget_replay_run(source)?;
-    }
+    // The same file set replayed before (or a replay of it that died): its names need not be this
+    // run's (another --flush-rows cuts other spans).
+    let removed = sink.discard_after(&run.source, partition, 0, false)?;
     if removed > 0 {
-        tracing::info!(source = %run.source, replaced = ?replaced, writes = removed, "replacing earlier replays of these files");
+        tracing::info!(source = %run.source, writes = removed, "replacing an earlier replay of the same files");
     }
     let mut bytes_before = 0;
     let now = now_nanos();
@@ -447,17 +443,32 @@ pub fn replay_files<S: RollupSink>(
         progress(ReplayProgress { bytes_read: bytes_before, bytes_total, lines: pipeline.stats.lines });
         Ok(())
     };
-    // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote:
-    // the repaired input's replay might be another input set, which would not replace it. The
-    // final flush is part of it.
+    // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote: the
+    // repaired input's replay might be another input set, which would not replace it. The final
+    // flush is part of it. Earlier replays it would have replaced stay as they were.
     let outcome = read_all().and_then(|()| pipeline.close_all_and_flush().map_err(PipelineError::from));
+    let sink = pipeline.sink_mut();
     if let Err(cause) = outcome {
         let cause = Box::new(cause);
-        let sink = pipeline.sink_mut();
         return Err(match sink.discard_after(&run.source, partition, 0, false).and_then(|removed| sink.forget_replay_run(&run.source).map(|()| removed)) {
             Ok(removed) => PipelineError::Aborted { cause, removed },
             Err(discard) => PipelineError::AbortedPartly { cause, discard },
         });
+    }
+    // Done: the earlier replays of these files go (and one made before replays were recorded, of
+    // the same files under the same names in the same order).
+    let mut replace = || -> Result<u64, SinkError> {
+        let mut removed = 0;
+        for source in replaced.iter().chain([&legacy_source]) {
+            removed += sink.discard_after(source, partition, 0, false)?;
+            sink.forget_replay_run(source)?;
+        }
+        Ok(removed)
+    };
+    match replace() {
+        Ok(removed) if removed > 0 => tracing::info!(source = %run.source, replaced = ?replaced, writes = removed, "removed the earlier replays of these files"),
+        Ok(_) => {}
+        Err(cause) => return Err(PipelineError::NotReplaced { replaced, cause }),
     }
     Ok((pipeline.stats, pipeline.sink))
 }
@@ -466,27 +477,39 @@ pub fn replay_files<S: RollupSink>(
 #[derive(Debug)]
 struct Input {
     path: PathBuf,
-    /// FNV-1a of the first [`IDENTITY_HEAD`] bytes of its text (after gzip).
-    identity: u64,
-    /// The time of the first valid event in that head.
+    /// XXH64 and length of its whole text (after gzip): `<hash>:<length>`.
+    identity: String,
+    /// The time of the first valid event of its first 64 KiB.
     first_ts: Option<Nanos>,
 }
 
-/// How much of a file's text identifies it.
-const IDENTITY_HEAD: usize = 64 << 10;
+/// How much of a file's text is searched for its first event.
+const FIRST_EVENT_HEAD: usize = 64 << 10;
 
-/// Identify each input and order them by their first event (files without one first: they
-/// hold nothing to count); ties keep the order given.
+/// Identify each input by its whole text and order them by their first event (files without one
+/// first: they hold nothing to count); ties keep the order given.
 fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
+    use std::hash::Hasher;
     use std::io::Read;
     let mut inputs = Vec::with_capacity(paths.len());
     for path in paths {
         let err = |source| PipelineError::Input { path: path.clone(), source };
-        let (reader, _) = open_file(path).map_err(err)?;
-        let mut head = Vec::with_capacity(IDENTITY_HEAD);
-        reader.take(IDENTITY_HEAD as u64).read_to_end(&mut head).map_err(err)?;
-        let mut h = crate::checkpoint::Fnv1a::new();
-        h.update(&head);
+        let (mut reader, _) = open_file(path).map_err(err)?;
+        let mut hash = twox_hash::XxHash64::with_seed(0);
+        let (mut len, mut head) = (0u64, Vec::with_capacity(FIRST_EVENT_HEAD));
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(e)),
+            };
+            hash.write(&buf[..n]);
+            len += n as u64;
+            let room = FIRST_EVENT_HEAD - head.len();
+            head.extend_from_slice(&buf[..n.min(room)]);
+        }
         let first_ts = head
             .strip_prefix(b"\xEF\xBB\xBF")
             .unwrap_or(&head)
@@ -494,7 +517,7 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
             .filter_map(|line| edgelens_schemas::parse_line(line.strip_suffix(b"\r").unwrap_or(line)).ok())
             .map(|ev| ev.ts)
             .next();
-        inputs.push(Input { path: path.clone(), identity: h.finish(), first_ts });
+        inputs.push(Input { path: path.clone(), identity: format!("{:016x}:{len}", hash.finish()), first_ts });
     }
     inputs.sort_by_key(|i| i.first_ts);
     Ok(inputs)
@@ -502,11 +525,12 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
 
 /// The input set's fingerprint: whatever order and names its files were given in.
 fn set_fingerprint(inputs: &[Input]) -> u64 {
-    let mut ids: Vec<u64> = inputs.iter().map(|i| i.identity).collect();
+    let mut ids: Vec<&str> = inputs.iter().map(|i| i.identity.as_str()).collect();
     ids.sort_unstable();
     let mut h = crate::checkpoint::Fnv1a::new();
     for id in ids {
-        h.update(&id.to_le_bytes());
+        h.update(id.as_bytes());
+        h.update(b"\n");
     }
     h.finish()
 }

@@ -113,9 +113,9 @@ pub trait RollupSink {
     }
 }
 
-/// A replay's input files and the source its writes carry, recorded where it writes: a later
-/// replay including every file of it replaces its writes, one including some of them is refused
-/// (it would count those twice).
+/// A replay's input files and the source its writes carry, recorded where it writes before it
+/// writes anything: a later replay including every file of it replaces its writes, one including
+/// some of them is refused (it would count those twice).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRun {
@@ -123,8 +123,8 @@ pub struct ReplayRun {
     pub files: Vec<ReplayFile>,
 }
 
-/// One input of a replay: its name when replayed, and its identity (a hash of its text's first
-/// 64 KiB: the same for a copy, a renamed or a recompressed file).
+/// One input of a replay: its name when replayed, and its identity (XXH64 and length of its
+/// whole text: the same for a copy, a renamed or a recompressed file).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFile {
