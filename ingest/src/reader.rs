@@ -92,34 +92,59 @@ pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)>
 }
 
 /// The text of every gzip member of `inner`, one after the other; zero bytes after a member end
-/// the stream (padding), any other bytes must start the next member.
+/// the stream (padding), any other bytes must start the next member. An error leaves the reader
+/// where it was: reading again retries (after `Interrupted`) or fails again, never ends quietly.
 pub struct GzipMembers<R: BufRead> {
-    member: Option<flate2::bufread::GzDecoder<R>>,
+    state: Option<Members<R>>,
+}
+
+enum Members<R: BufRead> {
+    /// Inside a member.
+    Member(flate2::bufread::GzDecoder<R>),
+    /// After a member: the next one, padding or the end.
+    Between(R),
+    Done,
 }
 
 impl<R: BufRead> GzipMembers<R> {
     pub fn new(inner: R) -> Self {
-        GzipMembers { member: Some(flate2::bufread::GzDecoder::new(inner)) }
+        GzipMembers { state: Some(Members::Member(flate2::bufread::GzDecoder::new(inner))) }
     }
 }
 
 impl<R: BufRead> Read for GzipMembers<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let Some(member) = self.member.as_mut() else { return Ok(0) };
-            let n = member.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
+            match self.state.take().expect("a state between reads") {
+                Members::Done => {
+                    self.state = Some(Members::Done);
+                    return Ok(0);
+                }
+                Members::Member(mut member) => {
+                    let read = member.read(buf);
+                    let ended = matches!(read, Ok(0)) && !buf.is_empty();
+                    self.state = Some(if ended { Members::Between(member.into_inner()) } else { Members::Member(member) });
+                    if !ended {
+                        return read;
+                    }
+                }
+                Members::Between(mut rest) => {
+                    let next = match rest.fill_buf() {
+                        Err(e) => Err(e),
+                        Ok([]) => Ok(None),
+                        Ok([0, ..]) => skip_padding(&mut rest).map(|()| None),
+                        Ok(_) => Ok(Some(())),
+                    };
+                    match next {
+                        Err(e) => {
+                            self.state = Some(Members::Between(rest));
+                            return Err(e);
+                        }
+                        Ok(None) => self.state = Some(Members::Done),
+                        Ok(Some(())) => self.state = Some(Members::Member(flate2::bufread::GzDecoder::new(rest))),
+                    }
+                }
             }
-            let mut rest = self.member.take().expect("a member is being read").into_inner();
-            let head = rest.fill_buf()?;
-            if head.is_empty() {
-                return Ok(0);
-            }
-            if head[0] == 0 {
-                return skip_padding(&mut rest).map(|()| 0);
-            }
-            self.member = Some(flate2::bufread::GzDecoder::new(rest));
         }
     }
 }
@@ -378,6 +403,48 @@ mod tests {
         data.extend([0u8; 1000]);
         assert_eq!(gunzip(&data).unwrap(), "a\nb\n");
         assert_eq!(gunzip(&gz("")).unwrap(), "");
+    }
+
+    /// Regression: an error at a member boundary (here `Interrupted`, which readers retry) lost
+    /// the reader, and every later read ended the stream quietly: a truncated input.
+    #[test]
+    fn an_interrupted_read_between_members_is_retried() {
+        struct Flaky<'a> {
+            data: &'a [u8],
+            pos: usize,
+            trip_at: usize,
+            tripped: bool,
+        }
+        impl Read for Flaky<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.fill_buf()?.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+                self.consume(n);
+                Ok(n)
+            }
+        }
+        impl BufRead for Flaky<'_> {
+            fn fill_buf(&mut self) -> io::Result<&[u8]> {
+                if self.pos == self.trip_at && !self.tripped {
+                    self.tripped = true;
+                    return Err(io::Error::from(io::ErrorKind::Interrupted));
+                }
+                // Never hand out bytes past the boundary in one piece, so the boundary is met.
+                let end = if self.pos < self.trip_at { self.trip_at } else { self.data.len() };
+                Ok(&self.data[self.pos..end])
+            }
+            fn consume(&mut self, n: usize) {
+                self.pos += n;
+            }
+        }
+        let first = gz("a\n");
+        let mut data = first.clone();
+        data.extend(gz("b\n"));
+        let mut reader = Flaky { data: &data, pos: 0, trip_at: first.len(), tripped: false };
+        let mut out = String::new();
+        GzipMembers::new(&mut reader).read_to_string(&mut out).unwrap();
+        assert!(reader.tripped, "the boundary was met");
+        assert_eq!(out, "a\nb\n");
     }
 
     #[test]
