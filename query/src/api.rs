@@ -451,6 +451,13 @@ struct IncidentParams {
     format: Option<String>,
 }
 
+/// Query parameters of an incident's report: its format only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    format: Option<String>,
+}
+
 /// Without `from`, the incidents list covers the week before `to`.
 const DEFAULT_INCIDENT_SPAN: Step = Step::WEEK;
 
@@ -470,6 +477,7 @@ async fn incidents_handler(
     };
     let view = caller.view(state.backend()?);
     let list = match p.entity.filter(|e| !e.is_empty()) {
+        None if p.min_confidence.is_some() => return Err(QueryError::InvalidParameter("min_confidence applies to entity=".into())),
         None => incidents::list(view, &req).await?,
         Some(entity) => {
             let min_confidence = parse_min_confidence(p.min_confidence.as_deref())?;
@@ -486,7 +494,7 @@ async fn incident_report_handler(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    query: Result<Query<IncidentParams>, QueryRejection>,
+    query: Result<Query<ReportParams>, QueryRejection>,
 ) -> Result<Response> {
     let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
     let format = ReportFormat::parse(p.format.as_deref())?;

@@ -581,6 +581,8 @@ async fn bad_parameters_are_400_with_json_error() {
         format!("/v1/traffic-share?{RANGE}&stpe=1h"),
         format!("/v1/sites/shop.example/rates?{RANGE}&by=site&top=3"),
         format!("/v1/incidents?{RANGE}&sites=shop.example"),
+        format!("/v1/incidents?{RANGE}&min_confidence=0.5"),
+        "/v1/incidents/shop.example-1793491200?site=shop.example".to_owned(),
         format!("/v1/incidents?{RANGE}&site=bad%20site"),
         format!("/v1/reports/entities/Acme?{RANGE}&stpe=1h"),
     ] {
