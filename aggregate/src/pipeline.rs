@@ -385,8 +385,8 @@ pub struct ReplayProgress {
 /// order of their first events (so a listing of per-zone or per-day folders is read in time
 /// order, not with whole files behind the watermark).
 ///
-/// Replays are recorded in the sink ([`ReplayRun`]); a file is known by its whole text (so a
-/// renamed or recompressed copy is the same file). A replay whose files include every file of an
+/// Replays are recorded in the sink ([`ReplayRun`]); a file is known by its bytes (so a renamed
+/// copy is the same file). A replay whose files include every file of an
 /// earlier replay replaces it — the earlier writes are removed once this replay succeeded — so
 /// replaying a file set again, or with files added, counts nothing twice; a replay including only
 /// some files of an earlier one is refused before it writes anything, naming the files it leaves
@@ -477,29 +477,30 @@ pub fn replay_files<S: RollupSink>(
 #[derive(Debug)]
 struct Input {
     path: PathBuf,
-    /// XXH64 and length of its whole text (after gzip): `<hash>:<length>`.
+    /// XXH64 and length of its bytes as stored: `<hash>:<length>`.
     identity: String,
-    /// The time of the first valid event of its first 64 KiB.
+    /// The time of the first valid event of its first 64 KiB of text.
     first_ts: Option<Nanos>,
 }
 
 /// How much of a file's text is searched for its first event.
-const FIRST_EVENT_HEAD: usize = 64 << 10;
+const FIRST_EVENT_HEAD: u64 = 64 << 10;
 
-/// Identify each input by its whole text and order them by their first event (files without one
-/// first: they hold nothing to count); ties keep the order given.
+/// Identify each input by its bytes (hashing them costs little next to reading them as events)
+/// and order them by their first event (files without one first: they hold nothing to count);
+/// ties keep the order given.
 fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
     use std::hash::Hasher;
     use std::io::Read;
     let mut inputs = Vec::with_capacity(paths.len());
     for path in paths {
         let err = |source| PipelineError::Input { path: path.clone(), source };
-        let (mut reader, _) = open_file(path).map_err(err)?;
+        let mut file = std::fs::File::open(path).map_err(err)?;
         let mut hash = twox_hash::XxHash64::with_seed(0);
-        let (mut len, mut head) = (0u64, Vec::with_capacity(FIRST_EVENT_HEAD));
+        let mut len = 0u64;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = match reader.read(&mut buf) {
+            let n = match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -507,9 +508,11 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
             };
             hash.write(&buf[..n]);
             len += n as u64;
-            let room = FIRST_EVENT_HEAD - head.len();
-            head.extend_from_slice(&buf[..n.min(room)]);
         }
+        let (reader, _) = open_file(path).map_err(err)?;
+        let mut head = Vec::new();
+        // A damaged file is found when it is read, not here.
+        let _ = reader.take(FIRST_EVENT_HEAD).read_to_end(&mut head);
         let first_ts = head
             .strip_prefix(b"\xEF\xBB\xBF")
             .unwrap_or(&head)

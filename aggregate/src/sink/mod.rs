@@ -124,7 +124,7 @@ pub struct ReplayRun {
 }
 
 /// One input of a replay: its name when replayed, and its identity (XXH64 and length of its
-/// whole text: the same for a copy, a renamed or a recompressed file).
+/// bytes: the same for a copy under another name or path).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayFile {
