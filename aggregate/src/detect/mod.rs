@@ -32,6 +32,8 @@
 //! so not too late for the rollups) changes no decision, but an incident under way at that second
 //! counts it: its timeline gets a row adding it to that second, its attack requests, peak and
 //! attackers include it — so an incident's timeline adds up to the site's rates for its seconds.
+//! Not so for an incident already ended when the event arrives (it is closed), and the peak only
+//! for seconds within [`LATE_HORIZON_SECS`] of the incident's newest.
 
 pub mod attrs;
 pub mod baseline;
