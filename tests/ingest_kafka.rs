@@ -39,6 +39,18 @@ fn read_event_lines(broker: &str, topic: &str, partitions: i32, want: usize) -> 
     lines
 }
 
+/// `edgelens ingest file` of `file` into the topics `events` and `dead`: its JSON summary.
+fn ingest_file(broker: &str, file: &std::path::Path, events: &str, dead: &str) -> serde_json::Value {
+    let out = run_ok(
+        edgelens()
+            .args(["ingest", "--brokers", broker, "file"])
+            .arg(file)
+            .env("EDGELENS__INGEST__EVENTS_TOPIC", events)
+            .env("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", dead),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
 #[test]
 fn ingest_file_puts_every_line_in_one_of_the_two_topics() {
     let broker = broker();
@@ -52,14 +64,7 @@ fn ingest_file_puts_every_line_in_one_of_the_two_topics() {
     let file = tmp.path().join("with-bad.ndjson");
     std::fs::write(&file, &text).unwrap();
 
-    let out = run_ok(
-        edgelens()
-            .args(["ingest", "--brokers", &broker, "file"])
-            .arg(&file)
-            .env("EDGELENS__INGEST__EVENTS_TOPIC", &events)
-            .env("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", &dead),
-    );
-    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let summary = ingest_file(&broker, &file, &events, &dead);
     assert_eq!(summary["lines"], expected.lines + 3, "{summary}");
     assert_eq!(summary["events"], expected.valid, "{summary}");
     assert_eq!(summary["dead_letters"], 3, "{summary}");
@@ -154,14 +159,7 @@ fn a_line_up_to_the_line_limit_goes_into_the_topic() {
     text.push('\n');
     let file = tmp.path().join("big-line.ndjson");
     std::fs::write(&file, &text).unwrap();
-    let out = run_ok(
-        edgelens()
-            .args(["ingest", "--brokers", &broker, "file"])
-            .arg(&file)
-            .env("EDGELENS__INGEST__EVENTS_TOPIC", &events)
-            .env("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", &dead),
-    );
-    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let summary = ingest_file(&broker, &file, &events, &dead);
     assert_eq!((summary["events"].as_u64(), summary["dead_letters"].as_u64()), (Some(11), Some(0)), "{summary}");
     let lines = read_event_lines(&broker, &events, 1, 11);
     assert!(lines.iter().any(|l| l.len() == big.len()), "the long line is in the topic");
