@@ -24,9 +24,10 @@ use std::path::{Path, PathBuf};
 /// ahash (whose output may change with its version or the build's target features): the window
 /// state ends in a second section of RayIDs, those of a format-3 checkpoint still in the horizon,
 /// kept with their old hashes (see `windows::RayDedup`). Format 5 adds, at the end of the window
-/// state, the events seen far ahead of event time (`windows::SiteWindows`). Formats 1 to 4 are
-/// still read.
-pub const FORMAT_VERSION: u32 = 5;
+/// state, the events seen far ahead of event time (`windows::SiteWindows`). Format 6 remembers
+/// RayIDs with their site, in a section at the end (the first section keeps those of format 4 or
+/// 5 still in the horizon). Formats 1 to 5 are still read.
+pub const FORMAT_VERSION: u32 = 6;
 const MAGIC: &[u8; 4] = b"ELCK";
 
 #[derive(Debug, thiserror::Error)]
@@ -344,21 +345,22 @@ mod tests {
     }
 
     #[test]
-    fn formats_two_to_five_read_and_five_is_written() {
+    fn formats_two_to_six_read_and_six_is_written() {
         let sealed = seal(b"state");
-        assert_eq!(sealed, sealed_as(5, b"state"));
+        assert_eq!(sealed, sealed_as(6, b"state"));
         assert_eq!(unseal(&sealed).unwrap(), b"state");
         // Format-2 (FNV-1a) and format-3 checkpoints left by older aggregators still load, the
         // same body (the window state tells its own RayID hashes apart).
         assert_eq!(unseal(&sealed_as(2, b"state")).unwrap(), b"state");
         assert_eq!(unseal(&sealed_as(3, b"state")).unwrap(), b"state");
         assert_eq!(unseal(&sealed_as(4, b"state")).unwrap(), b"state");
+        assert_eq!(unseal(&sealed_as(5, b"state")).unwrap(), b"state");
         // Each checksum is checked as its own format's: swapping them is a mismatch.
         let mut wrong = sealed_as(2, b"state");
         wrong[4..8].copy_from_slice(&3u32.to_le_bytes());
         assert!(unseal(&wrong).unwrap_err().contains("checksum"));
         // A format from the future is named as such.
-        assert!(unseal(&sealed_as(6, b"state")).unwrap_err().contains("format version 6"));
+        assert!(unseal(&sealed_as(7, b"state")).unwrap_err().contains("format version 7"));
     }
 
     #[test]

@@ -270,18 +270,33 @@ struct AsnAcc {
 
 /// RayIDs seen, bucketed by event-time minute so the horizon can be dropped cheaply.
 ///
-/// A RayID is kept as its [`ray_hash`], which checkpoints store: it must be the same in every
-/// build, platform and version of edgelens, or a RayID counted before a restart would not be
-/// recognised after it. Checkpoints of format 3 and older stored another hash ([`legacy_ray_hash`]);
-/// their RayIDs are kept apart in `legacy`, looked up by that hash until the horizon drops them.
+/// A RayID is kept with its site as their [`ray_hash`], which checkpoints store: it must be the
+/// same in every build, platform and version of edgelens, or a RayID counted before a restart
+/// would not be recognised after it. A RayID repeats only as a redelivery of the same request, so
+/// the same RayID on another site is another request. Checkpoints of formats 4 and 5 stored the
+/// RayID's hash alone ([`ray_only_hash`]), of format 3 and older another hash
+/// ([`legacy_ray_hash`]); their RayIDs are kept apart in `ray_only` and `legacy`, looked up by
+/// those hashes until the horizon drops them.
 #[derive(Debug, Default)]
 struct RayDedup {
     buckets: BTreeMap<Nanos, HashSet<u64, NoHash>>,
+    ray_only: BTreeMap<Nanos, HashSet<u64, NoHash>>,
     legacy: BTreeMap<Nanos, HashSet<u64, NoHash>>,
 }
 
-/// The hash a RayID is remembered by: XXH64 (seed 0) of its bytes, a specified function.
-fn ray_hash(ray: &str) -> u64 {
+/// The hash a RayID of a site is remembered by: XXH64 (seed 0) of the site, a zero byte and the
+/// RayID, a specified function.
+fn ray_hash(site: &str, ray: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    h.write(site.as_bytes());
+    h.write(&[0]);
+    h.write(ray.as_bytes());
+    h.finish()
+}
+
+/// The hash checkpoints of formats 4 and 5 stored for a RayID: XXH64 (seed 0) of its bytes.
+fn ray_only_hash(ray: &str) -> u64 {
     twox_hash::XxHash64::oneshot(0, ray.as_bytes())
 }
 
@@ -317,23 +332,27 @@ impl std::hash::Hasher for NoHashHasher {
 }
 
 impl RayDedup {
-    /// True when the RayID was not seen before (and records it) in the event-time minute
+    /// True when the site's RayID was not seen before (and records it) in the event-time minute
     /// starting at `minute`.
-    fn first_time(&mut self, minute: Nanos, ray: &str) -> bool {
+    fn first_time(&mut self, minute: Nanos, site: &str, ray: &str) -> bool {
         if !self.legacy.is_empty() && self.legacy.get(&minute).is_some_and(|set| set.contains(&legacy_ray_hash(ray))) {
             return false;
         }
-        self.buckets.entry(minute).or_default().insert(ray_hash(ray))
+        if !self.ray_only.is_empty() && self.ray_only.get(&minute).is_some_and(|set| set.contains(&ray_only_hash(ray))) {
+            return false;
+        }
+        self.buckets.entry(minute).or_default().insert(ray_hash(site, ray))
     }
 
     fn forget_before(&mut self, ts: Nanos) {
         let from = floor_to(ts, MINUTE);
         self.buckets = self.buckets.split_off(&from);
+        self.ray_only = self.ray_only.split_off(&from);
         self.legacy = self.legacy.split_off(&from);
     }
 
     fn len(&self) -> usize {
-        self.buckets.values().chain(self.legacy.values()).map(HashSet::len).sum()
+        self.buckets.values().chain(self.ray_only.values()).chain(self.legacy.values()).map(HashSet::len).sum()
     }
 
     fn encode(buckets: &BTreeMap<Nanos, HashSet<u64, NoHash>>, e: &mut Enc) {
@@ -455,7 +474,7 @@ impl SiteWindows {
         let minute = floor_to(ev.ts, MINUTE);
         if self.cfg.dedup_ray_ids
             && let Some(ray) = ev.ray_id.as_deref()
-            && !self.dedup.first_time(minute, ray)
+            && !self.dedup.first_time(minute, &ev.site, ray)
         {
             self.stats.duplicates += 1;
             return Ok(Observed::Duplicate);
@@ -698,13 +717,17 @@ impl SiteWindows {
                 body.bytes(&acc.clients.to_bytes());
             }
         }
-        RayDedup::encode(&self.dedup.buckets, &mut body);
+        // RayIDs of a format-4 or -5 checkpoint still in the horizon (where those formats kept
+        // all of theirs).
+        RayDedup::encode(&self.dedup.ray_only, &mut body);
         // From checkpoint format 4 on: the RayIDs of a format-3 checkpoint still in the horizon.
         RayDedup::encode(&self.dedup.legacy, &mut body);
         // From checkpoint format 5 on: the events ahead of event time.
         body.opt_i64(self.ahead.map(|a| a.min));
         body.opt_i64(self.ahead.map(|a| a.max));
         body.u32(self.ahead.map_or(0, |a| a.events));
+        // From checkpoint format 6 on: RayIDs by site.
+        RayDedup::encode(&self.dedup.buckets, &mut body);
         let mut e = Enc::new();
         e.opt_i64(self.max_ts);
         e.opt_i64(self.advanced);
@@ -784,13 +807,17 @@ impl SiteWindows {
         if d.is_empty() {
             w.dedup.legacy = first;
         } else {
-            w.dedup.buckets = first;
+            w.dedup.ray_only = first;
             RayDedup::decode(&mut d, &mut w.dedup.legacy)?;
         }
         // Format 4 ends here.
         if !d.is_empty() {
             let (min, max, events) = (d.opt_i64()?, d.opt_i64()?, d.u32()?);
             w.ahead = min.zip(max).map(|(min, max)| Ahead { min, max, events });
+        }
+        // Format 5 ends here.
+        if !d.is_empty() {
+            RayDedup::decode(&mut d, &mut w.dedup.buckets)?;
         }
         if !d.is_empty() {
             return Err("trailing bytes after the window state".into());
@@ -960,6 +987,20 @@ mod tests {
         assert_eq!(w.close_all().rates[0].m.requests, 2);
     }
 
+    /// Regression: a RayID seen on one site made the same RayID on another site a duplicate (a
+    /// 404 of b.example dropped after a.example's request); a redelivery is of the same site.
+    #[test]
+    fn the_same_ray_id_on_another_site_is_another_request() {
+        let mut w = SiteWindows::new(WindowConfig::default());
+        assert_eq!(feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "r1")).unwrap(), Observed::Counted);
+        assert_eq!(feed(&mut w, &line(T0 + 4 * NANOS_PER_SEC, "b.example", "10.0.0.2", 404, "r1")).unwrap(), Observed::Counted);
+        assert_eq!(feed(&mut w, &line(T0 + 1, "a.example", "10.0.0.1", 200, "r1")).unwrap(), Observed::Duplicate);
+        // Across a checkpoint too.
+        let mut restored = SiteWindows::decode_state(WindowConfig::default(), &w.encode_state()).unwrap();
+        assert_eq!(feed(&mut restored, &line(T0 + 4 * NANOS_PER_SEC, "b.example", "10.0.0.2", 404, "r1")).unwrap(), Observed::Duplicate);
+        assert_eq!(feed(&mut restored, &line(T0 + 5 * NANOS_PER_SEC, "c.example", "10.0.0.3", 200, "r1")).unwrap(), Observed::Counted);
+    }
+
     #[test]
     fn external_watermark_closes_idle_windows() {
         let mut w = SiteWindows::new(WindowConfig::default());
@@ -1000,7 +1041,7 @@ mod tests {
         assert_eq!(restored.open_groups(), w.open_groups());
         assert_eq!(restored.remembered_ray_ids(), w.remembered_ray_ids());
         assert_eq!(restored.stats(), w.stats());
-        assert_eq!(feed(&mut restored, &line(T0 + 49 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r3")).unwrap(), Observed::Duplicate);
+        assert_eq!(feed(&mut restored, &line(T0 + 49 * NANOS_PER_SEC, "b.example", "10.0.0.1", 200, "r3")).unwrap(), Observed::Duplicate);
         assert_eq!(canon(&restored.close_all()), canon(&w.close_all()));
         assert!(SiteWindows::decode_state(WindowConfig::default(), &bytes[..bytes.len() - 3]).is_err());
     }
@@ -1009,33 +1050,36 @@ mod tests {
     fn ray_ids_are_remembered_by_their_xxh64() {
         // XXH64 with seed 0 (values from the reference implementation): a checkpoint's RayIDs
         // mean the same to every build of edgelens, whatever its dependencies' versions.
-        assert_eq!(ray_hash(""), 0xef46_db37_51d8_e999);
-        assert_eq!(ray_hash("18b23cf66478b4fd"), 0x1c59_fd80_ee88_85ac);
+        assert_eq!(ray_only_hash(""), 0xef46_db37_51d8_e999);
+        assert_eq!(ray_only_hash("18b23cf66478b4fd"), 0x1c59_fd80_ee88_85ac);
+        // The site, a zero byte and the RayID, hashed as one string.
+        assert_eq!(ray_hash("a.example", "18b23cf66478b4fd"), ray_only_hash("a.example\018b23cf66478b4fd"));
         let mut w = SiteWindows::new(WindowConfig::default());
         feed(&mut w, &line(T0, "a.example", "10.0.0.1", 200, "18b23cf66478b4fd")).unwrap();
         let state = w.encode_state();
-        assert!(state.windows(8).any(|b| b == 0x1c59_fd80_ee88_85acu64.to_le_bytes()), "the state holds the RayID's XXH64");
+        let h = ray_hash("a.example", "18b23cf66478b4fd");
+        assert!(state.windows(8).any(|b| b == h.to_le_bytes()), "the state holds the site's RayID's XXH64");
     }
 
-    /// A window state as checkpoint format 3 wrote it: RayIDs by [`legacy_ray_hash`], and no
-    /// section after them.
-    fn format_3_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
+    /// `w`'s state as checkpoint format 5 wrote it: `rays` (by minute) hashed by `hash` in the
+    /// first section, no section of RayIDs by site at the end.
+    fn format_5_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>, hash: fn(&str) -> u64) -> Vec<u8> {
         let mut old = SiteWindows::decode_state(WindowConfig::default(), &w.encode_state()).unwrap();
         old.dedup = RayDedup::default();
         for (minute, rays) in rays {
-            old.dedup.buckets.insert(*minute, rays.iter().map(|r| legacy_ray_hash(r)).collect());
+            old.dedup.ray_only.insert(*minute, rays.iter().map(|r| hash(r)).collect());
         }
-        let mut bytes = format_4_state(&old);
-        // The empty second section: its count, four zero bytes.
+        let mut bytes = old.encode_state();
+        // The empty last section: its count, four zero bytes.
         assert_eq!(bytes.split_off(bytes.len() - 4), [0u8; 4]);
         bytes
     }
 
-    /// A window state as checkpoint format 4 wrote it (`w` with no events ahead): without the
-    /// section of events ahead at its end.
-    fn format_4_state(w: &SiteWindows) -> Vec<u8> {
+    /// As checkpoint format 4 wrote it (`w` with no events ahead): also without the section of
+    /// events ahead.
+    fn format_4_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
         assert!(w.ahead.is_none());
-        let mut bytes = w.encode_state();
+        let mut bytes = format_5_state(w, rays, ray_only_hash);
         let mut none = Enc::new();
         none.opt_i64(None);
         none.opt_i64(None);
@@ -1045,14 +1089,32 @@ mod tests {
         bytes
     }
 
+    /// As checkpoint format 3 wrote it: RayIDs by [`legacy_ray_hash`], and no section after them.
+    fn format_3_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
+        let mut bytes = format_5_state(w, rays, legacy_ray_hash);
+        let mut none = Enc::new();
+        none.opt_i64(None);
+        none.opt_i64(None);
+        none.u32(0);
+        let none = none.into_bytes();
+        assert_eq!(bytes.split_off(bytes.len() - none.len()), none);
+        // The empty second section: its count, four zero bytes.
+        assert_eq!(bytes.split_off(bytes.len() - 4), [0u8; 4]);
+        bytes
+    }
+
     #[test]
     fn a_format_4_state_reads_with_no_events_ahead() {
         let mut w = SiteWindows::new(WindowConfig::default());
+        let mut rays: BTreeMap<Nanos, Vec<String>> = BTreeMap::new();
         for (k, x) in [0, 5, 10].into_iter().enumerate() {
             feed(&mut w, &line(T0 + x * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, &format!("r{k}"))).unwrap();
+            rays.entry(floor_to(T0 + x * NANOS_PER_SEC, MINUTE)).or_default().push(format!("r{k}"));
         }
-        let restored = SiteWindows::decode_state(WindowConfig::default(), &format_4_state(&w)).unwrap();
+        let mut restored = SiteWindows::decode_state(WindowConfig::default(), &format_4_state(&w, &rays)).unwrap();
         assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0 + 10 * NANOS_PER_SEC), 3));
+        // Its RayIDs (stored without their site) are still known.
+        assert_eq!(feed(&mut restored, &line(T0 + 5 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r1")).unwrap(), Observed::Duplicate);
     }
 
     #[test]
@@ -1075,7 +1137,7 @@ mod tests {
         // A redelivered event counted before the restart is a duplicate; a new RayID counts.
         assert_eq!(feed(&mut restored, &again(19)).unwrap(), Observed::Duplicate);
         assert_eq!(feed(&mut restored, &line(T0 + 95 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "fresh")).unwrap(), Observed::Counted);
-        // Checkpointed again (format 4), the old RayIDs keep their old hashes and are still known.
+        // Checkpointed again, the old RayIDs keep their old hashes and are still known.
         let mut again_restored = SiteWindows::decode_state(WindowConfig::default(), &restored.encode_state()).unwrap();
         assert_eq!(again_restored.remembered_ray_ids(), 21);
         assert_eq!(feed(&mut again_restored, &again(18)).unwrap(), Observed::Duplicate);
