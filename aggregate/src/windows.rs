@@ -1075,29 +1075,29 @@ mod tests {
         bytes
     }
 
-    /// As checkpoint format 4 wrote it (`w` with no events ahead): also without the section of
-    /// events ahead.
-    fn format_4_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
-        assert!(w.ahead.is_none());
-        let mut bytes = format_5_state(w, rays, ray_only_hash);
+    /// Cut the (empty) section of events ahead off the end of a state.
+    fn strip_no_events_ahead(bytes: &mut Vec<u8>) {
         let mut none = Enc::new();
         none.opt_i64(None);
         none.opt_i64(None);
         none.u32(0);
         let none = none.into_bytes();
         assert_eq!(bytes.split_off(bytes.len() - none.len()), none);
+    }
+
+    /// As checkpoint format 4 wrote it (`w` with no events ahead): also without the section of
+    /// events ahead.
+    fn format_4_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
+        assert!(w.ahead.is_none());
+        let mut bytes = format_5_state(w, rays, ray_only_hash);
+        strip_no_events_ahead(&mut bytes);
         bytes
     }
 
     /// As checkpoint format 3 wrote it: RayIDs by [`legacy_ray_hash`], and no section after them.
     fn format_3_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
         let mut bytes = format_5_state(w, rays, legacy_ray_hash);
-        let mut none = Enc::new();
-        none.opt_i64(None);
-        none.opt_i64(None);
-        none.u32(0);
-        let none = none.into_bytes();
-        assert_eq!(bytes.split_off(bytes.len() - none.len()), none);
+        strip_no_events_ahead(&mut bytes);
         // The empty second section: its count, four zero bytes.
         assert_eq!(bytes.split_off(bytes.len() - 4), [0u8; 4]);
         bytes
