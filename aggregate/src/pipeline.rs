@@ -399,10 +399,10 @@ pub fn replay_files<S: RollupSink>(
 ) -> Result<(PipelineStats, S), PipelineError> {
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let max_line = cfg.max_line;
-    let inputs = survey_inputs(paths)?;
+    let (inputs, legacy) = survey_inputs(paths)?;
     // Lake file names derive from the source and the line span: the input set's fingerprint in
     // the source gives each set names of its own.
-    let legacy_source = format!("{}-{:016x}", cfg.source, legacy_fingerprint(paths).map_err(|(path, source)| PipelineError::Input { path, source })?);
+    let legacy_source = format!("{}-{legacy:016x}", cfg.source);
     let run = ReplayRun {
         source: format!("{}-{:016x}", cfg.source, set_fingerprint(&inputs)),
         files: inputs.iter().map(|i| ReplayFile { name: file_name(&i.path), identity: i.identity.clone() }).collect(),
@@ -486,18 +486,25 @@ struct Input {
 /// How much of a file's text is searched for its first event.
 const FIRST_EVENT_HEAD: u64 = 64 << 10;
 
+/// How much of a file's bytes, with its name and length, named its input set before replays
+/// were recorded.
+const LEGACY_HEAD: usize = 64 << 10;
+
 /// Identify each input by its bytes (hashing them costs little next to reading them as events)
 /// and order them by their first event (files without one first: they hold nothing to count);
-/// ties keep the order given.
-fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
+/// ties keep the order given. Also, from the same read, how replays named the input set before
+/// they were recorded: FNV-1a over each input's file name, length and first 64 KiB (as stored),
+/// in the order given.
+fn survey_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), PipelineError> {
     use std::hash::Hasher;
     use std::io::Read;
     let mut inputs = Vec::with_capacity(paths.len());
+    let mut legacy = crate::checkpoint::Fnv1a::new();
     for path in paths {
         let err = |source| PipelineError::Input { path: path.clone(), source };
         let mut file = std::fs::File::open(path).map_err(err)?;
         let mut hash = twox_hash::XxHash64::with_seed(0);
-        let mut len = 0u64;
+        let (mut len, mut raw_head) = (0u64, Vec::with_capacity(LEGACY_HEAD));
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match file.read(&mut buf) {
@@ -508,7 +515,12 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
             };
             hash.write(&buf[..n]);
             len += n as u64;
+            let room = LEGACY_HEAD - raw_head.len();
+            raw_head.extend_from_slice(&buf[..n.min(room)]);
         }
+        legacy.update(file_name(path).as_bytes());
+        legacy.update(&len.to_le_bytes());
+        legacy.update(&raw_head);
         let (reader, _) = open_file(path).map_err(err)?;
         let mut head = Vec::new();
         // A damaged file is found when it is read, not here.
@@ -523,7 +535,7 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, PipelineError> {
         inputs.push(Input { path: path.clone(), identity: format!("{:016x}:{len}", hash.finish()), first_ts });
     }
     inputs.sort_by_key(|i| i.first_ts);
-    Ok(inputs)
+    Ok((inputs, legacy.finish()))
 }
 
 /// The input set's fingerprint: whatever order and names its files were given in.
@@ -560,22 +572,4 @@ fn replaced_runs(earlier: &[ReplayRun], run: &ReplayRun) -> Result<Vec<String>, 
     Ok(replaced)
 }
 
-/// How replays named their input sets before they were recorded: FNV-1a over each input's file
-/// name, length and first 64 KiB (as stored), in the order given.
-fn legacy_fingerprint(paths: &[PathBuf]) -> Result<u64, (PathBuf, std::io::Error)> {
-    use std::io::Read;
-    const HEAD: u64 = 64 << 10;
-    let mut h = crate::checkpoint::Fnv1a::new();
-    for path in paths {
-        let err = |e| (path.clone(), e);
-        let mut f = std::fs::File::open(path).map_err(err)?;
-        let len = f.metadata().map_err(err)?.len();
-        let mut head = Vec::with_capacity(HEAD.min(len) as usize);
-        (&mut f).take(HEAD).read_to_end(&mut head).map_err(err)?;
-        h.update(file_name(path).as_bytes());
-        h.update(&len.to_le_bytes());
-        h.update(&head);
-    }
-    Ok(h.finish())
-}
 
