@@ -335,10 +335,12 @@ impl RayDedup {
     /// True when the site's RayID was not seen before (and records it) in the event-time minute
     /// starting at `minute`.
     fn first_time(&mut self, minute: Nanos, site: &str, ray: &str) -> bool {
-        if !self.legacy.is_empty() && self.legacy.get(&minute).is_some_and(|set| set.contains(&legacy_ray_hash(ray))) {
-            return false;
-        }
-        if !self.ray_only.is_empty() && self.ray_only.get(&minute).is_some_and(|set| set.contains(&ray_only_hash(ray))) {
+        // RayIDs of older checkpoints, by the hash they were stored with (hashed only while any
+        // are left).
+        let known = |sets: &BTreeMap<Nanos, HashSet<u64, NoHash>>, hash: fn(&str) -> u64| {
+            !sets.is_empty() && sets.get(&minute).is_some_and(|set| set.contains(&hash(ray)))
+        };
+        if known(&self.legacy, legacy_ray_hash) || known(&self.ray_only, ray_only_hash) {
             return false;
         }
         self.buckets.entry(minute).or_default().insert(ray_hash(site, ray))
