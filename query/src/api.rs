@@ -376,7 +376,29 @@ struct SeriesParams {
     format: Option<String>,
 }
 
-fn params(query: Result<Query<SeriesParams>, QueryRejection>) -> Result<SeriesParams> {
+/// Query parameters of a site's rates; an unknown one is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatesParams {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    format: Option<String>,
+}
+
+/// Query parameters of an entity report; an unknown one is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntityReportParams {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    min_confidence: Option<String>,
+    format: Option<String>,
+}
+
+/// An endpoint's query parameters, or the 400 saying what is wrong with them.
+fn params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T> {
     query.map(|Query(p)| p).map_err(|e| QueryError::InvalidParameter(e.body_text()))
 }
 
@@ -417,12 +439,9 @@ async fn site_rates_handler(
     State(state): State<AppState>,
     caller: Caller,
     Path(site): Path<String>,
-    query: Result<Query<SeriesParams>, QueryRejection>,
+    query: Result<Query<RatesParams>, QueryRejection>,
 ) -> Result<Response> {
     let p = params(query)?;
-    if p.by.is_some() || p.top.is_some() || p.min_confidence.is_some() {
-        return Err(QueryError::InvalidParameter("site rates take from, to, step and format".into()));
-    }
     let format = SeriesFormat::parse(p.format.as_deref())?;
     let req = SiteRatesRequest {
         site: site_param(&site)?,
@@ -466,7 +485,7 @@ async fn incidents_handler(
     caller: Caller,
     query: Result<Query<IncidentParams>, QueryRejection>,
 ) -> Result<Response> {
-    let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
+    let p = params(query)?;
     let format = SeriesFormat::parse(p.format.as_deref())?;
     let req = IncidentListRequest {
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
@@ -496,7 +515,7 @@ async fn incident_report_handler(
     Path(id): Path<String>,
     query: Result<Query<ReportParams>, QueryRejection>,
 ) -> Result<Response> {
-    let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
+    let p = params(query)?;
     let format = ReportFormat::parse(p.format.as_deref())?;
     let report = incidents::report(caller.view(state.backend()?), &id)
         .await?
@@ -542,12 +561,9 @@ async fn entity_report_handler(
     State(state): State<AppState>,
     caller: Caller,
     Path(entity): Path<String>,
-    query: Result<Query<SeriesParams>, QueryRejection>,
+    query: Result<Query<EntityReportParams>, QueryRejection>,
 ) -> Result<Response> {
     let p = params(query)?;
-    if p.by.is_some() || p.top.is_some() {
-        return Err(QueryError::InvalidParameter("an entity report takes from, to, step, min_confidence and format".into()));
-    }
     let format = ReportFormat::parse(p.format.as_deref())?;
     if entity.trim().is_empty() {
         return Err(QueryError::InvalidParameter("entity must not be empty".into()));
@@ -578,7 +594,7 @@ async fn registry_import_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    let Query(p) = query.map_err(|e| QueryError::InvalidParameter(e.body_text()))?;
+    let p = params(query)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let format = match (p.format.as_deref(), content_type) {
         (Some("csv"), _) => RegistryFormat::Csv,
