@@ -114,9 +114,7 @@ impl ClickHouseBackend {
 
     async fn fetch(&self, q: clickhouse::query::Query) -> Result<QueryResult> {
         self.utc.get_or_try_init(|| self.check_utc()).await?;
-        let mut cursor = q.fetch_bytes("TabSeparatedWithNamesAndTypes").map_err(classify)?;
-        let body = cursor.collect().await.map_err(classify)?;
-        decode_tsv(&body)
+        decode_tsv(&answer(q, "TabSeparatedWithNamesAndTypes").await?)
     }
 }
 
@@ -124,8 +122,7 @@ impl ClickHouseBackend {
     /// `Ok` when the server's time zone is UTC (by any of its names).
     async fn check_utc(&self) -> Result<()> {
         // In `system`, which every server has: the contract's database may not exist yet.
-        let mut cursor = self.client.clone().with_database("system").query("SELECT timezone()").fetch_bytes("TabSeparated").map_err(classify)?;
-        let body = cursor.collect().await.map_err(classify)?;
+        let body = answer(self.client.clone().with_database("system").query("SELECT timezone()"), "TabSeparated").await?;
         let tz = String::from_utf8_lossy(&body).trim().to_owned();
         if is_utc(&tz) {
             return Ok(());
@@ -135,6 +132,12 @@ impl ClickHouseBackend {
             self.url
         )))
     }
+}
+
+/// The whole answer to `q` in `format`, server errors classified.
+async fn answer(q: clickhouse::query::Query, format: &str) -> Result<bytes::Bytes> {
+    let mut cursor = q.fetch_bytes(format).map_err(classify)?;
+    cursor.collect().await.map_err(classify)
 }
 
 /// Names of UTC in the tz database.
