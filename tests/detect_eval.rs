@@ -7,17 +7,23 @@ mod support;
 
 use support::*;
 
-#[test]
-fn eval_scenario_attacks_are_found_and_negatives_stay_silent() {
+/// 30 minutes of the `eval` scenario (`seed`, `rps`, `sites`) generated, replayed and scored
+/// (signatures against the labelled events too): the eval report.
+fn generate_replay_eval(seed: &str, rps: &str, sites: &str) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let events = tmp.path().join("eval.ndjson");
     let truth = tmp.path().join("eval.truth.json");
-    run_ok(edgelens().args(["generate", "--scenario", "eval", "--seed", "31", "--duration", "30m", "--rps", "400", "--sites", "300", "--out"]).arg(&events).arg("--truth").arg(&truth));
+    run_ok(edgelens().args(["generate", "--scenario", "eval", "--seed", seed, "--duration", "30m", "--rps", rps, "--sites", sites, "--out"]).arg(&events).arg("--truth").arg(&truth));
     let lake = tmp.path().join("lake");
     run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).arg(&events));
     let report = tmp.path().join("report.json");
     run_ok(edgelens().args(["eval", "--truth"]).arg(&truth).arg("--data-dir").arg(&lake).arg("--events").arg(&events).arg("--out").arg(&report));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+}
+
+#[test]
+fn eval_scenario_attacks_are_found_and_negatives_stay_silent() {
+    let r = generate_replay_eval("31", "400", "300");
     let summary = format!("{:#}", r);
 
     assert!(r["attacks"].as_u64().unwrap() >= 15, "{summary}");
@@ -59,15 +65,7 @@ fn eval_scenario_attacks_are_found_and_negatives_stay_silent() {
 /// sender, so the burst was never confirmed (seed 3 missed one of 15 attacks).
 #[test]
 fn short_bursts_on_small_sites_are_confirmed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let events = tmp.path().join("eval.ndjson.gz");
-    let truth = tmp.path().join("eval.truth.json");
-    run_ok(edgelens().args(["generate", "--scenario", "eval", "--seed", "3", "--duration", "30m", "--rps", "100", "--sites", "100", "--out"]).arg(&events).arg("--truth").arg(&truth));
-    let lake = tmp.path().join("lake");
-    run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).arg(&events));
-    let report = tmp.path().join("report.json");
-    run_ok(edgelens().args(["eval", "--truth"]).arg(&truth).arg("--data-dir").arg(&lake).arg("--out").arg(&report));
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let r = generate_replay_eval("3", "100", "100");
     let summary = format!("{:#}", r);
     assert_eq!(r["detected"], r["attacks"], "{summary}");
     for (kind, n) in r["false_alerts"].as_object().unwrap() {
