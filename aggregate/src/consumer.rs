@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,7 @@ use crate::sink::Sinks;
 use crate::sites::HostSites;
 use edgelens_schemas::privacy::ClientIpPolicy;
 use crate::windows::WindowConfig;
+use edgelens_ingest::log::MESSAGE_ID_HEADER;
 use crate::SinkError;
 
 /// How the aggregators of a group divide the partitions.
@@ -809,7 +810,8 @@ fn take_message<C: ConsumerContext>(
         *last_key = (msg.topic().to_owned(), msg.partition());
     }
     let Some(part) = parts.get_mut(&*last_key) else { return Ok(false) };
-    match part.take(msg.offset(), msg.payload().unwrap_or_default())? {
+    let id = msg.headers().and_then(|h| h.iter().find(|h| h.key == MESSAGE_ID_HEADER)).and_then(|h| h.value);
+    match part.take(msg.offset(), msg.payload().unwrap_or_default(), id)? {
         Taken::Done => {}
         Taken::Rewind(to) => seek(consumer, last_key, to),
     }

@@ -27,6 +27,17 @@ use crate::windows::{Observed, SiteWindows, WindowConfig};
 /// Lines between two watermark checks.
 const ADVANCE_EVERY: u64 = 1024;
 
+/// Where a message's id stands while its lines are taken.
+#[derive(Debug, Clone, Copy)]
+enum MessageId<'a> {
+    /// Named, not looked up yet (no event of the message parsed so far).
+    Unchecked(&'a [u8]),
+    /// Unnamed, or named and taken for the first time.
+    Checked,
+    /// Counted before: its events are duplicates.
+    Redelivered,
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     pub windows: WindowConfig,
@@ -94,6 +105,9 @@ pub struct EmbeddedPipeline<S> {
     /// Events up to this time are within `max_future` of the clock as last read: only a later
     /// event reads the clock (through the `now` of the lines) to move it.
     future_limit: Nanos,
+    /// Dead letters of the message being taken, held back until its id is checked: a
+    /// redelivered message's are not recorded again.
+    held: Vec<DeadLetter>,
 }
 
 impl<S: RollupSink> EmbeddedPipeline<S> {
@@ -108,6 +122,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             flushed_to: 0,
             stats: PipelineStats::default(),
             future_limit: Nanos::MIN,
+            held: Vec::new(),
         }
     }
 
@@ -133,27 +148,38 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take one input line. `source`/`line_no` identify it in dead letters; `now` stamps them.
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
-        self.push_lines_at(std::iter::once(line), source, line_no, || now, self.offset + 1)
+        self.push_lines_at(std::iter::once(line), &mut MessageId::Checked, source, line_no, || now, self.offset + 1)
     }
 
     /// Take the events of one `edge-requests` message (NDJSON, see
     /// [`edgelens_ingest::log::message_lines`]) at stream `position` (for Kafka: its offset + 1,
     /// so the position after it is the offset to commit); its dead letters are numbered `line_no`.
-    pub fn push_message_at(&mut self, value: &[u8], source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
-        self.push_lines_at(message_lines(value).map(Line::Complete), source, line_no, now, position)
+    ///
+    /// A message named `id` ([`edgelens_ingest::log::MESSAGE_ID_HEADER`]) that was counted before
+    /// within the lateness horizon is a redelivery: its events are counted as duplicates only.
+    pub fn push_message_at(&mut self, value: &[u8], id: Option<&[u8]>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
+        let mut id = id.map_or(MessageId::Checked, MessageId::Unchecked);
+        self.push_lines_at(message_lines(value).map(Line::Complete), &mut id, source, line_no, now, position)
     }
 
     /// Take the lines of one input message at `position`; positions must increase. The watermark
     /// is checked only between messages (whenever the line count crosses a multiple of
     /// `ADVANCE_EVERY`), so a flush never splits a message. `now` is read only for dead letters.
-    fn push_lines_at<'a>(&mut self, lines: impl Iterator<Item = Line<'a>>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
+    fn push_lines_at<'a>(&mut self, lines: impl Iterator<Item = Line<'a>>, id: &mut MessageId<'_>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
         self.offset = position;
         self.stats.messages += 1;
         let before = self.stats.lines;
         for line in lines {
-            self.take_line(line, source, line_no, &now);
+            if let MessageId::Redelivered = id {
+                self.stats.lines += 1;
+                self.skip_duplicates(1);
+                continue;
+            }
+            self.take_line(line, id, source, line_no, &now);
         }
+        // A message without any event: nothing names it in the horizon.
+        self.release_held();
         if self.stats.lines / ADVANCE_EVERY != before / ADVANCE_EVERY {
             self.tick()?;
         }
@@ -173,9 +199,22 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     }
 
     /// Count one line, or keep it as a dead letter.
-    fn take_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
+    fn take_line(&mut self, line: Line<'_>, id: &mut MessageId<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
         self.stats.lines += 1;
-        let rejected = match line.parse() {
+        let parsed = line.parse();
+        // A message is known by its first event's time: the horizon it is remembered for.
+        if let (MessageId::Unchecked(name), Ok(ev)) = (*id, &parsed) {
+            if self.windows.first_message(ev.ts, name) {
+                *id = MessageId::Checked;
+                self.release_held();
+            } else {
+                *id = MessageId::Redelivered;
+                let held = std::mem::take(&mut self.held);
+                self.skip_duplicates(1 + held.len() as u64);
+                return;
+            }
+        }
+        let rejected = match parsed {
             Err(rejected) => Some(rejected),
             Ok(ev) if let Some(reason) = self.in_future(ev.ts, now) => Some((reason, line.raw())),
             Ok(mut ev) => {
@@ -199,11 +238,29 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             }
         };
         if let Some((reason, raw)) = rejected {
-            self.stats.dead_letters.add(reason.code());
             let mut dead = DeadLetter::new(now(), source, line_no, &reason, raw);
             dead.raw = self.cfg.client_ip.redact(&dead.raw);
+            if let MessageId::Unchecked(_) = id {
+                self.held.push(dead);
+            } else {
+                self.stats.dead_letters.add(dead.reason);
+                self.pending.dead_letters.push(dead);
+            }
+        }
+    }
+
+    /// Record the dead letters held back while the message's id was not checked yet.
+    fn release_held(&mut self) {
+        for dead in self.held.drain(..) {
+            self.stats.dead_letters.add(dead.reason);
             self.pending.dead_letters.push(dead);
         }
+    }
+
+    /// `n` lines of a redelivered message, counted before.
+    fn skip_duplicates(&mut self, n: u64) {
+        self.stats.duplicates += n;
+        self.windows.skip_duplicates(n);
     }
 
     /// Take a dead letter rejected upstream (e.g. by the ingest receiver) at stream `position`:
@@ -290,6 +347,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             flushed_to: position,
             stats: PipelineStats::default(),
             future_limit: Nanos::MIN,
+            held: Vec::new(),
         })
     }
 

@@ -54,7 +54,8 @@ pub struct WindowConfig {
     pub allowed_disorder: Nanos,
     /// How far behind the watermark a late event is still counted (as a delta row).
     pub allowed_lateness: Nanos,
-    /// Drop events whose RayID was already counted within the lateness horizon.
+    /// Drop events whose RayID, or whose message's id, was already counted within the lateness
+    /// horizon.
     pub dedup_ray_ids: bool,
     /// How far ahead of the wall clock an event may be (edge clocks differ a little); a later one
     /// is rejected as [`InvalidReason::FutureTimestamp`] by the pipeline (this core has no clock).
@@ -295,6 +296,15 @@ fn ray_hash(site: &str, ray: &str) -> u64 {
     h.finish()
 }
 
+/// The hash a message id ([`edgelens_ingest::log::MESSAGE_ID_HEADER`]) is remembered by, among
+/// the RayIDs: XXH64 of the id with a seed of its own, a specified function like [`ray_hash`].
+fn message_id_hash(id: &[u8]) -> u64 {
+    twox_hash::XxHash64::oneshot(MESSAGE_ID_SEED, id)
+}
+
+/// "msg-id" in ASCII.
+const MESSAGE_ID_SEED: u64 = 0x6d73_672d_6964;
+
 /// The hash checkpoints of formats 4 and 5 stored for a RayID: XXH64 (seed 0) of its bytes.
 fn ray_only_hash(ray: &str) -> u64 {
     twox_hash::XxHash64::oneshot(0, ray.as_bytes())
@@ -463,6 +473,18 @@ impl SiteWindows {
     /// RayIDs remembered for deduplication.
     pub fn remembered_ray_ids(&self) -> usize {
         self.dedup.len()
+    }
+
+    /// Whether the message named `id` whose first event is at `ts` comes for the first time (and
+    /// remembers it then, like a RayID, for the lateness horizon); `false` means a redelivery
+    /// whose lines are counted already, to be skipped with [`Self::skip_duplicates`].
+    pub fn first_message(&mut self, ts: Nanos, id: &[u8]) -> bool {
+        !self.cfg.dedup_ray_ids || self.dedup.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(message_id_hash(id))
+    }
+
+    /// Count `n` lines of a redelivered message as duplicates.
+    pub fn skip_duplicates(&mut self, n: u64) {
+        self.stats.duplicates += n;
     }
 
     /// Count one event.

@@ -126,7 +126,7 @@ impl Fixture {
     fn first_owner(&self, msgs: &[Vec<u8>], n: usize, clock: Instant) -> u64 {
         let mut part = self.resume(None, cfg(), clock);
         for (i, m) in msgs.iter().enumerate().take(n) {
-            assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+            assert_eq!(part.take(i as i64, m, None).unwrap(), Taken::Done);
         }
         let x = part.checkpoint(clock).unwrap().unwrap();
         part.committed(x).unwrap();
@@ -156,7 +156,13 @@ fn timer(part: &mut Part, clock: Instant) -> Option<u64> {
 
 /// Run `msgs` through successive aggregators, crashing as told; `pause_at` inserts a 6 s quiet
 /// spell (idle close, then late deltas for the closed windows).
-fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
+fn run_with_crashes(msgs: &[Vec<u8>], crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
+    run_named_with_crashes(msgs, &[], crashes, pause_at)
+}
+
+/// [`run_with_crashes`] of messages named by `ids` (`edgelens-message-id`; messages past its end
+/// have none).
+fn run_named_with_crashes(msgs: &[Vec<u8>], ids: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
     crashes.sort_by_key(|c| c.at);
     crashes.dedup_by_key(|c| c.at);
     let fx = Fixture::new();
@@ -187,7 +193,7 @@ fn run_with_crashes(msgs: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) 
             {
                 committed = Some(p);
             }
-            assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+            assert_eq!(part.take(i as i64, m, ids.get(i).map(Vec::as_slice)).unwrap(), Taken::Done);
         }
         // End of input: the partition goes idle, checkpoints, then closes everything.
         go_idle(&mut part, &mut clock, &mut committed);
@@ -260,6 +266,47 @@ fn crash_after_an_uncommitted_checkpoint_discards_its_writes() {
     assert_same(&got, &want);
 }
 
+/// Regression: a batch sent again (a client retrying after a 503, when part of it had reached the
+/// broker) counted its events twice when they carried no `RayID`. Its messages come again with
+/// the ids they had the first time; each counts once, across crashes too.
+#[test]
+fn messages_sent_again_count_once_by_their_ids_across_crashes() {
+    let lines: Vec<Vec<u8>> = messages(13)
+        .into_iter()
+        .map(|l| match serde_json::from_slice::<serde_json::Value>(&l) {
+            Ok(mut v) => {
+                v.as_object_mut().unwrap().remove("RayID");
+                v.to_string().into_bytes()
+            }
+            Err(_) => l,
+        })
+        .collect();
+    // Some messages start with a line that is no event: its dead letter is recorded once too.
+    let distinct: Vec<Vec<u8>> = packed(&lines).into_iter().enumerate().map(|(i, m)| if i % 7 == 3 { [&b"{\"broken\n"[..], &m].concat() } else { m }).collect();
+    let want = reference(&distinct);
+    let has_event = |m: &[u8]| message_lines(m).any(|l| serde_json::from_slice::<serde_json::Value>(l).is_ok());
+    // Every 50th message, those of the ten before it with an event (a message of edgelens'
+    // producers always has one) come again, as a retried batch's messages that reached the broker
+    // the first time.
+    let (mut msgs, mut ids) = (Vec::new(), Vec::new());
+    for (i, m) in distinct.iter().enumerate() {
+        msgs.push(m.clone());
+        ids.push(format!("batch-{}/{}", i / 10, i % 10).into_bytes());
+        if i % 50 == 49 {
+            for j in (i - 9..i - 2).filter(|&j| has_event(&distinct[j])) {
+                msgs.push(distinct[j].clone());
+                ids.push(format!("batch-{}/{}", j / 10, j % 10).into_bytes());
+            }
+        }
+    }
+    assert!(msgs.len() > distinct.len() + 100);
+    let (got, _) = run_named_with_crashes(&msgs, &ids, Vec::new(), usize::MAX);
+    assert_same(&got, &want);
+    let crashes = vec![Crash { at: msgs.len() / 3, saved_uncommitted: true }, Crash { at: msgs.len() / 2 + 1, saved_uncommitted: false }];
+    let (got, _) = run_named_with_crashes(&msgs, &ids, crashes, msgs.len() / 4);
+    assert_same(&got, &want);
+}
+
 /// Checkpoint at X, then the partition goes idle (its windows are closed and written at X), then
 /// a crash: the successor resumes at X and must neither lose those rows nor count them twice.
 #[test]
@@ -272,7 +319,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     let mut part = fx.resume(None, cfg(), clock);
     for (i, m) in msgs.iter().enumerate().take(half) {
         clock += Duration::from_millis(7);
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m, None).unwrap(), Taken::Done);
     }
     let x = part.checkpoint(clock).unwrap().unwrap();
     part.committed(x).unwrap();
@@ -285,7 +332,7 @@ fn idle_close_after_a_checkpoint_survives_a_crash() {
     assert_eq!(part.discarded_writes, 0, "the idle close's rows are in the checkpoint's account");
     for (i, m) in msgs.iter().enumerate().skip(half) {
         clock += Duration::from_millis(7);
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m, None).unwrap(), Taken::Done);
     }
     let mut committed = Some(x);
     go_idle(&mut part, &mut clock, &mut committed);
@@ -305,7 +352,7 @@ fn idle_close_after_a_flush_at_the_same_position_survives_a_crash() {
     let mut committed = None;
     let mut part = fx.resume(None, cfg.clone(), clock);
     for (i, m) in msgs.iter().enumerate() {
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m, None).unwrap(), Taken::Done);
     }
     reached_end(&mut part);
     // The flush interval (rows closed so far are written), the idle timeout, one more timer.
@@ -336,16 +383,16 @@ fn skipped_offsets_are_fetched_again() {
     let x = fx.first_owner(&msgs, c, clock);
     let mut part = fx.resume(Some(x), cfg(), clock);
     // The broker starts 700 messages late: seek back, twice (64, then 256 back, then 1024 back).
-    assert_eq!(part.take(c as i64 + 700, &msgs[c + 700]).unwrap(), Taken::Rewind(c as u64 - 64));
+    assert_eq!(part.take(c as i64 + 700, &msgs[c + 700], None).unwrap(), Taken::Rewind(c as u64 - 64));
     // That message was handed over, not taken: a report of the consumer past it at the end does
     // not make the partition idle while the offsets before it are unread.
     let end = c as u64 + 701;
     part.end_report(EndReport { reached: Some(end), handed: Some(end) });
     assert!(!part.consumer_at_end(), "at the end with a seek back pending");
-    assert_eq!(part.take(c as i64 + 200, &msgs[c + 200]).unwrap(), Taken::Rewind(c as u64 - 256));
+    assert_eq!(part.take(c as i64 + 200, &msgs[c + 200], None).unwrap(), Taken::Rewind(c as u64 - 256));
     // Now it delivers from before the position: those are skipped, then everything follows.
     for (i, m) in msgs.iter().enumerate().skip(c - 256) {
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done, "offset {i}");
+        assert_eq!(part.take(i as i64, m, None).unwrap(), Taken::Done, "offset {i}");
     }
     reached_end(&mut part);
     assert!(part.consumer_at_end(), "at the end once the expected offsets came");
@@ -356,11 +403,11 @@ fn skipped_offsets_are_fetched_again() {
     // A real hole: after the seek, earlier messages arrive, then the next one is beyond.
     let mut part = PartitionAggregator::resume("grp2", "edge-requests", 0, TopicKind::Events, None, cfg(), MemorySink::default(), fx.store.clone(), clock).unwrap();
     for (i, m) in msgs.iter().enumerate().take(100) {
-        part.take(i as i64, m).unwrap();
+        part.take(i as i64, m, None).unwrap();
     }
-    assert_eq!(part.take(150, &msgs[150]).unwrap(), Taken::Rewind(36));
-    assert_eq!(part.take(99, &msgs[99]).unwrap(), Taken::Done);
-    assert_eq!(part.take(150, &msgs[150]).unwrap(), Taken::Done, "accepted");
+    assert_eq!(part.take(150, &msgs[150], None).unwrap(), Taken::Rewind(36));
+    assert_eq!(part.take(99, &msgs[99], None).unwrap(), Taken::Done);
+    assert_eq!(part.take(150, &msgs[150], None).unwrap(), Taken::Done, "accepted");
     assert_eq!(part.position(), 151);
 }
 
@@ -426,7 +473,7 @@ fn idle_time_counts_from_the_first_timer_after_the_input() {
     let mut part = fx.resume(None, cfg(), t0);
     let line = br#"{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"a.example","RayID":"r1"}"#;
     // The message comes 4.9 s after the partition last heard anything.
-    assert_eq!(part.take(0, line).unwrap(), Taken::Done);
+    assert_eq!(part.take(0, line, None).unwrap(), Taken::Done);
     reached_end(&mut part);
     let first = t0 + Duration::from_millis(4_900);
     timer(&mut part, first);
@@ -461,7 +508,7 @@ fn idle_close_waits_for_the_consumer_to_reach_the_end() {
     timer(&mut part, clock);
     assert_eq!(rows(), before, "closed with messages fetched and not taken");
     // A report made before the last message taken says nothing of what came after it.
-    assert_eq!(part.take(x as i64, &msgs[x as usize]).unwrap(), Taken::Done);
+    assert_eq!(part.take(x as i64, &msgs[x as usize], None).unwrap(), Taken::Done);
     part.end_report(EndReport { reached: Some(x), handed: Some(x) });
     clock += Duration::from_secs(6);
     timer(&mut part, clock);
@@ -477,7 +524,7 @@ fn idle_close_waits_for_the_consumer_to_reach_the_end() {
 
     // The rest of the input, then no report at all: closed after the long timeout only.
     for (i, m) in msgs.iter().enumerate().skip(x as usize + 1) {
-        assert_eq!(part.take(i as i64, m).unwrap(), Taken::Done);
+        assert_eq!(part.take(i as i64, m, None).unwrap(), Taken::Done);
     }
     clock += Duration::from_millis(100);
     timer(&mut part, clock);

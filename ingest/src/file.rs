@@ -5,7 +5,8 @@
 //!
 //! A batch the log refuses with a retryable error is appended again after a backoff (up to
 //! `max_attempts`), so a broker restart delays the replay instead of losing events; a resent batch's
-//! events are removed downstream by `RayID`.
+//! messages carry the ids they had the first time, and those that reached the log then are not
+//! counted again downstream. So does running the same file again within the lateness horizon.
 
 use std::path::PathBuf;
 use std::time::Duration;

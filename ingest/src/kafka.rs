@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use tokio::sync::oneshot;
 
 use crate::error::LogError;
-use crate::log::{EventLog, Record};
+use crate::log::{EventLog, Record, MESSAGE_ID_HEADER};
 
 /// Settings of the producer.
 #[derive(Debug, Clone)]
@@ -225,11 +226,14 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         let (ack, delivery) = oneshot::channel();
-        let rec = BaseRecord::with_opaque_to(topic, Box::new(ack)).key(&r.key[..]).payload(&r.value[..]);
+        let mut rec = BaseRecord::with_opaque_to(topic, Box::new(ack)).key(&r.key[..]).payload(&r.value[..]);
+        if let Some(id) = &r.id {
+            rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header { key: MESSAGE_ID_HEADER, value: Some(&id[..]) }));
+        }
         match producer.send(rec) {
             Ok(()) => pending.push(delivery),
             // Already queued messages still go out; the caller retries the whole batch and
-            // the aggregator drops the redelivered ones by RayID.
+            // the aggregator drops the redelivered ones by their id.
             Err((e, _)) => {
                 *code = e.rdkafka_error_code();
                 return Err(classify(e));

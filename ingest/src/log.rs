@@ -11,6 +11,14 @@
 //!   is on, but a redelivered event (same `RayID`) is recognised as a duplicate only on the
 //!   partition that counted it first. Events should carry `RayID`.
 //!
+//!   A message may carry the header `edgelens-message-id` ([`MESSAGE_ID_HEADER`]): an id naming
+//!   the message, unique among the producer's messages. A message with the id of one already
+//!   counted on its partition within the lateness horizon is a redelivery, and none of its events
+//!   count again, with or without `RayID`. edgelens' own producers set it to the hash of the
+//!   batch's packed lines, the input line the batch starts at and the message's place in the
+//!   batch ([`Packer::take`]): a batch sent again — the same body posted again after a 503, or a
+//!   file's batch appended again — gets the same messages with the same ids.
+//!
 //!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
 //!   that the per-message cost of the broker and its clients is paid once per site and second
 //!   instead of once per event. Packing keeps each site's events in their order. It moves an
@@ -24,7 +32,8 @@
 //!
 //! Guarantee of [`EventLog::append`]: when it returns `Ok`, every record of the batch is durably
 //! in the log (acknowledged by the broker with `acks=all`); on `Err` some may be and some not, and
-//! the caller must retry the whole batch (duplicates are removed downstream by `RayID`).
+//! the caller must retry the whole batch (the messages that reached the log already are removed
+//! downstream by their id).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -39,6 +48,9 @@ use crate::reader::Line;
 
 pub const EVENTS_TOPIC: &str = "edge-requests";
 pub const DEAD_LETTERS_TOPIC: &str = "edge-dead-letters";
+/// Header of an `edge-requests` message naming it, so that a redelivered message counts once (see
+/// the module docs).
+pub const MESSAGE_ID_HEADER: &str = "edgelens-message-id";
 
 /// Largest value [`Packer`] builds (a single longer line still gets a message of its own; brokers
 /// accept 1 MB messages by default).
@@ -49,6 +61,8 @@ pub const PACK_MAX_BYTES: usize = 256 << 10;
 pub struct Record {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    /// The message's [`MESSAGE_ID_HEADER`], if it has one.
+    pub id: Option<Vec<u8>>,
 }
 
 /// The events of an `edge-requests` message value: its non-blank lines, without `\r\n` / `\n`. A
@@ -90,6 +104,9 @@ pub struct Packer {
     /// Newest event time seen so far.
     newest: Nanos,
     events: u64,
+    /// XXH64 of the lines packed since the last take, and the input line number of the first.
+    lines_hash: twox_hash::XxHash64,
+    first_line: Option<u64>,
 }
 
 impl Default for Packer {
@@ -101,18 +118,22 @@ impl Default for Packer {
 impl Packer {
     /// A packer whose messages hold at most `max_bytes` (unless a single line is longer).
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, messages: Vec::new(), open: HashMap::new(), newest: Nanos::MIN, events: 0 }
+        Self { max_bytes, messages: Vec::new(), open: HashMap::new(), newest: Nanos::MIN, events: 0, lines_hash: twox_hash::XxHash64::with_seed(0), first_line: None }
     }
 
     /// Take one line: packed when valid, else the dead letter that takes its place.
     pub fn push(&mut self, line: &Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), DeadLetter> {
         let ev = line.parse().map_err(|(reason, raw)| DeadLetter::new(now, source, line_no, &reason, raw))?;
+        self.first_line.get_or_insert(line_no);
         self.push_event(ev.site.as_bytes(), ev.ts, line.raw());
         Ok(())
     }
 
     /// Pack one valid event of `site` at event time `ts` whose line is `raw`.
     pub fn push_event(&mut self, site: &[u8], ts: Nanos, raw: &[u8]) {
+        use std::hash::Hasher;
+        self.lines_hash.write(raw);
+        self.lines_hash.write(b"\n");
         self.events += 1;
         self.newest = self.newest.max(ts);
         if let Some(&(i, newest_then)) = self.open.get(site) {
@@ -124,7 +145,7 @@ impl Packer {
             }
         }
         self.open.insert(site.to_vec(), (self.messages.len(), self.newest.div_euclid(NANOS_PER_SEC)));
-        self.messages.push(Record { key: site.to_vec(), value: raw.to_vec() });
+        self.messages.push(Record { key: site.to_vec(), value: raw.to_vec(), id: None });
     }
 
     /// Events packed so far and not yet taken.
@@ -132,12 +153,23 @@ impl Packer {
         self.events
     }
 
-    /// The messages packed so far, in order; the packer starts afresh.
+    /// The messages packed so far, in order; the packer starts afresh. Each message gets its id
+    /// ([`MESSAGE_ID_HEADER`]): `<XXH64 of the packed lines, 16 hex digits>-<line number of the
+    /// first>/<index of the message>`, the same whenever the same lines are packed again from the
+    /// same place in their input.
     pub fn take(&mut self) -> Vec<Record> {
+        use std::hash::Hasher;
+        let batch = format!("{:016x}-{}", self.lines_hash.finish(), self.first_line.unwrap_or(0));
         self.open.clear();
         self.newest = Nanos::MIN;
         self.events = 0;
-        std::mem::take(&mut self.messages)
+        self.lines_hash = twox_hash::XxHash64::with_seed(0);
+        self.first_line = None;
+        let mut messages = std::mem::take(&mut self.messages);
+        for (i, m) in messages.iter_mut().enumerate() {
+            m.id = Some(format!("{batch}/{i}").into_bytes());
+        }
+        messages
     }
 }
 
@@ -186,7 +218,7 @@ impl Record {
             "detail": d.detail,
             "raw": d.raw,
         });
-        Record { key: d.reason.as_bytes().to_vec(), value: value.to_string().into_bytes() }
+        Record { key: d.reason.as_bytes().to_vec(), value: value.to_string().into_bytes(), id: None }
     }
 }
 
@@ -273,6 +305,32 @@ mod tests {
         assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v)));
         assert_eq!(p.events(), 0);
         assert!(p.take().is_empty());
+    }
+
+    #[test]
+    fn messages_are_named_by_their_batch_and_their_place_in_it() {
+        let line = |site: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"{site}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let batch = [line("a.example", 0), line("b.example", 10), line("a.example", 1500)];
+        let mut p = Packer::default();
+        let mut ids = |lines: &[String], first: u64| -> Vec<String> {
+            p.push(&Line::Complete(b"{\"broken\""), "logpush", first, 0).unwrap_err();
+            for (i, l) in lines.iter().enumerate() {
+                p.push(&Line::Complete(l.as_bytes()), "logpush", first + 1 + i as u64, 0).unwrap();
+            }
+            p.take().into_iter().map(|r| String::from_utf8(r.id.expect("named")).unwrap()).collect()
+        };
+        let first = ids(&batch, 0);
+        let (name, _) = first[0].split_once('/').unwrap();
+        assert_eq!(first, [0, 1, 2].map(|i| format!("{name}/{i}")));
+        assert!(name.ends_with("-1"), "{name}: the first packed line is line 1");
+        // The same batch again, e.g. posted again after a 503: the same ids.
+        assert_eq!(ids(&batch, 0), first);
+        // The same lines from another place of their input, or other lines: other ids.
+        assert!(ids(&batch, 40).iter().all(|id| !first.contains(id)));
+        let other = [line("a.example", 0), line("b.example", 10), line("a.example", 1501)];
+        assert!(ids(&other, 0).iter().all(|id| !first.contains(id)));
+        // Dead letters are not named.
+        assert_eq!(Record::dead_letter(&DeadLetter::new(0, "logpush", 0, &InvalidReason::InvalidTimestamp, b"x")).id, None);
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! - 503 + `Retry-After` — the log did not acknowledge in time (broker down).
 //!
 //! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
-//! send it again; a resent batch's events are removed downstream by `RayID`.
+//! send it again. A batch sent again is packed into the same messages with the same ids
+//! ([`crate::log::MESSAGE_ID_HEADER`]), so those of its messages that reached the log the first
+//! time are not counted again downstream, whether its events carry `RayID` or not. Its rejected
+//! lines are recorded again (each attempt's rejection).
 
 use std::io::Read;
 use std::net::SocketAddr;

@@ -1,7 +1,8 @@
 //! One contract for every [`EventLog`]: run against the in-memory log and against the real broker
 //! (`$EDGELENS_TEST_KAFKA`, never skipped: the test fails and says how to start it).
 //!
-//! Contract: an acknowledged append is readable in full; the records of one key keep their order;
+//! Contract: an acknowledged append is readable in full, with each record's id; the records of
+//! one key keep their order;
 //! one key always lands on one partition; an empty append is a no-op; an unreachable log is a
 //! retryable error within the acknowledgement timeout, not a hang.
 
@@ -15,11 +16,18 @@ use edgelens_ingest::log::{EventLog, MemoryLog, Record};
 mod support;
 
 fn batch(n: usize) -> Vec<Record> {
-    (0..n).map(|i| Record { key: format!("site-{}.example", i % 7).into_bytes(), value: format!("{{\"n\":{i}}}").into_bytes() }).collect()
+    // Every third record without an id.
+    (0..n)
+        .map(|i| Record {
+            key: format!("site-{}.example", i % 7).into_bytes(),
+            value: format!("{{\"n\":{i}}}").into_bytes(),
+            id: (i % 3 != 0).then(|| format!("batch-{}/{i}", i / 100).into_bytes()),
+        })
+        .collect()
 }
 
-/// Appends, then checks what `read` returns as (partition, key, value) in per-partition order.
-async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec<(i32, Vec<u8>, Vec<u8>)>) {
+/// Appends, then checks what `read` returns as (partition, key, value, id) in per-partition order.
+async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>)>) {
     log.append(topic, &[]).await.expect("empty append");
     let first = batch(500);
     log.append(topic, &first).await.expect("append");
@@ -30,22 +38,22 @@ async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec
     let got = read(all.len());
     assert_eq!(got.len(), all.len());
     let mut partition_of: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
-    let mut per_key: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
-    for (p, k, v) in got {
+    let mut per_key: BTreeMap<Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+    for (p, k, v, id) in got {
         assert_eq!(*partition_of.entry(k.clone()).or_insert(p), p, "key {:?} on two partitions", String::from_utf8_lossy(&k));
-        per_key.entry(k).or_default().push(v);
+        per_key.entry(k).or_default().push((v, id));
     }
-    let mut want: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut want: BTreeMap<Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
     for r in all {
-        want.entry(r.key).or_default().push(r.value);
+        want.entry(r.key).or_default().push((r.value, r.id));
     }
-    assert!(per_key == want, "records or their per-key order differ");
+    assert!(per_key == want, "records, their ids or their per-key order differ");
 }
 
 #[tokio::test]
 async fn memory_log_meets_the_contract() {
     let log = MemoryLog::new();
-    contract(&log, "t", |_| log.records("t").into_iter().map(|r| (0, r.key, r.value)).collect()).await;
+    contract(&log, "t", |_| log.records("t").into_iter().map(|r| (0, r.key, r.value, r.id)).collect()).await;
 }
 
 #[tokio::test]
@@ -56,7 +64,7 @@ async fn kafka_log_meets_the_contract() {
     support::assert_reachable(&probe, &broker);
     let topic = support::unique("edgelens-contract");
     support::create_topic(&broker, &probe, &topic, 4).await;
-    contract(&log, &topic, |n| support::read_topic(&broker, &topic, 4, n)).await;
+    contract(&log, &topic, |n| support::read_topic_with_ids(&broker, &topic, 4, n)).await;
 }
 
 #[tokio::test]

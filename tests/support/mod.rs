@@ -54,6 +54,22 @@ pub fn generate(dir: &Path, scenario: &str, seed: u64, duration: &str, rps: u32,
     out
 }
 
+/// A copy of the generated NDJSON file `path` whose events carry no `RayID` (as a Logpush job
+/// without that field pushes them), beside it.
+#[allow(dead_code)]
+pub fn without_ray_ids(path: &Path) -> PathBuf {
+    let out = path.with_extension("no-rayid.ndjson");
+    let mut text = String::new();
+    for line in std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+        let mut v: serde_json::Value = serde_json::from_str(line).expect("generated lines are valid JSON");
+        v.as_object_mut().expect("an event is an object").remove("RayID");
+        text.push_str(&v.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&out, text).unwrap();
+    out
+}
+
 /// Every Parquet file of a lake table.
 pub fn table_files(lake: &Path, table: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
