@@ -104,9 +104,11 @@ impl Auth {
         let Some(value) = authorization else {
             return Err(QueryError::Unauthorized("this service needs a bearer token (Authorization: Bearer <token>)".into()));
         };
+        // The scheme name is case-insensitive (RFC 7235 §2.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| QueryError::Unauthorized("the Authorization header must be 'Bearer <token>'".into()))?;
         self.find(|t| constant_time_eq(t.token.trim().as_bytes(), token.trim().as_bytes()))
             .ok_or_else(|| QueryError::Unauthorized("unknown token".into()))
@@ -235,7 +237,11 @@ mod tests {
             a.from_header(Some("Bearer tenant-token-0123456789")).unwrap(),
             Principal::Tenant { name: "acme-ro".into(), tenant: "acme".into() }
         );
-        for bad in [None, Some("Bearer nope-nope-nope-nope"), Some("Basic b3BzOnB3"), Some("Bearer "), Some("admin-token-0123456789")] {
+        // Regression: `BEARER` was refused; the scheme is case-insensitive.
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            assert_eq!(a.from_header(Some(&format!("{scheme} admin-token-0123456789"))).unwrap(), Principal::Admin { name: "ops".into() });
+        }
+        for bad in [None, Some("Bearer nope-nope-nope-nope"), Some("Basic b3BzOnB3"), Some("Bearer "), Some("admin-token-0123456789"), Some("Bearerx admin-token-0123456789")] {
             let e = a.from_header(bad).unwrap_err();
             assert_eq!(e.http_status(), 401, "{bad:?}");
         }

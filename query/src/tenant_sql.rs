@@ -15,7 +15,8 @@
 //! - CTEs are renamed to `edgelens_cte_<name>`, references to them likewise, so a CTE name can
 //!   never stand for a real table in another scope; a CTE named like a contract table is refused.
 //! - Functions that read tables or files by name (ClickHouse `dictGet*`, `joinGet`, `file`, `url`,
-//!   `remote`, ...) are refused anywhere in the statement.
+//!   `remote`, the function forms of `IN`, ...) are refused anywhere in the statement, and so is
+//!   `x IN (name)`: ClickHouse reads a lone name in an `IN` list as a table.
 //! - The rewritten text is what runs, never the original, and it must parse back to exactly the
 //!   rewritten statement (a literal the printer renders differently could otherwise end early and
 //!   let the rest of it be read as SQL). Only plain literals are accepted: numbers, 'text',
@@ -62,7 +63,8 @@ impl TenantScope {
 const DENIED_FUNCTIONS: &[&str] = &[
     "joinget", "file", "url", "remote", "remotesecure", "cluster", "clusterallreplicas", "merge", "input", "jdbc",
     "odbc", "mysql", "postgresql", "hdfs", "s3", "s3cluster", "gcs", "azureblobstorage", "executable", "sqlite",
-    "mongodb", "redis", "read_parquet", "read_csv", "read_json",
+    "mongodb", "redis", "read_parquet", "read_csv", "read_json", "in", "notin", "globalin", "globalnotin", "nullin",
+    "notnullin", "globalnullin", "globalnotnullin", "hascolumnintable",
 ];
 
 const CTE_PREFIX: &str = "edgelens_cte_";
@@ -182,6 +184,15 @@ impl Rewriter<'_> {
     }
 }
 
+/// A name (of a column, or of a table to ClickHouse), in parentheses or not.
+fn is_name(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+        Expr::Nested(inner) => is_name(inner),
+        _ => false,
+    }
+}
+
 fn single_ident(name: &ObjectName) -> Option<&Ident> {
     match name.0.as_slice() {
         [ObjectNamePart::Identifier(id)] => Some(id),
@@ -223,6 +234,14 @@ impl VisitorMut for Rewriter<'_> {
             return self.fail(refused(format!(
                 "the literal {} is not accepted in tenant queries: use numbers and 'single-quoted' text",
                 v.value
+            )));
+        }
+        if let Expr::InList { list, .. } = expr
+            && let [only] = list.as_slice()
+            && is_name(only)
+        {
+            return self.fail(refused(format!(
+                "IN ({only}) is not accepted in tenant queries: ClickHouse reads a lone name there as a table (write = {only} to compare with a column)"
             )));
         }
         if let Expr::Function(f) = expr {
@@ -371,6 +390,17 @@ mod tests {
             "EXPLAIN SELECT * FROM traffic_1m_local",
             "DROP TABLE traffic_1m",
             "SELECT * FROM traffic_1m WHERE site = $$x$$",
+            // ClickHouse reads a lone name in an IN list, or the function forms' second argument,
+            // as a table: the whole of it, whoever's rows.
+            "SELECT r FROM (SELECT 1 AS r) WHERE (toDateTime('2026-11-01 00:00:00'), 'a.example') IN (traffic_1m)",
+            "SELECT 1 WHERE 'x' NOT IN (edgelens.traffic_1m_local)",
+            "SELECT 1 WHERE 'x' IN ((sites))",
+            "SELECT toUInt8(0) IN (system.one)",
+            "SELECT globalIn(1, system.one)",
+            "SELECT notIn(1, traffic_1m)",
+            "SELECT in(1, traffic_1m)",
+            "SELECT hasColumnInTable('edgelens', 'traffic_1m_local', 'site')",
+            "SELECT 1 WHERE 'x' IN traffic_1m",
             // ClickHouse reads this as the text `x\`; printed back, `'x\'` would open a string.
             "SELECT * FROM traffic_1m WHERE site = 'x\\\\' OR 1 = 1",
         ] {
@@ -381,6 +411,14 @@ mod tests {
                     Ok(out) => panic!("{sql} accepted on {dialect:?} as {out}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn in_lists_of_values_and_subqueries_stay_accepted() {
+        for d in [Dialect::DataFusion, Dialect::ClickHouse] {
+            let out = ok("SELECT * FROM traffic_1m WHERE country IN ('us') AND requests IN (1, 2) AND site IN (SELECT site FROM sites)", d);
+            assert!(out.contains("country IN ('us') AND requests IN (1, 2) AND site IN (SELECT site FROM (SELECT"), "{out}");
         }
     }
 
