@@ -7,7 +7,8 @@
 //! - a point's `share` is the key's requests over *all* requests in that step (every key, not only
 //!   the top N), so the shares of all series of a step add up to 1 for `site|country|asn|colo`;
 //! - the top N keys are those with the most requests over the whole range (ties by key); the rest
-//!   are folded into one series with key [`OTHER_KEY`], listed last and present only when non-empty;
+//!   are folded into one series with key [`OTHER_KEY`] and `"folded": true` (in JSON; a key really
+//!   named "other" has no such field), listed last and present only when non-empty;
 //! - every series has a point for every step that has traffic (0 where the key had none); steps
 //!   without any traffic have no point;
 //! - `by=entity|tag` go through the many-to-many registry (`site_entities`, `site_tags`), valid at
@@ -64,6 +65,10 @@ pub struct TrafficShare {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShareSeries {
     pub key: String,
+    /// True on the series folding the keys outside the top N (key [`OTHER_KEY`]), which a key
+    /// really named "other" does not have: the two are told apart by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
     /// The key's requests over the whole range.
     pub requests: u64,
     /// The key's share of all requests over the whole range.
@@ -194,6 +199,7 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
                 })
                 .collect();
             ShareSeries {
+                folded: key.is_none(),
                 key: key.unwrap_or_else(|| OTHER_KEY.to_owned()),
                 requests,
                 share: ratio(requests, total),

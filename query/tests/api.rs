@@ -352,7 +352,7 @@ async fn traffic_share_by_site_top_n_and_other() {
              "points": [point(b1, 140, 140.0 / 215.0), point(b2, 40, 40.0 / 120.0)]},
             {"key": "blog.example", "requests": 110, "share": 110.0 / 335.0,
              "points": [point(b1, 50, 50.0 / 215.0), point(b2, 60, 60.0 / 120.0)]},
-            {"key": "other", "requests": 45, "share": 45.0 / 335.0,
+            {"key": "other", "folded": true, "requests": 45, "share": 45.0 / 335.0,
              "points": [point(b1, 25, 25.0 / 215.0), point(b2, 20, 20.0 / 120.0)]},
         ]
     });
