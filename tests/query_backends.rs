@@ -290,3 +290,22 @@ fn a_clickhouse_server_not_in_utc_is_refused_with_the_fix() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("Asia/Kolkata") && err.contains("<timezone>UTC</timezone>"), "{err}");
 }
+
+/// Regression: `/readyz` said ready while ClickHouse was down, so a load balancer kept sending
+/// queries that could only fail. It probes the server: not ready (and why) while it is stopped,
+/// ready again once it is back.
+#[test]
+fn readiness_follows_the_clickhouse_server() {
+    let ch = PrivateClickHouse::start_new();
+    let svc = QueryService::start(&["--clickhouse", &ch.url()], &[]);
+    ch.script("stop");
+    let (status, body) = svc.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("clickhouse backend"), "{body}");
+    ch.script("start");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while svc.get("/readyz").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready again after ClickHouse came back");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Routes:
 //! - `GET /healthz` — 200 `ok` while the process serves;
-//! - `GET /readyz` — 200 `ready` once the lake is open, 503 before;
+//! - `GET /readyz` — 200 `ready` once the backend is open and while it answers (ClickHouse: a
+//!   `SELECT 1` within 2 s, in UTC; the lake: its directory readable), 503 with the reason otherwise;
 //! - `GET /v1/traffic-share?from&to&step&by&top&min_confidence&format` — see [`traffic_share`];
 //! - `GET /v1/sites/{site}/rates?from&to&step&format` — see [`site_rates`];
 //! - `GET /v1/incidents?from&to&site&entity&min_confidence&status&vector&limit&format` — incidents
@@ -355,10 +356,18 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
     body_response("text/plain; version=0.0.4", state.metrics.render())
 }
 
+/// How long `/readyz` waits for the backend's answer.
+const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.backend() {
-        Ok(_) => "ready".into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
+    let Ok(backend) = state.backend() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
+    };
+    let not_ready = |why: String| (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response();
+    match tokio::time::timeout(READY_PROBE_TIMEOUT, backend.probe()).await {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => not_ready(format!("the {} backend does not answer: {e}", backend.name())),
+        Err(_) => not_ready(format!("the {} backend did not answer within {READY_PROBE_TIMEOUT:?}", backend.name())),
     }
 }
 

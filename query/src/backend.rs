@@ -5,7 +5,7 @@
 use edgelens_schemas::clickhouse::string_literal as ch_string;
 
 use crate::clickhouse::ClickHouseBackend;
-use crate::error::Result;
+use crate::error::{QueryError, Result};
 use crate::lake::{Lake, QueryResult};
 use crate::params::{Step, TimeRange};
 use crate::tenant_sql::{TenantScope, scope_sql};
@@ -57,6 +57,17 @@ impl Backend {
         match self {
             Backend::Lake(l) => l.query(sql, Vec::new()).await,
             Backend::ClickHouse(c) => c.query(sql).await,
+        }
+    }
+
+    /// Whether the backend answers now (for `/readyz`): ClickHouse runs `SELECT 1` (see
+    /// [`ClickHouseBackend::ping`]), the lake's directory must be readable.
+    pub async fn probe(&self) -> Result<()> {
+        match self {
+            Backend::Lake(l) => std::fs::read_dir(l.dir())
+                .map(drop)
+                .map_err(|e| QueryError::Unavailable(format!("the lake {} is not readable: {e}", l.dir().display()))),
+            Backend::ClickHouse(c) => c.ping().await,
         }
     }
 

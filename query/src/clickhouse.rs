@@ -107,6 +107,13 @@ impl ClickHouseBackend {
             .collect()
     }
 
+    /// Whether the server answers (`SELECT 1` in `system`: the contract's database may not exist
+    /// before a writer creates it) and runs in UTC.
+    pub async fn ping(&self) -> Result<()> {
+        self.utc.get_or_try_init(|| self.check_utc()).await?;
+        answer(self.client.clone().with_database("system").query("SELECT 1"), "TabSeparated").await.map(drop)
+    }
+
     /// Whether `table` (a contract view) has at least one row.
     pub async fn has_rows(&self, table: &str) -> Result<bool> {
         Ok(self.query(&format!("SELECT 1 FROM `{table}` LIMIT 1")).await?.num_rows() > 0)

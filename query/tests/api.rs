@@ -596,6 +596,15 @@ async fn bad_parameters_are_400_with_json_error() {
     let health = svc.get("/healthz").await;
     assert_eq!((health.status, health.text()), (200, "ok"));
     assert_eq!(svc.get("/readyz").await.status, 200);
+    // Regression: /readyz said ready while the backend could not answer. The lake's directory
+    // gone (an unmounted disk): not ready, and why; back: ready again.
+    let moved = dir.path().with_extension("moved");
+    std::fs::rename(dir.path(), &moved).unwrap();
+    let reply = svc.get("/readyz").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("lake") && reply.text().contains("not readable"), "{}", reply.text());
+    std::fs::rename(&moved, dir.path()).unwrap();
+    assert_eq!(svc.get("/readyz").await.status, 200);
     let page = svc.get("/").await;
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
