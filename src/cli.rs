@@ -204,7 +204,7 @@ struct WindowArgs {
     /// How far behind the watermark a late event is still counted (as a delta row).
     #[arg(long, default_value = "10m")]
     allowed_lateness: String,
-    /// Count redelivered events (same RayID) again instead of once.
+    /// Count redelivered events (same RayID) and resent messages again instead of once.
     #[arg(long)]
     no_dedup: bool,
     /// How far ahead of the wall clock an event may be; later ones are dead letters

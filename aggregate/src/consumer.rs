@@ -41,12 +41,12 @@ use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::lease::{fair_share, Lease, Membership};
 use crate::metrics::{AggregateMetrics, PartitionOffsets};
 use crate::partition::{EndReport, PartitionAggregator, PartitionConfig, PartitionError, Taken, TopicKind};
-use crate::pipeline::PipelineConfig;
+use crate::pipeline::{MessageName, PipelineConfig};
 use crate::sink::Sinks;
 use crate::sites::HostSites;
 use edgelens_schemas::privacy::ClientIpPolicy;
 use crate::windows::WindowConfig;
-use edgelens_ingest::log::MESSAGE_ID_HEADER;
+use edgelens_ingest::log::{MESSAGE_ID_HEADER, RESEND_HEADER};
 use crate::SinkError;
 
 /// How the aggregators of a group divide the partitions.
@@ -810,12 +810,25 @@ fn take_message<C: ConsumerContext>(
         *last_key = (msg.topic().to_owned(), msg.partition());
     }
     let Some(part) = parts.get_mut(&*last_key) else { return Ok(false) };
-    let id = msg.headers().and_then(|h| h.iter().find(|h| h.key == MESSAGE_ID_HEADER)).and_then(|h| h.value);
-    match part.take(msg.offset(), msg.payload().unwrap_or_default(), id)? {
+    match part.take(msg.offset(), msg.payload().unwrap_or_default(), message_name(msg))? {
         Taken::Done => {}
         Taken::Rewind(to) => seek(consumer, last_key, to),
     }
     Ok(true)
+}
+
+/// The message's name for deduplication, from its headers (see [`edgelens_ingest::log`]).
+fn message_name<'a>(msg: &'a BorrowedMessage<'_>) -> Option<MessageName<'a>> {
+    let headers = msg.headers()?;
+    let (mut id, mut resend) = (None, false);
+    for h in headers.iter() {
+        match h.key {
+            MESSAGE_ID_HEADER => id = h.value,
+            RESEND_HEADER => resend = true,
+            _ => {}
+        }
+    }
+    Some(MessageName { key: msg.key().unwrap_or_default(), id: id?, resend })
 }
 
 /// Run every partition's timers; checkpoint and commit those that are due; report the

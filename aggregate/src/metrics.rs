@@ -282,7 +282,7 @@ impl AggregateMetrics {
         for (name, help, n) in [
             ("edgelens_aggregate_events_counted_total", "Events counted in the rollups (on time or late).", &self.counted),
             ("edgelens_aggregate_events_late_total", "Of the counted events, those counted late (as delta rows).", &self.late),
-            ("edgelens_aggregate_events_duplicate_total", "Redelivered events (same RayID, or a message with the id of one counted, within the lateness horizon) not counted again.", &self.duplicates),
+            ("edgelens_aggregate_events_duplicate_total", "Redelivered events (same RayID) and lines of resent messages counted before, within the lateness horizon, not counted again.", &self.duplicates),
         ] {
             head(&mut s, name, "counter", help);
             let _ = writeln!(s, "{name} {}", c(n));

@@ -24,7 +24,7 @@ use edgelens_ingest::log::Record;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::error::SinkError;
 use crate::metrics::{AggregateMetrics, PartitionDelta};
-use crate::pipeline::{now_nanos, EmbeddedPipeline, PipelineConfig, PipelineStats};
+use crate::pipeline::{now_nanos, EmbeddedPipeline, MessageName, PipelineConfig, PipelineStats};
 use crate::sink::{OffsetSpan, RollupSink};
 
 /// What a topic carries.
@@ -283,7 +283,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// the expected offset is delivered. Only when messages before the expected offset arrive and
     /// the next one is still beyond it is the gap real (compaction, aborted transactions) and
     /// accepted.
-    pub fn take(&mut self, offset: i64, payload: &[u8], id: Option<&[u8]>) -> Result<Taken, PartitionError> {
+    pub fn take(&mut self, offset: i64, payload: &[u8], name: Option<MessageName<'_>>) -> Result<Taken, PartitionError> {
         self.at_end = false;
         if offset < 0 {
             return Ok(Taken::Done);
@@ -318,7 +318,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         self.input_since_timer = true;
         self.idle_closed = false;
         let res = match self.kind {
-            TopicKind::Events => self.pipeline.push_message_at(payload, id, &self.dl_source, offset, now_nanos, position),
+            TopicKind::Events => self.pipeline.push_message_at(payload, name, &self.dl_source, offset, now_nanos, position),
             TopicKind::DeadLetters => self.pipeline.push_dead_letter(Record::parse_dead_letter(payload, offset), position),
         };
         res.map_err(self.sink_err())?;

@@ -15,7 +15,7 @@ use edgelens_schemas::privacy::ClientIpPolicy;
 pub use edgelens_ingest::dead_letter::now_nanos;
 use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
 use edgelens_schemas::time::NANOS_PER_SEC;
-use edgelens_schemas::{InvalidReason, Nanos};
+use edgelens_schemas::{EdgeEvent, InvalidReason, Nanos};
 
 use crate::checkpoint::{Dec, Enc};
 use crate::detect::{AttackDetector, DetectorConfig};
@@ -27,15 +27,24 @@ use crate::windows::{Observed, SiteWindows, WindowConfig};
 /// Lines between two watermark checks.
 const ADVANCE_EVERY: u64 = 1024;
 
-/// Where a message's id stands while its lines are taken.
+/// How an `edge-requests` message is named for deduplication (see [`edgelens_ingest::log`]).
 #[derive(Debug, Clone, Copy)]
-enum MessageId<'a> {
-    /// Named, not looked up yet (no event of the message parsed so far).
-    Unchecked(&'a [u8]),
-    /// Unnamed, or named and taken for the first time.
-    Checked,
-    /// Counted before: its events are duplicates.
-    Redelivered,
+pub struct MessageName<'a> {
+    /// The message's key (its site).
+    pub key: &'a [u8],
+    /// Its [`edgelens_ingest::log::MESSAGE_ID_HEADER`].
+    pub id: &'a [u8],
+    /// Whether it is sent again ([`edgelens_ingest::log::RESEND_HEADER`]).
+    pub resend: bool,
+}
+
+/// A line parsed: the event, or why it is rejected and its excerpt.
+type Parsed<'a> = Result<EdgeEvent<'a>, (InvalidReason, &'a [u8])>;
+
+/// A line with what it parses to.
+fn parse(line: Line<'_>) -> (Line<'_>, Parsed<'_>) {
+    let parsed = line.parse();
+    (line, parsed)
 }
 
 #[derive(Debug, Clone)]
@@ -105,9 +114,6 @@ pub struct EmbeddedPipeline<S> {
     /// Events up to this time are within `max_future` of the clock as last read: only a later
     /// event reads the clock (through the `now` of the lines) to move it.
     future_limit: Nanos,
-    /// Dead letters of the message being taken, held back until its id is checked: a
-    /// redelivered message's are not recorded again.
-    held: Vec<DeadLetter>,
 }
 
 impl<S: RollupSink> EmbeddedPipeline<S> {
@@ -122,7 +128,6 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             flushed_to: 0,
             stats: PipelineStats::default(),
             future_limit: Nanos::MIN,
-            held: Vec::new(),
         }
     }
 
@@ -148,38 +153,54 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take one input line. `source`/`line_no` identify it in dead letters; `now` stamps them.
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
-        self.push_lines_at(std::iter::once(line), &mut MessageId::Checked, source, line_no, || now, self.offset + 1)
+        self.push_parsed_at(std::iter::once(parse(line)), false, source, line_no, || now, self.offset + 1)
     }
 
     /// Take the events of one `edge-requests` message (NDJSON, see
     /// [`edgelens_ingest::log::message_lines`]) at stream `position` (for Kafka: its offset + 1,
     /// so the position after it is the offset to commit); its dead letters are numbered `line_no`.
     ///
-    /// A message named `id` ([`edgelens_ingest::log::MESSAGE_ID_HEADER`]) that was counted before
-    /// within the lateness horizon is a redelivery: its events are counted as duplicates only.
-    pub fn push_message_at(&mut self, value: &[u8], id: Option<&[u8]>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
-        let mut id = id.map_or(MessageId::Checked, MessageId::Unchecked);
-        self.push_lines_at(message_lines(value).map(Line::Complete), &mut id, source, line_no, now, position)
+    /// A named message is remembered by its key, its id and its newest event not in the future,
+    /// for as long as that event is within the lateness horizon (so are RayIDs). When it is
+    /// resent and was taken before, it is a redelivery: its lines count as duplicates only, and
+    /// none is recorded as a dead letter again.
+    pub fn push_message_at(&mut self, value: &[u8], name: Option<MessageName<'_>>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
+        let lines = message_lines(value).map(Line::Complete);
+        let Some(name) = name.filter(|_| self.cfg.windows.dedup_ray_ids) else {
+            return self.push_parsed_at(lines.map(parse), false, source, line_no, now, position);
+        };
+        let parsed: Vec<(Line<'_>, Parsed<'_>)> = lines.map(parse).collect();
+        let newest = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts).filter(|&ts| self.in_future(ts, &now).is_none()).max();
+        let taken_before = newest.is_some_and(|ts| !self.windows.first_message(ts, name.key, name.id));
+        self.push_parsed_at(parsed.into_iter(), taken_before && name.resend, source, line_no, now, position)
     }
 
-    /// Take the lines of one input message at `position`; positions must increase. The watermark
-    /// is checked only between messages (whenever the line count crosses a multiple of
-    /// `ADVANCE_EVERY`), so a flush never splits a message. `now` is read only for dead letters.
-    fn push_lines_at<'a>(&mut self, lines: impl Iterator<Item = Line<'a>>, id: &mut MessageId<'_>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
+    /// Take the lines of one input message at `position`; positions must increase; a
+    /// `redelivered` message's lines count as duplicates only. The watermark is checked only
+    /// between messages (whenever the line count crosses a multiple of `ADVANCE_EVERY`), so a
+    /// flush never splits a message. `now` is read only for dead letters and future events.
+    fn push_parsed_at<'a>(
+        &mut self,
+        lines: impl Iterator<Item = (Line<'a>, Parsed<'a>)>,
+        redelivered: bool,
+        source: &str,
+        line_no: u64,
+        now: impl Fn() -> Nanos,
+        position: u64,
+    ) -> Result<(), SinkError> {
         debug_assert!(position > self.offset, "positions increase");
         self.offset = position;
         self.stats.messages += 1;
         let before = self.stats.lines;
-        for line in lines {
-            if let MessageId::Redelivered = id {
+        for (line, parsed) in lines {
+            if redelivered {
                 self.stats.lines += 1;
-                self.skip_duplicates(1);
-                continue;
+                self.stats.duplicates += 1;
+                self.windows.skip_duplicates(1);
+            } else {
+                self.take_parsed(line, parsed, source, line_no, &now);
             }
-            self.take_line(line, id, source, line_no, &now);
         }
-        // A message without any event: nothing names it in the horizon.
-        self.release_held();
         if self.stats.lines / ADVANCE_EVERY != before / ADVANCE_EVERY {
             self.tick()?;
         }
@@ -198,22 +219,9 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         (ts > self.future_limit).then(|| InvalidReason::FutureTimestamp { ahead_secs: (ts - now) / NANOS_PER_SEC })
     }
 
-    /// Count one line, or keep it as a dead letter.
-    fn take_line(&mut self, line: Line<'_>, id: &mut MessageId<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
+    /// Count one parsed line, or keep it as a dead letter.
+    fn take_parsed(&mut self, line: Line<'_>, parsed: Parsed<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
         self.stats.lines += 1;
-        let parsed = line.parse();
-        // A message is known by its first event's time: the horizon it is remembered for.
-        if let (MessageId::Unchecked(name), Ok(ev)) = (*id, &parsed) {
-            if self.windows.first_message(ev.ts, name) {
-                *id = MessageId::Checked;
-                self.release_held();
-            } else {
-                *id = MessageId::Redelivered;
-                let held = std::mem::take(&mut self.held);
-                self.skip_duplicates(1 + held.len() as u64);
-                return;
-            }
-        }
         let rejected = match parsed {
             Err(rejected) => Some(rejected),
             Ok(ev) if let Some(reason) = self.in_future(ev.ts, now) => Some((reason, line.raw())),
@@ -238,29 +246,11 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             }
         };
         if let Some((reason, raw)) = rejected {
+            self.stats.dead_letters.add(reason.code());
             let mut dead = DeadLetter::new(now(), source, line_no, &reason, raw);
             dead.raw = self.cfg.client_ip.redact(&dead.raw);
-            if let MessageId::Unchecked(_) = id {
-                self.held.push(dead);
-            } else {
-                self.stats.dead_letters.add(dead.reason);
-                self.pending.dead_letters.push(dead);
-            }
-        }
-    }
-
-    /// Record the dead letters held back while the message's id was not checked yet.
-    fn release_held(&mut self) {
-        for dead in self.held.drain(..) {
-            self.stats.dead_letters.add(dead.reason);
             self.pending.dead_letters.push(dead);
         }
-    }
-
-    /// `n` lines of a redelivered message, counted before.
-    fn skip_duplicates(&mut self, n: u64) {
-        self.stats.duplicates += n;
-        self.windows.skip_duplicates(n);
     }
 
     /// Take a dead letter rejected upstream (e.g. by the ingest receiver) at stream `position`:
@@ -347,7 +337,6 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             flushed_to: position,
             stats: PipelineStats::default(),
             future_limit: Nanos::MIN,
-            held: Vec::new(),
         })
     }
 
@@ -631,3 +620,84 @@ fn replaced_runs(earlier: &[ReplayRun], run: &ReplayRun) -> Result<Vec<String>, 
 }
 
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::memory::MemorySink;
+
+    /// The clock of the test (2030-01-01).
+    const NOW: Nanos = 1_893_456_000_000_000_000;
+
+    fn line(ts: Nanos) -> String {
+        format!(r#"{{"EdgeStartTimestamp":{ts},"ClientIP":"192.0.2.7","EdgeResponseStatus":200,"ZoneName":"a.example"}}"#)
+    }
+
+    /// Three unnamed events up to `ts` (at positions from `position`): event time starts (or
+    /// jumps) there.
+    fn event_time_at(p: &mut EmbeddedPipeline<MemorySink>, ts: Nanos, position: &mut u64) {
+        for back in [20, 10, 0] {
+            *position += 1;
+            p.push_message_at(line(ts - back * NANOS_PER_SEC).as_bytes(), None, "t", 0, || NOW, *position).unwrap();
+        }
+    }
+
+    fn name(id: &[u8], resend: bool) -> Option<MessageName<'_>> {
+        Some(MessageName { key: b"a.example", id, resend })
+    }
+
+    /// Regression: a message was remembered by the minute of its first event even when that was
+    /// far in the future (a dead letter), so its id stayed in the dedup state for that long.
+    #[test]
+    fn a_message_is_remembered_by_its_newest_event_not_in_the_future() {
+        let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+        let t0 = NOW - 3600 * NANOS_PER_SEC;
+        let mut position = 0;
+        event_time_at(&mut p, t0, &mut position);
+        let msg = format!("{}\n{}", line(NOW + 86_400 * NANOS_PER_SEC), line(t0));
+        p.push_message_at(msg.as_bytes(), name(b"batch/0", false), "t", 0, || NOW, 4).unwrap();
+        p.push_message_at(msg.as_bytes(), name(b"batch/0", true), "t", 0, || NOW, 5).unwrap();
+        assert_eq!((p.stats().counted, p.stats().duplicates), (3 + 1, 2), "sent again, counted once");
+        assert_eq!(p.stats().dead_letters.get("future_timestamp"), 1, "its dead letter recorded once");
+        // 20 minutes of event time later the message's minute is past the horizon: nothing of it
+        // is left.
+        position = 5;
+        event_time_at(&mut p, t0 + 1200 * NANOS_PER_SEC, &mut position);
+        p.checkpoint().unwrap();
+        assert_eq!(p.windows().remembered_ray_ids(), 0);
+    }
+
+    /// Regression: a message was remembered by the minute of its first event, so one starting with
+    /// an event older than the horizon was forgotten at once, and its newer events counted again
+    /// when it was resent.
+    #[test]
+    fn a_message_starting_with_an_old_event_is_remembered_by_its_newest() {
+        let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+        let t0 = NOW - 3600 * NANOS_PER_SEC;
+        let mut position = 0;
+        event_time_at(&mut p, t0 + 1200 * NANOS_PER_SEC, &mut position);
+        // 12 minutes behind the newest event (a minute the horizon has left), then events at the
+        // newest time.
+        let msg = [line(t0 + 470 * NANOS_PER_SEC), line(t0 + 1200 * NANOS_PER_SEC), line(t0 + 1200 * NANOS_PER_SEC)].join("\n");
+        p.push_message_at(msg.as_bytes(), name(b"batch/7", false), "t", 0, || NOW, 4).unwrap();
+        p.checkpoint().unwrap();
+        p.push_message_at(msg.as_bytes(), name(b"batch/7", true), "t", 0, || NOW, 5).unwrap();
+        assert_eq!(p.stats().counted, 3 + 2, "the two newer events of the message, once");
+        assert_eq!(p.stats().dead_letters.get("too_late"), 1, "the old event, once");
+        assert_eq!(p.stats().duplicates, 3);
+    }
+
+    /// Equal batches sent on purpose count twice; an id counts per key.
+    #[test]
+    fn only_a_resent_message_taken_before_is_a_redelivery() {
+        let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+        let msg = line(NOW - 60 * NANOS_PER_SEC);
+        p.push_message_at(msg.as_bytes(), name(b"b/0", false), "t", 0, || NOW, 1).unwrap();
+        p.push_message_at(msg.as_bytes(), name(b"b/0", false), "t", 0, || NOW, 2).unwrap();
+        assert_eq!(p.stats().counted, 2, "not resent: another batch that happens to be equal");
+        let other_site = msg.replace("a.example", "b.example");
+        p.push_message_at(other_site.as_bytes(), Some(MessageName { key: b"b.example", id: b"b/0", resend: true }), "t", 0, || NOW, 3).unwrap();
+        assert_eq!(p.stats().counted, 3, "the same id under another key is another message");
+        p.push_message_at(msg.as_bytes(), name(b"b/0", true), "t", 0, || NOW, 4).unwrap();
+        assert_eq!((p.stats().counted, p.stats().duplicates), (3, 1));
+    }
+}

@@ -296,10 +296,16 @@ fn ray_hash(site: &str, ray: &str) -> u64 {
     h.finish()
 }
 
-/// The hash a message id ([`edgelens_ingest::log::MESSAGE_ID_HEADER`]) is remembered by, among
-/// the RayIDs: XXH64 of the id with a seed of its own, a specified function like [`ray_hash`].
-fn message_id_hash(id: &[u8]) -> u64 {
-    twox_hash::XxHash64::oneshot(MESSAGE_ID_SEED, id)
+/// The hash a message id ([`edgelens_ingest::log::MESSAGE_ID_HEADER`]) of a message key is
+/// remembered by, among the RayIDs: XXH64 of the key, a zero byte and the id, with a seed of its
+/// own, a specified function like [`ray_hash`].
+fn message_id_hash(key: &[u8], id: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash64::with_seed(MESSAGE_ID_SEED);
+    h.write(key);
+    h.write(&[0]);
+    h.write(id);
+    h.finish()
 }
 
 /// "msg-id" in ASCII.
@@ -475,11 +481,10 @@ impl SiteWindows {
         self.dedup.len()
     }
 
-    /// Whether the message named `id` whose first event is at `ts` comes for the first time (and
-    /// remembers it then, like a RayID, for the lateness horizon); `false` means a redelivery
-    /// whose lines are counted already, to be skipped with [`Self::skip_duplicates`].
-    pub fn first_message(&mut self, ts: Nanos, id: &[u8]) -> bool {
-        !self.cfg.dedup_ray_ids || self.dedup.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(message_id_hash(id))
+    /// Whether the message of `key` named `id` whose newest event is at `ts` comes for the first
+    /// time (and remembers it then, like a RayID, while `ts` is within the lateness horizon).
+    pub fn first_message(&mut self, ts: Nanos, key: &[u8], id: &[u8]) -> bool {
+        !self.cfg.dedup_ray_ids || self.dedup.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(message_id_hash(key, id))
     }
 
     /// Count `n` lines of a redelivered message as duplicates.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edgelens_aggregate::batches::{merged_groups, MergedGroup};
 use edgelens_aggregate::checkpoint::CheckpointStore;
 use edgelens_aggregate::partition::{EndReport, PartitionAggregator, PartitionConfig, Taken, TopicKind, IDLE_WITHOUT_END_FACTOR};
-use edgelens_aggregate::pipeline::{EmbeddedPipeline, PipelineConfig};
+use edgelens_aggregate::pipeline::{EmbeddedPipeline, MessageName, PipelineConfig};
 use edgelens_aggregate::sink::memory::MemorySink;
 use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
 use edgelens_ingest::log::message_lines;
@@ -160,9 +160,9 @@ fn run_with_crashes(msgs: &[Vec<u8>], crashes: Vec<Crash>, pause_at: usize) -> (
     run_named_with_crashes(msgs, &[], crashes, pause_at)
 }
 
-/// [`run_with_crashes`] of messages named by `ids` (`edgelens-message-id`; messages past its end
-/// have none).
-fn run_named_with_crashes(msgs: &[Vec<u8>], ids: &[Vec<u8>], mut crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
+/// [`run_with_crashes`] of messages named by `ids` (`edgelens-message-id`, and whether resent;
+/// messages past its end have none).
+fn run_named_with_crashes(msgs: &[Vec<u8>], ids: &[(Vec<u8>, bool)], mut crashes: Vec<Crash>, pause_at: usize) -> (Tables, u64) {
     crashes.sort_by_key(|c| c.at);
     crashes.dedup_by_key(|c| c.at);
     let fx = Fixture::new();
@@ -193,7 +193,8 @@ fn run_named_with_crashes(msgs: &[Vec<u8>], ids: &[Vec<u8>], mut crashes: Vec<Cr
             {
                 committed = Some(p);
             }
-            assert_eq!(part.take(i as i64, m, ids.get(i).map(Vec::as_slice)).unwrap(), Taken::Done);
+            let name = ids.get(i).map(|(id, resend)| MessageName { key: b"", id, resend: *resend });
+            assert_eq!(part.take(i as i64, m, name).unwrap(), Taken::Done);
         }
         // End of input: the partition goes idle, checkpoints, then closes everything.
         go_idle(&mut part, &mut clock, &mut committed);
@@ -291,11 +292,11 @@ fn messages_sent_again_count_once_by_their_ids_across_crashes() {
     let (mut msgs, mut ids) = (Vec::new(), Vec::new());
     for (i, m) in distinct.iter().enumerate() {
         msgs.push(m.clone());
-        ids.push(format!("batch-{}/{}", i / 10, i % 10).into_bytes());
+        ids.push((format!("batch-{}/{}", i / 10, i % 10).into_bytes(), false));
         if i % 50 == 49 {
             for j in (i - 9..i - 2).filter(|&j| has_event(&distinct[j])) {
                 msgs.push(distinct[j].clone());
-                ids.push(format!("batch-{}/{}", j / 10, j % 10).into_bytes());
+                ids.push((format!("batch-{}/{}", j / 10, j % 10).into_bytes(), true));
             }
         }
     }

@@ -5,8 +5,9 @@
 //!
 //! A batch the log refuses with a retryable error is appended again after a backoff (up to
 //! `max_attempts`), so a broker restart delays the replay instead of losing events; a resent batch's
-//! messages carry the ids they had the first time, and those that reached the log then are not
-//! counted again downstream. So does running the same file again within the lateness horizon.
+//! messages carry the ids they had the first time and are marked as resent
+//! ([`crate::log::RESEND_HEADER`]), so those that reached the log then are not counted again
+//! downstream.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,15 +60,19 @@ pub struct FileProgress {
     pub bytes_total: u64,
 }
 
-async fn append_with_retry<L: EventLog>(log: &L, topic: &str, records: &[Record], cfg: &FileIngestConfig, stats: &mut FileIngestStats) -> Result<(), LogError> {
+/// Append `records`, again (marked as resent: part may be in the log) after a retryable failure.
+async fn append_with_retry<L: EventLog>(log: &L, topic: &str, mut records: Vec<Record>, cfg: &FileIngestConfig, stats: &mut FileIngestStats) -> Result<(), LogError> {
     let mut attempt = 1;
     loop {
-        match log.append(topic, records).await {
+        match log.append(topic, &records).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && attempt < cfg.max_attempts => {
                 tracing::warn!(error = %e, attempt, "append failed; retrying");
                 stats.retries += 1;
                 attempt += 1;
+                for r in &mut records {
+                    r.resend = true;
+                }
                 tokio::time::sleep(cfg.retry_backoff).await;
             }
             Err(e) => return Err(e),
@@ -105,13 +110,12 @@ pub async fn ingest_files<L: EventLog>(
             }
             if events.events() >= cfg.batch_events as u64 || (done && events.events() > 0) {
                 stats.events += events.events();
-                append_with_retry(log, &cfg.events_topic, &events.take(), cfg, &mut stats).await?;
+                append_with_retry(log, &cfg.events_topic, events.take(), cfg, &mut stats).await?;
                 progress(FileProgress { bytes_read: bytes_before + counter.get(), bytes_total });
             }
             if dead.len() >= cfg.batch_events || (done && !dead.is_empty()) {
                 stats.dead_letters += dead.len() as u64;
-                append_with_retry(log, &cfg.dead_letters_topic, &dead, cfg, &mut stats).await?;
-                dead.clear();
+                append_with_retry(log, &cfg.dead_letters_topic, std::mem::take(&mut dead), cfg, &mut stats).await?;
             }
             if done {
                 break;

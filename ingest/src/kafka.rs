@@ -28,7 +28,7 @@ use rdkafka::ClientContext;
 use tokio::sync::oneshot;
 
 use crate::error::LogError;
-use crate::log::{EventLog, Record, MESSAGE_ID_HEADER};
+use crate::log::{EventLog, Record, MESSAGE_ID_HEADER, RESEND_HEADER};
 
 /// Settings of the producer.
 #[derive(Debug, Clone)]
@@ -228,7 +228,11 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
         let (ack, delivery) = oneshot::channel();
         let mut rec = BaseRecord::with_opaque_to(topic, Box::new(ack)).key(&r.key[..]).payload(&r.value[..]);
         if let Some(id) = &r.id {
-            rec = rec.headers(OwnedHeaders::new_with_capacity(1).insert(Header { key: MESSAGE_ID_HEADER, value: Some(&id[..]) }));
+            let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header { key: MESSAGE_ID_HEADER, value: Some(&id[..]) });
+            if r.resend {
+                headers = headers.insert(Header { key: RESEND_HEADER, value: Some(&b"1"[..]) });
+            }
+            rec = rec.headers(headers);
         }
         match producer.send(rec) {
             Ok(()) => pending.push(delivery),

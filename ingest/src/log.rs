@@ -12,12 +12,15 @@
 //!   partition that counted it first. Events should carry `RayID`.
 //!
 //!   A message may carry the header `edgelens-message-id` ([`MESSAGE_ID_HEADER`]): an id naming
-//!   the message, unique among the producer's messages. A message with the id of one already
-//!   counted on its partition within the lateness horizon is a redelivery, and none of its events
-//!   count again, with or without `RayID`. edgelens' own producers set it to the hash of the
-//!   batch's packed lines, the input line the batch starts at and the message's place in the
-//!   batch ([`Packer::take`]): a batch sent again — the same body posted again after a 503, or a
-//!   file's batch appended again — gets the same messages with the same ids.
+//!   the message, unique among the producer's messages of its key. A message sent again because
+//!   its first sending may have reached the topic also carries `edgelens-resend`
+//!   ([`RESEND_HEADER`]); when a message with its key and id was counted on its partition within
+//!   the lateness horizon (by its newest event), none of its events count again, with or without
+//!   `RayID`. A message without `edgelens-resend` always counts: two equal batches sent on
+//!   purpose are two. edgelens' own producers set the id to the hash of the batch's packed lines,
+//!   the input line the batch starts at and the message's place in the batch ([`Packer::take`]),
+//!   so a batch sent again — the same body posted again after a 503, a file's batch appended again
+//!   — gets the same messages with the same ids; see [`crate::receiver`] for when it is a resend.
 //!
 //!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
 //!   that the per-message cost of the broker and its clients is paid once per site and second
@@ -51,6 +54,8 @@ pub const DEAD_LETTERS_TOPIC: &str = "edge-dead-letters";
 /// Header of an `edge-requests` message naming it, so that a redelivered message counts once (see
 /// the module docs).
 pub const MESSAGE_ID_HEADER: &str = "edgelens-message-id";
+/// Header of an `edge-requests` message sent again (any value), see the module docs.
+pub const RESEND_HEADER: &str = "edgelens-resend";
 
 /// Largest value [`Packer`] builds (a single longer line still gets a message of its own; brokers
 /// accept 1 MB messages by default).
@@ -63,6 +68,8 @@ pub struct Record {
     pub value: Vec<u8>,
     /// The message's [`MESSAGE_ID_HEADER`], if it has one.
     pub id: Option<Vec<u8>>,
+    /// Sent again ([`RESEND_HEADER`]).
+    pub resend: bool,
 }
 
 /// The events of an `edge-requests` message value: its non-blank lines, without `\r\n` / `\n`. A
@@ -145,7 +152,7 @@ impl Packer {
             }
         }
         self.open.insert(site.to_vec(), (self.messages.len(), self.newest.div_euclid(NANOS_PER_SEC)));
-        self.messages.push(Record { key: site.to_vec(), value: raw.to_vec(), id: None });
+        self.messages.push(Record { key: site.to_vec(), value: raw.to_vec(), id: None, resend: false });
     }
 
     /// Events packed so far and not yet taken.
@@ -158,6 +165,11 @@ impl Packer {
     /// first>/<index of the message>`, the same whenever the same lines are packed again from the
     /// same place in their input.
     pub fn take(&mut self) -> Vec<Record> {
+        self.take_named().1
+    }
+
+    /// [`Self::take`], with the name of the batch (the ids' part before `/`).
+    pub fn take_named(&mut self) -> (String, Vec<Record>) {
         use std::hash::Hasher;
         let batch = format!("{:016x}-{}", self.lines_hash.finish(), self.first_line.unwrap_or(0));
         self.open.clear();
@@ -169,7 +181,7 @@ impl Packer {
         for (i, m) in messages.iter_mut().enumerate() {
             m.id = Some(format!("{batch}/{i}").into_bytes());
         }
-        messages
+        (batch, messages)
     }
 }
 
@@ -218,7 +230,7 @@ impl Record {
             "detail": d.detail,
             "raw": d.raw,
         });
-        Record { key: d.reason.as_bytes().to_vec(), value: value.to_string().into_bytes(), id: None }
+        Record { key: d.reason.as_bytes().to_vec(), value: value.to_string().into_bytes(), id: None, resend: false }
     }
 }
 

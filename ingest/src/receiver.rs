@@ -17,9 +17,12 @@
 //!
 //! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
 //! send it again. A batch sent again is packed into the same messages with the same ids
-//! ([`crate::log::MESSAGE_ID_HEADER`]), so those of its messages that reached the log the first
-//! time are not counted again downstream, whether its events carry `RayID` or not. Its rejected
-//! lines are recorded again (each attempt's rejection).
+//! ([`crate::log::MESSAGE_ID_HEADER`]). The receiver remembers the batches it has not answered
+//! 200 yet ([`Unfinished`]: in flight, refused, or given up by their client), and marks the
+//! messages of such a batch arriving again as resent ([`crate::log::RESEND_HEADER`]): those of
+//! them that reached the log the first time are not counted again downstream, whether their
+//! events carry `RayID` or not. A batch equal to one answered 200 is another batch, counted
+//! again. Its rejected lines are recorded again (each attempt's rejection).
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -113,6 +116,8 @@ impl Default for IngestConfig {
 pub struct DecodedBatch {
     /// The valid events, packed into messages per site ([`Packer`]).
     pub messages: Vec<Record>,
+    /// The batch's name ([`Packer::take_named`]).
+    pub name: String,
     /// Number of valid events in `messages`.
     pub events: u64,
     pub dead_letters: Vec<DeadLetter>,
@@ -313,7 +318,7 @@ pub fn decode_batch_within(
         }
     }
     batch.events = packer.events();
-    batch.messages = packer.take();
+    (batch.name, batch.messages) = packer.take_named();
     // The text's spare capacity goes with it; its messages hold about as much as the text.
     held.shrink_to(text.len());
     Ok((batch, held))
@@ -331,6 +336,9 @@ pub struct ReceiverMetrics {
     pub rejected_bad_request: AtomicU64,
     pub rejected_unauthorized: AtomicU64,
     pub rejected_timeout: AtomicU64,
+    pub rejected_unsupported: AtomicU64,
+    pub rejected_by_log: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 impl ReceiverMetrics {
@@ -353,6 +361,9 @@ impl ReceiverMetrics {
             ("400", c(&self.rejected_bad_request)),
             ("401", c(&self.rejected_unauthorized)),
             ("408", c(&self.rejected_timeout)),
+            ("415", c(&self.rejected_unsupported)),
+            ("502", c(&self.rejected_by_log)),
+            ("500", c(&self.failed)),
         ] {
             s += &format!("{name}{{status=\"{status}\"}} {v}\n");
         }
@@ -366,6 +377,41 @@ struct ReceiverState<L> {
     inflight: Semaphore,
     budget: Arc<DecodeBudget>,
     metrics: ReceiverMetrics,
+    unfinished: Unfinished,
+}
+
+/// The batches (by name) the receiver took in but has not answered 200: in flight, refused with
+/// 429/503, or whose client gave up waiting. Part of such a batch may be in the log, so when it
+/// comes again its messages are marked as resent. Bounded: names older than [`Self::KEEP`] go,
+/// and beyond [`Self::MAX`] names the oldest go.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    names: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Unfinished {
+    /// Longer than the lateness horizon: a batch resent later is too late downstream anyway.
+    pub const KEEP: Duration = Duration::from_secs(15 * 60);
+    pub const MAX: usize = 100_000;
+
+    /// Note that batch `name` starts; whether it was taken in before and not finished.
+    pub fn start(&self, name: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if names.len() >= Self::MAX {
+            names.retain(|_, t| now.duration_since(*t) < Self::KEEP);
+            while names.len() >= Self::MAX {
+                let oldest = names.iter().min_by_key(|(_, t)| **t).map(|(n, _)| n.clone()).expect("not empty");
+                names.remove(&oldest);
+            }
+        }
+        names.insert(name.to_owned(), now).is_some_and(|t| now.duration_since(t) < Self::KEEP)
+    }
+
+    /// Batch `name` was answered 200: equal batches after it are other batches.
+    pub fn finish(&self, name: &str) {
+        self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+    }
 }
 
 /// The receiver's routes: `POST /v1/logpush`, `GET /healthz`, `GET /metrics`.
@@ -380,7 +426,14 @@ pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
         );
     }
     let budget = DecodeBudget::new(cfg.max_decompressed_bytes_total.max(cfg.max_decompressed_bytes));
-    let state = Arc::new(ReceiverState { inflight: Semaphore::new(cfg.max_inflight_batches.max(1)), budget, cfg, log, metrics: ReceiverMetrics::default() });
+    let state = Arc::new(ReceiverState {
+        inflight: Semaphore::new(cfg.max_inflight_batches.max(1)),
+        budget,
+        cfg,
+        log,
+        metrics: ReceiverMetrics::default(),
+        unfinished: Unfinished::default(),
+    });
     Router::new()
         .route("/v1/logpush", post(logpush::<L>))
         .route("/healthz", get(|| async { "ok" }))
@@ -436,7 +489,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     let gzip_header = match gzip_encoding(&headers) {
         Ok(gz) => gz,
         Err(msg) => {
-            m.rejected_bad_request.fetch_add(1, Ordering::Relaxed);
+            m.rejected_unsupported.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg, None);
         }
     };
@@ -476,9 +529,18 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
             m.rejected_bad_request.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::BAD_REQUEST, e.to_string(), None);
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None),
+        Err(e) => {
+            m.failed.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None);
+        }
     };
     let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
+    let mut batch = batch;
+    if st.unfinished.start(&batch.name) {
+        for m in &mut batch.messages {
+            m.resend = true;
+        }
+    }
     let dead: Vec<Record> = batch.dead_letters.iter().map(Record::dead_letter).collect();
     let events_fut = async {
         if batch.messages.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, &batch.messages).await }
@@ -500,11 +562,13 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
                 error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), retry)
             }
             LogError::Rejected(_) | LogError::Config(_) => {
+                m.rejected_by_log.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "batch refused by the event log");
                 error(StatusCode::BAD_GATEWAY, e.to_string(), None)
             }
         };
     }
+    st.unfinished.finish(&batch.name);
     m.batches_accepted.fetch_add(1, Ordering::Relaxed);
     m.events_accepted.fetch_add(n_events, Ordering::Relaxed);
     m.dead_letters.fetch_add(n_dead, Ordering::Relaxed);

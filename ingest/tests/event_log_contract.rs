@@ -22,12 +22,14 @@ fn batch(n: usize) -> Vec<Record> {
             key: format!("site-{}.example", i % 7).into_bytes(),
             value: format!("{{\"n\":{i}}}").into_bytes(),
             id: (i % 3 != 0).then(|| format!("batch-{}/{i}", i / 100).into_bytes()),
+            resend: i % 5 == 1,
         })
         .collect()
 }
 
-/// Appends, then checks what `read` returns as (partition, key, value, id) in per-partition order.
-async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>)>) {
+/// Appends, then checks what `read` returns as (partition, key, value, id, resend) in
+/// per-partition order.
+async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>, bool)>) {
     log.append(topic, &[]).await.expect("empty append");
     let first = batch(500);
     log.append(topic, &first).await.expect("append");
@@ -38,14 +40,16 @@ async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec
     let got = read(all.len());
     assert_eq!(got.len(), all.len());
     let mut partition_of: BTreeMap<Vec<u8>, i32> = BTreeMap::new();
-    let mut per_key: BTreeMap<Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
-    for (p, k, v, id) in got {
+    type Message = (Vec<u8>, Option<Vec<u8>>, bool);
+    let mut per_key: BTreeMap<Vec<u8>, Vec<Message>> = BTreeMap::new();
+    for (p, k, v, id, resend) in got {
         assert_eq!(*partition_of.entry(k.clone()).or_insert(p), p, "key {:?} on two partitions", String::from_utf8_lossy(&k));
-        per_key.entry(k).or_default().push((v, id));
+        per_key.entry(k).or_default().push((v, id, resend));
     }
-    let mut want: BTreeMap<Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+    let mut want: BTreeMap<Vec<u8>, Vec<Message>> = BTreeMap::new();
     for r in all {
-        want.entry(r.key).or_default().push((r.value, r.id));
+        // Only a named message is marked as sent again.
+        want.entry(r.key).or_default().push((r.value, r.id.clone(), r.resend && r.id.is_some()));
     }
     assert!(per_key == want, "records, their ids or their per-key order differ");
 }
@@ -53,7 +57,7 @@ async fn contract<L: EventLog>(log: &L, topic: &str, read: impl Fn(usize) -> Vec
 #[tokio::test]
 async fn memory_log_meets_the_contract() {
     let log = MemoryLog::new();
-    contract(&log, "t", |_| log.records("t").into_iter().map(|r| (0, r.key, r.value, r.id)).collect()).await;
+    contract(&log, "t", |_| log.records("t").into_iter().map(|r| (0, r.key, r.value, r.id.clone(), r.resend && r.id.is_some())).collect()).await;
 }
 
 #[tokio::test]

@@ -124,6 +124,11 @@ async fn unsupported_content_encoding_is_415_and_appends_nothing() {
         assert!(json["error"].as_str().unwrap().contains("is not supported"), "{json}");
     }
     assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
+    // Regression: they were counted under status 400.
+    let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"415\"} 5"), "{text}");
+    assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"400\"} 0"), "{text}");
     for (coding, body) in [("x-gzip", gzip(&body)), ("GZIP", gzip(&body)), ("identity", body.clone()), ("", body.clone())] {
         let (status, _, json) = post(&app, body, &[("content-encoding", coding)]).await;
         assert_eq!(status, StatusCode::OK, "{coding}: {json}");
@@ -173,12 +178,23 @@ async fn unavailable_log_is_503_and_full_queue_429_with_retry_after() {
     let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(events(&log).len(), 1);
+    // It is marked as resent (part of it may have reached the log before); an equal batch after
+    // the 200 is another batch, not marked.
+    let body = [line(1, "a.example"), line(2, "b.example")].join("\n").into_bytes();
+    let (status, _, _) = post(&app, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let marks: Vec<(Option<Vec<u8>>, bool)> = log.records(EVENTS_TOPIC).into_iter().map(|r| (r.id, r.resend)).collect();
+    assert_eq!(marks.len(), 3);
+    assert!(marks[0].1, "the retry after the 503 and the 429 is resent");
+    assert!(!marks[1].1 && !marks[2].1);
+    assert_ne!(marks[1].0, marks[2].0, "each message has an id of its own");
+    assert!(marks.iter().all(|(id, _)| id.is_some()));
 
     let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
     let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"503\"} 1"), "{text}");
     assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"429\"} 1"), "{text}");
-    assert!(text.contains("edgelens_ingest_events_accepted_total 1"), "{text}");
+    assert!(text.contains("edgelens_ingest_events_accepted_total 3"), "{text}");
 }
 
 #[test]

@@ -110,7 +110,7 @@ impl<L: EventLog> IncidentTopic<L> {
             return Ok(());
         }
         let records: Vec<Record> =
-            rows.iter().map(|r| Record { key: r.incident_id.as_bytes().to_vec(), value: incident_json(r).to_string().into_bytes(), id: None }).collect();
+            rows.iter().map(|r| Record { key: r.incident_id.as_bytes().to_vec(), value: incident_json(r).to_string().into_bytes(), id: None, resend: false }).collect();
         self.rt
             .block_on(self.log.append(&self.topic, &records))
             .map_err(|e| SinkError::Alerts { message: format!("topic {}: {e}", self.topic), retryable: e.is_retryable() })?;

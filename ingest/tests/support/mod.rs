@@ -75,12 +75,13 @@ pub async fn create_topic(broker: &str, producer: &FutureProducer, topic: &str, 
 /// Every message of `topic` (all `partitions`, from the beginning) as (partition, key, value),
 /// in partition then offset order; waits until `want` arrived (bounded by [`STEP_TIMEOUT`]).
 pub fn read_topic(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
-    read_topic_with_ids(broker, topic, partitions, want).into_iter().map(|(p, k, v, _)| (p, k, v)).collect()
+    read_topic_with_ids(broker, topic, partitions, want).into_iter().map(|(p, k, v, _, _)| (p, k, v)).collect()
 }
 
-/// [`read_topic`], with each message's `edgelens-message-id` header.
+/// [`read_topic`], with each message's `edgelens-message-id` header and whether it has
+/// `edgelens-resend`.
 #[allow(dead_code)]
-pub fn read_topic_with_ids(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> {
+pub fn read_topic_with_ids(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>, bool)> {
     read_topic_counting(broker, topic, partitions, want, |_| 1)
 }
 
@@ -88,11 +89,11 @@ pub fn read_topic_with_ids(broker: &str, topic: &str, partitions: i32, want: usi
 /// events, however they are packed.
 #[allow(dead_code)]
 pub fn read_event_messages(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
-    read_topic_counting(broker, topic, partitions, want, |v| edgelens_ingest::log::message_lines(v).count()).into_iter().map(|(p, k, v, _)| (p, k, v)).collect()
+    read_topic_counting(broker, topic, partitions, want, |v| edgelens_ingest::log::message_lines(v).count()).into_iter().map(|(p, k, v, _, _)| (p, k, v)).collect()
 }
 
 /// Messages of `topic` until `count` of their values adds up to `want`.
-fn read_topic_counting(broker: &str, topic: &str, partitions: i32, want: usize, count: impl Fn(&[u8]) -> usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>)> {
+fn read_topic_counting(broker: &str, topic: &str, partitions: i32, want: usize, count: impl Fn(&[u8]) -> usize) -> Vec<(i32, Vec<u8>, Vec<u8>, Option<Vec<u8>>, bool)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
     use rdkafka::{Offset, TopicPartitionList};
@@ -116,8 +117,9 @@ fn read_topic_counting(broker: &str, topic: &str, partitions: i32, want: usize, 
             let m = m.expect("consume");
             let value = m.payload().unwrap_or_default().to_vec();
             got += count(&value);
-            let id = m.headers().and_then(|h| h.iter().find(|h| h.key == edgelens_ingest::log::MESSAGE_ID_HEADER)).and_then(|h| h.value).map(<[u8]>::to_vec);
-            out.push((m.partition(), m.key().unwrap_or_default().to_vec(), value, m.offset(), id));
+            let header = |name: &str| m.headers().and_then(|h| h.iter().find(|h| h.key == name)).map(|h| h.value.unwrap_or_default().to_vec());
+            let (id, resend) = (header(edgelens_ingest::log::MESSAGE_ID_HEADER), header(edgelens_ingest::log::RESEND_HEADER).is_some());
+            out.push((m.partition(), m.key().unwrap_or_default().to_vec(), value, m.offset(), id, resend));
         }
     }
     assert_eq!(got, want, "more than {want} records in {topic}");
@@ -126,7 +128,7 @@ fn read_topic_counting(broker: &str, topic: &str, partitions: i32, want: usize, 
         panic!("more than {want} messages in {topic}: also offset {} of partition {}", m.offset(), m.partition());
     }
     out.sort_by_key(|m| (m.0, m.3));
-    out.into_iter().map(|(p, k, v, _, id)| (p, k, v, id)).collect()
+    out.into_iter().map(|(p, k, v, _, id, resend)| (p, k, v, id, resend)).collect()
 }
 
 /// Create `topics` (name, partitions) on `broker`, failing with how to start it when unreachable.
