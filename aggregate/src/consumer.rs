@@ -821,7 +821,10 @@ fn take_message<C: ConsumerContext>(
 fn message_name<'a>(msg: &'a BorrowedMessage<'_>) -> Option<MessageName<'a>> {
     let headers = msg.headers()?;
     let (mut id, mut resend) = (None, false);
-    for h in headers.iter() {
+    for i in 0..headers.count() {
+        // rdkafka panics on a header name that is not UTF-8 (another producer's header, which
+        // is none of ours): skip it instead of stopping at that offset for good.
+        let Ok(Some(h)) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| headers.try_get(i))) else { continue };
         match h.key {
             MESSAGE_ID_HEADER => id = h.value,
             RESEND_HEADER => resend = true,

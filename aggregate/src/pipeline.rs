@@ -92,7 +92,8 @@ pub struct PipelineStats {
     pub counted: u64,
     /// Of those, counted as late delta rows.
     pub late: u64,
-    /// Redelivered events (same RayID) not counted again.
+    /// Redelivered events (same RayID), and lines of resent messages taken before, not counted
+    /// again.
     pub duplicates: u64,
     pub dead_letters: DeadLetterCounts,
     /// Upstream dead letters whose reason code this build does not know (not in `dead_letters`).
@@ -153,7 +154,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     /// Take one input line. `source`/`line_no` identify it in dead letters; `now` stamps them.
     pub fn push_line(&mut self, line: Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), SinkError> {
-        self.push_parsed_at(std::iter::once(parse(line)), false, source, line_no, || now, self.offset + 1)
+        self.push_parsed_at(std::iter::once(parse(line)), None, source, line_no, || now, self.offset + 1)
     }
 
     /// Take the events of one `edge-requests` message (NDJSON, see
@@ -161,28 +162,39 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     /// so the position after it is the offset to commit); its dead letters are numbered `line_no`.
     ///
     /// A named message is remembered by its key, its id and its newest event not in the future,
-    /// for as long as that event is within the lateness horizon (so are RayIDs). When it is
-    /// resent and was taken before, it is a redelivery: its lines count as duplicates only, and
-    /// none is recorded as a dead letter again.
+    /// for as long as that event is within the lateness horizon (as RayIDs are). A resent one
+    /// remembered under any minute of its events is a redelivery: its lines count as duplicates
+    /// only, and none is recorded as a dead letter again.
     pub fn push_message_at(&mut self, value: &[u8], name: Option<MessageName<'_>>, source: &str, line_no: u64, now: impl Fn() -> Nanos, position: u64) -> Result<(), SinkError> {
         let lines = message_lines(value).map(Line::Complete);
-        let Some(name) = name.filter(|_| self.cfg.windows.dedup_ray_ids) else {
-            return self.push_parsed_at(lines.map(parse), false, source, line_no, now, position);
+        let Some(name) = name.filter(|n| n.resend && self.cfg.windows.dedup_ray_ids) else {
+            return self.push_parsed_at(lines.map(parse), name, source, line_no, now, position);
         };
+        // Resent (rare): look at its events before counting any.
         let parsed: Vec<(Line<'_>, Parsed<'_>)> = lines.map(parse).collect();
-        let newest = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts).filter(|&ts| self.in_future(ts, &now).is_none()).max();
-        let taken_before = newest.is_some_and(|ts| !self.windows.first_message(ts, name.key, name.id));
-        self.push_parsed_at(parsed.into_iter(), taken_before && name.resend, source, line_no, now, position)
+        let times = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts);
+        let span = times.clone().min().zip(times.max());
+        if span.is_some_and(|(from, to)| self.windows.remembers_message(from, to, name.key, name.id)) {
+            debug_assert!(position > self.offset, "positions increase");
+            self.offset = position;
+            self.stats.messages += 1;
+            let n = parsed.len() as u64;
+            self.stats.lines += n;
+            self.stats.duplicates += n;
+            self.windows.count_duplicates(n);
+            return self.tick_every(self.stats.lines - n);
+        }
+        self.push_parsed_at(parsed.into_iter(), Some(name), source, line_no, now, position)
     }
 
-    /// Take the lines of one input message at `position`; positions must increase; a
-    /// `redelivered` message's lines count as duplicates only. The watermark is checked only
-    /// between messages (whenever the line count crosses a multiple of `ADVANCE_EVERY`), so a
-    /// flush never splits a message. `now` is read only for dead letters and future events.
+    /// Take the lines of one input message at `position`; positions must increase; a `named`
+    /// message is remembered by its newest event not in the future. The watermark is checked
+    /// only between messages (whenever the line count crosses a multiple of `ADVANCE_EVERY`), so
+    /// a flush never splits a message. `now` is read only for dead letters and future events.
     fn push_parsed_at<'a>(
         &mut self,
         lines: impl Iterator<Item = (Line<'a>, Parsed<'a>)>,
-        redelivered: bool,
+        named: Option<MessageName<'_>>,
         source: &str,
         line_no: u64,
         now: impl Fn() -> Nanos,
@@ -192,16 +204,22 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         self.offset = position;
         self.stats.messages += 1;
         let before = self.stats.lines;
+        let mut newest: Option<Nanos> = None;
         for (line, parsed) in lines {
-            if redelivered {
-                self.stats.lines += 1;
-                self.stats.duplicates += 1;
-                self.windows.skip_duplicates(1);
-            } else {
-                self.take_parsed(line, parsed, source, line_no, &now);
+            if let Some(ts) = self.take_parsed(line, parsed, source, line_no, &now) {
+                newest = newest.max(Some(ts));
             }
         }
-        if self.stats.lines / ADVANCE_EVERY != before / ADVANCE_EVERY {
+        if let (Some(n), Some(ts)) = (named, newest) {
+            self.windows.remember_message(ts, n.key, n.id);
+        }
+        self.tick_every(before)
+    }
+
+    /// Check the watermark when the line count crossed a multiple of `ADVANCE_EVERY` since
+    /// `lines_before`.
+    fn tick_every(&mut self, lines_before: u64) -> Result<(), SinkError> {
+        if self.stats.lines / ADVANCE_EVERY != lines_before / ADVANCE_EVERY {
             self.tick()?;
         }
         Ok(())
@@ -219,12 +237,17 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         (ts > self.future_limit).then(|| InvalidReason::FutureTimestamp { ahead_secs: (ts - now) / NANOS_PER_SEC })
     }
 
-    /// Count one parsed line, or keep it as a dead letter.
-    fn take_parsed(&mut self, line: Line<'_>, parsed: Parsed<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
+    /// Count one parsed line, or keep it as a dead letter; the time of its event unless it has
+    /// none or is in the future.
+    fn take_parsed(&mut self, line: Line<'_>, parsed: Parsed<'_>, source: &str, line_no: u64, now: &impl Fn() -> Nanos) -> Option<Nanos> {
         self.stats.lines += 1;
+        let ts = parsed.as_ref().ok().map(|ev| ev.ts);
         let rejected = match parsed {
             Err(rejected) => Some(rejected),
-            Ok(ev) if let Some(reason) = self.in_future(ev.ts, now) => Some((reason, line.raw())),
+            Ok(ev) if let Some(reason) = self.in_future(ev.ts, now) => {
+                self.reject(reason, line.raw(), source, line_no, now);
+                return None;
+            }
             Ok(mut ev) => {
                 ev.client_ip = self.cfg.client_ip.apply(ev.client_ip);
                 self.cfg.sites.apply(&mut ev);
@@ -246,11 +269,17 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             }
         };
         if let Some((reason, raw)) = rejected {
-            self.stats.dead_letters.add(reason.code());
-            let mut dead = DeadLetter::new(now(), source, line_no, &reason, raw);
-            dead.raw = self.cfg.client_ip.redact(&dead.raw);
-            self.pending.dead_letters.push(dead);
+            self.reject(reason, raw, source, line_no, now);
         }
+        ts
+    }
+
+    /// Keep a line as a dead letter.
+    fn reject(&mut self, reason: InvalidReason, raw: &[u8], source: &str, line_no: u64, now: &impl Fn() -> Nanos) {
+        self.stats.dead_letters.add(reason.code());
+        let mut dead = DeadLetter::new(now(), source, line_no, &reason, raw);
+        dead.raw = self.cfg.client_ip.redact(&dead.raw);
+        self.pending.dead_letters.push(dead);
     }
 
     /// Take a dead letter rejected upstream (e.g. by the ingest receiver) at stream `position`:
@@ -684,6 +713,22 @@ mod tests {
         assert_eq!(p.stats().counted, 3 + 2, "the two newer events of the message, once");
         assert_eq!(p.stats().dead_letters.get("too_late"), 1, "the old event, once");
         assert_eq!(p.stats().duplicates, 3);
+    }
+
+    /// Regression: a resent message was looked up by its newest event not in the future, which
+    /// depends on the clock: an event in the future when the message was first taken but no
+    /// longer when it came again sent the lookup to another minute, and it counted twice.
+    #[test]
+    fn a_resent_message_is_recognised_whatever_the_clock_says_now() {
+        let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+        let mut position = 0;
+        event_time_at(&mut p, NOW - 60 * NANOS_PER_SEC, &mut position);
+        let ahead = NOW + p.cfg.windows.max_future + 20 * NANOS_PER_SEC;
+        let msg = format!("{}\n{}", line(NOW - 50 * NANOS_PER_SEC), line(ahead));
+        p.push_message_at(msg.as_bytes(), name(b"batch/3", false), "t", 0, || NOW, 4).unwrap();
+        let later = NOW + 60 * NANOS_PER_SEC;
+        p.push_message_at(msg.as_bytes(), name(b"batch/3", true), "t", 0, || later, 5).unwrap();
+        assert_eq!((p.stats().counted, p.stats().duplicates), (3 + 1, 2), "the resent message counted nothing");
     }
 
     /// Equal batches sent on purpose count twice; an id counts per key.

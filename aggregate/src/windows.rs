@@ -10,7 +10,8 @@
 //!   `advance`, emitting a second row with the same key (all measures add up, sketches merge);
 //! - an event further behind is rejected with [`InvalidReason::TooLate`] (the caller dead-letters it);
 //! - an event whose `RayID` was already counted within the lateness horizon is a duplicate
-//!   (shippers redeliver) and is not counted again;
+//!   (shippers redeliver) and is not counted again; the caller remembers named messages the same
+//!   way ([`SiteWindows::remember_message`]) to recognise resent ones;
 //! - an event more than the lateness (at least a minute) ahead of the newest event time is counted
 //!   but does not move event time by itself: one bad timestamp would otherwise put every event
 //!   after it behind the watermark. Event time jumps there once [`JUMP_EVENTS`] such events,
@@ -54,8 +55,8 @@ pub struct WindowConfig {
     pub allowed_disorder: Nanos,
     /// How far behind the watermark a late event is still counted (as a delta row).
     pub allowed_lateness: Nanos,
-    /// Drop events whose RayID, or whose message's id, was already counted within the lateness
-    /// horizon.
+    /// Drop events whose RayID was already counted within the lateness horizon, and resent
+    /// messages taken before (see [`SiteWindows::remember_message`]).
     pub dedup_ray_ids: bool,
     /// How far ahead of the wall clock an event may be (edge clocks differ a little); a later one
     /// is rejected as [`InvalidReason::FutureTimestamp`] by the pipeline (this core has no clock).
@@ -476,19 +477,29 @@ impl SiteWindows {
             + self.asn.values().map(HashMap::len).sum::<usize>()
     }
 
-    /// RayIDs remembered for deduplication.
+    /// RayIDs and message ids remembered for deduplication.
     pub fn remembered_ray_ids(&self) -> usize {
         self.dedup.len()
     }
 
-    /// Whether the message of `key` named `id` whose newest event is at `ts` comes for the first
-    /// time (and remembers it then, like a RayID, while `ts` is within the lateness horizon).
-    pub fn first_message(&mut self, ts: Nanos, key: &[u8], id: &[u8]) -> bool {
-        !self.cfg.dedup_ray_ids || self.dedup.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(message_id_hash(key, id))
+    /// Remember the message of `key` named `id` whose newest event (not in the future) is at
+    /// `ts`, like a RayID: while `ts` is within the lateness horizon.
+    pub fn remember_message(&mut self, ts: Nanos, key: &[u8], id: &[u8]) {
+        if self.cfg.dedup_ray_ids {
+            self.dedup.buckets.entry(floor_to(ts, MINUTE)).or_default().insert(message_id_hash(key, id));
+        }
     }
 
-    /// Count `n` lines of a redelivered message as duplicates.
-    pub fn skip_duplicates(&mut self, n: u64) {
+    /// Whether the message of `key` named `id`, whose events lie between `from` and `to`, is
+    /// remembered: under any minute of that span, since which of its events were in the future
+    /// when it was remembered depended on the clock then.
+    pub fn remembers_message(&self, from: Nanos, to: Nanos, key: &[u8], id: &[u8]) -> bool {
+        let hash = message_id_hash(key, id);
+        self.cfg.dedup_ray_ids && self.dedup.buckets.range(floor_to(from, MINUTE)..=floor_to(to, MINUTE)).any(|(_, set)| set.contains(&hash))
+    }
+
+    /// Count `n` lines of a resent message, taken before, as duplicates.
+    pub fn count_duplicates(&mut self, n: u64) {
         self.stats.duplicates += n;
     }
 

@@ -382,35 +382,61 @@ struct ReceiverState<L> {
 
 /// The batches (by name) the receiver took in but has not answered 200: in flight, refused with
 /// 429/503, or whose client gave up waiting. Part of such a batch may be in the log, so when it
-/// comes again its messages are marked as resent. Bounded: names older than [`Self::KEEP`] go,
-/// and beyond [`Self::MAX`] names the oldest go.
+/// comes again its messages are marked as resent. A name goes once an attempt was answered 200
+/// and no other attempt of it is in flight. Bounded: names older than [`Self::KEEP`] go, and
+/// beyond [`Self::MAX`] names the older half goes (with a warning: their resends count again).
 #[derive(Debug, Default)]
 pub struct Unfinished {
-    names: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Name → (when it last started, attempts in flight).
+    names: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
 }
 
 impl Unfinished {
-    /// Longer than the lateness horizon: a batch resent later is too late downstream anyway.
+    /// Longer than the default lateness horizon (10 min): a batch resent later is too late
+    /// downstream anyway, as long as event time moved on.
     pub const KEEP: Duration = Duration::from_secs(15 * 60);
     pub const MAX: usize = 100_000;
 
-    /// Note that batch `name` starts; whether it was taken in before and not finished.
+    /// Note that an attempt of batch `name` starts; whether an earlier one was taken in and not
+    /// finished.
     pub fn start(&self, name: &str) -> bool {
         let now = std::time::Instant::now();
         let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if names.len() >= Self::MAX {
-            names.retain(|_, t| now.duration_since(*t) < Self::KEEP);
-            while names.len() >= Self::MAX {
-                let oldest = names.iter().min_by_key(|(_, t)| **t).map(|(n, _)| n.clone()).expect("not empty");
-                names.remove(&oldest);
+        if names.len() >= Self::MAX && !names.contains_key(name) {
+            names.retain(|_, (t, _)| now.duration_since(*t) < Self::KEEP);
+            if names.len() >= Self::MAX {
+                let mut times: Vec<std::time::Instant> = names.values().map(|(t, _)| *t).collect();
+                let middle = times.len() / 2;
+                let (_, cut, _) = times.select_nth_unstable(middle);
+                let cut = *cut;
+                names.retain(|_, (t, _)| *t > cut);
+                tracing::warn!(kept = names.len(), "too many unfinished Logpush batches: the older half is forgotten, and their resends are counted again unless their events carry RayID");
             }
         }
-        names.insert(name.to_owned(), now).is_some_and(|t| now.duration_since(t) < Self::KEEP)
+        match names.get_mut(name) {
+            Some((t, in_flight)) => {
+                let recent = now.duration_since(*t) < Self::KEEP;
+                *t = now;
+                *in_flight += 1;
+                recent
+            }
+            None => {
+                names.insert(name.to_owned(), (now, 1));
+                false
+            }
+        }
     }
 
-    /// Batch `name` was answered 200: equal batches after it are other batches.
-    pub fn finish(&self, name: &str) {
-        self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+    /// An attempt of batch `name` ended, answered 200 (`ok`) or not. An attempt whose client
+    /// went away before it ended never ends: its name stays until it is [`Self::KEEP`] old.
+    pub fn end(&self, name: &str, ok: bool) {
+        let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, in_flight)) = names.get_mut(name) {
+            *in_flight = in_flight.saturating_sub(1);
+            if ok && *in_flight == 0 {
+                names.remove(name);
+            }
+        }
     }
 }
 
@@ -549,6 +575,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, &dead).await }
     };
     let (a, b) = tokio::join!(events_fut, dead_fut);
+    st.unfinished.end(&batch.name, a.is_ok() && b.is_ok());
     if let Err(e) = a.and(b) {
         let retry = Some(st.cfg.retry_after_secs);
         return match e {
@@ -568,7 +595,6 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
             }
         };
     }
-    st.unfinished.finish(&batch.name);
     m.batches_accepted.fetch_add(1, Ordering::Relaxed);
     m.events_accepted.fetch_add(n_events, Ordering::Relaxed);
     m.dead_letters.fetch_add(n_dead, Ordering::Relaxed);

@@ -350,3 +350,20 @@ async fn a_batch_beyond_the_shared_decompression_budget_gets_429() {
     let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(text.contains("edgelens_ingest_batches_rejected_total{status=\"429\"} 1"), "{text}");
 }
+
+/// Regression: the first attempt's 200 forgot the batch while a second attempt was in flight;
+/// when that one failed, the third came unmarked and counted in full on top of the first.
+#[test]
+fn a_batch_stays_unfinished_while_any_attempt_of_it_is_in_flight() {
+    use edgelens_ingest::receiver::Unfinished;
+    let u = Unfinished::default();
+    assert!(!u.start("b"), "a first attempt is no resend");
+    assert!(u.start("b"), "the client gave up waiting and sent it again");
+    u.end("b", true);
+    u.end("b", false);
+    assert!(u.start("b"), "the second attempt failed: the third is a resend");
+    u.end("b", true);
+    assert!(!u.start("b"), "answered 200 with nothing in flight: an equal batch is another batch");
+    u.end("b", false);
+    assert!(u.start("b"), "refused: its retry is a resend");
+}
