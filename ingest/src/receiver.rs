@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -146,6 +146,17 @@ impl IngestConfig {
                 "ingest.max_decompressed_bytes_total ({}) is below ingest.max_decompressed_bytes ({}): a batch of that size could never be taken",
                 self.max_decompressed_bytes_total, self.max_decompressed_bytes
             ));
+        }
+        if !self.secret.is_empty() {
+            if HeaderName::from_bytes(self.secret_header.as_bytes()).is_err() {
+                return Err(format!(
+                    "ingest.secret_header {:?} is not an HTTP header name: no push could carry the secret, every one would get 401",
+                    self.secret_header
+                ));
+            }
+            if HeaderValue::from_str(&self.secret).is_err() {
+                return Err("ingest.secret holds characters an HTTP header value cannot (control characters, line breaks): every push would get 401".into());
+            }
         }
         Ok(())
     }
@@ -297,6 +308,11 @@ pub fn decode_batch_within(
     let owned;
     let text: &[u8] = if gz {
         owned = inflate(body, max_decompressed, &mut held)?;
+        // NDJSON never starts like gzip: a body compressed twice would otherwise be taken as
+        // lines of binary, each a dead letter.
+        if owned.starts_with(&[0x1f, 0x8b]) {
+            return Err(BatchError::BadGzip("it is gzip inside gzip: compress the body once".into()));
+        }
         &owned
     } else {
         if body.len() > max_decompressed {

@@ -367,3 +367,27 @@ fn a_batch_stays_unfinished_while_any_attempt_of_it_is_in_flight() {
     u.end("b", false);
     assert!(u.start("b"), "refused: its retry is a resend");
 }
+
+/// Regression: a secret header no request can carry passed the config check, and every push got
+/// 401.
+#[test]
+fn a_secret_no_push_could_carry_is_refused_by_the_config_check() {
+    for (header, secret) in [("", "s3cret"), ("x secret", "s3cret"), ("x-secret", "a\nb")] {
+        let cfg = IngestConfig { secret_header: header.into(), secret: secret.into(), ..IngestConfig::default() };
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("401"), "{header:?} {secret:?}: {e}");
+    }
+    let cfg = IngestConfig { secret_header: "X-Logpush-Secret".into(), secret: "s3cret".into(), ..IngestConfig::default() };
+    assert_eq!(cfg.validate(), Ok(()));
+}
+
+/// Regression: a body compressed twice was taken, its binary lines all dead letters.
+#[tokio::test]
+async fn gzip_inside_gzip_is_400() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let (status, _, json) = post(&app, gzip(&gzip(line(1, "a.example").as_bytes())), &[("content-encoding", "gzip")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("gzip inside gzip"), "{json}");
+    assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
+}
