@@ -175,14 +175,12 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         let times = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts);
         let span = times.clone().min().zip(times.max());
         if span.is_some_and(|(from, to)| self.windows.remembers_message(from, to, name.key, name.id)) {
-            debug_assert!(position > self.offset, "positions increase");
-            self.offset = position;
-            self.stats.messages += 1;
+            let before = self.begin_message(position);
             let n = parsed.len() as u64;
             self.stats.lines += n;
             self.stats.duplicates += n;
             self.windows.count_duplicates(n);
-            return self.tick_every(self.stats.lines - n);
+            return self.tick_every(before);
         }
         self.push_parsed_at(parsed.into_iter(), Some(name), source, line_no, now, position)
     }
@@ -200,10 +198,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         now: impl Fn() -> Nanos,
         position: u64,
     ) -> Result<(), SinkError> {
-        debug_assert!(position > self.offset, "positions increase");
-        self.offset = position;
-        self.stats.messages += 1;
-        let before = self.stats.lines;
+        let before = self.begin_message(position);
         let mut newest: Option<Nanos> = None;
         for (line, parsed) in lines {
             if let Some(ts) = self.take_parsed(line, parsed, source, line_no, &now) {
@@ -214,6 +209,15 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             self.windows.remember_message(ts, n.key, n.id);
         }
         self.tick_every(before)
+    }
+
+    /// Take the next input message at `position` (positions must increase); the line count
+    /// before it.
+    fn begin_message(&mut self, position: u64) -> u64 {
+        debug_assert!(position > self.offset, "positions increase");
+        self.offset = position;
+        self.stats.messages += 1;
+        self.stats.lines
     }
 
     /// Check the watermark when the line count crossed a multiple of `ADVANCE_EVERY` since

@@ -289,23 +289,23 @@ struct RayDedup {
 /// The hash a RayID of a site is remembered by: XXH64 (seed 0) of the site, a zero byte and the
 /// RayID, a specified function.
 fn ray_hash(site: &str, ray: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = twox_hash::XxHash64::with_seed(0);
-    h.write(site.as_bytes());
-    h.write(&[0]);
-    h.write(ray.as_bytes());
-    h.finish()
+    pair_hash(0, site.as_bytes(), ray.as_bytes())
 }
 
 /// The hash a message id ([`edgelens_ingest::log::MESSAGE_ID_HEADER`]) of a message key is
 /// remembered by, among the RayIDs: XXH64 of the key, a zero byte and the id, with a seed of its
 /// own, a specified function like [`ray_hash`].
 fn message_id_hash(key: &[u8], id: &[u8]) -> u64 {
+    pair_hash(MESSAGE_ID_SEED, key, id)
+}
+
+/// XXH64 with `seed` of `a`, a zero byte and `b`.
+fn pair_hash(seed: u64, a: &[u8], b: &[u8]) -> u64 {
     use std::hash::Hasher;
-    let mut h = twox_hash::XxHash64::with_seed(MESSAGE_ID_SEED);
-    h.write(key);
+    let mut h = twox_hash::XxHash64::with_seed(seed);
+    h.write(a);
     h.write(&[0]);
-    h.write(id);
+    h.write(b);
     h.finish()
 }
 
