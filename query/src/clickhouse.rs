@@ -110,8 +110,7 @@ impl ClickHouseBackend {
     /// Whether the server answers (`SELECT 1` in `system`: the contract's database may not exist
     /// before a writer creates it) and runs in UTC.
     pub async fn ping(&self) -> Result<()> {
-        self.utc.get_or_try_init(|| self.check_utc()).await?;
-        answer(self.client.clone().with_database("system").query("SELECT 1"), "TabSeparated").await.map(drop)
+        self.fetch(self.client.clone().with_database("system").query("SELECT 1")).await.map(drop)
     }
 
     /// Whether `table` (a contract view) has at least one row.
