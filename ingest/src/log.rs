@@ -16,8 +16,9 @@
 //!   its first sending may have reached the topic also carries `edgelens-resend`
 //!   ([`RESEND_HEADER`]); when a message with its key and id was taken on its partition while
 //!   that one's newest event (not in the future) is within the lateness horizon, none of its
-//!   events count again, with or without `RayID`. A message without `edgelens-resend` always counts: two equal batches sent on
-//!   purpose are two. edgelens' own producers set the id to the hash of the batch's packed lines,
+//!   events count again, with or without `RayID`. A message without `edgelens-resend` always
+//!   counts: two equal batches sent on purpose are two. edgelens' own producers set the id to the
+//!   hash of the batch's packed lines,
 //!   the input line the batch starts at and the message's place in the batch ([`Packer::take`]),
 //!   so a batch sent again — the same body posted again after a 503, a file's batch appended again
 //!   — gets the same messages with the same ids; see [`crate::receiver`] for when it is a resend.

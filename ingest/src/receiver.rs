@@ -557,7 +557,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     let budget = Arc::clone(&st.budget);
     let decoded = tokio::task::spawn_blocking(move || decode_batch_within(&body, gzip_header, max_dec, max_line, now, &budget)).await;
     // The reservation is held until the answer: the batch's messages are in memory until then.
-    let (batch, _held) = match decoded {
+    let (mut batch, _held) = match decoded {
         Ok(Ok(b)) => b,
         Ok(Err(e @ BatchError::Busy { .. })) => {
             m.rejected_busy.fetch_add(1, Ordering::Relaxed);
@@ -577,7 +577,6 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         }
     };
     let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
-    let mut batch = batch;
     if st.unfinished.start(&batch.name) {
         for m in &mut batch.messages {
             m.resend = true;
