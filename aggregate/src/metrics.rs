@@ -393,10 +393,14 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<AggregateMetrics>) -> Option<t
     };
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "aggregator metrics listening");
     // A scrape endpoint: a few connections at once, none left idle.
-    let limits = edgelens_schemas::net::ConnectionLimits { max_connections: 64, idle_timeout: std::time::Duration::from_secs(30) };
+    let limits = edgelens_schemas::net::ConnectionLimits {
+        max_connections: 64,
+        idle_timeout: std::time::Duration::from_secs(30),
+        header_timeout: std::time::Duration::from_secs(10),
+    };
     let listener = edgelens_schemas::net::LimitedListener::new(listener, limits);
     Some(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(metrics)).await {
+        if let Err(e) = edgelens_schemas::net::serve(listener, router(metrics), std::future::pending()).await {
             tracing::error!(error = %e, "metrics listener failed");
         }
     }))

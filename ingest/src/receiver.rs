@@ -9,11 +9,15 @@
 //! - 401 — the shared-secret header is missing or wrong (when a secret is configured).
 //! - 400 — the body is not valid gzip.
 //! - 413 — the body, or its decompressed size (gzip bombs), is over the limit.
-//! - 415 — a `Content-Encoding` other than gzip (`x-gzip`) or identity: the body is not read.
+//! - 415 — a `Content-Encoding` other than gzip (`x-gzip`) or identity: the body is not decoded.
 //! - 429 + `Retry-After` — too many batches in flight, the batches in flight hold the whole
 //!   decompression budget (`max_decompressed_bytes_total`, see [`DecodeBudget`]), or the producer
 //!   queue is full.
 //! - 503 + `Retry-After` — the log did not acknowledge in time (broker down).
+//!
+//! A body not needed for the answer (401, 413, 415, 429 answered before it is read) is read and
+//! thrown away after the answer ([`discard_unread`]), so that a client that sends its whole body
+//! before it reads gets the answer rather than a reset connection.
 //!
 //! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
 //! send it again. A batch sent again is packed into the same messages with the same ids
@@ -85,6 +89,9 @@ pub struct IngestConfig {
     /// Seconds without traffic before a connection is closed (kept at least the body and
     /// acknowledgement timeouts + 5 s, so a batch being received or acknowledged is never cut).
     pub idle_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers (however slowly they trickle in); also
+    /// how long a keep-alive connection waits for its next request.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -107,6 +114,7 @@ impl Default for IngestConfig {
             body_timeout_secs: 60,
             max_connections: 1024,
             idle_timeout_secs: 120,
+            header_timeout_secs: 30,
         }
     }
 }
@@ -495,11 +503,46 @@ fn error(status: StatusCode, msg: String, retry_after: Option<u32>) -> Response 
     r
 }
 
+fn announced_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+}
+
+/// A request body the answer does not need (401, 413, 415, 429 answered before it is read), read
+/// and thrown away in the background: at most `budget` bytes, within `within`.
+///
+/// Most HTTP clients send a whole body before they read the answer, and a connection closed with
+/// bytes of the body unread is reset: such a client got a broken pipe instead of its answer. A
+/// body announced larger than `budget` is not waited for, nor one its client sends only once told
+/// to continue (`Expect: 100-continue`: it reads the answer first).
+fn discard_unread(headers: &HeaderMap, body: Body, budget: usize, within: Duration) {
+    let awaits_continue = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if awaits_continue || announced_length(headers).is_some_and(|n| n > budget) {
+        return;
+    }
+    discard_rest(body.into_data_stream(), budget, within);
+}
+
+/// What is left of a body, read and thrown away in the background (see [`discard_unread`]).
+fn discard_rest(mut stream: axum::body::BodyDataStream, budget: usize, within: Duration) {
+    tokio::spawn(tokio::time::timeout(within, async move {
+        let mut read = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > budget {
+                return;
+            }
+        }
+    }));
+}
+
 /// The request body: at most `limit` bytes (413 beyond), all of it within `deadline` (408 after).
+/// The rest of a body found too large is thrown away in the background ([`discard_unread`]).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Duration) -> Result<Vec<u8>, (StatusCode, String)> {
     let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes"));
-    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let announced = announced_length(headers);
     if announced.is_some_and(|n| n > limit) {
+        // A body somewhat over the limit is read through, so that its client sees the 413.
+        discard_unread(headers, body, limit.saturating_mul(2), deadline);
         return Err(too_large());
     }
     let read = async {
@@ -508,6 +551,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Dura
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
             if buf.len() + chunk.len() > limit {
+                discard_rest(stream, limit, deadline);
                 return Err(too_large());
             }
             buf.extend_from_slice(&chunk);
@@ -521,10 +565,13 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Dura
 
 async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: HeaderMap, body: Body) -> Response {
     let m = &st.metrics;
+    let body_timeout = Duration::from_secs(st.cfg.body_timeout_secs.max(1));
+    let unread = |body| discard_unread(&headers, body, st.cfg.max_body_bytes, body_timeout);
     if !st.cfg.secret.is_empty() {
         let ok = headers.get(st.cfg.secret_header.as_str()).is_some_and(|v| v.as_bytes() == st.cfg.secret.as_bytes());
         if !ok {
             m.rejected_unauthorized.fetch_add(1, Ordering::Relaxed);
+            unread(body);
             return error(StatusCode::UNAUTHORIZED, format!("missing or wrong {} header", st.cfg.secret_header), None);
         }
     }
@@ -532,15 +579,17 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         Ok(gz) => gz,
         Err(msg) => {
             m.rejected_unsupported.fetch_add(1, Ordering::Relaxed);
+            unread(body);
             return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg, None);
         }
     };
     let Ok(_permit) = st.inflight.try_acquire() else {
         m.rejected_busy.fetch_add(1, Ordering::Relaxed);
+        unread(body);
         return error(StatusCode::TOO_MANY_REQUESTS, "too many batches in flight".into(), Some(st.cfg.retry_after_secs));
     };
     // Read under the batch's slot, so that at most `max_inflight_batches` bodies are in memory.
-    let body = match read_body(&headers, body, st.cfg.max_body_bytes, Duration::from_secs(st.cfg.body_timeout_secs.max(1))).await {
+    let body = match read_body(&headers, body, st.cfg.max_body_bytes, body_timeout).await {
         Ok(b) => b,
         Err((status, msg)) => {
             let counter = match status {
@@ -620,7 +669,8 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
 /// acknowledgement timeouts, so that a batch being received or acknowledged is never cut.
 pub fn connection_limits(cfg: &IngestConfig) -> ConnectionLimits {
     let busy = Duration::from_secs(cfg.body_timeout_secs.max(1)).max(Duration::from_millis(cfg.ack_timeout_ms));
-    ConnectionLimits::outlasting(cfg.max_connections, Duration::from_secs(cfg.idle_timeout_secs), busy)
+    let header = Duration::from_secs(cfg.header_timeout_secs.max(1));
+    ConnectionLimits::outlasting(cfg.max_connections, Duration::from_secs(cfg.idle_timeout_secs), header, busy)
 }
 
 /// Serve the receiver on `listener` until `shutdown` resolves; in-flight batches finish first.
@@ -632,5 +682,5 @@ pub async fn serve_on<L: EventLog>(
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "logpush receiver listening");
     let listener = LimitedListener::new(listener, connection_limits(&cfg));
-    axum::serve(listener, router(cfg, log)).with_graceful_shutdown(shutdown).await
+    edgelens_schemas::net::serve(listener, router(cfg, log), shutdown).await
 }

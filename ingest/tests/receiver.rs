@@ -391,3 +391,67 @@ async fn gzip_inside_gzip_is_400() {
     assert!(json["error"].as_str().unwrap().contains("gzip inside gzip"), "{json}");
     assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
 }
+
+/// The whole request (head, then a body of `body_len` bytes) written before the answer is read, as
+/// most HTTP client libraries do, over a real connection; the answer's status line.
+async fn send_whole_then_read(addr: std::net::SocketAddr, head: &str, body_len: usize) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!("POST /v1/logpush HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {body_len}\r\n{head}\r\n");
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(&vec![b'x'; body_len]).await?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await?;
+    Ok(String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned())
+}
+
+async fn serve_receiver(cfg: IngestConfig, log: Arc<MemoryLog>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(edgelens_ingest::receiver::serve_on(listener, cfg, log, std::future::pending()));
+    addr
+}
+
+/// A 401, 413 or 415 is answered before the body is read. A client that sends its whole body
+/// first used to find the connection reset (the server closed it with the body unread) and never
+/// saw the answer; the body is now read and thrown away after the answer.
+#[tokio::test]
+async fn a_client_sending_its_whole_body_first_gets_the_early_answer() {
+    let log = Arc::new(MemoryLog::new());
+    let cfg = IngestConfig { secret: "s3cret".into(), max_body_bytes: 16 << 20, ..IngestConfig::default() };
+    let addr = serve_receiver(cfg, Arc::clone(&log)).await;
+    let big = 24 << 20;
+    let answer = send_whole_then_read(addr, "x-edgelens-secret: wrong\r\n", 12 << 20).await;
+    assert_eq!(answer.expect("the 401 is read, not a reset"), "HTTP/1.1 401 Unauthorized");
+    let answer = send_whole_then_read(addr, "x-edgelens-secret: s3cret\r\ncontent-encoding: br\r\n", 12 << 20).await;
+    assert_eq!(answer.expect("the 415 is read, not a reset"), "HTTP/1.1 415 Unsupported Media Type");
+    let answer = send_whole_then_read(addr, "x-edgelens-secret: s3cret\r\n", big).await;
+    assert_eq!(answer.expect("the 413 is read, not a reset"), "HTTP/1.1 413 Payload Too Large");
+    assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
+}
+
+/// A client sending its headers a byte at a time (each byte within the idle timeout) is cut once
+/// `header_timeout_secs` passed, and its connection slot serves the next client.
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let log = Arc::new(MemoryLog::new());
+    let cfg = IngestConfig { header_timeout_secs: 1, max_connections: 1, ..IngestConfig::default() };
+    let addr = serve_receiver(cfg, Arc::clone(&log)).await;
+    let (mut slow_read, mut slow_write) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+    let trickle = tokio::spawn(async move {
+        let _ = slow_write.write_all(b"POST /v1/logpush HTTP/1.1\r\nx-pad: ").await;
+        for _ in 0..100 {
+            if slow_write.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let cut = tokio::time::timeout(std::time::Duration::from_secs(6), slow_read.read_to_end(&mut answer)).await;
+    assert!(cut.is_ok(), "the trickling client still held its connection after 6 s");
+    trickle.abort();
+    let answer = send_whole_then_read(addr, "", 0).await.expect("the next client is served");
+    assert_eq!(answer, "HTTP/1.1 200 OK");
+}

@@ -89,12 +89,20 @@ impl HttpLimits {
     /// Limits with the default number of connections, each closed once idle 5 s longer than
     /// `request_timeout`.
     pub fn new(max_body_bytes: usize, max_concurrent_requests: usize, request_timeout: std::time::Duration) -> Self {
-        HttpLimits::with_connections(max_body_bytes, max_concurrent_requests, request_timeout, QueryConfig::default().max_connections, 0)
+        let defaults = QueryConfig::default();
+        HttpLimits::with_connections(max_body_bytes, max_concurrent_requests, request_timeout, defaults.max_connections, 0, defaults.header_timeout_secs)
     }
 
     pub fn of(config: &QueryConfig) -> Self {
         let request_timeout = std::time::Duration::from_secs(config.request_timeout_secs.max(1));
-        HttpLimits::with_connections(config.max_body_bytes, config.max_concurrent_requests, request_timeout, config.max_connections, config.idle_timeout_secs)
+        HttpLimits::with_connections(
+            config.max_body_bytes,
+            config.max_concurrent_requests,
+            request_timeout,
+            config.max_connections,
+            config.idle_timeout_secs,
+            config.header_timeout_secs,
+        )
     }
 
     fn with_connections(
@@ -103,8 +111,10 @@ impl HttpLimits {
         request_timeout: std::time::Duration,
         max_connections: usize,
         idle_timeout_secs: u64,
+        header_timeout_secs: u64,
     ) -> Self {
-        let connections = ConnectionLimits::outlasting(max_connections, std::time::Duration::from_secs(idle_timeout_secs), request_timeout);
+        let (idle, header) = (std::time::Duration::from_secs(idle_timeout_secs), std::time::Duration::from_secs(header_timeout_secs.max(1)));
+        let connections = ConnectionLimits::outlasting(max_connections, idle, header, request_timeout);
         HttpLimits { max_body_bytes, request_timeout, connections, inflight: tokio::sync::Semaphore::new(max_concurrent_requests.max(1)) }
     }
 }
@@ -255,7 +265,7 @@ pub async fn serve_on(
 ) -> Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "query service listening");
     let listener = LimitedListener::new(listener, state.limits.connections);
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    edgelens_schemas::net::serve(listener, router(state), shutdown).await?;
     Ok(())
 }
 

@@ -88,6 +88,9 @@ pub struct QueryConfig {
     /// HTTP: seconds without traffic before a connection is closed (kept at least
     /// `request_timeout_secs` + 5, so a request being answered is never cut).
     pub idle_timeout_secs: u64,
+    /// HTTP: seconds a client has to send a request's headers (however slowly they trickle in);
+    /// also how long a keep-alive connection waits for its next request.
+    pub header_timeout_secs: u64,
     /// User SQL (HTTP and Postgres wire): seconds before a query is cancelled.
     pub sql_timeout_secs: u64,
     /// User SQL: most rows in one answer; a larger answer is an error (add a LIMIT).
@@ -162,6 +165,7 @@ impl Default for QueryConfig {
             request_timeout_secs: 120,
             max_connections: 1024,
             idle_timeout_secs: 300,
+            header_timeout_secs: 30,
             sql_timeout_secs: 30,
             sql_max_rows: 1_000_000,
             sql_memory_mb: 2_048,

@@ -1,8 +1,15 @@
 //! The connection limits every edgelens HTTP listener shares (the Logpush receiver, the query
-//! service, the aggregator's metrics endpoint): at most `max_connections` open at once — beyond
-//! that, new connections wait in the kernel's accept queue until one closes — and a connection on
-//! which nothing was read or written for `idle_timeout` is closed (a keep-alive connection left
-//! open, a client that stopped half-way through its headers or body). Behind the `net` feature.
+//! service, the aggregator's metrics endpoint), and the HTTP/1 server loop that applies them
+//! ([`serve`]):
+//! - at most `max_connections` open at once — beyond that, new connections wait in the kernel's
+//!   accept queue until one closes;
+//! - a connection on which nothing was read or written for `idle_timeout` is closed (a client that
+//!   stopped half-way through its body);
+//! - a request's head (request line and headers) must arrive whole within `header_timeout`, however
+//!   slowly its bytes trickle in; a keep-alive connection waiting for its next request is closed
+//!   after that time too.
+//!
+//! Behind the `net` feature.
 //!
 //! The idle timeout must be longer than the longest a request may take to answer (the query
 //! service's `request_timeout_secs`, the receiver's `ack_timeout_ms`): while a request is being
@@ -26,29 +33,76 @@ use tokio::time::{Instant, Sleep};
 pub struct ConnectionLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    pub header_timeout: Duration,
 }
 
 impl ConnectionLimits {
     /// Limits whose idle timeout is `idle_timeout`, but at least 5 s longer than `longest_request`
     /// (the longest a request may take to be received and answered), so that a request in progress
     /// is never cut.
-    pub fn outlasting(max_connections: usize, idle_timeout: Duration, longest_request: Duration) -> Self {
-        ConnectionLimits { max_connections, idle_timeout: idle_timeout.max(longest_request + Duration::from_secs(5)) }
+    pub fn outlasting(max_connections: usize, idle_timeout: Duration, header_timeout: Duration, longest_request: Duration) -> Self {
+        ConnectionLimits { max_connections, idle_timeout: idle_timeout.max(longest_request + Duration::from_secs(5)), header_timeout }
     }
 }
 
 /// A TCP listener that hands out at most `max_connections` connections at once, each closed after
-/// `idle_timeout` without traffic. Serve it with `axum::serve`.
+/// `idle_timeout` without traffic. Serve it with [`serve`].
 pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    header_timeout: Duration,
 }
 
 impl LimitedListener {
     pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
-        LimitedListener { inner, permits: Arc::new(Semaphore::new(limits.max_connections.max(1))), idle_timeout: limits.idle_timeout }
+        LimitedListener {
+            inner,
+            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            idle_timeout: limits.idle_timeout,
+            header_timeout: limits.header_timeout.max(Duration::from_millis(1)),
+        }
     }
+}
+
+/// Serve `router` over HTTP/1.1 on `listener` until `shutdown` resolves; then stop accepting, let
+/// every connection finish the request it is answering, and return once all are closed.
+///
+/// `axum::serve` sets no header-read timeout (it gives hyper no timer): a client sending its headers
+/// a byte at a time, each within the idle timeout, kept its connection — and its slot — for good,
+/// and `max_connections` of them shut every other client out. Here hyper's own HTTP/1 server is
+/// driven with a timer and the listener's `header_timeout`.
+pub async fn serve(mut listener: LimitedListener, router: axum::Router, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let header_timeout = listener.header_timeout;
+    // Each connection holds a receiver until it has closed: `closed()` on the sender then means
+    // every connection is done.
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _addr) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
+            tokio::select! {
+                // The connection's own errors (a client gone, a timeout) concern that client only.
+                _ = conn.as_mut() => return,
+                _ = stopping.changed() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(stopping);
+    // No connection may be listening yet (then there is nothing to wait for).
+    let _ = stop.send(());
+    stop.closed().await;
+    Ok(())
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -133,11 +187,11 @@ mod tests {
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn serve(limits: ConnectionLimits) -> SocketAddr {
+    async fn serve_ok(limits: ConnectionLimits) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new().route("/", get(|| async { "ok" }));
-        tokio::spawn(async move { axum::serve(LimitedListener::new(listener, limits), app).await.unwrap() });
+        tokio::spawn(async move { serve(LimitedListener::new(listener, limits), app, std::future::pending()).await.unwrap() });
         addr
     }
 
@@ -150,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-        let addr = serve(ConnectionLimits { max_connections: 2, idle_timeout: Duration::from_secs(60) }).await;
+        let addr = serve_ok(ConnectionLimits { max_connections: 2, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60) }).await;
         let mut a = TcpStream::connect(addr).await.unwrap();
         let mut b = TcpStream::connect(addr).await.unwrap();
         assert!(get_on(&mut a).await.ends_with("ok"));
@@ -168,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_and_half_sent_connections_are_closed() {
-        let addr = serve(ConnectionLimits { max_connections: 1, idle_timeout: Duration::from_millis(300) }).await;
+        let addr = serve_ok(ConnectionLimits { max_connections: 1, idle_timeout: Duration::from_millis(300), header_timeout: Duration::from_secs(60) }).await;
         // Half a request, then silence: closed, and the slot is free again.
         let mut slow = TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET / HTTP/1.1\r\nhost").await.unwrap();
@@ -186,5 +240,60 @@ mod tests {
             assert!(get_on(&mut busy).await.ends_with("ok"));
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_head_trickling_in_is_cut_at_the_header_timeout() {
+        let limits = ConnectionLimits { max_connections: 1, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_millis(600) };
+        let addr = serve_ok(limits).await;
+        // One byte every 100 ms: never idle, never done with its headers.
+        let slow = TcpStream::connect(addr).await.unwrap();
+        let (mut slow_read, mut slow_write) = slow.into_split();
+        let trickle = tokio::spawn(async move {
+            slow_write.write_all(b"GET / HTTP/1.1\r\nx-pad: ").await.unwrap();
+            for _ in 0..100 {
+                if slow_write.write_all(b"a").await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow_read.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the trickling connection was still open after 5 s");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // Its slot is free again: the one connection allowed is served.
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        assert!(get_on(&mut next).await.ends_with("ok"));
+        trickle.abort();
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_request_in_progress_finish() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = ConnectionLimits { max_connections: 4, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60) };
+        let server = tokio::spawn(serve(LimitedListener::new(listener, limits), app, async move {
+            let _ = stopped.await;
+        }));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await.expect("answered and closed").unwrap();
+        assert!(String::from_utf8_lossy(&answer).ends_with("done"), "{}", String::from_utf8_lossy(&answer));
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returns once its connections are closed").unwrap().unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
     }
 }
