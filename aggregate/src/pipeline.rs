@@ -511,8 +511,7 @@ pub fn replay_files<S: RollupSink>(
             let source = format!("replay:{}", file_name(path));
             let mut lines = LineReader::new(reader, max_line);
             loop {
-                let line_no = lines.line_no();
-                let Some(line) = lines.next_line().map_err(input_err)? else { break };
+                let Some((line_no, line)) = lines.next_numbered().map_err(input_err)? else { break };
                 pipeline.push_line(line, &source, line_no, now)?;
                 if pipeline.stats.lines.is_multiple_of(65_536) {
                     progress(ReplayProgress { bytes_read: bytes_before + counter.get(), bytes_total, lines: pipeline.stats.lines });

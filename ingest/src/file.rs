@@ -99,10 +99,9 @@ pub async fn ingest_files<L: EventLog>(
         let mut events = Packer::default();
         let mut dead = Vec::new();
         loop {
-            let line_no = lines.line_no();
-            let next = lines.next_line().map_err(input_err)?;
+            let next = lines.next_numbered().map_err(input_err)?;
             let done = next.is_none();
-            if let Some(line) = next {
+            if let Some((line_no, line)) = next {
                 stats.lines += 1;
                 if let Err(d) = events.push(&line, &source, line_no, now) {
                     dead.push(Record::dead_letter(&d));

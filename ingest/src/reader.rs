@@ -184,9 +184,17 @@ impl<R: Read> LineReader<R> {
         Self { inner, max_line, buf: Vec::with_capacity(cap), pos: 0, eof: false, line_no: 0, long_head: Vec::new() }
     }
 
-    /// 0-based number of the next line.
+    /// Number of lines read so far, blank ones included.
     pub fn line_no(&self) -> u64 {
         self.line_no
+    }
+
+    /// The next line with its 0-based number in the input (blank lines counted, though skipped),
+    /// or `None` at end of input.
+    pub fn next_numbered(&mut self) -> io::Result<Option<(u64, Line<'_>)>> {
+        let mut no = 0;
+        let line = self.next_line_counting(&mut no)?;
+        Ok(line.map(|l| (no, l)))
     }
 
     /// Read more input behind the unread part; returns false at end of input.
@@ -227,7 +235,13 @@ impl<R: Read> LineReader<R> {
     /// The next line, or `None` at end of input. Empty lines are skipped.
     #[allow(clippy::should_implement_trait)]
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        self.next_line_counting(&mut 0)
+    }
+
+    /// [`Self::next_line`], setting `no` to the 0-based number of the line returned.
+    fn next_line_counting(&mut self, no: &mut u64) -> io::Result<Option<Line<'_>>> {
         loop {
+            *no = self.line_no;
             let start = self.pos;
             match memchr::memchr(b'\n', &self.buf[start..]) {
                 Some(i) => {
@@ -358,6 +372,21 @@ mod tests {
         assert_eq!(r.line_no(), 1);
         r.next_line().unwrap();
         assert_eq!(r.line_no(), 3);
+    }
+
+    /// A line's number counts the blank lines before it: a dead letter's offset (and a batch's
+    /// first line in its message ids) named the wrong line after leading blank lines.
+    #[test]
+    fn numbered_lines_count_the_blank_lines_before_them() {
+        let mut input = b"\n\r\n  \na\n\nb\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 300));
+        input.extend_from_slice(b"\n\n\nc");
+        let mut r = LineReader::new(&input[..], 100);
+        let mut got = Vec::new();
+        while let Some((no, line)) = r.next_numbered().unwrap() {
+            got.push((no, matches!(line, Line::TooLong { .. })));
+        }
+        assert_eq!(got, [(3, false), (5, false), (6, true), (9, false)]);
     }
 
     #[test]

@@ -335,8 +335,7 @@ pub fn decode_batch_within(
     let mut packer = Packer::default();
     let mut lines = LineReader::new(text, max_line);
     loop {
-        let line_no = lines.line_no();
-        let Some(line) = lines.next_line().expect("reading from memory cannot fail") else { break };
+        let Some((line_no, line)) = lines.next_numbered().expect("reading from memory cannot fail") else { break };
         if let Err(dead) = packer.push(&line, "logpush", line_no, now) {
             batch.dead_letters.push(dead);
         }

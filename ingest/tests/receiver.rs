@@ -455,3 +455,13 @@ async fn a_client_trickling_its_headers_is_cut_at_the_header_timeout() {
     let answer = send_whole_then_read(addr, "", 0).await.expect("the next client is served");
     assert_eq!(answer, "HTTP/1.1 200 OK");
 }
+
+/// A dead letter's offset is its line's number in the batch, blank lines before it counted.
+#[test]
+fn dead_letter_offsets_count_leading_blank_lines() {
+    let body = format!("\n\r\n{}\n\nnot json\n", line(1, "a.example"));
+    let batch = decode_batch(body.as_bytes(), false, 1 << 20, 1 << 20, 0).unwrap();
+    assert_eq!(batch.events, 1);
+    let offsets: Vec<u64> = batch.dead_letters.iter().map(|d| d.offset).collect();
+    assert_eq!(offsets, [4]);
+}
