@@ -6,6 +6,9 @@
 //!
 //! Answers:
 //! - 200 `{"accepted": N, "dead_letters": M}` — everything of the batch is durable.
+//! - 200 `{"accepted": 0, "dead_letters": 0, "destination_check": true}` — the body is Cloudflare's
+//!   destination check (`{"content":"tests"}`, pushed when a Logpush job is created or changed):
+//!   nothing is appended, it is counted in `edgelens_ingest_destination_checks_total`.
 //! - 401 — the shared-secret header is missing or wrong (when a secret is configured).
 //! - 400 — the body is not valid gzip.
 //! - 413 — the body, or its decompressed size (gzip bombs), is over the limit.
@@ -129,6 +132,16 @@ pub struct DecodedBatch {
     /// Number of valid events in `messages`.
     pub events: u64,
     pub dead_letters: Vec<DeadLetter>,
+    /// The body was Logpush's destination check ([`is_destination_check`]), not log lines.
+    pub destination_check: bool,
+}
+
+/// Whether a decompressed body is the check Cloudflare pushes to an HTTP destination before it
+/// creates (or changes) a Logpush job: one object `{"content":"tests"}`. It is not a log line; taken
+/// as one it was a dead letter for every job set up.
+pub fn is_destination_check(text: &[u8]) -> bool {
+    const CHECK: &[u8] = br#"{"content":"tests"}"#;
+    text.len() < 64 && text.iter().copied().filter(|b| !b.is_ascii_whitespace()).eq(CHECK.iter().copied())
 }
 
 /// Why a batch was refused as a whole (nothing of it is appended).
@@ -332,6 +345,10 @@ pub fn decode_batch_within(
         body
     };
     let mut batch = DecodedBatch::default();
+    if is_destination_check(text) {
+        batch.destination_check = true;
+        return Ok((batch, held));
+    }
     let mut packer = Packer::default();
     let mut lines = LineReader::new(text, max_line);
     loop {
@@ -351,6 +368,7 @@ pub fn decode_batch_within(
 #[derive(Debug, Default)]
 pub struct ReceiverMetrics {
     pub batches_accepted: AtomicU64,
+    pub destination_checks: AtomicU64,
     pub events_accepted: AtomicU64,
     pub dead_letters: AtomicU64,
     pub rejected_busy: AtomicU64,
@@ -372,6 +390,7 @@ impl ReceiverMetrics {
             ("edgelens_ingest_batches_accepted_total", "Batches acknowledged with 200.", c(&self.batches_accepted)),
             ("edgelens_ingest_events_accepted_total", "Valid events appended to the events topic.", c(&self.events_accepted)),
             ("edgelens_ingest_dead_letters_total", "Rejected lines appended to the dead-letters topic.", c(&self.dead_letters)),
+            ("edgelens_ingest_destination_checks_total", "Logpush destination checks answered 200 (nothing appended).", c(&self.destination_checks)),
         ] {
             s += &format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
         }
@@ -624,6 +643,11 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
             return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None);
         }
     };
+    if batch.destination_check {
+        m.destination_checks.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("Logpush destination check answered");
+        return Json(serde_json::json!({ "accepted": 0, "dead_letters": 0, "destination_check": true })).into_response();
+    }
     let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
     if st.unfinished.start(&batch.name) {
         for m in &mut batch.messages {

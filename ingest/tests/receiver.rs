@@ -465,3 +465,26 @@ fn dead_letter_offsets_count_leading_blank_lines() {
     let offsets: Vec<u64> = batch.dead_letters.iter().map(|d| d.offset).collect();
     assert_eq!(offsets, [4]);
 }
+
+/// Cloudflare checks an HTTP destination by pushing a gzipped `{"content":"tests"}` when a Logpush
+/// job is created: answered 200, nothing appended (it was a dead letter per job set up), counted.
+#[tokio::test]
+async fn the_logpush_destination_check_is_answered_and_appends_nothing() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let gz: &[(&str, &str)] = &[("content-encoding", "gzip")];
+    for (body, headers) in [(gzip(br#"{"content":"tests"}"#), gz), (gzip(b"{\"content\": \"tests\"}\n"), gz), (br#"{"content":"tests"}"#.to_vec(), &[])] {
+        let (status, _, json) = post(&app, body, headers).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json, serde_json::json!({ "accepted": 0, "dead_letters": 0, "destination_check": true }));
+    }
+    assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
+    // Anything else beside it is a batch like any other.
+    let (status, _, json) = post(&app, format!("{{\"content\":\"tests\"}}\n{}\n", line(1, "a.example")).into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((json["accepted"].as_u64(), json["dead_letters"].as_u64()), (Some(1), Some(1)));
+    let metrics = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(metrics.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("edgelens_ingest_destination_checks_total 3"), "{text}");
+    assert!(text.contains("edgelens_ingest_batches_accepted_total 1"), "{text}");
+}
