@@ -445,6 +445,8 @@ fn broker_outage_run(outage: Outage) {
     env.push(("EDGELENS__INGEST__RETRY_AFTER_SECS".into(), "1".into()));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let rx = Receiver::start(&setup.broker, &env_refs);
+    let rx_port = rx.1;
+    assert_eq!(http_get(rx_port, "/readyz").0, 200, "the receiver is not ready with its broker up");
     let lake = tmp.path().join("lake");
     let log = tmp.path().join("aggregator.log");
     let agg = setup.aggregator(&lake, &log, 0);
@@ -485,7 +487,10 @@ fn broker_outage_run(outage: Outage) {
         Outage::Restart => pb.script("stop-broker"),
     }
     let stopped_at = posted.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(5));
+    let (status, body) = http_get(rx_port, "/readyz");
+    assert_eq!(status, 503, "the receiver said ready with its broker down: {body}");
+    std::thread::sleep(Duration::from_secs(25));
     let during = posted.load(Ordering::Relaxed) - stopped_at;
     match outage {
         Outage::Frozen => pb.signal("-CONT"),
@@ -493,6 +498,7 @@ fn broker_outage_run(outage: Outage) {
     }
     let refused = client.join().unwrap();
     assert!(refused.contains(&503), "the receiver never answered 503 while the broker was down");
+    assert_eq!(http_get(rx_port, "/readyz").0, 200, "the receiver is not ready again with its broker back");
     assert!(during <= 1, "{during} batches were acknowledged while the broker was down");
 
     setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log]);

@@ -208,6 +208,18 @@ impl EventLog for KafkaLog {
         }
         res
     }
+
+    /// The brokers answer a metadata request for `topic` within 2 s and know it.
+    async fn probe(&self, topic: &str) -> Result<(), LogError> {
+        let (_, polled) = self.current();
+        let topic = topic.to_owned();
+        let answer = tokio::task::spawn_blocking(move || polled.producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)).map(|md| (md, topic)))
+            .await
+            .map_err(|e| LogError::Unavailable(format!("metadata request failed: {e}")))?;
+        let (md, topic) = answer.map_err(|e| LogError::Unavailable(format!("the brokers did not answer: {e}")))?;
+        let known = md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if known { Ok(()) } else { Err(LogError::Rejected(format!("the brokers do not have topic {topic}"))) }
+    }
 }
 
 /// Errors after which an idempotent producer's identity is unusable: only a new producer helps.

@@ -239,12 +239,23 @@ impl Record {
 pub trait EventLog: Send + Sync + 'static {
     /// Append `records` to `topic`; resolves when all are durable (see the module docs).
     fn append(&self, topic: &str, records: &[Record]) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    /// Whether the log can take appends to `topic` now (readiness): its brokers answer and know
+    /// the topic. A log always there needs no check.
+    fn probe(&self, topic: &str) -> impl Future<Output = Result<(), LogError>> + Send {
+        let _ = topic;
+        async { Ok(()) }
+    }
 }
 
 /// A shared log is a log.
 impl<L: EventLog> EventLog for std::sync::Arc<L> {
     fn append(&self, topic: &str, records: &[Record]) -> impl Future<Output = Result<(), LogError>> + Send {
         L::append(self, topic, records)
+    }
+
+    fn probe(&self, topic: &str) -> impl Future<Output = Result<(), LogError>> + Send {
+        L::probe(self, topic)
     }
 }
 
@@ -279,6 +290,14 @@ impl EventLog for MemoryLog {
         }
         self.topics.lock().expect("memory log lock").entry(topic.to_owned()).or_default().extend_from_slice(records);
         Ok(())
+    }
+
+    /// Not ready while appends are made to fail as unavailable ([`MemoryLog::fail_with`]).
+    async fn probe(&self, _topic: &str) -> Result<(), LogError> {
+        match self.failure.lock().expect("memory log lock").clone() {
+            Some(e @ LogError::Unavailable(_)) => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -482,7 +482,8 @@ impl Unfinished {
     }
 }
 
-/// The receiver's routes: `POST /v1/logpush`, `GET /healthz`, `GET /metrics`.
+/// The receiver's routes: `POST /v1/logpush`, `GET /healthz` (the process answers), `GET /readyz`
+/// (the event log takes appends to the events topic: 503 with the reason otherwise), `GET /metrics`.
 /// A configuration [`IngestConfig::validate`] refuses for its budget below one batch gets the
 /// budget of one batch, with a warning.
 pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
@@ -505,8 +506,17 @@ pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
     Router::new()
         .route("/v1/logpush", post(logpush::<L>))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready::<L>))
         .route("/metrics", get(metrics::<L>))
         .with_state(state)
+}
+
+async fn ready<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(3), st.log.probe(&st.cfg.events_topic)).await {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the event log did not answer within 3 s").into_response(),
+    }
 }
 
 async fn metrics<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>) -> impl IntoResponse {

@@ -488,3 +488,22 @@ async fn the_logpush_destination_check_is_answered_and_appends_nothing() {
     assert!(text.contains("edgelens_ingest_destination_checks_total 3"), "{text}");
     assert!(text.contains("edgelens_ingest_batches_accepted_total 1"), "{text}");
 }
+
+/// `/readyz` follows the event log: 503 with the reason while it cannot take appends.
+#[tokio::test]
+async fn readiness_follows_the_event_log() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let ready = |app: axum::Router| async move {
+        let resp = app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        (status, String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap())
+    };
+    assert_eq!(ready(app.clone()).await.0, StatusCode::OK);
+    log.fail_with(Some(LogError::Unavailable("broker down".into())));
+    let (status, body) = ready(app.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("broker down"), "{body}");
+    log.fail_with(None);
+    assert_eq!(ready(app.clone()).await.0, StatusCode::OK);
+}

@@ -238,6 +238,17 @@ impl Receiver {
     }
 }
 
+/// GET `path` of a listener on 127.0.0.1:`port`; (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+}
+
 /// POST a gzip NDJSON body to the Logpush receiver on 127.0.0.1:`port`; returns (status,
 /// Retry-After, body).
 pub fn post_logpush_gzip(port: u16, ndjson: &[u8]) -> (u16, Option<String>, String) {
