@@ -282,3 +282,21 @@ fn late_events_count_in_the_incident_under_way() {
         assert!(inc.peak_rps >= peak as f64 * 0.99, "peak {} vs timeline {peak}", inc.peak_rps);
     }
 }
+
+/// Input ending in the middle of an attack: the incident's last row is its state at the last
+/// second (it lagged by up to `update_every_secs`: the last seconds were in the timeline but not
+/// in the attack requests).
+#[test]
+fn the_end_of_input_writes_the_current_state_of_an_open_incident() {
+    for secs in [437, 441, 445] {
+        let lines = traffic(secs, |_| 100.0, flood_secs, 0, 3);
+        let out = run(&lines, None);
+        let incidents = latest(&out);
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let inc = incidents.values().next().unwrap();
+        assert_eq!(inc.status, "active");
+        let tl: Vec<&TimelineRow> = out.timeline.iter().filter(|(id, _)| **id == *inc.incident_id).map(|(_, r)| r).collect();
+        assert_eq!(inc.attack_requests, tl.iter().map(|r| r.matched_requests).sum::<u64>(), "after {secs} s");
+        assert_eq!(inc.updated_ts, tl.iter().map(|r| r.ts).max().unwrap() + NANOS_PER_SEC, "after {secs} s");
+    }
+}
