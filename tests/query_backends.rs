@@ -201,6 +201,24 @@ fn assert_incidents(a: &QueryService, b: &QueryService, raw: &std::path::Path, r
             assert_eq!(p["requests"].as_u64().unwrap(), expected, "{} at {}", inc["incident_id"], p["ts"]);
             assert!(p["matched_requests"].as_u64().unwrap() <= expected);
         }
+        // Regression: the incident's current state lagged its timeline by up to
+        // `update_every_secs` at the end of the input.
+        let matched: u64 = timeline.iter().map(|p| p["matched_requests"].as_u64().unwrap()).sum();
+        assert_eq!(report["incident"]["attack_requests"].as_u64(), Some(matched), "{}: attack requests against its timeline", inc["incident_id"]);
+        let last = timeline.last().unwrap()["ts"].as_str().unwrap();
+        let last = chrono::DateTime::parse_from_rfc3339(last).unwrap().timestamp();
+        let updated = chrono::DateTime::parse_from_rfc3339(report["incident"]["updated_ts"].as_str().unwrap()).unwrap().timestamp();
+        assert_eq!(updated, last + 1, "{}: updated_ts against its timeline", inc["incident_id"]);
+        // An incident over [start, end) is not listed for a range starting at its end.
+        if let Some(end) = report["incident"]["end_ts"].as_str() {
+            let from_end = format!("/v1/incidents?from={end}&to=2100-01-01T00:00:00Z");
+            let listed = json(&a.get(&from_end).1, "incidents");
+            assert!(!listed["incidents"].as_array().unwrap().iter().any(|i| i["incident_id"] == inc["incident_id"]), "{from_end}: {listed}");
+            let end = chrono::DateTime::parse_from_rfc3339(end).unwrap() - chrono::Duration::seconds(1);
+            let from_before = format!("/v1/incidents?from={}&to=2100-01-01T00:00:00Z", end.format("%Y-%m-%dT%H:%M:%SZ"));
+            let listed = json(&a.get(&from_before).1, "incidents");
+            assert!(listed["incidents"].as_array().unwrap().iter().any(|i| i["incident_id"] == inc["incident_id"]), "{from_before}: {listed}");
+        }
         let html = a.get(&format!("{}?format=html", inc["report"].as_str().unwrap())).1;
         assert!(html.contains("<svg class=\"timeline\"") && html.contains("class=\"matched\""), "report without chart");
     }

@@ -87,9 +87,10 @@ impl Mapping {
         us >= self.from_us && self.to_us.is_none_or(|t| us < t)
     }
 
-    /// The attribution holds at some time in `[start, end]` (`end`: `None` while under way).
+    /// The attribution holds at some time in `[start, end)` (`end`: `None` while under way).
     fn overlaps(&self, start: i64, end: Option<i64>) -> bool {
-        end.is_none_or(|e| e >= self.from_us) && self.to_us.is_none_or(|t| start < t)
+        // Both spans are half-open: an incident's `end_ts` is the second after its last one.
+        end.is_none_or(|e| e > self.from_us) && self.to_us.is_none_or(|t| start < t)
     }
 }
 

@@ -191,7 +191,8 @@ pub async fn list(backend: View<'_>, req: &IncidentListRequest) -> Result<Incide
         .into_iter()
         .map(|(s, _, _)| s)
         .filter(|s| {
-            let ended_before = s.end_ts.as_deref().is_some_and(|e| rfc3339_to_us(e) < req.range.from_us);
+            // `end_ts` is exclusive (the second after the last anomalous one).
+            let ended_before = s.end_ts.as_deref().is_some_and(|e| rfc3339_to_us(e) <= req.range.from_us);
             !ended_before
                 && req.status.as_deref().is_none_or(|st| s.status == st)
                 && req.vector.as_deref().is_none_or(|v| s.vector == v)
