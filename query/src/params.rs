@@ -39,14 +39,19 @@ impl Step {
     pub const MONTH: Step = Step { seconds: 30 * 86_400 };
     pub const WEEK: Step = Step { seconds: 7 * 86_400 };
 
+    /// The longest step: the span events may have (2000 to 2100). Anything longer is no use, and
+    /// its microseconds would overflow.
+    pub const MAX_SECONDS: i64 = (MAX_TS - MIN_TS) / 1_000_000_000;
+
+    /// A step of `seconds`, if in `1..=MAX_SECONDS`.
     pub fn from_seconds(seconds: i64) -> Option<Step> {
-        (seconds > 0).then_some(Step { seconds })
+        (1..=Self::MAX_SECONDS).contains(&seconds).then_some(Step { seconds })
     }
 
     /// Parse `10s`, `1m`, `5m`, `1h`, `1d`, or bare seconds (`60`).
     pub fn parse(s: &str) -> Result<Step> {
         let s = s.trim();
-        let bad = || invalid(format!("invalid step {s:?}: expected a positive duration like 10s, 1m, 5m, 1h, 1d"));
+        let bad = || invalid(format!("invalid step {s:?}: expected a positive duration like 10s, 1m, 5m, 1h, 1d, of at most 36525d (100 years)"));
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
         let n: i64 = digits.parse().map_err(|_| bad())?;
@@ -200,8 +205,10 @@ fn parse_time(name: &str, s: &str) -> Result<i64> {
         Err(_) => chrono::DateTime::parse_from_rfc3339(t).ok().map(|dt| dt.timestamp_micros().clamp(min_us, max_us)),
     };
     outside.ok_or_else(|| {
+        // A `+` in a query string is a space: `+05:30` arrives as ` 05:30`.
+        let plus = if t.contains(' ') { " (a '+' in a URL's query string reads as a space: write it as %2B)" } else { "" };
         invalid(format!(
-            "invalid {name} {s:?}: expected RFC 3339 (2026-11-01T00:00:00Z) or unix seconds (milli-, micro- and nanoseconds are told by their size)"
+            "invalid {name} {s:?}: expected RFC 3339 (2026-11-01T00:00:00Z) or unix seconds (milli-, micro- and nanoseconds are told by their size){plus}"
         ))
     })
 }
@@ -294,9 +301,11 @@ mod tests {
         assert_eq!(Step::parse("1d").unwrap().seconds(), 86_400);
         assert_eq!(Step::parse("60").unwrap().to_string(), "1m");
         assert_eq!(Step::parse("90s").unwrap().to_string(), "90s");
-        for bad in ["", "0s", "-1m", "1w", "m", "1.5h", "99999999999999999999d"] {
+        for bad in ["", "0s", "-1m", "1w", "m", "1.5h", "99999999999999999999d", "99999999999999d", "9223372036854775800", "36526d"] {
             assert!(Step::parse(bad).is_err(), "{bad}");
         }
+        // The longest step still has its microseconds (a longer one overflowed them: a panic).
+        assert_eq!(Step::parse("36525d").unwrap().micros(), 36_525 * 86_400 * 1_000_000);
         assert!(Step::parse("30s").unwrap().check_granularity(Step::MINUTE, "traffic_1m").is_err());
         assert!(Step::parse("90s").unwrap().check_granularity(Step::MINUTE, "traffic_1m").is_err());
         assert!(Step::parse("2m").unwrap().check_granularity(Step::MINUTE, "traffic_1m").is_ok());
@@ -314,6 +323,9 @@ mod tests {
             TimeRange::parse(Some("2026-11-02T00:00:00Z"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).is_err()
         );
         assert!(TimeRange::parse(Some("yesterday"), None, now, Step::MINUTE).is_err());
+        // An offset's `+` not URL-encoded arrives as a space: the error says so.
+        let err = TimeRange::parse(Some("2026-11-01T05:30:00 05:30"), None, now, Step::MINUTE).unwrap_err().to_string();
+        assert!(err.contains("%2B"), "{err}");
         // Before 2000 (from=0: "from the start") or after 2100: cut to those years, where every
         // event is; the message of a time that is none names the units.
         let r = TimeRange::parse(Some("0"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).unwrap();

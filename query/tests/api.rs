@@ -585,6 +585,11 @@ async fn bad_parameters_are_400_with_json_error() {
         "/v1/incidents/shop.example-1793491200?site=shop.example".to_owned(),
         format!("/v1/incidents?{RANGE}&site=bad%20site"),
         format!("/v1/reports/entities/Acme?{RANGE}&stpe=1h"),
+        // Steps whose microseconds overflow (the service panicked, the client got no answer).
+        format!("/v1/traffic-share?{RANGE}&step=99999999999999d"),
+        format!("/v1/traffic-share?{RANGE}&step=9223372036854775800"),
+        format!("/v1/sites/shop.example/rates?{RANGE}&step=99999999999999d"),
+        format!("/v1/reports/entities/Acme?{RANGE}&step=99999999999999d"),
     ] {
         let reply = svc.get(&path).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.text());
