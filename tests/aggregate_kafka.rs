@@ -444,7 +444,7 @@ fn broker_outage_run(outage: Outage) {
     env.push(("EDGELENS__INGEST__ACK_TIMEOUT_MS".into(), "3000".into()));
     env.push(("EDGELENS__INGEST__RETRY_AFTER_SECS".into(), "1".into()));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let rx = Receiver::start(&setup.broker, &env_refs);
+    let rx = Arc::new(Receiver::start(&setup.broker, &env_refs));
     let rx_port = rx.1;
     assert_eq!(http_get(rx_port, "/readyz").0, 200, "the receiver is not ready with its broker up");
     let lake = tmp.path().join("lake");
@@ -458,6 +458,7 @@ fn broker_outage_run(outage: Outage) {
     let posted = Arc::new(AtomicUsize::new(0));
     let client = {
         let posted = Arc::clone(&posted);
+        let rx = Arc::clone(&rx);
         std::thread::spawn(move || {
             let mut refused = Vec::new();
             for batch in batches {
