@@ -29,7 +29,8 @@
 //! messages of such a batch arriving again as resent ([`crate::log::RESEND_HEADER`]): those of
 //! them that reached the log the first time are not counted again downstream, whether their
 //! events carry `RayID` or not. A batch equal to one answered 200 is another batch, counted
-//! again. Its rejected lines are recorded again (each attempt's rejection).
+//! again. The rejected lines of a batch sent again are not appended again when an earlier
+//! attempt's dead letters were all acknowledged.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -127,7 +128,9 @@ impl Default for IngestConfig {
 pub struct DecodedBatch {
     /// The valid events, packed into messages per site ([`Packer`]).
     pub messages: Vec<Record>,
-    /// The batch's name ([`Packer::take_named`]).
+    /// The batch's name: the name of its messages ([`Packer::take_named`]), followed, when some of
+    /// its lines were rejected, by a hash of its dead letters (batches differing only in their
+    /// rejected lines are other batches).
     pub name: String,
     /// Number of valid events in `messages`.
     pub events: u64,
@@ -359,6 +362,17 @@ pub fn decode_batch_within(
     }
     batch.events = packer.events();
     (batch.name, batch.messages) = packer.take_named();
+    if !batch.dead_letters.is_empty() {
+        use std::hash::Hasher;
+        let mut h = twox_hash::XxHash64::with_seed(0);
+        for d in &batch.dead_letters {
+            h.write_u64(d.offset);
+            h.write(d.reason.as_bytes());
+            h.write(d.raw.as_bytes());
+            h.write_u8(0);
+        }
+        batch.name = format!("{}+{:016x}", batch.name, h.finish());
+    }
     // The text's spare capacity goes with it; its messages hold about as much as the text.
     held.shrink_to(text.len());
     Ok((batch, held))
@@ -424,13 +438,31 @@ struct ReceiverState<L> {
 
 /// The batches (by name) the receiver took in but has not answered 200: in flight, refused with
 /// 429/503, or whose client gave up waiting. Part of such a batch may be in the log, so when it
-/// comes again its messages are marked as resent. A name goes once an attempt was answered 200
+/// comes again its messages are marked as resent; and when its dead letters were all
+/// acknowledged before, they are not appended again. A name goes once an attempt was answered 200
 /// and no other attempt of it is in flight. Bounded: names older than [`Self::KEEP`] go, and
 /// beyond [`Self::MAX`] names the older half goes (with a warning: their resends count again).
 #[derive(Debug, Default)]
 pub struct Unfinished {
-    /// Name → (when it last started, attempts in flight).
-    names: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u32)>>,
+    names: std::sync::Mutex<std::collections::HashMap<String, UnfinishedBatch>>,
+}
+
+#[derive(Debug)]
+struct UnfinishedBatch {
+    /// When an attempt of it last started.
+    started: std::time::Instant,
+    in_flight: u32,
+    /// An earlier attempt had all its dead letters acknowledged.
+    dead_letters_in: bool,
+}
+
+/// What the receiver knows of a batch when an attempt of it starts ([`Unfinished::start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// An earlier attempt was taken in and not answered 200: part of it may be in the log.
+    pub resend: bool,
+    /// An earlier attempt's dead letters are all in the log.
+    pub dead_letters_in: bool,
 }
 
 impl Unfinished {
@@ -439,43 +471,44 @@ impl Unfinished {
     pub const KEEP: Duration = Duration::from_secs(15 * 60);
     pub const MAX: usize = 100_000;
 
-    /// Note that an attempt of batch `name` starts; whether an earlier one was taken in and not
-    /// finished.
-    pub fn start(&self, name: &str) -> bool {
+    /// Note that an attempt of batch `name` starts; what is known of earlier ones.
+    pub fn start(&self, name: &str) -> Attempt {
         let now = std::time::Instant::now();
         let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if names.len() >= Self::MAX && !names.contains_key(name) {
-            names.retain(|_, (t, _)| now.duration_since(*t) < Self::KEEP);
+            names.retain(|_, b| now.duration_since(b.started) < Self::KEEP);
             if names.len() >= Self::MAX {
-                let mut times: Vec<std::time::Instant> = names.values().map(|(t, _)| *t).collect();
+                let mut times: Vec<std::time::Instant> = names.values().map(|b| b.started).collect();
                 let middle = times.len() / 2;
                 let (_, cut, _) = times.select_nth_unstable(middle);
                 let cut = *cut;
-                names.retain(|_, (t, _)| *t > cut);
+                names.retain(|_, b| b.started > cut);
                 tracing::warn!(kept = names.len(), "too many unfinished Logpush batches: the older half is forgotten, and their resends are counted again unless their events carry RayID");
             }
         }
         match names.get_mut(name) {
-            Some((t, in_flight)) => {
-                let recent = now.duration_since(*t) < Self::KEEP;
-                *t = now;
-                *in_flight += 1;
-                recent
+            Some(b) => {
+                let recent = now.duration_since(b.started) < Self::KEEP;
+                b.started = now;
+                b.in_flight += 1;
+                Attempt { resend: recent, dead_letters_in: recent && b.dead_letters_in }
             }
             None => {
-                names.insert(name.to_owned(), (now, 1));
-                false
+                names.insert(name.to_owned(), UnfinishedBatch { started: now, in_flight: 1, dead_letters_in: false });
+                Attempt { resend: false, dead_letters_in: false }
             }
         }
     }
 
-    /// An attempt of batch `name` ended, answered 200 (`ok`) or not. An attempt whose client
-    /// went away before it ended never ends: its name stays until it is [`Self::KEEP`] old.
-    pub fn end(&self, name: &str, ok: bool) {
+    /// An attempt of batch `name` ended: answered 200 (`ok`) or not, its dead letters all
+    /// acknowledged (`dead_letters_in`) or not. An attempt whose client went away before it ended
+    /// never ends: its name stays until it is [`Self::KEEP`] old.
+    pub fn end(&self, name: &str, ok: bool, dead_letters_in: bool) {
         let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, in_flight)) = names.get_mut(name) {
-            *in_flight = in_flight.saturating_sub(1);
-            if ok && *in_flight == 0 {
+        if let Some(b) = names.get_mut(name) {
+            b.in_flight = b.in_flight.saturating_sub(1);
+            b.dead_letters_in |= dead_letters_in;
+            if ok && b.in_flight == 0 {
                 names.remove(name);
             }
         }
@@ -659,12 +692,14 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         return Json(serde_json::json!({ "accepted": 0, "dead_letters": 0, "destination_check": true })).into_response();
     }
     let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
-    if st.unfinished.start(&batch.name) {
+    let attempt = st.unfinished.start(&batch.name);
+    if attempt.resend {
         for m in &mut batch.messages {
             m.resend = true;
         }
     }
-    let dead: Vec<Record> = batch.dead_letters.iter().map(Record::dead_letter).collect();
+    // An earlier attempt's dead letters are in the log already: recorded once, not per attempt.
+    let dead: Vec<Record> = if attempt.dead_letters_in { Vec::new() } else { batch.dead_letters.iter().map(Record::dead_letter).collect() };
     let events_fut = async {
         if batch.messages.is_empty() { Ok(()) } else { st.log.append(&st.cfg.events_topic, &batch.messages).await }
     };
@@ -672,7 +707,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, &dead).await }
     };
     let (a, b) = tokio::join!(events_fut, dead_fut);
-    st.unfinished.end(&batch.name, a.is_ok() && b.is_ok());
+    st.unfinished.end(&batch.name, a.is_ok() && b.is_ok(), b.is_ok());
     if let Err(e) = a.and(b) {
         let retry = Some(st.cfg.retry_after_secs);
         return match e {

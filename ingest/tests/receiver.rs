@@ -357,15 +357,64 @@ async fn a_batch_beyond_the_shared_decompression_budget_gets_429() {
 fn a_batch_stays_unfinished_while_any_attempt_of_it_is_in_flight() {
     use edgelens_ingest::receiver::Unfinished;
     let u = Unfinished::default();
-    assert!(!u.start("b"), "a first attempt is no resend");
-    assert!(u.start("b"), "the client gave up waiting and sent it again");
-    u.end("b", true);
-    u.end("b", false);
-    assert!(u.start("b"), "the second attempt failed: the third is a resend");
-    u.end("b", true);
-    assert!(!u.start("b"), "answered 200 with nothing in flight: an equal batch is another batch");
-    u.end("b", false);
-    assert!(u.start("b"), "refused: its retry is a resend");
+    assert!(!u.start("b").resend, "a first attempt is no resend");
+    assert!(u.start("b").resend, "the client gave up waiting and sent it again");
+    u.end("b", true, true);
+    u.end("b", false, false);
+    assert!(u.start("b").resend, "the second attempt failed: the third is a resend");
+    u.end("b", true, true);
+    assert!(!u.start("b").resend, "answered 200 with nothing in flight: an equal batch is another batch");
+    u.end("b", false, false);
+    let retry = u.start("b");
+    assert!(retry.resend && !retry.dead_letters_in, "refused: its retry is a resend, its dead letters are not in");
+    u.end("b", false, true);
+    let retry = u.start("b");
+    assert!(retry.resend && retry.dead_letters_in, "refused with its dead letters in: not to be appended again");
+}
+
+/// A batch refused (503) after its dead letters were acknowledged: its retry appends its events
+/// and not its dead letters again (they were recorded once per attempt).
+#[tokio::test]
+async fn a_retried_batch_records_its_dead_letters_once() {
+    use edgelens_ingest::log::EventLog;
+    /// Appends to the events topic fail while `down`; dead letters go through.
+    #[derive(Default)]
+    struct EventsDown {
+        log: MemoryLog,
+        down: std::sync::atomic::AtomicBool,
+    }
+    impl EventLog for EventsDown {
+        async fn append(&self, topic: &str, records: &[edgelens_ingest::log::Record]) -> Result<(), LogError> {
+            if topic == EVENTS_TOPIC && self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(LogError::Unavailable("broker down".into()));
+            }
+            self.log.append(topic, records).await
+        }
+    }
+    let log = Arc::new(EventsDown::default());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let body = format!("{}\nnot json\n{}\n{{\"also\": \"bad\"}}\n", line(1, "a.example"), line(2, "b.example")).into_bytes();
+    log.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(log.log.records(DEAD_LETTERS_TOPIC).len(), 2);
+    log.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (status, _, json) = post(&app, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((json["accepted"].as_u64(), json["dead_letters"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(log.log.records(DEAD_LETTERS_TOPIC).len(), 2, "the retry recorded its dead letters again");
+    assert_eq!(events(&log.log).len(), 2);
+    // Answered 200: the same body again is another batch, recorded again.
+    assert_eq!(post(&app, body, &[]).await.0, StatusCode::OK);
+    assert_eq!(log.log.records(DEAD_LETTERS_TOPIC).len(), 4);
+    // A batch differing only in its rejected lines is another batch.
+    log.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    let a = format!("{}\nnot json A\n", line(3, "a.example")).into_bytes();
+    let b = format!("{}\nnot json B\n", line(3, "a.example")).into_bytes();
+    assert_eq!(post(&app, a, &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    log.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(post(&app, b, &[]).await.0, StatusCode::OK);
+    let raws: Vec<String> = log.log.records(DEAD_LETTERS_TOPIC).iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect();
+    assert!(raws.iter().any(|r| r.contains("not json B")), "{raws:?}");
 }
 
 /// Regression: a secret header no request can carry passed the config check, and every push got
