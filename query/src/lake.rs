@@ -139,7 +139,12 @@ impl Lake {
     /// plan errors are reported as the user's ([`QueryError::InvalidSql`]).
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
         let (this, sql) = (self.clone(), sql.to_owned());
-        match on_exec(async move { this.user_sql_unchecked(&sql).await }).await {
+        // The time limit runs here, not on the execution runtime: an operator that does not yield
+        // (a join whose condition rejects every pair) would keep it from firing there. Running
+        // out of time drops the task, which stops at its next yield.
+        let limit = self.limits.timeout;
+        let run = tokio::time::timeout(limit, on_exec(async move { this.user_sql_unchecked(&sql).await }));
+        match run.await.unwrap_or_else(|_| Err(QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limit.as_secs())))) {
             Err(e) => Err(self.name_corrupt_files(e)),
             ok => ok,
         }
@@ -171,8 +176,17 @@ impl Lake {
         let df = self.user_ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let limits = self.limits;
+        let task = Arc::new(df.task_ctx());
+        let physical = df.create_physical_plan().await.map_err(QueryError::from_user_sql)?;
+        let pairs = join_pairs(physical.as_ref()).1;
+        if pairs > u128::from(limits.max_join_pairs) {
+            return Err(QueryError::LimitExceeded(format!(
+                "the query's joins without an equality condition would compare about {pairs} row pairs, over the limit of {}: join on equal columns, or narrow the joined rows first",
+                limits.max_join_pairs
+            )));
+        }
         let collect = async move {
-            let mut stream = df.execute_stream().await.map_err(QueryError::from_user_sql)?;
+            let mut stream = datafusion::physical_plan::execute_stream(physical, task).map_err(QueryError::from_user_sql)?;
             let mut batches = Vec::new();
             let mut rows = 0u64;
             while let Some(batch) = stream.next().await {
@@ -188,10 +202,8 @@ impl Lake {
             }
             Ok(batches)
         };
-        // Dropping the stream on timeout cancels the query's tasks.
-        let batches = tokio::time::timeout(limits.timeout, collect).await.map_err(|_| {
-            QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limits.timeout.as_secs()))
-        })??;
+        // The time limit is kept by the caller ([`Self::user_sql`]).
+        let batches = collect.await?;
         Ok(QueryResult { schema, batches })
     }
 
@@ -200,6 +212,28 @@ impl Lake {
         let batches = self.sql(&format!("SELECT 1 FROM \"{table}\" LIMIT 1")).await?;
         Ok(batches.iter().any(|b| b.num_rows() > 0))
     }
+}
+
+/// A plan's estimated output rows, and the row pairs its nested-loop and cross joins compare:
+/// every row of one side against every row of the other. Rows are DataFusion's estimates where it
+/// has them (table row counts, limits), else an upper bound: an operator gives at most the rows of
+/// its inputs, a join on equal keys at most those of its larger side.
+fn join_pairs(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> (u128, u128) {
+    join_pairs_with(plan, &datafusion::physical_plan::StatisticsContext::new())
+}
+
+fn join_pairs_with(plan: &dyn datafusion::physical_plan::ExecutionPlan, stats: &datafusion::physical_plan::StatisticsContext) -> (u128, u128) {
+    use datafusion::physical_plan::joins::{CrossJoinExec, NestedLoopJoinExec};
+    let inputs: Vec<(u128, u128)> = plan.children().into_iter().map(|c| join_pairs_with(c.as_ref(), stats)).collect();
+    let below = inputs.iter().fold(0u128, |n, i| n.saturating_add(i.1));
+    if plan.is::<NestedLoopJoinExec>() || plan.is::<CrossJoinExec>() {
+        let pairs = inputs.iter().fold(1u128, |n, i| n.saturating_mul(i.0));
+        return (pairs, below.saturating_add(pairs));
+    }
+    let args = datafusion::physical_plan::StatisticsArgs::new();
+    let estimated = stats.compute(plan, &args).ok().and_then(|s| s.num_rows.get_value().copied()).map(|n| n as u128);
+    let bound = if plan.name().contains("Join") { inputs.iter().map(|i| i.0).max() } else { Some(inputs.iter().fold(0u128, |n, i| n.saturating_add(i.0))) };
+    (estimated.or(bound).unwrap_or(0), below)
 }
 
 /// A session over every table of the lake at `dir`, on a runtime built from `runtime`.
@@ -362,33 +396,37 @@ mod tests {
 
     /// A lake with `traffic_1m` rows on two dates, one file per date.
     fn two_dates(dir: &Path) -> Vec<PathBuf> {
+        [("2026-11-01", 1_793_491_200_000_000i64), ("2026-11-02", 1_793_577_600_000_000)]
+            .into_iter()
+            .map(|(date, us)| traffic_file(dir, date, us, 1))
+            .collect()
+    }
+
+    /// A `traffic_1m` file of `rows` rows (requests 7 in the first, then 1, 2, …) on `date`.
+    fn traffic_file(dir: &Path, date: &str, us: i64, rows: usize) -> PathBuf {
         use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt64Array};
         use edgelens_schemas::tables::TRAFFIC_1M;
-        let mut files = Vec::new();
-        for (date, us) in [("2026-11-01", 1_793_491_200_000_000i64), ("2026-11-02", 1_793_577_600_000_000)] {
-            let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
-            let batch = RecordBatch::try_new(
-                TRAFFIC_1M.arrow_schema(),
-                TRAFFIC_1M
-                    .columns
-                    .iter()
-                    .map(|c| match c.name {
-                        "ts" => Arc::new(TimestampMicrosecondArray::from(vec![us]).with_timezone("UTC")) as ArrayRef,
-                        "requests" | "bytes" => Arc::new(UInt64Array::from(vec![7u64])),
-                        _ => text("x"),
-                    })
-                    .collect(),
-            )
-            .unwrap();
-            let part = dir.join("traffic_1m").join(format!("date={date}"));
-            std::fs::create_dir_all(&part).unwrap();
-            let path = part.join("a.parquet");
-            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
-            files.push(path);
-        }
-        files
+        let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; rows])) };
+        let batch = RecordBatch::try_new(
+            TRAFFIC_1M.arrow_schema(),
+            TRAFFIC_1M
+                .columns
+                .iter()
+                .map(|c| match c.name {
+                    "ts" => Arc::new(TimestampMicrosecondArray::from(vec![us; rows]).with_timezone("UTC")) as ArrayRef,
+                    "requests" | "bytes" => Arc::new(UInt64Array::from_iter_values((0..rows as u64).map(|i| if i == 0 { 7 } else { i }))),
+                    _ => text("x"),
+                })
+                .collect(),
+        )
+        .unwrap();
+        let part = dir.join("traffic_1m").join(format!("date={date}"));
+        std::fs::create_dir_all(&part).unwrap();
+        let path = part.join("a.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
     }
 
     #[tokio::test]
@@ -412,14 +450,12 @@ mod tests {
 
     #[tokio::test]
     async fn user_sql_is_bounded_in_rows_time_and_memory() {
-        let limits = SqlLimits { timeout: Duration::from_secs(1), max_rows: 1_000, memory_bytes: 4 << 20 };
+        let limits = SqlLimits { timeout: Duration::from_secs(1), max_rows: 1_000, memory_bytes: 4 << 20, max_join_pairs: u64::MAX };
         let (_dir, lake) = open_lake(limits);
         assert_eq!(lake.user_sql("SELECT * FROM range(1000)").await.unwrap().num_rows(), 1_000);
         let too_many = lake.user_sql("SELECT * FROM range(1001)").await.unwrap_err();
         assert!(matches!(too_many, QueryError::LimitExceeded(_)), "{too_many}");
         assert_eq!(too_many.http_status(), 400);
-        let slow = lake.user_sql("SELECT COUNT(*) FROM range(200000) a CROSS JOIN range(200000) b").await.unwrap_err();
-        assert!(matches!(slow, QueryError::LimitExceeded(ref m) if m.contains("longer than")), "{slow}");
         let big = lake
             .user_sql("SELECT value % 3000000 AS k, COUNT(*) AS n FROM range(6000000) GROUP BY k ORDER BY n DESC LIMIT 1")
             .await
@@ -430,5 +466,34 @@ mod tests {
         // The same query fits with the default limits.
         let (_dir, roomy) = open_lake(SqlLimits::default());
         assert!(roomy.user_sql("SELECT value % 3000 AS k FROM range(6000) GROUP BY k").await.is_ok());
+        // Last: a query stopped by its time limit goes on until its next yield.
+        let slow = lake.user_sql("SELECT COUNT(*) FROM range(200000) a CROSS JOIN range(200000) b").await.unwrap_err();
+        assert!(matches!(slow, QueryError::LimitExceeded(ref m) if m.contains("longer than")), "{slow}");
+    }
+
+    /// Regression: a join whose condition rejects every pair never yields, so the time limit kept
+    /// on the execution runtime never fired; the client waited for the request timeout and every
+    /// later query behind it. The limit now fires on the caller's side, and such joins beyond
+    /// `max_join_pairs` are refused before they run.
+    #[tokio::test]
+    async fn a_join_without_equality_is_bounded_before_and_while_it_runs() {
+        // 10^10 pairs of 100 000 rows, none of which matches.
+        let runaway = "SELECT COUNT(*) FROM traffic_1m a, traffic_1m b WHERE a.requests * b.requests = 3";
+        let limits = SqlLimits { timeout: Duration::from_secs(1), max_rows: 1_000, memory_bytes: 64 << 20, max_join_pairs: u64::MAX };
+        let (dir, guarded) = open_lake(SqlLimits { max_join_pairs: 1_000_000_000, ..limits });
+        traffic_file(dir.path(), "2026-11-01", 1_793_491_200_000_000, 100_000);
+        let refused = guarded.user_sql(runaway).await.unwrap_err();
+        assert!(matches!(refused, QueryError::LimitExceeded(ref m) if m.contains("row pairs")), "{refused}");
+        assert_eq!(refused.http_status(), 400);
+        // Below the limit, and joins on equal columns, run.
+        assert!(guarded.user_sql("SELECT COUNT(*) FROM range(1000) a, range(1000) b WHERE a.value < b.value").await.is_ok());
+        assert!(guarded.user_sql("SELECT COUNT(*) FROM range(100000) a JOIN range(100000) b ON a.value = b.value").await.is_ok());
+        // Without the guard the join runs, and its time limit fires on time (it goes on running
+        // until its next yield, which is why this comes last).
+        let lake = Lake::open_with(dir.path(), limits).unwrap();
+        let started = std::time::Instant::now();
+        let slow = lake.user_sql(runaway).await.unwrap_err();
+        assert!(matches!(slow, QueryError::LimitExceeded(ref m) if m.contains("longer than")), "{slow}");
+        assert!(started.elapsed() < Duration::from_secs(20), "answered after {:?}", started.elapsed());
     }
 }

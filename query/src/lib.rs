@@ -98,6 +98,11 @@ pub struct QueryConfig {
     /// Memory for query execution, in MiB: on the lake the pool all running queries share, on
     /// ClickHouse the per-query `max_memory_usage`.
     pub sql_memory_mb: u64,
+    /// User SQL on the lake: most row pairs the joins without an equality condition (cross joins,
+    /// range or expression joins) may compare, estimated from the tables' row counts before the
+    /// query runs. Such a join compares every row of one side with every row of the other, and
+    /// cannot be stopped half-way through its work: a larger one is refused.
+    pub sql_max_join_pairs: u64,
 }
 
 /// Limits on user SQL, from [`QueryConfig`].
@@ -106,6 +111,7 @@ pub struct SqlLimits {
     pub timeout: std::time::Duration,
     pub max_rows: u64,
     pub memory_bytes: u64,
+    pub max_join_pairs: u64,
 }
 
 impl Default for SqlLimits {
@@ -130,6 +136,7 @@ impl QueryConfig {
             timeout: std::time::Duration::from_secs(self.sql_timeout_secs.max(1)),
             max_rows: self.sql_max_rows.max(1),
             memory_bytes: self.sql_memory_mb.max(1).saturating_mul(1 << 20),
+            max_join_pairs: self.sql_max_join_pairs.max(1),
         }
     }
 
@@ -169,6 +176,7 @@ impl Default for QueryConfig {
             sql_timeout_secs: 30,
             sql_max_rows: 1_000_000,
             sql_memory_mb: 2_048,
+            sql_max_join_pairs: 10_000_000_000,
         }
     }
 }
