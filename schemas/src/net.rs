@@ -98,6 +98,8 @@ pub async fn serve(mut listener: LimitedListener, router: axum::Router, shutdown
             let _ = conn.await;
         });
     }
+    // New clients are refused from now on, not left waiting in the accept queue until the end.
+    drop(listener);
     drop(stopping);
     // No connection may be listening yet (then there is nothing to wait for).
     let _ = stop.send(());
@@ -295,5 +297,35 @@ mod tests {
         assert!(String::from_utf8_lossy(&answer).ends_with("done"), "{}", String::from_utf8_lossy(&answer));
         tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returns once its connections are closed").unwrap().unwrap();
         assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    }
+
+    /// Regression: while the requests in progress finished, the listening socket stayed open: a
+    /// new client was accepted by the kernel, then hung until the process ended.
+    #[tokio::test]
+    async fn shutdown_refuses_new_clients_while_requests_finish() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "done"
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = ConnectionLimits { max_connections: 4, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60) };
+        let server = tokio::spawn(serve(LimitedListener::new(listener, limits), app, async move {
+            let _ = stopped.await;
+        }));
+        let mut busy = TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "a new client was accepted during shutdown");
+        let mut answer = Vec::new();
+        busy.read_to_end(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer).ends_with("done"));
+        server.await.unwrap().unwrap();
     }
 }
