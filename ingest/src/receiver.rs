@@ -501,8 +501,9 @@ impl Unfinished {
     }
 
     /// An attempt of batch `name` ended: answered 200 (`ok`) or not, its dead letters all
-    /// acknowledged (`dead_letters_in`) or not. An attempt whose client went away before it ended
-    /// never ends: its name stays until it is [`Self::KEEP`] old.
+    /// acknowledged (`dead_letters_in`) or not. An attempt whose client went away ends not
+    /// answered 200 ([`AttemptGuard`]): its name stays until an attempt is, or it is
+    /// [`Self::KEEP`] old.
     pub fn end(&self, name: &str, ok: bool, dead_letters_in: bool) {
         let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(b) = names.get_mut(name) {
@@ -511,6 +512,31 @@ impl Unfinished {
             if ok && b.in_flight == 0 {
                 names.remove(name);
             }
+        }
+    }
+}
+
+/// An attempt of a batch in flight: ends it as not answered 200 when dropped before
+/// [`AttemptGuard::end`] (its client went away and the request's handler was dropped). Such an
+/// attempt kept its batch in flight for good, so every later equal batch, even one answered 200
+/// long after, was marked resent and dropped downstream.
+struct AttemptGuard<'a> {
+    unfinished: &'a Unfinished,
+    name: &'a str,
+    ended: bool,
+}
+
+impl AttemptGuard<'_> {
+    fn end(mut self, ok: bool, dead_letters_in: bool) {
+        self.ended = true;
+        self.unfinished.end(self.name, ok, dead_letters_in);
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.unfinished.end(self.name, false, false);
         }
     }
 }
@@ -693,6 +719,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     }
     let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
     let attempt = st.unfinished.start(&batch.name);
+    let guard = AttemptGuard { unfinished: &st.unfinished, name: &batch.name, ended: false };
     if attempt.resend {
         for m in &mut batch.messages {
             m.resend = true;
@@ -707,7 +734,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         if dead.is_empty() { Ok(()) } else { st.log.append(&st.cfg.dead_letters_topic, &dead).await }
     };
     let (a, b) = tokio::join!(events_fut, dead_fut);
-    st.unfinished.end(&batch.name, a.is_ok() && b.is_ok(), b.is_ok());
+    guard.end(a.is_ok() && b.is_ok(), b.is_ok());
     if let Err(e) = a.and(b) {
         let retry = Some(st.cfg.retry_after_secs);
         return match e {

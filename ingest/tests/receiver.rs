@@ -556,3 +556,38 @@ async fn readiness_follows_the_event_log() {
     log.fail_with(None);
     assert_eq!(ready(app.clone()).await.0, StatusCode::OK);
 }
+
+/// Regression: an attempt whose client went away (its handler dropped while the log had not
+/// acknowledged) stayed in flight for good, so every later equal batch, even after one was
+/// answered 200, was marked resent (and, without `RayID`, dropped downstream).
+#[tokio::test]
+async fn an_abandoned_attempt_ends_and_equal_batches_after_a_200_are_new() {
+    use edgelens_ingest::log::EventLog;
+    /// Appends hang while `stalled` (a frozen broker).
+    #[derive(Default)]
+    struct Stalling {
+        log: MemoryLog,
+        stalled: std::sync::atomic::AtomicBool,
+    }
+    impl EventLog for Stalling {
+        async fn append(&self, topic: &str, records: &[edgelens_ingest::log::Record]) -> Result<(), LogError> {
+            if self.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            self.log.append(topic, records).await
+        }
+    }
+    let log = Arc::new(Stalling::default());
+    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let body = format!("{}\n{}\n", line(1, "a.example"), line(2, "a.example")).into_bytes();
+    log.stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(300), post(&app, body.clone(), &[])).await;
+    assert!(gave_up.is_err(), "the stalled append was answered");
+    log.stalled.store(false, std::sync::atomic::Ordering::Relaxed);
+    let marks = |log: &Stalling| log.log.records(EVENTS_TOPIC).iter().map(|r| r.resend).collect::<Vec<bool>>();
+    assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::OK);
+    assert_eq!(marks(&log), [true], "the retry of the abandoned attempt is a resend");
+    assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::OK);
+    assert_eq!(post(&app, body, &[]).await.0, StatusCode::OK);
+    assert_eq!(marks(&log), [true, false, false], "batches after a 200 are other batches");
+}
