@@ -11,7 +11,8 @@
 //!   nothing is appended, it is counted in `edgelens_ingest_destination_checks_total`.
 //! - 401 — the shared-secret header is missing or wrong (when a secret is configured).
 //! - 400 — the body is not valid gzip.
-//! - 413 — the body, or its decompressed size (gzip bombs), is over the limit.
+//! - 413 — the body, or its decompressed size (gzip bombs), is over the limit, or the batch needs
+//!   more messages than the producer's queue holds (`producer_queue_messages`).
 //! - 415 — a `Content-Encoding` other than gzip (`x-gzip`) or identity: the body is not decoded.
 //! - 429 + `Retry-After` — too many batches in flight, the batches in flight hold the whole
 //!   decompression budget (`max_decompressed_bytes_total`, see [`DecodeBudget`]), or the producer
@@ -180,6 +181,9 @@ impl IngestConfig {
             }
             if HeaderValue::from_str(&self.secret).is_err() {
                 return Err("ingest.secret holds characters an HTTP header value cannot (control characters, line breaks): every push would get 401".into());
+            }
+            if self.secret.trim() != self.secret {
+                return Err("ingest.secret starts or ends with white space, which HTTP drops from header values: every push would get 401".into());
             }
         }
         Ok(())
@@ -718,6 +722,17 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         return Json(serde_json::json!({ "accepted": 0, "dead_letters": 0, "destination_check": true })).into_response();
     }
     let (n_events, n_dead) = (batch.events, batch.dead_letters.len() as u64);
+    // More messages than the producer's queue holds can never be taken: 429 would be retried
+    // for good (and each retry record its dead letters again).
+    let records = batch.messages.len() + batch.dead_letters.len();
+    if records > st.cfg.producer_queue_messages as usize {
+        m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
+        let msg = format!(
+            "the batch needs {records} messages, more than the producer queue holds ({}): send smaller batches (Logpush max_upload_records)",
+            st.cfg.producer_queue_messages
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, msg, None);
+    }
     let attempt = st.unfinished.start(&batch.name);
     let guard = AttemptGuard { unfinished: &st.unfinished, name: &batch.name, ended: false };
     if attempt.resend {

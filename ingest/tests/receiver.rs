@@ -421,7 +421,7 @@ async fn a_retried_batch_records_its_dead_letters_once() {
 /// 401.
 #[test]
 fn a_secret_no_push_could_carry_is_refused_by_the_config_check() {
-    for (header, secret) in [("", "s3cret"), ("x secret", "s3cret"), ("x-secret", "a\nb")] {
+    for (header, secret) in [("", "s3cret"), ("x secret", "s3cret"), ("x-secret", "a\nb"), ("x-secret", "s3cret "), ("x-secret", " s3cret")] {
         let cfg = IngestConfig { secret_header: header.into(), secret: secret.into(), ..IngestConfig::default() };
         let e = cfg.validate().unwrap_err();
         assert!(e.contains("401"), "{header:?} {secret:?}: {e}");
@@ -590,4 +590,20 @@ async fn an_abandoned_attempt_ends_and_equal_batches_after_a_200_are_new() {
     assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::OK);
     assert_eq!(post(&app, body, &[]).await.0, StatusCode::OK);
     assert_eq!(marks(&log), [true, false, false], "batches after a 200 are other batches");
+}
+
+/// Regression: a batch needing more messages than the producer's queue holds got 429 on every
+/// retry, for good, and each retry recorded its dead letters again. It is 413 now, with nothing
+/// appended.
+#[tokio::test]
+async fn a_batch_larger_than_the_producer_queue_is_413() {
+    let log = Arc::new(MemoryLog::new());
+    let app = router(IngestConfig { producer_queue_messages: 100, ..IngestConfig::default() }, Arc::clone(&log));
+    let body: String = (0..150).map(|i| format!("not json {i}\n")).collect();
+    let (status, retry, json) = post(&app, body.into_bytes(), &[]).await;
+    assert_eq!((status, retry), (StatusCode::PAYLOAD_TOO_LARGE, None), "{json}");
+    assert!(json["error"].as_str().unwrap().contains("smaller batches"), "{json}");
+    assert!(log.records(DEAD_LETTERS_TOPIC).is_empty());
+    let body: String = (0..90).map(|i| format!("not json {i}\n")).collect();
+    assert_eq!(post(&app, body.into_bytes(), &[]).await.0, StatusCode::OK);
 }
