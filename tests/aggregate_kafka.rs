@@ -391,6 +391,38 @@ impl Drop for PrivateBroker {
     }
 }
 
+/// Regression: a broker restarted on storage that does not keep producer state (memory) answered
+/// the receiver's producer with `UnknownProducerId` for good: librdkafka retried until the
+/// messages timed out, no delivery error said the producer was broken, and the receiver answered
+/// 503 to every batch (for minutes, until a new producer of another process fenced it) while its
+/// `/readyz` said ready. Once the brokers answer but acknowledge nothing, the producer is replaced.
+#[test]
+fn a_receiver_writes_again_to_a_broker_restarted_without_its_state() {
+    let pb = PrivateBroker::start("memory");
+    let setup = Setup::new(pb.addr(), 2);
+    let mut env = setup.env();
+    env.push(("EDGELENS__INGEST__ACK_TIMEOUT_MS".into(), "2000".into()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let rx = Receiver::start(&setup.broker, &env_refs);
+    let line = br#"{"EdgeStartTimestamp":1793491200,"ClientIP":"1.2.3.4","EdgeResponseStatus":200,"ZoneName":"a.example"}"#;
+    assert_eq!(rx.post_gzip(line).0, 200);
+    pb.script("stop-broker");
+    pb.script("start");
+    kafka::create_topics_blocking(&setup.broker, &[(&setup.events, 2), (&setup.dead, 1)]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut answers = Vec::new();
+    loop {
+        let (status, _, body) = rx.post_gzip(line);
+        answers.push(status);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no batch acknowledged within 90 s of the restart: {answers:?}, last: {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(http_get(rx.1, "/readyz").0, 200, "not ready again after a batch was acknowledged");
+}
+
 /// How the broker goes away for 30 s in the middle of a run.
 #[derive(Debug, Clone, Copy)]
 enum Outage {

@@ -55,7 +55,16 @@ pub struct KafkaLog {
     /// The producer and its generation (bumped on each replacement).
     producer: std::sync::RwLock<(u64, Arc<Polled>)>,
     ack_timeout: Duration,
+    /// Appends in a row that got no answer from the brokers in time (see [`STALLED_APPENDS`]).
+    unanswered: std::sync::atomic::AtomicU32,
 }
+
+/// Appends in a row without an answer after which, if the brokers answer a metadata request, the
+/// producer is taken as stuck and replaced. A broker that lost its producer state (restarted on
+/// storage that does not keep it) answers such a producer's every request with
+/// `UnknownProducerId`, which librdkafka retries until the messages time out: no delivery error
+/// ever said the producer was broken, and the receiver answered 503 for good.
+const STALLED_APPENDS: u32 = 3;
 
 /// Each message carries the sender of its acknowledgement.
 struct Acks;
@@ -130,7 +139,12 @@ fn create_producer(cfg: &KafkaLogConfig) -> Result<Polled, LogError> {
 impl KafkaLog {
     pub fn new(cfg: &KafkaLogConfig) -> Result<Self, LogError> {
         let producer = create_producer(cfg)?;
-        Ok(Self { cfg: cfg.clone(), producer: std::sync::RwLock::new((0, Arc::new(producer))), ack_timeout: cfg.ack_timeout })
+        Ok(Self {
+            cfg: cfg.clone(),
+            producer: std::sync::RwLock::new((0, Arc::new(producer))),
+            ack_timeout: cfg.ack_timeout,
+            unanswered: std::sync::atomic::AtomicU32::new(0),
+        })
     }
 
     /// Topics of `topics` the brokers say they do not have (when they answer within `timeout`;
@@ -164,16 +178,38 @@ impl KafkaLog {
             (None, Some(c)) if breaks_producer(c) => (c, c.to_string()),
             _ => return,
         };
+        self.replace(generation, &format!("{code:?}: {reason}"));
+    }
+
+    /// Replace producer generation `generation` (unless another caller did already).
+    fn replace(&self, generation: u64, why: &str) {
         let mut slot = self.producer.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.0 != generation {
             return;
         }
         match create_producer(&self.cfg) {
             Ok(p) => {
-                tracing::warn!(?code, %reason, "Kafka producer failed fatally; replaced by a new one");
-                *slot = (generation + 1, Arc::new(p));
+                tracing::warn!(reason = %why, "Kafka producer replaced by a new one");
+                let old = std::mem::replace(&mut *slot, (generation + 1, Arc::new(p))).1;
+                // The old producer sends nothing more (what it still holds was not acknowledged,
+                // so its batches are answered with an error and sent again through the new one).
+                old.producer.purge(rdkafka::producer::PurgeConfig::default().queue());
+                self.unanswered.store(0, Ordering::Relaxed);
             }
             Err(e) => tracing::error!(error = %e, "replacing the failed Kafka producer"),
+        }
+    }
+
+    /// An append of producer `generation` got no answer in time: after [`STALLED_APPENDS`] in a
+    /// row, replace the producer if the brokers answer (a broker down is waited for instead).
+    async fn replace_if_stalled(&self, generation: u64, polled: Arc<Polled>) {
+        let n = self.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < STALLED_APPENDS {
+            return;
+        }
+        let answers = tokio::task::spawn_blocking(move || polled.producer.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()).await.unwrap_or(false);
+        if answers {
+            self.replace(generation, &format!("the brokers answer, but acknowledged none of the last {n} appends"));
         }
     }
 
@@ -203,14 +239,24 @@ impl EventLog for KafkaLog {
         let (generation, polled) = self.current();
         let mut code = None;
         let res = append_with(&polled.producer, self.ack_timeout, topic, records, &mut code).await;
-        if res.is_err() {
-            self.replace_if_broken(generation, &polled.producer, code);
+        match &res {
+            Ok(()) => self.unanswered.store(0, Ordering::Relaxed),
+            Err(LogError::Unavailable(_)) if matches!(code, None | Some(RDKafkaErrorCode::MessageTimedOut)) => {
+                self.replace_if_broken(generation, &polled.producer, code);
+                self.replace_if_stalled(generation, polled).await;
+            }
+            Err(_) => self.replace_if_broken(generation, &polled.producer, code),
         }
         res
     }
 
-    /// The brokers answer a metadata request for `topic` within 2 s and know it.
+    /// The brokers answer a metadata request for `topic` within 2 s and know it, and the last
+    /// appends were not all left unanswered.
     async fn probe(&self, topic: &str) -> Result<(), LogError> {
+        let unanswered = self.unanswered.load(Ordering::Relaxed);
+        if unanswered >= STALLED_APPENDS {
+            return Err(LogError::Unavailable(format!("the brokers acknowledged none of the last {unanswered} appends")));
+        }
         let (_, polled) = self.current();
         let topic = topic.to_owned();
         let answer = tokio::task::spawn_blocking(move || polled.producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)).map(|md| (md, topic)))
