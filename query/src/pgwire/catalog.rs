@@ -796,8 +796,13 @@ impl Catalog {
             let oid = oid_literal(&lower, "a.attrelid = '")?;
             return Some(self.attribute_rows(projection(), oid));
         }
-        // psql `\d`, `\dt`, `\d name` (step 1): relations of pg_class by kind and name pattern.
-        if lower.contains("from pg_catalog.pg_class c") && lower.contains("pg_catalog.pg_table_is_visible(c.oid)") {
+        // psql `\d`, `\dt`, `\d name` (step 1): relations of pg_class by kind list and name pattern.
+        // Only psql's own forms: other statements over the same tables (another kind test, a
+        // LIKE, a LIMIT, an aggregate) were given psql's answer, whatever they asked; they go to
+        // the catalog tables instead.
+        let psql_form = lower.contains("c.relkind in (") || lower.contains("c.relname operator(pg_catalog.~)");
+        let other_clauses = [" limit ", "count(", "sum(", " like ", " ilike ", "c.relkind =", "c.relname ="].iter().any(|w| lower.contains(w));
+        if lower.contains("from pg_catalog.pg_class c") && lower.contains("pg_catalog.pg_table_is_visible(c.oid)") && psql_form && !other_clauses {
             return Some(self.relation_list(sql, &lower, projection()));
         }
         // Grafana's query builder: tables, and the columns of one table.
@@ -1582,6 +1587,14 @@ mod tests {
         let rows = cells(&c.query(attrs).await.unwrap());
         assert_eq!(rows[0], vec!["ts", "timestamp with time zone", "NULL", "t", "NULL", "", ""]);
         assert_eq!(rows.len(), TRAFFIC_COLUMNS);
+        // Regression: other statements with the same FROM and visibility test got psql's list,
+        // whatever else they asked.
+        let visible = "FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid)";
+        assert!(cells(&c.query(&format!("SELECT c.relname {visible} AND c.relkind = 'v'")).await.unwrap()).is_empty());
+        let rows = cells(&c.query(&format!("SELECT c.relname {visible} AND c.relname LIKE 'site%' ORDER BY 1")).await.unwrap());
+        assert!(!rows.is_empty() && rows.iter().all(|r| r[0].starts_with("site")), "{rows:?}");
+        assert_eq!(cells(&c.query(&format!("SELECT c.relname {visible} ORDER BY 1 LIMIT 2")).await.unwrap()).len(), 2);
+        assert_eq!(cells(&c.query(&format!("SELECT count(*) {visible}")).await.unwrap()), vec![vec![ALL_TABLES.len().to_string()]]);
         // footers are empty
         let r = c.query("SELECT * FROM pg_catalog.pg_index").await.unwrap();
         assert_eq!((r.num_rows(), r.schema.field(1).name().as_str()), (0, "indrelid"));
