@@ -84,7 +84,13 @@ pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)>
         head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
     };
     let reader: Box<dyn Read + Send> = if is_gzip {
-        Box::new(GzipMembers::new(buffered))
+        // NDJSON never starts like gzip: a file compressed twice would be read as lines of
+        // binary, each a dead letter (the receiver refuses such a body as well).
+        let mut text = BufReader::with_capacity(64 << 10, GzipMembers::new(buffered));
+        if text.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the file is gzip inside gzip: compress it once"));
+        }
+        Box::new(text)
     } else {
         Box::new(buffered)
     };
@@ -372,6 +378,26 @@ mod tests {
         assert_eq!(r.line_no(), 1);
         r.next_line().unwrap();
         assert_eq!(r.line_no(), 3);
+    }
+
+    #[test]
+    fn a_file_compressed_twice_is_an_error() {
+        use std::io::Write;
+        let gz = |data: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twice.ndjson.gz");
+        std::fs::write(&path, gz(&gz(b"{\"a\":1}\n"))).unwrap();
+        let err = open_file(&path).err().expect("refused");
+        assert!(err.to_string().contains("gzip inside gzip"), "{err}");
+        std::fs::write(&path, gz(b"{\"a\":1}\n")).unwrap();
+        let (mut r, _) = open_file(&path).unwrap();
+        let mut text = String::new();
+        r.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "{\"a\":1}\n");
     }
 
     /// A line's number counts the blank lines before it: a dead letter's offset (and a batch's
