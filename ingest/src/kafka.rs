@@ -55,8 +55,6 @@ pub struct KafkaLog {
     /// The producer and its generation (bumped on each replacement).
     producer: std::sync::RwLock<(u64, Arc<Polled>)>,
     ack_timeout: Duration,
-    /// Appends in a row that got no answer from the brokers in time (see [`STALLED_APPENDS`]).
-    unanswered: std::sync::atomic::AtomicU32,
 }
 
 /// Appends in a row without an answer after which, if the brokers answer a metadata request, the
@@ -65,6 +63,10 @@ pub struct KafkaLog {
 /// `UnknownProducerId`, which librdkafka retries until the messages time out: no delivery error
 /// ever said the producer was broken, and the receiver answered 503 for good.
 const STALLED_APPENDS: u32 = 3;
+
+/// The youngest a producer is replaced for being stalled: a broker that is only slow (overloaded,
+/// electing leaders) costs at most one new producer per this time.
+const STALLED_MIN_AGE: Duration = Duration::from_secs(30);
 
 /// Each message carries the sender of its acknowledgement.
 struct Acks;
@@ -89,6 +91,9 @@ const POLL_FOR: Duration = Duration::from_secs(1);
 struct Polled {
     producer: Arc<BaseProducer<Acks>>,
     stop: Arc<AtomicBool>,
+    created: std::time::Instant,
+    /// Appends in a row through this producer that got no answer in time.
+    unanswered: std::sync::atomic::AtomicU32,
 }
 
 impl Polled {
@@ -104,7 +109,7 @@ impl Polled {
                 }
             })
             .map_err(|e| LogError::Config(format!("starting the producer's delivery thread: {e}")))?;
-        Ok(Self { producer, stop })
+        Ok(Self { producer, stop, created: std::time::Instant::now(), unanswered: std::sync::atomic::AtomicU32::new(0) })
     }
 }
 
@@ -143,7 +148,6 @@ impl KafkaLog {
             cfg: cfg.clone(),
             producer: std::sync::RwLock::new((0, Arc::new(producer))),
             ack_timeout: cfg.ack_timeout,
-            unanswered: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -194,17 +198,17 @@ impl KafkaLog {
                 // The old producer sends nothing more (what it still holds was not acknowledged,
                 // so its batches are answered with an error and sent again through the new one).
                 old.producer.purge(rdkafka::producer::PurgeConfig::default().queue());
-                self.unanswered.store(0, Ordering::Relaxed);
             }
             Err(e) => tracing::error!(error = %e, "replacing the failed Kafka producer"),
         }
     }
 
-    /// An append of producer `generation` got no answer in time: after [`STALLED_APPENDS`] in a
-    /// row, replace the producer if the brokers answer (a broker down is waited for instead).
+    /// An append through producer `generation` got no answer in time: after [`STALLED_APPENDS`]
+    /// in a row (through that producer, at least [`STALLED_MIN_AGE`] old), replace it if the
+    /// brokers answer (a broker down is waited for instead).
     async fn replace_if_stalled(&self, generation: u64, polled: Arc<Polled>) {
-        let n = self.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < STALLED_APPENDS {
+        let n = polled.unanswered.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < STALLED_APPENDS || polled.created.elapsed() < STALLED_MIN_AGE || self.current().0 != generation {
             return;
         }
         let answers = tokio::task::spawn_blocking(move || polled.producer.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()).await.unwrap_or(false);
@@ -240,7 +244,7 @@ impl EventLog for KafkaLog {
         let mut code = None;
         let res = append_with(&polled.producer, self.ack_timeout, topic, records, &mut code).await;
         match &res {
-            Ok(()) => self.unanswered.store(0, Ordering::Relaxed),
+            Ok(()) => polled.unanswered.store(0, Ordering::Relaxed),
             Err(LogError::Unavailable(_)) if matches!(code, None | Some(RDKafkaErrorCode::MessageTimedOut)) => {
                 self.replace_if_broken(generation, &polled.producer, code);
                 self.replace_if_stalled(generation, polled).await;
@@ -250,13 +254,9 @@ impl EventLog for KafkaLog {
         res
     }
 
-    /// The brokers answer a metadata request for `topic` within 2 s and know it, and the last
-    /// appends were not all left unanswered.
+    /// The brokers answer a metadata request for `topic` within 2 s and know it. (A producer
+    /// they answer but never acknowledge is replaced by the appends themselves.)
     async fn probe(&self, topic: &str) -> Result<(), LogError> {
-        let unanswered = self.unanswered.load(Ordering::Relaxed);
-        if unanswered >= STALLED_APPENDS {
-            return Err(LogError::Unavailable(format!("the brokers acknowledged none of the last {unanswered} appends")));
-        }
         let (_, polled) = self.current();
         let topic = topic.to_owned();
         let answer = tokio::task::spawn_blocking(move || polled.producer.client().fetch_metadata(Some(&topic), Duration::from_secs(2)).map(|md| (md, topic)))

@@ -376,6 +376,11 @@ pub fn decode_batch_within(
             h.write_u8(0);
         }
         batch.name = format!("{}+{:016x}", batch.name, h.finish());
+        // Its messages are named after it too: those of a batch with the same valid lines and
+        // other rejected ones are other messages, not resends of these.
+        for (i, m) in batch.messages.iter_mut().enumerate() {
+            m.id = Some(format!("{}/{i}", batch.name).into_bytes());
+        }
     }
     // The text's spare capacity goes with it; its messages hold about as much as the text.
     held.shrink_to(text.len());
@@ -771,7 +776,8 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     }
     m.batches_accepted.fetch_add(1, Ordering::Relaxed);
     m.events_accepted.fetch_add(n_events, Ordering::Relaxed);
-    m.dead_letters.fetch_add(n_dead, Ordering::Relaxed);
+    // Appended by this attempt (an earlier one's may be in the log already).
+    m.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
     Json(serde_json::json!({ "accepted": n_events, "dead_letters": n_dead })).into_response()
 }
 

@@ -607,3 +607,18 @@ async fn a_batch_larger_than_the_producer_queue_is_413() {
     let body: String = (0..90).map(|i| format!("not json {i}\n")).collect();
     assert_eq!(post(&app, body.into_bytes(), &[]).await.0, StatusCode::OK);
 }
+
+/// Batches with the same valid lines and other rejected ones are other batches, and so are their
+/// messages: with equal ids, a resend of one was dropped downstream as the other's.
+#[test]
+fn batches_differing_in_rejected_lines_have_other_message_ids() {
+    let body = |bad: &str| format!("{}\n{bad}\n", line(3, "a.example")).into_bytes();
+    let a = decode_batch(&body("not json A"), false, 1 << 20, 1 << 20, 0).unwrap();
+    let b = decode_batch(&body("not json B"), false, 1 << 20, 1 << 20, 0).unwrap();
+    let again = decode_batch(&body("not json A"), false, 1 << 20, 1 << 20, 0).unwrap();
+    assert_ne!(a.name, b.name);
+    assert_ne!(a.messages[0].id, b.messages[0].id);
+    assert_eq!(a.messages[0].id, again.messages[0].id, "the same body again has the same ids");
+    let id = String::from_utf8(a.messages[0].id.clone().unwrap()).unwrap();
+    assert!(id.starts_with(&format!("{}/", a.name)), "{id} is not named after {}", a.name);
+}
