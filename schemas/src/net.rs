@@ -276,13 +276,18 @@ mod tests {
     async fn shutdown_lets_the_request_in_progress_finish() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route(
-            "/",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                "done"
-            }),
-        );
+        let started = Arc::new(tokio::sync::Notify::new());
+        let app = {
+            let started = Arc::clone(&started);
+            axum::Router::new().route(
+                "/",
+                get(move || async move {
+                    started.notify_one();
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    "done"
+                }),
+            )
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = ConnectionLimits { max_connections: 4, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60) };
         let server = tokio::spawn(serve(LimitedListener::new(listener, limits), app, async move {
@@ -290,7 +295,8 @@ mod tests {
         }));
         let mut client = TcpStream::connect(addr).await.unwrap();
         client.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Shut down while the request is being answered.
+        started.notified().await;
         stop.send(()).unwrap();
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await.expect("answered and closed").unwrap();
@@ -305,13 +311,18 @@ mod tests {
     async fn shutdown_refuses_new_clients_while_requests_finish() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().route(
-            "/",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                "done"
-            }),
-        );
+        let started = Arc::new(tokio::sync::Notify::new());
+        let app = {
+            let started = Arc::clone(&started);
+            axum::Router::new().route(
+                "/",
+                get(move || async move {
+                    started.notify_one();
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    "done"
+                }),
+            )
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let limits = ConnectionLimits { max_connections: 4, idle_timeout: Duration::from_secs(60), header_timeout: Duration::from_secs(60) };
         let server = tokio::spawn(serve(LimitedListener::new(listener, limits), app, async move {
@@ -319,10 +330,14 @@ mod tests {
         }));
         let mut busy = TcpStream::connect(addr).await.unwrap();
         busy.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        started.notified().await;
         stop.send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(TcpStream::connect(addr).await.is_err(), "a new client was accepted during shutdown");
+        // Refused well before the request in progress (1.5 s) is answered.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while TcpStream::connect(addr).await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "new clients were accepted during shutdown");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let mut answer = Vec::new();
         busy.read_to_end(&mut answer).await.unwrap();
         assert!(String::from_utf8_lossy(&answer).ends_with("done"));
