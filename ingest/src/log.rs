@@ -18,9 +18,8 @@
 //!   that one's newest event (not in the future) is within the lateness horizon, none of its
 //!   events count again, with or without `RayID`. A message without `edgelens-resend` always
 //!   counts: two equal batches sent on purpose are two. edgelens' own producers set the id to the
-//!   hash of the batch's packed lines,
-//!   the input line the batch starts at and the message's place in the batch ([`Packer::take`]),
-//!   so a batch sent again — the same body posted again after a 503, a file's batch appended again
+//!   hash of the batch's lines (rejected ones included), the input line the batch starts at and
+//!   the message's place in the batch ([`Packer::take`]), so a batch sent again — the same body posted again after a 503, a file's batch appended again
 //!   — gets the same messages with the same ids; see [`crate::receiver`] for when it is a resend.
 //!
 //!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
@@ -112,7 +111,8 @@ pub struct Packer {
     /// Newest event time seen so far.
     newest: Nanos,
     events: u64,
-    /// XXH64 of the lines packed since the last take, and the input line number of the first.
+    /// XXH64 of the lines taken since the last take (the rejected ones with their line numbers),
+    /// and the input line number of the first packed.
     lines_hash: twox_hash::XxHash64,
     first_line: Option<u64>,
 }
@@ -129,12 +129,24 @@ impl Packer {
         Self { max_bytes, messages: Vec::new(), open: HashMap::new(), newest: Nanos::MIN, events: 0, lines_hash: twox_hash::XxHash64::with_seed(0), first_line: None }
     }
 
-    /// Take one line: packed when valid, else the dead letter that takes its place.
+    /// Take one line: packed when valid, else the dead letter that takes its place. A rejected
+    /// line names the batch too: batches differing only in their rejected lines are other batches,
+    /// with other message ids.
     pub fn push(&mut self, line: &Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), DeadLetter> {
-        let ev = line.parse().map_err(|(reason, raw)| DeadLetter::new(now, source, line_no, &reason, raw))?;
-        self.first_line.get_or_insert(line_no);
-        self.push_event(ev.site.as_bytes(), ev.ts, line.raw());
-        Ok(())
+        use std::hash::Hasher;
+        match line.parse() {
+            Ok(ev) => {
+                self.first_line.get_or_insert(line_no);
+                self.push_event(ev.site.as_bytes(), ev.ts, line.raw());
+                Ok(())
+            }
+            Err((reason, raw)) => {
+                self.lines_hash.write_u64(line_no);
+                self.lines_hash.write(line.raw());
+                self.lines_hash.write(b"\n");
+                Err(DeadLetter::new(now, source, line_no, &reason, raw))
+            }
+        }
     }
 
     /// Pack one valid event of `site` at event time `ts` whose line is `raw`.
@@ -162,9 +174,9 @@ impl Packer {
     }
 
     /// The messages packed so far, in order; the packer starts afresh. Each message gets its id
-    /// ([`MESSAGE_ID_HEADER`]): `<XXH64 of the packed lines, 16 hex digits>-<line number of the
-    /// first>/<index of the message>`, the same whenever the same lines are packed again from the
-    /// same place in their input.
+    /// ([`MESSAGE_ID_HEADER`]): `<XXH64 of the lines taken, 16 hex digits>-<line number of the
+    /// first packed>/<index of the message>`, the same whenever the same lines are taken again
+    /// from the same place in their input.
     pub fn take(&mut self) -> Vec<Record> {
         self.take_named().1
     }

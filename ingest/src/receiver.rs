@@ -129,9 +129,8 @@ impl Default for IngestConfig {
 pub struct DecodedBatch {
     /// The valid events, packed into messages per site ([`Packer`]).
     pub messages: Vec<Record>,
-    /// The batch's name: the name of its messages ([`Packer::take_named`]), followed, when some of
-    /// its lines were rejected, by a hash of its dead letters (batches differing only in their
-    /// rejected lines are other batches).
+    /// The batch's name: the name of its messages ([`Packer::take_named`]; its rejected lines
+    /// included).
     pub name: String,
     /// Number of valid events in `messages`.
     pub events: u64,
@@ -366,22 +365,6 @@ pub fn decode_batch_within(
     }
     batch.events = packer.events();
     (batch.name, batch.messages) = packer.take_named();
-    if !batch.dead_letters.is_empty() {
-        use std::hash::Hasher;
-        let mut h = twox_hash::XxHash64::with_seed(0);
-        for d in &batch.dead_letters {
-            h.write_u64(d.offset);
-            h.write(d.reason.as_bytes());
-            h.write(d.raw.as_bytes());
-            h.write_u8(0);
-        }
-        batch.name = format!("{}+{:016x}", batch.name, h.finish());
-        // Its messages are named after it too: those of a batch with the same valid lines and
-        // other rejected ones are other messages, not resends of these.
-        for (i, m) in batch.messages.iter_mut().enumerate() {
-            m.id = Some(format!("{}/{i}", batch.name).into_bytes());
-        }
-    }
     // The text's spare capacity goes with it; its messages hold about as much as the text.
     held.shrink_to(text.len());
     Ok((batch, held))
