@@ -79,15 +79,12 @@ pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)>
     let counter = ByteCounter::default();
     let file = Counting { inner: File::open(path)?, counter: counter.clone() };
     let mut buffered = BufReader::with_capacity(1 << 20, file);
-    let is_gzip = {
-        let head = buffered.fill_buf()?;
-        head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b
-    };
+    let is_gzip = starts_like_gzip(buffered.fill_buf()?);
     let reader: Box<dyn Read + Send> = if is_gzip {
         // NDJSON never starts like gzip: a file compressed twice would be read as lines of
         // binary, each a dead letter (the receiver refuses such a body as well).
         let mut text = BufReader::with_capacity(64 << 10, GzipMembers::new(buffered));
-        if text.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+        if starts_like_gzip(text.fill_buf()?) {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "the file is gzip inside gzip: compress it once"));
         }
         Box::new(text)
@@ -95,6 +92,12 @@ pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)>
         Box::new(buffered)
     };
     Ok((reader, counter))
+}
+
+/// Whether `bytes` start with gzip's magic number. NDJSON never does, so text that starts like
+/// gzip after one decompression was compressed twice.
+pub fn starts_like_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
 }
 
 /// The text of every gzip member of `inner`, one after the other; zero bytes after a member end

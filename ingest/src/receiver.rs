@@ -53,7 +53,7 @@ use tokio::sync::Semaphore;
 use crate::dead_letter::{now_nanos, DeadLetter};
 use crate::error::LogError;
 use crate::log::{EventLog, Packer, Record};
-use crate::reader::{GzipMembers, LineReader};
+use crate::reader::{starts_like_gzip, GzipMembers, LineReader};
 
 /// Settings of the ingest role (`[ingest]` in the config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,14 +330,13 @@ pub fn decode_batch_within(
     now: i64,
     budget: &Arc<DecodeBudget>,
 ) -> Result<(DecodedBatch, Reservation), BatchError> {
-    let gz = gzip_header || body.starts_with(&[0x1f, 0x8b]);
+    let gz = gzip_header || starts_like_gzip(body);
     let mut held = budget.reservation();
     let owned;
     let text: &[u8] = if gz {
         owned = inflate(body, max_decompressed, &mut held)?;
-        // NDJSON never starts like gzip: a body compressed twice would otherwise be taken as
-        // lines of binary, each a dead letter.
-        if owned.starts_with(&[0x1f, 0x8b]) {
+        // A body compressed twice would otherwise be taken as lines of binary, each a dead letter.
+        if starts_like_gzip(&owned) {
             return Err(BatchError::BadGzip("it is gzip inside gzip: compress the body once".into()));
         }
         &owned
