@@ -39,6 +39,7 @@ pub mod registry_api;
 pub mod report;
 pub mod site_rates;
 pub mod sketch_udf;
+pub mod sql_compat;
 pub mod sql_guard;
 pub mod sql_parse;
 pub mod tenant_sql;

@@ -120,7 +120,8 @@ fn unbalanced() -> QueryError {
     QueryError::InvalidSql("brackets do not pair up: every (, [ and { needs its own closing ), ] or }".into())
 }
 
-/// Parse `sql` and return its single statement if it only reads.
+/// Parse `sql` and return its single statement if it only reads, with the PostgreSQL forms of
+/// [`crate::sql_compat`] rewritten for DataFusion.
 pub fn check(sql: &str) -> Result<DfStatement> {
     let mut statements: VecDeque<DfStatement> = crate::sql_parse::datafusion_statements(sql)?;
     let statement = match statements.len() {
@@ -129,6 +130,8 @@ pub fn check(sql: &str) -> Result<DfStatement> {
         n => return Err(QueryError::SqlRefused(format!("only one statement is allowed, got {n}"))),
     };
     check_statement(&statement)?;
+    let mut statement = statement;
+    crate::sql_compat::rewrite(&mut statement)?;
     Ok(statement)
 }
 

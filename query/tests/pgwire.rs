@@ -316,6 +316,94 @@ async fn catalog_and_session_statements() {
 }
 
 #[tokio::test]
+async fn cursors_hand_out_a_query_in_pieces() {
+    let svc = Service::start(PgLimits::default()).await;
+    let client = svc.connect().await;
+    let all = "SELECT site, requests FROM traffic_1m ORDER BY ts, site";
+    let want = simple_rows(&client.simple_query(all).await.unwrap());
+    assert_eq!(want.len(), 5);
+    let completed = |messages: &[SimpleQueryMessage]| {
+        messages.iter().find_map(|m| if let SimpleQueryMessage::CommandComplete(n) = m { Some(*n) } else { None }).unwrap()
+    };
+
+    // What psql sends with FETCH_COUNT = 2.
+    client.batch_execute(&format!("BEGIN; DECLARE _psql_cursor NO SCROLL CURSOR FOR\n{all}")).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let messages = client.simple_query("FETCH FORWARD 2 FROM _psql_cursor").await.unwrap();
+        let rows = simple_rows(&messages);
+        assert_eq!(completed(&messages), rows.len() as u64);
+        let last = rows.len() < 2;
+        got.extend(rows);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(got, want);
+    client.batch_execute("CLOSE _psql_cursor; COMMIT").await.unwrap();
+
+    // MOVE skips, FETCH ALL takes the rest, the extended protocol describes a FETCH.
+    client.batch_execute(&format!("BEGIN; DECLARE \"Big C\" CURSOR FOR {all}")).await.unwrap();
+    assert_eq!(completed(&client.simple_query("MOVE FORWARD 3 IN \"Big C\"").await.unwrap()), 3);
+    let rows = client.query("FETCH ALL FROM \"Big C\"", &[]).await.unwrap();
+    assert_eq!(rows[0].columns()[1].name(), "requests");
+    let rest: Vec<Vec<Option<String>>> =
+        rows.iter().map(|r| vec![Some(r.get::<_, String>(0)), Some(r.get::<_, i64>(1).to_string())]).collect();
+    assert_eq!(rest, want[3..]);
+    assert!(client.query("FETCH 1 FROM \"Big C\"", &[]).await.unwrap().is_empty());
+    // A cursor without WITH HOLD ends with its transaction; one WITH HOLD stays.
+    client.batch_execute(&format!("DECLARE held CURSOR WITH HOLD FOR {all}; COMMIT")).await.unwrap();
+    assert_eq!(code(&client.simple_query("FETCH 1 FROM \"Big C\"").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    assert_eq!(simple_rows(&client.simple_query("FETCH 1 FROM held").await.unwrap()), want[..1]);
+    assert_eq!(code(&client.simple_query(&format!("DECLARE held CURSOR FOR {all}")).await.unwrap_err()), SqlState::DUPLICATE_CURSOR);
+    client.batch_execute("CLOSE ALL").await.unwrap();
+    assert_eq!(code(&client.simple_query("CLOSE held").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    // What a cursor cannot do is an error, and what its query may not do is refused as without one.
+    assert!(client.simple_query(&format!("DECLARE b BINARY CURSOR FOR {all}")).await.is_err());
+    assert!(client.simple_query("FETCH BACKWARD 1 FROM held").await.is_err());
+    let e = client.simple_query("DECLARE d CURSOR FOR DELETE FROM traffic_1m").await.unwrap_err();
+    assert_eq!(code(&e), SqlState::INSUFFICIENT_PRIVILEGE);
+    drop(client);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn list_parameters_and_any_arrays() {
+    let svc = Service::start(PgLimits::default()).await;
+    let client = svc.connect().await;
+    let sites = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>();
+    // A list parameter: described as text[], sent by the driver as a binary array.
+    let stmt = client.prepare("SELECT DISTINCT site FROM traffic_1m WHERE site = ANY($1) ORDER BY site").await.unwrap();
+    assert_eq!(stmt.params(), &[tokio_postgres::types::Type::TEXT_ARRAY]);
+    let rows = client.query(&stmt, &[&vec!["news.example", "shop.example", "x' OR '1'='1"]]).await.unwrap();
+    assert_eq!(sites(rows), ["news.example", "shop.example"]);
+    assert!(client.query(&stmt, &[&Vec::<String>::new()]).await.unwrap().is_empty());
+    let rows = client
+        .query("SELECT DISTINCT site FROM traffic_1m WHERE requests <> ALL($1) AND requests > ANY($2) ORDER BY site", &[&vec![100i64, 30], &vec![20i64, 60]])
+        .await
+        .unwrap();
+    assert_eq!(sites(rows), ["blog.example", "shop.example"]);
+    // A placeholder cast where it is written has the cast's type (not text).
+    let stmt = client.prepare("SELECT COUNT(*) AS n FROM traffic_1m WHERE requests > $1::int AND ts >= $2::timestamptz").await.unwrap();
+    assert_eq!(stmt.params(), &[tokio_postgres::types::Type::INT4, tokio_postgres::types::Type::TIMESTAMPTZ]);
+    assert_eq!(client.query_one(&stmt, &[&40i32, &UNIX_EPOCH]).await.unwrap().get::<_, i64>(0), 2);
+    // The forms drivers that bind on the client side write.
+    for (sql, want) in [
+        ("SELECT DISTINCT site FROM traffic_1m WHERE site = ANY (ARRAY['news.example', 'blog.example']) ORDER BY site", &["blog.example", "news.example"][..]),
+        ("SELECT DISTINCT site FROM traffic_1m WHERE site = ANY ('{news.example,\"blog.example\",NULL}') ORDER BY site", &["blog.example", "news.example"]),
+        ("SELECT DISTINCT site FROM traffic_1m WHERE site <> ALL ('{news.example}'::text[]) ORDER BY site", &["blog.example", "shop.example"]),
+        // `_` escaped: no site has one; with no escape character `\` is a plain character.
+        ("SELECT DISTINCT site FROM traffic_1m WHERE site LIKE '%/_%' ESCAPE '/' OR site LIKE 'n%s.example' ESCAPE '' ORDER BY site", &["news.example"]),
+    ] {
+        let rows = simple_rows(&client.simple_query(sql).await.unwrap());
+        let want: Vec<Vec<Option<String>>> = want.iter().map(|s| vec![Some((*s).to_owned())]).collect();
+        assert_eq!(rows, want, "{sql}");
+    }
+    drop(client);
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn limits_protect_the_listener() {
     let limits = PgLimits {
         max_connections: 2,

@@ -26,7 +26,7 @@ use pgwire::api::auth::{
     ServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
 use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
@@ -35,7 +35,7 @@ use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, METADATA_APPLICATION_NAME, METADATA_DATABASE, METADATA_USER, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::{Bind, BindComplete};
+use pgwire::messages::extendedquery::{Bind, BindComplete, Describe};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::startup::{Authentication, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -52,9 +52,10 @@ use super::session::{Answer, Session, authenticate, catalog_for, escapes_of, is_
 use crate::auth::Principal;
 use crate::tenant_sql::{TenantScope, scope_sql};
 use super::sql_text::{
-    Escapes, StatementKind, classify, parameter_count, row_count_parameters, split_statements, substitute_parameters,
+    Escapes, StatementKind, classify, parameter_count, placeholder_casts, row_count_parameters, split_statements, substitute_parameters,
 };
-use super::types::{PgColumn, ParamValue, decode_param, literal, pg_type};
+use super::types::{PgColumn, ParamValue, array_type, decode_param, literal, pg_type, type_by_name};
+use crate::sql_compat::array_placeholders;
 
 /// The SQLSTATE and message of an error, as sent to the client.
 pub fn error_info(e: &QueryError) -> ErrorInfo {
@@ -71,6 +72,7 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
         QueryError::InvalidParameter(m) if m.contains("cannot be changed") => "55P02",
         QueryError::InvalidParameter(_) => "22023",
         QueryError::NotReady => "57P03",
+        QueryError::LimitExceeded(_) => "54000",
         _ => "XX000",
     };
     if code == "XX000" {
@@ -80,11 +82,16 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
 }
 
 /// SQLSTATE of a planning or parsing error, from the backend's message: syntax `42601`, unknown
-/// table `42P01`, unknown column `42703`, unknown function `42883`, other `42000`.
+/// table `42P01`, unknown column `42703`, unknown function `42883`, unknown cursor `34000`, cursor
+/// declared twice `42P03`, other `42000`.
 pub fn sql_error_code(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     let missing = m.contains("not found") || m.contains("doesn't exist") || m.contains("does not exist") || m.contains("unknown");
-    if m.contains("parsererror") || m.contains("syntax error") || m.contains("expected:") || m.contains("expected ") && m.contains("found") {
+    if m.starts_with("cursor \"") && missing {
+        "34000"
+    } else if m.starts_with("cursor \"") && m.ends_with("already exists") {
+        "42P03"
+    } else if m.contains("parsererror") || m.contains("syntax error") || m.contains("expected:") || m.contains("expected ") && m.contains("found") {
         "42601"
     } else if (m.contains("table") || m.contains("relation")) && missing {
         "42P01"
@@ -152,16 +159,19 @@ impl QueryParser for PgParser {
             }
         }
         let row_counts = row_count_parameters(&sql, escapes);
+        // `x = ANY ($n)`: planned as `x = $n`, so `$n` is a list of what was inferred.
+        let lists = if count > 0 && kind == StatementKind::Query { array_placeholders(&sql) } else { Vec::new() };
+        let casts = placeholder_casts(&sql, escapes);
         let param_types = (0..count)
             .map(|i| {
-                types
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .filter(|t| *t != Type::UNKNOWN)
-                    .or_else(|| inferred.get(i).cloned().flatten().filter(|dt| !dt.is_null()).map(|dt| pg_type(&dt)))
-                    .or_else(|| row_counts.contains(&(i + 1)).then_some(Type::INT8))
-                    .unwrap_or(Type::TEXT)
+                let inferred = || inferred.get(i).cloned().flatten().filter(|dt| !dt.is_null()).map(|dt| pg_type(&dt));
+                let cast = casts.iter().find(|(n, _)| *n == i + 1).and_then(|(_, name)| type_by_name(name));
+                types.get(i).cloned().flatten().filter(|t| *t != Type::UNKNOWN).or(cast).unwrap_or_else(|| {
+                    if lists.contains(&(i + 1)) {
+                        return array_type(&inferred().unwrap_or(Type::TEXT));
+                    }
+                    inferred().or_else(|| row_counts.contains(&(i + 1)).then_some(Type::INT8)).unwrap_or(Type::TEXT)
+                })
             })
             .collect();
         Ok(Some(PgStatement { sql, kind, param_types, described: Arc::new(OnceLock::new()) }))
@@ -277,6 +287,7 @@ fn answer_response(answer: Answer, formats: Option<&Format>, types: Option<&[Typ
             Response::Query(query_response(&result, tag, &formats, types).map_err(to_pg)?)
         }
         Answer::Command(tag) => Response::Execution(Tag::new(tag)),
+        Answer::Moved(rows) => Response::Execution(Tag::new("MOVE").with_rows(rows)),
         Answer::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Answer::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
         Answer::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
@@ -378,6 +389,11 @@ impl PgConnection {
         let schema = match &stmt.kind {
             StatementKind::ShowSetting(Some(name)) => text_result(&[name.as_str()], Vec::new()).map_err(to_pg)?.schema,
             StatementKind::ShowSetting(None) => Settings::default().show(None).map_err(to_pg)?.schema,
+            StatementKind::Fetch { name, move_only: false, .. } => {
+                let guard = self.session.lock().await;
+                let session = guard.as_ref().ok_or_else(|| user_error("FATAL", "08P01", "statement before authentication"))?;
+                session.cursor_schema(name).map_err(to_pg)?
+            }
             StatementKind::Query => {
                 let backend = self.state.backend().map_err(to_pg)?;
                 let principal = self.parser.principal.get().ok_or_else(|| user_error("FATAL", "08P01", "statement before authentication"))?;
@@ -500,6 +516,31 @@ impl ExtendedQueryHandler for PgConnection {
         Arc::clone(&self.parser)
     }
 
+    /// `Describe`; a portal named like an open cursor and not bound by the client is that cursor
+    /// (PostgreSQL's `DECLARE` makes a portal: psycopg 3's named cursors describe it).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == b'P'
+            && let Some(name) = message.name.as_deref().filter(|n| !n.is_empty())
+            && client.portal_store().get_portal(name).is_none()
+        {
+            let schema = {
+                let guard = self.session.lock().await;
+                guard.as_ref().and_then(|s| s.cursor_schema(name).ok())
+            };
+            if let Some(schema) = schema {
+                let fields = schema.fields().iter().map(|f| field(f.name(), pg_type(f.data_type()), FieldFormat::Text)).collect();
+                return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
+            }
+        }
+        self._on_describe(client, message).await
+    }
+
     /// `Bind`, checked as PostgreSQL checks it: as many parameters as the statement has, and format
     /// codes that are 0 or 1, one for all or one per parameter.
     async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
@@ -577,7 +618,7 @@ impl ExtendedQueryHandler for PgConnection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let stmt = &portal.statement.statement;
-        if !matches!(stmt.kind, StatementKind::Query | StatementKind::ShowSetting(_)) {
+        if !matches!(stmt.kind, StatementKind::Query | StatementKind::ShowSetting(_) | StatementKind::Fetch { move_only: false, .. }) {
             return Ok(DescribePortalResponse::new(Vec::new()));
         }
         // The portal's rows are computed now (parameters are bound) and kept for `Execute`, so the

@@ -6,7 +6,13 @@
 //! the PostgreSQL catalog to the [`Catalog`], and everything else to
 //! [`Backend::user_sql`](crate::Backend::user_sql): the same read-only path as `POST /v1/sql`, so
 //! DDL, DML, `COPY` and file access are refused over the wire exactly as over HTTP.
+//!
+//! Cursors (`DECLARE … CURSOR FOR query`, `FETCH`, `MOVE`, `CLOSE`), as psql sends them with
+//! `FETCH_COUNT` and drivers for server-side cursors: `DECLARE` runs the query through the same
+//! path, within the same limits, and keeps its rows; `FETCH` hands them out forward only. A cursor
+//! without `WITH HOLD` ends with its transaction; a session holds at most [`MAX_CURSORS`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use crate::api::AppState;
@@ -30,11 +36,54 @@ pub struct Session {
     /// The database the client asked for (every name reaches the same tables).
     pub database: String,
     pub settings: Settings,
+    /// Open cursors by name.
+    cursors: HashMap<String, Cursor>,
+}
+
+/// Most cursors a session may have open at once (each holds its query's rows).
+pub const MAX_CURSORS: usize = 8;
+
+/// A declared cursor: its query's rows and how many were handed out.
+#[derive(Debug, Clone)]
+struct Cursor {
+    result: QueryResult,
+    position: usize,
+    hold: bool,
+}
+
+impl Cursor {
+    /// The next `count` rows (`None`: all that are left), moving past them.
+    fn take(&mut self, count: Option<u64>) -> QueryResult {
+        let left = self.result.num_rows() - self.position;
+        let n = count.map_or(left, |c| usize::try_from(c).unwrap_or(usize::MAX).min(left));
+        let (start, end) = (self.position, self.position + n);
+        self.position = end;
+        let mut batches = Vec::new();
+        let mut offset = 0;
+        for batch in &self.result.batches {
+            let (from, to) = (start.max(offset), end.min(offset + batch.num_rows()));
+            if from < to {
+                batches.push(batch.slice(from - offset, to - from));
+            }
+            offset += batch.num_rows();
+        }
+        QueryResult { schema: Arc::clone(&self.result.schema), batches }
+    }
 }
 
 impl Session {
     pub fn backend(&self) -> Result<&Backend> {
         self.state.backend()
+    }
+
+    /// The result schema of open cursor `name`.
+    pub fn cursor_schema(&self, name: &str) -> Result<arrow::datatypes::SchemaRef> {
+        self.cursors.get(name).map(|c| Arc::clone(&c.result.schema)).ok_or_else(|| no_cursor(name))
+    }
+
+    /// Close the cursors that end with a transaction (all but `WITH HOLD` ones).
+    fn end_transaction(&mut self) {
+        self.cursors.retain(|_, c| c.hold);
     }
 
     /// How this session's SQL quotes string literals.
@@ -60,7 +109,7 @@ pub fn authenticate(state: &AppState, user: &str, password: &str) -> Result<Sess
         return Err(QueryError::InvalidParameter("no user name given".into()));
     }
     let principal = state.auth().from_password(user, password)?;
-    Ok(Session { state: state.clone(), principal, user: user.to_owned(), database: user.to_owned(), settings: Settings::default() })
+    Ok(Session { state: state.clone(), principal, user: user.to_owned(), database: user.to_owned(), settings: Settings::default(), cursors: HashMap::new() })
 }
 
 /// The rows `principal` may see: `None` for an admin, else its tenant's scope (from the registry,
@@ -76,6 +125,8 @@ pub enum Answer {
     Rows(QueryResult, &'static str),
     /// A statement without rows: its command tag.
     Command(&'static str),
+    /// `MOVE`: how many rows the cursor moved.
+    Moved(usize),
     Begin,
     Commit,
     Rollback,
@@ -106,8 +157,41 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
     let backend = session.backend()?;
     Ok(match classify(sql, session.escapes()) {
         StatementKind::Begin => Answer::Begin,
-        StatementKind::Commit => Answer::Commit,
-        StatementKind::Rollback => Answer::Rollback,
+        StatementKind::Commit => {
+            session.end_transaction();
+            Answer::Commit
+        }
+        StatementKind::Rollback => {
+            session.end_transaction();
+            Answer::Rollback
+        }
+        StatementKind::Declare { name, query, hold } => {
+            if session.cursors.contains_key(&name) {
+                return Err(QueryError::InvalidSql(format!("cursor \"{name}\" already exists")));
+            }
+            if session.cursors.len() >= MAX_CURSORS {
+                return Err(QueryError::LimitExceeded(format!("at most {MAX_CURSORS} cursors may be open in a session; CLOSE one first")));
+            }
+            let Answer::Rows(result, _) = Box::pin(run_sql(session, &query)).await? else {
+                return Err(QueryError::InvalidSql("DECLARE CURSOR needs a query that returns rows".into()));
+            };
+            session.cursors.insert(name, Cursor { result, position: 0, hold });
+            Answer::Command("DECLARE CURSOR")
+        }
+        StatementKind::Fetch { name, count, move_only } => {
+            let cursor = session.cursors.get_mut(&name).ok_or_else(|| no_cursor(&name))?;
+            let rows = cursor.take(count);
+            if move_only { Answer::Moved(rows.num_rows()) } else { Answer::Rows(rows, "FETCH") }
+        }
+        StatementKind::Close(Some(name)) => {
+            session.cursors.remove(&name).ok_or_else(|| no_cursor(&name))?;
+            Answer::Command("CLOSE CURSOR")
+        }
+        StatementKind::Close(None) => {
+            session.cursors.clear();
+            Answer::Command("CLOSE CURSOR")
+        }
+        StatementKind::Unsupported(reason) => return Err(QueryError::InvalidSql(reason)),
         StatementKind::NoOp(tag) => Answer::Command(tag),
         StatementKind::Set { name, value } => {
             session.settings.set(&name, &value)?;
@@ -127,4 +211,8 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
             Answer::Rows(with_postgres_names(sql, caller.view(backend).user_sql(sql).await?)?, "SELECT")
         }
     })
+}
+
+fn no_cursor(name: &str) -> QueryError {
+    QueryError::InvalidSql(format!("cursor \"{name}\" does not exist"))
 }

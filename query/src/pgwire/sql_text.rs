@@ -258,6 +258,14 @@ pub enum StatementKind {
     Reset(Option<String>),
     /// `SHOW name` of a setting; `None` = `SHOW ALL`.
     ShowSetting(Option<String>),
+    /// `DECLARE name [NO SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`.
+    Declare { name: String, query: String, hold: bool },
+    /// `FETCH` (or, with `move_only`, `MOVE`) forward: `count` rows, `None` = `ALL`.
+    Fetch { name: String, count: Option<u64>, move_only: bool },
+    /// `CLOSE name`; `None` = `CLOSE ALL`.
+    Close(Option<String>),
+    /// A cursor statement edgelens does not run, with the reason (a `BINARY` or backward cursor).
+    Unsupported(String),
     /// Anything else: a query for the catalog or the backend (`SELECT`, `WITH`, `VALUES`, `SHOW
     /// TABLES`, `EXPLAIN`, … and everything the read-only guard refuses).
     Query,
@@ -283,6 +291,13 @@ pub fn classify(sql: &str, escapes: Escapes) -> StatementKind {
         "discard" => StatementKind::NoOp("DISCARD ALL"),
         "deallocate" => StatementKind::NoOp("DEALLOCATE"),
         "set" => classify_set(&tokens, sql),
+        "declare" => classify_declare(&tokens, sql),
+        "fetch" | "move" => classify_fetch(&tokens, sql, first == "move"),
+        "close" => match (tokens.get(1).and_then(|t| cursor_name(t, sql)), tokens.len()) {
+            (Some(name), 2) if name == "all" && tokens[1].tok == Tok::Word => StatementKind::Close(None),
+            (Some(name), 2) => StatementKind::Close(Some(name)),
+            _ => StatementKind::Unsupported("CLOSE takes one cursor name or ALL".into()),
+        },
         "reset" => match second {
             "all" | "" => StatementKind::Reset(None),
             _ => StatementKind::Reset(Some(dotted_name(&tokens[1..], sql))),
@@ -301,6 +316,80 @@ pub fn classify(sql: &str, escapes: Escapes) -> StatementKind {
             }
         }
         _ => StatementKind::Query,
+    }
+}
+
+/// A cursor's name: a bare word lower-cased, a quoted name as written.
+fn cursor_name(t: &Token, sql: &str) -> Option<String> {
+    match &t.tok {
+        Tok::Word => Some(sql[t.start..t.end].to_ascii_lowercase()),
+        Tok::Quoted(q) => Some(q.clone()),
+        _ => None,
+    }
+}
+
+fn classify_declare(tokens: &[Token], sql: &str) -> StatementKind {
+    let word = |i: usize| tokens.get(i).filter(|t| t.tok == Tok::Word).map(|t| sql[t.start..t.end].to_ascii_lowercase());
+    let Some(name) = tokens.get(1).and_then(|t| cursor_name(t, sql)) else {
+        return StatementKind::Unsupported("DECLARE needs a cursor name".into());
+    };
+    let Some(for_at) = (2..tokens.len()).find(|&i| word(i).as_deref() == Some("for")) else {
+        return StatementKind::Unsupported("DECLARE name CURSOR FOR query: no FOR".into());
+    };
+    let options: Vec<String> = (2..for_at).filter_map(word).collect();
+    if !options.iter().any(|o| o == "cursor") {
+        return StatementKind::Unsupported("DECLARE name CURSOR FOR query: no CURSOR".into());
+    }
+    if options.iter().any(|o| o == "binary") {
+        return StatementKind::Unsupported("BINARY cursors are not supported: fetch rows in text or use the extended protocol's binary results".into());
+    }
+    if let Some(odd) = options.iter().find(|o| !["cursor", "no", "scroll", "asensitive", "insensitive", "with", "without", "hold"].contains(&o.as_str())) {
+        return StatementKind::Unsupported(format!("DECLARE option {} is not supported", odd.to_ascii_uppercase()));
+    }
+    let hold = options.windows(2).any(|w| w[0] == "with" && w[1] == "hold");
+    match tokens.get(for_at + 1) {
+        Some(t) => StatementKind::Declare { name, query: sql[t.start..].trim().to_owned(), hold },
+        None => StatementKind::Unsupported("DECLARE name CURSOR FOR query: no query".into()),
+    }
+}
+
+/// `FETCH [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name` (and `MOVE`). Backward and absolute
+/// moves are not supported: edgelens cursors are `NO SCROLL`.
+fn classify_fetch(tokens: &[Token], sql: &str, move_only: bool) -> StatementKind {
+    let verb = if move_only { "MOVE" } else { "FETCH" };
+    let text = |t: &Token| sql[t.start..t.end].to_ascii_lowercase();
+    let mut rest = &tokens[1..];
+    let Some((last, direction)) = rest.split_last() else {
+        return StatementKind::Unsupported(format!("{verb} needs a cursor name"));
+    };
+    let Some(name) = cursor_name(last, sql) else {
+        return StatementKind::Unsupported(format!("{verb} needs a cursor name"));
+    };
+    rest = direction;
+    if rest.last().is_some_and(|t| t.tok == Tok::Word && matches!(text(t).as_str(), "from" | "in")) {
+        rest = &rest[..rest.len() - 1];
+    }
+    let count = |t: &Token| -> Option<Option<u64>> {
+        match t.tok {
+            Tok::Number => text(t).parse::<u64>().ok().map(Some),
+            Tok::Word if text(t) == "all" => Some(None),
+            _ => None,
+        }
+    };
+    let count = match rest {
+        [] => Some(Some(1)),
+        [one] if one.tok == Tok::Word && text(one) == "next" => Some(Some(1)),
+        [one] if one.tok == Tok::Word && text(one) == "forward" => Some(Some(1)),
+        [one] => count(one),
+        [fw, n] if fw.tok == Tok::Word && text(fw) == "forward" => count(n),
+        _ => None,
+    };
+    match count {
+        Some(count) => StatementKind::Fetch { name, count, move_only },
+        None => StatementKind::Unsupported(format!(
+            "{verb} {}: only forward fetches (NEXT, FORWARD [n | ALL], n, ALL) are supported; edgelens cursors are NO SCROLL",
+            sql[tokens[1].start..last.start].trim()
+        )),
     }
 }
 
@@ -375,6 +464,53 @@ pub fn parameter_count(sql: &str, escapes: Escapes) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// The `$n` cast right where they are written (`$1::int`, `$2::timestamptz`, `$3::text[]`), with
+/// the type name lower-cased, without `pg_catalog.` (`int`, `double precision`, `text[]`).
+pub fn placeholder_casts(sql: &str, escapes: Escapes) -> Vec<(usize, String)> {
+    let tokens: Vec<Token> = lex(sql, escapes).into_iter().filter(|t| t.tok != Tok::Comment).collect();
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let Tok::Placeholder(n) = t.tok else { continue };
+        if !(tokens.get(i + 1).is_some_and(|t| t.tok == Tok::Other(':')) && tokens.get(i + 2).is_some_and(|t| t.tok == Tok::Other(':'))) {
+            continue;
+        }
+        let word = |at: usize| -> Option<String> {
+            tokens.get(at).and_then(|t| match &t.tok {
+                Tok::Word => Some(sql[t.start..t.end].to_ascii_lowercase()),
+                Tok::Quoted(q) => Some(q.to_ascii_lowercase()),
+                _ => None,
+            })
+        };
+        let mut at = i + 3;
+        if word(at).as_deref() == Some("pg_catalog") && tokens.get(at + 1).is_some_and(|t| t.tok == Tok::Other('.')) {
+            at += 2;
+        }
+        let Some(mut name) = word(at) else { continue };
+        at += 1;
+        // The multi-word type names.
+        let follows: &[&[&str]] = match name.as_str() {
+            "double" => &[&["precision"]],
+            "character" => &[&["varying"]],
+            "timestamp" | "time" => &[&["with", "time", "zone"], &["without", "time", "zone"]],
+            _ => &[],
+        };
+        if let Some(rest) = follows.iter().find(|rest| rest.iter().enumerate().all(|(k, w)| word(at + k).as_deref() == Some(*w))) {
+            for w in *rest {
+                name.push(' ');
+                name.push_str(w);
+            }
+            at += rest.len();
+        }
+        if tokens.get(at).is_some_and(|t| t.tok == Tok::Other('[')) && tokens.get(at + 1).is_some_and(|t| t.tok == Tok::Other(']')) {
+            name.push_str("[]");
+        }
+        if !name.is_empty() {
+            out.push((n, name));
+        }
+    }
+    out
 }
 
 /// The `$n` that are row counts (`LIMIT $n`, `OFFSET $n`, `FETCH FIRST $n`): integers whatever
@@ -516,6 +652,56 @@ mod tests {
         assert_eq!(c("SHOW COLUMNS FROM traffic_1m"), Query);
         assert_eq!(c("-- hello\nSELECT 1"), Query);
         assert_eq!(c("DROP TABLE traffic_1m"), Query);
+    }
+
+    #[test]
+    fn finds_casts_of_placeholders() {
+        let casts = placeholder_casts(
+            "SELECT $1::int, $2::pg_catalog.TIMESTAMPTZ, $3 :: double precision FROM t WHERE x = $4::text[] AND y = $5 AND z = $6::\"numeric\" AND w > $7::timestamp with time zone -- $8::int",
+            Escapes::Standard,
+        );
+        assert_eq!(
+            casts,
+            vec![
+                (1, "int".into()),
+                (2, "timestamptz".into()),
+                (3, "double precision".into()),
+                (4, "text[]".into()),
+                (6, "numeric".into()),
+                (7, "timestamp with time zone".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn classifies_cursor_statements() {
+        let c = |sql: &str| classify(sql, Escapes::Standard);
+        assert_eq!(
+            c("DECLARE _psql_cursor NO SCROLL CURSOR FOR\nSELECT 1 AS \"for\""),
+            StatementKind::Declare { name: "_psql_cursor".into(), query: "SELECT 1 AS \"for\"".into(), hold: false }
+        );
+        assert_eq!(
+            c("declare \"My C\" cursor with hold for select 'for'"),
+            StatementKind::Declare { name: "My C".into(), query: "select 'for'".into(), hold: true }
+        );
+        assert!(matches!(c("DECLARE c BINARY CURSOR FOR SELECT 1"), StatementKind::Unsupported(m) if m.contains("BINARY")));
+        assert!(matches!(c("DECLARE c CURSOR"), StatementKind::Unsupported(_)));
+        assert!(matches!(c("DECLARE c FOR SELECT 1"), StatementKind::Unsupported(_)));
+        let fetch = |name: &str, count: Option<u64>| StatementKind::Fetch { name: name.into(), count, move_only: false };
+        assert_eq!(c("FETCH FORWARD 100 FROM _psql_cursor"), fetch("_psql_cursor", Some(100)));
+        assert_eq!(c("FETCH forward 2000 FROM \"c1\""), fetch("c1", Some(2000)));
+        assert_eq!(c("FETCH c"), fetch("c", Some(1)));
+        assert_eq!(c("FETCH NEXT IN c"), fetch("c", Some(1)));
+        assert_eq!(c("FETCH ALL FROM C"), fetch("c", None));
+        assert_eq!(c("FETCH FORWARD ALL c"), fetch("c", None));
+        assert_eq!(c("FETCH 5 c"), fetch("c", Some(5)));
+        assert_eq!(c("MOVE FORWARD 3 IN c"), StatementKind::Fetch { name: "c".into(), count: Some(3), move_only: true });
+        for backward in ["FETCH PRIOR FROM c", "FETCH BACKWARD 2 FROM c", "FETCH ABSOLUTE 1 FROM c", "FETCH -1 FROM c", "FETCH"] {
+            assert!(matches!(c(backward), StatementKind::Unsupported(_)), "{backward}");
+        }
+        assert_eq!(c("CLOSE _psql_cursor"), StatementKind::Close(Some("_psql_cursor".into())));
+        assert_eq!(c("close all"), StatementKind::Close(None));
+        assert_eq!(c("CLOSE \"all\""), StatementKind::Close(Some("all".into())));
     }
 
     #[test]

@@ -345,6 +345,78 @@ pub enum ParamValue {
     Timestamp(i64),
     /// Days since 1970-01-01.
     Date(i32),
+    /// A one-dimensional array (`text[]`, `int8[]`, …): a list parameter of `x = ANY ($1)`.
+    Array(Vec<ParamValue>),
+}
+
+/// Most elements an array parameter may have.
+pub const MAX_ARRAY_PARAM_ELEMENTS: usize = crate::sql_compat::MAX_ARRAY_ELEMENTS;
+
+/// The element type of an array type (`None` for other types).
+fn element_type(ty: &Type) -> Option<Type> {
+    Some(match *ty {
+        Type::BOOL_ARRAY => Type::BOOL,
+        Type::INT2_ARRAY => Type::INT2,
+        Type::INT4_ARRAY => Type::INT4,
+        Type::INT8_ARRAY => Type::INT8,
+        Type::OID_ARRAY => Type::OID,
+        Type::FLOAT4_ARRAY => Type::FLOAT4,
+        Type::FLOAT8_ARRAY => Type::FLOAT8,
+        Type::NUMERIC_ARRAY => Type::NUMERIC,
+        Type::BYTEA_ARRAY => Type::BYTEA,
+        Type::DATE_ARRAY => Type::DATE,
+        Type::TIMESTAMP_ARRAY => Type::TIMESTAMP,
+        Type::TIMESTAMPTZ_ARRAY => Type::TIMESTAMPTZ,
+        Type::TEXT_ARRAY => Type::TEXT,
+        Type::VARCHAR_ARRAY => Type::VARCHAR,
+        Type::BPCHAR_ARRAY => Type::BPCHAR,
+        Type::NAME_ARRAY => Type::NAME,
+        Type::CHAR_ARRAY => Type::CHAR,
+        _ => return None,
+    })
+}
+
+/// The type a cast names (`int`, `bigint`, `double precision`, `timestamptz`, `text[]`, as
+/// [`super::sql_text::placeholder_casts`] returns them); `None` for names not mapped here.
+pub fn type_by_name(name: &str) -> Option<Type> {
+    if let Some(elem) = name.strip_suffix("[]") {
+        return type_by_name(elem).map(|t| array_type(&t));
+    }
+    Some(match name {
+        "bool" | "boolean" => Type::BOOL,
+        "int2" | "smallint" => Type::INT2,
+        "int" | "int4" | "integer" => Type::INT4,
+        "int8" | "bigint" => Type::INT8,
+        "float4" | "real" => Type::FLOAT4,
+        "float8" | "float" | "double precision" => Type::FLOAT8,
+        "numeric" | "decimal" => Type::NUMERIC,
+        "text" => Type::TEXT,
+        "varchar" | "character varying" => Type::VARCHAR,
+        "bytea" => Type::BYTEA,
+        "date" => Type::DATE,
+        "timestamp" | "timestamp without time zone" => Type::TIMESTAMP,
+        "timestamptz" | "timestamp with time zone" => Type::TIMESTAMPTZ,
+        _ => return None,
+    })
+}
+
+/// The array type of `elem` (`text[]` for types without a mapped array type).
+pub fn array_type(elem: &Type) -> Type {
+    match *elem {
+        Type::BOOL => Type::BOOL_ARRAY,
+        Type::INT2 => Type::INT2_ARRAY,
+        Type::INT4 => Type::INT4_ARRAY,
+        Type::INT8 => Type::INT8_ARRAY,
+        Type::FLOAT4 => Type::FLOAT4_ARRAY,
+        Type::FLOAT8 => Type::FLOAT8_ARRAY,
+        Type::NUMERIC => Type::NUMERIC_ARRAY,
+        Type::BYTEA => Type::BYTEA_ARRAY,
+        Type::DATE => Type::DATE_ARRAY,
+        Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+        Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+        Type::VARCHAR => Type::VARCHAR_ARRAY,
+        _ => Type::TEXT_ARRAY,
+    }
 }
 
 fn param_error(ty: &Type, detail: impl std::fmt::Display) -> QueryError {
@@ -360,6 +432,15 @@ pub fn decode_param(raw: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Param
     }
     let text = std::str::from_utf8(raw).map_err(|_| param_error(ty, "not UTF-8"))?;
     let t = text.trim();
+    if let Some(elem) = element_type(ty) {
+        let items = array_text_elements(t).ok_or_else(|| param_error(ty, format!("{text:?} is not a one-dimensional array")))?;
+        if items.len() > MAX_ARRAY_PARAM_ELEMENTS {
+            return Err(param_error(ty, format!("{} elements; at most {MAX_ARRAY_PARAM_ELEMENTS} are accepted", items.len())));
+        }
+        return Ok(ParamValue::Array(
+            items.iter().map(|item| decode_param(item.as_deref().map(str::as_bytes), false, &elem)).collect::<Result<_>>()?,
+        ));
+    }
     Ok(match *ty {
         Type::BOOL => match t.to_ascii_lowercase().as_str() {
             "t" | "true" | "yes" | "y" | "on" | "1" => ParamValue::Bool(true),
@@ -400,6 +481,9 @@ pub fn decode_param(raw: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Param
 }
 
 fn decode_binary_param(raw: &[u8], ty: &Type) -> Result<ParamValue> {
+    if let Some(elem) = element_type(ty) {
+        return decode_binary_array(raw, ty, &elem);
+    }
     let fixed = |n: usize| -> Result<&[u8]> {
         if raw.len() == n { Ok(raw) } else { Err(param_error(ty, format!("binary value of {} bytes, expected {n}", raw.len()))) }
     };
@@ -429,6 +513,51 @@ fn decode_binary_param(raw: &[u8], ty: &Type) -> Result<ParamValue> {
     })
 }
 
+/// An array in PostgreSQL's binary format: dimensions, flags, element type, then per dimension its
+/// length and lower bound, then each element as a length (-1 = NULL) and its bytes.
+fn decode_binary_array(raw: &[u8], ty: &Type, elem: &Type) -> Result<ParamValue> {
+    struct Reader<'a>(&'a [u8]);
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
+            self.0 = tail;
+            Some(head)
+        }
+        fn int(&mut self) -> Option<i32> {
+            Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+        }
+    }
+    let mut reader = Reader(raw);
+    let short = |what: &str| param_error(ty, format!("binary array ends before its {what}"));
+    let dims = reader.int().ok_or_else(|| short("dimensions"))?;
+    let _flags = reader.int().ok_or_else(|| short("flags"))?;
+    let _elem_oid = reader.int().ok_or_else(|| short("element type"))?;
+    let len = match dims {
+        0 => 0,
+        1 => {
+            let len = reader.int().ok_or_else(|| short("length"))?;
+            let _lower = reader.int().ok_or_else(|| short("lower bound"))?;
+            usize::try_from(len).map_err(|_| param_error(ty, "negative length"))?
+        }
+        n => return Err(param_error(ty, format!("{n} dimensions; only one-dimensional arrays are accepted"))),
+    };
+    if len > MAX_ARRAY_PARAM_ELEMENTS {
+        return Err(param_error(ty, format!("{len} elements; at most {MAX_ARRAY_PARAM_ELEMENTS} are accepted")));
+    }
+    let mut items = Vec::with_capacity(len);
+    for _ in 0..len {
+        let n = reader.int().ok_or_else(|| short("element length"))?;
+        match usize::try_from(n) {
+            Ok(n) => items.push(decode_binary_param(reader.take(n).ok_or_else(|| short("element"))?, elem)?),
+            Err(_) => items.push(ParamValue::Null),
+        }
+    }
+    if !reader.0.is_empty() {
+        return Err(param_error(ty, "bytes after the last element of a binary array"));
+    }
+    Ok(ParamValue::Array(items))
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -454,6 +583,52 @@ pub fn parse_timestamp(t: &str) -> Option<i64> {
         }
     }
     NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc().timestamp_micros())
+}
+
+/// The elements of a one-dimensional array in PostgreSQL's text form (`{a,"b c",NULL,"x\\"y"}`):
+/// `None` for an element written `NULL` (unquoted, any case), else its text (quotes and
+/// backslash escapes removed, white space around unquoted elements dropped). `None` when `text` is
+/// not such an array (no braces, nested arrays, stray quotes).
+pub fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    if inner.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut item = String::new();
+        let quoted = chars.next_if_eq(&'"').is_some();
+        if quoted {
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                match c {
+                    '{' | '}' | '"' => return None,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            item.truncate(item.trim_end().len());
+            if item.is_empty() {
+                return None;
+            }
+        }
+        out.push((quoted || !item.eq_ignore_ascii_case("null")).then_some(item));
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
 }
 
 /// `value` as a SQL literal of `dialect`. Text is quoted and escaped; numbers, booleans, dates and
@@ -504,6 +679,13 @@ pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
             Dialect::DataFusion => format!("CAST('{}' AS DATE)", date_text(*days)),
             Dialect::ClickHouse => format!("toDate('{}')", date_text(*days)),
         },
+        ParamValue::Array(items) => {
+            let items: Vec<String> = items.iter().map(|v| literal(dialect, v)).collect();
+            match dialect {
+                Dialect::DataFusion => format!("ARRAY[{}]", items.join(", ")),
+                Dialect::ClickHouse => format!("[{}]", items.join(", ")),
+            }
+        }
     }
 }
 
@@ -643,6 +825,39 @@ mod tests {
         }
         assert!(decode_param(Some(&[0, 1]), true, &Type::INT4).is_err());
         assert!(decode_param(Some(&[0]), true, &Type::INTERVAL).is_err());
+    }
+
+    #[test]
+    fn array_parameters_decode_in_text_and_binary() {
+        let text = |raw: &str, ty: &Type| decode_param(Some(raw.as_bytes()), false, ty);
+        let strings = |items: &[Option<&str>]| {
+            ParamValue::Array(items.iter().map(|i| i.map_or(ParamValue::Null, |s| ParamValue::Text(s.to_owned()))).collect())
+        };
+        assert_eq!(text("{a,\"b c\",NULL,\"NULL\",\"x\\\"y\", z }", &Type::TEXT_ARRAY).unwrap(), strings(&[Some("a"), Some("b c"), None, Some("NULL"), Some("x\"y"), Some("z")]));
+        assert_eq!(text("{}", &Type::TEXT_ARRAY).unwrap(), ParamValue::Array(Vec::new()));
+        assert_eq!(text("{1,-2}", &Type::INT8_ARRAY).unwrap(), ParamValue::Array(vec![ParamValue::Int(1), ParamValue::Int(-2)]));
+        for bad in ["1,2", "{1,{2}}", "{\"a}", "{a,,b}", "{1,x}"] {
+            assert!(text(bad, &Type::INT4_ARRAY).unwrap_err().is_user_error(), "{bad}");
+        }
+        // Binary: 1 dimension, no nulls flag, int8 elements, [3, NULL].
+        let mut raw = Vec::new();
+        for v in [1i32, 1, 20, 2, 1] {
+            raw.extend(v.to_be_bytes());
+        }
+        raw.extend(8i32.to_be_bytes());
+        raw.extend(3i64.to_be_bytes());
+        raw.extend((-1i32).to_be_bytes());
+        let want = ParamValue::Array(vec![ParamValue::Int(3), ParamValue::Null]);
+        assert_eq!(decode_param(Some(&raw), true, &Type::INT8_ARRAY).unwrap(), want);
+        assert!(decode_param(Some(&raw[..raw.len() - 2]), true, &Type::INT8_ARRAY).is_err());
+        let empty: Vec<u8> = [0i32, 0, 25].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(decode_param(Some(&empty), true, &Type::TEXT_ARRAY).unwrap(), ParamValue::Array(Vec::new()));
+        assert_eq!(literal(Dialect::DataFusion, &want), "ARRAY[3, NULL]");
+        assert_eq!(literal(Dialect::DataFusion, &strings(&[Some("it's")])), "ARRAY['it''s']");
+        assert_eq!(literal(Dialect::ClickHouse, &ParamValue::Array(vec![ParamValue::Int(1)])), "[1]");
+        assert_eq!(type_by_name("double precision"), Some(Type::FLOAT8));
+        assert_eq!(type_by_name("bigint[]"), Some(Type::INT8_ARRAY));
+        assert_eq!(type_by_name("hstore"), None);
     }
 
     #[test]

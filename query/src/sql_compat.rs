@@ -1,0 +1,300 @@
+//! PostgreSQL forms that clients and their libraries write but DataFusion does not plan, rewritten
+//! on the parsed statement into forms it does, with the same meaning:
+//!
+//! - `x op ANY (ARRAY[a, b])`, `x op ANY ('{a,b}')` (an array literal in text form, as drivers send
+//!   list parameters) and the `ALL` forms: `x = ANY (…)` becomes `x IN (a, b)`, `x <> ALL (…)`
+//!   becomes `x NOT IN (a, b)`, any other operator `(x op a OR x op b)` (`AND` for `ALL`). An empty
+//!   array is `FALSE` for `ANY` and `TRUE` for `ALL`, as in PostgreSQL. `ANY (subquery)` is left
+//!   to the planner.
+//! - `x op ANY ($n)` (a list parameter not bound yet, when a statement is described): `x op $n`,
+//!   so that planning gives `$n` the type of `x`; [`array_placeholders`] names these parameters,
+//!   whose type is then the array of that type. Parameters are bound before a statement runs, so
+//!   a statement that runs never has this form.
+//! - `LIKE` / `ILIKE` with an `ESCAPE` character other than the backslash, on a literal pattern
+//!   (or literals joined with `||`): the pattern is rewritten to escape with the backslash (DataFusion's only escape character).
+//!
+//! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
+//! [`rewrite`] after the read-only guard. Pure: no I/O.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut};
+
+use crate::error::{QueryError, Result};
+
+/// Most elements an `ANY`/`ALL` array may have: each becomes a term of the rewritten expression.
+pub const MAX_ARRAY_ELEMENTS: usize = 10_000;
+
+/// Rewrite the PostgreSQL forms of the module header in `statement`.
+pub fn rewrite(statement: &mut DfStatement) -> Result<()> {
+    match statement {
+        DfStatement::Statement(s) => rewrite_sql(s),
+        DfStatement::Explain(explain) => rewrite(&mut explain.statement),
+        _ => Ok(()),
+    }
+}
+
+fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
+    let mut rewriter = Rewriter { error: None };
+    let _ = statement.visit(&mut rewriter);
+    rewriter.error.map_or(Ok(()), Err)
+}
+
+struct Rewriter {
+    error: Option<QueryError>,
+}
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match rewrite_expr(expr) {
+            Ok(Some(new)) => *expr = new,
+            Ok(None) => {}
+            Err(e) => {
+                self.error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The numbers of the parameters of `sql` that are the list of an `ANY`/`ALL` (`x = ANY ($2)` → 2).
+/// Empty when `sql` does not parse.
+pub fn array_placeholders(sql: &str) -> Vec<usize> {
+    struct Found(Vec<usize>);
+    impl Visitor for Found {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr
+                && let Some(n) = placeholder(right)
+            {
+                self.0.push(n);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut found = Found(Vec::new());
+    if let Ok(statements) = crate::sql_parse::datafusion_statements(sql) {
+        for statement in statements {
+            if let DfStatement::Statement(s) = statement {
+                let _ = s.visit(&mut found);
+            }
+        }
+    }
+    found.0.sort_unstable();
+    found.0.dedup();
+    found.0
+}
+
+/// `n` of a placeholder `$n`, possibly parenthesised.
+fn placeholder(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Nested(inner) => placeholder(inner),
+        Expr::Value(ValueWithSpan { value: Value::Placeholder(p), .. }) => p.strip_prefix('$')?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
+    match expr {
+        Expr::AnyOp { left, compare_op, right, .. } | Expr::AllOp { left, compare_op, right } if placeholder(right).is_some() => {
+            Ok(Some(Expr::BinaryOp { left: left.clone(), op: compare_op.clone(), right: right.clone() }))
+        }
+        Expr::AnyOp { left, compare_op, right, .. } => Ok(array_elements(right)?.map(|list| quantified(left, compare_op, list, true))),
+        Expr::AllOp { left, compare_op, right } => Ok(array_elements(right)?.map(|list| quantified(left, compare_op, list, false))),
+        Expr::Like { negated, any: false, expr, pattern, escape_char: Some(escape) } => {
+            Ok(backslash_pattern(pattern, escape)?.map(|pattern| Expr::Like {
+                negated: *negated,
+                any: false,
+                expr: expr.clone(),
+                pattern: Box::new(pattern),
+                escape_char: None,
+            }))
+        }
+        Expr::ILike { negated, any: false, expr, pattern, escape_char: Some(escape) } => {
+            Ok(backslash_pattern(pattern, escape)?.map(|pattern| Expr::ILike {
+                negated: *negated,
+                any: false,
+                expr: expr.clone(),
+                pattern: Box::new(pattern),
+                escape_char: None,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The elements of an array operand: `ARRAY[…]` / `[…]`, or a string literal in PostgreSQL's array
+/// text form (`'{a,"b c",NULL}'`), either possibly parenthesised or cast (`'{1,2}'::int[]`).
+/// `None` for anything else (a subquery, a column).
+fn array_elements(operand: &Expr) -> Result<Option<Vec<Expr>>> {
+    let elements = match operand {
+        Expr::Nested(inner) => return array_elements(inner),
+        Expr::Cast { expr, data_type, .. } if matches!(data_type, datafusion::sql::sqlparser::ast::DataType::Array(_)) => {
+            return array_elements(expr);
+        }
+        Expr::Array(array) => array.elem.clone(),
+        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => {
+            let items = crate::pgwire::types::array_text_elements(text).ok_or_else(|| {
+                QueryError::InvalidSql(format!(
+                    "{text:?} is not a one-dimensional array literal ({{a,b,\"c d\",NULL}}) for ANY/ALL"
+                ))
+            })?;
+            items
+                .into_iter()
+                .map(|item| Expr::value(item.map_or(Value::Null, Value::SingleQuotedString)))
+                .collect()
+        }
+        _ => return Ok(None),
+    };
+    if elements.len() > MAX_ARRAY_ELEMENTS {
+        return Err(QueryError::SqlRefused(format!(
+            "an ANY/ALL array of {} elements; at most {MAX_ARRAY_ELEMENTS} are accepted",
+            elements.len()
+        )));
+    }
+    Ok(Some(elements))
+}
+
+/// `left op ANY (list)` (`any`) or `left op ALL (list)` as an `IN` list or a chain of comparisons.
+fn quantified(left: &Expr, op: &BinaryOperator, list: Vec<Expr>, any: bool) -> Expr {
+    if list.is_empty() {
+        return Expr::value(Value::Boolean(!any));
+    }
+    match (op, any) {
+        (BinaryOperator::Eq, true) => return Expr::InList { expr: Box::new(left.clone()), list, negated: false },
+        (BinaryOperator::NotEq, false) => return Expr::InList { expr: Box::new(left.clone()), list, negated: true },
+        _ => {}
+    }
+    let join = if any { BinaryOperator::Or } else { BinaryOperator::And };
+    let terms = list.into_iter().map(|item| Expr::BinaryOp {
+        left: Box::new(Expr::Nested(Box::new(left.clone()))),
+        op: op.clone(),
+        right: Box::new(Expr::Nested(Box::new(item))),
+    });
+    let chain = terms.reduce(|acc, term| Expr::BinaryOp { left: Box::new(acc), op: join.clone(), right: Box::new(term) });
+    Expr::Nested(Box::new(chain.expect("a non-empty list")))
+}
+
+/// A literal `LIKE` pattern escaped with `escape` (one character, or none when empty) rewritten to
+/// escape with the backslash. `None` when the pattern is not a string literal or already uses the
+/// backslash.
+fn backslash_pattern(pattern: &Expr, escape: &ValueWithSpan) -> Result<Option<Expr>> {
+    let escape = match &escape.value {
+        Value::SingleQuotedString(s) => s.as_str(),
+        other => return Err(QueryError::InvalidSql(format!("ESCAPE takes a string literal, not {other}"))),
+    };
+    let mut chars = escape.chars();
+    let escape = match (chars.next(), chars.next()) {
+        (Some('\\'), None) => return Ok(None),
+        (Some(c), None) => Some(c),
+        (None, _) => None,
+        _ => return Err(QueryError::InvalidSql(format!("invalid escape string {escape:?}: it must be empty or one character"))),
+    };
+    let Some(text) = literal_text(pattern) else {
+        return Ok(None);
+    };
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            match chars.next() {
+                Some(next) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                None => return Err(QueryError::InvalidSql("LIKE pattern must not end with escape character".into())),
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(Some(Expr::value(Value::SingleQuotedString(out))))
+}
+
+/// The text of a string literal, or of literals joined with `||` (`'ab/_' || '%'`, as
+/// SQLAlchemy's `startswith(..., autoescape=True)` writes a pattern).
+fn literal_text(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Nested(inner) => literal_text(inner),
+        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => Some(text.clone()),
+        Expr::BinaryOp { left, op: BinaryOperator::StringConcat, right } => Some(literal_text(left)? + &literal_text(right)?),
+        // `'a'::VARCHAR`, as the SQLAlchemy psycopg dialect casts its parameters.
+        Expr::Cast { expr, data_type, .. } => {
+            let ty = data_type.to_string().to_ascii_lowercase();
+            ["varchar", "text", "char", "string"].iter().any(|t| ty.starts_with(t)).then(|| literal_text(expr)).flatten()
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statement = crate::sql_parse::datafusion_statements(sql).unwrap().pop_front().unwrap();
+        rewrite(&mut statement).unwrap();
+        statement.to_string()
+    }
+
+    fn refused(sql: &str) -> String {
+        let mut statement = crate::sql_parse::datafusion_statements(sql).unwrap().pop_front().unwrap();
+        rewrite(&mut statement).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn any_and_all_over_arrays_become_in_lists_and_comparisons() {
+        assert_eq!(rewritten("SELECT 1 WHERE x = ANY (ARRAY['r', 'v'])"), "SELECT 1 WHERE x IN ('r', 'v')");
+        assert_eq!(rewritten("SELECT 1 WHERE x = ANY(ARRAY[1,2])"), "SELECT 1 WHERE x IN (1, 2)");
+        assert_eq!(rewritten("SELECT 1 WHERE x = SOME ('{a,\"b c\",NULL}')"), "SELECT 1 WHERE x IN ('a', 'b c', NULL)");
+        assert_eq!(rewritten("SELECT 1 WHERE x = ANY ('{1,2}'::int[])"), "SELECT 1 WHERE x IN ('1', '2')");
+        assert_eq!(rewritten("SELECT 1 WHERE x <> ALL (ARRAY['a'])"), "SELECT 1 WHERE x NOT IN ('a')");
+        assert_eq!(rewritten("SELECT 1 WHERE x > ANY (ARRAY[1, 5])"), "SELECT 1 WHERE ((x) > (1) OR (x) > (5))");
+        assert_eq!(rewritten("SELECT 1 WHERE x < ALL (ARRAY[1, 5])"), "SELECT 1 WHERE ((x) < (1) AND (x) < (5))");
+        assert_eq!(rewritten("SELECT 1 WHERE x = ANY ('{}')"), "SELECT 1 WHERE false");
+        assert_eq!(rewritten("SELECT 1 WHERE x <> ALL (ARRAY[])"), "SELECT 1 WHERE true");
+        // Nested inside other expressions and subqueries.
+        assert_eq!(
+            rewritten("SELECT (SELECT count(*) FROM t WHERE s = ANY(ARRAY['a'])) AS n"),
+            "SELECT (SELECT count(*) FROM t WHERE s IN ('a')) AS n"
+        );
+        // A subquery is the planner's.
+        assert_eq!(rewritten("SELECT 1 WHERE x = ANY (SELECT y FROM t)"), "SELECT 1 WHERE x = ANY(SELECT y FROM t)");
+    }
+
+    #[test]
+    fn list_parameters_are_found_and_planned_as_their_elements() {
+        assert_eq!(array_placeholders("SELECT 1 FROM t WHERE a = ANY($2) AND b <> ALL (($1)) AND c = $3"), vec![1, 2]);
+        assert_eq!(array_placeholders("SELECT 1 FROM t WHERE a = $1"), Vec::<usize>::new());
+        assert_eq!(array_placeholders("not sql"), Vec::<usize>::new());
+        assert_eq!(rewritten("SELECT 1 FROM t WHERE a = ANY ($1)"), "SELECT 1 FROM t WHERE a = $1");
+    }
+
+    #[test]
+    fn a_bad_array_literal_or_a_huge_array_is_an_error() {
+        assert!(refused("SELECT 1 WHERE x = ANY ('a,b')").contains("array literal"));
+        assert!(refused("SELECT 1 WHERE x = ANY ('{{1},{2}}')").contains("one-dimensional"));
+        let many = (0..=MAX_ARRAY_ELEMENTS).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(refused(&format!("SELECT 1 WHERE x = ANY ('{{{many}}}')")).contains("at most"));
+    }
+
+    #[test]
+    fn like_escapes_are_rewritten_to_the_backslash() {
+        assert_eq!(rewritten("SELECT 1 WHERE n LIKE 'a/%b%' ESCAPE '/'"), "SELECT 1 WHERE n LIKE 'a\\%b%'");
+        assert_eq!(rewritten("SELECT 1 WHERE n NOT ILIKE 'x//_\\y' ESCAPE '/'"), "SELECT 1 WHERE n NOT ILIKE 'x\\/_\\\\y'");
+        // No escape character: a backslash is an ordinary character.
+        assert_eq!(rewritten("SELECT 1 WHERE n LIKE 'a\\b' ESCAPE ''"), "SELECT 1 WHERE n LIKE 'a\\\\b'");
+        assert_eq!(rewritten("SELECT 1 WHERE n LIKE ('s/_/%' || '%') ESCAPE '/'"), "SELECT 1 WHERE n LIKE 's\\_\\%%'");
+        assert_eq!(rewritten("SELECT 1 WHERE n LIKE 's/_'::VARCHAR || '%' ESCAPE '/'"), "SELECT 1 WHERE n LIKE 's\\_%'");
+        assert_eq!(rewritten("SELECT 1 WHERE n LIKE 's/_'::INT || '%' ESCAPE '/'"), "SELECT 1 WHERE n LIKE 's/_'::INT || '%' ESCAPE '/'");
+        assert_eq!(rewritten("SELECT 1 WHERE n LIKE 'a\\%' ESCAPE '\\'"), "SELECT 1 WHERE n LIKE 'a\\%' ESCAPE '\\'");
+        assert!(refused("SELECT 1 WHERE n LIKE 'a/' ESCAPE '/'").contains("escape character"));
+        assert!(refused("SELECT 1 WHERE n LIKE 'a' ESCAPE 'xy'").contains("one character"));
+    }
+}
