@@ -69,6 +69,17 @@ summary["sites"] = len(expected)
 # Hostile text is a value, never SQL.
 assert conn.execute("SELECT COUNT(*) FROM traffic_1m WHERE site = %s", ("x' OR '1'='1",)).fetchone()[0] == 0
 
+# A list parameter (`= ANY(%s)`): psycopg sends a list of text untyped, a list of ints as int2[].
+few = [site for site, _ in expected[:2]] + ["no-such.example"]
+rows = conn.execute(
+    "SELECT site, SUM(requests) AS requests FROM traffic_1m WHERE site = ANY(%s) GROUP BY site ORDER BY requests DESC, site", (few,)
+).fetchall()
+assert rows == expected[:2], (rows, expected[:2])
+assert conn.execute("SELECT COUNT(*) FROM traffic_1m WHERE site = ANY(%s)", ([],)).fetchone()[0] == 0
+asns = [r["asn"] for r in http_sql("SELECT DISTINCT asn FROM asn_1m ORDER BY asn LIMIT 3")] + [4_200_000_000]
+want = http_sql("SELECT SUM(requests) AS n FROM asn_1m WHERE asn IN (%s)" % ", ".join(map(str, asns)))[0]["n"]
+assert conn.execute("SELECT SUM(requests) FROM asn_1m WHERE asn = ANY(%s)", (asns,)).fetchone()[0] == want, (asns, want)
+
 # Binary results and prepared statements give the same answers.
 with conn.cursor(binary=True) as cur:
     cur.execute(per_site)
@@ -124,6 +135,19 @@ grafana_columns = conn.execute(
 ).fetchall()
 assert ("requests", "bigint") in grafana_columns, grafana_columns
 summary["tables"] = len(tables)
+# What the SQLAlchemy psycopg dialect asks on connect: a type that does not exist is None.
+from psycopg.types import TypeInfo
+assert TypeInfo.fetch(conn, "hstore") is None
+assert TypeInfo.fetch(conn, "bigint").oid == 20
+
+# A cursor declared and fetched in pieces, as a driver's server-side cursor does by hand.
+with conn.transaction():
+    conn.execute("DECLARE pieces NO SCROLL CURSOR FOR " + per_site)
+    pieces = []
+    while batch := conn.execute("FETCH FORWARD 2 FROM pieces").fetchall():
+        pieces += batch
+    conn.execute("CLOSE pieces")
+assert pieces == expected, (pieces[:3], expected[:3])
 conn.close()
 
 print(json.dumps(summary))

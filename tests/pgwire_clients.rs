@@ -1,10 +1,11 @@
 //! End to end with real Postgres clients: `edgelens replay` writes a lake, `edgelens query` serves
 //! it on free HTTP and Postgres ports, then the real `psql` (Debian postgresql-client) runs queries
 //! and its describe commands, and `tests/pgwire_clients.py` drives psycopg 3 (extended protocol,
-//! server-side parameters, text and binary results). Answers are compared with POST /v1/sql.
+//! server-side parameters, text and binary results) and `tests/pgwire_sqlalchemy.py` SQLAlchemy
+//! and pandas over psycopg2 and psycopg 3. Answers are compared with POST /v1/sql.
 //! `edgelens demo --pg-listen` is checked to serve the same protocol.
 //!
-//! psql and psycopg are required: `bash deploy/dev/install.sh` installs both.
+//! psql and the Python packages are required: `bash deploy/dev/install.sh` installs them.
 
 mod support;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use edgelens_schemas::tables::{ALL_TABLES, TRAFFIC_1M};
 use support::*;
 
-const INSTALL_HINT: &str = "run `bash deploy/dev/install.sh` (installs Debian postgresql-client and psycopg)";
+const INSTALL_HINT: &str = "run `bash deploy/dev/install.sh` (installs Debian postgresql-client, psycopg, psycopg2, SQLAlchemy and pandas)";
 
 fn require_psql() {
     let ok = Command::new("psql").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -22,8 +23,8 @@ fn require_psql() {
 }
 
 fn require_psycopg() {
-    let ok = Command::new("python3").args(["-c", "import psycopg"]).output().is_ok_and(|o| o.status.success());
-    assert!(ok, "python3 with psycopg is not available: {INSTALL_HINT}");
+    let ok = Command::new("python3").args(["-c", "import psycopg, psycopg2, sqlalchemy, pandas"]).output().is_ok_and(|o| o.status.success());
+    assert!(ok, "python3 with psycopg, psycopg2, sqlalchemy and pandas is not available: {INSTALL_HINT}");
 }
 
 /// A process killed on drop.
@@ -104,6 +105,10 @@ fn psql_and_psycopg_read_the_lake() {
     let got = psql_ok(pg_port, &["-A", "-t", "-F", ",", "-c", sql]);
     assert_eq!(got.lines().collect::<Vec<_>>(), want);
 
+    // With FETCH_COUNT psql reads the rows through a cursor, a few at a time: the same rows.
+    let got = psql_ok(pg_port, &["-A", "-t", "-F", ",", "-v", "FETCH_COUNT=3", "-c", sql]);
+    assert_eq!(got.lines().collect::<Vec<_>>(), want);
+
     // \dt lists every contract table.
     let dt = psql_ok(pg_port, &["-c", "\\dt"]);
     assert!(dt.contains("List of relations"), "{dt}");
@@ -161,6 +166,25 @@ fn psql_and_psycopg_read_the_lake() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["tables"], ALL_TABLES.len(), "{summary}");
     assert!(summary["sites"].as_u64().unwrap() >= 3, "{summary}");
+
+    // SQLAlchemy (psycopg2 and psycopg 3 dialects) and pandas: reflection, read_sql with list
+    // parameters and in chunks, read_sql_table.
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/pgwire_sqlalchemy.py"))
+        .args([pg_port.to_string(), http_port.to_string()])
+        .env("PGSSLMODE", "prefer")
+        .env_remove("PGOPTIONS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tests/pgwire_sqlalchemy.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["psycopg2"], summary["psycopg"], "{summary}");
+    assert!(summary["psycopg2"].as_u64().unwrap() >= 3, "{summary}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 #   - Debian clickhouse-server + clickhouse-client (18.16) and curl via apt-get
 #   - cargo-nextest (the test runner of deploy/dev/test.sh)
 #   - Python duckdb and confluent-kafka via pip (bench and cross-check scripts), psycopg (a
-#     Postgres driver other than ours, for the Postgres wire tests), moto's S3 server (the object
+#     Postgres driver other than ours, for the Postgres wire tests; with psycopg2, SQLAlchemy and
+#     pandas as analysts use them), moto's S3 server (the object
 #     store of the broker's durable storage, for the broker-restart test)
 #   - Debian postgresql-client (psql) and chromium (dashboard tests in headless Chromium)
 #   - playwright-core from npm into $EDGELENS_DEV_DIR/node (drives Chromium; no browser download)
@@ -94,7 +95,8 @@ install_python() {
   read -r -a missing < <("$py" - <<'PY'
 import importlib.util
 wanted = {"duckdb": "duckdb", "confluent_kafka": "confluent-kafka", "psycopg": "psycopg[binary]",
-          "moto": "moto[server]>=5.1,<6", "flask_cors": "moto[server]>=5.1,<6"}
+          "moto": "moto[server]>=5.1,<6", "flask_cors": "moto[server]>=5.1,<6",
+          "sqlalchemy": "sqlalchemy>=2,<3", "psycopg2": "psycopg2-binary", "pandas": "pandas"}
 print(" ".join(sorted({pkg for mod, pkg in wanted.items() if importlib.util.find_spec(mod) is None})))
 PY
   ) || true

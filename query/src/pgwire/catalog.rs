@@ -237,6 +237,14 @@ const PG_TYPES: &[(u32, &str, &str, i16, &str)] = &[
     (1700, "numeric", "numeric", -1, "N"),
 ];
 
+/// The oid of a type named as PostgreSQL's `to_regtype` takes it (`int8`, `bigint`,
+/// `pg_catalog.text`, any case); `None` for a type edgelens does not have.
+fn type_oid(name: &str) -> Option<i64> {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    PG_TYPES.iter().find(|t| t.1 == name || t.2 == name).map(|t| i64::from(t.0))
+}
+
 /// `pg_type.typlen` of type `oid` (-1: variable length).
 pub fn type_length(oid: u32) -> i16 {
     PG_TYPES.iter().find(|t| t.0 == oid).map_or(-1, |t| t.3)
@@ -353,7 +361,12 @@ const EMPTY_TABLES: &[(&str, &[&str])] = &[
     ("pg_collation", &["oid", "collname", "collnamespace", "collprovider"]),
     ("pg_enum", &["oid", "enumtypid", "enumsortorder", "enumlabel"]),
     ("pg_sequence", &["seqrelid", "seqtypid", "seqstart", "seqincrement"]),
+    ("pg_opclass", &["oid", "opcname", "opcmethod", "opcdefault"]),
 ];
+
+/// Columns of [`EMPTY_TABLES`] that are `bool` (the others are text).
+const EMPTY_TABLE_BOOLEANS: &[&str] =
+    &["opcdefault", "indisunique", "indisprimary", "indisclustered", "indisvalid", "extrelocatable", "tgisinternal", "inhdetachpending"];
 
 /// Catalogs whose rows, for edgelens tables, are always none: a psql footer query that reads one of
 /// them is answered with no rows.
@@ -684,7 +697,7 @@ fn build_tables(tables: &[CatalogTable], settings: &Settings) -> Result<Vec<(&'s
     out.push(("pg_catalog", "pg_settings", pg_settings.into_table()?));
 
     for (name, cols) in EMPTY_TABLES {
-        let fields: Vec<(&str, DataType)> = cols.iter().map(|c| (*c, U)).collect();
+        let fields: Vec<(&str, DataType)> = cols.iter().map(|c| (*c, if EMPTY_TABLE_BOOLEANS.contains(c) { B } else { U })).collect();
         out.push(("pg_catalog", name, Rows::new(&fields).into_table()?));
     }
     Ok(out)
@@ -760,7 +773,8 @@ impl Catalog {
             return Ok((Vec::new(), answer?.schema));
         }
         let planned = async {
-            let statement = sql_guard::check(&rewrite(sql))?;
+            let mut statement = sql_guard::check(&rewrite(sql))?;
+            catalog_forms(&mut statement);
             let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
             sql_guard::verify_plan(&plan)?;
             let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
@@ -773,7 +787,8 @@ impl Catalog {
     }
 
     async fn run(&self, sql: &str) -> Result<QueryResult> {
-        let statement = sql_guard::check(sql)?;
+        let mut statement = sql_guard::check(sql)?;
+        catalog_forms(&mut statement);
         let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
         sql_guard::verify_plan(&plan)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
@@ -1145,6 +1160,108 @@ fn catalog_relations(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The oid of a relation named as `'name'::regclass` takes it (`pg_catalog.pg_class`,
+/// `public.traffic_1m`, `traffic_1m`): an edgelens table, or a system catalog whose rows edgelens
+/// refers to (`pg_description.classoid`); `None` for others.
+fn relation_oid(name: &str) -> Option<i64> {
+    let name = name.trim().to_ascii_lowercase();
+    let bare = name.rsplit('.').next().unwrap_or(&name);
+    let system = [("pg_class", 1259), ("pg_type", 1247), ("pg_proc", 1255), ("pg_attribute", 1249), ("pg_namespace", 2615), ("pg_constraint", 2606), ("pg_index", 2610), ("pg_description", 2609), ("pg_trigger", 2620), ("pg_database", 1262)];
+    if let Some((_, oid)) = system.iter().find(|(n, _)| *n == bare) {
+        return Some(*oid);
+    }
+    let position = ALL_TABLES.iter().position(|t| t.name == bare)?;
+    Some(FIRST_TABLE_OID + i64::try_from(position).ok()?)
+}
+
+/// Catalog statements in forms DataFusion plans, with the same answer on the catalog's rows:
+/// `'name'::regclass` is the relation's oid ([`relation_oid`]), `CAST(x AS regclass)` and the
+/// other PostgreSQL-only types are cast as [`rewrite`] casts them with `::`;
+/// a scalar subquery that reads a table that is always empty here ([`EMPTY_TABLES`], joined
+/// without `OUTER`) is `NULL`; one that selects a single column without aggregating takes its
+/// `max` (DataFusion plans a correlated scalar subquery only when aggregated; a catalog lookup by
+/// oid has at most one row). SQLAlchemy's column reflection needs both.
+fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
+    use std::ops::ControlFlow;
+    use datafusion::sql::parser::Statement as DfStatement;
+    use datafusion::sql::sqlparser::ast::{
+        DataType as SqlType, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, JoinOperator, ObjectName, Query,
+        TableFactor, Value, VisitMut, VisitorMut,
+    };
+    fn table_name(factor: &TableFactor) -> Option<String> {
+        match factor {
+            TableFactor::Table { name, .. } => name.0.last()?.as_ident().map(|i| i.value.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+    fn always_empty(query: &Query) -> bool {
+        let SetExpr::Select(select) = query.body.as_ref() else { return false };
+        select.from.iter().any(|from| {
+            let empty = |f: &TableFactor| table_name(f).is_some_and(|n| EMPTY_TABLES.iter().any(|(t, _)| *t == n));
+            empty(&from.relation)
+                || from.joins.iter().any(|j| {
+                    matches!(j.join_operator, JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)) && empty(&j.relation)
+                })
+        })
+    }
+    const AGGREGATES: &[&str] = &["max", "min", "count", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every"];
+    struct Forms;
+    impl VisitorMut for Forms {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Cast { data_type: SqlType::Regclass, expr: inner, .. } = expr
+                && let Expr::Value(v) = inner.as_ref()
+                && let Value::SingleQuotedString(name) = &v.value
+            {
+                *expr = Expr::value(relation_oid(name).map_or(Value::Null, |oid| Value::Number(oid.to_string(), false)));
+                return ControlFlow::Continue(());
+            }
+            if let Expr::Cast { data_type, .. } = expr {
+                match data_type {
+                    SqlType::Regclass => *data_type = SqlType::Text,
+                    SqlType::Custom(name, _) => match name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()).as_deref() {
+                        Some("oid" | "xid") => *data_type = SqlType::BigInt(None),
+                        Some("regtype" | "regnamespace" | "regproc" | "regprocedure" | "name" | "bpchar") => *data_type = SqlType::Text,
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            let Expr::Subquery(query) = expr else { return ControlFlow::Continue(()) };
+            if always_empty(query) {
+                *expr = Expr::value(Value::Null);
+                return ControlFlow::Continue(());
+            }
+            if let SetExpr::Select(select) = query.body.as_mut()
+                && select.group_by == datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(Vec::new(), Vec::new())
+                && let [item] = select.projection.as_mut_slice()
+                && let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
+                && !matches!(e, Expr::Function(f) if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())))
+            {
+                let inner = std::mem::replace(e, Expr::value(Value::Null));
+                *e = Expr::Function(Function {
+                    name: ObjectName::from(vec![Ident::new("max")]),
+                    uses_odbc_syntax: false,
+                    parameters: FunctionArguments::None,
+                    args: FunctionArguments::List(FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
+                        clauses: Vec::new(),
+                    }),
+                    filter: None,
+                    null_treatment: None,
+                    over: None,
+                    within_group: Vec::new(),
+                });
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    if let DfStatement::Statement(s) = statement {
+        let _ = s.visit(&mut Forms);
+    }
+}
+
 /// PostgreSQL-specific syntax rewritten so that DataFusion's PostgreSQL dialect can plan it:
 /// `pg_catalog.` qualifiers dropped, `OPERATOR(pg_catalog.~)` → `~`, `COLLATE x` dropped, casts to
 /// `oid`/`regclass`/`regtype`/`regnamespace`/`regproc` → `BIGINT`/`TEXT`, `name` and `"char"` → `TEXT`.
@@ -1266,6 +1383,7 @@ pub const FUNCTION_NAMES: &[&str] = &[
     "pg_function_is_visible",
     "pg_get_function_result",
     "pg_get_function_arguments",
+    "to_regtype",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1286,6 +1404,7 @@ enum FnKind {
     ObjDescription,
     Encoding,
     ArrayToString,
+    ToRegtype,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -1329,6 +1448,7 @@ fn functions() -> Vec<ScalarUDF> {
         ("pg_get_function_arguments", Null),
         ("pg_encoding_to_char", Encoding),
         ("array_to_string", ArrayToString),
+        ("to_regtype", ToRegtype),
     ];
     list.iter()
         .map(|&(name, kind)| {
@@ -1360,6 +1480,7 @@ impl ScalarUDFImpl for CatalogFunction {
     fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
         Ok(match self.kind {
             FnKind::BackendPid => DataType::Int32,
+            FnKind::ToRegtype => DataType::Int64,
             FnKind::True | FnKind::False => DataType::Boolean,
             FnKind::Schemas => DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
             _ => DataType::Utf8,
@@ -1392,6 +1513,19 @@ impl ScalarUDFImpl for CatalogFunction {
                 let offsets = arrow::buffer::OffsetBuffer::from_lengths([values.len()]);
                 let list = ListArray::try_new(Arc::new(Field::new_list_field(DataType::Utf8, true)), offsets, Arc::new(values), None)?;
                 Ok(ColumnarValue::Scalar(ScalarValue::List(Arc::new(list))))
+            }
+            ToRegtype => {
+                let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+                let Some(names) = arrays.first() else {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::Int64(None)));
+                };
+                let names = arrow::compute::cast(names, &DataType::Utf8)?;
+                let oids: arrow::array::Int64Array = names.as_string::<i32>().iter().map(|n| n.and_then(type_oid)).collect();
+                if args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+                    Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&oids, 0)?))
+                } else {
+                    Ok(ColumnarValue::Array(Arc::new(oids)))
+                }
             }
             ArrayToString => {
                 let arrays = ColumnarValue::values_to_arrays(&args.args)?;
@@ -1564,6 +1698,37 @@ mod tests {
         assert_eq!(cells(&r), vec![vec!["asn_1m"]]);
         let err = c.query("SELECT * FROM pg_catalog.pg_stat_activity").await.unwrap_err();
         assert!(err.is_user_error() && err.to_string().contains("part of the PostgreSQL catalog"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn driver_statements_with_arrays_and_type_lookups() {
+        let c = lake_catalog();
+        // psycopg 3's TypeInfo.fetch (the SQLAlchemy psycopg dialect asks for hstore on connect).
+        let info = "SELECT\n    typname AS name, oid, typarray AS array_oid,\n    oid::regtype::text AS regtype, typdelim AS delimiter\nFROM pg_type t\nWHERE t.oid = to_regtype('hstore')\nORDER BY t.oid";
+        assert_eq!(c.query(info).await.unwrap().num_rows(), 0);
+        let r = c.query(&info.replace("'hstore'", "'bigint'")).await.unwrap();
+        assert_eq!(cells(&r)[0][..2], ["int8", "20"]);
+        let r = c.query("SELECT to_regtype('pg_catalog.TEXT') AS a, to_regtype('nope') AS b").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["25", "NULL"]]);
+        // SQLAlchemy's has_table (psycopg2 interpolates the list parameter as ARRAY[...]).
+        let has_table = "SELECT pg_catalog.pg_class.relname \nFROM pg_catalog.pg_class JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace \nWHERE pg_catalog.pg_class.relname = 'traffic_1m' AND pg_catalog.pg_class.relkind = ANY (ARRAY['r', 'p', 'f', 'v', 'm']) AND pg_catalog.pg_table_is_visible(pg_catalog.pg_class.oid) AND pg_catalog.pg_namespace.nspname != 'pg_catalog'";
+        assert_eq!(cells(&c.query(has_table).await.unwrap()), vec![vec!["traffic_1m"]]);
+        assert_eq!(c.query(&has_table.replace("'traffic_1m'", "'nope'")).await.unwrap().num_rows(), 0);
+        let like = "SELECT relname FROM pg_class WHERE relname LIKE 'traffic/_1%' ESCAPE '/' AND relname NOT LIKE 'trafficX1m'";
+        assert_eq!(cells(&c.query(like).await.unwrap()), vec![vec!["traffic_1m"]]);
+        // SQLAlchemy 2's column reflection: scalar subqueries over always-empty catalogs (defaults,
+        // sequences, collations) and one not aggregated, json_build_object, CAST(… AS REGCLASS).
+        let columns = include_str!("../../tests/clients/sqlalchemy_columns.sql");
+        let r = c.query(columns).await.unwrap();
+        let rows = cells(&r);
+        let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(names, ["ts", "site", "country", "colo", "status_class", "cache_status", "requests", "bytes", "date"]);
+        assert_eq!(rows[0][1], "timestamp with time zone");
+        assert_eq!(rows[6][1], "bigint");
+        assert!(rows.iter().all(|r| r[2] == "NULL" && r[4] == "traffic_1m"), "{rows:?}");
+        let r = c.query("SELECT CAST('pg_catalog.pg_class' AS REGCLASS) AS a, CAST('public.traffic_1m' AS REGCLASS) AS b, CAST('nope' AS REGCLASS) AS c").await.unwrap();
+        let oid = catalog_tables(crate::lake::lake_schema).iter().find(|t| t.name == "traffic_1m").unwrap().oid;
+        assert_eq!(cells(&r), vec![vec!["1259".to_owned(), oid.to_string(), "NULL".to_owned()]]);
     }
 
     #[tokio::test]
