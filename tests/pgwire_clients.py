@@ -7,7 +7,6 @@ any failed check raises (non-zero exit).
 import datetime
 import json
 import sys
-import urllib.request
 
 try:
     import psycopg
@@ -15,17 +14,7 @@ try:
 except ImportError:
     sys.exit("python package psycopg is missing: run `bash deploy/dev/install.sh` (installs psycopg[binary])")
 
-pg_port, http_port = int(sys.argv[1]), int(sys.argv[2])
-
-
-def http_sql(sql):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{http_port}/v1/sql",
-        data=sql.encode(),
-        headers={"Content-Type": "text/plain", "Accept": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return json.load(resp)
+from pgwire_common import http_sql, pg_port  # noqa: E402 (after the import check)
 
 
 def connect(**kw):

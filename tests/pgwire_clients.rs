@@ -150,27 +150,21 @@ fn psql_and_psycopg_read_the_lake() {
     assert!(v.contains("psql-test") && v.contains("PostgreSQL 15.0 (edgelens"), "{v}");
 
     // psycopg 3: server-side parameters, binary results, refusals, catalog.
-    let out = Command::new("python3")
-        .arg(repo_root().join("tests/pgwire_clients.py"))
-        .args([pg_port.to_string(), http_port.to_string()])
-        .env("PGSSLMODE", "prefer")
-        .env_remove("PGOPTIONS")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tests/pgwire_clients.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = python_client("tests/pgwire_clients.py", pg_port, http_port);
     assert_eq!(summary["tables"], ALL_TABLES.len(), "{summary}");
     assert!(summary["sites"].as_u64().unwrap() >= 3, "{summary}");
 
     // SQLAlchemy (psycopg2 and psycopg 3 dialects) and pandas: reflection, read_sql with list
     // parameters and in chunks, read_sql_table.
+    let summary = python_client("tests/pgwire_sqlalchemy.py", pg_port, http_port);
+    assert_eq!(summary["psycopg2"], summary["psycopg"], "{summary}");
+    assert!(summary["psycopg2"].as_u64().unwrap() >= 3, "{summary}");
+}
+
+/// Run a Python client script against the service; its JSON summary line.
+fn python_client(script: &str, pg_port: u16, http_port: u16) -> serde_json::Value {
     let out = Command::new("python3")
-        .arg(repo_root().join("tests/pgwire_sqlalchemy.py"))
+        .arg(repo_root().join(script))
         .args([pg_port.to_string(), http_port.to_string()])
         .env("PGSSLMODE", "prefer")
         .env_remove("PGOPTIONS")
@@ -178,13 +172,11 @@ fn psql_and_psycopg_read_the_lake() {
         .unwrap();
     assert!(
         out.status.success(),
-        "tests/pgwire_sqlalchemy.py failed:\n{}\n{}",
+        "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["psycopg2"], summary["psycopg"], "{summary}");
-    assert!(summary["psycopg2"].as_u64().unwrap() >= 3, "{summary}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

@@ -7,7 +7,6 @@ any failed check raises (non-zero exit).
 """
 import json
 import sys
-import urllib.request
 
 try:
     import pandas as pd
@@ -17,17 +16,7 @@ try:
 except ImportError as e:
     sys.exit(f"{e.name} is missing: run `bash deploy/dev/install.sh` (installs sqlalchemy, psycopg2-binary, pandas)")
 
-pg_port, http_port = int(sys.argv[1]), int(sys.argv[2])
-
-
-def http_sql(sql):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{http_port}/v1/sql",
-        data=sql.encode(),
-        headers={"Content-Type": "text/plain", "Accept": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return json.load(resp)
+from pgwire_common import http_sql, pg_port  # noqa: E402 (after the import check)
 
 
 per_site = "SELECT site, SUM(requests) AS requests FROM traffic_1m GROUP BY site ORDER BY requests DESC, site"
