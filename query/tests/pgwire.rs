@@ -404,6 +404,22 @@ async fn list_parameters_and_any_arrays() {
 }
 
 #[tokio::test]
+async fn at_time_zone_gives_the_wall_clock_time_there() {
+    let svc = Service::start(PgLimits::default()).await;
+    let client = svc.connect().await;
+    // The first row is 2026-11-01 23:58 UTC: 00:58 the next day in Berlin, 18:58 in New York.
+    let sql = "SELECT ts, ts AT TIME ZONE 'Europe/Berlin' AS berlin, date_trunc('day', ts AT TIME ZONE 'America/New_York') AS ny_day \
+               FROM traffic_1m ORDER BY ts LIMIT 1";
+    let rows = simple_rows(&client.simple_query(sql).await.unwrap());
+    assert_eq!(rows, vec![vec![Some("2026-11-01 23:58:00+00".to_owned()), Some("2026-11-02 00:58:00".into()), Some("2026-11-01 00:00:00".into())]]);
+    let row = client.query_one(sql, &[]).await.unwrap();
+    assert_eq!(row.columns()[1].type_(), &tokio_postgres::types::Type::TIMESTAMP);
+    assert_eq!(row.get::<_, SystemTime>(1), UNIX_EPOCH + Duration::from_secs((at(23, 58) + 3600) as u64));
+    drop(client);
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn limits_protect_the_listener() {
     let limits = PgLimits {
         max_connections: 2,

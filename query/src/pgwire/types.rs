@@ -5,8 +5,9 @@
 //! Type mapping (Arrow → PostgreSQL): `Int8`/`Int16`/`UInt8` → `int2`; `Int32`/`UInt16` → `int4`;
 //! `Int64`/`UInt32`/`UInt64` → `int8` (a `UInt64` above `i64::MAX` is an error, never a wrapped
 //! value); `Float16`/`Float32` → `float4`; `Float64` → `float8`; `Decimal*` → `numeric`; `Boolean` →
-//! `bool`; `Utf8*` → `text`; `Binary*` → `bytea`; `Date32`/`Date64` → `date`; `Timestamp(_, Some(tz))`
-//! → `timestamptz` and `Timestamp(_, None)` → `timestamp` (microseconds, as PostgreSQL); dictionary
+//! `bool`; `Utf8*` → `text`; `Binary*` → `bytea`; `Date32`/`Date64` → `date`; `Timestamp(_, Some(UTC))`
+//! → `timestamptz`, `Timestamp(_, None)` → `timestamp` (microseconds, as PostgreSQL) and a timestamp
+//! of another zone (`ts AT TIME ZONE 'Europe/Berlin'`) → `timestamp`, the wall-clock time there; dictionary
 //! columns as their values; everything else as `text` in Arrow's display form.
 //!
 //! Text output follows PostgreSQL's (`DateStyle = ISO`, `TimeZone = UTC`): `t`/`f`, timestamps
@@ -47,11 +48,51 @@ pub fn pg_type(dt: &DataType) -> Type {
         }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Timestamp(_, Some(zone)) if is_utc(zone) => Type::TIMESTAMPTZ,
+        // `ts AT TIME ZONE 'Europe/Berlin'`: as in PostgreSQL, the wall-clock time there.
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMP,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Dictionary(_, value) => pg_type(value),
         _ => Type::TEXT,
     }
+}
+
+/// Whether a timestamp's zone is UTC (the lake's zone, and `now()`'s).
+fn is_utc(zone: &str) -> bool {
+    ["utc", "etc/utc", "z", "+00:00", "+00", "+0000", "-00:00", "gmt", "etc/gmt"].contains(&zone.trim().to_ascii_lowercase().as_str())
+}
+
+/// Timestamps of a zone other than UTC as the naive wall-clock time of that zone, same unit.
+fn wall_clock(array: &ArrayRef) -> Result<Option<ArrayRef>> {
+    use arrow::array::timezone::Tz;
+    use arrow::datatypes::{TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
+    use chrono::{Offset, TimeZone};
+    let DataType::Timestamp(unit, Some(zone)) = array.data_type() else { return Ok(None) };
+    if is_utc(zone) {
+        return Ok(None);
+    }
+    let tz: Tz = zone.parse().map_err(|e| QueryError::InvalidParameter(format!("time zone {zone:?}: {e}")))?;
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let local = |v: i64| -> i64 {
+        let utc = DateTime::from_timestamp(v.div_euclid(per_second), 0).unwrap_or_default().naive_utc();
+        let offset = i64::from(tz.offset_from_utc_datetime(&utc).fix().local_minus_utc());
+        v.saturating_add(offset.saturating_mul(per_second))
+    };
+    fn naive<T: arrow::datatypes::ArrowTimestampType>(a: &ArrayRef, f: impl Fn(i64) -> i64) -> ArrayRef {
+        // `unary` gives the naive type of the unit.
+        Arc::new(a.as_primitive::<T>().unary::<_, T>(f))
+    }
+    Ok(Some(match unit {
+        TimeUnit::Second => naive::<TimestampSecondType>(array, local),
+        TimeUnit::Millisecond => naive::<TimestampMillisecondType>(array, local),
+        TimeUnit::Microsecond => naive::<TimestampMicrosecondType>(array, local),
+        TimeUnit::Nanosecond => naive::<TimestampNanosecondType>(array, local),
+    }))
 }
 
 /// The Arrow type a column is converted to before its cells are written as `ty`; `None` for
@@ -89,6 +130,14 @@ impl PgColumn {
     /// loses a value (a `UInt64` above `i64::MAX` as `int8`) is an error.
     pub fn new(array: &ArrayRef, ty: Type) -> Result<PgColumn> {
         let strict = CastOptions { safe: false, ..Default::default() };
+        let local;
+        let array = match (&ty, wall_clock(array)?) {
+            (&Type::TIMESTAMP, Some(wall)) => {
+                local = wall;
+                &local
+            }
+            _ => array,
+        };
         match canonical_arrow(&ty, array.data_type()) {
             Some(target) if &target == array.data_type() => Ok(PgColumn { ty, array: Arc::clone(array), display: false }),
             Some(target) => {
@@ -756,6 +805,24 @@ mod tests {
         assert_eq!(float_text(1e20), "1e+20");
         assert_eq!(float_text(1.5e-7), "1.5e-07");
         assert_eq!(float_text(-3.0), "-3");
+    }
+
+    #[test]
+    fn timestamps_of_another_zone_are_its_wall_clock_time() {
+        // 2026-11-01 23:58:00 UTC is 2026-11-02 00:58 in Berlin (CET) and 18:58 in New York (EST).
+        let instant = 1_793_577_480_000_000;
+        let berlin: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![instant]).with_timezone("Europe/Berlin"));
+        assert_eq!(pg_type(berlin.data_type()), Type::TIMESTAMP);
+        assert_eq!(text(berlin), "2026-11-02 00:58:00");
+        let ny: ArrayRef = Arc::new(arrow::array::TimestampNanosecondArray::from(vec![instant * 1000]).with_timezone("America/New_York"));
+        assert_eq!(text(ny), "2026-11-01 18:58:00");
+        let fixed: ArrayRef = Arc::new(arrow::array::TimestampSecondArray::from(vec![instant / 1_000_000]).with_timezone("+05:30"));
+        assert_eq!(text(fixed), "2026-11-02 05:28:00");
+        for utc in ["UTC", "+00:00"] {
+            let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![instant]).with_timezone(utc));
+            assert_eq!(pg_type(a.data_type()), Type::TIMESTAMPTZ);
+            assert_eq!(text(a), "2026-11-01 23:58:00+00");
+        }
     }
 
     #[test]
