@@ -45,6 +45,14 @@ impl Backend {
         }
     }
 
+    /// The limits on user SQL.
+    pub fn sql_limits(&self) -> crate::SqlLimits {
+        match self {
+            Backend::Lake(l) => l.sql_limits(),
+            Backend::ClickHouse(c) => c.sql_limits(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Lake(_) => "lake",

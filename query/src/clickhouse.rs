@@ -58,6 +58,11 @@ impl ClickHouseBackend {
         ClickHouseBackend { client, url, database: cfg.database.clone(), limits: SqlLimits::default(), utc: Arc::default() }
     }
 
+    /// The limits on user SQL.
+    pub fn sql_limits(&self) -> SqlLimits {
+        self.limits
+    }
+
     /// The same backend with `limits` on user SQL.
     pub fn with_limits(mut self, limits: SqlLimits) -> Self {
         self.limits = limits;

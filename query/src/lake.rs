@@ -81,6 +81,11 @@ impl Lake {
     /// `limits.memory_bytes` (a statement needing more fails, nothing spills to disk) and are
     /// bounded in time and rows. The service's own queries (the API's) run in a session of their
     /// own, without that pool, so no user statement can make them fail.
+    /// The limits on user SQL.
+    pub fn sql_limits(&self) -> SqlLimits {
+        self.limits
+    }
+
     pub fn open_with(dir: impl AsRef<Path>, limits: SqlLimits) -> Result<Lake> {
         let dir = dir.as_ref();
         let lake_err = |source| QueryError::Lake { path: dir.display().to_string(), source };

@@ -38,7 +38,41 @@ pub fn rewrite(statement: &mut DfStatement) -> Result<()> {
 fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
     let mut rewriter = Rewriter { error: None };
     let _ = statement.visit(&mut rewriter);
-    rewriter.error.map_or(Ok(()), Err)
+    if let Some(e) = rewriter.error {
+        return Err(e);
+    }
+    check_depth(statement)
+}
+
+/// Deepest nesting of expressions a statement may have: the planner recurses once per level, and
+/// a few hundred levels (`a + b + c …`) exhaust a thread's stack. Chains of `AND`/`OR` are
+/// rebalanced first, so only other operators count against it.
+pub const MAX_EXPRESSION_DEPTH: usize = 200;
+
+fn check_depth(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
+    struct Depth {
+        now: usize,
+        deepest: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now += 1;
+            self.deepest = self.deepest.max(self.now);
+            if self.now > MAX_EXPRESSION_DEPTH { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut depth = Depth { now: 0, deepest: 0 };
+    if statement.visit(&mut depth).is_break() {
+        return Err(QueryError::LimitExceeded(format!(
+            "an expression nested more than {MAX_EXPRESSION_DEPTH} deep (a long chain of operators); split it, or use IN (...) for a list of values"
+        )));
+    }
+    Ok(())
 }
 
 struct Rewriter {
@@ -47,6 +81,17 @@ struct Rewriter {
 
 impl VisitorMut for Rewriter {
     type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // A long chain of ANDs or ORs, as written, is as deep as it is long: rebalanced.
+        if let Expr::BinaryOp { op: op @ (BinaryOperator::And | BinaryOperator::Or), .. } = expr {
+            let op = op.clone();
+            let mut terms = Vec::new();
+            flatten(std::mem::replace(expr, Expr::value(Value::Null)), &op, &mut terms);
+            *expr = balanced(terms, &op);
+        }
+        ControlFlow::Continue(())
+    }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match rewrite_expr(expr) {
@@ -131,10 +176,22 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
 /// text form (`'{a,"b c",NULL}'`), either possibly parenthesised or cast (`'{1,2}'::int[]`).
 /// `None` for anything else (a subquery, a column).
 fn array_elements(operand: &Expr) -> Result<Option<Vec<Expr>>> {
+    use datafusion::sql::sqlparser::ast::{ArrayElemTypeDef, CastKind, DataType};
     let elements = match operand {
         Expr::Nested(inner) => return array_elements(inner),
-        Expr::Cast { expr, data_type, .. } if matches!(data_type, datafusion::sql::sqlparser::ast::DataType::Array(_)) => {
-            return array_elements(expr);
+        // `ARRAY[10]::text[]`: each element cast to the element type.
+        Expr::Cast { expr, data_type: DataType::Array(elem), .. } => {
+            let elem = match elem {
+                ArrayElemTypeDef::SquareBracket(t, _) | ArrayElemTypeDef::AngleBracket(t) | ArrayElemTypeDef::Parenthesis(t) => Some(t.as_ref().clone()),
+                ArrayElemTypeDef::None => None,
+            };
+            return Ok(array_elements(expr)?.map(|items| match elem {
+                Some(ty) => items
+                    .into_iter()
+                    .map(|item| Expr::Cast { kind: CastKind::Cast, expr: Box::new(item), data_type: ty.clone(), array: false, format: None })
+                    .collect(),
+                None => items,
+            }));
         }
         Expr::Array(array) => array.elem.clone(),
         Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => {
@@ -151,7 +208,7 @@ fn array_elements(operand: &Expr) -> Result<Option<Vec<Expr>>> {
         _ => return Ok(None),
     };
     if elements.len() > MAX_ARRAY_ELEMENTS {
-        return Err(QueryError::SqlRefused(format!(
+        return Err(QueryError::LimitExceeded(format!(
             "an ANY/ALL array of {} elements; at most {MAX_ARRAY_ELEMENTS} are accepted",
             elements.len()
         )));
@@ -170,13 +227,39 @@ fn quantified(left: &Expr, op: &BinaryOperator, list: Vec<Expr>, any: bool) -> E
         _ => {}
     }
     let join = if any { BinaryOperator::Or } else { BinaryOperator::And };
-    let terms = list.into_iter().map(|item| Expr::BinaryOp {
-        left: Box::new(Expr::Nested(Box::new(left.clone()))),
-        op: op.clone(),
-        right: Box::new(Expr::Nested(Box::new(item))),
-    });
-    let chain = terms.reduce(|acc, term| Expr::BinaryOp { left: Box::new(acc), op: join.clone(), right: Box::new(term) });
-    Expr::Nested(Box::new(chain.expect("a non-empty list")))
+    let terms: Vec<Expr> = list
+        .into_iter()
+        .map(|item| Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(left.clone()))),
+            op: op.clone(),
+            right: Box::new(Expr::Nested(Box::new(item))),
+        })
+        .collect();
+    Expr::Nested(Box::new(balanced(terms, &join)))
+}
+
+/// The operands of a chain of `op` (`a OR b OR c` → a, b, c), in order.
+fn flatten(expr: Expr, op: &BinaryOperator, out: &mut Vec<Expr>) {
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::BinaryOp { left, op: o, right } if &o == op => {
+                stack.push(*right);
+                stack.push(*left);
+            }
+            other => out.push(other),
+        }
+    }
+}
+
+/// `terms` joined with `op` as a balanced tree: its depth grows with the logarithm of their number,
+/// where a chain's would grow with the number itself (and the planner recurses that deep).
+fn balanced(mut terms: Vec<Expr>, op: &BinaryOperator) -> Expr {
+    if terms.len() == 1 {
+        return terms.pop().expect("one term");
+    }
+    let right = terms.split_off(terms.len() / 2);
+    Expr::BinaryOp { left: Box::new(balanced(terms, op)), op: op.clone(), right: Box::new(balanced(right, op)) }
 }
 
 /// A literal `LIKE` pattern escaped with `escape` (one character, or none when empty) rewritten to
@@ -195,7 +278,10 @@ fn backslash_pattern(pattern: &Expr, escape: &ValueWithSpan) -> Result<Option<Ex
         _ => return Err(QueryError::InvalidSql(format!("invalid escape string {escape:?}: it must be empty or one character"))),
     };
     let Some(text) = literal_text(pattern) else {
-        return Ok(None);
+        return Err(QueryError::InvalidSql(format!(
+            "LIKE ... ESCAPE {:?} needs a literal pattern (or literals joined with ||); write the pattern with \\ as its escape character instead",
+            escape.map(String::from).unwrap_or_default()
+        )));
     };
     let mut out = String::with_capacity(text.len() + 4);
     let mut chars = text.chars();
@@ -253,7 +339,7 @@ mod tests {
         assert_eq!(rewritten("SELECT 1 WHERE x = ANY (ARRAY['r', 'v'])"), "SELECT 1 WHERE x IN ('r', 'v')");
         assert_eq!(rewritten("SELECT 1 WHERE x = ANY(ARRAY[1,2])"), "SELECT 1 WHERE x IN (1, 2)");
         assert_eq!(rewritten("SELECT 1 WHERE x = SOME ('{a,\"b c\",NULL}')"), "SELECT 1 WHERE x IN ('a', 'b c', NULL)");
-        assert_eq!(rewritten("SELECT 1 WHERE x = ANY ('{1,2}'::int[])"), "SELECT 1 WHERE x IN ('1', '2')");
+        assert_eq!(rewritten("SELECT 1 WHERE x = ANY ('{1,2}'::int[])"), "SELECT 1 WHERE x IN (CAST('1' AS INT), CAST('2' AS INT))");
         assert_eq!(rewritten("SELECT 1 WHERE x <> ALL (ARRAY['a'])"), "SELECT 1 WHERE x NOT IN ('a')");
         assert_eq!(rewritten("SELECT 1 WHERE x > ANY (ARRAY[1, 5])"), "SELECT 1 WHERE ((x) > (1) OR (x) > (5))");
         assert_eq!(rewritten("SELECT 1 WHERE x < ALL (ARRAY[1, 5])"), "SELECT 1 WHERE ((x) < (1) AND (x) < (5))");
@@ -277,6 +363,34 @@ mod tests {
     }
 
     #[test]
+    fn long_chains_are_planned_as_balanced_trees() {
+        // A thousand terms as ANY and as written: planned without exhausting the stack.
+        let many = (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let ors = (0..1000).map(|i| format!("x = {i}")).collect::<Vec<_>>().join(" OR ");
+        for sql in [format!("SELECT 1 FROM t WHERE x > ANY ('{{{many}}}')"), format!("SELECT 1 FROM t WHERE {ors}")] {
+            let mut statement = crate::sql_parse::datafusion_statements(&sql).unwrap().pop_front().unwrap();
+            rewrite(&mut statement).unwrap();
+            let DfStatement::Statement(s) = &statement else { panic!() };
+            struct Depth(usize, usize);
+            impl Visitor for Depth {
+                type Break = ();
+                fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+                    self.0 += 1;
+                    self.1 = self.1.max(self.0);
+                    ControlFlow::Continue(())
+                }
+                fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+                    self.0 -= 1;
+                    ControlFlow::Continue(())
+                }
+            }
+            let mut depth = Depth(0, 0);
+            let _ = s.visit(&mut depth);
+            assert!(depth.1 < 30, "{} deep", depth.1);
+        }
+    }
+
+    #[test]
     fn a_bad_array_literal_or_a_huge_array_is_an_error() {
         assert!(refused("SELECT 1 WHERE x = ANY ('a,b')").contains("array literal"));
         assert!(refused("SELECT 1 WHERE x = ANY ('{{1},{2}}')").contains("one-dimensional"));
@@ -292,7 +406,8 @@ mod tests {
         assert_eq!(rewritten("SELECT 1 WHERE n LIKE 'a\\b' ESCAPE ''"), "SELECT 1 WHERE n LIKE 'a\\\\b'");
         assert_eq!(rewritten("SELECT 1 WHERE n LIKE ('s/_/%' || '%') ESCAPE '/'"), "SELECT 1 WHERE n LIKE 's\\_\\%%'");
         assert_eq!(rewritten("SELECT 1 WHERE n LIKE 's/_'::VARCHAR || '%' ESCAPE '/'"), "SELECT 1 WHERE n LIKE 's\\_%'");
-        assert_eq!(rewritten("SELECT 1 WHERE n LIKE 's/_'::INT || '%' ESCAPE '/'"), "SELECT 1 WHERE n LIKE 's/_'::INT || '%' ESCAPE '/'");
+        assert!(refused("SELECT 1 WHERE n LIKE 's/_'::INT || '%' ESCAPE '/'").contains("literal pattern"));
+        assert!(refused("SELECT 1 WHERE n LIKE p ESCAPE '/'").contains("literal pattern"));
         assert_eq!(rewritten("SELECT 1 WHERE n LIKE 'a\\%' ESCAPE '\\'"), "SELECT 1 WHERE n LIKE 'a\\%' ESCAPE '\\'");
         assert!(refused("SELECT 1 WHERE n LIKE 'a/' ESCAPE '/'").contains("escape character"));
         assert!(refused("SELECT 1 WHERE n LIKE 'a' ESCAPE 'xy'").contains("one character"));

@@ -78,8 +78,68 @@ pub fn tokenize(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Token>> {
     Tokenizer::new(dialect, sql).tokenize().map_err(|e| QueryError::InvalidSql(e.to_string()))
 }
 
+/// Most binary operators other than `AND`/`OR` in a row (`a + b + c …` at one bracket level,
+/// between commas and clauses): the expression is as deep as the row is long, and planning
+/// recurses once per level (a few hundred exhaust a thread's stack).
+pub const MAX_OPERATOR_CHAIN: usize = 150;
+/// Most `AND`/`OR` in a row: [`crate::sql_compat`] rebalances such chains before planning, but the
+/// steps before it (the tenant rewrite) walk them as written.
+pub const MAX_LOGIC_CHAIN: usize = 1_000;
+
+/// The longest rows of binary operators (other than `AND`/`OR`, and of `AND`/`OR`) at one bracket
+/// level of `tokens`.
+fn operator_chains(tokens: &[Token]) -> (usize, usize) {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    // (operators, logic) in a row at each open bracket level, innermost last.
+    let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    let (mut operators, mut logic) = (0usize, 0usize);
+    for t in tokens {
+        let Some(level) = levels.last_mut() else { break };
+        match t {
+            Token::LParen | Token::LBracket | Token::LBrace => levels.push((0, 0)),
+            Token::RParen | Token::RBracket | Token::RBrace => {
+                levels.pop();
+                if levels.is_empty() {
+                    levels.push((0, 0));
+                }
+            }
+            Token::Comma | Token::SemiColon => *level = (0, 0),
+            Token::Plus | Token::Minus | Token::Mul | Token::Div | Token::Mod | Token::StringConcat | Token::Eq | Token::DoubleEq
+            | Token::Neq | Token::Lt | Token::Gt | Token::LtEq | Token::GtEq | Token::Caret | Token::Ampersand | Token::Pipe
+            | Token::ShiftLeft | Token::ShiftRight | Token::Tilde | Token::DuckIntDiv => {
+                level.0 += 1;
+                operators = operators.max(level.0);
+            }
+            Token::Word(w) => match w.keyword {
+                Keyword::AND | Keyword::OR => {
+                    level.0 = 0;
+                    level.1 += 1;
+                    logic = logic.max(level.1);
+                }
+                Keyword::SELECT | Keyword::FROM | Keyword::WHERE | Keyword::GROUP | Keyword::HAVING | Keyword::ORDER | Keyword::LIMIT
+                | Keyword::OFFSET | Keyword::CASE | Keyword::WHEN | Keyword::THEN | Keyword::ELSE | Keyword::END | Keyword::ON
+                | Keyword::AS | Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT | Keyword::QUALIFY | Keyword::WINDOW => *level = (0, 0),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    (operators, logic)
+}
+
 /// [`check_nesting`] of a statement already tokenized.
 pub fn check_token_nesting(tokens: &[Token]) -> Result<()> {
+    let (operators, logic) = operator_chains(tokens);
+    if operators > MAX_OPERATOR_CHAIN {
+        return Err(QueryError::LimitExceeded(format!(
+            "{operators} operators in a row; at most {MAX_OPERATOR_CHAIN} are accepted (use IN (...) for a list of values, or split the expression)"
+        )));
+    }
+    if logic > MAX_LOGIC_CHAIN {
+        return Err(QueryError::LimitExceeded(format!(
+            "{logic} ANDs/ORs in a row; at most {MAX_LOGIC_CHAIN} are accepted (use IN (...) for a list of values)"
+        )));
+    }
     // Open brackets, innermost last; the depth of all of them and of the square/curly ones.
     let mut open: Vec<bool> = Vec::new();
     let (mut deepest, mut subscripts, mut deepest_subscripts) = (0usize, 0usize, 0usize);
@@ -267,6 +327,24 @@ mod tests {
         let quoted = format!("SELECT '{0}' AS \"{0}\" -- {0}\n", "(".repeat(40));
         check(&quoted).unwrap();
         assert!(crate::clickhouse::check_read_only(&quoted).is_ok());
+    }
+
+    #[test]
+    fn long_rows_of_operators_are_refused_before_parsing() {
+        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+        // `x > 1 + 1 …` with n operators in all.
+        let sum = |n: usize| format!("SELECT count(*) FROM t WHERE x > {}", vec!["1"; n].join(" + "));
+        assert!(check_nesting(&sum(MAX_OPERATOR_CHAIN), &dialect).is_ok());
+        let e = check_nesting(&sum(MAX_OPERATOR_CHAIN + 1), &dialect).unwrap_err();
+        assert!(matches!(e, QueryError::LimitExceeded(_)), "{e}");
+        let any = |n: usize| format!("SELECT 1 FROM t WHERE {}", (0..=n).map(|i| format!("x = {i} + 1")).collect::<Vec<_>>().join(" OR "));
+        assert!(check_nesting(&any(MAX_LOGIC_CHAIN), &dialect).is_ok());
+        assert!(matches!(check_nesting(&any(MAX_LOGIC_CHAIN + 1), &dialect), Err(QueryError::LimitExceeded(_))));
+        // Rows are counted at one bracket level, between commas and clauses.
+        let spread = format!("SELECT {} FROM t", (0..100).map(|_| "a + b + c").collect::<Vec<_>>().join(", "));
+        assert!(check_nesting(&spread, &dialect).is_ok());
+        let bracketed = format!("SELECT {} FROM t", (0..100).map(|_| "(a + b)").collect::<Vec<_>>().join(" * "));
+        assert!(check_nesting(&bracketed, &dialect).is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use edgelens_query::pgwire::{PgLimits, serve_pg_on};
-use edgelens_query::{AppState, Lake, serve_on};
+use edgelens_query::{AppState, Lake, SqlLimits, serve_on};
 use edgelens_schemas::tables::{ALL_TABLES, TRAFFIC_1M};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,9 +78,13 @@ struct Service {
 
 impl Service {
     async fn start(limits: PgLimits) -> Service {
+        Service::start_with(limits, SqlLimits::default()).await
+    }
+
+    async fn start_with(limits: PgLimits, sql: SqlLimits) -> Service {
         let dir = tempfile::tempdir().unwrap();
         write_fixture(dir.path());
-        let state = AppState::new(Lake::open(dir.path()).unwrap());
+        let state = AppState::new(Lake::open_with(dir.path(), sql).unwrap());
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pg = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (http_addr, pg_addr) = (http.local_addr().unwrap(), pg.local_addr().unwrap());
@@ -360,9 +364,53 @@ async fn cursors_hand_out_a_query_in_pieces() {
     assert_eq!(code(&client.simple_query("CLOSE held").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
     // What a cursor cannot do is an error, and what its query may not do is refused as without one.
     assert!(client.simple_query(&format!("DECLARE b BINARY CURSOR FOR {all}")).await.is_err());
-    assert!(client.simple_query("FETCH BACKWARD 1 FROM held").await.is_err());
-    let e = client.simple_query("DECLARE d CURSOR FOR DELETE FROM traffic_1m").await.unwrap_err();
+    client.batch_execute(&format!("DECLARE fw CURSOR WITH HOLD FOR {all}")).await.unwrap();
+    assert_eq!(code(&client.simple_query("FETCH BACKWARD 1 FROM fw").await.unwrap_err()), SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE);
+    // As in PostgreSQL: a cursor without WITH HOLD only in a transaction block; a WITH HOLD one
+    // does not outlive the ROLLBACK of its transaction; DISCARD ALL closes every cursor.
+    let e = client.simple_query(&format!("DECLARE outside CURSOR FOR {all}")).await.unwrap_err();
+    assert_eq!(code(&e), SqlState::NO_ACTIVE_SQL_TRANSACTION);
+    client.batch_execute(&format!("BEGIN; DECLARE rolled CURSOR WITH HOLD FOR {all}; ROLLBACK")).await.unwrap();
+    assert_eq!(code(&client.simple_query("FETCH 1 FROM rolled").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    assert_eq!(simple_rows(&client.simple_query("FETCH 1 FROM fw").await.unwrap()), want[..1]);
+    client.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!(code(&client.simple_query("FETCH 1 FROM fw").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    // Drivers ask pg_cursors whether a cursor they did not declare exists before closing it.
+    assert!(simple_rows(&client.simple_query("SELECT 1 FROM pg_catalog.pg_cursors WHERE name = 'x'").await.unwrap()).is_empty());
+    let e = client.simple_query("DECLARE d CURSOR WITH HOLD FOR DELETE FROM traffic_1m").await.unwrap_err();
     assert_eq!(code(&e), SqlState::INSUFFICIENT_PRIVILEGE);
+    // A cursor is declared for a query only, not for another cursor (nested, each level ran the one
+    // inside it, and a hundred exhausted the stack) or a setting.
+    let nested = format!("{}SELECT 1", "DECLARE d CURSOR WITH HOLD FOR ".repeat(100));
+    for sql in ["DECLARE d CURSOR WITH HOLD FOR DECLARE e CURSOR WITH HOLD FOR SELECT 1", nested.as_str(), "DECLARE d CURSOR WITH HOLD FOR SHOW ALL", "DECLARE d CURSOR WITH HOLD FOR SET application_name = 'x'"] {
+        assert_eq!(code(&client.simple_query(sql).await.unwrap_err()), SqlState::SYNTAX_ERROR, "{sql}");
+    }
+    assert_eq!(code(&client.simple_query("CLOSE e").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    assert_eq!(code(&client.simple_query("CLOSE d").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    assert_ne!(simple_rows(&client.simple_query("SHOW application_name").await.unwrap())[0][0].as_deref(), Some("x"));
+    drop(client);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn the_rows_a_session_keeps_in_cursors_are_bounded() {
+    // Each cursor holds five rows of about 12 KB.
+    let sql = SqlLimits { memory_bytes: 256 << 10, ..SqlLimits::default() };
+    let svc = Service::start_with(PgLimits::default(), sql).await;
+    let client = svc.connect().await;
+    let mut declared = 0;
+    let e = loop {
+        match client.simple_query(&format!("DECLARE c{declared} CURSOR WITH HOLD FOR SELECT repeat(site, 1000) AS s FROM traffic_1m")).await {
+            Ok(_) => declared += 1,
+            Err(e) => break e,
+        }
+        assert!(declared < 8, "eight cursors of the table fit in {} bytes", sql.memory_bytes);
+    };
+    assert!(declared >= 1, "{e:?}");
+    assert_eq!(code(&e), SqlState::PROGRAM_LIMIT_EXCEEDED, "{e:?}");
+    assert!(e.as_db_error().unwrap().message().contains("sql_memory_mb"), "{e:?}");
+    client.batch_execute("CLOSE ALL").await.unwrap();
+    client.batch_execute("DECLARE again CURSOR WITH HOLD FOR SELECT * FROM traffic_1m").await.unwrap();
     drop(client);
     svc.stop().await;
 }

@@ -242,7 +242,11 @@ const PG_TYPES: &[(u32, &str, &str, i16, &str)] = &[
 fn type_oid(name: &str) -> Option<i64> {
     let name = name.trim().to_ascii_lowercase();
     let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
-    PG_TYPES.iter().find(|t| t.1 == name || t.2 == name).map(|t| i64::from(t.0))
+    PG_TYPES
+        .iter()
+        .find(|t| t.1 == name || t.2 == name)
+        .map(|t| i64::from(t.0))
+        .or_else(|| super::types::type_by_name(name).map(|t| i64::from(t.oid())))
 }
 
 /// `pg_type.typlen` of type `oid` (-1: variable length).
@@ -362,11 +366,13 @@ const EMPTY_TABLES: &[(&str, &[&str])] = &[
     ("pg_enum", &["oid", "enumtypid", "enumsortorder", "enumlabel"]),
     ("pg_sequence", &["seqrelid", "seqtypid", "seqstart", "seqincrement"]),
     ("pg_opclass", &["oid", "opcname", "opcmethod", "opcdefault"]),
+    // Cursors are the session's; drivers ask here only whether one they did not declare exists.
+    ("pg_cursors", &["name", "statement", "is_holdable", "is_binary", "is_scrollable", "creation_time"]),
 ];
 
 /// Columns of [`EMPTY_TABLES`] that are `bool` (the others are text).
 const EMPTY_TABLE_BOOLEANS: &[&str] =
-    &["opcdefault", "indisunique", "indisprimary", "indisclustered", "indisvalid", "extrelocatable", "tgisinternal", "inhdetachpending"];
+    &["opcdefault", "is_holdable", "is_binary", "is_scrollable", "indisunique", "indisprimary", "indisclustered", "indisvalid", "extrelocatable", "tgisinternal", "inhdetachpending"];
 
 /// Catalogs whose rows, for edgelens tables, are always none: a psql footer query that reads one of
 /// them is answered with no rows.
@@ -773,9 +779,7 @@ impl Catalog {
             return Ok((Vec::new(), answer?.schema));
         }
         let planned = async {
-            let mut statement = sql_guard::check(&rewrite(sql))?;
-            catalog_forms(&mut statement);
-            let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
+            let plan = self.plan(&rewrite(sql)).await?;
             sql_guard::verify_plan(&plan)?;
             let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
             Ok((placeholder_types(&types), Arc::new(plan.schema().as_arrow().clone())))
@@ -786,10 +790,22 @@ impl Catalog {
         }
     }
 
+    /// The plan of a catalog statement; one DataFusion cannot plan as written is tried again in
+    /// the [`catalog_forms`] that give the same answer on the catalog's rows.
+    async fn plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let statement = sql_guard::check(sql)?;
+        match self.ctx.state().statement_to_plan(statement.clone()).await {
+            Ok(plan) => Ok(plan),
+            Err(first) => {
+                let mut statement = statement;
+                catalog_forms(&mut statement);
+                self.ctx.state().statement_to_plan(statement).await.map_err(|_| QueryError::from_user_sql(first))
+            }
+        }
+    }
+
     async fn run(&self, sql: &str) -> Result<QueryResult> {
-        let mut statement = sql_guard::check(sql)?;
-        catalog_forms(&mut statement);
-        let plan = self.ctx.state().statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
+        let plan = self.plan(sql).await?;
         sql_guard::verify_plan(&plan)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -1174,9 +1190,11 @@ fn relation_oid(name: &str) -> Option<i64> {
     Some(FIRST_TABLE_OID + i64::try_from(position).ok()?)
 }
 
-/// Catalog statements in forms DataFusion plans, with the same answer on the catalog's rows:
-/// `'name'::regclass` is the relation's oid ([`relation_oid`]), `CAST(x AS regclass)` and the
-/// other PostgreSQL-only types are cast as [`rewrite`] casts them with `::`;
+/// Catalog statements in forms DataFusion plans, with the same answer on the catalog's rows (tried
+/// only when the statement as written does not plan):
+/// `'name'::regclass` (or `CAST('name' AS regclass)`) is the relation's oid ([`relation_oid`]),
+/// another `regclass` cast is to text, and the other PostgreSQL-only types are cast as [`rewrite`]
+/// casts them with `::`;
 /// a scalar subquery that reads a table that is always empty here ([`EMPTY_TABLES`], joined
 /// without `OUTER`) is `NULL`; one that selects a single column without aggregating takes its
 /// `max` (DataFusion plans a correlated scalar subquery only when aggregated; a catalog lookup by
@@ -1209,7 +1227,11 @@ fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
     impl VisitorMut for Forms {
         type Break = ();
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            if let Expr::Cast { data_type: SqlType::Regclass, expr: inner, .. } = expr
+            let custom = |t: &SqlType, name: &str| {
+                matches!(t, SqlType::Custom(n, _) if n.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case(name)))
+            };
+            if let Expr::Cast { data_type, expr: inner, .. } = expr
+                && (*data_type == SqlType::Regclass || custom(data_type, "regclass"))
                 && let Expr::Value(v) = inner.as_ref()
                 && let Value::SingleQuotedString(name) = &v.value
             {
@@ -1221,22 +1243,32 @@ fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
                     SqlType::Regclass => *data_type = SqlType::Text,
                     SqlType::Custom(name, _) => match name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()).as_deref() {
                         Some("oid" | "xid") => *data_type = SqlType::BigInt(None),
-                        Some("regtype" | "regnamespace" | "regproc" | "regprocedure" | "name" | "bpchar") => *data_type = SqlType::Text,
+                        Some("regclass" | "regtype" | "regnamespace" | "regproc" | "regprocedure" | "name" | "bpchar") => *data_type = SqlType::Text,
                         _ => {}
                     },
                     _ => {}
                 }
             }
             let Expr::Subquery(query) = expr else { return ControlFlow::Continue(()) };
+            let SetExpr::Select(select) = query.body.as_ref() else { return ControlFlow::Continue(()) };
+            let aggregates = select.projection.iter().any(|item| {
+                let text = item.to_string().to_ascii_lowercase();
+                AGGREGATES.iter().any(|a| text.contains(&format!("{a}("))) || text.contains("_agg(")
+            });
+            if aggregates {
+                return ControlFlow::Continue(());
+            }
             if always_empty(query) {
                 *expr = Expr::value(Value::Null);
                 return ControlFlow::Continue(());
             }
-            if let SetExpr::Select(select) = query.body.as_mut()
+            let ordered = query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some();
+            if !ordered
+                && let SetExpr::Select(select) = query.body.as_mut()
+                && select.distinct.is_none()
                 && select.group_by == datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(Vec::new(), Vec::new())
                 && let [item] = select.projection.as_mut_slice()
                 && let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
-                && !matches!(e, Expr::Function(f) if f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| AGGREGATES.contains(&i.value.to_ascii_lowercase().as_str())))
             {
                 let inner = std::mem::replace(e, Expr::value(Value::Null));
                 *e = Expr::Function(Function {
@@ -1264,7 +1296,8 @@ fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
 
 /// PostgreSQL-specific syntax rewritten so that DataFusion's PostgreSQL dialect can plan it:
 /// `pg_catalog.` qualifiers dropped, `OPERATOR(pg_catalog.~)` → `~`, `COLLATE x` dropped, casts to
-/// `oid`/`regclass`/`regtype`/`regnamespace`/`regproc` → `BIGINT`/`TEXT`, `name` and `"char"` → `TEXT`.
+/// `oid`/`regtype`/`regnamespace`/`regproc` → `BIGINT`/`TEXT`, `name` and `"char"` → `TEXT`
+/// (`regclass` is [`catalog_forms`]'s).
 pub fn rewrite(sql: &str) -> String {
     let tokens = lex(sql, Escapes::Standard);
     let word = |i: usize| -> Option<String> {
@@ -1324,7 +1357,8 @@ pub fn rewrite(sql: &str) -> String {
                     at += 2;
                 }
                 let target = match word(at).as_deref() {
-                    Some("oid" | "regclass" | "regtype" | "regnamespace" | "regproc" | "regprocedure" | "xid") => {
+                    // `::regclass` is left to `catalog_forms` (a name's oid, or text).
+                    Some("oid" | "regtype" | "regnamespace" | "regproc" | "regprocedure" | "xid") => {
                         Some(if matches!(word(at).as_deref(), Some("oid" | "xid")) { "BIGINT" } else { "TEXT" })
                     }
                     Some("name" | "char" | "bpchar") => Some("TEXT"),
@@ -1659,7 +1693,7 @@ mod tests {
             rewrite("WHERE c.relname OPERATOR(pg_catalog.~) '^(x)$' COLLATE pg_catalog.default AND c.oid = 1"),
             "WHERE c.relname ~ '^(x)$'  AND c.oid = 1"
         );
-        assert_eq!(rewrite("SELECT c.oid::pg_catalog.regclass, 'pg_catalog.x'::name"), "SELECT c.oid::TEXT, 'pg_catalog.x'::TEXT");
+        assert_eq!(rewrite("SELECT c.oid::pg_catalog.regclass, 'pg_catalog.x'::name"), "SELECT c.oid::regclass, 'pg_catalog.x'::TEXT");
         assert_eq!(rewrite("SELECT 1::int"), "SELECT 1::int");
         assert_eq!(quote_ident("traffic_1m"), "traffic_1m");
         assert_eq!(quote_ident("Mixed\"Case"), "\"Mixed\"\"Case\"");
@@ -1729,6 +1763,16 @@ mod tests {
         let r = c.query("SELECT CAST('pg_catalog.pg_class' AS REGCLASS) AS a, CAST('public.traffic_1m' AS REGCLASS) AS b, CAST('nope' AS REGCLASS) AS c").await.unwrap();
         let oid = catalog_tables(crate::lake::lake_schema).iter().find(|t| t.name == "traffic_1m").unwrap().oid;
         assert_eq!(cells(&r), vec![vec!["1259".to_owned(), oid.to_string(), "NULL".to_owned()]]);
+        let r = c.query("SELECT relname FROM pg_class WHERE oid = 'traffic_1m'::regclass").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["traffic_1m"]]);
+        let r = c.query("SELECT to_regtype('int') AS a, to_regtype('text[]') AS b, to_regtype('double precision') AS c").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["23", "1009", "701"]]);
+        // The forms apply only to what does not plan as written: aggregates over empty catalogs
+        // keep their answer.
+        let r = c.query("SELECT (SELECT count(*) FROM pg_enum) AS n, (SELECT coalesce(max(enumlabel), 'none') FROM pg_enum) AS l").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["0", "none"]]);
+        let r = c.query("SELECT (SELECT nspname FROM pg_namespace ORDER BY nspname LIMIT 1) AS first").await.unwrap();
+        assert_eq!(cells(&r), vec![vec!["information_schema"]]);
     }
 
     #[tokio::test]

@@ -72,6 +72,8 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
         QueryError::InvalidParameter(m) if m.contains("cannot be changed") => "55P02",
         QueryError::InvalidParameter(_) => "22023",
         QueryError::NotReady => "57P03",
+        QueryError::LimitExceeded(m) if m.contains("ran longer than") => "57014",
+        QueryError::LimitExceeded(m) if m.contains("more memory") => "53200",
         QueryError::LimitExceeded(_) => "54000",
         _ => "XX000",
     };
@@ -87,7 +89,11 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
 pub fn sql_error_code(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     let missing = m.contains("not found") || m.contains("doesn't exist") || m.contains("does not exist") || m.contains("unknown");
-    if m.starts_with("cursor \"") && missing {
+    if m.contains("can only be used in transaction blocks") {
+        "25P01"
+    } else if m.contains("cursor can only scan forward") {
+        "55000"
+    } else if m.starts_with("cursor \"") && missing {
         "34000"
     } else if m.starts_with("cursor \"") && m.ends_with("already exists") {
         "42P03"
@@ -335,6 +341,7 @@ impl PgConnection {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        session.in_transaction = status != TransactionStatus::Idle;
         let answer = run_sql(session, sql).await.map_err(to_pg)?;
         Ok(match answer {
             Answer::Commit if status == TransactionStatus::Error => Answer::Rollback,

@@ -10,7 +10,10 @@
 //! Cursors (`DECLARE … CURSOR FOR query`, `FETCH`, `MOVE`, `CLOSE`), as psql sends them with
 //! `FETCH_COUNT` and drivers for server-side cursors: `DECLARE` runs the query through the same
 //! path, within the same limits, and keeps its rows; `FETCH` hands them out forward only. A cursor
-//! without `WITH HOLD` ends with its transaction; a session holds at most [`MAX_CURSORS`].
+//! without `WITH HOLD` may only be declared in a transaction block and ends with it (as in
+//! PostgreSQL, `25P01` outside one); one `WITH HOLD` outlives the `COMMIT` of its transaction, not
+//! its `ROLLBACK`. `DISCARD ALL` closes every cursor. A session holds at most [`MAX_CURSORS`],
+//! whose rows together take at most the backend's SQL memory limit (`sql_memory_mb`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -38,6 +41,8 @@ pub struct Session {
     pub settings: Settings,
     /// Open cursors by name.
     cursors: HashMap<String, Cursor>,
+    /// Whether the client is in a transaction block (set before each statement).
+    pub in_transaction: bool,
 }
 
 /// Most cursors a session may have open at once (each holds its query's rows).
@@ -49,6 +54,10 @@ struct Cursor {
     result: QueryResult,
     position: usize,
     hold: bool,
+    /// Declared in the transaction still open: a `ROLLBACK` closes it even `WITH HOLD`.
+    uncommitted: bool,
+    /// Memory its rows take.
+    bytes: usize,
 }
 
 impl Cursor {
@@ -81,9 +90,13 @@ impl Session {
         self.cursors.get(name).map(|c| Arc::clone(&c.result.schema)).ok_or_else(|| no_cursor(name))
     }
 
-    /// Close the cursors that end with a transaction (all but `WITH HOLD` ones).
-    fn end_transaction(&mut self) {
-        self.cursors.retain(|_, c| c.hold);
+    /// Close the cursors that end with a transaction: all but `WITH HOLD` ones, and on `ROLLBACK`
+    /// those declared in it too.
+    fn end_transaction(&mut self, committed: bool) {
+        self.cursors.retain(|_, c| c.hold && (committed || !c.uncommitted));
+        for c in self.cursors.values_mut() {
+            c.uncommitted = false;
+        }
     }
 
     /// How this session's SQL quotes string literals.
@@ -109,7 +122,7 @@ pub fn authenticate(state: &AppState, user: &str, password: &str) -> Result<Sess
         return Err(QueryError::InvalidParameter("no user name given".into()));
     }
     let principal = state.auth().from_password(user, password)?;
-    Ok(Session { state: state.clone(), principal, user: user.to_owned(), database: user.to_owned(), settings: Settings::default(), cursors: HashMap::new() })
+    Ok(Session { state: state.clone(), principal, user: user.to_owned(), database: user.to_owned(), settings: Settings::default(), cursors: HashMap::new(), in_transaction: false })
 }
 
 /// The rows `principal` may see: `None` for an admin, else its tenant's scope (from the registry,
@@ -158,24 +171,41 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
     Ok(match classify(sql, session.escapes()) {
         StatementKind::Begin => Answer::Begin,
         StatementKind::Commit => {
-            session.end_transaction();
+            session.end_transaction(true);
             Answer::Commit
         }
         StatementKind::Rollback => {
-            session.end_transaction();
+            session.end_transaction(false);
             Answer::Rollback
         }
         StatementKind::Declare { name, query, hold } => {
             if session.cursors.contains_key(&name) {
                 return Err(QueryError::InvalidSql(format!("cursor \"{name}\" already exists")));
             }
+            if !hold && !session.in_transaction {
+                return Err(QueryError::InvalidSql("DECLARE CURSOR can only be used in transaction blocks (BEGIN first, or DECLARE … WITH HOLD)".into()));
+            }
             if session.cursors.len() >= MAX_CURSORS {
                 return Err(QueryError::LimitExceeded(format!("at most {MAX_CURSORS} cursors may be open in a session; CLOSE one first")));
             }
+            if classify(&query, session.escapes()) != StatementKind::Query {
+                return Err(QueryError::InvalidSql("syntax error: DECLARE CURSOR needs a query (SELECT, VALUES, WITH …)".into()));
+            }
+            let budget = usize::try_from(backend.sql_limits().memory_bytes).unwrap_or(usize::MAX);
             let Answer::Rows(result, _) = Box::pin(run_sql(session, &query)).await? else {
-                return Err(QueryError::InvalidSql("DECLARE CURSOR needs a query that returns rows".into()));
+                return Err(QueryError::InvalidSql("syntax error: DECLARE CURSOR needs a query that returns rows".into()));
             };
-            session.cursors.insert(name, Cursor { result, position: 0, hold });
+            let bytes: usize = result.batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let held: usize = session.cursors.values().map(|c| c.bytes).sum();
+            if held.saturating_add(bytes) > budget {
+                return Err(QueryError::LimitExceeded(format!(
+                    "the session's cursors would hold {} MiB, more than the {} MiB allowed (sql_memory_mb); CLOSE one first",
+                    (held + bytes) >> 20,
+                    budget >> 20
+                )));
+            }
+            let uncommitted = session.in_transaction;
+            session.cursors.insert(name, Cursor { result, position: 0, hold, uncommitted, bytes });
             Answer::Command("DECLARE CURSOR")
         }
         StatementKind::Fetch { name, count, move_only } => {
@@ -192,6 +222,12 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
             Answer::Command("CLOSE CURSOR")
         }
         StatementKind::Unsupported(reason) => return Err(QueryError::InvalidSql(reason)),
+        StatementKind::NoOp("DISCARD ALL") => {
+            if sql.split_whitespace().nth(1).is_some_and(|w| w.trim_end_matches(';').eq_ignore_ascii_case("all")) {
+                session.cursors.clear();
+            }
+            Answer::Command("DISCARD ALL")
+        }
         StatementKind::NoOp(tag) => Answer::Command(tag),
         StatementKind::Set { name, value } => {
             session.settings.set(&name, &value)?;

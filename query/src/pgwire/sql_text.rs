@@ -387,7 +387,7 @@ fn classify_fetch(tokens: &[Token], sql: &str, move_only: bool) -> StatementKind
     match count {
         Some(count) => StatementKind::Fetch { name, count, move_only },
         None => StatementKind::Unsupported(format!(
-            "{verb} {}: only forward fetches (NEXT, FORWARD [n | ALL], n, ALL) are supported; edgelens cursors are NO SCROLL",
+            "cursor can only scan forward: {verb} {} is not supported (NEXT, FORWARD [n | ALL], n, ALL are); edgelens cursors are NO SCROLL",
             sql[tokens[1].start..last.start].trim()
         )),
     }
@@ -489,6 +489,15 @@ pub fn placeholder_casts(sql: &str, escapes: Escapes) -> Vec<(usize, String)> {
         }
         let Some(mut name) = word(at) else { continue };
         at += 1;
+        // A type modifier: `varchar(20)`, `numeric(10, 2)`, `timestamp(3)`.
+        let skip_modifier = |at: &mut usize| {
+            if tokens.get(*at).is_some_and(|t| t.tok == Tok::LParen) {
+                if let Some(close) = (*at + 1..tokens.len()).find(|&j| tokens[j].tok == Tok::Other(')')) {
+                    *at = close + 1;
+                }
+            }
+        };
+        skip_modifier(&mut at);
         // The multi-word type names.
         let follows: &[&[&str]] = match name.as_str() {
             "double" => &[&["precision"]],
@@ -503,6 +512,7 @@ pub fn placeholder_casts(sql: &str, escapes: Escapes) -> Vec<(usize, String)> {
             }
             at += rest.len();
         }
+        skip_modifier(&mut at);
         if tokens.get(at).is_some_and(|t| t.tok == Tok::Other('[')) && tokens.get(at + 1).is_some_and(|t| t.tok == Tok::Other(']')) {
             name.push_str("[]");
         }
@@ -657,7 +667,7 @@ mod tests {
     #[test]
     fn finds_casts_of_placeholders() {
         let casts = placeholder_casts(
-            "SELECT $1::int, $2::pg_catalog.TIMESTAMPTZ, $3 :: double precision FROM t WHERE x = $4::text[] AND y = $5 AND z = $6::\"numeric\" AND w > $7::timestamp with time zone -- $8::int",
+            "SELECT $1::int, $2::pg_catalog.TIMESTAMPTZ, $3 :: double precision FROM t WHERE x = $4::varchar(20)[] AND y = $5 AND z = $6::\"numeric\"(10, 2) AND w > $7::timestamp(3) with time zone -- $8::int",
             Escapes::Standard,
         );
         assert_eq!(
@@ -666,7 +676,7 @@ mod tests {
                 (1, "int".into()),
                 (2, "timestamptz".into()),
                 (3, "double precision".into()),
-                (4, "text[]".into()),
+                (4, "varchar[]".into()),
                 (6, "numeric".into()),
                 (7, "timestamp with time zone".into())
             ]

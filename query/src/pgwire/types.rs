@@ -659,19 +659,38 @@ pub fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
             }
             while chars.next_if(|c| c.is_whitespace()).is_some() {}
         } else {
+            // White space after the element is dropped, unless escaped; an escaped `NULL` is text.
+            let (mut kept, mut escaped) = (0, false);
             while let Some(c) = chars.next_if(|c| *c != ',') {
                 match c {
                     '{' | '}' | '"' => return None,
-                    '\\' => item.push(chars.next()?),
-                    c => item.push(c),
+                    '\\' => {
+                        item.push(chars.next()?);
+                        kept = item.len();
+                        escaped = true;
+                    }
+                    c => {
+                        item.push(c);
+                        if !c.is_whitespace() {
+                            kept = item.len();
+                        }
+                    }
                 }
             }
-            item.truncate(item.trim_end().len());
+            item.truncate(kept);
             if item.is_empty() {
                 return None;
             }
+            if !escaped && item.eq_ignore_ascii_case("null") {
+                out.push(None);
+                match chars.next() {
+                    None => return Some(out),
+                    Some(',') => continue,
+                    Some(_) => return None,
+                }
+            }
         }
-        out.push((quoted || !item.eq_ignore_ascii_case("null")).then_some(item));
+        out.push(Some(item));
         match chars.next() {
             None => return Some(out),
             Some(',') => {}
@@ -902,6 +921,7 @@ mod tests {
         };
         assert_eq!(text("{a,\"b c\",NULL,\"NULL\",\"x\\\"y\", z }", &Type::TEXT_ARRAY).unwrap(), strings(&[Some("a"), Some("b c"), None, Some("NULL"), Some("x\"y"), Some("z")]));
         assert_eq!(text("{}", &Type::TEXT_ARRAY).unwrap(), ParamValue::Array(Vec::new()));
+        assert_eq!(text("{\\NULL,a\\ , b }", &Type::TEXT_ARRAY).unwrap(), strings(&[Some("NULL"), Some("a "), Some("b")]));
         assert_eq!(text("{1,-2}", &Type::INT8_ARRAY).unwrap(), ParamValue::Array(vec![ParamValue::Int(1), ParamValue::Int(-2)]));
         for bad in ["1,2", "{1,{2}}", "{\"a}", "{a,,b}", "{1,x}"] {
             assert!(text(bad, &Type::INT4_ARRAY).unwrap_err().is_user_error(), "{bad}");
