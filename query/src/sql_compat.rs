@@ -50,29 +50,36 @@ fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Re
 pub const MAX_EXPRESSION_DEPTH: usize = 200;
 
 fn check_depth(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
+    if expression_depth(statement, MAX_EXPRESSION_DEPTH) > MAX_EXPRESSION_DEPTH {
+        return Err(QueryError::LimitExceeded(format!(
+            "an expression nested more than {MAX_EXPRESSION_DEPTH} deep (a long chain of operators); split it, or use IN (...) for a list of values"
+        )));
+    }
+    Ok(())
+}
+
+/// How deep the expressions of `statement` nest, looking no deeper than one level past `limit`.
+fn expression_depth(statement: &datafusion::sql::sqlparser::ast::Statement, limit: usize) -> usize {
     struct Depth {
         now: usize,
         deepest: usize,
+        limit: usize,
     }
     impl Visitor for Depth {
         type Break = ();
         fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
             self.now += 1;
             self.deepest = self.deepest.max(self.now);
-            if self.now > MAX_EXPRESSION_DEPTH { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if self.now > self.limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         }
         fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
             self.now -= 1;
             ControlFlow::Continue(())
         }
     }
-    let mut depth = Depth { now: 0, deepest: 0 };
-    if statement.visit(&mut depth).is_break() {
-        return Err(QueryError::LimitExceeded(format!(
-            "an expression nested more than {MAX_EXPRESSION_DEPTH} deep (a long chain of operators); split it, or use IN (...) for a list of values"
-        )));
-    }
-    Ok(())
+    let mut depth = Depth { now: 0, deepest: 0, limit };
+    let _ = statement.visit(&mut depth);
+    depth.deepest
 }
 
 struct Rewriter {
@@ -371,22 +378,8 @@ mod tests {
             let mut statement = crate::sql_parse::datafusion_statements(&sql).unwrap().pop_front().unwrap();
             rewrite(&mut statement).unwrap();
             let DfStatement::Statement(s) = &statement else { panic!() };
-            struct Depth(usize, usize);
-            impl Visitor for Depth {
-                type Break = ();
-                fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
-                    self.0 += 1;
-                    self.1 = self.1.max(self.0);
-                    ControlFlow::Continue(())
-                }
-                fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
-                    self.0 -= 1;
-                    ControlFlow::Continue(())
-                }
-            }
-            let mut depth = Depth(0, 0);
-            let _ = s.visit(&mut depth);
-            assert!(depth.1 < 30, "{} deep", depth.1);
+            let depth = expression_depth(s, usize::MAX);
+            assert!(depth < 30, "{depth} deep");
         }
     }
 
