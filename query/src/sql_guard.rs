@@ -79,52 +79,64 @@ pub fn tokenize(sql: &str, dialect: &dyn Dialect) -> Result<Vec<Token>> {
 }
 
 /// Most binary operators other than `AND`/`OR` in a row (`a + b + c …` at one bracket level,
-/// between commas and clauses): the expression is as deep as the row is long, and planning
-/// recurses once per level (a few hundred exhaust a thread's stack).
-pub const MAX_OPERATOR_CHAIN: usize = 150;
-/// Most `AND`/`OR` in a row: [`crate::sql_compat`] rebalances such chains before planning, but the
-/// steps before it (the tenant rewrite) walk them as written.
-pub const MAX_LOGIC_CHAIN: usize = 1_000;
+/// between commas and clauses; an operator of lower precedence ends the row of those of higher,
+/// so `a*b + c*d + …` counts its `+` and one `*`): the expression is as deep as the row is long,
+/// and planning recurses once per level (about 650 exhaust a thread's stack in a debug build).
+pub const MAX_OPERATOR_CHAIN: usize = 250;
+/// Most `AND`/`OR` in a row: [`crate::sql_compat`] rebalances such chains, but the tenant rewrite
+/// walks them as written before, and the optimizer rebuilds a conjunction as a chain after.
+pub const MAX_LOGIC_CHAIN: usize = 400;
 
 /// The longest rows of binary operators (other than `AND`/`OR`, and of `AND`/`OR`) at one bracket
 /// level of `tokens`.
 fn operator_chains(tokens: &[Token]) -> (usize, usize) {
     use datafusion::sql::sqlparser::keywords::Keyword;
-    // (operators, logic) in a row at each open bracket level, innermost last.
-    let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    // Operators in a row by precedence class (comparison, additive, multiplicative, other), and
+    // AND/OR in a row, at each open bracket level, innermost last.
+    let mut levels: Vec<([usize; 4], usize)> = vec![([0; 4], 0)];
     let (mut operators, mut logic) = (0usize, 0usize);
     for t in tokens {
         let Some(level) = levels.last_mut() else { break };
         match t {
-            Token::LParen | Token::LBracket | Token::LBrace => levels.push((0, 0)),
+            Token::LParen | Token::LBracket | Token::LBrace => levels.push(([0; 4], 0)),
             Token::RParen | Token::RBracket | Token::RBrace => {
                 levels.pop();
                 if levels.is_empty() {
-                    levels.push((0, 0));
+                    levels.push(([0; 4], 0));
                 }
             }
-            Token::Comma | Token::SemiColon => *level = (0, 0),
-            Token::Plus | Token::Minus | Token::Mul | Token::Div | Token::Mod | Token::StringConcat | Token::Eq | Token::DoubleEq
-            | Token::Neq | Token::Lt | Token::Gt | Token::LtEq | Token::GtEq | Token::Caret | Token::Ampersand | Token::Pipe
-            | Token::ShiftLeft | Token::ShiftRight | Token::Tilde | Token::DuckIntDiv => {
-                level.0 += 1;
-                operators = operators.max(level.0);
+            Token::Comma | Token::SemiColon => *level = ([0; 4], 0),
+            Token::Eq | Token::DoubleEq | Token::Neq | Token::Lt | Token::Gt | Token::LtEq | Token::GtEq => {
+                operators = operators.max(count_operator(&mut level.0, 0));
+            }
+            Token::Plus | Token::Minus | Token::StringConcat => operators = operators.max(count_operator(&mut level.0, 1)),
+            Token::Mul | Token::Div | Token::Mod | Token::DuckIntDiv => operators = operators.max(count_operator(&mut level.0, 2)),
+            Token::Caret | Token::Ampersand | Token::Pipe | Token::ShiftLeft | Token::ShiftRight | Token::Tilde => {
+                operators = operators.max(count_operator(&mut level.0, 3));
             }
             Token::Word(w) => match w.keyword {
                 Keyword::AND | Keyword::OR => {
-                    level.0 = 0;
+                    level.0 = [0; 4];
                     level.1 += 1;
                     logic = logic.max(level.1);
                 }
                 Keyword::SELECT | Keyword::FROM | Keyword::WHERE | Keyword::GROUP | Keyword::HAVING | Keyword::ORDER | Keyword::LIMIT
                 | Keyword::OFFSET | Keyword::CASE | Keyword::WHEN | Keyword::THEN | Keyword::ELSE | Keyword::END | Keyword::ON
-                | Keyword::AS | Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT | Keyword::QUALIFY | Keyword::WINDOW => *level = (0, 0),
+                | Keyword::AS | Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT | Keyword::QUALIFY | Keyword::WINDOW => *level = ([0; 4], 0),
                 _ => {}
             },
             _ => {}
         }
     }
     (operators, logic)
+}
+
+/// One more operator of precedence `class` in a row: the rows of higher precedence end; how deep
+/// the row is now.
+fn count_operator(row: &mut [usize; 4], class: usize) -> usize {
+    row[class] += 1;
+    row[class + 1..].fill(0);
+    row.iter().sum()
 }
 
 /// [`check_nesting`] of a statement already tokenized.
@@ -340,7 +352,10 @@ mod tests {
         let any = |n: usize| format!("SELECT 1 FROM t WHERE {}", (0..=n).map(|i| format!("x = {i} + 1")).collect::<Vec<_>>().join(" OR "));
         assert!(check_nesting(&any(MAX_LOGIC_CHAIN), &dialect).is_ok());
         assert!(matches!(check_nesting(&any(MAX_LOGIC_CHAIN + 1), &dialect), Err(QueryError::LimitExceeded(_))));
-        // Rows are counted at one bracket level, between commas and clauses.
+        // Rows are counted at one bracket level, between commas and clauses, and a row of
+        // multiplications ends at an addition.
+        let products = format!("SELECT sum({}) FROM t", (0..200).map(|i| format!("x*{i}")).collect::<Vec<_>>().join(" + "));
+        assert!(check_nesting(&products, &dialect).is_ok());
         let spread = format!("SELECT {} FROM t", (0..100).map(|_| "a + b + c").collect::<Vec<_>>().join(", "));
         assert!(check_nesting(&spread, &dialect).is_ok());
         let bracketed = format!("SELECT {} FROM t", (0..100).map(|_| "(a + b)").collect::<Vec<_>>().join(" * "));

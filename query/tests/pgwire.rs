@@ -375,6 +375,19 @@ async fn cursors_hand_out_a_query_in_pieces() {
     assert_eq!(simple_rows(&client.simple_query("FETCH 1 FROM fw").await.unwrap()), want[..1]);
     client.batch_execute("DISCARD ALL").await.unwrap();
     assert_eq!(code(&client.simple_query("FETCH 1 FROM fw").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    // The COMMIT of a failed transaction is its ROLLBACK: a WITH HOLD cursor declared in it ends.
+    client.batch_execute(&format!("BEGIN; DECLARE failed CURSOR WITH HOLD FOR {all}")).await.unwrap();
+    assert!(client.simple_query("SELECT 1/0").await.is_err());
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(code(&client.simple_query("FETCH 1 FROM failed").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    // Statements of one simple query are one transaction: a cursor lives to its end.
+    let rows = simple_rows(&client.simple_query(&format!("DECLARE implicit CURSOR FOR {all}; FETCH 2 FROM implicit")).await.unwrap());
+    assert_eq!(rows, want[..2]);
+    assert_eq!(code(&client.simple_query("FETCH 1 FROM implicit").await.unwrap_err()), SqlState::INVALID_CURSOR_NAME);
+    // DISCARD ALL only outside a transaction block.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(code(&client.simple_query("DISCARD ALL").await.unwrap_err()), SqlState::ACTIVE_SQL_TRANSACTION);
+    client.batch_execute("ROLLBACK").await.unwrap();
     // Drivers ask pg_cursors whether a cursor they did not declare exists before closing it.
     assert!(simple_rows(&client.simple_query("SELECT 1 FROM pg_catalog.pg_cursors WHERE name = 'x'").await.unwrap()).is_empty());
     let e = client.simple_query("DECLARE d CURSOR WITH HOLD FOR DELETE FROM traffic_1m").await.unwrap_err();
@@ -435,6 +448,13 @@ async fn list_parameters_and_any_arrays() {
     let stmt = client.prepare("SELECT COUNT(*) AS n FROM traffic_1m WHERE requests > $1::int AND ts >= $2::timestamptz").await.unwrap();
     assert_eq!(stmt.params(), &[tokio_postgres::types::Type::INT4, tokio_postgres::types::Type::TIMESTAMPTZ]);
     assert_eq!(client.query_one(&stmt, &[&40i32, &UNIX_EPOCH]).await.unwrap().get::<_, i64>(0), 2);
+    // Long chains of AND and OR, up to the guard's limit, plan (the optimizer rebuilds a
+    // conjunction as a chain; 650 exhausted the stack).
+    for op in [" AND ", " OR "] {
+        let chain = (0..400).map(|i| format!("site <> 'x{i}'")).collect::<Vec<_>>().join(op);
+        let rows = client.query(&format!("SELECT COUNT(*) AS n FROM traffic_1m WHERE {chain}"), &[]).await.unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), 5, "{op}");
+    }
     // The forms drivers that bind on the client side write.
     for (sql, want) in [
         ("SELECT DISTINCT site FROM traffic_1m WHERE site = ANY (ARRAY['news.example', 'blog.example']) ORDER BY site", &["blog.example", "news.example"][..]),

@@ -91,6 +91,8 @@ pub fn sql_error_code(message: &str) -> &'static str {
     let missing = m.contains("not found") || m.contains("doesn't exist") || m.contains("does not exist") || m.contains("unknown");
     if m.contains("can only be used in transaction blocks") {
         "25P01"
+    } else if m.contains("cannot run inside a transaction block") {
+        "25001"
     } else if m.contains("cursor can only scan forward") {
         "55000"
     } else if m.starts_with("cursor \"") && missing {
@@ -329,24 +331,30 @@ impl PgConnection {
 
     /// Run `sql` (one statement, parameters bound) and say what it answered; in a failed
     /// transaction block only its end is accepted.
-    async fn answer(&self, sql: &str, status: TransactionStatus) -> PgWireResult<Answer> {
+    /// `implicit`: the statement is one of several in a simple query, which run as one transaction
+    /// unless they open one themselves.
+    async fn answer(&self, sql: &str, status: TransactionStatus, implicit: bool) -> PgWireResult<Answer> {
         let mut guard = self.session.lock().await;
         let session = guard.as_mut().ok_or_else(|| user_error("FATAL", "08P01", "query before authentication"))?;
-        if status == TransactionStatus::Error
-            && !matches!(classify(sql, session.escapes()), StatementKind::Commit | StatementKind::Rollback | StatementKind::NoOp("ROLLBACK"))
-        {
+        let kind = classify(sql, session.escapes());
+        if status == TransactionStatus::Error && !matches!(kind, StatementKind::Commit | StatementKind::Rollback | StatementKind::NoOp("ROLLBACK")) {
             return Err(user_error(
                 "ERROR",
                 "25P02",
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
-        session.in_transaction = status != TransactionStatus::Idle;
-        let answer = run_sql(session, sql).await.map_err(to_pg)?;
-        Ok(match answer {
-            Answer::Commit if status == TransactionStatus::Error => Answer::Rollback,
-            other => other,
-        })
+        session.in_transaction = status != TransactionStatus::Idle || implicit;
+        // The COMMIT of a failed transaction block is its ROLLBACK (its cursors end as on one).
+        let sql = if status == TransactionStatus::Error && kind == StatementKind::Commit { "ROLLBACK" } else { sql };
+        run_sql(session, sql).await.map_err(to_pg)
+    }
+
+    /// The end of the implicit transaction of a simple query of several statements.
+    async fn end_implicit_transaction(&self, committed: bool) {
+        if let Some(session) = self.session.lock().await.as_mut() {
+            session.end_transaction(committed);
+        }
     }
 
     /// The portal's statement with its parameters substituted.
@@ -486,8 +494,11 @@ impl SimpleQueryHandler for PgConnection {
         };
         let mut status = client.transaction_status();
         let mut out = Vec::new();
-        for sql in split_statements(query, escapes) {
-            let response = match self.answer(sql, status).await {
+        let statements = split_statements(query, escapes);
+        let implicit = statements.len() > 1;
+        let mut failed = false;
+        for sql in statements {
+            let response = match self.answer(sql, status, implicit).await {
                 Ok(answer) => answer_response(answer, None, None),
                 Err(e) => Err(e),
             };
@@ -502,10 +513,14 @@ impl SimpleQueryHandler for PgConnection {
                 }
                 Err(PgWireError::UserError(info)) => {
                     out.push(Response::Error(info));
+                    failed = true;
                     break;
                 }
                 Err(other) => return Err(other),
             }
+        }
+        if implicit && status == TransactionStatus::Idle {
+            self.end_implicit_transaction(!failed).await;
         }
         if out.is_empty() {
             out.push(Response::EmptyQuery);
@@ -646,7 +661,7 @@ impl ExtendedQueryHandler for PgConnection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let sql = self.bound_sql(portal)?;
-        let answer = self.answer(&sql, client.transaction_status()).await?;
+        let answer = self.answer(&sql, client.transaction_status(), false).await?;
         let described = portal.statement.statement.described.get().map(Vec::as_slice);
         answer_response(answer, Some(&portal.result_column_format), described)
     }

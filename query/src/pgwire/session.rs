@@ -92,7 +92,7 @@ impl Session {
 
     /// Close the cursors that end with a transaction: all but `WITH HOLD` ones, and on `ROLLBACK`
     /// those declared in it too.
-    fn end_transaction(&mut self, committed: bool) {
+    pub fn end_transaction(&mut self, committed: bool) {
         self.cursors.retain(|_, c| c.hold && (committed || !c.uncommitted));
         for c in self.cursors.values_mut() {
             c.uncommitted = false;
@@ -219,11 +219,14 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
         }
         StatementKind::Close(None) => {
             session.cursors.clear();
-            Answer::Command("CLOSE CURSOR")
+            Answer::Command("CLOSE CURSOR ALL")
         }
         StatementKind::Unsupported(reason) => return Err(QueryError::InvalidSql(reason)),
         StatementKind::NoOp("DISCARD ALL") => {
             if sql.split_whitespace().nth(1).is_some_and(|w| w.trim_end_matches(';').eq_ignore_ascii_case("all")) {
+                if session.in_transaction {
+                    return Err(QueryError::InvalidSql("DISCARD ALL cannot run inside a transaction block".into()));
+                }
                 session.cursors.clear();
             }
             Answer::Command("DISCARD ALL")
