@@ -11,7 +11,11 @@
 //!   whose type is then the array of that type. Parameters are bound before a statement runs, so
 //!   a statement that runs never has this form.
 //! - `LIKE` / `ILIKE` with an `ESCAPE` character other than the backslash, on a literal pattern
-//!   (or literals joined with `||`): the pattern is rewritten to escape with the backslash (DataFusion's only escape character).
+//!   (or literals joined with `||`): the pattern is rewritten to escape with the backslash
+//!   (DataFusion's only escape character).
+//! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
+//!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
+//!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
 //!
 //! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
 //! [`rewrite`] after the read-only guard. Pure: no I/O.
@@ -45,9 +49,10 @@ fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Re
 }
 
 /// Deepest nesting of expressions a statement may have: the planner recurses once per level, and
-/// a few hundred levels (`a + b + c …`) exhaust a thread's stack. Chains of `AND`/`OR` are
-/// rebalanced first, so only other operators count against it.
-pub const MAX_EXPRESSION_DEPTH: usize = 200;
+/// about 650 levels (`a + b + c …`) exhaust a thread's stack. Chains of `AND`/`OR` are rebalanced
+/// first, so only other operators count against it. Above the operator rows that
+/// [`crate::sql_guard`] lets through, so this catches only other deep forms.
+pub const MAX_EXPRESSION_DEPTH: usize = 300;
 
 fn check_depth(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
     if expression_depth(statement, MAX_EXPRESSION_DEPTH) > MAX_EXPRESSION_DEPTH {
@@ -381,6 +386,28 @@ mod tests {
             let depth = expression_depth(s, usize::MAX);
             assert!(depth < 30, "{depth} deep");
         }
+    }
+
+    #[test]
+    fn expressions_nested_too_deep_are_refused() {
+        // Deeper than any operator row the guard lets through: built directly.
+        let chain = |n: usize| {
+            (0..n).fold(Expr::value(Value::Number("1".into(), false)), |acc, _| Expr::BinaryOp {
+                left: Box::new(acc),
+                op: BinaryOperator::Plus,
+                right: Box::new(Expr::value(Value::Number("1".into(), false))),
+            })
+        };
+        let with = |e: Expr| {
+            let mut statement = crate::sql_parse::datafusion_statements("SELECT 1").unwrap().pop_front().unwrap();
+            let DfStatement::Statement(s) = &mut statement else { panic!() };
+            let datafusion::sql::sqlparser::ast::Statement::Query(q) = s.as_mut() else { panic!() };
+            let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else { panic!() };
+            select.projection = vec![datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(e)];
+            rewrite(&mut statement)
+        };
+        assert!(with(chain(MAX_EXPRESSION_DEPTH - 1)).is_ok());
+        assert!(matches!(with(chain(MAX_EXPRESSION_DEPTH)), Err(QueryError::LimitExceeded(_))));
     }
 
     #[test]
