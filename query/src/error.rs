@@ -37,6 +37,10 @@ pub enum QueryError {
     /// of a value): the statement's fault, not the service's.
     #[error("the query failed on a value: {0}")]
     DataError(String),
+    /// A statement refused with a SQLSTATE of its own (the cursor and transaction rules of the
+    /// Postgres wire protocol): the caller's fault.
+    #[error("invalid SQL: {message}")]
+    Sql { state: &'static str, message: String },
     /// User SQL exceeded a limit (time, rows, memory): the caller must ask for less.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
@@ -71,6 +75,7 @@ impl QueryError {
             QueryError::InvalidParameter(_)
                 | QueryError::SqlRefused(_)
                 | QueryError::InvalidSql(_)
+                | QueryError::Sql { .. }
                 | QueryError::DataError(_)
                 | QueryError::LimitExceeded(_)
         )

@@ -63,6 +63,7 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
     let code = match e {
         QueryError::SqlRefused(_) => "42501",
         QueryError::InvalidSql(m) => sql_error_code(m),
+        QueryError::Sql { state, .. } => state,
         QueryError::DataError(m) if m.starts_with("Divide by zero") => "22012",
         QueryError::DataError(m) if m.contains("overflow") => "22003",
         QueryError::DataError(m) if m.starts_with("Cast error") || m.starts_with("Parser error") => "22P02",
@@ -84,22 +85,11 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
 }
 
 /// SQLSTATE of a planning or parsing error, from the backend's message: syntax `42601`, unknown
-/// table `42P01`, unknown column `42703`, unknown function `42883`, unknown cursor `34000`, cursor
-/// declared twice `42P03`, other `42000`.
+/// table `42P01`, unknown column `42703`, unknown function `42883`, other `42000`.
 pub fn sql_error_code(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     let missing = m.contains("not found") || m.contains("doesn't exist") || m.contains("does not exist") || m.contains("unknown");
-    if m.contains("can only be used in transaction blocks") {
-        "25P01"
-    } else if m.contains("cannot run inside a transaction block") {
-        "25001"
-    } else if m.contains("cursor can only scan forward") {
-        "55000"
-    } else if m.starts_with("cursor \"") && missing {
-        "34000"
-    } else if m.starts_with("cursor \"") && m.ends_with("already exists") {
-        "42P03"
-    } else if m.contains("parsererror") || m.contains("syntax error") || m.contains("expected:") || m.contains("expected ") && m.contains("found") {
+    if m.contains("parsererror") || m.contains("syntax error") || m.contains("expected:") || m.contains("expected ") && m.contains("found") {
         "42601"
     } else if (m.contains("table") || m.contains("relation")) && missing {
         "42P01"
@@ -683,6 +673,7 @@ mod tests {
         assert_eq!(code(QueryError::InvalidParameter("unrecognized configuration parameter \"x\"".into())), "42704");
         assert_eq!(code(QueryError::InvalidParameter("invalid input for a parameter of type int8: \"x\"".into())), "22P02");
         assert_eq!(code(QueryError::NotReady), "57P03");
+        assert_eq!(code(QueryError::Sql { state: "34000", message: "cursor \"c\" does not exist".into() }), "34000");
         let data = |e: arrow::error::ArrowError| code(QueryError::from_user_sql(datafusion::error::DataFusionError::from(e)));
         assert_eq!(data(arrow::error::ArrowError::DivideByZero), "22012");
         assert_eq!(data(arrow::error::ArrowError::ArithmeticOverflow("Overflow happened on: 1 * 2".into())), "22003");

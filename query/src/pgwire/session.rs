@@ -180,10 +180,13 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
         }
         StatementKind::Declare { name, query, hold } => {
             if session.cursors.contains_key(&name) {
-                return Err(QueryError::InvalidSql(format!("cursor \"{name}\" already exists")));
+                return Err(QueryError::Sql { state: "42P03", message: format!("cursor \"{name}\" already exists") });
             }
             if !hold && !session.in_transaction {
-                return Err(QueryError::InvalidSql("DECLARE CURSOR can only be used in transaction blocks (BEGIN first, or DECLARE … WITH HOLD)".into()));
+                return Err(QueryError::Sql {
+                    state: "25P01",
+                    message: "DECLARE CURSOR can only be used in transaction blocks (BEGIN first, or DECLARE … WITH HOLD)".into(),
+                });
             }
             if session.cursors.len() >= MAX_CURSORS {
                 return Err(QueryError::LimitExceeded(format!("at most {MAX_CURSORS} cursors may be open in a session; CLOSE one first")));
@@ -221,11 +224,11 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
             session.cursors.clear();
             Answer::Command("CLOSE CURSOR ALL")
         }
-        StatementKind::Unsupported(reason) => return Err(QueryError::InvalidSql(reason)),
+        StatementKind::Unsupported { state, reason } => return Err(QueryError::Sql { state, message: reason }),
         StatementKind::NoOp("DISCARD ALL") => {
             if sql.split_whitespace().nth(1).is_some_and(|w| w.trim_end_matches(';').eq_ignore_ascii_case("all")) {
                 if session.in_transaction {
-                    return Err(QueryError::InvalidSql("DISCARD ALL cannot run inside a transaction block".into()));
+                    return Err(QueryError::Sql { state: "25001", message: "DISCARD ALL cannot run inside a transaction block".into() });
                 }
                 session.cursors.clear();
             }
@@ -253,5 +256,5 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
 }
 
 fn no_cursor(name: &str) -> QueryError {
-    QueryError::InvalidSql(format!("cursor \"{name}\" does not exist"))
+    QueryError::Sql { state: "34000", message: format!("cursor \"{name}\" does not exist") }
 }

@@ -264,8 +264,9 @@ pub enum StatementKind {
     Fetch { name: String, count: Option<u64>, move_only: bool },
     /// `CLOSE name`; `None` = `CLOSE ALL`.
     Close(Option<String>),
-    /// A cursor statement edgelens does not run, with the reason (a `BINARY` or backward cursor).
-    Unsupported(String),
+    /// A cursor statement edgelens does not run, with its SQLSTATE and the reason (a `BINARY` or
+    /// backward cursor).
+    Unsupported { state: &'static str, reason: String },
     /// Anything else: a query for the catalog or the backend (`SELECT`, `WITH`, `VALUES`, `SHOW
     /// TABLES`, `EXPLAIN`, … and everything the read-only guard refuses).
     Query,
@@ -296,7 +297,7 @@ pub fn classify(sql: &str, escapes: Escapes) -> StatementKind {
         "close" => match (tokens.get(1).and_then(|t| cursor_name(t, sql)), tokens.len()) {
             (Some(name), 2) if name == "all" && tokens[1].tok == Tok::Word => StatementKind::Close(None),
             (Some(name), 2) => StatementKind::Close(Some(name)),
-            _ => StatementKind::Unsupported("CLOSE takes one cursor name or ALL".into()),
+            _ => StatementKind::Unsupported { state: "42000", reason: "CLOSE takes one cursor name or ALL".into() },
         },
         "reset" => match second {
             "all" | "" => StatementKind::Reset(None),
@@ -331,25 +332,25 @@ fn cursor_name(t: &Token, sql: &str) -> Option<String> {
 fn classify_declare(tokens: &[Token], sql: &str) -> StatementKind {
     let word = |i: usize| tokens.get(i).filter(|t| t.tok == Tok::Word).map(|t| sql[t.start..t.end].to_ascii_lowercase());
     let Some(name) = tokens.get(1).and_then(|t| cursor_name(t, sql)) else {
-        return StatementKind::Unsupported("DECLARE needs a cursor name".into());
+        return StatementKind::Unsupported { state: "42000", reason: "DECLARE needs a cursor name".into() };
     };
     let Some(for_at) = (2..tokens.len()).find(|&i| word(i).as_deref() == Some("for")) else {
-        return StatementKind::Unsupported("DECLARE name CURSOR FOR query: no FOR".into());
+        return StatementKind::Unsupported { state: "42000", reason: "DECLARE name CURSOR FOR query: no FOR".into() };
     };
     let options: Vec<String> = (2..for_at).filter_map(word).collect();
     if !options.iter().any(|o| o == "cursor") {
-        return StatementKind::Unsupported("DECLARE name CURSOR FOR query: no CURSOR".into());
+        return StatementKind::Unsupported { state: "42000", reason: "DECLARE name CURSOR FOR query: no CURSOR".into() };
     }
     if options.iter().any(|o| o == "binary") {
-        return StatementKind::Unsupported("BINARY cursors are not supported: fetch rows in text or use the extended protocol's binary results".into());
+        return StatementKind::Unsupported { state: "42000", reason: "BINARY cursors are not supported: fetch rows in text or use the extended protocol's binary results".into() };
     }
     if let Some(odd) = options.iter().find(|o| !["cursor", "no", "scroll", "asensitive", "insensitive", "with", "without", "hold"].contains(&o.as_str())) {
-        return StatementKind::Unsupported(format!("DECLARE option {} is not supported", odd.to_ascii_uppercase()));
+        return StatementKind::Unsupported { state: "42000", reason: format!("DECLARE option {} is not supported", odd.to_ascii_uppercase()) };
     }
     let hold = options.windows(2).any(|w| w[0] == "with" && w[1] == "hold");
     match tokens.get(for_at + 1) {
         Some(t) => StatementKind::Declare { name, query: sql[t.start..].trim().to_owned(), hold },
-        None => StatementKind::Unsupported("DECLARE name CURSOR FOR query: no query".into()),
+        None => StatementKind::Unsupported { state: "42000", reason: "DECLARE name CURSOR FOR query: no query".into() },
     }
 }
 
@@ -360,10 +361,10 @@ fn classify_fetch(tokens: &[Token], sql: &str, move_only: bool) -> StatementKind
     let text = |t: &Token| sql[t.start..t.end].to_ascii_lowercase();
     let mut rest = &tokens[1..];
     let Some((last, direction)) = rest.split_last() else {
-        return StatementKind::Unsupported(format!("{verb} needs a cursor name"));
+        return StatementKind::Unsupported { state: "42000", reason: format!("{verb} needs a cursor name") };
     };
     let Some(name) = cursor_name(last, sql) else {
-        return StatementKind::Unsupported(format!("{verb} needs a cursor name"));
+        return StatementKind::Unsupported { state: "42000", reason: format!("{verb} needs a cursor name") };
     };
     rest = direction;
     if rest.last().is_some_and(|t| t.tok == Tok::Word && matches!(text(t).as_str(), "from" | "in")) {
@@ -386,10 +387,10 @@ fn classify_fetch(tokens: &[Token], sql: &str, move_only: bool) -> StatementKind
     };
     match count {
         Some(count) => StatementKind::Fetch { name, count, move_only },
-        None => StatementKind::Unsupported(format!(
+        None => StatementKind::Unsupported { state: "55000", reason: format!(
             "cursor can only scan forward: {verb} {} is not supported (NEXT, FORWARD [n | ALL], n, ALL are); edgelens cursors are NO SCROLL",
             sql[tokens[1].start..last.start].trim()
-        )),
+        ) },
     }
 }
 
@@ -694,9 +695,9 @@ mod tests {
             c("declare \"My C\" cursor with hold for select 'for'"),
             StatementKind::Declare { name: "My C".into(), query: "select 'for'".into(), hold: true }
         );
-        assert!(matches!(c("DECLARE c BINARY CURSOR FOR SELECT 1"), StatementKind::Unsupported(m) if m.contains("BINARY")));
-        assert!(matches!(c("DECLARE c CURSOR"), StatementKind::Unsupported(_)));
-        assert!(matches!(c("DECLARE c FOR SELECT 1"), StatementKind::Unsupported(_)));
+        assert!(matches!(c("DECLARE c BINARY CURSOR FOR SELECT 1"), StatementKind::Unsupported { reason, .. } if reason.contains("BINARY")));
+        assert!(matches!(c("DECLARE c CURSOR"), StatementKind::Unsupported { .. }));
+        assert!(matches!(c("DECLARE c FOR SELECT 1"), StatementKind::Unsupported { .. }));
         let fetch = |name: &str, count: Option<u64>| StatementKind::Fetch { name: name.into(), count, move_only: false };
         assert_eq!(c("FETCH FORWARD 100 FROM _psql_cursor"), fetch("_psql_cursor", Some(100)));
         assert_eq!(c("FETCH forward 2000 FROM \"c1\""), fetch("c1", Some(2000)));
@@ -707,7 +708,7 @@ mod tests {
         assert_eq!(c("FETCH 5 c"), fetch("c", Some(5)));
         assert_eq!(c("MOVE FORWARD 3 IN c"), StatementKind::Fetch { name: "c".into(), count: Some(3), move_only: true });
         for backward in ["FETCH PRIOR FROM c", "FETCH BACKWARD 2 FROM c", "FETCH ABSOLUTE 1 FROM c", "FETCH -1 FROM c", "FETCH"] {
-            assert!(matches!(c(backward), StatementKind::Unsupported(_)), "{backward}");
+            assert!(matches!(c(backward), StatementKind::Unsupported { .. }), "{backward}");
         }
         assert_eq!(c("CLOSE _psql_cursor"), StatementKind::Close(Some("_psql_cursor".into())));
         assert_eq!(c("close all"), StatementKind::Close(None));
