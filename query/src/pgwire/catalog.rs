@@ -1227,26 +1227,28 @@ fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
     impl VisitorMut for Forms {
         type Break = ();
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            let custom = |t: &SqlType, name: &str| {
-                matches!(t, SqlType::Custom(n, _) if n.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case(name)))
-            };
-            if let Expr::Cast { data_type, expr: inner, .. } = expr
-                && (*data_type == SqlType::Regclass || custom(data_type, "regclass"))
-                && let Expr::Value(v) = inner.as_ref()
-                && let Value::SingleQuotedString(name) = &v.value
-            {
-                *expr = Expr::value(relation_oid(name).map_or(Value::Null, |oid| Value::Number(oid.to_string(), false)));
-                return ControlFlow::Continue(());
-            }
-            if let Expr::Cast { data_type, .. } = expr {
-                match data_type {
-                    SqlType::Regclass => *data_type = SqlType::Text,
-                    SqlType::Custom(name, _) => match name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()).as_deref() {
-                        Some("oid" | "xid") => *data_type = SqlType::BigInt(None),
-                        Some("regclass" | "regtype" | "regnamespace" | "regproc" | "regprocedure" | "name" | "bpchar") => *data_type = SqlType::Text,
-                        _ => {}
+            if let Expr::Cast { data_type, expr: inner, .. } = expr {
+                let name = match &*data_type {
+                    SqlType::Regclass => Some("regclass".to_owned()),
+                    SqlType::Custom(n, _) => n.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_ascii_lowercase()),
+                    _ => None,
+                };
+                // `'traffic_1m'::regclass`: the relation's oid.
+                let relation = match (name.as_deref(), inner.as_ref()) {
+                    (Some("regclass"), Expr::Value(v)) => match &v.value {
+                        Value::SingleQuotedString(relation) => Some(relation_oid(relation)),
+                        _ => None,
                     },
-                    _ => {}
+                    _ => None,
+                };
+                if let Some(oid) = relation {
+                    *expr = Expr::value(oid.map_or(Value::Null, |oid| Value::Number(oid.to_string(), false)));
+                    return ControlFlow::Continue(());
+                }
+                match name.as_deref().and_then(postgres_only_type) {
+                    Some("BIGINT") => *data_type = SqlType::BigInt(None),
+                    Some(_) => *data_type = SqlType::Text,
+                    None => {}
                 }
             }
             let Expr::Subquery(query) = expr else { return ControlFlow::Continue(()) };
@@ -1291,6 +1293,17 @@ fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
     }
     if let DfStatement::Statement(s) = statement {
         let _ = s.visit(&mut Forms);
+    }
+}
+
+/// The type DataFusion has for a PostgreSQL-only type of catalog columns and casts (lower-cased
+/// name): an oid (`oid`, `xid`) is `BIGINT`; a name of a relation, type, namespace or function
+/// (`regclass`, `regtype`, …), `name`, `"char"` and `bpchar` are `TEXT`.
+fn postgres_only_type(name: &str) -> Option<&'static str> {
+    match name {
+        "oid" | "xid" => Some("BIGINT"),
+        "regclass" | "regtype" | "regnamespace" | "regproc" | "regprocedure" | "name" | "char" | "bpchar" => Some("TEXT"),
+        _ => None,
     }
 }
 
@@ -1358,11 +1371,8 @@ pub fn rewrite(sql: &str) -> String {
                 }
                 let target = match word(at).as_deref() {
                     // `::regclass` is left to `catalog_forms` (a name's oid, or text).
-                    Some("oid" | "regtype" | "regnamespace" | "regproc" | "regprocedure" | "xid") => {
-                        Some(if matches!(word(at).as_deref(), Some("oid" | "xid")) { "BIGINT" } else { "TEXT" })
-                    }
-                    Some("name" | "char" | "bpchar") => Some("TEXT"),
-                    _ => None,
+                    Some("regclass") | None => None,
+                    Some(name) => postgres_only_type(name),
                 };
                 if let Some(target) = target {
                     replace(&mut out, &mut copied, t.start, tokens[at].end, &format!("::{target}"));
