@@ -27,7 +27,8 @@ use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Value, ValueWithSpan
 
 use crate::error::{QueryError, Result};
 
-/// Most elements an `ANY`/`ALL` array may have: each becomes a term of the rewritten expression.
+/// Most elements an `ANY`/`ALL` array (or an array parameter) may have: each becomes a term of the
+/// rewritten expression.
 pub const MAX_ARRAY_ELEMENTS: usize = 10_000;
 
 /// Rewrite the PostgreSQL forms of the module header in `statement`.
@@ -275,8 +276,8 @@ fn balanced(mut terms: Vec<Expr>, op: &BinaryOperator) -> Expr {
 }
 
 /// A literal `LIKE` pattern escaped with `escape` (one character, or none when empty) rewritten to
-/// escape with the backslash. `None` when the pattern is not a string literal or already uses the
-/// backslash.
+/// escape with the backslash. `None` when it already uses the backslash; an error when the pattern
+/// is not a literal (it cannot be rewritten, and DataFusion takes no other escape character).
 fn backslash_pattern(pattern: &Expr, escape: &ValueWithSpan) -> Result<Option<Expr>> {
     let escape = match &escape.value {
         Value::SingleQuotedString(s) => s.as_str(),

@@ -27,6 +27,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use pgwire::api::Type;
 
 use crate::backend::Dialect;
+use crate::sql_compat::MAX_ARRAY_ELEMENTS;
 use crate::error::{QueryError, Result};
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for binary dates.
@@ -398,8 +399,6 @@ pub enum ParamValue {
     Array(Vec<ParamValue>),
 }
 
-/// Most elements an array parameter may have.
-pub const MAX_ARRAY_PARAM_ELEMENTS: usize = crate::sql_compat::MAX_ARRAY_ELEMENTS;
 
 /// The element type of an array type (`None` for other types).
 fn element_type(ty: &Type) -> Option<Type> {
@@ -483,8 +482,8 @@ pub fn decode_param(raw: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Param
     let t = text.trim();
     if let Some(elem) = element_type(ty) {
         let items = array_text_elements(t).ok_or_else(|| param_error(ty, format!("{text:?} is not a one-dimensional array")))?;
-        if items.len() > MAX_ARRAY_PARAM_ELEMENTS {
-            return Err(param_error(ty, format!("{} elements; at most {MAX_ARRAY_PARAM_ELEMENTS} are accepted", items.len())));
+        if items.len() > MAX_ARRAY_ELEMENTS {
+            return Err(param_error(ty, format!("{} elements; at most {MAX_ARRAY_ELEMENTS} are accepted", items.len())));
         }
         return Ok(ParamValue::Array(
             items.iter().map(|item| decode_param(item.as_deref().map(str::as_bytes), false, &elem)).collect::<Result<_>>()?,
@@ -590,8 +589,8 @@ fn decode_binary_array(raw: &[u8], ty: &Type, elem: &Type) -> Result<ParamValue>
         }
         n => return Err(param_error(ty, format!("{n} dimensions; only one-dimensional arrays are accepted"))),
     };
-    if len > MAX_ARRAY_PARAM_ELEMENTS {
-        return Err(param_error(ty, format!("{len} elements; at most {MAX_ARRAY_PARAM_ELEMENTS} are accepted")));
+    if len > MAX_ARRAY_ELEMENTS {
+        return Err(param_error(ty, format!("{len} elements; at most {MAX_ARRAY_ELEMENTS} are accepted")));
     }
     let mut items = Vec::with_capacity(len);
     for _ in 0..len {
