@@ -465,6 +465,18 @@ mod tests {
         assert!(lake.user_sql("SELECT COUNT(*) FROM site_rates_10s").await.is_ok());
     }
 
+    /// Regression: `SELECT count(*), count(*)` (and any column written twice) was refused
+    /// ("Projections require unique expression names"); PostgreSQL answers it.
+    #[tokio::test]
+    async fn a_column_written_twice_is_answered_twice() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        let r = lake.user_sql("SELECT count(*), count(*), value % 2, value % 2 FROM range(3) GROUP BY value % 2 ORDER BY 3").await.unwrap();
+        assert_eq!(
+            crate::format::to_json(&r.batches).unwrap(),
+            r#"[{"count(*)":2,"count(*)_2":2,"range().value % Int64(2)":0,"value % 2_2":0},{"count(*)":1,"count(*)_2":1,"range().value % Int64(2)":1,"value % 2_2":1}]"#
+        );
+    }
+
     #[tokio::test]
     async fn user_sql_is_bounded_in_rows_time_and_memory() {
         let limits = SqlLimits { timeout: Duration::from_secs(1), max_rows: 1_000, memory_bytes: 4 << 20, max_join_pairs: u64::MAX };

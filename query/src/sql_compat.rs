@@ -13,6 +13,10 @@
 //! - `LIKE` / `ILIKE` with an `ESCAPE` character other than the backslash, on a literal pattern
 //!   (or literals joined with `||`): the pattern is rewritten to escape with the backslash
 //!   (DataFusion's only escape character).
+//! - Two output columns of one `SELECT` written alike (`SELECT count(*), count(*)`, `SELECT site,
+//!   site`): PostgreSQL answers both, DataFusion refuses a projection whose names repeat. Each
+//!   later one is aliased `<name>_2`, `<name>_3`, … (a name no other output column of that
+//!   `SELECT` has); over the Postgres wire both keep PostgreSQL's name.
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
@@ -23,7 +27,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, Ident, Query, Select, SelectItem, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+};
 
 use crate::error::{QueryError, Result};
 
@@ -95,6 +101,11 @@ struct Rewriter {
 impl VisitorMut for Rewriter {
     type Break = ();
 
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        alias_repeated_outputs(&mut query.body);
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         // A long chain of ANDs or ORs, as written, is as deep as it is long: rebalanced.
         if let Expr::BinaryOp { op: op @ (BinaryOperator::And | BinaryOperator::Or), .. } = expr {
@@ -116,6 +127,61 @@ impl VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// In each `SELECT` of `body` (not of nested queries, which are visited on their own), alias every
+/// output column written exactly like an earlier unaliased one: DataFusion names them alike and
+/// refuses the projection.
+fn alias_repeated_outputs(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => alias_repeated_in(select),
+        SetExpr::SetOperation { left, right, .. } => {
+            alias_repeated_outputs(left);
+            alias_repeated_outputs(right);
+        }
+        _ => {}
+    }
+}
+
+fn alias_repeated_in(select: &mut Select) {
+    let written: Vec<Option<String>> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    let repeats = written.iter().enumerate().any(|(i, w)| w.is_some() && written[..i].contains(w));
+    if !repeats {
+        return;
+    }
+    // Names the output columns have (compared as DataFusion does, case-insensitively for
+    // unquoted names): every unaliased one's text, every alias.
+    let name_of = |item: &SelectItem| match item {
+        SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(id.value.to_lowercase()),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map(|id| id.value.to_lowercase()),
+        SelectItem::UnnamedExpr(e) => Some(e.to_string().to_lowercase()),
+        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+        _ => None,
+    };
+    let mut taken: Vec<String> = select.projection.iter().filter_map(name_of).collect();
+    for i in 0..select.projection.len() {
+        let Some(text) = &written[i] else { continue };
+        if !written[..i].contains(&written[i]) {
+            continue;
+        }
+        let base = match &select.projection[i] {
+            SelectItem::UnnamedExpr(Expr::Identifier(id)) => id.value.clone(),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map_or_else(|| text.clone(), |id| id.value.clone()),
+            _ => text.clone(),
+        };
+        let alias = (2..).map(|n| format!("{base}_{n}")).find(|a| !taken.contains(&a.to_lowercase())).expect("an unused name");
+        taken.push(alias.to_lowercase());
+        if let SelectItem::UnnamedExpr(expr) = &select.projection[i] {
+            select.projection[i] = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
+        }
     }
 }
 
@@ -345,6 +411,21 @@ mod tests {
     fn refused(sql: &str) -> String {
         let mut statement = crate::sql_parse::datafusion_statements(sql).unwrap().pop_front().unwrap();
         rewrite(&mut statement).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn repeated_output_columns_are_aliased() {
+        assert_eq!(rewritten("SELECT count(*), count(*) FROM t"), r#"SELECT count(*), count(*) AS "count(*)_2" FROM t"#);
+        assert_eq!(rewritten("SELECT site, site, t.site FROM t"), r#"SELECT site, site AS "site_2", t.site FROM t"#);
+        // The alias is a name no other column of that SELECT has.
+        assert_eq!(rewritten("SELECT 1, 1, 2 AS \"1_2\", 1"), r#"SELECT 1, 1 AS "1_3", 2 AS "1_2", 1 AS "1_4""#);
+        // Each SELECT on its own: union sides and subqueries.
+        assert_eq!(
+            rewritten("SELECT a, a FROM (SELECT b, b FROM t) UNION ALL SELECT c, c FROM u"),
+            r#"SELECT a, a AS "a_2" FROM (SELECT b, b AS "b_2" FROM t) UNION ALL SELECT c, c AS "c_2" FROM u"#
+        );
+        // Columns written differently, or aliased, are left as they are.
+        assert_eq!(rewritten("SELECT count(*) AS n, count(*), sum(x) FROM t"), "SELECT count(*) AS n, count(*), sum(x) FROM t");
     }
 
     #[test]

@@ -214,6 +214,15 @@ async fn simple_and_extended_queries_match_http_sql() {
     let rows = client.query("SELECT site FROM traffic_1m ORDER BY requests DESC LIMIT $1", &[&2i64]).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["shop.example", "blog.example"]);
 
+    // A column written twice is answered twice, under PostgreSQL's names.
+    let rows = client.query("SELECT site, site, count(*), count(*) FROM traffic_1m WHERE site = $1 GROUP BY site", &[&"shop.example"]).await.unwrap();
+    let names: Vec<&str> = rows[0].columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["site", "site", "count", "count"]);
+    assert_eq!(rows[0].get::<_, i64>(2), rows[0].get::<_, i64>(3));
+    let simple = client.simple_query("SELECT count(*), count(*) FROM traffic_1m").await.unwrap();
+    let SimpleQueryMessage::RowDescription(columns) = &simple[0] else { panic!("{simple:?}") };
+    assert_eq!(columns.iter().map(|c| c.name()).collect::<Vec<_>>(), ["count", "count"]);
+
     // Empty statements.
     assert!(simple_rows(&client.simple_query("").await.unwrap()).is_empty());
     assert!(simple_rows(&client.simple_query(" ; -- nothing\n").await.unwrap()).is_empty());

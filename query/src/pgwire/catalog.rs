@@ -975,7 +975,7 @@ fn projection_items(sql: &str) -> Vec<Item> {
 
 /// PostgreSQL's names of a query's output columns where they differ from the planner's
 /// (`count(*)` → `count`, `1 + 1` → `?column?`, `'x'::text` → `text`): one entry per item of the
-/// first `SELECT`, `None` to keep the planner's name (aliases, columns); `None` overall when the
+/// first `SELECT`, `None` to keep the planner's name (aliases); `None` overall when the
 /// projection has a wildcard or the statement is not a query.
 pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
     let statements = crate::sql_parse::statements(sql, &PostgreSqlDialect {}).ok()?;
@@ -1000,10 +1000,17 @@ pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
         .collect()
 }
 
-/// PostgreSQL's output name of an unaliased expression (its `FigureColname`), `None` for columns.
+/// An identifier as it names a column: unquoted ones fold to lower case.
+fn folded(id: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() }
+}
+
+/// PostgreSQL's output name of an unaliased expression (its `FigureColname`).
 fn postgres_name(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
+        // The planner's own name, except where `sql_compat` aliased a repeated column (`site_2`).
+        Expr::Identifier(id) => Some(folded(id)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(folded),
         Expr::Nested(inner) => postgres_name(inner),
         Expr::Function(f) => f.name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()),
         Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
@@ -1682,7 +1689,7 @@ mod tests {
         let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
         assert_eq!(
             names,
-            [None, None, Some("count"), Some("?column?"), Some("text"), Some("ts"), None, Some("bool"), Some("case")]
+            [Some("site"), Some("requests"), Some("count"), Some("?column?"), Some("text"), Some("ts"), None, Some("bool"), Some("case")]
         );
         assert_eq!(postgres_column_names("SELECT * FROM t"), None);
         assert_eq!(postgres_column_names("SHOW TABLES"), None);
