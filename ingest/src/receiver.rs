@@ -533,7 +533,8 @@ impl Drop for AttemptGuard<'_> {
 }
 
 /// The receiver's routes: `POST /v1/logpush`, `GET /healthz` (the process answers), `GET /readyz`
-/// (the event log takes appends to the events topic: 503 with the reason otherwise), `GET /metrics`.
+/// (the event log takes appends to the events and dead-letters topics: 503 with the reason
+/// otherwise), `GET /metrics`.
 /// A configuration [`IngestConfig::validate`] refuses for its budget below one batch gets the
 /// budget of one batch, with a warning.
 pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
@@ -562,7 +563,13 @@ pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
 }
 
 async fn ready<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(3), st.log.probe(&st.cfg.events_topic)).await {
+    // Both topics: a batch with one invalid line needs the dead-letters topic as much as the
+    // events topic, and gets 503 without it.
+    let probes = async {
+        let (events, dead_letters) = tokio::join!(st.log.probe(&st.cfg.events_topic), st.log.probe(&st.cfg.dead_letters_topic));
+        events.and(dead_letters)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), probes).await {
         Ok(Ok(())) => "ready".into_response(),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the event log did not answer within 3 s").into_response(),

@@ -555,6 +555,25 @@ async fn readiness_follows_the_event_log() {
     assert!(body.contains("broker down"), "{body}");
     log.fail_with(None);
     assert_eq!(ready(app.clone()).await.0, StatusCode::OK);
+
+    // Regression: only the events topic was asked, so a receiver whose dead-letters topic did not
+    // exist said ready and answered 503 to every batch with an invalid line.
+    use edgelens_ingest::log::EventLog;
+    struct Without(&'static str, MemoryLog);
+    impl EventLog for Without {
+        async fn append(&self, topic: &str, records: &[edgelens_ingest::log::Record]) -> Result<(), LogError> {
+            self.1.append(topic, records).await
+        }
+        async fn probe(&self, topic: &str) -> Result<(), LogError> {
+            if topic == self.0 { Err(LogError::Rejected(format!("the brokers do not have topic {topic}"))) } else { Ok(()) }
+        }
+    }
+    for missing in [EVENTS_TOPIC, DEAD_LETTERS_TOPIC] {
+        let app = router(IngestConfig::default(), Arc::new(Without(missing, MemoryLog::new())));
+        let (status, body) = ready(app).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{missing}");
+        assert!(body.contains(missing), "{body}");
+    }
 }
 
 /// Regression: an attempt whose client went away (its handler dropped while the log had not
