@@ -6,7 +6,8 @@
 // and is remembered; empty data says so in every panel; API errors (500, 401) are shown where they
 // happen, a 401 asks for a token and the token input fixes it; incidents without signature,
 // attackers or timeline, and a signature stored as JSON text, render; a bad end time is reported;
-// without an end time the page is live. No uncaught exception anywhere, and no console error other
+// without an end time the page is live; a site named "other" is not the folded rest; an end time
+// inside a minute is taken up to the minute. No uncaught exception anywhere, and no console error other
 // than the browser's own note about the error answers the test provoked.
 
 import { assert, assertEq, env, openPage, run, waitReady } from "./browser.mjs";
@@ -146,6 +147,36 @@ await run(async (browser) => {
     const to = Date.parse(requests[requests.length - 1].searchParams.get("to"));
     assert(Math.abs(to - before) < 60000, `live range ends now: ${requests[requests.length - 1]}`);
     assertEq(problems, [], "problems with bad and live end times");
+    await context.close();
+  }
+
+  // 6. A site really named "other" beside the folded rest, and an end time inside a minute.
+  {
+    const { context, page, problems } = await openPage(browser);
+    const asked = [];
+    const point = (requests, share) => [{ ts: "2026-11-01T00:05:00Z", requests, share }];
+    await page.route(isApi("/v1/traffic-share"), (route) => {
+      asked.push(new URL(route.request().url()));
+      return route.fulfill(json(200, {
+        by: "site", step: "1m", from: "2026-11-01T00:01:00Z", to: "2026-11-01T00:11:00Z", total: 1000,
+        series: [
+          { key: "shop.example", requests: 600, share: 0.6, points: point(600, 0.6) },
+          { key: "other", requests: 300, share: 0.3, points: point(300, 0.3) },
+          { key: "other", folded: true, requests: 100, share: 0.1, points: point(100, 0.1) },
+        ],
+      }));
+    });
+    await page.goto(`${base}/?end=2026-11-01T00:10:30Z&span=10m`);
+    await waitReady(page);
+    assertEq(await page.$$eval("#top-sites tbody tr", (trs) => trs.map((t) => t.dataset.site)), ["shop.example", "other"], "a site named other is a site");
+    assert((await page.textContent("#top-sites tfoot")).includes("all other sites100"), `folded rest in the foot: ${await page.textContent("#top-sites tfoot")}`);
+    assertEq(await page.$$eval("#site option", (os) => os.map((o) => o.value)), ["shop.example", "other"], "the site named other can be picked");
+    // The share and top sites count the minutes that start in the range: the range shown is those.
+    for (const u of asked) {
+      assertEq([u.searchParams.get("from"), u.searchParams.get("to")], ["2026-11-01T00:01:00Z", "2026-11-01T00:11:00Z"], `range asked: ${u}`);
+    }
+    assert((await page.textContent("#share-note")).includes("2026-11-01 00:01:00 – 2026-11-01 00:11:00"), `share note: ${await page.textContent("#share-note")}`);
+    assertEq(problems, [], "problems with a site named other");
     await context.close();
   }
 });
