@@ -300,7 +300,8 @@ fn a_later_import_ends_corrects_or_reopens_an_attribution() {
                 json(&svc.sql(&sql, "application/json").1, table)[0]["n"].as_u64().unwrap()
             };
             let share = |by: &str, key: &str| {
-                let body = svc.get(&format!("/v1/traffic-share?{range}&by={by}&min_confidence={min_conf}")).1;
+                let confidence = if by == "entity" { format!("&min_confidence={min_conf}") } else { String::new() };
+                let body = svc.get(&format!("/v1/traffic-share?{range}&by={by}{confidence}")).1;
                 let share = json(&body, "share");
                 let series = share["series"].as_array().unwrap().iter().find(|s| s["key"] == key).cloned();
                 series.map_or(0, |s| s["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum::<u64>())

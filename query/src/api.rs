@@ -440,10 +440,18 @@ async fn traffic_share_handler(
 ) -> Result<Response> {
     let p = params(query)?;
     let format = SeriesFormat::parse(p.format.as_deref())?;
+    let by = p.by.as_deref().map(ShareBy::parse).transpose()?.unwrap_or(ShareBy::Site);
+    // Only attributions to entities have a confidence: elsewhere it would be ignored unseen.
+    if p.min_confidence.is_some() && by != ShareBy::Entity {
+        return Err(QueryError::InvalidParameter(format!(
+            "min_confidence applies to by=entity only (attributions to entities have a confidence; by={} has none)",
+            by.as_str()
+        )));
+    }
     let req = TrafficShareRequest {
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(traffic_share::GRANULARITY),
-        by: p.by.as_deref().map(ShareBy::parse).transpose()?.unwrap_or(ShareBy::Site),
+        by,
         top: parse_top(p.top.as_deref())?,
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
     };

@@ -8,7 +8,8 @@
 //!   the top N), so the shares of all series of a step add up to 1 for `site|country|asn|colo`;
 //! - the top N keys are those with the most requests over the whole range (ties by key); the rest
 //!   are folded into one series with key [`OTHER_KEY`] and `"folded": true` (in JSON; a key really
-//!   named "other" has no such field), listed last and present only when non-empty;
+//!   named "other" has no such field; in CSV the `folded` column), listed last and present only
+//!   when non-empty;
 //! - every series has a point for every step that has traffic (0 where the key had none); steps
 //!   without any traffic have no point;
 //! - `by=entity|tag` go through the many-to-many registry (`site_entities`, `site_tags`), valid at
@@ -86,16 +87,18 @@ pub struct SharePoint {
 }
 
 impl TrafficShare {
-    /// CSV `ts,key,requests,share`, ordered by `ts`, then in series order.
+    /// CSV `ts,key,requests,share,folded`, ordered by `ts`, then in series order; `folded` is
+    /// `true` on the rows of the folded rest (key `other`), `false` on a key really named so.
     pub fn to_csv(&self) -> String {
         let mut rows: Vec<(&str, usize, &SharePoint)> = Vec::new();
         for (i, series) in self.series.iter().enumerate() {
             rows.extend(series.points.iter().map(|p| (p.ts.as_str(), i, p)));
         }
         rows.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
-        let mut out = String::from("ts,key,requests,share\n");
+        let mut out = String::from("ts,key,requests,share,folded\n");
         for (ts, i, p) in rows {
-            out.push_str(&format!("{ts},{},{},{}\n", csv_field(&self.series[i].key), p.requests, p.share));
+            let series = &self.series[i];
+            out.push_str(&format!("{ts},{},{},{},{}\n", csv_field(&series.key), p.requests, p.share, series.folded));
         }
         out
     }
@@ -247,4 +250,33 @@ fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect) -
         }
     };
     format!("SELECT bucket, key, SUM(requests) AS requests FROM ({rows}) AS r GROUP BY bucket, key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the CSV had no way to tell the folded rest from a key really named "other".
+    #[test]
+    fn csv_tells_the_folded_rest_from_a_key_named_other() {
+        let series = |key: &str, folded: bool, requests: u64| ShareSeries {
+            key: key.into(),
+            folded,
+            requests,
+            share: requests as f64 / 10.0,
+            points: vec![SharePoint { ts: "2026-11-01T00:00:00Z".into(), requests, share: requests as f64 / 10.0 }],
+        };
+        let share = TrafficShare {
+            by: "site".into(),
+            step: "1h".into(),
+            from: "2026-11-01T00:00:00Z".into(),
+            to: "2026-11-01T01:00:00Z".into(),
+            total: 10,
+            series: vec![series("other", false, 6), series(OTHER_KEY, true, 4)],
+        };
+        assert_eq!(
+            share.to_csv(),
+            "ts,key,requests,share,folded\n2026-11-01T00:00:00Z,other,6,0.6,false\n2026-11-01T00:00:00Z,other,4,0.4,true\n"
+        );
+    }
 }

@@ -367,14 +367,14 @@ async fn traffic_share_by_site_top_n_and_other() {
         assert!((sum - 1.0).abs() < 1e-12);
     }
 
-    // CSV: ts,key,requests,share ordered by ts, then series order.
+    // CSV: ts,key,requests,share,folded ordered by ts, then series order.
     let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&step=2m&top=2&format=csv")).await;
     assert_eq!(reply.status, 200);
     assert!(reply.header("content-type").unwrap().starts_with("text/csv"));
     let expected_csv = format!(
-        "ts,key,requests,share\n\
-         {b1},shop.example,140,{}\n{b1},blog.example,50,{}\n{b1},other,25,{}\n\
-         {b2},shop.example,40,{}\n{b2},blog.example,60,{}\n{b2},other,20,{}\n",
+        "ts,key,requests,share,folded\n\
+         {b1},shop.example,140,{},false\n{b1},blog.example,50,{},false\n{b1},other,25,{},true\n\
+         {b2},shop.example,40,{},false\n{b2},blog.example,60,{},false\n{b2},other,20,{},true\n",
         140.0 / 215.0,
         50.0 / 215.0,
         25.0 / 215.0,
@@ -572,6 +572,9 @@ async fn bad_parameters_are_400_with_json_error() {
         format!("/v1/traffic-share?{RANGE}&top=ten"),
         format!("/v1/traffic-share?{RANGE}&format=xml"),
         format!("/v1/traffic-share?{RANGE}&by=entity&min_confidence=2"),
+        // Only entities' attributions have a confidence (it was ignored for tags, unseen).
+        format!("/v1/traffic-share?{RANGE}&by=tag&min_confidence=0.9"),
+        format!("/v1/traffic-share?{RANGE}&min_confidence=0.9"),
         "/v1/traffic-share?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z".to_owned(),
         "/v1/traffic-share?from=yesterday".to_owned(),
         "/v1/traffic-share?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&step=1m".to_owned(),
@@ -746,7 +749,7 @@ async fn empty_lake_answers_empty_series() {
     let v = svc.get(&format!("/v1/sites/a.example/rates?{RANGE}")).await.json();
     assert_eq!(v["points"], json!([]));
     let reply = svc.get(&format!("/v1/traffic-share?{RANGE}&format=csv")).await;
-    assert_eq!(reply.text(), "ts,key,requests,share\n");
+    assert_eq!(reply.text(), "ts,key,requests,share,folded\n");
     svc.stop().await;
 }
 
