@@ -677,7 +677,8 @@ fn element_lines(text: &str) -> HashMap<String, Vec<usize>> {
                     current_key.clear();
                 }
                 depth += 1;
-                if c == '[' && depth == element_depth {
+                // Its own depth: a bare array's `[` has just made the elements' depth 1.
+                if c == '[' && depth == if top_is_array { 1 } else { 2 } {
                     expect_element = true;
                 }
             }
@@ -692,6 +693,25 @@ fn element_lines(text: &str) -> HashMap<String, Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: in a bare array the first element's line was not found, so every element was
+    /// given the next one's line (and the last none).
+    #[test]
+    fn json_elements_have_their_lines_in_a_bare_array_and_under_keys() {
+        let bare = "[\n  {\"site\": \"a.example\"},\n\n  {\"site\": \"b.example\"}\n]\n";
+        assert_eq!(element_lines(bare).get(""), Some(&vec![2, 4]));
+        let keyed = "{\"entities\": [\n {\"site\": \"a.example\"},\n {\"site\": \"b.example\"}],\n \"tags\": [{\"site\": \"c.example\"}]}";
+        let lines = element_lines(keyed);
+        assert_eq!((lines.get("entities"), lines.get("tags")), (Some(&vec![2, 3]), Some(&vec![4])));
+        let e = parse(
+            "[\n {\"site\":\"a.example\",\"entity\":\"A\",\"source\":\"s\",\"confidence\":\"7\",\"valid_from\":\"2026-11-01T00:00:00Z\"}\n]",
+            Format::Json,
+            &BTreeSet::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
 
     #[test]
     fn a_host_belongs_to_itself_or_its_longest_registered_parent() {
