@@ -107,7 +107,7 @@ fn import(a: ImportArgs) -> Result<()> {
         clickhouse: a.clickhouse.as_deref().map(|u| crate::cli::clickhouse_from_env(Some(u))).transpose()?,
     });
     // Rows the registry already holds as current (the first target's) are not written again.
-    let known = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?;
+    let known = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?.already_registered;
     crate::cli::print_out(&format!("{name}: imported {summary}{}", if known > 0 { format!(" ({known} of them already registered, not written again)") } else { String::new() }))?;
     Ok(())
 }

@@ -241,6 +241,14 @@ fn tenants_see_only_their_sites_everywhere() {
         assert_eq!(code, 200, "{name}: {body}");
         assert_eq!(json(&body, "import")["tags"].as_u64(), Some(1));
         assert_eq!(rows(&svc.sql_as(ADMIN, &count).1, "tags")[0]["n"].as_u64(), Some(1), "{name}");
+        // Regression: the answer counted the file's rows, not the rows written. The same file
+        // again writes nothing, and says so (as its dry run does).
+        for query in ["?file=tags.csv&dry_run=true", "?file=tags.csv"] {
+            let (code, body) = post(Some(ADMIN), query, &csv);
+            assert_eq!(code, 200, "{name}: {body}");
+            let again = json(&body, "import again");
+            assert_eq!((again["tags"].as_u64(), again["already_registered"].as_u64()), (Some(0), Some(1)), "{name} {query}: {body}");
+        }
         let audit = rows(&svc.sql_as(ADMIN, "SELECT actor, action, file, tags FROM registry_audit").1, "audit");
         assert!(audit.iter().any(|r| r["actor"] == "ops" && r["file"] == "tags.csv" && r["action"] == "import" && r["tags"].as_u64() == Some(1)), "{name}: {audit:?}");
         assert_eq!(rows(&svc.sql_as(ACME, "SELECT COUNT(*) AS n FROM registry_audit").1, "audit")[0]["n"].as_u64(), Some(0), "{name}: tenants do not read the audit");

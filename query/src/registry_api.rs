@@ -23,15 +23,33 @@ pub trait RegistryWriter: Send + Sync + std::fmt::Debug {
     fn write(&self, tables: &[(&'static TableDef, RecordBatch)], source: &str) -> std::result::Result<(), String>;
 }
 
-/// The answer: what was (or, with `dry_run`, would be) imported.
+/// The answer: what was (or, with `dry_run`, would be) imported: the rows written of each table,
+/// and how many rows of the file the registry already held as current (not written again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportOutcome {
     pub import_id: String,
     pub sites: u64,
     pub entities: u64,
     pub tags: u64,
+    pub already_registered: u64,
     pub dry_run: bool,
     pub actor: String,
+}
+
+/// Rows an import writes, per table, and the rows of its file already registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    pub sites: u64,
+    pub entities: u64,
+    pub tags: u64,
+    pub already_registered: u64,
+}
+
+impl Written {
+    fn of(batches: &[(&'static TableDef, RecordBatch)], already_registered: u64) -> Self {
+        let rows = |table: &TableDef| batches.iter().filter(|(t, _)| t.name == table.name).map(|(_, b)| b.num_rows() as u64).sum::<u64>();
+        Self { sites: rows(&SITES), entities: rows(&SITE_ENTITIES), tags: rows(&SITE_TAGS), already_registered }
+    }
 }
 
 /// The sites already registered (none while ClickHouse has no `sites` table yet: its writers
@@ -108,29 +126,34 @@ pub async fn import(
     let known = known_sites(view).await?;
     let parsed = registry::parse(text, format, &known).map_err(|e| QueryError::InvalidParameter(e.to_string()))?;
     let import_id = registry::content_id(body);
-    let outcome = ImportOutcome {
-        import_id: import_id.clone(),
-        sites: parsed.sites.len() as u64,
-        entities: parsed.entities.len() as u64,
-        tags: parsed.tags.len() as u64,
-        dry_run,
-        actor: actor.clone(),
-    };
-    if dry_run {
-        return Ok(outcome);
-    }
-    let writer = writer.ok_or_else(|| QueryError::Unavailable("this service was started without a registry writer".into()))?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let known = write_import(view, writer, &parsed, now, &actor, file, &import_id).await?;
-    tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, already_registered = known, "registry import");
+    let written = if dry_run {
+        let (batches, known) = unregistered(view, parsed.batches(now)?).await?;
+        Written::of(&batches, known)
+    } else {
+        let writer = writer.ok_or_else(|| QueryError::Unavailable("this service was started without a registry writer".into()))?;
+        write_import(view, writer, &parsed, now, &actor, file, &import_id).await?
+    };
+    let outcome = ImportOutcome {
+        import_id,
+        sites: written.sites,
+        entities: written.entities,
+        tags: written.tags,
+        already_registered: written.already_registered,
+        dry_run,
+        actor,
+    };
+    if !dry_run {
+        tracing::info!(actor = %outcome.actor, import_id = %outcome.import_id, sites = outcome.sites, entities = outcome.entities, tags = outcome.tags, already_registered = outcome.already_registered, "registry import");
+    }
     Ok(outcome)
 }
 
 /// Write a validated import made at `now` (ns) through `writer`: the rows the registry does not
 /// hold as current (see [`unregistered`]), stamped `imported_at = now` under a source of their
 /// own (`registry-<now>-<import id>`, so no import replaces another's rows), then its
-/// `registry_audit` row (counting the rows written). Returns how many rows were already registered. Shared by
-/// `POST /v1/registry/import` and `edgelens registry import`.
+/// `registry_audit` row (counting the rows written). Returns the rows written and how many were
+/// already registered. Shared by `POST /v1/registry/import` and `edgelens registry import`.
 pub async fn write_import(
     view: View<'_>,
     writer: Arc<dyn RegistryWriter>,
@@ -139,12 +162,12 @@ pub async fn write_import(
     actor: &str,
     file: &str,
     import_id: &str,
-) -> Result<u64> {
+) -> Result<Written> {
     let (batches, known) = unregistered(view, parsed.batches(now)?).await?;
     // The audit counts what the import changed: rows already registered are not written.
+    let written = Written::of(&batches, known);
     let mut audit = AuditRow::import(now, actor, file, import_id, parsed);
-    let written = |table: &TableDef| batches.iter().filter(|(t, _)| t.name == table.name).map(|(_, b)| b.num_rows() as u64).sum::<u64>();
-    (audit.sites, audit.entities, audit.tags) = (written(&SITES), written(&SITE_ENTITIES), written(&SITE_TAGS));
+    (audit.sites, audit.entities, audit.tags) = (written.sites, written.entities, written.tags);
     let audit_batch = audit.batch()?;
     let (rows, audit_source) = (format!("registry-{now:020}-{import_id}"), format!("registry-audit-{import_id}-{now}"));
     tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
@@ -156,5 +179,5 @@ pub async fn write_import(
     .await
     .map_err(|e| QueryError::Backend(format!("registry write task: {e}")))?
     .map_err(QueryError::Backend)?;
-    Ok(known)
+    Ok(written)
 }
