@@ -967,3 +967,50 @@ fn an_aggregator_names_a_missing_topic() {
     assert!(text.contains(&format!("the brokers have no topic {missing}")), "{text}");
     stop_gracefully(agg);
 }
+
+/// Regression: an aggregator whose group had no committed offset (a broker restarted on memory
+/// storage, offsets expired or deleted) resumed from the beginning and so discarded every write of
+/// the group — the lake's and ClickHouse's whole history of the topic. Now it resumes from the
+/// lake's newest checkpoint when the partition reaches it (the same events again: nothing doubled),
+/// and refuses, discarding nothing, when the topic's offsets started again below it.
+#[test]
+fn lost_group_offsets_never_discard_the_history() {
+    let pb = PrivateBroker::start("memory");
+    let setup = Setup::new(pb.addr(), 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let first = generate(tmp.path(), "baseline", 3, "2m", 200, 20);
+    let more = tmp.path().join("more.ndjson");
+    run_ok(edgelens().args(["generate", "--scenario", "baseline", "--seed", "4", "--duration", "1m", "--rps", "200", "--sites", "20", "--start", "2026-11-01T00:05:00Z", "--out"]).arg(&more));
+    let (n1, n2) = (recount(&first).valid, recount(&more).valid);
+    let ingest = |file: &Path| run_ok(edgelens().args(["ingest", "--brokers", &setup.broker, "file"]).arg(file).envs(setup.env()));
+    let restart_broker = || {
+        pb.script("stop-broker");
+        pb.script("start");
+        kafka::create_topics_blocking(&setup.broker, &[(&setup.events, setup.partitions), (&setup.dead, 1)]);
+    };
+    let lake = tmp.path().join("lake");
+    let log = tmp.path().join("aggregator.log");
+    ingest(&first);
+    let agg = setup.aggregator(&lake, &log, 0);
+    setup.wait_done(&lake, n1, Duration::from_secs(180), &[log.clone()]);
+    stop_gracefully(agg);
+
+    // The broker forgets the group's offsets; its topic gets the same messages again, and more.
+    restart_broker();
+    ingest(&first);
+    ingest(&more);
+    let agg = setup.aggregator(&lake, &log, 0);
+    setup.wait_done(&lake, n1 + n2, Duration::from_secs(180), &[log.clone()]);
+    stop_gracefully(agg);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("resuming from this lake's checkpoint"), "{text}");
+
+    // The topic starts again, empty: refused, and nothing of the lake is discarded.
+    restart_broker();
+    let mut agg = setup.aggregator(&lake, &log, 0);
+    let text = log_containing(&log, "another --group", Duration::from_secs(60));
+    assert!(text.contains("the topic was recreated or the broker lost its storage"), "{text}");
+    let status = agg.0.as_mut().unwrap().wait().unwrap();
+    assert!(!status.success(), "the aggregator went on: {status}");
+    assert_eq!(total_requests(&lake), n1 + n2, "the lake lost rows");
+}

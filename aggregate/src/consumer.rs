@@ -327,6 +327,7 @@ impl Partitions {
                 Offset::Offset(o) if o >= 0 => Some(o as u64),
                 _ => None,
             };
+            let offset = resume_position(consumer, &self.store, &self.cfg.group, el.topic(), el.partition(), offset)?;
             let part = PartitionAggregator::resume(
                 &self.cfg.group,
                 el.topic(),
@@ -731,11 +732,20 @@ fn run_leases(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, 
                         continue;
                     }
                 };
-                let committed = match committed_offset(&consumer, &key.0, key.1) {
+                let committed = match committed_offset(&consumer, &key.0, key.1)
+                    .map_err(AggregateError::from)
+                    .and_then(|c| resume_position(&consumer, &store, &cfg.group, &key.0, key.1, c))
+                {
                     Ok(c) => c,
-                    Err(e) => {
+                    Err(AggregateError::Kafka(e)) => {
                         tracing::warn!(topic = %key.0, partition = key.1, error = %e, "committed offset unavailable; not taking the partition yet");
                         continue;
+                    }
+                    Err(e) => {
+                        // Unlock by dropping the lease: nothing was read, nothing is lost.
+                        drop(lease);
+                        fatal = Some(e);
+                        break;
                     }
                 };
                 let part = match PartitionAggregator::resume(&cfg.group, &key.0, key.1, cfg.kind_of(&key.0), committed, pcfg.clone(), lake.clone(), store.clone(), Instant::now()) {
@@ -1194,6 +1204,33 @@ fn partitions_of<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[&str]
     }
     out.sort();
     Ok(out)
+}
+
+/// The position to resume a partition at: the group's committed one; without one, the newest
+/// checkpoint this lake holds for the group there, if the partition reaches it (see
+/// [`crate::partition::resume_without_commit`]) — never the beginning while the lake holds the
+/// group's checkpointed work there, which would discard it all.
+fn resume_position<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    store: &CheckpointStore,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    committed: Option<u64>,
+) -> Result<Option<u64>, AggregateError> {
+    if committed.is_some() {
+        return Ok(committed);
+    }
+    let checkpoints = store.positions(&crate::partition::span_source(group, topic), partition)?;
+    if checkpoints.iter().all(|&p| p == 0) {
+        return Ok(None);
+    }
+    let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    let resumed = crate::partition::resume_without_commit(topic, partition, &checkpoints, u64::try_from(end).unwrap_or(0))?;
+    if let Some(p) = resumed {
+        tracing::warn!(topic, partition, checkpoint = p, "the group has no committed offset here (the broker lost or expired it): resuming from this lake's checkpoint");
+    }
+    Ok(resumed)
 }
 
 fn committed_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Result<Option<u64>, KafkaError> {

@@ -69,6 +69,30 @@ pub enum PartitionError {
     Checkpoint { topic: String, partition: i32, source: CheckpointError },
     #[error("{topic}/{partition}: checkpoint at position {position} cannot be restored: {reason}")]
     BadState { topic: String, partition: i32, position: u64, reason: String },
+    #[error(
+        "{topic}/{partition}: the group has no committed offset here and the partition ends at offset {end}, before this lake's checkpoint at {checkpoint}: \
+         the topic was recreated or the broker lost its storage. Nothing was discarded: the rollups of the earlier topic stay. \
+         Aggregate the new topic with another --group (its rollups are written beside them)"
+    )]
+    TopicRestarted { topic: String, partition: i32, checkpoint: u64, end: u64 },
+}
+
+/// Where a partition resumes when its group has no committed position there (the broker lost or
+/// expired the group's offsets, or the group is new), from the positions of the checkpoints this
+/// lake holds for the group there and the partition's end offset `end`:
+/// - no checkpoint past the beginning: `None`, from the beginning (a first owner's writes made
+///   before its first checkpoint are discarded and written again);
+/// - the newest checkpoint `p`, when the partition reaches it: resume at `p` as if committed.
+///   Resuming from the beginning would discard everything the group wrote there, counted and
+///   committed long ago, while the broker may no longer have those events;
+/// - a checkpoint past the partition's end: the topic's offsets started again, and its new
+///   messages cannot be told from the earlier ones by offset: refused, nothing discarded.
+pub fn resume_without_commit(topic: &str, partition: i32, checkpoints: &[u64], end: u64) -> Result<Option<u64>, PartitionError> {
+    match checkpoints.iter().copied().filter(|&p| p > 0).max() {
+        None => Ok(None),
+        Some(p) if p <= end => Ok(Some(p)),
+        Some(p) => Err(PartitionError::TopicRestarted { topic: topic.to_owned(), partition, checkpoint: p, end }),
+    }
 }
 
 /// The span source (lake file names, checkpoint directory) of a topic read by a group: several
@@ -426,5 +450,22 @@ impl<S: RollupSink> PartitionAggregator<S> {
         self.store
             .retain_only(&self.source, self.partition, position)
             .map_err(self.ckpt_err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_commit_a_partition_resumes_at_its_newest_checkpoint_it_reaches() {
+        let at = |checkpoints: &[u64], end| resume_without_commit("t", 3, checkpoints, end);
+        assert!(matches!(at(&[], 100), Ok(None)), "nothing checkpointed: from the beginning");
+        assert!(matches!(at(&[0], 100), Ok(None)));
+        assert!(matches!(at(&[40, 70], 100), Ok(Some(70))), "the newest");
+        assert!(matches!(at(&[70], 70), Ok(Some(70))), "at the end");
+        let e = at(&[40, 70], 12).unwrap_err();
+        assert!(matches!(e, PartitionError::TopicRestarted { checkpoint: 70, end: 12, partition: 3, .. }), "{e}");
+        assert!(e.to_string().contains("Nothing was discarded"), "{e}");
     }
 }
