@@ -4,7 +4,10 @@
 //! count. Robust to outliers: an update never moves the mean by more than what a second at
 //! mean + 3σ would, so a burst barely shifts it while slow changes (the daily cycle) are
 //! followed. Quiet seconds are applied in closed form, so an idle site costs nothing per second.
-//! The first [`WARMUP_SECS`] seconds of a site only learn (plain running mean, no alerts).
+//! The first [`WARMUP_SECS`] seconds of a site only learn (plain running mean, no alerts). When
+//! they held an attack (a site first seen under attack, a replay that starts in one), the site
+//! learned the attack as its normal: once its traffic stays far below that within its first hour
+//! ([`RateBaseline::outgrown`]), the detector learns it afresh.
 //!
 //! A second is judged on its own count and on the last [`WINDOW_SECS`] seconds' sum
 //! ([`RecentCounts`]): a surge that builds up slowly (an attack ramp) is not yet anomalous in
@@ -19,6 +22,14 @@ pub const HALF_LIFE_SECS: f64 = 300.0;
 pub const SLOW_HALF_LIFE_SECS: f64 = 1800.0;
 /// Seconds observed before a site can be judged.
 pub const WARMUP_SECS: u32 = 60;
+/// A site younger than this (seconds learned) whose traffic stays far below what it learned is
+/// learned afresh ([`RateBaseline::outgrown`]).
+pub const RELEARN_WITHIN_SECS: u32 = 3600;
+/// …far below: every second of the last [`WINDOW_SECS`] under this fraction of the expectation…
+pub const RELEARN_FRACTION: f64 = 0.25;
+/// …of at least this many requests a second (ten seconds in a row that far below a Poisson mean of
+/// 2 happen about once in 10⁹).
+pub const RELEARN_MIN_EXPECTED: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateBaseline {
@@ -182,6 +193,19 @@ impl RateBaseline {
         self.is_calm(x, t) && !self.is_raised(x, t)
     }
 
+    /// Whether what the site learned first no longer describes it: within its first
+    /// [`RELEARN_WITHIN_SECS`] seconds, every one of the last [`WINDOW_SECS`] seconds of `recent`
+    /// (the second just judged included) below [`RELEARN_FRACTION`] of an expectation of at least
+    /// [`RELEARN_MIN_EXPECTED`]. Surges only lift what a warm site expects by a little (the
+    /// clamp of [`Self::update`]), so this follows a warm-up that learned one.
+    pub fn outgrown(&self, recent: &RecentCounts) -> bool {
+        let e = self.expected();
+        self.warm()
+            && self.seconds < RELEARN_WITHIN_SECS
+            && e >= RELEARN_MIN_EXPECTED
+            && recent.counts.iter().all(|&c| f64::from(c) < RELEARN_FRACTION * e)
+    }
+
     /// Whether a second is plainly normal traffic (within 2σ): only such seconds teach the
     /// site's traffic profile, so the first minutes of a slow ramp do not become "normal".
     pub fn is_typical(&self, x: f64) -> bool {
@@ -238,6 +262,30 @@ impl RateBaseline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_young_site_far_below_what_it_learned_has_outgrown_it() {
+        let mut b = RateBaseline::new();
+        for _ in 0..WARMUP_SECS {
+            b.update(100.0);
+        }
+        let recent = |counts: &[u32]| {
+            let mut r = RecentCounts::default();
+            for (i, &n) in counts.iter().enumerate() {
+                r.push(1_000 + i as i64, u64::from(n));
+            }
+            r
+        };
+        assert!(b.outgrown(&recent(&[10; WINDOW_SECS])));
+        let mut one_high = [10; WINDOW_SECS];
+        one_high[4] = 30;
+        assert!(!b.outgrown(&recent(&one_high)), "one second near the expectation");
+        assert!(!RateBaseline::new().outgrown(&recent(&[0; WINDOW_SECS])), "still warming up");
+        let old = RateBaseline { seconds: RELEARN_WITHIN_SECS, ..b };
+        assert!(!old.outgrown(&recent(&[10; WINDOW_SECS])), "an established site");
+        let small = RateBaseline { mean: 1.5, slow: 1.5, ..b };
+        assert!(!small.outgrown(&recent(&[0; WINDOW_SECS])), "quiet seconds are common at a small site");
+    }
 
     #[test]
     fn learns_a_steady_rate_and_flags_a_burst() {

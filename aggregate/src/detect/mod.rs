@@ -168,6 +168,9 @@ pub struct DetectorStats {
     pub late_events: u64,
     pub suspicions: u64,
     pub incidents: u64,
+    /// Sites learned afresh after their first rate and profile turned out not to be their
+    /// normal ([`baseline::RateBaseline::outgrown`]).
+    pub relearned: u64,
 }
 
 /// A sampled request.
@@ -544,6 +547,14 @@ impl Ctx<'_> {
                 self.suspect_second(st, &mut inc, b, true);
                 st.incident = Some(inc);
             } else {
+                if st.baseline.outgrown(&st.recent) {
+                    // The site's first rate and profile were not its normal (an attack during
+                    // the warm-up): learn both afresh, from this second on.
+                    self.stats.relearned += 1;
+                    st.baseline = RateBaseline::new();
+                    st.profile = None;
+                    st.cycle.disturb();
+                }
                 let typical = st.baseline.is_typical(x);
                 st.baseline.update(x);
                 if typical && !b.sampled.is_empty() {

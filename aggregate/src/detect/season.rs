@@ -34,6 +34,11 @@ pub struct DailyCycle {
 }
 
 impl DailyCycle {
+    /// Do not learn the hour being counted (its traffic is not the site's usual).
+    pub fn disturb(&mut self) {
+        self.disturbed = true;
+    }
+
     /// Count second `sec` (not earlier than the seconds counted before) with `requests`;
     /// `disturbed` when the site has an incident in it.
     pub fn count(&mut self, sec: i64, requests: u64, disturbed: bool) {

@@ -300,3 +300,26 @@ fn the_end_of_input_writes_the_current_state_of_an_open_incident() {
         assert_eq!(inc.updated_ts, tl.iter().map(|r| r.ts).max().unwrap() + NANOS_PER_SEC, "after {secs} s");
     }
 }
+
+/// Regression: a site whose first minute (its warm-up) was a flood learned the flood as its
+/// normal rate and traffic profile, and the same flood ten minutes later went unreported (the
+/// profile still held the bots, so no signature set them apart). Once the site's traffic stays far
+/// below what the warm-up taught, the site learns afresh, and the later flood is found.
+#[test]
+fn a_flood_during_the_warm_up_does_not_hide_the_next_one() {
+    let bots = |s: i64| if s < 60 || (700..760).contains(&s) { 400.0 } else { 0.0 };
+    let lines = traffic(1100, |_| 20.0, bots, 0, 5);
+    let incidents: Vec<IncidentRow> = latest(&run(&lines, None)).into_values().filter(|i| &*i.site == "shop.example").collect();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    let start = inc.start_ts / NANOS_PER_SEC - T0;
+    assert!((699..=702).contains(&start), "start {start}");
+    assert!((15.0..30.0).contains(&inc.baseline_rps), "{}", inc.baseline_rps);
+    let flood = 60.0 * 400.0;
+    assert!((inc.attack_requests as f64 - flood).abs() / flood < 0.1, "attack_requests {}", inc.attack_requests);
+    // The same traffic without the warm-up flood gives the same incident.
+    let clean = traffic(1100, |_| 20.0, |s| if (700..760).contains(&s) { 400.0 } else { 0.0 }, 0, 5);
+    let reference: Vec<IncidentRow> = latest(&run(&clean, None)).into_values().filter(|i| &*i.site == "shop.example").collect();
+    assert_eq!(reference.len(), 1);
+    assert_eq!((reference[0].start_ts, reference[0].vector), (inc.start_ts, inc.vector));
+}
