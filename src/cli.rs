@@ -516,6 +516,7 @@ pub(crate) fn clickhouse_from_env(url: Option<&str>) -> Result<ClickHouseConfig>
     let Some(url) = url else { return Ok(ClickHouseConfig::default()) };
     let mut cfg: ClickHouseConfig = crate::config::section(&crate::config::load(None, crate::config::process_env())?, "clickhouse")?;
     cfg.url = url.to_owned();
+    cfg.validate().map_err(anyhow::Error::msg)?;
     Ok(cfg)
 }
 
@@ -559,6 +560,7 @@ pub(crate) fn print_out(text: &str) -> Result<()> {
 fn query_config(doc: &toml::Table) -> Result<edgelens_query::QueryConfig> {
     let mut cfg: edgelens_query::QueryConfig = crate::config::section(doc, "query")?;
     cfg.clickhouse = crate::config::section(doc, "clickhouse")?;
+    cfg.clickhouse.validate().map_err(anyhow::Error::msg)?;
     Ok(cfg)
 }
 
@@ -655,6 +657,7 @@ fn query(a: QueryArgs) -> Result<()> {
     let mut cfg = query_config(&doc)?;
     if let Some(url) = a.clickhouse {
         cfg.clickhouse.url = url;
+        cfg.clickhouse.validate().map_err(anyhow::Error::msg)?;
         cfg.backend = edgelens_query::BackendKind::ClickHouse;
     }
     if let Some(l) = a.listen {
@@ -722,8 +725,11 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     if let Some(Err(e)) = ingest.as_ref().map(edgelens_ingest::IngestConfig::validate) {
         problems.push(e);
     }
-    if let Some(Err(e)) = aggregate.as_ref().map(edgelens_aggregate::AggregateConfig::client_ip_policy) {
+    if let Some(Err(e)) = aggregate.as_ref().map(edgelens_aggregate::AggregateConfig::validate) {
         problems.push(format!("[aggregate]: {e}"));
+    }
+    if let Some(Err(e)) = clickhouse.as_ref().map(ClickHouseConfig::validate) {
+        problems.push(format!("[clickhouse]: {e}"));
     }
     if let Some(Err(e)) = query.as_ref().map(|q| edgelens_query::auth::Auth::new(q.tokens.clone())) {
         problems.push(e.to_string());

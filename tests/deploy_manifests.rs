@@ -263,4 +263,23 @@ fn check_config_reports_every_problem_the_roles_would_refuse() {
     for needle in ["token \"a\": shorter than 16 characters", "token \"b\" reuses the token of another entry", "max_decompressed_bytes_total (10) is below"] {
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
+    // Regression: an empty group (librdkafka's "consumer queue not available" at start), a
+    // ClickHouse address that is not HTTP, zero intervals and empty topics were accepted.
+    std::fs::write(&file, "[aggregate]
+group = \"\"
+[clickhouse]
+url = \"ftp://x\"
+[ingest]
+events_topic = \"\"
+").unwrap();
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["aggregate.group is empty", "[clickhouse]: clickhouse url \"ftp://x\" is not an HTTP interface", "ingest.events_topic is empty"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).env("EDGELENS__AGGREGATE__GROUP", "g").env("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS", "0").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aggregate.flush_interval_ms is 0"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = edgelens().args(["query", "--clickhouse", "ftp://x", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not an HTTP interface"), "{out:?}");
 }

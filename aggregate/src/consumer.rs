@@ -232,6 +232,24 @@ impl AggregateConfig {
         self.checkpoint_dir.clone().unwrap_or_else(|| self.data_dir.join("_checkpoints"))
     }
 
+    /// Settings that cannot work: empty brokers, group or events topic, zero intervals, a bad
+    /// client-IP policy or ClickHouse address. Checked before anything starts (`check-config` too).
+    pub fn validate(&self) -> Result<(), AggregateError> {
+        let bad = |m: String| Err(AggregateError::Config(m));
+        for (key, value) in [("brokers", &self.brokers), ("group", &self.group), ("events_topic", &self.events_topic)] {
+            if value.trim().is_empty() {
+                return bad(format!("aggregate.{key} is empty"));
+            }
+        }
+        for (key, ms) in [("flush_interval_ms", self.flush_interval_ms), ("idle_timeout_ms", self.idle_timeout_ms), ("checkpoint_interval_ms", self.checkpoint_interval_ms)] {
+            if ms == 0 {
+                return bad(format!("aggregate.{key} is 0: it must be at least 1"));
+            }
+        }
+        self.client_ip_policy()?;
+        self.clickhouse.validate().map_err(AggregateError::Config)
+    }
+
     /// The client-IP policy of `client_ip` / `client_ip_key`.
     pub fn client_ip_policy(&self) -> Result<ClientIpPolicy, AggregateError> {
         ClientIpPolicy::from_config(&self.client_ip, &self.client_ip_key).map_err(AggregateError::Config)
@@ -429,6 +447,7 @@ impl ConsumerContext for GroupContext {
 /// error stops it. Blocking: run it on its own thread. Counts into `metrics`, ready while the
 /// consumer loop runs.
 pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<AggregateStats, AggregateError> {
+    cfg.validate()?;
     let watch_done = Arc::new(AtomicBool::new(false));
     watch_high_watermarks(&cfg.brokers, Arc::clone(metrics), Arc::clone(&watch_done));
     let sites = HostSites::default();

@@ -162,6 +162,11 @@ pub enum BatchError {
 impl IngestConfig {
     /// Settings that cannot work together.
     pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [("brokers", &self.brokers), ("events_topic", &self.events_topic), ("dead_letters_topic", &self.dead_letters_topic)] {
+            if value.trim().is_empty() {
+                return Err(format!("ingest.{key} is empty"));
+            }
+        }
         if self.max_line_bytes == 0 || self.max_decompressed_bytes == 0 || self.max_inflight_batches == 0 {
             return Err("ingest.max_line_bytes, max_decompressed_bytes and max_inflight_batches must be at least 1".into());
         }

@@ -75,6 +75,20 @@ impl Default for ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
+    /// Settings that cannot work: a server address that is not an HTTP(S) URL, an empty database.
+    pub fn validate(&self) -> Result<(), String> {
+        for url in std::iter::once(&self.url).filter(|u| !u.is_empty()).chain(&self.shards) {
+            let scheme_ok = ["http://", "https://"].iter().any(|s| url.len() > s.len() && url[..s.len()].eq_ignore_ascii_case(s));
+            if !scheme_ok {
+                return Err(format!("clickhouse url {url:?} is not an HTTP interface: expected http://HOST:PORT or https://HOST:PORT"));
+            }
+        }
+        if self.database.is_empty() {
+            return Err("clickhouse.database is empty".into());
+        }
+        Ok(())
+    }
+
     /// A config for one server at `url`, other settings default.
     pub fn for_url(url: &str) -> Self {
         ClickHouseConfig { url: url.to_owned(), ..Self::default() }
@@ -363,6 +377,20 @@ pub fn string_literal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_addresses_are_http_urls() {
+        assert!(ClickHouseConfig::default().validate().is_ok(), "no server configured");
+        assert!(ClickHouseConfig::for_url("http://127.0.0.1:8123").validate().is_ok());
+        assert!(ClickHouseConfig::for_url("HTTPS://ch.example:8443").validate().is_ok());
+        for bad in ["ftp://x", "127.0.0.1:8123", "http://"] {
+            let e = ClickHouseConfig::for_url(bad).validate().unwrap_err();
+            assert!(e.contains("not an HTTP interface"), "{bad}: {e}");
+        }
+        let shards = ClickHouseConfig { shards: vec!["http://a:8123".into(), "tcp://b:9000".into()], ..ClickHouseConfig::default() };
+        assert!(shards.validate().unwrap_err().contains("tcp://b:9000"));
+        assert!(ClickHouseConfig { database: String::new(), ..ClickHouseConfig::for_url("http://a:1") }.validate().is_err());
+    }
     use crate::tables::{SITES, SITE_ENTITIES, SITE_RATES_10S};
     // The DDL of every table is also recorded in tests/golden/tables.txt.
 
