@@ -155,7 +155,7 @@ pub struct EdgeEvent<'a> {
     pub country: Cow<'a, str>,
     /// IATA colo code, upper case; empty when unknown.
     pub colo: Cow<'a, str>,
-    /// `CacheCacheStatus` (hit, miss, expired, dynamic, …); empty when absent.
+    /// `CacheCacheStatus` (hit, miss, expired, dynamic, …), lower case; empty when absent.
     pub cache_status: Cow<'a, str>,
     pub method: Option<Cow<'a, str>>,
     pub uri: Option<Cow<'a, str>>,
@@ -358,7 +358,9 @@ pub fn validate(raw: RawEvent<'_>) -> Result<EdgeEvent<'_>, InvalidReason> {
         asn: raw.client_asn.unwrap_or(0),
         country: lower(raw.client_country.unwrap_or_default()),
         colo: upper(raw.edge_colo_code.unwrap_or_default()),
-        cache_status: raw.cache_cache_status.unwrap_or_default(),
+        // Cloudflare writes these in lower case; other producers may not (a "HIT" was its own
+        // group, and not a cache hit).
+        cache_status: lower(raw.cache_cache_status.unwrap_or_default()),
         method: raw.client_request_method,
         uri: raw.client_request_uri,
         path: raw.client_request_path,
@@ -554,6 +556,11 @@ mod tests {
         assert!(ev.is_cache_hit());
         assert!(!ev.is_blocked());
         assert!(matches!(ev.site, Cow::Borrowed(_)), "no allocation for a clean site name");
+        // Regression: a cache status in upper case was a group of its own, and not a hit.
+        let line = LINE.replace(r#""hit""#, r#""HIT""#);
+        let upper = parse_line(line.as_bytes()).unwrap();
+        assert_eq!(upper.cache_status, "hit");
+        assert!(upper.is_cache_hit());
     }
 
     #[test]
