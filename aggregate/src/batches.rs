@@ -69,7 +69,9 @@ pub fn site_rates_batch(rows: &[SiteRate10s]) -> Result<RecordBatch, ArrowError>
             u64_col(rows.iter().map(|r| r.m.status_5xx)),
             u64_col(rows.iter().map(|r| r.m.cache_hits)),
             u64_col(rows.iter().map(|r| r.m.blocked)),
-            u64_col(rows.iter().map(|r| r.clients.estimate_u64())),
+            // An estimate can come out a little above the requests (≈1.6 %): never more clients
+            // than requests.
+            u64_col(rows.iter().map(|r| r.clients.estimate_u64().min(r.m.requests))),
             Arc::new(sketches.finish()),
         ],
     )
@@ -107,7 +109,7 @@ pub fn asn_batch(rows: &[Asn1m]) -> Result<RecordBatch, ArrowError> {
             str_col(rows.iter().map(|r| &*r.country)),
             u64_col(rows.iter().map(|r| r.requests)),
             u64_col(rows.iter().map(|r| r.bytes)),
-            u64_col(rows.iter().map(|r| r.clients.estimate_u64())),
+            u64_col(rows.iter().map(|r| r.clients.estimate_u64().min(r.requests))),
             Arc::new(sketches.finish()),
         ],
     )
@@ -249,4 +251,28 @@ pub fn merged_groups(table: &TableDef, batches: &[RecordBatch]) -> Result<std::c
         .into_iter()
         .map(|(k, (measures, unions))| (k, MergedGroup { measures, distinct: unions.iter().map(|u| u.to_sketch().estimate_u64()).collect() }))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::windows::RateMeasures;
+    use arrow::array::{Array, UInt64Array};
+    use crate::sketch::ClientSketch;
+
+    /// Regression: a row's distinct clients (an estimate) could exceed its requests.
+    #[test]
+    fn distinct_clients_never_exceed_requests() {
+        let mut clients = ClientSketch::new();
+        for i in 0..5_000u32 {
+            clients.insert(std::net::IpAddr::from(i.to_be_bytes()));
+        }
+        let requests = clients.estimate_u64().min(5_000) - 1;
+        let rate = SiteRate10s { ts: 0, site: Arc::from("a.example"), m: RateMeasures { requests, ..RateMeasures::default() }, clients: clients.clone() };
+        let asn = Asn1m { ts: 0, site: Arc::from("a.example"), asn: 1, country: Arc::from("us"), requests, bytes: 0, clients };
+        for batch in [site_rates_batch(&[rate]).unwrap(), asn_batch(&[asn]).unwrap()] {
+            let col = batch.column_by_name("distinct_clients").unwrap().as_any().downcast_ref::<UInt64Array>().unwrap();
+            assert_eq!((col.len(), col.value(0)), (1, requests));
+        }
+    }
 }

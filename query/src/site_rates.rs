@@ -169,7 +169,8 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
                 status_5xx: v(5),
                 cache_hits: v(6),
                 blocked: v(7),
-                distinct_clients: distinct.as_ref().map_or(v(8), |d| d.get(&bucket.value(row)).copied().unwrap_or(0)),
+                // Never more clients than requests (the sketches' estimate can be a little above).
+                distinct_clients: distinct.as_ref().map_or(v(8), |d| d.get(&bucket.value(row)).copied().unwrap_or(0)).min(v(0)),
             });
         }
     }
