@@ -127,6 +127,9 @@ pub struct IncidentRow {
     pub attack_requests: u64,
     pub distinct_ips: u64,
     pub signature: String,
+    /// JSON `[{"ip", "requests"}]`, most requests first: each address's signature-matching
+    /// requests counted from `watch_from` on, plus those of the sampled requests before it —
+    /// never more than the address sent.
     pub top_attackers: String,
     /// Event time of the state this row describes (the latest row of an incident wins).
     pub updated_ts: Nanos,
@@ -643,7 +646,9 @@ impl Ctx<'_> {
                         let scale = p.requests as f64 / p.sampled.len() as f64;
                         for s in &m {
                             inc.ips.insert(s.ip);
-                            count_ip(&mut inc.top, s.ip, scale.round() as u64);
+                            // The requests seen, not scaled up: an address that sent one request
+                            // of a rotating flood was listed with the sample's scale (4 or 5).
+                            count_ip(&mut inc.top, s.ip, 1);
                         }
                         ((m.len() as f64 * scale).round() as u64).min(p.requests)
                     }

@@ -323,3 +323,42 @@ fn a_flood_during_the_warm_up_does_not_hide_the_next_one() {
     assert_eq!(reference.len(), 1);
     assert_eq!((reference[0].start_ts, reference[0].vector), (inc.start_ts, inc.vector));
 }
+
+/// Regression: the top attackers' counts of the seconds before detection were the sampled
+/// requests scaled up, so in a flood from rotating addresses (one request each) every listed
+/// address showed 4 or 5 requests. Counts are now what each address was seen sending.
+#[test]
+fn top_attackers_never_count_more_than_an_address_sent() {
+    let mut rng = Rng(9);
+    let mut lines = Vec::new();
+    let mut n = 0u64;
+    for s in 0..500i64 {
+        let bots = if (400..430).contains(&s) { 1500 } else { 0 };
+        for (kind, count) in [(Kind::Normal, rng.count(100.0)), (Kind::Bot, bots)] {
+            for _ in 0..count {
+                n += 1;
+                let ts_ms = (T0 + s) * 1000 + rng.below(1000) as i64;
+                let l = line(&mut rng, "shop.example", ts_ms, kind, n);
+                let l = match kind {
+                    // A new address for every request of the flood.
+                    Kind::Bot => {
+                        let ip = format!("198.{}.{}.{}", 18 + (n >> 16) % 2, (n >> 8) & 255, n & 255);
+                        let start = l.find("\"ClientIP\":\"").unwrap() + 12;
+                        let end = start + l[start..].find('"').unwrap();
+                        format!("{}{ip}{}", &l[..start], &l[end..])
+                    }
+                    _ => l,
+                };
+                lines.push(l);
+            }
+        }
+    }
+    let incidents = latest(&run(&lines, None));
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    let top: Vec<serde_json::Value> = serde_json::from_str(&inc.top_attackers).unwrap();
+    assert!(!top.is_empty());
+    for t in &top {
+        assert_eq!(t["requests"].as_u64(), Some(1), "{t}: each address sent one request");
+    }
+}
