@@ -36,7 +36,7 @@ fn the_document_covers_the_service_and_the_validator_bites() {
     }
     assert_eq!(spec.sql(&svc, "SELECT 1 AS one", "application/json").0, 200);
     // The validator refuses what the document does not allow.
-    let ok_list = r#"{"from":"2026-11-01T00:00:00Z","to":"2026-11-01T01:00:00Z","incidents":[]}"#;
+    let ok_list = r#"{"from":"2026-11-01T00:00:00Z","to":"2026-11-01T01:00:00Z","total":0,"incidents":[]}"#;
     assert!(!rejects(&spec, "GET", "/v1/incidents", 200, "application/json", ok_list));
     for (method, path, status, ct, body) in [
         ("GET", "/v1/incidents", 200, "application/json", r#"{"from":"2026-11-01T00:00:00Z","incidents":[]}"#),

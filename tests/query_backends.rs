@@ -117,6 +117,10 @@ fn assert_documented(a: &QueryService, b: &QueryService, requests: &[String], ra
     let spec = Spec::fetch(a);
     let incidents = json(&a.get(&format!("/v1/incidents?{range}")).1, "incidents");
     let report = incidents["incidents"][0]["report"].as_str().unwrap().to_owned();
+    // Regression: a list cut by `limit` did not say so; `total` counts what the request selects.
+    assert_eq!(incidents["total"].as_u64(), Some(incidents["incidents"].as_array().unwrap().len() as u64));
+    let cut = json(&a.get(&format!("/v1/incidents?{range}&limit=1")).1, "incidents");
+    assert_eq!((cut["total"].clone(), cut["incidents"].as_array().unwrap().len()), (incidents["total"].clone(), 1));
     let mut paths: Vec<String> = requests.to_vec();
     paths.extend([
         format!("/v1/incidents?{range}"),

@@ -134,8 +134,8 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
     Ok(mappings)
 }
 
-/// The incidents `req` selects (status, vector, sites, limit) among those on the sites of
-/// `mappings` that were under way at some time the site was attributed.
+/// The incidents `req` selects (status, vector, sites; not cut to its limit) among those on the
+/// sites of `mappings` that were under way at some time the site was attributed.
 async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
     let sites: Vec<String> = mappings
         .iter()
@@ -145,7 +145,7 @@ async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRe
         .filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s)))
         .collect();
     let all = IncidentListRequest { sites: Some(sites), limit: incidents::MAX_LIMIT, ..req.clone() };
-    let mut out: Vec<IncidentSummary> = incidents::list(view, &all)
+    let out: Vec<IncidentSummary> = incidents::list(view, &all)
         .await?
         .incidents
         .into_iter()
@@ -155,7 +155,6 @@ async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRe
             mappings.iter().any(|m| m.site == i.site && m.overlaps(start, end))
         })
         .collect();
-    out.truncate(req.limit);
     Ok(out)
 }
 
@@ -171,8 +170,10 @@ pub async fn entity_incidents(
     if mappings.is_empty() {
         ensure_known(view, entity).await?;
     }
-    let incidents = incidents_of(view, &mappings, req).await?;
-    Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), incidents })
+    let mut incidents = incidents_of(view, &mappings, req).await?;
+    let total = incidents.len();
+    incidents.truncate(req.limit);
+    Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), total, incidents })
 }
 
 /// 404 for an entity the registry attributes no site to at any time: a mistyped name would
@@ -245,7 +246,8 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let requests: u64 = series.values().sum();
 
     let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: incidents::MAX_LIMIT };
-    let incidents = incidents_of(view, &mappings, &every).await?;
+    let mut incidents = incidents_of(view, &mappings, &every).await?;
+    incidents.truncate(every.limit);
 
     Ok(EntityReport {
         entity: req.entity.clone(),

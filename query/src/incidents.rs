@@ -61,11 +61,14 @@ pub struct IncidentSummary {
     pub report: String,
 }
 
-/// The list answer: `{"from":..,"to":..,"incidents":[...]}`, newest start first.
+/// The list answer: `{"from":..,"to":..,"total":N,"incidents":[...]}`, newest start first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentList {
     pub from: String,
     pub to: String,
+    /// The incidents the request selects, before `limit`: more than `incidents` holds when the
+    /// list was cut.
+    pub total: usize,
     pub incidents: Vec<IncidentSummary>,
 }
 
@@ -180,7 +183,7 @@ pub async fn list(backend: View<'_>, req: &IncidentListRequest) -> Result<Incide
     let mut conditions = vec![format!("{} < {}", dialect.epoch_us("start_ts"), req.range.to_us)];
     if let Some(sites) = &req.sites {
         if sites.is_empty() {
-            return Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), incidents: Vec::new() });
+            return Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), total: 0, incidents: Vec::new() });
         }
         let list: Vec<String> = sites.iter().map(|s| dialect.string(s)).collect();
         conditions.push(format!("site IN ({})", list.join(", ")));
@@ -199,8 +202,9 @@ pub async fn list(backend: View<'_>, req: &IncidentListRequest) -> Result<Incide
         })
         .collect();
     incidents.sort_by(|a, b| b.start_ts.cmp(&a.start_ts).then_with(|| a.incident_id.cmp(&b.incident_id)));
+    let total = incidents.len();
     incidents.truncate(req.limit);
-    Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), incidents })
+    Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), total, incidents })
 }
 
 /// One incident's report; `None` when no incident has that id.
