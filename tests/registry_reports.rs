@@ -336,3 +336,50 @@ fn a_later_import_ends_corrects_or_reopens_an_attribution() {
     assert_eq!(exported["entities"].as_array().unwrap().len(), 1, "{exported}");
     assert_eq!(exported["entities"][0]["confidence"].as_f64(), Some(0.9), "{exported}");
 }
+
+/// Regression: an attribution (or tag) imported under a host name before its site was registered
+/// stayed under the host name, which no traffic is recorded under once the site is known: the
+/// entity counted nothing of the site, and the total depended on the order of the imports. Such
+/// rows now count as their site's, in reports and traffic share, on the lake and ClickHouse.
+#[test]
+fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
+    let db = ChDatabase::new(&clickhouse_url(), "edgelens_registry_order");
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 12, "4m", 100, 3);
+    let lake = tmp.path().join("lake");
+    run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).args(["--clickhouse", &db.url]).arg(&raw).envs(db.env()));
+    let lake_s = lake.to_str().unwrap().to_owned();
+    let targets = ["--data-dir", lake_s.as_str(), "--clickhouse", db.url.as_str()];
+    let mut per_site: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &recount(&raw).rates {
+        *per_site.entry(k[1].clone()).or_default() += v[0];
+    }
+    let (site, site_requests) = per_site.iter().next().map(|(s, n)| (s.clone(), *n)).unwrap();
+    let import = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        run_ok(edgelens().arg("registry").arg("import").arg(&p).args(targets).envs(db.env()))
+    };
+    import("e.csv", format!("site,entity,source,confidence,valid_from,valid_to\napi.{site},Org H,whois,0.9,2026-01-01T00:00:00Z,\n"));
+    import("t.csv", format!("site,tag,source,valid_from,valid_to\napi.{site},watchlist-h,ofac,2026-01-01T00:00:00Z,\n"));
+    let on_lake = QueryService::start(&["--data-dir", &lake_s], &[]);
+    let on_ch = QueryService::start(&["--clickhouse", &db.url], &db.env());
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:05:00Z";
+    let counted = || {
+        let mut seen = Vec::new();
+        for svc in [&on_lake, &on_ch] {
+            let share = |by: &str, key: &str| {
+                let body = svc.get(&format!("/v1/traffic-share?{range}&step=5m&by={by}")).1;
+                let share = json(&body, "share");
+                share["series"].as_array().unwrap().iter().find(|s| s["key"] == key).map_or(0, |s| s["requests"].as_u64().unwrap())
+            };
+            let report = json(&svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m")).1, "report");
+            seen.push((share("entity", "Org H"), share("tag", "watchlist-h"), report["requests"].as_u64().unwrap()));
+        }
+        assert_eq!(seen[0], seen[1], "the lake and ClickHouse differ");
+        seen[0]
+    };
+    assert_eq!(counted(), (0, 0, 0), "no traffic is recorded under api.{site}");
+    import("s.csv", format!("site,tenant,created_at,removed_at\n{site},acme,2026-01-01T00:00:00Z,\n"));
+    assert_eq!(counted(), (site_requests, site_requests, site_requests), "the attribution counts {site}'s traffic");
+}

@@ -130,6 +130,13 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
             });
         }
     }
+    // An attribution kept under a host name of a site registered since counts as the site's.
+    let hosts = crate::registry_api::hosts_of_sites(view, "site_entities").await?;
+    for m in &mut mappings {
+        if let Ok(i) = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)) {
+            m.site = hosts[i].1.clone();
+        }
+    }
     mappings.sort_by(|a, b| (&a.site, a.from_us, &a.source).cmp(&(&b.site, b.from_us, &b.source)));
     Ok(mappings)
 }

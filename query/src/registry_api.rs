@@ -68,6 +68,37 @@ pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
     Ok(known)
 }
 
+/// The rows of registry table `table` (`site_entities`, `site_tags`) kept under a host name that
+/// now belongs to a registered site (imported before the site was registered: an import maps host
+/// names to the sites registered at the time), as `(host, site)`. Questions over attributions
+/// read them as the site's, as if the site had come first.
+pub async fn hosts_of_sites(view: View<'_>, table: &str) -> Result<Vec<(String, String)>> {
+    let known = known_sites(view).await?;
+    if known.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for b in view.query(&format!("SELECT DISTINCT site FROM {table}")).await?.batches {
+        let col = column_string(&b, "site")?;
+        for host in (0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i)) {
+            if let Some(site) = registry::registered_site(host, |s| known.contains(s)).filter(|s| *s != host) {
+                out.push((host.to_owned(), site.to_owned()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// SQL of `column` with the hosts of [`hosts_of_sites`] read as their sites.
+pub fn site_of_host_sql(dialect: Dialect, column: &str, hosts: &[(String, String)]) -> String {
+    if hosts.is_empty() {
+        return column.to_owned();
+    }
+    let arms: Vec<String> = hosts.iter().map(|(h, s)| format!("WHEN {} THEN {}", dialect.string(h), dialect.string(s))).collect();
+    format!("CASE {column} {} ELSE {column} END", arms.join(" "))
+}
+
 /// The columns of each registry table that make a row (`registry export` writes the same).
 const ROW_COLUMNS: [(&str, &str); 3] = [
     ("sites", "site, tenant, created_at, removed_at"),

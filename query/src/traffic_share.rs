@@ -125,7 +125,12 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
     }
 
     // (step start µs, top key or None for the rest, requests)
-    let binned = binned_sql(req, source_table, dialect);
+    let hosts = match req.by {
+        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, "site_entities").await?,
+        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, "site_tags").await?,
+        _ => Vec::new(),
+    };
+    let binned = binned_sql(req, source_table, dialect, &hosts);
     let top = req.top;
     let sql = match dialect {
         // DataFusion plans a join with the top keys; it cannot run `IN (subquery)` inside CASE.
@@ -221,8 +226,10 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
     })
 }
 
-/// SQL of `(bucket BIGINT, key VARCHAR, requests)`: requests per step and key in the range.
-fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect) -> String {
+/// SQL of `(bucket BIGINT, key VARCHAR, requests)`: requests per step and key in the range;
+/// registry rows under the host names of `hosts` count as their sites' (see
+/// [`crate::registry_api::hosts_of_sites`]).
+fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect, hosts: &[(String, String)]) -> String {
     let pred = dialect.range_predicate(&req.range, "ts");
     let bucket = dialect.step_start("ts", req.step);
     let rows = match req.by {
@@ -232,10 +239,19 @@ fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect) -
             format!("SELECT {bucket} AS bucket, {key} AS key, requests FROM {source_table} WHERE {pred}")
         }
         ShareBy::Entity | ShareBy::Tag => {
-            let (registry, key_column, confidence) = if req.by == ShareBy::Entity {
+            let (table, key_column, confidence) = if req.by == ShareBy::Entity {
                 ("site_entities", "entity", format!(" AND m.confidence >= {:?}", req.min_confidence))
             } else {
                 ("site_tags", "tag", String::new())
+            };
+            let registry = if hosts.is_empty() {
+                table.to_owned()
+            } else {
+                let columns = if req.by == ShareBy::Entity { "entity, confidence" } else { "tag" };
+                format!(
+                    "(SELECT {} AS site, {columns}, valid_from, valid_to FROM {table})",
+                    crate::registry_api::site_of_host_sql(dialect, "site", hosts)
+                )
             };
             // Per (minute, site) first, then each key valid at that minute; DISTINCT keeps a site
             // from counting twice toward one key when the registry repeats an attribution.
