@@ -887,8 +887,9 @@ impl Incident {
 // ---- checkpointing ----
 
 /// Version 2 added each site's recent counts and daily cycle; a version-1 state is read with them
-/// empty. Version 3 added each incident's recent seconds' totals (read as none before).
-const STATE_VERSION: u8 = 3;
+/// empty. Version 3 added each incident's recent seconds' totals (read as none before). Version 4
+/// added the daily cycle's disturbed hours (read as none before).
+const STATE_VERSION: u8 = 4;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
@@ -1034,7 +1035,7 @@ impl AttackDetector {
                 for c in &mut st.recent.counts {
                     *c = d.u32()?;
                 }
-                st.cycle = DailyCycle::decode(&mut d)?;
+                st.cycle = DailyCycle::decode(&mut d, v >= 4)?;
             }
             st.last_sec = d.opt_i64()?;
             if d.u8()? == 1 {

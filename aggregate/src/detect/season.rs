@@ -7,7 +7,10 @@
 //! ([`DAY_WEIGHT`] for the latest), and gives the judge a floor for its expectation: a little
 //! below what this hour of the day usually brings ([`FLOOR_FRACTION`]). The floor only raises the
 //! expectation, so a quiet hour is judged as before, and an hour that held an incident is not
-//! learned, so an attack does not teach the next day to expect it.
+//! learned, so an attack does not teach the next day to expect it — unless the same hour held one
+//! the day before too, with about as many requests ([`REPEAT_RATIO`]): a surge that comes back at
+//! the same hour every day is the site's daily peak (a new audience's evening), learned from the
+//! second such day, so that it is no incident from the third on (it used to be one every day).
 //!
 //! Fixed size (about 120 bytes a site); hours without a request are learned in closed form, so an
 //! idle site costs nothing per second.
@@ -18,6 +21,9 @@ use crate::checkpoint::{Dec, Enc};
 pub const DAY_WEIGHT: f32 = 1.0 / 3.0;
 /// The expectation floor is this fraction of the hour's usual rate.
 pub const FLOOR_FRACTION: f64 = 0.8;
+/// Two disturbed hours of the day in a row are the same surge when their rates differ by at most
+/// this factor.
+pub const REPEAT_RATIO: f32 = 1.5;
 const HOUR: i64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -31,6 +37,9 @@ pub struct DailyCycle {
     /// Mean requests a second of each hour of the day; meaningful where `learned` has its bit.
     rates: [f32; 24],
     learned: u32,
+    /// Hours of the day disturbed the last time they were counted, and their rates then.
+    surges: u32,
+    surge_rates: [f32; 24],
 }
 
 impl DailyCycle {
@@ -66,16 +75,28 @@ impl DailyCycle {
     }
 
     fn learn_hour(&mut self, hour: i64, rate: f64, disturbed: bool) {
-        if disturbed {
-            return;
-        }
         let slot = hour.rem_euclid(24) as usize;
         let bit = 1u32 << slot;
+        let mut rate = rate as f32;
+        if disturbed {
+            let before = self.surge_rates[slot];
+            let repeated = self.surges & bit != 0 && rate <= REPEAT_RATIO * before && before <= REPEAT_RATIO * rate;
+            if !repeated {
+                self.surges |= bit;
+                self.surge_rates[slot] = rate;
+                return;
+            }
+            // The same surge as yesterday's at this hour: the site's daily pattern.
+            self.surges &= !bit;
+            rate = rate.min(before);
+        } else {
+            self.surges &= !bit;
+        }
         if self.learned & bit == 0 {
-            self.rates[slot] = rate as f32;
+            self.rates[slot] = rate;
             self.learned |= bit;
         } else {
-            self.rates[slot] += DAY_WEIGHT * (rate as f32 - self.rates[slot]);
+            self.rates[slot] += DAY_WEIGHT * (rate - self.rates[slot]);
         }
     }
 
@@ -94,12 +115,23 @@ impl DailyCycle {
         for r in self.rates {
             e.u32(r.to_bits());
         }
+        e.u32(self.surges);
+        for r in self.surge_rates {
+            e.u32(r.to_bits());
+        }
     }
 
-    pub fn decode(d: &mut Dec<'_>) -> Result<Self, String> {
+    /// `with_surges`: the state has the disturbed hours' rates (detector state version 4 on).
+    pub fn decode(d: &mut Dec<'_>, with_surges: bool) -> Result<Self, String> {
         let mut c = DailyCycle { hour: d.opt_i64()?, count: d.u64()?, disturbed: d.u8()? != 0, learned: d.u32()?, ..Default::default() };
         for r in &mut c.rates {
             *r = f32::from_bits(d.u32()?);
+        }
+        if with_surges {
+            c.surges = d.u32()?;
+            for r in &mut c.surge_rates {
+                *r = f32::from_bits(d.u32()?);
+            }
         }
         Ok(c)
     }
@@ -177,6 +209,41 @@ mod tests {
         let mut e = Enc::new();
         c.encode(&mut e);
         let bytes = e.into_bytes();
-        assert_eq!(DailyCycle::decode(&mut Dec::new(&bytes)).unwrap(), c);
+        assert_eq!(DailyCycle::decode(&mut Dec::new(&bytes), true).unwrap(), c);
+    }
+
+    /// Requests of each second of `days` days: 1 a second, and 20 a second from 12:00 to 13:00 on
+    /// the days `peak` says; the hour is disturbed (an incident) where `incident` says.
+    fn days_with_peaks(days: i64, peak: impl Fn(i64) -> bool, incident: impl Fn(i64) -> bool) -> DailyCycle {
+        let mut c = DailyCycle::default();
+        for sec in 0..days * 86_400 {
+            let (day, hour) = (sec / 86_400, sec.rem_euclid(86_400) / HOUR);
+            let at_peak = hour == 12 && peak(day);
+            c.count(sec, if at_peak { 20 } else { 1 }, at_peak && incident(day));
+        }
+        c.count(days * 86_400, 0, false);
+        c
+    }
+
+    /// Regression: an hour that held an incident was never learned, so a new audience's daily
+    /// peak, an incident on its first day, was one every day after.
+    #[test]
+    fn a_surge_back_at_the_same_hour_the_next_day_is_the_daily_peak() {
+        let noon = 12 * HOUR;
+        let c = days_with_peaks(2, |_| true, |_| true);
+        assert!((c.floor(noon) - FLOOR_FRACTION * 20.0).abs() < 1e-3, "learned from the second day: {}", c.floor(noon));
+        let once = days_with_peaks(1, |_| true, |_| true);
+        assert_eq!(once.floor(noon), 0.0, "one day's surge is not learned");
+        // An attack one day, a calm hour the next: only the calm hour is learned.
+        let c = days_with_peaks(2, |d| d == 0, |_| true);
+        assert!((c.floor(noon) - FLOOR_FRACTION).abs() < 1e-3, "{}", c.floor(noon));
+        // Surges of different sizes two days in a row are not the same surge.
+        let mut c = days_with_peaks(1, |_| true, |_| true);
+        for sec in 86_400..2 * 86_400i64 {
+            let at_peak = sec.rem_euclid(86_400) / HOUR == 12;
+            c.count(sec, if at_peak { 60 } else { 1 }, at_peak);
+        }
+        c.count(2 * 86_400, 0, false);
+        assert_eq!(c.floor(noon), 0.0, "{}", c.floor(noon));
     }
 }
