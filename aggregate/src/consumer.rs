@@ -345,7 +345,7 @@ impl Partitions {
                 Offset::Offset(o) if o >= 0 => Some(o as u64),
                 _ => None,
             };
-            let offset = resume_position(consumer, &self.store, &self.cfg.group, el.topic(), el.partition(), offset)?;
+            let offset = resume_position(&self.store, &self.cfg, el.topic(), el.partition(), offset)?;
             let part = PartitionAggregator::resume(
                 &self.cfg.group,
                 el.topic(),
@@ -751,13 +751,17 @@ fn run_leases(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, 
                         continue;
                     }
                 };
-                let committed = match committed_offset(&consumer, &key.0, key.1)
-                    .map_err(AggregateError::from)
-                    .and_then(|c| resume_position(&consumer, &store, &cfg.group, &key.0, key.1, c))
-                {
+                let committed = match committed_offset(&consumer, &key.0, key.1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "committed offset unavailable; not taking the partition yet");
+                        continue;
+                    }
+                };
+                let committed = match resume_position(&store, cfg, &key.0, key.1, committed) {
                     Ok(c) => c,
                     Err(AggregateError::Kafka(e)) => {
-                        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "committed offset unavailable; not taking the partition yet");
+                        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "the partition's end is unknown; not taking the partition yet");
                         continue;
                     }
                     Err(e) => {
@@ -1229,27 +1233,50 @@ fn partitions_of<C: ConsumerContext>(consumer: &BaseConsumer<C>, topics: &[&str]
 /// checkpoint this lake holds for the group there, if the partition reaches it (see
 /// [`crate::partition::resume_without_commit`]) — never the beginning while the lake holds the
 /// group's checkpointed work there, which would discard it all.
-fn resume_position<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    store: &CheckpointStore,
-    group: &str,
-    topic: &str,
-    partition: i32,
-    committed: Option<u64>,
-) -> Result<Option<u64>, AggregateError> {
+fn resume_position(store: &CheckpointStore, cfg: &AggregateConfig, topic: &str, partition: i32, committed: Option<u64>) -> Result<Option<u64>, AggregateError> {
     if committed.is_some() {
         return Ok(committed);
     }
-    let checkpoints = store.positions(&crate::partition::span_source(group, topic), partition)?;
+    let checkpoints = store.positions(&crate::partition::span_source(&cfg.group, topic), partition)?;
     if checkpoints.iter().all(|&p| p == 0) {
         return Ok(None);
     }
-    let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-    let resumed = crate::partition::resume_without_commit(topic, partition, &checkpoints, u64::try_from(end).unwrap_or(0))?;
+    let end = partition_end(&cfg.brokers, topic, partition)?;
+    let resumed = crate::partition::resume_without_commit(topic, partition, &checkpoints, end)?;
     if let Some(p) = resumed {
-        tracing::warn!(topic, partition, checkpoint = p, "the group has no committed offset here (the broker lost or expired it): resuming from this lake's checkpoint");
+        tracing::warn!(topic, partition, checkpoint = p, end, "the group has no committed offset here (the broker lost or expired it): resuming from this lake's checkpoint");
     }
     Ok(resumed)
+}
+
+/// The offset after a partition's last message. A broker's high watermark says so, but tansu 0.6
+/// answers the first offset of the partition's last record batch: the messages from just before
+/// it are read, and the last one's offset counts.
+fn partition_end(brokers: &str, topic: &str, partition: i32) -> Result<u64, KafkaError> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "edgelens-end-probe")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let (low, high) = probe.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    let mut end = u64::try_from(high).unwrap_or(0);
+    if high <= low {
+        return Ok(end);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset((high - 1).max(low)))?;
+    probe.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match probe.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => end = end.max(u64::try_from(m.offset()).unwrap_or(0) + 1),
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(end),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(end)
 }
 
 fn committed_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Result<Option<u64>, KafkaError> {

@@ -70,28 +70,33 @@ pub enum PartitionError {
     #[error("{topic}/{partition}: checkpoint at position {position} cannot be restored: {reason}")]
     BadState { topic: String, partition: i32, position: u64, reason: String },
     #[error(
-        "{topic}/{partition}: the group has no committed offset here and the partition ends at offset {end}, before this lake's checkpoint at {checkpoint}: \
-         the topic was recreated or the broker lost its storage. Nothing was discarded: the rollups of the earlier topic stay. \
-         Aggregate the new topic with another --group (its rollups are written beside them)"
+        "{topic}/{partition}: the broker delivered offset {offset}, below this aggregator's position {position}, unasked: \
+         the partition's offsets started again (the topic was recreated, or the broker lost its storage). Nothing of it was counted \
+         or discarded: the rollups of the earlier topic stay. Count the new topic with another --group (its rollups are written \
+         beside them; the earlier topic's messages are gone, so nothing is counted twice)"
     )]
-    TopicRestarted { topic: String, partition: i32, checkpoint: u64, end: u64 },
+    OffsetsRestarted { topic: String, partition: i32, position: u64, offset: u64 },
+    #[error(
+        "{topic}/{partition}: the group has no committed offset here, and the partition ends at offset {end}, before this lake's \
+         checkpoint at {checkpoint}: its offsets started again (the topic was recreated, or the broker lost its storage). Nothing \
+         was discarded: the rollups of the earlier topic stay. Count the new topic with another --group (its rollups are written \
+         beside them; the earlier topic's messages are gone, so nothing is counted twice)"
+    )]
+    EndBelowCheckpoint { topic: String, partition: i32, checkpoint: u64, end: u64 },
 }
 
 /// Where a partition resumes when its group has no committed position there (the broker lost or
 /// expired the group's offsets, or the group is new), from the positions of the checkpoints this
-/// lake holds for the group there and the partition's end offset `end`:
-/// - no checkpoint past the beginning: `None`, from the beginning (a first owner's writes made
-///   before its first checkpoint are discarded and written again);
-/// - the newest checkpoint `p`, when the partition reaches it: resume at `p` as if committed.
-///   Resuming from the beginning would discard everything the group wrote there, counted and
-///   committed long ago, while the broker may no longer have those events;
-/// - a checkpoint past the partition's end: the topic's offsets started again, and its new
-///   messages cannot be told from the earlier ones by offset: refused, nothing discarded.
+/// lake holds for the group there: the newest past the beginning, as if committed — resuming from
+/// the beginning would discard everything the group wrote there, counted long ago, while the
+/// broker may no longer have those events — or `None` (the beginning: a first owner's writes
+/// made before its first checkpoint are discarded and written again). A partition that ends
+/// before that checkpoint (`end`, the offset after its last message) had its offsets start again:
+/// refused ([`PartitionError::EndBelowCheckpoint`]), nothing discarded.
 pub fn resume_without_commit(topic: &str, partition: i32, checkpoints: &[u64], end: u64) -> Result<Option<u64>, PartitionError> {
     match checkpoints.iter().copied().filter(|&p| p > 0).max() {
-        None => Ok(None),
-        Some(p) if p <= end => Ok(Some(p)),
-        Some(p) => Err(PartitionError::TopicRestarted { topic: topic.to_owned(), partition, checkpoint: p, end }),
+        Some(p) if p > end => Err(PartitionError::EndBelowCheckpoint { topic: topic.to_owned(), partition, checkpoint: p, end }),
+        resumed => Ok(resumed),
     }
 }
 
@@ -315,9 +320,15 @@ impl<S: RollupSink> PartitionAggregator<S> {
         let offset = offset as u64;
         let expected = self.pipeline.position();
         if offset < expected {
-            if let Some(r) = self.rewind.as_mut() {
-                r.saw_before = true;
-            }
+            // Only a seek back of ours brings offsets before the position (the client drops the
+            // ones of a fetched batch before the offset asked for). Unasked, the partition's
+            // offsets started again — a recreated topic, a broker that lost its storage — and the
+            // client, finding the position out of range, went back to its start: these are new
+            // messages, which skipping as counted would lose.
+            let Some(r) = self.rewind.as_mut() else {
+                return Err(PartitionError::OffsetsRestarted { topic: self.topic.clone(), partition: self.partition, position: expected, offset });
+            };
+            r.saw_before = true;
             return Ok(Taken::Done);
         }
         if offset > expected && self.contiguous {
@@ -458,14 +469,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_a_commit_a_partition_resumes_at_its_newest_checkpoint_it_reaches() {
+    fn without_a_commit_a_partition_resumes_at_its_newest_checkpoint() {
         let at = |checkpoints: &[u64], end| resume_without_commit("t", 3, checkpoints, end);
         assert!(matches!(at(&[], 100), Ok(None)), "nothing checkpointed: from the beginning");
-        assert!(matches!(at(&[0], 100), Ok(None)));
+        assert!(matches!(at(&[0], 0), Ok(None)));
         assert!(matches!(at(&[40, 70], 100), Ok(Some(70))), "the newest");
         assert!(matches!(at(&[70], 70), Ok(Some(70))), "at the end");
         let e = at(&[40, 70], 12).unwrap_err();
-        assert!(matches!(e, PartitionError::TopicRestarted { checkpoint: 70, end: 12, partition: 3, .. }), "{e}");
+        assert!(matches!(e, PartitionError::EndBelowCheckpoint { checkpoint: 70, end: 12, partition: 3, .. }), "{e}");
         assert!(e.to_string().contains("Nothing was discarded"), "{e}");
     }
 }

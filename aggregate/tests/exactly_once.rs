@@ -412,6 +412,23 @@ fn skipped_offsets_are_fetched_again() {
     assert_eq!(part.position(), 151);
 }
 
+/// Regression: a partition whose offsets started again (a recreated topic; the client, its
+/// position out of range, went back to the start) delivered new messages below the position,
+/// which were skipped as counted. Unasked offsets before the position stop the partition; after
+/// a seek back of its own they are skipped as before.
+#[test]
+fn offsets_that_start_again_are_refused_not_skipped() {
+    let msgs = messages(14);
+    let fx = Fixture::new();
+    let clock = Instant::now();
+    let x = fx.first_owner(&msgs, 300, clock);
+    let mut part = fx.resume(Some(x), cfg(), clock);
+    let e = part.take(0, &msgs[0], None).unwrap_err();
+    assert!(matches!(e, edgelens_aggregate::partition::PartitionError::OffsetsRestarted { position: 300, offset: 0, .. }), "{e}");
+    assert!(e.to_string().contains("another --group"), "{e}");
+    assert_eq!(part.position(), 300, "nothing taken");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
