@@ -340,7 +340,8 @@ fn a_later_import_ends_corrects_or_reopens_an_attribution() {
 /// Regression: an attribution (or tag) imported under a host name before its site was registered
 /// stayed under the host name, which no traffic is recorded under once the site is known: the
 /// entity counted nothing of the site, and the total depended on the order of the imports. Such
-/// rows now count as their site's, in reports and traffic share, on the lake and ClickHouse.
+/// rows now count as their site's too (and still as the host's, whose traffic recorded before the
+/// registration stays under it), in reports and traffic share, on the lake and ClickHouse.
 #[test]
 fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
     let db = ChDatabase::new(&clickhouse_url(), "edgelens_registry_order");
@@ -355,6 +356,26 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
         *per_site.entry(k[1].clone()).or_default() += v[0];
     }
     let (site, site_requests) = per_site.iter().next().map(|(s, n)| (s.clone(), *n)).unwrap();
+    // Traffic of api.<site> recorded before the site is registered: under the host name.
+    let hosts = tmp.path().join("host.ndjson");
+    let host_lines: Vec<String> = std::fs::read_to_string(&raw)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ZoneName"] == site.as_str())
+        .take(500)
+        .map(|mut v| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("ZoneName");
+            o.insert("ClientRequestHost".into(), format!("api.{site}").into());
+            let ray = format!("{}f", o["RayID"].as_str().unwrap_or_default());
+            o.insert("RayID".into(), ray.into());
+            v.to_string()
+        })
+        .collect();
+    let host_requests = host_lines.len() as u64;
+    std::fs::write(&hosts, host_lines.join("\n") + "\n").unwrap();
+    run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).args(["--clickhouse", &db.url]).arg(&hosts).envs(db.env()));
     let import = |name: &str, text: String| {
         let p = tmp.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -371,7 +392,8 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
             let share = |by: &str, key: &str| {
                 let body = svc.get(&format!("/v1/traffic-share?{range}&step=5m&by={by}")).1;
                 let share = json(&body, "share");
-                share["series"].as_array().unwrap().iter().find(|s| s["key"] == key).map_or(0, |s| s["requests"].as_u64().unwrap())
+                let series = share["series"].as_array().unwrap_or_else(|| panic!("{by}: {body}"));
+                series.iter().find(|s| s["key"] == key).map_or(0, |s| s["requests"].as_u64().unwrap())
             };
             let report = json(&svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m")).1, "report");
             seen.push((share("entity", "Org H"), share("tag", "watchlist-h"), report["requests"].as_u64().unwrap()));
@@ -379,7 +401,9 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
         assert_eq!(seen[0], seen[1], "the lake and ClickHouse differ");
         seen[0]
     };
-    assert_eq!(counted(), (0, 0, 0), "no traffic is recorded under api.{site}");
+    let h = host_requests;
+    assert_eq!(counted(), (h, h, h), "the traffic recorded under api.{site}");
     import("s.csv", format!("site,tenant,created_at,removed_at\n{site},acme,2026-01-01T00:00:00Z,\n"));
-    assert_eq!(counted(), (site_requests, site_requests, site_requests), "the attribution counts {site}'s traffic");
+    let both = site_requests + host_requests;
+    assert_eq!(counted(), (both, both, both), "the attribution counts {site}'s traffic, and the host's recorded before");
 }

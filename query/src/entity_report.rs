@@ -74,6 +74,7 @@ pub struct EntityReport {
     pub incidents: Vec<IncidentSummary>,
 }
 
+#[derive(Clone)]
 struct Mapping {
     site: String,
     source: String,
@@ -130,14 +131,17 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
             });
         }
     }
-    // An attribution kept under a host name of a site registered since counts as the site's.
+    // An attribution kept under a host name of a site registered since counts as the site's too
+    // (and still as the host's, whose traffic recorded before the registration stays there).
     let hosts = crate::registry_api::hosts_of_sites(view, "site_entities").await?;
-    for m in &mut mappings {
-        if let Ok(i) = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)) {
-            m.site = hosts[i].1.clone();
-        }
-    }
+    let of_sites: Vec<Mapping> = mappings
+        .iter()
+        .filter_map(|m| hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)).ok().map(|i| Mapping { site: hosts[i].1.clone(), ..m.clone() }))
+        .collect();
+    mappings.extend(of_sites);
     mappings.sort_by(|a, b| (&a.site, a.from_us, &a.source).cmp(&(&b.site, b.from_us, &b.source)));
+    // A site attributed both directly and through a host name: once.
+    mappings.dedup_by(|a, b| (&a.site, a.from_us, &a.source) == (&b.site, b.from_us, &b.source));
     Ok(mappings)
 }
 

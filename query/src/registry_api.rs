@@ -71,7 +71,8 @@ pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
 /// The rows of registry table `table` (`site_entities`, `site_tags`) kept under a host name that
 /// now belongs to a registered site (imported before the site was registered: an import maps host
 /// names to the sites registered at the time), as `(host, site)`. Questions over attributions
-/// read them as the site's, as if the site had come first.
+/// read them as the site's too, as if the site had come first (and still as the host's: traffic
+/// recorded under the host name before the registration stays under it).
 pub async fn hosts_of_sites(view: View<'_>, table: &str) -> Result<Vec<(String, String)>> {
     let known = known_sites(view).await?;
     if known.is_empty() {

@@ -244,22 +244,22 @@ fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect, h
             } else {
                 ("site_tags", "tag", String::new())
             };
+            // Registry rows and traffic under the host names of `hosts` both count as their
+            // sites' (traffic recorded under a host name before its site was registered too).
+            let site = crate::registry_api::site_of_host_sql(dialect, "site", hosts);
             let registry = if hosts.is_empty() {
                 table.to_owned()
             } else {
                 let columns = if req.by == ShareBy::Entity { "entity, confidence" } else { "tag" };
-                format!(
-                    "(SELECT {} AS site, {columns}, valid_from, valid_to FROM {table})",
-                    crate::registry_api::site_of_host_sql(dialect, "site", hosts)
-                )
+                format!("(SELECT {site} AS site, {columns}, valid_from, valid_to FROM {table})")
             };
             // Per (minute, site) first, then each key valid at that minute; DISTINCT keeps a site
             // from counting twice toward one key when the registry repeats an attribution.
             format!(
                 "SELECT {bucket} AS bucket, key, requests FROM ( \
-                   SELECT DISTINCT s.ts AS ts, s.site AS site, s.requests AS requests, m.{key_column} AS key \
-                   FROM (SELECT ts, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, site) s \
-                   JOIN {registry} m ON s.site = m.site \
+                   SELECT DISTINCT s.ts AS ts, s.msite AS site, s.requests AS requests, m.{key_column} AS key \
+                   FROM (SELECT ts, {site} AS msite, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, {site}) s \
+                   JOIN {registry} m ON s.msite = m.site \
                    WHERE s.ts >= m.valid_from AND (m.valid_to IS NULL OR s.ts < m.valid_to){confidence} \
                  ) AS mapped"
             )
