@@ -470,6 +470,9 @@ mod tests {
     #[tokio::test]
     async fn a_column_written_twice_is_answered_twice() {
         let (_dir, lake) = open_lake(SqlLimits::default());
+        for sql in ["SELECT count(*), COUNT(*) FROM range(3)", "SELECT value, r.value FROM range(3) r", "SELECT value, VALUE FROM range(3)"] {
+            assert_eq!(lake.user_sql(sql).await.map(|r| r.num_rows()).unwrap_or_else(|e| panic!("{sql}: {e}")), if sql.contains("count") { 1 } else { 3 });
+        }
         let r = lake.user_sql("SELECT count(*), count(*), value % 2, value % 2 FROM range(3) GROUP BY value % 2 ORDER BY 3").await.unwrap();
         assert_eq!(
             crate::format::to_json(&r.batches).unwrap(),

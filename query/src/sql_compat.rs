@@ -145,42 +145,70 @@ fn alias_repeated_outputs(body: &mut SetExpr) {
 }
 
 fn alias_repeated_in(select: &mut Select) {
-    let written: Vec<Option<String>> = select
+    // The name DataFusion gives an unaliased output column, as far as it matters here: a column's
+    // own name (`site`, `t.site`), else the expression as written, unquoted parts in lower case.
+    let named: Vec<Option<String>> = select
         .projection
         .iter()
         .map(|item| match item {
-            SelectItem::UnnamedExpr(e) => Some(e.to_string()),
+            SelectItem::UnnamedExpr(e) => Some(output_key(e)),
             _ => None,
         })
         .collect();
-    let repeats = written.iter().enumerate().any(|(i, w)| w.is_some() && written[..i].contains(w));
+    let repeats = named.iter().enumerate().any(|(i, w)| w.is_some() && named[..i].contains(w));
     if !repeats {
         return;
     }
-    // Names the output columns have (compared as DataFusion does, case-insensitively for
-    // unquoted names): every unaliased one's text, every alias.
-    let name_of = |item: &SelectItem| match item {
-        SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(id.value.to_lowercase()),
-        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map(|id| id.value.to_lowercase()),
-        SelectItem::UnnamedExpr(e) => Some(e.to_string().to_lowercase()),
-        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-        _ => None,
-    };
-    let mut taken: Vec<String> = select.projection.iter().filter_map(name_of).collect();
+    // Names the output columns have: every unaliased one's, every alias.
+    let mut taken: Vec<String> = select
+        .projection
+        .iter()
+        .zip(&named)
+        .filter_map(|(item, n)| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            _ => n.clone(),
+        })
+        .collect();
     for i in 0..select.projection.len() {
-        let Some(text) = &written[i] else { continue };
-        if !written[..i].contains(&written[i]) {
+        let Some(key) = &named[i] else { continue };
+        if !named[..i].contains(&named[i]) {
             continue;
         }
-        let base = match &select.projection[i] {
-            SelectItem::UnnamedExpr(Expr::Identifier(id)) => id.value.clone(),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map_or_else(|| text.clone(), |id| id.value.clone()),
-            _ => text.clone(),
+        let SelectItem::UnnamedExpr(expr) = &select.projection[i] else { continue };
+        let base = match expr {
+            Expr::Identifier(id) => id.value.clone(),
+            Expr::CompoundIdentifier(ids) => ids.last().map_or_else(|| key.clone(), |id| id.value.clone()),
+            e => e.to_string(),
         };
         let alias = (2..).map(|n| format!("{base}_{n}")).find(|a| !taken.contains(&a.to_lowercase())).expect("an unused name");
         taken.push(alias.to_lowercase());
-        if let SelectItem::UnnamedExpr(expr) = &select.projection[i] {
-            select.projection[i] = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
+        select.projection[i] = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
+    }
+}
+
+/// See [`alias_repeated_in`].
+fn output_key(e: &Expr) -> String {
+    let ident = |id: &Ident| if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() };
+    match e {
+        Expr::Identifier(id) => ident(id),
+        Expr::CompoundIdentifier(ids) => ids.last().map(ident).unwrap_or_default(),
+        e => {
+            // Lower case outside quotes: `COUNT(*)` is `count(*)`, `'A'` stays `'A'`.
+            let mut out = String::new();
+            let mut quote: Option<char> = None;
+            for c in e.to_string().chars() {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == '\'' || c == '"' => quote = Some(c),
+                    None => {
+                        out.push(c.to_ascii_lowercase());
+                        continue;
+                    }
+                }
+                out.push(c);
+            }
+            out
         }
     }
 }
@@ -416,7 +444,11 @@ mod tests {
     #[test]
     fn repeated_output_columns_are_aliased() {
         assert_eq!(rewritten("SELECT count(*), count(*) FROM t"), r#"SELECT count(*), count(*) AS "count(*)_2" FROM t"#);
-        assert_eq!(rewritten("SELECT site, site, t.site FROM t"), r#"SELECT site, site AS "site_2", t.site FROM t"#);
+        assert_eq!(rewritten("SELECT site, site, t.site FROM t"), r#"SELECT site, site AS "site_2", t.site AS "site_3" FROM t"#);
+        // Named alike by DataFusion though written differently.
+        assert_eq!(rewritten("SELECT count(*), COUNT(*) FROM t"), r#"SELECT count(*), COUNT(*) AS "COUNT(*)_2" FROM t"#);
+        assert_eq!(rewritten("SELECT value, VALUE, r.value FROM t"), r#"SELECT value, VALUE AS "VALUE_2", r.value AS "value_3" FROM t"#);
+        assert_eq!(rewritten("SELECT 'A', 'a', \"X\", x FROM t"), "SELECT 'A', 'a', \"X\", x FROM t");
         // The alias is a name no other column of that SELECT has.
         assert_eq!(rewritten("SELECT 1, 1, 2 AS \"1_2\", 1"), r#"SELECT 1, 1 AS "1_3", 2 AS "1_2", 1 AS "1_4""#);
         // Each SELECT on its own: union sides and subqueries.
