@@ -7,7 +7,7 @@
 //! The first [`WARMUP_SECS`] seconds of a site only learn (plain running mean, no alerts). When
 //! they held an attack (a site first seen under attack, a replay that starts in one), the site
 //! learned the attack as its normal: once its traffic stays far below that within its first hour
-//! ([`RateBaseline::outgrown`]), the detector learns it afresh.
+//! ([`RateBaseline::outgrown`]), the detector learns it afresh (once).
 //!
 //! A second is judged on its own count and on the last [`WINDOW_SECS`] seconds' sum
 //! ([`RecentCounts`]): a surge that builds up slowly (an attack ramp) is not yet anomalous in

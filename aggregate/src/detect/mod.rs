@@ -268,6 +268,9 @@ struct SiteState {
     profile: Option<Box<SiteProfile>>,
     buckets: Vec<Bucket>,
     incident: Option<Box<Incident>>,
+    /// The site was learned afresh once ([`baseline::RateBaseline::outgrown`]): never again, so
+    /// traffic that rises and falls cannot keep it warming up (and unjudged).
+    relearned: bool,
 }
 
 /// A tracked site: its name and its state.
@@ -550,10 +553,11 @@ impl Ctx<'_> {
                 self.suspect_second(st, &mut inc, b, true);
                 st.incident = Some(inc);
             } else {
-                if st.baseline.outgrown(&st.recent) {
+                if !st.relearned && st.baseline.outgrown(&st.recent) {
                     // The site's first rate and profile were not its normal (an attack during
                     // the warm-up): learn both afresh, from this second on.
                     self.stats.relearned += 1;
+                    st.relearned = true;
                     st.baseline = RateBaseline::new();
                     st.profile = None;
                     st.cycle.disturb();
@@ -888,7 +892,8 @@ impl Incident {
 
 /// Version 2 added each site's recent counts and daily cycle; a version-1 state is read with them
 /// empty. Version 3 added each incident's recent seconds' totals (read as none before). Version 4
-/// added the daily cycle's disturbed hours (read as none before).
+/// added the daily cycle's disturbed hours and whether the site was learned afresh (read as none
+/// and no before).
 const STATE_VERSION: u8 = 4;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
@@ -980,6 +985,7 @@ impl AttackDetector {
                 e.u32(c);
             }
             st.cycle.encode(&mut e);
+            e.u8(u8::from(st.relearned));
             e.opt_i64(st.last_sec);
             match &st.profile {
                 Some(p) => {
@@ -1036,6 +1042,9 @@ impl AttackDetector {
                     *c = d.u32()?;
                 }
                 st.cycle = DailyCycle::decode(&mut d, v >= 4)?;
+            }
+            if v >= 4 {
+                st.relearned = d.u8()? != 0;
             }
             st.last_sec = d.opt_i64()?;
             if d.u8()? == 1 {

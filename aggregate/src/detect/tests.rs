@@ -362,3 +362,17 @@ fn top_attackers_never_count_more_than_an_address_sent() {
         assert_eq!(t["requests"].as_u64(), Some(1), "{t}: each address sent one request");
     }
 }
+
+/// A site is learned afresh once: traffic that falls after every warm-up (floods timed to them)
+/// cannot keep it warming up, and unjudged.
+#[test]
+fn a_site_is_learned_afresh_once() {
+    let bots = |s: i64| if s < 60 || (80..135).contains(&s) { 400.0 } else { 0.0 };
+    let lines = traffic(400, |_| 20.0, bots, 0, 6);
+    let mut det = AttackDetector::new(DetectorConfig::default());
+    for l in &lines {
+        det.observe(&parse_line(l.as_bytes()).expect("valid line"));
+    }
+    det.finish();
+    assert_eq!(det.stats().relearned, 1);
+}
