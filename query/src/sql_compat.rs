@@ -186,12 +186,16 @@ fn alias_repeated_in(select: &mut Select) {
     }
 }
 
+/// An identifier as it names a column: unquoted ones fold to lower case.
+pub fn folded(id: &Ident) -> String {
+    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() }
+}
+
 /// See [`alias_repeated_in`].
 fn output_key(e: &Expr) -> String {
-    let ident = |id: &Ident| if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() };
     match e {
-        Expr::Identifier(id) => ident(id),
-        Expr::CompoundIdentifier(ids) => ids.last().map(ident).unwrap_or_default(),
+        Expr::Identifier(id) => folded(id),
+        Expr::CompoundIdentifier(ids) => ids.last().map(folded).unwrap_or_default(),
         e => {
             // Lower case outside quotes: `COUNT(*)` is `count(*)`, `'A'` stays `'A'`.
             let mut out = String::new();

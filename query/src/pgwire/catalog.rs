@@ -1000,17 +1000,12 @@ pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
         .collect()
 }
 
-/// An identifier as it names a column: unquoted ones fold to lower case.
-fn folded(id: &datafusion::sql::sqlparser::ast::Ident) -> String {
-    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() }
-}
-
 /// PostgreSQL's output name of an unaliased expression (its `FigureColname`).
 fn postgres_name(expr: &Expr) -> Option<String> {
     match expr {
         // The planner's own name, except where `sql_compat` aliased a repeated column (`site_2`).
-        Expr::Identifier(id) => Some(folded(id)),
-        Expr::CompoundIdentifier(ids) => ids.last().map(folded),
+        Expr::Identifier(id) => Some(crate::sql_compat::folded(id)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(crate::sql_compat::folded),
         Expr::Nested(inner) => postgres_name(inner),
         Expr::Function(f) => f.name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()),
         Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
