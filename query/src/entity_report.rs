@@ -257,8 +257,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let requests: u64 = series.values().sum();
 
     let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: incidents::MAX_LIMIT };
-    let mut incidents = incidents_of(view, &mappings, &every).await?;
-    incidents.truncate(every.limit);
+    let incidents = incidents_of(view, &mappings, &every).await?;
 
     Ok(EntityReport {
         entity: req.entity.clone(),
