@@ -71,19 +71,20 @@ pub enum PartitionError {
     BadState { topic: String, partition: i32, position: u64, reason: String },
     #[error(
         "{topic}/{partition}: the broker delivered offset {offset}, below this aggregator's position {position}, unasked: \
-         the partition's offsets started again (the topic was recreated, or the broker lost its storage). Nothing of it was counted \
-         or discarded: the rollups of the earlier topic stay. Count the new topic with another --group (its rollups are written \
-         beside them; the earlier topic's messages are gone, so nothing is counted twice)"
+         the partition's offsets started again {RESTARTED}"
     )]
     OffsetsRestarted { topic: String, partition: i32, position: u64, offset: u64 },
     #[error(
         "{topic}/{partition}: the group has no committed offset here, and the partition ends at offset {end}, before this lake's \
-         checkpoint at {checkpoint}: its offsets started again (the topic was recreated, or the broker lost its storage). Nothing \
-         was discarded: the rollups of the earlier topic stay. Count the new topic with another --group (its rollups are written \
-         beside them; the earlier topic's messages are gone, so nothing is counted twice)"
+         checkpoint at {checkpoint}: its offsets started again {RESTARTED}"
     )]
     EndBelowCheckpoint { topic: String, partition: i32, checkpoint: u64, end: u64 },
 }
+
+/// What a partition whose offsets started again means, and what to do: the end of both errors.
+const RESTARTED: &str = "(the topic was recreated, or the broker lost its storage). Nothing was discarded, nor counted: the \
+     rollups of the earlier topic stay. Count the new topic with another --group (its rollups are written beside them; the \
+     earlier topic's messages are gone, so nothing is counted twice)";
 
 /// Where a partition resumes when its group has no committed position there (the broker lost or
 /// expired the group's offsets, or the group is new), from the positions of the checkpoints this
