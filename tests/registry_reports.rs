@@ -65,13 +65,14 @@ fn registry_import_and_entity_reports_match_a_recount() {
         "sites.csv",
         format!("site,tenant,created_at,removed_at\n{}", sites.iter().map(|s| format!("{s},acme,2026-01-01T00:00:00Z,\n")).collect::<String>()),
     );
-    let attrs: [Attr; 6] = [
+    let attrs: [Attr; 7] = [
         (0, "Org A", 0.9, 0, None),
         (1, "Org A", 0.4, 0, Some(5)),
         (1, "Org B", 0.9, 3, None),
         (2, "Org B", 0.8, 1, Some(4)),
         (0, "Org C", 0.95, 2, None),
         (3, "Org A", 0.7, 0, None),
+        (0, "Org B", 0.6, 0, None),
     ];
     let host = |i: usize| match i {
         0 => format!("www.{}", sites[0]),
@@ -130,7 +131,7 @@ fn registry_import_and_entity_reports_match_a_recount() {
     // The repeated import ran without --actor: $USER, else `cli`.
     let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "cli".into());
     let (mine, others): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.0 == "registrar-bot");
-    assert_eq!(mine, [bot("entities.csv", 0, 6, 0), bot("sites.csv", 4, 0, 0), bot("tags.csv", 0, 0, 1)], "{audit}");
+    assert_eq!(mine, [bot("entities.csv", 0, attrs.len() as u64, 0), bot("sites.csv", 4, 0, 0), bot("tags.csv", 0, 0, 1)], "{audit}");
     // It wrote nothing: every row was registered already.
     assert_eq!(others, [(user, "entities.csv".to_owned(), 0, 0, 0)], "{audit}");
     let spec = support::openapi::Spec::fetch(&on_lake);
@@ -212,6 +213,51 @@ fn registry_import_and_entity_reports_match_a_recount() {
         }
         reports += 1;
     }
+    // With top=1 the other entities fold into one series, in which a site attributed to several
+    // of them (Org B and Org C share sites[0]) counts once a minute: no share above 1.
+    let path = format!("/v1/traffic-share?{range}&by=entity&step=2m&top=1");
+    let share = json(&on_lake.get(&path).1, &path);
+    assert_eq!(normalized(share.clone()), normalized(json(&on_ch.get(&path).1, &path)), "{path}: backends differ");
+    let at = |a: &Attr, m: i64| m >= a.3 && a.4.is_none_or(|t| m < t);
+    let held = |site: &str, m: i64| -> std::collections::BTreeSet<&str> { attrs.iter().filter(|a| sites[a.0] == site && at(a, m)).map(|a| a.1).collect() };
+    let in_range: Vec<(i64, &String, u64)> =
+        per_minute.iter().map(|((t, s), n)| ((t - T0) / 60_000_000, s, *n)).filter(|(m, _, _)| (0..8).contains(m)).collect();
+    let mut per_entity: BTreeMap<&str, u64> = BTreeMap::new();
+    for (m, site, n) in &in_range {
+        for e in held(site, *m) {
+            *per_entity.entry(e).or_default() += n;
+        }
+    }
+    let top = *per_entity.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).unwrap().0;
+    let mut rest: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut overlapped = 0u64;
+    for (m, site, n) in &in_range {
+        let step = rest.entry(minute(m / 2 * 2)).or_default();
+        step.1 += n;
+        let folded = held(site, *m).into_iter().filter(|e| *e != top).count();
+        if folded > 0 {
+            step.0 += n;
+        }
+        if folded > 1 {
+            overlapped += n;
+        }
+    }
+    assert!(overlapped > 0, "the registry has sites in more than one folded entity");
+    let series = share["series"].as_array().unwrap();
+    assert_eq!((series.len(), series[0]["key"].as_str(), series[1]["folded"].as_bool()), (2, Some(top), Some(true)), "{share}");
+    let got: BTreeMap<String, (u64, f64)> = series[1]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["ts"].as_str().unwrap().to_owned(), (p["requests"].as_u64().unwrap(), p["share"].as_f64().unwrap())))
+        .collect();
+    let want: BTreeMap<String, (u64, f64)> = rest.iter().map(|(ts, &(r, all))| (ts.clone(), (r, r as f64 / all as f64))).collect();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{share}");
+    for (ts, (r, sh)) in &want {
+        assert_eq!(got[ts].0, *r, "folded rest at {ts}: {share}");
+        assert!((got[ts].1 - sh).abs() < 1e-12 && got[ts].1 <= 1.0, "folded share at {ts}: {share}");
+    }
+
     // The report of an entity, as an example in the docs.
     let example = format!("/v1/reports/entities/Org%20A?{range}&step=2m&min_confidence=0.5");
     let md = on_lake.get(&format!("{example}&format=md")).1;

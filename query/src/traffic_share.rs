@@ -14,8 +14,9 @@
 //!   without any traffic have no point;
 //! - `by=entity|tag` go through the many-to-many registry (`site_entities`, `site_tags`), valid at
 //!   the row's time: a site counts fully toward each of its keys (so shares may add up to more than
-//!   1), sites with no key count only in the total, and `min_confidence` filters entities. Without
-//!   registry rows the request is refused (400).
+//!   1), once toward the folded rest however many of its keys are folded (so no series' share
+//!   exceeds 1), sites with no key count only in the total, and `min_confidence` filters entities.
+//!   Without registry rows the request is refused (400).
 //!
 //! Sources: `site|country|colo` from `traffic_1m`, `asn` from `asn_1m` (keys are the ASN numbers as
 //! text), `entity|tag` from `traffic_1m` joined with the registry.
@@ -130,26 +131,7 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
         ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, "site_tags").await?,
         _ => Vec::new(),
     };
-    let binned = binned_sql(req, source_table, dialect, &hosts);
-    let top = req.top;
-    let sql = match dialect {
-        // DataFusion plans a join with the top keys; it cannot run `IN (subquery)` inside CASE.
-        Dialect::DataFusion => format!(
-            "WITH binned AS ({binned}), \
-             top_keys AS (SELECT key AS top_key FROM binned GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top}) \
-             SELECT bucket, top_key AS key, SUM(requests) AS requests \
-             FROM binned LEFT JOIN top_keys ON binned.key = top_keys.top_key \
-             GROUP BY bucket, top_key"
-        ),
-        // ClickHouse 18.16 has no table CTEs, and its LEFT JOIN fills defaults instead of NULLs.
-        Dialect::ClickHouse => format!(
-            "SELECT bucket, top_key AS key, SUM(requests) AS requests FROM ( \
-               SELECT bucket, CASE WHEN key IN ( \
-                 SELECT key FROM ({binned}) AS b2 GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top} \
-               ) THEN key ELSE NULL END AS top_key, requests FROM ({binned}) AS b1 \
-             ) AS t GROUP BY bucket, top_key"
-        ),
-    };
+    let sql = share_sql(req, source_table, dialect, &hosts);
     let mut cells: Vec<(i64, Option<String>, u64)> = Vec::new();
     for batch in backend.query(&sql).await?.batches {
         let (bucket, key, requests) =
@@ -226,46 +208,74 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
     })
 }
 
-/// SQL of `(bucket BIGINT, key VARCHAR, requests)`: requests per step and key in the range;
-/// registry rows under the host names of `hosts` count as their sites' (see
-/// [`crate::registry_api::hosts_of_sites`]).
-fn binned_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect, hosts: &[(String, String)]) -> String {
-    let pred = dialect.range_predicate(&req.range, "ts");
+/// SQL of `(bucket BIGINT, key VARCHAR, requests)`: requests per step of each of the top N keys
+/// (by requests over the range, ties by key) and of the rest (`key` NULL).
+///
+/// For `site|country|colo|asn` every row has one key, so the rest is a plain sum. For
+/// `entity|tag` a site may have several keys: the rest counts each site's minute once, however
+/// many keys outside the top N it has (else overlapping keys would make its share exceed 1).
+fn share_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect, hosts: &[(String, String)]) -> String {
+    let top = req.top;
     let bucket = dialect.step_start("ts", req.step);
-    let rows = match req.by {
+    // `units`: (bucket, key, requests), plus (ts, site) for a mapped `by`, whose rest is counted
+    // once per site and minute.
+    let (units, keep) = match req.by {
         ShareBy::Site | ShareBy::Country | ShareBy::Colo | ShareBy::Asn => {
-            let column = req.by.as_str();
-            let key = dialect.to_text(column);
-            format!("SELECT {bucket} AS bucket, {key} AS key, requests FROM {source_table} WHERE {pred}")
+            let key = dialect.to_text(req.by.as_str());
+            let pred = dialect.range_predicate(&req.range, "ts");
+            let rows = format!("SELECT {bucket} AS bucket, {key} AS key, requests FROM {source_table} WHERE {pred}");
+            (format!("SELECT bucket, key, SUM(requests) AS requests FROM ({rows}) AS r GROUP BY bucket, key"), "bucket")
         }
         ShareBy::Entity | ShareBy::Tag => {
-            let (table, key_column, confidence) = if req.by == ShareBy::Entity {
-                ("site_entities", "entity", format!(" AND m.confidence >= {:?}", req.min_confidence))
-            } else {
-                ("site_tags", "tag", String::new())
-            };
-            // Registry rows and traffic under the host names of `hosts` both count as their
-            // sites' (traffic recorded under a host name before its site was registered too).
-            let site = crate::registry_api::site_of_host_sql(dialect, "site", hosts);
-            let registry = if hosts.is_empty() {
-                table.to_owned()
-            } else {
-                let columns = if req.by == ShareBy::Entity { "entity, confidence" } else { "tag" };
-                format!("(SELECT {site} AS site, {columns}, valid_from, valid_to FROM {table})")
-            };
-            // Per (minute, site) first, then each key valid at that minute; DISTINCT keeps a site
-            // from counting twice toward one key when the registry repeats an attribution.
-            format!(
-                "SELECT {bucket} AS bucket, key, requests FROM ( \
-                   SELECT DISTINCT s.ts AS ts, s.msite AS site, s.requests AS requests, m.{key_column} AS key \
-                   FROM (SELECT ts, {site} AS msite, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, {site}) s \
-                   JOIN {registry} m ON s.msite = m.site \
-                   WHERE s.ts >= m.valid_from AND (m.valid_to IS NULL OR s.ts < m.valid_to){confidence} \
-                 ) AS mapped"
-            )
+            let rows = mapped_sql(req, dialect, hosts);
+            (format!("SELECT {bucket} AS bucket, ts, site, key, requests FROM ({rows}) AS r"), "DISTINCT bucket, ts, site")
         }
     };
-    format!("SELECT bucket, key, SUM(requests) AS requests FROM ({rows}) AS r GROUP BY bucket, key")
+    match dialect {
+        // DataFusion plans a join with the top keys; it cannot run `IN (subquery)` inside CASE.
+        Dialect::DataFusion => format!(
+            "WITH units AS ({units}), \
+             top_keys AS (SELECT key AS top_key FROM units GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top}), \
+             folded AS (SELECT {keep}, requests, top_key FROM units LEFT JOIN top_keys ON units.key = top_keys.top_key) \
+             SELECT bucket, top_key AS key, SUM(requests) AS requests FROM folded GROUP BY bucket, top_key"
+        ),
+        // ClickHouse 18.16 has no table CTEs, and its LEFT JOIN fills defaults instead of NULLs.
+        Dialect::ClickHouse => format!(
+            "SELECT bucket, top_key AS key, SUM(requests) AS requests FROM ( \
+               SELECT {keep}, requests, CASE WHEN key IN ( \
+                 SELECT key FROM ({units}) AS u2 GROUP BY key ORDER BY SUM(requests) DESC, key ASC LIMIT {top} \
+               ) THEN key ELSE NULL END AS top_key FROM ({units}) AS u1 \
+             ) AS folded GROUP BY bucket, top_key"
+        ),
+    }
+}
+
+/// SQL of `(ts, site, key, requests)` for `by=entity|tag`: each minute's requests of a site once
+/// per key of the registry valid at that minute; registry rows and traffic under the host names
+/// of `hosts` count as their sites' (see [`crate::registry_api::hosts_of_sites`]).
+fn mapped_sql(req: &TrafficShareRequest, dialect: Dialect, hosts: &[(String, String)]) -> String {
+    let pred = dialect.range_predicate(&req.range, "ts");
+    let (table, key_column, confidence) = if req.by == ShareBy::Entity {
+        ("site_entities", "entity", format!(" AND m.confidence >= {:?}", req.min_confidence))
+    } else {
+        ("site_tags", "tag", String::new())
+    };
+    // Traffic recorded under a host name before its site was registered counts as the site's too.
+    let site = crate::registry_api::site_of_host_sql(dialect, "site", hosts);
+    let registry = if hosts.is_empty() {
+        table.to_owned()
+    } else {
+        let columns = if req.by == ShareBy::Entity { "entity, confidence" } else { "tag" };
+        format!("(SELECT {site} AS site, {columns}, valid_from, valid_to FROM {table})")
+    };
+    // Per (minute, site) first, then each key valid at that minute; DISTINCT keeps a site from
+    // counting twice toward one key when the registry repeats an attribution.
+    format!(
+        "SELECT DISTINCT s.ts AS ts, s.msite AS site, s.requests AS requests, m.{key_column} AS key \
+         FROM (SELECT ts, {site} AS msite, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, {site}) s \
+         JOIN {registry} m ON s.msite = m.site \
+         WHERE s.ts >= m.valid_from AND (m.valid_to IS NULL OR s.ts < m.valid_to){confidence}"
+    )
 }
 
 #[cfg(test)]
