@@ -155,7 +155,8 @@ async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRe
         .into_iter()
         .filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s)))
         .collect();
-    let all = IncidentListRequest { sites: Some(sites), limit: incidents::MAX_LIMIT, ..req.clone() };
+    // Every incident of those sites: cutting the list here would cut the count of the entity's.
+    let all = IncidentListRequest { sites: Some(sites), limit: usize::MAX, ..req.clone() };
     let out: Vec<IncidentSummary> = incidents::list(view, &all)
         .await?
         .incidents
@@ -256,7 +257,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     }
     let requests: u64 = series.values().sum();
 
-    let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: incidents::MAX_LIMIT };
+    let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: usize::MAX };
     let incidents = incidents_of(view, &mappings, &every).await?;
 
     Ok(EntityReport {

@@ -26,7 +26,7 @@ use arrow::array::{
     ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
 use edgelens_query::{AppState, Lake, serve_on};
-use edgelens_schemas::tables::{ASN_1M, SITE_ENTITIES, SITE_RATES_10S, TRAFFIC_1M, TableDef};
+use edgelens_schemas::tables::{ASN_1M, INCIDENTS, SITE_ENTITIES, SITE_RATES_10S, TRAFFIC_1M, TableDef};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -492,6 +492,59 @@ async fn traffic_share_by_entity_needs_registry() {
     let reply = svc.get(&format!("/v1/incidents?{RANGE}&entity=Acme%20Corp")).await;
     assert_eq!(reply.status, 404, "{}", reply.text());
     assert!(reply.text().contains("no site is attributed to the entity"), "{}", reply.text());
+
+    svc.stop().await;
+}
+
+/// `incidents` rows, one state each: (site, start unix seconds), 60 s long, ended.
+fn write_incidents(dir: &Path, rows: &[(&str, i64)]) {
+    let n = rows.len();
+    let starts: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let ends: Vec<i64> = starts.iter().map(|s| s + 60).collect();
+    write_parquet(
+        dir,
+        &INCIDENTS,
+        "2026-11-01",
+        "incidents",
+        vec![
+            strings(&rows.iter().enumerate().map(|(i, r)| format!("{}-{i}", r.0)).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()),
+            strings(&rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            strings(&vec!["http_flood"; n]),
+            strings(&vec!["ended"; n]),
+            ts_array(&starts),
+            ts_array(&starts),
+            ts_array(&starts),
+            ts_array(&ends),
+            Arc::new(Float64Array::from(vec![500.0; n])),
+            Arc::new(Float64Array::from(vec![10.0; n])),
+            u64s(&vec![1000; n]),
+            u64s(&vec![50; n]),
+            strings(&vec!["{}"; n]),
+            strings(&vec!["[]"; n]),
+            ts_array(&ends),
+        ],
+    );
+}
+
+/// Regression: an entity's incidents were taken from the first 10,000 of its sites' (the most
+/// one list answer may hold), so its `total` and its report stopped there.
+#[tokio::test]
+async fn an_entity_counts_every_incident_of_its_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    write_entities(dir.path(), &[("shop.example", "Acme", 0.9)]);
+    let n = 10_003;
+    let rows: Vec<(&str, i64)> = (0..n).map(|i| ("shop.example", at(0, 0, 0) + i)).collect();
+    write_incidents(dir.path(), &rows);
+    let svc = Service::start(dir.path()).await;
+
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
+    let list = svc.get(&format!("/v1/incidents?{range}&limit=5")).await.json();
+    assert_eq!((list["total"].as_u64(), list["incidents"].as_array().unwrap().len()), (Some(n as u64), 5));
+    let list = svc.get(&format!("/v1/incidents?{range}&entity=Acme&limit=5")).await.json();
+    assert_eq!((list["total"].as_u64(), list["incidents"].as_array().unwrap().len()), (Some(n as u64), 5), "entity list");
+    let report = svc.get(&format!("/v1/reports/entities/Acme?{range}&step=1h")).await.json();
+    assert_eq!(report["incidents"].as_array().map(Vec::len), Some(n as usize), "entity report");
 
     svc.stop().await;
 }
