@@ -340,3 +340,73 @@ fn unstamped_versions_resolve_the_same_everywhere() {
         }
     }
 }
+
+/// Regression: an attribution and a tag imported under host names of a site before the site was
+/// registered count as the site's (see the README), but the site's tenant did not see them: its
+/// report of the entity was 404 and its SQL found no row. Now the tenant sees them, with the
+/// site's traffic, on both backends; another tenant still sees nothing of them.
+#[test]
+fn a_tenant_sees_the_registry_rows_kept_under_its_host_names() {
+    let db = ChDatabase::new(&clickhouse_url(), "edgelens_tenant_hosts");
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 47, "3m", 100, 3);
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap().to_owned();
+    run_ok(edgelens().args(["replay", "--data-dir", &lake_s, "--clickhouse", &db.url]).arg(&raw).envs(db.env()));
+    let mut per_site: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &recount(&raw).rates {
+        *per_site.entry(k[1].clone()).or_default() += v[0];
+    }
+    let (site, other) = {
+        let mut names = per_site.keys();
+        (names.next().unwrap().clone(), names.next().unwrap().clone())
+    };
+    let import = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        run_ok(edgelens().args(["registry", "import"]).arg(&p).args(["--data-dir", &lake_s, "--clickhouse", &db.url]).envs(db.env()));
+    };
+    import("entities.csv", format!("site,entity,source,confidence,valid_from,valid_to\nwww.{site},Org W,registrar,0.9,2026-01-01T00:00:00Z,\n"));
+    import("tags.csv", format!("site,tag,source,valid_from,valid_to\napi.{site},watchlist-w,ofac,2026-01-01T00:00:00Z,\n"));
+    import("sites.csv", format!("site,tenant,created_at,removed_at\n{site},acme,2026-01-01T00:00:00Z,\n{other},globex,2026-01-01T00:00:00Z,\n"));
+    let config = tmp.path().join("query.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[query.tokens]]\nname = \"ops\"\ntoken = \"{ADMIN}\"\n\n[[query.tokens]]\nname = \"acme-ro\"\ntoken = \"{ACME}\"\ntenant = \"acme\"\n\n\
+             [[query.tokens]]\nname = \"globex-ro\"\ntoken = \"{GLOBEX}\"\ntenant = \"globex\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let on_lake = QueryService::start(&["--config", cfg, "--data-dir", &lake_s, "--pg-listen", "off"], &[]);
+    let on_ch = QueryService::start(&["--config", cfg, "--clickhouse", &db.url, "--pg-listen", "off"], &db.env());
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:10:00Z";
+    let report = format!("/v1/reports/entities/Org%20W?{range}&step=1m");
+    let share = format!("/v1/traffic-share?{range}&step=10m&by=tag");
+    for (name, svc) in [("lake", &on_lake), ("clickhouse", &on_ch)] {
+        let (code, body) = svc.get_as(ACME, &report);
+        assert_eq!(code, 200, "{name}: {body}");
+        let mine = json(&body, "acme's report");
+        assert_eq!(mine["requests"].as_u64(), Some(per_site[&site]), "{name}: {body}");
+        // The attributions an admin sees, with their requests (shares differ: a tenant's total is
+        // its own traffic).
+        let attributions = |r: &Value| -> Vec<(String, u64)> {
+            r["sites"].as_array().unwrap().iter().map(|a| (a["site"].as_str().unwrap().to_owned(), a["requests"].as_u64().unwrap())).collect()
+        };
+        assert_eq!(attributions(&mine), attributions(&json(&svc.get_as(ADMIN, &report).1, "admin's report")), "{name}");
+        assert_eq!(attributions(&mine).len(), 2, "{name}: {mine}");
+        let (code, body) = svc.get_as(ACME, &share);
+        assert_eq!(code, 200, "{name}: {body}");
+        let tags = json(&body, "acme's share");
+        assert_eq!((tags["series"][0]["key"].as_str(), tags["series"][0]["requests"].as_u64()), (Some("watchlist-w"), Some(per_site[&site])), "{name}: {body}");
+        let (_, body) = svc.sql_as(ACME, "SELECT site, entity FROM site_entities");
+        assert_eq!(rows(&body, "entities"), [serde_json::json!({"site": format!("www.{site}"), "entity": "Org W"})], "{name}: {body}");
+        let (_, body) = svc.sql_as(ACME, "SELECT site, tag FROM site_tags");
+        assert_eq!(rows(&body, "tags"), [serde_json::json!({"site": format!("api.{site}"), "tag": "watchlist-w"})], "{name}: {body}");
+        // Not another tenant's.
+        assert_eq!(svc.get_as(GLOBEX, &report).0, 404, "{name}");
+        let (_, body) = svc.sql_as(GLOBEX, "SELECT COUNT(*) AS n FROM site_entities");
+        assert_eq!(rows(&body, "globex")[0]["n"].as_u64(), Some(0), "{name}: {body}");
+    }
+}

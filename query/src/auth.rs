@@ -6,8 +6,9 @@
 //!   <token>`; `/`, `/healthz`, `/readyz` and `/metrics` stay open (the dashboard page itself holds
 //!   no data; its API calls carry the token).
 //! - A tenant sees the rows of the sites the `sites` table assigns to it (every row naming the
-//!   tenant, removed sites included, so history stays visible), looked up when first needed and
-//!   cached for [`SCOPE_TTL`]. Everything it reads goes through a tenant [`View`](crate::backend::View).
+//!   tenant, removed sites included, so history stays visible), and the registry rows kept under
+//!   host names of those sites; looked up when first needed and cached for [`SCOPE_TTL`].
+//!   Everything it reads goes through a tenant [`View`](crate::backend::View).
 //! - Token comparison takes the same time whatever the first differing byte.
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, View};
 use crate::error::{QueryError, Result};
 use crate::lake::{column_i64, column_string};
 use crate::tenant_sql::{SitePeriod, TenantScope};
@@ -169,7 +170,19 @@ impl Auth {
                 registrations.push((site.value(i).to_owned(), holder.value(i).to_owned(), from.value(i), to));
             }
         }
-        let sites = own_periods(&registrations, tenant);
+        let mut sites = own_periods(&registrations, tenant);
+        // Registry rows kept under a host name of one of its sites (imported before the site was
+        // registered) count as the site's, and so are the tenant's for the site's periods.
+        let all = View::all(backend);
+        let mut hosts = crate::registry_api::hosts_of_sites(all, "site_entities").await?;
+        hosts.extend(crate::registry_api::hosts_of_sites(all, "site_tags").await?);
+        hosts.sort();
+        hosts.dedup();
+        let of_hosts: Vec<SitePeriod> = hosts
+            .iter()
+            .flat_map(|(host, site)| sites.iter().filter(move |p| &p.site == site).map(move |p| SitePeriod { site: host.clone(), ..p.clone() }))
+            .collect();
+        sites.extend(of_hosts);
         let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites });
         self.scopes.lock().expect("scope cache").insert(tenant.clone(), (Instant::now(), Arc::clone(&scope)));
         Ok(Some(scope))
