@@ -304,10 +304,46 @@ pub fn deserialize(text: &str) -> Result<RawEvent<'_>, InvalidReason> {
     if text.trim_start().starts_with('[') {
         return Err(InvalidReason::WrongType("a line is one JSON object (one event), not an array".into()));
     }
+    // The deserializer recurses once per level: a deep enough line would overflow the stack.
+    if json_nesting_exceeds(text, MAX_JSON_DEPTH) {
+        return Err(InvalidReason::MalformedJson(format!("nested deeper than {MAX_JSON_DEPTH} levels")));
+    }
     sonic_rs::from_str(text).map_err(|e| {
         let msg = truncate_msg(e.to_string());
         if matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
     })
+}
+
+/// The deepest nesting of arrays and objects the JSON readers take (as serde_json's default).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether `text` opens more than `max` arrays or objects inside each other, outside strings.
+/// Only brackets and strings are read: whether the text is valid JSON is the parser's question.
+pub fn json_nesting_exceeds(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn truncate_msg(mut s: String) -> String {
@@ -561,6 +597,26 @@ mod tests {
         let upper = parse_line(line.as_bytes()).unwrap();
         assert_eq!(upper.cache_status, "hit");
         assert!(upper.is_cache_hit());
+    }
+
+    /// Regression: a line nested deeper than the stack allows (20,000 brackets in a field edgelens
+    /// does not read, 40 KB) overflowed the stack of the receiver, the aggregators and `replay`.
+    #[test]
+    fn a_line_nested_too_deep_is_malformed_not_a_crash() {
+        let nested = |depth: usize| LINE.replace(r#"{"x":[1,2]}"#, &format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+        let deep = nested(200_000);
+        match parse_line(deep.as_bytes()) {
+            Err(InvalidReason::MalformedJson(m)) => assert!(m.contains("nested deeper than 128 levels"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let deepest = nested(MAX_JSON_DEPTH - 1);
+        let ev = parse_line(deepest.as_bytes()).expect("128 levels with the line's own object");
+        assert_eq!(ev.site, "shop.example");
+        // Brackets inside strings are text, not nesting.
+        let ua = format!(r#""SecurityAction":"","UA":"{}\"{}""#, "[".repeat(500), "{".repeat(500));
+        let quoted = LINE.replace(r#""SecurityAction":"""#, &ua);
+        assert!(!json_nesting_exceeds(&quoted, MAX_JSON_DEPTH));
+        assert_eq!(parse_line(quoted.as_bytes()).unwrap().site, "shop.example");
     }
 
     #[test]

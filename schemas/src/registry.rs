@@ -585,6 +585,11 @@ fn csv_rows(text: &str) -> Result<Vec<(usize, Vec<String>)>, RowError> {
 }
 
 fn json_records(text: &str) -> Result<Vec<Record>, RowError> {
+    use crate::event::{MAX_JSON_DEPTH, json_nesting_exceeds};
+    // The parser recurses once per level: a deep enough file would overflow the stack.
+    if json_nesting_exceeds(text, MAX_JSON_DEPTH) {
+        return Err(RowError { line: 0, message: format!("not JSON: nested deeper than {MAX_JSON_DEPTH} levels") });
+    }
     let value: sonic_rs::Value =
         sonic_rs::from_str(text).map_err(|e| RowError { line: 0, message: format!("not JSON: {e}") })?;
     let lines = element_lines(text);
@@ -711,6 +716,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    /// Regression: a JSON registry nested deeper than the stack allows crashed the import.
+    #[test]
+    fn a_json_registry_nested_too_deep_is_refused() {
+        let deep = format!("{{\"entities\": {}{}}}", "[".repeat(200_000), "]".repeat(200_000));
+        let e = parse(&deep, Format::Json, &BTreeSet::new()).unwrap_err().to_string();
+        assert!(e.contains("nested deeper than 128 levels"), "{e}");
     }
 
     #[test]
