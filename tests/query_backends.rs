@@ -102,6 +102,21 @@ fn lake_and_clickhouse_backends_answer_identically() {
     // An RFC 3339 literal compared with a ClickHouse DateTime is the caller's mistake (400).
     let (code, body) = on_ch.sql("SELECT count() AS n FROM traffic_1m WHERE ts >= '2026-11-01T00:00:00Z'", "application/json");
     assert_eq!(code, 400, "{body}");
+    // Regression: these were 500s on ClickHouse — a statement failing on a value, or one that
+    // ClickHouse cannot type or run — though the caller's as on the lake.
+    for bad in ["SELECT intDiv(1, 0) AS x", "SELECT throwIf(1) AS x", "SELECT 1 AS x UNION ALL SELECT 'a' AS x", "SELECT nope(site) FROM traffic_1m"] {
+        let (code, body) = on_ch.sql(bad, "application/json");
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let (code, body) = on_ch.sql("SELECT site, SUM(requests) AS n FROM traffic_1m GROUP BY site WITH TOTALS", "application/json");
+    assert!(code == 400 && body.contains("WITH TOTALS"), "{code} {body}");
+    // Regression: the newest time of no rows is ClickHouse's zero time, which failed to decode
+    // (500); it is NULL, as on the lake.
+    let last_seen = "SELECT max(ts) AS last_seen FROM traffic_1m WHERE site = 'none.example'";
+    for svc in [&on_lake, &on_ch] {
+        let (code, body) = svc.sql(last_seen, "application/json");
+        assert_eq!((code, json(&body, last_seen)), (200, serde_json::json!([{ "last_seen": null }])), "{body}");
+    }
     // The CLI on both backends.
     let cli = |args: &[&str]| run_ok(edgelens().args(["sql", "--format", "json"]).args(args).arg(SQL[0]).envs(db.env()));
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));
@@ -324,6 +339,17 @@ fn readiness_follows_the_clickhouse_server() {
     let (status, body) = svc.get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("clickhouse backend"), "{body}");
+    // Regression: requests were 500s while the server was down; they are 503 (try again), as
+    // documented, with Retry-After.
+    for (method, path, body) in [
+        ("GET", "/v1/traffic-share?from=2026-11-01T00:00:00Z&to=2026-11-01T01:00:00Z&step=1m", None),
+        ("POST", "/v1/sql", Some("SELECT count() AS n FROM traffic_1m")),
+    ] {
+        let (status, headers, text) = svc.fetch_with_headers(method, path, body);
+        assert_eq!(status, 503, "{path}: {text}");
+        assert!(text.contains("ClickHouse is unavailable, try again later"), "{text}");
+        assert!(headers.to_ascii_lowercase().contains("retry-after: 5"), "{headers}");
+    }
     ch.script("start");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while svc.get("/readyz").0 != 200 {

@@ -224,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/import", post(registry_import_handler))
         .route("/v1/sql", post(sql_handler))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), bounded))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
@@ -280,8 +281,29 @@ impl IntoResponse for QueryError {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"edgelens\""));
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE && self.is_retryable() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         response
     }
+}
+
+/// The errors the framework answers itself (a body over the limit, a method the path does not
+/// take, a query string that does not parse) as `{"error": ...}`, as every other error, keeping
+/// their status and headers (`Allow`).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_ascii_lowercase() } else { text };
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(serde_json::json!({ "error": message }).to_string()))
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response {

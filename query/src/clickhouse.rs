@@ -168,13 +168,28 @@ fn classify(e: clickhouse::error::Error) -> QueryError {
     const USER: &[u32] = &[
         1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 59, 60, 62, 69, 70, 72, 73, 81, 131, 164, 169, 170, 179, 184, 190, 215, 352,
     ];
-    const LIMIT: &[u32] = &[158, 159, 241, 396];
+    // More of the statement's own: 51 no columns, 63 unknown aggregate, 80 incorrect query, 133/134
+    // aggregate parameters, 181 illegal FINAL (a tenant's table is a subquery), 182 illegal
+    // PREWHERE, 183 unexpected expression, 258 UNION ALL structures differ, 386 no common type,
+    // 403 bad JOIN ON.
+    const MORE_USER: &[u32] = &[51, 63, 80, 133, 134, 181, 182, 183, 258, 386, 403];
+    // Failures on the values met: 128 array too large, 135 zero index, 153 division by zero,
+    // 321 value out of range, 395 throwIf, 407 decimal overflow.
+    const DATA: &[u32] = &[128, 135, 153, 321, 395, 407];
+    // 160: the statement would run too long (or sleeps longer than allowed); 191 set too large.
+    const LIMIT: &[u32] = &[158, 159, 160, 191, 241, 396];
+    // The server is too busy right now: 202 too many queries, 203 no free connection.
+    const BUSY: &[u32] = &[202, 203];
     match &e {
         E::BadResponse(m) => match edgelens_schemas::clickhouse::error_code(m) {
-            Some(c) if USER.contains(&c) => QueryError::InvalidSql(first_line(m)),
+            Some(c) if USER.contains(&c) || MORE_USER.contains(&c) => QueryError::InvalidSql(first_line(m)),
+            Some(c) if DATA.contains(&c) => QueryError::DataError(first_line(m)),
             Some(c) if LIMIT.contains(&c) => QueryError::LimitExceeded(first_line(m)),
+            Some(c) if BUSY.contains(&c) => QueryError::BackendUnavailable(format!("busy: {}", first_line(m))),
             _ => QueryError::Backend(msg),
         },
+        // Not reached, or no answer in time: the server is down or overloaded, not the request wrong.
+        E::Network(_) | E::TimedOut => QueryError::BackendUnavailable(msg),
         _ => QueryError::Backend(msg),
     }
 }
@@ -203,6 +218,10 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
         let up = t.to_ascii_uppercase();
         if up == "FORMAT" || up == "SETTINGS" || (up == "INTO" && tokens.get(i + 1).is_some_and(|n| n.eq_ignore_ascii_case("OUTFILE"))) {
             return Err(QueryError::SqlRefused(format!("{up} clauses are not accepted; choose the output format with the Accept header")));
+        }
+        // The totals row comes apart from the rows, in no format a result here can take.
+        if up == "WITH" && tokens.get(i + 1).is_some_and(|n| n.eq_ignore_ascii_case("TOTALS")) {
+            return Err(QueryError::SqlRefused("WITH TOTALS is not accepted; add the totals row with UNION ALL".into()));
         }
     }
     Ok(trimmed)
@@ -371,14 +390,16 @@ pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
             Kind::DateTime => {
                 let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
                 for v in col {
-                    b.append_option(v.as_deref().map(|v| datetime_us(text(v)?).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?);
+                    let v = v.as_deref().filter(|v| !is_zero_time(v));
+                    b.append_option(v.map(|v| datetime_us(text(v)?).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?);
                 }
                 Arc::new(b.finish())
             }
             Kind::Date => {
                 let mut b = Date32Builder::with_capacity(rows);
                 for v in col {
-                    b.append_option(v.as_deref().map(|v| date_days(text(v)?).ok_or_else(|| bad(format!("{name}: not a Date")))).transpose()?);
+                    let v = v.as_deref().filter(|v| !is_zero_time(v));
+                    b.append_option(v.map(|v| date_days(text(v)?).ok_or_else(|| bad(format!("{name}: not a Date")))).transpose()?);
                 }
                 Arc::new(b.finish())
             }
@@ -414,6 +435,12 @@ fn parse_float(s: &str) -> Option<f64> {
         "nan" | "-nan" => Some(f64::NAN),
         _ => s.parse().ok(),
     }
+}
+
+/// ClickHouse's zero `DateTime` and `Date` (what `max`/`any` of no rows give, ClickHouse having no
+/// NULL there): read as NULL, as the lake answers; edgelens stores no time before 2000.
+fn is_zero_time(v: &[u8]) -> bool {
+    v == b"0000-00-00 00:00:00" || v == b"0000-00-00"
 }
 
 /// `YYYY-MM-DD hh:mm:ss` (UTC, the server's time zone in edgelens deployments) as unix µs.
@@ -477,6 +504,7 @@ mod tests {
             "SELECT 1 INTO OUTFILE '/tmp/x'",
             "SELECT 1 SETTINGS readonly = 0",
             "ALTER TABLE t DELETE WHERE 1",
+            "SELECT site, count() FROM traffic_1m GROUP BY site WITH TOTALS",
             "",
         ] {
             assert!(matches!(check_read_only(bad), Err(QueryError::SqlRefused(_))), "{bad}");
@@ -487,6 +515,29 @@ mod tests {
     fn server_errors_are_classified() {
         let e = classify(clickhouse::error::Error::BadResponse("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist., e.what() = DB::Exception".into()));
         assert!(matches!(e, QueryError::InvalidSql(_)), "{e:?}");
-        assert!(matches!(classify(clickhouse::error::Error::TimedOut), QueryError::Backend(_)));
+        let code = |c: u32| classify(clickhouse::error::Error::BadResponse(format!("Code: {c}, e.displayText() = DB::Exception: x, e.what() = DB::Exception")));
+        // Regression: these were 500s (the service's fault) though the statement's.
+        for c in [181, 258, 386] {
+            assert!(matches!(code(c), QueryError::InvalidSql(_)), "{c}");
+        }
+        for c in [153, 395] {
+            assert!(matches!(code(c), QueryError::DataError(_)), "{c}");
+        }
+        assert_eq!(code(160).http_status(), 400);
+        assert!(matches!(code(1000), QueryError::Backend(_)), "a server failure stays ours");
+        // Regression: an unreachable or silent server was a 500; it is a 503 (try again later).
+        let down = classify(clickhouse::error::Error::TimedOut);
+        assert!(matches!(down, QueryError::BackendUnavailable(_)) && down.http_status() == 503, "{down:?}");
+        assert_eq!(code(202).http_status(), 503);
+    }
+
+    /// Regression: ClickHouse's zero time (the `max` of no rows) failed the whole answer.
+    #[test]
+    fn the_zero_time_is_null() {
+        let r = decode_tsv(b"t\td\tn\nDateTime\tDate\tUInt64\n0000-00-00 00:00:00\t0000-00-00\t1\n").unwrap();
+        let batch = &r.batches[0];
+        assert!(batch.column(0).is_null(0) && batch.column(1).is_null(0));
+        assert!(r.schema.field(0).is_nullable() && r.schema.field(1).is_nullable());
+        assert!(decode_tsv(b"t\nDateTime\n2026-13-01 00:00:00\n").is_err(), "other bad times still fail");
     }
 }

@@ -62,9 +62,13 @@ pub enum QueryError {
     CorruptFiles { paths: String, cause: String },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// The ClickHouse backend failed (unreachable, server error, undecodable answer).
+    /// The ClickHouse backend failed (server error, undecodable answer).
     #[error("ClickHouse: {0}")]
     Backend(String),
+    /// The ClickHouse server is unreachable, does not answer in time or is too busy (HTTP 503 with
+    /// `Retry-After`): the same request may succeed later.
+    #[error("ClickHouse is unavailable, try again later: {0}")]
+    BackendUnavailable(String),
 }
 
 impl QueryError {
@@ -83,7 +87,7 @@ impl QueryError {
 
     /// Trying again later may succeed (the service is starting, or storage had a transient problem).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, QueryError::NotReady | QueryError::Io(_) | QueryError::Lake { .. } | QueryError::Backend(_))
+        matches!(self, QueryError::NotReady | QueryError::Io(_) | QueryError::Lake { .. } | QueryError::Backend(_) | QueryError::BackendUnavailable(_))
             || matches!(self, QueryError::Execution(e) if matches!(e.find_root(), DataFusionError::IoError(_) | DataFusionError::ObjectStore(_)))
     }
 
@@ -101,7 +105,7 @@ impl QueryError {
             503
         } else if self.is_user_error() {
             400
-        } else if matches!(self, QueryError::NotReady) {
+        } else if matches!(self, QueryError::NotReady | QueryError::BackendUnavailable(_)) {
             503
         } else {
             500

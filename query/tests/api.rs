@@ -846,7 +846,14 @@ async fn http_limits_bound_bodies_concurrency_and_time() {
     let state = AppState::new(Lake::open(dir.path()).unwrap()).with_limits(limits);
     let svc = Arc::new(Service::start_with(dir.path(), state).await);
     let big = format!("SELECT 1 AS one -- {}", "x".repeat(2000));
-    assert_eq!(svc.sql(&big, "application/json").await.status, 413);
+    // Regression: the framework's own errors were plain text (413) or empty (405), not the JSON
+    // error every other answer is.
+    let too_big = svc.sql(&big, "application/json").await;
+    assert_eq!((too_big.status, too_big.header("content-type")), (413, Some("application/json")));
+    assert!(too_big.json()["error"].as_str().unwrap().contains("length limit exceeded"), "{}", too_big.text());
+    let wrong_method = svc.get("/v1/sql").await;
+    assert_eq!((wrong_method.status, wrong_method.header("allow")), (405, Some("POST")));
+    assert_eq!(wrong_method.json()["error"], "method not allowed");
     // A query running longer than the request timeout: 503, while it holds the only slot the
     // next request gets 503 at once.
     let slow = "SELECT SUM(a.value * b.value) AS n FROM range(300000) a CROSS JOIN range(300000) b";

@@ -448,6 +448,20 @@ impl QueryService {
         (code.trim().parse().unwrap_or(0), ct.trim().to_owned(), body.to_owned())
     }
 
+    /// A request with an optional body; (status, response headers, body).
+    pub fn fetch_with_headers(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "60", "-i", "-X", method, "-w", "\n%{http_code}"]);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: text/plain", "--data-binary", b]);
+        }
+        let out = cmd.arg(format!("http://127.0.0.1:{}{path}", self.1)).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (response, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        let (headers, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+        (code.trim().parse().unwrap_or(0), headers.to_owned(), body.to_owned())
+    }
+
     /// GET with `Authorization: Bearer <token>`; (status, body).
     pub fn get_as(&self, token: &str, path: &str) -> (u16, String) {
         self.curl(&["-H", &format!("Authorization: Bearer {token}")], path)

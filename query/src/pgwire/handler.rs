@@ -72,7 +72,7 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
         QueryError::InvalidParameter(m) if m.starts_with("invalid input for a parameter") => "22P02",
         QueryError::InvalidParameter(m) if m.contains("cannot be changed") => "55P02",
         QueryError::InvalidParameter(_) => "22023",
-        QueryError::NotReady => "57P03",
+        QueryError::NotReady | QueryError::BackendUnavailable(_) => "57P03",
         QueryError::LimitExceeded(m) if m.contains("ran longer than") => "57014",
         QueryError::LimitExceeded(m) if m.contains("more memory") => "53200",
         QueryError::LimitExceeded(_) => "54000",
