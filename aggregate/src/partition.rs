@@ -140,6 +140,7 @@ pub struct PartitionAggregator<S> {
     contiguous: bool,
     rewind: Option<Rewind>,
     rewinds: u64,
+    redelivered: u64,
     /// The position committed to the group (`None`: never).
     committed: Option<u64>,
     /// Checkpoints written (idle-close rewrites included).
@@ -250,6 +251,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
             contiguous: committed.is_some(),
             rewind: None,
             rewinds: 0,
+            redelivered: 0,
             committed,
             checkpoints_saved: 0,
             reported,
@@ -326,7 +328,17 @@ impl<S: RollupSink> PartitionAggregator<S> {
             // offsets started again — a recreated topic, a broker that lost its storage — and the
             // client, finding the position out of range, went back to its start: these are new
             // messages, which skipping as counted would lose.
+            //
+            // Except that a broker may answer a fetch with a whole record batch from before the
+            // position (tansu on `s3` storage, after it reported an end below the records it
+            // holds): a message of edgelens' producers remembered by its id is one of those,
+            // already counted, and is skipped.
             let Some(r) = self.rewind.as_mut() else {
+                if self.kind == TopicKind::Events && name.is_some_and(|n| self.pipeline.remembers_message(payload, n)) {
+                    self.redelivered += 1;
+                    tracing::debug!(topic = %self.topic, partition = self.partition, position = expected, offset, "a message already counted was delivered again; skipped");
+                    return Ok(Taken::Done);
+                }
                 return Err(PartitionError::OffsetsRestarted { topic: self.topic.clone(), partition: self.partition, position: expected, offset });
             };
             r.saw_before = true;
@@ -364,6 +376,12 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// Seeks back asked for so far (broker skipped offsets).
     pub fn rewinds(&self) -> u64 {
         self.rewinds
+    }
+
+    /// Messages before the position delivered unasked and skipped as already counted (known by
+    /// their ids).
+    pub fn redelivered(&self) -> u64 {
+        self.redelivered
     }
 
     /// Take the consumer's latest [`EndReport`]. It counts only if it was made after the last

@@ -172,9 +172,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         };
         // Resent (rare): look at its events before counting any.
         let parsed: Vec<(Line<'_>, Parsed<'_>)> = lines.map(parse).collect();
-        let times = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts);
-        let span = times.clone().min().zip(times.max());
-        if span.is_some_and(|(from, to)| self.windows.remembers_message(from, to, name.key, name.id)) {
+        if self.remembers_parsed(&parsed, name) {
             let before = self.begin_message(position);
             let n = parsed.len() as u64;
             self.stats.lines += n;
@@ -183,6 +181,20 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
             return self.tick_every(before);
         }
         self.push_parsed_at(parsed.into_iter(), Some(name), source, line_no, now, position)
+    }
+
+    /// Whether the message `value` named `name` was taken before: remembered by its key and id
+    /// under a minute of its events (see [`Self::push_message_at`]; never without RayID
+    /// deduplication, which keeps that memory).
+    pub fn remembers_message(&self, value: &[u8], name: MessageName<'_>) -> bool {
+        let parsed: Vec<(Line<'_>, Parsed<'_>)> = message_lines(value).map(Line::Complete).map(parse).collect();
+        self.remembers_parsed(&parsed, name)
+    }
+
+    fn remembers_parsed(&self, parsed: &[(Line<'_>, Parsed<'_>)], name: MessageName<'_>) -> bool {
+        let times = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts);
+        let span = times.clone().min().zip(times.max());
+        self.cfg.windows.dedup_ray_ids && span.is_some_and(|(from, to)| self.windows.remembers_message(from, to, name.key, name.id))
     }
 
     /// Take the lines of one input message at `position`; positions must increase; a `named`
