@@ -6,6 +6,9 @@ use std::fmt::Write;
 
 use crate::incidents::{IncidentReport, TimelinePoint};
 
+/// What the timeline's "Matched" column counts, under the timeline in Markdown and HTML.
+const TIMELINE_NOTE: &str = "Matched: the requests matching the signature as it stood that second; before the detection, estimated from a sample of the site's requests (so the top attackers, counted from that sample until then, may be low).";
+
 /// The report as Markdown: summary, signature, top attackers, per-second timeline.
 pub fn markdown(r: &IncidentReport) -> String {
     let s = &r.incident.summary;
@@ -43,6 +46,8 @@ pub fn markdown(r: &IncidentReport) -> String {
     if r.timeline.is_empty() {
         out.push_str("No timeline rows.\n");
     } else {
+        out.push_str(TIMELINE_NOTE);
+        out.push_str("\n\n");
         out.push_str("| Second (UTC) | Requests | Matched | 2xx | 3xx | 4xx | 5xx |\n|---|---|---|---|---|---|---|\n");
         for p in &r.timeline {
             let _ = writeln!(
@@ -101,6 +106,7 @@ pub fn html(r: &IncidentReport) -> String {
         out.push_str("</table>\n");
     }
     let _ = writeln!(out, "<details>\n<summary>Timeline, {} seconds</summary>", r.timeline.len());
+    let _ = writeln!(out, "<p class=\"legend\">{}</p>", esc(TIMELINE_NOTE));
     out.push_str("<table class=\"timeline\">\n<tr><th>Second (UTC)</th><th>Requests</th><th>Matched</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th></tr>\n");
     for p in &r.timeline {
         let _ = writeln!(
