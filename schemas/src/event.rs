@@ -310,7 +310,9 @@ pub fn deserialize(text: &str) -> Result<RawEvent<'_>, InvalidReason> {
     }
     sonic_rs::from_str(text).map_err(|e| {
         let msg = truncate_msg(e.to_string());
-        if matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
+        // A repeated key is reported as a type mismatch, but it is the line's syntax that is wrong.
+        let wrong_type = matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) && !msg.contains("duplicate field");
+        if wrong_type { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
     })
 }
 
@@ -617,6 +619,18 @@ mod tests {
         let quoted = LINE.replace(r#""SecurityAction":"""#, &ua);
         assert!(!json_nesting_exceeds(&quoted, MAX_JSON_DEPTH));
         assert_eq!(parse_line(quoted.as_bytes()).unwrap().site, "shop.example");
+    }
+
+    /// Regression: a line naming a field twice was a `wrong_type` dead letter.
+    #[test]
+    fn a_repeated_field_is_malformed_json() {
+        let line = LINE.replace(r#""ClientASN":64500"#, r#""ClientASN":64500,"ZoneName":"other.example""#);
+        match parse_line(line.as_bytes()) {
+            Err(InvalidReason::MalformedJson(m)) => assert!(m.contains("duplicate field `ZoneName`"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let line = LINE.replace(r#""ClientASN":64500"#, r#""ClientASN":"AS64500""#);
+        assert!(matches!(parse_line(line.as_bytes()), Err(InvalidReason::WrongType(_))), "a real type mismatch stays one");
     }
 
     #[test]
