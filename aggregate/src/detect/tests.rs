@@ -301,6 +301,25 @@ fn the_end_of_input_writes_the_current_state_of_an_open_incident() {
     }
 }
 
+/// Regression: an attack that stopped less than the cool-down before the end of a replayed file
+/// stayed `cooling` for good (nothing resumes a replay's detector): at the end of input it has
+/// ended, at the second after its last anomalous one.
+#[test]
+fn an_incident_cooling_down_at_the_end_of_input_has_ended() {
+    let lines = traffic(480, |_| 100.0, flood_secs, 0, 4);
+    let out = run(&lines, None);
+    let incidents = latest(&out);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    assert_eq!(inc.status, "ended");
+    let end = inc.end_ts.unwrap() / NANOS_PER_SEC - T0;
+    assert!((459..=462).contains(&end), "end {end}");
+    let statuses: Vec<&str> = out.incidents.iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&"cooling"), "{statuses:?}");
+    let updated: Vec<i64> = out.incidents.iter().map(|r| r.updated_ts).collect();
+    assert!(updated.windows(2).all(|w| w[0] < w[1]), "the ended row is the latest: {updated:?}");
+}
+
 /// Regression: a site whose first minute (its warm-up) was a flood learned the flood as its
 /// normal rate and traffic profile, and the same flood ten minutes later went unreported (the
 /// profile still held the bots, so no signature set them apart). Once the site's traffic stays far
