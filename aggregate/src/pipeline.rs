@@ -447,7 +447,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         let closed = self.windows.close_all();
         self.pending.closed.append(closed);
         if let Some(d) = &mut self.detector {
-            d.finish();
+            d.end_input();
         }
         self.flush()?;
         let ws = self.windows.stats();

@@ -96,7 +96,7 @@ fn run(lines: &[String], checkpoint_at: Option<usize>) -> DetectorOutput {
         }
         det.observe(&parse_line(l.as_bytes()).expect("valid line"));
     }
-    det.finish();
+    det.end_input();
     out.append(det.take_output());
     out
 }
@@ -318,6 +318,15 @@ fn an_incident_cooling_down_at_the_end_of_input_has_ended() {
     assert!(statuses.contains(&"cooling"), "{statuses:?}");
     let updated: Vec<i64> = out.incidents.iter().map(|r| r.updated_ts).collect();
     assert!(updated.windows(2).all(|w| w[0] < w[1]), "the ended row is the latest: {updated:?}");
+
+    // A partition that only went quiet keeps it cooling: the attack may come back.
+    let mut det = AttackDetector::new(DetectorConfig::default());
+    for l in &lines {
+        det.observe(&parse_line(l.as_bytes()).expect("valid line"));
+    }
+    det.finish();
+    let quiet = latest(&det.take_output());
+    assert_eq!(quiet.values().map(|r| r.status).collect::<Vec<_>>(), ["cooling"]);
 }
 
 /// Regression: a site whose first minute (its warm-up) was a flood learned the flood as its
