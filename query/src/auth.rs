@@ -6,8 +6,8 @@
 //!   <token>`; `/`, `/healthz`, `/readyz` and `/metrics` stay open (the dashboard page itself holds
 //!   no data; its API calls carry the token).
 //! - A tenant sees the rows of the sites the `sites` table assigns to it (every row naming the
-//!   tenant, removed sites included, so history stays visible), and the registry rows kept under
-//!   host names of those sites; looked up when first needed and cached for [`SCOPE_TTL`].
+//!   tenant, removed sites included, so history stays visible), and the registry's rows kept
+//!   under host names of those sites; looked up when first needed and cached for [`SCOPE_TTL`].
 //!   Everything it reads goes through a tenant [`View`](crate::backend::View).
 //! - Token comparison takes the same time whatever the first differing byte.
 
@@ -170,20 +170,15 @@ impl Auth {
                 registrations.push((site.value(i).to_owned(), holder.value(i).to_owned(), from.value(i), to));
             }
         }
-        let mut sites = own_periods(&registrations, tenant);
+        let sites = own_periods(&registrations, tenant);
         // Registry rows kept under a host name of one of its sites (imported before the site was
-        // registered) count as the site's, and so are the tenant's for the site's periods.
-        let all = View::all(backend);
-        let mut hosts = crate::registry_api::hosts_of_sites(all, "site_entities").await?;
-        hosts.extend(crate::registry_api::hosts_of_sites(all, "site_tags").await?);
-        hosts.sort();
-        hosts.dedup();
-        let of_hosts: Vec<SitePeriod> = hosts
-            .iter()
-            .flat_map(|(host, site)| sites.iter().filter(move |p| &p.site == site).map(move |p| SitePeriod { site: host.clone(), ..p.clone() }))
-            .collect();
-        sites.extend(of_hosts);
-        let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites });
+        // registered) count as the site's, and so are the tenant's (its other tables' rows under
+        // such a host name are not).
+        let hosts = crate::registry_api::hosts_of_sites(View::all(backend), &["site_entities", "site_tags"]).await?;
+        let mut registry_hosts: Vec<String> =
+            hosts.into_iter().filter(|(_, site)| sites.iter().any(|p| &p.site == site)).map(|(host, _)| host).collect();
+        registry_hosts.dedup();
+        let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites, registry_hosts });
         self.scopes.lock().expect("scope cache").insert(tenant.clone(), (Instant::now(), Arc::clone(&scope)));
         Ok(Some(scope))
     }

@@ -133,7 +133,7 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
     }
     // An attribution kept under a host name of a site registered since counts as the site's too
     // (and still as the host's, whose traffic recorded before the registration stays there).
-    let hosts = crate::registry_api::hosts_of_sites(view, "site_entities").await?;
+    let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"]).await?;
     let of_sites: Vec<Mapping> = mappings
         .iter()
         .filter_map(|m| hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)).ok().map(|i| Mapping { site: hosts[i].1.clone(), ..m.clone() }))

@@ -68,26 +68,29 @@ pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
     Ok(known)
 }
 
-/// The rows of registry table `table` (`site_entities`, `site_tags`) kept under a host name that
+/// The rows of registry tables `tables` (`site_entities`, `site_tags`) kept under a host name that
 /// now belongs to a registered site (imported before the site was registered: an import maps host
 /// names to the sites registered at the time), as `(host, site)`. Questions over attributions
 /// read them as the site's too, as if the site had come first (and still as the host's: traffic
 /// recorded under the host name before the registration stays under it).
-pub async fn hosts_of_sites(view: View<'_>, table: &str) -> Result<Vec<(String, String)>> {
+pub async fn hosts_of_sites(view: View<'_>, tables: &[&str]) -> Result<Vec<(String, String)>> {
     let known = known_sites(view).await?;
     if known.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for b in view.query(&format!("SELECT DISTINCT site FROM {table}")).await?.batches {
-        let col = column_string(&b, "site")?;
-        for host in (0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i)) {
-            if let Some(site) = registry::registered_site(host, |s| known.contains(s)).filter(|s| *s != host) {
-                out.push((host.to_owned(), site.to_owned()));
+    for table in tables {
+        for b in view.query(&format!("SELECT DISTINCT site FROM {table}")).await?.batches {
+            let col = column_string(&b, "site")?;
+            for host in (0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i)) {
+                if let Some(site) = registry::registered_site(host, |s| known.contains(s)).filter(|s| *s != host) {
+                    out.push((host.to_owned(), site.to_owned()));
+                }
             }
         }
     }
     out.sort();
+    out.dedup();
     Ok(out)
 }
 

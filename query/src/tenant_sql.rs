@@ -41,6 +41,9 @@ use crate::error::{QueryError, Result};
 pub struct TenantScope {
     pub tenant: String,
     pub sites: Vec<SitePeriod>,
+    /// Host names of its sites under which the registry keeps rows (imported before the site was
+    /// registered; they count as the site's): its rows of the registry tables, not of the others.
+    pub registry_hosts: Vec<String>,
 }
 
 /// A site and when it was the tenant's: `[from_us, to_us)` in unix µs, `None` = unbounded.
@@ -55,7 +58,7 @@ impl TenantScope {
     /// A tenant having `sites` at every time.
     pub fn with_sites(tenant: &str, sites: &[&str]) -> Self {
         let sites = sites.iter().map(|s| SitePeriod { site: (*s).to_owned(), from_us: None, to_us: None }).collect();
-        TenantScope { tenant: tenant.to_owned(), sites }
+        TenantScope { tenant: tenant.to_owned(), sites, registry_hosts: Vec::new() }
     }
 }
 
@@ -134,6 +137,10 @@ impl Rewriter<'_> {
         for p in &self.scope.sites {
             let bounds = if time.is_some() { (p.from_us, p.to_us) } else { (None, None) };
             groups.entry(bounds).or_default().insert(self.literal(&p.site));
+        }
+        if time.is_none() {
+            // The registry tables (the only ones read without time bounds).
+            groups.entry((None, None)).or_default().extend(self.scope.registry_hosts.iter().map(|h| self.literal(h)));
         }
         let terms: Vec<String> = groups
             .iter()

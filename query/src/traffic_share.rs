@@ -127,8 +127,8 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
 
     // (step start µs, top key or None for the rest, requests)
     let hosts = match req.by {
-        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, "site_entities").await?,
-        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, "site_tags").await?,
+        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, &["site_entities"]).await?,
+        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, &["site_tags"]).await?,
         _ => Vec::new(),
     };
     let sql = share_sql(req, source_table, dialect, &hosts);
