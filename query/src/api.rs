@@ -288,10 +288,13 @@ impl IntoResponse for QueryError {
     }
 }
 
-/// The errors the framework answers itself (a body over the limit, a method the path does not
-/// take, a query string that does not parse) as `{"error": ...}`, as every other error, keeping
-/// their status and headers (`Allow`).
+/// The errors the framework answers itself on `/v1` (a body over the limit, a method the path
+/// does not take, a query string that does not parse) as `{"error": ...}`, as every other error
+/// there, keeping their status and headers (`Allow`). The probes keep their plain text.
 async fn json_errors(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/v1/") {
+        return next.run(request).await;
+    }
     let response = next.run(request).await;
     let status = response.status();
     let json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));

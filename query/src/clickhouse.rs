@@ -75,7 +75,7 @@ impl ClickHouseBackend {
 
     /// Run trusted SQL (the service's own queries) and decode the answer.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
-        self.fetch(self.client.query(sql)).await
+        self.fetch(self.client.query(sql), Source::Service).await
     }
 
     /// Run SQL from a user: one statement of a reading kind (`SELECT`, `WITH`, `SHOW`, `DESCRIBE`,
@@ -91,7 +91,7 @@ impl ClickHouseBackend {
             .with_setting("max_result_rows", limits.max_rows.to_string())
             .with_setting("result_overflow_mode", "throw")
             .with_setting("max_memory_usage", limits.memory_bytes.to_string());
-        match tokio::time::timeout(limits.timeout + Duration::from_secs(5), self.fetch(q)).await {
+        match tokio::time::timeout(limits.timeout + Duration::from_secs(5), self.fetch(q, Source::User)).await {
             Ok(r) => r,
             Err(_) => Err(QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limits.timeout.as_secs()))),
         }
@@ -115,7 +115,7 @@ impl ClickHouseBackend {
     /// Whether the server answers (`SELECT 1` in `system`: the contract's database may not exist
     /// before a writer creates it) and runs in UTC.
     pub async fn ping(&self) -> Result<()> {
-        self.fetch(self.client.clone().with_database("system").query("SELECT 1")).await.map(drop)
+        self.fetch(self.client.clone().with_database("system").query("SELECT 1"), Source::Service).await.map(drop)
     }
 
     /// Whether `table` (a contract view) has at least one row.
@@ -123,9 +123,9 @@ impl ClickHouseBackend {
         Ok(self.query(&format!("SELECT 1 FROM `{table}` LIMIT 1")).await?.num_rows() > 0)
     }
 
-    async fn fetch(&self, q: clickhouse::query::Query) -> Result<QueryResult> {
+    async fn fetch(&self, q: clickhouse::query::Query, source: Source) -> Result<QueryResult> {
         self.utc.get_or_try_init(|| self.check_utc()).await?;
-        decode_tsv(&answer(q, "TabSeparatedWithNamesAndTypes").await?)
+        decode_tsv(&answer(q, "TabSeparatedWithNamesAndTypes", source).await?)
     }
 }
 
@@ -133,7 +133,7 @@ impl ClickHouseBackend {
     /// `Ok` when the server's time zone is UTC (by any of its names).
     async fn check_utc(&self) -> Result<()> {
         // In `system`, which every server has: the contract's database may not exist yet.
-        let body = answer(self.client.clone().with_database("system").query("SELECT timezone()"), "TabSeparated").await?;
+        let body = answer(self.client.clone().with_database("system").query("SELECT timezone()"), "TabSeparated", Source::Service).await?;
         let tz = String::from_utf8_lossy(&body).trim().to_owned();
         if is_utc(&tz) {
             return Ok(());
@@ -146,9 +146,16 @@ impl ClickHouseBackend {
 }
 
 /// The whole answer to `q` in `format`, server errors classified.
-async fn answer(q: clickhouse::query::Query, format: &str) -> Result<bytes::Bytes> {
-    let mut cursor = q.fetch_bytes(format).map_err(classify)?;
-    cursor.collect().await.map_err(classify)
+/// Whose SQL a statement is: the service's own, or a user's (whose mistakes are the caller's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Service,
+    User,
+}
+
+async fn answer(q: clickhouse::query::Query, format: &str, source: Source) -> Result<bytes::Bytes> {
+    let mut cursor = q.fetch_bytes(format).map_err(|e| classify(e, source))?;
+    cursor.collect().await.map_err(|e| classify(e, source))
 }
 
 /// Names of UTC in the tz database.
@@ -158,8 +165,10 @@ fn is_utc(tz: &str) -> bool {
 }
 
 /// A server error: SQL mistakes (syntax, unknown identifiers, types, limits, refused in read-only
-/// mode) are the caller's; anything else (unreachable, server failure) is ours.
-fn classify(e: clickhouse::error::Error) -> QueryError {
+/// mode) are the caller's; a user statement's failures on the values it met or on ClickHouse's
+/// typing too (the same in the service's own SQL is a defect of ours, reported as one); an
+/// unreachable, silent or busy server is a 503; anything else (server failure) is ours.
+fn classify(e: clickhouse::error::Error, source: Source) -> QueryError {
     use clickhouse::error::Error as E;
     let msg = e.to_string();
     // Codes: 6x syntax/identifier/type errors, 4x bad arguments, 131 a string too long for its
@@ -178,12 +187,15 @@ fn classify(e: clickhouse::error::Error) -> QueryError {
     const DATA: &[u32] = &[128, 135, 153, 321, 395, 407];
     // 160: the statement would run too long (or sleeps longer than allowed); 191 set too large.
     const LIMIT: &[u32] = &[158, 159, 160, 191, 241, 396];
-    // The server is too busy right now: 202 too many queries, 203 no free connection.
-    const BUSY: &[u32] = &[202, 203];
+    // The server (or a shard behind a distributed table) is busy or out of reach right now: 202
+    // too many queries, 203 no free connection, 209 socket timeout, 210 network error, 279 no
+    // replica reachable.
+    const BUSY: &[u32] = &[202, 203, 209, 210, 279];
+    let user = source == Source::User;
     match &e {
         E::BadResponse(m) => match edgelens_schemas::clickhouse::error_code(m) {
-            Some(c) if USER.contains(&c) || MORE_USER.contains(&c) => QueryError::InvalidSql(first_line(m)),
-            Some(c) if DATA.contains(&c) => QueryError::DataError(first_line(m)),
+            Some(c) if USER.contains(&c) || (user && MORE_USER.contains(&c)) => QueryError::InvalidSql(first_line(m)),
+            Some(c) if user && DATA.contains(&c) => QueryError::DataError(first_line(m)),
             Some(c) if LIMIT.contains(&c) => QueryError::LimitExceeded(first_line(m)),
             Some(c) if BUSY.contains(&c) => QueryError::BackendUnavailable(format!("busy: {}", first_line(m))),
             _ => QueryError::Backend(msg),
@@ -439,8 +451,9 @@ fn parse_float(s: &str) -> Option<f64> {
 
 /// ClickHouse's zero `DateTime` and `Date` (what `max`/`any` of no rows give, ClickHouse having no
 /// NULL there): read as NULL, as the lake answers; edgelens stores no time before 2000.
+/// Servers before 20.7 print it `0000-00-00 00:00:00`, later ones as the epoch.
 fn is_zero_time(v: &[u8]) -> bool {
-    v == b"0000-00-00 00:00:00" || v == b"0000-00-00"
+    matches!(v, b"0000-00-00 00:00:00" | b"0000-00-00" | b"1970-01-01 00:00:00" | b"1970-01-01")
 }
 
 /// `YYYY-MM-DD hh:mm:ss` (UTC, the server's time zone in edgelens deployments) as unix µs.
@@ -513,9 +526,10 @@ mod tests {
 
     #[test]
     fn server_errors_are_classified() {
-        let e = classify(clickhouse::error::Error::BadResponse("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist., e.what() = DB::Exception".into()));
+        let e = classify(clickhouse::error::Error::BadResponse("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist., e.what() = DB::Exception".into()), Source::Service);
         assert!(matches!(e, QueryError::InvalidSql(_)), "{e:?}");
-        let code = |c: u32| classify(clickhouse::error::Error::BadResponse(format!("Code: {c}, e.displayText() = DB::Exception: x, e.what() = DB::Exception")));
+        let error = |c: u32| clickhouse::error::Error::BadResponse(format!("Code: {c}, e.displayText() = DB::Exception: x, e.what() = DB::Exception"));
+        let code = |c: u32| classify(error(c), Source::User);
         // Regression: these were 500s (the service's fault) though the statement's.
         for c in [181, 258, 386] {
             assert!(matches!(code(c), QueryError::InvalidSql(_)), "{c}");
@@ -525,18 +539,19 @@ mod tests {
         }
         assert_eq!(code(160).http_status(), 400);
         assert!(matches!(code(1000), QueryError::Backend(_)), "a server failure stays ours");
+        assert!(matches!(classify(error(386), Source::Service), QueryError::Backend(_)), "the service's own SQL failing is its defect");
         // Regression: an unreachable or silent server was a 500; it is a 503 (try again later).
-        let down = classify(clickhouse::error::Error::TimedOut);
+        let down = classify(clickhouse::error::Error::TimedOut, Source::Service);
         assert!(matches!(down, QueryError::BackendUnavailable(_)) && down.http_status() == 503, "{down:?}");
-        assert_eq!(code(202).http_status(), 503);
+        assert_eq!((code(202).http_status(), code(210).http_status()), (503, 503));
     }
 
     /// Regression: ClickHouse's zero time (the `max` of no rows) failed the whole answer.
     #[test]
     fn the_zero_time_is_null() {
-        let r = decode_tsv(b"t\td\tn\nDateTime\tDate\tUInt64\n0000-00-00 00:00:00\t0000-00-00\t1\n").unwrap();
+        let r = decode_tsv(b"t\td\tn\nDateTime\tDate\tUInt64\n0000-00-00 00:00:00\t0000-00-00\t1\n1970-01-01 00:00:00\t1970-01-01\t2\n").unwrap();
         let batch = &r.batches[0];
-        assert!(batch.column(0).is_null(0) && batch.column(1).is_null(0));
+        assert!((0..2).all(|row| batch.column(0).is_null(row) && batch.column(1).is_null(row)), "as older and newer servers print it");
         assert!(r.schema.field(0).is_nullable() && r.schema.field(1).is_nullable());
         assert!(decode_tsv(b"t\nDateTime\n2026-13-01 00:00:00\n").is_err(), "other bad times still fail");
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::incidents::{IncidentReport, TimelinePoint};
 
 /// What the timeline's "Matched" column counts, under the timeline in Markdown and HTML.
-const TIMELINE_NOTE: &str = "Matched: the requests matching the signature as it stood that second; before the detection, estimated from a sample of the site's requests (so the top attackers, counted from that sample until then, may be low).";
+const TIMELINE_NOTE: &str = "Matched: the requests matching the signature, counted from 7 s after the start; the seconds before are estimated from a sample of their requests (so the top attackers, counted from that sample until then, may be low). An incident without a signature counts the requests over the baseline.";
 
 /// The report as Markdown: summary, signature, top attackers, per-second timeline.
 pub fn markdown(r: &IncidentReport) -> String {

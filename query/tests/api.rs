@@ -664,6 +664,8 @@ async fn bad_parameters_are_400_with_json_error() {
     let reply = svc.get("/readyz").await;
     assert_eq!(reply.status, 503, "{}", reply.text());
     assert!(reply.text().contains("lake") && reply.text().contains("not readable"), "{}", reply.text());
+    // Plain text, as documented for the probes (the JSON errors are /v1's).
+    assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", reply.header("content-type"));
     std::fs::rename(&moved, dir.path()).unwrap();
     assert_eq!(svc.get("/readyz").await.status, 200);
     let page = svc.get("/").await;

@@ -311,7 +311,7 @@ pub fn deserialize(text: &str) -> Result<RawEvent<'_>, InvalidReason> {
     sonic_rs::from_str(text).map_err(|e| {
         let msg = truncate_msg(e.to_string());
         // A repeated key is reported as a type mismatch, but it is the line's syntax that is wrong.
-        let wrong_type = matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) && !msg.contains("duplicate field");
+        let wrong_type = matches!(e.classify(), sonic_rs::error::Category::TypeUnmatched | sonic_rs::error::Category::NotFound) && !msg.starts_with("duplicate field");
         if wrong_type { InvalidReason::WrongType(msg) } else { InvalidReason::MalformedJson(msg) }
     })
 }
@@ -631,6 +631,8 @@ mod tests {
         }
         let line = LINE.replace(r#""ClientASN":64500"#, r#""ClientASN":"AS64500""#);
         assert!(matches!(parse_line(line.as_bytes()), Err(InvalidReason::WrongType(_))), "a real type mismatch stays one");
+        let line = LINE.replace(r#""ClientASN":64500"#, r#""ClientASN":"duplicate field""#);
+        assert!(matches!(parse_line(line.as_bytes()), Err(InvalidReason::WrongType(_))), "whatever the value says");
     }
 
     #[test]
