@@ -92,6 +92,8 @@ pub struct PartitionDelta {
     pub dead_letters: [u64; N_REASONS],
     pub incidents_opened: u64,
     pub checkpoints: u64,
+    /// Messages from before the position delivered again unasked, skipped as counted.
+    pub redelivered: u64,
 }
 
 impl PartitionDelta {
@@ -142,6 +144,7 @@ pub struct AggregateMetrics {
     dead_letters: [[AtomicU64; N_REASONS]; 2],
     incidents_opened: AtomicU64,
     checkpoints: AtomicU64,
+    redelivered: AtomicU64,
     /// By sink (lake, ClickHouse), then table.
     rows: [[AtomicU64; WRITTEN_TABLES.len()]; 2],
     incidents_published: AtomicU64,
@@ -178,6 +181,7 @@ impl AggregateMetrics {
         }
         add(&self.incidents_opened, d.incidents_opened);
         add(&self.checkpoints, d.checkpoints);
+        add(&self.redelivered, d.redelivered);
     }
 
     /// A sink accepted `batch`: count its rows per table (lake and ClickHouse) or its incident
@@ -305,6 +309,7 @@ impl AggregateMetrics {
             ("edgelens_aggregate_incidents_published_total", "Incident rows published to the incidents topic.", &self.incidents_published),
             ("edgelens_aggregate_incidents_opened_total", "Incidents opened by the attack detector.", &self.incidents_opened),
             ("edgelens_aggregate_checkpoints_total", "Checkpoints of open state written.", &self.checkpoints),
+            ("edgelens_aggregate_messages_redelivered_total", "Messages from before a partition's position the broker delivered again unasked, skipped as counted (known by their ids).", &self.redelivered),
             ("edgelens_aggregate_commits_total", "Offsets committed to the group after a checkpoint.", &self.commits),
             ("edgelens_aggregate_commit_failures_total", "Offset commits that failed (retried later; the checkpoint stays).", &self.commit_failures),
             ("edgelens_aggregate_partitions_acquired_total", "Partitions taken over or assigned.", &self.acquired),
@@ -423,6 +428,7 @@ mod tests {
         let mut d = PartitionDelta::between(&now, &PipelineStats::default());
         d.incidents_opened = 1;
         d.checkpoints = 3;
+        d.redelivered = 2;
         m.add_partition_delta(TopicKind::Events, &d);
         let mut upstream = PipelineStats { messages: 4, lines: 4, unknown_dead_letters: 1, ..PipelineStats::default() };
         for _ in 0..3 {
@@ -470,6 +476,7 @@ mod tests {
             "edgelens_aggregate_rows_written_total{sink=\"lake\",table=\"site_rates_10s\"} 0",
             "edgelens_aggregate_incidents_opened_total 1",
             "edgelens_aggregate_checkpoints_total 3",
+            "edgelens_aggregate_messages_redelivered_total 2",
             "edgelens_aggregate_commits_total 5",
             "edgelens_aggregate_flush_duration_seconds_bucket{le=\"0.0025\"} 0",
             "edgelens_aggregate_flush_duration_seconds_bucket{le=\"0.005\"} 1",

@@ -145,8 +145,9 @@ pub struct PartitionAggregator<S> {
     committed: Option<u64>,
     /// Checkpoints written (idle-close rewrites included).
     checkpoints_saved: u64,
-    /// What [`Self::report`] last reported: the counters, detector incidents and checkpoints.
-    reported: (PipelineStats, u64, u64),
+    /// What [`Self::report`] last reported: the counters, detector incidents, checkpoints and
+    /// messages delivered again.
+    reported: (PipelineStats, u64, u64, u64),
 }
 
 /// What the consumer last said of a partition's end (librdkafka's statistics, read by
@@ -229,7 +230,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         pcfg.partition = partition;
         let pipeline = EmbeddedPipeline::restore(pcfg, sink, position, state.as_deref())
             .map_err(|reason| PartitionError::BadState { topic: topic.to_owned(), partition, position, reason })?;
-        let reported = (pipeline.stats().clone(), pipeline.detector().map_or(0, |d| d.stats().incidents), 0);
+        let reported = (pipeline.stats().clone(), pipeline.detector().map_or(0, |d| d.stats().incidents), 0, 0);
         Ok(Self {
             topic: topic.to_owned(),
             partition,
@@ -290,12 +291,13 @@ impl<S: RollupSink> PartitionAggregator<S> {
     pub fn report(&mut self, metrics: &AggregateMetrics) {
         let stats = self.pipeline.stats();
         let incidents = self.pipeline.detector().map_or(0, |d| d.stats().incidents);
-        let (before, incidents_before, checkpoints_before) = &self.reported;
+        let (before, incidents_before, checkpoints_before, redelivered_before) = &self.reported;
         let mut delta = PartitionDelta::between(stats, before);
         delta.incidents_opened = incidents.saturating_sub(*incidents_before);
         delta.checkpoints = self.checkpoints_saved - checkpoints_before;
+        delta.redelivered = self.redelivered - redelivered_before;
         metrics.add_partition_delta(self.kind, &delta);
-        self.reported = (stats.clone(), incidents, self.checkpoints_saved);
+        self.reported = (stats.clone(), incidents, self.checkpoints_saved, self.redelivered);
     }
 
     fn sink_err(&self) -> impl FnOnce(SinkError) -> PartitionError + '_ {
@@ -336,7 +338,10 @@ impl<S: RollupSink> PartitionAggregator<S> {
             let Some(r) = self.rewind.as_mut() else {
                 if self.kind == TopicKind::Events && name.is_some_and(|n| self.pipeline.remembers_message(payload, n)) {
                     self.redelivered += 1;
-                    tracing::debug!(topic = %self.topic, partition = self.partition, position = expected, offset, "a message already counted was delivered again; skipped");
+                    // Whole batches come again: say so once per thousand.
+                    if self.redelivered % 1000 == 1 {
+                        tracing::warn!(topic = %self.topic, partition = self.partition, position = expected, offset, skipped = self.redelivered, "the broker delivered messages from before the position again, unasked; skipped, their ids show they were counted");
+                    }
                     return Ok(Taken::Done);
                 }
                 return Err(PartitionError::OffsetsRestarted { topic: self.topic.clone(), partition: self.partition, position: expected, offset });
