@@ -473,35 +473,35 @@ impl AttackDetector {
         }
     }
 
-    /// The input went quiet, or ended: judge every open second, and write the current state of
-    /// every incident still open. Its row is otherwise written every `update_every_secs`: the
-    /// input's last seconds were in its timeline but not in its attack requests, distinct IPs or
-    /// peak. Incidents stay open (a quiet partition may go on).
+    /// The input went quiet: judge every open second, and write the current state of every
+    /// incident still open. Its row is otherwise written every `update_every_secs`: the input's
+    /// last seconds were in its timeline but not in its attack requests, distinct IPs or peak.
+    /// Incidents stay open (a quiet partition may go on).
     pub fn finish(&mut self) {
+        self.close_open(false);
+    }
+
+    /// The end of an input nothing continues (a replayed file set, the demo's generator; not a
+    /// partition, which only goes quiet): [`Self::finish`], except that an incident cooling down
+    /// — its attack over, the cool-down waiting for it to come back — has ended.
+    pub fn end_input(&mut self) {
+        self.close_open(true);
+    }
+
+    fn close_open(&mut self, end_cooling: bool) {
         if let Some(&last) = self.pending.keys().next_back() {
             self.close_before(last + 1);
         }
         for Tracked { name, state: st } in &mut self.states {
             let (Some(inc), Some(last)) = (st.incident.as_mut(), st.last_sec) else { continue };
-            if inc.phase != Phase::Suspect && inc.last_row_sec < last {
-                let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
-                ctx.emit(inc, last);
-            }
-        }
-    }
-
-    /// The end of an input nothing continues (a replayed file set, the demo's generator; not a
-    /// partition, which only goes quiet): [`Self::finish`], and an incident cooling down — its
-    /// attack over, the cool-down waiting for it to come back — has ended.
-    pub fn end_input(&mut self) {
-        self.finish();
-        for Tracked { name, state: st } in &mut self.states {
-            let (Some(inc), Some(last)) = (st.incident.as_mut(), st.last_sec) else { continue };
-            if inc.phase == Phase::Cooling {
-                let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
-                // A second after its last row, so that this row is the latest.
-                ctx.emit_status(inc, last.max(inc.last_row_sec + 1), "ended");
+            let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
+            if end_cooling && inc.phase == Phase::Cooling {
+                // At its last second, unless a row is there already: the ended row must be the
+                // latest, not tie with it.
+                ctx.emit_status(inc, if inc.last_row_sec < last { last } else { last + 1 }, "ended");
                 st.incident = None;
+            } else if inc.phase != Phase::Suspect && inc.last_row_sec < last {
+                ctx.emit(inc, last);
             }
         }
     }
