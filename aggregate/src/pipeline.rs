@@ -187,6 +187,9 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     /// under a minute of its events (see [`Self::push_message_at`]; never without RayID
     /// deduplication, which keeps that memory).
     pub fn remembers_message(&self, value: &[u8], name: MessageName<'_>) -> bool {
+        if !self.cfg.windows.dedup_ray_ids {
+            return false;
+        }
         let parsed: Vec<(Line<'_>, Parsed<'_>)> = message_lines(value).map(Line::Complete).map(parse).collect();
         self.remembers_parsed(&parsed, name)
     }
@@ -194,7 +197,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     fn remembers_parsed(&self, parsed: &[(Line<'_>, Parsed<'_>)], name: MessageName<'_>) -> bool {
         let times = parsed.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|ev| ev.ts);
         let span = times.clone().min().zip(times.max());
-        self.cfg.windows.dedup_ray_ids && span.is_some_and(|(from, to)| self.windows.remembers_message(from, to, name.key, name.id))
+        span.is_some_and(|(from, to)| self.windows.remembers_message(from, to, name.key, name.id))
     }
 
     /// Take the lines of one input message at `position`; positions must increase; a `named`
