@@ -292,13 +292,11 @@ impl IntoResponse for QueryError {
 /// does not take, a query string that does not parse) as `{"error": ...}`, as every other error
 /// there, keeping their status and headers (`Allow`). The probes keep their plain text.
 async fn json_errors(request: Request, next: Next) -> Response {
-    if !request.uri().path().starts_with("/v1/") {
-        return next.run(request).await;
-    }
+    let v1 = request.uri().path().starts_with("/v1/");
     let response = next.run(request).await;
     let status = response.status();
     let json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if json || !(status.is_client_error() || status.is_server_error()) {
+    if !v1 || json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
