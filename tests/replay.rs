@@ -146,6 +146,28 @@ fn replay_of_missing_file_fails_clearly() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "the cause said once: {err}");
 }
 
+/// Regression: a replay of a pipe (`/dev/stdin`, `<(zcat …)`) read it whole to recognise it,
+/// then counted nothing and exited 0; a FIFO hung for ever. It is refused, saying why.
+#[test]
+fn replay_of_a_pipe_is_refused_clearly() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = edgelens()
+        .args(["replay", "/dev/stdin", "--data-dir"])
+        .arg(tmp.path().join("lake"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The refusal comes before anything is read: the pipe may close under the write.
+    let _ = child.stdin.take().unwrap().write_all(b"{\"ZoneName\":\"a.example\"}\n");
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/stdin") && err.contains("not a regular file"), "{err}");
+}
+
 /// `edgelens sql` on a directory that does not exist says so instead of answering with no rows;
 /// a run-time error of the statement (division by zero) is reported as the statement's.
 #[test]

@@ -596,6 +596,14 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), PipelineError> 
     let mut legacy = crate::checkpoint::Fnv1a::new();
     for path in paths {
         let err = |source| PipelineError::Input { path: path.clone(), source };
+        // A pipe, FIFO or terminal could be read only once (the second read counted nothing, or
+        // waited for a writer for ever).
+        if !std::fs::metadata(path).map_err(err)?.is_file() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file: a replay reads each input twice (to know a replay of the same files again, then to count it); save the stream to a file first",
+            )));
+        }
         let mut file = std::fs::File::open(path).map_err(err)?;
         let mut hash = twox_hash::XxHash64::with_seed(0);
         let (mut len, mut raw_head) = (0u64, Vec::with_capacity(LEGACY_HEAD));
