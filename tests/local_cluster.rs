@@ -29,6 +29,7 @@ impl Cluster {
             ("EDGELENS_CH_TCP_PORT".to_owned(), free_port().to_string()),
             ("EDGELENS_CLUSTER_INGEST_PORT".to_owned(), ingest_port.to_string()),
             ("EDGELENS_CLUSTER_QUERY_PORT".to_owned(), query_port.to_string()),
+            ("EDGELENS_CLUSTER_PG_PORT".to_owned(), free_port().to_string()),
             ("EDGELENS_BIN".to_owned(), env!("CARGO_BIN_EXE_edgelens").to_owned()),
             // Shorter idle close so the last windows are written soon after the last push.
             ("EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS".to_owned(), "3000".to_owned()),
@@ -111,4 +112,21 @@ fn logpush_through_the_local_cluster_gives_exact_api_answers() {
     let sites = top_sites(&reference, 4);
     let compared = assert_same_answers(&api, &reference, &api_requests(&sites));
     eprintln!("{compared} answers of the cluster equal those over replay; {} requests", expected.valid);
+
+    // Regression: `down` then `up` (the broker on memory storage starts empty) started
+    // aggregators that refused the new topic at once, while `up` said the cluster was up. Now the
+    // new topic is counted as another group, beside the earlier rollups.
+    cluster.script("down");
+    cluster.script("up");
+    let body = lines[..1000].join(&b'\n');
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while post_logpush_gzip(cluster.ingest_port, &body).0 != 200 {
+        assert!(Instant::now() < deadline, "the receiver refused the push after the second up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sum_requests(&api) <= expected.valid {
+        assert!(Instant::now() < deadline, "nothing counted after the second up\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -4,8 +4,12 @@
 #   up     start (if not running) the broker and ClickHouse, then one `edgelens ingest` (Logpush
 #          receiver on $EDGELENS_CLUSTER_INGEST_PORT, 18090), three `edgelens aggregate` (one group,
 #          sharing the lake and checkpoints, writing the lake and ClickHouse) and one `edgelens
-#          query` ($EDGELENS_CLUSTER_QUERY_PORT, 18080, reading ClickHouse); returns once the
-#          receiver and the query service answer.
+#          query` ($EDGELENS_CLUSTER_QUERY_PORT, 18080, Postgres wire on $EDGELENS_CLUSTER_PG_PORT,
+#          5433, reading ClickHouse); returns once the receiver and the query service answer and
+#          every role still runs. A broker this script starts on `memory` storage holds nothing of
+#          an earlier `up`: the aggregators then count its topic as another group (the rollups of
+#          the earlier topic stay beside), since resuming the old group's checkpoints there would
+#          be refused.
 #   down   SIGTERM the roles (aggregators checkpoint, commit and hand over), then stop the servers
 #          this script started.
 #   status what runs.
@@ -23,6 +27,7 @@ source "$here/env.sh"
 CLUSTER_DIR="$EDGELENS_DEV_DIR/cluster"
 INGEST_PORT="${EDGELENS_CLUSTER_INGEST_PORT:-18090}"
 QUERY_PORT="${EDGELENS_CLUSTER_QUERY_PORT:-18080}"
+PG_PORT="${EDGELENS_CLUSTER_PG_PORT:-5433}"
 CLUSTER_METRICS_PORT="${EDGELENS_CLUSTER_METRICS_PORT:-19464}"
 AGGREGATORS="${EDGELENS_CLUSTER_AGGREGATORS:-3}"
 ROLES_FILE="$CLUSTER_DIR/roles"
@@ -50,11 +55,12 @@ brokers = "$EDGELENS_KAFKA_BROKER"
 
 [aggregate]
 brokers = "$EDGELENS_KAFKA_BROKER"
-group = "edgelens-cluster"
+group = "$1"
 data_dir = "$CLUSTER_DIR/lake"
 
 [query]
 listen = "127.0.0.1:$QUERY_PORT"
+pg_listen = "127.0.0.1:$PG_PORT"
 data_dir = "$CLUSTER_DIR/lake"
 backend = "clickhouse"
 
@@ -93,9 +99,15 @@ up() {
     fi
     bash "$here/$s.sh" start
   done
-  local bin
+  local bin group="edgelens-cluster"
   bin="$(binary)"
-  write_config
+  if grep -qx kafka "$SERVERS_FILE" && [[ "$EDGELENS_KAFKA_STORAGE" == memory ]]; then
+    group="edgelens-cluster-$(date +%s)"
+    echo "$group" >"$CLUSTER_DIR/group"
+  elif [[ -s "$CLUSTER_DIR/group" ]]; then
+    group="$(cat "$CLUSTER_DIR/group")"
+  fi
+  write_config "$group"
   local cfg="$CLUSTER_DIR/edgelens.toml" i
   spawn ingest "$bin" ingest --config "$cfg"
   for ((i = 0; i < AGGREGATORS; i++)); do
@@ -112,6 +124,12 @@ up() {
     ((SECONDS < deadline)) || edgelens_die "cluster: ingest did not listen on $INGEST_PORT (see $CLUSTER_DIR/ingest.log)"
     sleep 0.2
   done
+  # An aggregator that refuses its partitions stops within seconds of taking them.
+  sleep 3
+  local name pid
+  while read -r name pid; do
+    kill -0 "$pid" 2>/dev/null || edgelens_die "cluster: $name exited: $(tail -n 3 "$CLUSTER_DIR/$name.log" | tr '\n' ' ') (log: $CLUSTER_DIR/$name.log; '$0 down' stops the rest)"
+  done <"$ROLES_FILE"
   edgelens_log "cluster up: Logpush → http://127.0.0.1:$INGEST_PORT/v1/logpush, API → http://127.0.0.1:$QUERY_PORT, $AGGREGATORS aggregators, logs in $CLUSTER_DIR"
 }
 
