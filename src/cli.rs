@@ -557,7 +557,7 @@ pub(crate) fn print_out(text: &str) -> Result<()> {
 }
 
 /// The query role's settings: `[query]` with `[clickhouse]`.
-fn query_config(doc: &toml::Table) -> Result<edgelens_query::QueryConfig> {
+fn query_config(doc: &crate::config::Doc) -> Result<edgelens_query::QueryConfig> {
     let mut cfg: edgelens_query::QueryConfig = crate::config::section(doc, "query")?;
     cfg.clickhouse = crate::config::section(doc, "clickhouse")?;
     cfg.clickhouse.validate().map_err(anyhow::Error::msg)?;
@@ -575,7 +575,7 @@ async fn serve_query(cfg: edgelens_query::QueryConfig, shutdown: impl std::futur
 }
 
 /// The aggregator role's settings: `[aggregate]` with `[clickhouse]`.
-fn aggregate_config(doc: &toml::Table) -> Result<edgelens_aggregate::AggregateConfig> {
+fn aggregate_config(doc: &crate::config::Doc) -> Result<edgelens_aggregate::AggregateConfig> {
     let mut cfg: edgelens_aggregate::AggregateConfig = crate::config::section(doc, "aggregate")?;
     cfg.clickhouse = crate::config::section(doc, "clickhouse")?;
     Ok(cfg)
@@ -754,7 +754,7 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
 
 /// Section `name` of `doc`, or `None` with its problems added to `problems`: every unknown key
 /// (serde names only the first), else why its values do not parse.
-fn checked_section<T: serde::de::DeserializeOwned + serde::Serialize + Default>(doc: &toml::Table, name: &str, problems: &mut Vec<String>) -> Option<T> {
+fn checked_section<T: serde::de::DeserializeOwned + serde::Serialize + Default>(doc: &crate::config::Doc, name: &str, problems: &mut Vec<String>) -> Option<T> {
     let known = serde_json::to_value(T::default()).ok();
     let mut known: Vec<&str> = known.as_ref().and_then(|v| v.as_object()).map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
     // Keys left out of the default's serialization while empty.

@@ -3,19 +3,38 @@
 //!
 //! `EDGELENS__<SECTION>__<KEY>=value` sets `key` in `[section]` (e.g. `EDGELENS__QUERY__LISTEN=
 //! 127.0.0.1:9080`, `EDGELENS__QUERY__DATA_DIR=/lake`). A value is read as a TOML value when it parses
-//! as one (numbers, booleans, arrays), else as a string. Unknown sections and keys — from the file
-//! or the environment — are errors, reported with where they came from.
+//! as one (numbers, booleans, arrays), else as a string; a setting that is text (a password, a
+//! group name) takes the variable's text as written, so `EDGELENS__CLICKHOUSE__PASSWORD=0123` is
+//! the password `0123`. Unknown sections and keys — from the file or the environment — are errors,
+//! reported with where they came from.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Sections the binary knows; an `EDGELENS__<OTHER>__…` variable is an error.
 pub const SECTIONS: &[&str] = &["aggregate", "clickhouse", "ingest", "query"];
 
+/// The config document: the file's sections overlaid by the environment.
+#[derive(Debug, Default)]
+pub struct Doc {
+    table: toml::Table,
+    /// `(section, key, text)` of each environment value that did not read as a TOML string: a
+    /// text setting takes the text as written (see [`section`]).
+    env_text: Vec<(String, String, String)>,
+}
+
+impl std::ops::Deref for Doc {
+    type Target = toml::Table;
+    fn deref(&self) -> &toml::Table {
+        &self.table
+    }
+}
+
 /// Read `path` (if any), overlay the environment, and return the document.
-pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<toml::Table> {
+pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Doc> {
     let mut doc = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
@@ -23,6 +42,7 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         }
         None => toml::Table::new(),
     };
+    let mut env_text = Vec::new();
     for key in doc.keys() {
         anyhow::ensure!(SECTIONS.contains(&key.as_str()), "unknown config section [{key}] (known: {})", SECTIONS.join(", "));
     }
@@ -33,24 +53,55 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         };
         anyhow::ensure!(SECTIONS.contains(&section.as_str()), "environment variable {name}: unknown config section [{section}]");
         let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
-        let value = parsed.unwrap_or(toml::Value::String(value));
+        let value = match parsed {
+            Some(v @ toml::Value::String(_)) => v,
+            Some(v) => {
+                env_text.push((section.clone(), key.clone(), value));
+                v
+            }
+            None => toml::Value::String(value),
+        };
         let table = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let table = table.as_table_mut().with_context(|| format!("config: [{section}] is not a table"))?;
         table.insert(key, value);
     }
-    Ok(doc)
+    Ok(Doc { table: doc, env_text })
 }
 
 /// The typed settings of one section (its defaults when the section is absent).
-pub fn section<T: DeserializeOwned + Default>(doc: &toml::Table, name: &str) -> Result<T> {
-    match doc.get(name) {
-        Some(v) => v.clone().try_into().with_context(|| format!("invalid [{name}] settings (file or EDGELENS__{}__* variables)", name.to_ascii_uppercase())),
-        None => Ok(T::default()),
+///
+/// An environment value that read as a number, boolean or array is taken as its text when the
+/// setting is text (its default is a string), or when only the text makes the section valid (an
+/// optional text setting).
+pub fn section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, name: &str) -> Result<T> {
+    let Some(v) = doc.table.get(name) else { return Ok(T::default()) };
+    let context = || format!("invalid [{name}] settings (file or EDGELENS__{}__* variables)", name.to_ascii_uppercase());
+    let env_text: Vec<&(String, String, String)> = doc.env_text.iter().filter(|(s, _, _)| s == name).collect();
+    let mut v = v.clone();
+    if env_text.is_empty() {
+        return v.try_into().with_context(context);
+    }
+    let defaults = serde_json::to_value(T::default()).ok();
+    let default_of = |key: &str| defaults.as_ref().and_then(|d| d.get(key));
+    let as_text = |v: &mut toml::Value, text_wanted: &dyn Fn(&str) -> bool| {
+        if let Some(t) = v.as_table_mut() {
+            for (_, key, text) in env_text.iter().filter(|(_, k, _)| text_wanted(k)) {
+                t.insert(key.clone(), toml::Value::String(text.clone()));
+            }
+        }
+    };
+    as_text(&mut v, &|k| default_of(k).is_some_and(serde_json::Value::is_string));
+    match v.clone().try_into() {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            as_text(&mut v, &|k| default_of(k).is_none_or(serde_json::Value::is_null));
+            v.try_into().or_else(|_| Err(e)).with_context(context)
+        }
     }
 }
 
 /// The settings of role `name`: file (if any), then the process environment.
-pub fn role<T: DeserializeOwned + Default>(path: Option<&Path>, name: &str) -> Result<T> {
+pub fn role<T: DeserializeOwned + Serialize + Default>(path: Option<&Path>, name: &str) -> Result<T> {
     section(&load(path, process_env())?, name)
 }
 
@@ -99,6 +150,31 @@ mod tests {
         let doc = load(None, env(&[("EDGELENS__QUERY__LISTN", "x")])).unwrap();
         assert!(format!("{:#}", section::<QueryConfig>(&doc, "query").unwrap_err()).contains("listn"));
         assert!(format!("{:#}", load(None, env(&[("EDGELENS__QEURY__LISTEN", "x")])).unwrap_err()).contains("[qeury]"));
+    }
+
+    #[test]
+    fn text_settings_take_the_variable_text_as_written() {
+        use edgelens_schemas::clickhouse::ClickHouseConfig;
+        let doc = load(
+            None,
+            env(&[
+                ("EDGELENS__CLICKHOUSE__PASSWORD", "0123"),
+                ("EDGELENS__CLICKHOUSE__USER", "1.50"),
+                ("EDGELENS__CLICKHOUSE__DATABASE", "\"42\""),
+                ("EDGELENS__CLICKHOUSE__CLUSTER", "true"),
+                ("EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS", "2500"),
+                ("EDGELENS__AGGREGATE__GROUP", "7"),
+            ]),
+        )
+        .unwrap();
+        let ch: ClickHouseConfig = section(&doc, "clickhouse").unwrap();
+        assert_eq!((ch.password.as_str(), ch.user.as_str(), ch.database.as_str(), ch.cluster.as_str()), ("0123", "1.50", "42", "true"));
+        assert_eq!(ch.max_backoff_ms, 2500, "a number setting still reads the number");
+        let agg: edgelens_aggregate::AggregateConfig = section(&doc, "aggregate").unwrap();
+        assert_eq!(agg.group, "7");
+        // A number setting given text is still refused, naming the section.
+        let doc = load(None, env(&[("EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS", "soon")])).unwrap();
+        assert!(format!("{:#}", section::<ClickHouseConfig>(&doc, "clickhouse").unwrap_err()).contains("[clickhouse]"));
     }
 
     #[test]
