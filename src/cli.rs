@@ -734,6 +734,12 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     if let Some(Err(e)) = query.as_ref().map(|q| edgelens_query::auth::Auth::new(q.tokens.clone())) {
         problems.push(e.to_string());
     }
+    if let (Some(q), Some(ch)) = (&query, &clickhouse)
+        && q.backend == edgelens_query::BackendKind::ClickHouse
+        && !ch.enabled()
+    {
+        problems.push("[query]: backend = \"clickhouse\" needs [clickhouse] url (the server the query service reads)".into());
+    }
     let (Some(ingest), Some(aggregate), Some(query), Some(clickhouse), true) = (ingest, aggregate, query, clickhouse, problems.is_empty()) else {
         bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
     };

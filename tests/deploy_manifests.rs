@@ -280,6 +280,13 @@ events_topic = \"\"
     }
     let out = edgelens().args(["check-config", "--config"]).arg(&file).env("EDGELENS__AGGREGATE__GROUP", "g").env("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS", "0").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("aggregate.flush_interval_ms is 0"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Regression: a query service reading ClickHouse without its address passed the check and
+    // then refused to start.
+    std::fs::write(&file, "[query]\nbackend = \"clickhouse\"\n").unwrap();
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("backend = \"clickhouse\" needs [clickhouse] url"), "{out:?}");
+    std::fs::write(&file, "[query]\nbackend = \"clickhouse\"\n[clickhouse]\nurl = \"http://127.0.0.1:8123\"\n").unwrap();
+    assert!(edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap().status.success());
     let out = edgelens().args(["query", "--clickhouse", "ftp://x", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not an HTTP interface"), "{out:?}");
 }
