@@ -188,7 +188,7 @@ struct GenerateArgs {
     /// Maximum out-of-order displacement of an event, in milliseconds.
     #[arg(long, default_value_t = 1500)]
     jitter_ms: u32,
-    /// Output file; `.gz` compresses.
+    /// Output file; `.gz` (any case) compresses; `-` writes to stdout.
     #[arg(long)]
     out: PathBuf,
     /// Ground-truth JSON file.
@@ -323,7 +323,10 @@ fn parse_pg_listen(s: &str) -> std::result::Result<PgListen, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log, cli.log_format);
+    if let Err(e) = init_tracing(&cli.log, cli.log_format) {
+        eprintln!("edgelens: error: --log (or EDGELENS_LOG) {:?}: {e}", cli.log);
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -348,13 +351,15 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
-fn init_tracing(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs to stderr through `filter`; a filter that does not parse is an error, not a silent `info`.
+fn init_tracing(filter: &str, format: LogFormat) -> std::result::Result<(), tracing_subscriber::filter::ParseError> {
+    let filter = tracing_subscriber::EnvFilter::builder().parse(filter)?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().with_current_span(false).init(),
     }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -474,35 +479,47 @@ fn generate(a: GenerateArgs) -> Result<()> {
     // The truth file is created first: a path that cannot be written fails before the events
     // are generated, not after (leaving events without their truth).
     let truth_file = a.truth.as_ref().map(|t| std::fs::File::create(t).with_context(|| format!("creating {}", t.display()))).transpose()?;
-    let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let gz = a.out.extension().is_some_and(|e| e == "gz");
-    let mut out: Box<dyn Write> = if gz {
-        Box::new(flate2_writer(file))
+    let to_stdout = a.out.as_os_str() == "-";
+    let mut out: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()))
     } else {
-        Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
+        let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        if a.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) {
+            Box::new(flate2_writer(file))
+        } else {
+            Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
+        }
     };
     let pb = if std::io::stderr().is_terminal() { indicatif::ProgressBar::new(total_secs) } else { indicatif::ProgressBar::hidden() };
     let mut buf = Vec::with_capacity(4 << 20);
     let mut events = 0u64;
     let started = Instant::now();
-    while let Some(n) = generator.next_second(&mut buf) {
-        events += n as u64;
-        if buf.len() >= 2 << 20 {
-            out.write_all(&buf)?;
-            buf.clear();
+    let written = (|| -> std::io::Result<()> {
+        while let Some(n) = generator.next_second(&mut buf) {
+            events += n as u64;
+            if buf.len() >= 2 << 20 {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            pb.inc(1);
         }
-        pb.inc(1);
-    }
-    out.write_all(&buf)?;
-    out.flush()?;
+        out.write_all(&buf)?;
+        out.flush()
+    })();
     drop(out);
+    match written {
+        // `generate --out - | head`: the reader has what it wanted.
+        Err(e) if to_stdout && e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.with_context(|| format!("writing {}", a.out.display()))?,
+    }
     pb.finish_and_clear();
     if let (Some(t), Some(mut f)) = (&a.truth, truth_file) {
         let json = serde_json::to_vec_pretty(&generator.truth())?;
         f.write_all(&json).with_context(|| format!("writing {}", t.display()))?;
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("edgelens: wrote {events} events to {} in {secs:.2} s ({:.0} events/s)", a.out.display(), events as f64 / secs.max(1e-9));
+    let to = if to_stdout { "stdout".to_owned() } else { a.out.display().to_string() };
+    eprintln!("edgelens: wrote {events} events to {to} in {secs:.2} s ({:.0} events/s)", events as f64 / secs.max(1e-9));
     Ok(())
 }
 

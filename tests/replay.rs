@@ -222,6 +222,35 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "one\n1");
 }
 
+/// A `--log` filter that does not parse is refused, not replaced by `info` in silence.
+#[test]
+fn a_log_filter_that_does_not_parse_is_refused() {
+    let out = edgelens().args(["--log", "edgelens=loud", "check-config"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--log") && err.contains("edgelens=loud"), "{err}");
+    assert!(edgelens().args(["--log", "warn,edgelens_query=debug", "check-config"]).output().unwrap().status.success());
+}
+
+/// `generate --out -` writes the events to stdout, and `--out X.GZ` compresses as `.gz` does.
+#[test]
+fn generate_writes_to_stdout_or_gzip_in_any_case() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["generate", "--duration", "2m", "--rps", "20", "--seed", "5", "--out"];
+    let out = edgelens().args(args).arg("-").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!tmp.path().join("-").exists() && !Path::new("-").exists(), "a file named - was written");
+    let plain = tmp.path().join("events.ndjson");
+    run_ok(edgelens().args(args).arg(&plain));
+    assert_eq!(out.stdout, std::fs::read(&plain).unwrap(), "stdout holds what the file holds");
+    assert!(out.stdout.len() > 1000 && out.stdout.ends_with(b"\n"));
+    let upper = tmp.path().join("events.ndjson.GZ");
+    run_ok(edgelens().args(args).arg(&upper));
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&upper).unwrap()), &mut unzipped).unwrap();
+    assert_eq!(unzipped, out.stdout);
+}
+
 /// `--client-ip truncate|hash`: no client address of the input reaches the lake (dead-letter
 /// excerpts included), counts are unchanged, distinct clients count networks (truncate) or stay
 /// the same up to sketch error (keyed hash).
