@@ -107,9 +107,20 @@ fn import(a: ImportArgs) -> Result<()> {
         clickhouse: a.clickhouse.as_deref().map(|u| crate::cli::clickhouse_from_env(Some(u))).transpose()?,
     });
     // Rows the registry already holds as current (the first target's) are not written again.
-    let known = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?.already_registered;
-    crate::cli::print_out(&format!("{name}: imported {summary}{}", if known > 0 { format!(" ({known} of them already registered, not written again)") } else { String::new() }))?;
+    let written = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?;
+    crate::cli::print_out(&import_summary(&name, &summary, &written))?;
     Ok(())
+}
+
+/// What an import wrote, in the counts of what it wrote: rows the registry already held are
+/// named apart, and an import of nothing new says so.
+fn import_summary(name: &str, file_rows: &str, w: &edgelens_query::registry_api::Written) -> String {
+    let known = w.already_registered;
+    if w.sites + w.entities + w.tags == 0 {
+        return format!("{name}: nothing new; all {known} rows of it ({file_rows}) already registered");
+    }
+    let wrote = format!("{name}: imported {} sites, {} entity attributions, {} tags", w.sites, w.entities, w.tags);
+    if known > 0 { format!("{wrote} ({known} rows of the file already registered, not written again)") } else { wrote }
 }
 
 /// Registry rows into the lake and/or ClickHouse through the aggregate crate's sinks; used by the
@@ -145,6 +156,10 @@ impl RegistryWriter for SinkWriter {
 
 fn export(a: ExportArgs) -> Result<()> {
     let data_dir = if a.clickhouse.is_some() { None } else { Some(a.data_dir.clone()) };
+    // A mistyped path would otherwise print an empty registry.
+    if data_dir.as_ref().is_some_and(|d| !d.is_dir()) {
+        bail!("no lake at {}: the directory does not exist (give the --data-dir the registry was imported into)", a.data_dir.display());
+    }
     let backend = backends(data_dir.as_ref(), a.clickhouse.as_deref())?.pop().expect("one backend");
     let rt = crate::cli::runtime()?;
     // Timestamps come back as RFC 3339 UTC in the JSON rows, the import format.

@@ -290,11 +290,14 @@ fn imports_add_only_rows_not_yet_registered() {
     import(&write("first.csv", &first));
     let extended = format!("{first}third.example,Acme Corp,whois,0.8,2026-01-01T00:00:00Z,\n");
     let out = import(&write("extended.csv", &extended));
-    assert!(out.contains("2 of them already registered"), "{out}");
+    assert!(out.ends_with("imported 0 sites, 1 entity attributions, 0 tags (2 rows of the file already registered, not written again)\n"), "{out}");
     let export = || run_ok(edgelens().args(["registry", "export", "--data-dir"]).arg(&lake));
     let before = export();
     let out = import(&write("export.json", &before));
-    assert!(out.contains("3 of them already registered"), "{out}");
+    // Regression: this said "imported 0 sites, 3 entity attributions, 0 tags" for rows it did not write.
+    assert!(out.ends_with("nothing new; all 3 rows of it (0 sites, 3 entity attributions, 0 tags) already registered\n"), "{out}");
+    let missing = edgelens().args(["registry", "export", "--data-dir"]).arg(tmp.path().join("no-lake")).output().unwrap();
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no lake at"), "{missing:?}");
     assert_eq!(export(), before);
     let rows = run_ok(edgelens().args(["sql", "--format", "csv", "--data-dir"]).arg(&lake).arg("SELECT site, entity, count(*) AS n FROM site_entities GROUP BY site, entity ORDER BY site"));
     // `www.other.example` is no host of a registered site: it is a site of its own.
