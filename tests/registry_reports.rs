@@ -294,7 +294,7 @@ fn imports_add_only_rows_not_yet_registered() {
     let export = || run_ok(edgelens().args(["registry", "export", "--data-dir"]).arg(&lake));
     let before = export();
     let out = import(&write("export.json", &before));
-    // Regression: this said "imported 0 sites, 3 entity attributions, 0 tags" for rows it did not write.
+    // Regression: this said "imported 0 sites, 3 entity attributions, 0 tags" though it wrote none of them.
     assert!(out.ends_with("nothing new; all 3 rows of it (0 sites, 3 entity attributions, 0 tags) already registered\n"), "{out}");
     let missing = edgelens().args(["registry", "export", "--data-dir"]).arg(tmp.path().join("no-lake")).output().unwrap();
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no lake at"), "{missing:?}");
