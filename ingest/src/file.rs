@@ -61,6 +61,24 @@ pub struct FileProgress {
 }
 
 /// Append `records`, again (marked as resent: part may be in the log) after a retryable failure.
+/// Every input can be read, before any is appended: a missing or unreadable file (a typo in the
+/// third of five) fails the command before the two before it are in the log, where running it
+/// again, corrected, would append them a second time as new messages.
+fn check_inputs(paths: &[PathBuf]) -> Result<(), IngestError> {
+    for path in paths {
+        let input_err = |source| IngestError::Input { path: path.clone(), source };
+        let meta = std::fs::metadata(path).map_err(input_err)?;
+        if meta.is_dir() {
+            return Err(input_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory")));
+        }
+        // A pipe or FIFO is read when its turn comes (opening a FIFO waits for its writer).
+        if meta.is_file() {
+            std::fs::File::open(path).map_err(input_err)?;
+        }
+    }
+    Ok(())
+}
+
 async fn append_with_retry<L: EventLog>(log: &L, topic: &str, mut records: Vec<Record>, cfg: &FileIngestConfig, stats: &mut FileIngestStats) -> Result<(), LogError> {
     let mut attempt = 1;
     loop {
@@ -87,6 +105,7 @@ pub async fn ingest_files<L: EventLog>(
     cfg: &FileIngestConfig,
     mut progress: impl FnMut(FileProgress),
 ) -> Result<FileIngestStats, IngestError> {
+    check_inputs(paths)?;
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut stats = FileIngestStats::default();
     let mut bytes_before = 0;
@@ -124,4 +143,30 @@ pub async fn ingest_files<L: EventLog>(
     }
     progress(FileProgress { bytes_read: bytes_before, bytes_total });
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::MemoryLog;
+
+    /// Regression: the files before a missing (or unreadable) one were appended, then the command
+    /// failed; running it again, corrected, appended them a second time.
+    #[tokio::test]
+    async fn an_input_that_cannot_be_read_fails_before_anything_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.ndjson");
+        let line = r#"{"EdgeStartTimestamp":1767225600000000000,"ZoneName":"a.example","ClientIP":"192.0.2.1","EdgeResponseStatus":200,"RayID":"1a"}"#;
+        std::fs::write(&good, format!("{line}\n")).unwrap();
+        let log = MemoryLog::new();
+        let cfg = FileIngestConfig::default();
+        for bad in [dir.path().join("missing.ndjson"), dir.path().to_path_buf()] {
+            let err = ingest_files(&[good.clone(), bad.clone()], &log, &cfg, |_| {}).await.unwrap_err();
+            assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
+            assert!(log.records(&cfg.events_topic).is_empty() && log.records(&cfg.dead_letters_topic).is_empty(), "appended before failing");
+        }
+        let stats = ingest_files(&[good], &log, &cfg, |_| {}).await.unwrap();
+        assert_eq!((stats.lines, stats.events, stats.dead_letters), (1, 1, 0));
+        assert_eq!(log.records(&cfg.events_topic).len(), 1);
+    }
 }
