@@ -425,7 +425,11 @@ fn replay(a: ReplayArgs) -> Result<()> {
         ..PipelineConfig::default()
     };
     let ch = clickhouse_from_env(a.clickhouse.as_deref())?;
-    let sinks = Sinks::open(&a.data_dir, &ch, Arc::new(AtomicBool::new(false))).with_context(|| format!("opening lake {}", a.data_dir.display()))?;
+    let patience = Some(Duration::from_millis(ch.connect_timeout_ms));
+    let sinks = Sinks::open_within(&a.data_dir, &ch, Arc::new(AtomicBool::new(false)), patience).with_context(|| match ch.enabled() {
+        true => format!("opening lake {} and ClickHouse {}", a.data_dir.display(), ch.read_server()),
+        false => format!("opening lake {}", a.data_dir.display()),
+    })?;
     let started = Instant::now();
     let pb = progress_bar(0, "replay");
     let (stats, sinks) = replay_files(&a.files, cfg, sinks, |p: ReplayProgress| {
@@ -710,6 +714,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
                 events_topic: cfg.events_topic.clone(),
                 dead_letters_topic: cfg.dead_letters_topic.clone(),
                 max_line_bytes: cfg.max_line_bytes,
+                start_timeout: Duration::from_millis(cfg.connect_timeout_ms),
                 ..FileIngestConfig::default()
             };
             let started = Instant::now();
@@ -718,7 +723,8 @@ fn ingest(a: IngestArgs) -> Result<()> {
                 pb.set_length(p.bytes_total);
                 pb.set_position(p.bytes_read);
             })
-            .await?;
+            .await
+            .with_context(|| format!("ingest file (brokers {})", cfg.brokers))?;
             log.flush(Duration::from_millis(cfg.ack_timeout_ms))?;
             pb.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();

@@ -147,7 +147,8 @@ impl RegistryWriter for SinkWriter {
             }
         }
         if let Some(cfg) = &self.clickhouse {
-            let mut ch = ClickHouseSink::connect(cfg, Arc::new(AtomicBool::new(false))).map_err(|e| e.to_string())?;
+            let patience = Some(std::time::Duration::from_millis(cfg.connect_timeout_ms));
+            let mut ch = ClickHouseSink::connect_within(cfg, Arc::new(AtomicBool::new(false)), patience).map_err(|e| e.to_string())?;
             ch.write_tables(tables, &span).map_err(|e| e.to_string())?;
         }
         Ok(())

@@ -137,6 +137,24 @@ fn receiver_names_a_missing_topic() {
     let _ = rx.0.wait();
 }
 
+/// Regression: `ingest file` against brokers that do not answer retried each batch for minutes;
+/// it now fails once `[ingest] connect_timeout_ms` has passed, and names a topic the brokers do
+/// not have at once. Nothing is appended in either case.
+#[test]
+fn ingest_file_fails_clearly_without_brokers_or_topic() {
+    let broker = broker();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "flood", 3, "1m", 50, 5);
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let out = edgelens().args(["ingest", "--brokers", &nobody, "file"]).arg(&raw).env("EDGELENS__INGEST__CONNECT_TIMEOUT_MS", "1500").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("brokers {nobody}")) && err.contains("not ready for topic edge-requests"), "{err}");
+    let missing = unique("no-such-topic");
+    let out = edgelens().args(["ingest", "--brokers", &broker, "file"]).arg(&raw).env("EDGELENS__INGEST__EVENTS_TOPIC", &missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("the brokers do not have topic {missing}")), "{err}");
+}
+
 /// Regression: a valid line a little over 1,000,000 bytes (librdkafka's default message size,
 /// below the default line limit of 1 MiB) was refused by the producer on every attempt, and with
 /// it the whole file (or a receiver's whole batch, answered 502 on every retry).

@@ -251,6 +251,31 @@ fn generate_writes_to_stdout_or_gzip_in_any_case() {
     assert_eq!(unzipped, out.stdout);
 }
 
+/// Regression: `replay --clickhouse` of a server that does not answer retried for ever; a
+/// one-shot command gives up after `[clickhouse] connect_timeout_ms`, saying why.
+#[test]
+fn replay_into_a_clickhouse_that_does_not_answer_fails_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.ndjson");
+    run_ok(edgelens().args(["generate", "--duration", "2m", "--rps", "5", "--out"]).arg(&events));
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let out = edgelens()
+        .arg("replay")
+        .arg(&events)
+        .arg("--data-dir")
+        .arg(tmp.path().join("lake"))
+        .args(["--clickhouse", &format!("http://127.0.0.1:{port}")])
+        .env("EDGELENS__CLICKHOUSE__CONNECT_TIMEOUT_MS", "1500")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("ClickHouse http://127.0.0.1:{port}")) && err.contains("no answer in time"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "gave up only after {:?}", started.elapsed());
+}
+
 /// `--client-ip truncate|hash`: no client address of the input reaches the lake (dead-letter
 /// excerpts included), counts are unchanged, distinct clients count networks (truncate) or stay
 /// the same up to sketch error (keyed hash).

@@ -28,6 +28,9 @@ pub struct FileIngestConfig {
     /// Appends of one batch before giving up.
     pub max_attempts: u32,
     pub retry_backoff: Duration,
+    /// How long to wait for the log to answer (and know the events topic) before reading
+    /// anything; after that it fails with the reason.
+    pub start_timeout: Duration,
 }
 
 impl Default for FileIngestConfig {
@@ -39,6 +42,7 @@ impl Default for FileIngestConfig {
             batch_events: 20_000,
             max_attempts: 60,
             retry_backoff: Duration::from_secs(1),
+            start_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -60,7 +64,6 @@ pub struct FileProgress {
     pub bytes_total: u64,
 }
 
-/// Append `records`, again (marked as resent: part may be in the log) after a retryable failure.
 /// Every input can be read, before any is appended: a missing or unreadable file (a typo in the
 /// third of five) fails the command before the two before it are in the log, where running it
 /// again, corrected, would append them a second time as new messages.
@@ -79,6 +82,24 @@ fn check_inputs(paths: &[PathBuf]) -> Result<(), IngestError> {
     Ok(())
 }
 
+/// The log answers for the events topic before anything is read: a wrong broker address, or a
+/// broker that is not running, fails the command within `start_timeout` instead of every batch
+/// being retried for minutes. A broker that goes away later is waited for by the appends.
+async fn wait_for_log<L: EventLog>(log: &L, cfg: &FileIngestConfig) -> Result<(), IngestError> {
+    let started = std::time::Instant::now();
+    loop {
+        match log.probe(&cfg.events_topic).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && started.elapsed() < cfg.start_timeout => {
+                tracing::warn!(error = %e, topic = %cfg.events_topic, "the event log does not answer yet; waiting");
+                tokio::time::sleep(cfg.retry_backoff.min(cfg.start_timeout)).await;
+            }
+            Err(source) => return Err(IngestError::NotReady { topic: cfg.events_topic.clone(), waited_ms: started.elapsed().as_millis(), source }),
+        }
+    }
+}
+
+/// Append `records`, again (marked as resent: part may be in the log) after a retryable failure.
 async fn append_with_retry<L: EventLog>(log: &L, topic: &str, mut records: Vec<Record>, cfg: &FileIngestConfig, stats: &mut FileIngestStats) -> Result<(), LogError> {
     let mut attempt = 1;
     loop {
@@ -106,6 +127,7 @@ pub async fn ingest_files<L: EventLog>(
     mut progress: impl FnMut(FileProgress),
 ) -> Result<FileIngestStats, IngestError> {
     check_inputs(paths)?;
+    wait_for_log(log, cfg).await?;
     let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut stats = FileIngestStats::default();
     let mut bytes_before = 0;
@@ -153,7 +175,7 @@ mod tests {
     /// Regression: the files before a missing (or unreadable) one were appended, then the command
     /// failed; running it again, corrected, appended them a second time.
     #[tokio::test]
-    async fn an_input_that_cannot_be_read_fails_before_anything_is_appended() {
+    async fn inputs_and_the_log_are_checked_before_anything_is_appended() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.ndjson");
         let line = r#"{"EdgeStartTimestamp":1767225600000000000,"ZoneName":"a.example","ClientIP":"192.0.2.1","EdgeResponseStatus":200,"RayID":"1a"}"#;
@@ -165,6 +187,13 @@ mod tests {
             assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
             assert!(log.records(&cfg.events_topic).is_empty() && log.records(&cfg.dead_letters_topic).is_empty(), "appended before failing");
         }
+        // A log that does not answer fails the command once the wait for it ends.
+        let waiting = FileIngestConfig { start_timeout: Duration::from_millis(300), retry_backoff: Duration::from_millis(50), ..cfg.clone() };
+        log.fail_with(Some(LogError::Unavailable("no broker".into())));
+        let err = ingest_files(&[good.clone()], &log, &waiting, |_| {}).await.unwrap_err();
+        assert!(matches!(err, IngestError::NotReady { waited_ms: 300.., .. }), "{err}");
+        assert!(err.to_string().contains("not ready for topic edge-requests") && err.to_string().contains("no broker"), "{err}");
+        log.fail_with(None);
         let stats = ingest_files(&[good], &log, &cfg, |_| {}).await.unwrap();
         assert_eq!((stats.lines, stats.events, stats.dead_letters), (1, 1, 0));
         assert_eq!(log.records(&cfg.events_topic).len(), 1);

@@ -38,6 +38,9 @@ pub enum IngestError {
     Input { path: std::path::PathBuf, source: std::io::Error },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// `ingest file`: the log did not take the topic before the wait for it ended.
+    #[error("the event log is not ready for topic {topic} (waited {waited_ms} ms): {source}")]
+    NotReady { topic: String, waited_ms: u128, source: LogError },
 }
 
 /// The producer settings of an ingest config.

@@ -97,6 +97,10 @@ pub struct IngestConfig {
     /// Seconds a client has to send a request's headers (however slowly they trickle in); also
     /// how long a keep-alive connection waits for its next request.
     pub header_timeout_secs: u64,
+    /// `ingest file`: how long to wait for the brokers to answer (and know the events topic)
+    /// before failing with the reason, milliseconds. Once they answered, a broker that goes away
+    /// is waited for, batch by batch.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -120,6 +124,7 @@ impl Default for IngestConfig {
             max_connections: 1024,
             idle_timeout_secs: 120,
             header_timeout_secs: 30,
+            connect_timeout_ms: 30_000,
         }
     }
 }

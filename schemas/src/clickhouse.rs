@@ -56,6 +56,10 @@ pub struct ClickHouseConfig {
     pub max_backoff_ms: u64,
     /// Time limit of one request.
     pub request_timeout_ms: u64,
+    /// One-shot commands (`replay --clickhouse`, `registry import`, the query service's registry
+    /// imports): how long to wait for the servers to answer before failing with the reason. The
+    /// aggregator waits until they answer.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for ClickHouseConfig {
@@ -70,6 +74,7 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             max_backoff_ms: 5_000,
             request_timeout_ms: 60_000,
+            connect_timeout_ms: 30_000,
         }
     }
 }

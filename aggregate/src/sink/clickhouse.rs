@@ -51,6 +51,8 @@ pub struct ClickHouseSink {
     layout: Layout,
     max_backoff: Duration,
     stop: Arc<AtomicBool>,
+    /// While connecting with [`ClickHouseSink::connect_within`]: when retrying stops.
+    give_up_at: Option<std::time::Instant>,
     pub stats: ClickHouseStats,
 }
 
@@ -73,6 +75,13 @@ impl ClickHouseSink {
     /// Connect to every write server and migrate its schema. While a server is unreachable this
     /// retries (like a write) until `stop` is set.
     pub fn connect(cfg: &ClickHouseConfig, stop: Arc<AtomicBool>) -> Result<Self, SinkError> {
+        Self::connect_within(cfg, stop, None)
+    }
+
+    /// [`ClickHouseSink::connect`], giving up after `patience` (when given) with the last error:
+    /// for one-shot commands, where a wrong address or a server that is not running must fail
+    /// the command rather than keep it waiting. Writes after the connection retry as always.
+    pub fn connect_within(cfg: &ClickHouseConfig, stop: Arc<AtomicBool>, patience: Option<Duration>) -> Result<Self, SinkError> {
         if !cfg.enabled() {
             return Err(SinkError::Config("ClickHouse sink without [clickhouse] url or shards".to_owned()));
         }
@@ -84,6 +93,7 @@ impl ClickHouseSink {
             layout: cfg.layout(),
             max_backoff: Duration::from_millis(cfg.max_backoff_ms.max(1)),
             stop,
+            give_up_at: patience.map(|p| std::time::Instant::now() + p),
             stats: ClickHouseStats::default(),
         };
         let timeout = Duration::from_millis(cfg.request_timeout_ms.max(1));
@@ -96,6 +106,7 @@ impl ClickHouseSink {
             let server: String = sink.rt.block_on(sink.shards[i].query("SELECT version()").fetch_one()).map_err(SinkError::clickhouse)?;
             tracing::info!(shard = i, server, applied, version = sink.layout.latest_version(), "ClickHouse schema ready");
         }
+        sink.give_up_at = None;
         Ok(sink)
     }
 
@@ -113,6 +124,9 @@ impl ClickHouseSink {
         loop {
             match attempt(self) {
                 Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && self.give_up_at.is_some_and(|t| std::time::Instant::now() >= t) => {
+                    return Err(SinkError::ClickHouse { message: format!("{what}: no answer in time, giving up ({e}); is the server running at the configured url?"), retryable: false });
+                }
                 Err(e) if e.is_retryable() && !self.stop.load(Ordering::Relaxed) => {
                     self.stats.retries += 1;
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse: {what} failed; retrying");

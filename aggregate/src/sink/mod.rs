@@ -153,9 +153,20 @@ impl Sinks {
         ch: &edgelens_schemas::clickhouse::ClickHouseConfig,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, SinkError> {
+        Self::open_within(data_dir, ch, stop, None)
+    }
+
+    /// [`Sinks::open`], giving up on ClickHouse after `patience` when given (one-shot commands;
+    /// see [`clickhouse::ClickHouseSink::connect_within`]).
+    pub fn open_within(
+        data_dir: &std::path::Path,
+        ch: &edgelens_schemas::clickhouse::ClickHouseConfig,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        patience: Option<std::time::Duration>,
+    ) -> Result<Self, SinkError> {
         let lake = parquet::ParquetLake::open(data_dir)?;
         let clickhouse = if ch.enabled() {
-            Some(std::sync::Arc::new(std::sync::Mutex::new(clickhouse::ClickHouseSink::connect(ch, stop)?)))
+            Some(std::sync::Arc::new(std::sync::Mutex::new(clickhouse::ClickHouseSink::connect_within(ch, stop, patience)?)))
         } else {
             None
         };
