@@ -132,8 +132,8 @@ struct IngestArgs {
     /// Kafka bootstrap servers, host:port[,host:port...] (overrides file and environment).
     #[arg(long, global = true)]
     brokers: Option<String>,
-    /// Receiver listen address (overrides file and environment).
-    #[arg(long, global = true)]
+    /// Receiver listen address, IP:PORT or HOST:PORT (overrides file and environment).
+    #[arg(long, global = true, value_parser = parse_listen)]
     listen: Option<SocketAddr>,
 }
 
@@ -148,8 +148,8 @@ enum IngestCmd {
 
 #[derive(Args, Debug)]
 struct DemoArgs {
-    /// Address of the dashboard and API.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address of the dashboard and API, IP:PORT or HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: SocketAddr,
     /// Address of the Postgres wire protocol (psql, Grafana), `off` to disable.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5433", value_parser = parse_pg_listen)]
@@ -298,8 +298,8 @@ struct QueryArgs {
     /// Config file (TOML, section `[query]`); `EDGELENS__QUERY__<KEY>` variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// HTTP listen address (overrides file and environment).
-    #[arg(long)]
+    /// HTTP listen address, IP:PORT or HOST:PORT (overrides file and environment).
+    #[arg(long, value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// Lake directory (overrides file and environment).
     #[arg(long)]
@@ -319,6 +319,11 @@ struct PgListen(Option<SocketAddr>);
 
 fn parse_pg_listen(s: &str) -> std::result::Result<PgListen, String> {
     edgelens_query::pgwire::listen_address::parse(s).map(PgListen)
+}
+
+/// `--listen`: `IP:PORT`, or `HOST:PORT` resolved (`localhost:8080`).
+fn parse_listen(s: &str) -> std::result::Result<SocketAddr, String> {
+    edgelens_schemas::net::listen_addr::parse(s)
 }
 
 pub fn main() -> ExitCode {
@@ -868,6 +873,9 @@ mod demo {
         }
         // A port in use fails the demo before it says where it serves or starts writing.
         std::net::TcpListener::bind(a.listen).with_context(|| format!("the dashboard's address {} (--listen)", a.listen))?;
+        if let Some(pg) = a.pg_listen.0 {
+            std::net::TcpListener::bind(pg).with_context(|| format!("the Postgres address {pg} (--pg-listen, or off)"))?;
+        }
         std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
         let lake = ParquetLake::open(&a.data_dir)?;
         let window = WindowConfig::default();

@@ -184,8 +184,20 @@ fn demo_serves_the_postgres_protocol() {
     require_psql();
     let tmp = tempfile::tempdir().unwrap();
     let (http_port, pg_port) = (free_port(), free_port());
+    // Regression: a Postgres port in use was announced, then the demo failed; now it fails first.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let out = edgelens()
+        .args(["demo", "--listen", &format!("127.0.0.1:{http_port}"), "--pg-listen", &format!("127.0.0.1:{busy_port}"), "--data-dir"])
+        .arg(tmp.path().join("busy"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--pg-listen"), "{out:?}");
+    assert!(out.stdout.is_empty() && !tmp.path().join("busy").exists(), "announced or wrote before failing: {out:?}");
+    drop(busy);
+    // Host names are taken as listen addresses (regression: only IP literals were).
     let mut child = edgelens()
-        .args(["demo", "--rps", "200", "--sites", "20", "--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["demo", "--rps", "200", "--sites", "20", "--listen", &format!("localhost:{http_port}")])
         .args(["--pg-listen", &format!("127.0.0.1:{pg_port}"), "--data-dir"])
         .arg(tmp.path().join("data"))
         .stdout(Stdio::null())

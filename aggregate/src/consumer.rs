@@ -160,7 +160,7 @@ fn optional_listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option
     if text.is_empty() || text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    text.parse().map(Some).map_err(|e| serde::de::Error::custom(format!("{text:?} is not an address: {e} (expected IP:PORT, or \"\" to turn the listener off)")))
+    edgelens_schemas::net::listen_addr::parse(text).map(Some).map_err(|e| serde::de::Error::custom(format!("{e}, or \"\" to turn the listener off")))
 }
 
 impl AggregateConfig {
@@ -1325,7 +1325,9 @@ mod tests {
         assert_eq!(parse(r#"{"metrics_listen": ""}"#).unwrap().metrics_listen, None);
         assert_eq!(parse(r#"{"metrics_listen": "off"}"#).unwrap().metrics_listen, None);
         let err = parse(r#"{"metrics_listen": "localhost"}"#).unwrap_err().to_string();
-        assert!(err.contains("\"localhost\" is not an address"), "{err}");
+        assert!(err.contains("\"localhost\" is not an address") && err.contains("to turn the listener off"), "{err}");
+        let local = parse(r#"{"metrics_listen": "localhost:9109"}"#).unwrap().metrics_listen.unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 9109, "{local}");
         assert!(parse(r#"{"metrics_listn": ""}"#).is_err(), "unknown keys are rejected");
     }
 

@@ -59,7 +59,8 @@ use crate::reader::{starts_like_gzip, GzipMembers, LineReader};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
-    /// Address of the HTTP receiver.
+    /// Address of the HTTP receiver: `IP:PORT` or `HOST:PORT`.
+    #[serde(deserialize_with = "edgelens_schemas::net::listen_addr::deserialize")]
     pub listen: SocketAddr,
     /// Kafka bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,

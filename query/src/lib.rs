@@ -61,7 +61,8 @@ pub use lake::{Lake, QueryResult};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
-    /// Address of the HTTP service (REST API, SQL, dashboard).
+    /// Address of the HTTP service (REST API, SQL, dashboard): `IP:PORT` or `HOST:PORT`.
+    #[serde(deserialize_with = "edgelens_schemas::net::listen_addr::deserialize")]
     pub listen: SocketAddr,
     /// Root of the Parquet lake: `DATA_DIR/<table>/date=YYYY-MM-DD/<name>.parquet`.
     pub data_dir: PathBuf,
@@ -215,7 +216,11 @@ mod tests {
         let config: QueryConfig = serde_json::from_str(r#"{"pg_listen": "127.0.0.1:6543"}"#).unwrap();
         assert_eq!(config.pg_listen.map(|a| a.port()), Some(6543));
         let err = serde_json::from_str::<QueryConfig>(r#"{"pg_listen": "nowhere"}"#).unwrap_err().to_string();
-        assert!(err.contains("expected HOST:PORT or off"), "{err}");
+        assert!(err.contains("expected IP:PORT or HOST:PORT, or off"), "{err}");
+        // Host names are resolved, in the file as on the command line.
+        let config: QueryConfig = serde_json::from_str(r#"{"pg_listen": "localhost:6543", "listen": "localhost:9080"}"#).unwrap();
+        assert!(config.pg_listen.is_some_and(|a| a.ip().is_loopback() && a.port() == 6543), "{config:?}");
+        assert!(config.listen.ip().is_loopback() && config.listen.port() == 9080, "{config:?}");
     }
 }
 

@@ -9,6 +9,8 @@
 //!   slowly its bytes trickle in; a keep-alive connection waiting for its next request is closed
 //!   after that time too.
 //!
+//! Also how a listen address is written ([`listen_addr`]): `IP:PORT` or `HOST:PORT`.
+//!
 //! Behind the `net` feature.
 //!
 //! The idle timeout must be longer than the longest a request may take to answer (the query
@@ -183,8 +185,46 @@ impl AsyncWrite for LimitedConnection {
     }
 }
 
+/// A listen address as written in a config file or on the command line: `IP:PORT` (`[::1]:PORT`
+/// for IPv6), or `HOST:PORT` with a host name the machine resolves (`localhost:8080`), taken as
+/// its first IPv4 address if it has one, else its first address.
+pub mod listen_addr {
+    use std::net::{SocketAddr, ToSocketAddrs};
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        let text = text.trim();
+        if let Ok(addr) = text.parse() {
+            return Ok(addr);
+        }
+        if !text.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+            return Err(format!("{text:?} is not an address: expected IP:PORT or HOST:PORT"));
+        }
+        let addrs: Vec<SocketAddr> = text.to_socket_addrs().map_err(|e| format!("{text:?}: the host name does not resolve: {e}"))?.collect();
+        addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("{text:?}: the host name has no address"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn listen_addresses_are_ip_literals_or_host_names() {
+        use super::listen_addr::parse;
+        assert_eq!(parse("127.0.0.1:8080").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(parse(" [::1]:5433 ").unwrap().to_string(), "[::1]:5433");
+        let local = parse("localhost:8080").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8080 && local.is_ipv4(), "{local}");
+        for bad in ["localhost", "8080", ":8080", "localhost:http", "localhost:70000", ""] {
+            assert!(parse(bad).unwrap_err().contains("is not an address"), "{bad}");
+        }
+        assert!(parse("no-such-host.invalid:80").unwrap_err().contains("does not resolve"));
+    }
+
     use super::*;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -108,7 +108,7 @@ pub mod listen_address {
     pub fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
         match text.trim() {
             "" | "off" => Ok(None),
-            addr => addr.parse().map(Some).map_err(|e| format!("pg_listen {text:?}: {e} (expected HOST:PORT or off)")),
+            addr => edgelens_schemas::net::listen_addr::parse(addr).map(Some).map_err(|e| format!("pg_listen: {e}, or off")),
         }
     }
 
