@@ -288,6 +288,14 @@ async fn catalog_and_session_statements() {
     client.batch_execute("SET application_name = 'grafana'; SET extra_float_digits TO 3").await.unwrap();
     assert_eq!(one(client.simple_query("SHOW application_name").await.unwrap()), "grafana");
     assert_eq!(one(client.simple_query("SHOW extra_float_digits").await.unwrap()), "3");
+    // Regression: the catalog's functions answered the owner and the default settings for every
+    // session; they answer the session's login and what its SETs left.
+    assert_eq!(one(client.simple_query("SELECT current_user").await.unwrap()), "tester");
+    assert_eq!(one(client.simple_query("SELECT session_user").await.unwrap()), "tester");
+    assert_eq!(one(client.simple_query("SELECT current_setting('application_name')").await.unwrap()), "grafana");
+    let other = svc.connect().await;
+    assert_eq!(one(other.simple_query("SELECT current_setting('application_name')").await.unwrap()), "", "another session's SET leaked");
+    drop(other);
     assert_eq!(code(&client.simple_query("SHOW no_such_setting").await.unwrap_err()), SqlState::UNDEFINED_OBJECT);
     assert_eq!(code(&client.simple_query("SET transaction_read_only = off").await.unwrap_err()), SqlState::INSUFFICIENT_PRIVILEGE);
 

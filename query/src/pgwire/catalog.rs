@@ -33,6 +33,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
+use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -74,9 +75,17 @@ pub fn version_string() -> String {
 
 /// Settings a client can read (`SHOW`, `current_setting`, `pg_settings`) and change for its session
 /// (`SET`, without effect on how edgelens answers: text is UTF-8, timestamps are UTC in ISO style).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+}
+
+/// The session a catalog statement is asked in: its login (`current_user`, `session_user`) and
+/// its settings as `SET` left them (`current_setting()`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Asker {
+    pub user: String,
+    pub settings: Settings,
 }
 
 /// The settings a new session starts with (names lower-case).
@@ -755,12 +764,18 @@ impl Catalog {
     }
 
     /// Answer a catalog statement: a known client shape, else the statement rewritten and run on
-    /// the in-memory catalog.
+    /// the in-memory catalog, as a session with the default settings logged in as the owner.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
+        self.query_as(sql, None).await
+    }
+
+    /// [`Catalog::query`] asked in a session: `current_user` is its login and `current_setting()`
+    /// reads its settings.
+    pub async fn query_as(&self, sql: &str, asker: Option<&Asker>) -> Result<QueryResult> {
         if let Some(answer) = self.client_statement(sql) {
             return answer;
         }
-        match self.run(&rewrite(sql)).await {
+        match self.run(&rewrite(sql), asker).await {
             Ok(r) => Ok(r),
             // psql's footers (policies, statistics, publications, partitions …) read catalogs
             // that have no rows for edgelens tables; answered with none when DataFusion cannot plan them.
@@ -779,7 +794,7 @@ impl Catalog {
             return Ok((Vec::new(), answer?.schema));
         }
         let planned = async {
-            let plan = self.plan(&rewrite(sql)).await?;
+            let plan = self.plan(&self.ctx.state(), &rewrite(sql)).await?;
             sql_guard::verify_plan(&plan)?;
             let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
             Ok((placeholder_types(&types), Arc::new(plan.schema().as_arrow().clone())))
@@ -792,22 +807,30 @@ impl Catalog {
 
     /// The plan of a catalog statement; one DataFusion cannot plan as written is tried again in
     /// the [`catalog_forms`] that give the same answer on the catalog's rows.
-    async fn plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+    async fn plan(&self, state: &SessionState, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         let statement = sql_guard::check(sql)?;
-        match self.ctx.state().statement_to_plan(statement.clone()).await {
+        match state.statement_to_plan(statement.clone()).await {
             Ok(plan) => Ok(plan),
             Err(first) => {
                 let mut statement = statement;
                 catalog_forms(&mut statement);
-                self.ctx.state().statement_to_plan(statement).await.map_err(|_| QueryError::from_user_sql(first))
+                state.statement_to_plan(statement).await.map_err(|_| QueryError::from_user_sql(first))
             }
         }
     }
 
-    async fn run(&self, sql: &str) -> Result<QueryResult> {
-        let plan = self.plan(sql).await?;
+    async fn run(&self, sql: &str, asker: Option<&Asker>) -> Result<QueryResult> {
+        // The session's own functions, planned into this statement only: the catalog is shared.
+        let mut state = self.ctx.state();
+        if let Some(asker) = asker {
+            let asker = Arc::new(asker.clone());
+            for f in functions().into_iter().filter_map(|f| session_function(&f, &asker)) {
+                state.register_udf(Arc::new(f))?;
+            }
+        }
+        let plan = self.plan(&state, sql).await?;
         sql_guard::verify_plan(&plan)?;
-        let df = self.ctx.execute_logical_plan(plan).await?;
+        let df = datafusion::dataframe::DataFrame::new(state, plan);
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(QueryError::from_user_sql)?;
         Ok(QueryResult { schema, batches })
@@ -1458,6 +1481,18 @@ struct CatalogFunction {
     name: &'static str,
     kind: FnKind,
     signature: Signature,
+    /// The session asking, for the functions that answer per session (`current_user`,
+    /// `current_setting`); none: the owner and the default settings.
+    asker: Option<Arc<Asker>>,
+}
+
+/// `f` answering for `asker`, when it is one of the functions that answer per session.
+fn session_function(f: &ScalarUDF, asker: &Arc<Asker>) -> Option<ScalarUDF> {
+    let any: &dyn std::any::Any = f.inner().as_ref();
+    let f = any.downcast_ref::<CatalogFunction>()?;
+    matches!(f.kind, FnKind::User | FnKind::Setting).then(|| {
+        ScalarUDF::new_from_impl(CatalogFunction { name: f.name, kind: f.kind, signature: f.signature.clone(), asker: Some(Arc::clone(asker)) })
+    })
 }
 
 fn functions() -> Vec<ScalarUDF> {
@@ -1500,7 +1535,7 @@ fn functions() -> Vec<ScalarUDF> {
         .map(|&(name, kind)| {
             let signature =
                 Signature::one_of(vec![TypeSignature::Nullary, TypeSignature::VariadicAny], Volatility::Stable);
-            ScalarUDF::new_from_impl(CatalogFunction { name, kind, signature })
+            ScalarUDF::new_from_impl(CatalogFunction { name, kind, signature, asker: None })
         })
         .collect()
 }
@@ -1540,7 +1575,8 @@ impl ScalarUDFImpl for CatalogFunction {
             Version => constant(&version_string()),
             Database => constant(DATABASE),
             Schema => constant(SCHEMA),
-            User | Owner => constant(OWNER),
+            User => constant(self.asker.as_ref().map_or(OWNER, |a| a.user.as_str())),
+            Owner => constant(OWNER),
             Encoding => constant("UTF8"),
             True => Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
             False => Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false)))),
@@ -1614,7 +1650,7 @@ impl ScalarUDFImpl for CatalogFunction {
                     .map(|row| {
                         let v = value(row)?;
                         match self.kind {
-                            Setting => SETTINGS.get(&v).map(str::to_owned),
+                            Setting => self.asker.as_ref().map_or(&*SETTINGS, |a| &a.settings).get(&v).map(str::to_owned),
                             QuoteIdent => Some(quote_ident(&v)),
                             FormatType => v.parse::<i64>().ok().map(format_type),
                             _ => v

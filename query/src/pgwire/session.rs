@@ -25,7 +25,7 @@ use crate::backend::{Backend, Dialect};
 use crate::error::{QueryError, Result};
 use crate::lake::{QueryResult, lake_schema};
 
-use super::catalog::{Catalog, FUNCTION_NAMES, Settings, catalog_tables, with_postgres_names};
+use super::catalog::{Asker, Catalog, FUNCTION_NAMES, Settings, catalog_tables, with_postgres_names};
 use super::sql_text::{Escapes, StatementKind, classify, reads_catalog};
 
 /// An authenticated client of the Postgres listener.
@@ -245,7 +245,8 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
         }
         StatementKind::ShowSetting(name) => Answer::Rows(session.settings.show(name.as_deref())?, "SHOW"),
         StatementKind::Query if is_catalog_statement(sql) => {
-            Answer::Rows(with_postgres_names(sql, catalog_for(backend)?.query(sql).await?)?, "SELECT")
+            let asker = Asker { user: session.user.clone(), settings: session.settings.clone() };
+            Answer::Rows(with_postgres_names(sql, catalog_for(backend)?.query_as(sql, Some(&asker)).await?)?, "SELECT")
         }
         StatementKind::Query => {
             tracing::debug!(user = %session.user, "pg statement to backend");
