@@ -446,6 +446,19 @@ mod tests {
         path
     }
 
+    /// Text bound into a statement (a Postgres wire parameter, an entity name in a REST path)
+    /// comes back as it was, backslashes and quotes included: DataFusion's parser takes `\` as
+    /// an ordinary character inside `'…'`.
+    #[tokio::test]
+    async fn text_literals_keep_backslashes_and_quotes() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        for value in ["a\\b", "a\\'b", "x\\", "'\\''", "\\\\n", "a''b"] {
+            let sql = format!("SELECT {} AS v", crate::backend::Dialect::DataFusion.string(value));
+            let r = lake.user_sql(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert_eq!(crate::format::to_json_rows(&r.batches).unwrap()[0]["v"], value, "{sql}");
+        }
+    }
+
     #[tokio::test]
     async fn a_corrupt_file_is_named_and_the_rest_is_served() {
         let (dir, lake) = open_lake(SqlLimits::default());

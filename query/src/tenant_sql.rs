@@ -106,6 +106,11 @@ pub fn scope_sql(sql: &str, dialect: Dialect, scope: &TenantScope) -> Result<Str
     // What runs is the printed text: it must parse back to exactly the statement checked here.
     let reparsed = crate::sql_parse::statements(&text, parser_dialect).ok().and_then(|mut v| (v.len() == 1).then(|| v.remove(0)));
     if reparsed.as_ref() != Some(&statement) {
+        // The printer writes a backslash inside a string as it is, which the parser then reads
+        // as an escape.
+        if text.contains('\\') {
+            return Err(refused("backslashes are not accepted in tenant queries"));
+        }
         return Err(refused("this statement cannot be confined to a tenant's rows (it does not print back to itself)"));
     }
     Ok(text)
@@ -435,6 +440,17 @@ mod tests {
         // which the printer renders as `R'M'F''`, a different statement.
         let e = scope_sql("SELECT sitSELECT * FeO,R'M''F'''", Dialect::DataFusion, &scope()).unwrap_err();
         assert!(e.is_user_error(), "{e}");
+    }
+
+    /// Regression: text with a backslash (bound over the Postgres wire, say) was refused on the
+    /// lake with "it does not print back to itself"; it is refused naming the backslash.
+    #[test]
+    fn backslashes_are_refused_by_name_on_both_backends() {
+        for d in [Dialect::DataFusion, Dialect::ClickHouse] {
+            let sql = format!("SELECT * FROM traffic_1m WHERE site = {}", d.string("a\\'b"));
+            let e = scope_sql(&sql, d, &scope()).unwrap_err();
+            assert!(e.to_string().contains("backslashes are not accepted in tenant queries"), "{d:?} {sql}: {e}");
+        }
     }
 
     #[test]
