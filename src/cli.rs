@@ -769,7 +769,9 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
         problems.push("[query]: backend = \"clickhouse\" needs [clickhouse] url (the server the query service reads)".into());
     }
     let (Some(ingest), Some(aggregate), Some(query), Some(clickhouse), true) = (ingest, aggregate, query, clickhouse, problems.is_empty()) else {
-        bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+        // One line each (the TOML reader's messages span lines).
+        let lines: Vec<String> = problems.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        bail!("{} problem(s):\n  {}", lines.len(), lines.join("\n  "));
     };
     // Every setting of every section, secrets shown only as set or not.
     let mut settings = serde_json::json!({
@@ -802,7 +804,26 @@ fn checked_section<T: serde::de::DeserializeOwned + serde::Serialize + Default>(
             return None;
         }
     }
-    crate::config::section(doc, name).map_err(|e| problems.push(error_text(&e))).ok()
+    match crate::config::section(doc, name) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            // serde stops at the first bad value: each key alone names every one of them.
+            let mut bad: Vec<String> = Vec::new();
+            if let Some(toml::Value::Table(t)) = doc.get(name) {
+                for (key, value) in t {
+                    let alone = crate::config::Doc::with_section(name, key, value.clone(), doc);
+                    if let Err(e) = crate::config::section::<T>(&alone, name) {
+                        bad.push(error_text(&e));
+                    }
+                }
+            }
+            if bad.is_empty() {
+                problems.push(error_text(&e));
+            }
+            problems.extend(bad);
+            None
+        }
+    }
 }
 
 /// A secret as check-config shows it: `"(set)"`, or `""` when it is not.

@@ -26,6 +26,19 @@ pub struct Doc {
     env_text: Vec<(String, String, String)>,
 }
 
+impl Doc {
+    /// A document of one setting: `key = value` in `[section]`, read as in `like` (an
+    /// environment value's text kept for a text setting).
+    pub fn with_section(section: &str, key: &str, value: toml::Value, like: &Doc) -> Doc {
+        let mut table = toml::Table::new();
+        table.insert(key.to_owned(), value);
+        let mut doc = toml::Table::new();
+        doc.insert(section.to_owned(), toml::Value::Table(table));
+        let env_text = like.env_text.iter().filter(|(s, k, _)| s == section && k == key).cloned().collect();
+        Doc { table: doc, env_text }
+    }
+}
+
 impl std::ops::Deref for Doc {
     type Target = toml::Table;
     fn deref(&self) -> &toml::Table {

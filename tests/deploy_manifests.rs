@@ -280,6 +280,14 @@ events_topic = \"\"
     }
     let out = edgelens().args(["check-config", "--config"]).arg(&file).env("EDGELENS__AGGREGATE__GROUP", "g").env("EDGELENS__AGGREGATE__FLUSH_INTERVAL_MS", "0").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("aggregate.flush_interval_ms is 0"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Regression: only the first bad value of a section was reported.
+    std::fs::write(&file, "[aggregate]\nflush_interval_ms = -1\ngroup = \"g\"\nmax_line_bytes = \"x\"\n[query]\nsql_max_rows = \"many\"\n").unwrap();
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("3 problem(s)"), "{err}");
+    for key in ["in `flush_interval_ms`", "in `max_line_bytes`", "in `sql_max_rows`"] {
+        assert!(err.lines().any(|l| l.contains(key) && l.contains("invalid [")), "{key} not on a line of its own in {err}");
+    }
     // Regression: a query service reading ClickHouse without its address passed the check and
     // then refused to start.
     std::fs::write(&file, "[query]\nbackend = \"clickhouse\"\n").unwrap();
