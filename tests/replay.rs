@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rand::{Rng, SeedableRng};
@@ -204,6 +204,44 @@ fn replays_into_one_lake_add_up_and_a_repeated_replay_is_idempotent() {
     replay(&[&a], &lake);
     assert_eq!(total(&lake), ra.valid + rb.valid, "replaying the same file again must not count it twice");
     assert_eq!(table_files(&lake, "site_rates_10s").len(), files);
+}
+
+/// Files of the same hours (one per zone, as Logpush jobs write them) are merged by event time.
+/// Regression: they were read one after the other, and the second file's events more than the
+/// allowed lateness behind the first's end were dead letters (`too_late`); a file whose first event
+/// lay beyond its first 64 KiB was read first, whatever its time; a file given twice counted twice.
+#[test]
+fn overlapping_files_are_merged_by_event_time_and_each_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t0: i64 = 1_793_491_200;
+    let event = |ts: i64, zone: &str, extra: &str| format!("{{\"EdgeStartTimestamp\":{ts},\"ClientIP\":\"192.0.2.4\",\"EdgeResponseStatus\":200,\"ZoneName\":\"{zone}\"{extra}}}\n");
+    let write = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    // Three zones over the same 30 minutes, one event every 2 s each.
+    let zones: Vec<PathBuf> = ["a.example", "b.example", "c.example"]
+        .iter()
+        .map(|z| write(&format!("{z}.ndjson"), (0..1800).step_by(2).map(|s| event(t0 + s, z, "")).collect()))
+        .collect();
+    let lake = tmp.path().join("lake");
+    let zone_refs: Vec<&Path> = zones.iter().map(PathBuf::as_path).collect();
+    let summary = replay(&zone_refs, &lake);
+    assert_eq!((summary["counted"].as_u64(), summary["dead_letters"].as_u64()), (Some(2700), Some(0)), "{summary}");
+    let per_site = summed(&lake, "traffic_1m", &["site"], &["requests"]);
+    assert_eq!(per_site.values().map(|v| v[0]).collect::<Vec<_>>(), [900, 900, 900], "{per_site:?}");
+
+    // A later file whose first event follows a 70 KB line, given after an earlier one; and the
+    // earlier one given again under another name.
+    let small = write("small.ndjson", (0..600).step_by(5).map(|s| event(t0 + 3600 + s, "y.example", "")).collect());
+    let head = event(t0 + 5400, "x.example", &format!(",\"ClientRequestUserAgent\":\"{}\"", "A".repeat(70_000)));
+    let big = write("big-first.ndjson", head + &(0..600).step_by(5).map(|s| event(t0 + 5400 + s, "x.example", "")).collect::<String>());
+    let copy = tmp.path().join("small-copy.ndjson");
+    std::fs::copy(&small, &copy).unwrap();
+    let lake = tmp.path().join("lake2");
+    let summary = replay(&[&small, &big, &copy, &small], &lake);
+    assert_eq!((summary["counted"].as_u64(), summary["dead_letters"].as_u64()), (Some(120 + 121), Some(0)), "{summary}");
 }
 
 /// `--log-format json`: every log line on stderr is one JSON object with level, target and fields.

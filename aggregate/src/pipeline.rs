@@ -476,9 +476,13 @@ pub struct ReplayProgress {
     pub lines: u64,
 }
 
-/// Run files through the embedded pipeline into `sink`, one after the other as one stream, in the
-/// order of their first events (so a listing of per-zone or per-day folders is read in time
-/// order, not with whole files behind the watermark).
+/// Run files through the embedded pipeline into `sink` as one stream, merged by event time: the
+/// file whose newest event read so far is the oldest is read next ([`MERGE_SLACK`] at a time), and
+/// a file joins the merge when event time reaches its first event. Files of the same hours (one
+/// per zone, as Logpush writes them) interleave as their events did, instead of a file being read
+/// whole behind the others' event time (its events too late); files of successive periods are
+/// read one after the other. At most [`MERGE_OPEN_FILES`] files are read at once. A file given
+/// twice (the same bytes under any name) is read once.
 ///
 /// Replays are recorded in the sink ([`ReplayRun`]); a file is known by its bytes (so a renamed
 /// copy is the same file). A replay whose files include every file of an
@@ -516,25 +520,34 @@ pub fn replay_files<S: RollupSink>(
     if removed > 0 {
         tracing::info!(source = %run.source, writes = removed, "replacing an earlier replay of the same files");
     }
-    let mut bytes_before = 0;
     let now = now_nanos();
     let mut read_all = || -> Result<(), PipelineError> {
-        for input in &inputs {
-            let path = &input.path;
-            let input_err = |source| PipelineError::Input { path: path.clone(), source };
-            let (reader, counter) = open_file(path).map_err(input_err)?;
-            let source = format!("replay:{}", file_name(path));
-            let mut lines = LineReader::new(reader, max_line);
-            loop {
-                let Some((line_no, line)) = lines.next_numbered().map_err(input_err)? else { break };
-                pipeline.push_line(line, &source, line_no, now)?;
-                if pipeline.stats.lines.is_multiple_of(65_536) {
-                    progress(ReplayProgress { bytes_read: bytes_before + counter.get(), bytes_total, lines: pipeline.stats.lines });
+        let mut merge = Merge::new(&inputs, max_line);
+        let mut reported = 0;
+        while let Some(bound) = merge.next_file()? {
+            let reading = merge.reading();
+            let input_err = |source| PipelineError::Input { path: reading.path.clone(), source };
+            let mut taken = 0;
+            // At least a line each time, so the merge always moves.
+            while taken == 0 || (taken < MERGE_BATCH && reading.newest <= bound) {
+                let Some((line_no, line)) = reading.lines.next_numbered().map_err(input_err)? else {
+                    reading.done = true;
+                    break;
+                };
+                let (line, parsed) = parse(line);
+                if let Ok(ev) = &parsed {
+                    reading.newest = reading.newest.max(ev.ts);
                 }
+                let position = pipeline.offset + 1;
+                pipeline.push_parsed_at(std::iter::once((line, parsed)), None, &reading.source, line_no, || now, position)?;
+                taken += 1;
             }
-            bytes_before += counter.get();
+            if pipeline.stats.lines >= reported + 65_536 {
+                reported = pipeline.stats.lines;
+                progress(ReplayProgress { bytes_read: merge.bytes_read(), bytes_total, lines: pipeline.stats.lines });
+            }
         }
-        progress(ReplayProgress { bytes_read: bytes_before, bytes_total, lines: pipeline.stats.lines });
+        progress(ReplayProgress { bytes_read: merge.bytes_read(), bytes_total, lines: pipeline.stats.lines });
         Ok(())
     };
     // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote: the
@@ -573,12 +586,108 @@ struct Input {
     path: PathBuf,
     /// XXH64 and length of its bytes as stored: `<hash>:<length>`.
     identity: String,
-    /// The time of the first valid event of its first 64 KiB of text.
+    /// The time of its first valid event.
     first_ts: Option<Nanos>,
 }
 
-/// How much of a file's text is searched for its first event.
-const FIRST_EVENT_HEAD: u64 = 64 << 10;
+/// How far (in event time) a file is read past the oldest other file's newest event before the
+/// merge looks again: below the allowed disorder, so merging adds at most this much disorder.
+pub const MERGE_SLACK: Nanos = NANOS_PER_SEC;
+
+/// Lines read from one file before the merge looks again.
+const MERGE_BATCH: usize = 4096;
+
+/// Files read at once by the merge (each holds a few MiB of buffers). When more overlap in time,
+/// the later ones wait for a file to end, and their events may be too late.
+pub const MERGE_OPEN_FILES: usize = 32;
+
+/// A file being read by the merge.
+struct Reading {
+    path: PathBuf,
+    source: String,
+    lines: LineReader<Box<dyn std::io::Read + Send>>,
+    counter: edgelens_ingest::reader::ByteCounter,
+    /// The newest event time read from it (its first event's before any is read).
+    newest: Nanos,
+    done: bool,
+}
+
+/// The files of a replay, merged by event time (see [`replay_files`]).
+struct Merge<'a> {
+    inputs: &'a [Input],
+    max_line: usize,
+    /// The next input to open (inputs are in the order of their first events).
+    next: usize,
+    open: Vec<Reading>,
+    /// The one being read.
+    current: Option<usize>,
+    bytes_done: u64,
+    warned: bool,
+}
+
+impl<'a> Merge<'a> {
+    fn new(inputs: &'a [Input], max_line: usize) -> Self {
+        Merge { inputs, max_line, next: 0, open: Vec::new(), current: None, bytes_done: 0, warned: false }
+    }
+
+    /// Bytes read so far, over all files (compressed bytes for gzip).
+    fn bytes_read(&self) -> u64 {
+        self.bytes_done + self.open.iter().map(|r| r.counter.get()).sum::<u64>()
+    }
+
+    /// The file being read (after [`Merge::next_file`]).
+    fn reading(&mut self) -> &mut Reading {
+        &mut self.open[self.current.expect("a file chosen by next_file")]
+    }
+
+    /// Choose the file to read from next, and return the newest event time it may reach before
+    /// the merge looks again; `None` when every file is read.
+    fn next_file(&mut self) -> Result<Option<Nanos>, PipelineError> {
+        if let Some(i) = self.current.take()
+            && self.open[i].done
+        {
+            let r = self.open.remove(i);
+            self.bytes_done += r.counter.get();
+        }
+        // Open the files event time has reached (a file without valid events at once).
+        loop {
+            let oldest = self.open.iter().map(|r| r.newest).min();
+            let Some(input) = self.inputs.get(self.next) else { break };
+            let due = match (input.first_ts, oldest) {
+                (_, None) | (None, _) => true,
+                (Some(first), Some(oldest)) => first <= oldest.saturating_add(MERGE_SLACK),
+            };
+            if !due {
+                break;
+            }
+            if self.open.len() >= MERGE_OPEN_FILES {
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        open = MERGE_OPEN_FILES,
+                        waiting = %input.path.display(),
+                        "more input files overlap in time than are read at once: the later ones are read when others end, and their events may be too late"
+                    );
+                }
+                break;
+            }
+            let path = input.path.clone();
+            let (reader, counter) = open_file(&path).map_err(|source| PipelineError::Input { path: path.clone(), source })?;
+            let source = format!("replay:{}", file_name(&path));
+            let lines = LineReader::new(reader, self.max_line);
+            self.open.push(Reading { path, source, lines, counter, newest: input.first_ts.unwrap_or(Nanos::MIN), done: false });
+            self.next += 1;
+        }
+        // The file furthest behind in event time; ties go to the one opened first (given first).
+        let Some((i, _)) = self.open.iter().enumerate().min_by_key(|(_, r)| r.newest) else { return Ok(None) };
+        let others = self.open.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, r)| r.newest).min();
+        // A file waiting for room does not hold the others back.
+        let pending = self.inputs.get(self.next).filter(|_| self.open.len() < MERGE_OPEN_FILES).and_then(|input| input.first_ts);
+        let limit = others.into_iter().chain(pending).min();
+        self.current = Some(i);
+        Ok(Some(limit.map_or(Nanos::MAX, |t| t.saturating_add(MERGE_SLACK))))
+    }
+}
 
 /// How much of a file's bytes, with its name and length, named its input set before replays
 /// were recorded.
@@ -623,21 +732,28 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), PipelineError> 
         legacy.update(file_name(path).as_bytes());
         legacy.update(&len.to_le_bytes());
         legacy.update(&raw_head);
-        let (reader, _) = open_file(path).map_err(err)?;
-        let mut head = Vec::new();
-        // A damaged file is found when it is read, not here.
-        let _ = reader.take(FIRST_EVENT_HEAD).read_to_end(&mut head);
-        let first_ts = head
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(&head)
-            .split(|&b| b == b'\n')
-            .filter_map(|line| edgelens_schemas::parse_line(line.strip_suffix(b"\r").unwrap_or(line)).ok())
-            .map(|ev| ev.ts)
-            .next();
-        inputs.push(Input { path: path.clone(), identity: format!("{:016x}:{len}", hash.finish()), first_ts });
+        let identity = format!("{:016x}:{len}", hash.finish());
+        if let Some(same) = inputs.iter().find(|i: &&Input| i.identity == identity) {
+            tracing::warn!(file = %path.display(), same_as = %same.path.display(), "the same file is given twice: it is read once");
+            continue;
+        }
+        inputs.push(Input { path: path.clone(), identity, first_ts: first_event_ts(path) });
     }
     inputs.sort_by_key(|i| i.first_ts);
     Ok((inputs, legacy.finish()))
+}
+
+/// The time of a file's first valid event, wherever it is; `None` without one (or for a file
+/// that cannot be read: that is found when it is read).
+fn first_event_ts(path: &std::path::Path) -> Option<Nanos> {
+    let (reader, _) = open_file(path).ok()?;
+    let mut lines = LineReader::new(reader, DEFAULT_MAX_LINE);
+    while let Ok(Some(line)) = lines.next_line() {
+        if let Ok(ev) = line.parse() {
+            return Some(ev.ts);
+        }
+    }
+    None
 }
 
 /// The input set's fingerprint: whatever order and names its files were given in.
