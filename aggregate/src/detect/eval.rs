@@ -38,6 +38,22 @@ pub struct TruthFile {
     pub scenario: String,
     pub seed: u64,
     pub injections: Vec<TruthInjection>,
+    /// The generated event time: from `start_ts`, `seconds_generated` seconds (absent in truth
+    /// files of before these fields: every incident is then scored).
+    #[serde(default)]
+    pub start_ts: Option<i64>,
+    #[serde(default)]
+    pub seconds_generated: Option<u64>,
+}
+
+impl TruthFile {
+    /// Whether `inc` lies in the generated event time (give or take the matching slack): incidents
+    /// of other replays into the same lake are not this truth's to score.
+    fn covers(&self, inc: &IncidentRecord) -> bool {
+        let (Some(start), Some(secs)) = (self.start_ts, self.seconds_generated) else { return true };
+        let end = start.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
+        inc.start_ts < end + MATCH_SLACK_SECS && inc.end_ts.unwrap_or(i64::MAX) > start - MATCH_SLACK_SECS
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +272,8 @@ fn overlaps(inc: &IncidentRecord, inj: &TruthInjection) -> bool {
 
 /// Score `incidents` against `truth`. `events` are the generated files (for signature scores).
 pub fn evaluate(truth: &TruthFile, incidents: &[IncidentRecord], events: &[PathBuf]) -> Result<EvalReport, String> {
+    let incidents: Vec<IncidentRecord> = incidents.iter().filter(|i| truth.covers(i)).cloned().collect();
+    let incidents = &incidents[..];
     let attacks: Vec<&TruthInjection> = truth.injections.iter().filter(|i| i.is_attack()).collect();
     let mut per_attack = Vec::new();
     let mut used: HashSet<&str> = HashSet::new();
@@ -540,6 +558,8 @@ mod tests {
                 inj("flood-2", "attack", "b.example", 1000, 1100),
                 inj("flash-crowd-1", "flash_crowd", "c.example", 2000, 2300),
             ],
+            start_ts: None,
+            seconds_generated: None,
         };
         let incidents = vec![
             inc("a1", "a.example", 999, 1004, Some(1100)),
@@ -561,5 +581,12 @@ mod tests {
         assert_eq!(r.precision, Some(0.5));
         assert!((r.per_attack[0].peak_rps_error.unwrap() - 0.1).abs() < 1e-9);
         assert!(summary(&r).contains("MISSED"));
+
+        // Regression: with the generated time known, the incidents of other replays into the
+        // same lake (another day) are not false alerts of this one.
+        let dated = TruthFile { start_ts: Some(900), seconds_generated: Some(1500), ..truth.clone() };
+        let other_day = inc("e1", "e.example", 90_000, 90_010, Some(90_100));
+        let r = evaluate(&dated, &[incidents.clone(), vec![other_day]].concat(), &[]).unwrap();
+        assert_eq!((r.false_alerts["baseline"], r.precision), (0, Some(2.0 / 3.0)), "d1 (before) and e1 (after) are outside");
     }
 }
