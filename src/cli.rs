@@ -473,7 +473,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     use std::io::Write;
     let scenario: Scenario = a.scenario.parse().map_err(|e| anyhow::anyhow!("--scenario: {e}"))?;
     let duration = parse_duration(&a.duration).context("--duration: not a duration")?;
-    let start = edgelens_schemas::parse_timestamp_str(&a.start).context("--start: not a time")?;
+    let start = edgelens_schemas::parse_timestamp_str(&a.start).context("--start: not a time: expected RFC 3339 (2026-11-01T00:00:00Z) or unix seconds, from 2000 to 2100")?;
     let cfg = GenerateConfig {
         scenario,
         seed: a.seed,

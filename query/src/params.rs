@@ -121,10 +121,14 @@ impl TimeRange {
             None => to_us - default_span.micros(),
         };
         if from_us >= to_us {
+            // Say when the ends were cut to the years events can have (the asked-for times then
+            // differ from the ones shown).
+            let cut = [from, to].into_iter().flatten().any(|s| parse_timestamp_str(s).is_none());
             return Err(invalid(format!(
-                "from ({}) must be before to ({})",
+                "from ({}) must be before to ({}){}",
                 format_rfc3339(from_us * 1_000),
-                format_rfc3339(to_us * 1_000)
+                format_rfc3339(to_us * 1_000),
+                if cut { "; times before 2000 or after 2100 are cut to those years, where every event lies" } else { "" }
             )));
         }
         Ok(TimeRange { from_us, to_us })
@@ -330,6 +334,10 @@ mod tests {
         // event is; the message of a time that is none names the units.
         let r = TimeRange::parse(Some("0"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).unwrap();
         assert_eq!(r.from_rfc3339(), "2000-01-01T00:00:00Z");
+        // Regression: a range wholly before 2000 was refused as from = to = 2000-01-01, without
+        // saying why the times shown were not the ones asked for.
+        let e = TimeRange::parse(Some("0"), Some("1"), 0, Step::DAY).unwrap_err().to_string();
+        assert!(e.contains("must be before") && e.contains("cut to those years"), "{e}");
         let r = TimeRange::parse(Some("1970-01-02T00:00:00Z"), Some("2200-01-01T00:00:00Z"), now, Step::MINUTE).unwrap();
         assert_eq!((r.from_rfc3339(), r.to_rfc3339()), ("2000-01-01T00:00:00Z".to_owned(), "2100-01-01T00:00:00Z".to_owned()));
         let r = TimeRange::parse(Some("2026-11-01T00:00:00Z"), Some("9999999999"), now, Step::MINUTE).unwrap();
