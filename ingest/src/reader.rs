@@ -256,12 +256,13 @@ impl<R: Read> LineReader<R> {
                 Some(i) => {
                     self.pos = start + i + 1;
                     self.line_no += 1;
-                    if i > self.max_line {
-                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: i, limit: self.max_line }));
-                    }
                     let mut end = start + i;
                     if end > start && self.buf[end - 1] == b'\r' {
                         end -= 1;
+                    }
+                    // The limit is on the line, not its line end (`\n` or `\r\n`).
+                    if end - start > self.max_line {
+                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: end - start, limit: self.max_line }));
                     }
                     let start = self.skip_bom(start, end);
                     if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
@@ -269,7 +270,8 @@ impl<R: Read> LineReader<R> {
                     }
                     return Ok(Some(Line::Complete(&self.buf[start..end])));
                 }
-                None if self.buf.len() - start > self.max_line => return self.skip_long_line().map(Some),
+                // One byte more may be the `\r` of a line of the limit's length.
+                None if self.buf.len() - start > self.max_line.saturating_add(1) => return self.skip_long_line().map(Some),
                 None => {
                     if self.fill()? {
                         continue;
@@ -281,20 +283,28 @@ impl<R: Read> LineReader<R> {
                     }
                     self.pos = self.buf.len();
                     self.line_no += 1;
-                    let start = self.skip_bom(start, self.buf.len());
-                    if self.buf[start..].iter().all(|b| b.is_ascii_whitespace()) {
+                    let mut end = self.buf.len();
+                    if self.buf[end - 1] == b'\r' {
+                        end -= 1;
+                    }
+                    if end - start > self.max_line {
+                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: end - start, limit: self.max_line }));
+                    }
+                    let start = self.skip_bom(start, end);
+                    if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
                         return Ok(None);
                     }
-                    return Ok(Some(Line::Complete(&self.buf[start..])));
+                    return Ok(Some(Line::Complete(&self.buf[start..end])));
                 }
             }
         }
     }
 
     /// Where the line `start..end` begins once a UTF-8 byte order mark is dropped: editors on
-    /// some systems start a text file (or a body they save) with one; it is not part of the JSON.
+    /// some systems start a text file (or a body they save) with one, and files joined with `cat`
+    /// have it at the start of a later line; it is never part of the JSON.
     fn skip_bom(&self, start: usize, end: usize) -> usize {
-        if self.line_no == 1 && self.buf[start..end].starts_with(b"\xEF\xBB\xBF") { start + 3 } else { start }
+        if self.buf[start..end].starts_with(b"\xEF\xBB\xBF") { start + 3 } else { start }
     }
 
     /// The unread part holds more than `max_line` bytes and no newline: keep the head, discard
@@ -359,10 +369,40 @@ mod tests {
     }
 
     #[test]
-    fn a_byte_order_mark_before_the_first_line_is_dropped() {
+    fn a_byte_order_mark_before_a_line_is_dropped() {
         assert_eq!(lines(b"\xEF\xBB\xBF{\"a\":1}\r\n{\"b\":2}", 100), ["{\"a\":1}", "{\"b\":2}"]);
         assert_eq!(lines(b"\xEF\xBB\xBF{\"a\":1}", 100), ["{\"a\":1}"]);
-        assert_eq!(lines(b"\xEF\xBB\xBF\n\xEF\xBB\xBFx", 100), ["\u{feff}x"], "only before the first line");
+        // Regression: files joined with `cat` have the second one's mark before a later line,
+        // where it made the line malformed JSON.
+        assert_eq!(lines(b"\xEF\xBB\xBF\n\xEF\xBB\xBFx\n{\"a\":1}\n\xEF\xBB\xBF{\"b\":2}", 100), ["x", "{\"a\":1}", "{\"b\":2}"]);
+    }
+
+    /// Regression: the limit counted a `\r\n` line end's `\r`, so a line of exactly the limit was
+    /// accepted with `\n` and too long with `\r\n`; at the end of input a line one byte over the
+    /// limit was accepted.
+    #[test]
+    fn the_line_limit_is_on_the_line_not_its_line_end() {
+        assert_eq!(lines(b"aaaa\r\nbbbb\ncccc\r", 4), ["aaaa", "bbbb", "cccc"]);
+        assert_eq!(lines(b"aaaaa\r\nbbbbb\nccccc", 4), ["LONG 5 4", "LONG 5 4", "LONG 5 4"]);
+        // The same through a reader that hands out one byte at a time (a line end split over reads).
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(1);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = LineReader::new(Trickle(b"aaaa\r\naaaaa\r\nb"), 4);
+        let mut got = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            got.push(match l {
+                Line::Complete(b) => String::from_utf8_lossy(b).into_owned(),
+                Line::TooLong { len, .. } => format!("LONG {len}"),
+            });
+        }
+        assert_eq!(got, ["aaaa", "LONG 5", "b"]);
     }
 
     #[test]
