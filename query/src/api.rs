@@ -570,7 +570,7 @@ async fn incident_report_handler(
     let report = incidents::report(caller.view(state.backend()?), &id)
         .await?
         .ok_or_else(|| QueryError::NotFound(format!("no incident {id:?}")))?;
-    format.respond(&report, IncidentReport::to_csv, crate::report::markdown, crate::report::html)
+    format.respond(&report, &id, IncidentReport::to_csv, crate::report::markdown, crate::report::html)
 }
 
 /// `format=` of the report endpoints.
@@ -593,12 +593,20 @@ impl ReportFormat {
         }
     }
 
-    /// `report` in this format: JSON, or rendered by `csv`, `md` or `html`.
-    fn respond<T: serde::Serialize>(self, report: &T, csv: fn(&T) -> String, md: fn(&T) -> String, html: fn(&T) -> String) -> Result<Response> {
+    /// `report` in this format: JSON, or rendered by `csv`, `md` or `html`. CSV and Markdown are
+    /// files to save, named `<name>.csv` / `<name>.md` (`name` made safe for a file name).
+    fn respond<T: serde::Serialize>(self, report: &T, name: &str, csv: fn(&T) -> String, md: fn(&T) -> String, html: fn(&T) -> String) -> Result<Response> {
+        let saved = |mut response: Response, ext: &str| {
+            let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}.{ext}\"")) {
+                response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        };
         Ok(match self {
             ReportFormat::Json => json_response(report)?,
-            ReportFormat::Csv => body_response(OutputFormat::Csv.content_type(), csv(report)),
-            ReportFormat::Markdown => body_response("text/markdown; charset=utf-8", md(report)),
+            ReportFormat::Csv => saved(body_response(OutputFormat::Csv.content_type(), csv(report)), "csv"),
+            ReportFormat::Markdown => saved(body_response("text/markdown; charset=utf-8", md(report)), "md"),
             ReportFormat::Html => body_response("text/html; charset=utf-8", html(report)),
         })
     }
@@ -624,8 +632,9 @@ async fn entity_report_handler(
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(Step::DAY),
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
     };
+    let name = format!("entity-{}", req.entity);
     let report = entity_report::entity_report(caller.view(state.backend()?), &req).await?;
-    format.respond(&report, EntityReport::to_csv, crate::report::entity_markdown, crate::report::entity_html)
+    format.respond(&report, &name, EntityReport::to_csv, crate::report::entity_markdown, crate::report::entity_html)
 }
 
 /// Query parameters of `POST /v1/registry/import`.

@@ -546,6 +546,15 @@ async fn an_entity_counts_every_incident_of_its_sites() {
     let report = svc.get(&format!("/v1/reports/entities/Acme?{range}&step=1h")).await.json();
     assert_eq!(report["incidents"].as_array().map(Vec::len), Some(n as usize), "entity report");
 
+    // Regression: CSV and Markdown reports had no file name (browsers saved `shop.csv`).
+    let id = list["incidents"][0]["incident_id"].as_str().unwrap().to_owned();
+    for (format, disposition) in [("csv", Some(format!("attachment; filename=\"{id}.csv\""))), ("md", Some(format!("attachment; filename=\"{id}.md\""))), ("html", None)] {
+        let reply = svc.get(&format!("/v1/incidents/{id}?format={format}")).await;
+        assert_eq!((reply.status, reply.header("content-disposition").map(str::to_owned)), (200, disposition), "{format}");
+    }
+    let reply = svc.get(&format!("/v1/reports/entities/Acme?{range}&format=md")).await;
+    assert_eq!(reply.header("content-disposition"), Some("attachment; filename=\"entity-Acme.md\""));
+
     svc.stop().await;
 }
 

@@ -170,13 +170,112 @@ await run(async (browser) => {
     await waitReady(page);
     assertEq(await page.$$eval("#top-sites tbody tr", (trs) => trs.map((t) => t.dataset.site)), ["shop.example", "other"], "a site named other is a site");
     assert((await page.textContent("#top-sites tfoot")).includes("all other sites100"), `folded rest in the foot: ${await page.textContent("#top-sites tfoot")}`);
-    assertEq(await page.$$eval("#site option", (os) => os.map((o) => o.value)), ["shop.example", "other"], "the site named other can be picked");
+    assertEq(await page.$$eval("#site-list option", (os) => os.map((o) => o.value)), ["shop.example", "other"], "the site named other can be picked");
     // The share and top sites count the minutes that start in the range: the range shown is those.
     for (const u of asked) {
       assertEq([u.searchParams.get("from"), u.searchParams.get("to")], ["2026-11-01T00:01:00Z", "2026-11-01T00:11:00Z"], `range asked: ${u}`);
     }
     assert((await page.textContent("#share-note")).includes("2026-11-01 00:01:00 – 2026-11-01 00:11:00"), `share note: ${await page.textContent("#share-note")}`);
     assertEq(problems, [], "problems with a site named other");
+    await context.close();
+  }
+
+  // 7. Regressions: another token's answers must not stay on screen; a refresh that fails says so
+  // and leaves no stale chart; the incident list says how many it leaves out and keeps the active
+  // ones; an answer of an unexpected shape is an error, not a frozen page; a site outside the top
+  // sites can be typed; the rate chart's lines let clicks through to the incident bands.
+  {
+    const { context, page, problems } = await openPage(browser);
+    const mine = incident({ incident_id: "mine.example-20261101T000500Z", site: "mine.example", status: "ended", end_ts: "2026-11-01T00:07:00Z", report: "/v1/incidents/mine.example-20261101T000500Z" });
+    const old = incident({ incident_id: "old.example-20261031T230000Z", site: "old.example", start_ts: "2026-10-31T23:00:00Z", report: undefined });
+    let shareAnswer = "good";
+    const rateAsked = [];
+    await page.route(isApi("/v1/traffic-share"), (route) => {
+      if (shareAnswer === "down") return route.fulfill(json(503, { error: "the backend is unavailable" }));
+      if (shareAnswer === "odd") return route.fulfill(json(200, { unexpected: true }));
+      return route.fulfill(json(200, {
+        by: "site", step: "1m", from: "2026-11-01T00:00:00Z", to: "2026-11-01T00:10:00Z", total: 500,
+        series: [{ key: "mine.example", requests: 500, share: 1, points: [{ ts: "2026-11-01T00:05:00Z", requests: 500, share: 1 }] }],
+      }));
+    });
+    await page.route(isApi("/v1/incidents"), (route) => {
+      const u = new URL(route.request().url());
+      if (route.request().headers().authorization !== "Bearer token-a") return route.fulfill(json(200, { total: 0, incidents: [] }));
+      if (u.searchParams.get("status") === "active") return route.fulfill(json(200, { total: 1, incidents: [old] }));
+      return route.fulfill(json(200, { total: 139, incidents: [mine] }));
+    });
+    await page.route(isApi(mine.report), (route) => route.fulfill(route.request().headers().authorization === "Bearer token-a"
+      ? json(200, { incident: { ...mine, signature: null, top_attackers: [{ ip: "198.51.100.9", requests: 77 }] }, timeline: [] })
+      : json(404, { error: `no incident "${mine.incident_id}"` })));
+    await page.route((url) => url.pathname.startsWith("/v1/sites/"), (route) => {
+      rateAsked.push(decodeURIComponent(new URL(route.request().url()).pathname));
+      const point = { ts: "2026-11-01T00:05:00Z", requests: 50, rps: 5, bytes: 0, status_2xx: 40, status_3xx: 0, status_4xx: 0, status_5xx: 10, cache_hits: 0, blocked: 0, distinct_clients: 3 };
+      return route.fulfill(json(200, { site: "x", step: "10s", from: "2026-11-01T00:00:00Z", to: "2026-11-01T00:10:00Z", points: [point] }));
+    });
+    await page.goto(`${base}/?token=token-a&${range}&incident=${mine.incident_id}`);
+    let ready = await waitReady(page);
+    await page.waitForSelector(`#report[data-loaded="${mine.incident_id}"]`);
+    assertEq(await page.$$eval("#incident-list tbody tr", (trs) => trs.map((t) => t.dataset.incident)), [mine.incident_id, old.incident_id], "the older active incident is listed too");
+    assert((await page.textContent("#incidents-note")).startsWith("2 of 139 overlapping the range"), `incidents note: ${await page.textContent("#incidents-note")}`);
+    assertEq(await page.textContent("#attackers tbody tr td"), "198.51.100.9", "token A's report shown");
+    for (const line of [".rate-area", ".rate-line", ".rate-5xx"]) {
+      assertEq(await page.$eval(`#rate-chart ${line}`, (e) => getComputedStyle(e).pointerEvents), "none", `${line} lets clicks through to the bands`);
+    }
+
+    // Another token: nothing of token A's answers stays.
+    await page.click("#token-toggle");
+    await page.fill("#token", "token-b");
+    await page.click("#token-form button[type=submit]");
+    ready = await waitReady(page, ready);
+    await page.waitForFunction(() => document.getElementById("report-error").textContent !== "");
+    assert(await page.locator("#report-body").isHidden(), "token A's report hidden under token B");
+    assert(!(await page.textContent("main")).includes("198.51.100.9"), "token A's attacker gone");
+    assertEq(await page.locator("#incident-list tbody tr").count(), 0, "token A's incidents gone");
+
+    // A failing refresh says so and empties what failed; an answer of another shape is an error.
+    shareAnswer = "down";
+    await page.click("#refresh");
+    ready = await waitReady(page, ready);
+    assert((await page.textContent("#status")).includes("update failed at"), `status after a failed refresh: ${await page.textContent("#status")}`);
+    assertEq(await page.textContent("#share-note"), "", "no stale share total");
+    assertEq(await page.locator("#share-chart path.area").count(), 0, "no stale share chart");
+    shareAnswer = "odd";
+    await page.click("#refresh");
+    ready = await waitReady(page, ready);
+    assert((await page.textContent("#share-error")).includes("unexpected answer"), `odd answer: ${await page.textContent("#share-error")}`);
+    shareAnswer = "good";
+    await page.click("#refresh");
+    ready = await waitReady(page, ready);
+    assert((await page.textContent("#status")).includes("updated"), `status after recovery: ${await page.textContent("#status")}`);
+
+    // Any site can be typed into the rate chart's site field.
+    await page.fill("#site", "quiet-corner.example");
+    await page.press("#site", "Enter");
+    await page.waitForFunction(() => location.search.includes("site=quiet-corner.example"));
+    await page.waitForFunction(() => document.getElementById("rate-chart").dataset.src?.includes("quiet-corner.example"));
+    assert(rateAsked.includes("/v1/sites/quiet-corner.example/rates"), `rates asked: ${rateAsked}`);
+    assertEq(unexpected(problems, [503, 404]), [], "problems besides the provoked errors");
+    await context.close();
+  }
+
+  // 8. An end time that is not RFC 3339 or unix seconds is refused (a browser would read it in
+  // its own time zone: the same link would show other times to other viewers).
+  {
+    const { context, page, problems } = await openPage(browser);
+    await page.goto(`${base}/?end=${encodeURIComponent("2026/11/01 00:20")}`);
+    let ready = await waitReady(page);
+    assert((await page.textContent("#share-error")).includes('not a time: "2026/11/01 00:20"'), `refused: ${await page.textContent("#share-error")}`);
+    const asked = [];
+    page.on("request", (r) => { if (r.url().includes("/v1/traffic-share")) asked.push(new URL(r.url()).searchParams.get("to")); });
+    for (const [end, want] of [["2026-11-01T00:20", "2026-11-01T00:20:00Z"], ["2026-11-01 00:20:00+01:00", "2026-10-31T23:20:00Z"], ["1793492400", "2026-11-01T00:20:00Z"]]) {
+      asked.length = 0;
+      await page.fill("#end", end);
+      await page.press("#end", "Enter");
+      ready = await waitReady(page, ready);
+      assertEq(await page.textContent("#share-error"), "", `${end} taken`);
+      assert(asked.includes(want), `${end}: asked ${asked}`);
+    }
+    assertEq(problems, [], "problems with end times");
     await context.close();
   }
 });
