@@ -40,9 +40,10 @@ pub fn from_unix_float(v: f64) -> Option<Nanos> {
     }
     // Whole seconds and fraction apart: `v * 1e9` would exceed f64's 53-bit mantissa and turn
     // `.25` into `.249999872`. At today's magnitudes an f64 resolves ~0.25 µs, so the fraction is
-    // rounded to whole microseconds.
+    // rounded to whole microseconds, but never up into the next second (`59.9999996` stays in
+    // second 59, as the same time written as text does: it is truncated).
     let secs = v.floor();
-    let micros = ((v - secs) * 1e6).round() as i64;
+    let micros = (((v - secs) * 1e6).round() as i64).min(999_999);
     in_range((secs as i64).checked_mul(NANOS_PER_SEC)?.checked_add(micros * 1_000)?)
 }
 
@@ -142,6 +143,16 @@ mod tests {
         assert_eq!(parse_timestamp_str("2026-11-01T00:00:00Z"), Some(ns));
         assert_eq!(parse_timestamp_str("2026-11-01T01:00:00.25+01:00"), Some(ns + 250_000_000));
         assert_eq!(parse_timestamp_str("1793491200"), Some(ns));
+    }
+
+    #[test]
+    fn a_fraction_never_rounds_into_the_next_second() {
+        // Regression: as a JSON number this landed in the next second (and the next 10-second
+        // window and minute), as text in its own.
+        let as_number = from_unix_float(1_793_491_259.999_999_6).unwrap();
+        let as_text = parse_timestamp_str("1793491259.9999996").unwrap();
+        assert_eq!(floor_to(as_number, NANOS_PER_SEC), floor_to(as_text, NANOS_PER_SEC));
+        assert_eq!(floor_to(as_number, NANOS_PER_SEC), 1_793_491_259 * NANOS_PER_SEC);
     }
 
     #[test]
