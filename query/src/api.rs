@@ -448,9 +448,10 @@ fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// A site named in a request, as sites are stored: lower case, no trailing dot.
+/// A site named in a request, as sites are stored: lower case, no trailing dot. Any name an event
+/// can be counted under is taken (the registry's rule for the sites it registers is stricter).
 fn site_param(site: &str) -> Result<String> {
-    edgelens_schemas::registry::normalize_site(site).map_err(|e| QueryError::InvalidParameter(format!("invalid site: {e}")))
+    edgelens_schemas::event::stored_site_name(site).map_err(|e| QueryError::InvalidParameter(format!("{e}: a site is a DNS name of letters, digits and . - _ *")))
 }
 
 /// Without `from`, a series covers the hour before `to`.

@@ -615,7 +615,21 @@ async fn site_rates_series() {
     let range = "from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z";
     let lower = svc.get(&format!("/v1/sites/shop.example/rates?{range}")).await.json();
     assert_eq!(svc.get(&format!("/v1/sites/Shop.EXAMPLE./rates?{range}")).await.json(), lower);
+    svc.stop().await;
 
+    // Regression: sites the events were counted under, but that are no host names the registry
+    // takes (`*.wild.example`, `a..b.example`, a label of 64 characters), were refused with 400.
+    let long = format!("{}.example", "l".repeat(64));
+    let odd = ["*.wild.example", "a..b.example", "-x.example", long.as_str()];
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(i64, &str, u64, u64, u64)> = odd.iter().map(|s| (at(12, 0, 0), *s, 7, 0, 1)).collect();
+    write_rates(dir.path(), "2026-11-01", "odd", &rows);
+    let svc = Service::start(dir.path()).await;
+    for site in odd {
+        let reply = svc.get(&format!("/v1/sites/{}/rates?from=2026-11-01T12:00:00Z&to=2026-11-01T12:01:00Z", site.replace('*', "%2A"))).await;
+        assert_eq!(reply.status, 200, "{site}: {}", reply.text());
+        assert_eq!(reply.json()["points"][0]["requests"], 7, "{site}");
+    }
     svc.stop().await;
 }
 

@@ -529,6 +529,12 @@ fn strip_port(h: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
+/// A site name as the events' sites are stored (see [`normalize_site`]), for looking sites up:
+/// whatever an event can be counted under can be asked for.
+pub fn stored_site_name(s: &str) -> Result<String, InvalidReason> {
+    normalize_site(Cow::Borrowed(s.trim())).map(Cow::into_owned)
+}
+
 /// Sites are DNS names: lower case, no trailing dot, at most 253 bytes of `[a-z0-9.-_*]`.
 fn normalize_site(s: Cow<'_, str>) -> Result<Cow<'_, str>, InvalidReason> {
     let trimmed_len = s.trim_end_matches('.').len();
