@@ -101,6 +101,9 @@ const MIN_PROFILE: f64 = 30.0;
 /// Rate-only confirmation: this many anomalous seconds at this multiple of the baseline.
 const RATE_ONLY_SECS: u32 = 3;
 const RATE_ONLY_RATIO: f64 = 5.0;
+/// Rate-only confirmation also needs this many requests a second over the surge so far: a crowd
+/// of a few dozen users at a site too quiet to profile is not told from an attack by its rate.
+const RATE_ONLY_MIN_RPS: f64 = 30.0;
 /// Seconds from an incident's start after which every request is matched exactly.
 const WATCH_DELAY: i64 = 7;
 /// Watched seconds whose every request (not only the hash sample) joins the incident's sample:
@@ -691,7 +694,8 @@ impl Ctx<'_> {
         }
         self.refresh_signature(inc, st, sec);
         if profiled < MIN_PROFILE {
-            return inc.anomalous_secs >= RATE_ONLY_SECS && inc.sum_requests >= RATE_ONLY_RATIO * inc.sum_expected.max(1.0);
+            let rate = inc.sum_requests / (age + 1).max(1) as f64;
+            return inc.anomalous_secs >= RATE_ONLY_SECS && inc.sum_requests >= RATE_ONLY_RATIO * inc.sum_expected.max(1.0) && rate >= RATE_ONLY_MIN_RPS;
         }
         inc.signature.as_ref().is_some_and(|s| s.precision >= CONFIRM_PRECISION && s.coverage >= CONFIRM_COVERAGE && s.is_discriminating())
     }

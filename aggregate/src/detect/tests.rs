@@ -185,6 +185,39 @@ fn a_small_sites_flash_crowd_from_a_wide_audience_stays_silent() {
     assert!(out.incidents.is_empty(), "{:#?}", out.incidents.first());
 }
 
+/// A nearly silent site (a request every 30 s: too few to profile) judged on its rate alone: a
+/// crowd of 15–20 requests a second is not an attack on it, a flood of a few hundred is.
+/// Regression: the crowd was confirmed as an `http_flood` on its rate alone.
+#[test]
+fn a_nearly_silent_sites_crowd_stays_silent_and_its_flood_does_not() {
+    let lines = |flood: bool, seed: u64| {
+        let mut rng = Rng(seed);
+        let mut lines = Vec::new();
+        let mut n = 0;
+        for s in 0..1200i64 {
+            let crowd = if (900..1080).contains(&s) { 15.0 + 5.0 * ((s - 900) as f64 / 180.0) } else { 0.0 };
+            let bots = if flood && (900..1000).contains(&s) { 300.0 } else { 0.0 };
+            let quiet = u64::from(s % 30 == 0);
+            for (kind, k) in [(Kind::Normal, quiet + rng.count(crowd)), (Kind::Bot, rng.count(bots))] {
+                for _ in 0..k {
+                    n += 1;
+                    let ts_ms = (T0 + s) * 1000 + rng.below(1000) as i64;
+                    lines.push(line(&mut rng, "tiny.example", ts_ms, kind, n));
+                }
+            }
+        }
+        lines.sort_by_key(|l| l[22..41].to_owned());
+        lines
+    };
+    let out = run(&lines(false, 11), None);
+    assert!(out.incidents.is_empty(), "{:#?}", out.incidents.first());
+    let out = run(&lines(true, 12), None);
+    let found = latest(&out);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let inc = found.values().next().unwrap();
+    assert!(inc.start_ts <= (T0 + 905) * NANOS_PER_SEC, "{inc:#?}");
+}
+
 #[test]
 fn a_slow_daily_rise_stays_silent() {
     // 100 → 400 rps over 20 minutes: faster than any daily peak.
