@@ -455,4 +455,17 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
     import("s.csv", format!("site,tenant,created_at,removed_at\n{site},acme,2026-01-01T00:00:00Z,\n"));
     let both = site_requests + host_requests;
     assert_eq!(counted(), (both, both, both), "the attribution counts {site}'s traffic, and the host's recorded before");
+    // Regression: the site's row showed the host's attribution as if `site_entities` held it for
+    // the site; it now says which host name it was imported under, on both backends.
+    for svc in [&on_lake, &on_ch] {
+        let report = json(&svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m")).1, "report");
+        let rows: Vec<(String, Option<String>)> =
+            report["sites"].as_array().unwrap().iter().map(|a| (a["site"].as_str().unwrap().to_owned(), a["attributed_as"].as_str().map(str::to_owned))).collect();
+        assert_eq!(rows, [(format!("api.{site}"), None), (site.clone(), Some(format!("api.{site}")))], "{report}");
+        let csv = svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m&format=csv")).1;
+        assert!(csv.starts_with("site,source,confidence,valid_from,valid_to,requests,share,incidents,attributed_as\n"), "{csv}");
+        assert!(csv.lines().any(|l| l.starts_with(&format!("{site},whois,")) && l.ends_with(&format!(",api.{site}"))), "{csv}");
+        let md = svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m&format=md")).1;
+        assert!(md.contains(&format!("| {site} (attributed as api.{site}) | whois |")), "{md}");
+    }
 }

@@ -42,6 +42,10 @@ pub struct Attribution {
     pub requests: u64,
     /// Those requests over all requests of the range.
     pub share: f64,
+    /// The host name the attribution was imported under, when it counts for this site because
+    /// the host is one of the site's (the `site_entities` row names the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributed_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +85,8 @@ struct Mapping {
     confidence: f64,
     from_us: i64,
     to_us: Option<i64>,
+    /// The host name the attribution is kept under, when it counts for its registered site.
+    via: Option<String>,
 }
 
 impl Mapping {
@@ -128,6 +134,7 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
                 confidence: conf.value(i),
                 from_us: vf.value(i),
                 to_us: (!vt.is_null(i)).then(|| vt.value(i)),
+                via: None,
             });
         }
     }
@@ -136,12 +143,15 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
     let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"]).await?;
     let of_sites: Vec<Mapping> = mappings
         .iter()
-        .filter_map(|m| hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)).ok().map(|i| Mapping { site: hosts[i].1.clone(), ..m.clone() }))
+        .filter_map(|m| {
+            let i = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)).ok()?;
+            Some(Mapping { site: hosts[i].1.clone(), via: Some(m.site.clone()), ..m.clone() })
+        })
         .collect();
     mappings.extend(of_sites);
-    mappings.sort_by(|a, b| (&a.site, a.from_us, &a.source).cmp(&(&b.site, b.from_us, &b.source)));
-    // A site attributed both directly and through a host name: once.
-    mappings.dedup_by(|a, b| (&a.site, a.from_us, &a.source) == (&b.site, b.from_us, &b.source));
+    // A site attributed both directly and through a host name: once, as the direct attribution.
+    mappings.sort_by(|a, b| (&a.site, a.from_us, &a.source, a.via.is_some()).cmp(&(&b.site, b.from_us, &b.source, b.via.is_some())));
+    mappings.dedup_by(|later, first| (&later.site, later.from_us, &later.source) == (&first.site, first.from_us, &first.source));
     Ok(mappings)
 }
 
@@ -280,6 +290,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
                 valid_to: m.to_us.map(rfc3339_us),
                 requests: n,
                 share: ratio(n, total_requests),
+                attributed_as: m.via.clone(),
             })
             .collect(),
         series: totals
@@ -294,33 +305,94 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
 }
 
 impl EntityReport {
-    /// CSV: one row per attribution with its traffic and its site's incident count.
+    /// CSV: one row per attribution with its traffic, the incidents of its site while it held,
+    /// and the host name it was imported under when that is not the site.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("site,source,confidence,valid_from,valid_to,requests,share,incidents\n");
+        let mut out = String::from("site,source,confidence,valid_from,valid_to,requests,share,incidents,attributed_as\n");
         for a in &self.sites {
-            let n = self.incidents.iter().filter(|i| i.site == a.site).count();
+            let n = self.incidents_during(a);
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{n}\n",
+                "{},{},{},{},{},{},{},{n},{}\n",
                 csv_field(&a.site),
                 csv_field(&a.source),
                 a.confidence,
                 a.valid_from,
                 a.valid_to.as_deref().unwrap_or(""),
                 a.requests,
-                a.share
+                a.share,
+                csv_field(a.attributed_as.as_deref().unwrap_or(""))
             ));
         }
         out
+    }
+
+    /// The report's incidents on `a`'s site that overlap the time `a` held (an incident counts
+    /// once per attribution it falls in, not once per attribution row of its site).
+    pub fn incidents_during(&self, a: &Attribution) -> usize {
+        let us = rfc3339_to_us;
+        let (from, to) = (us(&a.valid_from), a.valid_to.as_deref().map_or(i64::MAX, us));
+        self.incidents
+            .iter()
+            .filter(|i| i.site == a.site && us(&i.start_ts) < to && i.end_ts.as_deref().map_or(i64::MAX, us) > from)
+            .count()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Regression: the CSV gave each attribution row of a site every incident of the site (one
+    /// incident counted once per row); an incident counts in the rows whose time it overlaps.
+    #[test]
+    fn an_incident_counts_in_the_attributions_it_overlaps() {
+        let attribution = |from: &str, to: Option<&str>| Attribution {
+            site: "a.example".into(),
+            source: "whois".into(),
+            confidence: 0.9,
+            valid_from: from.into(),
+            valid_to: to.map(str::to_owned),
+            requests: 0,
+            share: 0.0,
+            attributed_as: None,
+        };
+        let incident = |start: &str, end: Option<&str>| IncidentSummary {
+            incident_id: format!("a.example-{start}"),
+            site: "a.example".into(),
+            vector: "http_flood".into(),
+            status: "ended".into(),
+            start_ts: start.into(),
+            detected_ts: start.into(),
+            peak_ts: start.into(),
+            end_ts: end.map(str::to_owned),
+            updated_ts: start.into(),
+            peak_rps: 1.0,
+            baseline_rps: 1.0,
+            attack_requests: 1,
+            distinct_ips: 1,
+            report: String::new(),
+        };
+        let report = EntityReport {
+            entity: "Org".into(),
+            from: "2026-11-01T00:00:00Z".into(),
+            to: "2026-11-02T00:00:00Z".into(),
+            step: "1h".into(),
+            min_confidence: 0.0,
+            requests: 0,
+            total_requests: 0,
+            share: 0.0,
+            sites: vec![attribution("2026-11-01T00:00:00Z", Some("2026-11-01T12:00:00Z")), attribution("2026-11-01T12:00:00Z", None)],
+            series: Vec::new(),
+            incidents: vec![incident("2026-11-01T01:00:00Z", Some("2026-11-01T01:10:00Z")), incident("2026-11-01T13:00:00Z", None)],
+        };
+        assert_eq!(report.sites.iter().map(|a| report.incidents_during(a)).collect::<Vec<_>>(), [1, 1]);
+        let csv = report.to_csv();
+        assert_eq!(csv.lines().skip(1).map(|l| l.split(',').nth(7).unwrap()).collect::<Vec<_>>(), ["1", "1"], "{csv}");
+    }
+
     use super::*;
 
     #[test]
     fn an_incident_belongs_to_an_attribution_it_overlaps() {
-        let m = Mapping { site: "s.example".into(), source: "whois".into(), confidence: 1.0, from_us: 100, to_us: Some(200) };
+        let m = Mapping { site: "s.example".into(), source: "whois".into(), confidence: 1.0, from_us: 100, to_us: Some(200), via: None };
         assert!(m.overlaps(50, Some(150)), "started before the attribution, went on during it");
         assert!(m.overlaps(150, Some(300)));
         assert!(m.overlaps(150, None), "under way");

@@ -390,7 +390,7 @@ pub fn entity_markdown(r: &crate::entity_report::EntityReport) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} |",
-                md(&a.site),
+                site_label(&a.site, a.attributed_as.as_deref(), md),
                 md(&a.source),
                 a.confidence,
                 a.valid_from,
@@ -453,7 +453,7 @@ pub fn entity_html(r: &crate::entity_report::EntityReport) -> String {
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&a.site),
+                site_label(&a.site, a.attributed_as.as_deref(), esc),
                 esc(&a.source),
                 a.confidence,
                 esc(&a.valid_from),
@@ -524,6 +524,14 @@ fn share_svg(points: &[crate::entity_report::ReportPoint]) -> String {
     let _ = writeln!(out, "<text x=\"{x1}\" y=\"{}\" text-anchor=\"end\">{}</text>", H - 8.0, esc(last));
     out.push_str("</svg>\n");
     out
+}
+
+/// A site as an attribution row shows it: with the host name it was imported under, if another.
+fn site_label(site: &str, via: Option<&str>, quote: impl Fn(&str) -> String) -> String {
+    match via {
+        Some(host) => format!("{} (attributed as {})", quote(site), quote(host)),
+        None => quote(site),
+    }
 }
 
 #[cfg(test)]
