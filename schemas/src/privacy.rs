@@ -35,8 +35,13 @@ impl ClientIpPolicy {
         }
     }
 
-    /// The address as it may be stored.
+    /// The address as it may be stored. An IPv4-mapped IPv6 address (`::ffff:198.51.100.7`) is
+    /// its IPv4 address, as the events count it.
     pub fn apply(self, ip: IpAddr) -> IpAddr {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
         match self {
             Self::Keep => ip,
             Self::Truncate => match ip {
@@ -154,6 +159,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_mapped_address_is_truncated_as_its_ipv4_address() {
+        // Regression: in a dead letter's excerpt `::ffff:198.51.100.23` became `::` (an IPv6 /48),
+        // while the events counted it as 198.51.100.0/24.
+        let t = ClientIpPolicy::Truncate;
+        assert_eq!(t.apply(ip("::ffff:198.51.100.23")), ip("198.51.100.0"));
+        assert_eq!(t.redact(r#"{"ClientIP":"::ffff:198.51.100.23","x":1"#), r#"{"ClientIP":"198.51.100.0","x":1"#);
     }
 
     #[test]
