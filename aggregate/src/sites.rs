@@ -178,5 +178,15 @@ old.example,t1,2020-01-01T00:00:00Z,
         assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_200)), "shop.example", "before its removal");
         assert_eq!(site_of(&sites, &line("www.shop.example", 1_793_491_220)), "www.shop.example", "after it");
         assert_eq!(site_of(&sites, &line("www.old.example", 1_793_491_220)), "old.example", "no longer removed");
+
+        // Requests from before a registration's created_at map too: logs replayed once a site is
+        // registered (a backfill) count under it.
+        let csv = "site,tenant,created_at,removed_at\nlate.example,t1,2026-11-01T00:00:30Z,\n";
+        let import: RegistryImport = parse(csv, Format::Csv, &Default::default()).unwrap();
+        for (table, batch) in import.batches(3_000).unwrap() {
+            lake.write_table(table, &batch, &OffsetSpan::new("registry-test-3", 0, 0, 1)).unwrap();
+        }
+        sites.reload_from_lake(dir.path()).unwrap();
+        assert_eq!(site_of(&sites, &line("www.late.example", 1_793_491_205)), "late.example", "before its created_at");
     }
 }
