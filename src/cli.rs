@@ -227,7 +227,8 @@ impl WindowArgs {
 
 #[derive(Args, Debug)]
 struct ReplayArgs {
-    /// NDJSON or NDJSON.gz files, replayed in order as one stream.
+    /// NDJSON or NDJSON.gz files, merged by event time into one stream (files of the same hours
+    /// side by side, successive ones one after the other; a file given twice is read once).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Lake directory.

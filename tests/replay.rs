@@ -244,6 +244,67 @@ fn overlapping_files_are_merged_by_event_time_and_each_read_once() {
     assert_eq!((summary["counted"].as_u64(), summary["dead_letters"].as_u64()), (Some(120 + 121), Some(0)), "{summary}");
 }
 
+/// Merged files give the tables and incidents of the same events in one file in time order, with
+/// no event late, when a file is quiet for long stretches or holds a timestamp far ahead of its
+/// others. Regression: a file's next line was taken before the merge knew its time (a quiet
+/// file's next event, minutes ahead, made the busy files' events late, and a flood went
+/// undetected), and one far-ahead or future timestamp held its file back until the others
+/// ended, its remaining events too late.
+#[test]
+fn merged_files_count_as_their_events_in_time_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "flood", 5, "6m", 200, 3);
+    let text = std::fs::read_to_string(&raw).unwrap();
+    let ts_of = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap()["EdgeStartTimestamp"].as_i64().unwrap();
+    let t0 = ts_of(text.lines().next().unwrap());
+    let mut per_site: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let site = v["ZoneName"].as_str().or(v["ClientRequestHost"].as_str()).unwrap().to_owned();
+        per_site.entry(site).or_default().push(l.to_owned());
+    }
+    let quiet_line = |ts: i64, i: u32| format!("{{\"EdgeStartTimestamp\":{ts},\"ClientIP\":\"198.51.100.{i}\",\"EdgeResponseStatus\":200,\"ZoneName\":\"quiet.example\"}}");
+    let quiet: Vec<String> = (0..20).map(|i| quiet_line(t0 + i64::from(i) * 30_000_000_000, i)).collect();
+    // Far ahead (5 h), and in the future (2099), in the middle of the busiest file.
+    let busiest = per_site.values_mut().max_by_key(|v| v.len()).unwrap();
+    let middle = busiest.len() / 2;
+    busiest.insert(middle, quiet_line(t0 + 5 * 3_600_000_000_000, 250));
+    busiest.insert(middle, quiet_line(4_070_908_800_000_000_000, 251));
+    let mut files = Vec::new();
+    let mut all: Vec<String> = quiet.clone();
+    for (i, lines) in per_site.values().chain(std::iter::once(&quiet)).enumerate() {
+        let p = tmp.path().join(format!("zone-{i}.ndjson"));
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        files.push(p);
+        if i < per_site.len() {
+            all.extend(lines.iter().cloned());
+        }
+    }
+    all.sort_by_cached_key(|l| ts_of(l));
+    let one = tmp.path().join("one.ndjson");
+    std::fs::write(&one, all.join("\n") + "\n").unwrap();
+
+    let (merged, single) = (tmp.path().join("merged"), tmp.path().join("single"));
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let a = replay(&refs, &merged);
+    let b = replay(&[&one], &single);
+    for key in ["lines", "counted", "late", "duplicates", "dead_letters_by_reason"] {
+        assert_eq!(a[key], b[key], "{key}: merged {a} single {b}");
+    }
+    assert_eq!(a["late"], 0, "{a}");
+    assert_eq!(a["dead_letters_by_reason"], serde_json::json!({"future_timestamp": 1}), "{a}");
+    for (table, keys, measures) in [("traffic_1m", &["ts", "site"][..], &["requests"][..]), ("site_rates_10s", &["ts", "site"][..], &["requests", "status_5xx"][..])] {
+        assert_eq!(summed(&merged, table, keys, measures), summed(&single, table, keys, measures), "{table}");
+    }
+    let incidents = |lake: &Path| {
+        let out = run_ok(edgelens().args(["sql", "--format", "csv", "--data-dir"]).arg(lake).arg("SELECT DISTINCT site, vector, start_ts FROM incidents ORDER BY 1, 3"));
+        out
+    };
+    let found = incidents(&merged);
+    assert!(found.lines().count() > 1, "the flood is detected: {found}");
+    assert_eq!(found, incidents(&single));
+}
+
 /// `--log-format json`: every log line on stderr is one JSON object with level, target and fields.
 #[test]
 fn json_logs_are_one_object_per_line() {

@@ -496,9 +496,11 @@ pub fn replay_files<S: RollupSink>(
     sink: S,
     mut progress: impl FnMut(ReplayProgress),
 ) -> Result<(PipelineStats, S), PipelineError> {
-    let bytes_total = paths.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let max_line = cfg.max_line;
-    let (inputs, legacy) = survey_inputs(paths)?;
+    let (inputs, legacy) = survey_inputs(paths, max_line)?;
+    // Of the files read (one given twice is read once).
+    let bytes_total = inputs.iter().filter_map(|i| std::fs::metadata(&i.path).ok()).map(|m| m.len()).sum();
+    let (jump, max_future) = (cfg.windows.jump(), cfg.windows.max_future);
     // Lake file names derive from the source and the line span: the input set's fingerprint in
     // the source gives each set names of its own.
     let legacy_source = format!("{}-{legacy:016x}", cfg.source);
@@ -521,6 +523,8 @@ pub fn replay_files<S: RollupSink>(
         tracing::info!(source = %run.source, writes = removed, "replacing an earlier replay of the same files");
     }
     let now = now_nanos();
+    // Events further ahead are dead letters (`future_timestamp`): they move no event time.
+    let future_limit = if max_future > 0 { now.saturating_add(max_future) } else { Nanos::MAX };
     let mut read_all = || -> Result<(), PipelineError> {
         let mut merge = Merge::new(&inputs, max_line);
         let mut reported = 0;
@@ -528,16 +532,32 @@ pub fn replay_files<S: RollupSink>(
             let reading = merge.reading();
             let input_err = |source| PipelineError::Input { path: reading.path.clone(), source };
             let mut taken = 0;
-            // At least a line each time, so the merge always moves.
-            while taken == 0 || (taken < MERGE_BATCH && reading.newest <= bound) {
+            while taken < MERGE_BATCH {
                 let Some((line_no, line)) = reading.lines.next_numbered().map_err(input_err)? else {
                     reading.done = true;
                     break;
                 };
                 let (line, parsed) = parse(line);
-                if let Ok(ev) = &parsed {
-                    reading.newest = reading.newest.max(ev.ts);
+                let ts = parsed.as_ref().ok().map(|ev| ev.ts).filter(|&ts| ts <= future_limit);
+                if let Some(ts) = ts {
+                    // The file's event time as this event would move it (an outlier far ahead
+                    // does not, as in the windows): past the bound, the other files go first,
+                    // and this line waits to be read again.
+                    let mut clock = reading.clock;
+                    clock.note(ts, jump);
+                    // Before the file's event time starts (its first events), the event's own.
+                    let at = clock.time().unwrap_or(ts);
+                    if at > bound {
+                        // A line with an event time is a complete line: it can be read again.
+                        let _ = (line, parsed);
+                        let again = reading.lines.unread();
+                        debug_assert!(again, "a complete line is kept");
+                        reading.waiting = Some(at);
+                        break;
+                    }
+                    reading.clock = clock;
                 }
+                reading.waiting = None;
                 let position = pipeline.offset + 1;
                 pipeline.push_parsed_at(std::iter::once((line, parsed)), None, &reading.source, line_no, || now, position)?;
                 taken += 1;
@@ -607,9 +627,20 @@ struct Reading {
     source: String,
     lines: LineReader<Box<dyn std::io::Read + Send>>,
     counter: edgelens_ingest::reader::ByteCounter,
-    /// The newest event time read from it (its first event's before any is read).
-    newest: Nanos,
+    /// Its event time as its events read so far moved it.
+    clock: crate::windows::EventClock,
+    /// The event time its next line (read, then given back) will move it to.
+    waiting: Option<Nanos>,
+    /// Its first event's time (from the survey), before its event time starts.
+    first_ts: Option<Nanos>,
     done: bool,
+}
+
+impl Reading {
+    /// Where the file is in event time, for the merge to choose the one furthest behind.
+    fn at(&self) -> Nanos {
+        self.waiting.or(self.clock.time()).or(self.first_ts).unwrap_or(Nanos::MIN)
+    }
 }
 
 /// The files of a replay, merged by event time (see [`replay_files`]).
@@ -651,7 +682,7 @@ impl<'a> Merge<'a> {
         }
         // Open the files event time has reached (a file without valid events at once).
         loop {
-            let oldest = self.open.iter().map(|r| r.newest).min();
+            let oldest = self.open.iter().map(Reading::at).min();
             let Some(input) = self.inputs.get(self.next) else { break };
             let due = match (input.first_ts, oldest) {
                 (_, None) | (None, _) => true,
@@ -675,12 +706,12 @@ impl<'a> Merge<'a> {
             let (reader, counter) = open_file(&path).map_err(|source| PipelineError::Input { path: path.clone(), source })?;
             let source = format!("replay:{}", file_name(&path));
             let lines = LineReader::new(reader, self.max_line);
-            self.open.push(Reading { path, source, lines, counter, newest: input.first_ts.unwrap_or(Nanos::MIN), done: false });
+            self.open.push(Reading { path, source, lines, counter, clock: Default::default(), waiting: None, first_ts: input.first_ts, done: false });
             self.next += 1;
         }
         // The file furthest behind in event time; ties go to the one opened first (given first).
-        let Some((i, _)) = self.open.iter().enumerate().min_by_key(|(_, r)| r.newest) else { return Ok(None) };
-        let others = self.open.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, r)| r.newest).min();
+        let Some((i, _)) = self.open.iter().enumerate().min_by_key(|(_, r)| r.at()) else { return Ok(None) };
+        let others = self.open.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, r)| r.at()).min();
         // A file waiting for room does not hold the others back.
         let pending = self.inputs.get(self.next).filter(|_| self.open.len() < MERGE_OPEN_FILES).and_then(|input| input.first_ts);
         let limit = others.into_iter().chain(pending).min();
@@ -698,7 +729,7 @@ const LEGACY_HEAD: usize = 64 << 10;
 /// ties keep the order given. Also, from the same read, how replays named the input set before
 /// they were recorded: FNV-1a over each input's file name, length and first 64 KiB (as stored),
 /// in the order given.
-fn survey_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), PipelineError> {
+fn survey_inputs(paths: &[PathBuf], max_line: usize) -> Result<(Vec<Input>, u64), PipelineError> {
     use std::hash::Hasher;
     use std::io::Read;
     let mut inputs = Vec::with_capacity(paths.len());
@@ -737,7 +768,7 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), PipelineError> 
             tracing::warn!(file = %path.display(), same_as = %same.path.display(), "the same file is given twice: it is read once");
             continue;
         }
-        inputs.push(Input { path: path.clone(), identity, first_ts: first_event_ts(path) });
+        inputs.push(Input { path: path.clone(), identity, first_ts: first_event_ts(path, max_line) });
     }
     inputs.sort_by_key(|i| i.first_ts);
     Ok((inputs, legacy.finish()))
@@ -745,9 +776,9 @@ fn survey_inputs(paths: &[PathBuf]) -> Result<(Vec<Input>, u64), PipelineError> 
 
 /// The time of a file's first valid event, wherever it is; `None` without one (or for a file
 /// that cannot be read: that is found when it is read).
-fn first_event_ts(path: &std::path::Path) -> Option<Nanos> {
+fn first_event_ts(path: &std::path::Path, max_line: usize) -> Option<Nanos> {
     let (reader, _) = open_file(path).ok()?;
-    let mut lines = LineReader::new(reader, DEFAULT_MAX_LINE);
+    let mut lines = LineReader::new(reader, max_line);
     while let Ok(Some(line)) = lines.next_line() {
         if let Ok(ev) = line.parse() {
             return Some(ev.ts);

@@ -48,6 +48,56 @@ struct Ahead {
     events: u32,
 }
 
+/// Event time as a stream's events move it (see the module docs): the newest event time, except
+/// that an event more than `jump` ahead of it moves it only once [`JUMP_EVENTS`] such events near
+/// each other and spanning [`JUMP_SPAN`] confirm it. Also kept per input file by a replay's merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventClock {
+    max_ts: Option<Nanos>,
+    /// Events far ahead of `max_ts` that did not move it (yet).
+    ahead: Option<Ahead>,
+}
+
+impl EventClock {
+    /// Event time, once started.
+    pub fn time(&self) -> Option<Nanos> {
+        self.max_ts
+    }
+
+    /// Take an event at `ts` (see [`WindowConfig::jump`]).
+    pub fn note(&mut self, ts: Nanos, jump: Nanos) {
+        match self.max_ts {
+            Some(max) if ts <= max => return,
+            Some(max) if ts - max <= jump => {
+                self.max_ts = Some(ts);
+                if self.ahead.is_some_and(|a| a.max <= ts.saturating_add(jump)) {
+                    self.ahead = None;
+                }
+                return;
+            }
+            // Far ahead, or before event time started: event time starts and jumps alike, on a
+            // run of events near each other, so no few events can set it with bad timestamps.
+            _ => {}
+        }
+        let a = self.ahead_with(ts, jump);
+        if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
+            self.max_ts = Some(a.max);
+            self.ahead = None;
+        } else {
+            self.ahead = Some(a);
+        }
+    }
+
+    /// The events ahead with one at `ts`: added to them when it is within `jump` of them, else
+    /// the first of new ones.
+    fn ahead_with(&self, ts: Nanos, jump: Nanos) -> Ahead {
+        match self.ahead {
+            Some(a) if ts >= a.min.saturating_sub(jump) && ts <= a.max.saturating_add(jump) => Ahead { min: a.min.min(ts), max: a.max.max(ts), events: a.events + 1 },
+            _ => Ahead { min: ts, max: ts, events: 1 },
+        }
+    }
+}
+
 /// Event-time settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowConfig {
@@ -68,6 +118,13 @@ pub struct WindowConfig {
 impl Default for WindowConfig {
     fn default() -> Self {
         Self { allowed_disorder: 5 * NANOS_PER_SEC, allowed_lateness: 600 * NANOS_PER_SEC, dedup_ray_ids: true, max_future: 300 * NANOS_PER_SEC }
+    }
+}
+
+impl WindowConfig {
+    /// How far ahead of event time an event moves it by itself (the lateness, at least a minute).
+    pub fn jump(&self) -> Nanos {
+        self.allowed_lateness.max(MINUTE)
     }
 }
 
@@ -419,9 +476,8 @@ fn group<K: std::hash::Hash + Eq, V: Default>(windows: &mut BTreeMap<Nanos, Hash
 pub struct SiteWindows {
     cfg: WindowConfig,
     names: Names,
-    max_ts: Option<Nanos>,
-    /// Events far ahead of `max_ts` that did not move it (yet).
-    ahead: Option<Ahead>,
+    /// Event time, moved by events as the module docs say.
+    clock: EventClock,
     /// Highest watermark passed to `advance`.
     advanced: Option<Nanos>,
     /// Windows ending at or before this were closed (by `advance` or `close_idle`): an event for
@@ -440,8 +496,7 @@ impl SiteWindows {
         Self {
             cfg,
             names: Names::default(),
-            max_ts: None,
-            ahead: None,
+            clock: EventClock::default(),
             advanced: None,
             closed_until: None,
             rates: BTreeMap::new(),
@@ -463,7 +518,7 @@ impl SiteWindows {
 
     /// Current watermark: max event time − allowed disorder, or a later one passed to `advance`.
     pub fn watermark(&self) -> Option<Nanos> {
-        let from_events = self.max_ts.map(|t| t - self.cfg.allowed_disorder);
+        let from_events = self.clock.max_ts.map(|t| t - self.cfg.allowed_disorder);
         match (from_events, self.advanced) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -571,40 +626,11 @@ impl SiteWindows {
     /// The newest event time (that the watermark follows), see the module docs for events far
     /// ahead of it.
     pub fn event_time(&self) -> Option<Nanos> {
-        self.max_ts
+        self.clock.time()
     }
 
     fn note_event_time(&mut self, ts: Nanos) {
-        let jump = self.cfg.allowed_lateness.max(MINUTE);
-        match self.max_ts {
-            Some(max) if ts <= max => return,
-            Some(max) if ts - max <= jump => {
-                self.max_ts = Some(ts);
-                if self.ahead.is_some_and(|a| a.max <= ts.saturating_add(jump)) {
-                    self.ahead = None;
-                }
-                return;
-            }
-            // Far ahead, or before event time started: event time starts and jumps alike, on a
-            // run of events near each other, so no few events can set it with bad timestamps.
-            _ => {}
-        }
-        let a = self.ahead_with(ts, jump);
-        if a.events >= JUMP_EVENTS && a.max - a.min >= JUMP_SPAN {
-            self.max_ts = Some(a.max);
-            self.ahead = None;
-        } else {
-            self.ahead = Some(a);
-        }
-    }
-
-    /// The events ahead with one at `ts`: added to them when it is within `jump` of them, else
-    /// the first of new ones.
-    fn ahead_with(&self, ts: Nanos, jump: Nanos) -> Ahead {
-        match self.ahead {
-            Some(a) if ts >= a.min.saturating_sub(jump) && ts <= a.max.saturating_add(jump) => Ahead { min: a.min.min(ts), max: a.max.max(ts), events: a.events + 1 },
-            _ => Ahead { min: ts, max: ts, events: 1 },
-        }
+        self.clock.note(ts, self.cfg.jump());
     }
 
     /// Close every window that ends at or before `watermark` (and re-close windows reopened by
@@ -763,13 +789,13 @@ impl SiteWindows {
         // From checkpoint format 4 on: the RayIDs of a format-3 checkpoint still in the horizon.
         RayDedup::encode(&self.dedup.legacy, &mut body);
         // From checkpoint format 5 on: the events ahead of event time.
-        body.opt_i64(self.ahead.map(|a| a.min));
-        body.opt_i64(self.ahead.map(|a| a.max));
-        body.u32(self.ahead.map_or(0, |a| a.events));
+        body.opt_i64(self.clock.ahead.map(|a| a.min));
+        body.opt_i64(self.clock.ahead.map(|a| a.max));
+        body.u32(self.clock.ahead.map_or(0, |a| a.events));
         // From checkpoint format 6 on: RayIDs by site.
         RayDedup::encode(&self.dedup.buckets, &mut body);
         let mut e = Enc::new();
-        e.opt_i64(self.max_ts);
+        e.opt_i64(self.clock.max_ts);
         e.opt_i64(self.advanced);
         e.opt_i64(self.closed_until);
         for v in [self.stats.counted, self.stats.late, self.stats.too_late, self.stats.duplicates] {
@@ -788,7 +814,7 @@ impl SiteWindows {
     pub fn decode_state(cfg: WindowConfig, bytes: &[u8]) -> Result<Self, String> {
         let mut d = Dec::new(bytes);
         let mut w = SiteWindows::new(cfg);
-        w.max_ts = d.opt_i64()?;
+        w.clock.max_ts = d.opt_i64()?;
         w.advanced = d.opt_i64()?;
         w.closed_until = d.opt_i64()?;
         w.stats = WindowStats { counted: d.u64()?, late: d.u64()?, too_late: d.u64()?, duplicates: d.u64()? };
@@ -853,7 +879,7 @@ impl SiteWindows {
         // Format 4 ends here.
         if !d.is_empty() {
             let (min, max, events) = (d.opt_i64()?, d.opt_i64()?, d.u32()?);
-            w.ahead = min.zip(max).map(|(min, max)| Ahead { min, max, events });
+            w.clock.ahead = min.zip(max).map(|(min, max)| Ahead { min, max, events });
         }
         // Format 5 ends here.
         if !d.is_empty() {
@@ -1128,7 +1154,7 @@ mod tests {
     /// As checkpoint format 4 wrote it (`w` with no events ahead): also without the section of
     /// events ahead.
     fn format_4_state(w: &SiteWindows, rays: &BTreeMap<Nanos, Vec<String>>) -> Vec<u8> {
-        assert!(w.ahead.is_none());
+        assert!(w.clock.ahead.is_none());
         let mut bytes = format_5_state(w, rays, ray_only_hash);
         strip_no_events_ahead(&mut bytes);
         bytes
@@ -1152,7 +1178,7 @@ mod tests {
             rays.entry(floor_to(T0 + x * NANOS_PER_SEC, MINUTE)).or_default().push(format!("r{k}"));
         }
         let mut restored = SiteWindows::decode_state(WindowConfig::default(), &format_4_state(&w, &rays)).unwrap();
-        assert_eq!((restored.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0 + 10 * NANOS_PER_SEC), 3));
+        assert_eq!((restored.clock.ahead, restored.event_time(), restored.remembered_ray_ids()), (None, Some(T0 + 10 * NANOS_PER_SEC), 3));
         // Its RayIDs (stored without their site) are still known.
         assert_eq!(feed(&mut restored, &line(T0 + 5 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r1")).unwrap(), Observed::Duplicate);
     }

@@ -185,12 +185,15 @@ pub struct LineReader<R> {
     line_no: u64,
     /// Head of the last over-long line.
     long_head: Vec<u8>,
+    /// Where the line last handed out starts, and its number: [`LineReader::unread`] goes back
+    /// there (`None` after an over-long line, which is not kept).
+    last: Option<(usize, u64)>,
 }
 
 impl<R: Read> LineReader<R> {
     pub fn new(inner: R, max_line: usize) -> Self {
         let cap = CHUNK.max(max_line.saturating_add(1).min(64 << 20));
-        Self { inner, max_line, buf: Vec::with_capacity(cap), pos: 0, eof: false, line_no: 0, long_head: Vec::new() }
+        Self { inner, max_line, buf: Vec::with_capacity(cap), pos: 0, eof: false, line_no: 0, long_head: Vec::new(), last: None }
     }
 
     /// Number of lines read so far, blank ones included.
@@ -241,6 +244,20 @@ impl<R: Read> LineReader<R> {
         Ok(filled > start)
     }
 
+    /// Hand out the line last handed out again, with its number, at the next call (a reader
+    /// that looked at a line and must not take it yet). Returns false, and does nothing, when
+    /// that line was over the limit (its bytes are not kept) or another call came between.
+    pub fn unread(&mut self) -> bool {
+        match self.last.take() {
+            Some((pos, no)) => {
+                self.pos = pos;
+                self.line_no = no;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The next line, or `None` at end of input. Empty lines are skipped.
     #[allow(clippy::should_implement_trait)]
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
@@ -249,6 +266,7 @@ impl<R: Read> LineReader<R> {
 
     /// [`Self::next_line`], setting `no` to the 0-based number of the line returned.
     fn next_line_counting(&mut self, no: &mut u64) -> io::Result<Option<Line<'_>>> {
+        self.last = None;
         loop {
             *no = self.line_no;
             let start = self.pos;
@@ -264,10 +282,12 @@ impl<R: Read> LineReader<R> {
                     if end - start > self.max_line {
                         return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: end - start, limit: self.max_line }));
                     }
+                    let line_start = start;
                     let start = self.skip_bom(start, end);
                     if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
                         continue;
                     }
+                    self.last = Some((line_start, *no));
                     return Ok(Some(Line::Complete(&self.buf[start..end])));
                 }
                 // One byte more may be the `\r` of a line of the limit's length.
@@ -290,10 +310,12 @@ impl<R: Read> LineReader<R> {
                     if end - start > self.max_line {
                         return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: end - start, limit: self.max_line }));
                     }
+                    let line_start = start;
                     let start = self.skip_bom(start, end);
                     if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
                         return Ok(None);
                     }
+                    self.last = Some((line_start, *no));
                     return Ok(Some(Line::Complete(&self.buf[start..end])));
                 }
             }
@@ -412,6 +434,23 @@ mod tests {
         input.extend_from_slice(b"\nlast\n");
         let got = lines(&input, DEFAULT_MAX_LINE);
         assert_eq!(got, ["first", &format!("LONG {} {}", 10 * 1024 * 1024, MAX_EXCERPT_BYTES), "last"]);
+    }
+
+    #[test]
+    fn a_line_unread_is_handed_out_again_with_its_number() {
+        let mut r = LineReader::new(&b"a\n\nb\nc"[..], 100);
+        assert_eq!(r.next_numbered().unwrap(), Some((0, Line::Complete(b"a"))));
+        assert_eq!(r.next_numbered().unwrap(), Some((2, Line::Complete(b"b"))));
+        assert!(r.unread());
+        assert!(!r.unread(), "once");
+        assert_eq!(r.next_numbered().unwrap(), Some((2, Line::Complete(b"b"))));
+        assert_eq!(r.next_numbered().unwrap(), Some((3, Line::Complete(b"c"))));
+        assert!(r.unread(), "the last line, without a newline");
+        assert_eq!(r.next_numbered().unwrap(), Some((3, Line::Complete(b"c"))));
+        assert_eq!(r.next_numbered().unwrap(), None);
+        let mut r = LineReader::new(&b"aaaaaaaa\nb\n"[..], 4);
+        assert!(matches!(r.next_line().unwrap(), Some(Line::TooLong { .. })));
+        assert!(!r.unread(), "an over-long line is not kept");
     }
 
     #[test]
