@@ -305,6 +305,57 @@ fn merged_files_count_as_their_events_in_time_order() {
     assert_eq!(found, incidents(&single));
 }
 
+/// Regressions from replaying Logpush-style archives: more than 32 zone files of the same hours
+/// lost a third of their events (the files beyond 32 waited, then were too late); a file whose
+/// first line was far ahead waited behind every other; two empty files (the same bytes) of other
+/// zones made one zone's replay refuse the next as part of it.
+#[test]
+fn many_zone_files_outliers_and_empty_files_count_every_event() {
+    use flate2::write::GzEncoder;
+    let tmp = tempfile::tempdir().unwrap();
+    let t0: i64 = 1_793_491_200;
+    let mut files = Vec::new();
+    let mut n = 0u64;
+    for zone in 0..40 {
+        for slice in 0..2 {
+            let mut text = String::new();
+            if zone == 3 && slice == 0 {
+                text.push_str(&format!("{{\"EdgeStartTimestamp\":{},\"ClientIP\":\"192.0.2.1\",\"EdgeResponseStatus\":200,\"ZoneName\":\"z3.example\"}}\n", t0 + 86_400));
+                n += 1;
+            }
+            for s in (slice * 600..(slice + 1) * 600).step_by(10) {
+                text.push_str(&format!("{{\"EdgeStartTimestamp\":{},\"ClientIP\":\"192.0.2.{zone}\",\"EdgeResponseStatus\":200,\"ZoneName\":\"z{zone}.example\"}}\n", t0 + s));
+                n += 1;
+            }
+            let p = tmp.path().join(format!("z{zone:02}-{slice}.log.gz"));
+            let mut gz = GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::fast());
+            gz.write_all(text.as_bytes()).unwrap();
+            gz.finish().unwrap();
+            files.push(p);
+        }
+    }
+    let empty = |name: &str| {
+        let p = tmp.path().join(name);
+        GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::fast()).finish().unwrap();
+        p
+    };
+    let (empty_a, empty_b) = (empty("a-empty.log.gz"), empty("b-empty.log.gz"));
+    assert_eq!(std::fs::read(&empty_a).unwrap(), std::fs::read(&empty_b).unwrap(), "the same bytes");
+    let lake = tmp.path().join("lake");
+    // 40 zone files of the same 10 minutes each time.
+    let mut first: Vec<&Path> = files.iter().step_by(2).map(PathBuf::as_path).collect();
+    first.push(&empty_a);
+    let mut second: Vec<&Path> = files.iter().skip(1).step_by(2).map(PathBuf::as_path).collect();
+    second.push(&empty_b);
+    let (a, b) = (replay(&first, &lake), replay(&second, &lake));
+    for r in [&a, &b] {
+        assert_eq!((r["late"].as_u64(), r["dead_letters"].as_u64()), (Some(0), Some(0)), "{r}");
+    }
+    assert_eq!(a["counted"].as_u64().unwrap() + b["counted"].as_u64().unwrap(), n);
+    let total: u64 = summed(&lake, "traffic_1m", &["site"], &["requests"]).values().map(|v| v[0]).sum();
+    assert_eq!(total, n);
+}
+
 /// `--log-format json`: every log line on stderr is one JSON object with level, target and fields.
 #[test]
 fn json_logs_are_one_object_per_line() {

@@ -13,7 +13,7 @@ use edgelens_ingest::dead_letter::{DeadLetter, DeadLetterCounts};
 use edgelens_ingest::log::message_lines;
 use edgelens_schemas::privacy::ClientIpPolicy;
 pub use edgelens_ingest::dead_letter::now_nanos;
-use edgelens_ingest::reader::{file_name, open_file, Line, LineReader, DEFAULT_MAX_LINE};
+use edgelens_ingest::reader::{file_name, open_file, open_file_buffered, Line, LineReader, DEFAULT_MAX_LINE};
 use edgelens_schemas::time::NANOS_PER_SEC;
 use edgelens_schemas::{EdgeEvent, InvalidReason, Nanos};
 
@@ -497,7 +497,8 @@ pub fn replay_files<S: RollupSink>(
     mut progress: impl FnMut(ReplayProgress),
 ) -> Result<(PipelineStats, S), PipelineError> {
     let max_line = cfg.max_line;
-    let (inputs, legacy) = survey_inputs(paths, max_line)?;
+    let now = now_nanos();
+    let (inputs, legacy) = survey_inputs(paths, max_line, &cfg.windows, now)?;
     // Of the files read (one given twice is read once).
     let bytes_total = inputs.iter().filter_map(|i| std::fs::metadata(&i.path).ok()).map(|m| m.len()).sum();
     let (jump, max_future) = (cfg.windows.jump(), cfg.windows.max_future);
@@ -522,7 +523,6 @@ pub fn replay_files<S: RollupSink>(
     if removed > 0 {
         tracing::info!(source = %run.source, writes = removed, "replacing an earlier replay of the same files");
     }
-    let now = now_nanos();
     // Events further ahead are dead letters (`future_timestamp`): they move no event time.
     let future_limit = if max_future > 0 { now.saturating_add(max_future) } else { Nanos::MAX };
     let mut read_all = || -> Result<(), PipelineError> {
@@ -545,8 +545,10 @@ pub fn replay_files<S: RollupSink>(
                     // and this line waits to be read again.
                     let mut clock = reading.clock;
                     clock.note(ts, jump);
-                    // Before the file's event time starts (its first events), the event's own.
-                    let at = clock.time().unwrap_or(ts);
+                    // Before the file's event time starts (its first events), the event's own,
+                    // unless it is far ahead of where the file starts (an outlier: taken now).
+                    let start = reading.first_ts.unwrap_or(ts);
+                    let at = clock.time().unwrap_or(if ts > start.saturating_add(jump) { start } else { ts });
                     if at > bound {
                         // A line with an event time is a complete line: it can be read again.
                         let _ = (line, parsed);
@@ -617,9 +619,13 @@ pub const MERGE_SLACK: Nanos = NANOS_PER_SEC;
 /// Lines read from one file before the merge looks again.
 const MERGE_BATCH: usize = 4096;
 
-/// Files read at once by the merge (each holds a few MiB of buffers). When more overlap in time,
-/// the later ones wait for a file to end, and their events may be too late.
-pub const MERGE_OPEN_FILES: usize = 32;
+/// Files read at once by the merge (file descriptors, and with many inputs about 400 KiB of
+/// buffers each). When more overlap in time, the later ones wait for a file to end, and their
+/// events may be too late: a warning says so.
+pub const MERGE_OPEN_FILES: usize = 512;
+
+/// With more inputs than this, each file is read with small buffers (about 400 KiB a file open).
+const MERGE_SMALL_BUFFERS_FROM: usize = 8;
 
 /// A file being read by the merge.
 struct Reading {
@@ -703,9 +709,11 @@ impl<'a> Merge<'a> {
                 break;
             }
             let path = input.path.clone();
-            let (reader, counter) = open_file(&path).map_err(|source| PipelineError::Input { path: path.clone(), source })?;
+            let small = self.inputs.len() > MERGE_SMALL_BUFFERS_FROM;
+            let opened = if small { open_file_buffered(&path, 64 << 10) } else { open_file(&path) };
+            let (reader, counter) = opened.map_err(|source| PipelineError::Input { path: path.clone(), source })?;
             let source = format!("replay:{}", file_name(&path));
-            let lines = LineReader::new(reader, self.max_line);
+            let lines = if small { LineReader::with_chunk(reader, self.max_line, 256 << 10) } else { LineReader::new(reader, self.max_line) };
             self.open.push(Reading { path, source, lines, counter, clock: Default::default(), waiting: None, first_ts: input.first_ts, done: false });
             self.next += 1;
         }
@@ -729,7 +737,7 @@ const LEGACY_HEAD: usize = 64 << 10;
 /// ties keep the order given. Also, from the same read, how replays named the input set before
 /// they were recorded: FNV-1a over each input's file name, length and first 64 KiB (as stored),
 /// in the order given.
-fn survey_inputs(paths: &[PathBuf], max_line: usize) -> Result<(Vec<Input>, u64), PipelineError> {
+fn survey_inputs(paths: &[PathBuf], max_line: usize, windows: &WindowConfig, now: Nanos) -> Result<(Vec<Input>, u64), PipelineError> {
     use std::hash::Hasher;
     use std::io::Read;
     let mut inputs = Vec::with_capacity(paths.len());
@@ -768,23 +776,63 @@ fn survey_inputs(paths: &[PathBuf], max_line: usize) -> Result<(Vec<Input>, u64)
             tracing::warn!(file = %path.display(), same_as = %same.path.display(), "the same file is given twice: it is read once");
             continue;
         }
-        inputs.push(Input { path: path.clone(), identity, first_ts: first_event_ts(path, max_line) });
+        let first = first_events(path, max_line, windows, now);
+        if first == FirstEvents::Empty {
+            // Nothing to count or dead-letter: it takes no part in the replay (nor in its identity:
+            // two empty files of other zones are the same bytes).
+            tracing::debug!(file = %path.display(), "empty file: nothing to read");
+            continue;
+        }
+        let first_ts = if let FirstEvents::At(ts) = first { Some(ts) } else { None };
+        inputs.push(Input { path: path.clone(), identity, first_ts });
     }
     inputs.sort_by_key(|i| i.first_ts);
     Ok((inputs, legacy.finish()))
 }
 
-/// The time of a file's first valid event, wherever it is; `None` without one (or for a file
-/// that cannot be read: that is found when it is read).
-fn first_event_ts(path: &std::path::Path, max_line: usize) -> Option<Nanos> {
-    let (reader, _) = open_file(path).ok()?;
+/// Where a file starts in event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstEvents {
+    /// Its event time starts here.
+    At(Nanos),
+    /// Lines, but no event to place it by (or it could not be read: that is found when it is).
+    Unplaced,
+    /// No line at all, read to its end.
+    Empty,
+}
+
+/// Where a file starts in event time: its first events as its event time starts on them (see
+/// [`crate::windows::EventClock`]: a first event far ahead, or in the future, does not place the
+/// file, which would then wait behind every other), wherever they are in the file.
+fn first_events(path: &std::path::Path, max_line: usize, windows: &WindowConfig, now: Nanos) -> FirstEvents {
+    let Ok((reader, _)) = open_file(path) else { return FirstEvents::Unplaced };
     let mut lines = LineReader::new(reader, max_line);
-    while let Ok(Some(line)) = lines.next_line() {
-        if let Ok(ev) = line.parse() {
-            return Some(ev.ts);
+    let future_limit = if windows.max_future > 0 { now.saturating_add(windows.max_future) } else { Nanos::MAX };
+    let (jump, mut clock, mut seen) = (windows.jump(), crate::windows::EventClock::default(), Vec::new());
+    let mut any_line = false;
+    loop {
+        match lines.next_line() {
+            Ok(Some(line)) => {
+                any_line = true;
+                let Ok(ev) = line.parse() else { continue };
+                if ev.ts > future_limit {
+                    continue;
+                }
+                seen.push(ev.ts);
+                clock.note(ev.ts, jump);
+                if let Some(t) = clock.time() {
+                    return seen.iter().copied().filter(|&s| s >= t.saturating_sub(jump)).min().map_or(FirstEvents::Unplaced, FirstEvents::At);
+                }
+                if seen.len() >= 10_000 {
+                    break;
+                }
+            }
+            Ok(None) if !any_line => return FirstEvents::Empty,
+            Ok(None) => break,
+            Err(_) => return FirstEvents::Unplaced,
         }
     }
-    None
+    seen.iter().copied().min().map_or(FirstEvents::Unplaced, FirstEvents::At)
 }
 
 /// The input set's fingerprint: whatever order and names its files were given in.

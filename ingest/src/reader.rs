@@ -76,9 +76,14 @@ impl<R: Read> Read for Counting<R> {
 
 /// Open a file (plain or gzip) as a byte stream, with a counter of bytes read from disk.
 pub fn open_file(path: &Path) -> io::Result<(Box<dyn Read + Send>, ByteCounter)> {
+    open_file_buffered(path, 1 << 20)
+}
+
+/// [`open_file`] reading `buffer` bytes from disk at a time (smaller for many files open at once).
+pub fn open_file_buffered(path: &Path, buffer: usize) -> io::Result<(Box<dyn Read + Send>, ByteCounter)> {
     let counter = ByteCounter::default();
     let file = Counting { inner: File::open(path)?, counter: counter.clone() };
-    let mut buffered = BufReader::with_capacity(1 << 20, file);
+    let mut buffered = BufReader::with_capacity(buffer.max(4096), file);
     let is_gzip = starts_like_gzip(buffered.fill_buf()?);
     let reader: Box<dyn Read + Send> = if is_gzip {
         // NDJSON never starts like gzip: a file compressed twice would be read as lines of
@@ -177,6 +182,8 @@ fn skip_padding(r: &mut impl BufRead) -> io::Result<()> {
 pub struct LineReader<R> {
     inner: R,
     max_line: usize,
+    /// Bytes read ahead at a time (the buffer grows past it only for a line that needs it).
+    chunk: usize,
     buf: Vec<u8>,
     /// Start of the unread part of `buf`.
     pos: usize,
@@ -193,7 +200,18 @@ pub struct LineReader<R> {
 impl<R: Read> LineReader<R> {
     pub fn new(inner: R, max_line: usize) -> Self {
         let cap = CHUNK.max(max_line.saturating_add(1).min(64 << 20));
-        Self { inner, max_line, buf: Vec::with_capacity(cap), pos: 0, eof: false, line_no: 0, long_head: Vec::new(), last: None }
+        Self::with_buffer(inner, max_line, CHUNK, cap)
+    }
+
+    /// A reader holding about `chunk` bytes (at least 64 KiB) until a line needs more: for many
+    /// readers open at once.
+    pub fn with_chunk(inner: R, max_line: usize, chunk: usize) -> Self {
+        let chunk = chunk.max(64 << 10);
+        Self::with_buffer(inner, max_line, chunk, chunk)
+    }
+
+    fn with_buffer(inner: R, max_line: usize, chunk: usize, cap: usize) -> Self {
+        Self { inner, max_line, chunk, buf: Vec::with_capacity(cap), pos: 0, eof: false, line_no: 0, long_head: Vec::new(), last: None }
     }
 
     /// Number of lines read so far, blank ones included.
@@ -218,9 +236,9 @@ impl<R: Read> LineReader<R> {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let want = self.buf.capacity().max(CHUNK);
+        let want = self.buf.capacity().max(self.chunk);
         let start = self.buf.len();
-        self.buf.resize(want.max(start + CHUNK / 4), 0);
+        self.buf.resize(want.max(start + self.chunk / 4), 0);
         let mut filled = start;
         // Read until the chunk is reasonably full, so lines are handed out in large runs.
         while filled < self.buf.len() {
@@ -236,7 +254,7 @@ impl<R: Read> LineReader<R> {
                     return Err(e);
                 }
             }
-            if filled - start >= CHUNK / 4 {
+            if filled - start >= self.chunk / 4 {
                 break;
             }
         }
@@ -451,6 +469,30 @@ mod tests {
         let mut r = LineReader::new(&b"aaaaaaaa\nb\n"[..], 4);
         assert!(matches!(r.next_line().unwrap(), Some(Line::TooLong { .. })));
         assert!(!r.unread(), "an over-long line is not kept");
+    }
+
+    #[test]
+    fn a_small_chunk_reads_the_same_lines() {
+        let mut input = Vec::new();
+        for i in 0..20_000 {
+            input.extend_from_slice(format!("line {i} {}\n", "x".repeat(i % 300)).as_bytes());
+        }
+        input.extend(std::iter::repeat_n(b'y', 300 << 10));
+        input.extend_from_slice(b"\nlast");
+        let read = |mut r: LineReader<&[u8]>| {
+            let mut out = Vec::new();
+            while let Some(l) = r.next_line().unwrap() {
+                out.push(match l {
+                    Line::Complete(b) => b.len(),
+                    Line::TooLong { len, .. } => len + 1_000_000_000,
+                });
+            }
+            out
+        };
+        let big = read(LineReader::new(&input[..], 200 << 10));
+        assert_eq!(read(LineReader::with_chunk(&input[..], 200 << 10, 64 << 10)), big);
+        assert_eq!(big.len(), 20_002);
+        assert_eq!(big[20_000], (300 << 10) + 1_000_000_000, "over the limit");
     }
 
     #[test]
