@@ -178,6 +178,14 @@ fn skip_padding(r: &mut impl BufRead) -> io::Result<()> {
     }
 }
 
+/// A line found in the buffer, by its place in it.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    Blank,
+    TooLong { start: usize, len: usize },
+    Complete { start: usize, end: usize },
+}
+
 /// Splits a byte stream into lines with bounded memory.
 pub struct LineReader<R> {
     inner: R,
@@ -292,21 +300,10 @@ impl<R: Read> LineReader<R> {
                 Some(i) => {
                     self.pos = start + i + 1;
                     self.line_no += 1;
-                    let mut end = start + i;
-                    if end > start && self.buf[end - 1] == b'\r' {
-                        end -= 1;
+                    match self.cut(start, start + i, *no) {
+                        Cut::Blank => continue,
+                        cut => return Ok(Some(self.line(cut))),
                     }
-                    // The limit is on the line, not its line end (`\n` or `\r\n`).
-                    if end - start > self.max_line {
-                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: end - start, limit: self.max_line }));
-                    }
-                    let line_start = start;
-                    let start = self.skip_bom(start, end);
-                    if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
-                        continue;
-                    }
-                    self.last = Some((line_start, *no));
-                    return Ok(Some(Line::Complete(&self.buf[start..end])));
                 }
                 // One byte more may be the `\r` of a line of the limit's length.
                 None if self.buf.len() - start > self.max_line.saturating_add(1) => return self.skip_long_line().map(Some),
@@ -321,22 +318,40 @@ impl<R: Read> LineReader<R> {
                     }
                     self.pos = self.buf.len();
                     self.line_no += 1;
-                    let mut end = self.buf.len();
-                    if self.buf[end - 1] == b'\r' {
-                        end -= 1;
-                    }
-                    if end - start > self.max_line {
-                        return Ok(Some(Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len: end - start, limit: self.max_line }));
-                    }
-                    let line_start = start;
-                    let start = self.skip_bom(start, end);
-                    if self.buf[start..end].iter().all(|b| b.is_ascii_whitespace()) {
-                        return Ok(None);
-                    }
-                    self.last = Some((line_start, *no));
-                    return Ok(Some(Line::Complete(&self.buf[start..end])));
+                    return Ok(match self.cut(start, self.buf.len(), *no) {
+                        Cut::Blank => None,
+                        cut => Some(self.line(cut)),
+                    });
                 }
             }
+        }
+    }
+
+    /// What the buffer's `start..end` (a line without its `\n`) is, as line `no`: the limit is on
+    /// the line, not its line end (`\n` or `\r\n`); a complete line loses a trailing `\r` and a
+    /// byte order mark, and can be read again ([`LineReader::unread`]).
+    fn cut(&mut self, start: usize, mut end: usize, no: u64) -> Cut {
+        if end > start && self.buf[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if end - start > self.max_line {
+            return Cut::TooLong { start, len: end - start };
+        }
+        let text = self.skip_bom(start, end);
+        if self.buf[text..end].iter().all(|b| b.is_ascii_whitespace()) {
+            return Cut::Blank;
+        }
+        self.last = Some((start, no));
+        Cut::Complete { start: text, end }
+    }
+
+    /// The line a [`Cut`] (not blank) found.
+    fn line(&self, cut: Cut) -> Line<'_> {
+        match cut {
+            Cut::TooLong { start, len } => Line::TooLong { head: &self.buf[start..start + MAX_EXCERPT_BYTES.min(self.max_line)], len, limit: self.max_line },
+            Cut::Complete { start, end } => Line::Complete(&self.buf[start..end]),
+            // Callers skip blank lines before asking.
+            Cut::Blank => Line::Complete(&[]),
         }
     }
 
