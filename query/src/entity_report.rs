@@ -96,9 +96,14 @@ impl Mapping {
 
     /// The attribution holds at some time in `[start, end)` (`end`: `None` while under way).
     fn overlaps(&self, start: i64, end: Option<i64>) -> bool {
-        // Both spans are half-open: an incident's `end_ts` is the second after its last one.
-        end.is_none_or(|e| e > self.from_us) && self.to_us.is_none_or(|t| start < t)
+        spans_overlap((self.from_us, self.to_us), (start, end))
     }
+}
+
+/// Whether two half-open spans `[from, to)` (`to`: `None` while open) share a time. An incident's
+/// `end_ts` is the second after its last one.
+fn spans_overlap(a: (i64, Option<i64>), b: (i64, Option<i64>)) -> bool {
+    b.1.is_none_or(|e| e > a.0) && a.1.is_none_or(|t| b.0 < t)
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
@@ -329,11 +334,10 @@ impl EntityReport {
     /// The report's incidents on `a`'s site that overlap the time `a` held (an incident counts
     /// once per attribution it falls in, not once per attribution row of its site).
     pub fn incidents_during(&self, a: &Attribution) -> usize {
-        let us = rfc3339_to_us;
-        let (from, to) = (us(&a.valid_from), a.valid_to.as_deref().map_or(i64::MAX, us));
+        let held = (rfc3339_to_us(&a.valid_from), a.valid_to.as_deref().map(rfc3339_to_us));
         self.incidents
             .iter()
-            .filter(|i| i.site == a.site && us(&i.start_ts) < to && i.end_ts.as_deref().map_or(i64::MAX, us) > from)
+            .filter(|i| i.site == a.site && spans_overlap(held, (rfc3339_to_us(&i.start_ts), i.end_ts.as_deref().map(rfc3339_to_us))))
             .count()
     }
 }
