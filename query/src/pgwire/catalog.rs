@@ -753,7 +753,7 @@ impl Catalog {
                 ctx.register_table(name, table)?;
             }
         }
-        for f in functions() {
+        for f in functions(None) {
             ctx.register_udf(f);
         }
         Ok(Catalog { ctx, tables: Arc::new(tables) })
@@ -824,7 +824,7 @@ impl Catalog {
         let mut state = self.ctx.state();
         if let Some(asker) = asker {
             let asker = Arc::new(asker.clone());
-            for f in functions().into_iter().filter_map(|f| session_function(&f, &asker)) {
+            for f in functions(Some(&asker)) {
                 state.register_udf(Arc::new(f))?;
             }
         }
@@ -1486,16 +1486,10 @@ struct CatalogFunction {
     asker: Option<Arc<Asker>>,
 }
 
-/// `f` answering for `asker`, when it is one of the functions that answer per session.
-fn session_function(f: &ScalarUDF, asker: &Arc<Asker>) -> Option<ScalarUDF> {
-    let any: &dyn std::any::Any = f.inner().as_ref();
-    let f = any.downcast_ref::<CatalogFunction>()?;
-    matches!(f.kind, FnKind::User | FnKind::Setting).then(|| {
-        ScalarUDF::new_from_impl(CatalogFunction { name: f.name, kind: f.kind, signature: f.signature.clone(), asker: Some(Arc::clone(asker)) })
-    })
-}
 
-fn functions() -> Vec<ScalarUDF> {
+/// The catalog's functions; for `asker`, only those that answer per session (`current_user`,
+/// `current_setting()`), answering for it.
+fn functions(asker: Option<&Arc<Asker>>) -> Vec<ScalarUDF> {
     use FnKind::*;
     let list: &[(&'static str, FnKind)] = &[
         ("version", Version),
@@ -1532,10 +1526,11 @@ fn functions() -> Vec<ScalarUDF> {
         ("to_regtype", ToRegtype),
     ];
     list.iter()
+        .filter(|(_, kind)| asker.is_none() || matches!(kind, User | Setting))
         .map(|&(name, kind)| {
             let signature =
                 Signature::one_of(vec![TypeSignature::Nullary, TypeSignature::VariadicAny], Volatility::Stable);
-            ScalarUDF::new_from_impl(CatalogFunction { name, kind, signature, asker: None })
+            ScalarUDF::new_from_impl(CatalogFunction { name, kind, signature, asker: asker.cloned() })
         })
         .collect()
 }
