@@ -247,12 +247,11 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     /// Whether an event at `ts` is further ahead of the clock than `max_future` allows; reads
     /// the clock only for events past the limit computed at the last read.
     fn in_future(&mut self, ts: Nanos, now: &impl Fn() -> Nanos) -> Option<InvalidReason> {
-        let max_future = self.cfg.windows.max_future;
-        if ts <= self.future_limit || max_future <= 0 {
+        if ts <= self.future_limit {
             return None;
         }
         let now = now();
-        self.future_limit = now.saturating_add(max_future);
+        self.future_limit = self.cfg.windows.future_limit(now);
         (ts > self.future_limit).then(|| InvalidReason::FutureTimestamp { ahead_secs: (ts - now) / NANOS_PER_SEC })
     }
 
@@ -501,7 +500,9 @@ pub fn replay_files<S: RollupSink>(
     let (inputs, legacy) = survey_inputs(paths, max_line, &cfg.windows, now)?;
     // Of the files read (one given twice is read once).
     let bytes_total = inputs.iter().filter_map(|i| std::fs::metadata(&i.path).ok()).map(|m| m.len()).sum();
-    let (jump, max_future) = (cfg.windows.jump(), cfg.windows.max_future);
+    let jump = cfg.windows.jump();
+    // Events further ahead are dead letters (`future_timestamp`): they move no event time.
+    let future_limit = cfg.windows.future_limit(now);
     // Lake file names derive from the source and the line span: the input set's fingerprint in
     // the source gives each set names of its own.
     let legacy_source = format!("{}-{legacy:016x}", cfg.source);
@@ -523,8 +524,6 @@ pub fn replay_files<S: RollupSink>(
     if removed > 0 {
         tracing::info!(source = %run.source, writes = removed, "replacing an earlier replay of the same files");
     }
-    // Events further ahead are dead letters (`future_timestamp`): they move no event time.
-    let future_limit = if max_future > 0 { now.saturating_add(max_future) } else { Nanos::MAX };
     let mut read_all = || -> Result<(), PipelineError> {
         let mut merge = Merge::new(&inputs, max_line);
         let mut reported = 0;
@@ -807,7 +806,7 @@ enum FirstEvents {
 fn first_events(path: &std::path::Path, max_line: usize, windows: &WindowConfig, now: Nanos) -> FirstEvents {
     let Ok((reader, _)) = open_file(path) else { return FirstEvents::Unplaced };
     let mut lines = LineReader::new(reader, max_line);
-    let future_limit = if windows.max_future > 0 { now.saturating_add(windows.max_future) } else { Nanos::MAX };
+    let future_limit = windows.future_limit(now);
     let (jump, mut clock, mut seen) = (windows.jump(), crate::windows::EventClock::default(), Vec::new());
     let mut any_line = false;
     loop {

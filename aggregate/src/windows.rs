@@ -126,6 +126,12 @@ impl WindowConfig {
     pub fn jump(&self) -> Nanos {
         self.allowed_lateness.max(MINUTE)
     }
+
+    /// The latest event time taken at wall-clock `now`: later events are dead letters
+    /// (`future_timestamp`), unless `max_future` is 0 (no limit).
+    pub fn future_limit(&self, now: Nanos) -> Nanos {
+        if self.max_future > 0 { now.saturating_add(self.max_future) } else { Nanos::MAX }
+    }
 }
 
 /// What happened to an observed event.
