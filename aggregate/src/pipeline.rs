@@ -252,7 +252,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         }
         let now = now();
         self.future_limit = self.cfg.windows.future_limit(now);
-        (ts > self.future_limit).then(|| InvalidReason::FutureTimestamp { ahead_secs: (ts - now) / NANOS_PER_SEC })
+        (ts > self.future_limit).then(|| InvalidReason::FutureTimestamp { ahead: ts - now, limit: self.cfg.windows.max_future })
     }
 
     /// Count one parsed line, or keep it as a dead letter; the time of its event unless it has
@@ -892,6 +892,15 @@ mod tests {
 
     fn name(id: &[u8], resend: bool) -> Option<MessageName<'_>> {
         Some(MessageName { key: b"a.example", id, resend })
+    }
+
+    /// Regression: an event 300.5 s ahead of the clock read "300 s ahead", the limit itself.
+    #[test]
+    fn a_future_dead_letter_says_how_far_ahead_and_the_limit() {
+        let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+        assert!(p.in_future(NOW + 300 * NANOS_PER_SEC, &|| NOW).is_none());
+        let reason = p.in_future(NOW + 300 * NANOS_PER_SEC + NANOS_PER_SEC / 2, &|| NOW).unwrap();
+        assert_eq!(reason.to_string(), "event time 300.5 s ahead of the clock, past the allowed future of 300 s");
     }
 
     /// Regression: a message was remembered by the minute of its first event even when that was

@@ -570,7 +570,7 @@ impl SiteWindows {
             && ev.ts < wm - self.cfg.allowed_lateness
         {
             self.stats.too_late += 1;
-            return Err(InvalidReason::TooLate { lag_secs: (wm - ev.ts) / NANOS_PER_SEC });
+            return Err(InvalidReason::TooLate { behind: wm - ev.ts, limit: self.cfg.allowed_lateness });
         }
         let minute = floor_to(ev.ts, MINUTE);
         if self.cfg.dedup_ray_ids
@@ -987,7 +987,12 @@ mod tests {
         }
         let err = feed(&mut w, &line(T0 + 2 * NANOS_PER_SEC, "a.example", "10.0.0.1", 200, "r5")).unwrap_err();
         assert_eq!(err.code(), "too_late");
-        assert_eq!(w.stats().too_late, 1);
+        assert_eq!(err.to_string(), "event time 1403 s behind the watermark, past the allowed lateness of 600 s");
+        // Half a second past the lateness reads as such, not as the limit itself.
+        let wm = w.watermark().unwrap();
+        let err = feed(&mut w, &line(wm - 600 * NANOS_PER_SEC - NANOS_PER_SEC / 2, "a.example", "10.0.0.1", 200, "r6")).unwrap_err();
+        assert_eq!(err.to_string(), "event time 600.5 s behind the watermark, past the allowed lateness of 600 s");
+        assert_eq!(w.stats().too_late, 2);
         assert_eq!(w.stats().late, 1);
     }
 

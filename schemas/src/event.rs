@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::time::{from_unix_float, from_unix_int, parse_timestamp_str, Nanos};
+use crate::time::{from_unix_float, from_unix_int, parse_timestamp_str, Nanos, Secs};
 
 /// Longest raw excerpt kept with a dead letter.
 pub const MAX_EXCERPT_BYTES: usize = 1024;
@@ -235,12 +235,12 @@ pub enum InvalidReason {
     InvalidBytes(u64),
     #[error("line of {len} bytes exceeds the limit of {limit} bytes")]
     LineTooLong { len: usize, limit: usize },
-    #[error("event time {lag_secs} s behind the watermark, past the allowed lateness")]
-    TooLate { lag_secs: i64 },
+    #[error("event time {} behind the watermark, past the allowed lateness of {}", Secs(*.behind), Secs(*.limit))]
+    TooLate { behind: Nanos, limit: Nanos },
     /// Later than the clock allows (a shipper's clock, or a timestamp in the wrong unit): counted,
     /// it would move the watermark ahead and make every event after it too late.
-    #[error("event time {ahead_secs} s ahead of the clock, past the allowed future")]
-    FutureTimestamp { ahead_secs: i64 },
+    #[error("event time {} ahead of the clock, past the allowed future of {}", Secs(*.ahead), Secs(*.limit))]
+    FutureTimestamp { ahead: Nanos, limit: Nanos },
 }
 
 impl InvalidReason {

@@ -105,6 +105,25 @@ pub fn format_rfc3339(ts: Nanos) -> String {
     }
 }
 
+/// A span of time shown in seconds, in messages: whole seconds as `600 s`, others with up to three
+/// decimals rounded up (`600.001 s` for 600 s and a nanosecond), so a span past a limit never reads
+/// as the limit itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs(pub Nanos);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.div_euclid(1_000_000) + i64::from(self.0.rem_euclid(1_000_000) != 0);
+        let (secs, frac) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+        if frac == 0 {
+            write!(f, "{secs} s")
+        } else {
+            let digits = format!("{frac:03}");
+            write!(f, "{secs}.{} s", digits.trim_end_matches('0'))
+        }
+    }
+}
+
 /// `YYYY-MM-DD` (UTC) of a timestamp: the hive partition value of the lake.
 pub fn date_of(ts: Nanos) -> String {
     Utc.timestamp_nanos(ts).format("%Y-%m-%d").to_string()
@@ -143,6 +162,16 @@ mod tests {
         assert_eq!(parse_timestamp_str("2026-11-01T00:00:00Z"), Some(ns));
         assert_eq!(parse_timestamp_str("2026-11-01T01:00:00.25+01:00"), Some(ns + 250_000_000));
         assert_eq!(parse_timestamp_str("1793491200"), Some(ns));
+    }
+
+    #[test]
+    fn a_span_past_a_limit_never_reads_as_the_limit() {
+        assert_eq!(Secs(600 * NANOS_PER_SEC).to_string(), "600 s");
+        // Regression: 600.5 s behind a lateness of 600 s read "600 s behind".
+        assert_eq!(Secs(600 * NANOS_PER_SEC + NANOS_PER_SEC / 2).to_string(), "600.5 s");
+        assert_eq!(Secs(600 * NANOS_PER_SEC + 1).to_string(), "600.001 s");
+        assert_eq!(Secs(1_250_000_000).to_string(), "1.25 s");
+        assert_eq!(Secs(0).to_string(), "0 s");
     }
 
     #[test]
