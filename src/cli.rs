@@ -715,6 +715,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
         }),
         Some(IngestCmd::File { files }) => rt.block_on(async move {
             use edgelens_ingest::file::{ingest_files, FileIngestConfig, FileProgress};
+            cfg.validate().map_err(anyhow::Error::msg)?;
             let log = edgelens_ingest::kafka::KafkaLog::new(&edgelens_ingest::kafka_config(&cfg))?;
             let fcfg = FileIngestConfig {
                 events_topic: cfg.events_topic.clone(),

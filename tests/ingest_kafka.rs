@@ -153,6 +153,13 @@ fn ingest_file_fails_clearly_without_brokers_or_topic() {
     let out = edgelens().args(["ingest", "--brokers", &broker, "file"]).arg(&raw).env("EDGELENS__INGEST__EVENTS_TOPIC", &missing).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(&format!("the brokers do not have topic {missing}")), "{err}");
+    // A broker list that could never connect is refused before anything is tried (it waited out
+    // the connect timeout).
+    let started = std::time::Instant::now();
+    let out = edgelens().args(["ingest", "--brokers", "127.0.0.1:99999", "file"]).arg(&raw).env("EDGELENS__INGEST__CONNECT_TIMEOUT_MS", "60000").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("ingest.brokers entry \"127.0.0.1:99999\" has port \"99999\""), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "refused at once, not after the timeout");
 }
 
 /// Regression: a valid line a little over 1,000,000 bytes (librdkafka's default message size,

@@ -241,6 +241,7 @@ impl AggregateConfig {
                 return bad(format!("aggregate.{key} is empty"));
             }
         }
+        edgelens_ingest::kafka::check_brokers(&self.brokers).map_err(|e| AggregateError::Config(format!("aggregate.brokers {e}")))?;
         for (key, ms) in [("flush_interval_ms", self.flush_interval_ms), ("idle_timeout_ms", self.idle_timeout_ms), ("checkpoint_interval_ms", self.checkpoint_interval_ms)] {
             if ms == 0 {
                 return bad(format!("aggregate.{key} is 0: it must be at least 1"));

@@ -50,6 +50,38 @@ pub fn producer_max_message_bytes(max_value: usize) -> usize {
     max_value.saturating_add(64 << 10).clamp(1_000_000, 1_000_000_000)
 }
 
+/// Checks a broker list as librdkafka takes it: `host[:port][,host[:port]…]` (port 9092 when none
+/// is given; IPv6 in brackets, `[::1]:9092`; an optional `plaintext://` before each). An empty list
+/// or entry, or a port that is not 1–65535, is refused here: librdkafka would take it and then fail
+/// each connection attempt for as long as it was asked to wait.
+pub fn check_brokers(list: &str) -> Result<(), String> {
+    if list.trim().is_empty() {
+        return Err("is empty: expected host:port[,host:port…]".into());
+    }
+    for entry in list.split(',').map(str::trim) {
+        let address = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        let (host, port) = match address.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((host, rest)) => (host, rest.strip_prefix(':')),
+                None => ("", None),
+            },
+            None => match address.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (address, None),
+            },
+        };
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(format!("entry {entry:?} is not host:port"));
+        }
+        if let Some(port) = port
+            && !port.parse::<u16>().is_ok_and(|p| p > 0)
+        {
+            return Err(format!("entry {entry:?} has port {port:?}: expected 1-65535"));
+        }
+    }
+    Ok(())
+}
+
 pub struct KafkaLog {
     cfg: KafkaLogConfig,
     /// The producer and its generation (bumped on each replacement).
@@ -319,5 +351,31 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
             Err(e)
         }
         Err(_) => Err(LogError::Unavailable(format!("no acknowledgement from topic {topic} within {ack_timeout:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_brokers;
+
+    #[test]
+    fn broker_lists_librdkafka_could_never_connect_with_are_refused() {
+        for good in ["127.0.0.1:19092", "kafka-1:9092, kafka-2:9092", "localhost", "[::1]:9092", "plaintext://broker.example:9093"] {
+            assert_eq!(check_brokers(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("", "is empty"),
+            ("  ", "is empty"),
+            ("127.0.0.1:99999", "port \"99999\""),
+            ("127.0.0.1:0", "port \"0\""),
+            ("127.0.0.1:", "port \"\""),
+            ("a:9092,,b:9092", "entry \"\" is not host:port"),
+            (":9092", "entry \":9092\" is not host:port"),
+            ("[::1", "is not host:port"),
+            ("host:port", "port \"port\""),
+        ] {
+            let err = check_brokers(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 }

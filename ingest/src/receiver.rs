@@ -173,6 +173,7 @@ impl IngestConfig {
                 return Err(format!("ingest.{key} is empty"));
             }
         }
+        crate::kafka::check_brokers(&self.brokers).map_err(|e| format!("ingest.brokers {e}"))?;
         if self.max_line_bytes == 0 || self.max_decompressed_bytes == 0 || self.max_inflight_batches == 0 {
             return Err("ingest.max_line_bytes, max_decompressed_bytes and max_inflight_batches must be at least 1".into());
         }
