@@ -195,7 +195,7 @@ impl AggregateConfig {
     /// when detection is on and a topic is set.
     fn open_sinks(&self, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<Sinks, AggregateError> {
         let mut sinks = Sinks::open(&self.data_dir, &self.clickhouse, Arc::clone(stop))?;
-        sinks.metrics = Some(Arc::clone(metrics));
+        sinks.set_metrics(Arc::clone(metrics));
         if self.detect && !self.incidents_topic.is_empty() {
             // Brokers unreachable at start (an outage, a restart before the broker's): wait for
             // them, as the consumer does, instead of failing; a stop ends the wait.

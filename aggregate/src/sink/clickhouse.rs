@@ -54,6 +54,9 @@ pub struct ClickHouseSink {
     /// While connecting with [`ClickHouseSink::connect_within`]: when retrying stops.
     give_up_at: Option<std::time::Instant>,
     pub stats: ClickHouseStats,
+    /// Where each failed attempt is counted as it happens (the aggregator's `/metrics`), so an
+    /// outage shows while it lasts, not once the write that waited it out went through.
+    pub metrics: Option<Arc<crate::metrics::AggregateMetrics>>,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -95,6 +98,7 @@ impl ClickHouseSink {
             stop,
             give_up_at: patience.map(|p| std::time::Instant::now() + p),
             stats: ClickHouseStats::default(),
+            metrics: None,
         };
         let timeout = Duration::from_millis(cfg.request_timeout_ms.max(1));
         for i in 0..sink.shards.len() {
@@ -129,6 +133,9 @@ impl ClickHouseSink {
                 }
                 Err(e) if e.is_retryable() && !self.stop.load(Ordering::Relaxed) => {
                     self.stats.retries += 1;
+                    if let Some(m) = &self.metrics {
+                        m.sink_failures(crate::metrics::SinkKind::ClickHouse, 1, 1);
+                    }
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse: {what} failed; retrying");
                     let deadline = std::time::Instant::now() + backoff;
                     while std::time::Instant::now() < deadline && !self.stop.load(Ordering::Relaxed) {
@@ -519,5 +526,42 @@ mod tests {
         let c = written_after_condition("g.t", 3, 50, true);
         assert_eq!(c, "_source = 'g_t' AND _partition = 3 AND (_from > 50 OR (_from = 50 AND (_to > 50 OR 0)))");
         assert!(written_after_condition("g", 0, 5, false).ends_with("OR 1)))"));
+    }
+
+    /// Regression: failed attempts were counted only once the write that waited out an outage
+    /// went through, so `sink_errors_total` stayed 0 for as long as ClickHouse was down.
+    #[test]
+    fn failed_attempts_count_while_the_outage_lasts() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = ClickHouseConfig { url: format!("http://127.0.0.1:{port}"), ..ClickHouseConfig::default() };
+        let metrics = StdArc::new(crate::metrics::AggregateMetrics::default());
+        let stop = StdArc::new(AtomicBool::new(false));
+        let mut sink = ClickHouseSink {
+            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            shards: vec![client(&cfg.url, &cfg)],
+            layout: cfg.layout(),
+            max_backoff: Duration::from_millis(20),
+            stop: StdArc::clone(&stop),
+            give_up_at: None,
+            stats: ClickHouseStats::default(),
+            metrics: Some(StdArc::clone(&metrics)),
+        };
+        let mut batch = SinkBatch::default();
+        batch.dead_letters.push(edgelens_ingest::dead_letter::DeadLetter::new(0, "t", 0, &edgelens_schemas::InvalidReason::InvalidTimestamp, b"x"));
+        let writer = std::thread::spawn(move || sink.write(&batch, &OffsetSpan::new("g.t", 0, 0, 1)));
+        let counted = |name: &str| -> f64 {
+            let text = metrics.render();
+            let line = text.lines().find(|l| l.starts_with(&format!("{name}{{sink=\"clickhouse\"}}"))).unwrap_or_default().to_owned();
+            line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while counted("edgelens_aggregate_sink_retries_total") < 3.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!writer.is_finished(), "the write is still waiting for ClickHouse");
+        assert!(counted("edgelens_aggregate_sink_retries_total") >= 3.0, "{}", metrics.render());
+        assert!(counted("edgelens_aggregate_sink_errors_total") >= 3.0, "{}", metrics.render());
+        stop.store(true, Ordering::Relaxed);
+        assert!(writer.join().unwrap().is_err());
     }
 }

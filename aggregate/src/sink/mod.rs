@@ -141,8 +141,9 @@ pub struct Sinks {
     pub clickhouse: Option<std::sync::Arc<std::sync::Mutex<clickhouse::ClickHouseSink>>>,
     /// The `incidents` topic, published to once the lake (and ClickHouse) accepted a flush.
     pub alerts: Option<std::sync::Arc<std::sync::Mutex<alerts::IncidentTopic<edgelens_ingest::kafka::KafkaLog>>>>,
-    /// Where flushes, rows, errors and retries are counted (the aggregator role's `/metrics`).
-    pub metrics: Option<std::sync::Arc<crate::metrics::AggregateMetrics>>,
+    /// Where flushes, rows, errors and retries are counted (the aggregator role's `/metrics`;
+    /// [`Sinks::set_metrics`]).
+    metrics: Option<std::sync::Arc<crate::metrics::AggregateMetrics>>,
 }
 
 impl Sinks {
@@ -173,6 +174,15 @@ impl Sinks {
         Ok(Sinks { lake, clickhouse, alerts: None, metrics: None })
     }
 
+    /// Count flushes, rows, errors and retries in `metrics`, ClickHouse's failed attempts as
+    /// they happen.
+    pub fn set_metrics(&mut self, metrics: std::sync::Arc<crate::metrics::AggregateMetrics>) {
+        if let Some(ch) = &self.clickhouse {
+            ch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).metrics = Some(std::sync::Arc::clone(&metrics));
+        }
+        self.metrics = Some(metrics);
+    }
+
     /// Counters of the ClickHouse sink, if there is one.
     pub fn clickhouse_stats(&self) -> Option<clickhouse::ClickHouseStats> {
         self.clickhouse.as_ref().map(|c| c.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stats)
@@ -198,12 +208,10 @@ impl RollupSink for Sinks {
         }
         if let Some(ch) = &self.clickhouse {
             let mut ch = ch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let retries_before = ch.stats.retries;
             let res = ch.write(batch, span);
             if let Some(m) = metrics {
-                // Every retry followed a failed attempt; a final failure is one more.
-                let retries = ch.stats.retries - retries_before;
-                m.sink_failures(SinkKind::ClickHouse, retries + u64::from(res.is_err()), retries);
+                // Retried attempts were counted as they failed; a final failure is one more.
+                m.sink_failures(SinkKind::ClickHouse, u64::from(res.is_err()), 0);
                 if res.is_ok() {
                     m.rows_written(SinkKind::ClickHouse, batch);
                 }
@@ -232,11 +240,9 @@ impl RollupSink for Sinks {
         })?;
         if let Some(ch) = &self.clickhouse {
             let mut ch = ch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let retries_before = ch.stats.retries;
             let res = ch.discard_after(source, partition, position, keep_empty);
-            if let Some(m) = metrics {
-                let retries = ch.stats.retries - retries_before;
-                m.sink_failures(SinkKind::ClickHouse, retries + u64::from(res.is_err()), retries);
+            if let (Some(m), true) = (metrics, res.is_err()) {
+                m.sink_failures(SinkKind::ClickHouse, 1, 0);
             }
             removed += res?;
         }
