@@ -331,13 +331,68 @@ fn a_clickhouse_server_not_in_utc_is_refused_with_the_fix() {
     assert!(err.contains("Asia/Kolkata") && err.contains("<timezone>UTC</timezone>"), "{err}");
 }
 
+/// Create the edgelens schema in `ch` (a registry import writes it, as any writer would).
+fn create_schema(ch: &PrivateClickHouse) {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("sites.csv");
+    std::fs::write(&csv, "site,tenant,created_at,removed_at\nshop.example,acme,2026-11-01T00:00:00Z,\n").unwrap();
+    run_ok(edgelens().args(["registry", "import"]).arg(&csv).arg("--data-dir").arg(tmp.path().join("lake")).args(["--clickhouse", &ch.url()]));
+}
+
+/// Regression: a ClickHouse server that accepted connections but answered nothing (hung) made
+/// `SELECT 1` a 400 "the query ran longer than the limit", blaming the statement, and an API
+/// request a 503 advising to narrow it. Both are 503s now that say the server does not answer.
+#[test]
+fn a_silent_clickhouse_is_unavailable_not_a_slow_query() {
+    let ch = PrivateClickHouse::start_new();
+    create_schema(&ch);
+    let env: Vec<(String, String)> = [("EDGELENS__QUERY__SQL_TIMEOUT_SECS", "1"), ("EDGELENS__QUERY__REQUEST_TIMEOUT_SECS", "10")]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let svc = QueryService::start(&["--clickhouse", &ch.url(), "--pg-listen", "off"], &env);
+    let pid = std::fs::read_to_string(ch.dir.path().join("clickhouse/clickhouse.pid")).unwrap().trim().to_owned();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    struct Resume<F: Fn(&str)>(F);
+    impl<F: Fn(&str)> Drop for Resume<F> {
+        fn drop(&mut self) {
+            (self.0)("-CONT");
+        }
+    }
+    signal("-STOP");
+    let _resume = Resume(signal);
+    let (status, text) = svc.sql("SELECT 1 AS one", "application/json");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("ClickHouse is unavailable") && text.contains("did not answer SELECT 1"), "{text}");
+    let (status, headers, text) = svc.fetch_with_headers("GET", "/v1/traffic-share?from=2026-11-01T00:00:00Z&to=2026-11-01T01:00:00Z&step=1m", None);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("no answer within 10 s") && text.contains("did not answer SELECT 1") && !text.contains("narrow"), "{text}");
+    assert!(headers.to_ascii_lowercase().contains("retry-after: 5"), "{headers}");
+}
+
 /// Regression: `/readyz` said ready while ClickHouse was down, so a load balancer kept sending
 /// queries that could only fail. It probes the server: not ready (and why) while it is stopped,
 /// ready again once it is back.
 #[test]
 fn readiness_follows_the_clickhouse_server() {
     let ch = PrivateClickHouse::start_new();
-    let svc = QueryService::start(&["--clickhouse", &ch.url()], &[]);
+    let svc = QueryService::spawn(&["--clickhouse", &ch.url()], &[]);
+    // Regression: a database without the edgelens schema (before any writer created it, or
+    // another database configured) was "ready", and every endpoint answered 400 "invalid SQL".
+    let (status, body) = svc.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the ClickHouse database edgelens at") && body.contains("has no table site_rates_10s"), "{body}");
+    let (status, text) = svc.get("/v1/traffic-share?from=2026-11-01T00:00:00Z&to=2026-11-01T01:00:00Z&step=1m");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("the ClickHouse database edgelens at") && text.contains("does not exist") && text.contains("[clickhouse] database"), "{text}");
+    let (status, text) = svc.sql("SELECT count() AS n FROM incidents", "application/json");
+    assert_eq!(status, 503, "{text}");
+    // Once a writer created the schema the service is ready; a user's own misspelt table is
+    // the user's mistake.
+    create_schema(&ch);
+    svc.wait_ready();
+    let (status, text) = svc.sql("SELECT count() AS n FROM incidentz", "application/json");
+    assert_eq!(status, 400, "{text}");
     ch.script("stop");
     let (status, body) = svc.get("/readyz");
     assert_eq!(status, 503, "{body}");

@@ -3,8 +3,9 @@
 //!
 //! Routes:
 //! - `GET /healthz` — 200 `ok` while the process serves;
-//! - `GET /readyz` — 200 `ready` once the backend is open and while it answers (ClickHouse: a
-//!   `SELECT 1` within 2 s, in UTC; the lake: its directory readable), 503 with the reason otherwise;
+//! - `GET /readyz` — 200 `ready` once the backend is open and while it answers (ClickHouse: within
+//!   2 s, in UTC, with the edgelens tables in its database; the lake: its directory readable), 503
+//!   with the reason otherwise;
 //! - `GET /v1/traffic-share?from&to&step&by&top&min_confidence&format` — see [`traffic_share`];
 //! - `GET /v1/sites/{site}/rates?from&to&step&format` — see [`site_rates`];
 //! - `GET /v1/incidents?from&to&site&entity&min_confidence&status&vector&limit&format` — incidents
@@ -378,10 +379,22 @@ async fn bounded(State(state): State<AppState>, request: Request, next: Next) ->
     };
     match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("no answer within {} s; narrow the request", state.limits.request_timeout.as_secs()),
-        ),
+        Err(_) => {
+            let secs = state.limits.request_timeout.as_secs();
+            // A ClickHouse server that does not answer at all is the reason, not the request's size.
+            let silent = match state.backend() {
+                Ok(Backend::ClickHouse(c)) => c.probe_within(READY_PROBE_TIMEOUT).await.err(),
+                _ => None,
+            };
+            match silent {
+                Some(e) => {
+                    let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, &format!("no answer within {secs} s: {e}"));
+                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    r
+                }
+                None => error_response(StatusCode::SERVICE_UNAVAILABLE, &format!("no answer within {secs} s; narrow the request")),
+            }
+        }
     }
 }
 

@@ -25,6 +25,9 @@ use crate::SqlLimits;
 use crate::error::{QueryError, Result};
 use crate::lake::QueryResult;
 
+/// How long a server that let a statement run out its time gets to answer `SELECT 1`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A ClickHouse server (or a cluster's entry server) queried through the contract views.
 #[derive(Clone)]
 pub struct ClickHouseBackend {
@@ -93,7 +96,11 @@ impl ClickHouseBackend {
             .with_setting("max_memory_usage", limits.memory_bytes.to_string());
         match tokio::time::timeout(limits.timeout + Duration::from_secs(5), self.fetch(q, Source::User)).await {
             Ok(r) => r,
-            Err(_) => Err(QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limits.timeout.as_secs()))),
+            // A server that does not answer at all is not the statement's fault.
+            Err(_) => Err(match self.probe_within(PROBE_TIMEOUT).await {
+                Err(e) => e,
+                Ok(()) => QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limits.timeout.as_secs())),
+            }),
         }
     }
 
@@ -112,10 +119,44 @@ impl ClickHouseBackend {
             .collect()
     }
 
-    /// Whether the server answers (`SELECT 1` in `system`: the contract's database may not exist
-    /// before a writer creates it) and runs in UTC.
+    /// `Ok` when the server answers `SELECT 1` within `limit`; else why not, as
+    /// [`QueryError::BackendUnavailable`].
+    pub async fn probe_within(&self, limit: Duration) -> Result<()> {
+        match tokio::time::timeout(limit, self.fetch(self.client.clone().with_database("system").query("SELECT 1"), Source::Service)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e @ QueryError::BackendUnavailable(_))) => Err(e),
+            Ok(Err(e)) => Err(QueryError::BackendUnavailable(e.to_string())),
+            Err(_) => Err(QueryError::BackendUnavailable(format!("the server at {} did not answer SELECT 1 within {limit:?}", self.url))),
+        }
+    }
+
+    /// Whether the server answers, runs in UTC and has the contract's tables in its database
+    /// (asked in `system`: the database may not exist before a writer creates it).
     pub async fn ping(&self) -> Result<()> {
-        self.fetch(self.client.clone().with_database("system").query("SELECT 1"), Source::Service).await.map(drop)
+        let sql = format!("SELECT name FROM system.tables WHERE database = {}", edgelens_schemas::clickhouse::string_literal(&self.database));
+        let found = self.fetch(self.client.clone().with_database("system").query(&sql), Source::Service).await?;
+        let mut names = std::collections::BTreeSet::new();
+        for b in &found.batches {
+            let col = b.column(0).as_any().downcast_ref::<arrow::array::StringArray>().ok_or_else(|| QueryError::Backend("system.tables: name is not text".into()))?;
+            names.extend(col.iter().flatten().map(str::to_owned));
+        }
+        let missing: Vec<&str> = edgelens_schemas::tables::ALL_TABLES.iter().map(|t| t.name).filter(|t| !names.contains(*t)).collect();
+        if missing.is_empty() { Ok(()) } else { Err(self.no_schema(&missing.join(", "))) }
+    }
+
+    /// Whether `name` is the configured database or one of the contract's tables.
+    fn is_contract_name(&self, name: &str) -> bool {
+        name == self.database || edgelens_schemas::tables::ALL_TABLES.iter().any(|t| t.name == name)
+    }
+
+    /// The error of a database without the contract's table(s) `missing` (or without the
+    /// database itself).
+    fn no_schema(&self, missing: &str) -> QueryError {
+        let what = if missing == self.database { "does not exist".to_owned() } else { format!("has no table {missing}") };
+        QueryError::NoSchema(format!(
+            "the ClickHouse database {} at {} {what}: no aggregator, replay or registry import has created the edgelens schema there yet, or [clickhouse] database names another database",
+            self.database, self.url
+        ))
     }
 
     /// Whether `table` (a contract view) has at least one row.
@@ -125,7 +166,16 @@ impl ClickHouseBackend {
 
     async fn fetch(&self, q: clickhouse::query::Query, source: Source) -> Result<QueryResult> {
         self.utc.get_or_try_init(|| self.check_utc()).await?;
-        decode_tsv(&answer(q, "TabSeparatedWithNamesAndTypes", source).await?)
+        match answer(q, "TabSeparatedWithNamesAndTypes", source).await {
+            Ok(body) => decode_tsv(&body),
+            // A contract table or the database missing is a database without the schema, not a
+            // mistake of the request (the service's own SQL reads only contract tables).
+            Err(QueryError::InvalidSql(m)) if is_missing_table_or_database(&m) && (source == Source::Service || self.is_contract_name(&missing_name(&m))) => {
+                Err(self.no_schema(&missing_name(&m)))
+            }
+            Err(QueryError::BackendUnavailable(m)) => Err(QueryError::BackendUnavailable(format!("{m} (server {})", self.url))),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -206,9 +256,36 @@ fn classify(e: clickhouse::error::Error, source: Source) -> QueryError {
     }
 }
 
+/// Whether a server error says a database or table does not exist (codes 81, 60).
+fn is_missing_table_or_database(m: &str) -> bool {
+    matches!(edgelens_schemas::clickhouse::error_code(m), Some(60 | 81))
+}
+
+/// The table or database a "doesn't exist" error names (`Table db.t doesn't exist`), or the
+/// first line of the error.
+fn missing_name(m: &str) -> String {
+    let line = first_line(m);
+    line.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(3)
+        .find(|w| w[2].starts_with("doesn") && matches!(w[0], "Table" | "Database"))
+        .map(|w| w[1].trim_end_matches(['.', ',']).rsplit('.').next().unwrap_or(w[1]).to_owned())
+        .unwrap_or(line)
+}
+
 fn first_line(m: &str) -> String {
     m.lines().next().unwrap_or(m).replace(", e.what() = DB::Exception", "")
 }
+
+/// Words that start a statement ClickHouse or PostgreSQL knows and that does not only read: refused
+/// by the read-only check (any other first word is a syntax error).
+const STATEMENT_WORDS: &[&str] = &[
+    "INSERT", "CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "OPTIMIZE", "KILL", "SYSTEM", "SET", "USE", "GRANT", "REVOKE", "ATTACH", "DETACH",
+    "DELETE", "UPDATE", "EXPLAIN", "CHECK", "WATCH", "EXCHANGE", "MOVE", "BACKUP", "RESTORE", "UNDROP", "COPY", "MERGE", "REPLACE", "UPSERT",
+    "VALUES", "TABLE", "CALL", "DO", "BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PREPARE", "EXECUTE", "DEALLOCATE", "DECLARE",
+    "FETCH", "CLOSE", "LOCK", "UNLOCK", "ANALYZE", "VACUUM", "REINDEX", "CLUSTER", "COMMENT", "DISCARD", "LISTEN", "NOTIFY", "UNLISTEN", "LOAD",
+    "RESET", "REFRESH", "SECURITY", "ABORT", "END", "IMPORT", "REASSIGN", "CHECKPOINT", "FROM", "(",
+];
 
 /// The read-only check for user SQL on ClickHouse: exactly one statement, of a reading kind, and no
 /// `FORMAT`/`INTO OUTFILE`/`SETTINGS` clause of its own (the service picks the format and limits).
@@ -224,6 +301,10 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
     }
     let first = tokens.first().map(|t| t.to_ascii_uppercase()).unwrap_or_default();
     if !["SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS"].contains(&first.as_str()) {
+        // A word that starts no statement at all is a syntax error (a typo), as on the lake.
+        if !STATEMENT_WORDS.contains(&first.as_str()) {
+            return Err(QueryError::InvalidSql(format!("syntax error: expected an SQL statement, found {}", tokens.first().map_or("", String::as_str))));
+        }
         return Err(QueryError::SqlRefused(format!("only read-only queries (SELECT, WITH, SHOW, DESCRIBE) are accepted, not {first}")));
     }
     for (i, t) in tokens.iter().enumerate() {
@@ -522,6 +603,22 @@ mod tests {
         ] {
             assert!(matches!(check_read_only(bad), Err(QueryError::SqlRefused(_))), "{bad}");
         }
+        // Regression: a typo was refused as a writing statement (SQLSTATE 42501), not reported as
+        // the syntax error it is (42601, as on the lake).
+        match check_read_only("SELEC 1") {
+            Err(QueryError::InvalidSql(m)) => assert_eq!(m, "syntax error: expected an SQL statement, found SELEC"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_table_or_database_is_named() {
+        let table = "bad response: Code: 60, e.displayText() = DB::Exception: Table edgelens_empty.traffic_1m doesn't exist., e.what() = DB::Exception";
+        let database = "bad response: Code: 81, e.displayText() = DB::Exception: Database edgelens_new doesn't exist, e.what() = DB::Exception";
+        assert!(is_missing_table_or_database(table) && is_missing_table_or_database(database));
+        assert!(!is_missing_table_or_database("bad response: Code: 62, e.displayText() = DB::Exception: Syntax error"));
+        assert_eq!(missing_name(table), "traffic_1m");
+        assert_eq!(missing_name(database), "edgelens_new");
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum QueryError {
     /// A part of the service this request needs is not configured (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The ClickHouse database has not (all) the edgelens tables: no writer created the schema
+    /// yet, or the configuration names another database (HTTP 503).
+    #[error("{0}")]
+    NoSchema(String),
     /// The requested object (e.g. an incident id) does not exist (HTTP 404).
     #[error("{0}")]
     NotFound(String),
@@ -101,7 +105,7 @@ impl QueryError {
             401
         } else if matches!(self, QueryError::Forbidden(_)) {
             403
-        } else if matches!(self, QueryError::Unavailable(_)) {
+        } else if matches!(self, QueryError::Unavailable(_) | QueryError::NoSchema(_)) {
             503
         } else if self.is_user_error() {
             400

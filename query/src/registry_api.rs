@@ -57,7 +57,7 @@ impl Written {
 pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
     let result = match view.query("SELECT DISTINCT site FROM sites").await {
         Ok(r) => r,
-        Err(e) if view.dialect() == Dialect::ClickHouse && e.to_string().contains("doesn't exist") => return Ok(BTreeSet::new()),
+        Err(QueryError::NoSchema(_)) => return Ok(BTreeSet::new()),
         Err(e) => return Err(e),
     };
     let mut known = BTreeSet::new();
@@ -125,7 +125,7 @@ pub async fn unregistered(view: View<'_>, tables: Vec<(&'static TableDef, Record
         };
         let stored = match view.query(&format!("SELECT DISTINCT {columns} FROM {}", table.name)).await {
             Ok(r) => r.batches,
-            Err(e) if view.dialect() == Dialect::ClickHouse && e.to_string().contains("doesn't exist") => Vec::new(),
+            Err(QueryError::NoSchema(_)) => Vec::new(),
             Err(e) => return Err(e),
         };
         let names: Vec<&str> = columns.split(", ").collect();

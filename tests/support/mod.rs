@@ -391,6 +391,13 @@ impl QueryService {
     }
 
     pub fn start(args: &[&str], envs: &[(String, String)]) -> Self {
+        let svc = Self::spawn(args, envs);
+        svc.wait_ready();
+        svc
+    }
+
+    /// [`Self::start`] without waiting for `/readyz`: once `/healthz` answers.
+    pub fn spawn(args: &[&str], envs: &[(String, String)]) -> Self {
         let port = free_port();
         let child = edgelens()
             .args(["query", "--listen", &format!("127.0.0.1:{port}")])
@@ -402,11 +409,20 @@ impl QueryService {
             .unwrap();
         let svc = QueryService(Some(child), port);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while svc.get("/readyz").0 != 200 {
-            assert!(Instant::now() < deadline, "query service on {port} not ready");
+        while svc.get("/healthz").0 != 200 {
+            assert!(Instant::now() < deadline, "query service on {port} does not answer");
             std::thread::sleep(Duration::from_millis(100));
         }
         svc
+    }
+
+    /// Wait (up to 30 s) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get("/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "query service on {} not ready: {}", self.1, self.get("/readyz").1);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn curl(&self, extra: &[&str], path: &str) -> (u16, String) {

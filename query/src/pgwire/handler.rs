@@ -73,6 +73,7 @@ pub fn error_info(e: &QueryError) -> ErrorInfo {
         QueryError::InvalidParameter(m) if m.contains("cannot be changed") => "55P02",
         QueryError::InvalidParameter(_) => "22023",
         QueryError::NotReady | QueryError::BackendUnavailable(_) => "57P03",
+        QueryError::NoSchema(_) => "42P01",
         QueryError::LimitExceeded(m) if m.contains("ran longer than") => "57014",
         QueryError::LimitExceeded(m) if m.contains("more memory") => "53200",
         QueryError::LimitExceeded(_) => "54000",
