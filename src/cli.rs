@@ -336,25 +336,10 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edgelens: error: {}", error_text(&e));
+            eprintln!("edgelens: error: {}", crate::config::error_text(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its causes, `: `-separated, each cause left out when the text before already
-/// says it (errors that print their source in their own message).
-fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain().map(ToString::to_string) {
-        if text.is_empty() {
-            text = cause;
-        } else if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 /// Logs to stderr through `filter`; a filter that does not parse is an error, not a silent `info`.
@@ -586,6 +571,7 @@ pub(crate) fn print_out(text: &str) -> Result<()> {
 /// The query role's settings: `[query]` with `[clickhouse]`.
 fn query_config(doc: &crate::config::Doc) -> Result<edgelens_query::QueryConfig> {
     let mut cfg: edgelens_query::QueryConfig = crate::config::section(doc, "query")?;
+    cfg.validate().map_err(anyhow::Error::msg)?;
     cfg.clickhouse = crate::config::section(doc, "clickhouse")?;
     cfg.clickhouse.validate().map_err(anyhow::Error::msg)?;
     Ok(cfg)
@@ -745,9 +731,9 @@ fn ingest(a: IngestArgs) -> Result<()> {
 }
 
 fn check_config(a: CheckConfigArgs) -> Result<()> {
-    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
     // Every problem of every section at once, as each role would find it when it starts.
-    let mut problems = Vec::new();
+    let (doc, mut problems) = crate::config::load_all(a.config.as_deref(), crate::config::process_env())?;
+    use crate::config::checked_section;
     let ingest = checked_section::<edgelens_ingest::IngestConfig>(&doc, "ingest", &mut problems);
     let aggregate = checked_section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate", &mut problems);
     let query = checked_section::<edgelens_query::QueryConfig>(&doc, "query", &mut problems);
@@ -761,6 +747,9 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     if let Some(Err(e)) = clickhouse.as_ref().map(ClickHouseConfig::validate) {
         problems.push(format!("[clickhouse]: {e}"));
     }
+    if let Some(Err(e)) = query.as_ref().map(edgelens_query::QueryConfig::validate) {
+        problems.push(e);
+    }
     if let Some(Err(e)) = query.as_ref().map(|q| edgelens_query::auth::Auth::new(q.tokens.clone())) {
         problems.push(e.to_string());
     }
@@ -771,9 +760,7 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
         problems.push("[query]: backend = \"clickhouse\" needs [clickhouse] url (the server the query service reads)".into());
     }
     let (Some(ingest), Some(aggregate), Some(query), Some(clickhouse), true) = (ingest, aggregate, query, clickhouse, problems.is_empty()) else {
-        // One line each (the TOML reader's messages span lines).
-        let lines: Vec<String> = problems.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
-        bail!("{} problem(s):\n  {}", lines.len(), lines.join("\n  "));
+        bail!("{}", crate::config::problem_list(&problems));
     };
     // Every setting of every section, secrets shown only as set or not.
     let mut settings = serde_json::json!({
@@ -788,44 +775,6 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     settings["query"]["tokens"] = serde_json::json!(query.tokens.len());
     print_out(&serde_json::to_string_pretty(&settings)?)?;
     Ok(())
-}
-
-/// Section `name` of `doc`, or `None` with its problems added to `problems`: every unknown key
-/// (serde names only the first), else why its values do not parse.
-fn checked_section<T: serde::de::DeserializeOwned + serde::Serialize + Default>(doc: &crate::config::Doc, name: &str, problems: &mut Vec<String>) -> Option<T> {
-    let known = serde_json::to_value(T::default()).ok();
-    let mut known: Vec<&str> = known.as_ref().and_then(|v| v.as_object()).map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-    // Keys left out of the default's serialization while empty.
-    if name == "query" {
-        known.push("tokens");
-    }
-    if let Some(toml::Value::Table(t)) = doc.get(name) {
-        let unknown: Vec<&str> = t.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
-        if !unknown.is_empty() {
-            problems.push(format!("[{name}]: unknown keys {} (known: {})", unknown.join(", "), known.join(", ")));
-            return None;
-        }
-    }
-    match crate::config::section(doc, name) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            // serde stops at the first bad value: each key alone names every one of them.
-            let mut bad: Vec<String> = Vec::new();
-            if let Some(toml::Value::Table(t)) = doc.get(name) {
-                for (key, value) in t {
-                    let alone = crate::config::Doc::with_section(name, key, value.clone(), doc);
-                    if let Err(e) = crate::config::section::<T>(&alone, name) {
-                        bad.push(error_text(&e));
-                    }
-                }
-            }
-            if bad.is_empty() {
-                problems.push(error_text(&e));
-            }
-            problems.extend(bad);
-            None
-        }
-    }
 }
 
 /// A secret as check-config shows it: `"(set)"`, or `""` when it is not.

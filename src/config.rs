@@ -48,6 +48,17 @@ impl std::ops::Deref for Doc {
 
 /// Read `path` (if any), overlay the environment, and return the document.
 pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Doc> {
+    let (doc, problems) = load_all(path, env)?;
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problem_list(&problems));
+    }
+    Ok(doc)
+}
+
+/// [`load`], with every unknown section and misnamed variable returned as a problem instead of
+/// stopping at the first (`check-config`); those are left out of the document. A file that cannot
+/// be read or is not TOML is still an error.
+pub fn load_all(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<(Doc, Vec<String>)> {
     let mut doc = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
@@ -55,16 +66,23 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         }
         None => toml::Table::new(),
     };
-    let mut env_text = Vec::new();
-    for key in doc.keys() {
-        anyhow::ensure!(SECTIONS.contains(&key.as_str()), "unknown config section [{key}] (known: {})", SECTIONS.join(", "));
+    let mut problems = Vec::new();
+    let unknown: Vec<String> = doc.keys().filter(|k| !SECTIONS.contains(&k.as_str())).cloned().collect();
+    for key in unknown {
+        problems.push(format!("unknown config section [{key}] (known: {})", SECTIONS.join(", ")));
+        doc.remove(&key);
     }
+    let mut env_text = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("EDGELENS__") else { continue };
         let Some((section, key)) = rest.split_once("__").map(|(s, k)| (s.to_ascii_lowercase(), k.to_ascii_lowercase())) else {
-            anyhow::bail!("environment variable {name}: expected EDGELENS__<SECTION>__<KEY>");
+            problems.push(format!("environment variable {name}: expected EDGELENS__<SECTION>__<KEY>"));
+            continue;
         };
-        anyhow::ensure!(SECTIONS.contains(&section.as_str()), "environment variable {name}: unknown config section [{section}]");
+        if !SECTIONS.contains(&section.as_str()) {
+            problems.push(format!("environment variable {name}: unknown config section [{section}]"));
+            continue;
+        }
         let parsed = format!("v = {value}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
         let value = match parsed {
             Some(v @ toml::Value::String(_)) => v,
@@ -78,15 +96,93 @@ pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         let table = table.as_table_mut().with_context(|| format!("config: [{section}] is not a table"))?;
         table.insert(key, value);
     }
-    Ok(Doc { table: doc, env_text })
+    Ok((Doc { table: doc, env_text }, problems))
 }
 
-/// The typed settings of one section (its defaults when the section is absent).
+/// Problems as one message: each on a line of its own (the TOML reader's messages span lines).
+pub fn problem_list(problems: &[String]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    if let [one] = lines.as_slice() { one.clone() } else { format!("{} problem(s):\n  {}", lines.len(), lines.join("\n  ")) }
+}
+
+/// The typed settings of one section (its defaults when the section is absent), or an error
+/// naming every problem of it: each unknown key, and each value of the wrong type or out of range.
+pub fn section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, name: &str) -> Result<T> {
+    let mut problems = Vec::new();
+    match checked_section(doc, name, &mut problems) {
+        Some(t) if problems.is_empty() => Ok(t),
+        _ => anyhow::bail!("{}", problem_list(&problems)),
+    }
+}
+
+/// Section `name` of `doc`, or `None` with its problems added to `problems`: every unknown key,
+/// then every bad value of the other keys.
+pub fn checked_section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, name: &str, problems: &mut Vec<String>) -> Option<T> {
+    let defaults = serde_json::to_value(T::default()).ok();
+    let mut known: Vec<&str> = defaults.as_ref().and_then(|v| v.as_object()).map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    // Keys left out of the default's serialization while empty.
+    if name == "query" {
+        known.push("tokens");
+    }
+    let mut doc_known = None;
+    if let Some(toml::Value::Table(t)) = doc.get(name) {
+        let unknown: Vec<&str> = t.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+        if !unknown.is_empty() {
+            problems.push(format!("[{name}]: unknown keys {} (known: {})", unknown.join(", "), known.join(", ")));
+            // The other keys are still checked.
+            let mut kept = t.clone();
+            kept.retain(|k, _| known.contains(&k));
+            let mut table = doc.table.clone();
+            table.insert(name.to_owned(), toml::Value::Table(kept));
+            doc_known = Some(Doc { table, env_text: doc.env_text.clone() });
+        }
+    }
+    let unknown_keys = doc_known.is_some();
+    let doc = doc_known.as_ref().unwrap_or(doc);
+    match section_value(doc, name) {
+        Ok(t) if !unknown_keys => Some(t),
+        Ok(_) => None,
+        Err(e) => {
+            // serde stops at the first bad value: each key alone names every one of them.
+            let mut bad: Vec<String> = Vec::new();
+            if let Some(toml::Value::Table(t)) = doc.get(name) {
+                for (key, value) in t {
+                    let alone = Doc::with_section(name, key, value.clone(), doc);
+                    if let Err(e) = section_value::<T>(&alone, name) {
+                        bad.push(error_text(&e));
+                    }
+                }
+            }
+            if bad.is_empty() {
+                problems.push(error_text(&e));
+            }
+            problems.extend(bad);
+            None
+        }
+    }
+}
+
+/// An error and its causes, `: `-separated, each cause left out when the text before already
+/// says it (errors that print their source in their own message).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The typed settings of one section as serde reads them (stops at the first problem).
 ///
 /// An environment value that read as a number, boolean or array is taken as its text when the
 /// setting is text (its default is a string), or when only the text makes the section valid (an
 /// optional text setting).
-pub fn section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, name: &str) -> Result<T> {
+fn section_value<T: DeserializeOwned + Serialize + Default>(doc: &Doc, name: &str) -> Result<T> {
     let Some(v) = doc.table.get(name) else { return Ok(T::default()) };
     let context = || format!("invalid [{name}] settings (file or EDGELENS__{}__* variables)", name.to_ascii_uppercase());
     let env_text: Vec<&(String, String, String)> = doc.env_text.iter().filter(|(s, _, _)| s == name).collect();

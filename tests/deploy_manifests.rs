@@ -288,6 +288,34 @@ events_topic = \"\"
     for key in ["in `flush_interval_ms`", "in `max_line_bytes`", "in `sql_max_rows`"] {
         assert!(err.lines().any(|l| l.contains(key) && l.contains("invalid [")), "{key} not on a line of its own in {err}");
     }
+    // Regression: an unknown section hid every other problem, and an unknown key hid the bad
+    // values of the section's other keys; a role reported the first problem of its section only.
+    std::fs::write(&file, "[ingest]\nmax_body_byte = 100\n[aggregate]\ngrup = \"x\"\nflush_interval_ms = \"fast\"\n[query]\nbackend = \"duckdb\"\n[bogus]\na = 1\n").unwrap();
+    let out = edgelens().args(["check-config", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("5 problem(s)"), "{err}");
+    for needle in ["unknown config section [bogus]", "[ingest]: unknown keys max_body_byte", "[aggregate]: unknown keys grup", "in `flush_interval_ms`", "in `backend`"] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    std::fs::write(&file, "[ingest]\nmax_body_bytes = \"big\"\nretry_after_secs = -1\nlisten = \"nope\"\n").unwrap();
+    let out = edgelens().args(["ingest", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("3 problem(s)"), "{err}");
+    // Regression: settings whose 0 turns a role off were accepted (every batch 413, retries at
+    // once), and a shard listed twice.
+    for (env, says) in [
+        ("EDGELENS__INGEST__MAX_BODY_BYTES", "ingest.max_body_bytes is 0"),
+        ("EDGELENS__INGEST__RETRY_AFTER_SECS", "ingest.retry_after_secs is 0"),
+        ("EDGELENS__AGGREGATE__FLUSH_ROWS", "aggregate.flush_rows is 0"),
+        ("EDGELENS__QUERY__SQL_MAX_ROWS", "query.sql_max_rows is 0"),
+        ("EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS", "clickhouse.max_backoff_ms is 0"),
+    ] {
+        let out = edgelens().args(["check-config"]).env(env, "0").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{env}: {err}");
+    }
+    let out = edgelens().args(["check-config"]).env("EDGELENS__CLICKHOUSE__SHARDS", r#"["http://a:8123", "http://A:8123/"]"#).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("twice"), "{out:?}");
     // Regression: a query service reading ClickHouse without its address passed the check and
     // then refused to start.
     std::fs::write(&file, "[query]\nbackend = \"clickhouse\"\n").unwrap();

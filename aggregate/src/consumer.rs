@@ -242,7 +242,14 @@ impl AggregateConfig {
             }
         }
         edgelens_ingest::kafka::check_brokers(&self.brokers).map_err(|e| AggregateError::Config(format!("aggregate.brokers {e}")))?;
-        for (key, ms) in [("flush_interval_ms", self.flush_interval_ms), ("idle_timeout_ms", self.idle_timeout_ms), ("checkpoint_interval_ms", self.checkpoint_interval_ms)] {
+        for (key, ms) in [
+            ("flush_interval_ms", self.flush_interval_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            ("max_line_bytes", self.max_line_bytes as u64),
+            ("flush_rows", self.flush_rows as u64),
+            ("session_timeout_ms", self.session_timeout_ms),
+        ] {
             if ms == 0 {
                 return bad(format!("aggregate.{key} is 0: it must be at least 1"));
             }

@@ -174,8 +174,25 @@ impl IngestConfig {
             }
         }
         crate::kafka::check_brokers(&self.brokers).map_err(|e| format!("ingest.brokers {e}"))?;
-        if self.max_line_bytes == 0 || self.max_decompressed_bytes == 0 || self.max_inflight_batches == 0 {
-            return Err("ingest.max_line_bytes, max_decompressed_bytes and max_inflight_batches must be at least 1".into());
+        // Each 0 would turn the role off in its own way (every batch 413 or 503, every connection
+        // closed at once, clients told to retry at once).
+        for (key, value) in [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_decompressed_bytes", self.max_decompressed_bytes as u64),
+            ("max_line_bytes", self.max_line_bytes as u64),
+            ("max_inflight_batches", self.max_inflight_batches as u64),
+            ("ack_timeout_ms", self.ack_timeout_ms),
+            ("retry_after_secs", u64::from(self.retry_after_secs)),
+            ("producer_queue_messages", u64::from(self.producer_queue_messages)),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("ingest.{key} is 0: it must be at least 1"));
+            }
         }
         if self.max_decompressed_bytes_total < self.max_decompressed_bytes {
             return Err(format!(
