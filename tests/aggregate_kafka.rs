@@ -889,7 +889,23 @@ fn an_aggregator_waits_for_unreachable_brokers_and_stops_on_sigterm() {
     stop_gracefully(agg);
     assert!(started.elapsed() < Duration::from_secs(10), "SIGTERM took {:?}", started.elapsed());
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("brokers unreachable at start"), "{text}");
+    assert!(text.contains("brokers unreachable at start") && text.contains("brokers=127.0.0.1:1"), "{text}");
+    // Regression: a SIGTERM while waiting for an unreachable ClickHouse at start exited 1, and the
+    // retries did not say which server they waited for.
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let child = edgelens()
+        .args(["aggregate", "--brokers", "127.0.0.1:1", "--group", &unique("waiting-ch"), "--clickhouse", &nobody, "--data-dir"])
+        .arg(tmp.path().join("lake2"))
+        .env("EDGELENS__AGGREGATE__METRICS_LISTEN", "off")
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agg = Proc(Some(child));
+    std::thread::sleep(Duration::from_secs(4));
+    stop_gracefully(agg);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("migrating shard 0 failed; retrying") && text.contains(&format!("servers={nobody}")), "{text}");
 }
 
 /// `edgelens run` runs the roles in one process from one configuration: a Logpush batch posted

@@ -135,6 +135,20 @@ fn receiver_names_a_missing_topic() {
     assert!(body.contains(&missing), "{body}");
     let _ = rx.0.kill();
     let _ = rx.0.wait();
+    // Regression: a receiver whose brokers do not answer logged only that it listens.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
+    let child = edgelens()
+        .args(["ingest", "--brokers", &nobody, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut rx = Receiver(child, port);
+    let text = log_containing(&log, "did not answer", std::time::Duration::from_secs(30));
+    assert!(text.contains(&format!("the brokers at {nobody} did not answer")), "{text}");
+    let _ = rx.0.kill();
+    let _ = rx.0.wait();
 }
 
 /// Regression: `ingest file` against brokers that do not answer retried each batch for minutes;

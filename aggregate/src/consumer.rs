@@ -194,7 +194,12 @@ impl AggregateConfig {
     /// The sinks of this aggregator: the lake, ClickHouse when configured, the incidents topic
     /// when detection is on and a topic is set.
     fn open_sinks(&self, stop: &Arc<AtomicBool>, metrics: &Arc<AggregateMetrics>) -> Result<Sinks, AggregateError> {
-        let mut sinks = Sinks::open(&self.data_dir, &self.clickhouse, Arc::clone(stop))?;
+        let mut sinks = match Sinks::open(&self.data_dir, &self.clickhouse, Arc::clone(stop)) {
+            Ok(sinks) => sinks,
+            // Stopped while waiting for ClickHouse at start: a clean stop, nothing was read.
+            Err(e) if e.is_retryable() && stop.load(Ordering::Relaxed) => return Err(AggregateError::StoppedAtStart),
+            Err(e) => return Err(e.into()),
+        };
         sinks.set_metrics(Arc::clone(metrics));
         if self.detect && !self.incidents_topic.is_empty() {
             // Brokers unreachable at start (an outage, a restart before the broker's): wait for
@@ -205,7 +210,7 @@ impl AggregateConfig {
                     return Err(e.into());
                 }
                 if !warned {
-                    tracing::warn!(error = %e, "brokers unreachable at start; retrying until they answer");
+                    tracing::warn!(brokers = %self.brokers, error = %e, "brokers unreachable at start; retrying until they answer");
                     warned = true;
                 }
                 for _ in 0..20 {

@@ -183,23 +183,22 @@ impl KafkaLog {
         })
     }
 
-    /// Topics of `topics` the brokers say they do not have (when they answer within `timeout`;
-    /// nothing is known otherwise). Appends to such a topic wait for its creation and time out.
-    pub fn missing_topics(&self, topics: &[&str], timeout: Duration) -> Vec<String> {
+    /// Topics of `topics` the brokers say they do not have, or the error of brokers that did not
+    /// answer within `timeout`. Appends to such a topic wait for its creation and time out.
+    pub fn missing_topics(&self, topics: &[&str], timeout: Duration) -> Result<Vec<String>, KafkaError> {
         let (_, polled) = self.current();
         let mut missing = Vec::new();
         for topic in topics.iter().filter(|t| !t.is_empty()) {
-            if let Ok(md) = polled.producer.client().fetch_metadata(Some(topic), timeout) {
-                let unknown = md.topics().iter().any(|t| {
-                    t.name() == *topic
-                        && (t.partitions().is_empty() || matches!(t.error().map(RDKafkaErrorCode::from), Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)))
-                });
-                if unknown {
-                    missing.push((*topic).to_owned());
-                }
+            let md = polled.producer.client().fetch_metadata(Some(topic), timeout)?;
+            let unknown = md.topics().iter().any(|t| {
+                t.name() == *topic
+                    && (t.partitions().is_empty() || matches!(t.error().map(RDKafkaErrorCode::from), Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)))
+            });
+            if unknown {
+                missing.push((*topic).to_owned());
             }
         }
-        missing
+        Ok(missing)
     }
 
     fn current(&self) -> (u64, Arc<Polled>) {

@@ -57,8 +57,17 @@ pub fn kafka_config(cfg: &IngestConfig) -> kafka::KafkaLogConfig {
 /// the producer is flushed.
 /// Say so when the brokers answer that a topic the receiver writes does not exist (a typo in
 /// the configuration, or topics not created yet): every batch would get 503 until it does.
-async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, topics: Vec<String>) {
-    let missing = tokio::task::spawn_blocking(move || log.missing_topics(&topics.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(5))).await.unwrap_or_default();
+/// Brokers that do not answer are named too (a wrong `brokers`, or brokers not up yet).
+async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, brokers: String, topics: Vec<String>) {
+    let answer = tokio::task::spawn_blocking(move || log.missing_topics(&topics.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(5))).await;
+    let missing = match answer {
+        Ok(Ok(missing)) => missing,
+        Ok(Err(e)) => {
+            tracing::error!(brokers = %brokers, error = %e, "the brokers at {brokers} did not answer: batches get 503 until they do (check [ingest] brokers)");
+            return;
+        }
+        Err(_) => return,
+    };
     for topic in missing {
         tracing::error!(topic = %topic, "the brokers have no topic {topic}: batches get 503 until it exists (create it, or fix [ingest] events_topic / dead_letters_topic)");
     }
@@ -68,7 +77,7 @@ pub async fn run(cfg: IngestConfig, shutdown: impl std::future::Future<Output = 
     cfg.validate().map_err(IngestError::Config)?;
     let log = Arc::new(kafka::KafkaLog::new(&kafka_config(&cfg))?);
     // In the background: an unreachable broker must not delay the listener.
-    tokio::spawn(warn_missing_topics(Arc::clone(&log), vec![cfg.events_topic.clone(), cfg.dead_letters_topic.clone()]));
+    tokio::spawn(warn_missing_topics(Arc::clone(&log), cfg.brokers.clone(), vec![cfg.events_topic.clone(), cfg.dead_letters_topic.clone()]));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| IngestError::Bind { addr: cfg.listen, source })?;
     let flush_timeout = Duration::from_millis(cfg.ack_timeout_ms);
     receiver::serve_on(listener, cfg, Arc::clone(&log), shutdown).await.map_err(IngestError::Serve)?;

@@ -53,6 +53,8 @@ pub struct ClickHouseSink {
     stop: Arc<AtomicBool>,
     /// While connecting with [`ClickHouseSink::connect_within`]: when retrying stops.
     give_up_at: Option<std::time::Instant>,
+    /// The servers written to, for messages.
+    servers: String,
     pub stats: ClickHouseStats,
     /// Where each failed attempt is counted as it happens (the aggregator's `/metrics`), so an
     /// outage shows while it lasts, not once the write that waited it out went through.
@@ -97,6 +99,7 @@ impl ClickHouseSink {
             max_backoff: Duration::from_millis(cfg.max_backoff_ms.max(1)),
             stop,
             give_up_at: patience.map(|p| std::time::Instant::now() + p),
+            servers: cfg.write_servers().join(", "),
             stats: ClickHouseStats::default(),
             metrics: None,
         };
@@ -129,14 +132,14 @@ impl ClickHouseSink {
             match attempt(self) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && self.give_up_at.is_some_and(|t| std::time::Instant::now() >= t) => {
-                    return Err(SinkError::ClickHouse { message: format!("{what}: no answer in time, giving up ({e}); is the server running at the configured url?"), retryable: false });
+                    return Err(SinkError::ClickHouse { message: format!("{what}: no answer in time, giving up ({e}); is the server running at {}?", self.servers), retryable: false });
                 }
                 Err(e) if e.is_retryable() && !self.stop.load(Ordering::Relaxed) => {
                     self.stats.retries += 1;
                     if let Some(m) = &self.metrics {
                         m.sink_failures(crate::metrics::SinkKind::ClickHouse, 1, 1);
                     }
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse: {what} failed; retrying");
+                    tracing::warn!(servers = %self.servers, error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse: {what} failed; retrying");
                     let deadline = std::time::Instant::now() + backoff;
                     while std::time::Instant::now() < deadline && !self.stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
@@ -543,6 +546,7 @@ mod tests {
             max_backoff: Duration::from_millis(20),
             stop: StdArc::clone(&stop),
             give_up_at: None,
+            servers: cfg.url.clone(),
             stats: ClickHouseStats::default(),
             metrics: Some(StdArc::clone(&metrics)),
         };
