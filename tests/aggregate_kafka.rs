@@ -873,15 +873,21 @@ fn a_member_joining_leaves_the_partitions_kept_fetching() {
 fn an_aggregator_waits_for_unreachable_brokers_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("aggregator.log");
-    let child = edgelens()
-        .args(["aggregate", "--brokers", "127.0.0.1:1", "--group", &unique("waiting"), "--data-dir"])
-        .arg(tmp.path().join("lake"))
-        .env("EDGELENS__AGGREGATE__METRICS_LISTEN", "off")
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut agg = Proc(Some(child));
+    // An aggregator of brokers nobody answers at, with `extra` arguments, logging into `log`.
+    let waiting = |extra: &[&str], lake: &str| {
+        let child = edgelens()
+            .args(["aggregate", "--brokers", "127.0.0.1:1", "--group", &unique("waiting")])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(tmp.path().join(lake))
+            .env("EDGELENS__AGGREGATE__METRICS_LISTEN", "off")
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Proc(Some(child))
+    };
+    let mut agg = waiting(&[], "lake");
     std::thread::sleep(Duration::from_secs(8));
     let still = agg.0.as_mut().unwrap().try_wait().unwrap();
     assert!(still.is_none(), "exited while the brokers were unreachable ({still:?}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -893,15 +899,7 @@ fn an_aggregator_waits_for_unreachable_brokers_and_stops_on_sigterm() {
     // Regression: a SIGTERM while waiting for an unreachable ClickHouse at start exited 1, and the
     // retries did not say which server they waited for.
     let nobody = format!("http://127.0.0.1:{}", free_port());
-    let child = edgelens()
-        .args(["aggregate", "--brokers", "127.0.0.1:1", "--group", &unique("waiting-ch"), "--clickhouse", &nobody, "--data-dir"])
-        .arg(tmp.path().join("lake2"))
-        .env("EDGELENS__AGGREGATE__METRICS_LISTEN", "off")
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let agg = Proc(Some(child));
+    let agg = waiting(&["--clickhouse", &nobody], "lake2");
     std::thread::sleep(Duration::from_secs(4));
     stop_gracefully(agg);
     let text = std::fs::read_to_string(&log).unwrap();
