@@ -543,6 +543,9 @@ impl Ctx<'_> {
     fn close_second(&mut self, st: &mut SiteState, b: Bucket) {
         if let Some(last) = st.last_sec.filter(|&l| b.sec > l + 1) {
             self.quiet_seconds(st, last + 1, b.sec - last - 1);
+            if let Some(p) = st.profile.as_mut() {
+                p.skip_silence(b.sec - last - 1);
+            }
         }
         st.last_sec = Some(b.sec);
         self.stats.seconds_closed += 1;

@@ -51,6 +51,17 @@ impl SiteProfile {
         self.landmark = sec;
     }
 
+    /// The site was silent for `secs` seconds: its audience is what it was, so the profile ages
+    /// by one half-life at most over the silence, not by all of it. (Aged by a night without
+    /// requests, a profile fell below what a site is judged on, and the site's next morning, on
+    /// its rate alone, read as an attack on the baseline the night left.)
+    pub fn skip_silence(&mut self, secs: i64) {
+        let skipped = secs - HALF_LIFE_SECS as i64;
+        if skipped > 0 {
+            self.landmark += skipped;
+        }
+    }
+
     /// Learn the sampled requests `tuples` of second `sec`.
     pub fn add(&mut self, sec: i64, tuples: &[Tuple]) {
         if tuples.is_empty() {

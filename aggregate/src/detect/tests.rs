@@ -437,3 +437,21 @@ fn a_site_is_learned_afresh_once() {
     det.finish();
     assert_eq!(det.stats().relearned, 1);
 }
+
+/// Regression: a site silent for two hours (a night, a gap in log shipping) that came back with
+/// its usual traffic got an incident that never ended: its profile had aged below what a site is
+/// judged on, and the traffic read, on its rate alone, as 5× the baseline the silence left. A
+/// flood after such a silence is still found by its signature.
+#[test]
+fn a_site_back_from_a_long_silence_is_no_attack() {
+    const GAP: std::ops::Range<i64> = 1200..8400;
+    let back = |s: i64| if GAP.contains(&s) { 0.0 } else { 40.0 };
+    let out = run(&traffic(9300, back, |_| 0.0, 0, 7), None);
+    assert!(out.incidents.is_empty(), "{:#?}", out.incidents.first());
+    let flood = |s: i64| if (8900..9000).contains(&s) { 800.0 } else { 0.0 };
+    let out = run(&traffic(9300, back, flood, 0, 7), None);
+    let incidents = latest(&out);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    assert!(["203.0.", "python-requests", "6500", "\"vn\""].iter().any(|n| inc.signature.contains(n)), "{inc:#?}");
+}
