@@ -45,6 +45,7 @@ use crate::pipeline::{MessageName, PipelineConfig};
 use crate::sink::Sinks;
 use crate::sites::HostSites;
 use edgelens_schemas::privacy::ClientIpPolicy;
+use edgelens_schemas::settings;
 use crate::windows::WindowConfig;
 use edgelens_ingest::log::{MESSAGE_ID_HEADER, RESEND_HEADER};
 use crate::SinkError;
@@ -240,25 +241,22 @@ impl AggregateConfig {
     /// Settings that cannot work: empty brokers, group or events topic, zero intervals, a bad
     /// client-IP policy or ClickHouse address. Checked before anything starts (`check-config` too).
     pub fn validate(&self) -> Result<(), AggregateError> {
-        let bad = |m: String| Err(AggregateError::Config(m));
-        for (key, value) in [("brokers", &self.brokers), ("group", &self.group), ("events_topic", &self.events_topic)] {
-            if value.trim().is_empty() {
-                return bad(format!("aggregate.{key} is empty"));
-            }
-        }
-        edgelens_ingest::kafka::check_brokers(&self.brokers).map_err(|e| AggregateError::Config(format!("aggregate.brokers {e}")))?;
-        for (key, ms) in [
-            ("flush_interval_ms", self.flush_interval_ms),
-            ("idle_timeout_ms", self.idle_timeout_ms),
-            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
-            ("max_line_bytes", self.max_line_bytes as u64),
-            ("flush_rows", self.flush_rows as u64),
-            ("session_timeout_ms", self.session_timeout_ms),
-        ] {
-            if ms == 0 {
-                return bad(format!("aggregate.{key} is 0: it must be at least 1"));
-            }
-        }
+        let check = || -> Result<(), String> {
+            settings::not_empty("aggregate", &[("brokers", &self.brokers), ("group", &self.group), ("events_topic", &self.events_topic)])?;
+            edgelens_ingest::kafka::check_brokers(&self.brokers).map_err(|e| format!("aggregate.brokers {e}"))?;
+            settings::at_least_one(
+                "aggregate",
+                &[
+                    ("flush_interval_ms", self.flush_interval_ms),
+                    ("idle_timeout_ms", self.idle_timeout_ms),
+                    ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+                    ("max_line_bytes", self.max_line_bytes as u64),
+                    ("flush_rows", self.flush_rows as u64),
+                    ("session_timeout_ms", self.session_timeout_ms),
+                ],
+            )
+        };
+        check().map_err(AggregateError::Config)?;
         self.client_ip_policy()?;
         self.clickhouse.validate().map_err(AggregateError::Config)
     }

@@ -53,8 +53,6 @@ pub fn kafka_config(cfg: &IngestConfig) -> kafka::KafkaLogConfig {
     }
 }
 
-/// Run the ingest role until `shutdown` resolves: receiver → Kafka. Batches in flight finish, then
-/// the producer is flushed.
 /// Say so when the brokers answer that a topic the receiver writes does not exist (a typo in
 /// the configuration, or topics not created yet): every batch would get 503 until it does.
 /// Brokers that do not answer are named too (a wrong `brokers`, or brokers not up yet).
@@ -73,6 +71,8 @@ async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, brokers: String, topics:
     }
 }
 
+/// Run the ingest role until `shutdown` resolves: receiver → Kafka. Batches in flight finish, then
+/// the producer is flushed.
 pub async fn run(cfg: IngestConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
     cfg.validate().map_err(IngestError::Config)?;
     let log = Arc::new(kafka::KafkaLog::new(&kafka_config(&cfg))?);

@@ -190,7 +190,8 @@ enum Cut {
 pub struct LineReader<R> {
     inner: R,
     max_line: usize,
-    /// Bytes read ahead at a time (the buffer grows past it only for a line that needs it).
+    /// The buffer's size, a quarter of it read at a time (it grows past it only for a line that
+    /// needs it).
     chunk: usize,
     buf: Vec<u8>,
     /// Start of the unread part of `buf`.
@@ -245,8 +246,8 @@ impl<R: Read> LineReader<R> {
             self.pos = 0;
         }
         // Up to a quarter chunk at a time, so lines are handed out in large runs, read into the
-        // buffer's spare room: `read_to_end` does not zero it first (zeroing 4 MiB a fill was 2 %
-        // of a replay's time).
+        // buffer's spare room: `read_to_end` does not zero it first (zeroing the whole buffer
+        // before each read was work for nothing).
         let want = (self.chunk / 4).max(1);
         self.buf.reserve(want);
         let start = self.buf.len();

@@ -47,6 +47,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use edgelens_schemas::net::{ConnectionLimits, LimitedListener};
+use edgelens_schemas::settings;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -168,32 +169,27 @@ pub enum BatchError {
 impl IngestConfig {
     /// Settings that cannot work together.
     pub fn validate(&self) -> Result<(), String> {
-        for (key, value) in [("brokers", &self.brokers), ("events_topic", &self.events_topic), ("dead_letters_topic", &self.dead_letters_topic)] {
-            if value.trim().is_empty() {
-                return Err(format!("ingest.{key} is empty"));
-            }
-        }
+        settings::not_empty("ingest", &[("brokers", &self.brokers), ("events_topic", &self.events_topic), ("dead_letters_topic", &self.dead_letters_topic)])?;
         crate::kafka::check_brokers(&self.brokers).map_err(|e| format!("ingest.brokers {e}"))?;
         // Each 0 would turn the role off in its own way (every batch 413 or 503, every connection
         // closed at once, clients told to retry at once).
-        for (key, value) in [
-            ("max_body_bytes", self.max_body_bytes as u64),
-            ("max_decompressed_bytes", self.max_decompressed_bytes as u64),
-            ("max_line_bytes", self.max_line_bytes as u64),
-            ("max_inflight_batches", self.max_inflight_batches as u64),
-            ("ack_timeout_ms", self.ack_timeout_ms),
-            ("retry_after_secs", u64::from(self.retry_after_secs)),
-            ("producer_queue_messages", u64::from(self.producer_queue_messages)),
-            ("body_timeout_secs", self.body_timeout_secs),
-            ("max_connections", self.max_connections as u64),
-            ("idle_timeout_secs", self.idle_timeout_secs),
-            ("header_timeout_secs", self.header_timeout_secs),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-        ] {
-            if value == 0 {
-                return Err(format!("ingest.{key} is 0: it must be at least 1"));
-            }
-        }
+        settings::at_least_one(
+            "ingest",
+            &[
+                ("max_body_bytes", self.max_body_bytes as u64),
+                ("max_decompressed_bytes", self.max_decompressed_bytes as u64),
+                ("max_line_bytes", self.max_line_bytes as u64),
+                ("max_inflight_batches", self.max_inflight_batches as u64),
+                ("ack_timeout_ms", self.ack_timeout_ms),
+                ("retry_after_secs", u64::from(self.retry_after_secs)),
+                ("producer_queue_messages", u64::from(self.producer_queue_messages)),
+                ("body_timeout_secs", self.body_timeout_secs),
+                ("max_connections", self.max_connections as u64),
+                ("idle_timeout_secs", self.idle_timeout_secs),
+                ("header_timeout_secs", self.header_timeout_secs),
+                ("connect_timeout_ms", self.connect_timeout_ms),
+            ],
+        )?;
         if self.max_decompressed_bytes_total < self.max_decompressed_bytes {
             return Err(format!(
                 "ingest.max_decompressed_bytes_total ({}) is below ingest.max_decompressed_bytes ({}): a batch of that size could never be taken",

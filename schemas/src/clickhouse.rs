@@ -91,11 +91,7 @@ impl ClickHouseConfig {
         if self.database.is_empty() {
             return Err("clickhouse.database is empty".into());
         }
-        for (key, ms) in [("max_backoff_ms", self.max_backoff_ms), ("request_timeout_ms", self.request_timeout_ms), ("connect_timeout_ms", self.connect_timeout_ms)] {
-            if ms == 0 {
-                return Err(format!("clickhouse.{key} is 0: it must be at least 1"));
-            }
-        }
+        crate::settings::at_least_one("clickhouse", &[("max_backoff_ms", self.max_backoff_ms), ("request_timeout_ms", self.request_timeout_ms), ("connect_timeout_ms", self.connect_timeout_ms)])?;
         let mut seen = std::collections::BTreeSet::new();
         if let Some(twice) = self.shards.iter().find(|s| !seen.insert(s.trim().trim_end_matches('/').to_ascii_lowercase())) {
             return Err(format!("clickhouse.shards lists {twice:?} twice: each shard would get the writes of two"));

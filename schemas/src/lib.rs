@@ -10,6 +10,7 @@
 //! - [`privacy`]: the client-IP policy (keep, truncate, keyed hash) applied before storage.
 //! - [`registry`]: registry import files (sites, entity attributions, tags) parsed and validated.
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
+//! - [`settings`]: checks the roles' typed settings share.
 //!
 //! - [`net`] (feature `net`): the connection limits of the HTTP listeners.
 //!
@@ -22,6 +23,7 @@ pub mod flat_scan;
 pub mod net;
 pub mod privacy;
 pub mod registry;
+pub mod settings;
 pub mod sketch;
 pub mod tables;
 pub mod time;

@@ -4,7 +4,7 @@
 //! Schema subset the document uses: `$ref`, `type`, `nullable`, `enum`, `required`, `properties`,
 //! `additionalProperties: false`, `items`, `allOf` (each part alone), `minimum`/`maximum`, `date-time`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::QueryService;
 
