@@ -117,16 +117,19 @@ fn receiver_names_a_missing_topic() {
     let missing = unique("no-such-topic");
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("ingest.log");
-    let port = free_port();
-    let child = edgelens()
-        .args(["ingest", "--brokers", &broker, "--listen", &format!("127.0.0.1:{port}")])
-        .env("EDGELENS__INGEST__EVENTS_TOPIC", &missing)
-        .env("EDGELENS__INGEST__ACK_TIMEOUT_MS", "2000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut rx = Receiver(child, port);
+    // A receiver of `brokers` with `envs`, logging into `log`.
+    let start = |brokers: &str, envs: &[(&str, &str)]| {
+        let port = free_port();
+        let child = edgelens()
+            .args(["ingest", "--brokers", brokers, "--listen", &format!("127.0.0.1:{port}")])
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Receiver(child, port)
+    };
+    let mut rx = start(&broker, &[("EDGELENS__INGEST__EVENTS_TOPIC", &missing), ("EDGELENS__INGEST__ACK_TIMEOUT_MS", "2000")]);
     let text = log_containing(&log, "the brokers have no topic", std::time::Duration::from_secs(30));
     assert!(text.contains(&format!("the brokers have no topic {missing}")), "{text}");
     let line = br#"{"EdgeStartTimestamp":1793491200,"ClientIP":"1.2.3.4","EdgeResponseStatus":200,"ZoneName":"a.example"}"#;
@@ -137,14 +140,7 @@ fn receiver_names_a_missing_topic() {
     let _ = rx.0.wait();
     // Regression: a receiver whose brokers do not answer logged only that it listens.
     let nobody = format!("127.0.0.1:{}", free_port());
-    let port = free_port();
-    let child = edgelens()
-        .args(["ingest", "--brokers", &nobody, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut rx = Receiver(child, port);
+    let mut rx = start(&nobody, &[]);
     let text = log_containing(&log, "did not answer", std::time::Duration::from_secs(30));
     assert!(text.contains(&format!("the brokers at {nobody} did not answer")), "{text}");
     let _ = rx.0.kill();
