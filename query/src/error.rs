@@ -21,8 +21,9 @@ pub enum QueryError {
     /// A part of the service this request needs is not configured (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
-    /// The ClickHouse database has not (all) the edgelens tables: no writer created the schema
-    /// yet, or the configuration names another database (HTTP 503).
+    /// The ClickHouse database has not (all) the edgelens tables, or there is no lake at the
+    /// configured path: no writer created them yet, or the configuration names another database
+    /// or directory (HTTP 503).
     #[error("{0}")]
     NoSchema(String),
     /// The requested object (e.g. an incident id) does not exist (HTTP 404).

@@ -94,8 +94,9 @@ impl Lake {
             return Err(lake_err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory")));
         }
         if !dir.exists() {
-            // The query service may start before anything wrote the lake; tables appear as written.
-            tracing::warn!(dir = %dir.display(), "no lake at this path yet: every table is empty until replay, demo or an aggregator writes it");
+            // The query service may start before anything wrote the lake; it answers 503 until
+            // the directory appears, then tables appear as written.
+            tracing::warn!(dir = %dir.display(), "no lake at this path yet: queries answer 503 until replay, demo or an aggregator writes it");
         }
         let bounded = RuntimeEnvBuilder::new()
             .with_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), 1.0)
@@ -121,8 +122,21 @@ impl Lake {
         Ok(self.query(sql, Vec::new()).await?.batches)
     }
 
+    /// `Ok` once the lake's directory exists; until then every table would read as empty, which
+    /// is no answer: nothing has written the lake yet, or `data_dir` names another directory.
+    fn present(&self) -> Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        Err(QueryError::NoSchema(format!(
+            "there is no lake at {}: no replay, demo or aggregator has written one there yet, or data_dir names another directory",
+            self.dir.display()
+        )))
+    }
+
     /// Run trusted SQL with positional parameters (`$1`, `$2`, ...) and collect the result.
     pub async fn query(&self, sql: &str, params: Vec<ScalarValue>) -> Result<QueryResult> {
+        self.present()?;
         let (this, sql) = (self.clone(), sql.to_owned());
         match on_exec(async move { this.query_unchecked(&sql, params).await }).await {
             Err(e) => Err(self.name_corrupt_files(e)),
@@ -143,6 +157,7 @@ impl Lake {
     /// Run SQL from a user: only one read-only statement is accepted (see [`sql_guard`]); parse and
     /// plan errors are reported as the user's ([`QueryError::InvalidSql`]).
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
+        self.present()?;
         let (this, sql) = (self.clone(), sql.to_owned());
         // The time limit runs here, not on the execution runtime: an operator that does not yield
         // (a join whose condition rejects every pair) would keep it from firing there. Running

@@ -689,6 +689,13 @@ async fn bad_parameters_are_400_with_json_error() {
     assert!(reply.text().contains("lake") && reply.text().contains("not readable"), "{}", reply.text());
     // Plain text, as documented for the probes (the JSON errors are /v1's).
     assert!(reply.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", reply.header("content-type"));
+    // The API and SQL say so too, instead of answering with no data.
+    for path in [format!("/v1/traffic-share?{RANGE}"), "/v1/incidents".to_owned()] {
+        let reply = svc.get(&path).await;
+        assert_eq!(reply.status, 503, "{path}: {}", reply.text());
+        assert!(reply.json()["error"].as_str().is_some_and(|e| e.contains("no lake at")), "{path}: {}", reply.text());
+    }
+    assert_eq!(svc.sql("SELECT count(*) FROM traffic_1m", "application/json").await.status, 503);
     std::fs::rename(&moved, dir.path()).unwrap();
     assert_eq!(svc.get("/readyz").await.status, 200);
     let page = svc.get("/").await;
@@ -785,8 +792,15 @@ async fn sql_endpoint_formats_and_read_only_guard() {
 #[tokio::test]
 async fn files_added_after_open_are_seen() {
     let dir = tempfile::tempdir().unwrap();
-    // Nothing at all yet: every table reads as empty.
+    // Nothing at all yet: no answer, but why (regression: every table read as empty, so a
+    // mistyped data_dir answered 200 with no data while /readyz said 503).
     let lake = Lake::open(dir.path().join("lake")).unwrap();
+    match lake.sql("SELECT COUNT(*) FROM traffic_1m").await {
+        Err(e @ edgelens_query::QueryError::NoSchema(_)) => assert!(e.to_string().contains("no lake at") && e.to_string().contains("lake"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // The directory, nothing in it yet: every table reads as empty.
+    std::fs::create_dir(dir.path().join("lake")).unwrap();
     let count = |lake: Lake| async move {
         let batches = lake.sql("SELECT COUNT(*) AS n FROM traffic_1m WHERE date >= '2026-11-01'").await.unwrap();
         edgelens_query::format::to_json(&batches).unwrap()
