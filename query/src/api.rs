@@ -467,6 +467,15 @@ fn site_param(site: &str) -> Result<String> {
     edgelens_schemas::event::stored_site_name(site).map_err(|e| QueryError::InvalidParameter(format!("{e}: a site is a DNS name of letters, digits and . - _ *")))
 }
 
+/// `value` of parameter `name`, which names something: empty, it is a 400 (as every other
+/// parameter's empty value), not the parameter left out.
+fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str> {
+    if value.is_empty() {
+        return Err(QueryError::InvalidParameter(format!("{name}= is empty: give a {name}, or leave the parameter out")));
+    }
+    Ok(value)
+}
+
 /// Without `from`, a series covers the hour before `to`.
 const DEFAULT_SPAN: Step = Step::HOUR;
 
@@ -553,18 +562,18 @@ async fn incidents_handler(
     let format = SeriesFormat::parse(p.format.as_deref())?;
     let req = IncidentListRequest {
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
-        sites: p.site.filter(|s| !s.is_empty()).map(|s| site_param(&s)).transpose()?.map(|s| vec![s]),
+        sites: p.site.as_deref().map(|s| non_empty("site", s).and_then(site_param)).transpose()?.map(|s| vec![s]),
         status: incidents::parse_status(p.status.as_deref())?,
         vector: incidents::parse_vector(p.vector.as_deref())?,
         limit: incidents::parse_limit(p.limit.as_deref())?,
     };
     let view = caller.view(state.backend()?);
-    let list = match p.entity.filter(|e| !e.is_empty()) {
+    let list = match p.entity.as_deref().map(|e| non_empty("entity", e)).transpose()? {
         None if p.min_confidence.is_some() => return Err(QueryError::InvalidParameter("min_confidence applies to entity=".into())),
         None => incidents::list(view, &req).await?,
         Some(entity) => {
             let min_confidence = parse_min_confidence(p.min_confidence.as_deref())?;
-            entity_report::entity_incidents(view, &entity, min_confidence, &req).await?
+            entity_report::entity_incidents(view, entity, min_confidence, &req).await?
         }
     };
     match format {

@@ -663,6 +663,9 @@ async fn bad_parameters_are_400_with_json_error() {
         format!("/v1/incidents?{RANGE}&min_confidence=0.5"),
         "/v1/incidents/shop.example-1793491200?site=shop.example".to_owned(),
         format!("/v1/incidents?{RANGE}&site=bad%20site"),
+        // Empty names are refused like every other empty value (they were taken as left out).
+        format!("/v1/incidents?{RANGE}&site="),
+        format!("/v1/incidents?{RANGE}&entity="),
         format!("/v1/reports/entities/Acme?{RANGE}&stpe=1h"),
         // Steps whose microseconds overflow (the service panicked, the client got no answer).
         format!("/v1/traffic-share?{RANGE}&step=99999999999999d"),
