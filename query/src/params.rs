@@ -109,12 +109,13 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
-    /// Parse the `from`/`to` parameters; missing `to` is `now_us`, missing `from` is
-    /// `default_span` before `to`.
+    /// Parse the `from`/`to` parameters; missing `to` is `now_us` rounded up to the whole second
+    /// (the answers echo it, and no stored time is finer), missing `from` is `default_span`
+    /// before `to`.
     pub fn parse(from: Option<&str>, to: Option<&str>, now_us: i64, default_span: Step) -> Result<TimeRange> {
         let to_us = match to {
             Some(s) => parse_time("to", s)?,
-            None => now_us,
+            None => now_us.div_euclid(MICROS_PER_SEC) * MICROS_PER_SEC + if now_us.rem_euclid(MICROS_PER_SEC) > 0 { MICROS_PER_SEC } else { 0 },
         };
         let from_us = match from {
             Some(s) => parse_time("from", s)?,
@@ -320,6 +321,11 @@ mod tests {
         let now = 1_793_534_400 * MICROS_PER_SEC;
         let r = TimeRange::parse(None, None, now, Step::parse("1h").unwrap()).unwrap();
         assert_eq!(r.to_us - r.from_us, 3_600 * MICROS_PER_SEC);
+        assert_eq!(r.to_us, now);
+        // A default end is now rounded up to the whole second (it was echoed to the microsecond).
+        let r = TimeRange::parse(None, None, now + 1, Step::WEEK).unwrap();
+        assert_eq!((r.from_us, r.to_us), (now + MICROS_PER_SEC - 7 * 86_400 * MICROS_PER_SEC, now + MICROS_PER_SEC));
+        assert_eq!(r.to_rfc3339(), "2026-11-01T12:00:01Z");
         let r = TimeRange::parse(Some("2026-11-01T00:00:00Z"), Some("1793494800"), now, Step::MINUTE).unwrap();
         assert_eq!(r.from_rfc3339(), "2026-11-01T00:00:00Z");
         assert_eq!(r.to_rfc3339(), "2026-11-01T01:00:00Z");
