@@ -72,6 +72,16 @@ const DENIED_FUNCTIONS: &[&str] = &[
 
 const CTE_PREFIX: &str = "edgelens_cte_";
 
+/// Whether `lower` (an unqualified name, lower case) names a table a backend has besides the
+/// contract's: ClickHouse's per-shard `…_local` and cluster-wide `…_all` tables, and the
+/// catalogues' tables.
+fn is_backend_table(lower: &str) -> bool {
+    lower.ends_with("_local")
+        || lower.ends_with("_all")
+        || lower.starts_with("pg_")
+        || ["tables", "columns", "views", "schemata", "df_settings", "routines", "parameters"].contains(&lower)
+}
+
 fn refused(msg: impl Into<String>) -> QueryError {
     QueryError::SqlRefused(msg.into())
 }
@@ -286,10 +296,13 @@ impl VisitorMut for Rewriter<'_> {
                     return ControlFlow::Continue(());
                 }
                 let Some(table) = ALL_TABLES.iter().copied().find(|t| t.name == lower) else {
-                    return self.fail(refused(format!(
-                        "table {name} is not readable with a tenant token; the edgelens tables are {}",
-                        ALL_TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
-                    )));
+                    let tables = ALL_TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ");
+                    // A table the backend has is refused; a name no backend has (a typo) is an
+                    // unknown table, as it is for an admin.
+                    if is_backend_table(&lower) {
+                        return self.fail(refused(format!("table {name} is not readable with a tenant token; the edgelens tables are {tables}")));
+                    }
+                    return self.fail(QueryError::InvalidSql(format!("table {name} does not exist; the edgelens tables are {tables}")));
                 };
                 let subquery = match self.filtered(table) {
                     Ok(q) => q,
@@ -422,6 +435,22 @@ mod tests {
                     Err(e) => assert!(e.is_user_error(), "{sql}: {e}"),
                     Ok(out) => panic!("{sql} accepted on {dialect:?} as {out}"),
                 }
+            }
+        }
+    }
+
+    /// Regression: a misspelt table was refused as not readable (SQLSTATE 42501, insufficient
+    /// privilege); it is an unknown table (42P01), as for an admin. The backend's own tables
+    /// stay refused.
+    #[test]
+    fn a_misspelt_table_is_unknown_and_a_backend_table_refused() {
+        for d in [Dialect::DataFusion, Dialect::ClickHouse] {
+            let e = scope_sql("SELECT * FROM trafic_1m", d, &scope()).unwrap_err();
+            assert!(matches!(e, QueryError::InvalidSql(_)) && e.to_string().contains("trafic_1m does not exist"), "{e}");
+            assert_eq!(crate::pgwire::handler::sql_error_code(&e.to_string()), "42P01", "{e}");
+            for table in ["traffic_1m_local", "_spans_local", "traffic_1m_all", "pg_class", "tables"] {
+                let e = scope_sql(&format!("SELECT * FROM {table}"), d, &scope()).unwrap_err();
+                assert!(matches!(e, QueryError::SqlRefused(_)), "{table}: {e}");
             }
         }
     }
