@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::View;
 use crate::error::{QueryError, Result};
-use crate::format::csv_field;
+use crate::format::csv_text;
 use crate::incidents::{self, IncidentList, IncidentListRequest, IncidentSummary, rfc3339_to_us};
 use crate::lake::{column_f64, column_i64, column_string, column_u64};
 use crate::params::{Step, TimeRange, rfc3339_us};
@@ -318,14 +318,14 @@ impl EntityReport {
             let n = self.incidents_during(a);
             out.push_str(&format!(
                 "{},{},{},{},{},{},{},{n},{}\n",
-                csv_field(&a.site),
-                csv_field(&a.source),
+                csv_text(&a.site),
+                csv_text(&a.source),
                 a.confidence,
                 a.valid_from,
                 a.valid_to.as_deref().unwrap_or(""),
                 a.requests,
                 a.share,
-                csv_field(a.attributed_as.as_deref().unwrap_or(""))
+                csv_text(a.attributed_as.as_deref().unwrap_or(""))
             ));
         }
         out

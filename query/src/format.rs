@@ -188,6 +188,14 @@ pub fn to_csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
     Ok(out)
 }
 
+/// A text of the API's report CSVs (site names, registry sources and entities, incident ids):
+/// [`csv_field`], and a text a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'`, which spreadsheets show as text. Registry
+/// names come from imported lists. SQL results stay as they are: they are data, not reports.
+pub fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { csv_field(&format!("'{s}")) } else { csv_field(s) }
+}
+
 /// Quote a CSV field when it needs it (RFC 4180).
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
@@ -449,6 +457,18 @@ mod tests {
         assert_eq!(lines[4], "(2 rows)");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn report_texts_never_start_a_formula() {
+        assert_eq!(csv_text("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+        assert_eq!(csv_text("+1"), "'+1");
+        assert_eq!(csv_text("-2+3"), "'-2+3");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("\tx"), "'\tx");
+        assert_eq!(csv_text("Acme, Inc."), "\"Acme, Inc.\"");
+        assert_eq!(csv_text("shop.example"), "shop.example");
+        assert_eq!(csv_field("-5"), "-5", "SQL results are data");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use edgelens_schemas::tables::INCIDENT_VECTORS;
 
 use crate::backend::{Dialect, View};
 use crate::error::{QueryError, Result};
-use crate::format::csv_field;
+use crate::format::csv_text;
 use crate::lake::{column_f64, column_i64, column_string, column_u64};
 use crate::params::{TimeRange, rfc3339_us};
 
@@ -269,10 +269,10 @@ impl IncidentList {
         for s in &self.incidents {
             out.push_str(&format!(
                 "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                csv_field(&s.incident_id),
-                csv_field(&s.site),
-                csv_field(&s.vector),
-                csv_field(&s.status),
+                csv_text(&s.incident_id),
+                csv_text(&s.site),
+                csv_text(&s.vector),
+                csv_text(&s.status),
                 s.start_ts,
                 s.detected_ts,
                 s.peak_ts,

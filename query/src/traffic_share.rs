@@ -27,7 +27,7 @@ use arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QueryError, Result};
-use crate::format::csv_field;
+use crate::format::csv_text;
 use crate::backend::{Dialect, View};
 use crate::lake::{column_i64, column_string, column_u64};
 use crate::params::{ShareBy, Step, TimeRange, rfc3339_us};
@@ -99,7 +99,7 @@ impl TrafficShare {
         let mut out = String::from("ts,key,requests,share,folded\n");
         for (ts, i, p) in rows {
             let series = &self.series[i];
-            out.push_str(&format!("{ts},{},{},{},{}\n", csv_field(&series.key), p.requests, p.share, series.folded));
+            out.push_str(&format!("{ts},{},{},{},{}\n", csv_text(&series.key), p.requests, p.share, series.folded));
         }
         out
     }
