@@ -444,6 +444,7 @@ fn summary_json(s: &PipelineStats, files: u64, secs: f64) -> serde_json::Value {
         "lines": s.lines,
         "counted": s.counted,
         "late": s.late,
+        "unjudged": s.unjudged,
         "duplicates": s.duplicates,
         "dead_letters": s.dead_letters.total(),
         "dead_letters_by_reason": dead,

@@ -88,6 +88,7 @@ pub struct PartitionDelta {
     pub messages: u64,
     pub counted: u64,
     pub late: u64,
+    pub unjudged: u64,
     pub duplicates: u64,
     pub dead_letters: [u64; N_REASONS],
     pub incidents_opened: u64,
@@ -103,6 +104,7 @@ impl PartitionDelta {
             messages: now.messages - before.messages,
             counted: now.counted - before.counted,
             late: now.late - before.late,
+            unjudged: now.unjudged - before.unjudged,
             duplicates: now.duplicates - before.duplicates,
             ..PartitionDelta::default()
         };
@@ -139,6 +141,7 @@ pub struct AggregateMetrics {
     fetched: [AtomicU64; 2],
     counted: AtomicU64,
     late: AtomicU64,
+    unjudged: AtomicU64,
     duplicates: AtomicU64,
     /// By stage, then reason.
     dead_letters: [[AtomicU64; N_REASONS]; 2],
@@ -175,6 +178,7 @@ impl AggregateMetrics {
         add(&self.messages[k], d.messages);
         add(&self.counted, d.counted);
         add(&self.late, d.late);
+        add(&self.unjudged, d.unjudged);
         add(&self.duplicates, d.duplicates);
         for (c, n) in self.dead_letters[k].iter().zip(d.dead_letters) {
             add(c, n);
@@ -286,6 +290,7 @@ impl AggregateMetrics {
         for (name, help, n) in [
             ("edgelens_aggregate_events_counted_total", "Events counted in the rollups (on time or late).", &self.counted),
             ("edgelens_aggregate_events_late_total", "Of the counted events, those counted late (as delta rows).", &self.late),
+            ("edgelens_aggregate_events_unjudged_total", "Of the counted events, those the attack detector did not judge: more than the allowed disorder behind the newest event of their partition (a late batch, an edge clock ahead of the others). They count in an incident under way, but start none.", &self.unjudged),
             ("edgelens_aggregate_events_duplicate_total", "Redelivered events (same RayID) and lines of resent messages counted before, within the lateness horizon, not counted again.", &self.duplicates),
         ] {
             head(&mut s, name, "counter", help);
@@ -422,7 +427,7 @@ mod tests {
     #[test]
     fn counters_histogram_and_partitions_render() {
         let m = AggregateMetrics::default();
-        let mut now = PipelineStats { messages: 10, lines: 14, counted: 7, late: 2, duplicates: 1, ..PipelineStats::default() };
+        let mut now = PipelineStats { messages: 10, lines: 14, counted: 7, late: 2, unjudged: 3, duplicates: 1, ..PipelineStats::default() };
         now.dead_letters.add("malformed_json");
         now.dead_letters.add("too_late");
         let mut d = PartitionDelta::between(&now, &PipelineStats::default());
@@ -465,6 +470,7 @@ mod tests {
             "edgelens_aggregate_messages_fetched_total{topic=\"dead_letters\"} 0",
             "edgelens_aggregate_events_counted_total 7",
             "edgelens_aggregate_events_late_total 2",
+            "edgelens_aggregate_events_unjudged_total 3",
             "edgelens_aggregate_events_duplicate_total 1",
             "edgelens_aggregate_dead_letters_total{stage=\"aggregate\",reason=\"malformed_json\"} 1",
             "edgelens_aggregate_dead_letters_total{stage=\"aggregate\",reason=\"too_late\"} 1",

@@ -148,7 +148,12 @@ pub struct PartitionAggregator<S> {
     /// What [`Self::report`] last reported: the counters, detector incidents, checkpoints and
     /// messages delivered again.
     reported: (PipelineStats, u64, u64, u64),
+    /// Unjudged events not yet logged, and when they last were (a warning at most a minute).
+    unjudged_unlogged: (u64, Option<Instant>),
 }
+
+/// How often a partition warns of events the detector did not judge, at most.
+const UNJUDGED_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// What the consumer last said of a partition's end (librdkafka's statistics, read by
 /// [`crate::consumer`]). An idle close needs one made after the last message taken that shows
@@ -256,6 +261,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
             committed,
             checkpoints_saved: 0,
             reported,
+            unjudged_unlogged: (0, None),
         })
     }
 
@@ -298,6 +304,19 @@ impl<S: RollupSink> PartitionAggregator<S> {
         delta.redelivered = self.redelivered - redelivered_before;
         metrics.add_partition_delta(self.kind, &delta);
         self.reported = (stats.clone(), incidents, self.checkpoints_saved, self.redelivered);
+        let (unlogged, logged_at) = &mut self.unjudged_unlogged;
+        *unlogged += delta.unjudged;
+        if *unlogged > 0 && logged_at.is_none_or(|t| t.elapsed() >= UNJUDGED_WARN_EVERY) {
+            tracing::warn!(
+                topic = %self.topic,
+                partition = self.partition,
+                events = *unlogged,
+                allowed_disorder_secs = self.pipeline.config().windows.allowed_disorder / edgelens_schemas::time::NANOS_PER_SEC,
+                "events more than the allowed disorder behind the newest event of the partition were counted but not judged for attacks (a late batch, or an edge whose clock runs ahead of the others); --allowed-disorder widens the margin"
+            );
+            *unlogged = 0;
+            *logged_at = Some(Instant::now());
+        }
     }
 
     fn sink_err(&self) -> impl FnOnce(SinkError) -> PartitionError + '_ {

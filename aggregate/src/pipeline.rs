@@ -92,6 +92,9 @@ pub struct PipelineStats {
     pub counted: u64,
     /// Of those, counted as late delta rows.
     pub late: u64,
+    /// Of the counted events, those the attack detector did not judge: more than its allowed
+    /// disorder behind the newest event (see [`crate::detect`]).
+    pub unjudged: u64,
     /// Redelivered events (same RayID), and lines of resent messages taken before, not counted
     /// again.
     pub duplicates: u64,
@@ -134,6 +137,10 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
 
     pub fn stats(&self) -> &PipelineStats {
         &self.stats
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
     }
 
     pub fn windows(&self) -> &SiteWindows {
@@ -274,7 +281,7 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
                         self.stats.counted += 1;
                         self.stats.late += u64::from(observed == Observed::Late);
                         if let Some(d) = &mut self.detector {
-                            d.observe_at(&ev, self.windows.event_time());
+                            self.stats.unjudged += u64::from(!d.observe_at(&ev, self.windows.event_time()));
                         }
                         None
                     }
@@ -892,6 +899,24 @@ mod tests {
 
     fn name(id: &[u8], resend: bool) -> Option<MessageName<'_>> {
         Some(MessageName { key: b"a.example", id, resend })
+    }
+
+    /// Events behind the detector's seconds (here: after one event of an edge whose clock runs
+    /// 8 s ahead) are counted in the rollups and in `unjudged`: before, nothing but the rollups'
+    /// counts said that the detector never saw them.
+    #[test]
+    fn events_the_detector_did_not_judge_are_counted_as_unjudged() {
+        let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());
+        let t0 = NOW - 3600 * NANOS_PER_SEC;
+        let mut position = 0;
+        event_time_at(&mut p, t0, &mut position);
+        assert_eq!(p.stats().unjudged, 0);
+        for ts in [t0 + 8 * NANOS_PER_SEC, t0 + NANOS_PER_SEC, t0 + NANOS_PER_SEC, t0 + 3 * NANOS_PER_SEC, t0 + 4 * NANOS_PER_SEC] {
+            position += 1;
+            p.push_message_at(line(ts).as_bytes(), None, "t", 0, || NOW, position).unwrap();
+        }
+        // The detector closed the seconds before t0 + 3 (8 s − the allowed disorder of 5 s).
+        assert_eq!((p.stats().counted, p.stats().late, p.stats().unjudged), (3 + 5, 0, 2));
     }
 
     /// Regression: an event 300.5 s ahead of the clock read "300 s ahead", the limit itself.

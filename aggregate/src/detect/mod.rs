@@ -21,6 +21,11 @@
 //!    dropped.
 //! 5. **Cooling** after 5 calm seconds; an anomalous second re-activates the same incident (so
 //!    re-triggers within [`DetectorConfig::cooling_secs`] merge); **ended** after that long calm.
+//!    The baseline is frozen while an incident is under way, so from `watch_from` on a second
+//!    carries the attack only if enough of its requests match the signature, and is calm when
+//!    too few do (`Incident::attack_in`): the site's own traffic rising meanwhile does not
+//!    keep the incident alive. On confirmation, the suspected seconds before the first whose
+//!    sample shows the signature's traffic are left out of the incident.
 //!
 //! Determinism: every decision is a function of the site's events per closed second, so the
 //! embedded replay and any number of aggregators (a site lives in one partition) produce the same
@@ -365,15 +370,16 @@ impl AttackDetector {
     }
 
     /// Take one counted event. Seconds the newest event puts behind the watermark are closed
-    /// first, so an event never lands in a second that is judged already.
-    pub fn observe(&mut self, ev: &EdgeEvent<'_>) {
-        self.observe_at(ev, Some(ev.ts));
+    /// first, so an event never lands in a second that is judged already. `false` when its own
+    /// second was judged already (an event more than the allowed disorder late).
+    pub fn observe(&mut self, ev: &EdgeEvent<'_>) -> bool {
+        self.observe_at(ev, Some(ev.ts))
     }
 
     /// [`Self::observe`] with the stream's event time given (the windows', which an event far
     /// ahead of it does not move by itself; `None` before it starts): seconds close behind
     /// `event_time`, not `ev.ts`.
-    pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Option<Nanos>) {
+    pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Option<Nanos>) -> bool {
         if let Some(event_time) = event_time
             && self.max_ts.is_none_or(|m| event_time > m)
         {
@@ -387,7 +393,7 @@ impl AttackDetector {
         if self.closed_before.is_some_and(|c| sec < c) {
             self.stats.late_events += 1;
             self.late_event(ev, sec);
-            return;
+            return false;
         }
         let pos = self.site_position(ev.site.as_ref());
         let st = &mut self.states[pos as usize].state;
@@ -425,6 +431,7 @@ impl AttackDetector {
                 }
             }
         }
+        true
     }
 
     /// An event for a second already closed: counted by the site's incident if one was under
@@ -567,8 +574,11 @@ impl Ctx<'_> {
         let t = self.cfg.thresholds;
         st.cycle.count(b.sec, b.requests, st.incident.as_ref().is_some_and(|i| i.phase != Phase::Suspect));
         st.baseline.floor = st.cycle.floor(b.sec);
-        let anomalous = st.baseline.judge(&mut st.recent, b.sec, x, &t);
-        let calm = st.baseline.is_calm_in(x, &t);
+        let mut anomalous = st.baseline.judge(&mut st.recent, b.sec, x, &t);
+        let mut calm = st.baseline.is_calm_in(x, &t);
+        if let Some(inc) = st.incident.as_ref().filter(|i| i.phase != Phase::Suspect) {
+            (anomalous, calm) = inc.attack_in(&b, anomalous, calm, 0.5 * st.baseline.excess_needed(&t));
+        }
         let Some(mut inc) = st.incident.take() else {
             if anomalous {
                 self.stats.suspicions += 1;
@@ -663,6 +673,7 @@ impl Ctx<'_> {
             inc.phase = Phase::Active;
             inc.detected = Some(b.sec);
             self.stats.incidents += 1;
+            inc.skip_seconds_before_the_attack(0.5 * st.baseline.excess_needed(&self.cfg.thresholds));
             // The timeline from the start: exact counts, matches estimated from the sample.
             let pre = std::mem::take(&mut inc.pre);
             for p in pre {
@@ -876,6 +887,37 @@ fn classify(sig: &Signature, sample: &BinaryHeap<Sampled>, names: &HashMap<(u8, 
 }
 
 impl Incident {
+    /// Whether second `b` of an active or cooling incident carries the attack (`anomalous`) or
+    /// is calm, given the site's judgement of its rate: once every request is matched, the
+    /// attack is what matches the signature. A second whose rate is anomalous carries the attack
+    /// only if at least `need` requests match; one with fewer is calm. The baseline is frozen
+    /// while an incident is under way, so the site's own traffic rising meanwhile (back from a
+    /// silence, a legitimate surge the attack joined) must not keep the incident alive.
+    fn attack_in(&self, b: &Bucket, anomalous: bool, calm: bool, need: f64) -> (bool, bool) {
+        let Some(sig) = self.signature.as_ref().filter(|_| b.sec >= self.watch_from) else {
+            return (anomalous, calm);
+        };
+        let matched = b.full.iter().filter(|s| sig.matches(&s.tuple)).count() as f64;
+        (anomalous && matched >= need, calm || matched < need)
+    }
+
+    /// On confirmation: the incident starts at the first suspected second whose sample shows at
+    /// least `need` requests matching the signature (the attack), not at an earlier rise of the
+    /// site's own traffic the attack joined. Seconds whose sample was dropped stay.
+    fn skip_seconds_before_the_attack(&mut self, need: f64) {
+        let Some(sig) = &self.signature else { return };
+        let carries = |p: &PreSecond| {
+            p.sampled.is_empty() && p.requests > 0
+                || p.sampled.iter().filter(|s| sig.matches(&s.tuple)).count() as f64 * p.requests as f64 / p.sampled.len().max(1) as f64 >= need
+        };
+        let Some(first) = self.pre.iter().position(carries).filter(|&i| i > 0) else { return };
+        self.pre.drain(..first);
+        self.pre_tuples = self.pre.iter().map(|p| p.sampled.len()).sum();
+        self.start = self.pre[0].sec;
+        self.peak_sec = self.start;
+        self.last_row_sec = self.start;
+    }
+
     /// Whether every request of second `sec`, not only its hash sample, joins the incident's
     /// sample: the first [`DENSE_SAMPLE_SECS`] watched seconds (a small site's surge has few).
     fn samples_every_request(&self, sec: i64) -> bool {

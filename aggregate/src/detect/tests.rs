@@ -455,3 +455,27 @@ fn a_site_back_from_a_long_silence_is_no_attack() {
     let inc = incidents.values().next().unwrap();
     assert!(["203.0.", "python-requests", "6500", "\"vn\""].iter().any(|n| inc.signature.contains(n)), "{inc:#?}");
 }
+
+/// Regression: a flood arriving while a site's own traffic stood above its baseline (here: back
+/// from a silence, judged on a baseline the silence had decayed) got an incident that never
+/// ended. Its baseline stayed frozen while it was active, so the site's usual traffic alone read
+/// as a surge after the flood had stopped. An incident is over once the traffic matching its
+/// signature is.
+#[test]
+fn a_flood_over_raised_traffic_ends_with_the_flood() {
+    const GAP: std::ops::Range<i64> = 1200..8400;
+    let back = |s: i64| if GAP.contains(&s) { 0.0 } else { 40.0 };
+    let flood = |s: i64| if (8500..8600).contains(&s) { 800.0 } else { 0.0 };
+    let out = run(&traffic(9300, back, flood, 0, 7), None);
+    let incidents = latest(&out);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    assert_eq!(inc.status, "ended", "{inc:#?}");
+    let end = inc.end_ts.unwrap() / NANOS_PER_SEC - T0;
+    assert!((8599..=8603).contains(&end), "end {end}");
+    let start = inc.start_ts / NANOS_PER_SEC - T0;
+    assert!((8498..=8501).contains(&start), "start {start}");
+    let sent: f64 = (0..9300).map(flood).sum();
+    let err = (inc.attack_requests as f64 - sent).abs() / sent;
+    assert!(err < 0.1, "attack_requests {} vs ~{sent}", inc.attack_requests);
+}
