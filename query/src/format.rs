@@ -309,7 +309,9 @@ fn column_view(array: &ArrayRef) -> Result<ColumnView> {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             ColumnView::Str(cast(&array, &DataType::Utf8)?.as_string::<i32>().clone())
         }
-        DataType::Timestamp(unit, _) => {
+        // A timestamp of another zone (`ts AT TIME ZONE 'Europe/Berlin'`) is shown in it, with
+        // its offset (Arrow's text below): shown in UTC, the conversion would read as a no-op.
+        DataType::Timestamp(unit, tz) if tz.as_deref().is_none_or(|tz| ["UTC", "+00:00", "Z", "Etc/UTC", "utc"].contains(&tz)) => {
             let nanos_per_unit = match unit {
                 TimeUnit::Second => 1_000_000_000,
                 TimeUnit::Millisecond => 1_000_000,
@@ -420,6 +422,21 @@ mod tests {
         )
         .unwrap();
         (schema, vec![batch])
+    }
+
+    /// Regression: `ts AT TIME ZONE 'Europe/Berlin'` (a timestamp of that zone) was shown in UTC,
+    /// as if the conversion had done nothing; it is shown in its zone, with its offset.
+    #[test]
+    fn a_timestamp_of_another_zone_is_shown_in_it() {
+        let us = 1_793_491_200_500_000;
+        let zoned = |tz: &str| {
+            let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![us]).with_timezone(tz));
+            let schema = Arc::new(Schema::new(vec![Field::new("t", a.data_type().clone(), false)]));
+            to_json(&[RecordBatch::try_new(schema, vec![a]).unwrap()]).unwrap()
+        };
+        assert_eq!(zoned("Europe/Berlin"), r#"[{"t":"2026-11-01T01:00:00.500+01:00"}]"#);
+        assert_eq!(zoned("America/New_York"), r#"[{"t":"2026-10-31T20:00:00.500-04:00"}]"#);
+        assert_eq!(zoned("UTC"), r#"[{"t":"2026-11-01T00:00:00.500Z"}]"#);
     }
 
     #[test]

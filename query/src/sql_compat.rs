@@ -17,6 +17,9 @@
 //!   site`): PostgreSQL answers both, DataFusion refuses a projection whose names repeat. Each
 //!   later one is aliased `<name>_2`, `<name>_3`, … (a name no other output column of that
 //!   `SELECT` has); over the Postgres wire both keep PostgreSQL's name.
+//! - An unaliased `x AT TIME ZONE z` output column is named `timezone` (`timezone_2`, … for the
+//!   next ones), as PostgreSQL names it; DataFusion names it after `x`, and refuses it next to
+//!   `x` itself (which `ORDER BY x` adds).
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
@@ -144,7 +147,32 @@ fn alias_repeated_outputs(body: &mut SetExpr) {
     }
 }
 
+/// PostgreSQL's name for an unaliased `x AT TIME ZONE z` output column (the function it calls).
+const AT_TIME_ZONE_NAME: &str = "timezone";
+
 fn alias_repeated_in(select: &mut Select) {
+    // An unaliased `x AT TIME ZONE z` is named `timezone`, as PostgreSQL names it: DataFusion names
+    // it after `x`, so with `ORDER BY x` (which adds `x` to the projection) it refused the
+    // statement for two columns of one name.
+    let aliases: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let mut zones = 0;
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(expr @ Expr::AtTimeZone { .. }) = item {
+            zones += 1;
+            let alias = if zones == 1 { AT_TIME_ZONE_NAME.to_owned() } else { format!("{AT_TIME_ZONE_NAME}_{zones}") };
+            let alias = std::iter::successors(Some(alias.clone()), |a| Some(format!("{a}_")))
+                .find(|a| !aliases.contains(a))
+                .expect("an unused name");
+            *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
+        }
+    }
     // The name DataFusion gives an unaliased output column, as far as it matters here: a column's
     // own name (`site`, `t.site`), else the expression as written, unquoted parts in lower case.
     let named: Vec<Option<String>> = select
@@ -443,6 +471,24 @@ mod tests {
     fn refused(sql: &str) -> String {
         let mut statement = crate::sql_parse::datafusion_statements(sql).unwrap().pop_front().unwrap();
         rewrite(&mut statement).unwrap_err().to_string()
+    }
+
+    /// Regression: `SELECT ts AT TIME ZONE 'Europe/Berlin' FROM t ORDER BY ts` was refused
+    /// ("Projections require unique expression names"): DataFusion named the column `ts`.
+    #[test]
+    fn an_unaliased_time_zone_conversion_is_named_as_in_postgres() {
+        assert_eq!(
+            rewritten("SELECT ts AT TIME ZONE 'Europe/Berlin' FROM t ORDER BY ts"),
+            r#"SELECT ts AT TIME ZONE 'Europe/Berlin' AS "timezone" FROM t ORDER BY ts"#
+        );
+        assert_eq!(
+            rewritten("SELECT ts AT TIME ZONE 'UTC', ts AT TIME ZONE 'Asia/Tokyo' AS timezone_2, ts AT TIME ZONE 'Europe/Paris' AS b FROM t"),
+            r#"SELECT ts AT TIME ZONE 'UTC' AS "timezone", ts AT TIME ZONE 'Asia/Tokyo' AS timezone_2, ts AT TIME ZONE 'Europe/Paris' AS b FROM t"#
+        );
+        assert_eq!(
+            rewritten("SELECT ts AT TIME ZONE 'UTC', ts AT TIME ZONE 'Asia/Tokyo' FROM t"),
+            r#"SELECT ts AT TIME ZONE 'UTC' AS "timezone", ts AT TIME ZONE 'Asia/Tokyo' AS "timezone_2" FROM t"#
+        );
     }
 
     #[test]
