@@ -471,7 +471,7 @@ fn site_param(site: &str) -> Result<String> {
 /// parameter's empty value), not the parameter left out.
 fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str> {
     if value.is_empty() {
-        return Err(QueryError::InvalidParameter(format!("{name}= is empty: give a {name}, or leave the parameter out")));
+        return Err(QueryError::InvalidParameter(format!("{name}= is empty: name one, or leave the parameter out")));
     }
     Ok(value)
 }

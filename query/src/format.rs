@@ -20,7 +20,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use edgelens_schemas::time::format_rfc3339;
 use serde_json::{Map, Value};
 
-use crate::error::Result;
+use crate::error::{QueryError, Result};
 use crate::lake::QueryResult;
 
 /// An output format of query results.
@@ -322,6 +322,13 @@ fn column_view(array: &ArrayRef) -> Result<ColumnView> {
             let values = array.to_data().into_builder().data_type(DataType::Int64).build()?;
             ColumnView::Timestamp(Int64Array::from(values), nanos_per_unit)
         }
+        DataType::Timestamp(_, Some(tz)) if tz.parse::<arrow::array::timezone::Tz>().is_err() => {
+            // Planned, but not a zone a time can be shown in (`UTC+3`, a typo): the statement's
+            // mistake, as over the Postgres wire.
+            return Err(QueryError::InvalidSql(format!(
+                "time zone {tz:?} is not known: name one as Europe/Berlin, UTC, or an offset as +03:00"
+            )));
+        }
         _ => {
             let options = FormatOptions::default().with_null("");
             let formatter = ArrayFormatter::try_new(array.as_ref(), &options)?;
@@ -437,6 +444,13 @@ mod tests {
         assert_eq!(zoned("Europe/Berlin"), r#"[{"t":"2026-11-01T01:00:00.500+01:00"}]"#);
         assert_eq!(zoned("America/New_York"), r#"[{"t":"2026-10-31T20:00:00.500-04:00"}]"#);
         assert_eq!(zoned("UTC"), r#"[{"t":"2026-11-01T00:00:00.500Z"}]"#);
+        // A zone no time can be shown in is the statement's mistake, not a failure of ours.
+        for bad in ["Bogus/Zone", "UTC+3"] {
+            let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![us]).with_timezone(bad));
+            let schema = Arc::new(Schema::new(vec![Field::new("t", a.data_type().clone(), false)]));
+            let e = to_json(&[RecordBatch::try_new(schema, vec![a]).unwrap()]).unwrap_err();
+            assert!(matches!(e, QueryError::InvalidSql(_)) && e.to_string().contains("is not known"), "{bad}: {e}");
+        }
     }
 
     #[test]

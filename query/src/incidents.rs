@@ -329,10 +329,11 @@ pub fn parse_status(s: Option<&str>) -> Result<Option<String>> {
     }
 }
 
-/// Validate the `vector` parameter of the list (empty: any).
+/// Validate the `vector` parameter of the list (left out: any; empty, as any other unknown
+/// vector, a 400).
 pub fn parse_vector(s: Option<&str>) -> Result<Option<String>> {
     match s {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(s) if INCIDENT_VECTORS.contains(&s) => Ok(Some(s.to_owned())),
         Some(s) => Err(QueryError::InvalidParameter(format!("invalid vector {s:?}: expected one of {}", INCIDENT_VECTORS.join(", ")))),
     }
@@ -363,7 +364,8 @@ mod tests {
         assert_eq!(parse_status(Some("ended")).unwrap().as_deref(), Some("ended"));
         assert!(parse_status(Some("over")).is_err());
         assert_eq!(parse_vector(Some("scraping")).unwrap().as_deref(), Some("scraping"));
-        assert_eq!(parse_vector(Some("")).unwrap(), None);
+        assert_eq!(parse_vector(None).unwrap(), None);
+        assert!(parse_vector(Some("")).is_err(), "empty, as an empty status, is a 400");
         let e = parse_vector(Some("bogus")).unwrap_err();
         assert_eq!(e.http_status(), 400);
         assert!(e.to_string().contains("http_flood, cache_busting"), "{e}");

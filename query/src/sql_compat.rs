@@ -151,25 +151,36 @@ fn alias_repeated_outputs(body: &mut SetExpr) {
 const AT_TIME_ZONE_NAME: &str = "timezone";
 
 fn alias_repeated_in(select: &mut Select) {
-    // An unaliased `x AT TIME ZONE z` is named `timezone`, as PostgreSQL names it: DataFusion names
-    // it after `x`, so with `ORDER BY x` (which adds `x` to the projection) it refused the
-    // statement for two columns of one name.
-    let aliases: Vec<String> = select
-        .projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-            _ => None,
-        })
-        .collect();
-    let mut zones = 0;
-    for item in &mut select.projection {
-        if let SelectItem::UnnamedExpr(expr @ Expr::AtTimeZone { .. }) = item {
-            zones += 1;
-            let alias = if zones == 1 { AT_TIME_ZONE_NAME.to_owned() } else { format!("{AT_TIME_ZONE_NAME}_{zones}") };
-            let alias = std::iter::successors(Some(alias.clone()), |a| Some(format!("{a}_")))
-                .find(|a| !aliases.contains(a))
+    // An unaliased `x AT TIME ZONE z` is named `timezone` (`timezone_2`, … when that is taken),
+    // as PostgreSQL names it: DataFusion names it after `x`, so with `ORDER BY x` (which adds `x`
+    // to the projection) it refused the statement for two columns of one name.
+    let is_zone = |e: &Expr| {
+        let mut e = e;
+        while let Expr::Nested(inner) = e {
+            e = inner;
+        }
+        matches!(e, Expr::AtTimeZone { .. })
+    };
+    if select.projection.iter().any(|item| matches!(item, SelectItem::UnnamedExpr(e) if is_zone(e))) {
+        let mut taken: Vec<String> = select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+                SelectItem::UnnamedExpr(e) if !is_zone(e) => Some(output_key(e)),
+                _ => None,
+            })
+            .collect();
+        for item in &mut select.projection {
+            let SelectItem::UnnamedExpr(expr) = item else { continue };
+            if !is_zone(expr) {
+                continue;
+            }
+            let alias = std::iter::once(AT_TIME_ZONE_NAME.to_owned())
+                .chain((2..).map(|n| format!("{AT_TIME_ZONE_NAME}_{n}")))
+                .find(|a| !taken.contains(a))
                 .expect("an unused name");
+            taken.push(alias.clone());
             *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
         }
     }
@@ -488,6 +499,11 @@ mod tests {
         assert_eq!(
             rewritten("SELECT ts AT TIME ZONE 'UTC', ts AT TIME ZONE 'Asia/Tokyo' FROM t"),
             r#"SELECT ts AT TIME ZONE 'UTC' AS "timezone", ts AT TIME ZONE 'Asia/Tokyo' AS "timezone_2" FROM t"#
+        );
+        // A column named `timezone` keeps its name; a bracketed conversion is named too.
+        assert_eq!(
+            rewritten("SELECT (ts AT TIME ZONE 'UTC'), timezone, s.timezone_2 FROM s ORDER BY ts"),
+            r#"SELECT (ts AT TIME ZONE 'UTC') AS "timezone_3", timezone, s.timezone_2 FROM s ORDER BY ts"#
         );
     }
 

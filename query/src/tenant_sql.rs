@@ -73,11 +73,12 @@ const DENIED_FUNCTIONS: &[&str] = &[
 const CTE_PREFIX: &str = "edgelens_cte_";
 
 /// Whether `lower` (an unqualified name, lower case) names a table a backend has besides the
-/// contract's: ClickHouse's per-shard `…_local` and cluster-wide `…_all` tables, and the
-/// catalogues' tables.
+/// contract's: ClickHouse's per-shard `…_local` and cluster-wide `…_all` tables, its migrations
+/// table, and the catalogues' tables.
 fn is_backend_table(lower: &str) -> bool {
     lower.ends_with("_local")
         || lower.ends_with("_all")
+        || lower == edgelens_schemas::clickhouse::MIGRATIONS_TABLE
         || lower.starts_with("pg_")
         || ["tables", "columns", "views", "schemata", "df_settings", "routines", "parameters"].contains(&lower)
 }
@@ -448,7 +449,7 @@ mod tests {
             let e = scope_sql("SELECT * FROM trafic_1m", d, &scope()).unwrap_err();
             assert!(matches!(e, QueryError::InvalidSql(_)) && e.to_string().contains("trafic_1m does not exist"), "{e}");
             assert_eq!(crate::pgwire::handler::sql_error_code(&e.to_string()), "42P01", "{e}");
-            for table in ["traffic_1m_local", "_spans_local", "traffic_1m_all", "pg_class", "tables"] {
+            for table in ["traffic_1m_local", "_spans_local", "traffic_1m_all", "schema_migrations", "pg_class", "tables"] {
                 let e = scope_sql(&format!("SELECT * FROM {table}"), d, &scope()).unwrap_err();
                 assert!(matches!(e, QueryError::SqlRefused(_)), "{table}: {e}");
             }

@@ -500,6 +500,16 @@ async fn at_time_zone_gives_the_wall_clock_time_there() {
     let row = client.query_one(sql, &[]).await.unwrap();
     assert_eq!(row.columns()[1].type_(), &tokio_postgres::types::Type::TIMESTAMP);
     assert_eq!(row.get::<_, SystemTime>(1), UNIX_EPOCH + Duration::from_secs((at(23, 58) + 3600) as u64));
+    // Unaliased, it is named `timezone` as in PostgreSQL (it was `?column?`), also next to
+    // `ORDER BY ts`, which the lake refused for two columns named `ts`.
+    let sql = "SELECT ts AT TIME ZONE 'Europe/Berlin', (ts AT TIME ZONE 'Asia/Tokyo') FROM traffic_1m ORDER BY ts LIMIT 1";
+    let row = client.query_one(sql, &[]).await.unwrap();
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["timezone", "timezone"]);
+    assert_eq!(row.get::<_, SystemTime>(0), UNIX_EPOCH + Duration::from_secs((at(23, 58) + 3600) as u64));
+    // A zone no time can be shown in: the statement's mistake.
+    let e = client.simple_query("SELECT ts AT TIME ZONE 'Bogus/Zone' FROM traffic_1m LIMIT 1").await.unwrap_err();
+    assert!(e.as_db_error().is_some_and(|d| d.code().code().starts_with("22") || d.code().code().starts_with("42")), "{e:?}");
     drop(client);
     svc.stop().await;
 }

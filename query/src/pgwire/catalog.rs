@@ -1055,6 +1055,8 @@ fn postgres_name(expr: &Expr) -> Option<String> {
             }
         },
         Expr::Case { .. } => Some("case".into()),
+        // PostgreSQL calls `timezone(z, x)` for `x AT TIME ZONE z`.
+        Expr::AtTimeZone { .. } => Some("timezone".into()),
         Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::Boolean(_)) => Some("bool".into()),
         _ => Some("?column?".into()),
     }
