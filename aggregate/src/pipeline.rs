@@ -901,9 +901,9 @@ mod tests {
         Some(MessageName { key: b"a.example", id, resend })
     }
 
-    /// Events behind the detector's seconds (here: after one event of an edge whose clock runs
-    /// 8 s ahead) are counted in the rollups and in `unjudged`: before, nothing but the rollups'
-    /// counts said that the detector never saw them.
+    /// Events behind the detector's seconds (here: events of one edge after one of its events
+    /// 8 s ahead of them) are counted in the rollups and in `unjudged`: before, nothing but the
+    /// rollups' counts said that the detector never saw them.
     #[test]
     fn events_the_detector_did_not_judge_are_counted_as_unjudged() {
         let mut p = EmbeddedPipeline::new(PipelineConfig::default(), MemorySink::default());

@@ -33,6 +33,10 @@
 //! (every event of those seconds arrives after the start second closed); the seconds before are
 //! estimated from the sample. State is checkpointed with the windows ([`AttackDetector::encode_state`]).
 //!
+//! Seconds close [`DetectorConfig::allowed_disorder`] behind the stream's clock: the newest time of
+//! its last events, not counting the edge (colo) furthest ahead among them (`RecentEdges`), so one
+//! edge whose clock runs ahead of the others does not make all their events late.
+//!
 //! An event for a second already judged (more than [`DetectorConfig::allowed_disorder`] late, and
 //! so not too late for the rollups) changes no decision, but an incident under way at that second
 //! counts it: its timeline gets a row adding it to that second, its attack requests, peak and
@@ -70,7 +74,7 @@ use crate::windows::SortedName;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorConfig {
     pub thresholds: Thresholds,
-    /// Seconds close this far behind the newest event (the windows' allowed disorder).
+    /// Seconds close this far behind the stream's clock (the windows' allowed disorder; see the module docs).
     pub allowed_disorder: Nanos,
     /// One request in this many (by event hash) feeds profiles and signatures.
     pub sample_one_in: u64,
@@ -298,12 +302,71 @@ pub struct AttackDetector {
     /// Seconds with open buckets, and the positions of the sites that have one.
     pending: BTreeMap<i64, Vec<u32>>,
     max_ts: Option<Nanos>,
+    /// The last events' edges and times, for the clock seconds close behind ([`RecentEdges`]).
+    edges: RecentEdges,
     /// Every second before this one is closed.
     closed_before: Option<i64>,
     out: DetectorOutput,
     /// Where in `out.timeline` the row of late events of (site position, second) is.
     late_rows: ahash::HashMap<(u32, i64), usize>,
     stats: DetectorStats,
+}
+
+/// Events of the stream the detector's clock looks at.
+const RECENT_EDGES: usize = 32;
+
+/// The edge (colo) and time of each of the stream's last [`RECENT_EDGES`] events. The detector's
+/// clock is the newest time among them of any edge but the one with the newest time of all (the
+/// newest time of all when they are of one edge): an edge whose clock runs ahead of the others
+/// moves it only while it alone sends; an edge that sends a small share of the events, and is not
+/// among the last ones, does not hold it back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct RecentEdges {
+    /// (edge, time), oldest first once full; `next` is where the next one goes.
+    events: Vec<(u64, Nanos)>,
+    next: usize,
+}
+
+impl RecentEdges {
+    fn push(&mut self, colo: &str, ts: Nanos) {
+        // The code (three or four letters) in a number; longer texts share one by their first 8.
+        let edge = colo.bytes().take(8).fold(0u64, |x, b| (x << 8) | u64::from(b));
+        if self.events.len() < RECENT_EDGES {
+            self.events.push((edge, ts));
+        } else {
+            self.events[self.next] = (edge, ts);
+        }
+        self.next = (self.next + 1) % RECENT_EDGES;
+    }
+
+    /// See the type's docs; `None` before the first event.
+    fn clock(&self) -> Option<Nanos> {
+        let &(ahead, newest) = self.events.iter().max_by_key(|(_, ts)| *ts)?;
+        Some(self.events.iter().filter(|(e, _)| *e != ahead).map(|(_, ts)| *ts).max().unwrap_or(newest))
+    }
+
+    fn encode(&self, e: &mut Enc) {
+        e.len(self.events.len());
+        // Oldest first, so that the order of replacement survives.
+        let start = if self.events.len() < RECENT_EDGES { 0 } else { self.next };
+        for i in 0..self.events.len() {
+            let (edge, ts) = self.events[(start + i) % self.events.len()];
+            e.u64(edge);
+            e.i64(ts);
+        }
+    }
+
+    fn decode(d: &mut Dec<'_>) -> Result<Self, String> {
+        let n = d.len()?;
+        if n > RECENT_EDGES {
+            return Err(format!("{n} recent edges in the detector state, more than {RECENT_EDGES}"));
+        }
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            events.push((d.u64()?, d.i64()?));
+        }
+        Ok(RecentEdges { next: n % RECENT_EDGES, events })
+    }
 }
 
 fn sec_of(ts: Nanos) -> i64 {
@@ -328,6 +391,7 @@ impl AttackDetector {
             states: Vec::new(),
             pending: BTreeMap::new(),
             max_ts: None,
+            edges: RecentEdges::default(),
             closed_before: None,
             out: DetectorOutput::default(),
             late_rows: ahash::HashMap::default(),
@@ -380,13 +444,20 @@ impl AttackDetector {
     /// ahead of it does not move by itself; `None` before it starts): seconds close behind
     /// `event_time`, not `ev.ts`.
     pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Option<Nanos>) -> bool {
-        if let Some(event_time) = event_time
-            && self.max_ts.is_none_or(|m| event_time > m)
-        {
-            self.max_ts = Some(event_time);
-            let wm_sec = sec_of(event_time - self.cfg.allowed_disorder);
-            if self.closed_before.is_none_or(|c| wm_sec > c) {
-                self.close_before(wm_sec);
+        if let Some(event_time) = event_time {
+            self.edges.push(&ev.colo, ev.ts.min(event_time));
+            // Seconds close behind the newest time of the last events' edges but the one furthest
+            // ahead: one edge whose clock runs ahead of the others does not make their events
+            // late (and unjudged). Computed only when a second may close.
+            if self.closed_before.is_none_or(|c| sec_of(event_time - self.cfg.allowed_disorder) > c) {
+                let clock = self.edges.clock().unwrap_or(event_time).min(event_time);
+                if self.max_ts.is_none_or(|m| clock > m) {
+                    self.max_ts = Some(clock);
+                    let wm_sec = sec_of(clock - self.cfg.allowed_disorder);
+                    if self.closed_before.is_none_or(|c| wm_sec > c) {
+                        self.close_before(wm_sec);
+                    }
+                }
             }
         }
         let sec = sec_of(ev.ts);
@@ -959,8 +1030,9 @@ impl Incident {
 /// Version 2 added each site's recent counts and daily cycle; a version-1 state is read with them
 /// empty. Version 3 added each incident's recent seconds' totals (read as none before). Version 4
 /// added the daily cycle's disturbed hours and whether the site was learned afresh (read as none
-/// and no before).
-const STATE_VERSION: u8 = 4;
+/// and no before). Version 5 added the last events' edges the clock follows (read as none before:
+/// the clock then follows the newest event until they are known again).
+const STATE_VERSION: u8 = 5;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
@@ -1078,6 +1150,7 @@ impl AttackDetector {
                 None => e.u8(0),
             }
         }
+        self.edges.encode(&mut e);
         e.into_bytes()
     }
 
@@ -1141,6 +1214,9 @@ impl AttackDetector {
                 st.incident = Some(Box::new(Incident::decode(&mut d, v)?));
             }
             det.states[pos as usize].state = st;
+        }
+        if v >= 5 {
+            det.edges = RecentEdges::decode(&mut d)?;
         }
         if !d.is_empty() {
             return Err("trailing bytes after the detector state".into());
