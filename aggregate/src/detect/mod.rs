@@ -22,10 +22,11 @@
 //! 5. **Cooling** after 5 calm seconds; an anomalous second re-activates the same incident (so
 //!    re-triggers within [`DetectorConfig::cooling_secs`] merge); **ended** after that long calm.
 //!    The baseline is frozen while an incident is under way, so from `watch_from` on a second
-//!    carries the attack only if enough of its requests match the signature, and is calm when
-//!    too few do (`Incident::attack_in`): the site's own traffic rising meanwhile does not
-//!    keep the incident alive. On confirmation, the suspected seconds before the first whose
-//!    sample shows the signature's traffic are left out of the incident.
+//!    whose requests show none of the signature's traffic carries the attack only if its other
+//!    requests still hold the attack's volume (`Incident::attack_in`): the site's own traffic
+//!    rising meanwhile does not keep the incident alive, an attack that changed its senders does.
+//!    On confirmation, the suspected seconds before the first whose sample shows the signature's
+//!    traffic are left out of the incident.
 //!
 //! Determinism: every decision is a function of the site's events per closed second, so the
 //! embedded replay and any number of aggregators (a site lives in one partition) produce the same
@@ -118,6 +119,11 @@ const WATCH_DELAY: i64 = 7;
 /// Watched seconds whose every request (not only the hash sample) joins the incident's sample:
 /// a surge at a small site has few requests a second, and a signature needs [`signature::MIN_SAMPLE`].
 const DENSE_SAMPLE_SECS: i64 = 60;
+/// Requests matching an incident's signature, beyond what the second's other requests would send
+/// matching it, from which a second shows the attack.
+const ATTACK_MATCHES: f64 = 5.0;
+/// Weight of a second that shows the attack in the levels `Incident::shown` averages.
+const SHOWN_WEIGHT: f64 = 0.2;
 const TOP_ATTACKERS: usize = 20;
 const MAX_TRACKED_IPS: usize = 65_536;
 /// Pre-detection seconds whose sampled requests are kept for the timeline.
@@ -261,6 +267,9 @@ struct Incident {
     names: HashMap<(u8, u64), String>,
     last_row_sec: i64,
     last_signature_sec: i64,
+    /// Requests a second not matching and matching the signature, averaged over the seconds
+    /// that showed the attack (see [`Incident::attack_in`]); `None` before the first.
+    shown: Option<(f64, f64)>,
     /// Requests of the incident's timeline seconds within [`LATE_HORIZON_SECS`] of the newest,
     /// for counting late events into the peak.
     recent_totals: VecDeque<(i64, u64)>,
@@ -645,10 +654,11 @@ impl Ctx<'_> {
         let t = self.cfg.thresholds;
         st.cycle.count(b.sec, b.requests, st.incident.as_ref().is_some_and(|i| i.phase != Phase::Suspect));
         st.baseline.floor = st.cycle.floor(b.sec);
-        let mut anomalous = st.baseline.judge(&mut st.recent, b.sec, x, &t);
-        let mut calm = st.baseline.is_calm_in(x, &t);
-        if let Some(inc) = st.incident.as_ref().filter(|i| i.phase != Phase::Suspect) {
-            (anomalous, calm) = inc.attack_in(&b, anomalous, calm, 0.5 * st.baseline.excess_needed(&t));
+        // `surge`: the rate's judgement; `anomalous`: the attack's, once an incident is under way.
+        let surge = st.baseline.judge(&mut st.recent, b.sec, x, &t);
+        let (mut anomalous, mut calm) = (surge, st.baseline.is_calm_in(x, &t));
+        if let Some(inc) = st.incident.as_mut().filter(|i| i.phase != Phase::Suspect) {
+            (anomalous, calm) = inc.attack_in(&b, surge, calm, st.profile.as_deref());
         }
         let Some(mut inc) = st.incident.take() else {
             if anomalous {
@@ -744,7 +754,7 @@ impl Ctx<'_> {
             inc.phase = Phase::Active;
             inc.detected = Some(b.sec);
             self.stats.incidents += 1;
-            inc.skip_seconds_before_the_attack(0.5 * st.baseline.excess_needed(&self.cfg.thresholds));
+            inc.skip_seconds_before_the_attack(st.profile.as_deref());
             // The timeline from the start: exact counts, matches estimated from the sample.
             let pre = std::mem::take(&mut inc.pre);
             for p in pre {
@@ -959,27 +969,46 @@ fn classify(sig: &Signature, sample: &BinaryHeap<Sampled>, names: &HashMap<(u8, 
 
 impl Incident {
     /// Whether second `b` of an active or cooling incident carries the attack (`anomalous`) or
-    /// is calm, given the site's judgement of its rate: once every request is matched, the
-    /// attack is what matches the signature. A second whose rate is anomalous carries the attack
-    /// only if at least `need` requests match; one with fewer is calm. The baseline is frozen
+    /// is calm, given the site's judgement of its rate (`surge`, `calm`). The baseline is frozen
     /// while an incident is under way, so the site's own traffic rising meanwhile (back from a
-    /// silence, a legitimate surge the attack joined) must not keep the incident alive.
-    fn attack_in(&self, b: &Bucket, anomalous: bool, calm: bool, need: f64) -> (bool, bool) {
+    /// silence, a legitimate surge the attack joined) must not keep the incident alive: once
+    /// every request is matched, a second shows the attack when its requests matching the
+    /// signature exceed what its other requests would send matching it (by the site's profile)
+    /// by [`ATTACK_MATCHES`]; it is judged on its rate then. A second that shows none carries
+    /// the attack only if it surges with the attack's volume still in its other requests.
+    fn attack_in(&mut self, b: &Bucket, surge: bool, calm: bool, profile: Option<&SiteProfile>) -> (bool, bool) {
         let Some(sig) = self.signature.as_ref().filter(|_| b.sec >= self.watch_from) else {
-            return (anomalous, calm);
+            return (surge, calm);
         };
         let matched = b.full.iter().filter(|s| sig.matches(&s.tuple)).count() as f64;
-        (anomalous && matched >= need, calm || matched < need)
+        let others = (b.requests as f64 - matched).max(0.0);
+        if matched - others * profile.map_or(0.0, |p| sig.normal_share(p)) >= ATTACK_MATCHES {
+            self.shown = Some(match self.shown {
+                None => (others, matched),
+                Some((o, m)) => (o + SHOWN_WEIGHT * (others - o), m + SHOWN_WEIGHT * (matched - m)),
+            });
+            return (surge, calm);
+        }
+        // None of it shows: the attack goes on unmatched while its volume is still there (it
+        // changed its senders; the signature follows it from the samples of these seconds), and
+        // is over when what is left is about the other traffic of the seconds that showed it.
+        let persists = surge && self.shown.is_none_or(|(o, m)| others >= o + 0.5 * m);
+        (persists, !persists)
     }
 
-    /// On confirmation: the incident starts at the first suspected second whose sample shows at
-    /// least `need` requests matching the signature (the attack), not at an earlier rise of the
-    /// site's own traffic the attack joined. Seconds whose sample was dropped stay.
-    fn skip_seconds_before_the_attack(&mut self, need: f64) {
+    /// On confirmation: the incident starts at the first suspected second whose sample shows the
+    /// attack (as [`Incident::attack_in`] judges a second, on the sample scaled up), not at an
+    /// earlier rise of the site's own traffic the attack joined. Seconds whose sample was dropped
+    /// stay.
+    fn skip_seconds_before_the_attack(&mut self, profile: Option<&SiteProfile>) {
         let Some(sig) = &self.signature else { return };
+        let normal_share = profile.map_or(0.0, |p| sig.normal_share(p));
         let carries = |p: &PreSecond| {
-            p.sampled.is_empty() && p.requests > 0
-                || p.sampled.iter().filter(|s| sig.matches(&s.tuple)).count() as f64 * p.requests as f64 / p.sampled.len().max(1) as f64 >= need
+            if p.sampled.is_empty() {
+                return p.requests > 0;
+            }
+            let matched = p.sampled.iter().filter(|s| sig.matches(&s.tuple)).count() as f64 * p.requests as f64 / p.sampled.len() as f64;
+            matched - (p.requests as f64 - matched).max(0.0) * normal_share >= ATTACK_MATCHES
         };
         let Some(first) = self.pre.iter().position(carries).filter(|&i| i > 0) else { return };
         self.pre.drain(..first);
@@ -1020,6 +1049,7 @@ impl Incident {
             names: HashMap::default(),
             last_row_sec: start,
             last_signature_sec: start,
+            shown: None,
             recent_totals: VecDeque::new(),
         }
     }
@@ -1031,7 +1061,8 @@ impl Incident {
 /// empty. Version 3 added each incident's recent seconds' totals (read as none before). Version 4
 /// added the daily cycle's disturbed hours and whether the site was learned afresh (read as none
 /// and no before). Version 5 added the last events' edges the clock follows (read as none before:
-/// the clock then follows the newest event until they are known again).
+/// the clock then follows the newest event until they are known again) and each incident's
+/// levels of the seconds that showed its attack (read as none).
 const STATE_VERSION: u8 = 5;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
@@ -1288,6 +1319,14 @@ impl Incident {
             e.i64(sec);
             e.u64(n);
         }
+        match self.shown {
+            Some((o, m)) => {
+                e.u8(1);
+                enc_f64(e, o);
+                enc_f64(e, m);
+            }
+            None => e.u8(0),
+        }
     }
 
     fn decode(d: &mut Dec<'_>, version: u8) -> Result<Self, String> {
@@ -1342,6 +1381,9 @@ impl Incident {
             for _ in 0..d.len()? {
                 inc.recent_totals.push_back((d.i64()?, d.u64()?));
             }
+        }
+        if version >= 5 && d.u8()? == 1 {
+            inc.shown = Some((dec_f64(d)?, dec_f64(d)?));
         }
         Ok(inc)
     }

@@ -66,6 +66,15 @@ impl Signature {
         self.predicates.iter().all(|p| p.matches(t))
     }
 
+    /// An upper bound of the share of the site's normal requests (by `profile`) that match the
+    /// signature: the smallest of its predicates' (each the sum of its values' shares).
+    pub fn normal_share(&self, profile: &SiteProfile) -> f64 {
+        self.predicates
+            .iter()
+            .map(|p| p.values.iter().map(|&v| profile.share(p.attr as usize, v)).sum::<f64>().min(1.0))
+            .fold(1.0, f64::min)
+    }
+
     /// Whether the signature names who sends the traffic or a request shape no normal client
     /// produces, not only which page is asked for: a surge to one hot page is what a flash
     /// crowd looks like.

@@ -29,6 +29,8 @@ impl Rng {
 enum Kind {
     Normal,
     Bot,
+    /// Another botnet: other addresses, network, country and client.
+    Bot2,
     /// A site's audience spread over more networks, countries and browsers than a profile keeps.
     Wide,
 }
@@ -55,6 +57,10 @@ fn line(rng: &mut Rng, site: &str, ts_ms: i64, kind: Kind, n: u64) -> String {
             let ip = format!("203.0.{}.{}", 113 + rng.below(4), rng.below(250));
             (ip, 65_001 + rng.below(2), "vn", "python-requests/2.31", "/".to_owned(), 200)
         }
+        Kind::Bot2 => {
+            let ip = format!("198.51.{}.{}", 100 + rng.below(4), rng.below(250));
+            (ip, 65_201 + rng.below(2), "br", "Go-http-client/1.1", "/".to_owned(), 200)
+        }
     };
     format!(
         r#"{{"EdgeStartTimestamp":{},"ClientIP":"{ip}","EdgeResponseStatus":{status},"ZoneName":"{site}","RayID":"{n:016x}","ClientASN":{asn},"ClientCountry":"{country}","ClientRequestMethod":"GET","ClientRequestPath":"{path}","ClientRequestURI":"{path}","ClientRequestUserAgent":"{ua}"}}"#,
@@ -65,11 +71,19 @@ fn line(rng: &mut Rng, site: &str, ts_ms: i64, kind: Kind, n: u64) -> String {
 /// `secs` seconds of traffic: `normal(sec)` normal requests and `bots(sec)` flood requests per
 /// second on `site`, plus a quiet second site, each second's lines shuffled within ±`jitter_ms`.
 fn traffic(secs: i64, normal: impl Fn(i64) -> f64, bots: impl Fn(i64) -> f64, jitter_ms: i64, seed: u64) -> Vec<String> {
+    traffic_of(secs, &normal, &[(Kind::Bot, &bots)], jitter_ms, seed)
+}
+
+/// [`traffic`] with several botnets, each `(kind, requests a second)`.
+fn traffic_of(secs: i64, normal: &dyn Fn(i64) -> f64, bots: &[(Kind, &dyn Fn(i64) -> f64)], jitter_ms: i64, seed: u64) -> Vec<String> {
     let mut rng = Rng(seed);
     let mut n = 0u64;
     let mut out: Vec<(i64, String)> = Vec::new();
     for s in 0..secs {
-        for (site, kind, mean) in [("shop.example", Kind::Normal, normal(s)), ("shop.example", Kind::Bot, bots(s)), ("quiet.example", Kind::Normal, 2.0)] {
+        let mut sources = vec![("shop.example", Kind::Normal, normal(s))];
+        sources.extend(bots.iter().map(|(kind, rate)| ("shop.example", *kind, rate(s))));
+        sources.push(("quiet.example", Kind::Normal, 2.0));
+        for (site, kind, mean) in sources {
             for _ in 0..rng.count(mean) {
                 n += 1;
                 let ts_ms = (T0 + s) * 1000 + rng.below(1000) as i64;
@@ -513,4 +527,48 @@ fn an_edge_whose_clock_runs_ahead_hides_no_attack() {
     // The same through a checkpoint in the middle: the edges the clock follows are kept.
     let mid = skewed.len() / 2;
     assert_eq!(latest(&run(&skewed, Some(mid))), latest(&run(&skewed, None)));
+}
+
+/// The one incident of `out`, checked to span `[from, to)` of the test's seconds (±3 s) and to
+/// count `sent` attack requests (±10 %).
+fn one_incident_spanning(out: &DetectorOutput, from: i64, to: i64, sent: f64) {
+    let incidents = latest(out);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    assert_eq!(inc.status, "ended", "{inc:#?}");
+    let (start, end) = (inc.start_ts / NANOS_PER_SEC - T0, inc.end_ts.unwrap() / NANOS_PER_SEC - T0);
+    assert!((from - 1..=from + 3).contains(&start) && (to - 1..=to + 3).contains(&end), "{start}..{end}: {inc:#?}");
+    let err = (inc.attack_requests as f64 - sent).abs() / sent;
+    assert!(err < 0.1, "attack_requests {} vs ~{sent}", inc.attack_requests);
+}
+
+/// Regression: with an incident judged on the requests matching its signature, a botnet that
+/// replaced another mid-attack matched nothing, so the incident ended while the attack went on
+/// and the rest became a second incident 180 s later. A second that shows none of the attack
+/// still carries it while its volume is there, and the signature follows the new senders.
+#[test]
+fn a_botnet_replaced_mid_attack_stays_one_incident() {
+    let a = |s: i64| if (400..700).contains(&s) { 400.0 } else { 0.0 };
+    let b = |s: i64| if (700..1000).contains(&s) { 400.0 } else { 0.0 };
+    let out = run(&traffic_of(1400, &|_| 50.0, &[(Kind::Bot, &a), (Kind::Bot2, &b)], 0, 3), None);
+    let sent: f64 = (0..1400).map(|s| a(s) + b(s)).sum();
+    one_incident_spanning(&out, 400, 1000, sent);
+}
+
+/// Regression: an attack whose signature covers part of it (here: bots plus as many again of
+/// requests like the site's own), loud only over ten seconds, was split into an incident every
+/// 187 s, each ending 7 s after its start: its matching requests stayed below half of a second's
+/// anomaly excess. Any number of matching requests clearly above what normal traffic sends
+/// shows the attack.
+#[test]
+fn an_attack_its_signature_covers_in_part_stays_one_incident() {
+    let attack = 400..1000;
+    let normal = |s: i64| if attack.contains(&s) { 245.0 } else { 200.0 };
+    let bots = |s: i64| if attack.contains(&s) { 75.0 } else { 0.0 };
+    let out = run(&traffic(1400, normal, bots, 0, 5), None);
+    let incidents = latest(&out);
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = incidents.values().next().unwrap();
+    let end = inc.end_ts.unwrap() / NANOS_PER_SEC - T0;
+    assert!((999..=1003).contains(&end), "end {end}: {inc:#?}");
 }
