@@ -290,7 +290,7 @@ impl AggregateMetrics {
         for (name, help, n) in [
             ("edgelens_aggregate_events_counted_total", "Events counted in the rollups (on time or late).", &self.counted),
             ("edgelens_aggregate_events_late_total", "Of the counted events, those counted late (as delta rows).", &self.late),
-            ("edgelens_aggregate_events_unjudged_total", "Of the counted events, those the attack detector did not judge: more than the allowed disorder behind the newest event of their partition (a late batch, an edge clock ahead of the others). They count in an incident under way, but start none.", &self.unjudged),
+            ("edgelens_aggregate_events_unjudged_total", "Of the counted events, those the attack detector did not judge: more than the allowed disorder behind the time of their partition's latest events (a late batch, a producer that stalled). They count in an incident under way, but start none.", &self.unjudged),
             ("edgelens_aggregate_events_duplicate_total", "Redelivered events (same RayID) and lines of resent messages counted before, within the lateness horizon, not counted again.", &self.duplicates),
         ] {
             head(&mut s, name, "counter", help);

@@ -312,7 +312,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
                 partition = self.partition,
                 events = *unlogged,
                 allowed_disorder_secs = self.pipeline.config().windows.allowed_disorder / edgelens_schemas::time::NANOS_PER_SEC,
-                "events more than the allowed disorder behind the newest event of the partition were counted but not judged for attacks (a late batch, or an edge whose clock runs ahead of the others); --allowed-disorder widens the margin"
+                "events more than the allowed disorder behind the time of the partition's latest events were counted but not judged for attacks (a late batch, a producer that stalled); --allowed-disorder widens the margin"
             );
             *unlogged = 0;
             *logged_at = Some(Instant::now());

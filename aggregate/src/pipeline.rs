@@ -93,7 +93,7 @@ pub struct PipelineStats {
     /// Of those, counted as late delta rows.
     pub late: u64,
     /// Of the counted events, those the attack detector did not judge: more than its allowed
-    /// disorder behind the newest event (see [`crate::detect`]).
+    /// disorder behind the stream's clock (see [`crate::detect`]).
     pub unjudged: u64,
     /// Redelivered events (same RayID), and lines of resent messages taken before, not counted
     /// again.

@@ -450,8 +450,8 @@ impl AttackDetector {
     }
 
     /// [`Self::observe`] with the stream's event time given (the windows', which an event far
-    /// ahead of it does not move by itself; `None` before it starts): seconds close behind
-    /// `event_time`, not `ev.ts`.
+    /// ahead of it does not move by itself; `None` before it starts): seconds close behind the
+    /// stream's clock (see the module docs), never past `event_time`, not behind `ev.ts`.
     pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Option<Nanos>) -> bool {
         if let Some(event_time) = event_time {
             self.edges.push(&ev.colo, ev.ts.min(event_time));
