@@ -311,7 +311,7 @@ fn column_view(array: &ArrayRef) -> Result<ColumnView> {
         }
         // A timestamp of another zone (`ts AT TIME ZONE 'Europe/Berlin'`) is shown in it, with
         // its offset (Arrow's text below): shown in UTC, the conversion would read as a no-op.
-        DataType::Timestamp(unit, tz) if tz.as_deref().is_none_or(|tz| ["UTC", "+00:00", "Z", "Etc/UTC", "utc"].contains(&tz)) => {
+        DataType::Timestamp(unit, tz) if tz.as_deref().is_none_or(is_utc_zone) => {
             let nanos_per_unit = match unit {
                 TimeUnit::Second => 1_000_000_000,
                 TimeUnit::Millisecond => 1_000_000,
@@ -389,6 +389,12 @@ impl ColumnView {
     }
 }
 
+/// Whether an Arrow timestamp's zone is UTC (the lake's zone, and `now()`'s), by any of the names
+/// DataFusion and clients give it.
+pub fn is_utc_zone(zone: &str) -> bool {
+    ["utc", "etc/utc", "z", "+00:00", "+00", "+0000", "-00:00", "gmt", "etc/gmt"].contains(&zone.trim().to_ascii_lowercase().as_str())
+}
+
 fn timestamp_text(value: i64, nanos_per_unit: i64) -> String {
     match value.checked_mul(nanos_per_unit) {
         Some(ns) => format_rfc3339(ns),
@@ -435,20 +441,17 @@ mod tests {
     /// as if the conversion had done nothing; it is shown in its zone, with its offset.
     #[test]
     fn a_timestamp_of_another_zone_is_shown_in_it() {
-        let us = 1_793_491_200_500_000;
         let zoned = |tz: &str| {
-            let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![us]).with_timezone(tz));
+            let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_793_491_200_500_000]).with_timezone(tz));
             let schema = Arc::new(Schema::new(vec![Field::new("t", a.data_type().clone(), false)]));
-            to_json(&[RecordBatch::try_new(schema, vec![a]).unwrap()]).unwrap()
+            to_json(&[RecordBatch::try_new(schema, vec![a]).unwrap()])
         };
-        assert_eq!(zoned("Europe/Berlin"), r#"[{"t":"2026-11-01T01:00:00.500+01:00"}]"#);
-        assert_eq!(zoned("America/New_York"), r#"[{"t":"2026-10-31T20:00:00.500-04:00"}]"#);
-        assert_eq!(zoned("UTC"), r#"[{"t":"2026-11-01T00:00:00.500Z"}]"#);
+        assert_eq!(zoned("Europe/Berlin").unwrap(), r#"[{"t":"2026-11-01T01:00:00.500+01:00"}]"#);
+        assert_eq!(zoned("America/New_York").unwrap(), r#"[{"t":"2026-10-31T20:00:00.500-04:00"}]"#);
+        assert_eq!(zoned("UTC").unwrap(), r#"[{"t":"2026-11-01T00:00:00.500Z"}]"#);
         // A zone no time can be shown in is the statement's mistake, not a failure of ours.
         for bad in ["Bogus/Zone", "UTC+3"] {
-            let a: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![us]).with_timezone(bad));
-            let schema = Arc::new(Schema::new(vec![Field::new("t", a.data_type().clone(), false)]));
-            let e = to_json(&[RecordBatch::try_new(schema, vec![a]).unwrap()]).unwrap_err();
+            let e = zoned(bad).unwrap_err();
             assert!(matches!(e, QueryError::InvalidSql(_)) && e.to_string().contains("is not known"), "{bad}: {e}");
         }
     }

@@ -192,10 +192,10 @@ impl Lake {
         let state = self.user_ctx.state();
         // Without a lake, a statement that reads no edgelens table (`SELECT 1`, a client's health
         // check, the catalogues) still answers.
-        if !self.dir.is_dir() {
+        if let Err(missing) = self.present() {
             let tables = state.resolve_table_references(&statement).map_err(QueryError::from_user_sql)?;
             if tables.iter().any(|t| ALL_TABLES.iter().any(|c| c.name == t.table())) {
-                self.present()?;
+                return Err(missing);
             }
         }
         let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;

@@ -162,15 +162,7 @@ fn alias_repeated_in(select: &mut Select) {
         matches!(e, Expr::AtTimeZone { .. })
     };
     if select.projection.iter().any(|item| matches!(item, SelectItem::UnnamedExpr(e) if is_zone(e))) {
-        let mut taken: Vec<String> = select
-            .projection
-            .iter()
-            .filter_map(|item| match item {
-                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-                SelectItem::UnnamedExpr(e) if !is_zone(e) => Some(output_key(e)),
-                _ => None,
-            })
-            .collect();
+        let mut taken = output_names(&select.projection, |e| (!is_zone(e)).then(|| output_key(e)));
         for item in &mut select.projection {
             let SelectItem::UnnamedExpr(expr) = item else { continue };
             if !is_zone(expr) {
@@ -198,16 +190,7 @@ fn alias_repeated_in(select: &mut Select) {
     if !repeats {
         return;
     }
-    // Names the output columns have: every unaliased one's, every alias.
-    let mut taken: Vec<String> = select
-        .projection
-        .iter()
-        .zip(&named)
-        .filter_map(|(item, n)| match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-            _ => n.clone(),
-        })
-        .collect();
+    let mut taken = output_names(&select.projection, |e| Some(output_key(e)));
     for i in 0..select.projection.len() {
         let Some(key) = &named[i] else { continue };
         if !named[..i].contains(&named[i]) {
@@ -223,6 +206,19 @@ fn alias_repeated_in(select: &mut Select) {
         taken.push(alias.to_lowercase());
         select.projection[i] = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
     }
+}
+
+/// Names the output columns of `projection` have: every alias (lower case), and each unaliased
+/// column's that `name` gives.
+fn output_names(projection: &[SelectItem], name: impl Fn(&Expr) -> Option<String>) -> Vec<String> {
+    projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            SelectItem::UnnamedExpr(e) => name(e),
+            _ => None,
+        })
+        .collect()
 }
 
 /// An identifier as it names a column: unquoted ones fold to lower case.

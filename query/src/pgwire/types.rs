@@ -29,6 +29,7 @@ use pgwire::api::Type;
 use crate::backend::Dialect;
 use crate::sql_compat::MAX_ARRAY_ELEMENTS;
 use crate::error::{QueryError, Result};
+use crate::format::is_utc_zone;
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for binary dates.
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -49,7 +50,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Timestamp(_, Some(zone)) if is_utc(zone) => Type::TIMESTAMPTZ,
+        DataType::Timestamp(_, Some(zone)) if is_utc_zone(zone) => Type::TIMESTAMPTZ,
         // `ts AT TIME ZONE 'Europe/Berlin'`: as in PostgreSQL, the wall-clock time there.
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMP,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
@@ -58,10 +59,6 @@ pub fn pg_type(dt: &DataType) -> Type {
     }
 }
 
-/// Whether a timestamp's zone is UTC (the lake's zone, and `now()`'s).
-fn is_utc(zone: &str) -> bool {
-    ["utc", "etc/utc", "z", "+00:00", "+00", "+0000", "-00:00", "gmt", "etc/gmt"].contains(&zone.trim().to_ascii_lowercase().as_str())
-}
 
 /// Timestamps of a zone other than UTC as the naive wall-clock time of that zone, same unit.
 fn wall_clock(array: &ArrayRef) -> Result<Option<ArrayRef>> {
@@ -69,7 +66,7 @@ fn wall_clock(array: &ArrayRef) -> Result<Option<ArrayRef>> {
     use arrow::datatypes::{TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
     use chrono::{Offset, TimeZone};
     let DataType::Timestamp(unit, Some(zone)) = array.data_type() else { return Ok(None) };
-    if is_utc(zone) {
+    if is_utc_zone(zone) {
         return Ok(None);
     }
     let tz: Tz = zone.parse().map_err(|e| QueryError::InvalidParameter(format!("time zone {zone:?}: {e}")))?;
