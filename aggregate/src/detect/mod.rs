@@ -122,6 +122,13 @@ const DENSE_SAMPLE_SECS: i64 = 60;
 /// Requests matching an incident's signature, beyond what the second's other requests would send
 /// matching it, from which a second shows the attack.
 const ATTACK_MATCHES: f64 = 5.0;
+/// Whether a second of `requests`, `matched` of them matching an incident's signature, shows the
+/// attack: the matching ones exceed what the others would send matching it (`normal_share` of
+/// the site's normal requests match it) by [`ATTACK_MATCHES`].
+fn shows_attack(matched: f64, requests: u64, normal_share: f64) -> bool {
+    matched - (requests as f64 - matched).max(0.0) * normal_share >= ATTACK_MATCHES
+}
+
 /// Weight of a second that shows the attack in the levels `Incident::shown` averages.
 const SHOWN_WEIGHT: f64 = 0.2;
 const TOP_ATTACKERS: usize = 20;
@@ -982,7 +989,7 @@ impl Incident {
         };
         let matched = b.full.iter().filter(|s| sig.matches(&s.tuple)).count() as f64;
         let others = (b.requests as f64 - matched).max(0.0);
-        if matched - others * profile.map_or(0.0, |p| sig.normal_share(p)) >= ATTACK_MATCHES {
+        if shows_attack(matched, b.requests, profile.map_or(0.0, |p| sig.normal_share(p))) {
             self.shown = Some(match self.shown {
                 None => (others, matched),
                 Some((o, m)) => (o + SHOWN_WEIGHT * (others - o), m + SHOWN_WEIGHT * (matched - m)),
@@ -1008,7 +1015,7 @@ impl Incident {
                 return p.requests > 0;
             }
             let matched = p.sampled.iter().filter(|s| sig.matches(&s.tuple)).count() as f64 * p.requests as f64 / p.sampled.len() as f64;
-            matched - (p.requests as f64 - matched).max(0.0) * normal_share >= ATTACK_MATCHES
+            shows_attack(matched, p.requests, normal_share)
         };
         let Some(first) = self.pre.iter().position(carries).filter(|&i| i > 0) else { return };
         self.pre.drain(..first);
