@@ -117,6 +117,15 @@ fn lake_and_clickhouse_backends_answer_identically() {
         let (code, body) = svc.sql(last_seen, "application/json");
         assert_eq!((code, json(&body, last_seen)), (200, serde_json::json!([{ "last_seen": null }])), "{body}");
     }
+    // Regression: a time moved to another zone came back as that zone's wall clock labelled UTC;
+    // it is the same instant, shown with the zone's offset, on ClickHouse as on the lake.
+    for (svc, sql) in [
+        (&on_ch, "SELECT toTimeZone(min(ts), 'Europe/Berlin') AS t FROM traffic_1m"),
+        (&on_lake, "SELECT min(ts) AT TIME ZONE 'Europe/Berlin' AS t FROM traffic_1m"),
+    ] {
+        let (code, body) = svc.sql(sql, "application/json");
+        assert_eq!((code, json(&body, sql)), (200, serde_json::json!([{ "t": "2026-11-01T01:00:00+01:00" }])), "{sql}: {body}");
+    }
     // The CLI on both backends.
     let cli = |args: &[&str]| run_ok(edgelens().args(["sql", "--format", "json"]).args(args).arg(SQL[0]).envs(db.env()));
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));

@@ -7,7 +7,8 @@
 //!   reading kind, a time limit and a result-row limit.
 //! - Results travel as `TabSeparatedWithNamesAndTypes` (the richest text format of the oldest
 //!   supported server, 18.16) and are decoded by [`decode_tsv`]: integer, float, `String`,
-//!   `DateTime` (→ `Timestamp(µs, UTC)`, as in the lake), `Date`, `Nullable(..)`; other types arrive
+//!   `DateTime` (→ `Timestamp(µs, UTC)`, as in the lake; `DateTime('zone')`, say of `toTimeZone`, keeps
+//!   its zone and is shown with its offset), `Date`, `Nullable(..)`; other types arrive
 //!   as their text. A `String` column holding bytes that are not UTF-8 (sketches) becomes `Binary`.
 //! - `DateTime` text is in the server's time zone, and string literals compared with `DateTime`
 //!   are read in it: the server must run in UTC. The first query checks (`timezone()`) and every
@@ -364,13 +365,14 @@ fn tokens_outside_literals(sql: &str) -> Result<Vec<String>> {
 }
 
 /// How one ClickHouse column type is decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     UInt,
     Int,
     Float,
     Str,
-    DateTime,
+    /// `DateTime`, or `DateTime('zone')`: its text is the wall clock in that zone.
+    DateTime(Option<String>),
     Date,
     Nothing,
     /// Any other type: its text.
@@ -388,12 +390,21 @@ fn kind_of(ty: &str) -> (Kind, bool) {
         "Float32" | "Float64" => Kind::Float,
         "String" => Kind::Str,
         t if t.starts_with("FixedString(") => Kind::Str,
-        t if t == "DateTime" || t.starts_with("DateTime(") => Kind::DateTime,
+        "DateTime" => Kind::DateTime(None),
+        t if t.starts_with("DateTime(") => Kind::DateTime(datetime_zone(t)),
         "Date" => Kind::Date,
         "Nothing" => Kind::Nothing,
         _ => Kind::Text,
     };
-    (kind, nullable || kind == Kind::Nothing)
+    let nullable = nullable || kind == Kind::Nothing;
+    (kind, nullable)
+}
+
+/// The zone of a `DateTime('Europe/Berlin')` type; `None` for UTC, which is how edgelens' own
+/// columns are shown.
+fn datetime_zone(ty: &str) -> Option<String> {
+    let zone = ty.strip_prefix("DateTime(")?.strip_suffix(')')?.trim().trim_matches('\'').trim();
+    (!zone.is_empty() && !crate::format::is_utc_zone(zone)).then(|| zone.to_string())
 }
 
 /// Undo TSV escaping (`\t`, `\n`, `\\`, `\'`, `\0`, `\b`, `\f`, `\r`).
@@ -440,7 +451,8 @@ pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
         Some(l) if !l.is_empty() => split_fields(l).into_iter().map(|f| String::from_utf8_lossy(&unescape(f)).into_owned()).collect(),
         _ => return Err(bad("no header".into())),
     };
-    let types: Vec<(Kind, bool)> = lines.next().map(|l| split_fields(l).into_iter().map(|t| kind_of(&String::from_utf8_lossy(t))).collect()).ok_or_else(|| bad("no types line".into()))?;
+    // Types are escaped as the fields are: `DateTime(\'Europe/Berlin\')`.
+    let types: Vec<(Kind, bool)> = lines.next().map(|l| split_fields(l).into_iter().map(|t| kind_of(&String::from_utf8_lossy(&unescape(t)))).collect()).ok_or_else(|| bad("no types line".into()))?;
     if types.len() != names.len() {
         return Err(bad(format!("{} names but {} types", names.len(), types.len())));
     }
@@ -480,11 +492,15 @@ pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
                 }
                 Arc::new(b.finish())
             }
-            Kind::DateTime => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+            Kind::DateTime(zone) => {
+                let tz = match zone {
+                    Some(z) => Some(z.parse::<arrow::array::timezone::Tz>().map_err(|e| bad(format!("{name}: time zone {z:?}: {e}")))?),
+                    None => None,
+                };
+                let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(zone.as_deref().unwrap_or("UTC"));
                 for v in col {
                     let v = v.as_deref().filter(|v| !is_zero_time(v));
-                    b.append_option(v.map(|v| datetime_us(text(v)?).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?);
+                    b.append_option(v.map(|v| datetime_us(text(v)?, tz.as_ref()).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?);
                 }
                 Arc::new(b.finish())
             }
@@ -537,10 +553,18 @@ fn is_zero_time(v: &[u8]) -> bool {
     matches!(v, b"0000-00-00 00:00:00" | b"0000-00-00" | b"1970-01-01 00:00:00" | b"1970-01-01")
 }
 
-/// `YYYY-MM-DD hh:mm:ss` (UTC, the server's time zone in edgelens deployments) as unix µs.
-fn datetime_us(s: &str) -> Option<i64> {
+/// `YYYY-MM-DD hh:mm:ss` as unix µs: a wall clock in `zone` (a `DateTime('zone')` column), else
+/// in UTC, the server's time zone in edgelens deployments. A wall clock a change to summer time
+/// skips does not exist and fails; one that the change back shows twice is read as the earlier
+/// instant, the text not telling which it was.
+fn datetime_us(s: &str, zone: Option<&arrow::array::timezone::Tz>) -> Option<i64> {
+    use chrono::TimeZone;
     let dt = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok()?;
-    Some(dt.and_utc().timestamp() * 1_000_000)
+    let secs = match zone {
+        Some(tz) => tz.from_local_datetime(&dt).earliest()?.timestamp(),
+        None => dt.and_utc().timestamp(),
+    };
+    Some(secs * 1_000_000)
 }
 
 fn date_days(s: &str) -> Option<i32> {
@@ -584,6 +608,26 @@ mod tests {
         assert_eq!(b.column(8).as_binary::<i32>().value(0), b"\xff\0");
         let empty = decode_tsv(b"a\nUInt64\n").unwrap();
         assert_eq!((empty.num_rows(), empty.schema.fields().len()), (0, 1));
+    }
+
+    #[test]
+    fn a_zoned_datetime_is_its_wall_clock_in_that_zone() {
+        // As the server sends them: quotes in the types line escaped.
+        let r = decode_tsv(b"b\tu\tp\nDateTime(\\'Europe/Berlin\\')\tDateTime('UTC')\tNullable(DateTime(\\'America/New_York\\'))\n2026-11-01 01:00:00\t2026-11-01 00:00:00\t2026-10-31 20:00:00\n2026-10-25 02:30:00\t2026-11-01 00:00:00\t\\N\n").unwrap();
+        let b = &r.batches[0];
+        let ts = |c: usize, row: usize| b.column(c).as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(row);
+        let zone = |c: usize| match r.schema.field(c).data_type() {
+            DataType::Timestamp(_, tz) => tz.as_deref().map(str::to_string),
+            other => panic!("{other}"),
+        };
+        assert_eq!((zone(0).as_deref(), zone(1).as_deref(), zone(2).as_deref()), (Some("Europe/Berlin"), Some("UTC"), Some("America/New_York")));
+        // 01:00 in Berlin (UTC+1 in November) and 20:00 in New York (UTC-4) are midnight UTC.
+        assert_eq!((ts(0, 0), ts(1, 0), ts(2, 0)), (1_793_491_200_000_000, 1_793_491_200_000_000, 1_793_491_200_000_000));
+        // 02:30 on the night summer time ends comes twice: the earlier, still summer time (UTC+2).
+        assert_eq!(ts(0, 1), 1_792_888_200_000_000);
+        assert!(b.column(2).is_null(1));
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"b":"2026-11-01T01:00:00+01:00","u":"2026-11-01T00:00:00Z","p":"2026-10-31T20:00:00-04:00"},{"b":"2026-10-25T02:30:00+02:00","u":"2026-11-01T00:00:00Z","p":null}]"#);
+        assert!(decode_tsv(b"t\nDateTime('Mars/Olympus')\n2026-11-01 00:00:00\n").is_err(), "an unknown zone is an error, not UTC");
     }
 
     #[test]
