@@ -280,7 +280,11 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
     // No list-files cache: its default entries never expire, which would hide new files.
     let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = runtime.with_cache_manager(cache).build_arc()?;
-    let config = SessionConfig::new().with_information_schema(true);
+    let mut config = SessionConfig::new().with_information_schema(true);
+    // The session's zone is UTC, as the lake's times are: `now()` and `to_timestamp(..)` are UTC
+    // instants (PostgreSQL's `timestamptz`), not zoneless times that `AT TIME ZONE` would read as
+    // that zone's wall clock.
+    config.options_mut().execution.time_zone = Some("UTC".into());
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     for table in ALL_TABLES {
@@ -479,6 +483,22 @@ mod tests {
             let r = lake.user_sql(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
             assert_eq!(crate::format::to_json_rows(&r.batches).unwrap()[0]["v"], value, "{sql}");
         }
+    }
+
+    /// Regression: `now()` and `to_timestamp(..)` were zoneless, so `AT TIME ZONE` read their UTC
+    /// time as that zone's wall clock (midnight UTC became midnight in Berlin, an hour early).
+    #[tokio::test]
+    async fn now_and_to_timestamp_are_utc_instants() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        let sql = "SELECT to_timestamp(1793491200) AT TIME ZONE 'Europe/Berlin' AS a, \
+                   to_timestamp('2026-11-01T00:00:00') AT TIME ZONE 'Europe/Berlin' AS b, \
+                   to_timestamp(1793491200) AS c, \
+                   now() AT TIME ZONE 'Europe/Berlin' = now() AS same_instant";
+        let r = lake.user_sql(sql).await.unwrap();
+        assert_eq!(
+            crate::format::to_json(&r.batches).unwrap(),
+            r#"[{"a":"2026-11-01T01:00:00+01:00","b":"2026-11-01T01:00:00+01:00","c":"2026-11-01T00:00:00Z","same_instant":true}]"#
+        );
     }
 
     #[tokio::test]
