@@ -3,7 +3,6 @@
 //! live in `edgelens_schemas::registry`; this module only reads the existing sites, writes the
 //! batches through the aggregate crate's sinks and prints.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -89,9 +88,12 @@ fn import(a: ImportArgs) -> Result<()> {
     };
     let targets = backends(data_dir.as_ref(), a.clickhouse.as_deref())?;
     let rt = crate::cli::runtime()?;
-    let mut known = BTreeSet::new();
+    let mut known = registry::Known::default();
     for b in &targets {
-        known.extend(rt.block_on(edgelens_query::registry_api::known_sites(b.into()))?);
+        let k = rt.block_on(edgelens_query::registry_api::known_registry(b.into()))?;
+        known.sites.extend(k.sites);
+        known.entity_keys.extend(k.entity_keys);
+        known.tag_keys.extend(k.tag_keys);
     }
     let parsed = registry::parse(text, format, &known).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let summary = format!("{} sites, {} entity attributions, {} tags", parsed.sites.len(), parsed.entities.len(), parsed.tags.len());

@@ -405,6 +405,9 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
         *per_site.entry(k[1].clone()).or_default() += v[0];
     }
     let (site, site_requests) = per_site.iter().next().map(|(s, n)| (s.clone(), *n)).unwrap();
+    // The site's requests before 00:02 (rates are keyed by 10 s window start in µs, then site).
+    let two_minutes = 1_793_491_320_000_000i64;
+    let site_early: u64 = recount(&raw).rates.iter().filter(|(k, _)| k[1] == site && k[0].parse::<i64>().unwrap() < two_minutes).map(|(_, v)| v[0]).sum();
     // Traffic of api.<site> recorded before the site is registered: under the host name.
     let hosts = tmp.path().join("host.ndjson");
     let host_lines: Vec<String> = std::fs::read_to_string(&raw)
@@ -423,6 +426,7 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
         })
         .collect();
     let host_requests = host_lines.len() as u64;
+    let host_early = host_lines.iter().filter(|l| json(l, "host line")["EdgeStartTimestamp"].as_i64().unwrap() / 1000 < two_minutes).count() as u64;
     std::fs::write(&hosts, host_lines.join("\n") + "\n").unwrap();
     run_ok(edgelens().args(["replay", "--data-dir"]).arg(&lake).args(["--clickhouse", &db.url]).arg(&hosts).envs(db.env()));
     let import = |name: &str, text: String| {
@@ -456,16 +460,39 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
     let both = site_requests + host_requests;
     assert_eq!(counted(), (both, both, both), "the attribution counts {site}'s traffic, and the host's recorded before");
     // Regression: the site's row showed the host's attribution as if `site_entities` held it for
-    // the site; it now says which host name it was imported under, on both backends.
+    // the site; it now says which host name it was imported under, on both backends. The
+    // attribution is listed once, as the site's (the host's traffic counts as the site's).
     for svc in [&on_lake, &on_ch] {
         let report = json(&svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m")).1, "report");
         let rows: Vec<(String, Option<String>)> =
             report["sites"].as_array().unwrap().iter().map(|a| (a["site"].as_str().unwrap().to_owned(), a["attributed_as"].as_str().map(str::to_owned))).collect();
-        assert_eq!(rows, [(format!("api.{site}"), None), (site.clone(), Some(format!("api.{site}")))], "{report}");
+        assert_eq!(rows, [(site.clone(), Some(format!("api.{site}")))], "{report}");
         let csv = svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m&format=csv")).1;
         assert!(csv.starts_with("site,source,confidence,valid_from,valid_to,requests,share,incidents,attributed_as\n"), "{csv}");
         assert!(csv.lines().any(|l| l.starts_with(&format!("{site},whois,")) && l.ends_with(&format!(",api.{site}"))), "{csv}");
         let md = svc.get(&format!("/v1/reports/entities/Org%20H?{range}&step=5m&format=md")).1;
         assert!(md.contains(&format!("| {site} (attributed as api.{site}) | whois |")), "{md}");
     }
+    // Regression: once the site was registered, the same file imported again was rewritten to the
+    // site and added a second attribution; it is the row the registry holds.
+    let again = import("e.csv", format!("site,entity,source,confidence,valid_from,valid_to\napi.{site},Org H,whois,0.9,2026-01-01T00:00:00Z,\n"));
+    assert!(again.contains("nothing new"), "{again}");
+    // Regression: an attribution of the site itself, ended, next to the open one kept under the
+    // host name with the same start and source, replaced it in the entity's reports (which then
+    // counted nothing of the site after the end), though traffic share still counted it.
+    let direct = format!("{site},Org H,whois,0.9,2026-01-01T00:00:00Z,2026-11-01T00:02:00Z");
+    import("d.csv", format!("site,entity,source,confidence,valid_from,valid_to\n{direct}\n"));
+    assert_eq!(counted(), (both, both, both), "the attribution kept under api.{site} still holds");
+    // Regression: ending it by the name it was imported under (as the export and the reports name
+    // it) added an ended attribution of the site instead, and the one kept under the host held on.
+    import("end.csv", format!("site,entity,source,confidence,valid_from,valid_to\napi.{site},Org H,whois,0.9,2026-01-01T00:00:00Z,2026-11-01T00:00:00Z\n"));
+    // What is left is the site's own attribution, to 00:02: the site's traffic then, and the
+    // host's recorded before the registration, as in traffic share.
+    let early = site_early + host_early;
+    assert!(early > 0 && early < both);
+    assert_eq!(counted(), (early, both, early), "the attribution kept under api.{site} ended at the start of the range");
+    // The export imports back unchanged.
+    let exported = run_ok(edgelens().args(["registry", "export", "--data-dir", &lake_s]));
+    let back = import("export.json", exported);
+    assert!(back.contains("nothing new"), "{back}");
 }

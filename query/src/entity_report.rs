@@ -111,7 +111,9 @@ fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 /// The entity's attributions of at least `min_confidence` overlapping `range`, by site and start.
-async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Vec<Mapping>> {
+/// Rows kept under a host name of a registered site are the site's, with the host name in `via`;
+/// `hosts` are those host names and their sites.
+async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Attributions> {
     let d = view.dialect();
     let (from, to) = (range.from_us, range.to_us);
     let sql = format!(
@@ -143,35 +145,59 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
             });
         }
     }
-    // An attribution kept under a host name of a site registered since counts as the site's too
-    // (and still as the host's, whose traffic recorded before the registration stays there).
+    // An attribution kept under a host name of a site registered since is the site's (imported
+    // before the site was registered), and so is the traffic recorded under that host name.
     let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"]).await?;
-    let of_sites: Vec<Mapping> = mappings
-        .iter()
-        .filter_map(|m| {
-            let i = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)).ok()?;
-            Some(Mapping { site: hosts[i].1.clone(), via: Some(m.site.clone()), ..m.clone() })
-        })
-        .collect();
-    mappings.extend(of_sites);
-    // A site attributed both directly and through a host name: once, as the direct attribution.
-    mappings.sort_by(|a, b| (&a.site, a.from_us, &a.source, a.via.is_some()).cmp(&(&b.site, b.from_us, &b.source, b.via.is_some())));
-    mappings.dedup_by(|later, first| (&later.site, later.from_us, &later.source) == (&first.site, first.from_us, &first.source));
-    Ok(mappings)
+    for m in &mut mappings {
+        if let Ok(i) = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)) {
+            m.via = Some(std::mem::replace(&mut m.site, hosts[i].1.clone()));
+        }
+    }
+    // A site attributed both directly and through a host name with the same period, source and
+    // confidence: once, as the direct attribution. Attributions that differ in any of these are
+    // listed each (their traffic is counted once: see the series).
+    mappings.sort_by(|a, b| {
+        (&a.site, a.from_us, &a.source, a.to_us.is_none(), a.to_us)
+            .cmp(&(&b.site, b.from_us, &b.source, b.to_us.is_none(), b.to_us))
+            .then(a.confidence.total_cmp(&b.confidence))
+            .then(a.via.is_some().cmp(&b.via.is_some()))
+    });
+    mappings.dedup_by(|later, first| {
+        (&later.site, later.from_us, &later.source, later.to_us) == (&first.site, first.from_us, &first.source, first.to_us) && later.confidence == first.confidence
+    });
+    Ok(Attributions { mappings, hosts })
+}
+
+/// An entity's attributions, and the host names whose rows and traffic count as their sites'.
+struct Attributions {
+    mappings: Vec<Mapping>,
+    /// `(host, site)`, sorted, from [`crate::registry_api::hosts_of_sites`].
+    hosts: Vec<(String, String)>,
+}
+
+impl Attributions {
+    /// The site `recorded` (a site or host name in the tables) counts as.
+    fn site_of<'a>(&'a self, recorded: &'a str) -> &'a str {
+        self.hosts.binary_search_by(|(h, _)| h.as_str().cmp(recorded)).map_or(recorded, |i| self.hosts[i].1.as_str())
+    }
+
+    /// The names the traffic and incidents of `sites` are recorded under: the sites and their
+    /// host names.
+    fn recorded_names(&self, sites: &BTreeSet<String>) -> BTreeSet<String> {
+        let hosts = self.hosts.iter().filter(|(_, s)| sites.contains(s)).map(|(h, _)| h.clone());
+        sites.iter().cloned().chain(hosts).collect()
+    }
 }
 
 /// The incidents `req` selects (status, vector, sites; not cut to its limit) among those on the
-/// sites of `mappings` that were under way at some time the site was attributed.
-async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
-    let sites: Vec<String> = mappings
-        .iter()
-        .map(|m| m.site.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s)))
-        .collect();
+/// sites of `attributions` (or recorded under their host names) that were under way at some time
+/// the site was attributed.
+async fn incidents_of(view: View<'_>, attributions: &Attributions, req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
+    let sites: BTreeSet<String> = attributions.mappings.iter().map(|m| m.site.clone()).collect();
+    let recorded: Vec<String> =
+        attributions.recorded_names(&sites).into_iter().filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s))).collect();
     // Every incident of those sites: cutting the list here would cut the count of the entity's.
-    let all = IncidentListRequest { sites: Some(sites), limit: usize::MAX, ..req.clone() };
+    let all = IncidentListRequest { sites: Some(recorded), limit: usize::MAX, ..req.clone() };
     let out: Vec<IncidentSummary> = incidents::list(view, &all)
         .await?
         .incidents
@@ -179,7 +205,8 @@ async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRe
         .filter(|i| {
             let start = rfc3339_to_us(&i.start_ts);
             let end = i.end_ts.as_deref().map(rfc3339_to_us);
-            mappings.iter().any(|m| m.site == i.site && m.overlaps(start, end))
+            let site = attributions.site_of(&i.site);
+            attributions.mappings.iter().any(|m| m.site == site && m.overlaps(start, end))
         })
         .collect();
     Ok(out)
@@ -193,11 +220,11 @@ pub async fn entity_incidents(
     min_confidence: f64,
     req: &IncidentListRequest,
 ) -> Result<IncidentList> {
-    let mappings = attributions(view, entity, &req.range, min_confidence).await?;
-    if mappings.is_empty() {
+    let attributions = attributions(view, entity, &req.range, min_confidence).await?;
+    if attributions.mappings.is_empty() {
         ensure_known(view, entity).await?;
     }
-    let mut incidents = incidents_of(view, &mappings, req).await?;
+    let mut incidents = incidents_of(view, &attributions, req).await?;
     let total = incidents.len();
     incidents.truncate(req.limit);
     Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), total, incidents })
@@ -220,7 +247,8 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let req = &EntityReportRequest { range: req.range.covered_by_rows(crate::traffic_share::GRANULARITY), ..req.clone() };
     req.range.check_steps(req.step)?;
     let d = view.dialect();
-    let mappings = attributions(view, &req.entity, &req.range, req.min_confidence).await?;
+    let attributions = attributions(view, &req.entity, &req.range, req.min_confidence).await?;
+    let mappings = &attributions.mappings;
     if mappings.is_empty() {
         ensure_known(view, &req.entity).await?;
     }
@@ -242,11 +270,12 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     }
     let total_requests: u64 = totals.values().sum();
 
-    // The entity's sites per minute, attributed by the mappings holding at that minute.
+    // The entity's sites per minute (with their traffic recorded under host names), attributed
+    // by the mappings holding at that minute.
     let mut per_mapping = vec![0u64; mappings.len()];
     let mut series: BTreeMap<i64, u64> = BTreeMap::new();
     if !sites.is_empty() {
-        let list: Vec<String> = sites.iter().map(|s| d.string(s)).collect();
+        let list: Vec<String> = attributions.recorded_names(&sites).iter().map(|s| d.string(s)).collect();
         let sql = format!(
             "SELECT {t} AS t, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} AND site IN ({list}) GROUP BY t, site",
             t = d.epoch_us("ts"),
@@ -256,7 +285,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
         for b in view.query(&sql).await?.batches {
             let (t, site, n) = (column_i64(&b, "t")?, column_string(&b, "site")?, column_u64(&b, "requests")?);
             for i in 0..b.num_rows() {
-                let (t, site, n) = (t.value(i), site.value(i), n.value(i));
+                let (t, site, n) = (t.value(i), attributions.site_of(site.value(i)), n.value(i));
                 let mut counted = false;
                 for (k, m) in mappings.iter().enumerate() {
                     if m.site == site && m.holds_at(t) {
@@ -273,7 +302,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let requests: u64 = series.values().sum();
 
     let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: usize::MAX };
-    let incidents = incidents_of(view, &mappings, &every).await?;
+    let incidents = incidents_of(view, &attributions, &every).await?;
 
     Ok(EntityReport {
         entity: req.entity.clone(),

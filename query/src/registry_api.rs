@@ -68,6 +68,36 @@ pub async fn known_sites(view: View<'_>) -> Result<BTreeSet<String>> {
     Ok(known)
 }
 
+/// What an import's rows are named by ([`registry::Known`]): the registered sites and the keys of
+/// the attributions and tags kept under host names of theirs.
+pub async fn known_registry(view: View<'_>) -> Result<registry::Known> {
+    let sites = known_sites(view).await?;
+    let mut known = registry::Known { sites, ..Default::default() };
+    if known.sites.is_empty() {
+        return Ok(known);
+    }
+    let d = view.dialect();
+    for (table, name) in [("site_entities", "entity"), ("site_tags", "tag")] {
+        let sql = format!("SELECT DISTINCT site, {name} AS name, {} AS from_us FROM {table}", d.epoch_us("valid_from"));
+        let batches = match view.query(&sql).await {
+            Ok(r) => r.batches,
+            Err(QueryError::NoSchema(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let keys = if table == "site_entities" { &mut known.entity_keys } else { &mut known.tag_keys };
+        for b in batches {
+            let (site, key, from) = (column_string(&b, "site")?, column_string(&b, "name")?, crate::lake::column_i64(&b, "from_us")?);
+            for i in (0..b.num_rows()).filter(|&i| !site.is_null(i) && !key.is_null(i) && !from.is_null(i)) {
+                let host = site.value(i);
+                if registry::registered_site(host, |s| known.sites.contains(s)).is_some_and(|s| s != host) {
+                    keys.insert((host.to_owned(), key.value(i).to_owned(), from.value(i).saturating_mul(1_000)));
+                }
+            }
+        }
+    }
+    Ok(known)
+}
+
 /// The rows of registry tables `tables` (`site_entities`, `site_tags`) kept under a host name that
 /// now belongs to a registered site (imported before the site was registered: an import maps host
 /// names to the sites registered at the time), as `(host, site)`. Questions over attributions
@@ -158,7 +188,7 @@ pub async fn import(
         }
     };
     let text = std::str::from_utf8(body).map_err(|_| QueryError::InvalidParameter("the registry file is not UTF-8".into()))?;
-    let known = known_sites(view).await?;
+    let known = known_registry(view).await?;
     let parsed = registry::parse(text, format, &known).map_err(|e| QueryError::InvalidParameter(e.to_string()))?;
     let import_id = registry::content_id(body);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);

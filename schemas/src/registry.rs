@@ -13,7 +13,9 @@
 //! Values: times are RFC 3339 (or unix seconds), kept to the second; an empty or missing
 //! `valid_to` / `removed_at` is open. `confidence` is in [0, 1]. Site names are host names, normalised: lower case, no trailing
 //! dot (a leading `www.` is kept: it may be a zone of its own); a host name below a registered site (`api.shop.example` when
-//! `shop.example` is a site of this import or of the registry) is recorded against that site.
+//! `shop.example` is a site of this import or of the registry) is recorded against that site — except a row whose key
+//! the registry already keeps under the host name (imported before the site was registered): that row is a new
+//! version of the stored one, so importing it with a `valid_to` ends it, and an export imports back unchanged.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -248,9 +250,28 @@ impl Format {
     }
 }
 
-/// Parse and validate `text`. `known_sites` are the registry's sites already stored; host names
-/// below them (or below a site of this import) are recorded against them.
-pub fn parse(text: &str, format: Format, known_sites: &BTreeSet<String>) -> Result<RegistryImport, RegistryErrors> {
+/// What the registry already holds that decides the names an import's rows are recorded under.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// The registered sites.
+    pub sites: BTreeSet<String>,
+    /// The keys of the stored `site_entities` rows: site (or host name), entity, `valid_from`.
+    pub entity_keys: BTreeSet<(String, String, Nanos)>,
+    /// The keys of the stored `site_tags` rows: site (or host name), tag, `valid_from`.
+    pub tag_keys: BTreeSet<(String, String, Nanos)>,
+}
+
+impl Known {
+    /// Only the registered sites (no rows kept under host names).
+    pub fn sites(sites: impl IntoIterator<Item = String>) -> Self {
+        Self { sites: sites.into_iter().collect(), ..Self::default() }
+    }
+}
+
+/// Parse and validate `text`. Host names below the registry's sites (`known.sites`) or below a
+/// site of this import are recorded against them, unless `known` holds the row's key under the
+/// host name itself.
+pub fn parse(text: &str, format: Format, known: &Known) -> Result<RegistryImport, RegistryErrors> {
     let records = match format {
         Format::Csv => csv_records(text),
         Format::Json => json_records(text),
@@ -266,16 +287,20 @@ pub fn parse(text: &str, format: Format, known_sites: &BTreeSet<String>) -> Resu
             Err(msgs) => errors.extend(msgs.into_iter().map(|message| RowError { line: r.line, message })),
         }
     }
-    // Host names below a site map to that site.
-    let mut sites: BTreeSet<String> = known_sites.clone();
+    // Host names below a site map to that site, but a key the registry keeps under the host
+    // name stays there: the row is a new version of that one.
+    let mut sites: BTreeSet<String> = known.sites.clone();
     sites.extend(out.sites.iter().map(|s| s.site.clone()));
-    let to_site = |host: &mut String| {
+    let to_site = |host: &mut String, kept: &BTreeSet<(String, String, Nanos)>, name: &str, from: Nanos| {
+        if kept.contains(&(host.clone(), name.to_owned(), from)) {
+            return;
+        }
         if let Some(site) = parent_site(host, &sites) {
             *host = site;
         }
     };
-    out.entities.iter_mut().for_each(|e| to_site(&mut e.site));
-    out.tags.iter_mut().for_each(|t| to_site(&mut t.site));
+    out.entities.iter_mut().for_each(|e| to_site(&mut e.site, &known.entity_keys, &e.entity, e.valid_from));
+    out.tags.iter_mut().for_each(|t| to_site(&mut t.site, &known.tag_keys, &t.tag, t.valid_from));
     // The same key twice in one file is a mistake, not a version.
     let lines: Vec<usize> = records.iter().map(|r| r.line).collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -711,7 +736,7 @@ mod tests {
         let e = parse(
             "[\n {\"site\":\"a.example\",\"entity\":\"A\",\"source\":\"s\",\"confidence\":\"7\",\"valid_from\":\"2026-11-01T00:00:00Z\"}\n]",
             Format::Json,
-            &BTreeSet::new(),
+            &Known::default(),
         )
         .unwrap_err()
         .to_string();
@@ -722,7 +747,7 @@ mod tests {
     #[test]
     fn a_json_registry_nested_too_deep_is_refused() {
         let deep = format!("{{\"entities\": {}{}}}", "[".repeat(200_000), "]".repeat(200_000));
-        let e = parse(&deep, Format::Json, &BTreeSet::new()).unwrap_err().to_string();
+        let e = parse(&deep, Format::Json, &Known::default()).unwrap_err().to_string();
         assert!(e.contains("nested deeper than 128 levels"), "{e}");
     }
 
@@ -748,7 +773,7 @@ mod tests {
         let text = "site,entity,source,confidence,valid_from,valid_to\n\
                     WWW.Shop.Example.,\"Org, Inc.\",registrar,0.9,2026-11-01T00:00:00Z,\n\
                     api.shop.example,Org B,\"press \"\"report\"\"\",0.5,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z\r\n";
-        let known = BTreeSet::from(["shop.example".to_owned()]);
+        let known = Known::sites(["shop.example".to_owned()]);
         let r = parse(text, Format::Csv, &known).unwrap();
         assert_eq!(r.entities.len(), 2);
         assert_eq!(r.entities[0].site, "shop.example");
@@ -759,6 +784,34 @@ mod tests {
         assert_eq!(r.entities[1].valid_to, Some(t("2026-11-02T00:00:00Z")));
     }
 
+    /// Regression: a row of a key the registry keeps under a host name (imported before its site
+    /// was registered) was recorded under the site, as a second attribution: a `valid_to` did not
+    /// end the stored one, and an export imported back added rows.
+    #[test]
+    fn a_key_kept_under_a_host_name_stays_there() {
+        let text = "site,entity,source,confidence,valid_from,valid_to
+                    www.h.example,OrgH,whois,0.9,2026-11-01T00:00:00Z,2026-11-01T00:03:00Z
+                    www.h.example,OrgI,whois,0.9,2026-11-01T00:00:00Z,
+                    www.h.example,OrgH,whois,0.9,2026-11-02T00:00:00Z,
+";
+        let tags = "site,tag,source,valid_from,valid_to
+www.h.example,watch,list,2026-11-01T00:00:00Z,
+www.h.example,other,list,2026-11-01T00:00:00Z,
+";
+        let mut known = Known::sites(["h.example".to_owned()]);
+        known.entity_keys.insert(("www.h.example".into(), "OrgH".into(), t("2026-11-01T00:00:00Z")));
+        known.tag_keys.insert(("www.h.example".into(), "watch".into(), t("2026-11-01T00:00:00Z")));
+        let r = parse(text, Format::Csv, &known).unwrap();
+        let sites: Vec<&str> = r.entities.iter().map(|e| e.site.as_str()).collect();
+        // The stored key stays under the host; another entity or another start is the site's.
+        assert_eq!(sites, ["www.h.example", "h.example", "h.example"]);
+        let r = parse(tags, Format::Csv, &known).unwrap();
+        assert_eq!(r.tags.iter().map(|t| t.site.as_str()).collect::<Vec<_>>(), ["www.h.example", "h.example"]);
+        // Without the stored key, the host name maps to its site as before.
+        let r = parse(text, Format::Csv, &Known::sites(["h.example".to_owned()])).unwrap();
+        assert!(r.entities.iter().all(|e| e.site == "h.example"));
+    }
+
     #[test]
     fn every_bad_row_is_reported_with_its_line() {
         let text = "site,entity,source,confidence,valid_from,valid_to\n\
@@ -767,7 +820,7 @@ mod tests {
                     b.example,,src,0.5,2026-11-01T00:00:00Z,2026-10-01T00:00:00Z\n\
                     a.example,Org,src,0.7,2026-11-01T00:00:00Z,\n\
                     c.example,Org\n";
-        let e = parse(text, Format::Csv, &BTreeSet::new()).unwrap_err();
+        let e = parse(text, Format::Csv, &Known::default()).unwrap_err();
         let lines: Vec<usize> = e.0.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 3, 3, 4, 4, 5, 6], "{e}");
         let text = e.to_string();
@@ -791,10 +844,10 @@ mod tests {
     {"site": "blog.example", "tag": "watchlist-x", "source": "ofac", "valid_from": "2026-11-01T00:00:00Z", "extra": 1}
   ]
 }"#;
-        let e = parse(text, Format::Json, &BTreeSet::new()).unwrap_err();
+        let e = parse(text, Format::Json, &Known::default()).unwrap_err();
         assert_eq!(e.0.iter().map(|e| e.line).collect::<Vec<_>>(), vec![8, 11], "{e}");
         let ok = text.replace("\"confidence\": 2", "\"confidence\": 0.2").replace(", \"extra\": 1", "");
-        let r = parse(&ok, Format::Json, &BTreeSet::new()).unwrap();
+        let r = parse(&ok, Format::Json, &Known::default()).unwrap();
         assert_eq!((r.sites.len(), r.entities.len(), r.tags.len()), (2, 2, 1));
         assert_eq!(r.entities[0].site, "shop.example", "mapped to the site of this import");
         assert_eq!(r.sites[1].removed_at, None);
@@ -802,19 +855,19 @@ mod tests {
 
     #[test]
     fn headers_name_the_table() {
-        let r = parse("site,tag,source,valid_from,valid_to\nx.example,wl,src,1793491200,\n", Format::Csv, &BTreeSet::new()).unwrap();
+        let r = parse("site,tag,source,valid_from,valid_to\nx.example,wl,src,1793491200,\n", Format::Csv, &Known::default()).unwrap();
         assert_eq!(r.tags[0].valid_from, t("2026-11-01T00:00:00Z"));
-        let r = parse("tenant,site,created_at,removed_at\nacme,x.example,2026-01-01T00:00:00Z,\n", Format::Csv, &BTreeSet::new()).unwrap();
+        let r = parse("tenant,site,created_at,removed_at\nacme,x.example,2026-01-01T00:00:00Z,\n", Format::Csv, &Known::default()).unwrap();
         assert_eq!(r.sites[0].tenant, "acme");
-        assert!(parse("a,b\n1,2\n", Format::Csv, &BTreeSet::new()).is_err());
-        assert!(parse("", Format::Csv, &BTreeSet::new()).is_err());
-        assert!(parse("site,tag,source,valid_from,valid_to\n", Format::Csv, &BTreeSet::new()).is_err());
+        assert!(parse("a,b\n1,2\n", Format::Csv, &Known::default()).is_err());
+        assert!(parse("", Format::Csv, &Known::default()).is_err());
+        assert!(parse("site,tag,source,valid_from,valid_to\n", Format::Csv, &Known::default()).is_err());
     }
 
     #[test]
     fn rows_become_batches_of_their_tables() {
         let text = "site,entity,source,confidence,valid_from,valid_to\na.example,Org,src,0.9,2026-11-01T00:00:00Z,\n";
-        let r = parse(text, Format::Csv, &BTreeSet::new()).unwrap();
+        let r = parse(text, Format::Csv, &Known::default()).unwrap();
         let b = r.batches(1_793_491_200_000_000_000).unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].0.name, "site_entities");
