@@ -496,3 +496,48 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
     let back = import("export.json", exported);
     assert!(back.contains("nothing new"), "{back}");
 }
+
+/// The incidents of traffic recorded under a host name, before its site was registered, are the
+/// site's for an attribution kept under that host name: in the entity's report and in
+/// `/v1/incidents?entity=`, as its traffic is.
+#[test]
+fn incidents_recorded_under_a_host_name_are_the_entitys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "flood", 5, "6m", 200, 3);
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap().to_owned();
+    // Every event under `api.<site>`, the host name: no site is registered yet.
+    let lines: Vec<String> = std::fs::read_to_string(&raw)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v = json(l, "event");
+            let o = v.as_object_mut().unwrap();
+            let site = o.remove("ZoneName").unwrap();
+            o.insert("ClientRequestHost".into(), format!("api.{}", site.as_str().unwrap()).into());
+            v.to_string()
+        })
+        .collect();
+    let hosts = tmp.path().join("hosts.ndjson");
+    std::fs::write(&hosts, lines.join("\n") + "\n").unwrap();
+    run_ok(edgelens().args(["replay", "--data-dir", &lake_s]).arg(&hosts));
+    let svc = QueryService::start(&["--data-dir", &lake_s, "--pg-listen", "off"], &[]);
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:06:00Z";
+    let all = json(&svc.get(&format!("/v1/incidents?{range}")).1, "incidents");
+    let host = all["incidents"][0]["site"].as_str().expect("the flood is an incident").to_owned();
+    let site = host.strip_prefix("api.").unwrap().to_owned();
+    let of_host = all["incidents"].as_array().unwrap().iter().filter(|i| i["site"] == host.as_str()).count();
+    let import = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        run_ok(edgelens().args(["registry", "import"]).arg(&p).args(["--data-dir", &lake_s]));
+    };
+    import("e.csv", format!("site,entity,source,confidence,valid_from,valid_to\n{host},Org F,whois,0.9,2026-01-01T00:00:00Z,\n"));
+    import("s.csv", format!("site,tenant,created_at,removed_at\n{site},acme,2026-01-01T00:00:00Z,\n"));
+    let listed = json(&svc.get(&format!("/v1/incidents?{range}&entity=Org%20F")).1, "entity incidents");
+    assert_eq!(listed["total"].as_u64(), Some(of_host as u64), "{listed}");
+    assert!(listed["incidents"].as_array().unwrap().iter().all(|i| i["site"] == host.as_str()), "{listed}");
+    let report = json(&svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m")).1, "report");
+    assert_eq!(report["incidents"].as_array().map(Vec::len), Some(of_host), "{report}");
+    assert_eq!(report["sites"][0]["attributed_as"].as_str(), Some(host.as_str()), "{report}");
+}
