@@ -97,31 +97,35 @@ fn import(a: ImportArgs) -> Result<()> {
     }
     let parsed = registry::parse(text, format, &known).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let summary = format!("{} sites, {} entity attributions, {} tags", parsed.sites.len(), parsed.entities.len(), parsed.tags.len());
+    let now = edgelens_aggregate::pipeline::now_nanos();
     if a.dry_run {
-        crate::cli::print_out(&format!("{name}: valid ({summary}); nothing written (--dry-run)"))?;
+        // What an import would write: the rows the registry does not hold as current yet.
+        let would = rt.block_on(edgelens_query::registry_api::would_write((&targets[0]).into(), &parsed, now))?;
+        crate::cli::print_out(&format!("{}; nothing written (--dry-run)", import_summary(&name, &summary, &would, true)))?;
         return Ok(());
     }
     let import_id = registry::content_id(&bytes);
     let actor = a.actor.or_else(|| std::env::var("USER").ok()).filter(|s| !s.is_empty()).unwrap_or_else(|| "cli".into());
-    let now = edgelens_aggregate::pipeline::now_nanos();
     let writer = Arc::new(SinkWriter {
         lake: data_dir.clone(),
         clickhouse: a.clickhouse.as_deref().map(|u| crate::cli::clickhouse_from_env(Some(u))).transpose()?,
     });
     // Rows the registry already holds as current (the first target's) are not written again.
     let written = rt.block_on(edgelens_query::registry_api::write_import((&targets[0]).into(), writer, &parsed, now, &actor, &name, &import_id))?;
-    crate::cli::print_out(&import_summary(&name, &summary, &written))?;
+    crate::cli::print_out(&import_summary(&name, &summary, &written, false))?;
     Ok(())
 }
 
 /// What an import wrote, in the counts of what it wrote: rows the registry already held are
 /// named apart, and an import of nothing new says so.
-fn import_summary(name: &str, file_rows: &str, w: &edgelens_query::registry_api::Written) -> String {
+fn import_summary(name: &str, file_rows: &str, w: &edgelens_query::registry_api::Written, dry_run: bool) -> String {
     let known = w.already_registered;
+    let name = if dry_run { format!("{name}: valid;") } else { format!("{name}:") };
     if w.sites + w.entities + w.tags == 0 {
-        return format!("{name}: nothing new; all {known} rows of it ({file_rows}) already registered");
+        return format!("{name} nothing new; all {known} rows of it ({file_rows}) already registered");
     }
-    let wrote = format!("{name}: imported {} sites, {} entity attributions, {} tags", w.sites, w.entities, w.tags);
+    let verb = if dry_run { "would import" } else { "imported" };
+    let wrote = format!("{name} {verb} {} sites, {} entity attributions, {} tags", w.sites, w.entities, w.tags);
     if known > 0 { format!("{wrote} ({known} rows of the file already registered, not written again)") } else { wrote }
 }
 

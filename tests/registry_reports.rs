@@ -289,6 +289,11 @@ fn imports_add_only_rows_not_yet_registered() {
     let first = format!("{head}shop.example,Acme Corp,whois,0.9,2026-01-01T00:00:00Z,\nwww.other.example,Foo,manual,0.5,2026-01-01T00:00:00Z,2026-06-01T00:00:00Z\n");
     import(&write("first.csv", &first));
     let extended = format!("{first}third.example,Acme Corp,whois,0.8,2026-01-01T00:00:00Z,\n");
+    // Regression: a dry run counted the file's rows (3), not what an import would write.
+    let dry = run_ok(edgelens().args(["registry", "import", "--dry-run"]).arg(write("extended.csv", &extended)).arg("--data-dir").arg(&lake));
+    assert!(dry.ends_with(": valid; would import 0 sites, 1 entity attributions, 0 tags (2 rows of the file already registered, not written again); nothing written (--dry-run)\n"), "{dry}");
+    let dry = run_ok(edgelens().args(["registry", "import", "--dry-run"]).arg(write("first-again.csv", &first)).arg("--data-dir").arg(&lake));
+    assert!(dry.contains(": valid; nothing new; all 2 rows of it"), "{dry}");
     let out = import(&write("extended.csv", &extended));
     assert!(out.ends_with("imported 0 sites, 1 entity attributions, 0 tags (2 rows of the file already registered, not written again)\n"), "{out}");
     let export = || run_ok(edgelens().args(["registry", "export", "--data-dir"]).arg(&lake));

@@ -171,6 +171,12 @@ pub async fn unregistered(view: View<'_>, tables: Vec<(&'static TableDef, Record
     Ok((out, known))
 }
 
+/// What importing `parsed` at `now` would write, written nowhere (a dry run).
+pub async fn would_write(view: View<'_>, parsed: &RegistryImport, now: i64) -> Result<Written> {
+    let (batches, known) = unregistered(view, parsed.batches(now)?).await?;
+    Ok(Written::of(&batches, known))
+}
+
 /// Validate and write one import.
 pub async fn import(
     view: View<'_>,
@@ -193,8 +199,7 @@ pub async fn import(
     let import_id = registry::content_id(body);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let written = if dry_run {
-        let (batches, known) = unregistered(view, parsed.batches(now)?).await?;
-        Written::of(&batches, known)
+        would_write(view, &parsed, now).await?
     } else {
         let writer = writer.ok_or_else(|| QueryError::Unavailable("this service was started without a registry writer".into()))?;
         write_import(view, writer, &parsed, now, &actor, file, &import_id).await?

@@ -272,6 +272,8 @@ impl Known {
 /// site of this import are recorded against them, unless `known` holds the row's key under the
 /// host name itself.
 pub fn parse(text: &str, format: Format, known: &Known) -> Result<RegistryImport, RegistryErrors> {
+    // A byte order mark, as spreadsheet programs write, is no part of the content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let records = match format {
         Format::Csv => csv_records(text),
         Format::Json => json_records(text),
@@ -279,8 +281,11 @@ pub fn parse(text: &str, format: Format, known: &Known) -> Result<RegistryImport
     .map_err(|e| RegistryErrors(vec![e]))?;
     let mut errors = Vec::new();
     let mut out = RegistryImport::default();
+    let mut built_ok = Vec::with_capacity(records.len());
     for r in &records {
-        match build(r) {
+        let built = build(r);
+        built_ok.push(built.is_ok());
+        match built {
             Ok(Built::Site(s)) => out.sites.push(s),
             Ok(Built::Entity(e)) => out.entities.push(e),
             Ok(Built::Tag(t)) => out.tags.push(t),
@@ -301,23 +306,24 @@ pub fn parse(text: &str, format: Format, known: &Known) -> Result<RegistryImport
     };
     out.entities.iter_mut().for_each(|e| to_site(&mut e.site, &known.entity_keys, &e.entity, e.valid_from));
     out.tags.iter_mut().for_each(|t| to_site(&mut t.site, &known.tag_keys, &t.tag, t.valid_from));
-    // The same key twice in one file is a mistake, not a version.
-    let lines: Vec<usize> = records.iter().map(|r| r.line).collect();
+    // The same key twice in one file is a mistake, not a version. (Several records may share a
+    // line, in JSON written on one line: each is checked.)
     let mut seen: HashMap<String, usize> = HashMap::new();
     let (mut si, mut ei, mut ti) = (0, 0, 0);
-    for (r, line) in records.iter().zip(&lines) {
+    for (r, built) in records.iter().zip(&built_ok) {
+        let line = &r.line;
         let key = match r.kind {
-            Kind::Site if !has_error(&errors, *line) => {
+            Kind::Site if *built => {
                 let s = &out.sites[si];
                 si += 1;
                 format!("registration of {} from {}", s.site, crate::time::format_rfc3339(s.created_at))
             }
-            Kind::Entity if !has_error(&errors, *line) => {
+            Kind::Entity if *built => {
                 let e = &out.entities[ei];
                 ei += 1;
                 format!("mapping {} → {} from {}", e.site, e.entity, crate::time::format_rfc3339(e.valid_from))
             }
-            Kind::Tag if !has_error(&errors, *line) => {
+            Kind::Tag if *built => {
                 let t = &out.tags[ti];
                 ti += 1;
                 format!("tag {} on {} from {}", t.tag, t.site, crate::time::format_rfc3339(t.valid_from))
@@ -337,10 +343,6 @@ pub fn parse(text: &str, format: Format, known: &Known) -> Result<RegistryImport
         errors.sort_by_key(|e| e.line);
         Err(RegistryErrors(errors))
     }
-}
-
-fn has_error(errors: &[RowError], line: usize) -> bool {
-    errors.iter().any(|e| e.line == line)
 }
 
 /// The registered site `host` belongs to: itself, or the longest registered suffix.
@@ -484,7 +486,8 @@ fn build(r: &Record) -> Result<Built, Vec<String>> {
                 let entity = required("entity", &mut errs);
                 let c = get("confidence");
                 let confidence = match c.parse::<f64>() {
-                    Ok(x) if (0.0..=1.0).contains(&x) => x,
+                    // `-0` is 0.
+                    Ok(x) if (0.0..=1.0).contains(&x) => x + 0.0,
                     _ => {
                         errs.push(if c.is_empty() { "confidence is missing".into() } else { format!("confidence {c:?} is not a number in [0, 1]") });
                         0.0
@@ -520,7 +523,10 @@ fn csv_records(text: &str) -> Result<Vec<Record>, RowError> {
     let Some((_, header)) = rows.next() else {
         return Err(RowError { line: 0, message: "the file is empty".into() });
     };
-    let header: Vec<String> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+    let header: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    if let Some(twice) = header.iter().enumerate().find_map(|(i, h)| header[..i].contains(h).then_some(h)) {
+        return Err(RowError { line: 1, message: format!("the header names the column {twice:?} twice") });
+    }
     let kind = kind_of_header(&header).ok_or_else(|| RowError {
         line: 1,
         message: format!(
@@ -827,6 +833,40 @@ www.h.example,other,list,2026-11-01T00:00:00Z,
         for needle in ["line 3: site \"bad host!\" is not a host name", "confidence \"1.5\"", "valid_from \"yesterday\"", "line 4: entity is missing", "valid_to must be after valid_from", "line 5: mapping a.example → Org from 2026-11-01T00:00:00Z already given on line 2", "line 6: 2 fields where the header has 6"] {
             assert!(text.contains(needle), "{needle:?} not in {text}");
         }
+    }
+
+    /// Regressions: JSON written on one line reported only its first repeated key (the records
+    /// after an error on a line were skipped, and could be paired with another record's row); a
+    /// column named twice in a CSV header was taken, the last value winning; a JSON file with a
+    /// byte order mark was "not JSON" (a CSV one was read); a confidence of `-0` stayed `-0`.
+    #[test]
+    fn one_line_json_repeated_columns_byte_order_marks() {
+        let e = |from: &str| format!(r#"{{"site":"a.example","entity":"Org","source":"s","confidence":0.5,"valid_from":"{from}"}}"#);
+        let t = |tag: &str| format!(r#"{{"site":"a.example","tag":"{tag}","source":"s","valid_from":"2026-11-01T00:00:00Z"}}"#);
+        let one_line = format!(
+            r#"{{"entities":[{},{},{},{}],"tags":[{},{},{}]}}"#,
+            e("2026-11-01T00:00:00Z"),
+            e("2026-11-01T00:00:00Z"),
+            e("2026-11-02T00:00:00Z"),
+            e("2026-11-01T00:00:00Z"),
+            t("w"),
+            t("w"),
+            t("x")
+        );
+        let err = parse(&one_line, Format::Json, &Known::default()).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert_eq!(err.to_string().matches("mapping a.example → Org from 2026-11-01T00:00:00Z already given on line 1").count(), 2, "{err}");
+        assert!(err.to_string().contains("tag w on a.example from 2026-11-01T00:00:00Z already given on line 1"), "{err}");
+
+        let twice = "site,entity,source,confidence,valid_from,valid_to,entity\nx.example,E1,s,0.5,2026-11-01T00:00:00Z,,E2\n";
+        let err = parse(twice, Format::Csv, &Known::default()).unwrap_err().to_string();
+        assert!(err.contains("line 1: the header names the column \"entity\" twice"), "{err}");
+
+        let bom = format!("\u{feff}[{}]", e("2026-11-01T00:00:00Z").replace("0.5", "-0"));
+        let r = parse(&bom, Format::Json, &Known::default()).unwrap();
+        assert_eq!(r.entities[0].confidence.to_bits(), 0.0f64.to_bits(), "-0 is 0");
+        let r = parse("\u{feff}site,tag,source,valid_from,valid_to\r\nx.example,w,s,2026-11-01T00:00:00Z,\r\n", Format::Csv, &Known::default()).unwrap();
+        assert_eq!(r.tags.len(), 1);
     }
 
     #[test]
