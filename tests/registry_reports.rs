@@ -389,6 +389,14 @@ fn a_later_import_ends_corrects_or_reopens_an_attribution() {
     let exported = json(&run_ok(edgelens().args(["registry", "export", "--data-dir", &lake_s])), "export");
     assert_eq!(exported["entities"].as_array().unwrap().len(), 1, "{exported}");
     assert_eq!(exported["entities"][0]["confidence"].as_f64(), Some(0.9), "{exported}");
+    // Regression: a wrong attribution or tag could not be withdrawn (a `valid_to` equal to
+    // `valid_from` was refused, and the shortest period left still counted a minute). Withdrawn,
+    // it holds at no time: no traffic, no report row, no incident.
+    import("e4.csv", entity(0.9, &minute(0)));
+    import("t4.csv", tag(&minute(0)));
+    assert_eq!(state(0.0), ((1, 1, 1), 0, 0, r#"[{"tenant":"globex"}]"#.into()));
+    let report = json(&on_lake.get(&format!("/v1/reports/entities/Org%20A?{range}")).1, "report");
+    assert_eq!((report["requests"].as_u64(), report["sites"].as_array().map(Vec::len)), (Some(0), Some(0)), "{report}");
 }
 
 /// Regression: an attribution (or tag) imported under a host name before its site was registered

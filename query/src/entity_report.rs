@@ -112,13 +112,14 @@ fn ratio(part: u64, whole: u64) -> f64 {
 
 /// The entity's attributions of at least `min_confidence` overlapping `range`, by site and start.
 /// Rows kept under a host name of a registered site are the site's, with the host name in `via`;
-/// `hosts` are those host names and their sites.
+/// `hosts` are those host names and their sites. A withdrawn row (`valid_to` = `valid_from`) held
+/// at no time: it is none.
 async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Attributions> {
     let d = view.dialect();
     let (from, to) = (range.from_us, range.to_us);
     let sql = format!(
         "SELECT DISTINCT site, source, confidence, {vf} AS from_us, {vt} AS to_us FROM site_entities \
-         WHERE entity = {entity} AND confidence >= {conf:?} AND {vf} < {to} AND ({vt} IS NULL OR {vt} > {from})",
+         WHERE entity = {entity} AND confidence >= {conf:?} AND {vf} < {to} AND ({vt} IS NULL OR ({vt} > {from} AND {vt} > {vf}))",
         vf = d.epoch_us("valid_from"),
         vt = d.epoch_us("valid_to"),
         entity = d.string(entity),

@@ -477,10 +477,11 @@ fn build(r: &Record) -> Result<Built, Vec<String>> {
             let source = required("source", &mut errs);
             let valid_from = time("valid_from", &mut errs, true);
             let valid_to = time("valid_to", &mut errs, false);
+            // `valid_to` = `valid_from` withdraws a row: it holds at no time.
             if let (Some(f), Some(t)) = (valid_from, valid_to)
-                && t <= f
+                && t < f
             {
-                errs.push("valid_to must be after valid_from".into());
+                errs.push("valid_to must not be before valid_from (equal to it withdraws the row)".into());
             }
             if r.kind == Kind::Entity {
                 let entity = required("entity", &mut errs);
@@ -830,7 +831,7 @@ www.h.example,other,list,2026-11-01T00:00:00Z,
         let lines: Vec<usize> = e.0.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 3, 3, 4, 4, 5, 6], "{e}");
         let text = e.to_string();
-        for needle in ["line 3: site \"bad host!\" is not a host name", "confidence \"1.5\"", "valid_from \"yesterday\"", "line 4: entity is missing", "valid_to must be after valid_from", "line 5: mapping a.example → Org from 2026-11-01T00:00:00Z already given on line 2", "line 6: 2 fields where the header has 6"] {
+        for needle in ["line 3: site \"bad host!\" is not a host name", "confidence \"1.5\"", "valid_from \"yesterday\"", "line 4: entity is missing", "valid_to must not be before valid_from", "line 5: mapping a.example → Org from 2026-11-01T00:00:00Z already given on line 2", "line 6: 2 fields where the header has 6"] {
             assert!(text.contains(needle), "{needle:?} not in {text}");
         }
     }
