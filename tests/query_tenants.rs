@@ -293,6 +293,19 @@ fn a_site_handed_to_another_tenant_is_each_ones_for_its_own_time() {
     import("one-file.csv", format!("{a},acme,2026-01-01T00:00:00Z,2026-11-01T00:02:00Z\n{a},globex,2026-11-01T00:02:00Z,\n"));
     import("first.csv", format!("{b},acme,2026-01-01T00:00:00Z,\n"));
     import("later.csv", format!("{b},globex,2026-11-01T00:02:00Z,\n"));
+    // Attributions of the site before the handover, across it, and after it.
+    let entities = tmp.path().join("entities.csv");
+    std::fs::write(
+        &entities,
+        format!(
+            "site,entity,source,confidence,valid_from,valid_to\n\
+             {a},Before,s,0.9,2026-01-01T00:00:00Z,2026-11-01T00:01:00Z\n\
+             {a},Across,s,0.9,2026-11-01T00:01:00Z,2026-11-01T00:03:00Z\n\
+             {a},After,s,0.9,2026-11-01T00:03:00Z,\n"
+        ),
+    )
+    .unwrap();
+    run_ok(edgelens().args(["registry", "import"]).arg(&entities).args(["--data-dir", &lake_s, "--clickhouse", &db.url]).envs(db.env()));
     let config = tmp.path().join("query.toml");
     std::fs::write(
         &config,
@@ -317,6 +330,13 @@ fn a_site_handed_to_another_tenant_is_each_ones_for_its_own_time() {
             assert_eq!(got, want, "{name}: {tenant}'s rates");
             let (_, body) = svc.sql_as(token, "SELECT DISTINCT tenant FROM sites");
             assert_eq!(rows(&body, "sites"), [serde_json::json!({ "tenant": tenant })], "{name}: {body}");
+            // Regression: each tenant saw the site's attributions of every time, the other
+            // tenant's included; it sees those valid while the site was its own.
+            let sql = "SELECT entity FROM site_entities ORDER BY entity";
+            let (_, body) = svc.sql_as(token, sql);
+            let seen: Vec<String> = rows(&body, sql).iter().map(|r| r["entity"].as_str().unwrap().to_owned()).collect();
+            let want = if tenant == "acme" { ["Across", "Before"] } else { ["Across", "After"] };
+            assert_eq!(seen, want, "{name}: {tenant}: {body}");
         }
     }
 }

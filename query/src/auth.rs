@@ -176,8 +176,7 @@ impl Auth {
         // such a host name are not).
         let hosts = crate::registry_api::hosts_of_sites(View::all(backend), &["site_entities", "site_tags"]).await?;
         // (Each host once: `hosts_of_sites` lists distinct pairs, and a host belongs to one site.)
-        let registry_hosts: Vec<String> =
-            hosts.into_iter().filter(|(_, site)| sites.iter().any(|p| &p.site == site)).map(|(host, _)| host).collect();
+        let registry_hosts: Vec<(String, String)> = hosts.into_iter().filter(|(_, site)| sites.iter().any(|p| &p.site == site)).collect();
         let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites, registry_hosts });
         self.scopes.lock().expect("scope cache").insert(tenant.clone(), (Instant::now(), Arc::clone(&scope)));
         Ok(Some(scope))

@@ -42,8 +42,9 @@ pub struct TenantScope {
     pub tenant: String,
     pub sites: Vec<SitePeriod>,
     /// Host names of its sites under which the registry keeps rows (imported before the site was
-    /// registered; they count as the site's): its rows of the registry tables, not of the others.
-    pub registry_hosts: Vec<String>,
+    /// registered; they count as the site's), with their sites: its rows of the registry tables,
+    /// not of the others.
+    pub registry_hosts: Vec<(String, String)>,
 }
 
 /// A site and when it was the tenant's: `[from_us, to_us)` in unix µs, `None` = unbounded.
@@ -146,29 +147,41 @@ impl Rewriter<'_> {
         self.dialect.string(s)
     }
 
-    /// The rows of the tenant's sites, each within the time it had it by timestamp column `time`
-    /// (any time without one): `site IN (...)`, with time bounds per group of sites sharing them.
-    fn owned(&self, time: Option<&str>) -> String {
+    /// The rows of the tenant's sites, each within the time it had it: by timestamp column `time`
+    /// (`Time::At`), or by a validity `[valid_from, valid_to)` overlapping that time (`Time::Valid`,
+    /// the registry tables, whose rows kept under host names of its sites are the sites').
+    /// `site IN (...)`, with time bounds per group of sites sharing them.
+    fn owned(&self, time: Time<'_>) -> String {
         let mut groups: std::collections::BTreeMap<(Option<i64>, Option<i64>), std::collections::BTreeSet<String>> = std::collections::BTreeMap::new();
         for p in &self.scope.sites {
-            let bounds = if time.is_some() { (p.from_us, p.to_us) } else { (None, None) };
-            groups.entry(bounds).or_default().insert(self.literal(&p.site));
-        }
-        if time.is_none() {
-            // The registry tables (the only ones read without time bounds).
-            groups.entry((None, None)).or_default().extend(self.scope.registry_hosts.iter().map(|h| self.literal(h)));
+            let names = groups.entry((p.from_us, p.to_us)).or_default();
+            names.insert(self.literal(&p.site));
+            if time == Time::Valid {
+                names.extend(self.scope.registry_hosts.iter().filter(|(_, site)| *site == p.site).map(|(h, _)| self.literal(h)));
+            }
         }
         let terms: Vec<String> = groups
             .iter()
             .map(|((from, to), sites)| {
                 let mut term = format!("site IN ({})", sites.iter().map(String::as_str).collect::<Vec<_>>().join(", "));
-                if let Some(col) = time {
-                    let t = self.dialect.epoch_us(col);
-                    if let Some(from) = from {
-                        term += &format!(" AND {t} >= {from}");
+                match time {
+                    Time::At(col) => {
+                        let t = self.dialect.epoch_us(col);
+                        if let Some(from) = from {
+                            term += &format!(" AND {t} >= {from}");
+                        }
+                        if let Some(to) = to {
+                            term += &format!(" AND {t} < {to}");
+                        }
                     }
-                    if let Some(to) = to {
-                        term += &format!(" AND {t} < {to}");
+                    Time::Valid => {
+                        let (vf, vt) = (self.dialect.epoch_us("valid_from"), self.dialect.epoch_us("valid_to"));
+                        if let Some(from) = from {
+                            term += &format!(" AND (valid_to IS NULL OR {vt} > {from})");
+                        }
+                        if let Some(to) = to {
+                            term += &format!(" AND {vf} < {to}");
+                        }
                     }
                 }
                 term
@@ -189,10 +202,10 @@ impl Rewriter<'_> {
         let filter = match (self.scope.sites.is_empty(), has_site, table.name) {
             (true, _, _) => "1 = 0".to_owned(),
             (false, true, "sites") => format!("tenant = {}", self.literal(&self.scope.tenant)),
-            (false, true, _) if table.latest.is_some() => self.owned(None),
-            (false, true, _) => self.owned(Some(table.time_column)),
+            (false, true, _) if table.latest.is_some() => self.owned(Time::Valid),
+            (false, true, _) => self.owned(Time::At(table.time_column)),
             (false, false, "incident_timeline") => {
-                format!("incident_id IN (SELECT incident_id FROM incidents WHERE {})", self.owned(Some(INCIDENTS.time_column)))
+                format!("incident_id IN (SELECT incident_id FROM incidents WHERE {})", self.owned(Time::At(INCIDENTS.time_column)))
             }
             (false, false, _) => "1 = 0".to_owned(),
         };
@@ -205,6 +218,15 @@ impl Rewriter<'_> {
             _ => Err(QueryError::Backend(format!("tenant filter for {} is not a query", table.name))),
         }
     }
+}
+
+/// How a table's rows are bounded in time to a tenant's periods of its sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Time<'a> {
+    /// By the time in this column.
+    At(&'a str),
+    /// By the validity `[valid_from, valid_to)` (the registry tables).
+    Valid,
 }
 
 /// A name (of a column, or of a table to ClickHouse), in parentheses or not.
@@ -374,8 +396,12 @@ mod tests {
         );
         let out = run("SELECT * FROM incident_timeline", Dialect::ClickHouse);
         assert!(out.contains("(toInt64(toUInt32(start_ts)) * 1000000) < 2000000"), "{out}");
+        // Registry rows valid at some time the site was the tenant's.
         let out = run("SELECT * FROM site_entities", Dialect::DataFusion);
-        assert!(out.contains("WHERE site IN ('a.example', 'b.example', 'c.example')"), "{out}");
+        assert!(
+            out.contains("WHERE (site IN ('a.example', 'b.example')) OR (site IN ('c.example') AND (valid_to IS NULL OR CAST(valid_to AS BIGINT) > 1000000) AND CAST(valid_from AS BIGINT) < 2000000)"),
+            "{out}"
+        );
         let out = run("SELECT * FROM sites", Dialect::DataFusion);
         assert!(out.contains("(SELECT * FROM sites WHERE tenant = 'acme')"), "{out}");
     }
