@@ -340,6 +340,18 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
 }
 
 impl EntityReport {
+    /// Said under the sites' table when their requests add up to more than the entity's: a site
+    /// with attributions that overlap in time counts in each row, and once in the total.
+    pub fn overlap_note(&self) -> Option<String> {
+        let rows: u64 = self.sites.iter().map(|a| a.requests).sum();
+        (rows > self.requests).then(|| {
+            format!(
+                "The rows add up to {rows} requests, more than the entity's {}: a site's requests count in each of its attributions that held at the time, and once in the total.",
+                self.requests
+            )
+        })
+    }
+
     /// CSV: one row per attribution with its traffic, the incidents of its site while it held,
     /// and the host name it was imported under when that is not the site.
     pub fn to_csv(&self) -> String {
@@ -420,6 +432,17 @@ mod tests {
         assert_eq!(report.sites.iter().map(|a| report.incidents_during(a)).collect::<Vec<_>>(), [1, 1]);
         let csv = report.to_csv();
         assert_eq!(csv.lines().skip(1).map(|l| l.split(',').nth(7).unwrap()).collect::<Vec<_>>(), ["1", "1"], "{csv}");
+        // Rows that add up to the total need no word; overlapping ones are explained, in the
+        // Markdown and HTML reports.
+        assert_eq!(report.overlap_note(), None);
+        let mut overlapping = report.clone();
+        overlapping.sites[0].requests = 30;
+        overlapping.sites[1].requests = 20;
+        overlapping.requests = 40;
+        let note = overlapping.overlap_note().expect("50 in the rows, 40 in all");
+        assert!(note.starts_with("The rows add up to 50 requests, more than the entity's 40"), "{note}");
+        assert!(crate::report::entity_markdown(&overlapping).contains(&note));
+        assert!(crate::report::entity_html(&overlapping).contains(&note.replace('\'', "&#39;")));
     }
 
     use super::*;

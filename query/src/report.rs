@@ -399,6 +399,9 @@ pub fn entity_markdown(r: &crate::entity_report::EntityReport) -> String {
                 percent(a.share)
             );
         }
+        if let Some(note) = r.overlap_note() {
+            let _ = writeln!(out, "\n{note}");
+        }
     }
     out.push_str("\n## Incidents mitigated\n\n");
     if r.incidents.is_empty() {
@@ -463,6 +466,9 @@ pub fn entity_html(r: &crate::entity_report::EntityReport) -> String {
             );
         }
         out.push_str("</table>\n");
+        if let Some(note) = r.overlap_note() {
+            let _ = writeln!(out, "<p>{}</p>", esc(&note));
+        }
     }
     out.push_str("<h2>Incidents mitigated</h2>\n");
     if r.incidents.is_empty() {
