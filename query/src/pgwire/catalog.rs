@@ -706,8 +706,13 @@ fn build_tables(tables: &[CatalogTable], settings: &Settings) -> Result<Vec<(&'s
         ("boot_val", U),
         ("reset_val", U),
     ]);
+    let defaults = default_settings();
     for (k, v) in &settings.values {
-        pg_settings.push(vec![s(k), s(v), null_text(), s("edgelens"), s(""), s("user"), s("string"), s("default"), s(v), s(v)]);
+        // PostgreSQL's spelling of the name (`TimeZone`); the value a new session starts with.
+        let name = REPORTED.iter().find(|(_, key)| key == k).map_or(k.as_str(), |(wire, _)| *wire);
+        let boot = defaults.get(k).map_or("", String::as_str);
+        let source = if boot == v { "default" } else { "session" };
+        pg_settings.push(vec![s(name), s(v), null_text(), s("edgelens"), s(""), s("user"), s("string"), s(source), s(boot), s(boot)]);
     }
     out.push(("pg_catalog", "pg_settings", pg_settings.into_table()?));
 
@@ -734,6 +739,11 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     /// The catalog of `tables` (see [`catalog_tables`]).
     pub fn new(tables: Vec<CatalogTable>) -> Result<Catalog> {
+        Self::with_settings(tables, &Settings::default())
+    }
+
+    /// The catalog of `tables` as a session with `settings` sees it (its `pg_settings`).
+    fn with_settings(tables: Vec<CatalogTable>, settings: &Settings) -> Result<Catalog> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_information_schema(false)
@@ -745,7 +755,7 @@ impl Catalog {
         for schema in ["pg_catalog", "information_schema"] {
             catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
         }
-        for (schema, name, table) in build_tables(&tables, &Settings::default())? {
+        for (schema, name, table) in build_tables(&tables, settings)? {
             let table = Arc::new(table);
             ctx.register_table(format!("{schema}.{name}"), Arc::clone(&table) as _)?;
             if schema == "pg_catalog" {
@@ -820,8 +830,18 @@ impl Catalog {
     }
 
     async fn run(&self, sql: &str, asker: Option<&Asker>) -> Result<QueryResult> {
+        // A session that changed settings reads them in its own `pg_settings`: a catalog of its
+        // own for this statement (the shared one has the defaults).
+        let own;
+        let ctx = match asker {
+            Some(a) if a.settings != Settings::default() && sql.to_ascii_lowercase().contains("pg_settings") => {
+                own = Self::with_settings(self.tables.as_ref().clone(), &a.settings)?;
+                &own.ctx
+            }
+            _ => &self.ctx,
+        };
         // The session's own functions, planned into this statement only: the catalog is shared.
-        let mut state = self.ctx.state();
+        let mut state = ctx.state();
         if let Some(asker) = asker {
             let asker = Arc::new(asker.clone());
             for f in functions(Some(&asker)) {
@@ -1692,6 +1712,26 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Regression: `pg_settings` showed the defaults whatever the session had set, and named
+    /// `TimeZone` and `DateStyle` in lower case, so `WHERE name = 'TimeZone'` found nothing.
+    #[tokio::test]
+    async fn pg_settings_shows_the_sessions_settings() {
+        let catalog = lake_catalog();
+        let sql = "SELECT name, setting, source, reset_val FROM pg_settings WHERE name IN ('TimeZone', 'application_name') ORDER BY name";
+        let mut settings = Settings::default();
+        settings.set("application_name", "grafana").unwrap();
+        let asker = Asker { user: "ops".into(), settings };
+        assert_eq!(
+            cells(&catalog.query_as(sql, Some(&asker)).await.unwrap()),
+            [["TimeZone", "UTC", "default", "UTC"], ["application_name", "grafana", "session", ""]].map(|r| r.map(str::to_owned).to_vec())
+        );
+        // Other sessions and the shared catalog keep the defaults.
+        assert_eq!(
+            cells(&catalog.query(sql).await.unwrap()),
+            [["TimeZone", "UTC", "default", "UTC"], ["application_name", "", "default", ""]].map(|r| r.map(str::to_owned).to_vec())
+        );
     }
 
     #[test]
