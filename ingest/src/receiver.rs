@@ -164,6 +164,11 @@ pub enum BatchError {
     /// The batches in flight hold the whole decompression budget: retry later (HTTP 429).
     #[error("the batches being received hold the decompression budget of {limit} bytes; retry later")]
     Busy { limit: usize },
+    /// The batch's rejected lines, each kept as a dead letter with its reason and excerpt, would
+    /// take more memory than a decompressed batch may (HTTP 413): a few KB of gzip can hold
+    /// millions of bad lines.
+    #[error("the batch's rejected lines, as dead letters, take more than {limit} bytes (after {lines} of them): send NDJSON of http_requests events, in smaller batches")]
+    TooManyRejected { lines: usize, limit: usize },
 }
 
 impl IngestConfig {
@@ -381,17 +386,33 @@ pub fn decode_batch_within(
     }
     let mut packer = Packer::default();
     let mut lines = LineReader::new(text, max_line);
+    // The dead letters' memory, held with the text: within the batch's limit and the budget.
+    let mut dead_bytes = 0usize;
     loop {
         let Some((line_no, line)) = lines.next_numbered().expect("reading from memory cannot fail") else { break };
         if let Err(dead) = packer.push(&line, "logpush", line_no, now) {
+            dead_bytes += dead_letter_bytes(&dead);
             batch.dead_letters.push(dead);
+            let lines = batch.dead_letters.len();
+            if dead_bytes > max_decompressed {
+                return Err(BatchError::TooManyRejected { lines, limit: max_decompressed });
+            }
+            if !held.grow_to(held.bytes().max(text.len() + dead_bytes)) {
+                return Err(BatchError::Busy { limit: budget.limit });
+            }
         }
     }
     batch.events = packer.events();
     (batch.name, batch.messages) = packer.take_named();
     // The text's spare capacity goes with it; its messages hold about as much as the text.
-    held.shrink_to(text.len());
+    held.shrink_to(text.len() + dead_bytes);
     Ok((batch, held))
+}
+
+/// About the memory a dead letter takes until its batch is answered: itself and the record
+/// appended for it.
+fn dead_letter_bytes(d: &DeadLetter) -> usize {
+    2 * (std::mem::size_of::<DeadLetter>() + d.source.len() + d.detail.len() + d.raw.len()) + 64
 }
 
 /// Counters of the receiver (exported on `/metrics`).
@@ -722,7 +743,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
             m.rejected_busy.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::TOO_MANY_REQUESTS, e.to_string(), Some(st.cfg.retry_after_secs));
         }
-        Ok(Err(e @ BatchError::TooLarge { .. })) => {
+        Ok(Err(e @ (BatchError::TooLarge { .. } | BatchError::TooManyRejected { .. }))) => {
             m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), None);
         }

@@ -278,6 +278,39 @@ fn the_decompression_budget_is_shared_by_the_batches_in_flight() {
     assert_eq!(budget.in_use(), 0);
 }
 
+/// Regression: a few KB of gzip holding millions of bad lines made a dead letter of each before
+/// anything was checked (16 KB took the receiver to 1.95 GB). The dead letters are held with the
+/// text: over the batch's limit the batch is 413 at once, over the shared budget 429, and a batch
+/// with some bad lines holds their memory until it is answered.
+#[test]
+fn dead_letters_are_held_within_the_batch_limit_and_the_budget() {
+    let bad = b"x\n".repeat(4 << 20);
+    let body = gzip(&bad);
+    assert!(body.len() < 64 << 10, "{}", body.len());
+    let budget = DecodeBudget::new(64 << 20);
+    match decode_batch_within(&body, true, 16 << 20, 4096, 0, &budget).unwrap_err() {
+        BatchError::TooManyRejected { lines, limit } => {
+            assert_eq!(limit, 16 << 20);
+            assert!(lines > 1_000 && lines < 200_000, "stopped early: {lines}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(budget.in_use(), 0, "a refused batch keeps nothing");
+    // Within the batch's limit but not beside the other batches in flight: busy.
+    let small = DecodeBudget::new(2 << 20);
+    let mut other = small.reservation();
+    assert!(other.grow_to(1 << 20));
+    let some_bad = b"x\n".repeat(20_000);
+    assert_eq!(decode_batch_within(&gzip(&some_bad), true, 64 << 20, 4096, 0, &small).unwrap_err(), BatchError::Busy { limit: 2 << 20 });
+    drop(other);
+    // Fits: the reservation holds the text and the dead letters.
+    let mut mixed = lines(100);
+    mixed.extend_from_slice(b"{not json\n".repeat(50).as_slice());
+    let (batch, held) = decode_batch_within(&gzip(&mixed), true, 64 << 20, 4096, 0, &small).unwrap();
+    assert_eq!((batch.events, batch.dead_letters.len()), (100, 50));
+    assert!(held.bytes() > mixed.len() + 50 * 100, "{} held for {} bytes of text", held.bytes(), mixed.len());
+}
+
 /// A gzip body with zero bytes after its last member (padding) is read as `gzip -d` reads it;
 /// other bytes after a member are a bad body.
 #[test]
