@@ -20,7 +20,9 @@
 //!   counts: two equal batches sent on purpose are two. edgelens' own producers set the id to the
 //!   hash of the batch's lines (rejected ones included), the input line the batch starts at and
 //!   the message's place in the batch ([`Packer::take`]), so a batch sent again — the same body posted again after a 503, a file's batch appended again
-//!   — gets the same messages with the same ids; see [`crate::receiver`] for when it is a resend.
+//!   — gets the same messages with the same ids; the receiver adds the batch's instance number,
+//!   so that an equal batch posted on purpose has other ids; see [`crate::receiver`] for when it
+//!   is a resend.
 //!
 //!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
 //!   that the per-message cost of the broker and its clients is paid once per site and second
@@ -191,10 +193,15 @@ impl Packer {
         self.lines_hash = twox_hash::XxHash64::with_seed(0);
         self.first_line = None;
         let mut messages = std::mem::take(&mut self.messages);
-        for (i, m) in messages.iter_mut().enumerate() {
-            m.id = Some(format!("{batch}/{i}").into_bytes());
-        }
+        name_messages(&mut messages, &batch);
         (batch, messages)
+    }
+}
+
+/// Give the messages of a batch their ids ([`MESSAGE_ID_HEADER`]): `<name>/<index>`.
+pub fn name_messages(messages: &mut [Record], name: &str) {
+    for (i, m) in messages.iter_mut().enumerate() {
+        m.id = Some(format!("{name}/{i}").into_bytes());
     }
 }
 

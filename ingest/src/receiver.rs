@@ -24,13 +24,14 @@
 //! before it reads gets the answer rather than a reset connection.
 //!
 //! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
-//! send it again. A batch sent again is packed into the same messages with the same ids
-//! ([`crate::log::MESSAGE_ID_HEADER`]). The receiver remembers the batches it has not answered
-//! 200 yet ([`Unfinished`]: in flight, refused, or given up by their client), and marks the
-//! messages of such a batch arriving again as resent ([`crate::log::RESEND_HEADER`]): those of
-//! them that reached the log the first time are not counted again downstream, whether their
-//! events carry `RayID` or not. A batch equal to one answered 200 is another batch, counted
-//! again. The rejected lines of a batch sent again are not appended again when an earlier
+//! send it again. The receiver remembers the batches it has not answered 200 yet
+//! ([`Unfinished`]: in flight, refused, or given up by their client); a batch sent again is
+//! packed into the same messages with the same ids ([`crate::log::MESSAGE_ID_HEADER`]), and
+//! they are marked as resent ([`crate::log::RESEND_HEADER`]): those of them that reached the log
+//! the first time are not counted again downstream, whether their events carry `RayID` or not. A
+//! batch equal to one answered 200 is another batch, counted again: its messages' ids are its
+//! own (they carry the batch's instance number), so its resends are not taken for the earlier
+//! batch's messages. The rejected lines of a batch sent again are not appended again when an earlier
 //! attempt's dead letters were all acknowledged.
 
 use std::io::Read;
@@ -479,9 +480,22 @@ struct ReceiverState<L> {
 /// acknowledged before, they are not appended again. A name goes once an attempt was answered 200
 /// and no other attempt of it is in flight. Bounded: names older than [`Self::KEEP`] go, and
 /// beyond [`Self::MAX`] names the older half goes (with a warning: their resends count again).
-#[derive(Debug, Default)]
+///
+/// Each batch taken in gets an instance number, kept by its attempts: its messages' ids carry it
+/// ([`Attempt::message_name`]), so that a batch equal to one answered 200 before (another batch)
+/// has ids of its own, and its resends are told from the earlier batch's messages downstream.
+#[derive(Debug)]
 pub struct Unfinished {
     names: std::sync::Mutex<std::collections::HashMap<String, UnfinishedBatch>>,
+    /// The next instance number: from the wall clock at start (ns), so that a restarted receiver
+    /// does not give the numbers of before.
+    next_instance: AtomicU64,
+}
+
+impl Default for Unfinished {
+    fn default() -> Self {
+        Unfinished { names: Default::default(), next_instance: AtomicU64::new(now_nanos().max(0) as u64) }
+    }
 }
 
 #[derive(Debug)]
@@ -491,6 +505,8 @@ struct UnfinishedBatch {
     in_flight: u32,
     /// An earlier attempt had all its dead letters acknowledged.
     dead_letters_in: bool,
+    /// The instance of the batch its attempts are of.
+    instance: u64,
 }
 
 /// What the receiver knows of a batch when an attempt of it starts ([`Unfinished::start`]).
@@ -500,6 +516,17 @@ pub struct Attempt {
     pub resend: bool,
     /// An earlier attempt's dead letters are all in the log.
     pub dead_letters_in: bool,
+    /// The batch's instance: the same for every attempt of it, another for an equal batch taken
+    /// in after one was answered 200.
+    pub instance: u64,
+}
+
+impl Attempt {
+    /// The name the messages of batch `name` are given in this attempt (the part of their ids
+    /// before `/`).
+    pub fn message_name(&self, name: &str) -> String {
+        format!("{name}.{:x}", self.instance)
+    }
 }
 
 impl Unfinished {
@@ -524,15 +551,15 @@ impl Unfinished {
             }
         }
         match names.get_mut(name) {
-            Some(b) => {
-                let recent = now.duration_since(b.started) < Self::KEEP;
+            Some(b) if now.duration_since(b.started) < Self::KEEP => {
                 b.started = now;
                 b.in_flight += 1;
-                Attempt { resend: recent, dead_letters_in: recent && b.dead_letters_in }
+                Attempt { resend: true, dead_letters_in: b.dead_letters_in, instance: b.instance }
             }
-            None => {
-                names.insert(name.to_owned(), UnfinishedBatch { started: now, in_flight: 1, dead_letters_in: false });
-                Attempt { resend: false, dead_letters_in: false }
+            _ => {
+                let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
+                names.insert(name.to_owned(), UnfinishedBatch { started: now, in_flight: 1, dead_letters_in: false, instance });
+                Attempt { resend: false, dead_letters_in: false, instance }
             }
         }
     }
@@ -775,6 +802,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     }
     let attempt = st.unfinished.start(&batch.name);
     let guard = AttemptGuard { unfinished: &st.unfinished, name: &batch.name, ended: false };
+    crate::log::name_messages(&mut batch.messages, &attempt.message_name(&batch.name));
     if attempt.resend {
         for m in &mut batch.messages {
             m.resend = true;
