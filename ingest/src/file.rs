@@ -139,8 +139,14 @@ pub async fn ingest_files<L: EventLog>(
         let mut lines = LineReader::new(reader, cfg.max_line_bytes);
         let mut events = Packer::default();
         let mut dead = Vec::new();
+        let before = stats.clone();
         loop {
-            let next = lines.next_numbered().map_err(input_err)?;
+            // A read error (a truncated gzip file) ends the file: what was read of it is appended
+            // first, so that every line read is in the log as an event or a dead letter.
+            let (next, read_error) = match lines.next_numbered() {
+                Ok(next) => (next, None),
+                Err(e) => (None, Some(e)),
+            };
             let done = next.is_none();
             if let Some((line_no, line)) = next {
                 stats.lines += 1;
@@ -156,6 +162,15 @@ pub async fn ingest_files<L: EventLog>(
             if dead.len() >= cfg.batch_events || (done && !dead.is_empty()) {
                 stats.dead_letters += dead.len() as u64;
                 append_with_retry(log, &cfg.dead_letters_topic, std::mem::take(&mut dead), cfg, &mut stats).await?;
+            }
+            if let Some(source) = read_error {
+                return Err(IngestError::ReadStopped {
+                    path: path.clone(),
+                    lines: stats.lines - before.lines,
+                    events: stats.events - before.events,
+                    dead_letters: stats.dead_letters - before.dead_letters,
+                    source,
+                });
             }
             if done {
                 break;
@@ -197,5 +212,39 @@ mod tests {
         let stats = ingest_files(&[good], &log, &cfg, |_| {}).await.unwrap();
         assert_eq!((stats.lines, stats.events, stats.dead_letters), (1, 1, 0));
         assert_eq!(log.records(&cfg.events_topic).len(), 1);
+    }
+
+    /// Regression: a truncated gzip file failed the command with the decoder's error alone,
+    /// after its first batch of events was appended; the dead letters of that part, and the
+    /// lines read after it, were neither appended nor reported.
+    #[tokio::test]
+    async fn a_file_read_in_part_appends_what_was_read_and_says_how_far() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let line = |i: u64| format!(r#"{{"EdgeStartTimestamp":{},"ZoneName":"a.example","ClientIP":"192.0.2.1","EdgeResponseStatus":200,"RayID":"{i:x}"}}"#, 1_767_225_600_000_000_000 + i * 1_000_000);
+        let mut text = String::new();
+        for i in 0..30_000u64 {
+            text += &if i % 1000 == 7 { "{not json".to_owned() } else { line(i) };
+            text.push('\n');
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let cut = dir.path().join("cut.ndjson.gz");
+        std::fs::write(&cut, &gz[..gz.len() * 3 / 4]).unwrap();
+        let log = MemoryLog::new();
+        let cfg = FileIngestConfig { batch_events: 10_000, ..FileIngestConfig::default() };
+        let err = ingest_files(std::slice::from_ref(&cut), &log, &cfg, |_| {}).await.unwrap_err();
+        let IngestError::ReadStopped { lines, events, dead_letters, .. } = &err else { panic!("{err}") };
+        let (lines, events, dead_letters) = (*lines, *events, *dead_letters);
+        assert!(lines > 10_000 && lines < 30_000, "{err}");
+        // Every line read is in the log, as an event or a dead letter.
+        let appended: usize = log.records(&cfg.events_topic).iter().map(|r| r.value.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()).sum();
+        assert_eq!((appended as u64, log.records(&cfg.dead_letters_topic).len() as u64), (events, dead_letters));
+        assert_eq!(events + dead_letters, lines);
+        // Lines 7, 1007, … are bad: those of the first `lines`.
+        assert_eq!(dead_letters, (lines + 992) / 1000, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("after its first {lines} lines")) && text.contains(&format!("tail -n +{}", lines + 1)), "{text}");
     }
 }

@@ -36,6 +36,13 @@ pub enum IngestError {
     Serve(std::io::Error),
     #[error("{path}: {source}")]
     Input { path: std::path::PathBuf, source: std::io::Error },
+    /// `ingest file`: a file could be read only in part (a truncated or damaged gzip file); what
+    /// was read of it is in the log.
+    #[error(
+        "{path}: {source}, after its first {lines} lines: those are in the log ({events} events, {dead_letters} dead letters), the rest could not be read; once the file is mended, append only what follows line {lines} (`tail -n +{next}`)",
+        next = lines + 1
+    )]
+    ReadStopped { path: std::path::PathBuf, lines: u64, events: u64, dead_letters: u64, source: std::io::Error },
     #[error("invalid configuration: {0}")]
     Config(String),
     /// `ingest file`: the log did not take the topic before the wait for it ended.
