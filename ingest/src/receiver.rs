@@ -338,6 +338,7 @@ pub fn gzip_encoding(headers: &HeaderMap) -> Result<bool, String> {
             match coding.as_str() {
                 "identity" => {}
                 "gzip" | "x-gzip" if !gzip => gzip = true,
+                "gzip" | "x-gzip" => return Err(format!("Content-Encoding {text:?} compresses the body more than once: send it compressed once, as gzip, or plain NDJSON")),
                 other => return Err(format!("Content-Encoding {other:?} is not supported: send the batch as gzip or plain NDJSON")),
             }
         }
@@ -818,6 +819,10 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     };
     let (a, b) = tokio::join!(events_fut, dead_fut);
     guard.end(a.is_ok() && b.is_ok(), b.is_ok());
+    // Counted once acknowledged, whatever the answer: a retry does not append them again.
+    if b.is_ok() {
+        m.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
+    }
     if let Err(e) = a.and(b) {
         let retry = Some(st.cfg.retry_after_secs);
         return match e {
@@ -839,8 +844,6 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     }
     m.batches_accepted.fetch_add(1, Ordering::Relaxed);
     m.events_accepted.fetch_add(n_events, Ordering::Relaxed);
-    // Appended by this attempt (an earlier one's may be in the log already).
-    m.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
     Json(serde_json::json!({ "accepted": n_events, "dead_letters": n_dead })).into_response()
 }
 

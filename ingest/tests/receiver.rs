@@ -121,7 +121,9 @@ async fn unsupported_content_encoding_is_415_and_appends_nothing() {
     for (coding, body) in [("deflate", deflated.finish().unwrap()), ("br", body.clone()), ("zstd", body.clone()), ("gzip, br", gzip(&body)), ("gzip, gzip", gzip(&body))] {
         let (status, _, json) = post(&app, body, &[("content-encoding", coding)]).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{coding}: {json}");
-        assert!(json["error"].as_str().unwrap().contains("is not supported"), "{json}");
+        // Regression: `gzip, gzip` was told gzip is not supported.
+        let why = if coding == "gzip, gzip" { "compresses the body more than once" } else { "is not supported" };
+        assert!(json["error"].as_str().unwrap().contains(why), "{json}");
     }
     assert!(log.records(EVENTS_TOPIC).is_empty() && log.records(DEAD_LETTERS_TOPIC).is_empty());
     // Regression: they were counted under status 400.
@@ -490,6 +492,12 @@ async fn a_retried_batch_records_its_dead_letters_once() {
     assert_eq!(post(&app, b, &[]).await.0, StatusCode::OK);
     let raws: Vec<String> = log.log.records(DEAD_LETTERS_TOPIC).iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect();
     assert!(raws.iter().any(|r| r.contains("not json B")), "{raws:?}");
+    // Regression: the metric counted only the dead letters of attempts answered 200, so those
+    // appended by a refused attempt (and not again by its retry) were never counted.
+    let resp = app.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let appended = log.log.records(DEAD_LETTERS_TOPIC).len();
+    assert!(text.contains(&format!("edgelens_ingest_dead_letters_total {appended}\n")), "{appended} appended: {text}");
 }
 
 /// Regression: a secret header no request can carry passed the config check, and every push got
