@@ -142,8 +142,12 @@ fn latest_rows(batches: &[RecordBatch], detail: bool) -> Result<Vec<StateRow>> {
             let updated = times[4].value(row);
             let incident_id = id.value(row).to_owned();
             let slot = index.get(&incident_id).copied();
+            // Rows of one update tie on `updated_ts` only when two detections wrote the same id
+            // (separate replays of one site's traffic into one lake): the one with the most attack
+            // requests, then IPs, then peak, whatever order the rows are read in.
+            let rank = (updated, attack_requests.value(row), distinct_ips.value(row), peak_rps.value(row).to_bits());
             if let Some(i) = slot
-                && out[i].1 >= updated
+                && (out[i].1, out[i].0.attack_requests, out[i].0.distinct_ips, out[i].0.peak_rps.to_bits()) >= rank
             {
                 continue;
             }
@@ -357,6 +361,39 @@ mod tests {
     fn ids_are_encoded_as_one_path_segment() {
         assert_eq!(percent_encode_path("shop.example-20261101T001500Z"), "shop.example-20261101T001500Z");
         assert_eq!(percent_encode_path("a/b c"), "a%2Fb%20c");
+    }
+
+    /// Regression: two rows of one id tying on `updated_ts` (two replays of one site's traffic
+    /// into one lake detecting the same attack) gave whichever was read first, so the same
+    /// request answered differently from one call to the next.
+    #[test]
+    fn rows_tying_on_their_update_give_one_answer_in_any_order() {
+        use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
+        use std::sync::Arc;
+        let row = |attack: u64, peak: f64| {
+            let text = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+            let time = |v: Option<i64>| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+            let mut columns: Vec<(&str, ArrayRef)> = vec![
+                ("incident_id", text("z.example-20261101T000200Z")),
+                ("site", text("z.example")),
+                ("vector", text("http_flood")),
+                ("status", text("ended")),
+                ("peak_rps", Arc::new(Float64Array::from(vec![peak]))),
+                ("baseline_rps", Arc::new(Float64Array::from(vec![1.0]))),
+                ("attack_requests", Arc::new(UInt64Array::from(vec![attack]))),
+                ("distinct_ips", Arc::new(UInt64Array::from(vec![10u64]))),
+            ];
+            for (c, v) in [("start_ts_us", Some(1)), ("detected_ts_us", Some(2)), ("peak_ts_us", Some(3)), ("end_ts_us", Some(4)), ("updated_ts_us", Some(5))] {
+                columns.push((c, time(v)));
+            }
+            RecordBatch::try_from_iter(columns).unwrap()
+        };
+        let (a, b) = (row(6016, 97.0), row(5983, 102.0));
+        for batches in [[a.clone(), b.clone()], [b, a]] {
+            let rows = latest_rows(&batches, false).unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!((rows[0].0.attack_requests, rows[0].0.peak_rps), (6016, 97.0));
+        }
     }
 
     #[test]
