@@ -228,6 +228,11 @@ impl IngestConfig {
 pub struct DecodeBudget {
     limit: usize,
     used: AtomicUsize,
+    /// The most one batch's dead letters may hold: half its share of the budget when every batch
+    /// in flight holds as much (the other half for its text, which for a batch of rejected lines
+    /// is far less), so that batches refused for their rejected lines (413) are not refused as
+    /// busy (429, retried for good) because others like them hold the rest.
+    dead_letters_share: usize,
 }
 
 /// The most a batch inflates at a time.
@@ -235,7 +240,12 @@ pub const INFLATE_STEP: usize = 1 << 20;
 
 impl DecodeBudget {
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(DecodeBudget { limit, used: AtomicUsize::new(0) })
+        Self::shared(limit, 1)
+    }
+
+    /// A budget of `limit` bytes for at most `batches` batches in flight.
+    pub fn shared(limit: usize, batches: usize) -> Arc<Self> {
+        Arc::new(DecodeBudget { limit, used: AtomicUsize::new(0), dead_letters_share: limit / batches.max(1) / 2 })
     }
 
     /// No limit (tests, fuzzing).
@@ -388,16 +398,18 @@ pub fn decode_batch_within(
     }
     let mut packer = Packer::default();
     let mut lines = LineReader::new(text, max_line);
-    // The dead letters' memory, held with the text: within the batch's limit and the budget.
+    // The dead letters' memory, held with the text: within the batch's limit, its share of the
+    // budget, and the budget.
     let mut dead_bytes = 0usize;
+    let dead_limit = max_decompressed.min(budget.dead_letters_share);
     loop {
         let Some((line_no, line)) = lines.next_numbered().expect("reading from memory cannot fail") else { break };
         if let Err(dead) = packer.push(&line, "logpush", line_no, now) {
             dead_bytes += dead_letter_bytes(&dead);
             batch.dead_letters.push(dead);
             let lines = batch.dead_letters.len();
-            if dead_bytes > max_decompressed {
-                return Err(BatchError::TooManyRejected { lines, limit: max_decompressed });
+            if dead_bytes > dead_limit {
+                return Err(BatchError::TooManyRejected { lines, limit: dead_limit });
             }
             if !held.grow_to(held.bytes().max(text.len() + dead_bytes)) {
                 return Err(BatchError::Busy { limit: budget.limit });
@@ -619,7 +631,7 @@ pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
             "max_decompressed_bytes_total is below max_decompressed_bytes: raised to it"
         );
     }
-    let budget = DecodeBudget::new(cfg.max_decompressed_bytes_total.max(cfg.max_decompressed_bytes));
+    let budget = DecodeBudget::shared(cfg.max_decompressed_bytes_total.max(cfg.max_decompressed_bytes), cfg.max_inflight_batches);
     let state = Arc::new(ReceiverState {
         inflight: Semaphore::new(cfg.max_inflight_batches.max(1)),
         budget,

@@ -298,6 +298,15 @@ fn dead_letters_are_held_within_the_batch_limit_and_the_budget() {
         other => panic!("{other}"),
     }
     assert_eq!(budget.in_use(), 0, "a refused batch keeps nothing");
+    // Regression: several such batches at once each filled part of the shared budget before
+    // reaching their own limit, and all got 429 (retried for good) instead of 413. Each is held
+    // to its share of the budget: all four get 413.
+    let shared = DecodeBudget::shared(64 << 20, 4);
+    let answers: Vec<BatchError> = std::thread::scope(|s| {
+        let running: Vec<_> = (0..4).map(|_| s.spawn(|| decode_batch_within(&body, true, 48 << 20, 4096, 0, &shared).unwrap_err())).collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|e| matches!(e, BatchError::TooManyRejected { limit, .. } if *limit == 8 << 20)), "{answers:?}");
     // Within the batch's limit but not beside the other batches in flight: busy.
     let small = DecodeBudget::new(2 << 20);
     let mut other = small.reservation();
