@@ -553,4 +553,7 @@ fn incidents_recorded_under_a_host_name_are_the_entitys() {
     let report = json(&svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m")).1, "report");
     assert_eq!(report["incidents"].as_array().map(Vec::len), Some(of_host), "{report}");
     assert_eq!(report["sites"][0]["attributed_as"].as_str(), Some(host.as_str()), "{report}");
+    let csv = svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m&format=csv")).1;
+    let row = csv.lines().nth(1).unwrap_or_default();
+    assert_eq!(row.split(',').nth(7), Some(of_host.to_string().as_str()), "the row's incidents: {csv}");
 }

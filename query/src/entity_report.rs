@@ -373,13 +373,16 @@ impl EntityReport {
         out
     }
 
-    /// The report's incidents on `a`'s site that overlap the time `a` held (an incident counts
-    /// once per attribution it falls in, not once per attribution row of its site).
+    /// The report's incidents on `a`'s site — recorded under it, or under a host name of it an
+    /// attribution of the site was imported under — that overlap the time `a` held (an incident
+    /// counts once per attribution it falls in, not once per attribution row of its site).
     pub fn incidents_during(&self, a: &Attribution) -> usize {
         let held = (rfc3339_to_us(&a.valid_from), a.valid_to.as_deref().map(rfc3339_to_us));
+        let hosts: Vec<&str> = self.sites.iter().filter(|r| r.site == a.site).filter_map(|r| r.attributed_as.as_deref()).collect();
         self.incidents
             .iter()
-            .filter(|i| i.site == a.site && spans_overlap(held, (rfc3339_to_us(&i.start_ts), i.end_ts.as_deref().map(rfc3339_to_us))))
+            .filter(|i| i.site == a.site || hosts.contains(&i.site.as_str()))
+            .filter(|i| spans_overlap(held, (rfc3339_to_us(&i.start_ts), i.end_ts.as_deref().map(rfc3339_to_us))))
             .count()
     }
 }
@@ -432,6 +435,15 @@ mod tests {
         assert_eq!(report.sites.iter().map(|a| report.incidents_during(a)).collect::<Vec<_>>(), [1, 1]);
         let csv = report.to_csv();
         assert_eq!(csv.lines().skip(1).map(|l| l.split(',').nth(7).unwrap()).collect::<Vec<_>>(), ["1", "1"], "{csv}");
+        // Regression: an incident recorded under the host name an attribution of the site was
+        // imported under counted in no row (the report's incident list had it).
+        let mut hosted = report.clone();
+        hosted.sites[1].attributed_as = Some("www.a.example".into());
+        hosted.incidents[1].site = "www.a.example".into();
+        hosted.incidents[0].site = "www.a.example".into();
+        assert_eq!(hosted.sites.iter().map(|a| hosted.incidents_during(a)).collect::<Vec<_>>(), [1, 1], "a direct row of the site counts them too");
+        hosted.incidents[0].site = "other.example".into();
+        assert_eq!(hosted.sites.iter().map(|a| hosted.incidents_during(a)).collect::<Vec<_>>(), [0, 1]);
         // Rows that add up to the total need no word; overlapping ones are explained, in the
         // Markdown and HTML reports.
         assert_eq!(report.overlap_note(), None);
