@@ -499,8 +499,11 @@ pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
                 };
                 let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(zone.as_deref().unwrap_or("UTC"));
                 for v in col {
-                    let v = v.as_deref().filter(|v| !is_zero_time(v));
-                    b.append_option(v.map(|v| datetime_us(text(v)?, tz.as_ref()).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?);
+                    // A zoned column shows the zero time as its zone's wall clock of the epoch
+                    // (or as zeros): `1970-01-01 00:00:00` there is another time.
+                    let v = v.as_deref().filter(|v| if tz.is_some() { !v.starts_with(b"0000-00-00") } else { !is_zero_time(v) });
+                    let us = v.map(|v| datetime_us(text(v)?, tz.as_ref()).ok_or_else(|| bad(format!("{name}: not a DateTime")))).transpose()?;
+                    b.append_option(us.filter(|&us| tz.is_none() || us != 0));
                 }
                 Arc::new(b.finish())
             }
@@ -628,6 +631,11 @@ mod tests {
         assert!(b.column(2).is_null(1));
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"b":"2026-11-01T01:00:00+01:00","u":"2026-11-01T00:00:00Z","p":"2026-10-31T20:00:00-04:00"},{"b":"2026-10-25T02:30:00+02:00","u":"2026-11-01T00:00:00Z","p":null}]"#);
         assert!(decode_tsv(b"t\nDateTime('Mars/Olympus')\n2026-11-01 00:00:00\n").is_err(), "an unknown zone is an error, not UTC");
+        // Regression: midnight of 1970-01-01 in New York (5 h after the epoch) read as the zero
+        // time (NULL); the epoch itself, shown in the zone, is the zero time.
+        let r = decode_tsv(b"t\nDateTime('America/New_York')\n1970-01-01 00:00:00\n1969-12-31 19:00:00\n0000-00-00 00:00:00\n").unwrap();
+        let c = r.batches[0].column(0).as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!((c.value(0), c.is_null(1), c.is_null(2)), (18_000_000_000, true, true));
     }
 
     #[test]
