@@ -34,6 +34,10 @@ const MIN_PREDICATE_COVERAGE: f64 = 0.2;
 const MAX_PREDICATES: usize = 4;
 /// Fewer sampled requests than this give no signature.
 pub const MIN_SAMPLE: usize = 20;
+/// A value joins a predicate only if at least this fraction of the sample has it: a legitimate
+/// client with a value the profile has not seen (a crawler's fingerprint, a rare browser) sends a
+/// handful of requests during a surge, and would otherwise be named as an attacker.
+pub const MIN_VALUE_SAMPLE_SHARE: f64 = 0.002;
 
 /// `attr ∈ values`.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,9 +224,10 @@ fn candidate(a: Attr, sample: &[Tuple], n_normal: f64, n_attack: f64, profile: &
     for t in sample {
         *counts.entry(t[ai]).or_default() += 1;
     }
+    let least = (MIN_VALUE_SAMPLE_SHARE * n).ceil().max(2.0) as u32;
     let mut vals: Vec<(u64, f64, f64, f64)> = counts
         .into_iter()
-        .filter(|&(_, c)| c >= 2)
+        .filter(|&(_, c)| c >= least)
         .filter_map(|(v, c)| {
             let share = profile.share(ai, v);
             let c = f64::from(c);
@@ -368,6 +373,42 @@ mod tests {
         let matched_normal = (0..4000).map(normal).filter(|t| sig.matches(t)).count();
         assert_eq!(matched_attack, 900);
         assert_eq!(matched_normal, 0);
+    }
+
+    /// Regression: a legitimate client whose value the profile had not seen (a crawler's user
+    /// agent, a rare browser) and that sent a few requests during a flood was named in the
+    /// signature with the attack's value, at precision 1.0: a block rule made from it would
+    /// block that client.
+    #[test]
+    fn a_few_requests_of_a_value_new_to_the_site_do_not_join_the_signature() {
+        let site = |i: u64| {
+            let mut t = normal(i);
+            t[Attr::UserAgent as usize] = i % 4;
+            t
+        };
+        let mut p = SiteProfile::new(0);
+        p.add(0, &(0..4000).map(site).collect::<Vec<_>>());
+        let flood = |i: u64| {
+            let mut t = site(i);
+            t[Attr::UserAgent as usize] = 2000;
+            t
+        };
+        let crawler = |i: u64| {
+            let mut t = site(i);
+            t[Attr::UserAgent as usize] = 3000;
+            t
+        };
+        let mut sample: Vec<Tuple> = (0..100).map(site).collect();
+        sample.extend((0..3000).map(flood));
+        sample.extend((0..5).map(crawler));
+        let sig = derive(&sample, 100.0 / 3105.0, &p).expect("signature");
+        let ua = sig.predicates.iter().find(|p| p.attr == Attr::UserAgent).expect("the flood's user agent");
+        assert_eq!(ua.values, [2000], "{sig:?}");
+        // A value that is a real part of the attack stays.
+        sample.extend((0..60).map(crawler));
+        let sig = derive(&sample, 100.0 / 3165.0, &p).expect("signature");
+        let ua = sig.predicates.iter().find(|p| p.attr == Attr::UserAgent).expect("the flood's user agents");
+        assert_eq!(ua.values, [2000, 3000], "{sig:?}");
     }
 
     #[test]
