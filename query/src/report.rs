@@ -27,7 +27,7 @@ pub fn markdown(r: &IncidentReport) -> String {
             );
             out.push_str("| Attribute | Values | Precision | Coverage |\n|---|---|---|---|\n");
             for p in rows {
-                let _ = writeln!(out, "| {} | {} | {} | {} |", md(&p.attr), md(&p.values.join(", ")), p.precision, p.coverage);
+                let _ = writeln!(out, "| {} | {} | {} | {} |", md(&p.attr), md(&values_text(&p.values)), p.precision, p.coverage);
             }
         }
         None => out.push_str("No signature: the incident was confirmed on its request rate alone.\n"),
@@ -85,7 +85,7 @@ pub fn html(r: &IncidentReport) -> String {
                     out,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&p.attr),
-                    esc(&p.values.join(", ")),
+                    esc(&values_text(&p.values)),
                     p.precision,
                     p.coverage
                 );
@@ -540,9 +540,32 @@ fn site_label(site: &str, via: Option<&str>, quote: impl Fn(&str) -> String) -> 
     }
 }
 
+/// A predicate's values as one text: joined with `, `, each in double quotes when any has a
+/// comma, a quote or spaces at its ends (user agents: `"… (KHTML, like Gecko) …"`), so that where
+/// one ends and the next begins stays clear.
+pub fn values_text(values: &[String]) -> String {
+    let ambiguous = values.iter().any(|v| v.contains(',') || v.contains('"') || v.trim() != v || v.is_empty());
+    if !ambiguous {
+        return values.join(", ");
+    }
+    values.iter().map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: user agents, which nearly all hold ", ", were joined with ", " in the Markdown
+    /// and HTML reports, so where one ended and the next began could not be told.
+    #[test]
+    fn values_with_commas_are_quoted() {
+        let v = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(values_text(&v(&["64500", "64501"])), "64500, 64501");
+        assert_eq!(
+            values_text(&v(&["Mozilla/5.0 (KHTML, like Gecko) Chrome/88.0", "curl/8.0", "say \"hi\""])),
+            r#""Mozilla/5.0 (KHTML, like Gecko) Chrome/88.0", "curl/8.0", "say \"hi\"""#
+        );
+    }
     use crate::incidents::{IncidentDetail, IncidentSummary};
 
     /// A fixed report: a 12-second flood with a signature of two predicates.
