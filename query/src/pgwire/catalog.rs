@@ -141,6 +141,11 @@ const REPORTED: &[(&str, &str)] = &[
     ("application_name", "application_name"),
 ];
 
+/// PostgreSQL's spelling of a setting's name (`TimeZone` for `timezone`): names are kept lower case.
+fn postgres_spelling(key: &str) -> &str {
+    REPORTED.iter().find(|(_, k)| *k == key).map_or(key, |(wire, _)| *wire)
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings { values: default_settings() }
@@ -208,7 +213,7 @@ impl Settings {
             }
             None => text_result(
                 &["name", "setting", "description"],
-                self.values.iter().map(|(k, v)| vec![Some(k.clone()), Some(v.clone()), Some(String::new())]).collect(),
+                self.values.iter().map(|(k, v)| vec![Some(postgres_spelling(k).to_owned()), Some(v.clone()), Some(String::new())]).collect(),
             ),
         }
     }
@@ -709,7 +714,7 @@ fn build_tables(tables: &[CatalogTable], settings: &Settings) -> Result<Vec<(&'s
     let defaults = default_settings();
     for (k, v) in &settings.values {
         // PostgreSQL's spelling of the name (`TimeZone`); the value a new session starts with.
-        let name = REPORTED.iter().find(|(_, key)| key == k).map_or(k.as_str(), |(wire, _)| *wire);
+        let name = postgres_spelling(k);
         let boot = defaults.get(k).map_or("", String::as_str);
         let source = if boot == v { "default" } else { "session" };
         pg_settings.push(vec![s(name), s(v), null_text(), s("edgelens"), s(""), s("user"), s("string"), s(source), s(boot), s(boot)]);
@@ -1727,6 +1732,9 @@ mod tests {
             cells(&catalog.query_as(sql, Some(&asker)).await.unwrap()),
             [["TimeZone", "UTC", "default", "UTC"], ["application_name", "grafana", "session", ""]].map(|r| r.map(str::to_owned).to_vec())
         );
+        // `SHOW ALL` spells them as `pg_settings` does.
+        let all = cells(&asker.settings.show(None).unwrap());
+        assert!(all.iter().any(|r| r[0] == "TimeZone") && all.iter().any(|r| r[0] == "DateStyle") && !all.iter().any(|r| r[0] == "timezone"), "{all:?}");
         // Other sessions and the shared catalog keep the defaults.
         assert_eq!(
             cells(&catalog.query(sql).await.unwrap()),
