@@ -7,7 +7,8 @@
 //! [`SiteProfile`] (upper bounds of each value's normal share). For a value `v` seen `c` times in
 //! the sample of `n`, normal traffic explains at most `e = n_normal · share(v)` of them; its risk
 //! is `(c − e) / c`, the estimated fraction of its requests that are attack. A predicate of an
-//! attribute collects the values with risk ≥ [`MIN_VALUE_PRECISION`]. Each attribute is
+//! attribute collects the values with risk ≥ [`MIN_VALUE_PRECISION`] that at least
+//! [`MIN_VALUE_SAMPLE_SHARE`] of the sample has. Each attribute is
 //! considered at every level of generality it has (address → /24 or /48 prefix → ASN; the
 //! coarsest that is as good wins), and predicates are combined greedily: start with the one
 //! explaining the most attack traffic, add the one that raises precision most while keeping
