@@ -633,6 +633,7 @@ fn json_records(text: &str) -> Result<Vec<Record>, RowError> {
             let mut fields = HashMap::new();
             match item.as_object() {
                 Some(obj) => {
+                    let mut twice = None;
                     for (k, v) in obj.iter() {
                         let text = if let Some(s) = v.as_str() {
                             s.to_owned()
@@ -641,7 +642,14 @@ fn json_records(text: &str) -> Result<Vec<Record>, RowError> {
                         } else {
                             v.to_string()
                         };
-                        fields.insert(k.to_ascii_lowercase(), text);
+                        // A field given twice is a mistake, as a column named twice in a CSV
+                        // header is: neither value is taken.
+                        if fields.insert(k.to_ascii_lowercase(), text).is_some() {
+                            twice.get_or_insert_with(|| k.to_ascii_lowercase());
+                        }
+                    }
+                    if let Some(k) = twice {
+                        fields = HashMap::from([(NOT_A_ROW.to_owned(), format!("the field {k:?} is given twice"))]);
                     }
                 }
                 None => {
@@ -839,7 +847,8 @@ www.h.example,other,list,2026-11-01T00:00:00Z,
     /// Regressions: JSON written on one line reported only its first repeated key (the records
     /// after an error on a line were skipped, and could be paired with another record's row); a
     /// column named twice in a CSV header was taken, the last value winning; a JSON file with a
-    /// byte order mark was "not JSON" (a CSV one was read); a confidence of `-0` stayed `-0`.
+    /// byte order mark was "not JSON" (a CSV one was read); a confidence of `-0` stayed `-0`; a
+    /// field given twice in a JSON record was taken too, the last value winning.
     #[test]
     fn one_line_json_repeated_columns_byte_order_marks() {
         let e = |from: &str| format!(r#"{{"site":"a.example","entity":"Org","source":"s","confidence":0.5,"valid_from":"{from}"}}"#);
@@ -863,6 +872,9 @@ www.h.example,other,list,2026-11-01T00:00:00Z,
         let err = parse(twice, Format::Csv, &Known::default()).unwrap_err().to_string();
         assert!(err.contains("line 1: the header names the column \"entity\" twice"), "{err}");
 
+        let twice = r#"[{"site":"a.example","site":"b.example","entity":"Org","source":"s","confidence":0.5,"valid_from":"2026-11-01T00:00:00Z"}]"#;
+        let err = parse(twice, Format::Json, &Known::default()).unwrap_err().to_string();
+        assert!(err.contains("the field \"site\" is given twice"), "{err}");
         let bom = format!("\u{feff}[{}]", e("2026-11-01T00:00:00Z").replace("0.5", "-0"));
         let r = parse(&bom, Format::Json, &Known::default()).unwrap();
         assert_eq!(r.entities[0].confidence.to_bits(), 0.0f64.to_bits(), "-0 is 0");
