@@ -11,8 +11,9 @@
 //!   nothing is appended, it is counted in `edgelens_ingest_destination_checks_total`.
 //! - 401 — the shared-secret header is missing or wrong (when a secret is configured).
 //! - 400 — the body is not valid gzip.
-//! - 413 — the body, or its decompressed size (gzip bombs), is over the limit, or the batch needs
-//!   more messages than the producer's queue holds (`producer_queue_messages`).
+//! - 413 — the body, or its decompressed size (gzip bombs), is over the limit, its rejected lines
+//!   would take more memory as dead letters than a batch's may ([`DecodeBudget`]), or the batch
+//!   needs more messages than the producer's queue holds (`producer_queue_messages`).
 //! - 415 — a `Content-Encoding` other than gzip (`x-gzip`) or identity: the body is not decoded.
 //! - 429 + `Retry-After` — too many batches in flight, the batches in flight hold the whole
 //!   decompression budget (`max_decompressed_bytes_total`, see [`DecodeBudget`]), or the producer
@@ -166,8 +167,8 @@ pub enum BatchError {
     #[error("the batches being received hold the decompression budget of {limit} bytes; retry later")]
     Busy { limit: usize },
     /// The batch's rejected lines, each kept as a dead letter with its reason and excerpt, would
-    /// take more memory than a decompressed batch may (HTTP 413): a few KB of gzip can hold
-    /// millions of bad lines.
+    /// take more memory than a batch's dead letters may ([`DecodeBudget::shared`]; HTTP 413): a
+    /// few KB of gzip can hold millions of bad lines.
     #[error("the batch's rejected lines, as dead letters, take more than {limit} bytes (after {lines} of them): send NDJSON of http_requests events, in smaller batches")]
     TooManyRejected { lines: usize, limit: usize },
 }
@@ -243,7 +244,8 @@ impl DecodeBudget {
         Self::shared(limit, 1)
     }
 
-    /// A budget of `limit` bytes for at most `batches` batches in flight.
+    /// A budget of `limit` bytes for at most `batches` batches in flight; a batch's dead letters
+    /// may hold half of `limit / batches`.
     pub fn shared(limit: usize, batches: usize) -> Arc<Self> {
         Arc::new(DecodeBudget { limit, used: AtomicUsize::new(0), dead_letters_share: limit / batches.max(1) / 2 })
     }
