@@ -1,7 +1,8 @@
 //! `edgelens registry import|export`: the site registry (sites, entity attributions, tags) from a
 //! CSV or JSON file into the lake and/or ClickHouse, and back out as JSON. Parsing and validation
-//! live in `edgelens_schemas::registry`; this module only reads the existing sites, writes the
-//! batches through the aggregate crate's sinks and prints.
+//! live in `edgelens_schemas::registry`; this module only reads what the registry holds (its sites,
+//! the keys it keeps under host names), writes the batches through the aggregate crate's sinks and
+//! prints.
 
 use std::path::PathBuf;
 use std::sync::Arc;
