@@ -166,7 +166,8 @@ pub async fn ingest_files<L: EventLog>(
             if let Some(source) = read_error {
                 return Err(IngestError::ReadStopped {
                     path: path.clone(),
-                    lines: stats.lines - before.lines,
+                    // The file's lines, blank ones included, as `tail -n` counts them.
+                    lines: lines.line_no(),
                     events: stats.events - before.events,
                     dead_letters: stats.dead_letters - before.dead_letters,
                     source,

@@ -195,8 +195,8 @@ impl Rewriter<'_> {
     }
 
     /// The tenant's part of `table`, as a query: rows of its sites while they were its (a
-    /// registry row of its sites at any time; its own `sites` rows only), the timelines of those
-    /// incidents, nothing of tables that belong to no site.
+    /// registry row of its sites valid at some time then; its own `sites` rows only), the
+    /// timelines of those incidents, nothing of tables that belong to no site.
     fn filtered(&self, table: &TableDef) -> Result<Query> {
         let has_site = table.columns.iter().any(|c| c.name == "site");
         let filter = match (self.scope.sites.is_empty(), has_site, table.name) {
@@ -383,7 +383,7 @@ mod tests {
     }
 
     /// A site the tenant had for a time only: its rows of that time, by each table's time
-    /// column; registry rows of the site at any time; the tenant's own `sites` rows.
+    /// column; registry rows of the site valid at some time of it; the tenant's own `sites` rows.
     #[test]
     fn sites_held_for_a_time_give_the_rows_of_that_time() {
         let mut scope = TenantScope::with_sites("acme", &["a.example", "b.example"]);

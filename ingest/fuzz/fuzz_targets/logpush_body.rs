@@ -1,6 +1,7 @@
 //! Any bytes as a `POST /v1/logpush` body, with or without `Content-Encoding: gzip`: decoding
 //! never panics, never holds more than the decompressed-size limit (gzip bombs are refused, not
-//! inflated), and every non-blank line ends up either as an event or as a dead letter.
+//! inflated; so are bodies whose dead letters would take more), and every non-blank line ends up
+//! either as an event or as a dead letter.
 #![no_main]
 
 use edgelens_ingest::receiver::{decode_batch, BatchError};
@@ -27,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(BatchError::TooLarge { limit }) => assert_eq!(limit, MAX_DECOMPRESSED),
+        // Rejected lines whose dead letters would take more than a batch may.
+        Err(BatchError::TooManyRejected { limit, lines }) => assert!(limit == MAX_DECOMPRESSED && lines > 0),
         Err(BatchError::BadGzip(_)) => {}
         Err(e @ BatchError::Busy { .. }) => panic!("no budget, yet {e}"),
     }
