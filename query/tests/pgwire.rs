@@ -336,6 +336,66 @@ async fn catalog_and_session_statements() {
     svc.stop().await;
 }
 
+/// Regression: `SET LOCAL` outlived its transaction, a `ROLLBACK` kept the transaction's `SET`s,
+/// and the `application_name` of the startup message showed as set by the session (and `RESET`
+/// dropped it).
+#[tokio::test]
+async fn settings_follow_transactions_and_the_startup_message() {
+    let svc = Service::start(PgLimits::default()).await;
+    let config = format!("host=127.0.0.1 port={} user=tester password=secret dbname=edgelens application_name=dash", svc.pg.port());
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let show = async |name: &str| simple_rows(&client.simple_query(&format!("SHOW {name}")).await.unwrap())[0][0].clone().unwrap();
+    let setting = async |name: &str| {
+        let sql = format!("SELECT setting, source, reset_val FROM pg_settings WHERE name = '{name}'");
+        simple_rows(&client.simple_query(&sql).await.unwrap())[0].iter().map(|v| v.clone().unwrap()).collect::<Vec<_>>()
+    };
+
+    assert_eq!(show("application_name").await, "dash");
+    assert_eq!(setting("application_name").await, ["dash", "client", "dash"]);
+    client.batch_execute("SET application_name = 'other'").await.unwrap();
+    assert_eq!(setting("application_name").await, ["other", "session", "dash"]);
+    client.batch_execute("RESET application_name").await.unwrap();
+    assert_eq!(show("application_name").await, "dash");
+
+    // SET LOCAL lasts until its transaction ends, COMMIT or ROLLBACK.
+    client.batch_execute("BEGIN").await.unwrap();
+    client.batch_execute("SET LOCAL extra_float_digits = 3").await.unwrap();
+    assert_eq!(show("extra_float_digits").await, "3");
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(show("extra_float_digits").await, "1");
+    // A ROLLBACK undoes the transaction's SETs and RESETs; a COMMIT keeps its SETs, not its SET LOCALs.
+    client.batch_execute("BEGIN; SET extra_float_digits = 2; SET LOCAL TIME ZONE 'Europe/Berlin'").await.unwrap();
+    assert_eq!(show("timezone").await, "Europe/Berlin");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!((show("extra_float_digits").await, show("timezone").await), ("1".into(), "UTC".into()));
+    client.batch_execute("BEGIN; SET extra_float_digits = 2; SET LOCAL extra_float_digits = 3; SET LOCAL TIME ZONE 'Europe/Berlin'; COMMIT").await.unwrap();
+    assert_eq!((show("extra_float_digits").await, show("timezone").await), ("2".into(), "UTC".into()));
+    client.batch_execute("SET extra_float_digits = 0").await.unwrap();
+    client.batch_execute("BEGIN; RESET extra_float_digits; ROLLBACK").await.unwrap();
+    assert_eq!(show("extra_float_digits").await, "0");
+    // A failed transaction block's COMMIT is its ROLLBACK, for settings too.
+    client.batch_execute("BEGIN; SET extra_float_digits = 2").await.unwrap();
+    assert!(client.simple_query("SELECT no_such_column FROM traffic_1m").await.is_err());
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(show("extra_float_digits").await, "0");
+    // Several statements of one simple query are one transaction: a SET LOCAL lasts to its end.
+    let rows = simple_rows(&client.simple_query("SET LOCAL extra_float_digits = 3; SHOW extra_float_digits").await.unwrap());
+    assert_eq!(rows[0][0].as_deref(), Some("3"));
+    assert_eq!(show("extra_float_digits").await, "0");
+    // Outside a transaction block SET LOCAL does nothing.
+    client.batch_execute("SET LOCAL extra_float_digits = 3").await.unwrap();
+    assert_eq!(show("extra_float_digits").await, "0");
+    // DISCARD ALL resets the settings (to the startup values).
+    client.batch_execute("SET application_name = 'x'; SET extra_float_digits = 2").await.unwrap();
+    client.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!((show("application_name").await, show("extra_float_digits").await), ("dash".into(), "1".into()));
+    drop(client);
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn cursors_hand_out_a_query_in_pieces() {
     let svc = Service::start(PgLimits::default()).await;

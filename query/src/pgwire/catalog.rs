@@ -78,6 +78,9 @@ pub fn version_string() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
     values: BTreeMap<String, String>,
+    /// Values the client gave in its startup message (`application_name`): what `RESET` returns
+    /// to, shown with source `client` in `pg_settings`.
+    client: BTreeMap<String, String>,
 }
 
 /// The session a catalog statement is asked in: its login (`current_user`, `session_user`) and
@@ -148,7 +151,7 @@ fn postgres_spelling(key: &str) -> &str {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { values: default_settings() }
+        Settings { values: default_settings(), client: BTreeMap::new() }
     }
 }
 
@@ -187,13 +190,28 @@ impl Settings {
         Ok(())
     }
 
-    /// `RESET name`, `RESET ALL` (`None`).
+    /// A setting from the client's startup message: as `SET`, and also the value `RESET` returns to.
+    pub fn set_from_client(&mut self, name: &str, value: &str) -> Result<()> {
+        self.set(name, value)?;
+        self.client.insert(name.to_ascii_lowercase(), value.to_owned());
+        Ok(())
+    }
+
+    /// The value `RESET name` returns to: the client's startup value, else the default.
+    fn reset_value(&self, name: &str) -> Option<String> {
+        self.client.get(name).cloned().or_else(|| default_settings().remove(name))
+    }
+
+    /// `RESET name`, `RESET ALL` (`None`): back to the client's startup values and the defaults.
     pub fn reset(&mut self, name: Option<&str>) {
         match name {
-            None => self.values = default_settings(),
+            None => {
+                self.values = default_settings();
+                self.values.extend(self.client.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             Some(n) => {
                 let n = n.to_ascii_lowercase();
-                match default_settings().remove(&n) {
+                match self.reset_value(&n) {
                     Some(v) => self.values.insert(n, v),
                     None => self.values.remove(&n),
                 };
@@ -713,11 +731,18 @@ fn build_tables(tables: &[CatalogTable], settings: &Settings) -> Result<Vec<(&'s
     ]);
     let defaults = default_settings();
     for (k, v) in &settings.values {
-        // PostgreSQL's spelling of the name (`TimeZone`); the value a new session starts with.
+        // PostgreSQL's spelling of the name (`TimeZone`); the value a new session starts with, and
+        // the one `RESET` returns to (the client's startup value, if it gave one).
         let name = postgres_spelling(k);
         let boot = defaults.get(k).map_or("", String::as_str);
-        let source = if boot == v { "default" } else { "session" };
-        pg_settings.push(vec![s(name), s(v), null_text(), s("edgelens"), s(""), s("user"), s("string"), s(source), s(boot), s(boot)]);
+        let client = settings.client.get(k);
+        let reset = client.map_or(boot, String::as_str);
+        let source = match client {
+            Some(c) if c == v => "client",
+            _ if boot == v => "default",
+            _ => "session",
+        };
+        pg_settings.push(vec![s(name), s(v), null_text(), s("edgelens"), s(""), s("user"), s("string"), s(source), s(boot), s(reset)]);
     }
     out.push(("pg_catalog", "pg_settings", pg_settings.into_table()?));
 

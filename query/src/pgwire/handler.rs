@@ -456,7 +456,7 @@ impl StartupHandler for PgConnection {
                     session.database = db.clone();
                 }
                 if let Some(app) = metadata.get(METADATA_APPLICATION_NAME) {
-                    let _ = session.settings.set("application_name", app);
+                    let _ = session.settings.set_from_client("application_name", app);
                 }
                 let _ = self.parser.principal.set(session.principal.clone());
                 let parameters = SessionParameters(session.settings.reported(&session.user));

@@ -12,8 +12,12 @@
 //! path, within the same limits, and keeps its rows; `FETCH` hands them out forward only. A cursor
 //! without `WITH HOLD` may only be declared in a transaction block and ends with it (as in
 //! PostgreSQL, `25P01` outside one); one `WITH HOLD` outlives the `COMMIT` of its transaction, not
-//! its `ROLLBACK`. `DISCARD ALL` closes every cursor. A session holds at most [`MAX_CURSORS`],
+//! its `ROLLBACK`. `DISCARD ALL` closes every cursor (and resets the settings). A session holds at most [`MAX_CURSORS`],
 //! whose rows together take at most the backend's SQL memory limit (`sql_memory_mb`).
+//!
+//! Settings follow transactions as in PostgreSQL: a `ROLLBACK` undoes the `SET`s and `RESET`s of
+//! its transaction, a `SET LOCAL` lasts until its transaction ends (outside one it does nothing),
+//! and `RESET` returns to the value the client gave at startup (`application_name`) or the default.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -43,6 +47,9 @@ pub struct Session {
     cursors: HashMap<String, Cursor>,
     /// Whether the client is in a transaction block (set before each statement).
     pub in_transaction: bool,
+    /// Settings as the open transaction found them, and as its `COMMIT` leaves them (its `SET`s
+    /// without its `SET LOCAL`s); `None` until a statement of the transaction changes one.
+    transaction_settings: Option<(Settings, Settings)>,
 }
 
 /// Most cursors a session may have open at once (each holds its query's rows).
@@ -93,6 +100,9 @@ impl Session {
     /// Close the cursors that end with a transaction: all but `WITH HOLD` ones, and on `ROLLBACK`
     /// those declared in it too.
     pub fn end_transaction(&mut self, committed: bool) {
+        if let Some((at_begin, after_commit)) = self.transaction_settings.take() {
+            self.settings = if committed { after_commit } else { at_begin };
+        }
         self.cursors.retain(|_, c| c.hold && (committed || !c.uncommitted));
         for c in self.cursors.values_mut() {
             c.uncommitted = false;
@@ -122,7 +132,7 @@ pub fn authenticate(state: &AppState, user: &str, password: &str) -> Result<Sess
         return Err(QueryError::InvalidParameter("no user name given".into()));
     }
     let principal = state.auth().from_password(user, password)?;
-    Ok(Session { state: state.clone(), principal, user: user.to_owned(), database: user.to_owned(), settings: Settings::default(), cursors: HashMap::new(), in_transaction: false })
+    Ok(Session { state: state.clone(), principal, user: user.to_owned(), database: user.to_owned(), settings: Settings::default(), cursors: HashMap::new(), in_transaction: false, transaction_settings: None })
 }
 
 /// The rows `principal` may see: `None` for an admin, else its tenant's scope (from the registry,
@@ -231,15 +241,31 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
                     return Err(QueryError::Sql { state: "25001", message: "DISCARD ALL cannot run inside a transaction block".into() });
                 }
                 session.cursors.clear();
+                session.settings.reset(None);
             }
             Answer::Command("DISCARD ALL")
         }
         StatementKind::NoOp(tag) => Answer::Command(tag),
-        StatementKind::Set { name, value } => {
-            session.settings.set(&name, &value)?;
+        StatementKind::Set { name, value, local } => {
+            if session.in_transaction {
+                // As in PostgreSQL: a `ROLLBACK` undoes the transaction's `SET`s, and a `SET
+                // LOCAL` lasts until the transaction ends either way.
+                let (_, after_commit) = session.transaction_settings.get_or_insert_with(|| (session.settings.clone(), session.settings.clone()));
+                if !local {
+                    after_commit.set(&name, &value)?;
+                }
+                session.settings.set(&name, &value)?;
+            } else if !local {
+                session.settings.set(&name, &value)?;
+            }
+            // `SET LOCAL` outside a transaction block has no effect (PostgreSQL warns).
             Answer::Command("SET")
         }
         StatementKind::Reset(name) => {
+            if session.in_transaction {
+                let (_, after_commit) = session.transaction_settings.get_or_insert_with(|| (session.settings.clone(), session.settings.clone()));
+                after_commit.reset(name.as_deref());
+            }
             session.settings.reset(name.as_deref());
             Answer::Command("RESET")
         }

@@ -252,8 +252,9 @@ pub enum StatementKind {
     /// Transaction statements answered as no-ops with this command tag: `SAVEPOINT`, `RELEASE`,
     /// `ROLLBACK TO`, `SET TRANSACTION`, `SET SESSION CHARACTERISTICS`, `DISCARD`, `DEALLOCATE`.
     NoOp(&'static str),
-    /// `SET [SESSION | LOCAL] name {= | TO} value`, `SET TIME ZONE value`, `SET NAMES value`.
-    Set { name: String, value: String },
+    /// `SET [SESSION | LOCAL] name {= | TO} value`, `SET TIME ZONE value`, `SET NAMES value`;
+    /// `local` for `SET LOCAL` (until the end of the transaction).
+    Set { name: String, value: String, local: bool },
     /// `RESET name`; `None` = `RESET ALL`.
     Reset(Option<String>),
     /// `SHOW name` of a setting; `None` = `SHOW ALL`.
@@ -411,16 +412,17 @@ fn dotted_name(tokens: &[Token], sql: &str) -> String {
 fn classify_set(tokens: &[Token], sql: &str) -> StatementKind {
     let word = |t: &Token| (t.tok == Tok::Word).then(|| sql[t.start..t.end].to_ascii_lowercase());
     let mut rest = &tokens[1..];
-    if rest.first().and_then(word).is_some_and(|w| w == "session" || w == "local") {
+    let local = rest.first().and_then(word).is_some_and(|w| w == "local");
+    if local || rest.first().and_then(word).is_some_and(|w| w == "session") {
         rest = &rest[1..];
     }
     match rest.first().and_then(word).as_deref() {
         Some("transaction") => return StatementKind::NoOp("SET"),
         Some("session") | Some("characteristics") => return StatementKind::NoOp("SET"),
         Some("time") if rest.get(1).and_then(word).as_deref() == Some("zone") => {
-            return StatementKind::Set { name: "timezone".into(), value: setting_value(&rest[2..], sql) };
+            return StatementKind::Set { name: "timezone".into(), value: setting_value(&rest[2..], sql), local };
         }
-        Some("names") => return StatementKind::Set { name: "client_encoding".into(), value: setting_value(&rest[1..], sql) },
+        Some("names") => return StatementKind::Set { name: "client_encoding".into(), value: setting_value(&rest[1..], sql), local },
         _ => {}
     }
     // `name = value` or `name TO value`: the first `=` or `TO` word after the name splits them.
@@ -429,7 +431,7 @@ fn classify_set(tokens: &[Token], sql: &str) -> StatementKind {
         Some(i) => (dotted_name(&rest[..i], sql), &rest[i + 1..]),
         None => (dotted_name(rest, sql), &rest[rest.len()..]),
     };
-    StatementKind::Set { name, value: setting_value(value_tokens, sql) }
+    StatementKind::Set { name, value: setting_value(value_tokens, sql), local }
 }
 
 /// The value of a `SET`: its tokens' text with string literals unquoted, list items joined by `, `.
@@ -646,12 +648,13 @@ mod tests {
         assert_eq!(c("ROLLBACK"), Rollback);
         assert_eq!(c("ROLLBACK TO SAVEPOINT s1"), NoOp("ROLLBACK"));
         assert_eq!(c("SAVEPOINT s1"), NoOp("SAVEPOINT"));
-        assert_eq!(c("SET extra_float_digits = 3"), Set { name: "extra_float_digits".into(), value: "3".into() });
-        assert_eq!(c("set application_name to 'psql'"), Set { name: "application_name".into(), value: "psql".into() });
-        assert_eq!(c("SET SESSION search_path TO public, \"$user\""), Set { name: "search_path".into(), value: "public, $user".into() });
-        assert_eq!(c("SET TIME ZONE 'UTC'"), Set { name: "timezone".into(), value: "UTC".into() });
-        assert_eq!(c("SET LOCAL statement_timeout TO 5000"), Set { name: "statement_timeout".into(), value: "5000".into() });
-        assert_eq!(c("SET datestyle = ISO, MDY"), Set { name: "datestyle".into(), value: "ISO, MDY".into() });
+        assert_eq!(c("SET extra_float_digits = 3"), Set { name: "extra_float_digits".into(), value: "3".into(), local: false });
+        assert_eq!(c("set application_name to 'psql'"), Set { name: "application_name".into(), value: "psql".into(), local: false });
+        assert_eq!(c("SET SESSION search_path TO public, \"$user\""), Set { name: "search_path".into(), value: "public, $user".into(), local: false });
+        assert_eq!(c("SET TIME ZONE 'UTC'"), Set { name: "timezone".into(), value: "UTC".into(), local: false });
+        assert_eq!(c("SET LOCAL statement_timeout TO 5000"), Set { name: "statement_timeout".into(), value: "5000".into(), local: true });
+        assert_eq!(c("SET datestyle = ISO, MDY"), Set { name: "datestyle".into(), value: "ISO, MDY".into(), local: false });
+        assert_eq!(c("set local time zone 'Europe/Berlin'"), Set { name: "timezone".into(), value: "Europe/Berlin".into(), local: true });
         assert_eq!(c("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), NoOp("SET"));
         assert_eq!(c("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"), NoOp("SET"));
         assert_eq!(c("RESET ALL"), Reset(None));
