@@ -283,10 +283,11 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
     let mut config = SessionConfig::new().with_information_schema(true);
     // The session's zone is UTC, as the lake's times are: `now()` and `to_timestamp(..)` are UTC
     // instants (PostgreSQL's `timestamptz`), not zoneless times that `AT TIME ZONE` would read as
-    // that zone's wall clock.
+    // that zone's wall clock (`from_unixtime(..)` is made one below).
     config.options_mut().execution.time_zone = Some("UTC".into());
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udaf(crate::sketch_udf::hll_merge());
+    ctx.register_udf(crate::time_udf::from_unixtime());
     for table in ALL_TABLES {
         let provider = Arc::new(listing_table(dir, table)?);
         match table.latest {
@@ -485,20 +486,28 @@ mod tests {
         }
     }
 
-    /// Regression: `now()` and `to_timestamp(..)` were zoneless, so `AT TIME ZONE` read their UTC
-    /// time as that zone's wall clock (midnight UTC became midnight in Berlin, an hour early).
+    /// Regression: `now()`, `to_timestamp(..)` and `from_unixtime(..)` were zoneless, so `AT TIME
+    /// ZONE` read their UTC time as that zone's wall clock (midnight UTC became midnight in Berlin,
+    /// an hour early).
     #[tokio::test]
-    async fn now_and_to_timestamp_are_utc_instants() {
+    async fn now_to_timestamp_and_from_unixtime_are_utc_instants() {
         let (_dir, lake) = open_lake(SqlLimits::default());
         let sql = "SELECT to_timestamp(1793491200) AT TIME ZONE 'Europe/Berlin' AS a, \
                    to_timestamp('2026-11-01T00:00:00') AT TIME ZONE 'Europe/Berlin' AS b, \
                    to_timestamp(1793491200) AS c, \
-                   now() AT TIME ZONE 'Europe/Berlin' = now() AS same_instant";
+                   now() AT TIME ZONE 'Europe/Berlin' = now() AS same_instant, \
+                   from_unixtime(1793491200) AS d, \
+                   from_unixtime(1793491200) AT TIME ZONE 'Europe/Berlin' AS e, \
+                   from_unixtime(1793491200, 'America/New_York') AS f, \
+                   from_unixtime(CAST(NULL AS BIGINT)) AS g";
         let r = lake.user_sql(sql).await.unwrap();
         assert_eq!(
             crate::format::to_json(&r.batches).unwrap(),
-            r#"[{"a":"2026-11-01T01:00:00+01:00","b":"2026-11-01T01:00:00+01:00","c":"2026-11-01T00:00:00Z","same_instant":true}]"#
+            r#"[{"a":"2026-11-01T01:00:00+01:00","b":"2026-11-01T01:00:00+01:00","c":"2026-11-01T00:00:00Z","same_instant":true,"d":"2026-11-01T00:00:00Z","e":"2026-11-01T01:00:00+01:00","f":"2026-10-31T20:00:00-04:00","g":null}]"#
         );
+        // A column of seconds, and a time range on it.
+        let r = lake.user_sql("SELECT count(*) AS n FROM (VALUES (1793491200), (1793491260)) t(s) WHERE from_unixtime(s) >= to_timestamp(1793491230)").await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":1}]"#);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 //! - [`entity_report`]: the compliance report of one entity: attributed sites with provenance,
 //!   their traffic and share over time, incidents on them.
 //! - [`registry_api`]: registry imports over HTTP by admin tokens, audited; [`RegistryWriter`](registry_api::RegistryWriter).
+//! - [`sketch_udf`], [`time_udf`]: SQL functions of the lake (`hll_merge`, `from_unixtime` in UTC).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`sql_parse`]: user SQL parsed within a budget of parser steps.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
@@ -43,6 +44,7 @@ pub mod sql_compat;
 pub mod sql_guard;
 pub mod sql_parse;
 pub mod tenant_sql;
+pub mod time_udf;
 pub mod traffic_share;
 
 use std::net::SocketAddr;
