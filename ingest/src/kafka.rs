@@ -87,6 +87,8 @@ pub struct KafkaLog {
     /// The producer and its generation (bumped on each replacement).
     producer: std::sync::RwLock<(u64, Arc<Polled>)>,
     ack_timeout: Duration,
+    /// Set while a failed append asks the brokers whether its topic exists (one at a time).
+    asking_for_topic: AtomicBool,
 }
 
 /// Appends in a row without an answer after which, if the brokers answer a metadata request, the
@@ -180,25 +182,31 @@ impl KafkaLog {
             cfg: cfg.clone(),
             producer: std::sync::RwLock::new((0, Arc::new(producer))),
             ack_timeout: cfg.ack_timeout,
+            asking_for_topic: AtomicBool::new(false),
         })
+    }
+
+    /// The reason of an append to `topic` that was not acknowledged, saying so when the brokers
+    /// answer and do not have the topic (librdkafka waits for it until the messages time out).
+    /// Asked by one failed append at a time; the others keep their reason.
+    async fn name_missing_topic(&self, topic: &str, reason: String) -> String {
+        if self.asking_for_topic.swap(true, Ordering::AcqRel) {
+            return reason;
+        }
+        let (_, polled) = self.current();
+        let name = topic.to_owned();
+        let answer = tokio::task::spawn_blocking(move || missing_topics(&polled.producer, &[&name], Duration::from_secs(2))).await;
+        self.asking_for_topic.store(false, Ordering::Release);
+        match answer {
+            Ok(Ok(missing)) if !missing.is_empty() => format!("the brokers do not have topic {topic}: create it, or fix the topic's name in the config ({reason})"),
+            _ => reason,
+        }
     }
 
     /// Topics of `topics` the brokers say they do not have, or the error of brokers that did not
     /// answer within `timeout`. Appends to such a topic wait for its creation and time out.
     pub fn missing_topics(&self, topics: &[&str], timeout: Duration) -> Result<Vec<String>, KafkaError> {
-        let (_, polled) = self.current();
-        let mut missing = Vec::new();
-        for topic in topics.iter().filter(|t| !t.is_empty()) {
-            let md = polled.producer.client().fetch_metadata(Some(topic), timeout)?;
-            let unknown = md.topics().iter().any(|t| {
-                t.name() == *topic
-                    && (t.partitions().is_empty() || matches!(t.error().map(RDKafkaErrorCode::from), Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)))
-            });
-            if unknown {
-                missing.push((*topic).to_owned());
-            }
-        }
-        Ok(missing)
+        missing_topics(&self.current().1.producer, topics, timeout)
     }
 
     fn current(&self) -> (u64, Arc<Polled>) {
@@ -254,6 +262,22 @@ impl KafkaLog {
     }
 }
 
+/// Topics of `topics` the brokers, asked through `producer`, say they do not have.
+fn missing_topics(producer: &BaseProducer<Acks>, topics: &[&str], timeout: Duration) -> Result<Vec<String>, KafkaError> {
+    let mut missing = Vec::new();
+    for topic in topics.iter().filter(|t| !t.is_empty()) {
+        let md = producer.client().fetch_metadata(Some(topic), timeout)?;
+        let unknown = md.topics().iter().any(|t| {
+            t.name() == *topic
+                && (t.partitions().is_empty() || matches!(t.error().map(RDKafkaErrorCode::from), Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)))
+        });
+        if unknown {
+            missing.push((*topic).to_owned());
+        }
+    }
+    Ok(missing)
+}
+
 fn classify(e: KafkaError) -> LogError {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::QueueFull) => LogError::QueueFull,
@@ -282,7 +306,10 @@ impl EventLog for KafkaLog {
             }
             Err(_) => self.replace_if_broken(generation, &polled.producer, code),
         }
-        res
+        match res {
+            Err(LogError::Unavailable(e)) => Err(LogError::Unavailable(self.name_missing_topic(topic, e).await)),
+            res => res,
+        }
     }
 
     /// The brokers answer a metadata request for `topic` within 2 s and know it. (A producer

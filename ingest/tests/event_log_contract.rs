@@ -80,3 +80,17 @@ async fn unreachable_broker_is_a_retryable_error_within_the_timeout() {
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10), "append hung for {:?}", started.elapsed());
 }
+
+/// Regression: an append to a topic the brokers do not have timed out as "no acknowledgement", and
+/// the receiver answered 503 without saying the topic was missing (its `/readyz` did).
+#[tokio::test]
+async fn appending_to_a_topic_the_brokers_lack_names_it() {
+    let broker = support::broker();
+    let probe: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &broker).create().unwrap();
+    support::assert_reachable(&probe, &broker);
+    let log = KafkaLog::new(&KafkaLogConfig { brokers: broker, ack_timeout: Duration::from_secs(3), queue_max_messages: 1000, max_message_bytes: 1 << 20 }).unwrap();
+    let topic = support::unique("edgelens-missing");
+    let err = log.append(&topic, &batch(3)).await.unwrap_err();
+    assert!(err.is_retryable(), "creating the topic makes a retry succeed: {err}");
+    assert!(err.to_string().contains(&format!("the brokers do not have topic {topic}")), "{err}");
+}
