@@ -180,11 +180,14 @@ impl Packer {
     /// first packed>/<index of the message>`, the same whenever the same lines are taken again
     /// from the same place in their input.
     pub fn take(&mut self) -> Vec<Record> {
-        self.take_named().1
+        let (batch, mut messages) = self.take_unnamed();
+        name_messages(&mut messages, &batch);
+        messages
     }
 
-    /// [`Self::take`], with the name of the batch (the ids' part before `/`).
-    pub fn take_named(&mut self) -> (String, Vec<Record>) {
+    /// [`Self::take`] without the ids: the name of the batch (the ids' part before `/`) and its
+    /// messages, which the caller names ([`name_messages`]).
+    pub fn take_unnamed(&mut self) -> (String, Vec<Record>) {
         use std::hash::Hasher;
         let batch = format!("{:016x}-{}", self.lines_hash.finish(), self.first_line.unwrap_or(0));
         self.open.clear();
@@ -192,9 +195,7 @@ impl Packer {
         self.events = 0;
         self.lines_hash = twox_hash::XxHash64::with_seed(0);
         self.first_line = None;
-        let mut messages = std::mem::take(&mut self.messages);
-        name_messages(&mut messages, &batch);
-        (batch, messages)
+        (batch, std::mem::take(&mut self.messages))
     }
 }
 

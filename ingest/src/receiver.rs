@@ -138,8 +138,8 @@ impl Default for IngestConfig {
 pub struct DecodedBatch {
     /// The valid events, packed into messages per site ([`Packer`]).
     pub messages: Vec<Record>,
-    /// The batch's name: the name of its messages ([`Packer::take_named`]; its rejected lines
-    /// included).
+    /// The batch's name, its rejected lines included ([`Packer::take_unnamed`]): each attempt
+    /// names the messages after it ([`Attempt::message_name`]).
     pub name: String,
     /// Number of valid events in `messages`.
     pub events: u64,
@@ -419,7 +419,7 @@ pub fn decode_batch_within(
         }
     }
     batch.events = packer.events();
-    (batch.name, batch.messages) = packer.take_named();
+    (batch.name, batch.messages) = packer.take_unnamed();
     // The text's spare capacity goes with it; its messages hold about as much as the text.
     held.shrink_to(text.len() + dead_bytes);
     Ok((batch, held))
