@@ -89,7 +89,7 @@ pub async fn known_registry(view: View<'_>) -> Result<registry::Known> {
             let (site, key, from) = (column_string(&b, "site")?, column_string(&b, "name")?, crate::lake::column_i64(&b, "from_us")?);
             for i in (0..b.num_rows()).filter(|&i| !site.is_null(i) && !key.is_null(i) && !from.is_null(i)) {
                 let host = site.value(i);
-                if registry::registered_site(host, |s| known.sites.contains(s)).is_some_and(|s| s != host) {
+                if site_of_host(host, &known.sites).is_some() {
                     keys.insert((host.to_owned(), key.value(i).to_owned(), from.value(i).saturating_mul(1_000)));
                 }
             }
@@ -113,7 +113,7 @@ pub async fn hosts_of_sites(view: View<'_>, tables: &[&str]) -> Result<Vec<(Stri
         for b in view.query(&format!("SELECT DISTINCT site FROM {table}")).await?.batches {
             let col = column_string(&b, "site")?;
             for host in (0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i)) {
-                if let Some(site) = registry::registered_site(host, |s| known.contains(s)).filter(|s| *s != host) {
+                if let Some(site) = site_of_host(host, &known) {
                     out.push((host.to_owned(), site.to_owned()));
                 }
             }
@@ -122,6 +122,11 @@ pub async fn hosts_of_sites(view: View<'_>, tables: &[&str]) -> Result<Vec<(Stri
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The registered site of `known` that `host`, a name below it (not a site itself), belongs to.
+fn site_of_host<'h>(host: &'h str, known: &BTreeSet<String>) -> Option<&'h str> {
+    registry::registered_site(host, |s| known.contains(s)).filter(|s| *s != host)
 }
 
 /// SQL of `column` with the hosts of [`hosts_of_sites`] read as their sites.
