@@ -717,6 +717,9 @@ impl Ctx<'_> {
                 if anomalous {
                     self.add_sample(&mut inc, &b, st.baseline.expected());
                     if inc.phase == Phase::Cooling {
+                        // A new wave may come from other senders: the signature follows it from
+                        // its first second, as the timeline counts that second by it.
+                        self.refresh_signature(&mut inc, st, b.sec);
                         inc.phase = Phase::Active;
                         self.timeline_second(&mut inc, &b);
                         self.emit(&mut inc, b.sec);

@@ -249,6 +249,22 @@ fn retriggers_within_cooling_merge_into_one_incident() {
     assert!(statuses.windows(2).any(|w| w == ["cooling", "active"]), "{statuses:?}");
 }
 
+/// Regression: a second wave from other senders that re-activated a cooling incident was counted
+/// by the first wave's signature in its first second (no request matched), the signature
+/// following it only from the next second.
+#[test]
+fn a_second_wave_from_other_senders_is_matched_from_its_first_second() {
+    let one = |s: i64| if (400..440).contains(&s) { 2000.0 } else { 0.0 };
+    let two = |s: i64| if (500..540).contains(&s) { 2000.0 } else { 0.0 };
+    let out = run(&traffic_of(900, &|_| 100.0, &[(Kind::Bot, &one), (Kind::Bot2, &two)], 0, 4), None);
+    assert_eq!(latest(&out).len(), 1);
+    let second = |sec: i64| out.timeline.iter().map(|(_, t)| t).find(|t| t.ts == (T0 + sec) * NANOS_PER_SEC).expect("a timeline row");
+    for sec in [500, 501, 520] {
+        let t = second(sec);
+        assert!(t.matched_requests as f64 >= 0.85 * (t.requests as f64 - 150.0), "second {sec}: {t:?}");
+    }
+}
+
 #[test]
 fn arrival_order_and_checkpoints_do_not_change_the_result() {
     let ordered = run(&traffic(700, |_| 100.0, flood_secs, 0, 5), None);
