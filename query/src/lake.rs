@@ -149,8 +149,11 @@ impl Lake {
         if !params.is_empty() {
             df = df.with_param_values(params)?;
         }
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let logical: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
+        // The batches' own schema: the logical plan's may type a column otherwise (a decimal's
+        // precision and scale), and the answer is rendered by the schema.
+        let schema = batches.first().map_or(logical, |b| b.schema());
         Ok(QueryResult { schema, batches })
     }
 
@@ -201,10 +204,12 @@ impl Lake {
         let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
         sql_guard::verify_plan(&plan)?;
         let df = self.user_ctx.execute_logical_plan(plan).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let limits = self.limits;
         let task = Arc::new(df.task_ctx());
         let physical = df.create_physical_plan().await.map_err(QueryError::from_user_sql)?;
+        // The schema of the batches the plan makes: the logical plan's may type a column
+        // otherwise (a decimal's precision and scale), and every format renders by the schema.
+        let schema = physical.schema();
         let pairs = join_pairs(physical.as_ref()).1;
         if pairs > u128::from(limits.max_join_pairs) {
             return Err(QueryError::LimitExceeded(format!(
@@ -508,6 +513,23 @@ mod tests {
         // A column of seconds, and a time range on it.
         let r = lake.user_sql("SELECT count(*) AS n FROM (VALUES (1793491200), (1793491260)) t(s) WHERE from_unixtime(s) >= to_timestamp(1793491230)").await.unwrap();
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":1}]"#);
+    }
+
+    /// Regression: the answer's schema was the logical plan's, which typed the quotient of an
+    /// unsigned count as `Decimal128(20, 0)` while its values were `Decimal128(24, 4)`: the Arrow
+    /// stream said 15000 for 1.5, Parquet output failed, and the Postgres wire refused the rows.
+    #[tokio::test]
+    async fn the_answer_is_typed_as_its_values_are() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        let sql = "SELECT arrow_cast(3, 'UInt64') / 2 AS h, sum(arrow_cast(7, 'UInt64')) / count(*) AS avg";
+        let r = lake.user_sql(sql).await.unwrap();
+        for b in &r.batches {
+            assert_eq!(b.schema().fields(), r.schema.fields());
+        }
+        let ipc = crate::format::render(&r, crate::format::OutputFormat::ArrowIpc).unwrap();
+        let read: Vec<RecordBatch> = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap().collect::<std::result::Result<_, _>>().unwrap();
+        assert_eq!(crate::format::to_json(&read).unwrap(), crate::format::to_json(&r.batches).unwrap());
+        assert_eq!(crate::format::to_json(&read).unwrap(), r#"[{"h":"1.5000","avg":"7.0000"}]"#);
     }
 
     #[tokio::test]
