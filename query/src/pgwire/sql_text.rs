@@ -575,19 +575,40 @@ pub fn substitute_parameters<E>(
 pub const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
 /// Whether a statement reads the PostgreSQL catalog: it names `pg_catalog` or `information_schema`,
-/// a `pg_*` relation, or calls one of `functions` (the catalog's session functions such as
-/// `version()`), or uses a session keyword such as `current_user`.
+/// reads a `pg_*` relation (in a `FROM` list or after `JOIN`), or calls one of `functions` (the
+/// catalog's session functions such as `version()`) or a `pg_*` function, or uses a session
+/// keyword such as `current_user`. A column or alias named `pg_…` is not the catalog's.
 pub fn reads_catalog(sql: &str, functions: &[&str]) -> bool {
     let tokens: Vec<Token> = lex(sql, Escapes::Standard).into_iter().filter(|t| t.tok != Tok::Comment).collect();
+    let name_of = |t: &Token| match &t.tok {
+        Tok::Word => Some(sql[t.start..t.end].to_ascii_lowercase()),
+        Tok::Quoted(q) => Some(q.to_ascii_lowercase()),
+        _ => None,
+    };
+    // Whether token `i` stands where a relation is named: the nearest keyword before it (outside
+    // brackets closed before it) is `FROM` or `JOIN`.
+    let relation_position = |i: usize| {
+        let mut depth = 0i32;
+        for t in tokens[..i].iter().rev() {
+            match t.tok {
+                Tok::Other(')') => depth += 1,
+                Tok::LParen if depth == 0 => return false,
+                Tok::LParen => depth -= 1,
+                Tok::Word if depth == 0 => match sql[t.start..t.end].to_ascii_lowercase().as_str() {
+                    "from" | "join" => return true,
+                    "select" | "where" | "on" | "using" | "group" | "order" | "having" | "limit" | "offset" | "window" | "values" | "returning" | "set" => return false,
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        false
+    };
     tokens.iter().enumerate().any(|(i, t)| {
-        let name = match &t.tok {
-            Tok::Word => sql[t.start..t.end].to_ascii_lowercase(),
-            Tok::Quoted(q) => q.to_ascii_lowercase(),
-            _ => return false,
-        };
+        let Some(name) = name_of(t) else { return false };
         let called = tokens.get(i + 1).is_some_and(|n| n.tok == Tok::LParen);
         CATALOG_SCHEMAS.contains(&name.as_str())
-            || (name.starts_with("pg_") && !called)
+            || (name.starts_with("pg_") && !called && relation_position(i))
             || (called && (functions.contains(&name.as_str()) || name.starts_with("pg_")))
             || matches!(name.as_str(), "current_user" | "session_user" | "current_role" | "current_catalog")
     })
@@ -728,6 +749,15 @@ mod tests {
         assert!(reads_catalog("SELECT current_user", f));
         assert!(reads_catalog("SELECT current_setting('server_version_num')::int", f));
         assert!(!reads_catalog("SELECT site, version FROM traffic_1m", f));
+        // Regression: any `pg_…` word sent the statement to the catalog, a column alias too.
+        assert!(!reads_catalog("SELECT count(*) AS pg_rows FROM traffic_1m", f));
+        assert!(!reads_catalog("SELECT sum(requests) pg_total, site FROM traffic_1m t WHERE t.site <> 'pg_x' GROUP BY site ORDER BY pg_total", f));
+        assert!(!reads_catalog("SELECT x.pg_n FROM (SELECT 1 AS pg_n) x", f));
+        assert!(reads_catalog("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace", f));
+        assert!(reads_catalog("SELECT 1 FROM traffic_1m t, pg_type ty WHERE ty.oid = 1", f));
+        assert!(reads_catalog("SELECT 1 FROM (SELECT 1) x, \"pg_type\"", f));
+        assert!(reads_catalog("SELECT * FROM traffic_1m WHERE site IN (SELECT relname FROM pg_class)", f));
+        assert!(reads_catalog("SELECT pg_get_userbyid(1)", f));
         assert!(!reads_catalog("SELECT 'pg_class', \"a\" FROM traffic_1m -- information_schema", f));
     }
 }
