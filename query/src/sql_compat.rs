@@ -197,7 +197,7 @@ fn alias_repeated_in(select: &mut Select) {
             continue;
         }
         let SelectItem::UnnamedExpr(expr) = &select.projection[i] else { continue };
-        let base = match expr {
+        let base = match uncast(expr) {
             Expr::Identifier(id) => id.value.clone(),
             Expr::CompoundIdentifier(ids) => ids.last().map_or_else(|| key.clone(), |id| id.value.clone()),
             e => e.to_string(),
@@ -226,9 +226,20 @@ pub fn folded(id: &Ident) -> String {
     if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() }
 }
 
+/// `e` without the casts and brackets around it, which DataFusion leaves out of a column's name
+/// (`ts::date` is named `ts`, as in PostgreSQL).
+fn uncast(mut e: &Expr) -> &Expr {
+    loop {
+        match e {
+            Expr::Cast { expr, .. } | Expr::Nested(expr) => e = expr,
+            _ => return e,
+        }
+    }
+}
+
 /// See [`alias_repeated_in`].
 fn output_key(e: &Expr) -> String {
-    match e {
+    match uncast(e) {
         Expr::Identifier(id) => folded(id),
         Expr::CompoundIdentifier(ids) => ids.last().map(folded).unwrap_or_default(),
         e => {
@@ -517,6 +528,13 @@ mod tests {
         assert_eq!(
             rewritten("SELECT a, a FROM (SELECT b, b FROM t) UNION ALL SELECT c, c FROM u"),
             r#"SELECT a, a AS "a_2" FROM (SELECT b, b AS "b_2" FROM t) UNION ALL SELECT c, c AS "c_2" FROM u"#
+        );
+        // Regression: DataFusion names a cast after what it casts (as PostgreSQL does), so a cast
+        // next to its column was refused.
+        assert_eq!(rewritten("SELECT ts, ts::date FROM t"), r#"SELECT ts, ts::DATE AS "ts_2" FROM t"#);
+        assert_eq!(
+            rewritten("SELECT requests::int, CAST(requests AS BIGINT), (t.requests)::text FROM t"),
+            r#"SELECT requests::INT, CAST(requests AS BIGINT) AS "requests_2", (t.requests)::TEXT AS "requests_3" FROM t"#
         );
         // Columns written differently, or aliased, are left as they are.
         assert_eq!(rewritten("SELECT count(*) AS n, count(*), sum(x) FROM t"), "SELECT count(*) AS n, count(*), sum(x) FROM t");
