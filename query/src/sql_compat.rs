@@ -325,8 +325,159 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
                 escape_char: None,
             }))
         }
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
         _ => Ok(None),
     }
+}
+
+/// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
+/// takes chrono's (`%Y-%m-%d %H:%M`) and copies PostgreSQL's as text. A literal template without
+/// `%` is read as PostgreSQL's and rewritten; one with `%` is taken as chrono's.
+fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function) -> Result<Option<Expr>> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let FunctionArguments::List(list) = &f.args else { return Ok(None) };
+    let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(template), span })))) = list.args.get(1) else {
+        return Ok(None);
+    };
+    if list.args.len() != 2 || template.contains('%') {
+        return Ok(None);
+    }
+    let chrono = chrono_template(template).map_err(QueryError::InvalidSql)?;
+    let mut f = f.clone();
+    if let FunctionArguments::List(list) = &mut f.args {
+        list.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(chrono), span: *span })));
+    }
+    Ok(Some(Expr::Function(f)))
+}
+
+/// A PostgreSQL `to_char` template for dates and times as chrono's: its patterns (`YYYY`, `MM`,
+/// `DD`, `HH24`, `MI`, `SS`, `MS`, `Mon`, `Day`, …, with the `FM` prefix), quoted text, and other
+/// characters copied. Patterns chrono has no equal for are an error, not text.
+pub fn chrono_template(template: &str) -> std::result::Result<String, String> {
+    // Longest first. `None`: a PostgreSQL pattern chrono cannot give.
+    const PATTERNS: &[(&str, Option<&str>, Option<&str>)] = &[
+        // (pattern, chrono, chrono under FM)
+        ("HH24", Some("%H"), Some("%-H")),
+        ("HH12", Some("%I"), Some("%-I")),
+        ("IYYY", Some("%G"), Some("%G")),
+        ("YYYY", Some("%Y"), Some("%Y")),
+        ("MONTH", None, None),
+        ("Month", Some("%B"), Some("%B")),
+        ("month", None, None),
+        ("A.M.", None, None),
+        ("P.M.", None, None),
+        ("a.m.", None, None),
+        ("p.m.", None, None),
+        ("Y,YYY", None, None),
+        ("DDD", Some("%j"), Some("%-j")),
+        ("MON", None, None),
+        ("Mon", Some("%b"), Some("%b")),
+        ("mon", None, None),
+        ("DAY", None, None),
+        ("Day", Some("%A"), Some("%A")),
+        ("day", None, None),
+        ("YYY", None, None),
+        ("HH", Some("%I"), Some("%-I")),
+        ("MI", Some("%M"), Some("%-M")),
+        ("SS", Some("%S"), Some("%-S")),
+        ("MS", Some("%3f"), Some("%3f")),
+        ("US", Some("%6f"), Some("%6f")),
+        ("AM", Some("%p"), Some("%p")),
+        ("PM", Some("%p"), Some("%p")),
+        ("am", Some("%P"), Some("%P")),
+        ("pm", Some("%P"), Some("%P")),
+        ("YY", Some("%y"), Some("%y")),
+        ("MM", Some("%m"), Some("%-m")),
+        ("DD", Some("%d"), Some("%-d")),
+        ("DY", None, None),
+        ("Dy", Some("%a"), Some("%a")),
+        ("dy", None, None),
+        ("IW", Some("%V"), Some("%-V")),
+        ("WW", None, None),
+        ("TZ", Some("%Z"), Some("%Z")),
+        ("OF", Some("%:z"), Some("%:z")),
+        ("SSSS", None, None),
+        ("CC", None, None),
+        ("RM", None, None),
+        ("rm", None, None),
+        ("TH", None, None),
+        ("th", None, None),
+        // Lower case, as PostgreSQL also takes them (where case does not change the output).
+        ("hh24", Some("%H"), Some("%-H")),
+        ("hh12", Some("%I"), Some("%-I")),
+        ("iyyy", Some("%G"), Some("%G")),
+        ("yyyy", Some("%Y"), Some("%Y")),
+        ("ddd", Some("%j"), Some("%-j")),
+        ("hh", Some("%I"), Some("%-I")),
+        ("mi", Some("%M"), Some("%-M")),
+        ("ss", Some("%S"), Some("%-S")),
+        ("ms", Some("%3f"), Some("%3f")),
+        ("us", Some("%6f"), Some("%6f")),
+        ("yy", Some("%y"), Some("%y")),
+        ("mm", Some("%m"), Some("%-m")),
+        ("dd", Some("%d"), Some("%-d")),
+        ("iw", Some("%V"), Some("%-V")),
+        ("Q", None, None),
+        ("J", None, None),
+        ("W", None, None),
+        ("D", None, None),
+        ("Y", None, None),
+        ("I", None, None),
+    ];
+    let mut out = String::new();
+    let mut rest = template;
+    let mut fill = false;
+    while let Some(c) = rest.chars().next() {
+        if c == '"' {
+            // Quoted text, `\"` for a quote inside it.
+            let mut chars = rest[1..].char_indices();
+            let mut end = rest.len();
+            while let Some((i, q)) = chars.next() {
+                match q {
+                    '\\' => {
+                        if let Some((_, e)) = chars.next() {
+                            out.push(e);
+                        }
+                    }
+                    '"' => {
+                        end = i + 2;
+                        break;
+                    }
+                    q => out.push(q),
+                }
+            }
+            rest = &rest[end.min(rest.len())..];
+            continue;
+        }
+        if rest.starts_with("FM") || rest.starts_with("fm") {
+            fill = true;
+            rest = &rest[2..];
+            continue;
+        }
+        // Seconds since midnight (`SSSS`) before `SS`.
+        let found = PATTERNS.iter().filter(|(p, _, _)| rest.starts_with(p)).max_by_key(|(p, _, _)| p.len());
+        match found {
+            Some((p, Some(plain), Some(filled))) => {
+                out.push_str(if fill { filled } else { plain });
+                rest = &rest[p.len()..];
+            }
+            Some((p, _, _)) => {
+                return Err(format!(
+                    "to_char pattern {p} of {template:?} is not supported; use the patterns YYYY, MM, DD, HH24, HH12, MI, SS, MS, US, AM, Mon, Month, Dy, Day, DDD, IW, IYYY, TZ, OF, or chrono's (%Y-%m-%d)"
+                ));
+            }
+            None => {
+                if c == '%' {
+                    out.push_str("%%");
+                } else {
+                    out.push(c);
+                }
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        fill = false;
+    }
+    Ok(out)
 }
 
 /// The elements of an array operand: `ARRAY[…]` / `[…]`, or a string literal in PostgreSQL's array
@@ -512,6 +663,27 @@ mod tests {
             rewritten("SELECT (ts AT TIME ZONE 'UTC'), timezone, s.timezone_2 FROM s ORDER BY ts"),
             r#"SELECT (ts AT TIME ZONE 'UTC') AS "timezone_3", timezone, s.timezone_2 FROM s ORDER BY ts"#
         );
+    }
+
+    /// Regression: PostgreSQL's `to_char` templates came back as their text (one group for every
+    /// row of `GROUP BY to_char(ts, 'YYYY-MM-DD HH24:MI')`).
+    #[test]
+    fn postgres_to_char_templates_become_chrono_formats() {
+        assert_eq!(
+            rewritten("SELECT to_char(ts, 'YYYY-MM-DD HH24:MI') AS m FROM t GROUP BY 1"),
+            "SELECT to_char(ts, '%Y-%m-%d %H:%M') AS m FROM t GROUP BY 1"
+        );
+        assert_eq!(chrono_template("YYYY-MM-DD\"T\"HH24:MI:SS.MS OF").unwrap(), "%Y-%m-%dT%H:%M:%S.%3f %:z");
+        assert_eq!(chrono_template("FMDD Mon YYYY, HH12 AM, Dy").unwrap(), "%-d %b %Y, %I %p, %a");
+        assert_eq!(chrono_template("IYYY-IW / DDD 100 percent").unwrap(), "%G-%V / %j 100 percent");
+        assert_eq!(chrono_template("yyyy-mm-dd hh24:mi:ss").unwrap(), "%Y-%m-%d %H:%M:%S");
+        assert_eq!(chrono_template("\"at\" HH24 \"h\", 5%").unwrap(), "at %H h, 5%%");
+        // A template with % is chrono's already, left as it is.
+        assert_eq!(rewritten("SELECT to_char(ts, '%Y %m') FROM t"), "SELECT to_char(ts, '%Y %m') FROM t");
+        // What chrono cannot give is an error, not text.
+        let e = refused("SELECT to_char(ts, 'YYYY-Q') FROM t");
+        assert!(e.contains("pattern Q") && e.contains("not supported"), "{e}");
+        assert!(refused("SELECT to_char(ts, 'MONTH') FROM t").contains("pattern MONTH"));
     }
 
     #[test]
