@@ -126,6 +126,18 @@ fn lake_and_clickhouse_backends_answer_identically() {
         let (code, body) = svc.sql(sql, "application/json");
         assert_eq!((code, json(&body, sql)), (200, serde_json::json!([{ "t": "2026-11-01T01:00:00+01:00" }])), "{sql}: {body}");
     }
+    // Regression: ClickHouse read column positions as constants: `ORDER BY 2` ordered by nothing
+    // (a wrong top-N) and the README's `GROUP BY 1` was refused.
+    for sql in [
+        "SELECT site, sum(requests) FROM traffic_1m GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+        "SELECT country, sum(requests) AS r FROM traffic_1m GROUP BY country ORDER BY 2 DESC, 1 LIMIT 3",
+    ] {
+        let (lake_code, on_lake_body) = on_lake.sql(sql, "text/csv");
+        let (ch_code, on_ch_body) = on_ch.sql(sql, "text/csv");
+        assert_eq!((lake_code, ch_code), (200, 200), "{sql}: {on_lake_body} / {on_ch_body}");
+        let rows = |body: &str| body.lines().skip(1).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(rows(&on_lake_body), rows(&on_ch_body), "{sql}");
+    }
     // The CLI on both backends.
     let cli = |args: &[&str]| run_ok(edgelens().args(["sql", "--format", "json"]).args(args).arg(SQL[0]).envs(db.env()));
     assert_eq!(normalized(json(&cli(&["--data-dir", lake.to_str().unwrap()]), "cli lake")), normalized(json(&cli(&["--clickhouse", &db.url]), "cli clickhouse")));

@@ -87,10 +87,10 @@ impl ClickHouseBackend {
     /// as well.
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
         let limits = self.limits;
-        let sql = check_read_only(sql)?;
+        let sql = positions_named(check_read_only(sql)?);
         let q = self
             .client
-            .query(sql)
+            .query(&sql)
             .with_setting("max_execution_time", limits.timeout.as_secs().max(1).to_string())
             .with_setting("max_result_rows", limits.max_rows.to_string())
             .with_setting("result_overflow_mode", "throw")
@@ -319,6 +319,79 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
         }
     }
     Ok(trimmed)
+}
+
+/// `sql` with the column positions of its `GROUP BY` and `ORDER BY` (`GROUP BY 1 ORDER BY 2
+/// DESC`, as PostgreSQL, Grafana and the lake take them) replaced by the columns they name: the
+/// alias of an aliased column, else its expression. ClickHouse 18.16 reads them as constants
+/// (ordering by nothing; grouping by nothing, then refusing the other columns). The rest of the
+/// text is kept as written; a statement that does not parse, or a position that names no column
+/// (`*`, out of range), is left to ClickHouse.
+pub fn positions_named(sql: &str) -> std::borrow::Cow<'_, str> {
+    use datafusion::sql::sqlparser::ast::{Expr, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Value, Visit, Visitor};
+    use datafusion::sql::sqlparser::tokenizer::{Location, Span};
+    use std::ops::ControlFlow;
+
+    /// Byte offset of a location (line and column from 1, columns counting characters).
+    fn offset(sql: &str, at: Location) -> Option<usize> {
+        let mut line_start = 0;
+        for _ in 1..at.line {
+            line_start += sql[line_start..].find('\n')? + 1;
+        }
+        let column = usize::try_from(at.column).ok()?.checked_sub(1)?;
+        sql[line_start..].char_indices().map(|(i, _)| line_start + i).chain(std::iter::once(sql.len())).nth(column)
+    }
+    let range = |span: Span| {
+        let (start, end) = (offset(sql, span.start)?, offset(sql, span.end)?);
+        (span != Span::empty() && start < end && sql.is_char_boundary(start)).then_some(start..end)
+    };
+    struct Positions<F> {
+        range: F,
+        edits: Vec<(std::ops::Range<usize>, String)>,
+    }
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Positions<F> {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_ref() else { return ControlFlow::Continue(()) };
+            let mut keys: Vec<&Expr> = Vec::new();
+            if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
+                keys.extend(exprs);
+            }
+            if let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_ref().map(|o| &o.kind) {
+                keys.extend(exprs.iter().map(|o| &o.expr));
+            }
+            for key in keys {
+                let Expr::Value(v) = key else { continue };
+                let Value::Number(n, _) = &v.value else { continue };
+                let Some(item) = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i)) else { continue };
+                let named = match item {
+                    SelectItem::ExprWithAlias { alias, .. } => Some(alias.to_string()),
+                    // As the parser writes it back (the spans of some expressions stop short).
+                    SelectItem::UnnamedExpr(e) => Some(format!("({e})")),
+                    _ => None,
+                };
+                if let (Some(named), Some(at)) = (named, (self.range)(v.span)) {
+                    self.edits.push((at, named));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let Ok(statements) = datafusion::sql::sqlparser::parser::Parser::parse_sql(&datafusion::sql::sqlparser::dialect::ClickHouseDialect {}, sql) else {
+        return sql.into();
+    };
+    let mut found = Positions { range, edits: Vec::new() };
+    let _ = statements.visit(&mut found);
+    if found.edits.is_empty() {
+        return sql.into();
+    }
+    let mut edits = found.edits;
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut out = sql.to_owned();
+    for (at, text) in edits {
+        out.replace_range(at, &text);
+    }
+    out.into()
 }
 
 /// Words and `;` of `sql`, skipping string literals, quoted identifiers and comments.
@@ -577,6 +650,30 @@ fn date_days(s: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    /// Regression: ClickHouse 18.16 read `ORDER BY 2` as ordering by a constant (the top-N was
+    /// wrong, silently) and `GROUP BY 1` as grouping by one (refusing the other columns).
+    #[test]
+    fn column_positions_are_named_for_clickhouse() {
+        use super::positions_named;
+        assert_eq!(
+            positions_named("SELECT site, sum(requests) FROM traffic_1m GROUP BY 1 ORDER BY 2 DESC LIMIT 5"),
+            "SELECT site, sum(requests) FROM traffic_1m GROUP BY (site) ORDER BY (sum(requests)) DESC LIMIT 5"
+        );
+        assert_eq!(
+            positions_named("SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY 2 DESC, 1"),
+            "SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY r DESC, (country)"
+        );
+        // Multi-byte text before a position, and a subquery's own positions.
+        assert_eq!(
+            positions_named("SELECT 'ü€', n FROM (SELECT site AS s, count() AS n FROM t GROUP BY 1) ORDER BY 2"),
+            "SELECT 'ü€', n FROM (SELECT site AS s, count() AS n FROM t GROUP BY s) ORDER BY (n)"
+        );
+        // Left as written: no positions, `*`, out of range, numbers elsewhere, text that does not parse.
+        for sql in ["SELECT site FROM t ORDER BY site", "SELECT * FROM t ORDER BY 1", "SELECT a FROM t ORDER BY 3", "SELECT a + 1 FROM t WHERE b = 2", "SELEC 1 ORDER BY 1"] {
+            assert_eq!(positions_named(sql), sql);
+        }
+    }
+
     use super::*;
     use arrow::array::{Array, AsArray};
 
