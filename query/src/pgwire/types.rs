@@ -700,7 +700,11 @@ pub fn array_text_elements(text: &str) -> Option<Vec<Option<String>>> {
 pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
     match value {
         ParamValue::Null => "NULL".into(),
-        ParamValue::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
+        // ClickHouse 18.16 has no TRUE/FALSE: its booleans are UInt8.
+        ParamValue::Bool(b) => match dialect {
+            Dialect::DataFusion => if *b { "TRUE" } else { "FALSE" }.into(),
+            Dialect::ClickHouse => if *b { "1" } else { "0" }.into(),
+        },
         ParamValue::Int(i) => {
             // A negative literal in parentheses keeps `x-$1` from becoming a comment (`x--1`).
             if *i < 0 { format!("({i})") } else { i.to_string() }
@@ -954,6 +958,8 @@ mod tests {
         assert_eq!(literal(df, &ParamValue::Float(f64::NAN)), "CAST('nan' AS DOUBLE)");
         assert_eq!(literal(df, &ParamValue::Null), "NULL");
         assert_eq!(literal(df, &ParamValue::Bool(true)), "TRUE");
+        // Regression: ClickHouse 18.16 refused TRUE/FALSE (unknown identifier).
+        assert_eq!((literal(ch, &ParamValue::Bool(true)), literal(ch, &ParamValue::Bool(false))), ("1".into(), "0".into()));
         assert_eq!(literal(df, &ParamValue::Bytes(vec![1, 0xab])), "X'01AB'");
         assert_eq!(literal(ch, &ParamValue::Bytes(vec![1, 0xab])), "unhex('01AB')");
         let ts = ParamValue::Timestamp(1_793_577_480_000_000);
