@@ -170,7 +170,8 @@ pub fn to_table(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
     Ok(out)
 }
 
-/// CSV with a header row; nulls are empty fields.
+/// CSV with a header row; nulls are empty fields, empty texts `""` (as PostgreSQL's CSV tells
+/// them apart).
 pub fn to_csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
     let mut out = String::new();
     let header: Vec<String> = schema.fields().iter().map(|f| csv_field(f.name())).collect();
@@ -180,7 +181,7 @@ pub fn to_csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
         let columns = column_views(batch)?;
         for row in 0..batch.num_rows() {
             let cells: Vec<String> =
-                columns.iter().map(|c| c.text(row).map(|t| csv_field(&t)).unwrap_or_default()).collect();
+                columns.iter().map(|c| c.text(row).map(|t| if t.is_empty() { "\"\"".to_owned() } else { csv_field(&t) }).unwrap_or_default()).collect();
             out.push_str(&cells.join(","));
             out.push('\n');
         }
@@ -483,6 +484,10 @@ mod tests {
                 u64::MAX
             )
         );
+        // Regression: an empty text was written as a null is, an empty field.
+        let text_schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let texts = RecordBatch::try_new(Arc::clone(&text_schema), vec![Arc::new(StringArray::from(vec![Some(""), None, Some("x")])) as ArrayRef]).unwrap();
+        assert_eq!(to_csv(&text_schema, &[texts]).unwrap(), "s\n\"\"\n\nx\n");
         let table = to_table(&schema, &batches).unwrap();
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 5);
