@@ -388,6 +388,12 @@ async fn settings_follow_transactions_and_the_startup_message() {
     // Outside a transaction block SET LOCAL does nothing.
     client.batch_execute("SET LOCAL extra_float_digits = 3").await.unwrap();
     assert_eq!(show("extra_float_digits").await, "0");
+    // Regression: savepoints were accepted outside a transaction block.
+    for sql in ["SAVEPOINT a", "RELEASE a", "ROLLBACK TO SAVEPOINT a"] {
+        let e = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), SqlState::NO_ACTIVE_SQL_TRANSACTION, "{sql}");
+    }
+    client.batch_execute("BEGIN; SAVEPOINT a; RELEASE a; SAVEPOINT b; ROLLBACK TO SAVEPOINT b; COMMIT").await.unwrap();
     // DISCARD ALL resets the settings (to the startup values).
     client.batch_execute("SET application_name = 'x'; SET extra_float_digits = 2").await.unwrap();
     client.batch_execute("DISCARD ALL").await.unwrap();

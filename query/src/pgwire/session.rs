@@ -245,6 +245,10 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
             }
             Answer::Command("DISCARD ALL")
         }
+        StatementKind::NoOp(tag @ ("SAVEPOINT" | "RELEASE" | "ROLLBACK")) if !session.in_transaction => {
+            let what = if tag == "ROLLBACK" { "ROLLBACK TO SAVEPOINT" } else { tag };
+            return Err(QueryError::Sql { state: "25P01", message: format!("{what} can only be used in transaction blocks") });
+        }
         StatementKind::NoOp(tag) => Answer::Command(tag),
         StatementKind::Set { name, value, local } => {
             if session.in_transaction {
