@@ -30,7 +30,9 @@
 //!   event ahead of other sites' events only if its event time lies in the same second as the
 //!   newest event time before those, or an earlier one: the newest event time any event is read
 //!   after stays in the second it would be in unpacked, so the watermark's second, and with it
-//!   which windows and detector seconds are closed when an event arrives, is unchanged.
+//!   which windows and detector seconds are closed when an event arrives, is unchanged. An event
+//!   further ahead of the wall clock than [`PACK_MAX_FUTURE`], which the aggregators reject, does
+//!   not count as newest.
 //! - `edge-dead-letters`: key = the reason code; value = a JSON object
 //!   `{"ts": unix ns, "source": "logpush", "offset": line in batch, "reason": code, "detail": text,
 //!   "raw": excerpt}`.
@@ -95,6 +97,13 @@ pub fn message_lines(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     .chain(whole)
 }
 
+/// How far ahead of the wall clock an event moves the packer's newest event time: the
+/// aggregators' default `max_future`, beyond which they reject an event (`future_timestamp`)
+/// and their event time does not follow it. Had it moved the packer's, every site's message
+/// would stay open for the rest of the batch and take events ahead of other sites' ones, later
+/// than the aggregators allow (unjudged by the detector).
+pub const PACK_MAX_FUTURE: Nanos = 300 * NANOS_PER_SEC;
+
 /// Packs valid events into `edge-requests` messages (see the module docs): valid lines go in
 /// with [`Packer::push`], invalid ones come back as dead letters; [`Packer::take`] hands out the
 /// messages so far, in order.
@@ -139,7 +148,10 @@ impl Packer {
         match line.parse() {
             Ok(ev) => {
                 self.first_line.get_or_insert(line_no);
-                self.push_event(ev.site.as_bytes(), ev.ts, line.raw());
+                // An event the aggregators will reject as from the future does not move their
+                // event time: nor does it move the packer's.
+                let clocked = ev.ts <= now.saturating_add(PACK_MAX_FUTURE);
+                self.pack(ev.site.as_bytes(), ev.ts, line.raw(), clocked);
                 Ok(())
             }
             Err((reason, raw)) => {
@@ -153,11 +165,18 @@ impl Packer {
 
     /// Pack one valid event of `site` at event time `ts` whose line is `raw`.
     pub fn push_event(&mut self, site: &[u8], ts: Nanos, raw: &[u8]) {
+        self.pack(site, ts, raw, true);
+    }
+
+    /// [`Self::push_event`]; `clocked`: whether the event moves the newest event time.
+    fn pack(&mut self, site: &[u8], ts: Nanos, raw: &[u8], clocked: bool) {
         use std::hash::Hasher;
         self.lines_hash.write(raw);
         self.lines_hash.write(b"\n");
         self.events += 1;
-        self.newest = self.newest.max(ts);
+        if clocked {
+            self.newest = self.newest.max(ts);
+        }
         if let Some(&(i, newest_then)) = self.open.get(site) {
             let value = &mut self.messages[i].value;
             if ts.div_euclid(NANOS_PER_SEC) <= newest_then && value.len() + 1 + raw.len() <= self.max_bytes {
@@ -337,12 +356,40 @@ mod tests {
         assert_eq!(message_lines(b" \n").collect::<Vec<_>>(), [b" \n".as_slice()]);
     }
 
+    /// The wall clock of the packing tests: the events' day.
+    const NOW: Nanos = 1_793_491_260_000_000_000;
+
+    /// Regression: one event of a batch stamped years ahead (which the aggregators reject) moved
+    /// the packer's newest time, after which every site's message took the rest of the batch's
+    /// events of that site, ahead of other sites' events by as much as the batch spans: the
+    /// detector left most of them unjudged.
+    #[test]
+    fn an_event_from_the_future_does_not_move_the_packers_time() {
+        let line = |site: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"{site}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let mut p = Packer::default();
+        let input = [line("a.example", 0), line("a.example", 2_100_000_000_000 - 1_793_491_200_000), line("b.example", 10), line("a.example", 20_000)];
+        for (i, l) in input.iter().enumerate() {
+            p.push(&Line::Complete(l.as_bytes()), "logpush", i as u64, NOW).unwrap();
+        }
+        let got: Vec<(String, usize)> = p.take().into_iter().map(|r| (String::from_utf8(r.key).unwrap(), message_lines(&r.value).count())).collect();
+        // a.example's event 20 s later is not moved ahead of b.example's (into the message the
+        // future event opened).
+        assert_eq!(got, [("a.example", 1), ("a.example", 1), ("b.example", 1), ("a.example", 1)].map(|(s, n)| (s.to_owned(), n)));
+        // Within the aggregators' future limit, an event moves it as before.
+        let mut p = Packer::default();
+        for (i, l) in [line("a.example", 0), line("a.example", 100_000), line("b.example", 10), line("a.example", 20_000)].iter().enumerate() {
+            p.push(&Line::Complete(l.as_bytes()), "logpush", i as u64, NOW).unwrap();
+        }
+        let got: Vec<usize> = p.take().iter().map(|r| message_lines(&r.value).count()).collect();
+        assert_eq!(got, [1, 2, 1]);
+    }
+
     #[test]
     fn packer_parses_lines_and_hands_back_dead_letters() {
         let line = |site: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"{site}","RayID":"{ms:016x}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
         let mut p = Packer::default();
         for (i, (site, ms)) in [("A.example", 0), ("b.example", 10), ("a.example", 20), ("b.example", 900), ("a.example", 1500)].into_iter().enumerate() {
-            p.push(&Line::Complete(line(site, ms).as_bytes()), "logpush", i as u64, 0).unwrap();
+            p.push(&Line::Complete(line(site, ms).as_bytes()), "logpush", i as u64, NOW).unwrap();
         }
         let dead = p.push(&Line::Complete(b"{\"broken\""), "logpush", 5, 7).unwrap_err();
         assert_eq!((dead.reason, dead.offset, dead.ts), ("malformed_json", 5, 7));
@@ -367,7 +414,7 @@ mod tests {
         let mut ids = |lines: &[String], first: u64| -> Vec<String> {
             p.push(&Line::Complete(b"{\"broken\""), "logpush", first, 0).unwrap_err();
             for (i, l) in lines.iter().enumerate() {
-                p.push(&Line::Complete(l.as_bytes()), "logpush", first + 1 + i as u64, 0).unwrap();
+                p.push(&Line::Complete(l.as_bytes()), "logpush", first + 1 + i as u64, NOW).unwrap();
             }
             p.take().into_iter().map(|r| String::from_utf8(r.id.expect("named")).unwrap()).collect()
         };
