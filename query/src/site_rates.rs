@@ -4,7 +4,8 @@
 //! step. A step without rows has no point. Steps lie on a grid from the unix epoch, so the first
 //! and last may reach outside the range asked for: `rps` is the step's requests divided by the
 //! seconds of the step inside the range (the range rounded to 10 s), so a step the range only
-//! partly covers shows no false drop.
+//! partly covers shows no false drop. For a range reaching the present, the range ends where the
+//! newest closed 10 s window of any site does (the windows after it are still open).
 //! The site name is a quoted literal of the backend's dialect. Distinct clients of a step are the
 //! union of its rows' sketches: merged by a UDF in DataFusion; ClickHouse cannot read the sketch
 //! format, so there the step's sketches are fetched and merged here.
@@ -15,7 +16,7 @@ use arrow::array::{Array, AsArray};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Dialect, View};
-use crate::error::Result;
+use crate::error::{QueryError, Result};
 use crate::lake::{column_i64, column_u64};
 use crate::params::{Step, TimeRange, rfc3339_us};
 
@@ -121,6 +122,38 @@ async fn merged_sketches(backend: View<'_>, rows: &str) -> Result<BTreeMap<i64, 
     Ok(unions.into_iter().map(|(b, u)| (b, u.to_sketch().estimate_u64())).collect())
 }
 
+/// How far back from now a range's end may be for its newest step to be divided only by the
+/// seconds whose windows are closed (an aggregator's usual delay, with room).
+const LIVE_EDGE_US: i64 = 600 * 1_000_000;
+
+/// For a range reaching the present, the end of the range as far as its windows are closed: the range's end, or, when the newest
+/// 10 s window of any site within the range's last step ends before it (the windows of the
+/// present are still open), that window's end. Without it, the newest step of a range reaching
+/// the present was divided by seconds not counted yet: a false drop of its `rps`. All sites'
+/// newest window, not the site's own: a site without requests in its last windows had none.
+async fn closed_until(backend: View<'_>, range: &TimeRange, step_us: i64) -> Result<i64> {
+    // Only a range reaching into the last 10 minutes: the end of older data is the end of its
+    // traffic, not windows still open.
+    let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    if range.to_us < now_us - LIVE_EDGE_US {
+        return Ok(range.to_us);
+    }
+    let last = TimeRange { from_us: range.from_us.max(range.to_us - step_us), to_us: range.to_us };
+    let dialect = backend.dialect();
+    let sql = format!("SELECT MAX({}) AS newest FROM site_rates_10s WHERE {}", dialect.epoch_us("ts"), dialect.range_predicate(&last, "ts"));
+    let result = match backend.query(&sql).await {
+        Ok(r) => r,
+        Err(QueryError::NoSchema(_)) => return Ok(range.to_us),
+        Err(e) => return Err(e),
+    };
+    let newest = result.batches.iter().filter(|b| b.num_rows() > 0).find_map(|b| column_i64(b, "newest").ok().filter(|c| !c.is_null(0)).map(|c| c.value(0)));
+    // ClickHouse answers its zero time for no rows: outside the last step, so not taken.
+    Ok(match newest {
+        Some(n) if n >= last.from_us => range.to_us.min(n + GRANULARITY.seconds() as i64 * 1_000_000),
+        _ => range.to_us,
+    })
+}
+
 /// Compute the rates series.
 pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<SiteRates> {
     req.step.check_granularity(GRANULARITY, "site_rates_10s")?;
@@ -149,7 +182,8 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
         Dialect::ClickHouse => Some(merged_sketches(backend, &rows).await?),
     };
     let step_us = req.step.seconds() as i64 * 1_000_000;
-    let (from_us, to_us) = (req.range.from_us, req.range.to_us);
+    let from_us = req.range.from_us;
+    let to_us = closed_until(backend, &req.range, step_us).await?;
     // The seconds of the step starting at `start` that are inside the range.
     let covered = |start: i64| ((start + step_us).min(to_us) - start.max(from_us)).max(1) as f64 / 1e6;
     let mut points = Vec::new();

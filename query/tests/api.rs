@@ -633,6 +633,30 @@ async fn site_rates_series() {
     svc.stop().await;
 }
 
+/// Regression: the newest step of a range reaching the present was divided by seconds whose
+/// windows were still open (no rows yet): its rate dropped falsely at the dashboard's right edge.
+#[tokio::test]
+async fn the_newest_step_of_a_live_range_is_a_rate_over_its_closed_windows() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // Closed windows of the last 5 minutes up to 30 s ago, 70 requests each (7 per second).
+    let closed_until = (now - 30).div_euclid(10) * 10;
+    let rows: Vec<(i64, &str, u64, u64, u64)> = (1..=30).map(|i| (closed_until - i * 10, "live.example", 70, 0, 1)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let day = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().format("%Y-%m-%d").to_string();
+    let mut dates: Vec<String> = rows.iter().map(|r| day(r.0)).collect();
+    dates.dedup();
+    for (i, date) in dates.iter().enumerate() {
+        let in_day: Vec<_> = rows.iter().copied().filter(|r| day(r.0) == *date).collect();
+        write_rates(dir.path(), date, &format!("live{i}"), &in_day);
+    }
+    let svc = Service::start(dir.path()).await;
+    let v = svc.get("/v1/sites/live.example/rates?step=1m").await.json();
+    let points = v["points"].as_array().unwrap();
+    let newest = points.last().unwrap();
+    assert!(approx(&newest["rps"], 7.0), "{v}");
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn bad_parameters_are_400_with_json_error() {
     let dir = tempfile::tempdir().unwrap();
