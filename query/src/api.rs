@@ -457,7 +457,8 @@ fn params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T> {
     query.map(|Query(p)| p).map_err(|e| QueryError::InvalidParameter(e.body_text()))
 }
 
-fn now_us() -> i64 {
+/// The wall clock, unix microseconds.
+pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 

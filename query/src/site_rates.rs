@@ -134,8 +134,7 @@ const LIVE_EDGE_US: i64 = 600 * 1_000_000;
 async fn closed_until(backend: View<'_>, range: &TimeRange, step_us: i64) -> Result<i64> {
     // Only a range reaching into the last 10 minutes: the end of older data is the end of its
     // traffic, not windows still open.
-    let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-    if range.to_us < now_us - LIVE_EDGE_US {
+    if range.to_us < crate::api::now_us() - LIVE_EDGE_US {
         return Ok(range.to_us);
     }
     let last = TimeRange { from_us: range.from_us.max(range.to_us - step_us), to_us: range.to_us };

@@ -109,6 +109,13 @@ impl Session {
         }
     }
 
+    /// The settings the open transaction's `COMMIT` will leave, noting first what it found (for
+    /// its `ROLLBACK`).
+    fn after_commit(&mut self) -> &mut Settings {
+        let settings = &self.settings;
+        &mut self.transaction_settings.get_or_insert_with(|| (settings.clone(), settings.clone())).1
+    }
+
     /// How this session's SQL quotes string literals.
     pub fn escapes(&self) -> Escapes {
         self.state.backend().map_or(Escapes::Standard, escapes_of)
@@ -254,7 +261,7 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
             if session.in_transaction {
                 // As in PostgreSQL: a `ROLLBACK` undoes the transaction's `SET`s, and a `SET
                 // LOCAL` lasts until the transaction ends either way.
-                let (_, after_commit) = session.transaction_settings.get_or_insert_with(|| (session.settings.clone(), session.settings.clone()));
+                let after_commit = session.after_commit();
                 if !local {
                     after_commit.set(&name, &value)?;
                 }
@@ -267,8 +274,7 @@ pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
         }
         StatementKind::Reset(name) => {
             if session.in_transaction {
-                let (_, after_commit) = session.transaction_settings.get_or_insert_with(|| (session.settings.clone(), session.settings.clone()));
-                after_commit.reset(name.as_deref());
+                session.after_commit().reset(name.as_deref());
             }
             session.settings.reset(name.as_deref());
             Answer::Command("RESET")
