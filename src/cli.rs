@@ -846,9 +846,19 @@ mod demo {
         }
         // A port in use fails the demo before it says where it serves or starts writing.
         std::net::TcpListener::bind(a.listen).with_context(|| format!("the dashboard's address {} (--listen)", a.listen))?;
-        if let Some(pg) = a.pg_listen.0 {
-            std::net::TcpListener::bind(pg).with_context(|| format!("the Postgres address {pg} (--pg-listen, or off)"))?;
-        }
+        // As `edgelens query`: the default Postgres address in use turns the listener off with a
+        // warning; an address asked for fails.
+        let pg_listen = match a.pg_listen.0 {
+            Some(pg) => match std::net::TcpListener::bind(pg) {
+                Ok(_) => Some(pg),
+                Err(e) if edgelens_query::pgwire::default_address_taken(pg, &e) => {
+                    eprintln!("edgelens demo: Postgres wire protocol off: its default address {pg} is in use (--pg-listen ADDR to choose another)");
+                    None
+                }
+                Err(e) => return Err(e).with_context(|| format!("the Postgres address {pg} (--pg-listen, or off)")),
+            },
+            None => None,
+        };
         std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
         let lake = ParquetLake::open(&a.data_dir)?;
         let window = WindowConfig::default();
@@ -903,11 +913,11 @@ mod demo {
         })?;
 
         println!("edgelens demo: dashboard and API on http://{}  (data in {}; Ctrl-C to stop)", a.listen, a.data_dir.display());
-        if let Some(pg) = a.pg_listen.0 {
-            println!("edgelens demo: Postgres wire protocol on {pg}  (psql -h {} -p {} -U edgelens)", pg.ip(), pg.port());
+        if let Some(pg) = pg_listen {
+            println!("edgelens demo: Postgres wire protocol on {pg}  (PGPASSWORD=any psql -h {} -p {} -U edgelens)", pg.ip(), pg.port());
         }
         let rt = runtime()?;
-        let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), pg_listen: a.pg_listen.0, ..Default::default() };
+        let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), pg_listen, ..Default::default() };
         let served = rt.block_on(async move { edgelens_query::api::serve(qcfg, shutdown_signal()).await });
         stop.store(true, Ordering::Relaxed);
         let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))??;

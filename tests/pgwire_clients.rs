@@ -218,3 +218,28 @@ fn demo_serves_the_postgres_protocol() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Regression: with the default Postgres address (127.0.0.1:5433) taken, `edgelens demo` exited,
+/// while `edgelens query` warns and serves without the listener, as documented. The demo now does
+/// as the query service: it warns, leaves the Postgres line out of its banner, and serves.
+#[test]
+fn demo_runs_without_postgres_when_the_default_address_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Held for the test (if another process holds it, the address is taken all the same).
+    let _held = std::net::TcpListener::bind("127.0.0.1:5433");
+    let http_port = free_port();
+    let (out, err) = (tmp.path().join("out"), tmp.path().join("err"));
+    let mut child = edgelens()
+        .args(["demo", "--rps", "50", "--sites", "5", "--listen", &format!("127.0.0.1:{http_port}"), "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    wait_ready(http_port, &mut child);
+    let _demo = Proc(child);
+    let (stdout, stderr) = (std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&err).unwrap());
+    assert!(stdout.contains(&format!("http://127.0.0.1:{http_port}")), "{stdout}");
+    assert!(!stdout.contains("Postgres wire protocol on"), "announced a Postgres listener it does not have:\n{stdout}");
+    assert!(stderr.contains("Postgres wire protocol off") && stderr.contains("127.0.0.1:5433"), "no warning:\n{stderr}");
+}

@@ -88,12 +88,19 @@ pub async fn bind(config: &QueryConfig) -> Result<Option<TcpListener>> {
     let Some(addr) = config.pg_listen else { return Ok(None) };
     match TcpListener::bind(addr).await {
         Ok(listener) => Ok(Some(listener)),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.to_string() == QueryConfig::DEFAULT_PG_LISTEN => {
+        Err(e) if default_address_taken(addr, &e) => {
             tracing::warn!(%addr, "postgres wire protocol disabled: the default address is in use (set [query] pg_listen or --pg-listen)");
             Ok(None)
         }
         Err(e) => Err(crate::QueryError::Io(io::Error::new(e.kind(), format!("postgres listener on {addr}: {e}")))),
     }
+}
+
+/// Whether `error`, binding `addr`, is the default address being in use: then the service runs
+/// without the Postgres listener and warns, as documented, rather than failing (a second local
+/// PostgreSQL cluster takes 5433 on Debian). Any other address, or error, fails.
+pub fn default_address_taken(addr: std::net::SocketAddr, error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::AddrInUse && addr.to_string() == QueryConfig::DEFAULT_PG_LISTEN
 }
 
 /// `pg_listen` as text: an address, or `""` (also JSON `null`) for no Postgres listener; written
