@@ -94,6 +94,13 @@ await run(async (browser) => {
   // The rate chart now shows the incident's site, with the incident as a band.
   await page.waitForSelector(`#rate-chart[data-src^="/v1/sites/${encodeURIComponent(inc.site)}/rates"] #rate-line`);
   assert(await page.locator(`#rate-chart rect.incident-band[data-incident="${inc.incident_id}"]`).count() === 1, "incident band on the rate chart");
+  // Regression: a site typed in upper case showed its rates without its incident bands.
+  await page.evaluate(() => document.querySelectorAll("#rate-chart rect.incident-band").forEach((b) => b.remove()));
+  await page.fill("#site", `${inc.site.toUpperCase()}.`);
+  await page.press("#site", "Enter");
+  await page.locator("#site").blur();
+  await page.waitForFunction((id) => document.querySelector(`#rate-chart rect.incident-band[data-incident="${id}"]`), inc.incident_id, { timeout: 20000 });
+  assertEq(await page.inputValue("#site"), inc.site, "site as typed, normalized");
 
   await page.evaluate(() => { document.getElementById("tip").hidden = true; window.scrollTo(0, 0); });
   await page.screenshot({ path: screenshot, fullPage: true });

@@ -190,7 +190,10 @@ await run(async (browser) => {
     const old = incident({ incident_id: "old.example-20261031T230000Z", site: "old.example", start_ts: "2026-10-31T23:00:00Z", report: undefined });
     let shareAnswer = "good";
     const rateAsked = [];
-    await page.route(isApi("/v1/traffic-share"), (route) => {
+    // A "hung" answer waits for release().
+    let release = () => {};
+    await page.route(isApi("/v1/traffic-share"), async (route) => {
+      if (shareAnswer === "hung") await new Promise((resolve) => { const prev = release; release = () => { prev(); resolve(); }; });
       if (shareAnswer === "down") return route.fulfill(json(503, { error: "the backend is unavailable" }));
       if (shareAnswer === "odd") return route.fulfill(json(200, { unexpected: true }));
       return route.fulfill(json(200, {
@@ -231,6 +234,16 @@ await run(async (browser) => {
     assert(await page.locator("#report-body").isHidden(), "token A's report hidden under token B");
     assert(!(await page.textContent("main")).includes("198.51.100.9"), "token A's attacker gone");
     assertEq(await page.locator("#incident-list tbody tr").count(), 0, "token A's incidents gone");
+
+    // Regression: a service that does not answer showed "loading…" until the page gave up
+    // (150 s); after a few seconds the status says how long it has waited.
+    shareAnswer = "hung";
+    await page.click("#refresh");
+    await page.waitForFunction(() => /no answer from the query service for \d+ s/.test(document.getElementById("status").textContent), null, { timeout: 15000 });
+    shareAnswer = "good";
+    release();
+    ready = await waitReady(page, ready);
+    assert((await page.textContent("#status")).includes("updated"), `status once answered: ${await page.textContent("#status")}`);
 
     // A failing refresh says so and empties what failed; an answer of another shape is an error.
     shareAnswer = "down";
