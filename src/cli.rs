@@ -918,7 +918,8 @@ mod demo {
         }
         let rt = runtime()?;
         let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), pg_listen, ..Default::default() };
-        let served = rt.block_on(async move { edgelens_query::api::serve(qcfg, shutdown_signal()).await });
+        // Registry imports over HTTP go into the demo's lake, as with `edgelens query`.
+        let served = rt.block_on(serve_query(qcfg, shutdown_signal()));
         stop.store(true, Ordering::Relaxed);
         let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))??;
         eprintln!(

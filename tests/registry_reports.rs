@@ -557,3 +557,28 @@ fn incidents_recorded_under_a_host_name_are_the_entitys() {
     let row = csv.lines().nth(1).unwrap_or_default();
     assert_eq!(row.split(',').nth(7), Some(of_host.to_string().as_str()), "the row's incidents: {csv}");
 }
+
+/// Regression: `edgelens demo` answered `POST /v1/registry/import` with 503 ("started without a
+/// registry writer"), a retry-later status for what never worked. The demo writes imports into
+/// its lake, as `edgelens query` does, and its SQL sees them.
+#[test]
+fn the_demo_takes_registry_imports_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = edgelens()
+        .args(["demo", "--rps", "50", "--sites", "5", "--pg-listen", "off", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed on drop.
+    let svc = QueryService(Some(child), port);
+    svc.wait_ready();
+    let csv = "site,entity,source,confidence,valid_from,valid_to\nshop.example,Acme Corp,whois,0.9,2026-01-01T00:00:00Z,\n";
+    let (code, _, body) = svc.fetch("POST", "/v1/registry/import?file=acme.csv", &["Content-Type: text/csv"], Some(csv));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = svc.sql("SELECT site, entity, confidence FROM site_entities", "text/csv");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("shop.example") && body.contains("Acme Corp"), "{body}");
+}
