@@ -112,7 +112,7 @@ struct AggregateArgs {
     #[arg(long)]
     brokers: Option<String>,
     /// Lake directory (overrides file and environment).
-    #[arg(long)]
+    #[arg(long, value_parser = dir_arg)]
     data_dir: Option<PathBuf>,
     /// Consumer group (overrides file and environment).
     #[arg(long)]
@@ -155,7 +155,7 @@ struct DemoArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5433", value_parser = parse_pg_listen)]
     pg_listen: PgListen,
     /// Lake directory.
-    #[arg(long, default_value = "./edgelens-data")]
+    #[arg(long, default_value = "./edgelens-data", value_parser = dir_arg)]
     data_dir: PathBuf,
     /// Mean synthetic events per second.
     #[arg(long, default_value_t = 3000.0)]
@@ -232,7 +232,7 @@ struct ReplayArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Lake directory.
-    #[arg(long, default_value = "./edgelens-data")]
+    #[arg(long, default_value = "./edgelens-data", value_parser = dir_arg)]
     data_dir: PathBuf,
     #[command(flatten)]
     window: WindowArgs,
@@ -261,7 +261,7 @@ struct EvalArgs {
     #[arg(long)]
     truth: PathBuf,
     /// Lake directory holding the `incidents` table.
-    #[arg(long, default_value = "./edgelens-data")]
+    #[arg(long, default_value = "./edgelens-data", value_parser = dir_arg)]
     data_dir: PathBuf,
     /// The generated event files: signatures are then scored against the labelled events.
     #[arg(long = "events", num_args = 1..)]
@@ -283,7 +283,7 @@ struct SqlArgs {
     /// The query.
     sql: String,
     /// Lake directory.
-    #[arg(long, default_value = "./edgelens-data")]
+    #[arg(long, default_value = "./edgelens-data", value_parser = dir_arg)]
     data_dir: PathBuf,
     /// Output format (default: table on a terminal, CSV otherwise).
     #[arg(long, value_enum)]
@@ -303,7 +303,7 @@ struct QueryArgs {
     #[arg(long, value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// Lake directory (overrides file and environment).
-    #[arg(long)]
+    #[arg(long, value_parser = dir_arg)]
     data_dir: Option<PathBuf>,
     /// Read the ClickHouse server at this HTTP URL instead of the lake (sets `[query] backend =
     /// "clickhouse"` and `[clickhouse] url`).
@@ -317,6 +317,15 @@ struct QueryArgs {
 /// `--pg-listen`: an address, or `off` (or an empty value) for no Postgres listener.
 #[derive(Clone, Copy, Debug)]
 struct PgListen(Option<SocketAddr>);
+
+/// A directory given on the command line; an empty one is refused (the lake would land in the
+/// working directory unasked).
+pub(crate) fn dir_arg(s: &str) -> std::result::Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("an empty path: give a directory (\".\" for the working directory)".into());
+    }
+    Ok(PathBuf::from(s))
+}
 
 fn parse_pg_listen(s: &str) -> std::result::Result<PgListen, String> {
     edgelens_query::pgwire::listen_address::parse(s).map(PgListen)
@@ -739,17 +748,19 @@ fn check_config(a: CheckConfigArgs) -> Result<()> {
     let aggregate = checked_section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate", &mut problems);
     let query = checked_section::<edgelens_query::QueryConfig>(&doc, "query", &mut problems);
     let clickhouse = checked_section::<ClickHouseConfig>(&doc, "clickhouse", &mut problems);
+    // A section's validation names each of its problems on a line of its own.
+    let mut lines = |section: &str, e: String| problems.extend(e.lines().map(|l| format!("[{section}]: {l}")));
     if let Some(Err(e)) = ingest.as_ref().map(edgelens_ingest::IngestConfig::validate) {
-        problems.push(e);
+        lines("ingest", e);
     }
-    if let Some(Err(e)) = aggregate.as_ref().map(edgelens_aggregate::AggregateConfig::validate) {
-        problems.push(format!("[aggregate]: {e}"));
+    if let Some(Err(edgelens_aggregate::AggregateError::Config(e))) = aggregate.as_ref().map(edgelens_aggregate::AggregateConfig::validate) {
+        lines("aggregate", e);
     }
     if let Some(Err(e)) = clickhouse.as_ref().map(ClickHouseConfig::validate) {
-        problems.push(format!("[clickhouse]: {e}"));
+        lines("clickhouse", e);
     }
     if let Some(Err(e)) = query.as_ref().map(edgelens_query::QueryConfig::validate) {
-        problems.push(e);
+        lines("query", e);
     }
     if let Some(Err(e)) = query.as_ref().map(|q| edgelens_query::auth::Auth::new(q.tokens.clone())) {
         problems.push(e.to_string());

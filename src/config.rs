@@ -24,6 +24,9 @@ pub struct Doc {
     /// `(section, key, text)` of each environment value that did not read as a TOML string: a
     /// text setting takes the text as written (see [`section`]).
     env_text: Vec<(String, String, String)>,
+    /// `(section, key, variable)` of each setting the environment gave, so a problem with it
+    /// names the variable to fix rather than a key no file holds.
+    env_vars: Vec<(String, String, String)>,
 }
 
 impl Doc {
@@ -34,8 +37,19 @@ impl Doc {
         table.insert(key.to_owned(), value);
         let mut doc = toml::Table::new();
         doc.insert(section.to_owned(), toml::Value::Table(table));
-        let env_text = like.env_text.iter().filter(|(s, k, _)| s == section && k == key).cloned().collect();
-        Doc { table: doc, env_text }
+        let same = |(s, k, _): &&(String, String, String)| s == section && k == key;
+        let env_text = like.env_text.iter().filter(same).cloned().collect();
+        let env_vars = like.env_vars.iter().filter(same).cloned().collect();
+        Doc { table: doc, env_text, env_vars }
+    }
+
+    /// `key` of `[section]` as a problem names it: the key, and the variable that set it when
+    /// the environment did (`listn (from EDGELENS__QUERY__LISTN)`).
+    fn origin(&self, section: &str, key: &str) -> String {
+        match self.env_vars.iter().rev().find(|(s, k, _)| s == section && k == key) {
+            Some((_, _, var)) => format!("{key} (from {var})"),
+            None => key.to_owned(),
+        }
     }
 }
 
@@ -72,7 +86,7 @@ pub fn load_all(path: Option<&Path>, env: impl IntoIterator<Item = (String, Stri
         problems.push(format!("unknown config section [{key}] (known: {})", SECTIONS.join(", ")));
         doc.remove(&key);
     }
-    let mut env_text = Vec::new();
+    let (mut env_text, mut env_vars) = (Vec::new(), Vec::new());
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("EDGELENS__") else { continue };
         let Some((section, key)) = rest.split_once("__").map(|(s, k)| (s.to_ascii_lowercase(), k.to_ascii_lowercase())) else {
@@ -94,9 +108,10 @@ pub fn load_all(path: Option<&Path>, env: impl IntoIterator<Item = (String, Stri
         };
         let table = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let table = table.as_table_mut().with_context(|| format!("config: [{section}] is not a table"))?;
+        env_vars.push((section.clone(), key.clone(), name));
         table.insert(key, value);
     }
-    Ok((Doc { table: doc, env_text }, problems))
+    Ok((Doc { table: doc, env_text, env_vars }, problems))
 }
 
 /// Problems as one message: each on a line of its own (the TOML reader's messages span lines).
@@ -126,7 +141,7 @@ pub fn checked_section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, nam
     }
     let mut doc_known = None;
     if let Some(toml::Value::Table(t)) = doc.get(name) {
-        let unknown: Vec<&str> = t.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
+        let unknown: Vec<String> = t.keys().filter(|k| !known.contains(&k.as_str())).map(|k| doc.origin(name, k)).collect();
         if !unknown.is_empty() {
             problems.push(format!("[{name}]: unknown keys {} (known: {})", unknown.join(", "), known.join(", ")));
             // The other keys are still checked.
@@ -134,7 +149,7 @@ pub fn checked_section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, nam
             kept.retain(|k, _| known.contains(&k));
             let mut table = doc.table.clone();
             table.insert(name.to_owned(), toml::Value::Table(kept));
-            doc_known = Some(Doc { table, env_text: doc.env_text.clone() });
+            doc_known = Some(Doc { table, env_text: doc.env_text.clone(), env_vars: doc.env_vars.clone() });
         }
     }
     let unknown_keys = doc_known.is_some();
@@ -149,7 +164,9 @@ pub fn checked_section<T: DeserializeOwned + Serialize + Default>(doc: &Doc, nam
                 for (key, value) in t {
                     let alone = Doc::with_section(name, key, value.clone(), doc);
                     if let Err(e) = section_value::<T>(&alone, name) {
-                        bad.push(error_text(&e));
+                        let from = doc.origin(name, key);
+                        let from = from.strip_prefix(key.as_str()).unwrap_or("");
+                        bad.push(format!("{}{from}", error_text(&e)));
                     }
                 }
             }
@@ -256,8 +273,9 @@ mod tests {
         std::fs::write(&f, "[qeury]\n").unwrap();
         assert!(format!("{:#}", load(Some(&f), env(&[])).unwrap_err()).contains("unknown config section [qeury]"));
 
+        // Regression: a key set through the environment did not name its variable.
         let doc = load(None, env(&[("EDGELENS__QUERY__LISTN", "x")])).unwrap();
-        assert!(format!("{:#}", section::<QueryConfig>(&doc, "query").unwrap_err()).contains("listn"));
+        assert!(format!("{:#}", section::<QueryConfig>(&doc, "query").unwrap_err()).contains("listn (from EDGELENS__QUERY__LISTN)"));
         assert!(format!("{:#}", load(None, env(&[("EDGELENS__QEURY__LISTEN", "x")])).unwrap_err()).contains("[qeury]"));
     }
 
@@ -281,9 +299,10 @@ mod tests {
         assert_eq!(ch.max_backoff_ms, 2500, "a number setting still reads the number");
         let agg: edgelens_aggregate::AggregateConfig = section(&doc, "aggregate").unwrap();
         assert_eq!(agg.group, "7");
-        // A number setting given text is still refused, naming the section.
+        // A number setting given text is still refused, naming the section and the variable.
         let doc = load(None, env(&[("EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS", "soon")])).unwrap();
-        assert!(format!("{:#}", section::<ClickHouseConfig>(&doc, "clickhouse").unwrap_err()).contains("[clickhouse]"));
+        let err = format!("{:#}", section::<ClickHouseConfig>(&doc, "clickhouse").unwrap_err());
+        assert!(err.contains("[clickhouse]") && err.contains("(from EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS)"), "{err}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ enum RegistryCmd {
 struct ImportArgs {
     file: PathBuf,
     /// Lake directory (the default target when --clickhouse is not given).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::dir_arg)]
     data_dir: Option<PathBuf>,
     /// Write to the ClickHouse server at this HTTP URL (database and credentials from
     /// `EDGELENS__CLICKHOUSE__*`); with --data-dir too, to both.
@@ -53,7 +53,7 @@ struct ImportArgs {
 #[derive(Args, Debug)]
 struct ExportArgs {
     /// Lake directory.
-    #[arg(long, default_value = "./edgelens-data")]
+    #[arg(long, default_value = "./edgelens-data", value_parser = crate::cli::dir_arg)]
     data_dir: PathBuf,
     /// Read the ClickHouse server at this HTTP URL instead of the lake.
     #[arg(long)]

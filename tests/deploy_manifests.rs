@@ -314,6 +314,25 @@ events_topic = \"\"
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{env}: {err}");
     }
+    // Regression: an empty data dir was accepted (the lake landed in the working directory), and
+    // a section's checks named its first problem only.
+    let out = edgelens()
+        .args(["check-config"])
+        .env("EDGELENS__AGGREGATE__DATA_DIR", "")
+        .env("EDGELENS__QUERY__DATA_DIR", " ")
+        .env("EDGELENS__INGEST__MAX_BODY_BYTES", "0")
+        .env("EDGELENS__INGEST__RETRY_AFTER_SECS", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("4 problem(s)"), "{err}");
+    for needle in ["[aggregate]: aggregate.data_dir is empty", "[query]: query.data_dir is empty", "[ingest]: ingest.max_body_bytes is 0", "[ingest]: ingest.retry_after_secs is 0"] {
+        assert!(err.lines().any(|l| l.trim() == needle || l.trim().starts_with(&format!("{needle}:"))), "{needle:?} not on a line of its own in {err}");
+    }
+    for args in [&["replay", "--data-dir", "", "events.ndjson"][..], &["sql", "--data-dir", "", "SELECT 1"], &["query", "--data-dir", ""]] {
+        let out = edgelens().args(args).output().unwrap();
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("an empty path"), "{args:?}: {out:?}");
+    }
     let out = edgelens().args(["check-config"]).env("EDGELENS__CLICKHOUSE__SHARDS", r#"["http://a:8123", "http://A:8123/"]"#).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("twice"), "{out:?}");
     // Regression: a query service reading ClickHouse without its address passed the check and

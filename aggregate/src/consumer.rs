@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -238,12 +238,16 @@ impl AggregateConfig {
         self.checkpoint_dir.clone().unwrap_or_else(|| self.data_dir.join("_checkpoints"))
     }
 
-    /// Settings that cannot work: empty brokers, group or events topic, zero intervals, a bad
+    /// Settings that cannot work: empty brokers, group, events topic or directories, zero intervals, a bad
     /// client-IP policy or ClickHouse address. Checked before anything starts (`check-config` too).
     pub fn validate(&self) -> Result<(), AggregateError> {
-        let check = || -> Result<(), String> {
-            settings::not_empty("aggregate", &[("brokers", &self.brokers), ("group", &self.group), ("events_topic", &self.events_topic)])?;
-            edgelens_ingest::kafka::check_brokers(&self.brokers).map_err(|e| format!("aggregate.brokers {e}"))?;
+        let dirs = [self.data_dir.to_string_lossy(), self.checkpoint_dir.as_deref().map_or_else(|| "-".into(), Path::to_string_lossy)];
+        settings::all([
+            settings::not_empty(
+                "aggregate",
+                &[("brokers", &self.brokers), ("group", &self.group), ("events_topic", &self.events_topic), ("data_dir", &dirs[0]), ("checkpoint_dir", &dirs[1])],
+            ),
+            if self.brokers.trim().is_empty() { Ok(()) } else { edgelens_ingest::kafka::check_brokers(&self.brokers).map_err(|e| format!("aggregate.brokers {e}")) },
             settings::at_least_one(
                 "aggregate",
                 &[
@@ -254,11 +258,11 @@ impl AggregateConfig {
                     ("flush_rows", self.flush_rows as u64),
                     ("session_timeout_ms", self.session_timeout_ms),
                 ],
-            )
-        };
-        check().map_err(AggregateError::Config)?;
-        self.client_ip_policy()?;
-        self.clickhouse.validate().map_err(AggregateError::Config)
+            ),
+            ClientIpPolicy::from_config(&self.client_ip, &self.client_ip_key).map(drop),
+            self.clickhouse.validate(),
+        ])
+        .map_err(AggregateError::Config)
     }
 
     /// The client-IP policy of `client_ip` / `client_ip_key`.

@@ -174,36 +174,12 @@ pub enum BatchError {
 }
 
 impl IngestConfig {
-    /// Settings that cannot work together.
+    /// Settings that cannot work together: every one of them, a line each.
     pub fn validate(&self) -> Result<(), String> {
-        settings::not_empty("ingest", &[("brokers", &self.brokers), ("events_topic", &self.events_topic), ("dead_letters_topic", &self.dead_letters_topic)])?;
-        crate::kafka::check_brokers(&self.brokers).map_err(|e| format!("ingest.brokers {e}"))?;
-        // Each 0 would turn the role off in its own way (every batch 413 or 503, every connection
-        // closed at once, clients told to retry at once).
-        settings::at_least_one(
-            "ingest",
-            &[
-                ("max_body_bytes", self.max_body_bytes as u64),
-                ("max_decompressed_bytes", self.max_decompressed_bytes as u64),
-                ("max_line_bytes", self.max_line_bytes as u64),
-                ("max_inflight_batches", self.max_inflight_batches as u64),
-                ("ack_timeout_ms", self.ack_timeout_ms),
-                ("retry_after_secs", u64::from(self.retry_after_secs)),
-                ("producer_queue_messages", u64::from(self.producer_queue_messages)),
-                ("body_timeout_secs", self.body_timeout_secs),
-                ("max_connections", self.max_connections as u64),
-                ("idle_timeout_secs", self.idle_timeout_secs),
-                ("header_timeout_secs", self.header_timeout_secs),
-                ("connect_timeout_ms", self.connect_timeout_ms),
-            ],
-        )?;
-        if self.max_decompressed_bytes_total < self.max_decompressed_bytes {
-            return Err(format!(
-                "ingest.max_decompressed_bytes_total ({}) is below ingest.max_decompressed_bytes ({}): a batch of that size could never be taken",
-                self.max_decompressed_bytes_total, self.max_decompressed_bytes
-            ));
-        }
-        if !self.secret.is_empty() {
+        let secret = || {
+            if self.secret.is_empty() {
+                return Ok(());
+            }
             if HeaderName::from_bytes(self.secret_header.as_bytes()).is_err() {
                 return Err(format!(
                     "ingest.secret_header {:?} is not an HTTP header name: no push could carry the secret, every one would get 401",
@@ -216,8 +192,40 @@ impl IngestConfig {
             if self.secret.trim() != self.secret {
                 return Err("ingest.secret starts or ends with white space, which HTTP drops from header values: every push would get 401".into());
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        settings::all([
+            settings::not_empty("ingest", &[("brokers", &self.brokers), ("events_topic", &self.events_topic), ("dead_letters_topic", &self.dead_letters_topic)]),
+            if self.brokers.trim().is_empty() { Ok(()) } else { crate::kafka::check_brokers(&self.brokers).map_err(|e| format!("ingest.brokers {e}")) },
+            // Each 0 would turn the role off in its own way (every batch 413 or 503, every
+            // connection closed at once, clients told to retry at once).
+            settings::at_least_one(
+                "ingest",
+                &[
+                    ("max_body_bytes", self.max_body_bytes as u64),
+                    ("max_decompressed_bytes", self.max_decompressed_bytes as u64),
+                    ("max_line_bytes", self.max_line_bytes as u64),
+                    ("max_inflight_batches", self.max_inflight_batches as u64),
+                    ("ack_timeout_ms", self.ack_timeout_ms),
+                    ("retry_after_secs", u64::from(self.retry_after_secs)),
+                    ("producer_queue_messages", u64::from(self.producer_queue_messages)),
+                    ("body_timeout_secs", self.body_timeout_secs),
+                    ("max_connections", self.max_connections as u64),
+                    ("idle_timeout_secs", self.idle_timeout_secs),
+                    ("header_timeout_secs", self.header_timeout_secs),
+                    ("connect_timeout_ms", self.connect_timeout_ms),
+                ],
+            ),
+            if self.max_decompressed_bytes_total < self.max_decompressed_bytes {
+                Err(format!(
+                    "ingest.max_decompressed_bytes_total ({}) is below ingest.max_decompressed_bytes ({}): a batch of that size could never be taken",
+                    self.max_decompressed_bytes_total, self.max_decompressed_bytes
+                ))
+            } else {
+                Ok(())
+            },
+            secret(),
+        ])
     }
 }
 

@@ -136,20 +136,25 @@ pub enum BackendKind {
 impl QueryConfig {
     /// Settings that cannot work: a 0 that would refuse or cut every request.
     pub fn validate(&self) -> Result<(), String> {
-        edgelens_schemas::settings::at_least_one(
-            "query",
-            &[
-                ("max_body_bytes", self.max_body_bytes as u64),
-                ("max_concurrent_requests", self.max_concurrent_requests as u64),
-                ("request_timeout_secs", self.request_timeout_secs),
-                ("max_connections", self.max_connections as u64),
-                ("idle_timeout_secs", self.idle_timeout_secs),
-                ("header_timeout_secs", self.header_timeout_secs),
-                ("sql_timeout_secs", self.sql_timeout_secs),
-                ("sql_max_rows", self.sql_max_rows),
-                ("sql_memory_mb", self.sql_memory_mb),
-            ],
-        )
+        use edgelens_schemas::settings;
+        let data_dir = if self.backend == BackendKind::Lake { self.data_dir.to_string_lossy() } else { "-".into() };
+        settings::all([
+            settings::not_empty("query", &[("data_dir", &data_dir)]),
+            settings::at_least_one(
+                "query",
+                &[
+                    ("max_body_bytes", self.max_body_bytes as u64),
+                    ("max_concurrent_requests", self.max_concurrent_requests as u64),
+                    ("request_timeout_secs", self.request_timeout_secs),
+                    ("max_connections", self.max_connections as u64),
+                    ("idle_timeout_secs", self.idle_timeout_secs),
+                    ("header_timeout_secs", self.header_timeout_secs),
+                    ("sql_timeout_secs", self.sql_timeout_secs),
+                    ("sql_max_rows", self.sql_max_rows),
+                    ("sql_memory_mb", self.sql_memory_mb),
+                ],
+            ),
+        ])
     }
 
     /// The limits on user SQL.

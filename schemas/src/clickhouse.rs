@@ -82,21 +82,21 @@ impl Default for ClickHouseConfig {
 impl ClickHouseConfig {
     /// Settings that cannot work: a server address that is not an HTTP(S) URL, an empty database.
     pub fn validate(&self) -> Result<(), String> {
-        for url in std::iter::once(&self.url).filter(|u| !u.is_empty()).chain(&self.shards) {
+        let urls = std::iter::once(&self.url).filter(|u| !u.is_empty()).chain(&self.shards).map(|url| {
             let scheme_ok = ["http://", "https://"].iter().any(|s| url.len() > s.len() && url[..s.len()].eq_ignore_ascii_case(s));
-            if !scheme_ok {
-                return Err(format!("clickhouse url {url:?} is not an HTTP interface: expected http://HOST:PORT or https://HOST:PORT"));
-            }
-        }
-        if self.database.is_empty() {
-            return Err("clickhouse.database is empty".into());
-        }
-        crate::settings::at_least_one("clickhouse", &[("max_backoff_ms", self.max_backoff_ms), ("request_timeout_ms", self.request_timeout_ms), ("connect_timeout_ms", self.connect_timeout_ms)])?;
+            if scheme_ok { Ok(()) } else { Err(format!("clickhouse url {url:?} is not an HTTP interface: expected http://HOST:PORT or https://HOST:PORT")) }
+        });
         let mut seen = std::collections::BTreeSet::new();
-        if let Some(twice) = self.shards.iter().find(|s| !seen.insert(s.trim().trim_end_matches('/').to_ascii_lowercase())) {
-            return Err(format!("clickhouse.shards lists {twice:?} twice: each shard would get the writes of two"));
-        }
-        Ok(())
+        let twice = match self.shards.iter().find(|s| !seen.insert(s.trim().trim_end_matches('/').to_ascii_lowercase())) {
+            Some(twice) => Err(format!("clickhouse.shards lists {twice:?} twice: each shard would get the writes of two")),
+            None => Ok(()),
+        };
+        let others = [
+            if self.database.is_empty() { Err("clickhouse.database is empty".to_owned()) } else { Ok(()) },
+            crate::settings::at_least_one("clickhouse", &[("max_backoff_ms", self.max_backoff_ms), ("request_timeout_ms", self.request_timeout_ms), ("connect_timeout_ms", self.connect_timeout_ms)]),
+            twice,
+        ];
+        crate::settings::all(urls.chain(others))
     }
 
     /// A config for one server at `url`, other settings default.
