@@ -830,14 +830,16 @@ pub(crate) async fn shutdown_signal() {
                 return;
             }
         };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        let signal = tokio::select! {
+            _ = ctrl_c => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        tracing::info!(signal, "shutting down");
     }
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+        tracing::info!("shutting down");
     }
 }
 

@@ -970,6 +970,12 @@ fn run_serves_ingest_aggregate_and_query_in_one_process() {
     stop_gracefully(run);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("roles started"), "{text}");
+    // Regression: the receiver and the query service stopped without a word in the log.
+    assert!(text.contains("shutting down") && text.contains("SIGTERM"), "{text}");
+    for port in [ingest_port, query_port] {
+        let stopped = |what: &str| text.lines().any(|l| l.contains(what) && l.contains(&format!("127.0.0.1:{port}")));
+        assert!(stopped("stopping: new connections refused") && stopped("stopped"), "no stop of 127.0.0.1:{port} in the log:\n{text}");
+    }
 }
 
 /// An aggregator configured with a topic the brokers do not have says so in its log.

@@ -100,12 +100,16 @@ pub async fn serve(mut listener: LimitedListener, router: axum::Router, shutdown
             let _ = conn.await;
         });
     }
+    let addr = axum::serve::Listener::local_addr(&listener)?;
     // New clients are refused from now on, not left waiting in the accept queue until the end.
     drop(listener);
     drop(stopping);
+    let open = stop.receiver_count();
+    tracing::info!(%addr, connections = open, "stopping: new connections refused, the requests in flight are finished");
     // No connection may be listening yet (then there is nothing to wait for).
     let _ = stop.send(());
     stop.closed().await;
+    tracing::info!(%addr, "stopped");
     Ok(())
 }
 
