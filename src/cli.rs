@@ -921,7 +921,8 @@ mod demo {
                 pipeline.advance_to(now_nanos() - disorder)?;
                 pipeline.flush()?;
             }
-            let (stats, _) = pipeline.finish()?;
+            // The demo's traffic stops with it: its incidents end (a restart is other traffic).
+            let (stats, _) = pipeline.finish_traffic()?;
             Ok(stats)
         })?;
 

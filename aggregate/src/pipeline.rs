@@ -18,7 +18,7 @@ use edgelens_schemas::time::NANOS_PER_SEC;
 use edgelens_schemas::{EdgeEvent, InvalidReason, Nanos};
 
 use crate::checkpoint::{Dec, Enc};
-use crate::detect::{AttackDetector, DetectorConfig};
+use crate::detect::{AttackDetector, DetectorConfig, InputEnd};
 use crate::error::{PipelineError, SinkError};
 use crate::sink::{OffsetSpan, ReplayFile, ReplayRun, RollupSink, SinkBatch};
 use crate::sites::HostSites;
@@ -445,18 +445,26 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
         Ok(())
     }
 
-    /// End of input: close every window, flush, and hand back the sink.
+    /// End of input: close every window, flush, and hand back the sink. An incident still under
+    /// attack stays active ([`InputEnd::Data`]).
     pub fn finish(mut self) -> Result<(PipelineStats, S), SinkError> {
-        self.close_all_and_flush()?;
+        self.close_all_and_flush(InputEnd::Data)?;
+        Ok((self.stats, self.sink))
+    }
+
+    /// [`Self::finish`] for an input whose traffic stops with it (the demo's generator): every
+    /// incident has ended.
+    pub fn finish_traffic(mut self) -> Result<(PipelineStats, S), SinkError> {
+        self.close_all_and_flush(InputEnd::Traffic)?;
         Ok((self.stats, self.sink))
     }
 
     /// Close every window and flush (what [`Self::finish`] does before handing the sink back).
-    fn close_all_and_flush(&mut self) -> Result<(), SinkError> {
+    fn close_all_and_flush(&mut self, end: InputEnd) -> Result<(), SinkError> {
         let closed = self.windows.close_all();
         self.pending.closed.append(closed);
         if let Some(d) = &mut self.detector {
-            d.end_input();
+            d.end(end);
         }
         self.flush()?;
         let ws = self.windows.stats();
@@ -581,7 +589,7 @@ pub fn replay_files<S: RollupSink>(
     // A replay that fails half-way (a truncated file, a full disk) takes back what it wrote: the
     // repaired input's replay might be another input set, which would not replace it. The final
     // flush is part of it. Earlier replays it would have replaced stay as they were.
-    let outcome = read_all().and_then(|()| pipeline.close_all_and_flush().map_err(PipelineError::from));
+    let outcome = read_all().and_then(|()| pipeline.close_all_and_flush(InputEnd::Data).map_err(PipelineError::from));
     let sink = pipeline.sink_mut();
     if let Err(cause) = outcome {
         let cause = Box::new(cause);

@@ -575,24 +575,33 @@ impl AttackDetector {
     /// last seconds were in its timeline but not in its attack requests, distinct IPs or peak.
     /// Incidents stay open (a quiet partition may go on).
     pub fn finish(&mut self) {
-        self.close_open(false);
+        self.end(InputEnd::Quiet);
     }
 
-    /// The end of an input nothing continues (a replayed file set, the demo's generator; not a
-    /// partition, which only goes quiet): [`Self::finish`], except that an incident cooling down
-    /// — its attack over, the cool-down waiting for it to come back — has ended.
+    /// The end of an input nothing continues (a replayed file set; not a partition, which only
+    /// goes quiet): [`Self::finish`], except that an incident cooling down — its attack over, the
+    /// cool-down waiting for it to come back — has ended. One still under attack stays active:
+    /// the data ends, not necessarily the attack.
     pub fn end_input(&mut self) {
-        self.close_open(true);
+        self.end(InputEnd::Data);
     }
 
-    fn close_open(&mut self, end_cooling: bool) {
+    /// Judge every open second and write the state of every incident still open, as `end` has
+    /// it: [`InputEnd::Quiet`] ends none, [`InputEnd::Data`] those cooling down,
+    /// [`InputEnd::Traffic`] all of them, at their last second.
+    pub fn end(&mut self, end: InputEnd) {
         if let Some(&last) = self.pending.keys().next_back() {
             self.close_before(last + 1);
         }
         for Tracked { name, state: st } in &mut self.states {
             let (Some(inc), Some(last)) = (st.incident.as_mut(), st.last_sec) else { continue };
             let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
-            if end_cooling && inc.phase == Phase::Cooling {
+            let ends = match end {
+                InputEnd::Quiet => false,
+                InputEnd::Data => inc.phase == Phase::Cooling,
+                InputEnd::Traffic => inc.phase != Phase::Suspect,
+            };
+            if ends {
                 // At its last second, unless a row is there already: the ended row must be the
                 // latest, not tie with it.
                 ctx.emit_status(inc, if inc.last_row_sec < last { last } else { last + 1 }, "ended");
@@ -623,6 +632,19 @@ impl AttackDetector {
         }
         self.closed_before = Some(self.closed_before.map_or(before, |c| c.max(before)));
     }
+}
+
+/// How an input ended, for the incidents still open (see [`AttackDetector::end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputEnd {
+    /// It went quiet and may go on (a partition): no incident ends.
+    Quiet,
+    /// The data ended (a replay), the traffic it records may go on: an incident cooling down has
+    /// ended, one under attack stays active.
+    Data,
+    /// The traffic stopped with it (the demo's generator was stopped): every incident has ended.
+    /// Left active, an incident of a stopped demo stayed active for good, over restarts too.
+    Traffic,
 }
 
 /// What closing a second needs besides the site's state.

@@ -392,6 +392,35 @@ fn an_incident_cooling_down_at_the_end_of_input_has_ended() {
     assert_eq!(quiet.values().map(|r| r.status).collect::<Vec<_>>(), ["cooling"]);
 }
 
+/// Regression: the demo stopped in the middle of an attack left its incident `active` for good
+/// (restarts included), though its traffic, the attack's too, stopped with it. Traffic that stops
+/// ends every incident at the second after its last anomalous one; data that ends (a replay)
+/// leaves one under attack active.
+#[test]
+fn traffic_that_stops_ends_an_incident_under_attack() {
+    let lines = traffic(441, |_| 100.0, flood_secs, 0, 3);
+    let detect = |end: InputEnd| {
+        let mut det = AttackDetector::new(DetectorConfig::default());
+        for l in &lines {
+            det.observe(&parse_line(l.as_bytes()).expect("valid line"));
+        }
+        det.end(end);
+        det.take_output()
+    };
+    let data = latest(&detect(InputEnd::Data));
+    assert_eq!(data.values().map(|r| r.status).collect::<Vec<_>>(), ["active"]);
+    let out = detect(InputEnd::Traffic);
+    let stopped = latest(&out);
+    assert_eq!(stopped.len(), 1, "{stopped:#?}");
+    let inc = stopped.values().next().unwrap();
+    assert_eq!(inc.status, "ended");
+    assert_eq!(inc.incident_id, data.values().next().unwrap().incident_id);
+    let end = inc.end_ts.unwrap() / NANOS_PER_SEC - T0;
+    assert!((438..=441).contains(&end), "end {end}");
+    let updated: Vec<i64> = out.incidents.iter().map(|r| r.updated_ts).collect();
+    assert!(updated.windows(2).all(|w| w[0] < w[1]), "the ended row is the latest: {updated:?}");
+}
+
 /// Regression: a site whose first minute (its warm-up) was a flood learned the flood as its
 /// normal rate and traffic profile, and the same flood ten minutes later went unreported (the
 /// profile still held the bots, so no signature set them apart). Once the site's traffic stays far
