@@ -139,7 +139,8 @@ svg.timeline text { font-size: 11px; fill: #6b7385; }
 
 const W: f64 = 960.0;
 const H: f64 = 260.0;
-const PAD_L: f64 = 56.0;
+/// Room for the y-axis labels (`12.345 %`, `12345/s` at 11 px; 56 clipped them).
+const PAD_L: f64 = 72.0;
 const PAD_R: f64 = 12.0;
 const PAD_T: f64 = 12.0;
 const PAD_B: f64 = 28.0;
@@ -653,7 +654,7 @@ mod tests {
         let svg = timeline_svg(&sample());
         // Peak 510 rounds up to a 1000/s axis; the area starts and ends on the baseline.
         assert!(svg.contains(">1000/s<"), "{svg}");
-        assert!(svg.contains("class=\"requests\" d=\"M56.0,232.0L56.0,"));
+        assert!(svg.contains("class=\"requests\" d=\"M72.0,232.0L72.0,"), "{svg}");
         assert!(svg.contains("class=\"detected\""));
         let empty = IncidentReport { timeline: Vec::new(), ..sample() };
         assert!(timeline_svg(&empty).contains("no timeline rows"));
@@ -661,5 +662,17 @@ mod tests {
         assert_eq!(nice_ceiling(510), 1000);
         assert_eq!(nice_ceiling(200), 200);
         assert_eq!(nice_ceiling(201), 500);
+    }
+
+    /// Regression: the y-axis labels of the charts were clipped at the left edge (`12.345 %` of
+    /// the entity report's share chart did not fit its 56 units). Right-aligned 6 units left of
+    /// the axis, a label of 11 px text (at most 0.6 em a character) must fit in `PAD_L`.
+    #[test]
+    fn axis_labels_fit_left_of_the_axis() {
+        let widest = [percent(0.12345), percent(1.0), format!("{}/s", nice_ceiling(99_999))];
+        for label in widest {
+            let width = label.chars().count() as f64 * 11.0 * 0.6;
+            assert!(width <= PAD_L - 6.0, "{label:?} takes {width} of {}", PAD_L - 6.0);
+        }
     }
 }
