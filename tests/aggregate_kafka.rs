@@ -595,9 +595,17 @@ fn clickhouse_outage_of_60s_stops_commits_then_totals_are_exact() {
     assert!(frozen < expected.valid as i64, "everything was committed before the outage began; the test proves nothing");
     eprintln!("during the 60 s outage: offsets stayed at {frozen}, aggregator peak RSS {peak_rss} MiB");
     assert!(peak_rss < 512, "aggregator memory grew to {peak_rss} MiB during the outage");
+    // Regression: a SIGTERM during the outage exited 1 with the connect error. It is a stop: exit
+    // 0, nothing more committed, and the next aggregator reads the uncommitted events again.
+    stop_gracefully(agg);
+    assert_eq!(committed(), frozen, "offsets committed by a stop during the outage");
+    let stopped = std::fs::read_to_string(&log).unwrap();
+    assert!(stopped.contains("stopped while a sink was unavailable"), "{stopped}");
     ch.script("start");
+    let log2 = tmp.path().join("aggregator2.log");
+    let agg = setup.aggregator(&lake, &log2, 0);
 
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), std::slice::from_ref(&log));
+    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log.clone(), log2.clone()]);
     let db = setup.ch.as_ref().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

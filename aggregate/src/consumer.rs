@@ -317,6 +317,17 @@ pub enum AggregateError {
     Config(String),
 }
 
+impl AggregateError {
+    /// A write a sink could not take for now (unreachable server, full disk…), as opposed to one
+    /// it never will.
+    pub fn is_sink_unavailable(&self) -> bool {
+        match self {
+            Self::Sink(e) | Self::Partition(PartitionError::Sink { source: e, .. }) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
 /// Counters of one aggregator process, for logs and tests.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AggregateStats {
@@ -474,6 +485,12 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc
     let res = match res {
         Err(AggregateError::StoppedAtStart) => {
             tracing::info!("stopped while starting; nothing was read");
+            Ok(AggregateStats::default())
+        }
+        // A stop during a sink's outage ends the retries of its writes: nothing more was
+        // committed, which is the hand-over (a stop, not a failure).
+        Err(e) if stop.load(Ordering::Relaxed) && e.is_sink_unavailable() => {
+            tracing::warn!(error = %e, "stopped while a sink was unavailable: nothing more was committed; the partitions' next owner reads their uncommitted events again");
             Ok(AggregateStats::default())
         }
         res => res,
