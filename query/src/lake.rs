@@ -291,6 +291,10 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
     // that zone's wall clock (`from_unixtime(..)` is made one below).
     config.options_mut().execution.time_zone = Some("UTC".into());
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // This rule rebuilds a grouping's projection by display names, under which a cast is named as
+    // the column it casts: `SELECT ts, ts::date … GROUP BY 1, 2` failed ("Projections require
+    // unique expression names"). It only drops constant grouping keys; without it they stay.
+    ctx.remove_optimizer_rule("eliminate_group_by_constant");
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     for table in ALL_TABLES {
@@ -513,6 +517,29 @@ mod tests {
         // A column of seconds, and a time range on it.
         let r = lake.user_sql("SELECT count(*) AS n FROM (VALUES (1793491200), (1793491260)) t(s) WHERE from_unixtime(s) >= to_timestamp(1793491230)").await.unwrap();
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":1}]"#);
+    }
+
+    /// Regression: a column grouped next to a cast of it (`ts, ts::date`, `CAST(ts AS date)`) failed
+    /// in DataFusion's optimizer, as both had one display name, aliased or not.
+    #[tokio::test]
+    async fn a_column_groups_next_to_a_cast_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        two_dates(dir.path());
+        let lake = Lake::open_with(dir.path(), SqlLimits::default()).unwrap();
+        for sql in [
+            "SELECT ts, ts::date AS d, sum(requests) AS n FROM traffic_1m GROUP BY 1, 2 ORDER BY 1",
+            "SELECT ts, CAST(ts AS date) AS d, sum(requests) AS n FROM traffic_1m GROUP BY ts, d ORDER BY 1",
+            "SELECT ts, ts::date, sum(requests) AS n FROM traffic_1m GROUP BY 1, 2 ORDER BY 1",
+        ] {
+            let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let rows = crate::format::to_json_rows(&r.batches).unwrap();
+            assert_eq!(rows.len(), 2, "{sql}: {rows:?}");
+            assert_eq!(rows[0]["n"], 7, "{sql}: {rows:?}");
+            assert_eq!(rows[1].values().filter(|v| **v == "2026-11-02").count(), 1, "{sql}: {rows:?}");
+        }
+        // Constant grouping keys still group.
+        let r = lake.user_sql("SELECT 1 AS one, sum(requests) AS n FROM traffic_1m GROUP BY 1").await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"one":1,"n":14}]"#);
     }
 
     /// Regression: the answer's schema was the logical plan's, which typed the quotient of an
