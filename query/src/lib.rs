@@ -134,7 +134,8 @@ pub enum BackendKind {
 }
 
 impl QueryConfig {
-    /// Settings that cannot work: a 0 that would refuse or cut every request.
+    /// Settings that cannot work: an empty lake directory (on the lake backend), a 0 that would
+    /// refuse or cut every request. Every problem is named, a line each.
     pub fn validate(&self) -> Result<(), String> {
         use edgelens_schemas::settings;
         let data_dir = if self.backend == BackendKind::Lake { self.data_dir.to_string_lossy() } else { "-".into() };
