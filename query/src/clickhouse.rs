@@ -650,11 +650,13 @@ fn date_days(s: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
     /// Regression: ClickHouse 18.16 read `ORDER BY 2` as ordering by a constant (the top-N was
     /// wrong, silently) and `GROUP BY 1` as grouping by one (refusing the other columns).
     #[test]
     fn column_positions_are_named_for_clickhouse() {
-        use super::positions_named;
         assert_eq!(
             positions_named("SELECT site, sum(requests) FROM traffic_1m GROUP BY 1 ORDER BY 2 DESC LIMIT 5"),
             "SELECT site, sum(requests) FROM traffic_1m GROUP BY (site) ORDER BY (sum(requests)) DESC LIMIT 5"
@@ -673,9 +675,6 @@ mod tests {
             assert_eq!(positions_named(sql), sql);
         }
     }
-
-    use super::*;
-    use arrow::array::{Array, AsArray};
 
     #[test]
     fn utc_is_known_by_its_names() {

@@ -354,75 +354,76 @@ fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function) -> Result<Opt
 /// `DD`, `HH24`, `MI`, `SS`, `MS`, `Mon`, `Day`, …, with the `FM` prefix), quoted text, and other
 /// characters copied. Patterns chrono has no equal for are an error, not text.
 pub fn chrono_template(template: &str) -> std::result::Result<String, String> {
-    // Longest first. `None`: a PostgreSQL pattern chrono cannot give.
-    const PATTERNS: &[(&str, Option<&str>, Option<&str>)] = &[
-        // (pattern, chrono, chrono under FM)
-        ("HH24", Some("%H"), Some("%-H")),
-        ("HH12", Some("%I"), Some("%-I")),
-        ("IYYY", Some("%G"), Some("%G")),
-        ("YYYY", Some("%Y"), Some("%Y")),
-        ("MONTH", None, None),
-        ("Month", Some("%B"), Some("%B")),
-        ("month", None, None),
-        ("A.M.", None, None),
-        ("P.M.", None, None),
-        ("a.m.", None, None),
-        ("p.m.", None, None),
-        ("Y,YYY", None, None),
-        ("DDD", Some("%j"), Some("%-j")),
-        ("MON", None, None),
-        ("Mon", Some("%b"), Some("%b")),
-        ("mon", None, None),
-        ("DAY", None, None),
-        ("Day", Some("%A"), Some("%A")),
-        ("day", None, None),
-        ("YYY", None, None),
-        ("HH", Some("%I"), Some("%-I")),
-        ("MI", Some("%M"), Some("%-M")),
-        ("SS", Some("%S"), Some("%-S")),
-        ("MS", Some("%3f"), Some("%3f")),
-        ("US", Some("%6f"), Some("%6f")),
-        ("AM", Some("%p"), Some("%p")),
-        ("PM", Some("%p"), Some("%p")),
-        ("am", Some("%P"), Some("%P")),
-        ("pm", Some("%P"), Some("%P")),
-        ("YY", Some("%y"), Some("%y")),
-        ("MM", Some("%m"), Some("%-m")),
-        ("DD", Some("%d"), Some("%-d")),
-        ("DY", None, None),
-        ("Dy", Some("%a"), Some("%a")),
-        ("dy", None, None),
-        ("IW", Some("%V"), Some("%-V")),
-        ("WW", None, None),
-        ("TZ", Some("%Z"), Some("%Z")),
-        ("OF", Some("%:z"), Some("%:z")),
-        ("SSSS", None, None),
-        ("CC", None, None),
-        ("RM", None, None),
-        ("rm", None, None),
-        ("TH", None, None),
-        ("th", None, None),
+    // The longest pattern at a place is taken (`SSSS` before `SS`). `None`: a PostgreSQL
+    // pattern chrono cannot give.
+    const PATTERNS: &[(&str, Option<(&str, &str)>)] = &[
+        // (pattern, (chrono, chrono under FM))
+        ("HH24", Some(("%H", "%-H"))),
+        ("HH12", Some(("%I", "%-I"))),
+        ("IYYY", Some(("%G", "%G"))),
+        ("YYYY", Some(("%Y", "%Y"))),
+        ("MONTH", None),
+        ("Month", Some(("%B", "%B"))),
+        ("month", None),
+        ("A.M.", None),
+        ("P.M.", None),
+        ("a.m.", None),
+        ("p.m.", None),
+        ("Y,YYY", None),
+        ("DDD", Some(("%j", "%-j"))),
+        ("MON", None),
+        ("Mon", Some(("%b", "%b"))),
+        ("mon", None),
+        ("DAY", None),
+        ("Day", Some(("%A", "%A"))),
+        ("day", None),
+        ("YYY", None),
+        ("HH", Some(("%I", "%-I"))),
+        ("MI", Some(("%M", "%-M"))),
+        ("SS", Some(("%S", "%-S"))),
+        ("MS", Some(("%3f", "%3f"))),
+        ("US", Some(("%6f", "%6f"))),
+        ("AM", Some(("%p", "%p"))),
+        ("PM", Some(("%p", "%p"))),
+        ("am", Some(("%P", "%P"))),
+        ("pm", Some(("%P", "%P"))),
+        ("YY", Some(("%y", "%y"))),
+        ("MM", Some(("%m", "%-m"))),
+        ("DD", Some(("%d", "%-d"))),
+        ("DY", None),
+        ("Dy", Some(("%a", "%a"))),
+        ("dy", None),
+        ("IW", Some(("%V", "%-V"))),
+        ("WW", None),
+        ("TZ", Some(("%Z", "%Z"))),
+        ("OF", Some(("%:z", "%:z"))),
+        ("SSSS", None),
+        ("CC", None),
+        ("RM", None),
+        ("rm", None),
+        ("TH", None),
+        ("th", None),
         // Lower case, as PostgreSQL also takes them (where case does not change the output).
-        ("hh24", Some("%H"), Some("%-H")),
-        ("hh12", Some("%I"), Some("%-I")),
-        ("iyyy", Some("%G"), Some("%G")),
-        ("yyyy", Some("%Y"), Some("%Y")),
-        ("ddd", Some("%j"), Some("%-j")),
-        ("hh", Some("%I"), Some("%-I")),
-        ("mi", Some("%M"), Some("%-M")),
-        ("ss", Some("%S"), Some("%-S")),
-        ("ms", Some("%3f"), Some("%3f")),
-        ("us", Some("%6f"), Some("%6f")),
-        ("yy", Some("%y"), Some("%y")),
-        ("mm", Some("%m"), Some("%-m")),
-        ("dd", Some("%d"), Some("%-d")),
-        ("iw", Some("%V"), Some("%-V")),
-        ("Q", None, None),
-        ("J", None, None),
-        ("W", None, None),
-        ("D", None, None),
-        ("Y", None, None),
-        ("I", None, None),
+        ("hh24", Some(("%H", "%-H"))),
+        ("hh12", Some(("%I", "%-I"))),
+        ("iyyy", Some(("%G", "%G"))),
+        ("yyyy", Some(("%Y", "%Y"))),
+        ("ddd", Some(("%j", "%-j"))),
+        ("hh", Some(("%I", "%-I"))),
+        ("mi", Some(("%M", "%-M"))),
+        ("ss", Some(("%S", "%-S"))),
+        ("ms", Some(("%3f", "%3f"))),
+        ("us", Some(("%6f", "%6f"))),
+        ("yy", Some(("%y", "%y"))),
+        ("mm", Some(("%m", "%-m"))),
+        ("dd", Some(("%d", "%-d"))),
+        ("iw", Some(("%V", "%-V"))),
+        ("Q", None),
+        ("J", None),
+        ("W", None),
+        ("D", None),
+        ("Y", None),
+        ("I", None),
     ];
     let mut out = String::new();
     let mut rest = template;
@@ -454,14 +455,13 @@ pub fn chrono_template(template: &str) -> std::result::Result<String, String> {
             rest = &rest[2..];
             continue;
         }
-        // Seconds since midnight (`SSSS`) before `SS`.
-        let found = PATTERNS.iter().filter(|(p, _, _)| rest.starts_with(p)).max_by_key(|(p, _, _)| p.len());
+        let found = PATTERNS.iter().filter(|(p, _)| rest.starts_with(p)).max_by_key(|(p, _)| p.len());
         match found {
-            Some((p, Some(plain), Some(filled))) => {
+            Some((p, Some((plain, filled)))) => {
                 out.push_str(if fill { filled } else { plain });
                 rest = &rest[p.len()..];
             }
-            Some((p, _, _)) => {
+            Some((p, None)) => {
                 return Err(format!(
                     "to_char pattern {p} of {template:?} is not supported; use the patterns YYYY, MM, DD, HH24, HH12, MI, SS, MS, US, AM, Mon, Month, Dy, Day, DDD, IW, IYYY, TZ, OF, or chrono's (%Y-%m-%d)"
                 ));
