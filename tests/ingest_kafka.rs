@@ -1,6 +1,6 @@
 //! End-to-end: the `edgelens ingest` role against the real broker at `$EDGELENS_TEST_KAFKA`
 //! (never skipped; `deploy/dev/test.sh` starts it). Files go into the events topic packed into
-//! messages per site (every valid line in exactly one), rejected lines into the dead-letters topic;
+//! messages per site's partition key (every valid line in exactly one), rejected lines into the dead-letters topic;
 //! the HTTP receiver acknowledges a Logpush batch only once it is in the topic, and answers 503
 //! with Retry-After while the broker is unreachable.
 
@@ -23,7 +23,7 @@ fn read_values(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<V
 }
 
 /// Every event line of an events topic, waiting until exactly `want` arrived (bounded); checks
-/// that each message holds events of its key's site only, and that events came several to a
+/// that each message holds events of its key only (the sites' registrable domain), and that events came several to a
 /// message.
 fn read_event_lines(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
     let messages = kafka::read_event_messages(broker, topic, partitions, want);
@@ -31,7 +31,7 @@ fn read_event_lines(broker: &str, topic: &str, partitions: i32, want: usize) -> 
     for (_, key, value) in &messages {
         for line in edgelens_ingest::log::message_lines(value) {
             let ev = edgelens_schemas::parse_line(line).unwrap();
-            assert_eq!(ev.site.as_bytes(), key.as_slice(), "an event in a message of another site");
+            assert_eq!(edgelens_schemas::suffix::partition_key(&ev.site).as_bytes(), key.as_slice(), "an event in a message of another key");
             lines.push(line.to_vec());
         }
     }

@@ -2,14 +2,21 @@
 //! an in-memory log in tests and the embedded mode ([`MemoryLog`]).
 //!
 //! Owns the message format on the topics, which other producers may write too:
-//! - `edge-requests`: key = the site (lower-case zone name, UTF-8); value = NDJSON: one or more
-//!   Cloudflare Logpush `http_requests` JSON objects of that site, each exactly as received, one per
+//! - `edge-requests`: key = the partition key of the events' site, UTF-8: the registrable domain
+//!   of the site (lower-case `ZoneName`, else the host of `ClientRequestHost`) — its public suffix
+//!   plus one label, after the ICANN section of the Public Suffix List
+//!   (`schemas/data/public_suffixes.dat`; see [`edgelens_schemas::suffix`]): `shop.example` for
+//!   `www.shop.example`, `api.shop.example` and `eu.shop.example`. For a zone that is its own
+//!   registrable domain, as most are, the key is the zone name. Value = NDJSON: one or more
+//!   Cloudflare Logpush `http_requests` JSON objects of that key, each exactly as received, one per
 //!   line (`\n`; a trailing `\n`, `\r\n` line ends and blank lines are allowed). A message of one
 //!   event is simply its line. edgelens partitions by the key with murmur2
-//!   (`partitioner=murmur2_random`, the Java client's default), so a site's events share one
-//!   partition; other producers should do the same. Totals are exact whatever partition an event
-//!   is on, but a redelivered event (same `RayID`) is recognised as a duplicate only on the
-//!   partition that counted it first. Events should carry `RayID`.
+//!   (`partitioner=murmur2_random`, the Java client's default), so all events of a site share one
+//!   partition, including those of hosts the aggregators count under their registered site;
+//!   other producers should do the same. Totals are exact whatever partition an event is on, but
+//!   a site's attack detection sees only the events of the partition it is judged on, and a
+//!   redelivered event (same `RayID`) is recognised as a duplicate only on the partition that
+//!   counted it first. Events should carry `RayID`.
 //!
 //!   A message may carry the header `edgelens-message-id` ([`MESSAGE_ID_HEADER`]): an id naming
 //!   the message, unique among the producer's messages of its key. A message sent again because
@@ -24,10 +31,10 @@
 //!   so that an equal batch posted on purpose has other ids; see [`crate::receiver`] for when it
 //!   is a resend.
 //!
-//!   edgelens' own producers pack the events of a batch into messages per site ([`Packer`]), so
-//!   that the per-message cost of the broker and its clients is paid once per site and second
-//!   instead of once per event. Packing keeps each site's events in their order. It moves an
-//!   event ahead of other sites' events only if its event time lies in the same second as the
+//!   edgelens' own producers pack the events of a batch into messages per key ([`Packer`]), so
+//!   that the per-message cost of the broker and its clients is paid once per key and second
+//!   instead of once per event. Packing keeps each key's events in their order. It moves an
+//!   event ahead of other keys' events only if its event time lies in the same second as the
 //!   newest event time before those, or an earlier one: the newest event time any event is read
 //!   after stays in the second it would be in unpacked, so the watermark's second, and with it
 //!   which windows and detector seconds are closed when an event arrives, is unchanged. An event
@@ -46,6 +53,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 
+use edgelens_schemas::suffix::partition_key;
 use edgelens_schemas::time::NANOS_PER_SEC;
 use edgelens_schemas::Nanos;
 
@@ -108,7 +116,7 @@ pub const PACK_MAX_FUTURE: Nanos = 300 * NANOS_PER_SEC;
 /// with [`Packer::push`], invalid ones come back as dead letters; [`Packer::take`] hands out the
 /// messages so far, in order.
 ///
-/// An event joins its site's open message unless that message is full or the event's second is
+/// An event joins its key's open message unless that message is full or the event's second is
 /// later than the second of the newest event time seen when the message was opened; then it
 /// opens a new message, after every message so far. Whatever it is moved ahead of came after
 /// that opening, so saw at least that newest time.
@@ -116,7 +124,7 @@ pub const PACK_MAX_FUTURE: Nanos = 300 * NANOS_PER_SEC;
 pub struct Packer {
     max_bytes: usize,
     messages: Vec<Record>,
-    /// Open message of each site: index into `messages`, second of the newest event time seen
+    /// Open message of each key: index into `messages`, second of the newest event time seen
     /// when it opened.
     open: HashMap<Vec<u8>, (usize, Nanos)>,
     /// Newest event time seen so far.
@@ -151,7 +159,7 @@ impl Packer {
                 // An event the aggregators will reject as from the future does not move their
                 // event time: nor does it move the packer's.
                 let clocked = ev.ts <= now.saturating_add(PACK_MAX_FUTURE);
-                self.pack(ev.site.as_bytes(), ev.ts, line.raw(), clocked);
+                self.pack(partition_key(&ev.site).as_bytes(), ev.ts, line.raw(), clocked);
                 Ok(())
             }
             Err((reason, raw)) => {
@@ -163,13 +171,13 @@ impl Packer {
         }
     }
 
-    /// Pack one valid event of `site` at event time `ts` whose line is `raw`.
-    pub fn push_event(&mut self, site: &[u8], ts: Nanos, raw: &[u8]) {
-        self.pack(site, ts, raw, true);
+    /// Pack one valid event of partition key `key` at event time `ts` whose line is `raw`.
+    pub fn push_event(&mut self, key: &[u8], ts: Nanos, raw: &[u8]) {
+        self.pack(key, ts, raw, true);
     }
 
     /// [`Self::push_event`]; `clocked`: whether the event moves the newest event time.
-    fn pack(&mut self, site: &[u8], ts: Nanos, raw: &[u8], clocked: bool) {
+    fn pack(&mut self, key: &[u8], ts: Nanos, raw: &[u8], clocked: bool) {
         use std::hash::Hasher;
         self.lines_hash.write(raw);
         self.lines_hash.write(b"\n");
@@ -177,7 +185,7 @@ impl Packer {
         if clocked {
             self.newest = self.newest.max(ts);
         }
-        if let Some(&(i, newest_then)) = self.open.get(site) {
+        if let Some(&(i, newest_then)) = self.open.get(key) {
             let value = &mut self.messages[i].value;
             if ts.div_euclid(NANOS_PER_SEC) <= newest_then && value.len() + 1 + raw.len() <= self.max_bytes {
                 value.push(b'\n');
@@ -185,8 +193,8 @@ impl Packer {
                 return;
             }
         }
-        self.open.insert(site.to_vec(), (self.messages.len(), self.newest.div_euclid(NANOS_PER_SEC)));
-        self.messages.push(Record { key: site.to_vec(), value: raw.to_vec(), id: None, resend: false });
+        self.open.insert(key.to_vec(), (self.messages.len(), self.newest.div_euclid(NANOS_PER_SEC)));
+        self.messages.push(Record { key: key.to_vec(), value: raw.to_vec(), id: None, resend: false });
     }
 
     /// Events packed so far and not yet taken.
@@ -404,6 +412,23 @@ mod tests {
         assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v)));
         assert_eq!(p.events(), 0);
         assert!(p.take().is_empty());
+    }
+
+    /// Regression: lines without `ZoneName` were keyed by their host, so the hosts of one site
+    /// (`www.`, `api.`, the zone itself) went to several partitions, and each partition's detector
+    /// judged part of the site's traffic. They are keyed by the registrable domain now, as are
+    /// lines of a zone below it.
+    #[test]
+    fn a_sites_hosts_and_zones_below_it_share_a_key() {
+        let host = |host: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let zone = |zone: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"{zone}","ClientRequestHost":"x.{zone}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let lines = [host("www.shop.example", 0), host("API.shop.example:443", 10), zone("eu.shop.example", 20), host("shop.example", 30), host("www.shop.example.co.uk", 40), host("other.example", 50)];
+        let mut p = Packer::default();
+        for (i, l) in lines.iter().enumerate() {
+            p.push(&Line::Complete(l.as_bytes()), "logpush", i as u64, NOW).unwrap();
+        }
+        let got: Vec<(String, usize)> = p.take().into_iter().map(|r| (String::from_utf8(r.key).unwrap(), message_lines(&r.value).count())).collect();
+        assert_eq!(got, [("shop.example", 4), ("example.co.uk", 1), ("other.example", 1)].map(|(k, n)| (k.to_owned(), n)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Logpush HTTP receiver: `POST /v1/logpush` takes a batch of `http_requests` NDJSON lines
 //! (gzip or plain, as Cloudflare Logpush's HTTP destination pushes them), validates every line,
-//! appends the valid events to the events topic (key = site; one message per site and time slice,
-//! see [`Packer`]) and the rejected lines to the dead-letters topic, and answers only after the log
+//! appends the valid events to the events topic (key = the site's registrable domain; one message
+//! per key and time slice, see [`Packer`]) and the rejected lines to the dead-letters topic, and answers only after the log
 //! has acknowledged all of them.
 //!
 //! Answers:

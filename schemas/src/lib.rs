@@ -11,6 +11,7 @@
 //! - [`registry`]: registry import files (sites, entity attributions, tags) parsed and validated.
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //! - [`settings`]: checks the roles' typed settings share.
+//! - [`suffix`]: the partition key of a site's events (its registrable domain).
 //!
 //! - [`net`] (feature `net`): the connection limits of the HTTP listeners.
 //!
@@ -25,6 +26,7 @@ pub mod privacy;
 pub mod registry;
 pub mod settings;
 pub mod sketch;
+pub mod suffix;
 pub mod tables;
 pub mod time;
 
