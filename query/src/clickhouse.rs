@@ -87,7 +87,7 @@ impl ClickHouseBackend {
     /// as well.
     pub async fn user_sql(&self, sql: &str) -> Result<QueryResult> {
         let limits = self.limits;
-        let sql = positions_named(check_read_only(sql)?);
+        let sql = for_clickhouse(check_read_only(sql)?);
         let q = self
             .client
             .query(&sql)
@@ -321,14 +321,24 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
     Ok(trimmed)
 }
 
-/// `sql` with the column positions of its `GROUP BY` and `ORDER BY` (`GROUP BY 1 ORDER BY 2
-/// DESC`, as PostgreSQL, Grafana and the lake take them) replaced by the columns they name: the
-/// alias of an aliased column, else its expression. ClickHouse 18.16 reads them as constants
-/// (ordering by nothing; grouping by nothing, then refusing the other columns). The rest of the
-/// text is kept as written; a statement that does not parse, or a position that names no column
-/// (`*`, out of range), is left to ClickHouse.
-pub fn positions_named(sql: &str) -> std::borrow::Cow<'_, str> {
-    use datafusion::sql::sqlparser::ast::{Expr, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Value, Visit, Visitor};
+/// `sql` in forms ClickHouse 18.16 reads as the lake does; the rest of the text is kept as
+/// written, and a statement that does not parse is left to ClickHouse.
+///
+/// - The column positions of `GROUP BY` and `ORDER BY` (`GROUP BY 1 ORDER BY 2 DESC`, as
+///   PostgreSQL, Grafana and the lake take them) are replaced by the columns they name: the alias
+///   of an aliased column, else its expression. ClickHouse 18.16 reads them as constants
+///   (ordering by nothing; grouping by nothing, then refusing the other columns). A position that
+///   names no column (`*`, out of range) is left.
+/// - Time literals in RFC 3339 or ISO 8601 form (`'2026-11-01T00:00:00Z'`,
+///   `'2026-11-01T02:00:00.250+02:00'`, `'2026-11-01T00:00:00'`, `'2026-11-01 00:00:00.5'` — as
+///   Grafana's `$__timeFilter` writes them), which 18.16 cannot compare with a `DateTime`, are
+///   written `'2026-11-01 00:00:00'` in UTC. `DateTime` holds whole seconds, so a fraction is
+///   rounded the way that keeps a comparison's answer: up for the lower bound (`>=`, `>`'s
+///   complement, `BETWEEN`'s low end), down for the upper one; elsewhere (`=`, a function's
+///   argument) a literal with a fraction is left as written. A string column compared with such
+///   a text is compared with (or shows) the rewritten text.
+pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Value, ValueWithSpan, Visit, Visitor};
     use datafusion::sql::sqlparser::tokenizer::{Location, Span};
     use std::ops::ControlFlow;
 
@@ -345,11 +355,29 @@ pub fn positions_named(sql: &str) -> std::borrow::Cow<'_, str> {
         let (start, end) = (offset(sql, span.start)?, offset(sql, span.end)?);
         (span != Span::empty() && start < end && sql.is_char_boundary(start)).then_some(start..end)
     };
-    struct Positions<F> {
+    struct Edits<F> {
         range: F,
         edits: Vec<(std::ops::Range<usize>, String)>,
+        /// Time literals already rewritten as a bound (their start), not to be rewritten again
+        /// when the visit reaches them on their own.
+        bounds: Vec<usize>,
     }
-    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Positions<F> {
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<F> {
+        /// Rewrite `v` if it is a time literal; `round`: how a fraction of a second is rounded
+        /// (`None`: a literal with one is left).
+        fn time(&mut self, v: &ValueWithSpan, round: Option<Round>) {
+            let Value::SingleQuotedString(text) = &v.value else { return };
+            let Some(at) = (self.range)(v.span) else { return };
+            if self.bounds.contains(&at.start) {
+                return;
+            }
+            if let Some(t) = clickhouse_time(text, round) {
+                self.bounds.push(at.start);
+                self.edits.push((at, format!("'{t}'")));
+            }
+        }
+    }
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Edits<F> {
         type Break = ();
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
             let SetExpr::Select(select) = query.body.as_ref() else { return ControlFlow::Continue(()) };
@@ -376,11 +404,42 @@ pub fn positions_named(sql: &str) -> std::borrow::Cow<'_, str> {
             }
             ControlFlow::Continue(())
         }
+
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::BinaryOp { left, op, right } => {
+                    // `x >= t`: true from ceil(t) on; `x > t`, `x <= t`: from / up to floor(t);
+                    // `x < t`: up to ceil(t) exclusive. Mirrored with the literal on the left.
+                    let round = |literal_right: bool| match (op, literal_right) {
+                        (BinaryOperator::GtEq | BinaryOperator::Lt, true) | (BinaryOperator::LtEq | BinaryOperator::Gt, false) => Some(Round::Up),
+                        (BinaryOperator::Gt | BinaryOperator::LtEq, true) | (BinaryOperator::Lt | BinaryOperator::GtEq, false) => Some(Round::Down),
+                        _ => None,
+                    };
+                    if let Expr::Value(v) = right.as_ref() {
+                        self.time(v, round(true));
+                    }
+                    if let Expr::Value(v) = left.as_ref() {
+                        self.time(v, round(false));
+                    }
+                }
+                Expr::Between { low, high, .. } => {
+                    if let Expr::Value(v) = low.as_ref() {
+                        self.time(v, Some(Round::Up));
+                    }
+                    if let Expr::Value(v) = high.as_ref() {
+                        self.time(v, Some(Round::Down));
+                    }
+                }
+                Expr::Value(v) => self.time(v, None),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
     }
     let Ok(statements) = datafusion::sql::sqlparser::parser::Parser::parse_sql(&datafusion::sql::sqlparser::dialect::ClickHouseDialect {}, sql) else {
         return sql.into();
     };
-    let mut found = Positions { range, edits: Vec::new() };
+    let mut found = Edits { range, edits: Vec::new(), bounds: Vec::new() };
     let _ = statements.visit(&mut found);
     if found.edits.is_empty() {
         return sql.into();
@@ -392,6 +451,38 @@ pub fn positions_named(sql: &str) -> std::borrow::Cow<'_, str> {
         out.replace_range(at, &text);
     }
     out.into()
+}
+
+/// How a time literal's fraction of a second is rounded to a whole second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Up,
+    Down,
+}
+
+/// `text` as ClickHouse's `DateTime` text (`YYYY-MM-DD HH:MM:SS`, UTC) when it is a time in RFC
+/// 3339 / ISO 8601 form that is not already one; a fraction of a second is rounded by `round`
+/// (`None`: no answer for a time with one). Dates and times outside `DateTime`'s years are left.
+fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
+    use chrono::{Datelike, Timelike};
+    let b = text.as_bytes();
+    // A date, then `T` or a space and a time: the form is settled before any parsing.
+    if b.len() < 19 || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
+        return None;
+    }
+    let utc = match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => t.naive_utc(),
+        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())?,
+    };
+    let whole = utc.with_nanosecond(0)?;
+    let t = match (utc == whole, round) {
+        (true, _) => whole,
+        (false, Some(Round::Down)) => whole,
+        (false, Some(Round::Up)) => whole + chrono::Duration::seconds(1),
+        (false, None) => return None,
+    };
+    let out = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    (out != text && (1970..2106).contains(&t.year())).then_some(out)
 }
 
 /// Words and `;` of `sql`, skipping string literals, quoted identifiers and comments.
@@ -658,21 +749,57 @@ mod tests {
     #[test]
     fn column_positions_are_named_for_clickhouse() {
         assert_eq!(
-            positions_named("SELECT site, sum(requests) FROM traffic_1m GROUP BY 1 ORDER BY 2 DESC LIMIT 5"),
+            for_clickhouse("SELECT site, sum(requests) FROM traffic_1m GROUP BY 1 ORDER BY 2 DESC LIMIT 5"),
             "SELECT site, sum(requests) FROM traffic_1m GROUP BY (site) ORDER BY (sum(requests)) DESC LIMIT 5"
         );
         assert_eq!(
-            positions_named("SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY 2 DESC, 1"),
+            for_clickhouse("SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY 2 DESC, 1"),
             "SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY r DESC, (country)"
         );
         // Multi-byte text before a position, and a subquery's own positions.
         assert_eq!(
-            positions_named("SELECT 'ü€', n FROM (SELECT site AS s, count() AS n FROM t GROUP BY 1) ORDER BY 2"),
+            for_clickhouse("SELECT 'ü€', n FROM (SELECT site AS s, count() AS n FROM t GROUP BY 1) ORDER BY 2"),
             "SELECT 'ü€', n FROM (SELECT site AS s, count() AS n FROM t GROUP BY s) ORDER BY (n)"
         );
         // Left as written: no positions, `*`, out of range, numbers elsewhere, text that does not parse.
         for sql in ["SELECT site FROM t ORDER BY site", "SELECT * FROM t ORDER BY 1", "SELECT a FROM t ORDER BY 3", "SELECT a + 1 FROM t WHERE b = 2", "SELEC 1 ORDER BY 1"] {
-            assert_eq!(positions_named(sql), sql);
+            assert_eq!(for_clickhouse(sql), sql);
+        }
+    }
+
+    /// Regression: ClickHouse 18.16 refused RFC 3339 literals compared with a `DateTime`, as
+    /// Grafana's `$__timeFilter` writes them (`ts BETWEEN '…T…Z' AND '…T…Z'`).
+    #[test]
+    fn time_literals_are_written_as_clickhouse_reads_them() {
+        let cases = [
+            (
+                "SELECT ts FROM traffic_1m WHERE ts BETWEEN '2026-11-01T00:00:00Z' AND '2026-11-01T01:00:00.999Z' ORDER BY 1",
+                "SELECT ts FROM traffic_1m WHERE ts BETWEEN '2026-11-01 00:00:00' AND '2026-11-01 01:00:00' ORDER BY (ts)",
+            ),
+            // A lower bound's fraction rounds up, an upper bound's down, whichever side it is on.
+            ("SELECT 1 FROM t WHERE ts >= '2026-11-01T00:00:00.250Z' AND ts < '2026-11-01T00:01:00.5Z'", "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:01' AND ts < '2026-11-01 00:01:01'"),
+            ("SELECT 1 FROM t WHERE ts > '2026-11-01T00:00:00.250Z' OR ts <= '2026-11-01T00:01:00.5Z'", "SELECT 1 FROM t WHERE ts > '2026-11-01 00:00:00' OR ts <= '2026-11-01 00:01:00'"),
+            ("SELECT 1 FROM t WHERE '2026-11-01T00:00:00.2Z' <= ts AND '2026-11-01T00:00:09.2Z' > ts", "SELECT 1 FROM t WHERE '2026-11-01 00:00:01' <= ts AND '2026-11-01 00:00:10' > ts"),
+            ("SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:00.1' AND '2026-11-01T00:00:09.9'", "SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:01' AND '2026-11-01 00:00:09'"),
+            // Offsets are moved to UTC; whole seconds are rewritten anywhere.
+            ("SELECT count() FROM t WHERE ts = '2026-11-01T02:00:00+02:00'", "SELECT count() FROM t WHERE ts = '2026-11-01 00:00:00'"),
+            ("SELECT toStartOfHour(toDateTime('2026-11-01T00:30:00Z')) AS h", "SELECT toStartOfHour(toDateTime('2026-11-01 00:30:00')) AS h"),
+            ("SELECT 1 FROM t WHERE ts IN ('2026-11-01T00:00:00Z', '2026-11-01T00:01:00Z')", "SELECT 1 FROM t WHERE ts IN ('2026-11-01 00:00:00', '2026-11-01 00:01:00')"),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(for_clickhouse(sql), want, "{sql}");
+        }
+        // Left as written: ClickHouse's own form, dates, other text, a fraction where no rounding
+        // keeps the answer, times outside DateTime's range, text that does not parse.
+        for sql in [
+            "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00' AND d = '2026-11-01'",
+            "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
+            "SELECT 1 FROM t WHERE ts = '2026-11-01T00:00:00.5Z'",
+            "SELECT 1 FROM t WHERE ts >= '1900-01-01T00:00:00Z'",
+            "SELECT 1 FROM t WHERE ts >= '2026-13-01T00:00:00Z'",
+            "SELEC 1 WHERE ts >= '2026-11-01T00:00:00Z'",
+        ] {
+            assert_eq!(for_clickhouse(sql), sql);
         }
     }
 
