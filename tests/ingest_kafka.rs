@@ -1,8 +1,8 @@
 //! End-to-end: the `edgelens ingest` role against the real broker at `$EDGELENS_TEST_KAFKA`
 //! (never skipped; `deploy/dev/test.sh` starts it). Files go into the events topic packed into
-//! messages per site's partition key (every valid line in exactly one), rejected lines into the dead-letters topic;
-//! the HTTP receiver acknowledges a Logpush batch only once it is in the topic, and answers 503
-//! with Retry-After while the broker is unreachable.
+//! messages per site's partition key (every valid line in exactly one), rejected lines into the
+//! dead-letters topic; the HTTP receiver acknowledges a Logpush batch only once it is in the
+//! topic, and answers 503 with Retry-After while the broker is unreachable.
 
 mod support;
 
@@ -23,8 +23,8 @@ fn read_values(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<V
 }
 
 /// Every event line of an events topic, waiting until exactly `want` arrived (bounded); checks
-/// that each message holds events of its key only (the sites' registrable domain), and that events came several to a
-/// message.
+/// that each message holds events of its key only (the sites' registrable domain), and that
+/// events came several to a message.
 fn read_event_lines(broker: &str, topic: &str, partitions: i32, want: usize) -> Vec<Vec<u8>> {
     let messages = kafka::read_event_messages(broker, topic, partitions, want);
     let mut lines = Vec::new();

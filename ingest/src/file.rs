@@ -1,7 +1,7 @@
 //! Files replayed into the event log (`edgelens ingest file PATH...`): NDJSON / NDJSON.gz read
 //! with bounded memory, validated like the receiver does, packed into messages per site's
-//! partition key ([`Packer`]) and appended in batches; rejected lines go to the dead-letters topic with
-//! `source = "file:<name>"` and their line number.
+//! partition key ([`Packer`]) and appended in batches; rejected lines go to the dead-letters topic
+//! with `source = "file:<name>"` and their line number.
 //!
 //! A batch the log refuses with a retryable error is appended again after a backoff (up to
 //! `max_attempts`), so a broker restart delays the replay instead of losing events; a resent batch's

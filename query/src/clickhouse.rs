@@ -360,7 +360,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         edits: Vec<(std::ops::Range<usize>, String)>,
         /// Time literals already rewritten as a bound (their start), not to be rewritten again
         /// when the visit reaches them on their own.
-        bounds: Vec<usize>,
+        bounds: std::collections::HashSet<usize>,
     }
     impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<F> {
         /// Rewrite `v` if it is a time literal; `round`: how a fraction of a second is rounded
@@ -372,7 +372,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 return;
             }
             if let Some(t) = clickhouse_time(text, round) {
-                self.bounds.push(at.start);
+                self.bounds.insert(at.start);
                 self.edits.push((at, format!("'{t}'")));
             }
         }
@@ -439,7 +439,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     let Ok(statements) = datafusion::sql::sqlparser::parser::Parser::parse_sql(&datafusion::sql::sqlparser::dialect::ClickHouseDialect {}, sql) else {
         return sql.into();
     };
-    let mut found = Edits { range, edits: Vec::new(), bounds: Vec::new() };
+    let mut found = Edits { range, edits: Vec::new(), bounds: Default::default() };
     let _ = statements.visit(&mut found);
     if found.edits.is_empty() {
         return sql.into();
