@@ -421,7 +421,7 @@ fn replay(a: ReplayArgs) -> Result<()> {
         max_line: a.max_line_bytes,
         flush_rows: a.flush_rows.max(1),
         client_ip: edgelens_schemas::privacy::ClientIpPolicy::from_config(&a.client_ip, &a.client_ip_key).map_err(|e| anyhow::anyhow!("--client-ip: {e}"))?,
-        sites: HostSites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?,
+        sites: edgelens_aggregate::sites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?,
         ..PipelineConfig::default()
     };
     let ch = clickhouse_from_env(a.clickhouse.as_deref())?;
@@ -638,7 +638,8 @@ fn run_roles(a: RunArgs) -> Result<()> {
             match role {
                 Role::Ingest => {
                     let cfg = ingest.clone();
-                    tasks.spawn(async move { (role, edgelens_ingest::run(cfg, done).await.map_err(anyhow::Error::from)) });
+                    let sites = registry_of(&cfg);
+                    tasks.spawn(async move { (role, edgelens_ingest::run(cfg, sites, done).await.map_err(anyhow::Error::from)) });
                 }
                 Role::Aggregate => {
                     let cfg = aggregate.clone();
@@ -695,6 +696,14 @@ fn query(a: QueryArgs) -> Result<()> {
     runtime()?.block_on(serve_query(cfg, shutdown_signal()))
 }
 
+/// The site registry ingest keys lines by: read from the lake of `[ingest] data_dir` now, and
+/// again every 30 s while the process runs.
+fn registry_of(cfg: &edgelens_ingest::IngestConfig) -> HostSites {
+    let sites = HostSites::default();
+    edgelens_aggregate::sites::watch(cfg.data_dir.clone(), sites.clone(), Arc::new(AtomicBool::new(false)));
+    sites
+}
+
 fn ingest(a: IngestArgs) -> Result<()> {
     let mut cfg: edgelens_ingest::IngestConfig = crate::config::role(a.config.as_deref(), "ingest")?;
     if let Some(b) = a.brokers {
@@ -706,7 +715,8 @@ fn ingest(a: IngestArgs) -> Result<()> {
     let rt = runtime()?;
     match a.cmd {
         None => rt.block_on(async move {
-            edgelens_ingest::run(cfg, shutdown_signal()).await?;
+            let sites = registry_of(&cfg);
+            edgelens_ingest::run(cfg, sites, shutdown_signal()).await?;
             Ok(())
         }),
         Some(IngestCmd::File { files }) => rt.block_on(async move {
@@ -718,6 +728,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
                 dead_letters_topic: cfg.dead_letters_topic.clone(),
                 max_line_bytes: cfg.max_line_bytes,
                 start_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+                sites: registry_of(&cfg),
                 ..FileIngestConfig::default()
             };
             let started = Instant::now();
@@ -879,7 +890,7 @@ mod demo {
         // Lake file names derive from source + line span; the start time keeps a restarted demo
         // from overwriting the files of an earlier run in the same data dir.
         let source = format!("demo-{start_secs}");
-        let sites = HostSites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?;
+        let sites = edgelens_aggregate::sites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?;
         let cfg = PipelineConfig { windows: window, flush_rows: 1, source: source.clone(), sites, ..PipelineConfig::default() };
         let mut pipeline = EmbeddedPipeline::new(cfg, lake);
         let mut generator = TrafficGenerator::new(GenerateConfig {

@@ -477,7 +477,7 @@ pub fn run_blocking(cfg: &AggregateConfig, stop: &Arc<AtomicBool>, metrics: &Arc
     let watch_done = Arc::new(AtomicBool::new(false));
     watch_high_watermarks(&cfg.brokers, Arc::clone(metrics), Arc::clone(&watch_done));
     let sites = HostSites::default();
-    watch_registry(cfg.data_dir.clone(), sites.clone(), Arc::clone(&watch_done));
+    crate::sites::watch(cfg.data_dir.clone(), sites.clone(), Arc::clone(&watch_done));
     let res = match cfg.assignment {
         AssignmentMode::Leases => run_leases(cfg, &sites, stop, metrics),
         AssignmentMode::Group => run_group(cfg, &sites, stop, metrics),
@@ -1116,33 +1116,6 @@ fn publish(cfg: &AggregateConfig, parts: &Parts, stats: &AggregateStats, ends: &
         if topics.contains(&topic.as_str()) {
             metrics.set_fetched(cfg.kind_of(&topic), n);
         }
-    }
-}
-
-/// How often the aggregator reads the site registry again.
-const REGISTRY_EVERY: Duration = Duration::from_secs(30);
-
-/// A thread of its own that reads the lake's site registry into `sites` now and every
-/// [`REGISTRY_EVERY`] until `done` (a registry import reaches running aggregators without a
-/// restart). The first read happens before this returns, so the partitions start with it.
-fn watch_registry(lake: PathBuf, sites: HostSites, done: Arc<AtomicBool>) {
-    let read = move |sites: &HostSites| match sites.reload_from_lake(&lake) {
-        Ok(n) => tracing::debug!(sites = n, "site registry read"),
-        Err(e) => tracing::warn!(error = %e, "site registry unreadable; host names keep the sites they had"),
-    };
-    read(&sites);
-    let spawned = std::thread::Builder::new().name("edgelens-registry".into()).spawn(move || {
-        let mut next = Instant::now() + REGISTRY_EVERY;
-        while !done.load(Ordering::Relaxed) {
-            if Instant::now() >= next {
-                read(&sites);
-                next = Instant::now() + REGISTRY_EVERY;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no registry thread; the site registry is read only at start");
     }
 }
 

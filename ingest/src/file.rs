@@ -12,6 +12,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use edgelens_schemas::sites::HostSites;
+
 use crate::dead_letter::now_nanos;
 use crate::log::{EventLog, Packer, Record};
 use crate::reader::{file_name, open_file, LineReader};
@@ -31,6 +33,9 @@ pub struct FileIngestConfig {
     /// How long to wait for the log to answer (and know the events topic) before reading
     /// anything; after that it fails with the reason.
     pub start_timeout: Duration,
+    /// The registered sites: a line is keyed by the site its host maps to
+    /// ([`Packer::with_sites`]).
+    pub sites: HostSites,
 }
 
 impl Default for FileIngestConfig {
@@ -43,6 +48,7 @@ impl Default for FileIngestConfig {
             max_attempts: 60,
             retry_backoff: Duration::from_secs(1),
             start_timeout: Duration::from_secs(30),
+            sites: HostSites::default(),
         }
     }
 }
@@ -137,7 +143,7 @@ pub async fn ingest_files<L: EventLog>(
         let (reader, counter) = open_file(path).map_err(input_err)?;
         let source = format!("file:{}", file_name(path));
         let mut lines = LineReader::new(reader, cfg.max_line_bytes);
-        let mut events = Packer::default();
+        let mut events = Packer::default().with_sites(cfg.sites.clone());
         let mut dead = Vec::new();
         let before = stats.clone();
         loop {

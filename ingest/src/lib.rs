@@ -22,6 +22,8 @@ pub mod receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgelens_schemas::sites::HostSites;
+
 pub use error::LogError;
 pub use receiver::IngestConfig;
 
@@ -78,16 +80,17 @@ async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, brokers: String, topics:
     }
 }
 
-/// Run the ingest role until `shutdown` resolves: receiver → Kafka. Batches in flight finish, then
-/// the producer is flushed.
-pub async fn run(cfg: IngestConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
+/// Run the ingest role until `shutdown` resolves: receiver → Kafka, each line keyed by the site
+/// `sites` maps its host to (the registry the caller keeps reading from `cfg.data_dir`). Batches
+/// in flight finish, then the producer is flushed.
+pub async fn run(cfg: IngestConfig, sites: HostSites, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
     cfg.validate().map_err(IngestError::Config)?;
     let log = Arc::new(kafka::KafkaLog::new(&kafka_config(&cfg))?);
     // In the background: an unreachable broker must not delay the listener.
     tokio::spawn(warn_missing_topics(Arc::clone(&log), cfg.brokers.clone(), vec![cfg.events_topic.clone(), cfg.dead_letters_topic.clone()]));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| IngestError::Bind { addr: cfg.listen, source })?;
     let flush_timeout = Duration::from_millis(cfg.ack_timeout_ms);
-    receiver::serve_on(listener, cfg, Arc::clone(&log), shutdown).await.map_err(IngestError::Serve)?;
+    receiver::serve_on(listener, cfg, Arc::clone(&log), sites, shutdown).await.map_err(IngestError::Serve)?;
     log.flush(flush_timeout)?;
     Ok(())
 }

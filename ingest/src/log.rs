@@ -3,11 +3,13 @@
 //!
 //! Owns the message format on the topics, which other producers may write too:
 //! - `edge-requests`: key = the partition key of the events' site, UTF-8: the registrable domain
-//!   of the site (lower-case `ZoneName`, else the host of `ClientRequestHost`) — its public suffix
-//!   plus one label, after the ICANN section of the Public Suffix List
-//!   (`schemas/data/public_suffixes.dat`; see [`edgelens_schemas::suffix`]): `shop.example` for
-//!   `www.shop.example`, `api.shop.example` and `eu.shop.example`. For a zone that is its own
-//!   registrable domain, as most are, the key is the zone name. Value = NDJSON: one or more
+//!   of the site (lower-case `ZoneName`, else the registered site the host of `ClientRequestHost`
+//!   belongs to, else that host) — its public suffix plus one label, after the ICANN section of
+//!   the Public Suffix List (`schemas/data/public_suffixes.dat`; see [`edgelens_schemas::suffix`]):
+//!   `shop.example` for `www.shop.example`, `api.shop.example` and `eu.shop.example`. For a zone
+//!   that is its own registrable domain, as most are, the key is the zone name; a site that is a
+//!   public suffix itself is its own key (`nhs.uk`, and `www.nhs.uk` when `nhs.uk` is
+//!   registered). Value = NDJSON: one or more
 //!   Cloudflare Logpush `http_requests` JSON objects of that key, each exactly as received, one per
 //!   line (`\n`; a trailing `\n`, `\r\n` line ends and blank lines are allowed). A message of one
 //!   event is simply its line. edgelens partitions by the key with murmur2
@@ -53,6 +55,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
 
+use edgelens_schemas::sites::HostSites;
 use edgelens_schemas::suffix::partition_key;
 use edgelens_schemas::time::NANOS_PER_SEC;
 use edgelens_schemas::Nanos;
@@ -134,6 +137,8 @@ pub struct Packer {
     /// and the input line number of the first packed.
     lines_hash: twox_hash::XxHash64,
     first_line: Option<u64>,
+    /// The registered sites a line's host maps to: a line is keyed by its site's key.
+    sites: HostSites,
 }
 
 impl Default for Packer {
@@ -145,7 +150,16 @@ impl Default for Packer {
 impl Packer {
     /// A packer whose messages hold at most `max_bytes` (unless a single line is longer).
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, messages: Vec::new(), open: HashMap::new(), newest: Nanos::MIN, events: 0, lines_hash: twox_hash::XxHash64::with_seed(0), first_line: None }
+        Self { max_bytes, messages: Vec::new(), open: HashMap::new(), newest: Nanos::MIN, events: 0, lines_hash: twox_hash::XxHash64::with_seed(0), first_line: None, sites: HostSites::default() }
+    }
+
+    /// This packer keying a line by the partition key of the site `sites` maps its host to, as
+    /// the aggregators count it: every host of a registered site goes with the site, including
+    /// one no registrable domain covers (`www.nhs.uk` when `nhs.uk`, itself a public suffix, is
+    /// registered).
+    pub fn with_sites(mut self, sites: HostSites) -> Self {
+        self.sites = sites;
+        self
     }
 
     /// Take one line: packed when valid, else the dead letter that takes its place. A rejected
@@ -154,8 +168,9 @@ impl Packer {
     pub fn push(&mut self, line: &Line<'_>, source: &str, line_no: u64, now: Nanos) -> Result<(), DeadLetter> {
         use std::hash::Hasher;
         match line.parse() {
-            Ok(ev) => {
+            Ok(mut ev) => {
                 self.first_line.get_or_insert(line_no);
+                self.sites.apply(&mut ev);
                 // An event the aggregators will reject as from the future does not move their
                 // event time: nor does it move the packer's.
                 let clocked = ev.ts <= now.saturating_add(PACK_MAX_FUTURE);
@@ -429,6 +444,29 @@ mod tests {
         }
         let got: Vec<(String, usize)> = p.take().into_iter().map(|r| (String::from_utf8(r.key).unwrap(), message_lines(&r.value).count())).collect();
         assert_eq!(got, [("shop.example", 4), ("example.co.uk", 1), ("other.example", 1)].map(|(k, n)| (k.to_owned(), n)));
+    }
+
+    /// Regression: a registered site that is a public suffix itself (`nhs.uk`), or has a list
+    /// rule below it (`*.kobe.jp`), has hosts that are their own registrable domains
+    /// (`www.nhs.uk`, `www.kobe.jp`): keyed by that, its hosts went to several partitions. With the
+    /// registry they are keyed by their site; without it, as before.
+    #[test]
+    fn hosts_of_a_registered_public_suffix_share_their_sites_key() {
+        let host = |host: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let zone = |zone: &str, ms: i64| format!(r#"{{"EdgeStartTimestamp":{},"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ZoneName":"{zone}","ClientRequestHost":"www.{zone}"}}"#, 1_793_491_200_000_000_000i64 + ms * 1_000_000);
+        let lines = [host("www.nhs.uk", 0), host("api.nhs.uk", 10), zone("nhs.uk", 20), host("www.kobe.jp", 30), host("kobe.jp", 40), host("www.gov.uk", 50), host("www.shop.example", 60)];
+        let keys = |p: Packer| -> Vec<(String, usize)> {
+            let mut p = p;
+            for (i, l) in lines.iter().enumerate() {
+                p.push(&Line::Complete(l.as_bytes()), "logpush", i as u64, NOW).unwrap();
+            }
+            p.take().into_iter().map(|r| (String::from_utf8(r.key).unwrap(), message_lines(&r.value).count())).collect()
+        };
+        let sites = HostSites::new(["nhs.uk", "kobe.jp", "shop.example"].map(String::from));
+        let want = [("nhs.uk", 3), ("kobe.jp", 2), ("www.gov.uk", 1), ("shop.example", 1)];
+        assert_eq!(keys(Packer::default().with_sites(sites)), want.map(|(k, n)| (k.to_owned(), n)));
+        let unregistered = [("www.nhs.uk", 1), ("api.nhs.uk", 1), ("nhs.uk", 1), ("www.kobe.jp", 1), ("kobe.jp", 1), ("www.gov.uk", 1), ("shop.example", 1)];
+        assert_eq!(keys(Packer::default()), unregistered.map(|(k, n)| (k.to_owned(), n)));
     }
 
     #[test]

@@ -50,6 +50,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use edgelens_schemas::net::{ConnectionLimits, LimitedListener};
 use edgelens_schemas::settings;
+use edgelens_schemas::sites::HostSites;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -105,6 +106,12 @@ pub struct IngestConfig {
     /// before failing with the reason, milliseconds. Once they answered, a broker that goes away
     /// is waited for, batch by batch.
     pub connect_timeout_ms: u64,
+    /// The lake whose site registry (`sites`) is read, now and every 30 s, to key a line by the
+    /// site its host belongs to, as the aggregators count it (read only; the aggregators'
+    /// `data_dir`). A lake without a registry, or none at this path, keys every line by its site's
+    /// registrable domain, which splits only the hosts of registered sites that are public
+    /// suffixes themselves (`nhs.uk`) or have list rules below them (`kobe.jp`).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for IngestConfig {
@@ -129,6 +136,7 @@ impl Default for IngestConfig {
             idle_timeout_secs: 120,
             header_timeout_secs: 30,
             connect_timeout_ms: 30_000,
+            data_dir: "edgelens-data".into(),
         }
     }
 }
@@ -369,11 +377,12 @@ pub fn gzip_encoding(headers: &HeaderMap) -> Result<bool, String> {
 /// Decompress (when gzip: by header or by magic bytes) and validate a batch. Pure apart from the
 /// decompression; `now` stamps the dead letters.
 pub fn decode_batch(body: &[u8], gzip_header: bool, max_decompressed: usize, max_line: usize, now: i64) -> Result<DecodedBatch, BatchError> {
-    decode_batch_within(body, gzip_header, max_decompressed, max_line, now, &DecodeBudget::unlimited()).map(|(batch, _)| batch)
+    decode_batch_within(body, gzip_header, max_decompressed, max_line, now, &DecodeBudget::unlimited(), &HostSites::default()).map(|(batch, _)| batch)
 }
 
-/// [`decode_batch`] holding the batch's text in `budget`: the reservation returned is to be kept
-/// until the batch is answered (its messages take about as much memory).
+/// [`decode_batch`] holding the batch's text in `budget` (the reservation returned is to be kept
+/// until the batch is answered: its messages take about as much memory), its events keyed by the
+/// sites `sites` maps their hosts to ([`Packer::with_sites`]).
 pub fn decode_batch_within(
     body: &[u8],
     gzip_header: bool,
@@ -381,6 +390,7 @@ pub fn decode_batch_within(
     max_line: usize,
     now: i64,
     budget: &Arc<DecodeBudget>,
+    sites: &HostSites,
 ) -> Result<(DecodedBatch, Reservation), BatchError> {
     let gz = gzip_header || starts_like_gzip(body);
     let mut held = budget.reservation();
@@ -406,7 +416,7 @@ pub fn decode_batch_within(
         batch.destination_check = true;
         return Ok((batch, held));
     }
-    let mut packer = Packer::default();
+    let mut packer = Packer::default().with_sites(sites.clone());
     let mut lines = LineReader::new(text, max_line);
     // The dead letters' memory, held with the text: within the batch's limit, its share of the
     // budget, and the budget.
@@ -491,6 +501,7 @@ impl ReceiverMetrics {
 struct ReceiverState<L> {
     cfg: IngestConfig,
     log: Arc<L>,
+    sites: HostSites,
     inflight: Semaphore,
     budget: Arc<DecodeBudget>,
     metrics: ReceiverMetrics,
@@ -630,10 +641,10 @@ impl Drop for AttemptGuard<'_> {
 
 /// The receiver's routes: `POST /v1/logpush`, `GET /healthz` (the process answers), `GET /readyz`
 /// (the event log takes appends to the events and dead-letters topics: 503 with the reason
-/// otherwise), `GET /metrics`.
+/// otherwise), `GET /metrics`. Events are keyed by the sites `sites` maps their hosts to.
 /// A configuration [`IngestConfig::validate`] refuses for its budget below one batch gets the
 /// budget of one batch, with a warning.
-pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
+pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>, sites: HostSites) -> Router {
     if cfg.max_decompressed_bytes_total < cfg.max_decompressed_bytes {
         tracing::warn!(
             total = cfg.max_decompressed_bytes_total,
@@ -647,6 +658,7 @@ pub fn router<L: EventLog>(cfg: IngestConfig, log: Arc<L>) -> Router {
         budget,
         cfg,
         log,
+        sites,
         metrics: ReceiverMetrics::default(),
         unfinished: Unfinished::default(),
     });
@@ -784,8 +796,8 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     };
     let (max_dec, max_line) = (st.cfg.max_decompressed_bytes, st.cfg.max_line_bytes);
     let now = now_nanos();
-    let budget = Arc::clone(&st.budget);
-    let decoded = tokio::task::spawn_blocking(move || decode_batch_within(&body, gzip_header, max_dec, max_line, now, &budget)).await;
+    let (budget, sites) = (Arc::clone(&st.budget), st.sites.clone());
+    let decoded = tokio::task::spawn_blocking(move || decode_batch_within(&body, gzip_header, max_dec, max_line, now, &budget, &sites)).await;
     // The reservation is held until the answer: the batch's messages are in memory until then.
     let (mut batch, _held) = match decoded {
         Ok(Ok(b)) => b,
@@ -882,9 +894,10 @@ pub async fn serve_on<L: EventLog>(
     listener: tokio::net::TcpListener,
     cfg: IngestConfig,
     log: Arc<L>,
+    sites: HostSites,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "logpush receiver listening");
     let listener = LimitedListener::new(listener, connection_limits(&cfg));
-    edgelens_schemas::net::serve(listener, router(cfg, log), shutdown).await
+    edgelens_schemas::net::serve(listener, router(cfg, log, sites), shutdown).await
 }

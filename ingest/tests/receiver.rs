@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use edgelens_ingest::log::{message_lines, MemoryLog, DEAD_LETTERS_TOPIC, EVENTS_TOPIC};
 use edgelens_ingest::receiver::{decode_batch, decode_batch_within, router, BatchError, DecodeBudget, IngestConfig};
+use edgelens_schemas::sites::HostSites;
 use edgelens_ingest::LogError;
 use tower::ServiceExt;
 
@@ -46,7 +47,7 @@ async fn post(app: &axum::Router, body: Vec<u8>, headers: &[(&str, &str)]) -> (S
 #[tokio::test]
 async fn gzip_batch_with_bad_lines_is_split_between_topics() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let mut body = String::new();
     for i in 0..1000 {
         body += &line(i, if i % 3 == 0 { "Shop.Example" } else { "news.example" });
@@ -81,10 +82,31 @@ async fn gzip_batch_with_bad_lines_is_split_between_topics() {
     assert!(d["raw"].as_str().unwrap().contains("1.2.3.4"));
 }
 
+/// The receiver keys a line by the site the registry maps its host to: the hosts of `nhs.uk`, a
+/// registered site that is a public suffix itself, share its key (they were keys of their own).
+#[tokio::test]
+async fn the_receiver_keys_hosts_by_their_registered_site() {
+    let log = Arc::new(MemoryLog::new());
+    let sites = HostSites::new(["nhs.uk".to_owned()]);
+    let app = router(IngestConfig::default(), Arc::clone(&log), sites.clone());
+    let host = |host: &str| format!(r#"{{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#);
+    let body = [host("www.nhs.uk"), host("api.nhs.uk"), host("www.gov.uk")].join("\n");
+    let (status, _, json) = post(&app, body.clone().into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let keys: Vec<String> = log.records(EVENTS_TOPIC).iter().map(|r| String::from_utf8(r.key.clone()).unwrap()).collect();
+    assert_eq!(keys, ["nhs.uk", "www.gov.uk"]);
+    // A registry read again reaches the running receiver.
+    sites.replace([("gov.uk".to_owned(), i64::MAX)].into());
+    let (status, _, json) = post(&app, format!("{body}\n").into_bytes(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let keys: Vec<String> = log.records(EVENTS_TOPIC).iter().skip(2).map(|r| String::from_utf8(r.key.clone()).unwrap()).collect();
+    assert_eq!(keys, ["www.nhs.uk", "api.nhs.uk", "gov.uk"]);
+}
+
 #[tokio::test]
 async fn plain_and_gzip_without_header_are_accepted() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let (s1, _, _) = post(&app, format!("{}\n{}", line(1, "a.example"), line(2, "a.example")).into_bytes(), &[]).await;
     let (s2, _, _) = post(&app, gzip(line(3, "a.example").as_bytes()), &[]).await;
     assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
@@ -95,7 +117,7 @@ async fn plain_and_gzip_without_header_are_accepted() {
 async fn gzip_bomb_and_oversized_body_get_413_and_append_nothing() {
     let log = Arc::new(MemoryLog::new());
     let cfg = IngestConfig { max_body_bytes: 64 << 10, max_decompressed_bytes: 1 << 20, ..IngestConfig::default() };
-    let app = router(cfg, Arc::clone(&log));
+    let app = router(cfg, Arc::clone(&log), HostSites::default());
     // 16 MiB of one byte compress to ~16 KiB: under the body limit, far over the decompressed one.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&vec![b'0'; 16 << 20]).unwrap();
@@ -114,7 +136,7 @@ async fn gzip_bomb_and_oversized_body_get_413_and_append_nothing() {
 #[tokio::test]
 async fn unsupported_content_encoding_is_415_and_appends_nothing() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let body = line(1, "a.example").into_bytes();
     let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     deflated.write_all(&body).unwrap();
@@ -141,7 +163,7 @@ async fn unsupported_content_encoding_is_415_and_appends_nothing() {
 #[tokio::test]
 async fn corrupt_gzip_is_400() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let mut gz = gzip(line(1, "a.example").as_bytes());
     let n = gz.len();
     gz[n / 2] ^= 0xff;
@@ -155,7 +177,7 @@ async fn corrupt_gzip_is_400() {
 async fn shared_secret_is_required_when_configured() {
     let log = Arc::new(MemoryLog::new());
     let cfg = IngestConfig { secret: "s3cret".into(), ..IngestConfig::default() };
-    let app = router(cfg, Arc::clone(&log));
+    let app = router(cfg, Arc::clone(&log), HostSites::default());
     let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = post(&app, line(1, "a.example").into_bytes(), &[("x-edgelens-secret", "wrong")]).await;
@@ -168,7 +190,7 @@ async fn shared_secret_is_required_when_configured() {
 #[tokio::test]
 async fn unavailable_log_is_503_and_full_queue_429_with_retry_after() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig { retry_after_secs: 7, ..IngestConfig::default() }, Arc::clone(&log));
+    let app = router(IngestConfig { retry_after_secs: 7, ..IngestConfig::default() }, Arc::clone(&log), HostSites::default());
     log.fail_with(Some(LogError::Unavailable("broker down".into())));
     let (status, retry, json) = post(&app, line(1, "a.example").into_bytes(), &[]).await;
     assert_eq!((status, retry.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("7")), "{json}");
@@ -226,7 +248,7 @@ async fn a_stalled_body_gets_408_and_a_chunked_oversized_one_413() {
     use futures::StreamExt;
     let log = Arc::new(MemoryLog::new());
     let cfg = IngestConfig { body_timeout_secs: 1, max_inflight_batches: 1, max_body_bytes: 64 << 10, ..IngestConfig::default() };
-    let app = router(cfg, Arc::clone(&log));
+    let app = router(cfg, Arc::clone(&log), HostSites::default());
     let first = format!("{}\n", line(1, "a.example"));
     let stalled = futures::stream::iter([Ok::<_, std::io::Error>(first.into_bytes())]).chain(futures::stream::pending());
     let started = std::time::Instant::now();
@@ -265,18 +287,18 @@ fn the_decompression_budget_is_shared_by_the_batches_in_flight() {
     assert!(!other.grow_to(5 << 20), "over the budget");
     assert_eq!(budget.in_use(), 2 << 20);
     for (body, gz) in [(gzip(&text), true), (text.clone(), false)] {
-        let e = decode_batch_within(&body, gz, 64 << 20, 4096, 0, &budget).unwrap_err();
+        let e = decode_batch_within(&body, gz, 64 << 20, 4096, 0, &budget, &HostSites::default()).unwrap_err();
         assert_eq!(e, BatchError::Busy { limit: 4 << 20 });
         assert_eq!(budget.in_use(), 2 << 20, "a refused batch keeps nothing");
     }
     drop(other);
-    let (batch, held) = decode_batch_within(&gzip(&text), true, 64 << 20, 4096, 0, &budget).unwrap();
+    let (batch, held) = decode_batch_within(&gzip(&text), true, 64 << 20, 4096, 0, &budget, &HostSites::default()).unwrap();
     assert_eq!(batch.events, 20_000);
     assert_eq!((held.bytes(), budget.in_use()), (text.len(), text.len()), "the text's bytes are held");
     drop(held);
     assert_eq!(budget.in_use(), 0);
     // A bomb over the per-batch limit is still 413, and releases what it reserved.
-    assert_eq!(decode_batch_within(&gzip(&vec![b'0'; 8 << 20]), true, 1 << 20, 4096, 0, &budget).unwrap_err(), BatchError::TooLarge { limit: 1 << 20 });
+    assert_eq!(decode_batch_within(&gzip(&vec![b'0'; 8 << 20]), true, 1 << 20, 4096, 0, &budget, &HostSites::default()).unwrap_err(), BatchError::TooLarge { limit: 1 << 20 });
     assert_eq!(budget.in_use(), 0);
 }
 
@@ -290,7 +312,7 @@ fn dead_letters_are_held_within_the_batch_limit_and_the_budget() {
     let body = gzip(&bad);
     assert!(body.len() * 50 < bad.len(), "{} bytes of gzip", body.len());
     let budget = DecodeBudget::new(64 << 20);
-    match decode_batch_within(&body, true, 16 << 20, 4096, 0, &budget).unwrap_err() {
+    match decode_batch_within(&body, true, 16 << 20, 4096, 0, &budget, &HostSites::default()).unwrap_err() {
         BatchError::TooManyRejected { lines, limit } => {
             assert_eq!(limit, 16 << 20);
             assert!(lines > 1_000 && lines < 200_000, "stopped early: {lines}");
@@ -303,7 +325,7 @@ fn dead_letters_are_held_within_the_batch_limit_and_the_budget() {
     // to its share of the budget: all four get 413.
     let shared = DecodeBudget::shared(64 << 20, 4);
     let answers: Vec<BatchError> = std::thread::scope(|s| {
-        let running: Vec<_> = (0..4).map(|_| s.spawn(|| decode_batch_within(&body, true, 48 << 20, 4096, 0, &shared).unwrap_err())).collect();
+        let running: Vec<_> = (0..4).map(|_| s.spawn(|| decode_batch_within(&body, true, 48 << 20, 4096, 0, &shared, &HostSites::default()).unwrap_err())).collect();
         running.into_iter().map(|t| t.join().unwrap()).collect()
     });
     assert!(answers.iter().all(|e| matches!(e, BatchError::TooManyRejected { limit, .. } if *limit == 8 << 20)), "{answers:?}");
@@ -312,12 +334,12 @@ fn dead_letters_are_held_within_the_batch_limit_and_the_budget() {
     let mut other = small.reservation();
     assert!(other.grow_to(1 << 20));
     let some_bad = b"x\n".repeat(20_000);
-    assert_eq!(decode_batch_within(&gzip(&some_bad), true, 64 << 20, 4096, 0, &small).unwrap_err(), BatchError::Busy { limit: 2 << 20 });
+    assert_eq!(decode_batch_within(&gzip(&some_bad), true, 64 << 20, 4096, 0, &small, &HostSites::default()).unwrap_err(), BatchError::Busy { limit: 2 << 20 });
     drop(other);
     // Fits: the reservation holds the text and the dead letters.
     let mut mixed = lines(100);
     mixed.extend_from_slice(b"{not json\n".repeat(50).as_slice());
-    let (batch, held) = decode_batch_within(&gzip(&mixed), true, 64 << 20, 4096, 0, &small).unwrap();
+    let (batch, held) = decode_batch_within(&gzip(&mixed), true, 64 << 20, 4096, 0, &small, &HostSites::default()).unwrap();
     assert_eq!((batch.events, batch.dead_letters.len()), (100, 50));
     assert!(held.bytes() > mixed.len() + 50 * 100, "{} held for {} bytes of text", held.bytes(), mixed.len());
 }
@@ -368,7 +390,7 @@ async fn a_batch_beyond_the_shared_decompression_budget_gets_429() {
     let cfg = IngestConfig { max_decompressed_bytes: 4 << 20, max_decompressed_bytes_total: total.max(4 << 20), retry_after_secs: 3, ..IngestConfig::default() };
     assert!(IngestConfig { max_decompressed_bytes_total: 1 << 20, ..cfg.clone() }.validate().unwrap_err().contains("max_decompressed_bytes_total"));
     cfg.validate().unwrap();
-    let app = router(cfg, Arc::clone(&log));
+    let app = router(cfg, Arc::clone(&log), HostSites::default());
     let first = tokio::spawn({
         let (app, body) = (app.clone(), gzip(&first_text));
         async move { post(&app, body, &[("content-encoding", "gzip")]).await }
@@ -434,7 +456,7 @@ fn a_batch_stays_unfinished_while_any_attempt_of_it_is_in_flight() {
 #[tokio::test]
 async fn an_equal_batch_after_a_200_has_ids_of_its_own() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let body = [line(1, "a.example"), line(2, "b.example")].join("\n").into_bytes();
     let ids = |log: &MemoryLog| log.records(EVENTS_TOPIC).into_iter().map(|r| (String::from_utf8(r.id.unwrap()).unwrap(), r.resend)).collect::<Vec<_>>();
     assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::OK);
@@ -478,7 +500,7 @@ async fn a_retried_batch_records_its_dead_letters_once() {
         }
     }
     let log = Arc::new(EventsDown::default());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let body = format!("{}\nnot json\n{}\n{{\"also\": \"bad\"}}\n", line(1, "a.example"), line(2, "b.example")).into_bytes();
     log.down.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
@@ -526,7 +548,7 @@ fn a_secret_no_push_could_carry_is_refused_by_the_config_check() {
 #[tokio::test]
 async fn gzip_inside_gzip_is_400() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let (status, _, json) = post(&app, gzip(&gzip(line(1, "a.example").as_bytes())), &[("content-encoding", "gzip")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     assert!(json["error"].as_str().unwrap().contains("gzip inside gzip"), "{json}");
@@ -549,7 +571,7 @@ async fn send_whole_then_read(addr: std::net::SocketAddr, head: &str, body_len: 
 async fn serve_receiver(cfg: IngestConfig, log: Arc<MemoryLog>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(edgelens_ingest::receiver::serve_on(listener, cfg, log, std::future::pending()));
+    tokio::spawn(edgelens_ingest::receiver::serve_on(listener, cfg, log, HostSites::default(), std::future::pending()));
     addr
 }
 
@@ -612,7 +634,7 @@ fn dead_letter_offsets_count_leading_blank_lines() {
 #[tokio::test]
 async fn the_logpush_destination_check_is_answered_and_appends_nothing() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let gz: &[(&str, &str)] = &[("content-encoding", "gzip")];
     for (body, headers) in [(gzip(br#"{"content":"tests"}"#), gz), (gzip(b"{\"content\": \"tests\"}\n"), gz), (br#"{"content":"tests"}"#.to_vec(), &[])] {
         let (status, _, json) = post(&app, body, headers).await;
@@ -634,7 +656,7 @@ async fn the_logpush_destination_check_is_answered_and_appends_nothing() {
 #[tokio::test]
 async fn readiness_follows_the_event_log() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let ready = |app: axum::Router| async move {
         let resp = app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
         let status = resp.status();
@@ -661,7 +683,7 @@ async fn readiness_follows_the_event_log() {
         }
     }
     for missing in [EVENTS_TOPIC, DEAD_LETTERS_TOPIC] {
-        let app = router(IngestConfig::default(), Arc::new(Without(missing, MemoryLog::new())));
+        let app = router(IngestConfig::default(), Arc::new(Without(missing, MemoryLog::new())), HostSites::default());
         let (status, body) = ready(app).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{missing}");
         assert!(body.contains(missing), "{body}");
@@ -689,7 +711,7 @@ async fn an_abandoned_attempt_ends_and_equal_batches_after_a_200_are_new() {
         }
     }
     let log = Arc::new(Stalling::default());
-    let app = router(IngestConfig::default(), Arc::clone(&log));
+    let app = router(IngestConfig::default(), Arc::clone(&log), HostSites::default());
     let body = format!("{}\n{}\n", line(1, "a.example"), line(2, "a.example")).into_bytes();
     log.stalled.store(true, std::sync::atomic::Ordering::Relaxed);
     let gave_up = tokio::time::timeout(std::time::Duration::from_millis(300), post(&app, body.clone(), &[])).await;
@@ -709,7 +731,7 @@ async fn an_abandoned_attempt_ends_and_equal_batches_after_a_200_are_new() {
 #[tokio::test]
 async fn a_batch_larger_than_the_producer_queue_is_413() {
     let log = Arc::new(MemoryLog::new());
-    let app = router(IngestConfig { producer_queue_messages: 100, ..IngestConfig::default() }, Arc::clone(&log));
+    let app = router(IngestConfig { producer_queue_messages: 100, ..IngestConfig::default() }, Arc::clone(&log), HostSites::default());
     let body: String = (0..150).map(|i| format!("not json {i}\n")).collect();
     let (status, retry, json) = post(&app, body.into_bytes(), &[]).await;
     assert_eq!((status, retry), (StatusCode::PAYLOAD_TOO_LARGE, None), "{json}");

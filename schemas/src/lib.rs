@@ -11,6 +11,8 @@
 //! - [`registry`]: registry import files (sites, entity attributions, tags) parsed and validated.
 //! - [`sketch`]: the distinct-client sketch and its stored format (`clients_sketch` columns).
 //! - [`settings`]: checks the roles' typed settings share.
+//! - [`sites`]: host names → registered sites (the registry's mapping the aggregators count by
+//!   and ingest keys by).
 //! - [`suffix`]: the partition key of a site's events (its registrable domain).
 //!
 //! - [`net`] (feature `net`): the connection limits of the HTTP listeners.
@@ -25,6 +27,7 @@ pub mod net;
 pub mod privacy;
 pub mod registry;
 pub mod settings;
+pub mod sites;
 pub mod sketch;
 pub mod suffix;
 pub mod tables;

@@ -5,11 +5,17 @@
 //!
 //! A line's site is its `ZoneName`, or else its host; the aggregators count a host under the
 //! registered site it lies below (`www.shop.example`, `api.shop.example` → `shop.example`, see
-//! [`crate::registry::registered_site`]). Keying by the site itself would put a site's hosts on
-//! several partitions, and each partition's detector would see part of the site's traffic. A zone
-//! is never above its registrable domain, so every host of a site has the site's key: one
-//! partition holds all of a site's events, whatever the registry says and whenever it changes.
-//! Sites below one registrable domain (`eu.shop.example`, `us.shop.example`) share a partition.
+//! [`crate::sites::HostSites`]). Keying by the site itself would put a site's hosts on several
+//! partitions, and each partition's detector would see part of the site's traffic. A site whose
+//! registrable domain is at or above it — a zone below a public suffix, as nearly every site is —
+//! has the key of every host below it, whatever the registry says and whenever it changes. Sites
+//! below one registrable domain (`eu.shop.example`, `us.shop.example`) share a partition.
+//!
+//! That fails for a site that is a public suffix itself (`nhs.uk`: `www.nhs.uk` is a registrable
+//! domain of its own) or has list rules below it (`kobe.jp` under `*.kobe.jp`): no key of the host
+//! alone tells such a site's hosts from the sites of a suffix. Ingest therefore keys a line by its
+//! host's registered site first ([`crate::sites::HostSites::apply`], then [`partition_key`]), and
+//! these sites' hosts are together while the receiver's registry knows them.
 //!
 //! Only the ICANN section is used: a site registered at a private suffix (`workers.dev`) keys its
 //! hosts (`a.workers.dev`) with itself. A name that is a public suffix itself, or an IPv4
