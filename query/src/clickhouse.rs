@@ -335,10 +335,16 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
 ///   written `'2026-11-01 00:00:00'` in UTC. `DateTime` holds whole seconds, so a fraction is
 ///   rounded the way that keeps a comparison's answer: up for the lower bound (`>=`, `>`'s
 ///   complement, `BETWEEN`'s low end), down for the upper one; elsewhere (`=`, a function's
-///   argument) a literal with a fraction is left as written. A string column compared with such
-///   a text is compared with (or shows) the rewritten text.
+///   argument) a literal with a fraction is left as written, but for `toDateTime('…')`'s, which
+///   is cut to the second. Literals in parentheses or as `toDateTime`'s argument count as bare;
+///   a fraction finer than a microsecond is cut first, as the lake does; offsets may be written
+///   `Z`, `+02:00`, `+0200` or `+02`. A string column compared with such a text is compared with
+///   (or shows) the rewritten text. A column position's copy of its expression has its literals
+///   rewritten alike.
+/// - `x NOT BETWEEN a AND b`, which 18.16 cannot parse, is written `NOT (x BETWEEN a AND b)` when
+///   `x` is a name, a literal or a call and `b` a name or a literal.
 pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
-    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Value, ValueWithSpan, Visit, Visitor};
+    use datafusion::sql::sqlparser::ast::{visit_expressions_mut, BinaryOperator, Expr, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Value, ValueWithSpan, Visit, Visitor};
     use datafusion::sql::sqlparser::tokenizer::{Location, Span};
     use std::ops::ControlFlow;
 
@@ -355,29 +361,85 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         let (start, end) = (offset(sql, span.start)?, offset(sql, span.end)?);
         (span != Span::empty() && start < end && sql.is_char_boundary(start)).then_some(start..end)
     };
-    struct Edits<F> {
+    struct Edits<'s, F> {
+        sql: &'s str,
         range: F,
         edits: Vec<(std::ops::Range<usize>, String)>,
-        /// Time literals already rewritten as a bound (their start), not to be rewritten again
-        /// when the visit reaches them on their own.
-        bounds: std::collections::HashSet<usize>,
+        /// Time literals rewritten (by their start): not rewritten again when the visit reaches
+        /// them on their own, and rewritten alike in the copies of column positions.
+        times: std::collections::HashMap<usize, String>,
+        /// Column positions naming an unaliased expression: the expression is written in their
+        /// place once the visit has rewritten its time literals.
+        positions: Vec<(std::ops::Range<usize>, Expr)>,
     }
-    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<F> {
+    /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`.
+    fn literal(e: &Expr) -> Option<&ValueWithSpan> {
+        match e {
+            Expr::Value(v) => Some(v),
+            Expr::Nested(inner) => literal(inner),
+            e => to_datetime_arg(e),
+        }
+    }
+    /// The literal of `toDateTime('…')`: 18.16 reads no fraction nor offset there, so it is
+    /// rewritten like a bare one; outside a comparison a fraction is cut, as `toDateTime` cuts a
+    /// number's. (Timestamp parameters with a fraction of a second take this form, see
+    /// `pgwire::types::literal`.)
+    fn to_datetime_arg(e: &Expr) -> Option<&ValueWithSpan> {
+        use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+        let Expr::Function(f) = e else { return None };
+        let FunctionArguments::List(list) = &f.args else { return None };
+        match (f.name.to_string().eq_ignore_ascii_case("toDateTime"), list.args.as_slice()) {
+            (true, [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))]) => Some(v),
+            _ => None,
+        }
+    }
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
         /// Rewrite `v` if it is a time literal; `round`: how a fraction of a second is rounded
         /// (`None`: a literal with one is left).
         fn time(&mut self, v: &ValueWithSpan, round: Option<Round>) {
             let Value::SingleQuotedString(text) = &v.value else { return };
             let Some(at) = (self.range)(v.span) else { return };
-            if self.bounds.contains(&at.start) {
+            if self.times.contains_key(&at.start) {
                 return;
             }
             if let Some(t) = clickhouse_time(text, round) {
-                self.bounds.insert(at.start);
+                self.times.insert(at.start, t.clone());
                 self.edits.push((at, format!("'{t}'")));
             }
         }
     }
-    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Edits<F> {
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
+        /// `x NOT BETWEEN a AND b` (which 18.16 cannot parse) as `NOT (x BETWEEN a AND b)`, when
+        /// `x` and `b` are names or literals (whose spans are exact).
+        fn not_between(&mut self, x: &Expr, low: &Expr, high: &Expr) {
+            use datafusion::sql::sqlparser::ast::Spanned;
+            fn exact(e: &Expr) -> bool {
+                match e {
+                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => true,
+                    Expr::Nested(inner) => exact(inner),
+                    _ => false,
+                }
+            }
+            // A call's span starts where it does (its end may stop short).
+            if !(exact(x) || matches!(x, Expr::Function(_))) || !exact(high) {
+                return;
+            }
+            let (Some(x), Some(low), Some(high)) = ((self.range)(x.span()), (self.range)(low.span()), (self.range)(high.span())) else { return };
+            // The last `NOT` before `low`, followed by `BETWEEN` only.
+            let Some(not) = self.sql.get(x.end..low.start).and_then(|between| {
+                let up = between.to_ascii_uppercase();
+                let at = up.rfind("NOT")?;
+                let rest = up[at + 3..].trim_start();
+                (rest.trim_end() == "BETWEEN").then_some(x.end + at..x.end + up.len() - rest.len())
+            }) else {
+                return;
+            };
+            self.edits.push((x.start..x.start, "NOT (".into()));
+            self.edits.push((not, String::new()));
+            self.edits.push((high.end..high.end, ")".into()));
+        }
+    }
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Edits<'_, F> {
         type Break = ();
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
             let SetExpr::Select(select) = query.body.as_ref() else { return ControlFlow::Continue(()) };
@@ -392,14 +454,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 let Expr::Value(v) = key else { continue };
                 let Value::Number(n, _) = &v.value else { continue };
                 let Some(item) = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i)) else { continue };
-                let named = match item {
-                    SelectItem::ExprWithAlias { alias, .. } => Some(alias.to_string()),
-                    // As the parser writes it back (the spans of some expressions stop short).
-                    SelectItem::UnnamedExpr(e) => Some(format!("({e})")),
-                    _ => None,
-                };
-                if let (Some(named), Some(at)) = (named, (self.range)(v.span)) {
-                    self.edits.push((at, named));
+                let Some(at) = (self.range)(v.span) else { continue };
+                match item {
+                    SelectItem::ExprWithAlias { alias, .. } => self.edits.push((at, alias.to_string())),
+                    // Written as the parser writes it back (the spans of some expressions stop
+                    // short), after the visit.
+                    SelectItem::UnnamedExpr(e) => self.positions.push((at, e.clone())),
+                    _ => {}
                 }
             }
             ControlFlow::Continue(())
@@ -415,23 +476,31 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         (BinaryOperator::Gt | BinaryOperator::LtEq, true) | (BinaryOperator::Lt | BinaryOperator::GtEq, false) => Some(Round::Down),
                         _ => None,
                     };
-                    if let Expr::Value(v) = right.as_ref() {
+                    if let Some(v) = literal(right) {
                         self.time(v, round(true));
                     }
-                    if let Expr::Value(v) = left.as_ref() {
+                    if let Some(v) = literal(left) {
                         self.time(v, round(false));
                     }
                 }
-                Expr::Between { low, high, .. } => {
-                    if let Expr::Value(v) = low.as_ref() {
+                // `NOT BETWEEN` is `< low OR > high`: rounded alike.
+                Expr::Between { expr, negated, low, high } => {
+                    if let Some(v) = literal(low) {
                         self.time(v, Some(Round::Up));
                     }
-                    if let Expr::Value(v) = high.as_ref() {
+                    if let Some(v) = literal(high) {
                         self.time(v, Some(Round::Down));
+                    }
+                    if *negated {
+                        self.not_between(expr, low, high);
                     }
                 }
                 Expr::Value(v) => self.time(v, None),
-                _ => {}
+                e => {
+                    if let Some(v) = to_datetime_arg(e) {
+                        self.time(v, Some(Round::Down));
+                    }
+                }
             }
             ControlFlow::Continue(())
         }
@@ -439,13 +508,25 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     let Ok(statements) = datafusion::sql::sqlparser::parser::Parser::parse_sql(&datafusion::sql::sqlparser::dialect::ClickHouseDialect {}, sql) else {
         return sql.into();
     };
-    let mut found = Edits { range, edits: Vec::new(), bounds: Default::default() };
+    let mut found = Edits { sql, range, edits: Vec::new(), times: Default::default(), positions: Vec::new() };
     let _ = statements.visit(&mut found);
-    if found.edits.is_empty() {
+    let Edits { range, mut edits, times, positions, .. } = found;
+    for (at, mut e) in positions {
+        let _ = visit_expressions_mut(&mut e, |e| {
+            if let Expr::Value(v) = e {
+                if let Some(t) = range(v.span).and_then(|r| times.get(&r.start)) {
+                    v.value = Value::SingleQuotedString(t.clone());
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        edits.push((at, format!("({e})")));
+    }
+    if edits.is_empty() {
         return sql.into();
     }
-    let mut edits = found.edits;
-    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    // From the end; at one place a replacement before an insertion.
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse((r.start, r.end)));
     let mut out = sql.to_owned();
     for (at, text) in edits {
         out.replace_range(at, &text);
@@ -462,18 +543,25 @@ enum Round {
 
 /// `text` as ClickHouse's `DateTime` text (`YYYY-MM-DD HH:MM:SS`, UTC) when it is a time in RFC
 /// 3339 / ISO 8601 form that is not already one; a fraction of a second is rounded by `round`
-/// (`None`: no answer for a time with one). Dates and times outside `DateTime`'s years are left.
+/// (`None`: no answer for a time with one) after cutting it to microseconds, as the lake does.
+/// Dates and times outside `DateTime`'s range are left.
 fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
-    use chrono::{Datelike, Timelike};
+    use chrono::Timelike;
     let b = text.as_bytes();
     // A date, then `T` or a space and a time: the form is settled before any parsing.
     if b.len() < 19 || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
         return None;
     }
-    let utc = match chrono::DateTime::parse_from_rfc3339(text) {
-        Ok(t) => t.naive_utc(),
-        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())?,
+    // With an offset: `Z`, `+02:00`, `+0200` or `+02`, after `T` or a space; else a UTC time.
+    let zoned = chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .or_else(|| ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"].iter().find_map(|f| chrono::DateTime::parse_from_str(text, f).ok()));
+    let utc = match zoned {
+        Some(t) => t.naive_utc(),
+        None => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())?,
     };
+    // The lake compares with microseconds, a finer fraction cut off.
+    let utc = utc.with_nanosecond(utc.nanosecond() / 1_000 * 1_000)?;
     let whole = utc.with_nanosecond(0)?;
     let t = match (utc == whole, round) {
         (true, _) => whole,
@@ -482,7 +570,8 @@ fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
         (false, None) => return None,
     };
     let out = t.format("%Y-%m-%d %H:%M:%S").to_string();
-    (out != text && (1970..2106).contains(&t.year())).then_some(out)
+    // `DateTime` holds the seconds of a u32: 1970-01-01 to 2106-02-07 06:28:15.
+    (out != text && (0..=i64::from(u32::MAX)).contains(&t.and_utc().timestamp())).then_some(out)
 }
 
 /// Words and `;` of `sql`, skipping string literals, quoted identifiers and comments.
@@ -780,7 +869,27 @@ mod tests {
             ("SELECT 1 FROM t WHERE ts >= '2026-11-01T00:00:00.250Z' AND ts < '2026-11-01T00:01:00.5Z'", "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:01' AND ts < '2026-11-01 00:01:01'"),
             ("SELECT 1 FROM t WHERE ts > '2026-11-01T00:00:00.250Z' OR ts <= '2026-11-01T00:01:00.5Z'", "SELECT 1 FROM t WHERE ts > '2026-11-01 00:00:00' OR ts <= '2026-11-01 00:01:00'"),
             ("SELECT 1 FROM t WHERE '2026-11-01T00:00:00.2Z' <= ts AND '2026-11-01T00:00:09.2Z' > ts", "SELECT 1 FROM t WHERE '2026-11-01 00:00:01' <= ts AND '2026-11-01 00:00:10' > ts"),
-            ("SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:00.1' AND '2026-11-01T00:00:09.9'", "SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:01' AND '2026-11-01 00:00:09'"),
+            // 18.16 has no `NOT BETWEEN`: written as `NOT (… BETWEEN …)`.
+            ("SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:00.1' AND '2026-11-01T00:00:09.9'", "SELECT 1 FROM t WHERE NOT (ts BETWEEN '2026-11-01 00:00:01' AND '2026-11-01 00:00:09')"),
+            ("SELECT 1 FROM t WHERE t.ts not  between 1 and x OR 2 NOT BETWEEN 1 AND 3", "SELECT 1 FROM t WHERE NOT (t.ts between 1 and x) OR NOT (2 BETWEEN 1 AND 3)"),
+            ("SELECT 1 FROM t WHERE f('NOT', x) NOT BETWEEN 1 AND 2", "SELECT 1 FROM t WHERE NOT (f('NOT', x) BETWEEN 1 AND 2)"),
+            // In parentheses, and in a column position's copy of its expression.
+            ("SELECT 1 FROM t WHERE ts >= ('2026-11-01T00:00:00.5Z')", "SELECT 1 FROM t WHERE ts >= ('2026-11-01 00:00:01')"),
+            (
+                "SELECT site, ts < '2026-11-01T00:00:00.5Z', count() FROM t GROUP BY 1, 2 ORDER BY 2",
+                "SELECT site, ts < '2026-11-01 00:00:01', count() FROM t GROUP BY (site), (ts < '2026-11-01 00:00:01') ORDER BY (ts < '2026-11-01 00:00:01')",
+            ),
+            // Offsets in every form; a fraction below a microsecond is cut, as the lake does.
+            ("SELECT 1 FROM t WHERE ts >= '2026-11-01T02:00:00+0200' AND ts < '2026-11-01 03:00:00+02'", "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00' AND ts < '2026-11-01 01:00:00'"),
+            ("SELECT 1 FROM t WHERE ts >= '2026-11-01T00:00:00.0000009Z'", "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00'"),
+            // As `toDateTime`'s argument (timestamp parameters with a fraction): rounded in a
+            // comparison, cut elsewhere.
+            (
+                "SELECT toDateTime('2026-11-01T00:00:00.500000Z') AS t FROM x WHERE ts BETWEEN toDateTime('2026-11-01T00:00:00.500000Z') AND (toDateTime('2026-11-01T00:00:09.500000Z'))",
+                "SELECT toDateTime('2026-11-01 00:00:00') AS t FROM x WHERE ts BETWEEN toDateTime('2026-11-01 00:00:01') AND (toDateTime('2026-11-01 00:00:09'))",
+            ),
+            // DateTime's last second.
+            ("SELECT 1 FROM t WHERE ts <= '2106-02-07T06:28:15Z'", "SELECT 1 FROM t WHERE ts <= '2106-02-07 06:28:15'"),
             // Offsets are moved to UTC; whole seconds are rewritten anywhere.
             ("SELECT count() FROM t WHERE ts = '2026-11-01T02:00:00+02:00'", "SELECT count() FROM t WHERE ts = '2026-11-01 00:00:00'"),
             ("SELECT toStartOfHour(toDateTime('2026-11-01T00:30:00Z')) AS h", "SELECT toStartOfHour(toDateTime('2026-11-01 00:30:00')) AS h"),
@@ -796,6 +905,8 @@ mod tests {
             "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
             "SELECT 1 FROM t WHERE ts = '2026-11-01T00:00:00.5Z'",
             "SELECT 1 FROM t WHERE ts >= '1900-01-01T00:00:00Z'",
+            "SELECT 1 FROM t WHERE ts <= '2106-02-07T06:28:16Z'",
+            "SELECT 1 FROM t WHERE ts NOT BETWEEN 1 AND f(x)",
             "SELECT 1 FROM t WHERE ts >= '2026-13-01T00:00:00Z'",
             "SELEC 1 WHERE ts >= '2026-11-01T00:00:00Z'",
         ] {

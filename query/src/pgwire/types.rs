@@ -740,7 +740,11 @@ pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
                 .map_or_else(|| us.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
             match dialect {
                 Dialect::DataFusion => format!("CAST('{text}' AS TIMESTAMP)"),
-                Dialect::ClickHouse => format!("toDateTime({})", us.div_euclid(1_000_000)),
+                // `DateTime` holds whole seconds. With a fraction the text is kept for
+                // `clickhouse::for_clickhouse`, which rounds it as each comparison needs (a
+                // bound's second cut would widen `BETWEEN`) and cuts it elsewhere.
+                Dialect::ClickHouse if us.rem_euclid(1_000_000) == 0 => format!("toDateTime({})", us.div_euclid(1_000_000)),
+                Dialect::ClickHouse => format!("toDateTime('{text}')"),
             }
         }
         ParamValue::Date(days) => match dialect {
@@ -965,6 +969,8 @@ mod tests {
         let ts = ParamValue::Timestamp(1_793_577_480_000_000);
         assert_eq!(literal(df, &ts), "CAST('2026-11-01T23:58:00.000000Z' AS TIMESTAMP)");
         assert_eq!(literal(ch, &ts), "toDateTime(1793577480)");
+        // A fraction of a second is kept, for the comparison it is in to round.
+        assert_eq!(literal(ch, &ParamValue::Timestamp(1_793_577_480_500_000)), "toDateTime('2026-11-01T23:58:00.500000Z')");
         assert_eq!(literal(df, &ParamValue::Date(20_758)), "CAST('2026-11-01' AS DATE)");
         assert_eq!(literal(df, &ParamValue::Numeric("-1.5".into())), "(-1.5)");
     }

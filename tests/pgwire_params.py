@@ -1,0 +1,38 @@
+"""Timestamp parameters with fractions of a second, bound server-side by psycopg 3 (extended
+protocol), answer alike on the lake and on ClickHouse, whose DateTime holds whole seconds.
+
+Usage: python3 tests/pgwire_params.py LAKE_PG_PORT CLICKHOUSE_PG_PORT -> prints one JSON summary
+line; any failed check raises (non-zero exit).
+"""
+import datetime
+import json
+import sys
+
+try:
+    import psycopg
+except ImportError:
+    sys.exit("python package psycopg is missing: run `bash deploy/dev/install.sh` (installs psycopg[binary])")
+
+lake_port, ch_port = int(sys.argv[1]), int(sys.argv[2])
+
+
+def connect(port):
+    return psycopg.connect(host="127.0.0.1", port=port, user="grafana", password="any", dbname="edgelens", connect_timeout=10, autocommit=True)
+
+
+lake, ch = connect(lake_port), connect(ch_port)
+first = lake.execute("SELECT MIN(ts) FROM site_rates_10s").fetchone()[0]
+assert first == ch.execute("SELECT MIN(ts) FROM site_rates_10s").fetchone()[0]
+checked = 0
+for lo_s, hi_s in [(10.5, 20.5), (20.25, 120.75), (0.001, 59.999), (30, 90.5)]:
+    lo, hi = first + datetime.timedelta(seconds=lo_s), first + datetime.timedelta(seconds=hi_s)
+    for sql in [
+        "SELECT COUNT(*) FROM site_rates_10s WHERE ts BETWEEN %s AND %s",
+        "SELECT COUNT(*) FROM site_rates_10s WHERE ts >= %s AND ts < %s",
+        "SELECT COUNT(*) FROM site_rates_10s WHERE %s < ts AND ts <= %s",
+        "SELECT COUNT(*) FROM site_rates_10s WHERE ts > %s AND (ts <= %s)",
+    ]:
+        want, got = lake.execute(sql, (lo, hi)).fetchone()[0], ch.execute(sql, (lo, hi)).fetchone()[0]
+        assert want == got and want > 0, (sql, lo, hi, want, got)
+        checked += 1
+print(json.dumps({"checked": checked}))
