@@ -535,7 +535,18 @@ pub fn stored_site_name(s: &str) -> Result<String, InvalidReason> {
     normalize_site(Cow::Borrowed(s.trim())).map(Cow::into_owned)
 }
 
-/// Sites are DNS names: lower case, no trailing dot, at most 253 bytes of `[a-z0-9.-_*]`.
+/// `name`'s ASCII form when it is an internationalised domain name (`bücher.example` →
+/// `xn--bcher-kva.example`, after UTS #46, as browsers send it in `Host`); `None` when it is ASCII
+/// already or no domain name.
+pub fn ascii_domain(name: &str) -> Option<String> {
+    if name.is_ascii() {
+        return None;
+    }
+    idna::domain_to_ascii(name).ok().filter(|a| !a.is_empty())
+}
+
+/// Sites are DNS names: lower case, no trailing dot, at most 253 bytes of `[a-z0-9.-_*]`; an
+/// internationalised name is taken in its ASCII form ([`ascii_domain`]).
 fn normalize_site(s: Cow<'_, str>) -> Result<Cow<'_, str>, InvalidReason> {
     let trimmed_len = s.trim_end_matches('.').len();
     // One pass: every byte allowed, and whether any is upper case.
@@ -544,6 +555,9 @@ fn normalize_site(s: Cow<'_, str>) -> Result<Cow<'_, str>, InvalidReason> {
         .fold((true, false), |(ok, up), &c| (ok & (c.is_ascii_alphanumeric() | matches!(c, b'.' | b'-' | b'_' | b'*')), up | c.is_ascii_uppercase()));
     let valid = trimmed_len > 0 && trimmed_len <= 253 && valid_bytes;
     if !valid {
+        if let Some(ascii) = ascii_domain(&s) {
+            return normalize_site(Cow::Owned(ascii)).map_err(|_| InvalidReason::InvalidSite(excerpt_str(&s, 64)));
+        }
         return Err(InvalidReason::InvalidSite(excerpt_str(&s, 64)));
     }
     let needs_change = trimmed_len != s.len() || upper;
@@ -658,6 +672,28 @@ mod tests {
         assert!(ev.site_from_host);
         assert_eq!(ev.status_class(), 5);
         assert!(!parse_line(LINE.as_bytes()).unwrap().site_from_host, "ZoneName is the site");
+    }
+
+    /// Regression: an internationalised host (`Host: bücher.example`, sent by clients that do not
+    /// encode it) was dead-lettered as `invalid_site`; it is counted under its ASCII form, the
+    /// name browsers send and zones are registered under.
+    #[test]
+    fn internationalised_names_are_their_ascii_form() {
+        let line = |field: &str, name: &str| format!(r#"{{"ClientIP":"192.0.2.1","{field}":"{name}","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200}}"#);
+        for (field, name, site) in [
+            ("ClientRequestHost", "Bücher.Example:443", "xn--bcher-kva.example"),
+            ("ClientRequestHost", "www.bücher.example.", "www.xn--bcher-kva.example"),
+            ("ZoneName", "BÜCHER.example", "xn--bcher-kva.example"),
+            ("ZoneName", "例え.テスト", "xn--r8jz45g.xn--zckzah"),
+        ] {
+            assert_eq!(parse_line(line(field, name).as_bytes()).unwrap().site, site, "{name}");
+        }
+        assert_eq!(stored_site_name("bücher.example").unwrap(), "xn--bcher-kva.example");
+        // Not a domain name in any form.
+        for name in ["bü cher.example", "ü/x.example", "ü<x.example"] {
+            let e = parse_line(line("ZoneName", name).as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "invalid_site", "{name}");
+        }
     }
 
     #[test]

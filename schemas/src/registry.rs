@@ -367,7 +367,8 @@ pub fn registered_site<'h>(host: &'h str, registered: impl Fn(&str) -> bool) -> 
 pub fn normalize_site(host: &str) -> Result<String, String> {
     // `www.` is kept: `www.corp.example` may be a zone of its own; a host below a registered
     // site is recorded against that site by `registered_site`.
-    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    let h = host.trim().trim_end_matches('.');
+    let h = crate::event::ascii_domain(h).unwrap_or_else(|| h.to_ascii_lowercase());
     let valid_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -941,5 +942,8 @@ www.h.example,other,list,2026-11-01T00:00:00Z,
         assert!(normalize_site("-bad.example").is_err());
         assert!(normalize_site("a..example").is_err());
         assert!(normalize_site("").is_err());
+        // An internationalised name in its ASCII form, as events are counted.
+        assert_eq!(normalize_site("Bücher.Example.").unwrap(), "xn--bcher-kva.example");
+        assert!(normalize_site("bü cher.example").is_err());
     }
 }
