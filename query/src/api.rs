@@ -551,6 +551,15 @@ struct ReportParams {
     format: Option<String>,
 }
 
+/// `site`, and the registered site it is a host of when it is one (`www.shop.example` →
+/// `shop.example`): its traffic is counted, and its attacks judged, under that site (and under
+/// the host name only before the site was registered).
+async fn with_registered_site(view: View<'_>, site: String) -> Result<Vec<String>> {
+    let known = crate::registry_api::known_sites(view).await?;
+    let parent = edgelens_schemas::registry::registered_site(&site, |s| known.contains(s)).filter(|s| *s != site).map(str::to_owned);
+    Ok(std::iter::once(site).chain(parent).collect())
+}
+
 /// Without `from`, the incidents list covers the week before `to`.
 const DEFAULT_INCIDENT_SPAN: Step = Step::WEEK;
 
@@ -561,14 +570,19 @@ async fn incidents_handler(
 ) -> Result<Response> {
     let p = params(query)?;
     let format = SeriesFormat::parse(p.format.as_deref())?;
+    let site = p.site.as_deref().map(|s| non_empty("site", s).and_then(site_param)).transpose()?;
+    let view = caller.view(state.backend()?);
+    let sites = match site {
+        Some(site) => Some(with_registered_site(view, site).await?),
+        None => None,
+    };
     let req = IncidentListRequest {
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
-        sites: p.site.as_deref().map(|s| non_empty("site", s).and_then(site_param)).transpose()?.map(|s| vec![s]),
+        sites,
         status: incidents::parse_status(p.status.as_deref())?,
         vector: incidents::parse_vector(p.vector.as_deref())?,
         limit: incidents::parse_limit(p.limit.as_deref())?,
     };
-    let view = caller.view(state.backend()?);
     let list = match p.entity.as_deref().map(|e| non_empty("entity", e)).transpose()? {
         None if p.min_confidence.is_some() => return Err(QueryError::InvalidParameter("min_confidence applies to entity=".into())),
         None => incidents::list(view, &req).await?,

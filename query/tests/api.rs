@@ -26,7 +26,7 @@ use arrow::array::{
     ArrayRef, BinaryArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
 use edgelens_query::{AppState, Lake, serve_on};
-use edgelens_schemas::tables::{ASN_1M, INCIDENTS, SITE_ENTITIES, SITE_RATES_10S, TRAFFIC_1M, TableDef};
+use edgelens_schemas::tables::{ASN_1M, INCIDENTS, SITES, SITE_ENTITIES, SITE_RATES_10S, TRAFFIC_1M, TableDef};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -555,6 +555,35 @@ async fn an_entity_counts_every_incident_of_its_sites() {
     let reply = svc.get(&format!("/v1/reports/entities/Acme?{range}&format=md")).await;
     assert_eq!(reply.header("content-disposition"), Some("attachment; filename=\"entity-Acme.md\""));
 
+    svc.stop().await;
+}
+
+/// Regression: `/v1/incidents?site=www.shop.example` listed nothing when `shop.example` is
+/// registered, though the host's traffic is judged, and its attacks recorded, under the site.
+#[tokio::test]
+async fn a_host_of_a_registered_site_lists_the_sites_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    write_incidents(dir.path(), &[("shop.example", at(0, 1, 0)), ("www.shop.example", at(0, 2, 0)), ("other.example", at(0, 3, 0))]);
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
+    let sites_of = |v: Value| -> Vec<String> { v["incidents"].as_array().unwrap().iter().map(|i| i["site"].as_str().unwrap().to_owned()).collect() };
+    // Without a registry, a host is a site of its own.
+    let svc = Service::start(dir.path()).await;
+    assert_eq!(sites_of(svc.get(&format!("/v1/incidents?{range}&site=www.shop.example")).await.json()), ["www.shop.example"]);
+    svc.stop().await;
+
+    write_parquet(
+        dir.path(),
+        &SITES,
+        "2026-01-01",
+        "registry",
+        vec![strings(&["shop.example"]), strings(&["t1"]), ts_array(&[1_767_225_600]), Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")), ts_array(&[1_767_225_600])],
+    );
+    let svc = Service::start(dir.path()).await;
+    // The host's incidents from before the registration, and its site's.
+    assert_eq!(sites_of(svc.get(&format!("/v1/incidents?{range}&site=www.shop.example")).await.json()), ["www.shop.example", "shop.example"]);
+    assert_eq!(sites_of(svc.get(&format!("/v1/incidents?{range}&site=shop.example")).await.json()), ["shop.example"]);
+    assert_eq!(sites_of(svc.get(&format!("/v1/incidents?{range}&site=api.other.example")).await.json()), Vec::<String>::new());
     svc.stop().await;
 }
 
