@@ -113,6 +113,8 @@ fn lake_and_clickhouse_backends_answer_identically() {
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts >= ('2026-11-01T00:00:20.5Z') AND (ts) < ('2026-11-01T00:02:00.5Z')",
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts NOT BETWEEN '2026-11-01T00:00:20.5Z' AND '2026-11-01T00:02:00.5Z'",
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts >= '2026-11-01T00:00:20.0000001Z' AND ts <= '2026-11-01T00:02:00.9999999Z'",
+        // `NOT` binds looser than `IS NOT NULL`: the rewrite keeps the lake's reading.
+        "SELECT count(*) AS n FROM site_rates_10s WHERE ts NOT BETWEEN '2026-11-01T00:00:20Z' AND '2026-11-01T00:02:00Z' IS NOT NULL",
     ] {
         let want = json(&on_lake.sql(sql, "application/json").1, sql);
         assert!(want[0]["n"].as_u64().is_some_and(|n| n > 0), "{sql}: {want}");
@@ -126,12 +128,16 @@ fn lake_and_clickhouse_backends_answer_identically() {
     // Regression: a column position naming an unaliased expression with such a literal was
     // replaced by the expression as written, literal unchanged (400). The backends name such a
     // column differently: the values are compared.
-    let sql = "SELECT CASE WHEN ts < '2026-11-01T00:01:00.5Z' THEN 1 ELSE 0 END, count(*) AS n FROM site_rates_10s GROUP BY 1 ORDER BY 1";
-    let values = |body: &str| -> Vec<Vec<serde_json::Value>> { json(body, sql).as_array().unwrap().iter().map(|r| r.as_object().unwrap().values().cloned().collect()).collect() };
-    let want = values(&on_lake.sql(sql, "application/json").1);
-    assert_eq!(want.len(), 2, "{sql}: {want:?}");
-    let (code, body) = on_ch.sql(sql, "application/json");
-    assert_eq!((code, values(&body)), (200, want), "{sql}");
+    for sql in [
+        "SELECT CASE WHEN ts < '2026-11-01T00:01:00.5Z' THEN 1 ELSE 0 END, count(*) AS n FROM site_rates_10s GROUP BY 1 ORDER BY 1",
+        "SELECT CASE WHEN ts NOT BETWEEN '2026-11-01T00:00:20Z' AND '2026-11-01T00:01:00Z' THEN 1 ELSE 0 END, count(*) AS n FROM site_rates_10s GROUP BY 1 ORDER BY 1",
+    ] {
+        let values = |body: &str| -> Vec<Vec<serde_json::Value>> { json(body, sql).as_array().unwrap().iter().map(|r| r.as_object().unwrap().values().cloned().collect()).collect() };
+        let want = values(&on_lake.sql(sql, "application/json").1);
+        assert_eq!(want.len(), 2, "{sql}: {want:?}");
+        let (code, body) = on_ch.sql(sql, "application/json");
+        assert_eq!((code, values(&body)), (200, want), "{sql}");
+    }
     // Regression: these were 500s on ClickHouse — a statement failing on a value, or one that
     // ClickHouse cannot type or run — though the caller's as on the lake.
     for bad in ["SELECT intDiv(1, 0) AS x", "SELECT throwIf(1) AS x", "SELECT 1 AS x UNION ALL SELECT 'a' AS x", "SELECT nope(site) FROM traffic_1m"] {

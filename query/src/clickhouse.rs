@@ -371,6 +371,9 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// Column positions naming an unaliased expression: the expression is written in their
         /// place once the visit has rewritten its time literals.
         positions: Vec<(std::ops::Range<usize>, Expr)>,
+        /// `toDateTime('…')` calls with a fraction written as their seconds (by their literal's
+        /// start), for `=` and `<>`.
+        seconds: std::collections::HashMap<usize, String>,
     }
     /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`.
     fn literal(e: &Expr) -> Option<&ValueWithSpan> {
@@ -412,45 +415,96 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// `x NOT BETWEEN a AND b` (which 18.16 cannot parse) as `NOT (x BETWEEN a AND b)`, when
         /// `x` and `b` are names or literals (whose spans are exact).
         fn not_between(&mut self, x: &Expr, low: &Expr, high: &Expr) {
-            use datafusion::sql::sqlparser::ast::Spanned;
+            use datafusion::sql::sqlparser::ast::{Spanned, UnaryOperator};
             fn exact(e: &Expr) -> bool {
                 match e {
                     Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => true,
                     Expr::Nested(inner) => exact(inner),
+                    Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr } => matches!(expr.as_ref(), Expr::Value(_)),
                     _ => false,
                 }
             }
-            // A call's span starts where it does (its end may stop short).
-            if !(exact(x) || matches!(x, Expr::Function(_))) || !exact(high) {
-                return;
-            }
-            let (Some(x), Some(low), Some(high)) = ((self.range)(x.span()), (self.range)(low.span()), (self.range)(high.span())) else { return };
-            // The last `NOT` before `low`, followed by `BETWEEN` only.
+            // A call's span starts where it does but its end may stop short: it ends at the
+            // parenthesis closing its arguments.
+            let text = |e: &Expr| -> Option<std::ops::Range<usize>> {
+                let r = (self.range)(e.span())?;
+                match e {
+                    Expr::Function(_) => Some(r.start..call_end(self.sql, r.start)?),
+                    e if exact(e) => Some(r),
+                    _ => None,
+                }
+            };
+            let (Some(x), Some(low), Some(high)) = (text(x), (self.range)(low.span()), text(high)) else { return };
+            let high_end = high.end;
+            // `NOT BETWEEN` and nothing else (no comment) between `x` and `low`.
             let Some(not) = self.sql.get(x.end..low.start).and_then(|between| {
                 let up = between.to_ascii_uppercase();
-                let at = up.rfind("NOT")?;
-                let rest = up[at + 3..].trim_start();
-                (rest.trim_end() == "BETWEEN").then_some(x.end + at..x.end + up.len() - rest.len())
+                let words: Vec<&str> = up.split_whitespace().collect();
+                (words == ["NOT", "BETWEEN"]).then(|| {
+                    let at = up.find("NOT").unwrap_or(0);
+                    let rest = up[at + 3..].trim_start();
+                    x.end + at..x.end + up.len() - rest.len()
+                })
             }) else {
                 return;
             };
-            self.edits.push((x.start..x.start, "NOT (".into()));
+            // Parenthesised whole: `NOT` binds looser than what may follow (`IS NULL`, `=`).
+            self.edits.push((x.start..x.start, "(NOT (".into()));
             self.edits.push((not, String::new()));
-            self.edits.push((high.end..high.end, ")".into()));
+            self.edits.push((high_end..high_end, "))".into()));
+        }
+
+        /// `e`, when it is `toDateTime('…')` with a fraction of a second (a bound timestamp
+        /// parameter), written as its seconds with the fraction (`toFloat64(1793491270.5)`):
+        /// ClickHouse compares a `DateTime` with a number exactly, so `=` and `<>` answer as on
+        /// the lake, where cutting the fraction would make `=` true for the second.
+        fn exact_seconds(&mut self, e: &Expr) {
+            use datafusion::sql::sqlparser::ast::Spanned;
+            let e = match e {
+                Expr::Nested(inner) => inner.as_ref(),
+                e => e,
+            };
+            let (Some(v), Expr::Function(f)) = (to_datetime_arg(e), e) else { return };
+            let Value::SingleQuotedString(text) = &v.value else { return };
+            let (Some(at), Some(name)) = ((self.range)(v.span), (self.range)(f.name.span())) else { return };
+            let Some(secs) = fractional_seconds(text) else { return };
+            if self.times.contains_key(&at.start) {
+                return;
+            }
+            self.times.insert(at.start, text.clone());
+            self.seconds.insert(at.start, secs.clone());
+            self.edits.push((name, "toFloat64".into()));
+            self.edits.push((at, secs));
         }
     }
     impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Edits<'_, F> {
         type Break = ();
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            let SetExpr::Select(select) = query.body.as_ref() else { return ControlFlow::Continue(()) };
-            let mut keys: Vec<&Expr> = Vec::new();
-            if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
-                keys.extend(exprs);
+            use datafusion::sql::sqlparser::ast::Select;
+            /// The `SELECT`s of a body: itself, or each branch of a `UNION` (…).
+            fn selects<'q>(body: &'q SetExpr, out: &mut Vec<&'q Select>) {
+                match body {
+                    SetExpr::Select(s) => out.push(s),
+                    SetExpr::SetOperation { left, right, .. } => {
+                        selects(left, out);
+                        selects(right, out);
+                    }
+                    _ => {}
+                }
             }
-            if let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_ref().map(|o| &o.kind) {
-                keys.extend(exprs.iter().map(|o| &o.expr));
+            let mut branches = Vec::new();
+            selects(&query.body, &mut branches);
+            // Each branch's `GROUP BY`; the query's `ORDER BY` when it has one branch.
+            let mut keys: Vec<(&Select, &Expr)> = Vec::new();
+            for select in &branches {
+                if let GroupByExpr::Expressions(exprs, _) = &select.group_by {
+                    keys.extend(exprs.iter().map(|e| (*select, e)));
+                }
             }
-            for key in keys {
+            if let (SetExpr::Select(select), Some(OrderByKind::Expressions(exprs))) = (query.body.as_ref(), query.order_by.as_ref().map(|o| &o.kind)) {
+                keys.extend(exprs.iter().map(|o| (select.as_ref(), &o.expr)));
+            }
+            for (select, key) in keys {
                 let Expr::Value(v) = key else { continue };
                 let Value::Number(n, _) = &v.value else { continue };
                 let Some(item) = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i)) else { continue };
@@ -476,6 +530,10 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         (BinaryOperator::Gt | BinaryOperator::LtEq, true) | (BinaryOperator::Lt | BinaryOperator::GtEq, false) => Some(Round::Down),
                         _ => None,
                     };
+                    if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
+                        self.exact_seconds(left);
+                        self.exact_seconds(right);
+                    }
                     if let Some(v) = literal(right) {
                         self.time(v, round(true));
                     }
@@ -506,17 +564,24 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     let Ok(statements) = datafusion::sql::sqlparser::parser::Parser::parse_sql(&datafusion::sql::sqlparser::dialect::ClickHouseDialect {}, sql) else {
-        return sql.into();
+        return cut_time_calls(sql);
     };
-    let mut found = Edits { sql, range, edits: Vec::new(), times: Default::default(), positions: Vec::new() };
+    let mut found = Edits { sql, range, edits: Vec::new(), times: Default::default(), positions: Vec::new(), seconds: Default::default() };
     let _ = statements.visit(&mut found);
-    let Edits { range, mut edits, times, positions, .. } = found;
+    let Edits { range, mut edits, times, positions, seconds, .. } = found;
     for (at, mut e) in positions {
         let _ = visit_expressions_mut(&mut e, |e| {
-            if let Expr::Value(v) = e {
+            if let Some(secs) = to_datetime_arg(e).and_then(|v| range(v.span)).and_then(|r| seconds.get(&r.start)) {
+                *e = Expr::Value(Value::Number(secs.clone(), false).into());
+            } else if let Expr::Value(v) = e {
                 if let Some(t) = range(v.span).and_then(|r| times.get(&r.start)) {
                     v.value = Value::SingleQuotedString(t.clone());
                 }
+            } else if let Expr::Between { negated: negated @ true, .. } = e {
+                // 18.16 has no `NOT BETWEEN` (see `not_between`).
+                *negated = false;
+                let between = std::mem::replace(e, Expr::Value(Value::Null.into()));
+                *e = Expr::Nested(Box::new(Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Not, expr: Box::new(Expr::Nested(Box::new(between))) }));
             }
             ControlFlow::<()>::Continue(())
         });
@@ -534,18 +599,75 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// How a time literal's fraction of a second is rounded to a whole second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Round {
-    Up,
-    Down,
+/// The end of the call starting at `start` of `sql`: after the parenthesis closing its arguments
+/// (quoted text skipped).
+fn call_end(sql: &str, start: usize) -> Option<usize> {
+    let b = sql.as_bytes();
+    let mut i = start + sql.get(start..)?.find('(')?;
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
-/// `text` as ClickHouse's `DateTime` text (`YYYY-MM-DD HH:MM:SS`, UTC) when it is a time in RFC
-/// 3339 / ISO 8601 form that is not already one; a fraction of a second is rounded by `round`
-/// (`None`: no answer for a time with one) after cutting it to microseconds, as the lake does.
-/// Dates and times outside `DateTime`'s range are left.
-fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
+/// `sql`, which does not parse, with the literal of each `toDateTime('…')` call (the form of a
+/// timestamp parameter with a fraction) cut to its second, as `toDateTime` cuts a number's: 18.16
+/// reads no fraction there.
+fn cut_time_calls(sql: &str) -> std::borrow::Cow<'_, str> {
+    const CALL: &str = "toDateTime('";
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find(CALL) {
+        let start = at + CALL.len();
+        let Some(len) = rest[start..].find('\'') else { break };
+        out.push_str(&rest[..start]);
+        let literal = &rest[start..start + len];
+        out.push_str(&clickhouse_time(literal, Some(Round::Down)).unwrap_or_else(|| literal.to_owned()));
+        rest = &rest[start + len..];
+    }
+    if out.is_empty() {
+        return sql.into();
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// The seconds since the epoch of the time `text`, with its fraction (`1793491270.5`), when it is a
+/// time in RFC 3339 / ISO 8601 form with a fraction of a second within `DateTime`'s range.
+fn fractional_seconds(text: &str) -> Option<String> {
+    use chrono::Timelike;
+    let utc = parse_time(text)?;
+    let micros = utc.nanosecond() / 1_000;
+    (micros != 0 && in_datetime_range(utc)).then(|| format!("{}.{micros:06}", utc.and_utc().timestamp()))
+}
+
+/// Whether `t` is within the times ClickHouse 18.16 reads as `DateTime` text: 1970 to 2105 (it
+/// holds seconds up to 2106-02-07, but reads text of 2106 as another time).
+fn in_datetime_range(t: chrono::NaiveDateTime) -> bool {
+    use chrono::Datelike;
+    t.and_utc().timestamp() >= 0 && t.year() <= 2105
+}
+
+/// The time `text` in RFC 3339 / ISO 8601 form, in UTC, cut to microseconds as the lake compares
+/// it.
+fn parse_time(text: &str) -> Option<chrono::NaiveDateTime> {
     use chrono::Timelike;
     let b = text.as_bytes();
     // A date, then `T` or a space and a time: the form is settled before any parsing.
@@ -560,8 +682,23 @@ fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
         Some(t) => t.naive_utc(),
         None => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].iter().find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())?,
     };
-    // The lake compares with microseconds, a finer fraction cut off.
-    let utc = utc.with_nanosecond(utc.nanosecond() / 1_000 * 1_000)?;
+    utc.with_nanosecond(utc.nanosecond() / 1_000 * 1_000)
+}
+
+/// How a time literal's fraction of a second is rounded to a whole second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    Up,
+    Down,
+}
+
+/// `text` as ClickHouse's `DateTime` text (`YYYY-MM-DD HH:MM:SS`, UTC) when it is a time in RFC
+/// 3339 / ISO 8601 form that is not already one; a fraction of a second is rounded by `round`
+/// (`None`: no answer for a time with one) after cutting it to microseconds, as the lake does.
+/// Dates and times outside `DateTime`'s range are left.
+fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
+    use chrono::Timelike;
+    let utc = parse_time(text)?;
     let whole = utc.with_nanosecond(0)?;
     let t = match (utc == whole, round) {
         (true, _) => whole,
@@ -570,8 +707,7 @@ fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
         (false, None) => return None,
     };
     let out = t.format("%Y-%m-%d %H:%M:%S").to_string();
-    // `DateTime` holds the seconds of a u32: 1970-01-01 to 2106-02-07 06:28:15.
-    (out != text && (0..=i64::from(u32::MAX)).contains(&t.and_utc().timestamp())).then_some(out)
+    (out != text && in_datetime_range(t)).then_some(out)
 }
 
 /// Words and `;` of `sql`, skipping string literals, quoted identifiers and comments.
@@ -851,6 +987,11 @@ mod tests {
             "SELECT 'ü€', n FROM (SELECT site AS s, count() AS n FROM t GROUP BY s) ORDER BY (n)"
         );
         // Left as written: no positions, `*`, out of range, numbers elsewhere, text that does not parse.
+        // In each branch of a `UNION`.
+        assert_eq!(
+            for_clickhouse("SELECT a, count() AS n FROM t GROUP BY 1 UNION ALL SELECT b, count() AS n FROM u GROUP BY 1 ORDER BY n"),
+            "SELECT a, count() AS n FROM t GROUP BY (a) UNION ALL SELECT b, count() AS n FROM u GROUP BY (b) ORDER BY n"
+        );
         for sql in ["SELECT site FROM t ORDER BY site", "SELECT * FROM t ORDER BY 1", "SELECT a FROM t ORDER BY 3", "SELECT a + 1 FROM t WHERE b = 2", "SELEC 1 ORDER BY 1"] {
             assert_eq!(for_clickhouse(sql), sql);
         }
@@ -870,9 +1011,25 @@ mod tests {
             ("SELECT 1 FROM t WHERE ts > '2026-11-01T00:00:00.250Z' OR ts <= '2026-11-01T00:01:00.5Z'", "SELECT 1 FROM t WHERE ts > '2026-11-01 00:00:00' OR ts <= '2026-11-01 00:01:00'"),
             ("SELECT 1 FROM t WHERE '2026-11-01T00:00:00.2Z' <= ts AND '2026-11-01T00:00:09.2Z' > ts", "SELECT 1 FROM t WHERE '2026-11-01 00:00:01' <= ts AND '2026-11-01 00:00:10' > ts"),
             // 18.16 has no `NOT BETWEEN`: written as `NOT (… BETWEEN …)`.
-            ("SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:00.1' AND '2026-11-01T00:00:09.9'", "SELECT 1 FROM t WHERE NOT (ts BETWEEN '2026-11-01 00:00:01' AND '2026-11-01 00:00:09')"),
-            ("SELECT 1 FROM t WHERE t.ts not  between 1 and x OR 2 NOT BETWEEN 1 AND 3", "SELECT 1 FROM t WHERE NOT (t.ts between 1 and x) OR NOT (2 BETWEEN 1 AND 3)"),
-            ("SELECT 1 FROM t WHERE f('NOT', x) NOT BETWEEN 1 AND 2", "SELECT 1 FROM t WHERE NOT (f('NOT', x) BETWEEN 1 AND 2)"),
+            // Parenthesised whole, as `NOT` binds looser than `IS NULL` or `=` after it.
+            ("SELECT 1 FROM t WHERE ts NOT BETWEEN '2026-11-01 00:00:00.1' AND '2026-11-01T00:00:09.9'", "SELECT 1 FROM t WHERE (NOT (ts BETWEEN '2026-11-01 00:00:01' AND '2026-11-01 00:00:09'))"),
+            ("SELECT 1 FROM t WHERE t.ts not  between 1 and x OR 2 NOT BETWEEN 1 AND 3", "SELECT 1 FROM t WHERE (NOT (t.ts between 1 and x)) OR (NOT (2 BETWEEN 1 AND 3))"),
+            ("SELECT 1 FROM t WHERE f('NOT', x) NOT BETWEEN 1 AND -2", "SELECT 1 FROM t WHERE (NOT (f('NOT', x) BETWEEN 1 AND -2))"),
+            ("SELECT 1 FROM t WHERE x NOT BETWEEN 1 AND 2 IS NULL", "SELECT 1 FROM t WHERE (NOT (x BETWEEN 1 AND 2)) IS NULL"),
+            (
+                "SELECT 1 FROM t WHERE ts NOT BETWEEN toDateTime(1793491270) AND toDateTime('2026-11-01T00:00:09.500000Z')",
+                "SELECT 1 FROM t WHERE (NOT (ts BETWEEN toDateTime(1793491270) AND toDateTime('2026-11-01 00:00:09')))",
+            ),
+            (
+                "SELECT x NOT BETWEEN 1 AND 2, count() FROM t GROUP BY 1",
+                "SELECT (NOT (x BETWEEN 1 AND 2)), count() FROM t GROUP BY ((NOT (x BETWEEN 1 AND 2)))",
+            ),
+            // A parameter with a fraction under `=` or `<>`: its exact seconds, which ClickHouse
+            // compares with a `DateTime` as numbers.
+            (
+                "SELECT ts = toDateTime('2026-11-01T00:00:00.500000Z') FROM t WHERE (toDateTime('2026-11-01T00:00:01.250000Z')) <> ts GROUP BY 1",
+                "SELECT ts = toFloat64(1793491200.500000) FROM t WHERE (toFloat64(1793491201.250000)) <> ts GROUP BY (ts = 1793491200.500000)",
+            ),
             // In parentheses, and in a column position's copy of its expression.
             ("SELECT 1 FROM t WHERE ts >= ('2026-11-01T00:00:00.5Z')", "SELECT 1 FROM t WHERE ts >= ('2026-11-01 00:00:01')"),
             (
@@ -888,8 +1045,10 @@ mod tests {
                 "SELECT toDateTime('2026-11-01T00:00:00.500000Z') AS t FROM x WHERE ts BETWEEN toDateTime('2026-11-01T00:00:00.500000Z') AND (toDateTime('2026-11-01T00:00:09.500000Z'))",
                 "SELECT toDateTime('2026-11-01 00:00:00') AS t FROM x WHERE ts BETWEEN toDateTime('2026-11-01 00:00:01') AND (toDateTime('2026-11-01 00:00:09'))",
             ),
-            // DateTime's last second.
-            ("SELECT 1 FROM t WHERE ts <= '2106-02-07T06:28:15Z'", "SELECT 1 FROM t WHERE ts <= '2106-02-07 06:28:15'"),
+            // The last second of the years 18.16 reads as `DateTime` text.
+            ("SELECT 1 FROM t WHERE ts <= '2105-12-31T23:59:59Z'", "SELECT 1 FROM t WHERE ts <= '2105-12-31 23:59:59'"),
+            // A statement the parser does not read: a parameter's literal is cut to its second.
+            ("SELECT 1 FROM t ARRAY JOIN [1] AS one WHERE ts >= toDateTime('2026-11-01T00:00:00.500000Z')", "SELECT 1 FROM t ARRAY JOIN [1] AS one WHERE ts >= toDateTime('2026-11-01 00:00:00')"),
             // Offsets are moved to UTC; whole seconds are rewritten anywhere.
             ("SELECT count() FROM t WHERE ts = '2026-11-01T02:00:00+02:00'", "SELECT count() FROM t WHERE ts = '2026-11-01 00:00:00'"),
             ("SELECT toStartOfHour(toDateTime('2026-11-01T00:30:00Z')) AS h", "SELECT toStartOfHour(toDateTime('2026-11-01 00:30:00')) AS h"),
@@ -905,8 +1064,9 @@ mod tests {
             "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
             "SELECT 1 FROM t WHERE ts = '2026-11-01T00:00:00.5Z'",
             "SELECT 1 FROM t WHERE ts >= '1900-01-01T00:00:00Z'",
-            "SELECT 1 FROM t WHERE ts <= '2106-02-07T06:28:16Z'",
-            "SELECT 1 FROM t WHERE ts NOT BETWEEN 1 AND f(x)",
+            "SELECT 1 FROM t WHERE ts <= '2106-02-07T06:28:15Z'",
+            "SELECT 1 FROM t WHERE x NOT /* c */ BETWEEN 1 AND 2",
+            "SELECT 1 FROM t WHERE x NOT BETWEEN -- NOT BETWEEN\n 1 AND 2",
             "SELECT 1 FROM t WHERE ts >= '2026-13-01T00:00:00Z'",
             "SELEC 1 WHERE ts >= '2026-11-01T00:00:00Z'",
         ] {
