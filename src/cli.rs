@@ -638,7 +638,7 @@ fn run_roles(a: RunArgs) -> Result<()> {
             match role {
                 Role::Ingest => {
                     let cfg = ingest.clone();
-                    let sites = registry_of(&cfg);
+                    let sites = registry_of(cfg.data_dir.clone().unwrap_or_else(|| aggregate.data_dir.clone()));
                     tasks.spawn(async move { (role, edgelens_ingest::run(cfg, sites, done).await.map_err(anyhow::Error::from)) });
                 }
                 Role::Aggregate => {
@@ -696,16 +696,26 @@ fn query(a: QueryArgs) -> Result<()> {
     runtime()?.block_on(serve_query(cfg, shutdown_signal()))
 }
 
-/// The site registry ingest keys lines by: read from the lake of `[ingest] data_dir` now, and
-/// again every 30 s while the process runs.
-fn registry_of(cfg: &edgelens_ingest::IngestConfig) -> HostSites {
+/// The site registry ingest keys lines by: read from the lake at `lake` now, and again every 30 s
+/// while the process runs. A lake that is not there is said, as keying then ignores the registry.
+fn registry_of(lake: PathBuf) -> HostSites {
     let sites = HostSites::default();
-    edgelens_aggregate::sites::watch(cfg.data_dir.clone(), sites.clone(), Arc::new(AtomicBool::new(false)));
+    if !lake.is_dir() {
+        tracing::warn!(data_dir = %lake.display(), "no lake at [ingest] data_dir: no site registry, lines without ZoneName are keyed by their host's registrable domain (set data_dir to the aggregators' lake)");
+    }
+    edgelens_aggregate::sites::watch(lake.clone(), sites.clone(), Arc::new(AtomicBool::new(false)));
+    tracing::info!(data_dir = %lake.display(), sites = sites.len(), "site registry read");
     sites
 }
 
 fn ingest(a: IngestArgs) -> Result<()> {
-    let mut cfg: edgelens_ingest::IngestConfig = crate::config::role(a.config.as_deref(), "ingest")?;
+    let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
+    let mut cfg: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
+    // Unset: the aggregators' lake of the same config.
+    let lake = match cfg.data_dir.clone() {
+        Some(dir) => dir,
+        None => crate::config::section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate")?.data_dir,
+    };
     if let Some(b) = a.brokers {
         cfg.brokers = b;
     }
@@ -715,7 +725,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
     let rt = runtime()?;
     match a.cmd {
         None => rt.block_on(async move {
-            let sites = registry_of(&cfg);
+            let sites = registry_of(lake);
             edgelens_ingest::run(cfg, sites, shutdown_signal()).await?;
             Ok(())
         }),
@@ -728,7 +738,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
                 dead_letters_topic: cfg.dead_letters_topic.clone(),
                 max_line_bytes: cfg.max_line_bytes,
                 start_timeout: Duration::from_millis(cfg.connect_timeout_ms),
-                sites: registry_of(&cfg),
+                sites: registry_of(lake),
                 ..FileIngestConfig::default()
             };
             let started = Instant::now();

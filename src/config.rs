@@ -226,11 +226,6 @@ fn section_value<T: DeserializeOwned + Serialize + Default>(doc: &Doc, name: &st
     }
 }
 
-/// The settings of role `name`: file (if any), then the process environment.
-pub fn role<T: DeserializeOwned + Serialize + Default>(path: Option<&Path>, name: &str) -> Result<T> {
-    section(&load(path, process_env())?, name)
-}
-
 /// The process environment, for [`load`].
 pub fn process_env() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -199,3 +199,44 @@ fn a_line_up_to_the_line_limit_goes_into_the_topic() {
     let lines = read_event_lines(&broker, &events, 1, 11);
     assert!(lines.iter().any(|l| l.len() == big.len()), "the long line is in the topic");
 }
+
+/// `ingest file` keys a line without `ZoneName` by the registered site of its host, read from the
+/// aggregators' lake when `[ingest] data_dir` is unset: the hosts of `nhs.uk`, a registered site
+/// that is a public suffix itself, share its key. A `data_dir` with no lake is warned of.
+#[test]
+fn ingest_file_keys_hosts_by_the_registry_of_the_aggregators_lake() {
+    let broker = broker();
+    let (events, other, dead) = (unique("edge-requests"), unique("edge-requests"), unique("edge-dead-letters"));
+    create_topics(&broker, &[(&events, 4), (&other, 4), (&dead, 1)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let lake = tmp.path().join("lake");
+    let csv = tmp.path().join("sites.csv");
+    std::fs::write(&csv, "site,tenant,created_at,removed_at\nnhs.uk,t1,2026-01-01T00:00:00Z,\n").unwrap();
+    run_ok(edgelens().args(["registry", "import"]).arg(&csv).arg("--data-dir").arg(&lake));
+    let line = |host: &str| format!(r#"{{"ClientIP":"192.0.2.1","ClientRequestHost":"{host}","EdgeStartTimestamp":1793491200,"EdgeResponseStatus":200}}"#);
+    let file = tmp.path().join("hosts.ndjson");
+    std::fs::write(&file, [line("www.nhs.uk"), line("api.nhs.uk"), line("nhs.uk")].join("\n")).unwrap();
+    let config = tmp.path().join("edgelens.toml");
+    std::fs::write(&config, format!("[aggregate]\ndata_dir = {:?}\n", lake.display().to_string())).unwrap();
+    let ingest = |topic: &str, data_dir: Option<&std::path::Path>| {
+        let mut cmd = edgelens();
+        cmd.args(["ingest", "--config"]).arg(&config).args(["--brokers", &broker, "file"]).arg(&file);
+        cmd.env("EDGELENS__INGEST__EVENTS_TOPIC", topic).env("EDGELENS__INGEST__DEAD_LETTERS_TOPIC", &dead).env("EDGELENS_LOG", "info");
+        if let Some(d) = data_dir {
+            cmd.env("EDGELENS__INGEST__DATA_DIR", d);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let log = ingest(&events, None);
+    assert!(!log.contains("no lake at"), "{log}");
+    let keys: Vec<Vec<u8>> = kafka::read_topic(&broker, &events, 4, 1).into_iter().map(|(_, k, _)| k).collect();
+    assert_eq!(keys, [b"nhs.uk".to_vec()]);
+
+    let log = ingest(&other, Some(&tmp.path().join("nowhere")));
+    assert!(log.contains("no lake at [ingest] data_dir"), "{log}");
+    let mut keys: Vec<Vec<u8>> = kafka::read_topic(&broker, &other, 4, 3).into_iter().map(|(_, k, _)| k).collect();
+    keys.sort();
+    assert_eq!(keys, [b"api.nhs.uk".to_vec(), b"nhs.uk".to_vec(), b"www.nhs.uk".to_vec()], "without the registry, each host its own key");
+}

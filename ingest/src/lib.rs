@@ -81,7 +81,7 @@ async fn warn_missing_topics(log: Arc<kafka::KafkaLog>, brokers: String, topics:
 }
 
 /// Run the ingest role until `shutdown` resolves: receiver → Kafka, each line keyed by the site
-/// `sites` maps its host to (the registry the caller keeps reading from `cfg.data_dir`). Batches
+/// `sites` maps its host to (the registry the caller keeps reading from the lake). Batches
 /// in flight finish, then the producer is flushed.
 pub async fn run(cfg: IngestConfig, sites: HostSites, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
     cfg.validate().map_err(IngestError::Config)?;

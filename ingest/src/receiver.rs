@@ -107,11 +107,12 @@ pub struct IngestConfig {
     /// is waited for, batch by batch.
     pub connect_timeout_ms: u64,
     /// The lake whose site registry (`sites`) is read, now and every 30 s, to key a line by the
-    /// site its host belongs to, as the aggregators count it (read only; the aggregators'
-    /// `data_dir`). A lake without a registry, or none at this path, keys every line by its site's
-    /// registrable domain, which splits only the hosts of registered sites that are public
-    /// suffixes themselves (`nhs.uk`) or have list rules below them (`kobe.jp`).
-    pub data_dir: std::path::PathBuf,
+    /// site its host belongs to, as the aggregators count it (read only). Unset: the
+    /// `[aggregate] data_dir` of the same config. A lake without a registry, or none at this path
+    /// (a warning says so), keys every line by its site's registrable domain, which splits only
+    /// the hosts of registered sites that are public suffixes themselves (`nhs.uk`) or have list
+    /// rules below them (`kobe.jp`).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for IngestConfig {
@@ -136,7 +137,7 @@ impl Default for IngestConfig {
             idle_timeout_secs: 120,
             header_timeout_secs: 30,
             connect_timeout_ms: 30_000,
-            data_dir: "edgelens-data".into(),
+            data_dir: None,
         }
     }
 }
