@@ -45,4 +45,16 @@ for lo_s, hi_s in [(10.5, 20.5), (20.25, 120.75), (0.001, 59.999), (30, 90.5)]:
         want, got = lake.execute(sql, (lo, hi)).fetchone()[0], ch.execute(sql, (lo, hi)).fetchone()[0]
         assert want == got, (sql, lo, hi, want, got)
         checked += 1
+# A column position naming `ts = %s` (the copy carries the parameter as the statement does), and
+# times outside the years ClickHouse 18.16 reads as DateTime (they wrapped to 1970).
+frac = first + datetime.timedelta(seconds=10.5)
+for sql, params in [
+    ("SELECT COUNT(*) FROM (SELECT ts = %s, COUNT(*) AS n FROM site_rates_10s GROUP BY 1) AS g", (frac,)),
+    ("SELECT COUNT(*) FROM site_rates_10s WHERE ts < %s", (datetime.datetime(2140, 1, 1, tzinfo=datetime.timezone.utc),)),
+    ("SELECT COUNT(*) FROM site_rates_10s WHERE ts > %s", (datetime.datetime(1969, 12, 31, 23, 59, tzinfo=datetime.timezone.utc),)),
+    ("SELECT COUNT(*) FROM site_rates_10s WHERE ts BETWEEN %s AND %s", (datetime.datetime(1969, 12, 31, 23, 59, 0, 500000, tzinfo=datetime.timezone.utc), datetime.datetime(2140, 1, 1, tzinfo=datetime.timezone.utc))),
+]:
+    want, got = lake.execute(sql, params).fetchone()[0], ch.execute(sql, params).fetchone()[0]
+    assert want == got and want > 0, (sql, params, want, got)
+    checked += 1
 print(json.dumps({"checked": checked}))

@@ -375,12 +375,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// start), for `=` and `<>`.
         seconds: std::collections::HashMap<usize, String>,
     }
-    /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`.
-    fn literal(e: &Expr) -> Option<&ValueWithSpan> {
+    /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`; whether
+    /// it is bare (not `toDateTime`'s).
+    fn literal(e: &Expr) -> Option<(&ValueWithSpan, bool)> {
         match e {
-            Expr::Value(v) => Some(v),
+            Expr::Value(v) => Some((v, true)),
             Expr::Nested(inner) => literal(inner),
-            e => to_datetime_arg(e),
+            e => to_datetime_arg(e).map(|v| (v, false)),
         }
     }
     /// The literal of `toDateTime('…')`: 18.16 reads no fraction nor offset there, so it is
@@ -406,8 +407,25 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 return;
             }
             if let Some(t) = clickhouse_time(text, round) {
-                self.times.insert(at.start, t.clone());
+                self.times.insert(at.start, format!("'{t}'"));
                 self.edits.push((at, format!("'{t}'")));
+            }
+        }
+
+        /// [`Self::time`] for a literal compared with something, rounded by `round`; a bare one
+        /// outside the years 18.16 reads as `DateTime` text (which it would read as another
+        /// time) is written as its seconds, a number ClickHouse compares a `DateTime` with
+        /// exactly.
+        fn compared_time(&mut self, v: &ValueWithSpan, round: Option<Round>, bare: bool) {
+            self.time(v, round);
+            let Value::SingleQuotedString(text) = &v.value else { return };
+            let Some(at) = (self.range)(v.span) else { return };
+            if !bare || self.times.contains_key(&at.start) {
+                return;
+            }
+            if let Some(secs) = parse_time(text).filter(|t| !in_datetime_range(*t)).map(seconds_text) {
+                self.times.insert(at.start, secs.clone());
+                self.edits.push((at, secs));
             }
         }
     }
@@ -434,11 +452,16 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                     _ => None,
                 }
             };
+            // `x`'s text must start where its span does: not a sign or a parenthesis before it.
+            if matches!(x, Expr::Nested(_) | Expr::UnaryOp { .. }) {
+                return;
+            }
             let (Some(x), Some(low), Some(high)) = (text(x), (self.range)(low.span()), text(high)) else { return };
             let high_end = high.end;
             // `NOT BETWEEN` and nothing else (no comment) between `x` and `low`.
             let Some(not) = self.sql.get(x.end..low.start).and_then(|between| {
-                let up = between.to_ascii_uppercase();
+                // `low`'s span may leave out a sign or parentheses before it.
+                let up = between.trim_end_matches(|c: char| matches!(c, '(' | '-' | '+') || c.is_whitespace()).to_ascii_uppercase();
                 let words: Vec<&str> = up.split_whitespace().collect();
                 (words == ["NOT", "BETWEEN"]).then(|| {
                     let at = up.find("NOT").unwrap_or(0);
@@ -460,10 +483,10 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// the lake, where cutting the fraction would make `=` true for the second.
         fn exact_seconds(&mut self, e: &Expr) {
             use datafusion::sql::sqlparser::ast::Spanned;
-            let e = match e {
-                Expr::Nested(inner) => inner.as_ref(),
-                e => e,
-            };
+            let mut e = e;
+            while let Expr::Nested(inner) = e {
+                e = inner;
+            }
             let (Some(v), Expr::Function(f)) = (to_datetime_arg(e), e) else { return };
             let Value::SingleQuotedString(text) = &v.value else { return };
             let (Some(at), Some(name)) = ((self.range)(v.span), (self.range)(f.name.span())) else { return };
@@ -471,7 +494,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             if self.times.contains_key(&at.start) {
                 return;
             }
-            self.times.insert(at.start, text.clone());
+            self.times.insert(at.start, format!("'{text}'"));
             self.seconds.insert(at.start, secs.clone());
             self.edits.push((name, "toFloat64".into()));
             self.edits.push((at, secs));
@@ -534,26 +557,33 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         self.exact_seconds(left);
                         self.exact_seconds(right);
                     }
-                    if let Some(v) = literal(right) {
-                        self.time(v, round(true));
+                    if let Some((v, bare)) = literal(right) {
+                        self.compared_time(v, round(true), bare);
                     }
-                    if let Some(v) = literal(left) {
-                        self.time(v, round(false));
+                    if let Some((v, bare)) = literal(left) {
+                        self.compared_time(v, round(false), bare);
                     }
                 }
                 // `NOT BETWEEN` is `< low OR > high`: rounded alike.
                 Expr::Between { expr, negated, low, high } => {
-                    if let Some(v) = literal(low) {
-                        self.time(v, Some(Round::Up));
+                    if let Some((v, bare)) = literal(low) {
+                        self.compared_time(v, Some(Round::Up), bare);
                     }
-                    if let Some(v) = literal(high) {
-                        self.time(v, Some(Round::Down));
+                    if let Some((v, bare)) = literal(high) {
+                        self.compared_time(v, Some(Round::Down), bare);
                     }
                     if *negated {
                         self.not_between(expr, low, high);
                     }
                 }
                 Expr::Value(v) => self.time(v, None),
+                // A parameter with a fraction is equal to no whole second: as its seconds,
+                // ClickHouse refuses the list (a type mismatch) instead of matching the second.
+                Expr::InList { list, .. } => {
+                    for item in list {
+                        self.exact_seconds(item);
+                    }
+                }
                 e => {
                     if let Some(v) = to_datetime_arg(e) {
                         self.time(v, Some(Round::Down));
@@ -571,11 +601,23 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     let Edits { range, mut edits, times, positions, seconds, .. } = found;
     for (at, mut e) in positions {
         let _ = visit_expressions_mut(&mut e, |e| {
-            if let Some(secs) = to_datetime_arg(e).and_then(|v| range(v.span)).and_then(|r| seconds.get(&r.start)) {
-                *e = Expr::Value(Value::Number(secs.clone(), false).into());
+            if let Some(secs) = to_datetime_arg(e).and_then(|v| range(v.span)).and_then(|r| seconds.get(&r.start)).cloned() {
+                // As the statement's text has it: `toFloat64(<seconds>)`.
+                if let Expr::Function(f) = e {
+                    f.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new("toFloat64")]);
+                    if let datafusion::sql::sqlparser::ast::FunctionArguments::List(list) = &mut f.args {
+                        if let Some(datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(Expr::Value(v)))) = list.args.first_mut() {
+                            v.value = Value::Number(secs, false);
+                        }
+                    }
+                }
             } else if let Expr::Value(v) = e {
-                if let Some(t) = range(v.span).and_then(|r| times.get(&r.start)) {
-                    v.value = Value::SingleQuotedString(t.clone());
+                let start = range(v.span).map(|r| r.start);
+                if let Some(t) = start.filter(|s| !seconds.contains_key(s)).and_then(|s| times.get(&s)) {
+                    v.value = match t.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+                        Some(text) => Value::SingleQuotedString(text.to_owned()),
+                        None => Value::Number(t.clone(), false),
+                    };
                 }
             } else if let Expr::Between { negated: negated @ true, .. } = e {
                 // 18.16 has no `NOT BETWEEN` (see `not_between`).
@@ -600,13 +642,19 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The end of the call starting at `start` of `sql`: after the parenthesis closing its arguments
-/// (quoted text skipped).
+/// (quoted text and comments skipped).
 fn call_end(sql: &str, start: usize) -> Option<usize> {
     let b = sql.as_bytes();
     let mut i = start + sql.get(start..)?.find('(')?;
     let mut depth = 0usize;
     while i < b.len() {
         match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i += sql[i..].find('\n')?;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2 + sql[i + 2..].find("*/")? + 1;
+            }
             q @ (b'\'' | b'"' | b'`') => {
                 i += 1;
                 while i < b.len() && b[i] != q {
@@ -655,12 +703,23 @@ fn fractional_seconds(text: &str) -> Option<String> {
     use chrono::Timelike;
     let utc = parse_time(text)?;
     let micros = utc.nanosecond() / 1_000;
-    (micros != 0 && in_datetime_range(utc)).then(|| format!("{}.{micros:06}", utc.and_utc().timestamp()))
+    (micros != 0 && in_datetime_range(utc)).then(|| seconds_text(utc))
+}
+
+/// `t` as seconds since the epoch, with six decimals when it has a fraction (`1793491270.500000`,
+/// `-60.250000`).
+pub(crate) fn seconds_text(t: chrono::NaiveDateTime) -> String {
+    let us = t.and_utc().timestamp_micros();
+    let (sign, abs) = (if us < 0 { "-" } else { "" }, us.unsigned_abs());
+    match abs % 1_000_000 {
+        0 => format!("{sign}{}", abs / 1_000_000),
+        frac => format!("{sign}{}.{frac:06}", abs / 1_000_000),
+    }
 }
 
 /// Whether `t` is within the times ClickHouse 18.16 reads as `DateTime` text: 1970 to 2105 (it
 /// holds seconds up to 2106-02-07, but reads text of 2106 as another time).
-fn in_datetime_range(t: chrono::NaiveDateTime) -> bool {
+pub(crate) fn in_datetime_range(t: chrono::NaiveDateTime) -> bool {
     use chrono::Datelike;
     t.and_utc().timestamp() >= 0 && t.year() <= 2105
 }
@@ -1028,7 +1087,27 @@ mod tests {
             // compares with a `DateTime` as numbers.
             (
                 "SELECT ts = toDateTime('2026-11-01T00:00:00.500000Z') FROM t WHERE (toDateTime('2026-11-01T00:00:01.250000Z')) <> ts GROUP BY 1",
-                "SELECT ts = toFloat64(1793491200.500000) FROM t WHERE (toFloat64(1793491201.250000)) <> ts GROUP BY (ts = 1793491200.500000)",
+                "SELECT ts = toFloat64(1793491200.500000) FROM t WHERE (toFloat64(1793491201.250000)) <> ts GROUP BY (ts = toFloat64(1793491200.500000))",
+            ),
+            (
+                "SELECT 1 FROM t WHERE ts IN (toDateTime('2026-11-01T00:00:00.500000Z'), toDateTime(1793491200)) OR ts = ((toDateTime('2026-11-01T00:00:00.500000Z')))",
+                "SELECT 1 FROM t WHERE ts IN (toFloat64(1793491200.500000), toDateTime(1793491200)) OR ts = ((toFloat64(1793491200.500000)))",
+            ),
+            // Compared times outside the years 18.16 reads as text: their seconds.
+            (
+                "SELECT 1 FROM t WHERE ts < '2150-01-01 00:00:00' AND ts > '1969-12-31T23:59:00Z' AND '2150-01-01T00:00:00.5Z' > ts",
+                "SELECT 1 FROM t WHERE ts < 5680281600 AND ts > -60 AND 5680281600.500000 > ts",
+            ),
+            ("SELECT 1 FROM t WHERE ts >= '1900-01-01T00:00:00Z' AND ts <= '2106-02-07T06:28:15Z'", "SELECT 1 FROM t WHERE ts >= -2208988800 AND ts <= 4294967295"),
+            // Elsewhere, left.
+            ("SELECT '2150-01-01 00:00:00' AS t", "SELECT '2150-01-01 00:00:00' AS t"),
+            ("SELECT ts < '2150-01-01 00:00:00', count() FROM t GROUP BY 1", "SELECT ts < 5680281600, count() FROM t GROUP BY (ts < 5680281600)"),
+            // A sign or parentheses before the low bound; a comment inside a call.
+            ("SELECT 1 FROM t WHERE x NOT BETWEEN -5 AND (500)", "SELECT 1 FROM t WHERE (NOT (x BETWEEN -5 AND (500)))"),
+            ("SELECT 1 FROM t WHERE x NOT BETWEEN (0) AND 5", "SELECT 1 FROM t WHERE (NOT (x BETWEEN (0) AND 5))"),
+            (
+                "SELECT 1 FROM t WHERE x NOT BETWEEN 0 AND greatest(1 /* don't ) */, 500) AND y < 1",
+                "SELECT 1 FROM t WHERE (NOT (x BETWEEN 0 AND greatest(1 /* don't ) */, 500))) AND y < 1",
             ),
             // In parentheses, and in a column position's copy of its expression.
             ("SELECT 1 FROM t WHERE ts >= ('2026-11-01T00:00:00.5Z')", "SELECT 1 FROM t WHERE ts >= ('2026-11-01 00:00:01')"),
@@ -1063,9 +1142,8 @@ mod tests {
             "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00' AND d = '2026-11-01'",
             "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
             "SELECT 1 FROM t WHERE ts = '2026-11-01T00:00:00.5Z'",
-            "SELECT 1 FROM t WHERE ts >= '1900-01-01T00:00:00Z'",
-            "SELECT 1 FROM t WHERE ts <= '2106-02-07T06:28:15Z'",
             "SELECT 1 FROM t WHERE x NOT /* c */ BETWEEN 1 AND 2",
+            "SELECT -10 NOT BETWEEN 5 AND 15 AS b",
             "SELECT 1 FROM t WHERE x NOT BETWEEN -- NOT BETWEEN\n 1 AND 2",
             "SELECT 1 FROM t WHERE ts >= '2026-13-01T00:00:00Z'",
             "SELEC 1 WHERE ts >= '2026-11-01T00:00:00Z'",

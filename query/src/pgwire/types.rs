@@ -743,8 +743,14 @@ pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
                 // `DateTime` holds whole seconds. With a fraction the text is kept for
                 // `clickhouse::for_clickhouse`, which rounds it as each comparison needs (a
                 // bound's second cut would widen `BETWEEN`) and cuts it elsewhere.
-                Dialect::ClickHouse if us.rem_euclid(1_000_000) == 0 => format!("toDateTime({})", us.div_euclid(1_000_000)),
-                Dialect::ClickHouse => format!("toDateTime('{text}')"),
+                // Outside the years 18.16 reads as `DateTime` (it would wrap them), its seconds: a
+                // number ClickHouse compares a `DateTime` with exactly.
+                Dialect::ClickHouse => match DateTime::<Utc>::from_timestamp_micros(*us).map(|t| t.naive_utc()) {
+                    Some(t) if !crate::clickhouse::in_datetime_range(t) => format!("toFloat64({})", crate::clickhouse::seconds_text(t)),
+                    None => format!("toFloat64({})", *us as f64 / 1e6),
+                    _ if us.rem_euclid(1_000_000) == 0 => format!("toDateTime({})", us.div_euclid(1_000_000)),
+                    _ => format!("toDateTime('{text}')"),
+                },
             }
         }
         ParamValue::Date(days) => match dialect {
@@ -971,6 +977,9 @@ mod tests {
         assert_eq!(literal(ch, &ts), "toDateTime(1793577480)");
         // A fraction of a second is kept, for the comparison it is in to round.
         assert_eq!(literal(ch, &ParamValue::Timestamp(1_793_577_480_500_000)), "toDateTime('2026-11-01T23:58:00.500000Z')");
+        // Outside the years 18.16 reads as `DateTime`: seconds, compared exactly.
+        assert_eq!(literal(ch, &ParamValue::Timestamp(-60_250_000)), "toFloat64(-60.250000)");
+        assert_eq!(literal(ch, &ParamValue::Timestamp(5_364_662_400_000_000)), "toFloat64(5364662400)");
         assert_eq!(literal(df, &ParamValue::Date(20_758)), "CAST('2026-11-01' AS DATE)");
         assert_eq!(literal(df, &ParamValue::Numeric("-1.5".into())), "(-1.5)");
     }
