@@ -680,20 +680,41 @@ fn call_end(sql: &str, start: usize) -> Option<usize> {
 /// reads no fraction there.
 fn cut_time_calls(sql: &str) -> std::borrow::Cow<'_, str> {
     const CALL: &str = "toDateTime('";
-    let mut out = String::new();
-    let mut rest = sql;
-    while let Some(at) = rest.find(CALL) {
-        let start = at + CALL.len();
-        let Some(len) = rest[start..].find('\'') else { break };
-        out.push_str(&rest[..start]);
-        let literal = &rest[start..start + len];
-        out.push_str(&clickhouse_time(literal, Some(Round::Down)).unwrap_or_else(|| literal.to_owned()));
-        rest = &rest[start + len..];
+    let b = sql.as_bytes();
+    let mut edits = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(CALL.as_bytes()) {
+            let start = i + CALL.len();
+            let Some(len) = sql[start..].find('\'') else { break };
+            let literal = &sql[start..start + len];
+            if let Some(t) = clickhouse_time(literal, Some(Round::Down)) {
+                edits.push((start..start + len, t));
+            }
+            i = start + len + 1;
+            continue;
+        }
+        match b[i] {
+            // Quoted text and comments are skipped whole: a call named in them is none.
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => i += sql[i..].find('\n').unwrap_or(b.len() - i),
+            b'/' if b.get(i + 1) == Some(&b'*') => i += sql[i..].find("*/").map_or(b.len() - i, |p| p + 1),
+            _ => {}
+        }
+        i += 1;
     }
-    if out.is_empty() {
+    if edits.is_empty() {
         return sql.into();
     }
-    out.push_str(rest);
+    let mut out = sql.to_owned();
+    for (at, t) in edits.into_iter().rev() {
+        out.replace_range(at, &t);
+    }
     out.into()
 }
 
@@ -1128,6 +1149,10 @@ mod tests {
             ("SELECT 1 FROM t WHERE ts <= '2105-12-31T23:59:59Z'", "SELECT 1 FROM t WHERE ts <= '2105-12-31 23:59:59'"),
             // A statement the parser does not read: a parameter's literal is cut to its second.
             ("SELECT 1 FROM t ARRAY JOIN [1] AS one WHERE ts >= toDateTime('2026-11-01T00:00:00.500000Z')", "SELECT 1 FROM t ARRAY JOIN [1] AS one WHERE ts >= toDateTime('2026-11-01 00:00:00')"),
+            (
+                "SELECT 'toDateTime(' AS s, 'ü€' AS u /* toDateTime('x */ FROM t ARRAY JOIN [1] AS one WHERE ts >= toDateTime('2026-11-01T00:00:00.500000Z')",
+                "SELECT 'toDateTime(' AS s, 'ü€' AS u /* toDateTime('x */ FROM t ARRAY JOIN [1] AS one WHERE ts >= toDateTime('2026-11-01 00:00:00')",
+            ),
             // Offsets are moved to UTC; whole seconds are rewritten anywhere.
             ("SELECT count() FROM t WHERE ts = '2026-11-01T02:00:00+02:00'", "SELECT count() FROM t WHERE ts = '2026-11-01 00:00:00'"),
             ("SELECT toStartOfHour(toDateTime('2026-11-01T00:30:00Z')) AS h", "SELECT toStartOfHour(toDateTime('2026-11-01 00:30:00')) AS h"),
