@@ -341,8 +341,13 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
 ///   `Z`, `+02:00`, `+0200` or `+02`. A string column compared with such a text is compared with
 ///   (or shows) the rewritten text. A column position's copy of its expression has its literals
 ///   rewritten alike.
-/// - `x NOT BETWEEN a AND b`, which 18.16 cannot parse, is written `NOT (x BETWEEN a AND b)` when
-///   `x` is a name, a literal or a call and `b` a name or a literal.
+/// - A compared time before 1970 or after 2105, which 18.16 reads as another time, is written as
+///   its seconds since the epoch, a number ClickHouse compares a `DateTime` with exactly; so is a
+///   `toDateTime('…')` with a fraction (a bound timestamp parameter) under `=`, `<>` and `IN`
+///   (where ClickHouse then refuses the list rather than matching the second).
+/// - `x NOT BETWEEN a AND b`, which 18.16 cannot parse, is written `(NOT (x BETWEEN a AND b))`
+///   when `x` is a name, a literal or a call and `b` a name, a literal (signed) or a call, with
+///   nothing but spaces between `NOT` and `BETWEEN`.
 pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     use datafusion::sql::sqlparser::ast::{visit_expressions_mut, BinaryOperator, Expr, GroupByExpr, OrderByKind, Query, SelectItem, SetExpr, Value, ValueWithSpan, Visit, Visitor};
     use datafusion::sql::sqlparser::tokenizer::{Location, Span};
@@ -372,7 +377,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// place once the visit has rewritten its time literals.
         positions: Vec<(std::ops::Range<usize>, Expr)>,
         /// `toDateTime('…')` calls with a fraction written as their seconds (by their literal's
-        /// start), for `=` and `<>`.
+        /// start), for `=`, `<>` and `IN`.
         seconds: std::collections::HashMap<usize, String>,
     }
     /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`; whether
@@ -430,8 +435,9 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
-        /// `x NOT BETWEEN a AND b` (which 18.16 cannot parse) as `NOT (x BETWEEN a AND b)`, when
-        /// `x` and `b` are names or literals (whose spans are exact).
+        /// `x NOT BETWEEN a AND b` (which 18.16 cannot parse) as `(NOT (x BETWEEN a AND b))`,
+        /// when the starts and ends of `x` and `b` are known from their spans (names, literals)
+        /// or their parentheses (calls).
         fn not_between(&mut self, x: &Expr, low: &Expr, high: &Expr) {
             use datafusion::sql::sqlparser::ast::{Spanned, UnaryOperator};
             fn exact(e: &Expr) -> bool {
