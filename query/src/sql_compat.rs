@@ -105,6 +105,19 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        // ClickHouse's `PREWHERE` parses, but DataFusion plans without it: every row came back.
+        fn has_prewhere(body: &datafusion::sql::sqlparser::ast::SetExpr) -> bool {
+            use datafusion::sql::sqlparser::ast::SetExpr;
+            match body {
+                SetExpr::Select(s) => s.prewhere.is_some(),
+                SetExpr::SetOperation { left, right, .. } => has_prewhere(left) || has_prewhere(right),
+                _ => false,
+            }
+        }
+        if has_prewhere(&query.body) {
+            self.error = Some(QueryError::InvalidSql("PREWHERE is ClickHouse's; on the lake write the condition in WHERE".into()));
+            return ControlFlow::Break(());
+        }
         alias_repeated_outputs(&mut query.body);
         ControlFlow::Continue(())
     }
@@ -640,6 +653,16 @@ mod tests {
     fn refused(sql: &str) -> String {
         let mut statement = crate::sql_parse::datafusion_statements(sql).unwrap().pop_front().unwrap();
         rewrite(&mut statement).unwrap_err().to_string()
+    }
+
+    /// Regression: `PREWHERE` (ClickHouse's) parsed and was ignored on the lake, which answered
+    /// with every row.
+    #[test]
+    fn prewhere_is_refused_on_the_lake() {
+        for sql in ["SELECT count(*) FROM t PREWHERE ts >= 1", "SELECT 1 FROM u UNION ALL SELECT count(*) FROM (SELECT * FROM t PREWHERE x = 1) AS s"] {
+            assert!(refused(sql).contains("PREWHERE"), "{sql}");
+        }
+        assert_eq!(rewritten("SELECT prewhere FROM t WHERE x = 1"), "SELECT prewhere FROM t WHERE x = 1");
     }
 
     /// Regression: `SELECT ts AT TIME ZONE 'Europe/Berlin' FROM t ORDER BY ts` was refused
