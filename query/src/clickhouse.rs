@@ -433,8 +433,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 self.edits.push((at, secs));
             }
         }
-    }
-    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
+
         /// `x NOT BETWEEN a AND b` (which 18.16 cannot parse) as `(NOT (x BETWEEN a AND b))`,
         /// when the starts and ends of `x` and `b` are known from their spans (names, literals)
         /// or their parentheses (calls).
@@ -654,19 +653,11 @@ fn call_end(sql: &str, start: usize) -> Option<usize> {
     let mut i = start + sql.get(start..)?.find('(')?;
     let mut depth = 0usize;
     while i < b.len() {
+        if let Some((end, _)) = quoted_end(sql, i) {
+            i = end;
+            continue;
+        }
         match b[i] {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i += sql[i..].find('\n')?;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2 + sql[i + 2..].find("*/")? + 1;
-            }
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
             b'(' => depth += 1,
             b')' => {
                 depth -= 1;
@@ -700,19 +691,8 @@ fn cut_time_calls(sql: &str) -> std::borrow::Cow<'_, str> {
             i = start + len + 1;
             continue;
         }
-        match b[i] {
-            // Quoted text and comments are skipped whole: a call named in them is none.
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => i += sql[i..].find('\n').unwrap_or(b.len() - i),
-            b'/' if b.get(i + 1) == Some(&b'*') => i += sql[i..].find("*/").map_or(b.len() - i, |p| p + 1),
-            _ => {}
-        }
-        i += 1;
+        // Quoted text and comments are skipped whole: a call named in them is none.
+        i = quoted_end(sql, i).map_or(i + 1, |(end, _)| end);
     }
     if edits.is_empty() {
         return sql.into();
@@ -796,32 +776,40 @@ fn clickhouse_time(text: &str, round: Option<Round>) -> Option<String> {
     (out != text && in_datetime_range(t)).then_some(out)
 }
 
+/// Where quoted text (`'…'`, `"…"`, `` `…` ``, with backslash escapes) or a comment (`-- …` up to
+/// its line's end, `/* … */`) starting at byte `i` of `sql` ends: the byte after it, and whether
+/// quoted text was closed; `None` when none starts there.
+fn quoted_end(sql: &str, i: usize) -> Option<(usize, bool)> {
+    let b = sql.as_bytes();
+    match (b.get(i)?, b.get(i + 1)) {
+        (&q @ (b'\'' | b'"' | b'`'), _) => {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != q {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            Some(if j < b.len() { (j + 1, true) } else { (b.len(), false) })
+        }
+        (b'-', Some(b'-')) => Some((sql[i..].find('\n').map_or(b.len(), |p| i + p), true)),
+        (b'/', Some(b'*')) => Some((sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2), true)),
+        _ => None,
+    }
+}
+
 /// Words and `;` of `sql`, skipping string literals, quoted identifiers and comments.
 fn tokens_outside_literals(sql: &str) -> Result<Vec<String>> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
+        if let Some((end, closed)) = quoted_end(sql, i) {
+            if !closed {
+                return Err(QueryError::InvalidSql("unterminated quoted text".into()));
+            }
+            i = end;
+            continue;
+        }
         let c = b[i];
         match c {
-            b'\'' | b'"' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                if i >= b.len() {
-                    return Err(QueryError::InvalidSql("unterminated quoted text".into()));
-                }
-                i += 1;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = sql[i + 2..].find("*/").map_or(b.len(), |p| i + 2 + p + 2);
-            }
             b';' => {
                 out.push(";".to_owned());
                 i += 1;
