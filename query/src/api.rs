@@ -556,7 +556,7 @@ struct ReportParams {
 /// the host name only before the site was registered).
 async fn with_registered_site(view: View<'_>, site: String) -> Result<Vec<String>> {
     let known = crate::registry_api::known_sites(view).await?;
-    let parent = edgelens_schemas::registry::registered_site(&site, |s| known.contains(s)).filter(|s| *s != site).map(str::to_owned);
+    let parent = crate::registry_api::site_of_host(&site, &known).map(str::to_owned);
     Ok(std::iter::once(site).chain(parent).collect())
 }
 

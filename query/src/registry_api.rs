@@ -125,7 +125,7 @@ pub async fn hosts_of_sites(view: View<'_>, tables: &[&str]) -> Result<Vec<(Stri
 }
 
 /// The registered site of `known` that `host`, a name below it (not a site itself), belongs to.
-fn site_of_host<'h>(host: &'h str, known: &BTreeSet<String>) -> Option<&'h str> {
+pub fn site_of_host<'h>(host: &'h str, known: &BTreeSet<String>) -> Option<&'h str> {
     registry::registered_site(host, |s| known.contains(s)).filter(|s| *s != host)
 }
 
