@@ -27,7 +27,8 @@
 //! Nothing is dropped silently: a batch is either acknowledged (200) or the client is told to
 //! send it again. The receiver remembers the batches it has not answered 200 yet
 //! ([`Unfinished`]: in flight, refused, or given up by their client); a batch sent again is
-//! packed into the same messages with the same ids ([`crate::log::MESSAGE_ID_HEADER`]), and
+//! packed into the same messages with the same ids ([`crate::log::MESSAGE_ID_HEADER`]), keyed by
+//! the site registry its first attempt was keyed by (even if it was read again since), and
 //! they are marked as resent ([`crate::log::RESEND_HEADER`]): those of them that reached the log
 //! the first time are not counted again downstream, whether their events carry `RayID` or not. A
 //! batch equal to one answered 200 is another batch, counted again: its messages' ids are its
@@ -542,6 +543,8 @@ struct UnfinishedBatch {
     dead_letters_in: bool,
     /// The instance of the batch its attempts are of.
     instance: u64,
+    /// The registry its first attempt was keyed by: its attempts are keyed alike.
+    keyed_by: HostSites,
 }
 
 /// What the receiver knows of a batch when an attempt of it starts ([`Unfinished::start`]).
@@ -570,8 +573,9 @@ impl Unfinished {
     pub const KEEP: Duration = Duration::from_secs(15 * 60);
     pub const MAX: usize = 100_000;
 
-    /// Note that an attempt of batch `name` starts; what is known of earlier ones.
-    pub fn start(&self, name: &str) -> Attempt {
+    /// Note that an attempt of batch `name`, keyed by the registry `keyed_by`, starts; what is
+    /// known of earlier ones.
+    pub fn start(&self, name: &str, keyed_by: &HostSites) -> Attempt {
         let now = std::time::Instant::now();
         let mut names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if names.len() >= Self::MAX && !names.contains_key(name) {
@@ -593,10 +597,20 @@ impl Unfinished {
             }
             _ => {
                 let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
-                names.insert(name.to_owned(), UnfinishedBatch { started: now, in_flight: 1, dead_letters_in: false, instance });
+                let batch = UnfinishedBatch { started: now, in_flight: 1, dead_letters_in: false, instance, keyed_by: keyed_by.snapshot() };
+                names.insert(name.to_owned(), batch);
                 Attempt { resend: false, dead_letters_in: false, instance }
             }
         }
+    }
+
+    /// The registry the attempts of batch `name` are keyed by, if it is unfinished: the one its
+    /// first attempt was keyed by. Keyed by a registry read again since, a host's lines might go
+    /// under another key, to another partition, where the events of the earlier attempt that
+    /// reached the log are not known, and would count twice.
+    pub fn keyed_by(&self, name: &str) -> Option<HostSites> {
+        let names = self.names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        names.get(name).filter(|b| b.started.elapsed() < Self::KEEP).map(|b| b.keyed_by.clone())
     }
 
     /// An attempt of batch `name` ended: answered 200 (`ok`) or not, its dead letters all
@@ -757,6 +771,33 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Dura
     })
 }
 
+/// A decoded batch, or the answer to its decoding's failure.
+fn decoded(
+    res: Result<Result<(DecodedBatch, Reservation), BatchError>, tokio::task::JoinError>,
+    m: &ReceiverMetrics,
+    retry_after_secs: u32,
+) -> Result<(DecodedBatch, Reservation), Response> {
+    match res {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e @ BatchError::Busy { .. })) => {
+            m.rejected_busy.fetch_add(1, Ordering::Relaxed);
+            Err(error(StatusCode::TOO_MANY_REQUESTS, e.to_string(), Some(retry_after_secs)))
+        }
+        Ok(Err(e @ (BatchError::TooLarge { .. } | BatchError::TooManyRejected { .. }))) => {
+            m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), None))
+        }
+        Ok(Err(e @ BatchError::BadGzip(_))) => {
+            m.rejected_bad_request.fetch_add(1, Ordering::Relaxed);
+            Err(error(StatusCode::BAD_REQUEST, e.to_string(), None))
+        }
+        Err(e) => {
+            m.failed.fetch_add(1, Ordering::Relaxed);
+            Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None))
+        }
+    }
+}
+
 async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: HeaderMap, body: Body) -> Response {
     let m = &st.metrics;
     let body_timeout = Duration::from_secs(st.cfg.body_timeout_secs.max(1));
@@ -797,28 +838,30 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
     };
     let (max_dec, max_line) = (st.cfg.max_decompressed_bytes, st.cfg.max_line_bytes);
     let now = now_nanos();
-    let (budget, sites) = (Arc::clone(&st.budget), st.sites.clone());
-    let decoded = tokio::task::spawn_blocking(move || decode_batch_within(&body, gzip_header, max_dec, max_line, now, &budget, &sites)).await;
-    // The reservation is held until the answer: the batch's messages are in memory until then.
-    let (mut batch, _held) = match decoded {
-        Ok(Ok(b)) => b,
-        Ok(Err(e @ BatchError::Busy { .. })) => {
-            m.rejected_busy.fetch_add(1, Ordering::Relaxed);
-            return error(StatusCode::TOO_MANY_REQUESTS, e.to_string(), Some(st.cfg.retry_after_secs));
-        }
-        Ok(Err(e @ (BatchError::TooLarge { .. } | BatchError::TooManyRejected { .. }))) => {
-            m.rejected_too_large.fetch_add(1, Ordering::Relaxed);
-            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), None);
-        }
-        Ok(Err(e @ BatchError::BadGzip(_))) => {
-            m.rejected_bad_request.fetch_add(1, Ordering::Relaxed);
-            return error(StatusCode::BAD_REQUEST, e.to_string(), None);
-        }
-        Err(e) => {
-            m.failed.fetch_add(1, Ordering::Relaxed);
-            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding task failed: {e}"), None);
-        }
+    let body = Arc::new(body);
+    let decode = |sites: HostSites| {
+        let (budget, body) = (Arc::clone(&st.budget), Arc::clone(&body));
+        tokio::task::spawn_blocking(move || decode_batch_within(&body, gzip_header, max_dec, max_line, now, &budget, &sites))
     };
+    let mut sites = st.sites.snapshot();
+    // The reservation is held until the answer: the batch's messages are in memory until then.
+    let (mut batch, mut _held) = match decoded(decode(sites.clone()).await, m, st.cfg.retry_after_secs) {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    // A resend is keyed as its first attempt was, whatever registry was read since.
+    if let Some(first) = st.unfinished.keyed_by(&batch.name)
+        && !first.same_as(&sites)
+    {
+        // Its memory is in the budget: given back before the batch is decoded again.
+        drop((batch, _held));
+        (batch, _held) = match decoded(decode(first.clone()).await, m, st.cfg.retry_after_secs) {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
+        sites = first;
+    }
+    drop(body);
     if batch.destination_check {
         m.destination_checks.fetch_add(1, Ordering::Relaxed);
         tracing::info!("Logpush destination check answered");
@@ -836,7 +879,7 @@ async fn logpush<L: EventLog>(State(st): State<Arc<ReceiverState<L>>>, headers: 
         );
         return error(StatusCode::PAYLOAD_TOO_LARGE, msg, None);
     }
-    let attempt = st.unfinished.start(&batch.name);
+    let attempt = st.unfinished.start(&batch.name, &sites);
     let guard = AttemptGuard { unfinished: &st.unfinished, name: &batch.name, ended: false };
     crate::log::name_messages(&mut batch.messages, &attempt.message_name(&batch.name));
     if attempt.resend {

@@ -103,6 +103,30 @@ async fn the_receiver_keys_hosts_by_their_registered_site() {
     assert_eq!(keys, ["www.nhs.uk", "api.nhs.uk", "gov.uk"]);
 }
 
+/// Regression: a batch refused (503) and sent again after the registry was read again was keyed
+/// by the new registry. A host's lines then went under another key, to another partition, where
+/// its first attempt's events that had reached the log were not known: they counted twice.
+#[tokio::test]
+async fn a_resend_is_keyed_by_the_registry_its_first_attempt_was() {
+    let log = Arc::new(MemoryLog::new());
+    let sites = HostSites::new(["nhs.uk".to_owned()]);
+    let app = router(IngestConfig::default(), Arc::clone(&log), sites.clone());
+    let host = |host: &str| format!(r#"{{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#);
+    let body = [host("www.nhs.uk"), host("api.nhs.uk"), host("www.gov.uk")].join("\n").into_bytes();
+    let keys = |log: &MemoryLog| log.records(EVENTS_TOPIC).iter().map(|r| (String::from_utf8(r.key.clone()).unwrap(), r.resend)).collect::<Vec<_>>();
+    log.fail_with(Some(LogError::Unavailable("broker down".into())));
+    assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    log.fail_with(None);
+    sites.replace([("gov.uk".to_owned(), i64::MAX)].into());
+    let (status, _, json) = post(&app, body.clone(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(keys(&log), [("nhs.uk".to_owned(), true), ("www.gov.uk".to_owned(), true)], "keyed as the first attempt");
+    // Answered 200, the batch is done: the same lines again are another batch, keyed by the
+    // registry read since.
+    assert_eq!(post(&app, body, &[]).await.0, StatusCode::OK);
+    assert_eq!(keys(&log)[2..], [("www.nhs.uk".to_owned(), false), ("api.nhs.uk".to_owned(), false), ("gov.uk".to_owned(), false)]);
+}
+
 #[tokio::test]
 async fn plain_and_gzip_without_header_are_accepted() {
     let log = Arc::new(MemoryLog::new());
@@ -423,29 +447,31 @@ async fn a_batch_beyond_the_shared_decompression_budget_gets_429() {
 fn a_batch_stays_unfinished_while_any_attempt_of_it_is_in_flight() {
     use edgelens_ingest::receiver::Unfinished;
     let u = Unfinished::default();
-    assert!(!u.start("b").resend, "a first attempt is no resend");
-    assert!(u.start("b").resend, "the client gave up waiting and sent it again");
+    let keyed_by = HostSites::default();
+    let start = |name: &str| u.start(name, &keyed_by);
+    assert!(!start("b").resend, "a first attempt is no resend");
+    assert!(start("b").resend, "the client gave up waiting and sent it again");
     u.end("b", true, true);
     u.end("b", false, false);
-    assert!(u.start("b").resend, "the second attempt failed: the third is a resend");
+    assert!(start("b").resend, "the second attempt failed: the third is a resend");
     u.end("b", true, true);
-    assert!(!u.start("b").resend, "answered 200 with nothing in flight: an equal batch is another batch");
+    assert!(!start("b").resend, "answered 200 with nothing in flight: an equal batch is another batch");
     u.end("b", false, false);
-    let retry = u.start("b");
+    let retry = start("b");
     assert!(retry.resend && !retry.dead_letters_in, "refused: its retry is a resend, its dead letters are not in");
     u.end("b", false, true);
-    let retry = u.start("b");
+    let retry = start("b");
     assert!(retry.resend && retry.dead_letters_in, "refused with its dead letters in: not to be appended again");
     // Every attempt of a batch has its instance; an equal batch after a 200 has another.
     u.end("b", true, true);
     u.end("b", true, true);
-    let first = u.start("c");
+    let first = start("c");
     u.end("c", false, false);
-    let again = u.start("c");
+    let again = start("c");
     assert_eq!(first.instance, again.instance);
     assert_eq!(first.message_name("c"), again.message_name("c"));
     u.end("c", true, true);
-    let another = u.start("c");
+    let another = start("c");
     assert!(!another.resend);
     assert_ne!(another.message_name("c"), first.message_name("c"));
 }

@@ -41,6 +41,20 @@ impl HostSites {
         *self.sites.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(sites);
     }
 
+    /// The sites registered now, not changed by later [`Self::replace`]s of `self`: what a
+    /// receiver keys a batch by, kept for its resends.
+    pub fn snapshot(&self) -> Self {
+        let now = Arc::clone(&self.sites.read().unwrap_or_else(PoisonError::into_inner));
+        Self { sites: Arc::new(RwLock::new(now)) }
+    }
+
+    /// Whether `self` and `other` hold the same registry now (one read of the lake's, not two
+    /// equal ones).
+    pub fn same_as(&self, other: &Self) -> bool {
+        let current = |s: &Self| Arc::clone(&s.sites.read().unwrap_or_else(PoisonError::into_inner));
+        Arc::ptr_eq(&current(self), &current(other))
+    }
+
     /// How many sites are registered (removed ones included).
     pub fn len(&self) -> usize {
         self.sites.read().unwrap_or_else(PoisonError::into_inner).len()
@@ -99,5 +113,12 @@ mod tests {
         let shared = sites.clone();
         sites.replace(Sites::from([("other.example".to_owned(), i64::MAX)]));
         assert_eq!(site_of(&shared, &line("", "www.other.example")), "other.example");
+        // A snapshot keeps the registry it was taken of.
+        let kept = sites.snapshot();
+        assert!(kept.same_as(&sites) && shared.same_as(&sites));
+        sites.replace(Sites::from([("shop.example".to_owned(), i64::MAX)]));
+        assert!(!kept.same_as(&sites) && shared.same_as(&sites));
+        assert_eq!(site_of(&kept, &line("", "www.other.example")), "other.example");
+        assert_eq!(site_of(&kept, &line("", "www.shop.example")), "www.shop.example");
     }
 }
