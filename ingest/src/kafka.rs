@@ -262,16 +262,39 @@ impl KafkaLog {
     }
 }
 
+/// What a metadata answer says of one topic: the one judgement behind the readiness probe, the
+/// start-up warning and the name of a missing topic in a 503.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TopicState {
+    /// Known, with partitions.
+    Known,
+    /// Not there: not listed, unknown, or without partitions.
+    Missing,
+    /// Listed with another error (e.g. no leader yet): there, but not usable now.
+    Unusable(String),
+}
+
+/// [`TopicState`] of a topic from its entry in a metadata answer: `None` when it is not listed,
+/// else its partition count and error.
+fn topic_state(entry: Option<(usize, Option<RDKafkaErrorCode>)>) -> TopicState {
+    match entry {
+        None | Some((_, Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic))) | Some((0, None)) => TopicState::Missing,
+        Some((_, Some(e))) => TopicState::Unusable(e.to_string()),
+        Some((_, None)) => TopicState::Known,
+    }
+}
+
+/// The [`TopicState`] of `topic` in `md`.
+fn state_in(md: &rdkafka::metadata::Metadata, topic: &str) -> TopicState {
+    topic_state(md.topics().iter().find(|t| t.name() == topic).map(|t| (t.partitions().len(), t.error().map(RDKafkaErrorCode::from))))
+}
+
 /// Topics of `topics` the brokers, asked through `producer`, say they do not have.
 fn missing_topics(producer: &BaseProducer<Acks>, topics: &[&str], timeout: Duration) -> Result<Vec<String>, KafkaError> {
     let mut missing = Vec::new();
     for topic in topics.iter().filter(|t| !t.is_empty()) {
         let md = producer.client().fetch_metadata(Some(topic), timeout)?;
-        let unknown = md.topics().iter().any(|t| {
-            t.name() == *topic
-                && (t.partitions().is_empty() || matches!(t.error().map(RDKafkaErrorCode::from), Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)))
-        });
-        if unknown {
+        if state_in(&md, topic) == TopicState::Missing {
             missing.push((*topic).to_owned());
         }
     }
@@ -321,8 +344,11 @@ impl EventLog for KafkaLog {
             .await
             .map_err(|e| LogError::Unavailable(format!("metadata request failed: {e}")))?;
         let (md, topic) = answer.map_err(|e| LogError::Unavailable(format!("the brokers did not answer: {e}")))?;
-        let known = md.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-        if known { Ok(()) } else { Err(LogError::Rejected(format!("the brokers do not have topic {topic}"))) }
+        match state_in(&md, &topic) {
+            TopicState::Known => Ok(()),
+            TopicState::Missing => Err(LogError::Rejected(format!("the brokers do not have topic {topic}"))),
+            TopicState::Unusable(e) => Err(LogError::Unavailable(format!("topic {topic} is not usable now: {e}"))),
+        }
     }
 }
 
@@ -382,7 +408,20 @@ async fn append_with(producer: &BaseProducer<Acks>, ack_timeout: Duration, topic
 
 #[cfg(test)]
 mod tests {
-    use super::check_brokers;
+    use super::{check_brokers, topic_state, RDKafkaErrorCode, TopicState};
+
+    /// Regression: the readiness probe took a topic listed with a passing error (no leader yet)
+    /// for one the brokers do not have, and the start-up warning and a 503's reason took a topic
+    /// not listed at all for one they have; both judge by `topic_state` now.
+    #[test]
+    fn a_topic_is_known_missing_or_unusable_alike_for_every_caller() {
+        assert_eq!(topic_state(Some((8, None))), TopicState::Known);
+        for missing in [None, Some((0, None)), Some((0, Some(RDKafkaErrorCode::UnknownTopicOrPartition))), Some((1, Some(RDKafkaErrorCode::UnknownTopic)))] {
+            assert_eq!(topic_state(missing), TopicState::Missing, "{missing:?}");
+        }
+        let TopicState::Unusable(why) = topic_state(Some((8, Some(RDKafkaErrorCode::LeaderNotAvailable)))) else { panic!("a topic without a leader is there") };
+        assert!(why.contains("eader"), "{why}");
+    }
 
     #[test]
     fn broker_lists_librdkafka_could_never_connect_with_are_refused() {
