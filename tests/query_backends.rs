@@ -121,6 +121,17 @@ fn lake_and_clickhouse_backends_answer_identically() {
         let (code, body) = on_ch.sql(sql, "application/json");
         assert_eq!((code, json(&body, sql)), (200, want), "{sql}");
     }
+    // Regression: ClickHouse 18.16 sorted and limited only a `UNION ALL`'s last branch (every
+    // row of the first came back, then the top of the last), and took positions for constants.
+    for (sql, rows) in [
+        ("SELECT site, sum(requests) AS n FROM traffic_1m WHERE ts < '2026-11-01T00:03:00Z' GROUP BY site UNION ALL SELECT site, sum(requests) AS n FROM traffic_1m WHERE ts >= '2026-11-01T00:03:00Z' GROUP BY site ORDER BY n DESC, site LIMIT 5", 5),
+        ("SELECT site, count(*) AS n FROM site_rates_10s GROUP BY site UNION ALL SELECT site, count(*) AS n FROM traffic_1m GROUP BY site ORDER BY 2 DESC, 1 LIMIT 3", 3),
+    ] {
+        let want = json(&on_lake.sql(sql, "application/json").1, sql);
+        assert_eq!(want.as_array().map(Vec::len), Some(rows), "{sql}: {want}");
+        let (code, body) = on_ch.sql(sql, "application/json");
+        assert_eq!((code, json(&body, sql)), (200, want), "{sql}");
+    }
     // Regression: a timestamp parameter bound over the Postgres protocol was cut to its second on
     // ClickHouse, so `BETWEEN` took in the second of its low bound (twice the lake's rows).
     let out = std::process::Command::new("python3").arg(repo_root().join("tests/pgwire_params.py")).args([lake_pg.to_string(), ch_pg.to_string()]).output().unwrap();

@@ -505,6 +505,72 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             self.edits.push((at, secs));
         }
     }
+    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
+        /// `a UNION ALL b ORDER BY x LIMIT n` as `SELECT * FROM (a UNION ALL b) ORDER BY x LIMIT n`,
+        /// its column positions named (by the first branch's aliases or column names), when its
+        /// first branch is a plain `SELECT` and its `ORDER BY` or `LIMIT` keyword is found before
+        /// the first expression of that clause; otherwise as written.
+        fn whole_set_operation(&mut self, query: &Query) {
+            use datafusion::sql::sqlparser::ast::{LimitClause, Select, Spanned};
+            fn leftmost(body: &SetExpr) -> Option<&Select> {
+                match body {
+                    SetExpr::Select(s) => Some(s),
+                    SetExpr::SetOperation { left, .. } => leftmost(left),
+                    _ => None,
+                }
+            }
+            let order = match query.order_by.as_ref().map(|o| &o.kind) {
+                Some(OrderByKind::Expressions(exprs)) => exprs.first().map(|o| (&o.expr, &["ORDER", "BY"][..])),
+                Some(_) => return,
+                None => None,
+            };
+            let limit = match &query.limit_clause {
+                Some(LimitClause::LimitOffset { limit: Some(limit), limit_by, .. }) if limit_by.is_empty() => Some(limit),
+                Some(LimitClause::OffsetCommaLimit { offset, .. }) => Some(offset),
+                Some(_) => return,
+                None => None,
+            };
+            let Some((first, keywords)) = order.or(limit.map(|l| (l, &["LIMIT"][..]))) else { return };
+            if query.fetch.is_some() {
+                return;
+            }
+            let Some(select) = leftmost(&query.body) else { return };
+            let (Some(start), Some(clause)) = ((self.range)(select.select_token.0.span), (self.range)(first.span())) else { return };
+            if !self.sql[start.start..].get(..6).is_some_and(|w| w.eq_ignore_ascii_case("SELECT")) {
+                return;
+            }
+            // The clause's keywords, and only they, right before its first expression. The
+            // parenthesis goes right before them (not after the text before: a comment may end it).
+            let mut end = clause.start;
+            for word in keywords.iter().rev() {
+                let before = self.sql[..end].trim_end();
+                if !before.len().checked_sub(word.len()).and_then(|at| before.get(at..)).is_some_and(|w| w.eq_ignore_ascii_case(word)) {
+                    return;
+                }
+                end = before.len() - word.len();
+            }
+            if !self.sql[..end].ends_with(char::is_whitespace) {
+                return;
+            }
+            self.edits.push((start.start..start.start, "SELECT * FROM (".into()));
+            self.edits.push((end..end, ") ".into()));
+            let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_ref().map(|o| &o.kind) else { return };
+            for key in exprs {
+                let Expr::Value(v) = &key.expr else { continue };
+                let Value::Number(n, _) = &v.value else { continue };
+                let Some(item) = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i)) else { continue };
+                let name = match item {
+                    SelectItem::ExprWithAlias { alias, .. } => alias,
+                    SelectItem::UnnamedExpr(Expr::Identifier(id)) => id,
+                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) if !ids.is_empty() => &ids[ids.len() - 1],
+                    _ => continue,
+                };
+                if let Some(at) = (self.range)(v.span) {
+                    self.edits.push((at, name.to_string()));
+                }
+            }
+        }
+    }
     impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Edits<'_, F> {
         type Break = ();
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
@@ -531,6 +597,11 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             }
             if let (SetExpr::Select(select), Some(OrderByKind::Expressions(exprs))) = (query.body.as_ref(), query.order_by.as_ref().map(|o| &o.kind)) {
                 keys.extend(exprs.iter().map(|o| (select.as_ref(), &o.expr)));
+            }
+            // 18.16 applies a `UNION`'s `ORDER BY` and `LIMIT` to its last branch only (and
+            // takes a position for a constant): they are made the whole's, as a subquery's.
+            if let SetExpr::SetOperation { .. } = query.body.as_ref() {
+                self.whole_set_operation(query);
             }
             for (select, key) in keys {
                 let Expr::Value(v) = key else { continue };
@@ -1064,11 +1135,39 @@ mod tests {
         // In each branch of a `UNION`.
         assert_eq!(
             for_clickhouse("SELECT a, count() AS n FROM t GROUP BY 1 UNION ALL SELECT b, count() AS n FROM u GROUP BY 1 ORDER BY n"),
-            "SELECT a, count() AS n FROM t GROUP BY (a) UNION ALL SELECT b, count() AS n FROM u GROUP BY (b) ORDER BY n"
+            "SELECT * FROM (SELECT a, count() AS n FROM t GROUP BY (a) UNION ALL SELECT b, count() AS n FROM u GROUP BY (b) ) ORDER BY n"
         );
         for sql in ["SELECT site FROM t ORDER BY site", "SELECT * FROM t ORDER BY 1", "SELECT a FROM t ORDER BY 3", "SELECT a + 1 FROM t WHERE b = 2", "SELEC 1 ORDER BY 1"] {
             assert_eq!(for_clickhouse(sql), sql);
         }
+    }
+
+    /// Regression: 18.16 sorted and limited only the last branch of a `UNION ALL` (all rows of
+    /// the first and the top of the last came back), and took a position for a constant.
+    #[test]
+    fn a_unions_order_and_limit_are_the_wholes() {
+        for (sql, want) in [
+            (
+                "SELECT site, sum(requests) AS r FROM a GROUP BY site UNION ALL SELECT site, sum(requests) AS r FROM b GROUP BY site ORDER BY r DESC LIMIT 5",
+                "SELECT * FROM (SELECT site, sum(requests) AS r FROM a GROUP BY site UNION ALL SELECT site, sum(requests) AS r FROM b GROUP BY site ) ORDER BY r DESC LIMIT 5",
+            ),
+            ("select x from a union all select y from b\n  limit 3", "SELECT * FROM (select x from a union all select y from b\n  ) limit 3"),
+            ("SELECT t.site, 1 AS k FROM t UNION ALL SELECT site, 2 FROM u UNION ALL SELECT site, 3 FROM v ORDER BY 2 DESC, 1", "SELECT * FROM (SELECT t.site, 1 AS k FROM t UNION ALL SELECT site, 2 FROM u UNION ALL SELECT site, 3 FROM v ) ORDER BY k DESC, site"),
+            ("SELECT n FROM (SELECT 1 AS n UNION ALL SELECT 2 ORDER BY n LIMIT 1) WHERE n > 0", "SELECT n FROM (SELECT * FROM (SELECT 1 AS n UNION ALL SELECT 2 ) ORDER BY n LIMIT 1) WHERE n > 0"),
+            ("SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 10, 5", "SELECT * FROM (SELECT a FROM t UNION ALL SELECT b FROM u ) LIMIT 10, 5"),
+        ] {
+            assert_eq!(for_clickhouse(sql), want, "{sql}");
+        }
+        // As written: no `ORDER BY` or `LIMIT`, a first branch in parentheses, `LIMIT … BY`, a
+        // position naming an expression without a name (left a position).
+        for sql in [
+            "SELECT a FROM t UNION ALL SELECT b FROM u",
+            "(SELECT a FROM t) UNION ALL SELECT b FROM u ORDER BY a",
+            "SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 1 BY a",
+        ] {
+            assert_eq!(for_clickhouse(sql), sql);
+        }
+        assert_eq!(for_clickhouse("SELECT a + 1 FROM t UNION ALL SELECT b FROM u ORDER BY 1"), "SELECT * FROM (SELECT a + 1 FROM t UNION ALL SELECT b FROM u ) ORDER BY 1");
     }
 
     /// Regression: ClickHouse 18.16 refused RFC 3339 literals compared with a `DateTime`, as
