@@ -82,6 +82,12 @@ async fn gzip_batch_with_bad_lines_is_split_between_topics() {
     assert!(d["raw"].as_str().unwrap().contains("1.2.3.4"));
 }
 
+/// A batch of one line per host, without `ZoneName` (keyed by the registry).
+fn host_batch(hosts: &[&str]) -> String {
+    let line = |host: &&str| format!(r#"{{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#);
+    hosts.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
 /// The receiver keys a line by the site the registry maps its host to: the hosts of `nhs.uk`, a
 /// registered site that is a public suffix itself, share its key (they were keys of their own).
 #[tokio::test]
@@ -89,8 +95,7 @@ async fn the_receiver_keys_hosts_by_their_registered_site() {
     let log = Arc::new(MemoryLog::new());
     let sites = HostSites::new(["nhs.uk".to_owned()]);
     let app = router(IngestConfig::default(), Arc::clone(&log), sites.clone());
-    let host = |host: &str| format!(r#"{{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#);
-    let body = [host("www.nhs.uk"), host("api.nhs.uk"), host("www.gov.uk")].join("\n");
+    let body = host_batch(&["www.nhs.uk", "api.nhs.uk", "www.gov.uk"]);
     let (status, _, json) = post(&app, body.clone().into_bytes(), &[]).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let keys: Vec<String> = log.records(EVENTS_TOPIC).iter().map(|r| String::from_utf8(r.key.clone()).unwrap()).collect();
@@ -111,8 +116,7 @@ async fn a_resend_is_keyed_by_the_registry_its_first_attempt_was() {
     let log = Arc::new(MemoryLog::new());
     let sites = HostSites::new(["nhs.uk".to_owned()]);
     let app = router(IngestConfig::default(), Arc::clone(&log), sites.clone());
-    let host = |host: &str| format!(r#"{{"EdgeStartTimestamp":1793491200000000000,"ClientIP":"192.0.2.1","EdgeResponseStatus":200,"ClientRequestHost":"{host}"}}"#);
-    let body = [host("www.nhs.uk"), host("api.nhs.uk"), host("www.gov.uk")].join("\n").into_bytes();
+    let body = host_batch(&["www.nhs.uk", "api.nhs.uk", "www.gov.uk"]).into_bytes();
     let keys = |log: &MemoryLog| log.records(EVENTS_TOPIC).iter().map(|r| (String::from_utf8(r.key.clone()).unwrap(), r.resend)).collect::<Vec<_>>();
     log.fail_with(Some(LogError::Unavailable("broker down".into())));
     assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
