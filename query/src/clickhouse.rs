@@ -482,6 +482,21 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             self.edits.push((high_end..high_end, "))".into()));
         }
 
+        /// `e`, when it is a time literal with a fraction of a second (in any parentheses),
+        /// written as its seconds with the fraction (`toFloat64(1793491270.5)`), for `=` and `<>`
+        /// as [`Self::exact_seconds`] (18.16 cannot read the fraction: it was an error).
+        fn exact_literal(&mut self, e: &Expr) {
+            let Some((v, true)) = literal(e) else { return };
+            let Value::SingleQuotedString(text) = &v.value else { return };
+            let (Some(at), Some(secs)) = ((self.range)(v.span), fractional_seconds(text)) else { return };
+            if self.times.contains_key(&at.start) {
+                return;
+            }
+            let exact = format!("toFloat64({secs})");
+            self.times.insert(at.start, exact.clone());
+            self.edits.push((at, exact));
+        }
+
         /// `e`, when it is `toDateTime('…')` with a fraction of a second (a bound timestamp
         /// parameter), written as its seconds with the fraction (`toFloat64(1793491270.5)`):
         /// ClickHouse compares a `DateTime` with a number exactly, so `=` and `<>` answer as on
@@ -630,8 +645,10 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         _ => None,
                     };
                     if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
-                        self.exact_seconds(left);
-                        self.exact_seconds(right);
+                        for side in [left, right] {
+                            self.exact_seconds(side);
+                            self.exact_literal(side);
+                        }
                     }
                     if let Some((v, bare)) = literal(right) {
                         self.compared_time(v, round(true), bare);
@@ -1207,6 +1224,13 @@ mod tests {
                 "SELECT 1 FROM t WHERE ts IN (toDateTime('2026-11-01T00:00:00.500000Z'), toDateTime(1793491200)) OR ts = ((toDateTime('2026-11-01T00:00:00.500000Z')))",
                 "SELECT 1 FROM t WHERE ts IN (toFloat64(1793491200.500000), toDateTime(1793491200)) OR ts = ((toFloat64(1793491200.500000)))",
             ),
+            // So is a literal with a fraction (18.16 cannot read it), in a column position's copy
+            // too.
+            (
+                "SELECT ts <> '2026-11-01T00:00:00.5Z' AS x, count() FROM t WHERE ('2026-11-01T01:00:00.25+01:00') = ts OR ts = '2026-11-01T00:00:01Z' GROUP BY 1, ts = '2026-11-01T00:00:02.5Z' ORDER BY 2",
+                "SELECT ts <> toFloat64(1793491200.500000) AS x, count() FROM t WHERE (toFloat64(1793491200.250000)) = ts OR ts = '2026-11-01 00:00:01' GROUP BY x, ts = toFloat64(1793491202.500000) ORDER BY (count())",
+            ),
+            ("SELECT ts = '2026-11-01T00:00:00.5Z', count() FROM t GROUP BY 1", "SELECT ts = toFloat64(1793491200.500000), count() FROM t GROUP BY (ts = toFloat64(1793491200.500000))"),
             // Compared times outside the years 18.16 reads as text: their seconds.
             (
                 "SELECT 1 FROM t WHERE ts < '2150-01-01 00:00:00' AND ts > '1969-12-31T23:59:00Z' AND '2150-01-01T00:00:00.5Z' > ts",
@@ -1259,7 +1283,7 @@ mod tests {
         for sql in [
             "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00' AND d = '2026-11-01'",
             "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
-            "SELECT 1 FROM t WHERE ts = '2026-11-01T00:00:00.5Z'",
+            "SELECT 1 FROM t WHERE ts IN ('2026-11-01T00:00:00.5Z')",
             "SELECT 1 FROM t WHERE x NOT /* c */ BETWEEN 1 AND 2",
             "SELECT -10 NOT BETWEEN 5 AND 15 AS b",
             "SELECT 1 FROM t WHERE x NOT BETWEEN -- NOT BETWEEN\n 1 AND 2",
