@@ -50,6 +50,11 @@ for lo_s, hi_s in [(10.5, 20.5), (20.25, 120.75), (0.001, 59.999), (30, 90.5)]:
 frac = first + datetime.timedelta(seconds=10.5)
 for sql, params in [
     ("SELECT COUNT(*) FROM (SELECT ts = %s, COUNT(*) AS n FROM site_rates_10s GROUP BY 1) AS g", (frac,)),
+    # As `x` of `NOT BETWEEN`, cast to a time, and in a simple `CASE` (cut to the second, they
+    # took in or left out that second's rows).
+    ("SELECT COUNT(*) FROM site_rates_10s WHERE %s NOT BETWEEN ts AND ts", (frac,)),
+    ("SELECT COUNT(*) FROM site_rates_10s WHERE ts >= CAST(%s AS TIMESTAMP)", (frac,)),
+    ("SELECT COUNT(*) + SUM(CASE ts WHEN %s THEN 1 ELSE 0 END) FROM site_rates_10s", (frac,)),
     ("SELECT COUNT(*) FROM site_rates_10s WHERE ts < %s", (datetime.datetime(2140, 1, 1, tzinfo=datetime.timezone.utc),)),
     ("SELECT COUNT(*) FROM site_rates_10s WHERE ts > %s", (datetime.datetime(1969, 12, 31, 23, 59, tzinfo=datetime.timezone.utc),)),
     ("SELECT COUNT(*) FROM site_rates_10s WHERE ts BETWEEN %s AND %s", (datetime.datetime(1969, 12, 31, 23, 59, 0, 500000, tzinfo=datetime.timezone.utc), datetime.datetime(2140, 1, 1, tzinfo=datetime.timezone.utc))),

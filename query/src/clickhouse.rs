@@ -383,9 +383,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`; whether
     /// it is bare (not `toDateTime`'s).
     fn literal(e: &Expr) -> Option<(&ValueWithSpan, bool)> {
+        use datafusion::sql::sqlparser::ast::DataType;
         match e {
             Expr::Value(v) => Some((v, true)),
             Expr::Nested(inner) => literal(inner),
+            // Cast to a time (`CAST($1 AS TIMESTAMP)`, as drivers write parameters): rounded as
+            // a comparison needs, not made a number (the cast would cut it).
+            Expr::Cast { expr, data_type: DataType::Timestamp(..) | DataType::Datetime(_) | DataType::Datetime64(..), .. } => literal(expr).map(|(v, _)| (v, false)),
             e => to_datetime_arg(e).map(|v| (v, false)),
         }
     }
@@ -657,8 +661,11 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         self.compared_time(v, round(false), bare);
                     }
                 }
-                // `NOT BETWEEN` is `< low OR > high`: rounded alike.
+                // `NOT BETWEEN` is `< low OR > high`: rounded alike; a time with a fraction
+                // between them is compared as its exact seconds.
                 Expr::Between { expr, negated, low, high } => {
+                    self.exact_seconds(expr);
+                    self.exact_literal(expr);
                     if let Some((v, bare)) = literal(low) {
                         self.compared_time(v, Some(Round::Up), bare);
                     }
@@ -667,6 +674,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                     }
                     if *negated {
                         self.not_between(expr, low, high);
+                    }
+                }
+                // `CASE x WHEN t`: `x = t`.
+                Expr::Case { operand: Some(operand), conditions, .. } => {
+                    for e in std::iter::once(operand.as_ref()).chain(conditions.iter().map(|c| &c.condition)) {
+                        self.exact_seconds(e);
+                        self.exact_literal(e);
                     }
                 }
                 Expr::Value(v) => self.time(v, None),
@@ -1229,6 +1243,15 @@ mod tests {
             (
                 "SELECT ts <> '2026-11-01T00:00:00.5Z' AS x, count() FROM t WHERE ('2026-11-01T01:00:00.25+01:00') = ts OR ts = '2026-11-01T00:00:01Z' GROUP BY 1, ts = '2026-11-01T00:00:02.5Z' ORDER BY 2",
                 "SELECT ts <> toFloat64(1793491200.500000) AS x, count() FROM t WHERE (toFloat64(1793491200.250000)) = ts OR ts = '2026-11-01 00:00:01' GROUP BY x, ts = toFloat64(1793491202.500000) ORDER BY (count())",
+            ),
+            // As `x` of `BETWEEN` and in a simple `CASE`; under a cast to a time, rounded.
+            (
+                "SELECT CASE ts WHEN toDateTime('2026-11-01T00:00:00.500000Z') THEN 1 WHEN '2026-11-01T00:00:01Z' THEN 2 END FROM t WHERE toDateTime('2026-11-01T00:00:00.500000Z') NOT BETWEEN ts AND ts",
+                "SELECT CASE ts WHEN toFloat64(1793491200.500000) THEN 1 WHEN '2026-11-01 00:00:01' THEN 2 END FROM t WHERE (NOT (toFloat64(1793491200.500000) BETWEEN ts AND ts))",
+            ),
+            (
+                "SELECT 1 FROM t WHERE ts >= CAST(toDateTime('2026-11-01T00:00:00.500000Z') AS TIMESTAMP) AND ts < CAST('2026-11-01T00:00:09.5Z' AS DateTime)",
+                "SELECT 1 FROM t WHERE ts >= CAST(toDateTime('2026-11-01 00:00:01') AS TIMESTAMP) AND ts < CAST('2026-11-01 00:00:10' AS DateTime)",
             ),
             ("SELECT ts = '2026-11-01T00:00:00.5Z', count() FROM t GROUP BY 1", "SELECT ts = toFloat64(1793491200.500000), count() FROM t GROUP BY (ts = toFloat64(1793491200.500000))"),
             // Compared times outside the years 18.16 reads as text: their seconds.
