@@ -753,6 +753,17 @@ async fn an_abandoned_attempt_ends_and_equal_batches_after_a_200_are_new() {
     assert_eq!(post(&app, body.clone(), &[]).await.0, StatusCode::OK);
     assert_eq!(post(&app, body, &[]).await.0, StatusCode::OK);
     assert_eq!(marks(&log), [true, false, false], "batches after a 200 are other batches");
+    // The retry of an abandoned attempt is keyed by the registry the attempt was keyed by.
+    let sites = HostSites::new(["nhs.uk".to_owned()]);
+    let app = router(IngestConfig::default(), Arc::clone(&log), sites.clone());
+    let body = host_batch(&["www.nhs.uk", "api.nhs.uk", "www.gov.uk"]).into_bytes();
+    log.stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(300), post(&app, body.clone(), &[])).await.is_err());
+    log.stalled.store(false, std::sync::atomic::Ordering::Relaxed);
+    sites.replace([("gov.uk".to_owned(), i64::MAX)].into());
+    assert_eq!(post(&app, body, &[]).await.0, StatusCode::OK);
+    let keys: Vec<(String, bool)> = log.log.records(EVENTS_TOPIC)[3..].iter().map(|r| (String::from_utf8(r.key.clone()).unwrap(), r.resend)).collect();
+    assert_eq!(keys, [("nhs.uk".to_owned(), true), ("www.gov.uk".to_owned(), true)]);
 }
 
 /// Regression: a batch needing more messages than the producer's queue holds got 429 on every
