@@ -115,6 +115,9 @@ fn lake_and_clickhouse_backends_answer_identically() {
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts >= '2026-11-01T00:00:20.0000001Z' AND ts <= '2026-11-01T00:02:00.9999999Z'",
         // `NOT` binds looser than `IS NOT NULL`: the rewrite keeps the lake's reading.
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts NOT BETWEEN '2026-11-01T00:00:20Z' AND '2026-11-01T00:02:00Z' IS NOT NULL",
+        // `NOT BETWEEN` with `x` in parentheses or a comment inside it (a ClickHouse syntax
+        // error before).
+        "SELECT count(*) AS n FROM site_rates_10s WHERE (ts) NOT /* c */ BETWEEN '2026-11-01T00:00:20Z' AND '2026-11-01T00:02:00Z' AND -(1) NOT BETWEEN -5 AND -2",
         // A fraction under `=` and `<>` (a ClickHouse error before): equal to no whole second.
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts = '2026-11-01T00:00:20.5Z' OR ts = '2026-11-01T00:00:30Z'",
         "SELECT count(*) AS n FROM site_rates_10s WHERE ts <> '2026-11-01T00:00:20.5Z' AND ('2026-11-01T00:00:30.000001Z') <> ts",

@@ -439,51 +439,67 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         }
 
         /// `x NOT BETWEEN a AND b` (which 18.16 cannot parse) as `(NOT (x BETWEEN a AND b))`,
-        /// when the starts and ends of `x` and `b` are known from their spans (names, literals)
-        /// or their parentheses (calls).
+        /// when the starts and ends of `x` and `b` are known: from their spans (names, literals),
+        /// the parentheses and signs the spans leave out, or a call's parentheses.
         fn not_between(&mut self, x: &Expr, low: &Expr, high: &Expr) {
-            use datafusion::sql::sqlparser::ast::{Spanned, UnaryOperator};
-            fn exact(e: &Expr) -> bool {
-                match e {
-                    Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => true,
-                    Expr::Nested(inner) => exact(inner),
-                    Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr } => matches!(expr.as_ref(), Expr::Value(_)),
-                    _ => false,
-                }
-            }
-            // A call's span starts where it does but its end may stop short: it ends at the
-            // parenthesis closing its arguments.
-            let text = |e: &Expr| -> Option<std::ops::Range<usize>> {
-                let r = (self.range)(e.span())?;
-                match e {
-                    Expr::Function(_) => Some(r.start..call_end(self.sql, r.start)?),
-                    e if exact(e) => Some(r),
-                    _ => None,
-                }
-            };
-            // `x`'s text must start where its span does: not a sign or a parenthesis before it.
-            if matches!(x, Expr::Nested(_) | Expr::UnaryOp { .. }) {
-                return;
-            }
-            let (Some(x), Some(low), Some(high)) = (text(x), (self.range)(low.span()), text(high)) else { return };
+            use datafusion::sql::sqlparser::ast::Spanned;
+            let (Some(x), Some(low), Some(high)) = (self.whole(x), (self.range)(low.span()), self.whole(high)) else { return };
             let high_end = high.end;
-            // `NOT BETWEEN` and nothing else (no comment) between `x` and `low`.
-            let Some(not) = self.sql.get(x.end..low.start).and_then(|between| {
-                // `low`'s span may leave out a sign or parentheses before it.
-                let up = between.trim_end_matches(|c: char| matches!(c, '(' | '-' | '+') || c.is_whitespace()).to_ascii_uppercase();
-                let words: Vec<&str> = up.split_whitespace().collect();
-                (words == ["NOT", "BETWEEN"]).then(|| {
-                    let at = up.find("NOT").unwrap_or(0);
-                    let rest = up[at + 3..].trim_start();
-                    x.end + at..x.end + up.len() - rest.len()
-                })
-            }) else {
+            let Some(between) = self.sql.get(x.end..low.start) else { return };
+            // Comments blanked (a comment may hold any words); quoted text there is no `NOT BETWEEN`.
+            let mut clean = between.to_owned();
+            let mut i = 0;
+            while let Some(c) = between[i..].chars().next() {
+                match quoted_end(between, i) {
+                    Some(_) if matches!(c, '\'' | '"' | '`') => return,
+                    Some((end, _)) => {
+                        clean.replace_range(i..end, &" ".repeat(end - i));
+                        i = end;
+                    }
+                    None => i += c.len_utf8(),
+                }
+            }
+            // `NOT BETWEEN` and nothing else between `x` and `low` (whose span may leave out a
+            // sign or parentheses before it).
+            let up = clean.trim_end_matches(|c: char| matches!(c, '(' | '-' | '+') || c.is_whitespace()).to_ascii_uppercase();
+            let words: Vec<&str> = up.split_whitespace().collect();
+            if words != ["NOT", "BETWEEN"] {
                 return;
-            };
+            }
+            let at = up.find("NOT").unwrap_or(0);
+            let rest = up[at + 3..].trim_start();
+            let not = x.end + at..x.end + up.len() - rest.len();
             // Parenthesised whole: `NOT` binds looser than what may follow (`IS NULL`, `=`).
             self.edits.push((x.start..x.start, "(NOT (".into()));
             self.edits.push((not, String::new()));
             self.edits.push((high_end..high_end, "))".into()));
+        }
+
+        /// The text of `e` when it is a name, a literal, a call, or one of them in parentheses or
+        /// with a sign: from its span, moved out over the parentheses and sign the span leaves
+        /// out, or to the parenthesis closing a call's arguments (where its span may stop short).
+        fn whole(&self, e: &Expr) -> Option<std::ops::Range<usize>> {
+            use datafusion::sql::sqlparser::ast::{Spanned, UnaryOperator};
+            match e {
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => (self.range)(e.span()),
+                Expr::Function(_) => {
+                    let r = (self.range)(e.span())?;
+                    Some(r.start..call_end(self.sql, r.start)?)
+                }
+                Expr::Nested(inner) => {
+                    let r = self.whole(inner)?;
+                    let before = self.sql[..r.start].trim_end();
+                    let after = &self.sql[r.end..];
+                    let close = r.end + (after.len() - after.trim_start().len());
+                    (before.ends_with('(') && after.trim_start().starts_with(')')).then(|| before.len() - 1..close + 1)
+                }
+                Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr } => {
+                    let r = self.whole(expr)?;
+                    let before = self.sql[..r.start].trim_end();
+                    before.ends_with(['-', '+']).then(|| before.len() - 1..r.end)
+                }
+                _ => None,
+            }
         }
 
         /// `e`, when it is a time literal with a fraction of a second (in any parentheses),
@@ -1263,6 +1279,11 @@ mod tests {
             // Elsewhere, left.
             ("SELECT '2150-01-01 00:00:00' AS t", "SELECT '2150-01-01 00:00:00' AS t"),
             ("SELECT ts < '2150-01-01 00:00:00', count() FROM t GROUP BY 1", "SELECT ts < 5680281600, count() FROM t GROUP BY (ts < 5680281600)"),
+            // A sign or parentheses around `x`; comments.
+            ("SELECT -10 NOT BETWEEN 5 AND 15 AS b", "SELECT (NOT (-10 BETWEEN 5 AND 15)) AS b"),
+            ("SELECT 1 FROM t WHERE ( ts ) NOT BETWEEN 1 AND 2 OR -(x) NOT BETWEEN (1) AND ((2))", "SELECT 1 FROM t WHERE (NOT (( ts ) BETWEEN 1 AND 2)) OR (NOT (-(x) BETWEEN (1) AND ((2))))"),
+            ("SELECT 1 FROM t WHERE f(x) NOT /* c */ BETWEEN 1 AND 2", "SELECT 1 FROM t WHERE (NOT (f(x) BETWEEN 1 AND 2))"),
+            ("SELECT 1 FROM t WHERE x NOT BETWEEN -- NOT BETWEEN\n 1 AND 2", "SELECT 1 FROM t WHERE (NOT (x BETWEEN -- NOT BETWEEN\n 1 AND 2))"),
             // A sign or parentheses before the low bound; a comment inside a call.
             ("SELECT 1 FROM t WHERE x NOT BETWEEN -5 AND (500)", "SELECT 1 FROM t WHERE (NOT (x BETWEEN -5 AND (500)))"),
             ("SELECT 1 FROM t WHERE x NOT BETWEEN (0) AND 5", "SELECT 1 FROM t WHERE (NOT (x BETWEEN (0) AND 5))"),
@@ -1307,9 +1328,8 @@ mod tests {
             "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00' AND d = '2026-11-01'",
             "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
             "SELECT 1 FROM t WHERE ts IN ('2026-11-01T00:00:00.5Z')",
-            "SELECT 1 FROM t WHERE x NOT /* c */ BETWEEN 1 AND 2",
-            "SELECT -10 NOT BETWEEN 5 AND 15 AS b",
-            "SELECT 1 FROM t WHERE x NOT BETWEEN -- NOT BETWEEN\n 1 AND 2",
+            "SELECT 1 FROM t WHERE x NOT 'a' BETWEEN 1 AND 2",
+            "SELECT 1 FROM t WHERE x + 1 NOT BETWEEN 1 AND 2",
             "SELECT 1 FROM t WHERE ts >= '2026-13-01T00:00:00Z'",
             "SELEC 1 WHERE ts >= '2026-11-01T00:00:00Z'",
         ] {
