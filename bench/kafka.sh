@@ -37,7 +37,8 @@ rm -rf "$LAKE"
 /usr/bin/time -v "$BIN" aggregate --brokers "$BROKER" --group "$RUN" --data-dir "$LAKE" > /dev/null 2> "$WORK/aggregate.log" &
 TPID=$!
 sleep 0.5
-APID=$(pgrep -P "$TPID" -f "edgelens aggregate" | head -1)
+# The aggregator: the one child of `time` (whatever the binary is called, see EDGELENS_BENCH_BIN).
+APID=$(pgrep -P "$TPID" | head -1)
 START=$(date +%s.%N)
 python3 bench/wait_lake.py "$LAKE" "$LINES" 1800
 END=$(date +%s.%N)
