@@ -539,8 +539,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             self.edits.push((name, "toFloat64".into()));
             self.edits.push((at, secs));
         }
-    }
-    impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
+
         /// `a UNION ALL b ORDER BY x LIMIT n` as `SELECT * FROM (a UNION ALL b) ORDER BY x LIMIT n`,
         /// its column positions named (by the first branch's aliases or column names), when its
         /// first branch is a plain `SELECT` and its `ORDER BY` or `LIMIT` keyword is found before
