@@ -383,14 +383,35 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
     /// The literal `e` is, within any parentheses or as the one argument of `toDateTime`; whether
     /// it is bare (not `toDateTime`'s).
     fn literal(e: &Expr) -> Option<(&ValueWithSpan, bool)> {
-        use datafusion::sql::sqlparser::ast::DataType;
         match e {
             Expr::Value(v) => Some((v, true)),
             Expr::Nested(inner) => literal(inner),
             // Cast to a time (`CAST($1 AS TIMESTAMP)`, as drivers write parameters): rounded as
             // a comparison needs, not made a number (the cast would cut it).
-            Expr::Cast { expr, data_type: DataType::Timestamp(..) | DataType::Datetime(_) | DataType::Datetime64(..), .. } => literal(expr).map(|(v, _)| (v, false)),
+            e if time_cast(e).is_some() => time_cast(e).and_then(literal).map(|(v, _)| (v, false)),
             e => to_datetime_arg(e).map(|v| (v, false)),
+        }
+    }
+    /// The argument of `e` when it is a cast to a time.
+    fn time_cast(e: &Expr) -> Option<&Expr> {
+        use datafusion::sql::sqlparser::ast::DataType;
+        match e {
+            Expr::Cast { expr, data_type: DataType::Timestamp(..) | DataType::Datetime(_) | DataType::Datetime64(..), .. } => Some(expr),
+            _ => None,
+        }
+    }
+    /// Whether `e` is a time: a column the tables declare a timestamp (by its name), a
+    /// `toDateTime(…)` (a bound parameter) or a cast to a time, within any parentheses. A
+    /// literal with a fraction of a second is made a number only against one: compared with
+    /// text (`site = '…'`), it stays text.
+    fn timeish(e: &Expr) -> bool {
+        use edgelens_schemas::tables::{ColumnType, ALL_TABLES};
+        let column = |name: &str| ALL_TABLES.iter().flat_map(|t| t.columns).any(|c| c.ty == ColumnType::Timestamp && c.name.eq_ignore_ascii_case(name));
+        match e {
+            Expr::Nested(inner) => timeish(inner),
+            Expr::Identifier(id) => column(&id.value),
+            Expr::CompoundIdentifier(ids) => ids.last().is_some_and(|id| column(&id.value)),
+            e => to_datetime_arg(e).is_some() || time_cast(e).is_some(),
         }
     }
     /// The literal of `toDateTime('…')`: 18.16 reads no fraction nor offset there, so it is
@@ -520,12 +541,58 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// `e`, when it is `toDateTime('…')` with a fraction of a second (a bound timestamp
         /// parameter), written as its seconds with the fraction (`toFloat64(1793491270.5)`):
         /// ClickHouse compares a `DateTime` with a number exactly, so `=` and `<>` answer as on
-        /// the lake, where cutting the fraction would make `=` true for the second.
+        /// the lake, where cutting the fraction would make `=` true for the second. Also under
+        /// `CAST(… AS TIMESTAMP)`, a parameter or a literal, the cast then made one to `Float64`
+        /// (a cast to `DateTime` would cut the fraction again).
         fn exact_seconds(&mut self, e: &Expr) {
-            use datafusion::sql::sqlparser::ast::Spanned;
+            use datafusion::sql::sqlparser::ast::{CastKind, Spanned};
             let mut e = e;
             while let Expr::Nested(inner) = e {
                 e = inner;
+            }
+            if let Expr::Cast { kind: CastKind::Cast, expr, .. } = e
+                && time_cast(e).is_some()
+            {
+                let mut inner = expr.as_ref();
+                while let Expr::Nested(i) = inner {
+                    inner = i;
+                }
+                let (v, call) = match (inner, to_datetime_arg(inner)) {
+                    (Expr::Function(f), Some(v)) => (v, Some(f)),
+                    (Expr::Value(v), None) => (v, None),
+                    _ => return,
+                };
+                let Value::SingleQuotedString(text) = &v.value else { return };
+                let Some(at) = (self.range)(v.span) else { return };
+                let (Some(secs), false) = (fractional_seconds(text), self.times.contains_key(&at.start)) else { return };
+                // The type: `AS <type>)` after the cast's argument.
+                let end = match call {
+                    Some(f) => (self.range)(f.name.span()).and_then(|r| call_end(self.sql, r.start)),
+                    None => Some(at.end),
+                };
+                let Some(end) = end.filter(|&end| self.sql[at.end..end].chars().all(|c| c == ')' || c.is_whitespace())) else { return };
+                let rest = &self.sql[end..];
+                let after_as = rest.trim_start();
+                let Some(ty) = after_as.get(..2).filter(|w| w.eq_ignore_ascii_case("AS")).map(|_| &after_as[2..]) else { return };
+                if !ty.starts_with(char::is_whitespace) {
+                    return;
+                }
+                let Some(close) = ty.find(')').filter(|&c| !ty[..c].contains(['(', '\'', '"'])) else { return };
+                let ty_start = end + (rest.len() - ty.len()) + (ty.len() - ty.trim_start().len());
+                let ty_end = end + (rest.len() - ty.len()) + ty[..close].trim_end().len();
+                if let Some(f) = call {
+                    let Some(name) = (self.range)(f.name.span()) else { return };
+                    self.seconds.insert(at.start, secs.clone());
+                    self.edits.push((name, "toFloat64".into()));
+                    self.edits.push((at.clone(), secs));
+                    self.times.insert(at.start, format!("'{text}'"));
+                } else {
+                    let exact = format!("toFloat64({secs})");
+                    self.times.insert(at.start, exact.clone());
+                    self.edits.push((at, exact));
+                }
+                self.edits.push((ty_start..ty_end, "Float64".into()));
+                return;
             }
             let (Some(v), Expr::Function(f)) = (to_datetime_arg(e), e) else { return };
             let Value::SingleQuotedString(text) = &v.value else { return };
@@ -542,8 +609,9 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
 
         /// `a UNION ALL b ORDER BY x LIMIT n` as `SELECT * FROM (a UNION ALL b) ORDER BY x LIMIT n`,
         /// its column positions named (by the first branch's aliases or column names), when its
-        /// first branch is a plain `SELECT` and its `ORDER BY` or `LIMIT` keyword is found before
-        /// the first expression of that clause; otherwise as written.
+        /// first branch is a plain `SELECT` whose columns have distinct names, its positions name
+        /// columns with names, and its `ORDER BY` or `LIMIT` keyword is found before the first
+        /// expression of that clause; otherwise as written.
         fn whole_set_operation(&mut self, query: &Query) {
             use datafusion::sql::sqlparser::ast::{LimitClause, Select, Spanned};
             fn leftmost(body: &SetExpr) -> Option<&Select> {
@@ -569,6 +637,43 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 return;
             }
             let Some(select) = leftmost(&query.body) else { return };
+            // 18.16's `SELECT *` of a subquery keeps one column of each name: the first branch's
+            // must be distinct (by their aliases, names, or text), and `*` alone.
+            let names: Vec<String> = select
+                .projection
+                .iter()
+                .map(|item| match item {
+                    SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+                    SelectItem::UnnamedExpr(Expr::Identifier(id)) => id.value.clone(),
+                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) if !ids.is_empty() => ids[ids.len() - 1].value.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            let wildcard = select.projection.iter().any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+            if (wildcard && names.len() > 1) || names.iter().enumerate().any(|(i, n)| names[..i].contains(n)) {
+                return;
+            }
+            // Each position must name a column by its name outside the subquery.
+            let positions: Vec<(std::ops::Range<usize>, String)> = match query.order_by.as_ref().map(|o| &o.kind) {
+                Some(OrderByKind::Expressions(exprs)) => {
+                    let mut named = Vec::new();
+                    for key in exprs {
+                        let Expr::Value(v) = &key.expr else { continue };
+                        let Value::Number(n, _) = &v.value else { continue };
+                        let item = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i));
+                        let name = match item {
+                            Some(SelectItem::ExprWithAlias { alias, .. }) => alias,
+                            Some(SelectItem::UnnamedExpr(Expr::Identifier(id))) => id,
+                            Some(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids))) if !ids.is_empty() => &ids[ids.len() - 1],
+                            _ => return,
+                        };
+                        let Some(at) = (self.range)(v.span) else { return };
+                        named.push((at, name.to_string()));
+                    }
+                    named
+                }
+                _ => Vec::new(),
+            };
             let (Some(start), Some(clause)) = ((self.range)(select.select_token.0.span), (self.range)(first.span())) else { return };
             if !self.sql[start.start..].get(..6).is_some_and(|w| w.eq_ignore_ascii_case("SELECT")) {
                 return;
@@ -588,21 +693,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             }
             self.edits.push((start.start..start.start, "SELECT * FROM (".into()));
             self.edits.push((end..end, ") ".into()));
-            let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_ref().map(|o| &o.kind) else { return };
-            for key in exprs {
-                let Expr::Value(v) = &key.expr else { continue };
-                let Value::Number(n, _) = &v.value else { continue };
-                let Some(item) = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i)) else { continue };
-                let name = match item {
-                    SelectItem::ExprWithAlias { alias, .. } => alias,
-                    SelectItem::UnnamedExpr(Expr::Identifier(id)) => id,
-                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) if !ids.is_empty() => &ids[ids.len() - 1],
-                    _ => continue,
-                };
-                if let Some(at) = (self.range)(v.span) {
-                    self.edits.push((at, name.to_string()));
-                }
-            }
+            self.edits.extend(positions);
         }
     }
     impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Visitor for Edits<'_, F> {
@@ -664,9 +755,11 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         _ => None,
                     };
                     if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
-                        for side in [left, right] {
+                        for (side, other) in [(left, right), (right, left)] {
                             self.exact_seconds(side);
-                            self.exact_literal(side);
+                            if timeish(other) {
+                                self.exact_literal(side);
+                            }
                         }
                     }
                     if let Some((v, bare)) = literal(right) {
@@ -680,7 +773,9 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 // between them is compared as its exact seconds.
                 Expr::Between { expr, negated, low, high } => {
                     self.exact_seconds(expr);
-                    self.exact_literal(expr);
+                    if timeish(low) || timeish(high) {
+                        self.exact_literal(expr);
+                    }
                     if let Some((v, bare)) = literal(low) {
                         self.compared_time(v, Some(Round::Up), bare);
                     }
@@ -693,9 +788,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 }
                 // `CASE x WHEN t`: `x = t`.
                 Expr::Case { operand: Some(operand), conditions, .. } => {
-                    for e in std::iter::once(operand.as_ref()).chain(conditions.iter().map(|c| &c.condition)) {
+                    let whens = || conditions.iter().map(|c| &c.condition);
+                    let time = timeish(operand) || whens().any(timeish);
+                    for e in std::iter::once(operand.as_ref()).chain(whens()) {
                         self.exact_seconds(e);
-                        self.exact_literal(e);
+                        if time {
+                            self.exact_literal(e);
+                        }
                     }
                 }
                 Expr::Value(v) => self.time(v, None),
@@ -1204,16 +1303,23 @@ mod tests {
         ] {
             assert_eq!(for_clickhouse(sql), want, "{sql}");
         }
+        assert_eq!(for_clickhouse("SELECT * FROM t UNION ALL SELECT * FROM u ORDER BY site"), "SELECT * FROM (SELECT * FROM t UNION ALL SELECT * FROM u ) ORDER BY site");
         // As written: no `ORDER BY` or `LIMIT`, a first branch in parentheses, `LIMIT … BY`, a
-        // position naming an expression without a name (left a position).
+        // position naming a column without a name, columns of one name (18.16's `SELECT *` of
+        // the subquery would keep one of them).
         for sql in [
             "SELECT a FROM t UNION ALL SELECT b FROM u",
             "(SELECT a FROM t) UNION ALL SELECT b FROM u ORDER BY a",
             "SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 1 BY a",
+            "SELECT a + 1 FROM t UNION ALL SELECT b FROM u ORDER BY 1",
+            "SELECT * FROM t UNION ALL SELECT * FROM u ORDER BY 3",
+            "SELECT site, requests, requests FROM t UNION ALL SELECT site, requests, bytes FROM u ORDER BY site LIMIT 2",
+            "SELECT site, 1, 1 FROM t UNION ALL SELECT site, 2, 2 FROM u ORDER BY site",
+            "SELECT *, site FROM t UNION ALL SELECT *, site FROM u ORDER BY site",
+            "SELECT x AS site, site FROM t UNION ALL SELECT a, b FROM u LIMIT 1",
         ] {
             assert_eq!(for_clickhouse(sql), sql);
         }
-        assert_eq!(for_clickhouse("SELECT a + 1 FROM t UNION ALL SELECT b FROM u ORDER BY 1"), "SELECT * FROM (SELECT a + 1 FROM t UNION ALL SELECT b FROM u ) ORDER BY 1");
     }
 
     /// Regression: ClickHouse 18.16 refused RFC 3339 literals compared with a `DateTime`, as
@@ -1268,6 +1374,12 @@ mod tests {
                 "SELECT 1 FROM t WHERE ts >= CAST(toDateTime('2026-11-01T00:00:00.500000Z') AS TIMESTAMP) AND ts < CAST('2026-11-01T00:00:09.5Z' AS DateTime)",
                 "SELECT 1 FROM t WHERE ts >= CAST(toDateTime('2026-11-01 00:00:01') AS TIMESTAMP) AND ts < CAST('2026-11-01 00:00:10' AS DateTime)",
             ),
+            // Under a cast to a time, made a cast to a number (the cast would cut it again).
+            (
+                "SELECT 1 FROM t WHERE ts = CAST(toDateTime('2026-11-01T00:00:20.500000Z') AS TIMESTAMP) OR CAST( '2026-11-01T00:00:20.5Z'  AS timestamp with time zone ) <> ts",
+                "SELECT 1 FROM t WHERE ts = CAST(toFloat64(1793491220.500000) AS Float64) OR CAST( toFloat64(1793491220.500000)  AS Float64 ) <> ts",
+            ),
+            ("SELECT CASE ts WHEN CAST(toDateTime('2026-11-01T00:00:20.500000Z') AS DateTime) THEN 1 END FROM t", "SELECT CASE ts WHEN CAST(toFloat64(1793491220.500000) AS Float64) THEN 1 END FROM t"),
             ("SELECT ts = '2026-11-01T00:00:00.5Z', count() FROM t GROUP BY 1", "SELECT ts = toFloat64(1793491200.500000), count() FROM t GROUP BY (ts = toFloat64(1793491200.500000))"),
             // Compared times outside the years 18.16 reads as text: their seconds.
             (
@@ -1327,6 +1439,9 @@ mod tests {
             "SELECT 1 FROM t WHERE ts >= '2026-11-01 00:00:00' AND d = '2026-11-01'",
             "SELECT 1 FROM t WHERE site = 'shop.example' AND path LIKE '2026-11-01T%'",
             "SELECT 1 FROM t WHERE ts IN ('2026-11-01T00:00:00.5Z')",
+            // Text compared with text stays text.
+            "SELECT 1 FROM t WHERE site = '2026-11-01T00:00:20.5Z' OR '2026-11-01T00:00:20.5Z' <> lower(site) OR '2026-11-01T00:00:20.5Z' BETWEEN site AND site",
+            "SELECT CASE site WHEN '2026-11-01T00:00:20.5Z' THEN 1 END FROM t",
             "SELECT 1 FROM t WHERE x NOT 'a' BETWEEN 1 AND 2",
             "SELECT 1 FROM t WHERE x + 1 NOT BETWEEN 1 AND 2",
             "SELECT 1 FROM t WHERE ts >= '2026-13-01T00:00:00Z'",
