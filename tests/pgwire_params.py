@@ -56,6 +56,7 @@ for sql, params in [
     ("SELECT COUNT(*) FROM site_rates_10s WHERE ts >= CAST(%s AS TIMESTAMP)", (frac,)),
     ("SELECT COUNT(*) + SUM(CASE WHEN ts = CAST(%s AS TIMESTAMP) THEN 1 ELSE 0 END) FROM site_rates_10s WHERE CAST(%s AS TIMESTAMP) <> ts", (frac, frac)),
     ("SELECT COUNT(*) + SUM(CASE ts WHEN CAST(%s AS TIMESTAMP) THEN 1 ELSE 0 END) FROM site_rates_10s", (frac,)),
+    ("SELECT COUNT(*) + SUM(CASE WHEN ts = CAST((%s) /* c */ AS TIMESTAMP) THEN 1 ELSE 0 END) FROM site_rates_10s", (frac,)),
     ("SELECT COUNT(*) + SUM(CASE ts WHEN %s THEN 1 ELSE 0 END) FROM site_rates_10s", (frac,)),
     ("SELECT COUNT(*) FROM site_rates_10s WHERE ts < %s", (datetime.datetime(2140, 1, 1, tzinfo=datetime.timezone.utc),)),
     ("SELECT COUNT(*) FROM site_rates_10s WHERE ts > %s", (datetime.datetime(1969, 12, 31, 23, 59, tzinfo=datetime.timezone.utc),)),

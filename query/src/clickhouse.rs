@@ -570,7 +570,17 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                     Some(f) => (self.range)(f.name.span()).and_then(|r| call_end(self.sql, r.start)),
                     None => Some(at.end),
                 };
-                let Some(end) = end.filter(|&end| self.sql[at.end..end].chars().all(|c| c == ')' || c.is_whitespace())) else { return };
+                let Some(mut end) = end.filter(|&end| self.sql[at.end..end].chars().all(|c| c == ')' || c.is_whitespace())) else { return };
+                // Past the parentheses around the argument, and comments.
+                loop {
+                    let rest = &self.sql[end..];
+                    let skipped = rest.len() - rest.trim_start().len();
+                    match quoted_end(self.sql, end + skipped) {
+                        Some((after, true)) if self.sql[end + skipped..].starts_with(['-', '/']) => end = after,
+                        _ if rest.trim_start().starts_with(')') => end += skipped + 1,
+                        _ => break,
+                    }
+                }
                 let rest = &self.sql[end..];
                 let after_as = rest.trim_start();
                 let Some(ty) = after_as.get(..2).filter(|w| w.eq_ignore_ascii_case("AS")).map(|_| &after_as[2..]) else { return };
@@ -1378,6 +1388,11 @@ mod tests {
             (
                 "SELECT 1 FROM t WHERE ts = CAST(toDateTime('2026-11-01T00:00:20.500000Z') AS TIMESTAMP) OR CAST( '2026-11-01T00:00:20.5Z'  AS timestamp with time zone ) <> ts",
                 "SELECT 1 FROM t WHERE ts = CAST(toFloat64(1793491220.500000) AS Float64) OR CAST( toFloat64(1793491220.500000)  AS Float64 ) <> ts",
+            ),
+            // … with parentheses or comments around its argument.
+            (
+                "SELECT 1 FROM t WHERE ts = CAST((toDateTime('2026-11-01T00:00:20.500000Z')) /* x */ AS TIMESTAMP) OR ts = CAST( /* a */ ( '2026-11-01T00:00:20.5Z' ) -- b\n AS TIMESTAMP)",
+                "SELECT 1 FROM t WHERE ts = CAST((toFloat64(1793491220.500000)) /* x */ AS Float64) OR ts = CAST( /* a */ ( toFloat64(1793491220.500000) ) -- b\n AS Float64)",
             ),
             ("SELECT CASE ts WHEN CAST(toDateTime('2026-11-01T00:00:20.500000Z') AS DateTime) THEN 1 END FROM t", "SELECT CASE ts WHEN CAST(toFloat64(1793491220.500000) AS Float64) THEN 1 END FROM t"),
             ("SELECT ts = '2026-11-01T00:00:00.5Z', count() FROM t GROUP BY 1", "SELECT ts = toFloat64(1793491200.500000), count() FROM t GROUP BY (ts = toFloat64(1793491200.500000))"),
