@@ -387,7 +387,8 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             Expr::Value(v) => Some((v, true)),
             Expr::Nested(inner) => literal(inner),
             // Cast to a time (`CAST($1 AS TIMESTAMP)`, as drivers write parameters): rounded as
-            // a comparison needs, not made a number (the cast would cut it).
+            // an ordering comparison needs (under `=` and `<>` the cast is made one to a number,
+            // see `exact_seconds`).
             e if time_cast(e).is_some() => time_cast(e).and_then(literal).map(|(v, _)| (v, false)),
             e => to_datetime_arg(e).map(|v| (v, false)),
         }
