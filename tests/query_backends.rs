@@ -124,6 +124,8 @@ fn lake_and_clickhouse_backends_answer_identically() {
         // … but compared with text it stays text (it became a number ClickHouse cannot compare
         // with a string).
         "SELECT count(*) AS n FROM site_rates_10s WHERE site <> '2026-11-01T00:00:20.5Z' AND ts <> CAST('2026-11-01T00:00:20.5Z' AS TIMESTAMP)",
+        // A whole second in a `CASE` on a time (a ClickHouse type error before).
+        "SELECT sum(CASE ts WHEN '2026-11-01T00:00:20Z' THEN 1 WHEN '2026-11-01T00:00:30+00:00' THEN 1 ELSE 0 END) AS n FROM site_rates_10s",
     ] {
         let want = json(&on_lake.sql(sql, "application/json").1, sql);
         assert!(want[0]["n"].as_u64().is_some_and(|n| n > 0), "{sql}: {want}");

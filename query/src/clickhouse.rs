@@ -539,6 +539,22 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             self.edits.push((at, exact));
         }
 
+        /// `e`, when it is a time literal of a whole second (in any parentheses), written
+        /// `toDateTime('…')` in UTC: a `CASE` on a time compares it as a time.
+        fn case_time(&mut self, e: &Expr) {
+            use chrono::Timelike;
+            let Some((v, true)) = literal(e) else { return };
+            let Value::SingleQuotedString(text) = &v.value else { return };
+            let Some(at) = (self.range)(v.span) else { return };
+            let Some(t) = parse_time(text).filter(|t| t.nanosecond() == 0 && in_datetime_range(*t)) else { return };
+            if self.times.contains_key(&at.start) {
+                return;
+            }
+            let time = format!("toDateTime('{}')", t.format("%Y-%m-%d %H:%M:%S"));
+            self.times.insert(at.start, time.clone());
+            self.edits.push((at, time));
+        }
+
         /// `e`, when it is `toDateTime('…')` with a fraction of a second (a bound timestamp
         /// parameter), written as its seconds with the fraction (`toFloat64(1793491270.5)`):
         /// ClickHouse compares a `DateTime` with a number exactly, so `=` and `<>` answer as on
@@ -805,6 +821,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                         self.exact_seconds(e);
                         if time {
                             self.exact_literal(e);
+                        }
+                    }
+                    // A whole second as a `DateTime`: 18.16 matches a `DateTime` only with
+                    // values of its type there (text is a type error, a number never matches).
+                    if timeish(operand) {
+                        for e in whens() {
+                            self.case_time(e);
                         }
                     }
                 }
@@ -1379,7 +1402,7 @@ mod tests {
             // As `x` of `BETWEEN` and in a simple `CASE`; under a cast to a time, rounded.
             (
                 "SELECT CASE ts WHEN toDateTime('2026-11-01T00:00:00.500000Z') THEN 1 WHEN '2026-11-01T00:00:01Z' THEN 2 END FROM t WHERE toDateTime('2026-11-01T00:00:00.500000Z') NOT BETWEEN ts AND ts",
-                "SELECT CASE ts WHEN toFloat64(1793491200.500000) THEN 1 WHEN '2026-11-01 00:00:01' THEN 2 END FROM t WHERE (NOT (toFloat64(1793491200.500000) BETWEEN ts AND ts))",
+                "SELECT CASE ts WHEN toFloat64(1793491200.500000) THEN 1 WHEN toDateTime('2026-11-01 00:00:01') THEN 2 END FROM t WHERE (NOT (toFloat64(1793491200.500000) BETWEEN ts AND ts))",
             ),
             (
                 "SELECT 1 FROM t WHERE ts >= CAST(toDateTime('2026-11-01T00:00:00.500000Z') AS TIMESTAMP) AND ts < CAST('2026-11-01T00:00:09.5Z' AS DateTime)",
@@ -1394,6 +1417,10 @@ mod tests {
             (
                 "SELECT 1 FROM t WHERE ts = CAST((toDateTime('2026-11-01T00:00:20.500000Z')) /* x */ AS TIMESTAMP) OR ts = CAST( /* a */ ( '2026-11-01T00:00:20.5Z' ) -- b\n AS TIMESTAMP)",
                 "SELECT 1 FROM t WHERE ts = CAST((toFloat64(1793491220.500000)) /* x */ AS Float64) OR ts = CAST( /* a */ ( toFloat64(1793491220.500000) ) -- b\n AS Float64)",
+            ),
+            (
+                "SELECT CASE ts WHEN '2026-11-01T00:00:20Z' THEN 1 WHEN ('2026-11-01 01:00:30+01:00') THEN 2 END, CASE site WHEN '2026-11-01T00:00:20Z' THEN 1 END FROM t",
+                "SELECT CASE ts WHEN toDateTime('2026-11-01 00:00:20') THEN 1 WHEN (toDateTime('2026-11-01 00:00:30')) THEN 2 END, CASE site WHEN '2026-11-01 00:00:20' THEN 1 END FROM t",
             ),
             ("SELECT CASE ts WHEN CAST(toDateTime('2026-11-01T00:00:20.500000Z') AS DateTime) THEN 1 END FROM t", "SELECT CASE ts WHEN CAST(toFloat64(1793491220.500000) AS Float64) THEN 1 END FROM t"),
             ("SELECT ts = '2026-11-01T00:00:00.5Z', count() FROM t GROUP BY 1", "SELECT ts = toFloat64(1793491200.500000), count() FROM t GROUP BY (ts = toFloat64(1793491200.500000))"),
