@@ -401,6 +401,23 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             _ => None,
         }
     }
+    /// `key` when it is a column position (`ORDER BY 2`): its literal, and the item of `select`
+    /// it names (none when out of range).
+    fn position<'s, 'k>(select: &'s datafusion::sql::sqlparser::ast::Select, key: &'k Expr) -> Option<(&'k ValueWithSpan, Option<&'s SelectItem>)> {
+        let Expr::Value(v) = key else { return None };
+        let Value::Number(n, _) = &v.value else { return None };
+        Some((v, n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i))))
+    }
+    /// The name of a selected column outside its query, when it has one: its alias, or the
+    /// column it is.
+    fn column_name(item: &SelectItem) -> Option<&datafusion::sql::sqlparser::ast::Ident> {
+        match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias),
+            SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(id),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last(),
+            _ => None,
+        }
+    }
     /// Whether `e` is a time: a column the tables declare a timestamp (by its name), a
     /// `toDateTime(…)` (a bound parameter) or a cast to a time, within any parentheses. A
     /// literal with a fraction of a second is made a number only against one: compared with
@@ -429,6 +446,13 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     impl<F: Fn(Span) -> Option<std::ops::Range<usize>>> Edits<'_, F> {
+        /// Write `text` in place of the time literal at `at` (and in the copies of column
+        /// positions).
+        fn record(&mut self, at: std::ops::Range<usize>, text: String) {
+            self.times.insert(at.start, text.clone());
+            self.edits.push((at, text));
+        }
+
         /// Rewrite `v` if it is a time literal; `round`: how a fraction of a second is rounded
         /// (`None`: a literal with one is left).
         fn time(&mut self, v: &ValueWithSpan, round: Option<Round>) {
@@ -438,8 +462,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 return;
             }
             if let Some(t) = clickhouse_time(text, round) {
-                self.times.insert(at.start, format!("'{t}'"));
-                self.edits.push((at, format!("'{t}'")));
+                self.record(at, format!("'{t}'"));
             }
         }
 
@@ -455,8 +478,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 return;
             }
             if let Some(secs) = parse_time(text).filter(|t| !in_datetime_range(*t)).map(seconds_text) {
-                self.times.insert(at.start, secs.clone());
-                self.edits.push((at, secs));
+                self.record(at, secs);
             }
         }
 
@@ -528,31 +550,26 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
         /// written as its seconds with the fraction (`toFloat64(1793491270.5)`), for `=` and `<>`
         /// as [`Self::exact_seconds`] (18.16 cannot read the fraction: it was an error).
         fn exact_literal(&mut self, e: &Expr) {
-            let Some((v, true)) = literal(e) else { return };
-            let Value::SingleQuotedString(text) = &v.value else { return };
-            let (Some(at), Some(secs)) = ((self.range)(v.span), fractional_seconds(text)) else { return };
-            if self.times.contains_key(&at.start) {
-                return;
-            }
-            let exact = format!("toFloat64({secs})");
-            self.times.insert(at.start, exact.clone());
-            self.edits.push((at, exact));
+            self.bare_literal(e, |text| fractional_seconds(text).map(|secs| format!("toFloat64({secs})")));
         }
 
         /// `e`, when it is a time literal of a whole second (in any parentheses), written
         /// `toDateTime('…')` in UTC: a `CASE` on a time compares it as a time.
         fn case_time(&mut self, e: &Expr) {
             use chrono::Timelike;
+            let whole = |t: &chrono::NaiveDateTime| t.nanosecond() == 0 && in_datetime_range(*t);
+            self.bare_literal(e, |text| parse_time(text).filter(whole).map(|t| format!("toDateTime('{}')", t.format("%Y-%m-%d %H:%M:%S"))));
+        }
+
+        /// `e`, when it is a bare literal (in any parentheses) not rewritten yet, written as `to`
+        /// gives its text (nothing when `to` gives nothing).
+        fn bare_literal(&mut self, e: &Expr, to: impl FnOnce(&str) -> Option<String>) {
             let Some((v, true)) = literal(e) else { return };
             let Value::SingleQuotedString(text) = &v.value else { return };
-            let Some(at) = (self.range)(v.span) else { return };
-            let Some(t) = parse_time(text).filter(|t| t.nanosecond() == 0 && in_datetime_range(*t)) else { return };
-            if self.times.contains_key(&at.start) {
-                return;
+            let Some(at) = (self.range)(v.span).filter(|at| !self.times.contains_key(&at.start)) else { return };
+            if let Some(written) = to(text) {
+                self.record(at, written);
             }
-            let time = format!("toDateTime('{}')", t.format("%Y-%m-%d %H:%M:%S"));
-            self.times.insert(at.start, time.clone());
-            self.edits.push((at, time));
         }
 
         /// `e`, when it is `toDateTime('…')` with a fraction of a second (a bound timestamp
@@ -607,16 +624,12 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 let Some(close) = ty.find(')').filter(|&c| !ty[..c].contains(['(', '\'', '"'])) else { return };
                 let ty_start = end + (rest.len() - ty.len()) + (ty.len() - ty.trim_start().len());
                 let ty_end = end + (rest.len() - ty.len()) + ty[..close].trim_end().len();
-                if let Some(f) = call {
-                    let Some(name) = (self.range)(f.name.span()) else { return };
-                    self.seconds.insert(at.start, secs.clone());
-                    self.edits.push((name, "toFloat64".into()));
-                    self.edits.push((at.clone(), secs));
-                    self.times.insert(at.start, format!("'{text}'"));
-                } else {
-                    let exact = format!("toFloat64({secs})");
-                    self.times.insert(at.start, exact.clone());
-                    self.edits.push((at, exact));
+                match call {
+                    Some(f) => {
+                        let Some(name) = (self.range)(f.name.span()) else { return };
+                        self.call_as_seconds(name, at, text, secs);
+                    }
+                    None => self.record(at, format!("toFloat64({secs})")),
                 }
                 self.edits.push((ty_start..ty_end, "Float64".into()));
                 return;
@@ -628,6 +641,12 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             if self.times.contains_key(&at.start) {
                 return;
             }
+            self.call_as_seconds(name, at, text, secs);
+        }
+
+        /// `toDateTime('<text>')`, its name at `name` and its literal at `at`, written
+        /// `toFloat64(<secs>)` (and so in the copies of column positions).
+        fn call_as_seconds(&mut self, name: std::ops::Range<usize>, at: std::ops::Range<usize>, text: &str, secs: String) {
             self.times.insert(at.start, format!("'{text}'"));
             self.seconds.insert(at.start, secs.clone());
             self.edits.push((name, "toFloat64".into()));
@@ -666,16 +685,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             let Some(select) = leftmost(&query.body) else { return };
             // 18.16's `SELECT *` of a subquery keeps one column of each name: the first branch's
             // must be distinct (by their aliases, names, or text), and `*` alone.
-            let names: Vec<String> = select
-                .projection
-                .iter()
-                .map(|item| match item {
-                    SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
-                    SelectItem::UnnamedExpr(Expr::Identifier(id)) => id.value.clone(),
-                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) if !ids.is_empty() => ids[ids.len() - 1].value.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
+            let names: Vec<String> = select.projection.iter().map(|item| column_name(item).map_or_else(|| item.to_string(), |id| id.value.clone())).collect();
             let wildcard = select.projection.iter().any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
             if (wildcard && names.len() > 1) || names.iter().enumerate().any(|(i, n)| names[..i].contains(n)) {
                 return;
@@ -685,16 +695,8 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 Some(OrderByKind::Expressions(exprs)) => {
                     let mut named = Vec::new();
                     for key in exprs {
-                        let Expr::Value(v) = &key.expr else { continue };
-                        let Value::Number(n, _) = &v.value else { continue };
-                        let item = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i));
-                        let name = match item {
-                            Some(SelectItem::ExprWithAlias { alias, .. }) => alias,
-                            Some(SelectItem::UnnamedExpr(Expr::Identifier(id))) => id,
-                            Some(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids))) if !ids.is_empty() => &ids[ids.len() - 1],
-                            _ => return,
-                        };
-                        let Some(at) = (self.range)(v.span) else { return };
+                        let Some((v, item)) = position(select, &key.expr) else { continue };
+                        let (Some(name), Some(at)) = (item.and_then(column_name), (self.range)(v.span)) else { return };
                         named.push((at, name.to_string()));
                     }
                     named
@@ -756,9 +758,7 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
                 self.whole_set_operation(query);
             }
             for (select, key) in keys {
-                let Expr::Value(v) = key else { continue };
-                let Value::Number(n, _) = &v.value else { continue };
-                let Some(item) = n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| select.projection.get(i)) else { continue };
+                let Some((v, Some(item))) = position(select, key) else { continue };
                 let Some(at) = (self.range)(v.span) else { continue };
                 match item {
                     SelectItem::ExprWithAlias { alias, .. } => self.edits.push((at, alias.to_string())),
