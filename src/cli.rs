@@ -622,6 +622,7 @@ fn run_roles(a: RunArgs) -> Result<()> {
     let ingest: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
     let aggregate = aggregate_config(&doc)?;
     let query = query_config(&doc)?;
+    let lake = ingest_lake(&ingest, || Ok(aggregate.data_dir.clone()))?;
     let rt = runtime()?;
     rt.block_on(async move {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -638,7 +639,7 @@ fn run_roles(a: RunArgs) -> Result<()> {
             match role {
                 Role::Ingest => {
                     let cfg = ingest.clone();
-                    let sites = registry_of(cfg.data_dir.clone().unwrap_or_else(|| aggregate.data_dir.clone()));
+                    let sites = registry_of(lake.clone());
                     tasks.spawn(async move { (role, edgelens_ingest::run(cfg, sites, done).await.map_err(anyhow::Error::from)) });
                 }
                 Role::Aggregate => {
@@ -696,6 +697,12 @@ fn query(a: QueryArgs) -> Result<()> {
     runtime()?.block_on(serve_query(cfg, shutdown_signal()))
 }
 
+/// The lake ingest reads the site registry from: `[ingest] data_dir`, or when it is unset the
+/// aggregators' lake of the same config (`aggregate_lake`, read only then).
+fn ingest_lake(cfg: &edgelens_ingest::IngestConfig, aggregate_lake: impl FnOnce() -> Result<PathBuf>) -> Result<PathBuf> {
+    cfg.data_dir.clone().map_or_else(aggregate_lake, Ok)
+}
+
 /// The site registry ingest keys lines by: read from the lake at `lake` now, and again every 30 s
 /// while the process runs. A lake that is not there is said, as keying then ignores the registry.
 fn registry_of(lake: PathBuf) -> HostSites {
@@ -711,11 +718,7 @@ fn registry_of(lake: PathBuf) -> HostSites {
 fn ingest(a: IngestArgs) -> Result<()> {
     let doc = crate::config::load(a.config.as_deref(), crate::config::process_env())?;
     let mut cfg: edgelens_ingest::IngestConfig = crate::config::section(&doc, "ingest")?;
-    // Unset: the aggregators' lake of the same config.
-    let lake = match cfg.data_dir.clone() {
-        Some(dir) => dir,
-        None => crate::config::section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate")?.data_dir,
-    };
+    let lake = ingest_lake(&cfg, || Ok(crate::config::section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate")?.data_dir))?;
     if let Some(b) = a.brokers {
         cfg.brokers = b;
     }
