@@ -15,8 +15,11 @@
 //! every imported version of a row, and their names are views showing the current version of
 //! each key ([`current_versions`]), so SQL, joins and reports never see a replaced version.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use futures::StreamExt;
 use std::sync::Arc;
@@ -62,6 +65,8 @@ pub struct Lake {
     user_ctx: SessionContext,
     dir: PathBuf,
     limits: SqlLimits,
+    /// Files last found to read back whole ([`corrupt_files`]).
+    whole: Arc<Mutex<WholeFiles>>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -104,7 +109,7 @@ impl Lake {
         let user_ctx = session(&dir, bounded)?;
         let ctx = session(&dir, RuntimeEnvBuilder::new())?;
         tracing::info!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
-        Ok(Lake { ctx, user_ctx, dir, limits })
+        Ok(Lake { ctx, user_ctx, dir, limits, whole: Arc::default() })
     }
 
     /// The lake's root directory (absolute).
@@ -139,7 +144,7 @@ impl Lake {
         self.present()?;
         let (this, sql) = (self.clone(), sql.to_owned());
         match on_exec(async move { this.query_unchecked(&sql, params).await }).await {
-            Err(e) => Err(self.name_corrupt_files(e)),
+            Err(e) => Err(self.name_corrupt_files(e).await),
             ok => ok,
         }
     }
@@ -167,20 +172,21 @@ impl Lake {
         let limit = self.limits.timeout;
         let run = tokio::time::timeout(limit, on_exec(async move { this.user_sql_unchecked(&sql).await }));
         match run.await.unwrap_or_else(|_| Err(QueryError::LimitExceeded(format!("the query ran longer than the limit of {} s", limit.as_secs())))) {
-            Err(e) => Err(self.name_corrupt_files(e)),
+            Err(e) => Err(self.name_corrupt_files(e).await),
             ok => ok,
         }
     }
 
-    /// A query that failed on an unreadable Parquet file: find the lake's unreadable files (their
-    /// footers do not parse) so the error names them. Queries that do not read them (other tables,
-    /// other `date` partitions) are unaffected.
-    fn name_corrupt_files(&self, e: QueryError) -> QueryError {
+    /// A query that failed on an unreadable Parquet file: find the lake's unreadable files (a
+    /// footer that does not parse, or a page that does not decode) so the error names them.
+    /// Queries that do not read them (other tables, other `date` partitions) are unaffected.
+    async fn name_corrupt_files(&self, e: QueryError) -> QueryError {
         let text = e.to_string();
-        if !(text.contains("Parquet error") || text.contains("parquet")) {
+        if !text.to_ascii_lowercase().contains("parquet") {
             return e;
         }
-        let bad = corrupt_files(&self.dir);
+        let (dir, whole) = (self.dir.clone(), Arc::clone(&self.whole));
+        let bad = tokio::task::spawn_blocking(move || corrupt_files(&dir, &whole)).await.unwrap_or_default();
         if bad.is_empty() {
             return e;
         }
@@ -354,9 +360,18 @@ async fn on_exec<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send 
     }
 }
 
-/// `.parquet` files under `dir` (one level of tables, then partitions) whose footer does not parse.
-pub fn corrupt_files(dir: &Path) -> Vec<PathBuf> {
-    use datafusion::parquet::file::reader::SerializedFileReader;
+/// Lake files that read back whole when last checked, each with its length and modification
+/// time: a lake file is written once (a rewrite replaces it with a new one), so it is read again
+/// only when it changed.
+type WholeFiles = HashSet<(PathBuf, u64, SystemTime)>;
+
+/// `.parquet` files under `dir` (one level of tables, then partitions) that do not read back:
+/// their footer does not parse or one of their pages does not decode. Every file is read whole,
+/// except those `whole` holds unchanged since they last read back; `whole` is left holding the
+/// files that read back now.
+fn corrupt_files(dir: &Path, whole: &Mutex<WholeFiles>) -> Vec<PathBuf> {
+    let known = std::mem::take(&mut *whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let mut now = WholeFiles::new();
     let mut bad = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -366,15 +381,31 @@ pub fn corrupt_files(dir: &Path) -> Vec<PathBuf> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|x| x == "parquet") {
-                let ok = std::fs::File::open(&path).ok().is_some_and(|f| SerializedFileReader::new(f).is_ok());
-                if !ok {
-                    bad.push(path);
+                let Some(stamp) = std::fs::metadata(&path).ok().and_then(|m| Some((m.len(), m.modified().ok()?))) else {
+                    continue; // gone since it was listed
+                };
+                let key = (path, stamp.0, stamp.1);
+                if known.contains(&key) || reads_whole(&key.0) {
+                    now.insert(key);
+                } else {
+                    bad.push(key.0);
                 }
             }
         }
     }
+    *whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     bad.sort();
     bad
+}
+
+/// Whether every row group, column and page of the Parquet file at `path` decodes.
+fn reads_whole(path: &Path) -> bool {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    match ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()) {
+        Ok(mut reader) => reader.all(|batch| batch.is_ok()),
+        Err(_) => false,
+    }
 }
 
 /// The schema of `table` as the lake exposes it: the table's columns plus `date`.
@@ -576,6 +607,38 @@ mod tests {
         let r = lake.user_sql("SELECT SUM(requests) AS n FROM traffic_1m WHERE date = '2026-11-01'").await.unwrap();
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":7}]"#);
         assert!(lake.user_sql("SELECT COUNT(*) FROM site_rates_10s").await.is_ok());
+    }
+
+    /// Regression: a file whose footer parses but whose pages do not decode failed queries with
+    /// the decoder's error, which named no file.
+    #[tokio::test]
+    async fn a_file_with_a_corrupt_page_is_named() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        let files = two_dates(dir.path());
+        let good: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        // Everything between the leading magic and the footer overwritten: the footer still parses.
+        let corrupt = |i: usize| {
+            let mut bytes = good[i].clone();
+            let n = bytes.len();
+            let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+            bytes[4..n - 8 - footer].fill(0xff);
+            std::fs::write(&files[i], &bytes).unwrap();
+        };
+        let count = "SELECT SUM(requests) AS n FROM traffic_1m";
+        corrupt(1);
+        let e = lake.user_sql(count).await.unwrap_err();
+        assert!(matches!(e, QueryError::CorruptFiles { .. }), "{e}");
+        let named = |e: &QueryError, i: usize| e.to_string().contains(&files[i].display().to_string());
+        assert!(named(&e, 1) && !named(&e, 0), "{e}");
+        assert!(named(&lake.sql(count).await.unwrap_err(), 1));
+        // Mended, it is served; a file that read back whole before and changed since is read again.
+        std::fs::write(&files[1], &good[1]).unwrap();
+        assert_eq!(crate::format::to_json(&lake.user_sql(count).await.unwrap().batches).unwrap(), r#"[{"n":14}]"#);
+        corrupt(0);
+        let later = std::time::SystemTime::now() + Duration::from_secs(5); // a later write, whatever the clock's grain
+        std::fs::File::options().write(true).open(&files[0]).unwrap().set_modified(later).unwrap();
+        let e = lake.user_sql(count).await.unwrap_err();
+        assert!(named(&e, 0) && !named(&e, 1), "{e}");
     }
 
     /// Regression: `SELECT count(*), count(*)` (and any column written twice) was refused
