@@ -579,7 +579,7 @@ mod tests {
     #[tokio::test]
     async fn the_answer_is_typed_as_its_values_are() {
         let (_dir, lake) = open_lake(SqlLimits::default());
-        let sql = "SELECT arrow_cast(3, 'UInt64') / 2 AS h, sum(arrow_cast(7, 'UInt64')) / count(*) AS avg";
+        let sql = "SELECT arrow_cast(3, 'UInt64') / 2 AS h, max(arrow_cast(7, 'UInt64')) / count(*) AS avg";
         let r = lake.user_sql(sql).await.unwrap();
         for b in &r.batches {
             assert_eq!(b.schema().fields(), r.schema.fields());
@@ -607,6 +607,23 @@ mod tests {
         let r = lake.user_sql("SELECT SUM(requests) AS n FROM traffic_1m WHERE date = '2026-11-01'").await.unwrap();
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":7}]"#);
         assert!(lake.user_sql("SELECT COUNT(*) FROM site_rates_10s").await.is_ok());
+    }
+
+    /// Regression: a ratio of sums divided integers (0 here), where PostgreSQL and ClickHouse
+    /// give the fraction.
+    #[tokio::test]
+    async fn a_ratio_of_sums_is_a_fraction() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        let answer = |sql: &'static str| {
+            let lake = lake.clone();
+            async move { crate::format::to_json(&lake.user_sql(sql).await.unwrap().batches).unwrap() }
+        };
+        assert_eq!(answer("SELECT sum(requests) / (sum(bytes) * 4) AS r FROM traffic_1m").await, r#"[{"r":0.25}]"#);
+        assert_eq!(
+            answer("SELECT date, sum(requests) / sum(sum(requests)) OVER () AS share FROM traffic_1m GROUP BY date ORDER BY date").await,
+            r#"[{"date":"2026-11-01","share":0.5},{"date":"2026-11-02","share":0.5}]"#
+        );
     }
 
     /// Regression: a file whose footer parses but whose pages do not decode failed queries with

@@ -20,6 +20,12 @@
 //! - An unaliased `x AT TIME ZONE z` output column is named `timezone` (`timezone_2`, … for the
 //!   next ones), as PostgreSQL names it; DataFusion names it after `x`, and refuses it next to
 //!   `x` itself (which `ORDER BY x` adds).
+//! - `sum(…)` under `/` (`sum(cache_hits) / sum(requests)`, `100 * sum(a) / count(*)`, a window's
+//!   `sum(requests) / sum(sum(requests)) OVER ()`): PostgreSQL sums `bigint`s (the tables' counts)
+//!   as `numeric`, so the quotient is a fraction there, as it is in ClickHouse, whose `/` always
+//!   gives one; DataFusion keeps the integer type and divides as integers (0 for a hit ratio).
+//!   Each `sum(…)` an operand of `/` reaches through arithmetic and brackets is cast to
+//!   `DOUBLE PRECISION` (a cast the user wrote is left as written).
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
@@ -339,7 +345,32 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             }))
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
+        Expr::BinaryOp { op: BinaryOperator::Divide, .. } => {
+            let mut new = expr.clone();
+            let Expr::BinaryOp { left, right, .. } = &mut new else { unreachable!("a division") };
+            Ok((fractional_sums(left) | fractional_sums(right)).then_some(new))
+        }
         _ => Ok(None),
+    }
+}
+
+/// Cast each `sum(…)` that `e` reaches through arithmetic, signs and brackets to `DOUBLE
+/// PRECISION`, as an operand of `/` (see the module docs); whether there was one.
+fn fractional_sums(e: &mut Expr) -> bool {
+    use datafusion::sql::sqlparser::ast::{CastKind, DataType, UnaryOperator};
+    match e {
+        Expr::Function(f) if f.name.0.len() == 1 && f.name.to_string().eq_ignore_ascii_case("sum") => {
+            let sum = std::mem::replace(e, Expr::value(Value::Null));
+            *e = Expr::Cast { kind: CastKind::Cast, expr: Box::new(sum), data_type: DataType::DoublePrecision, array: false, format: None };
+            true
+        }
+        Expr::Nested(inner) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: inner } => fractional_sums(inner),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo,
+            right,
+        } => fractional_sums(left) | fractional_sums(right),
+        _ => false,
     }
 }
 
@@ -653,6 +684,31 @@ mod tests {
     fn refused(sql: &str) -> String {
         let mut statement = crate::sql_parse::datafusion_statements(sql).unwrap().pop_front().unwrap();
         rewrite(&mut statement).unwrap_err().to_string()
+    }
+
+    /// Regression: `sum(cache_hits) / sum(requests)` divided integers on the lake (0 for a hit
+    /// ratio), where PostgreSQL divides `numeric`s and ClickHouse floats.
+    #[test]
+    fn a_sum_under_a_division_is_divided_as_a_fraction() {
+        for (sql, expected) in [
+            ("SELECT sum(a) / sum(b) FROM t", "SELECT CAST(sum(a) AS DOUBLE PRECISION) / CAST(sum(b) AS DOUBLE PRECISION) FROM t"),
+            ("SELECT 100 * SUM(a) / count(*) AS p FROM t", "SELECT 100 * CAST(SUM(a) AS DOUBLE PRECISION) / count(*) AS p FROM t"),
+            ("SELECT (sum(a) - sum(b)) / -sum(c) / 2 FROM t", "SELECT (CAST(sum(a) AS DOUBLE PRECISION) - CAST(sum(b) AS DOUBLE PRECISION)) / -CAST(sum(c) AS DOUBLE PRECISION) / 2 FROM t"),
+            (
+                "SELECT s, sum(n) / sum(sum(n)) OVER () FROM t GROUP BY s HAVING sum(n) / 3 > 1 ORDER BY sum(n) / count(*)",
+                "SELECT s, CAST(sum(n) AS DOUBLE PRECISION) / CAST(sum(sum(n)) OVER () AS DOUBLE PRECISION) FROM t GROUP BY s HAVING CAST(sum(n) AS DOUBLE PRECISION) / 3 > 1 ORDER BY CAST(sum(n) AS DOUBLE PRECISION) / count(*)",
+            ),
+        ] {
+            assert_eq!(rewritten(sql), expected, "{sql}");
+        }
+        // Left as written: a cast the user wrote, sums not divided, other divisions, other functions.
+        for sql in [
+            "SELECT CAST(sum(a) AS BIGINT) / 2 FROM t",
+            "SELECT sum(a) + 1, sum(a / 2) FROM t",
+            "SELECT count(*) / 2, a / b, avg(a) / 2, my.sum(a) / 2, f(sum(a)) / 2 FROM t",
+        ] {
+            assert_eq!(rewritten(sql), sql);
+        }
     }
 
     /// Regression: `PREWHERE` (ClickHouse's) parsed and was ignored on the lake, which answered
