@@ -106,8 +106,8 @@ impl Lake {
         let bounded = RuntimeEnvBuilder::new()
             .with_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), 1.0)
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
-        let user_ctx = session(&dir, bounded)?;
-        let ctx = session(&dir, RuntimeEnvBuilder::new())?;
+        let user_ctx = session(&dir, bounded, Counts::Bigint)?;
+        let ctx = session(&dir, RuntimeEnvBuilder::new(), Counts::Unsigned)?;
         tracing::info!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
         Ok(Lake { ctx, user_ctx, dir, limits, whole: Arc::default() })
     }
@@ -117,9 +117,10 @@ impl Lake {
         &self.dir
     }
 
-    /// The DataFusion session (for embedding, e.g. the Postgres wire protocol).
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
+    /// The DataFusion session user SQL is planned in (for embedding, e.g. the Postgres wire
+    /// protocol's `Describe`).
+    pub fn user_context(&self) -> &SessionContext {
+        &self.user_ctx
     }
 
     /// Run trusted SQL (no read-only guard) and collect the batches.
@@ -287,7 +288,19 @@ fn join_pairs_with(plan: &dyn datafusion::physical_plan::ExecutionPlan, stats: &
 }
 
 /// A session over every table of the lake at `dir`, on a runtime built from `runtime`.
-fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
+/// How a session's tables type their unsigned counts (`requests`, `bytes`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    /// As stored (`UInt64`): the service's own queries.
+    Unsigned,
+    /// As PostgreSQL's `bigint` (`Int64`), which the Postgres wire calls them: user SQL. Arithmetic
+    /// on them then stays integer, as in PostgreSQL: `requests - bytes` may be negative,
+    /// `-requests` and `requests + 1` are integers. As stored, DataFusion wraps a difference
+    /// around (18446744073709…) and makes unsigned and signed operands a decimal, written as text.
+    Bigint,
+}
+
+fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<SessionContext> {
     // No list-files cache: its default entries never expire, which would hide new files.
     let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = runtime.with_cache_manager(cache).build_arc()?;
@@ -304,7 +317,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder) -> Result<SessionContext> {
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     for table in ALL_TABLES {
-        let provider = Arc::new(listing_table(dir, table)?);
+        let provider = Arc::new(listing_table(dir, table, counts)?);
         match table.latest {
             Some(latest) => ctx.register_table(table.name, Arc::new(current_versions(table, latest, provider)?))?,
             None => ctx.register_table(table.name, provider)?,
@@ -416,7 +429,7 @@ pub fn lake_schema(table: &TableDef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn listing_table(dir: &Path, table: &TableDef) -> Result<ListingTable> {
+fn listing_table(dir: &Path, table: &TableDef, counts: Counts) -> Result<ListingTable> {
     // A trailing separator makes the URL a collection even when the directory does not exist yet.
     let mut path = dir.join(table.name).into_os_string();
     path.push(std::path::MAIN_SEPARATOR_STR);
@@ -428,7 +441,17 @@ fn listing_table(dir: &Path, table: &TableDef) -> Result<ListingTable> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_owned(), DataType::Utf8)]);
-    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(table.arrow_schema());
+    let schema = match counts {
+        Counts::Unsigned => table.arrow_schema(),
+        Counts::Bigint => {
+            let signed = |f: &Arc<Field>| match f.data_type() {
+                DataType::UInt64 => f.as_ref().clone().with_data_type(DataType::Int64),
+                _ => f.as_ref().clone(),
+            };
+            Arc::new(Schema::new(table.arrow_schema().fields().iter().map(signed).collect::<Vec<_>>()))
+        }
+    };
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     Ok(ListingTable::try_new(config)?)
 }
 
@@ -624,6 +647,27 @@ mod tests {
             answer("SELECT date, sum(requests) / sum(sum(requests)) OVER () AS share FROM traffic_1m GROUP BY date ORDER BY date").await,
             r#"[{"date":"2026-11-01","share":0.5},{"date":"2026-11-02","share":0.5}]"#
         );
+        // Sums named in a CTE, and a scalar subquery's.
+        assert_eq!(
+            answer("WITH t AS (SELECT date, sum(requests) AS r, sum(bytes) AS b FROM traffic_1m GROUP BY date) SELECT sum(r) / sum(b * 4) AS x, max(r) / (SELECT sum(requests) FROM traffic_1m) AS y FROM t").await,
+            r#"[{"x":0.25,"y":0.5}]"#
+        );
+    }
+
+    /// Regression: user SQL saw the counts as unsigned, as stored: `requests - bytes - 1` wrapped
+    /// around to 18446744073709551615, `-requests` was refused, and `requests + 1` or
+    /// `requests / 2` was a decimal, written as text. They are PostgreSQL's `bigint`s, as the
+    /// Postgres wire calls them.
+    #[tokio::test]
+    async fn user_sql_counts_are_postgres_bigints() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        let r = lake.user_sql("SELECT requests - bytes - 1 AS d, -requests AS n, requests + 1 AS p, requests / 2 AS q, coalesce(requests, 0) AS c FROM traffic_1m WHERE date = '2026-11-01'").await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"d":-1,"n":-7,"p":8,"q":3,"c":7}]"#);
+        assert!(r.schema.fields().iter().all(|f| f.data_type() == &DataType::Int64), "{:?}", r.schema);
+        // The service's own queries read them as stored.
+        let own = lake.sql("SELECT requests FROM traffic_1m LIMIT 1").await.unwrap();
+        assert_eq!(own[0].schema().field(0).data_type(), &DataType::UInt64);
     }
 
     /// Regression: a file whose footer parses but whose pages do not decode failed queries with
