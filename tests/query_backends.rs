@@ -148,6 +148,7 @@ fn lake_and_clickhouse_backends_answer_identically() {
     for sql in [
         "SELECT site, sum(cache_hits) / sum(requests) AS r FROM site_rates_10s GROUP BY site ORDER BY site LIMIT 20",
         "SELECT 100 * sum(bytes) / sum(requests) AS r FROM traffic_1m",
+        "SELECT site, h / q AS r FROM (SELECT site, sum(cache_hits) AS h, sum(requests) AS q FROM site_rates_10s GROUP BY site) AS t ORDER BY site LIMIT 20",
     ] {
         let want = json(&on_lake.sql(sql, "application/json").1, sql);
         let fractions = want.as_array().unwrap().iter().filter(|row| row["r"].as_f64().is_some_and(|r| r.fract() != 0.0)).count();
@@ -155,6 +156,12 @@ fn lake_and_clickhouse_backends_answer_identically() {
         let (code, body) = on_ch.sql(sql, "application/json");
         assert_eq!((code, json(&body, sql)), (200, want), "{sql}");
     }
+    // Regression: the lake's user SQL took the counts for unsigned: a difference wrapped around.
+    let sql = "SELECT site, min(cache_hits - requests) AS r, max(requests + 1) AS p FROM site_rates_10s GROUP BY site ORDER BY site LIMIT 20";
+    let want = json(&on_lake.sql(sql, "application/json").1, sql);
+    assert!(want.as_array().unwrap().iter().all(|row| row["r"].as_i64().is_some_and(|r| r < 0)), "{sql}: {want}");
+    let (code, body) = on_ch.sql(sql, "application/json");
+    assert_eq!((code, json(&body, sql)), (200, want), "{sql}");
     // Regression: a timestamp parameter bound over the Postgres protocol was cut to its second on
     // ClickHouse, so `BETWEEN` took in the second of its low bound (twice the lake's rows).
     let out = std::process::Command::new("python3").arg(repo_root().join("tests/pgwire_params.py")).args([lake_pg.to_string(), ch_pg.to_string()]).output().unwrap();
