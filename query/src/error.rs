@@ -130,7 +130,14 @@ impl QueryError {
                     ArrowError::DivideByZero | ArrowError::ArithmeticOverflow(_) | ArrowError::CastError(_) | ArrowError::ParseError(_)
                 ) =>
             {
-                QueryError::DataError(ae.to_string())
+                match ae.as_ref() {
+                    // `site = 5`: DataFusion reads the text as numbers, and names the first value
+                    // that is none as if the data were wrong.
+                    ArrowError::CastError(m) if m.starts_with("Cannot cast string '") => QueryError::DataError(format!(
+                        "{ae} (a text column compared or combined with a number is read as numbers: compare text with text, site = '5', or cast the number)"
+                    )),
+                    _ => QueryError::DataError(ae.to_string()),
+                }
             }
             DataFusionError::ResourcesExhausted(msg) => {
                 QueryError::LimitExceeded(format!("the query needs more memory than the service allows ({msg})"))

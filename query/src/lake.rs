@@ -654,6 +654,17 @@ mod tests {
         );
     }
 
+    /// Regression: `site = 5` failed with "Cannot cast string 'x' to value of Int64 type", which
+    /// blames a value of the data; the error now says what to write.
+    #[tokio::test]
+    async fn text_compared_with_a_number_says_what_to_write() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        let e = lake.user_sql("SELECT count(*) FROM traffic_1m WHERE site = 5").await.unwrap_err();
+        assert!(matches!(e, QueryError::DataError(_)) && e.to_string().contains("compare text with text"), "{e}");
+        assert_eq!(e.http_status(), 400);
+    }
+
     /// Regression: user SQL saw the counts as unsigned, as stored: `requests - bytes - 1` wrapped
     /// around to 18446744073709551615, `-requests` was refused, and `requests + 1` or
     /// `requests / 2` was a decimal, written as text. They are PostgreSQL's `bigint`s, as the
