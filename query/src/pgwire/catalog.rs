@@ -820,6 +820,7 @@ impl Catalog {
             // psql's footers (policies, statistics, publications, partitions …) read catalogs
             // that have no rows for edgelens tables; answered with none when DataFusion cannot plan them.
             Err(QueryError::InvalidSql(_)) if reads_always_empty(sql) => empty_result(projection_items(sql)),
+            Err(QueryError::InvalidSql(m)) if let Some(e) = edgelens_table_in_catalog(&m) => Err(e),
             Err(QueryError::InvalidSql(m)) => Err(QueryError::InvalidSql(format!(
                 "{m} (edgelens answers only part of the PostgreSQL catalog; see docs/operations.md)"
             ))),
@@ -841,6 +842,7 @@ impl Catalog {
         };
         match planned.await {
             Err(QueryError::InvalidSql(_)) if reads_always_empty(sql) => Ok((Vec::new(), empty_result(projection_items(sql))?.schema)),
+            Err(QueryError::InvalidSql(m)) if let Some(e) = edgelens_table_in_catalog(&m) => Err(e),
             other => other,
         }
     }
@@ -1718,12 +1720,37 @@ impl ScalarUDFImpl for CatalogFunction {
     }
 }
 
+/// The error of a catalog statement that also reads an edgelens table (`SELECT
+/// pg_typeof(requests) FROM traffic_1m`), which the catalog's planning error `m` calls not found.
+fn edgelens_table_in_catalog(m: &str) -> Option<QueryError> {
+    let table = ALL_TABLES.iter().find(|t| m.contains(&format!("{}' not found", t.name)))?;
+    Some(QueryError::Sql {
+        state: "0A000",
+        message: format!(
+            "{} is an edgelens table, and this statement also reads the PostgreSQL catalog (a pg_ table or function, information_schema, version(), current_setting(…)), which is answered apart from the tables: read them in separate statements",
+            table.name
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn lake_catalog() -> Catalog {
         Catalog::new(catalog_tables(crate::lake::lake_schema)).unwrap()
+    }
+
+    /// Regression: a statement reading an edgelens table and the catalog failed with "table
+    /// 'edgelens.public.traffic_1m' not found", as if the table did not exist.
+    #[tokio::test]
+    async fn a_statement_mixing_the_catalog_and_edgelens_tables_says_so() {
+        let e = lake_catalog().query("SELECT pg_typeof(requests), count(*) FROM traffic_1m GROUP BY 1").await.unwrap_err();
+        assert!(matches!(e, QueryError::Sql { state: "0A000", .. }) && e.to_string().contains("traffic_1m is an edgelens table"), "{e}");
+        let e = lake_catalog().describe("SELECT pg_typeof(requests) FROM site_rates_10s WHERE site = $1").await.unwrap_err();
+        assert!(e.to_string().contains("site_rates_10s is an edgelens table"), "{e}");
+        let e = lake_catalog().query("SELECT * FROM pg_class, nope").await.unwrap_err();
+        assert!(matches!(e, QueryError::InvalidSql(ref m) if m.contains("not found")), "{e}");
     }
 
     fn cells(r: &QueryResult) -> Vec<Vec<String>> {
