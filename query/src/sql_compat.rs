@@ -28,21 +28,24 @@
 //!   them as integers (0 for a hit ratio). An operand of `/` that is such a `numeric` value — a
 //!   `sum(…)`, a name given to one anywhere in the statement, a scalar subquery giving one, a cast
 //!   to `numeric`, or arithmetic, `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`,
-//!   `MIN`, `MAX` or `CASE` over one — is cast to `DOUBLE PRECISION`. Integers divided otherwise
-//!   (`requests / 3`, `count(*) / 2`) stay an integer quotient, as in PostgreSQL.
+//!   `MIN`, `MAX` or `CASE` over one — is made a fraction by [`fraction_udf`]: an integer or
+//!   decimal becomes a `DOUBLE PRECISION`, any other value (a sum of intervals) stays as it is.
+//!   Integers divided otherwise (`requests / 3`, `count(*) / 2`) stay an integer quotient, as in
+//!   PostgreSQL.
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
 //!
 //! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
-//! [`rewrite`] after the read-only guard. Pure: no I/O.
+//! [`rewrite`] after the read-only guard; every session planning them registers [`fraction_udf`].
+//! Pure: no I/O.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, Ident, Query, Select, SelectItem, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, DataType, Expr, Ident, Query, Select, SelectItem, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use crate::error::{QueryError, Result};
@@ -353,16 +356,77 @@ fn rewrite_expr(expr: &Expr, numeric: &HashSet<String>) -> Result<Option<Expr>> 
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
         Expr::BinaryOp { op: BinaryOperator::Divide, left, right } if is_numeric(left, numeric) || is_numeric(right, numeric) => {
-            let fraction = |e: &Expr| -> Box<Expr> {
-                Box::new(if is_numeric(e, numeric) {
-                    Expr::Cast { kind: CastKind::Cast, expr: Box::new(e.clone()), data_type: DataType::DoublePrecision, array: false, format: None }
-                } else {
-                    e.clone()
-                })
-            };
+            let fraction = |e: &Expr| -> Box<Expr> { Box::new(if is_numeric(e, numeric) { fraction_of(e.clone()) } else { e.clone() }) };
             Ok(Some(Expr::BinaryOp { left: fraction(left), op: BinaryOperator::Divide, right: fraction(right) }))
         }
         _ => Ok(None),
+    }
+}
+
+/// Name of [`fraction_udf`].
+pub const FRACTION_FUNCTION: &str = "edgelens_fraction";
+
+/// `edgelens_fraction(e)`.
+fn fraction_of(e: Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(FRACTION_FUNCTION)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))], clauses: Vec::new() }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
+/// The function the rewrite makes a `numeric` operand of `/` a fraction with: an integer or a
+/// decimal becomes a `Float64`, any other value (an interval, a float) is returned as it is. Its
+/// column is named as its argument's, as a cast's is.
+pub fn fraction_udf() -> datafusion::logical_expr::ScalarUDF {
+    datafusion::logical_expr::ScalarUDF::new_from_impl(Fraction { signature: datafusion::logical_expr::Signature::any(1, datafusion::logical_expr::Volatility::Immutable) })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Fraction {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Fraction {
+    fn becomes_float(t: &datafusion::arrow::datatypes::DataType) -> bool {
+        use datafusion::arrow::datatypes::DataType as T;
+        t.is_integer() || matches!(t, T::Decimal32(..) | T::Decimal64(..) | T::Decimal128(..) | T::Decimal256(..))
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Fraction {
+    fn name(&self) -> &str {
+        FRACTION_FUNCTION
+    }
+
+    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> datafusion::common::Result<String> {
+        Ok(args.first().map(|a| a.schema_name().to_string()).unwrap_or_default())
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, types: &[datafusion::arrow::datatypes::DataType]) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+        match types {
+            [t] if Self::becomes_float(t) => Ok(datafusion::arrow::datatypes::DataType::Float64),
+            [t] => Ok(t.clone()),
+            _ => datafusion::common::plan_err!("{FRACTION_FUNCTION} takes one argument"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        match args.args.as_slice() {
+            [v] if Self::becomes_float(&v.data_type()) => v.cast_to(&datafusion::arrow::datatypes::DataType::Float64, None),
+            [v] => Ok(v.clone()),
+            _ => datafusion::common::exec_err!("{FRACTION_FUNCTION} takes one argument"),
+        }
     }
 }
 
@@ -783,7 +847,7 @@ mod tests {
     /// named in a CTE, a subquery or a join, or against a scalar subquery.
     #[test]
     fn a_sum_under_a_division_is_divided_as_a_fraction() {
-        let f = |e: &str| format!("CAST({e} AS DOUBLE PRECISION)");
+        let f = |e: &str| format!("{FRACTION_FUNCTION}({e})");
         for (sql, expected) in [
             ("SELECT sum(a) / sum(b) FROM t".to_owned(), format!("SELECT {} / {} FROM t", f("sum(a)"), f("sum(b)"))),
             ("SELECT 100 * SUM(a) / count(*) AS p FROM t".to_owned(), format!("SELECT {} / count(*) AS p FROM t", f("100 * SUM(a)"))),
