@@ -648,7 +648,7 @@ mod tests {
             answer("SELECT date, sum(requests) / sum(sum(requests)) OVER () AS share FROM traffic_1m GROUP BY date ORDER BY date").await,
             r#"[{"date":"2026-11-01","share":0.5},{"date":"2026-11-02","share":0.5}]"#
         );
-        // Sums named in a CTE, and a scalar subquery's.
+        // Sums of a CTE's sums, and a scalar subquery's.
         assert_eq!(
             answer("WITH t AS (SELECT date, sum(requests) AS r, sum(bytes) AS b FROM traffic_1m GROUP BY date) SELECT sum(r) / sum(b * 4) AS x, max(r) / (SELECT sum(requests) FROM traffic_1m) AS y FROM t").await,
             r#"[{"x":0.25,"y":0.5}]"#
@@ -656,6 +656,9 @@ mod tests {
         // Named as without the rewrite; a sum of floats divides as before.
         assert_eq!(answer("SELECT sum(requests) / sum(bytes) FROM traffic_1m").await, r#"[{"sum(traffic_1m.requests) / sum(traffic_1m.bytes)":1.0}]"#);
         assert_eq!(answer("SELECT sum(requests * 0.5) / count(*) AS h FROM traffic_1m").await, r#"[{"h":3.5}]"#);
+        // The sum is the fraction, before the arithmetic on it: 14 × 4·10¹⁸ does not wrap around.
+        let big: serde_json::Value = serde_json::from_str(&answer("SELECT sum(bytes) * 4000000000000000000 / sum(requests) AS b FROM traffic_1m").await).unwrap();
+        assert_eq!(big[0]["b"].as_f64(), Some(4e18), "{big}");
     }
 
     /// Regression: `site = 5` failed with "Cannot cast string 'x' to value of Int64 type", which

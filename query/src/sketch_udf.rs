@@ -1,4 +1,5 @@
-//! SQL function `hll_merge(clients_sketch) -> UInt64`: the distinct-client estimate of the union of
+//! SQL function `hll_merge(clients_sketch) -> Int64` (PostgreSQL's `bigint`, as user SQL sees the
+//! tables' counts): the distinct-client estimate of the union of
 //! the sketches it aggregates (the `clients_sketch` cells of `site_rates_10s` / `asn_1m`), e.g.
 //! `SELECT site, hll_merge(clients_sketch) FROM asn_1m GROUP BY site`. Unlike summing
 //! `distinct_clients`, a client seen in several rows counts once (within the sketch's ≈1.6 %).
@@ -19,7 +20,7 @@ pub fn hll_merge() -> AggregateUDF {
     create_udaf(
         NAME,
         vec![DataType::Binary],
-        Arc::new(DataType::UInt64),
+        Arc::new(DataType::Int64),
         Volatility::Immutable,
         Arc::new(|_| Ok(Box::new(HllMerge::default()))),
         Arc::new(vec![DataType::Binary]),
@@ -58,7 +59,7 @@ impl Accumulator for HllMerge {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::UInt64(Some(self.union.as_ref().map_or(0, |u| u.to_sketch().estimate_u64()))))
+        Ok(ScalarValue::Int64(Some(self.union.as_ref().map_or(0, |u| i64::try_from(u.to_sketch().estimate_u64()).unwrap_or(i64::MAX)))))
     }
 
     fn size(&self) -> usize {

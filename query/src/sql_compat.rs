@@ -21,17 +21,17 @@
 //!   next ones), as PostgreSQL names it; DataFusion names it after `x`, and refuses it next to
 //!   `x` itself (which `ORDER BY x` adds).
 //! - A division of a sum (`sum(cache_hits) / sum(requests)`, `100 * sum(a) / count(*)`, a window's
-//!   `sum(requests) / sum(sum(requests)) OVER ()`, `h / r` where a CTE or subquery named the sums
-//!   `h` and `r`, `x / (SELECT sum(requests) FROM …)`, `COALESCE(sum(a), 0) / …`): PostgreSQL sums
-//!   `bigint`s (the tables' counts) as `numeric`, so such a quotient is a fraction there, as it is
-//!   in ClickHouse, whose `/` always gives one; DataFusion sums integers as integers and divides
-//!   them as integers (0 for a hit ratio). An operand of `/` that is such a `numeric` value — a
-//!   `sum(…)`, a name given to one anywhere in the statement, a scalar subquery giving one, a cast
-//!   to `numeric`, or arithmetic, `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`,
-//!   `MIN`, `MAX` or `CASE` over one — is made a fraction by [`fraction_udf`]: an integer or
-//!   decimal becomes a `DOUBLE PRECISION`, any other value (a sum of intervals) stays as it is.
-//!   Integers divided otherwise (`requests / 3`, `count(*) / 2`) stay an integer quotient, as in
-//!   PostgreSQL.
+//!   `sum(requests) / sum(sum(requests)) OVER ()`, `x / (SELECT sum(requests) FROM …)`,
+//!   `COALESCE(sum(a), 0) / NULLIF(sum(b), 0)`): PostgreSQL sums `bigint`s (the tables' counts) as
+//!   `numeric`, so such a quotient is a fraction there, as it is in ClickHouse, whose `/` always
+//!   gives one; DataFusion sums integers as integers and divides them as integers (0 for a hit
+//!   ratio). Each `sum(…)` an operand of `/` reaches through arithmetic, signs, brackets, `CASE`
+//!   results and `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` and `MAX`, each
+//!   cast to `numeric` there, and a scalar subquery giving one, is made a fraction by
+//!   [`fraction_udf`]: an integer or decimal becomes a `DOUBLE PRECISION` (so arithmetic on it
+//!   cannot wrap around), any other value stays as it is. A sum known only by a
+//!   name (`h / r` over a CTE or subquery that named its sums `h` and `r`) is not seen: its
+//!   quotient stays an integer one (as are `requests / 3` and `count(*) / 2`, as in PostgreSQL).
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
@@ -40,7 +40,6 @@
 //! [`rewrite`] after the read-only guard; every session planning them registers [`fraction_udf`].
 //! Pure: no I/O.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
@@ -64,7 +63,7 @@ pub fn rewrite(statement: &mut DfStatement) -> Result<()> {
 }
 
 fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
-    let mut rewriter = Rewriter { error: None, numeric: numeric_names(statement) };
+    let mut rewriter = Rewriter { error: None };
     let _ = statement.visit(&mut rewriter);
     if let Some(e) = rewriter.error {
         return Err(e);
@@ -113,8 +112,6 @@ fn expression_depth(statement: &datafusion::sql::sqlparser::ast::Statement, limi
 
 struct Rewriter {
     error: Option<QueryError>,
-    /// Names the statement gives to `numeric` values ([`numeric_names`]).
-    numeric: HashSet<String>,
 }
 
 impl VisitorMut for Rewriter {
@@ -150,7 +147,7 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        match rewrite_expr(expr, &self.numeric) {
+        match rewrite_expr(expr) {
             Ok(Some(new)) => *expr = new,
             Ok(None) => {}
             Err(e) => {
@@ -329,7 +326,7 @@ fn placeholder(expr: &Expr) -> Option<usize> {
     }
 }
 
-fn rewrite_expr(expr: &Expr, numeric: &HashSet<String>) -> Result<Option<Expr>> {
+fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
     match expr {
         Expr::AnyOp { left, compare_op, right, .. } | Expr::AllOp { left, compare_op, right } if placeholder(right).is_some() => {
             Ok(Some(Expr::BinaryOp { left: left.clone(), op: compare_op.clone(), right: right.clone() }))
@@ -355,9 +352,9 @@ fn rewrite_expr(expr: &Expr, numeric: &HashSet<String>) -> Result<Option<Expr>> 
             }))
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
-        Expr::BinaryOp { op: BinaryOperator::Divide, left, right } if is_numeric(left, numeric) || is_numeric(right, numeric) => {
-            let fraction = |e: &Expr| -> Box<Expr> { Box::new(if is_numeric(e, numeric) { fraction_of(e.clone()) } else { e.clone() }) };
-            Ok(Some(Expr::BinaryOp { left: fraction(left), op: BinaryOperator::Divide, right: fraction(right) }))
+        Expr::BinaryOp { op: BinaryOperator::Divide, left, right } => {
+            let (mut left, mut right) = (left.clone(), right.clone());
+            Ok((fractional(&mut left) | fractional(&mut right)).then(|| Expr::BinaryOp { left, op: BinaryOperator::Divide, right }))
         }
         _ => Ok(None),
     }
@@ -430,104 +427,54 @@ impl datafusion::logical_expr::ScalarUDFImpl for Fraction {
     }
 }
 
-/// Whether `e` is a PostgreSQL `numeric` made of a sum (see the module docs), given the names
-/// the statement gives to such values.
-fn is_numeric(e: &Expr, names: &HashSet<String>) -> bool {
+/// Make each PostgreSQL `numeric` made of a sum that `e`, an operand of `/`, is written with a
+/// fraction (see the module docs): each `sum(…)` it reaches through arithmetic, signs, brackets,
+/// `CASE` results and `COALESCE`-like functions, each cast to `numeric`, or the whole of a scalar
+/// subquery giving one. The sums become fractions themselves, so arithmetic on them is a
+/// fraction's, which cannot wrap around. Whether there was one.
+fn fractional(e: &mut Expr) -> bool {
     use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator};
-    match e {
-        Expr::Function(f) => {
-            let name = match f.name.0.as_slice() {
-                [part] => part.to_string().to_ascii_lowercase(),
-                _ => return false,
-            };
-            let args = || match &f.args {
-                FunctionArguments::List(list) => list.args.iter().any(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => is_numeric(e, names),
-                    _ => false,
-                }),
+    let whole = match e {
+        Expr::Function(f) => match f.name.0.as_slice() {
+            [part] => match part.to_string().to_ascii_lowercase().as_str() {
+                "sum" => true,
+                "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | "min" | "max" => {
+                    return match &mut f.args {
+                        FunctionArguments::List(list) => list.args.iter_mut().fold(false, |any, a| match a {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => fractional(e) | any,
+                            _ => any,
+                        }),
+                        _ => false,
+                    };
+                }
                 _ => false,
-            };
-            name == "sum" || (matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | "min" | "max") && args())
-        }
-        Expr::Identifier(id) => names.contains(&folded(id)),
-        Expr::CompoundIdentifier(ids) => ids.last().is_some_and(|id| names.contains(&folded(id))),
-        Expr::Nested(inner) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: inner } => is_numeric(inner, names),
+            },
+            _ => false,
+        },
+        Expr::Nested(inner) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: inner } => return fractional(inner),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo,
             right,
-        } => is_numeric(left, names) || is_numeric(right, names),
-        Expr::Cast { data_type, .. } => matches!(data_type, DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) | DataType::BigNumeric(_) | DataType::BigDecimal(_)),
+        } => return fractional(left) | fractional(right),
         Expr::Case { conditions, else_result, .. } => {
-            conditions.iter().any(|c| is_numeric(&c.result, names)) || else_result.as_deref().is_some_and(|e| is_numeric(e, names))
+            let results = conditions.iter_mut().fold(false, |any, c| fractional(&mut c.result) | any);
+            return else_result.as_deref_mut().is_some_and(fractional) | results;
         }
+        Expr::Cast { data_type, .. } => matches!(data_type, DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) | DataType::BigNumeric(_) | DataType::BigDecimal(_)),
         Expr::Subquery(q) => match q.body.as_ref() {
             SetExpr::Select(select) => match select.projection.as_slice() {
-                [SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }] => is_numeric(e, names),
+                [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] => fractional(&mut item.clone()),
                 _ => false,
             },
             _ => false,
         },
         _ => false,
+    };
+    if whole {
+        *e = fraction_of(std::mem::replace(e, Expr::value(Value::Null)));
     }
-}
-
-/// The names `statement` gives to PostgreSQL `numeric` values made of sums ([`is_numeric`]):
-/// output columns of its `SELECT`s (CTEs, derived tables, subqueries) aliased so, and columns of
-/// a CTE's column list, found again until no new one appears (a name may be defined through
-/// another).
-fn numeric_names(statement: &datafusion::sql::sqlparser::ast::Statement) -> HashSet<String> {
-    struct Names {
-        names: HashSet<String>,
-    }
-    impl Names {
-        fn select(&mut self, body: &SetExpr, columns: &[Ident]) {
-            match body {
-                SetExpr::Select(select) => {
-                    for (i, item) in select.projection.iter().enumerate() {
-                        let (expr, name) = match item {
-                            SelectItem::ExprWithAlias { expr, alias } => (expr, columns.get(i).unwrap_or(alias)),
-                            SelectItem::UnnamedExpr(expr) => match columns.get(i) {
-                                Some(column) => (expr, column),
-                                None => continue,
-                            },
-                            _ => continue,
-                        };
-                        if is_numeric(expr, &self.names) {
-                            self.names.insert(folded(name));
-                        }
-                    }
-                }
-                SetExpr::Query(q) => self.select(&q.body, columns),
-                SetExpr::SetOperation { left, right, .. } => {
-                    self.select(left, columns);
-                    self.select(right, columns);
-                }
-                _ => {}
-            }
-        }
-    }
-    impl Visitor for Names {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            if let Some(with) = &query.with {
-                for cte in &with.cte_tables {
-                    let columns: Vec<Ident> = cte.alias.columns.iter().map(|c| c.name.clone()).collect();
-                    self.select(&cte.query.body, &columns);
-                }
-            }
-            self.select(&query.body, &[]);
-            ControlFlow::Continue(())
-        }
-    }
-    let mut names = Names { names: HashSet::new() };
-    loop {
-        let before = names.names.len();
-        let _ = statement.visit(&mut names);
-        if names.names.len() == before {
-            return names.names;
-        }
-    }
+    whole
 }
 
 /// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
@@ -843,35 +790,23 @@ mod tests {
     }
 
     /// Regression: `sum(cache_hits) / sum(requests)` divided integers on the lake (0 for a hit
-    /// ratio), where PostgreSQL divides `numeric`s and ClickHouse floats; so did a ratio of sums
-    /// named in a CTE, a subquery or a join, or against a scalar subquery.
+    /// ratio), where PostgreSQL divides `numeric`s and ClickHouse floats; so did a ratio against a
+    /// scalar subquery's sum, or of a COALESCE of sums.
     #[test]
     fn a_sum_under_a_division_is_divided_as_a_fraction() {
         let f = |e: &str| format!("{FRACTION_FUNCTION}({e})");
         for (sql, expected) in [
             ("SELECT sum(a) / sum(b) FROM t".to_owned(), format!("SELECT {} / {} FROM t", f("sum(a)"), f("sum(b)"))),
-            ("SELECT 100 * SUM(a) / count(*) AS p FROM t".to_owned(), format!("SELECT {} / count(*) AS p FROM t", f("100 * SUM(a)"))),
-            ("SELECT (sum(a) - sum(b)) / -sum(c) / 2 FROM t".to_owned(), format!("SELECT {} / {} / 2 FROM t", f("(sum(a) - sum(b))"), f("-sum(c)"))),
+            ("SELECT 100 * SUM(a) / count(*) AS p FROM t".to_owned(), format!("SELECT 100 * {} / count(*) AS p FROM t", f("SUM(a)"))),
+            ("SELECT (sum(a) - sum(b)) / -sum(c) / 2 FROM t".to_owned(), format!("SELECT ({} - {}) / -{} / 2 FROM t", f("sum(a)"), f("sum(b)"), f("sum(c)"))),
             (
                 "SELECT s, sum(n) / sum(sum(n)) OVER () FROM t GROUP BY s HAVING sum(n) / 3 > 1 ORDER BY sum(n) / count(*)".to_owned(),
                 format!("SELECT s, {} / {} FROM t GROUP BY s HAVING {} / 3 > 1 ORDER BY {} / count(*)", f("sum(n)"), f("sum(sum(n)) OVER ()"), f("sum(n)"), f("sum(n)")),
             ),
-            (
-                "WITH t AS (SELECT s, sum(a) AS h, sum(b) r FROM x GROUP BY s) SELECT s, h / r, 100 * t.h / r FROM t".to_owned(),
-                format!("WITH t AS (SELECT s, sum(a) AS h, sum(b) AS r FROM x GROUP BY s) SELECT s, {} / {}, {} / {} FROM t", f("h"), f("r"), f("100 * t.h"), f("r")),
-            ),
-            (
-                "WITH t (s, h) AS (SELECT s, sum(a) FROM x GROUP BY s), u AS (SELECT s, h + 1 AS g FROM t) SELECT g / 2 FROM u".to_owned(),
-                format!("WITH t (s, h) AS (SELECT s, sum(a) FROM x GROUP BY s), u AS (SELECT s, h + 1 AS g FROM t) SELECT {} / 2 FROM u", f("g")),
-            ),
-            (
-                "SELECT a.s, b.e / a.r FROM (SELECT s, sum(q) AS r FROM x GROUP BY s) AS a JOIN (SELECT s, sum(e) AS e FROM y GROUP BY s) AS b ON a.s = b.s".to_owned(),
-                format!("SELECT a.s, {} / {} FROM (SELECT s, sum(q) AS r FROM x GROUP BY s) AS a JOIN (SELECT s, sum(e) AS e FROM y GROUP BY s) AS b ON a.s = b.s", f("b.e"), f("a.r")),
-            ),
             ("SELECT q / (SELECT sum(q) FROM x) FROM y".to_owned(), format!("SELECT q / {} FROM y", f("(SELECT sum(q) FROM x)"))),
             (
                 "SELECT COALESCE(sum(a), 0) / NULLIF(sum(b), 0), CASE WHEN c THEN sum(a) ELSE 0 END / 2, a::numeric / b FROM t".to_owned(),
-                format!("SELECT {} / {}, {} / 2, {} / b FROM t", f("COALESCE(sum(a), 0)"), f("NULLIF(sum(b), 0)"), f("CASE WHEN c THEN sum(a) ELSE 0 END"), f("a::NUMERIC")),
+                format!("SELECT COALESCE({}, 0) / NULLIF({}, 0), CASE WHEN c THEN {} ELSE 0 END / 2, {} / b FROM t", f("sum(a)"), f("sum(b)"), f("sum(a)"), f("a::NUMERIC")),
             ),
         ] {
             assert_eq!(rewritten(&sql), expected, "{sql}");
@@ -883,6 +818,8 @@ mod tests {
             "SELECT sum(a) + 1, sum(a / 2) FROM t",
             "SELECT count(*) / 2, a / b, avg(a) / 2, my.sum(a) / 2, f(sum(a)) / 2 FROM t",
             "WITH t AS (SELECT s, count(*) AS n, max(a) AS m FROM x GROUP BY s) SELECT n / m FROM t",
+            // A sum known by a name is not seen (the name may be another column's in another scope).
+            "WITH t AS (SELECT s, sum(a) AS h FROM x GROUP BY s) SELECT h / 2 FROM t, (SELECT h FROM u) AS v",
         ] {
             assert_eq!(rewritten(sql), sql);
         }
