@@ -316,7 +316,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.remove_optimizer_rule("eliminate_group_by_constant");
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
-    ctx.register_udf(crate::sql_compat::fraction_udf());
+    ctx.register_udf(crate::fraction_udf::fraction_udf());
     for table in ALL_TABLES {
         let provider = Arc::new(listing_table(dir, table, counts)?);
         match table.latest {

@@ -28,7 +28,7 @@
 //!   ratio). Each `sum(…)` an operand of `/` reaches through arithmetic, signs, brackets, `CASE`
 //!   results and `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` and `MAX`, each
 //!   cast to `numeric` there, and a scalar subquery giving one, is made a fraction by
-//!   [`fraction_udf`]: an integer or decimal becomes a `DOUBLE PRECISION` (so arithmetic on it
+//!   [`crate::fraction_udf`]: an integer or decimal becomes a `DOUBLE PRECISION` (so arithmetic on it
 //!   cannot wrap around), any other value stays as it is. A sum known only by a
 //!   name (`h / r` over a CTE or subquery that named its sums `h` and `r`) is not seen: its
 //!   quotient stays an integer one (as are `requests / 3` and `count(*) / 2`, as in PostgreSQL).
@@ -37,7 +37,7 @@
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
 //!
 //! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
-//! [`rewrite`] after the read-only guard; every session planning them registers [`fraction_udf`].
+//! [`rewrite`] after the read-only guard; every session planning them registers [`crate::fraction_udf`].
 //! Pure: no I/O.
 
 use std::ops::ControlFlow;
@@ -360,14 +360,11 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
     }
 }
 
-/// Name of [`fraction_udf`].
-pub const FRACTION_FUNCTION: &str = "edgelens_fraction";
-
 /// `edgelens_fraction(e)`.
 fn fraction_of(e: Expr) -> Expr {
     use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
     Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(FRACTION_FUNCTION)]),
+        name: ObjectName::from(vec![Ident::new(crate::fraction_udf::NAME)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))], clauses: Vec::new() }),
@@ -376,55 +373,6 @@ fn fraction_of(e: Expr) -> Expr {
         over: None,
         within_group: Vec::new(),
     })
-}
-
-/// The function the rewrite makes a `numeric` operand of `/` a fraction with: an integer or a
-/// decimal becomes a `Float64`, any other value (an interval, a float) is returned as it is. Its
-/// column is named as its argument's, as a cast's is.
-pub fn fraction_udf() -> datafusion::logical_expr::ScalarUDF {
-    datafusion::logical_expr::ScalarUDF::new_from_impl(Fraction { signature: datafusion::logical_expr::Signature::any(1, datafusion::logical_expr::Volatility::Immutable) })
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Fraction {
-    signature: datafusion::logical_expr::Signature,
-}
-
-impl Fraction {
-    fn becomes_float(t: &datafusion::arrow::datatypes::DataType) -> bool {
-        use datafusion::arrow::datatypes::DataType as T;
-        t.is_integer() || matches!(t, T::Decimal32(..) | T::Decimal64(..) | T::Decimal128(..) | T::Decimal256(..))
-    }
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for Fraction {
-    fn name(&self) -> &str {
-        FRACTION_FUNCTION
-    }
-
-    fn schema_name(&self, args: &[datafusion::logical_expr::Expr]) -> datafusion::common::Result<String> {
-        Ok(args.first().map(|a| a.schema_name().to_string()).unwrap_or_default())
-    }
-
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, types: &[datafusion::arrow::datatypes::DataType]) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        match types {
-            [t] if Self::becomes_float(t) => Ok(datafusion::arrow::datatypes::DataType::Float64),
-            [t] => Ok(t.clone()),
-            _ => datafusion::common::plan_err!("{FRACTION_FUNCTION} takes one argument"),
-        }
-    }
-
-    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
-        match args.args.as_slice() {
-            [v] if Self::becomes_float(&v.data_type()) => v.cast_to(&datafusion::arrow::datatypes::DataType::Float64, None),
-            [v] => Ok(v.clone()),
-            _ => datafusion::common::exec_err!("{FRACTION_FUNCTION} takes one argument"),
-        }
-    }
 }
 
 /// Make each PostgreSQL `numeric` made of a sum that `e`, an operand of `/`, is written with a
@@ -794,7 +742,7 @@ mod tests {
     /// scalar subquery's sum, or of a COALESCE of sums.
     #[test]
     fn a_sum_under_a_division_is_divided_as_a_fraction() {
-        let f = |e: &str| format!("{FRACTION_FUNCTION}({e})");
+        let f = |e: &str| format!("{}({e})", crate::fraction_udf::NAME);
         for (sql, expected) in [
             ("SELECT sum(a) / sum(b) FROM t".to_owned(), format!("SELECT {} / {} FROM t", f("sum(a)"), f("sum(b)"))),
             ("SELECT 100 * SUM(a) / count(*) AS p FROM t".to_owned(), format!("SELECT 100 * {} / count(*) AS p FROM t", f("SUM(a)"))),

@@ -796,7 +796,7 @@ impl Catalog {
         for f in functions(None) {
             ctx.register_udf(f);
         }
-        ctx.register_udf(crate::sql_compat::fraction_udf());
+        ctx.register_udf(crate::fraction_udf::fraction_udf());
         Ok(Catalog { ctx, tables: Arc::new(tables) })
     }
 
