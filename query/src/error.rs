@@ -131,10 +131,10 @@ impl QueryError {
                 ) =>
             {
                 match ae.as_ref() {
-                    // `site = 5`: DataFusion reads the text as numbers, and names the first value
-                    // that is none as if the data were wrong.
+                    // `site = 5`, `requests = 'abc'`: DataFusion reads the text as a number, and
+                    // names the first value that is none as if the data were wrong.
                     ArrowError::CastError(m) if m.starts_with("Cannot cast string '") => QueryError::DataError(format!(
-                        "{ae} (a text column compared or combined with a number is read as numbers: compare text with text, site = '5', or cast the number)"
+                        "{ae} (text compared or combined with a number is read as a number: compare text with text, as in site = '5', and numbers with numbers, as in requests > 5)"
                     )),
                     _ => QueryError::DataError(ae.to_string()),
                 }
