@@ -653,6 +653,11 @@ mod tests {
             answer("WITH t AS (SELECT date, sum(requests) AS r, sum(bytes) AS b FROM traffic_1m GROUP BY date) SELECT sum(r) / sum(b * 4) AS x, max(r) / (SELECT sum(requests) FROM traffic_1m) AS y FROM t").await,
             r#"[{"x":0.25,"y":0.5}]"#
         );
+        // Output columns that are sums, divided in HAVING and ORDER BY.
+        assert_eq!(
+            answer("SELECT date, sum(requests) AS r, sum(bytes) * 2 AS b FROM traffic_1m GROUP BY date HAVING r / b > 0.4 ORDER BY r / b, date").await,
+            r#"[{"date":"2026-11-01","r":7,"b":14},{"date":"2026-11-02","r":7,"b":14}]"#
+        );
         // Named as without the rewrite; a sum of floats divides as before.
         assert_eq!(answer("SELECT sum(requests) / sum(bytes) FROM traffic_1m").await, r#"[{"sum(traffic_1m.requests) / sum(traffic_1m.bytes)":1.0}]"#);
         assert_eq!(answer("SELECT sum(requests * 0.5) / count(*) AS h FROM traffic_1m").await, r#"[{"h":3.5}]"#);

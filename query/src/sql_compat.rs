@@ -29,7 +29,8 @@
 //!   results and `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` and `MAX`, each
 //!   cast to `numeric` there, and a scalar subquery giving one, is made a fraction by
 //!   [`crate::fraction_udf`]: an integer or decimal becomes a `DOUBLE PRECISION` (so arithmetic on it
-//!   cannot wrap around), any other value stays as it is. A sum known only by a
+//!   cannot wrap around), any other value stays as it is; so is an output column that is such a
+//!   sum, divided in its `SELECT`'s `HAVING` or `ORDER BY`. A sum known only by a
 //!   name (`h / r` over a CTE or subquery that named its sums `h` and `r`) is not seen: its
 //!   quotient stays an integer one (as are `requests / 3` and `count(*) / 2`, as in PostgreSQL).
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
@@ -40,6 +41,7 @@
 //! [`rewrite`] after the read-only guard; every session planning them registers [`crate::fraction_udf`].
 //! Pure: no I/O.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
@@ -132,6 +134,7 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Break(());
         }
         alias_repeated_outputs(&mut query.body);
+        fractional_aliases(query);
         ControlFlow::Continue(())
     }
 
@@ -156,6 +159,41 @@ impl VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// In the `HAVING` and `ORDER BY` of a `SELECT`, which DataFusion lets name its output columns
+/// (`… sum(cache_hits) AS h, sum(requests) AS r … ORDER BY h / r`), a division of a column that
+/// is a sum is a fraction, as the same division written with the sums is (see the module docs).
+fn fractional_aliases(query: &mut Query) {
+    struct Divisions<'a>(&'a HashSet<String>);
+    impl VisitorMut for Divisions<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::BinaryOp { op: BinaryOperator::Divide, left, right } = expr {
+                let _ = fractional(left, self.0) | fractional(right, self.0);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else { return };
+    let sums: HashSet<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { expr, alias } if fractional(&mut expr.clone(), &HashSet::new()) => Some(folded(alias)),
+            _ => None,
+        })
+        .collect();
+    if sums.is_empty() {
+        return;
+    }
+    let mut divisions = Divisions(&sums);
+    if let Some(having) = select.having.as_mut() {
+        let _ = having.visit(&mut divisions);
+    }
+    if let Some(order_by) = query.order_by.as_mut() {
+        let _ = order_by.visit(&mut divisions);
     }
 }
 
@@ -354,7 +392,8 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
         Expr::BinaryOp { op: BinaryOperator::Divide, left, right } => {
             let (mut left, mut right) = (left.clone(), right.clone());
-            Ok((fractional(&mut left) | fractional(&mut right)).then(|| Expr::BinaryOp { left, op: BinaryOperator::Divide, right }))
+            let none = HashSet::new();
+            Ok((fractional(&mut left, &none) | fractional(&mut right, &none)).then(|| Expr::BinaryOp { left, op: BinaryOperator::Divide, right }))
         }
         _ => Ok(None),
     }
@@ -377,19 +416,21 @@ fn fraction_of(e: Expr) -> Expr {
 
 /// Make each PostgreSQL `numeric` made of a sum that `e`, an operand of `/`, is written with a
 /// fraction (see the module docs): each `sum(…)` it reaches through arithmetic, signs, brackets,
-/// `CASE` results and `COALESCE`-like functions, each cast to `numeric`, or the whole of a scalar
-/// subquery giving one. The sums become fractions themselves, so arithmetic on them is a
-/// fraction's, which cannot wrap around. Whether there was one.
-fn fractional(e: &mut Expr) -> bool {
+/// `CASE` results and `COALESCE`-like functions, each cast to `numeric`, the whole of a scalar
+/// subquery giving one, and each name in `aliases` (output columns of the same `SELECT` that are
+/// sums, in its `HAVING` and `ORDER BY`). The sums become fractions themselves, so arithmetic on
+/// them is a fraction's, which cannot wrap around. Whether there was one.
+fn fractional(e: &mut Expr, aliases: &HashSet<String>) -> bool {
     use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator};
     let whole = match e {
+        Expr::Identifier(id) => aliases.contains(&folded(id)),
         Expr::Function(f) => match f.name.0.as_slice() {
-            [part] => match part.to_string().to_ascii_lowercase().as_str() {
+            [part] => match part.as_ident().map(folded).unwrap_or_default().as_str() {
                 "sum" => true,
                 "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | "min" | "max" => {
                     return match &mut f.args {
                         FunctionArguments::List(list) => list.args.iter_mut().fold(false, |any, a| match a {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => fractional(e) | any,
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => fractional(e, aliases) | any,
                             _ => any,
                         }),
                         _ => false,
@@ -399,20 +440,20 @@ fn fractional(e: &mut Expr) -> bool {
             },
             _ => false,
         },
-        Expr::Nested(inner) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: inner } => return fractional(inner),
+        Expr::Nested(inner) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: inner } => return fractional(inner, aliases),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo,
             right,
-        } => return fractional(left) | fractional(right),
+        } => return fractional(left, aliases) | fractional(right, aliases),
         Expr::Case { conditions, else_result, .. } => {
-            let results = conditions.iter_mut().fold(false, |any, c| fractional(&mut c.result) | any);
-            return else_result.as_deref_mut().is_some_and(fractional) | results;
+            let results = conditions.iter_mut().fold(false, |any, c| fractional(&mut c.result, aliases) | any);
+            return else_result.as_deref_mut().is_some_and(|e| fractional(e, aliases)) | results;
         }
         Expr::Cast { data_type, .. } => matches!(data_type, DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) | DataType::BigNumeric(_) | DataType::BigDecimal(_)),
         Expr::Subquery(q) => match q.body.as_ref() {
             SetExpr::Select(select) => match select.projection.as_slice() {
-                [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] => fractional(&mut item.clone()),
+                [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] => fractional(&mut item.clone(), &HashSet::new()),
                 _ => false,
             },
             _ => false,
@@ -751,6 +792,10 @@ mod tests {
                 "SELECT s, sum(n) / sum(sum(n)) OVER () FROM t GROUP BY s HAVING sum(n) / 3 > 1 ORDER BY sum(n) / count(*)".to_owned(),
                 format!("SELECT s, {} / {} FROM t GROUP BY s HAVING {} / 3 > 1 ORDER BY {} / count(*)", f("sum(n)"), f("sum(sum(n)) OVER ()"), f("sum(n)"), f("sum(n)")),
             ),
+            (
+                r#"SELECT s, "sum"(a) AS h, sum(b) r FROM t GROUP BY s HAVING h / r > 0.5 ORDER BY h / r DESC, h / 2"#.to_owned(),
+                format!(r#"SELECT s, "sum"(a) AS h, sum(b) AS r FROM t GROUP BY s HAVING {} / {} > 0.5 ORDER BY {} / {} DESC, {} / 2"#, f("h"), f("r"), f("h"), f("r"), f("h")),
+            ),
             ("SELECT q / (SELECT sum(q) FROM x) FROM y".to_owned(), format!("SELECT q / {} FROM y", f("(SELECT sum(q) FROM x)"))),
             (
                 "SELECT COALESCE(sum(a), 0) / NULLIF(sum(b), 0), CASE WHEN c THEN sum(a) ELSE 0 END / 2, a::numeric / b FROM t".to_owned(),
@@ -768,6 +813,8 @@ mod tests {
             "WITH t AS (SELECT s, count(*) AS n, max(a) AS m FROM x GROUP BY s) SELECT n / m FROM t",
             // A sum known by a name is not seen (the name may be another column's in another scope).
             "WITH t AS (SELECT s, sum(a) AS h FROM x GROUP BY s) SELECT h / 2 FROM t, (SELECT h FROM u) AS v",
+            // An output column that is no sum, in HAVING and ORDER BY.
+            "SELECT s, count(*) AS n, sum(a) AS h FROM t GROUP BY s HAVING n / 2 > 1 ORDER BY n / 2",
         ] {
             assert_eq!(rewritten(sql), sql);
         }
