@@ -382,9 +382,11 @@ type WholeFiles = HashSet<(PathBuf, u64, SystemTime)>;
 /// `.parquet` files under `dir` (one level of tables, then partitions) that do not read back:
 /// their footer does not parse or one of their pages does not decode. Every file is read whole,
 /// except those `whole` holds unchanged since they last read back; `whole` is left holding the
-/// files that read back now.
+/// files that read back now. `whole` stays locked meanwhile, so queries failing together wait
+/// for one look at the lake instead of each reading all of it.
 fn corrupt_files(dir: &Path, whole: &Mutex<WholeFiles>) -> Vec<PathBuf> {
-    let known = std::mem::take(&mut *whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let mut whole = whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let known = std::mem::take(&mut *whole);
     let mut now = WholeFiles::new();
     let mut bad = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -407,7 +409,7 @@ fn corrupt_files(dir: &Path, whole: &Mutex<WholeFiles>) -> Vec<PathBuf> {
             }
         }
     }
-    *whole.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+    *whole = now;
     bad.sort();
     bad
 }
