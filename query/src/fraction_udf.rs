@@ -22,7 +22,7 @@ struct Fraction {
 }
 
 fn becomes_float(t: &DataType) -> bool {
-    t.is_integer() || matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
+    t.is_integer() || t.is_decimal()
 }
 
 impl ScalarUDFImpl for Fraction {

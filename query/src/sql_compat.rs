@@ -150,6 +150,7 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        fractional_division(expr, &HashSet::new());
         match rewrite_expr(expr) {
             Ok(Some(new)) => *expr = new,
             Ok(None) => {}
@@ -170,9 +171,7 @@ fn fractional_aliases(query: &mut Query) {
     impl VisitorMut for Divisions<'_> {
         type Break = ();
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            if let Expr::BinaryOp { op: BinaryOperator::Divide, left, right } = expr {
-                let _ = fractional(left, self.0) | fractional(right, self.0);
-            }
+            fractional_division(expr, self.0);
             ControlFlow::Continue(())
         }
     }
@@ -390,11 +389,6 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             }))
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
-        Expr::BinaryOp { op: BinaryOperator::Divide, left, right } => {
-            let (mut left, mut right) = (left.clone(), right.clone());
-            let none = HashSet::new();
-            Ok((fractional(&mut left, &none) | fractional(&mut right, &none)).then(|| Expr::BinaryOp { left, op: BinaryOperator::Divide, right }))
-        }
         _ => Ok(None),
     }
 }
@@ -412,6 +406,13 @@ fn fraction_of(e: Expr) -> Expr {
         over: None,
         within_group: Vec::new(),
     })
+}
+
+/// When `expr` is a division, make its operands' sums fractions ([`fractional`]).
+fn fractional_division(expr: &mut Expr, aliases: &HashSet<String>) {
+    if let Expr::BinaryOp { op: BinaryOperator::Divide, left, right } = expr {
+        let _ = fractional(left, aliases) | fractional(right, aliases);
+    }
 }
 
 /// Make each PostgreSQL `numeric` made of a sum that `e`, an operand of `/`, is written with a
