@@ -40,6 +40,16 @@ rows = conn.execute("SELECT site, SUM(requests) AS requests FROM traffic_1m WHER
 assert rows == [(top_site, top_requests)], rows
 assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
 
+# Sums named in a CTE divide as fractions, described as float8 (as the rows are), in text and binary.
+ratio = "WITH q AS (SELECT site, SUM(bytes) AS b, SUM(requests) AS r FROM traffic_1m GROUP BY site) SELECT site, b / r AS f FROM q ORDER BY site"
+want = [(r["site"], r["f"]) for r in http_sql(ratio)]
+assert any(f != int(f) for _, f in want), want[:3]
+for binary in (False, True):
+    cur = conn.cursor(binary=binary)
+    rows = cur.execute(ratio).fetchall()
+    assert cur.description[1].type_code == 701, cur.description
+    assert rows == want, (binary, rows[:3], want[:3])
+
 # A timestamp parameter (timestamptz) and an integer (LIMIT), compared with the same filter over HTTP.
 first_ts = conn.execute("SELECT MIN(ts) FROM traffic_1m").fetchone()[0]
 assert isinstance(first_ts, datetime.datetime) and first_ts.utcoffset() == datetime.timedelta(0), first_ts

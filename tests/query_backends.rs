@@ -149,6 +149,8 @@ fn lake_and_clickhouse_backends_answer_identically() {
         "SELECT site, sum(cache_hits) / sum(requests) AS r FROM site_rates_10s GROUP BY site ORDER BY site LIMIT 20",
         "SELECT 100 * sum(bytes) / sum(requests) AS r FROM traffic_1m",
         "SELECT site, COALESCE(sum(cache_hits), 0) / (SELECT sum(requests) FROM site_rates_10s) AS r FROM site_rates_10s GROUP BY site ORDER BY site LIMIT 20",
+        // Sums named in a subquery.
+        "SELECT site, hits / reqs AS r FROM (SELECT site, sum(cache_hits) AS hits, sum(requests) AS reqs FROM site_rates_10s GROUP BY site) AS s ORDER BY site LIMIT 20",
     ] {
         let want = json(&on_lake.sql(sql, "application/json").1, sql);
         let fractions = want.as_array().unwrap().iter().filter(|row| row["r"].as_f64().is_some_and(|r| r.fract() != 0.0)).count();

@@ -208,7 +208,7 @@ impl Lake {
                 return Err(missing);
             }
         }
-        let plan = state.statement_to_plan(statement).await.map_err(QueryError::from_user_sql)?;
+        let plan = state.statement_to_plan(statement).await.and_then(crate::fraction::fractional_sums).map_err(QueryError::from_user_sql)?;
         sql_guard::verify_plan(&plan)?;
         let df = self.user_ctx.execute_logical_plan(plan).await?;
         let limits = self.limits;
@@ -316,7 +316,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.remove_optimizer_rule("eliminate_group_by_constant");
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
-    ctx.register_udf(crate::fraction_udf::fraction_udf());
+    ctx.register_udf(crate::fraction::fraction_udf());
     for table in ALL_TABLES {
         let provider = Arc::new(listing_table(dir, table, counts)?);
         match table.latest {
@@ -654,6 +654,11 @@ mod tests {
         assert_eq!(
             answer("WITH t AS (SELECT date, sum(requests) AS r, sum(bytes) AS b FROM traffic_1m GROUP BY date) SELECT sum(r) / sum(b * 4) AS x, max(r) / (SELECT sum(requests) FROM traffic_1m) AS y FROM t").await,
             r#"[{"x":0.25,"y":0.5}]"#
+        );
+        // Sums named in a CTE (regression: they divided as integers).
+        assert_eq!(
+            answer("WITH t AS (SELECT date, sum(requests) AS r, sum(bytes) * 2 AS b FROM traffic_1m GROUP BY date) SELECT date, r / b AS f, (r * 3 / b)::bigint AS n FROM t ORDER BY date").await,
+            r#"[{"date":"2026-11-01","f":0.5,"n":2},{"date":"2026-11-02","f":0.5,"n":2}]"#
         );
         // Output columns that are sums, divided in HAVING and ORDER BY.
         assert_eq!(

@@ -12,8 +12,9 @@
 //! - [`entity_report`]: the compliance report of one entity: attributed sites with provenance,
 //!   their traffic and share over time, incidents on them.
 //! - [`registry_api`]: registry imports over HTTP by admin tokens, audited; [`RegistryWriter`](registry_api::RegistryWriter).
-//! - [`sketch_udf`], [`time_udf`], [`fraction_udf`]: SQL functions of the lake (`hll_merge`,
-//!   `from_unixtime` in UTC, `edgelens_fraction` for sums under a division).
+//! - [`sketch_udf`], [`time_udf`]: SQL functions of the lake (`hll_merge`, `from_unixtime` in UTC).
+//! - [`fraction`]: divisions of sums made fractions, as PostgreSQL's `numeric` sums divide, on the
+//!   plan of each statement DataFusion plans (with its function `edgelens_fraction`).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`sql_parse`]: user SQL parsed within a budget of parser steps.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
@@ -32,7 +33,7 @@ pub mod clickhouse;
 pub mod entity_report;
 pub mod error;
 pub mod format;
-pub mod fraction_udf;
+pub mod fraction;
 pub mod incidents;
 pub mod metrics;
 pub mod lake;

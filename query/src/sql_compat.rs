@@ -20,33 +20,20 @@
 //! - An unaliased `x AT TIME ZONE z` output column is named `timezone` (`timezone_2`, … for the
 //!   next ones), as PostgreSQL names it; DataFusion names it after `x`, and refuses it next to
 //!   `x` itself (which `ORDER BY x` adds).
-//! - A division of a sum (`sum(cache_hits) / sum(requests)`, `100 * sum(a) / count(*)`, a window's
-//!   `sum(requests) / sum(sum(requests)) OVER ()`, `x / (SELECT sum(requests) FROM …)`,
-//!   `COALESCE(sum(a), 0) / NULLIF(sum(b), 0)`): PostgreSQL sums `bigint`s (the tables' counts) as
-//!   `numeric`, so such a quotient is a fraction there, as it is in ClickHouse, whose `/` always
-//!   gives one; DataFusion sums integers as integers and divides them as integers (0 for a hit
-//!   ratio). Each `sum(…)` an operand of `/` reaches through arithmetic, signs, brackets, `CASE`
-//!   results and `COALESCE`, `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` and `MAX`, each
-//!   cast to `numeric` there, and a scalar subquery giving one, is made a fraction by
-//!   [`crate::fraction_udf`]: an integer or decimal becomes a `DOUBLE PRECISION` (so arithmetic on it
-//!   cannot wrap around), any other value stays as it is; so is an output column that is such a
-//!   sum, divided in its `SELECT`'s `HAVING` or `ORDER BY`. A sum known only by a
-//!   name (`h / r` over a CTE or subquery that named its sums `h` and `r`) is not seen: its
-//!   quotient stays an integer one (as are `requests / 3` and `count(*) / 2`, as in PostgreSQL).
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
 //!
 //! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
-//! [`rewrite`] after the read-only guard; every session planning them registers [`crate::fraction_udf`].
+//! [`rewrite`] after the read-only guard. (Divisions of sums are made fractions on the plan, by
+//! [`crate::fraction`], where names are resolved.)
 //! Pure: no I/O.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Ident, Query, Select, SelectItem, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Ident, Query, Select, SelectItem, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use crate::error::{QueryError, Result};
@@ -134,7 +121,6 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Break(());
         }
         alias_repeated_outputs(&mut query.body);
-        fractional_aliases(query);
         ControlFlow::Continue(())
     }
 
@@ -150,7 +136,6 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        fractional_division(expr, &HashSet::new());
         match rewrite_expr(expr) {
             Ok(Some(new)) => *expr = new,
             Ok(None) => {}
@@ -160,39 +145,6 @@ impl VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
-    }
-}
-
-/// In the `HAVING` and `ORDER BY` of a `SELECT`, which DataFusion lets name its output columns
-/// (`… sum(cache_hits) AS h, sum(requests) AS r … ORDER BY h / r`), a division of a column that
-/// is a sum is a fraction, as the same division written with the sums is (see the module docs).
-fn fractional_aliases(query: &mut Query) {
-    struct Divisions<'a>(&'a HashSet<String>);
-    impl VisitorMut for Divisions<'_> {
-        type Break = ();
-        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            fractional_division(expr, self.0);
-            ControlFlow::Continue(())
-        }
-    }
-    let SetExpr::Select(select) = query.body.as_mut() else { return };
-    let sums: HashSet<String> = select
-        .projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::ExprWithAlias { expr, alias } if fractional(&mut expr.clone(), &HashSet::new()) => Some(folded(alias)),
-            _ => None,
-        })
-        .collect();
-    if sums.is_empty() {
-        return;
-    }
-    let mut divisions = Divisions(&sums);
-    if let Some(having) = select.having.as_mut() {
-        let _ = having.visit(&mut divisions);
-    }
-    if let Some(order_by) = query.order_by.as_mut() {
-        let _ = order_by.visit(&mut divisions);
     }
 }
 
@@ -391,80 +343,6 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
         _ => Ok(None),
     }
-}
-
-/// `edgelens_fraction(e)`.
-fn fraction_of(e: Expr) -> Expr {
-    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(crate::fraction_udf::NAME)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(e))], clauses: Vec::new() }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    })
-}
-
-/// When `expr` is a division, make its operands' sums fractions ([`fractional`]).
-fn fractional_division(expr: &mut Expr, aliases: &HashSet<String>) {
-    if let Expr::BinaryOp { op: BinaryOperator::Divide, left, right } = expr {
-        let _ = fractional(left, aliases) | fractional(right, aliases);
-    }
-}
-
-/// Make each PostgreSQL `numeric` made of a sum that `e`, an operand of `/`, is written with a
-/// fraction (see the module docs): each `sum(…)` it reaches through arithmetic, signs, brackets,
-/// `CASE` results and `COALESCE`-like functions, each cast to `numeric`, the whole of a scalar
-/// subquery giving one, and each name in `aliases` (output columns of the same `SELECT` that are
-/// sums, in its `HAVING` and `ORDER BY`). The sums become fractions themselves, so arithmetic on
-/// them is a fraction's, which cannot wrap around. Whether there was one.
-fn fractional(e: &mut Expr, aliases: &HashSet<String>) -> bool {
-    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments, UnaryOperator};
-    let whole = match e {
-        Expr::Identifier(id) => aliases.contains(&folded(id)),
-        Expr::Function(f) => match f.name.0.as_slice() {
-            [part] => match part.as_ident().map(folded).unwrap_or_default().as_str() {
-                "sum" => true,
-                "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | "min" | "max" => {
-                    return match &mut f.args {
-                        FunctionArguments::List(list) => list.args.iter_mut().fold(false, |any, a| match a {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => fractional(e, aliases) | any,
-                            _ => any,
-                        }),
-                        _ => false,
-                    };
-                }
-                _ => false,
-            },
-            _ => false,
-        },
-        Expr::Nested(inner) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: inner } => return fractional(inner, aliases),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo,
-            right,
-        } => return fractional(left, aliases) | fractional(right, aliases),
-        Expr::Case { conditions, else_result, .. } => {
-            let results = conditions.iter_mut().fold(false, |any, c| fractional(&mut c.result, aliases) | any);
-            return else_result.as_deref_mut().is_some_and(|e| fractional(e, aliases)) | results;
-        }
-        Expr::Cast { data_type, .. } => matches!(data_type, DataType::Numeric(_) | DataType::Decimal(_) | DataType::Dec(_) | DataType::BigNumeric(_) | DataType::BigDecimal(_)),
-        Expr::Subquery(q) => match q.body.as_ref() {
-            SetExpr::Select(select) => match select.projection.as_slice() {
-                [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }] => fractional(&mut item.clone(), &HashSet::new()),
-                _ => false,
-            },
-            _ => false,
-        },
-        _ => false,
-    };
-    if whole {
-        *e = fraction_of(std::mem::replace(e, Expr::value(Value::Null)));
-    }
-    whole
 }
 
 /// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
@@ -782,45 +660,6 @@ mod tests {
     /// Regression: `sum(cache_hits) / sum(requests)` divided integers on the lake (0 for a hit
     /// ratio), where PostgreSQL divides `numeric`s and ClickHouse floats; so did a ratio against a
     /// scalar subquery's sum, or of a COALESCE of sums.
-    #[test]
-    fn a_sum_under_a_division_is_divided_as_a_fraction() {
-        let f = |e: &str| format!("{}({e})", crate::fraction_udf::NAME);
-        for (sql, expected) in [
-            ("SELECT sum(a) / sum(b) FROM t".to_owned(), format!("SELECT {} / {} FROM t", f("sum(a)"), f("sum(b)"))),
-            ("SELECT 100 * SUM(a) / count(*) AS p FROM t".to_owned(), format!("SELECT 100 * {} / count(*) AS p FROM t", f("SUM(a)"))),
-            ("SELECT (sum(a) - sum(b)) / -sum(c) / 2 FROM t".to_owned(), format!("SELECT ({} - {}) / -{} / 2 FROM t", f("sum(a)"), f("sum(b)"), f("sum(c)"))),
-            (
-                "SELECT s, sum(n) / sum(sum(n)) OVER () FROM t GROUP BY s HAVING sum(n) / 3 > 1 ORDER BY sum(n) / count(*)".to_owned(),
-                format!("SELECT s, {} / {} FROM t GROUP BY s HAVING {} / 3 > 1 ORDER BY {} / count(*)", f("sum(n)"), f("sum(sum(n)) OVER ()"), f("sum(n)"), f("sum(n)")),
-            ),
-            (
-                r#"SELECT s, "sum"(a) AS h, sum(b) r FROM t GROUP BY s HAVING h / r > 0.5 ORDER BY h / r DESC, h / 2"#.to_owned(),
-                format!(r#"SELECT s, "sum"(a) AS h, sum(b) AS r FROM t GROUP BY s HAVING {} / {} > 0.5 ORDER BY {} / {} DESC, {} / 2"#, f("h"), f("r"), f("h"), f("r"), f("h")),
-            ),
-            ("SELECT q / (SELECT sum(q) FROM x) FROM y".to_owned(), format!("SELECT q / {} FROM y", f("(SELECT sum(q) FROM x)"))),
-            (
-                "SELECT COALESCE(sum(a), 0) / NULLIF(sum(b), 0), CASE WHEN c THEN sum(a) ELSE 0 END / 2, a::numeric / b FROM t".to_owned(),
-                format!("SELECT COALESCE({}, 0) / NULLIF({}, 0), CASE WHEN c THEN {} ELSE 0 END / 2, {} / b FROM t", f("sum(a)"), f("sum(b)"), f("sum(a)"), f("a::NUMERIC")),
-            ),
-        ] {
-            assert_eq!(rewritten(&sql), expected, "{sql}");
-        }
-        // Left as written: a cast to another type, sums not divided, integers divided otherwise,
-        // other functions, a name of no sum.
-        for sql in [
-            "SELECT CAST(sum(a) AS BIGINT) / 2, sum(a)::DOUBLE / 2 FROM t",
-            "SELECT sum(a) + 1, sum(a / 2) FROM t",
-            "SELECT count(*) / 2, a / b, avg(a) / 2, my.sum(a) / 2, f(sum(a)) / 2 FROM t",
-            "WITH t AS (SELECT s, count(*) AS n, max(a) AS m FROM x GROUP BY s) SELECT n / m FROM t",
-            // A sum known by a name is not seen (the name may be another column's in another scope).
-            "WITH t AS (SELECT s, sum(a) AS h FROM x GROUP BY s) SELECT h / 2 FROM t, (SELECT h FROM u) AS v",
-            // An output column that is no sum, in HAVING and ORDER BY.
-            "SELECT s, count(*) AS n, sum(a) AS h FROM t GROUP BY s HAVING n / 2 > 1 ORDER BY n / 2",
-        ] {
-            assert_eq!(rewritten(sql), sql);
-        }
-    }
-
     /// Regression: `PREWHERE` (ClickHouse's) parsed and was ignored on the lake, which answered
     /// with every row.
     #[test]

@@ -796,7 +796,7 @@ impl Catalog {
         for f in functions(None) {
             ctx.register_udf(f);
         }
-        ctx.register_udf(crate::fraction_udf::fraction_udf());
+        ctx.register_udf(crate::fraction::fraction_udf());
         Ok(Catalog { ctx, tables: Arc::new(tables) })
     }
 
@@ -852,14 +852,15 @@ impl Catalog {
     /// the [`catalog_forms`] that give the same answer on the catalog's rows.
     async fn plan(&self, state: &SessionState, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         let statement = sql_guard::check(sql)?;
-        match state.statement_to_plan(statement.clone()).await {
-            Ok(plan) => Ok(plan),
+        let plan = match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) => plan,
             Err(first) => {
                 let mut statement = statement;
                 catalog_forms(&mut statement);
-                state.statement_to_plan(statement).await.map_err(|_| QueryError::from_user_sql(first))
+                state.statement_to_plan(statement).await.map_err(|_| QueryError::from_user_sql(first))?
             }
-        }
+        };
+        crate::fraction::fractional_sums(plan).map_err(QueryError::from_user_sql)
     }
 
     async fn run(&self, sql: &str, asker: Option<&Asker>) -> Result<QueryResult> {

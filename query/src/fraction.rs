@@ -1,0 +1,336 @@
+//! Division of sums as fractions on the lake, as PostgreSQL divides them: it sums `bigint`s (the
+//! tables' counts) as `numeric`, so `sum(cache_hits) / sum(requests)` is a fraction there, as it is
+//! in ClickHouse, whose `/` always gives one. DataFusion sums integers as integers and divides them
+//! as integers (0 for a hit ratio).
+//!
+//! [`fractional_sums`] rewrites a statement's plan, after DataFusion resolved its names and before
+//! its types are coerced. A value is PostgreSQL's `numeric` ([`numeric`]) when it is a `sum(…)`
+//! or `avg(…)` (an aggregate or a window's), a cast to `numeric`, a column an input computed as
+//! one (so a CTE's, a subquery's, a view's or a join's sum named `h` is one in `h / r`), a
+//! scalar subquery giving one, or arithmetic, a sign, a `CASE` result, `COALESCE`, `NULLIF`,
+//! `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` or `MAX` over one. In each division with such an
+//! operand, each such value the operands are made of becomes a `Float64` through
+//! `edgelens_fraction` ([`fraction_udf`]) before the arithmetic on it, so a product of a sum
+//! cannot wrap around either. `requests / 3` and `count(*) / 2` stay integer divisions, as in
+//! PostgreSQL. A cast of such a value to an integer type rounds it, as PostgreSQL's cast of a
+//! `numeric` does (a cast truncates in DataFusion): `(sum(a) / sum(b))::bigint`.
+//!
+//! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`, any other value (a float,
+//! an interval) is returned as it is. The column it makes is named as its argument's, as a cast's
+//! is, so an unaliased column keeps its name. Pure: no I/O.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef, Result, exec_err, plan_err};
+use datafusion::logical_expr::expr::{ScalarFunction, WindowFunctionDefinition};
+use datafusion::logical_expr::utils::grouping_set_to_exprlist;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Union,
+    Volatility,
+};
+
+/// The function's name.
+pub const NAME: &str = "edgelens_fraction";
+
+/// `edgelens_fraction`, to register on every session that plans statements [`fractional_sums`]
+/// rewrote.
+pub fn fraction_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Fraction { signature: Signature::any(1, Volatility::Immutable) })
+}
+
+/// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
+/// fractions and its casts of them to integers rounded (see the module docs).
+pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
+    rewrite_plan(plan, &Arc::new(fraction_udf())).map(|t| t.data)
+}
+
+/// [`fractional_sums`] of `plan`: its subqueries and inputs first, then its own expressions; the
+/// schema of a node is computed again when they, or what it reads, changed.
+fn rewrite_plan(plan: LogicalPlan, fraction: &Arc<ScalarUDF>) -> Result<Transformed<LogicalPlan>> {
+    let below = plan.map_subqueries(|p| rewrite_plan(p, fraction))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p, fraction)))?;
+    let changed_below = below.transformed;
+    below.transform_parent(|node| {
+        let inputs = inputs_of(&node);
+        let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs, fraction)))?;
+        if !own.transformed && !changed_below {
+            return Ok(own);
+        }
+        let plan = match own.data {
+            // The planner unions branches by the first one's types and the analyzer coerces them;
+            // a branch whose type changed must change the union's too.
+            LogicalPlan::Union(u) => LogicalPlan::Union(Union::try_new_with_loose_types(u.inputs)?),
+            other => other.recompute_schema()?,
+        };
+        Ok(Transformed::yes(plan))
+    })
+}
+
+/// The inputs of a plan node, as its expressions see them: each one's schema, and which of its
+/// columns are `numeric` ([`numeric_outputs`]).
+type Inputs = [(DFSchemaRef, Vec<bool>)];
+
+fn inputs_of(plan: &LogicalPlan) -> Vec<(DFSchemaRef, Vec<bool>)> {
+    plan.inputs().into_iter().map(|i| (Arc::clone(i.schema()), numeric_outputs(i))).collect()
+}
+
+/// Which output columns of `plan` are `numeric` in PostgreSQL (see the module docs), by position.
+fn numeric_outputs(plan: &LogicalPlan) -> Vec<bool> {
+    let width = plan.schema().fields().len();
+    let inputs = inputs_of(plan);
+    let of = |exprs: &[&Expr]| exprs.iter().map(|e| numeric(e, &inputs)).collect::<Vec<_>>();
+    let first = || inputs.first().map(|(_, n)| n.clone()).unwrap_or_default();
+    let outputs = match plan {
+        LogicalPlan::Projection(p) => of(&p.expr.iter().collect::<Vec<_>>()),
+        LogicalPlan::Aggregate(a) => {
+            let mut out = grouping_set_to_exprlist(&a.group_expr).map(|g| of(&g)).unwrap_or_default();
+            if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
+                out.push(false); // the grouping id
+            }
+            out.extend(of(&a.aggr_expr.iter().collect::<Vec<_>>()));
+            out
+        }
+        LogicalPlan::Window(w) => {
+            let mut out = first();
+            out.extend(of(&w.window_expr.iter().collect::<Vec<_>>()));
+            out
+        }
+        LogicalPlan::Distinct(Distinct::On(d)) => of(&d.select_expr.iter().collect::<Vec<_>>()),
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Repartition(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Distinct(Distinct::All(_)) => first(),
+        LogicalPlan::Join(_) => {
+            // Both sides (or one, for a semi or anti join; a mark join adds its mark).
+            let (left, right) = (first(), inputs.get(1).map(|(_, n)| n.clone()).unwrap_or_default());
+            if width == left.len() + right.len() {
+                left.into_iter().chain(right).collect()
+            } else if width == right.len() && width != left.len() {
+                right
+            } else {
+                left.into_iter().chain(std::iter::repeat(false)).take(width).collect()
+            }
+        }
+        LogicalPlan::Union(_) => {
+            (0..width).map(|i| inputs.iter().any(|(_, n)| n.get(i).copied().unwrap_or(false))).collect()
+        }
+        _ => Vec::new(),
+    };
+    if outputs.len() == width { outputs } else { vec![false; width] }
+}
+
+/// Whether `e`, over `inputs` (each input's schema and [`numeric_outputs`]), is PostgreSQL's
+/// `numeric`: see the module docs.
+fn numeric(e: &Expr, inputs: &Inputs) -> bool {
+    let any = |es: &[Expr]| es.iter().any(|e| numeric(e, inputs));
+    match e {
+        Expr::Column(c) => input_column(c, inputs),
+        Expr::Alias(a) => numeric(&a.expr, inputs),
+        Expr::BinaryExpr(b) => arithmetic(b.op) && (numeric(&b.left, inputs) || numeric(&b.right, inputs)),
+        Expr::Negative(inner) => numeric(inner, inputs),
+        Expr::Case(c) => c.when_then_expr.iter().any(|(_, then)| numeric(then, inputs)) || c.else_expr.as_deref().is_some_and(|e| numeric(e, inputs)),
+        Expr::Cast(c) => c.field.data_type().is_decimal(),
+        Expr::TryCast(c) => c.field.data_type().is_decimal(),
+        Expr::ScalarFunction(f) => matches!(f.name(), "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | NAME) && any(&f.args),
+        Expr::AggregateFunction(f) => numeric_aggregate(f.func.name(), &f.params.args, inputs),
+        Expr::WindowFunction(w) => match &w.fun {
+            WindowFunctionDefinition::AggregateUDF(f) => numeric_aggregate(f.name(), &w.params.args, inputs),
+            WindowFunctionDefinition::WindowUDF(_) => false,
+        },
+        Expr::ScalarSubquery(s) => numeric_outputs(&s.subquery).first().copied().unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn numeric_aggregate(name: &str, args: &[Expr], inputs: &Inputs) -> bool {
+    match name {
+        "sum" | "avg" => true,
+        "min" | "max" => args.iter().any(|a| numeric(a, inputs)),
+        _ => false,
+    }
+}
+
+fn arithmetic(op: Operator) -> bool {
+    matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo)
+}
+
+/// Whether the input column `c` is `numeric` (an outer reference, or a name no input has, is not).
+fn input_column(c: &Column, inputs: &Inputs) -> bool {
+    inputs.iter().any(|(schema, numeric)| schema.maybe_index_of_column(c).is_some_and(|i| numeric.get(i).copied().unwrap_or(false)))
+}
+
+/// One step of [`fractional_sums`] on an expression whose own expressions were rewritten
+/// already: a division with a `numeric` operand gets fractions for its operands' `numeric` values,
+/// a cast of a `numeric` fraction to an integer rounds it first.
+fn rewrite(e: Expr, inputs: &Inputs, fraction: &Arc<ScalarUDF>) -> Result<Transformed<Expr>> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) if numeric(&left, inputs) || numeric(&right, inputs) => {
+            let (left, right) = (fractions(*left, inputs, fraction), fractions(*right, inputs, fraction));
+            let changed = left.transformed || right.transformed;
+            let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(left.data), Operator::Divide, Box::new(right.data)));
+            Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
+        }
+        Expr::Cast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && fractional_type(&c.expr, inputs) => {
+            c.expr = Box::new(datafusion::functions::math::round().call(vec![*c.expr]));
+            Ok(Transformed::yes(Expr::Cast(c)))
+        }
+        Expr::TryCast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && fractional_type(&c.expr, inputs) => {
+            c.expr = Box::new(datafusion::functions::math::round().call(vec![*c.expr]));
+            Ok(Transformed::yes(Expr::TryCast(c)))
+        }
+        e => Ok(Transformed::no(e)),
+    }
+}
+
+/// Whether `e` has a float or decimal type (known over a node of one input only).
+fn fractional_type(e: &Expr, inputs: &Inputs) -> bool {
+    let [(schema, _)] = inputs else { return false };
+    e.get_type(schema.as_ref()).is_ok_and(|t| t.is_floating() || t.is_decimal())
+}
+
+/// `e`, an operand of a division, with each `numeric` value it is made of (through the forms of
+/// [`numeric`]) made a fraction.
+fn fractions(e: Expr, inputs: &Inputs, fraction: &Arc<ScalarUDF>) -> Transformed<Expr> {
+    if !numeric(&e, inputs) {
+        return Transformed::no(e);
+    }
+    let mut each = |e: Box<Expr>| Box::new(fractions(*e, inputs, fraction).data);
+    let e = match e {
+        Expr::Alias(mut a) => {
+            a.expr = each(a.expr);
+            Expr::Alias(a)
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => Expr::BinaryExpr(BinaryExpr::new(each(left), op, each(right))),
+        Expr::Negative(inner) => Expr::Negative(each(inner)),
+        Expr::Case(mut c) => {
+            c.when_then_expr = c.when_then_expr.into_iter().map(|(when, then)| (when, each(then))).collect();
+            c.else_expr = c.else_expr.map(&mut each);
+            Expr::Case(c)
+        }
+        Expr::ScalarFunction(f) if f.name() == NAME => Expr::ScalarFunction(f),
+        Expr::ScalarFunction(ScalarFunction { func, args }) => {
+            Expr::ScalarFunction(ScalarFunction { func, args: args.into_iter().map(|a| fractions(a, inputs, fraction).data).collect() })
+        }
+        // A sum, a column or subquery giving one, a cast to `numeric`.
+        leaf => Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(fraction), vec![leaf])),
+    };
+    Transformed::yes(e)
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Fraction {
+    signature: Signature,
+}
+
+fn becomes_float(t: &DataType) -> bool {
+    t.is_integer() || t.is_decimal()
+}
+
+impl ScalarUDFImpl for Fraction {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        Ok(args.first().map(|a| a.schema_name().to_string()).unwrap_or_default())
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
+        match types {
+            [t] if becomes_float(t) => Ok(DataType::Float64),
+            [t] => Ok(t.clone()),
+            _ => plan_err!("{NAME} takes one argument"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match args.args.as_slice() {
+            [v] if becomes_float(&v.data_type()) => v.cast_to(&DataType::Float64, None),
+            [v] => Ok(v.clone()),
+            _ => exec_err!("{NAME} takes one argument"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    /// `t`: (s, a, b) = ('x', 1, 4), ('y', 2, 4), all integers.
+    fn session() -> SessionContext {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false), Field::new("a", DataType::Int64, false), Field::new("b", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringArray::from(vec!["x", "y"])), Arc::new(Int64Array::from(vec![1, 2])), Arc::new(Int64Array::from(vec![4, 4]))],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
+        ctx.register_udf(fraction_udf());
+        ctx
+    }
+
+    /// The rows of `sql` after [`fractional_sums`], as text, and its columns' names and types.
+    async fn answer(sql: &str) -> (String, Vec<(String, DataType)>) {
+        let ctx = session();
+        let plan = fractional_sums(ctx.state().create_logical_plan(sql).await.unwrap()).unwrap();
+        // The plan's schema, as `Describe` on the Postgres wire tells it, is that of the rows.
+        let described: Vec<_> = plan.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+        let batches = ctx.execute_logical_plan(plan).await.unwrap().collect().await.unwrap();
+        let columns: Vec<_> = batches[0].schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        assert_eq!(described, columns.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>(), "{sql}");
+        let rows = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        let values: Vec<String> = rows.lines().skip(3).filter(|l| !l.starts_with('+')).map(|l| l.split('|').map(str::trim).filter(|v| !v.is_empty()).collect::<Vec<_>>().join(" ")).collect();
+        (values.join("; "), columns)
+    }
+
+    #[tokio::test]
+    async fn sums_divide_as_fractions_wherever_they_are_named() {
+        for (sql, want) in [
+            ("SELECT sum(a) / sum(b) AS f FROM t", "0.375"),
+            ("SELECT 100 * sum(a) / count(*) AS f FROM t", "150.0"),
+            ("SELECT (sum(a) - sum(b)) / -sum(a) / 2 AS f FROM t", "0.8333333333333334"),
+            ("SELECT s, sum(a) / sum(sum(a)) OVER () AS f FROM t GROUP BY s ORDER BY s", "x 0.3333333333333333; y 0.6666666666666666"),
+            ("SELECT max(a) / (SELECT sum(a) FROM t) AS f FROM t", "0.6666666666666666"),
+            ("SELECT COALESCE(sum(a), 0) / NULLIF(sum(b), 0) AS f, CASE WHEN true THEN sum(a) ELSE 0 END / 2 AS g, max(a)::numeric / 4 AS h FROM t", "0.375 1.5 0.5"),
+            // Names from a CTE, a subquery, a join, a union, and output columns in HAVING and ORDER BY.
+            ("WITH q AS (SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s) SELECT s, h / r AS f FROM q ORDER BY s", "x 0.25; y 0.5"),
+            ("SELECT q.s, q.h / u.n AS f FROM (SELECT s, sum(a) AS h FROM t GROUP BY s) AS q JOIN (SELECT s, count(*) * 2 AS n FROM t GROUP BY s) AS u ON q.s = u.s ORDER BY 1", "x 0.5; y 1.0"),
+            ("SELECT h / 2 AS f FROM (SELECT max(a) AS h FROM t UNION ALL SELECT sum(a) AS h FROM t) AS u ORDER BY 1", "1.0; 1.5"),
+            ("SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s HAVING h / r > 0.3 ORDER BY h / r DESC", "y 2 4"),
+            ("SELECT s FROM t WHERE a * 1.0 > (SELECT sum(a) / sum(b) FROM t) * 4 ORDER BY s", "y"),
+            // The sum is the fraction before the arithmetic on it: 3 × 4·10¹⁸ does not wrap around.
+            ("SELECT sum(a) * 4000000000000000000 / sum(b) AS f FROM t", "1.5e18"),
+            // A cast of a fraction to an integer rounds it, as PostgreSQL's cast of a numeric does.
+            ("SELECT (sum(a) * 10 / sum(b))::bigint AS n, avg(a)::int AS m, CAST(sum(a) AS bigint) AS k FROM t", "4 2 3"),
+        ] {
+            assert_eq!(answer(sql).await.0, want, "{sql}");
+        }
+        // A column of a subquery's fraction, read as it is: the reading node's schema says so too.
+        let (rows, columns) = answer("SELECT f, f AS g FROM (SELECT sum(a) / sum(b) AS f FROM t) AS q").await;
+        assert_eq!((rows.as_str(), columns[1].1.clone()), ("0.375 0.375", DataType::Float64));
+        // Named as without the rewrite.
+        assert_eq!(answer("SELECT sum(a) / sum(b) FROM t").await.1, vec![("sum(t.a) / sum(t.b)".to_owned(), DataType::Float64)]);
+    }
+
+    #[tokio::test]
+    async fn other_integers_divide_as_integers() {
+        let (rows, columns) = answer("SELECT count(*) / 2 AS n, max(a) / 2 AS m, sum(a)::bigint / 2 AS k, sum(a / 2) AS h FROM t").await;
+        assert_eq!(rows, "1 1 1 1");
+        assert!(columns.iter().all(|(_, t)| t == &DataType::Int64), "{columns:?}");
+        let (rows, _) = answer("WITH q AS (SELECT s, count(*) AS n, max(a) AS m FROM t GROUP BY s) SELECT n / m AS f FROM q ORDER BY s").await;
+        assert_eq!(rows, "1; 0");
+    }
+}
