@@ -6,54 +6,58 @@
 //! [`fractional_sums`] rewrites a statement's plan, after DataFusion resolved its names and before
 //! its types are coerced. A value is PostgreSQL's `numeric` ([`numeric`]) when it is a `sum(…)`
 //! or `avg(…)` (an aggregate or a window's), a cast to `numeric`, a column an input computed as
-//! one (so a CTE's, a subquery's, a view's or a join's sum named `h` is one in `h / r`), a
+//! one (so a CTE's, a subquery's, a union's or a join's sum named `h` is one in `h / r`), a
 //! scalar subquery giving one, or arithmetic, a sign, a `CASE` result, `COALESCE`, `NULLIF`,
 //! `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` or `MAX` over one. In each division with such an
 //! operand, each such value the operands are made of becomes a `Float64` through
-//! `edgelens_fraction` ([`fraction_udf`]) before the arithmetic on it, so a product of a sum
-//! cannot wrap around either. `requests / 3` and `count(*) / 2` stay integer divisions, as in
-//! PostgreSQL. A cast of such a value to an integer type rounds it, as PostgreSQL's cast of a
-//! `numeric` does (a cast truncates in DataFusion): `(sum(a) / sum(b))::bigint`.
+//! `edgelens_fraction` before the arithmetic on it, so a product of a sum cannot wrap around
+//! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL. A cast of
+//! such a value, when it is a float, to an integer type rounds it half away from zero through
+//! `edgelens_round`, as PostgreSQL's cast of a `numeric` does (a cast truncates in DataFusion):
+//! `(sum(a) / sum(b))::bigint`, `avg(requests)::int`.
 //!
-//! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`, any other value (a float,
-//! an interval) is returned as it is. The column it makes is named as its argument's, as a cast's
-//! is, so an unaliased column keeps its name. Pure: no I/O.
+//! Not seen: a sum an inner query reads from an outer one (a correlated subquery's outer
+//! reference), and the columns of a recursive CTE.
+//!
+//! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`; `edgelens_round(x)`: a
+//! float is rounded. Any other value (an interval) is returned as it is. The column either makes is
+//! named as its argument's, as a cast's is, so a column keeps the name it has without the rewrite
+//! (a `GROUP BY 1` or an outer query finds it). Pure: no I/O.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::Float64Array;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchemaRef, Result, exec_err, plan_err};
+use datafusion::common::{Column, DFSchemaRef, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err};
 use datafusion::logical_expr::expr::{ScalarFunction, WindowFunctionDefinition};
 use datafusion::logical_expr::utils::grouping_set_to_exprlist;
 use datafusion::logical_expr::{
-    BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Union,
-    Volatility,
+    Aggregate, BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Union, Volatility, Window,
 };
 
-/// The function's name.
-pub const NAME: &str = "edgelens_fraction";
-
-/// `edgelens_fraction`, to register on every session that plans statements [`fractional_sums`]
-/// rewrote.
-pub fn fraction_udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(Fraction { signature: Signature::any(1, Volatility::Immutable) })
+/// The functions the rewrite calls, to register on every session that plans statements
+/// [`fractional_sums`] rewrote.
+pub fn udfs() -> [ScalarUDF; 2] {
+    [Kind::Fraction, Kind::Round].map(udf)
 }
 
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
 /// fractions and its casts of them to integers rounded (see the module docs).
 pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
-    rewrite_plan(plan, &Arc::new(fraction_udf())).map(|t| t.data)
+    rewrite_plan(plan).map(|t| t.data)
 }
 
 /// [`fractional_sums`] of `plan`: its subqueries and inputs first, then its own expressions; the
 /// schema of a node is computed again when they, or what it reads, changed.
-fn rewrite_plan(plan: LogicalPlan, fraction: &Arc<ScalarUDF>) -> Result<Transformed<LogicalPlan>> {
-    let below = plan.map_subqueries(|p| rewrite_plan(p, fraction))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p, fraction)))?;
+fn rewrite_plan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let below = plan.map_subqueries(|p| rewrite_plan(p))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p)))?;
     let changed_below = below.transformed;
     below.transform_parent(|node| {
         let inputs = inputs_of(&node);
-        let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs, fraction)))?;
+        let names: Vec<_> = node.schema().iter().map(|(q, f)| (q.cloned(), f.name().clone())).collect();
+        let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs)))?;
         if !own.transformed && !changed_below {
             return Ok(own);
         }
@@ -63,7 +67,40 @@ fn rewrite_plan(plan: LogicalPlan, fraction: &Arc<ScalarUDF>) -> Result<Transfor
             LogicalPlan::Union(u) => LogicalPlan::Union(Union::try_new_with_loose_types(u.inputs)?),
             other => other.recompute_schema()?,
         };
-        Ok(Transformed::yes(plan))
+        Ok(Transformed::yes(if own.transformed { keep_names(plan, &names)? } else { plan }))
+    })
+}
+
+/// `plan` with each output column it names again (a name made of a rewritten expression's text,
+/// such as an aggregate's `FILTER (WHERE CAST(…))`) aliased back to its name in `names`, the
+/// node's before the rewrite, which the nodes above it read it by.
+fn keep_names(plan: LogicalPlan, names: &[(Option<TableReference>, String)]) -> Result<LogicalPlan> {
+    if plan.schema().fields().len() != names.len() {
+        return Ok(plan);
+    }
+    let schema = Arc::clone(plan.schema());
+    let named = |offset: usize, exprs: Vec<Expr>| -> Vec<Expr> {
+        exprs
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (qualifier, field) = schema.qualified_field(offset + i);
+                let (was_qualifier, was) = &names[offset + i];
+                if qualifier == was_qualifier.as_ref() && field.name() == was { e } else { e.alias_qualified(was_qualifier.clone(), was) }
+            })
+            .collect()
+    };
+    Ok(match plan {
+        LogicalPlan::Projection(p) => LogicalPlan::Projection(Projection::try_new(named(0, p.expr), p.input)?),
+        LogicalPlan::Aggregate(a) if !matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) => {
+            let groups = a.group_expr.len();
+            LogicalPlan::Aggregate(Aggregate::try_new(a.input, named(0, a.group_expr), named(groups, a.aggr_expr))?)
+        }
+        LogicalPlan::Window(w) => {
+            let before = w.input.schema().fields().len();
+            LogicalPlan::Window(Window::try_new(named(before, w.window_expr), w.input)?)
+        }
+        other => other,
     })
 }
 
@@ -103,15 +140,13 @@ fn numeric_outputs(plan: &LogicalPlan) -> Vec<bool> {
         | LogicalPlan::Repartition(_)
         | LogicalPlan::SubqueryAlias(_)
         | LogicalPlan::Distinct(Distinct::All(_)) => first(),
-        LogicalPlan::Join(_) => {
-            // Both sides (or one, for a semi or anti join; a mark join adds its mark).
+        LogicalPlan::Join(j) => {
+            // Both sides, or one for a semi or anti join (and its mark for a mark join).
             let (left, right) = (first(), inputs.get(1).map(|(_, n)| n.clone()).unwrap_or_default());
-            if width == left.len() + right.len() {
-                left.into_iter().chain(right).collect()
-            } else if width == right.len() && width != left.len() {
-                right
-            } else {
-                left.into_iter().chain(std::iter::repeat(false)).take(width).collect()
+            match j.join_type {
+                JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => left.into_iter().chain([false]).take(width).collect(),
+                JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => right.into_iter().chain([false]).take(width).collect(),
+                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => left.into_iter().chain(right).collect(),
             }
         }
         LogicalPlan::Union(_) => {
@@ -134,7 +169,7 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
         Expr::Case(c) => c.when_then_expr.iter().any(|(_, then)| numeric(then, inputs)) || c.else_expr.as_deref().is_some_and(|e| numeric(e, inputs)),
         Expr::Cast(c) => c.field.data_type().is_decimal(),
         Expr::TryCast(c) => c.field.data_type().is_decimal(),
-        Expr::ScalarFunction(f) => matches!(f.name(), "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | NAME) && any(&f.args),
+        Expr::ScalarFunction(f) => matches!(f.name(), "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | "edgelens_fraction" | "edgelens_round") && any(&f.args),
         Expr::AggregateFunction(f) => numeric_aggregate(f.func.name(), &f.params.args, inputs),
         Expr::WindowFunction(w) => match &w.fun {
             WindowFunctionDefinition::AggregateUDF(f) => numeric_aggregate(f.name(), &w.params.args, inputs),
@@ -165,39 +200,43 @@ fn input_column(c: &Column, inputs: &Inputs) -> bool {
 /// One step of [`fractional_sums`] on an expression whose own expressions were rewritten
 /// already: a division with a `numeric` operand gets fractions for its operands' `numeric` values,
 /// a cast of a `numeric` fraction to an integer rounds it first.
-fn rewrite(e: Expr, inputs: &Inputs, fraction: &Arc<ScalarUDF>) -> Result<Transformed<Expr>> {
+fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) if numeric(&left, inputs) || numeric(&right, inputs) => {
-            let (left, right) = (fractions(*left, inputs, fraction), fractions(*right, inputs, fraction));
+            let (left, right) = (fractions(*left, inputs), fractions(*right, inputs));
             let changed = left.transformed || right.transformed;
             let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(left.data), Operator::Divide, Box::new(right.data)));
             Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
         }
-        Expr::Cast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && fractional_type(&c.expr, inputs) => {
-            c.expr = Box::new(datafusion::functions::math::round().call(vec![*c.expr]));
+        Expr::Cast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && floating(&c.expr, inputs) => {
+            c.expr = Box::new(call(Kind::Round, *c.expr));
             Ok(Transformed::yes(Expr::Cast(c)))
         }
-        Expr::TryCast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && fractional_type(&c.expr, inputs) => {
-            c.expr = Box::new(datafusion::functions::math::round().call(vec![*c.expr]));
+        Expr::TryCast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && floating(&c.expr, inputs) => {
+            c.expr = Box::new(call(Kind::Round, *c.expr));
             Ok(Transformed::yes(Expr::TryCast(c)))
         }
         e => Ok(Transformed::no(e)),
     }
 }
 
-/// Whether `e` has a float or decimal type (known over a node of one input only).
-fn fractional_type(e: &Expr, inputs: &Inputs) -> bool {
-    let [(schema, _)] = inputs else { return false };
-    e.get_type(schema.as_ref()).is_ok_and(|t| t.is_floating() || t.is_decimal())
+/// Whether `e`, over the node's `inputs`, has a float type.
+fn floating(e: &Expr, inputs: &Inputs) -> bool {
+    let t = match inputs {
+        [(schema, _)] => e.get_type(schema.as_ref()),
+        [(left, _), (right, _)] => left.join(right).and_then(|both| e.get_type(&both)),
+        _ => return false,
+    };
+    t.is_ok_and(|t| t.is_floating())
 }
 
 /// `e`, an operand of a division, with each `numeric` value it is made of (through the forms of
 /// [`numeric`]) made a fraction.
-fn fractions(e: Expr, inputs: &Inputs, fraction: &Arc<ScalarUDF>) -> Transformed<Expr> {
+fn fractions(e: Expr, inputs: &Inputs) -> Transformed<Expr> {
     if !numeric(&e, inputs) {
         return Transformed::no(e);
     }
-    let mut each = |e: Box<Expr>| Box::new(fractions(*e, inputs, fraction).data);
+    let mut each = |e: Box<Expr>| Box::new(fractions(*e, inputs).data);
     let e = match e {
         Expr::Alias(mut a) => {
             a.expr = each(a.expr);
@@ -210,28 +249,62 @@ fn fractions(e: Expr, inputs: &Inputs, fraction: &Arc<ScalarUDF>) -> Transformed
             c.else_expr = c.else_expr.map(&mut each);
             Expr::Case(c)
         }
-        Expr::ScalarFunction(f) if f.name() == NAME => Expr::ScalarFunction(f),
+        Expr::ScalarFunction(f) if f.name() == Kind::Fraction.name() => Expr::ScalarFunction(f),
         Expr::ScalarFunction(ScalarFunction { func, args }) => {
-            Expr::ScalarFunction(ScalarFunction { func, args: args.into_iter().map(|a| fractions(a, inputs, fraction).data).collect() })
+            Expr::ScalarFunction(ScalarFunction { func, args: args.into_iter().map(|a| fractions(a, inputs).data).collect() })
         }
         // A sum, a column or subquery giving one, a cast to `numeric`.
-        leaf => Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(fraction), vec![leaf])),
+        leaf => call(Kind::Fraction, leaf),
     };
     Transformed::yes(e)
 }
 
+/// The functions of the rewrite. Each is named after its argument, as a cast is, so a column
+/// keeps the name it had without the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `edgelens_fraction(x)`: an integer or a decimal as a `Float64`; any other value as it is.
+    Fraction,
+    /// `edgelens_round(x)`: a float rounded half away from zero, as PostgreSQL rounds a `numeric`
+    /// cast to an integer; any other value as it is.
+    Round,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fraction => "edgelens_fraction",
+            Kind::Round => "edgelens_round",
+        }
+    }
+
+    /// Whether the function changes a value of type `t` (others it returns as they are).
+    fn changes(self, t: &DataType) -> bool {
+        match self {
+            Kind::Fraction => t.is_integer() || t.is_decimal(),
+            Kind::Round => t.is_floating(),
+        }
+    }
+}
+
+fn udf(kind: Kind) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Udf { kind, signature: Signature::any(1, Volatility::Immutable) })
+}
+
+/// `kind(e)`.
+fn call(kind: Kind, e: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf(kind)), vec![e]))
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Fraction {
+struct Udf {
+    kind: Kind,
     signature: Signature,
 }
 
-fn becomes_float(t: &DataType) -> bool {
-    t.is_integer() || t.is_decimal()
-}
-
-impl ScalarUDFImpl for Fraction {
+impl ScalarUDFImpl for Udf {
     fn name(&self) -> &str {
-        NAME
+        self.kind.name()
     }
 
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
@@ -244,18 +317,30 @@ impl ScalarUDFImpl for Fraction {
 
     fn return_type(&self, types: &[DataType]) -> Result<DataType> {
         match types {
-            [t] if becomes_float(t) => Ok(DataType::Float64),
+            [t] if self.kind == Kind::Fraction && self.kind.changes(t) => Ok(DataType::Float64),
             [t] => Ok(t.clone()),
-            _ => plan_err!("{NAME} takes one argument"),
+            _ => plan_err!("{} takes one argument", self.name()),
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        match args.args.as_slice() {
-            [v] if becomes_float(&v.data_type()) => v.cast_to(&DataType::Float64, None),
-            [v] => Ok(v.clone()),
-            _ => exec_err!("{NAME} takes one argument"),
+        let [v] = args.args.as_slice() else { return exec_err!("{} takes one argument", self.name()) };
+        if !self.kind.changes(&v.data_type()) {
+            return Ok(v.clone());
         }
+        if self.kind == Kind::Fraction {
+            return v.cast_to(&DataType::Float64, None);
+        }
+        // Rounded as a Float64 (a Float32 or Float16 goes there and back).
+        let rounded = match v.cast_to(&DataType::Float64, None)? {
+            ColumnarValue::Scalar(ScalarValue::Float64(x)) => ColumnarValue::Scalar(ScalarValue::Float64(x.map(f64::round))),
+            ColumnarValue::Array(a) => match a.as_any().downcast_ref::<Float64Array>() {
+                Some(a) => ColumnarValue::Array(Arc::new(a.unary::<_, Float64Type>(f64::round))),
+                None => return exec_err!("{} of a {}", self.name(), a.data_type()),
+            },
+            other => return exec_err!("{} of a {}", self.name(), other.data_type()),
+        };
+        rounded.cast_to(&v.data_type(), None)
     }
 }
 
@@ -278,7 +363,9 @@ mod tests {
         .unwrap();
         let ctx = SessionContext::new();
         ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
-        ctx.register_udf(fraction_udf());
+        for f in udfs() {
+            ctx.register_udf(f);
+        }
         ctx
     }
 
@@ -321,6 +408,29 @@ mod tests {
         // A column of a subquery's fraction, read as it is: the reading node's schema says so too.
         let (rows, columns) = answer("SELECT f, f AS g FROM (SELECT sum(a) / sum(b) AS f FROM t) AS q").await;
         assert_eq!((rows.as_str(), columns[1].1.clone()), ("0.375 0.375", DataType::Float64));
+        // Casts to integers round, wherever the cast is, and keep the names they had (regression:
+        // a rounding function named otherwise made `GROUP BY 1` and outer queries fail).
+        let q = "(SELECT s, sum(a) / sum(b) AS f FROM t GROUP BY s) AS q";
+        for (sql, want) in [
+            (format!("SELECT (f * 10)::int AS bucket, count(*) AS n FROM {q} GROUP BY 1 ORDER BY 1"), "3 1; 5 1"),
+            (format!("SELECT (f * 10)::int, count(*) FROM {q} GROUP BY (f * 10)::int ORDER BY 1"), "3 1; 5 1"),
+            (format!("SELECT DISTINCT (f * 10)::int AS b FROM {q} ORDER BY 1"), "3; 5"),
+            (format!("SELECT max((f * 10)::int) AS m, count(*) FILTER (WHERE (f * 10)::int > 3) AS n FROM {q}"), "5 1"),
+            (format!("SELECT s, count(*) OVER (PARTITION BY (f * 10)::int) AS n FROM {q} ORDER BY s"), "x 1; y 1"),
+            ("SELECT * FROM (SELECT s, (sum(a) * 10 / sum(b))::int FROM t GROUP BY s) AS q ORDER BY 2".to_owned(), "x 3; y 5"),
+            (format!("SELECT count(*) AS n FROM {q} JOIN (SELECT 3 AS k) AS k ON (q.f * 10)::int = k.k"), "1"),
+            ("SELECT count(*) FILTER (WHERE h / r > 0.3) AS n FROM (SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s) AS q".to_owned(), "1"),
+            ("SELECT count(*) FILTER (WHERE h / r > 0.3) FROM (SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s) AS q".to_owned(), "1"),
+        ] {
+            assert_eq!(answer(&sql).await.0, want, "{sql}");
+        }
+        assert_eq!(answer("SELECT avg(a)::int FROM t").await, ("2".to_owned(), vec![("avg(t.a)".to_owned(), DataType::Int32)]));
+        // The side a semi join keeps (regression: of two sides as wide, the left one's columns
+        // were taken for the right one's).
+        for (left, right, want) in [("count(*)", "sum(a)", "x 0.5; y 1.0"), ("sum(a)", "count(*)", "x 0; y 0")] {
+            let sql = format!("SELECT q.s, q.h / 2 AS f FROM (SELECT s, {left} AS h FROM t GROUP BY s) AS p RIGHT SEMI JOIN (SELECT s, {right} AS h FROM t GROUP BY s) AS q ON p.s = q.s ORDER BY 1");
+            assert_eq!(answer(&sql).await.0, want, "{sql}");
+        }
         // Named as without the rewrite.
         assert_eq!(answer("SELECT sum(a) / sum(b) FROM t").await.1, vec![("sum(t.a) / sum(t.b)".to_owned(), DataType::Float64)]);
     }

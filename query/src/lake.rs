@@ -316,7 +316,9 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.remove_optimizer_rule("eliminate_group_by_constant");
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
-    ctx.register_udf(crate::fraction::fraction_udf());
+    for f in crate::fraction::udfs() {
+        ctx.register_udf(f);
+    }
     for table in ALL_TABLES {
         let provider = Arc::new(listing_table(dir, table, counts)?);
         match table.latest {

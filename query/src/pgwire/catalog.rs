@@ -796,7 +796,9 @@ impl Catalog {
         for f in functions(None) {
             ctx.register_udf(f);
         }
-        ctx.register_udf(crate::fraction::fraction_udf());
+        for f in crate::fraction::udfs() {
+            ctx.register_udf(f);
+        }
         Ok(Catalog { ctx, tables: Arc::new(tables) })
     }
 
