@@ -7,8 +7,9 @@
 //! its types are coerced. A value is PostgreSQL's `numeric` ([`numeric`]) when it is a `sum(…)`
 //! or `avg(…)` (an aggregate or a window's), a cast to `numeric`, a column an input computed as
 //! one (so a CTE's, a subquery's, a union's or a join's sum named `h` is one in `h / r`), a
-//! scalar subquery giving one, or arithmetic, a sign, a `CASE` result, `COALESCE`, `NULLIF`,
-//! `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN` or `MAX` over one. In each division with such an
+//! scalar subquery giving one, or arithmetic, a sign, a `CASE` result, `COALESCE` (`NVL`,
+//! `IFNULL`), `NULLIF`, `GREATEST`, `LEAST`, `ABS`, `ROUND`, `MIN`, `MAX`, `FIRST_VALUE`,
+//! `LAST_VALUE`, or `LAG`, `LEAD` or `NTH_VALUE` over one. In each division with such an
 //! operand, each such value the operands are made of becomes a `Float64` through
 //! `edgelens_fraction` before the arithmetic on it, so a product of a sum cannot wrap around
 //! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL. A cast of
@@ -92,7 +93,13 @@ fn keep_names(plan: LogicalPlan, names: &[(Option<TableReference>, String)]) -> 
     };
     Ok(match plan {
         LogicalPlan::Projection(p) => LogicalPlan::Projection(Projection::try_new(named(0, p.expr), p.input)?),
-        LogicalPlan::Aggregate(a) if !matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) => {
+        // Grouping sets: their expressions stay as they are (an alias cannot be written there),
+        // the aggregates after them and the grouping id are named again.
+        LogicalPlan::Aggregate(a) if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) => {
+            let groups = grouping_set_to_exprlist(&a.group_expr)?.len() + 1;
+            LogicalPlan::Aggregate(Aggregate::try_new(a.input, a.group_expr, named(groups, a.aggr_expr))?)
+        }
+        LogicalPlan::Aggregate(a) => {
             let groups = a.group_expr.len();
             LogicalPlan::Aggregate(Aggregate::try_new(a.input, named(0, a.group_expr), named(groups, a.aggr_expr))?)
         }
@@ -169,11 +176,16 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
         Expr::Case(c) => c.when_then_expr.iter().any(|(_, then)| numeric(then, inputs)) || c.else_expr.as_deref().is_some_and(|e| numeric(e, inputs)),
         Expr::Cast(c) => c.field.data_type().is_decimal(),
         Expr::TryCast(c) => c.field.data_type().is_decimal(),
-        Expr::ScalarFunction(f) => matches!(f.name(), "coalesce" | "nullif" | "greatest" | "least" | "abs" | "round" | "edgelens_fraction" | "edgelens_round") && any(&f.args),
+        Expr::ScalarFunction(f) => {
+            matches!(f.name(), "coalesce" | "nvl" | "ifnull" | "nullif" | "greatest" | "least" | "abs" | "round" | "edgelens_fraction" | "edgelens_round") && any(&f.args)
+        }
         Expr::AggregateFunction(f) => numeric_aggregate(f.func.name(), &f.params.args, inputs),
         Expr::WindowFunction(w) => match &w.fun {
             WindowFunctionDefinition::AggregateUDF(f) => numeric_aggregate(f.name(), &w.params.args, inputs),
-            WindowFunctionDefinition::WindowUDF(_) => false,
+            // A value of another row: `lag(r) OVER (…)`.
+            WindowFunctionDefinition::WindowUDF(f) => {
+                matches!(f.name(), "lag" | "lead" | "first_value" | "last_value" | "nth_value") && w.params.args.first().is_some_and(|a| numeric(a, inputs))
+            }
         },
         Expr::ScalarSubquery(s) => numeric_outputs(&s.subquery).first().copied().unwrap_or(false),
         _ => false,
@@ -183,7 +195,7 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
 fn numeric_aggregate(name: &str, args: &[Expr], inputs: &Inputs) -> bool {
     match name {
         "sum" | "avg" => true,
-        "min" | "max" => args.iter().any(|a| numeric(a, inputs)),
+        "min" | "max" | "first_value" | "last_value" => args.first().is_some_and(|a| numeric(a, inputs)),
         _ => false,
     }
 }
@@ -398,6 +410,8 @@ mod tests {
             ("SELECT h / 2 AS f FROM (SELECT max(a) AS h FROM t UNION ALL SELECT sum(a) AS h FROM t) AS u ORDER BY 1", "1.0; 1.5"),
             ("SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s HAVING h / r > 0.3 ORDER BY h / r DESC", "y 2 4"),
             ("SELECT s FROM t WHERE a * 1.0 > (SELECT sum(a) / sum(b) FROM t) * 4 ORDER BY s", "y"),
+            // Values of other rows, and COALESCE's other names.
+            ("WITH q AS (SELECT s, sum(a) AS h FROM t GROUP BY s) SELECT s, lag(h) OVER (ORDER BY s) / 4 AS f, first_value(h) OVER (ORDER BY s) / 4 AS g, nvl(h, 0) / 4 AS n FROM q ORDER BY s", "x 0.25 0.25; y 0.25 0.25 0.5"),
             // The sum is the fraction before the arithmetic on it: 3 × 4·10¹⁸ does not wrap around.
             ("SELECT sum(a) * 4000000000000000000 / sum(b) AS f FROM t", "1.5e18"),
             // A cast of a fraction to an integer rounds it, as PostgreSQL's cast of a numeric does.
@@ -421,6 +435,7 @@ mod tests {
             (format!("SELECT count(*) AS n FROM {q} JOIN (SELECT 3 AS k) AS k ON (q.f * 10)::int = k.k"), "1"),
             ("SELECT count(*) FILTER (WHERE h / r > 0.3) AS n FROM (SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s) AS q".to_owned(), "1"),
             ("SELECT count(*) FILTER (WHERE h / r > 0.3) FROM (SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s) AS q".to_owned(), "1"),
+            ("SELECT s, count(*) FILTER (WHERE h / r > 0.3) FROM (SELECT s, sum(a) AS h, sum(b) AS r FROM t GROUP BY s) AS q GROUP BY ROLLUP(s) ORDER BY 1".to_owned(), "x 0; y 1; 1"),
         ] {
             assert_eq!(answer(&sql).await.0, want, "{sql}");
         }

@@ -725,15 +725,7 @@ pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
             Dialect::ClickHouse => "nan".into(),
         },
         ParamValue::Numeric(n) => {
-            let (sign, digits) = n.strip_prefix('-').map_or(("", n.as_str()), |d| ("-", d));
-            let whole = !digits.is_empty() && digits.len() <= 38 && digits.bytes().all(|b| b.is_ascii_digit());
-            match dialect {
-                // A whole `numeric` stays one on the lake: as an integer literal `requests / $1`
-                // would divide integers, where PostgreSQL divides numerics (a fraction).
-                Dialect::DataFusion if whole => format!("CAST({sign}{digits} AS DECIMAL(38, 0))"),
-                _ if sign.is_empty() => n.clone(),
-                _ => format!("({n})"),
-            }
+            if n.starts_with('-') { format!("({n})") } else { n.clone() }
         }
         ParamValue::Text(s) => dialect.string(s),
         ParamValue::Bytes(b) => {
@@ -990,10 +982,5 @@ mod tests {
         assert_eq!(literal(ch, &ParamValue::Timestamp(5_364_662_400_000_000)), "toFloat64(5364662400)");
         assert_eq!(literal(df, &ParamValue::Date(20_758)), "CAST('2026-11-01' AS DATE)");
         assert_eq!(literal(df, &ParamValue::Numeric("-1.5".into())), "(-1.5)");
-        // A whole numeric stays a numeric on the lake (regression: `requests / $1` divided
-        // integers); ClickHouse's `/` gives a fraction of an integer.
-        assert_eq!(literal(df, &ParamValue::Numeric("-3".into())), "CAST(-3 AS DECIMAL(38, 0))");
-        assert_eq!(literal(ch, &ParamValue::Numeric("-3".into())), "(-3)");
-        assert_eq!(literal(ch, &ParamValue::Numeric("3".into())), "3");
     }
 }
