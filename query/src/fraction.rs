@@ -12,10 +12,13 @@
 //! `LAST_VALUE`, or `LAG`, `LEAD` or `NTH_VALUE` over one. In each division with such an
 //! operand, each such value the operands are made of becomes a `Float64` through
 //! `edgelens_fraction` before the arithmetic on it, so a product of a sum cannot wrap around
-//! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL. A cast of
-//! such a value, when it is a float, to an integer type rounds it half away from zero through
-//! `edgelens_round`, as PostgreSQL's cast of a `numeric` does (a cast truncates in DataFusion):
-//! `(sum(a) / sum(b))::bigint`, `avg(requests)::int`.
+//! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL.
+//!
+//! A cast of a float to an integer type rounds it half away from zero through `edgelens_round`,
+//! as PostgreSQL's cast of a `numeric` does (a cast truncates in DataFusion):
+//! `(sum(a) / sum(b))::bigint`, `avg(requests)::int`, `(requests * 1.5)::int` (`1.5` is a
+//! `numeric` in PostgreSQL, a float in DataFusion). (PostgreSQL rounds a `double precision` half
+//! to even; the lake has no such column.)
 //!
 //! Not seen: a sum an inner query reads from an outer one (a correlated subquery's outer
 //! reference), and the columns of a recursive CTE.
@@ -211,7 +214,7 @@ fn input_column(c: &Column, inputs: &Inputs) -> bool {
 
 /// One step of [`fractional_sums`] on an expression whose own expressions were rewritten
 /// already: a division with a `numeric` operand gets fractions for its operands' `numeric` values,
-/// a cast of a `numeric` fraction to an integer rounds it first.
+/// a cast of a float to an integer rounds it first.
 fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) if numeric(&left, inputs) || numeric(&right, inputs) => {
@@ -220,11 +223,11 @@ fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
             let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(left.data), Operator::Divide, Box::new(right.data)));
             Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
         }
-        Expr::Cast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && floating(&c.expr, inputs) => {
+        Expr::Cast(mut c) if c.field.data_type().is_integer() && floating(&c.expr, inputs) => {
             c.expr = Box::new(call(Kind::Round, *c.expr));
             Ok(Transformed::yes(Expr::Cast(c)))
         }
-        Expr::TryCast(mut c) if c.field.data_type().is_integer() && numeric(&c.expr, inputs) && floating(&c.expr, inputs) => {
+        Expr::TryCast(mut c) if c.field.data_type().is_integer() && floating(&c.expr, inputs) => {
             c.expr = Box::new(call(Kind::Round, *c.expr));
             Ok(Transformed::yes(Expr::TryCast(c)))
         }
@@ -416,6 +419,7 @@ mod tests {
             ("SELECT sum(a) * 4000000000000000000 / sum(b) AS f FROM t", "1.5e18"),
             // A cast of a fraction to an integer rounds it, as PostgreSQL's cast of a numeric does.
             ("SELECT (sum(a) * 10 / sum(b))::bigint AS n, avg(a)::int AS m, CAST(sum(a) AS bigint) AS k FROM t", "4 2 3"),
+            ("SELECT (count(*) * 1.25)::int AS n, (7 * 0.5)::int AS m, TRY_CAST(-2.5 AS int) AS k FROM t", "3 4 -3"),
         ] {
             assert_eq!(answer(sql).await.0, want, "{sql}");
         }
