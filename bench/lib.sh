@@ -1,19 +1,19 @@
 # shellcheck shell=bash
-# Shared set-up of the bench scripts: paths, the release binary and the one input file every
+# Shared set-up of the bench scripts: paths, the production binary and the one input file every
 # throughput bench reads (so their figures compare). Sourced, not run.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/edgelens/target}
 WORK=${EDGELENS_BENCH_DIR:-$HOME/.cache/edgelens/bench}
 mkdir -p "$WORK"
-# The binary the benches run: the workspace's release build, or EDGELENS_BENCH_BIN (e.g. a build of
-# another commit, which is then not built).
-BIN=${EDGELENS_BENCH_BIN:-$CARGO_TARGET_DIR/release/edgelens}
+# The binary the benches run: the workspace's build in the `production` profile (as deployed, see
+# Cargo.toml), or EDGELENS_BENCH_BIN (e.g. a build of another commit, which is then not built).
+BIN=${EDGELENS_BENCH_BIN:-$CARGO_TARGET_DIR/production/edgelens}
 
-# Build the release binary (a no-op when it is up to date; skipped with EDGELENS_BENCH_PREBUILT=1,
+# Build the production binary (a no-op when it is up to date; skipped with EDGELENS_BENCH_PREBUILT=1,
 # and when EDGELENS_BENCH_BIN names another binary).
 bench_build() {
   [ -z "${EDGELENS_BENCH_PREBUILT:-}" ] && [ -z "${EDGELENS_BENCH_BIN:-}" ] || return 0
-  cargo build --release --quiet --bin edgelens
+  cargo build --profile production --quiet --bin edgelens
 }
 
 # bench_input RPS DURATION [generate|existing] — sets FILE (the mixed-scenario file of that rate

@@ -15,7 +15,7 @@
 #      warm-up runs per question, edgelens and DuckDB alternating; answers compared);
 #   4. the section "Query latency vs DuckDB" of bench/RESULTS.md rewritten with the numbers.
 # Usage: bench/query_latency.sh [SITES] [DAYS] [REPS]   (defaults: 10000 30 20; on 2 cores ≈7 min
-#        when the lake exists, ≈+4 min to generate it, plus the release build when the sources
+#        when the lake exists, ≈+4 min to generate it, plus the production build when the sources
 #        changed; EDGELENS_BENCH_PREBUILT=1 skips it). Data: $HOME/.cache/edgelens/bench/ (or
 #        $EDGELENS_BENCH_DIR), not the repository. Distinct clients on the DuckDB side need Python
 #        `datasketches` (pip install datasketches); without it DuckDB's rates leave them out.
@@ -53,14 +53,14 @@ fi
 # lake with the binary's mtime, for later runs with EDGELENS_BENCH_PREBUILT=1), or a prebuilt one.
 STAMP=$(stat -c %Y "$BIN")
 if [ -z "${EDGELENS_BENCH_PREBUILT:-}" ]; then
-  BUILD="release binary built from commit $(git rev-parse --short HEAD)"
+  BUILD="production binary built from commit $(git rev-parse --short HEAD)"
   [ -z "$(git status --porcelain --untracked-files=no -- src query schemas ingest aggregate Cargo.toml Cargo.lock)" ] ||
     BUILD="$BUILD plus uncommitted changes in the work tree"
   printf '%s\t%s\n' "$STAMP" "$BUILD" > "$WORK/query-latency-build.txt"
 elif [ "$(cut -f1 "$WORK/query-latency-build.txt" 2>/dev/null)" = "$STAMP" ]; then
   BUILD="$(cut -f2 "$WORK/query-latency-build.txt")"
 else
-  BUILD="prebuilt release binary of $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
+  BUILD="prebuilt binary of $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
 fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -19,7 +19,7 @@
 #      of bench/RESULTS.md, rewritten with the machine, the date, the command and every table.
 # Needs the dev servers' tools (deploy/dev/install.sh); starts the broker and ClickHouse itself.
 # Data in $HOME/.cache/edgelens/bench (EDGELENS_BENCH_DIR); the inputs above 1M events are deleted
-# at the end unless EDGELENS_BENCH_KEEP=1. On 2 cores: about 45 minutes, plus the release build.
+# at the end unless EDGELENS_BENCH_KEEP=1. On 2 cores: about 45 minutes, plus the production build.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -103,7 +103,7 @@ lines = [
     "## Benchmark suite (`bench/run.sh`)",
     "",
     f"Command: `bash bench/run.sh`. Date {datetime.date.today().isoformat()}; {os.cpu_count()} vCPU {cpu}, "
-    f"{mem:.0f} GiB RAM, {platform.system()} {platform.release()}; release binary built from commit {commit}"
+    f"{mem:.0f} GiB RAM, {platform.system()} {platform.release()}; production binary built from commit {commit}"
     + (" plus uncommitted changes" if dirty else "") + f"; the whole run took {secs // 60} min. "
     "Everything ran on the same 2 cores: the broker, ClickHouse and DuckDB share them with edgelens. "
     "Plot: [`bench/suite.svg`](suite.svg).",
