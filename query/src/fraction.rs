@@ -1,7 +1,8 @@
-//! Division of sums as fractions on the lake, as PostgreSQL divides them: it sums `bigint`s (the
-//! tables' counts) as `numeric`, so `sum(cache_hits) / sum(requests)` is a fraction there, as it is
-//! in ClickHouse, whose `/` always gives one. DataFusion sums integers as integers and divides them
-//! as integers (0 for a hit ratio).
+//! Sums divided as fractions and fractions cast to integers rounded on the lake, as PostgreSQL
+//! does them. PostgreSQL sums `bigint`s (the tables' counts) as `numeric`, so
+//! `sum(cache_hits) / sum(requests)` is a fraction there, as it is in ClickHouse, whose `/` always
+//! gives one. DataFusion sums integers as integers and divides them as integers (0 for a hit
+//! ratio).
 //!
 //! [`fractional_sums`] rewrites a statement's plan, after DataFusion resolved its names and before
 //! its types are coerced. A value is PostgreSQL's `numeric` ([`numeric`]) when it is a `sum(…)`
@@ -48,7 +49,7 @@ pub fn udfs() -> [ScalarUDF; 2] {
 }
 
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
-/// fractions and its casts of them to integers rounded (see the module docs).
+/// fractions and its casts of fractions to integers rounded (see the module docs).
 pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
     rewrite_plan(plan).map(|t| t.data)
 }
@@ -56,7 +57,7 @@ pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// [`fractional_sums`] of `plan`: its subqueries and inputs first, then its own expressions; the
 /// schema of a node is computed again when they, or what it reads, changed.
 fn rewrite_plan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let below = plan.map_subqueries(|p| rewrite_plan(p))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p)))?;
+    let below = plan.map_subqueries(rewrite_plan)?.transform_sibling(|n| n.map_children(rewrite_plan))?;
     let changed_below = below.transformed;
     below.transform_parent(|node| {
         let inputs = inputs_of(&node);
@@ -96,8 +97,8 @@ fn keep_names(plan: LogicalPlan, names: &[(Option<TableReference>, String)]) -> 
     };
     Ok(match plan {
         LogicalPlan::Projection(p) => LogicalPlan::Projection(Projection::try_new(named(0, p.expr), p.input)?),
-        // Grouping sets: their expressions stay as they are (an alias cannot be written there),
-        // the aggregates after them and the grouping id are named again.
+        // Grouping sets: their expressions stay as they are (an alias cannot be written there);
+        // the aggregates, after them and the grouping id, are named again.
         LogicalPlan::Aggregate(a) if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) => {
             let groups = grouping_set_to_exprlist(&a.group_expr)?.len() + 1;
             LogicalPlan::Aggregate(Aggregate::try_new(a.input, a.group_expr, named(groups, a.aggr_expr))?)
