@@ -21,8 +21,8 @@
 //! `numeric` in PostgreSQL, a float in DataFusion). (PostgreSQL rounds a `double precision` half
 //! to even; the lake has no such column.)
 //!
-//! Not seen: a sum an inner query reads from an outer one (a correlated subquery's outer
-//! reference), and the columns of a recursive CTE.
+//! A correlated subquery's outer reference to a sum is one. Not seen: the columns of a recursive
+//! CTE.
 //!
 //! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`; `edgelens_round(x)`: a
 //! float is rounded. Any other value (an interval) is returned as it is. The column either makes is
@@ -51,16 +51,18 @@ pub fn udfs() -> [ScalarUDF; 2] {
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
 /// fractions and its casts of fractions to integers rounded (see the module docs).
 pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
-    rewrite_plan(plan).map(|t| t.data)
+    rewrite_plan(plan, None).map(|t| t.data)
 }
 
-/// [`fractional_sums`] of `plan`: its subqueries and inputs first, then its own expressions; the
-/// schema of a node is computed again when they, or what it reads, changed.
-fn rewrite_plan(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let below = plan.map_subqueries(rewrite_plan)?.transform_sibling(|n| n.map_children(rewrite_plan))?;
+/// [`fractional_sums`] of `plan` (in a subquery: `outer` is what the query around it reads): its
+/// subqueries and inputs first, then its own expressions; the schema of a node is computed again
+/// when they, or what it reads, changed.
+fn rewrite_plan(plan: LogicalPlan, outer: Option<&Inputs>) -> Result<Transformed<LogicalPlan>> {
+    let around = Inputs::of(&plan, outer);
+    let below = plan.map_subqueries(|p| rewrite_plan(p, Some(&around)))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p, outer)))?;
     let changed_below = below.transformed;
     below.transform_parent(|node| {
-        let inputs = inputs_of(&node);
+        let inputs = Inputs::of(&node, outer);
         let names: Vec<_> = node.schema().iter().map(|(q, f)| (q.cloned(), f.name().clone())).collect();
         let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs)))?;
         if !own.transformed && !changed_below {
@@ -115,20 +117,38 @@ fn keep_names(plan: LogicalPlan, names: &[(Option<TableReference>, String)]) -> 
     })
 }
 
-/// The inputs of a plan node, as its expressions see them: each one's schema, and which of its
-/// columns are `numeric` ([`numeric_outputs`]).
-type Inputs = [(DFSchemaRef, Vec<bool>)];
-
-fn inputs_of(plan: &LogicalPlan) -> Vec<(DFSchemaRef, Vec<bool>)> {
-    plan.inputs().into_iter().map(|i| (Arc::clone(i.schema()), numeric_outputs(i))).collect()
+/// What a plan node's expressions read: each input's schema and which of its columns are
+/// `numeric` ([`numeric_outputs`]); in a subquery, also what the node of the query around it
+/// reads, for its outer references.
+struct Inputs<'a> {
+    each: Vec<(DFSchemaRef, Vec<bool>)>,
+    outer: Option<&'a Inputs<'a>>,
 }
 
-/// Which output columns of `plan` are `numeric` in PostgreSQL (see the module docs), by position.
-fn numeric_outputs(plan: &LogicalPlan) -> Vec<bool> {
+impl<'a> Inputs<'a> {
+    fn of(plan: &LogicalPlan, outer: Option<&'a Inputs<'a>>) -> Inputs<'a> {
+        let each = plan.inputs().into_iter().map(|i| (Arc::clone(i.schema()), numeric_outputs(i, outer))).collect();
+        Inputs { each, outer }
+    }
+
+    /// Whether the input column `c` is `numeric` (a name no input has is not).
+    fn column(&self, c: &Column) -> bool {
+        self.each.iter().any(|(schema, numeric)| schema.maybe_index_of_column(c).is_some_and(|i| numeric.get(i).copied().unwrap_or(false)))
+    }
+
+    /// Whether the outer reference `c` is `numeric`, in the query around or one further out.
+    fn outer_column(&self, c: &Column) -> bool {
+        self.outer.is_some_and(|o| o.column(c) || o.outer_column(c))
+    }
+}
+
+/// Which output columns of `plan` (in a subquery: `outer` as for [`Inputs`]) are `numeric` in
+/// PostgreSQL (see the module docs), by position.
+fn numeric_outputs(plan: &LogicalPlan, outer: Option<&Inputs>) -> Vec<bool> {
     let width = plan.schema().fields().len();
-    let inputs = inputs_of(plan);
+    let inputs = Inputs::of(plan, outer);
     let of = |exprs: &[&Expr]| exprs.iter().map(|e| numeric(e, &inputs)).collect::<Vec<_>>();
-    let first = || inputs.first().map(|(_, n)| n.clone()).unwrap_or_default();
+    let first = || inputs.each.first().map(|(_, n)| n.clone()).unwrap_or_default();
     let outputs = match plan {
         LogicalPlan::Projection(p) => of(&p.expr.iter().collect::<Vec<_>>()),
         LogicalPlan::Aggregate(a) => {
@@ -153,7 +173,7 @@ fn numeric_outputs(plan: &LogicalPlan) -> Vec<bool> {
         | LogicalPlan::Distinct(Distinct::All(_)) => first(),
         LogicalPlan::Join(j) => {
             // Both sides, or one for a semi or anti join (and its mark for a mark join).
-            let (left, right) = (first(), inputs.get(1).map(|(_, n)| n.clone()).unwrap_or_default());
+            let (left, right) = (first(), inputs.each.get(1).map(|(_, n)| n.clone()).unwrap_or_default());
             match j.join_type {
                 JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => left.into_iter().chain([false]).take(width).collect(),
                 JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => right.into_iter().chain([false]).take(width).collect(),
@@ -161,19 +181,19 @@ fn numeric_outputs(plan: &LogicalPlan) -> Vec<bool> {
             }
         }
         LogicalPlan::Union(_) => {
-            (0..width).map(|i| inputs.iter().any(|(_, n)| n.get(i).copied().unwrap_or(false))).collect()
+            (0..width).map(|i| inputs.each.iter().any(|(_, n)| n.get(i).copied().unwrap_or(false))).collect()
         }
         _ => Vec::new(),
     };
     if outputs.len() == width { outputs } else { vec![false; width] }
 }
 
-/// Whether `e`, over `inputs` (each input's schema and [`numeric_outputs`]), is PostgreSQL's
-/// `numeric`: see the module docs.
+/// Whether `e`, over `inputs`, is PostgreSQL's `numeric`: see the module docs.
 fn numeric(e: &Expr, inputs: &Inputs) -> bool {
     let any = |es: &[Expr]| es.iter().any(|e| numeric(e, inputs));
     match e {
-        Expr::Column(c) => input_column(c, inputs),
+        Expr::Column(c) => inputs.column(c),
+        Expr::OuterReferenceColumn(_, c) => inputs.outer_column(c),
         Expr::Alias(a) => numeric(&a.expr, inputs),
         Expr::BinaryExpr(b) => arithmetic(b.op) && (numeric(&b.left, inputs) || numeric(&b.right, inputs)),
         Expr::Negative(inner) => numeric(inner, inputs),
@@ -191,7 +211,7 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
                 matches!(f.name(), "lag" | "lead" | "first_value" | "last_value" | "nth_value") && w.params.args.first().is_some_and(|a| numeric(a, inputs))
             }
         },
-        Expr::ScalarSubquery(s) => numeric_outputs(&s.subquery).first().copied().unwrap_or(false),
+        Expr::ScalarSubquery(s) => numeric_outputs(&s.subquery, Some(inputs)).first().copied().unwrap_or(false),
         _ => false,
     }
 }
@@ -206,11 +226,6 @@ fn numeric_aggregate(name: &str, args: &[Expr], inputs: &Inputs) -> bool {
 
 fn arithmetic(op: Operator) -> bool {
     matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo)
-}
-
-/// Whether the input column `c` is `numeric` (an outer reference, or a name no input has, is not).
-fn input_column(c: &Column, inputs: &Inputs) -> bool {
-    inputs.iter().any(|(schema, numeric)| schema.maybe_index_of_column(c).is_some_and(|i| numeric.get(i).copied().unwrap_or(false)))
 }
 
 /// One step of [`fractional_sums`] on an expression whose own expressions were rewritten
@@ -238,7 +253,7 @@ fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
 
 /// Whether `e`, over the node's `inputs`, has a float type.
 fn floating(e: &Expr, inputs: &Inputs) -> bool {
-    let t = match inputs {
+    let t = match inputs.each.as_slice() {
         [(schema, _)] => e.get_type(schema.as_ref()),
         [(left, _), (right, _)] => left.join(right).and_then(|both| e.get_type(&both)),
         _ => return false,
@@ -451,6 +466,9 @@ mod tests {
             let sql = format!("SELECT q.s, q.h / 2 AS f FROM (SELECT s, {left} AS h FROM t GROUP BY s) AS p RIGHT SEMI JOIN (SELECT s, {right} AS h FROM t GROUP BY s) AS q ON p.s = q.s ORDER BY 1");
             assert_eq!(answer(&sql).await.0, want, "{sql}");
         }
+        // A sum of the query around a correlated subquery (x: 1 * 0.5 = 1 / 2 only as fractions).
+        let sql = "SELECT count(*) AS n FROM (SELECT s, sum(a) AS h FROM t GROUP BY s) AS q WHERE EXISTS (SELECT 1 FROM t AS u WHERE u.s = q.s AND u.a * 0.5 = q.h / 2)";
+        assert_eq!(answer(sql).await.0, "2", "{sql}");
         // Named as without the rewrite.
         assert_eq!(answer("SELECT sum(a) / sum(b) FROM t").await.1, vec![("sum(t.a) / sum(t.b)".to_owned(), DataType::Float64)]);
     }
