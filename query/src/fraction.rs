@@ -15,17 +15,19 @@
 //! `edgelens_fraction` before the arithmetic on it, so a product of a sum cannot wrap around
 //! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL.
 //!
-//! A cast of a float to an integer type rounds it half away from zero through `edgelens_round`,
-//! as PostgreSQL's cast of a `numeric` does (a cast truncates in DataFusion):
-//! `(sum(a) / sum(b))::bigint`, `avg(requests)::int`, `(requests * 1.5)::int` (`1.5` is a
-//! `numeric` in PostgreSQL, a float in DataFusion). (PostgreSQL rounds a `double precision` half
-//! to even; the lake has no such column.)
+//! A cast of a float to a signed integer type rounds it, where DataFusion's cast truncates: a
+//! `numeric` one (which includes a fractional literal: `1.5` is a `numeric` in PostgreSQL, a float
+//! in DataFusion) half away from zero through `edgelens_round`, as PostgreSQL's cast of a
+//! `numeric` does — `(sum(a) / sum(b))::bigint`, `avg(requests)::int`, `(requests * 1.5)::int`;
+//! any other (`CAST(x AS DOUBLE)`, `date_part(…)`) half to even through `edgelens_rint`, as
+//! PostgreSQL's cast of a `double precision` does. `EXTRACT(…)`, a `numeric` in PostgreSQL, is
+//! marked as one by [`crate::sql_compat`] ([`NUMERIC_MARK`]).
 //!
 //! A correlated subquery's outer reference to a sum is one. Not seen: the columns of a recursive
 //! CTE.
 //!
-//! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`; `edgelens_round(x)`: a
-//! float is rounded. Any other value (an interval) is returned as it is. The column either makes is
+//! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`; `edgelens_round(x)` and
+//! `edgelens_rint(x)`: a float is rounded. Any other value (an interval) is returned as it is. The column either makes is
 //! named as its argument's, as a cast's is, so a column keeps the name it has without the rewrite
 //! (a `GROUP BY 1` or an outer query finds it). Pure: no I/O.
 
@@ -34,7 +36,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::Float64Array;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchemaRef, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err};
 use datafusion::logical_expr::expr::{ScalarFunction, WindowFunctionDefinition};
 use datafusion::logical_expr::utils::grouping_set_to_exprlist;
 use datafusion::logical_expr::{
@@ -42,10 +44,14 @@ use datafusion::logical_expr::{
     Signature, Union, Volatility, Window,
 };
 
+/// The name of the function that marks a float as PostgreSQL's `numeric` (it is
+/// `edgelens_fraction`, which leaves a float as it is), for statements to call.
+pub const NUMERIC_MARK: &str = "edgelens_fraction";
+
 /// The functions the rewrite calls, to register on every session that plans statements
 /// [`fractional_sums`] rewrote.
-pub fn udfs() -> [ScalarUDF; 2] {
-    [Kind::Fraction, Kind::Round].map(udf)
+pub fn udfs() -> [ScalarUDF; 3] {
+    [Kind::Fraction, Kind::Round, Kind::Rint].map(udf)
 }
 
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
@@ -133,12 +139,18 @@ impl<'a> Inputs<'a> {
 
     /// Whether the input column `c` is `numeric` (a name no input has is not).
     fn column(&self, c: &Column) -> bool {
-        self.each.iter().any(|(schema, numeric)| schema.maybe_index_of_column(c).is_some_and(|i| numeric.get(i).copied().unwrap_or(false)))
+        self.find(c).unwrap_or(false)
     }
 
-    /// Whether the outer reference `c` is `numeric`, in the query around or one further out.
+    /// Whether the input column `c` is `numeric`, when an input has it.
+    fn find(&self, c: &Column) -> Option<bool> {
+        self.each.iter().find_map(|(schema, numeric)| schema.maybe_index_of_column(c).map(|i| numeric.get(i).copied().unwrap_or(false)))
+    }
+
+    /// Whether the outer reference `c` is `numeric`: in the nearest query around that has it, as
+    /// the reference is resolved.
     fn outer_column(&self, c: &Column) -> bool {
-        self.outer.is_some_and(|o| o.column(c) || o.outer_column(c))
+        self.outer.is_some_and(|o| o.find(c).unwrap_or_else(|| o.outer_column(c)))
     }
 }
 
@@ -193,6 +205,8 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
     let any = |es: &[Expr]| es.iter().any(|e| numeric(e, inputs));
     match e {
         Expr::Column(c) => inputs.column(c),
+        // A fractional literal: PostgreSQL's `1.5` is a `numeric`.
+        Expr::Literal(v, _) => v.data_type().is_floating(),
         Expr::OuterReferenceColumn(_, c) => inputs.outer_column(c),
         Expr::Alias(a) => numeric(&a.expr, inputs),
         Expr::BinaryExpr(b) => arithmetic(b.op) && (numeric(&b.left, inputs) || numeric(&b.right, inputs)),
@@ -200,8 +214,10 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
         Expr::Case(c) => c.when_then_expr.iter().any(|(_, then)| numeric(then, inputs)) || c.else_expr.as_deref().is_some_and(|e| numeric(e, inputs)),
         Expr::Cast(c) => c.field.data_type().is_decimal(),
         Expr::TryCast(c) => c.field.data_type().is_decimal(),
+        // What the rewrite or a statement ([`NUMERIC_MARK`]) made a fraction is one.
+        Expr::ScalarFunction(f) if f.name() == Kind::Fraction.name() => true,
         Expr::ScalarFunction(f) => {
-            matches!(f.name(), "coalesce" | "nvl" | "ifnull" | "nullif" | "greatest" | "least" | "abs" | "round" | "edgelens_fraction" | "edgelens_round") && any(&f.args)
+            matches!(f.name(), "coalesce" | "nvl" | "ifnull" | "nullif" | "greatest" | "least" | "abs" | "round" | "edgelens_round" | "edgelens_rint") && any(&f.args)
         }
         Expr::AggregateFunction(f) => numeric_aggregate(f.func.name(), &f.params.args, inputs),
         Expr::WindowFunction(w) => match &w.fun {
@@ -239,21 +255,29 @@ fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
             let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(left.data), Operator::Divide, Box::new(right.data)));
             Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
         }
-        Expr::Cast(mut c) if c.field.data_type().is_integer() && floating(&c.expr, inputs) => {
-            c.expr = Box::new(call(Kind::Round, *c.expr));
+        Expr::Cast(mut c) if c.field.data_type().is_signed_integer() && floating(&c.expr, inputs) => {
+            c.expr = Box::new(rounded(*c.expr, inputs));
             Ok(Transformed::yes(Expr::Cast(c)))
         }
-        Expr::TryCast(mut c) if c.field.data_type().is_integer() && floating(&c.expr, inputs) => {
-            c.expr = Box::new(call(Kind::Round, *c.expr));
+        Expr::TryCast(mut c) if c.field.data_type().is_signed_integer() && floating(&c.expr, inputs) => {
+            c.expr = Box::new(rounded(*c.expr, inputs));
             Ok(Transformed::yes(Expr::TryCast(c)))
         }
         e => Ok(Transformed::no(e)),
     }
 }
 
+/// The float `e`, to be cast to an integer, rounded as PostgreSQL rounds it there: a `numeric`
+/// half away from zero, a `double precision` half to even.
+fn rounded(e: Expr, inputs: &Inputs) -> Expr {
+    let kind = if numeric(&e, inputs) { Kind::Round } else { Kind::Rint };
+    call(kind, e)
+}
+
 /// Whether `e`, over the node's `inputs`, has a float type.
 fn floating(e: &Expr, inputs: &Inputs) -> bool {
     let t = match inputs.each.as_slice() {
+        [] => e.get_type(&DFSchema::empty()),
         [(schema, _)] => e.get_type(schema.as_ref()),
         [(left, _), (right, _)] => left.join(right).and_then(|both| e.get_type(&both)),
         _ => return false,
@@ -281,6 +305,8 @@ fn fractions(e: Expr, inputs: &Inputs) -> Transformed<Expr> {
             Expr::Case(c)
         }
         Expr::ScalarFunction(f) if f.name() == Kind::Fraction.name() => Expr::ScalarFunction(f),
+        // A fractional literal is a float already.
+        literal @ Expr::Literal(..) => return Transformed::no(literal),
         Expr::ScalarFunction(ScalarFunction { func, args }) => {
             Expr::ScalarFunction(ScalarFunction { func, args: args.into_iter().map(|a| fractions(a, inputs).data).collect() })
         }
@@ -299,6 +325,9 @@ enum Kind {
     /// `edgelens_round(x)`: a float rounded half away from zero, as PostgreSQL rounds a `numeric`
     /// cast to an integer; any other value as it is.
     Round,
+    /// `edgelens_rint(x)`: a float rounded half to even, as PostgreSQL rounds a `double precision`
+    /// cast to an integer; any other value as it is.
+    Rint,
 }
 
 impl Kind {
@@ -306,6 +335,7 @@ impl Kind {
         match self {
             Kind::Fraction => "edgelens_fraction",
             Kind::Round => "edgelens_round",
+            Kind::Rint => "edgelens_rint",
         }
     }
 
@@ -313,7 +343,7 @@ impl Kind {
     fn changes(self, t: &DataType) -> bool {
         match self {
             Kind::Fraction => t.is_integer() || t.is_decimal(),
-            Kind::Round => t.is_floating(),
+            Kind::Round | Kind::Rint => t.is_floating(),
         }
     }
 }
@@ -363,10 +393,11 @@ impl ScalarUDFImpl for Udf {
             return v.cast_to(&DataType::Float64, None);
         }
         // Rounded as a Float64 (a Float32 or Float16 goes there and back).
+        let round = if self.kind == Kind::Round { f64::round } else { f64::round_ties_even };
         let rounded = match v.cast_to(&DataType::Float64, None)? {
-            ColumnarValue::Scalar(ScalarValue::Float64(x)) => ColumnarValue::Scalar(ScalarValue::Float64(x.map(f64::round))),
+            ColumnarValue::Scalar(ScalarValue::Float64(x)) => ColumnarValue::Scalar(ScalarValue::Float64(x.map(round))),
             ColumnarValue::Array(a) => match a.as_any().downcast_ref::<Float64Array>() {
-                Some(a) => ColumnarValue::Array(Arc::new(a.unary::<_, Float64Type>(f64::round))),
+                Some(a) => ColumnarValue::Array(Arc::new(a.unary::<_, Float64Type>(round))),
                 None => return exec_err!("{} of a {}", self.name(), a.data_type()),
             },
             other => return exec_err!("{} of a {}", self.name(), other.data_type()),
@@ -436,6 +467,10 @@ mod tests {
             // A cast of a fraction to an integer rounds it, as PostgreSQL's cast of a numeric does.
             ("SELECT (sum(a) * 10 / sum(b))::bigint AS n, avg(a)::int AS m, CAST(sum(a) AS bigint) AS k FROM t", "4 2 3"),
             ("SELECT (count(*) * 1.25)::int AS n, (7 * 0.5)::int AS m, TRY_CAST(-2.5 AS int) AS k FROM t", "3 4 -3"),
+            // A double precision rounds half to even (regression: half away from zero, as a numeric).
+            ("SELECT (CAST(a AS DOUBLE) * 1.25)::int AS n, CAST(CAST(2.5 AS DOUBLE) AS int) AS m FROM t WHERE s = 'x'", "1 2"),
+            // In VALUES too; an unsigned target is cut as before (a negative half is no error).
+            ("SELECT * FROM (VALUES ((7 * 0.5)::int, CAST(-0.6 AS INT UNSIGNED))) AS v(a, b)", "4 0"),
         ] {
             assert_eq!(answer(sql).await.0, want, "{sql}");
         }
@@ -468,6 +503,9 @@ mod tests {
         }
         // A sum of the query around a correlated subquery (x: 1 * 0.5 = 1 / 2 only as fractions).
         let sql = "SELECT count(*) AS n FROM (SELECT s, sum(a) AS h FROM t GROUP BY s) AS q WHERE EXISTS (SELECT 1 FROM t AS u WHERE u.s = q.s AND u.a * 0.5 = q.h / 2)";
+        assert_eq!(answer(sql).await.0, "2", "{sql}");
+        // ... as resolved: a middle query's own column of the outer sum's name is its own (a count).
+        let sql = "SELECT count(*) AS n FROM (SELECT s, sum(a) AS h FROM t GROUP BY s) AS q WHERE EXISTS (SELECT 1 FROM (SELECT s, count(*) AS h FROM t GROUP BY s) AS q WHERE EXISTS (SELECT 1 FROM t AS u WHERE u.s = q.s AND u.a * 0 = q.h / 2))";
         assert_eq!(answer(sql).await.0, "2", "{sql}");
         // Named as without the rewrite.
         assert_eq!(answer("SELECT sum(a) / sum(b) FROM t").await.1, vec![("sum(t.a) / sum(t.b)".to_owned(), DataType::Float64)]);

@@ -662,6 +662,12 @@ mod tests {
             answer("WITH t AS (SELECT date, sum(requests) AS r, sum(bytes) * 2 AS b FROM traffic_1m GROUP BY date) SELECT date, r / b AS f, (r * 3 / b)::bigint AS n FROM t ORDER BY date").await,
             r#"[{"date":"2026-11-01","f":0.5,"n":2},{"date":"2026-11-02","f":0.5,"n":2}]"#
         );
+        // Casts to integers round: EXTRACT is a numeric (half away from zero), date_part a double
+        // precision (half to even), as in PostgreSQL; DataFusion's casts cut both.
+        assert_eq!(
+            answer("SELECT (EXTRACT(EPOCH FROM ts) / 512)::bigint - 3502912 AS e, (date_part('epoch', ts) / 512)::bigint - 3502912 AS d FROM traffic_1m WHERE date = '2026-11-01'").await,
+            r#"[{"e":1,"d":0}]"#
+        );
         // Output columns that are sums, divided in HAVING and ORDER BY.
         assert_eq!(
             answer("SELECT date, sum(requests) AS r, sum(bytes) * 2 AS b FROM traffic_1m GROUP BY date HAVING r / b > 0.4 ORDER BY r / b, date").await,

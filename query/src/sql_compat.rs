@@ -23,6 +23,8 @@
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
+//! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
+//!   ([`numeric_extract`]).
 //!
 //! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
 //! [`rewrite`] after the read-only guard. (Divisions of sums are made fractions on the plan, by
@@ -341,8 +343,26 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             }))
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
+        Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
         _ => Ok(None),
     }
+}
+
+/// `EXTRACT(…)` marked as the `numeric` it is in PostgreSQL (14 and later), where `date_part(…)`
+/// is a `double precision`: [`crate::fraction`] then rounds a cast of it to an integer as a
+/// `numeric` (half away from zero). The mark, `edgelens_fraction`, leaves a float as it is.
+fn numeric_extract(extract: Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(crate::fraction::NUMERIC_MARK)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(extract))], clauses: Vec::new() }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 /// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
