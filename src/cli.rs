@@ -839,7 +839,9 @@ fn aggregate(a: AggregateArgs) -> Result<()> {
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    // The Postgres wire's `Describe` plans a statement on these threads: room for the statements
+    // the SQL limits allow (a chain of 256 `UNION`s; tokio's default is 2 MiB).
+    Ok(tokio::runtime::Builder::new_multi_thread().thread_stack_size(16 << 20).enable_all().build()?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

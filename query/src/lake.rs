@@ -344,6 +344,9 @@ fn current_versions(table: &TableDef, latest: Latest, stored: Arc<ListingTable>)
     Ok(ViewTable::new(plan, None))
 }
 
+/// Stack of each thread of [`exec_runtime`] (address space; pages are used as touched).
+const EXEC_STACK_BYTES: usize = 64 << 20;
+
 /// The runtime queries execute on: its own threads, so CPU-heavy plans (DataFusion polls them
 /// without yielding) never starve the listeners and their timeouts on the caller's runtime.
 fn exec_runtime() -> &'static tokio::runtime::Runtime {
@@ -352,6 +355,10 @@ fn exec_runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(std::thread::available_parallelism().map_or(2, usize::from))
             .thread_name("edgelens-query-exec")
+            // Planning and running recurse once per level of a statement (a chain of operators,
+            // of `UNION`s, of nested queries): room for the limits `sql_compat` allows, in a
+            // debug build too (2 MiB, the default, held about 140 `UNION ALL` branches there).
+            .thread_stack_size(EXEC_STACK_BYTES)
             .enable_all()
             .build()
             .expect("query execution runtime")
@@ -679,6 +686,18 @@ mod tests {
         // The sum is the fraction, before the arithmetic on it: 14 × 4·10¹⁸ does not wrap around.
         let big: serde_json::Value = serde_json::from_str(&answer("SELECT sum(bytes) * 4000000000000000000 / sum(requests) AS b FROM traffic_1m").await).unwrap();
         assert_eq!(big[0]["b"].as_f64(), Some(4e18), "{big}");
+    }
+
+    /// Regression: about 600 `UNION ALL` branches (140 in a debug build) overflowed the stack of
+    /// the query's thread, which aborted the whole service; as many as `sql_compat` allows run.
+    #[tokio::test]
+    async fn a_statement_of_as_many_unions_as_allowed_runs() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        let branches = (0..=crate::sql_compat::MAX_SET_OPERATIONS).map(|i| format!("SELECT site FROM traffic_1m WHERE requests > {i}")).collect::<Vec<_>>();
+        let sql = format!("SELECT count(*) AS n FROM ({}) AS u", branches.join(" UNION ALL "));
+        let r = lake.user_sql(&sql).await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":14}]"#);
     }
 
     /// Regression: `site = 5` failed with "Cannot cast string 'x' to value of Int64 type", which

@@ -22,7 +22,8 @@
 //!   `x` itself (which `ORDER BY x` adds).
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
-//!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused.
+//!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused, as is one with more than
+//!   [`MAX_SET_OPERATIONS`] `UNION`/`INTERSECT`/`EXCEPT` operators.
 //! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
 //!   ([`numeric_extract`]).
 //!
@@ -59,7 +60,41 @@ fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Re
     if let Some(e) = rewriter.error {
         return Err(e);
     }
-    check_depth(statement)
+    check_depth(statement)?;
+    let operations = set_operations(statement);
+    if operations > MAX_SET_OPERATIONS {
+        return Err(QueryError::LimitExceeded(format!(
+            "the statement has {operations} UNION, INTERSECT or EXCEPT operators, more than the limit of {MAX_SET_OPERATIONS}; split it into several statements"
+        )));
+    }
+    Ok(())
+}
+
+/// Most `UNION`/`INTERSECT`/`EXCEPT` operators a statement may have: planning and running a chain
+/// of them recurses once per operator (about 600 exhausted a 2 MiB thread stack; the query
+/// service's threads have more, see `lake::exec_runtime`).
+pub const MAX_SET_OPERATIONS: usize = 256;
+
+/// How many `UNION`, `INTERSECT` and `EXCEPT` operators `statement` has, in all its queries.
+fn set_operations(statement: &datafusion::sql::sqlparser::ast::Statement) -> usize {
+    struct Count(usize);
+    impl Visitor for Count {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            // A bracketed query inside a set operation is a query of its own, counted when visited.
+            fn count(body: &SetExpr) -> usize {
+                match body {
+                    SetExpr::SetOperation { left, right, .. } => 1 + count(left) + count(right),
+                    _ => 0,
+                }
+            }
+            self.0 += count(&query.body);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = statement.visit(&mut count);
+    count.0
 }
 
 /// Deepest nesting of expressions a statement may have: the planner recurses once per level, and
@@ -677,9 +712,6 @@ mod tests {
         rewrite(&mut statement).unwrap_err().to_string()
     }
 
-    /// Regression: `sum(cache_hits) / sum(requests)` divided integers on the lake (0 for a hit
-    /// ratio), where PostgreSQL divides `numeric`s and ClickHouse floats; so did a ratio against a
-    /// scalar subquery's sum, or of a COALESCE of sums.
     /// Regression: `PREWHERE` (ClickHouse's) parsed and was ignored on the lake, which answered
     /// with every row.
     #[test]
@@ -822,6 +854,22 @@ mod tests {
         };
         assert!(with(chain(MAX_EXPRESSION_DEPTH - 1)).is_ok());
         assert!(matches!(with(chain(MAX_EXPRESSION_DEPTH)), Err(QueryError::LimitExceeded(_))));
+    }
+
+    /// Regression: about 600 `UNION ALL` branches overflowed the query thread's stack, which
+    /// aborted the whole query service.
+    #[test]
+    fn too_many_set_operations_are_refused() {
+        let union = |n: usize| (0..=n).map(|i| format!("SELECT {i} AS x")).collect::<Vec<_>>().join(" UNION ALL ");
+        let with = |sql: String| {
+            let mut statement = crate::sql_parse::datafusion_statements(&sql).unwrap().pop_front().unwrap();
+            rewrite(&mut statement)
+        };
+        assert!(with(union(MAX_SET_OPERATIONS)).is_ok());
+        assert!(matches!(with(union(MAX_SET_OPERATIONS + 1)), Err(QueryError::LimitExceeded(_))));
+        // Counted in every query of the statement.
+        let half = union(MAX_SET_OPERATIONS / 2);
+        assert!(matches!(with(format!("SELECT * FROM ({half}) AS a, ({half} INTERSECT SELECT 1) AS b")), Err(QueryError::LimitExceeded(_))));
     }
 
     #[test]
