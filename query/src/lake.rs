@@ -117,12 +117,6 @@ impl Lake {
         &self.dir
     }
 
-    /// The DataFusion session user SQL is planned in (for embedding, e.g. the Postgres wire
-    /// protocol's `Describe`).
-    pub fn user_context(&self) -> &SessionContext {
-        &self.user_ctx
-    }
-
     /// Run trusted SQL (no read-only guard) and collect the batches.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         Ok(self.query(sql, Vec::new()).await?.batches)
@@ -197,6 +191,15 @@ impl Lake {
         }
     }
 
+    /// The plan of a user statement (checked by [`sql_guard::check`]) in the user SQL session, for
+    /// running it or describing it (the Postgres wire's `Describe`): as DataFusion plans it, with
+    /// sums divided as PostgreSQL divides them ([`crate::fraction`]), verified to read only.
+    pub async fn user_plan(&self, statement: datafusion::sql::parser::Statement) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let plan = self.user_ctx.state().statement_to_plan(statement).await.and_then(crate::fraction::fractional_sums).map_err(QueryError::from_user_sql)?;
+        sql_guard::verify_plan(&plan)?;
+        Ok(plan)
+    }
+
     async fn user_sql_unchecked(&self, sql: &str) -> Result<QueryResult> {
         let statement = sql_guard::check(sql)?;
         let state = self.user_ctx.state();
@@ -208,8 +211,7 @@ impl Lake {
                 return Err(missing);
             }
         }
-        let plan = state.statement_to_plan(statement).await.and_then(crate::fraction::fractional_sums).map_err(QueryError::from_user_sql)?;
-        sql_guard::verify_plan(&plan)?;
+        let plan = self.user_plan(statement).await?;
         let df = self.user_ctx.execute_logical_plan(plan).await?;
         let limits = self.limits;
         let task = Arc::new(df.task_ctx());

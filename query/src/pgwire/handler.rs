@@ -204,10 +204,7 @@ async fn plan_description(backend: &Backend, sql: &str, scope: Option<&TenantSco
     };
     match backend {
         Backend::Lake(lake) => {
-            let statement = sql_guard::check(sql)?;
-            let plan = lake.user_context().state().statement_to_plan(statement).await;
-            let plan = plan.and_then(crate::fraction::fractional_sums).map_err(QueryError::from_user_sql)?;
-            sql_guard::verify_plan(&plan)?;
+            let plan = lake.user_plan(sql_guard::check(sql)?).await?;
             let types = plan.get_parameter_types().map_err(QueryError::from_user_sql)?;
             Ok((ordered_placeholder_types(&types), Arc::new(plan.schema().as_arrow().clone())))
         }
