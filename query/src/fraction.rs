@@ -19,17 +19,18 @@
 //! `numeric` one (which includes a fractional literal: `1.5` is a `numeric` in PostgreSQL, a float
 //! in DataFusion) half away from zero through `edgelens_round`, as PostgreSQL's cast of a
 //! `numeric` does — `(sum(a) / sum(b))::bigint`, `avg(requests)::int`, `(requests * 1.5)::int`;
-//! any other (`CAST(x AS DOUBLE)`, `date_part(…)`) half to even through `edgelens_rint`, as
-//! PostgreSQL's cast of a `double precision` does. `EXTRACT(…)`, a `numeric` in PostgreSQL, is
+//! any other (`CAST(x AS DOUBLE)`, `date_part(…)`, and arithmetic on them, even with a `numeric`)
+//! half to even through `edgelens_rint`, as PostgreSQL's cast of a `double precision` does. `EXTRACT(…)`, a `numeric` in PostgreSQL, is
 //! marked as one by [`crate::sql_compat`] ([`NUMERIC_MARK`]).
 //!
 //! A correlated subquery's outer reference to a sum is one. Not seen: the columns of a recursive
 //! CTE.
 //!
 //! `edgelens_fraction(x)`: an integer or a decimal becomes a `Float64`; `edgelens_round(x)` and
-//! `edgelens_rint(x)`: a float is rounded. Any other value (an interval) is returned as it is. The column either makes is
-//! named as its argument's, as a cast's is, so a column keeps the name it has without the rewrite
-//! (a `GROUP BY 1` or an outer query finds it). Pure: no I/O.
+//! `edgelens_rint(x)`: a float is rounded; `edgelens_numeric(x)` changes nothing. Any other value
+//! (an interval) is returned as it is. The column each makes is named as its argument's, as a
+//! cast's is, so a column keeps the name it has without the rewrite (a `GROUP BY 1` or an outer
+//! query finds it). Pure: no I/O.
 
 use std::sync::Arc;
 
@@ -44,14 +45,14 @@ use datafusion::logical_expr::{
     Signature, Union, Volatility, Window,
 };
 
-/// The name of the function that marks a float as PostgreSQL's `numeric` (it is
-/// `edgelens_fraction`, which leaves a float as it is), for statements to call.
-pub const NUMERIC_MARK: &str = "edgelens_fraction";
+/// The name of the function that marks a value as PostgreSQL's `numeric` (`edgelens_numeric`,
+/// which returns it as it is), for statements to call.
+pub const NUMERIC_MARK: &str = "edgelens_numeric";
 
-/// The functions the rewrite calls, to register on every session that plans statements
-/// [`fractional_sums`] rewrote.
-pub fn udfs() -> [ScalarUDF; 3] {
-    [Kind::Fraction, Kind::Round, Kind::Rint].map(udf)
+/// The functions the rewrite and statements call, to register on every session that plans
+/// statements [`fractional_sums`] rewrote.
+pub fn udfs() -> [ScalarUDF; 4] {
+    [Kind::Fraction, Kind::Round, Kind::Rint, Kind::Numeric].map(udf)
 }
 
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
@@ -209,15 +210,21 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
         Expr::Literal(v, _) => v.data_type().is_floating(),
         Expr::OuterReferenceColumn(_, c) => inputs.outer_column(c),
         Expr::Alias(a) => numeric(&a.expr, inputs),
-        Expr::BinaryExpr(b) => arithmetic(b.op) && (numeric(&b.left, inputs) || numeric(&b.right, inputs)),
+        // A `double precision` operand makes it one (`CAST(x AS DOUBLE) * 0.5`, as PostgreSQL types it).
+        Expr::BinaryExpr(b) => arithmetic(b.op) && (numeric(&b.left, inputs) || numeric(&b.right, inputs)) && !double(&b.left) && !double(&b.right),
         Expr::Negative(inner) => numeric(inner, inputs),
         Expr::Case(c) => c.when_then_expr.iter().any(|(_, then)| numeric(then, inputs)) || c.else_expr.as_deref().is_some_and(|e| numeric(e, inputs)),
         Expr::Cast(c) => c.field.data_type().is_decimal(),
         Expr::TryCast(c) => c.field.data_type().is_decimal(),
-        // What the rewrite or a statement ([`NUMERIC_MARK`]) made a fraction is one.
-        Expr::ScalarFunction(f) if f.name() == Kind::Fraction.name() => true,
+        // What the rewrite made a fraction, or a statement marked ([`NUMERIC_MARK`]), is one.
+        Expr::ScalarFunction(f) if [Kind::Fraction.name(), NUMERIC_MARK].contains(&f.name()) => true,
+        // Functions PostgreSQL gives a `numeric` of a `numeric`.
         Expr::ScalarFunction(f) => {
-            matches!(f.name(), "coalesce" | "nvl" | "ifnull" | "nullif" | "greatest" | "least" | "abs" | "round" | "edgelens_round" | "edgelens_rint") && any(&f.args)
+            matches!(
+                f.name(),
+                "coalesce" | "nvl" | "ifnull" | "nullif" | "greatest" | "least" | "abs" | "round" | "floor" | "ceil" | "trunc" | "sqrt" | "exp" | "ln" | "log" | "log10"
+                    | "power" | "edgelens_round" | "edgelens_rint"
+            ) && any(&f.args)
         }
         Expr::AggregateFunction(f) => numeric_aggregate(f.func.name(), &f.params.args, inputs),
         Expr::WindowFunction(w) => match &w.fun {
@@ -232,9 +239,24 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
     }
 }
 
+/// Whether `e` is plainly a `double precision` in PostgreSQL: a cast to a float, `date_part(…)`,
+/// `random()`, or arithmetic on one.
+fn double(e: &Expr) -> bool {
+    match e {
+        Expr::Cast(c) => c.field.data_type().is_floating(),
+        Expr::TryCast(c) => c.field.data_type().is_floating(),
+        Expr::Alias(a) => double(&a.expr),
+        Expr::Negative(inner) => double(inner),
+        Expr::BinaryExpr(b) => arithmetic(b.op) && (double(&b.left) || double(&b.right)),
+        Expr::ScalarFunction(f) => matches!(f.name(), "date_part" | "random" | "pi"),
+        _ => false,
+    }
+}
+
 fn numeric_aggregate(name: &str, args: &[Expr], inputs: &Inputs) -> bool {
     match name {
-        "sum" | "avg" => true,
+        // Of a `double precision`, a `double precision`.
+        "sum" | "avg" => !args.first().is_some_and(double),
         "min" | "max" | "first_value" | "last_value" => args.first().is_some_and(|a| numeric(a, inputs)),
         _ => false,
     }
@@ -305,6 +327,8 @@ fn fractions(e: Expr, inputs: &Inputs) -> Transformed<Expr> {
             Expr::Case(c)
         }
         Expr::ScalarFunction(f) if f.name() == Kind::Fraction.name() => Expr::ScalarFunction(f),
+        // A marked value is made a fraction as a whole.
+        Expr::ScalarFunction(f) if f.name() == NUMERIC_MARK => call(Kind::Fraction, Expr::ScalarFunction(f)),
         // A fractional literal is a float already.
         literal @ Expr::Literal(..) => return Transformed::no(literal),
         Expr::ScalarFunction(ScalarFunction { func, args }) => {
@@ -328,6 +352,8 @@ enum Kind {
     /// `edgelens_rint(x)`: a float rounded half to even, as PostgreSQL rounds a `double precision`
     /// cast to an integer; any other value as it is.
     Rint,
+    /// `edgelens_numeric(x)`: `x` as it is, marked as PostgreSQL's `numeric` ([`NUMERIC_MARK`]).
+    Numeric,
 }
 
 impl Kind {
@@ -336,6 +362,7 @@ impl Kind {
             Kind::Fraction => "edgelens_fraction",
             Kind::Round => "edgelens_round",
             Kind::Rint => "edgelens_rint",
+            Kind::Numeric => NUMERIC_MARK,
         }
     }
 
@@ -344,6 +371,7 @@ impl Kind {
         match self {
             Kind::Fraction => t.is_integer() || t.is_decimal(),
             Kind::Round | Kind::Rint => t.is_floating(),
+            Kind::Numeric => false,
         }
     }
 }
@@ -467,8 +495,10 @@ mod tests {
             // A cast of a fraction to an integer rounds it, as PostgreSQL's cast of a numeric does.
             ("SELECT (sum(a) * 10 / sum(b))::bigint AS n, avg(a)::int AS m, CAST(sum(a) AS bigint) AS k FROM t", "4 2 3"),
             ("SELECT (count(*) * 1.25)::int AS n, (7 * 0.5)::int AS m, TRY_CAST(-2.5 AS int) AS k FROM t", "3 4 -3"),
-            // A double precision rounds half to even (regression: half away from zero, as a numeric).
-            ("SELECT (CAST(a AS DOUBLE) * 1.25)::int AS n, CAST(CAST(2.5 AS DOUBLE) AS int) AS m FROM t WHERE s = 'x'", "1 2"),
+            // A double precision rounds half to even (regression: half away from zero, as a numeric),
+            // with a numeric too; a numeric function of a numeric is one.
+            ("SELECT (CAST(a AS DOUBLE) * 2.5)::int AS n, CAST(CAST(2.5 AS DOUBLE) AS int) AS m, sqrt(6.25)::int AS q FROM t WHERE s = 'x'", "2 2 3"),
+            ("SELECT (sum(a) * CAST(0.5 AS DOUBLE))::int AS k, avg(CAST(a AS DOUBLE) + 1.5)::int AS v FROM t WHERE s = 'x'", "0 2"),
             // In VALUES too; an unsigned target is cut as before (a negative half is no error).
             ("SELECT * FROM (VALUES ((7 * 0.5)::int, CAST(-0.6 AS INT UNSIGNED))) AS v(a, b)", "4 0"),
         ] {

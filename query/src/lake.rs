@@ -677,6 +677,8 @@ mod tests {
             answer("SELECT (EXTRACT(EPOCH FROM ts) / 512)::bigint - 3502912 AS e, (date_part('epoch', ts) / 512)::bigint - 3502912 AS d FROM traffic_1m WHERE date = '2026-11-01'").await,
             r#"[{"e":1,"d":0}]"#
         );
+        // The mark changes no type (regression: it made `EXTRACT(MINUTE …)` a float, `2.0`).
+        assert_eq!(answer("SELECT arrow_typeof(EXTRACT(MINUTE FROM ts)) AS t FROM traffic_1m WHERE date = '2026-11-01'").await, r#"[{"t":"Int32"}]"#);
         // Output columns that are sums, divided in HAVING and ORDER BY.
         assert_eq!(
             answer("SELECT date, sum(requests) AS r, sum(bytes) * 2 AS b FROM traffic_1m GROUP BY date HAVING r / b > 0.4 ORDER BY r / b, date").await,

@@ -385,7 +385,7 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
 
 /// `EXTRACT(…)` marked as the `numeric` it is in PostgreSQL (14 and later), where `date_part(…)`
 /// is a `double precision`: [`crate::fraction`] then rounds a cast of it to an integer as a
-/// `numeric` (half away from zero). The mark, `edgelens_fraction`, leaves a float as it is.
+/// `numeric` (half away from zero), and divides it as one. The mark changes no value nor type.
 fn numeric_extract(extract: Expr) -> Expr {
     use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
     Expr::Function(Function {
