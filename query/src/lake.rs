@@ -693,15 +693,21 @@ mod tests {
     }
 
     /// Regression: about 600 `UNION ALL` branches (140 in a debug build) overflowed the stack of
-    /// the query's thread, which aborted the whole service; as many as `sql_compat` allows run.
+    /// the query's thread, which aborted the whole service; as many as `sql_compat` allows run,
+    /// as do as many `WITH` queries each reading the last.
     #[tokio::test]
     async fn a_statement_of_as_many_unions_as_allowed_runs() {
         let (dir, lake) = open_lake(SqlLimits::default());
         two_dates(dir.path());
-        let branches = (0..=crate::sql_compat::MAX_SET_OPERATIONS).map(|i| format!("SELECT site FROM traffic_1m WHERE requests > {i}")).collect::<Vec<_>>();
+        let branches = (0..=crate::sql_compat::MAX_STATEMENT_PARTS).map(|i| format!("SELECT site FROM traffic_1m WHERE requests > {i}")).collect::<Vec<_>>();
         let sql = format!("SELECT count(*) AS n FROM ({}) AS u", branches.join(" UNION ALL "));
         let r = lake.user_sql(&sql).await.unwrap();
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":14}]"#);
+        let n = crate::sql_compat::MAX_STATEMENT_PARTS;
+        let links = (1..n).map(|i| format!("c{i} AS (SELECT requests + 1 AS requests FROM c{})", i - 1)).collect::<Vec<_>>();
+        let sql = format!("WITH c0 AS (SELECT requests FROM traffic_1m WHERE requests = 7), {} SELECT max(requests) AS m FROM c{}", links.join(", "), n - 1);
+        let r = lake.user_sql(&sql).await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), format!(r#"[{{"m":{}}}]"#, 7 + n - 1));
     }
 
     /// Regression: `site = 5` failed with "Cannot cast string 'x' to value of Int64 type", which

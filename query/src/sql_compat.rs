@@ -23,7 +23,8 @@
 //! - A chain of `AND`s or `OR`s is rebalanced into a tree whose depth grows with the logarithm of
 //!   its length, as are the chains written for `ANY`/`ALL`; a statement whose expressions still
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused, as is one with more than
-//!   [`MAX_SET_OPERATIONS`] `UNION`/`INTERSECT`/`EXCEPT` operators.
+//!   [`MAX_STATEMENT_PARTS`] `UNION`/`INTERSECT`/`EXCEPT` operators, `WITH` queries or joined
+//!   tables.
 //! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
 //!   ([`numeric_extract`]).
 //!
@@ -61,40 +62,64 @@ fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Re
         return Err(e);
     }
     check_depth(statement)?;
-    let operations = set_operations(statement);
-    if operations > MAX_SET_OPERATIONS {
-        return Err(QueryError::LimitExceeded(format!(
-            "the statement has {operations} UNION, INTERSECT or EXCEPT operators, more than the limit of {MAX_SET_OPERATIONS}; split it into several statements"
-        )));
+    let size = StatementSize::of(statement);
+    for (count, what) in [(size.set_operations, "UNION, INTERSECT or EXCEPT operators"), (size.ctes, "WITH queries"), (size.joins, "joined tables")] {
+        if count > MAX_STATEMENT_PARTS {
+            return Err(QueryError::LimitExceeded(format!(
+                "the statement has {count} {what}, more than the limit of {MAX_STATEMENT_PARTS}; split it into several statements"
+            )));
+        }
     }
     Ok(())
 }
 
-/// Most `UNION`/`INTERSECT`/`EXCEPT` operators a statement may have: planning and running a chain
-/// of them recurses once per operator (about 600 exhausted a 2 MiB thread stack; the query
-/// service's threads have more, see `lake::exec_runtime`).
-pub const MAX_SET_OPERATIONS: usize = 256;
+/// Most `UNION`/`INTERSECT`/`EXCEPT` operators, most `WITH` queries, and most joined tables a
+/// statement may have (each counted over all its queries): planning a chain of them recurses once
+/// per link, and takes time no query time limit can stop (about 600 `UNION ALL` branches, or 3000
+/// `WITH` queries each reading the last, exhausted a query thread's stack and aborted the service).
+pub const MAX_STATEMENT_PARTS: usize = 256;
 
-/// How many `UNION`, `INTERSECT` and `EXCEPT` operators `statement` has, in all its queries.
-fn set_operations(statement: &datafusion::sql::sqlparser::ast::Statement) -> usize {
-    struct Count(usize);
-    impl Visitor for Count {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            // A bracketed query inside a set operation is a query of its own, counted when visited.
-            fn count(body: &SetExpr) -> usize {
-                match body {
-                    SetExpr::SetOperation { left, right, .. } => 1 + count(left) + count(right),
-                    _ => 0,
-                }
+/// The parts of a statement [`MAX_STATEMENT_PARTS`] bounds.
+#[derive(Debug, Default, PartialEq)]
+struct StatementSize {
+    set_operations: usize,
+    ctes: usize,
+    /// Tables after the first in each `FROM`, by a comma or a `JOIN`.
+    joins: usize,
+}
+
+impl StatementSize {
+    fn of(statement: &datafusion::sql::sqlparser::ast::Statement) -> StatementSize {
+        let mut size = StatementSize::default();
+        let _ = statement.visit(&mut size);
+        size
+    }
+
+    /// Count the set operations and joins of a query's body (a bracketed query inside a set
+    /// operation is a query of its own, counted when visited).
+    fn count(&mut self, body: &SetExpr) {
+        match body {
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_operations += 1;
+                self.count(left);
+                self.count(right);
             }
-            self.0 += count(&query.body);
-            ControlFlow::Continue(())
+            SetExpr::Select(select) => {
+                let tables: usize = select.from.iter().map(|t| 1 + t.joins.len()).sum();
+                self.joins += tables.saturating_sub(1);
+            }
+            _ => {}
         }
     }
-    let mut count = Count(0);
-    let _ = statement.visit(&mut count);
-    count.0
+}
+
+impl Visitor for StatementSize {
+    type Break = ();
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        self.count(&query.body);
+        self.ctes += query.with.as_ref().map_or(0, |w| w.cte_tables.len());
+        ControlFlow::Continue(())
+    }
 }
 
 /// Deepest nesting of expressions a statement may have: the planner recurses once per level, and
@@ -856,20 +881,30 @@ mod tests {
         assert!(matches!(with(chain(MAX_EXPRESSION_DEPTH)), Err(QueryError::LimitExceeded(_))));
     }
 
-    /// Regression: about 600 `UNION ALL` branches overflowed the query thread's stack, which
-    /// aborted the whole query service.
+    /// Regression: about 600 `UNION ALL` branches, or 3000 `WITH` queries each reading the last,
+    /// overflowed the query thread's stack, which aborted the whole query service.
     #[test]
-    fn too_many_set_operations_are_refused() {
+    fn statements_of_too_many_parts_are_refused() {
+        let n = MAX_STATEMENT_PARTS;
         let union = |n: usize| (0..=n).map(|i| format!("SELECT {i} AS x")).collect::<Vec<_>>().join(" UNION ALL ");
+        let ctes = |n: usize| {
+            let links = (1..n).map(|i| format!("c{i} AS (SELECT x + 1 AS x FROM c{})", i - 1)).collect::<Vec<_>>();
+            format!("WITH c0 AS (SELECT 1 AS x), {} SELECT x FROM c{}", links.join(", "), n - 1)
+        };
+        let joins = |n: usize| format!("SELECT 1 FROM t0{}", (1..=n).map(|i| format!(" JOIN t{i} ON t{i}.k = t0.k")).collect::<String>());
         let with = |sql: String| {
             let mut statement = crate::sql_parse::datafusion_statements(&sql).unwrap().pop_front().unwrap();
             rewrite(&mut statement)
         };
-        assert!(with(union(MAX_SET_OPERATIONS)).is_ok());
-        assert!(matches!(with(union(MAX_SET_OPERATIONS + 1)), Err(QueryError::LimitExceeded(_))));
-        // Counted in every query of the statement.
-        let half = union(MAX_SET_OPERATIONS / 2);
+        for (sql, over) in [(union(n), union(n + 1)), (ctes(n), ctes(n + 1)), (joins(n), joins(n + 1))] {
+            assert!(with(sql).is_ok());
+            assert!(matches!(with(over), Err(QueryError::LimitExceeded(_))));
+        }
+        // Counted over every query of the statement; a comma joins as JOIN does.
+        let half = union(n / 2);
         assert!(matches!(with(format!("SELECT * FROM ({half}) AS a, ({half} INTERSECT SELECT 1) AS b")), Err(QueryError::LimitExceeded(_))));
+        let commas = (0..=n + 1).map(|i| format!("t{i}")).collect::<Vec<_>>().join(", ");
+        assert!(matches!(with(format!("SELECT 1 FROM {commas}")), Err(QueryError::LimitExceeded(_))));
     }
 
     #[test]
