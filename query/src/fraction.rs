@@ -38,7 +38,7 @@ use datafusion::arrow::array::Float64Array;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, DFSchemaRef, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err};
-use datafusion::logical_expr::expr::{ScalarFunction, WindowFunctionDefinition};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast, WindowFunctionDefinition};
 use datafusion::logical_expr::utils::grouping_set_to_exprlist;
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -69,7 +69,9 @@ fn rewrite_plan(plan: LogicalPlan, outer: Option<&Inputs>) -> Result<Transformed
     let below = plan.map_subqueries(|p| rewrite_plan(p, Some(&around)))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p, outer)))?;
     let changed_below = below.transformed;
     below.transform_parent(|node| {
-        let inputs = Inputs::of(&node, outer);
+        // What the node reads is read again only when its subqueries or inputs changed (their
+        // types may have).
+        let inputs = if changed_below { Inputs::of(&node, outer) } else { around };
         let names: Vec<_> = node.schema().iter().map(|(q, f)| (q.cloned(), f.name().clone())).collect();
         let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs)))?;
         if !own.transformed && !changed_below {
@@ -214,8 +216,7 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
         Expr::BinaryExpr(b) => arithmetic(b.op) && (numeric(&b.left, inputs) || numeric(&b.right, inputs)) && !double(&b.left) && !double(&b.right),
         Expr::Negative(inner) => numeric(inner, inputs),
         Expr::Case(c) => c.when_then_expr.iter().any(|(_, then)| numeric(then, inputs)) || c.else_expr.as_deref().is_some_and(|e| numeric(e, inputs)),
-        Expr::Cast(c) => c.field.data_type().is_decimal(),
-        Expr::TryCast(c) => c.field.data_type().is_decimal(),
+        Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. }) => field.data_type().is_decimal(),
         // What the rewrite made a fraction, or a statement marked ([`NUMERIC_MARK`]), is one.
         Expr::ScalarFunction(f) if [Kind::Fraction.name(), NUMERIC_MARK].contains(&f.name()) => true,
         // Functions PostgreSQL gives a `numeric` of a `numeric`.
@@ -243,8 +244,7 @@ fn numeric(e: &Expr, inputs: &Inputs) -> bool {
 /// `random()`, or arithmetic on one.
 fn double(e: &Expr) -> bool {
     match e {
-        Expr::Cast(c) => c.field.data_type().is_floating(),
-        Expr::TryCast(c) => c.field.data_type().is_floating(),
+        Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. }) => field.data_type().is_floating(),
         Expr::Alias(a) => double(&a.expr),
         Expr::Negative(inner) => double(inner),
         Expr::BinaryExpr(b) => arithmetic(b.op) && (double(&b.left) || double(&b.right)),

@@ -202,11 +202,10 @@ impl Lake {
 
     async fn user_sql_unchecked(&self, sql: &str) -> Result<QueryResult> {
         let statement = sql_guard::check(sql)?;
-        let state = self.user_ctx.state();
         // Without a lake, a statement that reads no edgelens table (`SELECT 1`, a client's health
         // check, the catalogues) still answers.
         if let Err(missing) = self.present() {
-            let tables = state.resolve_table_references(&statement).map_err(QueryError::from_user_sql)?;
+            let tables = self.user_ctx.state().resolve_table_references(&statement).map_err(QueryError::from_user_sql)?;
             if tables.iter().any(|t| ALL_TABLES.iter().any(|c| c.name == t.table())) {
                 return Err(missing);
             }

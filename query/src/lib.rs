@@ -13,8 +13,9 @@
 //!   their traffic and share over time, incidents on them.
 //! - [`registry_api`]: registry imports over HTTP by admin tokens, audited; [`RegistryWriter`](registry_api::RegistryWriter).
 //! - [`sketch_udf`], [`time_udf`]: SQL functions of the lake (`hll_merge`, `from_unixtime` in UTC).
-//! - [`fraction`]: divisions of sums made fractions, as PostgreSQL's `numeric` sums divide, on the
-//!   plan of each statement DataFusion plans (with its function `edgelens_fraction`).
+//! - [`fraction`]: on the plan of each statement DataFusion plans, divisions of sums made fractions
+//!   and casts of fractions to integers rounded, as PostgreSQL does them (`edgelens_fraction`,
+//!   `edgelens_round`, `edgelens_rint`, `edgelens_numeric`).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`sql_parse`]: user SQL parsed within a budget of parser steps.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
