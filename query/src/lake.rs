@@ -317,6 +317,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.remove_optimizer_rule("eliminate_group_by_constant");
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
+    ctx.register_udf(crate::time_udf::coalesce());
     for f in crate::fraction::udfs() {
         ctx.register_udf(f);
     }
@@ -584,6 +585,24 @@ mod tests {
         // A column of seconds, and a time range on it.
         let r = lake.user_sql("SELECT count(*) AS n FROM (VALUES (1793491200), (1793491260)) t(s) WHERE from_unixtime(s) >= to_timestamp(1793491230)").await.unwrap();
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":1}]"#);
+    }
+
+    /// Regression: `COALESCE(end_ts, '2026-…Z')` (an incident under way ends "now") failed to plan:
+    /// DataFusion found no common type for a time and a text, which PostgreSQL reads as a time.
+    #[tokio::test]
+    async fn coalesce_reads_a_text_beside_a_time_as_a_time() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        let sql = "SELECT COALESCE(t, '2026-11-01T00:00:30Z') AS a, COALESCE(CAST(NULL AS TIMESTAMP), t, '2026-11-01T00:00:30Z') AS b, \
+                   COALESCE(t, NULL, '2026-11-01 00:00:30+01:00') AS c, COALESCE(d, '2026-11-02') AS e, COALESCE(n, 5) AS f \
+                   FROM (VALUES (to_timestamp(1793491200), CAST('2026-11-01' AS DATE), 1), (CAST(NULL AS TIMESTAMP), CAST(NULL AS DATE), CAST(NULL AS BIGINT))) v(t, d, n) ORDER BY a";
+        let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            crate::format::to_json(&r.batches).unwrap(),
+            r#"[{"a":"2026-11-01T00:00:00Z","b":"2026-11-01T00:00:00Z","c":"2026-11-01T00:00:00Z","e":"2026-11-01","f":1},{"a":"2026-11-01T00:00:30Z","b":"2026-11-01T00:00:30Z","c":"2026-10-31T23:00:30Z","e":"2026-11-02","f":5}]"#
+        );
+        // Types no text is read as stay refused.
+        let err = lake.user_sql("SELECT COALESCE(to_timestamp(1793491200), true)").await.unwrap_err();
+        assert!(err.to_string().contains("coalesce"), "{err}");
     }
 
     /// Regression: a column grouped next to a cast of it (`ts, ts::date`, `CAST(ts AS date)`) failed

@@ -1,13 +1,17 @@
-//! SQL function `from_unixtime(seconds[, zone])` on the lake: DataFusion's, except that without a
-//! zone the instant is UTC (`timestamptz`, `…Z`) rather than a zoneless time, as `now()` and
-//! `to_timestamp(..)` are in the lake's UTC session. A zoneless time would be read by `AT TIME
-//! ZONE` as that zone's wall clock, moving the instant.
+//! SQL functions on the lake that read times as PostgreSQL does, in place of DataFusion's:
+//! - `from_unixtime(seconds[, zone])`: without a zone the instant is UTC (`timestamptz`, `…Z`)
+//!   rather than a zoneless time, as `now()` and `to_timestamp(..)` are in the lake's UTC session.
+//!   A zoneless time would be read by `AT TIME ZONE` as that zone's wall clock, moving the instant.
+//! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
+//!   '2026-11-01T00:00:00Z')`, PostgreSQL's `unknown` literal), as comparisons, `CASE`,
+//!   `GREATEST` and `NULLIF` already read it; DataFusion found no common type for the two.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::Result;
-use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature};
 
 /// `from_unixtime`, to register on a session in place of DataFusion's.
 pub fn from_unixtime() -> ScalarUDF {
@@ -49,5 +53,65 @@ impl ScalarUDFImpl for FromUnixtimeUtc {
             [seconds] if seconds.data_type() == DataType::Int64 => seconds.cast_to(&utc(), None),
             _ => self.inner.invoke_with_args(args),
         }
+    }
+}
+
+/// `coalesce`, to register on a session in place of DataFusion's.
+pub fn coalesce() -> ScalarUDF {
+    ScalarUDF::new_from_impl(CoalesceTimes { inner: datafusion::functions::core::coalesce() })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CoalesceTimes {
+    /// DataFusion's function: everything but the coercion of texts beside a time.
+    inner: Arc<ScalarUDF>,
+}
+
+/// `types` with every text read as the first time among them (a literal PostgreSQL would read as
+/// that time); `None` without a time, or a text.
+fn texts_as_time(types: &[DataType]) -> Option<Vec<DataType>> {
+    let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let time = types.iter().find(|t| matches!(t, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64))?;
+    types.iter().any(is_text).then(|| types.iter().map(|t| if is_text(t) { time.clone() } else { t.clone() }).collect())
+}
+
+impl ScalarUDFImpl for CoalesceTimes {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        datafusion::common::internal_err!("call return_field_from_args instead")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types).or_else(|e| match texts_as_time(arg_types) {
+            Some(times) => self.inner.coerce_types(&times),
+            None => Err(e),
+        })
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn conditional_arguments<'a>(&self, args: &'a [Expr]) -> Option<(Vec<&'a Expr>, Vec<&'a Expr>)> {
+        self.inner.conditional_arguments(args)
+    }
+
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
     }
 }
