@@ -510,6 +510,80 @@ fn an_attribution_imported_before_its_site_counts_the_sites_traffic() {
     assert!(back.contains("nothing new"), "{back}");
 }
 
+/// Regression: traffic recorded under host names of a site before it was registered counted for
+/// the site's attributions only under the host names some registry row happened to name: an
+/// attribution of the site itself counted `api.<site>` (named by another entity's row) but not
+/// `www.<site>`, a tag of the site counted neither, and `/v1/sites/www.<site>/rates` answered
+/// nothing. Now every host name of the site is the site's in questions about it, on both backends.
+#[test]
+fn traffic_under_any_host_name_of_a_site_is_the_sites() {
+    let db = ChDatabase::new(&clickhouse_url(), "edgelens_registry_hosts");
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = generate(tmp.path(), "baseline", 17, "4m", 100, 3);
+    let lake = tmp.path().join("lake");
+    let lake_s = lake.to_str().unwrap().to_owned();
+    let replay = |file: &std::path::Path| run_ok(edgelens().args(["replay", "--data-dir", &lake_s, "--clickhouse", &db.url]).arg(file).envs(db.env()));
+    replay(&raw);
+    let mut per_site: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &recount(&raw).rates {
+        *per_site.entry(k[1].clone()).or_default() += v[0];
+    }
+    let (site, site_requests) = per_site.iter().next().map(|(s, n)| (s.clone(), *n)).unwrap();
+    // 600 of its events again, without `ZoneName`, under `api.` and `www.` in turn: no site is
+    // registered yet, so they are recorded under the host names.
+    let host_lines: Vec<String> = std::fs::read_to_string(&raw)
+        .unwrap()
+        .lines()
+        .map(|l| json(l, "event"))
+        .filter(|v| v["ZoneName"] == site.as_str())
+        .take(600)
+        .enumerate()
+        .map(|(i, mut v)| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("ZoneName");
+            o.insert("ClientRequestHost".into(), format!("{}.{site}", ["api", "www"][i % 2]).into());
+            let ray = format!("{}e", o["RayID"].as_str().unwrap_or_default());
+            o.insert("RayID".into(), ray.into());
+            v.to_string()
+        })
+        .collect();
+    assert_eq!(host_lines.len(), 600);
+    let hosts = tmp.path().join("hosts.ndjson");
+    std::fs::write(&hosts, host_lines.join("\n") + "\n").unwrap();
+    replay(&hosts);
+    let import = |name: &str, text: String| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        run_ok(edgelens().args(["registry", "import"]).arg(&p).args(["--data-dir", &lake_s, "--clickhouse", &db.url]).envs(db.env()));
+    };
+    // Another entity's attribution kept under `api.<site>`, imported before the site is registered.
+    import("h.csv", format!("site,entity,source,confidence,valid_from,valid_to\napi.{site},Host Org,whois,0.9,2026-01-01T00:00:00Z,\n"));
+    import("s.csv", format!("site,tenant,created_at,removed_at\n{site},acme,2026-01-01T00:00:00Z,\n"));
+    import("e.csv", format!("site,entity,source,confidence,valid_from,valid_to\n{site},Site Org,registrar,0.9,2026-01-01T00:00:00Z,\n"));
+    import("t.csv", format!("site,tag,source,valid_from,valid_to\n{site},watchlist,ofac,2026-01-01T00:00:00Z,\n"));
+    let all = site_requests + 600;
+    let range = "from=2026-11-01T00:00:00Z&to=2026-11-01T00:05:00Z";
+    for svc in [QueryService::start(&["--data-dir", &lake_s, "--pg-listen", "off"], &[]), QueryService::start(&["--clickhouse", &db.url, "--pg-listen", "off"], &db.env())] {
+        let share = |by: &str, key: &str| {
+            let body = svc.get(&format!("/v1/traffic-share?{range}&step=5m&by={by}")).1;
+            json(&body, "share")["series"].as_array().unwrap_or_else(|| panic!("{body}")).iter().find(|s| s["key"] == key).map_or(0, |s| s["requests"].as_u64().unwrap())
+        };
+        assert_eq!(share("entity", "Site Org"), all, "the site's attribution");
+        assert_eq!(share("entity", "Host Org"), all, "the attribution kept under api.{site}");
+        assert_eq!(share("tag", "watchlist"), all, "the site's tag");
+        let report = json(&svc.get(&format!("/v1/reports/entities/Site%20Org?{range}&step=5m")).1, "report");
+        assert_eq!(report["requests"].as_u64(), Some(all), "{report}");
+        assert_eq!(report["sites"][0]["requests"].as_u64(), Some(all), "{report}");
+        // Rates of the site, asked by its name or a host name of it.
+        for name in [site.clone(), format!("www.{site}")] {
+            let rates = json(&svc.get(&format!("/v1/sites/{name}/rates?{range}&step=1m")).1, "rates");
+            assert_eq!(rates["site"].as_str(), Some(site.as_str()), "{rates}");
+            let requests: u64 = rates["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+            assert_eq!(requests, all, "rates of {name}: {rates}");
+        }
+    }
+}
+
 /// The incidents of traffic recorded under a host name, before its site was registered, are the
 /// site's for an attribution kept under that host name: in the entity's report and in
 /// `/v1/incidents?entity=`, as its traffic is.
@@ -556,6 +630,18 @@ fn incidents_recorded_under_a_host_name_are_the_entitys() {
     let csv = svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m&format=csv")).1;
     let row = csv.lines().nth(1).unwrap_or_default();
     assert_eq!(row.split(',').nth(7), Some(of_host.to_string().as_str()), "the row's incidents: {csv}");
+    // Regression: a report from a second inside a minute left out an incident that ended in that
+    // minute, which `/v1/incidents?entity=` lists for the same range: its minute rows start at the
+    // next minute, and its incidents were cut to them too.
+    let end = listed["incidents"].as_array().unwrap().iter().find_map(|i| i["end_ts"].as_str()).expect("the flood ended");
+    let end = chrono::DateTime::parse_from_rfc3339(end).unwrap().timestamp();
+    let from = if (end - 1) % 60 == 0 { end - 2 } else { end - 1 };
+    let fmt = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let inside = format!("from={}&to={}", fmt(from), fmt(from + 300));
+    let listed = json(&svc.get(&format!("/v1/incidents?{inside}&entity=Org%20F")).1, "entity incidents");
+    let report = json(&svc.get(&format!("/v1/reports/entities/Org%20F?{inside}&step=1m")).1, "report");
+    assert!(listed["total"].as_u64() > Some(0), "{listed}");
+    assert_eq!(report["incidents"].as_array().map(Vec::len), listed["total"].as_u64().map(|n| n as usize), "{report}\n{listed}");
 }
 
 /// Regression: `edgelens demo` answered `POST /v1/registry/import` with 503 ("started without a

@@ -147,8 +147,8 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
         }
     }
     // An attribution kept under a host name of a site registered since is the site's (imported
-    // before the site was registered), and so is the traffic recorded under that host name.
-    let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"]).await?;
+    // before the site was registered), and so is the traffic recorded under a host name of it.
+    let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"], Some(range)).await?;
     for m in &mut mappings {
         if let Ok(i) = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)) {
             m.via = Some(std::mem::replace(&mut m.site, hosts[i].1.clone()));
@@ -244,11 +244,14 @@ async fn ensure_known(view: View<'_>, entity: &str) -> Result<()> {
 /// Build the report.
 pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<EntityReport> {
     req.step.check_granularity(crate::traffic_share::GRANULARITY, "traffic_1m")?;
+    // Incidents (kept to the second) are those of the range asked for, as `/v1/incidents?entity=`
+    // lists them; the attributions those that held at some time of it.
+    let asked = req.range;
     // The minute rows selected cover the range rounded up to minutes: the report states that.
     let req = &EntityReportRequest { range: req.range.covered_by_rows(crate::traffic_share::GRANULARITY), ..req.clone() };
     req.range.check_steps(req.step)?;
     let d = view.dialect();
-    let attributions = attributions(view, &req.entity, &req.range, req.min_confidence).await?;
+    let attributions = attributions(view, &req.entity, &asked, req.min_confidence).await?;
     let mappings = &attributions.mappings;
     if mappings.is_empty() {
         ensure_known(view, &req.entity).await?;
@@ -302,7 +305,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     }
     let requests: u64 = series.values().sum();
 
-    let every = IncidentListRequest { range: req.range, sites: None, status: None, vector: None, limit: usize::MAX };
+    let every = IncidentListRequest { range: asked, sites: None, status: None, vector: None, limit: usize::MAX };
     let incidents = incidents_of(view, &attributions, &every).await?;
 
     Ok(EntityReport {

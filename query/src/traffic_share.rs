@@ -127,8 +127,8 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
 
     // (step start µs, top key or None for the rest, requests)
     let hosts = match req.by {
-        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, &["site_entities"]).await?,
-        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, &["site_tags"]).await?,
+        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, &["site_entities"], Some(&req.range)).await?,
+        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, &["site_tags"], Some(&req.range)).await?,
         _ => Vec::new(),
     };
     let sql = share_sql(req, source_table, dialect, &hosts);
@@ -260,7 +260,7 @@ fn mapped_sql(req: &TrafficShareRequest, dialect: Dialect, hosts: &[(String, Str
     } else {
         ("site_tags", "tag", String::new())
     };
-    // Traffic recorded under a host name before its site was registered counts as the site's too.
+    // Traffic recorded under a host name before its site was registered counts as the site's.
     let site = crate::registry_api::site_of_host_sql(dialect, "site", hosts);
     let registry = if hosts.is_empty() {
         table.to_owned()
