@@ -477,6 +477,14 @@ fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str> {
     Ok(value)
 }
 
+/// An entity named in a request, without the spaces around it, as registry imports store names.
+fn entity_param(entity: &str) -> Result<String> {
+    match entity.trim() {
+        "" => Err(QueryError::InvalidParameter("entity must not be empty".into())),
+        name => Ok(name.to_owned()),
+    }
+}
+
 /// Without `from`, a series covers the hour before `to`.
 const DEFAULT_SPAN: Step = Step::HOUR;
 
@@ -602,12 +610,12 @@ async fn incidents_handler(
         vector: incidents::parse_vector(p.vector.as_deref())?,
         limit: incidents::parse_limit(p.limit.as_deref())?,
     };
-    let list = match p.entity.as_deref().map(|e| non_empty("entity", e)).transpose()? {
+    let list = match p.entity.as_deref().map(entity_param).transpose()? {
         None if p.min_confidence.is_some() => return Err(QueryError::InvalidParameter("min_confidence applies to entity=".into())),
         None => incidents::list(view, &req).await?,
         Some(entity) => {
             let min_confidence = parse_min_confidence(p.min_confidence.as_deref())?;
-            entity_report::entity_incidents(view, entity, min_confidence, &req).await?
+            entity_report::entity_incidents(view, &entity, min_confidence, &req).await?
         }
     };
     match format {
@@ -680,11 +688,8 @@ async fn entity_report_handler(
 ) -> Result<Response> {
     let p = params(query)?;
     let format = ReportFormat::parse(p.format.as_deref())?;
-    if entity.trim().is_empty() {
-        return Err(QueryError::InvalidParameter("entity must not be empty".into()));
-    }
     let req = EntityReportRequest {
-        entity,
+        entity: entity_param(&entity)?,
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_REPORT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(Step::DAY),
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,

@@ -545,6 +545,11 @@ async fn an_entity_counts_every_incident_of_its_sites() {
     assert_eq!((list["total"].as_u64(), list["incidents"].as_array().unwrap().len()), (Some(n as u64), 5), "entity list");
     let report = svc.get(&format!("/v1/reports/entities/Acme?{range}&step=1h")).await.json();
     assert_eq!(report["incidents"].as_array().map(Vec::len), Some(n as usize), "entity report");
+    // Regression: a name with spaces around it (imports store names trimmed) was 404.
+    let padded = svc.get(&format!("/v1/reports/entities/%20Acme%09?{range}&step=1h")).await.json();
+    assert_eq!((padded["entity"].as_str(), padded["incidents"].as_array().map(Vec::len)), (Some("Acme"), Some(n as usize)), "padded name");
+    let padded = svc.get(&format!("/v1/incidents?{range}&entity=%20Acme%20&limit=5")).await.json();
+    assert_eq!(padded["total"].as_u64(), Some(n as u64), "padded entity=");
 
     // Regression: CSV and Markdown reports had no file name (browsers saved `shop.csv`).
     let id = list["incidents"][0]["incident_id"].as_str().unwrap().to_owned();
