@@ -30,8 +30,9 @@
 //!
 //! Determinism: every decision is a function of the site's events per closed second, so the
 //! embedded replay and any number of aggregators (a site lives in one partition) produce the same
-//! incidents. Requests are matched against the signature exactly from `watch_from` = start + 7 s
-//! (every event of those seconds arrives after the start second closed); the seconds before are
+//! incidents. Requests are matched against the signature exactly from `watch_from` = start + the
+//! allowed disorder + 2 s ([`DetectorConfig::watch_delay`], 7 s by default: every event of those
+//! seconds arrives after the start second closed); the seconds before are
 //! estimated from the sample. State is checkpointed with the windows ([`AttackDetector::encode_state`]).
 //!
 //! Seconds close [`DetectorConfig::allowed_disorder`] behind the stream's clock: the newest time of
@@ -100,6 +101,16 @@ impl Default for DetectorConfig {
     }
 }
 
+impl DetectorConfig {
+    /// Seconds from an incident's start after which every request is matched exactly: the
+    /// allowed disorder and 2 s more (7 s by default). The incident is made when its start second
+    /// closes, once the stream's clock is the allowed disorder past it, so every event of a second
+    /// at least that far on comes after it (the slack covers the one edge the clock leaves out).
+    pub fn watch_delay(&self) -> i64 {
+        (self.allowed_disorder + NANOS_PER_SEC - 1).div_euclid(NANOS_PER_SEC) + 2
+    }
+}
+
 const CONFIRM_PRECISION: f64 = 0.9;
 const CONFIRM_COVERAGE: f64 = 0.6;
 const CALM_TO_COOL: u32 = 5;
@@ -114,8 +125,6 @@ const RATE_ONLY_RATIO: f64 = 5.0;
 /// Rate-only confirmation also needs this many requests a second over the surge so far: a crowd
 /// of a few dozen users at a site too quiet to profile is not told from an attack by its rate.
 const RATE_ONLY_MIN_RPS: f64 = 30.0;
-/// Seconds from an incident's start after which every request is matched exactly.
-const WATCH_DELAY: i64 = 7;
 /// Watched seconds whose every request (not only the hash sample) joins the incident's sample:
 /// a surge at a small site has few requests a second, and a signature needs [`signature::MIN_SAMPLE`].
 const DENSE_SAMPLE_SECS: i64 = 60;
@@ -692,7 +701,7 @@ impl Ctx<'_> {
         let Some(mut inc) = st.incident.take() else {
             if anomalous {
                 self.stats.suspicions += 1;
-                let mut inc = Box::new(Incident::new(b.sec, st.baseline.expected()));
+                let mut inc = Box::new(Incident::new(b.sec, st.baseline.expected(), self.cfg.watch_delay()));
                 self.suspect_second(st, &mut inc, b, true);
                 st.incident = Some(inc);
             } else {
@@ -1056,11 +1065,13 @@ impl Incident {
         (self.watch_from..self.watch_from + DENSE_SAMPLE_SECS).contains(&sec)
     }
 
-    fn new(start: i64, baseline_rps: f64) -> Self {
+    /// An incident suspected from second `start`, matching every request exactly `watch_delay`
+    /// seconds later ([`DetectorConfig::watch_delay`]).
+    fn new(start: i64, baseline_rps: f64, watch_delay: i64) -> Self {
         Incident {
             phase: Phase::Suspect,
             start,
-            watch_from: start + WATCH_DELAY,
+            watch_from: start + watch_delay,
             detected: None,
             anomalous_secs: 0,
             calm_run: 0,
@@ -1369,7 +1380,7 @@ impl Incident {
             p => return Err(format!("bad incident phase {p}")),
         };
         let start = d.i64()?;
-        let mut inc = Incident::new(start, 0.0);
+        let mut inc = Incident::new(start, 0.0, 0);
         inc.phase = phase;
         inc.watch_from = d.i64()?;
         inc.detected = d.opt_i64()?;

@@ -100,13 +100,17 @@ fn traffic_of(secs: i64, normal: &dyn Fn(i64) -> f64, bots: &[(Kind, &dyn Fn(i64
 }
 
 fn run(lines: &[String], checkpoint_at: Option<usize>) -> DetectorOutput {
-    let mut det = AttackDetector::new(DetectorConfig::default());
+    run_with(&DetectorConfig::default(), lines, checkpoint_at)
+}
+
+fn run_with(cfg: &DetectorConfig, lines: &[String], checkpoint_at: Option<usize>) -> DetectorOutput {
+    let mut det = AttackDetector::new(cfg.clone());
     let mut out = DetectorOutput::default();
     for (i, l) in lines.iter().enumerate() {
         if Some(i) == checkpoint_at {
             let state = det.encode_state();
             out.append(det.take_output());
-            det = AttackDetector::decode_state(DetectorConfig::default(), &state).expect("restores");
+            det = AttackDetector::decode_state(cfg.clone(), &state).expect("restores");
         }
         det.observe(&parse_line(l.as_bytes()).expect("valid line"));
     }
@@ -274,6 +278,22 @@ fn arrival_order_and_checkpoints_do_not_change_the_result() {
     let resumed_early = run(&lines, Some(lines.len() * 405 / 700));
     assert!(!ordered.incidents.is_empty());
     for other in [&shuffled, &resumed, &resumed_early] {
+        assert!(ordered.incidents == other.incidents, "incident rows differ");
+        assert!(ordered.timeline == other.timeline, "timeline rows differ");
+    }
+}
+
+/// Regression: requests were matched exactly from an incident's seventh second, which assumed
+/// that the allowed disorder was under 7 s: with a longer one (for batches pushed concurrently),
+/// events of those seconds could come before the incident did, and the incident's counts depended
+/// on the arrival order within the allowed disorder.
+#[test]
+fn a_longer_allowed_disorder_keeps_the_result_independent_of_arrival_order() {
+    let cfg = DetectorConfig { allowed_disorder: 30 * NANOS_PER_SEC, ..DetectorConfig::default() };
+    let ordered = run_with(&cfg, &traffic(700, |_| 100.0, flood_secs, 0, 5), None);
+    let lines = traffic(700, |_| 100.0, flood_secs, 25_000, 5);
+    assert!(!ordered.incidents.is_empty());
+    for other in [run_with(&cfg, &lines, None), run_with(&cfg, &lines, Some(lines.len() * 405 / 700))] {
         assert!(ordered.incidents == other.incidents, "incident rows differ");
         assert!(ordered.timeline == other.timeline, "timeline rows differ");
     }
