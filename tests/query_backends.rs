@@ -176,6 +176,12 @@ fn lake_and_clickhouse_backends_answer_identically() {
         let (code, body) = on_ch.sql(sql, "application/json");
         assert_eq!((code, json(&body, sql)), (200, want), "{sql}");
     }
+    // Regression: ClickHouse sorted NULLs last under `DESC`, the lake (as PostgreSQL) first.
+    let sql = "SELECT site, CASE WHEN site < 'm' THEN NULL ELSE sum(requests) END AS x FROM traffic_1m GROUP BY site ORDER BY x DESC, site LIMIT 4";
+    let want = json(&on_lake.sql(sql, "application/json").1, sql);
+    assert!(want[0]["x"].is_null(), "{sql}: {want}");
+    let (code, body) = on_ch.sql(sql, "application/json");
+    assert_eq!((code, json(&body, sql)), (200, want), "{sql}");
     // Regression: a timestamp parameter bound over the Postgres protocol was cut to its second on
     // ClickHouse, so `BETWEEN` took in the second of its low bound (twice the lake's rows).
     let out = std::process::Command::new("python3").arg(repo_root().join("tests/pgwire_params.py")).args([lake_pg.to_string(), ch_pg.to_string()]).output().unwrap();

@@ -348,6 +348,8 @@ pub fn check_read_only(sql: &str) -> Result<&str> {
 ///   its seconds since the epoch, a number ClickHouse compares a `DateTime` with exactly; so is a
 ///   `toDateTime('…')` with a fraction (a bound timestamp parameter) under `=`, `<>` and `IN`
 ///   (where ClickHouse then refuses the list rather than matching the second).
+/// - `ORDER BY x DESC` is written `x DESC NULLS FIRST`, as PostgreSQL and the lake sort (18.16
+///   sorts NULLs last whatever the direction).
 /// - `x NOT BETWEEN a AND b`, which 18.16 cannot parse, is written `(NOT (x BETWEEN a AND b))`
 ///   when `x` is a name, a literal or a call and `b` a name, a literal (signed) or a call, with
 ///   nothing but spaces between `NOT` and `BETWEEN`.
@@ -656,6 +658,41 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             self.edits.push((at, secs));
         }
 
+        /// `NULLS FIRST` after the `DESC` that follows sort key `key`: the first word `DESC`
+        /// outside parentheses, quotes and comments from its start, before a `,` or the end of
+        /// what encloses it (spans of some expressions stop short of their end).
+        fn nulls_first_after_desc(&mut self, key: &Expr) {
+            use datafusion::sql::sqlparser::ast::Spanned;
+            let Some(r) = (self.range)(key.span()) else { return };
+            let b = self.sql.as_bytes();
+            // A parenthesised key's span starts inside its parentheses.
+            let start = self.sql[..r.start].trim_end_matches(|c: char| c == '(' || c.is_whitespace()).len();
+            let (mut i, mut depth) = (start, 0usize);
+            while i < b.len() {
+                if let Some((end, _)) = quoted_end(self.sql, i) {
+                    i = end;
+                    continue;
+                }
+                match b[i] {
+                    b'(' => depth += 1,
+                    b')' if depth == 0 => return,
+                    b')' => depth -= 1,
+                    b',' | b';' if depth == 0 => return,
+                    c if c.is_ascii_alphanumeric() || c == b'_' => {
+                        let word = i + self.sql[i..].find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(self.sql.len() - i);
+                        if depth == 0 && self.sql[i..word].eq_ignore_ascii_case("DESC") {
+                            self.edits.push((word..word, " NULLS FIRST".into()));
+                            return;
+                        }
+                        i = word;
+                        continue;
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+
         /// `a UNION ALL b ORDER BY x LIMIT n` as `SELECT * FROM (a UNION ALL b) ORDER BY x LIMIT n`,
         /// its column positions named (by the first branch's aliases or column names), when its
         /// first branch is a plain `SELECT` whose columns have distinct names, its positions name
@@ -754,6 +791,12 @@ pub fn for_clickhouse(sql: &str) -> std::borrow::Cow<'_, str> {
             }
             if let (SetExpr::Select(select), Some(OrderByKind::Expressions(exprs))) = (query.body.as_ref(), query.order_by.as_ref().map(|o| &o.kind)) {
                 keys.extend(exprs.iter().map(|o| (select.as_ref(), &o.expr)));
+            }
+            // PostgreSQL (and the lake) sort NULLs first under `DESC`, 18.16 last: said outright.
+            if let Some(OrderByKind::Expressions(exprs)) = query.order_by.as_ref().map(|o| &o.kind) {
+                for o in exprs.iter().filter(|o| o.options.asc == Some(false) && o.options.nulls_first.is_none() && o.with_fill.is_none()) {
+                    self.nulls_first_after_desc(&o.expr);
+                }
             }
             // 18.16 applies a `UNION`'s `ORDER BY` and `LIMIT` to its last branch only (and
             // takes a position for a constant): they are made the whole's, as a subquery's.
@@ -1299,14 +1342,29 @@ mod tests {
     /// Regression: ClickHouse 18.16 read `ORDER BY 2` as ordering by a constant (the top-N was
     /// wrong, silently) and `GROUP BY 1` as grouping by one (refusing the other columns).
     #[test]
+    fn desc_sorts_nulls_first_as_on_the_lake() {
+        for (sql, want) in [
+            ("SELECT a, b FROM t ORDER BY a DESC, b", "SELECT a, b FROM t ORDER BY a DESC NULLS FIRST, b"),
+            ("SELECT a AS x, b FROM t ORDER BY 1 desc\n, f(b)  DESC LIMIT 3", "SELECT a AS x, b FROM t ORDER BY x desc NULLS FIRST\n, f(b)  DESC NULLS FIRST LIMIT 3"),
+            ("SELECT a FROM t ORDER BY a DESC NULLS LAST", "SELECT a FROM t ORDER BY a DESC NULLS LAST"),
+            ("SELECT a FROM (SELECT a FROM t ORDER BY a DESC LIMIT 2) ORDER BY a ASC", "SELECT a FROM (SELECT a FROM t ORDER BY a DESC NULLS FIRST LIMIT 2) ORDER BY a ASC"),
+            ("SELECT a FROM t ORDER BY a /* desc */ DESC", "SELECT a FROM t ORDER BY a /* desc */ DESC NULLS FIRST"),
+            ("SELECT \"desc\" FROM t ORDER BY \"desc\" DESC, desc_x", "SELECT \"desc\" FROM t ORDER BY \"desc\" DESC NULLS FIRST, desc_x"),
+            ("SELECT a FROM t ORDER BY (a + 1) DESC, count(DISTINCT g(a, 'x)')) DESC", "SELECT a FROM t ORDER BY (a + 1) DESC NULLS FIRST, count(DISTINCT g(a, 'x)')) DESC NULLS FIRST"),
+        ] {
+            assert_eq!(for_clickhouse(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
     fn column_positions_are_named_for_clickhouse() {
         assert_eq!(
             for_clickhouse("SELECT site, sum(requests) FROM traffic_1m GROUP BY 1 ORDER BY 2 DESC LIMIT 5"),
-            "SELECT site, sum(requests) FROM traffic_1m GROUP BY (site) ORDER BY (sum(requests)) DESC LIMIT 5"
+            "SELECT site, sum(requests) FROM traffic_1m GROUP BY (site) ORDER BY (sum(requests)) DESC NULLS FIRST LIMIT 5"
         );
         assert_eq!(
             for_clickhouse("SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY 2 DESC, 1"),
-            "SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY r DESC, (country)"
+            "SELECT country, sum(requests) AS r FROM traffic_1m\nGROUP BY country ORDER BY r DESC NULLS FIRST, (country)"
         );
         // Multi-byte text before a position, and a subquery's own positions.
         assert_eq!(
@@ -1331,10 +1389,10 @@ mod tests {
         for (sql, want) in [
             (
                 "SELECT site, sum(requests) AS r FROM a GROUP BY site UNION ALL SELECT site, sum(requests) AS r FROM b GROUP BY site ORDER BY r DESC LIMIT 5",
-                "SELECT * FROM (SELECT site, sum(requests) AS r FROM a GROUP BY site UNION ALL SELECT site, sum(requests) AS r FROM b GROUP BY site ) ORDER BY r DESC LIMIT 5",
+                "SELECT * FROM (SELECT site, sum(requests) AS r FROM a GROUP BY site UNION ALL SELECT site, sum(requests) AS r FROM b GROUP BY site ) ORDER BY r DESC NULLS FIRST LIMIT 5",
             ),
             ("select x from a union all select y from b\n  limit 3", "SELECT * FROM (select x from a union all select y from b\n  ) limit 3"),
-            ("SELECT t.site, 1 AS k FROM t UNION ALL SELECT site, 2 FROM u UNION ALL SELECT site, 3 FROM v ORDER BY 2 DESC, 1", "SELECT * FROM (SELECT t.site, 1 AS k FROM t UNION ALL SELECT site, 2 FROM u UNION ALL SELECT site, 3 FROM v ) ORDER BY k DESC, site"),
+            ("SELECT t.site, 1 AS k FROM t UNION ALL SELECT site, 2 FROM u UNION ALL SELECT site, 3 FROM v ORDER BY 2 DESC, 1", "SELECT * FROM (SELECT t.site, 1 AS k FROM t UNION ALL SELECT site, 2 FROM u UNION ALL SELECT site, 3 FROM v ) ORDER BY k DESC NULLS FIRST, site"),
             ("SELECT n FROM (SELECT 1 AS n UNION ALL SELECT 2 ORDER BY n LIMIT 1) WHERE n > 0", "SELECT n FROM (SELECT * FROM (SELECT 1 AS n UNION ALL SELECT 2 ) ORDER BY n LIMIT 1) WHERE n > 0"),
             ("SELECT a FROM t UNION ALL SELECT b FROM u LIMIT 10, 5", "SELECT * FROM (SELECT a FROM t UNION ALL SELECT b FROM u ) LIMIT 10, 5"),
         ] {
