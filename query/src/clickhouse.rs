@@ -10,7 +10,8 @@
 //!   supported server, 18.16) and are decoded by [`decode_tsv`]: integer, float, `String`,
 //!   `DateTime` (→ `Timestamp(µs, UTC)`, as in the lake; `DateTime('zone')`, say of `toTimeZone`, keeps
 //!   its zone and is shown with its offset), `Date`, `Nullable(..)`; other types arrive
-//!   as their text. A `String` column holding bytes that are not UTF-8 (sketches) becomes `Binary`.
+//!   as their text. A `String` column holding bytes that are not UTF-8, or named as a sketch column
+//!   of the tables (`clients_sketch`), becomes `Binary`.
 //! - `DateTime` text is in the server's time zone, and string literals compared with `DateTime`
 //!   are read in it: the server must run in UTC. The first query checks (`timezone()`) and every
 //!   query fails, saying how to set it, while it does not.
@@ -1202,6 +1203,11 @@ fn text(v: &[u8]) -> Result<&str> {
     std::str::from_utf8(v).map_err(|e| bad(e.to_string()))
 }
 
+/// Whether `name` is a column the lake's tables hold bytes in (the sketches).
+fn is_sketch_column(name: &str) -> bool {
+    edgelens_schemas::tables::ALL_TABLES.iter().flat_map(|t| t.columns).any(|c| c.name == name && c.ty == edgelens_schemas::tables::ColumnType::Binary)
+}
+
 /// Decode a `TabSeparatedWithNamesAndTypes` answer into one record batch.
 pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
     let body = body.strip_suffix(b"\n").unwrap_or(body);
@@ -1276,7 +1282,10 @@ pub fn decode_tsv(body: &[u8]) -> Result<QueryResult> {
             }
             Kind::Nothing => new_null_array(&DataType::Null, rows),
             Kind::Str | Kind::Text => {
-                if col.iter().flatten().all(|v| std::str::from_utf8(v).is_ok()) {
+                // A sketch column is bytes even when its values happen to be UTF-8 (the type of
+                // an answer must not depend on its rows).
+                let bytes = *kind == Kind::Str && is_sketch_column(name);
+                if !bytes && col.iter().flatten().all(|v| std::str::from_utf8(v).is_ok()) {
                     let mut b = StringBuilder::with_capacity(rows, 0);
                     for v in col {
                         b.append_option(v.as_deref().map(|v| std::str::from_utf8(v).unwrap_or_default()));
@@ -1586,6 +1595,12 @@ mod tests {
         assert_eq!(b.column(8).as_binary::<i32>().value(0), b"\xff\0");
         let empty = decode_tsv(b"a\nUInt64\n").unwrap();
         assert_eq!((empty.num_rows(), empty.schema.fields().len()), (0, 1));
+        // Regression: a sketch whose bytes happened to be UTF-8 (a small one) came back as text,
+        // and so did every sketch of an answer without rows (the Postgres wire's `Describe`).
+        for body in [&b"clients_sketch\nString\n\\x02\\x01\\x074\n"[..], b"clients_sketch\nNullable(String)\n", b"clients_sketch\nString\n\xff\n"] {
+            let r = decode_tsv(body).unwrap();
+            assert_eq!(r.schema.field(0).data_type(), &DataType::Binary, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]
