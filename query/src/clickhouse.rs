@@ -1348,8 +1348,8 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
 
-    /// Regression: ClickHouse 18.16 read `ORDER BY 2` as ordering by a constant (the top-N was
-    /// wrong, silently) and `GROUP BY 1` as grouping by one (refusing the other columns).
+    /// Regression: ClickHouse 18.16 sorted NULLs last under `DESC` too, where PostgreSQL and the
+    /// lake sort them first.
     #[test]
     fn desc_sorts_nulls_first_as_on_the_lake() {
         for (sql, want) in [
@@ -1365,6 +1365,8 @@ mod tests {
         }
     }
 
+    /// Regression: ClickHouse 18.16 read `ORDER BY 2` as ordering by a constant (the top-N was
+    /// wrong, silently) and `GROUP BY 1` as grouping by one (refusing the other columns).
     #[test]
     fn column_positions_are_named_for_clickhouse() {
         assert_eq!(

@@ -42,8 +42,8 @@ const MEASURES: [&str; 9] = [
 pub struct SiteRatesRequest {
     /// The site answered for.
     pub site: String,
-    /// The names its traffic is recorded under: the site, and the host name asked for when that
-    /// is one of the site's (traffic recorded under it before the site was registered).
+    /// The names its traffic is recorded under: the site, and host names of it (traffic recorded
+    /// before the site was registered).
     pub recorded: Vec<String>,
     pub range: TimeRange,
     pub step: Step,

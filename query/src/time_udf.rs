@@ -68,7 +68,7 @@ struct CoalesceTimes {
 }
 
 /// `types` with every text read as the first time among them (a literal PostgreSQL would read as
-/// that time); `None` without a time, or a text.
+/// that time); `None` when they hold no time or no text.
 fn texts_as_time(types: &[DataType]) -> Option<Vec<DataType>> {
     let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let time = types.iter().find(|t| matches!(t, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64))?;
