@@ -170,9 +170,20 @@ impl Setup {
 
     /// Wait until the group committed everything and the lake holds `requests` requests.
     fn wait_done(&self, lake: &Path, requests: u64, limit: Duration, logs: &[PathBuf]) {
+        self.wait_until(lake, requests, None, limit, logs)
+    }
+
+    /// [`Self::wait_done`], and until the lake holds as many dead letters as the lake `want` (the
+    /// broker's end of the dead-letters topic can lag behind its last message, so "all committed"
+    /// alone may come before the last dead letters are read).
+    fn wait_same(&self, lake: &Path, want: &Path, requests: u64, limit: Duration, logs: &[PathBuf]) {
+        self.wait_until(lake, requests, Some(dead_letters(want)), limit, logs)
+    }
+
+    fn wait_until(&self, lake: &Path, requests: u64, dead: Option<usize>, limit: Duration, logs: &[PathBuf]) {
         let deadline = Instant::now() + limit;
         loop {
-            if self.all_committed() && total_requests(lake) == requests {
+            if self.all_committed() && total_requests(lake) == requests && dead.is_none_or(|d| dead_letters(lake) == d) {
                 return;
             }
             if Instant::now() > deadline {
@@ -182,9 +193,10 @@ impl Setup {
                     format!("--- {}\n{}", l.display(), lines[lines.len().saturating_sub(15)..].join("\n"))
                 }).collect();
                 panic!(
-                    "not done within {limit:?}: committed/end {:?}, lake has {} of {requests} requests\n{}",
+                    "not done within {limit:?}: committed/end {:?}, lake has {} of {requests} requests, {} of {dead:?} dead letters\n{}",
                     kafka::group_progress(&self.broker, &self.group, &self.events, self.partitions),
                     total_requests(lake),
+                    dead_letters(lake),
                     tails.join("\n")
                 );
             }
@@ -290,7 +302,7 @@ fn million_events_through_three_aggregators_with_kills_equal_replay() {
     let status = ingest.take().wait().unwrap();
     assert!(status.success(), "ingest file failed: {status}");
 
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(300), &logs);
+    setup.wait_same(&lake, &want, expected.valid, Duration::from_secs(300), &logs);
     for a in aggs {
         stop_gracefully(a);
     }
@@ -335,7 +347,7 @@ fn events_from_a_plain_kafka_client_are_aggregated() {
     let lake = tmp.path().join("lake");
     let log = tmp.path().join("aggregator.log");
     let agg = setup.aggregator(&lake, &log, 0);
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(180), &[log]);
+    setup.wait_same(&lake, &want, expected.valid, Duration::from_secs(180), &[log]);
     stop_gracefully(agg);
     assert_same_tables(&lake, &want);
 }
@@ -415,7 +427,7 @@ fn a_registered_sites_hosts_are_judged_together_on_the_kafka_path() {
     // No partition may close as idle while the input flows (see `merged`).
     let agg = setup.aggregator_with(&lake, &log, 0, &[("EDGELENS__AGGREGATE__IDLE_TIMEOUT_MS", "15000".to_owned())]);
     run_ok(edgelens().args(["ingest", "--brokers", &setup.broker, "file"]).arg(&input).envs(setup.env()).env("EDGELENS__INGEST__DATA_DIR", &lake));
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(180), &[log]);
+    setup.wait_same(&lake, &want, expected.valid, Duration::from_secs(180), &[log]);
     stop_gracefully(agg);
     assert_same_tables(&lake, &want);
     // A partition gone quiet may go on, so it ends no incident; replay's end of the data ends the
@@ -625,7 +637,7 @@ fn broker_outage_run(outage: Outage) {
     assert_eq!(http_get(rx_port, "/readyz").0, 200, "the receiver is not ready again with its broker back");
     assert!(during <= 1, "{during} batches were acknowledged while the broker was down");
 
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log]);
+    setup.wait_same(&lake, &want, expected.valid, Duration::from_secs(240), &[log]);
     stop_gracefully(agg);
     assert_same_tables(&lake, &want);
 }
@@ -696,7 +708,7 @@ fn clickhouse_outage_of_60s_stops_commits_then_totals_are_exact() {
     let log2 = tmp.path().join("aggregator2.log");
     let agg = setup.aggregator(&lake, &log2, 0);
 
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(240), &[log.clone(), log2.clone()]);
+    setup.wait_same(&lake, &want, expected.valid, Duration::from_secs(240), &[log.clone(), log2.clone()]);
     let db = setup.ch.as_ref().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -753,7 +765,7 @@ fn sigterm_during_flush_stops_cleanly_with_consistent_offsets() {
     }
     let status = ingest.take().wait().unwrap();
     assert!(status.success(), "ingest file failed: {status}");
-    setup.wait_done(&lake, expected.valid, Duration::from_secs(180), &[log]);
+    setup.wait_same(&lake, &want, expected.valid, Duration::from_secs(180), &[log]);
     stop_gracefully(agg);
     assert_same_tables(&lake, &want);
 }
