@@ -4,8 +4,8 @@
 //!
 //! - Every request runs with `readonly = 1`: the server itself refuses writes, DDL and table
 //!   functions (`file`, `url`, `remote`…). User SQL is additionally limited to one statement of a
-//!   reading kind, a time limit and a result-row limit, and runs with `join_use_nulls = 1`, so
-//!   that an outer join's missing side is NULL as in SQL, not the type's default.
+//!   reading kind, a time limit and a result-row limit. (Not `join_use_nulls = 1`, which would
+//!   make an outer join's missing side NULL as in SQL: 18.16 crashes on some joins with it.)
 //! - Results travel as `TabSeparatedWithNamesAndTypes` (the richest text format of the oldest
 //!   supported server, 18.16) and are decoded by [`decode_tsv`]: integer, float, `String`,
 //!   `DateTime` (→ `Timestamp(µs, UTC)`, as in the lake; `DateTime('zone')`, say of `toTimeZone`, keeps
@@ -96,9 +96,7 @@ impl ClickHouseBackend {
             .with_setting("max_execution_time", limits.timeout.as_secs().max(1).to_string())
             .with_setting("max_result_rows", limits.max_rows.to_string())
             .with_setting("result_overflow_mode", "throw")
-            .with_setting("max_memory_usage", limits.memory_bytes.to_string())
-            // An outer join's missing side is NULL, as in SQL (and on the lake), not 0 or ''.
-            .with_setting("join_use_nulls", "1");
+            .with_setting("max_memory_usage", limits.memory_bytes.to_string());
         match tokio::time::timeout(limits.timeout + Duration::from_secs(5), self.fetch(q, Source::User)).await {
             Ok(r) => r,
             // A server that does not answer at all is not the statement's fault.
