@@ -525,18 +525,12 @@ async fn site_rates_handler(
 ) -> Result<Response> {
     let p = params(query)?;
     let format = SeriesFormat::parse(p.format.as_deref())?;
-    let view = caller.view(state.backend()?);
-    let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?;
-    // A host name of a registered site asks for the site's rates, as `incidents?site=` lists the
-    // site's incidents.
-    let (site, recorded) = recorded_names(view, site_param(&site)?, &range).await?;
     let req = SiteRatesRequest {
-        site,
-        recorded,
-        range,
+        site: site_param(&site)?,
+        range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(site_rates::GRANULARITY),
     };
-    let rates = site_rates::site_rates(view, &req).await?;
+    let rates = site_rates::site_rates(caller.view(state.backend()?), &req).await?;
     match format {
         SeriesFormat::Json => json_response(&rates),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), rates.to_csv())),
@@ -565,25 +559,13 @@ struct ReportParams {
     format: Option<String>,
 }
 
-/// The site `name` asks for — the registered site it is a host name of (`www.shop.example` →
-/// `shop.example`), else itself — and the names that site's traffic and attacks are recorded
-/// under in `range`: the site, the host names of a registered site that traffic was recorded
-/// under before it was registered, and `name`.
-async fn recorded_names(view: View<'_>, name: String, range: &TimeRange) -> Result<(String, Vec<String>)> {
+/// `site`, and the registered site it is a host of when it is one (`www.shop.example` →
+/// `shop.example`): its traffic is counted, and its attacks judged, under that site (and under
+/// the host name only before the site was registered).
+async fn with_registered_site(view: View<'_>, site: String) -> Result<Vec<String>> {
     let known = crate::registry_api::known_sites(view).await?;
-    let site = crate::registry_api::site_of_host(&name, &known).unwrap_or(&name).to_owned();
-    let mut names = vec![site.clone()];
-    if known.contains(&site) {
-        // The minutes of `traffic_1m` that overlap the range.
-        let minute = traffic_share::GRANULARITY.micros();
-        let minutes = TimeRange { from_us: range.from_us.div_euclid(minute) * minute, to_us: range.to_us };
-        let hosts = crate::registry_api::hosts_of_known_sites(view, &known, &[], Some(&minutes)).await?;
-        names.extend(hosts.into_iter().filter(|(_, s)| *s == site).map(|(h, _)| h));
-    }
-    if !names.contains(&name) {
-        names.push(name);
-    }
-    Ok((site, names))
+    let parent = crate::registry_api::site_of_host(&site, &known).map(str::to_owned);
+    Ok(std::iter::once(site).chain(parent).collect())
 }
 
 /// Without `from`, the incidents list covers the week before `to`.
@@ -598,13 +580,12 @@ async fn incidents_handler(
     let format = SeriesFormat::parse(p.format.as_deref())?;
     let site = p.site.as_deref().map(|s| non_empty("site", s).and_then(site_param)).transpose()?;
     let view = caller.view(state.backend()?);
-    let range = TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?;
     let sites = match site {
-        Some(site) => Some(recorded_names(view, site, &range).await?.1),
+        Some(site) => Some(with_registered_site(view, site).await?),
         None => None,
     };
     let req = IncidentListRequest {
-        range,
+        range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_INCIDENT_SPAN)?,
         sites,
         status: incidents::parse_status(p.status.as_deref())?,
         vector: incidents::parse_vector(p.vector.as_deref())?,

@@ -174,7 +174,7 @@ impl Auth {
         // Registry rows kept under a host name of one of its sites (imported before the site was
         // registered) count as the site's, and so are the tenant's (its other tables' rows under
         // such a host name are not).
-        let hosts = crate::registry_api::hosts_of_sites(View::all(backend), &["site_entities", "site_tags"], None).await?;
+        let hosts = crate::registry_api::hosts_of_sites(View::all(backend), &["site_entities", "site_tags"]).await?;
         // (Each host once: `hosts_of_sites` lists distinct pairs, and a host belongs to one site.)
         let registry_hosts: Vec<(String, String)> = hosts.into_iter().filter(|(_, site)| sites.iter().any(|p| &p.site == site)).collect();
         let scope = Arc::new(TenantScope { tenant: tenant.clone(), sites, registry_hosts });

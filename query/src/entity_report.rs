@@ -94,6 +94,12 @@ impl Mapping {
         us >= self.from_us && self.to_us.is_none_or(|t| us < t)
     }
 
+    /// Whether it counts what is recorded under `name`: its site's, and when kept under a host
+    /// name, that host name's (recorded before the site was registered).
+    fn counts(&self, name: &str) -> bool {
+        self.site == name || self.via.as_deref() == Some(name)
+    }
+
     /// The attribution holds at some time in `[start, end)` (`end`: `None` while under way).
     fn overlaps(&self, start: i64, end: Option<i64>) -> bool {
         spans_overlap((self.from_us, self.to_us), (start, end))
@@ -111,9 +117,8 @@ fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 /// The entity's attributions of at least `min_confidence` overlapping `range`, by site and start.
-/// Rows kept under a host name of a registered site are the site's, with the host name in `via`;
-/// `hosts` are those host names and their sites. A withdrawn row (`valid_to` = `valid_from`) held
-/// at no time: it is none.
+/// Rows kept under a host name of a registered site are the site's, with the host name in `via`.
+/// A withdrawn row (`valid_to` = `valid_from`) held at no time: it is none.
 async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Attributions> {
     let d = view.dialect();
     let (from, to) = (range.from_us, range.to_us);
@@ -146,57 +151,49 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
             });
         }
     }
-    // An attribution kept under a host name of a site registered since is the site's (imported
-    // before the site was registered), and so is the traffic recorded under a host name of it.
-    let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"], Some(range)).await?;
+    // An attribution kept under a host name of a site registered since (imported before the site
+    // was registered) is the site's, and still the host name's.
+    let hosts = crate::registry_api::hosts_of_sites(view, &["site_entities"]).await?;
     for m in &mut mappings {
         if let Ok(i) = hosts.binary_search_by(|(h, _)| h.as_str().cmp(&m.site)) {
             m.via = Some(std::mem::replace(&mut m.site, hosts[i].1.clone()));
         }
     }
     // A site attributed both directly and through a host name with the same period, source and
-    // confidence: once, as the direct attribution. Attributions that differ in any of these are
-    // listed each (their traffic is counted once: see the series).
+    // confidence: once, as the one through the host name (which counts the host name's traffic
+    // too). Attributions that differ in any of these are listed each (their traffic is counted
+    // once: see the series).
     mappings.sort_by(|a, b| {
         (&a.site, a.from_us, &a.source, a.to_us.is_none(), a.to_us)
             .cmp(&(&b.site, b.from_us, &b.source, b.to_us.is_none(), b.to_us))
             .then(a.confidence.total_cmp(&b.confidence))
-            .then(a.via.is_some().cmp(&b.via.is_some()))
+            .then(b.via.is_some().cmp(&a.via.is_some()))
     });
     mappings.dedup_by(|later, first| {
         (&later.site, later.from_us, &later.source, later.to_us) == (&first.site, first.from_us, &first.source, first.to_us) && later.confidence == first.confidence
     });
-    Ok(Attributions { mappings, hosts })
+    Ok(Attributions { mappings })
 }
 
-/// An entity's attributions, and the host names whose rows and traffic count as their sites'.
+/// An entity's attributions.
 struct Attributions {
     mappings: Vec<Mapping>,
-    /// `(host, site)`, sorted, from [`crate::registry_api::hosts_of_sites`].
-    hosts: Vec<(String, String)>,
 }
 
 impl Attributions {
-    /// The site `recorded` (a site or host name in the tables) counts as.
-    fn site_of<'a>(&'a self, recorded: &'a str) -> &'a str {
-        self.hosts.binary_search_by(|(h, _)| h.as_str().cmp(recorded)).map_or(recorded, |i| self.hosts[i].1.as_str())
-    }
-
-    /// The names the traffic and incidents of `sites` are recorded under: the sites and their
-    /// host names.
-    fn recorded_names(&self, sites: &BTreeSet<String>) -> BTreeSet<String> {
-        let hosts = self.hosts.iter().filter(|(_, s)| sites.contains(s)).map(|(h, _)| h.clone());
-        sites.iter().cloned().chain(hosts).collect()
+    /// The names the traffic and incidents the attributions count are recorded under: their
+    /// sites, and the host names of those kept under one.
+    fn recorded_names(&self) -> BTreeSet<String> {
+        self.mappings.iter().flat_map(|m| std::iter::once(m.site.clone()).chain(m.via.clone())).collect()
     }
 }
 
-/// The incidents `req` selects (status, vector, sites; not cut to its limit) among those on the
-/// sites of `attributions` (or recorded under their host names) that were under way at some time
-/// the site was attributed.
+/// The incidents `req` selects (status, vector, sites; not cut to its limit) among those recorded
+/// under a name an attribution counts ([`Mapping::counts`]) that were under way at some time it
+/// held.
 async fn incidents_of(view: View<'_>, attributions: &Attributions, req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
-    let sites: BTreeSet<String> = attributions.mappings.iter().map(|m| m.site.clone()).collect();
     let recorded: Vec<String> =
-        attributions.recorded_names(&sites).into_iter().filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s))).collect();
+        attributions.recorded_names().into_iter().filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s))).collect();
     // Every incident of those sites: cutting the list here would cut the count of the entity's.
     let all = IncidentListRequest { sites: Some(recorded), limit: usize::MAX, ..req.clone() };
     let out: Vec<IncidentSummary> = incidents::list(view, &all)
@@ -206,8 +203,7 @@ async fn incidents_of(view: View<'_>, attributions: &Attributions, req: &Inciden
         .filter(|i| {
             let start = rfc3339_to_us(&i.start_ts);
             let end = i.end_ts.as_deref().map(rfc3339_to_us);
-            let site = attributions.site_of(&i.site);
-            attributions.mappings.iter().any(|m| m.site == site && m.overlaps(start, end))
+            attributions.mappings.iter().any(|m| m.counts(&i.site) && m.overlaps(start, end))
         })
         .collect();
     Ok(out)
@@ -256,7 +252,6 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     if mappings.is_empty() {
         ensure_known(view, &req.entity).await?;
     }
-    let sites: BTreeSet<String> = mappings.iter().map(|m| m.site.clone()).collect();
     let bucket_of = |us: i64| us.div_euclid(req.step.micros()) * req.step.micros();
 
     // All requests per step.
@@ -274,12 +269,12 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     }
     let total_requests: u64 = totals.values().sum();
 
-    // The entity's sites per minute (with their traffic recorded under host names), attributed
-    // by the mappings holding at that minute.
+    // The traffic of the names the attributions count per minute, attributed by the mappings
+    // holding at that minute.
     let mut per_mapping = vec![0u64; mappings.len()];
     let mut series: BTreeMap<i64, u64> = BTreeMap::new();
-    if !sites.is_empty() {
-        let list: Vec<String> = attributions.recorded_names(&sites).iter().map(|s| d.string(s)).collect();
+    if !mappings.is_empty() {
+        let list: Vec<String> = attributions.recorded_names().iter().map(|s| d.string(s)).collect();
         let sql = format!(
             "SELECT {t} AS t, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} AND site IN ({list}) GROUP BY t, site",
             t = d.epoch_us("ts"),
@@ -289,10 +284,10 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
         for b in view.query(&sql).await?.batches {
             let (t, site, n) = (column_i64(&b, "t")?, column_string(&b, "site")?, column_u64(&b, "requests")?);
             for i in 0..b.num_rows() {
-                let (t, site, n) = (t.value(i), attributions.site_of(site.value(i)), n.value(i));
+                let (t, name, n) = (t.value(i), site.value(i), n.value(i));
                 let mut counted = false;
                 for (k, m) in mappings.iter().enumerate() {
-                    if m.site == site && m.holds_at(t) {
+                    if m.counts(name) && m.holds_at(t) {
                         per_mapping[k] += n;
                         counted = true;
                     }
@@ -376,15 +371,14 @@ impl EntityReport {
         out
     }
 
-    /// The report's incidents on `a`'s site — recorded under it, or under a host name of it an
-    /// attribution of the site was imported under — that overlap the time `a` held (an incident
-    /// counts once per attribution it falls in, not once per attribution row of its site).
+    /// The report's incidents `a` counts — recorded under its site, or under the host name it was
+    /// imported under — that overlap the time `a` held (an incident counts once per attribution it
+    /// falls in, not once per attribution row of its site).
     pub fn incidents_during(&self, a: &Attribution) -> usize {
         let held = (rfc3339_to_us(&a.valid_from), a.valid_to.as_deref().map(rfc3339_to_us));
-        let hosts: Vec<&str> = self.sites.iter().filter(|r| r.site == a.site).filter_map(|r| r.attributed_as.as_deref()).collect();
         self.incidents
             .iter()
-            .filter(|i| i.site == a.site || hosts.contains(&i.site.as_str()))
+            .filter(|i| i.site == a.site || a.attributed_as.as_deref() == Some(i.site.as_str()))
             .filter(|i| spans_overlap(held, (rfc3339_to_us(&i.start_ts), i.end_ts.as_deref().map(rfc3339_to_us))))
             .count()
     }
@@ -444,9 +438,9 @@ mod tests {
         hosted.sites[1].attributed_as = Some("www.a.example".into());
         hosted.incidents[1].site = "www.a.example".into();
         hosted.incidents[0].site = "www.a.example".into();
-        assert_eq!(hosted.sites.iter().map(|a| hosted.incidents_during(a)).collect::<Vec<_>>(), [1, 1], "a direct row of the site counts them too");
-        hosted.incidents[0].site = "other.example".into();
-        assert_eq!(hosted.sites.iter().map(|a| hosted.incidents_during(a)).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(hosted.sites.iter().map(|a| hosted.incidents_during(a)).collect::<Vec<_>>(), [0, 1], "a direct row of the site counts the site's own only");
+        hosted.incidents[0].site = "a.example".into();
+        assert_eq!(hosted.sites.iter().map(|a| hosted.incidents_during(a)).collect::<Vec<_>>(), [1, 1]);
         // Rows that add up to the total need no word; overlapping ones are explained, in the
         // Markdown and HTML reports.
         assert_eq!(report.overlap_note(), None);

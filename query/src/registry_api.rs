@@ -15,7 +15,6 @@ use crate::auth::Principal;
 use crate::backend::{Dialect, View};
 use crate::error::{QueryError, Result};
 use crate::lake::column_string;
-use crate::params::TimeRange;
 
 /// Where registry rows are written (the lake and/or ClickHouse), provided by whoever starts the
 /// service: the query crate reads, the sinks that write live in the aggregate crate.
@@ -99,32 +98,24 @@ pub async fn known_registry(view: View<'_>) -> Result<registry::Known> {
     Ok(known)
 }
 
-/// The host names of registered sites that registry tables `tables` (`site_entities`,
-/// `site_tags`) keep rows under (imported before the site was registered: an import maps host
-/// names to the sites registered at the time) and, with `traffic`, that `traffic_1m` recorded
-/// requests under in that range (events without `ZoneName` before the site was registered), as
-/// `(host, site)`. Questions over attributions and tags read them as the site's, as if the site
-/// had come first: a site's attribution counts its traffic recorded under any of its host names,
-/// and an attribution kept under a host name is the site's.
-pub async fn hosts_of_sites(view: View<'_>, tables: &[&str], traffic: Option<&TimeRange>) -> Result<Vec<(String, String)>> {
-    hosts_of_known_sites(view, &known_sites(view).await?, tables, traffic).await
-}
-
-/// [`hosts_of_sites`] of the registered sites `known`.
-pub async fn hosts_of_known_sites(view: View<'_>, known: &BTreeSet<String>, tables: &[&str], traffic: Option<&TimeRange>) -> Result<Vec<(String, String)>> {
+/// The rows of registry tables `tables` (`site_entities`, `site_tags`) kept under a host name that
+/// now belongs to a registered site (imported before the site was registered: an import maps host
+/// names to the sites registered at the time), as `(host, site)`. Questions over attributions
+/// read such a row as the site's and as the host name's: it counts the site's traffic, and the
+/// traffic recorded under the host name before the site was registered (which stays under it).
+/// Other rows count the traffic recorded under their own name only, so one row never changes what
+/// another counts.
+pub async fn hosts_of_sites(view: View<'_>, tables: &[&str]) -> Result<Vec<(String, String)>> {
+    let known = known_sites(view).await?;
     if known.is_empty() {
         return Ok(Vec::new());
     }
-    let mut names: Vec<String> = tables.iter().map(|table| format!("SELECT DISTINCT site FROM {table}")).collect();
-    if let Some(range) = traffic {
-        names.push(format!("SELECT DISTINCT site FROM traffic_1m WHERE {}", view.dialect().range_predicate(range, "ts")));
-    }
     let mut out = Vec::new();
-    for sql in names {
-        for b in view.query(&sql).await?.batches {
+    for table in tables {
+        for b in view.query(&format!("SELECT DISTINCT site FROM {table}")).await?.batches {
             let col = column_string(&b, "site")?;
             for host in (0..b.num_rows()).filter(|&i| !col.is_null(i)).map(|i| col.value(i)) {
-                if let Some(site) = site_of_host(host, known) {
+                if let Some(site) = site_of_host(host, &known) {
                     out.push((host.to_owned(), site.to_owned()));
                 }
             }

@@ -1,13 +1,12 @@
 //! `GET /v1/sites/{site}/rates`: one site's request-rate series from `site_rates_10s`.
 //!
-//! Aggregation runs in the backend: rows of the site (and of the host names of it its traffic was
-//! recorded under before it was registered) in the range, delta rows included, summed per
+//! Aggregation runs in the backend: rows of the site in the range, delta rows included, summed per
 //! step. A step without rows has no point. Steps lie on a grid from the unix epoch, so the first
 //! and last may reach outside the range asked for: `rps` is the step's requests divided by the
 //! seconds of the step inside the range (the range rounded to 10 s), so a step the range only
 //! partly covers shows no false drop. For a range reaching the present, the range ends where the
 //! newest closed 10 s window of any site does (the windows after it are still open).
-//! The names are quoted literals of the backend's dialect. Distinct clients of a step are the
+//! The site name is a quoted literal of the backend's dialect. Distinct clients of a step are the
 //! union of its rows' sketches: merged by a UDF in DataFusion; ClickHouse cannot read the sketch
 //! format, so there the step's sketches are fetched and merged here.
 
@@ -40,11 +39,7 @@ const MEASURES: [&str; 9] = [
 /// A validated rates request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteRatesRequest {
-    /// The site answered for.
     pub site: String,
-    /// The names its traffic is recorded under: the site, and host names of it (traffic recorded
-    /// before the site was registered).
-    pub recorded: Vec<String>,
     pub range: TimeRange,
     pub step: Step,
 }
@@ -165,9 +160,9 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
     req.range.check_steps(req.step)?;
     let dialect = backend.dialect();
     let rows = format!(
-        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site IN ({sites}) AND {pred}",
+        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site = {site} AND {pred}",
         bucket = dialect.step_start("ts", req.step),
-        sites = req.recorded.iter().map(|s| dialect.string(s)).collect::<Vec<_>>().join(", "),
+        site = dialect.string(&req.site),
         pred = dialect.range_predicate(&req.range, "ts"),
     );
     // Distinct clients of a step: the union of its rows' sketches, not the sum of their estimates.

@@ -127,8 +127,8 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
 
     // (step start µs, top key or None for the rest, requests)
     let hosts = match req.by {
-        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, &["site_entities"], Some(&req.range)).await?,
-        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, &["site_tags"], Some(&req.range)).await?,
+        ShareBy::Entity => crate::registry_api::hosts_of_sites(backend, &["site_entities"]).await?,
+        ShareBy::Tag => crate::registry_api::hosts_of_sites(backend, &["site_tags"]).await?,
         _ => Vec::new(),
     };
     let sql = share_sql(req, source_table, dialect, &hosts);
@@ -250,9 +250,10 @@ fn share_sql(req: &TrafficShareRequest, source_table: &str, dialect: Dialect, ho
     }
 }
 
-/// SQL of `(ts, site, key, requests)` for `by=entity|tag`: each minute's requests of a site once
-/// per key of the registry valid at that minute; registry rows and traffic under the host names
-/// of `hosts` count as their sites' (see [`crate::registry_api::hosts_of_sites`]).
+/// SQL of `(ts, site, key, requests)` for `by=entity|tag`: each minute's requests recorded under
+/// a name (`site`) once per key of the registry valid at that minute for that name. A registry
+/// row kept under a host name of `hosts` is valid for the host name and for its site (see
+/// [`crate::registry_api::hosts_of_sites`]).
 fn mapped_sql(req: &TrafficShareRequest, dialect: Dialect, hosts: &[(String, String)]) -> String {
     let pred = dialect.range_predicate(&req.range, "ts");
     let (table, key_column, confidence) = if req.by == ShareBy::Entity {
@@ -260,20 +261,26 @@ fn mapped_sql(req: &TrafficShareRequest, dialect: Dialect, hosts: &[(String, Str
     } else {
         ("site_tags", "tag", String::new())
     };
-    // Traffic recorded under a host name before its site was registered counts as the site's.
-    let site = crate::registry_api::site_of_host_sql(dialect, "site", hosts);
     let registry = if hosts.is_empty() {
         table.to_owned()
     } else {
+        // The rows kept under host names once more, under their sites.
         let columns = if req.by == ShareBy::Entity { "entity, confidence" } else { "tag" };
-        format!("(SELECT {site} AS site, {columns}, valid_from, valid_to FROM {table})")
+        let names: Vec<String> = hosts.iter().map(|(h, _)| dialect.string(h)).collect();
+        format!(
+            "(SELECT {site} AS site, {columns}, valid_from, valid_to FROM \
+             (SELECT site AS host, {columns}, valid_from, valid_to FROM {table} WHERE site IN ({names})) AS h \
+             UNION ALL SELECT site, {columns}, valid_from, valid_to FROM {table})",
+            site = crate::registry_api::site_of_host_sql(dialect, "host", hosts),
+            names = names.join(", "),
+        )
     };
-    // Per (minute, site) first, then each key valid at that minute; DISTINCT keeps a site from
+    // Per (minute, name) first, then each key valid at that minute; DISTINCT keeps a name from
     // counting twice toward one key when the registry repeats an attribution.
     format!(
-        "SELECT DISTINCT s.ts AS ts, s.msite AS site, s.requests AS requests, m.{key_column} AS key \
-         FROM (SELECT ts, {site} AS msite, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, {site}) s \
-         JOIN {registry} m ON s.msite = m.site \
+        "SELECT DISTINCT s.ts AS ts, s.site AS site, s.requests AS requests, m.{key_column} AS key \
+         FROM (SELECT ts, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} GROUP BY ts, site) s \
+         JOIN {registry} m ON s.site = m.site \
          WHERE s.ts >= m.valid_from AND (m.valid_to IS NULL OR s.ts < m.valid_to){confidence}"
     )
 }
