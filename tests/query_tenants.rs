@@ -447,5 +447,9 @@ fn a_tenant_sees_the_registry_rows_kept_under_its_host_names() {
         assert_eq!(svc.get_as(GLOBEX, &report).0, 404, "{name}");
         let (_, body) = svc.sql_as(GLOBEX, "SELECT COUNT(*) AS n FROM site_entities");
         assert_eq!(rows(&body, "globex")[0]["n"].as_u64(), Some(0), "{name}: {body}");
+        // Regression: a tenant without tag rows of its own got 400 "registry not loaded" (the
+        // registry is loaded: it has nothing of that tenant's).
+        let (code, body) = svc.get_as(GLOBEX, &share);
+        assert_eq!((code, json(&body, "globex's share")["series"].as_array().map(Vec::len)), (200, Some(0)), "{name}: {body}");
     }
 }

@@ -117,7 +117,9 @@ pub async fn traffic_share(backend: View<'_>, req: &TrafficShareRequest) -> Resu
     let mapped = matches!(req.by, ShareBy::Entity | ShareBy::Tag);
     if mapped {
         let registry = if req.by == ShareBy::Entity { "site_entities" } else { "site_tags" };
-        if !backend.has_rows(registry).await? {
+        // Whether anything is imported at all (a tenant without rows of its own gets an empty
+        // answer, not this error).
+        if !View::all(backend.backend()).has_rows(registry).await? {
             return Err(QueryError::InvalidParameter(format!(
                 "registry not loaded: by={} needs rows in {registry}; import a registry with `edgelens registry import`",
                 req.by.as_str()
