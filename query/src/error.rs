@@ -124,6 +124,10 @@ impl QueryError {
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => QueryError::InvalidSql(e.strip_backtrace()),
+            // Bytes (a sketch) read as text: `length(clients_sketch)`.
+            DataFusionError::ArrowError(ae, _) if matches!(ae.as_ref(), ArrowError::InvalidArgumentError(m) if m.contains("non UTF-8")) => {
+                QueryError::DataError(format!("{ae} (bytes, such as a sketch, read as text: length(encode(x, 'hex')) / 2 is their size, hll_merge(x) the distinct count)"))
+            }
             DataFusionError::ArrowError(ae, _)
                 if matches!(
                     ae.as_ref(),

@@ -744,6 +744,18 @@ mod tests {
         assert_eq!(e.http_status(), 400);
     }
 
+    /// Regression: `length(clients_sketch)` was a 500 (an internal error): bytes read as text are
+    /// the statement's error, and it says what to write.
+    #[tokio::test]
+    async fn a_sketch_read_as_text_is_the_statements_error() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        let e = lake.user_sql("SELECT length(CAST(X'FF00' AS BYTEA)) AS n").await.unwrap_err();
+        assert!(matches!(e, QueryError::DataError(_)) && e.to_string().contains("encode(x, 'hex')"), "{e}");
+        assert_eq!(e.http_status(), 400);
+        let r = lake.user_sql("SELECT length(encode(CAST(X'FF00' AS BYTEA), 'hex')) / 2 AS n").await.unwrap();
+        assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":2}]"#);
+    }
+
     /// Regression: user SQL saw the counts as unsigned, as stored: `requests - bytes - 1` wrapped
     /// around to 18446744073709551615, `-requests` was refused, and `requests + 1` or
     /// `requests / 2` was a decimal, written as text. They are PostgreSQL's `bigint`s, as the
