@@ -236,8 +236,9 @@ fn classify(e: clickhouse::error::Error, source: Source) -> QueryError {
     // 403 bad JOIN ON.
     const MORE_USER: &[u32] = &[51, 63, 80, 133, 134, 181, 182, 183, 258, 386, 403];
     // Failures on the values met: 128 array too large, 135 zero index, 153 division by zero,
-    // 321 value out of range, 395 throwIf, 407 decimal overflow.
-    const DATA: &[u32] = &[128, 135, 153, 321, 395, 407];
+    // 321 value out of range, 349 a NULL cast to a type without NULL, 395 throwIf, 407 decimal
+    // overflow.
+    const DATA: &[u32] = &[128, 135, 153, 321, 349, 395, 407];
     // 160: the statement would run too long (or sleeps longer than allowed); 191 set too large.
     const LIMIT: &[u32] = &[158, 159, 160, 191, 241, 396];
     // The server (or a shard behind a distributed table) is busy or out of reach right now: 202
