@@ -119,7 +119,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 /// The entity's attributions of at least `min_confidence` overlapping `range`, by site and start.
 /// Rows kept under a host name of a registered site are the site's, with the host name in `via`.
 /// A withdrawn row (`valid_to` = `valid_from`) held at no time: it is none.
-async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Attributions> {
+async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confidence: f64) -> Result<Vec<Mapping>> {
     let d = view.dialect();
     let (from, to) = (range.from_us, range.to_us);
     let sql = format!(
@@ -172,28 +172,21 @@ async fn attributions(view: View<'_>, entity: &str, range: &TimeRange, min_confi
     mappings.dedup_by(|later, first| {
         (&later.site, later.from_us, &later.source, later.to_us) == (&first.site, first.from_us, &first.source, first.to_us) && later.confidence == first.confidence
     });
-    Ok(Attributions { mappings })
+    Ok(mappings)
 }
 
-/// An entity's attributions.
-struct Attributions {
-    mappings: Vec<Mapping>,
-}
-
-impl Attributions {
-    /// The names the traffic and incidents the attributions count are recorded under: their
-    /// sites, and the host names of those kept under one.
-    fn recorded_names(&self) -> BTreeSet<String> {
-        self.mappings.iter().flat_map(|m| std::iter::once(m.site.clone()).chain(m.via.clone())).collect()
-    }
+/// The names the traffic and incidents `mappings` count are recorded under: their sites, and the
+/// host names of those kept under one.
+fn recorded_names(mappings: &[Mapping]) -> BTreeSet<String> {
+    mappings.iter().flat_map(|m| std::iter::once(m.site.clone()).chain(m.via.clone())).collect()
 }
 
 /// The incidents `req` selects (status, vector, sites; not cut to its limit) among those recorded
 /// under a name an attribution counts ([`Mapping::counts`]) that were under way at some time it
 /// held.
-async fn incidents_of(view: View<'_>, attributions: &Attributions, req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
+async fn incidents_of(view: View<'_>, mappings: &[Mapping], req: &IncidentListRequest) -> Result<Vec<IncidentSummary>> {
     let recorded: Vec<String> =
-        attributions.recorded_names().into_iter().filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s))).collect();
+        recorded_names(mappings).into_iter().filter(|s| req.sites.as_ref().is_none_or(|only| only.contains(s))).collect();
     // Every incident of those sites: cutting the list here would cut the count of the entity's.
     let all = IncidentListRequest { sites: Some(recorded), limit: usize::MAX, ..req.clone() };
     let out: Vec<IncidentSummary> = incidents::list(view, &all)
@@ -203,7 +196,7 @@ async fn incidents_of(view: View<'_>, attributions: &Attributions, req: &Inciden
         .filter(|i| {
             let start = rfc3339_to_us(&i.start_ts);
             let end = i.end_ts.as_deref().map(rfc3339_to_us);
-            attributions.mappings.iter().any(|m| m.counts(&i.site) && m.overlaps(start, end))
+            mappings.iter().any(|m| m.counts(&i.site) && m.overlaps(start, end))
         })
         .collect();
     Ok(out)
@@ -217,11 +210,11 @@ pub async fn entity_incidents(
     min_confidence: f64,
     req: &IncidentListRequest,
 ) -> Result<IncidentList> {
-    let attributions = attributions(view, entity, &req.range, min_confidence).await?;
-    if attributions.mappings.is_empty() {
+    let mappings = attributions(view, entity, &req.range, min_confidence).await?;
+    if mappings.is_empty() {
         ensure_known(view, entity).await?;
     }
-    let mut incidents = incidents_of(view, &attributions, req).await?;
+    let mut incidents = incidents_of(view, &mappings, req).await?;
     let total = incidents.len();
     incidents.truncate(req.limit);
     Ok(IncidentList { from: req.range.from_rfc3339(), to: req.range.to_rfc3339(), total, incidents })
@@ -247,8 +240,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let req = &EntityReportRequest { range: req.range.covered_by_rows(crate::traffic_share::GRANULARITY), ..req.clone() };
     req.range.check_steps(req.step)?;
     let d = view.dialect();
-    let attributions = attributions(view, &req.entity, &asked, req.min_confidence).await?;
-    let mappings = &attributions.mappings;
+    let mappings = &attributions(view, &req.entity, &asked, req.min_confidence).await?;
     if mappings.is_empty() {
         ensure_known(view, &req.entity).await?;
     }
@@ -274,7 +266,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let mut per_mapping = vec![0u64; mappings.len()];
     let mut series: BTreeMap<i64, u64> = BTreeMap::new();
     if !mappings.is_empty() {
-        let list: Vec<String> = attributions.recorded_names().iter().map(|s| d.string(s)).collect();
+        let list: Vec<String> = recorded_names(mappings).iter().map(|s| d.string(s)).collect();
         let sql = format!(
             "SELECT {t} AS t, site, SUM(requests) AS requests FROM traffic_1m WHERE {pred} AND site IN ({list}) GROUP BY t, site",
             t = d.epoch_us("ts"),
@@ -301,7 +293,7 @@ pub async fn entity_report(view: View<'_>, req: &EntityReportRequest) -> Result<
     let requests: u64 = series.values().sum();
 
     let every = IncidentListRequest { range: asked, sites: None, status: None, vector: None, limit: usize::MAX };
-    let incidents = incidents_of(view, &attributions, &every).await?;
+    let incidents = incidents_of(view, mappings, &every).await?;
 
     Ok(EntityReport {
         entity: req.entity.clone(),
