@@ -35,9 +35,14 @@
 //! seconds arrives after the start second closed); the seconds before are
 //! estimated from the sample. State is checkpointed with the windows ([`AttackDetector::encode_state`]).
 //!
-//! Seconds close [`DetectorConfig::allowed_disorder`] behind the stream's clock: the newest time of
-//! its last events, not counting the edge (colo) furthest ahead among them (`RecentEdges`), so one
-//! edge whose clock runs ahead of the others does not make all their events late.
+//! A site's seconds close [`DetectorConfig::allowed_disorder`] behind its clock: the newest time of
+//! its events, held to the stream's clock, which is the newest time of the stream's last events
+//! not counting the edge (colo) furthest ahead among them (`RecentEdges`), so one edge whose clock
+//! runs ahead of the others does not make all their events late. Each site on its own clock: a
+//! stream (a Kafka partition) holds many sites, whose Logpush jobs deliver independently, one's
+//! batches behind another's; its events are judged as if they had come alone, while they are
+//! within [`DetectorConfig::max_site_lag`] (60 s) of the stream's clock, at which every site's
+//! seconds close at the latest (a site gone quiet, or further behind).
 //!
 //! An event for a second already judged (more than [`DetectorConfig::allowed_disorder`] late, and
 //! so not too late for the rollups) changes no decision, but an incident under way at that second
@@ -76,8 +81,12 @@ use crate::windows::SortedName;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorConfig {
     pub thresholds: Thresholds,
-    /// Seconds close this far behind the stream's clock (the windows' allowed disorder; see the module docs).
+    /// A site's seconds close this far behind its clock (the windows' allowed disorder; see the
+    /// module docs).
     pub allowed_disorder: Nanos,
+    /// ... and at the latest this far behind the stream's clock, however far behind the stream
+    /// the site's own events are (at least the allowed disorder).
+    pub max_site_lag: Nanos,
     /// One request in this many (by event hash) feeds profiles and signatures.
     pub sample_one_in: u64,
     /// Bottom-k size of an incident's sample.
@@ -93,6 +102,7 @@ impl Default for DetectorConfig {
         Self {
             thresholds: Thresholds::default(),
             allowed_disorder: 5 * NANOS_PER_SEC,
+            max_site_lag: 60 * NANOS_PER_SEC,
             sample_one_in: 4,
             sample_cap: 8192,
             cooling_secs: 180,
@@ -104,10 +114,16 @@ impl Default for DetectorConfig {
 impl DetectorConfig {
     /// Seconds from an incident's start after which every request is matched exactly: the
     /// allowed disorder and 2 s more (7 s by default). The incident is made when its start second
-    /// closes, once the stream's clock is the allowed disorder past it, so every event of a second
-    /// at least that far on comes after it (the slack covers the one edge the clock leaves out).
+    /// closes, once the site's clock is the allowed disorder past it (or the stream's is further
+    /// on, the site's events not being there yet), so every event of the site of a second at
+    /// least that far on comes after it (the slack covers the one edge the clock leaves out).
     pub fn watch_delay(&self) -> i64 {
         (self.allowed_disorder + NANOS_PER_SEC - 1).div_euclid(NANOS_PER_SEC) + 2
+    }
+
+    /// How far behind the stream's clock a site's seconds close at the latest.
+    pub fn site_lag(&self) -> Nanos {
+        self.max_site_lag.max(self.allowed_disorder)
     }
 }
 
@@ -308,6 +324,11 @@ struct SiteState {
     /// The site was learned afresh once ([`baseline::RateBaseline::outgrown`]): never again, so
     /// traffic that rises and falls cannot keep it warming up (and unjudged).
     relearned: bool,
+    /// The newest time of the site's events (not past the stream's event time).
+    newest: Option<Nanos>,
+    /// Every second of the site before this one is closed (by its own clock; the stream's
+    /// `closed_before` may be further on).
+    closed_before: Option<i64>,
 }
 
 /// A tracked site: its name and its state.
@@ -466,32 +487,54 @@ impl AttackDetector {
     }
 
     /// [`Self::observe`] with the stream's event time given (the windows', which an event far
-    /// ahead of it does not move by itself; `None` before it starts): seconds close behind the
-    /// stream's clock (see the module docs), never past `event_time`, not behind `ev.ts`.
+    /// ahead of it does not move by itself; `None` before it starts): a site's seconds close
+    /// behind its clock, and at the latest behind the stream's (see the module docs), never past
+    /// `event_time`, not behind `ev.ts`.
     pub fn observe_at(&mut self, ev: &EdgeEvent<'_>, event_time: Option<Nanos>) -> bool {
+        let sec = sec_of(ev.ts);
+        let mut pos = self.index.get(ev.site.as_ref()).copied();
         if let Some(event_time) = event_time {
-            self.edges.push(&ev.colo, ev.ts.min(event_time));
-            // Seconds close behind the newest time of the last events' edges but the one furthest
-            // ahead: one edge whose clock runs ahead of the others does not make their events
-            // late (and unjudged). Computed only when a second may close.
-            if self.closed_before.is_none_or(|c| sec_of(event_time - self.cfg.allowed_disorder) > c) {
+            let ts = ev.ts.min(event_time);
+            self.edges.push(&ev.colo, ts);
+            // Every site's seconds close the site lag behind the newest time of the last events'
+            // edges but the one furthest ahead: one edge whose clock runs ahead of the others
+            // does not make their events late (and unjudged). Computed only when a second may
+            // close.
+            let lag = self.cfg.site_lag();
+            if self.closed_before.is_none_or(|c| sec_of(event_time - lag) > c) {
                 let clock = self.edges.clock().unwrap_or(event_time).min(event_time);
                 if self.max_ts.is_none_or(|m| clock > m) {
                     self.max_ts = Some(clock);
-                    let wm_sec = sec_of(clock - self.cfg.allowed_disorder);
+                    let wm_sec = sec_of(clock - lag);
                     if self.closed_before.is_none_or(|c| wm_sec > c) {
                         self.close_before(wm_sec);
                     }
                 }
             }
+            if pos.is_none() && !self.closed_before.is_some_and(|c| sec < c) {
+                pos = Some(self.site_position(ev.site.as_ref()));
+            }
+            // The site's own seconds close the allowed disorder behind its newest event, held
+            // to the stream's clock (which leaves out the edge furthest ahead): a site whose
+            // events come later than the others' (its Logpush job behind theirs) is judged on
+            // its own time.
+            if let (Some(p), Some(clock)) = (pos, self.max_ts) {
+                let st = &mut self.states[p as usize].state;
+                let newest = st.newest.map_or(ts, |n| n.max(ts));
+                st.newest = Some(newest);
+                let wm_sec = sec_of(newest.min(clock) - self.cfg.allowed_disorder);
+                if st.closed_before.is_none_or(|c| wm_sec > c) && self.closed_before.is_none_or(|c| wm_sec > c) {
+                    self.close_site(p, wm_sec);
+                }
+            }
         }
-        let sec = sec_of(ev.ts);
-        if self.closed_before.is_some_and(|c| sec < c) {
+        let site_closed = pos.and_then(|p| self.states[p as usize].state.closed_before);
+        if self.closed_before.max(site_closed).is_some_and(|c| sec < c) {
             self.stats.late_events += 1;
             self.late_event(ev, sec);
             return false;
         }
-        let pos = self.site_position(ev.site.as_ref());
+        let pos = pos.unwrap_or_else(|| self.site_position(ev.site.as_ref()));
         let st = &mut self.states[pos as usize].state;
         let bi = match st.buckets.iter().position(|b| b.sec == sec) {
             Some(bi) => bi,
@@ -619,6 +662,17 @@ impl AttackDetector {
                 ctx.emit(inc, last);
             }
         }
+    }
+
+    /// Close the open seconds of the site at `pos` before `before`, oldest first.
+    fn close_site(&mut self, pos: u32, before: i64) {
+        let Tracked { name, state: st } = &mut self.states[pos as usize];
+        let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
+        while let Some(i) = st.buckets.iter().enumerate().filter(|(_, b)| b.sec < before).min_by_key(|(_, b)| b.sec).map(|(i, _)| i) {
+            let bucket = st.buckets.swap_remove(i);
+            ctx.close_second(st, bucket);
+        }
+        st.closed_before = Some(before);
     }
 
     fn close_before(&mut self, before: i64) {
@@ -1105,8 +1159,10 @@ impl Incident {
 /// added the daily cycle's disturbed hours and whether the site was learned afresh (read as none
 /// and no before). Version 5 added the last events' edges the clock follows (read as none before:
 /// the clock then follows the newest event until they are known again) and each incident's
-/// levels of the seconds that showed its attack (read as none).
-const STATE_VERSION: u8 = 5;
+/// levels of the seconds that showed its attack (read as none). Version 6 added each site's
+/// newest event time and the seconds its own clock closed (read as none: the site's seconds close
+/// behind the stream's until its next event).
+const STATE_VERSION: u8 = 6;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
@@ -1199,6 +1255,8 @@ impl AttackDetector {
             st.cycle.encode(&mut e);
             e.u8(u8::from(st.relearned));
             e.opt_i64(st.last_sec);
+            e.opt_i64(st.newest);
+            e.opt_i64(st.closed_before);
             match &st.profile {
                 Some(p) => {
                     e.u8(1);
@@ -1260,6 +1318,10 @@ impl AttackDetector {
                 st.relearned = d.u8()? != 0;
             }
             st.last_sec = d.opt_i64()?;
+            if v >= 6 {
+                st.newest = d.opt_i64()?;
+                st.closed_before = d.opt_i64()?;
+            }
             if d.u8()? == 1 {
                 st.profile = Some(Box::new(SiteProfile::decode(&mut d)?));
             }

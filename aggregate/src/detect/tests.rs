@@ -637,3 +637,75 @@ fn an_attack_its_signature_covers_in_part_stays_one_incident() {
     let end = inc.end_ts.unwrap() / NANOS_PER_SEC - T0;
     assert!((999..=1003).contains(&end), "end {end}: {inc:#?}");
 }
+
+/// `lines` (of `shop.example` and `quiet.example`, in time order) delivered `lag_secs` behind a
+/// busy site of the same stream, `busy.example` (300 requests a second, in time order): as one
+/// Logpush job's batches come behind another's.
+fn behind_a_busy_site(lines: &[String], lag_secs: i64, seed: u64) -> Vec<String> {
+    let mut rng = Rng(seed);
+    let last = lines.iter().map(|l| parse_line(l.as_bytes()).unwrap().ts).max().unwrap() / NANOS_PER_SEC - T0;
+    let mut out: Vec<(i64, usize, String)> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let ts_ms = parse_line(l.as_bytes()).unwrap().ts / 1_000_000;
+        out.push((ts_ms + lag_secs * 1000, i, l.clone()));
+    }
+    let mut n = 1 << 40;
+    for s in 0..=last + lag_secs {
+        for _ in 0..rng.count(300.0) {
+            n += 1;
+            let ts_ms = (T0 + s) * 1000 + rng.below(1000) as i64;
+            out.push((ts_ms, usize::MAX, line(&mut rng, "busy.example", ts_ms, Kind::Normal, n)));
+        }
+    }
+    out.sort_by_key(|(a, i, _)| (*a, *i));
+    out.into_iter().map(|(_, _, l)| l).collect()
+}
+
+/// The rows of `out` of site `site`.
+fn of_site(out: &DetectorOutput, site: &str) -> (Vec<IncidentRow>, Vec<(String, TimelineRow)>) {
+    let incidents: Vec<IncidentRow> = out.incidents.iter().filter(|r| &*r.site == site).cloned().collect();
+    let ids: Vec<&str> = incidents.iter().map(|r| &*r.incident_id).collect();
+    let timeline = out.timeline.iter().filter(|(id, _)| ids.contains(&&**id)).map(|(id, r)| (id.to_string(), r.clone())).collect();
+    (incidents, timeline)
+}
+
+/// Regression: a site's seconds closed the allowed disorder behind the newest events of the whole
+/// stream (a Kafka partition holds many sites), so a site whose events came 30 s behind the others
+/// (its Logpush job's batches later than theirs) had every event judged late: its flood was never
+/// detected. Each site's seconds now close behind its own newest events (up to
+/// `max_site_lag` behind the stream's), so it is judged as if it had come alone, also across a
+/// checkpoint.
+#[test]
+fn a_site_whose_events_come_behind_the_others_is_judged_on_its_own_time() {
+    let lines = traffic(700, |_| 100.0, flood_secs, 0, 9);
+    let alone = run(&lines, None);
+    let (incidents, timeline) = of_site(&alone, "shop.example");
+    assert!(!incidents.is_empty());
+    let lagged = behind_a_busy_site(&lines, 30, 9);
+    let mut det = AttackDetector::new(DetectorConfig::default());
+    let unjudged = lagged.iter().filter(|l| !det.observe(&parse_line(l.as_bytes()).unwrap())).count();
+    assert!(unjudged < lagged.len() / 1000, "{unjudged} of {} events unjudged", lagged.len());
+    for out in [run(&lagged, None), run(&lagged, Some(lagged.len() * 420 / 730)), run(&lagged, Some(lagged.len() / 3))] {
+        let (i, t) = of_site(&out, "shop.example");
+        assert!(i == incidents, "incident rows differ");
+        assert!(t == timeline, "timeline rows differ");
+    }
+}
+
+/// A site more than `max_site_lag` behind the stream is judged behind the stream's clock: its
+/// events are late (counted, not judged), and the stream's seconds do not wait for it.
+#[test]
+fn a_site_further_behind_than_the_site_lag_is_late() {
+    let lines = traffic(300, |_| 100.0, |_| 0.0, 0, 10);
+    let cfg = DetectorConfig { max_site_lag: 20 * NANOS_PER_SEC, ..DetectorConfig::default() };
+    for (lag, judged) in [(15, true), (40, false)] {
+        let lagged = behind_a_busy_site(&lines, lag, 10);
+        let mut det = AttackDetector::new(cfg.clone());
+        let unjudged = lagged.iter().filter(|l| !det.observe(&parse_line(l.as_bytes()).unwrap())).count();
+        if judged {
+            assert!(unjudged < lagged.len() / 1000, "{lag} s: {unjudged} unjudged");
+        } else {
+            assert!(unjudged >= lines.len() * 9 / 10, "{lag} s: {unjudged} unjudged of {}", lines.len());
+        }
+    }
+}
