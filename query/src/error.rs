@@ -143,6 +143,13 @@ impl QueryError {
                     _ => QueryError::DataError(ae.to_string()),
                 }
             }
+            // A function refusing the values it was given (`sqrt(-1)`, `make_date(2026, 13, 1)`,
+            // `date_trunc('fortnight', ts)`, an invalid regular expression): the statement's.
+            DataFusionError::Execution(_) => QueryError::DataError(e.strip_backtrace()),
+            DataFusionError::ArrowError(ae, _) if matches!(ae.as_ref(), ArrowError::ComputeError(_) | ArrowError::InvalidArgumentError(_)) => {
+                QueryError::DataError(ae.to_string())
+            }
+            DataFusionError::External(x) if x.to_string().starts_with("regex parse error") => QueryError::DataError(x.to_string()),
             DataFusionError::ResourcesExhausted(msg) => {
                 QueryError::LimitExceeded(format!("the query needs more memory than the service allows ({msg})"))
             }

@@ -756,6 +756,47 @@ mod tests {
         assert_eq!(crate::format::to_json(&r.batches).unwrap(), r#"[{"n":2}]"#);
     }
 
+    /// Regression: `x::float` was single precision (`sum(a)::float / sum(b)` lost digits), `2 ^ 10`
+    /// was a bitwise XOR (8), and `generate_series(1, 3) g` had no column `g`: PostgreSQL's
+    /// meanings now.
+    #[tokio::test]
+    async fn float_power_and_series_aliases_mean_what_they_mean_in_postgres() {
+        let (_dir, lake) = open_lake(SqlLimits::default());
+        let sql = "SELECT 1::float / 3 AS a, CAST(123456789 AS float) AS b, CAST(1 AS float(53)) / 3 AS c, 1::real / 3 AS d, \
+                   CAST(1 AS float(10)) / 3 AS e, 2 ^ 10 AS f, 2.0 ^ 3 AS g";
+        let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            crate::format::to_json(&r.batches).unwrap(),
+            r#"[{"a":0.3333333333333333,"b":123456789.0,"c":0.3333333333333333,"d":0.3333333432674408,"e":0.3333333432674408,"f":1024.0,"g":8.0}]"#
+        );
+        let types: Vec<&DataType> = r.schema.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(types[..5], [&DataType::Float64, &DataType::Float64, &DataType::Float64, &DataType::Float32, &DataType::Float32]);
+        for sql in ["SELECT g FROM generate_series(1, 3) g ORDER BY g", "SELECT g.g FROM generate_series(1, 3) AS g ORDER BY 1", "SELECT x FROM generate_series(1, 3) AS g(x)"] {
+            let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let rows = crate::format::to_json_rows(&r.batches).unwrap();
+            assert_eq!(rows.len(), 3, "{sql}: {rows:?}");
+        }
+    }
+
+    /// Regression: a function refusing the values of the statement (`sqrt(-1)`, a month 13, an
+    /// unknown `date_trunc` unit, an invalid regular expression) was an internal error (500).
+    #[tokio::test]
+    async fn a_function_refusing_its_arguments_is_the_statements_error() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        for sql in [
+            "SELECT sqrt(-1)",
+            "SELECT make_date(2026, 13, 1)",
+            "SELECT chr(-1)",
+            "SELECT date_trunc('fortnight', ts) FROM traffic_1m",
+            "SELECT 'x' ~ '['",
+            "SELECT arrow_cast(1, 'Foo')",
+        ] {
+            let e = lake.user_sql(sql).await.unwrap_err();
+            assert_eq!(e.http_status(), 400, "{sql}: {e}");
+        }
+    }
+
     /// Regression: user SQL saw the counts as unsigned, as stored: `requests - bytes - 1` wrapped
     /// around to 18446744073709551615, `-requests` was refused, and `requests + 1` or
     /// `requests / 2` was a decimal, written as text. They are PostgreSQL's `bigint`s, as the

@@ -27,6 +27,14 @@
 //!   tables.
 //! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
 //!   ([`numeric_extract`]).
+//! - `a ^ b` is `a` to the power `b` (PostgreSQL's meaning; DataFusion's generic dialect reads it
+//!   as a bitwise XOR, which PostgreSQL writes `#`).
+//! - `float` (`x::float`, `CAST(x AS float)`, `float(p)` for p from 25) is `double precision`, as
+//!   in PostgreSQL; DataFusion reads it as `real` (single precision), so `sum(a)::float / sum(b)`
+//!   lost digits. `real`, `float4` and `float(p)` for p up to 24 stay `real`.
+//! - `generate_series(…)` in `FROM` with a table alias and no column aliases
+//!   (`generate_series(1, 3) g`) names its one column after the alias, as PostgreSQL does
+//!   (DataFusion names it `value`).
 //!
 //! Every statement planned by DataFusion (lake SQL, the Postgres catalog, `Describe`) passes through
 //! [`rewrite`] after the read-only guard. (Divisions of sums are made fractions on the plan, by
@@ -37,7 +45,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Ident, Query, Select, SelectItem, SetExpr, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+    BinaryOperator, DataType, ExactNumberInfo, Expr, Ident, Query, Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
+    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use crate::error::{QueryError, Result};
@@ -193,6 +202,17 @@ impl VisitorMut for Rewriter {
             let mut terms = Vec::new();
             flatten(std::mem::replace(expr, Expr::value(Value::Null)), &op, &mut terms);
             *expr = balanced(terms, &op);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, args: Some(_), alias: Some(alias), .. } = factor
+            && alias.columns.is_empty()
+            && let [part] = name.0.as_slice()
+            && part.as_ident().is_some_and(|f| ONE_COLUMN_TABLE_FUNCTIONS.contains(&f.value.to_ascii_lowercase().as_str()))
+        {
+            alias.columns.push(TableAliasColumnDef { name: alias.name.clone(), data_type: None });
         }
         ControlFlow::Continue(())
     }
@@ -377,8 +397,30 @@ fn placeholder(expr: &Expr) -> Option<usize> {
     }
 }
 
+/// PostgreSQL's set-returning functions DataFusion has, whose result is one column (`value`).
+/// (DataFusion's own `range`, which PostgreSQL has not, keeps DataFusion's naming: `r.value`.)
+const ONE_COLUMN_TABLE_FUNCTIONS: &[&str] = &["generate_series"];
+
+/// Whether a `float` type with this precision is PostgreSQL's `double precision`.
+fn is_pg_double(info: &ExactNumberInfo) -> bool {
+    match info {
+        ExactNumberInfo::None => true,
+        ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) => *p >= 25,
+    }
+}
+
 fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
     match expr {
+        Expr::BinaryOp { left, op: BinaryOperator::BitwiseXor, right } => {
+            Ok(Some(Expr::BinaryOp { left: left.clone(), op: BinaryOperator::PGExp, right: right.clone() }))
+        }
+        Expr::Cast { kind, expr, data_type: DataType::Float(info), array, format } if is_pg_double(info) => Ok(Some(Expr::Cast {
+            kind: kind.clone(),
+            expr: expr.clone(),
+            data_type: DataType::DoublePrecision,
+            array: *array,
+            format: format.clone(),
+        })),
         Expr::AnyOp { left, compare_op, right, .. } | Expr::AllOp { left, compare_op, right } if placeholder(right).is_some() => {
             Ok(Some(Expr::BinaryOp { left: left.clone(), op: compare_op.clone(), right: right.clone() }))
         }
