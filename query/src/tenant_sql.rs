@@ -245,6 +245,19 @@ fn single_ident(name: &ObjectName) -> Option<&Ident> {
     }
 }
 
+/// A contract table named in the schema the Postgres catalog shows it in (`public.traffic_1m`,
+/// as many clients write it): the plain name.
+fn in_public_schema(name: &ObjectName) -> Option<&Ident> {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(schema), ObjectNamePart::Identifier(id)]
+            if schema.value.eq_ignore_ascii_case("public") && ALL_TABLES.iter().any(|t| t.name.eq_ignore_ascii_case(&id.value)) =>
+        {
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
 impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
@@ -304,13 +317,17 @@ impl VisitorMut for Rewriter<'_> {
                 if args.is_some() {
                     return self.fail(refused(format!("table function {name} is not accepted in tenant queries")));
                 }
-                let Some(ident) = single_ident(name) else {
-                    return self.fail(refused(format!(
-                        "{name}: tenant queries read the edgelens tables by their plain names only"
-                    )));
+                let (ident, schema) = match (single_ident(name), in_public_schema(name)) {
+                    (Some(ident), _) => (ident, false),
+                    (None, Some(ident)) => (ident, true),
+                    (None, None) => {
+                        return self.fail(refused(format!(
+                            "{name}: tenant queries read the edgelens tables by their plain names (or as public.<table>) only"
+                        )));
+                    }
                 };
                 let lower = ident.value.to_ascii_lowercase();
-                if let Some(new) = self.ctes.get(&lower) {
+                if let Some(new) = self.ctes.get(&lower).filter(|_| !schema) {
                     let original = ident.clone();
                     *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(new.clone()))]);
                     if alias.is_none() {
@@ -374,6 +391,14 @@ mod tests {
         let out = ok("SELECT t.site FROM traffic_1m t JOIN site_entities AS e ON t.site = e.site", Dialect::ClickHouse);
         assert!(out.contains("FROM (SELECT * FROM traffic_1m WHERE site IN ('a.example', 'b''x.example')) t JOIN"), "{out}");
         assert!(out.contains("(SELECT * FROM site_entities WHERE site IN"), "{out}");
+        // Regression: named in its schema, as the Postgres catalog shows it (and clients write
+        // it), a contract table was refused.
+        for d in [Dialect::DataFusion, Dialect::ClickHouse] {
+            let out = ok("SELECT count(*) FROM public.traffic_1m WHERE traffic_1m.site <> ''", d);
+            assert!(out.contains("FROM (SELECT * FROM traffic_1m WHERE site IN ('a.example', 'b''x.example')) AS traffic_1m WHERE"), "{out}");
+            let out = ok("SELECT * FROM PUBLIC.Traffic_1m", d);
+            assert!(out.contains("(SELECT * FROM traffic_1m WHERE site IN ("), "{out}");
+        }
         let out = ok("SELECT * FROM incident_timeline", Dialect::DataFusion);
         assert!(out.contains("incident_id IN (SELECT incident_id FROM incidents WHERE site IN ("), "{out}");
         let out = ok("SELECT COUNT(*) FROM dead_letters", Dialect::DataFusion);
@@ -426,6 +451,8 @@ mod tests {
             "SELECT * FROM information_schema.tables",
             "SELECT * FROM default.traffic_1m",
             "SELECT * FROM datafusion.public.traffic_1m",
+            "SELECT * FROM public.traffic_1m_local",
+            "WITH c AS (SELECT 1) SELECT * FROM public.c",
             "SELECT * FROM _spans_local",
             "SELECT * FROM schema_migrations",
             "SELECT * FROM url('http://127.0.0.1/', CSV, 'a String')",
