@@ -174,6 +174,11 @@ impl AppState {
         &self.metrics
     }
 
+    /// The service's counters, to keep beyond a borrow of the state.
+    pub fn metrics_handle(&self) -> Arc<QueryMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
     /// `principal` with what it may see, resolved against the registry.
     pub async fn caller(&self, principal: Principal) -> Result<Caller> {
         let scope = self.auth.scope(self.backend()?, &principal).await?;

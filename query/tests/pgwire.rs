@@ -113,6 +113,17 @@ impl Service {
         Ok(client)
     }
 
+    /// The value of the metric `name` of `GET /metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let mut stream = TcpStream::connect(self.http).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let line = text.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
     /// POST /v1/sql, JSON rows.
     async fn http_sql(&self, sql: &str) -> Value {
         let mut stream = TcpStream::connect(self.http).await.unwrap();
@@ -594,6 +605,12 @@ async fn limits_protect_the_listener() {
     let Err(e) = svc.try_connect().await else { panic!("a third connection is refused") };
     assert_eq!(code(&e), SqlState::TOO_MANY_CONNECTIONS, "{e:?}");
     assert!(e.as_db_error().unwrap().message().contains("too many clients"));
+    // Regression: the Postgres listener's metrics stayed 0.
+    assert_eq!(b.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0), 1);
+    assert_eq!(svc.metric("edgelens_query_pg_connections_total").await, 2);
+    assert_eq!(svc.metric("edgelens_query_pg_connections_open").await, 2);
+    assert_eq!(svc.metric("edgelens_query_pg_connections_refused_total").await, 1);
+    assert!(svc.metric("edgelens_query_pg_queries_total").await >= 1);
     drop(b);
     // The slot is free again once the session ends.
     let mut c = None;

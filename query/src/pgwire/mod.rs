@@ -184,13 +184,19 @@ pub async fn serve_pg_on(
                         None => match Arc::clone(&refusals).try_acquire_owned() {
                             Ok(p) => Some(p),
                             Err(_) => {
+                                state.metrics().pg_connections_refused.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(%peer, "postgres connection dropped: too many connections");
                                 continue;
                             }
                         },
                     };
                     let admitted = session_permit.is_some();
-                    if !admitted {
+                    let metrics = state.metrics_handle();
+                    if admitted {
+                        metrics.pg_connections_total.fetch_add(1, Ordering::Relaxed);
+                        metrics.pg_connections_open.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        metrics.pg_connections_refused.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%peer, max = limits.max_connections, "postgres connection refused: too many connections");
                     }
                     let pid = next_pid.fetch_add(1, Ordering::Relaxed);
@@ -200,6 +206,9 @@ pub async fn serve_pg_on(
                         let _permits = (session_permit, refusal_permit);
                         if let Err(e) = serve_connection(stream, peer, conn, limits, stop).await {
                             tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
+                        }
+                        if admitted {
+                            metrics.pg_connections_open.fetch_sub(1, Ordering::Relaxed);
                         }
                     });
                 }

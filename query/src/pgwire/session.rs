@@ -184,6 +184,7 @@ pub fn is_catalog_statement(sql: &str) -> bool {
 
 /// Run one statement (parameters already bound) for `session`.
 pub async fn run_sql(session: &mut Session, sql: &str) -> Result<Answer> {
+    session.state.metrics().pg_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let backend = session.backend()?;
     Ok(match classify(sql, session.escapes()) {
         StatementKind::Begin => Answer::Begin,
