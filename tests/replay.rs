@@ -610,6 +610,40 @@ fn a_failed_replay_leaves_nothing_to_count_twice() {
     assert_eq!(total(&lake2), recount(&good).valid);
 }
 
+/// Regression: replaying the same files again removed the earlier output before it read a line,
+/// so a second replay stopped half-way (Ctrl-C, a kill, a full disk) left the lake with part of
+/// the events. The earlier output now stays until the new replay succeeded (both count while it
+/// runs), and the next replay replaces both.
+#[test]
+fn a_replay_of_the_same_files_stopped_half_way_leaves_the_earlier_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = generate(tmp.path(), "baseline", 21, "4m", 600, 40);
+    let lake = tmp.path().join("lake");
+    replay(&[&file], &lake);
+    let valid = recount(&file).valid;
+    let total = |lake: &Path| -> u64 { summed(lake, "site_rates_10s", &["site"], &["requests"]).values().map(|v| v[0]).sum() };
+    assert_eq!(total(&lake), valid);
+    let before = table_files(&lake, "site_rates_10s");
+    let mut child = edgelens().arg("replay").arg(&file).args(["--flush-rows", "50", "--data-dir"]).arg(&lake).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // Stopped once it wrote files of its own.
+    while table_files(&lake, "site_rates_10s").iter().filter(|f| !before.contains(f)).count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the second replay wrote nothing");
+        assert!(child.try_wait().unwrap().is_none(), "the second replay ended before it could be stopped");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for f in &before {
+        assert!(f.exists(), "{} of the earlier replay was removed", f.display());
+    }
+    assert!(total(&lake) > valid, "the stopped replay's writes count until the next replay");
+    replay(&[&file], &lake);
+    assert_eq!(total(&lake), valid, "the next replay replaces both");
+    replay(&[&file], &lake);
+    assert_eq!(total(&lake), valid);
+}
+
 /// A replay including every file of an earlier replay replaces it — the same files again, with
 /// files added, in another order, under another name — so each event counts once; one
 /// including only some files of an earlier replay is refused and changes nothing. Files given

@@ -521,23 +521,28 @@ pub fn replay_files<S: RollupSink>(
     // Lake file names derive from the source and the line span: the input set's fingerprint in
     // the source gives each set names of its own.
     let legacy_source = format!("{}-{legacy:016x}", cfg.source);
-    let run = ReplayRun {
-        source: format!("{}-{:016x}", cfg.source, set_fingerprint(&inputs)),
-        files: inputs.iter().map(|i| ReplayFile { name: file_name(&i.path), identity: i.identity.clone() }).collect(),
-    };
+    let earlier = sink.replay_runs()?;
+    // The same file set replayed before (or a replay of it that died) keeps its writes until this
+    // run succeeded: this run writes under a source of its own (`…-r2`, `…-r3`, the first free).
+    let set = format!("{}-{:016x}", cfg.source, set_fingerprint(&inputs));
+    let source = std::iter::once(set.clone())
+        .chain((2u32..).map(|n| format!("{set}-r{n}")))
+        .find(|s| earlier.iter().all(|r| r.source != *s))
+        .expect("a free source");
+    let run = ReplayRun { source, files: inputs.iter().map(|i| ReplayFile { name: file_name(&i.path), identity: i.identity.clone() }).collect() };
     cfg.source = run.source.clone();
     let partition = cfg.partition;
     let mut pipeline = EmbeddedPipeline::new(cfg, sink);
     let sink = pipeline.sink_mut();
-    let replaced: Vec<String> = replaced_runs(&sink.replay_runs()?, &run)?.into_iter().filter(|s| *s != run.source).collect();
+    let replaced: Vec<String> = replaced_runs(&earlier, &run)?;
     // Recorded before anything is written, so the writes of a replay that dies half-way are found
     // and replaced by the next replay including its files.
     sink.record_replay_run(&run)?;
-    // The same file set replayed before (or a replay of it that died): its names need not be this
-    // run's (another --flush-rows cuts other spans).
+    // Writes under this run's source not recorded as a run (left by a replay that died between
+    // recording its run and forgetting it): never this run's, which writes them afresh.
     let removed = sink.discard_after(&run.source, partition, 0, false)?;
     if removed > 0 {
-        tracing::info!(source = %run.source, writes = removed, "replacing an earlier replay of the same files");
+        tracing::info!(source = %run.source, writes = removed, "removed writes of an unrecorded replay under this replay's name");
     }
     let mut read_all = || -> Result<(), PipelineError> {
         let mut merge = Merge::new(&inputs, max_line);
