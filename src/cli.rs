@@ -907,8 +907,8 @@ mod demo {
         let source = format!("demo-{start_secs}");
         let sites = edgelens_aggregate::sites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?;
         let cfg = PipelineConfig { windows: window, flush_rows: 1, source: source.clone(), sites, ..PipelineConfig::default() };
-        let mut pipeline = EmbeddedPipeline::new(cfg, lake);
-        let mut generator = TrafficGenerator::new(GenerateConfig {
+        let pipeline = EmbeddedPipeline::new(cfg, lake);
+        let generator = TrafficGenerator::new(GenerateConfig {
             scenario: Scenario::Demo,
             seed: a.seed,
             start_ts_secs: start_secs,
@@ -921,35 +921,16 @@ mod demo {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_gen = Arc::clone(&stop);
         let disorder = window.allowed_disorder;
+        // The pipeline stopping on its own (a lake write failed: a full disk) stops the demo, as
+        // it stops `aggregate` and `replay`: it must not serve on, its data no longer growing.
+        let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
         let producer = std::thread::Builder::new().name("demo-pipeline".into()).spawn(move || -> Result<PipelineStats> {
-            let t0 = Instant::now();
-            let mut buf = Vec::with_capacity(1 << 20);
-            let mut second = 0u64;
-            let mut line_no = 0u64;
-            while !stop_gen.load(Ordering::Relaxed) {
-                // Pace event time to the wall clock.
-                let due = Duration::from_secs(second + 1);
-                let elapsed = t0.elapsed();
-                if elapsed < due {
-                    std::thread::sleep((due - elapsed).min(Duration::from_millis(200)));
-                    continue;
-                }
-                buf.clear();
-                if generator.next_second(&mut buf).is_none() {
-                    break;
-                }
-                second += 1;
-                let mut lines = LineReader::new(&buf[..], usize::MAX / 2);
-                while let Some(line) = lines.next_line()? {
-                    pipeline.push_line(line, &source, line_no, now_nanos())?;
-                    line_no += 1;
-                }
-                pipeline.advance_to(now_nanos() - disorder)?;
-                pipeline.flush()?;
+            let result = demo_pipeline(&stop_gen, pipeline, generator, &source, disorder);
+            if let Err(e) = &result {
+                tracing::error!(error = %format!("{e:#}"), "the demo pipeline stopped; stopping the demo");
             }
-            // The demo's traffic stops with it: its incidents end (a restart is other traffic).
-            let (stats, _) = pipeline.finish_traffic()?;
-            Ok(stats)
+            let _ = ended_tx.send(());
+            result
         })?;
 
         println!("edgelens demo: dashboard and API on http://{}  (data in {}; Ctrl-C to stop)", a.listen, a.data_dir.display());
@@ -959,9 +940,15 @@ mod demo {
         let rt = runtime()?;
         let qcfg = edgelens_query::QueryConfig { listen: a.listen, data_dir: a.data_dir.clone(), pg_listen, ..Default::default() };
         // Registry imports over HTTP go into the demo's lake, as with `edgelens query`.
-        let served = rt.block_on(serve_query(qcfg, shutdown_signal()));
+        let stopped = async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                _ = ended_rx => {}
+            }
+        };
+        let served = rt.block_on(serve_query(qcfg, stopped));
         stop.store(true, Ordering::Relaxed);
-        let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))??;
+        let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))?.context("the demo pipeline stopped")?;
         eprintln!(
             "edgelens demo: stopped; {} events counted, {} dead letters, {} rows written to {}",
             stats.counted,
@@ -971,5 +958,43 @@ mod demo {
         );
         served?;
         Ok(())
+    }
+
+    /// The demo's pipeline: generated traffic paced to the wall clock until `stop`.
+    fn demo_pipeline(
+        stop: &AtomicBool,
+        mut pipeline: EmbeddedPipeline<ParquetLake>,
+        mut generator: TrafficGenerator,
+        source: &str,
+        disorder: i64,
+    ) -> Result<PipelineStats> {
+        let t0 = Instant::now();
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut second = 0u64;
+        let mut line_no = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            // Pace event time to the wall clock.
+            let due = Duration::from_secs(second + 1);
+            let elapsed = t0.elapsed();
+            if elapsed < due {
+                std::thread::sleep((due - elapsed).min(Duration::from_millis(200)));
+                continue;
+            }
+            buf.clear();
+            if generator.next_second(&mut buf).is_none() {
+                break;
+            }
+            second += 1;
+            let mut lines = LineReader::new(&buf[..], usize::MAX / 2);
+            while let Some(line) = lines.next_line()? {
+                pipeline.push_line(line, source, line_no, now_nanos())?;
+                line_no += 1;
+            }
+            pipeline.advance_to(now_nanos() - disorder)?;
+            pipeline.flush()?;
+        }
+        // The demo's traffic stops with it: its incidents end (a restart is other traffic).
+        let (stats, _) = pipeline.finish_traffic()?;
+        Ok(stats)
     }
 }

@@ -243,3 +243,44 @@ fn demo_runs_without_postgres_when_the_default_address_is_taken() {
     assert!(!stdout.contains("Postgres wire protocol on"), "announced a Postgres listener it does not have:\n{stdout}");
     assert!(stderr.contains("Postgres wire protocol off") && stderr.contains("127.0.0.1:5433"), "no warning:\n{stderr}");
 }
+
+/// Regression: a lake write failing in the demo (a full disk) ended its pipeline silently: the
+/// demo served on, ready, its data no longer growing, and said nothing until Ctrl-C. It now stops
+/// at once, naming the error, with a non-zero status, as `aggregate` and `replay` do.
+#[test]
+fn the_demo_stops_when_its_lake_cannot_be_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http_port = free_port();
+    let data = tmp.path().join("data");
+    let err = tmp.path().join("err");
+    let mut child = edgelens()
+        .args(["demo", "--rps", "50", "--sites", "5", "--pg-listen", "off", "--listen", &format!("127.0.0.1:{http_port}"), "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    wait_ready(http_port, &mut child);
+    // The lake's files are written in `.tmp` first: a file in its place fails every write.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("site_rates_10s").exists() {
+        assert!(Instant::now() < deadline, "the demo wrote nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(data.join(".tmp")).unwrap();
+    std::fs::write(data.join(".tmp"), b"in the way").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo served on with a lake it cannot write:\n{}", std::fs::read_to_string(&err).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("the demo pipeline stopped") && stderr.contains(".tmp"), "{stderr}");
+}
