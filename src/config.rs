@@ -60,9 +60,17 @@ impl std::ops::Deref for Doc {
     }
 }
 
-/// Read `path` (if any), overlay the environment, and return the document.
+/// Read `path` (if any), overlay the environment, and return the document. Every section is read
+/// as the role it configures reads it, whichever role starts: an unknown key or a value of the
+/// wrong type in a section the starting role does not use is an error too, as `check-config`
+/// reports it (one file configures every role; a mistake in it must not wait for the role that
+/// reads it).
 pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Doc> {
-    let (doc, problems) = load_all(path, env)?;
+    let (doc, mut problems) = load_all(path, env)?;
+    checked_section::<edgelens_ingest::IngestConfig>(&doc, "ingest", &mut problems);
+    checked_section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate", &mut problems);
+    checked_section::<edgelens_query::QueryConfig>(&doc, "query", &mut problems);
+    checked_section::<edgelens_schemas::clickhouse::ClickHouseConfig>(&doc, "clickhouse", &mut problems);
     if !problems.is_empty() {
         anyhow::bail!("{}", problem_list(&problems));
     }
@@ -262,15 +270,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.toml");
         std::fs::write(&f, "[query]\nlisten_addr = \"127.0.0.1:9000\"\n").unwrap();
-        let err = section::<QueryConfig>(&load(Some(&f), env(&[])).unwrap(), "query").unwrap_err();
+        let err = load(Some(&f), env(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("listen_addr"), "{err:#}");
 
         std::fs::write(&f, "[qeury]\n").unwrap();
         assert!(format!("{:#}", load(Some(&f), env(&[])).unwrap_err()).contains("unknown config section [qeury]"));
 
         // Regression: a key set through the environment did not name its variable.
-        let doc = load(None, env(&[("EDGELENS__QUERY__LISTN", "x")])).unwrap();
-        assert!(format!("{:#}", section::<QueryConfig>(&doc, "query").unwrap_err()).contains("listn (from EDGELENS__QUERY__LISTN)"));
+        let err = load(None, env(&[("EDGELENS__QUERY__LISTN", "x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("listn (from EDGELENS__QUERY__LISTN)"), "{err:#}");
+
+        // Regression: a role read its own section only, so a mistake in another section of the
+        // one file (an unknown key, a value of the wrong type) went unnoticed until the role
+        // that reads it started.
+        std::fs::write(&f, "[query]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nlistne = \"x\"\n[aggregate]\nflush_interval_ms = \"oops\"\n").unwrap();
+        let err = format!("{:#}", load(Some(&f), env(&[])).unwrap_err());
+        assert!(err.contains("[ingest]: unknown keys listne") && err.contains("flush_interval_ms"), "{err}");
+        let err = format!("{:#}", load(None, env(&[("EDGELENS__INGEST__LISTNE", "x")])).unwrap_err());
+        assert!(err.contains("listne (from EDGELENS__INGEST__LISTNE)"), "{err}");
         assert!(format!("{:#}", load(None, env(&[("EDGELENS__QEURY__LISTEN", "x")])).unwrap_err()).contains("[qeury]"));
     }
 
@@ -295,8 +312,7 @@ mod tests {
         let agg: edgelens_aggregate::AggregateConfig = section(&doc, "aggregate").unwrap();
         assert_eq!(agg.group, "7");
         // A number setting given text is still refused, naming the section and the variable.
-        let doc = load(None, env(&[("EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS", "soon")])).unwrap();
-        let err = format!("{:#}", section::<ClickHouseConfig>(&doc, "clickhouse").unwrap_err());
+        let err = format!("{:#}", load(None, env(&[("EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS", "soon")])).unwrap_err());
         assert!(err.contains("[clickhouse]") && err.contains("(from EDGELENS__CLICKHOUSE__MAX_BACKOFF_MS)"), "{err}");
     }
 
