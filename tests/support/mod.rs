@@ -207,8 +207,19 @@ pub fn recount(path: &Path) -> Recount {
     r
 }
 
+/// A port free now, never one this process was given before: the system may hand out a port it
+/// just freed again, and two servers of one test were given the same one (the ClickHouse of a
+/// local cluster found its port taken by the broker).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// An `edgelens ingest` receiver process on a free port (killed on drop).
