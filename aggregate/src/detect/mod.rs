@@ -41,8 +41,11 @@
 //! runs ahead of the others does not make all their events late. Each site on its own clock: a
 //! stream (a Kafka partition) holds many sites, whose Logpush jobs deliver independently, one's
 //! batches behind another's; its events are judged as if they had come alone, while they are
-//! within [`DetectorConfig::max_site_lag`] (60 s) of the stream's clock, at which every site's
-//! seconds close at the latest (a site gone quiet, or further behind).
+//! within [`DetectorConfig::max_site_lag`] (60 s) of the stream's clock. A site whose events are
+//! all further behind than that (gone quiet, or further behind) has its open seconds closed then,
+//! and an incident under way there judges its silent seconds, so it cools down and ends without
+//! more traffic of its site. A quiet input ([`AttackDetector::finish`]: an idle partition) closes
+//! each site's open seconds up to its own newest, not the stream's.
 //!
 //! An event for a second already judged (more than [`DetectorConfig::allowed_disorder`] late, and
 //! so not too late for the rollups) changes no decision, but an incident under way at that second
@@ -58,7 +61,7 @@ pub mod profile;
 pub mod season;
 pub mod signature;
 
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 use ahash::HashMap;
 use std::net::IpAddr;
@@ -84,8 +87,8 @@ pub struct DetectorConfig {
     /// A site's seconds close this far behind its clock (the windows' allowed disorder; see the
     /// module docs).
     pub allowed_disorder: Nanos,
-    /// ... and at the latest this far behind the stream's clock, however far behind the stream
-    /// the site's own events are (at least the allowed disorder).
+    /// A site whose events are all this far behind the stream's clock (at least the allowed
+    /// disorder) has its open seconds closed (see the module docs).
     pub max_site_lag: Nanos,
     /// One request in this many (by event hash) feeds profiles and signatures.
     pub sample_one_in: u64,
@@ -121,7 +124,8 @@ impl DetectorConfig {
         (self.allowed_disorder + NANOS_PER_SEC - 1).div_euclid(NANOS_PER_SEC) + 2
     }
 
-    /// How far behind the stream's clock a site's seconds close at the latest.
+    /// How far behind the stream's clock a site's events may all be before its open seconds
+    /// close by the stream's clock.
     pub fn site_lag(&self) -> Nanos {
         self.max_site_lag.max(self.allowed_disorder)
     }
@@ -345,8 +349,6 @@ pub struct AttackDetector {
     index: ahash::HashMap<Arc<str>, u32>,
     /// Every tracked site; sites are never dropped, so positions stay valid.
     states: Vec<Tracked>,
-    /// Seconds with open buckets, and the positions of the sites that have one.
-    pending: BTreeMap<i64, Vec<u32>>,
     max_ts: Option<Nanos>,
     /// The last events' edges and times, for the clock seconds close behind ([`RecentEdges`]).
     edges: RecentEdges,
@@ -435,7 +437,6 @@ impl AttackDetector {
             cfg,
             index: ahash::HashMap::default(),
             states: Vec::new(),
-            pending: BTreeMap::new(),
             max_ts: None,
             edges: RecentEdges::default(),
             closed_before: None,
@@ -523,13 +524,18 @@ impl AttackDetector {
                 let newest = st.newest.map_or(ts, |n| n.max(ts));
                 st.newest = Some(newest);
                 let wm_sec = sec_of(newest.min(clock) - self.cfg.allowed_disorder);
-                if st.closed_before.is_none_or(|c| wm_sec > c) && self.closed_before.is_none_or(|c| wm_sec > c) {
+                if st.closed_before.is_none_or(|c| wm_sec > c) {
                     self.close_site(p, wm_sec);
                 }
             }
         }
-        let site_closed = pos.and_then(|p| self.states[p as usize].state.closed_before);
-        if self.closed_before.max(site_closed).is_some_and(|c| sec < c) {
+        // A tracked site's own closed seconds (the stream's closing sets them for the sites it
+        // closes); the stream's for a site not tracked yet.
+        let closed = match pos {
+            Some(p) => self.states[p as usize].state.closed_before,
+            None => self.closed_before,
+        };
+        if closed.is_some_and(|c| sec < c) {
             self.stats.late_events += 1;
             self.late_event(ev, sec);
             return false;
@@ -539,7 +545,6 @@ impl AttackDetector {
         let bi = match st.buckets.iter().position(|b| b.sec == sec) {
             Some(bi) => bi,
             None => {
-                self.pending.entry(sec).or_default().push(pos);
                 st.buckets.push(Bucket { sec, ..Bucket::default() });
                 st.buckets.len() - 1
             }
@@ -642,8 +647,12 @@ impl AttackDetector {
     /// it: [`InputEnd::Quiet`] ends none, [`InputEnd::Data`] those cooling down,
     /// [`InputEnd::Traffic`] all of them, at their last second.
     pub fn end(&mut self, end: InputEnd) {
-        if let Some(&last) = self.pending.keys().next_back() {
-            self.close_before(last + 1);
+        // Each site's open seconds, up to its newest: a site whose events come behind the
+        // others' goes on from there when the input does.
+        for pos in 0..self.states.len() {
+            if let Some(last) = self.states[pos].state.buckets.iter().map(|b| b.sec).max() {
+                self.close_site(pos as u32, last + 1);
+            }
         }
         for Tracked { name, state: st } in &mut self.states {
             let (Some(inc), Some(last)) = (st.incident.as_mut(), st.last_sec) else { continue };
@@ -668,29 +677,24 @@ impl AttackDetector {
     fn close_site(&mut self, pos: u32, before: i64) {
         let Tracked { name, state: st } = &mut self.states[pos as usize];
         let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
-        while let Some(i) = st.buckets.iter().enumerate().filter(|(_, b)| b.sec < before).min_by_key(|(_, b)| b.sec).map(|(i, _)| i) {
-            let bucket = st.buckets.swap_remove(i);
-            ctx.close_second(st, bucket);
-        }
-        st.closed_before = Some(before);
+        ctx.close_until(st, before);
     }
 
+    /// The stream's clock is the site lag past `before`: every site whose events are all before
+    /// it (gone quiet, or further behind than the site lag) has its open seconds closed, and an
+    /// incident under way there judges the quiet seconds up to it (so that it cools down and ends
+    /// without more traffic of its site). Sites with events from `before` on are left to their
+    /// own clocks, so one within the site lag of the stream is judged on its own time only.
     fn close_before(&mut self, before: i64) {
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() >= before {
-                break;
+        let before_ns = before.saturating_mul(NANOS_PER_SEC);
+        for Tracked { name, state: st } in &mut self.states {
+            if st.newest.is_some_and(|n| n >= before_ns) || st.closed_before.is_some_and(|c| c >= before) {
+                continue;
             }
-            let (sec, mut sites) = entry.remove_entry();
-            // Sites in name order, so that rows come out in the same order in every process.
-            let states = &mut self.states;
-            sites.sort_unstable_by(|&a, &b| states[a as usize].name.cmp(&states[b as usize].name));
-            for pos in sites {
-                let Tracked { name, state: st } = &mut states[pos as usize];
-                let site = &name.name;
-                let Some(i) = st.buckets.iter().position(|b| b.sec == sec) else { continue };
-                let bucket = st.buckets.swap_remove(i);
-                let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site };
-                ctx.close_second(st, bucket);
+            let mut ctx = Ctx { cfg: &self.cfg, out: &mut self.out, stats: &mut self.stats, site: &name.name };
+            ctx.close_until(st, before);
+            if st.incident.is_some() {
+                ctx.quiet_until(st, before);
             }
         }
         self.closed_before = Some(self.closed_before.map_or(before, |c| c.max(before)));
@@ -719,16 +723,32 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn close_second(&mut self, st: &mut SiteState, b: Bucket) {
-        if let Some(last) = st.last_sec.filter(|&l| b.sec > l + 1) {
-            self.quiet_seconds(st, last + 1, b.sec - last - 1);
-            if let Some(p) = st.profile.as_mut() {
-                p.skip_silence(b.sec - last - 1);
-            }
+    /// Close the site's open seconds before `before`, oldest first; its seconds before `before`
+    /// are closed from now on.
+    fn close_until(&mut self, st: &mut SiteState, before: i64) {
+        while let Some(i) = st.buckets.iter().enumerate().filter(|(_, b)| b.sec < before).min_by_key(|(_, b)| b.sec).map(|(i, _)| i) {
+            let bucket = st.buckets.swap_remove(i);
+            self.close_second(st, bucket);
         }
+        st.closed_before = Some(st.closed_before.map_or(before, |c| c.max(before)));
+    }
+
+    fn close_second(&mut self, st: &mut SiteState, b: Bucket) {
+        self.quiet_until(st, b.sec);
         st.last_sec = Some(b.sec);
         self.stats.seconds_closed += 1;
         self.judge(st, b);
+    }
+
+    /// Judge the seconds without requests from the site's last closed second to `before`.
+    fn quiet_until(&mut self, st: &mut SiteState, before: i64) {
+        if let Some(last) = st.last_sec.filter(|&l| before > l + 1) {
+            self.quiet_seconds(st, last + 1, before - last - 1);
+            if let Some(p) = st.profile.as_mut() {
+                p.skip_silence(before - last - 1);
+            }
+            st.last_sec = Some(before - 1);
+        }
     }
 
     /// `n` seconds from `from` without a request.
@@ -1343,7 +1363,6 @@ impl AttackDetector {
                         b.full.push(Sampled { hash: i as u64, tuple, ip: dec_ip(&mut d)? });
                     }
                 }
-                det.pending.entry(b.sec).or_default().push(pos);
                 st.buckets.push(b);
             }
             if d.u8()? == 1 {

@@ -2,6 +2,8 @@
 //! look-alike surges stay silent, and the result does not depend on arrival order or on a
 //! checkpoint in the middle.
 
+use std::collections::BTreeMap;
+
 use edgelens_schemas::parse_line;
 
 use super::*;
@@ -681,15 +683,79 @@ fn a_site_whose_events_come_behind_the_others_is_judged_on_its_own_time() {
     let alone = run(&lines, None);
     let (incidents, timeline) = of_site(&alone, "shop.example");
     assert!(!incidents.is_empty());
+    // 58 s: regression, the stream's closing 60 s behind its clock closed a site 58 s behind it
+    // up to less than the allowed disorder behind the site's own newest events.
+    for lag in [30, 58] {
+        let lagged = behind_a_busy_site(&lines, lag, 9);
+        let mut det = AttackDetector::new(DetectorConfig::default());
+        let unjudged = lagged.iter().filter(|l| !det.observe(&parse_line(l.as_bytes()).unwrap())).count();
+        assert!(unjudged < lagged.len() / 1000, "{lag} s: {unjudged} of {} events unjudged", lagged.len());
+        for out in [run(&lagged, None), run(&lagged, Some(lagged.len() * 420 / 730)), run(&lagged, Some(lagged.len() / 3))] {
+            let (i, t) = of_site(&out, "shop.example");
+            assert!(i == incidents, "{lag} s: incident rows differ");
+            assert!(t == timeline, "{lag} s: timeline rows differ");
+        }
+    }
+}
+
+/// Regression: a quiet input (an idle partition: no message for a while, the consumer at its end)
+/// had every open second of every site judged, up to the newest of the stream's events, so a site
+/// whose events came 30 s behind the others' had its next 30 s of events judged late: its flood
+/// was found late, with the wrong signature. A quiet input now closes each site's seconds up to
+/// its own newest event.
+#[test]
+fn a_quiet_input_leaves_a_site_behind_the_others_on_its_own_time() {
+    let lines = traffic(700, |_| 100.0, flood_secs, 0, 9);
     let lagged = behind_a_busy_site(&lines, 30, 9);
     let mut det = AttackDetector::new(DetectorConfig::default());
-    let unjudged = lagged.iter().filter(|l| !det.observe(&parse_line(l.as_bytes()).unwrap())).count();
-    assert!(unjudged < lagged.len() / 1000, "{unjudged} of {} events unjudged", lagged.len());
-    for out in [run(&lagged, None), run(&lagged, Some(lagged.len() * 420 / 730)), run(&lagged, Some(lagged.len() / 3))] {
-        let (i, t) = of_site(&out, "shop.example");
-        assert!(i == incidents, "incident rows differ");
-        assert!(t == timeline, "timeline rows differ");
+    let mut unjudged = 0;
+    let mut idle_before = 100;
+    for l in &lagged {
+        let ev = parse_line(l.as_bytes()).unwrap();
+        // Idle every 100 s of arrival (each site's seconds before then complete).
+        let arrival = ev.ts / NANOS_PER_SEC - T0 + if ev.site == "busy.example" { 0 } else { 30 };
+        if arrival >= idle_before {
+            det.finish();
+            idle_before += 100;
+        }
+        unjudged += usize::from(!det.observe(&ev));
     }
+    det.end_input();
+    assert!(unjudged < lagged.len() / 1000, "{unjudged} of {} events unjudged", lagged.len());
+    let (incidents, _) = of_site(&det.take_output(), "shop.example");
+    let inc = incidents.last().expect("the flood is detected");
+    assert!((399..=401).contains(&(inc.start_ts / NANOS_PER_SEC - T0)), "{inc:?}");
+    let flood: f64 = (0..700).map(flood_secs).sum();
+    assert!((inc.attack_requests as f64 - flood).abs() / flood < 0.1, "{} vs {flood}", inc.attack_requests);
+    assert!(!inc.signature.contains('#'), "{}", inc.signature);
+}
+
+/// Regression: an incident whose site went silent (its servers down, or its Logpush job stopped)
+/// stayed active for good: its silent seconds were judged only when the site's traffic came
+/// back. Once the stream's clock is the site lag past them, they are judged as quiet: the
+/// incident cools down and ends while the rest of the stream goes on.
+#[test]
+fn an_incident_whose_site_goes_silent_ends() {
+    let silent_from = 430;
+    let lines: Vec<String> = traffic(700, |_| 100.0, flood_secs, 0, 12)
+        .into_iter()
+        .filter(|l| {
+            let ev = parse_line(l.as_bytes()).unwrap();
+            ev.site != "shop.example" || ev.ts / NANOS_PER_SEC - T0 < silent_from
+        })
+        .collect();
+    let lines = behind_a_busy_site(&lines, 0, 12);
+    let mut det = AttackDetector::new(DetectorConfig::default());
+    for l in &lines {
+        det.observe(&parse_line(l.as_bytes()).unwrap());
+    }
+    // Quiet, not ended: nothing ends an incident but its own seconds.
+    det.finish();
+    let (incidents, _) = of_site(&det.take_output(), "shop.example");
+    let last = incidents.last().expect("the flood is detected");
+    assert_eq!(last.status, "ended", "{last:?}");
+    let end = last.end_ts.unwrap() / NANOS_PER_SEC - T0;
+    assert!((silent_from - 5..=silent_from + 5).contains(&end), "ended at {end}");
 }
 
 /// A site more than `max_site_lag` behind the stream is judged behind the stream's clock: its
