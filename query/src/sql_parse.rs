@@ -183,6 +183,11 @@ impl Dialect for Budgeted {
     }
 
     fn get_next_precedence_default(&self, parser: &Parser) -> std::result::Result<u8, ParserError> {
+        // `^` is PostgreSQL's power (`crate::sql_compat`), binding tighter than `*` and `/` (the
+        // generic dialect's XOR binds looser than `+`: `2 * 3 ^ 2` was `(2 * 3) ^ 2`).
+        if parser.peek_token_ref().token == datafusion::sql::sqlparser::tokenizer::Token::Caret {
+            return Ok(self.inner.prec_value(Precedence::MulDivModOp) + 1);
+        }
         self.inner.get_next_precedence_default(parser)
     }
 
