@@ -7,7 +7,8 @@
 //! value); `Float16`/`Float32` → `float4`; `Float64` → `float8`; `Decimal*` → `numeric`; `Boolean` →
 //! `bool`; `Utf8*` → `text`; `Binary*` → `bytea`; `Date32`/`Date64` → `date`; `Timestamp(_, Some(UTC))`
 //! → `timestamptz`, `Timestamp(_, None)` → `timestamp` (microseconds, as PostgreSQL) and a timestamp
-//! of another zone (`ts AT TIME ZONE 'Europe/Berlin'`) → `timestamp`, the wall-clock time there; dictionary
+//! of another zone (`ts AT TIME ZONE 'Europe/Berlin'`) → `timestamp`, the wall-clock time there;
+//! `Interval`/`Duration` → `interval` (`max(ts) - min(ts)`, `interval '5 minutes'`); dictionary
 //! columns as their values; everything else as `text` in Arrow's display form.
 //!
 //! Text output follows PostgreSQL's (`DateStyle = ISO`, `TimeZone = UTC`): `t`/`f`, timestamps
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+    TimestampMicrosecondType,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{BufMut, BytesMut};
@@ -54,6 +56,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         // `ts AT TIME ZONE 'Europe/Berlin'`: as in PostgreSQL, the wall-clock time there.
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMP,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
         DataType::Dictionary(_, value) => pg_type(value),
         _ => Type::TEXT,
     }
@@ -107,6 +110,7 @@ fn canonical_arrow(ty: &Type, source: &DataType) -> Option<DataType> {
         Type::DATE => DataType::Date32,
         Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Type::INTERVAL => DataType::Interval(IntervalUnit::MonthDayNano),
         Type::TEXT if matches!(source, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)) => {
             DataType::Utf8
         }
@@ -201,6 +205,7 @@ impl PgColumn {
             Type::TIMESTAMP => {
                 buf.put_slice(timestamp_text(a.as_primitive::<TimestampMicrosecondType>().value(row), false).as_bytes())
             }
+            Type::INTERVAL => buf.put_slice(interval_text(a.as_primitive::<IntervalMonthDayNanoType>().value(row)).as_bytes()),
             _ => buf.put_slice(a.as_string::<i32>().value(row).as_bytes()),
         }
     }
@@ -219,6 +224,12 @@ impl PgColumn {
             Type::TIMESTAMPTZ | Type::TIMESTAMP => {
                 buf.put_i64(a.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS)
             }
+            Type::INTERVAL => {
+                let v = a.as_primitive::<IntervalMonthDayNanoType>().value(row);
+                buf.put_i64(v.nanoseconds.div_euclid(1000));
+                buf.put_i32(v.days);
+                buf.put_i32(v.months);
+            }
             _ => buf.put_slice(a.as_string::<i32>().value(row).as_bytes()),
         }
     }
@@ -227,6 +238,36 @@ impl PgColumn {
 fn display_text(array: &ArrayRef, row: usize) -> Result<String> {
     let options = FormatOptions::default().with_display_error(true);
     Ok(ArrayFormatter::try_new(array.as_ref(), &options)?.value(row).to_string())
+}
+
+/// PostgreSQL's text form of an interval (`IntervalStyle = postgres`): `1 year 2 mons 3 days
+/// 04:05:06.5`, `00:05:00`, `-00:00:01`; hours are not carried into days, microseconds are the
+/// finest part (as PostgreSQL keeps them).
+pub fn interval_text(v: arrow::datatypes::IntervalMonthDayNano) -> String {
+    let mut parts = Vec::new();
+    let (years, months) = (v.months / 12, v.months % 12);
+    let unit = |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    if years != 0 {
+        parts.push(unit(years, "year", "years"));
+    }
+    if months != 0 {
+        parts.push(unit(months, "mon", "mons"));
+    }
+    if v.days != 0 {
+        parts.push(unit(v.days, "day", "days"));
+    }
+    let micros = v.nanoseconds / 1000;
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let m = micros.unsigned_abs();
+        let (secs, frac) = (m / 1_000_000, m % 1_000_000);
+        let mut t = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        if frac != 0 {
+            t.push_str(format!(".{frac:06}").trim_end_matches('0'));
+        }
+        parts.push(t);
+    }
+    parts.join(" ")
 }
 
 /// PostgreSQL's text form of a float: shortest round-trip digits, `NaN`, `Infinity`, `-Infinity`.
@@ -807,7 +848,8 @@ mod tests {
         assert_eq!(pg_type(&D::Timestamp(TimeUnit::Nanosecond, None)), Type::TIMESTAMP);
         assert_eq!(pg_type(&D::Dictionary(Box::new(D::Int32), Box::new(D::Utf8))), Type::TEXT);
         assert_eq!(pg_type(&D::Null), Type::TEXT);
-        assert_eq!(pg_type(&D::Interval(arrow::datatypes::IntervalUnit::MonthDayNano)), Type::TEXT);
+        assert_eq!(pg_type(&D::Interval(arrow::datatypes::IntervalUnit::MonthDayNano)), Type::INTERVAL);
+        assert_eq!(pg_type(&D::Duration(TimeUnit::Microsecond)), Type::INTERVAL);
     }
 
     #[test]
@@ -834,6 +876,29 @@ mod tests {
         assert_eq!(float_text(1e20), "1e+20");
         assert_eq!(float_text(1.5e-7), "1.5e-07");
         assert_eq!(float_text(-3.0), "-3");
+    }
+
+    /// Regression: intervals (`max(ts) - min(ts)`, `now() - ts`, `interval '90 seconds'`) were
+    /// text in Arrow's forms (`PT2370590S`, `1 mins 30.000000000 secs`): they are PostgreSQL's
+    /// `interval`, in its text and binary forms.
+    #[test]
+    fn intervals_are_postgres_intervals() {
+        use arrow::array::{DurationMicrosecondArray, DurationSecondArray, IntervalMonthDayNanoArray};
+        use arrow::datatypes::IntervalMonthDayNano as I;
+        let iv = |months, days, nanos| Arc::new(IntervalMonthDayNanoArray::from(vec![I::new(months, days, nanos)])) as ArrayRef;
+        assert_eq!(text(iv(0, 0, 300_000_000_000)), "00:05:00");
+        assert_eq!(text(iv(0, 0, 90_000_000_000)), "00:01:30");
+        assert_eq!(text(iv(14, 3, 14_706_500_000_000)), "1 year 2 mons 3 days 04:05:06.5");
+        assert_eq!(text(iv(0, 1, 0)), "1 day");
+        assert_eq!(text(iv(0, -2, -1_000_000_000)), "-2 days -00:00:01");
+        assert_eq!(text(iv(0, 0, 0)), "00:00:00");
+        assert_eq!(text(Arc::new(DurationSecondArray::from(vec![2_370_590]))), "658:29:50");
+        assert_eq!(text(Arc::new(DurationMicrosecondArray::from(vec![190_201_950_000]))), "52:50:01.95");
+        let mut want = Vec::new();
+        want.extend_from_slice(&1_500_000i64.to_be_bytes());
+        want.extend_from_slice(&2i32.to_be_bytes());
+        want.extend_from_slice(&3i32.to_be_bytes());
+        assert_eq!(cell(iv(3, 2, 1_500_000_000), true), Some(want));
     }
 
     #[test]
