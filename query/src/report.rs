@@ -346,14 +346,14 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Markdown table cell escape: pipes, and line breaks flattened; HTML (`<`, `>`, `&` as entities)
-/// and link or code syntax (`[`, `]`, `` ` ``) kept literal, since the values come from the traffic
-/// (a user agent, a path) and a renderer must show them, not run them.
+/// Markdown table cell escape: pipes, and line breaks flattened; HTML (`<`, `>`, `&` as entities),
+/// link, code and emphasis syntax (`[`, `]`, `` ` ``, `*`, `~`) kept literal, since the values come
+/// from the traffic (a user agent, a path) and a renderer must show them, not run them.
 fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '\\' | '|' | '[' | ']' | '`' => {
+            '\\' | '|' | '[' | ']' | '`' | '*' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -643,6 +643,8 @@ mod tests {
         assert!(md.contains("curl/8.0 \\| &lt;bot&gt;"), "{md}");
         assert!(!md.contains("<bot>"), "{md}");
         assert_eq!(super::md("[x](javascript:y) `z` a&b\nc"), "\\[x\\](javascript:y) \\`z\\` a&amp;b c");
+        // Regression: `*b*` and `~~s~~` in a value rendered as emphasis and strikethrough.
+        assert_eq!(super::md("*b* ~~s~~"), "\\*b\\* \\~\\~s\\~\\~");
         let html = html(&sample());
         assert!(html.contains("curl/8.0 | &lt;bot&gt;"));
         assert!(!html.contains("<bot>"));
