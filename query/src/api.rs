@@ -633,6 +633,17 @@ enum ReportFormat {
     Html,
 }
 
+/// `Content-Disposition` of a saved report `<name>.<ext>`: `filename` made safe (ASCII), and the
+/// name as it is in RFC 6266's `filename*` (UTF-8, RFC 5987) for clients that read it.
+fn attachment(name: &str, ext: &str) -> String {
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    let exact: String = format!("{name}.{ext}")
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    format!("attachment; filename=\"{safe}.{ext}\"; filename*=UTF-8''{exact}")
+}
+
 impl ReportFormat {
     fn parse(s: Option<&str>) -> Result<ReportFormat> {
         match s.unwrap_or("json") {
@@ -648,8 +659,7 @@ impl ReportFormat {
     /// files to save, named `<name>.csv` / `<name>.md` (`name` made safe for a file name).
     fn respond<T: serde::Serialize>(self, report: &T, name: &str, csv: fn(&T) -> String, md: fn(&T) -> String, html: fn(&T) -> String) -> Result<Response> {
         let saved = |mut response: Response, ext: &str| {
-            let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}.{ext}\"")) {
+            if let Ok(v) = HeaderValue::from_str(&attachment(name, ext)) {
                 response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
             }
             response
@@ -774,4 +784,15 @@ async fn sql_handler(
     }
     let result = caller.view(state.backend()?).user_sql(&sql).await?;
     Ok(body_response(format.content_type(), render(&result, format)?))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: a report of an entity named otherwise than in ASCII was saved under a name of
+    /// underscores (`entity-B_cher.md` for `Bücher`): the name as it is goes in `filename*`.
+    #[test]
+    fn a_report_file_keeps_its_name_in_utf8() {
+        assert_eq!(super::attachment("entity-Bücher \"x\"", "md"), "attachment; filename=\"entity-B_cher__x_.md\"; filename*=UTF-8''entity-B%C3%BCcher%20%22x%22.md");
+        assert!(axum::http::HeaderValue::from_str(&super::attachment("entity-é\r\n", "csv")).is_ok());
+    }
 }

@@ -553,12 +553,14 @@ async fn an_entity_counts_every_incident_of_its_sites() {
 
     // Regression: CSV and Markdown reports had no file name (browsers saved `shop.csv`).
     let id = list["incidents"][0]["incident_id"].as_str().unwrap().to_owned();
-    for (format, disposition) in [("csv", Some(format!("attachment; filename=\"{id}.csv\""))), ("md", Some(format!("attachment; filename=\"{id}.md\""))), ("html", None)] {
+    // Names are also sent as RFC 5987 UTF-8 (`filename*`), for names that are not ASCII.
+    let named = |f: &str| Some(format!("attachment; filename=\"{f}\"; filename*=UTF-8''{f}"));
+    for (format, disposition) in [("csv", named(&format!("{id}.csv"))), ("md", named(&format!("{id}.md"))), ("html", None)] {
         let reply = svc.get(&format!("/v1/incidents/{id}?format={format}")).await;
         assert_eq!((reply.status, reply.header("content-disposition").map(str::to_owned)), (200, disposition), "{format}");
     }
     let reply = svc.get(&format!("/v1/reports/entities/Acme?{range}&format=md")).await;
-    assert_eq!(reply.header("content-disposition"), Some("attachment; filename=\"entity-Acme.md\""));
+    assert_eq!(reply.header("content-disposition").map(str::to_owned), named("entity-Acme.md"));
 
     svc.stop().await;
 }
