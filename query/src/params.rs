@@ -196,7 +196,9 @@ pub fn rfc3339_us(us: i64) -> String {
 
 fn parse_time(name: &str, s: &str) -> Result<i64> {
     if let Some(ns) = parse_timestamp_str(s) {
-        return Ok(ns.div_euclid(1_000));
+        // Rounded up to the microsecond (the finest stored time): a time inside a microsecond is
+        // after its start, as one inside a minute is after the minute's row.
+        return Ok(ns.div_euclid(1_000) + i64::from(ns.rem_euclid(1_000) > 0));
     }
     // A time before 2000 or after 2100 (`from=0` for "from the start"): no event is outside those
     // years, so the range is cut to them.
@@ -329,6 +331,10 @@ mod tests {
         let r = TimeRange::parse(Some("2026-11-01T00:00:00Z"), Some("1793494800"), now, Step::MINUTE).unwrap();
         assert_eq!(r.from_rfc3339(), "2026-11-01T00:00:00Z");
         assert_eq!(r.to_rfc3339(), "2026-11-01T01:00:00Z");
+        // Regression: a time finer than the microsecond was cut, so `from` a nanosecond after a
+        // minute's start still counted that minute.
+        let r = TimeRange::parse(Some("2026-11-01T00:00:00.000000001Z"), Some("2026-11-01T00:10:00Z"), now, Step::MINUTE).unwrap();
+        assert_eq!(r.covered_by_rows(Step::MINUTE).from_rfc3339(), "2026-11-01T00:01:00Z");
         assert!(
             TimeRange::parse(Some("2026-11-02T00:00:00Z"), Some("2026-11-01T00:00:00Z"), now, Step::MINUTE).is_err()
         );
