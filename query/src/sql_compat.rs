@@ -29,7 +29,7 @@
 //!   ([`numeric_extract`]).
 //! - `a ^ b` is `a` to the power `b` (PostgreSQL's meaning; DataFusion's generic dialect reads it
 //!   as a bitwise XOR, which PostgreSQL writes `#`).
-//! - `float` (`x::float`, `CAST(x AS float)`, `float(p)` for p from 25) is `double precision`, as
+//! - `float` (`x::float`, `CAST(x AS float)`, `float '1.5'`, `float(p)` for p from 25) is `double precision`, as
 //!   in PostgreSQL; DataFusion reads it as `real` (single precision), so `sum(a)::float / sum(b)`
 //!   lost digits. `real`, `float4` and `float(p)` for p up to 24 stay `real`.
 //! - `generate_series(…)` in `FROM` with a table alias and no column aliases
@@ -413,6 +413,11 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
     match expr {
         Expr::BinaryOp { left, op: BinaryOperator::BitwiseXor, right } => {
             Ok(Some(Expr::BinaryOp { left: left.clone(), op: BinaryOperator::PGExp, right: right.clone() }))
+        }
+        Expr::TypedString(t) if matches!(&t.data_type, DataType::Float(info) if is_pg_double(info)) => {
+            let mut t = t.clone();
+            t.data_type = DataType::DoublePrecision;
+            Ok(Some(Expr::TypedString(t)))
         }
         Expr::Cast { kind, expr, data_type: DataType::Float(info), array, format } if is_pg_double(info) => Ok(Some(Expr::Cast {
             kind: kind.clone(),
