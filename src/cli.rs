@@ -589,6 +589,10 @@ fn query_config(doc: &crate::config::Doc) -> Result<edgelens_query::QueryConfig>
 
 /// Run the query service until `shutdown`; registry imports over HTTP go where it reads from.
 async fn serve_query(cfg: edgelens_query::QueryConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    match cfg.backend {
+        edgelens_query::BackendKind::Lake => tracing::info!(data_dir = %cfg.data_dir.display(), "the query service reads the lake"),
+        edgelens_query::BackendKind::ClickHouse => tracing::info!(url = %cfg.clickhouse.url, "the query service reads ClickHouse"),
+    }
     let writer = crate::registry::SinkWriter {
         lake: (cfg.backend == edgelens_query::BackendKind::Lake).then(|| cfg.data_dir.clone()),
         clickhouse: (cfg.backend == edgelens_query::BackendKind::ClickHouse).then(|| cfg.clickhouse.clone()),
@@ -689,6 +693,9 @@ fn query(a: QueryArgs) -> Result<()> {
         cfg.listen = l;
     }
     if let Some(d) = a.data_dir {
+        if cfg.backend == edgelens_query::BackendKind::ClickHouse {
+            tracing::warn!(data_dir = %d.display(), "--data-dir is not read: the query service reads ClickHouse ([query] backend = \"clickhouse\")");
+        }
         cfg.data_dir = d;
     }
     if let Some(PgListen(pg)) = a.pg_listen {
