@@ -338,8 +338,8 @@ impl<S: RollupSink> EmbeddedPipeline<S> {
     pub fn close_idle(&mut self) {
         let closed = self.windows.close_idle();
         self.pending.closed.append(closed);
-        // The detector writes the current state of its incidents (its open seconds stay open:
-        // the next batch goes on with them, as if no pause had been).
+        // The detector judges its open seconds too (a quiet partition must not hold back the
+        // end of an attack); events for them that still arrive are late for detection only.
         if let Some(d) = &mut self.detector {
             d.finish();
         }

@@ -44,8 +44,8 @@
 //! within [`DetectorConfig::max_site_lag`] (60 s) of the stream's clock. A site whose events are
 //! all further behind than that (gone quiet, or further behind) has its open seconds closed then,
 //! and an incident under way there judges its silent seconds, so it cools down and ends without
-//! more traffic of its site. A quiet input ([`AttackDetector::finish`]: an idle partition, as
-//! between Logpush pushes) closes no second: its next events are judged as if no pause had been.
+//! more traffic of its site. A quiet input ([`AttackDetector::finish`]: an idle partition) closes
+//! each site's open seconds up to its own newest, not the stream's.
 //!
 //! An event for a second already judged (more than [`DetectorConfig::allowed_disorder`] late, and
 //! so not too late for the rollups) changes no decision, but an incident under way at that second
@@ -627,12 +627,10 @@ impl AttackDetector {
         }
     }
 
-    /// The input went quiet: write the current state of every incident still open (its row is
-    /// otherwise written every `update_every_secs`: the input's last seconds were in its timeline
-    /// but not in its attack requests, distinct IPs or peak). Incidents stay open, and so do the
-    /// seconds within the allowed disorder of each site's newest event: a quiet partition goes on
-    /// with the next batch, whose events of those seconds are judged as if no pause had been
-    /// (closing them made a batch's first events late, and the incidents differ from a replay's).
+    /// The input went quiet: judge every open second, and write the current state of every
+    /// incident still open. Its row is otherwise written every `update_every_secs`: the input's
+    /// last seconds were in its timeline but not in its attack requests, distinct IPs or peak.
+    /// Incidents stay open (a quiet partition may go on).
     pub fn finish(&mut self) {
         self.end(InputEnd::Quiet);
     }
@@ -645,16 +643,15 @@ impl AttackDetector {
         self.end(InputEnd::Data);
     }
 
-    /// Write the state of every incident still open, as `end` has it: [`InputEnd::Quiet`] ends
-    /// none (and judges no open second, see [`Self::finish`]); [`InputEnd::Data`] and
-    /// [`InputEnd::Traffic`] judge every open second first, then end those cooling down
-    /// (`Data`) or all of them (`Traffic`), at their last second.
+    /// Judge every open second and write the state of every incident still open, as `end` has
+    /// it: [`InputEnd::Quiet`] ends none, [`InputEnd::Data`] those cooling down,
+    /// [`InputEnd::Traffic`] all of them, at their last second.
     pub fn end(&mut self, end: InputEnd) {
-        if end != InputEnd::Quiet {
-            for pos in 0..self.states.len() {
-                if let Some(last) = self.states[pos].state.buckets.iter().map(|b| b.sec).max() {
-                    self.close_site(pos as u32, last + 1);
-                }
+        // Each site's open seconds, up to its newest: a site whose events come behind the
+        // others' goes on from there when the input does.
+        for pos in 0..self.states.len() {
+            if let Some(last) = self.states[pos].state.buckets.iter().map(|b| b.sec).max() {
+                self.close_site(pos as u32, last + 1);
             }
         }
         for Tracked { name, state: st } in &mut self.states {
