@@ -1341,6 +1341,9 @@ impl AttackDetector {
             if v >= 6 {
                 st.newest = d.opt_i64()?;
                 st.closed_before = d.opt_i64()?;
+            } else {
+                // Before version 6 every site's seconds closed with the stream's.
+                st.closed_before = det.closed_before;
             }
             if d.u8()? == 1 {
                 st.profile = Some(Box::new(SiteProfile::decode(&mut d)?));
