@@ -395,9 +395,7 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 fn eval(a: EvalArgs) -> Result<()> {
     use edgelens_aggregate::detect::eval::{evaluate, latest_incidents, summary, TruthFile};
     // A mistyped path would otherwise score every attack as missed.
-    if !a.data_dir.is_dir() {
-        bail!("no lake at {}: the directory does not exist (give the --data-dir that replay wrote)", a.data_dir.display());
-    }
+    require_lake_dir(&a.data_dir, "the --data-dir that replay wrote")?;
     let truth: TruthFile = serde_json::from_slice(&std::fs::read(&a.truth).with_context(|| format!("reading {}", a.truth.display()))?)
         .with_context(|| format!("{} is not a ground-truth file of `edgelens generate --truth`", a.truth.display()))?;
     let batches = ParquetLake::read_table(&a.data_dir, &edgelens_schemas::tables::INCIDENTS)?;
@@ -413,6 +411,9 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn replay(a: ReplayArgs) -> Result<()> {
+    if a.files.iter().any(|f| f.as_os_str() == "-") {
+        bail!("replay reads files, not standard input ('-'): each file is read twice (to know it by its bytes, then its events); write the data to a file first");
+    }
     if a.max_line_bytes == 0 {
         bail!("--max-line-bytes must be at least 1: with 0 every line would be a dead letter");
     }
@@ -549,9 +550,7 @@ fn sql(a: SqlArgs) -> Result<()> {
             Some(url) => edgelens_query::clickhouse::ClickHouseBackend::new(&clickhouse_from_env(Some(url))?).into(),
             None => {
                 // A mistyped path would otherwise answer every query with no rows.
-                if !a.data_dir.is_dir() {
-                    bail!("no lake at {}: the directory does not exist (give the --data-dir that replay, demo or aggregate wrote)", a.data_dir.display());
-                }
+                require_lake_dir(&a.data_dir, "the --data-dir that replay, demo or aggregate wrote")?;
                 edgelens_query::lake::Lake::open(&a.data_dir)?.into()
             }
         };
@@ -576,6 +575,15 @@ pub(crate) fn print_out(text: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
+}
+
+/// A mistyped lake path would answer with nothing: an error naming what it is, and what to give.
+pub(crate) fn require_lake_dir(dir: &std::path::Path, give: &str) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let what = if dir.exists() { "it is a file, not a directory" } else { "the directory does not exist" };
+    bail!("no lake at {}: {what} (give {give})", dir.display())
 }
 
 /// The query role's settings: `[query]` with `[clickhouse]`.

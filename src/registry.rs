@@ -165,8 +165,8 @@ impl RegistryWriter for SinkWriter {
 fn export(a: ExportArgs) -> Result<()> {
     let data_dir = if a.clickhouse.is_some() { None } else { Some(a.data_dir.clone()) };
     // A mistyped path would otherwise print an empty registry.
-    if data_dir.as_ref().is_some_and(|d| !d.is_dir()) {
-        bail!("no lake at {}: the directory does not exist (give the --data-dir the registry was imported into)", a.data_dir.display());
+    if let Some(d) = &data_dir {
+        crate::cli::require_lake_dir(d, "the --data-dir the registry was imported into")?;
     }
     let backend = backends(data_dir.as_ref(), a.clickhouse.as_deref())?.pop().expect("one backend");
     let rt = crate::cli::runtime()?;

@@ -166,6 +166,10 @@ fn replay_of_a_pipe_is_refused_clearly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/dev/stdin") && err.contains("not a regular file"), "{err}");
+    // Regression: `-` read as a file name ("cannot read -: No such file or directory").
+    let out = edgelens().args(["replay", "-", "--data-dir"]).arg(tmp.path().join("lake")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not standard input"), "{err}");
 }
 
 /// `edgelens sql` on a directory that does not exist says so instead of answering with no rows;
@@ -178,6 +182,15 @@ fn sql_on_a_missing_lake_or_a_failing_statement_fails_clearly() {
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no lake at") && err.contains("no-such-lake"), "{err}");
+    // Regression: a file given as the lake was "a directory that does not exist".
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = edgelens().args(["sql", "--data-dir"]).arg(&file).arg("SELECT 1").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("it is a file, not a directory"), "{err}");
+    // Nothing but the answer and errors on a terminal's stderr: no log line per run.
+    let out = edgelens().args(["sql", "--data-dir"]).arg(tmp.path()).arg("SELECT 1 AS one").output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = edgelens().args(["sql", "--data-dir"]).arg(tmp.path()).arg("SELECT 1/0").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -360,7 +373,7 @@ fn many_zone_files_outliers_and_empty_files_count_every_event() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = edgelens().args(["--log-format", "json", "sql", "--format", "csv", "--data-dir"]).arg(tmp.path()).arg("SELECT 1 AS one").output().unwrap();
+    let out = edgelens().args(["--log-format", "json", "--log", "edgelens_query=debug", "sql", "--format", "csv", "--data-dir"]).arg(tmp.path()).arg("SELECT 1 AS one").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();

@@ -108,7 +108,7 @@ impl Lake {
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
         let user_ctx = session(&dir, bounded, Counts::Bigint)?;
         let ctx = session(&dir, RuntimeEnvBuilder::new(), Counts::Unsigned)?;
-        tracing::info!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
+        tracing::debug!(dir = %dir.display(), tables = ALL_TABLES.len(), "lake opened");
         Ok(Lake { ctx, user_ctx, dir, limits, whole: Arc::default() })
     }
 
