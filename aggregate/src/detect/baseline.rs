@@ -18,6 +18,10 @@
 
 /// Half-life of the mean, in seconds.
 pub const HALF_LIFE_SECS: f64 = 300.0;
+/// A silence is learned as a quiet spell only until this many requests were expected in it
+/// ([`RateBaseline::learnable_silence`]): none of 20 expected requests coming happens by chance
+/// about once in 10⁹.
+pub const SILENCE_EXPECTED: f64 = 20.0;
 /// Half-life of the slow mean: a ramp over minutes cannot drag it along.
 pub const SLOW_HALF_LIFE_SECS: f64 = 1800.0;
 /// Seconds observed before a site can be judged.
@@ -237,6 +241,23 @@ impl RateBaseline {
         self.seconds = self.seconds.saturating_add(1);
     }
 
+    /// Of `n` seconds in a row without a request, how many to learn: those this rate goes without
+    /// a request by chance, until [`SILENCE_EXPECTED`] requests were expected (the mean decaying
+    /// as they are learned). The rest of a longer silence — the origin down, a log job stopped,
+    /// a site off the network — says nothing of the site's normal rate, which comes back with
+    /// its traffic: learned, its minutes of zeros made the return to the usual rate a surge, a
+    /// suspicion that no signature confirmed, and an attack in it went unreported.
+    pub fn learnable_silence(&self, n: u64) -> u64 {
+        let e = self.expected();
+        // Expected over k seconds of a mean decaying by (1 - a) a second: e (1 - (1 - a)^k) / a.
+        let share = SILENCE_EXPECTED * alpha() / e;
+        if share.is_nan() || share >= 1.0 {
+            return n;
+        }
+        let k = ((1.0 - share).ln() / (1.0 - alpha()).ln()).ceil();
+        if k >= n as f64 { n } else { k as u64 }
+    }
+
     /// Learn `n` seconds without a request.
     pub fn update_quiet(&mut self, n: u64) {
         if n == 0 {
@@ -314,6 +335,28 @@ mod tests {
             assert!(!b.is_anomalous(x, &t), "second {s}: {x} vs {}", b.mean);
             b.update(x);
         }
+    }
+
+    #[test]
+    fn only_the_part_of_a_silence_the_rate_explains_is_learned() {
+        let at = |rate: f64| {
+            let mut b = RateBaseline::new();
+            for _ in 0..600 {
+                b.update(rate);
+            }
+            b
+        };
+        // 20 requests expected: a third of a second at 60 a second, 20 s at 1 a second.
+        assert_eq!(at(60.0).learnable_silence(250), 1);
+        assert_eq!(at(1.0).learnable_silence(250), 21);
+        assert_eq!(at(1.0).learnable_silence(5), 5);
+        // A rate whose decaying mean never expects 20 requests learns every quiet second.
+        assert_eq!(at(0.02).learnable_silence(100_000), 100_000);
+        assert_eq!(RateBaseline::new().learnable_silence(10), 10);
+        // What a silence leaves of a busy site's rate: what it was.
+        let mut b = at(60.0);
+        b.update_quiet(b.learnable_silence(250));
+        assert!(b.expected() > 59.0, "{b:?}");
     }
 
     #[test]

@@ -758,7 +758,8 @@ impl Ctx<'_> {
             self.judge(st, Bucket { sec, ..Bucket::default() });
             sec += 1;
         }
-        st.baseline.update_quiet((from + n - sec) as u64);
+        let silence = (from + n - sec) as u64;
+        st.baseline.update_quiet(st.baseline.learnable_silence(silence));
     }
 
     fn judge(&mut self, st: &mut SiteState, b: Bucket) {

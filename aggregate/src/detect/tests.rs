@@ -537,6 +537,29 @@ fn a_site_back_from_a_long_silence_is_no_attack() {
     assert!(["203.0.", "python-requests", "6500", "\"vn\""].iter().any(|n| inc.signature.contains(n)), "{inc:#?}");
 }
 
+/// Regression: a site silent for minutes (its origin down, its log job stopped) learned the
+/// silence as its normal rate. Back at its usual rate, it was a surge on the baseline the
+/// silence left: a suspicion no signature confirmed, which stood until a flood came and hid it
+/// (a flood 200 s after a silence of 250 s in the site's first hour: no incident), or confirmed
+/// one late that then took the site's own traffic for the attack. Only as much of a silence as
+/// the site's rate explains by chance is learned.
+#[test]
+fn a_flood_after_a_silence_is_found_on_the_rate_before_it() {
+    for (gap, flood_at) in [(330..580, 780), (330..730, 930), (3700..4100, 4300)] {
+        let rate = |s: i64| if gap.contains(&s) { 0.0 } else { 60.0 };
+        let flood = |s: i64| if (flood_at..flood_at + 30).contains(&s) { 500.0 } else { 0.0 };
+        let secs = flood_at + 300;
+        let out = run(&traffic(secs, rate, |_| 0.0, 0, 5), None);
+        assert!(out.incidents.is_empty(), "{gap:?}: the return is no attack: {:#?}", out.incidents.first());
+        let out = run(&traffic(secs, rate, flood, 0, 5), None);
+        let sent: f64 = (0..secs).map(flood).sum();
+        one_incident_spanning(&out, flood_at, flood_at + 30, sent);
+        let inc = latest(&out).into_values().next().unwrap();
+        assert!(inc.detected_ts / NANOS_PER_SEC - T0 <= flood_at + 5, "{gap:?}: {inc:#?}");
+        assert!((50.0..70.0).contains(&inc.baseline_rps), "{gap:?}: {inc:#?}");
+    }
+}
+
 /// Regression: a flood arriving while a site's own traffic stood above its baseline (here: back
 /// from a silence, judged on a baseline the silence had decayed) got an incident that never
 /// ended. Its baseline stayed frozen while it was active, so the site's usual traffic alone read
