@@ -25,10 +25,11 @@ use std::iter::Peekable;
 use std::str::Chars;
 
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{ColumnOption, Expr, GranteesType, Ident, ObjectNamePart, Statement};
+use datafusion::sql::sqlparser::ast::{ColumnOption, Expr, GranteesType, Ident, ObjectNamePart, Statement, UnaryOperator};
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{QueryError, Result};
 
@@ -130,7 +131,17 @@ impl Dialect for Budgeted {
         if let Err(e) = self.step() {
             return Some(Err(e));
         }
-        self.inner.parse_prefix(parser)
+        // A sign binds tighter than `^` (see `get_next_precedence_default`), as in PostgreSQL:
+        // `-2 ^ 2` is 4. sqlparser reads a sign's operand up to `*`'s precedence, which took in
+        // the `^` after it (-4).
+        let op = match parser.peek_token_ref().token {
+            Token::Minus => UnaryOperator::Minus,
+            Token::Plus => UnaryOperator::Plus,
+            _ => return self.inner.parse_prefix(parser),
+        };
+        parser.advance_token();
+        let operand = parser.parse_subexpr(self.inner.prec_value(Precedence::MulDivModOp) + 1);
+        Some(operand.map(|expr| Expr::UnaryOp { op, expr: Box::new(expr) }))
     }
 
     fn parse_infix(&self, parser: &mut Parser, expr: &Expr, precedence: u8) -> Option<std::result::Result<Expr, ParserError>> {
@@ -185,7 +196,7 @@ impl Dialect for Budgeted {
     fn get_next_precedence_default(&self, parser: &Parser) -> std::result::Result<u8, ParserError> {
         // `^` is PostgreSQL's power (`crate::sql_compat`), binding tighter than `*` and `/` (the
         // generic dialect's XOR binds looser than `+`: `2 * 3 ^ 2` was `(2 * 3) ^ 2`).
-        if parser.peek_token_ref().token == datafusion::sql::sqlparser::tokenizer::Token::Caret {
+        if parser.peek_token_ref().token == Token::Caret {
             return Ok(self.inner.prec_value(Precedence::MulDivModOp) + 1);
         }
         self.inner.get_next_precedence_default(parser)
