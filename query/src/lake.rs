@@ -761,13 +761,15 @@ mod tests {
     /// meanings now.
     #[tokio::test]
     async fn float_power_and_series_aliases_mean_what_they_mean_in_postgres() {
+        // (`mod` and `sign` too: they were unknown functions.)
         let (_dir, lake) = open_lake(SqlLimits::default());
         let sql = "SELECT 1::float / 3 AS a, CAST(123456789 AS float) AS b, CAST(1 AS float(53)) / 3 AS c, 1::real / 3 AS d, \
-                   CAST(1 AS float(10)) / 3 AS e, 2 ^ 10 AS f, 2.0 ^ 3 AS g, 2 * 3 ^ 2 AS h, 10 - 2 ^ 2 AS i, 2 ^ 2 + 1 AS j, 1 + 2 ^ 3 * 2 AS k, 2 ^ 3 ^ 2 AS l, float '1.1' AS m, -2 ^ 2 AS n, - 2 ^ 3 * 2 AS o, -(2 ^ 2) AS p, 1 - -2 ^ 2 AS q, +2 ^ 2 AS r";
+                   CAST(1 AS float(10)) / 3 AS e, 2 ^ 10 AS f, 2.0 ^ 3 AS g, 2 * 3 ^ 2 AS h, 10 - 2 ^ 2 AS i, 2 ^ 2 + 1 AS j, 1 + 2 ^ 3 * 2 AS k, 2 ^ 3 ^ 2 AS l, float '1.1' AS m, -2 ^ 2 AS n, - 2 ^ 3 * 2 AS o, -(2 ^ 2) AS p, 1 - -2 ^ 2 AS q, +2 ^ 2 AS r, \
+                   mod(-7, 1 + 2) AS s, MOD(7.5, 2) AS t, sign(-2.5) AS u, sign(0) AS v, sign(3) AS w";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             crate::format::to_json(&r.batches).unwrap(),
-            r#"[{"a":0.3333333333333333,"b":123456789.0,"c":0.3333333333333333,"d":0.3333333432674408,"e":0.3333333432674408,"f":1024.0,"g":8.0,"h":18.0,"i":6.0,"j":5.0,"k":17.0,"l":64.0,"m":1.1,"n":4.0,"o":-16.0,"p":-4.0,"q":-3.0,"r":4.0}]"#
+            r#"[{"a":0.3333333333333333,"b":123456789.0,"c":0.3333333333333333,"d":0.3333333432674408,"e":0.3333333432674408,"f":1024.0,"g":8.0,"h":18.0,"i":6.0,"j":5.0,"k":17.0,"l":64.0,"m":1.1,"n":4.0,"o":-16.0,"p":-4.0,"q":-3.0,"r":4.0,"s":-1,"t":1.5,"u":-1.0,"v":0.0,"w":1.0}]"#
         );
         let types: Vec<&DataType> = r.schema.fields().iter().map(|f| f.data_type()).collect();
         assert_eq!(types[..5], [&DataType::Float64, &DataType::Float64, &DataType::Float64, &DataType::Float32, &DataType::Float32]);

@@ -32,6 +32,8 @@
 //! - `float` (`x::float`, `CAST(x AS float)`, `float '1.5'`, `float(p)` for p from 25) is `double precision`, as
 //!   in PostgreSQL; DataFusion reads it as `real` (single precision), so `sum(a)::float / sum(b)`
 //!   lost digits. `real`, `float4` and `float(p)` for p up to 24 stay `real`.
+//! - `mod(a, b)` is `(a % b)` and `sign(x)` is `signum(x)` (PostgreSQL's names; DataFusion has the
+//!   operator and `signum` only).
 //! - `generate_series(…)` in `FROM` with a table alias and no column aliases
 //!   (`generate_series(1, 3) g`) names its one column after the alias, as PostgreSQL does
 //!   (DataFusion names it `value`).
@@ -450,6 +452,12 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             }))
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("mod") => Ok(postgres_mod(f)),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("sign") => {
+            let mut f = f.clone();
+            f.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new("signum")]);
+            Ok(Some(Expr::Function(f)))
+        }
         Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
         _ => Ok(None),
     }
@@ -470,6 +478,19 @@ fn numeric_extract(extract: Expr) -> Expr {
         over: None,
         within_group: Vec::new(),
     })
+}
+
+/// `mod(a, b)`: `(a % b)`, the remainder with the sign of `a`, as in PostgreSQL (DataFusion has
+/// the operator only). Any other number of arguments is left for the planner to refuse.
+fn postgres_mod(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let FunctionArguments::List(list) = &f.args else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(b))] = list.args.as_slice() else { return None };
+    if f.over.is_some() || f.filter.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    let (a, b) = (Box::new(Expr::Nested(Box::new(a.clone()))), Box::new(Expr::Nested(Box::new(b.clone()))));
+    Some(Expr::Nested(Box::new(Expr::BinaryOp { left: a, op: BinaryOperator::Modulo, right: b })))
 }
 
 /// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
