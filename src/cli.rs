@@ -596,7 +596,11 @@ fn query_config(doc: &crate::config::Doc) -> Result<edgelens_query::QueryConfig>
 }
 
 /// Run the query service until `shutdown`; registry imports over HTTP go where it reads from.
-async fn serve_query(cfg: edgelens_query::QueryConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+async fn serve_query(
+    cfg: edgelens_query::QueryConfig,
+    more_metrics: Option<Arc<dyn edgelens_query::metrics::MoreMetrics>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     match cfg.backend {
         edgelens_query::BackendKind::Lake => tracing::info!(data_dir = %cfg.data_dir.display(), "the query service reads the lake"),
         edgelens_query::BackendKind::ClickHouse => tracing::info!(url = %cfg.clickhouse.url, "the query service reads ClickHouse"),
@@ -605,7 +609,7 @@ async fn serve_query(cfg: edgelens_query::QueryConfig, shutdown: impl std::futur
         lake: (cfg.backend == edgelens_query::BackendKind::Lake).then(|| cfg.data_dir.clone()),
         clickhouse: (cfg.backend == edgelens_query::BackendKind::ClickHouse).then(|| cfg.clickhouse.clone()),
     };
-    edgelens_query::api::serve_with(cfg, Some(std::sync::Arc::new(writer)), shutdown).await?;
+    edgelens_query::api::serve_with(cfg, Some(std::sync::Arc::new(writer)), more_metrics, shutdown).await?;
     Ok(())
 }
 
@@ -660,7 +664,7 @@ fn run_roles(a: RunArgs) -> Result<()> {
                 }
                 Role::Query => {
                     let cfg = query.clone();
-                    tasks.spawn(async move { (role, serve_query(cfg, done).await) });
+                    tasks.spawn(async move { (role, serve_query(cfg, None, done).await) });
                 }
             }
         }
@@ -709,7 +713,7 @@ fn query(a: QueryArgs) -> Result<()> {
     if let Some(PgListen(pg)) = a.pg_listen {
         cfg.pg_listen = pg;
     }
-    runtime()?.block_on(serve_query(cfg, shutdown_signal()))
+    runtime()?.block_on(serve_query(cfg, None, shutdown_signal()))
 }
 
 /// The lake ingest reads the site registry from: `[ingest] data_dir`, or when it is unset the
@@ -889,6 +893,8 @@ mod demo {
     //! the query service and dashboard on top. Ctrl-C closes every window, flushes and exits.
 
     use super::*;
+    use edgelens_aggregate::metrics::{AggregateMetrics, Reported};
+    use edgelens_aggregate::partition::TopicKind;
     use edgelens_aggregate::pipeline::{now_nanos, EmbeddedPipeline};
     use edgelens_ingest::generate::{GenerateConfig, Scenario, TrafficGenerator};
     use edgelens_ingest::reader::LineReader;
@@ -914,7 +920,10 @@ mod demo {
             None => None,
         };
         std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
-        let lake = ParquetLake::open(&a.data_dir)?;
+        // The pipeline's counters, on the query service's `/metrics` (as the aggregator's).
+        let metrics = Arc::new(AggregateMetrics::default());
+        let mut sinks = Sinks::open(&a.data_dir, &Default::default(), Arc::new(AtomicBool::new(false)))?;
+        sinks.set_metrics(Arc::clone(&metrics));
         let window = WindowConfig::default();
         let start_secs = now_nanos() / NANOS_PER_SEC;
         // Lake file names derive from source + line span; the start time keeps a restarted demo
@@ -922,7 +931,7 @@ mod demo {
         let source = format!("demo-{start_secs}");
         let sites = edgelens_aggregate::sites::from_lake(&a.data_dir).with_context(|| format!("reading the site registry of {}", a.data_dir.display()))?;
         let cfg = PipelineConfig { windows: window, flush_rows: 1, source: source.clone(), sites, ..PipelineConfig::default() };
-        let pipeline = EmbeddedPipeline::new(cfg, lake);
+        let pipeline = EmbeddedPipeline::new(cfg, sinks);
         let generator = TrafficGenerator::new(GenerateConfig {
             scenario: Scenario::Demo,
             seed: a.seed,
@@ -935,12 +944,13 @@ mod demo {
 
         let stop = Arc::new(AtomicBool::new(false));
         let stop_gen = Arc::clone(&stop);
+        let pipeline_metrics = Arc::clone(&metrics);
         let disorder = window.allowed_disorder;
         // The pipeline stopping on its own (a lake write failed: a full disk) stops the demo, as
         // it stops `aggregate` and `replay`: it must not serve on, its data no longer growing.
         let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
         let producer = std::thread::Builder::new().name("demo-pipeline".into()).spawn(move || -> Result<PipelineStats> {
-            let result = demo_pipeline(&stop_gen, pipeline, generator, &source, disorder);
+            let result = demo_pipeline(&stop_gen, pipeline, generator, &source, disorder, &pipeline_metrics);
             if let Err(e) = &result {
                 tracing::error!(error = %format!("{e:#}"), "the demo pipeline stopped; stopping the demo");
             }
@@ -961,7 +971,7 @@ mod demo {
                 _ = ended_rx => {}
             }
         };
-        let served = rt.block_on(serve_query(qcfg, stopped));
+        let served = rt.block_on(serve_query(qcfg, Some(Arc::new(PipelineMetrics(metrics))), stopped));
         stop.store(true, Ordering::Relaxed);
         let stats = producer.join().map_err(|_| anyhow::anyhow!("demo pipeline thread panicked"))?.context("the demo pipeline stopped")?;
         eprintln!(
@@ -975,14 +985,27 @@ mod demo {
         Ok(())
     }
 
-    /// The demo's pipeline: generated traffic paced to the wall clock until `stop`.
+    /// The aggregator's counters of the demo's pipeline, for the query service's `/metrics`.
+    #[derive(Debug)]
+    struct PipelineMetrics(Arc<AggregateMetrics>);
+
+    impl edgelens_query::metrics::MoreMetrics for PipelineMetrics {
+        fn render(&self) -> String {
+            self.0.render()
+        }
+    }
+
+    /// The demo's pipeline: generated traffic paced to the wall clock until `stop`, its counters
+    /// added to `metrics` every second.
     fn demo_pipeline(
         stop: &AtomicBool,
-        mut pipeline: EmbeddedPipeline<ParquetLake>,
+        mut pipeline: EmbeddedPipeline<Sinks>,
         mut generator: TrafficGenerator,
         source: &str,
         disorder: i64,
+        metrics: &AggregateMetrics,
     ) -> Result<PipelineStats> {
+        let mut reported = Reported::of(&pipeline);
         let t0 = Instant::now();
         let mut buf = Vec::with_capacity(1 << 20);
         let mut second = 0u64;
@@ -1007,6 +1030,7 @@ mod demo {
             }
             pipeline.advance_to(now_nanos() - disorder)?;
             pipeline.flush()?;
+            metrics.add_partition_delta(TopicKind::Events, &reported.delta(&pipeline));
         }
         // The demo's traffic stops with it: its incidents end (a restart is other traffic).
         let (stats, _) = pipeline.finish_traffic()?;

@@ -217,6 +217,16 @@ fn demo_serves_the_postgres_protocol() {
         assert!(Instant::now() < deadline, "no site_rates_10s rows over the demo's Postgres port: {out:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Regression: the demo's `/metrics` had the query service's counters only, none of its
+    // pipeline's (events counted, rows written, dead letters).
+    let (status, body) = http_get(http_port, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let sample = |prefix: &str| -> f64 {
+        body.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit_once(' ')?.1.parse().ok()).unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+    };
+    assert!(sample("edgelens_aggregate_events_counted_total ") > 0.0, "{body}");
+    assert!(sample("edgelens_aggregate_rows_written_total{sink=\"lake\",table=\"site_rates_10s\"} ") > 0.0, "{body}");
+    assert!(body.contains("edgelens_query_"), "the query service's own metrics: {body}");
 }
 
 /// Regression: with the default Postgres address (127.0.0.1:5433) taken, `edgelens demo` exited,

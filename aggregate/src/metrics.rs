@@ -20,8 +20,8 @@ use edgelens_schemas::InvalidReason;
 
 use crate::consumer::AggregateStats;
 use crate::partition::TopicKind;
-use crate::pipeline::PipelineStats;
-use crate::sink::SinkBatch;
+use crate::pipeline::{EmbeddedPipeline, PipelineStats};
+use crate::sink::{RollupSink, SinkBatch};
 
 /// Where the events came from: the topic kinds, as the `topic` label of consumed messages.
 const TOPIC_KINDS: [&str; 2] = ["events", "dead_letters"];
@@ -112,6 +112,30 @@ impl PartitionDelta {
             d.dead_letters[i] = now.dead_letters.get(code) - before.dead_letters.get(code);
         }
         d.dead_letters[N_REASONS - 1] = now.unknown_dead_letters - before.unknown_dead_letters;
+        d
+    }
+}
+
+/// A pipeline's counters as last reported, so that each report adds only what was counted since.
+#[derive(Debug, Clone, Default)]
+pub struct Reported {
+    stats: PipelineStats,
+    incidents: u64,
+}
+
+impl Reported {
+    /// `pipeline`'s counters now (what a restored pipeline brought along is not counted again).
+    pub fn of<S: RollupSink>(pipeline: &EmbeddedPipeline<S>) -> Self {
+        Reported { stats: pipeline.stats().clone(), incidents: pipeline.detector().map_or(0, |d| d.stats().incidents) }
+    }
+
+    /// What `pipeline` counted since the last call (or [`Self::of`]): its counters' and detector
+    /// incidents' deltas (checkpoints and messages delivered again are the partition's to add).
+    pub fn delta<S: RollupSink>(&mut self, pipeline: &EmbeddedPipeline<S>) -> PartitionDelta {
+        let now = Self::of(pipeline);
+        let mut d = PartitionDelta::between(&now.stats, &self.stats);
+        d.incidents_opened = now.incidents.saturating_sub(self.incidents);
+        *self = now;
         d
     }
 }

@@ -23,7 +23,7 @@ use edgelens_ingest::log::Record;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::error::SinkError;
-use crate::metrics::{AggregateMetrics, PartitionDelta};
+use crate::metrics::{AggregateMetrics, Reported};
 use crate::pipeline::{now_nanos, EmbeddedPipeline, MessageName, PipelineConfig, PipelineStats};
 use crate::sink::{OffsetSpan, RollupSink};
 
@@ -147,7 +147,7 @@ pub struct PartitionAggregator<S> {
     checkpoints_saved: u64,
     /// What [`Self::report`] last reported: the counters, detector incidents, checkpoints and
     /// messages delivered again.
-    reported: (PipelineStats, u64, u64, u64),
+    reported: (Reported, u64, u64),
     /// Unjudged events not yet logged, and when they last were (a warning at most a minute).
     unjudged_unlogged: (u64, Option<Instant>),
 }
@@ -235,7 +235,7 @@ impl<S: RollupSink> PartitionAggregator<S> {
         pcfg.partition = partition;
         let pipeline = EmbeddedPipeline::restore(pcfg, sink, position, state.as_deref())
             .map_err(|reason| PartitionError::BadState { topic: topic.to_owned(), partition, position, reason })?;
-        let reported = (pipeline.stats().clone(), pipeline.detector().map_or(0, |d| d.stats().incidents), 0, 0);
+        let reported = (Reported::of(&pipeline), 0, 0);
         Ok(Self {
             topic: topic.to_owned(),
             partition,
@@ -295,15 +295,12 @@ impl<S: RollupSink> PartitionAggregator<S> {
     /// Add what was counted since the last report to `metrics` (called on the aggregator's timer
     /// and before the partition is given up, never per message).
     pub fn report(&mut self, metrics: &AggregateMetrics) {
-        let stats = self.pipeline.stats();
-        let incidents = self.pipeline.detector().map_or(0, |d| d.stats().incidents);
-        let (before, incidents_before, checkpoints_before, redelivered_before) = &self.reported;
-        let mut delta = PartitionDelta::between(stats, before);
-        delta.incidents_opened = incidents.saturating_sub(*incidents_before);
-        delta.checkpoints = self.checkpoints_saved - checkpoints_before;
-        delta.redelivered = self.redelivered - redelivered_before;
+        let (pipeline, checkpoints_before, redelivered_before) = &mut self.reported;
+        let mut delta = pipeline.delta(&self.pipeline);
+        delta.checkpoints = self.checkpoints_saved - *checkpoints_before;
+        delta.redelivered = self.redelivered - *redelivered_before;
         metrics.add_partition_delta(self.kind, &delta);
-        self.reported = (stats.clone(), incidents, self.checkpoints_saved, self.redelivered);
+        (*checkpoints_before, *redelivered_before) = (self.checkpoints_saved, self.redelivered);
         let (unlogged, logged_at) = &mut self.unjudged_unlogged;
         *unlogged += delta.unjudged;
         if *unlogged > 0 && logged_at.is_none_or(|t| t.elapsed() >= UNJUDGED_WARN_EVERY) {

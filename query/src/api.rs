@@ -50,7 +50,7 @@ use crate::error::{QueryError, Result};
 use crate::format::{OutputFormat, render};
 use crate::auth::{Auth, Principal};
 use crate::backend::{Backend, View};
-use crate::metrics::{QueryMetrics, endpoint_of};
+use crate::metrics::{MoreMetrics, QueryMetrics, endpoint_of};
 use crate::registry_api::RegistryWriter;
 use edgelens_schemas::net::{ConnectionLimits, LimitedListener};
 use edgelens_schemas::registry::Format as RegistryFormat;
@@ -75,6 +75,8 @@ pub struct AppState {
     metrics: Arc<QueryMetrics>,
     registry_writer: Option<Arc<dyn RegistryWriter>>,
     limits: Arc<HttpLimits>,
+    /// Metrics of another part of the process, served after the service's own (the demo's pipeline).
+    more_metrics: Option<Arc<dyn MoreMetrics>>,
 }
 
 /// Bounds on the HTTP listener (from [`QueryConfig`]).
@@ -166,6 +168,12 @@ impl AppState {
         self
     }
 
+    /// Serve `more`'s metrics on `/metrics` too, after the service's own.
+    pub fn with_more_metrics(mut self, more: Arc<dyn MoreMetrics>) -> Self {
+        self.more_metrics = Some(more);
+        self
+    }
+
     pub fn auth(&self) -> &Auth {
         &self.auth
     }
@@ -241,18 +249,23 @@ pub fn router(state: AppState) -> Router {
 /// `config.listen` and `config.pg_listen` (the Postgres wire protocol, unless disabled) and serve
 /// both until `shutdown` completes.
 pub async fn serve(config: QueryConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    serve_with(config, None, shutdown).await
+    serve_with(config, None, None, shutdown).await
 }
 
-/// [`serve`], with registry imports over HTTP written by `registry_writer` when given.
+/// [`serve`], with registry imports over HTTP written by `registry_writer` and `more_metrics`
+/// on `/metrics`, when given.
 pub async fn serve_with(
     config: QueryConfig,
     registry_writer: Option<Arc<dyn RegistryWriter>>,
+    more_metrics: Option<Arc<dyn MoreMetrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mut state = AppState::starting().with_auth(Auth::new(config.tokens.clone())?).with_limits(HttpLimits::of(&config));
     if let Some(w) = registry_writer {
         state = state.with_registry_writer(w);
+    }
+    if let Some(m) = more_metrics {
+        state = state.with_more_metrics(m);
     }
     state.set_backend(config.open_backend()?);
     let listener = TcpListener::bind(config.listen)
@@ -404,7 +417,11 @@ async fn bounded(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
-    body_response("text/plain; version=0.0.4", state.metrics.render())
+    let mut body = state.metrics.render();
+    if let Some(more) = &state.more_metrics {
+        body.push_str(&more.render());
+    }
+    body_response("text/plain; version=0.0.4", body)
 }
 
 /// How long `/readyz` waits for the backend's answer.

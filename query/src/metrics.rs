@@ -35,6 +35,12 @@ struct Endpoint {
     sum_us: AtomicU64,
 }
 
+/// Metrics of another part of the process, in the same text format, served after the service's
+/// own (the demo's pipeline: the query crate does not know the aggregator's counters).
+pub trait MoreMetrics: Send + Sync + std::fmt::Debug {
+    fn render(&self) -> String;
+}
+
 /// The service's counters.
 #[derive(Debug, Default)]
 pub struct QueryMetrics {
