@@ -137,6 +137,12 @@ const CALM_TO_COOL: u32 = 5;
 const CALM_TO_DROP_SUSPECT: u32 = 10;
 /// A suspicion not confirmed after this long is a new normal: the baseline learns it.
 const SUSPECT_ADAPT_SECS: i64 = 600;
+/// A suspicion whose seconds span twice this long unconfirmed keeps the last this many only, for
+/// its sample and its timeline-to-be ([`Incident::keep_recent`]): a legitimate rise it began with
+/// (the site's traffic stepped up) otherwise filled its sample, and an attack that came on top of
+/// the rise minutes later never showed a signature there (a 500 rps flood 5 to 25 minutes after a
+/// site went from 60 to 150 requests a second for good was never reported).
+const SUSPECT_RECENT_SECS: i64 = 60;
 /// With fewer profiled requests than this, a site is judged on its rate alone.
 const MIN_PROFILE: f64 = 30.0;
 /// Rate-only confirmation: this many anomalous seconds at this multiple of the baseline.
@@ -816,6 +822,9 @@ impl Ctx<'_> {
                 if b.sec - inc.start >= SUSPECT_ADAPT_SECS {
                     st.baseline.update_unclamped(x);
                 }
+                if inc.pre.first().is_some_and(|p| b.sec - p.sec >= 2 * SUSPECT_RECENT_SECS) {
+                    inc.keep_recent(b.sec - SUSPECT_RECENT_SECS, st.baseline.expected(), self.cfg.sample_cap);
+                }
                 self.suspect_second(st, &mut inc, b, anomalous);
                 st.incident = Some(inc);
             }
@@ -905,7 +914,9 @@ impl Ctx<'_> {
         }
         self.refresh_signature(inc, st, sec);
         if profiled < MIN_PROFILE {
-            let rate = inc.sum_requests / (age + 1).max(1) as f64;
+            // Over the seconds its sums hold ([`Incident::keep_recent`]).
+            let held = sec - inc.pre.first().map_or(inc.start, |p| p.sec);
+            let rate = inc.sum_requests / (held + 1).max(1) as f64;
             return inc.anomalous_secs >= RATE_ONLY_SECS && inc.sum_requests >= RATE_ONLY_RATIO * inc.sum_expected.max(1.0) && rate >= RATE_ONLY_MIN_RPS;
         }
         inc.signature.as_ref().is_some_and(|s| s.precision >= CONFIRM_PRECISION && s.coverage >= CONFIRM_COVERAGE && s.is_discriminating())
@@ -929,14 +940,8 @@ impl Ctx<'_> {
     fn add_sample(&mut self, inc: &mut Incident, b: &Bucket, expected: f64) {
         inc.sum_requests += b.requests as f64;
         inc.sum_expected += expected.min(b.requests as f64);
-        for s in if inc.samples_every_request(b.sec) { &b.full } else { &b.sampled } {
-            if inc.sample.len() < self.cfg.sample_cap {
-                inc.sample.push(*s);
-            } else if inc.sample.peek().is_some_and(|top| s < top) {
-                inc.sample.pop();
-                inc.sample.push(*s);
-            }
-        }
+        let requests = if inc.samples_every_request(b.sec) { &b.full } else { &b.sampled };
+        inc.add_to_sample(requests, self.cfg.sample_cap);
     }
 
     /// A second of an active or cooling incident: every request matched.
@@ -1132,6 +1137,36 @@ impl Incident {
         self.start = self.pre[0].sec;
         self.peak_sec = self.start;
         self.last_row_sec = self.start;
+    }
+
+    /// Add `requests` to the sample: the `cap` of the lowest hashes seen.
+    fn add_to_sample(&mut self, requests: &[Sampled], cap: usize) {
+        for s in requests {
+            if self.sample.len() < cap {
+                self.sample.push(*s);
+            } else if self.sample.peek().is_some_and(|top| s < top) {
+                self.sample.pop();
+                self.sample.push(*s);
+            }
+        }
+    }
+
+    /// Keep the seconds from `from` on of a suspicion, for its sample (rebuilt from their hash
+    /// samples), its sums and its timeline-to-be ([`SUSPECT_RECENT_SECS`]). Its start stays, so
+    /// that the baseline learns a suspicion that old as the site's new normal.
+    fn keep_recent(&mut self, from: i64, expected: f64, cap: usize) {
+        self.pre.retain(|p| p.sec >= from);
+        self.pre_tuples = self.pre.iter().map(|p| p.sampled.len()).sum();
+        self.sample.clear();
+        self.signature = None;
+        (self.sum_requests, self.sum_expected) = (0.0, 0.0);
+        let pre = std::mem::take(&mut self.pre);
+        for p in &pre {
+            self.sum_requests += p.requests as f64;
+            self.sum_expected += expected.min(p.requests as f64);
+            self.add_to_sample(&p.sampled, cap);
+        }
+        self.pre = pre;
     }
 
     /// Whether every request of second `sec`, not only its hash sample, joins the incident's

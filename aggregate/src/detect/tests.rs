@@ -560,6 +560,32 @@ fn a_flood_after_a_silence_is_found_on_the_rate_before_it() {
     }
 }
 
+/// Regression: a site whose traffic stepped up for good (60 to 150 requests a second, its usual
+/// audience) stood under a suspicion that no signature confirmed, until its baseline had learned
+/// the new rate (half an hour); its sample filled with the rise, and a flood in that time was
+/// never reported. A suspicion judges its surge on its last minute or two.
+#[test]
+fn a_flood_after_a_lasting_rise_of_the_sites_own_traffic_is_found() {
+    const STEP: i64 = 1200;
+    let rate = |s: i64| if s < STEP { 60.0 } else { 150.0 };
+    let out = run(&traffic(STEP + 1500, rate, |_| 0.0, 0, 9), None);
+    assert!(out.incidents.is_empty(), "the rise is no attack: {:#?}", out.incidents.first());
+    for after in [300, 900] {
+        let at = STEP + after;
+        let flood = |s: i64| if (at..at + 60).contains(&s) { 500.0 } else { 0.0 };
+        let secs = at + 300;
+        let out = run(&traffic(secs, rate, flood, 0, 9), None);
+        let sent: f64 = (0..secs).map(flood).sum();
+        let incidents = latest(&out);
+        assert_eq!(incidents.len(), 1, "flood {after} s after the rise: {incidents:#?}");
+        let inc = incidents.values().next().unwrap();
+        let (start, detected) = (inc.start_ts / NANOS_PER_SEC - T0, inc.detected_ts / NANOS_PER_SEC - T0);
+        assert!((at - 1..=at + 3).contains(&start) && detected <= at + 30, "flood {after} s after the rise: {inc:#?}");
+        assert!(["203.0.", "python-requests", "6500", "\"vn\""].iter().any(|n| inc.signature.contains(n)), "{inc:#?}");
+        assert!((inc.attack_requests as f64 - sent).abs() / sent < 0.15, "attack_requests {} vs ~{sent}", inc.attack_requests);
+    }
+}
+
 /// Regression: a flood arriving while a site's own traffic stood above its baseline (here: back
 /// from a silence, judged on a baseline the silence had decayed) got an incident that never
 /// ended. Its baseline stayed frozen while it was active, so the site's usual traffic alone read
