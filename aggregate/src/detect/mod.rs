@@ -155,13 +155,19 @@ const RATE_ONLY_MIN_RPS: f64 = 30.0;
 /// a surge at a small site has few requests a second, and a signature needs [`signature::MIN_SAMPLE`].
 const DENSE_SAMPLE_SECS: i64 = 60;
 /// Requests matching an incident's signature, beyond what the second's other requests would send
-/// matching it, from which a second shows the attack.
+/// matching it, from which a second shows the attack (at least; see [`shows_attack`]).
 const ATTACK_MATCHES: f64 = 5.0;
 /// Whether a second of `requests`, `matched` of them matching an incident's signature, shows the
-/// attack: the matching ones exceed what the others would send matching it (`normal_share` of
-/// the site's normal requests match it) by [`ATTACK_MATCHES`].
+/// attack: the matching ones exceed what the site's normal traffic beside the others would send
+/// matching it (`normal_share` of its normal requests match it: `share / (1 - share)` per request
+/// that does not) by [`ATTACK_MATCHES`], and by three standard deviations of that count. A
+/// signature naming a value the site's own audience has (a country that sends an eighth of its
+/// requests) otherwise read the site's own traffic of that value as the attack going on, and the
+/// incident never ended.
 fn shows_attack(matched: f64, requests: u64, normal_share: f64) -> bool {
-    matched - (requests as f64 - matched).max(0.0) * normal_share >= ATTACK_MATCHES
+    let others = (requests as f64 - matched).max(0.0);
+    let normal = others * normal_share / (1.0 - normal_share).max(0.05);
+    matched - normal >= ATTACK_MATCHES.max(3.0 * normal.sqrt())
 }
 
 /// Weight of a second that shows the attack in the levels `Incident::shown` averages.
@@ -1120,23 +1126,28 @@ impl Incident {
     /// On confirmation: the incident starts at the first suspected second whose sample shows the
     /// attack (as [`Incident::attack_in`] judges a second, on the sample scaled up), not at an
     /// earlier rise of the site's own traffic the attack joined. Seconds whose sample was dropped
-    /// stay.
+    /// stay. It starts at the first second its suspicion kept at the latest
+    /// ([`Incident::keep_recent`]): its timeline starts there.
     fn skip_seconds_before_the_attack(&mut self, profile: Option<&SiteProfile>) {
-        let Some(sig) = &self.signature else { return };
-        let normal_share = profile.map_or(0.0, |p| sig.normal_share(p));
-        let carries = |p: &PreSecond| {
-            if p.sampled.is_empty() {
-                return p.requests > 0;
+        if let Some(sig) = &self.signature {
+            let normal_share = profile.map_or(0.0, |p| sig.normal_share(p));
+            let carries = |p: &PreSecond| {
+                if p.sampled.is_empty() {
+                    return p.requests > 0;
+                }
+                let matched = p.sampled.iter().filter(|s| sig.matches(&s.tuple)).count() as f64 * p.requests as f64 / p.sampled.len() as f64;
+                shows_attack(matched, p.requests, normal_share)
+            };
+            if let Some(first) = self.pre.iter().position(carries).filter(|&i| i > 0) {
+                self.pre.drain(..first);
+                self.pre_tuples = self.pre.iter().map(|p| p.sampled.len()).sum();
             }
-            let matched = p.sampled.iter().filter(|s| sig.matches(&s.tuple)).count() as f64 * p.requests as f64 / p.sampled.len() as f64;
-            shows_attack(matched, p.requests, normal_share)
-        };
-        let Some(first) = self.pre.iter().position(carries).filter(|&i| i > 0) else { return };
-        self.pre.drain(..first);
-        self.pre_tuples = self.pre.iter().map(|p| p.sampled.len()).sum();
-        self.start = self.pre[0].sec;
-        self.peak_sec = self.start;
-        self.last_row_sec = self.start;
+        }
+        if let Some(first) = self.pre.first().map(|p| p.sec).filter(|&f| f > self.start) {
+            self.start = first;
+            self.peak_sec = first;
+            self.last_row_sec = first;
+        }
     }
 
     /// Add `requests` to the sample: the `cap` of the lowest hashes seen.
