@@ -15,9 +15,10 @@
 //! statements of ordinary length and about a second for the largest one the service accepts.
 //!
 //! Everything else [`Budgeted`] delegates unchanged to the dialect it wraps, including
-//! `dialect()`, so the parser's `dialect_of!` checks see the wrapped dialect. The delegation lists
-//! every method of sqlparser's `Dialect` trait; a test parses a corpus with and without the
-//! wrapper and requires identical statements.
+//! `dialect()`, so the parser's `dialect_of!` checks see the wrapped dialect — but for two of
+//! PostgreSQL's precedences: `^` binds tighter than `*`, and a sign tighter than `^`. The
+//! delegation lists every method of sqlparser's `Dialect` trait; a test parses a corpus (without
+//! `^`) with and without the wrapper and requires identical statements.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
