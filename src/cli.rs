@@ -786,11 +786,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
 fn check_config(a: CheckConfigArgs) -> Result<()> {
     // Every problem of every section at once, as each role would find it when it starts.
     let (doc, mut problems) = crate::config::load_all(a.config.as_deref(), crate::config::process_env())?;
-    use crate::config::checked_section;
-    let ingest = checked_section::<edgelens_ingest::IngestConfig>(&doc, "ingest", &mut problems);
-    let aggregate = checked_section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate", &mut problems);
-    let query = checked_section::<edgelens_query::QueryConfig>(&doc, "query", &mut problems);
-    let clickhouse = checked_section::<ClickHouseConfig>(&doc, "clickhouse", &mut problems);
+    let crate::config::Sections { ingest, aggregate, query, clickhouse } = crate::config::sections(&doc, &mut problems);
     // A section's validation names each of its problems on a line of its own.
     let mut lines = |section: &str, e: String| problems.extend(e.lines().map(|l| format!("[{section}]: {l}")));
     if let Some(Err(e)) = ingest.as_ref().map(edgelens_ingest::IngestConfig::validate) {

@@ -67,14 +67,30 @@ impl std::ops::Deref for Doc {
 /// reads it).
 pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Doc> {
     let (doc, mut problems) = load_all(path, env)?;
-    checked_section::<edgelens_ingest::IngestConfig>(&doc, "ingest", &mut problems);
-    checked_section::<edgelens_aggregate::AggregateConfig>(&doc, "aggregate", &mut problems);
-    checked_section::<edgelens_query::QueryConfig>(&doc, "query", &mut problems);
-    checked_section::<edgelens_schemas::clickhouse::ClickHouseConfig>(&doc, "clickhouse", &mut problems);
+    sections(&doc, &mut problems);
     if !problems.is_empty() {
         anyhow::bail!("{}", problem_list(&problems));
     }
     Ok(doc)
+}
+
+/// Every section of the file, typed as the role it configures reads it; `None` for a section with
+/// problems (see [`sections`]).
+pub struct Sections {
+    pub ingest: Option<edgelens_ingest::IngestConfig>,
+    pub aggregate: Option<edgelens_aggregate::AggregateConfig>,
+    pub query: Option<edgelens_query::QueryConfig>,
+    pub clickhouse: Option<edgelens_schemas::clickhouse::ClickHouseConfig>,
+}
+
+/// Every section of `doc` ([`checked_section`]), their problems added to `problems`.
+pub fn sections(doc: &Doc, problems: &mut Vec<String>) -> Sections {
+    Sections {
+        ingest: checked_section(doc, "ingest", problems),
+        aggregate: checked_section(doc, "aggregate", problems),
+        query: checked_section(doc, "query", problems),
+        clickhouse: checked_section(doc, "clickhouse", problems),
+    }
 }
 
 /// [`load`], with every unknown section and misnamed variable returned as a problem instead of
