@@ -323,6 +323,14 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     ctx.register_udf(crate::time_udf::coalesce());
+    for f in crate::time_udf::local_times() {
+        ctx.register_udf(f);
+    }
+    ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
+    for f in crate::time_text::udfs() {
+        ctx.register_udf(f);
+    }
+    ctx.register_udf(crate::pgwire::catalog::pg_typeof());
     for f in crate::fraction::udfs() {
         ctx.register_udf(f);
     }
@@ -778,6 +786,39 @@ mod tests {
             let rows = crate::format::to_json_rows(&r.batches).unwrap();
             assert_eq!(rows.len(), 3, "{sql}: {rows:?}");
         }
+    }
+
+    /// Regression: times written as PostgreSQL reads and writes them failed on the lake: a time
+    /// without seconds ("error parsing time"), a zone name in lower case, `localtimestamp` (read
+    /// as a column), an interval times a number, `to_timestamp` with PostgreSQL's template,
+    /// `pg_typeof`; `ts::text` was RFC 3339.
+    #[tokio::test]
+    async fn times_in_postgres_forms_are_read_and_written_as_postgres_does() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        let sql = "SELECT count(*) FILTER (WHERE ts >= '2026-11-01 00:00') AS a, min(ts)::text AS b, \
+                   date_trunc('hour', min(ts) AT TIME ZONE 'utc')::text AS c, (min(ts) AT TIME ZONE 'europe/paris')::text AS d, \
+                   (timestamptz '2026-11-28 10:15' - interval '1 hour 30 minutes' * 2)::text AS e, \
+                   (timestamptz '2026-11-28 10:15' + 2 * interval '1 day' - interval '1 hour' / 4)::text AS f, \
+                   to_timestamp('28/11/2026 10:15', 'DD/MM/YYYY HH24:MI')::text AS g, to_date('28/11/2026', 'DD/MM/YYYY') AS h, \
+                   pg_typeof(sum(requests)) AS i, pg_typeof(min(ts)) AS j, pg_typeof(min(site)) AS k, \
+                   localtimestamp <= now() AT TIME ZONE 'UTC' AS l, pg_typeof(localtimestamp) AS m, pg_typeof(localtime) AS n \
+                   FROM traffic_1m";
+        let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
+        let rows = crate::format::to_json_rows(&r.batches).unwrap();
+        let row = &rows[0];
+        let text = |k: &str| row[k].as_str().unwrap_or_else(|| panic!("{k}: {row:?}")).to_owned();
+        assert!(row["a"].as_i64().unwrap() > 0, "{row:?}");
+        assert_eq!(text("b"), "2026-11-01 00:00:00+00");
+        assert_eq!(text("c"), "2026-11-01 00:00:00+00");
+        assert_eq!(text("d"), "2026-11-01 01:00:00");
+        assert_eq!(text("e"), "2026-11-28 07:15:00+00");
+        assert_eq!(text("f"), "2026-11-30 10:00:00+00");
+        assert_eq!(text("g"), "2026-11-28 10:15:00+00");
+        assert_eq!(text("h"), "2026-11-28");
+        assert_eq!((text("i"), text("j"), text("k")), ("bigint".into(), "timestamp with time zone".into(), "text".into()));
+        assert_eq!(row["l"], serde_json::json!(true));
+        assert_eq!((text("m"), text("n")), ("timestamp without time zone".into(), "time without time zone".into()));
     }
 
     /// Regression: a function refusing the values of the statement (`sqrt(-1)`, a month 13, an

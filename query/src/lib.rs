@@ -16,6 +16,8 @@
 //! - [`fraction`]: on the plan of each statement DataFusion plans, divisions of sums made fractions
 //!   and casts of fractions to integers rounded, as PostgreSQL does them (`edgelens_fraction`,
 //!   `edgelens_round`, `edgelens_rint`, `edgelens_numeric`).
+//! - [`time_text`]: on every session that plans user SQL, casts between text and times read and
+//!   write PostgreSQL's text (`'2026-11-28 10:15'`, `ts::text`).
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`sql_parse`]: user SQL parsed within a budget of parser steps.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
@@ -48,6 +50,7 @@ pub mod sql_compat;
 pub mod sql_guard;
 pub mod sql_parse;
 pub mod tenant_sql;
+pub mod time_text;
 pub mod time_udf;
 pub mod traffic_share;
 

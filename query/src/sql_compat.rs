@@ -34,6 +34,13 @@
 //!   lost digits. `real`, `float4` and `float(p)` for p up to 24 stay `real`.
 //! - `mod(a, b)` is `(a % b)` and `sign(x)` is `signum(x)` (PostgreSQL's names; DataFusion has the
 //!   operator and `signum` only).
+//! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's template
+//!   patterns, rewritten to chrono's as `to_char`'s are.
+//! - `x AT TIME ZONE 'europe/paris'`: the zone named as the zone database writes it
+//!   (`Europe/Paris`, `UTC`), as PostgreSQL reads names in any case and Arrow does not.
+//! - An interval literal multiplied or divided by a number (`interval '1 hour' * 3`, `2 *
+//!   interval '1 day'`, `interval '1 hour' / 4`) is the interval with its amounts scaled, as
+//!   PostgreSQL computes it; DataFusion refused the arithmetic.
 //! - `generate_series(…)` in `FROM` with a table alias and no column aliases
 //!   (`generate_series(1, 3) g`) names its one column after the alias, as PostgreSQL does
 //!   (DataFusion names it `value`).
@@ -237,7 +244,10 @@ impl VisitorMut for Rewriter {
 /// refuses the projection.
 fn alias_repeated_outputs(body: &mut SetExpr) {
     match body {
-        SetExpr::Select(select) => alias_repeated_in(select),
+        SetExpr::Select(select) => {
+            alias_repeated_in(select);
+            alias_casts_of_columns(select);
+        }
         SetExpr::SetOperation { left, right, .. } => {
             alias_repeated_outputs(left);
             alias_repeated_outputs(right);
@@ -307,6 +317,31 @@ fn alias_repeated_in(select: &mut Select) {
     }
 }
 
+/// Alias each unaliased cast of a column (`ts::date`, `(ts AT TIME ZONE 'UTC')::text`) by the
+/// column's name, the name PostgreSQL and DataFusion give it, unless another output column has
+/// that name. `ORDER BY ts` then means that output column, as in PostgreSQL; DataFusion added the
+/// column `ts` to the projection beside it and refused two columns named `ts`.
+fn alias_casts_of_columns(select: &mut Select) {
+    let mut taken = output_names(&select.projection, |e| Some(output_key(e)));
+    for i in 0..select.projection.len() {
+        let SelectItem::UnnamedExpr(expr) = &select.projection[i] else { continue };
+        let name = match uncast(expr) {
+            inner if std::ptr::eq(inner, expr) => continue,
+            Expr::Identifier(id) => folded(id),
+            Expr::CompoundIdentifier(ids) => match ids.last() {
+                Some(id) => folded(id),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if taken.iter().filter(|t| **t == name.to_lowercase()).count() > 1 {
+            continue;
+        }
+        taken.push(name.to_lowercase());
+        select.projection[i] = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', name) };
+    }
+}
+
 /// Names the output columns of `projection` have: every alias (lower case), and each unaliased
 /// column's that `name` gives.
 fn output_names(projection: &[SelectItem], name: impl Fn(&Expr) -> Option<String>) -> Vec<String> {
@@ -330,7 +365,8 @@ pub fn folded(id: &Ident) -> String {
 fn uncast(mut e: &Expr) -> &Expr {
     loop {
         match e {
-            Expr::Cast { expr, .. } | Expr::Nested(expr) => e = expr,
+            // DataFusion names a cast, and a zone's time, as the value it is of.
+            Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::AtTimeZone { timestamp: expr, .. } => e = expr,
             _ => return e,
         }
     }
@@ -458,9 +494,85 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             f.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new("signum")]);
             Ok(Some(Expr::Function(f)))
         }
+        Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f),
         Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
+        Expr::AtTimeZone { timestamp, time_zone } => Ok(zone_name(time_zone).map(|zone| Expr::AtTimeZone {
+            timestamp: timestamp.clone(),
+            time_zone: Box::new(Expr::value(Value::SingleQuotedString(zone))),
+        })),
+        Expr::BinaryOp { left, op: op @ (BinaryOperator::Multiply | BinaryOperator::Divide), right } => Ok(scaled_interval(left, op, right)),
         _ => Ok(None),
     }
+}
+
+/// The name of the time zone a literal `AT TIME ZONE 'europe/paris'` names, as Arrow reads it
+/// (`Europe/Paris`): PostgreSQL reads zone names in any case, Arrow only as the zone database
+/// writes them (`'utc'` failed). `None` when the literal needs no change or names no zone.
+fn zone_name(zone: &Expr) -> Option<String> {
+    let Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(name), .. }) = zone else { return None };
+    let trimmed = name.trim();
+    let known = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).find(|n| n.eq_ignore_ascii_case(trimmed))?;
+    (known != name).then(|| known.to_owned())
+}
+
+/// `interval '1 hour 30 minutes' * 2`, `3 * interval '1 day'`, `interval '1 hour' / 4`: the interval
+/// literal with each of its amounts multiplied (`interval '2 hours 60 minutes'`), as PostgreSQL
+/// computes it; DataFusion multiplies no interval. `None` unless one side is an interval literal of
+/// amounts and units and the other (the divisor, for `/`) a number.
+fn scaled_interval(left: &Expr, op: &BinaryOperator, right: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{Interval, UnaryOperator};
+    fn unnested(e: &Expr) -> &Expr {
+        match e {
+            Expr::Nested(inner) => unnested(inner),
+            e => e,
+        }
+    }
+    fn number(e: &Expr) -> Option<f64> {
+        match unnested(e) {
+            Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. }) => n.parse().ok(),
+            Expr::UnaryOp { op: UnaryOperator::Minus, expr } => number(expr).map(|n| -n),
+            Expr::UnaryOp { op: UnaryOperator::Plus, expr } => number(expr),
+            _ => None,
+        }
+    }
+    fn interval(e: &Expr) -> Option<(&Interval, &str)> {
+        match unnested(e) {
+            Expr::Interval(i @ Interval { leading_field: None, leading_precision: None, last_field: None, fractional_seconds_precision: None, .. }) => {
+                match i.value.as_ref() {
+                    Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => Some((i, text.as_str())),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+    let ((iv, text), factor) = match op {
+        BinaryOperator::Multiply => match (interval(left), interval(right)) {
+            (Some(i), None) => (i, number(right)?),
+            (None, Some(i)) => (i, number(left)?),
+            _ => return None,
+        },
+        _ => (interval(left)?, 1.0 / number(right).filter(|d| *d != 0.0)?),
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() || words.len() % 2 != 0 {
+        return None;
+    }
+    let mut scaled = Vec::new();
+    for pair in words.chunks(2) {
+        let amount: f64 = pair[0].parse().ok()?;
+        if !pair[1].chars().all(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        let product = amount * factor;
+        if !product.is_finite() {
+            return None;
+        }
+        scaled.push(format!("{product} {}", pair[1]));
+    }
+    let mut iv = iv.clone();
+    iv.value = Box::new(Expr::value(Value::SingleQuotedString(scaled.join(" "))));
+    Some(Expr::Interval(iv))
 }
 
 /// `EXTRACT(…)` marked as the `numeric` it is in PostgreSQL (14 and later), where `date_part(…)`
@@ -495,7 +607,9 @@ fn postgres_mod(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
 
 /// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
 /// takes chrono's (`%Y-%m-%d %H:%M`) and copies PostgreSQL's as text. A literal template without
-/// `%` is read as PostgreSQL's and rewritten; one with `%` is taken as chrono's.
+/// `%` is read as PostgreSQL's and rewritten; one with `%` is taken as chrono's. The same for the
+/// template of `to_timestamp(text, template)` and `to_date(text, template)`, which DataFusion reads
+/// as chrono's.
 fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function) -> Result<Option<Expr>> {
     use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
     let FunctionArguments::List(list) = &f.args else { return Ok(None) };
@@ -879,7 +993,14 @@ mod tests {
         assert_eq!(rewritten("SELECT ts, ts::date FROM t"), r#"SELECT ts, ts::DATE AS "ts_2" FROM t"#);
         assert_eq!(
             rewritten("SELECT requests::int, CAST(requests AS BIGINT), (t.requests)::text FROM t"),
-            r#"SELECT requests::INT, CAST(requests AS BIGINT) AS "requests_2", (t.requests)::TEXT AS "requests_3" FROM t"#
+            r#"SELECT requests::INT AS "requests", CAST(requests AS BIGINT) AS "requests_2", (t.requests)::TEXT AS "requests_3" FROM t"#
+        );
+        // Regression: a cast of a column is named as the column, so `ORDER BY ts` means it, as in
+        // PostgreSQL; DataFusion added `ts` beside `ts::date` and refused two columns named `ts`.
+        assert_eq!(rewritten("SELECT ts::date FROM t ORDER BY ts"), r#"SELECT ts::DATE AS "ts" FROM t ORDER BY ts"#);
+        assert_eq!(
+            rewritten("SELECT (t.ts AT TIME ZONE 'UTC')::text, \"Site\"::text, x::int AS y FROM t"),
+            r#"SELECT (t.ts AT TIME ZONE 'UTC')::TEXT AS "ts", "Site"::TEXT AS "Site", x::INT AS y FROM t"#
         );
         // Columns written differently, or aliased, are left as they are.
         assert_eq!(rewritten("SELECT count(*) AS n, count(*), sum(x) FROM t"), "SELECT count(*) AS n, count(*), sum(x) FROM t");

@@ -2,6 +2,8 @@
 //! - `from_unixtime(seconds[, zone])`: without a zone the instant is UTC (`timestamptz`, `…Z`)
 //!   rather than a zoneless time, as `now()` and `to_timestamp(..)` are in the lake's UTC session.
 //!   A zoneless time would be read by `AT TIME ZONE` as that zone's wall clock, moving the instant.
+//! - `localtimestamp` and `localtime`: the session's wall clock when the statement started, as a
+//!   `timestamp` and a `time` (DataFusion has neither, and read them as column names).
 //! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
 //!   '2026-11-01T00:00:00Z')`, PostgreSQL's `unknown` literal), as comparisons, `CASE`,
 //!   `GREATEST` and `NULLIF` already read it; DataFusion found no common type for the two.
@@ -9,6 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
+use datafusion::arrow;
 use datafusion::common::Result;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature};
@@ -113,5 +116,59 @@ impl ScalarUDFImpl for CoalesceTimes {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         self.inner.invoke_with_args(args)
+    }
+}
+
+/// `localtimestamp` and `localtime`, to register on a session.
+pub fn local_times() -> [ScalarUDF; 2] {
+    [LocalTime { timestamp: true }, LocalTime { timestamp: false }]
+        .map(|f| ScalarUDF::new_from_impl(LocalNow { inner: f, signature: Signature::nullary(datafusion::logical_expr::Volatility::Stable) }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+struct LocalTime {
+    /// `localtimestamp`, else `localtime`.
+    timestamp: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LocalNow {
+    inner: LocalTime,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for LocalNow {
+    fn name(&self) -> &str {
+        if self.inner.timestamp { "localtimestamp" } else { "localtime" }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(if self.inner.timestamp { DataType::Timestamp(TimeUnit::Nanosecond, None) } else { DataType::Time64(TimeUnit::Nanosecond) })
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        datafusion::common::internal_err!("{} is replaced by its value when the statement is planned", self.name())
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        use chrono::{TimeZone, Timelike};
+        use datafusion::common::ScalarValue;
+        let Some(now) = info.query_execution_start_time() else { return Ok(ExprSimplifyResult::Original(args)) };
+        let zone = info.config_options().execution.time_zone.as_ref().and_then(|tz| tz.parse::<arrow::array::timezone::Tz>().ok());
+        let local = match zone {
+            Some(tz) => tz.from_utc_datetime(&now.naive_utc()).naive_local(),
+            None => now.naive_utc(),
+        };
+        let value = if self.inner.timestamp {
+            ScalarValue::TimestampNanosecond(local.and_utc().timestamp_nanos_opt(), None)
+        } else {
+            let time = local.time();
+            ScalarValue::Time64Nanosecond(Some(i64::from(time.num_seconds_from_midnight()) * 1_000_000_000 + i64::from(time.nanosecond())))
+        };
+        Ok(ExprSimplifyResult::Simplified(Expr::Literal(value, None)))
     }
 }

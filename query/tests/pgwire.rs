@@ -591,6 +591,35 @@ async fn at_time_zone_gives_the_wall_clock_time_there() {
     svc.stop().await;
 }
 
+/// Regression: over the wire, times cast to text were RFC 3339 (`2026-11-01T23:58:00Z`), a time of
+/// day had nanoseconds and was sent as text, a time without seconds was refused, `pg_typeof`
+/// was sent to the catalog (whose `now()` had no zone), and `position(…)`, `substring(…)`,
+/// `trim(…)` were named `?column?`.
+#[tokio::test]
+async fn times_and_their_text_are_postgres_times() {
+    let svc = Service::start(PgLimits::default()).await;
+    let client = svc.connect().await;
+    let sql = "SELECT ts::text, 'at ' || ts, (ts AT TIME ZONE 'europe/berlin')::text, pg_typeof(ts), pg_typeof(now()), now()::text LIKE '20%+00', \
+               position('x' in site), substring(site from 1 for 1), trim(site) \
+               FROM traffic_1m WHERE ts >= '2026-11-01 23:58' AND ts < '2026-11-1 23:59' ORDER BY ts LIMIT 1";
+    let rows = simple_rows(&client.simple_query(sql).await.unwrap());
+    let want = ["2026-11-01 23:58:00+00", "at 2026-11-01 23:58:00+00", "2026-11-02 00:58:00", "timestamp with time zone", "timestamp with time zone", "t"];
+    assert_eq!(rows[0][..6], want.map(|w| Some(w.to_owned())), "{rows:?}");
+    let row = client.query_one(sql, &[]).await.unwrap();
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names[6..], ["position", "substring", "btrim"]);
+    let row = client.query_one("SELECT current_time, localtime", &[]).await.unwrap();
+    assert_eq!(row.columns()[0].type_(), &tokio_postgres::types::Type::TIME);
+    let text = simple_rows(&client.simple_query("SELECT current_time::text, localtime").await.unwrap());
+    for cell in &text[0] {
+        let cell = cell.as_deref().unwrap();
+        // HH:MM:SS and at most six digits of a second.
+        assert!(cell.len() >= 8 && cell.len() <= 15 && cell.as_bytes()[2] == b':', "{cell}");
+    }
+    drop(client);
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn limits_protect_the_listener() {
     let limits = PgLimits {

@@ -264,8 +264,10 @@ const PG_TYPES: &[(u32, &str, &str, i16, &str)] = &[
     (705, "unknown", "unknown", -2, "X"),
     (1043, "varchar", "character varying", -1, "S"),
     (1082, "date", "date", 4, "D"),
+    (1083, "time", "time without time zone", 8, "D"),
     (1114, "timestamp", "timestamp without time zone", 8, "D"),
     (1184, "timestamptz", "timestamp with time zone", 8, "D"),
+    (1186, "interval", "interval", 16, "T"),
     (1700, "numeric", "numeric", -1, "N"),
 ];
 
@@ -774,10 +776,12 @@ impl Catalog {
 
     /// The catalog of `tables` as a session with `settings` sees it (its `pg_settings`).
     fn with_settings(tables: Vec<CatalogTable>, settings: &Settings) -> Result<Catalog> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        // UTC, as the lake's session and the wire's `TimeZone` are: `now()` is a `timestamptz`.
+        config.options_mut().execution.time_zone = Some("UTC".into());
         let ctx = SessionContext::new_with_config(config);
         let catalog = ctx
             .catalog(DATABASE)
@@ -797,6 +801,14 @@ impl Catalog {
             ctx.register_udf(f);
         }
         for f in crate::fraction::udfs() {
+            ctx.register_udf(f);
+        }
+        ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
+        for f in crate::time_text::udfs() {
+            ctx.register_udf(f);
+        }
+        ctx.register_udf(pg_typeof());
+        for f in crate::time_udf::local_times() {
             ctx.register_udf(f);
         }
         Ok(Catalog { ctx, tables: Arc::new(tables) })
@@ -1091,31 +1103,51 @@ fn postgres_name(expr: &Expr) -> Option<String> {
             Expr::Identifier(id) => Some(id.value.clone()),
             Expr::CompoundIdentifier(ids) => ids.last().map(|id| id.value.clone()),
             Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } => postgres_name(expr),
-            _ => {
-                let ty = data_type.to_string().to_ascii_lowercase();
-                Some(
-                    match ty.as_str() {
-                        "int" | "integer" | "int4" => "int4",
-                        "bigint" | "int8" => "int8",
-                        "smallint" | "int2" => "int2",
-                        "double precision" | "double" | "float8" => "float8",
-                        "real" | "float4" => "float4",
-                        "boolean" | "bool" => "bool",
-                        "varchar" | "character varying" => "varchar",
-                        "timestamp with time zone" | "timestamptz" => "timestamptz",
-                        "timestamp" | "timestamp without time zone" => "timestamp",
-                        other => other,
-                    }
-                    .to_owned(),
-                )
-            }
+            _ => Some(type_column_name(data_type)),
         },
+        // `timestamp '2026-11-28 10:15'`, `date '…'`.
+        Expr::TypedString(t) => Some(type_column_name(&t.data_type)),
         Expr::Case { .. } => Some("case".into()),
+        // The forms PostgreSQL turns into calls of a function, named after it.
+        Expr::Position { .. } => Some("position".into()),
+        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Extract { .. } => Some("extract".into()),
+        Expr::Ceil { .. } => Some("ceil".into()),
+        Expr::Floor { .. } => Some("floor".into()),
+        Expr::Overlay { .. } => Some("overlay".into()),
+        Expr::Trim { trim_where, .. } => Some(
+            match trim_where {
+                Some(datafusion::sql::sqlparser::ast::TrimWhereField::Leading) => "ltrim",
+                Some(datafusion::sql::sqlparser::ast::TrimWhereField::Trailing) => "rtrim",
+                _ => "btrim",
+            }
+            .into(),
+        ),
+        Expr::Interval(_) => Some("interval".into()),
         // PostgreSQL calls `timezone(z, x)` for `x AT TIME ZONE z`.
         Expr::AtTimeZone { .. } => Some("timezone".into()),
         Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::Boolean(_)) => Some("bool".into()),
         _ => Some("?column?".into()),
     }
+}
+
+/// PostgreSQL's name of a column that is a literal cast to `data_type` (`'x'::text`, `timestamp
+/// '…'`): the type's own name.
+fn type_column_name(data_type: &datafusion::sql::sqlparser::ast::DataType) -> String {
+    let ty = data_type.to_string().to_ascii_lowercase();
+    match ty.as_str() {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "double precision" | "double" | "float8" => "float8",
+        "real" | "float4" => "float4",
+        "boolean" | "bool" => "bool",
+        "varchar" | "character varying" => "varchar",
+        "timestamp with time zone" | "timestamptz" => "timestamptz",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// `result` with the output columns renamed as PostgreSQL names them (see
@@ -1534,6 +1566,38 @@ enum FnKind {
     ToRegtype,
 }
 
+/// `pg_typeof(x)`: the PostgreSQL type `x` is sent as over the wire, named as PostgreSQL's
+/// `regtype` prints it (`bigint`, `text`, `timestamp with time zone`). To register on every session
+/// that plans user SQL.
+pub fn pg_typeof() -> ScalarUDF {
+    ScalarUDF::new_from_impl(PgTypeof { signature: Signature::any(1, Volatility::Immutable) })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let ty = args.arg_fields.first().map_or(Type::UNKNOWN, |f| pg_type(f.data_type()));
+        let name = PG_TYPES.iter().find(|t| t.0 == ty.oid()).map_or_else(|| ty.name().to_owned(), |t| t.2.to_owned());
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CatalogFunction {
     name: &'static str,
@@ -1822,6 +1886,28 @@ mod tests {
         assert_eq!(
             names,
             [Some("site"), Some("requests"), Some("count"), Some("?column?"), Some("text"), Some("ts"), None, Some("bool"), Some("case")]
+        );
+        // Forms PostgreSQL turns into function calls are named after the function.
+        let names = postgres_column_names(
+            "SELECT position('b' in site), substring(site from 2), extract(hour from ts), trim(site), trim(leading 'x' from site), \
+             ceil(1.5), floor(1.5), interval '1 hour', timestamp '2026-11-28 10:15', date '2026-11-28' FROM t",
+        )
+        .unwrap();
+        let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
+        assert_eq!(
+            names,
+            [
+                Some("position"),
+                Some("substring"),
+                Some("extract"),
+                Some("btrim"),
+                Some("ltrim"),
+                Some("ceil"),
+                Some("floor"),
+                Some("interval"),
+                Some("timestamp"),
+                Some("date")
+            ]
         );
         assert_eq!(postgres_column_names("SELECT * FROM t"), None);
         assert_eq!(postgres_column_names("SHOW TABLES"), None);

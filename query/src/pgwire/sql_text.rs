@@ -574,9 +574,14 @@ pub fn substitute_parameters<E>(
 /// Schemas whose tables are the PostgreSQL catalog.
 pub const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 
+/// PostgreSQL's `pg_*` functions the lake has itself (`pg_typeof(requests)`): a call of one reads
+/// no catalog.
+pub const LAKE_PG_FUNCTIONS: &[&str] = &["pg_typeof"];
+
 /// Whether a statement reads the PostgreSQL catalog: it names `pg_catalog` or `information_schema`,
 /// reads a `pg_*` relation (in a `FROM` list or after `JOIN`), or calls one of `functions` (the
-/// catalog's session functions such as `version()`) or a `pg_*` function, or uses a session
+/// catalog's session functions such as `version()`) or a `pg_*` function (but those of
+/// [`LAKE_PG_FUNCTIONS`]), or uses a session
 /// keyword such as `current_user`. A column or alias named `pg_…` is not the catalog's.
 pub fn reads_catalog(sql: &str, functions: &[&str]) -> bool {
     let tokens: Vec<Token> = lex(sql, Escapes::Standard).into_iter().filter(|t| t.tok != Tok::Comment).collect();
@@ -609,7 +614,7 @@ pub fn reads_catalog(sql: &str, functions: &[&str]) -> bool {
         let called = tokens.get(i + 1).is_some_and(|n| n.tok == Tok::LParen);
         CATALOG_SCHEMAS.contains(&name.as_str())
             || (name.starts_with("pg_") && !called && relation_position(i))
-            || (called && (functions.contains(&name.as_str()) || name.starts_with("pg_")))
+            || (called && (functions.contains(&name.as_str()) || (name.starts_with("pg_") && !LAKE_PG_FUNCTIONS.contains(&name.as_str()))))
             || matches!(name.as_str(), "current_user" | "session_user" | "current_role" | "current_catalog")
     })
 }
@@ -759,5 +764,6 @@ mod tests {
         assert!(reads_catalog("SELECT * FROM traffic_1m WHERE site IN (SELECT relname FROM pg_class)", f));
         assert!(reads_catalog("SELECT pg_get_userbyid(1)", f));
         assert!(!reads_catalog("SELECT 'pg_class', \"a\" FROM traffic_1m -- information_schema", f));
+        assert!(!reads_catalog("SELECT pg_typeof(requests) FROM traffic_1m", f));
     }
 }

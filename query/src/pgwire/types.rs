@@ -5,7 +5,8 @@
 //! Type mapping (Arrow → PostgreSQL): `Int8`/`Int16`/`UInt8` → `int2`; `Int32`/`UInt16` → `int4`;
 //! `Int64`/`UInt32`/`UInt64` → `int8` (a `UInt64` above `i64::MAX` is an error, never a wrapped
 //! value); `Float16`/`Float32` → `float4`; `Float64` → `float8`; `Decimal*` → `numeric`; `Boolean` →
-//! `bool`; `Utf8*` → `text`; `Binary*` → `bytea`; `Date32`/`Date64` → `date`; `Timestamp(_, Some(UTC))`
+//! `bool`; `Utf8*` → `text`; `Binary*` → `bytea`; `Date32`/`Date64` → `date`; `Time32`/`Time64` →
+//! `time` (microseconds, as PostgreSQL); `Timestamp(_, Some(UTC))`
 //! → `timestamptz`, `Timestamp(_, None)` → `timestamp` (microseconds, as PostgreSQL) and a timestamp
 //! of another zone (`ts AT TIME ZONE 'Europe/Berlin'`) → `timestamp`, the wall-clock time there;
 //! `Interval`/`Duration` → `interval` (`max(ts) - min(ts)`, `interval '5 minutes'`); dictionary
@@ -20,8 +21,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
-    TimestampMicrosecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType,
+    TimeUnit, TimestampMicrosecondType,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{BufMut, BytesMut};
@@ -52,6 +53,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
         DataType::Timestamp(_, Some(zone)) if is_utc_zone(zone) => Type::TIMESTAMPTZ,
         // `ts AT TIME ZONE 'Europe/Berlin'`: as in PostgreSQL, the wall-clock time there.
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMP,
@@ -64,7 +66,7 @@ pub fn pg_type(dt: &DataType) -> Type {
 
 
 /// Timestamps of a zone other than UTC as the naive wall-clock time of that zone, same unit.
-fn wall_clock(array: &ArrayRef) -> Result<Option<ArrayRef>> {
+pub(crate) fn wall_clock(array: &ArrayRef) -> Result<Option<ArrayRef>> {
     use arrow::array::timezone::Tz;
     use arrow::datatypes::{TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType};
     use chrono::{Offset, TimeZone};
@@ -108,6 +110,7 @@ fn canonical_arrow(ty: &Type, source: &DataType) -> Option<DataType> {
         Type::FLOAT8 => DataType::Float64,
         Type::BYTEA => DataType::Binary,
         Type::DATE => DataType::Date32,
+        Type::TIME => DataType::Time64(TimeUnit::Microsecond),
         Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
         Type::INTERVAL => DataType::Interval(IntervalUnit::MonthDayNano),
@@ -199,6 +202,7 @@ impl PgColumn {
                 }
             }
             Type::DATE => buf.put_slice(date_text(a.as_primitive::<Date32Type>().value(row)).as_bytes()),
+            Type::TIME => buf.put_slice(crate::time_text::time_of_day_text(a.as_primitive::<Time64MicrosecondType>().value(row)).as_bytes()),
             Type::TIMESTAMPTZ => {
                 buf.put_slice(timestamp_text(a.as_primitive::<TimestampMicrosecondType>().value(row), true).as_bytes())
             }
@@ -221,6 +225,7 @@ impl PgColumn {
             Type::FLOAT8 => buf.put_f64(a.as_primitive::<Float64Type>().value(row)),
             Type::BYTEA => buf.put_slice(a.as_binary::<i32>().value(row)),
             Type::DATE => buf.put_i32(a.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS),
+            Type::TIME => buf.put_i64(a.as_primitive::<Time64MicrosecondType>().value(row)),
             Type::TIMESTAMPTZ | Type::TIMESTAMP => {
                 buf.put_i64(a.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS)
             }
@@ -868,6 +873,11 @@ mod tests {
         assert_eq!(text(Arc::new(ts)), "1970-01-01 00:00:00+00");
         let dec = Decimal128Array::from(vec![-123_450]).with_precision_and_scale(10, 3).unwrap();
         assert_eq!(text(Arc::new(dec)), "-123.450");
+        // `current_time`: a time of day, in microseconds at most.
+        let time: ArrayRef = Arc::new(arrow::array::Time64NanosecondArray::from(vec![62_727_351_449_835]));
+        assert_eq!(pg_type(time.data_type()), Type::TIME);
+        assert_eq!(text(Arc::clone(&time)), "17:25:27.351449");
+        assert_eq!(cell(time, true), Some(62_727_351_449i64.to_be_bytes().to_vec()));
         assert_eq!(text(Arc::new(StringArray::from(vec!["é'x"]))), "é'x");
         assert_eq!(cell(Arc::new(StringArray::from(vec![None::<&str>])), false), None);
         assert_eq!(cell(Arc::new(arrow::array::NullArray::new(1)), false), None);
