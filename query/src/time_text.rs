@@ -11,8 +11,9 @@
 //!   for the value itself: `2026-11-28 10:15:00+00` for a UTC time, the wall clock without a zone
 //!   for a time of another zone (`ts AT TIME ZONE 'Europe/Paris'`, a `timestamp` in PostgreSQL)
 //!   or without one, microseconds at most and no trailing zeros, `17:28:27.351449` for a time of
-//!   day, `1 day 02:00:00` for an interval. Arrow wrote `2026-11-28T10:15:00Z`,
-//!   `17:28:27.351449835` and `0 years 0 mons 1 days 2 hours …`.
+//!   day, `1 day 02:00:00` for an interval, `4 days 01:30:00` for the difference of two times.
+//!   Arrow wrote `2026-11-28T10:15:00Z`, `17:28:27.351449835`, `0 years 0 mons 1 days 2 hours …`
+//!   and `0 days 97 hours 30 mins …`.
 //!
 //! Both functions are named in a plan as their argument is, as the cast they sit in is, so no
 //! column changes its name. Pure: no I/O.
@@ -31,7 +32,7 @@ use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, 
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::format::is_utc_zone;
-use crate::pgwire::types::{interval_text, timestamp_text, wall_clock};
+use crate::pgwire::types::{duration_as_interval, interval_text, timestamp_text, wall_clock};
 
 /// The analyzer rule of the module header, to add to a session after DataFusion's own.
 #[derive(Debug, Default)]
@@ -64,7 +65,7 @@ fn is_time(t: &DataType) -> bool {
 
 /// Written by `edgelens_time_text` (dates are already written as PostgreSQL writes them).
 fn written(t: &DataType) -> bool {
-    matches!(t, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_) | DataType::Interval(IntervalUnit::MonthDayNano))
+    matches!(t, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_) | DataType::Interval(IntervalUnit::MonthDayNano) | DataType::Duration(_))
 }
 
 /// `e` with a cast between text and a time going through this module's functions.
@@ -178,6 +179,10 @@ fn time_text(array: &ArrayRef) -> Result<StringArray> {
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             Ok(array.as_primitive::<IntervalMonthDayNanoType>().iter().map(|v| v.map(interval_text)).collect())
         }
+        DataType::Duration(_) => match duration_as_interval(array).map_err(external)? {
+            Some(interval) => time_text(&interval),
+            None => exec_err!("edgelens_time_text of a {}", array.data_type()),
+        },
         other => exec_err!("edgelens_time_text of a {other}"),
     }
 }
@@ -284,6 +289,8 @@ mod tests {
             ("SELECT CAST(timestamp '2026-11-28 10:15:00' AS varchar)", "2026-11-28 10:15:00"),
             ("SELECT (timestamptz '2026-11-28 10:15:00Z' AT TIME ZONE 'Europe/Paris')::text", "2026-11-28 11:15:00"),
             ("SELECT (interval '1 day 2 hours')::text", "1 day 02:00:00"),
+            ("SELECT (timestamptz '2026-11-29 10:00' - timestamptz '2026-11-25 08:30')::text", "4 days 01:30:00"),
+            ("SELECT (timestamptz '2026-11-25 08:30' - timestamptz '2026-11-29 10:00')::text", "-4 days -01:30:00"),
             ("SELECT length(now()::text) > 0", "true"),
         ] {
             assert_eq!(one(&ctx, sql).await.unwrap(), want, "{sql}");

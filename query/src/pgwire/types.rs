@@ -98,6 +98,26 @@ pub(crate) fn wall_clock(array: &ArrayRef) -> Result<Option<ArrayRef>> {
     }))
 }
 
+/// Durations (`max(ts) - min(ts)`: DataFusion's difference of two times) as intervals of days
+/// and time, each whole 24 hours a day, as PostgreSQL gives the difference of two timestamps
+/// (`4 days 01:30:00`, `-4 days -01:30:00`); `None` for any other column.
+pub(crate) fn duration_as_interval(array: &ArrayRef) -> Result<Option<ArrayRef>> {
+    use arrow::array::IntervalMonthDayNanoArray;
+    use arrow::datatypes::{DurationNanosecondType, IntervalMonthDayNano};
+    if !matches!(array.data_type(), DataType::Duration(_)) {
+        return Ok(None);
+    }
+    let nanos = cast_with_options(array, &DataType::Duration(TimeUnit::Nanosecond), &CastOptions { safe: false, ..Default::default() })
+        .map_err(|e| QueryError::InvalidParameter(format!("a duration cannot be sent as an interval: {e}")))?;
+    const DAY: i64 = 86_400_000_000_000;
+    let intervals: IntervalMonthDayNanoArray = nanos
+        .as_primitive::<DurationNanosecondType>()
+        .iter()
+        .map(|v| v.map(|ns| IntervalMonthDayNano::new(0, i32::try_from(ns / DAY).unwrap_or(i32::MAX), ns % DAY)))
+        .collect();
+    Ok(Some(Arc::new(intervals)))
+}
+
 /// The Arrow type a column is converted to before its cells are written as `ty`; `None` for
 /// `numeric` (decimals are written from their own text) and for types rendered by Arrow's display.
 fn canonical_arrow(ty: &Type, source: &DataType) -> Option<DataType> {
@@ -136,9 +156,13 @@ impl PgColumn {
     pub fn new(array: &ArrayRef, ty: Type) -> Result<PgColumn> {
         let strict = CastOptions { safe: false, ..Default::default() };
         let local;
-        let array = match (&ty, wall_clock(array)?) {
-            (&Type::TIMESTAMP, Some(wall)) => {
+        let array = match (&ty, wall_clock(array)?, duration_as_interval(array)?) {
+            (&Type::TIMESTAMP, Some(wall), _) => {
                 local = wall;
+                &local
+            }
+            (&Type::INTERVAL, _, Some(interval)) => {
+                local = interval;
                 &local
             }
             _ => array,
@@ -251,7 +275,8 @@ fn display_text(array: &ArrayRef, row: usize) -> Result<String> {
 pub fn interval_text(v: arrow::datatypes::IntervalMonthDayNano) -> String {
     let mut parts = Vec::new();
     let (years, months) = (v.months / 12, v.months % 12);
-    let unit = |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    // PostgreSQL writes the singular for 1 only (`-1 days`).
+    let unit = |n: i32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     if years != 0 {
         parts.push(unit(years, "year", "years"));
     }
@@ -902,8 +927,10 @@ mod tests {
         assert_eq!(text(iv(0, 1, 0)), "1 day");
         assert_eq!(text(iv(0, -2, -1_000_000_000)), "-2 days -00:00:01");
         assert_eq!(text(iv(0, 0, 0)), "00:00:00");
-        assert_eq!(text(Arc::new(DurationSecondArray::from(vec![2_370_590]))), "658:29:50");
-        assert_eq!(text(Arc::new(DurationMicrosecondArray::from(vec![190_201_950_000]))), "52:50:01.95");
+        // A difference of two times (`max(ts) - min(ts)`) in days and time, as PostgreSQL's.
+        assert_eq!(text(Arc::new(DurationSecondArray::from(vec![2_370_590]))), "27 days 10:29:50");
+        assert_eq!(text(Arc::new(DurationMicrosecondArray::from(vec![190_201_950_000]))), "2 days 04:50:01.95");
+        assert_eq!(text(Arc::new(DurationSecondArray::from(vec![-86_401]))), "-1 days -00:00:01");
         let mut want = Vec::new();
         want.extend_from_slice(&1_500_000i64.to_be_bytes());
         want.extend_from_slice(&2i32.to_be_bytes());
