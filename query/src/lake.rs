@@ -195,7 +195,17 @@ impl Lake {
     /// running it or describing it (the Postgres wire's `Describe`): as DataFusion plans it, with
     /// sums divided as PostgreSQL divides them ([`crate::fraction`]), verified to read only.
     pub async fn user_plan(&self, statement: datafusion::sql::parser::Statement) -> Result<datafusion::logical_expr::LogicalPlan> {
-        let plan = self.user_ctx.state().statement_to_plan(statement).await.and_then(crate::fraction::fractional_sums).map_err(QueryError::from_user_sql)?;
+        let state = self.user_ctx.state();
+        let plan = match state.statement_to_plan(statement.clone()).await {
+            // Two columns written differently that DataFusion names alike: each named as written.
+            Err(e) if e.to_string().contains("Projections require unique expression names") => {
+                let mut statement = statement;
+                crate::sql_compat::alias_every_output(&mut statement);
+                state.statement_to_plan(statement).await.map_err(|_| e)
+            }
+            planned => planned,
+        };
+        let plan = plan.and_then(crate::fraction::fractional_sums).map_err(QueryError::from_user_sql)?;
         sql_guard::verify_plan(&plan)?;
         Ok(plan)
     }
@@ -323,7 +333,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     ctx.register_udf(crate::time_udf::coalesce());
-    for f in crate::time_udf::local_times() {
+    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())) {
         ctx.register_udf(f);
     }
     ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
@@ -819,6 +829,39 @@ mod tests {
         assert_eq!((text("i"), text("j"), text("k")), ("bigint".into(), "timestamp with time zone".into(), "text".into()));
         assert_eq!(row["l"], serde_json::json!(true));
         assert_eq!((text("m"), text("n")), ("timestamp without time zone".into(), "time without time zone".into()));
+        // Found by a comparison with PostgreSQL 15.
+        let sql = "SELECT (interval '26 hours')::text::interval::text AS a, (interval '1 day' / 3)::text AS b, (interval '1 year' / 5)::text AS c, \
+                   (-interval '1 hour' * 2)::text AS d, (interval '1 day 02:30:00' * 2)::text AS e, (interval '1 month' * 1.01)::text AS f, \
+                   to_timestamp(min(date) || ' 10:15', 'YYYY-MM-DD HH:MI')::text AS g, to_date('2026-11', 'YYYY-MM') AS h, \
+                   to_timestamp('28 NOV 2026', 'DD MON YYYY')::text AS i, (min(ts) - '1 hour')::text AS j, ceiling(1.5) AS k, \
+                   pg_typeof(1) AS l, pg_typeof(1::bigint) AS m, (timestamptz '2026-11-28 10:00' - timestamptz '2026-11-25 08:30')::text AS n, \
+                   count(*) FILTER (WHERE ts >= '2026/11/1 0:0 utc') AS o \
+                   FROM traffic_1m";
+        let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
+        let rows = crate::format::to_json_rows(&r.batches).unwrap();
+        let row = &rows[0];
+        let text = |k: &str| row[k].as_str().unwrap_or_else(|| panic!("{k}: {row:?}")).to_owned();
+        for (k, want) in [
+            ("a", "26:00:00"),
+            ("b", "08:00:00"),
+            ("c", "2 mons 12 days"),
+            ("d", "-02:00:00"),
+            ("e", "2 days 05:00:00"),
+            ("f", "1 mon 07:12:00"),
+            ("g", "2026-11-01 10:15:00+00"),
+            ("h", "2026-11-01"),
+            ("i", "2026-11-28 00:00:00+00"),
+            ("j", "2026-10-31 23:00:00+00"),
+            ("l", "bigint"),
+            ("m", "bigint"),
+            ("n", "3 days 01:30:00"),
+        ] {
+            assert_eq!(text(k), want, "{k}: {row:?}");
+        }
+        assert_eq!(row["k"], serde_json::json!(2.0));
+        assert_eq!(row["o"], serde_json::json!(2));
+        let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();
+        assert!(e.to_string().contains("division by zero"), "{e}");
     }
 
     /// Regression: a function refusing the values of the statement (`sqrt(-1)`, a month 13, an

@@ -33,14 +33,18 @@
 //!   in PostgreSQL; DataFusion reads it as `real` (single precision), so `sum(a)::float / sum(b)`
 //!   lost digits. `real`, `float4` and `float(p)` for p up to 24 stay `real`.
 //! - `mod(a, b)` is `(a % b)` and `sign(x)` is `signum(x)` (PostgreSQL's names; DataFusion has the
-//!   operator and `signum` only).
+//!   operator and `signum` only); `ceiling` is `ceil`; `clock_timestamp()`,
+//!   `statement_timestamp()` and `transaction_timestamp()` are `now()`.
+//! - A text literal PostgreSQL reads as an interval added to or taken from a value (`ts - '1
+//!   hour'`, `now() + '2 days'`) is an interval literal; DataFusion found no type for it.
 //! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's template
 //!   patterns, rewritten to chrono's as `to_char`'s are.
 //! - `x AT TIME ZONE 'europe/paris'`: the zone named as the zone database writes it
 //!   (`Europe/Paris`, `UTC`), as PostgreSQL reads names in any case and Arrow does not.
-//! - An interval literal multiplied or divided by a number (`interval '1 hour' * 3`, `2 *
-//!   interval '1 day'`, `interval '1 hour' / 4`) is the interval with its amounts scaled, as
-//!   PostgreSQL computes it; DataFusion refused the arithmetic.
+//! - An interval literal multiplied or divided by a number or negated (`interval '1 hour' * 3`,
+//!   `2 * interval '1 day'`, `interval '1 day' / 3`, `-interval '1 hour'`) is the interval scaled
+//!   as PostgreSQL scales it ([`crate::time_text::scaled_interval`]); DataFusion refused the
+//!   arithmetic. A division by zero is an error.
 //! - `generate_series(…)` in `FROM` with a table alias and no column aliases
 //!   (`generate_series(1, 3) g`) names its one column after the alias, as PostgreSQL does
 //!   (DataFusion names it `value`).
@@ -342,6 +346,49 @@ fn alias_casts_of_columns(select: &mut Select) {
     }
 }
 
+/// `statement` with every unaliased output column of each of its `SELECT`s that is not a column
+/// aliased by its expression as written (`round(2.5)`, `round(2.5)_2`, …; lower case outside
+/// quotes), for a second planning after DataFusion refused two columns it named alike though
+/// they are written differently (`round(2.5::float8), round(2.5)`: it names casts as what they
+/// cast). Over the Postgres wire the columns keep PostgreSQL's names.
+pub fn alias_every_output(statement: &mut DfStatement) {
+    struct Aliaser;
+    impl VisitorMut for Aliaser {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            fn selects(body: &mut SetExpr, f: &mut dyn FnMut(&mut Select)) {
+                match body {
+                    SetExpr::Select(select) => f(select),
+                    SetExpr::SetOperation { left, right, .. } => {
+                        selects(left, f);
+                        selects(right, f);
+                    }
+                    _ => {}
+                }
+            }
+            selects(&mut query.body, &mut |select| {
+                let is_column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+                // Names kept: columns' and aliases'.
+                let mut used = output_names(&select.projection, |e| is_column(e).then(|| output_key(e)));
+                for item in &mut select.projection {
+                    let SelectItem::UnnamedExpr(expr) = item else { continue };
+                    if is_column(expr) {
+                        continue;
+                    }
+                    let key = output_key(expr);
+                    let alias = std::iter::once(key.clone()).chain((2..).map(|n| format!("{key}_{n}"))).find(|a| !used.contains(a)).expect("an unused name");
+                    used.push(alias.clone());
+                    *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
+                }
+            });
+            ControlFlow::Continue(())
+        }
+    }
+    if let DfStatement::Statement(s) = statement {
+        let _ = s.visit(&mut Aliaser);
+    }
+}
+
 /// Names the output columns of `projection` have: every alias (lower case), and each unaliased
 /// column's that `name` gives.
 fn output_names(projection: &[SelectItem], name: impl Fn(&Expr) -> Option<String>) -> Vec<String> {
@@ -487,20 +534,41 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
                 escape_char: None,
             }))
         }
-        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f, false),
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("mod") => Ok(postgres_mod(f)),
-        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("sign") => {
+        Expr::Function(f) if let Some(name) = renamed_function(&f.name.to_string()) => {
             let mut f = f.clone();
-            f.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new("signum")]);
+            f.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new(name)]);
             Ok(Some(Expr::Function(f)))
         }
-        Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f),
+        Expr::BinaryOp { left, op: op @ (BinaryOperator::Plus | BinaryOperator::Minus), right } => {
+            let interval = |e: &Expr| match e {
+                Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) if crate::time_text::interval_of_text(text).is_some() => {
+                    Some(Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+                        value: Box::new(e.clone()),
+                        leading_field: None,
+                        leading_precision: None,
+                        last_field: None,
+                        fractional_seconds_precision: None,
+                    }))
+                }
+                _ => None,
+            };
+            let is_text = |e: &Expr| matches!(e, Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(_), .. }));
+            Ok(match (interval(left), interval(right)) {
+                (None, Some(r)) if !is_text(left) => Some(Expr::BinaryOp { left: left.clone(), op: op.clone(), right: Box::new(r) }),
+                (Some(l), None) if *op == BinaryOperator::Plus && !is_text(right) => Some(Expr::BinaryOp { left: Box::new(l), op: op.clone(), right: right.clone() }),
+                _ => None,
+            })
+        }
+        Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f, true),
         Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
         Expr::AtTimeZone { timestamp, time_zone } => Ok(zone_name(time_zone).map(|zone| Expr::AtTimeZone {
             timestamp: timestamp.clone(),
             time_zone: Box::new(Expr::value(Value::SingleQuotedString(zone))),
         })),
-        Expr::BinaryOp { left, op: op @ (BinaryOperator::Multiply | BinaryOperator::Divide), right } => Ok(scaled_interval(left, op, right)),
+        Expr::BinaryOp { left, op: op @ (BinaryOperator::Multiply | BinaryOperator::Divide), right } => scaled_interval(Some(left), op, right),
+        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr: inner } => scaled_interval(None, &BinaryOperator::Multiply, inner),
         _ => Ok(None),
     }
 }
@@ -515,12 +583,14 @@ fn zone_name(zone: &Expr) -> Option<String> {
     (known != name).then(|| known.to_owned())
 }
 
-/// `interval '1 hour 30 minutes' * 2`, `3 * interval '1 day'`, `interval '1 hour' / 4`: the interval
-/// literal with each of its amounts multiplied (`interval '2 hours 60 minutes'`), as PostgreSQL
-/// computes it; DataFusion multiplies no interval. `None` unless one side is an interval literal of
-/// amounts and units and the other (the divisor, for `/`) a number.
-fn scaled_interval(left: &Expr, op: &BinaryOperator, right: &Expr) -> Option<Expr> {
-    use datafusion::sql::sqlparser::ast::{Interval, UnaryOperator};
+/// `interval '1 hour 30 minutes' * 2`, `3 * interval '1 day'`, `interval '1 day' / 3`,
+/// `-interval '1 hour'`: the interval literal scaled as PostgreSQL scales it
+/// ([`crate::time_text::scaled_interval`]); DataFusion multiplies no interval. `None` unless one
+/// side is an interval literal PostgreSQL's input reads and the other (the divisor, for `/`) a
+/// number; an error for a division by zero.
+fn scaled_interval(left: Option<&Expr>, op: &BinaryOperator, right: &Expr) -> Result<Option<Expr>> {
+    use datafusion::sql::sqlparser::ast::UnaryOperator;
+    use crate::time_text::{Interval, interval_of_text};
     fn unnested(e: &Expr) -> &Expr {
         match e {
             Expr::Nested(inner) => unnested(inner),
@@ -535,44 +605,49 @@ fn scaled_interval(left: &Expr, op: &BinaryOperator, right: &Expr) -> Option<Exp
             _ => None,
         }
     }
-    fn interval(e: &Expr) -> Option<(&Interval, &str)> {
+    fn interval(e: &Expr) -> Option<(&datafusion::sql::sqlparser::ast::Interval, Interval)> {
         match unnested(e) {
-            Expr::Interval(i @ Interval { leading_field: None, leading_precision: None, last_field: None, fractional_seconds_precision: None, .. }) => {
+            Expr::Interval(i) if i.leading_field.is_none() && i.last_field.is_none() && i.leading_precision.is_none() && i.fractional_seconds_precision.is_none() => {
                 match i.value.as_ref() {
-                    Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => Some((i, text.as_str())),
+                    Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => Some((i, interval_of_text(text)?)),
                     _ => None,
                 }
             }
             _ => None,
         }
     }
-    let ((iv, text), factor) = match op {
-        BinaryOperator::Multiply => match (interval(left), interval(right)) {
-            (Some(i), None) => (i, number(right)?),
-            (None, Some(i)) => (i, number(left)?),
-            _ => return None,
+    let operands = match (left, op) {
+        // `-interval '…'`
+        (None, _) => interval(right).map(|i| (i, -1.0, false)),
+        (Some(left), BinaryOperator::Multiply) => match (interval(left), interval(right)) {
+            (Some(i), None) => number(right).map(|n| (i, n, false)),
+            (None, Some(i)) => number(left).map(|n| (i, n, false)),
+            _ => None,
         },
-        _ => (interval(left)?, 1.0 / number(right).filter(|d| *d != 0.0)?),
+        (Some(left), _) => interval(left).zip(number(right)).map(|(i, n)| (i, n, true)),
     };
-    let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 2 != 0 {
-        return None;
+    let Some(((literal, value), factor, divide)) = operands else { return Ok(None) };
+    if divide && factor == 0.0 {
+        return Err(QueryError::InvalidSql("division by zero (an interval divided by 0)".into()));
     }
-    let mut scaled = Vec::new();
-    for pair in words.chunks(2) {
-        let amount: f64 = pair[0].parse().ok()?;
-        if !pair[1].chars().all(|c| c.is_ascii_alphabetic()) {
-            return None;
-        }
-        let product = amount * factor;
-        if !product.is_finite() {
-            return None;
-        }
-        scaled.push(format!("{product} {}", pair[1]));
+    let Some(scaled) = crate::time_text::scaled_interval(value, factor, divide) else {
+        return Err(QueryError::InvalidSql("interval out of range".into()));
+    };
+    let mut literal = literal.clone();
+    literal.value = Box::new(Expr::value(Value::SingleQuotedString(scaled.arrow_text())));
+    Ok(Some(Expr::Interval(literal)))
+}
+
+/// DataFusion's name of a PostgreSQL function it has under another name (`sign` is `signum`;
+/// `clock_timestamp()` and the others are the statement's `now()`, as DataFusion gives one time
+/// per statement).
+fn renamed_function(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "sign" => Some("signum"),
+        "ceiling" => Some("ceil"),
+        "clock_timestamp" | "statement_timestamp" | "transaction_timestamp" => Some("now"),
+        _ => None,
     }
-    let mut iv = iv.clone();
-    iv.value = Box::new(Expr::value(Value::SingleQuotedString(scaled.join(" "))));
-    Some(Expr::Interval(iv))
 }
 
 /// `EXTRACT(…)` marked as the `numeric` it is in PostgreSQL (14 and later), where `date_part(…)`
@@ -608,9 +683,11 @@ fn postgres_mod(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
 /// `to_char(t, 'YYYY-MM-DD HH24:MI')` with PostgreSQL's template patterns: DataFusion's `to_char`
 /// takes chrono's (`%Y-%m-%d %H:%M`) and copies PostgreSQL's as text. A literal template without
 /// `%` is read as PostgreSQL's and rewritten; one with `%` is taken as chrono's. The same for the
-/// template of `to_timestamp(text, template)` and `to_date(text, template)`, which DataFusion reads
-/// as chrono's.
-fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function) -> Result<Option<Expr>> {
+/// template of `to_timestamp(text, template)` and `to_date(text, template)` (`parse`), which
+/// DataFusion reads as chrono's; as PostgreSQL does, those read a month and a day left out of the
+/// template as the first (`to_date('2026-11', 'YYYY-MM')`): the text is given ` 01` for each and
+/// the template ` %d`, ` %m`, as chrono needs a whole date.
+fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function, parse: bool) -> Result<Option<Expr>> {
     use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
     let FunctionArguments::List(list) = &f.args else { return Ok(None) };
     let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(template), span })))) = list.args.get(1) else {
@@ -619,18 +696,42 @@ fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function) -> Result<Opt
     if list.args.len() != 2 || template.contains('%') {
         return Ok(None);
     }
-    let chrono = chrono_template(template).map_err(QueryError::InvalidSql)?;
+    let mut chrono = chrono_template(template, parse).map_err(QueryError::InvalidSql)?;
     let mut f = f.clone();
-    if let FunctionArguments::List(list) = &mut f.args {
-        list.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(chrono), span: *span })));
+    let FunctionArguments::List(list) = &mut f.args else { return Ok(None) };
+    // A template without a year reads no date: left to chrono to refuse.
+    let has = |chrono: &str, specs: &[&str]| specs.iter().any(|p| chrono.contains(p));
+    if parse && has(&chrono, &["%Y", "%G", "%y"]) {
+        let mut missing = 0;
+        if !has(&chrono, &["%m", "%-m", "%b", "%B", "%j", "%-j", "%V", "%-V"]) {
+            chrono.push_str(" %m");
+            missing += 1;
+        }
+        if !has(&chrono, &["%d", "%-d", "%j", "%-j"]) {
+            chrono.push_str(" %d");
+            missing += 1;
+        }
+        if missing > 0
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(text))) = list.args.first_mut()
+        {
+            let padded = Expr::BinaryOp {
+                left: Box::new(Expr::Nested(Box::new(text.clone()))),
+                op: BinaryOperator::StringConcat,
+                right: Box::new(Expr::value(Value::SingleQuotedString(" 01".repeat(missing)))),
+            };
+            *text = Expr::Nested(Box::new(padded));
+        }
     }
+    list.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(chrono), span: *span })));
     Ok(Some(Expr::Function(f)))
 }
 
 /// A PostgreSQL `to_char` template for dates and times as chrono's: its patterns (`YYYY`, `MM`,
 /// `DD`, `HH24`, `MI`, `SS`, `MS`, `Mon`, `Day`, …, with the `FM` prefix), quoted text, and other
-/// characters copied. Patterns chrono has no equal for are an error, not text.
-pub fn chrono_template(template: &str) -> std::result::Result<String, String> {
+/// characters copied. Patterns chrono has no equal for are an error, not text. To `parse` a text
+/// (`to_timestamp`, `to_date`), names are read in any case (`MON`, `DAY`), and `HH`/`HH12`
+/// without `AM`/`PM` in the template read the hour as written, as PostgreSQL reads them.
+pub fn chrono_template(template: &str, parse: bool) -> std::result::Result<String, String> {
     // The longest pattern at a place is taken (`SSSS` before `SS`). `None`: a PostgreSQL
     // pattern chrono cannot give.
     const PATTERNS: &[(&str, Option<(&str, &str)>)] = &[
@@ -702,6 +803,17 @@ pub fn chrono_template(template: &str) -> std::result::Result<String, String> {
         ("Y", None),
         ("I", None),
     ];
+    let meridiem = ["AM", "PM", "am", "pm", "A.M.", "P.M.", "a.m.", "p.m."].iter().any(|m| template.contains(m));
+    let parsed_as = |p: &str| -> Option<&'static str> {
+        match p {
+            "MON" | "mon" => Some("%b"),
+            "MONTH" | "month" => Some("%B"),
+            "DAY" | "day" => Some("%A"),
+            "DY" | "dy" => Some("%a"),
+            "HH" | "HH12" | "hh" | "hh12" if !meridiem => Some("%H"),
+            _ => None,
+        }
+    };
     let mut out = String::new();
     let mut rest = template;
     let mut fill = false;
@@ -733,14 +845,21 @@ pub fn chrono_template(template: &str) -> std::result::Result<String, String> {
             continue;
         }
         let found = PATTERNS.iter().filter(|(p, _)| rest.starts_with(p)).max_by_key(|(p, _)| p.len());
+        if parse && let Some((p, _)) = found && let Some(spec) = parsed_as(p) {
+            out.push_str(spec);
+            rest = &rest[p.len()..];
+            fill = false;
+            continue;
+        }
         match found {
             Some((p, Some((plain, filled)))) => {
                 out.push_str(if fill { filled } else { plain });
                 rest = &rest[p.len()..];
             }
             Some((p, None)) => {
+                let function = if parse { "template" } else { "to_char" };
                 return Err(format!(
-                    "to_char pattern {p} of {template:?} is not supported; use the patterns YYYY, MM, DD, HH24, HH12, MI, SS, MS, US, AM, Mon, Month, Dy, Day, DDD, IW, IYYY, TZ, OF, or chrono's (%Y-%m-%d)"
+                    "{function} pattern {p} of {template:?} is not supported; use the patterns YYYY, MM, DD, HH24, HH12, MI, SS, MS, US, AM, Mon, Month, Dy, Day, DDD, IW, IYYY, TZ, OF, or chrono's (%Y-%m-%d)"
                 ));
             }
             None => {
@@ -960,11 +1079,15 @@ mod tests {
             rewritten("SELECT to_char(ts, 'YYYY-MM-DD HH24:MI') AS m FROM t GROUP BY 1"),
             "SELECT to_char(ts, '%Y-%m-%d %H:%M') AS m FROM t GROUP BY 1"
         );
-        assert_eq!(chrono_template("YYYY-MM-DD\"T\"HH24:MI:SS.MS OF").unwrap(), "%Y-%m-%dT%H:%M:%S.%3f %:z");
-        assert_eq!(chrono_template("FMDD Mon YYYY, HH12 AM, Dy").unwrap(), "%-d %b %Y, %I %p, %a");
-        assert_eq!(chrono_template("IYYY-IW / DDD 100 percent").unwrap(), "%G-%V / %j 100 percent");
-        assert_eq!(chrono_template("yyyy-mm-dd hh24:mi:ss").unwrap(), "%Y-%m-%d %H:%M:%S");
-        assert_eq!(chrono_template("\"at\" HH24 \"h\", 5%").unwrap(), "at %H h, 5%%");
+        assert_eq!(chrono_template("YYYY-MM-DD\"T\"HH24:MI:SS.MS OF", false).unwrap(), "%Y-%m-%dT%H:%M:%S.%3f %:z");
+        assert_eq!(chrono_template("FMDD Mon YYYY, HH12 AM, Dy", false).unwrap(), "%-d %b %Y, %I %p, %a");
+        assert_eq!(chrono_template("IYYY-IW / DDD 100 percent", false).unwrap(), "%G-%V / %j 100 percent");
+        assert_eq!(chrono_template("yyyy-mm-dd hh24:mi:ss", false).unwrap(), "%Y-%m-%d %H:%M:%S");
+        // Read by to_timestamp and to_date: names in any case, a 12-hour hour without AM/PM as it is.
+        assert_eq!(chrono_template("DD MON YYYY HH:MI", true).unwrap(), "%d %b %Y %H:%M");
+        assert_eq!(chrono_template("HH12:MI PM, Day", true).unwrap(), "%I:%M %p, %A");
+        assert!(chrono_template("DD MON YYYY", false).is_err());
+        assert_eq!(chrono_template("\"at\" HH24 \"h\", 5%", false).unwrap(), "at %H h, 5%%");
         // A template with % is chrono's already, left as it is.
         assert_eq!(rewritten("SELECT to_char(ts, '%Y %m') FROM t"), "SELECT to_char(ts, '%Y %m') FROM t");
         // What chrono cannot give is an error, not text.

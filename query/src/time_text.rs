@@ -15,7 +15,15 @@
 //!   Arrow wrote `2026-11-28T10:15:00Z`, `17:28:27.351449835`, `0 years 0 mons 1 days 2 hours …`
 //!   and `0 days 97 hours 30 mins …`.
 //!
-//! Both functions are named in a plan as their argument is, as the cast they sit in is, so no
+//! - A text cast to an interval (`'1 day 02:00:00'::interval`, as the text of an interval is
+//!   written) is first rewritten by `edgelens_interval_in` into the amounts and units Arrow's cast
+//!   reads ([`interval_of_text`]: PostgreSQL's interval input, `HH:MM:SS` parts, `ago`).
+//!
+//! [`scaled_interval`] multiplies or divides an interval by a number as PostgreSQL does (a
+//! fraction of a month carried into days at 30 a day, of a day into time), for the rewrite of an
+//! interval literal times a number.
+//!
+//! The functions are named in a plan as their argument is, as the cast they sit in is, so no
 //! column changes its name. Pure: no I/O.
 
 use std::sync::{Arc, LazyLock};
@@ -85,6 +93,9 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     if is_text(&from) && is_time(to) && !already(Kind::In) {
         return Transformed::yes(cast_to(call(Kind::In, inner.as_ref().clone()), to));
     }
+    if is_text(&from) && matches!(to, DataType::Interval(_)) && !already(Kind::IntervalIn) {
+        return Transformed::yes(cast_to(call(Kind::IntervalIn, inner.as_ref().clone()), to));
+    }
     if written(&from) && is_text(to) {
         let text = call(Kind::Text, inner.as_ref().clone());
         return Transformed::yes(if *to == DataType::Utf8 { text } else { cast_to(text, to) });
@@ -98,6 +109,8 @@ enum Kind {
     In,
     /// `edgelens_time_text`: a time as PostgreSQL's text.
     Text,
+    /// `edgelens_interval_in`: an interval's text in the amounts and units Arrow's cast reads.
+    IntervalIn,
 }
 
 impl Kind {
@@ -105,14 +118,15 @@ impl Kind {
         match self {
             Kind::In => "edgelens_time_in",
             Kind::Text => "edgelens_time_text",
+            Kind::IntervalIn => "edgelens_interval_in",
         }
     }
 }
 
 /// The functions the rule calls, to register on every session it is added to (a plan may be
 /// described and planned again from its text).
-pub fn udfs() -> [ScalarUDF; 2] {
-    [Kind::In, Kind::Text].map(udf)
+pub fn udfs() -> [ScalarUDF; 3] {
+    [Kind::In, Kind::Text, Kind::IntervalIn].map(udf)
 }
 
 fn udf(kind: Kind) -> ScalarUDF {
@@ -156,6 +170,15 @@ impl ScalarUDFImpl for Udf {
                 Arc::new(text.as_string::<i32>().iter().map(|s| s.map(|s| complete_time_text(s).unwrap_or_else(|| s.to_owned()))).collect::<StringArray>())
             }
             Kind::Text => Arc::new(time_text(&array)?),
+            Kind::IntervalIn => {
+                let text = cast(&array, &DataType::Utf8)?;
+                Arc::new(
+                    text.as_string::<i32>()
+                        .iter()
+                        .map(|s| s.map(|s| interval_of_text(s).map_or_else(|| s.to_owned(), |iv| iv.arrow_text())))
+                        .collect::<StringArray>(),
+                )
+            }
         };
         Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
     }
@@ -199,27 +222,163 @@ pub fn time_of_day_text(micros: i64) -> String {
     s
 }
 
-/// A date and time of day PostgreSQL reads (`2026-11-28 10:15`, `2026-11-28T9:05+02`,
-/// `2026-1-5 10:15:30.5 UTC`) written as Arrow's cast reads it (`2026-11-28 10:15:00`,
-/// `2026-11-28 09:05:00+02`, `2026-01-05 10:15:30.5 UTC`); `None` when `text` needs nothing or is
-/// not such a time (the cast then says what is wrong with it).
+/// A date and time of day PostgreSQL reads (`2026-11-28 10:15`, `2026/11/28T9:5+02`,
+/// `2026-1-5 10:15:30.5 utc`, `epoch`) written as Arrow's cast reads it (`2026-11-28 10:15:00`,
+/// `2026-11-28 09:05:00+02`, `2026-01-05 10:15:30.5 UTC`, `1970-01-01 00:00:00+00`); `None` when
+/// `text` needs nothing or is not such a time (the cast then says what is wrong with it).
 pub fn complete_time_text(text: &str) -> Option<String> {
     static FORM: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:(?:T|\s+)(\d{1,2}):(\d{2})(:\d{2}(?:\.\d+)?)?)?(.*?)\s*$").expect("a valid pattern")
+        regex::Regex::new(r"^\s*(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:(?:T|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(\.\d+)?)?)?(.*?)\s*$")
+            .expect("a valid pattern")
     });
+    if text.trim().eq_ignore_ascii_case("epoch") {
+        return Some("1970-01-01 00:00:00+00".into());
+    }
     let c = FORM.captures(text)?;
     let part = |i: usize| c.get(i).map_or("", |m| m.as_str());
-    let rest = part(7);
     let mut out = format!("{}-{:0>2}-{:0>2}", part(1), part(2), part(3));
+    let rest = part(8);
     if c.get(4).is_some() {
-        let seconds = c.get(6).map_or(":00", |m| m.as_str());
-        out.push_str(&format!(" {:0>2}:{}{seconds}", part(4), part(5)));
+        let seconds = c.get(6).map_or("00", |m| m.as_str());
+        out.push_str(&format!(" {:0>2}:{:0>2}:{seconds:0>2}{}", part(4), part(5), part(7)));
     } else if !rest.is_empty() {
         // A date followed by something else: not a form this completes.
         return None;
     }
-    out.push_str(rest);
+    // Zone names in any case, as PostgreSQL reads them (`utc`, ` z`).
+    match rest.trim().to_ascii_uppercase().as_str() {
+        "Z" => out.push('Z'),
+        zone @ ("UTC" | "GMT") => {
+            out.push(' ');
+            out.push_str(zone);
+        }
+        _ => out.push_str(rest),
+    }
     (out != text).then_some(out)
+}
+
+/// An interval as PostgreSQL keeps one: months, days and microseconds, each with its own sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub months: i64,
+    pub days: i64,
+    pub micros: i64,
+}
+
+const MICROS_PER_DAY: f64 = 86_400_000_000.0;
+
+impl Interval {
+    /// The text Arrow's interval cast reads (`14 months -3 days 14706500000 microseconds`).
+    pub fn arrow_text(&self) -> String {
+        let mut parts = Vec::new();
+        if self.months != 0 {
+            parts.push(format!("{} months", self.months));
+        }
+        if self.days != 0 {
+            parts.push(format!("{} days", self.days));
+        }
+        if self.micros != 0 || parts.is_empty() {
+            parts.push(format!("{} microseconds", self.micros));
+        }
+        parts.join(" ")
+    }
+}
+
+/// An interval's text as PostgreSQL reads it (`IntervalStyle = postgres` input): amounts with
+/// units (`1 year 2 mons`, `-3 days`, `1.5 hours`, `2 weeks`, `10 ms`; units in any case,
+/// singular, plural or abbreviated), `[-]HH:MM[:SS[.f]]` time parts (`1 day 02:30:00`, `-00:00:01`,
+/// `+02:00:00`), an `@` in front and `ago` at the end (which negates it). A fraction of a year
+/// becomes months, of a month days (30 a day), of a week or a day time, as PostgreSQL carries them.
+/// `None` for any other text (ISO 8601 `P1D`, a bare number).
+pub fn interval_of_text(text: &str) -> Option<Interval> {
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    if words.first() == Some(&"@") {
+        words.remove(0);
+    }
+    let ago = words.last().is_some_and(|w| w.eq_ignore_ascii_case("ago"));
+    if ago {
+        words.pop();
+    }
+    if words.is_empty() {
+        return None;
+    }
+    let (mut months, mut days, mut micros) = (0f64, 0f64, 0f64);
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        if w.contains(':') {
+            micros += time_part(w)?;
+            i += 1;
+            continue;
+        }
+        let amount: f64 = w.parse().ok().filter(|a: &f64| a.is_finite())?;
+        let unit = words.get(i + 1)?.to_ascii_lowercase();
+        let unit = unit.trim_end_matches(',');
+        match unit {
+            "year" | "years" | "y" | "yr" | "yrs" => months += amount * 12.0,
+            "month" | "months" | "mon" | "mons" => months += amount,
+            "week" | "weeks" | "w" => days += amount * 7.0,
+            "day" | "days" | "d" => days += amount,
+            "hour" | "hours" | "h" | "hr" | "hrs" => micros += amount * 3_600_000_000.0,
+            "minute" | "minutes" | "min" | "mins" | "m" => micros += amount * 60_000_000.0,
+            "second" | "seconds" | "sec" | "secs" | "s" => micros += amount * 1_000_000.0,
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => micros += amount * 1_000.0,
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => micros += amount,
+            _ => return None,
+        }
+        i += 2;
+    }
+    // Fractions carried down, as PostgreSQL's input does.
+    let whole_months = months.trunc();
+    days += (months - whole_months) * 30.0;
+    let whole_days = days.trunc();
+    micros += (days - whole_days) * MICROS_PER_DAY;
+    let sign = if ago { -1 } else { 1 };
+    Some(Interval { months: sign * whole_months as i64, days: sign * whole_days as i64, micros: sign * micros.round() as i64 })
+}
+
+/// Microseconds of a `[+-]H:MM[:SS[.f]]` time part.
+fn time_part(w: &str) -> Option<f64> {
+    let (sign, rest) = match w.as_bytes().first()? {
+        b'-' => (-1.0, &w[1..]),
+        b'+' => (1.0, &w[1..]),
+        _ => (1.0, w),
+    };
+    let fields: Vec<&str> = rest.split(':').collect();
+    let number = |f: &str| -> Option<f64> { (!f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || c == '.')).then(|| f.parse().ok()).flatten() };
+    let (h, m, s) = match fields.as_slice() {
+        [h, m] => (number(h)?, number(m)?, 0.0),
+        [h, m, s] => (number(h)?, number(m)?, number(s)?),
+        _ => return None,
+    };
+    Some(sign * ((h * 3600.0 + m * 60.0) * 1_000_000.0 + s * 1_000_000.0))
+}
+
+/// `interval * factor` (or `/ factor` with `divide`) as PostgreSQL computes it (`interval_mul`,
+/// `interval_div`): each field scaled and cut toward zero, a month's remainder carried into days
+/// at 30 a day and a day's into time, to the microsecond. `None` when the result is out of range
+/// or the divisor is 0.
+pub fn scaled_interval(iv: Interval, factor: f64, divide: bool) -> Option<Interval> {
+    if !factor.is_finite() || (divide && factor == 0.0) {
+        return None;
+    }
+    let apply = |x: f64| if divide { x / factor } else { x * factor };
+    let round_micro = |x: f64| (x * 1e6).round_ties_even() / 1e6;
+    let months = apply(iv.months as f64);
+    let days = apply(iv.days as f64);
+    let (result_months, mut result_days) = (months.trunc(), days.trunc());
+    let month_remainder_days = round_micro((months - result_months) * 30.0);
+    let mut sec_remainder = round_micro((days - result_days + month_remainder_days - month_remainder_days.trunc()) * 86_400.0);
+    if sec_remainder.abs() >= 86_400.0 {
+        let whole = (sec_remainder / 86_400.0).trunc();
+        result_days += whole;
+        sec_remainder -= whole * 86_400.0;
+    }
+    result_days += month_remainder_days.trunc();
+    let micros = (apply(iv.micros as f64) + sec_remainder * 1e6).round_ties_even();
+    let fits = |x: f64, max: f64| x.is_finite() && x.abs() <= max;
+    (fits(result_months, f64::from(i32::MAX)) && fits(result_days, f64::from(i32::MAX)) && fits(micros, 9.2e18))
+        .then(|| Interval { months: result_months as i64, days: result_days as i64, micros: micros as i64 })
 }
 
 #[cfg(test)]
@@ -236,6 +395,13 @@ mod tests {
             ("2026-11-28 9:05+02", Some("2026-11-28 09:05:00+02")),
             ("2026-11-28 10:15Z", Some("2026-11-28 10:15:00Z")),
             ("2026-11-28 10:15 UTC", Some("2026-11-28 10:15:00 UTC")),
+            ("2026-11-28 10:15:00 utc", Some("2026-11-28 10:15:00 UTC")),
+            ("2026-11-28 00:10:00 Z", Some("2026-11-28 00:10:00Z")),
+            ("2024-02-29 1:2", Some("2024-02-29 01:02:00")),
+            ("2026/11/28 10:15", Some("2026-11-28 10:15:00")),
+            ("Epoch", Some("1970-01-01 00:00:00+00")),
+            ("2026-11-28 10:15:00+02:00", None),
+            ("2026-11-28T10:15:00.123Z", Some("2026-11-28 10:15:00.123Z")),
             ("2026-1-5 10:15:30.5", Some("2026-01-05 10:15:30.5")),
             (" 2026-11-28 ", Some("2026-11-28")),
             ("2026-1-5", Some("2026-01-05")),
@@ -247,6 +413,55 @@ mod tests {
         ] {
             assert_eq!(complete_time_text(text).as_deref(), completed, "{text:?}");
         }
+    }
+
+    #[test]
+    fn intervals_are_read_as_postgres_reads_them() {
+        let iv = |months, days, micros| Some(Interval { months, days, micros });
+        for (text, want) in [
+            ("1 day 02:00:00", iv(0, 1, 7_200_000_000)),
+            ("26:00:00", iv(0, 0, 93_600_000_000)),
+            ("1 year 2 mons -3 days +04:05:06.5", iv(14, -3, 14_706_500_000)),
+            ("-1 days +02:00:00", iv(0, -1, 7_200_000_000)),
+            ("-00:00:01", iv(0, 0, -1_000_000)),
+            ("1:30", iv(0, 0, 5_400_000_000)),
+            ("1.5 hours", iv(0, 0, 5_400_000_000)),
+            ("2 Weeks 3 DAYS", iv(0, 17, 0)),
+            ("1.5 months", iv(1, 15, 0)),
+            ("0.5 year", iv(6, 0, 0)),
+            ("2 hours ago", iv(0, 0, -7_200_000_000)),
+            ("@ 1 min", iv(0, 0, 60_000_000)),
+            ("10 ms", iv(0, 0, 10_000)),
+            ("P1D", None),
+            ("5", None),
+            ("1 fortnight", None),
+            ("", None),
+        ] {
+            assert_eq!(interval_of_text(text), want, "{text:?}");
+        }
+        assert_eq!(Interval { months: 14, days: -3, micros: 5 }.arrow_text(), "14 months -3 days 5 microseconds");
+        assert_eq!(Interval { months: 0, days: 0, micros: 0 }.arrow_text(), "0 microseconds");
+    }
+
+    #[test]
+    fn intervals_are_scaled_as_postgres_scales_them() {
+        let iv = |months, days, micros| Interval { months, days, micros };
+        let hour = 3_600_000_000;
+        for (interval, factor, divide, want) in [
+            (iv(0, 1, 0), 3.0, true, iv(0, 0, 8 * hour)),
+            (iv(1, 0, 0), 3.0, true, iv(0, 10, 0)),
+            (iv(0, 0, hour), 7.0, true, iv(0, 0, 514_285_714)),
+            (iv(0, 2, 0), 1.5, true, iv(0, 1, 8 * hour)),
+            (iv(12, 0, 0), 12.0, true, iv(1, 0, 0)),
+            (iv(12, 0, 0), 5.0, true, iv(2, 12, 0)),
+            (iv(1, 0, 0), 1.01, false, iv(1, 0, 7 * hour + 12 * 60_000_000)),
+            (iv(0, 0, 1_000_000), 0.1234567, false, iv(0, 0, 123_457)),
+            (iv(0, 1, 2 * hour + 30 * 60_000_000), 2.0, false, iv(0, 2, 5 * hour)),
+            (iv(0, 0, hour), -2.0, false, iv(0, 0, -2 * hour)),
+        ] {
+            assert_eq!(scaled_interval(interval, factor, divide), Some(want), "{interval:?} {factor} {divide}");
+        }
+        assert_eq!(scaled_interval(iv(0, 1, 0), 0.0, true), None);
     }
 
     #[test]
@@ -292,6 +507,9 @@ mod tests {
             ("SELECT (timestamptz '2026-11-29 10:00' - timestamptz '2026-11-25 08:30')::text", "4 days 01:30:00"),
             ("SELECT (timestamptz '2026-11-25 08:30' - timestamptz '2026-11-29 10:00')::text", "-4 days -01:30:00"),
             ("SELECT length(now()::text) > 0", "true"),
+            // The text of an interval reads back as the interval.
+            ("SELECT (interval '26 hours')::text::interval = interval '26 hours'", "true"),
+            ("SELECT CAST('-1 days +02:00:00' AS interval)::text", "-1 days +02:00:00"),
         ] {
             assert_eq!(one(&ctx, sql).await.unwrap(), want, "{sql}");
         }

@@ -2,6 +2,9 @@
 //! - `from_unixtime(seconds[, zone])`: without a zone the instant is UTC (`timestamptz`, `…Z`)
 //!   rather than a zoneless time, as `now()` and `to_timestamp(..)` are in the lake's UTC session.
 //!   A zoneless time would be read by `AT TIME ZONE` as that zone's wall clock, moving the instant.
+//! - `to_timestamp(..)` and its `_seconds`, `_millis`, `_micros`, `_nanos` forms: DataFusion's,
+//!   whose answer is made the UTC time its plan says it is. Of a column of text or dates it was
+//!   a zoneless time, which failed the statement ("column types must match schema types").
 //! - `localtimestamp` and `localtime`: the session's wall clock when the statement started, as a
 //!   `timestamp` and a `time` (DataFusion has neither, and read them as column names).
 //! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
@@ -170,5 +173,59 @@ impl ScalarUDFImpl for LocalNow {
             ScalarValue::Time64Nanosecond(Some(i64::from(time.num_seconds_from_midnight()) * 1_000_000_000 + i64::from(time.nanosecond())))
         };
         Ok(ExprSimplifyResult::Simplified(Expr::Literal(value, None)))
+    }
+}
+
+/// `to_timestamp` and its forms of a unit, to register in place of DataFusion's on a session with
+/// `config` (its zone).
+pub fn to_timestamps(config: &datafusion::common::config::ConfigOptions) -> Vec<ScalarUDF> {
+    use datafusion::functions::datetime as dt;
+    [dt::to_timestamp(config), dt::to_timestamp_seconds(config), dt::to_timestamp_millis(config), dt::to_timestamp_micros(config), dt::to_timestamp_nanos(config)]
+        .into_iter()
+        .map(|inner| ScalarUDF::new_from_impl(TimestampAsPlanned { inner }))
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TimestampAsPlanned {
+    /// DataFusion's function, made with the session's settings (its zone).
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for TimestampAsPlanned {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn with_updated_config(&self, config: &datafusion::common::config::ConfigOptions) -> Option<ScalarUDF> {
+        let inner = self.inner.inner().with_updated_config(config)?;
+        Some(ScalarUDF::new_from_impl(TimestampAsPlanned { inner: Arc::new(inner) }))
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let planned = args.return_field.data_type().clone();
+        // The function itself, not its `ScalarUDF`, which checks the type in debug builds.
+        let value = self.inner.inner().invoke_with_args(args)?;
+        // A zoneless time counted from 1970 UTC: the same instants in the planned zone (UTC).
+        match value.data_type() {
+            t if t == planned => Ok(value),
+            _ => value.cast_to(&planned, None),
+        }
     }
 }

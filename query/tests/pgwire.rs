@@ -608,6 +608,10 @@ async fn times_and_their_text_are_postgres_times() {
     let row = client.query_one(sql, &[]).await.unwrap();
     let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names[6..], ["position", "substring", "btrim"]);
+    // Named as PostgreSQL names them, also where DataFusion named two alike (it refused them).
+    let row = client.query_one("SELECT (ts)::date, (ts::time)::text, pg_typeof(1), pg_typeof(1::bigint), round(2.5::float8), round(2.5) FROM traffic_1m LIMIT 1", &[]).await.unwrap();
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["ts", "ts", "pg_typeof", "pg_typeof", "round", "round"]);
     let row = client.query_one("SELECT current_time, localtime", &[]).await.unwrap();
     assert_eq!(row.columns()[0].type_(), &tokio_postgres::types::Type::TIME);
     let text = simple_rows(&client.simple_query("SELECT current_time::text, localtime").await.unwrap());

@@ -808,7 +808,7 @@ impl Catalog {
             ctx.register_udf(f);
         }
         ctx.register_udf(pg_typeof());
-        for f in crate::time_udf::local_times() {
+        for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())) {
             ctx.register_udf(f);
         }
         Ok(Catalog { ctx, tables: Arc::new(tables) })
@@ -1099,10 +1099,10 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::CompoundIdentifier(ids) => ids.last().map(crate::sql_compat::folded),
         Expr::Nested(inner) => postgres_name(inner),
         Expr::Function(f) => f.name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()),
-        Expr::Cast { expr, data_type, .. } => match expr.as_ref() {
-            Expr::Identifier(id) => Some(id.value.clone()),
-            Expr::CompoundIdentifier(ids) => ids.last().map(|id| id.value.clone()),
-            Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } => postgres_name(expr),
+        // A cast is named as what it casts, but a literal: as its type (`(ts)::date` is `ts`).
+        Expr::Cast { expr, data_type, .. } => match unnested(expr) {
+            e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)) => postgres_name(e),
+            e @ (Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } | Expr::AtTimeZone { .. } | Expr::TypedString(_)) => postgres_name(e),
             _ => Some(type_column_name(data_type)),
         },
         // `timestamp '2026-11-28 10:15'`, `date '…'`.
@@ -1129,6 +1129,14 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::Boolean(_)) => Some("bool".into()),
         _ => Some("?column?".into()),
     }
+}
+
+/// `e` without the brackets around it.
+fn unnested(mut e: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
+    e
 }
 
 /// PostgreSQL's name of a column that is a literal cast to `data_type` (`'x'::text`, `timestamp

@@ -274,21 +274,27 @@ fn display_text(array: &ArrayRef, row: usize) -> Result<String> {
 /// finest part (as PostgreSQL keeps them).
 pub fn interval_text(v: arrow::datatypes::IntervalMonthDayNano) -> String {
     let mut parts = Vec::new();
+    // After a negative part, a positive one is written with its sign (`-1 days +02:00:00`).
+    let mut negative_before = false;
     let (years, months) = (v.months / 12, v.months % 12);
-    // PostgreSQL writes the singular for 1 only (`-1 days`).
-    let unit = |n: i32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    if years != 0 {
-        parts.push(unit(years, "year", "years"));
-    }
-    if months != 0 {
-        parts.push(unit(months, "mon", "mons"));
-    }
-    if v.days != 0 {
-        parts.push(unit(v.days, "day", "days"));
+    for (n, one, many) in [(years, "year", "years"), (months, "mon", "mons"), (v.days, "day", "days")] {
+        if n == 0 {
+            continue;
+        }
+        let sign = if negative_before && n > 0 { "+" } else { "" };
+        // PostgreSQL writes the singular for 1 only (`-1 days`).
+        parts.push(format!("{sign}{n} {}", if n == 1 { one } else { many }));
+        negative_before |= n < 0;
     }
     let micros = v.nanoseconds / 1000;
     if micros != 0 || parts.is_empty() {
-        let sign = if micros < 0 { "-" } else { "" };
+        let sign = if micros < 0 {
+            "-"
+        } else if negative_before && micros > 0 {
+            "+"
+        } else {
+            ""
+        };
         let m = micros.unsigned_abs();
         let (secs, frac) = (m / 1_000_000, m % 1_000_000);
         let mut t = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
@@ -926,6 +932,11 @@ mod tests {
         assert_eq!(text(iv(14, 3, 14_706_500_000_000)), "1 year 2 mons 3 days 04:05:06.5");
         assert_eq!(text(iv(0, 1, 0)), "1 day");
         assert_eq!(text(iv(0, -2, -1_000_000_000)), "-2 days -00:00:01");
+        // Mixed signs: a positive part after a negative one has its `+`.
+        assert_eq!(text(iv(0, -1, 7_200_000_000_000)), "-1 days +02:00:00");
+        assert_eq!(text(iv(14, -3, 14_706_500_000_000)), "1 year 2 mons -3 days +04:05:06.5");
+        assert_eq!(text(iv(-1, 0, -7_200_000_000_000)), "-1 mons -02:00:00");
+        assert_eq!(text(iv(-13, 2, 0)), "-1 years -1 mons +2 days");
         assert_eq!(text(iv(0, 0, 0)), "00:00:00");
         // A difference of two times (`max(ts) - min(ts)`) in days and time, as PostgreSQL's.
         assert_eq!(text(Arc::new(DurationSecondArray::from(vec![2_370_590]))), "27 days 10:29:50");
