@@ -835,7 +835,8 @@ mod tests {
                    to_timestamp(min(date) || ' 10:15', 'YYYY-MM-DD HH:MI')::text AS g, to_date('2026-11', 'YYYY-MM') AS h, \
                    to_timestamp('28 NOV 2026', 'DD MON YYYY')::text AS i, (min(ts) - '1 hour')::text AS j, ceiling(1.5) AS k, \
                    pg_typeof(1) AS l, pg_typeof(1::bigint) AS m, (timestamptz '2026-11-28 10:00' - timestamptz '2026-11-25 08:30')::text AS n, \
-                   count(*) FILTER (WHERE ts >= '2026/11/1 0:0 utc') AS o \
+                   count(*) FILTER (WHERE ts >= '2026/11/1 0:0 utc') AS o, \
+                   extract(second from timestamptz '2026-11-28 10:15:30.5+00') AS p, date_part('SECOND', min(ts) + interval '1.25 seconds') AS q \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -860,6 +861,7 @@ mod tests {
         }
         assert_eq!(row["k"], serde_json::json!(2.0));
         assert_eq!(row["o"], serde_json::json!(2));
+        assert_eq!((row["p"].as_f64(), row["q"].as_f64()), (Some(30.5), Some(1.25)), "{row:?}");
         let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();
         assert!(e.to_string().contains("division by zero"), "{e}");
     }

@@ -25,6 +25,8 @@
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused, as is one with more than
 //!   [`MAX_STATEMENT_PARTS`] `UNION`/`INTERSECT`/`EXCEPT` operators, `WITH` queries or joined
 //!   tables.
+//! - `EXTRACT(SECOND FROM t)` and `date_part('second', t)` keep the fraction of the second
+//!   (`30.5`), as in PostgreSQL (DataFusion's are whole seconds).
 //! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
 //!   ([`numeric_extract`]).
 //! - `a ^ b` is `a` to the power `b` (PostgreSQL's meaning; DataFusion's generic dialect reads it
@@ -58,7 +60,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType, ExactNumberInfo, Expr, Ident, Query, Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
+    BinaryOperator, DataType, DateTimeField, ExactNumberInfo, Expr, Ident, Query, Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
     ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
@@ -562,7 +564,10 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             })
         }
         Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f, true),
+        // The seconds with their fraction, as PostgreSQL gives them (DataFusion cut the fraction).
+        Expr::Extract { field: DateTimeField::Second | DateTimeField::Seconds, expr: of, .. } => Ok(Some(numeric_extract(seconds_of(of)))),
         Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("date_part") && let Some(of) = part_of(f, &["second", "seconds"]) => Ok(Some(seconds_of(of))),
         Expr::AtTimeZone { timestamp, time_zone } => Ok(zone_name(time_zone).map(|zone| Expr::AtTimeZone {
             timestamp: timestamp.clone(),
             time_zone: Box::new(Expr::value(Value::SingleQuotedString(zone))),
@@ -636,6 +641,44 @@ fn scaled_interval(left: Option<&Expr>, op: &BinaryOperator, right: &Expr) -> Re
     let mut literal = literal.clone();
     literal.value = Box::new(Expr::value(Value::SingleQuotedString(scaled.arrow_text())));
     Ok(Some(Expr::Interval(literal)))
+}
+
+/// `date_part('microsecond', t) / 1000000.0`: the seconds of `t` with their fraction
+/// (`30.5`), where DataFusion's `date_part('second', t)` gives whole seconds.
+fn seconds_of(t: &Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
+    let arg = |e: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
+    let micros = Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new("date_part")]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![arg(Expr::value(Value::SingleQuotedString("microsecond".into()))), arg(t.clone())],
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    });
+    Expr::Nested(Box::new(Expr::BinaryOp {
+        left: Box::new(micros),
+        op: BinaryOperator::Divide,
+        right: Box::new(Expr::value(Value::Number("1000000.0".into(), false))),
+    }))
+}
+
+/// The time of `date_part(part, t)` when `part` is a literal naming one of `parts` (any case).
+fn part_of<'a>(f: &'a datafusion::sql::sqlparser::ast::Function, parts: &[&str]) -> Option<&'a Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let FunctionArguments::List(list) = &f.args else { return None };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(part), .. }))), FunctionArg::Unnamed(FunctionArgExpr::Expr(t))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    (f.over.is_none() && parts.iter().any(|p| part.eq_ignore_ascii_case(p))).then_some(t)
 }
 
 /// DataFusion's name of a PostgreSQL function it has under another name (`sign` is `signum`;
