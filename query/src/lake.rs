@@ -836,7 +836,8 @@ mod tests {
                    to_timestamp('28 NOV 2026', 'DD MON YYYY')::text AS i, (min(ts) - '1 hour')::text AS j, ceiling(1.5) AS k, \
                    pg_typeof(1) AS l, pg_typeof(1::bigint) AS m, (timestamptz '2026-11-28 10:00' - timestamptz '2026-11-25 08:30')::text AS n, \
                    count(*) FILTER (WHERE ts >= '2026/11/1 0:0 utc') AS o, \
-                   extract(second from timestamptz '2026-11-28 10:15:30.5+00') AS p, date_part('SECOND', min(ts) + interval '1.25 seconds') AS q \
+                   extract(second from timestamptz '2026-11-28 10:15:30.5+00') AS p, date_part('SECOND', min(ts) + interval '1.25 seconds') AS q, \
+                   date_trunc('day', min(ts) + interval '12 hours', 'america/new_york')::text AS r, timezone('Asia/Tokyo', min(ts))::text AS s \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -856,6 +857,8 @@ mod tests {
             ("l", "bigint"),
             ("m", "bigint"),
             ("n", "3 days 01:30:00"),
+            ("r", "2026-11-01 04:00:00+00"),
+            ("s", "2026-11-01 09:00:00"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }

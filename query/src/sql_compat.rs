@@ -25,6 +25,8 @@
 //!   nest deeper than [`MAX_EXPRESSION_DEPTH`] is refused, as is one with more than
 //!   [`MAX_STATEMENT_PARTS`] `UNION`/`INTERSECT`/`EXCEPT` operators, `WITH` queries or joined
 //!   tables.
+//! - `date_trunc(unit, t, zone)` truncates at the zone's wall clock and gives a UTC time back, as
+//!   PostgreSQL's does; `timezone(zone, t)` is `t AT TIME ZONE zone`.
 //! - `EXTRACT(SECOND FROM t)` and `date_part('second', t)` keep the fraction of the second
 //!   (`30.5`), as in PostgreSQL (DataFusion's are whole seconds).
 //! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
@@ -538,6 +540,7 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
         }
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("to_char") => postgres_to_char(f, false),
         Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("mod") => Ok(postgres_mod(f)),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("date_trunc") || f.name.to_string().eq_ignore_ascii_case("timezone") => Ok(zoned_call(f)),
         Expr::Function(f) if let Some(name) = renamed_function(&f.name.to_string()) => {
             let mut f = f.clone();
             f.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new(name)]);
@@ -641,6 +644,47 @@ fn scaled_interval(left: Option<&Expr>, op: &BinaryOperator, right: &Expr) -> Re
     let mut literal = literal.clone();
     literal.value = Box::new(Expr::value(Value::SingleQuotedString(scaled.arrow_text())));
     Ok(Some(Expr::Interval(literal)))
+}
+
+/// `date_trunc(unit, t, zone)`, truncated at `zone`'s wall clock and given back as a UTC time, as
+/// PostgreSQL does: `CAST(date_trunc(unit, t AT TIME ZONE zone) AS TIMESTAMPTZ)` (DataFusion's
+/// `date_trunc` truncates a zone's time at its wall clock, and takes two arguments only); and
+/// `timezone(zone, t)`, PostgreSQL's function for `t AT TIME ZONE zone`. `None` for other calls.
+fn zoned_call(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{CastKind, FunctionArg, FunctionArgExpr, FunctionArguments, TimezoneInfo};
+    let FunctionArguments::List(list) = &f.args else { return None };
+    if f.over.is_some() || f.filter.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let at_zone = |t: &Expr, zone: &Expr| {
+        let zone = zone_name(zone).map_or_else(|| zone.clone(), |z| Expr::value(Value::SingleQuotedString(z)));
+        Expr::AtTimeZone { timestamp: Box::new(Expr::Nested(Box::new(t.clone()))), time_zone: Box::new(zone) }
+    };
+    match (f.name.to_string().to_ascii_lowercase().as_str(), args.as_slice()) {
+        ("timezone", [zone, t]) => Some(Expr::Nested(Box::new(at_zone(t, zone)))),
+        ("date_trunc", [unit, t, zone]) => {
+            let mut truncated = f.clone();
+            if let FunctionArguments::List(l) = &mut truncated.args {
+                l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr((*unit).clone())), FunctionArg::Unnamed(FunctionArgExpr::Expr(at_zone(t, zone)))];
+            }
+            Some(Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(Expr::Function(truncated)),
+                data_type: DataType::Timestamp(None, TimezoneInfo::WithTimeZone),
+                array: false,
+                format: None,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// `date_part('microsecond', t) / 1000000.0`: the seconds of `t` with their fraction
