@@ -37,13 +37,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::Float64Array;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, DFSchemaRef, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, JoinType, Result, ScalarValue, TableReference, exec_err};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast, WindowFunctionDefinition};
 use datafusion::logical_expr::utils::grouping_set_to_exprlist;
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Union, Volatility, Window,
+    Aggregate, BinaryExpr, ColumnarValue, Distinct, Expr, ExprSchemable, LogicalPlan, Operator, Projection, ScalarUDF, Union, Window,
 };
+
+use crate::rewrite_udf::{Rewrite, call, udf};
 
 /// The name of the function that marks a value as PostgreSQL's `numeric` (`edgelens_numeric`,
 /// which returns it as it is), for statements to call.
@@ -357,15 +358,6 @@ enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Fraction => "edgelens_fraction",
-            Kind::Round => "edgelens_round",
-            Kind::Rint => "edgelens_rint",
-            Kind::Numeric => NUMERIC_MARK,
-        }
-    }
-
     /// Whether the function changes a value of type `t` (others it returns as they are).
     fn changes(self, t: &DataType) -> bool {
         match self {
@@ -376,52 +368,29 @@ impl Kind {
     }
 }
 
-fn udf(kind: Kind) -> ScalarUDF {
-    ScalarUDF::new_from_impl(Udf { kind, signature: Signature::any(1, Volatility::Immutable) })
-}
-
-/// `kind(e)`.
-fn call(kind: Kind, e: Expr) -> Expr {
-    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf(kind)), vec![e]))
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Udf {
-    kind: Kind,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for Udf {
-    fn name(&self) -> &str {
-        self.kind.name()
-    }
-
-    fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(args.first().map(|a| a.schema_name().to_string()).unwrap_or_default())
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
-        match types {
-            [t] if self.kind == Kind::Fraction && self.kind.changes(t) => Ok(DataType::Float64),
-            [t] => Ok(t.clone()),
-            _ => plan_err!("{} takes one argument", self.name()),
+impl Rewrite for Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fraction => "edgelens_fraction",
+            Kind::Round => "edgelens_round",
+            Kind::Rint => "edgelens_rint",
+            Kind::Numeric => NUMERIC_MARK,
         }
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [v] = args.args.as_slice() else { return exec_err!("{} takes one argument", self.name()) };
-        if !self.kind.changes(&v.data_type()) {
+    fn return_type(self, t: &DataType) -> Result<DataType> {
+        Ok(if self == Kind::Fraction && self.changes(t) { DataType::Float64 } else { t.clone() })
+    }
+
+    fn invoke(self, v: &ColumnarValue) -> Result<ColumnarValue> {
+        if !self.changes(&v.data_type()) {
             return Ok(v.clone());
         }
-        if self.kind == Kind::Fraction {
+        if self == Kind::Fraction {
             return v.cast_to(&DataType::Float64, None);
         }
         // Rounded as a Float64 (a Float32 or Float16 goes there and back).
-        let round = if self.kind == Kind::Round { f64::round } else { f64::round_ties_even };
+        let round = if self == Kind::Round { f64::round } else { f64::round_ties_even };
         let rounded = match v.cast_to(&DataType::Float64, None)? {
             ColumnarValue::Scalar(ScalarValue::Float64(x)) => ColumnarValue::Scalar(ScalarValue::Float64(x.map(round))),
             ColumnarValue::Array(a) => match a.as_any().downcast_ref::<Float64Array>() {

@@ -18,6 +18,7 @@
 //!   `edgelens_round`, `edgelens_rint`, `edgelens_numeric`).
 //! - [`time_text`]: on every session that plans user SQL, casts between text and times read and
 //!   write PostgreSQL's text (`'2026-11-28 10:15'`, `ts::text`).
+//! - [`rewrite_udf`]: the one-argument functions those plan rewrites insert, named as their argument.
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`sql_parse`]: user SQL parsed within a budget of parser steps.
 //! - [`tenant_sql`]: the rewrite that confines a tenant's SQL to its sites' rows.
@@ -44,6 +45,7 @@ pub mod params;
 pub mod pgwire;
 pub mod registry_api;
 pub mod report;
+pub mod rewrite_udf;
 pub mod site_rates;
 pub mod sketch_udf;
 pub mod sql_compat;

@@ -34,10 +34,12 @@ use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalU
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr::{Cast, TryCast};
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
+
+use crate::rewrite_udf::{Rewrite, call, udf};
 
 use crate::format::is_utc_zone;
 use crate::pgwire::types::{duration_as_interval, interval_text, timestamp_text, wall_clock};
@@ -113,7 +115,13 @@ enum Kind {
     IntervalIn,
 }
 
-impl Kind {
+/// The functions the rule calls, to register on every session it is added to (a plan may be
+/// described and planned again from its text).
+pub fn udfs() -> [ScalarUDF; 3] {
+    [Kind::In, Kind::Text, Kind::IntervalIn].map(udf)
+}
+
+impl Rewrite for Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::In => "edgelens_time_in",
@@ -121,64 +129,22 @@ impl Kind {
             Kind::IntervalIn => "edgelens_interval_in",
         }
     }
-}
 
-/// The functions the rule calls, to register on every session it is added to (a plan may be
-/// described and planned again from its text).
-pub fn udfs() -> [ScalarUDF; 3] {
-    [Kind::In, Kind::Text, Kind::IntervalIn].map(udf)
-}
-
-fn udf(kind: Kind) -> ScalarUDF {
-    ScalarUDF::new_from_impl(Udf { kind, signature: Signature::any(1, Volatility::Immutable) })
-}
-
-fn call(kind: Kind, e: Expr) -> Expr {
-    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf(kind)), vec![e]))
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Udf {
-    kind: Kind,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for Udf {
-    fn name(&self) -> &str {
-        self.kind.name()
-    }
-
-    fn schema_name(&self, args: &[Expr]) -> Result<String> {
-        Ok(args.first().map(|a| a.schema_name().to_string()).unwrap_or_default())
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _types: &[DataType]) -> Result<DataType> {
+    fn return_type(self, _t: &DataType) -> Result<DataType> {
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [v] = args.args.as_slice() else { return exec_err!("{} takes one argument", self.name()) };
+    fn invoke(self, v: &ColumnarValue) -> Result<ColumnarValue> {
         let scalar = matches!(v, ColumnarValue::Scalar(_));
         let array = v.to_array(1)?;
-        let out: ArrayRef = match self.kind {
-            Kind::In => {
-                let text = cast(&array, &DataType::Utf8)?;
-                Arc::new(text.as_string::<i32>().iter().map(|s| s.map(|s| complete_time_text(s).unwrap_or_else(|| s.to_owned()))).collect::<StringArray>())
-            }
+        let texts = |f: fn(&str) -> Option<String>| -> Result<ArrayRef> {
+            let text = cast(&array, &DataType::Utf8)?;
+            Ok(Arc::new(text.as_string::<i32>().iter().map(|s| s.map(|s| f(s).unwrap_or_else(|| s.to_owned()))).collect::<StringArray>()))
+        };
+        let out: ArrayRef = match self {
+            Kind::In => texts(complete_time_text)?,
             Kind::Text => Arc::new(time_text(&array)?),
-            Kind::IntervalIn => {
-                let text = cast(&array, &DataType::Utf8)?;
-                Arc::new(
-                    text.as_string::<i32>()
-                        .iter()
-                        .map(|s| s.map(|s| interval_of_text(s).map_or_else(|| s.to_owned(), |iv| iv.arrow_text())))
-                        .collect::<StringArray>(),
-                )
-            }
+            Kind::IntervalIn => texts(|s| interval_of_text(s).map(|iv| iv.arrow_text()))?,
         };
         Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
     }
