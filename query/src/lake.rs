@@ -333,7 +333,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     ctx.register_udf(crate::time_udf::coalesce());
-    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())) {
+    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]) {
         ctx.register_udf(f);
     }
     ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
@@ -837,7 +837,8 @@ mod tests {
                    pg_typeof(1) AS l, pg_typeof(1::bigint) AS m, (timestamptz '2026-11-28 10:00' - timestamptz '2026-11-25 08:30')::text AS n, \
                    count(*) FILTER (WHERE ts >= '2026/11/1 0:0 utc') AS o, \
                    extract(second from timestamptz '2026-11-28 10:15:30.5+00') AS p, date_part('SECOND', min(ts) + interval '1.25 seconds') AS q, \
-                   date_trunc('day', min(ts) + interval '12 hours', 'america/new_york')::text AS r, timezone('Asia/Tokyo', min(ts))::text AS s \
+                   date_trunc('day', min(ts) + interval '12 hours', 'america/new_york')::text AS r, timezone('Asia/Tokyo', min(ts))::text AS s, \
+                   age(timestamptz '2026-11-29 10:00', min(ts))::text AS t, age(min(ts)) IS NOT NULL AS u \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -859,6 +860,7 @@ mod tests {
             ("n", "3 days 01:30:00"),
             ("r", "2026-11-01 04:00:00+00"),
             ("s", "2026-11-01 09:00:00"),
+            ("t", "28 days 10:00:00"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }

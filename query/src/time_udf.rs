@@ -5,6 +5,9 @@
 //! - `to_timestamp(..)` and its `_seconds`, `_millis`, `_micros`, `_nanos` forms: DataFusion's,
 //!   whose answer is made the UTC time its plan says it is. Of a column of text or dates it was
 //!   a zoneless time, which failed the statement ("column types must match schema types").
+//! - `age(a, b)` and `age(a)` (from midnight of the statement's day): PostgreSQL's symbolic
+//!   difference in years, months, days and time (`1 year 2 mons 3 days 04:00:00`), each field
+//!   borrowed from the next as PostgreSQL borrows it. DataFusion has none.
 //! - `localtimestamp` and `localtime`: the session's wall clock when the statement started, as a
 //!   `timestamp` and a `time` (DataFusion has neither, and read them as column names).
 //! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
@@ -227,5 +230,167 @@ impl ScalarUDFImpl for TimestampAsPlanned {
             t if t == planned => Ok(value),
             _ => value.cast_to(&planned, None),
         }
+    }
+}
+
+/// `age`, to register on a session.
+pub fn age() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Age { signature: Signature::user_defined(datafusion::logical_expr::Volatility::Stable) })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Age {
+    signature: Signature,
+}
+
+/// Arguments of `age` read as UTC times in microseconds.
+fn age_argument() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+impl ScalarUDFImpl for Age {
+    fn name(&self) -> &str {
+        "age"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types.len() {
+            1 | 2 => Ok(vec![age_argument(); arg_types.len()]),
+            n => datafusion::common::plan_err!("age takes one or two times, not {n} arguments"),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano))
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        use datafusion::common::ScalarValue;
+        // `age(t)`: from midnight of the statement's day.
+        match (args.as_slice(), info.query_execution_start_time()) {
+            ([t], Some(now)) => {
+                let midnight = now.date_naive().and_hms_opt(0, 0, 0).map(|m| m.and_utc().timestamp_micros());
+                let from = Expr::Literal(ScalarValue::TimestampMicrosecond(midnight, Some("UTC".into())), None);
+                Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    Arc::new(age()),
+                    vec![from, t.clone()],
+                ))))
+            }
+            _ => Ok(ExprSimplifyResult::Original(args)),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, IntervalMonthDayNanoArray};
+        use datafusion::arrow::datatypes::TimestampMicrosecondType;
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = args.number_rows;
+        let arrays: Vec<_> = args.args.iter().map(|a| Ok(datafusion::arrow::compute::cast(&a.to_array(rows)?, &age_argument())?)).collect::<Result<_>>()?;
+        let (from, to) = match arrays.as_slice() {
+            [to] => {
+                let midnight = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).map(|m| m.and_utc().timestamp_micros());
+                (vec![midnight; to.len()], to.as_primitive::<TimestampMicrosecondType>().iter().collect::<Vec<_>>())
+            }
+            [from, to] => (
+                from.as_primitive::<TimestampMicrosecondType>().iter().collect(),
+                to.as_primitive::<TimestampMicrosecondType>().iter().collect(),
+            ),
+            _ => return datafusion::common::exec_err!("age takes one or two times"),
+        };
+        let ages: IntervalMonthDayNanoArray = from.iter().zip(&to).map(|(a, b)| a.zip(*b).and_then(|(a, b)| age_of(a, b))).collect();
+        let out = ColumnarValue::Array(Arc::new(ages));
+        if scalar {
+            let array = out.to_array(1)?;
+            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(array.as_ref(), 0)?));
+        }
+        Ok(out)
+    }
+}
+
+/// PostgreSQL's `age(a, b)` of two UTC times in microseconds (its `timestamp_age`): the fields of
+/// the later less those of the earlier, each negative one borrowed from the next (a day as one of
+/// the month of `b`'s date, or of `a`'s when `a` is the earlier), with the sign of `a - b`.
+pub fn age_of(a: i64, b: i64) -> Option<arrow::datatypes::IntervalMonthDayNano> {
+    use chrono::{Datelike, Timelike};
+    let (t1, t2) = (chrono::DateTime::from_timestamp_micros(a)?.naive_utc(), chrono::DateTime::from_timestamp_micros(b)?.naive_utc());
+    let fields = |t: chrono::NaiveDateTime| {
+        [
+            i64::from(t.year()),
+            i64::from(t.month()),
+            i64::from(t.day()),
+            i64::from(t.hour()),
+            i64::from(t.minute()),
+            i64::from(t.second()),
+            i64::from(t.nanosecond() / 1000),
+        ]
+    };
+    let (f1, f2) = (fields(t1), fields(t2));
+    let mut d: [i64; 7] = std::array::from_fn(|i| f1[i] - f2[i]);
+    let negative = a < b;
+    if negative {
+        d.iter_mut().for_each(|v| *v = -*v);
+    }
+    let [year, mon, mday, hour, min, sec, usec] = &mut d;
+    while *usec < 0 {
+        *usec += 1_000_000;
+        *sec -= 1;
+    }
+    while *sec < 0 {
+        *sec += 60;
+        *min -= 1;
+    }
+    while *min < 0 {
+        *min += 60;
+        *hour -= 1;
+    }
+    while *hour < 0 {
+        *hour += 24;
+        *mday -= 1;
+    }
+    // A day borrowed is one of the month of the earlier time's fields, as PostgreSQL takes it.
+    let borrowed = if negative { t1 } else { t2 };
+    let month_days = days_in_month(borrowed.year(), borrowed.month());
+    while *mday < 0 {
+        *mday += month_days;
+        *mon -= 1;
+    }
+    while *mon < 0 {
+        *mon += 12;
+        *year -= 1;
+    }
+    let sign = if negative { -1 } else { 1 };
+    let months = i32::try_from(sign * (*year * 12 + *mon)).ok()?;
+    let days = i32::try_from(sign * *mday).ok()?;
+    let nanos = sign * ((((*hour * 60 + *min) * 60 + *sec) * 1_000_000 + *usec) * 1000);
+    Some(arrow::datatypes::IntervalMonthDayNano::new(months, days, nanos))
+}
+
+fn days_in_month(year: i32, month: u32) -> i64 {
+    let next = if month == 12 { chrono::NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { chrono::NaiveDate::from_ymd_opt(year, month + 1, 1) };
+    let first = chrono::NaiveDate::from_ymd_opt(year, month, 1);
+    first.zip(next).map_or(30, |(f, n)| (n - f).num_days())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_is_postgres_age() {
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        let text = |a: &str, b: &str| crate::pgwire::types::interval_text(age_of(t(a), t(b)).unwrap());
+        // Answers of PostgreSQL 15.
+        assert_eq!(text("2026-11-29T10:00:00Z", "2025-09-15T12:30:00Z"), "1 year 2 mons 13 days 21:30:00");
+        assert_eq!(text("2026-03-01T00:00:00Z", "2026-01-31T00:00:00Z"), "1 mon 1 day");
+        assert_eq!(text("2026-01-31T00:00:00Z", "2026-03-01T00:00:00Z"), "-1 mons -1 days");
+        assert_eq!(text("2026-11-29T10:00:00Z", "2026-11-29T10:00:00Z"), "00:00:00");
+        assert_eq!(text("2024-03-01T00:00:00Z", "2024-02-28T23:00:00Z"), "1 day 01:00:00");
+        assert_eq!(text("2026-11-25T08:30:00Z", "2026-11-29T10:00:00Z"), "-4 days -01:30:00");
+        assert_eq!(text("2026-03-31T00:00:00Z", "2026-02-28T12:00:00Z"), "1 mon 2 days 12:00:00");
+        assert_eq!(text("2026-02-28T12:00:00Z", "2026-03-31T00:00:00Z"), "-1 mons -2 days -12:00:00");
     }
 }
