@@ -838,7 +838,9 @@ mod tests {
                    count(*) FILTER (WHERE ts >= '2026/11/1 0:0 utc') AS o, \
                    extract(second from timestamptz '2026-11-28 10:15:30.5+00') AS p, date_part('SECOND', min(ts) + interval '1.25 seconds') AS q, \
                    date_trunc('day', min(ts) + interval '12 hours', 'america/new_york')::text AS r, timezone('Asia/Tokyo', min(ts))::text AS s, \
-                   age(timestamptz '2026-11-29 10:00', min(ts))::text AS t, age(min(ts)) IS NOT NULL AS u \
+                   age(timestamptz '2026-11-29 10:00', min(ts))::text AS t, age(min(ts)) IS NOT NULL AS u, \
+                   to_timestamp('2026-11-28 10', 'YYYY-MM-DD HH24')::text AS v, to_timestamp('2026112812', 'YYYYMMDDHH12')::text AS w, \
+                   (min(ts) + '1 day 02:00')::text AS x, (interval '1 month - 1 day')::text AS y, (min(ts) + interval '@ 1 hour ago')::text AS z \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -861,6 +863,11 @@ mod tests {
             ("r", "2026-11-01 04:00:00+00"),
             ("s", "2026-11-01 09:00:00"),
             ("t", "28 days 10:00:00"),
+            ("v", "2026-11-28 10:00:00+00"),
+            ("w", "2026-11-28 00:00:00+00"),
+            ("x", "2026-11-02 02:00:00+00"),
+            ("y", "1 mon -1 days"),
+            ("z", "2026-10-31 23:00:00+00"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }

@@ -253,8 +253,8 @@ impl VisitorMut for Rewriter {
 fn alias_repeated_outputs(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
-            alias_repeated_in(select);
             alias_casts_of_columns(select);
+            alias_repeated_in(select);
         }
         SetExpr::SetOperation { left, right, .. } => {
             alias_repeated_outputs(left);
@@ -327,14 +327,23 @@ fn alias_repeated_in(select: &mut Select) {
 
 /// Alias each unaliased cast of a column (`ts::date`, `(ts AT TIME ZONE 'UTC')::text`) by the
 /// column's name, the name PostgreSQL and DataFusion give it, unless another output column has
-/// that name. `ORDER BY ts` then means that output column, as in PostgreSQL; DataFusion added the
-/// column `ts` to the projection beside it and refused two columns named `ts`.
+/// that name (`ts::date, ts`: `ORDER BY ts` is then the column, as DataFusion reads it, where
+/// PostgreSQL refuses it as ambiguous). `ORDER BY ts` then means that output column, as in
+/// PostgreSQL; DataFusion added the column `ts` to the projection beside it and refused two
+/// columns named `ts`. Runs before [`alias_repeated_in`] names repeated columns apart.
 fn alias_casts_of_columns(select: &mut Select) {
     let mut taken = output_names(&select.projection, |e| Some(output_key(e)));
     for i in 0..select.projection.len() {
         let SelectItem::UnnamedExpr(expr) = &select.projection[i] else { continue };
+        // Casts only: `x AT TIME ZONE z` itself is named `timezone`.
+        let mut outer = expr;
+        while let Expr::Nested(inner) = outer {
+            outer = inner;
+        }
+        if !matches!(outer, Expr::Cast { .. }) {
+            continue;
+        }
         let name = match uncast(expr) {
-            inner if std::ptr::eq(inner, expr) => continue,
             Expr::Identifier(id) => folded(id),
             Expr::CompoundIdentifier(ids) => match ids.last() {
                 Some(id) => folded(id),
@@ -548,9 +557,10 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
         }
         Expr::BinaryOp { left, op: op @ (BinaryOperator::Plus | BinaryOperator::Minus), right } => {
             let interval = |e: &Expr| match e {
-                Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) if crate::time_text::interval_of_text(text).is_some() => {
+                Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => {
+                    let read = crate::time_text::interval_of_text(text)?;
                     Some(Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
-                        value: Box::new(e.clone()),
+                        value: Box::new(Expr::value(Value::SingleQuotedString(read.arrow_text()))),
                         leading_field: None,
                         leading_precision: None,
                         last_field: None,
@@ -576,6 +586,19 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             time_zone: Box::new(Expr::value(Value::SingleQuotedString(zone))),
         })),
         Expr::BinaryOp { left, op: op @ (BinaryOperator::Multiply | BinaryOperator::Divide), right } => scaled_interval(Some(left), op, right),
+        // An interval literal as PostgreSQL reads it (`interval '1 day 02:00'`, `'@ 1 hour ago'`),
+        // written in the amounts and units DataFusion reads.
+        Expr::Interval(i) if i.leading_field.is_none() && i.last_field.is_none() && i.leading_precision.is_none() && i.fractional_seconds_precision.is_none() => {
+            let Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), span }) = i.value.as_ref() else { return Ok(None) };
+            let Some(read) = crate::time_text::interval_of_text(text) else { return Ok(None) };
+            let written = read.arrow_text();
+            if written == *text {
+                return Ok(None);
+            }
+            let mut i = i.clone();
+            i.value = Box::new(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(written), span: *span }));
+            Ok(Some(Expr::Interval(i)))
+        }
         Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr: inner } => scaled_interval(None, &BinaryOperator::Multiply, inner),
         _ => Ok(None),
     }
@@ -772,8 +795,9 @@ fn postgres_mod(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
 /// `%` is read as PostgreSQL's and rewritten; one with `%` is taken as chrono's. The same for the
 /// template of `to_timestamp(text, template)` and `to_date(text, template)` (`parse`), which
 /// DataFusion reads as chrono's; as PostgreSQL does, those read a month and a day left out of the
-/// template as the first (`to_date('2026-11', 'YYYY-MM')`): the text is given ` 01` for each and
-/// the template ` %d`, ` %m`, as chrono needs a whole date.
+/// template as the first (`to_date('2026-11', 'YYYY-MM')`), minutes left out after an hour as 0,
+/// and a 12-hour hour without `AM`/`PM` as before noon: the text is given ` 01`, ` 00`, ` AM`
+/// and the template ` %m`, ` %d`, ` %M`, ` %p`, as chrono reads whole dates and times only.
 fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function, parse: bool) -> Result<Option<Expr>> {
     use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
     let FunctionArguments::List(list) = &f.args else { return Ok(None) };
@@ -786,25 +810,36 @@ fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function, parse: bool) 
     let mut chrono = chrono_template(template, parse).map_err(QueryError::InvalidSql)?;
     let mut f = f.clone();
     let FunctionArguments::List(list) = &mut f.args else { return Ok(None) };
-    // A template without a year reads no date: left to chrono to refuse.
     let has = |chrono: &str, specs: &[&str]| specs.iter().any(|p| chrono.contains(p));
-    if parse && has(&chrono, &["%Y", "%G", "%y"]) {
-        let mut missing = 0;
-        if !has(&chrono, &["%m", "%-m", "%b", "%B", "%j", "%-j", "%V", "%-V"]) {
-            chrono.push_str(" %m");
-            missing += 1;
+    if parse {
+        // What the template leaves out, as PostgreSQL reads it: (text, chrono) appended to both.
+        let mut missing: Vec<(&str, &str)> = Vec::new();
+        // A template without a year reads no date: left to chrono to refuse.
+        if has(&chrono, &["%Y", "%G", "%y"]) {
+            if !has(&chrono, &["%m", "%-m", "%b", "%B", "%j", "%-j", "%V", "%-V"]) {
+                missing.push((" 01", " %m"));
+            }
+            if !has(&chrono, &["%d", "%-d", "%j", "%-j"]) {
+                missing.push((" 01", " %d"));
+            }
         }
-        if !has(&chrono, &["%d", "%-d", "%j", "%-j"]) {
-            chrono.push_str(" %d");
-            missing += 1;
+        // An hour without minutes (chrono reads no time then, and dropped the hour).
+        if has(&chrono, &["%H", "%-H", "%I", "%-I"]) && !has(&chrono, &["%M", "%-M"]) {
+            missing.push((" 00", " %M"));
         }
-        if missing > 0
+        // A 12-hour hour without AM/PM is before noon (`12` is midnight, `13` an error).
+        if has(&chrono, &["%I", "%-I"]) && !has(&chrono, &["%p", "%P"]) {
+            missing.push((" AM", " %p"));
+        }
+        if !missing.is_empty()
             && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(text))) = list.args.first_mut()
         {
+            let padding: String = missing.iter().map(|m| m.0).collect();
+            chrono.extend(missing.iter().map(|m| m.1));
             let padded = Expr::BinaryOp {
                 left: Box::new(Expr::Nested(Box::new(text.clone()))),
                 op: BinaryOperator::StringConcat,
-                right: Box::new(Expr::value(Value::SingleQuotedString(" 01".repeat(missing)))),
+                right: Box::new(Expr::value(Value::SingleQuotedString(padding))),
             };
             *text = Expr::Nested(Box::new(padded));
         }
@@ -816,8 +851,8 @@ fn postgres_to_char(f: &datafusion::sql::sqlparser::ast::Function, parse: bool) 
 /// A PostgreSQL `to_char` template for dates and times as chrono's: its patterns (`YYYY`, `MM`,
 /// `DD`, `HH24`, `MI`, `SS`, `MS`, `Mon`, `Day`, …, with the `FM` prefix), quoted text, and other
 /// characters copied. Patterns chrono has no equal for are an error, not text. To `parse` a text
-/// (`to_timestamp`, `to_date`), names are read in any case (`MON`, `DAY`), and `HH`/`HH12`
-/// without `AM`/`PM` in the template read the hour as written, as PostgreSQL reads them.
+/// (`to_timestamp`, `to_date`), names are read in any case (`MON`, `DAY`), as PostgreSQL reads
+/// them.
 pub fn chrono_template(template: &str, parse: bool) -> std::result::Result<String, String> {
     // The longest pattern at a place is taken (`SSSS` before `SS`). `None`: a PostgreSQL
     // pattern chrono cannot give.
@@ -890,14 +925,12 @@ pub fn chrono_template(template: &str, parse: bool) -> std::result::Result<Strin
         ("Y", None),
         ("I", None),
     ];
-    let meridiem = ["AM", "PM", "am", "pm", "A.M.", "P.M.", "a.m.", "p.m."].iter().any(|m| template.contains(m));
     let parsed_as = |p: &str| -> Option<&'static str> {
         match p {
             "MON" | "mon" => Some("%b"),
             "MONTH" | "month" => Some("%B"),
             "DAY" | "day" => Some("%A"),
             "DY" | "dy" => Some("%a"),
-            "HH" | "HH12" | "hh" | "hh12" if !meridiem => Some("%H"),
             _ => None,
         }
     };
@@ -1171,7 +1204,7 @@ mod tests {
         assert_eq!(chrono_template("IYYY-IW / DDD 100 percent", false).unwrap(), "%G-%V / %j 100 percent");
         assert_eq!(chrono_template("yyyy-mm-dd hh24:mi:ss", false).unwrap(), "%Y-%m-%d %H:%M:%S");
         // Read by to_timestamp and to_date: names in any case, a 12-hour hour without AM/PM as it is.
-        assert_eq!(chrono_template("DD MON YYYY HH:MI", true).unwrap(), "%d %b %Y %H:%M");
+        assert_eq!(chrono_template("DD MON YYYY HH:MI", true).unwrap(), "%d %b %Y %I:%M");
         assert_eq!(chrono_template("HH12:MI PM, Day", true).unwrap(), "%I:%M %p, %A");
         assert!(chrono_template("DD MON YYYY", false).is_err());
         assert_eq!(chrono_template("\"at\" HH24 \"h\", 5%", false).unwrap(), "at %H h, 5%%");
@@ -1203,11 +1236,13 @@ mod tests {
         assert_eq!(rewritten("SELECT ts, ts::date FROM t"), r#"SELECT ts, ts::DATE AS "ts_2" FROM t"#);
         assert_eq!(
             rewritten("SELECT requests::int, CAST(requests AS BIGINT), (t.requests)::text FROM t"),
-            r#"SELECT requests::INT AS "requests", CAST(requests AS BIGINT) AS "requests_2", (t.requests)::TEXT AS "requests_3" FROM t"#
+            r#"SELECT requests::INT, CAST(requests AS BIGINT) AS "requests_2", (t.requests)::TEXT AS "requests_3" FROM t"#
         );
         // Regression: a cast of a column is named as the column, so `ORDER BY ts` means it, as in
         // PostgreSQL; DataFusion added `ts` beside `ts::date` and refused two columns named `ts`.
         assert_eq!(rewritten("SELECT ts::date FROM t ORDER BY ts"), r#"SELECT ts::DATE AS "ts" FROM t ORDER BY ts"#);
+        // Beside the column itself, `ORDER BY ts` stays the column's.
+        assert_eq!(rewritten("SELECT ts::date, ts FROM t ORDER BY ts"), r#"SELECT ts::DATE, ts AS "ts_2" FROM t ORDER BY ts"#);
         assert_eq!(
             rewritten("SELECT (t.ts AT TIME ZONE 'UTC')::text, \"Site\"::text, x::int AS y FROM t"),
             r#"SELECT (t.ts AT TIME ZONE 'UTC')::TEXT AS "ts", "Site"::TEXT AS "Site", x::INT AS y FROM t"#

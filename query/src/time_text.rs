@@ -269,15 +269,27 @@ pub fn interval_of_text(text: &str) -> Option<Interval> {
         return None;
     }
     let (mut months, mut days, mut micros) = (0f64, 0f64, 0f64);
+    let mut sign = 1.0;
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
-        if w.contains(':') {
-            micros += time_part(w)?;
+        // `1 month - 1 day`: a sign apart from its amount.
+        if w == "-" || w == "+" {
+            if sign != 1.0 || i + 1 == words.len() {
+                return None;
+            }
+            sign = if w == "-" { -1.0 } else { 1.0 };
             i += 1;
             continue;
         }
-        let amount: f64 = w.parse().ok().filter(|a: &f64| a.is_finite())?;
+        if w.contains(':') {
+            micros += sign * time_part(w)?;
+            sign = 1.0;
+            i += 1;
+            continue;
+        }
+        let amount: f64 = sign * w.parse::<f64>().ok().filter(|a| a.is_finite())?;
+        sign = 1.0;
         let unit = words.get(i + 1)?.to_ascii_lowercase();
         let unit = unit.trim_end_matches(',');
         match unit {
@@ -398,6 +410,10 @@ mod tests {
             ("2 hours ago", iv(0, 0, -7_200_000_000)),
             ("@ 1 min", iv(0, 0, 60_000_000)),
             ("10 ms", iv(0, 0, 10_000)),
+            ("1 month - 1 day", iv(1, -1, 0)),
+            ("1 day 02:00", iv(0, 1, 7_200_000_000)),
+            (" 1 hour ", iv(0, 0, 3_600_000_000)),
+            ("1 day -", None),
             ("P1D", None),
             ("5", None),
             ("1 fortnight", None),
