@@ -688,7 +688,13 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 }
 
 /// Microseconds since 1970 of a PostgreSQL or RFC 3339 timestamp text; without an offset, UTC.
+/// The forms [`crate::time_text::complete_time_text`] completes are read too (`2026/11/01 0:30`,
+/// `… utc`).
 pub fn parse_timestamp(t: &str) -> Option<i64> {
+    let completed = crate::time_text::complete_time_text(t);
+    let t = completed.as_deref().unwrap_or(t).trim();
+    let t = t.strip_suffix(" UTC").or_else(|| t.strip_suffix(" GMT")).map_or_else(|| t.to_owned(), |t| format!("{t}Z"));
+    let t = t.as_str();
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Some(d.timestamp_micros());
     }
@@ -1025,6 +1031,10 @@ mod tests {
         assert_eq!(decode_param(Some(b"2026-11-01T23:58:00Z"), false, &Type::TIMESTAMPTZ).unwrap(), ts);
         assert_eq!(decode_param(Some(b"2026-11-02 00:58:00+01:00"), false, &Type::TIMESTAMPTZ).unwrap(), ts);
         assert_eq!(decode_param(Some(b"2026-11-01 23:58:00"), false, &Type::TIMESTAMP).unwrap(), ts);
+        // The forms a literal takes: without seconds, slashes, a zone name in any case.
+        for text in ["2026/11/01 23:58", "2026-11-01 23:58 utc", "2026-11-1 23:58:00 Z", "2026-11-01T23:58Z"] {
+            assert_eq!(decode_param(Some(text.as_bytes()), false, &Type::TIMESTAMPTZ).unwrap(), ts, "{text}");
+        }
         let bin = (1_793_577_480_000_000i64 - PG_EPOCH_MICROS).to_be_bytes();
         assert_eq!(decode_param(Some(&bin), true, &Type::TIMESTAMPTZ).unwrap(), ts);
         assert_eq!(decode_param(Some(b"2026-11-01"), false, &Type::DATE).unwrap(), ParamValue::Date(20_758));
