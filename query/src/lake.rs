@@ -333,7 +333,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     ctx.register_udf(crate::time_udf::coalesce());
-    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]) {
+    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()) {
         ctx.register_udf(f);
     }
     ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
@@ -840,7 +840,9 @@ mod tests {
                    date_trunc('day', min(ts) + interval '12 hours', 'america/new_york')::text AS r, timezone('Asia/Tokyo', min(ts))::text AS s, \
                    age(timestamptz '2026-11-29 10:00', min(ts))::text AS t, age(min(ts)) IS NOT NULL AS u, \
                    to_timestamp('2026-11-28 10', 'YYYY-MM-DD HH24')::text AS v, to_timestamp('2026112812', 'YYYYMMDDHH12')::text AS w, \
-                   (min(ts) + '1 day 02:00')::text AS x, (interval '1 month - 1 day')::text AS y, (min(ts) + interval '@ 1 hour ago')::text AS z \
+                   (min(ts) + '1 day 02:00')::text AS x, (interval '1 month - 1 day')::text AS y, (min(ts) + interval '@ 1 hour ago')::text AS z, \
+                   (min(ts) + min(requests) * interval '1 minute')::text AS aa, ('1 hour'::interval / (1 + 1))::text AS ab, \
+                   (interval '1 hour' * CAST(NULL AS int)) IS NULL AS ac \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -868,12 +870,15 @@ mod tests {
             ("x", "2026-11-02 02:00:00+00"),
             ("y", "1 mon -1 days"),
             ("z", "2026-10-31 23:00:00+00"),
+            ("aa", "2026-11-01 00:07:00+00"),
+            ("ab", "00:30:00"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }
         assert_eq!(row["k"], serde_json::json!(2.0));
         assert_eq!(row["o"], serde_json::json!(2));
         assert_eq!((row["p"].as_f64(), row["q"].as_f64()), (Some(30.5), Some(1.25)), "{row:?}");
+        assert_eq!(row["ac"], serde_json::json!(true));
         let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();
         assert!(e.to_string().contains("division by zero"), "{e}");
     }

@@ -585,7 +585,10 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             timestamp: timestamp.clone(),
             time_zone: Box::new(Expr::value(Value::SingleQuotedString(zone))),
         })),
-        Expr::BinaryOp { left, op: op @ (BinaryOperator::Multiply | BinaryOperator::Divide), right } => scaled_interval(Some(left), op, right),
+        Expr::BinaryOp { left, op: op @ (BinaryOperator::Multiply | BinaryOperator::Divide), right } => match scaled_interval(Some(left), op, right)? {
+            Some(literal) => Ok(Some(literal)),
+            None => Ok(interval_scaling_call(left, op, right)),
+        },
         // An interval literal as PostgreSQL reads it (`interval '1 day 02:00'`, `'@ 1 hour ago'`),
         // written in the amounts and units DataFusion reads.
         Expr::Interval(i) if i.leading_field.is_none() && i.last_field.is_none() && i.leading_precision.is_none() && i.fractional_seconds_precision.is_none() => {
@@ -746,6 +749,43 @@ fn part_of<'a>(f: &'a datafusion::sql::sqlparser::ast::Function, parts: &[&str])
         return None;
     };
     (f.over.is_none() && parts.iter().any(|p| part.eq_ignore_ascii_case(p))).then_some(t)
+}
+
+/// `interval * x`, `x * interval`, `interval / x` where the interval is written as one (a literal,
+/// a cast to `interval`) and `x` is not: `edgelens_interval_mul(interval, x)` or
+/// `edgelens_interval_div(interval, x)` ([`crate::time_udf`]); `None` otherwise.
+fn interval_scaling_call(left: &Expr, op: &BinaryOperator, right: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
+    fn is_interval(e: &Expr) -> bool {
+        match e {
+            Expr::Nested(inner) => is_interval(inner),
+            Expr::Interval(_) => true,
+            Expr::Cast { data_type: DataType::Interval { .. }, .. } => true,
+            Expr::UnaryOp { expr, .. } => is_interval(expr),
+            Expr::Function(f) => {
+                let name = f.name.to_string().to_ascii_lowercase();
+                [crate::time_udf::interval_scaling_name(false), crate::time_udf::interval_scaling_name(true)].contains(&name.as_str())
+            }
+            _ => false,
+        }
+    }
+    let divide = *op == BinaryOperator::Divide;
+    let (interval, factor) = match (is_interval(left), is_interval(right)) {
+        (true, false) => (left, right),
+        (false, true) if !divide => (right, left),
+        _ => return None,
+    };
+    let arg = |e: &Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e.clone()));
+    Some(Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(crate::time_udf::interval_scaling_name(divide))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![arg(interval), arg(factor)], clauses: Vec::new() }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    }))
 }
 
 /// DataFusion's name of a PostgreSQL function it has under another name (`sign` is `signum`;

@@ -8,6 +8,10 @@
 //! - `age(a, b)` and `age(a)` (from midnight of the statement's day): PostgreSQL's symbolic
 //!   difference in years, months, days and time (`1 year 2 mons 3 days 04:00:00`), each field
 //!   borrowed from the next as PostgreSQL borrows it. DataFusion has none.
+//! - `edgelens_interval_mul(interval, factor)` and `edgelens_interval_div(interval, divisor)`:
+//!   an interval scaled as PostgreSQL scales it ([`crate::time_text::scaled_interval`]), which
+//!   [`crate::sql_compat`] writes for `interval * x` and `interval / x` (DataFusion multiplies no
+//!   interval). A division by 0 is an error, a NULL gives NULL.
 //! - `localtimestamp` and `localtime`: the session's wall clock when the statement started, as a
 //!   `timestamp` and a `time` (DataFusion has neither, and read them as column names).
 //! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
@@ -392,5 +396,75 @@ mod tests {
         assert_eq!(text("2026-11-25T08:30:00Z", "2026-11-29T10:00:00Z"), "-4 days -01:30:00");
         assert_eq!(text("2026-03-31T00:00:00Z", "2026-02-28T12:00:00Z"), "1 mon 2 days 12:00:00");
         assert_eq!(text("2026-02-28T12:00:00Z", "2026-03-31T00:00:00Z"), "-1 mons -2 days -12:00:00");
+    }
+}
+
+/// `edgelens_interval_mul` and `edgelens_interval_div`, to register on a session.
+pub fn interval_scaling() -> [ScalarUDF; 2] {
+    [false, true].map(|divide| ScalarUDF::new_from_impl(IntervalScale { divide, signature: Signature::user_defined(datafusion::logical_expr::Volatility::Immutable) }))
+}
+
+/// The name of the function scaling an interval (`divide`: by the inverse).
+pub fn interval_scaling_name(divide: bool) -> &'static str {
+    if divide { "edgelens_interval_div" } else { "edgelens_interval_mul" }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalScale {
+    divide: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IntervalScale {
+    fn name(&self) -> &str {
+        interval_scaling_name(self.divide)
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [_, _] => Ok(vec![DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano), DataType::Float64]),
+            _ => datafusion::common::plan_err!("{} takes an interval and a number", self.name()),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, IntervalMonthDayNanoArray};
+        use datafusion::arrow::datatypes::{Float64Type, IntervalMonthDayNano, IntervalMonthDayNanoType};
+        use crate::time_text::{Interval, scaled_interval};
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let rows = args.number_rows;
+        let [interval, factor] = args.args.as_slice() else { return datafusion::common::exec_err!("{} takes two arguments", self.name()) };
+        let (interval, factor) = (interval.to_array(rows)?, factor.to_array(rows)?);
+        let (intervals, factors) = (interval.as_primitive::<IntervalMonthDayNanoType>(), factor.as_primitive::<Float64Type>());
+        let mut out = Vec::with_capacity(rows);
+        for (iv, f) in intervals.iter().zip(factors.iter()) {
+            let (Some(iv), Some(f)) = (iv, f) else {
+                out.push(None);
+                continue;
+            };
+            if self.divide && f == 0.0 {
+                return datafusion::common::exec_err!("division by zero (an interval divided by 0)");
+            }
+            let read = Interval { months: i64::from(iv.months), days: i64::from(iv.days), micros: iv.nanoseconds / 1000 };
+            let Some(scaled) = scaled_interval(read, f, self.divide) else { return datafusion::common::exec_err!("interval out of range") };
+            let (months, days) = (i32::try_from(scaled.months), i32::try_from(scaled.days));
+            let (Ok(months), Ok(days), Some(nanos)) = (months, days, scaled.micros.checked_mul(1000)) else {
+                return datafusion::common::exec_err!("interval out of range");
+            };
+            out.push(Some(IntervalMonthDayNano::new(months, days, nanos)));
+        }
+        let array = IntervalMonthDayNanoArray::from(out);
+        if scalar {
+            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&array, 0)?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(array)))
     }
 }
