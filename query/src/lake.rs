@@ -333,7 +333,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     ctx.register_udf(crate::time_udf::coalesce());
-    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()) {
+    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()).chain([crate::time_udf::date_part()]) {
         ctx.register_udf(f);
     }
     ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
@@ -842,7 +842,9 @@ mod tests {
                    to_timestamp('2026-11-28 10', 'YYYY-MM-DD HH24')::text AS v, to_timestamp('2026112812', 'YYYYMMDDHH12')::text AS w, \
                    (min(ts) + '1 day 02:00')::text AS x, (interval '1 month - 1 day')::text AS y, (min(ts) + interval '@ 1 hour ago')::text AS z, \
                    (min(ts) + min(requests) * interval '1 minute')::text AS aa, ('1 hour'::interval / (1 + 1))::text AS ab, \
-                   (interval '1 hour' * CAST(NULL AS int)) IS NULL AS ac \
+                   (interval '1 hour' * CAST(NULL AS int)) IS NULL AS ac, \
+                   extract(hour from timestamptz '2026-11-03 05:00' - min(ts)) AS ad, date_part('second', timestamptz '2026-11-03 05:00:30.5' - min(ts)) AS ae, \
+                   extract(second from interval '1 min 30.5 sec') AS af, date_part('day', timestamptz '2026-11-03 05:00' - min(ts)) AS ag \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -879,6 +881,8 @@ mod tests {
         assert_eq!(row["o"], serde_json::json!(2));
         assert_eq!((row["p"].as_f64(), row["q"].as_f64()), (Some(30.5), Some(1.25)), "{row:?}");
         assert_eq!(row["ac"], serde_json::json!(true));
+        // Of the difference of two times, as of PostgreSQL's interval: 2 days 05:00:30.5.
+        assert_eq!((row["ad"].as_f64(), row["ae"].as_f64(), row["af"].as_f64(), row["ag"].as_f64()), (Some(5.0), Some(30.5), Some(30.5), Some(2.0)), "{row:?}");
         let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();
         assert!(e.to_string().contains("division by zero"), "{e}");
     }

@@ -27,8 +27,6 @@
 //!   tables.
 //! - `date_trunc(unit, t, zone)` truncates at the zone's wall clock and gives a UTC time back, as
 //!   PostgreSQL's does; `timezone(zone, t)` is `t AT TIME ZONE zone`.
-//! - `EXTRACT(SECOND FROM t)` and `date_part('second', t)` keep the fraction of the second
-//!   (`30.5`), as in PostgreSQL (DataFusion's are whole seconds).
 //! - `EXTRACT(field FROM t)` is marked as a `numeric`, as in PostgreSQL, for [`crate::fraction`]
 //!   ([`numeric_extract`]).
 //! - `a ^ b` is `a` to the power `b` (PostgreSQL's meaning; DataFusion's generic dialect reads it
@@ -62,7 +60,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType, DateTimeField, ExactNumberInfo, Expr, Ident, Query, Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
+    BinaryOperator, DataType, ExactNumberInfo, Expr, Ident, Query, Select, SelectItem, SetExpr, TableAliasColumnDef, TableFactor, Value,
     ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
@@ -577,10 +575,7 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
             })
         }
         Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f, true),
-        // The seconds with their fraction, as PostgreSQL gives them (DataFusion cut the fraction).
-        Expr::Extract { field: DateTimeField::Second | DateTimeField::Seconds, expr: of, .. } => Ok(Some(numeric_extract(seconds_of(of)))),
         Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
-        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("date_part") && let Some(of) = part_of(f, &["second", "seconds"]) => Ok(Some(seconds_of(of))),
         Expr::AtTimeZone { timestamp, time_zone } => Ok(zone_name(time_zone).map(|zone| Expr::AtTimeZone {
             timestamp: timestamp.clone(),
             time_zone: Box::new(Expr::value(Value::SingleQuotedString(zone))),
@@ -713,44 +708,6 @@ fn zoned_call(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
     }
 }
 
-/// `date_part('microsecond', t) / 1000000.0`: the seconds of `t` with their fraction
-/// (`30.5`), where DataFusion's `date_part('second', t)` gives whole seconds.
-fn seconds_of(t: &Expr) -> Expr {
-    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
-    let arg = |e: Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e));
-    let micros = Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new("date_part")]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![arg(Expr::value(Value::SingleQuotedString("microsecond".into()))), arg(t.clone())],
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    });
-    Expr::Nested(Box::new(Expr::BinaryOp {
-        left: Box::new(micros),
-        op: BinaryOperator::Divide,
-        right: Box::new(Expr::value(Value::Number("1000000.0".into(), false))),
-    }))
-}
-
-/// The time of `date_part(part, t)` when `part` is a literal naming one of `parts` (any case).
-fn part_of<'a>(f: &'a datafusion::sql::sqlparser::ast::Function, parts: &[&str]) -> Option<&'a Expr> {
-    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
-    let FunctionArguments::List(list) = &f.args else { return None };
-    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(part), .. }))), FunctionArg::Unnamed(FunctionArgExpr::Expr(t))] =
-        list.args.as_slice()
-    else {
-        return None;
-    };
-    (f.over.is_none() && parts.iter().any(|p| part.eq_ignore_ascii_case(p))).then_some(t)
-}
-
 /// `interval * x`, `x * interval`, `interval / x` where the interval is written as one (a literal,
 /// a cast to `interval`) and `x` is not: `edgelens_interval_mul(interval, x)` or
 /// `edgelens_interval_div(interval, x)` ([`crate::time_udf`]); `None` otherwise.
@@ -800,21 +757,34 @@ fn renamed_function(name: &str) -> Option<&'static str> {
     }
 }
 
-/// `EXTRACT(…)` marked as the `numeric` it is in PostgreSQL (14 and later), where `date_part(…)`
-/// is a `double precision`: [`crate::fraction`] then rounds a cast of it to an integer as a
-/// `numeric` (half away from zero), and divides it as one. The mark changes no value nor type.
+/// `EXTRACT(field FROM t)` as `date_part('field', t)` — what DataFusion plans it as, but through
+/// the session's `date_part` ([`crate::time_udf::date_part`]; DataFusion's planner calls its own)
+/// — marked as the `numeric` it is in PostgreSQL (14 and later), where `date_part(…)` is a `double
+/// precision`: [`crate::fraction`] then rounds a cast of it to an integer as a `numeric` (half
+/// away from zero), and divides it as one. The mark changes no value nor type.
 fn numeric_extract(extract: Expr) -> Expr {
     use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(crate::fraction::NUMERIC_MARK)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(extract))], clauses: Vec::new() }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    })
+    let call = |name: &str, args: Vec<Expr>| {
+        Expr::Function(Function {
+            name: ObjectName::from(vec![Ident::new(name)]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
+                clauses: Vec::new(),
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: Vec::new(),
+        })
+    };
+    let part = match extract {
+        Expr::Extract { field, expr, .. } => call("date_part", vec![Expr::value(Value::SingleQuotedString(format!("{field}"))), *expr]),
+        other => other,
+    };
+    call(crate::fraction::NUMERIC_MARK, vec![part])
 }
 
 /// `mod(a, b)`: `(a % b)`, the remainder with the sign of `a`, as in PostgreSQL (DataFusion has

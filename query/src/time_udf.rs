@@ -12,6 +12,11 @@
 //!   an interval scaled as PostgreSQL scales it ([`crate::time_text::scaled_interval`]), which
 //!   [`crate::sql_compat`] writes for `interval * x` and `interval / x` (DataFusion multiplies no
 //!   interval). A division by 0 is an error, a NULL gives NULL.
+//! - `date_part(part, t)` (and `EXTRACT`, which DataFusion plans as it): DataFusion's, but the
+//!   seconds keep their fraction (`30.5`, a `double precision`; DataFusion's were whole), and the
+//!   difference of two times is read as the interval PostgreSQL makes of it, in days and time
+//!   (`extract(hour from b - a)` is the hours after the whole days; DataFusion counted every hour
+//!   of the difference, and overflowed on its microseconds).
 //! - `localtimestamp` and `localtime`: the session's wall clock when the statement started, as a
 //!   `timestamp` and a `time` (DataFusion has neither, and read them as column names).
 //! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
@@ -467,4 +472,108 @@ impl ScalarUDFImpl for IntervalScale {
         }
         Ok(ColumnarValue::Array(Arc::new(array)))
     }
+}
+
+/// `date_part`, to register on a session in place of DataFusion's.
+pub fn date_part() -> ScalarUDF {
+    ScalarUDF::new_from_impl(DatePart { inner: datafusion::functions::datetime::date_part() })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DatePart {
+    /// DataFusion's function: every other part and type.
+    inner: Arc<ScalarUDF>,
+}
+
+/// Whether `part` (a literal) names the seconds.
+fn is_seconds(part: Option<&datafusion::common::ScalarValue>) -> bool {
+    part.and_then(|p| p.try_as_str().flatten()).is_some_and(|p| ["second", "seconds", "s", "sec", "secs"].iter().any(|s| p.trim().eq_ignore_ascii_case(s)))
+}
+
+impl ScalarUDFImpl for DatePart {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        datafusion::common::internal_err!("call return_field_from_args instead")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        if is_seconds(args.scalar_arguments.first().copied().flatten()) {
+            let nullable = args.arg_fields.get(1).is_none_or(|f| f.is_nullable());
+            return Ok(Arc::new(Field::new(self.name(), DataType::Float64, nullable)));
+        }
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let seconds = matches!(args.args.first(), Some(ColumnarValue::Scalar(part)) if is_seconds(Some(part)));
+        let Some(value) = args.args.get(1).cloned() else { return self.inner.invoke_with_args(args) };
+        // A difference of two times: the interval of days and time PostgreSQL makes of it.
+        let value = match value.data_type() {
+            DataType::Duration(_) => {
+                let array = value.to_array(args.number_rows)?;
+                let interval = crate::pgwire::types::duration_as_interval(&array)
+                    .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?
+                    .unwrap_or(array);
+                ColumnarValue::Array(interval)
+            }
+            _ => value,
+        };
+        if seconds {
+            let scalar = matches!(args.args.get(1), Some(ColumnarValue::Scalar(_)));
+            let out = seconds_of(&value.to_array(args.number_rows)?)?;
+            return Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) });
+        }
+        args.args[1] = value;
+        if let Some(field) = args.arg_fields.get_mut(1) {
+            *field = Arc::new(field.as_ref().clone().with_data_type(args.args[1].data_type()));
+        }
+        // The function itself, not its `ScalarUDF`, which checks the type in debug builds.
+        self.inner.inner().invoke_with_args(args)
+    }
+}
+
+/// The seconds of each time, with their fraction, as PostgreSQL's `date_part('second', …)`: of a
+/// time of day or a timestamp (at its zone's wall clock) 0 to 59.999999, of an interval its
+/// seconds field with its sign; a date has none (0).
+fn seconds_of(array: &datafusion::arrow::array::ArrayRef) -> Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{AsArray, Float64Array};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{IntervalMonthDayNanoType, IntervalUnit, Time64NanosecondType, TimestampNanosecondType};
+    const MINUTE: i64 = 60_000_000_000;
+    let seconds = |ns: i64| ns as f64 / 1e9;
+    let out: Float64Array = match array.data_type() {
+        DataType::Timestamp(_, _) => {
+            let wall = crate::pgwire::types::wall_clock(array).map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+            let ns = cast(wall.as_ref().unwrap_or(array), &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+            ns.as_primitive::<TimestampNanosecondType>().unary(|v| seconds(v.rem_euclid(MINUTE)))
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let ns = cast(array, &DataType::Time64(TimeUnit::Nanosecond))?;
+            ns.as_primitive::<Time64NanosecondType>().unary(|v| seconds(v.rem_euclid(MINUTE)))
+        }
+        DataType::Interval(_) => {
+            let iv = cast(array, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+            iv.as_primitive::<IntervalMonthDayNanoType>().unary(|v| seconds(v.nanoseconds % MINUTE))
+        }
+        DataType::Date32 | DataType::Date64 | DataType::Null => {
+            Float64Array::from_iter((0..array.len()).map(|i| (!array.is_null(i)).then_some(0.0)))
+        }
+        other => return datafusion::common::exec_err!("date_part('second', …) of a {other}"),
+    };
+    Ok(Arc::new(out))
 }

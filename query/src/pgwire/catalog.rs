@@ -808,7 +808,7 @@ impl Catalog {
             ctx.register_udf(f);
         }
         ctx.register_udf(pg_typeof());
-        for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()) {
+        for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()).chain([crate::time_udf::date_part()]) {
             ctx.register_udf(f);
         }
         Ok(Catalog { ctx, tables: Arc::new(tables) })
