@@ -27,37 +27,11 @@ pub fn read_only_options() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }
 
-/// Check a planned user statement: read-only ([`read_only_options`]), and without an ordering
-/// comparison of two time spans (intervals, durations). DataFusion orders intervals field by
-/// field (months, then days, then nanoseconds), so `now() - ts > interval '1 day'` compares a
-/// duration of any length as less than one day and answers silently wrong; compare timestamps
-/// instead (`ts < now() - interval '1 day'`).
+/// Check a planned user statement: read-only ([`read_only_options`]). (Comparisons of time
+/// spans, which DataFusion orders field by field, are made PostgreSQL's by
+/// [`crate::time_text`].)
 pub fn verify_plan(plan: &datafusion::logical_expr::LogicalPlan) -> Result<()> {
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
-    read_only_options().verify_plan(plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
-    let span = |t: &DataType| matches!(t, DataType::Interval(_) | DataType::Duration(_));
-    let mut refused = None;
-    plan.apply_with_subqueries(|node| {
-        let inputs: Vec<_> = node.inputs().into_iter().map(|i| i.schema().clone()).collect();
-        node.apply_expressions(|e| {
-            e.apply(|x| {
-                if let Expr::BinaryExpr(b) = x
-                    && matches!(b.op, Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq)
-                    && inputs.iter().any(|s| matches!((b.left.get_type(s), b.right.get_type(s)), (Ok(l), Ok(r)) if span(&l) && span(&r)))
-                {
-                    refused = Some(format!(
-                        "{x}: time spans (intervals, durations) cannot be ordered reliably; compare timestamps instead, e.g. ts < now() - interval '1 day'"
-                    ));
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    })
-    .map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))?;
-    refused.map_or(Ok(()), |r| Err(QueryError::SqlRefused(r)))
+    read_only_options().verify_plan(plan).map_err(|e| QueryError::SqlRefused(e.strip_backtrace()))
 }
 
 /// Deepest nesting of brackets (`(`, `[`, `{`) a statement may have.

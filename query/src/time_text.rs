@@ -23,6 +23,11 @@
 //! fraction of a month carried into days at 30 a day, of a day into time), for the rewrite of an
 //! interval literal times a number.
 //!
+//! - A comparison of two time spans (`=`, `<`, …, `BETWEEN`: intervals, differences of times)
+//!   compares their lengths through `edgelens_span_length`, as PostgreSQL compares intervals (a
+//!   month 30 days, a day 24 hours): `interval '1 day' = interval '24 hours'`, `now() - ts >
+//!   interval '1 day'`. DataFusion compared them field by field.
+//!
 //! The functions are named in a plan as their argument is, as the cast they sit in is, so no
 //! column changes its name. Pure: no I/O.
 
@@ -34,9 +39,9 @@ use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalU
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err};
-use datafusion::logical_expr::expr::{Cast, TryCast};
+use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, TryCast};
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
+use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::rewrite_udf::{Rewrite, call, udf};
@@ -78,8 +83,22 @@ fn written(t: &DataType) -> bool {
     matches!(t, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_) | DataType::Interval(IntervalUnit::MonthDayNano) | DataType::Duration(_))
 }
 
-/// `e` with a cast between text and a time going through this module's functions.
+/// `e` with a cast between text and a time going through this module's functions, and a
+/// comparison of time spans comparing their lengths.
 fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+    let span = |e: &Expr| e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Interval(_) | DataType::Duration(_)));
+    match e {
+        Expr::BinaryExpr(b)
+            if matches!(b.op, Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
+                && span(&b.left) && span(&b.right) => {
+            return Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(call(Kind::SpanLength, *b.left)), b.op, Box::new(call(Kind::SpanLength, *b.right)))));
+        }
+        Expr::Between(b) if span(&b.expr) && span(&b.low) && span(&b.high) => {
+            let length = |e: Box<Expr>| Box::new(call(Kind::SpanLength, *e));
+            return Transformed::yes(Expr::Between(Between::new(length(b.expr), b.negated, length(b.low), length(b.high))));
+        }
+        _ => {}
+    }
     let (inner, field, try_cast) = match &e {
         Expr::Cast(Cast { expr, field }) => (expr, field, false),
         Expr::TryCast(TryCast { expr, field }) => (expr, field, true),
@@ -113,12 +132,15 @@ enum Kind {
     Text,
     /// `edgelens_interval_in`: an interval's text in the amounts and units Arrow's cast reads.
     IntervalIn,
+    /// `edgelens_span_length`: a time span's length in microseconds as PostgreSQL compares spans
+    /// (a month 30 days, a day 24 hours).
+    SpanLength,
 }
 
 /// The functions the rule calls, to register on every session it is added to (a plan may be
 /// described and planned again from its text).
-pub fn udfs() -> [ScalarUDF; 3] {
-    [Kind::In, Kind::Text, Kind::IntervalIn].map(udf)
+pub fn udfs() -> [ScalarUDF; 4] {
+    [Kind::In, Kind::Text, Kind::IntervalIn, Kind::SpanLength].map(udf)
 }
 
 impl Rewrite for Kind {
@@ -127,11 +149,12 @@ impl Rewrite for Kind {
             Kind::In => "edgelens_time_in",
             Kind::Text => "edgelens_time_text",
             Kind::IntervalIn => "edgelens_interval_in",
+            Kind::SpanLength => "edgelens_span_length",
         }
     }
 
     fn return_type(self, _t: &DataType) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(if self == Kind::SpanLength { DataType::Int64 } else { DataType::Utf8 })
     }
 
     fn invoke(self, v: &ColumnarValue) -> Result<ColumnarValue> {
@@ -145,9 +168,28 @@ impl Rewrite for Kind {
             Kind::In => texts(complete_time_text)?,
             Kind::Text => Arc::new(time_text(&array)?),
             Kind::IntervalIn => texts(|s| interval_of_text(s).map(|iv| iv.arrow_text()))?,
+            Kind::SpanLength => span_length(&array)?,
         };
         Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
     }
+}
+
+/// The length of each span of `array` (an interval or a duration) in microseconds, as PostgreSQL
+/// compares intervals: a month 30 days, a day 24 hours (`interval '1 day' = interval '24 hours'`,
+/// `now() - ts > interval '1 day'`). DataFusion compared intervals field by field (months, then
+/// days, then nanoseconds), so a difference of 3 days was less than `interval '1 day'`.
+fn span_length(array: &ArrayRef) -> Result<ArrayRef> {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::DurationMicrosecondType;
+    const DAY: i64 = 86_400_000_000;
+    let lengths: Int64Array = match array.data_type() {
+        DataType::Duration(_) => cast(array, &DataType::Duration(TimeUnit::Microsecond))?.as_primitive::<DurationMicrosecondType>().unary(|v| v),
+        DataType::Interval(_) => cast(array, &DataType::Interval(IntervalUnit::MonthDayNano))?
+            .as_primitive::<IntervalMonthDayNanoType>()
+            .unary(|v| i64::from(v.months).saturating_mul(30 * DAY).saturating_add(i64::from(v.days).saturating_mul(DAY)).saturating_add(v.nanoseconds / 1000)),
+        other => return exec_err!("edgelens_span_length of a {other}"),
+    };
+    Ok(Arc::new(lengths))
 }
 
 /// PostgreSQL's text of each time of `array` (a timestamp, a time of day, an interval).
