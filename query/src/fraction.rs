@@ -15,6 +15,9 @@
 //! `edgelens_fraction` before the arithmetic on it, so a product of a sum cannot wrap around
 //! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL.
 //!
+//! `round(x)` of a `double precision` rounds half to even through `edgelens_rint`, as
+//! PostgreSQL's does (`round(2.5::float8)` is 2); of a `numeric`, half away from zero.
+//!
 //! A cast of a float to a signed integer type rounds it, where DataFusion's cast truncates: a
 //! `numeric` one (which includes a fractional literal: `1.5` is a `numeric` in PostgreSQL, a float
 //! in DataFusion) half away from zero through `edgelens_round`, as PostgreSQL's cast of a
@@ -285,6 +288,15 @@ fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
         Expr::TryCast(mut c) if c.field.data_type().is_signed_integer() && floating(&c.expr, inputs) => {
             c.expr = Box::new(rounded(*c.expr, inputs));
             Ok(Transformed::yes(Expr::TryCast(c)))
+        }
+        // `round(x)` of a `double precision`: half to even, as PostgreSQL's (DataFusion's `round`
+        // is half away from zero, PostgreSQL's `round` of a `numeric`).
+        Expr::ScalarFunction(mut f)
+            if f.name() == "round" && f.args.len() == 1 && floating(&f.args[0], inputs) && !numeric(&f.args[0], inputs) =>
+        {
+            let x = f.args.remove(0);
+            f.args.push(call(Kind::Rint, x));
+            Ok(Transformed::yes(Expr::ScalarFunction(f)))
         }
         e => Ok(Transformed::no(e)),
     }

@@ -844,7 +844,8 @@ mod tests {
                    (min(ts) + min(requests) * interval '1 minute')::text AS aa, ('1 hour'::interval / (1 + 1))::text AS ab, \
                    (interval '1 hour' * CAST(NULL AS int)) IS NULL AS ac, \
                    extract(hour from timestamptz '2026-11-03 05:00' - min(ts)) AS ad, date_part('second', timestamptz '2026-11-03 05:00:30.5' - min(ts)) AS ae, \
-                   extract(second from interval '1 min 30.5 sec') AS af, date_part('day', timestamptz '2026-11-03 05:00' - min(ts)) AS ag \
+                   extract(second from interval '1 min 30.5 sec') AS af, date_part('day', timestamptz '2026-11-03 05:00' - min(ts)) AS ag, \
+                   round(2.5::float8) AS ah, round(2.5) AS ai, round(-3.5::float8) AS aj, round(sum(requests) / 4) AS ak \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -883,6 +884,8 @@ mod tests {
         assert_eq!(row["ac"], serde_json::json!(true));
         // Of the difference of two times, as of PostgreSQL's interval: 2 days 05:00:30.5.
         assert_eq!((row["ad"].as_f64(), row["ae"].as_f64(), row["af"].as_f64(), row["ag"].as_f64()), (Some(5.0), Some(30.5), Some(30.5), Some(2.0)), "{row:?}");
+        // `round` of a double half to even, of a numeric (a fractional literal, a sum's fraction) half away.
+        assert_eq!([&row["ah"], &row["ai"], &row["aj"], &row["ak"]], [2.0, 3.0, -4.0, 4.0].map(|v| serde_json::json!(v)).each_ref(), "{row:?}");
         let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();
         assert!(e.to_string().contains("division by zero"), "{e}");
     }
