@@ -845,7 +845,9 @@ mod tests {
                    (interval '1 hour' * CAST(NULL AS int)) IS NULL AS ac, \
                    extract(hour from timestamptz '2026-11-03 05:00' - min(ts)) AS ad, date_part('second', timestamptz '2026-11-03 05:00:30.5' - min(ts)) AS ae, \
                    extract(second from interval '1 min 30.5 sec') AS af, date_part('day', timestamptz '2026-11-03 05:00' - min(ts)) AS ag, \
-                   round(2.5::float8) AS ah, round(2.5) AS ai, round(-3.5::float8) AS aj, round(sum(requests) / 4) AS ak \
+                   round(2.5::float8) AS ah, round(2.5) AS ai, round(-3.5::float8) AS aj, round(sum(requests) / 4) AS ak, \
+                   (date '2026-11-01' + interval '30 minutes')::text AS al, (min(ts)::date - interval '1 hour')::text AS am, pg_typeof(current_date + '6 hours') AS an, \
+                   count(*) FILTER (WHERE ts >= '2026-11-01'::date + interval '30 minutes') AS ao \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -875,6 +877,9 @@ mod tests {
             ("z", "2026-10-31 23:00:00+00"),
             ("aa", "2026-11-01 00:07:00+00"),
             ("ab", "00:30:00"),
+            ("al", "2026-11-01 00:30:00"),
+            ("am", "2026-10-31 23:00:00"),
+            ("an", "timestamp without time zone"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }
@@ -882,6 +887,8 @@ mod tests {
         assert_eq!(row["o"], serde_json::json!(2));
         assert_eq!((row["p"].as_f64(), row["q"].as_f64()), (Some(30.5), Some(1.25)), "{row:?}");
         assert_eq!(row["ac"], serde_json::json!(true));
+        // Only the second day's row is at or after 00:30 on the first.
+        assert_eq!(row["ao"], serde_json::json!(1));
         // Of the difference of two times, as of PostgreSQL's interval: 2 days 05:00:30.5.
         assert_eq!((row["ad"].as_f64(), row["ae"].as_f64(), row["af"].as_f64(), row["ag"].as_f64()), (Some(5.0), Some(30.5), Some(30.5), Some(2.0)), "{row:?}");
         // `round` of a double half to even, of a numeric (a fractional literal, a sum's fraction) half away.

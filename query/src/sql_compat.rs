@@ -568,11 +568,21 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
                 _ => None,
             };
             let is_text = |e: &Expr| matches!(e, Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(_), .. }));
-            Ok(match (interval(left), interval(right)) {
-                (None, Some(r)) if !is_text(left) => Some(Expr::BinaryOp { left: left.clone(), op: op.clone(), right: Box::new(r) }),
-                (Some(l), None) if *op == BinaryOperator::Plus && !is_text(right) => Some(Expr::BinaryOp { left: Box::new(l), op: op.clone(), right: right.clone() }),
-                _ => None,
-            })
+            let (mut l, mut r) = (left.as_ref().clone(), right.as_ref().clone());
+            let mut changed = false;
+            match (interval(left), interval(right)) {
+                (None, Some(iv)) if !is_text(left) => (r, changed) = (iv, true),
+                (Some(iv), None) if *op == BinaryOperator::Plus && !is_text(right) => (l, changed) = (iv, true),
+                _ => {}
+            }
+            // A date and an interval make a timestamp, as in PostgreSQL (DataFusion kept a date,
+            // dropping the time of day: `date '2026-11-01' + interval '6 hours'` was midnight).
+            if is_interval_form(&r) && is_date_form(&l) {
+                (l, changed) = (timestamp_of(l), true);
+            } else if *op == BinaryOperator::Plus && is_interval_form(&l) && is_date_form(&r) {
+                (r, changed) = (timestamp_of(r), true);
+            }
+            Ok(changed.then(|| Expr::BinaryOp { left: Box::new(l), op: op.clone(), right: Box::new(r) }))
         }
         Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f, true),
         Expr::Extract { .. } => Ok(Some(numeric_extract(expr.clone()))),
@@ -708,6 +718,36 @@ fn zoned_call(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
     }
 }
 
+/// Whether `e` is written as a date: `date '…'`, a cast to `date`, `current_date`.
+fn is_date_form(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_date_form(inner),
+        Expr::TypedString(t) => matches!(t.data_type, DataType::Date),
+        Expr::Cast { data_type: DataType::Date, .. } => true,
+        Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case("current_date"),
+        _ => false,
+    }
+}
+
+/// Whether `e` is written as an interval: a literal, a cast to `interval`, a scaled one.
+fn is_interval_form(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_interval_form(inner),
+        Expr::Interval(_) | Expr::Cast { data_type: DataType::Interval { .. }, .. } => true,
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_ascii_lowercase();
+            [crate::time_udf::interval_scaling_name(false), crate::time_udf::interval_scaling_name(true)].contains(&name.as_str())
+        }
+        _ => false,
+    }
+}
+
+/// `CAST(e AS TIMESTAMP)`.
+fn timestamp_of(e: Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::{CastKind, TimezoneInfo};
+    Expr::Cast { kind: CastKind::Cast, expr: Box::new(e), data_type: DataType::Timestamp(None, TimezoneInfo::None), array: false, format: None }
+}
+
 /// `interval * x`, `x * interval`, `interval / x` where the interval is written as one (a literal,
 /// a cast to `interval`) and `x` is not: `edgelens_interval_mul(interval, x)` or
 /// `edgelens_interval_div(interval, x)` ([`crate::time_udf`]); `None` otherwise.
@@ -715,15 +755,8 @@ fn interval_scaling_call(left: &Expr, op: &BinaryOperator, right: &Expr) -> Opti
     use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
     fn is_interval(e: &Expr) -> bool {
         match e {
-            Expr::Nested(inner) => is_interval(inner),
-            Expr::Interval(_) => true,
-            Expr::Cast { data_type: DataType::Interval { .. }, .. } => true,
             Expr::UnaryOp { expr, .. } => is_interval(expr),
-            Expr::Function(f) => {
-                let name = f.name.to_string().to_ascii_lowercase();
-                [crate::time_udf::interval_scaling_name(false), crate::time_udf::interval_scaling_name(true)].contains(&name.as_str())
-            }
-            _ => false,
+            e => is_interval_form(e),
         }
     }
     let divide = *op == BinaryOperator::Divide;
