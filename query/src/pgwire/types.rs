@@ -626,6 +626,15 @@ fn decode_binary_param(raw: &[u8], ty: &Type) -> Result<ParamValue> {
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON | Type::CHAR => {
             ParamValue::Text(String::from_utf8(raw.to_vec()).map_err(|_| param_error(ty, "not UTF-8"))?)
         }
+        // Microseconds, days, months (a driver's `timedelta`, `Duration`): as the interval's text,
+        // which a statement reads as an interval where it takes one (`ts + $1`, `$1::interval`).
+        Type::INTERVAL => {
+            let raw = fixed(16)?;
+            let int = |r: std::ops::Range<usize>| raw[r].iter().fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
+            let micros = int(0..8);
+            let (days, months) = (i64::from(int(8..12) as u32 as i32), i64::from(int(12..16) as u32 as i32));
+            ParamValue::Text(crate::time_text::Interval { months, days, micros }.arrow_text())
+        }
         _ => {
             return Err(QueryError::InvalidParameter(format!(
                 "binary parameters of type {} are not supported: send the parameter in text format",
@@ -1044,6 +1053,10 @@ mod tests {
         }
         assert!(decode_param(Some(&[0, 1]), true, &Type::INT4).is_err());
         assert!(decode_param(Some(&[0]), true, &Type::INTERVAL).is_err());
+        let mut interval = 7_200_000_000i64.to_be_bytes().to_vec();
+        interval.extend_from_slice(&(-1i32).to_be_bytes());
+        interval.extend_from_slice(&14i32.to_be_bytes());
+        assert_eq!(decode_param(Some(&interval), true, &Type::INTERVAL).unwrap(), ParamValue::Text("14 months -1 days 7200000000 microseconds".into()));
     }
 
     #[test]
