@@ -184,6 +184,8 @@ fn numeric_outputs(plan: &LogicalPlan, outer: Option<&Inputs>) -> Vec<bool> {
             out
         }
         LogicalPlan::Distinct(Distinct::On(d)) => of(&d.select_expr.iter().collect::<Vec<_>>()),
+        // `VALUES (0.5), (1.5)`: a column of fractional literals is PostgreSQL's `numeric`.
+        LogicalPlan::Values(v) => (0..width).map(|i| v.values.iter().any(|row| row.get(i).is_some_and(|e| numeric(e, &inputs)))).collect(),
         LogicalPlan::Filter(_)
         | LogicalPlan::Sort(_)
         | LogicalPlan::Limit(_)

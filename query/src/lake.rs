@@ -846,6 +846,7 @@ mod tests {
                    extract(hour from timestamptz '2026-11-03 05:00' - min(ts)) AS ad, date_part('second', timestamptz '2026-11-03 05:00:30.5' - min(ts)) AS ae, \
                    extract(second from interval '1 min 30.5 sec') AS af, date_part('day', timestamptz '2026-11-03 05:00' - min(ts)) AS ag, \
                    round(2.5::float8) AS ah, round(2.5) AS ai, round(-3.5::float8) AS aj, round(sum(requests) / 4) AS ak, \
+                   (SELECT string_agg(round(x)::text, ' ' ORDER BY x) FROM (VALUES (0.5), (1.5), (2.5), (-0.5)) v(x)) AS ap, \
                    (date '2026-11-01' + interval '30 minutes')::text AS al, (min(ts)::date - interval '1 hour')::text AS am, pg_typeof(current_date + '6 hours') AS an, \
                    count(*) FILTER (WHERE ts >= '2026-11-01'::date + interval '30 minutes') AS ao \
                    FROM traffic_1m";
@@ -880,6 +881,7 @@ mod tests {
             ("al", "2026-11-01 00:30:00"),
             ("am", "2026-10-31 23:00:00"),
             ("an", "timestamp without time zone"),
+            ("ap", "-1 1 2 3"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }

@@ -13,7 +13,8 @@
 //!   or without one, microseconds at most and no trailing zeros, `17:28:27.351449` for a time of
 //!   day, `1 day 02:00:00` for an interval, `4 days 01:30:00` for the difference of two times.
 //!   Arrow wrote `2026-11-28T10:15:00Z`, `17:28:27.351449835`, `0 years 0 mons 1 days 2 hours …`
-//!   and `0 days 97 hours 30 mins …`.
+//!   and `0 days 97 hours 30 mins …`. A float cast to text is written as PostgreSQL writes it
+//!   too (`30`, where Arrow wrote `30.0`; `1e+20`).
 //!
 //! - A text cast to an interval (`'1 day 02:00:00'::interval`, as the text of an interval is
 //!   written) is first rewritten by `edgelens_interval_in` into the amounts and units Arrow's cast
@@ -47,7 +48,7 @@ use datafusion::optimizer::AnalyzerRule;
 use crate::rewrite_udf::{Rewrite, call, udf};
 
 use crate::format::is_utc_zone;
-use crate::pgwire::types::{duration_as_interval, interval_text, timestamp_text, wall_clock};
+use crate::pgwire::types::{duration_as_interval, float4_text, float_text, interval_text, timestamp_text, wall_clock};
 
 /// The analyzer rule of the module header, to add to a session after DataFusion's own.
 #[derive(Debug, Default)]
@@ -80,7 +81,16 @@ fn is_time(t: &DataType) -> bool {
 
 /// Written by `edgelens_time_text` (dates are already written as PostgreSQL writes them).
 fn written(t: &DataType) -> bool {
-    matches!(t, DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_) | DataType::Interval(IntervalUnit::MonthDayNano) | DataType::Duration(_))
+    matches!(
+        t,
+        DataType::Timestamp(..)
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Interval(IntervalUnit::MonthDayNano)
+            | DataType::Duration(_)
+            | DataType::Float32
+            | DataType::Float64
+    )
 }
 
 /// `e` with a cast between text and a time going through this module's functions, and a
@@ -210,6 +220,10 @@ fn time_text(array: &ArrayRef) -> Result<StringArray> {
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             Ok(array.as_primitive::<IntervalMonthDayNanoType>().iter().map(|v| v.map(interval_text)).collect())
         }
+        // A float as PostgreSQL writes one: `30`, not Arrow's `30.0` (`date_part('second', ts)
+        // || 's'`, `round(x)::text`); `1e+20`, `NaN`, `Infinity`.
+        DataType::Float64 => Ok(array.as_primitive::<datafusion::arrow::datatypes::Float64Type>().iter().map(|v| v.map(float_text)).collect()),
+        DataType::Float32 => Ok(array.as_primitive::<datafusion::arrow::datatypes::Float32Type>().iter().map(|v| v.map(float4_text)).collect()),
         DataType::Duration(_) => match duration_as_interval(array).map_err(external)? {
             Some(interval) => time_text(&interval),
             None => exec_err!("edgelens_time_text of a {}", array.data_type()),
@@ -531,6 +545,7 @@ mod tests {
             ("SELECT (timestamptz '2026-11-29 10:00' - timestamptz '2026-11-25 08:30')::text", "4 days 01:30:00"),
             ("SELECT (timestamptz '2026-11-25 08:30' - timestamptz '2026-11-29 10:00')::text", "-4 days -01:30:00"),
             ("SELECT length(now()::text) > 0", "true"),
+            ("SELECT 30.0::float8::text || ' ' || CAST(1e20 AS double) || ' ' || 0.5::real::text", "30 1e+20 0.5"),
             // The text of an interval reads back as the interval.
             ("SELECT (interval '26 hours')::text::interval = interval '26 hours'", "true"),
             ("SELECT CAST('-1 days +02:00:00' AS interval)::text", "-1 days +02:00:00"),

@@ -1102,7 +1102,7 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         // A cast is named as what it casts, but a literal: as its type (`(ts)::date` is `ts`).
         Expr::Cast { expr, data_type, .. } => match unnested(expr) {
             e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)) => postgres_name(e),
-            e @ (Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } | Expr::AtTimeZone { .. } | Expr::TypedString(_)) => postgres_name(e),
+            e @ (Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } | Expr::AtTimeZone { .. }) => postgres_name(e),
             _ => Some(type_column_name(data_type)),
         },
         // `timestamp '2026-11-28 10:15'`, `date '…'`.
@@ -1917,6 +1917,9 @@ mod tests {
                 Some("date")
             ]
         );
+        // A typed literal cast again is named by the type it is cast to.
+        let names = postgres_column_names("SELECT date '2026-11-28'::timestamptz, (date '2026-11-01')::text, CAST(time '10:00' AS text) FROM t").unwrap();
+        assert_eq!(names, [Some("timestamptz".into()), Some("text".into()), Some("text".into())]);
         assert_eq!(postgres_column_names("SELECT * FROM t"), None);
         assert_eq!(postgres_column_names("SHOW TABLES"), None);
         let result = text_result(&["Int64(1)", "x"], vec![vec![Some("1".into()), Some("2".into())]]).unwrap();
