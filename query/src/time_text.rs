@@ -170,9 +170,19 @@ impl Rewrite for Kind {
     fn invoke(self, v: &ColumnarValue) -> Result<ColumnarValue> {
         let scalar = matches!(v, ColumnarValue::Scalar(_));
         let array = v.to_array(1)?;
+        // Each text as `f` rewrites it, or as it is (not copied) when `f` leaves it.
         let texts = |f: fn(&str) -> Option<String>| -> Result<ArrayRef> {
             let text = cast(&array, &DataType::Utf8)?;
-            Ok(Arc::new(text.as_string::<i32>().iter().map(|s| s.map(|s| f(s).unwrap_or_else(|| s.to_owned()))).collect::<StringArray>()))
+            let text = text.as_string::<i32>();
+            let mut out = datafusion::arrow::array::StringBuilder::with_capacity(text.len(), text.value_data().len());
+            for s in text.iter() {
+                match s.map(|s| (f(s), s)) {
+                    Some((Some(rewritten), _)) => out.append_value(rewritten),
+                    Some((None, s)) => out.append_value(s),
+                    None => out.append_null(),
+                }
+            }
+            Ok(Arc::new(out.finish()))
         };
         let out: ArrayRef = match self {
             Kind::In => texts(complete_time_text)?,
@@ -253,6 +263,14 @@ pub fn complete_time_text(text: &str) -> Option<String> {
         regex::Regex::new(r"^\s*(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:(?:T|\s+)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(\.\d+)?)?)?(.*?)\s*$")
             .expect("a valid pattern")
     });
+    // The forms Arrow reads as they are (a date, a date and time with seconds, in the ISO
+    // layout), told apart without the pattern: a column of them is cast row by row.
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let iso_date = b.len() >= 10 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10);
+    if iso_date && (b.len() == 10 || (b.len() >= 19 && matches!(b[10], b' ' | b'T') && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19) && !b[19..].iter().any(|c| c.is_ascii_lowercase() || *c == b' '))) {
+        return None;
+    }
     if text.trim().eq_ignore_ascii_case("epoch") {
         return Some("1970-01-01 00:00:00+00".into());
     }
@@ -435,7 +453,9 @@ mod tests {
             ("2026/11/28 10:15", Some("2026-11-28 10:15:00")),
             ("Epoch", Some("1970-01-01 00:00:00+00")),
             ("2026-11-28 10:15:00+02:00", None),
-            ("2026-11-28T10:15:00.123Z", Some("2026-11-28 10:15:00.123Z")),
+            ("2026-11-28T10:15:00.123Z", None),
+            ("2026-11-28T10:15:00.123 utc", Some("2026-11-28 10:15:00.123 UTC")),
+            ("2026-11-28 10:15:00 Z", Some("2026-11-28 10:15:00Z")),
             ("2026-1-5 10:15:30.5", Some("2026-01-05 10:15:30.5")),
             (" 2026-11-28 ", Some("2026-11-28")),
             ("2026-1-5", Some("2026-01-05")),
