@@ -1,5 +1,5 @@
 //! Sums divided as fractions and fractions cast to integers rounded on the lake, as PostgreSQL
-//! does them. PostgreSQL sums `bigint`s (the tables' counts) as `numeric`, so
+//! does them (and the other arithmetic whose type PostgreSQL gives otherwise than DataFusion, below). PostgreSQL sums `bigint`s (the tables' counts) as `numeric`, so
 //! `sum(cache_hits) / sum(requests)` is a fraction there, as it is in ClickHouse, whose `/` always
 //! gives one. DataFusion sums integers as integers and divides them as integers (0 for a hit
 //! ratio).
@@ -14,6 +14,9 @@
 //! operand, each such value the operands are made of becomes a `Float64` through
 //! `edgelens_fraction` before the arithmetic on it, so a product of a sum cannot wrap around
 //! either. `requests / 3` and `count(*) / 2` stay integer divisions, as in PostgreSQL.
+//!
+//! A date plus or minus an interval is a `timestamp`, as in PostgreSQL (DataFusion keeps a date
+//! and drops the time of day: `max(ts::date) + interval '6 hours'` was midnight).
 //!
 //! `round(x)` of a `double precision` rounds half to even through `edgelens_rint`, as
 //! PostgreSQL's does (`round(2.5::float8)` is 2); of a `numeric`, half away from zero.
@@ -291,6 +294,20 @@ fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
             c.expr = Box::new(rounded(*c.expr, inputs));
             Ok(Transformed::yes(Expr::TryCast(c)))
         }
+        // A date and an interval make a timestamp (DataFusion keeps a date, dropping the time
+        // of day: `max(ts::date) + interval '6 hours'` was midnight).
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right })
+            if date_and_interval(&left, &right, inputs) || (op == Operator::Plus && date_and_interval(&right, &left, inputs)) =>
+        {
+            let timestamp = |e: Box<Expr>| -> Box<Expr> {
+                if type_of(&e, inputs).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Date64)) {
+                    Box::new(Expr::Cast(Cast::new(e, DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None))))
+                } else {
+                    e
+                }
+            };
+            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(timestamp(left), op, timestamp(right)))))
+        }
         // `round(x)` of a `double precision`: half to even, as PostgreSQL's (DataFusion's `round`
         // is half away from zero, PostgreSQL's `round` of a `numeric`).
         Expr::ScalarFunction(mut f)
@@ -311,15 +328,26 @@ fn rounded(e: Expr, inputs: &Inputs) -> Expr {
     call(kind, e)
 }
 
-/// Whether `e`, over the node's `inputs`, has a float type.
-fn floating(e: &Expr, inputs: &Inputs) -> bool {
-    let t = match inputs.each.as_slice() {
+/// Whether `date` is a date and `interval` an interval, over `inputs`.
+fn date_and_interval(date: &Expr, interval: &Expr, inputs: &Inputs) -> bool {
+    type_of(date, inputs).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Date64))
+        && type_of(interval, inputs).is_some_and(|t| matches!(t, DataType::Interval(_)))
+}
+
+/// The type of `e` over the node's `inputs`, when it has one.
+fn type_of(e: &Expr, inputs: &Inputs) -> Option<DataType> {
+    match inputs.each.as_slice() {
         [] => e.get_type(&DFSchema::empty()),
         [(schema, _)] => e.get_type(schema.as_ref()),
         [(left, _), (right, _)] => left.join(right).and_then(|both| e.get_type(&both)),
-        _ => return false,
-    };
-    t.is_ok_and(|t| t.is_floating())
+        _ => return None,
+    }
+    .ok()
+}
+
+/// Whether `e`, over the node's `inputs`, has a float type.
+fn floating(e: &Expr, inputs: &Inputs) -> bool {
+    type_of(e, inputs).is_some_and(|t| t.is_floating())
 }
 
 /// `e`, an operand of a division, with each `numeric` value it is made of (through the forms of

@@ -848,7 +848,8 @@ mod tests {
                    round(2.5::float8) AS ah, round(2.5) AS ai, round(-3.5::float8) AS aj, round(sum(requests) / 4) AS ak, \
                    (SELECT string_agg(round(x)::text, ' ' ORDER BY x) FROM (VALUES (0.5), (1.5), (2.5), (-0.5)) v(x)) AS ap, \
                    (date '2026-11-01' + interval '30 minutes')::text AS al, (min(ts)::date - interval '1 hour')::text AS am, pg_typeof(current_date + '6 hours') AS an, \
-                   count(*) FILTER (WHERE ts >= '2026-11-01'::date + interval '30 minutes') AS ao \
+                   count(*) FILTER (WHERE ts >= '2026-11-01'::date + interval '30 minutes') AS ao, \
+                   (max(ts::date) + interval '6 hours')::text AS aq, (to_date('2026-11-01', 'YYYY-MM-DD') + interval '6 hours')::text AS ar \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -882,6 +883,8 @@ mod tests {
             ("am", "2026-10-31 23:00:00"),
             ("an", "timestamp without time zone"),
             ("ap", "-1 1 2 3"),
+            ("aq", "2026-11-02 06:00:00"),
+            ("ar", "2026-11-01 06:00:00"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }
