@@ -24,7 +24,7 @@
 //! fraction of a month carried into days at 30 a day, of a day into time), for the rewrite of an
 //! interval literal times a number.
 //!
-//! - A comparison of two time spans (`=`, `<`, …, `BETWEEN`: intervals, differences of times)
+//! - A comparison of two time spans (`=`, `<`, …, `BETWEEN`, `IN`: intervals, differences of times)
 //!   compares their lengths through `edgelens_span_length`, as PostgreSQL compares intervals (a
 //!   month 30 days, a day 24 hours): `interval '1 day' = interval '24 hours'`, `now() - ts >
 //!   interval '1 day'`. DataFusion compared them field by field.
@@ -40,7 +40,7 @@ use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalU
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err};
-use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, TryCast};
+use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, TryCast};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
@@ -106,6 +106,10 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
         Expr::Between(b) if span(&b.expr) && span(&b.low) && span(&b.high) => {
             let length = |e: Box<Expr>| Box::new(call(Kind::SpanLength, *e));
             return Transformed::yes(Expr::Between(Between::new(length(b.expr), b.negated, length(b.low), length(b.high))));
+        }
+        Expr::InList(l) if span(&l.expr) && !l.list.is_empty() && l.list.iter().all(span) => {
+            let list = l.list.into_iter().map(|e| call(Kind::SpanLength, e)).collect();
+            return Transformed::yes(Expr::InList(InList::new(Box::new(call(Kind::SpanLength, *l.expr)), list, l.negated)));
         }
         _ => {}
     }
@@ -566,6 +570,7 @@ mod tests {
             ("SELECT (timestamptz '2026-11-25 08:30' - timestamptz '2026-11-29 10:00')::text", "-4 days -01:30:00"),
             ("SELECT length(now()::text) > 0", "true"),
             ("SELECT 30.0::float8::text || ' ' || CAST(1e20 AS double) || ' ' || 0.5::real::text", "30 1e+20 0.5"),
+            ("SELECT interval '1 day' IN (interval '24 hours', interval '1 hour')", "true"),
             // The text of an interval reads back as the interval.
             ("SELECT (interval '26 hours')::text::interval = interval '26 hours'", "true"),
             ("SELECT CAST('-1 days +02:00:00' AS interval)::text", "-1 days +02:00:00"),
