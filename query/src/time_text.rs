@@ -494,6 +494,10 @@ mod tests {
             ("1 day 02:00", iv(0, 1, 7_200_000_000)),
             (" 1 hour ", iv(0, 0, 3_600_000_000)),
             ("1 day -", None),
+            // As drivers write a duration (psycopg: Python's text of a `timedelta`, or SQL-standard).
+            ("-1 day 22:00:00", iv(0, -1, 79_200_000_000)),
+            ("1 day, 2:00:00", iv(0, 1, 7_200_000_000)),
+            ("+1 day +7200 second +5 microsecond", iv(0, 1, 7_200_000_005)),
             ("P1D", None),
             ("5", None),
             ("1 fortnight", None),

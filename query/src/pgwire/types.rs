@@ -469,6 +469,8 @@ pub enum ParamValue {
     Timestamp(i64),
     /// Days since 1970-01-01.
     Date(i32),
+    /// An interval (a driver's `timedelta`, or text PostgreSQL reads as one).
+    Interval(crate::time_text::Interval),
     /// A one-dimensional array (`text[]`, `int8[]`, …): a list parameter of `x = ANY ($1)`.
     Array(Vec<ParamValue>),
 }
@@ -598,6 +600,9 @@ pub fn decode_param(raw: Option<&[u8]>, binary: bool, ty: &Type) -> Result<Param
         Type::TIMESTAMP | Type::TIMESTAMPTZ => {
             ParamValue::Timestamp(parse_timestamp(t).ok_or_else(|| param_error(ty, format!("{text:?} is not a timestamp")))?)
         }
+        Type::INTERVAL => ParamValue::Interval(
+            crate::time_text::interval_of_text(t).ok_or_else(|| param_error(ty, format!("{text:?} is not an interval")))?,
+        ),
         _ => ParamValue::Text(text.to_owned()),
     })
 }
@@ -626,14 +631,13 @@ fn decode_binary_param(raw: &[u8], ty: &Type) -> Result<ParamValue> {
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON | Type::CHAR => {
             ParamValue::Text(String::from_utf8(raw.to_vec()).map_err(|_| param_error(ty, "not UTF-8"))?)
         }
-        // Microseconds, days, months (a driver's `timedelta`, `Duration`): as the interval's text,
-        // which a statement reads as an interval where it takes one (`ts + $1`, `$1::interval`).
+        // Microseconds, days, months (a driver's `timedelta`, `Duration`).
         Type::INTERVAL => {
             let raw = fixed(16)?;
             let int = |r: std::ops::Range<usize>| raw[r].iter().fold(0i64, |acc, b| (acc << 8) | i64::from(*b));
             let micros = int(0..8);
             let (days, months) = (i64::from(int(8..12) as u32 as i32), i64::from(int(12..16) as u32 as i32));
-            ParamValue::Text(crate::time_text::Interval { months, days, micros }.arrow_text())
+            ParamValue::Interval(crate::time_text::Interval { months, days, micros })
         }
         _ => {
             return Err(QueryError::InvalidParameter(format!(
@@ -849,6 +853,14 @@ pub fn literal(dialect: Dialect, value: &ParamValue) -> String {
             Dialect::DataFusion => format!("CAST('{}' AS DATE)", date_text(*days)),
             Dialect::ClickHouse => format!("toDate('{}')", date_text(*days)),
         },
+        ParamValue::Interval(iv) => match dialect {
+            Dialect::DataFusion => format!("INTERVAL '{}'", iv.arrow_text()),
+            // ClickHouse's intervals have one unit: seconds, a month 30 days.
+            Dialect::ClickHouse => {
+                let micros = (i128::from(iv.months) * 30 + i128::from(iv.days)) * 86_400_000_000 + i128::from(iv.micros);
+                format!("toIntervalSecond({})", micros / 1_000_000)
+            }
+        },
         ParamValue::Array(items) => {
             let items: Vec<String> = items.iter().map(|v| literal(dialect, v)).collect();
             match dialect {
@@ -1056,7 +1068,11 @@ mod tests {
         let mut interval = 7_200_000_000i64.to_be_bytes().to_vec();
         interval.extend_from_slice(&(-1i32).to_be_bytes());
         interval.extend_from_slice(&14i32.to_be_bytes());
-        assert_eq!(decode_param(Some(&interval), true, &Type::INTERVAL).unwrap(), ParamValue::Text("14 months -1 days 7200000000 microseconds".into()));
+        let read = ParamValue::Interval(crate::time_text::Interval { months: 14, days: -1, micros: 7_200_000_000 });
+        assert_eq!(decode_param(Some(&interval), true, &Type::INTERVAL).unwrap(), read);
+        assert_eq!(decode_param(Some(b"1 year 2 mons -1 days +02:00:00"), false, &Type::INTERVAL).unwrap(), read);
+        assert_eq!(literal(Dialect::DataFusion, &read), "INTERVAL '14 months -1 days 7200000000 microseconds'");
+        assert!(decode_param(Some(b"soon"), false, &Type::INTERVAL).is_err());
     }
 
     #[test]
