@@ -17,7 +17,7 @@
 //!   and casts of fractions to integers rounded, as PostgreSQL does them (`edgelens_fraction`,
 //!   `edgelens_round`, `edgelens_rint`, `edgelens_numeric`).
 //! - [`time_text`]: on every session that plans user SQL, casts between text and times read and
-//!   write PostgreSQL's text (`'2026-11-28 10:15'`, `ts::text`).
+//!   write PostgreSQL's text (`'2026-11-28 10:15'`, `ts::text`), and time spans compare by length.
 //! - [`rewrite_udf`]: the one-argument functions those plan rewrites insert, named as their argument.
 //! - [`sql_guard`]: the read-only check applied to user SQL before it is planned.
 //! - [`sql_parse`]: user SQL parsed within a budget of parser steps.

@@ -1,11 +1,15 @@
-//! Times read from text and written as text the way PostgreSQL does, on every session that plans
-//! user SQL (the lake's and the Postgres catalog's), by the analyzer rule [`PostgresTimeText`],
-//! which runs after DataFusion's type coercion and so sees its casts as well as the statement's:
+//! Times and intervals read from text, written as text and compared the way PostgreSQL does, on
+//! every session that plans user SQL (the lake's and the Postgres catalog's), by the analyzer rule
+//! [`PostgresTimeText`], which runs after DataFusion's type coercion and so sees its casts as well
+//! as the statement's:
 //!
 //! - A text cast to a time (`ts >= '2026-11-28 10:15'`, `'2026-11-28 9:05'::timestamptz`,
-//!   `timestamp '2026-11-28T10:15Z'`) is first completed by `edgelens_time_in`: a time of day
-//!   without seconds gets `:00`, one-digit months, days and hours a leading zero. PostgreSQL reads
-//!   these; Arrow's cast refused them ("error parsing time").
+//!   `timestamp '2026-11-28T10:15Z'`) is first completed by `edgelens_time_in`
+//!   ([`complete_time_text`]): a time of day without seconds gets `:00`, one-digit fields a
+//!   leading zero. PostgreSQL reads these; Arrow's cast refused them ("error parsing time").
+//! - A text cast to an interval (`'1 day 02:00:00'::interval`, as the text of an interval is
+//!   written) is first rewritten by `edgelens_interval_in` into the amounts and units Arrow's cast
+//!   reads ([`interval_of_text`]: PostgreSQL's interval input, `HH:MM:SS` parts, `ago`).
 //! - A time cast to text (`ts::text`, `'at ' || ts`, `current_time::text`, an interval's) is
 //!   written by `edgelens_time_text` as PostgreSQL writes it, the same text the Postgres wire sends
 //!   for the value itself: `2026-11-28 10:15:00+00` for a UTC time, the wall clock without a zone
@@ -15,22 +19,16 @@
 //!   Arrow wrote `2026-11-28T10:15:00Z`, `17:28:27.351449835`, `0 years 0 mons 1 days 2 hours …`
 //!   and `0 days 97 hours 30 mins …`. A float cast to text is written as PostgreSQL writes it
 //!   too (`30`, where Arrow wrote `30.0`; `1e+20`).
-//!
-//! - A text cast to an interval (`'1 day 02:00:00'::interval`, as the text of an interval is
-//!   written) is first rewritten by `edgelens_interval_in` into the amounts and units Arrow's cast
-//!   reads ([`interval_of_text`]: PostgreSQL's interval input, `HH:MM:SS` parts, `ago`).
-//!
-//! [`scaled_interval`] multiplies or divides an interval by a number as PostgreSQL does (a
-//! fraction of a month carried into days at 30 a day, of a day into time), for the rewrite of an
-//! interval literal times a number.
-//!
-//! - A comparison of two time spans (`=`, `<`, …, `BETWEEN`, `IN`: intervals, differences of times)
-//!   compares their lengths through `edgelens_span_length`, as PostgreSQL compares intervals (a
-//!   month 30 days, a day 24 hours): `interval '1 day' = interval '24 hours'`, `now() - ts >
-//!   interval '1 day'`. DataFusion compared them field by field.
+//! - A comparison of two time spans (`=`, `<`, …, `BETWEEN`, `IN`: intervals, differences of
+//!   times) compares their lengths through `edgelens_span_length`, as PostgreSQL compares
+//!   intervals (a month 30 days, a day 24 hours): `interval '1 day' = interval '24 hours'`,
+//!   `now() - ts > interval '1 day'`. DataFusion compared them field by field.
 //!
 //! The functions are named in a plan as their argument is, as the cast they sit in is, so no
-//! column changes its name. Pure: no I/O.
+//! column changes its name. [`scaled_interval`] multiplies or divides an interval by a number as
+//! PostgreSQL does (a fraction of a month carried into days at 30 a day, of a day into time), for
+//! [`crate::sql_compat`]'s literals and [`crate::time_udf`]'s `edgelens_interval_mul`. Pure: no
+//! I/O.
 
 use std::sync::{Arc, LazyLock};
 
@@ -45,10 +43,9 @@ use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::rewrite_udf::{Rewrite, call, udf};
-
 use crate::format::is_utc_zone;
 use crate::pgwire::types::{duration_as_interval, float4_text, float_text, interval_text, timestamp_text, wall_clock};
+use crate::rewrite_udf::{Rewrite, call, udf};
 
 /// The analyzer rule of the module header, to add to a session after DataFusion's own.
 #[derive(Debug, Default)]
@@ -120,20 +117,20 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     };
     let to = field.data_type();
     let Ok(from) = inner.get_type(schema) else { return Transformed::no(e) };
-    let cast_to = |e: Expr, _: &DataType| match try_cast {
+    let cast_to = |e: Expr| match try_cast {
         false => Expr::Cast(Cast::new_from_field(Box::new(e), Arc::clone(field))),
         true => Expr::TryCast(TryCast::new_from_field(Box::new(e), Arc::clone(field))),
     };
     let already = |f: Kind| matches!(inner.as_ref(), Expr::ScalarFunction(s) if s.name() == f.name());
     if is_text(&from) && is_time(to) && !already(Kind::In) {
-        return Transformed::yes(cast_to(call(Kind::In, inner.as_ref().clone()), to));
+        return Transformed::yes(cast_to(call(Kind::In, inner.as_ref().clone())));
     }
     if is_text(&from) && matches!(to, DataType::Interval(_)) && !already(Kind::IntervalIn) {
-        return Transformed::yes(cast_to(call(Kind::IntervalIn, inner.as_ref().clone()), to));
+        return Transformed::yes(cast_to(call(Kind::IntervalIn, inner.as_ref().clone())));
     }
     if written(&from) && is_text(to) {
         let text = call(Kind::Text, inner.as_ref().clone());
-        return Transformed::yes(if *to == DataType::Utf8 { text } else { cast_to(text, to) });
+        return Transformed::yes(if *to == DataType::Utf8 { text } else { cast_to(text) });
     }
     Transformed::no(e)
 }
