@@ -65,22 +65,29 @@ pub fn udfs() -> [ScalarUDF; 4] {
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
 /// fractions and its casts of fractions to integers rounded (see the module docs).
 pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
-    rewrite_plan(plan, None).map(|t| t.data)
+    rewrite_plan(plan, None, true).map(|t| t.data)
 }
 
 /// [`fractional_sums`] of `plan` (in a subquery: `outer` is what the query around it reads): its
 /// subqueries and inputs first, then its own expressions; the schema of a node is computed again
 /// when they, or what it reads, changed.
-fn rewrite_plan(plan: LogicalPlan, outer: Option<&Inputs>) -> Result<Transformed<LogicalPlan>> {
+fn rewrite_plan(plan: LogicalPlan, outer: Option<&Inputs>, retype: bool) -> Result<Transformed<LogicalPlan>> {
     let around = Inputs::of(&plan, outer);
-    let below = plan.map_subqueries(|p| rewrite_plan(p, Some(&around)))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p, outer)))?;
+    // Inside a recursive query, an anchor typed anew would not match its recursive term's work
+    // table: dates with intervals are left there to `sql_compat`'s rewrite of the forms written
+    // as dates.
+    let retype = retype && !matches!(plan, LogicalPlan::RecursiveQuery(_));
+    let below =
+        plan.map_subqueries(|p| rewrite_plan(p, Some(&around), retype))?.transform_sibling(|n| n.map_children(|p| rewrite_plan(p, outer, retype)))?;
     let changed_below = below.transformed;
     below.transform_parent(|node| {
         // What the node reads is read again only when its subqueries or inputs changed (their
         // types may have).
         let inputs = if changed_below { Inputs::of(&node, outer) } else { around };
         let names: Vec<_> = node.schema().iter().map(|(q, f)| (q.cloned(), f.name().clone())).collect();
-        let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs)))?;
+        // A `VALUES` list keeps the types it was planned with (its schema is not computed again).
+        let retype = retype && !matches!(node, LogicalPlan::Values(_));
+        let own = node.map_expressions(|e| e.transform_up(|e| rewrite(e, &inputs, retype)))?;
         if !own.transformed && !changed_below {
             return Ok(own);
         }
@@ -278,7 +285,7 @@ fn arithmetic(op: Operator) -> bool {
 /// One step of [`fractional_sums`] on an expression whose own expressions were rewritten
 /// already: a division with a `numeric` operand gets fractions for its operands' `numeric` values,
 /// a cast of a float to an integer rounds it first.
-fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
+fn rewrite(e: Expr, inputs: &Inputs, retype: bool) -> Result<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) if numeric(&left, inputs) || numeric(&right, inputs) => {
             let (left, right) = (fractions(*left, inputs), fractions(*right, inputs));
@@ -297,7 +304,7 @@ fn rewrite(e: Expr, inputs: &Inputs) -> Result<Transformed<Expr>> {
         // A date and an interval make a timestamp (DataFusion keeps a date, dropping the time
         // of day: `max(ts::date) + interval '6 hours'` was midnight).
         Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right })
-            if date_and_interval(&left, &right, inputs) || (op == Operator::Plus && date_and_interval(&right, &left, inputs)) =>
+            if retype && (date_and_interval(&left, &right, inputs) || (op == Operator::Plus && date_and_interval(&right, &left, inputs))) =>
         {
             let timestamp = |e: Box<Expr>| -> Box<Expr> {
                 if type_of(&e, inputs).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Date64)) {

@@ -849,7 +849,10 @@ mod tests {
                    (SELECT string_agg(round(x)::text, ' ' ORDER BY x) FROM (VALUES (0.5), (1.5), (2.5), (-0.5)) v(x)) AS ap, \
                    (date '2026-11-01' + interval '30 minutes')::text AS al, (min(ts)::date - interval '1 hour')::text AS am, pg_typeof(current_date + '6 hours') AS an, \
                    count(*) FILTER (WHERE ts >= '2026-11-01'::date + interval '30 minutes') AS ao, \
-                   (max(ts::date) + interval '6 hours')::text AS aq, (to_date('2026-11-01', 'YYYY-MM-DD') + interval '6 hours')::text AS ar \
+                   (max(ts::date) + interval '6 hours')::text AS aq, (to_date('2026-11-01', 'YYYY-MM-DD') + interval '6 hours')::text AS ar, \
+                   (SELECT x::text FROM (VALUES (date '2026-11-01' + interval '1 hour')) v(x)) AS as_, \
+                   (WITH RECURSIVE s(t) AS (SELECT date '2026-11-01' + interval '0 hour' UNION ALL SELECT t + interval '12 hours' FROM s WHERE t < timestamp '2026-11-02') \
+                    SELECT max(t)::text FROM s) AS at_ \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -885,6 +888,9 @@ mod tests {
             ("ap", "-1 1 2 3"),
             ("aq", "2026-11-02 06:00:00"),
             ("ar", "2026-11-01 06:00:00"),
+            // Regression: `VALUES` and a recursive query's anchor failed once typed anew on the plan.
+            ("as_", "2026-11-01 01:00:00"),
+            ("at_", "2026-11-02 00:00:00"),
         ] {
             assert_eq!(text(k), want, "{k}: {row:?}");
         }

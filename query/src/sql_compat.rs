@@ -575,6 +575,14 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
                 (Some(iv), None) if *op == BinaryOperator::Plus && !is_text(right) => (l, changed) = (iv, true),
                 _ => {}
             }
+            // A date and an interval make a timestamp, as in PostgreSQL (DataFusion kept a date,
+            // dropping the time of day). Written as such here, where `VALUES` and a recursive
+            // query's anchor take it; [`crate::fraction`] makes any other date one on the plan.
+            if is_interval_form(&r) && is_date_form(&l) {
+                (l, changed) = (timestamp_of(l), true);
+            } else if *op == BinaryOperator::Plus && is_interval_form(&l) && is_date_form(&r) {
+                (r, changed) = (timestamp_of(r), true);
+            }
             Ok(changed.then(|| Expr::BinaryOp { left: Box::new(l), op: op.clone(), right: Box::new(r) }))
         }
         Expr::Function(f) if ["to_timestamp", "to_date"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) => postgres_to_char(f, true),
@@ -711,6 +719,17 @@ fn zoned_call(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
     }
 }
 
+/// Whether `e` is written as a date: `date '…'`, a cast to `date`, `current_date`.
+fn is_date_form(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_date_form(inner),
+        Expr::TypedString(t) => matches!(t.data_type, DataType::Date),
+        Expr::Cast { data_type: DataType::Date, .. } => true,
+        Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case("current_date"),
+        _ => false,
+    }
+}
+
 /// Whether `e` is written as an interval: a literal, a cast to `interval`, a scaled one.
 fn is_interval_form(e: &Expr) -> bool {
     match e {
@@ -722,6 +741,12 @@ fn is_interval_form(e: &Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// `CAST(e AS TIMESTAMP)`.
+fn timestamp_of(e: Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::{CastKind, TimezoneInfo};
+    Expr::Cast { kind: CastKind::Cast, expr: Box::new(e), data_type: DataType::Timestamp(None, TimezoneInfo::None), array: false, format: None }
 }
 
 /// `interval * x`, `x * interval`, `interval / x` where the interval is written as one (a literal,
