@@ -306,36 +306,35 @@ pub fn interval_text(v: arrow::datatypes::IntervalMonthDayNano) -> String {
     parts.join(" ")
 }
 
-/// PostgreSQL's text form of a float: shortest round-trip digits, `NaN`, `Infinity`, `-Infinity`.
+/// PostgreSQL's text form of a float: shortest round-trip digits, `NaN`, `Infinity`, `-Infinity`;
+/// in exponent form below 1e-4 and from 1e15 (`1e-05`, `1.5e+15`), as PostgreSQL writes them.
 pub fn float_text(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "Infinity".into() } else { "-Infinity".into() }
-    } else if v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-5) {
-        let s = format!("{v:e}");
-        // PostgreSQL writes the exponent with a sign and at least two digits: 1e+20, 1.5e-07.
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
-    } else {
-        format!("{v}")
-    }
+    shortest_text(v, format!("{v}"), format!("{v:e}"), 15)
 }
 
-/// [`float_text`] of a `real`: its own shortest digits (`1.1`, not the `f64` widening's).
+/// [`float_text`] of a `real`: its own shortest digits (`1.1`, not the `f64` widening's), in
+/// exponent form from 1e6 (`1.234567e+06`).
 pub fn float4_text(v: f32) -> String {
-    if v.is_finite() && v != 0.0 && (v.abs() >= 1e16 || v.abs() < 1e-5) {
-        float_text(v.to_string().parse().unwrap_or(f64::from(v)))
-    } else if v.is_finite() {
-        format!("{v}")
-    } else {
-        float_text(f64::from(v))
+    shortest_text(f64::from(v), format!("{v}"), format!("{v:e}"), 6)
+}
+
+/// A float's text given its shortest digits in fixed (`fixed`) and exponent (`exp`, Rust's
+/// `1.5e-7`) form: the exponent form when the exponent is below -4 or from `digits` (PostgreSQL's
+/// `DBL_DIG`/`FLT_DIG` rule), with a sign and two digits at least (`1.5e-07`).
+fn shortest_text(v: f64, fixed: String, exp: String, digits: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
     }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let Some((mantissa, e)) = exp.split_once('e') else { return fixed };
+    let exponent: i32 = e.parse().unwrap_or(0);
+    if v == 0.0 || (-4..digits).contains(&exponent) {
+        return fixed;
+    }
+    let (sign, magnitude) = if exponent < 0 { ("-", -exponent) } else { ("+", exponent) };
+    format!("{mantissa}e{sign}{magnitude:02}")
 }
 
 /// `YYYY-MM-DD` of days since 1970-01-01.
@@ -944,6 +943,13 @@ mod tests {
         assert_eq!(float_text(1e20), "1e+20");
         assert_eq!(float_text(1.5e-7), "1.5e-07");
         assert_eq!(float_text(-3.0), "-3");
+        // PostgreSQL 15's answers: exponent form below 1e-4 and from 1e15 (`real`: 1e6).
+        for (v, text) in [(1e15, "1e+15"), (1e14, "100000000000000"), (123456789012345.0, "123456789012345"), (1234567890123456.0, "1.234567890123456e+15"), (0.0001, "0.0001"), (0.00001, "1e-05"), (-1e15, "-1e+15")] {
+            assert_eq!(float_text(v), text, "{v}");
+        }
+        for (v, text) in [(123456f32, "123456"), (1234567f32, "1.234567e+06"), (0.0001f32, "0.0001"), (0.00001f32, "1e-05"), (1e14f32, "1e+14"), (100000f32, "100000"), (1.1f32, "1.1")] {
+            assert_eq!(float4_text(v), text, "{v}");
+        }
     }
 
     /// Regression: intervals (`max(ts) - min(ts)`, `now() - ts`, `interval '90 seconds'`) were
