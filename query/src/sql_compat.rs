@@ -753,7 +753,6 @@ fn timestamp_of(e: Expr) -> Expr {
 /// a cast to `interval`) and `x` is not: `edgelens_interval_mul(interval, x)` or
 /// `edgelens_interval_div(interval, x)` ([`crate::time_udf`]); `None` otherwise.
 fn interval_scaling_call(left: &Expr, op: &BinaryOperator, right: &Expr) -> Option<Expr> {
-    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
     fn is_interval(e: &Expr) -> bool {
         match e {
             Expr::UnaryOp { expr, .. } => is_interval(expr),
@@ -766,17 +765,7 @@ fn interval_scaling_call(left: &Expr, op: &BinaryOperator, right: &Expr) -> Opti
         (false, true) if !divide => (right, left),
         _ => return None,
     };
-    let arg = |e: &Expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(e.clone()));
-    Some(Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(crate::time_udf::interval_scaling_name(divide))]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args: vec![arg(interval), arg(factor)], clauses: Vec::new() }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    }))
+    Some(function_call(crate::time_udf::interval_scaling_name(divide), vec![interval.clone(), factor.clone()]))
 }
 
 /// DataFusion's name of a PostgreSQL function it has under another name (`sign` is `signum`;
@@ -797,28 +786,30 @@ fn renamed_function(name: &str) -> Option<&'static str> {
 /// precision`: [`crate::fraction`] then rounds a cast of it to an integer as a `numeric` (half
 /// away from zero), and divides it as one. The mark changes no value nor type.
 fn numeric_extract(extract: Expr) -> Expr {
-    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
-    let call = |name: &str, args: Vec<Expr>| {
-        Expr::Function(Function {
-            name: ObjectName::from(vec![Ident::new(name)]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
-                clauses: Vec::new(),
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: Vec::new(),
-        })
-    };
     let part = match extract {
-        Expr::Extract { field, expr, .. } => call("date_part", vec![Expr::value(Value::SingleQuotedString(format!("{field}"))), *expr]),
+        Expr::Extract { field, expr, .. } => function_call("date_part", vec![Expr::value(Value::SingleQuotedString(format!("{field}"))), *expr]),
         other => other,
     };
-    call(crate::fraction::NUMERIC_MARK, vec![part])
+    function_call(crate::fraction::NUMERIC_MARK, vec![part])
+}
+
+/// `name(args…)`, a plain call.
+fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+    use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args.into_iter().map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a))).collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 /// `mod(a, b)`: `(a % b)`, the remainder with the sign of `a`, as in PostgreSQL (DataFusion has
