@@ -852,7 +852,8 @@ mod tests {
                    (max(ts::date) + interval '6 hours')::text AS aq, (to_date('2026-11-01', 'YYYY-MM-DD') + interval '6 hours')::text AS ar, \
                    (SELECT x::text FROM (VALUES (date '2026-11-01' + interval '1 hour')) v(x)) AS as_, \
                    (WITH RECURSIVE s(t) AS (SELECT date '2026-11-01' + interval '0 hour' UNION ALL SELECT t + interval '12 hours' FROM s WHERE t < timestamp '2026-11-02') \
-                    SELECT max(t)::text FROM s) AS at_ \
+                    SELECT max(t)::text FROM s) AS at_, \
+                   extract(epoch from interval '1 year') AS au, date_part('epoch', interval '1 mon 2 days 03:00:00') AS av \
                    FROM traffic_1m";
         let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
         let rows = crate::format::to_json_rows(&r.batches).unwrap();
@@ -902,6 +903,8 @@ mod tests {
         assert_eq!(row["ao"], serde_json::json!(1));
         // Of the difference of two times, as of PostgreSQL's interval: 2 days 05:00:30.5.
         assert_eq!((row["ad"].as_f64(), row["ae"].as_f64(), row["af"].as_f64(), row["ag"].as_f64()), (Some(5.0), Some(30.5), Some(30.5), Some(2.0)), "{row:?}");
+        // PostgreSQL 15: 31557600 (a year of 365.25 days) and 2775600.
+        assert_eq!((row["au"].as_f64(), row["av"].as_f64()), (Some(31_557_600.0), Some(2_775_600.0)), "{row:?}");
         // `round` of a double half to even, of a numeric (a fractional literal, a sum's fraction) half away.
         assert_eq!([&row["ah"], &row["ai"], &row["aj"], &row["ak"]], [2.0, 3.0, -4.0, 4.0].map(|v| serde_json::json!(v)).each_ref(), "{row:?}");
         let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();

@@ -16,7 +16,8 @@
 //!   seconds keep their fraction (`30.5`, a `double precision`; DataFusion's were whole), and the
 //!   difference of two times is read as the interval PostgreSQL makes of it, in days and time
 //!   (`extract(hour from b - a)` is the hours after the whole days; DataFusion counted every hour
-//!   of the difference, and overflowed on its microseconds).
+//!   of the difference, and overflowed on its microseconds); the epoch of an interval counts a
+//!   year as 365.25 days, as PostgreSQL's does (DataFusion's, 360).
 //! - `localtimestamp` and `localtime`: the session's wall clock when the statement started, as a
 //!   `timestamp` and a `time` (DataFusion has neither, and read them as column names).
 //! - `coalesce(..)`: a text beside a time is read as a time (`COALESCE(end_ts,
@@ -533,9 +534,12 @@ impl ScalarUDFImpl for DatePart {
             }
             _ => value,
         };
-        if seconds {
+        let epoch = matches!(args.args.first(), Some(ColumnarValue::Scalar(part)) if part.try_as_str().flatten().is_some_and(|p| p.trim().eq_ignore_ascii_case("epoch")))
+            && matches!(value.data_type(), DataType::Interval(_));
+        if seconds || epoch {
             let scalar = matches!(args.args.get(1), Some(ColumnarValue::Scalar(_)));
-            let out = seconds_of(&value.to_array(args.number_rows)?)?;
+            let array = value.to_array(args.number_rows)?;
+            let out = if seconds { seconds_of(&array)? } else { interval_epoch(&array)? };
             return Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) });
         }
         args.args[1] = value;
@@ -545,6 +549,20 @@ impl ScalarUDFImpl for DatePart {
         // The function itself, not its `ScalarUDF`, which checks the type in debug builds.
         self.inner.inner().invoke_with_args(args)
     }
+}
+
+/// The seconds an interval spans, as PostgreSQL's `extract(epoch from interval)` counts them: a
+/// year 365.25 days, a month beyond whole years 30 days, a day 24 hours (DataFusion counted a
+/// year as 360 days).
+fn interval_epoch(array: &datafusion::arrow::array::ArrayRef) -> Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{AsArray, Float64Array};
+    use datafusion::arrow::datatypes::{IntervalMonthDayNanoType, IntervalUnit};
+    const DAY: f64 = 86_400.0;
+    let iv = datafusion::arrow::compute::cast(array, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let out: Float64Array = iv.as_primitive::<IntervalMonthDayNanoType>().unary(|v| {
+        f64::from(v.months / 12) * 365.25 * DAY + f64::from(v.months % 12) * 30.0 * DAY + f64::from(v.days) * DAY + v.nanoseconds as f64 / 1e9
+    });
+    Ok(Arc::new(out))
 }
 
 /// The seconds of each time, with their fraction, as PostgreSQL's `date_part('second', …)`: of a
