@@ -1,8 +1,9 @@
 //! Sums divided as fractions and fractions cast to integers rounded on the lake, as PostgreSQL
-//! does them (and the other arithmetic whose type PostgreSQL gives otherwise than DataFusion, below). PostgreSQL sums `bigint`s (the tables' counts) as `numeric`, so
-//! `sum(cache_hits) / sum(requests)` is a fraction there, as it is in ClickHouse, whose `/` always
-//! gives one. DataFusion sums integers as integers and divides them as integers (0 for a hit
-//! ratio).
+//! does them, and the other arithmetic PostgreSQL types otherwise than DataFusion (below: a date
+//! and an interval, `round` of a `double precision`). PostgreSQL sums `bigint`s (the tables'
+//! counts) as `numeric`, so `sum(cache_hits) / sum(requests)` is a fraction there, as it is in
+//! ClickHouse, whose `/` always gives one. DataFusion sums integers as integers and divides them
+//! as integers (0 for a hit ratio).
 //!
 //! [`fractional_sums`] rewrites a statement's plan, after DataFusion resolved its names and before
 //! its types are coerced. A value is PostgreSQL's `numeric` ([`numeric`]) when it is a `sum(…)`
@@ -63,7 +64,8 @@ pub fn udfs() -> [ScalarUDF; 4] {
 }
 
 /// `plan` (as planned from a statement, before the analyzer) with its divisions of sums made
-/// fractions and its casts of fractions to integers rounded (see the module docs).
+/// fractions, its casts of fractions to integers rounded, its dates with intervals made
+/// timestamps and its `round` of doubles half to even (see the module docs).
 pub fn fractional_sums(plan: LogicalPlan) -> Result<LogicalPlan> {
     rewrite_plan(plan, None, true).map(|t| t.data)
 }
@@ -284,7 +286,8 @@ fn arithmetic(op: Operator) -> bool {
 
 /// One step of [`fractional_sums`] on an expression whose own expressions were rewritten
 /// already: a division with a `numeric` operand gets fractions for its operands' `numeric` values,
-/// a cast of a float to an integer rounds it first.
+/// a cast of a float to an integer rounds it first, a date with an interval becomes a timestamp
+/// (where the node may be `retype`d), `round` of a double rounds half to even.
 fn rewrite(e: Expr, inputs: &Inputs, retype: bool) -> Result<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Divide, right }) if numeric(&left, inputs) || numeric(&right, inputs) => {
