@@ -34,7 +34,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalUnit, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNanoType, IntervalUnit, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err};
@@ -43,8 +43,7 @@ use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::format::is_utc_zone;
-use crate::pgwire::types::{duration_as_interval, float4_text, float_text, interval_text, timestamp_text, wall_clock};
+use crate::pgwire::types::{PgColumn, pg_type};
 use crate::rewrite_udf::{Rewrite, call, udf};
 
 /// The analyzer rule of the module header, to add to a session after DataFusion's own.
@@ -191,7 +190,7 @@ impl Rewrite for Kind {
             Kind::IntervalIn => texts(|s| interval_of_text(s).map(|iv| iv.arrow_text()))?,
             Kind::SpanLength => span_length(&array)?,
         };
-        Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+        crate::time_udf::columnar(out, scalar)
     }
 }
 
@@ -213,46 +212,12 @@ fn span_length(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(lengths))
 }
 
-/// PostgreSQL's text of each time of `array` (a timestamp, a time of day, an interval).
+/// PostgreSQL's text of each value of `array` (a timestamp, a time of day, an interval, a
+/// difference of two times, a float): the cell the Postgres wire sends for it ([`PgColumn`]).
 fn time_text(array: &ArrayRef) -> Result<StringArray> {
     let external = |e: crate::error::QueryError| DataFusionError::External(Box::new(e));
-    match array.data_type() {
-        DataType::Timestamp(_, zone) => {
-            let utc = zone.as_deref().is_some_and(is_utc_zone);
-            // Another zone's times are its wall clock (PostgreSQL's `timestamp`).
-            let local = wall_clock(array).map_err(external)?;
-            let micros = cast(local.as_ref().unwrap_or(array), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-            Ok(micros.as_primitive::<TimestampMicrosecondType>().iter().map(|v| v.map(|v| timestamp_text(v, utc))).collect())
-        }
-        DataType::Time32(_) | DataType::Time64(_) => {
-            let micros = cast(array, &DataType::Time64(TimeUnit::Microsecond))?;
-            Ok(micros.as_primitive::<Time64MicrosecondType>().iter().map(|v| v.map(time_of_day_text)).collect())
-        }
-        DataType::Interval(IntervalUnit::MonthDayNano) => {
-            Ok(array.as_primitive::<IntervalMonthDayNanoType>().iter().map(|v| v.map(interval_text)).collect())
-        }
-        // A float as PostgreSQL writes one: `30`, not Arrow's `30.0` (`date_part('second', ts)
-        // || 's'`, `round(x)::text`); `1e+20`, `NaN`, `Infinity`.
-        DataType::Float64 => Ok(array.as_primitive::<datafusion::arrow::datatypes::Float64Type>().iter().map(|v| v.map(float_text)).collect()),
-        DataType::Float32 => Ok(array.as_primitive::<datafusion::arrow::datatypes::Float32Type>().iter().map(|v| v.map(float4_text)).collect()),
-        DataType::Duration(_) => match duration_as_interval(array).map_err(external)? {
-            Some(interval) => time_text(&interval),
-            None => exec_err!("edgelens_time_text of a {}", array.data_type()),
-        },
-        other => exec_err!("edgelens_time_text of a {other}"),
-    }
-}
-
-/// `HH:MM:SS[.ffffff]` of microseconds since midnight, as PostgreSQL writes a `time`.
-pub fn time_of_day_text(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let mut s = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac != 0 {
-        s.push('.');
-        s.push_str(format!("{frac:06}").trim_end_matches('0'));
-    }
-    s
+    let column = PgColumn::new(array, pg_type(array.data_type())).map_err(external)?;
+    (0..array.len()).map(|row| column.text(row).map_err(external)).collect()
 }
 
 /// A date and time of day PostgreSQL reads (`2026-11-28 10:15`, `2026/11/28T9:5+02`,
@@ -529,9 +494,10 @@ mod tests {
 
     #[test]
     fn times_of_day_are_written_as_postgres_writes_them() {
-        assert_eq!(time_of_day_text(0), "00:00:00");
-        assert_eq!(time_of_day_text(62_727_351_449), "17:25:27.351449");
-        assert_eq!(time_of_day_text(3_600_500_000), "01:00:00.5");
+        use crate::pgwire::types::clock_text;
+        assert_eq!(clock_text(0), "00:00:00");
+        assert_eq!(clock_text(62_727_351_449), "17:25:27.351449");
+        assert_eq!(clock_text(3_600_500_000), "01:00:00.5");
     }
 
     async fn one(ctx: &SessionContext, sql: &str) -> Result<String> {

@@ -135,6 +135,12 @@ impl ScalarUDFImpl for CoalesceTimes {
     }
 }
 
+/// `out`, the values of a call, as the call's answer: its one value when every argument was one
+/// (a literal, folded when the statement is planned), else the column.
+pub(crate) fn columnar(out: datafusion::arrow::array::ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
+}
+
 /// `localtimestamp` and `localtime`, to register on a session.
 pub fn local_times() -> [ScalarUDF; 2] {
     [LocalTime { timestamp: true }, LocalTime { timestamp: false }]
@@ -312,12 +318,7 @@ impl ScalarUDFImpl for Age {
             _ => return datafusion::common::exec_err!("age takes one or two times"),
         };
         let ages: IntervalMonthDayNanoArray = from.iter().zip(&to).map(|(a, b)| a.zip(*b).and_then(|(a, b)| age_of(a, b))).collect();
-        let out = ColumnarValue::Array(Arc::new(ages));
-        if scalar {
-            let array = out.to_array(1)?;
-            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(array.as_ref(), 0)?));
-        }
-        Ok(out)
+        columnar(Arc::new(ages), scalar)
     }
 }
 
@@ -385,26 +386,6 @@ fn days_in_month(year: i32, month: u32) -> i64 {
     first.zip(next).map_or(30, |(f, n)| (n - f).num_days())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn age_is_postgres_age() {
-        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
-        let text = |a: &str, b: &str| crate::pgwire::types::interval_text(age_of(t(a), t(b)).unwrap());
-        // Answers of PostgreSQL 15.
-        assert_eq!(text("2026-11-29T10:00:00Z", "2025-09-15T12:30:00Z"), "1 year 2 mons 13 days 21:30:00");
-        assert_eq!(text("2026-03-01T00:00:00Z", "2026-01-31T00:00:00Z"), "1 mon 1 day");
-        assert_eq!(text("2026-01-31T00:00:00Z", "2026-03-01T00:00:00Z"), "-1 mons -1 days");
-        assert_eq!(text("2026-11-29T10:00:00Z", "2026-11-29T10:00:00Z"), "00:00:00");
-        assert_eq!(text("2024-03-01T00:00:00Z", "2024-02-28T23:00:00Z"), "1 day 01:00:00");
-        assert_eq!(text("2026-11-25T08:30:00Z", "2026-11-29T10:00:00Z"), "-4 days -01:30:00");
-        assert_eq!(text("2026-03-31T00:00:00Z", "2026-02-28T12:00:00Z"), "1 mon 2 days 12:00:00");
-        assert_eq!(text("2026-02-28T12:00:00Z", "2026-03-31T00:00:00Z"), "-1 mons -2 days -12:00:00");
-    }
-}
-
 /// `edgelens_interval_mul` and `edgelens_interval_div`, to register on a session.
 pub fn interval_scaling() -> [ScalarUDF; 2] {
     [false, true].map(|divide| ScalarUDF::new_from_impl(IntervalScale { divide, signature: Signature::user_defined(datafusion::logical_expr::Volatility::Immutable) }))
@@ -467,11 +448,7 @@ impl ScalarUDFImpl for IntervalScale {
             };
             out.push(Some(IntervalMonthDayNano::new(months, days, nanos)));
         }
-        let array = IntervalMonthDayNanoArray::from(out);
-        if scalar {
-            return Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&array, 0)?));
-        }
-        Ok(ColumnarValue::Array(Arc::new(array)))
+        columnar(Arc::new(IntervalMonthDayNanoArray::from(out)), scalar)
     }
 }
 
@@ -486,9 +463,12 @@ struct DatePart {
     inner: Arc<ScalarUDF>,
 }
 
-/// Whether `part` (a literal) names the seconds.
-fn is_seconds(part: Option<&datafusion::common::ScalarValue>) -> bool {
-    part.and_then(|p| p.try_as_str().flatten()).is_some_and(|p| ["second", "seconds", "s", "sec", "secs"].iter().any(|s| p.trim().eq_ignore_ascii_case(s)))
+/// The names of the seconds as a part.
+const SECONDS: &[&str] = &["second", "seconds", "s", "sec", "secs"];
+
+/// Whether `part` (a literal) is one of `names`, in any case.
+fn is_part(part: Option<&datafusion::common::ScalarValue>, names: &[&str]) -> bool {
+    part.and_then(|p| p.try_as_str().flatten()).is_some_and(|p| names.iter().any(|s| p.trim().eq_ignore_ascii_case(s)))
 }
 
 impl ScalarUDFImpl for DatePart {
@@ -509,7 +489,7 @@ impl ScalarUDFImpl for DatePart {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        if is_seconds(args.scalar_arguments.first().copied().flatten()) {
+        if is_part(args.scalar_arguments.first().copied().flatten(), SECONDS) {
             let nullable = args.arg_fields.get(1).is_none_or(|f| f.is_nullable());
             return Ok(Arc::new(Field::new(self.name(), DataType::Float64, nullable)));
         }
@@ -521,7 +501,11 @@ impl ScalarUDFImpl for DatePart {
     }
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let seconds = matches!(args.args.first(), Some(ColumnarValue::Scalar(part)) if is_seconds(Some(part)));
+        let part = match args.args.first() {
+            Some(ColumnarValue::Scalar(part)) => Some(part.clone()),
+            _ => None,
+        };
+        let seconds = is_part(part.as_ref(), SECONDS);
         let Some(value) = args.args.get(1).cloned() else { return self.inner.invoke_with_args(args) };
         // A difference of two times: the interval of days and time PostgreSQL makes of it.
         let value = match value.data_type() {
@@ -534,13 +518,12 @@ impl ScalarUDFImpl for DatePart {
             }
             _ => value,
         };
-        let epoch = matches!(args.args.first(), Some(ColumnarValue::Scalar(part)) if part.try_as_str().flatten().is_some_and(|p| p.trim().eq_ignore_ascii_case("epoch")))
-            && matches!(value.data_type(), DataType::Interval(_));
+        let epoch = is_part(part.as_ref(), &["epoch"]) && matches!(value.data_type(), DataType::Interval(_));
         if seconds || epoch {
             let scalar = matches!(args.args.get(1), Some(ColumnarValue::Scalar(_)));
             let array = value.to_array(args.number_rows)?;
             let out = if seconds { seconds_of(&array)? } else { interval_epoch(&array)? };
-            return Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) });
+            return columnar(out, scalar);
         }
         args.args[1] = value;
         if let Some(field) = args.arg_fields.get_mut(1) {
@@ -594,4 +577,24 @@ fn seconds_of(array: &datafusion::arrow::array::ArrayRef) -> Result<datafusion::
         other => return datafusion::common::exec_err!("date_part('second', …) of a {other}"),
     };
     Ok(Arc::new(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_is_postgres_age() {
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+        let text = |a: &str, b: &str| crate::pgwire::types::interval_text(age_of(t(a), t(b)).unwrap());
+        // Answers of PostgreSQL 15.
+        assert_eq!(text("2026-11-29T10:00:00Z", "2025-09-15T12:30:00Z"), "1 year 2 mons 13 days 21:30:00");
+        assert_eq!(text("2026-03-01T00:00:00Z", "2026-01-31T00:00:00Z"), "1 mon 1 day");
+        assert_eq!(text("2026-01-31T00:00:00Z", "2026-03-01T00:00:00Z"), "-1 mons -1 days");
+        assert_eq!(text("2026-11-29T10:00:00Z", "2026-11-29T10:00:00Z"), "00:00:00");
+        assert_eq!(text("2024-03-01T00:00:00Z", "2024-02-28T23:00:00Z"), "1 day 01:00:00");
+        assert_eq!(text("2026-11-25T08:30:00Z", "2026-11-29T10:00:00Z"), "-4 days -01:30:00");
+        assert_eq!(text("2026-03-31T00:00:00Z", "2026-02-28T12:00:00Z"), "1 mon 2 days 12:00:00");
+        assert_eq!(text("2026-02-28T12:00:00Z", "2026-03-31T00:00:00Z"), "-1 mons -2 days -12:00:00");
+    }
 }

@@ -183,6 +183,19 @@ impl PgColumn {
         &self.ty
     }
 
+    /// Cell `row` in text format, as [`PgColumn::write_cell`] sends it; `None` for NULL.
+    pub fn text(&self, row: usize) -> Result<Option<String>> {
+        if self.array.logical_nulls().is_some_and(|n| n.is_null(row)) {
+            return Ok(None);
+        }
+        if self.display {
+            return display_text(&self.array, row).map(Some);
+        }
+        let mut buf = BytesMut::new();
+        self.write_text(row, &mut buf);
+        Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+    }
+
     /// Append cell `row` as a DataRow field: its length (or -1 for NULL) and its bytes.
     pub fn write_cell(&self, row: usize, binary: bool, buf: &mut BytesMut) -> Result<()> {
         // Logical nulls: a `Null` column or a dictionary's null values are NULL too.
@@ -226,7 +239,7 @@ impl PgColumn {
                 }
             }
             Type::DATE => buf.put_slice(date_text(a.as_primitive::<Date32Type>().value(row)).as_bytes()),
-            Type::TIME => buf.put_slice(crate::time_text::time_of_day_text(a.as_primitive::<Time64MicrosecondType>().value(row)).as_bytes()),
+            Type::TIME => buf.put_slice(clock_text(a.as_primitive::<Time64MicrosecondType>().value(row).unsigned_abs()).as_bytes()),
             Type::TIMESTAMPTZ => {
                 buf.put_slice(timestamp_text(a.as_primitive::<TimestampMicrosecondType>().value(row), true).as_bytes())
             }
@@ -295,13 +308,7 @@ pub fn interval_text(v: arrow::datatypes::IntervalMonthDayNano) -> String {
         } else {
             ""
         };
-        let m = micros.unsigned_abs();
-        let (secs, frac) = (m / 1_000_000, m % 1_000_000);
-        let mut t = format!("{sign}{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-        if frac != 0 {
-            t.push_str(format!(".{frac:06}").trim_end_matches('0'));
-        }
-        parts.push(t);
+        parts.push(format!("{sign}{}", clock_text(micros.unsigned_abs())));
     }
     parts.join(" ")
 }
@@ -348,15 +355,21 @@ pub fn date_text(days: i32) -> String {
 /// fraction without trailing zeros, as PostgreSQL prints it.
 pub fn timestamp_text(micros: i64, with_zone: bool) -> String {
     let Some(t) = DateTime::<Utc>::from_timestamp_micros(micros) else { return micros.to_string() };
-    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
-    let frac = micros.rem_euclid(1_000_000);
-    if frac != 0 {
-        let digits = format!("{frac:06}");
-        s.push('.');
-        s.push_str(digits.trim_end_matches('0'));
-    }
+    let mut s = t.format("%Y-%m-%d ").to_string();
+    s.push_str(&clock_text(micros.rem_euclid(86_400_000_000).unsigned_abs()));
     if with_zone {
         s.push_str("+00");
+    }
+    s
+}
+
+/// `HH:MM:SS[.ffffff]` of `micros` (hours not carried into days), the fraction without trailing
+/// zeros: the clock of a timestamp, a `time` and an interval, as PostgreSQL writes them.
+pub fn clock_text(micros: u64) -> String {
+    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
+    let mut s = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if frac != 0 {
+        s.push_str(format!(".{frac:06}").trim_end_matches('0'));
     }
     s
 }
