@@ -269,13 +269,7 @@ fn alias_repeated_in(select: &mut Select) {
     // An unaliased `x AT TIME ZONE z` is named `timezone` (`timezone_2`, … when that is taken),
     // as PostgreSQL names it: DataFusion names it after `x`, so with `ORDER BY x` (which adds `x`
     // to the projection) it refused the statement for two columns of one name.
-    let is_zone = |e: &Expr| {
-        let mut e = e;
-        while let Expr::Nested(inner) = e {
-            e = inner;
-        }
-        matches!(e, Expr::AtTimeZone { .. })
-    };
+    let is_zone = |e: &Expr| matches!(unnested(e), Expr::AtTimeZone { .. });
     if select.projection.iter().any(|item| matches!(item, SelectItem::UnnamedExpr(e) if is_zone(e))) {
         let mut taken = output_names(&select.projection, |e| (!is_zone(e)).then(|| output_key(e)));
         for item in &mut select.projection {
@@ -334,11 +328,7 @@ fn alias_casts_of_columns(select: &mut Select) {
     for i in 0..select.projection.len() {
         let SelectItem::UnnamedExpr(expr) = &select.projection[i] else { continue };
         // Casts only: `x AT TIME ZONE z` itself is named `timezone`.
-        let mut outer = expr;
-        while let Expr::Nested(inner) = outer {
-            outer = inner;
-        }
-        if !matches!(outer, Expr::Cast { .. }) {
+        if !matches!(unnested(expr), Expr::Cast { .. }) {
             continue;
         }
         let name = match uncast(expr) {
@@ -411,6 +401,37 @@ fn output_names(projection: &[SelectItem], name: impl Fn(&Expr) -> Option<String
             _ => None,
         })
         .collect()
+}
+
+/// `e` without the brackets around it.
+pub fn unnested(mut e: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
+    e
+}
+
+/// The text of an interval literal written without fields (`interval '1 day 02:00'`, not
+/// `interval '1' day`), the form PostgreSQL's interval input reads.
+fn plain_interval_text(i: &datafusion::sql::sqlparser::ast::Interval) -> Option<&str> {
+    if i.leading_field.is_some() || i.last_field.is_some() || i.leading_precision.is_some() || i.fractional_seconds_precision.is_some() {
+        return None;
+    }
+    match i.value.as_ref() {
+        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => Some(text),
+        _ => None,
+    }
+}
+
+/// `interval 'text'`, without fields.
+fn interval_literal(text: String) -> Expr {
+    Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+        value: Box::new(Expr::value(Value::SingleQuotedString(text))),
+        leading_field: None,
+        leading_precision: None,
+        last_field: None,
+        fractional_seconds_precision: None,
+    })
 }
 
 /// An identifier as it names a column: unquoted ones fold to lower case.
@@ -556,14 +577,7 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
         Expr::BinaryOp { left, op: op @ (BinaryOperator::Plus | BinaryOperator::Minus), right } => {
             let interval = |e: &Expr| match e {
                 Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => {
-                    let read = crate::time_text::interval_of_text(text)?;
-                    Some(Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
-                        value: Box::new(Expr::value(Value::SingleQuotedString(read.arrow_text()))),
-                        leading_field: None,
-                        leading_precision: None,
-                        last_field: None,
-                        fractional_seconds_precision: None,
-                    }))
+                    Some(interval_literal(crate::time_text::interval_of_text(text)?.arrow_text()))
                 }
                 _ => None,
             };
@@ -597,16 +611,10 @@ fn rewrite_expr(expr: &Expr) -> Result<Option<Expr>> {
         },
         // An interval literal as PostgreSQL reads it (`interval '1 day 02:00'`, `'@ 1 hour ago'`),
         // written in the amounts and units DataFusion reads.
-        Expr::Interval(i) if i.leading_field.is_none() && i.last_field.is_none() && i.leading_precision.is_none() && i.fractional_seconds_precision.is_none() => {
-            let Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), span }) = i.value.as_ref() else { return Ok(None) };
+        Expr::Interval(i) if let Some(text) = plain_interval_text(i) => {
             let Some(read) = crate::time_text::interval_of_text(text) else { return Ok(None) };
             let written = read.arrow_text();
-            if written == *text {
-                return Ok(None);
-            }
-            let mut i = i.clone();
-            i.value = Box::new(Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(written), span: *span }));
-            Ok(Some(Expr::Interval(i)))
+            Ok((written != text).then(|| interval_literal(written)))
         }
         Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr: inner } => scaled_interval(None, &BinaryOperator::Multiply, inner),
         _ => Ok(None),
@@ -631,12 +639,6 @@ fn zone_name(zone: &Expr) -> Option<String> {
 fn scaled_interval(left: Option<&Expr>, op: &BinaryOperator, right: &Expr) -> Result<Option<Expr>> {
     use datafusion::sql::sqlparser::ast::UnaryOperator;
     use crate::time_text::{Interval, interval_of_text};
-    fn unnested(e: &Expr) -> &Expr {
-        match e {
-            Expr::Nested(inner) => unnested(inner),
-            e => e,
-        }
-    }
     fn number(e: &Expr) -> Option<f64> {
         match unnested(e) {
             Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. }) => n.parse().ok(),
@@ -645,14 +647,9 @@ fn scaled_interval(left: Option<&Expr>, op: &BinaryOperator, right: &Expr) -> Re
             _ => None,
         }
     }
-    fn interval(e: &Expr) -> Option<(&datafusion::sql::sqlparser::ast::Interval, Interval)> {
+    fn interval(e: &Expr) -> Option<Interval> {
         match unnested(e) {
-            Expr::Interval(i) if i.leading_field.is_none() && i.last_field.is_none() && i.leading_precision.is_none() && i.fractional_seconds_precision.is_none() => {
-                match i.value.as_ref() {
-                    Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(text), .. }) => Some((i, interval_of_text(text)?)),
-                    _ => None,
-                }
-            }
+            Expr::Interval(i) => interval_of_text(plain_interval_text(i)?),
             _ => None,
         }
     }
@@ -666,16 +663,14 @@ fn scaled_interval(left: Option<&Expr>, op: &BinaryOperator, right: &Expr) -> Re
         },
         (Some(left), _) => interval(left).zip(number(right)).map(|(i, n)| (i, n, true)),
     };
-    let Some(((literal, value), factor, divide)) = operands else { return Ok(None) };
+    let Some((value, factor, divide)) = operands else { return Ok(None) };
     if divide && factor == 0.0 {
         return Err(QueryError::InvalidSql("division by zero (an interval divided by 0)".into()));
     }
     let Some(scaled) = crate::time_text::scaled_interval(value, factor, divide) else {
         return Err(QueryError::InvalidSql("interval out of range".into()));
     };
-    let mut literal = literal.clone();
-    literal.value = Box::new(Expr::value(Value::SingleQuotedString(scaled.arrow_text())));
-    Ok(Some(Expr::Interval(literal)))
+    Ok(Some(interval_literal(scaled.arrow_text())))
 }
 
 /// `date_trunc(unit, t, zone)`, truncated at `zone`'s wall clock and given back as a UTC time, as
@@ -721,8 +716,7 @@ fn zoned_call(f: &datafusion::sql::sqlparser::ast::Function) -> Option<Expr> {
 
 /// Whether `e` is written as a date: `date '…'`, a cast to `date`, `current_date`.
 fn is_date_form(e: &Expr) -> bool {
-    match e {
-        Expr::Nested(inner) => is_date_form(inner),
+    match unnested(e) {
         Expr::TypedString(t) => matches!(t.data_type, DataType::Date),
         Expr::Cast { data_type: DataType::Date, .. } => true,
         Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case("current_date"),
@@ -732,8 +726,7 @@ fn is_date_form(e: &Expr) -> bool {
 
 /// Whether `e` is written as an interval: a literal, a cast to `interval`, a scaled one.
 fn is_interval_form(e: &Expr) -> bool {
-    match e {
-        Expr::Nested(inner) => is_interval_form(inner),
+    match unnested(e) {
         Expr::Interval(_) | Expr::Cast { data_type: DataType::Interval { .. }, .. } => true,
         Expr::Function(f) => {
             let name = f.name.to_string().to_ascii_lowercase();

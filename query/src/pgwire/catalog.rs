@@ -1100,7 +1100,7 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::Nested(inner) => postgres_name(inner),
         Expr::Function(f) => f.name.0.last().map(|p| p.to_string().trim_matches('"').to_ascii_lowercase()),
         // A cast is named as what it casts, but a literal: as its type (`(ts)::date` is `ts`).
-        Expr::Cast { expr, data_type, .. } => match unnested(expr) {
+        Expr::Cast { expr, data_type, .. } => match crate::sql_compat::unnested(expr) {
             e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_)) => postgres_name(e),
             e @ (Expr::Function(_) | Expr::Cast { .. } | Expr::Case { .. } | Expr::AtTimeZone { .. }) => postgres_name(e),
             _ => Some(type_column_name(data_type)),
@@ -1129,14 +1129,6 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::Value(v) if matches!(v.value, datafusion::sql::sqlparser::ast::Value::Boolean(_)) => Some("bool".into()),
         _ => Some("?column?".into()),
     }
-}
-
-/// `e` without the brackets around it.
-fn unnested(mut e: &Expr) -> &Expr {
-    while let Expr::Nested(inner) = e {
-        e = inner;
-    }
-    e
 }
 
 /// PostgreSQL's name of a column that is a literal cast to `data_type` (`'x'::text`, `timestamp
