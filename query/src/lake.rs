@@ -311,6 +311,24 @@ enum Counts {
     Bigint,
 }
 
+/// Register on `ctx` what every session that plans user SQL (the lake's, the Postgres catalog's)
+/// needs to answer PostgreSQL's forms: the functions the plan rewrites call ([`crate::fraction`],
+/// [`crate::time_text`] and its analyzer rule), and PostgreSQL's time functions
+/// ([`crate::time_udf`]) and `pg_typeof`.
+pub(crate) fn register_postgres_forms(ctx: &SessionContext) {
+    let config = ctx.state().config_options().clone();
+    let time_functions = crate::time_udf::local_times()
+        .into_iter()
+        .chain(crate::time_udf::to_timestamps(&config))
+        .chain([crate::time_udf::age(), crate::time_udf::date_part()])
+        .chain(crate::time_udf::interval_scaling());
+    let functions = time_functions.chain(crate::time_text::udfs()).chain(crate::fraction::udfs()).chain([crate::pgwire::catalog::pg_typeof()]);
+    for f in functions {
+        ctx.register_udf(f);
+    }
+    ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
+}
+
 fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<SessionContext> {
     // No list-files cache: its default entries never expire, which would hide new files.
     let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
@@ -333,17 +351,7 @@ fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<Ses
     ctx.register_udaf(crate::sketch_udf::hll_merge());
     ctx.register_udf(crate::time_udf::from_unixtime());
     ctx.register_udf(crate::time_udf::coalesce());
-    for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()).chain([crate::time_udf::date_part()]) {
-        ctx.register_udf(f);
-    }
-    ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
-    for f in crate::time_text::udfs() {
-        ctx.register_udf(f);
-    }
-    ctx.register_udf(crate::pgwire::catalog::pg_typeof());
-    for f in crate::fraction::udfs() {
-        ctx.register_udf(f);
-    }
+    register_postgres_forms(&ctx);
     for table in ALL_TABLES {
         let provider = Arc::new(listing_table(dir, table, counts)?);
         match table.latest {

@@ -800,17 +800,7 @@ impl Catalog {
         for f in functions(None) {
             ctx.register_udf(f);
         }
-        for f in crate::fraction::udfs() {
-            ctx.register_udf(f);
-        }
-        ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
-        for f in crate::time_text::udfs() {
-            ctx.register_udf(f);
-        }
-        ctx.register_udf(pg_typeof());
-        for f in crate::time_udf::local_times().into_iter().chain(crate::time_udf::to_timestamps(ctx.state().config_options())).chain([crate::time_udf::age()]).chain(crate::time_udf::interval_scaling()).chain([crate::time_udf::date_part()]) {
-            ctx.register_udf(f);
-        }
+        crate::lake::register_postgres_forms(&ctx);
         Ok(Catalog { ctx, tables: Arc::new(tables) })
     }
 
