@@ -622,6 +622,37 @@ fn incidents_recorded_under_a_host_name_are_the_entitys() {
     let csv = svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m&format=csv")).1;
     let row = csv.lines().nth(1).unwrap_or_default();
     assert_eq!(row.split(',').nth(7), Some(of_host.to_string().as_str()), "the row's incidents: {csv}");
+    // The report's other tables as CSV: its traffic per step and its incidents, as in its JSON
+    // and in `/v1/incidents?entity=`'s CSV.
+    let series = svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m&format=csv&part=series")).1;
+    assert_eq!(series.lines().next(), Some("ts,requests,share"), "{series}");
+    let rows: Vec<(String, u64, f64)> = series
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    let expected: Vec<(String, u64, f64)> = report["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["ts"].as_str().unwrap().to_owned(), p["requests"].as_u64().unwrap(), p["share"].as_f64().unwrap()))
+        .collect();
+    // serde_json reads floats to within an ulp or so (without its float_roundtrip feature).
+    let close = rows.len() == expected.len() && rows.iter().zip(&expected).all(|(a, b)| a.0 == b.0 && a.1 == b.1 && (a.2 - b.2).abs() < 1e-12);
+    assert!(close, "{series}\n{report}");
+    assert_eq!(series.lines().count(), 7, "a row per minute of the 6: {series}");
+    assert!(series.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap()).sum::<u64>() == report["requests"].as_u64().unwrap(), "{series}");
+    let incidents = svc.get(&format!("/v1/reports/entities/Org%20F?{range}&step=1m&format=csv&part=incidents")).1;
+    assert_eq!(incidents, svc.get(&format!("/v1/incidents?{range}&entity=Org%20F&format=csv")).1);
+    assert_eq!(incidents.lines().count(), 1 + of_host, "{incidents}");
+    assert!(incidents.starts_with("incident_id,site,vector,status,start_ts,"), "{incidents}");
+    let (code, _, body) = svc.fetch("GET", &format!("/v1/reports/entities/Org%20F?{range}&format=csv&part=attacks"), &[], None);
+    assert_eq!((code, body.contains("expected sites, series or incidents")), (400, true), "{body}");
+    let (code, _, body) = svc.fetch("GET", &format!("/v1/reports/entities/Org%20F?{range}&format=md&part=series"), &[], None);
+    assert_eq!((code, body.contains("part applies to format=csv")), (400, true), "{body}");
     // Regression: a report from a second inside a minute left out an incident that ended in that
     // minute, which `/v1/incidents?entity=` lists for the same range: its minute rows start at the
     // next minute, and its incidents were cut to them too.

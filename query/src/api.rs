@@ -12,8 +12,9 @@
 //!   overlapping the range (with `entity`: on its sites while attributed to it)
 //!   (default: the 7 days before `to`), current state, newest first; JSON or CSV (see [`incidents`]);
 //! - `GET /v1/incidents/{id}?format=json|csv|md|html` — one incident's report; 404 for an unknown id;
-//! - `GET /v1/reports/entities/{entity}?from&to&step&min_confidence&format=json|csv|md|html` — the
-//!   compliance report of an entity (see [`entity_report`]); default: 30 days per day;
+//! - `GET /v1/reports/entities/{entity}?from&to&step&min_confidence&format=json|csv|md|html&part` —
+//!   the compliance report of an entity (see [`entity_report`]); default: 30 days per day; as CSV
+//!   one of its tables, `part=sites` (default), `series` or `incidents`;
 //! - `POST /v1/registry/import?format=csv|json&file&dry_run` — a registry file from an admin token,
 //!   audited with the token's name (see [`registry_api`](crate::registry_api));
 //! - `POST /v1/sql` — body: the SQL text, or JSON `{"sql": "..."}`; one read-only statement (see
@@ -472,6 +473,7 @@ struct EntityReportParams {
     step: Option<String>,
     min_confidence: Option<String>,
     format: Option<String>,
+    part: Option<String>,
 }
 
 /// An endpoint's query parameters, or the 400 saying what is wrong with them.
@@ -674,7 +676,7 @@ impl ReportFormat {
 
     /// `report` in this format: JSON, or rendered by `csv`, `md` or `html`. CSV and Markdown are
     /// files to save, named `<name>.csv` / `<name>.md` (`name` made safe for a file name).
-    fn respond<T: serde::Serialize>(self, report: &T, name: &str, csv: fn(&T) -> String, md: fn(&T) -> String, html: fn(&T) -> String) -> Result<Response> {
+    fn respond<T: serde::Serialize>(self, report: &T, name: &str, csv: impl Fn(&T) -> String, md: fn(&T) -> String, html: fn(&T) -> String) -> Result<Response> {
         let saved = |mut response: Response, ext: &str| {
             if let Ok(v) = HeaderValue::from_str(&attachment(name, ext)) {
                 response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -687,6 +689,30 @@ impl ReportFormat {
             ReportFormat::Markdown => saved(body_response("text/markdown; charset=utf-8", md(report)), "md"),
             ReportFormat::Html => body_response("text/html; charset=utf-8", html(report)),
         })
+    }
+}
+
+/// `part=` of the entity report's CSV, which holds one of the report's tables: the attributions
+/// (the default), the entity's traffic per step, or the incidents on its sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportPart {
+    Sites,
+    Series,
+    Incidents,
+}
+
+impl ReportPart {
+    fn parse(s: Option<&str>, format: ReportFormat) -> Result<ReportPart> {
+        let part = match s.unwrap_or("sites") {
+            "sites" => ReportPart::Sites,
+            "series" => ReportPart::Series,
+            "incidents" => ReportPart::Incidents,
+            other => return Err(QueryError::InvalidParameter(format!("invalid part {other:?}: expected sites, series or incidents"))),
+        };
+        if s.is_some() && format != ReportFormat::Csv {
+            return Err(QueryError::InvalidParameter("part applies to format=csv (the other formats hold every part)".into()));
+        }
+        Ok(part)
     }
 }
 
@@ -707,9 +733,19 @@ async fn entity_report_handler(
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(Step::DAY),
         min_confidence: parse_min_confidence(p.min_confidence.as_deref())?,
     };
-    let name = format!("entity-{}", req.entity);
+    let part = ReportPart::parse(p.part.as_deref(), format)?;
+    let name = match part {
+        ReportPart::Sites => format!("entity-{}", req.entity),
+        ReportPart::Series => format!("entity-{}-series", req.entity),
+        ReportPart::Incidents => format!("entity-{}-incidents", req.entity),
+    };
     let report = entity_report::entity_report(caller.view(state.backend()?), &req).await?;
-    format.respond(&report, &name, EntityReport::to_csv, crate::report::entity_markdown, crate::report::entity_html)
+    let csv = |r: &EntityReport| match part {
+        ReportPart::Sites => r.to_csv(),
+        ReportPart::Series => r.series_csv(),
+        ReportPart::Incidents => incidents::incidents_csv(&r.incidents),
+    };
+    format.respond(&report, &name, csv, crate::report::entity_markdown, crate::report::entity_html)
 }
 
 /// Query parameters of `POST /v1/registry/import`.

@@ -363,6 +363,16 @@ impl EntityReport {
         out
     }
 
+    /// CSV of the entity's traffic per step (`part=series`): `ts,requests,share`, as the JSON's
+    /// `series`.
+    pub fn series_csv(&self) -> String {
+        let mut out = String::from("ts,requests,share\n");
+        for p in &self.series {
+            out.push_str(&format!("{},{},{}\n", p.ts, p.requests, p.share));
+        }
+        out
+    }
+
     /// The report's incidents `a` counts — recorded under its site, or under the host name it was
     /// imported under — that overlap the time `a` held (an incident counts once per attribution it
     /// falls in, not once per attribution row of its site).

@@ -265,31 +265,37 @@ pub async fn report(backend: View<'_>, incident_id: &str) -> Result<Option<Incid
 }
 
 impl IncidentList {
-    /// CSV: one row per incident, the summary's fields as columns.
+    /// CSV: one row per incident, the summary's fields as columns ([`incidents_csv`]).
     pub fn to_csv(&self) -> String {
-        let mut out = String::from(
-            "incident_id,site,vector,status,start_ts,detected_ts,peak_ts,end_ts,updated_ts,peak_rps,baseline_rps,attack_requests,distinct_ips\n",
-        );
-        for s in &self.incidents {
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                csv_text(&s.incident_id),
-                csv_text(&s.site),
-                csv_text(&s.vector),
-                csv_text(&s.status),
-                s.start_ts,
-                s.detected_ts,
-                s.peak_ts,
-                s.end_ts.as_deref().unwrap_or(""),
-                s.updated_ts,
-                s.peak_rps,
-                s.baseline_rps,
-                s.attack_requests,
-                s.distinct_ips
-            ));
-        }
-        out
+        incidents_csv(&self.incidents)
     }
+}
+
+/// CSV of incident summaries: one row per incident, the summary's fields as columns (the incident
+/// list's CSV, and the entity report's `part=incidents`).
+pub fn incidents_csv(incidents: &[IncidentSummary]) -> String {
+    let mut out = String::from(
+        "incident_id,site,vector,status,start_ts,detected_ts,peak_ts,end_ts,updated_ts,peak_rps,baseline_rps,attack_requests,distinct_ips\n",
+    );
+    for s in incidents {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_text(&s.incident_id),
+            csv_text(&s.site),
+            csv_text(&s.vector),
+            csv_text(&s.status),
+            s.start_ts,
+            s.detected_ts,
+            s.peak_ts,
+            s.end_ts.as_deref().unwrap_or(""),
+            s.updated_ts,
+            s.peak_rps,
+            s.baseline_rps,
+            s.attack_requests,
+            s.distinct_ips
+        ));
+    }
+    out
 }
 
 impl IncidentReport {
