@@ -14,7 +14,7 @@
 //! any single second, whose Poisson noise is large next to a small site's rate, while ten
 //! seconds of it already stand far out of the noise. The window needs [`Thresholds::z`]
 //! standard deviations of the sum, [`Thresholds::window_ratio_excess`] of the expected sum and
-//! [`Thresholds::min_excess`] per second on average.
+//! [`Thresholds::window_min_excess`] per second on average.
 
 /// Half-life of the mean, in seconds.
 pub const HALF_LIFE_SECS: f64 = 300.0;
@@ -59,13 +59,28 @@ pub struct Thresholds {
     pub min_excess: f64,
     /// The last [`WINDOW_SECS`] seconds together are anomalous when they exceed their expected
     /// sum by at least this fraction of it (and `z` standard deviations of a sum, and
-    /// `min_excess` per second).
+    /// `window_min_excess` per second).
     pub window_ratio_excess: f64,
+    /// The window's floor: requests a second on average over the expected. Below `min_excess`:
+    /// ten seconds of excess are a surer sign than one, and a slow ramp at a small site reaches
+    /// the single second's floor on the window's average only seconds after it reached it (the
+    /// window trails it by half its length, and the noise of a small site's sum is ±1–2 a second).
+    pub window_min_excess: f64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { z: 6.0, min_ratio_excess: 1.0, min_excess: 10.0, window_ratio_excess: 0.5 }
+        Self { z: 6.0, min_ratio_excess: 1.0, min_excess: 10.0, window_ratio_excess: 0.5, window_min_excess: 8.0 }
+    }
+}
+
+impl Thresholds {
+    /// These thresholds with the window's floor that of a single second: an incident under way
+    /// goes on, and a second is calm, as before the window's lower floor. The lower floor is for
+    /// finding a surge; after an attack, a site's own traffic that stepped up meanwhile crossed it
+    /// by chance now and then, and kept re-activating the cooling incident for minutes.
+    pub fn at_full_floor(&self) -> Thresholds {
+        Thresholds { window_min_excess: self.min_excess, ..*self }
     }
 }
 
@@ -80,10 +95,10 @@ pub struct RecentCounts {
     pub last: Option<i64>,
     /// Counts by second modulo [`WINDOW_SECS`].
     pub counts: [u32; WINDOW_SECS],
-    /// The latest second that was anomalous on its own: a window holding one is left to the
-    /// per-second test (the window is for surges no single second shows; after a flood it
-    /// would only prolong it).
-    pub last_spike: Option<i64>,
+    /// Which seconds of the window (bit = index into `counts`) were anomalous on their own. The
+    /// window judges the others only: it is for surges no single second shows, and a flood's
+    /// seconds in it would only prolong the flood.
+    pub spikes: u16,
 }
 
 impl RecentCounts {
@@ -95,12 +110,26 @@ impl RecentCounts {
             Some(last) if sec - last < w => {
                 for s in last + 1..sec {
                     self.counts[s.rem_euclid(w) as usize] = 0;
+                    self.spikes &= !(1 << s.rem_euclid(w));
                 }
             }
-            _ => self.counts = [0; WINDOW_SECS],
+            _ => (self.counts, self.spikes) = ([0; WINDOW_SECS], 0),
         }
         self.counts[sec.rem_euclid(w) as usize] = u32::try_from(n).unwrap_or(u32::MAX);
+        self.spikes &= !(1 << sec.rem_euclid(w));
         self.last = Some(sec);
+    }
+
+    /// Mark the latest second recorded as anomalous on its own.
+    pub fn mark_spike(&mut self) {
+        if let Some(last) = self.last {
+            self.spikes |= 1 << last.rem_euclid(WINDOW_SECS as i64);
+        }
+    }
+
+    /// The seconds of the window not anomalous on their own: how many, and their requests.
+    pub fn unspiked(&self) -> (usize, f64) {
+        (0..WINDOW_SECS).filter(|i| self.spikes & (1 << i) == 0).fold((0, 0.0), |(n, sum), i| (n + 1, sum + f64::from(self.counts[i])))
     }
 
     /// Requests in the window ending at the latest second recorded.
@@ -108,10 +137,6 @@ impl RecentCounts {
         self.counts.iter().map(|&c| f64::from(c)).sum()
     }
 
-    /// Whether the window ending at the latest second holds a second anomalous on its own.
-    pub fn holds_spike(&self) -> bool {
-        matches!((self.last_spike, self.last), (Some(spike), Some(last)) if last - spike < WINDOW_SECS as i64)
-    }
 }
 
 fn alpha() -> f64 {
@@ -167,8 +192,14 @@ impl RateBaseline {
 
     /// The smallest excess over the expected sum that makes the window anomalous.
     pub fn window_excess_needed(&self, t: &Thresholds) -> f64 {
-        let w = WINDOW_SECS as f64;
-        (t.z * w.sqrt() * self.sigma()).max(t.window_ratio_excess * w * self.expected()).max(w * t.min_excess)
+        self.excess_needed_over(WINDOW_SECS, t)
+    }
+
+    /// The smallest excess over the expected sum of `n` seconds of the window that makes them
+    /// anomalous.
+    fn excess_needed_over(&self, n: usize, t: &Thresholds) -> f64 {
+        let n = n as f64;
+        (t.z * n.sqrt() * self.sigma()).max(t.window_ratio_excess * n * self.expected()).max(n * t.window_min_excess)
     }
 
     /// Whether this second, `x` requests, is itself above half the window's average anomaly
@@ -178,18 +209,24 @@ impl RateBaseline {
     }
 
     /// Judge the latest second of `recent`, `x` requests: anomalous on its own, or together with
-    /// the window (which holds no second anomalous on its own); never during warm-up. Records the
-    /// second in `recent` first, and whether it was anomalous on its own.
+    /// the window's other seconds not anomalous on their own (at least half the window); never
+    /// during warm-up. Records the second in `recent` first, and whether it was anomalous on its
+    /// own.
+    ///
+    /// The window's spikes are left out rather than the window: a slow ramp at a small site has a
+    /// second loud enough on its own now and then, and a window that holds one had not been judged
+    /// at all, so the ramp went unseen for the ten seconds after each.
     pub fn judge(&self, recent: &mut RecentCounts, sec: i64, x: f64, t: &Thresholds) -> bool {
         recent.push(sec, x as u64);
         if self.is_anomalous(x, t) {
-            recent.last_spike = Some(sec);
+            recent.mark_spike();
             return true;
         }
-        self.warm()
-            && !recent.holds_spike()
-            && self.is_raised(x, t)
-            && recent.sum() - WINDOW_SECS as f64 * self.expected() >= self.window_excess_needed(t)
+        if !self.warm() || !self.is_raised(x, t) {
+            return false;
+        }
+        let (n, sum) = recent.unspiked();
+        n >= WINDOW_SECS / 2 && sum - n as f64 * self.expected() >= self.excess_needed_over(n, t)
     }
 
     /// Whether a second with `x` requests is back to normal on both scales.
@@ -404,9 +441,30 @@ mod tests {
             b.update(x);
         }
         let window_at = window_at.expect("the window flags the ramp");
-        // Extra traffic of 10 a second, averaged over the window: at 160 + 5.
-        assert!((160..=180).contains(&window_at), "window at {window_at}");
+        // Extra traffic of 8 a second (the window's floor), averaged over the window: at 128 + 5.
+        assert!((130..=150).contains(&window_at), "window at {window_at}");
         assert!(second_at.is_none(), "single seconds at {second_at:?}");
+    }
+
+    /// Regression: a window holding a second anomalous on its own was not judged for ten seconds,
+    /// so a slow ramp's loud second hid the ramp that far. The window leaves it out and judges
+    /// the others once it holds five.
+    #[test]
+    fn a_window_leaves_out_a_loud_second_and_judges_the_others() {
+        let t = Thresholds::default();
+        let mut b = RateBaseline::new();
+        let mut recent = RecentCounts::default();
+        for s in 0..600 {
+            let x = 4.0 + [0.0, 1.0, -1.0, 2.0, -2.0][s % 5];
+            assert!(!b.judge(&mut recent, s as i64, x, &t), "second {s}");
+            b.update(x);
+        }
+        assert!(b.judge(&mut recent, 600, 40.0, &t), "a loud second");
+        assert!(!b.is_anomalous(14.0, &t), "10 over the expected is not loud on its own");
+        let judged: Vec<bool> = (601..610).map(|s| b.judge(&mut recent, s, 14.0, &t)).collect();
+        assert!(judged[..4].iter().all(|j| !j), "{judged:?}: too few seconds yet");
+        assert!(judged[7], "{judged:?}: eight seconds of 14 beside the loud one are a surge");
+        assert_eq!(recent.unspiked().0, 9, "the loud second is left out until it leaves the window");
     }
 
     #[test]

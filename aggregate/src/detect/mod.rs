@@ -6,8 +6,9 @@
 //! Per site and closed second:
 //! 1. **Baseline** ([`baseline::RateBaseline`]): robust EWMA of requests per second; a second is
 //!    *anomalous* when it exceeds the mean by ≥ 6σ, ≥ 100 % and ≥ 10 requests, or when the last
-//!    10 seconds together exceed theirs by ≥ 6σ of the sum, ≥ 50 % and ≥ 10 requests a second
-//!    (a ramp stands out of the noise over ten seconds long before it does in one).
+//!    10 seconds together (but those anomalous on their own) exceed theirs by ≥ 6σ of the sum,
+//!    ≥ 50 % and ≥ 8 requests a second (a ramp stands out of the noise over ten seconds long
+//!    before it does in one); an incident under way goes on at the single second's floor.
 //!    The expectation is at least 80 % of what this hour of the day usually brings
 //!    ([`season::DailyCycle`], learned over days), so a steep daily rise is not a surge.
 //! 2. **Profile** ([`profile::SiteProfile`]): what normal requests look like, learned from a
@@ -780,8 +781,12 @@ impl Ctx<'_> {
         st.cycle.count(b.sec, b.requests, st.incident.as_ref().is_some_and(|i| i.phase != Phase::Suspect));
         st.baseline.floor = st.cycle.floor(b.sec);
         // `surge`: the rate's judgement; `anomalous`: the attack's, once an incident is under way.
-        let surge = st.baseline.judge(&mut st.recent, b.sec, x, &t);
-        let (mut anomalous, mut calm) = (surge, st.baseline.is_calm_in(x, &t));
+        // The window's lower floor finds surges; an incident under way, and calm, are judged at
+        // the full floor ([`Thresholds::at_full_floor`]).
+        let full = t.at_full_floor();
+        let under_way = st.incident.as_ref().is_some_and(|i| i.phase != Phase::Suspect);
+        let surge = st.baseline.judge(&mut st.recent, b.sec, x, if under_way { &full } else { &t });
+        let (mut anomalous, mut calm) = (surge, st.baseline.is_calm_in(x, &full));
         if let Some(inc) = st.incident.as_mut().filter(|i| i.phase != Phase::Suspect) {
             (anomalous, calm) = inc.attack_in(&b, surge, calm, st.profile.as_deref());
         }
@@ -1229,7 +1234,7 @@ impl Incident {
 /// levels of the seconds that showed its attack (read as none). Version 6 added each site's
 /// newest event time and the seconds its own clock closed (read as none: the site's seconds close
 /// behind the stream's until its next event).
-const STATE_VERSION: u8 = 6;
+const STATE_VERSION: u8 = 7;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
 fn enc_sampled(e: &mut Enc, s: &Sampled) {
@@ -1315,10 +1320,10 @@ impl AttackDetector {
             enc_f64(&mut e, st.baseline.var);
             e.u32(st.baseline.seconds);
             e.opt_i64(st.recent.last);
-            e.opt_i64(st.recent.last_spike);
             for c in st.recent.counts {
                 e.u32(c);
             }
+            e.u32(u32::from(st.recent.spikes));
             st.cycle.encode(&mut e);
             e.u8(u8::from(st.relearned));
             e.opt_i64(st.last_sec);
@@ -1375,9 +1380,17 @@ impl AttackDetector {
             st.baseline.seconds = d.u32()?;
             if v >= 2 {
                 st.recent.last = d.opt_i64()?;
-                st.recent.last_spike = d.opt_i64()?;
+                // Before version 7: the latest spike only (as the window's one spike).
+                let last_spike = if v < 7 { d.opt_i64()? } else { None };
                 for c in &mut st.recent.counts {
                     *c = d.u32()?;
+                }
+                if v >= 7 {
+                    st.recent.spikes = u16::try_from(d.u32()?).map_err(|_| "detector state: spikes out of range".to_owned())?;
+                } else if let (Some(spike), Some(last)) = (last_spike, st.recent.last)
+                    && last - spike < baseline::WINDOW_SECS as i64
+                {
+                    st.recent.spikes = 1 << spike.rem_euclid(baseline::WINDOW_SECS as i64);
                 }
                 st.cycle = DailyCycle::decode(&mut d, v >= 4)?;
             }
