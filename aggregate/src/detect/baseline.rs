@@ -136,7 +136,6 @@ impl RecentCounts {
     pub fn sum(&self) -> f64 {
         self.counts.iter().map(|&c| f64::from(c)).sum()
     }
-
 }
 
 fn alpha() -> f64 {

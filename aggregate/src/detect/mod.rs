@@ -1233,7 +1233,8 @@ impl Incident {
 /// the clock then follows the newest event until they are known again) and each incident's
 /// levels of the seconds that showed its attack (read as none). Version 6 added each site's
 /// newest event time and the seconds its own clock closed (read as none: the site's seconds close
-/// behind the stream's until its next event).
+/// behind the stream's until its next event). Version 7 keeps which seconds of a site's window were
+/// anomalous on their own, where version 6 kept the latest such second (read as that one).
 const STATE_VERSION: u8 = 7;
 use edgelens_schemas::tables::INCIDENT_VECTORS as VECTORS;
 
