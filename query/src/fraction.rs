@@ -310,7 +310,7 @@ fn rewrite(e: Expr, inputs: &Inputs, retype: bool) -> Result<Transformed<Expr>> 
             if retype && (date_and_interval(&left, &right, inputs) || (op == Operator::Plus && date_and_interval(&right, &left, inputs))) =>
         {
             let timestamp = |e: Box<Expr>| -> Box<Expr> {
-                if type_of(&e, inputs).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Date64)) {
+                if is_date(&e, inputs) {
                     Box::new(Expr::Cast(Cast::new(e, DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None))))
                 } else {
                     e
@@ -340,8 +340,12 @@ fn rounded(e: Expr, inputs: &Inputs) -> Expr {
 
 /// Whether `date` is a date and `interval` an interval, over `inputs`.
 fn date_and_interval(date: &Expr, interval: &Expr, inputs: &Inputs) -> bool {
-    type_of(date, inputs).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Date64))
-        && type_of(interval, inputs).is_some_and(|t| matches!(t, DataType::Interval(_)))
+    is_date(date, inputs) && type_of(interval, inputs).is_some_and(|t| matches!(t, DataType::Interval(_)))
+}
+
+/// Whether `e`, over `inputs`, is a date.
+fn is_date(e: &Expr, inputs: &Inputs) -> bool {
+    type_of(e, inputs).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Date64))
 }
 
 /// The type of `e` over the node's `inputs`, when it has one.

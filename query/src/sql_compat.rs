@@ -787,7 +787,7 @@ fn numeric_extract(extract: Expr) -> Expr {
 }
 
 /// `name(args…)`, a plain call.
-fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+pub(crate) fn function_call(name: &str, args: Vec<Expr>) -> Expr {
     use datafusion::sql::sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, ObjectName};
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),

@@ -1307,10 +1307,7 @@ fn relation_oid(name: &str) -> Option<i64> {
 fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
     use std::ops::ControlFlow;
     use datafusion::sql::parser::Statement as DfStatement;
-    use datafusion::sql::sqlparser::ast::{
-        DataType as SqlType, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, JoinOperator, ObjectName, Query,
-        TableFactor, Value, VisitMut, VisitorMut,
-    };
+    use datafusion::sql::sqlparser::ast::{DataType as SqlType, JoinOperator, Query, TableFactor, Value, VisitMut, VisitorMut};
     fn table_name(factor: &TableFactor) -> Option<String> {
         match factor {
             TableFactor::Table { name, .. } => name.0.last()?.as_ident().map(|i| i.value.to_ascii_lowercase()),
@@ -1378,20 +1375,7 @@ fn catalog_forms(statement: &mut datafusion::sql::parser::Statement) {
                 && let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
             {
                 let inner = std::mem::replace(e, Expr::value(Value::Null));
-                *e = Expr::Function(Function {
-                    name: ObjectName::from(vec![Ident::new("max")]),
-                    uses_odbc_syntax: false,
-                    parameters: FunctionArguments::None,
-                    args: FunctionArguments::List(FunctionArgumentList {
-                        duplicate_treatment: None,
-                        args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
-                        clauses: Vec::new(),
-                    }),
-                    filter: None,
-                    null_treatment: None,
-                    over: None,
-                    within_group: Vec::new(),
-                });
+                *e = crate::sql_compat::function_call("max", vec![inner]);
             }
             ControlFlow::Continue(())
         }
