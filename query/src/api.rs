@@ -549,12 +549,15 @@ async fn site_rates_handler(
 ) -> Result<Response> {
     let p = params(query)?;
     let format = SeriesFormat::parse(p.format.as_deref())?;
+    let site = site_param(&site)?;
+    let view = caller.view(state.backend()?);
     let req = SiteRatesRequest {
-        site: site_param(&site)?,
+        counted_under: with_registered_site(view, site.clone()).await?,
+        site,
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(site_rates::GRANULARITY),
     };
-    let rates = site_rates::site_rates(caller.view(state.backend()?), &req).await?;
+    let rates = site_rates::site_rates(view, &req).await?;
     match format {
         SeriesFormat::Json => json_response(&rates),
         SeriesFormat::Csv => Ok(body_response(OutputFormat::Csv.content_type(), rates.to_csv())),

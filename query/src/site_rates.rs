@@ -6,7 +6,9 @@
 //! seconds of the step inside the range (the range rounded to 10 s), so a step the range only
 //! partly covers shows no false drop. For a range reaching the present, the range ends where the
 //! newest closed 10 s window of any site does (the windows after it are still open).
-//! The site name is a quoted literal of the backend's dialect. Distinct clients of a step are the
+//! A host of a registered site (`www.shop.example` of `shop.example`) is counted under both names:
+//! its traffic is recorded under the site once that is registered, under the host name before.
+//! The site names are quoted literals of the backend's dialect. Distinct clients of a step are the
 //! union of its rows' sketches: merged by a UDF in DataFusion; ClickHouse cannot read the sketch
 //! format, so there the step's sketches are fetched and merged here.
 
@@ -40,16 +42,22 @@ const MEASURES: [&str; 9] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteRatesRequest {
     pub site: String,
+    /// The names whose rows are counted: `site`, and the registered site it is a host of when it
+    /// is one (a host's traffic is counted under its registered site once that is registered).
+    pub counted_under: Vec<String>,
     pub range: TimeRange,
     pub step: Step,
 }
 
-/// The answer. JSON: `{"site":"shop.example","step":"10s","from":"..Z","to":"..Z","points":[{"ts":
+/// The answer. JSON: `{"site":"shop.example","counted_under":["shop.example"],"step":"10s","from":"..Z","to":"..Z","points":[{"ts":
 /// "2026-11-01T00:00:00Z","requests":120,"rps":12.0,"bytes":..,"status_2xx":..,"status_3xx":..,
 /// "status_4xx":..,"status_5xx":..,"cache_hits":..,"blocked":..,"distinct_clients":..}]}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteRates {
     pub site: String,
+    /// The names whose rows the points sum: the site asked for, and the registered site it is a
+    /// host of (`www.shop.example` → `shop.example`), whose rows hold every host's traffic.
+    pub counted_under: Vec<String>,
     pub step: String,
     pub from: String,
     pub to: String,
@@ -160,9 +168,9 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
     req.range.check_steps(req.step)?;
     let dialect = backend.dialect();
     let rows = format!(
-        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site = {site} AND {pred}",
+        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site IN ({sites}) AND {pred}",
         bucket = dialect.step_start("ts", req.step),
-        site = dialect.string(&req.site),
+        sites = req.counted_under.iter().map(|s| dialect.string(s)).collect::<Vec<_>>().join(", "),
         pred = dialect.range_predicate(&req.range, "ts"),
     );
     // Distinct clients of a step: the union of its rows' sketches, not the sum of their estimates.
@@ -209,6 +217,7 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
     }
     Ok(SiteRates {
         site: req.site.clone(),
+        counted_under: req.counted_under.clone(),
         step: req.step.to_string(),
         from: req.range.from_rfc3339(),
         to: req.range.to_rfc3339(),

@@ -594,6 +594,45 @@ async fn a_host_of_a_registered_site_lists_the_sites_incidents() {
     svc.stop().await;
 }
 
+/// Regression: `/v1/sites/www.shop.example/rates` answered only the rows recorded under the host
+/// name, none once `shop.example` is registered and the host's traffic is counted under the site.
+#[tokio::test]
+async fn a_host_of_a_registered_site_has_the_sites_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    // The host's rows from before the registration.
+    write_rates(dir.path(), "2026-11-01", "part-2", &[(at(23, 59, 0), "www.shop.example", 7, 0, 3)]);
+    let url = "/v1/sites/www.shop.example/rates?from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z&step=1m";
+    let requests = |v: &Value| -> Vec<u64> { v["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).collect() };
+    // Without a registry, a host is a site of its own.
+    let svc = Service::start(dir.path()).await;
+    let v = svc.get(url).await.json();
+    assert_eq!((requests(&v), v["counted_under"].clone()), (vec![7], json!(["www.shop.example"])), "{v}");
+    svc.stop().await;
+
+    write_parquet(
+        dir.path(),
+        &SITES,
+        "2026-01-01",
+        "registry",
+        vec![strings(&["shop.example"]), strings(&["t1"]), ts_array(&[1_767_225_600]), Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")), ts_array(&[1_767_225_600])],
+    );
+    let svc = Service::start(dir.path()).await;
+    // The host's rows and its site's: 7 + 60 in the first minute, 60 in the second.
+    let v = svc.get(url).await.json();
+    assert_eq!((requests(&v), v["counted_under"].clone()), (vec![67, 60], json!(["www.shop.example", "shop.example"])), "{v}");
+    assert_eq!(v["site"], "www.shop.example");
+    let reply = svc.get(&format!("{url}&format=csv")).await;
+    let csv = reply.text();
+    assert!(csv.contains("\n2026-11-01T23:59:00Z,67,"), "{csv}");
+    // The site itself, and a host of another site, are counted under their own names only.
+    let v = svc.get("/v1/sites/shop.example/rates?from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z&step=1m").await.json();
+    assert_eq!((requests(&v), v["counted_under"].clone()), (vec![60, 60], json!(["shop.example"])), "{v}");
+    let v = svc.get("/v1/sites/api.blog.example/rates?from=2026-11-01T23:59:00Z&to=2026-11-02T00:01:00Z").await.json();
+    assert_eq!((requests(&v), v["counted_under"].clone()), (vec![], json!(["api.blog.example"])), "{v}");
+    svc.stop().await;
+}
+
 #[tokio::test]
 async fn site_rates_series() {
     let dir = tempfile::tempdir().unwrap();
