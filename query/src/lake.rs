@@ -313,8 +313,8 @@ enum Counts {
 
 /// Register on `ctx` what every session that plans user SQL (the lake's, the Postgres catalog's)
 /// needs to answer PostgreSQL's forms: the functions the plan rewrites call ([`crate::fraction`],
-/// [`crate::time_text`] and its analyzer rule), and PostgreSQL's time functions
-/// ([`crate::time_udf`]) and `pg_typeof`.
+/// [`crate::time_text`] and its analyzer rule), PostgreSQL's time functions and arithmetic on
+/// time spans ([`crate::time_udf`]) and `pg_typeof`.
 pub(crate) fn register_postgres_forms(ctx: &SessionContext) {
     let config = ctx.state().config_options().clone();
     let time_functions = crate::time_udf::local_times()
@@ -327,6 +327,8 @@ pub(crate) fn register_postgres_forms(ctx: &SessionContext) {
         ctx.register_udf(f);
     }
     ctx.add_analyzer_rule(Arc::new(crate::time_text::PostgresTimeText));
+    // Appended, so DataFusion's own planners of binary operators are asked first.
+    let _ = datafusion::execution::FunctionRegistry::register_expr_planner(&mut *ctx.state_ref().write(), Arc::new(crate::time_udf::SpanArithmetic));
 }
 
 fn session(dir: &Path, runtime: RuntimeEnvBuilder, counts: Counts) -> Result<SessionContext> {
@@ -917,6 +919,52 @@ mod tests {
         assert_eq!([&row["ah"], &row["ai"], &row["aj"], &row["ak"]], [2.0, 3.0, -4.0, 4.0].map(|v| serde_json::json!(v)).each_ref(), "{row:?}");
         let e = lake.user_sql("SELECT interval '1 day' / 0").await.unwrap_err();
         assert!(e.to_string().contains("division by zero"), "{e}");
+    }
+
+    /// Regression: a time span that is no interval literal (the difference of two times, an
+    /// interval column) could not be multiplied or divided: `(max(ts) - min(ts)) / 60` failed to
+    /// plan ("Cannot coerce arithmetic expression Duration(µs) / Int64"). Answers of PostgreSQL 15.
+    #[tokio::test]
+    async fn time_spans_are_multiplied_and_divided_as_postgres_does() {
+        let (dir, lake) = open_lake(SqlLimits::default());
+        two_dates(dir.path());
+        let d = "(timestamptz '2026-11-28 10:00' - timestamptz '2026-11-25 08:30')";
+        let sql = format!(
+            "SELECT ({d} / 60)::text AS a, (2 * {d})::text AS b, ({d} * 1.5)::text AS c, \
+             ((max(t) - min(t)) / count(*))::text AS d, extract(epoch from (max(t) - min(t)) / 4) AS e, \
+             (max(t) - min(t)) / 4 = interval '30 minutes' AS f, pg_typeof((max(t) - min(t)) * 2) AS g, \
+             ((max(t) - min(t)) * sum(n))::text AS h, (interval '1 day 02:00' * max(n) / 2)::text AS i, \
+             (sum(n) * 2)::text AS j, ((max(t) - min(t)) * CAST(NULL AS int)) IS NULL AS k \
+             FROM (VALUES (timestamptz '2026-11-01 00:00', 1), (timestamptz '2026-11-01 01:00', 2), (timestamptz '2026-11-01 02:00', 3)) v(t, n)"
+        );
+        let r = lake.user_sql(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+        let rows = crate::format::to_json_rows(&r.batches).unwrap();
+        let row = &rows[0];
+        let text = |k: &str| row[k].as_str().unwrap_or_else(|| panic!("{k}: {row:?}")).to_owned();
+        for (k, want) in [
+            ("a", "01:13:30"),
+            ("b", "6 days 03:00:00"),
+            ("c", "4 days 14:15:00"),
+            ("d", "00:40:00"),
+            ("g", "interval"),
+            ("h", "12:00:00"),
+            ("i", "1 day 15:00:00"),
+            ("j", "12"),
+        ] {
+            assert_eq!(text(k), want, "{k}: {row:?}");
+        }
+        assert_eq!((row["e"].as_f64(), &row["f"], &row["k"]), (Some(1800.0), &serde_json::json!(true), &serde_json::json!(true)), "{row:?}");
+        // Each row's span by each row's number.
+        let sql = "SELECT (iv * n)::text AS s FROM (VALUES (interval '1 day', 2), (interval '90 minutes', 3)) v(iv, n) ORDER BY n";
+        let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
+        let rows = crate::format::to_json_rows(&r.batches).unwrap();
+        assert_eq!(rows.iter().map(|r| r["s"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["2 days", "04:30:00"], "{rows:?}");
+        let e = lake.user_sql(&format!("SELECT {d} / 0")).await.unwrap_err();
+        assert!(e.to_string().contains("division by zero"), "{e}");
+        // A span divided by a span, or a number by a span, is no PostgreSQL operator either.
+        for sql in [format!("SELECT {d} / {d}"), format!("SELECT 60 / {d}")] {
+            assert!(lake.user_sql(&sql).await.is_err(), "{sql}");
+        }
     }
 
     /// Regression: a function refusing the values of the statement (`sqrt(-1)`, a month 13, an

@@ -46,7 +46,8 @@
 //! - An interval literal multiplied or divided by a number or negated (`interval '1 hour' * 3`,
 //!   `2 * interval '1 day'`, `interval '1 day' / 3`, `-interval '1 hour'`) is the interval scaled
 //!   as PostgreSQL scales it ([`crate::time_text::scaled_interval`]); DataFusion refused the
-//!   arithmetic. A division by zero is an error.
+//!   arithmetic. A division by zero is an error. Other time spans (columns, differences of times)
+//!   are typed only when planned: [`crate::time_udf::SpanArithmetic`] scales those.
 //! - `generate_series(…)` in `FROM` with a table alias and no column aliases
 //!   (`generate_series(1, 3) g`) names its one column after the alias, as PostgreSQL does
 //!   (DataFusion names it `value`).

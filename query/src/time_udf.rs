@@ -10,8 +10,11 @@
 //!   borrowed from the next as PostgreSQL borrows it. DataFusion has none.
 //! - `edgelens_interval_mul(interval, factor)` and `edgelens_interval_div(interval, divisor)`:
 //!   an interval scaled as PostgreSQL scales it ([`crate::time_text::scaled_interval`]), which
-//!   [`crate::sql_compat`] writes for `interval * x` and `interval / x` (DataFusion multiplies no
-//!   interval). A division by 0 is an error, a NULL gives NULL.
+//!   [`crate::sql_compat`] writes for an interval literal times or divided by a number, and
+//!   [`SpanArithmetic`] plans for any time span (an interval column, the difference of two times:
+//!   `(max(ts) - min(ts)) / 60`, `2 * (end_ts - start_ts)`); DataFusion multiplies no interval
+//!   and no duration. A difference of two times is first the interval of days and time
+//!   PostgreSQL makes of it. A division by 0 is an error, a NULL gives NULL.
 //! - `date_part(part, t)` (and `EXTRACT`, which DataFusion plans as it): DataFusion's, but the
 //!   seconds keep their fraction (`30.5`, a `double precision`; DataFusion's were whole), and the
 //!   difference of two times is read as the interval PostgreSQL makes of it, in days and time
@@ -388,7 +391,46 @@ fn days_in_month(year: i32, month: u32) -> i64 {
 
 /// `edgelens_interval_mul` and `edgelens_interval_div`, to register on a session.
 pub fn interval_scaling() -> [ScalarUDF; 2] {
-    [false, true].map(|divide| ScalarUDF::new_from_impl(IntervalScale { divide, signature: Signature::user_defined(datafusion::logical_expr::Volatility::Immutable) }))
+    [false, true].map(interval_scaling_udf)
+}
+
+fn interval_scaling_udf(divide: bool) -> ScalarUDF {
+    ScalarUDF::new_from_impl(IntervalScale { divide, signature: Signature::user_defined(datafusion::logical_expr::Volatility::Immutable) })
+}
+
+/// Plans `span * x`, `x * span` and `span / x` for a time span `span` (an interval or a
+/// difference of two times, by its type) and a number `x` as `edgelens_interval_mul` /
+/// `edgelens_interval_div`, where DataFusion's planner refused them (`Cannot coerce arithmetic
+/// expression Duration(µs) / Int64`). Register it on a session with the functions.
+#[derive(Debug, Default)]
+pub struct SpanArithmetic;
+
+impl datafusion::logical_expr::planner::ExprPlanner for SpanArithmetic {
+    fn plan_binary_op(
+        &self,
+        expr: datafusion::logical_expr::planner::RawBinaryExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<datafusion::logical_expr::planner::PlannerResult<datafusion::logical_expr::planner::RawBinaryExpr>> {
+        use datafusion::logical_expr::ExprSchemable;
+        use datafusion::logical_expr::planner::PlannerResult;
+        use datafusion::sql::sqlparser::ast::BinaryOperator;
+        let type_of = |e: &Expr| e.get_type(schema).ok();
+        let span = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_) | DataType::Duration(_)));
+        let number = |t: &Option<DataType>| t.as_ref().is_some_and(|t| t.is_numeric() || t.is_null());
+        let divide = match expr.op {
+            BinaryOperator::Multiply => false,
+            BinaryOperator::Divide => true,
+            _ => return Ok(PlannerResult::Original(expr)),
+        };
+        let (left, right) = (type_of(&expr.left), type_of(&expr.right));
+        let (span_expr, factor) = match expr {
+            e if span(&left) && number(&right) => (e.left, e.right),
+            e if !divide && number(&left) && span(&right) => (e.right, e.left),
+            e => return Ok(PlannerResult::Original(e)),
+        };
+        let call = datafusion::logical_expr::expr::ScalarFunction::new_udf(Arc::new(interval_scaling_udf(divide)), vec![span_expr, factor]);
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(call)))
+    }
 }
 
 /// The name of the function scaling an interval (`divide`: by the inverse).
@@ -413,6 +455,8 @@ impl ScalarUDFImpl for IntervalScale {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         match arg_types {
+            // A difference of two times is made an interval of days and time when called.
+            [duration @ DataType::Duration(_), _] => Ok(vec![duration.clone(), DataType::Float64]),
             [_, _] => Ok(vec![DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano), DataType::Float64]),
             _ => datafusion::common::plan_err!("{} takes an interval and a number", self.name()),
         }
@@ -430,6 +474,9 @@ impl ScalarUDFImpl for IntervalScale {
         let rows = args.number_rows;
         let [interval, factor] = args.args.as_slice() else { return datafusion::common::exec_err!("{} takes two arguments", self.name()) };
         let (interval, factor) = (interval.to_array(rows)?, factor.to_array(rows)?);
+        let interval = crate::pgwire::types::duration_as_interval(&interval)
+            .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?
+            .unwrap_or(interval);
         let (intervals, factors) = (interval.as_primitive::<IntervalMonthDayNanoType>(), factor.as_primitive::<Float64Type>());
         let mut out = Vec::with_capacity(rows);
         for (iv, f) in intervals.iter().zip(factors.iter()) {
