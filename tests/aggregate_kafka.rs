@@ -824,7 +824,9 @@ fn aggregator_metrics_count_the_input_and_lag_reaches_zero() {
     let lake = tmp.path().join("lake");
     let log = tmp.path().join("aggregator.log");
     let port = free_port();
-    let agg = setup.aggregator_with(&lake, &log, 0, &[("EDGELENS__AGGREGATE__METRICS_LISTEN", format!("127.0.0.1:{port}"))]);
+    // A stall timeout far below the run's length: the consumer loop must beat all along.
+    let env = [("EDGELENS__AGGREGATE__METRICS_LISTEN", format!("127.0.0.1:{port}")), ("EDGELENS__AGGREGATE__STALL_TIMEOUT_SECS", "2".to_owned())];
+    let agg = setup.aggregator_with(&lake, &log, 0, &env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(port, "/readyz").0 != 200 {
         assert!(Instant::now() < deadline, "aggregator not ready within 60 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
@@ -905,6 +907,12 @@ fn aggregator_metrics_count_the_input_and_lag_reaches_zero() {
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
         assert_eq!(sum_of(&m, "edgelens_aggregate_committed_offset", &labels), sum_of(&m, "edgelens_aggregate_position", &labels), "partition {p}");
     }
+    // Idle now, long after its start: not stalled (the loop runs its timers with nothing to read).
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = http_get(port, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let idle = sum_of(&metrics_of(port), "edgelens_aggregate_loop_idle_seconds", &[]);
+    assert!(idle < 1.0, "the consumer loop last ran {idle} s ago");
     stop_gracefully(agg);
 }
 

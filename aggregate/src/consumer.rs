@@ -112,6 +112,10 @@ pub struct AggregateConfig {
     /// `""` (or `"off"`) turns it off. One per process: aggregators sharing a host need one each.
     #[serde(deserialize_with = "optional_listen_addr")]
     pub metrics_listen: Option<SocketAddr>,
+    /// `/healthz` answers 503 once the consumer loop has not run for this long while it should
+    /// (a stuck disk or thread), so the liveness probe restarts the process and its partitions
+    /// move to the others. A sink retrying ClickHouse is not stuck. 0: never.
+    pub stall_timeout_secs: u64,
     /// ClickHouse, written next to the lake when enabled: the config file's `[clickhouse]` section
     /// (shared with the query role), not a key of `[aggregate]`.
     #[serde(skip)]
@@ -146,6 +150,7 @@ impl Default for AggregateConfig {
             detect: true,
             incidents_topic: crate::sink::alerts::INCIDENTS_TOPIC.into(),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT))),
+            stall_timeout_secs: 300,
             clickhouse: edgelens_schemas::clickhouse::ClickHouseConfig::default(),
         }
     }
@@ -564,6 +569,7 @@ fn run_group(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, m
         }
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
+            metrics.beat();
             let st = &mut *st;
             if !st.uncommitted.is_empty() && now.duration_since(last_commit_retry) >= Duration::from_secs(1) {
                 last_commit_retry = now;
@@ -617,11 +623,11 @@ fn run_group(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, m
     }
 }
 
-/// Run the aggregator role until `shutdown` resolves.
 /// Run the aggregator role until `shutdown` resolves, with its metrics listener on
 /// `cfg.metrics_listen` (started first, so `/healthz` answers while the sinks open).
 pub async fn run(cfg: AggregateConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<AggregateStats, AggregateError> {
     let metrics = Arc::new(AggregateMetrics::default());
+    metrics.set_stall_timeout(Duration::from_secs(cfg.stall_timeout_secs));
     let server = match cfg.metrics_listen {
         Some(addr) => crate::metrics::serve(addr, Arc::clone(&metrics)).await,
         None => None,
@@ -701,6 +707,7 @@ fn run_leases(cfg: &AggregateConfig, sites: &HostSites, stop: &Arc<AtomicBool>, 
         }
         if now.duration_since(last_timers) >= timer_every {
             last_timers = now;
+            metrics.beat();
             if let Err(e) = run_timers(&consumer, &mut owned, &consumer.context().ends, now, &mut stats, &mut uncommitted, metrics) {
                 break Err(e);
             }

@@ -2,6 +2,11 @@
 //! (`GET /metrics` in text format 0.0.4, `GET /healthz`, `GET /readyz`), rendered by hand like the
 //! ingest receiver's.
 //!
+//! `/healthz` is the liveness of the pipeline, not only of the listener: the consumer loop beats
+//! on every round of its timers ([`AggregateMetrics::beat`]), and a loop that has not beaten for
+//! `[aggregate] stall_timeout_secs` while it runs (a stuck disk, a thread blocked) makes it 503,
+//! so that the orchestrator restarts the process and its partitions' leases pass to the others.
+//!
 //! Labels come from small fixed sets only: the stage a dead letter was rejected at, its reason code
 //! ([`InvalidReason::CODES`] and `unknown`), the table, the sink, and topic/partition of the
 //! partitions this process owns. Never a site. The hot path does not touch these counters: each
@@ -13,7 +18,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edgelens_schemas::tables::{ASN_1M, DEAD_LETTERS, INCIDENTS, INCIDENT_TIMELINE, SITE_RATES_10S, TRAFFIC_1M};
 use edgelens_schemas::InvalidReason;
@@ -188,6 +193,16 @@ pub struct AggregateMetrics {
     /// The partitions owned now, by (topic, partition).
     partitions: Mutex<BTreeMap<(String, i32), PartitionOffsets>>,
     ready: AtomicBool,
+    /// [`monotonic_ms`] at the consumer loop's last beat (0: none yet).
+    beat_ms: AtomicU64,
+    /// How long the loop may go without a beat before `/healthz` is 503 (0: forever).
+    stall_after_ms: AtomicU64,
+}
+
+/// Milliseconds on a monotonic clock (from the first call), never 0.
+fn monotonic_ms() -> u64 {
+    static ORIGIN: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    ORIGIN.elapsed().as_millis() as u64 + 1
 }
 
 impl AggregateMetrics {
@@ -286,7 +301,34 @@ impl AggregateMetrics {
 
     /// Ready: the sinks are open and the consumer loop runs (see [`router`]).
     pub fn set_ready(&self, ready: bool) {
+        if ready {
+            self.beat();
+        }
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The consumer loop ran (a round of its timers), or a sink is knowingly waiting (retrying
+    /// ClickHouse): it is not stalled.
+    pub fn beat(&self) {
+        self.beat_ms.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the consumer loop may go without [`beat`](Self::beat) before `/healthz` says it
+    /// is stalled (`Duration::ZERO`: never).
+    pub fn set_stall_timeout(&self, after: Duration) {
+        self.stall_after_ms.store(after.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the consumer loop's last beat, while it runs.
+    fn since_beat(&self) -> Option<Duration> {
+        let beat = self.beat_ms.load(Ordering::Relaxed);
+        (self.is_ready() && beat > 0).then(|| Duration::from_millis(monotonic_ms().saturating_sub(beat)))
+    }
+
+    /// Time since the last beat when that is longer than the stall timeout: the loop is stuck.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        let after = self.stall_after_ms.load(Ordering::Relaxed);
+        self.since_beat().filter(|d| after > 0 && d.as_millis() as u64 > after)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -393,6 +435,11 @@ impl AggregateMetrics {
         let name = "edgelens_aggregate_ready";
         head(&mut s, name, "gauge", "1 while the consumer loop runs (as /readyz).");
         let _ = writeln!(s, "{name} {}", u8::from(self.is_ready()));
+        let name = "edgelens_aggregate_loop_idle_seconds";
+        head(&mut s, name, "gauge", "Seconds since the consumer loop last ran a round of its timers (about every 100 ms); above [aggregate] stall_timeout_secs, /healthz is 503. Absent while the loop does not run.");
+        if let Some(d) = self.since_beat() {
+            let _ = writeln!(s, "{name} {:.3}", d.as_secs_f64());
+        }
         s
     }
 }
@@ -402,15 +449,26 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The routes: `GET /metrics`, `GET /healthz` (200 while the process serves), `GET /readyz` (200
-/// once the sinks are open and the consumer loop runs, 503 before and after).
+/// The routes: `GET /metrics`, `GET /healthz` (200 while the process serves, 503 while the
+/// consumer loop is stalled, see the module header), `GET /readyz` (200 once the sinks are open
+/// and the consumer loop runs, 503 before and after).
 pub fn router(metrics: Arc<AggregateMetrics>) -> axum::Router {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
     let m = Arc::clone(&metrics);
+    let h = Arc::clone(&metrics);
+    let health = move || async move {
+        match h.stalled_for() {
+            Some(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("stalled: the consumer loop has not run for {} s ([aggregate] stall_timeout_secs)", d.as_secs()),
+            ),
+            None => (StatusCode::OK, "ok".to_owned()),
+        }
+    };
     axum::Router::new()
         .route("/metrics", get(move || async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .route("/readyz", get(move || async move { if m.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") } }))
 }
 
@@ -574,6 +632,27 @@ mod tests {
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get("/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("text/plain; version=0.0.4") && metrics.contains("edgelens_aggregate_ready 1"), "{metrics}");
+        assert!(metrics.contains("\nedgelens_aggregate_loop_idle_seconds 0."), "{metrics}");
+
+        // Regression: a consumer loop stuck while the process served was alive to the probe, so
+        // its partitions' leases stayed with it. Without a beat for longer than the timeout,
+        // /healthz is 503 (readiness aside); a beat makes it 200 again.
+        m.set_stall_timeout(Duration::from_millis(200));
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let health = get("/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 503") && health.contains("stalled: the consumer loop has not run for"), "{health}");
+        m.beat();
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        // Not judged while the loop does not run (starting, stopping), nor with the timeout 0.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        m.set_ready(false);
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(!get("/metrics").await.contains("\nedgelens_aggregate_loop_idle_seconds "));
+        m.set_ready(true);
+        m.set_stall_timeout(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
         server.abort();
     }
 }

@@ -142,6 +142,10 @@ impl ClickHouseSink {
                     tracing::warn!(servers = %self.servers, error = %e, retry_in_ms = backoff.as_millis() as u64, "ClickHouse: {what} failed; retrying");
                     let deadline = std::time::Instant::now() + backoff;
                     while std::time::Instant::now() < deadline && !self.stop.load(Ordering::Relaxed) {
+                        // Waiting on ClickHouse, knowingly: the consumer loop is not stalled.
+                        if let Some(m) = &self.metrics {
+                            m.beat();
+                        }
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     backoff = (backoff * 2).min(self.max_backoff);
