@@ -14,9 +14,10 @@
 //!   (or literals joined with `||`): the pattern is rewritten to escape with the backslash
 //!   (DataFusion's only escape character).
 //! - Two output columns of one `SELECT` written alike (`SELECT count(*), count(*)`, `SELECT site,
-//!   site`): PostgreSQL answers both, DataFusion refuses a projection whose names repeat. Each
-//!   later one is aliased `<name>_2`, `<name>_3`, … (a name no other output column of that
-//!   `SELECT` has); over the Postgres wire both keep PostgreSQL's name.
+//!   site`) or aliased alike (`SELECT 1 AS a, 2 AS a`): PostgreSQL answers both, DataFusion
+//!   refuses a projection whose names repeat. Each later one is aliased `<name>_2`, `<name>_3`, …
+//!   (a name no other output column of that `SELECT` has); over the Postgres wire both keep
+//!   PostgreSQL's name.
 //! - An unaliased `x AT TIME ZONE z` output column is named `timezone` (`timezone_2`, … for the
 //!   next ones), as PostgreSQL names it; DataFusion names it after `x`, and refuses it next to
 //!   `x` itself (which `ORDER BY x` adds).
@@ -254,6 +255,7 @@ fn alias_repeated_outputs(body: &mut SetExpr) {
         SetExpr::Select(select) => {
             alias_casts_of_columns(select);
             alias_repeated_in(select);
+            realias_repeated_aliases(select);
         }
         SetExpr::SetOperation { left, right, .. } => {
             alias_repeated_outputs(left);
@@ -315,6 +317,33 @@ fn alias_repeated_in(select: &mut Select) {
         let alias = (2..).map(|n| format!("{base}_{n}")).find(|a| !taken.contains(&a.to_lowercase())).expect("an unused name");
         taken.push(alias.to_lowercase());
         select.projection[i] = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
+    }
+}
+
+/// Give each output column aliased like an earlier one (`SELECT 1 AS a, 2 AS a`; `A` and `a`
+/// alike unless quoted) the alias `<alias>_2`, `<alias>_3`, … (a name no other output column
+/// has): PostgreSQL answers both, DataFusion refused the projection. Over the Postgres wire both
+/// keep the alias written; `ORDER BY a` is the first.
+fn realias_repeated_aliases(select: &mut Select) {
+    let key = |a: &Ident| if a.quote_style.is_some() { a.value.clone() } else { a.value.to_lowercase() };
+    let aliases: Vec<String> = select.projection.iter().filter_map(|item| match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(key(alias)),
+        _ => None,
+    }).collect();
+    if !aliases.iter().enumerate().any(|(i, a)| aliases[..i].contains(a)) {
+        return;
+    }
+    let mut taken = output_names(&select.projection, |e| Some(output_key(e)));
+    let mut seen = Vec::new();
+    for item in &mut select.projection {
+        let SelectItem::ExprWithAlias { alias, .. } = item else { continue };
+        if !seen.contains(&key(alias)) {
+            seen.push(key(alias));
+            continue;
+        }
+        let renamed = (2..).map(|n| format!("{}_{n}", alias.value)).find(|a| !taken.contains(&a.to_lowercase())).expect("an unused name");
+        taken.push(renamed.to_lowercase());
+        *alias = Ident::with_quote('"', renamed);
     }
 }
 
@@ -1276,6 +1305,9 @@ mod tests {
             rewritten("SELECT (t.ts AT TIME ZONE 'UTC')::text, \"Site\"::text, x::int AS y FROM t"),
             r#"SELECT (t.ts AT TIME ZONE 'UTC')::TEXT AS "ts", "Site"::TEXT AS "Site", x::INT AS y FROM t"#
         );
+        // Regression: two columns given one alias were refused; PostgreSQL answers both.
+        assert_eq!(rewritten("SELECT 1 AS a, 2 AS A, 3 AS a_2, 4 AS \"A\" FROM t"), r#"SELECT 1 AS a, 2 AS "A_3", 3 AS a_2, 4 AS "A" FROM t"#);
+        assert_eq!(rewritten("SELECT site AS s, count(*) AS s, sum(x) AS s FROM t"), r#"SELECT site AS s, count(*) AS "s_2", sum(x) AS "s_3" FROM t"#);
         // Columns written differently, or aliased, are left as they are.
         assert_eq!(rewritten("SELECT count(*) AS n, count(*), sum(x) FROM t"), "SELECT count(*) AS n, count(*), sum(x) FROM t");
     }

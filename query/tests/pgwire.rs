@@ -233,6 +233,15 @@ async fn simple_and_extended_queries_match_http_sql() {
     let simple = client.simple_query("SELECT count(*), count(*) FROM traffic_1m").await.unwrap();
     let SimpleQueryMessage::RowDescription(columns) = &simple[0] else { panic!("{simple:?}") };
     assert_eq!(columns.iter().map(|c| c.name()).collect::<Vec<_>>(), ["count", "count"]);
+    // Regression: two columns aliased alike were refused ("Projections require unique expression
+    // names"); PostgreSQL answers both under the alias.
+    let rows = client.query("SELECT site AS s, count(*) AS s, 'x' AS \"S\" FROM traffic_1m WHERE site = $1 GROUP BY site", &[&"shop.example"]).await.unwrap();
+    let names: Vec<&str> = rows[0].columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["s", "s", "S"]);
+    assert_eq!((rows[0].get::<_, String>(0).as_str(), rows[0].get::<_, i64>(1) > 0), ("shop.example", true));
+    let simple = client.simple_query("SELECT 1 AS a, 2 AS a").await.unwrap();
+    let SimpleQueryMessage::RowDescription(columns) = &simple[0] else { panic!("{simple:?}") };
+    assert_eq!(columns.iter().map(|c| c.name()).collect::<Vec<_>>(), ["a", "a"]);
 
     // Empty statements.
     assert!(simple_rows(&client.simple_query("").await.unwrap()).is_empty());

@@ -1055,9 +1055,9 @@ fn projection_items(sql: &str) -> Vec<Item> {
 }
 
 /// PostgreSQL's names of a query's output columns where they differ from the planner's
-/// (`count(*)` → `count`, `1 + 1` → `?column?`, `'x'::text` → `text`): one entry per item of the
-/// first `SELECT`, `None` to keep the planner's name (aliases); `None` overall when the
-/// projection has a wildcard or the statement is not a query.
+/// (`count(*)` → `count`, `1 + 1` → `?column?`, `'x'::text` → `text`, an alias as written where
+/// [`crate::sql_compat`] gave a repeated one another): one entry per item of the first `SELECT`;
+/// `None` overall when the projection has a wildcard or the statement is not a query.
 pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
     let statements = crate::sql_parse::statements(sql, &PostgreSqlDialect {}).ok()?;
     let Some(Statement::Query(query)) = statements.first() else { return None };
@@ -1075,7 +1075,7 @@ pub fn postgres_column_names(sql: &str) -> Option<Vec<Option<String>>> {
         .iter()
         .map(|item| match item {
             SelectItem::UnnamedExpr(expr) => Some(postgres_name(expr)),
-            SelectItem::ExprWithAlias { .. } => Some(None),
+            SelectItem::ExprWithAlias { alias, .. } => Some(Some(crate::sql_compat::folded(alias))),
             _ => None,
         })
         .collect()
@@ -1859,7 +1859,7 @@ mod tests {
         let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
         assert_eq!(
             names,
-            [Some("site"), Some("requests"), Some("count"), Some("?column?"), Some("text"), Some("ts"), None, Some("bool"), Some("case")]
+            [Some("site"), Some("requests"), Some("count"), Some("?column?"), Some("text"), Some("ts"), Some("b"), Some("bool"), Some("case")]
         );
         // Forms PostgreSQL turns into function calls are named after the function.
         let names = postgres_column_names(
