@@ -565,6 +565,17 @@ async fn an_entity_counts_every_incident_of_its_sites() {
     svc.stop().await;
 }
 
+/// `shop.example` in the lake's site registry (tenant `t1`, since 2026-01-01).
+fn register_shop_example(dir: &Path) {
+    write_parquet(
+        dir,
+        &SITES,
+        "2026-01-01",
+        "registry",
+        vec![strings(&["shop.example"]), strings(&["t1"]), ts_array(&[1_767_225_600]), Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")), ts_array(&[1_767_225_600])],
+    );
+}
+
 /// Regression: `/v1/incidents?site=www.shop.example` listed nothing when `shop.example` is
 /// registered, though the host's traffic is judged, and its attacks recorded, under the site.
 #[tokio::test]
@@ -579,13 +590,7 @@ async fn a_host_of_a_registered_site_lists_the_sites_incidents() {
     assert_eq!(sites_of(svc.get(&format!("/v1/incidents?{range}&site=www.shop.example")).await.json()), ["www.shop.example"]);
     svc.stop().await;
 
-    write_parquet(
-        dir.path(),
-        &SITES,
-        "2026-01-01",
-        "registry",
-        vec![strings(&["shop.example"]), strings(&["t1"]), ts_array(&[1_767_225_600]), Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")), ts_array(&[1_767_225_600])],
-    );
+    register_shop_example(dir.path());
     let svc = Service::start(dir.path()).await;
     // The host's incidents from before the registration, and its site's.
     assert_eq!(sites_of(svc.get(&format!("/v1/incidents?{range}&site=www.shop.example")).await.json()), ["www.shop.example", "shop.example"]);
@@ -610,13 +615,7 @@ async fn a_host_of_a_registered_site_has_the_sites_rates() {
     assert_eq!((requests(&v), v["counted_under"].clone()), (vec![7], json!(["www.shop.example"])), "{v}");
     svc.stop().await;
 
-    write_parquet(
-        dir.path(),
-        &SITES,
-        "2026-01-01",
-        "registry",
-        vec![strings(&["shop.example"]), strings(&["t1"]), ts_array(&[1_767_225_600]), Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>]).with_timezone("UTC")), ts_array(&[1_767_225_600])],
-    );
+    register_shop_example(dir.path());
     let svc = Service::start(dir.path()).await;
     // The host's rows and its site's: 7 + 60 in the first minute, 60 in the second.
     let v = svc.get(url).await.json();
