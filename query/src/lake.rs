@@ -965,6 +965,27 @@ mod tests {
         for sql in [format!("SELECT {d} / {d}"), format!("SELECT 60 / {d}")] {
             assert!(lake.user_sql(&sql).await.is_err(), "{sql}");
         }
+        // A scaled difference of times orders, groups and compares by its length (1 day 23 h × 3
+        // is longer than 2 days × 2), as in PostgreSQL; as an interval it compared field by
+        // field. It is written in whole days: PostgreSQL writes `3 days 69:00:00`.
+        let v = "(VALUES (timestamp '2026-01-01', timestamp '2026-01-02 23:00', 3), (timestamp '2026-01-01', timestamp '2026-01-03', 2)) v(a, b, n)";
+        for (sql, want) in [
+            (format!("SELECT string_agg(n::text, ',' ORDER BY (b - a) * n DESC) AS s FROM {v}"), "3,2"),
+            (format!("SELECT max((b - a) * n)::text AS s FROM {v}"), "5 days 21:00:00"),
+            (format!("SELECT count(DISTINCT (b - a) / n)::text AS s FROM (VALUES (timestamp '2026-01-01', timestamp '2026-01-02 12:00', 1), (timestamp '2026-01-01', timestamp '2026-01-04', 2)) v(a, b, n)"), "1"),
+            // A quoted number is the factor, as PostgreSQL reads it.
+            ("SELECT (interval '1 day' * '2')::text AS s".to_owned(), "2 days"),
+            (format!("SELECT ({d} * '2')::text AS s"), "6 days 03:00:00"),
+        ] {
+            let r = lake.user_sql(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let rows = crate::format::to_json_rows(&r.batches).unwrap();
+            assert_eq!(rows[0]["s"].as_str(), Some(want), "{sql}: {rows:?}");
+        }
+        // Intervals sort by length too (1 day × 1 is less than 30 hours × 3, more than 2 hours × 2).
+        let sql = "SELECT n FROM (VALUES (interval '1 day', 1), (interval '2 hours', 2), (interval '30 hours', 3)) v(iv, n) ORDER BY iv * n DESC";
+        let r = lake.user_sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rows = crate::format::to_json_rows(&r.batches).unwrap();
+        assert_eq!(rows.iter().map(|r| r["n"].as_i64().unwrap()).collect::<Vec<_>>(), [3, 1, 2], "{rows:?}");
     }
 
     /// Regression: a function refusing the values of the statement (`sqrt(-1)`, a month 13, an

@@ -22,7 +22,8 @@
 //! - A comparison of two time spans (`=`, `<`, …, `BETWEEN`, `IN`: intervals, differences of
 //!   times) compares their lengths through `edgelens_span_length`, as PostgreSQL compares
 //!   intervals (a month 30 days, a day 24 hours): `interval '1 day' = interval '24 hours'`,
-//!   `now() - ts > interval '1 day'`. DataFusion compared them field by field.
+//!   `now() - ts > interval '1 day'`; so does `ORDER BY` an interval (`ORDER BY age(ts)`, `ORDER
+//!   BY (max(ts) - min(ts)) / n`). DataFusion compared them field by field.
 //!
 //! The functions are named in a plan as their argument is, as the cast they sit in is, so no
 //! column changes its name. [`scaled_interval`] multiplies or divides an interval by a number as
@@ -39,6 +40,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError, Result, exec_err};
 use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, TryCast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
@@ -57,7 +59,18 @@ impl AnalyzerRule for PostgresTimeText {
             if let LogicalPlan::TableScan(scan) = &plan {
                 schema.merge(&DFSchema::try_from_qualified_schema(scan.table_name.clone(), &scan.source.schema())?);
             }
-            plan.map_expressions(|e| e.transform_up(|e| Ok(rewrite(e, &schema))))
+            // A sort key that is an interval sorts by its length (a sort's keys are its input's).
+            let sort = matches!(plan, LogicalPlan::Sort(_));
+            // Output columns keep their names (an aggregate ordered by an interval is renamed).
+            let names = NamePreserver::new(&plan);
+            plan.map_expressions(|e| {
+                let name = (!sort).then(|| names.save(&e));
+                let e = e.transform_up(|e| Ok(rewrite(e, &schema)))?.transform_data(|e| Ok(if sort { by_length(e, &schema) } else { Transformed::no(e) }))?;
+                Ok(match name {
+                    Some(name) if e.transformed => e.update_data(|e| name.restore(e)),
+                    _ => e,
+                })
+            })
         })
         .map(|t| t.data)
     }
@@ -89,8 +102,17 @@ fn written(t: &DataType) -> bool {
     )
 }
 
-/// `e` with a cast between text and a time going through this module's functions, and a
-/// comparison of time spans comparing their lengths.
+/// A sort key `e`: its length if it is an interval, which PostgreSQL sorts by length.
+fn by_length(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+    match e.get_type(schema) {
+        Ok(DataType::Interval(_)) => Transformed::yes(call(Kind::SpanLength, e)),
+        _ => Transformed::no(e),
+    }
+}
+
+/// `e` with a cast between text and a time going through this module's functions, a
+/// comparison of time spans comparing their lengths, and an aggregate's `ORDER BY` an interval
+/// ordering by its length.
 fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     let span = |e: &Expr| e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Interval(_) | DataType::Duration(_)));
     match e {
@@ -106,6 +128,13 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
         Expr::InList(l) if span(&l.expr) && !l.list.is_empty() && l.list.iter().all(span) => {
             let list = l.list.into_iter().map(|e| call(Kind::SpanLength, e)).collect();
             return Transformed::yes(Expr::InList(InList::new(Box::new(call(Kind::SpanLength, *l.expr)), list, l.negated)));
+        }
+        Expr::AggregateFunction(mut a) if a.params.order_by.iter().any(|s| matches!(s.expr.get_type(schema), Ok(DataType::Interval(_)))) => {
+            for key in &mut a.params.order_by {
+                let e = std::mem::replace(&mut key.expr, Expr::Literal(datafusion::common::ScalarValue::Null, None));
+                key.expr = by_length(e, schema).data;
+            }
+            return Transformed::yes(Expr::AggregateFunction(a));
         }
         _ => {}
     }
@@ -557,5 +586,28 @@ mod tests {
         assert_eq!(one(&plain, "SELECT timestamptz '2026-11-28 10:15:00Z'::text").await.unwrap(), "2026-11-28T10:15:00Z");
         // A text that is no time is still refused, with the cast's own error.
         assert!(one(&ctx, "SELECT timestamptz '2026-11-28 lunch'").await.is_err());
+    }
+
+    /// Regression: `ORDER BY` an interval sorted field by field, so `1 day` came after `25 hours`
+    /// and `2 days 46:00:00` before `3 days`. PostgreSQL 15 sorts by length.
+    #[tokio::test]
+    async fn intervals_sort_by_their_length() {
+        let ctx = session(true);
+        let values = "(VALUES (interval '1 day', 'a'), (interval '25 hours', 'b'), (interval '1 mon', 'c'), (interval '29 days 23 hours', 'd'), \
+                      (interval '2 days 46 hours', 'e'), (interval '3 days', 'f'), (NULL, 'g')) v(iv, k)";
+        let ordered = ctx.sql(&format!("SELECT k FROM {values} ORDER BY iv")).await.unwrap().collect().await.unwrap();
+        let keys: String = ordered.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().map(|k| k.unwrap_or_default().to_owned()).collect::<Vec<_>>()).collect();
+        assert_eq!(keys, "abfedcg");
+        for (sql, want) in [
+            (format!("SELECT string_agg(k, '' ORDER BY iv) FROM {values}"), "abfedcg"),
+            (format!("SELECT k FROM {values} ORDER BY iv DESC NULLS LAST LIMIT 1"), "c"),
+            (format!("SELECT k FROM (SELECT k, iv FROM {values} ORDER BY iv LIMIT 2) t ORDER BY k DESC LIMIT 1"), "b"),
+            (format!("SELECT k FROM {values} ORDER BY iv, k DESC LIMIT 1"), "a"),
+        ] {
+            assert_eq!(one(&ctx, &sql).await.unwrap(), want, "{sql}");
+        }
+        // The column itself is answered, not its length.
+        let batches = ctx.sql(&format!("SELECT iv FROM {values} ORDER BY iv LIMIT 1")).await.unwrap().collect().await.unwrap();
+        assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Interval(IntervalUnit::MonthDayNano));
     }
 }

@@ -13,8 +13,11 @@
 //!   [`crate::sql_compat`] writes for an interval literal times or divided by a number, and
 //!   [`SpanArithmetic`] plans for any time span (an interval column, the difference of two times:
 //!   `(max(ts) - min(ts)) / 60`, `2 * (end_ts - start_ts)`); DataFusion multiplies no interval
-//!   and no duration. A difference of two times is first the interval of days and time
-//!   PostgreSQL makes of it. A division by 0 is an error, a NULL gives NULL.
+//!   and no duration. A difference of two times is scaled as the interval of days and time
+//!   PostgreSQL makes of it, and stays a difference (a length): it then orders, groups and
+//!   compares by length, as PostgreSQL's intervals do, and is written in whole days and time
+//!   (`5 days 21:00:00` where PostgreSQL writes the same length `3 days 69:00:00`). A division by
+//!   0 is an error, a NULL gives NULL.
 //! - `date_part(part, t)` (and `EXTRACT`, which DataFusion plans as it): DataFusion's, but the
 //!   seconds keep their fraction (`30.5`, a `double precision`; DataFusion's were whole), and the
 //!   difference of two times is read as the interval PostgreSQL makes of it, in days and time
@@ -417,6 +420,8 @@ impl datafusion::logical_expr::planner::ExprPlanner for SpanArithmetic {
         let type_of = |e: &Expr| e.get_type(schema).ok();
         let span = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_) | DataType::Duration(_)));
         let number = |t: &Option<DataType>| t.as_ref().is_some_and(|t| t.is_numeric() || t.is_null());
+        // A quoted number (`iv * '2'`): PostgreSQL reads the literal as the factor.
+        let factor = |e: &Expr, t: &Option<DataType>| number(t) || (matches!(e, Expr::Literal(..)) && matches!(t, Some(DataType::Utf8 | DataType::Utf8View)));
         let divide = match expr.op {
             BinaryOperator::Multiply => false,
             BinaryOperator::Divide => true,
@@ -424,8 +429,8 @@ impl datafusion::logical_expr::planner::ExprPlanner for SpanArithmetic {
         };
         let (left, right) = (type_of(&expr.left), type_of(&expr.right));
         let (span_expr, factor) = match expr {
-            e if span(&left) && number(&right) => (e.left, e.right),
-            e if !divide && number(&left) && span(&right) => (e.right, e.left),
+            e if span(&left) && factor(&e.right, &right) => (e.left, e.right),
+            e if !divide && factor(&e.left, &left) && span(&right) => (e.right, e.left),
             e => return Ok(PlannerResult::Original(e)),
         };
         let call = datafusion::logical_expr::expr::ScalarFunction::new_udf(Arc::new(interval_scaling_udf(divide)), vec![span_expr, factor]);
@@ -462,8 +467,14 @@ impl ScalarUDFImpl for IntervalScale {
         }
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano))
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match arg_types.first() {
+            // A difference of times stays one (a length), so that it orders, groups and compares
+            // by its length as PostgreSQL's intervals do; DataFusion's intervals compare field by
+            // field.
+            Some(DataType::Duration(_)) => DataType::Duration(TimeUnit::Microsecond),
+            _ => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -474,6 +485,7 @@ impl ScalarUDFImpl for IntervalScale {
         let rows = args.number_rows;
         let [interval, factor] = args.args.as_slice() else { return datafusion::common::exec_err!("{} takes two arguments", self.name()) };
         let (interval, factor) = (interval.to_array(rows)?, factor.to_array(rows)?);
+        let duration = matches!(interval.data_type(), DataType::Duration(_));
         let interval = crate::pgwire::types::duration_as_interval(&interval)
             .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?
             .unwrap_or(interval);
@@ -494,6 +506,17 @@ impl ScalarUDFImpl for IntervalScale {
                 return datafusion::common::exec_err!("interval out of range");
             };
             out.push(Some(IntervalMonthDayNano::new(months, days, nanos)));
+        }
+        if duration {
+            // Scaled as PostgreSQL scales the interval of days and time the difference is, then
+            // its length again (a difference has no months).
+            const DAY_MICROS: i64 = 86_400_000_000;
+            let lengths = out.iter().map(|iv| match iv {
+                Some(iv) => i64::from(iv.days).checked_mul(DAY_MICROS).and_then(|d| d.checked_add(iv.nanoseconds / 1000)).map(Some),
+                None => Some(None),
+            });
+            let Some(lengths) = lengths.collect::<Option<Vec<Option<i64>>>>() else { return datafusion::common::exec_err!("interval out of range") };
+            return columnar(Arc::new(datafusion::arrow::array::DurationMicrosecondArray::from(lengths)), scalar);
         }
         columnar(Arc::new(IntervalMonthDayNanoArray::from(out)), scalar)
     }
