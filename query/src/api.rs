@@ -552,7 +552,7 @@ async fn site_rates_handler(
     let site = site_param(&site)?;
     let view = caller.view(state.backend()?);
     let req = SiteRatesRequest {
-        counted_under: with_registered_site(view, site.clone()).await?,
+        registered_site: registered_site_of(view, &site).await?,
         site,
         range: TimeRange::parse(p.from.as_deref(), p.to.as_deref(), now_us(), DEFAULT_SPAN)?,
         step: p.step.as_deref().map(Step::parse).transpose()?.unwrap_or(site_rates::GRANULARITY),
@@ -590,9 +590,14 @@ struct ReportParams {
 /// `shop.example`): its traffic is counted, and its attacks judged, under that site (and under
 /// the host name only before the site was registered).
 async fn with_registered_site(view: View<'_>, site: String) -> Result<Vec<String>> {
-    let known = crate::registry_api::known_sites(view).await?;
-    let parent = crate::registry_api::site_of_host(&site, &known).map(str::to_owned);
+    let parent = registered_site_of(view, &site).await?;
     Ok(std::iter::once(site).chain(parent).collect())
+}
+
+/// The registered site `site` is a host of, if it is one (in the caller's view).
+async fn registered_site_of(view: View<'_>, site: &str) -> Result<Option<String>> {
+    let known = crate::registry_api::known_sites(view).await?;
+    Ok(crate::registry_api::site_of_host(site, &known).map(str::to_owned))
 }
 
 /// Without `from`, the incidents list covers the week before `to`.

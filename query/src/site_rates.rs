@@ -6,9 +6,11 @@
 //! seconds of the step inside the range (the range rounded to 10 s), so a step the range only
 //! partly covers shows no false drop. For a range reaching the present, the range ends where the
 //! newest closed 10 s window of any site does (the windows after it are still open).
-//! A host of a registered site (`www.shop.example` of `shop.example`) is counted under both names:
-//! its traffic is recorded under the site once that is registered, under the host name before.
-//! The site names are quoted literals of the backend's dialect. Distinct clients of a step are the
+//! The rows are those recorded under the name asked for. A host of a registered site
+//! (`www.shop.example` of `shop.example`) has rows of its own only from before the site was
+//! registered: since then its traffic is counted with the site's other hosts under the site, and
+//! the answer names that site (`registered_site`), not its rows as the host's.
+//! The site name is a quoted literal of the backend's dialect. Distinct clients of a step are the
 //! union of its rows' sketches: merged by a UDF in DataFusion; ClickHouse cannot read the sketch
 //! format, so there the step's sketches are fetched and merged here.
 
@@ -42,22 +44,22 @@ const MEASURES: [&str; 9] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteRatesRequest {
     pub site: String,
-    /// The names whose rows are counted: `site`, and the registered site it is a host of when it
-    /// is one (a host's traffic is counted under its registered site once that is registered).
-    pub counted_under: Vec<String>,
+    /// The registered site `site` is a host of, when it is one.
+    pub registered_site: Option<String>,
     pub range: TimeRange,
     pub step: Step,
 }
 
-/// The answer. JSON: `{"site":"shop.example","counted_under":["shop.example"],"step":"10s","from":"..Z","to":"..Z","points":[{"ts":
+/// The answer. JSON: `{"site":"shop.example","registered_site":null,"step":"10s","from":"..Z","to":"..Z","points":[{"ts":
 /// "2026-11-01T00:00:00Z","requests":120,"rps":12.0,"bytes":..,"status_2xx":..,"status_3xx":..,
 /// "status_4xx":..,"status_5xx":..,"cache_hits":..,"blocked":..,"distinct_clients":..}]}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteRates {
     pub site: String,
-    /// The names whose rows the points sum: the site asked for, and the registered site it is a
-    /// host of (`www.shop.example` → `shop.example`), whose rows hold every host's traffic.
-    pub counted_under: Vec<String>,
+    /// The registered site `site` is a host of (`www.shop.example` → `shop.example`): since its
+    /// registration the host's traffic is counted under it, with its other hosts', so the points
+    /// are the host's from before; `null` for any other name.
+    pub registered_site: Option<String>,
     pub step: String,
     pub from: String,
     pub to: String,
@@ -168,9 +170,9 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
     req.range.check_steps(req.step)?;
     let dialect = backend.dialect();
     let rows = format!(
-        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site IN ({sites}) AND {pred}",
+        "SELECT {bucket} AS bucket, * FROM site_rates_10s WHERE site = {site} AND {pred}",
         bucket = dialect.step_start("ts", req.step),
-        sites = req.counted_under.iter().map(|s| dialect.string(s)).collect::<Vec<_>>().join(", "),
+        site = dialect.string(&req.site),
         pred = dialect.range_predicate(&req.range, "ts"),
     );
     // Distinct clients of a step: the union of its rows' sketches, not the sum of their estimates.
@@ -217,7 +219,7 @@ pub async fn site_rates(backend: View<'_>, req: &SiteRatesRequest) -> Result<Sit
     }
     Ok(SiteRates {
         site: req.site.clone(),
-        counted_under: req.counted_under.clone(),
+        registered_site: req.registered_site.clone(),
         step: req.step.to_string(),
         from: req.range.from_rfc3339(),
         to: req.range.to_rfc3339(),
