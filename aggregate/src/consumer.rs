@@ -114,7 +114,9 @@ pub struct AggregateConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `/healthz` answers 503 once the consumer loop has not run for this long while it should
     /// (a stuck disk or thread), so the liveness probe restarts the process and its partitions
-    /// move to the others. A sink retrying ClickHouse is not stuck. 0: never.
+    /// move to the others. A sink retrying ClickHouse, or waiting for its deletions, is not
+    /// stuck; one ClickHouse request, a flush or a hand-over runs without a beat, so this must be
+    /// longer than those (and than `[clickhouse] request_timeout_ms`). 0: never.
     pub stall_timeout_secs: u64,
     /// ClickHouse, written next to the lake when enabled: the config file's `[clickhouse]` section
     /// (shared with the query role), not a key of `[aggregate]`.
@@ -266,6 +268,14 @@ impl AggregateConfig {
             ),
             ClientIpPolicy::from_config(&self.client_ip, &self.client_ip_key).map(drop),
             self.clickhouse.validate(),
+            // One ClickHouse request may take request_timeout_ms without a beat.
+            match self.stall_timeout_secs {
+                s if s > 0 && self.clickhouse.enabled() && u128::from(s) * 1000 <= u128::from(self.clickhouse.request_timeout_ms) => Err(format!(
+                    "aggregate.stall_timeout_secs ({s}) must be longer than clickhouse.request_timeout_ms ({} ms): a healthy aggregator waiting on one ClickHouse request would be reported stalled",
+                    self.clickhouse.request_timeout_ms
+                )),
+                _ => Ok(()),
+            },
         ])
         .map_err(AggregateError::Config)
     }
@@ -1307,6 +1317,21 @@ mod tests {
 
     fn parse(json: &str) -> Result<AggregateConfig, serde_json::Error> {
         serde_json::from_str(json)
+    }
+
+    #[test]
+    fn the_stall_timeout_must_outlast_a_clickhouse_request() {
+        let mut cfg = AggregateConfig { stall_timeout_secs: 60, ..AggregateConfig::default() };
+        // Without ClickHouse any timeout goes.
+        assert!(cfg.validate().is_ok());
+        cfg.clickhouse.url = "http://127.0.0.1:8123".into();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("aggregate.stall_timeout_secs (60) must be longer than clickhouse.request_timeout_ms (60000 ms)"), "{e}");
+        cfg.stall_timeout_secs = 61;
+        assert!(cfg.validate().is_ok());
+        cfg.stall_timeout_secs = 0;
+        assert!(cfg.validate().is_ok());
+        assert_eq!(AggregateConfig::default().stall_timeout_secs, 300);
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl AggregateMetrics {
     /// How long the consumer loop may go without [`beat`](Self::beat) before `/healthz` says it
     /// is stalled (`Duration::ZERO`: never).
     pub fn set_stall_timeout(&self, after: Duration) {
-        self.stall_after_ms.store(after.as_millis() as u64, Ordering::Relaxed);
+        self.stall_after_ms.store(u64::try_from(after.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Time since the consumer loop's last beat, while it runs.
@@ -650,6 +650,10 @@ mod tests {
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(!get("/metrics").await.contains("\nedgelens_aggregate_loop_idle_seconds "));
         m.set_ready(true);
+        // Regression: a timeout beyond u64 milliseconds wrapped around to a few hundred ms.
+        m.set_stall_timeout(Duration::from_secs(18_446_744_073_709_552));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
         m.set_stall_timeout(Duration::ZERO);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));

@@ -162,6 +162,7 @@ impl ClickHouseSink {
         let c = self.shards[shard].clone();
         let layout = self.layout.clone();
         let cond = cond.to_owned();
+        let metrics = self.metrics.clone();
         self.rt.block_on(async move {
             let mut tables = 0;
             let mut names: Vec<String> = ALL_TABLES.iter().map(|t| Layout::local_name(t)).collect();
@@ -175,7 +176,7 @@ impl ClickHouseSink {
                     continue;
                 }
                 exec(&c, &format!("ALTER TABLE {local} DELETE WHERE {cond}")).await?;
-                wait_for_mutations(&c, &layout.database, &name).await?;
+                wait_for_mutations(&c, &layout.database, &name, metrics.as_deref()).await?;
                 tables += 1;
             }
             Ok(tables)
@@ -280,7 +281,9 @@ async fn exec(c: &Client, sql: &str) -> Result<(), SinkError> {
     c.query(sql).execute().await.map_err(SinkError::clickhouse)
 }
 
-async fn wait_for_mutations(c: &Client, database: &str, table: &str) -> Result<(), SinkError> {
+/// Wait until the mutations of `table` are done, beating `metrics` (waiting on ClickHouse, the
+/// consumer loop is not stalled).
+async fn wait_for_mutations(c: &Client, database: &str, table: &str, metrics: Option<&crate::metrics::AggregateMetrics>) -> Result<(), SinkError> {
     let sql = format!(
         "SELECT count() FROM system.mutations WHERE database = {} AND table = {} AND is_done = 0",
         string_literal(database),
@@ -291,6 +294,9 @@ async fn wait_for_mutations(c: &Client, database: &str, table: &str) -> Result<(
         let pending: u64 = c.query(&sql).fetch_one().await.map_err(SinkError::clickhouse)?;
         if pending == 0 {
             return Ok(());
+        }
+        if let Some(m) = metrics {
+            m.beat();
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
