@@ -13,11 +13,9 @@
 //!   [`crate::sql_compat`] writes for an interval literal times or divided by a number, and
 //!   [`SpanArithmetic`] plans for any time span (an interval column, the difference of two times:
 //!   `(max(ts) - min(ts)) / 60`, `2 * (end_ts - start_ts)`); DataFusion multiplies no interval
-//!   and no duration. A difference of two times is scaled as the interval of days and time
-//!   PostgreSQL makes of it, and stays a difference (a length): it then orders, groups and
-//!   compares by length, as PostgreSQL's intervals do, and is written in whole days and time
-//!   (`5 days 21:00:00` where PostgreSQL writes the same length `3 days 69:00:00`). A division by
-//!   0 is an error, a NULL gives NULL.
+//!   and no duration. A difference of two times is first the interval of days and time
+//!   PostgreSQL makes of it (so `(b - a) * 3` is `3 days 69:00:00` as in PostgreSQL). A division
+//!   by 0 is an error, a NULL gives NULL.
 //! - `date_part(part, t)` (and `EXTRACT`, which DataFusion plans as it): DataFusion's, but the
 //!   seconds keep their fraction (`30.5`, a `double precision`; DataFusion's were whole), and the
 //!   difference of two times is read as the interval PostgreSQL makes of it, in days and time
@@ -467,14 +465,14 @@ impl ScalarUDFImpl for IntervalScale {
         }
     }
 
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(match arg_types.first() {
-            // A difference of times stays one (a length), so that it orders, groups and compares
-            // by its length as PostgreSQL's intervals do; DataFusion's intervals compare field by
-            // field.
-            Some(DataType::Duration(_)) => DataType::Duration(TimeUnit::Microsecond),
-            _ => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
-        })
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano))
+    }
+
+    /// Named as the operation written (`max(ts) - min(ts) / 60`), as DataFusion names `a / b`.
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        let [span, factor] = args else { return datafusion::common::plan_err!("{} takes two arguments", self.name()) };
+        Ok(format!("{} {} {}", span.schema_name(), if self.divide { "/" } else { "*" }, factor.schema_name()))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -485,7 +483,6 @@ impl ScalarUDFImpl for IntervalScale {
         let rows = args.number_rows;
         let [interval, factor] = args.args.as_slice() else { return datafusion::common::exec_err!("{} takes two arguments", self.name()) };
         let (interval, factor) = (interval.to_array(rows)?, factor.to_array(rows)?);
-        let duration = matches!(interval.data_type(), DataType::Duration(_));
         let interval = crate::pgwire::types::duration_as_interval(&interval)
             .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?
             .unwrap_or(interval);
@@ -506,17 +503,6 @@ impl ScalarUDFImpl for IntervalScale {
                 return datafusion::common::exec_err!("interval out of range");
             };
             out.push(Some(IntervalMonthDayNano::new(months, days, nanos)));
-        }
-        if duration {
-            // Scaled as PostgreSQL scales the interval of days and time the difference is, then
-            // its length again (a difference has no months).
-            const DAY_MICROS: i64 = 86_400_000_000;
-            let lengths = out.iter().map(|iv| match iv {
-                Some(iv) => i64::from(iv.days).checked_mul(DAY_MICROS).and_then(|d| d.checked_add(iv.nanoseconds / 1000)).map(Some),
-                None => Some(None),
-            });
-            let Some(lengths) = lengths.collect::<Option<Vec<Option<i64>>>>() else { return datafusion::common::exec_err!("interval out of range") };
-            return columnar(Arc::new(datafusion::arrow::array::DurationMicrosecondArray::from(lengths)), scalar);
         }
         columnar(Arc::new(IntervalMonthDayNanoArray::from(out)), scalar)
     }
