@@ -82,7 +82,7 @@ pub fn rewrite(statement: &mut DfStatement) -> Result<()> {
 }
 
 fn rewrite_sql(statement: &mut datafusion::sql::sqlparser::ast::Statement) -> Result<()> {
-    let mut rewriter = Rewriter { error: None };
+    let mut rewriter = Rewriter { error: None, outermost: true };
     let _ = statement.visit(&mut rewriter);
     if let Some(e) = rewriter.error {
         return Err(e);
@@ -189,6 +189,8 @@ fn expression_depth(statement: &datafusion::sql::sqlparser::ast::Statement, limi
 
 struct Rewriter {
     error: Option<QueryError>,
+    /// The next query visited is the statement's own (its columns are the answer's).
+    outermost: bool,
 }
 
 impl VisitorMut for Rewriter {
@@ -209,6 +211,12 @@ impl VisitorMut for Rewriter {
             return ControlFlow::Break(());
         }
         alias_repeated_outputs(&mut query.body);
+        if std::mem::take(&mut self.outermost)
+            && let Err(e) = realias_repeated_aliases(query)
+        {
+            self.error = Some(e);
+            return ControlFlow::Break(());
+        }
         ControlFlow::Continue(())
     }
 
@@ -255,7 +263,6 @@ fn alias_repeated_outputs(body: &mut SetExpr) {
         SetExpr::Select(select) => {
             alias_casts_of_columns(select);
             alias_repeated_in(select);
-            realias_repeated_aliases(select);
         }
         SetExpr::SetOperation { left, right, .. } => {
             alias_repeated_outputs(left);
@@ -320,18 +327,31 @@ fn alias_repeated_in(select: &mut Select) {
     }
 }
 
-/// Give each output column aliased like an earlier one (`SELECT 1 AS a, 2 AS a`; `A` and `a`
-/// alike unless quoted) the alias `<alias>_2`, `<alias>_3`, … (a name no other output column
-/// has): PostgreSQL answers both, DataFusion refused the projection. Over the Postgres wire both
-/// keep the alias written; `ORDER BY a` is the first.
-fn realias_repeated_aliases(select: &mut Select) {
+/// In the statement's own `SELECT` (`query`, the outermost), give each output column aliased
+/// like an earlier one (`SELECT 1 AS a, 2 AS a`; `A` and `a` alike unless quoted) the alias
+/// `<alias>_2`, `<alias>_3`, … (a name no other output column has): PostgreSQL answers both,
+/// DataFusion refused the projection. Over the Postgres wire both keep the alias written.
+/// `ORDER BY a` is refused as ambiguous, as PostgreSQL refuses it; in a subquery or a `WITH`
+/// query, where a later reference would be ambiguous, repeated aliases stay refused.
+fn realias_repeated_aliases(query: &mut Query) -> Result<()> {
+    let SetExpr::Select(select) = query.body.as_mut() else { return Ok(()) };
     let key = |a: &Ident| if a.quote_style.is_some() { a.value.clone() } else { a.value.to_lowercase() };
     let aliases: Vec<String> = select.projection.iter().filter_map(|item| match item {
         SelectItem::ExprWithAlias { alias, .. } => Some(key(alias)),
         _ => None,
     }).collect();
-    if !aliases.iter().enumerate().any(|(i, a)| aliases[..i].contains(a)) {
-        return;
+    let repeated: Vec<&String> = aliases.iter().enumerate().filter(|(i, a)| aliases[..*i].contains(a)).map(|(_, a)| a).collect();
+    if repeated.is_empty() {
+        return Ok(());
+    }
+    if let Some(datafusion::sql::sqlparser::ast::OrderBy { kind: datafusion::sql::sqlparser::ast::OrderByKind::Expressions(keys), .. }) = &query.order_by {
+        for key in keys {
+            if let Expr::Identifier(id) = &key.expr
+                && repeated.contains(&&folded(id))
+            {
+                return Err(QueryError::InvalidSql(format!("ORDER BY \"{}\" is ambiguous: more than one output column is named so", id.value)));
+            }
+        }
     }
     let mut taken = output_names(&select.projection, |e| Some(output_key(e)));
     let mut seen = Vec::new();
@@ -345,6 +365,7 @@ fn realias_repeated_aliases(select: &mut Select) {
         taken.push(renamed.to_lowercase());
         *alias = Ident::with_quote('"', renamed);
     }
+    Ok(())
 }
 
 /// Alias each unaliased cast of a column (`ts::date`, `(ts AT TIME ZONE 'UTC')::text`) by the
@@ -1308,6 +1329,10 @@ mod tests {
         // Regression: two columns given one alias were refused; PostgreSQL answers both.
         assert_eq!(rewritten("SELECT 1 AS a, 2 AS A, 3 AS a_2, 4 AS \"A\" FROM t"), r#"SELECT 1 AS a, 2 AS "A_3", 3 AS a_2, 4 AS "A" FROM t"#);
         assert_eq!(rewritten("SELECT site AS s, count(*) AS s, sum(x) AS s FROM t"), r#"SELECT site AS s, count(*) AS "s_2", sum(x) AS "s_3" FROM t"#);
+        // Only in the statement's own SELECT: a later reference to a subquery's would be ambiguous.
+        assert_eq!(rewritten("SELECT a FROM (SELECT 1 AS a, 2 AS a) t"), "SELECT a FROM (SELECT 1 AS a, 2 AS a) t");
+        assert!(refused("SELECT site AS s, count(*) AS s FROM t GROUP BY 1 ORDER BY s").contains("ORDER BY \"s\" is ambiguous"));
+        assert_eq!(rewritten("SELECT site AS s, count(*) AS s FROM t GROUP BY 1 ORDER BY 2"), r#"SELECT site AS s, count(*) AS "s_2" FROM t GROUP BY 1 ORDER BY 2"#);
         // Columns written differently, or aliased, are left as they are.
         assert_eq!(rewritten("SELECT count(*) AS n, count(*), sum(x) FROM t"), "SELECT count(*) AS n, count(*), sum(x) FROM t");
     }
