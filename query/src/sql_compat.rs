@@ -14,10 +14,10 @@
 //!   (or literals joined with `||`): the pattern is rewritten to escape with the backslash
 //!   (DataFusion's only escape character).
 //! - Two output columns of one `SELECT` written alike (`SELECT count(*), count(*)`, `SELECT site,
-//!   site`) or aliased alike (`SELECT 1 AS a, 2 AS a`): PostgreSQL answers both, DataFusion
-//!   refuses a projection whose names repeat. Each later one is aliased `<name>_2`, `<name>_3`, …
-//!   (a name no other output column of that `SELECT` has); over the Postgres wire both keep
-//!   PostgreSQL's name.
+//!   site`), or in the statement's own `SELECT` aliased alike (`SELECT 1 AS a, 2 AS a`; see
+//!   [`realias_repeated_aliases`]): PostgreSQL answers both, DataFusion refuses a projection
+//!   whose names repeat. Each later one is aliased `<name>_2`, `<name>_3`, … (a name no other
+//!   output column of that `SELECT` has); over the Postgres wire both keep PostgreSQL's name.
 //! - An unaliased `x AT TIME ZONE z` output column is named `timezone` (`timezone_2`, … for the
 //!   next ones), as PostgreSQL names it; DataFusion names it after `x`, and refuses it next to
 //!   `x` itself (which `ORDER BY x` adds).
@@ -335,9 +335,8 @@ fn alias_repeated_in(select: &mut Select) {
 /// query, where a later reference would be ambiguous, repeated aliases stay refused.
 fn realias_repeated_aliases(query: &mut Query) -> Result<()> {
     let SetExpr::Select(select) = query.body.as_mut() else { return Ok(()) };
-    let key = |a: &Ident| if a.quote_style.is_some() { a.value.clone() } else { a.value.to_lowercase() };
     let aliases: Vec<String> = select.projection.iter().filter_map(|item| match item {
-        SelectItem::ExprWithAlias { alias, .. } => Some(key(alias)),
+        SelectItem::ExprWithAlias { alias, .. } => Some(folded(alias)),
         _ => None,
     }).collect();
     let repeated: Vec<&String> = aliases.iter().enumerate().filter(|(i, a)| aliases[..*i].contains(a)).map(|(_, a)| a).collect();
@@ -357,8 +356,8 @@ fn realias_repeated_aliases(query: &mut Query) -> Result<()> {
     let mut seen = Vec::new();
     for item in &mut select.projection {
         let SelectItem::ExprWithAlias { alias, .. } = item else { continue };
-        if !seen.contains(&key(alias)) {
-            seen.push(key(alias));
+        if !seen.contains(&folded(alias)) {
+            seen.push(folded(alias));
             continue;
         }
         let renamed = (2..).map(|n| format!("{}_{n}", alias.value)).find(|a| !taken.contains(&a.to_lowercase())).expect("an unused name");
