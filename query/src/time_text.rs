@@ -102,6 +102,11 @@ fn written(t: &DataType) -> bool {
     )
 }
 
+/// A time span: an interval, or the difference of two times (DataFusion's duration).
+pub(crate) fn is_span(t: &DataType) -> bool {
+    matches!(t, DataType::Interval(_) | DataType::Duration(_))
+}
+
 /// A sort key `e`: its length if it is an interval, which PostgreSQL sorts by length.
 fn by_length(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     match e.get_type(schema) {
@@ -114,7 +119,7 @@ fn by_length(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
 /// comparison of time spans comparing their lengths, and an aggregate's `ORDER BY` an interval
 /// ordering by its length.
 fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
-    let span = |e: &Expr| e.get_type(schema).is_ok_and(|t| matches!(t, DataType::Interval(_) | DataType::Duration(_)));
+    let span = |e: &Expr| e.get_type(schema).is_ok_and(|t| is_span(&t));
     match e {
         Expr::BinaryExpr(b)
             if matches!(b.op, Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom)
@@ -129,12 +134,15 @@ fn rewrite(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
             let list = l.list.into_iter().map(|e| call(Kind::SpanLength, e)).collect();
             return Transformed::yes(Expr::InList(InList::new(Box::new(call(Kind::SpanLength, *l.expr)), list, l.negated)));
         }
-        Expr::AggregateFunction(mut a) if a.params.order_by.iter().any(|s| matches!(s.expr.get_type(schema), Ok(DataType::Interval(_)))) => {
+        Expr::AggregateFunction(mut a) => {
+            let mut lengths = false;
             for key in &mut a.params.order_by {
                 let e = std::mem::replace(&mut key.expr, Expr::Literal(datafusion::common::ScalarValue::Null, None));
-                key.expr = by_length(e, schema).data;
+                let keyed = by_length(e, schema);
+                lengths |= keyed.transformed;
+                key.expr = keyed.data;
             }
-            return Transformed::yes(Expr::AggregateFunction(a));
+            return Transformed::new_transformed(Expr::AggregateFunction(a), lengths);
         }
         _ => {}
     }

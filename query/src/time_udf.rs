@@ -416,7 +416,7 @@ impl datafusion::logical_expr::planner::ExprPlanner for SpanArithmetic {
         use datafusion::logical_expr::planner::PlannerResult;
         use datafusion::sql::sqlparser::ast::BinaryOperator;
         let type_of = |e: &Expr| e.get_type(schema).ok();
-        let span = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_) | DataType::Duration(_)));
+        let span = |t: &Option<DataType>| t.as_ref().is_some_and(crate::time_text::is_span);
         let number = |t: &Option<DataType>| t.as_ref().is_some_and(|t| t.is_numeric() || t.is_null());
         // A quoted number (`iv * '2'`): PostgreSQL reads the literal as the factor.
         let factor = |e: &Expr, t: &Option<DataType>| number(t) || (matches!(e, Expr::Literal(..)) && matches!(t, Some(DataType::Utf8 | DataType::Utf8View)));
